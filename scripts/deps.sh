@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# deps.sh PURPOSE — make sure the Debian packages that `make PURPOSE` needs are installed.
+# As root with apt-get it installs what is missing; otherwise it prints the command and fails.
+set -euo pipefail
+
+purpose=${1:-run}
+# command-to-check:debian-package
+case "$purpose" in
+  run) need=("initdb:postgresql") ;;
+  test) need=("initdb:postgresql") ;;
+  bench) need=("initdb:postgresql" "sipp:sip-tester") ;;
+  *) echo "deps.sh: unknown purpose $purpose" >&2; exit 2 ;;
+esac
+
+have() {
+  case "$1" in
+    initdb) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 ;;
+    *) command -v "$1" >/dev/null 2>&1 ;;
+  esac
+}
+
+missing=()
+for pair in "${need[@]}"; do
+  cmd=${pair%%:*}; pkg=${pair#*:}
+  have "$cmd" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "deps.sh: installing ${missing[*]} with apt-get" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  exit 0
+fi
+echo "deps.sh: missing Debian packages: ${missing[*]}. Install them with:" >&2
+echo "    sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+exit 1

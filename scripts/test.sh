@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# test.sh — `make test`: provision what the suite needs, then gofmt, go vet and go test -race.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh test
+url=$(scripts/pg.sh start .data/pgtest switchboard_test)
+trap 'scripts/pg.sh stop .data/pgtest >/dev/null 2>&1 || true' EXIT
+export SWITCHBOARD_TEST_DATABASE_URL=$url SWITCHBOARD_REQUIRE_PG=1
+# Tests that need a tool from Debian fail rather than skip when this is set.
+export SWITCHBOARD_REQUIRE_PEERS=1
+
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.data/*'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:" >&2; echo "$unformatted" >&2; exit 1
+fi
+go vet ./...
+go test -race -count=1 -timeout 14m ${GOTESTFLAGS:-} ./...

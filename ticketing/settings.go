@@ -1,0 +1,251 @@
+package ticketing
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Values of Settings.TicketCreationPoint.
+const (
+	CreateOnAccept     = "on_accept"
+	CreateOnQueueEntry = "on_queue_entry"
+)
+
+// Values of Settings.AnonymousCallerPolicy.
+const (
+	AnonymousPlaceholderUser  = "placeholder_user"
+	AnonymousAgentAsRequester = "agent_as_requester"
+	AnonymousNoTicket         = "no_ticket"
+)
+
+// Values of Settings.UnownedNumberPolicy.
+const (
+	UnownedCreateUser        = "create_user"
+	UnownedMostRecentContact = "most_recent_contact"
+)
+
+// Seconds is a duration written as a Go duration string in YAML ("10s", "1m") and as whole
+// seconds in JSON, as the API shows every duration.
+type Seconds time.Duration
+
+// Duration returns s as a time.Duration.
+func (s Seconds) Duration() time.Duration { return time.Duration(s) }
+
+// MarshalJSON writes whole seconds.
+func (s Seconds) MarshalJSON() ([]byte, error) {
+	return []byte(strconv.FormatInt(int64(time.Duration(s)/time.Second), 10)), nil
+}
+
+// UnmarshalJSON reads whole seconds (a JSON number) or a duration string.
+func (s *Seconds) UnmarshalJSON(b []byte) error {
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err == nil {
+		i, err := n.Int64()
+		if err != nil {
+			return fmt.Errorf("want whole seconds, got %s", n)
+		}
+		*s = Seconds(time.Duration(i) * time.Second)
+		return nil
+	}
+	var str string
+	if err := json.Unmarshal(b, &str); err != nil {
+		return fmt.Errorf("want whole seconds or a duration such as \"10s\"")
+	}
+	d, err := time.ParseDuration(str)
+	if err != nil {
+		return fmt.Errorf("want whole seconds or a duration such as \"10s\", got %q", str)
+	}
+	*s = Seconds(d)
+	return nil
+}
+
+// MarshalYAML writes a duration string.
+func (s Seconds) MarshalYAML() (any, error) { return time.Duration(s).String(), nil }
+
+// UnmarshalYAML reads a duration string ("10s") or a bare number of seconds.
+func (s *Seconds) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a duration such as \"10s\"", n.Line)
+	}
+	if i, err := strconv.ParseInt(n.Value, 10, 64); err == nil {
+		*s = Seconds(time.Duration(i) * time.Second)
+		return nil
+	}
+	d, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: want a duration such as \"10s\", got %q", n.Line, n.Value)
+	}
+	*s = Seconds(d)
+	return nil
+}
+
+// OutboundSettings are the global outbound-calling options of RULES.md (OB rules).
+type OutboundSettings struct {
+	PromptTicketChoice bool `yaml:"prompt_ticket_choice" json:"prompt_ticket_choice"`
+	AllowNewTicket     bool `yaml:"allow_new_ticket" json:"allow_new_ticket"`
+	AllowNoTicket      bool `yaml:"allow_no_ticket" json:"allow_no_ticket"`
+	AllowEnteredNumber bool `yaml:"allow_entered_number" json:"allow_entered_number"`
+}
+
+// RecordingSettings are the global recording-access options (CD-6).
+type RecordingSettings struct {
+	AgentsCanAccess bool `yaml:"agents_can_access" json:"agents_can_access"`
+}
+
+// WriteBatching is the global write-batching option (AP).
+type WriteBatching struct {
+	Enabled bool    `yaml:"enabled" json:"enabled"`
+	Window  Seconds `yaml:"window" json:"window"`
+}
+
+// Settings are the call → ticket settings of RULES.md. The global set is the default of every
+// line; LineSettings override its per-line fields for one line.
+type Settings struct {
+	TicketCreationPoint         string            `yaml:"ticket_creation_point" json:"ticket_creation_point"`
+	AbandonedCallsCreateTickets bool              `yaml:"abandoned_calls_create_tickets" json:"abandoned_calls_create_tickets"`
+	AppendToOpenTicket          bool              `yaml:"append_to_open_ticket" json:"append_to_open_ticket"`
+	AnonymousCallerPolicy       string            `yaml:"anonymous_caller_policy" json:"anonymous_caller_policy"`
+	UnownedNumberPolicy         string            `yaml:"unowned_number_policy" json:"unowned_number_policy"`
+	CallbackAppendWindow        Seconds           `yaml:"callback_append_window" json:"callback_append_window"`
+	Outbound                    OutboundSettings  `yaml:"outbound" json:"outbound"`
+	Recordings                  RecordingSettings `yaml:"recordings" json:"recordings"`
+	// DefaultAssignee is the email of the agent who gets voicemail and abandoned tickets
+	// (VM-2); empty means nobody.
+	DefaultAssignee string        `yaml:"default_assignee" json:"default_assignee"`
+	WriteBatching   WriteBatching `yaml:"write_batching" json:"write_batching"`
+	PhoneValidation bool          `yaml:"phone_validation" json:"phone_validation"`
+}
+
+// DefaultSettings returns the defaults of RULES.md.
+func DefaultSettings() Settings {
+	return Settings{
+		TicketCreationPoint:         CreateOnAccept,
+		AbandonedCallsCreateTickets: true,
+		AppendToOpenTicket:          true,
+		AnonymousCallerPolicy:       AnonymousPlaceholderUser,
+		UnownedNumberPolicy:         UnownedCreateUser,
+		CallbackAppendWindow:        Seconds(10 * time.Second),
+		Recordings:                  RecordingSettings{AgentsCanAccess: true},
+		WriteBatching:               WriteBatching{Window: Seconds(10 * time.Second)},
+		PhoneValidation:             true,
+	}
+}
+
+// LineSettings override the per-line settings for one line; a nil field keeps the global value.
+type LineSettings struct {
+	TicketCreationPoint         *string  `yaml:"ticket_creation_point" json:"ticket_creation_point,omitempty"`
+	AbandonedCallsCreateTickets *bool    `yaml:"abandoned_calls_create_tickets" json:"abandoned_calls_create_tickets,omitempty"`
+	AppendToOpenTicket          *bool    `yaml:"append_to_open_ticket" json:"append_to_open_ticket,omitempty"`
+	AnonymousCallerPolicy       *string  `yaml:"anonymous_caller_policy" json:"anonymous_caller_policy,omitempty"`
+	UnownedNumberPolicy         *string  `yaml:"unowned_number_policy" json:"unowned_number_policy,omitempty"`
+	CallbackAppendWindow        *Seconds `yaml:"callback_append_window" json:"callback_append_window,omitempty"`
+	DefaultAssignee             *string  `yaml:"default_assignee" json:"default_assignee,omitempty"`
+	PhoneValidation             *bool    `yaml:"phone_validation" json:"phone_validation,omitempty"`
+}
+
+// Apply returns global with the overrides of l. With on_queue_entry the abandoned-call setting
+// is forced true (RULES.md settings table).
+func (l LineSettings) Apply(global Settings) Settings {
+	s := global
+	if l.TicketCreationPoint != nil {
+		s.TicketCreationPoint = *l.TicketCreationPoint
+	}
+	if l.AbandonedCallsCreateTickets != nil {
+		s.AbandonedCallsCreateTickets = *l.AbandonedCallsCreateTickets
+	}
+	if l.AppendToOpenTicket != nil {
+		s.AppendToOpenTicket = *l.AppendToOpenTicket
+	}
+	if l.AnonymousCallerPolicy != nil {
+		s.AnonymousCallerPolicy = *l.AnonymousCallerPolicy
+	}
+	if l.UnownedNumberPolicy != nil {
+		s.UnownedNumberPolicy = *l.UnownedNumberPolicy
+	}
+	if l.CallbackAppendWindow != nil {
+		s.CallbackAppendWindow = *l.CallbackAppendWindow
+	}
+	if l.DefaultAssignee != nil {
+		s.DefaultAssignee = *l.DefaultAssignee
+	}
+	if l.PhoneValidation != nil {
+		s.PhoneValidation = *l.PhoneValidation
+	}
+	if s.TicketCreationPoint == CreateOnQueueEntry {
+		s.AbandonedCallsCreateTickets = true
+	}
+	return s
+}
+
+// FieldError is one invalid setting: Field is its path below the settings ("outbound.allow_new_ticket").
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"description"`
+}
+
+func (e FieldError) Error() string { return e.Field + ": " + e.Message }
+
+func oneOf(field, value string, allowed ...string) []FieldError {
+	for _, a := range allowed {
+		if value == a {
+			return nil
+		}
+	}
+	return []FieldError{{field, fmt.Sprintf("%q is not allowed; use one of %s", value, strings.Join(allowed, ", "))}}
+}
+
+// Validate returns every problem with s, not just the first.
+func (s Settings) Validate() []FieldError {
+	var errs []FieldError
+	errs = append(errs, oneOf("ticket_creation_point", s.TicketCreationPoint, CreateOnAccept, CreateOnQueueEntry)...)
+	errs = append(errs, oneOf("anonymous_caller_policy", s.AnonymousCallerPolicy, AnonymousPlaceholderUser, AnonymousAgentAsRequester, AnonymousNoTicket)...)
+	errs = append(errs, oneOf("unowned_number_policy", s.UnownedNumberPolicy, UnownedCreateUser, UnownedMostRecentContact)...)
+	if s.TicketCreationPoint == CreateOnQueueEntry && !s.AbandonedCallsCreateTickets {
+		errs = append(errs, FieldError{"abandoned_calls_create_tickets", "cannot be false with ticket_creation_point on_queue_entry: abandoned calls always have a ticket there"})
+	}
+	if s.CallbackAppendWindow < 0 {
+		errs = append(errs, FieldError{"callback_append_window", "must not be negative"})
+	}
+	if s.Outbound.AllowNewTicket && !s.Outbound.PromptTicketChoice {
+		errs = append(errs, FieldError{"outbound.allow_new_ticket", "can only be true when outbound.prompt_ticket_choice is true"})
+	}
+	if s.WriteBatching.Enabled {
+		w := s.WriteBatching.Window.Duration()
+		if w < time.Second || w > time.Minute || w%time.Second != 0 {
+			errs = append(errs, FieldError{"write_batching.window", fmt.Sprintf("must be whole seconds from 1s to 60s, got %s", w)})
+		}
+	}
+	if s.DefaultAssignee != "" && !strings.Contains(s.DefaultAssignee, "@") {
+		errs = append(errs, FieldError{"default_assignee", fmt.Sprintf("must be the email of an agent, got %q", s.DefaultAssignee)})
+	}
+	return errs
+}
+
+// Validate returns every problem with the overrides of l applied over global.
+func (l LineSettings) Validate(global Settings) []FieldError {
+	var errs []FieldError
+	if l.TicketCreationPoint != nil {
+		errs = append(errs, oneOf("ticket_creation_point", *l.TicketCreationPoint, CreateOnAccept, CreateOnQueueEntry)...)
+		if *l.TicketCreationPoint == CreateOnQueueEntry && l.AbandonedCallsCreateTickets != nil && !*l.AbandonedCallsCreateTickets {
+			errs = append(errs, FieldError{"abandoned_calls_create_tickets", "cannot be false with ticket_creation_point on_queue_entry: abandoned calls always have a ticket there"})
+		}
+	}
+	if l.AnonymousCallerPolicy != nil {
+		errs = append(errs, oneOf("anonymous_caller_policy", *l.AnonymousCallerPolicy, AnonymousPlaceholderUser, AnonymousAgentAsRequester, AnonymousNoTicket)...)
+	}
+	if l.UnownedNumberPolicy != nil {
+		errs = append(errs, oneOf("unowned_number_policy", *l.UnownedNumberPolicy, UnownedCreateUser, UnownedMostRecentContact)...)
+	}
+	if l.CallbackAppendWindow != nil && *l.CallbackAppendWindow < 0 {
+		errs = append(errs, FieldError{"callback_append_window", "must not be negative"})
+	}
+	if l.DefaultAssignee != nil && *l.DefaultAssignee != "" && !strings.Contains(*l.DefaultAssignee, "@") {
+		errs = append(errs, FieldError{"default_assignee", fmt.Sprintf("must be the email of an agent, got %q", *l.DefaultAssignee)})
+	}
+	return errs
+}
