@@ -79,7 +79,7 @@ type Event struct {
 	// call.csat
 	Score int `json:"score,omitempty"`
 	// call.ended
-	Outcome    string     `json:"outcome,omitempty"`
+	Outcome    string `json:"outcome,omitempty"`
 	*Durations `json:",omitempty"`
 }
 
