@@ -1,0 +1,128 @@
+package media
+
+import (
+	"errors"
+	"time"
+)
+
+// This file holds the package's vocabulary: sentinel errors, option structs and the small value
+// types that cross the API. The active types live next to their code:
+//
+//	PortAllocator (ports.go)    NewPortAllocator, Allocate, Release, InUse
+//	Endpoint      (endpoint.go) NewEndpoint, LocalAddr, SetRemote, Remote, SetCodec,
+//	                            SetDTMFPayloadType, SetDirection, SetTap, DTMF, MediaTimeout,
+//	                            Stats, Play, SendDTMF, Close
+//	Bridge        (bridge.go)   Bridge(a, b) joins two endpoints; the returned func undoes it
+//	Metrics       (metrics.go)  NewMetrics(prometheus.Registerer)
+//	G.711         (g711.go)     Codec.Encode/Decode/Silence, ULawToALaw, ALawToULaw
+//	RFC 4733      (dtmf.go)     TelephoneEvent, ParseTelephoneEvent, DTMFDetector
+
+// Sentinel errors. Callers branch on them with errors.Is.
+var (
+	// ErrNoPorts means every RTP port pair of the allocator's range is in use (or could not be
+	// bound). SIP answers 503 with Retry-After.
+	ErrNoPorts = errors.New("media: no free RTP port pair")
+	// ErrClosed is returned by operations on a closed Endpoint.
+	ErrClosed = errors.New("media: endpoint closed")
+	// ErrMediaTimeout is the cause sent on Endpoint.MediaTimeout when no RTP arrived for the
+	// configured time. The value sent wraps it with the detail (on hold or not, how long).
+	ErrMediaTimeout = errors.New("media: RTP timeout")
+	// ErrBridged is returned by Bridge when an endpoint is already bridged or both are the same.
+	ErrBridged = errors.New("media: endpoint already bridged")
+	// ErrMalformed is returned by the parsers for packets that are too short or inconsistent.
+	ErrMalformed = errors.New("media: malformed packet")
+)
+
+// Codec is a G.711 audio codec, the only audio this gateway carries (no transcoding beyond the
+// lossless-enough μ-law ↔ A-law table when two bridged legs negotiated different laws).
+type Codec uint8
+
+const (
+	// CodecNone means no codec was set yet: the endpoint accepts any payload type and sends none.
+	CodecNone Codec = iota
+	// PCMU is G.711 μ-law, static payload type 0 (RFC 3551 §6).
+	PCMU
+	// PCMA is G.711 A-law, static payload type 8 (RFC 3551 §6).
+	PCMA
+)
+
+// Direction is this endpoint's media direction as written in our SDP (RFC 3264 §5.1, §6.1).
+// Audio is sent only for SendRecv and SendOnly; any direction but SendRecv counts as "on hold"
+// for the media timeout (EndpointOptions.HoldTimeout applies).
+type Direction uint8
+
+const (
+	SendRecv Direction = iota // a=sendrecv (default)
+	SendOnly                  // a=sendonly: we send, the peer does not
+	RecvOnly                  // a=recvonly: the peer holds us (answer to its sendonly)
+	Inactive                  // a=inactive
+)
+
+// EndpointOptions configures NewEndpoint. Zero values take the documented defaults.
+type EndpointOptions struct {
+	// Allocator gives the endpoint its even RTP port and RTP+1 RTCP port. Required.
+	Allocator *PortAllocator
+	// MediaTimeout: no RTP received for this long → a value on MediaTimeout(). Default 30 s;
+	// negative disables. The clock starts at NewEndpoint and restarts on SetRemote/SetDirection.
+	MediaTimeout time.Duration
+	// HoldTimeout replaces MediaTimeout while on hold (direction not SendRecv, or remote address
+	// 0.0.0.0): held peers often send nothing. Default 2 h; negative disables.
+	HoldTimeout time.Duration
+	// RTCPInterval between our RTCP reports (RFC 3550 §6.2; fixed, no randomisation needed for
+	// two-party sessions beyond ±50 %, which we apply). Default 5 s; negative disables sending.
+	RTCPInterval time.Duration
+	// SSRC of the outgoing stream; zero picks a random one (RFC 3550 §8.1).
+	SSRC uint32
+	// Metrics receives the packet counters; nil records nothing.
+	Metrics *Metrics
+	// DTMFBuffer is the capacity of the DTMF() channel; events beyond it are dropped. Default 16.
+	DTMFBuffer int
+}
+
+// Flow tells a tap which way a packet went.
+type Flow uint8
+
+const (
+	Received Flow = iota // from the peer to us
+	Sent                 // from us to the peer (after rewriting: the continuous outgoing stream)
+)
+
+// TapPacket is what a Tap sees of one RTP packet. Payload aliases a buffer that is reused as
+// soon as the tap returns: copy what you keep.
+type TapPacket struct {
+	Flow        Flow
+	PayloadType uint8
+	Marker      bool
+	Sequence    uint16
+	Timestamp   uint32
+	SSRC        uint32
+	Payload     []byte
+	At          time.Time // arrival or send time (monotonic reading included)
+}
+
+// Tap is called synchronously on the packet path for every received and every sent RTP packet
+// of an endpoint (recordings). It must not block.
+type Tap func(p *TapPacket)
+
+// DTMFEvent is one key press detected from RFC 4733 telephone-events, reported once when its
+// first packet arrives (deduplicated by RTP timestamp, never by the marker bit).
+type DTMFEvent struct {
+	Digit     rune   // '0'-'9', '*', '#', 'A'-'D'
+	Event     uint8  // RFC 4733 §3.2 event code (0-15)
+	Timestamp uint32 // RTP timestamp of the event (its identity)
+	At        time.Time
+}
+
+// Stats is a snapshot of an endpoint's counters (RFC 3550 §6.4, Appendix A.3 and A.8).
+type Stats struct {
+	PacketsReceived uint64        // valid RTP accepted from the peer
+	PacketsSent     uint64        // RTP sent to the peer
+	BytesReceived   uint64        // payload octets received
+	BytesSent       uint64        // payload octets sent
+	PacketsLost     int64         // expected − received (A.3); negative with duplicates
+	Rejected        uint64        // dropped: foreign source, malformed, unknown payload type
+	Jitter          time.Duration // interarrival jitter estimate (A.8)
+	RemoteLost      int64         // cumulative loss the peer reported for our stream (RR/SR)
+	RemoteJitter    time.Duration // jitter the peer reported for our stream
+	Latched         bool          // the remote address was learnt from received RTP
+}

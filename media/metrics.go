@@ -1,0 +1,70 @@
+package media
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the RTP counters of CONTRACT.md §5, shared by every endpoint given the same
+// *Metrics. Hot counters are pre-resolved children, so counting a packet does not allocate.
+type Metrics struct {
+	rx, tx   prometheus.Counter
+	lost     prometheus.Counter
+	jitter   prometheus.Histogram
+	rejected *prometheus.CounterVec
+	foreign  prometheus.Counter
+	badPT    prometheus.Counter
+	bad      prometheus.Counter
+}
+
+// Reasons a received packet is rejected (label "reason" of switchboard_rtp_packets_rejected_total).
+const (
+	rejectForeign     = "foreign_source" // not from the latched peer address
+	rejectMalformed   = "malformed"      // not RTP version 2, truncated, bad padding
+	rejectPayloadType = "payload_type"   // neither the negotiated codec nor telephone-event
+)
+
+// NewMetrics creates the RTP metrics and registers them on reg (nil: not registered, still
+// usable, e.g. in tests). Names:
+//
+//	switchboard_rtp_packets_total{direction="rx"|"tx"}   counter
+//	switchboard_rtp_packets_lost_total                   counter (added when an endpoint closes)
+//	switchboard_rtp_jitter_seconds                       histogram (observed when an endpoint closes)
+//	switchboard_rtp_packets_rejected_total{reason}       counter (foreign_source, malformed, payload_type)
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	packets := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_rtp_packets_total",
+		Help: "RTP packets received (rx) from and sent (tx) to peers.",
+	}, []string{"direction"})
+	lost := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "switchboard_rtp_packets_lost_total",
+		Help: "RTP packets lost on receive (RFC 3550 A.3), counted when each endpoint closes.",
+	})
+	jitter := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "switchboard_rtp_jitter_seconds",
+		Help:    "RFC 3550 interarrival jitter of received RTP at the end of each endpoint.",
+		Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25},
+	})
+	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_rtp_packets_rejected_total",
+		Help: "Received RTP packets dropped: foreign source after latching, malformed, unknown payload type.",
+	}, []string{"reason"})
+	if reg != nil {
+		for _, c := range []prometheus.Collector{packets, lost, jitter, rejected} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("media: register metrics: %w", err)
+			}
+		}
+	}
+	return &Metrics{
+		rx:       packets.WithLabelValues("rx"),
+		tx:       packets.WithLabelValues("tx"),
+		lost:     lost,
+		jitter:   jitter,
+		rejected: rejected,
+		foreign:  rejected.WithLabelValues(rejectForeign),
+		badPT:    rejected.WithLabelValues(rejectPayloadType),
+		bad:      rejected.WithLabelValues(rejectMalformed),
+	}, nil
+}
