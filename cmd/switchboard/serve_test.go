@@ -1,0 +1,248 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/internal/pgtest"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds the switchboard command once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "switchboard-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "switchboard")
+		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// writeConfig writes a configuration for a test gateway on free ports and returns its path
+// and HTTP base URL.
+func writeConfig(t *testing.T, dbURL string) (path, base string) {
+	t.Helper()
+	port := freePort(t)
+	dir := t.TempDir()
+	path = filepath.Join(dir, "switchboard.yaml")
+	cfg := fmt.Sprintf(`node: test
+shutdown_grace: 10s
+log:
+  level: debug
+database:
+  url: %q
+http:
+  listen: 127.0.0.1:%d
+`, dbURL, port)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, fmt.Sprintf("http://127.0.0.1:%d", port)
+}
+
+// waitReady polls /readyz until it answers 200 or the deadline passes.
+func waitReady(t *testing.T, base string, exited <-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			t.Fatalf("serve exited before it was ready: %v", err)
+		default:
+		}
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("serve did not become ready within 60s")
+}
+
+// The gateway starts as a subprocess, migrates, answers /readyz and /metrics, and exits 0
+// within the grace period on SIGTERM.
+func TestServeReadyMetricsAndSIGTERM(t *testing.T) {
+	bin := binary(t)
+	path, base := writeConfig(t, pgtest.EmptyURL(t))
+
+	cmd := exec.Command(bin, "serve", "--config", path)
+	cmd.Env = append(os.Environ(), "DATABASE_URL=")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	logsDone := make(chan struct{})
+	go func() {
+		defer close(logsDone)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logs.WriteString(sc.Text() + "\n")
+		}
+	}()
+	exited := make(chan error, 1)
+	go func() { <-logsDone; exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+		}
+	})
+
+	waitReady(t, base, exited)
+
+	for _, p := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get(base + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("%s = %d, want 200", p, resp.StatusCode)
+		}
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"switchboard_build_info{", "go_goroutines", "process_resident_memory_bytes"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("serve exited with %v after SIGTERM, want 0; logs:\n%s", err, logs.String())
+		}
+	case <-time.After(10*time.Second + 5*time.Second):
+		t.Fatalf("serve did not exit within the 10s grace period; logs:\n%s", logs.String())
+	}
+	t.Logf("exited %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+	for _, want := range []string{`"database migrated"`, `"switchboard started"`, `"stopped"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("logs lack %s:\n%s", want, logs.String())
+		}
+	}
+}
+
+// migrate applies the schema once, then reports it is up to date.
+func TestMigrateCommandIsIdempotent(t *testing.T) {
+	path, _ := writeConfig(t, pgtest.EmptyURL(t))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	t.Setenv("DATABASE_URL", "")
+	var out, errb strings.Builder
+	if code := run(ctx, []string{"migrate", "--config", path}, &out, &errb); code != 0 {
+		t.Fatalf("first migrate exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "migrated from version 0") {
+		t.Errorf("first migrate said %q", out.String())
+	}
+	out.Reset()
+	if code := run(ctx, []string{"migrate", "--config", path}, &out, &errb); code != 0 {
+		t.Fatalf("second migrate exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "up to date") {
+		t.Errorf("second migrate said %q", out.String())
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("log:\n  level: loud\nbogus_key: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb strings.Builder
+	if code := run(context.Background(), []string{"check-config", bad}, &out, &errb); code != 1 {
+		t.Fatalf("check-config on a bad file: exit %d, want 1", code)
+	}
+	if !strings.Contains(out.String(), "bogus_key") {
+		t.Errorf("check-config output does not name the unknown key:\n%s", out.String())
+	}
+
+	out.Reset()
+	if code := run(context.Background(), []string{"check-config", "../../deploy/dev/switchboard.yaml"}, &out, &errb); code != 0 {
+		t.Fatalf("check-config on the dev file: exit %d:\n%s", code, out.String())
+	}
+	if strings.TrimSpace(out.String()) != "ok" {
+		t.Errorf("check-config on the dev file printed %q, want ok", out.String())
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"migrate", "--help"}, {"check-config", "--help"}, {"version", "--help"}, {"version"}} {
+		var out, errb strings.Builder
+		if code := run(context.Background(), args, &out, &errb); code != 0 {
+			t.Errorf("%v: exit %d, want 0 (stderr %q)", args, code, errb.String())
+		}
+		if out.Len() == 0 {
+			t.Errorf("%v printed nothing", args)
+		}
+	}
+	var out, errb strings.Builder
+	if code := run(context.Background(), []string{"frobnicate"}, &out, &errb); code != 2 {
+		t.Errorf("unknown command: exit %d, want 2", code)
+	}
+}
