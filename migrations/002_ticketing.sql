@@ -87,12 +87,18 @@ CREATE INDEX tickets_merged_into_idx ON tickets (merged_into_id) WHERE merged_in
 
 -- The ticket system rules, where no code path can bypass them:
 -- a new ticket that gets an assignee becomes open; a ticket never returns to new;
--- a closed ticket is immutable except its tags (SQLSTATE SB409 → HTTP 409).
+-- a closed ticket is immutable except its tags (SQLSTATE SB409 → HTTP 409), and its requester
+-- during a user merge; every requester change is audited with the actor and reason that the
+-- transaction set (set_config('switchboard.actor_id' / 'switchboard.reason', ..., true)).
 CREATE FUNCTION tickets_system_rules() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'UPDATE' THEN
         IF OLD.status = 'closed' THEN
-            IF (NEW.subject, NEW.status, NEW.requester_id, NEW.assignee_id, NEW.via_channel, NEW.via_source,
+            -- UM-3: a user merge moves every ticket of the merged user, closed ones too.
+            IF (NEW.subject, NEW.status,
+                CASE WHEN current_setting('switchboard.reason', true) = 'user_merge' THEN OLD.requester_id
+                     ELSE NEW.requester_id END,
+                NEW.assignee_id, NEW.via_channel, NEW.via_source,
                 NEW.origin_phone, NEW.display_phone, NEW.session_type, NEW.caller_number, NEW.call_duration,
                 NEW.wait_time, NEW.queue_name, NEW.call_id, NEW.hold_duration, NEW.csat, NEW.merged_into_id)
                IS DISTINCT FROM

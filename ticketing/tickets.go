@@ -1,0 +1,437 @@
+package ticketing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Ticket statuses (Zendesk's). Unsolved means new, open, pending or hold.
+const (
+	StatusNew     = "new"
+	StatusOpen    = "open"
+	StatusPending = "pending"
+	StatusHold    = "hold"
+	StatusSolved  = "solved"
+	StatusClosed  = "closed"
+)
+
+// Via channels of a ticket.
+const (
+	ChannelAPI       = "api"
+	ChannelVoice     = "voice"
+	ChannelVoicemail = "voicemail"
+)
+
+// Via is where a ticket came from: channel voice with source inbound or outbound, voicemail,
+// or api.
+type Via struct {
+	Channel string `json:"channel"`
+	Source  string `json:"source"`
+}
+
+// CustomFields are the call fields of CF-1/CF-2; durations are whole seconds. In a patch a nil
+// field stays as it is.
+type CustomFields struct {
+	SessionType  *string `json:"session_type"`
+	CallerNumber *string `json:"caller_number"`
+	CallDuration *int64  `json:"call_duration"`
+	WaitTime     *int64  `json:"wait_time"`
+	QueueName    *string `json:"queue_name"`
+	CallID       *string `json:"call_id"`
+	HoldDuration *int64  `json:"hold_duration"`
+	CSAT         *int    `json:"csat"`
+}
+
+// Ticket is a ticket in the shape of the API (CONTRACT.md §4). OriginPhone is the number that
+// created it (CD-7); DisplayPhone the number shown at its top, which only TM-2 changes.
+type Ticket struct {
+	ID           int64        `json:"id"`
+	Subject      string       `json:"subject"`
+	Status       string       `json:"status"`
+	RequesterID  int64        `json:"requester_id"`
+	AssigneeID   *int64       `json:"assignee_id"`
+	Via          Via          `json:"via"`
+	OriginPhone  *string      `json:"origin_phone"`
+	DisplayPhone *string      `json:"display_phone"`
+	Tags         []string     `json:"tags"`
+	CustomFields CustomFields `json:"custom_fields"`
+	MergedIntoID *int64       `json:"merged_into_id"`
+	CreatedAt    Time         `json:"created_at"`
+	UpdatedAt    Time         `json:"updated_at"`
+}
+
+// Unsolved reports whether the ticket is new, open, pending or hold.
+func (t Ticket) Unsolved() bool {
+	switch t.Status {
+	case StatusNew, StatusOpen, StatusPending, StatusHold:
+		return true
+	}
+	return false
+}
+
+const ticketSelect = `SELECT id, subject, status, requester_id, assignee_id, via_channel, via_source, origin_phone, display_phone,
+	tags, session_type, caller_number, call_duration, wait_time, queue_name, call_id, hold_duration, csat,
+	merged_into_id, created_at, updated_at FROM tickets `
+
+func scanTicket(r pgx.Row) (Ticket, error) {
+	var t Ticket
+	c := &t.CustomFields
+	err := r.Scan(&t.ID, &t.Subject, &t.Status, &t.RequesterID, &t.AssigneeID, &t.Via.Channel, &t.Via.Source,
+		&t.OriginPhone, &t.DisplayPhone, &t.Tags, &c.SessionType, &c.CallerNumber, &c.CallDuration, &c.WaitTime,
+		&c.QueueName, &c.CallID, &c.HoldDuration, &c.CSAT, &t.MergedIntoID, &t.CreatedAt, &t.UpdatedAt)
+	if t.Tags == nil {
+		t.Tags = []string{}
+	}
+	return t, err
+}
+
+func getTicket(ctx context.Context, q querier, id int64, lock bool) (Ticket, error) {
+	sql := ticketSelect + `WHERE id = $1`
+	if lock {
+		sql += ` FOR UPDATE`
+	}
+	t, err := scanTicket(q.QueryRow(ctx, sql, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Ticket{}, notFound("ticket %d not found", id)
+	}
+	if err != nil {
+		return Ticket{}, fmt.Errorf("ticketing: get ticket %d: %w", id, err)
+	}
+	return t, nil
+}
+
+// Ticket returns ticket id as stored (a merged ticket is closed, with MergedIntoID set).
+func (s *Store) Ticket(ctx context.Context, id int64) (Ticket, error) {
+	return getTicket(ctx, s.pool, id, false)
+}
+
+// LiveTicketID follows merges from ticket id (A→B→C) to the ticket that now carries its
+// writes (TU-6); an unmerged ticket is its own live ticket.
+func (s *Store) LiveTicketID(ctx context.Context, id int64) (int64, error) {
+	return liveTicketID(ctx, s.pool, id)
+}
+
+func liveTicketID(ctx context.Context, q querier, id int64) (int64, error) {
+	var live int64
+	err := q.QueryRow(ctx, `WITH RECURSIVE chain(id, merged_into_id, depth) AS (
+			SELECT id, merged_into_id, 0 FROM tickets WHERE id = $1
+			UNION ALL
+			SELECT t.id, t.merged_into_id, c.depth + 1 FROM tickets t JOIN chain c ON t.id = c.merged_into_id WHERE c.depth < 1000
+		) SELECT id FROM chain WHERE merged_into_id IS NULL`, id).Scan(&live)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, notFound("ticket %d not found", id)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("ticketing: live ticket %d: %w", id, err)
+	}
+	return live, nil
+}
+
+// NewTicket is what CreateTicket takes. Status defaults to new (open when assigned).
+// OriginPhone is the number that created the ticket and its first displayed number (CD-7).
+type NewTicket struct {
+	Subject      string
+	Status       string
+	RequesterID  int64
+	AssigneeID   *int64
+	Via          Via
+	OriginPhone  string
+	Tags         []string
+	CustomFields CustomFields
+	// Comment, when set, is the ticket's first comment.
+	Comment *NewComment
+}
+
+// NewComment is a plain comment; AuthorID zero means the acting user (or none for the system).
+type NewComment struct {
+	Body     string
+	Public   bool
+	AuthorID int64
+}
+
+func checkStatus(st string) error {
+	switch st {
+	case StatusNew, StatusOpen, StatusPending, StatusHold, StatusSolved, StatusClosed:
+		return nil
+	}
+	return invalidField("status", "%q is not a status; use new, open, pending, hold, solved or closed", st)
+}
+
+// normalizeTags lower-cases, de-duplicates and checks tags (Zendesk tags have no spaces).
+func normalizeTags(tags []string) ([]string, error) {
+	out := make([]string, 0, len(tags))
+	seen := map[string]bool{}
+	for _, t := range tags {
+		t = strings.ToLower(strings.TrimSpace(t))
+		if t == "" {
+			return nil, invalidField("tags", "a tag must not be empty")
+		}
+		if strings.IndexFunc(t, unicode.IsSpace) >= 0 {
+			return nil, invalidField("tags", "tag %q has a space; tags are single words", t)
+		}
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// checkAssignee verifies that id is a live agent or admin.
+func checkAssignee(ctx context.Context, q querier, id int64) error {
+	var role string
+	var merged *int64
+	err := q.QueryRow(ctx, `SELECT role, merged_into_id FROM users WHERE id = $1 AND deleted_at IS NULL`, id).Scan(&role, &merged)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return invalidField("assignee_id", "user %d not found", id)
+	}
+	if err != nil {
+		return fmt.Errorf("ticketing: check assignee: %w", err)
+	}
+	if role == RoleEndUser {
+		return invalidField("assignee_id", "user %d is an end user; only agents and admins can be assignees", id)
+	}
+	return nil
+}
+
+// liveRequester follows a requester's merge redirect (UM-5); unknown is a 422 on requester_id.
+func liveRequester(ctx context.Context, q querier, id int64) (int64, error) {
+	u, err := liveUser(ctx, q, id, false)
+	if errors.Is(err, ErrNotFound) {
+		return 0, invalidField("requester_id", "user %d not found", id)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return u.ID, nil
+}
+
+// CreateTicket creates a ticket and its first comment in one transaction. The requester is
+// followed through merges; the assignee must be an agent or admin; solved needs an assignee;
+// a ticket cannot be created closed.
+func (s *Store) CreateTicket(ctx context.Context, actor Actor, in NewTicket) (Ticket, error) {
+	if in.Status == "" {
+		in.Status = StatusNew
+	}
+	if err := checkStatus(in.Status); err != nil {
+		return Ticket{}, err
+	}
+	if in.Status == StatusClosed {
+		return Ticket{}, invalidField("status", "a ticket cannot be created closed")
+	}
+	if in.RequesterID == 0 {
+		return Ticket{}, invalidField("requester_id", "is required")
+	}
+	if in.Via.Channel == "" {
+		in.Via.Channel = ChannelAPI
+	}
+	tags, err := normalizeTags(in.Tags)
+	if err != nil {
+		return Ticket{}, err
+	}
+	var origin *string
+	if in.OriginPhone != "" {
+		origin = &in.OriginPhone
+	}
+	var out Ticket
+	err = s.inTx(ctx, actor, "create_ticket", func(tx pgx.Tx) error {
+		req, err := liveRequester(ctx, tx, in.RequesterID)
+		if err != nil {
+			return err
+		}
+		if in.AssigneeID != nil {
+			if err := checkAssignee(ctx, tx, *in.AssigneeID); err != nil {
+				return err
+			}
+		}
+		c := in.CustomFields
+		var id int64
+		err = tx.QueryRow(ctx, `INSERT INTO tickets (subject, status, requester_id, assignee_id, via_channel, via_source,
+			origin_phone, display_phone, tags, session_type, caller_number, call_duration, wait_time, queue_name, call_id,
+			hold_duration, csat) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id`,
+			strings.TrimSpace(in.Subject), in.Status, req, in.AssigneeID, in.Via.Channel, in.Via.Source, origin, tags,
+			c.SessionType, c.CallerNumber, c.CallDuration, c.WaitTime, c.QueueName, c.CallID, c.HoldDuration, c.CSAT).Scan(&id)
+		if err != nil {
+			return dbError("create ticket", err)
+		}
+		if in.Comment != nil {
+			if _, err := insertComment(ctx, tx, actor, id, *in.Comment); err != nil {
+				return err
+			}
+		}
+		out, err = getTicket(ctx, tx, id, false)
+		return err
+	})
+	return out, err
+}
+
+// TicketPatch is what UpdateTicket changes; nil fields stay. ClearAssignee unassigns.
+type TicketPatch struct {
+	Subject       *string
+	Status        *string
+	RequesterID   *int64
+	AssigneeID    *int64
+	ClearAssignee bool
+	Tags          *[]string
+	CustomFields  CustomFields
+	Comment       *NewComment
+}
+
+func (p TicketPatch) onlyTags() bool {
+	c := p.CustomFields
+	return p.Subject == nil && p.Status == nil && p.RequesterID == nil && p.AssigneeID == nil && !p.ClearAssignee &&
+		p.Comment == nil && c == (CustomFields{})
+}
+
+// UpdateTicket changes ticket id in one transaction under the system rules: a closed ticket
+// takes only tag changes (409 otherwise); a ticket never returns to new (422); a new ticket
+// that gets an assignee becomes open; solved and closed need an assignee (422). A requester
+// change is audited.
+func (s *Store) UpdateTicket(ctx context.Context, actor Actor, id int64, p TicketPatch) (Ticket, error) {
+	if p.Status != nil {
+		if err := checkStatus(*p.Status); err != nil {
+			return Ticket{}, err
+		}
+	}
+	var tags []string
+	if p.Tags != nil {
+		var err error
+		if tags, err = normalizeTags(*p.Tags); err != nil {
+			return Ticket{}, err
+		}
+	}
+	var out Ticket
+	err := s.inTx(ctx, actor, "update_ticket", func(tx pgx.Tx) error {
+		t, err := getTicket(ctx, tx, id, true)
+		if err != nil {
+			return err
+		}
+		if t.Status == StatusClosed && !p.onlyTags() {
+			if t.MergedIntoID != nil {
+				return conflictField("status", "ticket %d is closed (merged into ticket %d); only its tags can change", id, *t.MergedIntoID)
+			}
+			return conflictField("status", "ticket %d is closed; only its tags can change", id)
+		}
+		if p.Status != nil && *p.Status == StatusNew && t.Status != StatusNew {
+			return invalidField("status", "a %s ticket cannot return to new", t.Status)
+		}
+		assignee := t.AssigneeID
+		if p.AssigneeID != nil {
+			if err := checkAssignee(ctx, tx, *p.AssigneeID); err != nil {
+				return err
+			}
+			assignee = p.AssigneeID
+		}
+		if p.ClearAssignee {
+			assignee = nil
+		}
+		status := t.Status
+		if p.Status != nil {
+			status = *p.Status
+		}
+		if (status == StatusSolved || status == StatusClosed) && assignee == nil {
+			return invalidField("assignee_id", "a %s ticket needs an assignee", status)
+		}
+		requester := t.RequesterID
+		if p.RequesterID != nil {
+			if requester, err = liveRequester(ctx, tx, *p.RequesterID); err != nil {
+				return err
+			}
+		}
+		subject := t.Subject
+		if p.Subject != nil {
+			subject = strings.TrimSpace(*p.Subject)
+		}
+		if p.Tags != nil {
+			t.Tags = tags
+		}
+		// A comment goes in before a closing status change: the trigger refuses comments on
+		// closed tickets.
+		if p.Comment != nil {
+			if _, err := insertComment(ctx, tx, actor, id, *p.Comment); err != nil {
+				return err
+			}
+		}
+		c := p.CustomFields
+		_, err = tx.Exec(ctx, `UPDATE tickets SET subject = $2, status = $3, requester_id = $4, assignee_id = $5, tags = $6,
+			session_type = coalesce($7, session_type), caller_number = coalesce($8, caller_number),
+			call_duration = coalesce($9, call_duration), wait_time = coalesce($10, wait_time),
+			queue_name = coalesce($11, queue_name), call_id = coalesce($12, call_id),
+			hold_duration = coalesce($13, hold_duration), csat = coalesce($14, csat)
+			WHERE id = $1`, id, subject, status, requester, assignee, t.Tags,
+			c.SessionType, c.CallerNumber, c.CallDuration, c.WaitTime, c.QueueName, c.CallID, c.HoldDuration, c.CSAT)
+		if err != nil {
+			return dbError("update ticket", err)
+		}
+		out, err = getTicket(ctx, tx, id, false)
+		return err
+	})
+	return out, err
+}
+
+// TicketFilter selects tickets for ListTickets: by requester (0 for all; followed through
+// merges), by status (empty for all), a page of at most Limit (1–100, default 100) tickets
+// with IDs above AfterID, in ID order.
+type TicketFilter struct {
+	RequesterID int64
+	Status      string
+	AfterID     int64
+	Limit       int
+}
+
+// ListTickets returns a page of tickets and whether more follow.
+func (s *Store) ListTickets(ctx context.Context, f TicketFilter) ([]Ticket, bool, error) {
+	if f.Limit <= 0 || f.Limit > 100 {
+		f.Limit = 100
+	}
+	if f.Status != "" {
+		if err := checkStatus(f.Status); err != nil {
+			return nil, false, err
+		}
+	}
+	if f.RequesterID != 0 {
+		u, err := s.LiveUser(ctx, f.RequesterID)
+		if err != nil {
+			return nil, false, err
+		}
+		f.RequesterID = u.ID
+	}
+	rows, err := s.pool.Query(ctx, ticketSelect+`WHERE ($1 = 0 OR requester_id = $1) AND ($2 = '' OR status = $2) AND id > $3
+		ORDER BY id LIMIT $4`, f.RequesterID, f.Status, f.AfterID, f.Limit+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("ticketing: list tickets: %w", err)
+	}
+	ts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Ticket, error) { return scanTicket(r) })
+	if err != nil {
+		return nil, false, fmt.Errorf("ticketing: list tickets: %w", err)
+	}
+	more := len(ts) > f.Limit
+	if more {
+		ts = ts[:f.Limit]
+	}
+	return ts, more, nil
+}
+
+// UnsolvedTickets returns the unsolved tickets of a requester (followed through merges),
+// most recently updated first: what TU-1 and OB-1/OB-2 choose from.
+func (s *Store) UnsolvedTickets(ctx context.Context, requesterID int64) ([]Ticket, error) {
+	u, err := s.LiveUser(ctx, requesterID)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, ticketSelect+`WHERE requester_id = $1 AND status IN ('new', 'open', 'pending', 'hold')
+		ORDER BY updated_at DESC, id DESC`, u.ID)
+	if err != nil {
+		return nil, fmt.Errorf("ticketing: unsolved tickets: %w", err)
+	}
+	ts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Ticket, error) { return scanTicket(r) })
+	if err != nil {
+		return nil, fmt.Errorf("ticketing: unsolved tickets: %w", err)
+	}
+	return ts, nil
+}

@@ -1,0 +1,508 @@
+package ticketing
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// User roles. End users are the people tickets are about and have no login; agents and
+// admins log in to the API and the softphone.
+const (
+	RoleEndUser = "end-user"
+	RoleAgent   = "agent"
+	RoleAdmin   = "admin"
+)
+
+// User is an end user, agent or admin, in the shape of the API (CONTRACT.md §4). Phone is the
+// primary number and SharedPhoneNumber tells whether that number is a shared one.
+type User struct {
+	ID                int64   `json:"id"`
+	Name              string  `json:"name"`
+	Email             *string `json:"email"`
+	Role              string  `json:"role"`
+	Phone             *string `json:"phone"`
+	SharedPhoneNumber bool    `json:"shared_phone_number"`
+	Placeholder       bool    `json:"placeholder"`
+	MergedIntoID      *int64  `json:"merged_into_id"`
+	CreatedAt         Time    `json:"created_at"`
+	UpdatedAt         Time    `json:"updated_at"`
+}
+
+// IsStaff reports whether u is an agent or an admin.
+func (u User) IsStaff() bool { return u.Role == RoleAgent || u.Role == RoleAdmin }
+
+const userSelect = `SELECT u.id, u.name, u.email, u.role, u.placeholder, u.merged_into_id, u.created_at, u.updated_at,
+	p.value, coalesce(p.line_type = 'shared', false)
+	FROM users u LEFT JOIN LATERAL (
+		SELECT value, line_type FROM user_identities i WHERE i.user_id = u.id ORDER BY is_primary DESC, id LIMIT 1
+	) p ON true `
+
+func scanUser(r pgx.Row) (User, error) {
+	var u User
+	err := r.Scan(&u.ID, &u.Name, &u.Email, &u.Role, &u.Placeholder, &u.MergedIntoID, &u.CreatedAt, &u.UpdatedAt, &u.Phone, &u.SharedPhoneNumber)
+	return u, err
+}
+
+func getUser(ctx context.Context, q querier, id int64) (User, error) {
+	u, err := scanUser(q.QueryRow(ctx, userSelect+`WHERE u.id = $1 AND u.deleted_at IS NULL`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return User{}, notFound("user %d not found", id)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("ticketing: get user %d: %w", id, err)
+	}
+	return u, nil
+}
+
+// User returns user id as stored; a merged user comes back as the redirect it is, with
+// MergedIntoID set (UM-5). ErrNotFound when unknown or deleted.
+func (s *Store) User(ctx context.Context, id int64) (User, error) {
+	return getUser(ctx, s.pool, id)
+}
+
+// LiveUser returns user id, following merge redirects to the user it now lives in (UM-5).
+func (s *Store) LiveUser(ctx context.Context, id int64) (User, error) {
+	return liveUser(ctx, s.pool, id, false)
+}
+
+// liveUser follows merged_into_id (bounded; merges flatten chains) and optionally locks the row.
+func liveUser(ctx context.Context, q querier, id int64, lock bool) (User, error) {
+	for range 16 {
+		var merged *int64
+		sql := `SELECT merged_into_id FROM users WHERE id = $1 AND deleted_at IS NULL`
+		if lock {
+			sql += ` FOR UPDATE`
+		}
+		err := q.QueryRow(ctx, sql, id).Scan(&merged)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return User{}, notFound("user %d not found", id)
+		}
+		if err != nil {
+			return User{}, fmt.Errorf("ticketing: live user %d: %w", id, err)
+		}
+		if merged == nil {
+			return getUser(ctx, q, id)
+		}
+		id = *merged
+	}
+	return User{}, fmt.Errorf("ticketing: live user %d: merge chain too long", id)
+}
+
+// UserFilter selects users for ListUsers: Role (empty for all), and a page of at most Limit
+// (1–100, default 100) users with IDs above AfterID, in ID order.
+type UserFilter struct {
+	Role    string
+	AfterID int64
+	Limit   int
+}
+
+// ListUsers returns a page of users and whether more follow.
+func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]User, bool, error) {
+	if f.Limit <= 0 || f.Limit > 100 {
+		f.Limit = 100
+	}
+	if f.Role != "" && f.Role != RoleEndUser && f.Role != RoleAgent && f.Role != RoleAdmin {
+		return nil, false, invalidField("role", "%q is not a role; use end-user, agent or admin", f.Role)
+	}
+	rows, err := s.pool.Query(ctx, userSelect+`WHERE u.deleted_at IS NULL AND ($1 = '' OR u.role = $1) AND u.id > $2
+		ORDER BY u.id LIMIT $3`, f.Role, f.AfterID, f.Limit+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("ticketing: list users: %w", err)
+	}
+	users, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (User, error) { return scanUser(r) })
+	if err != nil {
+		return nil, false, fmt.Errorf("ticketing: list users: %w", err)
+	}
+	more := len(users) > f.Limit
+	if more {
+		users = users[:f.Limit]
+	}
+	return users, more, nil
+}
+
+// NewUser is what CreateUser takes. Phone, when set, becomes the user's first identity under
+// the PM rules (direct when no one else has it, else shared).
+type NewUser struct {
+	Name     string
+	Email    string
+	Role     string
+	Password string
+	Phone    string
+}
+
+func checkEmail(email string) (*string, error) {
+	email = strings.TrimSpace(email)
+	if email == "" {
+		return nil, nil
+	}
+	a, err := mail.ParseAddress(email)
+	if err != nil || a.Address != email {
+		return nil, invalidField("email", "%q is not an email address", email)
+	}
+	return &email, nil
+}
+
+func checkRole(role string) (string, error) {
+	switch role {
+	case "":
+		return RoleEndUser, nil
+	case RoleEndUser, RoleAgent, RoleAdmin:
+		return role, nil
+	}
+	return "", invalidField("role", "%q is not a role; use end-user, agent or admin", role)
+}
+
+func (s *Store) hashPassword(role, password string) (*string, error) {
+	if password == "" {
+		return nil, nil
+	}
+	if role == RoleEndUser {
+		return nil, invalidField("password", "end users have no login; only agents and admins have a password")
+	}
+	if len(password) < 8 || len(password) > 72 {
+		return nil, invalidField("password", "must be 8 to 72 bytes long")
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), s.opts.BcryptCost)
+	if err != nil {
+		return nil, fmt.Errorf("ticketing: hash password: %w", err)
+	}
+	hs := string(h)
+	return &hs, nil
+}
+
+// CreateUser creates a user; every check and the first identity happen in one transaction.
+func (s *Store) CreateUser(ctx context.Context, actor Actor, in NewUser) (User, error) {
+	name := strings.TrimSpace(in.Name)
+	if name == "" {
+		return User{}, invalidField("name", "is required")
+	}
+	email, err := checkEmail(in.Email)
+	if err != nil {
+		return User{}, err
+	}
+	role, err := checkRole(in.Role)
+	if err != nil {
+		return User{}, err
+	}
+	hash, err := s.hashPassword(role, in.Password)
+	if err != nil {
+		return User{}, err
+	}
+	var settings Settings
+	if in.Phone != "" {
+		if settings, err = s.Settings(ctx); err != nil {
+			return User{}, err
+		}
+	}
+	var u User
+	err = s.inTx(ctx, actor, "create_user", func(tx pgx.Tx) error {
+		var id int64
+		if err := tx.QueryRow(ctx, `INSERT INTO users (name, email, role, password_hash) VALUES ($1, $2, $3, $4) RETURNING id`,
+			name, email, role, hash).Scan(&id); err != nil {
+			return dbError("create user", err)
+		}
+		if in.Phone != "" {
+			if _, err := s.addIdentity(ctx, tx, id, in.Phone, settings.PhoneValidation); err != nil {
+				return err
+			}
+		}
+		u, err = getUser(ctx, tx, id)
+		return err
+	})
+	return u, err
+}
+
+// UserPatch is what UpdateUser changes; nil fields stay. Phone adds the number (PM rules)
+// when the user lacks it and makes it primary.
+type UserPatch struct {
+	Name     *string
+	Email    *string
+	Role     *string
+	Password *string
+	Phone    *string
+}
+
+// UpdateUser changes user id in one transaction. A merged user is a redirect and cannot change
+// (409). A user who becomes an end user loses their password and API tokens.
+func (s *Store) UpdateUser(ctx context.Context, actor Actor, id int64, p UserPatch) (User, error) {
+	var settings Settings
+	var err error
+	if p.Phone != nil {
+		if settings, err = s.Settings(ctx); err != nil {
+			return User{}, err
+		}
+	}
+	var u User
+	err = s.inTx(ctx, actor, "update_user", func(tx pgx.Tx) error {
+		var role string
+		var merged *int64
+		err := tx.QueryRow(ctx, `SELECT role, merged_into_id FROM users WHERE id = $1 AND deleted_at IS NULL FOR UPDATE`, id).Scan(&role, &merged)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound("user %d not found", id)
+		}
+		if err != nil {
+			return fmt.Errorf("ticketing: update user %d: %w", id, err)
+		}
+		if merged != nil {
+			return conflict("user %d was merged into user %d and cannot change", id, *merged)
+		}
+		if p.Name != nil {
+			n := strings.TrimSpace(*p.Name)
+			if n == "" {
+				return invalidField("name", "must not be empty")
+			}
+			if _, err := tx.Exec(ctx, `UPDATE users SET name = $2 WHERE id = $1`, id, n); err != nil {
+				return dbError("update user name", err)
+			}
+		}
+		if p.Email != nil {
+			email, err := checkEmail(*p.Email)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE users SET email = $2 WHERE id = $1`, id, email); err != nil {
+				return dbError("update user email", err)
+			}
+		}
+		if p.Role != nil {
+			if role, err = checkRole(*p.Role); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE users SET role = $2 WHERE id = $1`, id, role); err != nil {
+				return dbError("update user role", err)
+			}
+			if role == RoleEndUser {
+				// End users have no login.
+				if _, err := tx.Exec(ctx, `UPDATE users SET password_hash = NULL WHERE id = $1`, id); err != nil {
+					return dbError("update user role", err)
+				}
+				if _, err := tx.Exec(ctx, `DELETE FROM api_tokens WHERE user_id = $1`, id); err != nil {
+					return dbError("update user role", err)
+				}
+			}
+		}
+		if p.Password != nil {
+			hash, err := s.hashPassword(role, *p.Password)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE users SET password_hash = $2 WHERE id = $1`, id, hash); err != nil {
+				return dbError("update user password", err)
+			}
+		}
+		if p.Phone != nil {
+			norm, err := normalizePhone(*p.Phone, settings.PhoneValidation, s.opts.DefaultRegion)
+			if err != nil {
+				return err
+			}
+			var iid int64
+			err = tx.QueryRow(ctx, `SELECT id FROM user_identities WHERE user_id = $1 AND value = $2`, id, norm).Scan(&iid)
+			if errors.Is(err, pgx.ErrNoRows) {
+				ident, err := s.addIdentity(ctx, tx, id, norm, false)
+				if err != nil {
+					return err
+				}
+				iid = ident.ID
+			} else if err != nil {
+				return fmt.Errorf("ticketing: update user phone: %w", err)
+			}
+			if err := makePrimary(ctx, tx, id, iid); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE users SET updated_at = clock_timestamp() WHERE id = $1`, id); err != nil {
+			return dbError("update user", err)
+		}
+		u, err = getUser(ctx, tx, id)
+		return err
+	})
+	return u, err
+}
+
+// DeleteUser deletes user id: the record is kept for its tickets (deleted_at), its numbers and
+// tokens are removed so that the numbers are free again. An actor cannot delete themself.
+func (s *Store) DeleteUser(ctx context.Context, actor Actor, id int64) error {
+	if actor != SystemActor && int64(actor) == id {
+		return conflict("you cannot delete yourself")
+	}
+	return s.inTx(ctx, actor, "delete_user", func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE users SET deleted_at = clock_timestamp(), updated_at = clock_timestamp(), password_hash = NULL
+			WHERE id = $1 AND deleted_at IS NULL`, id)
+		if err != nil {
+			return dbError("delete user", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return notFound("user %d not found", id)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM user_identities WHERE user_id = $1`, id); err != nil {
+			return dbError("delete user identities", err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM api_tokens WHERE user_id = $1`, id); err != nil {
+			return dbError("delete user tokens", err)
+		}
+		return nil
+	})
+}
+
+// looksLikeBcrypt reports whether v is a bcrypt hash rather than a password.
+func looksLikeBcrypt(v string) bool {
+	if !strings.HasPrefix(v, "$2a$") && !strings.HasPrefix(v, "$2b$") && !strings.HasPrefix(v, "$2y$") {
+		return false
+	}
+	_, err := bcrypt.Cost([]byte(v))
+	return err == nil
+}
+
+// EnsureUser makes sure an agent or admin of the configuration exists, for cmd/switchboard at
+// start: it creates the user when no one has the email, and otherwise brings name, role and
+// password in line with the configuration (the configuration wins). passwordOrHash is a
+// password or a bcrypt hash ("$2a$..."). Idempotent: running it twice changes nothing.
+func (s *Store) EnsureUser(ctx context.Context, email, name, role, passwordOrHash string) (User, error) {
+	e, err := checkEmail(email)
+	if err != nil {
+		return User{}, err
+	}
+	if e == nil {
+		return User{}, invalidField("email", "is required")
+	}
+	if role, err = checkRole(role); err != nil {
+		return User{}, err
+	}
+	if strings.TrimSpace(name) == "" {
+		name = email
+	}
+	var id int64
+	var hash *string
+	err = s.pool.QueryRow(ctx, `SELECT id, password_hash FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL`, email).Scan(&id, &hash)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		var h *string
+		if passwordOrHash != "" {
+			if looksLikeBcrypt(passwordOrHash) {
+				h = &passwordOrHash
+			} else if h, err = s.hashPassword(role, passwordOrHash); err != nil {
+				return User{}, err
+			}
+		}
+		_, err := s.pool.Exec(ctx, `INSERT INTO users (name, email, role, password_hash) VALUES ($1, $2, $3, $4)
+			ON CONFLICT DO NOTHING`, name, email, role, h)
+		if err != nil {
+			return User{}, dbError("ensure user", err)
+		}
+		return s.EnsureUser(ctx, email, name, role, passwordOrHash)
+	case err != nil:
+		return User{}, fmt.Errorf("ticketing: ensure user %s: %w", email, err)
+	}
+	newHash := hash
+	switch {
+	case passwordOrHash == "":
+	case looksLikeBcrypt(passwordOrHash):
+		newHash = &passwordOrHash
+	case hash == nil || bcrypt.CompareHashAndPassword([]byte(*hash), []byte(passwordOrHash)) != nil:
+		if newHash, err = s.hashPassword(role, passwordOrHash); err != nil {
+			return User{}, err
+		}
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE users SET name = $2, role = $3, password_hash = $4,
+		updated_at = CASE WHEN (name, role, password_hash) IS DISTINCT FROM ($2, $3, $4) THEN clock_timestamp() ELSE updated_at END
+		WHERE id = $1`, id, name, role, newHash); err != nil {
+		return User{}, dbError("ensure user", err)
+	}
+	return getUser(ctx, s.pool, id)
+}
+
+// CheckPassword returns the agent or admin with this email when password is theirs; any
+// mismatch is ErrUnauthorized, without telling which part was wrong.
+func (s *Store) CheckPassword(ctx context.Context, email, password string) (User, error) {
+	var id int64
+	var hash *string
+	err := s.pool.QueryRow(ctx, `SELECT id, password_hash FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL
+		AND role IN ('agent', 'admin')`, email).Scan(&id, &hash)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && hash == nil) {
+		return User{}, &Error{Kind: ErrUnauthorized, Description: "wrong email or password"}
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("ticketing: check password: %w", err)
+	}
+	if bcrypt.CompareHashAndPassword([]byte(*hash), []byte(password)) != nil {
+		return User{}, &Error{Kind: ErrUnauthorized, Description: "wrong email or password"}
+	}
+	return getUser(ctx, s.pool, id)
+}
+
+func tokenHash(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}
+
+// CreateAPIToken creates an API token for an agent or admin and returns it; only its SHA-256
+// hash is stored, so this is the one time it can be read.
+func (s *Store) CreateAPIToken(ctx context.Context, userID int64, description string) (string, error) {
+	u, err := getUser(ctx, s.pool, userID)
+	if err != nil {
+		return "", err
+	}
+	if !u.IsStaff() {
+		return "", invalidField("user_id", "end users have no login and cannot have API tokens")
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("ticketing: token: %w", err)
+	}
+	token := base64.RawURLEncoding.EncodeToString(b[:])
+	if _, err := s.pool.Exec(ctx, `INSERT INTO api_tokens (user_id, token_sha256, description) VALUES ($1, $2, $3)`,
+		userID, tokenHash(token), description); err != nil {
+		return "", dbError("create api token", err)
+	}
+	return token, nil
+}
+
+// CheckAPIToken returns the agent or admin owning token, or ErrUnauthorized.
+func (s *Store) CheckAPIToken(ctx context.Context, token string) (User, error) {
+	var id int64
+	err := s.pool.QueryRow(ctx, `SELECT u.id FROM api_tokens t JOIN users u ON u.id = t.user_id
+		WHERE t.token_sha256 = $1 AND u.deleted_at IS NULL AND u.role IN ('agent', 'admin')`, tokenHash(token)).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return User{}, &Error{Kind: ErrUnauthorized, Description: "unknown API token"}
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("ticketing: check api token: %w", err)
+	}
+	return getUser(ctx, s.pool, id)
+}
+
+// SearchUsers returns users whose name or email contains query (case-insensitive), and the
+// holders of query when it reads as a phone number; at most 100, live users only.
+func (s *Store) SearchUsers(ctx context.Context, query string) ([]User, error) {
+	query = strings.TrimSpace(query)
+	if query == "" {
+		return nil, invalidField("query", "is required")
+	}
+	phone := ""
+	if strings.ContainsAny(query, "0123456789") {
+		if n, err := normalizePhone(query, false, s.opts.DefaultRegion); err == nil {
+			phone = n
+		}
+	}
+	like := "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(query) + "%"
+	rows, err := s.pool.Query(ctx, userSelect+`WHERE u.deleted_at IS NULL AND u.merged_into_id IS NULL AND (
+		u.name ILIKE $1 OR u.email ILIKE $1 OR ($2 <> '' AND EXISTS (SELECT 1 FROM user_identities i WHERE i.user_id = u.id AND i.value = $2)))
+		ORDER BY u.id LIMIT 100`, like, phone)
+	if err != nil {
+		return nil, fmt.Errorf("ticketing: search users: %w", err)
+	}
+	users, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (User, error) { return scanUser(r) })
+	if err != nil {
+		return nil, fmt.Errorf("ticketing: search users: %w", err)
+	}
+	return users, nil
+}
