@@ -11,11 +11,12 @@ import (
 //	PortAllocator (ports.go)    NewPortAllocator, Allocate, Release, InUse
 //	Endpoint      (endpoint.go) NewEndpoint, LocalAddr, SetRemote, Remote, SetCodec,
 //	                            SetDTMFPayloadType, SetDirection, SetTap, DTMF, MediaTimeout,
-//	                            Stats, Play, SendDTMF, Close
+//	                            SSRC, Stats, Play, SendDTMF, Close
 //	Bridge        (bridge.go)   Bridge(a, b) joins two endpoints; the returned func undoes it
 //	Metrics       (metrics.go)  NewMetrics(prometheus.Registerer)
-//	G.711         (g711.go)     Codec.Encode/Decode/Silence, ULawToALaw, ALawToULaw
-//	RFC 4733      (dtmf.go)     TelephoneEvent, ParseTelephoneEvent, DTMFDetector
+//	G.711         (g711.go)     Encode/DecodeULaw, Encode/DecodeALaw, ULawToALaw, ALawToULaw,
+//	                            Codec.Encode/Decode/Silence/PayloadType
+//	RFC 4733      (dtmf.go)     TelephoneEvent, ParseTelephoneEvent, DigitOf, EventOf, DTMFDetector
 
 // Sentinel errors. Callers branch on them with errors.Is.
 var (
@@ -102,7 +103,7 @@ type TapPacket struct {
 
 // Tap is called synchronously on the packet path for every received and every sent RTP packet
 // of an endpoint (recordings). It must not block.
-type Tap func(p *TapPacket)
+type Tap func(p TapPacket)
 
 // DTMFEvent is one key press detected from RFC 4733 telephone-events, reported once when its
 // first packet arrives (deduplicated by RTP timestamp, never by the marker bit).

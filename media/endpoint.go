@@ -1,0 +1,373 @@
+package media
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of EndpointOptions.
+const (
+	DefaultMediaTimeout = 30 * time.Second
+	DefaultHoldTimeout  = 2 * time.Hour
+	DefaultRTCPInterval = 5 * time.Second
+	defaultDTMFBuffer   = 16
+	maxPacket           = 1500 // receive buffer; larger datagrams are truncated and rejected
+)
+
+// epConfig is the negotiated state SIP sets; the packet path reads it through an atomic pointer
+// to an immutable copy, so a re-INVITE never blocks media.
+type epConfig struct {
+	sdpRemote netip.AddrPort // as last set; unspecified address = hold
+	lastReal  netip.AddrPort // last specified remote (to tell a resume from an address change)
+	direction Direction
+	codec     Codec
+	codecPT   uint8
+	dtmfPT    uint8
+	tap       Tap
+}
+
+// onHold reports whether the hold timeout applies and audio is not sent.
+func (c *epConfig) onHold() bool {
+	return c.direction != SendRecv || (c.sdpRemote.IsValid() && c.sdpRemote.Addr().IsUnspecified())
+}
+
+// Endpoint is one RTP leg (RFC 3550) on an even port with RTCP on the next one.
+//
+// Receiving: symmetric RTP (RFC 4961) with latching — the first valid RTP packet fixes the peer's
+// address (it may differ from SDP behind NAT), after which packets from any other source are
+// dropped and counted ("foreign_source"). A new remote address from SDP (re-INVITE) drops the
+// latch. Received packets update RFC 3550 loss and jitter, feed the DTMF detector, the tap, and
+// the bridged endpoint.
+//
+// Sending: one continuous outgoing stream — one SSRC, sequence numbers incrementing by one,
+// timestamps advancing with real time — whatever feeds it: a bridge, Play, SendDTMF. Each source
+// change re-bases sequence and timestamp so the peer (and a browser's SRTP replay window) sees
+// one unbroken stream. Nothing is sent while on hold (remote 0.0.0.0, or direction recvonly or
+// inactive).
+//
+// A media timeout (no RTP for MediaTimeout, HoldTimeout while on hold) is reported once on
+// MediaTimeout(). Methods are safe for concurrent use. Close releases everything.
+type Endpoint struct {
+	opts  EndpointOptions
+	ports PortPair
+	local netip.AddrPort
+	start time.Time // monotonic origin of the endpoint's clock
+	m     *Metrics
+
+	cfgMu       sync.Mutex // serialises configuration writers
+	cfg         atomic.Pointer[epConfig]
+	latched     atomic.Pointer[netip.AddrPort]
+	rtcpLatched atomic.Pointer[netip.AddrPort]
+
+	out    sender
+	bridge atomic.Pointer[bridgeLink]
+
+	rx       recvStats    // reader goroutine
+	det      DTMFDetector // reader goroutine
+	rejected atomic.Uint64
+	bytesRx  atomic.Uint64
+
+	lastRx  atomic.Int64 // ns since start of the last accepted RTP packet
+	armedAt atomic.Int64 // ns since start of the last configuration change (restarts the timeout)
+	kick    chan struct{}
+
+	lastSR       atomic.Uint32 // middle 32 bits of the NTP time of the peer's last SR
+	lastSRAt     atomic.Int64  // ns since start when it arrived (0: none)
+	remoteLost   atomic.Int64
+	remoteJitter atomic.Uint32
+
+	dtmf    chan DTMFEvent
+	timeout chan error
+
+	done      chan struct{}
+	closeOnce sync.Once
+	closed    atomic.Bool
+	wg        sync.WaitGroup
+}
+
+// NewEndpoint binds a port pair from opts.Allocator and starts the endpoint's three goroutines
+// (RTP reader, RTCP reader, timer loop). Errors wrap ErrNoPorts when the range is exhausted.
+func NewEndpoint(opts EndpointOptions) (*Endpoint, error) {
+	if opts.Allocator == nil {
+		return nil, errors.New("media: new endpoint: no port allocator")
+	}
+	if opts.MediaTimeout == 0 {
+		opts.MediaTimeout = DefaultMediaTimeout
+	}
+	if opts.HoldTimeout == 0 {
+		opts.HoldTimeout = DefaultHoldTimeout
+	}
+	if opts.RTCPInterval == 0 {
+		opts.RTCPInterval = DefaultRTCPInterval
+	}
+	if opts.DTMFBuffer <= 0 {
+		opts.DTMFBuffer = defaultDTMFBuffer
+	}
+	for opts.SSRC == 0 {
+		opts.SSRC = rand.Uint32()
+	}
+	pp, err := opts.Allocator.Allocate()
+	if err != nil {
+		return nil, fmt.Errorf("media: new endpoint: %w", err)
+	}
+	local := pp.RTP.LocalAddr().(*net.UDPAddr).AddrPort()
+	e := &Endpoint{
+		opts:    opts,
+		ports:   pp,
+		local:   netip.AddrPortFrom(local.Addr().Unmap(), local.Port()),
+		start:   time.Now(),
+		m:       opts.Metrics,
+		kick:    make(chan struct{}, 1),
+		dtmf:    make(chan DTMFEvent, opts.DTMFBuffer),
+		timeout: make(chan error, 1),
+		done:    make(chan struct{}),
+	}
+	e.cfg.Store(&epConfig{})
+	e.out.ep = e
+	e.out.ssrc = opts.SSRC
+	e.out.stack = make([]uint64, 0, 4)
+	e.wg.Add(3)
+	go e.readRTP()
+	go e.readRTCP()
+	go e.loop()
+	return e, nil
+}
+
+// LocalAddr is the bound RTP address and (even) port for SDP m= and c=. When the allocator binds
+// an unspecified address, SIP writes its configured external address instead.
+func (e *Endpoint) LocalAddr() netip.AddrPort { return e.local }
+
+// SSRC is the outgoing stream's synchronisation source.
+func (e *Endpoint) SSRC() uint32 { return e.out.ssrc }
+
+// SetRemote sets the peer's RTP address from its SDP (c= and m=), again on every re-INVITE.
+// An unspecified address (c=0.0.0.0, the RFC 2543 hold kept by RFC 3264 §8.4) stops sending and
+// applies HoldTimeout; the latch is kept for the resume. A remote different from the last real
+// one (the peer moved) drops the latch so the new source can latch. Restarts the media timeout.
+func (e *Endpoint) SetRemote(addr netip.AddrPort) {
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	e.update(func(c *epConfig) {
+		c.sdpRemote = addr
+		if addr.IsValid() && !addr.Addr().IsUnspecified() {
+			if c.lastReal.IsValid() && c.lastReal != addr {
+				e.latched.Store(nil)
+				e.rtcpLatched.Store(nil)
+			}
+			c.lastReal = addr
+		}
+	})
+}
+
+// Remote is where RTP goes: the latched source if any, else the SDP address (invalid if none).
+func (e *Endpoint) Remote() netip.AddrPort {
+	if l := e.latched.Load(); l != nil {
+		return *l
+	}
+	return e.cfg.Load().sdpRemote
+}
+
+// SetCodec sets the negotiated audio codec and its payload type (SIP decides; RFC 3264 answer).
+// Until it is set, received packets of any payload type count as audio and nothing is sent.
+func (e *Endpoint) SetCodec(pt uint8, c Codec) {
+	e.update(func(cfg *epConfig) { cfg.codec, cfg.codecPT = c, pt&0x7F })
+}
+
+// SetDTMFPayloadType sets the telephone-event payload type (RFC 4733 §7.1.1), both for detecting
+// and for sending: mirror the peer's. 0 disables telephone-events (0 is PCMU, never an event).
+func (e *Endpoint) SetDTMFPayloadType(pt uint8) {
+	e.update(func(c *epConfig) { c.dtmfPT = pt & 0x7F })
+}
+
+// SetDirection sets our direction as written in our SDP (RFC 3264 §6.1: answer sendonly with
+// recvonly). Only SendRecv and SendOnly send audio. Restarts the media timeout.
+func (e *Endpoint) SetDirection(d Direction) {
+	e.update(func(c *epConfig) { c.direction = d })
+}
+
+// SetTap installs the packet tap (nil removes it). See Tap.
+func (e *Endpoint) SetTap(t Tap) {
+	e.update(func(c *epConfig) { c.tap = t })
+}
+
+// DTMF delivers each detected key press once (see DTMFDetector). Events beyond the buffer are
+// dropped while nobody reads. The channel is closed by Close.
+func (e *Endpoint) DTMF() <-chan DTMFEvent { return e.dtmf }
+
+// MediaTimeout receives at most one error, wrapping ErrMediaTimeout, when no RTP arrived for
+// MediaTimeout (HoldTimeout while on hold). The clock restarts on NewEndpoint, SetRemote and
+// SetDirection. Never closed.
+func (e *Endpoint) MediaTimeout() <-chan error { return e.timeout }
+
+// Stats returns a snapshot of the endpoint's counters; safe to call at any time, also after Close.
+func (e *Endpoint) Stats() Stats {
+	_, j := e.rx.jitter()
+	return Stats{
+		PacketsReceived: e.rx.pubReceived.Load(),
+		PacketsSent:     e.out.packets.Load(),
+		BytesReceived:   e.bytesRx.Load(),
+		BytesSent:       e.out.octets.Load(),
+		PacketsLost:     e.rx.pubLost.Load(),
+		Rejected:        e.rejected.Load(),
+		Jitter:          j,
+		RemoteLost:      e.remoteLost.Load(),
+		RemoteJitter:    time.Duration(e.remoteJitter.Load()) * time.Second / clockRate,
+		Latched:         e.latched.Load() != nil,
+	}
+}
+
+// Close stops the goroutines, unbridges, releases the ports, closes DTMF(), and adds the final
+// loss and jitter to the metrics. Idempotent; always returns nil. Do not call it from a Tap.
+func (e *Endpoint) Close() error {
+	e.closeOnce.Do(func() {
+		e.closed.Store(true)
+		if l := e.bridge.Load(); l != nil {
+			l.br.stop()
+		}
+		close(e.done)
+		e.opts.Allocator.Release(e.ports)
+		e.wg.Wait()
+		close(e.dtmf)
+		if e.m != nil && e.rx.pubReceived.Load() > 0 {
+			if lost := e.rx.pubLost.Load(); lost > 0 {
+				e.m.lost.Add(float64(lost))
+			}
+			_, j := e.rx.jitter()
+			e.m.jitter.Observe(j.Seconds())
+		}
+	})
+	return nil
+}
+
+// update applies a configuration change copy-on-write and restarts the media timeout.
+func (e *Endpoint) update(f func(*epConfig)) {
+	e.cfgMu.Lock()
+	c := *e.cfg.Load()
+	f(&c)
+	e.cfg.Store(&c)
+	e.cfgMu.Unlock()
+	e.armedAt.Store(int64(time.Since(e.start)))
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// destination is where audio goes now, and false when nothing may be sent.
+func (e *Endpoint) destination(c *epConfig) (netip.AddrPort, bool) {
+	if c.direction == RecvOnly || c.direction == Inactive ||
+		(c.sdpRemote.IsValid() && c.sdpRemote.Addr().IsUnspecified()) {
+		return netip.AddrPort{}, false
+	}
+	if l := e.latched.Load(); l != nil {
+		return *l, true
+	}
+	return c.sdpRemote, c.sdpRemote.IsValid()
+}
+
+// rejectReason says why a received packet was dropped (the metric's reason label).
+type rejectReason uint8
+
+const (
+	reasonMalformed rejectReason = iota
+	reasonForeign
+	reasonPayloadType
+)
+
+func (e *Endpoint) reject(r rejectReason) {
+	e.rejected.Add(1)
+	if e.m == nil {
+		return
+	}
+	switch r {
+	case reasonMalformed:
+		e.m.bad.Inc()
+	case reasonForeign:
+		e.m.foreign.Inc()
+	case reasonPayloadType:
+		e.m.badPT.Inc()
+	}
+}
+
+// readRTP is the receive goroutine: it owns rx and det and ends when the socket closes.
+func (e *Endpoint) readRTP() {
+	defer e.wg.Done()
+	buf := make([]byte, maxPacket)
+	for errs := 0; errs < 100; {
+		n, src, err := e.ports.RTP.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if e.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			errs++ // transient; a persistent error ends reception and the media timeout reports it
+			continue
+		}
+		errs = 0
+		e.handleRTP(buf[:n], src, time.Now())
+	}
+}
+
+// handleRTP is the whole receive path of one datagram. It does not allocate.
+func (e *Endpoint) handleRTP(b []byte, src netip.AddrPort, at time.Time) {
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	h, payload, err := parseRTP(b)
+	if err != nil || len(b) >= maxPacket {
+		e.reject(reasonMalformed)
+		return
+	}
+	if !latch(&e.latched, src) {
+		e.reject(reasonForeign)
+		return
+	}
+	cfg := e.cfg.Load()
+	isDTMF := cfg.dtmfPT != 0 && h.payloadType == cfg.dtmfPT
+	isAudio := !isDTMF && (cfg.codec == CodecNone || h.payloadType == cfg.codecPT)
+	since := at.Sub(e.start)
+	if !e.rx.update(h, int64(since)*clockRate/int64(time.Second), isAudio) {
+		return
+	}
+	e.lastRx.Store(int64(since))
+	e.bytesRx.Add(uint64(len(payload)))
+	if e.m != nil {
+		e.m.rx.Inc()
+	}
+	if !isDTMF && !isAudio {
+		e.reject(reasonPayloadType)
+		return
+	}
+	if cfg.tap != nil {
+		cfg.tap(TapPacket{Flow: Received, PayloadType: h.payloadType, Marker: h.marker, Sequence: h.seq,
+			Timestamp: h.timestamp, SSRC: h.ssrc, Payload: payload, At: at})
+	}
+	kind := kindAudio
+	if isDTMF {
+		kind = kindDTMF
+		if ev, ok := e.det.Detect(h.timestamp, payload); ok {
+			d, _ := DigitOf(ev)
+			select {
+			case e.dtmf <- DTMFEvent{Digit: d, Event: ev, Timestamp: h.timestamp, At: at}:
+			default:
+			}
+		}
+	}
+	if l := e.bridge.Load(); l != nil {
+		l.peer.out.write(l.id, h, payload, kind, cfg.codec, at)
+	}
+}
+
+// latch implements symmetric RTP: the first source is kept, later ones must match it.
+func latch(p *atomic.Pointer[netip.AddrPort], src netip.AddrPort) bool {
+	if l := p.Load(); l != nil {
+		return *l == src
+	}
+	a := src // one allocation per latch, not per packet
+	if p.CompareAndSwap(nil, &a) {
+		return true
+	}
+	return *p.Load() == src
+}

@@ -1,0 +1,238 @@
+package media
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/pion/rtcp"
+)
+
+// ntpEpochOffset is the number of seconds from 1900 (NTP) to 1970 (Unix).
+const ntpEpochOffset = 2208988800
+
+// ntpTime converts a wall-clock time to the 64-bit NTP format of RFC 3550 §4.
+func ntpTime(t time.Time) uint64 {
+	secs := uint64(t.Unix() + ntpEpochOffset)
+	frac := uint64(t.Nanosecond()) << 32 / uint64(time.Second)
+	return secs<<32 | frac
+}
+
+// loop is the endpoint's timer goroutine: periodic RTCP reports and the media timeout.
+func (e *Endpoint) loop() {
+	defer e.wg.Done()
+	var rtcpC <-chan time.Time
+	var rtcpT *time.Timer
+	if e.opts.RTCPInterval > 0 {
+		rtcpT = time.NewTimer(e.rtcpDelay())
+		defer rtcpT.Stop()
+		rtcpC = rtcpT.C
+	}
+	tmT := time.NewTimer(time.Hour)
+	defer tmT.Stop()
+	var tmC <-chan time.Time
+	fired := false
+	var rep reportState
+	// check fires the timeout when due and otherwise re-arms the timer for the remaining time.
+	check := func() {
+		if fired {
+			return
+		}
+		limit, hold := e.timeoutLimit()
+		if limit < 0 {
+			tmT.Stop()
+			tmC = nil
+			return
+		}
+		last := max(e.lastRx.Load(), e.armedAt.Load())
+		remaining := time.Duration(last) + limit - time.Since(e.start)
+		if remaining > 0 {
+			tmT.Reset(remaining)
+			tmC = tmT.C
+			return
+		}
+		fired, tmC = true, nil
+		what := "no RTP"
+		if e.lastRx.Load() == 0 {
+			what = "no RTP ever"
+		}
+		if hold {
+			what += " while on hold"
+		}
+		e.timeout <- fmt.Errorf("%w: %s for %s", ErrMediaTimeout, what, limit)
+	}
+	check()
+	for {
+		select {
+		case <-e.done:
+			return
+		case <-e.kick:
+			check()
+		case <-tmC:
+			check()
+		case <-rtcpC:
+			e.sendReport(&rep)
+			rtcpT.Reset(e.rtcpDelay())
+		}
+	}
+}
+
+// timeoutLimit is the timeout in force (negative: none) and whether it is the hold one.
+func (e *Endpoint) timeoutLimit() (time.Duration, bool) {
+	if e.cfg.Load().onHold() {
+		return e.opts.HoldTimeout, true
+	}
+	return e.opts.MediaTimeout, false
+}
+
+// rtcpDelay is the report interval randomised to [0.5, 1.5] × RTCPInterval (RFC 3550 §6.3.1)
+// so that endpoints started together do not report in lockstep.
+func (e *Endpoint) rtcpDelay() time.Duration {
+	return e.opts.RTCPInterval/2 + time.Duration(rand.Int64N(int64(e.opts.RTCPInterval)))
+}
+
+// reportState remembers the counters at the previous report, for the interval fraction lost.
+type reportState struct {
+	received uint64
+	lost     int64
+}
+
+// rtcpDestination is the latched RTCP source, else the RTP destination's port + 1 (RFC 3550
+// §11; SDP a=rtcp is not supported). False while the remote is unknown or 0.0.0.0.
+func (e *Endpoint) rtcpDestination() (netip.AddrPort, bool) {
+	if l := e.rtcpLatched.Load(); l != nil {
+		return *l, true
+	}
+	cfg := e.cfg.Load()
+	if cfg.sdpRemote.IsValid() && cfg.sdpRemote.Addr().IsUnspecified() {
+		return netip.AddrPort{}, false
+	}
+	dst := cfg.sdpRemote
+	if l := e.latched.Load(); l != nil {
+		dst = *l
+	}
+	if !dst.IsValid() || dst.Port() == 65535 {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(dst.Addr(), dst.Port()+1), true
+}
+
+// buildReport makes a compound RTCP packet (RFC 3550 §6.1): SR if we have sent RTP, else RR,
+// with one report block on the peer's stream if we heard it, then SDES CNAME.
+func (e *Endpoint) buildReport(rep *reportState, now time.Time) ([]byte, error) {
+	var blocks []rtcp.ReceptionReport
+	if recv := e.rx.pubReceived.Load(); recv > 0 {
+		lost := e.rx.pubLost.Load()
+		dRecv, dLost := int64(recv-rep.received), lost-rep.lost
+		rep.received, rep.lost = recv, lost
+		var fraction uint8
+		if exp := dRecv + dLost; exp > 0 && dLost > 0 { // §6.4.1 / A.3 fraction lost
+			fraction = uint8(min(dLost<<8/exp, 255))
+		}
+		total := min(max(lost, -(1<<23)), 1<<23-1) // 24-bit signed
+		jit, _ := e.rx.jitter()
+		block := rtcp.ReceptionReport{
+			SSRC:               e.rx.pubSSRC.Load(),
+			FractionLost:       fraction,
+			TotalLost:          uint32(total) & 0xFFFFFF,
+			LastSequenceNumber: e.rx.pubExtMax.Load(),
+			Jitter:             jit,
+		}
+		if at := e.lastSRAt.Load(); at > 0 {
+			block.LastSenderReport = e.lastSR.Load()
+			block.Delay = uint32((time.Since(e.start) - time.Duration(at)) * 65536 / time.Second)
+		}
+		blocks = append(blocks, block)
+	}
+	cname := rtcp.NewCNAMESourceDescription(e.out.ssrc, fmt.Sprintf("switchboard-%08x", e.out.ssrc))
+	var first rtcp.Packet
+	if sent := e.out.packets.Load(); sent > 0 {
+		first = &rtcp.SenderReport{
+			SSRC:        e.out.ssrc,
+			NTPTime:     ntpTime(now),
+			RTPTime:     e.out.rtpNow(now),
+			PacketCount: uint32(sent),
+			OctetCount:  uint32(e.out.octets.Load()),
+			Reports:     blocks,
+		}
+	} else {
+		first = &rtcp.ReceiverReport{SSRC: e.out.ssrc, Reports: blocks}
+	}
+	b, err := rtcp.Marshal([]rtcp.Packet{first, cname})
+	if err != nil {
+		return nil, fmt.Errorf("media: marshal RTCP report: %w", err)
+	}
+	return b, nil
+}
+
+// sendReport sends one report if the peer's RTCP address is known.
+func (e *Endpoint) sendReport(rep *reportState) {
+	dst, ok := e.rtcpDestination()
+	if !ok {
+		return
+	}
+	b, err := e.buildReport(rep, time.Now())
+	if err != nil {
+		return
+	}
+	_, _ = e.ports.RTCP.WriteToUDPAddrPort(b, dst) // best effort: a lost report is harmless
+}
+
+// readRTCP is the RTCP receive goroutine (latching like RTP). It records the peer's SR time for
+// our LSR/DLSR fields and what the peer reports about our stream.
+func (e *Endpoint) readRTCP() {
+	defer e.wg.Done()
+	buf := make([]byte, maxPacket)
+	for errs := 0; errs < 100; {
+		n, src, err := e.ports.RTCP.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if e.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			errs++
+			continue
+		}
+		errs = 0
+		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+		if !latch(&e.rtcpLatched, src) {
+			continue
+		}
+		e.handleRTCP(buf[:n])
+	}
+}
+
+// handleRTCP parses a compound RTCP packet; malformed packets are ignored.
+func (e *Endpoint) handleRTCP(b []byte) {
+	pkts, err := rtcp.Unmarshal(b)
+	if err != nil {
+		return
+	}
+	for _, p := range pkts {
+		switch p := p.(type) {
+		case *rtcp.SenderReport:
+			e.lastSR.Store(uint32(p.NTPTime >> 16)) // middle 32 bits (§6.4.1 LSR)
+			e.lastSRAt.Store(max(int64(time.Since(e.start)), 1))
+			e.absorbReports(p.Reports)
+		case *rtcp.ReceiverReport:
+			e.absorbReports(p.Reports)
+		}
+	}
+}
+
+// absorbReports keeps the peer's view of our outgoing stream.
+func (e *Endpoint) absorbReports(rs []rtcp.ReceptionReport) {
+	for _, r := range rs {
+		if r.SSRC != e.out.ssrc {
+			continue
+		}
+		lost := int64(r.TotalLost & 0xFFFFFF)
+		if lost&0x800000 != 0 { // sign-extend the 24-bit field
+			lost -= 1 << 24
+		}
+		e.remoteLost.Store(lost)
+		e.remoteJitter.Store(r.Jitter)
+	}
+}
