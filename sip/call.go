@@ -1,0 +1,537 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/google/uuid"
+
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/ticketing"
+)
+
+// Target runs a call routed to a line. Serve is called on the call's own goroutine once the
+// carrier INVITE was admitted (trunk, line, codecs, capacity) and call.started emitted; the
+// carrier leg is still unanswered. A target answers it with Call.Answer (an IVR at once, a bridge
+// when the far end answers), uses Call.Endpoint for media, and returns when the call is over for
+// it. ctx ends when the carrier leg ends (BYE, CANCEL, timeout, shutdown): context.Cause tells why.
+//
+// Returning a *StatusError before answering rejects the carrier leg with that status; any other
+// error before answering rejects it with 500. After Serve returns, call control hangs up
+// whatever is left (BYE on the carrier leg) and emits call.ended.
+type Target interface {
+	Serve(ctx context.Context, c *Call) error
+}
+
+// TargetFunc adapts a function to Target.
+type TargetFunc func(ctx context.Context, c *Call) error
+
+// Serve calls f.
+func (f TargetFunc) Serve(ctx context.Context, c *Call) error { return f(ctx, c) }
+
+// StatusError is a SIP final status a target or a dialled leg ended with, and the call outcome
+// it stands for.
+type StatusError struct {
+	Code    int
+	Reason  string
+	Outcome string
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("sip: %d %s", e.Code, e.Reason) }
+
+// Call is one call through the gateway: the carrier leg, any legs call control placed for it,
+// its timing (monotonic clock) and its lifecycle events.
+type Call struct {
+	s          *Server
+	id         string
+	direction  string
+	from, to   string
+	line       string
+	callerName string
+	trunk      string
+
+	carrier *leg
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	events  chan ticketing.Event
+	emitted chan struct{}
+	seq     atomic.Int64
+
+	mu          sync.Mutex
+	received    time.Time // INVITE received
+	gwAnswered  time.Time // our 200 on the carrier leg
+	ringStart   time.Time
+	talkStart   time.Time
+	holdStart   time.Time
+	holdTotal   time.Duration
+	holdLegs    map[*leg]bool
+	answered    bool // call.answered emitted
+	outcome     string
+	legs        []*leg
+	answerFinal bool // a final response was sent on the carrier leg
+}
+
+// ID is the call's UUID, its id everywhere (events, API, tickets).
+func (c *Call) ID() string { return c.id }
+
+// From is the caller's number (E.164 when it is one, else the URI user).
+func (c *Call) From() string { return c.from }
+
+// To is the dialled number.
+func (c *Call) To() string { return c.to }
+
+// Line is the matched line's number.
+func (c *Call) Line() string { return c.line }
+
+// CallerName is the display name of the caller's From header.
+func (c *Call) CallerName() string { return c.callerName }
+
+// Trunk is the name of the trunk the call came in on.
+func (c *Call) Trunk() string { return c.trunk }
+
+// Context ends when the carrier leg ends.
+func (c *Call) Context() context.Context { return c.ctx }
+
+// Endpoint is the carrier leg's RTP endpoint.
+func (c *Call) Endpoint() *media.Endpoint {
+	c.carrier.mu.Lock()
+	defer c.carrier.mu.Unlock()
+	return c.carrier.ep
+}
+
+// Ringing sends 180 Ringing on the carrier leg (once ringing starts, RingTime counts).
+func (c *Call) Ringing() error {
+	c.mu.Lock()
+	if c.answerFinal {
+		c.mu.Unlock()
+		return nil
+	}
+	c.mu.Unlock()
+	l := c.carrier
+	return c.s.respond(l.inviteTx, l.response(l.invite, 180, "Ringing", nil))
+}
+
+// Answer answers the carrier leg: 200 OK with our SDP answer (or our offer when the INVITE had
+// none), retransmitted until the ACK arrives (RFC 3261 §13.3.1.4). It returns once the ACK is in;
+// without an ACK within AckTimeout the leg is hung up with BYE and the error returned.
+func (c *Call) Answer(ctx context.Context) error {
+	c.mu.Lock()
+	if c.answerFinal {
+		c.mu.Unlock()
+		return errors.New("sip: carrier leg already answered or rejected")
+	}
+	c.answerFinal = true
+	c.mu.Unlock()
+	l := c.carrier
+	var body []byte
+	l.mu.Lock()
+	pending := l.invite.Body()
+	l.mu.Unlock()
+	if len(pending) > 0 {
+		ans, m, err := Negotiate(pending, l.localDesc(false))
+		if err != nil {
+			return err
+		}
+		l.applyMedia(m)
+		body = ans
+	} else {
+		l.mu.Lock()
+		l.offerInAck = true
+		l.mu.Unlock()
+		body = Offer(l.localDesc(false), nil, DefaultEventPayload)
+	}
+	res := l.response(l.invite, 200, "OK", body)
+	l.addTimerHeaders(res)
+	now := c.s.now()
+	c.mu.Lock()
+	c.gwAnswered = now
+	c.mu.Unlock()
+	c.s.m.callSetup.Observe(now.Sub(c.received).Seconds())
+	err := l.respond2xx(ctx, l.inviteTx, res)
+	if err != nil {
+		if errors.Is(err, causeAckTimeout) {
+			l.bye(causeAckTimeout)
+		}
+		return err
+	}
+	go l.runSessionTimer()
+	return nil
+}
+
+// reject sends a final non-2xx on the unanswered carrier leg.
+func (c *Call) reject(code int, reason string, hdrs ...sip.Header) {
+	c.mu.Lock()
+	if c.answerFinal {
+		c.mu.Unlock()
+		return
+	}
+	c.answerFinal = true
+	c.mu.Unlock()
+	l := c.carrier
+	res := l.response(l.invite, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	if err := c.s.respond(l.inviteTx, res); err != nil {
+		c.s.log.Debug("sip: reject", "error", err)
+	}
+}
+
+// MarkAnswered records that a person answered (the far end of a bridge, an agent): it emits
+// call.answered (agentID 0 when not an agent) and starts talk time.
+func (c *Call) MarkAnswered(agentID int64) {
+	c.mu.Lock()
+	if c.answered {
+		c.mu.Unlock()
+		return
+	}
+	c.answered = true
+	c.talkStart = c.s.now()
+	c.mu.Unlock()
+	c.emit(ticketing.Event{Type: ticketing.EventAnswered, AgentID: agentID})
+}
+
+// markRinging starts ring time (an outbound leg for this call started ringing).
+func (c *Call) markRinging() {
+	c.mu.Lock()
+	if c.ringStart.IsZero() {
+		c.ringStart = c.s.now()
+	}
+	c.mu.Unlock()
+}
+
+// SetOutcome overrides the outcome call.ended will carry (e.g. voicemail).
+func (c *Call) SetOutcome(o string) {
+	c.mu.Lock()
+	c.outcome = o
+	c.mu.Unlock()
+}
+
+// Hangup ends the call: BYE on every answered leg, CANCEL/final response on pending ones.
+func (c *Call) Hangup() { c.hangup(causeLocalHangup) }
+
+func (c *Call) hangup(cause error) {
+	c.cancel(cause)
+}
+
+// holdChanged tracks hold across legs: the call is on hold while any leg is.
+func (c *Call) holdChanged(l *leg, held bool) {
+	now := c.s.now()
+	c.mu.Lock()
+	wasHeld := len(c.holdLegs) > 0
+	if held {
+		c.holdLegs[l] = true
+	} else {
+		delete(c.holdLegs, l)
+	}
+	isHeld := len(c.holdLegs) > 0
+	if !wasHeld && isHeld {
+		c.holdStart = now
+	}
+	if wasHeld && !isHeld {
+		c.holdTotal += now.Sub(c.holdStart)
+		c.holdStart = time.Time{}
+	}
+	c.mu.Unlock()
+	if !wasHeld && isHeld {
+		c.emit(ticketing.Event{Type: ticketing.EventHeld})
+	} else if wasHeld && !isHeld {
+		c.emit(ticketing.Event{Type: ticketing.EventResumed})
+	}
+}
+
+// legEnded is called once per leg when it ends; the carrier leg ending ends the call.
+func (c *Call) legEnded(l *leg, cause error) {
+	if l == c.carrier {
+		c.cancel(cause)
+	}
+}
+
+// emit queues an event for the call's emitter goroutine; SIP handling never waits on the sink.
+func (c *Call) emit(e ticketing.Event) {
+	e.ID = uuid.NewString()
+	e.CallID = c.id
+	e.At = c.s.now().UTC()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.emitted:
+		return // call.ended was the last event
+	default:
+	}
+	e.Seq = c.seq.Add(1)
+	select {
+	case c.events <- e:
+	default:
+		c.s.log.Warn("sip: event queue full, event dropped", "call_id", c.id, "type", e.Type)
+	}
+}
+
+// runEmitter delivers a call's events in seq order, each with a bounded context.
+func (c *Call) runEmitter(done chan<- struct{}) {
+	defer close(done)
+	for e := range c.events {
+		if c.s.opts.Sink == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.EmitTimeout)
+		if err := c.s.opts.Sink.Emit(ctx, e); err != nil {
+			c.s.log.Warn("sip: emit event", "call_id", c.id, "type", e.Type, "error", err)
+		}
+		cancel()
+	}
+}
+
+// durations computes the call.ended durations in whole seconds (CD-3).
+func (c *Call) durations(end time.Time) *ticketing.Durations {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	hold := c.holdTotal
+	if !c.holdStart.IsZero() {
+		hold += end.Sub(c.holdStart)
+	}
+	d := &ticketing.Durations{HoldTime: secs(hold)}
+	if !c.gwAnswered.IsZero() {
+		d.Duration = secs(end.Sub(c.gwAnswered))
+	}
+	if !c.ringStart.IsZero() {
+		ringEnd := end
+		if !c.talkStart.IsZero() {
+			ringEnd = c.talkStart
+		}
+		d.RingTime = secs(ringEnd.Sub(c.ringStart))
+	}
+	if !c.talkStart.IsZero() {
+		d.TalkTime = max(0, secs(end.Sub(c.talkStart)-hold))
+	}
+	return d
+}
+
+func secs(d time.Duration) int64 {
+	if d < 0 {
+		return 0
+	}
+	return int64(d / time.Second)
+}
+
+// --- the inbound INVITE ---------------------------------------------------------------------
+
+// handleInvite admits or refuses a new INVITE and, once admitted, runs the call on this
+// goroutine (sipgo runs each request handler on its own goroutine and ends the transaction when
+// the handler returns).
+func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk Trunk, isTrunk bool) {
+	received := s.now()
+	if !isTrunk {
+		// Not a trunk: refuse, count, never dial anything for it (no open relay).
+		s.m.securityEvent.WithLabelValues(secACLReject).Inc()
+		s.reply(req, tx, 403, "Forbidden")
+		return
+	}
+	if trunk.Username != "" {
+		realm := trunk.Realm
+		if realm == "" {
+			realm = "switchboard"
+		}
+		var creds digestCreds
+		if h := req.GetHeader("Authorization"); h != nil {
+			creds = parseDigest(h.Value())
+		}
+		if !verifyDigest(creds, string(sip.INVITE), trunk.Username, trunk.Password, realm, s.nonceOK) {
+			if creds != nil {
+				s.m.securityEvent.WithLabelValues(secAuthFailure).Inc()
+			}
+			s.reply(req, tx, 401, "Unauthorized", sip.NewHeader("WWW-Authenticate",
+				fmt.Sprintf(`Digest realm="%s", nonce="%s", algorithm=MD5, qop="auth"`, realm, s.nonce())))
+			return
+		}
+	}
+	if r := req.GetHeader("Require"); r != nil && hasToken(r.Value(), "100rel") {
+		// RFC 3262 §4 / RFC 3261 §8.2.2.3: we do not do reliable provisionals.
+		s.reply(req, tx, 420, "Bad Extension", sip.NewHeader("Unsupported", "100rel"))
+		return
+	}
+	retryAfter := sip.NewHeader("Retry-After", strconv.Itoa(int(s.opts.RetryAfter/time.Second)))
+	if !s.accepting.Load() {
+		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
+		return
+	}
+	to := NormalizeNumber(req.Recipient.User)
+	line, ok := s.lines[to]
+	if !ok {
+		if n := NormalizeNumber(req.To().Address.User); n != "" {
+			line, ok = s.lines[n]
+			to = n
+		}
+	}
+	if !ok {
+		s.reply(req, tx, 404, "Not Found")
+		return
+	}
+	if req.Contact() == nil {
+		s.reply(req, tx, 400, "Bad Request (no Contact)")
+		return
+	}
+
+	c := &Call{
+		s:         s,
+		id:        uuid.NewString(),
+		direction: "inbound",
+		to:        to,
+		line:      NormalizeNumber(line.Number),
+		trunk:     trunk.Name,
+		events:    make(chan ticketing.Event, 64),
+		emitted:   make(chan struct{}),
+		received:  received,
+		holdLegs:  map[*leg]bool{},
+	}
+	c.from = NormalizeNumber(req.From().Address.User)
+	if c.from == "" {
+		c.from = req.From().Address.User
+	}
+	c.callerName = req.From().DisplayName
+	l := newLeg(s, c, roleUAS)
+	l.initUAS(req, tx)
+	c.carrier = l
+	if min := l.negotiateTimer(req); min > 0 {
+		s.reply(req, tx, 422, "Session Interval Too Small", sip.NewHeader("Min-SE", strconv.Itoa(int(min/time.Second))))
+		return
+	}
+
+	// Capacity: admission is counted under the lock so max_calls is never exceeded.
+	s.mu.Lock()
+	if len(s.calls) >= s.opts.MaxCalls || s.closed.Load() {
+		s.mu.Unlock()
+		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
+		return
+	}
+	s.calls[c] = struct{}{}
+	s.callsWG.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.calls, c)
+		s.mu.Unlock()
+		s.callsWG.Done()
+	}()
+
+	s.respond(tx, sip.NewResponseFromRequest(req, 100, "Trying", nil))
+
+	// An offer must be answerable before we take the call on: codecs, and a port for our RTP.
+	if len(req.Body()) > 0 {
+		if _, _, err := Negotiate(req.Body(), Local{Addr: s.opts.ExternalAddr, Port: 2}); err != nil {
+			s.reply(req, tx, 488, "Not Acceptable Here", sip.NewHeader("Warning", `304 switchboard "Media type not available"`))
+			return
+		}
+	}
+	if _, err := l.endpoint(); err != nil {
+		s.log.Warn("sip: no RTP endpoint", "error", err)
+		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
+		return
+	}
+
+	c.ctx, c.cancel = context.WithCancelCause(s.ctx)
+	s.addDialog(l)
+	if !tx.OnCancel(func(*sip.Request) {
+		// sipgo answered the CANCEL with 200 and the INVITE with 487 (RFC 3261 §9.2).
+		s.m.responses.WithLabelValues("487").Inc()
+		c.mu.Lock()
+		c.answerFinal = true
+		c.mu.Unlock()
+		l.end(causeCancelled)
+	}) {
+		l.end(causeCancelled)
+	}
+	s.runCall(c, line)
+}
+
+// runCall runs a call to its end on the current goroutine.
+func (s *Server) runCall(c *Call, line Line) {
+	s.m.callsActive.WithLabelValues(c.direction).Inc()
+	defer s.m.callsActive.WithLabelValues(c.direction).Dec()
+	emitDone := make(chan struct{})
+	go c.runEmitter(emitDone)
+	c.emit(ticketing.Event{Type: ticketing.EventStarted, Direction: c.direction, From: c.from, To: c.to,
+		Line: c.line, CallerName: c.callerName})
+
+	// Media timeout of the carrier leg ends the call.
+	ep := c.Endpoint()
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		select {
+		case err := <-ep.MediaTimeout():
+			s.log.Info("sip: media timeout", "call_id", c.id, "error", err)
+			c.hangup(causeMediaTimeout)
+		case <-c.ctx.Done():
+		}
+	}()
+
+	err := func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("sip: target panicked: %v", r)
+				s.log.Error("sip: target panic", "call_id", c.id, "panic", r)
+			}
+		}()
+		return line.Target.Serve(c.ctx, c)
+	}()
+
+	cause := context.Cause(c.ctx)
+	c.cancel(causeLocalHangup)
+	<-watchDone
+
+	var se *StatusError
+	c.mu.Lock()
+	finalSent := c.answerFinal
+	answered := c.answered
+	outcome := c.outcome
+	c.mu.Unlock()
+	if !finalSent {
+		switch {
+		case errors.As(err, &se):
+			c.reject(se.Code, se.Reason)
+		case errors.Is(cause, causeShutdown):
+			c.reject(503, "Service Unavailable")
+		default:
+			c.reject(500, "Server Internal Error")
+		}
+		c.carrier.end(causeLocalHangup)
+	}
+	if !c.carrier.isEnded() {
+		c.carrier.bye(causeLocalHangup)
+	}
+	c.mu.Lock()
+	legs := append([]*leg(nil), c.legs...)
+	c.mu.Unlock()
+	for _, l := range legs {
+		l.bye(causeLocalHangup)
+	}
+
+	if outcome == "" {
+		switch {
+		case answered:
+			outcome = ticketing.OutcomeAnswered
+		case errors.Is(cause, causeCancelled) || errors.Is(cause, causeRemoteBye):
+			outcome = ticketing.OutcomeAbandoned
+		case se != nil && se.Outcome != "":
+			outcome = se.Outcome
+		default:
+			outcome = ticketing.OutcomeFailed
+		}
+	}
+	end := s.now()
+	c.emit(ticketing.Event{Type: ticketing.EventEnded, Outcome: outcome, Durations: c.durations(end)})
+	c.mu.Lock()
+	close(c.emitted)
+	close(c.events)
+	c.mu.Unlock()
+	<-emitDone
+	s.m.callsTotal.WithLabelValues(c.direction, outcome).Inc()
+	s.log.Info("sip: call ended", "call_id", c.id, "outcome", outcome, "cause", fmt.Sprint(cause), "error", err)
+}

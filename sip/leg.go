@@ -1,0 +1,731 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// Causes a leg or call ends with (context.Cause of the call's context).
+var (
+	causeRemoteBye      = errors.New("remote hung up")
+	causeCancelled      = errors.New("caller cancelled")
+	causeAckTimeout     = errors.New("no ACK for 2xx within 64*T1")
+	causeSessionExpired = errors.New("session timer expired (RFC 4028)")
+	causeMediaTimeout   = errors.New("media timeout")
+	causeShutdown       = errors.New("server shutting down")
+	causeLocalHangup    = errors.New("hung up by call control")
+	causeRefreshFailed  = errors.New("session refresh failed")
+)
+
+type legRole int
+
+const (
+	roleUAS legRole = iota // the leg that called us (carrier inbound)
+	roleUAC                // a leg we placed
+)
+
+// leg is one SIP dialog of a call with its RTP endpoint. A B2BUA call has a carrier leg and,
+// when bridged, an outbound leg; each has its own Call-ID, tags, CSeq spaces, route set and
+// offer/answer state (RFC 3261 §12). The mutex guards the dialog state; requests of the
+// dialog are handled in sipgo's per-request goroutines.
+type leg struct {
+	s         *Server
+	call      *Call
+	role      legRole
+	callID    string
+	transport string
+
+	mu           sync.Mutex
+	localTag     string
+	remoteTag    string
+	localHdr     sip.Uri // our URI in From (UAC) or To (UAS)
+	localName    string
+	remoteHdr    sip.Uri
+	remoteName   string
+	remoteTarget sip.Uri
+	routeSet     []sip.Uri // in the order Route headers are sent
+	localSeq     uint32
+	remoteSeq    uint32
+	sessID       uint64
+	sessVer      uint64
+	ep           *media.Endpoint
+	med          Media
+	held         bool
+	offerInAck   bool          // we sent an offer in a 2xx; the ACK carries the answer
+	ackSeq       uint32        // CSeq of the 2xx awaiting ACK
+	ackCh        chan struct{} // closed when that ACK arrives
+	reinviteIn   bool          // a re-INVITE from the peer awaits our final response or its ACK
+	reinviteOut  bool          // our re-INVITE is in progress (glare → 491)
+	confirmed    bool
+	sessExpires  time.Duration // RFC 4028 session interval, 0 when no timer
+	weRefresh    bool
+	refreshCh    chan struct{}
+
+	ended    chan struct{}
+	endOnce  sync.Once
+	endCause error
+
+	// UAS: the initial INVITE and its server transaction.
+	invite   *sip.Request
+	inviteTx sip.ServerTransaction
+	// UAC: our INVITE.
+	outInvite *sip.Request
+}
+
+func newLeg(s *Server, c *Call, role legRole) *leg {
+	return &leg{
+		s:         s,
+		call:      c,
+		role:      role,
+		localTag:  sip.GenerateTagN(16),
+		sessID:    uint64(s.now().UnixNano() & 0x7fffffffffff),
+		sessVer:   1,
+		ackCh:     make(chan struct{}),
+		refreshCh: make(chan struct{}, 1),
+		ended:     make(chan struct{}),
+	}
+}
+
+// end marks the leg ended with cause (first cause wins) and releases its media.
+func (l *leg) end(cause error) {
+	l.endOnce.Do(func() {
+		l.mu.Lock()
+		l.endCause = cause
+		ep := l.ep
+		l.mu.Unlock()
+		close(l.ended)
+		l.s.removeDialog(l)
+		if ep != nil {
+			_ = ep.Close()
+		}
+		if l.call != nil {
+			l.call.legEnded(l, cause)
+		}
+	})
+}
+
+func (l *leg) isEnded() bool {
+	select {
+	case <-l.ended:
+		return true
+	default:
+		return false
+	}
+}
+
+// matches checks the tags of an in-dialog request against ours (RFC 3261 §12.2.2).
+func (l *leg) matches(req *sip.Request) bool {
+	toTag, _ := req.To().Params.Get("tag")
+	fromTag, _ := req.From().Params.Get("tag")
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return toTag == l.localTag && (l.remoteTag == "" || fromTag == l.remoteTag)
+}
+
+// endpoint returns the leg's RTP endpoint, creating it on first use.
+func (l *leg) endpoint() (*media.Endpoint, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ep != nil {
+		return l.ep, nil
+	}
+	ep, err := media.NewEndpoint(media.EndpointOptions{
+		Allocator:    l.s.ports,
+		MediaTimeout: l.s.opts.MediaTimeout,
+		HoldTimeout:  l.s.opts.HoldTimeout,
+		Metrics:      l.s.opts.MediaMetrics,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sip: rtp endpoint: %w", err)
+	}
+	l.ep = ep
+	return ep, nil
+}
+
+// localDesc returns our SDP parameters; bump increments the o= version (a new description).
+func (l *leg) localDesc(bump bool) Local {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if bump {
+		l.sessVer++
+	}
+	port := 0
+	if l.ep != nil {
+		port = int(l.ep.LocalAddr().Port())
+	}
+	return Local{Addr: l.s.opts.ExternalAddr, Port: port, SessionID: l.sessID, Version: l.sessVer}
+}
+
+// applyMedia pushes a negotiated Media onto the endpoint and reports hold transitions.
+func (l *leg) applyMedia(m Media) {
+	l.mu.Lock()
+	ep := l.ep
+	l.med = m
+	wasHeld := l.held
+	l.held = m.Hold
+	l.mu.Unlock()
+	if ep != nil {
+		remote := m.Remote
+		if !remote.IsValid() {
+			remote = netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
+		}
+		ep.SetRemote(remote)
+		c := media.PCMU
+		if m.Codec.Name == "PCMA" {
+			c = media.PCMA
+		}
+		ep.SetCodec(m.Codec.PT, c)
+		if m.EventPT >= 0 {
+			ep.SetDTMFPayloadType(uint8(m.EventPT))
+		} else {
+			ep.SetDTMFPayloadType(0)
+		}
+		ep.SetDirection(media.Direction(m.Direction))
+	}
+	if l.call != nil && wasHeld != m.Hold {
+		l.call.holdChanged(l, m.Hold)
+	}
+}
+
+// newRequest builds an in-dialog request (RFC 3261 §12.2.1.1): Request-URI the remote target,
+// From/To with our and their tags, the next CSeq (except ACK, which reuses the INVITE's),
+// and the route set as Route headers in order.
+func (l *leg) newRequest(method sip.RequestMethod, seq uint32) *sip.Request {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	req := sip.NewRequest(method, *l.remoteTarget.Clone())
+	for _, r := range l.routeSet {
+		req.AppendHeader(&sip.RouteHeader{Address: *r.Clone()})
+	}
+	from := &sip.FromHeader{DisplayName: l.localName, Address: *l.localHdr.Clone(), Params: sip.NewParams()}
+	from.Params.Add("tag", l.localTag)
+	to := &sip.ToHeader{DisplayName: l.remoteName, Address: *l.remoteHdr.Clone(), Params: sip.NewParams()}
+	if l.remoteTag != "" {
+		to.Params.Add("tag", l.remoteTag)
+	}
+	callID := sip.CallIDHeader(l.callID)
+	if seq == 0 {
+		l.localSeq++
+		seq = l.localSeq
+	}
+	maxf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(from)
+	req.AppendHeader(to)
+	req.AppendHeader(&callID)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: method})
+	req.AppendHeader(&maxf)
+	req.AppendHeader(l.s.contact(l.transport))
+	req.AppendHeader(sip.NewHeader("User-Agent", l.s.opts.UserAgent))
+	req.SetTransport(l.transport)
+	return req
+}
+
+// do sends an in-dialog request and waits for its final response.
+func (l *leg) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	tx, err := l.s.client.TransactionRequest(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("sip: send %s: %w", req.Method, err)
+	}
+	defer tx.Terminate()
+	for {
+		select {
+		case res := <-tx.Responses():
+			if res.IsProvisional() {
+				continue
+			}
+			return res, nil
+		case <-tx.Done():
+			if err := tx.Err(); err != nil {
+				return nil, fmt.Errorf("sip: %s transaction: %w", req.Method, err)
+			}
+			return nil, fmt.Errorf("sip: %s transaction ended without response", req.Method)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// bye ends a confirmed (or early, UAS-answered) dialog with BYE (RFC 3261 §15).
+func (l *leg) bye(cause error) {
+	if l.isEnded() {
+		return
+	}
+	l.end(cause)
+	ctx, cancel := context.WithTimeout(context.Background(), 64*l.s.opts.T1)
+	defer cancel()
+	if _, err := l.do(ctx, l.newRequest(sip.BYE, 0)); err != nil {
+		l.s.log.Debug("sip: BYE failed", "call_id", l.callID, "error", err)
+	}
+}
+
+// --- UAS side ---------------------------------------------------------------------------
+
+// initUAS sets the dialog state from the initial INVITE (RFC 3261 §12.1.1): the route set is
+// the Record-Route list in order, the remote target the Contact.
+func (l *leg) initUAS(req *sip.Request, tx sip.ServerTransaction) {
+	l.invite, l.inviteTx = req, tx
+	l.callID = req.CallID().Value()
+	l.transport = req.Transport()
+	l.remoteTag, _ = req.From().Params.Get("tag")
+	l.remoteHdr = *req.From().Address.Clone()
+	l.remoteName = req.From().DisplayName
+	l.localHdr = *req.To().Address.Clone()
+	l.localName = req.To().DisplayName
+	l.remoteSeq = req.CSeq().SeqNo
+	if c := req.Contact(); c != nil {
+		l.remoteTarget = *c.Address.Clone()
+	} else {
+		l.remoteTarget = *req.From().Address.Clone()
+	}
+	for _, h := range req.GetHeaders("Record-Route") {
+		for _, v := range splitHeaderList(h.Value()) {
+			var rr sip.RouteHeader
+			if err := parseRouteValue(v, &rr); err == nil {
+				l.routeSet = append(l.routeSet, rr.Address)
+			}
+		}
+	}
+}
+
+// response builds a response to req carrying our To tag and Contact.
+func (l *leg) response(req *sip.Request, code int, reason string, body []byte) *sip.Response {
+	res := sip.NewResponseFromRequest(req, code, reason, body)
+	if to := res.To(); to != nil && code != 100 {
+		if _, ok := to.Params.Get("tag"); !ok {
+			to.Params.Add("tag", l.localTag)
+		}
+	}
+	if code > 100 && code < 300 && req.Method != sip.BYE && req.Method != sip.CANCEL {
+		res.AppendHeader(l.s.contact(l.transport))
+	}
+	if len(body) > 0 {
+		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	}
+	return res
+}
+
+// respond2xx sends a 2xx to an INVITE and retransmits it (T1, doubling up to T2) until the ACK
+// arrives, as RFC 3261 §13.3.1.4 asks of the UAS core: sipgo's server transaction passes 2xx
+// through (RFC 6026 Accepted state) but does not retransmit it. Without an ACK within
+// AckTimeout it returns causeAckTimeout; the caller then sends BYE.
+func (l *leg) respond2xx(ctx context.Context, tx sip.ServerTransaction, res *sip.Response) error {
+	l.mu.Lock()
+	l.ackSeq = res.CSeq().SeqNo
+	ackCh := make(chan struct{})
+	l.ackCh = ackCh
+	l.mu.Unlock()
+	if err := l.s.respond(tx, res); err != nil {
+		return fmt.Errorf("sip: send 2xx: %w", err)
+	}
+	if sip.IsReliable(l.transport) {
+		// RFC 3261 §17.2.1: over a reliable transport the transport carries the 2xx; we still
+		// wait for the ACK to confirm the dialog.
+	}
+	t1 := l.s.opts.T1
+	interval := t1
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
+	deadline := time.NewTimer(l.s.opts.AckTimeout)
+	defer deadline.Stop()
+	for {
+		select {
+		case <-ackCh:
+			return nil
+		case <-timer.C:
+			if !sip.IsReliable(l.transport) {
+				if err := tx.Respond(res); err != nil {
+					// The transaction ended (Timer L); keep waiting for the ACK on the core.
+					l.s.log.Debug("sip: 2xx retransmission", "error", err)
+				}
+			}
+			interval = min(2*interval, 4*time.Second)
+			timer.Reset(interval)
+		case <-deadline.C:
+			return causeAckTimeout
+		case <-l.ended:
+			return l.cause()
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+func (l *leg) cause() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.endCause == nil {
+		return causeLocalHangup
+	}
+	return l.endCause
+}
+
+// handleRequest handles a request inside this leg's dialog.
+func (l *leg) handleRequest(req *sip.Request, tx sip.ServerTransaction) {
+	seq := req.CSeq().SeqNo
+	if !req.IsAck() && req.Method != sip.CANCEL {
+		l.mu.Lock()
+		// RFC 3261 §12.2.2: a lower CSeq than the last is out of order → 500.
+		if l.remoteSeq != 0 && seq < l.remoteSeq {
+			l.mu.Unlock()
+			l.s.reply(req, tx, 500, "Server Internal Error (CSeq out of order)")
+			return
+		}
+		l.remoteSeq = seq
+		l.mu.Unlock()
+	}
+	switch req.Method {
+	case sip.ACK:
+		l.handleAck(req)
+	case sip.BYE:
+		l.s.respond(tx, l.response(req, 200, "OK", nil))
+		l.end(causeRemoteBye)
+	case sip.INVITE:
+		l.handleReinvite(req, tx)
+	case sip.UPDATE:
+		l.handleUpdate(req, tx)
+	case sip.INFO, sip.OPTIONS, sip.NOTIFY:
+		l.s.respond(tx, l.response(req, 200, "OK", nil))
+	case sip.CANCEL:
+		// A CANCEL of a re-INVITE we already answered: nothing left to cancel.
+		l.s.reply(req, tx, 200, "OK")
+	default:
+		l.s.reply(req, tx, 405, "Method Not Allowed", sip.NewHeader("Allow", allowMethods))
+	}
+}
+
+func (l *leg) handleAck(req *sip.Request) {
+	l.mu.Lock()
+	if req.CSeq().SeqNo != l.ackSeq {
+		l.mu.Unlock()
+		return
+	}
+	ch := l.ackCh
+	offerInAck := l.offerInAck
+	l.offerInAck = false
+	l.confirmed = true
+	l.reinviteIn = false
+	l.mu.Unlock()
+	if offerInAck {
+		// Late offer: the ACK carries the answer to the offer in our 2xx (RFC 3264 §4, RFC 3261 §13.2.1).
+		if m, err := ParseAnswer(req.Body()); err == nil {
+			l.applyMedia(m)
+		} else {
+			l.s.log.Info("sip: unusable answer in ACK; hanging up", "call_id", l.callID, "error", err)
+			go l.bye(fmt.Errorf("answer in ACK: %w", err))
+		}
+	}
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
+
+// handleReinvite answers a re-INVITE (RFC 3261 §14.2): glare with our own pending re-INVITE gets
+// 491, an overlapping one 500 with Retry-After; an offer is answered (hold/resume, address change)
+// and an empty one (late offer) gets our offer in the 200 with the answer expected in the ACK.
+func (l *leg) handleReinvite(req *sip.Request, tx sip.ServerTransaction) {
+	l.mu.Lock()
+	switch {
+	case l.reinviteOut:
+		l.mu.Unlock()
+		l.s.reply(req, tx, 491, "Request Pending")
+		return
+	case l.reinviteIn:
+		l.mu.Unlock()
+		l.s.reply(req, tx, 500, "Server Internal Error", sip.NewHeader("Retry-After", "1"))
+		return
+	}
+	l.reinviteIn = true
+	l.mu.Unlock()
+	if r := req.GetHeader("Require"); r != nil && hasToken(r.Value(), "100rel") {
+		l.setReinviteIn(false)
+		l.s.reply(req, tx, 420, "Bad Extension", sip.NewHeader("Unsupported", "100rel"))
+		return
+	}
+	l.noteRefresh(req)
+	var body []byte
+	if len(req.Body()) > 0 {
+		ans, m, err := Negotiate(req.Body(), l.localDesc(true))
+		if err != nil {
+			l.setReinviteIn(false)
+			// RFC 3261 §14.2: a failed re-INVITE leaves the session as it was.
+			l.s.reply(req, tx, 488, "Not Acceptable Here")
+			return
+		}
+		l.applyMedia(m)
+		body = ans
+	} else {
+		l.mu.Lock()
+		l.offerInAck = true
+		l.mu.Unlock()
+		local := l.localDesc(true)
+		local.Direction = SendRecv
+		l.mu.Lock()
+		m := l.med
+		l.mu.Unlock()
+		codecs := []Codec{m.Codec}
+		if m.Codec.Name == "" {
+			codecs = nil
+		}
+		body = Offer(local, codecs, eventPTOr(m.EventPT))
+	}
+	res := l.response(req, 200, "OK", body)
+	l.addTimerHeaders(res)
+	if err := l.respond2xx(context.Background(), tx, res); err != nil {
+		l.setReinviteIn(false)
+		if errors.Is(err, causeAckTimeout) {
+			l.bye(causeAckTimeout)
+		}
+	}
+}
+
+func eventPTOr(pt int) int {
+	if pt < 0 {
+		return DefaultEventPayload
+	}
+	return pt
+}
+
+func (l *leg) setReinviteIn(v bool) {
+	l.mu.Lock()
+	l.reinviteIn = v
+	l.mu.Unlock()
+}
+
+// handleUpdate answers UPDATE (RFC 3311): a session refresh (RFC 4028 §7.4) or a new offer.
+func (l *leg) handleUpdate(req *sip.Request, tx sip.ServerTransaction) {
+	l.noteRefresh(req)
+	var body []byte
+	if len(req.Body()) > 0 {
+		l.mu.Lock()
+		busy := l.reinviteOut
+		l.mu.Unlock()
+		if busy {
+			l.s.reply(req, tx, 491, "Request Pending")
+			return
+		}
+		ans, m, err := Negotiate(req.Body(), l.localDesc(true))
+		if err != nil {
+			l.s.reply(req, tx, 488, "Not Acceptable Here")
+			return
+		}
+		l.applyMedia(m)
+		body = ans
+	}
+	res := l.response(req, 200, "OK", body)
+	l.addTimerHeaders(res)
+	l.s.respond(tx, res)
+}
+
+// --- session timers (RFC 4028) -----------------------------------------------------------
+
+// negotiateTimer settles the session interval of the initial INVITE. It returns the Min-SE to
+// answer 422 with when the offered interval is too small, else 0.
+func (l *leg) negotiateTimer(req *sip.Request) time.Duration {
+	supported := false
+	if h := req.GetHeader("Supported"); h != nil && hasToken(h.Value(), "timer") {
+		supported = true
+	}
+	if h := req.GetHeader("k"); h != nil && hasToken(h.Value(), "timer") {
+		supported = true
+	}
+	h := req.GetHeader("Session-Expires")
+	if h == nil {
+		h = req.GetHeader("x")
+	}
+	if h == nil {
+		if supported {
+			l.sessExpires = l.s.opts.SessionExpires
+			l.weRefresh = false
+		}
+		return 0
+	}
+	val, params, _ := strings.Cut(h.Value(), ";")
+	secs, err := strconv.Atoi(strings.TrimSpace(val))
+	if err != nil || secs <= 0 {
+		return 0
+	}
+	se := time.Duration(secs) * time.Second
+	if se < l.s.opts.MinSE {
+		return l.s.opts.MinSE
+	}
+	l.sessExpires = se
+	// refresher=uas names us; absent or uac names the caller (RFC 4028 §9). A caller that does
+	// not support timers cannot refresh, so we do.
+	l.weRefresh = strings.Contains(strings.ReplaceAll(params, " ", ""), "refresher=uas") || !supported
+	return 0
+}
+
+func (l *leg) addTimerHeaders(res *sip.Response) {
+	l.mu.Lock()
+	se, we := l.sessExpires, l.weRefresh
+	l.mu.Unlock()
+	if se == 0 {
+		return
+	}
+	ref := "uac"
+	if we {
+		ref = "uas"
+	}
+	res.AppendHeader(sip.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=%s", int(se/time.Second), ref)))
+	if !we {
+		res.AppendHeader(sip.NewHeader("Require", "timer"))
+	}
+}
+
+func (l *leg) noteRefresh(req *sip.Request) {
+	select {
+	case l.refreshCh <- struct{}{}:
+	default:
+	}
+}
+
+// runSessionTimer enforces the session interval until the leg ends: as refresher we send a
+// re-INVITE with our current description at half the interval (RFC 4028 §10); otherwise a
+// missing refresh ends the call with BYE at expiry minus min(32 s, interval/3).
+func (l *leg) runSessionTimer() {
+	l.mu.Lock()
+	se, we := l.sessExpires, l.weRefresh
+	l.mu.Unlock()
+	if se == 0 {
+		return
+	}
+	wait := se / 2
+	if !we {
+		wait = se - min(32*time.Second, se/3)
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.ended:
+			return
+		case <-l.refreshCh:
+			if !we {
+				t.Reset(wait)
+			}
+		case <-t.C:
+			if !we {
+				l.s.log.Info("sip: session expired", "call_id", l.callID)
+				l.bye(causeSessionExpired)
+				return
+			}
+			if err := l.refresh(); err != nil {
+				l.s.log.Info("sip: session refresh failed", "call_id", l.callID, "error", err)
+				l.bye(causeRefreshFailed)
+				return
+			}
+			t.Reset(wait)
+		}
+	}
+}
+
+// refresh sends a re-INVITE with our unchanged description (same o= version, RFC 4028 §7.4) and
+// ACKs the 2xx. 491 (glare) is retried once after a short pause.
+func (l *leg) refresh() error {
+	for attempt := 0; attempt < 2; attempt++ {
+		l.mu.Lock()
+		if l.reinviteIn || l.reinviteOut {
+			l.mu.Unlock()
+			return nil // a re-INVITE is under way: it refreshes the session itself
+		}
+		l.reinviteOut = true
+		m := l.med
+		l.mu.Unlock()
+		local := l.localDesc(false)
+		local.Direction = m.Direction
+		codecs := []Codec{m.Codec}
+		if m.Codec.Name == "" {
+			codecs = nil
+		}
+		req := l.newRequest(sip.INVITE, 0)
+		req.SetBody(Offer(local, codecs, m.EventPT))
+		req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		req.AppendHeader(sip.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=uas", int(l.sessExpires/time.Second))))
+		req.AppendHeader(sip.NewHeader("Supported", "timer"))
+		ctx, cancel := context.WithTimeout(context.Background(), 64*l.s.opts.T1)
+		res, err := l.do(ctx, req)
+		cancel()
+		l.mu.Lock()
+		l.reinviteOut = false
+		l.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if res.IsSuccess() {
+			ack := l.newRequest(sip.ACK, req.CSeq().SeqNo)
+			return l.s.client.WriteRequest(ack)
+		}
+		if res.StatusCode != 491 {
+			return fmt.Errorf("refresh answered %d", res.StatusCode)
+		}
+		select {
+		case <-time.After(time.Duration(2100+attempt*1000) * time.Millisecond):
+		case <-l.ended:
+			return nil
+		}
+	}
+	return errors.New("refresh: glare persisted")
+}
+
+// --- helpers --------------------------------------------------------------------------------
+
+func hasToken(list, tok string) bool {
+	for _, t := range strings.Split(list, ",") {
+		if strings.EqualFold(strings.TrimSpace(t), tok) {
+			return true
+		}
+	}
+	return false
+}
+
+// splitHeaderList splits a comma-separated header value, respecting <...> and quotes.
+func splitHeaderList(v string) []string {
+	var out []string
+	depth, quoted, start := 0, false, 0
+	for i := 0; i < len(v); i++ {
+		switch v[i] {
+		case '"':
+			quoted = !quoted
+		case '<':
+			if !quoted {
+				depth++
+			}
+		case '>':
+			if !quoted && depth > 0 {
+				depth--
+			}
+		case ',':
+			if !quoted && depth == 0 {
+				out = append(out, strings.TrimSpace(v[start:i]))
+				start = i + 1
+			}
+		}
+	}
+	if s := strings.TrimSpace(v[start:]); s != "" {
+		out = append(out, s)
+	}
+	return out
+}
+
+// parseRouteValue parses one name-addr of a Record-Route/Route header.
+func parseRouteValue(v string, h *sip.RouteHeader) error {
+	v = strings.TrimSpace(v)
+	lt := strings.IndexByte(v, '<')
+	gt := strings.LastIndexByte(v, '>')
+	if lt < 0 || gt < lt {
+		return sip.ParseUri(v, &h.Address)
+	}
+	return sip.ParseUri(v[lt+1:gt], &h.Address)
+}

@@ -1,0 +1,82 @@
+package sip
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the SIP series of CONTRACT.md §5, with bounded label sets: methods outside the
+// known list count as "other", response codes are the numeric code (100–699 only).
+type metrics struct {
+	callsActive   *prometheus.GaugeVec
+	callsTotal    *prometheus.CounterVec
+	callSetup     prometheus.Histogram
+	requests      *prometheus.CounterVec
+	responses     *prometheus.CounterVec
+	securityEvent *prometheus.CounterVec
+}
+
+// Security event types of switchboard_security_events_total.
+const (
+	secACLReject   = "acl_reject"
+	secAuthFailure = "auth_failure"
+	secScanner     = "scanner_drop"
+	secRateLimit   = "rate_limited"
+	secMalformed   = "malformed"
+)
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		callsActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchboard_calls_active", Help: "Calls in progress.",
+		}, []string{"direction"}),
+		callsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_calls_total", Help: "Calls ended, by direction and outcome.",
+		}, []string{"direction", "outcome"}),
+		callSetup: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "switchboard_call_setup_seconds",
+			Help:    "Time from INVITE received to 200 OK sent on the carrier leg.",
+			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_sip_requests_total", Help: "SIP requests received, by method.",
+		}, []string{"method"}),
+		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_sip_responses_total", Help: "SIP responses sent, by status code.",
+		}, []string{"code"}),
+		securityEvent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_security_events_total",
+			Help: "Requests refused or dropped for security: acl_reject, auth_failure, scanner_drop, rate_limited, malformed.",
+		}, []string{"type"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.callsActive, m.callsTotal, m.callSetup, m.requests, m.responses, m.securityEvent} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+var knownMethods = map[string]bool{
+	"INVITE": true, "ACK": true, "BYE": true, "CANCEL": true, "OPTIONS": true, "REGISTER": true,
+	"PRACK": true, "SUBSCRIBE": true, "NOTIFY": true, "PUBLISH": true, "INFO": true, "REFER": true,
+	"MESSAGE": true, "UPDATE": true,
+}
+
+func methodLabel(m string) string {
+	if knownMethods[m] {
+		return m
+	}
+	return "other"
+}
+
+func codeLabel(code int) string {
+	if code < 100 || code > 699 {
+		return "other"
+	}
+	return strconv.Itoa(code)
+}

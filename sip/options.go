@@ -1,0 +1,126 @@
+package sip
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/ticketing"
+)
+
+// Options configures a Server. cmd/switchboard maps the YAML configuration onto it; zero values
+// take the documented defaults in New.
+type Options struct {
+	// UDPAddr and TCPAddr are the SIP listen addresses ("127.0.0.1:5060"); port 0 picks a free
+	// port (see Server.Addr). An empty address disables that transport; both empty means UDP and
+	// TCP on 127.0.0.1:5060.
+	UDPAddr string
+	TCPAddr string
+	// TLSAddr with TLSConfig (a certificate) adds a TLS listener; empty disables it.
+	TLSAddr   string
+	TLSConfig *tls.Config
+
+	// ExternalAddr is written into our SDP c=/o= lines and our Contact headers. Default: the host
+	// of the first listen address (or 127.0.0.1 when that is a wildcard).
+	ExternalAddr netip.Addr
+
+	// Trunks are the carriers allowed to send us calls and through which we call out.
+	Trunks []Trunk
+	// Lines map dialled numbers (DIDs) to targets. A call to a number not listed gets 404.
+	Lines []Line
+
+	// MaxCalls bounds concurrent calls; one more gets 503 with Retry-After. Default 1000.
+	MaxCalls int
+	// RetryAfter is the Retry-After value of 503 responses. Default 30 s.
+	RetryAfter time.Duration
+
+	// SessionExpires is the session interval we ask for and accept (RFC 4028); MinSE the
+	// smallest we accept (smaller gets 422 with Min-SE). Defaults 1800 s and 90 s.
+	SessionExpires time.Duration
+	MinSE          time.Duration
+
+	// RingTimeout bounds how long an outbound leg may ring before we CANCEL it. Default 60 s.
+	RingTimeout time.Duration
+	// AckTimeout is how long we retransmit a 2xx waiting for the ACK before hanging up with BYE
+	// (RFC 3261 §13.3.1.4: 64*T1). Default 32 s.
+	AckTimeout time.Duration
+	// T1 is the RFC 3261 round-trip estimate used for 2xx retransmission. Default 500 ms.
+	T1 time.Duration
+
+	// RateLimit is the per-source token bucket on requests.
+	RateLimit RateLimit
+	// ScannerUserAgents are User-Agent substrings (case-insensitive) whose requests are dropped
+	// silently. Default: friendly-scanner, sipcli, sipvicious, VaxSIPUserAgent, pplsip.
+	// Set to a non-nil empty slice to drop nothing.
+	ScannerUserAgents []string
+
+	// Ports allocates RTP ports for legs. Default: 127.0.0.1 ports 20000–20999.
+	Ports *media.PortAllocator
+	// MediaMetrics receives the RTP counters of every endpoint (nil: none).
+	MediaMetrics *media.Metrics
+	// MediaTimeout and HoldTimeout are passed to every media endpoint (0: media's defaults).
+	MediaTimeout time.Duration
+	HoldTimeout  time.Duration
+
+	// Sink receives call lifecycle events; nil discards them.
+	Sink ticketing.Sink
+	// EmitTimeout bounds one Sink.Emit call so a slow sink never stalls SIP. Default 2 s.
+	EmitTimeout time.Duration
+	// Registerer receives the SIP metrics (CONTRACT.md §5); nil registers nothing.
+	Registerer prometheus.Registerer
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Now is the clock; it must return readings with a monotonic component (time.Now does).
+	Now func() time.Time
+	// UserAgent is our User-Agent / Server header value. Default "switchboard".
+	UserAgent string
+}
+
+// Trunk is one carrier: where its calls come from, how they authenticate, and how we call out.
+type Trunk struct {
+	Name string
+	// Allow lists the source prefixes whose requests belong to this trunk (e.g. 127.0.0.0/8).
+	Allow []netip.Prefix
+	// Username/Password, when set, require RFC 2617/8760 digest auth (MD5) on inbound INVITEs:
+	// a request without valid credentials gets 401 with a challenge.
+	Username string
+	Password string
+	Realm    string // default "switchboard"
+
+	// OutboundURI is where calls out through this trunk go, e.g. sip:127.0.0.1:5080.
+	OutboundURI string
+	// CallerID is the default From user of outbound calls (E.164).
+	CallerID string
+	// OutboundUsername/OutboundPassword answer the carrier's 401/407 challenges.
+	OutboundUsername string
+	OutboundPassword string
+}
+
+// Line is one DID and the target its calls go to.
+type Line struct {
+	// Number is the dialled number; matched after E.164 normalisation (NormalizeNumber).
+	Number string
+	// Target runs the call. BridgeTarget is the one built in; IVR, queue and voicemail targets
+	// implement the same interface.
+	Target Target
+}
+
+// RateLimit is a per-source-address token bucket on incoming requests. Requests over the limit are
+// dropped silently (a 503 would only help an attacker) and counted.
+type RateLimit struct {
+	// PerSecond is the sustained rate per source IP; 0 means the default 20, negative disables.
+	PerSecond float64
+	// Burst is the bucket size; default 40.
+	Burst int
+	// LimitTrunks applies the limit to trunk sources too; by default trunks are exempt.
+	LimitTrunks bool
+}
+
+// DefaultScannerUserAgents are the User-Agent substrings of well-known SIP scanners.
+func DefaultScannerUserAgents() []string {
+	return []string{"friendly-scanner", "sipcli", "sipvicious", "VaxSIPUserAgent", "pplsip"}
+}

@@ -1,0 +1,454 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/google/uuid"
+
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/ticketing"
+)
+
+// DialOptions describes an outbound leg placed by call control (never on a request's behalf:
+// the gateway is no open relay).
+type DialOptions struct {
+	// URI is the target (sip:desk@127.0.0.1:5090). When empty, Number is dialled through Trunk's
+	// OutboundURI.
+	URI string
+	// Trunk names the trunk to call through: its OutboundURI (when URI is empty), caller ID and
+	// digest credentials for 401/407.
+	Trunk string
+	// Number is the dialled number when calling through a trunk.
+	Number string
+	// FromUser and FromName are the caller ID; FromUser defaults to the trunk's CallerID.
+	FromUser string
+	FromName string
+	// Codecs is our offer in preference order; default PCMU, PCMA.
+	Codecs []Codec
+	// OnProgress is called for each provisional response above 100 (on the dialling goroutine).
+	OnProgress func(code int)
+	// RingTimeout overrides Options.RingTimeout.
+	RingTimeout time.Duration
+}
+
+// OutboundLeg is an answered leg placed by Call.Dial. It ends with the call, or earlier when the
+// far end hangs up (Done).
+type OutboundLeg struct{ l *leg }
+
+// Endpoint is the leg's RTP endpoint.
+func (o *OutboundLeg) Endpoint() *media.Endpoint {
+	o.l.mu.Lock()
+	defer o.l.mu.Unlock()
+	return o.l.ep
+}
+
+// Done is closed when the leg has ended.
+func (o *OutboundLeg) Done() <-chan struct{} { return o.l.ended }
+
+// Hangup sends BYE on the leg.
+func (o *OutboundLeg) Hangup() { o.l.bye(causeLocalHangup) }
+
+// Dial places an outbound leg for this call and waits until it is answered (2xx, ACKed) or has
+// failed. Provisional responses are reported to opts.OnProgress. When ctx ends first, the leg is
+// cancelled (CANCEL after the first provisional, RFC 3261 §9.1); a 2xx that crosses the CANCEL
+// is ACKed and then ended with BYE (§15). Failures come back as *StatusError with the status to
+// relay and the call outcome.
+func (c *Call) Dial(ctx context.Context, opts DialOptions) (*OutboundLeg, error) {
+	s := c.s
+	var trunk Trunk
+	if opts.Trunk != "" {
+		found := false
+		for _, t := range s.opts.Trunks {
+			if t.Name == opts.Trunk {
+				trunk, found = t, true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("sip: dial: unknown trunk %q", opts.Trunk)
+		}
+	}
+	target := opts.URI
+	if target == "" {
+		if trunk.OutboundURI == "" || opts.Number == "" {
+			return nil, errors.New("sip: dial: no URI and no trunk outbound URI/number")
+		}
+		var tu sip.Uri
+		if err := sip.ParseUri(trunk.OutboundURI, &tu); err != nil {
+			return nil, fmt.Errorf("sip: dial: trunk uri: %w", err)
+		}
+		tu.User = opts.Number
+		target = tu.String()
+	}
+	var ruri sip.Uri
+	if err := sip.ParseUri(target, &ruri); err != nil {
+		return nil, fmt.Errorf("sip: dial: target %q: %w", target, err)
+	}
+	if opts.FromUser == "" {
+		opts.FromUser = trunk.CallerID
+	}
+	if opts.FromUser == "" {
+		opts.FromUser = "switchboard"
+	}
+	ringTimeout := opts.RingTimeout
+	if ringTimeout <= 0 {
+		ringTimeout = s.opts.RingTimeout
+	}
+
+	l := newLeg(s, c, roleUAC)
+	l.callID = uuid.NewString()
+	l.transport = "UDP"
+	if ruri.UriParams != nil {
+		if tp, ok := ruri.UriParams.Get("transport"); ok && tp != "" {
+			l.transport = strings.ToUpper(tp)
+		}
+	}
+	l.localHdr = sip.Uri{Scheme: "sip", User: opts.FromUser, Host: s.opts.ExternalAddr.String()}
+	l.localName = opts.FromName
+	l.remoteHdr = sip.Uri{Scheme: ruri.Scheme, User: ruri.User, Host: ruri.Host, Port: ruri.Port}
+	l.remoteTarget = *ruri.Clone()
+	c.mu.Lock()
+	c.legs = append(c.legs, l)
+	c.mu.Unlock()
+	if _, err := l.endpoint(); err != nil {
+		l.end(err)
+		return nil, &StatusError{Code: 503, Reason: "Service Unavailable", Outcome: ticketing.OutcomeFailed}
+	}
+	local := l.localDesc(false)
+	local.Direction = SendRecv
+	inv := l.newRequest(sip.INVITE, 0)
+	inv.SetBody(Offer(local, opts.Codecs, DefaultEventPayload))
+	inv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	inv.AppendHeader(sip.NewHeader("Allow", allowMethods))
+	s.addDialog(l)
+
+	res, err := l.invite2xx(ctx, inv, trunk, ringTimeout, opts.OnProgress)
+	if err != nil {
+		l.end(err)
+		return nil, err
+	}
+	m, err := ParseAnswer(res.Body())
+	if err != nil {
+		l.bye(err)
+		return nil, &StatusError{Code: 488, Reason: "Not Acceptable Here", Outcome: ticketing.OutcomeFailed}
+	}
+	l.applyMedia(m)
+	return &OutboundLeg{l: l}, nil
+}
+
+// invite2xx runs the INVITE client transaction(s) of a new leg until a 2xx was ACKed.
+func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ringTimeout time.Duration, onProgress func(int)) (*sip.Response, error) {
+	s := l.s
+	txCtx, txCancel := context.WithTimeout(context.Background(), ringTimeout+64*s.opts.T1)
+	defer txCancel()
+	send := func(r *sip.Request) (sip.ClientTransaction, error) {
+		l.mu.Lock()
+		l.outInvite = r
+		l.mu.Unlock()
+		tx, err := s.client.TransactionRequest(txCtx, r)
+		if err != nil {
+			return nil, &StatusError{Code: 503, Reason: "Service Unavailable", Outcome: ticketing.OutcomeFailed}
+		}
+		return tx, nil
+	}
+	tx, err := send(inv)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { tx.Terminate() }()
+
+	ring := time.NewTimer(ringTimeout)
+	defer ring.Stop()
+	done := ctx.Done()
+	var (
+		gotProvisional bool
+		cancelWanted   error // why we abandon the leg (nil: we don't)
+		cancelSent     bool
+		authTries      int
+		cancelWG       sync.WaitGroup
+	)
+	defer cancelWG.Wait()
+	sendCancel := func() {
+		if cancelSent || !gotProvisional {
+			return
+		}
+		cancelSent = true
+		cr := l.cancelRequest()
+		cancelWG.Add(1)
+		go func() {
+			defer cancelWG.Done()
+			cctx, cancel := context.WithTimeout(context.Background(), 64*s.opts.T1)
+			defer cancel()
+			if _, err := l.do(cctx, cr); err != nil {
+				s.log.Debug("sip: CANCEL", "call_id", l.callID, "error", err)
+			}
+		}()
+	}
+	for {
+		select {
+		case res := <-tx.Responses():
+			if res.IsProvisional() {
+				gotProvisional = true
+				if res.StatusCode > 100 {
+					l.call.markRinging()
+					if onProgress != nil && cancelWanted == nil {
+						onProgress(res.StatusCode)
+					}
+				}
+				if cancelWanted != nil {
+					sendCancel()
+				}
+				continue
+			}
+			if res.IsSuccess() {
+				l.established(res)
+				if err := l.ackSuccess(inv, res, tx); err != nil {
+					s.log.Debug("sip: ACK", "call_id", l.callID, "error", err)
+				}
+				if cancelWanted != nil {
+					// RFC 3261 §15: a 2xx that crossed our CANCEL: ACK it, then BYE.
+					l.bye(cancelWanted)
+					return nil, cancelWanted
+				}
+				return res, nil
+			}
+			if (res.StatusCode == 401 || res.StatusCode == 407) && trunk.OutboundPassword != "" && authTries < 2 && cancelWanted == nil {
+				authTries++
+				next, err := l.authorize(inv, res, trunk)
+				if err != nil {
+					return nil, &StatusError{Code: 503, Reason: "Service Unavailable", Outcome: ticketing.OutcomeFailed}
+				}
+				tx.Terminate()
+				inv = next
+				if tx, err = send(inv); err != nil {
+					return nil, err
+				}
+				gotProvisional = false
+				continue
+			}
+			if cancelWanted != nil {
+				return nil, cancelWanted
+			}
+			return nil, mapFailure(res.StatusCode)
+		case <-tx.Done():
+			if cancelWanted != nil {
+				return nil, cancelWanted
+			}
+			return nil, &StatusError{Code: 480, Reason: "Temporarily Unavailable", Outcome: ticketing.OutcomeNoAnswer}
+		case <-done:
+			done = nil
+			cancelWanted = context.Cause(ctx)
+			if cancelWanted == nil {
+				cancelWanted = causeCancelled
+			}
+			sendCancel()
+		case <-ring.C:
+			if cancelWanted == nil {
+				cancelWanted = &StatusError{Code: 480, Reason: "Temporarily Unavailable", Outcome: ticketing.OutcomeNoAnswer}
+				sendCancel()
+			}
+		}
+	}
+}
+
+// established records the dialog state from a 2xx (RFC 3261 §12.1.2): remote tag, remote target
+// from Contact, and the route set as the Record-Route list reversed.
+func (l *leg) established(res *sip.Response) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.remoteTag, _ = res.To().Params.Get("tag")
+	if c := res.Contact(); c != nil {
+		l.remoteTarget = *c.Address.Clone()
+	}
+	var rs []sip.Uri
+	for _, h := range res.GetHeaders("Record-Route") {
+		for _, v := range splitHeaderList(h.Value()) {
+			var rr sip.RouteHeader
+			if err := parseRouteValue(v, &rr); err == nil {
+				rs = append(rs, rr.Address)
+			}
+		}
+	}
+	for i, j := 0, len(rs)-1; i < j; i, j = i+1, j-1 {
+		rs[i], rs[j] = rs[j], rs[i]
+	}
+	l.routeSet = rs
+	l.confirmed = true
+}
+
+// ackSuccess sends the ACK for a 2xx (a new transaction-less request, RFC 3261 §13.2.2.4) and
+// re-sends it for every retransmission of that 2xx.
+func (l *leg) ackSuccess(inv *sip.Request, res *sip.Response, tx sip.ClientTransaction) error {
+	ack := l.newRequest(sip.ACK, inv.CSeq().SeqNo)
+	for _, h := range inv.GetHeaders("Authorization") {
+		ack.AppendHeader(sip.HeaderClone(h))
+	}
+	for _, h := range inv.GetHeaders("Proxy-Authorization") {
+		ack.AppendHeader(sip.HeaderClone(h))
+	}
+	if err := l.s.client.WriteRequest(ack); err != nil {
+		return err
+	}
+	tmpl := ack.Clone()
+	tx.OnRetransmission(func(r *sip.Response) {
+		if r.IsSuccess() {
+			a := tmpl.Clone()
+			a.RemoveHeader("Via")
+			_ = l.s.client.WriteRequest(a)
+		}
+	})
+	return nil
+}
+
+// cancelRequest builds the CANCEL for our pending INVITE (RFC 3261 §9.1): same Request-URI,
+// top Via, Call-ID, From, To and CSeq number, and the same Route headers.
+func (l *leg) cancelRequest() *sip.Request {
+	l.mu.Lock()
+	inv := l.outInvite
+	l.mu.Unlock()
+	cr := sip.NewRequest(sip.CANCEL, *inv.Recipient.Clone())
+	if v := inv.Via(); v != nil {
+		cr.AppendHeader(sip.HeaderClone(v))
+	}
+	for _, h := range inv.GetHeaders("Route") {
+		cr.AppendHeader(sip.HeaderClone(h))
+	}
+	cr.AppendHeader(sip.HeaderClone(inv.From()))
+	cr.AppendHeader(sip.HeaderClone(inv.To()))
+	cr.AppendHeader(sip.HeaderClone(inv.CallID()))
+	cr.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
+	maxf := sip.MaxForwardsHeader(70)
+	cr.AppendHeader(&maxf)
+	cr.SetTransport(inv.Transport())
+	return cr
+}
+
+// authorize builds the INVITE retried with digest credentials for a 401/407 challenge
+// (RFC 3261 §22.2, RFC 2617 §3.2.2 with qop=auth when offered).
+func (l *leg) authorize(inv *sip.Request, res *sip.Response, trunk Trunk) (*sip.Request, error) {
+	chName, authName := "WWW-Authenticate", "Authorization"
+	if res.StatusCode == 407 {
+		chName, authName = "Proxy-Authenticate", "Proxy-Authorization"
+	}
+	h := res.GetHeader(chName)
+	if h == nil {
+		return nil, fmt.Errorf("sip: %d without %s", res.StatusCode, chName)
+	}
+	ch := parseDigest(h.Value())
+	if ch == nil || ch["nonce"] == "" {
+		return nil, fmt.Errorf("sip: unusable challenge %q", h.Value())
+	}
+	user := trunk.OutboundUsername
+	if user == "" {
+		user = trunk.CallerID
+	}
+	uri := inv.Recipient.String()
+	ha1 := md5hex(user + ":" + ch["realm"] + ":" + trunk.OutboundPassword)
+	ha2 := md5hex("INVITE:" + uri)
+	var val string
+	if qops := ch["qop"]; hasToken(qops, "auth") {
+		cnonce := newNonce()[:16]
+		resp := md5hex(ha1 + ":" + ch["nonce"] + ":00000001:" + cnonce + ":auth:" + ha2)
+		val = fmt.Sprintf(`Digest username="%s", realm="%s", nonce="%s", uri="%s", response="%s", algorithm=MD5, qop=auth, nc=00000001, cnonce="%s"`,
+			user, ch["realm"], ch["nonce"], uri, resp, cnonce)
+	} else {
+		resp := md5hex(ha1 + ":" + ch["nonce"] + ":" + ha2)
+		val = fmt.Sprintf(`Digest username="%s", realm="%s", nonce="%s", uri="%s", response="%s", algorithm=MD5`,
+			user, ch["realm"], ch["nonce"], uri, resp)
+	}
+	if op := ch["opaque"]; op != "" {
+		val += fmt.Sprintf(`, opaque="%s"`, op)
+	}
+	next := inv.Clone()
+	next.RemoveHeader("Via")
+	next.RemoveHeader(authName)
+	next.AppendHeader(sip.NewHeader(authName, val))
+	l.mu.Lock()
+	l.localSeq++
+	next.CSeq().SeqNo = l.localSeq
+	l.mu.Unlock()
+	return next, nil
+}
+
+// mapFailure maps a far end's final failure to the status we relay on the carrier leg and the
+// call outcome (busy, no answer and declines are no_answer; the rest failed).
+func mapFailure(code int) *StatusError {
+	switch code {
+	case 486, 600:
+		return &StatusError{Code: 486, Reason: "Busy Here", Outcome: ticketing.OutcomeNoAnswer}
+	case 480, 408, 487:
+		return &StatusError{Code: 480, Reason: "Temporarily Unavailable", Outcome: ticketing.OutcomeNoAnswer}
+	case 603:
+		return &StatusError{Code: 603, Reason: "Decline", Outcome: ticketing.OutcomeNoAnswer}
+	case 404, 604:
+		return &StatusError{Code: 404, Reason: "Not Found", Outcome: ticketing.OutcomeFailed}
+	case 488, 606:
+		return &StatusError{Code: 488, Reason: "Not Acceptable Here", Outcome: ticketing.OutcomeFailed}
+	case 401, 407, 403:
+		return &StatusError{Code: 403, Reason: "Forbidden", Outcome: ticketing.OutcomeFailed}
+	}
+	if code >= 500 && code < 600 {
+		return &StatusError{Code: 502, Reason: "Bad Gateway", Outcome: ticketing.OutcomeFailed}
+	}
+	return &StatusError{Code: 480, Reason: "Temporarily Unavailable", Outcome: ticketing.OutcomeFailed}
+}
+
+// BridgeTarget bridges the call to a SIP URI (a desk phone, another PBX): it dials the URI with
+// the caller's number as caller ID, relays ringing, answers the carrier leg when the far end
+// answers, and bridges the two RTP endpoints until either side hangs up.
+type BridgeTarget struct {
+	// URI is the far end, e.g. sip:desk@127.0.0.1:5090.
+	URI string
+	// Trunk, when set, names the trunk whose credentials answer the far end's challenges.
+	Trunk string
+}
+
+// BridgeTo returns a BridgeTarget for uri.
+func BridgeTo(uri string) *BridgeTarget { return &BridgeTarget{URI: uri} }
+
+// Serve implements Target.
+func (b *BridgeTarget) Serve(ctx context.Context, c *Call) error {
+	// Offer the far end the carrier's codec first, so no transcoding is needed.
+	codecs := []Codec{{PT: PayloadPCMU, Name: "PCMU", Rate: 8000}, {PT: PayloadPCMA, Name: "PCMA", Rate: 8000}}
+	c.carrier.mu.Lock()
+	offer := c.carrier.invite.Body()
+	c.carrier.mu.Unlock()
+	if len(offer) > 0 {
+		if _, m, err := Negotiate(offer, Local{Addr: c.s.opts.ExternalAddr, Port: 2}); err == nil && m.Codec.Name == "PCMA" {
+			codecs[0], codecs[1] = codecs[1], codecs[0]
+		}
+	}
+	rang := false
+	out, err := c.Dial(ctx, DialOptions{
+		URI: b.URI, Trunk: b.Trunk, FromUser: c.From(), FromName: c.CallerName(), Codecs: codecs,
+		OnProgress: func(code int) {
+			if (code == 180 || code == 183) && !rang {
+				rang = true
+				_ = c.Ringing()
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if err := c.Answer(ctx); err != nil {
+		out.Hangup()
+		return err
+	}
+	c.MarkAnswered(0)
+	stop, err := media.Bridge(c.Endpoint(), out.Endpoint())
+	if err != nil {
+		return fmt.Errorf("sip: bridge media: %w", err)
+	}
+	defer stop()
+	select {
+	case <-ctx.Done():
+	case <-out.Done():
+	}
+	return nil
+}

@@ -1,0 +1,555 @@
+package sip
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// Sentinel errors of the Server.
+var (
+	// ErrClosed is returned by Start after Close, and by Dial on a closed server.
+	ErrClosed = errors.New("sip: server closed")
+	// ErrDraining is returned by Dial once StopAccepting was called.
+	ErrDraining = errors.New("sip: server draining")
+)
+
+// allowMethods is our Allow header (RFC 3261 §20.5): what a 405 lists.
+const allowMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
+
+// Server is the B2BUA: it listens for SIP on UDP and TCP (and TLS), admits calls from trunks,
+// routes them by line to a Target, and places outbound legs. One Server per process; it owns its
+// sipgo user agent, listeners and calls. Methods are safe for concurrent use.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+	m    *metrics
+	now  func() time.Time
+
+	ua     *sipgo.UserAgent
+	srv    *sipgo.Server
+	client *sipgo.Client
+
+	lines    map[string]Line
+	limiter  *limiter
+	scanners []string
+	secret   [32]byte
+
+	ports     *media.PortAllocator
+	accepting atomic.Bool
+	ready     atomic.Bool
+	closed    atomic.Bool
+
+	mu        sync.Mutex
+	dialogs   map[string]*leg // Call-ID → leg (each leg of a B2BUA has its own Call-ID)
+	calls     map[*Call]struct{}
+	listeners []io.Closer
+	addrs     map[string]netip.AddrPort // "udp", "tcp", "tls" → bound address
+	callsWG   sync.WaitGroup
+	serveWG   sync.WaitGroup
+	ctx       context.Context
+	cancel    context.CancelCauseFunc
+	started   bool
+}
+
+// New validates opts, applies defaults and builds a Server. Nothing listens until Start.
+func New(opts Options) (*Server, error) {
+	if opts.UDPAddr == "" && opts.TCPAddr == "" && opts.TLSAddr == "" {
+		opts.UDPAddr, opts.TCPAddr = "127.0.0.1:5060", "127.0.0.1:5060"
+	}
+	if opts.MaxCalls <= 0 {
+		opts.MaxCalls = 1000
+	}
+	if opts.RetryAfter <= 0 {
+		opts.RetryAfter = 30 * time.Second
+	}
+	if opts.SessionExpires <= 0 {
+		opts.SessionExpires = 1800 * time.Second
+	}
+	if opts.MinSE <= 0 {
+		opts.MinSE = 90 * time.Second
+	}
+	if opts.RingTimeout <= 0 {
+		opts.RingTimeout = 60 * time.Second
+	}
+	if opts.T1 <= 0 {
+		opts.T1 = 500 * time.Millisecond
+	}
+	if opts.AckTimeout <= 0 {
+		opts.AckTimeout = 64 * opts.T1
+	}
+	if opts.EmitTimeout <= 0 {
+		opts.EmitTimeout = 2 * time.Second
+	}
+	if opts.RateLimit.PerSecond == 0 {
+		opts.RateLimit.PerSecond = 20
+	}
+	if opts.RateLimit.Burst <= 0 {
+		opts.RateLimit.Burst = 40
+	}
+	if opts.ScannerUserAgents == nil {
+		opts.ScannerUserAgents = DefaultScannerUserAgents()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.UserAgent == "" {
+		opts.UserAgent = "switchboard"
+	}
+	if opts.TLSAddr != "" && opts.TLSConfig == nil {
+		return nil, errors.New("sip: TLSAddr set without TLSConfig")
+	}
+	if !opts.ExternalAddr.IsValid() {
+		first := opts.UDPAddr
+		if first == "" {
+			first = opts.TCPAddr
+		}
+		if first == "" {
+			first = opts.TLSAddr
+		}
+		host, _, err := net.SplitHostPort(first)
+		if err != nil {
+			return nil, fmt.Errorf("sip: listen address %q: %w", first, err)
+		}
+		a, err := netip.ParseAddr(host)
+		if err != nil || a.IsUnspecified() {
+			a = netip.MustParseAddr("127.0.0.1")
+		}
+		opts.ExternalAddr = a
+	}
+	s := &Server{
+		opts:     opts,
+		log:      opts.Logger,
+		now:      opts.Now,
+		lines:    map[string]Line{},
+		scanners: opts.ScannerUserAgents,
+		dialogs:  map[string]*leg{},
+		calls:    map[*Call]struct{}{},
+		addrs:    map[string]netip.AddrPort{},
+	}
+	if _, err := rand.Read(s.secret[:]); err != nil {
+		return nil, fmt.Errorf("sip: nonce secret: %w", err)
+	}
+	if opts.RateLimit.PerSecond > 0 {
+		s.limiter = newLimiter(opts.RateLimit.PerSecond, opts.RateLimit.Burst, opts.Now)
+	}
+	for i, l := range opts.Lines {
+		n := NormalizeNumber(l.Number)
+		if n == "" {
+			return nil, fmt.Errorf("sip: line %d: %q is not a phone number", i, l.Number)
+		}
+		if l.Target == nil {
+			return nil, fmt.Errorf("sip: line %s: no target", n)
+		}
+		s.lines[n] = l
+	}
+	for i, t := range opts.Trunks {
+		if t.Name == "" {
+			return nil, fmt.Errorf("sip: trunk %d: no name", i)
+		}
+		if t.OutboundURI != "" {
+			var u sip.Uri
+			if err := sip.ParseUri(t.OutboundURI, &u); err != nil {
+				return nil, fmt.Errorf("sip: trunk %s: outbound uri: %w", t.Name, err)
+			}
+		}
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("sip: metrics: %w", err)
+	}
+	s.m = m
+	s.ports = opts.Ports
+	if s.ports == nil {
+		p, err := media.NewPortAllocator(netip.MustParseAddr("127.0.0.1"), 20000, 20999)
+		if err != nil {
+			return nil, fmt.Errorf("sip: rtp ports: %w", err)
+		}
+		s.ports = p
+	}
+	return s, nil
+}
+
+// Start binds the listeners and serves SIP until ctx ends or Close is called. It returns once
+// every listener is bound (Ready reports true from then on).
+func (s *Server) Start(ctx context.Context) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return errors.New("sip: already started")
+	}
+	s.started = true
+	s.mu.Unlock()
+
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent(s.opts.UserAgent),
+		sipgo.WithUserAgentHostname(s.opts.ExternalAddr.String()),
+		sipgo.WithUserAgenTLSConfig(s.opts.TLSConfig))
+	if err != nil {
+		return fmt.Errorf("sip: user agent: %w", err)
+	}
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(s.log))
+	if err != nil {
+		ua.Close()
+		return fmt.Errorf("sip: server: %w", err)
+	}
+	s.ua, s.srv = ua, srv
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+
+	listen := func(network, addr string) error {
+		if addr == "" {
+			return nil
+		}
+		lc := net.ListenConfig{}
+		switch network {
+		case "udp":
+			pc, err := lc.ListenPacket(ctx, "udp", addr)
+			if err != nil {
+				return fmt.Errorf("sip: listen udp %s: %w", addr, err)
+			}
+			s.listeners = append(s.listeners, pc)
+			s.addrs["udp"] = pc.LocalAddr().(*net.UDPAddr).AddrPort()
+			s.serveWG.Add(1)
+			go func() { defer s.serveWG.Done(); _ = srv.ServeUDP(pc) }()
+		case "tcp", "tls":
+			l, err := lc.Listen(ctx, "tcp", addr)
+			if err != nil {
+				return fmt.Errorf("sip: listen %s %s: %w", network, addr, err)
+			}
+			s.addrs[network] = l.Addr().(*net.TCPAddr).AddrPort()
+			if network == "tls" {
+				l = tls.NewListener(l, s.opts.TLSConfig)
+			}
+			s.listeners = append(s.listeners, l)
+			s.serveWG.Add(1)
+			go func() {
+				defer s.serveWG.Done()
+				if network == "tls" {
+					_ = srv.ServeTLS(l)
+				} else {
+					_ = srv.ServeTCP(l)
+				}
+			}()
+		}
+		return nil
+	}
+	for _, l := range []struct{ n, a string }{{"udp", s.opts.UDPAddr}, {"tcp", s.opts.TCPAddr}, {"tls", s.opts.TLSAddr}} {
+		if err := listen(l.n, l.a); err != nil {
+			s.Close()
+			return err
+		}
+	}
+	// The client sends from our listening ports so responses and in-dialog requests come back
+	// to the same place (Via and Contact name them).
+	cport := int(s.addrs["udp"].Port())
+	if cport == 0 {
+		cport = int(s.addrs["tcp"].Port())
+	}
+	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname(s.opts.ExternalAddr.String()), sipgo.WithClientPort(cport))
+	if err != nil {
+		s.Close()
+		return fmt.Errorf("sip: client: %w", err)
+	}
+	s.client = client
+
+	srv.OnNoRoute(s.handle)
+	for _, m := range []sip.RequestMethod{sip.INVITE, sip.ACK, sip.CANCEL, sip.BYE, sip.OPTIONS, sip.UPDATE, sip.INFO,
+		sip.REGISTER, sip.PRACK, sip.SUBSCRIBE, sip.NOTIFY, sip.PUBLISH, sip.REFER, sip.MESSAGE} {
+		srv.OnRequest(m, s.handle)
+	}
+	s.accepting.Store(true)
+	s.ready.Store(true)
+	go func() {
+		select {
+		case <-ctx.Done():
+			s.Close()
+		case <-s.ctx.Done():
+		}
+	}()
+	return nil
+}
+
+// ListenAndServe starts the server and blocks until ctx ends, then stops accepting calls, hangs
+// up the live ones and closes everything.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	<-s.ctx.Done()
+	return s.Close()
+}
+
+// Addr returns the bound address of a transport ("udp", "tcp", "tls"), valid after Start.
+func (s *Server) Addr(network string) netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addrs[network]
+}
+
+// Ready reports whether SIP is listening and taking calls (for /readyz).
+func (s *Server) Ready() bool { return s.ready.Load() && s.accepting.Load() && !s.closed.Load() }
+
+// ActiveCalls returns the number of calls in progress.
+func (s *Server) ActiveCalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.calls)
+}
+
+// StopAccepting starts a graceful drain: new INVITEs get 503 with Retry-After, live calls go on.
+func (s *Server) StopAccepting() { s.accepting.Store(false) }
+
+// Drain stops accepting calls and waits until every live call has ended or ctx is done; it
+// returns ctx's error in the latter case (the caller then calls Close, which hangs up the rest).
+func (s *Server) Drain(ctx context.Context) error {
+	s.StopAccepting()
+	done := make(chan struct{})
+	go func() { s.callsWG.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close hangs up every live call (BYE on answered legs, final responses on ringing ones), waits
+// for their goroutines, and closes the listeners and the user agent. It is idempotent.
+func (s *Server) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.accepting.Store(false)
+	s.ready.Store(false)
+	if s.cancel == nil {
+		return nil
+	}
+	s.cancel(ErrClosed)
+	s.mu.Lock()
+	calls := make([]*Call, 0, len(s.calls))
+	for c := range s.calls {
+		calls = append(calls, c)
+	}
+	s.mu.Unlock()
+	for _, c := range calls {
+		c.hangup(causeShutdown)
+	}
+	waited := make(chan struct{})
+	go func() { s.callsWG.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		s.log.Warn("sip: calls still running at close")
+	}
+	var errs []error
+	for _, l := range s.listeners {
+		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if s.client != nil {
+		_ = s.client.Close()
+	}
+	if s.ua != nil {
+		_ = s.ua.Close()
+	}
+	s.serveWG.Wait()
+	return errors.Join(errs...)
+}
+
+// sourceAddr returns the IP of the request's sender.
+func sourceAddr(req *sip.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(req.Source())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// trunkFor returns the trunk whose Allow list contains addr.
+func (s *Server) trunkFor(addr netip.Addr) (Trunk, bool) {
+	for _, t := range s.opts.Trunks {
+		for _, p := range t.Allow {
+			if p.Contains(addr) {
+				return t, true
+			}
+		}
+	}
+	return Trunk{}, false
+}
+
+// respond sends res on tx and counts it.
+func (s *Server) respond(tx sip.ServerTransaction, res *sip.Response) error {
+	if res.GetHeader("Server") == nil {
+		res.AppendHeader(sip.NewHeader("Server", s.opts.UserAgent))
+	}
+	if err := tx.Respond(res); err != nil {
+		return err
+	}
+	s.m.responses.WithLabelValues(codeLabel(res.StatusCode)).Inc()
+	return nil
+}
+
+func (s *Server) reply(req *sip.Request, tx sip.ServerTransaction, code int, reason string, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	if err := s.respond(tx, res); err != nil {
+		s.log.Debug("sip: respond failed", "code", code, "error", err)
+	}
+}
+
+// handle is the entry point of every request sipgo parsed: protection first, then in-dialog
+// requests go to their leg, and out-of-dialog ones to their method's handler.
+func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
+	defer func() {
+		// A bug on one request must never take down the process or another call.
+		if r := recover(); r != nil {
+			s.log.Error("sip: panic handling request", "method", req.Method, "panic", r)
+		}
+	}()
+	s.m.requests.WithLabelValues(methodLabel(string(req.Method))).Inc()
+	src := sourceAddr(req)
+	trunk, isTrunk := s.trunkFor(src)
+	if ua := req.GetHeader("User-Agent"); ua != nil && !isTrunk && isScanner(ua.Value(), s.scanners) {
+		s.m.securityEvent.WithLabelValues(secScanner).Inc()
+		return // silent drop: tell a scanner nothing
+	}
+	if s.limiter != nil && (!isTrunk || s.opts.RateLimit.LimitTrunks) && !req.IsAck() && !s.limiter.allow(src) {
+		s.m.securityEvent.WithLabelValues(secRateLimit).Inc()
+		return
+	}
+	if req.CallID() == nil || req.CSeq() == nil || req.From() == nil || req.To() == nil {
+		s.m.securityEvent.WithLabelValues(secMalformed).Inc()
+		if !req.IsAck() {
+			s.reply(req, tx, 400, "Bad Request")
+		}
+		return
+	}
+	if req.CSeq().MethodName != req.Method {
+		s.m.securityEvent.WithLabelValues(secMalformed).Inc()
+		if !req.IsAck() {
+			s.reply(req, tx, 400, "Bad Request (CSeq method mismatch)")
+		}
+		return
+	}
+	if _, ok := req.To().Params.Get("tag"); ok {
+		s.handleInDialog(req, tx)
+		return
+	}
+	switch req.Method {
+	case sip.INVITE:
+		s.handleInvite(req, tx, trunk, isTrunk)
+	case sip.OPTIONS:
+		s.reply(req, tx, 200, "OK", sip.NewHeader("Allow", allowMethods), sip.NewHeader("Accept", "application/sdp"))
+	case sip.ACK:
+		// An ACK outside any dialog (e.g. for a 2xx we never sent): absorb it (RFC 3261 §17.2.3).
+	case sip.CANCEL:
+		// CANCELs matching an INVITE server transaction are handled by sipgo's transaction layer
+		// (200 to the CANCEL, 487 to the INVITE); one that matches nothing gets 481.
+		s.reply(req, tx, 481, "Call/Transaction Does Not Exist")
+	case sip.BYE, sip.UPDATE, sip.INFO, sip.PRACK, sip.NOTIFY:
+		s.reply(req, tx, 481, "Call/Transaction Does Not Exist")
+	default:
+		s.reply(req, tx, 405, "Method Not Allowed", sip.NewHeader("Allow", allowMethods))
+	}
+}
+
+func (s *Server) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
+	s.mu.Lock()
+	l := s.dialogs[req.CallID().Value()]
+	s.mu.Unlock()
+	if l == nil || !l.matches(req) {
+		if req.IsAck() {
+			return
+		}
+		s.reply(req, tx, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	l.handleRequest(req, tx)
+}
+
+func (s *Server) addDialog(l *leg) {
+	s.mu.Lock()
+	s.dialogs[l.callID] = l
+	s.mu.Unlock()
+}
+
+func (s *Server) removeDialog(l *leg) {
+	s.mu.Lock()
+	if s.dialogs[l.callID] == l {
+		delete(s.dialogs, l.callID)
+	}
+	s.mu.Unlock()
+}
+
+// nonce returns a stateless digest nonce: a timestamp and its HMAC under the server's secret.
+func (s *Server) nonce() string {
+	ts := strconv.FormatInt(s.now().Unix(), 16)
+	mac := hmac.New(sha256.New, s.secret[:])
+	mac.Write([]byte(ts))
+	return ts + "." + hex.EncodeToString(mac.Sum(nil))[:32]
+}
+
+// nonceOK accepts our own nonces younger than five minutes.
+func (s *Server) nonceOK(n string) bool {
+	ts, sum, ok := strings.Cut(n, ".")
+	if !ok {
+		return false
+	}
+	mac := hmac.New(sha256.New, s.secret[:])
+	mac.Write([]byte(ts))
+	if !hmac.Equal([]byte(hex.EncodeToString(mac.Sum(nil))[:32]), []byte(sum)) {
+		return false
+	}
+	t, err := strconv.ParseInt(ts, 16, 64)
+	if err != nil {
+		return false
+	}
+	age := s.now().Unix() - t
+	return age >= 0 && age < 300
+}
+
+// contact returns our Contact header for a leg on transport tp.
+func (s *Server) contact(tp string) *sip.ContactHeader {
+	network := strings.ToLower(tp)
+	if network == "" {
+		network = "udp"
+	}
+	ap := s.addrs[network]
+	if !ap.IsValid() {
+		ap = s.addrs["udp"]
+		network = "udp"
+	}
+	u := sip.Uri{Scheme: "sip", User: "switchboard", Host: s.opts.ExternalAddr.String(), Port: int(ap.Port())}
+	if network != "udp" {
+		u.UriParams = sip.NewParams()
+		u.UriParams.Add("transport", network)
+	}
+	return &sip.ContactHeader{Address: u}
+}
