@@ -1,8 +1,11 @@
 // Package config loads and validates Switchboard's YAML configuration.
 //
 // Decoding is strict: an unknown key is an error. Every value is checked at load, and every
-// problem is reported with its YAML path and what is allowed, all of them at once, so that
-// `switchboard check-config` shows an operator the whole list in one go.
+// problem is reported with its YAML path, its line and what is allowed, all of them at once,
+// so that `switchboard check-config` shows an operator the whole list in one go.
+//
+// The schema is documented key by key in docs/configuration.md; deploy/dev/switchboard.yaml is
+// the development configuration of CONTRACT.md §3.
 package config
 
 import (
@@ -11,23 +14,36 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
-	"time"
 
+	"github.com/switchboard-voice/switchboard/ticketing"
 	"go.yaml.in/yaml/v3"
 )
 
-// Problem is one invalid value: Path is its YAML path ("sip.listen[0].address").
+// Problem is one invalid value: Path is its YAML path ("sip.listen[0].address"), Line its line
+// in the file when known (0 otherwise).
 type Problem struct {
 	Path    string
 	Message string
+	Line    int
 }
 
+// String returns "path (line N): message", leaving out what is unknown.
 func (p Problem) String() string {
-	if p.Path == "" {
-		return p.Message
+	var b strings.Builder
+	b.WriteString(p.Path)
+	if p.Line > 0 {
+		if p.Path != "" {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "(line %d)", p.Line)
 	}
-	return p.Path + ": " + p.Message
+	if b.Len() > 0 {
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Message)
+	return b.String()
 }
 
 // Problems is every problem found in a configuration; it is the error Load and Parse return
@@ -42,42 +58,37 @@ func (ps Problems) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// Duration is a time.Duration written as a Go duration string ("30s", "5m").
-type Duration time.Duration
-
-// D returns d as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
-// UnmarshalYAML reads a duration string.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: want a duration such as \"30s\"", n.Line)
-	}
-	v, err := time.ParseDuration(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: want a duration such as \"30s\", got %q", n.Line, n.Value)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalYAML writes a duration string.
-func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
-
-// Config is the whole configuration file.
+// Config is the whole configuration file. Sections a later feature reads are here already, so
+// that a configuration written today keeps loading.
 type Config struct {
 	// Node names this gateway in logs, metrics and the database (default: the host name).
-	Node          string   `yaml:"node"`
-	ShutdownGrace Duration `yaml:"shutdown_grace"`
-	Log           Log      `yaml:"log"`
-	Database      Database `yaml:"database"`
-	HTTP          HTTP     `yaml:"http"`
+	Node string `yaml:"node"`
+	// ShutdownGrace is how long SIGTERM lets live calls finish (default 30s).
+	ShutdownGrace Duration          `yaml:"shutdown_grace"`
+	Log           Log               `yaml:"log"`
+	Database      Database          `yaml:"database"`
+	HTTP          HTTP              `yaml:"http"`
+	Admin         Admin             `yaml:"admin"`
+	SIP           SIP               `yaml:"sip"`
+	RTP           RTP               `yaml:"rtp"`
+	Trunks        []Trunk           `yaml:"trunks"`
+	Lines         []Line            `yaml:"lines"`
+	Prompts       Prompts           `yaml:"prompts"`
+	IVR           map[string]*Menu  `yaml:"ivr"`
+	Queues        map[string]*Queue `yaml:"queues"`
+	Agents        []Agent           `yaml:"agents"`
+	Users         []User            `yaml:"users"`
+	Recordings    Recordings        `yaml:"recordings"`
+	Voicemail     Voicemail         `yaml:"voicemail"`
+	Ticketing     Ticketing         `yaml:"ticketing"`
 }
 
-// Log configures logging.
+// Log configures logging (log/slog to stderr).
 type Log struct {
-	// Level is debug, info, warn or error.
+	// Level is debug, info, warn or error (default info).
 	Level string `yaml:"level"`
+	// Format is auto (JSON when stderr is not a terminal, text otherwise), json or text.
+	Format string `yaml:"format"`
 }
 
 // Database configures PostgreSQL.
@@ -90,7 +101,24 @@ type Database struct {
 
 // HTTP configures the HTTP listener (softphone, API, metrics, health).
 type HTTP struct {
+	// Listen is host:port (default 127.0.0.1:8080).
 	Listen string `yaml:"listen"`
+}
+
+// Admin configures the operator-only listener serving net/http/pprof.
+type Admin struct {
+	// Listen is host:port; empty (the default) turns the listener off.
+	Listen string `yaml:"listen"`
+}
+
+// Ticketing configures the ticketing core.
+type Ticketing struct {
+	// DefaultRegion is the ISO 3166 region used to read numbers written without a country
+	// code when phone validation is off (default US).
+	DefaultRegion string `yaml:"default_region"`
+	// Settings are the global call → ticket settings of RULES.md; omitted keys keep their
+	// defaults (ticketing.DefaultSettings). Lines override the per-line ones.
+	Settings ticketing.Settings `yaml:"settings"`
 }
 
 // Load reads the file at path; see Parse.
@@ -102,70 +130,117 @@ func Load(path string) (*Config, error) {
 	return Parse(b)
 }
 
-// Parse decodes a configuration strictly, applies defaults, lets DATABASE_URL override the
-// database URL, and validates it. An invalid configuration returns Problems.
-func Parse(b []byte) (*Config, error) {
-	var c Config
+// Parse decodes a configuration strictly over the defaults (see Default), lets DATABASE_URL
+// override the database URL, and validates it. An invalid configuration returns Problems
+// holding every decoding and validation problem, each with its YAML path and line.
+func Parse(b []byte) (*Config, error) { return parse(b, os.Getenv) }
+
+func parse(b []byte, getenv func(string) string) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		// Not even YAML: nothing more can be said.
+		return nil, problemsOf(decodeProblems(err, nil))
+	}
+	idx := indexDocument(&root)
+
+	c := Default()
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
+	var ds []decoded
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, decodeProblems(err)
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			// A custom decoder's plain error stops yaml.v3: what follows is undecoded.
+			return nil, problemsOf(decodeProblems(err, idx))
+		}
+		// A type error leaves the rest decoded: validate it too, below.
+		ds = decodeProblems(err, idx)
 	}
-	c.applyDefaults()
-	if u := os.Getenv("DATABASE_URL"); u != "" {
+	ps := problemsOf(ds)
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		ps = append(ps, Problem{Message: "the file holds more than one YAML document; keep the configuration in one", Line: extra.Line})
+	}
+	c.applyDefaults(idx)
+	if u := getenv("DATABASE_URL"); u != "" {
 		c.Database.URL = u
 	}
-	if ps := c.Validate(); len(ps) > 0 {
+	for _, p := range c.Validate() {
+		if covered(ds, p.Path) {
+			continue // that value failed to decode; its problem is already said
+		}
+		if p.Line == 0 {
+			p.Line = idx.lineOf(p.Path)
+		}
+		ps = append(ps, p)
+	}
+	if len(ps) > 0 {
+		// In file order, so that an operator can walk down the file; problems without a line
+		// (a required key that is missing everywhere) come last.
+		sort.SliceStable(ps, func(i, j int) bool {
+			li, lj := ps[i].Line, ps[j].Line
+			return li != 0 && (lj == 0 || li < lj)
+		})
 		return nil, ps
 	}
 	return &c, nil
 }
 
-// decodeProblems turns yaml's type and unknown-field errors into Problems, one per line.
-func decodeProblems(err error) Problems {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		ps := make(Problems, 0, len(te.Errors))
-		for _, e := range te.Errors {
-			ps = append(ps, Problem{Message: strings.TrimPrefix(e, "yaml: ")})
+// Line returns the line with this E.164 number.
+func (c *Config) Line(number string) (*Line, bool) {
+	for i := range c.Lines {
+		if c.Lines[i].Number == number {
+			return &c.Lines[i], true
 		}
-		return ps
 	}
-	return Problems{{Message: strings.TrimPrefix(err.Error(), "yaml: ")}}
+	return nil, false
 }
 
-func (c *Config) applyDefaults() {
-	if c.Node == "" {
-		c.Node, _ = os.Hostname()
+// Trunk returns the trunk with this name.
+func (c *Config) Trunk(name string) (*Trunk, bool) {
+	for i := range c.Trunks {
+		if c.Trunks[i].Name == name {
+			return &c.Trunks[i], true
+		}
 	}
-	if c.ShutdownGrace == 0 {
-		c.ShutdownGrace = Duration(30 * time.Second)
-	}
-	if c.Log.Level == "" {
-		c.Log.Level = "info"
-	}
-	if c.Database.MigrateOnStart == nil {
-		t := true
-		c.Database.MigrateOnStart = &t
-	}
-	if c.HTTP.Listen == "" {
-		c.HTTP.Listen = "127.0.0.1:8080"
-	}
+	return nil, false
 }
 
-// Validate returns every problem with c.
-func (c *Config) Validate() Problems {
-	var ps Problems
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		ps = append(ps, Problem{"log.level", fmt.Sprintf("%q is not allowed; use debug, info, warn or error", c.Log.Level)})
+// LineTrunk returns the trunk a line's calls use: the one it names, or the only trunk.
+func (c *Config) LineTrunk(l *Line) (*Trunk, bool) {
+	if l.Trunk != "" {
+		return c.Trunk(l.Trunk)
 	}
-	if c.ShutdownGrace < 0 {
-		ps = append(ps, Problem{"shutdown_grace", "must not be negative"})
+	if len(c.Trunks) == 1 {
+		return &c.Trunks[0], true
 	}
-	if c.Database.URL == "" {
-		ps = append(ps, Problem{"database.url", "is required (or set DATABASE_URL)"})
+	return nil, false
+}
+
+// LineSettings returns the ticketing settings in force on line l: the global settings with
+// the line's overrides.
+func (c *Config) LineSettings(l *Line) ticketing.Settings {
+	return l.Settings.Apply(c.Ticketing.Settings)
+}
+
+// Menu returns the IVR menu with this name.
+func (c *Config) Menu(name string) (*Menu, bool) {
+	m, ok := c.IVR[name]
+	return m, ok && m != nil
+}
+
+// Queue returns the queue with this name.
+func (c *Config) Queue(name string) (*Queue, bool) {
+	q, ok := c.Queues[name]
+	return q, ok && q != nil
+}
+
+// Account returns the agent or user with this email, compared without regard to case.
+func (c *Config) Account(email string) (Account, bool) {
+	for _, a := range c.Accounts() {
+		if strings.EqualFold(a.Email, email) {
+			return a, true
+		}
 	}
-	return ps
+	return Account{}, false
 }

@@ -1,0 +1,85 @@
+package config
+
+// Prompts says where recorded prompts live.
+type Prompts struct {
+	// Dir holds prompts as DIR/LANGUAGE/NAME.wav (8 kHz mono); empty means the built-in
+	// prompts only.
+	Dir string `yaml:"dir"`
+	// DefaultLanguage is the language of calls whose line sets none (default "en").
+	DefaultLanguage string `yaml:"default_language"`
+}
+
+// Menu is one IVR menu: a prompt, then a digit chooses where the call goes.
+type Menu struct {
+	// Prompt names the prompt played (default: the menu's name).
+	Prompt string `yaml:"prompt"`
+	// Language, when set, becomes the call's language on entering the menu (so a first menu
+	// can offer "1 for English, 2 pour le français" by sending each digit to a menu with its
+	// language); the prompt is played in the call's language.
+	Language string `yaml:"language"`
+	// Timeout is how long the menu waits for a digit after the prompt (default 5s).
+	Timeout Duration `yaml:"timeout"`
+	// Retries is how many times the menu is played again after no digit or an invalid one,
+	// before NoInput or Invalid is followed (default 1).
+	Retries int `yaml:"retries"`
+	// Options maps one DTMF key (0-9, *, #) to a target.
+	Options map[string]Target `yaml:"options"`
+	// NoInput is where the call goes when no digit came after the retries.
+	NoInput Target `yaml:"no_input"`
+	// Invalid is where the call goes after invalid digits and the retries (default NoInput).
+	Invalid Target `yaml:"invalid"`
+}
+
+// Queue is an ACD queue: calls wait with music and are offered to the longest-idle available
+// agent of the queue.
+type Queue struct {
+	// RingTimeout is how long each agent is offered the call before the next (default 15s).
+	RingTimeout Duration `yaml:"ring_timeout"`
+	// MaxWait is the longest a call waits before Overflow (default 120s).
+	MaxWait Duration `yaml:"max_wait"`
+	// Overflow is where a call goes after MaxWait (default voicemail).
+	Overflow Target `yaml:"overflow"`
+	// Music is a WAV file played while waiting (default: the built-in music).
+	Music string `yaml:"music"`
+	// WrapUp is how long an agent stays in wrap_up after a call before being offered the next
+	// (default 0s).
+	WrapUp Duration `yaml:"wrap_up"`
+	// MaxMissedOffers sets an agent away after this many offers in a row went unanswered
+	// (default 3; 0 never).
+	MaxMissedOffers int `yaml:"max_missed_offers"`
+	// AnnouncePosition tells a waiting caller their place in the queue (default false).
+	AnnouncePosition bool `yaml:"announce_position"`
+}
+
+// Values of Recordings.Start.
+const (
+	RecordFromAnswer    = "answer"
+	RecordFromCallStart = "call_start"
+)
+
+// Recordings configures call recording (CD-6, TU-5) and where audio files are kept.
+type Recordings struct {
+	// Enabled records every call (default false).
+	Enabled bool `yaml:"enabled"`
+	// Dir holds recordings and voicemail messages; required when recording is enabled or any
+	// target is voicemail.
+	Dir string `yaml:"dir"`
+	// Start is answer (from when an agent or far end answers; default) or call_start (from when
+	// the gateway answers the carrier, IVR and queue included).
+	Start string `yaml:"start"`
+	// RetentionDays deletes recordings older than this many days (default 0: keep them).
+	RetentionDays int `yaml:"retention_days"`
+}
+
+// Voicemail configures voicemail messages (VM rules).
+type Voicemail struct {
+	// Prompt names the greeting played before the beep (default "voicemail").
+	Prompt string `yaml:"prompt"`
+	// MaxLength ends a message after this long (default 120s).
+	MaxLength Duration `yaml:"max_length"`
+	// MinLength: a shorter message counts as none, the call as abandoned in voicemail (TC-5)
+	// (default 1s).
+	MinLength Duration `yaml:"min_length"`
+	// Beep plays a tone before recording (default true).
+	Beep bool `yaml:"beep"`
+}

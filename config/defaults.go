@@ -1,0 +1,161 @@
+package config
+
+import (
+	"os"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/ticketing"
+)
+
+// Defaults that docs/configuration.md lists.
+const (
+	DefaultHTTPListen      = "127.0.0.1:8080"
+	DefaultSIPAddress      = "127.0.0.1:5060"
+	DefaultUserAgent       = "Switchboard"
+	DefaultMaxCalls        = 1000
+	DefaultLanguage        = "en"
+	DefaultRegion          = "US"
+	DefaultShutdownGrace   = 30 * time.Second
+	DefaultSessionExpires  = 30 * time.Minute
+	DefaultMenuTimeout     = 5 * time.Second
+	DefaultMenuRetries     = 1
+	DefaultRingTimeout     = 15 * time.Second
+	DefaultMaxWait         = 120 * time.Second
+	DefaultMaxMissedOffers = 3
+)
+
+// DefaultScannerUserAgents are User-Agent substrings of well-known SIP scanners.
+func DefaultScannerUserAgents() []string {
+	return []string{"friendly-scanner", "sipcli", "sipvicious", "VaxSIPUserAgent", "pplsip"}
+}
+
+// Default returns the configuration an empty file gives, before validation (which then asks
+// for database.url). Parse decodes the file over it, so an omitted key keeps its default.
+func Default() Config {
+	migrate := true
+	return Config{
+		ShutdownGrace: Duration(DefaultShutdownGrace),
+		Log:           Log{Level: "info", Format: "auto"},
+		Database:      Database{MigrateOnStart: &migrate},
+		HTTP:          HTTP{Listen: DefaultHTTPListen},
+		SIP: SIP{
+			Listen: []SIPListen{
+				{Transport: TransportUDP, Address: DefaultSIPAddress},
+				{Transport: TransportTCP, Address: DefaultSIPAddress},
+			},
+			MaxCalls:          DefaultMaxCalls,
+			UserAgent:         DefaultUserAgent,
+			SessionExpires:    Duration(DefaultSessionExpires),
+			RateLimit:         RateLimit{RequestsPerSecond: 50, Burst: 100},
+			ScannerUserAgents: DefaultScannerUserAgents(),
+		},
+		RTP: RTP{
+			Address:      "127.0.0.1",
+			PortMin:      10000,
+			PortMax:      19999,
+			MediaTimeout: Duration(30 * time.Second),
+			HoldTimeout:  Duration(time.Hour),
+		},
+		Prompts:    Prompts{DefaultLanguage: DefaultLanguage},
+		Recordings: Recordings{Start: RecordFromAnswer},
+		Voicemail: Voicemail{
+			Prompt:    "voicemail",
+			MaxLength: Duration(120 * time.Second),
+			MinLength: Duration(time.Second),
+			Beep:      true,
+		},
+		Ticketing: Ticketing{DefaultRegion: DefaultRegion, Settings: ticketing.DefaultSettings()},
+	}
+}
+
+// applyDefaults fills what Default cannot: the host name, and the defaults of list and map
+// elements, where an omitted key (idx says which) is told from an explicit zero.
+func (c *Config) applyDefaults(idx *docIndex) {
+	if c.Node == "" {
+		c.Node, _ = os.Hostname()
+	}
+	if c.Database.MigrateOnStart == nil {
+		t := true
+		c.Database.MigrateOnStart = &t
+	}
+	for i := range c.Lines {
+		l := &c.Lines[i]
+		if l.Name == "" {
+			l.Name = l.Number
+		}
+		if l.Language == "" {
+			l.Language = c.Prompts.DefaultLanguage
+		}
+		if l.Hours != nil {
+			if l.Hours.TimeZone == "" {
+				l.Hours.TimeZone = "UTC"
+			}
+			if !l.Hours.ClosedTarget.IsSet() {
+				l.Hours.ClosedTarget = Target{Kind: TargetVoicemail}
+			}
+		}
+	}
+	for _, name := range sortedKeys(c.IVR) {
+		m := c.IVR[name]
+		if m == nil {
+			continue
+		}
+		p := "ivr." + name
+		if m.Prompt == "" {
+			m.Prompt = name
+		}
+		if !idx.has(p + ".timeout") {
+			m.Timeout = Duration(DefaultMenuTimeout)
+		}
+		if !idx.has(p + ".retries") {
+			m.Retries = DefaultMenuRetries
+		}
+		if !m.Invalid.IsSet() {
+			m.Invalid = m.NoInput
+		}
+	}
+	for _, name := range sortedKeys(c.Queues) {
+		q := c.Queues[name]
+		if q == nil { // "sales:" with nothing after it takes every default
+			q = &Queue{}
+			c.Queues[name] = q
+		}
+		p := "queues." + name
+		if !idx.has(p + ".ring_timeout") {
+			q.RingTimeout = Duration(DefaultRingTimeout)
+		}
+		if !idx.has(p + ".max_wait") {
+			q.MaxWait = Duration(DefaultMaxWait)
+		}
+		if !q.Overflow.IsSet() {
+			q.Overflow = Target{Kind: TargetVoicemail}
+		}
+		if !idx.has(p + ".max_missed_offers") {
+			q.MaxMissedOffers = DefaultMaxMissedOffers
+		}
+	}
+	for i := range c.Agents {
+		if c.Agents[i].Name == "" {
+			c.Agents[i].Name = defaultName(c.Agents[i].Email)
+		}
+	}
+	for i := range c.Users {
+		if c.Users[i].Name == "" {
+			c.Users[i].Name = defaultName(c.Users[i].Email)
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// index is "[i]" for list paths.
+func index(i int) string { return "[" + strconv.Itoa(i) + "]" }

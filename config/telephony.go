@@ -1,0 +1,202 @@
+package config
+
+import (
+	"time"
+
+	"github.com/switchboard-voice/switchboard/ticketing"
+)
+
+// SIP transports a listener may use.
+const (
+	TransportUDP = "udp"
+	TransportTCP = "tcp"
+	TransportTLS = "tls"
+)
+
+// SIP configures the SIP side of the gateway (the B2BUA).
+type SIP struct {
+	// Listen lists the sockets the gateway takes SIP on (default UDP and TCP on 127.0.0.1:5060).
+	Listen []SIPListen `yaml:"listen"`
+	// ExternalAddress is the IP address or host name the gateway puts in Via, Contact and the
+	// SDP c= line (RFC 4566 §5.7) when it differs from the listen address (behind NAT, or when
+	// listening on 0.0.0.0); empty means the listen address.
+	ExternalAddress string `yaml:"external_address"`
+	// TLS holds the certificate for "tls" listeners.
+	TLS TLS `yaml:"tls"`
+	// MaxCalls is the most concurrent calls; further INVITEs get 503 (default 1000, 0 no limit).
+	MaxCalls int `yaml:"max_calls"`
+	// UserAgent is sent in User-Agent and Server headers (default "Switchboard").
+	UserAgent string `yaml:"user_agent"`
+	// SessionExpires is the session interval of RFC 4028 (default 30m; 0 turns session timers
+	// off; otherwise at least the 90s Min-SE of RFC 4028 §5).
+	SessionExpires Duration `yaml:"session_expires"`
+	// RateLimit limits SIP requests per source address.
+	RateLimit RateLimit `yaml:"rate_limit"`
+	// ScannerUserAgents: requests whose User-Agent contains one of these (without regard to
+	// case) are dropped without an answer. An empty list turns this off.
+	ScannerUserAgents []string `yaml:"scanner_user_agents"`
+}
+
+// SIPListen is one SIP listening socket.
+type SIPListen struct {
+	// Transport is udp, tcp or tls.
+	Transport string `yaml:"transport"`
+	// Address is IP:port; an empty IP listens on every interface, port 0 picks a free port.
+	Address string `yaml:"address"`
+}
+
+// TLS names a certificate and its private key, both PEM files.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// RateLimit is a token bucket per source IP address for incoming SIP requests; requests over
+// it are dropped (and counted).
+type RateLimit struct {
+	// RequestsPerSecond refills the bucket (default 50; 0 turns the limit off).
+	RequestsPerSecond float64 `yaml:"requests_per_second"`
+	// Burst is the bucket size (default 100).
+	Burst int `yaml:"burst"`
+	// Exempt lists networks never limited (e.g. the carrier's).
+	Exempt []Prefix `yaml:"exempt"`
+}
+
+// RTP configures media ports.
+type RTP struct {
+	// Address is the IP address RTP sockets bind to (default 127.0.0.1).
+	Address string `yaml:"address"`
+	// PortMin and PortMax bound the UDP ports used. Each call leg takes an even port for RTP
+	// and the odd one above it for RTCP (RFC 3550 §11), so PortMin must be even
+	// (default 10000–19999).
+	PortMin int `yaml:"port_min"`
+	PortMax int `yaml:"port_max"`
+	// MediaTimeout ends a call when no RTP arrives for this long (default 30s).
+	MediaTimeout Duration `yaml:"media_timeout"`
+	// HoldTimeout ends a call on hold after this long (default 1h; 0 no limit).
+	HoldTimeout Duration `yaml:"hold_timeout"`
+}
+
+// Pairs returns how many RTP/RTCP port pairs the range holds: the most concurrent call legs.
+func (r RTP) Pairs() int {
+	if r.PortMax < r.PortMin {
+		return 0
+	}
+	return (r.PortMax - r.PortMin + 1) / 2
+}
+
+// Trunk is a SIP trunk to a carrier: where inbound calls may come from and where outbound
+// calls go.
+type Trunk struct {
+	// Name identifies the trunk (letters, digits, '_', '-'), e.g. in metrics.
+	Name     string        `yaml:"name"`
+	Inbound  TrunkInbound  `yaml:"inbound"`
+	Outbound TrunkOutbound `yaml:"outbound"`
+}
+
+// TrunkInbound says which INVITEs belong to the trunk. A request matching no trunk gets 403.
+type TrunkInbound struct {
+	// Allow lists the source networks accepted.
+	Allow []Prefix `yaml:"allow"`
+	// Auth, when set, challenges inbound requests with digest authentication (RFC 8760).
+	Auth *Auth `yaml:"auth"`
+}
+
+// TrunkOutbound says how outbound calls reach the carrier.
+type TrunkOutbound struct {
+	// URI is the carrier's SIP URI (e.g. sip:192.0.2.10:5060;transport=tcp); empty means the
+	// trunk takes no outbound calls.
+	URI string `yaml:"uri"`
+	// CallerID is the E.164 number presented when the calling line sets none.
+	CallerID string `yaml:"caller_id"`
+	// Auth answers the carrier's digest challenges.
+	Auth *Auth `yaml:"auth"`
+}
+
+// Auth is a digest username and password.
+type Auth struct {
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+}
+
+// Line is one inbound number (DID) with its destination and ticketing settings.
+type Line struct {
+	// Number is the line's E.164 number ("+15550100"); also the caller ID of outbound calls
+	// placed from the line (OB-7).
+	Number string `yaml:"number"`
+	// Name is shown to agents (default: the number).
+	Name string `yaml:"name"`
+	// Trunk is the trunk the line belongs to (default: the only trunk).
+	Trunk string `yaml:"trunk"`
+	// Language is the call's starting language, a tag such as "en" or "fr-CA"
+	// (default prompts.default_language).
+	Language string `yaml:"language"`
+	// Target is where calls to the line go.
+	Target Target `yaml:"target"`
+	// Hours, when set, sends calls outside opening hours to Hours.ClosedTarget.
+	Hours *Hours `yaml:"hours"`
+	// Settings override the global ticketing settings for this line.
+	Settings ticketing.LineSettings `yaml:"settings"`
+}
+
+// Hours are a line's opening hours.
+type Hours struct {
+	// TimeZone is an IANA time zone name (default UTC).
+	TimeZone string `yaml:"time_zone"`
+	// Weekly lists the opening intervals of each weekday; a day without any is closed.
+	Weekly Weekly `yaml:"weekly"`
+	// Holidays are closed all day.
+	Holidays []Date `yaml:"holidays"`
+	// ClosedTarget is where calls go when closed (default voicemail).
+	ClosedTarget Target `yaml:"closed_target"`
+
+	loc *time.Location
+}
+
+// Weekly holds the opening intervals of each day of the week.
+type Weekly struct {
+	Mon []TimeRange `yaml:"mon"`
+	Tue []TimeRange `yaml:"tue"`
+	Wed []TimeRange `yaml:"wed"`
+	Thu []TimeRange `yaml:"thu"`
+	Fri []TimeRange `yaml:"fri"`
+	Sat []TimeRange `yaml:"sat"`
+	Sun []TimeRange `yaml:"sun"`
+}
+
+// Day returns the intervals of a weekday.
+func (w Weekly) Day(d time.Weekday) []TimeRange {
+	return [...][]TimeRange{w.Sun, w.Mon, w.Tue, w.Wed, w.Thu, w.Fri, w.Sat}[d]
+}
+
+// Location returns the loaded time zone (UTC when it was not loaded).
+func (h *Hours) Location() *time.Location {
+	if h.loc != nil {
+		return h.loc
+	}
+	if loc, err := time.LoadLocation(h.TimeZone); err == nil {
+		return loc
+	}
+	return time.UTC
+}
+
+// Open reports whether t falls within opening hours: on a weekday interval, in the time zone,
+// and not on a holiday.
+func (h *Hours) Open(t time.Time) bool {
+	t = t.In(h.Location())
+	y, m, d := t.Date()
+	for _, hd := range h.Holidays {
+		if hd == (Date{y, m, d}) {
+			return false
+		}
+	}
+	// Wall-clock offset, so that a daylight-saving day still opens at 09:00.
+	since := time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute +
+		time.Duration(t.Second())*time.Second + time.Duration(t.Nanosecond())
+	for _, r := range h.Weekly.Day(t.Weekday()) {
+		if r.Contains(since) {
+			return true
+		}
+	}
+	return false
+}
