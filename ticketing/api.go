@@ -1,0 +1,278 @@
+package ticketing
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// APIOptions configure the HTTP API; the zero value is usable.
+type APIOptions struct {
+	// Logger receives internal errors (those answered with 500); default slog.Default().
+	Logger *slog.Logger
+	// MaxBodyBytes bounds a request body (default 1 MiB).
+	MaxBodyBytes int64
+	// Timeout bounds the work of one request (default 30 s).
+	Timeout time.Duration
+}
+
+// API is the Zendesk-shaped REST API of CONTRACT.md §4 for users, identities, tickets,
+// comments, merges and the voice settings. Every endpoint needs an agent or admin (HTTP Basic
+// with email and password, or Authorization: Bearer with an API token); admins alone change
+// settings, roles and agents. Errors are {"error","description","details"} with 422, 404, 401,
+// 403 or 409; nothing is half-written, as each change is one store transaction.
+type API struct {
+	store *Store
+	opts  APIOptions
+	spec  []byte
+	specE error
+}
+
+// NewAPI returns the API over store.
+func NewAPI(store *Store, opts APIOptions) *API {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 1 << 20
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	a := &API{store: store, opts: opts}
+	a.spec, a.specE = openAPIJSON()
+	return a
+}
+
+// Register mounts the API on mux under prefix ("/api/v2"), with Go 1.22 method patterns.
+func (a *API) Register(mux *http.ServeMux, prefix string) {
+	prefix = strings.TrimSuffix(prefix, "/")
+	h := func(pattern string, role string, fn func(w http.ResponseWriter, r *http.Request, p Principal) error) {
+		method, path, _ := strings.Cut(pattern, " ")
+		mux.Handle(method+" "+prefix+path, a.handle(role, fn))
+	}
+	mux.HandleFunc("GET "+prefix+"/openapi.json", a.serveOpenAPI)
+	h("GET /users", RoleAgent, a.listUsers)
+	h("POST /users", RoleAgent, a.createUser)
+	h("GET /users/search", RoleAgent, a.searchUsers)
+	h("GET /users/{id}", RoleAgent, a.getUser)
+	h("PUT /users/{id}", RoleAgent, a.updateUser)
+	h("DELETE /users/{id}", RoleAgent, a.deleteUser)
+	h("GET /users/{id}/identities", RoleAgent, a.listIdentities)
+	h("POST /users/{id}/identities", RoleAgent, a.addIdentity)
+	h("DELETE /users/{id}/identities/{iid}", RoleAgent, a.deleteIdentity)
+	h("PUT /users/{id}/identities/{iid}/make_primary", RoleAgent, a.makePrimary)
+	h("PUT /users/{id}/merge", RoleAgent, a.mergeUser)
+	h("GET /users/{id}/tickets/requested", RoleAgent, a.requestedTickets)
+	h("GET /tickets", RoleAgent, a.listTickets)
+	h("POST /tickets", RoleAgent, a.createTicket)
+	h("GET /tickets/{id}", RoleAgent, a.getTicket)
+	h("PUT /tickets/{id}", RoleAgent, a.updateTicket)
+	h("GET /tickets/{id}/comments", RoleAgent, a.listComments)
+	h("POST /tickets/{id}/comments", RoleAgent, a.addComment)
+	h("POST /tickets/{id}/merge", RoleAgent, a.mergeTickets)
+	h("GET /settings/voice", RoleAgent, a.getSettings)
+	h("PUT /settings/voice", RoleAdmin, a.putSettings)
+}
+
+// Principal is the agent or admin making an API request.
+type Principal struct {
+	UserID int64  `json:"id"`
+	Name   string `json:"name"`
+	Email  string `json:"email"`
+	Role   string `json:"role"`
+}
+
+// IsAdmin reports whether p is an admin.
+func (p Principal) IsAdmin() bool { return p.Role == RoleAdmin }
+
+// Actor is p as the actor of store changes.
+func (p Principal) Actor() Actor { return Actor(p.UserID) }
+
+// Authenticate returns the agent or admin a request authenticates as: HTTP Basic with email
+// and password (RFC 7617), or "Authorization: Bearer <api token>" (RFC 6750). No credentials
+// or wrong ones are ErrUnauthorized (an *Error); other packages use it to share this auth.
+func (a *API) Authenticate(r *http.Request) (Principal, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return Principal{}, &Error{Kind: ErrUnauthorized, Description: "authentication required: use HTTP Basic (email and password) or a Bearer API token"}
+	}
+	var u User
+	var err error
+	if email, password, ok := r.BasicAuth(); ok {
+		u, err = a.store.CheckPassword(r.Context(), email, password)
+	} else if scheme, token, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(token) != "" {
+		u, err = a.store.CheckAPIToken(r.Context(), strings.TrimSpace(token))
+	} else {
+		return Principal{}, &Error{Kind: ErrUnauthorized, Description: "unsupported Authorization header: use Basic or Bearer"}
+	}
+	if err != nil {
+		return Principal{}, err
+	}
+	email := ""
+	if u.Email != nil {
+		email = *u.Email
+	}
+	return Principal{UserID: u.ID, Name: u.Name, Email: email, Role: u.Role}, nil
+}
+
+func (a *API) handle(role string, fn func(w http.ResponseWriter, r *http.Request, p Principal) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), a.opts.Timeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+		p, err := a.Authenticate(r)
+		if err == nil && role == RoleAdmin && !p.IsAdmin() {
+			err = &Error{Kind: ErrForbidden, Description: "only admins can do this"}
+		}
+		if err == nil {
+			r.Body = http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes)
+			err = fn(w, r, p)
+		}
+		if err != nil {
+			a.writeError(w, r, err)
+		}
+	})
+}
+
+// errorBody is the error shape of CONTRACT.md §4.
+type errorBody struct {
+	Error       string                      `json:"error"`
+	Description string                      `json:"description"`
+	Details     map[string][]map[string]any `json:"details,omitempty"`
+}
+
+// writeError writes err in the API's error shape with its status: *Error kinds map to
+// 422/404/409/401/403, anything else is a 500 whose cause is logged, not shown.
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			a.opts.Logger.Warn("ticketing api: request timed out or cancelled", "method", r.Method, "path", r.URL.Path, "err", err)
+		} else {
+			a.opts.Logger.Error("ticketing api: internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+		}
+		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "InternalError", Description: "internal error; see the server log"})
+		return
+	}
+	WriteError(w, e)
+}
+
+// WriteError writes e in the API's error shape and status, for packages that share the API's
+// conventions (an error that is not an *Error of this package is a 500 without details).
+func WriteError(w http.ResponseWriter, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "InternalError", Description: "internal error"})
+		return
+	}
+	status, name := http.StatusInternalServerError, "InternalError"
+	switch {
+	case errors.Is(e.Kind, ErrInvalid):
+		status, name = http.StatusUnprocessableEntity, "RecordInvalid"
+	case errors.Is(e.Kind, ErrNotFound):
+		status, name = http.StatusNotFound, "RecordNotFound"
+	case errors.Is(e.Kind, ErrConflict):
+		status, name = http.StatusConflict, "Conflict"
+	case errors.Is(e.Kind, ErrUnauthorized):
+		status, name = http.StatusUnauthorized, "Unauthorized"
+		w.Header().Set("WWW-Authenticate", `Basic realm="switchboard", charset="UTF-8"`)
+	case errors.Is(e.Kind, ErrForbidden):
+		status, name = http.StatusForbidden, "Forbidden"
+	}
+	body := errorBody{Error: name, Description: e.Description}
+	if len(e.Details) > 0 {
+		body.Details = map[string][]map[string]any{}
+		for f, msgs := range e.Details {
+			for _, m := range msgs {
+				body.Details[f] = append(body.Details[f], map[string]any{"description": m, "error": detailCode(e.Kind)})
+			}
+		}
+	}
+	writeJSON(w, status, body)
+}
+
+func detailCode(kind error) string {
+	switch {
+	case errors.Is(kind, ErrConflict):
+		return "Conflict"
+	case errors.Is(kind, ErrNotFound):
+		return "NotFound"
+	}
+	return "InvalidValue"
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":"InternalError","description":"cannot encode response"}`)
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// pathID reads a positive integer path parameter; anything else is a 404 (no such record).
+func pathID(r *http.Request, name, what string) (int64, error) {
+	v := r.PathValue(name)
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, notFound("%s %q not found: ids are positive integers", what, v)
+	}
+	return id, nil
+}
+
+// page reads per_page (1–100, default 100) and cursor.
+func page(r *http.Request) (after int64, limit int, err error) {
+	q := r.URL.Query()
+	limit = 100
+	if v := q.Get("per_page"); v != "" {
+		n, perr := strconv.Atoi(v)
+		if perr != nil || n < 1 || n > 100 {
+			return 0, 0, invalidField("per_page", "must be a whole number from 1 to 100, got %q", v)
+		}
+		limit = n
+	}
+	if c := q.Get("cursor"); c != "" {
+		b, derr := base64.RawURLEncoding.DecodeString(c)
+		id, perr := strconv.ParseInt(string(b), 10, 64)
+		if derr != nil || perr != nil || id < 0 {
+			return 0, 0, invalidField("cursor", "%q is not a cursor from next_page", c)
+		}
+		after = id
+	}
+	return after, limit, nil
+}
+
+// nextPage is the URL of the page after lastID, or nil when there is none.
+func nextPage(r *http.Request, more bool, lastID int64) *string {
+	if !more {
+		return nil
+	}
+	q := r.URL.Query()
+	q.Set("cursor", base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(lastID, 10))))
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	u := url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path, RawQuery: q.Encode()}
+	s := u.String()
+	return &s
+}
+
+func (a *API) serveOpenAPI(w http.ResponseWriter, r *http.Request) {
+	if a.specE != nil {
+		a.writeError(w, r, a.specE)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(a.spec)
+}

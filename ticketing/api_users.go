@@ -1,0 +1,329 @@
+package ticketing
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+)
+
+// userReadOnly are fields of the user shape a client may send back unchanged.
+var userReadOnly = []string{"id", "url", "shared_phone_number", "placeholder", "merged_into_id", "created_at", "updated_at"}
+
+// renameField moves the details of field from to field to (the store says "value" for a
+// number; the user body calls it "phone").
+func renameField(err error, from, to string) error {
+	var e *Error
+	if !errors.As(err, &e) || e.Details[from] == nil {
+		return err
+	}
+	d := map[string][]string{}
+	for k, v := range e.Details {
+		if k == from {
+			k = to
+		}
+		d[k] = append(d[k], v...)
+	}
+	return &Error{Kind: e.Kind, Description: strings.Replace(e.Description, from+":", to+":", 1), Details: d}
+}
+
+// mayWriteUser: agents manage end users and themselves; other agents and admins are the
+// admins' business.
+func mayWriteUser(p Principal, u User) error {
+	if u.IsStaff() && u.ID != p.UserID && !p.IsAdmin() {
+		return &Error{Kind: ErrForbidden, Description: "only admins can change other agents and admins"}
+	}
+	return nil
+}
+
+func (a *API) listUsers(w http.ResponseWriter, r *http.Request, p Principal) error {
+	after, limit, err := page(r)
+	if err != nil {
+		return err
+	}
+	users, more, err := a.store.ListUsers(r.Context(), UserFilter{Role: r.URL.Query().Get("role"), AfterID: after, Limit: limit})
+	if err != nil {
+		return err
+	}
+	var last int64
+	if len(users) > 0 {
+		last = users[len(users)-1].ID
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"users": nonNil(users), "next_page": nextPage(r, more, last)})
+	return nil
+}
+
+func nonNil[T any](v []T) []T {
+	if v == nil {
+		return []T{}
+	}
+	return v
+}
+
+func (a *API) createUser(w http.ResponseWriter, r *http.Request, p Principal) error {
+	b, err := readBody(r, "user")
+	if err != nil {
+		return err
+	}
+	b.ignore(userReadOnly...)
+	in := NewUser{}
+	if v := b.str("name"); v != nil {
+		in.Name = *v
+	} else if _, ok := b.fields["name"]; !ok {
+		b.fail("name", "is required")
+	}
+	if v, _ := b.nullableStr("email"); v != nil {
+		in.Email = *v
+	}
+	if v := b.str("role"); v != nil {
+		in.Role = *v
+	}
+	if v := b.str("password"); v != nil {
+		in.Password = *v
+	}
+	if v, _ := b.nullableStr("phone"); v != nil {
+		in.Phone = *v
+	}
+	if err := b.err(); err != nil {
+		return err
+	}
+	if in.Role != "" && in.Role != RoleEndUser && !p.IsAdmin() {
+		return &Error{Kind: ErrForbidden, Description: "only admins can create agents and admins"}
+	}
+	u, err := a.store.CreateUser(r.Context(), p.Actor(), in)
+	if err != nil {
+		return renameField(err, "value", "phone")
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"user": u})
+	return nil
+}
+
+func (a *API) getUser(w http.ResponseWriter, r *http.Request, p Principal) error {
+	id, err := pathID(r, "id", "user")
+	if err != nil {
+		return err
+	}
+	u, err := a.store.User(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": u})
+	return nil
+}
+
+func (a *API) updateUser(w http.ResponseWriter, r *http.Request, p Principal) error {
+	id, err := pathID(r, "id", "user")
+	if err != nil {
+		return err
+	}
+	b, err := readBody(r, "user")
+	if err != nil {
+		return err
+	}
+	b.ignore(userReadOnly...)
+	var patch UserPatch
+	patch.Name = b.str("name")
+	if v, present := b.nullableStr("email"); present {
+		if v == nil {
+			v = new(string)
+		}
+		patch.Email = v
+	}
+	patch.Role = b.str("role")
+	patch.Password = b.str("password")
+	if v, _ := b.nullableStr("phone"); v != nil {
+		patch.Phone = v
+	}
+	if err := b.err(); err != nil {
+		return err
+	}
+	u, err := a.store.User(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if err := mayWriteUser(p, u); err != nil {
+		return err
+	}
+	if patch.Role != nil && *patch.Role != u.Role && !p.IsAdmin() {
+		return &Error{Kind: ErrForbidden, Description: "only admins change roles"}
+	}
+	u, err = a.store.UpdateUser(r.Context(), p.Actor(), id, patch)
+	if err != nil {
+		return renameField(err, "value", "phone")
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": u})
+	return nil
+}
+
+func (a *API) deleteUser(w http.ResponseWriter, r *http.Request, p Principal) error {
+	id, err := pathID(r, "id", "user")
+	if err != nil {
+		return err
+	}
+	u, err := a.store.User(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if err := mayWriteUser(p, u); err != nil {
+		return err
+	}
+	if err := a.store.DeleteUser(r.Context(), p.Actor(), id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) searchUsers(w http.ResponseWriter, r *http.Request, p Principal) error {
+	q := r.URL.Query()
+	var users []User
+	switch {
+	case q.Get("phone") != "":
+		hs, err := a.store.UsersByPhone(r.Context(), q.Get("phone"))
+		if err != nil {
+			return renameField(err, "value", "phone")
+		}
+		users = make([]User, len(hs))
+		for i, h := range hs {
+			users[i] = h.User
+		}
+	case q.Get("query") != "":
+		var err error
+		if users, err = a.store.SearchUsers(r.Context(), q.Get("query")); err != nil {
+			return err
+		}
+	default:
+		return invalidField("query", "give ?phone=E164 or ?query=text")
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"users": nonNil(users), "next_page": nil})
+	return nil
+}
+
+// userForWrite returns the user of the path (followed through a merge) if p may change it.
+func (a *API) userForWrite(r *http.Request, p Principal) (User, error) {
+	id, err := pathID(r, "id", "user")
+	if err != nil {
+		return User{}, err
+	}
+	u, err := a.store.LiveUser(r.Context(), id)
+	if err != nil {
+		return User{}, err
+	}
+	return u, mayWriteUser(p, u)
+}
+
+func (a *API) listIdentities(w http.ResponseWriter, r *http.Request, p Principal) error {
+	id, err := pathID(r, "id", "user")
+	if err != nil {
+		return err
+	}
+	ids, err := a.store.Identities(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"identities": nonNil(ids), "next_page": nil})
+	return nil
+}
+
+func (a *API) addIdentity(w http.ResponseWriter, r *http.Request, p Principal) error {
+	b, err := readBody(r, "identity")
+	if err != nil {
+		return err
+	}
+	b.ignore("id", "url", "user_id", "line_type", "created_at", "updated_at", "verified")
+	if t := b.str("type"); t != nil && *t != "phone_number" {
+		b.fail("type", "%q is not supported; only phone_number identities exist here", *t)
+	}
+	value := b.str("value")
+	if value == nil {
+		if _, ok := b.fields["value"]; !ok {
+			b.fail("value", "is required")
+		}
+	}
+	primary := b.boolean("primary")
+	if err := b.err(); err != nil {
+		return err
+	}
+	u, err := a.userForWrite(r, p)
+	if err != nil {
+		return err
+	}
+	ident, err := a.store.AddIdentity(r.Context(), p.Actor(), u.ID, *value)
+	if err != nil {
+		return err
+	}
+	if primary != nil && *primary && !ident.Primary {
+		if _, err := a.store.MakePrimary(r.Context(), p.Actor(), u.ID, ident.ID); err != nil {
+			return err
+		}
+		ident.Primary = true
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"identity": ident})
+	return nil
+}
+
+func (a *API) deleteIdentity(w http.ResponseWriter, r *http.Request, p Principal) error {
+	iid, err := pathID(r, "iid", "identity")
+	if err != nil {
+		return err
+	}
+	u, err := a.userForWrite(r, p)
+	if err != nil {
+		return err
+	}
+	if err := a.store.DeleteIdentity(r.Context(), p.Actor(), u.ID, iid); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) makePrimary(w http.ResponseWriter, r *http.Request, p Principal) error {
+	iid, err := pathID(r, "iid", "identity")
+	if err != nil {
+		return err
+	}
+	u, err := a.userForWrite(r, p)
+	if err != nil {
+		return err
+	}
+	ids, err := a.store.MakePrimary(r.Context(), p.Actor(), u.ID, iid)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"identities": nonNil(ids), "next_page": nil})
+	return nil
+}
+
+func (a *API) mergeUser(w http.ResponseWriter, r *http.Request, p Principal) error {
+	id, err := pathID(r, "id", "user")
+	if err != nil {
+		return err
+	}
+	b, err := readBody(r, "user")
+	if err != nil {
+		return err
+	}
+	target := b.id("id")
+	if target == nil {
+		if _, ok := b.fields["id"]; !ok {
+			b.fail("id", "is required: the id of the user to merge into")
+		}
+	}
+	if err := b.err(); err != nil {
+		return err
+	}
+	u, err := a.store.MergeUsers(r.Context(), p.Actor(), id, *target)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": u})
+	return nil
+}
+
+func (a *API) requestedTickets(w http.ResponseWriter, r *http.Request, p Principal) error {
+	id, err := pathID(r, "id", "user")
+	if err != nil {
+		return err
+	}
+	return a.writeTickets(w, r, TicketFilter{RequesterID: id})
+}
