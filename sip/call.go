@@ -533,5 +533,17 @@ func (s *Server) runCall(c *Call, line Line) {
 	c.mu.Unlock()
 	<-emitDone
 	s.m.callsTotal.WithLabelValues(c.direction, outcome).Inc()
+	if s.opts.OnCallEnd != nil {
+		sum := CallSummary{CallID: c.id, Outcome: outcome}
+		c.carrier.mu.Lock()
+		sum.Carrier = c.carrier.stats
+		c.carrier.mu.Unlock()
+		for _, l := range legs {
+			l.mu.Lock()
+			sum.Outbound = append(sum.Outbound, l.stats)
+			l.mu.Unlock()
+		}
+		s.opts.OnCallEnd(sum)
+	}
 	s.log.Info("sip: call ended", "call_id", c.id, "outcome", outcome, "cause", fmt.Sprint(cause), "error", err)
 }

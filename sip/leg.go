@@ -74,6 +74,7 @@ type leg struct {
 	ended    chan struct{}
 	endOnce  sync.Once
 	endCause error
+	stats    media.Stats // final endpoint statistics, set when the leg ends
 
 	// UAS: the initial INVITE and its server transaction.
 	invite   *sip.Request
@@ -106,7 +107,11 @@ func (l *leg) end(cause error) {
 		close(l.ended)
 		l.s.removeDialog(l)
 		if ep != nil {
+			st := ep.Stats()
 			_ = ep.Close()
+			l.mu.Lock()
+			l.stats = st
+			l.mu.Unlock()
 		}
 		if l.call != nil {
 			l.call.legEnded(l, cause)
@@ -301,9 +306,9 @@ func (l *leg) initUAS(req *sip.Request, tx sip.ServerTransaction) {
 func (l *leg) response(req *sip.Request, code int, reason string, body []byte) *sip.Response {
 	res := sip.NewResponseFromRequest(req, code, reason, body)
 	if to := res.To(); to != nil && code != 100 {
-		if _, ok := to.Params.Get("tag"); !ok {
-			to.Params.Add("tag", l.localTag)
-		}
+		// sipgo puts a random tag on every response; a dialog needs ours on all of them.
+		to.Params.Remove("tag")
+		to.Params.Add("tag", l.localTag)
 	}
 	if code > 100 && code < 300 && req.Method != sip.BYE && req.Method != sip.CANCEL {
 		res.AppendHeader(l.s.contact(l.transport))
@@ -407,6 +412,7 @@ func (l *leg) handleAck(req *sip.Request) {
 	l.mu.Lock()
 	if req.CSeq().SeqNo != l.ackSeq {
 		l.mu.Unlock()
+		l.s.log.Debug("sip: ACK for another CSeq", "cseq", req.CSeq().SeqNo, "want", l.ackSeq)
 		return
 	}
 	ch := l.ackCh

@@ -78,6 +78,19 @@ type Options struct {
 	Now func() time.Time
 	// UserAgent is our User-Agent / Server header value. Default "switchboard".
 	UserAgent string
+	// OnCallEnd, when set, is called after each call's call.ended with its RTP statistics
+	// (per-call logging, tests). It runs on the call's goroutine and must not block.
+	OnCallEnd func(CallSummary)
+}
+
+// CallSummary is what OnCallEnd reports about a finished call.
+type CallSummary struct {
+	CallID  string
+	Outcome string
+	// Carrier is the carrier leg's final RTP statistics; Outbound those of the legs call
+	// control placed, in order.
+	Carrier  media.Stats
+	Outbound []media.Stats
 }
 
 // Trunk is one carrier: where its calls come from, how they authenticate, and how we call out.

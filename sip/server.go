@@ -434,6 +434,7 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}()
 	s.m.requests.WithLabelValues(methodLabel(string(req.Method))).Inc()
+	s.log.Debug("sip: request", "method", req.Method, "call_id", req.CallID(), "source", req.Source())
 	src := sourceAddr(req)
 	trunk, isTrunk := s.trunkFor(src)
 	if ua := req.GetHeader("User-Agent"); ua != nil && !isTrunk && isScanner(ua.Value(), s.scanners) {
@@ -485,6 +486,10 @@ func (s *Server) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	l := s.dialogs[req.CallID().Value()]
 	s.mu.Unlock()
 	if l == nil || !l.matches(req) {
+		s.log.Debug("sip: no dialog for request", "method", req.Method, "found", l != nil, "to", req.To().Value(), "from", req.From().Value())
+		if l != nil {
+			s.log.Debug("sip: leg tags", "local", l.localTag, "remote", l.remoteTag)
+		}
 		if req.IsAck() {
 			return
 		}

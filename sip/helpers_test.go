@@ -1,0 +1,393 @@
+package sip
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/ticketing"
+)
+
+// fakeSink records events in memory; tests await them with waitEnded.
+type fakeSink struct {
+	mu     sync.Mutex
+	events []ticketing.Event
+	ch     chan ticketing.Event
+}
+
+func newFakeSink() *fakeSink { return &fakeSink{ch: make(chan ticketing.Event, 4096)} }
+
+func (f *fakeSink) Emit(_ context.Context, e ticketing.Event) error {
+	f.mu.Lock()
+	f.events = append(f.events, e)
+	f.mu.Unlock()
+	select {
+	case f.ch <- e:
+	default:
+	}
+	return nil
+}
+
+// waitEnded waits for the next call.ended and returns every event of that call.
+func (f *fakeSink) waitEnded(t *testing.T, timeout time.Duration) []ticketing.Event {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case e := <-f.ch:
+			if e.Type == ticketing.EventEnded {
+				return f.callEvents(e.CallID)
+			}
+		case <-deadline:
+			t.Fatalf("no call.ended within %s; events: %+v", timeout, f.all())
+			return nil
+		}
+	}
+}
+
+func (f *fakeSink) callEvents(id string) []ticketing.Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []ticketing.Event
+	for _, e := range f.events {
+		if e.CallID == id {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (f *fakeSink) all() []ticketing.Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]ticketing.Event(nil), f.events...)
+}
+
+func eventTypes(evs []ticketing.Event) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.Type)
+	}
+	return out
+}
+
+func lastOf(evs []ticketing.Event, typ string) *ticketing.Event {
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].Type == typ {
+			return &evs[i]
+		}
+	}
+	return nil
+}
+
+// testGateway is a Server started on free loopback ports with an in-memory sink.
+type testGateway struct {
+	s       *Server
+	sink    *fakeSink
+	reg     *prometheus.Registry
+	summary chan CallSummary
+}
+
+// freeUDPPort returns a UDP port free at the time of the call (also checked free on TCP).
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	for range 50 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		pc.Close()
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// rtpRange picks a random-ish block of 200 ports for the gateway's RTP allocator.
+func rtpRange(t *testing.T) (int, int) {
+	base := 32000 + int(time.Now().UnixNano()%100)*200
+	return base, base + 199
+}
+
+func startGateway(t *testing.T, mod func(*Options)) *testGateway {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	mm, err := media.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := rtpRange(t)
+	ports, err := media.NewPortAllocator(netip.MustParseAddr("127.0.0.1"), lo, hi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := freeUDPPort(t)
+	g := &testGateway{sink: newFakeSink(), reg: reg, summary: make(chan CallSummary, 1024)}
+	opts := Options{
+		UDPAddr:      fmt.Sprintf("127.0.0.1:%d", port),
+		TCPAddr:      fmt.Sprintf("127.0.0.1:%d", port),
+		Trunks:       []Trunk{{Name: "carrier", Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, CallerID: "+15550100"}},
+		Ports:        ports,
+		MediaMetrics: mm,
+		Sink:         g.sink,
+		Registerer:   reg,
+		T1:           100 * time.Millisecond,
+		OnCallEnd:    func(s CallSummary) { g.summary <- s },
+	}
+	if os.Getenv("SIP_TEST_DEBUG") != "" {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	s, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := s.Start(ctx); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		s.Close()
+	})
+	g.s = s
+	return g
+}
+
+func (g *testGateway) port() int { return int(g.s.Addr("udp").Port()) }
+
+func (g *testGateway) counter(name string, labels ...string) float64 {
+	mfs, err := g.reg.Gather()
+	if err != nil {
+		return -1
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		var sum float64
+	metric:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue metric
+				}
+			}
+			if m.Counter != nil {
+				sum += m.Counter.GetValue()
+			}
+			if m.Gauge != nil {
+				sum += m.Gauge.GetValue()
+			}
+			if m.Histogram != nil {
+				sum += float64(m.Histogram.GetSampleCount())
+			}
+		}
+		return sum
+	}
+	return 0
+}
+
+var _ = testutil.ToFloat64
+
+// requireSipp returns the sipp path, failing when SWITCHBOARD_REQUIRE_PEERS is set and sipp is
+// missing, skipping otherwise.
+func requireSipp(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("sipp")
+	if err != nil {
+		if os.Getenv("SWITCHBOARD_REQUIRE_PEERS") != "" {
+			t.Fatalf("sipp not installed and SWITCHBOARD_REQUIRE_PEERS is set: %v", err)
+		}
+		t.Skip("sipp not installed (apt-get install sip-tester)")
+	}
+	return p
+}
+
+// sippProc is a running SIPp.
+type sippProc struct {
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	done chan error
+	name string
+}
+
+// startSipp runs SIPp with scenario testdata/<scenario> in dir (a temp dir holding audio files)
+// and bounded timeouts; cleanup kills it.
+func startSipp(t *testing.T, dir, scenario string, args ...string) *sippProc {
+	t.Helper()
+	bin := requireSipp(t)
+	sf, err := filepath.Abs(filepath.Join("testdata", scenario))
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := append([]string{"-sf", sf, "-nostdin", "-timeout", "60s", "-timeout_error", "-recv_timeout", "30s",
+		"-cp", strconv.Itoa(freeUDPPort(t)), "-i", "127.0.0.1", "-mi", "127.0.0.1"}, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	cmd := exec.CommandContext(ctx, bin, all...)
+	cmd.Dir = dir
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	p := &sippProc{cmd: cmd, out: &out, done: make(chan error, 1), name: scenario}
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("start sipp: %v", err)
+	}
+	go func() { p.done <- cmd.Wait(); cancel() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+		}
+	})
+	return p
+}
+
+// wait waits for SIPp to exit and fails the test unless it exited 0 (every call succeeded).
+func (p *sippProc) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			t.Fatalf("sipp %s failed: %v\n%s", p.name, err, tail(p.out.String(), 3000))
+		}
+	case <-time.After(95 * time.Second):
+		t.Fatalf("sipp %s did not exit", p.name)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// writeULawWAV writes a WAV file of secs seconds of a 440 Hz tone in G.711 μ-law, for SIPp's
+// rtp_stream.
+func writeULawWAV(t *testing.T, path string, secs int) {
+	t.Helper()
+	n := 8000 * secs
+	data := make([]byte, n)
+	for i := range data {
+		v := int16(8000 * math.Sin(2*math.Pi*440*float64(i)/8000))
+		data[i] = linearToULaw(v)
+	}
+	var b bytes.Buffer
+	b.WriteString("RIFF")
+	binary.Write(&b, binary.LittleEndian, uint32(4+26+12+8+n))
+	b.WriteString("WAVEfmt ")
+	binary.Write(&b, binary.LittleEndian, uint32(18))
+	binary.Write(&b, binary.LittleEndian, uint16(7)) // WAVE_FORMAT_MULAW
+	binary.Write(&b, binary.LittleEndian, uint16(1))
+	binary.Write(&b, binary.LittleEndian, uint32(8000))
+	binary.Write(&b, binary.LittleEndian, uint32(8000))
+	binary.Write(&b, binary.LittleEndian, uint16(1))
+	binary.Write(&b, binary.LittleEndian, uint16(8))
+	binary.Write(&b, binary.LittleEndian, uint16(0))
+	b.WriteString("fact")
+	binary.Write(&b, binary.LittleEndian, uint32(4))
+	binary.Write(&b, binary.LittleEndian, uint32(n))
+	b.WriteString("data")
+	binary.Write(&b, binary.LittleEndian, uint32(n))
+	b.Write(data)
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func linearToULaw(s int16) byte {
+	const bias = 0x84
+	sign := byte(0)
+	v := int(s)
+	if v < 0 {
+		v = -v
+		sign = 0x80
+	}
+	if v > 32635 {
+		v = 32635
+	}
+	v += bias
+	exp := 7
+	for mask := 0x4000; v&mask == 0 && exp > 0; mask >>= 1 {
+		exp--
+	}
+	mant := (v >> (exp + 3)) & 0x0f
+	return ^(sign | byte(exp<<4) | byte(mant))
+}
+
+// udpExchange sends a raw SIP message over UDP to the gateway and returns the first response
+// (or "" when none arrives within wait).
+func udpExchange(t *testing.T, port int, msg string, wait time.Duration) string {
+	t.Helper()
+	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	lp := c.LocalAddr().(*net.UDPAddr).Port
+	msg = strings.ReplaceAll(msg, "LPORT", strconv.Itoa(lp))
+	msg = strings.ReplaceAll(msg, "\n", "\r\n")
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 65535)
+	deadline := time.Now().Add(wait)
+	for {
+		_ = c.SetReadDeadline(deadline)
+		n, err := c.Read(buf)
+		if err != nil {
+			return ""
+		}
+		r := string(buf[:n])
+		if strings.HasPrefix(r, "SIP/2.0 100") {
+			continue
+		}
+		return r
+	}
+}
+
+func statusCode(res string) int {
+	if !strings.HasPrefix(res, "SIP/2.0 ") || len(res) < 11 {
+		return 0
+	}
+	n, _ := strconv.Atoi(res[8:11])
+	return n
+}
