@@ -1,6 +1,7 @@
 package media
 
 import (
+	"bytes"
 	"context"
 	"math/rand/v2"
 	"net"
@@ -154,4 +155,12 @@ func ctxTimeout(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+func bytesOf(n int, fill byte) *bytes.Reader { return bytes.NewReader(bytes.Repeat([]byte{fill}, n)) }
+
+func contextWithCancel(t testing.TB) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return ctx, cancel
 }
