@@ -101,8 +101,11 @@ type TapPacket struct {
 	At          time.Time // arrival or send time (monotonic reading included)
 }
 
-// Tap is called synchronously on the packet path for every received and every sent RTP packet
-// of an endpoint (recordings). It must not block.
+// Tap is called synchronously on the packet path for every RTP packet an endpoint accepts from
+// its peer (Received, on the reader goroutine) and every one it sends (Sent, on whichever
+// goroutine feeds the stream: the bridged leg's reader, Play, SendDTMF), so the two flows may be
+// tapped concurrently. Telephone-event packets are tapped too: check PayloadType. It must not
+// block, must not keep Payload, and must not call Close.
 type Tap func(p TapPacket)
 
 // DTMFEvent is one key press detected from RFC 4733 telephone-events, reported once when its
