@@ -104,3 +104,82 @@ func TestBridgedCallRTPBothWays(t *testing.T) {
 		t.Errorf("switchboard_calls_active = %v after the call", v)
 	}
 }
+
+// TestHoldByReinviteSendonly: the carrier holds with a re-INVITE sendonly (answered recvonly,
+// checked by the scenario), resumes with sendrecv; call.held/call.resumed are emitted and the
+// hold time shows up in call.ended.
+func TestHoldByReinviteSendonly(t *testing.T) {
+	b := newBridgeSetup(t, "uas_echo.xml", []string{"-rtp_echo"}, nil)
+	b.carrier(t, "uac_hold.xml").wait(t)
+	b.desk.wait(t)
+	evs := b.g.sink.waitEnded(t, 20*time.Second)
+	want := []string{ticketing.EventStarted, ticketing.EventAnswered, ticketing.EventHeld, ticketing.EventResumed, ticketing.EventEnded}
+	if fmt.Sprint(eventTypes(evs)) != fmt.Sprint(want) {
+		t.Fatalf("events = %v, want %v", eventTypes(evs), want)
+	}
+	end := lastOf(evs, ticketing.EventEnded)
+	if end.HoldTime < 2 || end.HoldTime > 3 || end.Outcome != ticketing.OutcomeAnswered {
+		t.Errorf("call.ended hold_time = %d outcome %s, want 2..3 s answered", end.HoldTime, end.Outcome)
+	}
+	if end.TalkTime+end.HoldTime > end.Duration+1 {
+		t.Errorf("talk %d + hold %d exceed duration %d", end.TalkTime, end.HoldTime, end.Duration)
+	}
+}
+
+// TestCancelBeforeAnswer: the carrier CANCELs while the far end rings: 487 to the carrier, the
+// far end's INVITE is CANCELled too, outcome abandoned.
+func TestCancelBeforeAnswer(t *testing.T) {
+	b := newBridgeSetup(t, "uas_cancel.xml", nil, nil)
+	b.carrier(t, "uac_cancel.xml").wait(t)
+	b.desk.wait(t)
+	evs := b.g.sink.waitEnded(t, 20*time.Second)
+	end := lastOf(evs, ticketing.EventEnded)
+	if end.Outcome != ticketing.OutcomeAbandoned || end.Duration != 0 || end.RingTime < 1 {
+		t.Errorf("call.ended = %s %+v, want abandoned, no duration, ring ≥ 1 s", end.Outcome, end.Durations)
+	}
+	if lastOf(evs, ticketing.EventAnswered) != nil {
+		t.Error("call.answered emitted for a cancelled call")
+	}
+	if v := b.g.counter("switchboard_sip_responses_total", "code", "487"); v != 1 {
+		t.Errorf("487 responses = %v", v)
+	}
+}
+
+// TestFarEndHangsUp: BYE from the far end ends both legs (the carrier receives a BYE).
+func TestFarEndHangsUp(t *testing.T) {
+	b := newBridgeSetup(t, "uas_bye.xml", []string{"-rtp_echo"}, nil)
+	b.carrier(t, "uac_wait_bye.xml").wait(t)
+	b.desk.wait(t)
+	evs := b.g.sink.waitEnded(t, 20*time.Second)
+	if end := lastOf(evs, ticketing.EventEnded); end.Outcome != ticketing.OutcomeAnswered || end.TalkTime < 1 {
+		t.Errorf("call.ended = %s %+v", end.Outcome, end.Durations)
+	}
+}
+
+// TestLateOffer: an INVITE without SDP gets our offer (PCMU, PCMA, telephone-event) in the 200
+// and the answer in the ACK sets up media: RTP flows both ways.
+func TestLateOffer(t *testing.T) {
+	b := newBridgeSetup(t, "uas_echo.xml", []string{"-rtp_echo"}, nil)
+	b.carrier(t, "uac_late.xml").wait(t)
+	b.desk.wait(t)
+	evs := b.g.sink.waitEnded(t, 20*time.Second)
+	if end := lastOf(evs, ticketing.EventEnded); end.Outcome != ticketing.OutcomeAnswered {
+		t.Errorf("outcome = %s", end.Outcome)
+	}
+	sum := b.summary(t)
+	if sum.Carrier.PacketsReceived < 50 || sum.Carrier.PacketsSent < 50 {
+		t.Errorf("carrier leg RTP rx %d tx %d after a late offer", sum.Carrier.PacketsReceived, sum.Carrier.PacketsSent)
+	}
+}
+
+// TestOKCrossingCancel: the far end's 200 crosses our CANCEL: we ACK it and then BYE it
+// (RFC 3261 §15), and the call is abandoned.
+func TestOKCrossingCancel(t *testing.T) {
+	b := newBridgeSetup(t, "uas_cross.xml", nil, nil)
+	b.carrier(t, "uac_cancel.xml").wait(t)
+	b.desk.wait(t) // the desk scenario only passes when it got the ACK and then the BYE
+	evs := b.g.sink.waitEnded(t, 20*time.Second)
+	if end := lastOf(evs, ticketing.EventEnded); end.Outcome != ticketing.OutcomeAbandoned {
+		t.Errorf("outcome = %s", end.Outcome)
+	}
+}

@@ -172,7 +172,10 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 		authTries      int
 		cancelWG       sync.WaitGroup
 	)
+	// A CANCEL still retransmitting when the INVITE got its final response is no longer needed.
+	cancelCtx, stopCancel := context.WithTimeout(context.Background(), 64*s.opts.T1)
 	defer cancelWG.Wait()
+	defer stopCancel()
 	sendCancel := func() {
 		if cancelSent || !gotProvisional {
 			return
@@ -182,9 +185,7 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 		cancelWG.Add(1)
 		go func() {
 			defer cancelWG.Done()
-			cctx, cancel := context.WithTimeout(context.Background(), 64*s.opts.T1)
-			defer cancel()
-			if _, err := l.do(cctx, cr); err != nil {
+			if _, err := l.do(cancelCtx, cr); err != nil {
 				s.log.Debug("sip: CANCEL", "call_id", l.callID, "error", err)
 			}
 		}()
