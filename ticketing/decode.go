@@ -167,6 +167,10 @@ func (b *body) boolean(name string) *bool {
 }
 
 func parseID(raw json.RawMessage) (int64, bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+		return 0, false // a JSON number, not a string holding one
+	}
 	var n json.Number
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.UseNumber()
