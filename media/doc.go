@@ -29,6 +29,11 @@
 // source the sender re-bases sequence and timestamp, so a browser's SRTP replay protection or a
 // carrier's jitter buffer never sees a jump back.
 //
+// Forwarding is synchronous: the receiving leg's reader goroutine parses into a value header,
+// updates the statistics, taps, rewrites into the sending leg's own buffer and calls sendto(2).
+// Each endpoint owns one receive and one send buffer, so nothing is pooled, retained or
+// allocated per packet (TestForwardDoesNotAllocate, BenchmarkForward).
+//
 // # Not built here yet
 //
 // The WebRTC leg (pion PeerConnection for agents) arrives with the softphone issue; Bridge joins
