@@ -8,14 +8,15 @@ import (
 // This file holds the package's vocabulary: sentinel errors, option structs and the small value
 // types that cross the API. The active types live next to their code:
 //
-//	PortAllocator (ports.go)    NewPortAllocator, Allocate, Release, InUse
-//	Endpoint      (endpoint.go) NewEndpoint, LocalAddr, SetRemote, Remote, SetCodec,
+//	PortAllocator (ports.go)    NewPortAllocator, Allocate, Release, InUse, Addr; PortPair
+//	Endpoint      (endpoint.go) NewEndpoint, LocalAddr, SSRC, SetRemote, Remote, SetCodec,
 //	                            SetDTMFPayloadType, SetDirection, SetTap, DTMF, MediaTimeout,
-//	                            SSRC, Stats, Play, SendDTMF, Close
+//	                            Stats, Close
+//	              (play.go)     Play, SendDTMF
 //	Bridge        (bridge.go)   Bridge(a, b) joins two endpoints; the returned func undoes it
 //	Metrics       (metrics.go)  NewMetrics(prometheus.Registerer)
-//	G.711         (g711.go)     Encode/DecodeULaw, Encode/DecodeALaw, ULawToALaw, ALawToULaw,
-//	                            Codec.Encode/Decode/Silence/PayloadType
+//	G.711         (g711.go)     EncodeULaw, DecodeULaw, EncodeALaw, DecodeALaw, ULawToALaw,
+//	                            ALawToULaw, Codec.Encode/Decode/Silence/PayloadType/String
 //	RFC 4733      (dtmf.go)     TelephoneEvent, ParseTelephoneEvent, DigitOf, EventOf, DTMFDetector
 
 // Sentinel errors. Callers branch on them with errors.Is.
@@ -34,8 +35,8 @@ var (
 	ErrMalformed = errors.New("media: malformed packet")
 )
 
-// Codec is a G.711 audio codec, the only audio this gateway carries (no transcoding beyond the
-// lossless-enough μ-law ↔ A-law table when two bridged legs negotiated different laws).
+// Codec is a G.711 audio codec, the only audio this gateway carries. The only conversion on the
+// media path is μ-law ↔ A-law (byte to byte) when two bridged legs negotiated different laws.
 type Codec uint8
 
 const (
@@ -69,8 +70,9 @@ type EndpointOptions struct {
 	// HoldTimeout replaces MediaTimeout while on hold (direction not SendRecv, or remote address
 	// 0.0.0.0): held peers often send nothing. Default 2 h; negative disables.
 	HoldTimeout time.Duration
-	// RTCPInterval between our RTCP reports (RFC 3550 §6.2; fixed, no randomisation needed for
-	// two-party sessions beyond ±50 %, which we apply). Default 5 s; negative disables sending.
+	// RTCPInterval is the mean time between our RTCP reports (RFC 3550 §6.2), each interval
+	// randomised to [0.5, 1.5]× (§6.3.1). Default 5 s; negative disables sending (reports from
+	// the peer are still read).
 	RTCPInterval time.Duration
 	// SSRC of the outgoing stream; zero picks a random one (RFC 3550 §8.1).
 	SSRC uint32

@@ -20,7 +20,7 @@ const telephoneEventSize = 4
 // than 4 bytes return an error wrapping ErrMalformed.
 func ParseTelephoneEvent(payload []byte) (TelephoneEvent, error) {
 	if len(payload) < telephoneEventSize {
-		return TelephoneEvent{}, fmt.Errorf("parse telephone-event (%d bytes): %w", len(payload), ErrMalformed)
+		return TelephoneEvent{}, fmt.Errorf("media: parse telephone-event (%d bytes): %w", len(payload), ErrMalformed)
 	}
 	return TelephoneEvent{
 		Event:    payload[0],

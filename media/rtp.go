@@ -22,32 +22,32 @@ const rtpHeaderSize = 12
 // RTCP sent to the RTP port (packet types 200-204, RFC 5761 §4) is rejected.
 func parseRTP(b []byte) (rtpHeader, []byte, error) {
 	if len(b) < rtpHeaderSize {
-		return rtpHeader{}, nil, fmt.Errorf("parse RTP: %d bytes: %w", len(b), ErrMalformed)
+		return rtpHeader{}, nil, fmt.Errorf("media: parse RTP: %d bytes: %w", len(b), ErrMalformed)
 	}
 	if b[0]>>6 != 2 {
-		return rtpHeader{}, nil, fmt.Errorf("parse RTP: version %d: %w", b[0]>>6, ErrMalformed)
+		return rtpHeader{}, nil, fmt.Errorf("media: parse RTP: version %d: %w", b[0]>>6, ErrMalformed)
 	}
 	if b[1] >= 200 && b[1] <= 204 {
-		return rtpHeader{}, nil, fmt.Errorf("parse RTP: RTCP packet type %d: %w", b[1], ErrMalformed)
+		return rtpHeader{}, nil, fmt.Errorf("media: parse RTP: RTCP packet type %d: %w", b[1], ErrMalformed)
 	}
 	off := rtpHeaderSize + 4*int(b[0]&0x0F)
 	if b[0]&0x10 != 0 { // header extension
 		if len(b) < off+4 {
-			return rtpHeader{}, nil, fmt.Errorf("parse RTP: truncated extension: %w", ErrMalformed)
+			return rtpHeader{}, nil, fmt.Errorf("media: parse RTP: truncated extension: %w", ErrMalformed)
 		}
 		off += 4 + 4*int(binary.BigEndian.Uint16(b[off+2:]))
 	}
 	if len(b) < off {
-		return rtpHeader{}, nil, fmt.Errorf("parse RTP: header of %d bytes in %d: %w", off, len(b), ErrMalformed)
+		return rtpHeader{}, nil, fmt.Errorf("media: parse RTP: header of %d bytes in %d: %w", off, len(b), ErrMalformed)
 	}
 	payload := b[off:]
 	if b[0]&0x20 != 0 { // padding: last octet counts the padding octets, itself included
 		if len(payload) == 0 {
-			return rtpHeader{}, nil, fmt.Errorf("parse RTP: padding without payload: %w", ErrMalformed)
+			return rtpHeader{}, nil, fmt.Errorf("media: parse RTP: padding without payload: %w", ErrMalformed)
 		}
 		p := int(payload[len(payload)-1])
 		if p == 0 || p > len(payload) {
-			return rtpHeader{}, nil, fmt.Errorf("parse RTP: padding %d of %d: %w", p, len(payload), ErrMalformed)
+			return rtpHeader{}, nil, fmt.Errorf("media: parse RTP: padding %d of %d: %w", p, len(payload), ErrMalformed)
 		}
 		payload = payload[:len(payload)-p]
 	}
