@@ -86,6 +86,7 @@ type Endpoint struct {
 	timeout chan error
 
 	done      chan struct{}
+	loopDone  chan struct{}
 	closeOnce sync.Once
 	closed    atomic.Bool
 	wg        sync.WaitGroup
@@ -118,15 +119,16 @@ func NewEndpoint(opts EndpointOptions) (*Endpoint, error) {
 	}
 	local := pp.RTP.LocalAddr().(*net.UDPAddr).AddrPort()
 	e := &Endpoint{
-		opts:    opts,
-		ports:   pp,
-		local:   netip.AddrPortFrom(local.Addr().Unmap(), local.Port()),
-		start:   time.Now(),
-		m:       opts.Metrics,
-		kick:    make(chan struct{}, 1),
-		dtmf:    make(chan DTMFEvent, opts.DTMFBuffer),
-		timeout: make(chan error, 1),
-		done:    make(chan struct{}),
+		opts:     opts,
+		ports:    pp,
+		local:    netip.AddrPortFrom(local.Addr().Unmap(), local.Port()),
+		start:    time.Now(),
+		m:        opts.Metrics,
+		kick:     make(chan struct{}, 1),
+		dtmf:     make(chan DTMFEvent, opts.DTMFBuffer),
+		timeout:  make(chan error, 1),
+		done:     make(chan struct{}),
+		loopDone: make(chan struct{}),
 	}
 	e.cfg.Store(&epConfig{})
 	e.out.ep = e
@@ -221,8 +223,8 @@ func (e *Endpoint) Stats() Stats {
 	}
 }
 
-// Close stops the goroutines, unbridges, releases the ports, closes DTMF(), and adds the final
-// loss and jitter to the metrics. Idempotent; always returns nil. Do not call it from a Tap.
+// Close sends an RTCP BYE (when RTCP is on and the peer is known), stops the goroutines,
+// unbridges, releases the ports, closes DTMF(), and adds the final loss and jitter to the metrics. Idempotent; always returns nil. Do not call it from a Tap.
 func (e *Endpoint) Close() error {
 	e.closeOnce.Do(func() {
 		e.closed.Store(true)
@@ -230,6 +232,7 @@ func (e *Endpoint) Close() error {
 			l.br.stop()
 		}
 		close(e.done)
+		<-e.loopDone // the timer loop sends the RTCP BYE on its way out
 		e.opts.Allocator.Release(e.ports)
 		e.wg.Wait()
 		close(e.dtmf)

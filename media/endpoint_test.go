@@ -366,7 +366,7 @@ func TestStatsLossAndJitter(t *testing.T) {
 
 	// The RTCP report block carries the same numbers (RFC 3550 §6.4.2).
 	var rep reportState
-	b, err := e.buildReport(&rep, time.Now())
+	b, err := e.buildReport(&rep, time.Now(), false)
 	if err != nil {
 		t.Fatal(err)
 	}

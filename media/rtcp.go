@@ -24,6 +24,7 @@ func ntpTime(t time.Time) uint64 {
 // loop is the endpoint's timer goroutine: periodic RTCP reports and the media timeout.
 func (e *Endpoint) loop() {
 	defer e.wg.Done()
+	defer close(e.loopDone)
 	var rtcpC <-chan time.Time
 	var rtcpT *time.Timer
 	if e.opts.RTCPInterval > 0 {
@@ -68,13 +69,16 @@ func (e *Endpoint) loop() {
 	for {
 		select {
 		case <-e.done:
+			if rtcpC != nil {
+				e.sendReport(&rep, true) // RFC 3550 §6.3.7: say goodbye before the ports close
+			}
 			return
 		case <-e.kick:
 			check()
 		case <-tmC:
 			check()
 		case <-rtcpC:
-			e.sendReport(&rep)
+			e.sendReport(&rep, false)
 			rtcpT.Reset(e.rtcpDelay())
 		}
 	}
@@ -122,7 +126,8 @@ func (e *Endpoint) rtcpDestination() (netip.AddrPort, bool) {
 
 // buildReport makes a compound RTCP packet (RFC 3550 §6.1): SR if we have sent RTP, else RR,
 // with one report block on the peer's stream if we heard it, then SDES CNAME.
-func (e *Endpoint) buildReport(rep *reportState, now time.Time) ([]byte, error) {
+// With bye, an RTCP BYE for our SSRC follows (§6.6: we leave the session).
+func (e *Endpoint) buildReport(rep *reportState, now time.Time, bye bool) ([]byte, error) {
 	var blocks []rtcp.ReceptionReport
 	if recv := e.rx.pubReceived.Load(); recv > 0 {
 		lost := e.rx.pubLost.Load()
@@ -161,20 +166,24 @@ func (e *Endpoint) buildReport(rep *reportState, now time.Time) ([]byte, error) 
 	} else {
 		first = &rtcp.ReceiverReport{SSRC: e.out.ssrc, Reports: blocks}
 	}
-	b, err := rtcp.Marshal([]rtcp.Packet{first, cname})
+	pkts := []rtcp.Packet{first, cname}
+	if bye {
+		pkts = append(pkts, &rtcp.Goodbye{Sources: []uint32{e.out.ssrc}})
+	}
+	b, err := rtcp.Marshal(pkts)
 	if err != nil {
 		return nil, fmt.Errorf("media: marshal RTCP report: %w", err)
 	}
 	return b, nil
 }
 
-// sendReport sends one report if the peer's RTCP address is known.
-func (e *Endpoint) sendReport(rep *reportState) {
+// sendReport sends one report (with a BYE when leaving) if the peer's RTCP address is known.
+func (e *Endpoint) sendReport(rep *reportState, bye bool) {
 	dst, ok := e.rtcpDestination()
 	if !ok {
 		return
 	}
-	b, err := e.buildReport(rep, time.Now())
+	b, err := e.buildReport(rep, time.Now(), bye)
 	if err != nil {
 		return
 	}

@@ -85,7 +85,25 @@ func TestRTCPReportsExchanged(t *testing.T) {
 		if st.RemoteLost != -1 || st.RemoteJitter != 10*time.Millisecond {
 			t.Errorf("remote view %d lost, %s jitter", st.RemoteLost, st.RemoteJitter)
 		}
-		return
+		// Closing says goodbye (RFC 3550 §6.3.7): a compound report ending in BYE for our SSRC.
+		e.Close()
+		for range 200 {
+			n, _, err := far.RTCP.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				t.Fatalf("no RTCP BYE: %v", err)
+			}
+			pkts, err := rtcp.Unmarshal(buf[:n])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bye, ok := pkts[len(pkts)-1].(*rtcp.Goodbye); ok {
+				if len(bye.Sources) != 1 || bye.Sources[0] != e.SSRC() {
+					t.Errorf("BYE for %x", bye.Sources)
+				}
+				return
+			}
+		}
+		t.Fatal("no BYE")
 	}
 	t.Fatal("no report ever carried the LSR")
 }
