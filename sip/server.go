@@ -459,6 +459,26 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		return
 	}
+	if len(req.GetHeaders("Content-Length")) > 1 {
+		s.m.securityEvent.WithLabelValues(secMalformed).Inc()
+		if !req.IsAck() {
+			s.reply(req, tx, 400, "Bad Request (multiple Content-Length)")
+		}
+		return
+	}
+	if sch := strings.ToLower(req.Recipient.Scheme); sch != "sip" && sch != "sips" && sch != "tel" {
+		if !req.IsAck() {
+			s.reply(req, tx, 416, "Unsupported URI Scheme")
+		}
+		return
+	}
+	if !req.IsAck() && req.Method != sip.CANCEL {
+		// RFC 3261 §8.2.2.3: a Require we do not support gets 420 listing it.
+		if unsup := unsupportedRequire(req); unsup != "" {
+			s.reply(req, tx, 420, "Bad Extension", sip.NewHeader("Unsupported", unsup))
+			return
+		}
+	}
 	if _, ok := req.To().Params.Get("tag"); ok {
 		s.handleInDialog(req, tx)
 		return
@@ -557,4 +577,19 @@ func (s *Server) contact(tp string) *sip.ContactHeader {
 		u.UriParams.Add("transport", network)
 	}
 	return &sip.ContactHeader{Address: u}
+}
+
+// unsupportedRequire returns the option tags of Require headers we do not support (we support
+// "timer", RFC 4028), comma-separated, or "".
+func unsupportedRequire(req *sip.Request) string {
+	var out []string
+	for _, h := range req.GetHeaders("Require") {
+		for _, t := range strings.Split(h.Value(), ",") {
+			t = strings.TrimSpace(t)
+			if t != "" && !strings.EqualFold(t, "timer") {
+				out = append(out, t)
+			}
+		}
+	}
+	return strings.Join(out, ", ")
 }
