@@ -154,7 +154,7 @@ func (e *Endpoint) SSRC() uint32 { return e.out.ssrc }
 // one (the peer moved) drops the latch so the new source can latch. Restarts the media timeout.
 func (e *Endpoint) SetRemote(addr netip.AddrPort) {
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
-	e.update(func(c *epConfig) {
+	e.update(true, func(c *epConfig) {
 		c.sdpRemote = addr
 		if addr.IsValid() && !addr.Addr().IsUnspecified() {
 			if c.lastReal.IsValid() && c.lastReal != addr {
@@ -177,24 +177,24 @@ func (e *Endpoint) Remote() netip.AddrPort {
 // SetCodec sets the negotiated audio codec and its payload type (SIP decides; RFC 3264 answer).
 // Until it is set, received packets of any payload type count as audio and nothing is sent.
 func (e *Endpoint) SetCodec(pt uint8, c Codec) {
-	e.update(func(cfg *epConfig) { cfg.codec, cfg.codecPT = c, pt&0x7F })
+	e.update(false, func(cfg *epConfig) { cfg.codec, cfg.codecPT = c, pt&0x7F })
 }
 
 // SetDTMFPayloadType sets the telephone-event payload type (RFC 4733 §7.1.1), both for detecting
 // and for sending: mirror the peer's. 0 disables telephone-events (0 is PCMU, never an event).
 func (e *Endpoint) SetDTMFPayloadType(pt uint8) {
-	e.update(func(c *epConfig) { c.dtmfPT = pt & 0x7F })
+	e.update(false, func(c *epConfig) { c.dtmfPT = pt & 0x7F })
 }
 
 // SetDirection sets our direction as written in our SDP (RFC 3264 §6.1: answer sendonly with
 // recvonly). Only SendRecv and SendOnly send audio. Restarts the media timeout.
 func (e *Endpoint) SetDirection(d Direction) {
-	e.update(func(c *epConfig) { c.direction = d })
+	e.update(true, func(c *epConfig) { c.direction = d })
 }
 
 // SetTap installs the packet tap (nil removes it). See Tap.
 func (e *Endpoint) SetTap(t Tap) {
-	e.update(func(c *epConfig) { c.tap = t })
+	e.update(false, func(c *epConfig) { c.tap = t })
 }
 
 // DTMF delivers each detected key press once (see DTMFDetector). Events beyond the buffer are
@@ -247,14 +247,17 @@ func (e *Endpoint) Close() error {
 	return nil
 }
 
-// update applies a configuration change copy-on-write and restarts the media timeout.
-func (e *Endpoint) update(f func(*epConfig)) {
+// update applies a configuration change copy-on-write; with restart (a new remote or direction)
+// the media timeout starts over. The timer loop re-evaluates either way (hold may have changed).
+func (e *Endpoint) update(restart bool, f func(*epConfig)) {
 	e.cfgMu.Lock()
 	c := *e.cfg.Load()
 	f(&c)
 	e.cfg.Store(&c)
 	e.cfgMu.Unlock()
-	e.armedAt.Store(int64(time.Since(e.start)))
+	if restart {
+		e.armedAt.Store(int64(time.Since(e.start)))
+	}
 	select {
 	case e.kick <- struct{}{}:
 	default:
