@@ -1,0 +1,87 @@
+package sip
+
+import (
+	"os"
+	"runtime"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/switchboard-voice/switchboard/ticketing"
+)
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	return len(ents)
+}
+
+// waitFor polls cond every 50 ms until it holds or d passes.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return cond()
+}
+
+// TestNoLeaksAfter200Calls runs 200 bridged calls (SIPp -m 200 -r 50) and checks that
+// goroutines and open file descriptors return to their baseline, during the run's aftermath
+// and after Close (goleak).
+func TestNoLeaksAfter200Calls(t *testing.T) {
+	requireSipp(t)
+	ignore := goleak.IgnoreCurrent()
+	baseFDs := openFDs(t)
+	baseG := runtime.NumGoroutine()
+	func() {
+		b := newBridgeSetup(t, "uas_echo.xml", []string{"-m", "200"}, nil)
+		gwG := runtime.NumGoroutine()
+		gwFDs := openFDs(t)
+		b.carrier(t, "uac_basic.xml", "-m", "200", "-r", "50", "-d", "100", "-l", "100").wait(t)
+		b.desk.wait(t)
+		ended := 0
+		waitFor(30*time.Second, func() bool {
+			for {
+				select {
+				case e := <-b.g.sink.ch:
+					if e.Type == ticketing.EventEnded {
+						ended++
+					}
+				default:
+					return ended == 200
+				}
+			}
+		})
+		if ended != 200 {
+			t.Fatalf("%d calls ended, want 200", ended)
+		}
+		if v := b.g.counter("switchboard_calls_total", "outcome", "answered"); v != 200 {
+			t.Errorf("answered calls = %v", v)
+		}
+		// With the server still running, the calls' goroutines and sockets are gone. sipgo
+		// keeps finished server transactions for their timers (no goroutine), so a small margin.
+		if !waitFor(40*time.Second, func() bool { return runtime.NumGoroutine() <= gwG+5 }) {
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			t.Errorf("goroutines %d, baseline with gateway %d\n%s", runtime.NumGoroutine(), gwG, tail(string(buf[:n]), 8000))
+		}
+		if !waitFor(10*time.Second, func() bool { return openFDs(t) <= gwFDs+2 }) {
+			t.Errorf("open fds %d, baseline with gateway %d", openFDs(t), gwFDs)
+		}
+		b.g.s.Close()
+	}()
+	if !waitFor(20*time.Second, func() bool { return runtime.NumGoroutine() <= baseG+2 }) {
+		t.Errorf("goroutines after Close %d, baseline %d", runtime.NumGoroutine(), baseG)
+	}
+	if !waitFor(10*time.Second, func() bool { return openFDs(t) <= baseFDs+2 }) {
+		t.Errorf("open fds after Close %d, baseline %d", openFDs(t), baseFDs)
+	}
+	goleak.VerifyNone(t, ignore)
+}
