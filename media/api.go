@@ -121,12 +121,12 @@ type DTMFEvent struct {
 
 // Stats is a snapshot of an endpoint's counters (RFC 3550 §6.4, Appendix A.3 and A.8).
 type Stats struct {
-	PacketsReceived uint64        // valid RTP accepted from the peer
+	PacketsReceived uint64        // valid RTP from the peer's source (any payload type; feeds loss stats)
 	PacketsSent     uint64        // RTP sent to the peer
 	BytesReceived   uint64        // payload octets received
 	BytesSent       uint64        // payload octets sent
 	PacketsLost     int64         // expected − received (A.3); negative with duplicates
-	Rejected        uint64        // dropped: foreign source, malformed, unknown payload type
+	Rejected        uint64        // dropped: foreign source, malformed, or a payload type not negotiated
 	Jitter          time.Duration // interarrival jitter estimate (A.8)
 	RemoteLost      int64         // cumulative loss the peer reported for our stream (RR/SR)
 	RemoteJitter    time.Duration // jitter the peer reported for our stream
