@@ -41,6 +41,14 @@ func FuzzParseRTP(f *testing.F) {
 	for _, s := range rtpSeeds() {
 		f.Add(s)
 	}
+	// Real traffic when SIPp's captures are installed: G.711 A-law audio and RFC 2833 events.
+	for _, name := range []string{"g711a.pcap", "dtmf_2833_1.pcap"} {
+		if payloads, err := pcapUDPPayloads("/usr/share/sip-tester/" + name); err == nil {
+			for _, p := range payloads[:min(len(payloads), 8)] {
+				f.Add(p)
+			}
+		}
+	}
 	alloc := testAllocator(f, 4)
 	a := newTestEndpoint(f, EndpointOptions{Allocator: alloc, MediaTimeout: -1})
 	b := newTestEndpoint(f, EndpointOptions{Allocator: alloc, MediaTimeout: -1})
