@@ -1,0 +1,197 @@
+package sip
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/ticketing"
+)
+
+// udpPeer is a hand-driven SIP peer on a loopback UDP socket, for dialog rules SIPp cannot
+// express easily (missing ACKs, route sets).
+type udpPeer struct {
+	t    *testing.T
+	c    *net.UDPConn
+	port int
+	gw   *net.UDPAddr
+}
+
+func newUDPPeer(t *testing.T, gwPort int) *udpPeer {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &udpPeer{t: t, c: c, port: c.LocalAddr().(*net.UDPAddr).Port, gw: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: gwPort}}
+}
+
+func (p *udpPeer) send(msg string) {
+	p.t.Helper()
+	msg = strings.ReplaceAll(msg, "LPORT", strconv.Itoa(p.port))
+	msg = strings.ReplaceAll(strings.ReplaceAll(msg, "\r\n", "\n"), "\n", "\r\n")
+	if _, err := p.c.WriteToUDP([]byte(msg), p.gw); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// recv returns the next message within d, or "".
+func (p *udpPeer) recv(d time.Duration) string {
+	buf := make([]byte, 65535)
+	_ = p.c.SetReadDeadline(time.Now().Add(d))
+	n, _, err := p.c.ReadFromUDP(buf)
+	if err != nil {
+		return ""
+	}
+	return string(buf[:n])
+}
+
+// recvUntil returns the first message for which match holds, within d.
+func (p *udpPeer) recvUntil(d time.Duration, match func(string) bool) string {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		m := p.recv(time.Until(deadline))
+		if m != "" && match(m) {
+			return m
+		}
+	}
+	return ""
+}
+
+func header(msg, name string) []string {
+	var out []string
+	for _, l := range strings.Split(msg, "\r\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.EqualFold(strings.TrimSpace(k), name) {
+			out = append(out, strings.TrimSpace(v))
+		}
+	}
+	return out
+}
+
+// answerTarget answers the carrier leg at once and holds the call until ctx ends.
+var answerTarget = TargetFunc(func(ctx context.Context, c *Call) error {
+	if err := c.Answer(ctx); err != nil {
+		return err
+	}
+	c.MarkAnswered(0)
+	<-ctx.Done()
+	return nil
+})
+
+// TestTwoHundredRetransmittedUntilAckThenBye: without an ACK, our 2xx is retransmitted with
+// growing intervals (RFC 3261 §13.3.1.4) and after 64*T1 the call is ended with BYE.
+func TestTwoHundredRetransmittedUntilAckThenBye(t *testing.T) {
+	g := startGateway(t, func(o *Options) {
+		o.Lines = []Line{{Number: "+15550197", Target: answerTarget}}
+		o.T1 = 50 * time.Millisecond // AckTimeout = 3.2 s
+	})
+	p := newUDPPeer(t, g.port())
+	p.send(rawInvite("+15550197", "", pcmuOffer))
+	oks, start := 0, time.Now()
+	var bye string
+	for time.Since(start) < 10*time.Second {
+		m := p.recv(5 * time.Second)
+		if m == "" {
+			break
+		}
+		if strings.HasPrefix(m, "SIP/2.0 200") {
+			oks++
+		}
+		if strings.HasPrefix(m, "BYE ") {
+			bye = m
+			break
+		}
+	}
+	if oks < 4 {
+		t.Errorf("200 OK sent %d times without ACK, want retransmissions", oks)
+	}
+	if bye == "" {
+		t.Fatal("no BYE after the ACK timeout")
+	}
+	if el := time.Since(start); el < 3*time.Second {
+		t.Errorf("BYE after %s, want ≥ 64*T1", el)
+	}
+	p.send("SIP/2.0 200 OK\n" + "Via: " + header(bye, "Via")[0] + "\nFrom: " + header(bye, "From")[0] + "\nTo: " + header(bye, "To")[0] +
+		"\nCall-ID: " + header(bye, "Call-ID")[0] + "\nCSeq: " + header(bye, "CSeq")[0] + "\nContent-Length: 0\n\n")
+	evs := g.sink.waitEnded(t, 10*time.Second)
+	if e := lastOf(evs, ticketing.EventEnded); e == nil {
+		t.Fatal("no call.ended")
+	}
+}
+
+// TestRouteSetOrder: the carrier's Record-Route list becomes our Route headers in the same
+// order on requests we send in the dialog (RFC 3261 §12.1.1, §12.2.1.1), sent to the first.
+func TestRouteSetOrder(t *testing.T) {
+	hang := make(chan *Call, 1)
+	g := startGateway(t, func(o *Options) {
+		o.Lines = []Line{{Number: "+15550197", Target: TargetFunc(func(ctx context.Context, c *Call) error {
+			if err := c.Answer(ctx); err != nil {
+				return err
+			}
+			hang <- c
+			<-ctx.Done()
+			return nil
+		})}}
+	})
+	p := newUDPPeer(t, g.port())
+	rr := "Record-Route: <sip:127.0.0.1:LPORT;lr>, <sip:proxy2.invalid;lr>\nRecord-Route: <sip:proxy3.invalid;lr>\n"
+	inv := rawInvite("+15550197", rr, pcmuOffer)
+	p.send(inv)
+	ok := p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "SIP/2.0 200") })
+	if ok == "" {
+		t.Fatal("no 200")
+	}
+	if got := strings.Join(header(ok, "Record-Route"), ", "); !strings.Contains(got, "proxy2.invalid") {
+		t.Errorf("200 lacks the Record-Route list: %q", got)
+	}
+	to := header(ok, "To")[0]
+	p.send(fmt.Sprintf("ACK sip:switchboard@127.0.0.1:%d SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:LPORT;branch=z9hG4bKack1\nFrom: \"Bob\" <sip:+15557654321@127.0.0.1>;tag=abc\nTo: %s\nCall-ID: %s\nCSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n",
+		g.port(), to, header(ok, "Call-ID")[0]))
+	c := <-hang
+	c.Hangup()
+	bye := p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "BYE ") })
+	if bye == "" {
+		t.Fatal("no BYE at the first route")
+	}
+	routes := header(bye, "Route")
+	want := []string{"<sip:127.0.0.1:" + strconv.Itoa(p.port) + ";lr>", "<sip:proxy2.invalid;lr>", "<sip:proxy3.invalid;lr>"}
+	if strings.Join(routes, ",") != strings.Join(want, ",") {
+		t.Errorf("BYE routes = %q, want %q", routes, want)
+	}
+	if !strings.HasPrefix(bye, "BYE sip:bob@127.0.0.1:"+strconv.Itoa(p.port)) {
+		t.Errorf("BYE Request-URI is not the remote target (Contact): %s", strings.SplitN(bye, "\r\n", 2)[0])
+	}
+}
+
+// TestSessionTimerExpiry: the caller asked for a 2 s session it refreshes itself (refresher=uac)
+// and never does: we send BYE before expiry (RFC 4028 §10).
+func TestSessionTimerExpiry(t *testing.T) {
+	g := startGateway(t, func(o *Options) {
+		o.Lines = []Line{{Number: "+15550197", Target: answerTarget}}
+		o.MinSE = time.Second
+	})
+	p := newUDPPeer(t, g.port())
+	p.send(rawInvite("+15550197", "Supported: timer\nSession-Expires: 2;refresher=uac\n", pcmuOffer))
+	ok := p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "SIP/2.0 200") })
+	if ok == "" {
+		t.Fatal("no 200")
+	}
+	if se := header(ok, "Session-Expires"); len(se) != 1 || se[0] != "2;refresher=uac" {
+		t.Errorf("Session-Expires in 200 = %q", se)
+	}
+	start := time.Now()
+	p.send(fmt.Sprintf("ACK sip:switchboard@127.0.0.1:%d SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:LPORT;branch=z9hG4bKack2\nFrom: \"Bob\" <sip:+15557654321@127.0.0.1>;tag=abc\nTo: %s\nCall-ID: %s\nCSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n",
+		g.port(), header(ok, "To")[0], header(ok, "Call-ID")[0]))
+	bye := p.recvUntil(6*time.Second, func(m string) bool { return strings.HasPrefix(m, "BYE ") })
+	if bye == "" {
+		t.Fatal("no BYE at session expiry")
+	}
+	if el := time.Since(start); el < time.Second || el > 2500*time.Millisecond {
+		t.Errorf("BYE after %s, want at expiry − min(32 s, SE/3)", el)
+	}
+}
