@@ -29,21 +29,18 @@ type Problem struct {
 	Line    int
 }
 
-// String returns "path (line N): message", leaving out what is unknown.
+// String returns "path (line N): message", or "line N: message" without a path, leaving
+// out what is unknown.
 func (p Problem) String() string {
-	var b strings.Builder
-	b.WriteString(p.Path)
-	if p.Line > 0 {
-		if p.Path != "" {
-			b.WriteString(" ")
-		}
-		fmt.Fprintf(&b, "(line %d)", p.Line)
+	switch {
+	case p.Path != "" && p.Line > 0:
+		return fmt.Sprintf("%s (line %d): %s", p.Path, p.Line, p.Message)
+	case p.Path != "":
+		return p.Path + ": " + p.Message
+	case p.Line > 0:
+		return fmt.Sprintf("line %d: %s", p.Line, p.Message)
 	}
-	if b.Len() > 0 {
-		b.WriteString(": ")
-	}
-	b.WriteString(p.Message)
-	return b.String()
+	return p.Message
 }
 
 // Problems is every problem found in a configuration; it is the error Load and Parse return
@@ -165,8 +162,9 @@ func parse(b []byte, getenv func(string) string) (*Config, error) {
 	if u := getenv("DATABASE_URL"); u != "" {
 		c.Database.URL = u
 	}
+	cv := newCoverage(ds)
 	for _, p := range c.Validate() {
-		if covered(ds, p.Path) {
+		if cv.has(p.Path) {
 			continue // that value failed to decode; its problem is already said
 		}
 		if p.Line == 0 {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,9 @@ const base = "database: {url: postgres://u@127.0.0.1/db}\n"
 // bcryptOfSecret is bcrypt("secret") at the minimum cost.
 const bcryptOfSecret = "$2a$04$yeC.ZdXLyLUpYQNIfBk38eOm3p3zhcfPvnR7mSXZ7vl.oKqh5M8bG"
 
+// wholeDocument starts a case that is the whole document, without base.
+const wholeDocument = "# the whole document\n"
+
 // problemCase is one configuration and every problem it must give. Line 1 is base's, so a
 // case's own first line is line 2.
 type problemCase struct {
@@ -33,12 +37,14 @@ type problemCase struct {
 var problemCases = []problemCase{
 	// Decoding: unknown keys, types, syntax.
 	{"unknown top-level key is an error with the allowed keys", "sipp: {}\n", []Problem{
-		{"sipp", `unknown key "sipp"; allowed here: admin, agents, database, http, ivr, lines, log, node, prompts, queues, recordings, rtp, shutdown_grace, sip, ticketing, trunks, users, voicemail`, 2}}},
+		{"sipp", `unknown key "sipp"; allowed here: node, shutdown_grace, log, database, http, admin, sip, rtp, trunks, lines, prompts, ivr, queues, agents, users, recordings, voicemail, ticketing`, 2}}},
 	{"unknown key inside a list element has its path", "sip:\n  listen: [{transport: udp, adress: 127.0.0.1:5060}]\n", []Problem{
-		{"sip.listen[0].adress", `unknown key "adress"; allowed here: address, transport`, 3},
+		{"sip.listen[0].adress", `unknown key "adress"; allowed here: transport, address`, 3},
 		{"sip.listen[0].address", "is required: write IP:port, e.g. 127.0.0.1:5060", 3}}},
+	{"unknown weekday lists the days in week order", "trunks: [{name: c, inbound: {allow: [127.0.0.0/8]}}]\nlines: [{number: \"+15550100\", target: hangup, hours: {weekly: {mo: [\"09:00-17:00\"], tue: [\"09:00-17:00\"]}, closed_target: hangup}}]\n", []Problem{
+		{"lines[0].hours.weekly.mo", `unknown key "mo"; allowed here: mon, tue, wed, thu, fri, sat, sun`, 3}}},
 	{"unknown key in ticketing settings", "ticketing:\n  settings:\n    outbound: {allow_new: true}\n", []Problem{
-		{"ticketing.settings.outbound.allow_new", `unknown key "allow_new"; allowed here: allow_entered_number, allow_new_ticket, allow_no_ticket, prompt_ticket_choice`, 4}}},
+		{"ticketing.settings.outbound.allow_new", `unknown key "allow_new"; allowed here: prompt_ticket_choice, allow_new_ticket, allow_no_ticket, allow_entered_number`, 4}}},
 	{"wrong type names what is wanted", "rtp: {port_min: abc}\n", []Problem{
 		{"rtp.port_min", `want a whole number, got "abc"`, 2}}},
 	{"a list where a value is wanted", "http:\n  listen:\n    - 127.0.0.1:8080\n", []Problem{
@@ -53,6 +59,8 @@ var problemCases = []problemCase{
 		{"log", `key "log" appears twice (first at line 2)`, 3}}},
 	{"YAML syntax error has its line", "x: [1\n", []Problem{
 		{"", "did not find expected ',' or ']' (YAML syntax)", 1}}},
+	{"a document that is not a mapping", wholeDocument + "- a\n", []Problem{
+		{"", "want a mapping, got a list", 2}}},
 	{"two documents", "log: {level: info}\n---\nlog: {level: debug}\n", []Problem{
 		{"", "the file holds more than one YAML document; keep the configuration in one", 3}}},
 
@@ -75,8 +83,10 @@ var problemCases = []problemCase{
 		{"sip.listen[0].address", `"example.com:5060" must have an IP address, not a host name (or no host for every interface)`, 2}}},
 	{"SIP transport", "sip: {listen: [{transport: ws, address: \"127.0.0.1:5060\"}]}\n", []Problem{
 		{"sip.listen[0].transport", `"ws" is not allowed; use one of udp, tcp, tls`, 2}}},
-	{"SIP listener repeated", "sip:\n  listen:\n    - {transport: udp, address: \"127.0.0.1:5060\"}\n    - {transport: udp, address: \"127.0.0.1:5060\"}\n", []Problem{
-		{"sip.listen[1]", "repeats sip.listen[0] (udp 127.0.0.1:5060)", 5}}},
+	{"one SIP listener per transport", "sip:\n  listen:\n    - {transport: udp, address: \"127.0.0.1:5060\"}\n    - {transport: udp, address: \"127.0.0.2:5060\"}\n", []Problem{
+		{"sip.listen[1]", "is a second udp listener (sip.listen[0] is the first); give one address per transport", 5}}},
+	{"SIP external address must be an IP", "sip: {external_address: gw.example.com}\n", []Problem{
+		{"sip.external_address", `"gw.example.com" is not an IP address peers can reach (write it without a port, e.g. 203.0.113.7)`, 2}}},
 	{"tls listener needs a certificate", "sip: {listen: [{transport: tls, address: \"127.0.0.1:5061\"}]}\n", []Problem{
 		{"sip.tls.cert_file", "is required when a listener uses tls", 2},
 		{"sip.tls.key_file", "is required when a listener uses tls", 2}}},
@@ -227,8 +237,8 @@ func TestParseReportsEachProblemWithPathAndLine(t *testing.T) {
 	for _, tc := range problemCases {
 		t.Run(tc.name, func(t *testing.T) {
 			doc := base + tc.yaml
-			if strings.HasPrefix(tc.yaml, "database:") {
-				doc = tc.yaml // the case is about database itself: its line is line 1
+			if strings.HasPrefix(tc.yaml, "database:") || strings.HasPrefix(tc.yaml, wholeDocument) {
+				doc = tc.yaml // the case is about database or the document itself
 			}
 			_, err := parse([]byte(doc), noEnv)
 			var got Problems
@@ -318,7 +328,7 @@ func TestProblemString(t *testing.T) {
 	}{
 		{Problem{"a.b", "bad", 3}, "a.b (line 3): bad"},
 		{Problem{"a.b", "bad", 0}, "a.b: bad"},
-		{Problem{"", "bad", 3}, "(line 3): bad"},
+		{Problem{"", "bad", 3}, "line 3: bad"},
 		{Problem{"", "bad", 0}, "bad"},
 	} {
 		if got := tc.p.String(); got != tc.want {
@@ -451,5 +461,22 @@ func TestAccountHash(t *testing.T) {
 	given := Account{PasswordHash: bcryptOfSecret}
 	if h, _ := given.Hash(); string(h) != bcryptOfSecret {
 		t.Errorf("Hash = %q, want password_hash as given", h)
+	}
+}
+
+// TestEveryKeyIsDocumented keeps docs/configuration.md true: each key of the schema appears
+// there in backquotes (alone or in a dotted path).
+func TestEveryKeyIsDocumented(t *testing.T) {
+	b, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	for typ, keys := range knownKeys() {
+		for _, key := range keys {
+			if !regexp.MustCompile("[`.]" + regexp.QuoteMeta(key) + "[`.]").MatchString(doc) {
+				t.Errorf("docs/configuration.md does not document %s key %q", typ, key)
+			}
+		}
 	}
 }

@@ -3,7 +3,6 @@ package config
 import (
 	"reflect"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -101,24 +100,43 @@ func parentPath(p string) string {
 	return p[:i]
 }
 
-// covered reports whether a decoding problem already speaks for path: a value that failed to
-// decode is left empty, and validating it, or what holds it (a trunk whose only network failed
-// to decode "takes no calls"), would only add noise.
-func covered(decoded []decoded, path string) bool {
-	for _, d := range decoded {
+// coverage is the part of a document that failed to decode. A value that failed to decode is
+// left empty, and validating it, or what holds it (a trunk whose only network failed to decode
+// "takes no calls"), would only add noise.
+type coverage struct {
+	all       bool            // nothing was decoded
+	covered   map[string]bool // paths that failed to decode
+	ancestors map[string]bool // what holds them
+}
+
+func newCoverage(ds []decoded) *coverage {
+	cv := &coverage{covered: map[string]bool{}, ancestors: map[string]bool{}}
+	for _, d := range ds {
 		if !d.covers {
 			continue
 		}
-		if d.cover == "" || within(path, d.cover) || within(d.cover, path) {
+		if d.cover == "" {
+			cv.all = true
+		}
+		cv.covered[d.cover] = true
+		for p := parentPath(d.cover); p != ""; p = parentPath(p) {
+			cv.ancestors[p] = true
+		}
+	}
+	return cv
+}
+
+// has reports whether a decoding problem already speaks for path.
+func (cv *coverage) has(path string) bool {
+	if cv.all || cv.ancestors[path] {
+		return true
+	}
+	for p := path; p != ""; p = parentPath(p) {
+		if cv.covered[p] {
 			return true
 		}
 	}
 	return false
-}
-
-// within reports whether path is p or below it.
-func within(path, p string) bool {
-	return path == p || strings.HasPrefix(path, p+".") || strings.HasPrefix(path, p+"[")
 }
 
 // decoded is a decoding problem and the part of the document it leaves undecoded: cover and
@@ -141,6 +159,7 @@ var (
 // decodeProblems turns yaml's errors into Problems with a path (when the index can tell it),
 // a line, and a message that says what is allowed.
 func decodeProblems(err error, idx *docIndex) []decoded {
+	keys := knownKeys()
 	var msgs []string
 	if te, ok := err.(*yaml.TypeError); ok {
 		msgs = te.Errors
@@ -149,11 +168,16 @@ func decodeProblems(err error, idx *docIndex) []decoded {
 	}
 	ds := make([]decoded, 0, len(msgs))
 	for _, m := range msgs {
-		p := decodeProblem(strings.TrimPrefix(m, "yaml: "), idx)
+		p := decodeProblem(strings.TrimPrefix(m, "yaml: "), idx, keys)
 		d := decoded{Problem: p, cover: p.Path, covers: p.Path != ""}
-		if dupKeyRE.MatchString(strings.TrimPrefix(lineRE.ReplaceAllString(m, "$2"), "yaml: ")) {
+		raw := lineRE.ReplaceAllString(strings.TrimPrefix(m, "yaml: "), "$2")
+		if dupKeyRE.MatchString(raw) {
 			// yaml.v3 skips the whole mapping holding a repeated key.
 			d.cover, d.covers = parentPath(p.Path), true
+		}
+		if u := unmarshalRE.FindStringSubmatch(raw); u != nil && strings.TrimPrefix(u[3], "*") == "config.Config" {
+			// The document itself is not a mapping: nothing was decoded.
+			d.cover, d.covers = "", true
 		}
 		ds = append(ds, d)
 	}
@@ -168,7 +192,7 @@ func problemsOf(ds []decoded) Problems {
 	return ps
 }
 
-func decodeProblem(msg string, idx *docIndex) Problem {
+func decodeProblem(msg string, idx *docIndex, keys map[string][]string) Problem {
 	m := lineRE.FindStringSubmatch(msg)
 	if m == nil {
 		return Problem{Message: msg}
@@ -184,7 +208,7 @@ func decodeProblem(msg string, idx *docIndex) Problem {
 	if u := unknownRE.FindStringSubmatch(msg); u != nil {
 		p.Path = keyPath(here, u[1])
 		p.Message = "unknown key " + strconv.Quote(u[1])
-		if allowed := knownKeys()[strings.TrimPrefix(u[2], "*")]; len(allowed) > 0 {
+		if allowed := keys[strings.TrimPrefix(u[2], "*")]; len(allowed) > 0 {
 			p.Message += "; allowed here: " + strings.Join(allowed, ", ")
 		}
 		return p
@@ -279,7 +303,7 @@ func goTypeWant(t string) string {
 }
 
 // knownKeys returns, for every struct type of the schema (named as yaml.v3 names it,
-// "config.SIP"), its keys in order.
+// "config.SIP"), its keys in the order docs/configuration.md lists them.
 func knownKeys() map[string][]string {
 	out := map[string][]string{}
 	seen := map[reflect.Type]bool{}
@@ -302,7 +326,6 @@ func knownKeys() map[string][]string {
 			keys = append(keys, tag)
 			visit(f.Type)
 		}
-		sort.Strings(keys)
 		out[t.String()] = keys
 	}
 	visit(reflect.TypeOf(Config{}))

@@ -48,7 +48,7 @@ func Default() Config {
 			MaxCalls:          DefaultMaxCalls,
 			UserAgent:         DefaultUserAgent,
 			SessionExpires:    Duration(DefaultSessionExpires),
-			RateLimit:         RateLimit{RequestsPerSecond: 50, Burst: 100},
+			RateLimit:         RateLimit{RequestsPerSecond: 20, Burst: 40},
 			ScannerUserAgents: DefaultScannerUserAgents(),
 		},
 		RTP: RTP{

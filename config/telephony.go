@@ -15,11 +15,12 @@ const (
 
 // SIP configures the SIP side of the gateway (the B2BUA).
 type SIP struct {
-	// Listen lists the sockets the gateway takes SIP on (default UDP and TCP on 127.0.0.1:5060).
+	// Listen lists the sockets the gateway takes SIP on, at most one per transport (default
+	// UDP and TCP on 127.0.0.1:5060).
 	Listen []SIPListen `yaml:"listen"`
-	// ExternalAddress is the IP address or host name the gateway puts in Via, Contact and the
-	// SDP c= line (RFC 4566 §5.7) when it differs from the listen address (behind NAT, or when
-	// listening on 0.0.0.0); empty means the listen address.
+	// ExternalAddress is the IP address the gateway puts in Via, Contact and the SDP c= line
+	// (RFC 4566 §5.7) when peers must reach it at another address than it listens on (behind
+	// NAT, or when listening on 0.0.0.0); empty means the listen address.
 	ExternalAddress string `yaml:"external_address"`
 	// TLS holds the certificate for "tls" listeners.
 	TLS TLS `yaml:"tls"`
@@ -52,13 +53,13 @@ type TLS struct {
 }
 
 // RateLimit is a token bucket per source IP address for incoming SIP requests; requests over
-// it are dropped (and counted).
+// it are dropped (and counted). Sources of a trunk (inbound.allow) are never limited.
 type RateLimit struct {
-	// RequestsPerSecond refills the bucket (default 50; 0 turns the limit off).
+	// RequestsPerSecond refills the bucket (default 20; 0 turns the limit off).
 	RequestsPerSecond float64 `yaml:"requests_per_second"`
-	// Burst is the bucket size (default 100).
+	// Burst is the bucket size (default 40).
 	Burst int `yaml:"burst"`
-	// Exempt lists networks never limited (e.g. the carrier's).
+	// Exempt lists more networks never limited (e.g. a monitoring probe).
 	Exempt []Prefix `yaml:"exempt"`
 }
 

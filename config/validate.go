@@ -180,11 +180,11 @@ func (c *Config) validateSIP(k *checker) {
 			continue
 		}
 		checkListen(k, p+".address", l.Address, true, true)
-		key := l.Transport + " " + l.Address
-		if j, dup := seen[key]; dup {
-			k.add(p, "repeats sip.listen[%d] (%s %s)", j, l.Transport, l.Address)
+		// One socket per transport: the SIP server takes one address for each.
+		if j, dup := seen[l.Transport]; dup {
+			k.add(p, "is a second %s listener (sip.listen[%d] is the first); give one address per transport", l.Transport, j)
 		}
-		seen[key] = i
+		seen[l.Transport] = i
 		if unspecified(l.Address) && wildcard == "" {
 			wildcard = p + ".address"
 		}
@@ -198,8 +198,10 @@ func (c *Config) validateSIP(k *checker) {
 	if !tls && (s.TLS.CertFile != "") != (s.TLS.KeyFile != "") {
 		k.add("sip.tls", "give both cert_file and key_file, or neither")
 	}
-	if s.ExternalAddress != "" && !validHost(s.ExternalAddress) {
-		k.add("sip.external_address", "%q is not an IP address or host name (write it without a port)", s.ExternalAddress)
+	if s.ExternalAddress != "" {
+		if a, err := netip.ParseAddr(s.ExternalAddress); err != nil || a.IsUnspecified() || a.Zone() != "" {
+			k.add("sip.external_address", "%q is not an IP address peers can reach (write it without a port, e.g. 203.0.113.7)", s.ExternalAddress)
+		}
 	}
 	if s.ExternalAddress == "" {
 		switch {
