@@ -2,6 +2,8 @@ package ticketing
 
 import (
 	"context"
+	"fmt"
+	"sort"
 	"time"
 )
 
@@ -61,6 +63,13 @@ type Event struct {
 	Line       string `json:"line,omitempty"`
 	CallerName string `json:"caller_name,omitempty"`
 	Location   string `json:"location,omitempty"`
+	// call.started of an outbound call placed by an agent (OB, TB rules): the contact,
+	// the ticket chosen (TC-6, TU-2), "existing" | "new" | "none" (OB-3, OB-4), and whether
+	// the number was typed in rather than taken from the contact (OB-5, CD-8).
+	RequesterID   int64  `json:"requester_id,omitempty"`
+	TicketID      int64  `json:"ticket_id,omitempty"`
+	TicketChoice  string `json:"ticket_choice,omitempty"`
+	EnteredNumber bool   `json:"entered_number,omitempty"`
 	// call.ivr_selected
 	MenuPath string `json:"menu_path,omitempty"`
 	Language string `json:"language,omitempty"`
@@ -87,4 +96,104 @@ type Event struct {
 // a slow database (events are spooled locally while PostgreSQL is away).
 type Sink interface {
 	Emit(ctx context.Context, e Event) error
+}
+
+// eventTypes lists the known event types.
+var eventTypes = map[string]bool{
+	EventStarted: true, EventIVRSelected: true, EventQueued: true, EventOffered: true,
+	EventAnswered: true, EventHeld: true, EventResumed: true, EventTransferred: true,
+	EventVoicemail: true, EventAbandoned: true, EventRecordingReady: true, EventCSAT: true,
+	EventEnded: true,
+}
+
+// ValidateEvent returns every problem with e, each naming its JSON field. A valid event can be
+// stored and applied; the gateway's own events are always valid.
+func ValidateEvent(e Event) []FieldError {
+	var errs []FieldError
+	add := func(field, msg string) { errs = append(errs, FieldError{field, msg}) }
+	if !isUUID(e.ID) {
+		add("id", "must be a UUID such as 0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1")
+	}
+	if e.CallID == "" || len(e.CallID) > 200 {
+		add("call_id", "is required, at most 200 characters")
+	}
+	if e.Seq < 1 {
+		add("seq", "must be a positive integer: the event's position in its call, from 1")
+	}
+	if !eventTypes[e.Type] {
+		add("type", fmt.Sprintf("%q is not an event type; use one of call.started, call.ivr_selected, call.queued, call.offered, call.answered, call.held, call.resumed, call.transferred, call.voicemail, call.abandoned, call.recording_ready, call.csat, call.ended", e.Type))
+	}
+	if e.At.IsZero() {
+		add("at", "is required: an RFC 3339 time")
+	}
+	switch e.Type {
+	case EventStarted:
+		if e.Direction != "inbound" && e.Direction != "outbound" {
+			add("direction", "must be inbound or outbound")
+		}
+		switch e.TicketChoice {
+		case "", "existing", "new", "none":
+		default:
+			add("ticket_choice", "must be existing, new or none")
+		}
+	case EventQueued:
+		if e.Queue == "" {
+			add("queue", "is required for call.queued")
+		}
+	case EventOffered:
+		if e.AgentID <= 0 {
+			add("agent_id", "is required for call.offered")
+		}
+	case EventTransferred:
+		if e.ToAgentID <= 0 {
+			add("to_agent_id", "is required for call.transferred")
+		}
+	case EventAbandoned:
+		if e.Where != "ivr" && e.Where != "queue" && e.Where != "voicemail" {
+			add("where", "must be ivr, queue or voicemail")
+		}
+	case EventRecordingReady, EventVoicemail:
+		if e.RecordingID == "" {
+			add("recording_id", "is required for "+e.Type)
+		}
+	case EventCSAT:
+		if e.Score < 1 || e.Score > 5 {
+			add("score", "must be from 1 to 5")
+		}
+	case EventEnded:
+		switch e.Outcome {
+		case OutcomeAnswered, OutcomeAbandoned, OutcomeVoicemail, OutcomeNoAnswer, OutcomeFailed, OutcomeRejected:
+		default:
+			add("outcome", "must be answered, abandoned, voicemail, no_answer, failed or rejected")
+		}
+		if d := e.Durations; d != nil {
+			for name, v := range map[string]int64{"ivr_time": d.IVRTime, "queue_time": d.QueueTime, "ring_time": d.RingTime,
+				"talk_time": d.TalkTime, "hold_time": d.HoldTime, "transfer_time": d.TransferTime, "duration": d.Duration} {
+				if v < 0 {
+					add(name, "must not be negative")
+				}
+			}
+		}
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Field < errs[j].Field })
+	return errs
+}
+
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
 }

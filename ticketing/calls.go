@@ -1,0 +1,251 @@
+package ticketing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Call is a call record in the shape of the API (CONTRACT.md §4): who, where it went, how it
+// ended, and its durations in whole seconds (CD-3).
+type Call struct {
+	ID           string  `json:"id"`
+	Direction    string  `json:"direction"`
+	From         *string `json:"from"`
+	To           *string `json:"to"`
+	Line         *string `json:"line"`
+	CallerName   *string `json:"caller_name"`
+	Location     *string `json:"location"`
+	State        string  `json:"state"`
+	TicketID     *int64  `json:"ticket_id"`
+	RequesterID  *int64  `json:"requester_id"`
+	AgentID      *int64  `json:"agent_id"`
+	Queue        *string `json:"queue"`
+	MenuPath     *string `json:"menu_path"`
+	Language     *string `json:"language"`
+	Outcome      *string `json:"outcome"`
+	StartedAt    *Time   `json:"started_at"`
+	AnsweredAt   *Time   `json:"answered_at"`
+	EndedAt      *Time   `json:"ended_at"`
+	IVRTime      int64   `json:"ivr_time"`
+	QueueTime    int64   `json:"queue_time"`
+	RingTime     int64   `json:"ring_time"`
+	TalkTime     int64   `json:"talk_time"`
+	HoldTime     int64   `json:"hold_time"`
+	TransferTime int64   `json:"transfer_time"`
+	Duration     int64   `json:"duration"`
+	RecordingID  *string `json:"recording_id"`
+	CSAT         *int    `json:"csat"`
+}
+
+// callRow is the engine's view of a call: the record plus its working state.
+type callRow struct {
+	ID, Direction, State                     string
+	From, To, Line, CallerName, Location     *string
+	TicketID, RequesterID, AgentID           *int64
+	Queue, MenuPath, Language, Outcome       *string
+	StartedAt, AnsweredAt, EndedAt           *time.Time
+	Phase                                    string
+	PhaseSince, QueuedAt                     *time.Time
+	PhaseMS                                  map[string]int64
+	D                                        Durations
+	TicketChoice                             *string
+	ChosenTicketID                           *int64
+	EnteredNumber, NoTicket                  bool
+	AbandonedWhere, VoicemailID, RecordingID *string
+	RecordingSeconds                         *int64
+	CSAT                                     *int
+	LastSeq                                  int64
+}
+
+const callRowColumns = `id, direction, state, from_number, to_number, line, caller_name, location,
+	ticket_id, requester_id, agent_id, queue, menu_path, language, outcome, started_at, answered_at, ended_at,
+	phase, phase_since, queued_at, phase_ms, ivr_time, queue_time, ring_time, talk_time, hold_time, transfer_time, duration,
+	ticket_choice, chosen_ticket_id, entered_number, no_ticket, abandoned_where, voicemail_id, recording_id,
+	recording_seconds, csat, last_seq`
+
+func loadCall(ctx context.Context, q querier, id string) (*callRow, error) {
+	c := &callRow{}
+	err := q.QueryRow(ctx, `SELECT `+callRowColumns+` FROM calls WHERE id = $1 FOR UPDATE`, id).Scan(
+		&c.ID, &c.Direction, &c.State, &c.From, &c.To, &c.Line, &c.CallerName, &c.Location,
+		&c.TicketID, &c.RequesterID, &c.AgentID, &c.Queue, &c.MenuPath, &c.Language, &c.Outcome,
+		&c.StartedAt, &c.AnsweredAt, &c.EndedAt, &c.Phase, &c.PhaseSince, &c.QueuedAt, &c.PhaseMS,
+		&c.D.IVRTime, &c.D.QueueTime, &c.D.RingTime, &c.D.TalkTime, &c.D.HoldTime, &c.D.TransferTime, &c.D.Duration,
+		&c.TicketChoice, &c.ChosenTicketID, &c.EnteredNumber, &c.NoTicket, &c.AbandonedWhere, &c.VoicemailID,
+		&c.RecordingID, &c.RecordingSeconds, &c.CSAT, &c.LastSeq)
+	if err != nil {
+		return nil, dbError("load call", err)
+	}
+	if c.PhaseMS == nil {
+		c.PhaseMS = map[string]int64{}
+	}
+	return c, nil
+}
+
+func (c *callRow) save(ctx context.Context, q querier) error {
+	_, err := q.Exec(ctx, `UPDATE calls SET direction = $2, state = $3, from_number = $4, to_number = $5, line = $6,
+		caller_name = $7, location = $8, ticket_id = $9, requester_id = $10, agent_id = $11, queue = $12, menu_path = $13,
+		language = $14, outcome = $15, started_at = $16, answered_at = $17, ended_at = $18, phase = $19, phase_since = $20,
+		queued_at = $21, phase_ms = $22, ivr_time = $23, queue_time = $24, ring_time = $25, talk_time = $26, hold_time = $27,
+		transfer_time = $28, duration = $29, ticket_choice = $30, chosen_ticket_id = $31, entered_number = $32,
+		no_ticket = $33, abandoned_where = $34, voicemail_id = $35, recording_id = $36, recording_seconds = $37,
+		csat = $38, last_seq = $39, updated_at = clock_timestamp() WHERE id = $1`,
+		c.ID, c.Direction, c.State, c.From, c.To, c.Line, c.CallerName, c.Location,
+		c.TicketID, c.RequesterID, c.AgentID, c.Queue, c.MenuPath, c.Language, c.Outcome,
+		c.StartedAt, c.AnsweredAt, c.EndedAt, c.Phase, c.PhaseSince, c.QueuedAt, c.PhaseMS,
+		c.D.IVRTime, c.D.QueueTime, c.D.RingTime, c.D.TalkTime, c.D.HoldTime, c.D.TransferTime, c.D.Duration,
+		c.TicketChoice, c.ChosenTicketID, c.EnteredNumber, c.NoTicket, c.AbandonedWhere, c.VoicemailID,
+		c.RecordingID, c.RecordingSeconds, c.CSAT, c.LastSeq)
+	if err != nil {
+		return dbError("save call", err)
+	}
+	return nil
+}
+
+// Call phases, each accumulating into one duration of CD-3.
+const (
+	phaseIVR      = "ivr"
+	phaseQueue    = "queue"
+	phaseRing     = "ring"
+	phaseTalk     = "talk"
+	phaseHold     = "hold"
+	phaseTransfer = "transfer"
+	phaseDone     = "done"
+)
+
+// enterPhase closes the current phase at `at`, adding its length to that phase's total, and
+// opens the next one. Events that arrive with an earlier time than the phase start add nothing.
+func (c *callRow) enterPhase(next string, at time.Time) {
+	if c.PhaseSince != nil && c.Phase != phaseDone {
+		if d := at.Sub(*c.PhaseSince); d > 0 {
+			c.PhaseMS[c.Phase] += d.Milliseconds()
+		}
+	}
+	c.Phase = next
+	t := at
+	c.PhaseSince = &t
+}
+
+// derivedDurations returns the durations from the phases. Voicemail time counts as IVR time:
+// the caller is in the gateway's automated part of the call.
+func (c *callRow) derivedDurations() Durations {
+	sec := func(ms int64) int64 { return int64(math.Round(float64(ms) / 1000)) }
+	d := Durations{
+		IVRTime:      sec(c.PhaseMS[phaseIVR]),
+		QueueTime:    sec(c.PhaseMS[phaseQueue]),
+		RingTime:     sec(c.PhaseMS[phaseRing]),
+		TalkTime:     sec(c.PhaseMS[phaseTalk]),
+		HoldTime:     sec(c.PhaseMS[phaseHold]),
+		TransferTime: sec(c.PhaseMS[phaseTransfer]),
+	}
+	if c.StartedAt != nil && c.EndedAt != nil {
+		d.Duration = sec(c.EndedAt.Sub(*c.StartedAt).Milliseconds())
+	}
+	return d
+}
+
+func (c *callRow) public() Call {
+	out := Call{
+		ID: c.ID, Direction: c.Direction, From: c.From, To: c.To, Line: c.Line, CallerName: c.CallerName,
+		Location: c.Location, State: c.State, TicketID: c.TicketID, RequesterID: c.RequesterID, AgentID: c.AgentID,
+		Queue: c.Queue, MenuPath: c.MenuPath, Language: c.Language, Outcome: c.Outcome,
+		IVRTime: c.D.IVRTime, QueueTime: c.D.QueueTime, RingTime: c.D.RingTime, TalkTime: c.D.TalkTime,
+		HoldTime: c.D.HoldTime, TransferTime: c.D.TransferTime, Duration: c.D.Duration,
+		RecordingID: c.RecordingID, CSAT: c.CSAT,
+	}
+	conv := func(t *time.Time) *Time {
+		if t == nil {
+			return nil
+		}
+		v := Time{Time: t.UTC()}
+		return &v
+	}
+	out.StartedAt, out.AnsweredAt, out.EndedAt = conv(c.StartedAt), conv(c.AnsweredAt), conv(c.EndedAt)
+	return out
+}
+
+// Call returns one call record.
+func (s *Store) Call(ctx context.Context, id string) (Call, error) {
+	c, err := loadCallPlain(ctx, s.pool, id)
+	if err != nil {
+		return Call{}, err
+	}
+	return c.public(), nil
+}
+
+func loadCallPlain(ctx context.Context, q querier, id string) (*callRow, error) {
+	c := &callRow{}
+	err := q.QueryRow(ctx, `SELECT `+callRowColumns+` FROM calls WHERE id = $1 AND started_at IS NOT NULL`, id).Scan(
+		&c.ID, &c.Direction, &c.State, &c.From, &c.To, &c.Line, &c.CallerName, &c.Location,
+		&c.TicketID, &c.RequesterID, &c.AgentID, &c.Queue, &c.MenuPath, &c.Language, &c.Outcome,
+		&c.StartedAt, &c.AnsweredAt, &c.EndedAt, &c.Phase, &c.PhaseSince, &c.QueuedAt, &c.PhaseMS,
+		&c.D.IVRTime, &c.D.QueueTime, &c.D.RingTime, &c.D.TalkTime, &c.D.HoldTime, &c.D.TransferTime, &c.D.Duration,
+		&c.TicketChoice, &c.ChosenTicketID, &c.EnteredNumber, &c.NoTicket, &c.AbandonedWhere, &c.VoicemailID,
+		&c.RecordingID, &c.RecordingSeconds, &c.CSAT, &c.LastSeq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, notFound("call %s not found", id)
+	}
+	if err != nil {
+		return nil, dbError("load call", err)
+	}
+	return c, nil
+}
+
+// CallFilter selects calls for GET /calls; empty fields do not filter.
+type CallFilter struct {
+	From, To, Line, Outcome string
+	Since                   time.Time
+	// Before is the pagination cursor: calls started before (BeforeStarted, BeforeID).
+	BeforeStarted time.Time
+	BeforeID      string
+	Limit         int
+}
+
+// ListCalls returns calls newest first, and whether more follow.
+func (s *Store) ListCalls(ctx context.Context, f CallFilter) ([]Call, bool, error) {
+	if f.Limit <= 0 || f.Limit > 100 {
+		f.Limit = 100
+	}
+	var since, beforeStarted *time.Time
+	if !f.Since.IsZero() {
+		since = &f.Since
+	}
+	if !f.BeforeStarted.IsZero() {
+		beforeStarted = &f.BeforeStarted
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+callRowColumns+` FROM calls WHERE started_at IS NOT NULL
+		AND ($1 = '' OR from_number = $1) AND ($2 = '' OR to_number = $2) AND ($3 = '' OR line = $3)
+		AND ($4 = '' OR outcome = $4) AND ($5::timestamptz IS NULL OR started_at >= $5)
+		AND ($6::timestamptz IS NULL OR (started_at, id) < ($6, $7))
+		ORDER BY started_at DESC, id DESC LIMIT $8`,
+		f.From, f.To, f.Line, f.Outcome, since, beforeStarted, f.BeforeID, f.Limit+1)
+	if err != nil {
+		return nil, false, dbError("list calls", err)
+	}
+	defer rows.Close()
+	var out []Call
+	for rows.Next() {
+		c := &callRow{}
+		if err := rows.Scan(&c.ID, &c.Direction, &c.State, &c.From, &c.To, &c.Line, &c.CallerName, &c.Location,
+			&c.TicketID, &c.RequesterID, &c.AgentID, &c.Queue, &c.MenuPath, &c.Language, &c.Outcome,
+			&c.StartedAt, &c.AnsweredAt, &c.EndedAt, &c.Phase, &c.PhaseSince, &c.QueuedAt, &c.PhaseMS,
+			&c.D.IVRTime, &c.D.QueueTime, &c.D.RingTime, &c.D.TalkTime, &c.D.HoldTime, &c.D.TransferTime, &c.D.Duration,
+			&c.TicketChoice, &c.ChosenTicketID, &c.EnteredNumber, &c.NoTicket, &c.AbandonedWhere, &c.VoicemailID,
+			&c.RecordingID, &c.RecordingSeconds, &c.CSAT, &c.LastSeq); err != nil {
+			return nil, false, fmt.Errorf("ticketing: list calls: %w", err)
+		}
+		out = append(out, c.public())
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, dbError("list calls", err)
+	}
+	more := len(out) > f.Limit
+	if more {
+		out = out[:f.Limit]
+	}
+	return out, more, nil
+}

@@ -1,0 +1,672 @@
+package ticketing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// applyEvent applies one event to the call record c and to its ticket, inside tx. Every write
+// to a ticket is a targeted UPDATE of the columns the call owns, never a rewrite of the row, so
+// what an agent changed meanwhile stays (TU-10); every write follows merges to the live ticket
+// (TU-6).
+func (e *Engine) applyEvent(ctx context.Context, tx pgx.Tx, c *callRow, ev Event) error {
+	at := ev.At.UTC()
+	switch ev.Type {
+	case EventStarted:
+		return e.onStarted(ctx, tx, c, ev, at)
+	case EventIVRSelected:
+		if ev.MenuPath != "" {
+			c.MenuPath = &ev.MenuPath
+		}
+		if ev.Language != "" {
+			c.Language = &ev.Language
+		}
+	case EventQueued:
+		c.Queue = &ev.Queue
+		c.QueuedAt = &at
+		c.State = "queued"
+		c.enterPhase(phaseQueue, at)
+		st, err := e.settingsFor(ctx, deref(c.Line))
+		if err != nil {
+			return err
+		}
+		// TC-4: with on_queue_entry the ticket exists from queue entry, unassigned.
+		if c.Direction == "inbound" && st.TicketCreationPoint == CreateOnQueueEntry {
+			return e.ensureInboundTicket(ctx, tx, c, st, ticketReasonCall)
+		}
+	case EventOffered:
+		c.State = "ringing"
+		c.enterPhase(phaseRing, at)
+	case EventAnswered:
+		return e.onAnswered(ctx, tx, c, ev, at)
+	case EventHeld:
+		c.State = "held"
+		c.enterPhase(phaseHold, at)
+	case EventResumed:
+		c.State = "talking"
+		c.enterPhase(phaseTalk, at)
+	case EventTransferred:
+		to := ev.ToAgentID
+		c.AgentID = &to
+		c.State = "transferring"
+		c.enterPhase(phaseTransfer, at)
+		// TU-7: the ticket follows the call to the agent it was transferred to.
+		if c.TicketID != nil {
+			return e.withLiveTicket(ctx, tx, c, func(id int64) error {
+				_, err := tx.Exec(ctx, `UPDATE tickets SET assignee_id = $2 WHERE id = $1 AND status <> 'closed'`, id, to)
+				return err
+			})
+		}
+	case EventVoicemail:
+		return e.onVoicemail(ctx, tx, c, ev, at)
+	case EventAbandoned:
+		return e.onAbandoned(ctx, tx, c, ev)
+	case EventRecordingReady:
+		c.RecordingID = &ev.RecordingID
+		secs := ev.Seconds
+		c.RecordingSeconds = &secs
+		return e.attachRecording(ctx, tx, c)
+	case EventCSAT:
+		score := ev.Score
+		c.CSAT = &score
+		// TU-8.
+		if c.TicketID != nil {
+			return e.withLiveTicket(ctx, tx, c, func(id int64) error {
+				_, err := tx.Exec(ctx, `UPDATE tickets SET csat = $2 WHERE id = $1 AND status <> 'closed'`, id, score)
+				return err
+			})
+		}
+	case EventEnded:
+		return e.onEnded(ctx, tx, c, ev, at)
+	}
+	return nil
+}
+
+func (e *Engine) onStarted(ctx context.Context, tx pgx.Tx, c *callRow, ev Event, at time.Time) error {
+	c.Direction = ev.Direction
+	c.From, c.To = nonEmpty(ev.From), nonEmpty(ev.To)
+	c.Line, c.CallerName, c.Location = nonEmpty(ev.Line), nonEmpty(ev.CallerName), nonEmpty(ev.Location)
+	c.StartedAt = &at
+	c.State = "started"
+	c.enterPhase(phaseIVR, at)
+	if ev.TicketChoice != "" {
+		c.TicketChoice = &ev.TicketChoice
+	}
+	if ev.TicketID > 0 {
+		id := ev.TicketID
+		c.ChosenTicketID = &id
+	}
+	c.EnteredNumber = ev.EnteredNumber
+	st, err := e.settingsFor(ctx, deref(c.Line))
+	if err != nil {
+		return err
+	}
+	if ev.Direction == "outbound" {
+		if ev.RequesterID > 0 {
+			id := ev.RequesterID
+			c.RequesterID = &id
+			return nil
+		}
+		return e.resolveRequester(ctx, tx, c, st, deref(c.To))
+	}
+	// Inbound: who the call is about, known before any agent sees it (screen pop, PM-11).
+	return e.resolveRequester(ctx, tx, c, st, deref(c.From))
+}
+
+// resolveRequester runs caller resolution (PM rules) for number and records the requester.
+func (e *Engine) resolveRequester(ctx context.Context, tx pgx.Tx, c *callRow, st Settings, number string) error {
+	var agent int64
+	if c.AgentID != nil {
+		agent = *c.AgentID
+	}
+	res, err := e.store.resolveIn(ctx, tx, number, ResolveOptions{Settings: &st, CallID: c.ID, AgentID: agent})
+	if err != nil {
+		return err
+	}
+	if res.Location != "" && c.Location == nil {
+		c.Location = &res.Location
+	}
+	if res.NoTicket {
+		c.NoTicket = true
+	}
+	if res.Requester != nil {
+		id := res.Requester.ID
+		c.RequesterID = &id
+	}
+	return nil
+}
+
+func (e *Engine) onAnswered(ctx context.Context, tx pgx.Tx, c *callRow, ev Event, at time.Time) error {
+	if ev.AgentID > 0 {
+		a := ev.AgentID
+		c.AgentID = &a
+	}
+	if c.AnsweredAt == nil {
+		c.AnsweredAt = &at
+	}
+	c.State = "talking"
+	c.enterPhase(phaseTalk, at)
+	st, err := e.settingsFor(ctx, deref(c.Line))
+	if err != nil {
+		return err
+	}
+	if c.Direction == "outbound" {
+		return e.ensureOutboundTicket(ctx, tx, c, st)
+	}
+	if c.RequesterID == nil && !c.NoTicket && st.AnonymousCallerPolicy == AnonymousAgentAsRequester && c.AgentID != nil {
+		// PM-3 agent_as_requester: the accepting agent is the requester.
+		c.RequesterID = c.AgentID
+	}
+	if c.TicketID != nil {
+		// TC-4 then TC-1: the ticket made at queue entry gets the accepting agent.
+		if c.AgentID == nil {
+			return nil
+		}
+		return e.withLiveTicket(ctx, tx, c, func(id int64) error {
+			_, err := tx.Exec(ctx, `UPDATE tickets SET assignee_id = $2 WHERE id = $1 AND assignee_id IS NULL AND status <> 'closed'`, id, *c.AgentID)
+			return err
+		})
+	}
+	// TC-1, or TU-1/TU-3/TU-4 when the call is appended.
+	return e.ensureInboundTicket(ctx, tx, c, st, ticketReasonCall)
+}
+
+func (e *Engine) onVoicemail(ctx context.Context, tx pgx.Tx, c *callRow, ev Event, at time.Time) error {
+	c.VoicemailID = &ev.RecordingID
+	c.State = "voicemail"
+	c.enterPhase(phaseIVR, at)
+	if c.NoTicket {
+		return nil
+	}
+	st, err := e.settingsFor(ctx, deref(c.Line))
+	if err != nil {
+		return err
+	}
+	// TC-3, VM-1: a voicemail always gets its own new ticket, for default_assignee (VM-2).
+	// With on_queue_entry the call already had one: the voicemail still gets its own.
+	c.TicketID = nil
+	return e.ensureInboundTicket(ctx, tx, c, st, ticketReasonVoicemail)
+}
+
+func (e *Engine) onAbandoned(ctx context.Context, tx pgx.Tx, c *callRow, ev Event) error {
+	where := ev.Where
+	c.AbandonedWhere = &where
+	return e.abandon(ctx, tx, c)
+}
+
+// abandon applies TC-5 to a call abandoned in the IVR, the queue or voicemail.
+func (e *Engine) abandon(ctx context.Context, tx pgx.Tx, c *callRow) error {
+	if c.Direction != "inbound" || c.NoTicket {
+		return nil
+	}
+	st, err := e.settingsFor(ctx, deref(c.Line))
+	if err != nil {
+		return err
+	}
+	if c.TicketID != nil {
+		// on_queue_entry made the ticket already: mark it abandoned, for default_assignee.
+		return e.withLiveTicket(ctx, tx, c, func(id int64) error {
+			if err := addTag(ctx, tx, id, "abandoned"); err != nil {
+				return err
+			}
+			if a, err := e.defaultAssignee(ctx, tx, st); err != nil || a == nil {
+				return err
+			} else {
+				_, err = tx.Exec(ctx, `UPDATE tickets SET assignee_id = $2 WHERE id = $1 AND assignee_id IS NULL AND status <> 'closed'`, id, *a)
+				return err
+			}
+		})
+	}
+	if !st.AbandonedCallsCreateTickets {
+		return nil // TC-5: the call record stays, without a ticket
+	}
+	return e.ensureInboundTicket(ctx, tx, c, st, ticketReasonAbandoned)
+}
+
+func (e *Engine) onEnded(ctx context.Context, tx pgx.Tx, c *callRow, ev Event, at time.Time) error {
+	c.EndedAt = &at
+	c.enterPhase(phaseDone, at)
+	c.State = "ended"
+	outcome := ev.Outcome
+	c.Outcome = &outcome
+	if ev.Durations != nil {
+		c.D = *ev.Durations // measured by the source with a monotonic clock
+	} else {
+		c.D = c.derivedDurations()
+	}
+	if outcome == OutcomeAbandoned && c.AbandonedWhere == nil && c.TicketID == nil {
+		where := "queue"
+		if c.QueuedAt == nil {
+			where = "ivr"
+		}
+		c.AbandonedWhere = &where
+		if err := e.abandon(ctx, tx, c); err != nil {
+			return err
+		}
+	}
+	if outcome == OutcomeAnswered && c.TicketID == nil && !c.NoTicket {
+		// The answer was never reported (an outside system's short stream): the call was
+		// still answered, so it gets its ticket now.
+		st, err := e.settingsFor(ctx, deref(c.Line))
+		if err != nil {
+			return err
+		}
+		if c.Direction == "outbound" {
+			if err := e.ensureOutboundTicket(ctx, tx, c, st); err != nil {
+				return err
+			}
+		} else if err := e.ensureInboundTicket(ctx, tx, c, st, ticketReasonCall); err != nil {
+			return err
+		}
+	}
+	if c.TicketID == nil {
+		return nil // TC-2, TC-5 off, TC-8: the call record stays
+	}
+	return e.withLiveTicket(ctx, tx, c, func(id int64) error {
+		// CD-1 … CD-5: the voice comment.
+		if err := e.addVoiceComment(ctx, tx, c, id); err != nil {
+			return err
+		}
+		// CF-2, CF-3: the fields of the most recent call.
+		var wait *int64
+		if c.QueuedAt != nil && c.AnsweredAt != nil {
+			w := int64(c.AnsweredAt.Sub(*c.QueuedAt).Round(time.Second) / time.Second)
+			wait = &w
+		}
+		_, err := tx.Exec(ctx, `UPDATE tickets SET call_duration = $2, wait_time = $3, queue_name = $4, call_id = $5,
+			hold_duration = $6 WHERE id = $1 AND status <> 'closed'`, id, c.D.Duration, wait, c.Queue, c.ID, c.D.HoldTime)
+		return err
+	})
+}
+
+type ticketReason int
+
+const (
+	ticketReasonCall ticketReason = iota
+	ticketReasonVoicemail
+	ticketReasonAbandoned
+)
+
+// ensureInboundTicket gives an inbound call its ticket: appended to an existing one under
+// TU-3/TU-4 (callback) or TU-1 (unsolved ticket of the same queue and channel), or new (TC-1,
+// TC-3, TC-4, TC-5). Voicemail is always new (VM-1).
+func (e *Engine) ensureInboundTicket(ctx context.Context, tx pgx.Tx, c *callRow, st Settings, why ticketReason) error {
+	if c.NoTicket {
+		return nil
+	}
+	if c.RequesterID == nil {
+		if err := e.resolveRequester(ctx, tx, c, st, deref(c.From)); err != nil {
+			return err
+		}
+		if c.RequesterID == nil {
+			return nil // PM-3 no_ticket, or agent_as_requester before any agent
+		}
+	}
+	requester, err := liveRequester(ctx, tx, *c.RequesterID)
+	if err != nil {
+		return err
+	}
+	c.RequesterID = &requester
+	if why == ticketReasonCall {
+		if id, ok, err := e.findAppendTarget(ctx, tx, c, st, requester); err != nil {
+			return err
+		} else if ok {
+			return e.appendCall(ctx, tx, c, id, true)
+		}
+	}
+	nt := newCallTicket{requester: requester, channel: ChannelVoice, source: "inbound", session: "inbound"}
+	from := deref(c.From)
+	if from == "" {
+		from = "an anonymous caller"
+	}
+	switch why {
+	case ticketReasonVoicemail:
+		nt.channel, nt.source, nt.session = ChannelVoicemail, "inbound", "voicemail"
+		nt.subject = "Voicemail from " + from
+		nt.tags = []string{"voicemail"}
+		a, err := e.defaultAssignee(ctx, tx, st)
+		if err != nil {
+			return err
+		}
+		nt.assignee = a
+	case ticketReasonAbandoned:
+		nt.subject = "Abandoned call from " + from
+		nt.tags = []string{"abandoned"}
+		a, err := e.defaultAssignee(ctx, tx, st)
+		if err != nil {
+			return err
+		}
+		nt.assignee = a
+	default:
+		nt.subject = "Call from " + from
+		nt.assignee = c.AgentID
+	}
+	if c.Line != nil && strings.HasPrefix(deref(c.Line), "webrtc") {
+		nt.session = "webrtc"
+	}
+	nt.phone = c.From
+	return e.createCallTicket(ctx, tx, c, nt)
+}
+
+// findAppendTarget finds the ticket an inbound call is appended to, if any.
+func (e *Engine) findAppendTarget(ctx context.Context, tx pgx.Tx, c *callRow, st Settings, requester int64) (int64, bool, error) {
+	// TU-3, TU-4: a callback after a call shorter than callback_append_window goes to that
+	// call's ticket. Only the caller's most recent earlier call counts.
+	if st.CallbackAppendWindow > 0 {
+		var prevTicket *int64
+		var prevDuration int64
+		err := tx.QueryRow(ctx, `SELECT ticket_id, duration FROM calls
+			WHERE requester_id = $1 AND id <> $2 AND ended_at IS NOT NULL AND ended_at <= $3
+			ORDER BY ended_at DESC LIMIT 1`, requester, c.ID, derefTime(c.StartedAt)).Scan(&prevTicket, &prevDuration)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return 0, false, dbError("previous call", err)
+		}
+		if err == nil && prevTicket != nil && time.Duration(prevDuration)*time.Second < st.CallbackAppendWindow.Duration() {
+			live, err := liveTicketID(ctx, tx, *prevTicket)
+			if err != nil {
+				return 0, false, err
+			}
+			var status string
+			if err := tx.QueryRow(ctx, `SELECT status FROM tickets WHERE id = $1`, live).Scan(&status); err != nil {
+				return 0, false, dbError("callback ticket", err)
+			}
+			if status != StatusClosed {
+				return live, true, nil
+			}
+		}
+	}
+	// TU-1: the most recently updated unsolved ticket of this requester, same leaf queue,
+	// same channel. append_to_open_ticket is the kill switch.
+	if !st.AppendToOpenTicket {
+		return 0, false, nil
+	}
+	var id int64
+	err := tx.QueryRow(ctx, `SELECT id FROM tickets
+		WHERE requester_id = $1 AND status IN ('new', 'open', 'pending', 'hold') AND merged_into_id IS NULL
+		  AND via_channel IN ('voice', 'voicemail') AND queue_name IS NOT DISTINCT FROM $2
+		ORDER BY updated_at DESC, id DESC LIMIT 1 FOR UPDATE`, requester, c.Queue).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, dbError("unsolved ticket", err)
+	}
+	return id, true, nil
+}
+
+// ensureOutboundTicket gives an answered outbound call its ticket (TC-2, TC-6, TC-7, TC-8,
+// TU-2, OB-1).
+func (e *Engine) ensureOutboundTicket(ctx context.Context, tx pgx.Tx, c *callRow, st Settings) error {
+	if c.TicketID != nil {
+		return nil
+	}
+	choice := deref(c.TicketChoice)
+	if choice == "none" {
+		return nil // TC-8
+	}
+	if c.ChosenTicketID != nil && choice != "new" {
+		// TC-6, TU-2: the chosen ticket; solved reopens. A ticket closed since the dial
+		// cannot take the call: it gets a new ticket instead.
+		live, err := liveTicketID(ctx, tx, *c.ChosenTicketID)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if err == nil {
+			var status string
+			if err := tx.QueryRow(ctx, `SELECT status FROM tickets WHERE id = $1 FOR UPDATE`, live).Scan(&status); err != nil {
+				return dbError("chosen ticket", err)
+			}
+			if status != StatusClosed {
+				return e.appendCall(ctx, tx, c, live, true)
+			}
+		}
+	}
+	if c.RequesterID == nil {
+		if err := e.resolveRequester(ctx, tx, c, st, deref(c.To)); err != nil {
+			return err
+		}
+		if c.RequesterID == nil {
+			return nil
+		}
+	}
+	requester, err := liveRequester(ctx, tx, *c.RequesterID)
+	if err != nil {
+		return err
+	}
+	c.RequesterID = &requester
+	if choice != "new" && st.AppendToOpenTicket && !st.Outbound.PromptTicketChoice {
+		// OB-1: the contact's most recent unsolved ticket.
+		var id int64
+		err := tx.QueryRow(ctx, `SELECT id FROM tickets WHERE requester_id = $1 AND merged_into_id IS NULL
+			AND status IN ('new', 'open', 'pending', 'hold') ORDER BY updated_at DESC, id DESC LIMIT 1 FOR UPDATE`, requester).Scan(&id)
+		if err == nil {
+			return e.appendCall(ctx, tx, c, id, true)
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return dbError("unsolved ticket", err)
+		}
+	}
+	// TC-2, TC-7: a new ticket about the callee.
+	to := deref(c.To)
+	return e.createCallTicket(ctx, tx, c, newCallTicket{
+		requester: requester, assignee: c.AgentID, channel: ChannelVoice, source: "outbound", session: "outbound",
+		subject: "Outbound call to " + to, phone: c.To,
+	})
+}
+
+type newCallTicket struct {
+	requester                         int64
+	assignee                          *int64
+	channel, source, session, subject string
+	phone                             *string
+	tags                              []string
+}
+
+// createCallTicket creates the call's ticket with CF-1 fields and the SD-1 note.
+func (e *Engine) createCallTicket(ctx context.Context, tx pgx.Tx, c *callRow, nt newCallTicket) error {
+	tags := nt.tags
+	if tags == nil {
+		tags = []string{}
+	}
+	var id int64
+	err := tx.QueryRow(ctx, `INSERT INTO tickets (subject, requester_id, assignee_id, via_channel, via_source,
+		origin_phone, display_phone, tags, session_type, caller_number, call_id, queue_name)
+		VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $11) RETURNING id`,
+		nt.subject, nt.requester, nt.assignee, nt.channel, nt.source, nt.phone, tags, nt.session, c.From, c.ID, c.Queue).Scan(&id)
+	if err != nil {
+		return dbError("create call ticket", err)
+	}
+	c.TicketID = &id
+	return e.addCallNote(ctx, tx, c, id)
+}
+
+// appendCall puts the call on an existing ticket (TU-1 … TU-4): the SD-1 note, the call's
+// CF-1 session fields, status back to open when reopen is set and the ticket is solved or
+// pending. The number shown on the ticket stays the one that created it (CD-7).
+func (e *Engine) appendCall(ctx context.Context, tx pgx.Tx, c *callRow, ticketID int64, reopen bool) error {
+	c.TicketID = &ticketID
+	if reopen {
+		if _, err := tx.Exec(ctx, `UPDATE tickets SET status = 'open' WHERE id = $1 AND status IN ('solved', 'pending', 'hold')`, ticketID); err != nil {
+			return dbError("reopen ticket", err)
+		}
+	}
+	if c.AgentID != nil {
+		if _, err := tx.Exec(ctx, `UPDATE tickets SET assignee_id = $2 WHERE id = $1 AND assignee_id IS NULL`, ticketID, *c.AgentID); err != nil {
+			return dbError("assign ticket", err)
+		}
+	}
+	session := "inbound"
+	if c.Direction == "outbound" {
+		session = "outbound"
+	}
+	if _, err := tx.Exec(ctx, `UPDATE tickets SET session_type = $2, caller_number = $3, call_id = $4 WHERE id = $1`,
+		ticketID, session, c.From, c.ID); err != nil {
+		return dbError("ticket call fields", err)
+	}
+	return e.addCallNote(ctx, tx, c, ticketID)
+}
+
+// addCallNote writes the SD-1 private comment (and CD-8's entered number note).
+func (e *Engine) addCallNote(ctx context.Context, tx pgx.Tx, c *callRow, ticketID int64) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Call %s", c.ID)
+	if c.Direction == "outbound" {
+		fmt.Fprintf(&b, " (outbound to %s)", deref(c.To))
+	} else {
+		fmt.Fprintf(&b, " (inbound from %s)", orDash(deref(c.From)))
+	}
+	fmt.Fprintf(&b, "\nLanguage: %s\nIVR menu path: %s", orDash(deref(c.Language)), orDash(deref(c.MenuPath)))
+	if c.Queue != nil {
+		fmt.Fprintf(&b, "\nQueue: %s", *c.Queue)
+	}
+	if c.EnteredNumber {
+		fmt.Fprintf(&b, "\nNumber entered by the agent: %s", deref(c.To))
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO ticket_comments (ticket_id, type, body, public, call_id) VALUES ($1, 'Comment', $2, false, $3)`,
+		ticketID, b.String(), c.ID)
+	if err != nil {
+		return dbError("call note", err)
+	}
+	return nil
+}
+
+// addVoiceComment writes the call's voice comment (CD-1 … CD-6) once, when the call ends.
+func (e *Engine) addVoiceComment(ctx context.Context, tx pgx.Tx, c *callRow, ticketID int64) error {
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ticket_comments WHERE call_id = $1 AND type = 'VoiceComment')`, c.ID).Scan(&exists); err != nil {
+		return dbError("voice comment", err)
+	}
+	if exists {
+		return nil
+	}
+	from, to := deref(c.From), deref(c.To)
+	var b strings.Builder
+	switch {
+	case c.VoicemailID != nil:
+		fmt.Fprintf(&b, "Voicemail from %s", orDash(from))
+	case c.Direction == "outbound":
+		fmt.Fprintf(&b, "Outbound call to %s", to)
+	default:
+		fmt.Fprintf(&b, "Inbound call from %s", orDash(from))
+	}
+	if c.CallerName != nil {
+		fmt.Fprintf(&b, " (%s)", *c.CallerName)
+	}
+	fmt.Fprintf(&b, "\nCall duration: %d s", c.D.Duration)
+	if c.AgentID != nil {
+		var name string
+		if err := tx.QueryRow(ctx, `SELECT name FROM users WHERE id = $1`, *c.AgentID).Scan(&name); err == nil {
+			fmt.Fprintf(&b, "\nAnswered by: %s", name)
+		}
+	}
+	if c.Location != nil {
+		fmt.Fprintf(&b, "\nLocation: %s", *c.Location)
+	}
+	if c.Outcome != nil && *c.Outcome != OutcomeAnswered {
+		fmt.Fprintf(&b, "\nOutcome: %s", *c.Outcome)
+	}
+	recording := c.RecordingID
+	if recording == nil {
+		recording = c.VoicemailID
+	}
+	var url *string
+	if recording != nil {
+		u := "/api/v2/recordings/" + *recording
+		url = &u
+	}
+	var answeredBy *int64
+	if c.AnsweredAt != nil {
+		answeredBy = c.AgentID
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO ticket_comments (ticket_id, type, body, public, author_id, call_id, from_number,
+		to_number, started_at, duration, answered_by_id, location, recording_id, recording_url)
+		VALUES ($1, 'VoiceComment', $2, false, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		ticketID, b.String(), answeredBy, c.ID, c.From, c.To, c.StartedAt, c.D.Duration, answeredBy, c.Location, recording, url)
+	if err != nil {
+		return dbError("voice comment", err)
+	}
+	return nil
+}
+
+// attachRecording puts a recording that became ready on the call's voice comment (TU-5,
+// SD-2); when the comment does not exist yet, onEnded writes it with the recording.
+func (e *Engine) attachRecording(ctx context.Context, tx pgx.Tx, c *callRow) error {
+	if c.TicketID == nil || c.RecordingID == nil {
+		return nil
+	}
+	url := "/api/v2/recordings/" + *c.RecordingID
+	_, err := tx.Exec(ctx, `UPDATE ticket_comments SET recording_id = $2, recording_url = $3
+		WHERE call_id = $1 AND type = 'VoiceComment' AND recording_deleted_at IS NULL`, c.ID, *c.RecordingID, url)
+	if err != nil {
+		return dbError("attach recording", err)
+	}
+	return nil
+}
+
+// withLiveTicket runs fn on the live ticket of the call, following merges (TU-6), and records
+// the live ticket on the call. A closed ticket takes no more writes from the call.
+func (e *Engine) withLiveTicket(ctx context.Context, tx pgx.Tx, c *callRow, fn func(id int64) error) error {
+	live, err := liveTicketID(ctx, tx, *c.TicketID)
+	if err != nil {
+		return err
+	}
+	c.TicketID = &live
+	var status string
+	if err := tx.QueryRow(ctx, `SELECT status FROM tickets WHERE id = $1 FOR UPDATE`, live).Scan(&status); err != nil {
+		return dbError("live ticket", err)
+	}
+	if status == StatusClosed {
+		e.log.Info("ticketing engine: the call's ticket is closed; skipping the write", "call_id", c.ID, "ticket_id", live)
+		return nil
+	}
+	if err := fn(live); err != nil {
+		return dbError("ticket write", err)
+	}
+	return nil
+}
+
+// defaultAssignee returns the user id of the line's default_assignee, or nil (VM-2: never a
+// random agent).
+func (e *Engine) defaultAssignee(ctx context.Context, tx pgx.Tx, st Settings) (*int64, error) {
+	if st.DefaultAssignee == "" {
+		return nil, nil
+	}
+	var id int64
+	err := tx.QueryRow(ctx, `SELECT id FROM users WHERE lower(email) = lower($1) AND role IN ('agent', 'admin')
+		AND deleted_at IS NULL`, st.DefaultAssignee).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		e.log.Warn("ticketing engine: default_assignee is not an agent", "email", st.DefaultAssignee)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, dbError("default assignee", err)
+	}
+	return &id, nil
+}
+
+func addTag(ctx context.Context, tx pgx.Tx, ticketID int64, tag string) error {
+	_, err := tx.Exec(ctx, `UPDATE tickets SET tags = array_append(tags, $2) WHERE id = $1 AND NOT ($2 = ANY (tags))`, ticketID, tag)
+	if err != nil {
+		return dbError("tag ticket", err)
+	}
+	return nil
+}
+
+func derefTime(t *time.Time) time.Time {
+	if t == nil {
+		return time.Now()
+	}
+	return *t
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
