@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/ticketing"
@@ -36,6 +37,32 @@ type SIP struct {
 	// ScannerUserAgents: requests whose User-Agent contains one of these (without regard to
 	// case) are dropped without an answer. An empty list turns this off.
 	ScannerUserAgents []string `yaml:"scanner_user_agents"`
+}
+
+// ListenAddress returns the address of the listener using transport ("udp", "tcp", "tls"), or
+// "" when there is none.
+func (s SIP) ListenAddress(transport string) string {
+	for _, l := range s.Listen {
+		if l.Transport == transport {
+			return l.Address
+		}
+	}
+	return ""
+}
+
+// ExternalAddr returns ExternalAddress parsed; the zero Addr when it is empty.
+func (s SIP) ExternalAddr() netip.Addr {
+	a, _ := netip.ParseAddr(s.ExternalAddress)
+	return a
+}
+
+// Networks returns the prefixes as net/netip values.
+func Networks(ps []Prefix) []netip.Prefix {
+	out := make([]netip.Prefix, len(ps))
+	for i, p := range ps {
+		out[i] = p.Prefix
+	}
+	return out
 }
 
 // SIPListen is one SIP listening socket.

@@ -147,3 +147,27 @@ func TestRTPPairs(t *testing.T) {
 		t.Errorf("Pairs() of one port = %d, want 0", got)
 	}
 }
+
+func TestSIPHelpers(t *testing.T) {
+	c, err := parse([]byte(base+`sip:
+  listen: [{transport: udp, address: "0.0.0.0:5060"}, {transport: tls, address: "0.0.0.0:5061"}]
+  external_address: 203.0.113.7
+  tls: {cert_file: c.pem, key_file: k.pem}
+  rate_limit: {exempt: [192.0.2.0/24]}
+`), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.SIP.ListenAddress(TransportTLS); got != "0.0.0.0:5061" {
+		t.Errorf("ListenAddress(tls) = %q", got)
+	}
+	if got := c.SIP.ListenAddress(TransportTCP); got != "" {
+		t.Errorf("ListenAddress(tcp) = %q, want none", got)
+	}
+	if got := c.SIP.ExternalAddr().String(); got != "203.0.113.7" {
+		t.Errorf("ExternalAddr = %s", got)
+	}
+	if got := Networks(c.SIP.RateLimit.Exempt); len(got) != 1 || got[0].String() != "192.0.2.0/24" {
+		t.Errorf("Networks = %v", got)
+	}
+}
