@@ -1,0 +1,199 @@
+package ticketing
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// EventSink makes a batch of events durable, in order (the event log).
+type EventSink interface {
+	EmitBatch(ctx context.Context, events []Event) error
+}
+
+// RegisterCalls mounts the call endpoints under prefix: GET /calls, GET /calls/{id}, and
+// POST /call_events, which hands valid events to sink (nil: the endpoint answers 503).
+// wake, when set, is called after events were accepted, so the engine looks at once.
+func (a *API) RegisterCalls(mux *http.ServeMux, prefix string, sink EventSink, wake func()) {
+	prefix = strings.TrimSuffix(prefix, "/")
+	mux.Handle("GET "+prefix+"/calls", a.handle(RoleAgent, a.listCalls))
+	mux.Handle("GET "+prefix+"/calls/{id}", a.handle(RoleAgent, a.getCall))
+	mux.Handle("POST "+prefix+"/call_events", a.handle(RoleAdmin, func(w http.ResponseWriter, r *http.Request, p Principal) error {
+		return a.postCallEvents(w, r, sink, wake)
+	}))
+}
+
+func (a *API) getCall(w http.ResponseWriter, r *http.Request, p Principal) error {
+	c, err := a.store.Call(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"call": c})
+	return nil
+}
+
+func (a *API) listCalls(w http.ResponseWriter, r *http.Request, p Principal) error {
+	q := r.URL.Query()
+	f := CallFilter{From: q.Get("from"), To: q.Get("to"), Line: q.Get("line"), Outcome: q.Get("outcome"), Limit: 100}
+	if v := q.Get("per_page"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			return invalidField("per_page", "must be a whole number from 1 to 100, got %q", v)
+		}
+		f.Limit = n
+	}
+	if v := q.Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return invalidField("since", "must be an RFC 3339 time such as 2026-11-22T10:00:00Z, got %q", v)
+		}
+		f.Since = t
+	}
+	switch f.Outcome {
+	case "", OutcomeAnswered, OutcomeAbandoned, OutcomeVoicemail, OutcomeNoAnswer, OutcomeFailed, OutcomeRejected:
+	default:
+		return invalidField("outcome", "must be answered, abandoned, voicemail, no_answer, failed or rejected, got %q", f.Outcome)
+	}
+	if c := q.Get("cursor"); c != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(c)
+		ns, id, ok := strings.Cut(string(raw), "|")
+		n, perr := strconv.ParseInt(ns, 10, 64)
+		if err != nil || !ok || perr != nil {
+			return invalidField("cursor", "%q is not a cursor from next_page", c)
+		}
+		f.BeforeStarted, f.BeforeID = time.Unix(0, n).UTC(), id
+	}
+	calls, more, err := a.store.ListCalls(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	var next *string
+	if more && len(calls) > 0 {
+		last := calls[len(calls)-1]
+		q.Set("cursor", base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf("%d|%s", last.StartedAt.UnixNano(), last.ID))))
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		u := url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path, RawQuery: q.Encode()}
+		s := u.String()
+		next = &s
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"calls": nonNil(calls), "next_page": next})
+	return nil
+}
+
+// eventError is one refused event of a POST /call_events batch.
+type eventError struct {
+	Index       int    `json:"index"`
+	Field       string `json:"field"`
+	Description string `json:"description"`
+}
+
+// postCallEvents takes {"events":[...]}: every valid event is made durable and acknowledged,
+// every invalid one reported with its index and field. 422 when none was accepted.
+func (a *API) postCallEvents(w http.ResponseWriter, r *http.Request, sink EventSink, wake func()) error {
+	if sink == nil {
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "Unavailable", Description: "event ingestion is not configured on this node"})
+		return nil
+	}
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return invalidField("events", "the body is larger than %d bytes: send fewer events per request", mbe.Limit)
+		}
+		return err
+	}
+	var envelope struct {
+		Events *[]json.RawMessage `json:"events"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&envelope); err != nil {
+		return invalidField("events", "the body must be {\"events\":[...]}: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if envelope.Events == nil || len(*envelope.Events) == 0 {
+		return invalidField("events", "is required: a non-empty array of call events")
+	}
+	if len(*envelope.Events) > 10000 {
+		return invalidField("events", "at most 10000 events per request")
+	}
+	var good []Event
+	errs := []eventError{}
+	for i, rawEv := range *envelope.Events {
+		e, fe := DecodeEvent(rawEv)
+		if len(fe) > 0 {
+			for _, f := range fe {
+				errs = append(errs, eventError{Index: i, Field: f.Field, Description: f.Message})
+			}
+			continue
+		}
+		good = append(good, e)
+	}
+	if len(good) > 0 {
+		if err := sink.EmitBatch(r.Context(), good); err != nil {
+			return fmt.Errorf("ticketing: store events: %w", err)
+		}
+		if wake != nil {
+			wake()
+		}
+	}
+	status := http.StatusOK
+	if len(good) == 0 {
+		status = http.StatusUnprocessableEntity
+	}
+	writeJSON(w, status, map[string]any{"accepted": len(good), "errors": errs})
+	return nil
+}
+
+// DecodeEvent reads one event from JSON strictly (unknown fields and wrong types are errors
+// naming the field) and validates it.
+func DecodeEvent(raw []byte) (Event, []FieldError) {
+	var e Event
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		var te *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &te):
+			field := te.Field
+			if field == "" {
+				field = "event"
+			}
+			return Event{}, []FieldError{{field, fmt.Sprintf("must be a %s, not a JSON %s", eventJSONType(te.Type.Kind().String()), te.Value)}}
+		case errors.As(err, &se):
+			return Event{}, []FieldError{{"event", "malformed JSON: " + se.Error()}}
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return Event{}, []FieldError{{name, "is not a field of call events"}}
+		default:
+			return Event{}, []FieldError{{"event", strings.TrimPrefix(err.Error(), "json: ")}}
+		}
+	}
+	return e, ValidateEvent(e)
+}
+
+func eventJSONType(kind string) string {
+	switch kind {
+	case "int", "int64", "int32", "uint8":
+		return "whole number"
+	case "string":
+		return "string"
+	case "bool":
+		return "boolean"
+	case "struct":
+		return "object or time"
+	}
+	return kind
+}
