@@ -218,6 +218,12 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("sip: server: %w", err)
 	}
 	s.ua, s.srv = ua, srv
+	// Handlers are registered before any listener serves (sipgo reads them unlocked).
+	srv.OnNoRoute(s.handle)
+	for _, m := range []sip.RequestMethod{sip.INVITE, sip.ACK, sip.CANCEL, sip.BYE, sip.OPTIONS, sip.UPDATE, sip.INFO,
+		sip.REGISTER, sip.PRACK, sip.SUBSCRIBE, sip.NOTIFY, sip.PUBLISH, sip.REFER, sip.MESSAGE} {
+		srv.OnRequest(m, s.handle)
+	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 
 	listen := func(network, addr string) error {
@@ -231,8 +237,10 @@ func (s *Server) Start(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("sip: listen udp %s: %w", addr, err)
 			}
+			s.mu.Lock()
 			s.listeners = append(s.listeners, pc)
 			s.addrs["udp"] = pc.LocalAddr().(*net.UDPAddr).AddrPort()
+			s.mu.Unlock()
 			s.serveWG.Add(1)
 			go func() { defer s.serveWG.Done(); _ = srv.ServeUDP(pc) }()
 		case "tcp", "tls":
@@ -240,11 +248,13 @@ func (s *Server) Start(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("sip: listen %s %s: %w", network, addr, err)
 			}
-			s.addrs[network] = l.Addr().(*net.TCPAddr).AddrPort()
 			if network == "tls" {
 				l = tls.NewListener(l, s.opts.TLSConfig)
 			}
+			s.mu.Lock()
+			s.addrs[network] = l.Addr().(*net.TCPAddr).AddrPort()
 			s.listeners = append(s.listeners, l)
+			s.mu.Unlock()
 			s.serveWG.Add(1)
 			go func() {
 				defer s.serveWG.Done()
@@ -265,9 +275,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	// The client sends from our listening ports so responses and in-dialog requests come back
 	// to the same place (Via and Contact name them).
-	cport := int(s.addrs["udp"].Port())
+	cport := int(s.Addr("udp").Port())
 	if cport == 0 {
-		cport = int(s.addrs["tcp"].Port())
+		cport = int(s.Addr("tcp").Port())
 	}
 	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname(s.opts.ExternalAddr.String()), sipgo.WithClientPort(cport))
 	if err != nil {
@@ -276,11 +286,6 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.client = client
 
-	srv.OnNoRoute(s.handle)
-	for _, m := range []sip.RequestMethod{sip.INVITE, sip.ACK, sip.CANCEL, sip.BYE, sip.OPTIONS, sip.UPDATE, sip.INFO,
-		sip.REGISTER, sip.PRACK, sip.SUBSCRIBE, sip.NOTIFY, sip.PUBLISH, sip.REFER, sip.MESSAGE} {
-		srv.OnRequest(m, s.handle)
-	}
 	s.accepting.Store(true)
 	s.ready.Store(true)
 	go func() {
@@ -366,7 +371,10 @@ func (s *Server) Close() error {
 		s.log.Warn("sip: calls still running at close")
 	}
 	var errs []error
-	for _, l := range s.listeners {
+	s.mu.Lock()
+	listeners := s.listeners
+	s.mu.Unlock()
+	for _, l := range listeners {
 		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
 		}
@@ -566,9 +574,9 @@ func (s *Server) contact(tp string) *sip.ContactHeader {
 	if network == "" {
 		network = "udp"
 	}
-	ap := s.addrs[network]
+	ap := s.Addr(network)
 	if !ap.IsValid() {
-		ap = s.addrs["udp"]
+		ap = s.Addr("udp")
 		network = "udp"
 	}
 	u := sip.Uri{Scheme: "sip", User: "switchboard", Host: s.opts.ExternalAddr.String(), Port: int(ap.Port())}

@@ -100,6 +100,11 @@ func TestTortureMessages(t *testing.T) {
 			_, isReq := parsed.(*sipgosip.Request)
 			// Over UDP sipgo refuses to send a response larger than the MTU (longreq's answer
 			// copies its 30 Vias); that request is answered over TCP instead.
+			// dblreq is defined as one UDP datagram with trailing octets (RFC 4475 §3.1.1.11);
+			// on a stream it is two messages, the second one broken.
+			if network == "tcp" && name == "dblreq" {
+				continue
+			}
 			if err == nil && isReq && r == nil && (network == "tcp" || len(msg) < 1300) {
 				t.Errorf("%s/valid/%s: parseable request got no answer", network, name)
 			}
