@@ -94,6 +94,9 @@ type Database struct {
 	URL string `yaml:"url"`
 	// MigrateOnStart applies pending migrations when serve starts (default true).
 	MigrateOnStart *bool `yaml:"migrate_on_start"`
+	// Spool is the local append-only file that holds call events while PostgreSQL is
+	// unreachable (default .data/spool/events.jsonl).
+	Spool string `yaml:"spool"`
 }
 
 // HTTP configures the HTTP listener (softphone, API, metrics, health).

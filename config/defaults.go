@@ -11,13 +11,15 @@ import (
 
 // Defaults that docs/configuration.md lists.
 const (
-	DefaultHTTPListen      = "127.0.0.1:8080"
-	DefaultSIPAddress      = "127.0.0.1:5060"
-	DefaultUserAgent       = "Switchboard"
-	DefaultMaxCalls        = 1000
-	DefaultLanguage        = "en"
-	DefaultRegion          = "US"
-	DefaultShutdownGrace   = 30 * time.Second
+	DefaultHTTPListen    = "127.0.0.1:8080"
+	DefaultSIPAddress    = "127.0.0.1:5060"
+	DefaultUserAgent     = "Switchboard"
+	DefaultMaxCalls      = 1000
+	DefaultLanguage      = "en"
+	DefaultRegion        = "US"
+	DefaultShutdownGrace = 30 * time.Second
+	// DefaultSpool is where call events wait while the database is away.
+	DefaultSpool           = ".data/spool/events.jsonl"
 	DefaultSessionExpires  = 30 * time.Minute
 	DefaultMenuTimeout     = 5 * time.Second
 	DefaultMenuRetries     = 1
@@ -38,7 +40,7 @@ func Default() Config {
 	return Config{
 		ShutdownGrace: Duration(DefaultShutdownGrace),
 		Log:           Log{Level: "info", Format: "auto"},
-		Database:      Database{MigrateOnStart: &migrate},
+		Database:      Database{MigrateOnStart: &migrate, Spool: DefaultSpool},
 		HTTP:          HTTP{Listen: DefaultHTTPListen},
 		SIP: SIP{
 			Listen: []SIPListen{
@@ -79,6 +81,9 @@ func (c *Config) applyDefaults(idx *docIndex) {
 	if c.Database.MigrateOnStart == nil {
 		t := true
 		c.Database.MigrateOnStart = &t
+	}
+	if c.Database.Spool == "" {
+		c.Database.Spool = DefaultSpool
 	}
 	for i := range c.Lines {
 		l := &c.Lines[i]

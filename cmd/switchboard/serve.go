@@ -22,6 +22,8 @@ import (
 
 	"github.com/switchboard-voice/switchboard/config"
 	"github.com/switchboard-voice/switchboard/migrations"
+	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
 )
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -88,6 +90,12 @@ type gateway struct {
 	registry *prometheus.Registry
 	http     *http.Server
 	httpDone chan error
+
+	store      *ticketing.Store
+	events     *eventlog.Log
+	engine     *ticketing.Engine
+	stopEngine context.CancelFunc
+	engineDone chan struct{}
 	// draining is set once shutdown starts: /readyz answers 503 so balancers move away.
 	draining atomic.Bool
 }
@@ -103,9 +111,15 @@ func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*g
 	mux.HandleFunc("GET /healthz", gw.healthz)
 	mux.HandleFunc("GET /readyz", gw.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gw.registry, promhttp.HandlerOpts{Registry: gw.registry}))
+	if err := gw.startTicketing(ctx, mux); err != nil {
+		gw.closeTicketing()
+		gw.pool.Close()
+		return nil, err
+	}
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
+		gw.closeTicketing()
 		gw.pool.Close()
 		return nil, fmt.Errorf("http: listen %s: %w", cfg.HTTP.Listen, err)
 	}
@@ -228,6 +242,7 @@ func (gw *gateway) shutdown(grace time.Duration) error {
 	if err := <-gw.httpDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		errs = append(errs, fmt.Errorf("http: %w", err))
 	}
+	gw.closeTicketing()
 	gw.pool.Close()
 	return errors.Join(errs...)
 }

@@ -77,9 +77,15 @@ log:
   level: debug
 database:
   url: %q
+  spool: %q
 http:
   listen: 127.0.0.1:%d
-`, dbURL, port)
+users:
+  - email: admin@example.com
+    name: Admin
+    password: adminpass
+    role: admin
+`, dbURL, filepath.Join(dir, "spool", "events.jsonl"), port)
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -164,6 +170,43 @@ func TestServeReadyMetricsAndSIGTERM(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+
+	// The ticketing core is mounted: an outside phone system's events become a call record
+	// and a ticket.
+	callID := "serve-test-call"
+	events := fmt.Sprintf(`{"events":[
+		{"id":"6f1c2a3e-0000-4000-8000-000000000001","call_id":%[1]q,"seq":1,"type":"call.started","at":"2026-11-22T10:00:00Z","direction":"inbound","from":"+15557779999","to":"+15550100","line":"+15550100"},
+		{"id":"6f1c2a3e-0000-4000-8000-000000000002","call_id":%[1]q,"seq":2,"type":"call.answered","at":"2026-11-22T10:00:05Z"},
+		{"id":"6f1c2a3e-0000-4000-8000-000000000003","call_id":%[1]q,"seq":3,"type":"call.ended","at":"2026-11-22T10:01:05Z","outcome":"answered"}]}`, callID)
+	req, _ := http.NewRequest("POST", base+"/api/v2/call_events", strings.NewReader(events))
+	req.SetBasicAuth("admin@example.com", "adminpass")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"accepted":3`) {
+		t.Fatalf("POST /call_events = %d %s", resp.StatusCode, body)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		req, _ := http.NewRequest("GET", base+"/api/v2/calls/"+callID, nil)
+		req.SetBasicAuth("admin@example.com", "adminpass")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 && strings.Contains(string(body), `"state":"ended"`) && !strings.Contains(string(body), `"ticket_id":null`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("call not applied within 30s: %d %s", resp.StatusCode, body)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 
 	start := time.Now()

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
+)
+
+// startTicketing wires the ticketing core: the store, the configured accounts (created when
+// missing), the durable event log, the rules engine, and the API under /api/v2.
+func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux) error {
+	cfg := gw.cfg
+	settings := cfg.Ticketing.Settings
+	gw.store = ticketing.NewStore(gw.pool, ticketing.StoreOptions{
+		DefaultRegion: cfg.Ticketing.DefaultRegion,
+		Defaults:      &settings,
+	})
+	for _, a := range cfg.Accounts() {
+		secret := a.PasswordHash
+		if secret == "" {
+			secret = a.Password
+		}
+		if _, err := gw.store.EnsureUser(ctx, a.Email, a.Name, a.Role, secret); err != nil {
+			return fmt.Errorf("ticketing: account %s: %w", a.Email, err)
+		}
+	}
+
+	lines := map[string]ticketing.LineSettings{}
+	for _, l := range cfg.Lines {
+		lines[l.Number] = l.Settings
+	}
+	var err error
+	gw.engine, err = gw.store.NewEngine(ticketing.EngineOptions{
+		LineSettings: lines,
+		Logger:       gw.log.With("component", "ticketing"),
+		Registerer:   gw.registry,
+	})
+	if err != nil {
+		return err
+	}
+	gw.events, err = eventlog.Open(ctx, eventlog.Options{
+		Pool:       gw.pool,
+		SpoolPath:  cfg.Database.Spool,
+		OnStored:   gw.engine.Wake,
+		Logger:     gw.log.With("component", "eventlog"),
+		Registerer: gw.registry,
+	})
+	if err != nil {
+		return err
+	}
+	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	gw.stopEngine = cancel
+	gw.engineDone = make(chan struct{})
+	go func() {
+		defer close(gw.engineDone)
+		gw.engine.Run(ectx)
+	}()
+
+	api := ticketing.NewAPI(gw.store, ticketing.APIOptions{Logger: gw.log.With("component", "api")})
+	api.Register(mux, "/api/v2")
+	api.RegisterCalls(mux, "/api/v2", gw.events, gw.engine.Wake)
+	return nil
+}
+
+// closeTicketing makes every accepted event durable, lets the engine finish its pass, and
+// stops it. Safe to call on a partly started gateway.
+func (gw *gateway) closeTicketing() {
+	if gw.events != nil {
+		if err := gw.events.Close(); err != nil {
+			gw.log.Error("eventlog close", "err", err)
+		}
+	}
+	if gw.stopEngine != nil {
+		gw.engine.Wake()
+		gw.stopEngine()
+		<-gw.engineDone
+	}
+}
