@@ -34,6 +34,11 @@ func newBridgeSetup(t *testing.T, deskScenario string, deskArgs []string, mod fu
 	var desk *sippProc
 	if deskScenario != "" {
 		desk = startSipp(t, dir, deskScenario, args...)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("desk SIPp output:\n%s", tail(desk.out.String(), 3000))
+			}
+		})
 	}
 	return &bridgeSetup{g: g, dir: dir, desk: desk}
 }
@@ -180,6 +185,36 @@ func TestOKCrossingCancel(t *testing.T) {
 	b.desk.wait(t) // the desk scenario only passes when it got the ACK and then the BYE
 	evs := b.g.sink.waitEnded(t, 20*time.Second)
 	if end := lastOf(evs, ticketing.EventEnded); end.Outcome != ticketing.OutcomeAbandoned {
+		t.Errorf("outcome = %s", end.Outcome)
+	}
+}
+
+// TestBridgedCallOverTCP: the carrier leg over TCP (SIPp -t t1) bridged to a UDP far end.
+func TestBridgedCallOverTCP(t *testing.T) {
+	b := newBridgeSetup(t, "uas_echo.xml", []string{"-rtp_echo"}, nil)
+	b.carrier(t, "uac_rtp.xml", "-t", "t1").wait(t)
+	b.desk.wait(t)
+	evs := b.g.sink.waitEnded(t, 20*time.Second)
+	if end := lastOf(evs, ticketing.EventEnded); end.Outcome != ticketing.OutcomeAnswered {
+		t.Errorf("outcome = %s", end.Outcome)
+	}
+	if sum := b.summary(t); sum.Carrier.PacketsReceived < 50 || sum.Carrier.PacketsSent < 50 {
+		t.Errorf("carrier RTP rx %d tx %d", sum.Carrier.PacketsReceived, sum.Carrier.PacketsSent)
+	}
+}
+
+// TestOutboundDigestAuth: the far end challenges our INVITE with 407; we answer with the
+// trunk's digest credentials (qop=auth) and the call completes.
+func TestOutboundDigestAuth(t *testing.T) {
+	b := newBridgeSetup(t, "uas_auth.xml", []string{"-rtp_echo"}, func(o *Options) {
+		o.Trunks[0].OutboundUsername, o.Trunks[0].OutboundPassword = "carrier", "s3cret"
+		bt := o.Lines[0].Target.(*BridgeTarget)
+		bt.Trunk = "carrier"
+	})
+	b.carrier(t, "uac_rtp.xml").wait(t)
+	b.desk.wait(t)
+	evs := b.g.sink.waitEnded(t, 20*time.Second)
+	if end := lastOf(evs, ticketing.EventEnded); end.Outcome != ticketing.OutcomeAnswered {
 		t.Errorf("outcome = %s", end.Outcome)
 	}
 }

@@ -159,6 +159,9 @@ func startGateway(t *testing.T, mod func(*Options)) *testGateway {
 	}
 	if os.Getenv("SIP_TEST_DEBUG") != "" {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		if os.Getenv("SIP_TEST_DEBUG") == "all" {
+			slog.SetLogLoggerLevel(slog.LevelDebug) // sipgo's own layers log through slog.Default
+		}
 	}
 	if mod != nil {
 		mod(&opts)

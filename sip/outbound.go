@@ -220,6 +220,7 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 			}
 			if (res.StatusCode == 401 || res.StatusCode == 407) && trunk.OutboundPassword != "" && authTries < 2 && cancelWanted == nil {
 				authTries++
+				s.log.Debug("sip: outbound leg challenged", "call_id", l.callID, "code", res.StatusCode)
 				next, err := l.authorize(inv, res, trunk)
 				if err != nil {
 					return nil, &StatusError{Code: 503, Reason: "Service Unavailable", Outcome: ticketing.OutcomeFailed}
@@ -227,6 +228,7 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 				tx.Terminate()
 				inv = next
 				if tx, err = send(inv); err != nil {
+					s.log.Debug("sip: resend with credentials", "call_id", l.callID, "error", err)
 					return nil, err
 				}
 				gotProvisional = false
@@ -365,7 +367,9 @@ func (l *leg) authorize(inv *sip.Request, res *sip.Response, trunk Trunk) (*sip.
 	if op := ch["opaque"]; op != "" {
 		val += fmt.Sprintf(`, opaque="%s"`, op)
 	}
-	next := inv.Clone()
+	// Reuse the request (as sipgo's own WaitAnswer does): a clone keeps transport state of the
+	// finished transaction and is not sent.
+	next := inv
 	next.RemoveHeader("Via")
 	next.RemoveHeader(authName)
 	next.AppendHeader(sip.NewHeader(authName, val))
