@@ -47,11 +47,14 @@ type Engine struct {
 	wake  chan struct{}
 	// global holds the global settings read at the start of each pass.
 	global atomic.Pointer[Settings]
+	// flushAll makes a pass apply every event, as if the batching window had passed.
+	flushAll atomic.Bool
 
 	eventsTotal *prometheus.CounterVec
 	lag         prometheus.Histogram
 	gaps        prometheus.Counter
 	failed      prometheus.Counter
+	writes      *prometheus.CounterVec
 }
 
 // NewEngine returns an engine on the store's database.
@@ -90,9 +93,13 @@ func (s *Store) NewEngine(opts EngineOptions) (*Engine, error) {
 			Name: "switchboard_ticketing_events_failed_total",
 			Help: "Events the database refused to apply; they are marked with their error and skipped.",
 		}),
+		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_ticketing_writes_total",
+			Help: "Statements the engine wrote to tickets and comments for calls (write batching coalesces them), by kind.",
+		}, []string{"kind"}),
 	}
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{e.eventsTotal, e.lag, e.gaps, e.failed} {
+		for _, c := range []prometheus.Collector{e.eventsTotal, e.lag, e.gaps, e.failed, e.writes} {
 			if err := opts.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("ticketing: engine metrics: %w", err)
 			}
@@ -135,8 +142,14 @@ func (e *Engine) ApplyPending(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	e.global.Store(&st)
-	for range 1000 { // bounded: each round applies or skips at least one call's events
-		rows, err := e.store.pool.Query(ctx, `SELECT DISTINCT call_id FROM call_events WHERE applied_at IS NULL LIMIT 256`)
+	// One sweep over the calls with pending events, a page at a time in call id order, so that
+	// calls held back (a gap, write batching) never hide the others; the sweep repeats while
+	// it applies something, bounded.
+	after := ""
+	appliedThisSweep := 0
+	for range 100000 {
+		rows, err := e.store.pool.Query(ctx, `SELECT DISTINCT call_id FROM call_events WHERE applied_at IS NULL AND call_id > $1
+			ORDER BY call_id LIMIT 256`, after)
 		if err != nil {
 			return total, fmt.Errorf("ticketing: pending calls: %w", err)
 		}
@@ -145,21 +158,37 @@ func (e *Engine) ApplyPending(ctx context.Context) (int, error) {
 			return total, fmt.Errorf("ticketing: pending calls: %w", err)
 		}
 		if len(calls) == 0 {
-			return total, nil
+			if appliedThisSweep == 0 || after == "" {
+				return total, nil
+			}
+			after, appliedThisSweep = "", 0 // sweep again: applied events may have unblocked others
+			continue
 		}
+		after = calls[len(calls)-1]
 		var (
 			mu       sync.Mutex
 			applied  int
 			firstErr error
 			wg       sync.WaitGroup
-			next     = make(chan string)
+			next     = make(chan []string)
 		)
-		for range min(e.opts.Workers, len(calls)) {
+		// Each job is a batch of calls applied in one transaction: one call each, or with write
+		// batching every call of the round together (one worker, so batches never contend).
+		var jobs [][]string
+		workers := min(e.opts.Workers, len(calls))
+		if st.WriteBatching.Enabled {
+			jobs, workers = [][]string{calls}, 1
+		} else {
+			for _, id := range calls {
+				jobs = append(jobs, []string{id})
+			}
+		}
+		for range workers {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for id := range next {
-					n, err := e.applyCall(ctx, id)
+				for batch := range next {
+					n, err := e.applyJob(ctx, batch)
 					mu.Lock()
 					applied += n
 					if err != nil && firstErr == nil {
@@ -169,17 +198,15 @@ func (e *Engine) ApplyPending(ctx context.Context) (int, error) {
 				}
 			}()
 		}
-		for _, id := range calls {
-			next <- id
+		for _, j := range jobs {
+			next <- j
 		}
 		close(next)
 		wg.Wait()
 		total += applied
+		appliedThisSweep += applied
 		if firstErr != nil {
 			return total, firstErr
-		}
-		if applied == 0 {
-			return total, nil // everything left waits on a gap
 		}
 	}
 	return total, nil
@@ -191,98 +218,236 @@ type pendingEvent struct {
 	receivedAt time.Time
 }
 
-// applyCall applies one call's pending events in seq order, one transaction per event.
-func (e *Engine) applyCall(ctx context.Context, callID string) (int, error) {
-	applied := 0
-	for range 10000 {
-		done, err := e.applyNext(ctx, callID)
+// applyJob applies a batch of calls' due events in one transaction; when the database refuses
+// one of them, it goes again call by call, one event per transaction, so that the bad event
+// alone is set aside.
+func (e *Engine) applyJob(ctx context.Context, callIDs []string) (int, error) {
+	applied, err := e.applyBatch(ctx, callIDs, 0)
+	if !isPermanent(err) {
+		return applied, err
+	}
+	for _, id := range callIDs {
+		n, err := e.applyCall(ctx, id)
+		applied += n
 		if err != nil {
 			return applied, err
 		}
-		if !done {
-			return applied, nil
-		}
-		applied++
 	}
 	return applied, nil
 }
 
-// applyNext applies the call's next event if it is due; it reports whether it applied one.
-func (e *Engine) applyNext(ctx context.Context, callID string) (bool, error) {
+// applyCall applies one call's due events one per transaction, setting aside those the
+// database refuses.
+func (e *Engine) applyCall(ctx context.Context, callID string) (int, error) {
+	applied := 0
+	for range 10000 {
+		n, err := e.applyDue(ctx, callID, 1)
+		if isPermanent(err) {
+			if err := e.setAside(ctx, callID, err); err != nil {
+				return applied, err
+			}
+			applied++
+			continue
+		}
+		if err != nil || n == 0 {
+			return applied, err
+		}
+		applied += n
+	}
+	return applied, nil
+}
+
+// permanentError is an event the database refused to apply.
+type permanentError struct {
+	pos int64
+	seq int64
+	typ string
+	err error
+}
+
+func (p *permanentError) Error() string { return p.err.Error() }
+func (p *permanentError) Unwrap() error { return p.err }
+
+func isPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+// setAside marks the refused event applied with its error, so that it never blocks its call.
+func (e *Engine) setAside(ctx context.Context, callID string, err error) error {
+	var p *permanentError
+	errors.As(err, &p)
+	e.failed.Inc()
+	e.log.Error("ticketing engine: event refused", "call_id", callID, "seq", p.seq, "type", p.typ, "err", p.err)
+	if _, err := e.store.pool.Exec(ctx, `UPDATE call_events SET applied_at = now(), error = $2 WHERE pos = $1`, p.pos, p.err.Error()); err != nil {
+		return dbError("mark failed event", err)
+	}
+	if _, err := e.store.pool.Exec(ctx, `UPDATE calls SET last_seq = GREATEST(last_seq, $2) WHERE id = $1`, callID, p.seq); err != nil {
+		return dbError("advance call", err)
+	}
+	return nil
+}
+
+// createsOrEnds reports whether applying an event of this type may create a ticket or end the
+// call: write batching never holds those back.
+func createsOrEnds(typ string) bool {
+	switch typ {
+	case EventStarted, EventQueued, EventAnswered, EventVoicemail, EventAbandoned, EventEnded:
+		return true
+	}
+	return false
+}
+
+// applyDue applies, in one transaction, the call's pending events that are due (limit 0: all),
+// and returns how many it applied.
+func (e *Engine) applyDue(ctx context.Context, callID string, limit int) (int, error) {
+	return e.applyBatch(ctx, []string{callID}, limit)
+}
+
+// applyBatch applies the due events of several calls in one transaction (write batching puts
+// many calls in one batch; otherwise a batch is one call). See dueEvents for what is due.
+func (e *Engine) applyBatch(ctx context.Context, callIDs []string, limit int) (int, error) {
 	tx, err := e.store.pool.Begin(ctx)
 	if err != nil {
-		return false, fmt.Errorf("ticketing: begin: %w", err)
+		return 0, fmt.Errorf("ticketing: begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	if _, err := tx.Exec(ctx, `SELECT set_config('switchboard.actor_id', '', true), set_config('switchboard.reason', 'call_event', true)`); err != nil {
-		return false, fmt.Errorf("ticketing: set actor: %w", err)
+		return 0, fmt.Errorf("ticketing: set actor: %w", err)
 	}
-	// The call row is the lock that serialises a call's events across workers and processes.
-	if _, err := tx.Exec(ctx, `INSERT INTO calls (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`, callID); err != nil {
-		return false, dbError("create call", err)
-	}
-	c, err := loadCall(ctx, tx, callID)
-	if err != nil {
-		return false, err
-	}
-	var p pendingEvent
-	var body []byte
-	err = tx.QueryRow(ctx, `SELECT pos, body, received_at FROM call_events
-		WHERE call_id = $1 AND applied_at IS NULL ORDER BY seq LIMIT 1`, callID).Scan(&p.pos, &body, &p.receivedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, dbError("next event", err)
-	}
-	if err := json.Unmarshal(body, &p.event); err != nil {
-		return false, fmt.Errorf("ticketing: event %d: %w", p.pos, err)
-	}
-	ev := p.event
-	if ev.Seq > c.LastSeq+1 {
-		if e.opts.Now().Sub(p.receivedAt) < e.opts.GapTimeout {
-			return false, nil // hold back: the missing events may still come
+	global := e.global.Load()
+	batching := global != nil && global.WriteBatching.Enabled
+	atx := newApplyTx(tx, batching, e.writes)
+	var applied []pendingEvent
+	var last pendingEvent
+	for _, callID := range callIDs {
+		evs, err := e.applyCallIn(ctx, atx, callID, limit, batching)
+		if err != nil {
+			return 0, err
 		}
-		e.gaps.Inc()
-		e.log.Warn("ticketing engine: applying past a gap", "call_id", callID, "missing_from", c.LastSeq+1, "seq", ev.Seq)
-	}
-
-	applyErr := e.applyEvent(ctx, tx, c, ev)
-	if applyErr != nil {
-		var pgErr *pgconn.PgError
-		if !errors.As(applyErr, &pgErr) && !errors.Is(applyErr, ErrConflict) && !errors.Is(applyErr, ErrInvalid) && !errors.Is(applyErr, ErrNotFound) {
-			return false, applyErr // transient: try again on the next pass
+		applied = append(applied, evs...)
+		if len(evs) > 0 {
+			last = evs[len(evs)-1]
 		}
-		// The database refused the event's effects: record why and move on, so that one bad
-		// event never blocks its call.
-		_ = tx.Rollback(ctx)
-		e.failed.Inc()
-		e.log.Error("ticketing engine: event refused", "call_id", callID, "seq", ev.Seq, "type", ev.Type, "err", applyErr)
-		if _, err := e.store.pool.Exec(ctx, `UPDATE call_events SET applied_at = now(), error = $2 WHERE pos = $1`, p.pos, applyErr.Error()); err != nil {
-			return false, dbError("mark failed event", err)
-		}
-		if _, err := e.store.pool.Exec(ctx, `UPDATE calls SET last_seq = GREATEST(last_seq, $2) WHERE id = $1`, callID, ev.Seq); err != nil {
-			return false, dbError("advance call", err)
-		}
-		return true, nil
 	}
-	if ev.Seq > c.LastSeq {
-		c.LastSeq = ev.Seq
+	if len(applied) == 0 {
+		return 0, nil
 	}
-	if err := c.save(ctx, tx); err != nil {
-		return false, err
+	if err := atx.flush(ctx); err != nil {
+		return 0, &permanentError{pos: last.pos, seq: last.event.Seq, typ: last.event.Type, err: err}
 	}
-	if _, err := tx.Exec(ctx, `UPDATE call_events SET applied_at = now() WHERE pos = $1`, p.pos); err != nil {
-		return false, dbError("mark applied", err)
+	positions := make([]int64, len(applied))
+	for i, p := range applied {
+		positions[i] = p.pos
+	}
+	if _, err := tx.Exec(ctx, `UPDATE call_events SET applied_at = now() WHERE pos = ANY($1)`, positions); err != nil {
+		return 0, dbError("mark applied", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return false, dbError("commit event", err)
+		return 0, dbError("commit events", err)
 	}
-	e.eventsTotal.WithLabelValues(ev.Type).Inc()
-	if !ev.At.IsZero() {
-		e.lag.Observe(max(0, e.opts.Now().Sub(ev.At).Seconds()))
+	now := e.opts.Now()
+	for _, p := range applied {
+		e.eventsTotal.WithLabelValues(p.event.Type).Inc()
+		if !p.event.At.IsZero() {
+			e.lag.Observe(max(0, now.Sub(p.event.At).Seconds()))
+		}
 	}
-	return true, nil
+	return len(applied), nil
+}
+
+// applyCallIn applies one call's due events inside atx and returns them. An event is due when
+// the events before it have been applied (or the gap before it has timed out) and, with write
+// batching on, when it may create a ticket or end the call, when it waited a whole batching
+// window, or when a later event of the call is due.
+func (e *Engine) applyCallIn(ctx context.Context, atx *applyTx, callID string, limit int, batching bool) ([]pendingEvent, error) {
+	// The call row is the lock that serialises a call's events across workers and processes.
+	if _, err := atx.Exec(ctx, `INSERT INTO calls (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`, callID); err != nil {
+		return nil, dbError("create call", err)
+	}
+	c, err := loadCall(ctx, atx, callID)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := atx.Query(ctx, `SELECT pos, body, received_at FROM call_events
+		WHERE call_id = $1 AND applied_at IS NULL ORDER BY seq LIMIT 500`, callID)
+	if err != nil {
+		return nil, dbError("pending events", err)
+	}
+	var pending []pendingEvent
+	for rows.Next() {
+		var p pendingEvent
+		var body []byte
+		if err := rows.Scan(&p.pos, &body, &p.receivedAt); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("ticketing: pending events: %w", err)
+		}
+		if err := json.Unmarshal(body, &p.event); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("ticketing: event %d: %w", p.pos, err)
+		}
+		pending = append(pending, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, dbError("pending events", err)
+	}
+
+	now := e.opts.Now()
+	// The events in order up to the first gap that has not timed out.
+	last := c.LastSeq
+	var ready []pendingEvent
+	for _, p := range pending {
+		if p.event.Seq > last+1 && now.Sub(p.receivedAt) < e.opts.GapTimeout {
+			break // hold back: the missing events may still come
+		}
+		ready = append(ready, p)
+		last = max(last, p.event.Seq)
+	}
+	// With batching, only up to the last event that is due on its own.
+	due := len(ready)
+	if batching && !e.flushAll.Load() {
+		window := e.global.Load().WriteBatching.Window.Duration()
+		due = 0
+		for i, p := range ready {
+			if createsOrEnds(p.event.Type) || now.Sub(p.receivedAt) >= window {
+				due = i + 1
+			}
+		}
+	}
+	if limit > 0 {
+		due = min(due, limit)
+	}
+	if due == 0 {
+		return nil, nil
+	}
+	for _, p := range ready[:due] {
+		ev := p.event
+		if ev.Seq > c.LastSeq+1 {
+			e.gaps.Inc()
+			e.log.Warn("ticketing engine: applying past a gap", "call_id", callID, "missing_from", c.LastSeq+1, "seq", ev.Seq)
+		}
+		if err := e.applyEvent(ctx, atx, c, ev); err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) || errors.Is(err, ErrConflict) || errors.Is(err, ErrInvalid) || errors.Is(err, ErrNotFound) {
+				return nil, &permanentError{pos: p.pos, seq: ev.Seq, typ: ev.Type, err: err}
+			}
+			return nil, err // transient: try again on the next pass
+		}
+		c.LastSeq = max(c.LastSeq, ev.Seq)
+	}
+	if err := c.save(ctx, atx); err != nil {
+		return nil, err
+	}
+	return ready[:due], nil
+}
+
+// Flush applies every pending event now, write batching or not (shutdown, tests); events
+// held back by a gap younger than the gap timeout stay pending.
+func (e *Engine) Flush(ctx context.Context) (int, error) {
+	e.flushAll.Store(true)
+	defer e.flushAll.Store(false)
+	return e.ApplyPending(ctx)
 }
 
 // settingsFor returns the effective settings of a line, from the global settings read at the

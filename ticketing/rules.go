@@ -14,7 +14,7 @@ import (
 // to a ticket is a targeted UPDATE of the columns the call owns, never a rewrite of the row, so
 // what an agent changed meanwhile stays (TU-10); every write follows merges to the live ticket
 // (TU-6).
-func (e *Engine) applyEvent(ctx context.Context, tx pgx.Tx, c *callRow, ev Event) error {
+func (e *Engine) applyEvent(ctx context.Context, tx *applyTx, c *callRow, ev Event) error {
 	at := ev.At.UTC()
 	switch ev.Type {
 	case EventStarted:
@@ -58,8 +58,7 @@ func (e *Engine) applyEvent(ctx context.Context, tx pgx.Tx, c *callRow, ev Event
 		// TU-7: the ticket follows the call to the agent it was transferred to.
 		if c.TicketID != nil {
 			return e.withLiveTicket(ctx, tx, c, func(id int64) error {
-				_, err := tx.Exec(ctx, `UPDATE tickets SET assignee_id = $2 WHERE id = $1 AND status <> 'closed'`, id, to)
-				return err
+				return tx.setTicket(ctx, id, "assignee_id", to)
 			})
 		}
 	case EventVoicemail:
@@ -77,8 +76,7 @@ func (e *Engine) applyEvent(ctx context.Context, tx pgx.Tx, c *callRow, ev Event
 		// TU-8.
 		if c.TicketID != nil {
 			return e.withLiveTicket(ctx, tx, c, func(id int64) error {
-				_, err := tx.Exec(ctx, `UPDATE tickets SET csat = $2 WHERE id = $1 AND status <> 'closed'`, id, score)
-				return err
+				return tx.setTicket(ctx, id, "csat", score)
 			})
 		}
 	case EventEnded:
@@ -87,7 +85,7 @@ func (e *Engine) applyEvent(ctx context.Context, tx pgx.Tx, c *callRow, ev Event
 	return nil
 }
 
-func (e *Engine) onStarted(ctx context.Context, tx pgx.Tx, c *callRow, ev Event, at time.Time) error {
+func (e *Engine) onStarted(ctx context.Context, tx *applyTx, c *callRow, ev Event, at time.Time) error {
 	c.Direction = ev.Direction
 	c.From, c.To = nonEmpty(ev.From), nonEmpty(ev.To)
 	c.Line, c.CallerName, c.Location = nonEmpty(ev.Line), nonEmpty(ev.CallerName), nonEmpty(ev.Location)
@@ -119,12 +117,12 @@ func (e *Engine) onStarted(ctx context.Context, tx pgx.Tx, c *callRow, ev Event,
 }
 
 // resolveRequester runs caller resolution (PM rules) for number and records the requester.
-func (e *Engine) resolveRequester(ctx context.Context, tx pgx.Tx, c *callRow, st Settings, number string) error {
+func (e *Engine) resolveRequester(ctx context.Context, tx *applyTx, c *callRow, st Settings, number string) error {
 	var agent int64
 	if c.AgentID != nil {
 		agent = *c.AgentID
 	}
-	res, err := e.store.resolveIn(ctx, tx, number, ResolveOptions{Settings: &st, CallID: c.ID, AgentID: agent})
+	res, err := e.store.resolveIn(ctx, tx.Tx, number, ResolveOptions{Settings: &st, CallID: c.ID, AgentID: agent})
 	if err != nil {
 		return err
 	}
@@ -141,7 +139,7 @@ func (e *Engine) resolveRequester(ctx context.Context, tx pgx.Tx, c *callRow, st
 	return nil
 }
 
-func (e *Engine) onAnswered(ctx context.Context, tx pgx.Tx, c *callRow, ev Event, at time.Time) error {
+func (e *Engine) onAnswered(ctx context.Context, tx *applyTx, c *callRow, ev Event, at time.Time) error {
 	if ev.AgentID > 0 {
 		a := ev.AgentID
 		c.AgentID = &a
@@ -176,7 +174,7 @@ func (e *Engine) onAnswered(ctx context.Context, tx pgx.Tx, c *callRow, ev Event
 	return e.ensureInboundTicket(ctx, tx, c, st, ticketReasonCall)
 }
 
-func (e *Engine) onVoicemail(ctx context.Context, tx pgx.Tx, c *callRow, ev Event, at time.Time) error {
+func (e *Engine) onVoicemail(ctx context.Context, tx *applyTx, c *callRow, ev Event, at time.Time) error {
 	c.VoicemailID = &ev.RecordingID
 	c.State = "voicemail"
 	c.enterPhase(phaseIVR, at)
@@ -193,14 +191,14 @@ func (e *Engine) onVoicemail(ctx context.Context, tx pgx.Tx, c *callRow, ev Even
 	return e.ensureInboundTicket(ctx, tx, c, st, ticketReasonVoicemail)
 }
 
-func (e *Engine) onAbandoned(ctx context.Context, tx pgx.Tx, c *callRow, ev Event) error {
+func (e *Engine) onAbandoned(ctx context.Context, tx *applyTx, c *callRow, ev Event) error {
 	where := ev.Where
 	c.AbandonedWhere = &where
 	return e.abandon(ctx, tx, c)
 }
 
 // abandon applies TC-5 to a call abandoned in the IVR, the queue or voicemail.
-func (e *Engine) abandon(ctx context.Context, tx pgx.Tx, c *callRow) error {
+func (e *Engine) abandon(ctx context.Context, tx *applyTx, c *callRow) error {
 	if c.Direction != "inbound" || c.NoTicket {
 		return nil
 	}
@@ -228,7 +226,7 @@ func (e *Engine) abandon(ctx context.Context, tx pgx.Tx, c *callRow) error {
 	return e.ensureInboundTicket(ctx, tx, c, st, ticketReasonAbandoned)
 }
 
-func (e *Engine) onEnded(ctx context.Context, tx pgx.Tx, c *callRow, ev Event, at time.Time) error {
+func (e *Engine) onEnded(ctx context.Context, tx *applyTx, c *callRow, ev Event, at time.Time) error {
 	c.EndedAt = &at
 	c.enterPhase(phaseDone, at)
 	c.State = "ended"
@@ -278,9 +276,8 @@ func (e *Engine) onEnded(ctx context.Context, tx pgx.Tx, c *callRow, ev Event, a
 			w := int64(c.AnsweredAt.Sub(*c.QueuedAt).Round(time.Second) / time.Second)
 			wait = &w
 		}
-		_, err := tx.Exec(ctx, `UPDATE tickets SET call_duration = $2, wait_time = $3, queue_name = $4, call_id = $5,
-			hold_duration = $6 WHERE id = $1 AND status <> 'closed'`, id, c.D.Duration, wait, c.Queue, c.ID, c.D.HoldTime)
-		return err
+		return tx.setTicket(ctx, id, "call_duration", c.D.Duration, "wait_time", wait, "queue_name", c.Queue,
+			"call_id", c.ID, "hold_duration", c.D.HoldTime)
 	})
 }
 
@@ -295,7 +292,7 @@ const (
 // ensureInboundTicket gives an inbound call its ticket: appended to an existing one under
 // TU-3/TU-4 (callback) or TU-1 (unsolved ticket of the same queue and channel), or new (TC-1,
 // TC-3, TC-4, TC-5). Voicemail is always new (VM-1).
-func (e *Engine) ensureInboundTicket(ctx context.Context, tx pgx.Tx, c *callRow, st Settings, why ticketReason) error {
+func (e *Engine) ensureInboundTicket(ctx context.Context, tx *applyTx, c *callRow, st Settings, why ticketReason) error {
 	if c.NoTicket {
 		return nil
 	}
@@ -354,7 +351,7 @@ func (e *Engine) ensureInboundTicket(ctx context.Context, tx pgx.Tx, c *callRow,
 }
 
 // findAppendTarget finds the ticket an inbound call is appended to, if any.
-func (e *Engine) findAppendTarget(ctx context.Context, tx pgx.Tx, c *callRow, st Settings, requester int64) (int64, bool, error) {
+func (e *Engine) findAppendTarget(ctx context.Context, tx *applyTx, c *callRow, st Settings, requester int64) (int64, bool, error) {
 	// TU-3, TU-4: a callback after a call shorter than callback_append_window goes to that
 	// call's ticket. Only the caller's most recent earlier call counts.
 	if st.CallbackAppendWindow > 0 {
@@ -401,7 +398,7 @@ func (e *Engine) findAppendTarget(ctx context.Context, tx pgx.Tx, c *callRow, st
 
 // ensureOutboundTicket gives an answered outbound call its ticket (TC-2, TC-6, TC-7, TC-8,
 // TU-2, OB-1).
-func (e *Engine) ensureOutboundTicket(ctx context.Context, tx pgx.Tx, c *callRow, st Settings) error {
+func (e *Engine) ensureOutboundTicket(ctx context.Context, tx *applyTx, c *callRow, st Settings) error {
 	if c.TicketID != nil {
 		return nil
 	}
@@ -468,7 +465,7 @@ type newCallTicket struct {
 }
 
 // createCallTicket creates the call's ticket with CF-1 fields and the SD-1 note.
-func (e *Engine) createCallTicket(ctx context.Context, tx pgx.Tx, c *callRow, nt newCallTicket) error {
+func (e *Engine) createCallTicket(ctx context.Context, tx *applyTx, c *callRow, nt newCallTicket) error {
 	tags := nt.tags
 	if tags == nil {
 		tags = []string{}
@@ -488,7 +485,7 @@ func (e *Engine) createCallTicket(ctx context.Context, tx pgx.Tx, c *callRow, nt
 // appendCall puts the call on an existing ticket (TU-1 … TU-4): the SD-1 note, the call's
 // CF-1 session fields, status back to open when reopen is set and the ticket is solved or
 // pending. The number shown on the ticket stays the one that created it (CD-7).
-func (e *Engine) appendCall(ctx context.Context, tx pgx.Tx, c *callRow, ticketID int64, reopen bool) error {
+func (e *Engine) appendCall(ctx context.Context, tx *applyTx, c *callRow, ticketID int64, reopen bool) error {
 	c.TicketID = &ticketID
 	if reopen {
 		if _, err := tx.Exec(ctx, `UPDATE tickets SET status = 'open' WHERE id = $1 AND status IN ('solved', 'pending', 'hold')`, ticketID); err != nil {
@@ -504,15 +501,14 @@ func (e *Engine) appendCall(ctx context.Context, tx pgx.Tx, c *callRow, ticketID
 	if c.Direction == "outbound" {
 		session = "outbound"
 	}
-	if _, err := tx.Exec(ctx, `UPDATE tickets SET session_type = $2, caller_number = $3, call_id = $4 WHERE id = $1`,
-		ticketID, session, c.From, c.ID); err != nil {
-		return dbError("ticket call fields", err)
+	if err := tx.setTicket(ctx, ticketID, "session_type", session, "caller_number", c.From, "call_id", c.ID); err != nil {
+		return err
 	}
 	return e.addCallNote(ctx, tx, c, ticketID)
 }
 
 // addCallNote writes the SD-1 private comment (and CD-8's entered number note).
-func (e *Engine) addCallNote(ctx context.Context, tx pgx.Tx, c *callRow, ticketID int64) error {
+func (e *Engine) addCallNote(ctx context.Context, tx *applyTx, c *callRow, ticketID int64) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Call %s", c.ID)
 	if c.Direction == "outbound" {
@@ -527,22 +523,13 @@ func (e *Engine) addCallNote(ctx context.Context, tx pgx.Tx, c *callRow, ticketI
 	if c.EnteredNumber {
 		fmt.Fprintf(&b, "\nNumber entered by the agent: %s", deref(c.To))
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO ticket_comments (ticket_id, type, body, public, call_id) VALUES ($1, 'Comment', $2, false, $3)`,
-		ticketID, b.String(), c.ID)
-	if err != nil {
-		return dbError("call note", err)
-	}
-	return nil
+	return tx.addComment(ctx, pendingComment{TicketID: ticketID, Type: TypeComment, Body: b.String(), CallID: c.ID})
 }
 
 // addVoiceComment writes the call's voice comment (CD-1 … CD-6) once, when the call ends.
-func (e *Engine) addVoiceComment(ctx context.Context, tx pgx.Tx, c *callRow, ticketID int64) error {
-	var exists bool
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ticket_comments WHERE call_id = $1 AND type = 'VoiceComment')`, c.ID).Scan(&exists); err != nil {
-		return dbError("voice comment", err)
-	}
-	if exists {
-		return nil
+func (e *Engine) addVoiceComment(ctx context.Context, tx *applyTx, c *callRow, ticketID int64) error {
+	if exists, err := tx.hasVoiceComment(ctx, c.ID); err != nil || exists {
+		return err
 	}
 	from, to := deref(c.From), deref(c.To)
 	var b strings.Builder
@@ -583,34 +570,24 @@ func (e *Engine) addVoiceComment(ctx context.Context, tx pgx.Tx, c *callRow, tic
 	if c.AnsweredAt != nil {
 		answeredBy = c.AgentID
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO ticket_comments (ticket_id, type, body, public, author_id, call_id, from_number,
-		to_number, started_at, duration, answered_by_id, location, recording_id, recording_url)
-		VALUES ($1, 'VoiceComment', $2, false, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-		ticketID, b.String(), answeredBy, c.ID, c.From, c.To, c.StartedAt, c.D.Duration, answeredBy, c.Location, recording, url)
-	if err != nil {
-		return dbError("voice comment", err)
-	}
-	return nil
+	duration := c.D.Duration
+	return tx.addComment(ctx, pendingComment{TicketID: ticketID, Type: TypeVoiceComment, Body: b.String(), AuthorID: answeredBy,
+		CallID: c.ID, From: c.From, To: c.To, StartedAt: c.StartedAt, Duration: &duration, AnsweredByID: answeredBy,
+		Location: c.Location, RecordingID: recording, Recording: url})
 }
 
 // attachRecording puts a recording that became ready on the call's voice comment (TU-5,
 // SD-2); when the comment does not exist yet, onEnded writes it with the recording.
-func (e *Engine) attachRecording(ctx context.Context, tx pgx.Tx, c *callRow) error {
+func (e *Engine) attachRecording(ctx context.Context, tx *applyTx, c *callRow) error {
 	if c.TicketID == nil || c.RecordingID == nil {
 		return nil
 	}
-	url := "/api/v2/recordings/" + *c.RecordingID
-	_, err := tx.Exec(ctx, `UPDATE ticket_comments SET recording_id = $2, recording_url = $3
-		WHERE call_id = $1 AND type = 'VoiceComment' AND recording_deleted_at IS NULL`, c.ID, *c.RecordingID, url)
-	if err != nil {
-		return dbError("attach recording", err)
-	}
-	return nil
+	return tx.attachRecording(ctx, c.ID, *c.RecordingID, "/api/v2/recordings/"+*c.RecordingID)
 }
 
 // withLiveTicket runs fn on the live ticket of the call, following merges (TU-6), and records
 // the live ticket on the call. A closed ticket takes no more writes from the call.
-func (e *Engine) withLiveTicket(ctx context.Context, tx pgx.Tx, c *callRow, fn func(id int64) error) error {
+func (e *Engine) withLiveTicket(ctx context.Context, tx *applyTx, c *callRow, fn func(id int64) error) error {
 	live, err := liveTicketID(ctx, tx, *c.TicketID)
 	if err != nil {
 		return err
@@ -632,7 +609,7 @@ func (e *Engine) withLiveTicket(ctx context.Context, tx pgx.Tx, c *callRow, fn f
 
 // defaultAssignee returns the user id of the line's default_assignee, or nil (VM-2: never a
 // random agent).
-func (e *Engine) defaultAssignee(ctx context.Context, tx pgx.Tx, st Settings) (*int64, error) {
+func (e *Engine) defaultAssignee(ctx context.Context, tx *applyTx, st Settings) (*int64, error) {
 	if st.DefaultAssignee == "" {
 		return nil, nil
 	}
@@ -649,7 +626,7 @@ func (e *Engine) defaultAssignee(ctx context.Context, tx pgx.Tx, st Settings) (*
 	return &id, nil
 }
 
-func addTag(ctx context.Context, tx pgx.Tx, ticketID int64, tag string) error {
+func addTag(ctx context.Context, tx *applyTx, ticketID int64, tag string) error {
 	_, err := tx.Exec(ctx, `UPDATE tickets SET tags = array_append(tags, $2) WHERE id = $1 AND NOT ($2 = ANY (tags))`, ticketID, tag)
 	if err != nil {
 		return dbError("tag ticket", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/switchboard-voice/switchboard/ticketing"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
@@ -74,8 +75,13 @@ func (gw *gateway) closeTicketing() {
 		}
 	}
 	if gw.stopEngine != nil {
-		gw.engine.Wake()
 		gw.stopEngine()
 		<-gw.engineDone
+		// Write batching holds writes back for its window: everything goes out now (AP).
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := gw.engine.Flush(ctx); err != nil {
+			gw.log.Error("ticketing engine: final flush", "err", err)
+		}
 	}
 }

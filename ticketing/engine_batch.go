@@ -1,0 +1,216 @@
+package ticketing
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// applyTx is the transaction that applies a call's events. With write batching (AP) it holds
+// back the writes that batching coalesces — ticket column updates, last write wins per ticket
+// and column, and comments, inserted in one statement with each ticket's order kept — and
+// writes them at flush, just before commit. Reads and the writes the rules depend on at once
+// (ticket creation, reopening, conditional assignment, tags) go straight to the transaction.
+// The event ids are the idempotency keys: the writes commit with the events marked applied, so
+// a replay writes nothing twice.
+type applyTx struct {
+	pgx.Tx
+	deferred bool
+	updates  map[int64]*ticketUpdate
+	order    []int64
+	comments []pendingComment
+	writes   *prometheus.CounterVec
+}
+
+type ticketUpdate struct {
+	cols []string
+	vals map[string]any
+}
+
+// pendingComment is a comment row as ticket_comments stores it.
+type pendingComment struct {
+	TicketID                         int64
+	Type, Body                       string
+	Public                           bool
+	AuthorID                         *int64
+	CallID                           string
+	From, To                         *string
+	StartedAt                        *time.Time
+	Duration                         *int64
+	AnsweredByID                     *int64
+	Location, RecordingID, Recording *string
+}
+
+func newApplyTx(tx pgx.Tx, deferred bool, writes *prometheus.CounterVec) *applyTx {
+	return &applyTx{Tx: tx, deferred: deferred, updates: map[int64]*ticketUpdate{}, writes: writes}
+}
+
+// setTicket sets columns of a ticket that is not closed; kv alternates column names and values.
+func (t *applyTx) setTicket(ctx context.Context, id int64, kv ...any) error {
+	u := t.updates[id]
+	if u == nil {
+		u = &ticketUpdate{vals: map[string]any{}}
+		t.updates[id] = u
+		t.order = append(t.order, id)
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		col := kv[i].(string)
+		if _, ok := u.vals[col]; !ok {
+			u.cols = append(u.cols, col)
+		}
+		u.vals[col] = kv[i+1]
+	}
+	if t.deferred {
+		return nil
+	}
+	return t.flushUpdates(ctx)
+}
+
+// addComment adds a comment to a ticket.
+func (t *applyTx) addComment(ctx context.Context, c pendingComment) error {
+	t.comments = append(t.comments, c)
+	if t.deferred {
+		return nil
+	}
+	return t.flushComments(ctx)
+}
+
+// hasVoiceComment reports whether the call's voice comment exists or is pending.
+func (t *applyTx) hasVoiceComment(ctx context.Context, callID string) (bool, error) {
+	for _, c := range t.comments {
+		if c.Type == TypeVoiceComment && c.CallID == callID {
+			return true, nil
+		}
+	}
+	var exists bool
+	err := t.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ticket_comments WHERE call_id = $1 AND type = 'VoiceComment')`, callID).Scan(&exists)
+	if err != nil {
+		return false, dbError("voice comment", err)
+	}
+	return exists, nil
+}
+
+// attachRecording puts a recording on the call's voice comment, stored or pending.
+func (t *applyTx) attachRecording(ctx context.Context, callID, recordingID, url string) error {
+	for i := range t.comments {
+		if t.comments[i].Type == TypeVoiceComment && t.comments[i].CallID == callID {
+			t.comments[i].RecordingID, t.comments[i].Recording = &recordingID, &url
+			return nil // not written yet: it goes out with the recording
+		}
+	}
+	if _, err := t.Exec(ctx, `UPDATE ticket_comments SET recording_id = $2, recording_url = $3
+		WHERE call_id = $1 AND type = 'VoiceComment' AND recording_deleted_at IS NULL`, callID, recordingID, url); err != nil {
+		return dbError("attach recording", err)
+	}
+	t.writes.WithLabelValues("comment_update").Inc()
+	return nil
+}
+
+// flush writes everything held back.
+func (t *applyTx) flush(ctx context.Context) error {
+	if err := t.flushUpdates(ctx); err != nil {
+		return err
+	}
+	return t.flushComments(ctx)
+}
+
+// ticketColumnTypes are the ticket columns the engine sets, with their SQL types.
+var ticketColumnTypes = map[string]string{
+	"assignee_id": "bigint", "csat": "integer", "call_duration": "bigint", "wait_time": "bigint",
+	"hold_duration": "bigint", "queue_name": "text", "call_id": "text", "session_type": "text",
+	"caller_number": "text",
+}
+
+// flushUpdates writes the held ticket updates: one statement for all the tickets that set the
+// same columns, in the order the tickets were first touched.
+func (t *applyTx) flushUpdates(ctx context.Context) error {
+	type group struct {
+		cols []string
+		ids  []int64
+	}
+	var groups []*group
+	byKey := map[string]*group{}
+	for _, id := range t.order {
+		u := t.updates[id]
+		key := strings.Join(u.cols, ",")
+		g := byKey[key]
+		if g == nil {
+			g = &group{cols: u.cols}
+			byKey[key] = g
+			groups = append(groups, g)
+		}
+		g.ids = append(g.ids, id)
+	}
+	for _, g := range groups {
+		var sb strings.Builder
+		sb.WriteString("UPDATE tickets AS t SET ")
+		for i, col := range g.cols {
+			if _, ok := ticketColumnTypes[col]; !ok {
+				return fmt.Errorf("ticketing: engine writes unknown ticket column %q", col)
+			}
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			fmt.Fprintf(&sb, "%s = v.%s", col, col)
+		}
+		sb.WriteString(" FROM (VALUES ")
+		args := make([]any, 0, len(g.ids)*(len(g.cols)+1))
+		for r, id := range g.ids {
+			if r > 0 {
+				sb.WriteString(", ")
+			}
+			args = append(args, id)
+			fmt.Fprintf(&sb, "($%d::bigint", len(args))
+			for _, col := range g.cols {
+				args = append(args, t.updates[id].vals[col])
+				fmt.Fprintf(&sb, ", $%d::%s", len(args), ticketColumnTypes[col])
+			}
+			sb.WriteString(")")
+		}
+		sb.WriteString(") AS v(id, " + strings.Join(g.cols, ", ") + ") WHERE t.id = v.id AND t.status <> 'closed'")
+		if _, err := t.Exec(ctx, sb.String(), args...); err != nil {
+			return dbError("ticket write", err)
+		}
+		t.writes.WithLabelValues("ticket_update").Inc()
+	}
+	clear(t.updates)
+	t.order = t.order[:0]
+	return nil
+}
+
+// flushComments inserts the pending comments in one statement, in order.
+func (t *applyTx) flushComments(ctx context.Context) error {
+	if len(t.comments) == 0 {
+		return nil
+	}
+	const cols = 14
+	var sb strings.Builder
+	sb.WriteString(`INSERT INTO ticket_comments (ticket_id, type, body, public, author_id, call_id, from_number,
+		to_number, started_at, duration, answered_by_id, location, recording_id, recording_url) VALUES `)
+	args := make([]any, 0, cols*len(t.comments))
+	for i, c := range t.comments {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString("(")
+		for j := 1; j <= cols; j++ {
+			if j > 1 {
+				sb.WriteString(", ")
+			}
+			fmt.Fprintf(&sb, "$%d", i*cols+j)
+		}
+		sb.WriteString(")")
+		args = append(args, c.TicketID, c.Type, c.Body, c.Public, c.AuthorID, c.CallID, c.From, c.To, c.StartedAt,
+			c.Duration, c.AnsweredByID, c.Location, c.RecordingID, c.Recording)
+	}
+	if _, err := t.Exec(ctx, sb.String(), args...); err != nil {
+		return dbError("comments", err)
+	}
+	t.writes.WithLabelValues("comment").Inc()
+	t.comments = t.comments[:0]
+	return nil
+}
