@@ -195,3 +195,51 @@ func TestSessionTimerExpiry(t *testing.T) {
 		t.Errorf("BYE after %s, want at expiry − min(32 s, SE/3)", el)
 	}
 }
+
+// ackFor builds the ACK for a 2xx to our INVITE from udpPeer.
+func ackFor(port int, ok string, cseq int) string {
+	return fmt.Sprintf("ACK sip:switchboard@127.0.0.1:%d SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:LPORT;branch=z9hG4bKack%d\nFrom: \"Bob\" <sip:+15557654321@127.0.0.1>;tag=abc\nTo: %s\nCall-ID: %s\nCSeq: %d ACK\nMax-Forwards: 70\nContent-Length: 0\n\n",
+		port, time.Now().UnixNano(), header(ok, "To")[0], header(ok, "Call-ID")[0], cseq)
+}
+
+// TestSessionRefreshAndGlare: with refresher=uas we refresh the session with a re-INVITE at half
+// the interval (RFC 4028 §10); a re-INVITE from the peer while ours is pending gets 491
+// (RFC 3261 §14.2); our re-INVITE's 2xx is ACKed.
+func TestSessionRefreshAndGlare(t *testing.T) {
+	g := startGateway(t, func(o *Options) {
+		o.Lines = []Line{{Number: "+15550197", Target: answerTarget}}
+		o.MinSE = time.Second
+	})
+	p := newUDPPeer(t, g.port())
+	p.send(rawInvite("+15550197", "Supported: timer\nSession-Expires: 2;refresher=uas\n", pcmuOffer))
+	ok := p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "SIP/2.0 200") })
+	if ok == "" {
+		t.Fatal("no 200")
+	}
+	if se := header(ok, "Session-Expires"); len(se) != 1 || se[0] != "2;refresher=uas" {
+		t.Fatalf("Session-Expires = %q", se)
+	}
+	p.send(ackFor(g.port(), ok, 1))
+	reinv := p.recvUntil(4*time.Second, func(m string) bool { return strings.HasPrefix(m, "INVITE ") })
+	if reinv == "" {
+		t.Fatal("no refresh re-INVITE")
+	}
+	if !strings.Contains(reinv, "m=audio ") {
+		t.Errorf("refresh re-INVITE without our offer:\n%s", reinv)
+	}
+	// Glare: our own re-INVITE in the same dialog while theirs is pending.
+	mine := fmt.Sprintf("INVITE sip:switchboard@127.0.0.1:%d SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:LPORT;branch=z9hG4bKglare%d\nFrom: \"Bob\" <sip:+15557654321@127.0.0.1>;tag=abc\nTo: %s\nCall-ID: %s\nCSeq: 2 INVITE\nContact: <sip:bob@127.0.0.1:LPORT>\nMax-Forwards: 70\nContent-Type: application/sdp\nContent-Length: %d\n\n%s",
+		g.port(), time.Now().UnixNano(), header(ok, "To")[0], header(ok, "Call-ID")[0], len(strings.ReplaceAll(pcmuOffer, "\n", "\r\n")), pcmuOffer)
+	p.send(mine)
+	if r := p.recvUntil(3*time.Second, func(m string) bool { return strings.HasPrefix(m, "SIP/2.0 ") && strings.Contains(m, "CSeq: 2 INVITE") }); statusCode(r) != 491 {
+		t.Fatalf("re-INVITE during ours: %d, want 491\n%s", statusCode(r), r)
+	}
+	// Answer their refresh; expect the ACK.
+	res := "SIP/2.0 200 OK\nVia: " + strings.Join(header(reinv, "Via"), "\nVia: ") + "\nFrom: " + header(reinv, "From")[0] + "\nTo: " + header(reinv, "To")[0] +
+		"\nCall-ID: " + header(reinv, "Call-ID")[0] + "\nCSeq: " + header(reinv, "CSeq")[0] + "\nContact: <sip:bob@127.0.0.1:LPORT>\nContent-Type: application/sdp\n" +
+		fmt.Sprintf("Content-Length: %d\n\n%s", len(strings.ReplaceAll(pcmuOffer, "\n", "\r\n")), pcmuOffer)
+	p.send(res)
+	if ack := p.recvUntil(3*time.Second, func(m string) bool { return strings.HasPrefix(m, "ACK ") }); ack == "" {
+		t.Fatal("no ACK for the refresh 2xx")
+	}
+}

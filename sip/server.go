@@ -353,7 +353,7 @@ func (s *Server) Close() error {
 	if s.cancel == nil {
 		return nil
 	}
-	s.cancel(ErrClosed)
+	s.cancel(causeShutdown)
 	s.mu.Lock()
 	calls := make([]*Call, 0, len(s.calls))
 	for c := range s.calls {
