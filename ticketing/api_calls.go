@@ -27,6 +27,8 @@ func (a *API) RegisterCalls(mux *http.ServeMux, prefix string, sink EventSink, w
 	prefix = strings.TrimSuffix(prefix, "/")
 	mux.Handle("GET "+prefix+"/calls", a.handle(RoleAgent, a.listCalls))
 	mux.Handle("GET "+prefix+"/calls/{id}", a.handle(RoleAgent, a.getCall))
+	mux.Handle("GET "+prefix+"/calls/{id}/screen_pop", a.handle(RoleAgent, a.getScreenPop))
+	mux.Handle("PUT "+prefix+"/calls/{id}/requester", a.handle(RoleAgent, a.putCallRequester))
 	mux.Handle("POST "+prefix+"/call_events", a.handle(RoleAdmin, func(w http.ResponseWriter, r *http.Request, p Principal) error {
 		return a.postCallEvents(w, r, sink, wake)
 	}))
@@ -34,6 +36,38 @@ func (a *API) RegisterCalls(mux *http.ServeMux, prefix string, sink EventSink, w
 
 func (a *API) getCall(w http.ResponseWriter, r *http.Request, p Principal) error {
 	c, err := a.store.Call(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"call": c})
+	return nil
+}
+
+func (a *API) getScreenPop(w http.ResponseWriter, r *http.Request, p Principal) error {
+	sp, err := a.store.ScreenPop(r.Context(), r.PathValue("id"), time.Now())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"screen_pop": sp})
+	return nil
+}
+
+// putCallRequester takes {"call":{"requester_id":N}}: the agent picks the requester (PM-11).
+func (a *API) putCallRequester(w http.ResponseWriter, r *http.Request, p Principal) error {
+	b, err := readBody(r, "call")
+	if err != nil {
+		return err
+	}
+	id := b.id("requester_id")
+	if id == nil {
+		if _, ok := b.fields["requester_id"]; !ok {
+			b.fail("requester_id", "is required")
+		}
+	}
+	if err := b.err(); err != nil {
+		return err
+	}
+	c, err := a.store.SetCallRequester(r.Context(), p.Actor(), r.PathValue("id"), *id)
 	if err != nil {
 		return err
 	}

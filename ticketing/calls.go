@@ -77,6 +77,9 @@ func loadCall(ctx context.Context, q querier, id string) (*callRow, error) {
 		&c.D.IVRTime, &c.D.QueueTime, &c.D.RingTime, &c.D.TalkTime, &c.D.HoldTime, &c.D.TransferTime, &c.D.Duration,
 		&c.TicketChoice, &c.ChosenTicketID, &c.EnteredNumber, &c.NoTicket, &c.AbandonedWhere, &c.VoicemailID,
 		&c.RecordingID, &c.RecordingSeconds, &c.CSAT, &c.LastSeq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, notFound("call %s not found", id)
+	}
 	if err != nil {
 		return nil, dbError("load call", err)
 	}

@@ -1,0 +1,186 @@
+package ticketing_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/ticketing"
+)
+
+// rule PM-11: the agent offered a call sees every matching user, owner first, and the ticket
+// the call will use; the agent can switch the requester, and the ticket follows.
+func TestRule_PM11_ScreenPopAndRequesterSwitch(t *testing.T) {
+	h := newEngineHarness(t, nil)
+	owner := h.endUser("Owner", "+15557773000")
+	holder := h.endUser("Holder", "+15557773000") // shared (PM-6)
+	s := h.newCall(h.now).started("+15557773000", "+15550100").queued(1, "support").
+		add(ticketing.EventOffered, 4, func(e *ticketing.Event) { e.AgentID = h.agent1.ID })
+	h.run(s.evs...)
+	sp, err := h.store.ScreenPop(h.ctx, s.id, h.now.Add(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sp.Candidates) != 2 || sp.Candidates[0].User.ID != owner.ID || sp.Candidates[0].LineType != "direct" ||
+		sp.Candidates[1].User.ID != holder.ID || sp.Candidates[1].LineType != "shared" {
+		t.Fatalf("candidates %s, want owner (direct) then holder (shared)", js(sp.Candidates))
+	}
+	if sp.Requester == nil || sp.Requester.ID != owner.ID || !sp.TicketIsNew || sp.WaitTime != 9 || sp.Ambiguous {
+		t.Errorf("screen pop %s", js(sp))
+	}
+	if _, err := h.store.SetCallRequester(h.ctx, ticketing.Actor(h.agent1.ID), s.id, holder.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.store.SetCallRequester(h.ctx, ticketing.Actor(h.agent1.ID), s.id, h.agent2.ID); err == nil {
+		t.Error("an agent was accepted as the requester")
+	}
+	s.answered(12, h.agent1.ID).ended(40, ticketing.OutcomeAnswered)
+	h.run(s.evs...)
+	tk := h.ticket(h.call(s.id).TicketID)
+	if tk.RequesterID != holder.ID {
+		t.Errorf("ticket requester %d, want the picked holder %d", tk.RequesterID, holder.ID)
+	}
+}
+
+// rule PM-13: the agent's view and the ticket outcome for every cell of
+// {0, 1, many matching users} × {0, 1, many unsolved tickets of the requester}, inbound and
+// outbound (prompt_ticket_choice off: OB-1; on: the agent's choice).
+//
+// Decisions written down here: with many matching users and none owning the number, the
+// default unowned_number_policy (create_user) makes a new owner (PM-9), so the "many users"
+// rows use most_recent_contact, where the most recently created holder is the requester (TC-9).
+// Tickets of the matrix are voice tickets of queue "support" so that TU-1 applies inbound.
+func TestRule_PM13_MatchingMatrix(t *testing.T) {
+	for _, users := range []int{0, 1, 2} {
+		for _, tickets := range []int{0, 1, 2} {
+			if users == 0 && tickets > 0 {
+				continue // a number nobody holds has no requester with tickets
+			}
+			for _, dir := range []string{"inbound", "outbound/prompt_off", "outbound/prompt_existing", "outbound/prompt_new", "outbound/no_ticket"} {
+				t.Run(fmt.Sprintf("users=%d/tickets=%d/%s", users, tickets, dir), func(t *testing.T) {
+					pm13Cell(t, users, tickets, dir)
+				})
+			}
+		}
+	}
+}
+
+func pm13Cell(t *testing.T, users, tickets int, dir string) {
+	h := newEngineHarness(t, nil)
+	h.settings(func(s *ticketing.Settings) {
+		s.UnownedNumberPolicy = ticketing.UnownedMostRecentContact
+		s.CallbackAppendWindow = 0
+	})
+	const number = "+15557774000"
+	var holders []ticketing.User
+	if users > 0 {
+		owner := h.endUser("First", number)
+		holders = append(holders, owner)
+		extra := users - 1
+		if users > 1 {
+			extra = users // the owner is removed below, leaving `users` shared holders
+		}
+		for i := 1; i <= extra; i++ {
+			holders = append(holders, h.endUser(fmt.Sprintf("Holder %d", i), number))
+		}
+		if users > 1 {
+			// Nobody owns it any more: only shared holders remain (PM-12).
+			if err := h.store.DeleteUser(h.ctx, ticketing.Actor(h.admin.ID), owner.ID); err != nil {
+				t.Fatal(err)
+			}
+			holders = holders[1:]
+		}
+	}
+	var expectRequester int64
+	if len(holders) > 0 {
+		expectRequester = holders[len(holders)-1].ID // owner, or the most recent holder
+	}
+	var recent int64
+	for i := 0; i < tickets; i++ {
+		// Earlier calls make the requester's unsolved voice tickets on queue support.
+		prev := h.answeredCall(h.now.Add(time.Duration(-10+i)*time.Hour), number, "support", h.agent1.ID, 60)
+		if i > 0 {
+			// A second ticket needs append off while it is made.
+			h.settings(func(s *ticketing.Settings) { s.AppendToOpenTicket = false })
+		}
+		h.run(prev.evs...)
+		h.settings(func(s *ticketing.Settings) { s.AppendToOpenTicket = true })
+		recent = *h.call(prev.id).TicketID
+	}
+	before := h.ticketCount()
+
+	var s *script
+	if dir == "inbound" {
+		s = h.newCall(h.now).started(number, "+15550100").queued(1, "support").
+			add(ticketing.EventOffered, 2, func(e *ticketing.Event) { e.AgentID = h.agent1.ID })
+		h.run(s.evs...)
+		sp, err := h.store.ScreenPop(h.ctx, s.id, h.now.Add(3*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The agent's view: every holder listed; the requester; the ticket to be used.
+		if len(sp.Candidates) != max(users, 1) && !(users == 0 && len(sp.Candidates) == 1) {
+			t.Errorf("view lists %d candidates, want %d", len(sp.Candidates), max(users, 1))
+		}
+		if sp.Ambiguous != (users > 1) {
+			t.Errorf("ambiguous = %v with %d users", sp.Ambiguous, users)
+		}
+		if tickets == 0 && !sp.TicketIsNew || tickets > 0 && (sp.Ticket == nil || sp.Ticket.ID != recent) {
+			t.Errorf("view's ticket %s, want %v", js(sp.Ticket), map[bool]any{true: "new", false: recent}[tickets == 0])
+		}
+		if len(sp.UnsolvedTickets) != tickets {
+			t.Errorf("view lists %d unsolved tickets, want %d", len(sp.UnsolvedTickets), tickets)
+		}
+		s.answered(5, h.agent1.ID).ended(30, ticketing.OutcomeAnswered)
+	} else {
+		var mut func(*ticketing.Event)
+		switch dir {
+		case "outbound/prompt_existing": // OB-2: the agent picked the most recent unsolved ticket
+			h.settings(func(s *ticketing.Settings) { s.Outbound.PromptTicketChoice = true })
+			if tickets > 0 {
+				mut = func(e *ticketing.Event) { e.TicketChoice, e.TicketID = "existing", recent }
+			}
+		case "outbound/prompt_new": // OB-3
+			h.settings(func(s *ticketing.Settings) { s.Outbound.PromptTicketChoice, s.Outbound.AllowNewTicket = true, true })
+			mut = func(e *ticketing.Event) { e.TicketChoice = "new" }
+		case "outbound/no_ticket": // OB-4, TC-8
+			h.settings(func(s *ticketing.Settings) { s.Outbound.AllowNoTicket = true })
+			mut = func(e *ticketing.Event) { e.TicketChoice = "none" }
+		}
+		s = h.outbound(h.now, number, mut, true)
+	}
+	h.run(s.evs...)
+	c := h.call(s.id)
+	switch dir {
+	case "outbound/no_ticket":
+		if c.TicketID != nil || h.ticketCount() != before {
+			t.Errorf("no-ticket choice made a ticket")
+		}
+		return
+	case "outbound/prompt_new":
+		if c.TicketID == nil || h.ticketCount() != before+1 {
+			t.Errorf("new-ticket choice: ticket %v, tickets +%d", c.TicketID, h.ticketCount()-before)
+		}
+		return
+	}
+	tk := h.ticket(c.TicketID)
+	if users > 0 && tk.RequesterID != expectRequester {
+		t.Errorf("requester %d, want %d", tk.RequesterID, expectRequester)
+	}
+	if users == 0 {
+		u, err := h.store.User(h.ctx, tk.RequesterID)
+		if err != nil || u.Name != number {
+			t.Errorf("PM-2: requester %s, want a new user named after the number", js(u))
+		}
+	}
+	switch tickets {
+	case 0:
+		if h.ticketCount() != before+1 {
+			t.Errorf("%d tickets, want a new one", h.ticketCount()-before)
+		}
+	default:
+		if tk.ID != recent || h.ticketCount() != before {
+			t.Errorf("call went to ticket %d (tickets +%d), want the most recent unsolved %d", tk.ID, h.ticketCount()-before, recent)
+		}
+	}
+}
