@@ -80,7 +80,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"PUT", p("/users/%d/merge", user2), func(f fixture) any { return map[string]any{"user": map[string]any{"id": f.user}} }, 200, 200},
 		{"GET", p("/users/%d/tickets/requested", user), nil, 200, 200},
 		{"GET", p("/tickets"), nil, 200, 200},
-		{"POST", p("/tickets"), func(f fixture) any { return map[string]any{"ticket": map[string]any{"subject": "s", "requester_id": f.user}} }, 201, 201},
+		{"POST", p("/tickets"), func(f fixture) any {
+			return map[string]any{"ticket": map[string]any{"subject": "s", "requester_id": f.user}}
+		}, 201, 201},
 		{"GET", p("/tickets/%d", ticket), nil, 200, 200},
 		{"PUT", p("/tickets/%d", ticket), body(map[string]any{"ticket": map[string]any{"subject": "s2"}}), 200, 200},
 		{"GET", p("/tickets/%d/comments", ticket), nil, 200, 200},

@@ -73,6 +73,15 @@ func (s *Store) ResolveCaller(ctx context.Context, number string, opts ResolveOp
 		return s.resolveAnonymous(ctx, st, opts)
 	}
 	res := Resolution{Number: norm, Location: s.PhoneLocation(norm)}
+	// The common case reads only: one query, no transaction.
+	hs, err := holders(ctx, s.pool, norm)
+	if err != nil {
+		return Resolution{}, err
+	}
+	if len(hs) > 0 && (hs[0].LineType == LineDirect || st.UnownedNumberPolicy == UnownedMostRecentContact) {
+		pickHolder(&res, hs)
+		return res, nil
+	}
 	for attempt := 0; ; attempt++ {
 		r := res
 		err := s.inTx(ctx, SystemActor, "resolve_caller", func(tx pgx.Tx) error {
@@ -93,14 +102,8 @@ func (s *Store) resolveNumber(ctx context.Context, tx pgx.Tx, st Settings, r *Re
 	if err != nil {
 		return err
 	}
-	if len(hs) > 0 && hs[0].LineType == LineDirect {
-		r.Requester, r.Candidates, r.Rule = &hs[0].User, hs, "PM-1"
-		return nil
-	}
-	if len(hs) > 0 && st.UnownedNumberPolicy == UnownedMostRecentContact {
-		// PM-9 most_recent_contact; holders come most recently created first.
-		r.Requester, r.Candidates, r.Rule = &hs[0].User, hs, "PM-9"
-		r.Ambiguous = len(hs) > 1
+	if len(hs) > 0 && (hs[0].LineType == LineDirect || st.UnownedNumberPolicy == UnownedMostRecentContact) {
+		pickHolder(r, hs)
 		return nil
 	}
 	// PM-2 (nobody holds it) or PM-9 create_user (only shared holders).
@@ -160,6 +163,18 @@ func (s *Store) resolveNumber(ctx context.Context, tx pgx.Tx, st Settings, r *Re
 	r.Requester, r.Created = &u, true
 	r.Candidates = []Holder{{User: u, LineType: LineDirect}}
 	return nil
+}
+
+// pickHolder resolves to the direct owner (PM-1, PM-7) or, with no owner under
+// most_recent_contact, to the most recently created holder (PM-9, PM-12): holders come owner
+// first, then most recently created first.
+func pickHolder(r *Resolution, hs []Holder) {
+	r.Requester, r.Candidates = &hs[0].User, hs
+	if hs[0].LineType == LineDirect {
+		r.Rule = "PM-1"
+		return
+	}
+	r.Rule, r.Ambiguous = "PM-9", len(hs) > 1
 }
 
 func (s *Store) resolveAnonymous(ctx context.Context, st Settings, opts ResolveOptions) (Resolution, error) {
