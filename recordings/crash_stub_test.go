@@ -1,0 +1,5 @@
+package recordings
+
+const envCrashChild = "RECORDINGS_CRASH_CHILD"
+
+func crashChild() int { return 0 }

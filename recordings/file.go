@@ -1,0 +1,130 @@
+package recordings
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// wavFile is a WAV file growing at its end. Its header is written with zero sizes at creation
+// and rewritten with the current sizes by sync, which also fsyncs: after a SIGKILL the file
+// holds every byte written (the page cache survives the process) and a header at most one sync
+// behind, which Repair makes exact; after a power loss it holds what the last fsync made durable.
+// Owned by one goroutine.
+type wavFile struct {
+	f        File
+	path     string
+	channels int
+	size     int64 // audio bytes written
+	hdr      []byte
+}
+
+// createWAV creates path (and its directories) exclusively and writes an empty header.
+func createWAV(fsys FS, path string, channels int) (*wavFile, error) {
+	if err := fsys.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("recordings: create %s: %w", path, err)
+	}
+	f, err := fsys.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("recordings: create %s: %w", path, err)
+	}
+	w := &wavFile{f: f, path: path, channels: channels, hdr: make([]byte, 0, headerSize)}
+	if _, err := f.Write(appendHeader(w.hdr[:0], channels, 0)); err != nil {
+		f.Close()
+		_ = fsys.Remove(path)
+		return nil, fmt.Errorf("recordings: write header of %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		_ = fsys.Remove(path)
+		return nil, fmt.Errorf("recordings: sync %s: %w", path, err)
+	}
+	// The new directory entry must be durable too, or a power loss could lose the whole file.
+	if d, err := fsys.OpenFile(filepath.Dir(path), os.O_RDONLY, 0); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return w, nil
+}
+
+// write appends audio. A short write counts what reached the file.
+func (w *wavFile) write(b []byte) error {
+	n, err := w.f.Write(b)
+	w.size += int64(n)
+	if err != nil {
+		return fmt.Errorf("recordings: write %s: %w", w.path, err)
+	}
+	return nil
+}
+
+// dataSize is the header's data size: whole sample frames, within the 32-bit RIFF limit.
+func (w *wavFile) dataSize() uint32 {
+	block := int64(w.channels * BitsPerSample / 8)
+	return uint32(min(w.size-w.size%block, maxDataSize-maxDataSize%block))
+}
+
+// sync rewrites the header's sizes and fsyncs the file.
+func (w *wavFile) sync() error {
+	if _, err := w.f.WriteAt(appendHeader(w.hdr[:0], w.channels, w.dataSize()), 0); err != nil {
+		return fmt.Errorf("recordings: write header of %s: %w", w.path, err)
+	}
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("recordings: sync %s: %w", w.path, err)
+	}
+	return nil
+}
+
+// close syncs and closes; the file is then a complete WAV file.
+func (w *wavFile) close() error {
+	err := w.sync()
+	if cerr := w.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("recordings: close %s: %w", w.path, cerr)
+	}
+	return err
+}
+
+// safeName keeps a call id usable as a file name: letters, digits, '-', '_', '.', others '_'.
+func safeName(callID string) string {
+	s := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+			return r
+		}
+		return '_'
+	}, callID)
+	s = strings.TrimLeft(s, ".")
+	if len(s) > 120 {
+		s = s[:120]
+	}
+	if s == "" {
+		s = "call"
+	}
+	return s
+}
+
+// maxNameTries bounds the search for a free file name when a call is recorded more than once.
+const maxNameTries = 100
+
+// createUnique creates dir/YYYY/MM/DD/<call id><suffix>.wav, or -2, -3, … when taken, and
+// returns the file and its path relative to dir.
+func createUnique(fsys FS, dir, callID, suffix string, at time.Time, channels int) (*wavFile, string, error) {
+	day := at.UTC().Format("2006/01/02")
+	base := safeName(callID) + suffix
+	for i := 1; i <= maxNameTries; i++ {
+		name := base
+		if i > 1 {
+			name = fmt.Sprintf("%s-%d", base, i)
+		}
+		rel := filepath.Join(filepath.FromSlash(day), name+".wav")
+		w, err := createWAV(fsys, filepath.Join(dir, rel), channels)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return w, filepath.ToSlash(rel), err
+	}
+	return nil, "", fmt.Errorf("recordings: create %s in %s: %d names taken", base, day, maxNameTries)
+}

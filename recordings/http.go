@@ -1,0 +1,142 @@
+package recordings
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Register mounts the recordings routes of CONTRACT.md §4 on mux under prefix (e.g. "/api/v2"):
+//
+//	GET    {prefix}/recordings/{id}          the audio (audio/wav, HTTP Range, RFC 9110 §14)
+//	DELETE {prefix}/tickets/{id}/recordings  every recording on the ticket, for good (CD-6)
+//
+// Access (CD-6, RULES.md recordings.agents_can_access): anonymous → 401; admins always; agents
+// only while agents_can_access is true, else 403 — for deletion as for listening (an agent who
+// may not hear a recording may not delete it either). Unknown, deleted, failed or unfinished
+// recordings → 404. Errors are {"error", "description"} as in the rest of the API. It panics
+// when Options.Authorizer is nil; the DELETE route needs Options.Tickets.
+func (s *Service) Register(mux *http.ServeMux, prefix string) {
+	if s.opts.Authorizer == nil {
+		panic("recordings: Register without an Authorizer")
+	}
+	prefix = strings.TrimSuffix(prefix, "/")
+	mux.HandleFunc("GET "+prefix+"/recordings/{id}", s.serveRecording)
+	mux.HandleFunc("DELETE "+prefix+"/tickets/{id}/recordings", s.deleteTicketRecordings)
+}
+
+// allowed authenticates r and applies the access rule; on refusal it has written the error.
+func (s *Service) allowed(w http.ResponseWriter, r *http.Request) (userID int64, ok bool) {
+	userID, admin, err := s.opts.Authorizer.Authorize(r)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Basic realm="switchboard", charset="UTF-8"`)
+		writeError(w, http.StatusUnauthorized, "Unauthorized", "authentication required: HTTP Basic or a Bearer API token")
+		return 0, false
+	}
+	if admin {
+		return userID, true
+	}
+	can, err := s.opts.Authorizer.AgentsCanAccess(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "InternalError", "could not read the recordings.agents_can_access setting")
+		return 0, false
+	}
+	if !can {
+		writeError(w, http.StatusForbidden, "Forbidden", "recordings.agents_can_access is off: only admins can access recordings")
+		return 0, false
+	}
+	return userID, true
+}
+
+func (s *Service) serveRecording(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.allowed(w, r); !ok {
+		return
+	}
+	id := r.PathValue("id")
+	rec, err := s.Recording(r.Context(), id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, "RecordNotFound", fmt.Sprintf("no recording %q", id))
+		return
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, "InternalError", "could not read the recording's metadata")
+		return
+	case rec.State != StateReady:
+		writeError(w, http.StatusNotFound, "RecordNotFound", fmt.Sprintf("recording %q is %s", id, rec.State))
+		return
+	}
+	f, err := s.opts.FS.OpenFile(s.abs(rec.Path), os.O_RDONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		writeError(w, http.StatusNotFound, "RecordNotFound", fmt.Sprintf("recording %q: the audio file is gone", id))
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "InternalError", "could not open the audio file")
+		return
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", "audio/wav")
+	w.Header().Set("Cache-Control", "private, no-store")
+	modtime := rec.CreatedAt
+	if rec.ReadyAt != nil {
+		modtime = *rec.ReadyAt
+	}
+	// ServeContent answers Range (206, multipart for several ranges, 416), If-Range and HEAD.
+	http.ServeContent(w, r, id+".wav", modtime, f)
+}
+
+func (s *Service) deleteTicketRecordings(w http.ResponseWriter, r *http.Request) {
+	by, ok := s.allowed(w, r)
+	if !ok {
+		return
+	}
+	if s.opts.Tickets == nil {
+		writeError(w, http.StatusNotImplemented, "NotImplemented", "deleting a ticket's recordings is not wired")
+		return
+	}
+	ticket, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || ticket <= 0 {
+		writeError(w, http.StatusNotFound, "RecordNotFound", fmt.Sprintf("no ticket %q", r.PathValue("id")))
+		return
+	}
+	ctx := r.Context()
+	ids, err := s.opts.Tickets.RecordingIDs(ctx, ticket)
+	if errors.Is(err, ErrNotFound) {
+		writeError(w, http.StatusNotFound, "RecordNotFound", fmt.Sprintf("no ticket %d", ticket))
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "InternalError", "could not list the ticket's recordings")
+		return
+	}
+	at := s.now().UTC()
+	for _, id := range ids {
+		if _, err := s.Delete(ctx, id, by, at); err != nil {
+			writeError(w, http.StatusInternalServerError, "InternalError", fmt.Sprintf("could not delete recording %q", id))
+			return
+		}
+	}
+	if len(ids) > 0 {
+		if err := s.opts.Tickets.MarkDeleted(ctx, ticket, ids, by, at); err != nil {
+			writeError(w, http.StatusInternalServerError, "InternalError", "the audio is deleted but the ticket could not be updated; retry")
+			return
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type errorBody struct {
+	Error       string `json:"error"`
+	Description string `json:"description"`
+}
+
+func writeError(w http.ResponseWriter, status int, name, description string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(errorBody{Error: name, Description: description})
+}

@@ -1,0 +1,86 @@
+package recordings
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the recording metrics of CONTRACT.md §5 plus the tap's drops, shared by every
+// recording of a Service.
+type Metrics struct {
+	active      prometheus.Gauge
+	bytes       prometheus.Counter
+	errors      prometheus.Counter
+	droppedFull prometheus.Counter
+	droppedLate prometheus.Counter
+}
+
+// Reasons a tapped packet is not recorded (label "reason" of
+// switchboard_recording_packets_dropped_total).
+const (
+	dropBufferFull = "buffer_full" // the writer goroutine fell behind: the tap drops rather than block RTP
+	dropLate       = "late"        // arrived after its place in the file was written (later than Options.Delay)
+)
+
+// NewMetrics creates the metrics and registers them on reg (nil: not registered, still usable).
+// Names:
+//
+//	switchboard_recordings_active                        gauge: recordings being written
+//	switchboard_recording_bytes_total                    counter: audio bytes written to files
+//	switchboard_recording_errors_total                   counter: recordings that failed (create, write, close)
+//	switchboard_recording_packets_dropped_total{reason}  counter: buffer_full, late
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	active := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "switchboard_recordings_active",
+		Help: "Recordings being written.",
+	})
+	bytes := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "switchboard_recording_bytes_total",
+		Help: "Audio bytes written to recording files.",
+	})
+	errs := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "switchboard_recording_errors_total",
+		Help: "Recordings that failed: the file could not be created, written or closed (e.g. a full disk).",
+	})
+	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_recording_packets_dropped_total",
+		Help: "Tapped RTP packets not recorded: buffer_full (the writer fell behind), late (after their audio was written).",
+	}, []string{"reason"})
+	if reg != nil {
+		for _, c := range []prometheus.Collector{active, bytes, errs, dropped} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("recordings: register metrics: %w", err)
+			}
+		}
+	}
+	return &Metrics{active: active, bytes: bytes, errors: errs,
+		droppedFull: dropped.WithLabelValues(dropBufferFull), droppedLate: dropped.WithLabelValues(dropLate)}, nil
+}
+
+// The helpers below accept a nil *Metrics (nothing recorded).
+
+func (m *Metrics) addActive(d float64) {
+	if m != nil {
+		m.active.Add(d)
+	}
+}
+
+func (m *Metrics) addBytes(n int) {
+	if m != nil {
+		m.bytes.Add(float64(n))
+	}
+}
+
+func (m *Metrics) addError() {
+	if m != nil {
+		m.errors.Inc()
+	}
+}
+
+func (m *Metrics) addDropped(full, late uint64) {
+	if m != nil {
+		m.droppedFull.Add(float64(full))
+		m.droppedLate.Add(float64(late))
+	}
+}

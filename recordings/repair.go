@@ -1,0 +1,247 @@
+package recordings
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// headerScan is how much of a file RepairFile reads to find the data chunk.
+const headerScan = 64 << 10
+
+// RepairFile makes the WAV file at path consistent after a crash: the data chunk becomes
+// everything from the data offset to the end of the file (cut to whole sample frames) and the
+// RIFF size follows. It returns the header as it is now and whether it changed anything. A file
+// without a readable PCM header is an error wrapping ErrBadWAV. It assumes the data chunk is
+// the file's last chunk, as in every file this package writes.
+func RepairFile(path string) (Header, bool, error) {
+	return repairFile(OSFS{}, path)
+}
+
+func repairFile(fsys FS, path string) (Header, bool, error) {
+	f, err := fsys.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return Header{}, false, fmt.Errorf("recordings: repair %s: %w", path, err)
+	}
+	defer f.Close()
+	h, changed, err := repairOpen(f)
+	if err != nil {
+		return h, false, fmt.Errorf("recordings: repair %s: %w", path, err)
+	}
+	return h, changed, nil
+}
+
+func repairOpen(f File) (Header, bool, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return Header{}, false, err
+	}
+	size := st.Size()
+	buf := make([]byte, min(size, headerScan))
+	if _, err := f.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
+		return Header{}, false, err
+	}
+	h, err := ParseHeader(buf)
+	if err != nil {
+		return h, false, err
+	}
+	data, whole := fixedSizes(h, size)
+	if h.Consistent(size) && whole == data {
+		return h, false, nil
+	}
+	if whole != data {
+		if err := f.Truncate(h.DataOffset + whole); err != nil {
+			return h, false, err
+		}
+	}
+	h.DataSize, h.RIFFSize = uint32(whole), uint32(h.DataOffset+whole-8)
+	var b [4]byte
+	if _, err := f.WriteAt(binary.LittleEndian.AppendUint32(b[:0], h.RIFFSize), 4); err != nil {
+		return h, false, err
+	}
+	if _, err := f.WriteAt(binary.LittleEndian.AppendUint32(b[:0], h.DataSize), h.DataOffset-4); err != nil {
+		return h, false, err
+	}
+	if err := f.Sync(); err != nil {
+		return h, false, err
+	}
+	return h, true, nil
+}
+
+// fixedSizes returns the audio bytes a file of size holds after h.DataOffset, and that count cut
+// to whole sample frames within the 32-bit RIFF limit.
+func fixedSizes(h Header, size int64) (data, whole int64) {
+	data = max(size-h.DataOffset, 0)
+	block := int64(h.BlockAlign)
+	limit := int64(maxDataSize) - h.DataOffset + headerSize
+	whole = min(data, limit)
+	return data, whole - whole%block
+}
+
+// Repaired is one recording Repair completed or one file whose header it fixed.
+type Repaired struct {
+	Result
+	// WasRecording: the metadata said recording, so the process died while writing it. With
+	// State ready the gateway emits call.recording_ready {recording_id: ID, seconds: Seconds};
+	// with State failed (file missing or unreadable) it notes the failure.
+	WasRecording bool
+	// HeaderFixed: the header's sizes disagreed with the file and were rewritten.
+	HeaderFixed bool
+	// Err says why a recording could not be recovered (State failed).
+	Err error
+}
+
+// Repair runs at start-up, before this node records anything: it completes every recording
+// this node (Options.Node) left in state recording — fixing its file's header, then marking it
+// ready with the duration and size found, or failed when the file is gone or unreadable — and
+// then scans Options.Dir for WAV files whose header disagrees with their size (a crash while
+// another row's state was already written, files no row knows) and fixes them. Recordings
+// this process is writing are left alone. It returns what it touched.
+func (s *Service) Repair(ctx context.Context) ([]Repaired, error) {
+	rows, err := s.query(ctx, `SELECT `+recordingColumns+` FROM recordings WHERE state = 'recording' AND node = $1
+		ORDER BY created_at, id`, s.opts.Node)
+	if err != nil {
+		return nil, fmt.Errorf("recordings: repair: %w", err)
+	}
+	var out []Repaired
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if s.isActive(r.ID) {
+			continue
+		}
+		seen[r.Path] = true
+		rep, err := s.repairRow(ctx, r)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, rep)
+	}
+	err = filepath.WalkDir(s.opts.Dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if path == s.opts.Dir && errors.Is(err, fs.ErrNotExist) {
+				return filepath.SkipDir
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() || !strings.HasSuffix(d.Name(), ".wav") {
+			return nil
+		}
+		rel, err := filepath.Rel(s.opts.Dir, path)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if seen[rel] {
+			return nil
+		}
+		rep, ok, err := s.repairStray(ctx, rel)
+		if err != nil {
+			return err
+		}
+		if ok {
+			out = append(out, rep)
+		}
+		return nil
+	})
+	if err != nil {
+		return out, fmt.Errorf("recordings: repair: scan %s: %w", s.opts.Dir, err)
+	}
+	return out, nil
+}
+
+// repairRow completes one row left in state recording.
+func (s *Service) repairRow(ctx context.Context, r Recording) (Repaired, error) {
+	rep := Repaired{WasRecording: true, Result: Result{ID: r.ID, CallID: r.CallID, Path: s.abs(r.Path),
+		Channels: r.Channels, StartedAt: r.StartedAt, State: StateReady}}
+	h, changed, err := repairFile(s.opts.FS, rep.Path)
+	rep.HeaderFixed = changed
+	if err != nil {
+		rep.State, rep.Err = StateFailed, err
+	} else {
+		rep.Duration = time.Duration(h.Frames()) * (time.Second / SampleRate)
+		rep.Seconds = int64((rep.Duration + time.Second/2) / time.Second)
+		rep.Bytes = h.DataOffset + int64(h.DataSize)
+	}
+	pauses := r.Pauses
+	if n := len(pauses); n > 0 && pauses[n-1].ToMS == nil {
+		ms := rep.Duration.Milliseconds()
+		pauses[n-1].ToMS = &ms // paused until the crash
+	}
+	rep.Pauses = pauses
+	errText := ""
+	if rep.Err != nil {
+		errText = "after a crash: " + rep.Err.Error()
+	}
+	if _, err := s.complete(ctx, r.ID, rep.State, rep.Duration, rep.Bytes, s.now(), pauses, errText); err != nil {
+		return rep, fmt.Errorf("recordings: repair %s: %w", r.ID, err)
+	}
+	return rep, nil
+}
+
+// repairStray fixes a file found by the scan when its header disagrees with its size.
+func (s *Service) repairStray(ctx context.Context, rel string) (Repaired, bool, error) {
+	path := s.abs(rel)
+	if !s.headerStale(path) {
+		return Repaired{}, false, nil
+	}
+	var r Recording
+	r, err := scanRecording(s.opts.DB.QueryRow(ctx, `SELECT `+recordingColumns+` FROM recordings
+		WHERE path = $1 AND state <> 'deleted'`, rel))
+	known := err == nil
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return Repaired{}, false, fmt.Errorf("recordings: repair %s: %w", rel, err)
+	}
+	if known && (r.State == StateRecording || s.isActive(r.ID)) {
+		return Repaired{}, false, nil // another node's live recording, or ours
+	}
+	h, changed, err := repairFile(s.opts.FS, path)
+	if err != nil || !changed {
+		return Repaired{}, false, nil // not ours to judge: leave files we cannot read as they are
+	}
+	rep := Repaired{HeaderFixed: true, Result: Result{Path: path, Channels: int(h.Channels), State: r.State,
+		Duration: time.Duration(h.Frames()) * (time.Second / SampleRate), Bytes: h.DataOffset + int64(h.DataSize)}}
+	rep.Seconds = int64((rep.Duration + time.Second/2) / time.Second)
+	if known {
+		rep.ID, rep.CallID, rep.StartedAt = r.ID, r.CallID, r.StartedAt
+		if _, err := s.opts.DB.Exec(ctx, `UPDATE recordings SET duration_ms = $2, size_bytes = $3 WHERE id = $1`,
+			r.ID, rep.Duration.Milliseconds(), rep.Bytes); err != nil {
+			return rep, true, fmt.Errorf("recordings: repair %s: %w", rel, err)
+		}
+	}
+	return rep, true, nil
+}
+
+// headerStale reports whether the file's header disagrees with its size (false when unreadable).
+func (s *Service) headerStale(path string) bool {
+	f, err := s.opts.FS.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	buf := make([]byte, min(st.Size(), headerScan))
+	if _, err := f.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
+		return false
+	}
+	h, err := ParseHeader(buf)
+	if err != nil {
+		return false
+	}
+	data, whole := fixedSizes(h, st.Size())
+	return !h.Consistent(st.Size()) || data != whole
+}

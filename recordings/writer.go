@@ -1,0 +1,409 @@
+package recordings
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// Writer records one call (stereo: caller left, agent or far end right) or one voicemail
+// message (mono) from RTP taps into a WAV file, 8 kHz 16-bit PCM.
+//
+// The taps it hands out run on the RTP goroutines: each decides the channel, copies the payload
+// into a frame from a fixed pool and queues it, never blocking — with the pool empty the packet
+// is dropped and counted. One goroutine per Writer places the frames in time (see timeline),
+// decodes G.711 (payload type 0 PCMU, 8 PCMA; telephone-event, comfort noise and anything else
+// ignored), holds Options.Delay of audio for late packets, writes the rest in order — silence
+// where nothing arrived, so the file's length is the wall time recorded — and rewrites the
+// header and fsyncs every Options.SyncInterval. A write error (a full disk) fails the recording,
+// not the call: the taps stop, the error is counted and returned by Finish.
+//
+// Methods are safe for concurrent use. Finish must be called once the call ends; it ends the
+// goroutine.
+type Writer struct {
+	s        *Service
+	id       string
+	callID   string
+	kind     string
+	rel      string
+	channels int
+	start    time.Time
+
+	free     chan *frame
+	frames   chan *frame
+	finishCh chan time.Time
+	done     chan struct{}
+
+	stopped  atomic.Bool
+	paused   atomic.Bool
+	accepted atomic.Uint64
+	dropFull atomic.Uint64
+	ignored  atomic.Uint64
+
+	mu       sync.Mutex
+	pauses   []Pause
+	finished bool
+
+	finishOnce sync.Once
+	result     Result
+	resultErr  error
+
+	// Owned by the run goroutine until done is closed.
+	file      *wavFile
+	ring      []int16
+	ringSize  int64 // sample frames
+	committed int64 // sample frames written to the file
+	highest   int64 // end of the latest audio placed
+	lines     [2]timeline
+	late      uint64
+	lateSeen  uint64
+	written   int64 // audio bytes in the file
+	writeErr  error
+	out       []byte
+}
+
+// frame is one tapped packet on its way to the writer goroutine.
+type frame struct {
+	ch   Channel
+	pt   uint8
+	seq  uint16
+	ts   uint32
+	ssrc uint32
+	at   time.Time
+	data []byte
+}
+
+// Pause is one interval during which recording was paused (e.g. while a card number is read):
+// silence in the file. It is kept in the metadata (column pauses) as the audit of who paused.
+type Pause struct {
+	FromMS    int64      `json:"from_ms"`              // offset in the file
+	ToMS      *int64     `json:"to_ms,omitempty"`      // nil while paused
+	PausedAt  time.Time  `json:"paused_at"`            // wall time
+	ResumedAt *time.Time `json:"resumed_at,omitempty"` // nil while paused
+	PausedBy  int64      `json:"paused_by,omitempty"`  // user id, 0 for the system
+	ResumedBy int64      `json:"resumed_by,omitempty"` // user id, 0 for the system (or Finish)
+}
+
+// Result is what Finish reports about a recording.
+type Result struct {
+	ID        string
+	CallID    string
+	Path      string // absolute file path
+	Channels  int
+	State     State // StateReady, StateFailed, or StateDeleted when deleted while recording
+	StartedAt time.Time
+	Duration  time.Duration // length of the audio in the file
+	Seconds   int64         // Duration rounded to whole seconds (call.recording_ready "seconds")
+	Bytes     int64         // file size, header included
+	Pauses    []Pause
+	Packets   uint64 // tapped audio packets queued for writing
+	Dropped   uint64 // tapped audio packets dropped because the writer fell behind
+	Late      uint64 // packets (even partly) later than Options.Delay, their late part dropped
+	Lost      uint64 // gaps in RTP sequence numbers, both channels
+	Ignored   uint64 // packets of other payload types (telephone-event, comfort noise, ...)
+}
+
+// Payload types recorded (RFC 3551 §6).
+const (
+	ptPCMU = 0
+	ptPCMA = 8
+	// maxPayload bounds a frame's payload (the longest G.711 ptime is far below).
+	maxPayload = 1500
+	// commitInterval is how often the writer goroutine writes what is older than Options.Delay.
+	commitInterval = 100 * time.Millisecond
+	// ringSeconds of audio are kept in memory ahead of what was written.
+	ringSeconds = 2
+)
+
+func newWriter(s *Service, id, callID, kind, rel string, channels int, start time.Time, file *wavFile) *Writer {
+	w := &Writer{s: s, id: id, callID: callID, kind: kind, rel: rel, channels: channels, start: start,
+		free:     make(chan *frame, s.opts.Buffer),
+		frames:   make(chan *frame, s.opts.Buffer),
+		finishCh: make(chan time.Time, 1),
+		done:     make(chan struct{}),
+		file:     file,
+		ringSize: int64(ringSeconds*SampleRate) + s.samples(s.opts.Delay),
+	}
+	w.ring = make([]int16, w.ringSize*int64(channels))
+	resync := s.samples(s.opts.Delay) / 2
+	w.lines[0].resync, w.lines[1].resync = resync, resync
+	for range s.opts.Buffer {
+		w.free <- &frame{data: make([]byte, 0, media.FrameSize)}
+	}
+	return w
+}
+
+// ID is the recording's id (a UUID), as in call.recording_ready and GET /recordings/{id}.
+func (w *Writer) ID() string { return w.id }
+
+// Path is the file's absolute path.
+func (w *Writer) Path() string { return w.s.abs(w.rel) }
+
+// Tap returns a media.Tap for one endpoint: its received packets go to channel received, its
+// sent packets to channel sent (None drops that flow). For a call bridged between the carrier
+// leg and the agent leg:
+//
+//	carrier.SetTap(w.CallerTap()) // Tap(Left, None): what the caller says
+//	agent.SetTap(w.AgentTap())    // Tap(Right, None): what the agent (far end) says
+//
+// or carrier.SetTap(w.Tap(Left, Right)) to record what the caller hears (prompts and music
+// included) on the right. After a transfer, set AgentTap on the new agent leg: the new SSRC is
+// placed by arrival. A voicemail writer is fed with Tap(Mono, None). The tap never blocks.
+func (w *Writer) Tap(received, sent Channel) media.Tap {
+	if w.channels == 1 {
+		if received != None {
+			received = Mono
+		}
+		if sent != None {
+			sent = Mono
+		}
+	}
+	return func(p media.TapPacket) {
+		ch := received
+		if p.Flow == media.Sent {
+			ch = sent
+		}
+		if ch == None || w.stopped.Load() {
+			return
+		}
+		if p.PayloadType != ptPCMU && p.PayloadType != ptPCMA || len(p.Payload) == 0 || len(p.Payload) > maxPayload {
+			w.ignored.Add(1)
+			return
+		}
+		if w.paused.Load() {
+			return // the paused audio never even reaches memory
+		}
+		var f *frame
+		select {
+		case f = <-w.free:
+		default:
+			w.dropFull.Add(1)
+			return
+		}
+		f.ch, f.pt, f.seq, f.ts, f.ssrc, f.at = ch, p.PayloadType, p.Sequence, p.Timestamp, p.SSRC, p.At
+		f.data = append(f.data[:0], p.Payload...)
+		w.accepted.Add(1)
+		w.frames <- f // never blocks: frames has room for every frame of the pool
+	}
+}
+
+// CallerTap is Tap(Left, None): for the carrier (caller's) endpoint.
+func (w *Writer) CallerTap() media.Tap { return w.Tap(Left, None) }
+
+// AgentTap is Tap(Right, None): for the agent's (or far end's) endpoint.
+func (w *Writer) AgentTap() media.Tap { return w.Tap(Right, None) }
+
+// Pause stops recording audio (silence in the file) until Resume; by is the user asking (0 for
+// the system). The interval is kept in the metadata. Pausing while paused does nothing.
+func (w *Writer) Pause(ctx context.Context, by int64) error {
+	return w.setPaused(ctx, true, by)
+}
+
+// Resume records audio again after Pause.
+func (w *Writer) Resume(ctx context.Context, by int64) error {
+	return w.setPaused(ctx, false, by)
+}
+
+func (w *Writer) setPaused(ctx context.Context, pause bool, by int64) error {
+	w.mu.Lock()
+	if w.finished {
+		w.mu.Unlock()
+		return ErrFinished
+	}
+	if w.paused.Load() == pause {
+		w.mu.Unlock()
+		return nil
+	}
+	now := w.s.now()
+	ms := now.Sub(w.start).Milliseconds()
+	if pause {
+		w.pauses = append(w.pauses, Pause{FromMS: ms, PausedAt: now.UTC(), PausedBy: by})
+	} else {
+		p := &w.pauses[len(w.pauses)-1]
+		t := now.UTC()
+		p.ToMS, p.ResumedAt, p.ResumedBy = &ms, &t, by
+	}
+	w.paused.Store(pause)
+	pauses := append([]Pause(nil), w.pauses...)
+	w.mu.Unlock()
+	if err := w.s.savePauses(ctx, w.id, pauses); err != nil {
+		return err
+	}
+	return nil
+}
+
+// pauseRanges returns the paused intervals in sample frames (an open one ends at the far future).
+func (w *Writer) pauseRanges(dst [][2]int64) [][2]int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, p := range w.pauses {
+		to := int64(1 << 62)
+		if p.ToMS != nil {
+			to = *p.ToMS * SampleRate / 1000
+		}
+		dst = append(dst, [2]int64{p.FromMS * SampleRate / 1000, to})
+	}
+	return dst
+}
+
+// Finish ends the recording at the current time: the buffered audio is written, silence pads it
+// to the wall time, the header is finalised and the file closed and synced; then the metadata
+// says ready (or failed) with duration and size. Calling it again returns the same result.
+//
+// The error is non-nil when the recording failed (it wraps ErrWrite and the cause, e.g.
+// syscall.ENOSPC; Result.State is StateFailed and the gateway should note it on the ticket) or
+// when the metadata could not be updated (Result.State is then the file's state, and Repair at
+// the next start-up completes the row). The call itself is never affected.
+func (w *Writer) Finish(ctx context.Context) (Result, error) {
+	w.finishOnce.Do(func() {
+		w.stopped.Store(true)
+		end := w.s.now()
+		w.mu.Lock()
+		w.finished = true
+		if n := len(w.pauses); n > 0 && w.pauses[n-1].ToMS == nil {
+			ms, t := end.Sub(w.start).Milliseconds(), end.UTC()
+			w.pauses[n-1].ToMS, w.pauses[n-1].ResumedAt = &ms, &t
+		}
+		pauses := append([]Pause(nil), w.pauses...)
+		w.mu.Unlock()
+		w.finishCh <- end
+		<-w.done
+		w.s.metrics().addActive(-1)
+		w.s.forget(w)
+		w.result, w.resultErr = w.s.finish(ctx, w, pauses)
+	})
+	return w.result, w.resultErr
+}
+
+// run is the writer goroutine: it owns the file, the ring and the timelines.
+func (w *Writer) run() {
+	defer close(w.done)
+	tick := time.NewTicker(commitInterval)
+	defer tick.Stop()
+	lastSync := w.s.now()
+	var ranges [][2]int64
+	for {
+		select {
+		case f := <-w.frames:
+			w.place(f, &ranges)
+			w.free <- f
+		case <-tick.C:
+			now := w.s.now()
+			w.commit(w.s.samples(now.Sub(w.start)-w.s.opts.Delay), &ranges)
+			if w.file != nil && now.Sub(lastSync) >= w.s.opts.SyncInterval {
+				lastSync = now
+				if err := w.file.sync(); err != nil {
+					w.fail(err)
+				}
+			}
+		case end := <-w.finishCh:
+			for drained := false; !drained; {
+				select {
+				case f := <-w.frames:
+					w.place(f, &ranges)
+					w.free <- f
+				default:
+					drained = true
+				}
+			}
+			w.commit(max(w.s.samples(end.Sub(w.start)), w.highest), &ranges)
+			if w.file != nil {
+				if err := w.file.close(); err != nil {
+					w.fail(err)
+				}
+			}
+			w.s.metrics().addDropped(w.dropFull.Load(), w.late)
+			return
+		}
+	}
+}
+
+// place decodes a frame into the ring at its position in time.
+func (w *Writer) place(f *frame, ranges *[][2]int64) {
+	ci := int(f.ch) - 1
+	if ci >= w.channels {
+		ci = w.channels - 1
+	}
+	arr := w.s.samples(f.at.Sub(w.start))
+	pos := w.lines[ci].place(f.ssrc, f.seq, f.ts, arr)
+	n := int64(len(f.data))
+	end := pos + n
+	if end > w.committed+w.ringSize {
+		// Further ahead than the ring holds (a clock jump, or a test feeding packets faster
+		// than real time): write out what must make room.
+		w.commit(end-w.ringSize, ranges)
+	}
+	from := max(pos, w.committed)
+	if from > pos {
+		w.late++
+	}
+	decode := media.DecodeULaw
+	if f.pt == ptPCMA {
+		decode = media.DecodeALaw
+	}
+	for p := from; p < end; p++ {
+		w.ring[(p%w.ringSize)*int64(w.channels)+int64(ci)] = decode(f.data[p-pos])
+	}
+	w.highest = max(w.highest, end)
+}
+
+// commitChunk bounds one write (sample frames).
+const commitChunk = SampleRate / 4
+
+// commit writes the ring's audio up to position target (exclusive) to the file, silencing the
+// paused intervals, and clears what it wrote.
+func (w *Writer) commit(target int64, ranges *[][2]int64) {
+	if target <= w.committed {
+		return
+	}
+	*ranges = w.pauseRanges((*ranges)[:0])
+	for w.committed < target {
+		n := min(target-w.committed, commitChunk)
+		for _, r := range *ranges {
+			for p := max(r[0], w.committed); p < min(r[1], w.committed+n); p++ {
+				i := (p % w.ringSize) * int64(w.channels)
+				clear(w.ring[i : i+int64(w.channels)])
+			}
+		}
+		w.out = w.out[:0]
+		for p := w.committed; p < w.committed+n; p++ {
+			i := (p % w.ringSize) * int64(w.channels)
+			for c := range int64(w.channels) {
+				w.out = binary.LittleEndian.AppendUint16(w.out, uint16(w.ring[i+c]))
+			}
+			clear(w.ring[i : i+int64(w.channels)])
+		}
+		w.committed += n
+		if w.file == nil {
+			continue // failed: keep time moving, write nothing
+		}
+		if err := w.file.write(w.out); err != nil {
+			w.fail(err)
+			continue
+		}
+		w.written = w.file.size
+		w.s.metrics().addBytes(len(w.out))
+	}
+}
+
+// fail ends writing after an error: the taps stop, the file is closed with the best header it
+// can get, and the error is counted now (Finish reports it).
+func (w *Writer) fail(err error) {
+	if w.writeErr != nil {
+		return
+	}
+	w.writeErr = fmt.Errorf("%w: %w", ErrWrite, err)
+	w.stopped.Store(true)
+	w.s.metrics().addError()
+	if w.file != nil {
+		w.written = w.file.size
+		_ = w.file.close() // the header rewrite needs no new blocks: it often succeeds on a full disk
+		w.file = nil
+	}
+}
+
