@@ -1,0 +1,462 @@
+package ivr
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// AgentState is an agent's availability (CONTRACT.md §4).
+type AgentState string
+
+// Agent states.
+const (
+	StateOffline   AgentState = "offline"   // logged out: never offered calls
+	StateAvailable AgentState = "available" // offered calls, longest idle first
+	StateBusy      AgentState = "busy"      // on a call
+	StateWrapUp    AgentState = "wrap_up"   // after a call, for the queue's wrap-up time
+	StateAway      AgentState = "away"      // logged in, not taking calls (also after missed offers)
+)
+
+// AgentStates lists every state, in the order the API and metrics show them.
+var agentStates = [...]AgentState{StateAvailable, StateBusy, StateWrapUp, StateAway, StateOffline}
+
+// Defaults of Queue.
+const (
+	DefaultRingTimeout   = 15 * time.Second
+	DefaultMaxWait       = 120 * time.Second
+	DefaultAnnounceEvery = 30 * time.Second
+	DefaultRetryDelay    = 2 * time.Second
+)
+
+// Agent is one agent of the roster: a ticketing user id (agents exist in the ticketing
+// database) and the queues the agent takes calls from.
+type Agent struct {
+	ID     int64
+	Email  string
+	Name   string
+	Queues []string
+}
+
+// Queue configures one ACD queue.
+type Queue struct {
+	Name string
+	// RingTimeout is how long each agent is offered the call before the next (default 15 s).
+	RingTimeout time.Duration
+	// MaxWait is the longest a call waits before Overflow (default 120 s).
+	MaxWait time.Duration
+	// Overflow is where a call goes after MaxWait (unset: voicemail).
+	Overflow Target
+	// Music is played to waiting callers, looped (nil: the built-in music).
+	Music *Prompt
+	// WrapUp keeps an agent in wrap_up this long after each call (0: none).
+	WrapUp time.Duration
+	// MaxMissedOffers sets an agent away after this many offers in a row went unanswered
+	// (0: never).
+	MaxMissedOffers int
+	// AnnouncePosition tells waiting callers their place in the queue on entry and every
+	// AnnounceEvery (default 30 s).
+	AnnouncePosition bool
+	AnnounceEvery    time.Duration
+	// RetryDelay: a call that every eligible agent missed is offered again after this pause
+	// (default 2 s), so an agent whose phone fails at once is not rung in a tight loop.
+	RetryDelay time.Duration
+}
+
+// ACDOptions configure NewACD.
+type ACDOptions struct {
+	Queues []Queue
+	// Agents is the roster; every agent starts offline.
+	Agents []Agent
+	// Dialer offers calls to agents (softphone or SIP phone). Required.
+	Dialer AgentDialer
+	// Prompts holds please_hold, music, position and num_N (default: the built-in set).
+	Prompts *Prompts
+	// Clock drives every ACD timer and timestamp (default the real clock).
+	Clock Clock
+	// Registerer receives switchboard_queue_calls_waiting, switchboard_queue_wait_seconds and
+	// switchboard_agents; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Authorizer authenticates the HTTP API (required for Register).
+	Authorizer Authorizer
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// ACD is the automatic call distributor: queues of waiting calls and the agents who take them.
+// All of its state — agents' states and timestamps, the waiting calls of every queue, the
+// offers in flight and the connected calls — is owned by one mutex (mu); calls wait on their
+// own goroutines and are handed agents by dispatch, which runs under mu whenever an agent frees
+// up or a call arrives. Calls of a queue are served in arrival order (FIFO) and each is offered
+// to the longest-idle available agent of its queue.
+type ACD struct {
+	opts  ACDOptions
+	clock Clock
+	log   *slog.Logger
+	m     *metrics
+
+	mu     sync.Mutex
+	agents map[int64]*agentRec
+	queues map[string]*queueRec
+	seq    uint64
+	live   map[string]*session // call id → call connected to an agent
+	closed bool
+}
+
+type agentRec struct {
+	Agent
+	state     AgentState
+	since     time.Time
+	idleSince time.Time
+	missed    int
+	offering  string     // call being offered to the agent ("" none)
+	callID    string     // connected call ("" none)
+	after     AgentState // state asked for while busy, applied when the call ends
+	wrap      Timer
+}
+
+type queueRec struct {
+	Queue
+	waiting []*waiter // FIFO by seq
+}
+
+// waiter is a call waiting in a queue. Its goroutine (the call's) owns the offer in flight;
+// dispatch, under ACD.mu, hands it an agent through assign.
+type waiter struct {
+	c        *Call
+	q        *queueRec
+	seq      uint64
+	enqueued time.Time
+	assign   chan int64    // dispatch → waiter: offer this agent (capacity 1)
+	retry    chan struct{} // dispatch → waiter: only agents who missed this call are free
+	offering int64         // agent being offered (guarded by ACD.mu)
+	tried    map[int64]bool
+}
+
+// NewACD builds the ACD over the roster (every agent offline) and registers its metrics.
+func NewACD(opts ACDOptions) (*ACD, error) {
+	if opts.Dialer == nil {
+		return nil, fmt.Errorf("ivr: new ACD: no agent dialer")
+	}
+	if opts.Clock == nil {
+		opts.Clock = RealClock{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Prompts == nil {
+		p, err := NewPrompts(PromptOptions{})
+		if err != nil {
+			return nil, err
+		}
+		opts.Prompts = p
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("ivr: metrics: %w", err)
+	}
+	a := &ACD{
+		opts: opts, clock: opts.Clock, log: opts.Logger, m: m,
+		agents: map[int64]*agentRec{}, queues: map[string]*queueRec{}, live: map[string]*session{},
+	}
+	for _, q := range opts.Queues {
+		if q.Name == "" {
+			return nil, fmt.Errorf("ivr: new ACD: a queue without a name")
+		}
+		if _, dup := a.queues[q.Name]; dup {
+			return nil, fmt.Errorf("ivr: new ACD: queue %s twice", q.Name)
+		}
+		if q.RingTimeout <= 0 {
+			q.RingTimeout = DefaultRingTimeout
+		}
+		if q.MaxWait <= 0 {
+			q.MaxWait = DefaultMaxWait
+		}
+		if q.Overflow.Kind == TargetNone {
+			q.Overflow = VoicemailTarget()
+		}
+		if q.AnnounceEvery <= 0 {
+			q.AnnounceEvery = DefaultAnnounceEvery
+		}
+		if q.RetryDelay <= 0 {
+			q.RetryDelay = DefaultRetryDelay
+		}
+		if q.MaxMissedOffers < 0 {
+			q.MaxMissedOffers = 0
+		}
+		if q.Overflow.Kind == TargetQueue && q.Overflow.Name == q.Name {
+			return nil, fmt.Errorf("ivr: new ACD: queue %s overflows into itself", q.Name)
+		}
+		a.queues[q.Name] = &queueRec{Queue: q}
+		a.m.waiting.WithLabelValues(q.Name).Set(0)
+	}
+	now := a.clock.Now()
+	for _, ag := range opts.Agents {
+		if _, dup := a.agents[ag.ID]; dup {
+			return nil, fmt.Errorf("ivr: new ACD: agent %d twice", ag.ID)
+		}
+		for _, qn := range ag.Queues {
+			if _, ok := a.queues[qn]; !ok {
+				return nil, fmt.Errorf("ivr: new ACD: agent %d: %w: %s", ag.ID, ErrUnknownQueue, qn)
+			}
+		}
+		ag.Queues = slices.Clone(ag.Queues)
+		a.agents[ag.ID] = &agentRec{Agent: ag, state: StateOffline, since: now}
+	}
+	a.publishLocked()
+	return a, nil
+}
+
+func (a *ACD) hasQueue(name string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.queues[name]
+	return ok
+}
+
+// Close stops wrap-up timers. Calls still waiting are not affected.
+func (a *ACD) Close() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closed = true
+	for _, ag := range a.agents {
+		if ag.wrap != nil {
+			ag.wrap.Stop()
+			ag.wrap = nil
+		}
+	}
+}
+
+// AgentStatus is a snapshot of one agent.
+type AgentStatus struct {
+	Agent
+	State AgentState
+	Since time.Time
+	// CallID is the call the agent is on ("" none); Offering the call ringing the agent.
+	CallID   string
+	Offering string
+	// MissedOffers counts offers missed in a row.
+	MissedOffers int
+}
+
+// Agent returns one agent's status.
+func (a *ACD) Agent(id int64) (AgentStatus, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ag, ok := a.agents[id]
+	if !ok {
+		return AgentStatus{}, fmt.Errorf("%w: %d", ErrUnknownAgent, id)
+	}
+	return ag.status(), nil
+}
+
+func (ag *agentRec) status() AgentStatus {
+	s := AgentStatus{Agent: ag.Agent, State: ag.state, Since: ag.since, CallID: ag.callID, Offering: ag.offering, MissedOffers: ag.missed}
+	s.Queues = slices.Clone(ag.Queues)
+	return s
+}
+
+// Agents returns every agent's status, by id.
+func (a *ACD) Agents() []AgentStatus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]AgentStatus, 0, len(a.agents))
+	for _, ag := range a.agents {
+		out = append(out, ag.status())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// QueueStatus is a snapshot of one queue.
+type QueueStatus struct {
+	Name string
+	// Waiting is how many calls wait; LongestWait how long the first has.
+	Waiting     int
+	LongestWait time.Duration
+	// Agents counts the queue's agents by state.
+	Agents map[AgentState]int
+}
+
+// Queues returns every queue's status, by name.
+func (a *ACD) Queues() []QueueStatus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.clock.Now()
+	out := make([]QueueStatus, 0, len(a.queues))
+	for _, q := range a.queues {
+		s := QueueStatus{Name: q.Name, Waiting: len(q.waiting), Agents: map[AgentState]int{}}
+		for _, st := range agentStates {
+			s.Agents[st] = 0
+		}
+		if len(q.waiting) > 0 {
+			s.LongestWait = now.Sub(q.waiting[0].enqueued)
+		}
+		for _, ag := range a.agents {
+			if slices.Contains(ag.Queues, q.Name) {
+				s.Agents[ag.state]++
+			}
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// SetState sets an agent's chosen state: available, away or offline (busy and wrap_up are
+// the ACD's own: ErrBadState). While the agent is on a call the choice is kept and applied when
+// the call ends (instead of wrap-up); during wrap-up it applies at once, so "available" ends
+// wrap-up early. Going available resets the missed-offers count and starts the idle time.
+// It returns the agent's status after the change.
+func (a *ACD) SetState(id int64, st AgentState) (AgentStatus, error) {
+	switch st {
+	case StateAvailable, StateAway, StateOffline:
+	default:
+		return AgentStatus{}, fmt.Errorf("%w: %q (choose available, away or offline)", ErrBadState, st)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ag, ok := a.agents[id]
+	if !ok {
+		return AgentStatus{}, fmt.Errorf("%w: %d", ErrUnknownAgent, id)
+	}
+	if ag.state == StateBusy {
+		ag.after = st
+		return ag.status(), nil
+	}
+	if ag.state == st {
+		return ag.status(), nil
+	}
+	a.setStateLocked(ag, st)
+	if st == StateAvailable {
+		a.dispatchLocked()
+	}
+	return ag.status(), nil
+}
+
+// setStateLocked moves an agent to st now.
+func (a *ACD) setStateLocked(ag *agentRec, st AgentState) {
+	now := a.clock.Now()
+	if ag.wrap != nil {
+		ag.wrap.Stop()
+		ag.wrap = nil
+	}
+	if st == StateAvailable && ag.state != StateAvailable {
+		ag.idleSince = now
+		ag.missed = 0
+	}
+	ag.state, ag.since = st, now
+	a.publishLocked()
+}
+
+// callEndedLocked frees an agent after a call: the state asked for meanwhile, else wrap-up,
+// else available.
+func (a *ACD) callEndedLocked(ag *agentRec, q *queueRec) {
+	ag.callID = ""
+	switch {
+	case ag.after != "":
+		st := ag.after
+		ag.after = ""
+		a.setStateLocked(ag, st)
+	case q != nil && q.WrapUp > 0 && !a.closed:
+		a.setStateLocked(ag, StateWrapUp)
+		var t Timer
+		t = a.clock.AfterFunc(q.WrapUp, func() {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			if ag.wrap != t || ag.state != StateWrapUp {
+				return // stopped, or replaced by a state the agent chose
+			}
+			ag.wrap = nil
+			a.setStateLocked(ag, StateAvailable)
+			a.dispatchLocked()
+		})
+		ag.wrap = t
+		return
+	default:
+		a.setStateLocked(ag, StateAvailable)
+	}
+	a.dispatchLocked()
+}
+
+// dispatchLocked hands free agents to waiting calls: calls in arrival order (across queues),
+// each to the longest-idle available agent of its queue that it was not offered to yet in this
+// round. A call whose remaining agents all missed it is told to retry after a pause.
+func (a *ACD) dispatchLocked() {
+	var ws []*waiter
+	for _, q := range a.queues {
+		for _, w := range q.waiting {
+			if w.offering == 0 {
+				ws = append(ws, w)
+			}
+		}
+	}
+	sort.Slice(ws, func(i, j int) bool { return ws[i].seq < ws[j].seq })
+	for _, w := range ws {
+		var best *agentRec
+		triedFree := false
+		for _, ag := range a.agents {
+			if ag.state != StateAvailable || ag.offering != "" || !slices.Contains(ag.Queues, w.q.Name) {
+				continue
+			}
+			if w.tried[ag.ID] {
+				triedFree = true
+				continue
+			}
+			if best == nil || ag.idleSince.Before(best.idleSince) || (ag.idleSince.Equal(best.idleSince) && ag.ID < best.ID) {
+				best = ag
+			}
+		}
+		if best == nil {
+			if triedFree {
+				select {
+				case w.retry <- struct{}{}:
+				default:
+				}
+			}
+			continue
+		}
+		best.offering = w.c.ID()
+		w.offering = best.ID
+		w.tried[best.ID] = true
+		w.assign <- best.ID // capacity 1 and at most one offer per waiter: never blocks
+	}
+}
+
+// positionLocked is w's 1-based place in its queue.
+func (a *ACD) positionLocked(w *waiter) int {
+	for i, o := range w.q.waiting {
+		if o == w {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+func (a *ACD) removeLocked(w *waiter) {
+	q := w.q
+	for i, o := range q.waiting {
+		if o == w {
+			q.waiting = slices.Delete(q.waiting, i, i+1)
+			a.m.waiting.WithLabelValues(q.Name).Set(float64(len(q.waiting)))
+			a.m.wait.WithLabelValues(q.Name).Observe(a.clock.Now().Sub(w.enqueued).Seconds())
+			return
+		}
+	}
+}
+
+// publishLocked sets switchboard_agents{state}.
+func (a *ACD) publishLocked() {
+	counts := map[AgentState]int{}
+	for _, ag := range a.agents {
+		counts[ag.state]++
+	}
+	for _, st := range agentStates {
+		a.m.agents.WithLabelValues(string(st)).Set(float64(counts[st]))
+	}
+}

@@ -1,0 +1,254 @@
+package ivr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// This file holds the package's vocabulary: sentinel errors, targets, events, and the
+// interfaces the rest of the gateway implements for ivr (the caller's leg, agents' phones,
+// the voicemail recorder, the event sink, the HTTP authorizer). The active types live next to
+// their code:
+//
+//	Engine  (engine.go)    New, NewCall; Call.Run, InjectINFO, InjectDigit, Language, MenuPath
+//	Prompts (prompts.go)   NewPrompts, Get, Set, Names; Prompt (wav.go): ParseWAV, LoadWAV
+//	ACD     (acd.go)       NewACD, SetState, Agents, Queues, Hold, Resume, Transfer, Register
+//	INFO    (info.go)      ParseINFO for application/dtmf-relay and application/dtmf
+//	Hours   (hours.go)     Open
+
+// Sentinel errors. Callers branch on them with errors.Is.
+var (
+	// ErrUnknownAgent is returned for an agent id not in the roster.
+	ErrUnknownAgent = errors.New("ivr: unknown agent")
+	// ErrUnknownQueue is returned for a queue name not configured.
+	ErrUnknownQueue = errors.New("ivr: unknown queue")
+	// ErrUnknownMenu is returned for a menu name not configured.
+	ErrUnknownMenu = errors.New("ivr: unknown menu")
+	// ErrBadState is returned by ACD.SetState for a state an agent cannot choose.
+	ErrBadState = errors.New("ivr: state not allowed")
+	// ErrNoCall is returned by Hold, Resume and Transfer when the call is not connected to an
+	// agent (any more).
+	ErrNoCall = errors.New("ivr: no connected call")
+	// ErrAgentUnavailable is returned by Transfer when the target agent is not available.
+	ErrAgentUnavailable = errors.New("ivr: agent not available")
+	// ErrNoAnswer is what an AgentDialer returns (wrapped or not) when the agent did not answer;
+	// any error from Offer counts as a missed offer.
+	ErrNoAnswer = errors.New("ivr: agent did not answer")
+	// ErrNotDTMF is returned by ParseINFO for an INFO body that carries no DTMF key.
+	ErrNotDTMF = errors.New("ivr: INFO body carries no DTMF")
+	// ErrBadWAV is returned by ParseWAV for files it cannot play.
+	ErrBadWAV = errors.New("ivr: unsupported or malformed WAV")
+)
+
+// TargetKind says where a Target sends a call.
+type TargetKind int
+
+// Kinds of Target, the same as the configuration's.
+const (
+	TargetNone      TargetKind = iota // not set
+	TargetMenu                        // "ivr:NAME" or "menu:NAME"
+	TargetQueue                       // "queue:NAME"
+	TargetVoicemail                   // "voicemail"
+	TargetSIP                         // "sip:…" / "sips:…": handed back to sip as a transfer
+	TargetHangup                      // "hangup"
+)
+
+// Target is where a call goes next: a line's destination, a menu option, a queue's overflow,
+// a closed line's destination. Comparable with ==.
+type Target struct {
+	Kind TargetKind
+	Name string // menu or queue name
+	URI  string // SIP URI for TargetSIP
+}
+
+// Menu, Queue, Voicemail, SIP and Hangup build Targets.
+func MenuTarget(name string) Target  { return Target{Kind: TargetMenu, Name: name} }
+func QueueTarget(name string) Target { return Target{Kind: TargetQueue, Name: name} }
+func VoicemailTarget() Target        { return Target{Kind: TargetVoicemail} }
+func SIPTarget(uri string) Target    { return Target{Kind: TargetSIP, URI: uri} }
+func HangupTarget() Target           { return Target{Kind: TargetHangup} }
+
+// ParseTarget reads the configuration's target syntax: "ivr:NAME", "menu:NAME", "queue:NAME",
+// "voicemail", "hangup", or a "sip:"/"sips:" URI (not validated further here: config does).
+func ParseTarget(s string) (Target, error) {
+	kind, name, ok := strings.Cut(s, ":")
+	switch {
+	case s == "voicemail":
+		return VoicemailTarget(), nil
+	case s == "hangup":
+		return HangupTarget(), nil
+	case ok && (kind == "ivr" || kind == "menu") && name != "":
+		return MenuTarget(name), nil
+	case ok && kind == "queue" && name != "":
+		return QueueTarget(name), nil
+	case ok && (kind == "sip" || kind == "sips") && name != "":
+		return SIPTarget(s), nil
+	}
+	return Target{}, fmt.Errorf("ivr: %q is not a target (ivr:NAME, queue:NAME, voicemail, hangup, sip:URI)", s)
+}
+
+// String returns the target in the configuration's syntax.
+func (t Target) String() string {
+	switch t.Kind {
+	case TargetMenu:
+		return "ivr:" + t.Name
+	case TargetQueue:
+		return "queue:" + t.Name
+	case TargetVoicemail:
+		return "voicemail"
+	case TargetSIP:
+		return t.URI
+	case TargetHangup:
+		return "hangup"
+	}
+	return ""
+}
+
+// Leg is the caller's side of a call as ivr sees it. sip implements it over its carrier leg
+// (already answered: ivr plays audio at once); tests use a real media endpoint.
+type Leg interface {
+	// CallID is the call's id everywhere (events, tickets).
+	CallID() string
+	// Endpoint is the leg's RTP endpoint: prompts and music are played on it, RFC 4733 digits
+	// are read from its DTMF channel, and it is bridged to the answering agent.
+	Endpoint() *media.Endpoint
+	// Done is closed when the caller hung up (or the call ended for any reason).
+	Done() <-chan struct{}
+}
+
+// CodecReporter is optionally implemented by a Leg to say which G.711 law it negotiated, so
+// that prompts are sent without conversion. Without it prompts go out as μ-law and media
+// converts them for an A-law leg.
+type CodecReporter interface {
+	Codec() media.Codec
+}
+
+// CallInfo is what ivr knows about the caller, for offers to agents and the voicemail.
+type CallInfo struct {
+	From       string // caller's number
+	CallerName string
+	Line       string // the line (DID) called
+}
+
+// Where a call was abandoned (call.abandoned's where field).
+const (
+	WhereIVR       = "ivr"
+	WhereQueue     = "queue"
+	WhereVoicemail = "voicemail"
+)
+
+// Event types ivr emits, named as in CONTRACT.md §6.
+const (
+	EventIVRSelected = "call.ivr_selected"
+	EventQueued      = "call.queued"
+	EventOffered     = "call.offered"
+	EventAnswered    = "call.answered"
+	EventHeld        = "call.held"
+	EventResumed     = "call.resumed"
+	EventTransferred = "call.transferred"
+	EventVoicemail   = "call.voicemail"
+	EventAbandoned   = "call.abandoned"
+)
+
+// Event is one call lifecycle event from ivr. Only the fields of its Type are set; the JSON
+// names of CONTRACT.md §6 are given per field. The integrator adds id, seq and at and turns it
+// into a ticketing.Event field by field.
+type Event struct {
+	Type        string
+	CallID      string
+	At          time.Time // the ACD/engine clock's reading
+	MenuPath    string    // call.ivr_selected: menu_path
+	Language    string    // call.ivr_selected: language
+	Queue       string    // call.queued: queue
+	AgentID     int64     // call.offered, call.answered: agent_id
+	FromAgentID int64     // call.transferred: from_agent_id
+	ToAgentID   int64     // call.transferred: to_agent_id
+	RecordingID string    // call.voicemail: recording_id
+	Seconds     int64     // call.voicemail: message length (whole seconds)
+	Where       string    // call.abandoned: ivr | queue | voicemail
+}
+
+// Events receives ivr's call lifecycle events, in order per call, on the call's goroutine (or
+// the ACD's, for events about agents). Emit must not block: queue the event and return.
+type Events interface {
+	Emit(e Event)
+}
+
+// EventsFunc adapts a function to Events.
+type EventsFunc func(Event)
+
+// Emit calls f.
+func (f EventsFunc) Emit(e Event) { f(e) }
+
+type noEvents struct{}
+
+func (noEvents) Emit(Event) {}
+
+// Offer is a call offered to an agent: what the agent's phone or softphone shows.
+type Offer struct {
+	CallID     string
+	AgentID    int64
+	Queue      string
+	From       string
+	CallerName string
+	Line       string
+	Language   string
+	MenuPath   string
+}
+
+// AgentDialer reaches agents. The integrator implements it over both ways an agent can take
+// calls: the browser softphone (web) and a SIP phone registered with the gateway (sip).
+//
+// Offer rings the agent and returns once the agent answered (an AgentLeg, ready to bridge) or
+// did not: ctx is cancelled by the ACD at the ring timeout, when the caller hangs up, or on
+// overflow; Offer must then stop ringing (CANCEL the INVITE, withdraw the softphone offer) and
+// return ctx's error. Any error counts as a missed offer. Offer must return promptly when the
+// agent cannot be reached at all (no registration, no softphone): return an error at once.
+type AgentDialer interface {
+	Offer(ctx context.Context, o Offer) (AgentLeg, error)
+}
+
+// AgentDialerFunc adapts a function to AgentDialer.
+type AgentDialerFunc func(ctx context.Context, o Offer) (AgentLeg, error)
+
+// Offer calls f.
+func (f AgentDialerFunc) Offer(ctx context.Context, o Offer) (AgentLeg, error) { return f(ctx, o) }
+
+// AgentLeg is an agent's answered side of a call.
+type AgentLeg interface {
+	// Bridge joins the caller's endpoint to the agent's audio (media.Bridge for a SIP phone;
+	// the WebRTC leg for the softphone). stop undoes it and must be idempotent.
+	Bridge(caller *media.Endpoint) (stop func(), err error)
+	// Done is closed when the agent hung up.
+	Done() <-chan struct{}
+	// Hangup ends the agent's side (BYE, or the softphone's hang-up). Idempotent.
+	Hangup(ctx context.Context) error
+}
+
+// VoicemailMeta describes a voicemail message for the recorder.
+type VoicemailMeta struct {
+	CallID   string
+	From     string
+	Line     string
+	Language string
+}
+
+// VoicemailRecorder records a caller's message. The integrator wires it to the recordings
+// package; until then any implementation that writes a mono WAV will do.
+type VoicemailRecorder interface {
+	// StartVoicemail starts recording the audio received on ep (the caller's) and returns the
+	// running recording.
+	StartVoicemail(ctx context.Context, m VoicemailMeta, ep *media.Endpoint) (VoicemailRecording, error)
+}
+
+// VoicemailRecording is a message being recorded.
+type VoicemailRecording interface {
+	// Finish stops recording. keep false discards the message (shorter than the minimum, or
+	// the caller hung up before it counted). It returns the recording id of a kept message.
+	Finish(ctx context.Context, keep bool) (recordingID string, err error)
+}

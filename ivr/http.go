@@ -1,0 +1,183 @@
+package ivr
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Authorizer authenticates an API request (the integrator adapts ticketing's Basic and Bearer
+// auth): the user's id and whether the user is an admin. An error answers 401.
+type Authorizer interface {
+	Authorize(r *http.Request) (userID int64, admin bool, err error)
+}
+
+// AuthorizerFunc adapts a function to Authorizer.
+type AuthorizerFunc func(r *http.Request) (int64, bool, error)
+
+// Authorize calls f.
+func (f AuthorizerFunc) Authorize(r *http.Request) (int64, bool, error) { return f(r) }
+
+// maxStateBody bounds a PUT /agents/{id}/state body.
+const maxStateBody = 4096
+
+// Register mounts the ACD's API on mux under prefix ("/api/v2"):
+//
+//	GET  /queues               live depth, longest wait and agents by state, per queue
+//	GET  /agents               every agent's state, since when, and queues
+//	PUT  /agents/{id}/state    {"agent":{"state":"available"|"away"|"offline"}}
+//
+// Every endpoint needs an authenticated agent or admin (401); an agent may change only their
+// own state, an admin anyone's (403). Errors have the shape of CONTRACT.md §4:
+// {"error":"RecordInvalid"|"RecordNotFound"|"Forbidden"|"Unauthorized","description","details"}.
+func (a *ACD) Register(mux *http.ServeMux, prefix string) {
+	prefix = strings.TrimSuffix(prefix, "/")
+	mux.HandleFunc("GET "+prefix+"/queues", a.auth(a.getQueues))
+	mux.HandleFunc("GET "+prefix+"/agents", a.auth(a.getAgents))
+	mux.HandleFunc("PUT "+prefix+"/agents/{id}/state", a.auth(a.putState))
+}
+
+type principal struct {
+	id    int64
+	admin bool
+}
+
+func (a *ACD) auth(fn func(w http.ResponseWriter, r *http.Request, p principal)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.opts.Authorizer == nil {
+			writeError(w, http.StatusUnauthorized, "Unauthorized", "no authorizer configured", nil)
+			return
+		}
+		id, admin, err := a.opts.Authorizer.Authorize(r)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Basic realm="switchboard", charset="UTF-8"`)
+			writeError(w, http.StatusUnauthorized, "Unauthorized", "authentication required: use HTTP Basic (email and password) or a Bearer API token", nil)
+			return
+		}
+		fn(w, r, principal{id, admin})
+	}
+}
+
+type queueJSON struct {
+	Name         string         `json:"name"`
+	CallsWaiting int            `json:"calls_waiting"`
+	LongestWait  int64          `json:"longest_wait"` // whole seconds
+	Agents       map[string]int `json:"agents"`
+}
+
+type agentJSON struct {
+	ID     int64    `json:"id"`
+	Name   string   `json:"name"`
+	Email  string   `json:"email"`
+	State  string   `json:"state"`
+	Since  string   `json:"since"` // RFC 3339 UTC
+	Queues []string `json:"queues"`
+}
+
+func (a *ACD) getQueues(w http.ResponseWriter, r *http.Request, _ principal) {
+	qs := a.Queues()
+	out := make([]queueJSON, len(qs))
+	for i, q := range qs {
+		out[i] = queueJSON{Name: q.Name, CallsWaiting: q.Waiting, LongestWait: int64(q.LongestWait / time.Second), Agents: map[string]int{}}
+		for st, n := range q.Agents {
+			out[i].Agents[string(st)] = n
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"queues": out})
+}
+
+func toAgentJSON(s AgentStatus) agentJSON {
+	q := s.Queues
+	if q == nil {
+		q = []string{}
+	}
+	return agentJSON{ID: s.ID, Name: s.Name, Email: s.Email, State: string(s.State), Since: s.Since.UTC().Format(time.RFC3339), Queues: q}
+}
+
+func (a *ACD) getAgents(w http.ResponseWriter, r *http.Request, _ principal) {
+	as := a.Agents()
+	out := make([]agentJSON, len(as))
+	for i, s := range as {
+		out[i] = toAgentJSON(s)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"agents": out})
+}
+
+func (a *ACD) putState(w http.ResponseWriter, r *http.Request, p principal) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		writeError(w, http.StatusNotFound, "RecordNotFound", fmt.Sprintf("no agent %q", r.PathValue("id")), nil)
+		return
+	}
+	if !p.admin && p.id != id {
+		writeError(w, http.StatusForbidden, "Forbidden", "agents may change only their own state", nil)
+		return
+	}
+	if _, err := a.Agent(id); err != nil {
+		writeError(w, http.StatusNotFound, "RecordNotFound", fmt.Sprintf("no agent with id %d", id), nil)
+		return
+	}
+	var body struct {
+		Agent *struct {
+			State *string `json:"state"`
+		} `json:"agent"`
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxStateBody))
+	if err == nil {
+		err = json.Unmarshal(b, &body)
+	}
+	invalid := func(field, msg string) {
+		writeError(w, http.StatusUnprocessableEntity, "RecordInvalid", field+" "+msg,
+			map[string][]map[string]string{field: {{"description": msg, "error": "InvalidValue"}}})
+	}
+	switch {
+	case err != nil:
+		invalid("agent", "must be a JSON object: {\"agent\":{\"state\":\"available\"}}")
+		return
+	case body.Agent == nil:
+		invalid("agent", "is required: {\"agent\":{\"state\":\"available\"}}")
+		return
+	case body.Agent.State == nil:
+		invalid("state", "is required: available, away or offline")
+		return
+	}
+	st, err := a.SetState(id, AgentState(*body.Agent.State))
+	switch {
+	case errors.Is(err, ErrBadState):
+		invalid("state", fmt.Sprintf("%q is not a state you can set: use available, away or offline", *body.Agent.State))
+		return
+	case errors.Is(err, ErrUnknownAgent):
+		writeError(w, http.StatusNotFound, "RecordNotFound", fmt.Sprintf("no agent with id %d", id), nil)
+		return
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, "InternalError", "internal error", nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"agent": toAgentJSON(st)})
+}
+
+type errorJSON struct {
+	Error       string `json:"error"`
+	Description string `json:"description"`
+	Details     any    `json:"details,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, status int, name, desc string, details any) {
+	writeJSON(w, status, errorJSON{Error: name, Description: desc, Details: details})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":"InternalError","description":"cannot encode response"}`)
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}

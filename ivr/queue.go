@@ -1,0 +1,603 @@
+package ivr
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+)
+
+// offerResult is what an AgentDialer.Offer came back with.
+type offerResult struct {
+	leg AgentLeg
+	err error
+}
+
+type waitOutcome int
+
+const (
+	waitAbandoned waitOutcome = iota // the caller hung up
+	waitOverflow                     // MaxWait passed
+	waitConnected                    // an agent answered
+)
+
+// maxQueueHops bounds transfers from queue to queue within one call.
+const maxQueueHops = 16
+
+// hangupBudget bounds hanging up an agent's leg once the call is over.
+const hangupBudget = 5 * time.Second
+
+// serve runs the call through queue name: wait, offers, the conversation, transfers. It
+// returns either a final Result or the next target (overflow).
+func (a *ACD) serve(ctx context.Context, c *Call, name string) (Result, *Target) {
+	var from int64
+	var hold time.Duration
+	answered := false
+	for range maxQueueHops {
+		a.mu.Lock()
+		q, ok := a.queues[name]
+		a.mu.Unlock()
+		if !ok {
+			err := fmt.Errorf("%w: %s", ErrUnknownQueue, name)
+			a.log.Error("ivr: transfer to an unknown queue", "call_id", c.ID(), "error", err)
+			return Result{Kind: ResultHangup, Err: err}, nil
+		}
+		kind, agentID, leg := a.wait(ctx, c, q)
+		switch kind {
+		case waitAbandoned:
+			if answered { // back in a queue after a transfer: the call was answered already
+				return Result{Kind: ResultHangup, Outcome: OutcomeAnswered, HoldTime: hold}, nil
+			}
+			return c.abandon(WhereQueue), nil
+		case waitOverflow:
+			t := q.Overflow
+			return Result{}, &t
+		}
+		answered = true
+		out := a.talk(ctx, c, q, agentID, leg, from)
+		hold += out.hold
+		if out.toQueue == "" {
+			return Result{Kind: ResultHangup, Outcome: OutcomeAnswered, HoldTime: hold, Err: out.err}, nil
+		}
+		name, from = out.toQueue, out.fromAgent
+	}
+	return Result{Kind: ResultHangup, Outcome: OutcomeAnswered, HoldTime: hold,
+		Err: fmt.Errorf("ivr: more than %d transfers between queues", maxQueueHops)}, nil
+}
+
+func (a *ACD) music(q *queueRec) *Prompt {
+	if q.Music != nil {
+		return q.Music
+	}
+	p, _ := a.opts.Prompts.Get("", PromptMusic)
+	return p
+}
+
+// positionPrompts are "you are caller number" and the number, or "more than twenty".
+func (a *ACD) positionPrompts(pos int) []string {
+	if pos <= 0 {
+		return nil
+	}
+	if _, ok := a.opts.Prompts.Get("", promptNumber+strconv.Itoa(pos)); ok {
+		return []string{PromptPosition, promptNumber + strconv.Itoa(pos)}
+	}
+	return []string{PromptPositionMany}
+}
+
+// wait puts the call in queue q and waits for an agent to answer it, the caller to hang up, or
+// MaxWait. Meanwhile the caller hears please_hold (and their position), then the queue's
+// music, looped, on one continuous RTP stream.
+func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int64, AgentLeg) {
+	w := &waiter{c: c, q: q, enqueued: a.clock.Now(), assign: make(chan int64, 1), retry: make(chan struct{}, 1), tried: map[int64]bool{}}
+	maxWait := a.clock.NewTimer(q.MaxWait)
+	defer maxWait.Stop()
+	var (
+		announce  Timer
+		announceC <-chan time.Time
+	)
+	if q.AnnouncePosition {
+		announce = a.clock.NewTimer(q.AnnounceEvery)
+		announceC = announce.C()
+	}
+	defer func() {
+		if announce != nil {
+			announce.Stop()
+		}
+	}()
+	a.mu.Lock()
+	a.seq++
+	w.seq = a.seq
+	q.waiting = append(q.waiting, w)
+	a.m.waiting.WithLabelValues(q.Name).Set(float64(len(q.waiting)))
+	pos := a.positionLocked(w)
+	a.mu.Unlock()
+	c.emit(Event{Type: EventQueued, Queue: q.Name})
+
+	music := a.music(q)
+	intro := []string{PromptPleaseHold}
+	if q.AnnouncePosition {
+		intro = append(intro, a.positionPrompts(pos)...)
+	}
+	pl := c.startAudio(ctx, music, intro...)
+	defer func() { pl.halt() }()
+
+	a.mu.Lock()
+	a.dispatchLocked()
+	a.mu.Unlock()
+
+	var (
+		offered     int64 // agent being offered, 0 none
+		offerCancel context.CancelFunc
+		results     chan offerResult
+		ring, retry Timer
+		ringC       <-chan time.Time
+		retryC      <-chan time.Time
+	)
+	defer func() {
+		if ring != nil {
+			ring.Stop()
+		}
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
+	// leave withdraws the call: an offer in flight is cancelled (an agent who answered it
+	// anyway is hung up), the agent freed, the call taken out of the queue.
+	leave := func() {
+		if offerCancel != nil {
+			offerCancel()
+			if r := <-results; r.leg != nil {
+				a.hangupAgent(ctx, r.leg)
+			}
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if ag := a.agents[offered]; ag != nil {
+			ag.offering = ""
+		}
+		w.offering = 0
+		a.removeLocked(w)
+		select { // dispatch may have handed us an agent just before we took the lock
+		case id := <-w.assign:
+			if ag := a.agents[id]; ag != nil {
+				ag.offering = ""
+			}
+		default:
+		}
+		a.dispatchLocked()
+	}
+	for range 1 << 20 { // bounded: every turn is an event of this call
+		select {
+		case <-ctx.Done():
+			leave()
+			return waitAbandoned, 0, nil
+		case <-maxWait.C():
+			leave()
+			return waitOverflow, 0, nil
+		case id := <-w.assign:
+			offered = id
+			offer := Offer{CallID: c.ID(), AgentID: id, Queue: q.Name, From: c.info.From, CallerName: c.info.CallerName,
+				Line: c.info.Line, Language: c.Language(), MenuPath: c.MenuPath()}
+			ring = a.clock.NewTimer(q.RingTimeout)
+			ringC = ring.C()
+			c.emit(Event{Type: EventOffered, AgentID: id})
+			octx, cancel := context.WithCancel(ctx)
+			offerCancel = cancel
+			results = make(chan offerResult, 1)
+			go func() {
+				leg, err := a.opts.Dialer.Offer(octx, offer)
+				results <- offerResult{leg, err}
+			}()
+		case <-ringC:
+			ringC = nil
+			offerCancel() // Offer returns with the context's error: a missed offer
+		case r := <-results:
+			offerCancel()
+			offerCancel = nil
+			ring.Stop()
+			ringC = nil
+			id := offered
+			offered = 0
+			if r.err == nil && r.leg != nil && ctx.Err() == nil {
+				a.mu.Lock()
+				ag := a.agents[id]
+				ag.offering = ""
+				ag.missed = 0
+				if ag.state != StateAvailable { // chose away/offline while ringing: after this call
+					ag.after = ag.state
+				}
+				a.setStateLocked(ag, StateBusy)
+				ag.callID = c.ID()
+				w.offering = 0
+				a.removeLocked(w)
+				a.mu.Unlock()
+				pl.halt()
+				return waitConnected, id, r.leg
+			}
+			if r.err == nil && r.leg != nil {
+				a.hangupAgent(ctx, r.leg) // answered as the caller left
+			}
+			a.mu.Lock()
+			ag := a.agents[id]
+			ag.offering = ""
+			w.offering = 0
+			if ctx.Err() == nil {
+				ag.missed++
+				if q.MaxMissedOffers > 0 && ag.missed >= q.MaxMissedOffers && ag.state == StateAvailable {
+					a.log.Info("ivr: agent missed offers in a row; now away", "agent_id", id, "missed", ag.missed)
+					a.setStateLocked(ag, StateAway)
+				}
+			}
+			a.dispatchLocked()
+			a.mu.Unlock()
+		case <-w.retry:
+			if retryC == nil {
+				retry = a.clock.NewTimer(q.RetryDelay)
+				retryC = retry.C()
+			}
+		case <-retryC:
+			retryC = nil
+			a.mu.Lock()
+			clear(w.tried)
+			a.dispatchLocked()
+			a.mu.Unlock()
+		case <-announceC:
+			a.mu.Lock()
+			pos := a.positionLocked(w)
+			a.mu.Unlock()
+			pl.halt()
+			pl = c.startAudio(ctx, music, a.positionPrompts(pos)...)
+			announce = a.clock.NewTimer(q.AnnounceEvery)
+			announceC = announce.C()
+		}
+	}
+	leave()
+	return waitAbandoned, 0, nil
+}
+
+func (a *ACD) hangupAgent(ctx context.Context, leg AgentLeg) {
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hangupBudget)
+	defer cancel()
+	if err := leg.Hangup(hctx); err != nil {
+		a.log.Debug("ivr: agent hang-up", "error", err)
+	}
+}
+
+// agentFree ends an agent's part in a call (wrap-up per q).
+func (a *ACD) agentFree(id int64, q *queueRec) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if ag := a.agents[id]; ag != nil {
+		a.callEndedLocked(ag, q)
+	}
+}
+
+// TransferTo names the target of a blind transfer: an agent (AgentID) or a queue (Queue).
+type TransferTo struct {
+	AgentID int64
+	Queue   string
+}
+
+type ctlOp int
+
+const (
+	opHold ctlOp = iota
+	opResume
+	opTransfer
+)
+
+type ctlReq struct {
+	op    ctlOp
+	to    TransferTo
+	reply chan error
+}
+
+// session is a call connected to an agent; Hold, Resume and Transfer reach its goroutine
+// through ctl.
+type session struct {
+	ctl     chan ctlReq
+	done    chan struct{}
+	agentID int64 // guarded by ACD.mu
+}
+
+type talkOutcome struct {
+	hold      time.Duration
+	toQueue   string // transfer to this queue
+	fromAgent int64
+	err       error
+}
+
+// talk bridges the caller to the agent and serves hold, resume and transfers until either
+// side hangs up or the call is transferred to a queue.
+func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg AgentLeg, from int64) talkOutcome {
+	ep := c.leg.Endpoint()
+	if from != 0 {
+		c.emit(Event{Type: EventTransferred, FromAgentID: from, ToAgentID: agentID})
+	}
+	c.emit(Event{Type: EventAnswered, AgentID: agentID})
+	var out talkOutcome
+	stop, err := leg.Bridge(ep)
+	if err != nil {
+		a.hangupAgent(ctx, leg)
+		a.agentFree(agentID, q)
+		out.err = fmt.Errorf("ivr: bridge caller to agent %d: %w", agentID, err)
+		a.log.Error("ivr: bridge", "call_id", c.ID(), "error", out.err)
+		return out
+	}
+	s := &session{ctl: make(chan ctlReq), done: make(chan struct{}), agentID: agentID}
+	a.mu.Lock()
+	a.live[c.ID()] = s
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		if a.live[c.ID()] == s {
+			delete(a.live, c.ID())
+		}
+		a.mu.Unlock()
+		close(s.done)
+	}()
+	music := a.music(q)
+	var (
+		pl        *player
+		holdStart time.Time
+	)
+	unhold := func() {
+		if pl != nil {
+			pl.halt()
+			pl = nil
+			out.hold += a.clock.Now().Sub(holdStart)
+		}
+	}
+	// release drops the agent: bridge, hold music, the agent's leg, then wrap-up.
+	release := func() {
+		stop()
+		unhold()
+		a.hangupAgent(ctx, leg)
+		a.agentFree(agentID, q)
+	}
+	for range 1 << 20 { // bounded: every turn is an event of this call
+		select {
+		case <-ctx.Done():
+			release()
+			return out
+		case <-leg.Done():
+			release()
+			return out
+		case req := <-s.ctl:
+			switch req.op {
+			case opHold:
+				if pl == nil {
+					stop()
+					holdStart = a.clock.Now()
+					pl = c.startAudio(ctx, music)
+					c.emit(Event{Type: EventHeld})
+				}
+				req.reply <- nil
+			case opResume:
+				if pl == nil {
+					req.reply <- nil
+					continue
+				}
+				unhold()
+				stop, err = leg.Bridge(ep)
+				c.emit(Event{Type: EventResumed})
+				req.reply <- err
+				if err != nil {
+					stop = func() {}
+					release()
+					out.err = fmt.Errorf("ivr: bridge after hold: %w", err)
+					return out
+				}
+			case opTransfer:
+				if req.to.Queue != "" {
+					if !a.hasQueue(req.to.Queue) {
+						req.reply <- fmt.Errorf("%w: %s", ErrUnknownQueue, req.to.Queue)
+						continue
+					}
+					req.reply <- nil
+					release()
+					out.toQueue, out.fromAgent = req.to.Queue, agentID
+					return out
+				}
+				if err := a.reserve(c, req.to.AgentID); err != nil {
+					req.reply <- err
+					continue
+				}
+				req.reply <- nil
+				release()
+				to := req.to.AgentID
+				c.emit(Event{Type: EventTransferred, FromAgentID: agentID, ToAgentID: to})
+				nl, err := a.offerDirect(ctx, c, q, to, music)
+				if err != nil {
+					if ctx.Err() != nil {
+						return out
+					}
+					// Not answered: back to the queue, ahead of later callers would be fairer
+					// but FIFO by arrival keeps the rule simple: the call re-enters at the end.
+					out.toQueue, out.fromAgent = q.Name, agentID
+					return out
+				}
+				agentID, leg = to, nl
+				a.mu.Lock()
+				s.agentID = to
+				a.mu.Unlock()
+				c.emit(Event{Type: EventAnswered, AgentID: to})
+				if stop, err = leg.Bridge(ep); err != nil {
+					stop = func() {}
+					release()
+					out.err = fmt.Errorf("ivr: bridge caller to agent %d: %w", to, err)
+					return out
+				}
+			}
+		}
+	}
+	release()
+	return out
+}
+
+// reserve marks an available agent as being offered c (a blind transfer to that agent).
+func (a *ACD) reserve(c *Call, id int64) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ag, ok := a.agents[id]
+	if !ok {
+		return fmt.Errorf("%w: %d", ErrUnknownAgent, id)
+	}
+	if ag.state != StateAvailable || ag.offering != "" {
+		return fmt.Errorf("%w: agent %d is %s", ErrAgentUnavailable, id, ag.state)
+	}
+	ag.offering = c.ID()
+	return nil
+}
+
+// offerDirect offers c to one reserved agent for the queue's ring timeout, the caller hearing
+// the transfer prompt and music meanwhile.
+func (a *ACD) offerDirect(ctx context.Context, c *Call, q *queueRec, id int64, music *Prompt) (AgentLeg, error) {
+	pl := c.startAudio(ctx, music, PromptTransfer)
+	defer pl.halt()
+	c.emit(Event{Type: EventOffered, AgentID: id})
+	offer := Offer{CallID: c.ID(), AgentID: id, Queue: q.Name, From: c.info.From, CallerName: c.info.CallerName,
+		Line: c.info.Line, Language: c.Language(), MenuPath: c.MenuPath()}
+	ring := a.clock.NewTimer(q.RingTimeout)
+	defer ring.Stop()
+	octx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan offerResult, 1)
+	go func() {
+		leg, err := a.opts.Dialer.Offer(octx, offer)
+		results <- offerResult{leg, err}
+	}()
+	var r offerResult
+	select {
+	case r = <-results:
+	case <-ring.C():
+		cancel()
+		r = <-results
+	case <-ctx.Done():
+		cancel()
+		r = <-results
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ag := a.agents[id]
+	ag.offering = ""
+	if r.err == nil && r.leg != nil && ctx.Err() == nil {
+		ag.missed = 0
+		if ag.state != StateAvailable {
+			ag.after = ag.state
+		}
+		a.setStateLocked(ag, StateBusy)
+		ag.callID = c.ID()
+		return r.leg, nil
+	}
+	if r.leg != nil {
+		go a.hangupAgent(ctx, r.leg)
+	}
+	if ctx.Err() == nil {
+		ag.missed++
+		if q.MaxMissedOffers > 0 && ag.missed >= q.MaxMissedOffers && ag.state == StateAvailable {
+			a.setStateLocked(ag, StateAway)
+		}
+	}
+	a.dispatchLocked()
+	if r.err == nil {
+		r.err = ctx.Err()
+	}
+	return nil, fmt.Errorf("ivr: transfer to agent %d: %w", id, r.err)
+}
+
+// Hold puts a connected call on hold: the agent's audio is cut, the caller hears the queue's
+// music, and hold time counts (call.held). Idempotent. The softphone's hold button and a SIP
+// phone's hold re-INVITE both end up here.
+func (a *ACD) Hold(ctx context.Context, callID string) error {
+	return a.control(ctx, callID, ctlReq{op: opHold})
+}
+
+// Resume takes a call off hold and bridges it to the agent again (call.resumed).
+func (a *ACD) Resume(ctx context.Context, callID string) error {
+	return a.control(ctx, callID, ctlReq{op: opResume})
+}
+
+// Transfer blindly transfers a connected call: to an available agent (who is offered it for
+// the queue's ring timeout, the caller hearing music; unanswered, the call returns to its
+// queue) or to a queue. The current agent is released at once (wrap-up). call.transferred
+// names the agent the call went to when it is known: at once for an agent, when an agent of
+// the new queue answers for a queue. It returns ErrAgentUnavailable, ErrUnknownAgent,
+// ErrUnknownQueue or ErrNoCall without changing anything.
+func (a *ACD) Transfer(ctx context.Context, callID string, to TransferTo) error {
+	if (to.AgentID == 0) == (to.Queue == "") {
+		return fmt.Errorf("ivr: transfer: name exactly one agent or queue")
+	}
+	return a.control(ctx, callID, ctlReq{op: opTransfer, to: to})
+}
+
+func (a *ACD) control(ctx context.Context, callID string, req ctlReq) error {
+	a.mu.Lock()
+	s := a.live[callID]
+	a.mu.Unlock()
+	if s == nil {
+		return fmt.Errorf("%w: %s", ErrNoCall, callID)
+	}
+	req.reply = make(chan error, 1)
+	select {
+	case s.ctl <- req:
+	case <-s.done:
+		return fmt.Errorf("%w: %s", ErrNoCall, callID)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// player plays prompts, then loops music, on the caller's endpoint until halted.
+type player struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startAudio starts playing names then music (looped; nil: none) to the caller.
+func (c *Call) startAudio(ctx context.Context, music *Prompt, names ...string) *player {
+	pctx, cancel := context.WithCancel(ctx)
+	p := &player{cancel: cancel, done: make(chan struct{})}
+	ep := c.leg.Endpoint()
+	cd := c.codec()
+	r := c.audio(names...)
+	if music != nil && len(music.Bytes(cd)) > 0 {
+		r = io.MultiReader(r, &loopReader{b: music.Bytes(cd)})
+	}
+	go func() {
+		defer close(p.done)
+		if ep != nil {
+			_ = ep.Play(pctx, r, cd)
+		}
+	}()
+	return p
+}
+
+// halt stops the audio and waits until the endpoint's stream is free again.
+func (p *player) halt() {
+	p.cancel()
+	<-p.done
+}
+
+// loopReader repeats b forever.
+type loopReader struct {
+	b []byte
+	i int
+}
+
+func (l *loopReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		k := copy(p[n:], l.b[l.i:])
+		n += k
+		l.i = (l.i + k) % len(l.b)
+	}
+	return n, nil
+}
