@@ -243,3 +243,60 @@ func TestSessionRefreshAndGlare(t *testing.T) {
 		t.Fatal("no ACK for the refresh 2xx")
 	}
 }
+
+// TestMediaTimeoutHangsUp: an answered call that never receives RTP is ended with BYE after the
+// configured media timeout.
+func TestMediaTimeoutHangsUp(t *testing.T) {
+	g := startGateway(t, func(o *Options) {
+		o.Lines = []Line{{Number: "+15550197", Target: answerTarget}}
+		o.MediaTimeout = time.Second
+	})
+	p := newUDPPeer(t, g.port())
+	p.send(rawInvite("+15550197", "", pcmuOffer))
+	ok := p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "SIP/2.0 200") })
+	if ok == "" {
+		t.Fatal("no 200")
+	}
+	p.send(ackFor(g.port(), ok, 1))
+	if bye := p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "BYE ") }); bye == "" {
+		t.Fatal("no BYE after the media timeout")
+	}
+	evs := g.sink.waitEnded(t, 10*time.Second)
+	if e := lastOf(evs, ticketing.EventEnded); e.Outcome != ticketing.OutcomeAnswered {
+		t.Errorf("outcome = %s", e.Outcome)
+	}
+}
+
+// TestDrainWaitsForLiveCalls: after StopAccepting, Drain returns only once the live call ended;
+// meanwhile new INVITEs get 503.
+func TestDrainWaitsForLiveCalls(t *testing.T) {
+	g := startGateway(t, func(o *Options) {
+		o.Lines = []Line{{Number: "+15550197", Target: answerTarget}}
+	})
+	p := newUDPPeer(t, g.port())
+	p.send(rawInvite("+15550197", "", pcmuOffer))
+	ok := p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "SIP/2.0 200") })
+	if ok == "" {
+		t.Fatal("no 200")
+	}
+	p.send(ackFor(g.port(), ok, 1))
+	short, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := g.s.Drain(short); err == nil {
+		t.Fatal("Drain returned while a call was live")
+	}
+	if res := udpExchange(t, g.port(), rawInvite("+15550197", "", pcmuOffer), 3*time.Second); statusCode(res) != 503 {
+		t.Fatalf("INVITE while draining: %d, want 503", statusCode(res))
+	}
+	// The caller hangs up; the drain completes.
+	p.send(fmt.Sprintf("BYE sip:switchboard@127.0.0.1:%d SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:LPORT;branch=z9hG4bKbye%d\nFrom: \"Bob\" <sip:+15557654321@127.0.0.1>;tag=abc\nTo: %s\nCall-ID: %s\nCSeq: 2 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n",
+		g.port(), time.Now().UnixNano(), header(ok, "To")[0], header(ok, "Call-ID")[0]))
+	long, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	if err := g.s.Drain(long); err != nil {
+		t.Fatalf("Drain after the call ended: %v", err)
+	}
+	if g.s.ActiveCalls() != 0 {
+		t.Errorf("active calls = %d", g.s.ActiveCalls())
+	}
+}
