@@ -122,12 +122,12 @@ func TestToneRecordingOfBridgedCall(t *testing.T) {
 	defer unbridge()
 
 	const (
-		frames            = 150 // 3 s
-		lossFrom, lossTo  = 50, 60
-		holdFrom, holdTo  = 75, 125
-		callerSSRC uint32 = 0x1111
-		agentSSRC  uint32 = 0x2222
-		afterHold  uint32 = 0x3333
+		frames                  = 150 // 3 s
+		lossFrom, lossTo        = 50, 60
+		holdFrom, holdTo        = 75, 125
+		callerSSRC       uint32 = 0x1111
+		agentSSRC        uint32 = 0x2222
+		afterHold        uint32 = 0x3333
 	)
 	tStart := time.Now()
 	w, err := s.Start(ctx, "call-tone")

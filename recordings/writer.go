@@ -38,6 +38,7 @@ type Writer struct {
 	frames   chan *frame
 	finishCh chan time.Time
 	done     chan struct{}
+	failed   chan struct{} // closed when writing failed
 
 	stopped  atomic.Bool
 	paused   atomic.Bool
@@ -126,6 +127,7 @@ func newWriter(s *Service, id, callID, kind, rel string, channels int, start tim
 		frames:   make(chan *frame, s.opts.Buffer),
 		finishCh: make(chan time.Time, 1),
 		done:     make(chan struct{}),
+		failed:   make(chan struct{}),
 		file:     file,
 		ringSize: int64(ringSeconds*SampleRate) + s.samples(s.opts.Delay),
 	}
@@ -399,6 +401,7 @@ func (w *Writer) fail(err error) {
 	}
 	w.writeErr = fmt.Errorf("%w: %w", ErrWrite, err)
 	w.stopped.Store(true)
+	close(w.failed)
 	w.s.metrics().addError()
 	if w.file != nil {
 		w.written = w.file.size
@@ -406,4 +409,3 @@ func (w *Writer) fail(err error) {
 		w.file = nil
 	}
 }
-

@@ -1,5 +1,0 @@
-package recordings
-
-const envCrashChild = "RECORDINGS_CRASH_CHILD"
-
-func crashChild() int { return 0 }
