@@ -349,6 +349,12 @@ func (a *ACD) setStateLocked(ag *agentRec, st AgentState) {
 	if st == StateAvailable && ag.state != StateAvailable {
 		ag.idleSince = now
 		ag.missed = 0
+		// Back from away, a call, or wrap-up: offered again to calls it missed before.
+		for _, q := range a.queues {
+			for _, w := range q.waiting {
+				delete(w.tried, ag.ID)
+			}
+		}
 	}
 	ag.state, ag.since = st, now
 	a.publishLocked()

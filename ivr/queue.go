@@ -315,7 +315,6 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 	if from != 0 {
 		c.emit(Event{Type: EventTransferred, FromAgentID: from, ToAgentID: agentID})
 	}
-	c.emit(Event{Type: EventAnswered, AgentID: agentID})
 	var out talkOutcome
 	stop, err := leg.Bridge(ep)
 	if err != nil {
@@ -325,6 +324,7 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 		a.log.Error("ivr: bridge", "call_id", c.ID(), "error", out.err)
 		return out
 	}
+	c.emit(Event{Type: EventAnswered, AgentID: agentID})
 	s := &session{ctl: make(chan ctlReq), done: make(chan struct{}), agentID: agentID}
 	a.mu.Lock()
 	a.live[c.ID()] = s
@@ -422,13 +422,13 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 				a.mu.Lock()
 				s.agentID = to
 				a.mu.Unlock()
-				c.emit(Event{Type: EventAnswered, AgentID: to})
 				if stop, err = leg.Bridge(ep); err != nil {
 					stop = func() {}
 					release()
 					out.err = fmt.Errorf("ivr: bridge caller to agent %d: %w", to, err)
 					return out
 				}
+				c.emit(Event{Type: EventAnswered, AgentID: to})
 			}
 		}
 	}
