@@ -58,7 +58,9 @@ func repairOpen(f File) (Header, bool, error) {
 	if h.Consistent(size) && whole == data {
 		return h, false, nil
 	}
-	if whole != data {
+	if data-whole < int64(h.BlockAlign) && whole != data {
+		// A sample frame torn by the crash. (Audio beyond the 32-bit RIFF limit is kept on disk,
+		// only not declared.)
 		if err := f.Truncate(h.DataOffset + whole); err != nil {
 			return h, false, err
 		}
