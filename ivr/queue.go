@@ -324,7 +324,6 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 		a.log.Error("ivr: bridge", "call_id", c.ID(), "error", out.err)
 		return out
 	}
-	c.emit(Event{Type: EventAnswered, AgentID: agentID})
 	s := &session{ctl: make(chan ctlReq), done: make(chan struct{}), agentID: agentID}
 	a.mu.Lock()
 	a.live[c.ID()] = s
@@ -337,6 +336,7 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 		a.mu.Unlock()
 		close(s.done)
 	}()
+	c.emit(Event{Type: EventAnswered, AgentID: agentID})
 	music := a.music(q)
 	var (
 		pl        *player
