@@ -117,6 +117,29 @@ func (c *Call) Ringing() error {
 	return c.s.respond(l.inviteTx, l.response(l.invite, 180, "Ringing", nil))
 }
 
+// Progress sends 183 Session Progress with our SDP answer on the carrier leg, for early media
+// (RFC 3960). It needs the carrier's offer in the INVITE: with a late offer it returns an error
+// (we do not do reliable provisionals to carry an offer, RFC 3262).
+func (c *Call) Progress(ctx context.Context) error {
+	c.mu.Lock()
+	if c.answerFinal {
+		c.mu.Unlock()
+		return errors.New("sip: carrier leg already answered or rejected")
+	}
+	c.mu.Unlock()
+	l := c.carrier
+	offer := l.invite.Body()
+	if len(offer) == 0 {
+		return errors.New("sip: no offer in the INVITE for early media")
+	}
+	ans, m, err := Negotiate(offer, l.localDesc(false))
+	if err != nil {
+		return err
+	}
+	l.applyMedia(m)
+	return c.s.respond(l.inviteTx, l.response(l.invite, 183, "Session Progress", ans))
+}
+
 // Answer answers the carrier leg: 200 OK with our SDP answer (or our offer when the INVITE had
 // none), retransmitted until the ACK arrives (RFC 3261 §13.3.1.4). It returns once the ACK is in;
 // without an ACK within AckTimeout the leg is hung up with BYE and the error returned.

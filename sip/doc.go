@@ -40,6 +40,8 @@
 //     layer) and ends the call as abandoned; an outbound leg is CANCELled when the caller goes
 //     away, and a 2xx that crosses that CANCEL is ACKed and then BYEd; route sets are kept in
 //     order (reversed for the UAC side); BYE on either leg ends both; re-INVITE glare gets 491.
+//   - Provisional responses of the far end are relayed: 180 as 180, a 183 with SDP as 183 with
+//     our answer and the early audio bridged (RFC 3960).
 //   - Session timers (RFC 4028): the interval is honoured; as refresher we re-INVITE at half the
 //     interval, otherwise a missing refresh ends the call with BYE before expiry.
 //   - Events: call.started, call.answered, call.held, call.resumed, call.ended (outcome and
@@ -48,7 +50,8 @@
 //
 // # Not built yet
 //
-// Early media (183 with SDP is relayed as 180 Ringing without SDP), UPDATE as our own refresh
+// Early media toward a carrier that made a late offer (it gets 180 without SDP: no reliable
+// provisionals), UPDATE as our own refresh
 // method (we refresh with re-INVITE), strict routing (lr-less Route), outbound legs without an
 // inbound call (agents' outbound calls: Call.Dial already goes through a trunk with its caller ID
 // and digest credentials, but a Server-level originate API is left to the softphone issue), and

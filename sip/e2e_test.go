@@ -218,3 +218,22 @@ func TestOutboundDigestAuth(t *testing.T) {
 		t.Errorf("outcome = %s", end.Outcome)
 	}
 }
+
+// TestEarlyMediaRelayed: the far end's 183 with SDP is relayed to the carrier as 183 with our
+// answer (checked by the scenario) and the early audio is bridged before the 200.
+func TestEarlyMediaRelayed(t *testing.T) {
+	b := newBridgeSetup(t, "uas_early.xml", []string{"-rtp_echo"}, nil)
+	b.carrier(t, "uac_early.xml").wait(t)
+	b.desk.wait(t)
+	evs := b.g.sink.waitEnded(t, 20*time.Second)
+	if end := lastOf(evs, ticketing.EventEnded); end.Outcome != ticketing.OutcomeAnswered || end.RingTime < 1 {
+		t.Errorf("call.ended = %s %+v, want answered after ≥ 1 s of early media", end.Outcome, end.Durations)
+	}
+	// 1.5 s of early media plus 3 s of talk at 20 ms: ~225 packets each way; without the early
+	// bridge the carrier would be sent at most the 150 of the talk time.
+	sum := b.summary(t)
+	t.Logf("carrier leg: rx %d tx %d", sum.Carrier.PacketsReceived, sum.Carrier.PacketsSent)
+	if sum.Carrier.PacketsReceived < 190 || sum.Carrier.PacketsSent < 190 {
+		t.Errorf("carrier RTP rx %d tx %d, want early media bridged too", sum.Carrier.PacketsReceived, sum.Carrier.PacketsSent)
+	}
+}

@@ -32,9 +32,17 @@ type DialOptions struct {
 	// Codecs is our offer in preference order; default PCMU, PCMA.
 	Codecs []Codec
 	// OnProgress is called for each provisional response above 100 (on the dialling goroutine).
-	OnProgress func(code int)
+	// early is non-nil when the response carried an SDP answer (early media, RFC 3960): it was
+	// already applied to the leg's endpoint, whose Endpoint() it passes.
+	OnProgress func(code int, early *EarlyMedia)
 	// RingTimeout overrides Options.RingTimeout.
 	RingTimeout time.Duration
+}
+
+// EarlyMedia is an SDP answer that came in a provisional response of an outbound leg.
+type EarlyMedia struct {
+	Endpoint *media.Endpoint
+	Media    Media
 }
 
 // OutboundLeg is an answered leg placed by Call.Dial. It ends with the call, or earlier when the
@@ -142,7 +150,7 @@ func (c *Call) Dial(ctx context.Context, opts DialOptions) (*OutboundLeg, error)
 }
 
 // invite2xx runs the INVITE client transaction(s) of a new leg until a 2xx was ACKed.
-func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ringTimeout time.Duration, onProgress func(int)) (*sip.Response, error) {
+func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ringTimeout time.Duration, onProgress func(int, *EarlyMedia)) (*sip.Response, error) {
 	s := l.s
 	txCtx, txCancel := context.WithTimeout(context.Background(), ringTimeout+64*s.opts.T1)
 	defer txCancel()
@@ -197,8 +205,17 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 				gotProvisional = true
 				if res.StatusCode > 100 {
 					l.call.markRinging()
+					var early *EarlyMedia
+					if len(res.Body()) > 0 {
+						if m, err := ParseAnswer(res.Body()); err == nil {
+							l.applyMedia(m)
+							l.mu.Lock()
+							early = &EarlyMedia{Endpoint: l.ep, Media: m}
+							l.mu.Unlock()
+						}
+					}
 					if onProgress != nil && cancelWanted == nil {
-						onProgress(res.StatusCode)
+						onProgress(res.StatusCode, early)
 					}
 				}
 				if cancelWanted != nil {
@@ -429,9 +446,26 @@ func (b *BridgeTarget) Serve(ctx context.Context, c *Call) error {
 		}
 	}
 	rang := false
+	var stopBridge func()
+	defer func() {
+		if stopBridge != nil {
+			stopBridge()
+		}
+	}()
 	out, err := c.Dial(ctx, DialOptions{
 		URI: b.URI, Trunk: b.Trunk, FromUser: c.From(), FromName: c.CallerName(), Codecs: codecs,
-		OnProgress: func(code int) {
+		OnProgress: func(code int, early *EarlyMedia) {
+			if early != nil && stopBridge == nil {
+				// Early media (ringback, announcements): 183 with our answer to the carrier and
+				// the audio bridged before the answer.
+				if err := c.Progress(ctx); err == nil {
+					if stop, err := media.Bridge(c.Endpoint(), early.Endpoint); err == nil {
+						stopBridge = stop
+						rang = true
+						return
+					}
+				}
+			}
 			if (code == 180 || code == 183) && !rang {
 				rang = true
 				_ = c.Ringing()
@@ -446,11 +480,13 @@ func (b *BridgeTarget) Serve(ctx context.Context, c *Call) error {
 		return err
 	}
 	c.MarkAnswered(0)
-	stop, err := media.Bridge(c.Endpoint(), out.Endpoint())
-	if err != nil {
-		return fmt.Errorf("sip: bridge media: %w", err)
+	if stopBridge == nil {
+		stop, err := media.Bridge(c.Endpoint(), out.Endpoint())
+		if err != nil {
+			return fmt.Errorf("sip: bridge media: %w", err)
+		}
+		stopBridge = stop
 	}
-	defer stop()
 	select {
 	case <-ctx.Done():
 	case <-out.Done():
