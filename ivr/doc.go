@@ -1,4 +1,58 @@
-// Package ivr runs menu flows, prompts and voicemail, and the queue (ACD) with its agent states.
+// Package ivr runs what happens to an answered inbound call before and around an agent: menu
+// flows with DTMF, prompts, business hours, voicemail, and the queue (ACD) with its agent
+// states, hold and blind transfer. It knows media (endpoints, Play, DTMF, G.711) and nothing
+// else of the gateway: sip hands it the caller's leg, and the integrator (cmd/switchboard)
+// wires the interfaces ivr declares — AgentDialer (agents' phones and softphones),
+// VoicemailRecorder (recordings), Events (ticketing's call events), Authorizer (the HTTP API's
+// users).
 //
-// Not built yet: see issue 6 (IVR, queue and voicemail).
+// # A call
+//
+//	eng, _ := ivr.New(ivr.Options{Menus: menus, ACD: acd, Recorder: rec, Events: ev})
+//	c := eng.NewCall(leg, ivr.CallInfo{From: "+15551230000", Line: "+15550100"})
+//	// sip: INFO in the carrier dialog → c.InjectINFO(contentType, body)
+//	res := c.Run(ctx, ivr.Line{Number: "+15550100", Target: ivr.MenuTarget("main")})
+//	// res.Kind: ResultHangup (sip hangs up; res.Outcome for call.ended) or ResultTransfer
+//	// (sip bridges the call to res.URI)
+//
+// Run goes from target to target: a closed line (Hours) plays "closed" and goes to its closed
+// target; a menu plays its prompt (a key stops it: barge-in), collects keys (timeout, retries,
+// '#' ends multi-key input) and follows an option, NoInput or Invalid; a queue waits for an
+// agent (or overflows); voicemail records a message; a SIP URI is handed back to sip; hangup
+// says goodbye. Keys come from RFC 4733 telephone-events (media's DTMF channel) and SIP INFO
+// (ParseINFO: application/dtmf-relay and application/dtmf) into one stream.
+//
+// The menu path records each menu entered and each choice ("main>1", "lang>2>main_fr>1";
+// "timeout" or "invalid" when NoInput or Invalid was followed). call.ivr_selected carries it and
+// the call's language once the call leaves the menus, or when it is abandoned in them (SD-1).
+//
+// # Prompts
+//
+// Prompts are WAV files (8 kHz mono: 16-bit or 8-bit PCM, μ-law or A-law), parsed once into
+// both G.711 laws and played in the leg's codec through media's Endpoint.Play (20 ms pacing,
+// one continuous RTP stream across prompt, music and agent). The built-in set (prompts/, made
+// by scripts/prompts.sh with espeak-ng and sox, English and French) is embedded; a directory
+// DIR/LANGUAGE/NAME.wav adds to or replaces it. Lookups fall back fr-CA → fr → the default
+// language → language-neutral (beep, music).
+//
+// # The ACD
+//
+// One mutex owns every agent's state (offline, available, busy, wrap_up, away, with since
+// timestamps), the waiting calls of each queue (FIFO) and the connected calls. Each call waits
+// on its own goroutine with please-hold, optional position announcements and looped music; the
+// dispatcher hands it the longest-idle available agent of its queue. An offer rings for the
+// queue's ring timeout, then the next agent is tried; an agent who misses MaxMissedOffers in a
+// row goes away; after MaxWait the call overflows (voicemail by default). After a call the
+// agent is in wrap_up for the queue's WrapUp. Every timer and timestamp comes from a Clock, so
+// tests drive the ACD deterministically. Hold, Resume and Transfer (to an agent or a queue)
+// act on a connected call.
+//
+// Events follow CONTRACT.md §6: call.queued, call.offered, call.answered, call.held,
+// call.resumed, call.transferred, call.voicemail, call.abandoned (where ivr, queue, voicemail).
+//
+// # Not built here
+//
+// Reaching agents (SIP REGISTER, the softphone) is the dialer's job; recording the voicemail
+// audio is the recorder's. The end-to-end proof with SIPp as the carrier needs sip wired to
+// Engine (docs/ivr.md says how).
 package ivr
