@@ -66,7 +66,7 @@ func (c *fakeClock) add(d time.Duration, f func()) *fakeTimer {
 	return t
 }
 
-func (c *fakeClock) NewTimer(d time.Duration) Timer           { return c.add(d, nil) }
+func (c *fakeClock) NewTimer(d time.Duration) Timer            { return c.add(d, nil) }
 func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer { return c.add(d, f) }
 
 func (t *fakeTimer) C() <-chan time.Time { return t.c }
