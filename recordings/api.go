@@ -16,13 +16,14 @@ import (
 // This file holds the package's vocabulary: sentinel errors, options and the interfaces
 // cmd/switchboard satisfies by wiring. The active types live next to their code:
 //
-//	Service  (service.go)  New, Start, StartVoicemail, Recording, Delete, Close
-//	Writer   (writer.go)   Tap, CallerTap, AgentTap, Pause, Resume, Finish, ID, Path
-//	         (repair.go)   Service.Repair, RepairFile
-//	         (http.go)     Service.Register: GET /recordings/{id}, DELETE /tickets/{id}/recordings
+//	Service  (service.go)   New, StartPoint, Start, StartVoicemail
+//	         (store.go)     Recording, ByCall, Delete; the Recording metadata row
+//	Writer   (writer.go)    ID, Path, Tap, CallerTap, AgentTap, Pause, Resume, Finish; Result, Pause
+//	         (repair.go)    Service.Repair, RepairFile; Repaired
+//	         (http.go)      Service.Register: GET /recordings/{id}, DELETE /tickets/{id}/recordings
 //	         (retention.go) Service.Retention, Service.RunRetention
-//	WAV      (wav.go)      ParseHeader, Header
-//	Metrics  (metrics.go)  NewMetrics
+//	WAV      (wav.go)       ParseHeader, Header
+//	Metrics  (metrics.go)   NewMetrics
 
 // Sentinel errors. Callers branch on them with errors.Is.
 var (

@@ -1,5 +1,56 @@
-// Package recordings writes calls' RTP to stereo WAV files, stores them, repairs them after a
-// crash, applies retention and deletes them.
+// Package recordings writes calls' RTP to WAV files that survive a crash, keeps their metadata
+// in PostgreSQL, serves them over HTTP with access per role, deletes them from tickets (CD-6)
+// and by retention, and repairs them at start-up.
 //
-// Not built yet: see issue 8 (recordings).
+// # Recording a call
+//
+// One Service per process (New with Options: directory, pgx pool, metrics, and for HTTP the
+// Authorizer and TicketRecordings that cmd/switchboard wires to ticketing). At the moment
+// Service.StartPoint says (answer by default, or call start to include the IVR and the queue)
+// the gateway starts a Writer and taps both legs:
+//
+//	w, err := rec.Start(ctx, callID)        // file + metadata row (state recording)
+//	carrier.SetTap(w.CallerTap())           // caller → left channel
+//	agent.SetTap(w.AgentTap())              // agent or far end → right channel
+//	…
+//	w.Pause(ctx, agentID); w.Resume(ctx, agentID)  // e.g. while a card number is read
+//	…
+//	carrier.SetTap(nil); agent.SetTap(nil)
+//	res, err := w.Finish(ctx)               // emit call.recording_ready {res.ID, res.Seconds}
+//
+// A voicemail message is StartVoicemail (mono, Tap(Mono, None)). The file is 8 kHz 16-bit PCM
+// (G.711 μ-law and A-law decoded by payload type; telephone-event and comfort noise ignored),
+// stereo for calls, at Dir/YYYY/MM/DD/<call id>.wav (…-voicemail.wav).
+//
+// Taps run on the RTP goroutines and never block: they copy the payload into a frame of a
+// bounded pool and queue it; with the pool empty the packet is dropped and counted. One
+// goroutine per Writer places audio by RTP timestamp per SSRC, anchored and re-anchored on
+// arrival time (timeline.go), so lost packets, holds and silence become silence of the right
+// length, both channels stay aligned, and the file lasts the wall time recorded.
+//
+// # Crash safety
+//
+// The writer appends audio every 100 ms (what is older than Options.Delay) and every second
+// rewrites the header's sizes and fsyncs, so after SIGKILL or power loss the file is a valid
+// WAV holding the audio up to about a second before. At start-up, before recording, the
+// gateway calls Repair: recordings this node left in state recording get their header made
+// exact and become ready (returned, for call.recording_ready), stray files with stale headers
+// are fixed. A write error or a full disk fails the recording, never the call: the taps stop,
+// switchboard_recording_errors_total counts it, the row says failed, and Finish returns an
+// error wrapping ErrWrite and the cause for the gateway to note on the ticket.
+//
+// # HTTP
+//
+// Register mounts GET {prefix}/recordings/{id} (audio/wav, Range) and DELETE
+// {prefix}/tickets/{id}/recordings. Admins always; agents only while
+// recordings.agents_can_access is on (403); anonymous 401; unknown or deleted 404.
+//
+// # Not built here yet
+//
+// The end-to-end tone test through SIP (SIPp rtp_stream as carrier and far end, a 5 s hold by
+// re-INVITE, SIGKILL of the gateway binary) comes when the B2BUA wires the Writer to its legs;
+// the tests here drive two bridged media.Endpoints from raw UDP peers instead. The recording
+// benchmark (CPU and bytes per call-second, BENCHMARKS.md) is not written. Clock drift between a
+// sender and this host is corrected by re-anchoring (a jump of Options.Delay/2 when it
+// accumulates), not by resampling.
 package recordings

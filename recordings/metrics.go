@@ -78,9 +78,14 @@ func (m *Metrics) addError() {
 	}
 }
 
-func (m *Metrics) addDropped(full, late uint64) {
+func (m *Metrics) addLate() {
 	if m != nil {
-		m.droppedFull.Add(float64(full))
-		m.droppedLate.Add(float64(late))
+		m.droppedLate.Inc()
+	}
+}
+
+func (m *Metrics) addFull() {
+	if m != nil {
+		m.droppedFull.Inc()
 	}
 }

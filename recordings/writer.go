@@ -185,6 +185,7 @@ func (w *Writer) Tap(received, sent Channel) media.Tap {
 		case f = <-w.free:
 		default:
 			w.dropFull.Add(1)
+			w.s.metrics().addFull() // an atomic add: fine on the RTP path
 			return
 		}
 		f.ch, f.pt, f.seq, f.ts, f.ssrc, f.at = ch, p.PayloadType, p.Sequence, p.Timestamp, p.SSRC, p.At
@@ -319,7 +320,6 @@ func (w *Writer) run() {
 					w.fail(err)
 				}
 			}
-			w.s.metrics().addDropped(w.dropFull.Load(), w.late)
 			return
 		}
 	}
@@ -343,6 +343,7 @@ func (w *Writer) place(f *frame, ranges *[][2]int64) {
 	from := max(pos, w.committed)
 	if from > pos {
 		w.late++
+		w.s.metrics().addLate()
 	}
 	decode := media.DecodeULaw
 	if f.pt == ptPCMA {
