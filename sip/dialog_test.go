@@ -300,3 +300,33 @@ func TestDrainWaitsForLiveCalls(t *testing.T) {
 		t.Errorf("active calls = %d", g.s.ActiveCalls())
 	}
 }
+
+// TestBadReinviteKeepsCall: a re-INVITE we cannot accept gets 488 and leaves the session as it
+// was (RFC 3261 §14.2): a later BYE still finds the call.
+func TestBadReinviteKeepsCall(t *testing.T) {
+	g := startGateway(t, func(o *Options) {
+		o.Lines = []Line{{Number: "+15550197", Target: answerTarget}}
+	})
+	p := newUDPPeer(t, g.port())
+	p.send(rawInvite("+15550197", "", pcmuOffer))
+	ok := p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "SIP/2.0 200") })
+	if ok == "" {
+		t.Fatal("no 200")
+	}
+	p.send(ackFor(g.port(), ok, 1))
+	g729 := strings.Replace(pcmuOffer, "RTP/AVP 0", "RTP/AVP 18", 1)
+	reinv := fmt.Sprintf("INVITE sip:switchboard@127.0.0.1:%d SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:LPORT;branch=z9hG4bKre%d\nFrom: \"Bob\" <sip:+15557654321@127.0.0.1>;tag=abc\nTo: %s\nCall-ID: %s\nCSeq: 2 INVITE\nContact: <sip:bob@127.0.0.1:LPORT>\nMax-Forwards: 70\nContent-Type: application/sdp\nContent-Length: %d\n\n%s",
+		g.port(), time.Now().UnixNano(), header(ok, "To")[0], header(ok, "Call-ID")[0], len(strings.ReplaceAll(g729, "\n", "\r\n")), g729)
+	p.send(reinv)
+	if r := p.recvUntil(3*time.Second, func(m string) bool { return strings.HasPrefix(m, "SIP/2.0 4") }); statusCode(r) != 488 {
+		t.Fatalf("re-INVITE without a common codec: %d, want 488", statusCode(r))
+	}
+	p.send(fmt.Sprintf("BYE sip:switchboard@127.0.0.1:%d SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:LPORT;branch=z9hG4bKbye%d\nFrom: \"Bob\" <sip:+15557654321@127.0.0.1>;tag=abc\nTo: %s\nCall-ID: %s\nCSeq: 3 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n",
+		g.port(), time.Now().UnixNano(), header(ok, "To")[0], header(ok, "Call-ID")[0]))
+	if r := p.recvUntil(3*time.Second, func(m string) bool { return strings.Contains(m, "CSeq: 3 BYE") }); statusCode(r) != 200 {
+		t.Fatalf("BYE after the failed re-INVITE: %d, want 200", statusCode(r))
+	}
+	if e := lastOf(g.sink.waitEnded(t, 10*time.Second), ticketing.EventEnded); e.Outcome != ticketing.OutcomeAnswered {
+		t.Errorf("outcome = %s", e.Outcome)
+	}
+}

@@ -332,10 +332,7 @@ func (l *leg) respond2xx(ctx context.Context, tx sip.ServerTransaction, res *sip
 	if err := l.s.respond(tx, res); err != nil {
 		return fmt.Errorf("sip: send 2xx: %w", err)
 	}
-	if sip.IsReliable(l.transport) {
-		// RFC 3261 §17.2.1: over a reliable transport the transport carries the 2xx; we still
-		// wait for the ACK to confirm the dialog.
-	}
+	// Over a reliable transport the transport carries the 2xx and we only wait for the ACK.
 	t1 := l.s.opts.T1
 	interval := t1
 	timer := time.NewTimer(interval)
