@@ -252,3 +252,27 @@ type VoicemailRecording interface {
 	// the caller hung up before it counted). It returns the recording id of a kept message.
 	Finish(ctx context.Context, keep bool) (recordingID string, err error)
 }
+
+// MediaAgentLeg is an AgentLeg over a plain media endpoint: an agent's SIP phone whose
+// outbound leg sip placed (Endpoint = the leg's endpoint, Ended = its Done, HangupFunc = BYE).
+type MediaAgentLeg struct {
+	Endpoint   *media.Endpoint
+	Ended      <-chan struct{}
+	HangupFunc func(ctx context.Context) error
+}
+
+// Bridge joins the caller's endpoint and the agent's with media.Bridge.
+func (l *MediaAgentLeg) Bridge(caller *media.Endpoint) (func(), error) {
+	return media.Bridge(caller, l.Endpoint)
+}
+
+// Done is Ended.
+func (l *MediaAgentLeg) Done() <-chan struct{} { return l.Ended }
+
+// Hangup calls HangupFunc (nil: nothing to do).
+func (l *MediaAgentLeg) Hangup(ctx context.Context) error {
+	if l.HangupFunc == nil {
+		return nil
+	}
+	return l.HangupFunc(ctx)
+}
