@@ -237,3 +237,19 @@ func TestEarlyMediaRelayed(t *testing.T) {
 		t.Errorf("carrier RTP rx %d tx %d, want early media bridged too", sum.Carrier.PacketsReceived, sum.Carrier.PacketsSent)
 	}
 }
+
+// TestFarEndHold: the far end holds with re-INVITE inactive (answered inactive) and resumes;
+// hold is tracked across legs.
+func TestFarEndHold(t *testing.T) {
+	b := newBridgeSetup(t, "uas_hold.xml", []string{"-rtp_echo"}, nil)
+	b.carrier(t, "uac_rtp.xml").wait(t)
+	b.desk.wait(t)
+	evs := b.g.sink.waitEnded(t, 20*time.Second)
+	want := []string{ticketing.EventStarted, ticketing.EventAnswered, ticketing.EventHeld, ticketing.EventResumed, ticketing.EventEnded}
+	if fmt.Sprint(eventTypes(evs)) != fmt.Sprint(want) {
+		t.Fatalf("events = %v, want %v", eventTypes(evs), want)
+	}
+	if end := lastOf(evs, ticketing.EventEnded); end.HoldTime < 1 || end.HoldTime > 2 {
+		t.Errorf("hold_time = %d, want 1..2", end.HoldTime)
+	}
+}
