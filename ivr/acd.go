@@ -84,6 +84,10 @@ type ACDOptions struct {
 	Registerer prometheus.Registerer
 	// Authorizer authenticates the HTTP API (required for Register).
 	Authorizer Authorizer
+	// OnAgentState, when set, is told every agent state change (the softphone page shows it,
+	// e.g. the automatic away after missed offers). It is called with the ACD's lock held: it
+	// must not block or call the ACD.
+	OnAgentState func(AgentStatus)
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -358,6 +362,9 @@ func (a *ACD) setStateLocked(ag *agentRec, st AgentState) {
 	}
 	ag.state, ag.since = st, now
 	a.publishLocked()
+	if a.opts.OnAgentState != nil {
+		a.opts.OnAgentState(ag.status())
+	}
 }
 
 // callEndedLocked frees an agent after a call: the state asked for meanwhile, else wrap-up,

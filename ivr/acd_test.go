@@ -102,6 +102,7 @@ func TestQueue_MissedOffersSetAway(t *testing.T) {
 		Queue{Name: "support", RingTimeout: 10 * time.Second, MaxMissedOffers: 2, RetryDelay: time.Second, Overflow: HangupTarget()},
 		Queue{Name: "sales"})
 	r.available(t, 1)
+	<-r.states // available
 	leg, _, res := r.queueCall(t, "call-miss", "support")
 	o := r.dialer.next(t)
 	o.decline()
@@ -114,12 +115,13 @@ func TestQueue_MissedOffersSetAway(t *testing.T) {
 	r.clk.awaitTimer(t, 10*time.Second)
 	r.clk.advance(10 * time.Second) // second miss
 	o.ended(t)
-	deadline := time.Now().Add(wait)
-	for r.state(t, 1) != StateAway && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond) // the miss is recorded by the call's goroutine
-	}
-	if st := r.state(t, 1); st != StateAway {
-		t.Fatalf("agent 1 is %s after 2 missed offers, want away", st)
+	select { // the miss is recorded by the call's goroutine
+	case st := <-r.states:
+		if st.ID != 1 || st.State != StateAway || st.MissedOffers != 2 {
+			t.Fatalf("state change %+v, want agent 1 away after 2 missed offers", st)
+		}
+	case <-time.After(wait):
+		t.Fatal("agent 1 never went away")
 	}
 	r.dialer.none(t, 30*time.Millisecond)
 	// Going available again resets the count.

@@ -79,6 +79,7 @@ type rig struct {
 	rec    *fakeRecorder
 	acd    *ACD
 	eng    *Engine
+	states chan AgentStatus // agent state changes after setup
 }
 
 // newRig builds an engine and ACD on a fake clock with the dev menus and queues support and
@@ -90,6 +91,7 @@ func newRig(t testing.TB, prompts *Prompts, queues ...Queue) *rig {
 		events: newEventLog(),
 		dialer: newFakeDialer(),
 		rec:    newFakeRecorder(),
+		states: make(chan AgentStatus, 64),
 	}
 	if queues == nil {
 		queues = []Queue{{Name: "support"}, {Name: "sales"}}
@@ -103,6 +105,12 @@ func newRig(t testing.TB, prompts *Prompts, queues ...Queue) *rig {
 			{ID: 3, Email: "agent3@example.com", Name: "Agent Three", Queues: []string{"sales"}},
 		},
 		Dialer: r.dialer, Prompts: prompts, Clock: r.clk,
+		OnAgentState: func(s AgentStatus) {
+			select {
+			case r.states <- s:
+			default:
+			}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
