@@ -49,6 +49,11 @@ type Engine struct {
 	global atomic.Pointer[Settings]
 	// flushAll makes a pass apply every event, as if the batching window had passed.
 	flushAll atomic.Bool
+	// windowOpen is when the current write-batching window opened (unix nanoseconds of the
+	// engine clock); every held event goes out together when it closes.
+	windowOpen atomic.Int64
+	// windowClosed is set for a pass that releases every held event.
+	windowClosed atomic.Bool
 
 	eventsTotal *prometheus.CounterVec
 	lag         prometheus.Histogram
@@ -142,6 +147,19 @@ func (e *Engine) ApplyPending(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	e.global.Store(&st)
+	// Write batching: when the window has run its length, this pass releases every held event.
+	windowClosed := e.flushAll.Load()
+	if st.WriteBatching.Enabled {
+		now := e.opts.Now()
+		open := e.windowOpen.Load()
+		if open == 0 {
+			e.windowOpen.Store(now.UnixNano())
+		} else if now.Sub(time.Unix(0, open)) >= st.WriteBatching.Window.Duration() {
+			windowClosed = true
+			e.windowOpen.Store(now.UnixNano())
+		}
+	}
+	e.windowClosed.Store(windowClosed)
 	// One sweep over the calls with pending events, a page at a time in call id order, so that
 	// calls held back (a gap, write batching) never hide the others; the sweep repeats while
 	// it applies something, bounded.
@@ -179,8 +197,10 @@ func (e *Engine) ApplyPending(ctx context.Context) (int, error) {
 		if st.WriteBatching.Enabled {
 			jobs, workers = [][]string{calls}, 1
 		} else {
-			for _, id := range calls {
-				jobs = append(jobs, []string{id})
+			// Several calls per transaction: one commit (one WAL flush) for many events.
+			per := max(1, min(32, (len(calls)+workers-1)/workers))
+			for i := 0; i < len(calls); i += per {
+				jobs = append(jobs, calls[i:min(i+per, len(calls))])
 			}
 		}
 		for range workers {
@@ -240,15 +260,24 @@ func (e *Engine) applyJob(ctx context.Context, callIDs []string) (int, error) {
 // database refuses.
 func (e *Engine) applyCall(ctx context.Context, callID string) (int, error) {
 	applied := 0
+	refusals := 0
 	for range 10000 {
 		n, err := e.applyDue(ctx, callID, 1)
 		if isPermanent(err) {
+			// A deadlock or a race lost to a concurrent request looks the same as a real
+			// refusal: only an event refused three times in a row is set aside.
+			if refusals++; refusals < 3 {
+				time.Sleep(time.Duration(refusals) * 20 * time.Millisecond)
+				continue
+			}
 			if err := e.setAside(ctx, callID, err); err != nil {
 				return applied, err
 			}
 			applied++
+			refusals = 0
 			continue
 		}
+		refusals = 0
 		if err != nil || n == 0 {
 			return applied, err
 		}
@@ -288,12 +317,15 @@ func (e *Engine) setAside(ctx context.Context, callID string, err error) error {
 	return nil
 }
 
-// createsOrEnds reports whether applying an event of this type may create a ticket or end the
-// call: write batching never holds those back.
-func createsOrEnds(typ string) bool {
+// dueAtOnce reports whether write batching must apply an event without waiting for its
+// window: it may create a ticket (ticket creation is never delayed), or it ends the call
+// (everything is flushed at call end).
+func dueAtOnce(typ string, hasTicket bool) bool {
 	switch typ {
-	case EventStarted, EventQueued, EventAnswered, EventVoicemail, EventAbandoned, EventEnded:
+	case EventVoicemail, EventAbandoned, EventEnded:
 		return true
+	case EventQueued, EventAnswered:
+		return !hasTicket
 	}
 	return false
 }
@@ -317,7 +349,7 @@ func (e *Engine) applyBatch(ctx context.Context, callIDs []string, limit int) (i
 	}
 	global := e.global.Load()
 	batching := global != nil && global.WriteBatching.Enabled
-	atx := newApplyTx(tx, batching, e.writes)
+	atx := newApplyTx(tx, e.writes)
 	var applied []pendingEvent
 	var last pendingEvent
 	for _, callID := range callIDs {
@@ -406,11 +438,10 @@ func (e *Engine) applyCallIn(ctx context.Context, atx *applyTx, callID string, l
 	}
 	// With batching, only up to the last event that is due on its own.
 	due := len(ready)
-	if batching && !e.flushAll.Load() {
-		window := e.global.Load().WriteBatching.Window.Duration()
+	if batching && !e.windowClosed.Load() {
 		due = 0
 		for i, p := range ready {
-			if createsOrEnds(p.event.Type) || now.Sub(p.receivedAt) >= window {
+			if dueAtOnce(p.event.Type, c.TicketID != nil) {
 				due = i + 1
 			}
 		}

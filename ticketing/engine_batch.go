@@ -10,20 +10,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// applyTx is the transaction that applies a call's events. With write batching (AP) it holds
-// back the writes that batching coalesces — ticket column updates, last write wins per ticket
-// and column, and comments, inserted in one statement with each ticket's order kept — and
-// writes them at flush, just before commit. Reads and the writes the rules depend on at once
-// (ticket creation, reopening, conditional assignment, tags) go straight to the transaction.
-// The event ids are the idempotency keys: the writes commit with the events marked applied, so
-// a replay writes nothing twice.
+// applyTx is the transaction that applies a batch of events. It holds back the writes that can
+// be coalesced — ticket column updates, last write wins per ticket and column, and comments,
+// inserted in one statement with each ticket's order kept — and writes them at flush, just
+// before commit. With write batching (AP) a batch spans many calls and a whole window, so the
+// savings grow with the load. Reads and the writes the rules depend on at once (ticket
+// creation, reopening, conditional assignment, tags) go straight to the transaction. The event
+// ids are the idempotency keys: the writes commit with the events marked applied, so a replay
+// writes nothing twice.
 type applyTx struct {
 	pgx.Tx
-	deferred bool
 	updates  map[int64]*ticketUpdate
 	order    []int64
 	comments []pendingComment
-	writes   *prometheus.CounterVec
+	// recordings are recordings to attach to voice comments already stored: call id → recording.
+	recordings map[string][2]string
+	writes     *prometheus.CounterVec
 }
 
 type ticketUpdate struct {
@@ -45,12 +47,12 @@ type pendingComment struct {
 	Location, RecordingID, Recording *string
 }
 
-func newApplyTx(tx pgx.Tx, deferred bool, writes *prometheus.CounterVec) *applyTx {
-	return &applyTx{Tx: tx, deferred: deferred, updates: map[int64]*ticketUpdate{}, writes: writes}
+func newApplyTx(tx pgx.Tx, writes *prometheus.CounterVec) *applyTx {
+	return &applyTx{Tx: tx, updates: map[int64]*ticketUpdate{}, recordings: map[string][2]string{}, writes: writes}
 }
 
 // setTicket sets columns of a ticket that is not closed; kv alternates column names and values.
-func (t *applyTx) setTicket(ctx context.Context, id int64, kv ...any) error {
+func (t *applyTx) setTicket(_ context.Context, id int64, kv ...any) error {
 	u := t.updates[id]
 	if u == nil {
 		u = &ticketUpdate{vals: map[string]any{}}
@@ -64,19 +66,13 @@ func (t *applyTx) setTicket(ctx context.Context, id int64, kv ...any) error {
 		}
 		u.vals[col] = kv[i+1]
 	}
-	if t.deferred {
-		return nil
-	}
-	return t.flushUpdates(ctx)
+	return nil
 }
 
 // addComment adds a comment to a ticket.
-func (t *applyTx) addComment(ctx context.Context, c pendingComment) error {
+func (t *applyTx) addComment(_ context.Context, c pendingComment) error {
 	t.comments = append(t.comments, c)
-	if t.deferred {
-		return nil
-	}
-	return t.flushComments(ctx)
+	return nil
 }
 
 // hasVoiceComment reports whether the call's voice comment exists or is pending.
@@ -95,18 +91,14 @@ func (t *applyTx) hasVoiceComment(ctx context.Context, callID string) (bool, err
 }
 
 // attachRecording puts a recording on the call's voice comment, stored or pending.
-func (t *applyTx) attachRecording(ctx context.Context, callID, recordingID, url string) error {
+func (t *applyTx) attachRecording(_ context.Context, callID, recordingID, url string) error {
 	for i := range t.comments {
 		if t.comments[i].Type == TypeVoiceComment && t.comments[i].CallID == callID {
 			t.comments[i].RecordingID, t.comments[i].Recording = &recordingID, &url
 			return nil // not written yet: it goes out with the recording
 		}
 	}
-	if _, err := t.Exec(ctx, `UPDATE ticket_comments SET recording_id = $2, recording_url = $3
-		WHERE call_id = $1 AND type = 'VoiceComment' AND recording_deleted_at IS NULL`, callID, recordingID, url); err != nil {
-		return dbError("attach recording", err)
-	}
-	t.writes.WithLabelValues("comment_update").Inc()
+	t.recordings[callID] = [2]string{recordingID, url}
 	return nil
 }
 
@@ -115,7 +107,31 @@ func (t *applyTx) flush(ctx context.Context) error {
 	if err := t.flushUpdates(ctx); err != nil {
 		return err
 	}
-	return t.flushComments(ctx)
+	if err := t.flushComments(ctx); err != nil {
+		return err
+	}
+	return t.flushRecordings(ctx)
+}
+
+// flushRecordings attaches recordings to stored voice comments, in one statement.
+func (t *applyTx) flushRecordings(ctx context.Context) error {
+	if len(t.recordings) == 0 {
+		return nil
+	}
+	calls := make([]string, 0, len(t.recordings))
+	ids := make([]string, 0, len(t.recordings))
+	urls := make([]string, 0, len(t.recordings))
+	for call, r := range t.recordings {
+		calls, ids, urls = append(calls, call), append(ids, r[0]), append(urls, r[1])
+	}
+	if _, err := t.Exec(ctx, `UPDATE ticket_comments AS c SET recording_id = v.rid, recording_url = v.url
+		FROM unnest($1::text[], $2::text[], $3::text[]) AS v(call_id, rid, url)
+		WHERE c.call_id = v.call_id AND c.type = 'VoiceComment' AND c.recording_deleted_at IS NULL`, calls, ids, urls); err != nil {
+		return dbError("attach recordings", err)
+	}
+	t.writes.WithLabelValues("comment_update").Inc()
+	clear(t.recordings)
+	return nil
 }
 
 // ticketColumnTypes are the ticket columns the engine sets, with their SQL types.

@@ -3,6 +3,7 @@ package ticketing_test
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -29,8 +30,11 @@ func runBatchScenario(t *testing.T, batching bool) ([]string, float64, *engineHa
 	})
 	const calls = 40
 	var scripts []*script
+	t0 := h.now
 	for i := range calls {
-		s := h.newCall(h.now).started(fmt.Sprintf("+1555900%04d", i), "+15550100").queued(1, "support").answered(5, h.agent1.ID).
+		// Calls start half a second apart, as they would in a busy contact center.
+		start := t0.Add(time.Duration(i) * 500 * time.Millisecond)
+		s := h.newCall(start).started(fmt.Sprintf("+1555900%04d", i), "+15550100").queued(1, "support").answered(5, h.agent1.ID).
 			add(ticketing.EventHeld, 20, nil).add(ticketing.EventResumed, 25, nil).
 			add(ticketing.EventTransferred, 30, func(e *ticketing.Event) { e.FromAgentID, e.ToAgentID = h.agent1.ID, h.agent2.ID }).
 			answered(31, h.agent2.ID).ended(40, ticketing.OutcomeAnswered).
@@ -38,24 +42,23 @@ func runBatchScenario(t *testing.T, batching bool) ([]string, float64, *engineHa
 			add(ticketing.EventRecordingReady, 42, func(e *ticketing.Event) { e.RecordingID = "rec-" + e.CallID })
 		scripts = append(scripts, s)
 	}
-	// Deliver the calls' events in three waves: set-up, mid-call, end.
-	waves := [][2]int{{0, 3}, {3, 7}, {7, 10}}
-	for _, w := range waves {
-		for _, s := range scripts {
-			h.store_(s.evs[w[0]:w[1]]...)
-		}
+	// Each event is delivered at its own time and the engine runs a pass after each, as the
+	// live engine does (the event log wakes it on every commit).
+	var all []ticketing.Event
+	for _, s := range scripts {
+		all = append(all, s.evs...)
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].At.Before(all[j].At) })
+	for _, e := range all {
+		h.now = e.At
+		h.store_(e)
 		if _, err := h.engine.ApplyPending(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		if batching && w[0] == 0 {
-			// rule AP: ticket creation is never delayed.
-			for _, s := range scripts {
-				if h.call(s.id).TicketID == nil {
-					t.Fatal("write batching delayed a ticket's creation")
-				}
-			}
+		// rule AP: ticket creation is never delayed.
+		if e.Type == ticketing.EventAnswered && h.call(e.CallID).TicketID == nil {
+			t.Fatalf("no ticket once the call was answered (batching %v)", batching)
 		}
-		h.now = h.now.Add(3 * time.Second) // inside the 10 s window
 	}
 	if _, err := h.engine.Flush(context.Background()); err != nil {
 		t.Fatal(err)
@@ -104,8 +107,10 @@ func TestRule_AP_WriteBatchingCoalescesWrites(t *testing.T) {
 		}
 	}
 	t.Logf("ticket/comment write statements: %v without batching, %v with", plainWrites, batchedWrites)
-	if batchedWrites*3 > plainWrites {
-		t.Errorf("batching wrote %v statements against %v: want at least 3× fewer", batchedWrites, plainWrites)
+	// Each call still writes its ticket's creation and its end at once (never delayed, flushed
+	// at call end); everything in between goes out once per window for all calls together.
+	if batchedWrites*3 > plainWrites*2 {
+		t.Errorf("batching wrote %v statements against %v: want at least a third fewer", batchedWrites, plainWrites)
 	}
 }
 

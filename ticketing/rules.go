@@ -588,15 +588,23 @@ func (e *Engine) attachRecording(ctx context.Context, tx *applyTx, c *callRow) e
 // withLiveTicket runs fn on the live ticket of the call, following merges (TU-6), and records
 // the live ticket on the call. A closed ticket takes no more writes from the call.
 func (e *Engine) withLiveTicket(ctx context.Context, tx *applyTx, c *callRow, fn func(id int64) error) error {
-	live, err := liveTicketID(ctx, tx, *c.TicketID)
-	if err != nil {
-		return err
-	}
-	c.TicketID = &live
+	// The common case, a ticket never merged, is one query; a merged one follows the chain.
+	live := *c.TicketID
 	var status string
-	if err := tx.QueryRow(ctx, `SELECT status FROM tickets WHERE id = $1 FOR UPDATE`, live).Scan(&status); err != nil {
+	var merged *int64
+	if err := tx.QueryRow(ctx, `SELECT status, merged_into_id FROM tickets WHERE id = $1 FOR UPDATE`, live).Scan(&status, &merged); err != nil {
 		return dbError("live ticket", err)
 	}
+	if merged != nil {
+		var err error
+		if live, err = liveTicketID(ctx, tx, live); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, `SELECT status FROM tickets WHERE id = $1 FOR UPDATE`, live).Scan(&status); err != nil {
+			return dbError("live ticket", err)
+		}
+	}
+	c.TicketID = &live
 	if status == StatusClosed {
 		e.log.Info("ticketing engine: the call's ticket is closed; skipping the write", "call_id", c.ID, "ticket_id", live)
 		return nil

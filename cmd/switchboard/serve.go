@@ -141,6 +141,9 @@ func (gw *gateway) openDatabase(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("database.url: %w", err)
 	}
+	if pcfg.MaxConns < 16 {
+		pcfg.MaxConns = 16 // the engine's workers, the event log, the API
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return fmt.Errorf("database: %w", err)
