@@ -73,7 +73,9 @@ func BenchmarkSteadyLoad(b *testing.B) {
 						b.Error(err)
 					}
 				}
-				emit(ticketing.EventStarted, func(e *ticketing.Event) { e.Direction, e.From, e.To, e.Line = "inbound", from, "+15550100", "+15550100" })
+				emit(ticketing.EventStarted, func(e *ticketing.Event) {
+					e.Direction, e.From, e.To, e.Line = "inbound", from, "+15550100", "+15550100"
+				})
 				emit(ticketing.EventQueued, func(e *ticketing.Event) { e.Queue = "support" })
 				emit(ticketing.EventOffered, func(e *ticketing.Event) { e.AgentID = agent.ID })
 				emit(ticketing.EventAnswered, func(e *ticketing.Event) { e.AgentID = agent.ID })
