@@ -28,7 +28,7 @@ const (
 //
 //	switchboard_recordings_active                        gauge: recordings being written
 //	switchboard_recording_bytes_total                    counter: audio bytes written to files
-//	switchboard_recording_errors_total                   counter: recordings that failed (create, write, close)
+//	switchboard_recording_errors_total                   counter: recordings that failed (create, write, close, metadata insert)
 //	switchboard_recording_packets_dropped_total{reason}  counter: buffer_full, late
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	active := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -41,7 +41,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	})
 	errs := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "switchboard_recording_errors_total",
-		Help: "Recordings that failed: the file could not be created, written or closed (e.g. a full disk).",
+		Help: "Recordings that failed: the file could not be created, written or closed (e.g. a full disk), or the metadata row not inserted.",
 	})
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_recording_packets_dropped_total",

@@ -142,3 +142,11 @@ func TestRepairSkipsActiveRecordings(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Repair on a recordings directory that does not exist yet (a first start) finds nothing.
+func TestRepairWithoutDirectory(t *testing.T) {
+	s := newService(t, Options{Dir: filepath.Join(t.TempDir(), "not-yet")})
+	if reps, err := s.Repair(ctxTimeout(t)); err != nil || len(reps) != 0 {
+		t.Errorf("repair: %+v, %v", reps, err)
+	}
+}

@@ -107,6 +107,7 @@ func (s *Service) start(ctx context.Context, callID, kind string, channels int) 
 	rec := Recording{ID: id, CallID: callID, Kind: kind, Node: s.opts.Node, Path: rel, State: StateRecording,
 		Channels: channels, StartedAt: at.UTC()}
 	if err := s.insert(ctx, rec); err != nil {
+		s.metrics().addError()
 		file.f.Close()
 		_ = s.opts.FS.Remove(file.path)
 		return nil, fmt.Errorf("recordings: start %s: %w", callID, err)
