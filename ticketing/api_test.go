@@ -175,3 +175,89 @@ func TestOpenAPI_Served(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestOpenAPI_ResponsesMatchSpec drives every operation of openapi.yaml, successes and errors,
+// through the real server; env.call validates each response against the description, and this
+// test proves that no operation was left out.
+func TestOpenAPI_ResponsesMatchSpec(t *testing.T) {
+	e := newEnv(t)
+	u := e.newUser("Spec", "+12125550186", "+12125550187")
+	v := e.newUser("Spec2")
+	tk := e.voiceTicket(u, "+12125550186")
+	tk2 := e.newTicket(u, map[string]any{"tags": []string{"a"}, "custom_fields": map[string]any{"csat": 5, "queue_name": "support"}})
+	ids := must(t, e.call(e.asAgent(), "GET", fmt.Sprintf("/users/%d/identities", u), nil), http.StatusOK).list("identities")
+	iid := int64(ids[1]["id"].(float64))
+	steps := []struct {
+		method, path string
+		body         any
+	}{
+		{"GET", "/users?per_page=1", nil},
+		{"GET", "/users?role=nope", nil},
+		{"POST", "/users", map[string]any{"user": map[string]any{"name": "S3", "email": "s3@example.com", "phone": "+12125550188"}}},
+		{"POST", "/users", `{"user":`},
+		{"GET", "/users/search?phone=%2B12125550186", nil},
+		{"GET", "/users/search", nil},
+		{"GET", fmt.Sprintf("/users/%d", u), nil},
+		{"GET", "/users/999999", nil},
+		{"PUT", fmt.Sprintf("/users/%d", u), map[string]any{"user": map[string]any{"name": "Spec!"}}},
+		{"PUT", "/users/999999", map[string]any{"user": map[string]any{"name": "x"}}},
+		{"GET", "/users/999999/identities", nil},
+		{"GET", "/users/999999/tickets/requested", nil},
+		{"GET", "/tickets?status=x", nil},
+		{"GET", "/tickets/999999", nil},
+		{"GET", "/tickets/999999/comments", nil},
+		{"POST", "/tickets/999999/comments", map[string]any{"comment": map[string]any{"body": "x"}}},
+		{"GET", fmt.Sprintf("/users/%d/identities", u), nil},
+		{"POST", fmt.Sprintf("/users/%d/identities", v), map[string]any{"identity": map[string]any{"value": "+12125550186"}}},
+		{"POST", fmt.Sprintf("/users/%d/identities", v), map[string]any{"identity": map[string]any{"value": "nope"}}},
+		{"PUT", fmt.Sprintf("/users/%d/identities/%d/make_primary", u, iid), nil},
+		{"PUT", fmt.Sprintf("/users/%d/identities/999999/make_primary", u), nil},
+		{"DELETE", fmt.Sprintf("/users/%d/identities/%d", u, iid), nil},
+		{"DELETE", fmt.Sprintf("/users/%d/identities/%d", u, iid), nil},
+		{"GET", fmt.Sprintf("/users/%d/tickets/requested", u), nil},
+		{"GET", "/tickets?status=new", nil},
+		{"POST", "/tickets", map[string]any{"ticket": map[string]any{"requester_id": v, "status": "open", "assignee_id": e.agent.ID}}},
+		{"POST", "/tickets", map[string]any{"ticket": map[string]any{}}},
+		{"GET", fmt.Sprintf("/tickets/%d", tk), nil},
+		{"PUT", fmt.Sprintf("/tickets/%d", tk2), map[string]any{"ticket": map[string]any{"assignee_id": e.agent.ID, "status": "pending"}}},
+		{"PUT", fmt.Sprintf("/tickets/%d", tk2), map[string]any{"ticket": map[string]any{"status": "new"}}},
+		{"GET", fmt.Sprintf("/tickets/%d/comments", tk), nil},
+		{"POST", fmt.Sprintf("/tickets/%d/comments", tk), map[string]any{"comment": map[string]any{"body": "note", "public": false}}},
+		{"POST", fmt.Sprintf("/tickets/%d/merge", tk2), map[string]any{"ids": []int64{tk}}},
+		{"POST", fmt.Sprintf("/tickets/%d/merge", tk2), map[string]any{"ids": []int64{tk}}},
+		{"GET", fmt.Sprintf("/tickets/%d/comments", tk2), nil},
+		{"PUT", fmt.Sprintf("/users/%d/merge", v), map[string]any{"user": map[string]any{"id": u}}},
+		{"PUT", fmt.Sprintf("/users/%d/merge", v), map[string]any{"user": map[string]any{"id": u}}},
+		{"DELETE", fmt.Sprintf("/users/%d", v), nil},
+		{"DELETE", "/users/999999", nil},
+		{"GET", "/settings/voice", nil},
+		{"PUT", "/settings/voice", map[string]any{"settings": map[string]any{"callback_append_window": 20}}},
+		{"PUT", "/settings/voice", map[string]any{"settings": map[string]any{"callback_append_window": -1}}},
+		{"GET", "/settings/voice", auth{}},
+	}
+	for _, s := range steps {
+		a := e.asAdmin()
+		if x, ok := s.body.(auth); ok {
+			a, s.body = x, nil
+		}
+		e.call(a, s.method, s.path, s.body)
+	}
+	doc, err := ticketing.OpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			ok, failed := false, false
+			for status := range e.validated[op.OperationID] {
+				ok = ok || status < 300
+				failed = failed || status >= 400
+			}
+			if !ok || !failed {
+				t.Errorf("%s %s (%s): validated statuses %v, want a success and an error", method, path, op.OperationID, e.validated[op.OperationID])
+			}
+		}
+	}
+}

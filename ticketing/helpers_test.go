@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,6 +34,9 @@ type env struct {
 
 	admin, agent           ticketing.User
 	adminToken, agentToken string
+
+	mu        *sync.Mutex
+	validated map[string]map[int]bool // operationId → statuses seen and validated
 }
 
 const (
@@ -59,7 +63,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatalf("openapi router: %v", err)
 	}
-	e := &env{t: t, store: store, srv: srv, router: router}
+	e := &env{t: t, store: store, srv: srv, router: router, validated: map[string]map[int]bool{}, mu: &sync.Mutex{}}
 	ctx := context.Background()
 	if e.admin, err = store.EnsureUser(ctx, "admin@example.com", "Admin", ticketing.RoleAdmin, adminPass); err != nil {
 		t.Fatal(err)
@@ -209,7 +213,15 @@ func (e *env) validate(req *http.Request, res *http.Response, raw []byte) {
 	}
 	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
 		e.t.Errorf("%s %s → %d does not match openapi.yaml: %v\n%s", req.Method, req.URL.Path, res.StatusCode, err, raw)
+		return
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	op := route.Operation.OperationID
+	if e.validated[op] == nil {
+		e.validated[op] = map[int]bool{}
+	}
+	e.validated[op][res.StatusCode] = true
 }
 
 // must asserts a status and returns the response.

@@ -124,15 +124,17 @@ func (s *Store) addIdentity(ctx context.Context, tx pgx.Tx, userID int64, value 
 	return ident, nil
 }
 
-// DeleteIdentity removes identity iid from user id. When it was primary, the oldest remaining
+// DeleteIdentity removes identity iid from user id (following a merge redirect). When it was primary, the oldest remaining
 // number becomes primary. A removed direct line leaves its shared holders to PM-9 at the next call.
 func (s *Store) DeleteIdentity(ctx context.Context, actor Actor, userID, iid int64) error {
 	return s.inTx(ctx, actor, "delete_identity", func(tx pgx.Tx) error {
-		if _, err := liveUser(ctx, tx, userID, true); err != nil {
+		u, err := liveUser(ctx, tx, userID, true)
+		if err != nil {
 			return err
 		}
+		userID = u.ID
 		var primary bool
-		err := tx.QueryRow(ctx, `DELETE FROM user_identities WHERE id = $1 AND user_id = $2 RETURNING is_primary`, iid, userID).Scan(&primary)
+		err = tx.QueryRow(ctx, `DELETE FROM user_identities WHERE id = $1 AND user_id = $2 RETURNING is_primary`, iid, userID).Scan(&primary)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return notFound("identity %d not found on user %d", iid, userID)
 		}
@@ -150,18 +152,19 @@ func (s *Store) DeleteIdentity(ctx context.Context, actor Actor, userID, iid int
 	})
 }
 
-// MakePrimary makes identity iid the primary number of user id and returns the user's numbers.
+// MakePrimary makes identity iid the primary number of user id (following a merge redirect)
+// and returns the user's numbers.
 func (s *Store) MakePrimary(ctx context.Context, actor Actor, userID, iid int64) ([]Identity, error) {
 	var out []Identity
 	err := s.inTx(ctx, actor, "make_primary", func(tx pgx.Tx) error {
-		if _, err := liveUser(ctx, tx, userID, true); err != nil {
+		u, err := liveUser(ctx, tx, userID, true)
+		if err != nil {
 			return err
 		}
-		if err := makePrimary(ctx, tx, userID, iid); err != nil {
+		if err := makePrimary(ctx, tx, u.ID, iid); err != nil {
 			return err
 		}
-		var err error
-		out, err = collectIdentities(tx.Query(ctx, identitySelect+`WHERE user_id = $1 ORDER BY is_primary DESC, id`, userID))
+		out, err = collectIdentities(tx.Query(ctx, identitySelect+`WHERE user_id = $1 ORDER BY is_primary DESC, id`, u.ID))
 		return err
 	})
 	return out, err

@@ -9,7 +9,7 @@ import (
 )
 
 // openAPIYAML is the OpenAPI 3 description of the API, served as JSON at
-// {prefix}/openapi.json and kept true by TestOpenAPI_ResponsesMatchSpec.
+// {prefix}/openapi.json and kept true by TestOpenAPI_ResponsesMatchSpec (and every API test validates the responses it sees).
 //
 //go:embed openapi.yaml
 var openAPIYAML []byte

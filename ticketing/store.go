@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -49,6 +50,9 @@ func (o *StoreOptions) applyDefaults() {
 type Store struct {
 	pool *pgxpool.Pool
 	opts StoreOptions
+
+	dummyOnce sync.Once
+	dummy     []byte // see dummyHash
 }
 
 // NewStore returns a Store on pool, which must reach a database migrated to at least 002.

@@ -428,6 +428,8 @@ func (s *Store) CheckPassword(ctx context.Context, email, password string) (User
 	err := s.pool.QueryRow(ctx, `SELECT id, password_hash FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL
 		AND role IN ('agent', 'admin')`, email).Scan(&id, &hash)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && hash == nil) {
+		// Spend the time a real check takes, so that timing does not tell which emails exist.
+		_ = bcrypt.CompareHashAndPassword(s.dummyHash(), []byte(password))
 		return User{}, &Error{Kind: ErrUnauthorized, Description: "wrong email or password"}
 	}
 	if err != nil {
@@ -505,4 +507,14 @@ func (s *Store) SearchUsers(ctx context.Context, query string) ([]User, error) {
 		return nil, fmt.Errorf("ticketing: search users: %w", err)
 	}
 	return users, nil
+}
+
+// dummyHash is a bcrypt hash at the store's cost that matches no password, made once.
+func (s *Store) dummyHash() []byte {
+	s.dummyOnce.Do(func() {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		s.dummy, _ = bcrypt.GenerateFromPassword([]byte(base64.RawURLEncoding.EncodeToString(b[:])), s.opts.BcryptCost)
+	})
+	return s.dummy
 }
