@@ -3,4 +3,18 @@
 //
 // It imports nothing else of Switchboard: it consumes call lifecycle events, from the gateway
 // in process or from any phone system over HTTP.
+//
+// The core, on migration 002:
+//   - Store (store.go) is the only way in and out of the tables; every change is one
+//     transaction, and the rules that racing requests could break are database constraints
+//     and triggers whose violations come back as *Error (errors.go: ErrInvalid 422,
+//     ErrNotFound 404, ErrConflict 409), never as a 500.
+//   - users.go, identities.go: users, API tokens, phone identities (PM-4 … PM-8, PM-10);
+//     phone.go normalises numbers to E.164 with libphonenumber and geocodes them (CD-5).
+//   - resolve.go: ResolveCaller, the caller resolution every call goes through (PM-1 … PM-12).
+//   - usermerge.go (UM-1 … UM-5), tickets.go and comments.go (ticket system rules, voice
+//     comments, merge chains), ticketmerge.go (TM-1 … TM-3), settingsstore.go (the global
+//     voice settings), with an audit row for every automatic change.
+//   - api*.go, decode.go: the REST API of CONTRACT.md §4 (NewAPI, Register, Authenticate),
+//     described by openapi.yaml and served at {prefix}/openapi.json; docs/api.md explains it.
 package ticketing
