@@ -32,7 +32,8 @@ const maxStateBody = 4096
 //	GET  /agents               every agent's state, since when, and queues
 //	PUT  /agents/{id}/state    {"agent":{"state":"available"|"away"|"offline"}}
 //
-// Every endpoint needs an authenticated agent or admin (401); an agent may change only their
+// Lists carry "next_page": null (every queue and agent fits one page), the shape of the other
+// lists. Every endpoint needs an authenticated agent or admin (401); an agent may change only their
 // own state, an admin anyone's (403). Errors have the shape of CONTRACT.md §4:
 // {"error":"RecordInvalid"|"RecordNotFound"|"Forbidden"|"Unauthorized","description","details"}.
 func (a *ACD) Register(mux *http.ServeMux, prefix string) {
@@ -88,7 +89,7 @@ func (a *ACD) getQueues(w http.ResponseWriter, r *http.Request, _ principal) {
 			out[i].Agents[string(st)] = n
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"queues": out})
+	writeJSON(w, http.StatusOK, map[string]any{"queues": out, "next_page": nil})
 }
 
 func toAgentJSON(s AgentStatus) agentJSON {
@@ -105,7 +106,7 @@ func (a *ACD) getAgents(w http.ResponseWriter, r *http.Request, _ principal) {
 	for i, s := range as {
 		out[i] = toAgentJSON(s)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"agents": out})
+	writeJSON(w, http.StatusOK, map[string]any{"agents": out, "next_page": nil})
 }
 
 func (a *ACD) putState(w http.ResponseWriter, r *http.Request, p principal) {
