@@ -149,6 +149,8 @@ func TestRule_TM1_SourcesClosedWithNote(t *testing.T) {
 	if s.str("ticket", "status") != "closed" || s.id("ticket", "merged_into_id") != target {
 		t.Fatalf("source: %s", s.Raw)
 	}
+	// A merged source has no assignee, yet its tags can still change.
+	must(t, e.call(e.asAgent(), "PUT", fmt.Sprintf("/tickets/%d", src), map[string]any{"ticket": map[string]any{"tags": []string{"merged"}}}), http.StatusOK)
 	sc := must(t, e.call(e.asAgent(), "GET", fmt.Sprintf("/tickets/%d/comments", src), nil), http.StatusOK).list("comments")
 	last := sc[len(sc)-1]
 	if last["public"] != false || !strings.Contains(last["body"].(string), fmt.Sprintf("#%d", target)) {
@@ -279,6 +281,8 @@ func TestTicketSystemRules(t *testing.T) {
 	if r := put(map[string]any{"tags": []string{"VIP", "vip", "callback"}}, http.StatusOK); fmt.Sprint(r.get("ticket", "tags")) != "[vip callback]" {
 		t.Fatalf("tags on a closed ticket: %s", r.Raw)
 	}
+	// Sending the ticket back as read, with new tags, is a tag change only.
+	put(map[string]any{"status": "closed", "subject": "help", "assignee_id": e.agent.ID, "tags": []string{"done"}}, http.StatusOK)
 	// The database holds the rules even for a direct write.
 	_, err := e.store.Pool().Exec(context.Background(), `UPDATE tickets SET subject = 'x' WHERE id = $1`, id)
 	if err == nil {

@@ -311,6 +311,22 @@ func (s *Store) UpdateTicket(ctx context.Context, actor Actor, id int64, p Ticke
 		if err != nil {
 			return err
 		}
+		// A field sent back unchanged is no change (a client may PUT the ticket it read).
+		if p.Status != nil && *p.Status == t.Status {
+			p.Status = nil
+		}
+		if p.Subject != nil && strings.TrimSpace(*p.Subject) == t.Subject {
+			p.Subject = nil
+		}
+		if p.RequesterID != nil && *p.RequesterID == t.RequesterID {
+			p.RequesterID = nil
+		}
+		if p.AssigneeID != nil && t.AssigneeID != nil && *p.AssigneeID == *t.AssigneeID {
+			p.AssigneeID = nil
+		}
+		if p.ClearAssignee && t.AssigneeID == nil {
+			p.ClearAssignee = false
+		}
 		if t.Status == StatusClosed && !p.onlyTags() {
 			if t.MergedIntoID != nil {
 				return conflictField("status", "ticket %d is closed (merged into ticket %d); only its tags can change", id, *t.MergedIntoID)
@@ -334,7 +350,7 @@ func (s *Store) UpdateTicket(ctx context.Context, actor Actor, id int64, p Ticke
 		if p.Status != nil {
 			status = *p.Status
 		}
-		if (status == StatusSolved || status == StatusClosed) && assignee == nil {
+		if (status == StatusSolved || status == StatusClosed) && assignee == nil && (p.Status != nil || p.ClearAssignee) {
 			return invalidField("assignee_id", "a %s ticket needs an assignee", status)
 		}
 		requester := t.RequesterID
