@@ -66,12 +66,20 @@ type Target struct {
 	URI  string // SIP URI for TargetSIP
 }
 
-// Menu, Queue, Voicemail, SIP and Hangup build Targets.
-func MenuTarget(name string) Target  { return Target{Kind: TargetMenu, Name: name} }
+// MenuTarget sends the call to the menu name.
+func MenuTarget(name string) Target { return Target{Kind: TargetMenu, Name: name} }
+
+// QueueTarget sends the call to the queue name.
 func QueueTarget(name string) Target { return Target{Kind: TargetQueue, Name: name} }
-func VoicemailTarget() Target        { return Target{Kind: TargetVoicemail} }
-func SIPTarget(uri string) Target    { return Target{Kind: TargetSIP, URI: uri} }
-func HangupTarget() Target           { return Target{Kind: TargetHangup} }
+
+// VoicemailTarget sends the call to voicemail.
+func VoicemailTarget() Target { return Target{Kind: TargetVoicemail} }
+
+// SIPTarget hands the call back to sip to be bridged to uri.
+func SIPTarget(uri string) Target { return Target{Kind: TargetSIP, URI: uri} }
+
+// HangupTarget says goodbye and ends the call.
+func HangupTarget() Target { return Target{Kind: TargetHangup} }
 
 // ParseTarget reads the configuration's target syntax: "ivr:NAME", "menu:NAME", "queue:NAME",
 // "voicemail", "hangup", or a "sip:"/"sips:" URI (not validated further here: config does).
