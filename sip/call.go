@@ -476,7 +476,6 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 // runCall runs a call to its end on the current goroutine.
 func (s *Server) runCall(c *Call, line Line) {
 	s.m.callsActive.WithLabelValues(c.direction).Inc()
-	defer s.m.callsActive.WithLabelValues(c.direction).Dec()
 	emitDone := make(chan struct{})
 	go c.runEmitter(emitDone)
 	c.emit(ticketing.Event{Type: ticketing.EventStarted, Direction: c.direction, From: c.from, To: c.to,
@@ -549,13 +548,15 @@ func (s *Server) runCall(c *Call, line Line) {
 		}
 	}
 	end := s.now()
+	// Metrics first, so whoever sees call.ended sees them too.
+	s.m.callsActive.WithLabelValues(c.direction).Dec()
+	s.m.callsTotal.WithLabelValues(c.direction, outcome).Inc()
 	c.emit(ticketing.Event{Type: ticketing.EventEnded, Outcome: outcome, Durations: c.durations(end)})
 	c.mu.Lock()
 	close(c.emitted)
 	close(c.events)
 	c.mu.Unlock()
 	<-emitDone
-	s.m.callsTotal.WithLabelValues(c.direction, outcome).Inc()
 	if s.opts.OnCallEnd != nil {
 		sum := CallSummary{CallID: c.id, Outcome: outcome}
 		c.carrier.mu.Lock()
