@@ -34,9 +34,14 @@
 // Each endpoint owns one receive and one send buffer, so nothing is pooled, retained or
 // allocated per packet (TestForwardDoesNotAllocate, BenchmarkForward).
 //
+// # The agent's browser
+//
+// WebRTC (webrtc.go) holds the pion API and the one ICE socket; each logged-in agent gets a
+// WebRTCLeg: one PeerConnection for the session, relayed on loopback to an internal Endpoint,
+// so calls are bridged to it with Bridge and the browser hears one continuous stream.
+//
 // # Not built here yet
 //
-// The WebRTC leg (pion PeerConnection for agents) arrives with the softphone issue; Bridge joins
-// two Endpoints only. SDP a=rtcp (an RTCP port other than RTP+1) and rtcp-mux are not supported.
+// SDP a=rtcp (an RTCP port other than RTP+1) and rtcp-mux are not supported.
 // There is no jitter buffer or packet-loss concealment: the gateway relays, it does not play out.
 package media
