@@ -403,4 +403,3 @@ func TestWebRTCNeedsAllocator(t *testing.T) {
 		t.Fatal("NewWebRTC without allocator: no error")
 	}
 }
-
