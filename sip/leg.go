@@ -355,10 +355,25 @@ func (l *leg) respond2xx(ctx context.Context, tx sip.ServerTransaction, res *sip
 		case <-deadline.C:
 			return causeAckTimeout
 		case <-l.ended:
+			if acked(ackCh) { // the ACK came before the BYE: the answer did happen
+				return nil
+			}
 			return l.cause()
 		case <-ctx.Done():
+			if acked(ackCh) {
+				return nil
+			}
 			return context.Cause(ctx)
 		}
+	}
+}
+
+func acked(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 
