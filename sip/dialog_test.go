@@ -330,3 +330,42 @@ func TestBadReinviteKeepsCall(t *testing.T) {
 		t.Errorf("outcome = %s", e.Outcome)
 	}
 }
+
+// TestCancelGives487WithOurTag: CANCEL of a ringing call gets 200, the INVITE 487 with the same
+// To tag as our 180 (RFC 3261 §8.2.6.2, §9.2), and the call ends abandoned.
+func TestCancelGives487WithOurTag(t *testing.T) {
+	g := startGateway(t, func(o *Options) {
+		o.Lines = []Line{{Number: "+15550197", Target: TargetFunc(func(ctx context.Context, c *Call) error {
+			_ = c.Ringing()
+			<-ctx.Done()
+			return nil
+		})}}
+	})
+	p := newUDPPeer(t, g.port())
+	inv := rawInvite("+15550197", "", pcmuOffer)
+	p.send(inv)
+	ringing := p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "SIP/2.0 180") })
+	if ringing == "" {
+		t.Fatal("no 180")
+	}
+	var via, callID string
+	for _, l := range strings.Split(inv, "\n") {
+		if strings.HasPrefix(l, "Via: ") {
+			via = strings.TrimPrefix(l, "Via: ")
+		}
+		if strings.HasPrefix(l, "Call-ID: ") {
+			callID = strings.TrimPrefix(l, "Call-ID: ")
+		}
+	}
+	p.send("CANCEL sip:+15550197@127.0.0.1 SIP/2.0\nVia: " + via + "\nFrom: \"Bob\" <sip:+15557654321@127.0.0.1>;tag=abc\nTo: <sip:+15550197@127.0.0.1>\nCall-ID: " + callID + "\nCSeq: 1 CANCEL\nMax-Forwards: 70\nContent-Length: 0\n\n")
+	final := p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "SIP/2.0 487") })
+	if final == "" {
+		t.Fatal("no 487")
+	}
+	if header(final, "To")[0] != header(ringing, "To")[0] {
+		t.Errorf("487 To %q differs from 180 To %q", header(final, "To")[0], header(ringing, "To")[0])
+	}
+	if e := lastOf(g.sink.waitEnded(t, 10*time.Second), ticketing.EventEnded); e.Outcome != ticketing.OutcomeAbandoned {
+		t.Errorf("outcome = %s", e.Outcome)
+	}
+}

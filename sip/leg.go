@@ -279,6 +279,9 @@ func (l *leg) bye(cause error) {
 // the Record-Route list in order, the remote target the Contact.
 func (l *leg) initUAS(req *sip.Request, tx sip.ServerTransaction) {
 	l.invite, l.inviteTx = req, tx
+	// Every response to this INVITE must carry our tag, including the 487 that sipgo's
+	// transaction layer builds from the request itself when a CANCEL arrives (RFC 3261 §8.2.6.2).
+	req.To().Params.Add("tag", l.localTag)
 	l.callID = req.CallID().Value()
 	l.transport = req.Transport()
 	l.remoteTag, _ = req.From().Params.Get("tag")
