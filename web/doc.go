@@ -1,4 +1,17 @@
-// Package web serves the agent softphone page (embedded static files) and its signalling.
+// Package web is the agent softphone: the page at / (plain HTML, CSS and a JS module embedded in
+// the binary), login with a session cookie, WebSocket signalling at /ws, and each logged-in
+// agent's media.WebRTCLeg — one PeerConnection for the whole session, into which answered
+// calls are bridged at once.
 //
-// Not built yet: see issue 7 (agent softphone).
+// Server is the softphone side of ivr.AgentDialer: Offer shows the incoming call on the page and
+// returns an ivr.AgentLeg when the agent answers. The page's buttons drive the ACD (state, hold,
+// resume, transfer) through the ACD interface. The page calls /api/v2 (screen pop, requester
+// switch, contact search, settings, POST /calls) with the same session cookie: the integrator's
+// API authentication accepts it through Server.Authenticate.
+//
+// The signalling protocol and the integration steps are in docs/softphone.md.
+//
+// Not built here: the POST /api/v2/calls handler and its OB/TB validation (the integrator's,
+// with sip dialling; the page only posts to it and shows the refusal), a recent-calls list and
+// an in-page ticket view (the ticket link opens the API's ticket).
 package web

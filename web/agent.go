@@ -1,0 +1,505 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/switchboard-voice/switchboard/ivr"
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// Bounds of the signalling connection.
+const (
+	writeTimeout = 5 * time.Second
+	maxMessage   = 64 << 10 // an SDP answer fits easily
+	outQueue     = 64
+)
+
+// agentSession is one logged-in agent's softphone: its WebRTC leg for the whole session, the
+// WebSocket currently attached (a reconnect replaces it), the offer ringing and the call.
+type agentSession struct {
+	s     *Server
+	agent Agent
+	leg   *media.WebRTCLeg
+
+	mu     sync.Mutex
+	conn   *wsConn // nil while the page is away
+	grace  *time.Timer
+	state  ivr.AgentState
+	ring   *ringing
+	call   *callLeg
+	closed bool
+}
+
+// wsConn is one attached WebSocket with its writer queue.
+type wsConn struct {
+	c    *websocket.Conn
+	out  chan []byte
+	done chan struct{}
+}
+
+type ringing struct {
+	offer    ivr.Offer
+	at       time.Time
+	answered chan struct{}
+	declined chan struct{}
+	once     sync.Once
+}
+
+func newAgentSession(s *Server, a Agent, leg *media.WebRTCLeg) *agentSession {
+	as := &agentSession{s: s, agent: a, leg: leg}
+	if st, err := s.opts.ACD.Agent(a.ID); err == nil {
+		as.state = st.State
+	}
+	return as
+}
+
+func (as *agentSession) connected() bool {
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	return as.conn != nil && !as.closed
+}
+
+// message is every signalling message, both ways; only the fields of its type are set.
+type message struct {
+	Type    string          `json:"type"`
+	SDP     string          `json:"sdp,omitempty"`
+	PC      bool            `json:"pc,omitempty"`
+	State   string          `json:"state,omitempty"`
+	Digit   string          `json:"digit,omitempty"`
+	Muted   *bool           `json:"muted,omitempty"`
+	AgentID int64           `json:"agent_id,omitempty"`
+	Queue   string          `json:"queue,omitempty"`
+	CallID  string          `json:"call_id,omitempty"`
+	Call    *callJSON       `json:"call,omitempty"`
+	Agent   map[string]any  `json:"agent,omitempty"`
+	APIBase string          `json:"api_base,omitempty"`
+	Message string          `json:"message,omitempty"`
+	Extra   json.RawMessage `json:"extra,omitempty"`
+}
+
+// callJSON is the call as the page shows it.
+type callJSON struct {
+	ID         string `json:"id"`
+	Direction  string `json:"direction"`
+	From       string `json:"from"`
+	To         string `json:"to,omitempty"`
+	CallerName string `json:"caller_name,omitempty"`
+	Line       string `json:"line,omitempty"`
+	Queue      string `json:"queue,omitempty"`
+	MenuPath   string `json:"menu_path,omitempty"`
+	Language   string `json:"language,omitempty"`
+	State      string `json:"state"` // ringing | talking | held
+	Since      string `json:"since"` // RFC 3339: when the current state began (the timer's origin)
+}
+
+// serve runs one WebSocket until it closes: it replaces any older connection, answers the
+// page's messages, and on close starts the reconnect grace.
+func (as *agentSession) serve(ctx context.Context, c *websocket.Conn) {
+	c.SetReadLimit(maxMessage)
+	wc := &wsConn{c: c, out: make(chan []byte, outQueue), done: make(chan struct{})}
+	as.mu.Lock()
+	if as.closed {
+		as.mu.Unlock()
+		c.Close(websocket.StatusGoingAway, "logged out")
+		return
+	}
+	old := as.conn
+	as.conn = wc
+	if as.grace != nil {
+		as.grace.Stop()
+		as.grace = nil
+	}
+	as.mu.Unlock()
+	if old != nil {
+		old.c.Close(websocket.StatusPolicyViolation, "replaced by a newer connection")
+	}
+	writerDone := make(chan struct{})
+	go func() { // the one writer of this connection
+		defer close(writerDone)
+		for {
+			select {
+			case b := <-wc.out:
+				wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+				err := c.Write(wctx, websocket.MessageText, b)
+				cancel()
+				if err != nil {
+					c.CloseNow()
+					return
+				}
+			case <-wc.done:
+				return
+			}
+		}
+	}()
+	as.send(message{Type: "hello", Agent: agentJSON(as.agent), APIBase: as.s.opts.APIBase, State: string(as.currentState())})
+	for {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			break
+		}
+		var m message
+		if err := json.Unmarshal(b, &m); err != nil {
+			as.send(message{Type: "error", Message: "malformed message"})
+			continue
+		}
+		as.handle(ctx, m)
+	}
+	close(wc.done)
+	<-writerDone
+	c.CloseNow()
+	as.mu.Lock()
+	if as.conn == wc && !as.closed {
+		as.conn = nil
+		id := as.agent.ID
+		as.grace = time.AfterFunc(as.s.opts.ReconnectGrace, func() { as.s.endAgent(id) })
+	}
+	as.mu.Unlock()
+}
+
+// send queues m for the attached page; with no page, or a page too slow to keep up, it is dropped
+// (the page asks for the whole state again when it reconnects).
+func (as *agentSession) send(m message) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return
+	}
+	as.mu.Lock()
+	wc := as.conn
+	as.mu.Unlock()
+	if wc == nil {
+		return
+	}
+	select {
+	case wc.out <- b:
+	default:
+		wc.c.CloseNow() // cannot keep up: the page reconnects and resynchronises
+	}
+}
+
+func (as *agentSession) currentState() ivr.AgentState {
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	return as.state
+}
+
+func (as *agentSession) setState(st ivr.AgentState) {
+	as.mu.Lock()
+	as.state = st
+	as.mu.Unlock()
+	as.send(message{Type: "state", State: string(st)})
+}
+
+// handle acts on one message from the page.
+func (as *agentSession) handle(ctx context.Context, m message) {
+	fail := func(op string, err error) {
+		as.s.log.Info("web: agent action refused", "agent", as.agent.ID, "op", op, "err", err)
+		as.send(message{Type: "error", Message: fmt.Sprintf("%s: %v", op, err)})
+	}
+	switch m.Type {
+	case "hello": // (re)connected page: renegotiate unless its PeerConnection is still up
+		if !m.PC || !as.leg.Alive() {
+			octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			sdp, err := as.leg.Offer(octx)
+			cancel()
+			if err != nil {
+				fail("offer", err)
+				return
+			}
+			as.send(message{Type: "offer", SDP: sdp})
+		}
+		as.sendCallState()
+	case "answer_sdp":
+		if err := as.leg.SetAnswer(m.SDP); err != nil {
+			fail("answer", err)
+		}
+	case "state":
+		st := ivr.AgentState(m.State)
+		if st != ivr.StateAvailable && st != ivr.StateAway {
+			fail("state", ivr.ErrBadState)
+			return
+		}
+		got, err := as.s.opts.ACD.SetState(as.agent.ID, st)
+		if err != nil {
+			fail("state", err)
+			return
+		}
+		as.setState(got.State)
+	case "answer", "decline":
+		as.mu.Lock()
+		r := as.ring
+		as.mu.Unlock()
+		if r == nil || (m.CallID != "" && m.CallID != r.offer.CallID) {
+			fail(m.Type, errors.New("no call is ringing"))
+			return
+		}
+		r.once.Do(func() {
+			if m.Type == "answer" {
+				close(r.answered)
+			} else {
+				close(r.declined)
+			}
+		})
+	case "hangup":
+		if cl := as.currentCall(); cl != nil {
+			cl.agentHungUp()
+			return
+		}
+		fail("hangup", errors.New("no call"))
+	case "hold", "resume":
+		cl := as.currentCall()
+		if cl == nil {
+			fail(m.Type, ivr.ErrNoCall)
+			return
+		}
+		var err error
+		if cl.outbound {
+			err = errors.New("hold is for queue calls")
+		} else if m.Type == "hold" {
+			err = as.s.opts.ACD.Hold(ctx, cl.id)
+		} else {
+			err = as.s.opts.ACD.Resume(ctx, cl.id)
+		}
+		if err != nil {
+			fail(m.Type, err)
+			return
+		}
+		cl.setHeld(m.Type == "hold")
+		as.sendCallState()
+	case "mute":
+		if m.Muted != nil {
+			as.leg.SetMuted(*m.Muted)
+		}
+	case "dtmf":
+		r := []rune(m.Digit)
+		if len(r) != 1 {
+			fail("dtmf", errors.New("one key at a time"))
+			return
+		}
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := as.leg.SendDTMF(dctx, r[0], 0)
+		cancel()
+		if err != nil {
+			fail("dtmf", err)
+		}
+	case "transfer":
+		cl := as.currentCall()
+		if cl == nil || cl.outbound {
+			fail("transfer", ivr.ErrNoCall)
+			return
+		}
+		if err := as.s.opts.ACD.Transfer(ctx, cl.id, ivr.TransferTo{AgentID: m.AgentID, Queue: m.Queue}); err != nil {
+			fail("transfer", err)
+			return
+		}
+		as.send(message{Type: "transferred", CallID: cl.id})
+	case "ping":
+		as.send(message{Type: "pong"})
+	default:
+		fail(m.Type, errors.New("unknown message"))
+	}
+}
+
+func (as *agentSession) currentCall() *callLeg {
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	return as.call
+}
+
+// sendCallState tells the page what is ringing or connected now (after a reconnect too).
+func (as *agentSession) sendCallState() {
+	as.mu.Lock()
+	r, cl := as.ring, as.call
+	as.mu.Unlock()
+	switch {
+	case cl != nil:
+		as.send(message{Type: "call", Call: cl.json()})
+	case r != nil:
+		as.send(message{Type: "incoming", Call: offerJSON(r.offer, r.at)})
+	default:
+		as.send(message{Type: "idle"})
+	}
+}
+
+func offerJSON(o ivr.Offer, at time.Time) *callJSON {
+	return &callJSON{ID: o.CallID, Direction: "inbound", From: o.From, CallerName: o.CallerName, Line: o.Line,
+		Queue: o.Queue, MenuPath: o.MenuPath, Language: o.Language, State: "ringing", Since: at.UTC().Format(time.RFC3339)}
+}
+
+// offer rings the page and waits for answer, decline, withdrawal (ctx) or the session's end.
+func (as *agentSession) offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, error) {
+	r := &ringing{offer: o, at: time.Now(), answered: make(chan struct{}), declined: make(chan struct{})}
+	as.mu.Lock()
+	if as.closed || as.conn == nil {
+		as.mu.Unlock()
+		return nil, ErrNotConnected
+	}
+	if as.ring != nil || as.call != nil {
+		as.mu.Unlock()
+		return nil, ErrBusy
+	}
+	as.ring = r
+	as.mu.Unlock()
+	as.send(message{Type: "incoming", Call: offerJSON(o, r.at)})
+	clearRing := func() {
+		as.mu.Lock()
+		if as.ring == r {
+			as.ring = nil
+		}
+		as.mu.Unlock()
+	}
+	select {
+	case <-r.answered:
+		cl := &callLeg{as: as, id: o.CallID, info: *offerJSON(o, time.Now()), done: make(chan struct{})}
+		cl.info.State = "talking"
+		as.mu.Lock()
+		as.ring = nil
+		if as.closed {
+			as.mu.Unlock()
+			return nil, ErrNotConnected
+		}
+		as.call = cl
+		as.mu.Unlock()
+		as.send(message{Type: "call", Call: cl.json()})
+		return cl, nil
+	case <-r.declined:
+		clearRing()
+		as.send(message{Type: "withdrawn", CallID: o.CallID})
+		return nil, ErrDeclined
+	case <-ctx.Done():
+		clearRing()
+		as.send(message{Type: "withdrawn", CallID: o.CallID})
+		return nil, fmt.Errorf("web: offer %s: %w", o.CallID, context.Cause(ctx))
+	}
+}
+
+func (as *agentSession) startCall(callID, to string) (ivr.AgentLeg, error) {
+	cl := &callLeg{as: as, id: callID, outbound: true, done: make(chan struct{}),
+		info: callJSON{ID: callID, Direction: "outbound", To: to, State: "dialing", Since: time.Now().UTC().Format(time.RFC3339)}}
+	as.mu.Lock()
+	switch {
+	case as.closed || as.conn == nil:
+		as.mu.Unlock()
+		return nil, ErrNotConnected
+	case as.ring != nil || as.call != nil:
+		as.mu.Unlock()
+		return nil, ErrBusy
+	}
+	as.call = cl
+	as.mu.Unlock()
+	as.send(message{Type: "call", Call: cl.json()})
+	return cl, nil
+}
+
+// close ends the session: a ringing offer is declined, a call hung up, the leg and the page closed.
+func (as *agentSession) close() {
+	as.mu.Lock()
+	if as.closed {
+		as.mu.Unlock()
+		return
+	}
+	as.closed = true
+	if as.grace != nil {
+		as.grace.Stop()
+	}
+	r, cl, wc := as.ring, as.call, as.conn
+	as.mu.Unlock()
+	if r != nil {
+		r.once.Do(func() { close(r.declined) })
+	}
+	if cl != nil {
+		cl.agentHungUp()
+	}
+	if wc != nil {
+		wc.c.Close(websocket.StatusNormalClosure, "logged out")
+	}
+	as.leg.Close()
+}
+
+// callLeg is the agent's answered side of one call (ivr.AgentLeg).
+type callLeg struct {
+	as       *agentSession
+	id       string
+	outbound bool
+
+	mu   sync.Mutex
+	info callJSON
+	stop func()
+	done chan struct{}
+	once sync.Once
+}
+
+func (cl *callLeg) json() *callJSON {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	c := cl.info
+	return &c
+}
+
+func (cl *callLeg) setHeld(held bool) {
+	cl.mu.Lock()
+	if held {
+		cl.info.State = "held"
+	} else {
+		cl.info.State = "talking"
+	}
+	cl.mu.Unlock()
+}
+
+// Bridge joins the caller's endpoint to the agent's PeerConnection at once (no ICE or DTLS).
+func (cl *callLeg) Bridge(caller *media.Endpoint) (func(), error) {
+	select {
+	case <-cl.done:
+		return nil, fmt.Errorf("web: bridge call %s: agent hung up", cl.id)
+	default:
+	}
+	stop, err := cl.as.leg.Bridge(caller)
+	if err != nil {
+		return nil, fmt.Errorf("web: bridge call %s: %w", cl.id, err)
+	}
+	cl.mu.Lock()
+	cl.stop = stop
+	if cl.info.State == "dialing" || cl.info.State == "held" {
+		cl.info.State = "talking"
+		cl.info.Since = time.Now().UTC().Format(time.RFC3339)
+	}
+	cl.mu.Unlock()
+	cl.as.send(message{Type: "call", Call: cl.json()})
+	return stop, nil
+}
+
+// Done is closed when the agent hung up (or the softphone session ended).
+func (cl *callLeg) Done() <-chan struct{} { return cl.done }
+
+// Hangup ends the agent's side: the page shows the call ended. Idempotent.
+func (cl *callLeg) Hangup(context.Context) error {
+	cl.end()
+	return nil
+}
+
+func (cl *callLeg) agentHungUp() { cl.end() }
+
+func (cl *callLeg) end() {
+	cl.once.Do(func() {
+		cl.mu.Lock()
+		stop := cl.stop
+		cl.mu.Unlock()
+		if stop != nil {
+			stop()
+		}
+		close(cl.done)
+		as := cl.as
+		as.mu.Lock()
+		if as.call == cl {
+			as.call = nil
+		}
+		as.mu.Unlock()
+		as.send(message{Type: "ended", CallID: cl.id})
+	})
+}

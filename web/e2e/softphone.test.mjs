@@ -1,0 +1,128 @@
+// The agent softphone in headless Debian Chromium, driven by playwright-core. Started by
+// web/softphone_e2e_test.go, which serves the page (web + a fake ACD and API), plays the
+// carrier (a raw RTP peer sending 440 Hz), and answers the /test/* checks below.
+// Environment: SOFTPHONE_URL, FAKE_AUDIO_WAV (the fake microphone: a 1 kHz tone),
+// ARTIFACTS_DIR (screenshots), CHROMIUM_PATH (default /usr/bin/chromium), SOFTPHONE_CALLER.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const base = process.env.SOFTPHONE_URL;
+const wav = process.env.FAKE_AUDIO_WAV;
+const artifacts = process.env.ARTIFACTS_DIR || '.';
+const caller = process.env.SOFTPHONE_CALLER || '+15550123';
+const STEP = 30_000; // every wait is bounded
+
+// until polls fn (async, truthy when done) every 200 ms for at most ms.
+async function until(fn, what, ms = STEP) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${last})`);
+}
+
+// control calls one of the Go test's checks; they block until the event or their own timeout.
+async function control(method, p) {
+  const res = await fetch(base + p, { method, signal: AbortSignal.timeout(STEP) });
+  return res.status;
+}
+
+async function inboundAudio(page) {
+  return page.evaluate(async () => {
+    const pc = window.softphone.pc;
+    if (!pc) return null;
+    const stats = await pc.getStats();
+    for (const r of stats.values()) {
+      if (r.type === 'inbound-rtp' && r.kind === 'audio') {
+        return { packets: r.packetsReceived, energy: r.totalAudioEnergy || 0, level: r.audioLevel || 0 };
+      }
+    }
+    return null;
+  });
+}
+
+test('agent softphone: login, offered call, audio both ways, hold, DTMF, hang-up, refused dial', { timeout: 140_000 }, async (t) => {
+  assert.ok(base, 'SOFTPHONE_URL is set');
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    headless: true,
+    timeout: STEP,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+      `--use-file-for-fake-audio-capture=${wav}`,
+      // The gateway's ICE candidate is on 127.0.0.1: let WebRTC use the loopback interface.
+      '--allow-loopback-in-peer-connection',
+      '--autoplay-policy=no-user-gesture-required',
+    ],
+  });
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  page.setDefaultTimeout(STEP);
+  page.on('console', (m) => { if (m.type() === 'error') console.log('page error:', m.text()); });
+
+  await page.goto(base);
+  await page.getByTestId('login-email').fill('agent1@example.com');
+  await page.getByTestId('login-password').fill('agentpass');
+  await page.getByTestId('login-submit').click();
+  await page.getByTestId('go-available').click();
+  await until(async () => (await page.getByTestId('agent-state').textContent()) === 'available', 'state available');
+  await until(() => page.evaluate(() => window.softphone.pc && window.softphone.pc.connectionState === 'connected'),
+    'the PeerConnection to connect');
+
+  assert.equal(await control('POST', '/test/offer'), 202);
+  const incoming = page.getByTestId('incoming-call');
+  await incoming.waitFor({ state: 'visible' });
+  assert.match(await incoming.textContent(), new RegExp(caller.replace('+', '\\+')));
+  await until(async () => (await incoming.textContent()).includes('Chicago'), 'the screen pop');
+  await page.getByLabel(/Bob Shared/).check(); // PM-11: switch the requester
+  await page.screenshot({ path: path.join(artifacts, 'softphone-offered.png'), fullPage: true });
+
+  await page.getByTestId('answer').click();
+  await page.getByTestId('hangup').waitFor({ state: 'visible' });
+  await incoming.waitFor({ state: 'hidden' });
+
+  const first = await until(async () => {
+    const s = await inboundAudio(page);
+    return s && s.packets > 25 && s.energy > 0 ? s : null;
+  }, 'inbound audio in getStats');
+  assert.ok(first.packets > 25, `inbound packets ${first.packets}`);
+  assert.equal(await control('GET', '/test/carrier-heard'), 200, 'the carrier hears the fake microphone');
+  await until(async () => /^\d\d:\d\d$/.test(await page.getByTestId('call-timer').textContent()), 'the call timer');
+  await until(async () => /42/.test(await page.getByTestId('ticket-link').textContent()), 'the ticket link');
+
+  await page.getByTestId('hold').click();
+  assert.equal(await control('GET', '/test/acd?action=hold:call-e2e-1'), 200, 'hold reached the ACD');
+  await until(() => page.getByTestId('resume').isEnabled(), 'resume enabled');
+  await page.getByTestId('resume').click();
+  assert.equal(await control('GET', '/test/acd?action=resume:call-e2e-1'), 200, 'resume reached the ACD');
+
+  await page.getByTestId('dialpad-digit-5').click();
+  assert.equal(await control('GET', '/test/dtmf?digit=5'), 200, 'the carrier got RFC 4733 digit 5');
+  await page.getByTestId('mute').click();
+  await page.getByTestId('mute').click();
+
+  const later = await inboundAudio(page);
+  assert.ok(later.packets > first.packets, 'audio keeps arriving');
+  await page.screenshot({ path: path.join(artifacts, 'softphone-in-call.png'), fullPage: true });
+  await page.getByTestId('hangup').click();
+  await page.getByTestId('hangup').waitFor({ state: 'hidden' });
+
+  await page.getByTestId('dial-number').fill('+15550111');
+  await page.getByTestId('dial-ticket-choice').selectOption('existing');
+  await page.getByTestId('dial-submit').click();
+  const err = page.getByTestId('dial-error');
+  await err.waitFor({ state: 'visible' });
+  assert.match(await err.textContent(), /stored on the contact/);
+  await page.screenshot({ path: path.join(artifacts, 'softphone-dial-refused.png'), fullPage: true });
+});

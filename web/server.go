@@ -1,0 +1,405 @@
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-voice/switchboard/ivr"
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+//go:embed static
+var staticFiles embed.FS
+
+// CookieName is the session cookie the page and, through Server.Authenticate, /api/v2 accept.
+const CookieName = "switchboard_session"
+
+// Defaults of Options.
+const (
+	DefaultSessionTTL     = 12 * time.Hour
+	DefaultReconnectGrace = 15 * time.Second
+	DefaultAPIBase        = "/api/v2"
+)
+
+// Sentinel errors.
+var (
+	// ErrBadCredentials is what an Authenticator returns (wrapped or not) for a wrong email or
+	// password; the page says so without telling which.
+	ErrBadCredentials = errors.New("web: wrong email or password")
+	// ErrNotConnected is returned by Offer and StartCall when the agent has no softphone page
+	// connected: the dialer should try the agent's SIP phone, or count a missed offer.
+	ErrNotConnected = errors.New("web: agent has no softphone connected")
+	// ErrBusy is returned by Offer and StartCall when the agent is already ringing or on a call.
+	ErrBusy = errors.New("web: agent's softphone is busy")
+	// ErrDeclined is returned by Offer when the agent pressed decline. It wraps ivr.ErrNoAnswer.
+	ErrDeclined = fmt.Errorf("web: agent declined: %w", ivr.ErrNoAnswer)
+)
+
+// Agent is a logged-in user of the page.
+type Agent struct {
+	ID    int64
+	Email string
+	Name  string
+}
+
+// Authenticator checks an agent's email and password (the integrator adapts
+// ticketing.Store.CheckPassword and refuses non-agents). Wrong credentials: ErrBadCredentials.
+type Authenticator interface {
+	Login(ctx context.Context, email, password string) (Agent, error)
+}
+
+// ACD is what the page's buttons drive: *ivr.ACD satisfies it.
+type ACD interface {
+	SetState(id int64, st ivr.AgentState) (ivr.AgentStatus, error)
+	Agent(id int64) (ivr.AgentStatus, error)
+	Hold(ctx context.Context, callID string) error
+	Resume(ctx context.Context, callID string) error
+	Transfer(ctx context.Context, callID string, to ivr.TransferTo) error
+}
+
+// Options configures New. Zero values take the documented defaults.
+type Options struct {
+	// Auth checks logins. Required.
+	Auth Authenticator
+	// ACD takes the state, hold, resume and transfer buttons. Required.
+	ACD ACD
+	// WebRTC makes each agent's media leg. Required.
+	WebRTC *media.WebRTC
+	// APIBase is where the page finds the HTTP API (screen pop, search, settings, POST /calls).
+	// Default "/api/v2".
+	APIBase string
+	// SessionTTL is how long a login lasts. Default 12 h.
+	SessionTTL time.Duration
+	// ReconnectGrace is how long an agent's session (PeerConnection, state) waits for the page
+	// to reconnect its WebSocket before it is freed and the agent set offline. Default 15 s.
+	ReconnectGrace time.Duration
+	// SecureCookie forces the cookie's Secure attribute (TLS terminated in front of the
+	// gateway); it is set anyway on requests that arrived over TLS.
+	SecureCookie bool
+	// Registerer receives switchboard_softphone_sessions; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Server is the agent page: login, the static page, /ws signalling, and every connected
+// agent's softphone. It is also the softphone side of ivr.AgentDialer (Offer).
+type Server struct {
+	opts   Options
+	log    *slog.Logger
+	static fs.FS
+	gauge  prometheus.Gauge
+
+	mu       sync.Mutex
+	sessions map[string]session // cookie token → login
+	agents   map[int64]*agentSession
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+type session struct {
+	agent   Agent
+	expires time.Time
+}
+
+// New checks opts and returns a Server. Register its handlers with Register.
+func New(opts Options) (*Server, error) {
+	if opts.Auth == nil || opts.ACD == nil || opts.WebRTC == nil {
+		return nil, errors.New("web: new: Auth, ACD and WebRTC are required")
+	}
+	if opts.APIBase == "" {
+		opts.APIBase = DefaultAPIBase
+	}
+	if opts.SessionTTL <= 0 {
+		opts.SessionTTL = DefaultSessionTTL
+	}
+	if opts.ReconnectGrace <= 0 {
+		opts.ReconnectGrace = DefaultReconnectGrace
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	sub, err := fs.Sub(staticFiles, "static")
+	if err != nil {
+		return nil, fmt.Errorf("web: new: %w", err)
+	}
+	s := &Server{opts: opts, log: log, static: sub, sessions: map[string]session{}, agents: map[int64]*agentSession{}}
+	s.gauge = prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_softphone_sessions",
+		Help: "Agents with a softphone session (WebRTC leg) open."})
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(s.gauge); err != nil {
+			return nil, fmt.Errorf("web: new: register metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Register adds the page's routes to mux: GET / (the page), GET /assets/ (its files),
+// POST /login, POST /logout, GET /session (who is logged in), GET /ws (signalling).
+func (s *Server) Register(mux *http.ServeMux) {
+	files := http.FileServerFS(s.static)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self'; style-src 'self'; script-src 'self'")
+		http.ServeFileFS(w, r, s.static, "index.html")
+	})
+	mux.Handle("GET /assets/", files)
+	mux.HandleFunc("POST /login", s.login)
+	mux.HandleFunc("POST /logout", s.logout)
+	mux.HandleFunc("GET /session", s.whoami)
+	mux.HandleFunc("GET /ws", s.ws)
+}
+
+// Authenticate returns the agent logged in with r's session cookie. The integrator's /api/v2
+// authentication accepts it (besides Basic and Bearer) so that the page's own API calls work.
+func (s *Server) Authenticate(r *http.Request) (Agent, bool) {
+	c, err := r.Cookie(CookieName)
+	if err != nil {
+		return Agent{}, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess, ok := s.sessions[c.Value]
+	if !ok {
+		return Agent{}, false
+	}
+	if time.Now().After(sess.expires) {
+		delete(s.sessions, c.Value)
+		return Agent{}, false
+	}
+	return sess.agent, true
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, kind, desc string) {
+	writeJSON(w, code, map[string]any{"error": kind, "description": desc})
+}
+
+// sameOrigin refuses cross-site form posts and WebSockets: Origin, when sent, must name the Host.
+func sameOrigin(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	return o == "http://"+r.Host || o == "https://"+r.Host
+}
+
+// login takes {"email","password"} (JSON) and sets the session cookie.
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	if !sameOrigin(r) {
+		writeError(w, http.StatusForbidden, "Forbidden", "cross-origin login refused")
+		return
+	}
+	var body struct {
+		Email    string `json:"email"`
+		Password string `json:"password"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&body); err != nil || body.Email == "" {
+		writeError(w, http.StatusUnprocessableEntity, "RecordInvalid", "email and password are required")
+		return
+	}
+	a, err := s.opts.Auth.Login(r.Context(), body.Email, body.Password)
+	if errors.Is(err, ErrBadCredentials) {
+		writeError(w, http.StatusUnauthorized, "Unauthorized", "wrong email or password")
+		return
+	}
+	if err != nil {
+		s.log.Error("web: login", "err", err)
+		writeError(w, http.StatusInternalServerError, "InternalError", "login failed")
+		return
+	}
+	var raw [32]byte
+	_, _ = rand.Read(raw[:])
+	tok := base64.RawURLEncoding.EncodeToString(raw[:])
+	exp := time.Now().Add(s.opts.SessionTTL)
+	s.mu.Lock()
+	for k, v := range s.sessions { // expired logins go on every login: the map stays bounded
+		if time.Now().After(v.expires) {
+			delete(s.sessions, k)
+		}
+	}
+	s.sessions[tok] = session{agent: a, expires: exp}
+	s.mu.Unlock()
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: tok, Path: "/", Expires: exp, HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: s.opts.SecureCookie || r.TLS != nil})
+	writeJSON(w, http.StatusOK, map[string]any{"agent": agentJSON(a), "api_base": s.opts.APIBase})
+}
+
+func agentJSON(a Agent) map[string]any {
+	return map[string]any{"id": a.ID, "email": a.Email, "name": a.Name}
+}
+
+// logout ends the login and frees the agent's softphone (state offline).
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	if !sameOrigin(r) {
+		writeError(w, http.StatusForbidden, "Forbidden", "cross-origin logout refused")
+		return
+	}
+	a, ok := s.Authenticate(r)
+	if c, err := r.Cookie(CookieName); err == nil {
+		s.mu.Lock()
+		delete(s.sessions, c.Value)
+		s.mu.Unlock()
+	}
+	if ok {
+		s.endAgent(a.ID)
+	}
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: s.opts.SecureCookie || r.TLS != nil})
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
+	a, ok := s.Authenticate(r)
+	if !ok {
+		writeError(w, http.StatusUnauthorized, "Unauthorized", "not logged in")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"agent": agentJSON(a), "api_base": s.opts.APIBase})
+}
+
+// ws upgrades an authenticated, same-origin request to the signalling WebSocket.
+func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
+	a, ok := s.Authenticate(r)
+	if !ok {
+		writeError(w, http.StatusUnauthorized, "Unauthorized", "not logged in")
+		return
+	}
+	if !sameOrigin(r) {
+		writeError(w, http.StatusForbidden, "Forbidden", "cross-origin WebSocket refused")
+		return
+	}
+	c, err := websocket.Accept(w, r, nil) // Accept checks Origin against Host too
+	if err != nil {
+		return
+	}
+	as, err := s.attach(a)
+	if err != nil {
+		c.Close(websocket.StatusTryAgainLater, "softphone unavailable")
+		return
+	}
+	as.serve(r.Context(), c)
+}
+
+// attach returns the agent's softphone session, creating it (and its WebRTC leg) at the first
+// connection after login.
+func (s *Server) attach(a Agent) (*agentSession, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.New("web: server closed")
+	}
+	if as, ok := s.agents[a.ID]; ok {
+		return as, nil
+	}
+	leg, err := s.opts.WebRTC.NewLeg()
+	if err != nil {
+		s.log.Error("web: new WebRTC leg", "agent", a.ID, "err", err)
+		return nil, err
+	}
+	as := newAgentSession(s, a, leg)
+	s.agents[a.ID] = as
+	s.gauge.Inc()
+	return as, nil
+}
+
+// endAgent frees an agent's softphone: the call (if any) ends, the leg closes, the agent goes
+// offline.
+func (s *Server) endAgent(id int64) {
+	s.mu.Lock()
+	as, ok := s.agents[id]
+	if ok {
+		delete(s.agents, id)
+	}
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	s.gauge.Dec()
+	as.close()
+	if _, err := s.opts.ACD.SetState(id, ivr.StateOffline); err != nil && !errors.Is(err, ivr.ErrUnknownAgent) {
+		s.log.Warn("web: set agent offline", "agent", id, "err", err)
+	}
+}
+
+func (s *Server) agentByID(id int64) *agentSession {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.agents[id]
+}
+
+// Connected reports whether the agent has a softphone page connected now: the integrator's
+// dialer offers calls to the softphone when true, to the agent's SIP phone otherwise.
+func (s *Server) Connected(agentID int64) bool {
+	as := s.agentByID(agentID)
+	return as != nil && as.connected()
+}
+
+// AgentStateChanged tells the agent's page its new state. Wire it to ivr.ACDOptions.OnAgentState
+// (it does not block and does not call the ACD).
+func (s *Server) AgentStateChanged(st ivr.AgentStatus) {
+	if as := s.agentByID(st.ID); as != nil {
+		as.setState(st.State)
+	}
+}
+
+// Offer rings the agent's page (ivr.AgentDialer): the page shows incoming-call with the
+// caller's number and fetches the screen pop. It returns the answered leg, ErrDeclined,
+// ErrNotConnected or ErrBusy at once, or ctx's error when the ACD withdraws the offer.
+func (s *Server) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, error) {
+	as := s.agentByID(o.AgentID)
+	if as == nil || !as.connected() {
+		return nil, ErrNotConnected
+	}
+	return as.offer(ctx, o)
+}
+
+// StartCall puts an outbound call the agent placed (POST /calls) on the agent's page, without
+// ringing: the returned leg bridges the far end into the agent's PeerConnection once it answers,
+// and its Done closes when the agent hangs up. to is the number dialled.
+func (s *Server) StartCall(agentID int64, callID, to string) (ivr.AgentLeg, error) {
+	as := s.agentByID(agentID)
+	if as == nil || !as.connected() {
+		return nil, ErrNotConnected
+	}
+	return as.startCall(callID, to)
+}
+
+// Dialer returns the Server as an ivr.AgentDialer.
+func (s *Server) Dialer() ivr.AgentDialer { return s }
+
+// Close frees every agent's softphone and closes their WebSockets. It does not close
+// Options.WebRTC.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	ids := make([]int64, 0, len(s.agents))
+	for id := range s.agents {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	for _, id := range ids {
+		s.endAgent(id)
+	}
+	s.wg.Wait()
+	return nil
+}

@@ -1,0 +1,263 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/ivr"
+)
+
+const chromiumPath = "/usr/bin/chromium"
+
+// requirePeers skips the test when a tool is missing, or fails it when SWITCHBOARD_REQUIRE_PEERS
+// is set (make test sets it and installs the tools).
+func requirePeers(t *testing.T, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("SWITCHBOARD_REQUIRE_PEERS") != "" {
+		t.Fatalf("%s (SWITCHBOARD_REQUIRE_PEERS is set)", msg)
+	}
+	t.Skip(msg)
+}
+
+// e2eTools returns node's path with playwright-core installed in web/e2e (npm ci when missing).
+func e2eTools(t *testing.T) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		requirePeers(t, "node not installed: apt-get install nodejs npm")
+	}
+	if _, err := os.Stat(chromiumPath); err != nil {
+		requirePeers(t, "%s not installed: apt-get install chromium", chromiumPath)
+	}
+	if _, err := os.Stat("e2e/node_modules/playwright-core/package.json"); err != nil {
+		npm, err := exec.LookPath("npm")
+		if err != nil {
+			requirePeers(t, "npm not installed: apt-get install npm")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund")
+		cmd.Dir = "e2e"
+		if out, err := cmd.CombinedOutput(); err != nil {
+			requirePeers(t, "npm ci in web/e2e failed: %v\n%s", err, out)
+		}
+	}
+	return node
+}
+
+// e2eAPI is the part of /api/v2 the page uses, as the integrator serves it, reduced to fixed
+// answers; it authenticates with the softphone's session cookie (Server.Authenticate).
+func e2eAPI(h *harness, requesterSwitched chan<- string) {
+	auth := func(fn http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if _, ok := h.srv.Authenticate(r); !ok {
+				writeError(w, http.StatusUnauthorized, "Unauthorized", "log in")
+				return
+			}
+			fn(w, r)
+		}
+	}
+	h.mux.HandleFunc("GET /api/v2/calls/{id}/screen_pop", auth(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{"screen_pop": map[string]any{
+			"call": map[string]any{"id": r.PathValue("id"), "location": "Chicago, IL"},
+			"candidates": []any{
+				map[string]any{"user": map[string]any{"id": 7, "name": "Ada Owner"}, "line_type": "direct"},
+				map[string]any{"user": map[string]any{"id": 8, "name": "Bob Shared"}, "line_type": "shared"},
+			},
+			"requester": map[string]any{"id": 7}, "ticket": map[string]any{"id": 42, "subject": "Printer on fire"},
+			"ticket_is_new": false, "wait_time": 12,
+		}})
+	}))
+	h.mux.HandleFunc("PUT /api/v2/calls/{id}/requester", auth(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Call struct {
+				RequesterID int64 `json:"requester_id"`
+			} `json:"call"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		select {
+		case requesterSwitched <- fmt.Sprint(body.Call.RequesterID):
+		default:
+		}
+		writeJSON(w, 200, map[string]any{"call": map[string]any{"id": r.PathValue("id"), "requester_id": body.Call.RequesterID}})
+	}))
+	h.mux.HandleFunc("GET /api/v2/calls/{id}", auth(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{"call": map[string]any{"id": r.PathValue("id"), "ticket_id": 42}})
+	}))
+	h.mux.HandleFunc("GET /api/v2/settings/voice", auth(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{"settings": map[string]any{"outbound": map[string]any{
+			"prompt_ticket_choice": false, "allow_new_ticket": false, "allow_no_ticket": false, "allow_entered_number": false}}})
+	}))
+	h.mux.HandleFunc("GET /api/v2/users/search", auth(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{"users": []any{}, "next_page": nil})
+	}))
+	h.mux.HandleFunc("POST /api/v2/calls", auth(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusForbidden, "Forbidden", "Only numbers stored on the contact can be dialled (OB-5)")
+	}))
+}
+
+// Rule (issue 7, CONTRACT.md §4a): in a real headless Chromium the agent logs in, goes
+// available, sees the offered call (caller's number, screen pop), answers; audio flows both
+// ways (the page's getStats shows inbound audio; the carrier detects the browser's fake-mic
+// 1 kHz tone); hold and resume reach the ACD; a keypad digit reaches the carrier as RFC 4733;
+// hang-up ends the agent's leg; a refused outbound dial shows its reason in dial-error.
+func TestSoftphoneInChromium(t *testing.T) {
+	node := e2eTools(t)
+	h := newHarness(t, Options{})
+	switched := make(chan string, 4)
+	e2eAPI(h, switched)
+	car := newCarrier(t, testAllocator(t, 4))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	offered := make(chan error, 1)
+	hungUp := make(chan struct{})
+	const callID = "call-e2e-1"
+	h.mux.HandleFunc("POST /test/offer", func(w http.ResponseWriter, r *http.Request) {
+		wg.Add(1)
+		go func() { // what the ACD does: offer, bridge on answer, wait for the agent's hang-up
+			defer wg.Done()
+			octx, ocancel := context.WithTimeout(ctx, 60*time.Second)
+			defer ocancel()
+			leg, err := h.srv.Dialer().Offer(octx, ivr.Offer{CallID: callID, AgentID: 1, Queue: "support",
+				From: "+15550123", CallerName: "Ada Owner", Line: "+15550199", MenuPath: "1", Language: "en"})
+			offered <- err
+			if err != nil {
+				return
+			}
+			stop, err := leg.Bridge(car.ep)
+			if err != nil {
+				t.Errorf("bridge: %v", err)
+				return
+			}
+			defer stop()
+			select {
+			case <-leg.Done():
+				close(hungUp)
+			case <-octx.Done():
+			}
+		}()
+		w.WriteHeader(http.StatusAccepted)
+	})
+	awaitHTTP := func(w http.ResponseWriter, ok bool) {
+		if ok {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		w.WriteHeader(http.StatusGatewayTimeout)
+	}
+	h.mux.HandleFunc("GET /test/carrier-heard", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-car.heard:
+			awaitHTTP(w, true)
+		case <-time.After(20 * time.Second):
+			awaitHTTP(w, false)
+		}
+	})
+	h.mux.HandleFunc("GET /test/dtmf", func(w http.ResponseWriter, r *http.Request) {
+		want := []rune(r.URL.Query().Get("digit"))
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case d := <-car.dtmf:
+				if len(want) == 1 && d == want[0] {
+					awaitHTTP(w, true)
+					return
+				}
+			case <-deadline:
+				awaitHTTP(w, false)
+				return
+			}
+		}
+	})
+	h.mux.HandleFunc("GET /test/acd", func(w http.ResponseWriter, r *http.Request) {
+		want := r.URL.Query().Get("action")
+		for range 100 {
+			if h.acd.did(want) {
+				awaitHTTP(w, true)
+				return
+			}
+			select {
+			case <-h.acd.changed:
+			case <-time.After(10 * time.Second):
+				awaitHTTP(w, false)
+				return
+			}
+		}
+		awaitHTTP(w, false)
+	})
+
+	dir := t.TempDir()
+	wav := filepath.Join(dir, "mic-1khz.wav")
+	if err := os.WriteFile(wav, writeToneWAV(48000, 10, 1000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	artifacts, err := filepath.Abs(filepath.Join("..", ".data", "e2e"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	rctx, rcancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer rcancel()
+	cmd := exec.CommandContext(rctx, node, "--test", "--test-reporter=spec", "softphone.test.mjs")
+	cmd.Dir = "e2e"
+	cmd.Env = append(os.Environ(), "SOFTPHONE_URL="+h.http.URL, "FAKE_AUDIO_WAV="+wav, "ARTIFACTS_DIR="+artifacts,
+		"CHROMIUM_PATH="+chromiumPath, "SOFTPHONE_CALLER=+15550123")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // node and the browser it starts: one group
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err = cmd.Run()
+	if cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // a browser left behind by a crash
+	}
+	t.Logf("node --test output:\n%s", out.String())
+	if err != nil {
+		t.Fatalf("browser test failed: %v", err)
+	}
+
+	select {
+	case err := <-offered:
+		if err != nil {
+			t.Fatalf("offer: %v", err)
+		}
+	default:
+		t.Fatal("the call was never offered")
+	}
+	select {
+	case <-hungUp:
+	case <-time.After(wait):
+		t.Fatal("the agent's leg did not end after the page's hang-up")
+	}
+	for _, a := range []string{"state:available", "hold:" + callID, "resume:" + callID} {
+		if !h.acd.did(a) {
+			t.Errorf("the ACD never got %q", a)
+		}
+	}
+	select {
+	case id := <-switched:
+		if id != "8" {
+			t.Errorf("requester switched to %s, want 8", id)
+		}
+	default:
+		t.Error("the page never switched the requester (PM-11)")
+	}
+}

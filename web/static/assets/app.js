@@ -1,0 +1,421 @@
+// The agent softphone: login, availability, the incoming-call panel with its screen pop,
+// in-call controls, and outbound dialling. Signalling over /ws (JSON messages, see
+// docs/softphone.md); audio over one RTCPeerConnection kept for the whole session.
+
+const $ = (id) => document.getElementById(id);
+
+const ui = {
+  api: '/api/v2',
+  agent: null,
+  ws: null,
+  pc: null,
+  mic: null,
+  call: null, // the call on the page: {id, direction, from, to, state, since, ...}
+  ring: null,
+  muted: false,
+  retry: 0,
+  settings: null,
+  contact: null,
+  timer: null,
+};
+
+// Exposed for diagnostics and tests: the page's own RTCPeerConnection.
+window.softphone = { get pc() { return ui.pc; }, get call() { return ui.call; } };
+
+function show(el, on) { el.hidden = !on; }
+function notice(text) { $('notice').textContent = text || ''; }
+
+async function api(method, path, body) {
+  const res = await fetch(ui.api + path, {
+    method,
+    credentials: 'same-origin',
+    headers: body ? { 'Content-Type': 'application/json', Accept: 'application/json' } : { Accept: 'application/json' },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  let data = null;
+  try { data = await res.json(); } catch { data = null; }
+  if (!res.ok) {
+    const err = new Error((data && data.description) || `${res.status} ${res.statusText}`);
+    err.status = res.status;
+    err.data = data;
+    throw err;
+  }
+  return data;
+}
+
+// ---- login ----
+
+async function start() {
+  $('login-form').addEventListener('submit', onLogin);
+  $('logout').addEventListener('click', onLogout);
+  $('go-available').addEventListener('click', () => send({ type: 'state', state: 'available' }));
+  $('go-away').addEventListener('click', () => send({ type: 'state', state: 'away' }));
+  $('answer').addEventListener('click', () => ui.ring && send({ type: 'answer', call_id: ui.ring.id }));
+  $('decline').addEventListener('click', () => ui.ring && send({ type: 'decline', call_id: ui.ring.id }));
+  $('hangup').addEventListener('click', () => send({ type: 'hangup' }));
+  $('hold').addEventListener('click', () => send({ type: 'hold' }));
+  $('resume').addEventListener('click', () => send({ type: 'resume' }));
+  $('mute').addEventListener('click', toggleMute);
+  $('transfer-form').addEventListener('submit', onTransfer);
+  buildDialpad();
+  setupDialForm();
+  const res = await fetch('/session', { credentials: 'same-origin' });
+  if (res.ok) loggedIn(await res.json());
+}
+
+async function onLogin(ev) {
+  ev.preventDefault();
+  $('login-error').textContent = '';
+  const res = await fetch('/login', {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ email: $('login-email').value, password: $('login-password').value }),
+  });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    $('login-error').textContent = data.description || 'Sign-in failed';
+    return;
+  }
+  loggedIn(data);
+}
+
+function loggedIn(data) {
+  ui.agent = data.agent;
+  ui.api = data.api_base || ui.api;
+  $('agent-name').textContent = ui.agent.name || ui.agent.email;
+  show($('login'), false);
+  show($('who'), true);
+  show($('desk'), true);
+  connect();
+  loadSettings();
+}
+
+async function onLogout() {
+  if (ui.ws) { ui.ws.onclose = null; ui.ws.close(); }
+  if (ui.pc) ui.pc.close();
+  if (ui.mic) ui.mic.getTracks().forEach((t) => t.stop());
+  await fetch('/logout', { method: 'POST', credentials: 'same-origin' });
+  location.reload();
+}
+
+// ---- signalling ----
+
+function connect() {
+  const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
+  ui.ws = ws;
+  ws.onopen = () => {
+    ui.retry = 0;
+    $('conn').textContent = 'Connected';
+    const alive = ui.pc && ['new', 'connecting', 'connected'].includes(ui.pc.connectionState);
+    send({ type: 'hello', pc: !!alive });
+  };
+  ws.onmessage = (ev) => onMessage(JSON.parse(ev.data));
+  ws.onclose = () => {
+    $('conn').textContent = 'Reconnecting…';
+    const delay = Math.min(10000, 500 * 2 ** ui.retry++);
+    setTimeout(connect, delay);
+  };
+}
+
+function send(msg) {
+  if (ui.ws && ui.ws.readyState === WebSocket.OPEN) ui.ws.send(JSON.stringify(msg));
+}
+
+function onMessage(m) {
+  switch (m.type) {
+    case 'hello': setState(m.state); break;
+    case 'offer': onOffer(m.sdp).catch((e) => notice(`Audio setup failed: ${e.message}`)); break;
+    case 'state': setState(m.state); break;
+    case 'incoming': onIncoming(m.call); break;
+    case 'withdrawn': if (ui.ring && ui.ring.id === m.call_id) { ui.ring = null; show($('incoming'), false); } break;
+    case 'call': onCall(m.call); break;
+    case 'ended': onEnded(m.call_id); break;
+    case 'idle': ui.ring = null; show($('incoming'), false); if (ui.call) onEnded(ui.call.id); break;
+    case 'transferred': notice('Call transferred'); break;
+    case 'error': notice(m.message); break;
+    default: break;
+  }
+}
+
+function setState(state) {
+  const el = $('agent-state');
+  const text = (state || 'offline').replace('_', '-');
+  el.textContent = text;
+  el.className = `state ${text}`;
+}
+
+// One RTCPeerConnection for the session: the server offers, the page answers (non-trickle).
+async function onOffer(sdp) {
+  if (ui.pc) ui.pc.close();
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  ui.pc = pc;
+  pc.ontrack = (ev) => {
+    const audio = $('remote-audio');
+    audio.srcObject = ev.streams[0] || new MediaStream([ev.track]);
+    audio.play().catch(() => {});
+  };
+  pc.onconnectionstatechange = () => {
+    $('conn').textContent = `Audio ${pc.connectionState}`;
+  };
+  await pc.setRemoteDescription({ type: 'offer', sdp });
+  if (!ui.mic) ui.mic = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+  const track = ui.mic.getAudioTracks()[0];
+  track.enabled = !ui.muted;
+  const tr = pc.getTransceivers()[0];
+  await tr.sender.replaceTrack(track);
+  tr.direction = 'sendrecv';
+  await pc.setLocalDescription(await pc.createAnswer());
+  await new Promise((resolve) => {
+    if (pc.iceGatheringState === 'complete') { resolve(); return; }
+    const t = setTimeout(resolve, 3000);
+    pc.addEventListener('icegatheringstatechange', () => {
+      if (pc.iceGatheringState === 'complete') { clearTimeout(t); resolve(); }
+    });
+  });
+  send({ type: 'answer_sdp', sdp: pc.localDescription.sdp });
+}
+
+// ---- incoming call and screen pop ----
+
+function onIncoming(call) {
+  ui.ring = call;
+  $('in-from').textContent = call.from || 'unknown number';
+  $('in-name').textContent = call.caller_name || '—';
+  $('in-line').textContent = call.line || '—';
+  $('in-queue').textContent = call.queue || '—';
+  $('in-path').textContent = call.menu_path || '—';
+  $('in-location').textContent = '—';
+  $('in-wait').textContent = '—';
+  $('in-ticket').textContent = '—';
+  $('in-users').innerHTML = '<legend>Requester</legend><p class="quiet">Looking up the caller…</p>';
+  show($('incoming'), true);
+  loadScreenPop(call.id);
+}
+
+async function loadScreenPop(callID) {
+  let sp;
+  try {
+    sp = (await api('GET', `/calls/${encodeURIComponent(callID)}/screen_pop`)).screen_pop;
+  } catch (e) {
+    $('in-users').innerHTML = `<legend>Requester</legend><p class="quiet">No caller details (${e.message})</p>`;
+    return;
+  }
+  if (!ui.ring || ui.ring.id !== callID) return;
+  $('in-location').textContent = (sp.call && sp.call.location) || '—';
+  $('in-wait').textContent = sp.wait_time != null ? `${sp.wait_time} s` : '—';
+  $('in-ticket').textContent = sp.ticket ? `#${sp.ticket.id} ${sp.ticket.subject || ''}` : 'a new ticket';
+  const box = $('in-users');
+  box.innerHTML = '<legend>Requester</legend>';
+  const chosen = sp.requester ? sp.requester.id : null;
+  (sp.candidates || []).forEach((h, i) => {
+    const label = document.createElement('label');
+    const input = document.createElement('input');
+    input.type = 'radio';
+    input.name = 'requester';
+    input.value = h.user.id;
+    input.checked = chosen ? h.user.id === chosen : i === 0;
+    input.addEventListener('change', () => switchRequester(callID, h.user.id));
+    label.append(input, ` ${h.user.name || h.user.email || h.user.phone} (${h.line_type === 'direct' ? 'owner' : 'shared'})`);
+    box.append(label);
+  });
+  if (!(sp.candidates || []).length) box.append('No matching user: a new one will be created.');
+}
+
+async function switchRequester(callID, userID) {
+  try {
+    await api('PUT', `/calls/${encodeURIComponent(callID)}/requester`, { call: { requester_id: userID } });
+    notice('Requester changed');
+  } catch (e) {
+    notice(`Could not change the requester: ${e.message}`);
+  }
+}
+
+// ---- in call ----
+
+function onCall(call) {
+  if (ui.ring && ui.ring.id === call.id) { ui.ring = null; show($('incoming'), false); }
+  const first = !ui.call || ui.call.id !== call.id;
+  ui.call = call;
+  $('call-dir').textContent = call.direction === 'outbound' ? 'Outbound' : 'Call';
+  $('call-peer').textContent = call.direction === 'outbound' ? call.to : call.from;
+  $('call-state').textContent = call.state;
+  $('hold').disabled = call.state === 'held' || call.direction === 'outbound';
+  $('resume').disabled = call.state !== 'held';
+  show($('incall'), true);
+  if (!ui.timer) ui.timer = setInterval(tick, 500);
+  tick();
+  if (first) loadTicket(call.id);
+}
+
+function tick() {
+  if (!ui.call) return;
+  const s = Math.max(0, Math.floor((Date.now() - Date.parse(ui.call.since)) / 1000));
+  $('call-timer').textContent = `${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
+}
+
+async function loadTicket(callID) {
+  const link = $('ticket-link');
+  link.textContent = 'ticket pending';
+  link.removeAttribute('href');
+  for (let i = 0; i < 5 && ui.call && ui.call.id === callID; i++) {
+    try {
+      const c = (await api('GET', `/calls/${encodeURIComponent(callID)}`)).call;
+      if (c && c.ticket_id) {
+        link.textContent = `Ticket #${c.ticket_id}`;
+        link.href = `${ui.api}/tickets/${c.ticket_id}`;
+        return;
+      }
+    } catch { /* not there yet */ }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+function onEnded(callID) {
+  if (ui.ring && ui.ring.id === callID) { ui.ring = null; show($('incoming'), false); }
+  if (!ui.call || ui.call.id !== callID) return;
+  ui.call = null;
+  clearInterval(ui.timer);
+  ui.timer = null;
+  show($('incall'), false);
+  notice('Call ended');
+}
+
+function toggleMute() {
+  ui.muted = !ui.muted;
+  if (ui.mic) ui.mic.getAudioTracks().forEach((t) => { t.enabled = !ui.muted; });
+  $('mute').setAttribute('aria-pressed', String(ui.muted));
+  $('mute').textContent = ui.muted ? 'Unmute' : 'Mute';
+  send({ type: 'mute', muted: ui.muted });
+}
+
+function buildDialpad() {
+  const pad = $('dialpad');
+  for (const d of '123456789*0#') {
+    const b = document.createElement('button');
+    b.textContent = d;
+    b.dataset.testid = `dialpad-digit-${d}`;
+    b.addEventListener('click', () => send({ type: 'dtmf', digit: d }));
+    pad.append(b);
+  }
+}
+
+function onTransfer(ev) {
+  ev.preventDefault();
+  const to = $('transfer-to').value.trim();
+  if ($('transfer-kind').value === 'agent') send({ type: 'transfer', agent_id: Number(to) });
+  else send({ type: 'transfer', queue: to });
+}
+
+// ---- outbound ----
+
+async function loadSettings() {
+  try {
+    ui.settings = (await api('GET', '/settings/voice')).settings;
+  } catch {
+    ui.settings = null;
+  }
+  applySettings();
+}
+
+// The ticket choice follows OB-1…OB-4; the number field follows OB-5; the ticket ID field TB-1.
+function applySettings() {
+  const ob = (ui.settings && ui.settings.outbound) || {};
+  const choice = $('dial-ticket-choice');
+  for (const opt of choice.options) {
+    opt.hidden = (opt.value === 'new' && !ob.allow_new_ticket) || (opt.value === 'none' && !ob.allow_no_ticket);
+    opt.disabled = opt.hidden;
+  }
+  if (choice.selectedOptions[0] && choice.selectedOptions[0].disabled) choice.value = 'existing';
+  $('ticket-hint').textContent = ob.prompt_ticket_choice
+    ? 'Pick one of the contact\'s unsolved tickets, or leave the ID empty for the most recent.'
+    : 'The contact\'s most recent unsolved ticket is used (a new one if there is none).';
+  $('number-hint').textContent = ob.allow_entered_number
+    ? 'Any E.164 number may be dialled for the contact.'
+    : 'Only numbers stored on the contact can be dialled.';
+}
+
+function setupDialForm() {
+  let timer = null;
+  $('dial-contact').addEventListener('input', () => {
+    clearTimeout(timer);
+    ui.contact = null;
+    timer = setTimeout(searchContacts, 250);
+  });
+  $('dial-ticket-choice').addEventListener('change', () => {
+    $('dial-ticket-id').disabled = $('dial-ticket-choice').value !== 'existing';
+  });
+  $('dial-form').addEventListener('submit', onDial);
+}
+
+async function searchContacts() {
+  const q = $('dial-contact').value.trim();
+  const list = $('contacts');
+  list.innerHTML = '';
+  if (q.length < 2) return;
+  let users = [];
+  try { users = (await api('GET', `/users/search?query=${encodeURIComponent(q)}`)).users || []; } catch (e) {
+    list.innerHTML = `<li class="quiet">Search failed: ${e.message}</li>`;
+    return;
+  }
+  for (const u of users.slice(0, 8)) {
+    const li = document.createElement('li');
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.textContent = `${u.name || u.email} ${u.phone ? `· ${u.phone}` : ''}`;
+    b.addEventListener('click', () => pickContact(u));
+    li.append(b);
+    list.append(li);
+  }
+}
+
+async function pickContact(u) {
+  ui.contact = u;
+  $('dial-contact').value = u.name || u.email || String(u.id);
+  $('contacts').innerHTML = '';
+  $('dial-number').value = u.phone || '';
+  const numbers = $('contact-numbers');
+  numbers.innerHTML = '';
+  try {
+    const ids = (await api('GET', `/users/${u.id}/identities`)).identities || [];
+    ui.contact.numbers = ids.map((i) => i.value);
+    for (const v of ui.contact.numbers) { const o = document.createElement('option'); o.value = v; numbers.append(o); }
+  } catch { ui.contact.numbers = u.phone ? [u.phone] : []; }
+  const tickets = $('contact-tickets');
+  tickets.innerHTML = '';
+  try {
+    const ts = (await api('GET', `/users/${u.id}/tickets/requested`)).tickets || [];
+    for (const t of ts.filter((t) => ['new', 'open', 'pending', 'hold'].includes(t.status))) {
+      const o = document.createElement('option');
+      o.value = t.id;
+      o.label = `#${t.id} ${t.subject || ''} (${t.status})`;
+      tickets.append(o);
+    }
+  } catch { /* no tickets to offer */ }
+}
+
+async function onDial(ev) {
+  ev.preventDefault();
+  const err = $('dial-error');
+  show(err, false);
+  err.textContent = '';
+  const to = $('dial-number').value.trim();
+  const choice = $('dial-ticket-choice').value;
+  const ticketID = $('dial-ticket-id').value.trim();
+  const body = {
+    to,
+    ticket_choice: choice,
+    entered_number: !(ui.contact && (ui.contact.numbers || [ui.contact.phone]).includes(to)),
+  };
+  if (ui.contact) body.contact_id = ui.contact.id;
+  if (choice === 'existing' && ticketID) body.ticket_id = Number(ticketID);
+  try {
+    await api('POST', '/calls', { call: body });
+    notice(`Dialling ${to}…`);
+  } catch (e) {
+    err.textContent = e.message || 'The call was refused';
+    show(err, true);
+  }
+}
+
+start();
