@@ -554,6 +554,9 @@ func (l *leg) handleUpdate(req *sip.Request, tx sip.ServerTransaction) {
 // negotiateTimer settles the session interval of the initial INVITE. It returns the Min-SE to
 // answer 422 with when the offered interval is too small, else 0.
 func (l *leg) negotiateTimer(req *sip.Request) time.Duration {
+	if l.s.opts.SessionExpires < 0 {
+		return 0 // session timers off
+	}
 	supported := false
 	if h := req.GetHeader("Supported"); h != nil && hasToken(h.Value(), "timer") {
 		supported = true

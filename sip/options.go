@@ -33,13 +33,15 @@ type Options struct {
 	// Lines map dialled numbers (DIDs) to targets. A call to a number not listed gets 404.
 	Lines []Line
 
-	// MaxCalls bounds concurrent calls; one more gets 503 with Retry-After. Default 1000.
+	// MaxCalls bounds concurrent calls; one more gets 503 with Retry-After. Default 1000;
+	// negative means no limit.
 	MaxCalls int
 	// RetryAfter is the Retry-After value of 503 responses. Default 30 s.
 	RetryAfter time.Duration
 
 	// SessionExpires is the session interval we ask for and accept (RFC 4028); MinSE the
-	// smallest we accept (smaller gets 422 with Min-SE). Defaults 1800 s and 90 s.
+	// smallest we accept (smaller gets 422 with Min-SE). Defaults 1800 s and 90 s; a negative
+	// SessionExpires turns session timers off (Session-Expires is then ignored).
 	SessionExpires time.Duration
 	MinSE          time.Duration
 
@@ -131,6 +133,8 @@ type RateLimit struct {
 	Burst int
 	// LimitTrunks applies the limit to trunk sources too; by default trunks are exempt.
 	LimitTrunks bool
+	// Exempt lists more source networks never limited (e.g. a monitoring probe).
+	Exempt []netip.Prefix
 }
 
 // DefaultScannerUserAgents are the User-Agent substrings of well-known SIP scanners.

@@ -76,13 +76,16 @@ func New(opts Options) (*Server, error) {
 	if opts.UDPAddr == "" && opts.TCPAddr == "" && opts.TLSAddr == "" {
 		opts.UDPAddr, opts.TCPAddr = "127.0.0.1:5060", "127.0.0.1:5060"
 	}
-	if opts.MaxCalls <= 0 {
+	switch {
+	case opts.MaxCalls == 0:
 		opts.MaxCalls = 1000
+	case opts.MaxCalls < 0:
+		opts.MaxCalls = int(^uint(0) >> 1)
 	}
 	if opts.RetryAfter <= 0 {
 		opts.RetryAfter = 30 * time.Second
 	}
-	if opts.SessionExpires <= 0 {
+	if opts.SessionExpires == 0 {
 		opts.SessionExpires = 1800 * time.Second
 	}
 	if opts.MinSE <= 0 {
@@ -398,6 +401,15 @@ func sourceAddr(req *sip.Request) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
+func (s *Server) rateExempt(a netip.Addr) bool {
+	for _, p := range s.opts.RateLimit.Exempt {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // trunkFor returns the trunk whose Allow list contains addr.
 func (s *Server) trunkFor(addr netip.Addr) (Trunk, bool) {
 	for _, t := range s.opts.Trunks {
@@ -449,7 +461,7 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 		s.m.securityEvent.WithLabelValues(secScanner).Inc()
 		return // silent drop: tell a scanner nothing
 	}
-	if s.limiter != nil && (!isTrunk || s.opts.RateLimit.LimitTrunks) && !req.IsAck() && !s.limiter.allow(src) {
+	if s.limiter != nil && (!isTrunk || s.opts.RateLimit.LimitTrunks) && !req.IsAck() && !s.rateExempt(src) && !s.limiter.allow(src) {
 		s.m.securityEvent.WithLabelValues(secRateLimit).Inc()
 		return
 	}
