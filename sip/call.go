@@ -98,8 +98,17 @@ func (c *Call) Trunk() string { return c.trunk }
 // Context ends when the carrier leg ends.
 func (c *Call) Context() context.Context { return c.ctx }
 
-// Endpoint is the carrier leg's RTP endpoint.
+// ErrNoCarrierLeg is returned by carrier-leg operations on an outbound call (Server.Originate).
+var ErrNoCarrierLeg = errors.New("sip: call has no inbound carrier leg")
+
+// Direction is "inbound" or "outbound".
+func (c *Call) Direction() string { return c.direction }
+
+// Endpoint is the carrier leg's RTP endpoint (nil for an outbound call: use the OutboundLeg's).
 func (c *Call) Endpoint() *media.Endpoint {
+	if c.carrier == nil {
+		return nil
+	}
 	c.carrier.mu.Lock()
 	defer c.carrier.mu.Unlock()
 	return c.carrier.ep
@@ -107,6 +116,9 @@ func (c *Call) Endpoint() *media.Endpoint {
 
 // Ringing sends 180 Ringing on the carrier leg (once ringing starts, RingTime counts).
 func (c *Call) Ringing() error {
+	if c.carrier == nil {
+		return ErrNoCarrierLeg
+	}
 	c.mu.Lock()
 	if c.answerFinal {
 		c.mu.Unlock()
@@ -121,6 +133,9 @@ func (c *Call) Ringing() error {
 // (RFC 3960). It needs the carrier's offer in the INVITE: with a late offer it returns an error
 // (we do not do reliable provisionals to carry an offer, RFC 3262).
 func (c *Call) Progress(ctx context.Context) error {
+	if c.carrier == nil {
+		return ErrNoCarrierLeg
+	}
 	c.mu.Lock()
 	if c.answerFinal {
 		c.mu.Unlock()
@@ -144,6 +159,9 @@ func (c *Call) Progress(ctx context.Context) error {
 // none), retransmitted until the ACK arrives (RFC 3261 §13.3.1.4). It returns once the ACK is in;
 // without an ACK within AckTimeout the leg is hung up with BYE and the error returned.
 func (c *Call) Answer(ctx context.Context) error {
+	if c.carrier == nil {
+		return ErrNoCarrierLeg
+	}
 	c.mu.Lock()
 	if c.answerFinal {
 		c.mu.Unlock()
@@ -189,6 +207,9 @@ func (c *Call) Answer(ctx context.Context) error {
 
 // reject sends a final non-2xx on the unanswered carrier leg.
 func (c *Call) reject(code int, reason string, hdrs ...sip.Header) {
+	if c.carrier == nil {
+		return
+	}
 	c.mu.Lock()
 	if c.answerFinal {
 		c.mu.Unlock()
@@ -271,7 +292,7 @@ func (c *Call) holdChanged(l *leg, held bool) {
 
 // legEnded is called once per leg when it ends; the carrier leg ending ends the call.
 func (c *Call) legEnded(l *leg, cause error) {
-	if l == c.carrier {
+	if c.carrier != nil && l == c.carrier {
 		c.cancel(cause)
 	}
 }

@@ -17,6 +17,9 @@
 //	_ = srv.Drain(graceCtx)      // live calls finish, up to shutdown_grace
 //	srv.Close()                  // BYE to what is left, listeners closed
 //
+// Outbound calls (an agent's dial) go through Server.Originate: the call runs on its own
+// goroutine and OriginateOptions.Answered gets the answered leg to bridge to the agent's media.
+//
 // IVR, queue and voicemail lines plug in as other Target implementations: Serve gets the Call
 // with its carrier leg still ringing, answers it with Call.Answer, uses Call.Endpoint (a
 // media.Endpoint) for prompts and DTMF, can place legs with Call.Dial, and reports who answered
@@ -52,8 +55,6 @@
 //
 // Early media toward a carrier that made a late offer (it gets 180 without SDP: no reliable
 // provisionals), UPDATE as our own refresh
-// method (we refresh with re-INVITE), strict routing (lr-less Route), outbound legs without an
-// inbound call (agents' outbound calls: Call.Dial already goes through a trunk with its caller ID
-// and digest credentials, but a Server-level originate API is left to the softphone issue), and
-// session timers on the outbound leg.
+// method (we refresh with re-INVITE), strict routing (lr-less Route), and session timers on
+// legs we place (we neither ask for nor refresh them there).
 package sip

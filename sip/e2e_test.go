@@ -1,12 +1,15 @@
 package sip
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/ticketing"
 )
 
@@ -251,5 +254,49 @@ func TestFarEndHold(t *testing.T) {
 	}
 	if end := lastOf(evs, ticketing.EventEnded); end.HoldTime < 1 || end.HoldTime > 2 {
 		t.Errorf("hold_time = %d, want 1..2", end.HoldTime)
+	}
+}
+
+// TestOriginateThroughTrunk: an outbound call through the trunk (the agents' dial path): the
+// carrier (SIPp uas) sees our caller ID, answers, RTP flows, and our hangup ends it with BYE.
+func TestOriginateThroughTrunk(t *testing.T) {
+	requireSipp(t)
+	dir := t.TempDir()
+	carrierPort := freeUDPPort(t)
+	g := startGateway(t, func(o *Options) {
+		o.Trunks[0].OutboundURI = fmt.Sprintf("sip:127.0.0.1:%d", carrierPort)
+	})
+	carrier := startSipp(t, dir, "uas_echo.xml", "-p", strconv.Itoa(carrierPort), "-mp", strconv.Itoa(freeUDPPort(t)), "-m", "1", "-rtp_echo")
+	talked := make(chan struct{})
+	c, err := g.s.Originate(context.Background(), OriginateOptions{
+		Trunk: "carrier", Number: "+15557654321", Line: "+15550197", AgentID: 7,
+		Answered: func(ctx context.Context, c *Call, leg *OutboundLeg) error {
+			defer close(talked)
+			// Play two seconds of audio so the echo comes back.
+			frames := make([]byte, 160*100)
+			for i := range frames {
+				frames[i] = 0x55
+			}
+			return leg.Endpoint().Play(ctx, bytes.NewReader(frames), media.PCMU)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-talked
+	carrier.wait(t)
+	evs := g.sink.waitEnded(t, 20*time.Second)
+	if evs[0].Type != ticketing.EventStarted || evs[0].Direction != "outbound" || evs[0].From != "+15550197" || evs[0].To != "+15557654321" || evs[0].CallID != c.ID() {
+		t.Errorf("call.started = %+v", evs[0])
+	}
+	if a := lastOf(evs, ticketing.EventAnswered); a == nil || a.AgentID != 7 {
+		t.Errorf("call.answered = %+v", a)
+	}
+	if end := lastOf(evs, ticketing.EventEnded); end.Outcome != ticketing.OutcomeAnswered || end.Duration < 1 {
+		t.Errorf("call.ended = %s %+v", end.Outcome, end.Durations)
+	}
+	sum := <-g.summary
+	if len(sum.Outbound) != 1 || sum.Outbound[0].PacketsSent < 40 || sum.Outbound[0].PacketsReceived < 40 {
+		t.Errorf("outbound leg RTP %+v", sum.Outbound)
 	}
 }

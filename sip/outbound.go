@@ -437,6 +437,9 @@ func BridgeTo(uri string) *BridgeTarget { return &BridgeTarget{URI: uri} }
 func (b *BridgeTarget) Serve(ctx context.Context, c *Call) error {
 	// Offer the far end the carrier's codec first, so no transcoding is needed.
 	codecs := []Codec{{PT: PayloadPCMU, Name: "PCMU", Rate: 8000}, {PT: PayloadPCMA, Name: "PCMA", Rate: 8000}}
+	if c.carrier == nil {
+		return ErrNoCarrierLeg
+	}
 	c.carrier.mu.Lock()
 	offer := c.carrier.invite.Body()
 	c.carrier.mu.Unlock()

@@ -1,0 +1,162 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/switchboard-voice/switchboard/ticketing"
+)
+
+// ErrOverCapacity is returned by Originate when MaxCalls calls are in progress.
+var ErrOverCapacity = errors.New("sip: too many calls")
+
+// OriginateOptions describes an outbound call placed by call control through a trunk (an
+// agent's dial from the softphone).
+type OriginateOptions struct {
+	// Trunk names the trunk to call through (its OutboundURI, CallerID and credentials).
+	Trunk string
+	// Number is the dialled E.164 number.
+	Number string
+	// Line is the calling line's number: the caller ID (OB-7) and the event's line. Default:
+	// the trunk's CallerID.
+	Line string
+	// AgentID goes into call.answered when the callee answers.
+	AgentID int64
+	// Answered runs once the callee answered, with the answered leg (bridge its Endpoint to the
+	// agent's media); it returns when the call is over for it. ctx ends when the callee hangs
+	// up or Call.Hangup is called. Required.
+	Answered func(ctx context.Context, c *Call, leg *OutboundLeg) error
+}
+
+// Originate starts an outbound call and returns it at once (its ID is the call_id of every
+// event); the call runs on its own goroutine: call.started, the INVITE through the trunk (digest
+// auth, CANCEL on Hangup before answer), call.answered when the callee answers, opts.Answered,
+// BYE, call.ended. Outcomes: answered, no_answer (busy, no answer, declined), failed, or
+// abandoned when hung up before the answer.
+func (s *Server) Originate(ctx context.Context, opts OriginateOptions) (*Call, error) {
+	if opts.Answered == nil {
+		return nil, errors.New("sip: originate: no Answered handler")
+	}
+	if s.closed.Load() || !s.accepting.Load() {
+		return nil, ErrDraining
+	}
+	to := NormalizeNumber(opts.Number)
+	if to == "" {
+		return nil, fmt.Errorf("sip: originate: %q is not a phone number", opts.Number)
+	}
+	var trunk *Trunk
+	for i := range s.opts.Trunks {
+		if s.opts.Trunks[i].Name == opts.Trunk {
+			trunk = &s.opts.Trunks[i]
+		}
+	}
+	if trunk == nil || trunk.OutboundURI == "" {
+		return nil, fmt.Errorf("sip: originate: trunk %q takes no outbound calls", opts.Trunk)
+	}
+	from := NormalizeNumber(opts.Line)
+	if from == "" {
+		from = NormalizeNumber(trunk.CallerID)
+	}
+	c := &Call{
+		s:         s,
+		id:        uuid.NewString(),
+		direction: "outbound",
+		from:      from,
+		to:        to,
+		line:      from,
+		trunk:     trunk.Name,
+		events:    make(chan ticketing.Event, 64),
+		emitted:   make(chan struct{}),
+		received:  s.now(),
+		holdLegs:  map[*leg]bool{},
+	}
+	c.ctx, c.cancel = context.WithCancelCause(s.ctx)
+	s.mu.Lock()
+	if len(s.calls) >= s.opts.MaxCalls {
+		s.mu.Unlock()
+		return nil, ErrOverCapacity
+	}
+	s.calls[c] = struct{}{}
+	s.callsWG.Add(1)
+	s.mu.Unlock()
+	go s.runOutbound(c, opts)
+	return c, nil
+}
+
+func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
+	defer func() {
+		s.mu.Lock()
+		delete(s.calls, c)
+		s.mu.Unlock()
+		s.callsWG.Done()
+	}()
+	s.m.callsActive.WithLabelValues(c.direction).Inc()
+	emitDone := make(chan struct{})
+	go c.runEmitter(emitDone)
+	c.emit(ticketing.Event{Type: ticketing.EventStarted, Direction: c.direction, From: c.from, To: c.to, Line: c.line})
+
+	outcome := ticketing.OutcomeFailed
+	out, err := c.Dial(c.ctx, DialOptions{Trunk: c.trunk, Number: c.to, FromUser: c.from})
+	var se *StatusError
+	switch {
+	case err == nil:
+		c.mu.Lock()
+		c.gwAnswered = s.now()
+		c.mu.Unlock()
+		c.MarkAnswered(opts.AgentID)
+		outcome = ticketing.OutcomeAnswered
+		// The call's context also ends when the callee hangs up.
+		legCtx, stop := context.WithCancelCause(c.ctx)
+		go func() {
+			select {
+			case <-out.Done():
+				stop(causeRemoteBye)
+			case <-legCtx.Done():
+			}
+		}()
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					s.log.Error("sip: originate handler panic", "call_id", c.id, "panic", r)
+				}
+			}()
+			if err := opts.Answered(legCtx, c, out); err != nil {
+				s.log.Info("sip: originate handler", "call_id", c.id, "error", err)
+			}
+		}()
+		stop(causeLocalHangup)
+	case errors.As(err, &se):
+		outcome = se.Outcome
+	case c.ctx.Err() != nil:
+		outcome = ticketing.OutcomeAbandoned
+	}
+	c.cancel(causeLocalHangup)
+	c.mu.Lock()
+	legs := append([]*leg(nil), c.legs...)
+	c.mu.Unlock()
+	for _, l := range legs {
+		l.bye(causeLocalHangup)
+	}
+	end := s.now()
+	s.m.callsActive.WithLabelValues(c.direction).Dec()
+	s.m.callsTotal.WithLabelValues(c.direction, outcome).Inc()
+	c.emit(ticketing.Event{Type: ticketing.EventEnded, Outcome: outcome, Durations: c.durations(end)})
+	c.mu.Lock()
+	close(c.emitted)
+	close(c.events)
+	c.mu.Unlock()
+	<-emitDone
+	if s.opts.OnCallEnd != nil {
+		sum := CallSummary{CallID: c.id, Outcome: outcome}
+		for _, l := range legs {
+			l.mu.Lock()
+			sum.Outbound = append(sum.Outbound, l.stats)
+			l.mu.Unlock()
+		}
+		s.opts.OnCallEnd(sum)
+	}
+	s.log.Info("sip: outbound call ended", "call_id", c.id, "outcome", outcome, "error", err, "after", end.Sub(c.received))
+}
