@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -401,5 +403,33 @@ func TestWebRTCLegMute(t *testing.T) {
 func TestWebRTCNeedsAllocator(t *testing.T) {
 	if _, err := NewWebRTC(WebRTCOptions{}); err == nil {
 		t.Fatal("NewWebRTC without allocator: no error")
+	}
+}
+
+// Rule (issue 7): with Lite the offer declares ICE-lite (RFC 8445 §2.5, a=ice-lite) and with
+// PublicIP the host candidate carries that address; PCMU and telephone-event are offered.
+func TestWebRTCOfferLiteWithPublicAddress(t *testing.T) {
+	w, err := NewWebRTC(WebRTCOptions{Allocator: testAllocator(t, 2), Lite: true, PublicIP: netip.MustParseAddr("203.0.113.7")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	leg, err := w.NewLeg()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { leg.Close() })
+	sdp, err := leg.Offer(ctxTimeout(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"a=ice-lite", "203.0.113.7 " + strconv.Itoa(int(w.Addr().Port())) + " typ host",
+		"a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000", "a=fingerprint:", "a=setup:actpass"} {
+		if !strings.Contains(sdp, want) {
+			t.Errorf("offer lacks %q:\n%s", want, sdp)
+		}
+	}
+	if leg.Connected() {
+		t.Error("connected without an answer")
 	}
 }

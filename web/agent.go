@@ -21,6 +21,10 @@ const (
 	outQueue     = 64
 )
 
+// StatusReplaced is the WebSocket close code (RFC 6455 §7.4.2, private range) an older page
+// gets when the agent opens the softphone again elsewhere; the page does not reconnect.
+const StatusReplaced websocket.StatusCode = 4001
+
 // agentSession is one logged-in agent's softphone: its WebRTC leg for the whole session, the
 // WebSocket currently attached (a reconnect replaces it), the offer ringing and the call.
 type agentSession struct {
@@ -118,7 +122,7 @@ func (as *agentSession) serve(ctx context.Context, c *websocket.Conn) {
 	}
 	as.mu.Unlock()
 	if old != nil {
-		old.c.Close(websocket.StatusPolicyViolation, "replaced by a newer connection")
+		old.c.Close(StatusReplaced, "replaced by a newer connection")
 	}
 	writerDone := make(chan struct{})
 	go func() { // the one writer of this connection

@@ -403,3 +403,14 @@ func (s *Server) Close() error {
 	s.wg.Wait()
 	return nil
 }
+
+// PreferSoftphone is the dialer the integrator gives the ACD: agents with the softphone page
+// connected are offered calls there, the others through phones (the SIP-phone dialer).
+func PreferSoftphone(s *Server, phones ivr.AgentDialer) ivr.AgentDialer {
+	return ivr.AgentDialerFunc(func(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, error) {
+		if s.Connected(o.AgentID) || phones == nil {
+			return s.Offer(ctx, o)
+		}
+		return phones.Offer(ctx, o)
+	})
+}

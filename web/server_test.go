@@ -101,6 +101,7 @@ type page struct {
 	pc   *webrtc.PeerConnection
 	msgs chan message
 	done chan struct{}
+	err  error // why reading stopped (valid once done is closed)
 }
 
 func openPage(t *testing.T, h *harness, cookie *http.Cookie, havePC bool) *page {
@@ -118,6 +119,7 @@ func openPage(t *testing.T, h *harness, cookie *http.Cookie, havePC bool) *page 
 		for {
 			_, b, err := conn.Read(context.Background())
 			if err != nil {
+				p.err = err
 				return
 			}
 			var m message
@@ -379,5 +381,45 @@ func TestLogoutFreesSession(t *testing.T) {
 	case <-p.done:
 	case <-time.After(wait):
 		t.Fatal("WebSocket not closed by logout")
+	}
+}
+
+// Rule (docs/ivr.md): the integrator's one dialer picks the softphone for a connected agent and
+// the SIP phone otherwise.
+func TestPreferSoftphoneFallsBackToPhones(t *testing.T) {
+	h := newHarness(t, Options{})
+	phoneErr := errors.New("sip phone rang")
+	d := PreferSoftphone(h.srv, ivr.AgentDialerFunc(func(context.Context, ivr.Offer) (ivr.AgentLeg, error) {
+		return nil, phoneErr
+	}))
+	if _, err := d.Offer(context.Background(), ivr.Offer{CallID: "c", AgentID: 1}); !errors.Is(err, phoneErr) {
+		t.Fatalf("no page: %v, want the phone dialer", err)
+	}
+	_, c := login(t, h.http.URL, "agent1@example.com", "agentpass")
+	p := openPage(t, h, c, false)
+	p.expect("offer")
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := d.Offer(ctx, ivr.Offer{CallID: "c", AgentID: 1}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("page connected: %v, want the softphone ringing until ctx ends", err)
+	}
+	p.expect("incoming")
+}
+
+// Rule: a second page of the same agent takes over; the first is closed with StatusReplaced.
+func TestSecondPageReplacesFirst(t *testing.T) {
+	h := newHarness(t, Options{})
+	_, c := login(t, h.http.URL, "agent1@example.com", "agentpass")
+	p1 := openPage(t, h, c, false)
+	p1.expect("offer")
+	p2 := openPage(t, h, c, false)
+	p2.expect("offer")
+	select {
+	case <-p1.done:
+	case <-time.After(wait):
+		t.Fatal("first page not closed")
+	}
+	if websocket.CloseStatus(p1.err) != StatusReplaced {
+		t.Fatalf("first page closed with %v, want %d", p1.err, StatusReplaced)
 	}
 }

@@ -111,7 +111,13 @@ function connect() {
     send({ type: 'hello', pc: !!alive });
   };
   ws.onmessage = (ev) => onMessage(JSON.parse(ev.data));
-  ws.onclose = () => {
+  ws.onclose = async (ev) => {
+    if (ev.code === 4001) { // the agent opened the softphone elsewhere: do not fight over it
+      $('conn').textContent = 'The softphone is open in another window.';
+      return;
+    }
+    const res = await fetch('/session', { credentials: 'same-origin' }).catch(() => null);
+    if (res && res.status === 401) { location.reload(); return; } // logged out or expired
     $('conn').textContent = 'Reconnecting…';
     const delay = Math.min(10000, 500 * 2 ** ui.retry++);
     setTimeout(connect, delay);
