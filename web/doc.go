@@ -11,7 +11,10 @@
 //
 // The signalling protocol and the integration steps are in docs/softphone.md.
 //
-// Not built here: the POST /api/v2/calls handler and its OB/TB validation (the integrator's,
-// with sip dialling; the page only posts to it and shows the refusal), a recent-calls list and
-// an in-page ticket view (the ticket link opens the API's ticket).
+// Outbound (outbound.go) validates POST /api/v2/calls against the OB rules before anything is
+// dialled and hands the call to the integrator's Dialer (sip); the integrator mounts its Handler.
+//
+// Not built here: the team ticket-entry rules TB-1, TB-2 and TB-4 (the settings have no team
+// options yet; TB-3 is checked), a recent-calls list and an in-page ticket view (the ticket
+// link opens the API's ticket).
 package web

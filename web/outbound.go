@@ -1,0 +1,231 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"github.com/switchboard-voice/switchboard/ticketing"
+)
+
+// Ticket choices of an outbound dial (CONTRACT.md §4 POST /calls ticket_choice).
+const (
+	TicketExisting = "existing"
+	TicketNew      = "new"
+	TicketNone     = "none"
+)
+
+// CallRequest is the body of POST /api/v2/calls: {"call":{...}}.
+type CallRequest struct {
+	To            string `json:"to"`
+	ContactID     int64  `json:"contact_id"`
+	TicketID      *int64 `json:"ticket_id"`
+	TicketChoice  string `json:"ticket_choice"`
+	EnteredNumber bool   `json:"entered_number"`
+}
+
+// Dial is a validated outbound call, ready for the trunk.
+type Dial struct {
+	AgentID   int64
+	To        string // E.164, normalised
+	ContactID int64
+	// TicketID is the ticket the agent chose (OB-2); nil with TicketExisting means the
+	// contact's most recent unsolved ticket at answer time (OB-1), or a new one if none (TC-7).
+	TicketID      *int64
+	TicketChoice  string
+	EnteredNumber bool // the number is not stored on the contact (OB-5, noted on the ticket: CD-8)
+}
+
+// Dialer places a validated outbound call through the trunk (the integrator's, with sip) and
+// returns its call id. It should put the call on the agent's page with Server.StartCall and
+// bridge the answer into the returned leg.
+type Dialer interface {
+	Dial(ctx context.Context, d Dial) (callID string, err error)
+}
+
+// OutboundStore is what the OB rules read; *ticketing.Store satisfies it.
+type OutboundStore interface {
+	Settings(ctx context.Context) (ticketing.Settings, error)
+	User(ctx context.Context, id int64) (ticketing.User, error)
+	Identities(ctx context.Context, userID int64) ([]ticketing.Identity, error)
+	Ticket(ctx context.Context, id int64) (ticketing.Ticket, error)
+	NormalizePhone(raw string, strict bool) (string, error)
+}
+
+// Outbound validates an agent's outbound dial against the settings (RULES.md OB-1 … OB-6 and
+// TB-3) before anything is dialled, then hands it to the Dialer. TB-1, TB-2 and TB-4 (team
+// ticket entry) are not built: the settings carry no team options yet.
+type Outbound struct {
+	Store  OutboundStore
+	Dialer Dialer
+}
+
+func forbidden(format string, args ...any) error {
+	return &ticketing.Error{Kind: ticketing.ErrForbidden, Description: fmt.Sprintf(format, args...)}
+}
+
+func invalid(field, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	return &ticketing.Error{Kind: ticketing.ErrInvalid, Description: field + ": " + msg, Details: map[string][]string{field: {msg}}}
+}
+
+// Validate applies the rules and returns the call to dial, or a *ticketing.Error: 422 for a
+// malformed or missing field and OB-6, 403 for what the settings forbid (OB-3, OB-4, OB-5, a
+// ticket choice not offered), 409 for a solved or closed ticket (TB-3).
+func (o *Outbound) Validate(ctx context.Context, agentID int64, req CallRequest) (Dial, error) {
+	d := Dial{AgentID: agentID, ContactID: req.ContactID, TicketChoice: req.TicketChoice, EnteredNumber: req.EnteredNumber}
+	if d.TicketChoice == "" {
+		d.TicketChoice = TicketExisting
+	}
+	if !slices.Contains([]string{TicketExisting, TicketNew, TicketNone}, d.TicketChoice) {
+		return Dial{}, invalid("ticket_choice", "must be existing, new or none")
+	}
+	if req.To == "" { // rule OB-6
+		return Dial{}, invalid("to", "is required: an empty number cannot be dialled")
+	}
+	settings, err := o.Store.Settings(ctx)
+	if err != nil {
+		return Dial{}, fmt.Errorf("web: outbound: settings: %w", err)
+	}
+	ob := settings.Outbound
+	to, err := o.Store.NormalizePhone(req.To, settings.PhoneValidation)
+	if err != nil {
+		return Dial{}, invalid("to", "%q is not an E.164 number", req.To)
+	}
+	d.To = to
+	if req.ContactID == 0 {
+		return Dial{}, invalid("contact_id", "is required")
+	}
+	contact, err := o.Store.User(ctx, req.ContactID)
+	if errors.Is(err, ticketing.ErrNotFound) {
+		return Dial{}, invalid("contact_id", "no such user")
+	}
+	if err != nil {
+		return Dial{}, fmt.Errorf("web: outbound: contact: %w", err)
+	}
+	if contact.Placeholder { // rule OB-6: an anonymous caller's placeholder has no real number
+		return Dial{}, invalid("contact_id", "is a placeholder for an anonymous caller: there is no number to dial")
+	}
+	ids, err := o.Store.Identities(ctx, contact.ID)
+	if err != nil {
+		return Dial{}, fmt.Errorf("web: outbound: identities: %w", err)
+	}
+	stored := slices.ContainsFunc(ids, func(i ticketing.Identity) bool { return i.Value == to })
+	if !stored { // rule OB-5
+		if !ob.AllowEnteredNumber {
+			return Dial{}, forbidden("Only numbers stored on the contact can be dialled: %s is not one of %s's numbers", to, contact.Name)
+		}
+		d.EnteredNumber = true
+	} else {
+		d.EnteredNumber = false
+	}
+	switch d.TicketChoice {
+	case TicketNew: // rule OB-3
+		if !ob.PromptTicketChoice || !ob.AllowNewTicket {
+			return Dial{}, forbidden("A new ticket cannot be chosen for an outbound call: an existing unsolved ticket is used")
+		}
+		if req.TicketID != nil {
+			return Dial{}, invalid("ticket_id", "must be empty with a new ticket")
+		}
+	case TicketNone: // rule OB-4
+		if !ob.AllowNoTicket {
+			return Dial{}, forbidden("Calls without a ticket are not allowed")
+		}
+		if req.TicketID != nil {
+			return Dial{}, invalid("ticket_id", "must be empty with no ticket")
+		}
+	case TicketExisting:
+		if req.TicketID == nil {
+			break // rule OB-1 (or OB-2 without a pick): the most recent unsolved ticket at answer
+		}
+		if !ob.PromptTicketChoice { // rule OB-1: the choice is not the agent's
+			return Dial{}, forbidden("Choosing the ticket is turned off: the contact's most recent unsolved ticket is used")
+		}
+		tk, err := o.Store.Ticket(ctx, *req.TicketID) // rule OB-2
+		if errors.Is(err, ticketing.ErrNotFound) {
+			return Dial{}, invalid("ticket_id", "no such ticket")
+		}
+		if err != nil {
+			return Dial{}, fmt.Errorf("web: outbound: ticket: %w", err)
+		}
+		if tk.RequesterID != contact.ID {
+			return Dial{}, invalid("ticket_id", "ticket %d is not %s's", tk.ID, contact.Name)
+		}
+		if tk.Status == ticketing.StatusSolved || tk.Status == ticketing.StatusClosed { // rule TB-3
+			return Dial{}, &ticketing.Error{Kind: ticketing.ErrConflict,
+				Description: fmt.Sprintf("Ticket %d is %s: a call cannot be added to it", tk.ID, tk.Status)}
+		}
+		id := tk.ID
+		d.TicketID = &id
+	}
+	return d, nil
+}
+
+// Handler serves POST /api/v2/calls: agentID tells who is calling (the integrator's API
+// authentication, which also accepts the softphone cookie); 401 when it says no one.
+// 201 {"call":{"id", "direction":"outbound", "to", "contact_id", "ticket_id", "ticket_choice",
+// "entered_number"}} once the Dialer accepted the call; refusals as the API's errors.
+func (o *Outbound) Handler(agentID func(*http.Request) (int64, bool)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, ok := agentID(r)
+		if !ok {
+			writeError(w, http.StatusUnauthorized, "Unauthorized", "log in")
+			return
+		}
+		var body struct {
+			Call *CallRequest `json:"call"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10)).Decode(&body); err != nil || body.Call == nil {
+			writeAPIError(w, invalid("call", "the body must be {\"call\":{...}}"))
+			return
+		}
+		d, err := o.Validate(r.Context(), id, *body.Call)
+		if err != nil {
+			writeAPIError(w, err)
+			return
+		}
+		callID, err := o.Dialer.Dial(r.Context(), d)
+		if err != nil {
+			writeAPIError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, map[string]any{"call": map[string]any{"id": callID, "direction": "outbound", "to": d.To,
+			"contact_id": d.ContactID, "ticket_id": d.TicketID, "ticket_choice": d.TicketChoice, "entered_number": d.EnteredNumber}})
+	})
+}
+
+// writeAPIError writes a *ticketing.Error with its status and name (CONTRACT.md §4); anything
+// else is a 500 (a Dialer may return ErrNotConnected or ErrBusy: 409).
+func writeAPIError(w http.ResponseWriter, err error) {
+	var te *ticketing.Error
+	switch {
+	case errors.As(err, &te):
+		code, name := http.StatusInternalServerError, "InternalError"
+		switch {
+		case errors.Is(te.Kind, ticketing.ErrInvalid):
+			code, name = http.StatusUnprocessableEntity, "RecordInvalid"
+		case errors.Is(te.Kind, ticketing.ErrNotFound):
+			code, name = http.StatusNotFound, "RecordNotFound"
+		case errors.Is(te.Kind, ticketing.ErrConflict):
+			code, name = http.StatusConflict, "Conflict"
+		case errors.Is(te.Kind, ticketing.ErrForbidden):
+			code, name = http.StatusForbidden, "Forbidden"
+		case errors.Is(te.Kind, ticketing.ErrUnauthorized):
+			code, name = http.StatusUnauthorized, "Unauthorized"
+		}
+		body := map[string]any{"error": name, "description": te.Description}
+		if len(te.Details) > 0 {
+			body["details"] = te.Details
+		}
+		writeJSON(w, code, body)
+	case errors.Is(err, ErrNotConnected):
+		writeError(w, http.StatusConflict, "Conflict", "Open the softphone page before dialling")
+	case errors.Is(err, ErrBusy):
+		writeError(w, http.StatusConflict, "Conflict", "You are already on a call")
+	default:
+		writeError(w, http.StatusInternalServerError, "InternalError", "the call could not be placed")
+	}
+}
