@@ -369,3 +369,54 @@ func TestCancelGives487WithOurTag(t *testing.T) {
 		t.Errorf("outcome = %s", e.Outcome)
 	}
 }
+
+// respondTo builds a response to a request received by udpPeer.
+func respondTo(req string, code int, reason, extra string) string {
+	to := header(req, "To")[0]
+	if !strings.Contains(to, "tag=") {
+		to += ";tag=peer1"
+	}
+	return fmt.Sprintf("SIP/2.0 %d %s\nVia: %s\nFrom: %s\nTo: %s\nCall-ID: %s\nCSeq: %s\n%sContent-Length: 0\n\n",
+		code, reason, strings.Join(header(req, "Via"), "\nVia: "), header(req, "From")[0], to, header(req, "Call-ID")[0], header(req, "CSeq")[0], extra)
+}
+
+// TestOriginateProxyAuthThenBusy: the carrier challenges with 407; we retry with
+// Proxy-Authorization (valid for the trunk's credentials, new CSeq) and relay its 486 as a
+// no_answer outcome.
+func TestOriginateProxyAuthThenBusy(t *testing.T) {
+	p := newUDPPeer(t, 0) // the carrier; it learns the gateway's port below
+	g := startGateway(t, func(o *Options) {
+		o.Trunks[0].OutboundURI = fmt.Sprintf("sip:127.0.0.1:%d", p.port)
+		o.Trunks[0].OutboundUsername, o.Trunks[0].OutboundPassword = "trunkuser", "trunkpass"
+	})
+	p.gw.Port = g.port()
+	_, err := g.s.Originate(context.Background(), OriginateOptions{Trunk: "carrier", Number: "+15557654321", Line: "+15550197",
+		Answered: func(ctx context.Context, c *Call, leg *OutboundLeg) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "INVITE ") })
+	if inv == "" {
+		t.Fatal("no INVITE")
+	}
+	if from := header(inv, "From")[0]; !strings.Contains(from, "sip:+15550197@") {
+		t.Errorf("caller ID = %q, want the line", from)
+	}
+	p.send(respondTo(inv, 407, "Proxy Authentication Required", "Proxy-Authenticate: Digest realm=\"carrier\", nonce=\"n0nce\", qop=\"auth\"\n"))
+	inv2 := p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "INVITE ") })
+	if inv2 == "" {
+		t.Fatal("no INVITE with credentials")
+	}
+	if header(inv2, "CSeq")[0] != "2 INVITE" {
+		t.Errorf("retried CSeq = %q, want 2 INVITE", header(inv2, "CSeq")[0])
+	}
+	pa := header(inv2, "Proxy-Authorization")
+	if len(pa) != 1 || !verifyDigest(parseDigest(pa[0]), "INVITE", "trunkuser", "trunkpass", "carrier", func(n string) bool { return n == "n0nce" }) {
+		t.Fatalf("Proxy-Authorization does not verify: %q", pa)
+	}
+	p.send(respondTo(inv2, 486, "Busy Here", ""))
+	evs := g.sink.waitEnded(t, 10*time.Second)
+	if e := lastOf(evs, ticketing.EventEnded); e.Outcome != ticketing.OutcomeNoAnswer {
+		t.Errorf("outcome = %s, want no_answer", e.Outcome)
+	}
+}
