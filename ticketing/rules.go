@@ -232,10 +232,17 @@ func (e *Engine) onEnded(ctx context.Context, tx *applyTx, c *callRow, ev Event,
 	c.State = "ended"
 	outcome := ev.Outcome
 	c.Outcome = &outcome
-	if ev.Durations != nil {
-		c.D = *ev.Durations // measured by the source with a monotonic clock
-	} else {
-		c.D = c.derivedDurations()
+	c.D = c.derivedDurations()
+	if d := ev.Durations; d != nil {
+		// What the source measured (the gateway: a monotonic clock) wins; a component it left
+		// at zero — the gateway's SIP layer does not see IVR, queue or transfer phases — comes
+		// from the event timeline.
+		c.D = Durations{
+			IVRTime: pick(d.IVRTime, c.D.IVRTime), QueueTime: pick(d.QueueTime, c.D.QueueTime),
+			RingTime: pick(d.RingTime, c.D.RingTime), TalkTime: pick(d.TalkTime, c.D.TalkTime),
+			HoldTime: pick(d.HoldTime, c.D.HoldTime), TransferTime: pick(d.TransferTime, c.D.TransferTime),
+			Duration: pick(d.Duration, c.D.Duration),
+		}
 	}
 	if outcome == OutcomeAbandoned && c.AbandonedWhere == nil && c.TicketID == nil {
 		where := "queue"
@@ -640,6 +647,14 @@ func addTag(ctx context.Context, tx *applyTx, ticketID int64, tag string) error 
 		return dbError("tag ticket", err)
 	}
 	return nil
+}
+
+// pick returns measured unless it is zero.
+func pick(measured, derived int64) int64 {
+	if measured != 0 {
+		return measured
+	}
+	return derived
 }
 
 func derefTime(t *time.Time) time.Time {
