@@ -469,10 +469,10 @@ func (cl *callLeg) Bridge(caller *media.Endpoint) (func(), error) {
 	}
 	cl.mu.Lock()
 	cl.stop = stop
-	if cl.info.State == "dialing" || cl.info.State == "held" {
-		cl.info.State = "talking"
+	if cl.info.State == "dialing" { // the far end answered: the timer starts now
 		cl.info.Since = time.Now().UTC().Format(time.RFC3339)
 	}
+	cl.info.State = "talking" // answered, or resumed after hold
 	cl.mu.Unlock()
 	cl.as.send(message{Type: "call", Call: cl.json()})
 	return stop, nil

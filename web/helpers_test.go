@@ -152,13 +152,19 @@ func newHarness(t *testing.T, opts Options) *harness {
 	}
 	mux := http.NewServeMux()
 	srv.Register(mux)
-	hs := httptest.NewServer(mux)
+	hs := newTestHTTP(t, mux)
 	t.Cleanup(func() {
-		hs.Close()
 		srv.Close()
 		rtc.Close()
 	})
 	return &harness{srv: srv, acd: acd, rtc: rtc, http: hs, mux: mux}
+}
+
+// newTestHTTP serves mux on a loopback port until the test ends.
+func newTestHTTP(t *testing.T, mux *http.ServeMux) *httptest.Server {
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	return hs
 }
 
 // carrier is the caller's side of a call: a media.Endpoint (what sip would give ivr) fed by a
