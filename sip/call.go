@@ -62,6 +62,8 @@ type Call struct {
 	events  chan ticketing.Event
 	emitted chan struct{}
 	seq     atomic.Int64
+	// info handles SIP INFO on the carrier leg (DTMF for the IVR); nil answers 200 and drops it.
+	info atomic.Pointer[INFOHandler]
 
 	mu          sync.Mutex
 	received    time.Time // INVITE received

@@ -413,7 +413,19 @@ func (l *leg) handleRequest(req *sip.Request, tx sip.ServerTransaction) {
 		l.handleReinvite(req, tx)
 	case sip.UPDATE:
 		l.handleUpdate(req, tx)
-	case sip.INFO, sip.OPTIONS, sip.NOTIFY:
+	case sip.INFO:
+		code, reason := 200, "OK"
+		if c := l.call; c != nil && c.carrier == l {
+			if h := c.info.Load(); h != nil {
+				ct := ""
+				if hdr := req.ContentType(); hdr != nil {
+					ct = hdr.Value()
+				}
+				code, reason = (*h)(ct, req.Body())
+			}
+		}
+		l.s.respond(tx, l.response(req, code, reason, nil))
+	case sip.OPTIONS, sip.NOTIFY:
 		l.s.respond(tx, l.response(req, 200, "OK", nil))
 	case sip.CANCEL:
 		// A CANCEL of a re-INVITE we already answered: nothing left to cancel.

@@ -428,6 +428,9 @@ type BridgeTarget struct {
 	URI string
 	// Trunk, when set, names the trunk whose credentials answer the far end's challenges.
 	Trunk string
+	// OnAnswered, when set, is called once the far end answered and the call is bridged, with
+	// the far end's endpoint (the recorder taps both legs from here). It must not block.
+	OnAnswered func(c *Call, far *media.Endpoint)
 }
 
 // BridgeTo returns a BridgeTarget for uri.
@@ -489,6 +492,9 @@ func (b *BridgeTarget) Serve(ctx context.Context, c *Call) error {
 			return fmt.Errorf("sip: bridge media: %w", err)
 		}
 		stopBridge = stop
+	}
+	if b.OnAnswered != nil {
+		b.OnAnswered(c, out.Endpoint())
 	}
 	select {
 	case <-ctx.Done():

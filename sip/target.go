@@ -1,0 +1,38 @@
+package sip
+
+import (
+	"time"
+
+	"github.com/switchboard-voice/switchboard/ticketing"
+)
+
+// INFOHandler takes a SIP INFO received on the carrier leg (RFC 6086; DTMF as
+// application/dtmf-relay or application/dtmf) and returns the status to answer it with.
+type INFOHandler func(contentType string, body []byte) (code int, reason string)
+
+// SetINFOHandler routes the carrier leg's INFO requests to h (the IVR reading keys); nil
+// restores the default, 200 OK with the body dropped.
+func (c *Call) SetINFOHandler(h INFOHandler) {
+	if h == nil {
+		c.info.Store(nil)
+		return
+	}
+	c.info.Store(&h)
+}
+
+// Emit sends a lifecycle event of the call's target (the IVR, the queue, voicemail) on the
+// call's own sequence, after the events sip emitted before it. The first call.answered should
+// go through MarkAnswered instead, which also starts talk time. Events after call.ended are
+// dropped.
+func (c *Call) Emit(e ticketing.Event) { c.emit(e) }
+
+// AddHoldTime adds hold time a target measured (an agent's hold button, with music to the
+// caller) to the hold time call.ended carries.
+func (c *Call) AddHoldTime(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	c.mu.Lock()
+	c.holdTotal += d
+	c.mu.Unlock()
+}
