@@ -72,20 +72,19 @@ func (as *agentSession) connected() bool {
 
 // message is every signalling message, both ways; only the fields of its type are set.
 type message struct {
-	Type    string          `json:"type"`
-	SDP     string          `json:"sdp,omitempty"`
-	PC      bool            `json:"pc,omitempty"`
-	State   string          `json:"state,omitempty"`
-	Digit   string          `json:"digit,omitempty"`
-	Muted   *bool           `json:"muted,omitempty"`
-	AgentID int64           `json:"agent_id,omitempty"`
-	Queue   string          `json:"queue,omitempty"`
-	CallID  string          `json:"call_id,omitempty"`
-	Call    *callJSON       `json:"call,omitempty"`
-	Agent   map[string]any  `json:"agent,omitempty"`
-	APIBase string          `json:"api_base,omitempty"`
-	Message string          `json:"message,omitempty"`
-	Extra   json.RawMessage `json:"extra,omitempty"`
+	Type    string         `json:"type"`
+	SDP     string         `json:"sdp,omitempty"`
+	PC      bool           `json:"pc,omitempty"`
+	State   string         `json:"state,omitempty"`
+	Digit   string         `json:"digit,omitempty"`
+	Muted   *bool          `json:"muted,omitempty"`
+	AgentID int64          `json:"agent_id,omitempty"`
+	Queue   string         `json:"queue,omitempty"`
+	CallID  string         `json:"call_id,omitempty"`
+	Call    *callJSON      `json:"call,omitempty"`
+	Agent   map[string]any `json:"agent,omitempty"`
+	APIBase string         `json:"api_base,omitempty"`
+	Message string         `json:"message,omitempty"`
 }
 
 // callJSON is the call as the page shows it.

@@ -347,11 +347,12 @@ func (s *Server) agentByID(id int64) *agentSession {
 	return s.agents[id]
 }
 
-// Connected reports whether the agent has a softphone page connected now: the integrator's
-// dialer offers calls to the softphone when true, to the agent's SIP phone otherwise.
+// Connected reports whether the agent has a softphone page connected now, signalling and
+// audio (ICE and DTLS up): the integrator's dialer offers calls to the softphone when true, to
+// the agent's SIP phone otherwise.
 func (s *Server) Connected(agentID int64) bool {
 	as := s.agentByID(agentID)
-	return as != nil && as.connected()
+	return as != nil && as.connected() && as.leg.Connected()
 }
 
 // AgentStateChanged tells the agent's page its new state. Wire it to ivr.ACDOptions.OnAgentState
@@ -364,13 +365,13 @@ func (s *Server) AgentStateChanged(st ivr.AgentStatus) {
 
 // Offer rings the agent's page (ivr.AgentDialer): the page shows incoming-call with the
 // caller's number and fetches the screen pop. It returns the answered leg, ErrDeclined,
-// ErrNotConnected or ErrBusy at once, or ctx's error when the ACD withdraws the offer.
+// ErrNotConnected (no page, or its audio is not up) or ErrBusy at once, or ctx's error when
+// the ACD withdraws the offer.
 func (s *Server) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, error) {
-	as := s.agentByID(o.AgentID)
-	if as == nil || !as.connected() {
+	if !s.Connected(o.AgentID) {
 		return nil, ErrNotConnected
 	}
-	return as.offer(ctx, o)
+	return s.agentByID(o.AgentID).offer(ctx, o)
 }
 
 // StartCall puts an outbound call the agent placed (POST /calls) on the agent's page, without

@@ -231,7 +231,11 @@ func TestOfferDeclineWithdrawAnswerHangup(t *testing.T) {
 	}
 	_, c := login(t, h.http.URL, "agent1@example.com", "agentpass")
 	p := openPage(t, h, c, false)
-	p.answerOffer(p.expect("offer").SDP)
+	sdp := p.expect("offer").SDP
+	if _, err := h.srv.Offer(ctx, ivr.Offer{CallID: "c0", AgentID: 1}); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("offer to a page whose audio is not up: %v", err)
+	}
+	p.answerOffer(sdp)
 	awaitConnected(t, h, 1)
 	if !h.srv.Connected(1) || h.srv.Connected(2) {
 		t.Fatal("Connected: want agent 1 only")
@@ -397,7 +401,8 @@ func TestPreferSoftphoneFallsBackToPhones(t *testing.T) {
 	}
 	_, c := login(t, h.http.URL, "agent1@example.com", "agentpass")
 	p := openPage(t, h, c, false)
-	p.expect("offer")
+	p.answerOffer(p.expect("offer").SDP)
+	awaitConnected(t, h, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if _, err := d.Offer(ctx, ivr.Offer{CallID: "c", AgentID: 1}); !errors.Is(err, context.DeadlineExceeded) {
