@@ -102,6 +102,46 @@ type callJSON struct {
 	Since      string `json:"since"` // RFC 3339: when the current state began (the timer's origin)
 }
 
+// errMalformed is the answer to a message the page should never send.
+var errMalformed = errors.New("malformed message")
+
+// parseMessage decodes one message from the page and checks its shape: a known type and the
+// fields that type needs (the handlers then only check state).
+func parseMessage(b []byte) (message, error) {
+	var m message
+	if err := json.Unmarshal(b, &m); err != nil {
+		return message{}, fmt.Errorf("%w: %v", errMalformed, err)
+	}
+	switch m.Type {
+	case "hello", "answer", "decline", "hangup", "hold", "resume", "ping":
+	case "answer_sdp":
+		if m.SDP == "" {
+			return message{}, fmt.Errorf("%w: answer_sdp without sdp", errMalformed)
+		}
+	case "state":
+		if m.State == "" {
+			return message{}, fmt.Errorf("%w: state without state", errMalformed)
+		}
+	case "mute":
+		if m.Muted == nil {
+			return message{}, fmt.Errorf("%w: mute without muted", errMalformed)
+		}
+	case "dtmf":
+		if r := []rune(m.Digit); len(r) != 1 {
+			return message{}, fmt.Errorf("%w: dtmf needs one key", errMalformed)
+		} else if _, ok := media.EventOf(r[0]); !ok {
+			return message{}, fmt.Errorf("%w: %q is not a DTMF key", errMalformed, m.Digit)
+		}
+	case "transfer":
+		if (m.AgentID == 0) == (m.Queue == "") {
+			return message{}, fmt.Errorf("%w: transfer names one agent_id or one queue", errMalformed)
+		}
+	default:
+		return message{}, fmt.Errorf("%w: unknown type %q", errMalformed, m.Type)
+	}
+	return m, nil
+}
+
 // serve runs one WebSocket until it closes: it replaces any older connection, answers the
 // page's messages, and on close starts the reconnect grace.
 func (as *agentSession) serve(ctx context.Context, c *websocket.Conn) {
@@ -147,9 +187,9 @@ func (as *agentSession) serve(ctx context.Context, c *websocket.Conn) {
 		if err != nil {
 			break
 		}
-		var m message
-		if err := json.Unmarshal(b, &m); err != nil {
-			as.send(message{Type: "error", Message: "malformed message"})
+		m, err := parseMessage(b)
+		if err != nil {
+			as.send(message{Type: "error", Message: err.Error()})
 			continue
 		}
 		as.handle(ctx, m)
