@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -325,4 +324,3 @@ func writeToneWAV(rate, secs int, freq float64) []byte {
 	return b
 }
 
-var errTimeout = errors.New("timed out")

@@ -194,9 +194,20 @@ function onIncoming(call) {
   $('in-location').textContent = '—';
   $('in-wait').textContent = '—';
   $('in-ticket').textContent = '—';
-  $('in-users').innerHTML = '<legend>Requester</legend><p class="quiet">Looking up the caller…</p>';
+  setRequesterNote('Looking up the caller…');
   show($('incoming'), true);
   loadScreenPop(call.id);
+}
+
+// setRequesterNote empties the requester box down to its legend and one line of text.
+function setRequesterNote(text) {
+  const box = $('in-users');
+  const legend = document.createElement('legend');
+  legend.textContent = 'Requester';
+  const p = document.createElement('p');
+  p.className = 'quiet';
+  p.textContent = text;
+  box.replaceChildren(legend, p);
 }
 
 async function loadScreenPop(callID) {
@@ -204,7 +215,7 @@ async function loadScreenPop(callID) {
   try {
     sp = (await api('GET', `/calls/${encodeURIComponent(callID)}/screen_pop`)).screen_pop;
   } catch (e) {
-    $('in-users').innerHTML = `<legend>Requester</legend><p class="quiet">No caller details (${e.message})</p>`;
+    setRequesterNote(`No caller details (${e.message})`);
     return;
   }
   if (!ui.ring || ui.ring.id !== callID) return;
@@ -212,7 +223,9 @@ async function loadScreenPop(callID) {
   $('in-wait').textContent = sp.wait_time != null ? `${sp.wait_time} s` : '—';
   $('in-ticket').textContent = sp.ticket ? `#${sp.ticket.id} ${sp.ticket.subject || ''}` : 'a new ticket';
   const box = $('in-users');
-  box.innerHTML = '<legend>Requester</legend>';
+  const legend = document.createElement('legend');
+  legend.textContent = 'Requester';
+  box.replaceChildren(legend);
   const chosen = sp.requester ? sp.requester.id : null;
   (sp.candidates || []).forEach((h, i) => {
     const label = document.createElement('label');
@@ -361,7 +374,10 @@ async function searchContacts() {
   if (q.length < 2) return;
   let users = [];
   try { users = (await api('GET', `/users/search?query=${encodeURIComponent(q)}`)).users || []; } catch (e) {
-    list.innerHTML = `<li class="quiet">Search failed: ${e.message}</li>`;
+    const li = document.createElement('li');
+    li.className = 'quiet';
+    li.textContent = `Search failed: ${e.message}`;
+    list.replaceChildren(li);
     return;
   }
   for (const u of users.slice(0, 8)) {
