@@ -323,4 +323,3 @@ func writeToneWAV(rate, secs int, freq float64) []byte {
 	}
 	return b
 }
-

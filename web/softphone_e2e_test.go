@@ -95,6 +95,25 @@ func e2eAPI(h *harness, requesterSwitched chan<- string) {
 	h.mux.HandleFunc("GET /api/v2/calls/{id}", auth(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]any{"call": map[string]any{"id": r.PathValue("id"), "ticket_id": 42}})
 	}))
+	h.mux.HandleFunc("GET /api/v2/calls", auth(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{"calls": []any{map[string]any{"id": "call-e2e-1", "direction": "inbound",
+			"from": "+15550123", "to": "+15550199", "outcome": "answered", "ticket_id": 42,
+			"started_at": time.Now().UTC().Format(time.RFC3339)}}, "next_page": nil})
+	}))
+	h.mux.HandleFunc("GET /api/v2/tickets/{id}", auth(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{"ticket": map[string]any{"id": 42, "subject": "Printer on fire", "status": "open"}})
+	}))
+	h.mux.HandleFunc("GET /api/v2/tickets/{id}/comments", auth(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{"comments": []any{
+			map[string]any{"id": 1, "type": "Comment", "body": "Call ID call-e2e-1, language en, IVR 1", "public": false},
+			map[string]any{"id": 2, "type": "VoiceComment", "body": "Inbound call", "public": false, "from": "+15550123",
+				"to": "+15550199", "duration": 42, "location": "Chicago, IL", "recording": map[string]any{"id": "rec-1"}},
+		}})
+	}))
+	h.mux.HandleFunc("GET /api/v2/recordings/{id}", auth(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "audio/wav")
+		_, _ = w.Write(writeToneWAV(8000, 1, 440))
+	}))
 	h.mux.HandleFunc("GET /api/v2/settings/voice", auth(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]any{"settings": map[string]any{"outbound": map[string]any{
 			"prompt_ticket_choice": false, "allow_new_ticket": false, "allow_no_ticket": false, "allow_entered_number": false}}})

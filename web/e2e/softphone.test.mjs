@@ -118,6 +118,14 @@ test('agent softphone: login, offered call, audio both ways, hold, DTMF, hang-up
   await page.getByTestId('hangup').click();
   await page.getByTestId('hangup').waitFor({ state: 'hidden' });
 
+  // The recent-calls list and the ticket view (comments, the voice comment's recording).
+  await until(async () => (await page.locator('#recent-calls').textContent()).includes(caller), 'the recent-calls list');
+  await page.locator('#recent-calls button', { hasText: '#42' }).click();
+  const view = page.locator('#ticket-view');
+  await view.waitFor({ state: 'visible' });
+  await until(async () => (await view.textContent()).includes('Printer on fire'), 'the ticket view');
+  await until(async () => (await view.locator('audio').count()) === 1, 'the recording player');
+
   await page.getByTestId('dial-number').fill('+15550111');
   await page.getByTestId('dial-ticket-choice').selectOption('existing');
   await page.getByTestId('dial-submit').click();

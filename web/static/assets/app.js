@@ -56,6 +56,11 @@ async function start() {
   $('hold').addEventListener('click', () => send({ type: 'hold' }));
   $('resume').addEventListener('click', () => send({ type: 'resume' }));
   $('mute').addEventListener('click', toggleMute);
+  $('ticket-link').addEventListener('click', (ev) => {
+    const id = ev.currentTarget.dataset.ticket;
+    if (id) { ev.preventDefault(); openTicket(id); }
+  });
+  $('tv-close').addEventListener('click', () => show($('ticket-view'), false));
   $('transfer-form').addEventListener('submit', onTransfer);
   buildDialpad();
   setupDialForm();
@@ -89,6 +94,7 @@ function loggedIn(data) {
   show($('desk'), true);
   connect();
   loadSettings();
+  loadRecent();
 }
 
 async function onLogout() {
@@ -277,12 +283,14 @@ async function loadTicket(callID) {
   const link = $('ticket-link');
   link.textContent = 'ticket pending';
   link.removeAttribute('href');
+  delete link.dataset.ticket;
   for (let i = 0; i < 5 && ui.call && ui.call.id === callID; i++) {
     try {
       const c = (await api('GET', `/calls/${encodeURIComponent(callID)}`)).call;
       if (c && c.ticket_id) {
         link.textContent = `Ticket #${c.ticket_id}`;
         link.href = `${ui.api}/tickets/${c.ticket_id}`;
+        link.dataset.ticket = c.ticket_id;
         return;
       }
     } catch { /* not there yet */ }
@@ -298,6 +306,90 @@ function onEnded(callID) {
   ui.timer = null;
   show($('incall'), false);
   notice('Call ended');
+  loadRecent();
+}
+
+// ---- recent calls and the ticket view ----
+
+function cell(text) {
+  const td = document.createElement('td');
+  td.textContent = text == null ? '' : String(text);
+  return td;
+}
+
+async function loadRecent() {
+  const body = $('recent-calls');
+  let calls = [];
+  try {
+    calls = (await api('GET', '/calls')).calls || [];
+  } catch (e) {
+    $('recent-note').textContent = `Recent calls unavailable (${e.message})`;
+    return;
+  }
+  $('recent-note').textContent = calls.length ? '' : 'No calls yet.';
+  const rows = calls.slice(0, 10).map((c) => {
+    const tr = document.createElement('tr');
+    const when = c.started_at ? new Date(c.started_at).toLocaleTimeString() : '';
+    const number = c.direction === 'outbound' ? c.to : c.from;
+    tr.append(cell(when), cell(c.direction === 'outbound' ? '↗' : '↙'), cell(number), cell(c.outcome || c.state));
+    const td = document.createElement('td');
+    if (c.ticket_id) {
+      const b = document.createElement('button');
+      b.textContent = `#${c.ticket_id}`;
+      b.addEventListener('click', () => openTicket(c.ticket_id));
+      td.append(b);
+    }
+    tr.append(td);
+    return tr;
+  });
+  body.replaceChildren(...rows);
+}
+
+async function openTicket(id) {
+  const view = $('ticket-view');
+  $('tv-id').textContent = `#${id}`;
+  $('tv-subject').textContent = 'Loading…';
+  $('tv-status').textContent = '';
+  $('tv-comments').replaceChildren();
+  show(view, true);
+  try {
+    const tk = (await api('GET', `/tickets/${id}`)).ticket;
+    $('tv-subject').textContent = tk.subject || '(no subject)';
+    $('tv-status').textContent = tk.status;
+    const comments = (await api('GET', `/tickets/${id}/comments`)).comments || [];
+    const mayPlay = !ui.settings || !ui.settings.recordings || ui.settings.recordings.agents_can_access !== false;
+    $('tv-comments').replaceChildren(...comments.map((c) => commentItem(c, mayPlay)));
+  } catch (e) {
+    $('tv-subject').textContent = `Ticket unavailable (${e.message})`;
+  }
+}
+
+function commentItem(c, mayPlay) {
+  const li = document.createElement('li');
+  const meta = document.createElement('div');
+  meta.className = 'meta';
+  const when = c.created_at ? new Date(c.created_at).toLocaleString() : '';
+  meta.textContent = c.type === 'VoiceComment'
+    ? `Call ${c.from || ''} → ${c.to || ''} · ${c.duration || 0} s · ${when}${c.location ? ` · ${c.location}` : ''}`
+    : `${c.public ? 'Public reply' : 'Internal note'} · ${when}`;
+  const body = document.createElement('div');
+  body.textContent = c.body || '';
+  li.append(meta, body);
+  const rec = c.recording;
+  if (rec && rec.id) {
+    if (rec.deleted_at) {
+      li.append('Recording deleted.');
+    } else if (mayPlay) {
+      const audio = document.createElement('audio');
+      audio.controls = true;
+      audio.preload = 'none';
+      audio.src = `${ui.api}/recordings/${encodeURIComponent(rec.id)}`;
+      li.append(audio);
+    } else {
+      li.append('Recordings are restricted to admins.');
+    }
+  }
+  return li;
 }
 
 function toggleMute() {
