@@ -369,9 +369,10 @@ function commentItem(c, mayPlay) {
   const meta = document.createElement('div');
   meta.className = 'meta';
   const when = c.created_at ? new Date(c.created_at).toLocaleString() : '';
-  meta.textContent = c.type === 'VoiceComment'
-    ? `Call ${c.from || ''} → ${c.to || ''} · ${c.duration || 0} s · ${when}${c.location ? ` · ${c.location}` : ''}`
-    : `${c.public ? 'Public reply' : 'Internal note'} · ${when}`;
+  const parts = c.type === 'VoiceComment'
+    ? [`Call ${c.from || ''} → ${c.to || ''}`, `${c.duration || 0} s`, c.location, when]
+    : [c.public ? 'Public reply' : 'Internal note', when];
+  meta.textContent = parts.filter(Boolean).join(' · ');
   const body = document.createElement('div');
   body.textContent = c.body || '';
   li.append(meta, body);
