@@ -15,6 +15,5 @@
 // dialled and hands the call to the integrator's Dialer (sip); the integrator mounts its Handler.
 //
 // Not built here: the team ticket-entry rules TB-1, TB-2 and TB-4 (the settings have no team
-// options yet; TB-3 is checked), a recent-calls list and an in-page ticket view (the ticket
-// link opens the API's ticket).
+// options yet; TB-3 is checked).
 package web
