@@ -44,6 +44,7 @@ type leg struct {
 	role      legRole
 	callID    string
 	transport string
+	dest      string // host:port every request of the leg goes to, when set (DialOptions.Destination)
 
 	mu           sync.Mutex
 	localTag     string
@@ -232,6 +233,9 @@ func (l *leg) newRequest(method sip.RequestMethod, seq uint32) *sip.Request {
 	req.AppendHeader(l.s.contact(l.transport))
 	req.AppendHeader(sip.NewHeader("User-Agent", l.s.opts.UserAgent))
 	req.SetTransport(l.transport)
+	if l.dest != "" {
+		req.SetDestination(l.dest)
+	}
 	return req
 }
 

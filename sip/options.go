@@ -33,6 +33,14 @@ type Options struct {
 	// Lines map dialled numbers (DIDs) to targets. A call to a number not listed gets 404.
 	Lines []Line
 
+	// Agents, when set, turns on the registrar for agents' SIP phones (registrar.go): it
+	// returns the credentials of the agent a REGISTER's digest username names (cmd accepts the
+	// agent's e-mail and its local part). Nil answers REGISTER with 405. Server.PhoneDialer
+	// rings the registered phones.
+	Agents func(username string) (AgentAccount, bool)
+	// Registrar tunes REGISTER handling (realm, expiry bounds, change hook).
+	Registrar RegistrarOptions
+
 	// MaxCalls bounds concurrent calls; one more gets 503 with Retry-After. Default 1000;
 	// negative means no limit.
 	MaxCalls int

@@ -37,6 +37,10 @@ type DialOptions struct {
 	OnProgress func(code int, early *EarlyMedia)
 	// RingTimeout overrides Options.RingTimeout.
 	RingTimeout time.Duration
+	// Destination, when set ("host:port"), is where the leg's requests are sent instead of the
+	// URI's host (a registered phone behind NAT: the REGISTER's source address). The
+	// Request-URI stays URI.
+	Destination string
 }
 
 // EarlyMedia is an SDP answer that came in a provisional response of an outbound leg.
@@ -120,6 +124,7 @@ func (c *Call) Dial(ctx context.Context, opts DialOptions) (*OutboundLeg, error)
 	l.localName = opts.FromName
 	l.remoteHdr = sip.Uri{Scheme: ruri.Scheme, User: ruri.User, Host: ruri.Host, Port: ruri.Port}
 	l.remoteTarget = *ruri.Clone()
+	l.dest = opts.Destination
 	c.mu.Lock()
 	c.legs = append(c.legs, l)
 	c.mu.Unlock()
@@ -345,6 +350,7 @@ func (l *leg) cancelRequest() *sip.Request {
 	maxf := sip.MaxForwardsHeader(70)
 	cr.AppendHeader(&maxf)
 	cr.SetTransport(inv.Transport())
+	cr.SetDestination(inv.Destination())
 	return cr
 }
 

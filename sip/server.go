@@ -50,6 +50,7 @@ type Server struct {
 	client *sipgo.Client
 
 	lines    map[string]Line
+	reg      *registrar
 	limiter  *limiter
 	scanners []string
 	secret   [32]byte
@@ -184,6 +185,9 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("sip: metrics: %w", err)
 	}
 	s.m = m
+	if s.reg, err = newRegistrar(s, opts.Registrar, opts.Registerer); err != nil {
+		return nil, err
+	}
 	s.ports = opts.Ports
 	if s.ports == nil {
 		p, err := media.NewPortAllocator(netip.MustParseAddr("127.0.0.1"), 20000, 20999)
@@ -357,6 +361,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.cancel(causeShutdown)
+	s.reg.close()
 	s.mu.Lock()
 	calls := make([]*Call, 0, len(s.calls))
 	for c := range s.calls {
@@ -457,11 +462,13 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	s.log.Debug("sip: request", "method", req.Method, "call_id", req.CallID(), "source", req.Source())
 	src := sourceAddr(req)
 	trunk, isTrunk := s.trunkFor(src)
-	if ua := req.GetHeader("User-Agent"); ua != nil && !isTrunk && isScanner(ua.Value(), s.scanners) {
+	// REGISTER comes from agents' phones, never from a carrier: no trunk exemption for it.
+	trusted := isTrunk && req.Method != sip.REGISTER
+	if ua := req.GetHeader("User-Agent"); ua != nil && !trusted && isScanner(ua.Value(), s.scanners) {
 		s.m.securityEvent.WithLabelValues(secScanner).Inc()
 		return // silent drop: tell a scanner nothing
 	}
-	if s.limiter != nil && (!isTrunk || s.opts.RateLimit.LimitTrunks) && !req.IsAck() && !s.rateExempt(src) && !s.limiter.allow(src) {
+	if s.limiter != nil && (!trusted || s.opts.RateLimit.LimitTrunks) && !req.IsAck() && !s.rateExempt(src) && !s.limiter.allow(src) {
 		s.m.securityEvent.WithLabelValues(secRateLimit).Inc()
 		return
 	}
@@ -506,6 +513,8 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	switch req.Method {
 	case sip.INVITE:
 		s.handleInvite(req, tx, trunk, isTrunk)
+	case sip.REGISTER:
+		s.handleRegister(req, tx)
 	case sip.OPTIONS:
 		s.reply(req, tx, 200, "OK", sip.NewHeader("Allow", allowMethods), sip.NewHeader("Accept", "application/sdp"))
 	case sip.ACK:

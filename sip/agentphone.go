@@ -1,0 +1,105 @@
+package sip
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/switchboard-voice/switchboard/ivr"
+)
+
+// Errors of the SIP-phone agent dialer. Both wrap ivr.ErrNoAnswer, so the ACD counts them as a
+// missed offer.
+var (
+	// ErrNotRegistered is returned at once by an offer to an agent without a live REGISTER
+	// binding.
+	ErrNotRegistered = fmt.Errorf("sip: agent has no registered phone: %w", ivr.ErrNoAnswer)
+	// ErrUnknownCall is returned by an offer whose call id names no call in progress.
+	ErrUnknownCall = fmt.Errorf("sip: no such call in progress: %w", ivr.ErrNoAnswer)
+)
+
+// PhoneDialer returns the ivr.AgentDialer that rings agents' registered SIP phones (see
+// handleRegister). Offer places an outbound leg of the offered call to the agent's most
+// recently refreshed binding (forking to several phones of one agent is not built) and returns
+// an *ivr.MediaAgentLeg once the phone answered. It does not call Call.MarkAnswered: the ACD
+// emits call.answered after bridging.
+func (s *Server) PhoneDialer() ivr.AgentDialer { return phoneDialer{s: s} }
+
+type phoneDialer struct{ s *Server }
+
+// Offer implements ivr.AgentDialer. It fails at once (ErrNotRegistered, ErrUnknownCall) when
+// the agent or the call cannot be reached; when ctx ends while the phone rings it CANCELs the
+// INVITE (RFC 3261 §9.1) and returns ctx's error; a refusal by the phone (486, 603, …) comes
+// back wrapping ivr.ErrNoAnswer and the *StatusError.
+func (d phoneDialer) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, error) {
+	s := d.s
+	b, ok := s.reg.lookup(o.AgentID)
+	if !ok {
+		return nil, fmt.Errorf("sip: offer %s to agent %d: %w", o.CallID, o.AgentID, ErrNotRegistered)
+	}
+	c := s.callByID(o.CallID)
+	if c == nil {
+		return nil, fmt.Errorf("sip: offer %s to agent %d: %w", o.CallID, o.AgentID, ErrUnknownCall)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	from := o.From
+	if from == "" {
+		from = c.From()
+	}
+	name := o.CallerName
+	if name == "" {
+		name = c.CallerName()
+	}
+	out, err := c.Dial(ctx, DialOptions{
+		URI:         b.contact.String(),
+		Destination: b.dest(),
+		FromUser:    from,
+		FromName:    name,
+		Codecs:      carrierCodecsFirst(c),
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("sip: offer %s to agent %d: %w: %w", o.CallID, o.AgentID, ivr.ErrNoAnswer, err)
+	}
+	return &ivr.MediaAgentLeg{
+		Endpoint: out.Endpoint(),
+		Ended:    out.Done(),
+		HangupFunc: func(context.Context) error {
+			out.Hangup()
+			return nil
+		},
+	}, nil
+}
+
+// callByID returns the call in progress with id, or nil.
+func (s *Server) callByID(id string) *Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.calls {
+		if c.id == id {
+			return c
+		}
+	}
+	return nil
+}
+
+// carrierCodecsFirst returns PCMU and PCMA with the carrier leg's negotiated law first, so the
+// agent's phone is offered what needs no transcoding.
+func carrierCodecsFirst(c *Call) []Codec {
+	codecs := []Codec{{PT: PayloadPCMU, Name: "PCMU", Rate: 8000}, {PT: PayloadPCMA, Name: "PCMA", Rate: 8000}}
+	if c.carrier == nil {
+		return codecs
+	}
+	c.carrier.mu.Lock()
+	offer := c.carrier.invite.Body()
+	c.carrier.mu.Unlock()
+	if len(offer) > 0 {
+		if _, m, err := Negotiate(offer, Local{Addr: c.s.opts.ExternalAddr, Port: 2}); err == nil && m.Codec.Name == "PCMA" {
+			codecs[0], codecs[1] = codecs[1], codecs[0]
+		}
+	}
+	return codecs
+}

@@ -1,0 +1,412 @@
+package sip
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// AgentAccount is an agent's SIP phone credentials, as Options.Agents returns them.
+//
+// Digest authentication (RFC 2617/8760, MD5) needs the plain password: an agent configured
+// only with a bcrypt hash cannot register a SIP phone (Agents should report it as unknown).
+type AgentAccount struct {
+	ID       int64  // the agent's id (the ticketing user id the ACD knows the agent by)
+	Username string // informational; the digest username is the one Agents was asked for
+	Password string // plain password the phone's digest response is checked against
+}
+
+// RegistrarOptions tunes the REGISTER handling (RFC 3261 §10). Zero values take the defaults.
+type RegistrarOptions struct {
+	// Realm of the digest challenge. Default "switchboard".
+	Realm string
+	// DefaultExpires applies when the REGISTER names no expiry. Default 3600 s.
+	DefaultExpires time.Duration
+	// MinExpires is the shortest binding accepted; shorter gets 423 with Min-Expires.
+	// Default 60 s.
+	MinExpires time.Duration
+	// MaxExpires caps a binding's lifetime (longer requests are shortened). Default 7200 s.
+	MaxExpires time.Duration
+	// OnChange, when set, is called when an agent's first binding appears (registered true) or
+	// its last one goes away by removal or expiry (false), e.g. to set the ACD state. It runs
+	// outside the registrar's lock and must not block.
+	OnChange func(agentID int64, registered bool)
+}
+
+// binding is one registered contact of an agent (RFC 3261 §10.3).
+type binding struct {
+	agentID   int64
+	contact   sip.Uri
+	key       string         // contact URI string: the binding's identity
+	source    netip.AddrPort // where the REGISTER came from (NAT: where we send)
+	transport string         // transport of the REGISTER ("UDP", "TCP", "TLS")
+	callID    string
+	cseq      uint32
+	expires   time.Time
+	updated   time.Time
+	timer     *time.Timer
+}
+
+// Binding is a snapshot of a registered contact, for status pages and tests.
+type Binding struct {
+	AgentID   int64
+	Contact   string
+	Source    netip.AddrPort
+	Transport string
+	Expires   time.Time
+}
+
+// registrar keeps agents' bindings in memory; they are lost on restart (phones re-register).
+type registrar struct {
+	s     *Server
+	opts  RegistrarOptions
+	gauge prometheus.Gauge
+
+	mu       sync.Mutex
+	bindings map[int64]map[string]*binding // agent id → contact key → binding
+	closed   bool
+}
+
+func newRegistrar(s *Server, opts RegistrarOptions, reg prometheus.Registerer) (*registrar, error) {
+	if opts.Realm == "" {
+		opts.Realm = "switchboard"
+	}
+	if opts.DefaultExpires <= 0 {
+		opts.DefaultExpires = 3600 * time.Second
+	}
+	if opts.MinExpires <= 0 {
+		opts.MinExpires = 60 * time.Second
+	}
+	if opts.MaxExpires <= 0 {
+		opts.MaxExpires = 7200 * time.Second
+	}
+	if opts.MaxExpires < opts.MinExpires {
+		return nil, fmt.Errorf("sip: registrar: max expires %s below min expires %s", opts.MaxExpires, opts.MinExpires)
+	}
+	r := &registrar{
+		s:    s,
+		opts: opts,
+		gauge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchboard_sip_registrations", Help: "Live REGISTER bindings of agents' SIP phones.",
+		}),
+		bindings: map[int64]map[string]*binding{},
+	}
+	if reg != nil {
+		if err := reg.Register(r.gauge); err != nil {
+			return nil, fmt.Errorf("sip: registrar metrics: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// Registrations returns the live bindings of agentID, most recently refreshed first (all agents
+// when agentID is 0).
+func (s *Server) Registrations(agentID int64) []Binding {
+	r := s.reg
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Binding
+	for id, m := range r.bindings {
+		if agentID != 0 && id != agentID {
+			continue
+		}
+		for _, b := range m {
+			out = append(out, Binding{AgentID: b.agentID, Contact: b.key, Source: b.source, Transport: b.transport, Expires: b.expires})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Expires.After(out[j].Expires) })
+	return out
+}
+
+// lookup returns the agent's most recently refreshed live binding.
+func (r *registrar) lookup(agentID int64) (binding, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var best *binding
+	now := r.s.now()
+	for _, b := range r.bindings[agentID] {
+		if !b.expires.After(now) {
+			continue
+		}
+		if best == nil || b.updated.After(best.updated) {
+			best = b
+		}
+	}
+	if best == nil {
+		return binding{}, false
+	}
+	return *best, true
+}
+
+// close drops every binding and stops their timers (Server.Close).
+func (r *registrar) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	for id, m := range r.bindings {
+		for _, b := range m {
+			b.timer.Stop()
+		}
+		delete(r.bindings, id)
+	}
+	r.gauge.Set(0)
+}
+
+// countLocked returns the number of bindings; r.mu must be held.
+func (r *registrar) countLocked() int {
+	n := 0
+	for _, m := range r.bindings {
+		n += len(m)
+	}
+	return n
+}
+
+// expire removes b when its timer fires, unless it was refreshed meanwhile.
+func (r *registrar) expire(b *binding) {
+	r.mu.Lock()
+	m := r.bindings[b.agentID]
+	if r.closed || m[b.key] != b || b.expires.After(r.s.now()) {
+		r.mu.Unlock()
+		return
+	}
+	delete(m, b.key)
+	gone := len(m) == 0
+	if gone {
+		delete(r.bindings, b.agentID)
+	}
+	r.gauge.Set(float64(r.countLocked()))
+	r.mu.Unlock()
+	r.s.log.Info("sip: registration expired", "agent_id", b.agentID, "contact", b.key)
+	if gone && r.opts.OnChange != nil {
+		r.opts.OnChange(b.agentID, false)
+	}
+}
+
+// challenge answers 401 with a fresh nonce (stale=true when the client's nonce merely expired).
+func (r *registrar) challenge(req *sip.Request, tx sip.ServerTransaction, stale bool) {
+	v := fmt.Sprintf(`Digest realm="%s", nonce="%s", algorithm=MD5, qop="auth"`, r.opts.Realm, r.s.nonce())
+	if stale {
+		v += ", stale=true"
+	}
+	r.s.reply(req, tx, 401, "Unauthorized", sip.NewHeader("WWW-Authenticate", v))
+}
+
+// handleRegister processes a REGISTER (RFC 3261 §10.3): digest authentication against the
+// agent's credentials, then adding, refreshing and removing the agent's bindings.
+func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
+	r := s.reg
+	if s.opts.Agents == nil {
+		s.reply(req, tx, 405, "Method Not Allowed", sip.NewHeader("Allow", allowMethods))
+		return
+	}
+	// §10.3 step 5 and §22: authenticate first. No credentials: challenge.
+	h := req.GetHeader("Authorization")
+	if h == nil {
+		r.challenge(req, tx, false)
+		return
+	}
+	creds := parseDigest(h.Value())
+	if creds != nil && creds["nonce"] != "" && !s.nonceOK(creds["nonce"]) && creds["realm"] == r.opts.Realm {
+		// An expired (or foreign) nonce is no proof of a wrong password: challenge again.
+		r.challenge(req, tx, true)
+		return
+	}
+	var acct AgentAccount
+	ok := false
+	if creds != nil && creds["username"] != "" {
+		acct, ok = s.opts.Agents(creds["username"])
+	}
+	if !ok || acct.Password == "" ||
+		!verifyDigest(creds, string(sip.REGISTER), creds["username"], acct.Password, r.opts.Realm, s.nonceOK) {
+		s.m.securityEvent.WithLabelValues(secAuthFailure).Inc()
+		s.log.Info("sip: REGISTER refused", "username", creds["username"], "source", req.Source())
+		s.reply(req, tx, 403, "Forbidden")
+		return
+	}
+	// §10.3 step 6: the authenticated user must be allowed to register the To AOR: its user
+	// part must name the same agent (or be the digest username itself).
+	if to := req.To().Address.User; to != "" && to != creds["username"] {
+		other, found := s.opts.Agents(to)
+		if !found || other.ID != acct.ID {
+			s.m.securityEvent.WithLabelValues(secAuthFailure).Inc()
+			s.reply(req, tx, 403, "Forbidden (To does not match the credentials)")
+			return
+		}
+	}
+
+	defExp := r.opts.DefaultExpires
+	if eh := req.GetHeader("Expires"); eh != nil {
+		n, err := strconv.ParseUint(strings.TrimSpace(eh.Value()), 10, 32)
+		if err != nil {
+			s.reply(req, tx, 400, "Bad Request (Expires)")
+			return
+		}
+		defExp = time.Duration(n) * time.Second
+	}
+	type change struct {
+		contact sip.Uri
+		expires time.Duration
+	}
+	var changes []change
+	wildcard := false
+	for _, hh := range req.GetHeaders("Contact") {
+		ch, ok := hh.(*sip.ContactHeader)
+		if !ok {
+			s.reply(req, tx, 400, "Bad Request (Contact)")
+			return
+		}
+		if ch.Address.Wildcard {
+			wildcard = true
+			continue
+		}
+		exp := defExp
+		if v, ok := ch.Params.Get("expires"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+			if err != nil {
+				s.reply(req, tx, 400, "Bad Request (Contact expires)")
+				return
+			}
+			exp = time.Duration(n) * time.Second
+		}
+		if sch := strings.ToLower(ch.Address.Scheme); sch != "sip" && sch != "sips" || ch.Address.Host == "" {
+			s.reply(req, tx, 400, "Bad Request (Contact must be a sip URI)")
+			return
+		}
+		changes = append(changes, change{contact: *ch.Address.Clone(), expires: exp})
+	}
+	// §10.3 step 6: "*" only alone and with Expires: 0.
+	if wildcard && (len(changes) > 0 || defExp != 0 || req.GetHeader("Expires") == nil) {
+		s.reply(req, tx, 400, "Bad Request (Contact: * needs Expires: 0 and no other contact)")
+		return
+	}
+	// §10.3 step 7: too brief an interval rejects the whole request with Min-Expires.
+	for _, c := range changes {
+		if c.expires > 0 && c.expires < r.opts.MinExpires {
+			s.reply(req, tx, 423, "Interval Too Brief",
+				sip.NewHeader("Min-Expires", strconv.Itoa(int(r.opts.MinExpires/time.Second))))
+			return
+		}
+	}
+
+	src, _ := netip.ParseAddrPort(req.Source())
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	callID := req.CallID().Value()
+	cseq := req.CSeq().SeqNo
+	now := s.now()
+
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		s.reply(req, tx, 503, "Service Unavailable")
+		return
+	}
+	m := r.bindings[acct.ID]
+	had := len(m) > 0
+	if m == nil {
+		m = map[string]*binding{}
+		r.bindings[acct.ID] = m
+	}
+	// §10.3 step 7: a binding refreshed with the same Call-ID must carry a higher CSeq.
+	for _, c := range changes {
+		if b := m[c.contact.String()]; b != nil && b.callID == callID && cseq <= b.cseq {
+			r.mu.Unlock()
+			s.reply(req, tx, 500, "Server Internal Error (CSeq out of order)", sip.NewHeader("Retry-After", "1"))
+			return
+		}
+	}
+	if wildcard {
+		for k, b := range m {
+			b.timer.Stop()
+			delete(m, k)
+		}
+	}
+	for _, c := range changes {
+		key := c.contact.String()
+		b := m[key]
+		if c.expires == 0 {
+			if b != nil {
+				b.timer.Stop()
+				delete(m, key)
+			}
+			continue
+		}
+		exp := min(c.expires, r.opts.MaxExpires)
+		if b == nil {
+			b = &binding{agentID: acct.ID, contact: c.contact, key: key}
+			bb := b
+			b.timer = time.AfterFunc(exp, func() { r.expire(bb) })
+			m[key] = b
+		} else {
+			b.timer.Reset(exp)
+		}
+		b.source, b.transport = src, strings.ToUpper(req.Transport())
+		b.callID, b.cseq = callID, cseq
+		b.expires, b.updated = now.Add(exp), now
+	}
+	has := len(m) > 0
+	if !has {
+		delete(r.bindings, acct.ID)
+	}
+	// §10.3 step 8: the 200 lists every current binding with its remaining time.
+	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		b := m[k]
+		ch := &sip.ContactHeader{Address: *b.contact.Clone(), Params: sip.NewParams()}
+		left := max(int(b.expires.Sub(now).Round(time.Second)/time.Second), 1)
+		ch.Params.Add("expires", strconv.Itoa(left))
+		res.AppendHeader(ch)
+	}
+	r.gauge.Set(float64(r.countLocked()))
+	r.mu.Unlock()
+
+	// The hook runs before the 200 goes out, so whoever sees the 200 sees the agent's new state.
+	if r.opts.OnChange != nil && had != has {
+		r.opts.OnChange(acct.ID, has)
+	}
+	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(time.RFC1123)))
+	if err := s.respond(tx, res); err != nil {
+		s.log.Debug("sip: respond to REGISTER", "error", err)
+	}
+	s.log.Info("sip: REGISTER", "agent_id", acct.ID, "contacts", len(keys), "source", req.Source())
+}
+
+// dest returns where requests to the binding's phone are sent (host:port), the Request-URI
+// staying the Contact URI. The Contact's own address is used when it is the address the
+// REGISTER came from or a public address; when it is a private, loopback or link-local address
+// other than the source (the phone is behind NAT and wrote its LAN address), the REGISTER's
+// source address is used instead, as the NAT binding that REGISTER opened leads back to the
+// phone. Over TCP and TLS the source address is used too, so the phone's own connection is
+// reused (a phone rarely listens on its Contact port for stream transports); that path is not
+// covered by a test yet. A Contact with a host name is resolved normally.
+func (b binding) dest() string {
+	if !b.source.IsValid() {
+		return ""
+	}
+	if b.transport == "TCP" || b.transport == "TLS" {
+		return b.source.String()
+	}
+	ip, err := netip.ParseAddr(strings.Trim(b.contact.Host, "[]"))
+	if err != nil {
+		return "" // a host name: let the transport layer resolve it
+	}
+	ip = ip.Unmap()
+	if ip == b.source.Addr() {
+		return ""
+	}
+	if ip.IsPrivate() || ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() {
+		return b.source.String()
+	}
+	return ""
+}
