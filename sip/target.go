@@ -36,3 +36,7 @@ func (c *Call) AddHoldTime(d time.Duration) {
 	c.holdTotal += d
 	c.mu.Unlock()
 }
+
+// LastSeq is the seq of the call's latest event (call.ended's, once the call is over), so that
+// events about the call after its end, such as call.recording_ready, can follow it.
+func (c *Call) LastSeq() int64 { return c.seq.Load() }

@@ -92,16 +92,24 @@ type gateway struct {
 	httpDone chan error
 
 	store      *ticketing.Store
+	api        *ticketing.API
+	accountIDs map[string]int64
 	events     *eventlog.Log
 	engine     *ticketing.Engine
 	stopEngine context.CancelFunc
 	engineDone chan struct{}
+
+	tel *telephony
+	// bgCtx lives as long as the gateway: background work (SIP, retention) ends with it.
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
 	// draining is set once shutdown starts: /readyz answers 503 so balancers move away.
 	draining atomic.Bool
 }
 
 func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*gateway, error) {
 	gw := &gateway{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
+	gw.bgCtx, gw.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	if err := gw.openDatabase(ctx); err != nil {
 		return nil, err
 	}
@@ -116,9 +124,22 @@ func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*g
 		gw.pool.Close()
 		return nil, err
 	}
+	if err := gw.startTelephony(ctx, mux); err != nil {
+		gw.tel.stop(context.Background())
+		gw.bgCancel()
+		gw.closeTicketing()
+		gw.pool.Close()
+		return nil, err
+	}
+	// Anything else under the API is a JSON 404, like the API's own.
+	mux.HandleFunc("/api/v2/", func(w http.ResponseWriter, r *http.Request) {
+		ticketing.WriteError(w, &ticketing.Error{Kind: ticketing.ErrNotFound, Description: "no such endpoint: " + r.Method + " " + r.URL.Path})
+	})
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
+		gw.tel.stop(context.Background())
+		gw.bgCancel()
 		gw.closeTicketing()
 		gw.pool.Close()
 		return nil, fmt.Errorf("http: listen %s: %w", cfg.HTTP.Listen, err)
@@ -229,6 +250,11 @@ func (gw *gateway) readyz(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, `{"status":"unavailable","check":"database"}`+"\n")
 		return
 	}
+	if !gw.tel.ready() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, `{"status":"unavailable","check":"sip"}`+"\n")
+		return
+	}
 	_, _ = io.WriteString(w, `{"status":"ready"}`+"\n")
 }
 
@@ -237,6 +263,9 @@ func (gw *gateway) shutdown(grace time.Duration) error {
 	gw.draining.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	// Stop taking calls, let the live ones finish within the grace period.
+	gw.tel.stop(ctx)
+	gw.bgCancel()
 	var errs []error
 	if err := gw.http.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("http: %w", err))

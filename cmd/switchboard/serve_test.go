@@ -68,28 +68,8 @@ func freePort(t *testing.T) int {
 // and HTTP base URL.
 func writeConfig(t *testing.T, dbURL string) (path, base string) {
 	t.Helper()
-	port := freePort(t)
-	dir := t.TempDir()
-	path = filepath.Join(dir, "switchboard.yaml")
-	cfg := fmt.Sprintf(`node: test
-shutdown_grace: 10s
-log:
-  level: debug
-database:
-  url: %q
-  spool: %q
-http:
-  listen: 127.0.0.1:%d
-users:
-  - email: admin@example.com
-    name: Admin
-    password: adminpass
-    role: admin
-`, dbURL, filepath.Join(dir, "spool", "events.jsonl"), port)
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, fmt.Sprintf("http://127.0.0.1:%d", port)
+	path, base, _, _, _ = writeGatewayConfig(t, dbURL)
+	return path, base
 }
 
 // waitReady polls /readyz until it answers 200 or the deadline passes.

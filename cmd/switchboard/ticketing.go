@@ -19,14 +19,17 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux) error
 		DefaultRegion: cfg.Ticketing.DefaultRegion,
 		Defaults:      &settings,
 	})
+	gw.accountIDs = map[string]int64{}
 	for _, a := range cfg.Accounts() {
 		secret := a.PasswordHash
 		if secret == "" {
 			secret = a.Password
 		}
-		if _, err := gw.store.EnsureUser(ctx, a.Email, a.Name, a.Role, secret); err != nil {
+		u, err := gw.store.EnsureUser(ctx, a.Email, a.Name, a.Role, secret)
+		if err != nil {
 			return fmt.Errorf("ticketing: account %s: %w", a.Email, err)
 		}
+		gw.accountIDs[a.Email] = u.ID
 	}
 
 	lines := map[string]ticketing.LineSettings{}
@@ -60,9 +63,9 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux) error
 		gw.engine.Run(ectx)
 	}()
 
-	api := ticketing.NewAPI(gw.store, ticketing.APIOptions{Logger: gw.log.With("component", "api")})
-	api.Register(mux, "/api/v2")
-	api.RegisterCalls(mux, "/api/v2", gw.events, gw.engine.Wake)
+	gw.api = ticketing.NewAPI(gw.store, ticketing.APIOptions{Logger: gw.log.With("component", "api")})
+	gw.api.Register(mux, "/api/v2")
+	gw.api.RegisterCalls(mux, "/api/v2", gw.events, gw.engine.Wake)
 	return nil
 }
 

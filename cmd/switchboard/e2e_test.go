@@ -1,0 +1,465 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	bin "encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/internal/pgtest"
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// testGateway is a `switchboard serve` subprocess with a configuration shaped like the dev one
+// (CONTRACT.md §3) on free ports, and a short queue so that tests do not wait two minutes.
+type testGateway struct {
+	t        *testing.T
+	base     string // HTTP
+	sipPort  int
+	deskPort int // where the +15550197 line's desk phone must listen
+	dir      string
+	cmd      *exec.Cmd
+	exited   chan error
+	mu       sync.Mutex
+	logs     strings.Builder
+}
+
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	for range 50 {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := c.LocalAddr().(*net.UDPAddr).Port
+		c.Close()
+		// SIP takes the same port on TCP: make sure it is free there too.
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+			l.Close()
+			return p
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// writeGatewayConfig writes the test configuration and returns the gateway's ports.
+func writeGatewayConfig(t *testing.T, dbURL string) (path, base string, sipPort, deskPort int, dir string) {
+	t.Helper()
+	dir = t.TempDir()
+	httpPort, sipPort, deskPort := freePort(t), freeUDPPort(t), freeUDPPort(t)
+	// An RTP range of its own: 200 ports from a random even start in 30000–38000.
+	rtpMin := 30000 + 2*int(time.Now().UnixNano()%4000)
+	cfg := fmt.Sprintf(`node: test
+shutdown_grace: 10s
+log: {level: debug}
+database:
+  url: %q
+  spool: %q
+http: {listen: "127.0.0.1:%d"}
+sip:
+  listen:
+    - {transport: udp, address: "127.0.0.1:%d"}
+    - {transport: tcp, address: "127.0.0.1:%d"}
+rtp: {address: 127.0.0.1, port_min: %d, port_max: %d}
+trunks:
+  - name: carrier
+    inbound: {allow: [127.0.0.0/8]}
+    outbound: {uri: "sip:127.0.0.1:%d", caller_id: "+15550100"}
+lines:
+  - {number: "+15550100", target: "ivr:main"}
+  - {number: "+15550198", target: voicemail}
+  - {number: "+15550197", target: "sip:desk@127.0.0.1:%d"}
+ivr:
+  main:
+    prompt: greeting
+    timeout: 5s
+    retries: 1
+    options: {"1": "queue:support", "9": voicemail}
+    no_input: "queue:support"
+queues:
+  support: {ring_timeout: 2s, max_wait: 30s, overflow: voicemail}
+agents:
+  - {email: agent1@example.com, name: Agent One, password: agentpass, queues: [support]}
+users:
+  - {email: admin@example.com, name: Admin, password: adminpass, role: admin}
+recordings: {enabled: true, dir: %q, start: answer}
+`, dbURL, filepath.Join(dir, "spool", "events.jsonl"), httpPort, sipPort, sipPort, rtpMin, rtpMin+199,
+		deskPort, deskPort, filepath.Join(dir, "recordings"))
+	path = filepath.Join(dir, "switchboard.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, fmt.Sprintf("http://127.0.0.1:%d", httpPort), sipPort, deskPort, dir
+}
+
+// runGateway runs serve with a fresh database and waits for /readyz.
+func runGateway(t *testing.T) *testGateway {
+	t.Helper()
+	bin := binary(t)
+	path, base, sipPort, deskPort, dir := writeGatewayConfig(t, pgtest.EmptyURL(t))
+	g := &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir, exited: make(chan error, 1)}
+	g.cmd = exec.Command(bin, "serve", "--config", path)
+	g.cmd.Env = append(os.Environ(), "DATABASE_URL=")
+	stderr, err := g.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logsDone := make(chan struct{})
+	go func() {
+		defer close(logsDone)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		for sc.Scan() {
+			g.mu.Lock()
+			g.logs.WriteString(sc.Text() + "\n")
+			g.mu.Unlock()
+		}
+	}()
+	go func() { <-logsDone; g.exited <- g.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = g.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-g.exited:
+		case <-time.After(20 * time.Second):
+			_ = g.cmd.Process.Kill()
+			<-g.exited
+		}
+		if t.Failed() {
+			t.Logf("gateway logs:\n%s", tail(g.logText(), 6000))
+		}
+	})
+	waitReady(t, base, g.exited)
+	return g
+}
+
+func (g *testGateway) logText() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.logs.String()
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// api calls the API as the admin and decodes the JSON answer.
+func (g *testGateway) api(method, path string, body string) (int, map[string]any) {
+	g.t.Helper()
+	req, _ := http.NewRequest(method, g.base+"/api/v2"+path, strings.NewReader(body))
+	req.SetBasicAuth("admin@example.com", "adminpass")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	return resp.StatusCode, m
+}
+
+// awaitCall polls GET /calls?to=NUMBER until a call matches cond, bounded.
+func (g *testGateway) awaitCall(to string, cond func(map[string]any) bool) map[string]any {
+	g.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	var last map[string]any
+	for time.Now().Before(deadline) {
+		code, m := g.api("GET", "/calls?to="+strings.ReplaceAll(to, "+", "%2B"), "")
+		if code == 200 {
+			for _, c := range m["calls"].([]any) {
+				cm := c.(map[string]any)
+				last = cm
+				if cond(cm) {
+					return cm
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	g.t.Fatalf("no call to %s reached the expected state; last seen %v", to, last)
+	return nil
+}
+
+// sipp runs SIPp with a scenario (after replacing placeholders) in a temp dir holding
+// tone.wav, and returns when it exited; it fails the test unless every call succeeded.
+type sippRun struct {
+	cmd  *exec.Cmd
+	out  bytes.Buffer
+	done chan error
+}
+
+func requireSipp(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("sipp")
+	if err != nil {
+		if os.Getenv("SWITCHBOARD_REQUIRE_PEERS") != "" {
+			t.Fatalf("sipp not installed and SWITCHBOARD_REQUIRE_PEERS is set: %v", err)
+		}
+		t.Skip("sipp not installed (apt-get install sip-tester)")
+	}
+	return p
+}
+
+func startSipp(t *testing.T, scenario string, repl map[string]string, args ...string) *sippRun {
+	t.Helper()
+	bin := requireSipp(t)
+	dir := t.TempDir()
+	writeToneWAV(t, filepath.Join(dir, "tone.wav"), 20)
+	b, err := os.ReadFile(filepath.Join("testdata", scenario))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for k, v := range repl {
+		s = strings.ReplaceAll(s, k, v)
+	}
+	sf := filepath.Join(dir, scenario)
+	if err := os.WriteFile(sf, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	all := append([]string{"-sf", sf, "-nostdin", "-m", "1", "-timeout", "90s", "-timeout_error", "-recv_timeout", "60s",
+		"-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", strconv.Itoa(freeUDPPort(t))}, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	r := &sippRun{done: make(chan error, 1)}
+	r.cmd = exec.CommandContext(ctx, bin, all...)
+	r.cmd.Dir = dir
+	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
+	if err := r.cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	go func() { r.done <- r.cmd.Wait(); cancel() }()
+	t.Cleanup(func() {
+		_ = r.cmd.Process.Kill()
+		select {
+		case <-r.done:
+		case <-time.After(10 * time.Second):
+		}
+	})
+	return r
+}
+
+func (r *sippRun) wait(t *testing.T, what string) {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		r.done <- err
+		if err != nil {
+			t.Fatalf("sipp (%s) failed: %v\n%s", what, err, tail(r.out.String(), 3000))
+		}
+	case <-time.After(125 * time.Second):
+		t.Fatalf("sipp (%s) did not exit", what)
+	}
+}
+
+// writeToneWAV writes secs seconds of a 440 Hz μ-law tone for SIPp's rtp_stream.
+func writeToneWAV(t *testing.T, path string, secs int) {
+	t.Helper()
+	n := 8000 * secs
+	data := make([]byte, n)
+	for i := range data {
+		data[i] = media.EncodeULaw(int16(8000 * math.Sin(2*math.Pi*440*float64(i)/8000)))
+	}
+	var b bytes.Buffer
+	w := func(v any) { _ = bin.Write(&b, bin.LittleEndian, v) }
+	b.WriteString("RIFF")
+	w(uint32(4 + 26 + 12 + 8 + n))
+	b.WriteString("WAVEfmt ")
+	w(uint32(18))
+	w(uint16(7)) // WAVE_FORMAT_MULAW
+	w(uint16(1))
+	w(uint32(8000))
+	w(uint32(8000))
+	w(uint16(1))
+	w(uint16(8))
+	w(uint16(0))
+	b.WriteString("fact")
+	w(uint32(4))
+	w(uint32(n))
+	b.WriteString("data")
+	w(uint32(n))
+	b.Write(data)
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ticketOf returns the call's ticket and its comments.
+func (g *testGateway) ticketOf(call map[string]any) (map[string]any, []any) {
+	g.t.Helper()
+	id, ok := call["ticket_id"].(float64)
+	if !ok {
+		g.t.Fatalf("call has no ticket: %v", call)
+	}
+	code, tk := g.api("GET", fmt.Sprintf("/tickets/%d", int64(id)), "")
+	if code != 200 {
+		g.t.Fatalf("GET ticket = %d %v", code, tk)
+	}
+	code, cs := g.api("GET", fmt.Sprintf("/tickets/%d/comments", int64(id)), "")
+	if code != 200 {
+		g.t.Fatalf("GET comments = %d %v", code, cs)
+	}
+	return tk["ticket"].(map[string]any), cs["comments"].([]any)
+}
+
+// recordingOf waits for the call's voice comment to carry a recording and fetches it.
+func (g *testGateway) recordingOf(to string) (map[string]any, []byte) {
+	g.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		call := g.awaitCall(to, func(c map[string]any) bool { return c["state"] == "ended" && c["ticket_id"] != nil })
+		_, comments := g.ticketOf(call)
+		for _, c := range comments {
+			cm := c.(map[string]any)
+			rec, _ := cm["recording"].(map[string]any)
+			if cm["type"] != "VoiceComment" || rec == nil {
+				continue
+			}
+			req, _ := http.NewRequest("GET", g.base+"/api/v2/recordings/"+rec["id"].(string), nil)
+			req.SetBasicAuth("admin@example.com", "adminpass")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				g.t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "audio/wav" {
+				g.t.Fatalf("GET recording = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+			}
+			return cm, b
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	g.t.Fatalf("no recording on the voice comment of the call to %s", to)
+	return nil, nil
+}
+
+// wavChannels reads the channel count and data length of a PCM WAV.
+func wavChannels(t *testing.T, b []byte) (channels int, seconds float64) {
+	t.Helper()
+	if len(b) < 44 || string(b[0:4]) != "RIFF" || string(b[8:12]) != "WAVE" {
+		t.Fatalf("not a WAV file (%d bytes)", len(b))
+	}
+	channels = int(bin.LittleEndian.Uint16(b[22:24]))
+	rate := bin.LittleEndian.Uint32(b[24:28])
+	bits := bin.LittleEndian.Uint16(b[34:36])
+	data := len(b) - 44
+	return channels, float64(data) / float64(rate) / float64(channels) / float64(bits/8)
+}
+
+// A call from the carrier to the bridged line (+15550197) reaches the desk phone with RTP
+// both ways; it becomes a call record, a ticket with a voice comment, and a stereo recording
+// that the admin can download.
+func TestEndToEnd_BridgedCallBecomesTicketWithRecording(t *testing.T) {
+	requireSipp(t)
+	g := runGateway(t)
+	desk := startSipp(t, "desk_echo.xml", nil, "-p", strconv.Itoa(g.deskPort), "-rtp_echo")
+	carrier := startSipp(t, "carrier_rtp.xml", nil, "-s", "+15550197", fmt.Sprintf("127.0.0.1:%d", g.sipPort))
+	carrier.wait(t, "carrier")
+	desk.wait(t, "desk")
+
+	call := g.awaitCall("+15550197", func(c map[string]any) bool { return c["state"] == "ended" && c["ticket_id"] != nil })
+	if call["outcome"] != "answered" || call["from"] != "+15551234567" || call["direction"] != "inbound" {
+		t.Errorf("call record %v", call)
+	}
+	if d, _ := call["talk_time"].(float64); d < 2 || d > 5 {
+		t.Errorf("talk_time %v, want about 3 s", call["talk_time"])
+	}
+	tk, _ := g.ticketOf(call)
+	via := tk["via"].(map[string]any)
+	if via["channel"] != "voice" || via["source"] != "inbound" {
+		t.Errorf("ticket via %v", via)
+	}
+	comment, wav := g.recordingOf("+15550197")
+	if comment["call_id"] != call["id"] || comment["from"] != "+15551234567" {
+		t.Errorf("voice comment %v", comment)
+	}
+	ch, secs := wavChannels(t, wav)
+	if ch != 2 || secs < 2 || secs > 5 {
+		t.Errorf("recording: %d channels, %.1f s; want stereo, about 3 s", ch, secs)
+	}
+	// RTP went both ways through the gateway.
+	resp, err := http.Get(g.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`switchboard_calls_total{direction="inbound",outcome="answered"} 1`, `switchboard_rtp_packets_total{direction="rx"}`,
+		`switchboard_ticketing_events_total{type="call.recording_ready"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// A caller presses 9 in the main menu (RFC 4733 from SIPp's capture) and leaves a message:
+// a voicemail ticket (TC-3) with the message as its recording; the menu path is on the call.
+func TestEndToEnd_IVRDigitToVoicemailTicket(t *testing.T) {
+	requireSipp(t)
+	g := runGateway(t)
+	carrier := startSipp(t, "carrier_ivr.xml", map[string]string{"KEY_PCAP": "/usr/share/sip-tester/dtmf_2833_9.pcap", "TALK_MS": "9000"},
+		"-s", "+15550100", fmt.Sprintf("127.0.0.1:%d", g.sipPort))
+	carrier.wait(t, "carrier")
+	call := g.awaitCall("+15550100", func(c map[string]any) bool { return c["state"] == "ended" && c["ticket_id"] != nil })
+	if call["menu_path"] != "main>9" || call["outcome"] != "voicemail" {
+		t.Errorf("call %v: want menu path main>9, outcome voicemail", call)
+	}
+	tk, _ := g.ticketOf(call)
+	if tk["via"].(map[string]any)["channel"] != "voicemail" {
+		t.Errorf("ticket %v: want a voicemail ticket", tk)
+	}
+	_, wav := g.recordingOf("+15550100")
+	if ch, secs := wavChannels(t, wav); ch != 1 || secs < 1 {
+		t.Errorf("voicemail message: %d channels, %.1f s; want mono with the message", ch, secs)
+	}
+}
+
+// A caller presses 1 (queue support), nobody is available, and hangs up while waiting: the call
+// was queued and abandoned there, and gets an abandoned ticket (TC-5, default on).
+func TestEndToEnd_IVRQueueAbandonedTicket(t *testing.T) {
+	requireSipp(t)
+	g := runGateway(t)
+	carrier := startSipp(t, "carrier_ivr.xml", map[string]string{"KEY_PCAP": "/usr/share/sip-tester/dtmf_2833_1.pcap", "TALK_MS": "3000"},
+		"-s", "+15550100", fmt.Sprintf("127.0.0.1:%d", g.sipPort))
+	carrier.wait(t, "carrier")
+	call := g.awaitCall("+15550100", func(c map[string]any) bool { return c["state"] == "ended" && c["ticket_id"] != nil })
+	if call["queue"] != "support" || call["outcome"] != "abandoned" || call["menu_path"] != "main>1" {
+		t.Errorf("call %v: want queue support, outcome abandoned, menu path main>1", call)
+	}
+	if q, _ := call["queue_time"].(float64); q < 2 {
+		t.Errorf("queue_time %v, want the seconds waited", call["queue_time"])
+	}
+	tk, _ := g.ticketOf(call)
+	tags, _ := tk["tags"].([]any)
+	found := false
+	for _, tg := range tags {
+		found = found || tg == "abandoned"
+	}
+	if !found {
+		t.Errorf("ticket %v: want tag abandoned", tk)
+	}
+}

@@ -1,0 +1,552 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/switchboard-voice/switchboard/config"
+	"github.com/switchboard-voice/switchboard/ivr"
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/recordings"
+	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/ticketing"
+)
+
+// telephony is the voice side of the gateway: RTP ports, the SIP B2BUA, the IVR and the queue,
+// and the recorder, wired to each other and to the ticketing core's event log.
+type telephony struct {
+	gw    *gateway
+	ports *media.PortAllocator
+	sip   *sip.Server
+	ivr   *ivr.Engine
+	acd   *ivr.ACD
+	recs  *recordings.Service
+	// agents maps the configured agents' emails to their user ids.
+	agents map[string]int64
+	// dialers reach agents: the softphone (web) and SIP phones (sip), tried in this order.
+	dialers []ivr.AgentDialer
+
+	mu    sync.Mutex
+	calls map[string]*liveCall
+	wg    sync.WaitGroup
+}
+
+// liveCall is what the wiring keeps about a call while it runs.
+type liveCall struct {
+	call *sip.Call
+	// answered is set once the first call.answered was emitted.
+	answered bool
+	rec      *recordings.Writer
+	ep       *media.Endpoint
+}
+
+// startTelephony builds and starts the voice side. It runs after startTicketing.
+func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux) error {
+	cfg := gw.cfg
+	t := &telephony{gw: gw, calls: map[string]*liveCall{}, agents: gw.accountIDs}
+	gw.tel = t
+
+	addr, err := netip.ParseAddr(cfg.RTP.Address)
+	if err != nil {
+		return fmt.Errorf("rtp.address: %w", err)
+	}
+	if t.ports, err = media.NewPortAllocator(addr, cfg.RTP.PortMin, cfg.RTP.PortMax); err != nil {
+		return fmt.Errorf("rtp: %w", err)
+	}
+	mediaMetrics, err := media.NewMetrics(gw.registry)
+	if err != nil {
+		return err
+	}
+
+	// The recorder: calls (when recordings are on) and voicemail messages.
+	if cfg.Recordings.Dir != "" {
+		start := recordings.StartAtAnswer
+		if cfg.Recordings.Start == "call_start" {
+			start = recordings.StartAtCallStart
+		}
+		recMetrics, err := recordings.NewMetrics(gw.registry)
+		if err != nil {
+			return err
+		}
+		t.recs, err = recordings.New(recordings.Options{
+			Dir: cfg.Recordings.Dir, DB: gw.pool, Node: cfg.Node, Metrics: recMetrics, StartPoint: start,
+			Authorizer: recordingsAuth{gw}, Tickets: ticketRecordings{gw.store},
+			OnExpired: func(ctx context.Context, ids []string, at time.Time) error {
+				return gw.store.MarkRecordingsDeleted(ctx, 0, ids, 0, at)
+			},
+		})
+		if err != nil {
+			return err
+		}
+		if err := t.repairRecordings(ctx); err != nil {
+			return err
+		}
+		t.recs.Register(mux, "/api/v2")
+		if days := cfg.Recordings.RetentionDays; days > 0 {
+			t.wg.Add(1)
+			go func() {
+				defer t.wg.Done()
+				t.recs.RunRetention(gw.bgCtx, days, time.Hour, func(err error) { gw.log.Error("recordings retention", "err", err) })
+			}()
+		}
+	}
+
+	// The IVR and the queue.
+	prompts, err := ivr.NewPrompts(ivr.PromptOptions{Dir: cfg.Prompts.Dir, DefaultLanguage: cfg.Prompts.DefaultLanguage})
+	if err != nil {
+		return err
+	}
+	acdOpts := ivr.ACDOptions{
+		Dialer: ivr.AgentDialerFunc(t.offer), Prompts: prompts, Registerer: gw.registry,
+		Authorizer: ivrAuth{gw}, Logger: gw.log.With("component", "acd"),
+	}
+	for name, q := range cfg.Queues {
+		iq := ivr.Queue{Name: name, RingTimeout: q.RingTimeout.D(), MaxWait: q.MaxWait.D(), WrapUp: q.WrapUp.D(),
+			MaxMissedOffers: q.MaxMissedOffers, AnnouncePosition: q.AnnouncePosition, Overflow: ivrTarget(q.Overflow)}
+		if q.Music != "" {
+			if iq.Music, err = ivr.LoadWAV(q.Music); err != nil {
+				return fmt.Errorf("queues.%s.music: %w", name, err)
+			}
+		}
+		acdOpts.Queues = append(acdOpts.Queues, iq)
+	}
+	for _, a := range cfg.Agents {
+		acdOpts.Agents = append(acdOpts.Agents, ivr.Agent{ID: t.agents[a.Email], Email: a.Email, Name: a.Name, Queues: a.Queues})
+	}
+	if t.acd, err = ivr.NewACD(acdOpts); err != nil {
+		return err
+	}
+	t.acd.Register(mux, "/api/v2")
+	menus := map[string]ivr.Menu{}
+	for name, m := range cfg.IVR {
+		im := ivr.Menu{Prompt: m.Prompt, Language: m.Language, Timeout: m.Timeout.D(), Retries: m.Retries,
+			Options: map[string]ivr.Target{}, NoInput: ivrTarget(m.NoInput), Invalid: ivrTarget(m.Invalid)}
+		for k, v := range m.Options {
+			im.Options[k] = ivrTarget(v)
+		}
+		menus[name] = im
+	}
+	ivrOpts := ivr.Options{
+		Menus: menus, Prompts: prompts, ACD: t.acd, Events: ivr.EventsFunc(t.ivrEvent),
+		DefaultLanguage: cfg.Prompts.DefaultLanguage,
+		Voicemail: ivr.VoicemailOptions{Prompt: cfg.Voicemail.Prompt, MaxLength: cfg.Voicemail.MaxLength.D(),
+			MinLength: cfg.Voicemail.MinLength.D(), NoBeep: !cfg.Voicemail.Beep},
+	}
+	if t.recs != nil {
+		ivrOpts.Recorder = voicemailRecorder{t.recs}
+	}
+	if t.ivr, err = ivr.New(ivrOpts); err != nil {
+		return err
+	}
+
+	// The B2BUA.
+	sopts := sip.Options{
+		UDPAddr: cfg.SIP.ListenAddress(config.TransportUDP), TCPAddr: cfg.SIP.ListenAddress(config.TransportTCP),
+		TLSAddr: cfg.SIP.ListenAddress(config.TransportTLS), ExternalAddr: cfg.SIP.ExternalAddr(),
+		MaxCalls: orOff(cfg.SIP.MaxCalls), SessionExpires: durOrOff(cfg.SIP.SessionExpires.D()),
+		RateLimit: sip.RateLimit{PerSecond: cfg.SIP.RateLimit.RequestsPerSecond, Burst: cfg.SIP.RateLimit.Burst,
+			Exempt: config.Networks(cfg.SIP.RateLimit.Exempt)},
+		ScannerUserAgents: cfg.SIP.ScannerUserAgents,
+		Ports:             t.ports, MediaMetrics: mediaMetrics,
+		MediaTimeout: cfg.RTP.MediaTimeout.D(), HoldTimeout: durOrOff(cfg.RTP.HoldTimeout.D()),
+		Sink: gw.events, Registerer: gw.registry, Logger: gw.log.With("component", "sip"),
+		UserAgent: cfg.SIP.UserAgent, OnCallEnd: t.callEnded,
+	}
+	if cfg.SIP.RateLimit.RequestsPerSecond == 0 {
+		sopts.RateLimit.PerSecond = -1
+	}
+	if sopts.ScannerUserAgents == nil {
+		sopts.ScannerUserAgents = []string{}
+	}
+	if cfg.SIP.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.SIP.TLS.CertFile, cfg.SIP.TLS.KeyFile)
+		if err != nil {
+			return fmt.Errorf("sip.tls: %w", err)
+		}
+		sopts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	for _, tr := range cfg.Trunks {
+		st := sip.Trunk{Name: tr.Name, Allow: config.Networks(tr.Inbound.Allow), OutboundURI: tr.Outbound.URI, CallerID: tr.Outbound.CallerID}
+		if a := tr.Inbound.Auth; a != nil {
+			st.Username, st.Password = a.Username, a.Password
+		}
+		if a := tr.Outbound.Auth; a != nil {
+			st.OutboundUsername, st.OutboundPassword = a.Username, a.Password
+		}
+		sopts.Trunks = append(sopts.Trunks, st)
+	}
+	for _, l := range cfg.Lines {
+		sopts.Lines = append(sopts.Lines, sip.Line{Number: l.Number, Target: t.lineTarget(l)})
+	}
+	if t.sip, err = sip.New(sopts); err != nil {
+		return err
+	}
+	if err := t.sip.Start(gw.bgCtx); err != nil {
+		return fmt.Errorf("sip: %w", err)
+	}
+	gw.log.Info("sip listening", "udp", t.sip.Addr("udp").String(), "tcp", t.sip.Addr("tcp").String())
+	return nil
+}
+
+// ready reports whether SIP is listening and taking calls.
+func (t *telephony) ready() bool { return t != nil && t.sip != nil && t.sip.Ready() }
+
+// stop stops taking calls, lets live ones finish within ctx, then ends everything.
+func (t *telephony) stop(ctx context.Context) {
+	if t == nil {
+		return
+	}
+	if t.sip != nil {
+		t.sip.StopAccepting()
+		if err := t.sip.Drain(ctx); err != nil {
+			t.gw.log.Warn("sip: calls still live at the end of the grace period; hanging up", "calls", t.sip.ActiveCalls())
+		}
+		_ = t.sip.Close()
+	}
+	if t.acd != nil {
+		t.acd.Close()
+	}
+	t.wg.Wait() // recordings finishing, retention
+}
+
+// lineTarget is what runs a line's calls: a bridge to a SIP URI, or the IVR (menus, queues,
+// voicemail).
+func (t *telephony) lineTarget(l config.Line) sip.Target {
+	if l.Target.Kind == config.TargetSIP {
+		return &sip.BridgeTarget{URI: l.Target.URI, OnAnswered: func(c *sip.Call, _ *media.Endpoint) { t.answered(c) }}
+	}
+	line := ivr.Line{Number: l.Number, Language: l.Language, Target: ivrTarget(l.Target)}
+	if h := l.Hours; h != nil {
+		ih := &ivr.Hours{Location: h.Location(), Closed: ivrTarget(h.ClosedTarget)}
+		for d := time.Sunday; d <= time.Saturday; d++ {
+			for _, r := range h.Weekly.Day(d) {
+				ih.Weekly[d] = append(ih.Weekly[d], ivr.TimeRange{Start: r.Start, End: r.End})
+			}
+		}
+		for _, d := range h.Holidays {
+			ih.Holidays = append(ih.Holidays, ivr.Date{Year: d.Year, Month: d.Month, Day: d.Day})
+		}
+		line.Hours = ih
+	}
+	return sip.TargetFunc(func(ctx context.Context, c *sip.Call) error { return t.serveIVR(ctx, c, line) })
+}
+
+// serveIVR answers the call and runs it through the IVR and the queue.
+func (t *telephony) serveIVR(ctx context.Context, c *sip.Call, line ivr.Line) error {
+	if err := c.Answer(ctx); err != nil {
+		return err
+	}
+	lc := t.track(c)
+	if t.recs != nil && t.gw.cfg.Recordings.Enabled && t.recs.StartPoint() == recordings.StartAtCallStart {
+		t.startRecording(lc)
+	}
+	ic := t.ivr.NewCall(ivrLeg{c: c, done: ctx.Done()}, ivr.CallInfo{From: c.From(), CallerName: c.CallerName(), Line: c.Line()})
+	c.SetINFOHandler(func(contentType string, body []byte) (int, string) {
+		switch err := ic.InjectINFO(contentType, body); {
+		case err == nil:
+			return 200, "OK"
+		case errors.Is(err, ivr.ErrNotDTMF):
+			return 415, "Unsupported Media Type"
+		default:
+			return 400, "Bad Request"
+		}
+	})
+	res := ic.Run(ctx, line)
+	c.AddHoldTime(res.HoldTime)
+	if res.Outcome != "" {
+		c.SetOutcome(res.Outcome)
+	}
+	if res.Kind != ivr.ResultTransfer {
+		return nil
+	}
+	// A menu sent the call to a SIP URI: dial it and bridge (the carrier leg is answered).
+	out, err := c.Dial(ctx, sip.DialOptions{URI: res.URI, FromUser: c.From(), FromName: c.CallerName()})
+	if err != nil {
+		var se *sip.StatusError
+		if errors.As(err, &se) {
+			c.SetOutcome(se.Outcome)
+		}
+		return nil
+	}
+	stop, err := media.Bridge(c.Endpoint(), out.Endpoint())
+	if err != nil {
+		out.Hangup()
+		return fmt.Errorf("bridge: %w", err)
+	}
+	defer stop()
+	t.answered(c)
+	select {
+	case <-ctx.Done():
+	case <-out.Done():
+	}
+	return nil
+}
+
+// ivrLeg is the carrier leg as ivr sees it.
+type ivrLeg struct {
+	c    *sip.Call
+	done <-chan struct{}
+}
+
+func (l ivrLeg) CallID() string            { return l.c.ID() }
+func (l ivrLeg) Endpoint() *media.Endpoint { return l.c.Endpoint() }
+func (l ivrLeg) Done() <-chan struct{}     { return l.done }
+
+func (t *telephony) track(c *sip.Call) *liveCall {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	lc := t.calls[c.ID()]
+	if lc == nil {
+		lc = &liveCall{call: c}
+		t.calls[c.ID()] = lc
+	}
+	return lc
+}
+
+func (t *telephony) lookup(callID string) *liveCall {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.calls[callID]
+}
+
+// answered records that a person answered a bridged call (a far end without an agent).
+func (t *telephony) answered(c *sip.Call) {
+	lc := t.track(c)
+	t.mu.Lock()
+	first := !lc.answered
+	lc.answered = true
+	t.mu.Unlock()
+	if first {
+		c.MarkAnswered(0)
+		t.startRecording(lc)
+	}
+}
+
+// ivrEvent turns the IVR's and the queue's events into the call's lifecycle events, on the
+// call's own sequence. The first answer starts talk time and the recording.
+func (t *telephony) ivrEvent(e ivr.Event) {
+	lc := t.lookup(e.CallID)
+	if lc == nil {
+		return
+	}
+	if e.Type == ivr.EventAnswered {
+		t.mu.Lock()
+		first := !lc.answered
+		lc.answered = true
+		t.mu.Unlock()
+		if first {
+			lc.call.MarkAnswered(e.AgentID)
+			t.startRecording(lc)
+			return
+		}
+	}
+	lc.call.Emit(ticketing.Event{
+		Type: e.Type, MenuPath: e.MenuPath, Language: e.Language, Queue: e.Queue, AgentID: e.AgentID,
+		FromAgentID: e.FromAgentID, ToAgentID: e.ToAgentID, RecordingID: e.RecordingID, Seconds: e.Seconds, Where: e.Where,
+	})
+}
+
+// startRecording records the call from now: the caller's audio on the left, what the caller
+// hears (the agent, the far end) on the right, both from the carrier leg's endpoint.
+func (t *telephony) startRecording(lc *liveCall) {
+	if t.recs == nil || !t.gw.cfg.Recordings.Enabled {
+		return
+	}
+	t.mu.Lock()
+	if lc.rec != nil {
+		t.mu.Unlock()
+		return
+	}
+	t.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	w, err := t.recs.Start(ctx, lc.call.ID())
+	if err != nil {
+		t.gw.log.Error("recording: start", "call_id", lc.call.ID(), "err", err)
+		return
+	}
+	ep := lc.call.Endpoint()
+	ep.SetTap(w.Tap(recordings.Left, recordings.Right))
+	t.mu.Lock()
+	lc.rec, lc.ep = w, ep
+	t.mu.Unlock()
+}
+
+// callEnded runs after call.ended: the recording is finished and call.recording_ready follows.
+func (t *telephony) callEnded(s sip.CallSummary) {
+	t.mu.Lock()
+	lc := t.calls[s.CallID]
+	delete(t.calls, s.CallID)
+	t.mu.Unlock()
+	if lc == nil || lc.rec == nil {
+		return
+	}
+	seq := lc.call.LastSeq() + 1
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		lc.ep.SetTap(nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		res, err := lc.rec.Finish(ctx)
+		if err != nil {
+			t.gw.log.Error("recording failed", "call_id", s.CallID, "err", err)
+			return
+		}
+		t.emitRecordingReady(ctx, s.CallID, seq, res.ID, res.Seconds)
+	}()
+}
+
+func (t *telephony) emitRecordingReady(ctx context.Context, callID string, seq int64, id string, seconds int64) {
+	e := ticketing.Event{ID: uuid.NewString(), CallID: callID, Seq: seq, Type: ticketing.EventRecordingReady,
+		At: time.Now().UTC(), RecordingID: id, Seconds: seconds}
+	if err := t.gw.events.Emit(ctx, e); err != nil {
+		t.gw.log.Error("emit call.recording_ready", "call_id", callID, "err", err)
+	}
+}
+
+// repairRecordings fixes the recordings a crash left unfinished and announces them.
+func (t *telephony) repairRecordings(ctx context.Context) error {
+	repaired, err := t.recs.Repair(ctx)
+	if err != nil {
+		return fmt.Errorf("recordings: repair: %w", err)
+	}
+	for _, r := range repaired {
+		if !r.WasRecording || r.State != recordings.StateReady || r.CallID == "" {
+			continue
+		}
+		var last int64
+		if err := t.gw.pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM call_events WHERE call_id = $1`, r.CallID).Scan(&last); err != nil {
+			return fmt.Errorf("recordings: repair: %w", err)
+		}
+		t.gw.log.Info("recording repaired after a crash", "call_id", r.CallID, "recording_id", r.ID)
+		t.emitRecordingReady(ctx, r.CallID, last+1, r.ID, r.Seconds)
+	}
+	return nil
+}
+
+// offer reaches an agent through the first dialer that can (softphone, then SIP phone).
+func (t *telephony) offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, error) {
+	var errs []error
+	for _, d := range t.dialers {
+		leg, err := d.Offer(ctx, o)
+		if err == nil {
+			return leg, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if len(errs) == 0 {
+		return nil, fmt.Errorf("agent %d has no softphone or SIP phone connected: %w", o.AgentID, ivr.ErrNoAnswer)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// ivrTarget converts a configuration target.
+func ivrTarget(t config.Target) ivr.Target {
+	if t.Kind == config.TargetNone {
+		return ivr.Target{}
+	}
+	it, err := ivr.ParseTarget(t.String())
+	if err != nil {
+		return ivr.Target{}
+	}
+	return it
+}
+
+// orOff maps the configuration's "0 = off" to sip's "negative = off".
+func orOff(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+func durOrOff(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+// voicemailRecorder records voicemail messages with the recordings package.
+type voicemailRecorder struct{ svc *recordings.Service }
+
+func (v voicemailRecorder) StartVoicemail(ctx context.Context, m ivr.VoicemailMeta, ep *media.Endpoint) (ivr.VoicemailRecording, error) {
+	w, err := v.svc.StartVoicemail(ctx, m.CallID)
+	if err != nil {
+		return nil, err
+	}
+	ep.SetTap(w.Tap(recordings.Mono, recordings.None))
+	return &voicemailMessage{svc: v.svc, w: w, ep: ep}, nil
+}
+
+type voicemailMessage struct {
+	svc *recordings.Service
+	w   *recordings.Writer
+	ep  *media.Endpoint
+}
+
+func (m *voicemailMessage) Finish(ctx context.Context, keep bool) (string, error) {
+	m.ep.SetTap(nil)
+	res, err := m.w.Finish(ctx)
+	if err != nil {
+		return "", err
+	}
+	if !keep {
+		_, err := m.svc.Delete(ctx, res.ID, 0, time.Now())
+		return "", err
+	}
+	return res.ID, nil
+}
+
+// ivrAuth authenticates the queue and agent API with the ticketing core's users.
+type ivrAuth struct{ gw *gateway }
+
+func (a ivrAuth) Authorize(r *http.Request) (int64, bool, error) {
+	p, err := a.gw.api.Authenticate(r)
+	if err != nil {
+		return 0, false, err
+	}
+	return p.UserID, p.IsAdmin(), nil
+}
+
+// recordingsAuth authenticates recording downloads and applies recordings.agents_can_access.
+type recordingsAuth struct{ gw *gateway }
+
+func (a recordingsAuth) Authorize(r *http.Request) (int64, bool, error) {
+	return ivrAuth(a).Authorize(r)
+}
+
+func (a recordingsAuth) AgentsCanAccess(ctx context.Context) (bool, error) {
+	st, err := a.gw.store.Settings(ctx)
+	if err != nil {
+		return false, err
+	}
+	return st.Recordings.AgentsCanAccess, nil
+}
+
+// ticketRecordings lets the recorder delete a ticket's recordings (CD-6).
+type ticketRecordings struct{ store *ticketing.Store }
+
+func (t ticketRecordings) RecordingIDs(ctx context.Context, ticketID int64) ([]string, error) {
+	ids, err := t.store.RecordingIDs(ctx, ticketID)
+	if errors.Is(err, ticketing.ErrNotFound) {
+		return nil, fmt.Errorf("ticket %d: %w", ticketID, recordings.ErrNotFound)
+	}
+	return ids, err
+}
+
+func (t ticketRecordings) MarkDeleted(ctx context.Context, ticketID int64, ids []string, by int64, at time.Time) error {
+	return t.store.MarkRecordingsDeleted(ctx, ticketID, ids, by, at)
+}
