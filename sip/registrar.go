@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -241,49 +242,9 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}
 
-	defExp := r.opts.DefaultExpires
-	if eh := req.GetHeader("Expires"); eh != nil {
-		n, err := strconv.ParseUint(strings.TrimSpace(eh.Value()), 10, 32)
-		if err != nil {
-			s.reply(req, tx, 400, "Bad Request (Expires)")
-			return
-		}
-		defExp = time.Duration(n) * time.Second
-	}
-	type change struct {
-		contact sip.Uri
-		expires time.Duration
-	}
-	var changes []change
-	wildcard := false
-	for _, hh := range req.GetHeaders("Contact") {
-		ch, ok := hh.(*sip.ContactHeader)
-		if !ok {
-			s.reply(req, tx, 400, "Bad Request (Contact)")
-			return
-		}
-		if ch.Address.Wildcard {
-			wildcard = true
-			continue
-		}
-		exp := defExp
-		if v, ok := ch.Params.Get("expires"); ok {
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
-			if err != nil {
-				s.reply(req, tx, 400, "Bad Request (Contact expires)")
-				return
-			}
-			exp = time.Duration(n) * time.Second
-		}
-		if sch := strings.ToLower(ch.Address.Scheme); sch != "sip" && sch != "sips" || ch.Address.Host == "" {
-			s.reply(req, tx, 400, "Bad Request (Contact must be a sip URI)")
-			return
-		}
-		changes = append(changes, change{contact: *ch.Address.Clone(), expires: exp})
-	}
-	// §10.3 step 6: "*" only alone and with Expires: 0.
-	if wildcard && (len(changes) > 0 || defExp != 0 || req.GetHeader("Expires") == nil) {
-		s.reply(req, tx, 400, "Bad Request (Contact: * needs Expires: 0 and no other contact)")
+	changes, wildcard, err := parseRegisterContacts(req, r.opts.DefaultExpires)
+	if err != nil {
+		s.reply(req, tx, 400, "Bad Request ("+err.Error()+")")
 		return
 	}
 	// §10.3 step 7: too brief an interval rejects the whole request with Min-Expires.
@@ -380,6 +341,56 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 		s.log.Debug("sip: respond to REGISTER", "error", err)
 	}
 	s.log.Info("sip: REGISTER", "agent_id", acct.ID, "contacts", len(keys), "source", req.Source())
+}
+
+// contactChange is one Contact of a REGISTER: bind (or refresh) it for expires, or remove it
+// when expires is 0.
+type contactChange struct {
+	contact sip.Uri
+	expires time.Duration
+}
+
+// parseRegisterContacts reads a REGISTER's Contact and Expires headers (RFC 3261 §10.2.1,
+// §10.3 step 6): each contact's expires parameter, else the Expires header, else def. It
+// reports the wildcard "*", which is only valid alone and with Expires: 0. Errors name what is
+// malformed (the 400's reason).
+func parseRegisterContacts(req *sip.Request, def time.Duration) ([]contactChange, bool, error) {
+	hdrExp, hasHdr := def, false
+	if eh := req.GetHeader("Expires"); eh != nil {
+		n, err := strconv.ParseUint(strings.TrimSpace(eh.Value()), 10, 32)
+		if err != nil {
+			return nil, false, errors.New("Expires")
+		}
+		hdrExp, hasHdr = time.Duration(n)*time.Second, true
+	}
+	var changes []contactChange
+	wildcard := false
+	for _, hh := range req.GetHeaders("Contact") {
+		ch, ok := hh.(*sip.ContactHeader)
+		if !ok {
+			return nil, false, errors.New("Contact")
+		}
+		if ch.Address.Wildcard {
+			wildcard = true
+			continue
+		}
+		exp := hdrExp
+		if v, ok := ch.Params.Get("expires"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+			if err != nil {
+				return nil, false, errors.New("Contact expires")
+			}
+			exp = time.Duration(n) * time.Second
+		}
+		if sch := strings.ToLower(ch.Address.Scheme); sch != "sip" && sch != "sips" || ch.Address.Host == "" {
+			return nil, false, errors.New("Contact must be a sip URI")
+		}
+		changes = append(changes, contactChange{contact: *ch.Address.Clone(), expires: exp})
+	}
+	if wildcard && (len(changes) > 0 || !hasHdr || hdrExp != 0) {
+		return nil, false, errors.New("Contact: * needs Expires: 0 and no other contact")
+	}
+	return changes, wildcard, nil
 }
 
 // dest returns where requests to the binding's phone are sent (host:port), the Request-URI

@@ -428,3 +428,56 @@ func TestOfferBehindNATGoesToSourceAddress(t *testing.T) {
 		t.Fatal("Offer did not return after 486")
 	}
 }
+
+// FuzzParseRegisterContacts feeds REGISTERs with arbitrary Contact and Expires headers through
+// sipgo's parser and ours: no panic, a wildcard never comes with other contacts, and every
+// contact is a sip/sips URI with a host.
+func FuzzParseRegisterContacts(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"<sip:agent1@127.0.0.1:5071>", "300"},
+		{"<sip:agent1@127.0.0.1:5071>;expires=120, <sip:agent1@127.0.0.1:5072>", ""},
+		{"<sip:agent1@127.0.0.1:5071>;expires=0", ""},
+		{"*", "0"},
+		{"*", ""},
+		{"<tel:+15550100>", "60"},
+		{"\"Desk\" <sips:agent1@[::1]:5061;transport=tls>;expires=3600", "abc"},
+		{"<sip:agent1@192.168.77.7:5060>;expires=-1", "99999999999"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, contact, expires string) {
+		if strings.ContainsAny(contact+expires, "\r\n") {
+			return
+		}
+		msg := "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n" +
+			"From: <sip:agent1@127.0.0.1>;tag=1\r\nTo: <sip:agent1@127.0.0.1>\r\nCall-ID: f@test\r\nCSeq: 1 REGISTER\r\n" +
+			"Contact: " + contact + "\r\n"
+		if expires != "" {
+			msg += "Expires: " + expires + "\r\n"
+		}
+		msg += "Content-Length: 0\r\n\r\n"
+		m, err := sip.ParseMessage([]byte(msg))
+		if err != nil {
+			return
+		}
+		req, ok := m.(*sip.Request)
+		if !ok {
+			return
+		}
+		changes, wildcard, err := parseRegisterContacts(req, time.Hour)
+		if err != nil {
+			return
+		}
+		if wildcard && len(changes) > 0 {
+			t.Fatalf("wildcard with %d contacts", len(changes))
+		}
+		for _, c := range changes {
+			if sch := strings.ToLower(c.contact.Scheme); sch != "sip" && sch != "sips" || c.contact.Host == "" {
+				t.Fatalf("accepted contact %q", c.contact.String())
+			}
+			if c.expires < 0 {
+				t.Fatalf("negative expiry %s", c.expires)
+			}
+		}
+	})
+}
