@@ -7,7 +7,9 @@ purpose=${1:-run}
 # command-to-check:debian-package
 case "$purpose" in
   run) need=("initdb:postgresql") ;;
-  test) need=("initdb:postgresql") ;;
+  # SIPp and baresip are the carriers and far ends of the SIP tests, sox checks recordings,
+  # Chromium with node and npm (playwright-core from npm) runs the softphone test.
+  test) need=("initdb:postgresql" "sipp:sip-tester" "baresip:baresip" "sox:sox" "chromium:chromium" "node:nodejs" "npm:npm") ;;
   bench) need=("initdb:postgresql" "sipp:sip-tester") ;;
   *) echo "deps.sh: unknown purpose $purpose" >&2; exit 2 ;;
 esac

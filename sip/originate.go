@@ -25,6 +25,9 @@ type OriginateOptions struct {
 	Line string
 	// AgentID goes into call.answered when the callee answers.
 	AgentID int64
+	// Started, when set, adds the outbound dial's choices to call.started (contact, ticket,
+	// ticket choice, entered number: the OB and TB rules of the ticketing core).
+	Started func(e *ticketing.Event)
 	// Answered runs once the callee answered, with the answered leg (bridge its Endpoint to the
 	// agent's media); it returns when the call is over for it. ctx ends when the callee hangs
 	// up or Call.Hangup is called. Required.
@@ -96,7 +99,11 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 	s.m.callsActive.WithLabelValues(c.direction).Inc()
 	emitDone := make(chan struct{})
 	go c.runEmitter(emitDone)
-	c.emit(ticketing.Event{Type: ticketing.EventStarted, Direction: c.direction, From: c.from, To: c.to, Line: c.line})
+	started := ticketing.Event{Type: ticketing.EventStarted, Direction: c.direction, From: c.from, To: c.to, Line: c.line}
+	if opts.Started != nil {
+		opts.Started(&started)
+	}
+	c.emit(started)
 
 	outcome := ticketing.OutcomeFailed
 	out, err := c.Dial(c.ctx, DialOptions{Trunk: c.trunk, Number: c.to, FromUser: c.from})

@@ -21,6 +21,11 @@ type APIOptions struct {
 	MaxBodyBytes int64
 	// Timeout bounds the work of one request (default 30 s).
 	Timeout time.Duration
+	// Session, when set, authenticates a request that carries no Authorization header by
+	// another means — the agent page's session cookie — and returns the user. Writes so
+	// authenticated must come from the same origin (the Origin header, when sent, must name
+	// the request's host): a cookie must not let another site act for the agent.
+	Session func(r *http.Request) (userID int64, ok bool)
 }
 
 // API is the Zendesk-shaped REST API of CONTRACT.md §4 for users, identities, tickets,
@@ -101,6 +106,11 @@ func (p Principal) Actor() Actor { return Actor(p.UserID) }
 // or wrong ones are ErrUnauthorized (an *Error); other packages use it to share this auth.
 func (a *API) Authenticate(r *http.Request) (Principal, error) {
 	h := r.Header.Get("Authorization")
+	if h == "" && a.opts.Session != nil {
+		if id, ok := a.opts.Session(r); ok {
+			return a.sessionPrincipal(r, id)
+		}
+	}
 	if h == "" {
 		return Principal{}, &Error{Kind: ErrUnauthorized, Description: "authentication required: use HTTP Basic (email and password) or a Bearer API token"}
 	}
@@ -115,6 +125,27 @@ func (a *API) Authenticate(r *http.Request) (Principal, error) {
 	}
 	if err != nil {
 		return Principal{}, err
+	}
+	email := ""
+	if u.Email != nil {
+		email = *u.Email
+	}
+	return Principal{UserID: u.ID, Name: u.Name, Email: email, Role: u.Role}, nil
+}
+
+// sessionPrincipal is the agent of a session cookie, after the same-origin check for writes.
+func (a *API) sessionPrincipal(r *http.Request, id int64) (Principal, error) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if o := r.Header.Get("Origin"); o != "" {
+			u, err := url.Parse(o)
+			if err != nil || u.Host != r.Host {
+				return Principal{}, &Error{Kind: ErrForbidden, Description: "cross-origin request refused: the session cookie works from the agent page only"}
+			}
+		}
+	}
+	u, err := a.store.LiveUser(r.Context(), id)
+	if err != nil || !u.IsStaff() {
+		return Principal{}, &Error{Kind: ErrUnauthorized, Description: "the session is no longer valid: log in again"}
 	}
 	email := ""
 	if u.Email != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/switchboard-voice/switchboard/recordings"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/web"
 )
 
 // telephony is the voice side of the gateway: RTP ports, the SIP B2BUA, the IVR and the queue,
@@ -33,6 +35,8 @@ type telephony struct {
 	agents map[string]int64
 	// dialers reach agents: the softphone (web) and SIP phones (sip), tried in this order.
 	dialers []ivr.AgentDialer
+	web     *web.Server
+	rtc     *media.WebRTC
 
 	mu    sync.Mutex
 	calls map[string]*liveCall
@@ -107,6 +111,11 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux) error
 	acdOpts := ivr.ACDOptions{
 		Dialer: ivr.AgentDialerFunc(t.offer), Prompts: prompts, Registerer: gw.registry,
 		Authorizer: ivrAuth{gw}, Logger: gw.log.With("component", "acd"),
+		OnAgentState: func(st ivr.AgentStatus) {
+			if t.web != nil {
+				t.web.AgentStateChanged(st)
+			}
+		},
 	}
 	for name, q := range cfg.Queues {
 		iq := ivr.Queue{Name: name, RingTimeout: q.RingTimeout.D(), MaxWait: q.MaxWait.D(), WrapUp: q.WrapUp.D(),
@@ -159,6 +168,9 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux) error
 		MediaTimeout: cfg.RTP.MediaTimeout.D(), HoldTimeout: durOrOff(cfg.RTP.HoldTimeout.D()),
 		Sink: gw.events, Registerer: gw.registry, Logger: gw.log.With("component", "sip"),
 		UserAgent: cfg.SIP.UserAgent, OnCallEnd: t.callEnded,
+		// Agents' SIP phones register with the digest username = their email (or its local
+		// part) and their configured password; agents with only a bcrypt hash cannot.
+		Agents: t.sipAgent,
 	}
 	if cfg.SIP.RateLimit.RequestsPerSecond == 0 {
 		sopts.RateLimit.PerSecond = -1
@@ -189,6 +201,9 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux) error
 	if t.sip, err = sip.New(sopts); err != nil {
 		return err
 	}
+	if err := t.startSoftphone(mux); err != nil {
+		return err
+	}
 	if err := t.sip.Start(gw.bgCtx); err != nil {
 		return fmt.Errorf("sip: %w", err)
 	}
@@ -213,6 +228,12 @@ func (t *telephony) stop(ctx context.Context) {
 	}
 	if t.acd != nil {
 		t.acd.Close()
+	}
+	if t.web != nil {
+		_ = t.web.Close()
+	}
+	if t.rtc != nil {
+		_ = t.rtc.Close()
 	}
 	t.wg.Wait() // recordings finishing, retention
 }
@@ -357,6 +378,12 @@ func (t *telephony) ivrEvent(e ivr.Event) {
 // startRecording records the call from now: the caller's audio on the left, what the caller
 // hears (the agent, the far end) on the right, both from the carrier leg's endpoint.
 func (t *telephony) startRecording(lc *liveCall) {
+	t.startRecordingOn(lc, lc.call.Endpoint())
+}
+
+// startRecordingOn records the call from the customer's endpoint ep: what it receives (the
+// customer) on the left, what it sends (the agent, the far end) on the right.
+func (t *telephony) startRecordingOn(lc *liveCall, ep *media.Endpoint) {
 	if t.recs == nil || !t.gw.cfg.Recordings.Enabled {
 		return
 	}
@@ -373,7 +400,6 @@ func (t *telephony) startRecording(lc *liveCall) {
 		t.gw.log.Error("recording: start", "call_id", lc.call.ID(), "err", err)
 		return
 	}
-	ep := lc.call.Endpoint()
 	ep.SetTap(w.Tap(recordings.Left, recordings.Right))
 	t.mu.Lock()
 	lc.rec, lc.ep = w, ep
@@ -450,6 +476,18 @@ func (t *telephony) offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, error
 		return nil, fmt.Errorf("agent %d has no softphone or SIP phone connected: %w", o.AgentID, ivr.ErrNoAnswer)
 	}
 	return nil, errors.Join(errs...)
+}
+
+// sipAgent gives the registrar an agent's SIP phone credentials: username = the agent's email
+// or its local part; only agents configured with a plain password can register.
+func (t *telephony) sipAgent(username string) (sip.AgentAccount, bool) {
+	for _, a := range t.gw.cfg.Agents {
+		local, _, _ := strings.Cut(a.Email, "@")
+		if (strings.EqualFold(username, a.Email) || strings.EqualFold(username, local)) && a.Password != "" {
+			return sip.AgentAccount{ID: t.agents[a.Email], Username: username, Password: a.Password}, true
+		}
+	}
+	return sip.AgentAccount{}, false
 }
 
 // ivrTarget converts a configuration target.

@@ -63,7 +63,17 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux) error
 		gw.engine.Run(ectx)
 	}()
 
-	gw.api = ticketing.NewAPI(gw.store, ticketing.APIOptions{Logger: gw.log.With("component", "api")})
+	gw.api = ticketing.NewAPI(gw.store, ticketing.APIOptions{
+		Logger: gw.log.With("component", "api"),
+		// The agent page calls the API with its session cookie.
+		Session: func(r *http.Request) (int64, bool) {
+			if gw.tel == nil || gw.tel.web == nil {
+				return 0, false
+			}
+			a, ok := gw.tel.web.Authenticate(r)
+			return a.ID, ok
+		},
+	})
 	gw.api.Register(mux, "/api/v2")
 	gw.api.RegisterCalls(mux, "/api/v2", gw.events, gw.engine.Wake)
 	return nil

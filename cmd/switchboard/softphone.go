@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+
+	"github.com/switchboard-voice/switchboard/ivr"
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/web"
+)
+
+// startSoftphone mounts the agent page and its WebRTC legs, makes the agents reachable (the
+// softphone when its page is connected, the SIP phone otherwise), and serves POST /calls.
+// It runs once the ACD and the B2BUA exist.
+func (t *telephony) startSoftphone(mux *http.ServeMux) error {
+	gw := t.gw
+	// Each agent's WebRTC leg relays through an internal endpoint on loopback: the RTP range
+	// itself when it is on loopback, the same port numbers on 127.0.0.1 otherwise.
+	alloc := t.ports
+	if !t.ports.Addr().IsLoopback() {
+		var err error
+		if alloc, err = media.NewPortAllocator(netip.MustParseAddr("127.0.0.1"), gw.cfg.RTP.PortMin, gw.cfg.RTP.PortMax); err != nil {
+			return err
+		}
+	}
+	rtc, err := media.NewWebRTC(media.WebRTCOptions{
+		ICEAddress: netip.AddrPortFrom(t.ports.Addr(), 0), PublicIP: gw.cfg.SIP.ExternalAddr(), Allocator: alloc,
+	})
+	if err != nil {
+		return fmt.Errorf("webrtc: %w", err)
+	}
+	t.rtc = rtc
+	t.web, err = web.New(web.Options{
+		Auth: webLogin{gw.store}, ACD: t.acd, WebRTC: rtc, APIBase: "/api/v2",
+		Registerer: gw.registry, Logger: gw.log.With("component", "softphone"),
+	})
+	if err != nil {
+		return err
+	}
+	t.web.Register(mux)
+	t.dialers = []ivr.AgentDialer{web.PreferSoftphone(t.web, t.sip.PhoneDialer())}
+
+	out := &web.Outbound{Store: gw.store, Dialer: trunkDialer{t}}
+	mux.Handle("POST /api/v2/calls", out.Handler(func(r *http.Request) (int64, bool) {
+		p, err := gw.api.Authenticate(r)
+		return p.UserID, err == nil
+	}))
+	return nil
+}
+
+// webLogin checks the page's logins against the ticketing core's agents and admins.
+type webLogin struct{ store *ticketing.Store }
+
+func (l webLogin) Login(ctx context.Context, email, password string) (web.Agent, error) {
+	u, err := l.store.CheckPassword(ctx, email, password)
+	if err != nil {
+		if errors.Is(err, ticketing.ErrUnauthorized) {
+			return web.Agent{}, web.ErrBadCredentials
+		}
+		return web.Agent{}, err
+	}
+	if !u.IsStaff() {
+		return web.Agent{}, web.ErrBadCredentials
+	}
+	e := ""
+	if u.Email != nil {
+		e = *u.Email
+	}
+	return web.Agent{ID: u.ID, Email: e, Name: u.Name}, nil
+}
+
+// trunkDialer places an agent's validated outbound call through the carrier trunk and bridges
+// the answer into the agent's softphone.
+type trunkDialer struct{ t *telephony }
+
+func (d trunkDialer) Dial(ctx context.Context, req web.Dial) (string, error) {
+	t := d.t
+	var trunk, line string
+	for _, tr := range t.gw.cfg.Trunks {
+		if tr.Outbound.URI != "" {
+			trunk, line = tr.Name, tr.Outbound.CallerID
+			break
+		}
+	}
+	if trunk == "" {
+		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "no trunk takes outbound calls on this gateway"}
+	}
+	legs := make(chan ivr.AgentLeg, 1)
+	c, err := t.sip.Originate(context.WithoutCancel(ctx), sip.OriginateOptions{
+		Trunk: trunk, Number: req.To, Line: line, AgentID: req.AgentID,
+		Started: func(e *ticketing.Event) {
+			e.RequesterID, e.TicketChoice, e.EnteredNumber = req.ContactID, req.TicketChoice, req.EnteredNumber
+			if req.TicketID != nil {
+				e.TicketID = *req.TicketID
+			}
+		},
+		Answered: func(ctx context.Context, c *sip.Call, out *sip.OutboundLeg) error {
+			var leg ivr.AgentLeg
+			select {
+			case leg = <-legs:
+			case <-ctx.Done():
+				return nil
+			}
+			stop, err := leg.Bridge(out.Endpoint())
+			if err != nil {
+				return fmt.Errorf("bridge the agent: %w", err)
+			}
+			defer stop()
+			lc := t.track(c)
+			t.mu.Lock()
+			lc.answered = true
+			t.mu.Unlock()
+			t.startRecordingOn(lc, out.Endpoint())
+			select {
+			case <-ctx.Done():
+			case <-leg.Done():
+			}
+			return leg.Hangup(context.Background())
+		},
+	})
+	if err != nil {
+		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the call cannot be placed now: " + err.Error()}
+	}
+	t.track(c)
+	leg, err := t.web.StartCall(req.AgentID, c.ID(), req.To)
+	if err != nil {
+		c.Hangup()
+		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "your softphone cannot take the call: " + err.Error()}
+	}
+	legs <- leg
+	// The agent hanging up before the answer cancels the call.
+	go func() {
+		select {
+		case <-leg.Done():
+			c.Hangup()
+		case <-c.Context().Done():
+		}
+	}()
+	return c.ID(), nil
+}
