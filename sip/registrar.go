@@ -1,5 +1,24 @@
 package sip
 
+// Agents' SIP phones: a registrar (RFC 3261 §10) for REGISTER with digest auth against the
+// agents' own credentials, and Server.PhoneDialer (agentphone.go), the ivr.AgentDialer that
+// rings the registered phones. Wiring in cmd/switchboard:
+//
+//	srv, _ := sip.New(sip.Options{ /* … */
+//		Agents: func(u string) (sip.AgentAccount, bool) {
+//			// u is the digest username: the agent's e-mail or its local part.
+//			a, ok := agentByEmailOrLocalPart(u)          // from the configuration
+//			if !ok || a.Password == "" { return sip.AgentAccount{}, false } // bcrypt-only: no digest
+//			return sip.AgentAccount{ID: a.UserID, Username: u, Password: a.Password}, true
+//		},
+//		Registrar: sip.RegistrarOptions{OnChange: func(id int64, on bool) { /* optional: acd.SetState */ }},
+//	})
+//	phones := srv.PhoneDialer() // into the ACD's dialer next to the softphone's
+//
+// Bindings live in memory (lost on restart; phones re-register). Not built: forking an offer
+// to several phones of one agent (the most recently refreshed binding rings), GRUU/outbound
+// (RFC 5626) flows, Path headers, and persistence of bindings.
+
 import (
 	"errors"
 	"fmt"
