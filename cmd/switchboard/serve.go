@@ -99,7 +99,8 @@ type gateway struct {
 	stopEngine context.CancelFunc
 	engineDone chan struct{}
 
-	tel *telephony
+	tel   *telephony
+	admin *http.Server
 	// bgCtx lives as long as the gateway: background work (SIP, retention) ends with it.
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
@@ -151,6 +152,9 @@ func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*g
 	}
 	gw.httpDone = make(chan error, 1)
 	go func() { gw.httpDone <- gw.http.Serve(ln) }()
+	if err := gw.startAdmin(); err != nil {
+		log.Error("admin listener", "err", err)
+	}
 	log.Info("switchboard started", "version", version, "node", cfg.Node, "http", ln.Addr().String())
 	return gw, nil
 }
@@ -273,6 +277,9 @@ func (gw *gateway) shutdown(grace time.Duration) error {
 	}
 	if err := <-gw.httpDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		errs = append(errs, fmt.Errorf("http: %w", err))
+	}
+	if gw.admin != nil {
+		_ = gw.admin.Close()
 	}
 	gw.closeTicketing()
 	gw.pool.Close()

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+)
+
+// startAdmin serves Go's profiler (net/http/pprof) on admin.listen, a listener of its own so
+// that it never shares the public HTTP port. Off unless configured.
+func (gw *gateway) startAdmin() error {
+	addr := gw.cfg.Admin.Listen
+	if addr == "" {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("admin.listen %s: %w", addr, err)
+	}
+	gw.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = gw.admin.Serve(ln) }()
+	gw.log.Info("admin listener (pprof) started", "addr", ln.Addr().String())
+	return nil
+}
