@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/switchboard-voice/switchboard/ivr"
 )
@@ -16,6 +17,10 @@ var (
 	// ErrUnknownCall is returned by an offer whose call id names no call in progress.
 	ErrUnknownCall = fmt.Errorf("sip: no such call in progress: %w", ivr.ErrNoAnswer)
 )
+
+// offerCancelGrace is how long a withdrawn offer waits for the phone's leg to wind down
+// before Offer returns anyway.
+const offerCancelGrace = time.Second
 
 // PhoneDialer returns the ivr.AgentDialer that rings agents' registered SIP phones (see
 // handleRegister). Offer places an outbound leg of the offered call to the agent's most
@@ -51,13 +56,48 @@ func (d phoneDialer) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, erro
 	if name == "" {
 		name = c.CallerName()
 	}
-	out, err := c.Dial(ctx, DialOptions{
-		URI:         b.contact.String(),
-		Destination: b.dest(),
-		FromUser:    from,
-		FromName:    name,
-		Codecs:      carrierCodecsFirst(c),
-	})
+	// Dial runs on its own goroutine: when the ACD withdraws the offer and the phone has not
+	// even sent a provisional (unplugged before its binding expired), Dial can only CANCEL once
+	// one arrives (RFC 3261 §9.1) and would otherwise hold the ACD until Timer B. Offer waits
+	// offerCancelGrace for Dial to finish (a ringing phone's 487 comes at once), then returns
+	// ctx's error and leaves the cleanup to the goroutine: a late 2xx is ACKed and BYEd by Dial.
+	var (
+		out  *OutboundLeg
+		err  error
+		done = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		out, err = c.Dial(ctx, DialOptions{
+			URI:         b.contact.String(),
+			Destination: b.dest(),
+			FromUser:    from,
+			FromName:    name,
+			Codecs:      carrierCodecsFirst(c),
+		})
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t := time.NewTimer(offerCancelGrace)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			go func() {
+				<-done
+				if err == nil {
+					out.Hangup()
+				}
+			}()
+			return nil, ctx.Err()
+		}
+	}
+	if err == nil && ctx.Err() != nil {
+		// Answered as the offer was withdrawn: the ACD has moved on, so hang up.
+		out.Hangup()
+		return nil, ctx.Err()
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -480,4 +481,68 @@ func FuzzParseRegisterContacts(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRegisterStaleNonceRechallenged: credentials computed on a nonce older than its lifetime
+// are challenged again with stale=true (RFC 2617 §3.2.1) rather than refused: an expired nonce
+// is no wrong password, so no security event.
+func TestRegisterStaleNonceRechallenged(t *testing.T) {
+	var skew atomic.Int64
+	g := startRegistrar(t, func(o *Options) {
+		o.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	})
+	ph := newRegPhone(t, g.port(), "agent1")
+	ph.p.send(ph.request([]string{"<sip:agent1@127.0.0.1:5071>"}, "", ""))
+	d := parseDigest(header(ph.response(), "WWW-Authenticate")[0])
+	skew.Store(int64(10 * time.Minute))
+	uri := fmt.Sprintf("sip:127.0.0.1:%d", ph.gw)
+	resp := md5hex(md5hex("agent1:switchboard:secret") + ":" + d["nonce"] + ":" + md5hex("REGISTER:"+uri))
+	auth := fmt.Sprintf("Authorization: Digest username=\"agent1\", realm=\"switchboard\", nonce=\"%s\", uri=\"%s\", response=\"%s\"\n", d["nonce"], uri, resp)
+	ph.p.send(ph.request([]string{"<sip:agent1@127.0.0.1:5071>"}, "", auth))
+	res := ph.response()
+	if statusCode(res) != 401 || !strings.Contains(strings.Join(header(res, "WWW-Authenticate"), ""), "stale=true") {
+		t.Fatalf("stale nonce: want 401 with stale=true\n%s", res)
+	}
+	if v := g.counter("switchboard_security_events_total", "type", "auth_failure"); v != 0 {
+		t.Errorf("auth_failure = %v for a stale nonce", v)
+	}
+}
+
+// TestOfferToDeadPhoneReturnsAfterWithdrawal: a phone registered and then gone silent (no
+// provisional ever) must not hold the ACD past its ring timeout: Offer returns ctx's error
+// within the cancel grace.
+func TestOfferToDeadPhoneReturnsAfterWithdrawal(t *testing.T) {
+	var srv atomic.Pointer[Server]
+	type res struct {
+		err     error
+		elapsed time.Duration
+	}
+	results := make(chan res, 1)
+	g := startRegistrar(t, func(o *Options) {
+		o.Lines = []Line{{Number: "+15550197", Target: TargetFunc(func(ctx context.Context, c *Call) error {
+			octx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			_, err := srv.Load().PhoneDialer().Offer(octx, ivr.Offer{CallID: c.ID(), AgentID: 7})
+			results <- res{err, time.Since(start)}
+			return &StatusError{Code: 480, Reason: "Temporarily Unavailable"}
+		})}}
+	})
+	srv.Store(g.s)
+	ph := newRegPhone(t, g.port(), "agent1")
+	if r := ph.register("secret", []string{fmt.Sprintf("<sip:agent1@127.0.0.1:%d>", ph.p.port)}, "", ""); statusCode(r) != 200 {
+		t.Fatalf("want 200\n%s", r)
+	}
+	newUDPPeer(t, g.port()).send(rawInvite("+15550197", "", pcmuOffer))
+	select {
+	case r := <-results:
+		if !errors.Is(r.err, context.DeadlineExceeded) {
+			t.Errorf("Offer error %v, want context.DeadlineExceeded", r.err)
+		}
+		if r.elapsed > 500*time.Millisecond+offerCancelGrace+500*time.Millisecond {
+			t.Errorf("Offer returned after %s", r.elapsed)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Offer to a silent phone did not return")
+	}
 }
