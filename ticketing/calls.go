@@ -68,9 +68,20 @@ const callRowColumns = `id, direction, state, from_number, to_number, line, call
 	ticket_choice, chosen_ticket_id, entered_number, no_ticket, abandoned_where, voicemail_id, recording_id,
 	recording_seconds, csat, last_seq`
 
+// upsertCall creates the call's row if needed and returns it locked, in one statement: the
+// row lock serialises the call's events across workers and processes.
+func upsertCall(ctx context.Context, q querier, id string) (*callRow, error) {
+	return scanCall(q.QueryRow(ctx, `INSERT INTO calls (id) VALUES ($1) ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id
+		RETURNING `+callRowColumns, id), id)
+}
+
 func loadCall(ctx context.Context, q querier, id string) (*callRow, error) {
+	return scanCall(q.QueryRow(ctx, `SELECT `+callRowColumns+` FROM calls WHERE id = $1 FOR UPDATE`, id), id)
+}
+
+func scanCall(row pgx.Row, id string) (*callRow, error) {
 	c := &callRow{}
-	err := q.QueryRow(ctx, `SELECT `+callRowColumns+` FROM calls WHERE id = $1 FOR UPDATE`, id).Scan(
+	err := row.Scan(
 		&c.ID, &c.Direction, &c.State, &c.From, &c.To, &c.Line, &c.CallerName, &c.Location,
 		&c.TicketID, &c.RequesterID, &c.AgentID, &c.Queue, &c.MenuPath, &c.Language, &c.Outcome,
 		&c.StartedAt, &c.AnsweredAt, &c.EndedAt, &c.Phase, &c.PhaseSince, &c.QueuedAt, &c.PhaseMS,

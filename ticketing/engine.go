@@ -27,6 +27,8 @@ type EngineOptions struct {
 	PollInterval time.Duration
 	// Workers apply different calls' events in parallel (default 4).
 	Workers int
+	// Gather is how long a woken engine waits for more events before its pass (default 20 ms).
+	Gather time.Duration
 	// Now is the clock (default time.Now).
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -72,6 +74,9 @@ func (s *Store) NewEngine(opts EngineOptions) (*Engine, error) {
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 4
+	}
+	if opts.Gather <= 0 {
+		opts.Gather = 20 * time.Millisecond
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -133,6 +138,12 @@ func (e *Engine) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-e.wake:
+			// Gather a little more before the next pass: one pass over many events costs far
+			// fewer statements than many passes over one event each.
+			select {
+			case <-ctx.Done():
+			case <-time.After(e.opts.Gather):
+			}
 		case <-t.C:
 		}
 	}
@@ -394,10 +405,7 @@ func (e *Engine) applyBatch(ctx context.Context, callIDs []string, limit int) (i
 // window, or when a later event of the call is due.
 func (e *Engine) applyCallIn(ctx context.Context, atx *applyTx, callID string, limit int, batching bool) ([]pendingEvent, error) {
 	// The call row is the lock that serialises a call's events across workers and processes.
-	if _, err := atx.Exec(ctx, `INSERT INTO calls (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`, callID); err != nil {
-		return nil, dbError("create call", err)
-	}
-	c, err := loadCall(ctx, atx, callID)
+	c, err := upsertCall(ctx, atx, callID)
 	if err != nil {
 		return nil, err
 	}
