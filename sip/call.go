@@ -555,7 +555,16 @@ func (s *Server) runCall(c *Call, line Line) {
 	legs := append([]*leg(nil), c.legs...)
 	c.mu.Unlock()
 	for _, l := range legs {
-		l.bye(causeLocalHangup)
+		// A placed leg that never got its 2xx has no dialog to BYE: its Dial ends with the call
+		// (CANCEL, or the transaction timing out); a BYE would wait 64×T1 for nothing.
+		l.mu.Lock()
+		confirmed := l.confirmed
+		l.mu.Unlock()
+		if confirmed {
+			l.bye(causeLocalHangup)
+		} else {
+			l.end(causeLocalHangup)
+		}
 	}
 
 	if outcome == "" {
