@@ -34,7 +34,7 @@ var (
 )
 
 // allowMethods is our Allow header (RFC 3261 §20.5): what a 405 lists.
-const allowMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
+const allowMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER"
 
 // Server is the B2BUA: it listens for SIP on UDP and TCP (and TLS), admits calls from trunks,
 // routes them by line to a Target, and places outbound legs. One Server per process; it owns its

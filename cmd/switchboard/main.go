@@ -3,6 +3,7 @@
 //	switchboard serve --config FILE         run the gateway
 //	switchboard migrate --config FILE       apply database migrations and exit
 //	switchboard check-config FILE           validate a configuration file
+//	switchboard token --config FILE --email E   create an API token
 //	switchboard version                     print the version
 package main
 
@@ -24,6 +25,8 @@ Usage:
   switchboard serve --config FILE        run the gateway (SIP, RTP, HTTP API, softphone)
   switchboard migrate --config FILE      apply pending database migrations and exit
   switchboard check-config FILE          validate a configuration file: "ok", or every problem
+  switchboard token --config FILE --email EMAIL
+                                         create an API token for an agent or admin (printed once)
   switchboard version                    print the version
 
 Run "switchboard COMMAND --help" for a command's flags.
@@ -50,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdCheckConfig(rest, stdout, stderr)
 	case "version":
 		return cmdVersion(rest, stdout, stderr)
+	case "token":
+		return cmdToken(ctx, rest, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

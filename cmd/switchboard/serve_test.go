@@ -231,6 +231,31 @@ func TestMigrateCommandIsIdempotent(t *testing.T) {
 	}
 }
 
+// token creates an API token that the API accepts as a Bearer token.
+func TestTokenCommand(t *testing.T) {
+	g := runGateway(t)
+	path := filepath.Join(g.dir, "switchboard.yaml")
+	var out, errb strings.Builder
+	if code := run(context.Background(), []string{"token", "--config", path, "--email", "admin@example.com", "--description", "test"}, &out, &errb); code != 0 {
+		t.Fatalf("token: exit %d: %s", code, errb.String())
+	}
+	tok := strings.TrimSpace(out.String())
+	req, _ := http.NewRequest("GET", g.base+"/api/v2/users", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("GET /users with the new token = %d, want 200", resp.StatusCode)
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"token", "--config", path, "--email", "nobody@example.com"}, &out, &errb); code != 1 {
+		t.Errorf("token for an unknown email: exit %d, want 1", code)
+	}
+}
+
 func TestCheckConfig(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
@@ -255,7 +280,7 @@ func TestCheckConfig(t *testing.T) {
 }
 
 func TestHelpAndVersion(t *testing.T) {
-	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"migrate", "--help"}, {"check-config", "--help"}, {"version", "--help"}, {"version"}} {
+	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"migrate", "--help"}, {"check-config", "--help"}, {"token", "--help"}, {"version", "--help"}, {"version"}} {
 		var out, errb strings.Builder
 		if code := run(context.Background(), args, &out, &errb); code != 0 {
 			t.Errorf("%v: exit %d, want 0 (stderr %q)", args, code, errb.String())
