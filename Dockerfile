@@ -1,0 +1,46 @@
+# syntax=docker/dockerfile:1
+# Switchboard container image (docs/OPERATIONS.md, "Container image").
+#   docker build -t switchboard --build-arg VERSION=$(git describe --tags --always) .
+#   docker run --network host -v /etc/switchboard:/etc/switchboard:ro -v /var/lib/switchboard:/var/lib/switchboard \
+#     -e DATABASE_URL=postgres://... switchboard serve --config /etc/switchboard/switchboard.yaml
+# Use host networking: the RTP port range cannot be published port by port.
+
+# ---- build: a static binary from the module's own packages ----
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+# Only the packages the binary is built from (nothing of .data/, bin/, tests' node_modules).
+COPY cmd/ cmd/
+COPY config/ config/
+COPY internal/ internal/
+COPY ivr/ ivr/
+COPY media/ media/
+COPY migrations/ migrations/
+COPY recordings/ recordings/
+COPY sip/ sip/
+COPY ticketing/ ticketing/
+COPY web/ web/
+ARG VERSION=dev
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/switchboard ./cmd/switchboard
+
+# ---- run: Debian slim, an unprivileged user, the state under /var/lib/switchboard ----
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates tzdata \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 switchboard \
+ && useradd --system --uid 10001 --gid switchboard --home-dir /var/lib/switchboard --shell /usr/sbin/nologin switchboard \
+ && install -d -o switchboard -g switchboard -m 0750 /var/lib/switchboard /etc/switchboard
+COPY --from=build /out/switchboard /usr/local/bin/switchboard
+COPY deploy/dev/switchboard.yaml /etc/switchboard/switchboard.example.yaml
+USER switchboard:switchboard
+WORKDIR /var/lib/switchboard
+VOLUME ["/var/lib/switchboard"]
+# HTTP (softphone, API, /metrics, /healthz, /readyz), SIP UDP/TCP and TLS; RTP is rtp.port_min..port_max/udp.
+EXPOSE 8080/tcp 5060/udp 5060/tcp 5061/tcp
+# SIGTERM drains: give `docker stop -t` more than shutdown_grace.
+STOPSIGNAL SIGTERM
+# No HEALTHCHECK: the image has no HTTP client; orchestrators probe /healthz and /readyz.
+ENTRYPOINT ["/usr/local/bin/switchboard"]
+CMD ["serve", "--config", "/etc/switchboard/switchboard.yaml"]
