@@ -192,21 +192,7 @@ func (s *Store) Call(ctx context.Context, id string) (Call, error) {
 }
 
 func loadCallPlain(ctx context.Context, q querier, id string) (*callRow, error) {
-	c := &callRow{}
-	err := q.QueryRow(ctx, `SELECT `+callRowColumns+` FROM calls WHERE id = $1 AND started_at IS NOT NULL`, id).Scan(
-		&c.ID, &c.Direction, &c.State, &c.From, &c.To, &c.Line, &c.CallerName, &c.Location,
-		&c.TicketID, &c.RequesterID, &c.AgentID, &c.Queue, &c.MenuPath, &c.Language, &c.Outcome,
-		&c.StartedAt, &c.AnsweredAt, &c.EndedAt, &c.Phase, &c.PhaseSince, &c.QueuedAt, &c.PhaseMS,
-		&c.D.IVRTime, &c.D.QueueTime, &c.D.RingTime, &c.D.TalkTime, &c.D.HoldTime, &c.D.TransferTime, &c.D.Duration,
-		&c.TicketChoice, &c.ChosenTicketID, &c.EnteredNumber, &c.NoTicket, &c.AbandonedWhere, &c.VoicemailID,
-		&c.RecordingID, &c.RecordingSeconds, &c.CSAT, &c.LastSeq)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, notFound("call %s not found", id)
-	}
-	if err != nil {
-		return nil, dbError("load call", err)
-	}
-	return c, nil
+	return scanCall(q.QueryRow(ctx, `SELECT `+callRowColumns+` FROM calls WHERE id = $1 AND started_at IS NOT NULL`, id), id)
 }
 
 // CallFilter selects calls for GET /calls; empty fields do not filter.
@@ -243,14 +229,9 @@ func (s *Store) ListCalls(ctx context.Context, f CallFilter) ([]Call, bool, erro
 	defer rows.Close()
 	var out []Call
 	for rows.Next() {
-		c := &callRow{}
-		if err := rows.Scan(&c.ID, &c.Direction, &c.State, &c.From, &c.To, &c.Line, &c.CallerName, &c.Location,
-			&c.TicketID, &c.RequesterID, &c.AgentID, &c.Queue, &c.MenuPath, &c.Language, &c.Outcome,
-			&c.StartedAt, &c.AnsweredAt, &c.EndedAt, &c.Phase, &c.PhaseSince, &c.QueuedAt, &c.PhaseMS,
-			&c.D.IVRTime, &c.D.QueueTime, &c.D.RingTime, &c.D.TalkTime, &c.D.HoldTime, &c.D.TransferTime, &c.D.Duration,
-			&c.TicketChoice, &c.ChosenTicketID, &c.EnteredNumber, &c.NoTicket, &c.AbandonedWhere, &c.VoicemailID,
-			&c.RecordingID, &c.RecordingSeconds, &c.CSAT, &c.LastSeq); err != nil {
-			return nil, false, fmt.Errorf("ticketing: list calls: %w", err)
+		c, err := scanCall(rows, "")
+		if err != nil {
+			return nil, false, err
 		}
 		out = append(out, c.public())
 	}
