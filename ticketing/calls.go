@@ -3,7 +3,6 @@ package ticketing
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"time"
 
