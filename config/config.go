@@ -75,6 +75,7 @@ type Config struct {
 	Queues        map[string]*Queue `yaml:"queues"`
 	Agents        []Agent           `yaml:"agents"`
 	Users         []User            `yaml:"users"`
+	Teams         []Team            `yaml:"teams"`
 	Recordings    Recordings        `yaml:"recordings"`
 	Voicemail     Voicemail         `yaml:"voicemail"`
 	Ticketing     Ticketing         `yaml:"ticketing"`

@@ -37,7 +37,7 @@ type problemCase struct {
 var problemCases = []problemCase{
 	// Decoding: unknown keys, types, syntax.
 	{"unknown top-level key is an error with the allowed keys", "sipp: {}\n", []Problem{
-		{"sipp", `unknown key "sipp"; allowed here: node, shutdown_grace, log, database, http, admin, sip, rtp, trunks, lines, prompts, ivr, queues, agents, users, recordings, voicemail, ticketing`, 2}}},
+		{"sipp", `unknown key "sipp"; allowed here: node, shutdown_grace, log, database, http, admin, sip, rtp, trunks, lines, prompts, ivr, queues, agents, users, teams, recordings, voicemail, ticketing`, 2}}},
 	{"unknown key inside a list element has its path", "sip:\n  listen: [{transport: udp, adress: 127.0.0.1:5060}]\n", []Problem{
 		{"sip.listen[0].adress", `unknown key "adress"; allowed here: transport, address`, 3},
 		{"sip.listen[0].address", "is required: write IP:port, e.g. 127.0.0.1:5060", 3}}},
@@ -209,6 +209,24 @@ var problemCases = []problemCase{
 		{"users[0].password_hash", "is not a bcrypt hash (one starts $2a$, $2b$ or $2y$)", 2}}},
 	{"user role", "users: [{email: a@example.com, password: x, role: root}]\n", []Problem{
 		{"users[0].role", `"root" is not allowed; use one of admin, agent`, 2}}},
+
+	// Teams (RULES.md TB): team ticket entry for outbound calls.
+	{"team agent must be an account", "agents: [{email: a@example.com, password: x}]\nteams: [{name: t, agents: [a@example.com, ghost@example.com]}]\n", []Problem{
+		{"teams[0].agents[1]", `"ghost@example.com" is not an agent or user of this configuration; add it under agents or users`, 3}}},
+	{"an agent in two teams, without regard to case", "agents: [{email: a@example.com, password: x}]\nteams:\n  - {name: t1, agents: [a@example.com]}\n  - {name: t2, agents: [A@example.com]}\n", []Problem{
+		{"teams[1].agents[0]", `"A@example.com" is already in teams[0]; an agent belongs to one team`, 5}}},
+	{"team ticket entry mode", "teams: [{name: t, ticket_entry: {mode: always}}]\n", []Problem{
+		{"teams[0].ticket_entry.mode", `"always" is not allowed; use one of off, optional, required`, 2}}},
+	{"team number field names a ticket text field", "teams: [{name: t, ticket_entry: {mode: required, number_field: mobile}}]\n", []Problem{
+		{"teams[0].ticket_entry.number_field", `"mobile" is not a ticket text field; use one of session_type, caller_number, queue_name, call_id, or leave it empty for the requester's primary number`, 2}}},
+	{"team number field cannot be a duration", "teams: [{name: t, ticket_entry: {mode: optional, number_field: call_duration}}]\n", []Problem{
+		{"teams[0].ticket_entry.number_field", `"call_duration" is not a ticket text field; use one of session_type, caller_number, queue_name, call_id, or leave it empty for the requester's primary number`, 2}}},
+	{"team names are required and unique", "teams:\n  - {name: t}\n  - {name: t}\n  - {agents: []}\n  - {name: \"a b\"}\n", []Problem{
+		{"teams[1].name", `"t" is already the name of teams[0]`, 4},
+		{"teams[2].name", "is required", 5},
+		{"teams[3].name", `"a b" is not a name: use letters, digits, '_' and '-'`, 6}}},
+	{"unknown key in ticket_entry", "teams: [{name: t, ticket_entry: {mode: optional, required: true}}]\n", []Problem{
+		{"teams[0].ticket_entry.required", `unknown key "required"; allowed here: mode, number_field`, 2}}},
 
 	// Recordings and voicemail.
 	{"recordings dir empty while enabled", "recordings: {enabled: true}\n", []Problem{
@@ -478,5 +496,39 @@ func TestEveryKeyIsDocumented(t *testing.T) {
 				t.Errorf("docs/configuration.md does not document %s key %q", typ, key)
 			}
 		}
+	}
+}
+
+// Rule TB-1 (configuration): an agent's ticket entry is their team's; an agent in no team,
+// or a team without ticket_entry, has it off.
+func TestTeamsTicketEntryOf(t *testing.T) {
+	doc := base + `agents:
+  - {email: a@example.com, password: x}
+  - {email: b@example.com, password: x}
+  - {email: c@example.com, password: x}
+users: [{email: boss@example.com, password: x, role: admin}]
+teams:
+  - {name: collections, agents: [A@example.com, boss@example.com], ticket_entry: {mode: required, number_field: caller_number}}
+  - {name: sales, agents: [b@example.com]}
+`
+	c, err := parse([]byte(doc), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		email string
+		want  TicketEntry
+	}{
+		{"a@example.com", TicketEntry{Mode: TicketEntryRequired, NumberField: "caller_number"}},
+		{"BOSS@example.com", TicketEntry{Mode: TicketEntryRequired, NumberField: "caller_number"}},
+		{"b@example.com", TicketEntry{Mode: TicketEntryOff}},
+		{"c@example.com", TicketEntry{Mode: TicketEntryOff}},
+	} {
+		if got := c.TicketEntryOf(tc.email); got != tc.want {
+			t.Errorf("TicketEntryOf(%s) = %+v, want %+v", tc.email, got, tc.want)
+		}
+	}
+	if c.TicketEntryOf("a@example.com").On() != true || c.TicketEntryOf("b@example.com").On() {
+		t.Error("On")
 	}
 }

@@ -146,6 +146,11 @@ func (c *Config) applyDefaults(idx *docIndex) {
 			c.Agents[i].Name = defaultName(c.Agents[i].Email)
 		}
 	}
+	for i := range c.Teams {
+		if c.Teams[i].TicketEntry.Mode == "" {
+			c.Teams[i].TicketEntry.Mode = TicketEntryOff
+		}
+	}
 	for i := range c.Users {
 		if c.Users[i].Name == "" {
 			c.Users[i].Name = defaultName(c.Users[i].Email)

@@ -66,6 +66,7 @@ func (c *Config) Validate() Problems {
 	c.validateIVR(k)
 	c.validateQueues(k)
 	c.validateAccounts(k)
+	c.validateTeams(k)
 	c.validateStorage(k)
 	c.validateTicketing(k)
 	return k.ps
