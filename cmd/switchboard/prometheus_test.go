@@ -30,11 +30,11 @@ import (
 // prometheus package, against a real Prometheus scraping a real gateway.
 
 const (
-	repoRoot       = "../.."
-	promConfigPath = repoRoot + "/deploy/prometheus/prometheus.yml"
-	promRulesPath  = repoRoot + "/deploy/prometheus/alerts.yml"
-	dashboardPath  = repoRoot + "/deploy/grafana/switchboard.json"
-	operationsPath = repoRoot + "/docs/OPERATIONS.md"
+	opsRepoRoot    = "../.."
+	promConfigPath = opsRepoRoot + "/deploy/prometheus/prometheus.yml"
+	promRulesPath  = opsRepoRoot + "/deploy/prometheus/alerts.yml"
+	dashboardPath  = opsRepoRoot + "/deploy/grafana/switchboard.json"
+	operationsPath = opsRepoRoot + "/docs/OPERATIONS.md"
 	// shippedTarget is the dev gateway's http.listen (CONTRACT.md §3) in prometheus.yml, which
 	// the live test rewrites to its test gateway.
 	shippedTarget = `"127.0.0.1:8080"`
@@ -61,11 +61,11 @@ func registeredMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	nameRE := regexp.MustCompile(`Name:\s*"(switchboard_[a-z0-9_]+)"`)
 	names := map[string]bool{}
-	err := filepath.WalkDir(repoRoot, func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(opsRepoRoot, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && p != repoRoot || d.Name() == "testdata" || d.Name() == "node_modules") {
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && p != opsRepoRoot || d.Name() == "testdata" || d.Name() == "node_modules") {
 			return filepath.SkipDir
 		}
 		if d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
@@ -341,7 +341,7 @@ func runPrometheus(t *testing.T, target string) string {
 		}
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	var logs syncBuffer
+	var logs promLogBuffer
 	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr, "--log.level=info")
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -384,19 +384,19 @@ func runPrometheus(t *testing.T, target string) string {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a process's output and the test reading it.
-type syncBuffer struct {
+// promLogBuffer is a bytes.Buffer safe for a process's output and the test reading it.
+type promLogBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *promLogBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *promLogBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
@@ -641,7 +641,7 @@ func TestPrometheusScrapesGateway(t *testing.T) {
 // shutdown_grace, and passes `systemd-analyze verify` (with ExecStart pointed at a built binary)
 // where systemd is present.
 func TestDeploySystemdUnitVerifies(t *testing.T) {
-	unit, err := os.ReadFile(repoRoot + "/deploy/systemd/switchboard.service")
+	unit, err := os.ReadFile(opsRepoRoot + "/deploy/systemd/switchboard.service")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -686,11 +686,11 @@ func TestDeploySystemdUnitVerifies(t *testing.T) {
 func TestDeployKamailioConfigChecks(t *testing.T) {
 	kam := requirePeerTool(t, "/usr/sbin/kamailio", "kamailio")
 	dir := t.TempDir()
-	cfg, err := os.ReadFile(repoRoot + "/deploy/kamailio/kamailio.cfg")
+	cfg, err := os.ReadFile(opsRepoRoot + "/deploy/kamailio/kamailio.cfg")
 	if err != nil {
 		t.Fatal(err)
 	}
-	list, err := os.ReadFile(repoRoot + "/deploy/kamailio/dispatcher.list")
+	list, err := os.ReadFile(opsRepoRoot + "/deploy/kamailio/dispatcher.list")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -732,7 +732,7 @@ func TestDeployKamailioConfigChecks(t *testing.T) {
 // and /readyz and a grace period above shutdown_grace, expose HTTP with a Service scraped by a
 // ServiceMonitor, and the ConfigMap's configuration passes `switchboard check-config`.
 func TestDeployKubernetesManifests(t *testing.T) {
-	files, err := filepath.Glob(repoRoot + "/deploy/kubernetes/*.yaml")
+	files, err := filepath.Glob(opsRepoRoot + "/deploy/kubernetes/*.yaml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no manifests: %v", err)
 	}
