@@ -1,4 +1,33 @@
 #!/usr/bin/env bash
-# bench.sh — `make bench`. The load benchmarks need the B2BUA (issue 5) and are not built yet.
-echo "make bench: the SIPp load benchmarks are not built yet (they need the SIP B2BUA); see BENCHMARKS.md" >&2
-exit 1
+# bench.sh — `make bench` (CONTRACT.md §7): the SIPp load benchmarks of the gateway.
+#
+# Provisions SIPp and PostgreSQL (scripts/deps.sh bench), builds the gateway and bench/cmd/sbbench,
+# starts a throwaway PostgreSQL cluster in .data/pgbench (unless it already runs), and runs
+# `sbbench run`, which starts its own gateway, SIPp processes, RTP generator and bare relay on
+# 127.0.0.1, prints one table and writes bench/results/latest.json (BENCHMARKS.md explains every
+# figure). The gateway is pinned to core 0, the load generators to core 1 (taskset).
+# Everything it started is stopped on exit, Ctrl-C included. Extra arguments go to `sbbench run`
+# (e.g. `scripts/bench.sh -quick -cps 100,200 -conc 100`); `sbbench run -h` lists them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh bench
+mkdir -p bin
+go build -o bin/switchboard ./cmd/switchboard
+go build -o bin/sbbench ./bench/cmd/sbbench
+
+started_pg=
+scripts/pg.sh status .data/pgbench 2>/dev/null || started_pg=1
+stop_pg() { if [ -n "$started_pg" ]; then scripts/pg.sh stop .data/pgbench || true; fi; }
+trap stop_pg EXIT
+url=$(scripts/pg.sh start .data/pgbench switchboard_bench)
+
+# The gateway (and the relay) on core 0; SIPp, the RTP generator and sbbench on core 1.
+gw_cpus=0 load_cpus=1
+if [ "$(nproc)" -lt 2 ] || ! command -v taskset >/dev/null; then
+  echo "bench.sh: fewer than 2 cores or no taskset: nothing is pinned" >&2
+  gw_cpus= load_cpus=
+fi
+run=(bin/sbbench run -database-url "$url" -gateway-cpus "$gw_cpus" -load-cpus "$load_cpus")
+if [ -n "$load_cpus" ]; then run=(taskset -c "$load_cpus" "${run[@]}"); fi
+"${run[@]}" "$@"

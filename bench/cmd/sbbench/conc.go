@@ -1,0 +1,472 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/bench/procstat"
+	"github.com/switchboard-voice/switchboard/bench/rtpgen"
+)
+
+// concStep is one concurrency step: Calls calls held with RTP both ways and recording on.
+type concStep struct {
+	Calls       int     `json:"calls"`
+	LegsStarted int     `json:"legs_started"` // media legs the generator started (2 per call)
+	SippFailed  int     `json:"sipp_failed"`
+	RampS       float64 `json:"ramp_s"`
+	WindowS     float64 `json:"window_s"`
+	// In the window: the gateway's CPU in cores, packets the phones received from it per
+	// second, and gateway CPU per such packet.
+	GatewayCPU     float64 `json:"gateway_cpu"`
+	ForwardedPPS   float64 `json:"forwarded_pps"`
+	GatewayTxPPS   float64 `json:"gateway_tx_pps"` // switchboard_rtp_packets_total{direction="tx"}
+	CPUUsPerPacket float64 `json:"cpu_us_per_packet"`
+	// Over the whole step, from the gateway's counters (switchboard_rtp_packets_total rx,
+	// switchboard_rtp_packets_lost_total, counted by RFC 3550 per leg when the call ends).
+	GatewayRx   float64 `json:"gateway_rx"`
+	GatewayLost float64 `json:"gateway_lost"`
+	LossPct     float64 `json:"loss_pct"`
+	// The kernel's drops on the gateway's RTP sockets (/proc/net/udp, at the window's end).
+	GatewaySocketDrops uint64 `json:"gateway_socket_drops"`
+	// The generator's own view over the step.
+	Gen           rtpgen.Stats `json:"generator"`
+	GenSocketDrop uint64       `json:"generator_socket_drops"`
+	GenLossPct    float64      `json:"generator_end_to_end_loss_pct"` // 1 − received/sent
+	// Memory at the window's end, and per call above the idle gateway before the first step.
+	RSSKB        int64   `json:"rss_kb"`
+	RSSKBPerCall float64 `json:"rss_kb_per_call"`
+	HeapMBInuse  float64 `json:"heap_inuse_mb"`
+	Pass         bool    `json:"pass"`
+	Why          string  `json:"why,omitempty"`
+}
+
+// floorStep is the bare relay carrying the same load.
+type floorStep struct {
+	Calls          int          `json:"calls"`
+	WindowS        float64      `json:"window_s"`
+	RelayCPU       float64      `json:"relay_cpu"`
+	ForwardedPPS   float64      `json:"forwarded_pps"`
+	CPUUsPerPacket float64      `json:"cpu_us_per_packet"`
+	RelayForwarded uint64       `json:"relay_forwarded"`
+	Gen            rtpgen.Stats `json:"generator"`
+}
+
+const (
+	lossLimitPct = 0.1
+	cpuLimit     = 0.8
+)
+
+// runConcurrency steps the number of held calls up until a step fails (a failed call, loss ≥
+// 0.1 %, gateway CPU ≥ 80 % of its core) or the budget runs out.
+func (b *bench) runConcurrency(ctx context.Context) error {
+	if err := b.idle(ctx, 120*time.Second); err != nil {
+		return err
+	}
+	rssBase, err := procstat.RSSKB(b.gw.pid)
+	if err != nil {
+		return err
+	}
+	b.res.RSSBaseKB = rssBase
+	for i, n := range b.concSteps {
+		ramp := time.Duration(n/b.concRate+1) * time.Second
+		if !b.fits(2*ramp + b.settle + b.concMeasure + 2*time.Minute) {
+			b.res.note("concurrency steps from %d calls on skipped: the time budget", n)
+			break
+		}
+		b.logf("concurrency step %d calls (set up at %d/s)", n, b.concRate)
+		st, err := b.concStep(ctx, 50+i, n, rssBase)
+		if err != nil {
+			return err
+		}
+		b.res.Conc = append(b.res.Conc, st)
+		b.logf("  legs %d/%d, gateway CPU %.0f%%, %.0f packets/s forwarded, %.2f µs/packet, loss %.4f%% (socket drops %d), generator loss %.4f%%, RSS %.1f KiB/call: %s",
+			st.LegsStarted, 2*n, 100*st.GatewayCPU, st.ForwardedPPS, st.CPUUsPerPacket, st.LossPct, st.GatewaySocketDrops, st.GenLossPct, st.RSSKBPerCall, passText(st.Pass, st.Why))
+		if !st.Pass {
+			break
+		}
+	}
+	return nil
+}
+
+func (b *bench) concStep(ctx context.Context, tag, n int, rssBase int64) (concStep, error) {
+	st := concStep{Calls: n}
+	dir := filepath.Join(b.work, fmt.Sprintf("conc-%d", n))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return st, err
+	}
+	gen, err := rtpgen.New(rtpgen.Options{}, 2*n)
+	if err != nil {
+		return st, err
+	}
+	defer gen.Close()
+	gen.Run()
+	legs := gen.Legs()
+	prefix := callerPrefix(tag)
+	if err := writeLines(filepath.Join(dir, "carrier.csv"), n, func(w io.Writer, i int) {
+		fmt.Fprintf(w, "%s%05d;%d\n", prefix, i, legs[i].Port())
+	}); err != nil {
+		return st, err
+	}
+	if err := writeLines(filepath.Join(dir, "desk.csv"), n, func(w io.Writer, i int) {
+		fmt.Fprintf(w, "%d\n", legs[n+i].Port())
+	}); err != nil {
+		return st, err
+	}
+	ramp := time.Duration(float64(n)/float64(b.concRate)*1000) * time.Millisecond
+	hold := ramp + 8*time.Second + b.settle + b.concMeasure + 4*time.Second
+	scen, err := os.ReadFile(filepath.Join(b.root, "bench", "scenarios", "conc_carrier.xml"))
+	if err != nil {
+		return st, err
+	}
+	carrierXML := filepath.Join(dir, "conc_carrier.xml")
+	if err := os.WriteFile(carrierXML, []byte(strings.ReplaceAll(string(scen), "HOLD_MS", strconv.FormatInt(hold.Milliseconds(), 10))), 0o644); err != nil {
+		return st, err
+	}
+
+	mBefore, err := b.metrics(ctx)
+	if err != nil {
+		return st, err
+	}
+	desk, err := b.startSipp("desk", dir, "-sf", filepath.Join(b.root, "bench", "scenarios", "conc_desk.xml"),
+		"-inf", filepath.Join(dir, "desk.csv"), "-p", strconv.Itoa(b.gw.cfg.DeskPort),
+		"-trace_logs", "-log_file", filepath.Join(dir, "desk.log"), "-trace_stat", "-stf", "desk-stat.csv", "-trace_err")
+	if err != nil {
+		return st, err
+	}
+	defer desk.stop()
+	if err := waitBound(ctx, b.gw.cfg.DeskPort); err != nil {
+		return st, err
+	}
+
+	// Start each leg's media as soon as SIPp logs the gateway's port for it.
+	var mu sync.Mutex
+	gwPorts := map[int]bool{}
+	var startErr error
+	onLine := func(line string) {
+		f := strings.Fields(line)
+		if len(f) < 3 || (f[0] != "C" && f[0] != "D") {
+			return
+		}
+		ours, err1 := strconv.Atoi(f[1])
+		theirs, err2 := strconv.Atoi(f[2])
+		leg := gen.Leg(ours)
+		mu.Lock()
+		defer mu.Unlock()
+		if err1 != nil || err2 != nil || leg == nil || theirs <= 0 || theirs > 65535 {
+			startErr = fmt.Errorf("bad sipp log line %q", line)
+			return
+		}
+		gwPorts[theirs], gwPorts[theirs+1] = true, true
+		if err := gen.Start(leg, netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(theirs))); err != nil {
+			startErr = err
+		}
+	}
+	tailCtx, stopTail := context.WithCancel(ctx)
+	var tails sync.WaitGroup
+	defer func() { stopTail(); tails.Wait() }()
+	for _, name := range []string{"desk.log", "carrier.log"} {
+		tails.Add(1)
+		go func() { defer tails.Done(); logTail(tailCtx, filepath.Join(dir, name), onLine) }()
+	}
+	port, err := freePort()
+	if err != nil {
+		return st, err
+	}
+	began := time.Now()
+	carrier, err := b.startSipp("carrier", dir, "-sf", carrierXML, "-inf", filepath.Join(dir, "carrier.csv"),
+		"-p", strconv.Itoa(port), "-r", strconv.Itoa(b.concRate), "-rp", "1000", "-m", strconv.Itoa(n), "-l", strconv.Itoa(n),
+		"-s", "+15550197", fmt.Sprintf("127.0.0.1:%d", b.gw.cfg.SIPPort),
+		"-trace_logs", "-log_file", filepath.Join(dir, "carrier.log"), "-trace_stat", "-stf", "carrier-stat.csv", "-trace_err",
+		"-recv_timeout", "10000", "-timeout", fmt.Sprintf("%ds", int((hold+ramp).Seconds())+60), "-timeout_error")
+	if err != nil {
+		return st, err
+	}
+	defer carrier.stop()
+	waitFor(ctx, ramp+10*time.Second, func() bool {
+		select {
+		case <-carrier.done:
+			return true
+		default:
+		}
+		return gen.Stats().Started == 2*n
+	})
+	st.RampS = time.Since(began).Seconds()
+	st.LegsStarted = gen.Stats().Started
+
+	// The window: every call up, media flowing, no hang-up yet (the first BYE comes at began+hold).
+	sleepCtx(ctx, b.settle)
+	measure := min(b.concMeasure, time.Until(began.Add(hold-2*time.Second)))
+	if b.profile {
+		go b.saveProfile(ctx, filepath.Join(b.work, fmt.Sprintf("conc-%d.pprof", n)), int(min(10*time.Second, measure).Seconds()))
+	}
+	u0, err := readUsage(b.gw.pid)
+	if err != nil {
+		return st, b.gatewayAlive()
+	}
+	g0 := gen.Stats()
+	m0, err := b.metrics(ctx)
+	if err != nil {
+		return st, err
+	}
+	sleepCtx(ctx, measure)
+	u1, err := readUsage(b.gw.pid)
+	if err != nil {
+		return st, b.gatewayAlive()
+	}
+	g1 := gen.Stats()
+	m1, err := b.metrics(ctx)
+	if err != nil {
+		return st, err
+	}
+	mu.Lock()
+	ports := make(map[int]bool, len(gwPorts))
+	for p := range gwPorts {
+		ports[p] = true
+	}
+	mu.Unlock()
+	st.GatewaySocketDrops, _, _ = procstat.UDPDrops(ports)
+	st.GenSocketDrop, _ = gen.Drops()
+	if st.RSSKB, err = procstat.RSSKB(b.gw.pid); err != nil {
+		return st, b.gatewayAlive()
+	}
+	st.HeapMBInuse = m1.Sum("go_memstats_heap_inuse_bytes", nil) / (1 << 20)
+	gen.StopSending()
+
+	win := u1.wall.Sub(u0.wall)
+	st.WindowS = win.Seconds()
+	var cpu time.Duration
+	st.GatewayCPU, cpu = share(u0, u1)
+	fwd := float64(g1.Received - g0.Received)
+	st.ForwardedPPS = fwd / win.Seconds()
+	tx := map[string]string{"direction": "tx"}
+	st.GatewayTxPPS = (m1.Sum("switchboard_rtp_packets_total", tx) - m0.Sum("switchboard_rtp_packets_total", tx)) / win.Seconds()
+	if fwd > 0 {
+		st.CPUUsPerPacket = float64(cpu.Microseconds()) / fwd
+	}
+	st.RSSKBPerCall = float64(st.RSSKB-rssBase) / float64(n)
+
+	// Hang-ups: SIPp's BYEs, then the gateway closes the legs and counts their loss.
+	sippErr := carrier.wait(hold + ramp + 60*time.Second)
+	if ss, err := readSippStats(filepath.Join(dir, "carrier-stat.csv")); err == nil {
+		st.SippFailed = ss.Failed + (n - ss.Successful - ss.Failed)
+	} else {
+		st.SippFailed = n
+	}
+	waitFor(ctx, 60*time.Second, func() bool {
+		m, err := b.metrics(ctx)
+		return err == nil && m.Sum("switchboard_calls_active", nil) == 0
+	})
+	desk.stop()
+	stopTail()
+	tails.Wait()
+	if err := b.idle(ctx, 120*time.Second); err != nil {
+		b.logf("  %v", err)
+	}
+	mAfter, err := b.metrics(ctx)
+	if err != nil {
+		return st, err
+	}
+	rx := map[string]string{"direction": "rx"}
+	st.GatewayRx = mAfter.Sum("switchboard_rtp_packets_total", rx) - mBefore.Sum("switchboard_rtp_packets_total", rx)
+	st.GatewayLost = mAfter.Sum("switchboard_rtp_packets_lost_total", nil) - mBefore.Sum("switchboard_rtp_packets_lost_total", nil)
+	if st.GatewayRx+st.GatewayLost > 0 {
+		st.LossPct = 100 * st.GatewayLost / (st.GatewayRx + st.GatewayLost)
+	}
+	st.Gen = gen.Stats()
+	if st.Gen.Sent > 0 {
+		st.GenLossPct = 100 * (1 - float64(st.Gen.Received)/float64(st.Gen.Sent))
+	}
+	removeRecordings(filepath.Join(b.work, "recordings"))
+
+	mu.Lock()
+	serr := startErr
+	mu.Unlock()
+	switch {
+	case serr != nil:
+		return st, serr
+	case sippErr != nil:
+		st.Why = sippErr.Error()
+	case st.SippFailed > 0:
+		st.Why = fmt.Sprintf("%d calls failed", st.SippFailed)
+	case st.LegsStarted < 2*n:
+		st.Why = fmt.Sprintf("only %d of %d legs had media", st.LegsStarted, 2*n)
+	case st.LossPct >= lossLimitPct:
+		st.Why = fmt.Sprintf("loss %.3f%% ≥ %.1f%%", st.LossPct, lossLimitPct)
+	case st.GatewayCPU >= cpuLimit:
+		st.Why = fmt.Sprintf("gateway CPU %.0f%% ≥ %.0f%% of its core", 100*st.GatewayCPU, 100*cpuLimit)
+	default:
+		st.Pass = true
+	}
+	return st, b.gatewayAlive()
+}
+
+// runFloor runs the bare relay with the packet load of the largest passing concurrency step
+// (or of the first step when none passed), pinned where the gateway is.
+func (b *bench) runFloor(ctx context.Context) error {
+	n := 0
+	for _, s := range b.res.Conc {
+		if s.Pass {
+			n = s.Calls
+		}
+	}
+	if n == 0 && len(b.res.Conc) > 0 {
+		n = b.res.Conc[0].Calls
+	}
+	if n == 0 {
+		return nil
+	}
+	if !b.fits(b.settle + b.concMeasure + 30*time.Second) {
+		b.res.note("the floor was skipped: the time budget")
+		return nil
+	}
+	b.logf("floor: the bare relay with %d calls", n)
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := b.pinned(b.gatewayCPUs, self, "relay", "-pairs", strconv.Itoa(n))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start relay: %w", err)
+	}
+	exited := make(chan error, 1)
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	defer func() {
+		stdin.Close()
+		go func() { exited <- cmd.Wait() }()
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	var pairs [][2]int
+	timeout := time.After(30 * time.Second)
+	for ready := false; !ready; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				return fmt.Errorf("relay exited before it was ready")
+			}
+			if l == "ready" {
+				ready = true
+				continue
+			}
+			var a, c int
+			if _, err := fmt.Sscanf(l, "%d %d", &a, &c); err != nil {
+				return fmt.Errorf("relay said %q", l)
+			}
+			pairs = append(pairs, [2]int{a, c})
+		case <-timeout:
+			return fmt.Errorf("relay not ready after 30 s")
+		}
+	}
+	if len(pairs) != n {
+		return fmt.Errorf("relay gave %d pairs for %d calls", len(pairs), n)
+	}
+	gen, err := rtpgen.New(rtpgen.Options{}, 2*n)
+	if err != nil {
+		return err
+	}
+	defer gen.Close()
+	gen.Run()
+	lo := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	legs := gen.Legs()
+	for i, p := range pairs {
+		if err := gen.Start(legs[i], netip.AddrPortFrom(lo, uint16(p[0]))); err != nil {
+			return err
+		}
+		if err := gen.Start(legs[n+i], netip.AddrPortFrom(lo, uint16(p[1]))); err != nil {
+			return err
+		}
+	}
+	sleepCtx(ctx, b.settle)
+	pid := cmd.Process.Pid
+	u0, err := readUsage(pid)
+	if err != nil {
+		return err
+	}
+	g0 := gen.Stats()
+	sleepCtx(ctx, b.concMeasure)
+	u1, err := readUsage(pid)
+	if err != nil {
+		return err
+	}
+	g1 := gen.Stats()
+	gen.StopSending()
+	st := floorStep{Calls: n, WindowS: u1.wall.Sub(u0.wall).Seconds()}
+	var cpu time.Duration
+	st.RelayCPU, cpu = share(u0, u1)
+	fwd := float64(g1.Received - g0.Received)
+	st.ForwardedPPS = fwd / st.WindowS
+	if fwd > 0 {
+		st.CPUUsPerPacket = float64(cpu.Microseconds()) / fwd
+	}
+	stdin.Close()
+	for done := time.After(10 * time.Second); ; { // "forwarded N unlatched M", then EOF as the relay exits
+		var l string
+		var ok bool
+		select {
+		case l, ok = <-lines:
+		case <-done:
+		}
+		if !ok {
+			break
+		}
+		_, _ = fmt.Sscanf(l, "forwarded %d", &st.RelayForwarded)
+	}
+	st.Gen = gen.Stats()
+	b.res.Floor = &st
+	b.logf("  relay CPU %.0f%%, %.0f packets/s forwarded, %.2f µs/packet", 100*st.RelayCPU, st.ForwardedPPS, st.CPUUsPerPacket)
+	return nil
+}
+
+// removeRecordings deletes the WAV files of finished recordings, so that repeated steps do
+// not fill the disk (the database rows stay; nothing reads the files afterwards).
+func removeRecordings(dir string) {
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".wav") {
+			_ = os.Remove(path)
+		}
+		return nil
+	})
+}
+
+// sleepCtx sleeps d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}

@@ -1,0 +1,240 @@
+// Command sbbench is `make bench` (CONTRACT.md §7): the load benchmarks of the gateway, with
+// SIPp as the carrier and the far end, all on 127.0.0.1.
+//
+//	sbbench run [flags]       start the gateway, run the steps, print the table, write the JSON
+//	sbbench relay -pairs N    the bare Go UDP relay (the floor), as a process of its own
+//
+// `run` expects a PostgreSQL cluster (scripts/bench.sh starts one) and a built gateway. It
+// drops and re-creates the database named in -database-url, starts `switchboard serve` pinned
+// to -gateway-cpus, runs SIPp and the RTP generator pinned to -load-cpus (sbbench itself should
+// run there too: scripts/bench.sh starts it under taskset), and measures:
+//
+//  1. calls per second: stepped rates of zero-length calls through the bridged line
+//     (cps.go); setup latency from SIPp's -trace_rtt, event → ticket lag from the gateway's
+//     histogram, tickets counted in the database;
+//  2. concurrency: stepped numbers of held calls with RTP both ways from rtpgen and recording
+//     on (conc.go); loss from the gateway's RTP counters, CPU and RSS from /proc;
+//  3. the floor: the same packet load through bench/relay (conc.go).
+//
+// Every step is bounded in time and the whole run in -budget; every process it starts is
+// stopped when it returns. BENCHMARKS.md explains each figure.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+var nan = math.NaN()
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: sbbench run [flags] | sbbench relay -pairs N")
+		os.Exit(2)
+	}
+	var code int
+	switch os.Args[1] {
+	case "run":
+		code = cmdRun(os.Args[2:], os.Stdout, os.Stderr)
+	case "relay":
+		code = cmdRelay(os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
+	default:
+		fmt.Fprintf(os.Stderr, "sbbench: unknown command %q\n", os.Args[1])
+		code = 2
+	}
+	os.Exit(code)
+}
+
+// bench is one `sbbench run`.
+type bench struct {
+	root        string // the repository
+	work        string // .data/bench/run
+	gatewayBin  string
+	sipp        string
+	dbURL       string
+	gatewayCPUs string // taskset lists; empty: no pinning
+	loadCPUs    string
+	out         string
+	detail      string
+	profile     bool
+	start       time.Time
+	deadline    time.Time
+	log         io.Writer
+
+	cpsRates    []int
+	cpsSeconds  int
+	concSteps   []int
+	concRate    int
+	concMeasure time.Duration
+	settle      time.Duration
+
+	gw *gatewayProc
+	db *pgxpool.Pool
+
+	res report
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	b := &bench{log: stderr, start: time.Now()}
+	root := fs.String("root", ".", "the repository")
+	fs.StringVar(&b.gatewayBin, "gateway", "bin/switchboard", "the gateway binary")
+	fs.StringVar(&b.dbURL, "database-url", "", "PostgreSQL URL of the bench database, dropped and re-created (required)")
+	fs.StringVar(&b.gatewayCPUs, "gateway-cpus", "0", "cores for the gateway and the relay (taskset -c list; empty: no pinning)")
+	fs.StringVar(&b.loadCPUs, "load-cpus", "1", "cores for SIPp and the RTP generator (taskset -c list; empty: no pinning)")
+	fs.StringVar(&b.out, "out", "bench/results/latest.json", "where the CONTRACT.md §7 figures go")
+	fs.StringVar(&b.detail, "detail", "bench/results/steps.json", "where every step's measurements go")
+	work := fs.String("work", ".data/bench/run", "scratch directory (emptied first)")
+	cps := fs.String("cps", "100,200,300,400,500,600,800,1000,1200,1500", "calls-per-second steps")
+	fs.IntVar(&b.cpsSeconds, "cps-seconds", 20, "seconds of calls per CPS step")
+	conc := fs.String("conc", "250,500,750,1000,1500,2000,2500", "concurrent-call steps")
+	fs.IntVar(&b.concRate, "conc-rate", 200, "calls per second while a concurrency step ramps up")
+	fs.DurationVar(&b.concMeasure, "conc-measure", 15*time.Second, "measurement window of a concurrency step")
+	fs.DurationVar(&b.settle, "settle", 3*time.Second, "wait after media starts before measuring")
+	budget := fs.Duration("budget", 18*time.Minute, "stop starting steps that would end after this much time")
+	fs.BoolVar(&b.profile, "profile", false, "also save 10 s CPU profiles of the gateway (pprof) at the last CPS step and the largest concurrency step (they cost CPU: not for the recorded figures)")
+	quick := fs.Bool("quick", false, "development: short steps (5 s CPS steps, 5 s windows)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if b.dbURL == "" {
+		fmt.Fprintln(stderr, "sbbench run: -database-url is required")
+		return 2
+	}
+	var err error
+	if b.cpsRates, err = ints(*cps); err != nil {
+		fmt.Fprintln(stderr, "sbbench run: -cps:", err)
+		return 2
+	}
+	if b.concSteps, err = ints(*conc); err != nil {
+		fmt.Fprintln(stderr, "sbbench run: -conc:", err)
+		return 2
+	}
+	if *quick {
+		b.cpsSeconds, b.concMeasure, b.settle = 5, 5*time.Second, 2*time.Second
+	}
+	if b.root, err = filepath.Abs(*root); err != nil {
+		fmt.Fprintln(stderr, "sbbench run:", err)
+		return 1
+	}
+	abs := func(p string) string {
+		if filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(b.root, p)
+	}
+	b.work, b.gatewayBin, b.out, b.detail = abs(*work), abs(b.gatewayBin), abs(b.out), abs(b.detail)
+	b.deadline = b.start.Add(*budget)
+	if b.sipp, err = exec.LookPath("sipp"); err != nil {
+		fmt.Fprintln(stderr, "sbbench run: sipp not found (apt-get install sip-tester; scripts/deps.sh bench)")
+		return 1
+	}
+	if _, err := exec.LookPath("taskset"); err != nil && (b.gatewayCPUs != "" || b.loadCPUs != "") {
+		fmt.Fprintln(stderr, "sbbench run: taskset (util-linux) not found: nothing is pinned")
+		b.gatewayCPUs, b.loadCPUs = "", ""
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = b.run(ctx)
+	b.stopGateway()
+	if err != nil {
+		fmt.Fprintln(stderr, "sbbench run:", err)
+		return 1
+	}
+	b.res.print(stdout, b)
+	if err := b.res.write(b); err != nil {
+		fmt.Fprintln(stderr, "sbbench run:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "\nwrote %s and %s in %s\n", rel(b.root, b.out), rel(b.root, b.detail), time.Since(b.start).Round(time.Second))
+	return 0
+}
+
+// run is the whole benchmark; the caller stops the gateway.
+func (b *bench) run(ctx context.Context) error {
+	if err := os.RemoveAll(b.work); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(b.work, 0o755); err != nil {
+		return err
+	}
+	b.logf("resetting the bench database")
+	if err := resetDatabase(ctx, b.dbURL); err != nil {
+		return err
+	}
+	b.logf("starting the gateway (cores %q; load generators on cores %q)", b.gatewayCPUs, b.loadCPUs)
+	if err := b.startGateway(ctx); err != nil {
+		return err
+	}
+	b.res.init(b)
+	if err := b.runCPS(ctx); err != nil {
+		return fmt.Errorf("calls per second: %w", err)
+	}
+	if err := b.runConcurrency(ctx); err != nil {
+		return fmt.Errorf("concurrency: %w", err)
+	}
+	if err := b.runFloor(ctx); err != nil {
+		return fmt.Errorf("floor: %w", err)
+	}
+	return nil
+}
+
+// pinned is exec.Command under `taskset -c cpus` when cpus is set.
+func (b *bench) pinned(cpus, name string, args ...string) *exec.Cmd {
+	if cpus == "" {
+		return exec.Command(name, args...)
+	}
+	return exec.Command("taskset", append([]string{"-c", cpus, name}, args...)...)
+}
+
+// fits reports whether a step of about d still ends within the budget.
+func (b *bench) fits(d time.Duration) bool { return time.Now().Add(d).Before(b.deadline) }
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.log, "[%6.1fs] %s\n", time.Since(b.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q is not a positive integer", f)
+		}
+		if len(out) > 0 && n <= out[len(out)-1] {
+			return nil, errors.New("steps must increase")
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no steps")
+	}
+	return out, nil
+}
+
+func rel(root, p string) string {
+	if r, err := filepath.Rel(root, p); err == nil {
+		return r
+	}
+	return p
+}

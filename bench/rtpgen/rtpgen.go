@@ -1,0 +1,455 @@
+//go:build linux
+
+// Package rtpgen is the media load generator of the concurrency benchmark: it plays both
+// phones of many calls at once, because SIPp's own media cannot (rtp_stream sends every
+// call's audio from one socket and never reads the echo; a -rtp_echo far end is one socket
+// that drops packets from a few hundred calls up).
+//
+// Each call leg is a socket of its own, as on a real phone: an even RTP port with its RTCP
+// port bound next to it (RFC 3550 §11), so the gateway sees one peer address per leg and
+// latches on it. A started leg sends a continuous 20 ms PCMU stream (RFC 3551: payload type
+// 0, 160 samples per packet, sequence +1 and timestamp +160 per packet) to the gateway's port
+// for that leg, and everything that comes back is read and checked: RTP version and size,
+// and the sequence numbers of each leg's incoming stream (a forward jump counts the skipped
+// packets as lost, RFC 3550 §A.3).
+//
+// Two goroutines do the work whatever the number of legs. The sender spreads the legs over
+// Slots time slots of the 20 ms period so the load is smooth, and writes each packet with one
+// write(2) on the leg's connected socket. The receiver waits in one epoll_wait(2) for up to
+// 256 ready sockets at a time (the batching that matters at one packet per socket per 20 ms;
+// recvmmsg(2) would only batch packets of one socket) and drains each with read(2). The
+// generator reports its own failures: send errors, sequence gaps, malformed packets, ticks
+// that ran late, and the kernel's drops on its sockets (Drops, from /proc/net/udp).
+package rtpgen
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/switchboard-voice/switchboard/bench/procstat"
+)
+
+// Defaults of Options.
+const (
+	DefaultPortMin     = 40000
+	DefaultPortMax     = 59999
+	DefaultInterval    = 20 * time.Millisecond
+	DefaultPayload     = 160 // 20 ms of 8 kHz μ-law
+	DefaultSlots       = 20
+	DefaultMaxDuration = 30 * time.Minute
+	headerSize         = 12
+)
+
+// Options configures a Gen; zero values take the defaults above.
+type Options struct {
+	// Addr is the local address the legs bind; default 127.0.0.1.
+	Addr netip.Addr
+	// PortMin and PortMax bound the even RTP ports tried for legs; ports other processes hold
+	// are skipped.
+	PortMin, PortMax int
+	// Interval is the packet period of every leg; Payload the payload size in bytes.
+	Interval time.Duration
+	Payload  int
+	// Slots spreads the legs' sends over the period.
+	Slots int
+	// MaxDuration stops the goroutines of a Gen that was never closed.
+	MaxDuration time.Duration
+}
+
+func (o *Options) defaults() {
+	if !o.Addr.IsValid() {
+		o.Addr = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	if o.PortMin == 0 {
+		o.PortMin = DefaultPortMin
+	}
+	if o.PortMax == 0 {
+		o.PortMax = DefaultPortMax
+	}
+	if o.PortMin%2 == 1 {
+		o.PortMin++
+	}
+	if o.Interval <= 0 {
+		o.Interval = DefaultInterval
+	}
+	if o.Payload <= 0 {
+		o.Payload = DefaultPayload
+	}
+	if o.Slots <= 0 {
+		o.Slots = DefaultSlots
+	}
+	if o.MaxDuration <= 0 {
+		o.MaxDuration = DefaultMaxDuration
+	}
+}
+
+// Stats are the generator's counters since New.
+type Stats struct {
+	Legs       int    `json:"legs"`        // legs opened
+	Started    int    `json:"started"`     // legs started
+	Sent       uint64 `json:"sent"`        // RTP packets written
+	SendErrors uint64 `json:"send_errors"` // writes that failed (e.g. ECONNREFUSED once the gateway closed the port)
+	Received   uint64 `json:"received"`    // RTP packets read on the legs
+	SeqLost    uint64 `json:"seq_lost"`    // packets missing in the incoming sequence numbers (RFC 3550 §A.3)
+	Reordered  uint64 `json:"reordered"`   // packets older than the newest one seen
+	Duplicates uint64 `json:"duplicates"`
+	Malformed  uint64 `json:"malformed"`  // not RTP version 2, payload type 0, Payload bytes
+	RTCP       uint64 `json:"rtcp"`       // datagrams read on the RTCP ports
+	LateTicks  uint64 `json:"late_ticks"` // sender slots that began more than one interval late
+}
+
+// Leg is one call leg: an RTP socket and its RTCP neighbour.
+type Leg struct {
+	g      *Gen
+	port   int
+	fd     int
+	rtcpFD int
+	slot   int
+
+	// Owned by the sender goroutine once sending is set.
+	pkt     []byte
+	seq     uint16
+	ts      uint32
+	sending atomic.Bool
+	started atomic.Bool
+
+	// Owned by the receiver goroutine.
+	haveSeq bool
+	ssrc    uint32
+	maxSeq  uint16
+}
+
+// Port is the leg's RTP port, to offer in SDP.
+func (l *Leg) Port() int { return l.port }
+
+type bucket struct {
+	mu   sync.Mutex
+	legs []*Leg
+}
+
+// fdEntry maps a ready file descriptor to its leg.
+type fdEntry struct {
+	leg  *Leg
+	rtcp bool
+}
+
+// Gen is a set of legs and the two goroutines that drive them. Create with New, then Run;
+// Close stops everything and closes the sockets.
+type Gen struct {
+	opts    Options
+	epfd    int
+	legs    []*Leg
+	byPort  map[int]*Leg
+	byFD    []fdEntry
+	buckets []bucket
+	payload []byte
+
+	sent, sendErrs, received, lost, reordered, dups, bad, rtcp, late atomic.Uint64
+	started                                                          atomic.Int64
+
+	closing   atomic.Bool
+	runOnce   sync.Once
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+	errMu     sync.Mutex
+	err       error
+}
+
+// New binds n legs (2n ports) and prepares them; nothing is sent until Run and Start.
+func New(opts Options, n int) (*Gen, error) {
+	opts.defaults()
+	if !opts.Addr.Is4() {
+		return nil, fmt.Errorf("rtpgen: new: %v is not an IPv4 address", opts.Addr)
+	}
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("rtpgen: epoll_create1: %w", err)
+	}
+	g := &Gen{opts: opts, epfd: epfd, byPort: make(map[int]*Leg, n), buckets: make([]bucket, opts.Slots)}
+	g.payload = make([]byte, opts.Payload)
+	for i := range g.payload { // a 400 Hz μ-law tone, so recordings hold audio, not silence
+		g.payload[i] = ulaw(int16(6000 * math.Sin(2*math.Pi*400*float64(i)/8000)))
+	}
+	port := opts.PortMin
+	for len(g.legs) < n {
+		if port+1 > opts.PortMax {
+			g.Close()
+			return nil, fmt.Errorf("rtpgen: new: only %d of %d legs fit in ports %d-%d", len(g.legs), n, opts.PortMin, opts.PortMax)
+		}
+		l, err := g.bindLeg(port)
+		port += 2
+		if errors.Is(err, unix.EADDRINUSE) {
+			continue
+		}
+		if err != nil {
+			g.Close()
+			return nil, err
+		}
+		l.slot = len(g.legs) % opts.Slots
+		g.legs = append(g.legs, l)
+		g.byPort[l.port] = l
+	}
+	return g, nil
+}
+
+func (g *Gen) bindLeg(port int) (*Leg, error) {
+	rtp, err := g.bindSocket(port)
+	if err != nil {
+		return nil, err
+	}
+	rtcp, err := g.bindSocket(port + 1)
+	if err != nil {
+		unix.Close(rtp)
+		return nil, err
+	}
+	l := &Leg{g: g, port: port, fd: rtp, rtcpFD: rtcp, pkt: make([]byte, headerSize+g.opts.Payload)}
+	for _, e := range []struct {
+		fd   int
+		rtcp bool
+	}{{rtp, false}, {rtcp, true}} {
+		for len(g.byFD) <= e.fd {
+			g.byFD = append(g.byFD, fdEntry{})
+		}
+		g.byFD[e.fd] = fdEntry{leg: l, rtcp: e.rtcp}
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(e.fd)}
+		if err := unix.EpollCtl(g.epfd, unix.EPOLL_CTL_ADD, e.fd, &ev); err != nil {
+			unix.Close(rtp)
+			unix.Close(rtcp)
+			return nil, fmt.Errorf("rtpgen: epoll_ctl: %w", err)
+		}
+	}
+	return l, nil
+}
+
+func (g *Gen) bindSocket(port int) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("rtpgen: socket: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: port, Addr: g.opts.Addr.As4()}); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("rtpgen: bind %v:%d: %w", g.opts.Addr, port, err)
+	}
+	return fd, nil
+}
+
+// Legs returns the legs in port order.
+func (g *Gen) Legs() []*Leg { return g.legs }
+
+// Leg returns the leg bound to RTP port port, or nil.
+func (g *Gen) Leg(port int) *Leg { return g.byPort[port] }
+
+// Ports returns every port the legs hold, RTP and RTCP (for Drops and /proc lookups).
+func (g *Gen) Ports() map[int]bool {
+	m := make(map[int]bool, 2*len(g.legs))
+	for _, l := range g.legs {
+		m[l.port], m[l.port+1] = true, true
+	}
+	return m
+}
+
+// Run starts the sender and receiver goroutines; calling it again does nothing.
+func (g *Gen) Run() {
+	g.runOnce.Do(func() {
+		g.wg.Add(2)
+		go g.sendLoop()
+		go g.recvLoop()
+	})
+}
+
+// Start makes leg l send to remote (the gateway's port for that leg) from now on. The
+// socket is connected to remote, so the kernel also filters what l receives to that peer.
+// Starting a started leg is an error.
+func (g *Gen) Start(l *Leg, remote netip.AddrPort) error {
+	if !remote.Addr().Is4() {
+		return fmt.Errorf("rtpgen: start leg %d: %v is not IPv4", l.port, remote)
+	}
+	if !l.started.CompareAndSwap(false, true) {
+		return fmt.Errorf("rtpgen: start leg %d: already started", l.port)
+	}
+	if err := unix.Connect(l.fd, &unix.SockaddrInet4{Port: int(remote.Port()), Addr: remote.Addr().As4()}); err != nil {
+		return fmt.Errorf("rtpgen: connect leg %d to %v: %w", l.port, remote, err)
+	}
+	l.seq = uint16(rand.Uint32())
+	l.ts = rand.Uint32()
+	l.pkt[0] = 0x80                                        // V=2, no padding, extension or CSRC
+	l.pkt[1] = 0x80                                        // marker on the first packet (RFC 3551 §4.1), payload type 0 (PCMU)
+	binary.BigEndian.PutUint32(l.pkt[8:], rand.Uint32()|1) // a random, non-zero SSRC
+	copy(l.pkt[headerSize:], g.payload)
+	b := &g.buckets[l.slot]
+	b.mu.Lock()
+	b.legs = append(b.legs, l)
+	b.mu.Unlock()
+	g.started.Add(1)
+	l.sending.Store(true)
+	return nil
+}
+
+// StopSending stops every leg's stream; the sockets stay open and keep being read.
+func (g *Gen) StopSending() {
+	for _, l := range g.legs {
+		l.sending.Store(false)
+	}
+}
+
+// Stats returns the counters so far.
+func (g *Gen) Stats() Stats {
+	return Stats{
+		Legs: len(g.legs), Started: int(g.started.Load()),
+		Sent: g.sent.Load(), SendErrors: g.sendErrs.Load(), Received: g.received.Load(),
+		SeqLost: g.lost.Load(), Reordered: g.reordered.Load(), Duplicates: g.dups.Load(),
+		Malformed: g.bad.Load(), RTCP: g.rtcp.Load(), LateTicks: g.late.Load(),
+	}
+}
+
+// Drops is the kernel's drop count summed over the generator's sockets (/proc/net/udp).
+func (g *Gen) Drops() (uint64, error) {
+	d, _, err := procstat.UDPDrops(g.Ports())
+	return d, err
+}
+
+// Err returns the error that stopped the receiver early, if any.
+func (g *Gen) Err() error {
+	g.errMu.Lock()
+	defer g.errMu.Unlock()
+	return g.err
+}
+
+// Close stops the goroutines and closes every socket. Idempotent.
+func (g *Gen) Close() error {
+	g.closeOnce.Do(func() {
+		g.closing.Store(true)
+		g.wg.Wait()
+		for _, l := range g.legs {
+			unix.Close(l.fd)
+			unix.Close(l.rtcpFD)
+		}
+		unix.Close(g.epfd)
+	})
+	return nil
+}
+
+func (g *Gen) sendLoop() {
+	defer g.wg.Done()
+	slot := g.opts.Interval / time.Duration(g.opts.Slots)
+	start := time.Now()
+	maxTicks := int64(g.opts.MaxDuration / slot)
+	for tick := int64(0); tick < maxTicks && !g.closing.Load(); tick++ {
+		due := start.Add(time.Duration(tick) * slot)
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		} else if -d > g.opts.Interval {
+			g.late.Add(1)
+		}
+		b := &g.buckets[tick%int64(g.opts.Slots)]
+		b.mu.Lock()
+		for _, l := range b.legs {
+			if l.sending.Load() {
+				l.send()
+			}
+		}
+		b.mu.Unlock()
+	}
+}
+
+// send writes the leg's next packet (sender goroutine only).
+func (l *Leg) send() {
+	binary.BigEndian.PutUint16(l.pkt[2:], l.seq)
+	binary.BigEndian.PutUint32(l.pkt[4:], l.ts)
+	if _, err := unix.Write(l.fd, l.pkt); err != nil {
+		l.g.sendErrs.Add(1)
+	} else {
+		l.g.sent.Add(1)
+	}
+	l.pkt[1] &^= 0x80 // marker only on the first packet
+	l.seq++
+	l.ts += uint32(l.g.opts.Payload)
+}
+
+func (g *Gen) recvLoop() {
+	defer g.wg.Done()
+	events := make([]unix.EpollEvent, 256)
+	buf := make([]byte, 2048)
+	deadline := time.Now().Add(g.opts.MaxDuration)
+	for !g.closing.Load() && time.Now().Before(deadline) {
+		n, err := unix.EpollWait(g.epfd, events, 50)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			g.errMu.Lock()
+			g.err = fmt.Errorf("rtpgen: epoll_wait: %w", err)
+			g.errMu.Unlock()
+			return
+		}
+		for _, ev := range events[:n] {
+			fd := int(ev.Fd)
+			if fd < 0 || fd >= len(g.byFD) || g.byFD[fd].leg == nil {
+				continue
+			}
+			e := g.byFD[fd]
+			for range 16 { // drain, bounded so one busy socket cannot starve the rest
+				m, err := unix.Read(fd, buf)
+				if err != nil {
+					break // EAGAIN, or an ICMP error (ECONNREFUSED) reported once
+				}
+				if e.rtcp {
+					g.rtcp.Add(1)
+					continue
+				}
+				e.leg.receive(buf[:m])
+			}
+		}
+	}
+}
+
+// receive checks one datagram read on the leg's RTP socket (receiver goroutine only).
+func (l *Leg) receive(b []byte) {
+	g := l.g
+	g.received.Add(1)
+	if len(b) != headerSize+g.opts.Payload || b[0]>>6 != 2 || b[1]&0x7F != 0 || b[0]&0x3F != 0 {
+		g.bad.Add(1)
+		return
+	}
+	seq := binary.BigEndian.Uint16(b[2:])
+	ssrc := binary.BigEndian.Uint32(b[8:])
+	if !l.haveSeq || ssrc != l.ssrc {
+		l.haveSeq, l.ssrc, l.maxSeq = true, ssrc, seq
+		return
+	}
+	switch d := seq - l.maxSeq; {
+	case d == 0:
+		g.dups.Add(1)
+	case d < 0x8000:
+		g.lost.Add(uint64(d - 1))
+		l.maxSeq = seq
+	default:
+		g.reordered.Add(1)
+	}
+}
+
+// ulaw encodes one linear sample as G.711 μ-law (ITU-T G.711 §A.2 segments).
+func ulaw(s int16) byte {
+	const bias, clip = 0x84, 32635
+	v := int(s)
+	sign := 0
+	if v < 0 {
+		v, sign = -v, 0x80
+	}
+	v = min(v, clip) + bias
+	exp := 7
+	for mask := 0x4000; v&mask == 0 && exp > 0; mask >>= 1 {
+		exp--
+	}
+	mant := (v >> (exp + 3)) & 0x0F
+	return ^byte(sign | exp<<4 | mant)
+}

@@ -1,0 +1,109 @@
+//go:build linux
+
+package rtpgen
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/bench/relay"
+	"github.com/switchboard-voice/switchboard/media"
+)
+
+// The tone is G.711 μ-law exactly as the gateway's codec encodes it.
+func TestULaw_MatchesTheGatewaysEncoder(t *testing.T) {
+	for s := -32768; s <= 32767; s += 7 {
+		if got, want := ulaw(int16(s)), media.EncodeULaw(int16(s)); got != want {
+			t.Fatalf("ulaw(%d) = %#x, want %#x", s, got, want)
+		}
+	}
+}
+
+// Legs get even RTP ports with the RTCP port bound next to them, and ports held by someone
+// else are skipped.
+func TestNew_EvenPortsSkippingBusyOnes(t *testing.T) {
+	busy, err := New(Options{PortMin: 47000, PortMax: 47099}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	g, err := New(Options{PortMin: 47000, PortMax: 47099}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	held := busy.Legs()[0].Port()
+	for _, l := range g.Legs() {
+		if l.Port()%2 != 0 || l.Port() == held {
+			t.Errorf("leg port %d (held: %d)", l.Port(), held)
+		}
+	}
+	if len(g.Ports()) != 6 {
+		t.Errorf("ports %v", g.Ports())
+	}
+	if _, err := New(Options{PortMin: 47000, PortMax: 47003}, 3); err == nil {
+		t.Error("3 legs fit in 4 ports")
+	}
+}
+
+// Calls through the bare relay: every leg sends 20 ms packets and reads the other leg's
+// stream back, with no sequence gaps and nothing malformed.
+func TestGen_StreamsBothWaysThroughARelay(t *testing.T) {
+	const calls = 20
+	r, err := relay.New(netip.MustParseAddr("127.0.0.1"), calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	g, err := New(Options{PortMin: 47100, PortMax: 47999}, 2*calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	g.Run()
+	lo := netip.MustParseAddr("127.0.0.1")
+	for i, p := range r.Ports() {
+		if err := g.Start(g.Legs()[2*i], netip.AddrPortFrom(lo, uint16(p[0]))); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Start(g.Legs()[2*i+1], netip.AddrPortFrom(lo, uint16(p[1]))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.Start(g.Legs()[0], netip.AddrPortFrom(lo, 9)); err == nil {
+		t.Error("a leg started twice")
+	}
+	// 10 packets per leg, then stop and let the last ones arrive.
+	deadline := time.Now().Add(10 * time.Second)
+	for g.Stats().Sent < 2*calls*10 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	g.StopSending()
+	sent := g.Stats().Sent
+	fw, unlatched := r.Counts()
+	for fw+unlatched < sent && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+		fw, unlatched = r.Counts()
+	}
+	for g.Stats().Received < fw && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	st := g.Stats()
+	if st.Sent < 2*calls*10 || st.SendErrors != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	// Each leg's first packet can arrive before the other leg latched: at most one per leg lost.
+	if st.Received != fw || unlatched > 2*calls || st.Received+unlatched != st.Sent {
+		t.Errorf("sent %d, relay forwarded %d dropped %d, received %d", st.Sent, fw, unlatched, st.Received)
+	}
+	if st.SeqLost != 0 || st.Malformed != 0 || st.Duplicates != 0 || st.Reordered != 0 || st.Started != 2*calls {
+		t.Errorf("stats %+v", st)
+	}
+	if d, err := g.Drops(); err != nil || d != 0 {
+		t.Errorf("kernel drops %d, %v", d, err)
+	}
+	if err := g.Err(); err != nil {
+		t.Error(err)
+	}
+}
