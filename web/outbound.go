@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/switchboard-voice/switchboard/ticketing"
 )
@@ -55,12 +57,58 @@ type OutboundStore interface {
 	NormalizePhone(raw string, strict bool) (string, error)
 }
 
-// Outbound validates an agent's outbound dial against the settings (RULES.md OB-1 … OB-6 and
-// TB-3) before anything is dialled, then hands it to the Dialer. TB-1, TB-2 and TB-4 (team
-// ticket entry) are not built: the settings carry no team options yet.
+// Team ticket entry modes (RULES.md TB-1; config teams[].ticket_entry.mode).
+const (
+	TicketEntryOff      = "off"
+	TicketEntryOptional = "optional"
+	TicketEntryRequired = "required"
+)
+
+// TeamEntry is the team ticket entry of an agent's team (RULES.md TB-1 … TB-4). Mode is off
+// (or empty), optional or required; NumberField names the ticket custom field whose value is
+// the number dialled (TB-2), empty for the requester's primary number.
+type TeamEntry struct {
+	Mode        string `json:"mode"`
+	NumberField string `json:"number_field"`
+}
+
+// On reports whether ticket entry applies.
+func (e TeamEntry) On() bool { return e.Mode == TicketEntryOptional || e.Mode == TicketEntryRequired }
+
+// TeamPolicy returns the ticket entry of the agent with this email (the configuration's
+// teams); an agent in no team gets the zero TeamEntry (off).
+type TeamPolicy func(agentEmail string) TeamEntry
+
+// Outbound validates an agent's outbound dial against the settings (RULES.md OB-1 … OB-6) and
+// the agent's team ticket entry (TB-1 … TB-4) before anything is dialled, then hands it to the
+// Dialer.
 type Outbound struct {
 	Store  OutboundStore
 	Dialer Dialer
+	// Teams tells each agent's team ticket entry; nil means off for everyone.
+	Teams TeamPolicy
+}
+
+func conflict(format string, args ...any) error {
+	return &ticketing.Error{Kind: ticketing.ErrConflict, Description: fmt.Sprintf(format, args...)}
+}
+
+// entry returns the ticket entry of agent agentID: Teams keyed by the agent's email.
+func (o *Outbound) entry(ctx context.Context, agentID int64) (TeamEntry, error) {
+	if o.Teams == nil {
+		return TeamEntry{}, nil
+	}
+	u, err := o.Store.User(ctx, agentID)
+	if errors.Is(err, ticketing.ErrNotFound) {
+		return TeamEntry{}, nil
+	}
+	if err != nil {
+		return TeamEntry{}, fmt.Errorf("web: outbound: agent: %w", err)
+	}
+	if u.Email == nil {
+		return TeamEntry{}, nil
+	}
+	return o.Teams(*u.Email), nil
 }
 
 func forbidden(format string, args ...any) error {
@@ -74,8 +122,16 @@ func invalid(field, format string, args ...any) error {
 
 // Validate applies the rules and returns the call to dial, or a *ticketing.Error: 422 for a
 // malformed or missing field and OB-6, 403 for what the settings forbid (OB-3, OB-4, OB-5, a
-// ticket choice not offered), 409 for a solved or closed ticket (TB-3).
+// ticket choice not offered, TB-4), 409 for a solved or closed ticket (TB-3). When the agent's
+// team uses ticket entry (Teams), the TB rules replace the OB choice (validateTeamEntry).
 func (o *Outbound) Validate(ctx context.Context, agentID int64, req CallRequest) (Dial, error) {
+	te, err := o.entry(ctx, agentID)
+	if err != nil {
+		return Dial{}, err
+	}
+	if te.On() {
+		return o.validateTeamEntry(ctx, agentID, te, req)
+	}
 	d := Dial{AgentID: agentID, ContactID: req.ContactID, TicketChoice: req.TicketChoice, EnteredNumber: req.EnteredNumber}
 	if d.TicketChoice == "" {
 		d.TicketChoice = TicketExisting
@@ -155,13 +211,170 @@ func (o *Outbound) Validate(ctx context.Context, agentID int64, req CallRequest)
 			return Dial{}, invalid("ticket_id", "ticket %d is not %s's", tk.ID, contact.Name)
 		}
 		if tk.Status == ticketing.StatusSolved || tk.Status == ticketing.StatusClosed { // rule TB-3
-			return Dial{}, &ticketing.Error{Kind: ticketing.ErrConflict,
-				Description: fmt.Sprintf("Ticket %d is %s: a call cannot be added to it", tk.ID, tk.Status)}
+			return Dial{}, conflict("Ticket %d is %s: a call cannot be added to it", tk.ID, tk.Status)
 		}
 		id := tk.ID
 		d.TicketID = &id
 	}
 	return d, nil
+}
+
+// validateTeamEntry applies team ticket entry (RULES.md TB-1 … TB-4), which replaces the OB
+// ticket choice and number rules for the agent's dial:
+//   - TB-4: entered_number is refused (403) whatever allow_entered_number says.
+//   - TB-1: with a ticket_id the call goes to that ticket. Without one: required refuses the dial
+//     (422 naming ticket_id; 403 when the request dials a contact's number directly), optional
+//     dials the contact's stored number and always makes a new ticket (no OB-1 auto-pick).
+//     "no ticket" is not offered (403).
+//   - TB-2: the number is the ticket field NumberField's value when set and not empty,
+//     otherwise the requester's primary number; a request's to must be empty or that number
+//     (403 otherwise, TB-4); contact_id must be empty or the requester.
+//   - TB-3: new, open, pending and hold tickets take the call; solved and closed are 409.
+func (o *Outbound) validateTeamEntry(ctx context.Context, agentID int64, te TeamEntry, req CallRequest) (Dial, error) {
+	const on = "Team ticket entry is on for your team"
+	if req.EnteredNumber { // rule TB-4
+		return Dial{}, forbidden("%s: entered numbers cannot be dialled; enter a ticket ID and the ticket's number is called", on)
+	}
+	switch req.TicketChoice {
+	case "", TicketExisting, TicketNew:
+	case TicketNone:
+		return Dial{}, forbidden("%s: a call goes to the entered ticket or a new one, \"no ticket\" is not offered", on)
+	default:
+		return Dial{}, invalid("ticket_choice", "must be existing, new or none")
+	}
+	settings, err := o.Store.Settings(ctx)
+	if err != nil {
+		return Dial{}, fmt.Errorf("web: outbound: settings: %w", err)
+	}
+	if req.TicketID == nil {
+		if te.Mode == TicketEntryRequired { // rule TB-1
+			if req.To != "" || req.ContactID != 0 { // rule TB-4
+				return Dial{}, &ticketing.Error{Kind: ticketing.ErrForbidden,
+					Description: on + ": a ticket ID is required; dialling a contact's number directly is not allowed",
+					Details:     map[string][]string{"ticket_id": {"is required: team ticket entry is on"}}}
+			}
+			return Dial{}, invalid("ticket_id", "is required: team ticket entry is on for your team; enter the ticket to call from")
+		}
+		// Rule TB-1 optional: no ticket given → a new ticket, to one of the contact's numbers.
+		d, err := o.contactDial(ctx, agentID, settings, req)
+		if err != nil {
+			return Dial{}, err
+		}
+		d.TicketChoice = TicketNew
+		return d, nil
+	}
+	if req.TicketChoice == TicketNew {
+		return Dial{}, invalid("ticket_id", "must be empty with a new ticket")
+	}
+	tk, err := o.Store.Ticket(ctx, *req.TicketID)
+	if errors.Is(err, ticketing.ErrNotFound) {
+		return Dial{}, invalid("ticket_id", "no such ticket")
+	}
+	if err != nil {
+		return Dial{}, fmt.Errorf("web: outbound: ticket: %w", err)
+	}
+	if !tk.Unsolved() { // rule TB-3
+		if tk.MergedIntoID != nil {
+			return Dial{}, conflict("Ticket %d was merged into ticket %d: enter that one", tk.ID, *tk.MergedIntoID)
+		}
+		return Dial{}, conflict("Ticket %d is %s: a call cannot be added to it; enter another ticket", tk.ID, tk.Status)
+	}
+	requester, err := o.Store.User(ctx, tk.RequesterID)
+	if err != nil {
+		return Dial{}, fmt.Errorf("web: outbound: requester: %w", err)
+	}
+	if req.ContactID != 0 && req.ContactID != requester.ID {
+		return Dial{}, invalid("contact_id", "ticket %d is %s's: leave contact_id empty or give theirs", tk.ID, requester.Name)
+	}
+	if requester.Placeholder { // rule OB-6
+		return Dial{}, invalid("ticket_id", "ticket %d's requester is an anonymous caller: there is no number to dial", tk.ID)
+	}
+	// Rule TB-2: the named field's value, else the requester's primary number.
+	raw, from := "", "the requester's primary number"
+	if te.NumberField != "" {
+		if v, ok := customField(tk.CustomFields, te.NumberField); ok && strings.TrimSpace(v) != "" {
+			raw, from = v, "the ticket field "+te.NumberField
+		}
+	}
+	if raw == "" && requester.Phone != nil {
+		raw = *requester.Phone
+	}
+	if raw == "" { // rule OB-6
+		return Dial{}, invalid("ticket_id", "ticket %d's requester %s has no phone number to dial", tk.ID, requester.Name)
+	}
+	to, err := o.Store.NormalizePhone(raw, settings.PhoneValidation)
+	if err != nil {
+		return Dial{}, invalid("ticket_id", "%s of ticket %d holds %q, which is not a phone number", from, tk.ID, raw)
+	}
+	if req.To != "" {
+		given, err := o.Store.NormalizePhone(req.To, settings.PhoneValidation)
+		if err != nil {
+			return Dial{}, invalid("to", "%q is not an E.164 number", req.To)
+		}
+		if given != to { // rule TB-4
+			return Dial{}, forbidden("%s: the number dialled is the ticket's (%s, %s); %s cannot be dialled directly", on, to, from, given)
+		}
+	}
+	id := tk.ID
+	return Dial{AgentID: agentID, To: to, ContactID: requester.ID, TicketID: &id, TicketChoice: TicketExisting}, nil
+}
+
+// contactDial checks a dial to one of a contact's stored numbers (OB-5 without entered
+// numbers, OB-6): team ticket entry's optional dial without a ticket.
+func (o *Outbound) contactDial(ctx context.Context, agentID int64, settings ticketing.Settings, req CallRequest) (Dial, error) {
+	if req.To == "" { // rule OB-6
+		return Dial{}, invalid("to", "is required: an empty number cannot be dialled (or enter a ticket ID)")
+	}
+	to, err := o.Store.NormalizePhone(req.To, settings.PhoneValidation)
+	if err != nil {
+		return Dial{}, invalid("to", "%q is not an E.164 number", req.To)
+	}
+	if req.ContactID == 0 {
+		return Dial{}, invalid("contact_id", "is required without a ticket ID")
+	}
+	contact, err := o.Store.User(ctx, req.ContactID)
+	if errors.Is(err, ticketing.ErrNotFound) {
+		return Dial{}, invalid("contact_id", "no such user")
+	}
+	if err != nil {
+		return Dial{}, fmt.Errorf("web: outbound: contact: %w", err)
+	}
+	if contact.Placeholder { // rule OB-6
+		return Dial{}, invalid("contact_id", "is a placeholder for an anonymous caller: there is no number to dial")
+	}
+	ids, err := o.Store.Identities(ctx, contact.ID)
+	if err != nil {
+		return Dial{}, fmt.Errorf("web: outbound: identities: %w", err)
+	}
+	if !slices.ContainsFunc(ids, func(i ticketing.Identity) bool { return i.Value == to }) { // rule TB-4
+		return Dial{}, forbidden("Team ticket entry is on for your team: entered numbers cannot be dialled; %s is not one of %s's numbers", to, contact.Name)
+	}
+	return Dial{AgentID: agentID, To: to, ContactID: contact.ID}, nil
+}
+
+// customField returns the text value of the ticket custom field with this JSON name
+// (ticketing.CustomFields), and whether such a text field exists and is set.
+func customField(cf ticketing.CustomFields, name string) (string, bool) {
+	v := reflect.ValueOf(cf)
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if tag != name {
+			continue
+		}
+		f := v.Field(i)
+		if f.Kind() == reflect.Pointer {
+			if f.IsNil() {
+				return "", false
+			}
+			f = f.Elem()
+		}
+		if f.Kind() != reflect.String {
+			return "", false
+		}
+		return f.String(), true
+	}
+	return "", false
 }
 
 // Handler serves POST /api/v2/calls: agentID tells who is calling (the integrator's API
