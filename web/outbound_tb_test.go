@@ -245,3 +245,40 @@ func TestRule_TB_Handler(t *testing.T) {
 		t.Fatalf("dialled %+v", dialer.got)
 	}
 }
+
+// Rule TB-1 (the page): login and /session tell the page the agent's team ticket entry, so
+// that the dial form asks for a ticket ID; an agent in no team gets mode off.
+func TestRule_TB1_SessionShowsTicketEntry(t *testing.T) {
+	h := newHarness(t, Options{Teams: func(email string) TeamEntry {
+		if email == "agent1@example.com" {
+			return TeamEntry{Mode: TicketEntryRequired, NumberField: "caller_number"}
+		}
+		return TeamEntry{}
+	}})
+	for _, tc := range []struct {
+		email string
+		want  TeamEntry
+	}{
+		{"agent1@example.com", TeamEntry{Mode: TicketEntryRequired, NumberField: "caller_number"}},
+		{"agent2@example.com", TeamEntry{Mode: TicketEntryOff}},
+	} {
+		_, c := login(t, h.http.URL, tc.email, "agentpass")
+		if c == nil {
+			t.Fatalf("login %s", tc.email)
+		}
+		r, _ := http.NewRequest("GET", h.http.URL+"/session", nil)
+		r.AddCookie(c)
+		res, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			TicketEntry TeamEntry `json:"ticket_entry"`
+		}
+		err = json.NewDecoder(res.Body).Decode(&body)
+		res.Body.Close()
+		if err != nil || body.TicketEntry != tc.want {
+			t.Errorf("%s: /session ticket_entry %+v (%v), want %+v", tc.email, body.TicketEntry, err, tc.want)
+		}
+	}
+}

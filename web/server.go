@@ -93,6 +93,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// Teams tells each agent's team ticket entry (RULES.md TB), shown to the page in the
+	// login and /session answers as "ticket_entry" so that the dial form asks for a ticket
+	// ID; give it the same policy as Outbound.Teams. Nil: off for everyone.
+	Teams TeamPolicy
 }
 
 // Server is the agent page: login, the static page, /ws signalling, and every connected
@@ -241,7 +245,19 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: tok, Path: "/", Expires: exp, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: s.opts.SecureCookie || r.TLS != nil})
-	writeJSON(w, http.StatusOK, map[string]any{"agent": agentJSON(a), "api_base": s.opts.APIBase})
+	writeJSON(w, http.StatusOK, s.sessionJSON(a))
+}
+
+// sessionJSON is the answer of login and /session: the agent, where the API is, and the
+// agent's team ticket entry (mode off when the agent is in no team).
+func (s *Server) sessionJSON(a Agent) map[string]any {
+	te := TeamEntry{Mode: TicketEntryOff}
+	if s.opts.Teams != nil {
+		if e := s.opts.Teams(a.Email); e.On() {
+			te = e
+		}
+	}
+	return map[string]any{"agent": agentJSON(a), "api_base": s.opts.APIBase, "ticket_entry": te}
 }
 
 func agentJSON(a Agent) map[string]any {
@@ -274,7 +290,7 @@ func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "Unauthorized", "not logged in")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"agent": agentJSON(a), "api_base": s.opts.APIBase})
+	writeJSON(w, http.StatusOK, s.sessionJSON(a))
 }
 
 // ws upgrades an authenticated, same-origin request to the signalling WebSocket.

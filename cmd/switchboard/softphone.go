@@ -35,9 +35,14 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 		return fmt.Errorf("webrtc: %w", err)
 	}
 	t.rtc = rtc
+	// Team ticket entry (RULES.md TB) from the configuration's teams: the page and POST /calls.
+	teams := func(email string) web.TeamEntry {
+		e := gw.cfg.TicketEntryOf(email)
+		return web.TeamEntry{Mode: e.Mode, NumberField: e.NumberField}
+	}
 	t.web, err = web.New(web.Options{
 		Auth: webLogin{gw.store}, ACD: t.acd, WebRTC: rtc, APIBase: "/api/v2",
-		Registerer: gw.registry, Logger: gw.log.With("component", "softphone"),
+		Registerer: gw.registry, Logger: gw.log.With("component", "softphone"), Teams: teams,
 	})
 	if err != nil {
 		return err
@@ -45,7 +50,7 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	t.web.Register(mux)
 	t.dialers = []ivr.AgentDialer{web.PreferSoftphone(t.web, t.sip.PhoneDialer())}
 
-	out := &web.Outbound{Store: gw.store, Dialer: trunkDialer{t}}
+	out := &web.Outbound{Store: gw.store, Dialer: trunkDialer{t}, Teams: teams}
 	mux.Handle("POST /api/v2/calls", out.Handler(func(r *http.Request) (int64, bool) {
 		p, err := gw.api.Authenticate(r)
 		return p.UserID, err == nil
