@@ -15,6 +15,7 @@ const ui = {
   muted: false,
   retry: 0,
   settings: null,
+  entry: { mode: 'off' }, // the agent's team ticket entry (TB-1 … TB-4), from /session
   contact: null,
   timer: null,
 };
@@ -88,6 +89,7 @@ async function onLogin(ev) {
 function loggedIn(data) {
   ui.agent = data.agent;
   ui.api = data.api_base || ui.api;
+  ui.entry = data.ticket_entry || { mode: 'off' };
   $('agent-name').textContent = ui.agent.name || ui.agent.email;
   show($('login'), false);
   show($('who'), true);
@@ -430,7 +432,12 @@ async function loadSettings() {
   applySettings();
 }
 
-// The ticket choice follows OB-1…OB-4; the number field follows OB-5; the ticket ID field TB-1.
+function entryOn() { return ui.entry.mode === 'optional' || ui.entry.mode === 'required'; }
+
+// The ticket choice follows OB-1…OB-4; the number field follows OB-5. Team ticket entry
+// (TB-1 … TB-4) replaces both: the ticket ID comes first and the number is the ticket's;
+// with `required` the contact and number path is hidden, with `optional` it stays for a call
+// with a new ticket, limited to the contact's stored numbers.
 function applySettings() {
   const ob = (ui.settings && ui.settings.outbound) || {};
   const choice = $('dial-ticket-choice');
@@ -445,6 +452,32 @@ function applySettings() {
   $('number-hint').textContent = ob.allow_entered_number
     ? 'Any E.164 number may be dialled for the contact.'
     : 'Only numbers stored on the contact can be dialled.';
+  const on = entryOn();
+  const required = ui.entry.mode === 'required';
+  const form = $('dial-form');
+  const row = $('ticket-id-row');
+  row.classList.toggle('prominent', on);
+  if (on) form.insertBefore(row, $('direct-dial')); // the ticket ID first
+  else form.insertBefore(row, $('contact-tickets'));
+  show($('choice-row'), !on);
+  choice.disabled = on;
+  show($('direct-dial'), !required);
+  $('dial-contact').disabled = required;
+  $('dial-number').disabled = required;
+  $('dial-ticket-id').disabled = !on && choice.value !== 'existing';
+  $('dial-ticket-id').setAttribute('aria-required', String(required)); // the server explains a refusal in dial-error
+  $('ticket-id-label').textContent = on ? `Ticket ID (${ui.entry.mode})` : 'Ticket ID';
+  const banner = $('entry-banner');
+  show(banner, on);
+  if (!on) return;
+  const from = ui.entry.number_field
+    ? `the ticket's ${ui.entry.number_field} field, or the requester's primary number when it is empty`
+    : 'the requester\'s primary number';
+  banner.textContent = required
+    ? `Team ticket entry is on for your team: enter a ticket ID. The number called is ${from}.`
+    : `Team ticket entry is on for your team: enter a ticket ID to call from it (the number is ${from}), or pick a contact for a call with a new ticket.`;
+  $('ticket-hint').textContent = 'New, open, pending and on-hold tickets take the call; solved and closed ones cannot.';
+  $('number-hint').textContent = 'Only numbers stored on the contact can be dialled; the call gets a new ticket.';
 }
 
 function setupDialForm() {
@@ -455,7 +488,7 @@ function setupDialForm() {
     timer = setTimeout(searchContacts, 250);
   });
   $('dial-ticket-choice').addEventListener('change', () => {
-    $('dial-ticket-id').disabled = $('dial-ticket-choice').value !== 'existing';
+    $('dial-ticket-id').disabled = !entryOn() && $('dial-ticket-choice').value !== 'existing';
   });
   $('dial-form').addEventListener('submit', onDial);
 }
@@ -509,24 +542,35 @@ async function pickContact(u) {
   } catch { /* no tickets to offer */ }
 }
 
+// dialBody builds the POST /calls body. Under team ticket entry an entered ticket ID is all
+// that is sent (the server derives the number, TB-2); without one (optional) the contact's
+// number is dialled with a new ticket.
+function dialBody() {
+  const to = $('dial-number').value.trim();
+  const ticketID = $('dial-ticket-id').value.trim();
+  const entered = !(ui.contact && (ui.contact.numbers || [ui.contact.phone]).includes(to));
+  if (entryOn()) {
+    if (ticketID) return { ticket_id: Number(ticketID) };
+    if (ui.entry.mode === 'required') return {};
+    const body = { to, ticket_choice: 'new', entered_number: entered };
+    if (ui.contact) body.contact_id = ui.contact.id;
+    return body;
+  }
+  const choice = $('dial-ticket-choice').value;
+  const body = { to, ticket_choice: choice, entered_number: entered };
+  if (ui.contact) body.contact_id = ui.contact.id;
+  if (choice === 'existing' && ticketID) body.ticket_id = Number(ticketID);
+  return body;
+}
+
 async function onDial(ev) {
   ev.preventDefault();
   const err = $('dial-error');
   show(err, false);
   err.textContent = '';
-  const to = $('dial-number').value.trim();
-  const choice = $('dial-ticket-choice').value;
-  const ticketID = $('dial-ticket-id').value.trim();
-  const body = {
-    to,
-    ticket_choice: choice,
-    entered_number: !(ui.contact && (ui.contact.numbers || [ui.contact.phone]).includes(to)),
-  };
-  if (ui.contact) body.contact_id = ui.contact.id;
-  if (choice === 'existing' && ticketID) body.ticket_id = Number(ticketID);
   try {
-    await api('POST', '/calls', { call: body });
-    notice(`Dialling ${to}…`);
+    const res = await api('POST', '/calls', { call: dialBody() });
+    notice(`Dialling ${(res && res.call && res.call.to) || ''}…`);
   } catch (e) {
     err.textContent = e.message || 'The call was refused';
     show(err, true);
