@@ -193,10 +193,19 @@ func (b *bench) gatewayAlive() error {
 }
 
 // metrics scrapes the gateway's /metrics.
+// A gateway busy on its one core can be slow to answer: 30 s, and one more try.
 func (b *bench) metrics(ctx context.Context) (promtext.Scrape, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	return promtext.Fetch(ctx, b.gw.base+"/metrics")
+	var err error
+	for range 2 {
+		var sc promtext.Scrape
+		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		sc, err = promtext.Fetch(tctx, b.gw.base+"/metrics")
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return sc, err
+		}
+	}
+	return nil, err
 }
 
 // usage is a CPU and wall-clock reading of one process.

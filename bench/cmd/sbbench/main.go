@@ -100,10 +100,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&b.out, "out", "bench/results/latest.json", "where the CONTRACT.md §7 figures go")
 	fs.StringVar(&b.detail, "detail", "bench/results/steps.json", "where every step's measurements go")
 	work := fs.String("work", ".data/bench/run", "scratch directory (emptied first)")
-	cps := fs.String("cps", "100,200,300,400,500,600,800,1000,1200,1500", "calls-per-second steps")
+	cps := fs.String("cps", "50,100,150,200,300,400,500,600,800,1000", "calls-per-second steps")
 	fs.IntVar(&b.cpsSeconds, "cps-seconds", 20, "seconds of calls per CPS step")
-	conc := fs.String("conc", "250,500,750,1000,1500,2000,2500", "concurrent-call steps")
-	fs.IntVar(&b.concRate, "conc-rate", 200, "calls per second while a concurrency step ramps up")
+	conc := fs.String("conc", "250,500,750,1000,1500,2000", "concurrent-call steps")
+	fs.IntVar(&b.concRate, "conc-rate", 100, "calls per second while a concurrency step ramps up")
 	fs.DurationVar(&b.concMeasure, "conc-measure", 15*time.Second, "measurement window of a concurrency step")
 	fs.DurationVar(&b.settle, "settle", 3*time.Second, "wait after media starts before measuring")
 	budget := fs.Duration("budget", 18*time.Minute, "stop starting steps that would end after this much time")
@@ -151,11 +151,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err = b.run(ctx)
+	runErr := b.run(ctx)
 	b.stopGateway()
-	if err != nil {
-		fmt.Fprintln(stderr, "sbbench run:", err)
-		return 1
+	if runErr != nil {
+		fmt.Fprintln(stderr, "sbbench run:", runErr)
+		b.res.note("the run stopped early: %v", runErr)
+	}
+	if b.res.Date == "" {
+		return 1 // nothing was measured
 	}
 	b.res.print(stdout, b)
 	if err := b.res.write(b); err != nil {
@@ -163,6 +166,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "\nwrote %s and %s in %s\n", rel(b.root, b.out), rel(b.root, b.detail), time.Since(b.start).Round(time.Second))
+	if runErr != nil {
+		return 1
+	}
 	return 0
 }
 
