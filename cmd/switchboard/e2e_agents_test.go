@@ -36,7 +36,7 @@ var agentConfigEdits = [][2]string{
 	{`  - {number: "+15550198", target: voicemail}`, `  - {number: "+15550199", target: "queue:support"}
   - {number: "+15550198", target: voicemail}`},
 	{`support: {ring_timeout: 2s, max_wait: 30s, overflow: voicemail}`,
-		`support: {ring_timeout: 15s, max_wait: 60s, wrap_up: 2s, overflow: voicemail}`},
+		`support: {ring_timeout: 15s, max_wait: 60s, wrap_up: 5s, overflow: voicemail}`},
 }
 
 // runAgentGateway is runGateway with the agent tests' configuration (agentConfigEdits).
@@ -286,7 +286,7 @@ func (g *testGateway) checkAgentTicket(call map[string]any, agentID float64, men
 // The call record (answered, queue support, agent1, menu path, plausible durations), the ticket
 // (TC-1, assigned to agent1; SD-1 note; voice comment), RTP both ways, a stereo recording with
 // the caller's tone on the left and its echo from the phone on the right, and the agent's
-// busy → wrap_up → available states in GET /agents and /queues.
+// busy → wrap_up (5 s) → available states in GET /agents and /queues.
 func TestEndToEnd_AgentSIPPhoneAnswersQueuedCall(t *testing.T) {
 	requireSipp(t)
 	g := runAgentGateway(t)
@@ -321,7 +321,9 @@ func TestEndToEnd_AgentSIPPhoneAnswersQueuedCall(t *testing.T) {
 	key := `<pause milliseconds="1500"/><nop><action><exec play_pcap_audio="/usr/share/sip-tester/dtmf_2833_1.pcap"/></action></nop><pause milliseconds="1000"/>`
 	carrier := startSipp(t, "carrier_await_bye.xml", map[string]string{"KEY_ACTION": key},
 		"-s", "+15550100", fmt.Sprintf("127.0.0.1:%d", g.sipPort))
-	// While the phone talks the agent is busy; once it hung up, wrap-up (2 s), then available.
+	// While the phone talks the agent is busy; once it hung up, wrap-up (5 s: every API poll pays
+	// for a bcrypt check of the admin password, so a short wrap-up could fall between polls),
+	// then available.
 	g.awaitAgentState("agent1@example.com", 30*time.Second, func(s string) bool { return s == "busy" })
 	if st := g.awaitAgentState("agent1@example.com", 30*time.Second, func(s string) bool { return s != "busy" }); st != "wrap_up" {
 		t.Errorf("agent1 after the call: %s, want wrap_up first", st)
