@@ -59,7 +59,7 @@ async function outboundAudio(page) {
   });
 }
 
-// callState reads the gateway's view of the agent through the API with the page's session.
+// agentState reads the gateway's view of the agent through the API with the page's session.
 async function agentState(page) {
   return page.evaluate(async () => {
     const res = await fetch('/api/v2/agents');
