@@ -9,7 +9,9 @@ case "$purpose" in
   run) need=("initdb:postgresql") ;;
   # SIPp and baresip are the carriers and far ends of the SIP tests, sox checks recordings,
   # Chromium with node and npm (playwright-core from npm) runs the softphone test.
-  test) need=("initdb:postgresql" "sipp:sip-tester" "baresip:baresip" "sox:sox" "chromium:chromium" "node:nodejs" "npm:npm") ;;
+  # Prometheus (promtool) and Kamailio check the files under deploy/.
+  test) need=("initdb:postgresql" "sipp:sip-tester" "baresip:baresip" "sox:sox" "chromium:chromium" "node:nodejs" "npm:npm"
+              "prometheus:prometheus" "kamailio:kamailio") ;;
   bench) need=("initdb:postgresql" "sipp:sip-tester") ;;
   *) echo "deps.sh: unknown purpose $purpose" >&2; exit 2 ;;
 esac

@@ -375,7 +375,7 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 	received := s.now()
 	if !isTrunk {
 		// Not a trunk: refuse, count, never dial anything for it (no open relay).
-		s.m.securityEvent.WithLabelValues(secACLReject).Inc()
+		s.security(secACLReject, req, "INVITE from a source that is no trunk")
 		s.reply(req, tx, 403, "Forbidden")
 		return
 	}
@@ -390,7 +390,7 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		}
 		if !verifyDigest(creds, string(sip.INVITE), trunk.Username, trunk.Password, realm, s.nonceOK) {
 			if creds != nil {
-				s.m.securityEvent.WithLabelValues(secAuthFailure).Inc()
+				s.security(secAuthFailure, req, "wrong digest credentials on a trunk INVITE")
 			}
 			s.reply(req, tx, 401, "Unauthorized", sip.NewHeader("WWW-Authenticate",
 				fmt.Sprintf(`Digest realm="%s", nonce="%s", algorithm=MD5, qop="auth"`, realm, s.nonce())))
@@ -582,7 +582,7 @@ func (s *Server) runCall(c *Call, line Line) {
 	end := s.now()
 	// Metrics first, so whoever sees call.ended sees them too.
 	s.m.callsActive.WithLabelValues(c.direction).Dec()
-	s.m.callsTotal.WithLabelValues(c.direction, outcome).Inc()
+	s.m.callsTotal.WithLabelValues(c.direction, outcomeLabel(outcome)).Inc()
 	c.emit(ticketing.Event{Type: ticketing.EventEnded, Outcome: outcome, Durations: c.durations(end)})
 	c.mu.Lock()
 	close(c.emitted)

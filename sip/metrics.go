@@ -4,6 +4,8 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-voice/switchboard/ticketing"
 )
 
 // metrics are the SIP series of CONTRACT.md §5, with bounded label sets: methods outside the
@@ -79,4 +81,15 @@ func codeLabel(code int) string {
 		return "other"
 	}
 	return strconv.Itoa(code)
+}
+
+// outcomeLabel bounds the outcome label of switchboard_calls_total: a target may report any
+// outcome, the metric keeps the six of CONTRACT.md §4 and "other".
+func outcomeLabel(o string) string {
+	switch o {
+	case ticketing.OutcomeAnswered, ticketing.OutcomeAbandoned, ticketing.OutcomeVoicemail, ticketing.OutcomeNoAnswer,
+		ticketing.OutcomeFailed, ticketing.OutcomeRejected:
+		return o
+	}
+	return "other"
 }

@@ -149,7 +149,7 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 	}
 	end := s.now()
 	s.m.callsActive.WithLabelValues(c.direction).Dec()
-	s.m.callsTotal.WithLabelValues(c.direction, outcome).Inc()
+	s.m.callsTotal.WithLabelValues(c.direction, outcomeLabel(outcome)).Inc()
 	c.emit(ticketing.Event{Type: ticketing.EventEnded, Outcome: outcome, Durations: c.durations(end)})
 	c.mu.Lock()
 	close(c.emitted)

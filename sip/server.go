@@ -44,6 +44,9 @@ type Server struct {
 	log  *slog.Logger
 	m    *metrics
 	now  func() time.Time
+	// lastFloodLog is when a rate_limited security event was last logged (unix ns): a flood
+	// is counted in full but logged at most once a second.
+	lastFloodLog atomic.Int64
 
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server
@@ -398,6 +401,29 @@ func (s *Server) Close() error {
 }
 
 // sourceAddr returns the IP of the request's sender.
+// security counts a security event and writes the structured log line that fail2ban or an
+// alert can act on: the event type, the source address, the method, the User-Agent and the
+// From user. A flood of rate_limited events is logged at most once a second (counted in full).
+func (s *Server) security(typ string, req *sip.Request, detail string) {
+	s.m.securityEvent.WithLabelValues(typ).Inc()
+	if typ == secRateLimit {
+		now := s.now().UnixNano()
+		last := s.lastFloodLog.Load()
+		if now-last < int64(time.Second) || !s.lastFloodLog.CompareAndSwap(last, now) {
+			return
+		}
+	}
+	ua, from := "", ""
+	if h := req.GetHeader("User-Agent"); h != nil {
+		ua = h.Value()
+	}
+	if f := req.From(); f != nil {
+		from = f.Address.User
+	}
+	s.log.Warn("sip: security event", "security_event", typ, "source", req.Source(), "method", string(req.Method),
+		"user_agent", ua, "from_user", from, "detail", detail)
+}
+
 func sourceAddr(req *sip.Request) netip.Addr {
 	ap, err := netip.ParseAddrPort(req.Source())
 	if err != nil {
@@ -465,29 +491,29 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	// REGISTER comes from agents' phones, never from a carrier: no trunk exemption for it.
 	trusted := isTrunk && req.Method != sip.REGISTER
 	if ua := req.GetHeader("User-Agent"); ua != nil && !trusted && isScanner(ua.Value(), s.scanners) {
-		s.m.securityEvent.WithLabelValues(secScanner).Inc()
+		s.security(secScanner, req, "scanner User-Agent dropped")
 		return // silent drop: tell a scanner nothing
 	}
 	if s.limiter != nil && (!trusted || s.opts.RateLimit.LimitTrunks) && !req.IsAck() && !s.rateExempt(src) && !s.limiter.allow(src) {
-		s.m.securityEvent.WithLabelValues(secRateLimit).Inc()
+		s.security(secRateLimit, req, "over the per-source request rate")
 		return
 	}
 	if req.CallID() == nil || req.CSeq() == nil || req.From() == nil || req.To() == nil {
-		s.m.securityEvent.WithLabelValues(secMalformed).Inc()
+		s.security(secMalformed, req, "missing Call-ID, CSeq, From or To")
 		if !req.IsAck() {
 			s.reply(req, tx, 400, "Bad Request")
 		}
 		return
 	}
 	if req.CSeq().MethodName != req.Method {
-		s.m.securityEvent.WithLabelValues(secMalformed).Inc()
+		s.security(secMalformed, req, "CSeq method mismatch")
 		if !req.IsAck() {
 			s.reply(req, tx, 400, "Bad Request (CSeq method mismatch)")
 		}
 		return
 	}
 	if len(req.GetHeaders("Content-Length")) > 1 {
-		s.m.securityEvent.WithLabelValues(secMalformed).Inc()
+		s.security(secMalformed, req, "multiple Content-Length")
 		if !req.IsAck() {
 			s.reply(req, tx, 400, "Bad Request (multiple Content-Length)")
 		}

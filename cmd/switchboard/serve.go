@@ -42,7 +42,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "switchboard serve: %s: %v\n", *path, err)
 		return 1
 	}
-	log := newLogger(cfg.Log.Level, stderr)
+	log := newLogger(cfg.Log.Level, cfg.Log.Format, stderr)
 	if *noMigrate {
 		f := false
 		cfg.Database.MigrateOnStart = &f
@@ -66,12 +66,17 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return 0
 }
 
-// newLogger logs JSON to w when w is not a terminal, text otherwise.
-func newLogger(level string, w io.Writer) *slog.Logger {
+// newLogger logs at level in format: json, text, or auto (JSON when w is not a terminal).
+func newLogger(level, format string, w io.Writer) *slog.Logger {
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(level))
 	opts := &slog.HandlerOptions{Level: lv}
-	if f, ok := w.(*os.File); ok && isTerminal(f) {
+	text := format == "text"
+	if format == "" || format == "auto" {
+		f, ok := w.(*os.File)
+		text = ok && isTerminal(f)
+	}
+	if text {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
