@@ -220,11 +220,19 @@ function setRequesterNote(text) {
 
 async function loadScreenPop(callID) {
   let sp;
-  try {
-    sp = (await api('GET', `/calls/${encodeURIComponent(callID)}/screen_pop`)).screen_pop;
-  } catch (e) {
-    setRequesterNote(`No caller details (${e.message})`);
-    return;
+  // The call's record is written from its events a moment after the call arrives: a call
+  // offered at once (a line straight to a queue) may not have one yet, so ask again briefly.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      sp = (await api('GET', `/calls/${encodeURIComponent(callID)}/screen_pop`)).screen_pop;
+      break;
+    } catch (e) {
+      if (attempt >= 10 || !ui.ring || ui.ring.id !== callID) {
+        setRequesterNote(`No caller details (${e.message})`);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 300));
+    }
   }
   if (!ui.ring || ui.ring.id !== callID) return;
   $('in-location').textContent = (sp.call && sp.call.location) || '—';
