@@ -19,6 +19,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/bench/procstat"
 	"github.com/switchboard-voice/switchboard/bench/promtext"
+	"github.com/switchboard-voice/switchboard/bench/rtpgen"
 )
 
 // gatewayConfig fills bench/config.yaml.tmpl.
@@ -44,15 +45,20 @@ type gatewayProc struct {
 	log  *os.File
 }
 
-// freePort returns a loopback port free for both UDP and TCP (SIP takes both numbers).
+// freePort returns a loopback port free for both UDP and TCP (SIP takes both numbers),
+// outside the RTP generator's port range (a far end's port taken by a generator leg would
+// make SIPp fail to bind).
 func freePort() (int, error) {
-	for range 50 {
+	for range 200 {
 		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
 		if err != nil {
 			return 0, err
 		}
 		p := c.LocalAddr().(*net.UDPAddr).Port
 		c.Close()
+		if p >= rtpgen.DefaultPortMin && p <= rtpgen.DefaultPortMax+1 {
+			continue
+		}
 		if l, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
 			l.Close()
 			return p, nil
