@@ -260,6 +260,25 @@ func windows(x []float64, freq float64, rate int) string {
 	return sb.String()
 }
 
+// logRecordingMetrics logs the gateway's recording and RTP counters: when a window of a
+// recording is silent, they tell whether the writer dropped packets (late after a stall, or a
+// full buffer) or none arrived.
+func logRecordingMetrics(t *testing.T, base string) {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Logf("metrics: %v", err)
+		return
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "switchboard_recording") || strings.HasPrefix(l, "switchboard_rtp_packets") {
+			t.Log(l)
+		}
+	}
+}
+
 // getRecording fetches GET /api/v2/recordings/{id} with basic auth and an optional Range.
 func getRecording(t *testing.T, base, id, user, pass, rng string) (*http.Response, []byte) {
 	t.Helper()
@@ -332,24 +351,28 @@ func TestEndToEnd_RecordingBridgedCallToneHoldAccessDelete(t *testing.T) {
 				w.channels, w.rate, w.bits, w.dataSize, w.dataOffset, w.riffSize, len(raw))
 		}
 		// Recorded time: from the recording's start (row started_at, the writer's clock zero)
-		// to call.ended (the gateway finishes the recording right after it).
-		var started, ended time.Time
-		if err := r.query([]any{&started}, `SELECT started_at FROM recordings WHERE id = $1`, recID); err != nil {
+		// to the call's end. The gateway finishes the recording right after it emitted
+		// call.ended, and the row is completed after the file is closed: the file must end
+		// between the two, and within 100 ms of call.ended (issue 8).
+		var started, ready, ended time.Time
+		if err := r.query([]any{&started, &ready}, `SELECT started_at, ready_at FROM recordings WHERE id = $1`, recID); err != nil {
 			t.Fatal(err)
 		}
 		if err := r.query([]any{&ended}, `SELECT at FROM call_events WHERE call_id = $1 AND type = 'call.ended'`, call["id"]); err != nil {
 			t.Fatal(err)
 		}
-		want := ended.Sub(started).Seconds()
-		t.Logf("file %.3f s, recorded time (start → call.ended) %.3f s", w.seconds(), want)
-		if d := w.seconds() - want; d < -0.040 || d > 0.040 {
-			t.Errorf("file lasts %.3f s, recorded time %.3f s: off by %.0f ms, want within two 20 ms frames", w.seconds(), want, d*1000)
+		toEnd, toReady := ended.Sub(started).Seconds(), ready.Sub(started).Seconds()
+		t.Logf("file %.3f s; recording start → call.ended %.3f s, → row ready %.3f s", w.seconds(), toEnd, toReady)
+		if w.seconds() < toEnd-0.020 || w.seconds() > toReady+0.020 || w.seconds() > toEnd+0.100 {
+			t.Errorf("file lasts %.3f s; want between the recorded time to call.ended (%.3f s) and to the row's completion (%.3f s), within a 20 ms frame, and at most 100 ms past call.ended",
+				w.seconds(), toEnd, toReady)
 		}
 		// The whole call is at least talk1+hold+talk2 of wall time: nothing was cut out.
 		if w.seconds() < float64(talk1+hold+talk2)/1000 {
 			t.Errorf("file lasts %.3f s, shorter than the %d ms the carrier talked and held", w.seconds(), talk1+hold+talk2)
 		}
 
+		logRecordingMetrics(t, g.base)
 		left, right := windows(w.left, 440, w.rate), windows(w.right, 880, w.rate)
 		t.Logf("left  440 Hz (100 ms windows): %s", left)
 		t.Logf("right 880 Hz (100 ms windows): %s", right)
@@ -359,8 +382,8 @@ func TestEndToEnd_RecordingBridgedCallToneHoldAccessDelete(t *testing.T) {
 		if first < 0 || first > 5 {
 			t.Fatalf("left channel: 440 Hz starts at window %d, want within 0.5 s of the answer", first)
 		}
-		if body := left[first : len(left)-1]; strings.Count(body, "t") < len(body)*95/100 {
-			t.Errorf("left channel: 440 Hz in %d of %d windows after it started, want ≥ 95%%", strings.Count(body, "t"), len(body))
+		if body := left[first : len(left)-1]; strings.Count(body, "t") < len(body)-4 {
+			t.Errorf("left channel: 440 Hz in %d of %d windows after it started, want all but a few", strings.Count(body, "t"), len(body))
 		}
 		// Right: 880 Hz, then silence for the hold at its place, then 880 Hz again to the end.
 		rf := strings.IndexByte(right, 't')
@@ -380,12 +403,12 @@ func TestEndToEnd_RecordingBridgedCallToneHoldAccessDelete(t *testing.T) {
 		if d := float64(holdTo-holdFrom) / 10; math.Abs(d-hold/1000.0) > 0.5 {
 			t.Errorf("right channel: hold silence lasts %.1f s, want %.1f s", d, hold/1000.0)
 		}
-		if body := right[rf:holdFrom]; strings.Count(body, "t") < len(body)*90/100 {
+		if body := right[rf:holdFrom]; strings.Count(body, "t") < len(body)-4 {
 			t.Errorf("right channel before hold: 880 Hz in %d of %d windows", strings.Count(body, "t"), len(body))
 		}
-		if body := right[holdTo : len(right)-1]; strings.Count(body, "t") < len(body)*90/100 ||
+		if body := right[holdTo : len(right)-1]; strings.Count(body, "t") < len(body)-4 ||
 			math.Abs(float64(len(body))/10-talk2/1000.0) > 0.5 {
-			t.Errorf("right channel after hold: 880 Hz in %d of %d windows, want ≥ 90%% over about %d ms", strings.Count(body, "t"), len(body), talk2)
+			t.Errorf("right channel after hold: 880 Hz in %d of %d windows, want all but a few over about %d ms", strings.Count(body, "t"), len(body), talk2)
 		}
 	})
 
