@@ -130,7 +130,8 @@ func (b *bench) concStep(ctx context.Context, tag, n int, rssBase int64) (concSt
 		return st, err
 	}
 	ramp := time.Duration(float64(n)/float64(b.concRate)*1000) * time.Millisecond
-	hold := ramp + 8*time.Second + b.settle + b.concMeasure + 4*time.Second
+	// Generous: a slow scrape must not push the window past the first hang-up.
+	hold := ramp + 15*time.Second + b.settle + b.concMeasure + 30*time.Second
 	scen, err := os.ReadFile(filepath.Join(b.root, "bench", "scenarios", "conc_carrier.xml"))
 	if err != nil {
 		return st, err
@@ -212,7 +213,7 @@ func (b *bench) concStep(ctx context.Context, tag, n int, rssBase int64) (concSt
 
 	// The window: every call up, media flowing, no hang-up yet (the first BYE comes at began+hold).
 	sleepCtx(ctx, b.settle)
-	measure := min(b.concMeasure, time.Until(began.Add(hold-2*time.Second)))
+	measure := min(b.concMeasure, time.Until(began.Add(hold-35*time.Second)))
 	if b.profile {
 		go b.saveProfile(ctx, filepath.Join(b.work, fmt.Sprintf("conc-%d.pprof", n)), int(min(10*time.Second, measure).Seconds()))
 	}
