@@ -103,7 +103,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	work := fs.String("work", ".data/bench/run", "scratch directory (emptied first)")
 	cps := fs.String("cps", "50,100,150,200,300,400,500,600,800,1000", "calls-per-second steps")
 	fs.IntVar(&b.cpsSeconds, "cps-seconds", 20, "seconds of calls per CPS step")
-	conc := fs.String("conc", "250,500,750,1000,1500,2000", "concurrent-call steps")
+	conc := fs.String("conc", "100,250,500,750,1000,1500,2000", "concurrent-call steps")
 	fs.IntVar(&b.concRate, "conc-rate", 100, "calls per second while a concurrency step ramps up")
 	fs.DurationVar(&b.concMeasure, "conc-measure", 15*time.Second, "measurement window of a concurrency step")
 	fs.DurationVar(&b.settle, "settle", 3*time.Second, "wait after media starts before measuring")
