@@ -248,7 +248,6 @@ func (b *bench) concStep(ctx context.Context, tag, n int, rssBase int64) (concSt
 		return st, b.gatewayAlive()
 	}
 	st.HeapMBInuse = m1.Sum("go_memstats_heap_inuse_bytes", nil) / (1 << 20)
-	gen.StopSending()
 
 	win := u1.wall.Sub(u0.wall)
 	st.WindowS = win.Seconds()
@@ -263,8 +262,10 @@ func (b *bench) concStep(ctx context.Context, tag, n int, rssBase int64) (concSt
 	}
 	st.RSSKBPerCall = float64(st.RSSKB-rssBase) / float64(n)
 
-	// Hang-ups: SIPp's BYEs, then the gateway closes the legs and counts their loss.
+	// Hang-ups: SIPp's BYEs, then the gateway closes the legs and counts their loss. The media
+	// runs until SIPp is done, so that no call ends on the gateway's media timeout instead.
 	sippErr := carrier.wait(hold + ramp + 60*time.Second)
+	gen.StopSending()
 	if ss, err := readSippStats(filepath.Join(dir, "carrier-stat.csv")); err == nil {
 		st.SippFailed = ss.Failed + (n - ss.Successful - ss.Failed)
 	} else {
