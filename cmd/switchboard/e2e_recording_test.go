@@ -353,7 +353,12 @@ func TestEndToEnd_RecordingBridgedCallToneHoldAccessDelete(t *testing.T) {
 		// Recorded time: from the recording's start (row started_at, the writer's clock zero)
 		// to the call's end. The gateway finishes the recording right after it emitted
 		// call.ended, and the row is completed after the file is closed: the file must end
-		// between the two, and within 100 ms of call.ended (issue 8).
+		// between the two, and within 100 ms of call.ended (issue 8). Known failure (a gateway
+		// bug, not this test): when the gateway's RTP reading stalls longer than the writer's
+		// resync (Delay/2 = 150 ms) — CPU starvation under -race — recordings/timeline.go
+		// re-anchors the burst after the stall at its arrival: silence is inserted in both
+		// channels and the stream stays up to 150 ms ahead of wall time, so the file outlasts
+		// the call (seen once: 7.161 s for 7.023 s, a "?ss" gap in both channels, no drops).
 		var started, ready, ended time.Time
 		if err := r.query([]any{&started, &ready}, `SELECT started_at, ready_at FROM recordings WHERE id = $1`, recID); err != nil {
 			t.Fatal(err)
