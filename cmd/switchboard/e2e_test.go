@@ -63,8 +63,9 @@ func writeGatewayConfig(t *testing.T, dbURL string) (path, base string, sipPort,
 	t.Helper()
 	dir = t.TempDir()
 	httpPort, sipPort, deskPort := freePort(t), freeUDPPort(t), freeUDPPort(t)
-	// An RTP range of its own: 200 ports from a random even start in 30000–38000.
-	rtpMin := 30000 + 2*int(time.Now().UnixNano()%4000)
+	// An RTP range of its own: 200 ports from a random even start in 40000–50000, clear of the
+	// unit tests' ranges (21000–31000); the allocator skips any port another process holds.
+	rtpMin := 40000 + 2*int(time.Now().UnixNano()%5000)
 	cfg := fmt.Sprintf(`node: test
 shutdown_grace: 10s
 log: {level: debug}
