@@ -10,7 +10,11 @@ package recordings
 // and reordering. When the timestamp position and the arrival position disagree by more than
 // resync — a sender whose timestamps did not advance over a hold, a restarted stream, a drifting
 // clock — the stream is re-anchored at the arrival position, so the file's time stays wall time
-// and the two channels stay aligned. Sequence numbers (with wrap, RFC 3550 A.1) only count loss.
+// and the two channels stay aligned. A packet that is merely late (its timestamp place is behind
+// its arrival but not yet written out, as after a stall of the RTP reader that delivers a burst)
+// keeps its timestamp place: re-anchoring it would insert silence where the audio was only
+// delayed and leave the stream ahead of wall time. Sequence numbers (with wrap, RFC 3550 A.1)
+// only count loss.
 type timeline struct {
 	resync  int64
 	streams []stream // newest last; a few at most (transfers, re-INVITEs)
@@ -30,8 +34,8 @@ type stream struct {
 const maxStreams = 4
 
 // place returns the file position (sample frames) of a packet of ssrc with RTP timestamp ts
-// and sequence seq that arrived at position arr.
-func (tl *timeline) place(ssrc uint32, seq uint16, ts uint32, arr int64) int64 {
+// and sequence seq that arrived at position arr; positions before floor are already written.
+func (tl *timeline) place(ssrc uint32, seq uint16, ts uint32, arr, floor int64) int64 {
 	s := tl.find(ssrc)
 	if s == nil {
 		if len(tl.streams) == maxStreams {
@@ -52,7 +56,7 @@ func (tl *timeline) place(ssrc uint32, seq uint16, ts uint32, arr int64) int64 {
 		s.lastExt, s.lastTS = ext, ts
 	}
 	pos := s.pos0 + ext - s.ts0
-	if d := pos - arr; d > tl.resync || d < -tl.resync {
+	if d := pos - arr; d > tl.resync || (d < -tl.resync && pos < floor) {
 		s.ts0, s.pos0 = ext, arr
 		pos = arr
 	}

@@ -332,7 +332,7 @@ func (w *Writer) place(f *frame, ranges *[][2]int64) {
 		ci = w.channels - 1
 	}
 	arr := w.s.samples(f.at.Sub(w.start))
-	pos := w.lines[ci].place(f.ssrc, f.seq, f.ts, arr)
+	pos := w.lines[ci].place(f.ssrc, f.seq, f.ts, arr, w.committed)
 	n := int64(len(f.data))
 	end := pos + n
 	if end > w.committed+w.ringSize {
@@ -402,8 +402,8 @@ func (w *Writer) fail(err error) {
 	}
 	w.writeErr = fmt.Errorf("%w: %w", ErrWrite, err)
 	w.stopped.Store(true)
+	w.s.metrics().addError() // counted before anyone is told: a watcher reads the count next
 	close(w.failed)
-	w.s.metrics().addError()
 	if w.file != nil {
 		w.written = w.file.size
 		_ = w.file.close() // the header rewrite needs no new blocks: it often succeeds on a full disk
