@@ -50,6 +50,10 @@ func (o *StoreOptions) applyDefaults() {
 type Store struct {
 	pool *pgxpool.Pool
 	opts StoreOptions
+	// verified remembers (password hash, password) pairs bcrypt accepted lately, so that an API
+	// client sending HTTP Basic on every request pays bcrypt once, not per request. The stored
+	// hash is part of the key: a changed password is never answered from here.
+	verified passwordCache
 
 	dummyOnce sync.Once
 	dummy     []byte // see dummyHash

@@ -435,8 +435,11 @@ func (s *Store) CheckPassword(ctx context.Context, email, password string) (User
 	if err != nil {
 		return User{}, fmt.Errorf("ticketing: check password: %w", err)
 	}
-	if bcrypt.CompareHashAndPassword([]byte(*hash), []byte(password)) != nil {
-		return User{}, &Error{Kind: ErrUnauthorized, Description: "wrong email or password"}
+	if !s.verified.ok(*hash, password) {
+		if bcrypt.CompareHashAndPassword([]byte(*hash), []byte(password)) != nil {
+			return User{}, &Error{Kind: ErrUnauthorized, Description: "wrong email or password"}
+		}
+		s.verified.add(*hash, password)
 	}
 	return getUser(ctx, s.pool, id)
 }
