@@ -52,7 +52,7 @@ type report struct {
 func (r *report) init(b *bench) {
 	r.Date = b.start.UTC().Format(time.RFC3339)
 	r.Commit = gitCommit(b.root)
-	r.Machine = fmt.Sprintf("%d CPUs (%s), %s/%s, %s", runtime.NumCPU(), cpuModel(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	r.Machine = fmt.Sprintf("%d CPUs (%s), %s/%s, %s", onlineCPUs(), cpuModel(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	r.GatewayCPUs, r.LoadCPUs = b.gatewayCPUs, b.loadCPUs
 	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
 		f := strings.Fields(string(la))
@@ -211,4 +211,20 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
+}
+
+// onlineCPUs counts the machine's processors (runtime.NumCPU is sbbench's own affinity, one
+// core under taskset).
+func onlineCPUs() int {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.NumCPU()
+	}
+	n := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, _, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "processor" {
+			n++
+		}
+	}
+	return max(n, 1)
 }
