@@ -598,9 +598,23 @@ func TestEndToEnd_RecordingSurvivesSIGKILL(t *testing.T) {
 	if err := r.query([]any{&state, &durMS}, `SELECT state, duration_ms FROM recordings WHERE id = $1`, recID); err != nil || state != "ready" {
 		t.Fatalf("recording row after restart: state %q, %v; want ready", state, err)
 	}
-	// The engine applies call.recording_ready (seq right after the last stored event; the
-	// call.ended never came because the process died): the call record carries the recording.
-	r.g.awaitCall("+15550197", func(c map[string]any) bool { return c["id"] == callID && c["recording_id"] == recID })
+	// The call.ended never came because the process died: the restarted gateway ends the call
+	// (at the end of the repaired audio), then announces the recording; the call record and the
+	// ticket's voice comment carry it.
+	ended := r.g.awaitCall("+15550197", func(c map[string]any) bool {
+		return c["id"] == callID && c["recording_id"] == recID && c["state"] == "ended"
+	})
+	_, comments := r.g.ticketOf(ended)
+	onTicket := false
+	for _, c := range comments {
+		cm := c.(map[string]any)
+		if rec, _ := cm["recording"].(map[string]any); cm["type"] == "VoiceComment" && rec != nil && rec["id"] == recID {
+			onTicket = true
+		}
+	}
+	if !onTicket {
+		t.Errorf("the ticket's voice comment does not carry the repaired recording: %v", comments)
+	}
 	var ready int
 	if err := r.query([]any{&ready}, `SELECT count(*) FROM call_events WHERE call_id = $1 AND type = 'call.recording_ready' AND applied_at IS NOT NULL
 		AND body->>'recording_id' = $2`, callID, recID); err != nil || ready != 1 {

@@ -450,10 +450,24 @@ func (t *telephony) repairRecordings(ctx context.Context) error {
 			continue
 		}
 		var last int64
-		if err := t.gw.pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM call_events WHERE call_id = $1`, r.CallID).Scan(&last); err != nil {
+		var ended bool
+		if err := t.gw.pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0), bool_or(type = 'call.ended') FROM call_events WHERE call_id = $1`,
+			r.CallID).Scan(&last, &ended); err != nil {
 			return fmt.Errorf("recordings: repair: %w", err)
 		}
 		t.gw.log.Info("recording repaired after a crash", "call_id", r.CallID, "recording_id", r.ID)
+		if !ended && last > 0 {
+			// The call was live on this node when the process died: it ended then. Its
+			// call.ended never came, so it is emitted now (at the end of the audio, the last
+			// moment known), for the ticket to get its voice comment and the recording.
+			last++
+			e := ticketing.Event{ID: uuid.NewString(), CallID: r.CallID, Seq: last, Type: ticketing.EventEnded,
+				At: r.StartedAt.Add(r.Duration).UTC(), Outcome: ticketing.OutcomeAnswered}
+			if err := t.gw.events.Emit(ctx, e); err != nil {
+				return fmt.Errorf("recordings: repair: end the call: %w", err)
+			}
+			t.gw.log.Warn("call ended by a crash of the gateway", "call_id", r.CallID)
+		}
 		t.emitRecordingReady(ctx, r.CallID, last+1, r.ID, r.Seconds)
 	}
 	return nil
