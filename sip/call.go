@@ -326,11 +326,25 @@ func (c *Call) runEmitter(done chan<- struct{}) {
 		if c.s.opts.Sink == nil {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.EmitTimeout)
-		if err := c.s.opts.Sink.Emit(ctx, e); err != nil {
-			c.s.log.Warn("sip: emit event", "call_id", c.id, "type", e.Type, "error", err)
+		// A call's record must never be lost: a sink that did not take the event within
+		// EmitTimeout is asked again (the event id makes a repeat harmless), for up to ten
+		// minutes. This goroutine is the call's emitter only: SIP never waits on it.
+		deadline := time.Now().Add(10 * time.Minute)
+		for attempt := 1; ; attempt++ {
+			ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.EmitTimeout)
+			err := c.s.opts.Sink.Emit(ctx, e)
+			cancel()
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, context.DeadlineExceeded) || time.Now().After(deadline) {
+				// Only slowness is worth waiting out; a sink that refuses (closed) will not change.
+				c.s.log.Error("sip: event lost", "call_id", c.id, "type", e.Type, "attempts", attempt, "error", err)
+				break
+			}
+			c.s.log.Warn("sip: emit event, retrying", "call_id", c.id, "type", e.Type, "attempt", attempt, "error", err)
+			time.Sleep(min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second))
 		}
-		cancel()
 	}
 }
 

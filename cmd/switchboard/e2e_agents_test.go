@@ -468,14 +468,20 @@ func TestEndToEnd_AgentBrowserSoftphoneAnswersQueuedCall(t *testing.T) {
 	// up; the test goroutine starts SIPp (startSipp must run on it) and answers.
 	type callReq struct{ done chan bool }
 	calls := make(chan callReq)
+	farEnds := make(chan callReq)
 	ctl := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/call" {
+		ch := calls
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == "/call":
+		case r.Method == http.MethodPost && r.URL.Path == "/far-end":
+			ch = farEnds
+		default:
 			http.NotFound(w, r)
 			return
 		}
 		req := callReq{done: make(chan bool, 1)}
 		select {
-		case calls <- req:
+		case ch <- req:
 		case <-time.After(10 * time.Second):
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
@@ -516,7 +522,7 @@ func TestEndToEnd_AgentBrowserSoftphoneAnswersQueuedCall(t *testing.T) {
 		}
 	}()
 
-	var carrier *sippRun
+	var carrier, farEnd *sippRun
 	var rx0, tx0 float64
 	var scriptErr error
 wait:
@@ -531,6 +537,15 @@ wait:
 			carrier = startSipp(t, "carrier_await_bye.xml", map[string]string{"KEY_ACTION": ""},
 				"-s", "+15550199", fmt.Sprintf("127.0.0.1:%d", g.sipPort))
 			req.done <- true
+		case req := <-farEnds:
+			// The outbound dial: solve the contact's ticket from the queued call (so the dial
+			// makes a new one, TC-2/TC-7), and answer on the trunk's outbound address.
+			inbound := g.awaitCall("+15550199", func(c map[string]any) bool { return c["state"] == "ended" && c["ticket_id"] != nil })
+			if code, m := g.api("PUT", fmt.Sprintf("/tickets/%d", int64(inbound["ticket_id"].(float64))), `{"ticket":{"status":"solved"}}`); code != 200 {
+				t.Errorf("solve the inbound ticket: %d %v", code, m)
+			}
+			farEnd = startSipp(t, "desk_echo.xml", nil, "-p", strconv.Itoa(g.deskPort), "-rtp_echo")
+			req.done <- farEnd != nil
 		case scriptErr = <-exited:
 			exited <- scriptErr
 			break wait
@@ -579,7 +594,27 @@ wait:
 	if code, m := g.api("GET", "/calls?to=%2B15550111", ""); code != 200 || len(m["calls"].([]any)) != 0 {
 		t.Errorf("GET /calls?to=+15550111 = %d %v: the refused dial must not be placed", code, m)
 	}
-	if v := g.metric(`switchboard_calls_total{direction="outbound"`); v != 0 {
-		t.Errorf("switchboard_calls_total outbound = %v after a refused dial, want 0", v)
+	// The allowed dial (issue 7, TC-2): through the trunk to the far end, answered, hung up from
+	// the page; one outbound call, and a new voice/outbound ticket about the contact, assigned
+	// to agent1.
+	if farEnd == nil {
+		t.Fatal("the browser script never asked for the outbound far end")
+	}
+	farEnd.wait(t, "far end")
+	outCall := g.awaitCall("+15551234567", func(c map[string]any) bool {
+		return c["direction"] == "outbound" && c["state"] == "ended" && c["ticket_id"] != nil
+	})
+	if outCall["outcome"] != "answered" || outCall["from"] != "+15550100" {
+		t.Errorf("outbound call record %v: want answered, from the trunk's caller ID", outCall)
+	}
+	tk, _ := g.ticketOf(outCall)
+	if via := tk["via"].(map[string]any); via["channel"] != "voice" || via["source"] != "outbound" {
+		t.Errorf("outbound ticket via %v, want voice/outbound (TC-2)", via)
+	}
+	if tk["assignee_id"] != agentID || tk["status"] != "open" {
+		t.Errorf("outbound ticket %v: want open, assigned to agent1", tk)
+	}
+	if v := g.metric(`switchboard_calls_total{direction="outbound"`); v != 1 {
+		t.Errorf("switchboard_calls_total outbound = %v, want 1: the allowed dial only", v)
 	}
 }

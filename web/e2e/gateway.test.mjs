@@ -168,4 +168,21 @@ test('gateway softphone: queued call answered in the browser, hold, hang-up, ref
   await err.waitFor({ state: 'visible' });
   assert.match(await err.textContent(), /stored on the contact/);
   await page.screenshot({ path: path.join(artifacts, 'gateway-dial-refused.png'), fullPage: true });
+
+  // An outbound dial the settings allow: the contact's own number, through the carrier trunk to
+  // a SIPp far end (started by the Go test, which also solved the contact's earlier ticket so
+  // that this call makes a new one, TC-2/TC-7).
+  const far = await fetch(control + '/far-end', { method: 'POST', signal: AbortSignal.timeout(STEP) });
+  assert.equal(far.status, 202, 'the Go test started the far end');
+  await page.getByTestId('dial-number').fill(caller);
+  await page.getByTestId('dial-submit').click();
+  await page.getByTestId('hangup').waitFor({ state: 'visible', timeout: STEP });
+  const before = await inboundAudio(page);
+  await until(async () => {
+    const s = await inboundAudio(page);
+    return s && (!before || s.packets > before.packets + 50) ? s : null;
+  }, 'audio from the far end of the outbound call');
+  await page.screenshot({ path: path.join(artifacts, 'gateway-outbound.png'), fullPage: true });
+  await page.getByTestId('hangup').click();
+  await page.getByTestId('hangup').waitFor({ state: 'hidden' });
 });
