@@ -328,6 +328,11 @@ func (e *Endpoint) handleRTP(b []byte, src netip.AddrPort, at time.Time) {
 	}
 	if !latch(&e.latched, src) {
 		e.reject(reasonForeign)
+		if e.m != nil {
+			if f := e.m.onForeign.Load(); f != nil {
+				(*f)(src)
+			}
+		}
 		return
 	}
 	cfg := e.cfg.Load()

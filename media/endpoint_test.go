@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +24,9 @@ func TestLatchingThenStrictSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var hooked []netip.AddrPort // the security-event hook sees every foreign packet's source
+	var hookMu sync.Mutex
+	m.OnForeignSource(func(src netip.AddrPort) { hookMu.Lock(); hooked = append(hooked, src); hookMu.Unlock() })
 	e := newTestEndpoint(t, EndpointOptions{Metrics: m})
 	e.SetCodec(0, PCMU)
 	tap := newTapper(e)
@@ -46,6 +50,11 @@ func TestLatchingThenStrictSource(t *testing.T) {
 	if got := testutil.ToFloat64(m.foreign); got != 1 {
 		t.Errorf("switchboard_rtp_packets_rejected_total{reason=foreign_source} = %v", got)
 	}
+	hookMu.Lock()
+	if len(hooked) != 1 || hooked[0] != foreign.addr() {
+		t.Errorf("foreign-source hook saw %v, want [%s]", hooked, foreign.addr())
+	}
+	hookMu.Unlock()
 	if got := testutil.ToFloat64(m.rx); got != 2 {
 		t.Errorf("switchboard_rtp_packets_total{direction=rx} = %v", got)
 	}

@@ -2,6 +2,8 @@ package media
 
 import (
 	"fmt"
+	"net/netip"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -9,13 +11,16 @@ import (
 // Metrics are the RTP counters of CONTRACT.md §5, shared by every endpoint given the same
 // *Metrics. Hot counters are pre-resolved children, so counting a packet does not allocate.
 type Metrics struct {
-	rx, tx   prometheus.Counter
-	lost     prometheus.Counter
-	jitter   prometheus.Histogram
-	rejected *prometheus.CounterVec
-	foreign  prometheus.Counter
-	badPT    prometheus.Counter
-	bad      prometheus.Counter
+	// onForeign, when set, is told of each packet dropped for coming from an address other than
+	// the latched peer (a security event for the gateway).
+	onForeign atomic.Pointer[func(netip.AddrPort)]
+	rx, tx    prometheus.Counter
+	lost      prometheus.Counter
+	jitter    prometheus.Histogram
+	rejected  *prometheus.CounterVec
+	foreign   prometheus.Counter
+	badPT     prometheus.Counter
+	bad       prometheus.Counter
 }
 
 // Reasons a received packet is rejected (label "reason" of switchboard_rtp_packets_rejected_total).
@@ -32,6 +37,16 @@ const (
 //	switchboard_rtp_packets_lost_total                   counter (added when an endpoint closes)
 //	switchboard_rtp_jitter_seconds                       histogram (observed when an endpoint closes)
 //	switchboard_rtp_packets_rejected_total{reason}       counter (foreign_source, malformed, payload_type)
+//
+// OnForeignSource registers f to be called for every RTP packet dropped because it came from
+// an address other than the latched peer (RFC 4961 symmetric RTP, strict source). f runs on the
+// receive path: it must be cheap and must not block.
+func (m *Metrics) OnForeignSource(f func(src netip.AddrPort)) {
+	if m != nil {
+		m.onForeign.Store(&f)
+	}
+}
+
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	packets := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_rtp_packets_total",

@@ -47,6 +47,8 @@ type Server struct {
 	// lastFloodLog is when a rate_limited security event was last logged (unix ns): a flood
 	// is counted in full but logged at most once a second.
 	lastFloodLog atomic.Int64
+	// lastRTPLog does the same for RTP source rejections.
+	lastRTPLog atomic.Int64
 
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server

@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/ticketing"
@@ -40,3 +41,21 @@ func (c *Call) AddHoldTime(d time.Duration) {
 // LastSeq is the seq of the call's latest event (call.ended's, once the call is over), so that
 // events about the call after its end, such as call.recording_ready, can follow it.
 func (c *Call) LastSeq() int64 { return c.seq.Load() }
+
+// SecRTPSourceRejected is the security event type of RTP dropped for coming from an address
+// other than the call's latched peer (media's strict source).
+const SecRTPSourceRejected = "rtp_source_rejected"
+
+// RTPSourceRejected counts an RTP packet media dropped for its source as a security event and
+// logs it, at most once a second (a flood is counted in full). It is cheap: media calls it on
+// the receive path.
+func (s *Server) RTPSourceRejected(src netip.AddrPort) {
+	s.m.securityEvent.WithLabelValues(SecRTPSourceRejected).Inc()
+	now := s.now().UnixNano()
+	last := s.lastRTPLog.Load()
+	if now-last < int64(time.Second) || !s.lastRTPLog.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn("sip: security event", "security_event", SecRTPSourceRejected, "source", src.String(),
+		"detail", "RTP from an address other than the call's peer")
+}

@@ -201,6 +201,8 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux) error
 	if t.sip, err = sip.New(sopts); err != nil {
 		return err
 	}
+	// RTP from anyone but a call's peer is a security event like a SIP ACL reject.
+	mediaMetrics.OnForeignSource(t.sip.RTPSourceRejected)
 	if err := t.startSoftphone(mux); err != nil {
 		return err
 	}
