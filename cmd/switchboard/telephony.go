@@ -48,8 +48,10 @@ type liveCall struct {
 	call *sip.Call
 	// answered is set once the first call.answered was emitted.
 	answered bool
-	rec      *recordings.Writer
-	ep       *media.Endpoint
+	// starting is set while the recording is being set up, ended once call.ended went out.
+	starting, ended bool
+	rec             *recordings.Writer
+	ep              *media.Endpoint
 }
 
 // startTelephony builds and starts the voice side. It runs after startTicketing.
@@ -390,22 +392,36 @@ func (t *telephony) startRecordingOn(lc *liveCall, ep *media.Endpoint) {
 		return
 	}
 	t.mu.Lock()
-	if lc.rec != nil {
+	if lc.rec != nil || lc.starting || lc.ended {
 		t.mu.Unlock()
 		return
 	}
+	lc.starting = true
 	t.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	w, err := t.recs.Start(ctx, lc.call.ID())
-	if err != nil {
-		t.gw.log.Error("recording: start", "call_id", lc.call.ID(), "err", err)
-		return
-	}
-	ep.SetTap(w.Tap(recordings.Left, recordings.Right))
-	t.mu.Lock()
-	lc.rec, lc.ep = w, ep
-	t.mu.Unlock()
+	// Starting writes the recording's row to PostgreSQL: never on the call's goroutine or the
+	// ACD's, which must not wait on the database. The recording begins once its file is ready.
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		w, err := t.recs.Start(ctx, lc.call.ID())
+		t.mu.Lock()
+		lc.starting = false
+		ended := lc.ended
+		if err == nil && !ended {
+			ep.SetTap(w.Tap(recordings.Left, recordings.Right))
+			lc.rec, lc.ep = w, ep
+		}
+		t.mu.Unlock()
+		switch {
+		case err != nil:
+			t.gw.log.Error("recording: start", "call_id", lc.call.ID(), "err", err)
+		case ended:
+			// The call ended while the recording was being set up: finish what there is.
+			t.finishRecording(lc.call.ID(), lc.call.LastSeq()+1, w, nil)
+		}
+	}()
 }
 
 // callEnded runs after call.ended: the recording is finished and call.recording_ready follows.
@@ -413,24 +429,37 @@ func (t *telephony) callEnded(s sip.CallSummary) {
 	t.mu.Lock()
 	lc := t.calls[s.CallID]
 	delete(t.calls, s.CallID)
+	var rec *recordings.Writer
+	var ep *media.Endpoint
+	if lc != nil {
+		lc.ended = true // a recording still starting finishes itself
+		rec, ep = lc.rec, lc.ep
+	}
 	t.mu.Unlock()
-	if lc == nil || lc.rec == nil {
+	if rec == nil {
 		return
 	}
 	seq := lc.call.LastSeq() + 1
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
-		lc.ep.SetTap(nil)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		res, err := lc.rec.Finish(ctx)
-		if err != nil {
-			t.gw.log.Error("recording failed", "call_id", s.CallID, "err", err)
-			return
-		}
-		t.emitRecordingReady(ctx, s.CallID, seq, res.ID, res.Seconds)
+		t.finishRecording(s.CallID, seq, rec, ep)
 	}()
+}
+
+// finishRecording closes a call's recording and announces it as the event after seq-1.
+func (t *telephony) finishRecording(callID string, seq int64, w *recordings.Writer, ep *media.Endpoint) {
+	if ep != nil {
+		ep.SetTap(nil)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := w.Finish(ctx)
+	if err != nil {
+		t.gw.log.Error("recording failed", "call_id", callID, "err", err)
+		return
+	}
+	t.emitRecordingReady(ctx, callID, seq, res.ID, res.Seconds)
 }
 
 func (t *telephony) emitRecordingReady(ctx context.Context, callID string, seq int64, id string, seconds int64) {
