@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	bin "encoding/binary"
@@ -58,41 +57,8 @@ func runAgentGateway(t *testing.T) *testGateway {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir, exited: make(chan error, 1)}
-	g.cmd = exec.Command(exe, "serve", "--config", path)
-	g.cmd.Env = append(os.Environ(), "DATABASE_URL=")
-	stderr, err := g.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	logsDone := make(chan struct{})
-	go func() {
-		defer close(logsDone)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64*1024), 1024*1024)
-		for sc.Scan() {
-			g.mu.Lock()
-			g.logs.WriteString(sc.Text() + "\n")
-			g.mu.Unlock()
-		}
-	}()
-	go func() { <-logsDone; g.exited <- g.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = g.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-g.exited:
-		case <-time.After(20 * time.Second):
-			_ = g.cmd.Process.Kill()
-			<-g.exited
-		}
-		if t.Failed() {
-			t.Logf("gateway logs:\n%s", tail(g.logText(), 8000))
-		}
-	})
-	waitReady(t, base, g.exited)
+	g := &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir}
+	g.launch(exe, path)
 	return g
 }
 

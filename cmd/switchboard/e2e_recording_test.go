@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	bin "encoding/binary"
@@ -56,43 +55,7 @@ func startRecGateway(t *testing.T) *recGateway {
 func (r *recGateway) start() {
 	t := r.t
 	t.Helper()
-	g := r.g
-	g.exited = make(chan error, 1)
-	g.cmd = exec.Command(r.bin, "serve", "--config", r.config)
-	g.cmd.Env = append(os.Environ(), "DATABASE_URL=")
-	stderr, err := g.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	logsDone := make(chan struct{})
-	go func() {
-		defer close(logsDone)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64*1024), 1024*1024)
-		for sc.Scan() {
-			g.mu.Lock()
-			g.logs.WriteString(sc.Text() + "\n")
-			g.mu.Unlock()
-		}
-	}()
-	go func() { <-logsDone; g.exited <- g.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = g.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-g.exited:
-			g.exited <- err
-		case <-time.After(20 * time.Second):
-			_ = g.cmd.Process.Kill()
-			g.exited <- <-g.exited
-		}
-		if t.Failed() {
-			t.Logf("gateway (pid %d) logs:\n%s", g.cmd.Process.Pid, tail(g.logText(), 6000))
-		}
-	})
-	waitReady(t, g.base, g.exited)
+	r.g.launch(r.bin, r.config)
 }
 
 // kill SIGKILLs the gateway and waits until it is gone.

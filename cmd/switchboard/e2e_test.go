@@ -114,7 +114,18 @@ func runGateway(t *testing.T) *testGateway {
 	t.Helper()
 	bin := binary(t)
 	path, base, sipPort, deskPort, dir := writeGatewayConfig(t, pgtest.EmptyURL(t))
-	g := &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir, exited: make(chan error, 1)}
+	g := &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir}
+	g.launch(bin, path)
+	return g
+}
+
+// launch starts `serve --config path` as g's process, collecting its log, and waits for
+// /readyz. Cleanup stops it (SIGTERM, SIGKILL after 20 s) unless it has exited already; g.exited
+// keeps the exit status for every later reader.
+func (g *testGateway) launch(bin, path string) {
+	t := g.t
+	t.Helper()
+	g.exited = make(chan error, 1)
 	g.cmd = exec.Command(bin, "serve", "--config", path)
 	g.cmd.Env = append(os.Environ(), "DATABASE_URL=")
 	stderr, err := g.cmd.StderrPipe()
@@ -139,17 +150,17 @@ func runGateway(t *testing.T) *testGateway {
 	t.Cleanup(func() {
 		_ = g.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-g.exited:
+		case err := <-g.exited:
+			g.exited <- err
 		case <-time.After(20 * time.Second):
 			_ = g.cmd.Process.Kill()
-			<-g.exited
+			g.exited <- <-g.exited
 		}
 		if t.Failed() {
-			t.Logf("gateway logs:\n%s", tail(g.logText(), 6000))
+			t.Logf("gateway (pid %d) logs:\n%s", g.cmd.Process.Pid, tail(g.logText(), 8000))
 		}
 	})
-	waitReady(t, base, g.exited)
-	return g
+	waitReady(t, g.base, g.exited)
 }
 
 func (g *testGateway) logText() string {
