@@ -92,8 +92,7 @@ func (r *recGateway) query(dst []any, sql string, args ...any) error {
 	return conn.QueryRow(ctx, sql, args...).Scan(dst...)
 }
 
-// writeToneFile writes secs seconds of a freq Hz μ-law tone as a WAV for SIPp's rtp_stream
-// (the same shape as writeToneWAV, any frequency).
+// writeToneFile writes secs seconds of a freq Hz μ-law tone as a WAV for SIPp's rtp_stream.
 func writeToneFile(t *testing.T, path string, freq float64, secs int) {
 	t.Helper()
 	n := 8000 * secs

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -22,7 +21,6 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/pgtest"
-	"github.com/switchboard-voice/switchboard/media"
 )
 
 // testGateway is a `switchboard serve` subprocess with a configuration shaped like the dev one
@@ -290,33 +288,7 @@ func (r *sippRun) wait(t *testing.T, what string) {
 // writeToneWAV writes secs seconds of a 440 Hz μ-law tone for SIPp's rtp_stream.
 func writeToneWAV(t *testing.T, path string, secs int) {
 	t.Helper()
-	n := 8000 * secs
-	data := make([]byte, n)
-	for i := range data {
-		data[i] = media.EncodeULaw(int16(8000 * math.Sin(2*math.Pi*440*float64(i)/8000)))
-	}
-	var b bytes.Buffer
-	w := func(v any) { _ = bin.Write(&b, bin.LittleEndian, v) }
-	b.WriteString("RIFF")
-	w(uint32(4 + 26 + 12 + 8 + n))
-	b.WriteString("WAVEfmt ")
-	w(uint32(18))
-	w(uint16(7)) // WAVE_FORMAT_MULAW
-	w(uint16(1))
-	w(uint32(8000))
-	w(uint32(8000))
-	w(uint16(1))
-	w(uint16(8))
-	w(uint16(0))
-	b.WriteString("fact")
-	w(uint32(4))
-	w(uint32(n))
-	b.WriteString("data")
-	w(uint32(n))
-	b.Write(data)
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeToneFile(t, path, 440, secs)
 }
 
 // ticketOf returns the call's ticket and its comments.
