@@ -181,8 +181,8 @@ type Event struct {
 	Where       string    // call.abandoned: ivr | queue | voicemail
 }
 
-// Events receives ivr's call lifecycle events, in order per call, on the call's goroutine (or
-// the ACD's, for events about agents). Emit must not block: queue the event and return.
+// Events receives ivr's call lifecycle events, in order per call, on the call's goroutine,
+// never with a lock of ivr held. Emit must not block: queue the event and return.
 type Events interface {
 	Emit(e Event)
 }

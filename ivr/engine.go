@@ -199,6 +199,7 @@ func (e *Engine) check(t Target) error {
 type Call struct {
 	e      *Engine
 	leg    Leg
+	id     string // leg.CallID(), read once: the ACD needs it under its lock
 	info   CallInfo
 	digits chan rune
 
@@ -211,11 +212,11 @@ type Call struct {
 
 // NewCall prepares leg for Run.
 func (e *Engine) NewCall(leg Leg, info CallInfo) *Call {
-	return &Call{e: e, leg: leg, info: info, digits: make(chan rune, defaultDigitBuffer), lang: e.opts.DefaultLanguage}
+	return &Call{e: e, leg: leg, id: leg.CallID(), info: info, digits: make(chan rune, defaultDigitBuffer), lang: e.opts.DefaultLanguage}
 }
 
-// ID is the call's id (the Leg's CallID).
-func (c *Call) ID() string { return c.leg.CallID() }
+// ID is the call's id (the Leg's CallID, read once by NewCall).
+func (c *Call) ID() string { return c.id }
 
 // Language is the call's current language.
 func (c *Call) Language() string {
