@@ -370,7 +370,7 @@ func TestFileLayout(t *testing.T) {
 			t.Fatal(err)
 		}
 		flush(t, s)
-	rec, err := s.Recording(ctx, res.ID)
+		rec, err := s.Recording(ctx, res.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
