@@ -84,7 +84,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux) error
 		}
 		t.recs, err = recordings.New(recordings.Options{
 			Dir: cfg.Recordings.Dir, DB: gw.pool, Node: cfg.Node, Metrics: recMetrics, StartPoint: start,
-			Logger: gw.log.With("component", "recordings"),
+			Logger:     gw.log.With("component", "recordings"),
 			Authorizer: recordingsAuth{gw}, Tickets: ticketRecordings{gw.store},
 			OnExpired: func(ctx context.Context, ids []string, at time.Time) error {
 				return gw.store.MarkRecordingsDeleted(ctx, 0, ids, 0, at)
