@@ -381,9 +381,9 @@ func (s *Service) syncID(ctx context.Context, id string) error {
 	case err != nil:
 		return err
 	}
-	if st == StateDeleted && r.State != StateDeleted && r.State != StateRecording && !s.isActive(r.ID) {
-		// Deleted (CD-6, by another node) while it was being written: the file must not
-		// come back.
+	if st == StateDeleted && (r.State == StateReady || r.State == StateFailed) {
+		// Deleted (CD-6, by another node) while it was being written: the file — closed, its
+		// row final — must not come back.
 		if err := s.opts.FS.Remove(s.abs(r.Path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			s.log.Error("recordings: remove a file deleted while recording", "recording_id", r.ID, "err", err)
 		}

@@ -2,8 +2,10 @@ package recordings
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -287,5 +289,79 @@ func TestRestartWritesJournaledRowsOnce(t *testing.T) {
 	}
 	if total != len(ids) {
 		t.Errorf("%d rows in all, want %d", total, len(ids))
+	}
+}
+
+// Rule (issue 13, item 4): Repair may run while recordings start and finish (a gateway that
+// repairs again once the database is back): it never takes a live or finishing recording for
+// one a dead process left — nothing is returned, no file is touched — and every row ends
+// ready and complete. Loops the racing operations under -race.
+func TestRepairDuringLiveRecordingsTouchesNone(t *testing.T) {
+	s := newService(t, Options{Buffer: 64})
+	ctx := ctxTimeout(t)
+	const workers, rounds = 3, 15
+	done := make(chan struct{})
+	errs := make(chan error, workers+1)
+	results := make(chan Result, workers*rounds)
+	go func() {
+		for {
+			select {
+			case <-done:
+				errs <- nil
+				return
+			default:
+			}
+			reps, err := s.Repair(ctx)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if len(reps) != 0 {
+				errs <- fmt.Errorf("repair during live recordings returned %+v", reps)
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for i := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range rounds {
+				w, err := s.Start(ctx, fmt.Sprintf("call-race-%d-%d", i, k))
+				if err != nil {
+					errs <- err
+					return
+				}
+				feed(w.CallerTap(), time.Now(), media.PCMU, 440, 1, 0, 3)
+				res, err := w.Finish(ctx)
+				if err != nil {
+					errs <- err
+					return
+				}
+				results <- res
+			}
+		}()
+	}
+	wg.Wait()
+	close(done)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	close(results)
+	flush(t, s)
+	n := 0
+	for res := range results {
+		n++
+		rec, err := s.Recording(ctx, res.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.State != StateReady || rec.SizeBytes != res.Bytes || rec.DurationMS != res.Duration.Milliseconds() {
+			t.Errorf("row %+v, result %+v", rec, res)
+		}
+	}
+	if n != workers*rounds {
+		t.Fatalf("%d recordings, want %d", n, workers*rounds)
 	}
 }

@@ -126,15 +126,22 @@ func (s *Service) Repair(ctx context.Context) ([]Repaired, error) {
 		return out, fmt.Errorf("recordings: repair: %w", err)
 	}
 	for _, r := range rows {
+		seen[r.Path] = true
 		if s.isActive(r.ID) {
 			continue
 		}
-		seen[r.Path] = true
-		rep, err := s.repairRow(ctx, r)
+		if b, err := s.journalRead(r.ID); err != nil || b != nil {
+			// The journal holds a newer row for it (a recording of this process finished
+			// meanwhile): the metadata writer brings the database up to date.
+			continue
+		}
+		rep, ok, err := s.repairRow(ctx, r)
 		if err != nil {
 			return out, err
 		}
-		out = append(out, rep)
+		if ok {
+			out = append(out, rep)
+		}
 	}
 	err = filepath.WalkDir(s.opts.Dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -181,6 +188,18 @@ func (s *Service) repairJournal(ctx context.Context, seen map[string]bool) ([]Re
 	}
 	var out []Repaired
 	for _, id := range ids {
+		// Active first, the entry second: a recording of this process is active before its
+		// entry exists and until its final entry is written, so an entry read after the check
+		// says recording only when a dead process left it.
+		if s.isActive(id) {
+			if b, _ := s.journalRead(id); b != nil {
+				var r Recording
+				if json.Unmarshal(b, &r) == nil {
+					seen[r.Path] = true
+				}
+			}
+			continue
+		}
 		b, err := s.journalRead(id)
 		if err != nil {
 			return out, fmt.Errorf("recordings: repair: journal %s: %w", id, err)
@@ -191,9 +210,6 @@ func (s *Service) repairJournal(ctx context.Context, seen map[string]bool) ([]Re
 		var r Recording
 		if err := json.Unmarshal(b, &r); err != nil || r.ID == "" {
 			s.refuse(id, b, fmt.Errorf("unreadable journal entry: %v", err))
-			continue
-		}
-		if s.isActive(r.ID) {
 			continue
 		}
 		seen[r.Path] = true
@@ -252,20 +268,22 @@ func (s *Service) repairedRow(r Recording) (Repaired, Recording) {
 	return rep, r
 }
 
-// repairRow completes one row left in state recording.
-func (s *Service) repairRow(ctx context.Context, r Recording) (Repaired, error) {
+// repairRow completes one row left in state recording; ok is false when the row had moved on
+// meanwhile (nothing to announce).
+func (s *Service) repairRow(ctx context.Context, r Recording) (Repaired, bool, error) {
 	rep, row := s.repairedRow(r)
-	if _, err := s.complete(ctx, r.ID, rep.State, rep.Duration, rep.Bytes, s.now(), row.Pauses, row.Error); err != nil {
-		return rep, fmt.Errorf("recordings: repair %s: %w", r.ID, err)
+	ok, err := s.complete(ctx, r.ID, rep.State, rep.Duration, rep.Bytes, s.now(), row.Pauses, row.Error)
+	if err != nil {
+		return rep, false, fmt.Errorf("recordings: repair %s: %w", r.ID, err)
 	}
-	return rep, nil
+	return rep, ok, nil
 }
 
 // repairStray fixes a file found by the scan when its header disagrees with its size.
 func (s *Service) repairStray(ctx context.Context, rel string) (Repaired, bool, error) {
 	path := s.abs(rel)
-	if !s.headerStale(path) {
-		return Repaired{}, false, nil
+	if s.activePath(rel) || !s.headerStale(path) {
+		return Repaired{}, false, nil // ours and live (its row may not be written yet), or fine
 	}
 	var r Recording
 	r, err := scanRecording(s.opts.DB.QueryRow(ctx, `SELECT `+recordingColumns+` FROM recordings

@@ -137,17 +137,19 @@ func (s *Service) start(_ context.Context, callID, kind string, channels int) (*
 		return nil, fmt.Errorf("recordings: start %s: %w: %w", callID, ErrWrite, err)
 	}
 	w := newWriter(s, id, callID, kind, rel, channels, at, file)
-	// The journal entry comes before the writer is known to anyone: from here on, a crash
-	// leaves a row to write (Repair) rather than a file nobody knows.
+	// Active before its journal entry exists, so that a Repair running meanwhile never takes
+	// a live recording for one a dead process left. From the journal entry on, a crash leaves
+	// a row to write (Repair) rather than a file nobody knows.
+	s.mu.Lock()
+	s.active[id] = w
+	s.mu.Unlock()
 	if err := s.journalStore(w.row(StateRecording, nil)); err != nil {
+		s.forget(w)
 		s.metrics().addError()
 		file.f.Close()
 		_ = s.opts.FS.Remove(file.path)
 		return nil, fmt.Errorf("recordings: start %s: %w: %w", callID, ErrWrite, err)
 	}
-	s.mu.Lock()
-	s.active[id] = w
-	s.mu.Unlock()
 	s.metrics().addActive(1)
 	go w.run()
 	s.enqueue(id)
@@ -221,6 +223,18 @@ func (s *Service) isActive(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.active[id] != nil
+}
+
+// activePath reports whether this process is writing the file at rel (relative path).
+func (s *Service) activePath(rel string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range s.active {
+		if w.rel == rel {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Service) now() time.Time { return s.opts.Now() }

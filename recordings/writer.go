@@ -302,10 +302,12 @@ func (w *Writer) Finish(ctx context.Context) (Result, error) {
 		w.finishCh <- end
 		<-w.done
 		w.s.metrics().addActive(-1)
-		w.s.forget(w)
 		w.metaMu.Lock()
 		w.result, w.resultErr = w.s.finish(w, pauses)
 		w.metaMu.Unlock()
+		// Only now, with its final row journaled, is it no longer live: a Repair meanwhile
+		// must not take it for a recording a dead process left.
+		w.s.forget(w)
 	})
 	return w.result, w.resultErr
 }
