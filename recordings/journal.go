@@ -123,7 +123,7 @@ func (s *Service) journalRead(id string) ([]byte, error) {
 }
 
 // journalRemoveIf removes a journal file if it still holds b (a change written meanwhile stays
-// for the next pass), with suffix "" or, for a refused row, renames it to <id>.json.refused.
+// for the next pass) or, for a refused row, renames it to <id>.json.refused.
 func (s *Service) journalRemoveIf(id string, b []byte, refused bool) {
 	path := s.journalPath(id)
 	s.jmu.Lock()
@@ -298,9 +298,9 @@ func (s *Service) metadataWriter(ctx context.Context, done chan<- struct{}) {
 	}
 }
 
-// syncJournal writes every journaled row of this node, oldest file name order being
-// irrelevant (rows are independent). It returns the first error that is not the row's fault
-// (the database unreachable); rows the database refuses are set aside.
+// syncJournal writes every journaled row of this node (in any order: rows are independent).
+// It returns the first error that is not the row's fault (the database unreachable); rows the
+// database refuses are set aside.
 func (s *Service) syncJournal(ctx context.Context) error {
 	// The ids queued so far are all in the journal: the scan covers them.
 	for drained := false; !drained; {

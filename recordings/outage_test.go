@@ -365,3 +365,55 @@ func TestRepairDuringLiveRecordingsTouchesNone(t *testing.T) {
 		t.Fatalf("%d recordings, want %d", n, workers*rounds)
 	}
 }
+
+// Rule (issue 13, item 4, poison): a journaled row the database refuses for good (here its
+// file's path is claimed by another row) is set aside as <id>.json.refused, counted in
+// switchboard_recording_rows_refused_total and switchboard_recording_errors_total, and never
+// retried in a loop; the other recordings' rows are written all the same.
+func TestRefusedRowIsSetAsideOthersWritten(t *testing.T) {
+	proxy, pool, url := pgtest.ProxiedPool(t)
+	db := directPool(t, url)
+	clk := newClock()
+	s := newService(t, Options{DB: pool, Now: clk.Now, MetadataRetry: 200 * time.Millisecond})
+	ctx := ctxTimeout(t)
+	flush(t, s)
+	proxy.Down()
+	var res []Result
+	for _, call := range []string{"call-poison", "call-fine"} {
+		w, err := s.Start(ctx, call)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := w.Finish(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res = append(res, r)
+	}
+	// Meanwhile a stale row (another id) claims the poison recording's path.
+	rel := filepath.ToSlash(mustRel(t, s.opts.Dir, res[0].Path))
+	if _, err := db.Exec(ctx, `INSERT INTO recordings (id, call_id, node, path, state, channels, started_at)
+		VALUES ('stale', 'call-poison', 'test-node', $1, 'ready', 2, now())`, rel); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Up()
+	flush(t, s)
+	if n := rowCount(t, db, res[1].ID); n != 1 {
+		t.Errorf("the fine recording's row: %d rows, want 1", n)
+	}
+	if n := rowCount(t, db, res[0].ID); n != 0 {
+		t.Errorf("the refused row was written: %d rows", n)
+	}
+	if _, err := os.Stat(s.journalPath(res[0].ID) + refusedExt); err != nil {
+		t.Errorf("refused journal entry not set aside: %v", err)
+	}
+	if got := testutil.ToFloat64(s.metrics().refused); got != 1 {
+		t.Errorf("switchboard_recording_rows_refused_total = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(s.metrics().errors); got != 1 {
+		t.Errorf("switchboard_recording_errors_total = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(s.metrics().pending); got != 0 {
+		t.Errorf("switchboard_recording_rows_pending = %v, want 0", got)
+	}
+}
