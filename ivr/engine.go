@@ -22,6 +22,9 @@ const (
 	DefaultMaxHops      = 32
 	defaultDigitBuffer  = 32
 	defaultFinishBudget = 10 * time.Second
+	// defaultStartBudget bounds starting a voicemail recording: the caller is waiting after the
+	// beep, and a recorder that stalls must cost a goodbye, never a frozen IVR goroutine.
+	defaultStartBudget = 5 * time.Second
 )
 
 // Menu is one IVR menu: a prompt, then digits choose where the call goes.
