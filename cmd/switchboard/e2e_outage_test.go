@@ -12,10 +12,12 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/pgtest"
 )
 
-// runProxiedGateway runs serve on a fresh database reached through a proxy the test can cut.
-func runProxiedGateway(t *testing.T) (*testGateway, *pgtest.Proxy) {
+// runProxiedGateway runs serve on a fresh database reached through a proxy the test can cut;
+// it also returns the database's direct URL, for checks that must not go through the proxy.
+func runProxiedGateway(t *testing.T) (*testGateway, *pgtest.Proxy, string) {
 	t.Helper()
-	u, err := url.Parse(pgtest.EmptyURL(t))
+	db := pgtest.EmptyURL(t)
+	u, err := url.Parse(db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,7 +26,7 @@ func runProxiedGateway(t *testing.T) (*testGateway, *pgtest.Proxy) {
 	path, base, sipPort, deskPort, dir := writeGatewayConfig(t, u.String())
 	g := &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir}
 	g.launch(binary(t), path)
-	return g, proxy
+	return g, proxy, db
 }
 
 // awaitRecordingFile waits (bounded) until recordings.dir holds exactly one file matching
@@ -74,7 +76,7 @@ func awaitNoPendingRows(t *testing.T, g *testGateway) {
 // the very file.
 func TestEndToEnd_RecordingDuringDatabaseOutage(t *testing.T) {
 	requireSipp(t)
-	g, proxy := runProxiedGateway(t)
+	g, proxy, _ := runProxiedGateway(t)
 	sipPort, deskPort := g.sipPort, g.deskPort
 	proxy.Down()
 	tones := t.TempDir()
@@ -122,7 +124,7 @@ func TestEndToEnd_RecordingDuringDatabaseOutage(t *testing.T) {
 // ends as voicemail with a voicemail ticket whose voice comment serves that very file.
 func TestEndToEnd_VoicemailDuringDatabaseOutage(t *testing.T) {
 	requireSipp(t)
-	g, proxy := runProxiedGateway(t)
+	g, proxy, _ := runProxiedGateway(t)
 	proxy.Down()
 	carrier := startSipp(t, "carrier_ivr.xml", map[string]string{"KEY_PCAP": "/usr/share/sip-tester/dtmf_2833_9.pcap", "TALK_MS": "9000"},
 		"-s", "+15550100", fmt.Sprintf("127.0.0.1:%d", g.sipPort))
