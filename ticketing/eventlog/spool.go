@@ -133,12 +133,22 @@ func encodeRec(e ticketing.Event) rec {
 	return rec{ev: e, line: b}
 }
 
+// decodeRec reads a spool line back. Only the fields that become columns of call_events are
+// decoded (the line itself is the stored body): a replay of a large spool is bound by this.
 func decodeRec(line []byte, end int64) rec {
 	line = bytes.TrimSpace(line)
 	r := rec{line: bytes.Clone(line), end: end}
-	if err := json.Unmarshal(line, &r.ev); err != nil {
+	var cols struct {
+		ID     string    `json:"id"`
+		CallID string    `json:"call_id"`
+		Seq    int64     `json:"seq"`
+		Type   string    `json:"type"`
+		At     time.Time `json:"at"`
+	}
+	if err := json.Unmarshal(line, &cols); err != nil {
 		r.bad = fmt.Errorf("eventlog: spool line is not a call event: %w", err)
 	}
+	r.ev = ticketing.Event{ID: cols.ID, CallID: cols.CallID, Seq: cols.Seq, Type: cols.Type, At: cols.At}
 	return r
 }
 
