@@ -48,6 +48,7 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux) error
 	gw.events, err = eventlog.Open(ctx, eventlog.Options{
 		Pool:       gw.pool,
 		SpoolPath:  cfg.Database.Spool,
+		Node:       cfg.Node,
 		OnStored:   gw.engine.Wake,
 		Logger:     gw.log.With("component", "eventlog"),
 		Registerer: gw.registry,

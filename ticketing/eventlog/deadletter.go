@@ -13,12 +13,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Refused reports whether err is PostgreSQL refusing the data itself: SQLSTATE class 22 (data
+// refused reports whether err is PostgreSQL refusing the data itself: SQLSTATE class 22 (data
 // exception: a NUL in text or jsonb, 22021 / 22P05, a value out of range) or class 23
 // (integrity constraint violation). The same rows are refused every time, so retrying cannot
 // help; anything else (connection lost, timeout, the server shutting down, disk full on the
 // server) may pass on a later try.
-func Refused(err error) bool {
+func refused(err error) bool {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
 		return false

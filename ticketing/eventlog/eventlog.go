@@ -127,7 +127,7 @@ type Log struct {
 
 // Open starts a Log. Events left in the spool by an earlier process are replayed while the
 // log runs, from where the last replay stopped; a torn last line (a write a crash
-// interrupted, never acknowledged) is cut off.
+// interrupted, never acknowledged) is cut off. ctx is not used once Open has returned.
 func Open(ctx context.Context, opts Options) (*Log, error) {
 	if opts.Pool == nil || opts.SpoolPath == "" {
 		return nil, errors.New("eventlog: Pool and SpoolPath are required")
@@ -545,7 +545,7 @@ func (l *Log) bisect(recs []rec, stage string, timeout time.Duration) (done, sto
 	if err == nil {
 		return len(recs), len(recs), nil
 	}
-	if !Refused(err) {
+	if !refused(err) {
 		return 0, 0, err
 	}
 	if len(recs) == 1 {
@@ -625,7 +625,7 @@ func (l *Log) replayBatch() bool {
 		}
 	}
 	if serr != nil {
-		if Refused(serr) {
+		if refused(serr) {
 			l.log.Error("eventlog: a spooled event could not be set aside; it stays in the spool", "err", serr)
 		} else {
 			l.log.Debug("eventlog: database still unreachable", "err", serr)
