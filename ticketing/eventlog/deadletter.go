@@ -79,10 +79,15 @@ func (l *Log) setAside(r rec, cause error, stage string) error {
 		if jerr != nil {
 			return fmt.Errorf("eventlog: encode dead letter: %w", jerr)
 		}
-		if ferr := l.dead.append(append(b, '\n')); ferr != nil {
+		l.deadMu.Lock()
+		ferr := l.dead.append(append(b, '\n'))
+		if ferr == nil {
+			l.deadFileLines++
+		}
+		l.deadMu.Unlock()
+		if ferr != nil {
 			return fmt.Errorf("eventlog: set aside event %s: table: %w; file: %w", d.EventID, err, ferr)
 		}
-		l.deadFileLines++
 		where = l.dead.path
 	}
 	l.deadTotal.Inc()
@@ -93,11 +98,16 @@ func (l *Log) setAside(r rec, cause error, stage string) error {
 }
 
 // importDeadFile moves the dead letters kept in the file while the database was away into
-// call_events_dead, and empties the file. Called by the writer once the database answers.
+// call_events_dead, and empties the file. Called once the database answers. deadMu is not
+// held across the insert: a line appended meanwhile keeps the file for the next import, which
+// inserts the earlier lines again as no-ops (unique on the raw event).
 func (l *Log) importDeadFile() {
+	l.deadMu.Lock()
 	if l.deadFileLines == 0 {
+		l.deadMu.Unlock()
 		return
 	}
+	size := l.dead.size
 	var ds []deadLetter
 	_, _, err := l.dead.scanLines(0, func(line []byte, _ int64) {
 		var d deadLetter
@@ -109,6 +119,7 @@ func (l *Log) importDeadFile() {
 		d.Stage = "file"
 		ds = append(ds, d)
 	})
+	l.deadMu.Unlock()
 	if err != nil {
 		l.log.Error("eventlog: read dead-letter file", "err", err)
 		return
@@ -120,8 +131,12 @@ func (l *Log) importDeadFile() {
 		l.log.Warn("eventlog: dead letters stay in their file for now", "file", l.dead.path, "events", len(ds), "err", err)
 		return
 	}
+	l.deadMu.Lock()
+	defer l.deadMu.Unlock()
+	if l.dead.size != size {
+		return
+	}
 	if err := l.dead.truncate(0); err != nil {
-		// They are in the table; the same rows again are no-ops (unique on the raw event).
 		l.log.Error("eventlog: empty dead-letter file", "err", err)
 		return
 	}

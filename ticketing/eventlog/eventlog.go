@@ -9,9 +9,10 @@
 //
 // The spool is replayed into the table while the gateway runs, one batch at a time, each
 // with its own timeout, streaming from a persisted offset (the file <spool>.offset; a restart
-// resumes there). Between two replay batches the writer takes new events: while the spool
-// holds anything they are appended to it, behind what waits, and acknowledged once fsync'd,
-// so that nothing overtakes the spool and a call's events stay in order. When the replay
+// resumes there). Meanwhile the writer goes on taking new events: while the spool holds
+// anything they are appended to it, behind what waits, and acknowledged once fsync'd, so that
+// nothing overtakes the spool, a call's events stay in order, and no emitter waits on the
+// replay or on a database that hangs. When the replay
 // reaches the end, the spool is emptied and events go straight to the database again.
 //
 // A spool write that fails or is short (disk full, EIO) is cut off again at once (truncated
@@ -28,9 +29,12 @@
 // Applying events to tickets is the rules engine's job (package ticketing); it reads the
 // pending rows of call_events. The table is the interface between the two.
 //
-// Goroutines: the writer goroutine (run) owns the files and every field marked so below;
-// Emit, Spooled and the metrics read only channels and atomics. OnStored is called from the
-// writer with no lock held.
+// Goroutines: the writer (run) takes the emitters' batches and appends to the spool; the
+// replayer (replayLoop) reads the spool from its offset and owns the offset file. They share
+// the spool's end, offset and count under mu, held only for bookkeeping and the append itself,
+// never across a database call; reads below the spool's end need no lock (the file only grows
+// there). The dead-letter file is under deadMu. Emit, Spooled and the metrics read channels and
+// atomics. OnStored is called from either goroutine with no lock held.
 package eventlog
 
 import (
@@ -80,8 +84,8 @@ type Options struct {
 	// CloseTimeout bounds the last replay attempt of Close; what is left stays in the spool
 	// for the next start (default 5 s).
 	CloseTimeout time.Duration
-	// OnStored is called (from the writer goroutine; it must not block) after events reached
-	// the table, so that the rules engine can look at once.
+	// OnStored is called (from the log's goroutines, with no lock held; it must not block)
+	// after events reached the table, so that the rules engine can look at once.
 	OnStored func()
 	Logger   *slog.Logger
 	// Registerer, when set, receives the log's metrics.
@@ -97,22 +101,30 @@ type request struct {
 
 // Log is the durable event log. It is safe for concurrent use.
 type Log struct {
-	opts   Options
-	log    *slog.Logger
-	reqs   chan request
-	quit   chan struct{}
-	doneCh chan struct{}
-	once   sync.Once
+	opts       Options
+	log        *slog.Logger
+	reqs       chan request
+	quit       chan struct{}
+	writerDone chan struct{} // the writer stopped: no request is answered any more
+	doneCh     chan struct{} // both goroutines stopped and the files are closed
+	wake       chan struct{} // the writer tells the replayer the spool grew
+	once       sync.Once
 
-	// Owned by the writer goroutine.
-	spool         *lineFile
-	offset        *offsetFile
-	off           int64 // replay offset: the spool's bytes before it are in the database
-	pending       int   // events in the spool after off
-	marks         []mark
+	// The spool, shared by the writer (appends) and the replayer (consumes); spool.size, off,
+	// pending, marks and lastFail are guarded by mu.
+	mu       sync.Mutex
+	spool    *lineFile
+	off      int64 // replay offset: the spool's bytes before it are in the database
+	pending  int   // events in the spool after off
+	marks    []mark
+	lastFail time.Time // the database last failed a replay or a flush
+
+	// Owned by the replayer.
+	offset *offsetFile
+
+	deadMu        sync.Mutex
 	dead          *lineFile
 	deadFileLines int
-	lastFail      time.Time // the database last failed a replay or a flush
 
 	// Read by anyone.
 	pendingNow  atomic.Int64
@@ -168,11 +180,13 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		}
 	}
 	l := &Log{
-		opts:   opts,
-		log:    opts.Logger,
-		reqs:   make(chan request, 4096),
-		quit:   make(chan struct{}),
-		doneCh: make(chan struct{}),
+		opts:       opts,
+		log:        opts.Logger,
+		reqs:       make(chan request, 4096),
+		quit:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+		doneCh:     make(chan struct{}),
+		wake:       make(chan struct{}, 1),
 		spooledTotal: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_ticketing_events_spooled_total",
 			Help: "Events written to the local spool because the database was unreachable or slow, or the spool was still draining.",
@@ -215,6 +229,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		l.log.Info("eventlog: events left in the spool, replaying", "events", l.pending, "from_offset", l.off)
 	}
 	go l.run()
+	go l.replayLoop()
 	return l, nil
 }
 
@@ -279,7 +294,9 @@ func (l *Log) openFiles() (err error) {
 		}
 		l.marks = []mark{{end: l.spool.size, at: at}}
 	}
-	l.setPending(n)
+	l.mu.Lock()
+	l.setPendingLocked(n)
+	l.mu.Unlock()
 	return nil
 }
 
@@ -331,7 +348,7 @@ func (l *Log) EmitBatch(ctx context.Context, events []ticketing.Event) error {
 	select {
 	case err := <-r.done:
 		return err
-	case <-l.doneCh:
+	case <-l.writerDone:
 		// Handed over as Close ran: the writer either answered before it stopped or never saw it.
 		select {
 		case err := <-r.done:
@@ -358,7 +375,8 @@ func (l *Log) Spooled() int {
 	return int(l.pendingNow.Load())
 }
 
-func (l *Log) setPending(n int) {
+// setPendingLocked records n events waiting; mu is held.
+func (l *Log) setPendingLocked(n int) {
 	l.pending = n
 	l.pendingNow.Store(int64(n))
 	l.spoolDepth.Set(float64(n))
@@ -380,44 +398,35 @@ func (l *Log) oldestAge() float64 {
 
 func (l *Log) replayTimeout() time.Duration { return l.opts.ReplayTimeout }
 
-// replayDue reports whether the spool waits and the database is worth trying now.
-func (l *Log) replayDue() bool {
-	return l.pending > 0 && l.opts.Now().Sub(l.lastFail) >= l.opts.RetryInterval
+func (l *Log) failed() {
+	l.mu.Lock()
+	l.lastFail = l.opts.Now()
+	l.mu.Unlock()
 }
 
+// run is the writer: it gathers the emitters' requests into batches and makes each durable.
 func (l *Log) run() {
-	defer close(l.doneCh)
-	defer l.closeFiles()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	// Dead letters a previous run could only keep in their file.
-	l.importDeadFile()
+	defer close(l.writerDone)
 	for {
-		if l.replayDue() {
-			// Replay one batch per turn, taking new events in between.
-			select {
-			case r := <-l.reqs:
-				l.flush(l.gather(r))
-			case <-l.quit:
-				l.shutdown()
-				return
-			default:
-				l.replayBatch()
-			}
-			continue
-		}
-		wait := time.Hour
-		if l.pending > 0 {
-			wait = max(time.Millisecond, l.opts.RetryInterval-l.opts.Now().Sub(l.lastFail))
-		}
-		timer.Reset(wait)
 		select {
 		case r := <-l.reqs:
 			l.flush(l.gather(r))
 		case <-l.quit:
-			l.shutdown()
+			// Make what was handed over before Close durable.
+			var batch []request
+			for {
+				select {
+				case r := <-l.reqs:
+					batch = append(batch, r)
+					continue
+				default:
+				}
+				break
+			}
+			if len(batch) > 0 {
+				l.flush(batch)
+			}
 			return
-		case <-timer.C:
 		}
 	}
 }
@@ -440,34 +449,6 @@ func (l *Log) gather(r request) []request {
 	return batch
 }
 
-// shutdown makes what was handed over before Close durable and lets the spool drain for at
-// most CloseTimeout.
-func (l *Log) shutdown() {
-	var batch []request
-	for {
-		select {
-		case r := <-l.reqs:
-			batch = append(batch, r)
-			continue
-		default:
-		}
-		break
-	}
-	if len(batch) > 0 {
-		l.flush(batch)
-	}
-	deadline := l.opts.Now().Add(l.opts.CloseTimeout)
-	l.lastFail = time.Time{}
-	for l.pending > 0 && l.opts.Now().Before(deadline) {
-		if !l.replayBatch() {
-			break
-		}
-	}
-	if l.pending > 0 {
-		l.log.Warn("eventlog: closing with events in the spool; the next start replays them", "events", l.pending)
-	}
-}
-
 // flush makes one batch durable: in the database when the spool is empty and the database
 // answers in time, in the spool otherwise; then it acknowledges every request of the batch.
 func (l *Log) flush(batch []request) {
@@ -477,20 +458,30 @@ func (l *Log) flush(batch []request) {
 			recs = append(recs, encodeRec(e))
 		}
 	}
+	// Only the writer adds to the spool: empty now, nothing can be in it that this batch would
+	// overtake.
+	l.mu.Lock()
+	empty := l.pending == 0
+	l.mu.Unlock()
 	var err error
 	rest := recs
-	if l.pending == 0 {
+	if empty {
 		n, serr := l.store(recs, "flush", l.opts.WriteTimeout)
 		rest = recs[n:]
 		if serr != nil {
 			l.log.Warn("eventlog: database write failed, spooling", "events", len(rest), "err", serr)
-			l.lastFail = l.opts.Now()
+			l.failed()
 		}
 	}
 	if len(rest) > 0 {
 		err = l.appendSpool(rest)
 		if err != nil {
 			l.log.Error("eventlog: spool write failed; the emitters are told and retry", "events", len(rest), "err", err)
+		} else {
+			select {
+			case l.wake <- struct{}{}:
+			default:
+			}
 		}
 	}
 	for _, r := range batch {
@@ -500,7 +491,8 @@ func (l *Log) flush(batch []request) {
 
 // store inserts recs in order, setting aside each one the database refuses for what it
 // holds, and returns how many from the start are done with (stored or set aside). An error
-// (the database away or too slow) means recs[n:] are not.
+// (the database away or too slow) means recs[n:] are not. Called by the writer and the
+// replayer.
 func (l *Log) store(recs []rec, stage string, timeout time.Duration) (int, error) {
 	done, stored := 0, 0
 	var err error
@@ -570,12 +562,15 @@ func (l *Log) notify() {
 }
 
 // appendSpool writes events as JSON lines and fsyncs once; on error nothing of them stays.
+// The lock is held across the write so that the replayer never empties the spool under it.
 func (l *Log) appendSpool(recs []rec) error {
 	var buf bytes.Buffer
 	for _, r := range recs {
 		buf.Write(r.line)
 		buf.WriteByte('\n')
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if err := l.spool.append(buf.Bytes()); err != nil {
 		l.spoolBytes.Store(l.spool.size)
 		return err
@@ -587,42 +582,115 @@ func (l *Log) appendSpool(recs []rec) error {
 		l.marks = append(l.marks, mark{end: l.spool.size, at: now})
 	}
 	l.spooledTotal.Add(float64(len(recs)))
-	l.setPending(l.pending + len(recs))
+	l.setPendingLocked(l.pending + len(recs))
 	return nil
 }
 
-// replayBatch moves the next batch of the spool into the database (each with its own
-// timeout) and reports whether it made progress. Once the replay reaches the end, the spool
-// is emptied.
+// replayLoop is the replayer: while the spool holds events and the database is worth trying,
+// it moves them into the table one batch at a time; after a failure it waits RetryInterval.
+// Once the writer has stopped (Close), it tries for CloseTimeout more and closes the files.
+func (l *Log) replayLoop() {
+	defer close(l.doneCh)
+	defer l.closeFiles()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	// Dead letters a previous run could only keep in their file.
+	l.importDeadFile()
+	for {
+		select {
+		case <-l.writerDone:
+			l.finalReplay()
+			return
+		default:
+		}
+		l.mu.Lock()
+		pending, wait := l.pending, l.opts.RetryInterval-l.opts.Now().Sub(l.lastFail)
+		l.mu.Unlock()
+		if pending > 0 && wait <= 0 {
+			l.replayBatch()
+			continue
+		}
+		if pending == 0 {
+			wait = time.Hour
+		}
+		timer.Reset(max(wait, time.Millisecond))
+		select {
+		case <-l.wake:
+		case <-timer.C:
+		case <-l.writerDone:
+			l.finalReplay()
+			return
+		}
+	}
+}
+
+// finalReplay lets the spool drain for at most CloseTimeout once the writer has stopped.
+func (l *Log) finalReplay() {
+	deadline := l.opts.Now().Add(l.opts.CloseTimeout)
+	for l.Spooled() > 0 && l.opts.Now().Before(deadline) {
+		if !l.replayBatch() {
+			break
+		}
+	}
+	if n := l.Spooled(); n > 0 {
+		l.log.Warn("eventlog: closing with events in the spool; the next start replays them", "events", n)
+	}
+}
+
+// replayBatch moves the next batch of the spool into the database (with its own timeout) and
+// reports whether it made progress. Once the replay reaches the end, the spool is emptied.
 func (l *Log) replayBatch() bool {
-	recs, consumed, err := l.spool.readRecs(l.off, l.opts.MaxBatch)
+	l.mu.Lock()
+	off, end := l.off, l.spool.size
+	l.mu.Unlock()
+	// Below end the spool only ever grows: reading it needs no lock.
+	recs, consumed, err := l.spool.readRecs(off, end, l.opts.MaxBatch)
 	if err != nil {
 		l.log.Error("eventlog: spool read", "err", err)
-		l.lastFail = l.opts.Now()
+		l.failed()
 		return false
 	}
 	n, serr := l.store(recs, "replay", l.opts.ReplayTimeout)
-	newOff := l.off
+	newOff := off
 	switch {
 	case n == len(recs):
 		newOff = consumed
 	case n > 0:
 		newOff = recs[n-1].end
 	}
-	if newOff > l.off || l.off >= l.spool.size {
-		l.off = newOff
-		for len(l.marks) > 0 && l.marks[0].end <= l.off {
-			l.marks = l.marks[1:]
-		}
-		if l.off >= l.spool.size {
-			l.drained()
+
+	l.mu.Lock()
+	l.off = newOff
+	for len(l.marks) > 0 && l.marks[0].end <= l.off {
+		l.marks = l.marks[1:]
+	}
+	drained, replayed := false, l.pending
+	if l.off >= l.spool.size {
+		// Everything is in the database: empty the spool (the writer appends under mu).
+		if err := l.spool.truncate(0); err != nil {
+			// Everything is stored; a later replay of these lines is a no-op.
+			l.log.Error("eventlog: empty the spool", "err", err)
 		} else {
-			if err := l.offset.store(l.off); err != nil {
-				// The replay goes on; a restart would insert again from an older offset (no-ops).
-				l.log.Error("eventlog: persist replay offset", "err", err)
-			}
-			l.setPending(l.pending - n)
+			l.off, l.marks, drained = 0, nil, true
 		}
+		l.setPendingLocked(0)
+	} else {
+		l.setPendingLocked(l.pending - n)
+	}
+	if serr != nil {
+		l.lastFail = l.opts.Now()
+	}
+	persist := l.off
+	l.mu.Unlock()
+
+	if persist != off || drained {
+		if err := l.offset.store(persist); err != nil {
+			// The replay goes on; a restart would insert again from an older offset (no-ops).
+			l.log.Error("eventlog: persist replay offset", "err", err)
+		}
+	}
+	if drained {
+		l.log.Info("eventlog: spool replayed into the database", "events", replayed)
 	}
 	if serr != nil {
 		if refused(serr) {
@@ -630,27 +698,9 @@ func (l *Log) replayBatch() bool {
 		} else {
 			l.log.Debug("eventlog: database still unreachable", "err", serr)
 		}
-		l.lastFail = l.opts.Now()
 		return false
 	}
 	return n > 0 || len(recs) == 0
-}
-
-// drained empties the spool once every event of it is in the database.
-func (l *Log) drained() {
-	replayed := l.pending
-	if err := l.spool.truncate(0); err != nil {
-		// Everything is stored; a later replay of these lines is a no-op.
-		l.log.Error("eventlog: empty the spool", "err", err)
-		l.setPending(0)
-		return
-	}
-	l.off, l.marks = 0, nil
-	if err := l.offset.store(0); err != nil {
-		l.log.Error("eventlog: persist replay offset", "err", err)
-	}
-	l.setPending(0)
-	l.log.Info("eventlog: spool replayed into the database", "events", replayed)
 }
 
 // insert commits events in one statement; duplicates (by id or by call and seq) are dropped.

@@ -16,8 +16,8 @@ import (
 
 // lineFile is an append-only file of JSON lines in which every append is all or nothing: the
 // bytes of a write or fsync that failed (disk full, EIO), even a short write, are cut off
-// again before anything else is appended, so that no later line is glued to a torn one. Only
-// the writer goroutine touches it.
+// again before anything else is appended, so that no later line is glued to a torn one. The
+// caller serialises appends and truncations (Log.mu, Log.deadMu).
 type lineFile struct {
 	f    *os.File
 	path string
@@ -152,16 +152,16 @@ func decodeRec(line []byte, end int64) rec {
 	return r
 }
 
-// readRecs reads up to max events of the spool from off on. consumed is the end of the last
-// line read (blank lines included).
-func (lf *lineFile) readRecs(off int64, max int) (recs []rec, consumed int64, err error) {
-	br := bufio.NewReaderSize(io.NewSectionReader(lf.f, off, lf.size-off), 64*1024)
+// readRecs reads up to max events of the spool between off and end (a whole line's end).
+// consumed is the end of the last line read (blank lines included).
+func (lf *lineFile) readRecs(off, end int64, max int) (recs []rec, consumed int64, err error) {
+	br := bufio.NewReaderSize(io.NewSectionReader(lf.f, off, end-off), 64*1024)
 	consumed = off
 	for len(recs) < max {
 		line, rerr := br.ReadBytes('\n')
 		if rerr != nil {
 			if rerr == io.EOF {
-				// lf.size always ends a whole line; a tail without newline is not ours to read.
+				// end always ends a whole line; a tail without newline is not ours to read.
 				return recs, consumed, nil
 			}
 			return recs, consumed, fmt.Errorf("eventlog: read %s: %w", lf.path, rerr)
