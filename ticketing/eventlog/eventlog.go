@@ -274,6 +274,16 @@ func (l *Log) openFiles() (err error) {
 			return err
 		}
 	}
+	if n == 0 && l.spool.size > 0 {
+		// Everything in it was replayed before a restart came between the replay and emptying it.
+		if err := l.spool.truncate(0); err != nil {
+			return err
+		}
+		l.off = 0
+		if err := l.offset.store(0); err != nil {
+			return err
+		}
+	}
 	if l.dead.size > 0 {
 		dn, dend, err := l.dead.scanLines(0, nil)
 		if err != nil {
