@@ -212,6 +212,7 @@ func TestCallEventsRefusesControlCharactersNamingTheField(t *testing.T) {
 		{"caller_name", "Ann\nSmith"},
 		{"from", "+1555\t7770001"},
 		{"to", "\u001b[2J+15550100"},
+		{"caller_name", "Ann\x7f"},
 	} {
 		id := uuid.NewString()
 		// json.Marshal writes the control characters as JSON escapes (\u0000, \n, \t, \u001b).
@@ -257,6 +258,7 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Add([]byte(`{"id":"0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1","call_id":"c","seq":1,"type":"call.started","at":"2026-11-22T10:00:00Z","direction":"inbound","from":"+15550001"}`))
 	f.Add([]byte(`{"id":"0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1","call_id":"c","seq":9,"type":"call.ended","at":"2026-11-22T10:00:00Z","outcome":"answered","duration":5,"talk_time":-1}`))
 	f.Add([]byte(`{"seq":1e99}`))
+	f.Add([]byte(`{"id":"0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1","call_id":"c\u0000","seq":1,"type":"call.started","at":"2026-11-22T10:00:00Z","direction":"inbound","caller_name":"Eve\u0000"}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		e, errs := ticketing.DecodeEvent(raw)
