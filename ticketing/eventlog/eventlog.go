@@ -12,7 +12,8 @@
 // resumes there). Meanwhile the writer goes on taking new events: while the spool holds
 // anything they are appended to it, behind what waits, and acknowledged once fsync'd, so that
 // nothing overtakes the spool, a call's events stay in order, and no emitter waits on the
-// replay or on a database that hangs. When the replay
+// replay or on a database that hangs. Open does not wait for the replay; Drained tells when
+// the spool is empty. When the replay
 // reaches the end, the spool is emptied and events go straight to the database again.
 //
 // A spool write that fails or is short (disk full, EIO) is cut off again at once (truncated
@@ -118,6 +119,7 @@ type Log struct {
 	pending  int   // events in the spool after off
 	marks    []mark
 	lastFail time.Time // the database last failed a replay or a flush
+	emptyCh  chan struct{} // closed while the spool is empty; replaced when it fills
 
 	// Owned by the replayer.
 	offset *offsetFile
@@ -187,6 +189,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		writerDone: make(chan struct{}),
 		doneCh:     make(chan struct{}),
 		wake:       make(chan struct{}, 1),
+		emptyCh:    make(chan struct{}),
 		spooledTotal: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_ticketing_events_spooled_total",
 			Help: "Events written to the local spool because the database was unreachable or slow, or the spool was still draining.",
@@ -385,6 +388,15 @@ func (l *Log) Spooled() int {
 	return int(l.pendingNow.Load())
 }
 
+// Drained returns a channel that is closed once the spool is empty: at once when it is now.
+// A gateway that reads call_events at start (to close the calls a crash left open) waits on
+// it, so that the events the spool still held are in the table first.
+func (l *Log) Drained() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.emptyCh
+}
+
 // setPendingLocked records n events waiting; mu is held.
 func (l *Log) setPendingLocked(n int) {
 	l.pending = n
@@ -396,6 +408,22 @@ func (l *Log) setPendingLocked(n int) {
 		oldest = l.marks[0].at.UnixNano()
 	}
 	l.oldestNanos.Store(oldest)
+	// Last, so that whoever Drained wakes reads the counts above.
+	switch empty := isClosed(l.emptyCh); {
+	case n == 0 && !empty:
+		close(l.emptyCh)
+	case n > 0 && empty:
+		l.emptyCh = make(chan struct{})
+	}
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 func (l *Log) oldestAge() float64 {

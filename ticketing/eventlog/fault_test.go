@@ -97,14 +97,16 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	return 0
 }
 
+// awaitDrained waits for the spool to be empty (Drained), failing t after within.
 func awaitDrained(t *testing.T, l *eventlog.Log, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for l.Spooled() > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("spool not drained within %v: %d events left", within, l.Spooled())
-		}
-		time.Sleep(20 * time.Millisecond)
+	select {
+	case <-l.Drained():
+	case <-time.After(within):
+		t.Fatalf("spool not drained within %v: %d events left", within, l.Spooled())
+	}
+	if n := l.Spooled(); n != 0 {
+		t.Fatalf("Drained fired with %d events in the spool", n)
 	}
 }
 
