@@ -118,7 +118,7 @@ type Log struct {
 	off      int64 // replay offset: the spool's bytes before it are in the database
 	pending  int   // events in the spool after off
 	marks    []mark
-	lastFail time.Time // the database last failed a replay or a flush
+	lastFail time.Time     // the database last failed a replay or a flush
 	emptyCh  chan struct{} // closed while the spool is empty; replaced when it fills
 
 	// Owned by the replayer.
