@@ -48,6 +48,7 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux) error
 	gw.events, err = eventlog.Open(ctx, eventlog.Options{
 		Pool:       gw.pool,
 		SpoolPath:  cfg.Database.Spool,
+		Node:       cfg.Node,
 		OnStored:   gw.engine.Wake,
 		Logger:     gw.log.With("component", "eventlog"),
 		Registerer: gw.registry,
@@ -55,6 +56,7 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux) error
 	if err != nil {
 		return err
 	}
+	gw.awaitSpool(ctx)
 	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	gw.stopEngine = cancel
 	gw.engineDone = make(chan struct{})
@@ -77,6 +79,36 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux) error
 	gw.api.Register(mux, "/api/v2")
 	gw.api.RegisterCalls(mux, "/api/v2", gw.events, gw.engine.Wake)
 	return nil
+}
+
+// awaitSpool lets the events a previous run left in the spool reach call_events before
+// anything at start reads that table (the repair of recordings after a crash, which numbers
+// the call.ended it emits after the call's last stored event). It waits while the replay makes
+// progress and gives up after two seconds without any (PostgreSQL away: the spool is replayed
+// once it answers, the gateway starts meanwhile).
+func (gw *gateway) awaitSpool(ctx context.Context) {
+	if gw.events.Spooled() == 0 {
+		return
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last, stalled := gw.events.Spooled(), 0
+	for stalled < 2 {
+		select {
+		case <-gw.events.Drained():
+			return
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if n := gw.events.Spooled(); n < last {
+			last, stalled = n, 0
+		} else {
+			stalled++
+		}
+	}
+	gw.log.Warn("starting with call events still in the spool; they reach the database once it answers",
+		"events", gw.events.Spooled())
 }
 
 // closeTicketing makes every accepted event durable, lets the engine finish its pass, and
