@@ -59,8 +59,7 @@ type Call struct {
 	carrier *leg
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
-	events  chan ticketing.Event
-	emitted chan struct{}
+	events  *eventQueue // the call's events, delivered in seq order by runEmitter
 	seq     atomic.Int64
 	// info handles SIP INFO on the carrier leg (DTMF for the IVR); nil answers 200 and drops it.
 	info atomic.Pointer[INFOHandler]
@@ -299,52 +298,63 @@ func (c *Call) legEnded(l *leg, cause error) {
 	}
 }
 
-// emit queues an event for the call's emitter goroutine; SIP handling never waits on the sink.
+// emit queues an event for the call's emitter goroutine; SIP handling never waits on the sink,
+// and no event is dropped however long the sink stalls (eventQueue). Events after call.ended
+// are dropped: call.ended is the call's last event.
 func (c *Call) emit(e ticketing.Event) {
+	c.events.push(c.stamp(e), &c.seq)
+}
+
+// emitEnded queues call.ended, the call's last event, and closes the queue.
+func (c *Call) emitEnded(e ticketing.Event) {
+	c.events.pushLast(c.stamp(e), &c.seq)
+}
+
+func (c *Call) stamp(e ticketing.Event) ticketing.Event {
 	e.ID = uuid.NewString()
 	e.CallID = c.id
 	e.At = c.s.now().UTC()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	select {
-	case <-c.emitted:
-		return // call.ended was the last event
-	default:
-	}
-	e.Seq = c.seq.Add(1)
-	select {
-	case c.events <- e:
-	default:
-		c.s.log.Warn("sip: event queue full, event dropped", "call_id", c.id, "type", e.Type)
+	return e
+}
+
+// runEmitter delivers a call's events in seq order, each with a bounded context, until
+// call.ended was delivered.
+func (c *Call) runEmitter(done chan<- struct{}) {
+	defer close(done)
+	for {
+		batch, ok := c.events.next()
+		if !ok {
+			return
+		}
+		for _, e := range batch {
+			c.deliver(e)
+		}
 	}
 }
 
-// runEmitter delivers a call's events in seq order, each with a bounded context.
-func (c *Call) runEmitter(done chan<- struct{}) {
-	defer close(done)
-	for e := range c.events {
-		if c.s.opts.Sink == nil {
-			continue
+// deliver hands one event to the sink.
+func (c *Call) deliver(e ticketing.Event) {
+	if c.s.opts.Sink == nil {
+		return
+	}
+	// A call's record must never be lost: a sink that did not take the event within
+	// EmitTimeout is asked again (the event id makes a repeat harmless), for up to ten
+	// minutes. This goroutine is the call's emitter only: SIP never waits on it.
+	deadline := time.Now().Add(10 * time.Minute)
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.EmitTimeout)
+		err := c.s.opts.Sink.Emit(ctx, e)
+		cancel()
+		if err == nil {
+			return
 		}
-		// A call's record must never be lost: a sink that did not take the event within
-		// EmitTimeout is asked again (the event id makes a repeat harmless), for up to ten
-		// minutes. This goroutine is the call's emitter only: SIP never waits on it.
-		deadline := time.Now().Add(10 * time.Minute)
-		for attempt := 1; ; attempt++ {
-			ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.EmitTimeout)
-			err := c.s.opts.Sink.Emit(ctx, e)
-			cancel()
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, context.DeadlineExceeded) || time.Now().After(deadline) {
-				// Only slowness is worth waiting out; a sink that refuses (closed) will not change.
-				c.s.log.Error("sip: event lost", "call_id", c.id, "type", e.Type, "attempts", attempt, "error", err)
-				break
-			}
-			c.s.log.Warn("sip: emit event, retrying", "call_id", c.id, "type", e.Type, "attempt", attempt, "error", err)
-			time.Sleep(min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second))
+		if !errors.Is(err, context.DeadlineExceeded) || time.Now().After(deadline) {
+			// Only slowness is worth waiting out; a sink that refuses (closed) will not change.
+			c.s.log.Error("sip: event lost", "call_id", c.id, "type", e.Type, "attempts", attempt, "error", err)
+			return
 		}
+		c.s.log.Warn("sip: emit event, retrying", "call_id", c.id, "type", e.Type, "attempt", attempt, "error", err)
+		time.Sleep(min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second))
 	}
 }
 
@@ -445,8 +455,7 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		to:        to,
 		line:      NormalizeNumber(line.Number),
 		trunk:     trunk.Name,
-		events:    make(chan ticketing.Event, 64),
-		emitted:   make(chan struct{}),
+		events:    newEventQueue(),
 		received:  received,
 		holdLegs:  map[*leg]bool{},
 	}
@@ -597,11 +606,7 @@ func (s *Server) runCall(c *Call, line Line) {
 	// Metrics first, so whoever sees call.ended sees them too.
 	s.m.callsActive.WithLabelValues(c.direction).Dec()
 	s.m.callsTotal.WithLabelValues(c.direction, outcomeLabel(outcome)).Inc()
-	c.emit(ticketing.Event{Type: ticketing.EventEnded, Outcome: outcome, Durations: c.durations(end)})
-	c.mu.Lock()
-	close(c.emitted)
-	close(c.events)
-	c.mu.Unlock()
+	c.emitEnded(ticketing.Event{Type: ticketing.EventEnded, Outcome: outcome, Durations: c.durations(end)})
 	<-emitDone
 	if s.opts.OnCallEnd != nil {
 		sum := CallSummary{CallID: c.id, Outcome: outcome}
