@@ -32,7 +32,9 @@ func (p *udpPeer) reinvite(gwPort int, ok string, cseq int, dir string) int {
 		p.send(fmt.Sprintf("INVITE sip:switchboard@127.0.0.1:%d SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:LPORT;branch=z9hG4bKri%d\nFrom: \"Bob\" <sip:+15557654321@127.0.0.1>;tag=abc\nTo: %s\nCall-ID: %s\nCSeq: %d INVITE\nContact: <sip:bob@127.0.0.1:LPORT>\nMax-Forwards: 70\nContent-Type: application/sdp\nContent-Length: %d\n\n%s",
 			gwPort, time.Now().UnixNano(), header(ok, "To")[0], header(ok, "Call-ID")[0], cseq, len(strings.ReplaceAll(sdp, "\n", "\r\n")), sdp))
 		want := fmt.Sprintf("CSeq: %d INVITE", cseq)
-		r := p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "SIP/2.0 ") && strings.Contains(m, want) && statusCode(m) >= 200 })
+		r := p.recvUntil(5*time.Second, func(m string) bool {
+			return strings.HasPrefix(m, "SIP/2.0 ") && strings.Contains(m, want) && statusCode(m) >= 200
+		})
 		switch statusCode(r) {
 		case 200:
 			p.send(ackFor(gwPort, ok, cseq))
