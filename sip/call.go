@@ -431,10 +431,10 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
 		return
 	}
-	to := NormalizeNumber(req.Recipient.User)
+	to := NormalizeNumber(uriUser(req.Recipient.User))
 	line, ok := s.lines[to]
 	if !ok {
-		if n := NormalizeNumber(req.To().Address.User); n != "" {
+		if n := NormalizeNumber(uriUser(req.To().Address.User)); n != "" {
 			line, ok = s.lines[n]
 			to = n
 		}
@@ -459,11 +459,14 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		received:  received,
 		holdLegs:  map[*leg]bool{},
 	}
-	c.from = NormalizeNumber(req.From().Address.User)
+	// Everything from the headers is cleaned before it reaches an event (clean.go): a NUL in a
+	// display name would be refused by PostgreSQL and must never reach the event log.
+	fromUser := uriUser(req.From().Address.User)
+	c.from = NormalizeNumber(fromUser)
 	if c.from == "" {
-		c.from = req.From().Address.User
+		c.from = fromUser
 	}
-	c.callerName = req.From().DisplayName
+	c.callerName = displayName(req.From().DisplayName)
 	l := newLeg(s, c, roleUAS)
 	l.initUAS(req, tx)
 	c.carrier = l

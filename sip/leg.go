@@ -274,7 +274,7 @@ func (l *leg) bye(cause error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 64*l.s.opts.T1)
 	defer cancel()
 	if _, err := l.do(ctx, l.newRequest(sip.BYE, 0)); err != nil {
-		l.s.log.Debug("sip: BYE failed", "call_id", l.callID, "error", err)
+		l.s.log.Debug("sip: BYE failed", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "error", err)
 	}
 }
 
@@ -458,7 +458,7 @@ func (l *leg) handleAck(req *sip.Request) {
 		if m, err := ParseAnswer(req.Body()); err == nil {
 			l.applyMedia(m)
 		} else {
-			l.s.log.Info("sip: unusable answer in ACK; hanging up", "call_id", l.callID, "error", err)
+			l.s.log.Info("sip: unusable answer in ACK; hanging up", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "error", err)
 			go l.bye(fmt.Errorf("answer in ACK: %w", err))
 		}
 	}
@@ -658,12 +658,12 @@ func (l *leg) runSessionTimer() {
 			}
 		case <-t.C:
 			if !we {
-				l.s.log.Info("sip: session expired", "call_id", l.callID)
+				l.s.log.Info("sip: session expired", "call_id", l.callRef(), "sip_call_id", logValue(l.callID))
 				l.bye(causeSessionExpired)
 				return
 			}
 			if err := l.refresh(); err != nil {
-				l.s.log.Info("sip: session refresh failed", "call_id", l.callID, "error", err)
+				l.s.log.Info("sip: session refresh failed", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "error", err)
 				l.bye(causeRefreshFailed)
 				return
 			}
@@ -769,4 +769,13 @@ func parseRouteValue(v string, h *sip.RouteHeader) error {
 		return sip.ParseUri(v, &h.Address)
 	}
 	return sip.ParseUri(v[lt+1:gt], &h.Address)
+}
+
+// callRef is the id of the leg's call for log lines ("" for a leg without a call); the leg's
+// own Call-ID, which comes from outside on a carrier leg, is logged through logValue.
+func (l *leg) callRef() string {
+	if l.call == nil {
+		return ""
+	}
+	return l.call.id
 }

@@ -121,7 +121,7 @@ func (c *Call) Dial(ctx context.Context, opts DialOptions) (*OutboundLeg, error)
 		}
 	}
 	l.localHdr = sip.Uri{Scheme: "sip", User: opts.FromUser, Host: s.opts.ExternalAddr.String()}
-	l.localName = opts.FromName
+	l.localName = quoteDisplayName(cleanText(opts.FromName, maxNameLen))
 	l.remoteHdr = sip.Uri{Scheme: ruri.Scheme, User: ruri.User, Host: ruri.Host, Port: ruri.Port}
 	l.remoteTarget = *ruri.Clone()
 	l.dest = opts.Destination
@@ -199,7 +199,7 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 		go func() {
 			defer cancelWG.Done()
 			if _, err := l.do(cancelCtx, cr); err != nil {
-				s.log.Debug("sip: CANCEL", "call_id", l.callID, "error", err)
+				s.log.Debug("sip: CANCEL", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "error", err)
 			}
 		}()
 	}
@@ -231,7 +231,7 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 			if res.IsSuccess() {
 				l.established(res)
 				if err := l.ackSuccess(inv, res, tx); err != nil {
-					s.log.Debug("sip: ACK", "call_id", l.callID, "error", err)
+					s.log.Debug("sip: ACK", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "error", err)
 				}
 				if cancelWanted != nil {
 					// RFC 3261 §15: a 2xx that crossed our CANCEL: ACK it, then BYE.
@@ -242,7 +242,7 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 			}
 			if (res.StatusCode == 401 || res.StatusCode == 407) && trunk.OutboundPassword != "" && authTries < 2 && cancelWanted == nil {
 				authTries++
-				s.log.Debug("sip: outbound leg challenged", "call_id", l.callID, "code", res.StatusCode)
+				s.log.Debug("sip: outbound leg challenged", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "code", res.StatusCode)
 				next, err := l.authorize(inv, res, trunk)
 				if err != nil {
 					return nil, &StatusError{Code: 503, Reason: "Service Unavailable", Outcome: ticketing.OutcomeFailed}
@@ -250,7 +250,7 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 				tx.Terminate()
 				inv = next
 				if tx, err = send(inv); err != nil {
-					s.log.Debug("sip: resend with credentials", "call_id", l.callID, "error", err)
+					s.log.Debug("sip: resend with credentials", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "error", err)
 					return nil, err
 				}
 				gotProvisional = false

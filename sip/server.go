@@ -417,12 +417,12 @@ func (s *Server) security(typ string, req *sip.Request, detail string) {
 	}
 	ua, from := "", ""
 	if h := req.GetHeader("User-Agent"); h != nil {
-		ua = h.Value()
+		ua = logValue(h.Value())
 	}
 	if f := req.From(); f != nil {
-		from = f.Address.User
+		from = uriUser(f.Address.User)
 	}
-	s.log.Warn("sip: security event", "security_event", typ, "source", req.Source(), "method", string(req.Method),
+	s.log.Warn("sip: security event", "security_event", typ, "source", req.Source(), "method", methodLabel(string(req.Method)),
 		"user_agent", ua, "from_user", from, "detail", detail)
 }
 
@@ -483,11 +483,17 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	defer func() {
 		// A bug on one request must never take down the process or another call.
 		if r := recover(); r != nil {
-			s.log.Error("sip: panic handling request", "method", req.Method, "panic", r)
+			s.log.Error("sip: panic handling request", "method", methodLabel(string(req.Method)), "panic", r)
 		}
 	}()
 	s.m.requests.WithLabelValues(methodLabel(string(req.Method))).Inc()
-	s.log.Debug("sip: request", "method", req.Method, "call_id", req.CallID(), "source", req.Source())
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		callID := ""
+		if h := req.CallID(); h != nil {
+			callID = logValue(h.Value())
+		}
+		s.log.Debug("sip: request", "method", methodLabel(string(req.Method)), "call_id", callID, "source", req.Source())
+	}
 	src := sourceAddr(req)
 	trunk, isTrunk := s.trunkFor(src)
 	// REGISTER comes from agents' phones, never from a carrier: no trunk exemption for it.
@@ -563,9 +569,10 @@ func (s *Server) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	l := s.dialogs[req.CallID().Value()]
 	s.mu.Unlock()
 	if l == nil || !l.matches(req) {
-		s.log.Debug("sip: no dialog for request", "method", req.Method, "found", l != nil, "to", req.To().Value(), "from", req.From().Value())
+		s.log.Debug("sip: no dialog for request", "method", methodLabel(string(req.Method)), "found", l != nil,
+			"to", logValue(req.To().Value()), "from", logValue(req.From().Value()))
 		if l != nil {
-			s.log.Debug("sip: leg tags", "local", l.localTag, "remote", l.remoteTag)
+			s.log.Debug("sip: leg tags", "local", l.localTag, "remote", logValue(l.remoteTag))
 		}
 		if req.IsAck() {
 			return
