@@ -66,4 +66,3 @@ func FuzzCleanText(f *testing.F) {
 		}
 	})
 }
-
