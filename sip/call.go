@@ -76,6 +76,10 @@ type Call struct {
 	outcome     string
 	legs        []*leg
 	answerFinal bool // a final response was sent on the carrier leg
+
+	// maxFwd is the Max-Forwards of the INVITEs call control places for this call: the
+	// carrier's minus one (RFC 7332), 70 for a call we originate.
+	maxFwd int
 }
 
 // ID is the call's UUID, its id everywhere (events, API, tickets).
@@ -426,6 +430,18 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		s.reply(req, tx, 420, "Bad Extension", sip.NewHeader("Unsupported", "100rel"))
 		return
 	}
+	// A B2BUA forwards the caller's request as a new one, so it must carry the hop count across
+	// itself or a line bridged back to the gateway (directly or through another B2BUA) spirals
+	// for ever (RFC 7332 §4). At zero the request may go no further: 483 (RFC 3261 §16.3 item 3).
+	fwd := 70
+	if mf := req.MaxForwards(); mf != nil {
+		if *mf == 0 {
+			s.security(secLoop, req, "Max-Forwards 0")
+			s.reply(req, tx, 483, "Too Many Hops")
+			return
+		}
+		fwd = int(min(*mf, 255)) - 1
+	}
 	retryAfter := sip.NewHeader("Retry-After", strconv.Itoa(int(s.opts.RetryAfter/time.Second)))
 	if !s.accepting.Load() {
 		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
@@ -458,6 +474,7 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		events:    newEventQueue(),
 		received:  received,
 		holdLegs:  map[*leg]bool{},
+		maxFwd:    fwd,
 	}
 	// Everything from the headers is cleaned before it reaches an event (clean.go): a NUL in a
 	// display name would be refused by PostgreSQL and must never reach the event log.
@@ -475,17 +492,30 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		return
 	}
 
-	// Capacity: admission is counted under the lock so max_calls is never exceeded.
+	// Capacity: admission is counted under the lock so max_calls is never exceeded; the dialog
+	// is registered under the same lock so two INVITEs with one Call-ID cannot both get in.
 	s.mu.Lock()
+	if s.callIDs[l.callID] > 0 {
+		s.mu.Unlock()
+		// A new INVITE (no To tag) whose Call-ID belongs to a live dialog: a merged request
+		// (RFC 3261 §8.2.2.2, 482 Loop Detected) or one of our own legs come back to us. A
+		// retransmission of the same INVITE never gets here: sipgo's transaction layer absorbs
+		// it (RFC 3261 §17.2.3).
+		s.security(secLoop, req, "INVITE with the Call-ID of a live dialog")
+		s.reply(req, tx, 482, "Loop Detected")
+		return
+	}
 	if len(s.calls) >= s.opts.MaxCalls || s.closed.Load() {
 		s.mu.Unlock()
 		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
 		return
 	}
 	s.calls[c] = struct{}{}
+	s.addDialogLocked(l)
 	s.callsWG.Add(1)
 	s.mu.Unlock()
 	defer func() {
+		s.removeDialog(l) // a no-op once the leg ended; needed when admission failed below
 		s.mu.Lock()
 		delete(s.calls, c)
 		s.mu.Unlock()
@@ -508,7 +538,6 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 	}
 
 	c.ctx, c.cancel = context.WithCancelCause(s.ctx)
-	s.addDialog(l)
 	if !tx.OnCancel(func(*sip.Request) {
 		// sipgo answered the CANCEL with 200 and the INVITE with 487 (RFC 3261 §9.2).
 		s.m.responses.WithLabelValues("487").Inc()

@@ -74,6 +74,7 @@ func (s *Server) Originate(ctx context.Context, opts OriginateOptions) (*Call, e
 		events:    newEventQueue(),
 		received:  s.now(),
 		holdLegs:  map[*leg]bool{},
+		maxFwd:    70,
 	}
 	c.ctx, c.cancel = context.WithCancelCause(s.ctx)
 	s.mu.Lock()

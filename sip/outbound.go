@@ -135,6 +135,10 @@ func (c *Call) Dial(ctx context.Context, opts DialOptions) (*OutboundLeg, error)
 	local := l.localDesc(false)
 	local.Direction = SendRecv
 	inv := l.newRequest(sip.INVITE, 0)
+	// The hop count carried across the B2BUA (RFC 7332 §4): the carrier's Max-Forwards − 1.
+	inv.RemoveHeader("Max-Forwards")
+	maxf := sip.MaxForwardsHeader(max(c.maxFwd, 0))
+	inv.AppendHeader(&maxf)
 	inv.SetBody(Offer(local, opts.Codecs, DefaultEventPayload))
 	inv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	inv.AppendHeader(sip.NewHeader("Allow", allowMethods))
@@ -413,6 +417,11 @@ func mapFailure(code int) *StatusError {
 		return &StatusError{Code: 480, Reason: "Temporarily Unavailable", Outcome: ticketing.OutcomeNoAnswer}
 	case 603:
 		return &StatusError{Code: 603, Reason: "Decline", Outcome: ticketing.OutcomeNoAnswer}
+	case 482:
+		// A loop came back to us: our own leg's Call-ID (handleInvite) or a proxy's detection.
+		return &StatusError{Code: 482, Reason: "Loop Detected", Outcome: ticketing.OutcomeFailed}
+	case 483:
+		return &StatusError{Code: 483, Reason: "Too Many Hops", Outcome: ticketing.OutcomeFailed}
 	case 404, 604:
 		return &StatusError{Code: 404, Reason: "Not Found", Outcome: ticketing.OutcomeFailed}
 	case 488, 606:
