@@ -65,12 +65,12 @@ type Server struct {
 	ready     atomic.Bool
 	closed    atomic.Bool
 
-	mu        sync.Mutex
+	mu sync.Mutex
 	// dialogs holds every live leg by its dialog ID as seen from our side (RFC 3261 §12: the
 	// Call-ID and our tag; the remote tag is checked by leg.matches). callIDs counts the live
 	// legs of each Call-ID, so that a new INVITE reusing one is refused (handleInvite).
-	dialogs map[dialogKey]*leg
-	callIDs map[string]int
+	dialogs   map[dialogKey]*leg
+	callIDs   map[string]int
 	calls     map[*Call]struct{}
 	listeners []io.Closer
 	addrs     map[string]netip.AddrPort // "udp", "tcp", "tls" → bound address
