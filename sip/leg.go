@@ -632,19 +632,26 @@ func (l *leg) noteRefresh(req *sip.Request) {
 	}
 }
 
-// runSessionTimer enforces the session interval until the leg ends: as refresher we send a
-// re-INVITE with our current description at half the interval (RFC 4028 §10); otherwise a
-// missing refresh ends the call with BYE at expiry minus min(32 s, interval/3).
+// runSessionTimer enforces the session interval until the leg ends, on either kind of leg
+// (the carrier's, and those we place): as refresher we send a re-INVITE with our current
+// description at half the interval (RFC 4028 §10); otherwise a missing refresh ends the leg
+// with BYE at expiry minus min(32 s, interval/3). A refresh that fails (no answer: the far end
+// vanished) ends the leg with BYE too.
 func (l *leg) runSessionTimer() {
-	l.mu.Lock()
-	se, we := l.sessExpires, l.weRefresh
-	l.mu.Unlock()
-	if se == 0 {
-		return
+	waitFor := func() (time.Duration, bool) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.sessExpires == 0 {
+			return 0, false
+		}
+		if l.weRefresh {
+			return l.sessExpires / 2, true
+		}
+		return l.sessExpires - min(32*time.Second, l.sessExpires/3), false
 	}
-	wait := se / 2
-	if !we {
-		wait = se - min(32*time.Second, se/3)
+	wait, we := waitFor()
+	if wait == 0 {
+		return
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -658,22 +665,34 @@ func (l *leg) runSessionTimer() {
 			}
 		case <-t.C:
 			if !we {
-				l.s.log.Info("sip: session expired", "call_id", l.callRef(), "sip_call_id", logValue(l.callID))
+				l.s.log.Info("sip: session expired, no refresh from the far end", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "leg", l.roleName())
 				l.bye(causeSessionExpired)
 				return
 			}
 			if err := l.refresh(); err != nil {
-				l.s.log.Info("sip: session refresh failed", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "error", err)
+				l.s.log.Info("sip: session refresh failed", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "leg", l.roleName(), "error", err)
 				l.bye(causeRefreshFailed)
 				return
+			}
+			if wait, we = waitFor(); wait == 0 {
+				return // the far end's 2xx turned the timer off
 			}
 			t.Reset(wait)
 		}
 	}
 }
 
+// roleName names the leg in log lines.
+func (l *leg) roleName() string {
+	if l.role == roleUAC {
+		return "outbound"
+	}
+	return "carrier"
+}
+
 // refresh sends a re-INVITE with our unchanged description (same o= version, RFC 4028 §7.4) and
-// ACKs the 2xx. 491 (glare) is retried once after a short pause.
+// ACKs the 2xx; the 2xx's Session-Expires, when present, becomes the interval (§7.2). 491
+// (glare) is retried once after a short pause.
 func (l *leg) refresh() error {
 	for attempt := 0; attempt < 2; attempt++ {
 		l.mu.Lock()
@@ -683,6 +702,7 @@ func (l *leg) refresh() error {
 		}
 		l.reinviteOut = true
 		m := l.med
+		se := l.sessExpires
 		l.mu.Unlock()
 		local := l.localDesc(false)
 		local.Direction = m.Direction
@@ -693,7 +713,9 @@ func (l *leg) refresh() error {
 		req := l.newRequest(sip.INVITE, 0)
 		req.SetBody(Offer(local, codecs, m.EventPT))
 		req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-		req.AppendHeader(sip.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=uas", int(l.sessExpires/time.Second))))
+		// RFC 4028 §7.4: refresher names a role in this transaction; we send the refresh and go
+		// on refreshing, so we are its UAC.
+		req.AppendHeader(sip.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=uac", int(se/time.Second))))
 		req.AppendHeader(sip.NewHeader("Supported", "timer"))
 		ctx, cancel := context.WithTimeout(context.Background(), 64*l.s.opts.T1)
 		res, err := l.do(ctx, req)
@@ -705,6 +727,7 @@ func (l *leg) refresh() error {
 			return err
 		}
 		if res.IsSuccess() {
+			l.timerFromResponse(res, true)
 			ack := l.newRequest(sip.ACK, req.CSeq().SeqNo)
 			return l.s.client.WriteRequest(ack)
 		}
@@ -718,6 +741,52 @@ func (l *leg) refresh() error {
 		}
 	}
 	return errors.New("refresh: glare persisted")
+}
+
+// timerFromResponse takes the session interval and refresher from a 2xx to an INVITE we sent
+// (RFC 4028 §7.2): Session-Expires with refresher=uac makes us the refresher, refresher=uas
+// the far end; a 2xx without Session-Expires means no session timer. weAreUAC is always true
+// here (the refresher names roles of the INVITE transaction, and we sent it).
+func (l *leg) timerFromResponse(res *sip.Response, weAreUAC bool) {
+	if l.s.opts.SessionExpires < 0 {
+		return
+	}
+	h := res.GetHeader("Session-Expires")
+	if h == nil {
+		h = res.GetHeader("x")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if h == nil {
+		l.sessExpires = 0
+		return
+	}
+	val, params, _ := strings.Cut(h.Value(), ";")
+	secs, err := strconv.Atoi(strings.TrimSpace(val))
+	if err != nil || secs <= 0 {
+		return
+	}
+	l.sessExpires = time.Duration(secs) * time.Second
+	uas := strings.Contains(strings.ToLower(strings.ReplaceAll(params, " ", "")), "refresher=uas")
+	l.weRefresh = uas != weAreUAC
+}
+
+// watchMedia ends the leg with BYE when its endpoint reports a media timeout (no RTP for
+// MediaTimeout, HoldTimeout on hold): a far end that vanished without BYE must not hold the
+// call up. It returns when the leg ends.
+func (l *leg) watchMedia() {
+	l.mu.Lock()
+	ep := l.ep
+	l.mu.Unlock()
+	if ep == nil {
+		return
+	}
+	select {
+	case err := <-ep.MediaTimeout():
+		l.s.log.Info("sip: media timeout", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "leg", l.roleName(), "error", err)
+		l.bye(causeMediaTimeout)
+	case <-l.ended:
+	}
 }
 
 // --- helpers --------------------------------------------------------------------------------

@@ -120,7 +120,7 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 		go func() {
 			select {
 			case <-out.Done():
-				stop(causeRemoteBye)
+				stop(fmt.Errorf("callee: %w", out.l.cause()))
 			case <-legCtx.Done():
 			}
 		}()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -142,6 +143,14 @@ func (c *Call) Dial(ctx context.Context, opts DialOptions) (*OutboundLeg, error)
 	inv.SetBody(Offer(local, opts.Codecs, DefaultEventPayload))
 	inv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	inv.AppendHeader(sip.NewHeader("Allow", allowMethods))
+	if s.opts.SessionExpires > 0 {
+		// RFC 4028 §7.1: we support session timers and ask for our interval; the far end picks
+		// the refresher in its 2xx (timerFromResponse), a far end that cannot refresh leaves it
+		// to us. A leg we placed is watched like the carrier's: a vanished far end ends it.
+		inv.AppendHeader(sip.NewHeader("Supported", "timer"))
+		inv.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(s.opts.SessionExpires/time.Second))))
+		inv.AppendHeader(sip.NewHeader("Min-SE", strconv.Itoa(int(s.opts.MinSE/time.Second))))
+	}
 	s.addDialog(l)
 
 	res, err := l.invite2xx(ctx, inv, trunk, ringTimeout, opts.OnProgress)
@@ -155,6 +164,9 @@ func (c *Call) Dial(ctx context.Context, opts DialOptions) (*OutboundLeg, error)
 		return nil, &StatusError{Code: 488, Reason: "Not Acceptable Here", Outcome: ticketing.OutcomeFailed}
 	}
 	l.applyMedia(m)
+	l.timerFromResponse(res, true)
+	go l.runSessionTimer()
+	go l.watchMedia()
 	return &OutboundLeg{l: l}, nil
 }
 
@@ -187,6 +199,7 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 		cancelWanted   error // why we abandon the leg (nil: we don't)
 		cancelSent     bool
 		authTries      int
+		retried422     bool
 		cancelWG       sync.WaitGroup
 	)
 	// A CANCEL still retransmitting when the INVITE got its final response is no longer needed.
@@ -255,6 +268,21 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 				inv = next
 				if tx, err = send(inv); err != nil {
 					s.log.Debug("sip: resend with credentials", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "error", err)
+					return nil, err
+				}
+				gotProvisional = false
+				continue
+			}
+			if res.StatusCode == 422 && !retried422 && cancelWanted == nil {
+				// RFC 4028 §7.4 (422): ask again with the far end's Min-SE as our interval.
+				retried422 = true
+				next, err := l.retryInterval(inv, res)
+				if err != nil {
+					return nil, mapFailure(res.StatusCode)
+				}
+				tx.Terminate()
+				inv = next
+				if tx, err = send(inv); err != nil {
 					return nil, err
 				}
 				gotProvisional = false
@@ -407,6 +435,31 @@ func (l *leg) authorize(inv *sip.Request, res *sip.Response, trunk Trunk) (*sip.
 	return next, nil
 }
 
+// retryInterval builds the INVITE retried after a 422 (RFC 4028 §7.4): Session-Expires and
+// Min-SE set to the Min-SE of the 422, a new CSeq and branch.
+func (l *leg) retryInterval(inv *sip.Request, res *sip.Response) (*sip.Request, error) {
+	h := res.GetHeader("Min-SE")
+	if h == nil {
+		return nil, errors.New("sip: 422 without Min-SE")
+	}
+	v, _, _ := strings.Cut(h.Value(), ";")
+	secs, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || secs <= 0 || secs > 86400 {
+		return nil, fmt.Errorf("sip: 422 with unusable Min-SE %q", logValue(h.Value()))
+	}
+	next := inv // reused as authorize does: a clone keeps the finished transaction's state
+	next.RemoveHeader("Via")
+	next.RemoveHeader("Session-Expires")
+	next.RemoveHeader("Min-SE")
+	next.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(secs)))
+	next.AppendHeader(sip.NewHeader("Min-SE", strconv.Itoa(secs)))
+	l.mu.Lock()
+	l.localSeq++
+	next.CSeq().SeqNo = l.localSeq
+	l.mu.Unlock()
+	return next, nil
+}
+
 // mapFailure maps a far end's final failure to the status we relay on the carrier leg and the
 // call outcome (busy, no answer and declines are no_answer; the rest failed).
 func mapFailure(code int) *StatusError {
@@ -514,6 +567,9 @@ func (b *BridgeTarget) Serve(ctx context.Context, c *Call) error {
 	select {
 	case <-ctx.Done():
 	case <-out.Done():
+		// The far end hung up, stopped sending RTP or let its session expire: the call ends
+		// with that cause (the carrier leg gets BYE from call control).
+		c.hangup(fmt.Errorf("far end: %w", out.l.cause()))
 	}
 	return nil
 }
