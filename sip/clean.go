@@ -118,3 +118,35 @@ func unhex(c byte) int {
 
 // logValue cleans a header value (User-Agent, Call-ID, a contact) for a log line.
 func logValue(s string) string { return cleanText(s, maxLogValue) }
+
+// escapeUser %-escapes what may not stand as it is in a SIP URI user part (RFC 3261 §25.1:
+// user = 1*( unreserved / escaped / user-unreserved )): a caller ID taken from a carrier's From
+// (unescaped by uriUser) goes back into the From of a leg we place.
+func escapeUser(u string) string {
+	const hexDigits = "0123456789ABCDEF"
+	ok := func(c byte) bool {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+			return true
+		}
+		return strings.IndexByte("-_.!~*'()&=+$,;?/", c) >= 0
+	}
+	n := 0
+	for i := 0; i < len(u); i++ {
+		if !ok(u[i]) {
+			n++
+		}
+	}
+	if n == 0 {
+		return u
+	}
+	b := make([]byte, 0, len(u)+2*n)
+	for i := 0; i < len(u); i++ {
+		if c := u[i]; ok(c) {
+			b = append(b, c)
+		} else {
+			b = append(b, '%', hexDigits[c>>4], hexDigits[c&15])
+		}
+	}
+	return string(b)
+}

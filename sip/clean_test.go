@@ -30,6 +30,9 @@ func TestCleanText(t *testing.T) {
 	if got := uriUser("%00%2B1555%0a0100%zz"); got != "+1555 0100%zz" {
 		t.Errorf("uriUser unescapes and cleans: %q", got)
 	}
+	if got := escapeUser("<+1555 é>"); got != "%3C+1555%20%C3%A9%3E" {
+		t.Errorf("escapeUser = %q", got)
+	}
 	if got := quoteDisplayName(`Al"ice \`); got != `Al\"ice \\` {
 		t.Errorf("quoteDisplayName = %q", got)
 	}
@@ -62,6 +65,11 @@ func FuzzCleanText(f *testing.F) {
 			}
 			if again := cleanText(out, fn.max); again != out {
 				t.Fatalf("cleanText not idempotent on %q: %q", out, again)
+			}
+			if fn.name == "uriUser" {
+				if back := uriUser(escapeUser(out)); back != out {
+					t.Fatalf("uriUser(escapeUser(%q)) = %q: the caller ID does not survive a b-leg", out, back)
+				}
 			}
 		}
 	})

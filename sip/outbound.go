@@ -27,7 +27,8 @@ type DialOptions struct {
 	Trunk string
 	// Number is the dialled number when calling through a trunk.
 	Number string
-	// FromUser and FromName are the caller ID; FromUser defaults to the trunk's CallerID.
+	// FromUser and FromName are the caller ID, as plain text (we escape and quote them, and drop
+	// control characters); FromUser defaults to the trunk's CallerID.
 	FromUser string
 	FromName string
 	// Codecs is our offer in preference order; default PCMU, PCMA.
@@ -121,7 +122,7 @@ func (c *Call) Dial(ctx context.Context, opts DialOptions) (*OutboundLeg, error)
 			l.transport = strings.ToUpper(tp)
 		}
 	}
-	l.localHdr = sip.Uri{Scheme: "sip", User: opts.FromUser, Host: s.opts.ExternalAddr.String()}
+	l.localHdr = sip.Uri{Scheme: "sip", User: escapeUser(opts.FromUser), Host: s.opts.ExternalAddr.String()}
 	l.localName = quoteDisplayName(cleanText(opts.FromName, maxNameLen))
 	l.remoteHdr = sip.Uri{Scheme: ruri.Scheme, User: ruri.User, Host: ruri.Host, Port: ruri.Port}
 	l.remoteTarget = *ruri.Clone()
