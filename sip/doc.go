@@ -59,9 +59,9 @@
 //     timeout on its endpoint ends it with BYE, and so do session timers (RFC 4028). The
 //     carrier's interval is honoured; on legs we place our INVITE asks for one (Supported:
 //     timer, Session-Expires, Min-SE, §7.1; a 422 is retried with its Min-SE) and the 2xx
-//     decides who refreshes (§7.2). As refresher we re-INVITE at half the interval (a refresh
-//     that fails ends the leg), otherwise a missing refresh ends the leg with BYE before
-//     expiry (§10). A placed leg ending ends a bridge with its cause ("far end: media timeout").
+//     decides who refreshes (§7.2; a far end that does not do timers leaves it to us). As
+//     refresher we re-INVITE at half the interval (a refresh that fails ends the leg),
+//     otherwise a missing refresh ends the leg with BYE before expiry (§10). A placed leg ending ends a bridge with its cause ("far end: media timeout").
 //   - Events: call.started, call.answered, call.held, call.resumed, call.ended (outcome and
 //     durations in whole seconds, measured on the monotonic clock) go to the Sink from a per-call
 //     queue, so SIP handling never waits on it. The queue has no fixed size and never drops an

@@ -674,9 +674,7 @@ func (l *leg) runSessionTimer() {
 				l.bye(causeRefreshFailed)
 				return
 			}
-			if wait, we = waitFor(); wait == 0 {
-				return // the far end's 2xx turned the timer off
-			}
+			wait, we = waitFor()
 			t.Reset(wait)
 		}
 	}
@@ -727,7 +725,7 @@ func (l *leg) refresh() error {
 			return err
 		}
 		if res.IsSuccess() {
-			l.timerFromResponse(res, true)
+			l.timerFromResponse(res, false)
 			ack := l.newRequest(sip.ACK, req.CSeq().SeqNo)
 			return l.s.client.WriteRequest(ack)
 		}
@@ -744,10 +742,13 @@ func (l *leg) refresh() error {
 }
 
 // timerFromResponse takes the session interval and refresher from a 2xx to an INVITE we sent
-// (RFC 4028 §7.2): Session-Expires with refresher=uac makes us the refresher, refresher=uas
-// the far end; a 2xx without Session-Expires means no session timer. weAreUAC is always true
-// here (the refresher names roles of the INVITE transaction, and we sent it).
-func (l *leg) timerFromResponse(res *sip.Response, weAreUAC bool) {
+// (RFC 4028 §7.2): Session-Expires with refresher=uac makes us the refresher (the refresher
+// names a role of that INVITE transaction, and we sent it), refresher=uas the far end. A 2xx
+// to our initial INVITE without Session-Expires comes from a far end that does not do session
+// timers: it cannot refresh, so we do, at our own interval, as on a carrier leg that asked for
+// none (a re-INVITE is plain RFC 3261 to it, and one left unanswered shows it vanished). A 2xx
+// to a refresh without Session-Expires leaves the timer as it was.
+func (l *leg) timerFromResponse(res *sip.Response, initial bool) {
 	if l.s.opts.SessionExpires < 0 {
 		return
 	}
@@ -758,7 +759,9 @@ func (l *leg) timerFromResponse(res *sip.Response, weAreUAC bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if h == nil {
-		l.sessExpires = 0
+		if initial {
+			l.sessExpires, l.weRefresh = l.s.opts.SessionExpires, true
+		}
 		return
 	}
 	val, params, _ := strings.Cut(h.Value(), ";")
@@ -768,7 +771,7 @@ func (l *leg) timerFromResponse(res *sip.Response, weAreUAC bool) {
 	}
 	l.sessExpires = time.Duration(secs) * time.Second
 	uas := strings.Contains(strings.ToLower(strings.ReplaceAll(params, " ", "")), "refresher=uas")
-	l.weRefresh = uas != weAreUAC
+	l.weRefresh = !uas
 }
 
 // watchMedia ends the leg with BYE when its endpoint reports a media timeout (no RTP for

@@ -146,8 +146,9 @@ func (c *Call) Dial(ctx context.Context, opts DialOptions) (*OutboundLeg, error)
 	inv.AppendHeader(sip.NewHeader("Allow", allowMethods))
 	if s.opts.SessionExpires > 0 {
 		// RFC 4028 §7.1: we support session timers and ask for our interval; the far end picks
-		// the refresher in its 2xx (timerFromResponse), a far end that cannot refresh leaves it
-		// to us. A leg we placed is watched like the carrier's: a vanished far end ends it.
+		// the refresher in its 2xx (timerFromResponse); one that does not do session timers
+		// leaves refreshing to us. A leg we placed is watched like the carrier's: a vanished far
+		// end ends it.
 		inv.AppendHeader(sip.NewHeader("Supported", "timer"))
 		inv.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(s.opts.SessionExpires/time.Second))))
 		inv.AppendHeader(sip.NewHeader("Min-SE", strconv.Itoa(int(s.opts.MinSE/time.Second))))

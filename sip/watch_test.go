@@ -51,11 +51,21 @@ func assertFarEndVanishEnded(t *testing.T, b *bridgeSetup, car *sippProc) {
 }
 
 // TestBridgeWeRefreshFarEndVanishes: the desk (a hand-driven peer) answers with a 1 s session
-// and refresher=uac, making us the refresher of the leg we placed (RFC 4028 §7.2). We send the
-// refresh re-INVITE (refresher=uac, our offer) at half the interval; the desk has vanished and
-// never answers, so when the refresh transaction times out we BYE the desk (§10) and the
-// carrier, and the call ends answered.
+// and refresher=uac, making us the refresher of the leg we placed (RFC 4028 §7.2) — or, not
+// doing session timers, with no Session-Expires at all, which leaves refreshing at our interval
+// to us. We send the refresh re-INVITE (refresher=uac, our offer) at half the interval; the
+// desk has vanished and never answers, so when the refresh transaction times out we BYE the
+// desk (§10) and the carrier, and the call ends answered.
 func TestBridgeWeRefreshFarEndVanishes(t *testing.T) {
+	for _, tc := range []struct{ name, se string }{
+		{"desk makes us refresher", "Session-Expires: 1;refresher=uac\n"},
+		{"desk without session timers", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testWeRefreshFarEndVanishes(t, tc.se) })
+	}
+}
+
+func testWeRefreshFarEndVanishes(t *testing.T, deskSE string) {
 	desk := newUDPPeer(t, 0)
 	g := startGateway(t, func(o *Options) {
 		o.Lines = []Line{{Number: "+15550197", Target: BridgeTo(fmt.Sprintf("sip:desk@127.0.0.1:%d", desk.port))}}
@@ -73,7 +83,7 @@ func TestBridgeWeRefreshFarEndVanishes(t *testing.T) {
 		t.Errorf("INVITE Session-Expires %q Min-SE %q, want our interval and Min-SE (RFC 4028 §7.1)", se, header(inv, "Min-SE"))
 	}
 	sdp := strings.ReplaceAll(pcmuOffer, "\n", "\r\n")
-	desk.send(strings.Replace(respondTo(inv, 200, "OK", "Contact: <sip:desk@127.0.0.1:LPORT>\nSession-Expires: 1;refresher=uac\nContent-Type: application/sdp\n"),
+	desk.send(strings.Replace(respondTo(inv, 200, "OK", "Contact: <sip:desk@127.0.0.1:LPORT>\n"+deskSE+"Content-Type: application/sdp\n"),
 		"Content-Length: 0\n\n", fmt.Sprintf("Content-Length: %d\n\n%s", len(sdp), sdp), 1))
 	if ok := car.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "SIP/2.0 200") }); ok == "" {
 		t.Fatal("no 200 to the carrier")
