@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -104,6 +105,46 @@ func testWeRefreshFarEndVanishes(t *testing.T, deskSE string) {
 	}
 	if bye := car.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "BYE ") }); bye == "" {
 		t.Fatal("no BYE to the carrier")
+	}
+	if e := lastOf(g.sink.waitEnded(t, 10*time.Second), ticketing.EventEnded); e.Outcome != ticketing.OutcomeAnswered {
+		t.Errorf("outcome = %s, want answered", e.Outcome)
+	}
+}
+
+// TestOriginateCalleeStopsRTPEndsCall: an agent's outbound call through the trunk; the callee
+// answers and then sends no RTP. The media timeout of the leg we placed sends BYE to the callee,
+// ends the Answered handler's context (the agent side is told) and the call ends answered.
+func TestOriginateCalleeStopsRTPEndsCall(t *testing.T) {
+	callee := newUDPPeer(t, 0)
+	g := startGateway(t, func(o *Options) {
+		o.Trunks[0].OutboundURI = fmt.Sprintf("sip:127.0.0.1:%d", callee.port)
+		o.MediaTimeout = time.Second
+	})
+	callee.gw.Port = g.port()
+	handlerDone := make(chan struct{})
+	_, err := g.s.Originate(context.Background(), OriginateOptions{Trunk: "carrier", Number: "+15557654321", Line: "+15550197",
+		Answered: func(ctx context.Context, c *Call, leg *OutboundLeg) error {
+			defer close(handlerDone)
+			<-ctx.Done()
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := callee.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "INVITE ") })
+	if inv == "" {
+		t.Fatal("no INVITE")
+	}
+	sdp := strings.ReplaceAll(pcmuOffer, "\n", "\r\n")
+	callee.send(strings.Replace(respondTo(inv, 200, "OK", "Contact: <sip:callee@127.0.0.1:LPORT>\nContent-Type: application/sdp\n"),
+		"Content-Length: 0\n\n", fmt.Sprintf("Content-Length: %d\n\n%s", len(sdp), sdp), 1))
+	if bye := callee.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "BYE ") }); bye == "" {
+		t.Fatal("no BYE to the silent callee")
+	}
+	select {
+	case <-handlerDone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the Answered handler's context did not end")
 	}
 	if e := lastOf(g.sink.waitEnded(t, 10*time.Second), ticketing.EventEnded); e.Outcome != ticketing.OutcomeAnswered {
 		t.Errorf("outcome = %s, want answered", e.Outcome)
