@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,5 +102,57 @@ func TestEventQueueNeverDropsWhileSinkStalls(t *testing.T) {
 	}
 	if last := evs[len(evs)-1]; last.Type != ticketing.EventEnded || last.Outcome != ticketing.OutcomeAnswered {
 		t.Errorf("last event = %s %s, want call.ended answered", last.Type, last.Outcome)
+	}
+}
+
+// TestEventQueueConcurrentPushesKeepSeqOrder: eight goroutines push while the reader drains;
+// the reader sees seq 1..N in order with no gap, call.ended (pushLast) last, and a push after
+// it is refused. Run under -race.
+func TestEventQueueConcurrentPushesKeepSeqOrder(t *testing.T) {
+	q := newEventQueue()
+	var seq atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 500 {
+				q.push(ticketing.Event{Type: ticketing.EventHeld}, &seq)
+			}
+		}()
+	}
+	got := make(chan []int64, 1)
+	go func() {
+		var seqs []int64
+		for {
+			batch, ok := q.next()
+			if !ok {
+				got <- seqs
+				return
+			}
+			for _, e := range batch {
+				seqs = append(seqs, e.Seq)
+			}
+		}
+	}()
+	wg.Wait()
+	if !q.pushLast(ticketing.Event{Type: ticketing.EventEnded}, &seq) {
+		t.Fatal("pushLast refused")
+	}
+	if q.push(ticketing.Event{Type: ticketing.EventHeld}, &seq) {
+		t.Error("push after call.ended accepted")
+	}
+	select {
+	case seqs := <-got:
+		if len(seqs) != 8*500+1 {
+			t.Fatalf("reader saw %d events, want %d", len(seqs), 8*500+1)
+		}
+		for i, s := range seqs {
+			if s != int64(i+1) {
+				t.Fatalf("event %d has seq %d", i, s)
+			}
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("reader did not finish after pushLast")
 	}
 }
