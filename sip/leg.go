@@ -65,6 +65,7 @@ type leg struct {
 	offerInAck   bool          // we sent an offer in a 2xx; the ACK carries the answer
 	ackSeq       uint32        // CSeq of the 2xx awaiting ACK
 	ackCh        chan struct{} // closed when that ACK arrives
+	ackPending   bool          // a 2xx of ours awaits its ACK (respond2xx runs)
 	reinviteIn   bool          // a re-INVITE from the peer awaits our final response or its ACK
 	reinviteOut  bool          // our re-INVITE is in progress (glare → 491)
 	confirmed    bool
@@ -336,7 +337,15 @@ func (l *leg) respond2xx(ctx context.Context, tx sip.ServerTransaction, res *sip
 	l.ackSeq = res.CSeq().SeqNo
 	ackCh := make(chan struct{})
 	l.ackCh = ackCh
+	l.ackPending = true
 	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		if l.ackCh == ackCh {
+			l.ackPending = false
+		}
+		l.mu.Unlock()
+	}()
 	if err := l.s.respond(tx, res); err != nil {
 		return fmt.Errorf("sip: send 2xx: %w", err)
 	}
@@ -452,6 +461,7 @@ func (l *leg) handleAck(req *sip.Request) {
 	l.offerInAck = false
 	l.confirmed = true
 	l.reinviteIn = false
+	l.ackPending = false
 	l.mu.Unlock()
 	if offerInAck {
 		// Late offer: the ACK carries the answer to the offer in our 2xx (RFC 3264 §4, RFC 3261 §13.2.1).
@@ -474,12 +484,30 @@ func (l *leg) handleAck(req *sip.Request) {
 // and an empty one (late offer) gets our offer in the 200 with the answer expected in the ACK.
 func (l *leg) handleReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	l.mu.Lock()
+	if l.ackPending {
+		// sipgo runs each request on its own goroutine, so a re-INVITE the peer sent right after
+		// its ACK can reach us first: give that ACK up to T1 before calling this an overlap.
+		ch := l.ackCh
+		l.mu.Unlock()
+		t := time.NewTimer(l.s.opts.T1)
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-l.ended:
+		}
+		t.Stop()
+		l.mu.Lock()
+	}
 	switch {
 	case l.reinviteOut:
 		l.mu.Unlock()
 		l.s.reply(req, tx, 491, "Request Pending")
 		return
-	case l.reinviteIn:
+	case l.reinviteIn || l.ackPending:
+		// RFC 3261 §14.2: an INVITE overlapping one still in progress gets 500 with
+		// Retry-After. A 2xx of ours still awaiting its ACK counts, the initial INVITE's too:
+		// answering would replace the ACK we wait for (respond2xx) and leave that answer
+		// unconfirmed.
 		l.mu.Unlock()
 		l.s.reply(req, tx, 500, "Server Internal Error", sip.NewHeader("Retry-After", "1"))
 		return
