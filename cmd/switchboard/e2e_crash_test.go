@@ -219,6 +219,7 @@ func TestEndToEnd_StartsDegradedWithoutDatabase(t *testing.T) {
 	for {
 		select {
 		case err := <-g.exited:
+			g.exited <- err // for the cleanup
 			t.Fatalf("serve exited while the database was unreachable: %v", err)
 		default:
 		}

@@ -36,6 +36,9 @@ import (
 	"github.com/switchboard-voice/switchboard/ticketing"
 )
 
+// ErrClosed is returned by writes after Close.
+var ErrClosed = errors.New("calljournal: closed")
+
 // Options configure Open. Zero values take the defaults noted.
 type Options struct {
 	// Path is the journal file. Required; its directory is created.
@@ -317,6 +320,9 @@ func (j *Journal) write(r record) error {
 	j.mu.Lock()
 	err = j.writeLocked(r, b)
 	j.mu.Unlock()
+	if errors.Is(err, ErrClosed) {
+		return err // shutting down: the calls left were hung up, nothing to keep
+	}
 	if err != nil {
 		return j.failed(err)
 	}
@@ -325,7 +331,7 @@ func (j *Journal) write(r record) error {
 
 func (j *Journal) writeLocked(r record, b []byte) error {
 	if j.closed {
-		return errors.New("calljournal: closed")
+		return ErrClosed
 	}
 	if r.CallID != "" {
 		if r.Done {
