@@ -131,21 +131,33 @@ func (gw *gateway) closeCrashedCalls(ctx context.Context) {
 	}
 	gw.log.Warn("the gateway did not stop cleanly: closing the calls it left open", "calls", len(gw.crashed))
 	sink := journalSink{j: gw.journal, next: gw.events}
+	// Many at once: the event log commits (or spools, with one fsync) them together.
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
 	for _, o := range gw.crashed {
-		e := crashEnded(o)
-		ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := sink.Emit(ectx, e)
-		cancel()
-		if err != nil {
-			// It stays in the journal: the next start tries again.
-			gw.log.Error("call left open by a crash could not be closed", "call_id", o.CallID, "err", err)
-			continue
-		}
-		gw.crashClosed[o.CallID] = e.Seq
-		gw.crashM.closed.WithLabelValues(e.Outcome).Inc()
-		gw.log.Warn("call ended by a crash of the gateway", "call_id", o.CallID, "outcome", e.Outcome, "ended_at", e.At,
-			"seq", e.Seq, "legs", len(o.Legs))
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			e := crashEnded(o)
+			ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err := sink.Emit(ectx, e)
+			cancel()
+			if err != nil {
+				// It stays in the journal: the next start tries again.
+				gw.log.Error("call left open by a crash could not be closed", "call_id", o.CallID, "err", err)
+				return
+			}
+			mu.Lock()
+			gw.crashClosed[o.CallID] = e.Seq
+			mu.Unlock()
+			gw.crashM.closed.WithLabelValues(e.Outcome).Inc()
+			gw.log.Warn("call ended by a crash of the gateway", "call_id", o.CallID, "outcome", e.Outcome, "ended_at", e.At,
+				"seq", e.Seq, "legs", len(o.Legs))
+		}()
 	}
+	wg.Wait()
 }
 
 // byeOrphans sends BYE, in the background, to each leg of a crashed call whose dialog state

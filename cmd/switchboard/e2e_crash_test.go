@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/switchboard-voice/switchboard/internal/pgtest"
 )
@@ -198,24 +201,28 @@ func (p *tcpProxy) stop() {
 	p.wg.Wait()
 }
 
-// Started while PostgreSQL is unreachable, the gateway comes up degraded instead of refusing
-// to start: /healthz 200, /readyz 503 saying since when the database is unreachable, a call to
-// the bridged line goes through and its events spool; when the database comes up the schema is
-// migrated, the spooled events reach it, the call gets its ticket and /readyz turns 200.
-func TestEndToEnd_StartsDegradedWithoutDatabase(t *testing.T) {
-	requireSipp(t)
-	realURL := pgtest.EmptyURL(t)
-	u, err := url.Parse(realURL)
+// startDegraded starts serve on a fresh database that is unreachable (nothing listens on the
+// URL's port until proxy.start) and waits until /readyz says so.
+func startDegraded(t *testing.T) (g *testGateway, proxy *tcpProxy, path, dbURL string) {
+	t.Helper()
+	dbURL = pgtest.EmptyURL(t)
+	u, err := url.Parse(dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := &tcpProxy{t: t, port: freePort(t), upstream: u.Host}
+	proxy = &tcpProxy{t: t, port: freePort(t), upstream: u.Host}
 	u.Host = fmt.Sprintf("127.0.0.1:%d", proxy.port)
 	path, base, sipPort, deskPort, dir := writeGatewayConfig(t, u.String())
-	g := &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir}
+	g = &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir}
 	g.start(binary(t), path)
+	g.awaitDegraded()
+	return g, proxy, path, dbURL
+}
 
-	// Up, not ready, and saying why.
+// awaitDegraded waits until /readyz answers 503 saying the database is unreachable.
+func (g *testGateway) awaitDegraded() {
+	t := g.t
+	t.Helper()
 	var body string
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -225,13 +232,13 @@ func TestEndToEnd_StartsDegradedWithoutDatabase(t *testing.T) {
 			t.Fatalf("serve exited while the database was unreachable: %v", err)
 		default:
 		}
-		resp, err := http.Get(base + "/readyz")
+		resp, err := http.Get(g.base + "/readyz")
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			body = string(b)
 			if resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(body, "database unreachable since") {
-				break
+				return
 			}
 			if resp.StatusCode == http.StatusOK {
 				t.Fatalf("/readyz 200 with the database unreachable: %s", body)
@@ -242,6 +249,37 @@ func TestEndToEnd_StartsDegradedWithoutDatabase(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// awaitSpool waits until the gateway's spool file holds every one of parts (bounded: 30 s).
+func (g *testGateway) awaitSpool(what string, parts ...string) {
+	g.t.Helper()
+	spool := filepath.Join(g.dir, "spool", "events.jsonl")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(spool)
+		ok := true
+		for _, p := range parts {
+			ok = ok && strings.Contains(string(b), p)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			g.t.Fatalf("%s: not in the spool:\n%s", what, b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Started while PostgreSQL is unreachable, the gateway comes up degraded instead of refusing
+// to start: /healthz 200, /readyz 503 saying since when the database is unreachable, a call to
+// the bridged line goes through and its events spool; when the database comes up the schema is
+// migrated, the spooled events reach it, the call gets its ticket and /readyz turns 200.
+func TestEndToEnd_StartsDegradedWithoutDatabase(t *testing.T) {
+	requireSipp(t)
+	g, proxy, _, _ := startDegraded(t)
+	base, sipPort, deskPort := g.base, g.sipPort, g.deskPort
 	if resp, err := http.Get(base + "/healthz"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("/healthz while degraded: %v %v", resp, err)
 	}
@@ -251,18 +289,7 @@ func TestEndToEnd_StartsDegradedWithoutDatabase(t *testing.T) {
 	carrier := startSipp(t, "carrier_rtp.xml", nil, "-s", "+15550197", "-p", strconv.Itoa(freeUDPPort(t)), fmt.Sprintf("127.0.0.1:%d", sipPort))
 	carrier.wait(t, "carrier")
 	desk.wait(t, "desk")
-	spool := filepath.Join(dir, "spool", "events.jsonl")
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		b, _ := os.ReadFile(spool)
-		if strings.Contains(string(b), `"call.ended"`) && strings.Contains(string(b), `"+15550197"`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the call's events are not in the spool:\n%s", b)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	g.awaitSpool("the call's events", `"call.ended"`, `"+15550197"`)
 
 	// The database comes up: ready, and the call has its record and ticket.
 	proxy.start()
@@ -288,4 +315,51 @@ func grepLines(s string, words ...string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// kill -9 while PostgreSQL is unreachable, restarted while it still is: the call journal alone
+// tells the new process which call was open; its call.ended (cause crash) spools, the far ends
+// get their BYE, and when the database comes up the call record shows the call ended, answered.
+func TestEndToEnd_CrashWhileDatabaseDownClosedFromJournal(t *testing.T) {
+	requireSipp(t)
+	g, proxy, path, dbURL := startDegraded(t)
+	desk := startSipp(t, "desk_echo.xml", nil, "-p", strconv.Itoa(g.deskPort), "-rtp_echo")
+	carrier := startSipp(t, "carrier_await_bye.xml", map[string]string{"KEY_ACTION": ""}, "-s", "+15550197",
+		"-p", strconv.Itoa(freeUDPPort(t)), fmt.Sprintf("127.0.0.1:%d", g.sipPort))
+	g.awaitSpool("the bridged call's answer", `"call.answered"`)
+
+	if err := g.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-g.exited:
+		g.exited <- err
+	case <-time.After(20 * time.Second):
+		t.Fatal("gateway did not die within 20 s of SIGKILL")
+	}
+	g2 := &testGateway{t: t, base: g.base, sipPort: g.sipPort, deskPort: g.deskPort, dir: g.dir}
+	g2.start(binary(t), path)
+	g2.awaitDegraded()
+	g2.awaitSpool("the crash's call.ended", `"cause":"crash"`)
+	carrier.wait(t, "carrier")
+	desk.wait(t, "desk")
+
+	proxy.start()
+	waitReady(t, g2.base, g2.exited)
+	call := g2.awaitCall("+15550197", func(c map[string]any) bool { return c["state"] == "ended" })
+	if call["outcome"] != "answered" || call["ended_at"] == nil {
+		t.Errorf("call %v: want ended, answered", call)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM call_events WHERE call_id = $1 AND type = 'call.ended' AND body->>'cause' = 'crash'`,
+		call["id"]).Scan(&n); err != nil || n != 1 {
+		t.Errorf("call.ended of cause crash: %d, %v; want 1", n, err)
+	}
 }
