@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,16 +62,7 @@ func (gw *gateway) openJournal() error {
 			Help: "BYEs sent at start to call legs a crash orphaned, by result (ok: the far end hung up; gone: it no longer knew the dialog; error: no answer).",
 		}, []string{"result"}),
 	}
-	gw.registry.MustRegister(gw.crashM.closed, gw.crashM.journalErrors, gw.crashM.orphanByes,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "switchboard_database_up",
-			Help: "1 when PostgreSQL answers and the gateway is set up on it; 0 in degraded mode (events spool, the API waits).",
-		}, func() float64 {
-			if since, _ := gw.db.down(); since.IsZero() && gw.dbReady.Load() {
-				return 1
-			}
-			return 0
-		}))
+	gw.registry.MustRegister(gw.crashM.closed, gw.crashM.journalErrors, gw.crashM.orphanByes)
 	j, open, err := calljournal.Open(calljournal.Options{
 		Path: gw.cfg.Database.Journal, Now: gw.now, Logger: gw.log.With("component", "calljournal"),
 		OnError: func(error) { gw.crashM.journalErrors.Inc() },
@@ -222,15 +214,30 @@ func (gw *gateway) byeOrphan(d sip.DialogState) {
 	switch {
 	case err != nil:
 		gw.crashM.orphanByes.WithLabelValues("error").Inc()
-		gw.log.Warn("BYE to a leg orphaned by a crash: no answer", "sip_call_id", d.CallID, "target", d.RemoteTarget, "err", err)
+		gw.log.Warn("BYE to a leg orphaned by a crash: no answer", "sip_call_id", cleanLog(d.CallID), "target", cleanLog(d.RemoteTarget), "err", err)
 	case code >= 200 && code < 300:
 		gw.crashM.orphanByes.WithLabelValues("ok").Inc()
-		gw.log.Info("BYE to a leg orphaned by a crash: the far end hung up", "sip_call_id", d.CallID, "target", d.RemoteTarget)
+		gw.log.Info("BYE to a leg orphaned by a crash: the far end hung up", "sip_call_id", cleanLog(d.CallID), "target", cleanLog(d.RemoteTarget))
 	default:
 		gw.crashM.orphanByes.WithLabelValues("gone").Inc()
-		gw.log.Info("BYE to a leg orphaned by a crash: refused (the far end had hung up already)", "sip_call_id", d.CallID,
-			"target", d.RemoteTarget, "status", code)
+		gw.log.Info("BYE to a leg orphaned by a crash: refused (the far end had hung up already)", "sip_call_id", cleanLog(d.CallID),
+			"target", cleanLog(d.RemoteTarget), "status", code)
 	}
+}
+
+// cleanLog keeps a string from a SIP peer (a Call-ID, a Contact URI) fit for a log line:
+// control characters dropped, at most 200 bytes.
+func cleanLog(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
 }
 
 // journalLegs journals the dialog state of the call's answered legs, for a BYE after a crash.

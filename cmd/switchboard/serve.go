@@ -351,6 +351,15 @@ func (gw *gateway) registerMetrics() {
 	}, []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
 	gw.registry.MustRegister(build)
+	gw.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchboard_database_up",
+		Help: "1 when PostgreSQL answers (as last seen by /readyz or the start-up) and the gateway is set up on it; 0 in degraded mode: events spool, the API waits.",
+	}, func() float64 {
+		if since, _ := gw.db.down(); since.IsZero() && gw.dbReady.Load() {
+			return 1
+		}
+		return 0
+	}))
 }
 
 // healthz answers 200 while the process is up.

@@ -396,6 +396,9 @@ func (t *telephony) ivrEvent(e ivr.Event) {
 			return
 		}
 	}
+	if e.Type == ivr.EventAnswered || e.Type == ivr.EventTransferred {
+		t.journalLegs(lc.call) // a new agent's SIP phone leg
+	}
 	lc.call.Emit(ticketing.Event{
 		Type: e.Type, MenuPath: e.MenuPath, Language: e.Language, Queue: e.Queue, AgentID: e.AgentID,
 		FromAgentID: e.FromAgentID, ToAgentID: e.ToAgentID, RecordingID: e.RecordingID, Seconds: e.Seconds, Where: e.Where,
