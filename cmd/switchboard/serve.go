@@ -315,6 +315,7 @@ func (gw *gateway) awaitDatabase() {
 		cancel()
 		if err != nil {
 			gw.db.failed(err, gw.now())
+			delay = time.Second
 			continue
 		}
 		if err := gw.prepareDatabase(ctx); err != nil {
@@ -326,8 +327,9 @@ func (gw *gateway) awaitDatabase() {
 			continue
 		}
 		if err := gw.seedAccounts(ctx); err != nil {
-			gw.log.Error("database answers but the configured accounts could not be written; retrying", "err", err)
+			gw.log.Error("database answers but the configured accounts could not be written; retrying in 30 s", "err", err)
 			gw.db.failed(err, gw.now())
+			delay = 30 * time.Second
 			continue
 		}
 		gw.startEngine()
