@@ -85,8 +85,10 @@ type ACDOptions struct {
 	// Authorizer authenticates the HTTP API (required for Register).
 	Authorizer Authorizer
 	// OnAgentState, when set, is told every agent state change (the softphone page shows it,
-	// e.g. the automatic away after missed offers). It is called with the ACD's lock held: it
-	// must not block or call the ACD.
+	// e.g. the automatic away after missed offers). It is called on the ACD's notifier
+	// goroutine, never with a lock of the ACD held, one change at a time and in the order the
+	// changes happened (AgentStatus.Seq grows from one to the next): it may call the ACD and
+	// take its own locks, but it should return promptly, since later changes wait for it.
 	OnAgentState func(AgentStatus)
 	// Logger; nil discards.
 	Logger *slog.Logger
@@ -98,6 +100,12 @@ type ACDOptions struct {
 // own goroutines and are handed agents by dispatch, which runs under mu whenever an agent frees
 // up or a call arrives. Calls of a queue are served in arrival order (FIFO) and each is offered
 // to the longest-idle available agent of its queue.
+//
+// Nothing outside the ACD is called with mu held: under mu it changes its own fields, sends
+// on channels that have room (never blocking), reads and arms timers through the Clock (whose
+// contract forbids calling back) and sets its own Prometheus series. The dialer, the agents'
+// legs, the event sink, the logger and OnAgentState are called after mu is released — state
+// changes through the notifier (notify), which delivers them in order on its own goroutine.
 type ACD struct {
 	opts  ACDOptions
 	clock Clock
@@ -110,12 +118,20 @@ type ACD struct {
 	seq    uint64
 	live   map[string]*session // call id → call connected to an agent
 	closed bool
+
+	// stateSeq numbers agent state changes (AgentStatus.Seq).
+	stateSeq uint64
+	// notes are state changes not yet told to OnAgentState, oldest first; notifying is set
+	// while a notifier goroutine delivers them and closed when it exits (see notify).
+	notes     []AgentStatus
+	notifying chan struct{}
 }
 
 type agentRec struct {
 	Agent
 	state     AgentState
 	since     time.Time
+	seq       uint64 // stateSeq of the last change
 	idleSince time.Time
 	missed    int
 	offering  string     // call being offered to the agent ("" none)
@@ -223,16 +239,22 @@ func (a *ACD) hasQueue(name string) bool {
 	return ok
 }
 
-// Close stops wrap-up timers. Calls still waiting are not affected.
+// Close stops wrap-up timers and waits until OnAgentState has been told every state change
+// made before it (so it must not be called from OnAgentState). Calls still waiting are not
+// affected.
 func (a *ACD) Close() {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	a.closed = true
 	for _, ag := range a.agents {
 		if ag.wrap != nil {
 			ag.wrap.Stop()
 			ag.wrap = nil
 		}
+	}
+	done := a.notifying
+	a.mu.Unlock()
+	if done != nil {
+		<-done
 	}
 }
 
@@ -246,6 +268,10 @@ type AgentStatus struct {
 	Offering string
 	// MissedOffers counts offers missed in a row.
 	MissedOffers int
+	// Seq orders snapshots of one agent: every state change gets a larger one, so of two
+	// statuses of the same agent the one with the larger Seq is the newer (a reader that gets
+	// statuses by several paths — OnAgentState, Agent, SetState — keeps the largest).
+	Seq uint64
 }
 
 // Agent returns one agent's status.
@@ -260,7 +286,7 @@ func (a *ACD) Agent(id int64) (AgentStatus, error) {
 }
 
 func (ag *agentRec) status() AgentStatus {
-	s := AgentStatus{Agent: ag.Agent, State: ag.state, Since: ag.since, CallID: ag.callID, Offering: ag.offering, MissedOffers: ag.missed}
+	s := AgentStatus{Agent: ag.Agent, State: ag.state, Since: ag.since, CallID: ag.callID, Offering: ag.offering, MissedOffers: ag.missed, Seq: ag.seq}
 	s.Queues = slices.Clone(ag.Queues)
 	return s
 }
@@ -360,10 +386,40 @@ func (a *ACD) setStateLocked(ag *agentRec, st AgentState) {
 			}
 		}
 	}
-	ag.state, ag.since = st, now
+	a.stateSeq++
+	ag.state, ag.since, ag.seq = st, now, a.stateSeq
 	a.publishLocked()
 	if a.opts.OnAgentState != nil {
-		a.opts.OnAgentState(ag.status())
+		a.notes = append(a.notes, ag.status())
+		if a.notifying == nil {
+			done := make(chan struct{})
+			a.notifying = done
+			go a.notify(done)
+		}
+	}
+}
+
+// notify tells OnAgentState the queued state changes, oldest first, without holding mu: the
+// hook may call the ACD, and may take locks of its own that other goroutines hold while they
+// call the ACD (the softphone page's server does both). At most one notifier runs at a time —
+// the next is started only after this one found the queue empty under mu — so changes are
+// told in the order they happened and a page never ends on a stale state. The goroutine
+// exits, closing done, once the queue is empty: an idle ACD runs none.
+func (a *ACD) notify(done chan struct{}) {
+	defer close(done)
+	for {
+		a.mu.Lock()
+		batch := a.notes
+		a.notes = nil
+		if len(batch) == 0 {
+			a.notifying = nil
+			a.mu.Unlock()
+			return
+		}
+		a.mu.Unlock()
+		for _, st := range batch {
+			a.opts.OnAgentState(st)
+		}
 	}
 }
 
@@ -434,7 +490,7 @@ func (a *ACD) dispatchLocked() {
 			}
 			continue
 		}
-		best.offering = w.c.ID()
+		best.offering = w.c.id
 		w.offering = best.ID
 		w.tried[best.ID] = true
 		w.assign <- best.ID // capacity 1 and at most one offer per waiter: never blocks

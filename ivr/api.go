@@ -181,8 +181,8 @@ type Event struct {
 	Where       string    // call.abandoned: ivr | queue | voicemail
 }
 
-// Events receives ivr's call lifecycle events, in order per call, on the call's goroutine (or
-// the ACD's, for events about agents). Emit must not block: queue the event and return.
+// Events receives ivr's call lifecycle events, in order per call, on the call's goroutine,
+// never with a lock of ivr held. Emit must not block: queue the event and return.
 type Events interface {
 	Emit(e Event)
 }
@@ -250,7 +250,8 @@ type VoicemailMeta struct {
 // package; until then any implementation that writes a mono WAV will do.
 type VoicemailRecorder interface {
 	// StartVoicemail starts recording the audio received on ep (the caller's) and returns the
-	// running recording.
+	// running recording. It runs on the call's IVR goroutine while the caller waits after the
+	// beep: it must not wait on a database (ivr bounds it with a context deadline anyway).
 	StartVoicemail(ctx context.Context, m VoicemailMeta, ep *media.Endpoint) (VoicemailRecording, error)
 }
 
@@ -258,6 +259,7 @@ type VoicemailRecorder interface {
 type VoicemailRecording interface {
 	// Finish stops recording. keep false discards the message (shorter than the minimum, or
 	// the caller hung up before it counted). It returns the recording id of a kept message.
+	// Like StartVoicemail it runs on the IVR goroutine and must not wait on a database.
 	Finish(ctx context.Context, keep bool) (recordingID string, err error)
 }
 

@@ -5,6 +5,10 @@ import "time"
 // Clock is the time source of the engine and the ACD: ring timeouts, maximum waits, wrap-up,
 // announcements, menu timeouts, voicemail length and every state timestamp come from it, so that
 // tests can drive them. Audio pacing is media's and always runs on the real clock.
+//
+// The ACD calls Now, NewTimer, AfterFunc and Timer.Stop with its lock held, so a Clock is a
+// leaf: its methods return promptly and never call into ivr themselves (AfterFunc runs f later
+// on its own goroutine, never inside AfterFunc or Stop).
 type Clock interface {
 	Now() time.Time
 	// NewTimer returns a timer firing once after d on C.

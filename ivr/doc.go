@@ -50,6 +50,28 @@
 // Events follow CONTRACT.md §6: call.queued, call.offered, call.answered, call.held,
 // call.resumed, call.transferred, call.voicemail, call.abandoned (where ivr, queue, voicemail).
 //
+// # Goroutines, locks and call-outs
+//
+// Who owns what:
+//   - Each call's goroutine (the one in Call.Run) owns the call: its menus, its audio, its
+//     offer in flight, its conversation. Hold, Resume and Transfer reach it over a channel.
+//     Call.mu guards only the call's language and menu path, read by the ACD for offers.
+//   - ACD.mu guards every agent's state, every queue's waiting calls and the connected calls.
+//     It is held only to read or change those fields, never across a wait.
+//   - Each AgentDialer.Offer runs on a goroutine of its own, started by the call's goroutine.
+//   - Wrap-up ends on the Clock's AfterFunc goroutine.
+//   - The ACD's notifier goroutine, started on a state change and gone once it has told
+//     them all, calls ACDOptions.OnAgentState, one change at a time, in order.
+//
+// No call-out under a lock: nothing ivr is given — the dialer, the agents' and callers'
+// legs, the event sink, the recorder, the authorizer, the logger, OnAgentState — is ever
+// called while a lock of ivr is held. A locked section collects what must be told (state
+// changes for OnAgentState, a log line) and it is told after the unlock. So a hook may call
+// the ACD back, and may take locks of its own that other goroutines hold while they call the
+// ACD, without a deadlock. The only things used under a lock are leaves that never call back:
+// channels with room, the Clock (its contract says so), and the ACD's own Prometheus series.
+// A Leg's CallID is read once, by NewCall.
+//
 // # Not built here
 //
 // Reaching agents (SIP REGISTER, the softphone) is the dialer's job; recording the voicemail

@@ -22,6 +22,9 @@ const (
 	DefaultMaxHops      = 32
 	defaultDigitBuffer  = 32
 	defaultFinishBudget = 10 * time.Second
+	// defaultStartBudget bounds starting a voicemail recording: the caller is waiting after the
+	// beep, and a recorder that stalls must cost a goodbye, never a frozen IVR goroutine.
+	defaultStartBudget = 5 * time.Second
 )
 
 // Menu is one IVR menu: a prompt, then digits choose where the call goes.
@@ -199,6 +202,7 @@ func (e *Engine) check(t Target) error {
 type Call struct {
 	e      *Engine
 	leg    Leg
+	id     string // leg.CallID(), read once: the ACD needs it under its lock
 	info   CallInfo
 	digits chan rune
 
@@ -211,11 +215,11 @@ type Call struct {
 
 // NewCall prepares leg for Run.
 func (e *Engine) NewCall(leg Leg, info CallInfo) *Call {
-	return &Call{e: e, leg: leg, info: info, digits: make(chan rune, defaultDigitBuffer), lang: e.opts.DefaultLanguage}
+	return &Call{e: e, leg: leg, id: leg.CallID(), info: info, digits: make(chan rune, defaultDigitBuffer), lang: e.opts.DefaultLanguage}
 }
 
-// ID is the call's id (the Leg's CallID).
-func (c *Call) ID() string { return c.leg.CallID() }
+// ID is the call's id (the Leg's CallID, read once by NewCall).
+func (c *Call) ID() string { return c.id }
 
 // Language is the call's current language.
 func (c *Call) Language() string {

@@ -208,7 +208,7 @@ func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int6
 					ag.after = ag.state
 				}
 				a.setStateLocked(ag, StateBusy)
-				ag.callID = c.ID()
+				ag.callID = c.id
 				w.offering = 0
 				a.removeLocked(w)
 				a.mu.Unlock()
@@ -222,15 +222,19 @@ func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int6
 			ag := a.agents[id]
 			ag.offering = ""
 			w.offering = 0
+			away := 0 // missed offers that sent the agent away (logged after the unlock)
 			if ctx.Err() == nil {
 				ag.missed++
 				if q.MaxMissedOffers > 0 && ag.missed >= q.MaxMissedOffers && ag.state == StateAvailable {
-					a.log.Info("ivr: agent missed offers in a row; now away", "agent_id", id, "missed", ag.missed)
+					away = ag.missed
 					a.setStateLocked(ag, StateAway)
 				}
 			}
 			a.dispatchLocked()
 			a.mu.Unlock()
+			if away > 0 {
+				a.log.Info("ivr: agent missed offers in a row; now away", "agent_id", id, "missed", away)
+			}
 		case <-w.retry:
 			if retryC == nil {
 				retry = a.clock.NewTimer(q.RetryDelay)
@@ -447,7 +451,7 @@ func (a *ACD) reserve(c *Call, id int64) error {
 	if ag.state != StateAvailable || ag.offering != "" {
 		return fmt.Errorf("%w: agent %d is %s", ErrAgentUnavailable, id, ag.state)
 	}
-	ag.offering = c.ID()
+	ag.offering = c.id
 	return nil
 }
 
@@ -488,7 +492,7 @@ func (a *ACD) offerDirect(ctx context.Context, c *Call, q *queueRec, id int64, m
 			ag.after = ag.state
 		}
 		a.setStateLocked(ag, StateBusy)
-		ag.callID = c.ID()
+		ag.callID = c.id
 		return r.leg, nil
 	}
 	if r.leg != nil {

@@ -31,7 +31,9 @@ func (c *Call) voicemail(ctx context.Context) Result {
 		return r
 	}
 	meta := VoicemailMeta{CallID: c.ID(), From: c.info.From, Line: c.info.Line, Language: c.Language()}
-	rec, err := c.e.opts.Recorder.StartVoicemail(ctx, meta, c.leg.Endpoint())
+	sctx, cancel := context.WithTimeout(ctx, defaultStartBudget)
+	rec, err := c.e.opts.Recorder.StartVoicemail(sctx, meta, c.leg.Endpoint())
+	cancel()
 	if err != nil {
 		c.e.log.Error("ivr: start voicemail", "call_id", c.ID(), "error", err)
 		_ = c.playAll(ctx, PromptGoodbye)

@@ -2,13 +2,17 @@ package media
 
 import (
 	"errors"
+	"net/netip"
 	"time"
 )
 
 // This file holds the package's vocabulary: sentinel errors, option structs and the small value
 // types that cross the API. The active types live next to their code:
 //
-//	PortAllocator (ports.go)    NewPortAllocator, Allocate, Release, InUse, Addr; PortPair
+//	PortAllocator (ports.go)    NewPortAllocator, NewPortAllocatorWithOptions, Allocate, Release,
+//	                            InUse, Addr; PortPair, PortAllocatorOptions
+//	strict source (source.go)   the latching rules; DefaultProbation, DefaultProbationWindow,
+//	                            DefaultLearningWindow
 //	Endpoint      (endpoint.go) NewEndpoint, LocalAddr, SSRC, SetRemote, Remote, SetCodec,
 //	                            SetDTMFPayloadType, SetDirection, SetTap, DTMF, MediaTimeout,
 //	                            Stats, Close
@@ -80,6 +84,32 @@ type EndpointOptions struct {
 	Metrics *Metrics
 	// DTMFBuffer is the capacity of the DTMF() channel; events beyond it are dropped. Default 16.
 	DTMFBuffer int
+
+	// Who may send to the endpoint (strict source; see Endpoint). RTP and RTCP latch at once on
+	// a source whose IP is the SDP c= address (SetRemote) or SignalSource; anything else must
+	// pass Probation and then wait out LearningWindow, and loses to a matching source.
+
+	// SignalSource is the IP the peer's signalling came from (the INVITE's source for a call we
+	// answered, the next hop for one we placed): a NAT'd phone's RTP comes from there, not from
+	// the private address in its c=. Zero: only c= matches.
+	SignalSource netip.Addr
+	// Peer, when set, is the only source accepted, known exactly (an internal relay such as the
+	// WebRTC leg's): RTP from Peer, RTCP from Peer's port + 1; nothing is learnt.
+	Peer netip.AddrPort
+	// Probation is how many packets with consecutive sequence numbers (same source, same SSRC)
+	// a source matching neither c= nor SignalSource must send, the last within ProbationWindow
+	// of the first, before it may latch. Default (zero or negative) 4, Asterisk's strictrtp
+	// probation.
+	Probation int
+	// ProbationWindow bounds the Probation packets in time. Default (zero or negative) 1 s.
+	ProbationWindow time.Duration
+	// LearningWindow starts when SetRemote first names a real address and again when a
+	// re-INVITE moves it. During it a matching source takes the latch from a lesser one (the
+	// c= address and port beat the c= address, which beats SignalSource); a source matching
+	// neither latches only once the first window has closed with nobody else latched
+	// (rtpengine's learning period). Default 3 s; negative: no window (a proven stranger
+	// latches at once and nothing takes a latch over unless a re-INVITE moves c= away from it).
+	LearningWindow time.Duration
 }
 
 // Flow tells a tap which way a packet went.
@@ -126,9 +156,9 @@ type Stats struct {
 	BytesReceived   uint64        // payload octets received
 	BytesSent       uint64        // payload octets sent
 	PacketsLost     int64         // expected − received (A.3); negative with duplicates
-	Rejected        uint64        // dropped: foreign source, malformed, or a payload type not negotiated
+	Rejected        uint64        // dropped: foreign source, source on probation, malformed, or a payload type not negotiated
 	Jitter          time.Duration // interarrival jitter estimate (A.8)
 	RemoteLost      int64         // cumulative loss the peer reported for our stream (RR/SR)
 	RemoteJitter    time.Duration // jitter the peer reported for our stream
-	Latched         bool          // the remote address was learnt from received RTP
+	Latched         bool          // a source was latched (its packets are accepted, ours go to it)
 }

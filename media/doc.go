@@ -5,10 +5,13 @@
 // # One leg
 //
 // A PortAllocator hands out even RTP ports (RTCP on the next, odd, port) from the configured
-// range, round-robin, and ErrNoPorts when the range is exhausted (SIP answers 503). An Endpoint
-// binds one pair and is one RTP leg:
+// range, from a free list shuffled at start (PortAllocatorOptions.Rand) with released ports
+// going to its tail — never next = last + 2, so one call's port says nothing about the next —
+// and ErrNoPorts when the range is exhausted (SIP answers 503). An Endpoint binds one pair and
+// is one RTP leg:
 //
-//	ep, err := media.NewEndpoint(media.EndpointOptions{Allocator: ports, Metrics: m})
+//	ep, err := media.NewEndpoint(media.EndpointOptions{Allocator: ports, Metrics: m,
+//		SignalSource: inviteSourceIP})     // a NAT'd phone's RTP comes from there
 //	ep.SetCodec(0, media.PCMU)        // the answer's codec and payload type
 //	ep.SetDTMFPayloadType(101)        // mirror the peer's telephone-event payload type
 //	ep.SetRemote(remoteFromSDP)       // c=/m=; again on re-INVITE; 0.0.0.0 holds
@@ -16,10 +19,25 @@
 //	select { case err := <-ep.MediaTimeout(): … case d := <-ep.DTMF(): … }
 //	ep.Close()
 //
-// Receiving is symmetric RTP with latching: the first valid packet fixes the peer's address,
-// later packets from anywhere else are dropped and counted. Statistics follow RFC 3550
-// Appendix A (loss A.3, jitter A.8) in atomics; RTCP SR/RR with SDES go out every ~5 s and the
-// peer's reports are read.
+// Receiving is symmetric RTP (RFC 4961) with a strict source (source.go), the rules of
+// rtpengine's heuristic endpoint learning with strict-source and Asterisk's strictrtp probation,
+// so that an RTP sprayer cannot take a call ("RTP bleed"):
+//
+//   - a source whose IP is the SDP c= address (SetRemote) or the signalling source
+//     (EndpointOptions.SignalSource) latches at once; the c= address and port beat the c=
+//     address, which beats the signalling source, while a learning window is open;
+//   - any other source must send Probation (4) consecutive sequence numbers within
+//     ProbationWindow (1 s) and may latch only once the LearningWindow (3 s from the first c=)
+//     has closed with nobody better heard; until then nothing is sent to it;
+//   - after latching every other source is dropped, counted (reason foreign_source) and reported
+//     to Metrics.OnForeignSource (sip's rtp_source_rejected security event);
+//   - a re-INVITE never drops the latch and never lets a stranger in again; one that moves c=
+//     makes us send to the new address, whose source takes the latch when it speaks;
+//   - RTCP keeps its own latch under the same rules (the RTP peer's address counts as matching);
+//   - an endpoint with EndpointOptions.Peer (the WebRTC leg's relay) accepts that address only.
+//
+// Statistics follow RFC 3550 Appendix A (loss A.3, jitter A.8) in atomics; RTCP SR/RR with SDES
+// go out every ~5 s and the peer's reports are read.
 //
 // # One outgoing stream per leg
 //

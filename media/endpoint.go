@@ -25,6 +25,7 @@ const (
 type epConfig struct {
 	sdpRemote netip.AddrPort // as last set; unspecified address = hold
 	lastReal  netip.AddrPort // last specified remote (to tell a resume from an address change)
+	windowEnd int64          // ns since start when the learning window closes; 0: never opened
 	direction Direction
 	codec     Codec
 	codecPT   uint8
@@ -39,11 +40,14 @@ func (c *epConfig) onHold() bool {
 
 // Endpoint is one RTP leg (RFC 3550) on an even port with RTCP on the next one.
 //
-// Receiving: symmetric RTP (RFC 4961) with latching — the first valid RTP packet fixes the peer's
-// address (it may differ from SDP behind NAT), after which packets from any other source are
-// dropped and counted ("foreign_source"). A new remote address from SDP (re-INVITE) drops the
-// latch. Received packets update RFC 3550 loss and jitter, feed the DTMF detector, the tap, and
-// the bridged endpoint.
+// Receiving: symmetric RTP (RFC 4961) with a strict source (source.go) — the peer's address is
+// latched from received RTP, but only a source whose IP is the SDP c= address or the signalling
+// source latches at once; any other must pass a probation of consecutive sequence numbers and
+// wait out the learning window, and loses to a matching source (rtpengine's heuristic learning
+// with strict-source, Asterisk's strictrtp probation). After latching, packets from any other
+// source are dropped and counted ("foreign_source", the security hook); a re-INVITE never
+// reopens the door to a stranger. Received packets update RFC 3550 loss and jitter, feed the
+// DTMF detector, the tap, and the bridged endpoint.
 //
 // Sending: one continuous outgoing stream — one SSRC, sequence numbers incrementing by one,
 // timestamps advancing with real time — whatever feeds it: a bridge, Play, SendDTMF. Each source
@@ -62,14 +66,15 @@ type Endpoint struct {
 
 	cfgMu       sync.Mutex // serialises configuration writers
 	cfg         atomic.Pointer[epConfig]
-	latched     atomic.Pointer[netip.AddrPort]
-	rtcpLatched atomic.Pointer[netip.AddrPort]
+	latched     atomic.Pointer[latchState] // written by the RTP reader only
+	rtcpLatched atomic.Pointer[latchState] // written by the RTCP reader only
 
 	out    sender
 	bridge atomic.Pointer[bridgeLink]
 
 	rx       recvStats    // reader goroutine
 	det      DTMFDetector // reader goroutine
+	probe    probation    // reader goroutine
 	rejected atomic.Uint64
 	bytesRx  atomic.Uint64
 
@@ -110,6 +115,19 @@ func NewEndpoint(opts EndpointOptions) (*Endpoint, error) {
 	if opts.DTMFBuffer <= 0 {
 		opts.DTMFBuffer = defaultDTMFBuffer
 	}
+	if opts.Probation <= 0 {
+		opts.Probation = DefaultProbation
+	}
+	if opts.ProbationWindow <= 0 {
+		opts.ProbationWindow = DefaultProbationWindow
+	}
+	if opts.LearningWindow == 0 {
+		opts.LearningWindow = DefaultLearningWindow
+	} else if opts.LearningWindow < 0 {
+		opts.LearningWindow = 0
+	}
+	opts.SignalSource = opts.SignalSource.Unmap()
+	opts.Peer = netip.AddrPortFrom(opts.Peer.Addr().Unmap(), opts.Peer.Port())
 	for opts.SSRC == 0 {
 		opts.SSRC = rand.Uint32()
 	}
@@ -131,6 +149,10 @@ func NewEndpoint(opts EndpointOptions) (*Endpoint, error) {
 		loopDone: make(chan struct{}),
 	}
 	e.cfg.Store(&epConfig{})
+	if p := opts.Peer; p.IsValid() { // known exactly: latched from the start, nothing to learn
+		e.latched.Store(&latchState{addr: p, rank: rankExact})
+		e.rtcpLatched.Store(&latchState{addr: netip.AddrPortFrom(p.Addr(), p.Port()+1), rank: rankExact})
+	}
 	e.out.ep = e
 	e.out.ssrc = opts.SSRC
 	e.out.stack = make([]uint64, 0, 4)
@@ -150,28 +172,33 @@ func (e *Endpoint) SSRC() uint32 { return e.out.ssrc }
 
 // SetRemote sets the peer's RTP address from its SDP (c= and m=), again on every re-INVITE.
 // An unspecified address (c=0.0.0.0, the RFC 2543 hold kept by RFC 3264 §8.4) stops sending and
-// applies HoldTimeout; the latch is kept for the resume. A remote different from the last real
-// one (the peer moved) drops the latch so the new source can latch. Restarts the media timeout.
+// applies HoldTimeout; the latch is kept for the resume. The first real address opens the
+// learning window; a different one later (the peer moved) opens it again, so that a source at
+// the new address takes the latch — the latch itself is kept, and a source matching neither
+// address nor the signalling source never latches after a re-INVITE. The same address again
+// changes nothing. Restarts the media timeout.
 func (e *Endpoint) SetRemote(addr netip.AddrPort) {
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	now := int64(time.Since(e.start))
 	e.update(true, func(c *epConfig) {
 		c.sdpRemote = addr
 		if addr.IsValid() && !addr.Addr().IsUnspecified() {
-			if c.lastReal.IsValid() && c.lastReal != addr {
-				e.latched.Store(nil)
-				e.rtcpLatched.Store(nil)
+			if c.lastReal != addr {
+				c.windowEnd = max(now+int64(e.opts.LearningWindow), 1)
 			}
 			c.lastReal = addr
 		}
 	})
 }
 
-// Remote is where RTP goes: the latched source if any, else the SDP address (invalid if none).
+// Remote is where RTP goes: the latched source if any (and the peer did not move away from it),
+// else the SDP address (invalid if none).
 func (e *Endpoint) Remote() netip.AddrPort {
-	if l := e.latched.Load(); l != nil {
-		return *l
+	c := e.cfg.Load()
+	if l := e.current(c, e.latched.Load(), false); l != nil {
+		return l.addr
 	}
-	return e.cfg.Load().sdpRemote
+	return c.sdpRemote
 }
 
 // SetCodec sets the negotiated audio codec and its payload type (SIP decides; RFC 3264 answer).
@@ -270,8 +297,8 @@ func (e *Endpoint) destination(c *epConfig) (netip.AddrPort, bool) {
 		(c.sdpRemote.IsValid() && c.sdpRemote.Addr().IsUnspecified()) {
 		return netip.AddrPort{}, false
 	}
-	if l := e.latched.Load(); l != nil {
-		return *l, true
+	if l := e.current(c, e.latched.Load(), false); l != nil {
+		return l.addr, true
 	}
 	return c.sdpRemote, c.sdpRemote.IsValid()
 }
@@ -283,6 +310,7 @@ const (
 	reasonMalformed rejectReason = iota
 	reasonForeign
 	reasonPayloadType
+	reasonProbation
 )
 
 func (e *Endpoint) reject(r rejectReason) {
@@ -297,6 +325,8 @@ func (e *Endpoint) reject(r rejectReason) {
 		e.m.foreign.Inc()
 	case reasonPayloadType:
 		e.m.badPT.Inc()
+	case reasonProbation:
+		e.m.probation.Inc()
 	}
 }
 
@@ -326,16 +356,18 @@ func (e *Endpoint) handleRTP(b []byte, src netip.AddrPort, at time.Time) {
 		e.reject(reasonMalformed)
 		return
 	}
-	if !latch(&e.latched, src) {
-		e.reject(reasonForeign)
-		if e.m != nil {
-			if f := e.m.onForeign.Load(); f != nil {
-				(*f)(src)
-			}
-		}
-		return
-	}
 	cfg := e.cfg.Load()
+	if l := e.latched.Load(); l == nil || l.addr != src {
+		switch e.admitRTP(l, cfg, src, h, int64(at.Sub(e.start))) {
+		case heldBack:
+			e.reject(reasonProbation)
+			return
+		case foreignSrc:
+			e.reject(reasonForeign)
+			e.foreign(src)
+			return
+		}
+	}
 	isDTMF := cfg.dtmfPT != 0 && h.payloadType == cfg.dtmfPT
 	isAudio := !isDTMF && (cfg.codec == CodecNone || h.payloadType == cfg.codecPT)
 	since := at.Sub(e.start)
@@ -371,14 +403,11 @@ func (e *Endpoint) handleRTP(b []byte, src netip.AddrPort, at time.Time) {
 	}
 }
 
-// latch implements symmetric RTP: the first source is kept, later ones must match it.
-func latch(p *atomic.Pointer[netip.AddrPort], src netip.AddrPort) bool {
-	if l := p.Load(); l != nil {
-		return *l == src
+// foreign tells the security hook of a packet dropped for its source.
+func (e *Endpoint) foreign(src netip.AddrPort) {
+	if e.m != nil {
+		if f := e.m.onForeign.Load(); f != nil {
+			(*f)(src)
+		}
 	}
-	a := src // one allocation per latch, not per packet
-	if p.CompareAndSwap(nil, &a) {
-		return true
-	}
-	return *p.Load() == src
 }

@@ -16,8 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-// Rule (symmetric RTP, RFC 4961): the first source latches even if SDP named another address;
-// afterwards a foreign source is dropped and counted, and our audio goes to the latched source.
+// Rule (symmetric RTP, RFC 4961, strict source): a source at the SDP's address latches even if
+// its port is not the SDP's (NAT); afterwards a foreign source is dropped and counted, and our
+// audio goes to the latched source. A re-INVITE naming the other port moves the latch there.
 func TestLatchingThenStrictSource(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m, err := NewMetrics(reg)
@@ -67,7 +68,7 @@ func TestLatchingThenStrictSource(t *testing.T) {
 		t.Errorf("SSRC %#x, want %#x", p.SSRC, e.SSRC())
 	}
 
-	// A re-INVITE moving the peer drops the latch: the new address latches.
+	// A re-INVITE moving the peer: the source at the new address takes the latch.
 	e.SetRemote(foreign.addr())
 	foreign.send(e.LocalAddr(), audio(0, 4, 640, 0xBBBB, 0x00))
 	tap.until(t, 4)

@@ -46,6 +46,11 @@ func newTestEndpoint(t testing.TB, opts EndpointOptions) *Endpoint {
 	if opts.RTCPInterval == 0 {
 		opts.RTCPInterval = -1 // tests that want RTCP ask for it
 	}
+	if !opts.SignalSource.IsValid() {
+		// The peers of these tests are loopback sockets, as if they had signalled from there:
+		// their RTP latches at once (strict source, source.go). The attack tests set their own.
+		opts.SignalSource = loopback
+	}
 	e, err := NewEndpoint(opts)
 	if err != nil {
 		t.Fatal(err)

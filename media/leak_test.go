@@ -14,11 +14,11 @@ func TestNoGoroutineLeakAfter200Endpoints(t *testing.T) {
 	alloc := testAllocator(t, 256)
 	p := newPeer(t)
 	for i := range 100 {
-		a, err := NewEndpoint(EndpointOptions{Allocator: alloc, RTCPInterval: 10 * time.Millisecond, MediaTimeout: time.Second})
+		a, err := NewEndpoint(EndpointOptions{Allocator: alloc, RTCPInterval: 10 * time.Millisecond, MediaTimeout: time.Second, SignalSource: loopback})
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := NewEndpoint(EndpointOptions{Allocator: alloc, RTCPInterval: 10 * time.Millisecond, MediaTimeout: time.Second})
+		b, err := NewEndpoint(EndpointOptions{Allocator: alloc, RTCPInterval: 10 * time.Millisecond, MediaTimeout: time.Second, SignalSource: loopback})
 		if err != nil {
 			t.Fatal(err)
 		}

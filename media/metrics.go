@@ -21,6 +21,7 @@ type Metrics struct {
 	foreign   prometheus.Counter
 	badPT     prometheus.Counter
 	bad       prometheus.Counter
+	probation prometheus.Counter
 }
 
 // Reasons a received packet is rejected (label "reason" of switchboard_rtp_packets_rejected_total).
@@ -28,7 +29,19 @@ const (
 	rejectForeign     = "foreign_source" // not from the latched peer address
 	rejectMalformed   = "malformed"      // not RTP version 2, truncated, bad padding
 	rejectPayloadType = "payload_type"   // neither the negotiated codec nor telephone-event
+	rejectProbation   = "probation"      // before latching, from a source matching no signalled address
 )
+
+// OnForeignSource registers f to be called for every RTP or RTCP packet dropped because it came
+// from an address other than the latched peer (strict source: see Endpoint) — the packets of an
+// RTP sprayer, or of a hijack attempt. f runs on the receive path: it must be cheap and must not
+// block. Packets held back while a stranger is on probation, before anything latched, are
+// counted under reason "probation" but not reported to f.
+func (m *Metrics) OnForeignSource(f func(src netip.AddrPort)) {
+	if m != nil {
+		m.onForeign.Store(&f)
+	}
+}
 
 // NewMetrics creates the RTP metrics and registers them on reg (nil: not registered, still
 // usable, e.g. in tests). Names:
@@ -36,17 +49,7 @@ const (
 //	switchboard_rtp_packets_total{direction="rx"|"tx"}   counter
 //	switchboard_rtp_packets_lost_total                   counter (added when an endpoint closes)
 //	switchboard_rtp_jitter_seconds                       histogram (observed when an endpoint closes)
-//	switchboard_rtp_packets_rejected_total{reason}       counter (foreign_source, malformed, payload_type)
-//
-// OnForeignSource registers f to be called for every RTP packet dropped because it came from
-// an address other than the latched peer (RFC 4961 symmetric RTP, strict source). f runs on the
-// receive path: it must be cheap and must not block.
-func (m *Metrics) OnForeignSource(f func(src netip.AddrPort)) {
-	if m != nil {
-		m.onForeign.Store(&f)
-	}
-}
-
+//	switchboard_rtp_packets_rejected_total{reason}       counter (foreign_source, probation, malformed, payload_type)
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	packets := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_rtp_packets_total",
@@ -63,7 +66,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	})
 	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_rtp_packets_rejected_total",
-		Help: "Received RTP packets dropped: foreign source after latching, malformed, unknown payload type.",
+		Help: "Received RTP packets dropped: foreign source after latching, stranger on probation before latching, malformed, unknown payload type.",
 	}, []string{"reason"})
 	if reg != nil {
 		for _, c := range []prometheus.Collector{packets, lost, jitter, rejected} {
@@ -73,13 +76,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}
 	}
 	return &Metrics{
-		rx:       packets.WithLabelValues("rx"),
-		tx:       packets.WithLabelValues("tx"),
-		lost:     lost,
-		jitter:   jitter,
-		rejected: rejected,
-		foreign:  rejected.WithLabelValues(rejectForeign),
-		badPT:    rejected.WithLabelValues(rejectPayloadType),
-		bad:      rejected.WithLabelValues(rejectMalformed),
+		rx:        packets.WithLabelValues("rx"),
+		tx:        packets.WithLabelValues("tx"),
+		lost:      lost,
+		jitter:    jitter,
+		rejected:  rejected,
+		foreign:   rejected.WithLabelValues(rejectForeign),
+		badPT:     rejected.WithLabelValues(rejectPayloadType),
+		bad:       rejected.WithLabelValues(rejectMalformed),
+		probation: rejected.WithLabelValues(rejectProbation),
 	}, nil
 }

@@ -1,23 +1,46 @@
 package media
 
 import (
+	crand "crypto/rand"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
 )
 
+// PortAllocatorOptions configures NewPortAllocatorWithOptions.
+type PortAllocatorOptions struct {
+	// Addr is the local address every pair is bound on (0.0.0.0 or :: for all interfaces; SIP
+	// then writes the external address in SDP c=). Required.
+	Addr netip.Addr
+	// Min and Max bound the range [Min, Max]. Min is rounded up to even; the range must hold at
+	// least one even port whose successor is ≤ Max.
+	Min, Max int
+	// Rand shuffles the free list: the order in which the range's pairs are first handed out.
+	// Default: a ChaCha8 generator seeded from crypto/rand, so the sequence cannot be guessed
+	// from outside. Tests pass a seeded generator. Used only by the constructor.
+	Rand *rand.Rand
+}
+
 // PortAllocator hands out RTP/RTCP port pairs from a configured range on one local address.
 // RTP ports are always even and RTCP uses RTP+1 (RFC 3550 §11; many carriers and SBCs insist).
-// Allocation is round-robin over the range so that a port just released is not reused at once:
-// late packets of the previous call then land on a closed port instead of the next call.
-// A port that cannot be bound (another process holds it) is skipped. Safe for concurrent use.
+//
+// Ports come from a free list, not in sequence: the list starts as a random permutation of the
+// range's even ports (PortAllocatorOptions.Rand), Allocate takes the head and Release appends to
+// the tail. So the next port cannot be predicted from the last one (an RTP sprayer cannot aim at
+// the port of the call being set up — the "RTP bleed" attack), and a port just released is the
+// last to be reused: late packets of the previous call land on a closed port instead of the next
+// call. A port that cannot be bound (another process holds it) goes to the tail and is skipped.
+// Safe for concurrent use.
 type PortAllocator struct {
 	addr     netip.Addr
 	min, max int // even min; max is the highest usable RTP port (max+1 is its RTCP)
 
 	mu    sync.Mutex
-	next  int
+	free  []uint16 // ring buffer of free even ports: head at free[head], count of them
+	head  int
+	count int
 	inUse map[int]bool
 }
 
@@ -28,10 +51,16 @@ type PortPair struct {
 	RTCP *net.UDPConn
 }
 
-// NewPortAllocator returns an allocator of the ports [min, max] on addr (0.0.0.0 or :: for all
-// interfaces; SIP then writes the external address in SDP c=). min is rounded up to even; the
-// range must hold at least one even port whose successor is ≤ max.
+// NewPortAllocator returns an allocator of the ports [min, max] on addr with a free list
+// shuffled from crypto/rand: NewPortAllocatorWithOptions with the default Rand.
 func NewPortAllocator(addr netip.Addr, min, max int) (*PortAllocator, error) {
+	return NewPortAllocatorWithOptions(PortAllocatorOptions{Addr: addr, Min: min, Max: max})
+}
+
+// NewPortAllocatorWithOptions returns an allocator as configured by opts (see
+// PortAllocatorOptions for the defaults).
+func NewPortAllocatorWithOptions(opts PortAllocatorOptions) (*PortAllocator, error) {
+	addr, min, max := opts.Addr, opts.Min, opts.Max
 	if !addr.IsValid() {
 		return nil, fmt.Errorf("media: new port allocator: invalid address")
 	}
@@ -45,31 +74,51 @@ func NewPortAllocator(addr netip.Addr, min, max int) (*PortAllocator, error) {
 	if min < 1 || max > 65535 || last < min {
 		return nil, fmt.Errorf("media: new port allocator: range %d-%d holds no even RTP/RTCP pair", min, max)
 	}
-	return &PortAllocator{addr: addr.Unmap(), min: min, max: last, next: min, inUse: make(map[int]bool)}, nil
+	r := opts.Rand
+	if r == nil {
+		var seed [32]byte
+		_, _ = crand.Read(seed[:]) // never fails (Go 1.24+: crypto/rand.Read panics rather than err)
+		r = rand.New(rand.NewChaCha8(seed))
+	}
+	n := (last-min)/2 + 1
+	free := make([]uint16, n)
+	for i := range free {
+		free[i] = uint16(min + 2*i)
+	}
+	r.Shuffle(n, func(i, j int) { free[i], free[j] = free[j], free[i] })
+	return &PortAllocator{addr: addr.Unmap(), min: min, max: last, free: free, count: n, inUse: make(map[int]bool)}, nil
 }
 
-// Allocate binds the next free even port and its successor. It returns ErrNoPorts (wrapped)
-// when every pair of the range is in use or cannot be bound.
+// pop takes the head of the free list (a.mu held; count > 0).
+func (a *PortAllocator) pop() int {
+	p := a.free[a.head]
+	a.head = (a.head + 1) % len(a.free)
+	a.count--
+	return int(p)
+}
+
+// push appends port to the tail of the free list (a.mu held; the port is not in the list).
+func (a *PortAllocator) push(port int) {
+	a.free[(a.head+a.count)%len(a.free)] = uint16(port)
+	a.count++
+}
+
+// Allocate binds the pair at the head of the free list (even port and its successor). It
+// returns ErrNoPorts (wrapped) when every pair of the range is in use or cannot be bound.
 func (a *PortAllocator) Allocate() (PortPair, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	n := (a.max-a.min)/2 + 1
-	for range n {
-		port := a.next
-		a.next += 2
-		if a.next > a.max {
-			a.next = a.min
-		}
-		if a.inUse[port] {
-			continue
-		}
+	for tries := a.count; tries > 0; tries-- {
+		port := a.pop()
 		rtp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a.addr, uint16(port))))
 		if err != nil {
-			continue // held by someone else: skip it
+			a.push(port) // held by someone else: try it again after the others
+			continue
 		}
 		rtcp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a.addr, uint16(port+1))))
 		if err != nil {
 			rtp.Close()
+			a.push(port)
 			continue
 		}
 		a.inUse[port] = true
@@ -78,7 +127,8 @@ func (a *PortAllocator) Allocate() (PortPair, error) {
 	return PortPair{}, fmt.Errorf("media: allocate RTP port in %d-%d: %w", a.min, a.max+1, ErrNoPorts)
 }
 
-// Release closes the pair's sockets and returns the port to the pool. Releasing twice is harmless.
+// Release closes the pair's sockets and returns the port to the tail of the free list.
+// Releasing twice is harmless.
 func (a *PortAllocator) Release(p PortPair) {
 	if p.RTP != nil {
 		p.RTP.Close()
@@ -87,7 +137,10 @@ func (a *PortAllocator) Release(p PortPair) {
 		p.RTCP.Close()
 	}
 	a.mu.Lock()
-	delete(a.inUse, p.Port)
+	if a.inUse[p.Port] {
+		delete(a.inUse, p.Port)
+		a.push(p.Port)
+	}
 	a.mu.Unlock()
 }
 

@@ -107,16 +107,16 @@ type reportState struct {
 // rtcpDestination is the latched RTCP source, else the RTP destination's port + 1 (RFC 3550
 // §11; SDP a=rtcp is not supported). False while the remote is unknown or 0.0.0.0.
 func (e *Endpoint) rtcpDestination() (netip.AddrPort, bool) {
-	if l := e.rtcpLatched.Load(); l != nil {
-		return *l, true
-	}
 	cfg := e.cfg.Load()
+	if l := e.current(cfg, e.rtcpLatched.Load(), true); l != nil {
+		return l.addr, true
+	}
 	if cfg.sdpRemote.IsValid() && cfg.sdpRemote.Addr().IsUnspecified() {
 		return netip.AddrPort{}, false
 	}
 	dst := cfg.sdpRemote
-	if l := e.latched.Load(); l != nil {
-		dst = *l
+	if l := e.current(cfg, e.latched.Load(), false); l != nil {
+		dst = l.addr
 	}
 	if !dst.IsValid() || dst.Port() == 65535 {
 		return netip.AddrPort{}, false
@@ -190,7 +190,7 @@ func (e *Endpoint) sendReport(rep *reportState, bye bool) {
 	_, _ = e.ports.RTCP.WriteToUDPAddrPort(b, dst) // best effort: a lost report is harmless
 }
 
-// readRTCP is the RTCP receive goroutine (latching like RTP). It records the peer's SR time for
+// readRTCP is the RTCP receive goroutine (strict source like RTP, source.go). It records the peer's SR time for
 // our LSR/DLSR fields and what the peer reports about our stream.
 func (e *Endpoint) readRTCP() {
 	defer e.wg.Done()
@@ -206,8 +206,14 @@ func (e *Endpoint) readRTCP() {
 		}
 		errs = 0
 		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-		if !latch(&e.rtcpLatched, src) {
-			continue
+		if l := e.rtcpLatched.Load(); l == nil || l.addr != src {
+			switch e.admitRTCP(l, e.cfg.Load(), src, int64(time.Since(e.start))) {
+			case heldBack:
+				continue
+			case foreignSrc:
+				e.foreign(src) // a security event, not an RTP packet: not in Stats.Rejected
+				continue
+			}
 		}
 		e.handleRTCP(buf[:n])
 	}

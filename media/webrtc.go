@@ -162,15 +162,18 @@ type WebRTCLeg struct {
 // NewLeg starts a leg: the internal endpoint, the relay socket and its goroutine. The first
 // Offer creates the PeerConnection.
 func (w *WebRTC) NewLeg() (*WebRTCLeg, error) {
-	ep, err := NewEndpoint(EndpointOptions{Allocator: w.opts.Allocator, Metrics: w.opts.Metrics,
-		MediaTimeout: -1, HoldTimeout: -1, RTCPInterval: -1})
-	if err != nil {
-		return nil, fmt.Errorf("media: new webrtc leg: %w", err)
-	}
 	relay, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 0)))
 	if err != nil {
-		ep.Close()
 		return nil, fmt.Errorf("media: new webrtc leg: relay socket: %w", err)
+	}
+	relayAddr := relay.LocalAddr().(*net.UDPAddr).AddrPort()
+	// The endpoint's only peer is the relay socket, known exactly: nothing else on loopback (or,
+	// with an unspecified allocator address, anywhere) is ever accepted or sent to.
+	ep, err := NewEndpoint(EndpointOptions{Allocator: w.opts.Allocator, Metrics: w.opts.Metrics,
+		MediaTimeout: -1, HoldTimeout: -1, RTCPInterval: -1, Peer: relayAddr})
+	if err != nil {
+		relay.Close()
+		return nil, fmt.Errorf("media: new webrtc leg: %w", err)
 	}
 	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: clockRate, Channels: 1},
 		"audio", "switchboard")
@@ -181,7 +184,7 @@ func (w *WebRTC) NewLeg() (*WebRTCLeg, error) {
 	}
 	ep.SetCodec(0, PCMU)
 	ep.SetDTMFPayloadType(w.opts.DTMFPayloadType)
-	ep.SetRemote(relay.LocalAddr().(*net.UDPAddr).AddrPort())
+	ep.SetRemote(relayAddr)
 	l := &WebRTCLeg{w: w, ep: ep, relay: relay, track: track}
 	l.wg.Add(1)
 	go l.toBrowser()

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -431,5 +432,56 @@ func TestWebRTCOfferLiteWithPublicAddress(t *testing.T) {
 	}
 	if leg.Connected() {
 		t.Error("connected without an answer")
+	}
+}
+
+// Attack (RTP bleed on the agent's side): the WebRTC leg's internal endpoint listens on the RTP
+// range like any other, but its one peer is the leg's relay socket, known exactly: RTP from
+// any other loopback socket or from a sprayer on 127.0.0.2 is refused and reported, and the
+// endpoint still sends only to the relay. (The browser tests above prove the relay still works.)
+func TestWebRTCLegInternalEndpointAcceptsOnlyItsRelay(t *testing.T) {
+	m, err := NewMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hooked atomic.Int64
+	m.OnForeignSource(func(netip.AddrPort) { hooked.Add(1) })
+	w, err := NewWebRTC(WebRTCOptions{Allocator: testAllocator(t, 8), Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	leg, err := w.NewLeg()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { leg.Close() })
+	ep := leg.Endpoint()
+	relay := leg.relay.LocalAddr().(*net.UDPAddr).AddrPort()
+	local := newPeer(t)
+	sprayer, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(sprayAddr, 0)))
+	if err != nil {
+		t.Skipf("cannot bind %s: %v", sprayAddr, err)
+	}
+	defer sprayer.Close()
+	for i := range 10 {
+		local.send(leg.epAddr(), audio(0, uint16(i), uint32(i)*160, 1, 0x55))
+		b, _ := audio(0, uint16(i), uint32(i)*160, 2, 0x55).Marshal()
+		if _, err := sprayer.WriteToUDPAddrPort(b, leg.epAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(wait)
+	for hooked.Load() < 20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 20 foreign packets reported; stats %+v", hooked.Load(), ep.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := ep.Stats(); st.PacketsReceived != 0 || st.Rejected != 20 {
+		t.Errorf("stats %+v, want 0 received and 20 rejected", st)
+	}
+	if got := ep.Remote(); got != relay {
+		t.Errorf("Remote = %s, want the relay %s", got, relay)
 	}
 }

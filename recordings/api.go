@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"os"
 	"time"
@@ -17,8 +18,9 @@ import (
 // cmd/switchboard satisfies by wiring. The active types live next to their code:
 //
 //	Service  (service.go)   New, StartPoint, Start, StartVoicemail
+//	         (journal.go)   Flush, Close, Pending: metadata rows written in the background
 //	         (store.go)     Recording, ByCall, Delete; the Recording metadata row
-//	Writer   (writer.go)    ID, Path, Tap, CallerTap, AgentTap, Pause, Resume, Finish; Result, Pause
+//	Writer   (writer.go)    ID, Path, Tap, CallerTap, AgentTap, Pause, Resume, Finish, Discard; Result, Pause
 //	         (repair.go)    Service.Repair, RepairFile; Repaired
 //	         (http.go)      Service.Register: GET /recordings/{id}, DELETE /tickets/{id}/recordings
 //	         (retention.go) Service.Retention, Service.RunRetention
@@ -174,11 +176,24 @@ type Options struct {
 	Tickets TicketRecordings
 	// OnExpired is called after Retention removed recordings (may be nil).
 	OnExpired ExpiredHook
+	// Logger receives what the metadata writer has to say (the database unreachable and back,
+	// a row refused). Default: discarded.
+	Logger *slog.Logger
+	// MetadataRetry is the longest wait between two attempts to write pending metadata rows
+	// while the database does not answer (the first retry comes after a tenth of it).
+	// Default 5 s.
+	MetadataRetry time.Duration
+	// MetadataQueue bounds how many recordings' metadata changes wait in memory for the
+	// database; beyond it they wait only in the journal on disk and a scan of the journal picks
+	// them up. Default 1024.
+	MetadataQueue int
 }
 
 // Defaults of Options.
 const (
-	DefaultDelay        = 300 * time.Millisecond
-	DefaultSyncInterval = time.Second
-	DefaultBuffer       = 256
+	DefaultDelay         = 300 * time.Millisecond
+	DefaultSyncInterval  = time.Second
+	DefaultBuffer        = 256
+	DefaultMetadataRetry = 5 * time.Second
+	DefaultMetadataQueue = 1024
 )

@@ -9,7 +9,7 @@
 // Service.StartPoint says (answer by default, or call start to include the IVR and the queue)
 // the gateway starts a Writer and taps both legs:
 //
-//	w, err := rec.Start(ctx, callID)        // file + metadata row (state recording)
+//	w, err := rec.Start(ctx, callID)        // file + journaled metadata row (state recording)
 //	carrier.SetTap(w.CallerTap())           // caller → left channel
 //	agent.SetTap(w.AgentTap())              // agent or far end → right channel
 //	…
@@ -28,16 +28,28 @@
 // arrival time (timeline.go), so lost packets, holds and silence become silence of the right
 // length, both channels stay aligned, and the file lasts the wall time recorded.
 //
+// # The database is not on the path
+//
+// Start, Pause, Resume, Finish and Discard never wait on PostgreSQL: the id is a UUID chosen
+// here, and each change of the metadata row is written to the node's journal on disk
+// (Dir/.pending/<node>/<id>.json, journal.go) and upserted by one background goroutine, which
+// retries with a backoff while the database does not answer and removes the journal entry
+// once the row holds it. Memory stays bounded whatever the outage: beyond Options.MetadataQueue
+// queued ids the journal directory is rescanned instead. Flush waits for the rows (tests, a
+// clean shutdown); Close stops the goroutine (the journal keeps the rest for the next start).
+// Only the HTTP side (GET, DELETE), Retention and Repair need the database.
+//
 // # Crash safety
 //
 // The writer appends audio every 100 ms (what is older than Options.Delay) and every second
 // rewrites the header's sizes and fsyncs, so after SIGKILL or power loss the file is a valid
 // WAV holding the audio up to about a second before. At start-up, before recording, the
-// gateway calls Repair: recordings this node left in state recording get their header made
-// exact and become ready (returned, for call.recording_ready), stray files with stale headers
-// are fixed. A write error or a full disk fails the recording, never the call: the taps stop,
-// switchboard_recording_errors_total counts it, the row says failed, and Finish returns an
-// error wrapping ErrWrite and the cause for the gateway to note on the ticket.
+// gateway calls Repair: recordings this node left in state recording — in the journal or in
+// the database — get their header made exact and their row completed, once (returned, for
+// call.recording_ready), the journal's finished rows are written, stray files with stale
+// headers are fixed. A write error or a full disk fails the recording, never the call: the taps
+// stop, switchboard_recording_errors_total counts it, the row says failed, and Finish returns
+// an error wrapping ErrWrite and the cause for the gateway to note on the ticket.
 //
 // # HTTP
 //

@@ -79,7 +79,18 @@ func newService(t testing.TB, opts Options) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(s.Close)
 	return s
+}
+
+// flush waits (bounded) until the database holds every metadata row of s.
+func flush(t testing.TB, s *Service) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // sine returns n samples of freq Hz at about −6 dBFS starting at sample offset.

@@ -105,6 +105,7 @@ func (e *httpEnv) record(t *testing.T, callID string) Result {
 	if err != nil {
 		t.Fatal(err)
 	}
+	flush(t, e.s)
 	return res
 }
 
@@ -319,6 +320,7 @@ func TestDeleteWhileRecordingStaysDeleted(t *testing.T) {
 	if _, err := os.Stat(res.Path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("file after Finish: %v", err)
 	}
+	flush(t, e.s)
 	if rec, err := e.s.Recording(ctx, res.ID); err != nil || rec.State != StateDeleted {
 		t.Errorf("metadata %+v, %v", rec, err)
 	}
@@ -348,6 +350,7 @@ func TestRetentionDeletesOldRecordings(t *testing.T) {
 		}
 		res = append(res, r)
 	}
+	flush(t, s)
 	if _, err := s.opts.DB.Exec(ctx, `UPDATE recordings SET created_at = now() - interval '31 days' WHERE call_id LIKE 'old-%'`); err != nil {
 		t.Fatal(err)
 	}

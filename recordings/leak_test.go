@@ -18,6 +18,7 @@ func TestWritersGoroutinesEndWithFinish(t *testing.T) {
 	if _, err := s.ByCall(ctx, "warm-up"); err != nil { // the pool's own goroutines start here
 		t.Fatal(err)
 	}
+	flush(t, s) // and the Service's metadata writer, which lives until Close
 	ignore := goleak.IgnoreCurrent()
 	base := clk.Now()
 	var taps []media.Tap

@@ -14,6 +14,8 @@ type Metrics struct {
 	errors      prometheus.Counter
 	droppedFull prometheus.Counter
 	droppedLate prometheus.Counter
+	pending     prometheus.Gauge
+	refused     prometheus.Counter
 }
 
 // Reasons a tapped packet is not recorded (label "reason" of
@@ -28,8 +30,10 @@ const (
 //
 //	switchboard_recordings_active                        gauge: recordings being written
 //	switchboard_recording_bytes_total                    counter: audio bytes written to files
-//	switchboard_recording_errors_total                   counter: recordings that failed (create, write, close, metadata insert)
+//	switchboard_recording_errors_total                   counter: recordings that failed (create, write, close, journal), rows refused
 //	switchboard_recording_packets_dropped_total{reason}  counter: buffer_full, late
+//	switchboard_recording_rows_pending                   gauge: metadata rows waiting for the database (journal files)
+//	switchboard_recording_rows_refused_total             counter: journaled rows the database refused for good
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	active := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "switchboard_recordings_active",
@@ -41,21 +45,30 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	})
 	errs := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "switchboard_recording_errors_total",
-		Help: "Recordings that failed: the file could not be created, written or closed (e.g. a full disk), or the metadata row not inserted.",
+		Help: "Recordings that failed: the file could not be created, written or closed (e.g. a full disk), or the metadata row not journaled or refused by the database.",
 	})
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_recording_packets_dropped_total",
 		Help: "Tapped RTP packets not recorded: buffer_full (the writer fell behind), late (after their audio was written).",
 	}, []string{"reason"})
+	pending := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "switchboard_recording_rows_pending",
+		Help: "Recordings whose metadata row waits for the database (journal files under <recordings dir>/.pending/<node>/); grows while PostgreSQL is unreachable, drains when it answers.",
+	})
+	refused := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "switchboard_recording_rows_refused_total",
+		Help: "Journaled recording metadata rows the database refused for good (constraint or data error); the entry is kept as .refused for the operator.",
+	})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{active, bytes, errs, dropped} {
+		for _, c := range []prometheus.Collector{active, bytes, errs, dropped, pending, refused} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("recordings: register metrics: %w", err)
 			}
 		}
 	}
 	return &Metrics{active: active, bytes: bytes, errors: errs,
-		droppedFull: dropped.WithLabelValues(dropBufferFull), droppedLate: dropped.WithLabelValues(dropLate)}, nil
+		droppedFull: dropped.WithLabelValues(dropBufferFull), droppedLate: dropped.WithLabelValues(dropLate),
+		pending: pending, refused: refused}, nil
 }
 
 // The helpers below accept a nil *Metrics (nothing recorded).
@@ -87,5 +100,17 @@ func (m *Metrics) addLate() {
 func (m *Metrics) addFull() {
 	if m != nil {
 		m.droppedFull.Inc()
+	}
+}
+
+func (m *Metrics) setPending(n int) {
+	if m != nil {
+		m.pending.Set(float64(n))
+	}
+}
+
+func (m *Metrics) addRefused() {
+	if m != nil {
+		m.refused.Inc()
 	}
 }

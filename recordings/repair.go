@@ -3,6 +3,7 @@ package recordings
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -103,29 +104,44 @@ type Repaired struct {
 }
 
 // Repair runs at start-up, before this node records anything: it completes every recording
-// this node (Options.Node) left in state recording — fixing its file's header, then marking it
-// ready with the duration and size found, or failed when the file is gone or unreadable — and
-// then scans Options.Dir for WAV files whose header disagrees with their size (a crash while
-// another row's state was already written, files no row knows) and fixes them. Recordings
-// this process is writing are left alone. It returns what it touched.
+// this node (Options.Node) left in state recording — in its metadata journal (a recording
+// started or finished while the database was unreachable: its row is inserted now, complete,
+// once) or in the database — fixing its file's header, then marking it ready with the duration
+// and size found, or failed when the file is gone or unreadable; writes the journal's finished
+// rows; and then scans Options.Dir for WAV files whose header disagrees with their size (a
+// crash while another row's state was already written, files no row knows) and fixes them.
+// Recordings this process is writing are left alone. It returns what it touched; a recording
+// is returned with WasRecording once, by the run that completed its row. It needs the
+// database; when it fails, what is left stays in the journal and in state recording for the
+// next run (and the metadata writer inserts journaled rows as they are meanwhile).
 func (s *Service) Repair(ctx context.Context) ([]Repaired, error) {
+	seen := map[string]bool{}
+	out, err := s.repairJournal(ctx, seen)
+	if err != nil {
+		return out, err
+	}
 	rows, err := s.query(ctx, `SELECT `+recordingColumns+` FROM recordings WHERE state = 'recording' AND node = $1
 		ORDER BY created_at, id`, s.opts.Node)
 	if err != nil {
-		return nil, fmt.Errorf("recordings: repair: %w", err)
+		return out, fmt.Errorf("recordings: repair: %w", err)
 	}
-	var out []Repaired
-	seen := map[string]bool{}
 	for _, r := range rows {
+		seen[r.Path] = true
 		if s.isActive(r.ID) {
 			continue
 		}
-		seen[r.Path] = true
-		rep, err := s.repairRow(ctx, r)
+		if b, err := s.journalRead(r.ID); err != nil || b != nil {
+			// The journal holds a newer row for it (a recording of this process finished
+			// meanwhile): the metadata writer brings the database up to date.
+			continue
+		}
+		rep, ok, err := s.repairRow(ctx, r)
 		if err != nil {
 			return out, err
 		}
-		out = append(out, rep)
+		if ok {
+			out = append(out, rep)
+		}
 	}
 	err = filepath.WalkDir(s.opts.Dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -163,8 +179,68 @@ func (s *Service) Repair(ctx context.Context) ([]Repaired, error) {
 	return out, nil
 }
 
-// repairRow completes one row left in state recording.
-func (s *Service) repairRow(ctx context.Context, r Recording) (Repaired, error) {
+// repairJournal completes the journal's recordings left in state recording by a process that
+// died, and writes its finished rows.
+func (s *Service) repairJournal(ctx context.Context, seen map[string]bool) ([]Repaired, error) {
+	ids, err := s.journalList()
+	if err != nil {
+		return nil, fmt.Errorf("recordings: repair: %w", err)
+	}
+	var out []Repaired
+	for _, id := range ids {
+		// Active first, the entry second: a recording of this process is active before its
+		// entry exists and until its final entry is written, so an entry read after the check
+		// says recording only when a dead process left it.
+		if s.isActive(id) {
+			if b, _ := s.journalRead(id); b != nil {
+				var r Recording
+				if json.Unmarshal(b, &r) == nil {
+					seen[r.Path] = true
+				}
+			}
+			continue
+		}
+		b, err := s.journalRead(id)
+		if err != nil {
+			return out, fmt.Errorf("recordings: repair: journal %s: %w", id, err)
+		}
+		if b == nil {
+			continue // written meanwhile by the metadata writer
+		}
+		var r Recording
+		if err := json.Unmarshal(b, &r); err != nil || r.ID == "" {
+			s.refuse(id, b, fmt.Errorf("unreadable journal entry: %v", err))
+			continue
+		}
+		seen[r.Path] = true
+		if r.State != StateRecording {
+			if err := s.syncID(ctx, id); err != nil {
+				return out, fmt.Errorf("recordings: repair: %w", err)
+			}
+			continue
+		}
+		rep, row := s.repairedRow(r)
+		actx, cancel := context.WithTimeout(ctx, metadataTimeout)
+		_, applied, err := s.upsert(actx, row)
+		cancel()
+		switch {
+		case refusedForGood(err):
+			s.refuse(id, b, err)
+			continue
+		case err != nil:
+			return out, fmt.Errorf("recordings: repair %s: %w", r.ID, err)
+		}
+		s.journalRemoveIf(id, b, false)
+		if applied {
+			out = append(out, rep)
+		}
+	}
+	return out, nil
+}
+
+// repairedRow repairs the file of a recording the process died writing and returns the result
+// and the row completed from it.
+func (s *Service) repairedRow(r Recording) (Repaired, Recording) {
 	rep := Repaired{WasRecording: true, Result: Result{ID: r.ID, CallID: r.CallID, Path: s.abs(r.Path),
 		Channels: r.Channels, StartedAt: r.StartedAt, State: StateReady}}
 	h, changed, err := repairFile(s.opts.FS, rep.Path)
@@ -182,21 +258,32 @@ func (s *Service) repairRow(ctx context.Context, r Recording) (Repaired, error) 
 		pauses[n-1].ToMS = &ms // paused until the crash
 	}
 	rep.Pauses = pauses
-	errText := ""
+	r.State, r.DurationMS, r.SizeBytes, r.Pauses, r.Error = rep.State, rep.Duration.Milliseconds(), rep.Bytes, pauses, ""
 	if rep.Err != nil {
-		errText = "after a crash: " + rep.Err.Error()
+		r.Error = "after a crash: " + rep.Err.Error()
+	} else {
+		t := s.now().UTC()
+		r.ReadyAt = &t
 	}
-	if _, err := s.complete(ctx, r.ID, rep.State, rep.Duration, rep.Bytes, s.now(), pauses, errText); err != nil {
-		return rep, fmt.Errorf("recordings: repair %s: %w", r.ID, err)
+	return rep, r
+}
+
+// repairRow completes one row left in state recording; ok is false when the row had moved on
+// meanwhile (nothing to announce).
+func (s *Service) repairRow(ctx context.Context, r Recording) (Repaired, bool, error) {
+	rep, row := s.repairedRow(r)
+	ok, err := s.complete(ctx, r.ID, rep.State, rep.Duration, rep.Bytes, s.now(), row.Pauses, row.Error)
+	if err != nil {
+		return rep, false, fmt.Errorf("recordings: repair %s: %w", r.ID, err)
 	}
-	return rep, nil
+	return rep, ok, nil
 }
 
 // repairStray fixes a file found by the scan when its header disagrees with its size.
 func (s *Service) repairStray(ctx context.Context, rel string) (Repaired, bool, error) {
 	path := s.abs(rel)
-	if !s.headerStale(path) {
-		return Repaired{}, false, nil
+	if s.activePath(rel) || !s.headerStale(path) {
+		return Repaired{}, false, nil // ours and live (its row may not be written yet), or fine
 	}
 	var r Recording
 	r, err := scanRecording(s.opts.DB.QueryRow(ctx, `SELECT `+recordingColumns+` FROM recordings

@@ -38,6 +38,7 @@ func TestRepairFixesStaleHeaders(t *testing.T) {
 	gone := record("call-gone")
 	stray := record("call-stray")
 	other := record("call-other-node")
+	flush(t, s) // the rows are in the database before the test rewinds them
 	want := readWAV(t, stale.Path)
 
 	// The process "died" before its last header rewrite and before the metadata said ready.

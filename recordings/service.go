@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,9 +19,24 @@ import (
 // (Repair) and applies retention (Retention).
 type Service struct {
 	opts Options
+	log  *slog.Logger
 
 	mu     sync.Mutex
 	active map[string]*Writer // by id
+	// The metadata writer (journal.go): started on first use, stopped by Close.
+	closed  bool
+	wcancel context.CancelFunc
+	wdone   chan struct{}
+
+	queue    chan string   // journaled ids for the metadata writer (bounded)
+	scanKick chan struct{} // wakes the writer to rescan the journal
+	needScan atomic.Bool
+
+	jmu       sync.Mutex // the journal directory; never held across a database call
+	jdirReady bool
+	pending   int           // journal files (rows the database has not confirmed)
+	scanned   bool          // the writer has scanned the journal once
+	jzero     chan struct{} // closed while pending == 0 && scanned
 }
 
 // Kinds of recording (column kind).
@@ -28,7 +45,8 @@ const (
 	kindVoicemail = "voicemail"
 )
 
-// New checks opts, applies the defaults and returns the Service. It starts nothing.
+// New checks opts, applies the defaults and returns the Service. It starts nothing: the
+// metadata writer goroutine starts with the first recording (or Flush); Close stops it.
 func New(opts Options) (*Service, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("recordings: new: no directory")
@@ -64,21 +82,35 @@ func New(opts Options) (*Service, error) {
 	if opts.Buffer <= 0 {
 		opts.Buffer = DefaultBuffer
 	}
+	if opts.MetadataRetry <= 0 {
+		opts.MetadataRetry = DefaultMetadataRetry
+	}
+	if opts.MetadataQueue <= 0 {
+		opts.MetadataQueue = DefaultMetadataQueue
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("recordings: new: %w", err)
 	}
 	opts.Dir = dir
-	return &Service{opts: opts, active: map[string]*Writer{}}, nil
+	return &Service{opts: opts, log: log, active: map[string]*Writer{},
+		queue: make(chan string, opts.MetadataQueue), scanKick: make(chan struct{}, 1),
+		jzero: make(chan struct{})}, nil
 }
 
 // StartPoint is when the gateway should call Start for a call (config recordings.start).
 func (s *Service) StartPoint() StartPoint { return s.opts.StartPoint }
 
-// Start begins recording a call (stereo) now: it creates the file and the metadata row (state
-// recording) and starts the writer goroutine. Attach the taps (Writer.Tap) to the call's
-// endpoints, and call Finish when the call ends. An error (no file could be created, the
-// database refused the row) means nothing is recorded; the call goes on.
+// Start begins recording a call (stereo) now: it creates the file, journals the metadata row
+// (state recording) and starts the writer goroutine. It never waits on the database: the row
+// is written in the background (see Flush), so the id is valid at once for events even while
+// PostgreSQL is unreachable. Attach the taps (Writer.Tap) to the call's endpoints, and call
+// Finish when the call ends. An error (no file could be created) means nothing is recorded;
+// the call goes on. ctx is not used for waiting: starting is local disk work only.
 func (s *Service) Start(ctx context.Context, callID string) (*Writer, error) {
 	return s.start(ctx, callID, kindCall, 2)
 }
@@ -89,7 +121,7 @@ func (s *Service) StartVoicemail(ctx context.Context, callID string) (*Writer, e
 	return s.start(ctx, callID, kindVoicemail, 1)
 }
 
-func (s *Service) start(ctx context.Context, callID, kind string, channels int) (*Writer, error) {
+func (s *Service) start(_ context.Context, callID, kind string, channels int) (*Writer, error) {
 	if callID == "" {
 		return nil, errors.New("recordings: start: empty call id")
 	}
@@ -104,25 +136,29 @@ func (s *Service) start(ctx context.Context, callID, kind string, channels int) 
 		s.metrics().addError()
 		return nil, fmt.Errorf("recordings: start %s: %w: %w", callID, ErrWrite, err)
 	}
-	rec := Recording{ID: id, CallID: callID, Kind: kind, Node: s.opts.Node, Path: rel, State: StateRecording,
-		Channels: channels, StartedAt: at.UTC()}
-	if err := s.insert(ctx, rec); err != nil {
-		s.metrics().addError()
-		file.f.Close()
-		_ = s.opts.FS.Remove(file.path)
-		return nil, fmt.Errorf("recordings: start %s: %w", callID, err)
-	}
 	w := newWriter(s, id, callID, kind, rel, channels, at, file)
+	// Active before its journal entry exists, so that a Repair running meanwhile never takes
+	// a live recording for one a dead process left. From the journal entry on, a crash leaves
+	// a row to write (Repair) rather than a file nobody knows.
 	s.mu.Lock()
 	s.active[id] = w
 	s.mu.Unlock()
+	if err := s.journalStore(w.row(StateRecording, nil)); err != nil {
+		s.forget(w)
+		s.metrics().addError()
+		file.f.Close()
+		_ = s.opts.FS.Remove(file.path)
+		return nil, fmt.Errorf("recordings: start %s: %w: %w", callID, ErrWrite, err)
+	}
 	s.metrics().addActive(1)
 	go w.run()
+	s.enqueue(id)
 	return w, nil
 }
 
-// finish completes a finished writer's metadata and builds its Result.
-func (s *Service) finish(ctx context.Context, w *Writer, pauses []Pause) (Result, error) {
+// finish builds a finished writer's Result and journals its final metadata row (written to
+// the database in the background).
+func (s *Service) finish(w *Writer, pauses []Pause) (Result, error) {
 	block := int64(w.channels * BitsPerSample / 8)
 	frames := (w.written - w.written%block) / block
 	dur := time.Duration(frames) * (time.Second / SampleRate)
@@ -130,24 +166,50 @@ func (s *Service) finish(ctx context.Context, w *Writer, pauses []Pause) (Result
 		StartedAt: w.start.UTC(), Duration: dur, Seconds: int64((dur + time.Second/2) / time.Second),
 		Bytes: headerSize + w.written, Pauses: pauses, Packets: w.accepted.Load(), Dropped: w.dropFull.Load(),
 		Late: w.late, Lost: w.lines[0].lost + w.lines[1].lost, Ignored: w.ignored.Load()}
-	errText := ""
 	if w.writeErr != nil {
 		res.State = StateFailed
-		errText = w.writeErr.Error()
 	}
-	ok, err := s.complete(ctx, w.id, res.State, dur, res.Bytes, s.now(), pauses, errText)
-	switch {
-	case err != nil:
-		return res, errors.Join(w.writeErr, fmt.Errorf("recordings: finish %s: %w", w.id, err))
-	case !ok:
-		// Deleted (CD-6) while it was being written: the file must not come back.
-		if rerr := s.opts.FS.Remove(res.Path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-			return res, fmt.Errorf("recordings: finish %s: remove file deleted while recording: %w", w.id, rerr)
+	row := w.row(res.State, pauses)
+	row.DurationMS, row.SizeBytes = dur.Milliseconds(), res.Bytes
+	if w.writeErr != nil {
+		row.Error = w.writeErr.Error()
+	}
+	if res.State == StateReady {
+		t := s.now().UTC()
+		row.ReadyAt = &t
+	}
+	var err error
+	if del := w.deletion.Load(); del != nil {
+		// Deleted (CD-6) or discarded while it was being written: the file must not come back.
+		if rerr := removeUnless(s.opts.FS, res.Path, del.removed); rerr != nil {
+			err = fmt.Errorf("recordings: finish %s: remove file deleted while recording: %w", w.id, rerr)
 		}
+		at := del.at.UTC()
+		row.State, row.ReadyAt, row.DeletedAt, row.DeletedBy = StateDeleted, nil, &at, del.by
 		res.State = StateDeleted
-		return res, nil
+	}
+	if jerr := s.journalWrite(row); jerr != nil {
+		// The row keeps saying recording (if it was written at all); Repair at the next start
+		// completes it from the file.
+		s.metrics().addError()
+		return res, errors.Join(w.writeErr, err, fmt.Errorf("recordings: finish %s: %w", w.id, jerr))
+	}
+	if res.State == StateDeleted {
+		return res, err
 	}
 	return res, w.writeErr
+}
+
+// removeUnless removes path unless it was removed already (by Delete: the name may be taken
+// again by now); a missing file is no error.
+func removeUnless(fsys FS, path string, removed bool) error {
+	if removed {
+		return nil
+	}
+	if err := fsys.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 func (s *Service) forget(w *Writer) {
@@ -161,6 +223,18 @@ func (s *Service) isActive(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.active[id] != nil
+}
+
+// activePath reports whether this process is writing the file at rel (relative path).
+func (s *Service) activePath(rel string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range s.active {
+		if w.rel == rel {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Service) now() time.Time { return s.opts.Now() }

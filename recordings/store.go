@@ -13,22 +13,22 @@ import (
 
 // Recording is one row of the recordings table (migration 005): a recording's metadata.
 type Recording struct {
-	ID         string
-	CallID     string
-	Kind       string // "call" (stereo) or "voicemail" (mono)
-	Node       string // the process that wrote it
-	Path       string // relative to Options.Dir, slash-separated
-	State      State
-	Channels   int
-	DurationMS int64
-	SizeBytes  int64
-	StartedAt  time.Time
-	CreatedAt  time.Time
-	ReadyAt    *time.Time
-	DeletedAt  *time.Time
-	DeletedBy  *int64 // nil: the system (retention)
-	Error      string
-	Pauses     []Pause
+	ID         string     `json:"id"`
+	CallID     string     `json:"call_id"`
+	Kind       string     `json:"kind"` // "call" (stereo) or "voicemail" (mono)
+	Node       string     `json:"node"` // the process that wrote it
+	Path       string     `json:"path"` // relative to Options.Dir, slash-separated
+	State      State      `json:"state"`
+	Channels   int        `json:"channels"`
+	DurationMS int64      `json:"duration_ms"`
+	SizeBytes  int64      `json:"size_bytes"`
+	StartedAt  time.Time  `json:"started_at"`
+	CreatedAt  time.Time  `json:"created_at,omitzero"`
+	ReadyAt    *time.Time `json:"ready_at,omitempty"`
+	DeletedAt  *time.Time `json:"deleted_at,omitempty"`
+	DeletedBy  *int64     `json:"deleted_by,omitempty"` // nil: the system (retention)
+	Error      string     `json:"error,omitempty"`
+	Pauses     []Pause    `json:"pauses"`
 }
 
 const recordingColumns = `id, call_id, kind, node, path, state, channels, duration_ms, size_bytes, started_at,
@@ -48,13 +48,43 @@ func scanRecording(row pgx.Row) (Recording, error) {
 	return r, nil
 }
 
-func (s *Service) insert(ctx context.Context, r Recording) error {
-	_, err := s.opts.DB.Exec(ctx, `INSERT INTO recordings (id, call_id, kind, node, path, state, channels, started_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, r.ID, r.CallID, r.Kind, r.Node, r.Path, r.State, r.Channels, r.StartedAt)
+// upsert writes a row as this node knows it (from the journal): inserted complete when the
+// database has never seen it, updated while the database still says recording. A row that moved
+// on meanwhile (deleted by CD-6, completed by Repair) is left as it is. It returns the row's
+// state in the database afterwards and whether this write changed it.
+func (s *Service) upsert(ctx context.Context, r Recording) (State, bool, error) {
+	pj, err := marshalPauses(r.Pauses)
 	if err != nil {
-		return fmt.Errorf("insert metadata: %w", err)
+		return "", false, err
 	}
-	return nil
+	var st State
+	err = s.opts.DB.QueryRow(ctx, `INSERT INTO recordings (id, call_id, kind, node, path, state, channels, duration_ms,
+			size_bytes, started_at, ready_at, deleted_at, deleted_by, error, pauses)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, nullif($14, ''), $15)
+		ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, duration_ms = EXCLUDED.duration_ms,
+			size_bytes = EXCLUDED.size_bytes, ready_at = EXCLUDED.ready_at, deleted_at = EXCLUDED.deleted_at,
+			deleted_by = EXCLUDED.deleted_by, error = EXCLUDED.error, pauses = EXCLUDED.pauses
+		WHERE recordings.state = 'recording'
+		RETURNING state`,
+		r.ID, r.CallID, r.Kind, r.Node, r.Path, r.State, r.Channels, r.DurationMS, r.SizeBytes, r.StartedAt.UTC(),
+		utcPtr(r.ReadyAt), utcPtr(r.DeletedAt), r.DeletedBy, r.Error, pj).Scan(&st)
+	applied := err == nil
+	if errors.Is(err, pgx.ErrNoRows) {
+		// The row exists and is no longer recording: say what it is.
+		err = s.opts.DB.QueryRow(ctx, `SELECT state FROM recordings WHERE id = $1`, r.ID).Scan(&st)
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("write metadata of %s: %w", r.ID, err)
+	}
+	return st, applied, nil
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
 }
 
 // complete moves a recording out of state recording. ok is false when the row is no longer in
@@ -77,17 +107,6 @@ func (s *Service) complete(ctx context.Context, id string, st State, dur time.Du
 		return false, fmt.Errorf("update metadata: %w", err)
 	}
 	return tag.RowsAffected() == 1, nil
-}
-
-func (s *Service) savePauses(ctx context.Context, id string, pauses []Pause) error {
-	pj, err := marshalPauses(pauses)
-	if err != nil {
-		return err
-	}
-	if _, err := s.opts.DB.Exec(ctx, `UPDATE recordings SET pauses = $2 WHERE id = $1`, id, pj); err != nil {
-		return fmt.Errorf("recordings: save pauses of %s: %w", id, err)
-	}
-	return nil
 }
 
 func marshalPauses(p []Pause) ([]byte, error) {
@@ -142,7 +161,8 @@ func (s *Service) query(ctx context.Context, sql string, args ...any) ([]Recordi
 // Delete removes a recording for good: the file goes, the row says deleted, when and by whom
 // (by 0: the system). Deleting a deleted or unknown recording is not an error (idempotent, and
 // a ticket may carry recordings this gateway never wrote); deleted reports whether this call
-// did it. A recording still being written is removed too, and its Finish does not resurrect it.
+// did it. A recording still being written is removed too, and its Finish does not resurrect it
+// — even one whose row the database has not seen yet (started during an outage).
 func (s *Service) Delete(ctx context.Context, id string, by int64, at time.Time) (deleted bool, err error) {
 	var deletedBy *int64
 	if by != 0 {
@@ -151,17 +171,21 @@ func (s *Service) Delete(ctx context.Context, id string, by int64, at time.Time)
 	var path string
 	var st State
 	err = s.opts.DB.QueryRow(ctx, `SELECT path, state FROM recordings WHERE id = $1`, id).Scan(&path, &st)
-	if errors.Is(err, pgx.ErrNoRows) || err == nil && st == StateDeleted {
+	s.mu.Lock()
+	w := s.active[id]
+	s.mu.Unlock()
+	switch {
+	case errors.Is(err, pgx.ErrNoRows) && w != nil:
+		path, err = w.rel, nil // its row is still on its way: Finish journals it deleted
+	case errors.Is(err, pgx.ErrNoRows) || err == nil && st == StateDeleted:
 		return false, nil
-	}
-	if err != nil {
+	case err != nil:
 		return false, fmt.Errorf("recordings: delete %s: %w", id, err)
 	}
-	s.mu.Lock()
-	if w := s.active[id]; w != nil {
+	if w != nil {
 		w.stopped.Store(true) // no more audio into a file about to be unlinked
+		w.deletion.CompareAndSwap(nil, &deletion{at: at, by: deletedBy, removed: true})
 	}
-	s.mu.Unlock()
 	// The audio goes first: a failure after this leaves a row that still says ready but whose
 	// GET answers 404, never audio that was meant to be gone.
 	if err := s.opts.FS.Remove(s.abs(path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -172,5 +196,5 @@ func (s *Service) Delete(ctx context.Context, id string, by int64, at time.Time)
 	if err != nil {
 		return false, fmt.Errorf("recordings: delete %s: %w", id, err)
 	}
-	return tag.RowsAffected() == 1, nil
+	return tag.RowsAffected() == 1 || w != nil, nil
 }

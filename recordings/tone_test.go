@@ -245,6 +245,7 @@ func TestToneRecordingOfBridgedCall(t *testing.T) {
 		t.Errorf("caller after loss starts at %v, want %v", got, want)
 	}
 
+	flush(t, s)
 	rec, err := s.Recording(ctx, res.ID)
 	if err != nil {
 		t.Fatal(err)

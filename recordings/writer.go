@@ -42,10 +42,14 @@ type Writer struct {
 
 	stopped  atomic.Bool
 	paused   atomic.Bool
+	deletion atomic.Pointer[deletion] // set by Delete or Discard while recording
 	accepted atomic.Uint64
 	dropFull atomic.Uint64
 	ignored  atomic.Uint64
 
+	// metaMu orders the journal writes of Pause, Resume and Finish (the last one wins); held
+	// across local file I/O, never by the writer goroutine.
+	metaMu   sync.Mutex
 	mu       sync.Mutex
 	pauses   []Pause
 	finished bool
@@ -66,6 +70,13 @@ type Writer struct {
 	written   int64 // audio bytes in the file
 	writeErr  error
 	out       []byte
+}
+
+// deletion says a recording was deleted while it was being written.
+type deletion struct {
+	at      time.Time
+	by      *int64 // nil: the system
+	removed bool   // Delete removed the file already
 }
 
 // frame is one tapped packet on its way to the writer goroutine.
@@ -212,7 +223,9 @@ func (w *Writer) Resume(ctx context.Context, by int64) error {
 	return w.setPaused(ctx, false, by)
 }
 
-func (w *Writer) setPaused(ctx context.Context, pause bool, by int64) error {
+func (w *Writer) setPaused(_ context.Context, pause bool, by int64) error {
+	w.metaMu.Lock()
+	defer w.metaMu.Unlock()
 	w.mu.Lock()
 	if w.finished {
 		w.mu.Unlock()
@@ -234,10 +247,18 @@ func (w *Writer) setPaused(ctx context.Context, pause bool, by int64) error {
 	w.paused.Store(pause)
 	pauses := append([]Pause(nil), w.pauses...)
 	w.mu.Unlock()
-	if err := w.s.savePauses(ctx, w.id, pauses); err != nil {
-		return err
+	// The audit of the pause reaches the database in the background (journal.go).
+	if err := w.s.journalWrite(w.row(StateRecording, pauses)); err != nil {
+		return fmt.Errorf("recordings: save pauses of %s: %w", w.id, err)
 	}
 	return nil
+}
+
+// row is the recording's metadata row in state st with pauses (durations, sizes and times of
+// the end are the caller's).
+func (w *Writer) row(st State, pauses []Pause) Recording {
+	return Recording{ID: w.id, CallID: w.callID, Kind: w.kind, Node: w.s.opts.Node, Path: w.rel, State: st,
+		Channels: w.channels, StartedAt: w.start.UTC(), Pauses: pauses}
 }
 
 // pauseRanges returns the paused intervals in sample frames (an open one ends at the far future).
@@ -256,12 +277,16 @@ func (w *Writer) pauseRanges(dst [][2]int64) [][2]int64 {
 
 // Finish ends the recording at the current time: the buffered audio is written, silence pads it
 // to the wall time, the header is finalised and the file closed and synced; then the metadata
-// says ready (or failed) with duration and size. Calling it again returns the same result.
+// row — ready (or failed) with duration and size — is journaled and written to the database in
+// the background (inserted complete if the database never saw the recording start). It never
+// waits on the database: the Result and its ID are good for call.recording_ready at once.
+// Calling it again returns the same result.
 //
 // The error is non-nil when the recording failed (it wraps ErrWrite and the cause, e.g.
 // syscall.ENOSPC; Result.State is StateFailed and the gateway should note it on the ticket) or
-// when the metadata could not be updated (Result.State is then the file's state, and Repair at
-// the next start-up completes the row). The call itself is never affected.
+// when the final metadata could not even be journaled (Result.State is then the file's state,
+// and Repair at the next start-up completes the row). The call itself is never affected. ctx
+// is not used for waiting.
 func (w *Writer) Finish(ctx context.Context) (Result, error) {
 	w.finishOnce.Do(func() {
 		w.stopped.Store(true)
@@ -277,10 +302,22 @@ func (w *Writer) Finish(ctx context.Context) (Result, error) {
 		w.finishCh <- end
 		<-w.done
 		w.s.metrics().addActive(-1)
+		w.metaMu.Lock()
+		w.result, w.resultErr = w.s.finish(w, pauses)
+		w.metaMu.Unlock()
+		// Only now, with its final row journaled, is it no longer live: a Repair meanwhile
+		// must not take it for a recording a dead process left.
 		w.s.forget(w)
-		w.result, w.resultErr = w.s.finish(ctx, w, pauses)
 	})
 	return w.result, w.resultErr
+}
+
+// Discard finishes the recording and throws it away, as the system (a voicemail message too
+// short to keep, or left before it counted): the file is removed and the row says deleted.
+// Like Finish it never waits on the database. After Finish it does nothing more than Finish.
+func (w *Writer) Discard() (Result, error) {
+	w.deletion.CompareAndSwap(nil, &deletion{at: w.s.now()})
+	return w.Finish(context.Background())
 }
 
 // run is the writer goroutine: it owns the file, the ring and the timelines.

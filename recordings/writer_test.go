@@ -74,6 +74,7 @@ func TestPauseIsSilenceAndAudited(t *testing.T) {
 	if seg := d.segment(0, 2*time.Second, 3*time.Second); goertzel(seg, 440) < 1000*goertzel(seg, 880) {
 		t.Error("no tone after resuming")
 	}
+	flush(t, s)
 	rec, err := s.Recording(ctx, res.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -188,6 +189,7 @@ func TestFullDiskFailsRecordingNotCall(t *testing.T) {
 	if res.State != StateFailed {
 		t.Errorf("result state %s", res.State)
 	}
+	flush(t, s)
 	rec, rerr := s.Recording(ctx, res.ID)
 	if rerr != nil {
 		t.Fatal(rerr)
@@ -336,6 +338,7 @@ func TestVoicemailIsMono(t *testing.T) {
 	if e := energy(d.segment(0, time.Second, 1200*time.Millisecond)); e != 0 {
 		t.Errorf("events were recorded as audio: energy %.0f", e)
 	}
+	flush(t, s)
 	rec, err := s.Recording(ctx, res.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -366,6 +369,7 @@ func TestFileLayout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		flush(t, s)
 		rec, err := s.Recording(ctx, res.ID)
 		if err != nil {
 			t.Fatal(err)

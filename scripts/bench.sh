@@ -8,6 +8,7 @@
 # figure). The gateway is pinned to core 0, the load generators to core 1 (taskset).
 # Everything it started is stopped on exit, Ctrl-C included. Extra arguments go to `sbbench run`
 # (e.g. `scripts/bench.sh -quick -cps 100,200 -conc 100`); `sbbench run -h` lists them.
+# Then it runs the event log's 300,000-event spool drain test, too long for `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,3 +32,10 @@ fi
 run=(bin/sbbench run -database-url "$url" -gateway-cpus "$gw_cpus" -load-cpus "$load_cpus")
 if [ -n "$load_cpus" ]; then run=(taskset -c "$load_cpus" "${run[@]}"); fi
 "${run[@]}" "$@"
+
+# The long fault test of the event log: a 300,000-event spool drained while the gateway runs and
+# takes new events (make test drains 30,000 under the race detector). Its databases are created
+# and dropped on the bench cluster.
+SWITCHBOARD_TEST_DATABASE_URL=$url SWITCHBOARD_REQUIRE_PG=1 SWITCHBOARD_SPOOL_TEST_EVENTS=300000 \
+  go test -count=1 -timeout 10m -run '^TestSpoolDrainsAtRuntimeWhileAcceptingEvents$' -v ./ticketing/eventlog/ |
+  grep -E '^(---|ok|FAIL|PASS)|drained'

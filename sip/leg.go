@@ -150,6 +150,7 @@ func (l *leg) endpoint() (*media.Endpoint, error) {
 		MediaTimeout: l.s.opts.MediaTimeout,
 		HoldTimeout:  l.s.opts.HoldTimeout,
 		Metrics:      l.s.opts.MediaMetrics,
+		SignalSource: l.signalSource(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sip: rtp endpoint: %w", err)

@@ -162,12 +162,103 @@ func TestCallEventsEndpointToCallRecord(t *testing.T) {
 	}
 }
 
+// POST /call_events refuses an event holding a NUL or another control character in any string
+// with 422 and an error naming the field, and stores nothing of it: before, the event was
+// accepted, PostgreSQL refused it (jsonb has no \u0000, SQLSTATE 22P05), and it sat in the
+// spool blocking every later event of the node.
+func TestCallEventsRefusesControlCharactersNamingTheField(t *testing.T) {
+	h := newEngineHarness(t, nil)
+	log, err := eventlog.Open(context.Background(), eventlog.Options{Pool: h.pool, SpoolPath: filepath.Join(t.TempDir(), "spool")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	api := ticketing.NewAPI(h.store, ticketing.APIOptions{})
+	mux := http.NewServeMux()
+	api.Register(mux, "/api/v2")
+	api.RegisterCalls(mux, "/api/v2", log, nil)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	post := func(body string) (int, map[string]any) {
+		req, _ := http.NewRequest("POST", srv.URL+"/api/v2/call_events", strings.NewReader(body))
+		req.SetBasicAuth("admin@example.com", "password1")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	started := func(id, field, value string) string {
+		fields := map[string]string{"direction": "inbound", "from": "+15557770001", "to": "+15550100", "caller_name": "Ann"}
+		fields[field] = value
+		b, _ := json.Marshal(map[string]any{"id": id, "call_id": "ctl-" + id[:8], "seq": 1, "type": "call.started",
+			"at": "2026-11-22T10:00:00Z", "direction": fields["direction"], "from": fields["from"], "to": fields["to"],
+			"caller_name": fields["caller_name"]})
+		return string(b)
+	}
+	stored := func(id string) int {
+		var n int
+		if err := h.pool.QueryRow(context.Background(), `SELECT count(*) FROM call_events WHERE id = $1`, id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, tc := range []struct{ field, value string }{
+		{"caller_name", "Ann\u0000Smith"},
+		{"caller_name", "Ann\nSmith"},
+		{"from", "+1555\t7770001"},
+		{"to", "\u001b[2J+15550100"},
+		{"caller_name", "Ann\x7f"},
+	} {
+		id := uuid.NewString()
+		// json.Marshal writes the control characters as JSON escapes (\u0000, \n, \t, \u001b).
+		code, m := post(`{"events":[` + started(id, tc.field, tc.value) + `]}`)
+		if code != 422 {
+			t.Errorf("%s=%q: status %d %v, want 422", tc.field, tc.value, code, m)
+			continue
+		}
+		errs, _ := m["errors"].([]any)
+		if len(errs) != 1 {
+			t.Errorf("%s=%q: errors %v, want one", tc.field, tc.value, m["errors"])
+			continue
+		}
+		em := errs[0].(map[string]any)
+		if em["index"] != float64(0) || em["field"] != tc.field || !strings.Contains(em["description"].(string), "control character") {
+			t.Errorf("%s=%q: error %v, want index 0 naming %s", tc.field, tc.value, em, tc.field)
+		}
+		if n := stored(id); n != 0 {
+			t.Errorf("%s=%q: %d rows stored for a refused event", tc.field, tc.value, n)
+		}
+	}
+	// Among good events, the bad one is refused alone and the good one stored.
+	good, bad := uuid.NewString(), uuid.NewString()
+	body := `{"events":[` + started(good, "caller_name", "Bob") + `,` + strings.Replace(started(bad, "caller_name", "X"), `"X"`, `"Eve\u0000"`, 1) + `]}`
+	code, m := post(body)
+	if code != 200 || m["accepted"] != float64(1) {
+		t.Fatalf("mixed batch: %d %v, want 200 accepted 1", code, m)
+	}
+	if errs := m["errors"].([]any); len(errs) != 1 || errs[0].(map[string]any)["index"] != float64(1) || errs[0].(map[string]any)["field"] != "caller_name" {
+		t.Errorf("mixed batch errors %v, want index 1 caller_name", errs)
+	}
+	if stored(good) != 1 || stored(bad) != 0 {
+		t.Errorf("stored good %d bad %d, want 1 and 0", stored(good), stored(bad))
+	}
+	if log.Spooled() != 0 {
+		t.Errorf("%d events in the spool after a good event, want 0", log.Spooled())
+	}
+}
+
 // Every event type fuzzed through DecodeEvent never panics, and a valid decoded event
 // re-encodes to an event that decodes the same.
 func FuzzDecodeEvent(f *testing.F) {
 	f.Add([]byte(`{"id":"0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1","call_id":"c","seq":1,"type":"call.started","at":"2026-11-22T10:00:00Z","direction":"inbound","from":"+15550001"}`))
 	f.Add([]byte(`{"id":"0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1","call_id":"c","seq":9,"type":"call.ended","at":"2026-11-22T10:00:00Z","outcome":"answered","duration":5,"talk_time":-1}`))
 	f.Add([]byte(`{"seq":1e99}`))
+	f.Add([]byte(`{"id":"0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1","call_id":"c\u0000","seq":1,"type":"call.started","at":"2026-11-22T10:00:00Z","direction":"inbound","caller_name":"Eve\u0000"}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		e, errs := ticketing.DecodeEvent(raw)

@@ -3,6 +3,7 @@ package ticketing
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -130,6 +131,9 @@ func ValidateEvent(e Event) []FieldError {
 	if e.At.IsZero() {
 		add("at", "is required: an RFC 3339 time")
 	}
+	for _, f := range controlCharFields(e) {
+		add(f.Field, f.Message)
+	}
 	switch e.Type {
 	case EventStarted:
 		if e.Direction != "inbound" && e.Direction != "outbound" {
@@ -204,3 +208,40 @@ func isUUID(s string) bool {
 	}
 	return true
 }
+
+// controlCharFields reports every string field of e holding a C0 control character (U+0000 to
+// U+001F) or DEL (U+007F). None of the event's strings — ids, numbers, names, places, queue and
+// menu names, enumerations — has a use for a tab or a line break, let alone a NUL, which
+// PostgreSQL refuses outright in text and jsonb (SQLSTATE 22021, 22P05); they are refused here,
+// with the field named, rather than stored. Every string field is checked, found through the
+// struct's JSON names, so that a field added to Event is covered without a second list.
+func controlCharFields(e Event) []FieldError {
+	var errs []FieldError
+	var walk func(v reflect.Value)
+	walk = func(v reflect.Value) {
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			sf, fv := t.Field(i), v.Field(i)
+			if sf.Anonymous && fv.Kind() == reflect.Pointer {
+				if !fv.IsNil() && fv.Elem().Kind() == reflect.Struct {
+					walk(fv.Elem())
+				}
+				continue
+			}
+			if fv.Kind() != reflect.String || !sf.IsExported() {
+				continue
+			}
+			name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+			if name == "" || name == "-" {
+				name = sf.Name
+			}
+			if i := strings.IndexFunc(fv.String(), isControl); i >= 0 {
+				errs = append(errs, FieldError{name, fmt.Sprintf("contains the control character U+%04X at byte %d: control characters (U+0000 to U+001F, U+007F) are not allowed", fv.String()[i], i)})
+			}
+		}
+	}
+	walk(reflect.ValueOf(e))
+	return errs
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }

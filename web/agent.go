@@ -27,6 +27,11 @@ const StatusReplaced websocket.StatusCode = 4001
 
 // agentSession is one logged-in agent's softphone: its WebRTC leg for the whole session, the
 // WebSocket currently attached (a reconnect replaces it), the offer ringing and the call.
+//
+// mu guards the fields below it and is held only to read or change them and to queue a
+// message for the page (a send on the writer's buffered channel that never blocks): the ACD,
+// the leg and the WebSocket are called after it is released. Messages are queued under mu, so
+// the page gets them in the order the session's state changed.
 type agentSession struct {
 	s     *Server
 	agent Agent
@@ -36,6 +41,7 @@ type agentSession struct {
 	conn   *wsConn // nil while the page is away
 	grace  *time.Timer
 	state  ivr.AgentState
+	seq    uint64 // ivr.AgentStatus.Seq of state: an older status is ignored
 	ring   *ringing
 	call   *callLeg
 	closed bool
@@ -56,12 +62,9 @@ type ringing struct {
 	once     sync.Once
 }
 
+// newAgentSession makes the session of a; its state comes later, through applyStatus (attach).
 func newAgentSession(s *Server, a Agent, leg *media.WebRTCLeg) *agentSession {
-	as := &agentSession{s: s, agent: a, leg: leg}
-	if st, err := s.opts.ACD.Agent(a.ID); err == nil {
-		as.state = st.State
-	}
-	return as
+	return &agentSession{s: s, agent: a, leg: leg}
 }
 
 func (as *agentSession) connected() bool {
@@ -159,6 +162,10 @@ func (as *agentSession) serve(ctx context.Context, c *websocket.Conn) {
 		as.grace.Stop()
 		as.grace = nil
 	}
+	// hello carries the state as of this moment and is queued first (wc.out is empty), so
+	// every later state message on this connection is newer than it.
+	hello, _ := json.Marshal(message{Type: "hello", Agent: agentJSON(as.agent), APIBase: as.s.opts.APIBase, State: string(as.state)})
+	wc.out <- hello
 	as.mu.Unlock()
 	if old != nil {
 		old.c.Close(StatusReplaced, "replaced by a newer connection")
@@ -181,7 +188,6 @@ func (as *agentSession) serve(ctx context.Context, c *websocket.Conn) {
 			}
 		}
 	}()
-	as.send(message{Type: "hello", Agent: agentJSON(as.agent), APIBase: as.s.opts.APIBase, State: string(as.currentState())})
 	for {
 		_, b, err := c.Read(ctx)
 		if err != nil {
@@ -214,29 +220,50 @@ func (as *agentSession) send(m message) {
 		return
 	}
 	as.mu.Lock()
-	wc := as.conn
+	slow := as.queueLocked(b)
 	as.mu.Unlock()
+	slow.drop()
+}
+
+// queueLocked puts b on the attached page's writer queue without blocking. A page that cannot
+// keep up is returned, to be dropped once mu is released (nil otherwise).
+func (as *agentSession) queueLocked(b []byte) *wsConn {
+	wc := as.conn
 	if wc == nil {
-		return
+		return nil
 	}
 	select {
 	case wc.out <- b:
+		return nil
 	default:
-		wc.c.CloseNow() // cannot keep up: the page reconnects and resynchronises
+		return wc
 	}
 }
 
-func (as *agentSession) currentState() ivr.AgentState {
-	as.mu.Lock()
-	defer as.mu.Unlock()
-	return as.state
+// drop closes a page that cannot keep up: it reconnects and resynchronises. Nil does nothing.
+func (wc *wsConn) drop() {
+	if wc != nil {
+		wc.c.CloseNow()
+	}
 }
 
-func (as *agentSession) setState(st ivr.AgentState) {
+// applyStatus records the agent's state and tells the page, unless st is older (by Seq) than
+// the state the session has: statuses come from the ACD's notifier, from attach and from the
+// page's own state button, and only the newest counts.
+func (as *agentSession) applyStatus(st ivr.AgentStatus) {
+	b, err := json.Marshal(message{Type: "state", State: string(st.State)})
+	if err != nil {
+		return
+	}
 	as.mu.Lock()
-	as.state = st
+	if st.Seq < as.seq {
+		as.mu.Unlock()
+		return
+	}
+	as.state, as.seq = st.State, st.Seq
+	slow := as.queueLocked(b)
 	as.mu.Unlock()
-	as.send(message{Type: "state", State: string(st)})
+	slow.drop()
 }
 
 // handle acts on one message from the page.
@@ -273,7 +300,7 @@ func (as *agentSession) handle(ctx context.Context, m message) {
 			fail("state", err)
 			return
 		}
-		as.setState(got.State)
+		as.applyStatus(got)
 	case "answer", "decline":
 		as.mu.Lock()
 		r := as.ring

@@ -14,6 +14,20 @@
 // Outbound (outbound.go) validates POST /api/v2/calls against the OB rules before anything is
 // dialled and hands the call to the integrator's Dialer (sip); the integrator mounts its Handler.
 //
+// # Goroutines and locks
+//
+// Each WebSocket's HTTP handler goroutine reads the page's messages and acts on them; one
+// writer goroutine per WebSocket writes to it from a buffered queue. Offer runs on the ACD's
+// offer goroutine and waits there for the page's answer. The ACD tells state changes through
+// AgentStateChanged on its notifier goroutine.
+//
+// Server.mu guards the logins and the map of agents' sessions; agentSession.mu one session's
+// connection, state, ringing offer and call; callLeg.mu one call's display state. Each is held
+// only to read or change those fields or to queue a message without blocking: no call-out
+// under a lock. The ACD, media (WebRTC legs, bridges), ticketing, the Authenticator, the
+// Dialer and the logger are always called with no lock of this package held, because the ACD
+// calls back into the Server (AgentStateChanged) and must never find it waiting on the ACD.
+//
 // Not built here: the team ticket-entry rules TB-1, TB-2 and TB-4 (the settings have no team
 // options yet; TB-3 is checked).
 package web

@@ -107,6 +107,7 @@ type Server struct {
 	static fs.FS
 	gauge  prometheus.Gauge
 
+	// mu guards the fields below; nothing outside the Server is called while it is held.
 	mu       sync.Mutex
 	sessions map[string]session // cookie token → login
 	agents   map[int64]*agentSession
@@ -316,16 +317,21 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 	as.serve(r.Context(), c)
 }
 
+// errServerClosed refuses a page attaching while the Server closes.
+var errServerClosed = errors.New("web: server closed")
+
 // attach returns the agent's softphone session, creating it (and its WebRTC leg) at the first
 // connection after login.
+//
+// s.mu is never held while media or the ACD is called: the ACD tells state changes through
+// AgentStateChanged, which takes s.mu, from its notifier goroutine, and a WebRTC leg takes a
+// while to build. So the leg is built unlocked; if another page of the same agent listed its
+// session meanwhile, that one wins and this leg is closed. The agent's state is read after the
+// session is listed, so that no change is missed in between: a change from then on reaches
+// the session through AgentStateChanged, and AgentStatus.Seq keeps the newer of the two.
 func (s *Server) attach(a Agent) (*agentSession, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, errors.New("web: server closed")
-	}
-	if as, ok := s.agents[a.ID]; ok {
-		return as, nil
+	if as, err := s.listed(a.ID); as != nil || err != nil {
+		return as, err
 	}
 	leg, err := s.opts.WebRTC.NewLeg()
 	if err != nil {
@@ -333,9 +339,36 @@ func (s *Server) attach(a Agent) (*agentSession, error) {
 		return nil, err
 	}
 	as := newAgentSession(s, a, leg)
-	s.agents[a.ID] = as
+	s.mu.Lock()
+	other, listed := s.agents[a.ID]
+	closed := s.closed
+	if !listed && !closed {
+		s.agents[a.ID] = as
+	}
+	s.mu.Unlock()
+	switch {
+	case closed:
+		leg.Close()
+		return nil, errServerClosed
+	case listed:
+		leg.Close()
+		return other, nil
+	}
 	s.gauge.Inc()
+	if st, err := s.opts.ACD.Agent(a.ID); err == nil {
+		as.applyStatus(st)
+	}
 	return as, nil
+}
+
+// listed returns the agent's session if it exists (nil if not), or errServerClosed.
+func (s *Server) listed(id int64) (*agentSession, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errServerClosed
+	}
+	return s.agents[id], nil
 }
 
 // endAgent frees an agent's softphone: the call (if any) ends, the leg closes, the agent goes
@@ -371,11 +404,12 @@ func (s *Server) Connected(agentID int64) bool {
 	return as != nil && as.connected() && as.leg.Connected()
 }
 
-// AgentStateChanged tells the agent's page its new state. Wire it to ivr.ACDOptions.OnAgentState
-// (it does not block and does not call the ACD).
+// AgentStateChanged tells the agent's page its new state. Wire it to ivr.ACDOptions.OnAgentState,
+// which the ACD calls with none of its locks held, in order; it does not block and does not
+// call the ACD. A status older (by Seq) than one the page has is ignored.
 func (s *Server) AgentStateChanged(st ivr.AgentStatus) {
 	if as := s.agentByID(st.ID); as != nil {
-		as.setState(st.State)
+		as.applyStatus(st)
 	}
 }
 

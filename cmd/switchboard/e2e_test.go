@@ -222,9 +222,10 @@ func (g *testGateway) awaitCall(to string, cond func(map[string]any) bool) map[s
 // sipp runs SIPp with a scenario (after replacing placeholders) in a temp dir holding
 // tone.wav, and returns when it exited; it fails the test unless every call succeeded.
 type sippRun struct {
-	cmd  *exec.Cmd
-	out  bytes.Buffer
-	done chan error
+	cmd   *exec.Cmd
+	out   bytes.Buffer
+	done  chan error
+	limit time.Duration
 }
 
 func requireSipp(t *testing.T) string {
@@ -241,6 +242,12 @@ func requireSipp(t *testing.T) string {
 
 func startSipp(t *testing.T, scenario string, repl map[string]string, args ...string) *sippRun {
 	t.Helper()
+	return startSippN(t, scenario, repl, 1, 120*time.Second, args...)
+}
+
+// startSippN is startSipp for a run of calls (-m calls) bounded by limit in wall time.
+func startSippN(t *testing.T, scenario string, repl map[string]string, calls int, limit time.Duration, args ...string) *sippRun {
+	t.Helper()
 	bin := requireSipp(t)
 	dir := t.TempDir()
 	writeToneWAV(t, filepath.Join(dir, "tone.wav"), 20)
@@ -256,10 +263,10 @@ func startSipp(t *testing.T, scenario string, repl map[string]string, args ...st
 	if err := os.WriteFile(sf, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	all := append([]string{"-sf", sf, "-nostdin", "-m", "1", "-timeout", "90s", "-timeout_error", "-recv_timeout", "60s",
-		"-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", strconv.Itoa(freeUDPPort(t))}, args...)
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	r := &sippRun{done: make(chan error, 1)}
+	all := append([]string{"-sf", sf, "-nostdin", "-m", strconv.Itoa(calls), "-timeout", fmt.Sprintf("%ds", int((limit - 30*time.Second).Seconds())), "-timeout_error",
+		"-recv_timeout", "60s", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", strconv.Itoa(freeUDPPort(t))}, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	r := &sippRun{done: make(chan error, 1), limit: limit}
 	r.cmd = exec.CommandContext(ctx, bin, all...)
 	r.cmd.Dir = dir
 	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
@@ -286,7 +293,7 @@ func (r *sippRun) wait(t *testing.T, what string) {
 		if err != nil {
 			t.Fatalf("sipp (%s) failed: %v\n%s", what, err, tail(r.out.String(), 3000))
 		}
-	case <-time.After(125 * time.Second):
+	case <-time.After(r.limit + 5*time.Second):
 		t.Fatalf("sipp (%s) did not exit", what)
 	}
 }

@@ -85,6 +85,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		}
 		t.recs, err = recordings.New(recordings.Options{
 			Dir: cfg.Recordings.Dir, DB: gw.pool, Node: cfg.Node, Metrics: recMetrics, StartPoint: start,
+			Logger:     gw.log.With("component", "recordings"),
 			Authorizer: recordingsAuth{gw}, Tickets: ticketRecordings{gw.store},
 			OnExpired: func(ctx context.Context, ids []string, at time.Time) error {
 				return gw.store.MarkRecordingsDeleted(ctx, 0, ids, 0, at)
@@ -260,6 +261,16 @@ func (t *telephony) stop(ctx context.Context) {
 		_ = t.rtc.Close()
 	}
 	t.wg.Wait() // recordings finishing, retention
+	if t.recs != nil {
+		// The finished recordings' rows: written now if the database answers, else at the
+		// next start from the journal.
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := t.recs.Flush(fctx); err != nil {
+			t.gw.log.Warn("recordings: metadata rows left in the journal for the next start", "err", err)
+		}
+		cancel()
+		t.recs.Close()
+	}
 }
 
 // lineTarget is what runs a line's calls: a bridge to a SIP URI, or the IVR (menus, queues,
@@ -424,8 +435,9 @@ func (t *telephony) startRecordingOn(lc *liveCall, ep *media.Endpoint) {
 	}
 	lc.starting = true
 	t.mu.Unlock()
-	// Starting writes the recording's row to PostgreSQL: never on the call's goroutine or the
-	// ACD's, which must not wait on the database. The recording begins once its file is ready.
+	// Starting creates and fsyncs the file and its journal entry (the row reaches PostgreSQL in
+	// the background, so a database outage costs no recording): still disk work, kept off the
+	// call's goroutine and the ACD's. The recording begins once its file is ready.
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
@@ -604,23 +616,24 @@ func (v voicemailRecorder) StartVoicemail(ctx context.Context, m ivr.VoicemailMe
 		return nil, err
 	}
 	ep.SetTap(w.Tap(recordings.Mono, recordings.None))
-	return &voicemailMessage{svc: v.svc, w: w, ep: ep}, nil
+	return &voicemailMessage{w: w, ep: ep}, nil
 }
 
+// voicemailMessage is a message being recorded. Neither starting nor finishing it waits on
+// the database (the IVR goroutine runs both): its row follows in the background.
 type voicemailMessage struct {
-	svc *recordings.Service
-	w   *recordings.Writer
-	ep  *media.Endpoint
+	w  *recordings.Writer
+	ep *media.Endpoint
 }
 
 func (m *voicemailMessage) Finish(ctx context.Context, keep bool) (string, error) {
 	m.ep.SetTap(nil)
-	res, err := m.w.Finish(ctx)
-	if err != nil {
+	if !keep {
+		_, err := m.w.Discard() // too short: the file goes, the row says deleted (by the system)
 		return "", err
 	}
-	if !keep {
-		_, err := m.svc.Delete(ctx, res.ID, 0, time.Now())
+	res, err := m.w.Finish(ctx)
+	if err != nil {
 		return "", err
 	}
 	return res.ID, nil

@@ -42,13 +42,10 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 	if err != nil {
 		return err
 	}
-	// Open replays what an earlier process spooled; with the database away that must not hold
-	// the start (the writer keeps retrying in the background).
-	octx, ocancel := context.WithTimeout(ctx, 10*time.Second)
-	defer ocancel()
-	gw.events, err = eventlog.Open(octx, eventlog.Options{
+	gw.events, err = eventlog.Open(ctx, eventlog.Options{
 		Pool:       gw.pool,
 		SpoolPath:  cfg.Database.Spool,
+		Node:       cfg.Node,
 		OnStored:   gw.engine.Wake,
 		Logger:     gw.log.With("component", "eventlog"),
 		Registerer: gw.registry,
@@ -57,6 +54,8 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 		return err
 	}
 	if dbUp {
+		// Without the database the spool waits for it; the engine starts when it returns.
+		gw.awaitSpool(ctx)
 		gw.startEngine()
 	}
 
@@ -121,6 +120,36 @@ func (gw *gateway) seedAccounts(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// awaitSpool lets the events a previous run left in the spool reach call_events before
+// anything at start reads that table (the repair of recordings after a crash, which numbers
+// the call.ended it emits after the call's last stored event). It waits while the replay makes
+// progress and gives up after two seconds without any (PostgreSQL away: the spool is replayed
+// once it answers, the gateway starts meanwhile).
+func (gw *gateway) awaitSpool(ctx context.Context) {
+	if gw.events.Spooled() == 0 {
+		return
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last, stalled := gw.events.Spooled(), 0
+	for stalled < 2 {
+		select {
+		case <-gw.events.Drained():
+			return
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if n := gw.events.Spooled(); n < last {
+			last, stalled = n, 0
+		} else {
+			stalled++
+		}
+	}
+	gw.log.Warn("starting with call events still in the spool; they reach the database once it answers",
+		"events", gw.events.Spooled())
 }
 
 // closeTicketing makes every accepted event durable, lets the engine finish its pass, and

@@ -1,0 +1,411 @@
+package recordings
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// The metadata journal: a recording never waits for PostgreSQL.
+//
+// Every change of a recording's metadata row (start, pause, resume, finish, discard) is first
+// written to this node's journal — one small JSON file per recording holding the whole row as
+// this process knows it, at Dir/.pending/<node>/<id>.json, fsynced and renamed into place — and
+// then handed to one background goroutine, the metadata writer, which upserts the row and
+// removes the journal file once the database holds what it says. The file is the record: the
+// in-memory queue of ids is bounded (Options.MetadataQueue); when it is full, or while the
+// database does not answer, the writer instead rescans the journal directory — at its start,
+// and after each failed attempt with a backoff up to Options.MetadataRetry — so a database
+// outage of any length costs one small file per recording on disk, not memory, and the rows
+// appear complete once the database answers again. A restart picks the journal up the same
+// way; the upsert is keyed by the recording id, so nothing is ever inserted twice.
+//
+// Locks: Service.jmu guards the journal directory (writes, the compare-and-remove, the count of
+// pending files) and is held only for local file operations, never across a database call.
+// The writer goroutine owns the outage state and the backoff.
+
+const (
+	journalDirName = ".pending"
+	journalExt     = ".json"
+	refusedExt     = ".refused" // a row the database refused for good, kept for the operator
+	tmpExt         = ".tmp"
+	// metadataTimeout bounds one attempt to write one row.
+	metadataTimeout = 5 * time.Second
+)
+
+// journalDir is this node's journal directory.
+func (s *Service) journalDir() string {
+	return filepath.Join(s.opts.Dir, journalDirName, safeName(s.opts.Node))
+}
+
+func (s *Service) journalPath(id string) string {
+	return filepath.Join(s.journalDir(), safeName(id)+journalExt)
+}
+
+// journalWrite records r as the row the database must end up with and queues it for the
+// metadata writer. Only local disk I/O: it never waits on the database.
+func (s *Service) journalWrite(r Recording) error {
+	if err := s.journalStore(r); err != nil {
+		return err
+	}
+	s.enqueue(r.ID)
+	return nil
+}
+
+// journalStore writes r's journal file atomically (write, fsync, rename).
+func (s *Service) journalStore(r Recording) error {
+	if r.Pauses == nil {
+		r.Pauses = []Pause{}
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("recordings: journal %s: %w", r.ID, err)
+	}
+	path := s.journalPath(r.ID)
+	s.jmu.Lock()
+	defer s.jmu.Unlock()
+	if !s.jdirReady {
+		if err := os.MkdirAll(s.journalDir(), 0o750); err != nil {
+			return fmt.Errorf("recordings: journal %s: %w", r.ID, err)
+		}
+		s.jdirReady = true
+	}
+	tmp := path + tmpExt
+	if err := writeSynced(tmp, b); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("recordings: journal %s: %w", r.ID, err)
+	}
+	_, statErr := os.Stat(path)
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("recordings: journal %s: %w", r.ID, err)
+	}
+	if errors.Is(statErr, fs.ErrNotExist) {
+		s.addPendingLocked(1)
+	}
+	return nil
+}
+
+func writeSynced(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// journalRead returns a journal file's bytes; nil when there is none (already written).
+func (s *Service) journalRead(id string) ([]byte, error) {
+	s.jmu.Lock()
+	defer s.jmu.Unlock()
+	b, err := os.ReadFile(s.journalPath(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// journalRemoveIf removes a journal file if it still holds b (a change written meanwhile stays
+// for the next pass) or, for a refused row, renames it to <id>.json.refused.
+func (s *Service) journalRemoveIf(id string, b []byte, refused bool) {
+	path := s.journalPath(id)
+	s.jmu.Lock()
+	defer s.jmu.Unlock()
+	cur, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(cur, b) {
+		return
+	}
+	if refused {
+		err = os.Rename(path, path+refusedExt)
+	} else {
+		err = os.Remove(path)
+	}
+	if err == nil {
+		s.addPendingLocked(-1)
+	}
+}
+
+// addPendingLocked moves the count of journal files; the caller holds jmu.
+func (s *Service) addPendingLocked(d int) {
+	s.pending += d
+	s.metrics().setPending(s.pending)
+	s.notifyLocked()
+}
+
+// notifyLocked wakes Flush once everything known is written. The caller holds jmu.
+func (s *Service) notifyLocked() {
+	if s.pending == 0 && s.scanned {
+		select {
+		case <-s.jzero:
+		default:
+			close(s.jzero)
+		}
+	} else {
+		select {
+		case <-s.jzero:
+			s.jzero = make(chan struct{})
+		default:
+		}
+	}
+}
+
+// enqueue hands a journaled id to the metadata writer without ever blocking: with the queue
+// full the id waits on disk and the writer rescans the journal.
+func (s *Service) enqueue(id string) {
+	if !s.ensureWriter() {
+		return // closed: the journal keeps it for the next start
+	}
+	select {
+	case s.queue <- id:
+	default:
+		s.requestScan()
+	}
+}
+
+func (s *Service) requestScan() {
+	s.needScan.Store(true)
+	select {
+	case s.scanKick <- struct{}{}:
+	default:
+	}
+}
+
+// ensureWriter starts the metadata writer goroutine once; false after Close.
+func (s *Service) ensureWriter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	if s.wdone == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.wcancel, s.wdone = cancel, make(chan struct{})
+		s.needScan.Store(true) // first of all, what a previous process left in the journal
+		go s.metadataWriter(ctx, s.wdone)
+	}
+	return true
+}
+
+// Pending is how many recordings' metadata rows wait for the database (journal files known to
+// this process; before the first scan, those a previous process left are not counted).
+func (s *Service) Pending() int {
+	s.jmu.Lock()
+	defer s.jmu.Unlock()
+	return s.pending
+}
+
+// Flush waits until the database holds every metadata change of this node's recordings —
+// those of this process and those a previous one left in the journal — or ctx ends (its error
+// is returned, with how many rows still wait). It starts the metadata writer if need be. For
+// tests and a clean shutdown; nothing on a call's path calls it.
+func (s *Service) Flush(ctx context.Context) error {
+	if !s.ensureWriter() {
+		return errors.New("recordings: flush: closed")
+	}
+	for {
+		s.jmu.Lock()
+		done := s.pending == 0 && s.scanned
+		ch := s.jzero
+		n := s.pending
+		s.jmu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("recordings: flush: %d metadata rows wait for the database: %w", n, context.Cause(ctx))
+		}
+	}
+}
+
+// Close stops the metadata writer. What it had not written stays in the journal, for the next
+// start (or Repair) to write. Recordings may still be finished after Close (their rows then
+// wait in the journal). Idempotent.
+func (s *Service) Close() {
+	s.mu.Lock()
+	s.closed = true
+	cancel, done := s.wcancel, s.wdone
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// metadataWriter is the goroutine that writes journaled rows to the database.
+func (s *Service) metadataWriter(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	var delay time.Duration
+	var failures int
+	for {
+		var err error
+		if s.needScan.Swap(false) {
+			err = s.syncJournal(ctx)
+		} else {
+			select {
+			case <-ctx.Done():
+				return
+			case id := <-s.queue:
+				err = s.syncID(ctx, id)
+			case <-s.scanKick:
+				continue
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			if failures > 0 {
+				s.log.Info("recordings: the database answers again; pending metadata rows written",
+					"failed_attempts", failures)
+			}
+			failures, delay = 0, 0
+			continue
+		}
+		// Everything not written is in the journal: rescan it when the database answers.
+		s.needScan.Store(true)
+		failures++
+		if failures == 1 {
+			s.log.Warn("recordings: database unreachable; recordings go on, their metadata rows wait in the journal",
+				"journal", s.journalDir(), "pending", s.Pending(), "err", err)
+		}
+		delay = min(max(2*delay, s.opts.MetadataRetry/10), s.opts.MetadataRetry)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// syncJournal writes every journaled row of this node (in any order: rows are independent).
+// It returns the first error that is not the row's fault (the database unreachable); rows the
+// database refuses are set aside.
+func (s *Service) syncJournal(ctx context.Context) error {
+	// The ids queued so far are all in the journal: the scan covers them.
+	for drained := false; !drained; {
+		select {
+		case <-s.queue:
+		default:
+			drained = true
+		}
+	}
+	ids, err := s.journalList()
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := s.syncID(ctx, id); err != nil {
+			return err
+		}
+	}
+	s.jmu.Lock()
+	s.scanned = true
+	s.notifyLocked()
+	s.jmu.Unlock()
+	return nil
+}
+
+// journalList lists the journal's ids, removes temporary files a crash left behind, and
+// recounts the pending files.
+func (s *Service) journalList() ([]string, error) {
+	s.jmu.Lock()
+	defer s.jmu.Unlock()
+	ents, err := os.ReadDir(s.journalDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		s.pending = 0
+		s.metrics().setPending(0)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("recordings: journal: %w", err)
+	}
+	var ids []string
+	for _, e := range ents {
+		name := e.Name()
+		switch {
+		case strings.HasSuffix(name, tmpExt):
+			// Writes happen under jmu: a temporary file seen here is a crash's leftover.
+			_ = os.Remove(filepath.Join(s.journalDir(), name))
+		case strings.HasSuffix(name, journalExt):
+			ids = append(ids, strings.TrimSuffix(name, journalExt))
+		}
+	}
+	s.pending = len(ids)
+	s.metrics().setPending(s.pending)
+	return ids, nil
+}
+
+// syncID writes one journaled row. A nil error means done (or nothing to do, or refused and set
+// aside); an error means the database did not answer and the row waits.
+func (s *Service) syncID(ctx context.Context, id string) error {
+	b, err := s.journalRead(id)
+	if err != nil {
+		return fmt.Errorf("recordings: journal %s: %w", id, err)
+	}
+	if b == nil {
+		return nil
+	}
+	var r Recording
+	if err := json.Unmarshal(b, &r); err != nil || r.ID == "" {
+		s.refuse(id, b, fmt.Errorf("unreadable journal entry: %v", err))
+		return nil
+	}
+	actx, cancel := context.WithTimeout(ctx, metadataTimeout)
+	st, _, err := s.upsert(actx, r)
+	cancel()
+	switch {
+	case refusedForGood(err):
+		s.refuse(id, b, err)
+		return nil
+	case err != nil:
+		return err
+	}
+	if st == StateDeleted && (r.State == StateReady || r.State == StateFailed) {
+		// Deleted (CD-6, by another node) while it was being written: the file — closed, its
+		// row final — must not come back.
+		if err := s.opts.FS.Remove(s.abs(r.Path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Error("recordings: remove a file deleted while recording", "recording_id", r.ID, "err", err)
+		}
+	}
+	s.journalRemoveIf(id, b, false)
+	return nil
+}
+
+// refusedForGood reports a refusal that retrying cannot change (SQLSTATE class 22 data
+// exception, 23 integrity constraint violation): the row is set aside rather than retried.
+func refusedForGood(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || len(pe.Code) < 2 {
+		return false
+	}
+	return pe.Code[:2] == "22" || pe.Code[:2] == "23"
+}
+
+func (s *Service) refuse(id string, b []byte, err error) {
+	s.metrics().addRefused()
+	s.metrics().addError()
+	s.log.Error("recordings: metadata row refused by the database; journal entry set aside",
+		"recording_id", id, "file", s.journalPath(id)+refusedExt, "err", err)
+	s.journalRemoveIf(id, b, true)
+}
