@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -60,7 +58,7 @@ func (g *testGateway) awaitCallByID(id string, cond func(map[string]any) bool) m
 // finishes its scenario: it got the BYE and answered 200), and a second crash-restart — even
 // one replaying the same journal, as if it died before it could mark the calls closed — stores
 // nothing twice.
-func TestEndToEnd_KillDashNineLeavesNoOpenCall(t *testing.T) {
+func TestFault_KillDashNineWithLiveIVRQueueBridgedCalls_NoCallLeftOpen(t *testing.T) {
 	requireSipp(t)
 	r := startRecGateway(t)
 	g := r.g
@@ -144,74 +142,18 @@ func TestEndToEnd_KillDashNineLeavesNoOpenCall(t *testing.T) {
 	}
 }
 
-// tcpProxy forwards 127.0.0.1:port to upstream once started: before that nothing listens there,
-// which is what a database that is down looks like to its clients.
-type tcpProxy struct {
-	t        *testing.T
-	port     int
-	upstream string
-	mu       sync.Mutex
-	ln       net.Listener
-	conns    []net.Conn
-	wg       sync.WaitGroup
-}
-
-func (p *tcpProxy) start() {
-	p.t.Helper()
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p.port))
-	if err != nil {
-		p.t.Fatalf("proxy listen: %v", err)
-	}
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", p.upstream)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, u)
-			p.mu.Unlock()
-			p.wg.Add(2)
-			go func() { defer p.wg.Done(); _, _ = io.Copy(u, c); _ = u.Close() }()
-			go func() { defer p.wg.Done(); _, _ = io.Copy(c, u); _ = c.Close() }()
-		}
-	}()
-	p.t.Cleanup(p.stop)
-}
-
-func (p *tcpProxy) stop() {
-	p.mu.Lock()
-	if p.ln != nil {
-		_ = p.ln.Close()
-	}
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
-}
-
-// startDegraded starts serve on a fresh database that is unreachable (nothing listens on the
-// URL's port until proxy.start) and waits until /readyz says so.
-func startDegraded(t *testing.T) (g *testGateway, proxy *tcpProxy, path, dbURL string) {
+// startDegraded starts serve on a fresh database that is unreachable (behind a proxy that is
+// down until proxy.Up) and waits until /readyz says so.
+func startDegraded(t *testing.T) (g *testGateway, proxy *pgtest.Proxy, path, dbURL string) {
 	t.Helper()
 	dbURL = pgtest.EmptyURL(t)
 	u, err := url.Parse(dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy = &tcpProxy{t: t, port: freePort(t), upstream: u.Host}
-	u.Host = fmt.Sprintf("127.0.0.1:%d", proxy.port)
+	proxy = pgtest.NewProxy(t, u.Host)
+	proxy.Down()
+	u.Host = proxy.Addr()
 	path, base, sipPort, deskPort, dir := writeGatewayConfig(t, u.String())
 	g = &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir}
 	g.start(binary(t), path)
@@ -276,7 +218,7 @@ func (g *testGateway) awaitSpool(what string, parts ...string) {
 // to start: /healthz 200, /readyz 503 saying since when the database is unreachable, a call to
 // the bridged line goes through and its events spool; when the database comes up the schema is
 // migrated, the spooled events reach it, the call gets its ticket and /readyz turns 200.
-func TestEndToEnd_StartsDegradedWithoutDatabase(t *testing.T) {
+func TestFault_StartWithDatabaseUnreachable_CallsFlowThenReady(t *testing.T) {
 	requireSipp(t)
 	g, proxy, _, _ := startDegraded(t)
 	base, sipPort, deskPort := g.base, g.sipPort, g.deskPort
@@ -292,7 +234,7 @@ func TestEndToEnd_StartsDegradedWithoutDatabase(t *testing.T) {
 	g.awaitSpool("the call's events", `"call.ended"`, `"+15550197"`)
 
 	// The database comes up: ready, and the call has its record and ticket.
-	proxy.start()
+	proxy.Up()
 	waitReady(t, base, g.exited)
 	call := g.awaitCall("+15550197", func(c map[string]any) bool { return c["state"] == "ended" && c["ticket_id"] != nil })
 	if call["outcome"] != "answered" {
@@ -320,7 +262,7 @@ func grepLines(s string, words ...string) string {
 // kill -9 while PostgreSQL is unreachable, restarted while it still is: the call journal alone
 // tells the new process which call was open; its call.ended (cause crash) spools, the far ends
 // get their BYE, and when the database comes up the call record shows the call ended, answered.
-func TestEndToEnd_CrashWhileDatabaseDownClosedFromJournal(t *testing.T) {
+func TestFault_KillDashNineWhileDatabaseDown_CallClosedFromJournal(t *testing.T) {
 	requireSipp(t)
 	g, proxy, path, dbURL := startDegraded(t)
 	desk := startSipp(t, "desk_echo.xml", nil, "-p", strconv.Itoa(g.deskPort), "-rtp_echo")
@@ -344,7 +286,7 @@ func TestEndToEnd_CrashWhileDatabaseDownClosedFromJournal(t *testing.T) {
 	carrier.wait(t, "carrier")
 	desk.wait(t, "desk")
 
-	proxy.start()
+	proxy.Up()
 	waitReady(t, g2.base, g2.exited)
 	call := g2.awaitCall("+15550197", func(c map[string]any) bool { return c["state"] == "ended" })
 	if call["outcome"] != "answered" || call["ended_at"] == nil {
