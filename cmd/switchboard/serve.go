@@ -332,6 +332,7 @@ func (gw *gateway) awaitDatabase() {
 			delay = 30 * time.Second
 			continue
 		}
+		gw.awaitSpool(ctx) // the repair reads call_events: let what spooled meanwhile arrive first
 		gw.startEngine()
 		if gw.tel != nil {
 			gw.tel.databaseReturned(ctx)
