@@ -97,7 +97,7 @@ agents:
   - {email: agent1@example.com, name: Agent One, password: agentpass, queues: [support]}
 users:
   - {email: admin@example.com, name: Admin, password: adminpass, role: admin}
-recordings: {enabled: true, dir: %q, start: answer}
+recordings: {enabled: true, dir: %q, start: answer, retention_days: 3650}
 `, dbURL, filepath.Join(dir, "spool", "events.jsonl"), httpPort, sipPort, sipPort, rtpMin, rtpMin+199,
 		deskPort, deskPort, filepath.Join(dir, "recordings"))
 	path = filepath.Join(dir, "switchboard.yaml")

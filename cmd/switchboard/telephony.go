@@ -41,6 +41,8 @@ type telephony struct {
 	mu    sync.Mutex
 	calls map[string]*liveCall
 	wg    sync.WaitGroup
+	// stopRetention ends the retention loop; stop calls it before waiting on wg.
+	stopRetention context.CancelFunc
 }
 
 // liveCall is what the wiring keeps about a call while it runs.
@@ -101,10 +103,12 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		}
 		t.recs.Register(mux, "/api/v2")
 		if days := cfg.Recordings.RetentionDays; days > 0 {
+			rctx, cancel := context.WithCancel(gw.bgCtx)
+			t.stopRetention = cancel
 			t.wg.Add(1)
 			go func() {
 				defer t.wg.Done()
-				t.recs.RunRetention(gw.bgCtx, days, time.Hour, func(err error) { gw.log.Error("recordings retention", "err", err) })
+				t.recs.RunRetention(rctx, days, time.Hour, func(err error) { gw.log.Error("recordings retention", "err", err) })
 			}()
 		}
 	}
@@ -259,6 +263,9 @@ func (t *telephony) stop(ctx context.Context) {
 	}
 	if t.rtc != nil {
 		_ = t.rtc.Close()
+	}
+	if t.stopRetention != nil {
+		t.stopRetention()
 	}
 	t.wg.Wait() // recordings finishing, retention
 	if t.recs != nil {
