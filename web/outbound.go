@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"reflect"
 	"slices"
@@ -39,6 +40,10 @@ type Dial struct {
 	TicketID      *int64
 	TicketChoice  string
 	EnteredNumber bool // the number is not stored on the contact (OB-5, noted on the ticket: CD-8)
+	// Ended gives the agent's call slot back to the Outbound's Guard. A Dialer that returns a
+	// call id calls it once that call is over (its error return gives the slot back itself).
+	// Never nil when the Dialer sees it; calling it more than once is harmless.
+	Ended func() `json:"-"`
 }
 
 // Dialer places a validated outbound call through the trunk (the integrator's, with sip) and
@@ -87,6 +92,11 @@ type Outbound struct {
 	Dialer Dialer
 	// Teams tells each agent's team ticket entry; nil means off for everyone.
 	Teams TeamPolicy
+	// Guard checks the destination and the agent's outbound limits before anything is
+	// dialled (toll fraud); nil checks nothing.
+	Guard *OutboundGuard
+	// Log receives a line for each refusal of the Guard; nil discards.
+	Log *slog.Logger
 }
 
 func conflict(format string, args ...any) error {
@@ -400,14 +410,48 @@ func (o *Outbound) Handler(agentID func(*http.Request) (int64, bool)) http.Handl
 			writeAPIError(w, err)
 			return
 		}
+		d.Ended = func() {}
+		if g := o.Guard; g != nil {
+			if reason := g.Destination(d.To); reason != "" {
+				g.refuse(reason)
+				o.logRefusal(id, d.To, reason)
+				writeJSON(w, http.StatusForbidden, map[string]any{"error": "Forbidden", "reason": reason,
+					"description": fmt.Sprintf("%s cannot be dialled through this gateway's trunk (%s)", d.To, reason),
+					"details":     map[string][]string{"to": {"is a destination the trunk refuses (" + reason + ")"}}})
+				return
+			}
+			release, reason, retry := g.acquire(id)
+			if reason != "" {
+				g.refuse(reason)
+				o.logRefusal(id, d.To, reason)
+				desc := fmt.Sprintf("You have %d outbound calls in progress, the most allowed", g.opts.MaxCalls)
+				if reason == RefusedRate {
+					w.Header().Set("Retry-After", fmt.Sprint(retrySeconds(retry)))
+					desc = fmt.Sprintf("You have started %d outbound calls in the last minute, the most allowed: try again in %d s",
+						g.opts.CallsPerMinute, retrySeconds(retry))
+				}
+				writeJSON(w, http.StatusTooManyRequests, map[string]any{"error": "TooManyRequests", "reason": reason, "description": desc})
+				return
+			}
+			g.calls.Inc()
+			d.Ended = release
+		}
 		callID, err := o.Dialer.Dial(r.Context(), d)
 		if err != nil {
+			d.Ended()
 			writeAPIError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusCreated, map[string]any{"call": map[string]any{"id": callID, "direction": "outbound", "to": d.To,
 			"contact_id": d.ContactID, "ticket_id": d.TicketID, "ticket_choice": d.TicketChoice, "entered_number": d.EnteredNumber}})
 	})
+}
+
+// logRefusal logs a dial the Guard refused; to is a normalised E.164 number, safe to log.
+func (o *Outbound) logRefusal(agentID int64, to, reason string) {
+	if o.Log != nil {
+		o.Log.Warn("outbound call refused", "agent_id", agentID, "to", to, "reason", reason)
+	}
 }
 
 // writeAPIError writes a *ticketing.Error with its status and name (CONTRACT.md §4); anything
