@@ -11,6 +11,7 @@
 # Then it runs the event log's 300,000-event spool drain test, too long for `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/toolchain.sh
 
 scripts/deps.sh bench
 mkdir -p bin
