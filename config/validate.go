@@ -89,6 +89,9 @@ func (c *Config) validateBasics(k *checker) {
 	checkListen(k, "http.listen", c.HTTP.Listen, false, true)
 	if c.Admin.Listen != "" {
 		checkListen(k, "admin.listen", c.Admin.Listen, false, false)
+		if !c.Admin.AllowPublic && !loopbackListen(c.Admin.Listen) {
+			k.add("admin.listen", "%q is not a loopback address: pprof and /metrics would be reachable from the network; use 127.0.0.1:PORT, or set admin.allow_public: true if a firewall protects it", c.Admin.Listen)
+		}
 	}
 }
 
