@@ -2,9 +2,9 @@ package web
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"reflect"
@@ -398,14 +398,17 @@ func (o *Outbound) Handler(agentID func(*http.Request) (int64, bool)) http.Handl
 			writeError(w, http.StatusUnauthorized, "Unauthorized", "log in")
 			return
 		}
-		var body struct {
-			Call *CallRequest `json:"call"`
-		}
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10)).Decode(&body); err != nil || body.Call == nil {
-			writeAPIError(w, invalid("call", "the body must be {\"call\":{...}}"))
+		raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<10))
+		if err != nil {
+			writeAPIError(w, invalid("body", "is larger than 16 KiB or cannot be read"))
 			return
 		}
-		d, err := o.Validate(r.Context(), id, *body.Call)
+		var call CallRequest
+		if err := decodeWrapped(raw, "call", &call); err != nil { // unknown fields: 422 naming them
+			writeAPIError(w, err)
+			return
+		}
+		d, err := o.Validate(r.Context(), id, call)
 		if err != nil {
 			writeAPIError(w, err)
 			return

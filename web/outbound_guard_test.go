@@ -212,3 +212,33 @@ func TestOutboundGuardDestinationLongestPrefixDecides(t *testing.T) {
 		t.Errorf("no lists: %q", r)
 	}
 }
+
+// Issue 14, item 9: POST /calls refuses unknown fields like the rest of the API (a typo such as
+// "ticket" for "ticket_id" must not silently dial without the ticket), naming the field.
+func TestOutboundHandlerRefusesUnknownFieldsNamingThem(t *testing.T) {
+	f := newOutboundFixture(t)
+	dialer := &recordingDialer{}
+	h := (&Outbound{Store: f.store, Dialer: dialer}).Handler(func(*http.Request) (int64, bool) { return f.agent.ID, true })
+	c := itoa(f.contact.ID)
+	for body, field := range map[string]string{
+		`{"call":{"to":"+15551230001","contact_id":` + c + `,"ticket":5}}`:   "ticket",
+		`{"call":{"to":"+15551230001","contact_id":` + c + `},"callback":1}`: "callback",
+		`{"call":{"to":"+15551230001","contact_id":"` + c + `"}}`:            "contact_id",
+		`{"call":"+15551230001"}`: "call",
+		`[]`:                      "call",
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("POST", "/api/v2/calls", strings.NewReader(body)))
+		var m struct {
+			Error   string              `json:"error"`
+			Details map[string][]string `json:"details"`
+		}
+		_ = json.Unmarshal(rec.Body.Bytes(), &m)
+		if rec.Code != http.StatusUnprocessableEntity || m.Error != "RecordInvalid" || len(m.Details[field]) == 0 {
+			t.Errorf("%s: %d %s; want 422 naming %s", body, rec.Code, rec.Body, field)
+		}
+	}
+	if len(dialer.got) != 0 {
+		t.Fatalf("a refused body was dialled: %+v", dialer.got)
+	}
+}
