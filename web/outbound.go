@@ -95,7 +95,8 @@ type Outbound struct {
 	// Guard checks the destination and the agent's outbound limits before anything is
 	// dialled (toll fraud); nil checks nothing.
 	Guard *OutboundGuard
-	// Log receives a line for each refusal of the Guard; nil discards.
+	// Log receives a line for each refusal of the Guard and for each internal error (with the
+	// error id the client is given instead of the cause); nil discards.
 	Log *slog.Logger
 }
 
@@ -410,7 +411,7 @@ func (o *Outbound) Handler(agentID func(*http.Request) (int64, bool)) http.Handl
 		}
 		d, err := o.Validate(r.Context(), id, call)
 		if err != nil {
-			writeAPIError(w, err)
+			o.writeError(w, err)
 			return
 		}
 		d.Ended = func() {}
@@ -442,7 +443,7 @@ func (o *Outbound) Handler(agentID func(*http.Request) (int64, bool)) http.Handl
 		callID, err := o.Dialer.Dial(r.Context(), d)
 		if err != nil {
 			d.Ended()
-			writeAPIError(w, err)
+			o.writeError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusCreated, map[string]any{"call": map[string]any{"id": callID, "direction": "outbound", "to": d.To,
@@ -455,6 +456,18 @@ func (o *Outbound) logRefusal(agentID int64, to, reason string) {
 	if o.Log != nil {
 		o.Log.Warn("outbound call refused", "agent_id", agentID, "to", to, "reason", reason)
 	}
+}
+
+// writeError is writeAPIError, and for an internal error (neither a *ticketing.Error nor a
+// Dialer's ErrNotConnected or ErrBusy) also logs its cause under the error id the client gets.
+func (o *Outbound) writeError(w http.ResponseWriter, err error) {
+	var te *ticketing.Error
+	if errors.As(err, &te) || errors.Is(err, ErrNotConnected) || errors.Is(err, ErrBusy) {
+		writeAPIError(w, err)
+		return
+	}
+	id := logInternal(o.Log, "web: outbound call failed", err)
+	writeError(w, http.StatusInternalServerError, "InternalError", "the call could not be placed: internal error (id "+id+")")
 }
 
 // writeAPIError writes a *ticketing.Error with its status and name (CONTRACT.md §4); anything

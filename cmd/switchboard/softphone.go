@@ -148,7 +148,16 @@ func (d trunkDialer) Dial(ctx context.Context, req web.Dial) (string, error) {
 		},
 	})
 	if err != nil {
-		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the call cannot be placed now: " + err.Error()}
+		// The cause (addresses, ports, SIP internals) goes to the log, never to the client.
+		if errors.Is(err, sip.ErrDraining) || errors.Is(err, sip.ErrClosed) {
+			return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the call cannot be placed now: the gateway is shutting down"}
+		}
+		if errors.Is(err, sip.ErrOverCapacity) {
+			return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the call cannot be placed now: the gateway is at its call limit"}
+		}
+		id := web.ErrorID()
+		t.gw.log.Error("outbound call not placed", "agent_id", req.AgentID, "error_id", id, "err", err)
+		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the call cannot be placed now (error id " + id + ")"}
 	}
 	t.track(c)
 	// The agent's outbound slot (web.OutboundGuard) is free again once the call is over.
@@ -161,7 +170,15 @@ func (d trunkDialer) Dial(ctx context.Context, req web.Dial) (string, error) {
 	leg, err := t.web.StartCall(req.AgentID, c.ID(), req.To)
 	if err != nil {
 		c.Hangup()
-		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "your softphone cannot take the call: " + err.Error()}
+		switch {
+		case errors.Is(err, web.ErrNotConnected):
+			return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "your softphone cannot take the call: open the softphone page before dialling"}
+		case errors.Is(err, web.ErrBusy):
+			return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "your softphone cannot take the call: you are already on a call"}
+		}
+		id := web.ErrorID()
+		t.gw.log.Error("outbound call: the softphone leg failed", "agent_id", req.AgentID, "error_id", id, "err", err)
+		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "your softphone cannot take the call (error id " + id + ")"}
 	}
 	legs <- leg
 	// The agent hanging up before the answer cancels the call.
