@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 
 scripts/deps.sh bench
 mkdir -p bin
+echo "bench.sh: $(go version)" >&2
 go build -o bin/switchboard ./cmd/switchboard
 go build -o bin/sbbench ./bench/cmd/sbbench
 
