@@ -48,6 +48,11 @@ lines: [{number: "+15550100", target: hangup}]
 	if ws := quiet.Warnings(); len(ws) != 0 {
 		t.Errorf("a sound configuration warns: %v", ws)
 	}
+	quiet.HTTP = HTTP{Listen: "0.0.0.0:8080", Metrics: new(bool)}
+	*quiet.HTTP.Metrics = true
+	if ws := quiet.Warnings(); len(ws) != 1 || ws[0].Path != "http.metrics" {
+		t.Errorf("public /metrics: %v", ws)
+	}
 }
 
 // /metrics and pprof stay off public listeners unless configured (issue 14, item 9).
