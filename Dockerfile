@@ -6,10 +6,17 @@
 # Use host networking: the RTP port range cannot be published port by port.
 
 # ---- build: a static binary from the module's own packages ----
-FROM golang:1.26-bookworm AS build
+# Go 1.26.10 or later: the November standard-library security fixes (go.mod's toolchain line).
+# The image is pinned by tag, NOT by digest: no digest of golang:1.26.10-bookworm could be
+# determined where this file was written (no registry access). Pin it before building for
+# production: `docker buildx imagetools inspect golang:1.26.10-bookworm` prints the digest to
+# add as golang:1.26.10-bookworm@sha256:…; the same goes for debian:bookworm-slim below.
+# GOTOOLCHAIN=auto makes the go command honour go.mod's toolchain line even if the tag is older.
+FROM golang:1.26.10-bookworm AS build
+ENV GOTOOLCHAIN=auto
 WORKDIR /src
 COPY go.mod go.sum ./
-RUN go mod download
+RUN go mod download && go version
 # Only the packages the binary is built from (nothing of .data/, bin/, tests' node_modules).
 COPY cmd/ cmd/
 COPY config/ config/
@@ -25,6 +32,7 @@ ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/switchboard ./cmd/switchboard
 
 # ---- run: Debian slim, an unprivileged user, the state under /var/lib/switchboard ----
+# Pinned by tag only (see above): add @sha256:… from `docker buildx imagetools inspect`.
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates tzdata \

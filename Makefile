@@ -2,6 +2,13 @@
 .PHONY: run test bench build vet fmt clean
 
 GO ?= go
+# Build with go.mod's `toolchain` line (go1.26.10: the November standard-library fixes) even where
+# `go env GOTOOLCHAIN` is local: auto fetches that toolchain from the module proxy when the
+# installed Go is older. An explicit GOTOOLCHAIN other than local is respected
+# (scripts/toolchain.sh does the same for the scripts).
+ifeq ($(filter-out local,$(GOTOOLCHAIN)),)
+export GOTOOLCHAIN := auto
+endif
 
 run:
 	@scripts/run.sh
@@ -14,6 +21,7 @@ bench:
 
 build:
 	mkdir -p bin
+	$(GO) version
 	$(GO) build -o bin/switchboard ./cmd/switchboard
 
 vet:

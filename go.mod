@@ -2,6 +2,9 @@ module github.com/switchboard-voice/switchboard
 
 go 1.26.8
 
+// The November standard-library security fixes (scripts/toolchain.sh makes every entry point use it).
+toolchain go1.26.10
+
 require (
 	github.com/coder/websocket v1.8.15
 	github.com/emiago/sipgo v1.7.2

@@ -108,12 +108,28 @@ type Database struct {
 type HTTP struct {
 	// Listen is host:port (default 127.0.0.1:8080).
 	Listen string `yaml:"listen"`
+	// Metrics serves /metrics on Listen. Omitted: only when Listen is a loopback address, so
+	// that a public listener does not show the gateway's call volumes to everyone (scrape
+	// admin.listen instead, or set true behind a firewall).
+	Metrics *bool `yaml:"metrics"`
 }
 
-// Admin configures the operator-only listener serving net/http/pprof.
+// MetricsOnListener reports whether /metrics is served on the HTTP listener.
+func (h HTTP) MetricsOnListener() bool {
+	if h.Metrics != nil {
+		return *h.Metrics
+	}
+	return loopbackListen(h.Listen)
+}
+
+// Admin configures the operator-only listener serving /metrics and net/http/pprof.
 type Admin struct {
-	// Listen is host:port; empty (the default) turns the listener off.
+	// Listen is host:port; empty (the default) turns the listener off. A non-loopback
+	// address needs AllowPublic: the profiler shows the process's command line and memory.
 	Listen string `yaml:"listen"`
+	// AllowPublic accepts a Listen that is not a loopback address (a firewall or network
+	// policy must protect it).
+	AllowPublic bool `yaml:"allow_public"`
 }
 
 // Ticketing configures the ticketing core.

@@ -127,6 +127,11 @@ var problemCases = []problemCase{
 		{"trunks[1].name", `"c" is already the name of trunks[0]`, 4}}},
 	{"trunk doing nothing", "trunks: [{name: c}]\n", []Problem{
 		{"trunks[0]", "takes no calls and places none: set inbound.allow, inbound.auth or outbound.uri", 2}}},
+	{"bad destination prefix", "trunks: [{name: c, outbound: {uri: \"sip:127.0.0.1\", destinations: {allow: [\"+1\"], deny: [\"1900\", \"+44x\"]}}}]\n", []Problem{
+		{"trunks[0].outbound.destinations.deny[0]", `"1900" is not an E.164 prefix; write + then digits, e.g. +1900 or +44`, 2},
+		{"trunks[0].outbound.destinations.deny[1]", `"+44x" is not an E.164 prefix; write + then digits, e.g. +1900 or +44`, 2}}},
+	{"negative agent limit", "trunks: [{name: c, outbound: {uri: \"sip:127.0.0.1\", agent_limits: {calls_per_minute: -1}}}]\n", []Problem{
+		{"trunks[0].outbound.agent_limits.calls_per_minute", "must be 0 (no limit) or more", 2}}},
 	{"trunk auth incomplete", "trunks: [{name: c, inbound: {auth: {username: u}}}]\n", []Problem{
 		{"trunks[0].inbound.auth.password", "is required when auth is set", 2}}},
 
@@ -436,6 +441,36 @@ ticketing:
 	}
 	if tr, ok := c.LineTrunk(l); !ok || tr.Name != "c" {
 		t.Errorf("LineTrunk = %v, %v; want the only trunk", tr, ok)
+	}
+}
+
+// Toll fraud (issue 14 item 7): a trunk that says nothing about destinations or agent limits
+// denies the well-known premium-rate prefixes and limits each agent; explicit empty and zero
+// values turn them off.
+func TestTrunkOutboundFraudDefaultsAndExplicitOff(t *testing.T) {
+	doc := base + `trunks:
+  - {name: c, outbound: {uri: "sip:127.0.0.1"}}
+  - name: open
+    outbound:
+      uri: "sip:127.0.0.2"
+      destinations: {allow: ["+1"], deny: []}
+      agent_limits: {calls_per_minute: 0, max_calls: 0}
+lines: [{number: "+15550100", trunk: c, target: ivr:main}]
+ivr:
+  main: {no_input: hangup}
+`
+	c, err := parse([]byte(doc), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.Trunks[0].Outbound
+	if !reflect.DeepEqual(d.Destinations.Deny, DefaultDenyPrefixes()) || len(d.Destinations.Allow) != 0 ||
+		d.AgentLimits != (AgentLimits{CallsPerMinute: DefaultAgentCallsPerMinute, MaxCalls: DefaultAgentMaxCalls}) {
+		t.Errorf("defaults: %+v", d)
+	}
+	o := c.Trunks[1].Outbound
+	if len(o.Destinations.Deny) != 0 || !reflect.DeepEqual(o.Destinations.Allow, []string{"+1"}) || o.AgentLimits != (AgentLimits{}) {
+		t.Errorf("explicit: %+v", o)
 	}
 }
 

@@ -147,6 +147,19 @@ func (c *Config) applyDefaults(idx *docIndex) {
 			q.MaxMissedOffers = DefaultMaxMissedOffers
 		}
 	}
+	for i := range c.Trunks {
+		p := "trunks" + index(i) + ".outbound"
+		o := &c.Trunks[i].Outbound
+		if !idx.has(p + ".destinations.deny") {
+			o.Destinations.Deny = DefaultDenyPrefixes()
+		}
+		if !idx.has(p + ".agent_limits.calls_per_minute") {
+			o.AgentLimits.CallsPerMinute = DefaultAgentCallsPerMinute
+		}
+		if !idx.has(p + ".agent_limits.max_calls") {
+			o.AgentLimits.MaxCalls = DefaultAgentMaxCalls
+		}
+	}
 	for i := range c.Agents {
 		if c.Agents[i].Name == "" {
 			c.Agents[i].Name = defaultName(c.Agents[i].Email)

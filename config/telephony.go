@@ -139,7 +139,45 @@ type TrunkOutbound struct {
 	CallerID string `yaml:"caller_id"`
 	// Auth answers the carrier's digest challenges.
 	Auth *Auth `yaml:"auth"`
+	// Destinations restricts the numbers agents may dial through the trunk (toll fraud).
+	Destinations Destinations `yaml:"destinations"`
+	// AgentLimits bounds each agent's outbound calls through the trunk (toll fraud).
+	AgentLimits AgentLimits `yaml:"agent_limits"`
 }
+
+// Destinations are E.164 prefixes ("+1900", "+44") an outbound number is checked against
+// before anything is dialled. The longest matching prefix decides (deny wins a tie); with a
+// non-empty Allow, a number that matches no Allow prefix is refused. So empty Allow means
+// "everything not denied", and `allow: ["+1"], deny: ["+1900"]` means North America except
+// its premium-rate 900 numbers.
+type Destinations struct {
+	Allow []string `yaml:"allow"`
+	// Deny defaults to DefaultDenyPrefixes when the key is omitted; `deny: []` denies nothing.
+	Deny []string `yaml:"deny"`
+}
+
+// DefaultDenyPrefixes are destinations with a long history of toll fraud: North American
+// premium-rate 900 and 976, the ITU's International Premium Rate Service (+979) and the
+// satellite and international networks +881, +882 and +883. An operator who needs them lists
+// a longer prefix under allow, or sets deny explicitly.
+func DefaultDenyPrefixes() []string {
+	return []string{"+1900", "+1976", "+979", "+881", "+882", "+883"}
+}
+
+// AgentLimits are per-agent limits on outbound calls (POST /calls), refused with 429 before
+// anything is dialled.
+type AgentLimits struct {
+	// CallsPerMinute is the most calls an agent may start in any 60 s (default 10; 0 no limit).
+	CallsPerMinute int `yaml:"calls_per_minute"`
+	// MaxCalls is the most outbound calls an agent may have at once (default 2; 0 no limit).
+	MaxCalls int `yaml:"max_calls"`
+}
+
+// Defaults of AgentLimits (docs/configuration.md).
+const (
+	DefaultAgentCallsPerMinute = 10
+	DefaultAgentMaxCalls       = 2
+)
 
 // Auth is a digest username and password.
 type Auth struct {

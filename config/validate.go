@@ -89,6 +89,9 @@ func (c *Config) validateBasics(k *checker) {
 	checkListen(k, "http.listen", c.HTTP.Listen, false, true)
 	if c.Admin.Listen != "" {
 		checkListen(k, "admin.listen", c.Admin.Listen, false, false)
+		if !c.Admin.AllowPublic && !loopbackListen(c.Admin.Listen) {
+			k.add("admin.listen", "%q is not a loopback address: pprof and /metrics would be reachable from the network; use 127.0.0.1:PORT, or set admin.allow_public: true if a firewall protects it", c.Admin.Listen)
+		}
 	}
 }
 
@@ -161,6 +164,17 @@ func checkLanguage(k *checker, path, s string) {
 func checkE164(k *checker, path, s string) {
 	if !IsE164(s) {
 		k.add(path, "%q is not an E.164 number; write + then the country code and number, digits only, e.g. +15550100", s)
+	}
+}
+
+// checkE164Prefix checks a destination prefix: + then 1 to 15 digits.
+func checkE164Prefix(k *checker, path, s string) {
+	ok := len(s) >= 2 && len(s) <= 16 && s[0] == '+'
+	for i := 1; ok && i < len(s); i++ {
+		ok = s[i] >= '0' && s[i] <= '9'
+	}
+	if !ok {
+		k.add(path, "%q is not an E.164 prefix; write + then digits, e.g. +1900 or +44", s)
 	}
 }
 
@@ -299,6 +313,18 @@ func (c *Config) validateTrunks(k *checker) {
 		}
 		if t.Outbound.CallerID != "" {
 			checkE164(k, p+".outbound.caller_id", t.Outbound.CallerID)
+		}
+		for j, d := range t.Outbound.Destinations.Allow {
+			checkE164Prefix(k, p+".outbound.destinations.allow"+index(j), d)
+		}
+		for j, d := range t.Outbound.Destinations.Deny {
+			checkE164Prefix(k, p+".outbound.destinations.deny"+index(j), d)
+		}
+		if t.Outbound.AgentLimits.CallsPerMinute < 0 {
+			k.add(p+".outbound.agent_limits.calls_per_minute", "must be 0 (no limit) or more")
+		}
+		if t.Outbound.AgentLimits.MaxCalls < 0 {
+			k.add(p+".outbound.agent_limits.max_calls", "must be 0 (no limit) or more")
 		}
 		if len(t.Inbound.Allow) == 0 && t.Inbound.Auth == nil && t.Outbound.URI == "" {
 			k.add(p, "takes no calls and places none: set inbound.allow, inbound.auth or outbound.uri")

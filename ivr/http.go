@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -136,6 +137,12 @@ func (a *ACD) putState(w http.ResponseWriter, r *http.Request, p principal) {
 		writeError(w, http.StatusUnprocessableEntity, "RecordInvalid", field+" "+msg,
 			map[string][]map[string]string{field: {{"description": msg, "error": "InvalidValue"}}})
 	}
+	if err == nil { // unknown fields are refused like the rest of the API; GET's own are ignored
+		if field := unknownStateField(b); field != "" {
+			invalid(field, "is an unknown field; the body is {\"agent\":{\"state\":\"available\"}}")
+			return
+		}
+	}
 	switch {
 	case err != nil:
 		invalid("agent", "must be a JSON object: {\"agent\":{\"state\":\"available\"}}")
@@ -160,6 +167,42 @@ func (a *ACD) putState(w http.ResponseWriter, r *http.Request, p principal) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"agent": toAgentJSON(st)})
+}
+
+// unknownStateField returns the first field of a PUT /agents/{id}/state body (already known to
+// be valid JSON) that is neither the wrapper "agent", its "state", nor a read-only field of the
+// agent as GET /agents shows it (sent back, they are ignored as the ticketing API does).
+func unknownStateField(b []byte) string {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(b, &top) != nil || top["agent"] == nil {
+		return "" // not an object, or no wrapper: putState says "agent is required"
+	}
+	for _, k := range sortedKeys(top) {
+		if k != "agent" {
+			return k
+		}
+	}
+	var agent map[string]json.RawMessage
+	if json.Unmarshal(top["agent"], &agent) != nil {
+		return ""
+	}
+	for _, k := range sortedKeys(agent) {
+		switch k {
+		case "state", "id", "name", "email", "since", "queues":
+		default:
+			return k
+		}
+	}
+	return ""
+}
+
+func sortedKeys(m map[string]json.RawMessage) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 type errorJSON struct {

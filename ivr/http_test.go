@@ -114,6 +114,11 @@ func TestHTTP_PutState(t *testing.T) {
 		{"state not a string", "/api/v2/agents/1/state", "agent1", `{"agent":{"state":1}}`, 422, "RecordInvalid", "agent"},
 		{"no wrapper", "/api/v2/agents/1/state", "agent1", `{"state":"away"}`, 422, "RecordInvalid", "agent"},
 		{"not JSON", "/api/v2/agents/1/state", "agent1", `away`, 422, "RecordInvalid", "agent"},
+		// Issue 14, item 9: unknown fields are refused, naming them; GET /agents' own are ignored.
+		{"unknown field", "/api/v2/agents/1/state", "agent1", `{"agent":{"state":"away","reason":"lunch"}}`, 422, "RecordInvalid", "reason"},
+		{"unknown top-level field", "/api/v2/agents/1/state", "agent1", `{"agent":{"state":"away"},"force":true}`, 422, "RecordInvalid", "force"},
+		{"GET's read-only fields sent back", "/api/v2/agents/1/state", "agent1",
+			`{"agent":{"id":1,"name":"A","email":"agent1@example.com","state":"available","since":"2026-11-23T15:00:00Z","queues":["support"]}}`, 200, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, body := do(t, srv, "PUT", tc.path, tc.auth, tc.body)

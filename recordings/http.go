@@ -87,8 +87,18 @@ func (s *Service) serveRecording(w http.ResponseWriter, r *http.Request) {
 		modtime = *rec.ReadyAt
 	}
 	// ServeContent answers Range (206, multipart for several ranges, 416), If-Range and HEAD.
+	// A header of thousands of tiny ranges would cost a multipart part each (a core and many
+	// times the file): beyond maxRanges the Range is ignored and the file sent once, as
+	// Apache's MaxRanges and nginx's max_ranges do (RFC 9110 §14.2 allows ignoring it).
+	if rng := r.Header.Get("Range"); strings.Count(rng, ",") >= maxRanges {
+		r = r.Clone(r.Context())
+		r.Header.Del("Range")
+	}
 	http.ServeContent(w, r, id+".wav", modtime, f)
 }
+
+// maxRanges is the most byte ranges GET /recordings/{id} answers (a player asks for one).
+const maxRanges = 16
 
 func (s *Service) deleteTicketRecordings(w http.ResponseWriter, r *http.Request) {
 	by, ok := s.allowed(w, r)

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -230,6 +231,29 @@ func TestRecordingRangeRequests(t *testing.T) {
 	}
 	if resp, _ := e.do(t, "GET", path, "agent", "Range", "bytes=0-1"); resp.StatusCode != 206 {
 		t.Errorf("agent range: %d", resp.StatusCode)
+	}
+}
+
+// The Range flood (issue 14): 5,000 tiny ranges get the recording once (200), not a 5,000-part
+// multipart body; a few ranges still get their parts.
+func TestRangeFlood_FiveThousandRangesOnARecordingGetTheFileOnce(t *testing.T) {
+	e := newHTTPEnv(t)
+	res := e.record(t, "call-range-flood")
+	file, err := os.ReadFile(res.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/api/v2/recordings/" + res.ID
+	rs := make([]string, 5000)
+	for i := range rs {
+		rs[i] = fmt.Sprintf("%d-%d", 2*i, 2*i)
+	}
+	resp, body := e.do(t, "GET", path, "admin", "Range", "bytes="+strings.Join(rs, ","))
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, file) {
+		t.Fatalf("5,000 ranges: status %d, %d bytes (the file has %d); want 200 and the file once", resp.StatusCode, len(body), len(file))
+	}
+	if resp, _ := e.do(t, "GET", path, "admin", "Range", "bytes=0-1,10-11"); resp.StatusCode != http.StatusPartialContent {
+		t.Errorf("two ranges: status %d, want 206", resp.StatusCode)
 	}
 }
 

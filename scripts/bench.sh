@@ -11,9 +11,11 @@
 # Then it runs the event log's 300,000-event spool drain test, too long for `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/toolchain.sh
 
 scripts/deps.sh bench
 mkdir -p bin
+echo "bench.sh: $(go version)" >&2
 go build -o bin/switchboard ./cmd/switchboard
 go build -o bin/sbbench ./bench/cmd/sbbench
 

@@ -3,6 +3,7 @@
 # with the dev configuration in the foreground. Ctrl-C stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/toolchain.sh
 config=${CONFIG:-deploy/dev/switchboard.yaml}
 
 started_pg=
@@ -16,6 +17,7 @@ stop_pg() { [ -n "$started_pg" ] && scripts/pg.sh stop .data/pg || true; }
 trap stop_pg EXIT
 
 mkdir -p bin
+echo "run.sh: $(go version)" >&2
 go build -o bin/switchboard ./cmd/switchboard
 bin/switchboard migrate --config "$config"
 

@@ -2,6 +2,7 @@
 # test.sh — `make test`: provision what the suite needs, then gofmt, go vet and go test -race.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/toolchain.sh
 
 scripts/deps.sh test
 url=$(scripts/pg.sh start .data/pgtest switchboard_test)
@@ -14,5 +15,8 @@ unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' 
 if [ -n "$unformatted" ]; then
   echo "gofmt would change:" >&2; echo "$unformatted" >&2; exit 1
 fi
+echo "test.sh: $(go version)" >&2
+# TestBuiltWithTheToolchainOfGoMod fails if the toolchain line was not honoured.
+export SWITCHBOARD_REQUIRE_TOOLCHAIN=1
 go vet ./...
 go test -race -count=1 -timeout 14m ${GOTESTFLAGS:-} ./...

@@ -2,7 +2,9 @@ package ticketing
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -185,12 +187,16 @@ type errorBody struct {
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
+		// The cause (SQL, addresses) stays in the log; the client gets an id to quote.
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		id := hex.EncodeToString(b[:])
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-			a.opts.Logger.Warn("ticketing api: request timed out or cancelled", "method", r.Method, "path", r.URL.Path, "err", err)
+			a.opts.Logger.Warn("ticketing api: request timed out or cancelled", "method", r.Method, "path", r.URL.Path, "error_id", id, "err", err)
 		} else {
-			a.opts.Logger.Error("ticketing api: internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+			a.opts.Logger.Error("ticketing api: internal error", "method", r.Method, "path", r.URL.Path, "error_id", id, "err", err)
 		}
-		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "InternalError", Description: "internal error; see the server log"})
+		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "InternalError", Description: "internal error (id " + id + "); see the server log"})
 		return
 	}
 	WriteError(w, e)

@@ -195,7 +195,7 @@ func (as *agentSession) serve(ctx context.Context, c *websocket.Conn) {
 		}
 		m, err := parseMessage(b)
 		if err != nil {
-			as.send(message{Type: "error", Message: err.Error()})
+			as.send(message{Type: "error", Message: err.Error()}) // errMalformed: the page's own message
 			continue
 		}
 		as.handle(ctx, m)
@@ -269,8 +269,14 @@ func (as *agentSession) applyStatus(st ivr.AgentStatus) {
 // handle acts on one message from the page.
 func (as *agentSession) handle(ctx context.Context, m message) {
 	fail := func(op string, err error) {
+		text := pageText(err)
+		if text == "" { // internal: the page gets an id to quote, the log the cause
+			id := logInternal(as.s.log, "web: agent action failed", err, "agent", as.agent.ID, "op", op)
+			as.send(message{Type: "error", Message: fmt.Sprintf("%s failed: internal error (id %s)", op, id)})
+			return
+		}
 		as.s.log.Info("web: agent action refused", "agent", as.agent.ID, "op", op, "err", err)
-		as.send(message{Type: "error", Message: fmt.Sprintf("%s: %v", op, err)})
+		as.send(message{Type: "error", Message: op + ": " + text})
 	}
 	switch m.Type {
 	case "hello": // (re)connected page: renegotiate unless its PeerConnection is still up
@@ -306,7 +312,7 @@ func (as *agentSession) handle(ctx context.Context, m message) {
 		r := as.ring
 		as.mu.Unlock()
 		if r == nil || (m.CallID != "" && m.CallID != r.offer.CallID) {
-			fail(m.Type, errors.New("no call is ringing"))
+			fail(m.Type, pageError("no call is ringing"))
 			return
 		}
 		r.once.Do(func() {
@@ -321,7 +327,7 @@ func (as *agentSession) handle(ctx context.Context, m message) {
 			cl.agentHungUp()
 			return
 		}
-		fail("hangup", errors.New("no call"))
+		fail("hangup", pageError("no call"))
 	case "hold", "resume":
 		cl := as.currentCall()
 		if cl == nil {
@@ -330,7 +336,7 @@ func (as *agentSession) handle(ctx context.Context, m message) {
 		}
 		var err error
 		if cl.outbound {
-			err = errors.New("hold is for queue calls")
+			err = pageError("hold is for queue calls")
 		} else if m.Type == "hold" {
 			err = as.s.opts.ACD.Hold(ctx, cl.id)
 		} else {
@@ -349,7 +355,7 @@ func (as *agentSession) handle(ctx context.Context, m message) {
 	case "dtmf":
 		r := []rune(m.Digit)
 		if len(r) != 1 {
-			fail("dtmf", errors.New("one key at a time"))
+			fail("dtmf", pageError("one key at a time"))
 			return
 		}
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -372,7 +378,7 @@ func (as *agentSession) handle(ctx context.Context, m message) {
 	case "ping":
 		as.send(message{Type: "pong"})
 	default:
-		fail(m.Type, errors.New("unknown message"))
+		fail(m.Type, pageError("unknown message"))
 	}
 }
 

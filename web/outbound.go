@@ -2,9 +2,10 @@ package web
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"reflect"
 	"slices"
@@ -39,6 +40,10 @@ type Dial struct {
 	TicketID      *int64
 	TicketChoice  string
 	EnteredNumber bool // the number is not stored on the contact (OB-5, noted on the ticket: CD-8)
+	// Ended gives the agent's call slot back to the Outbound's Guard. A Dialer that returns a
+	// call id calls it once that call is over (its error return gives the slot back itself).
+	// Never nil when the Dialer sees it; calling it more than once is harmless.
+	Ended func() `json:"-"`
 }
 
 // Dialer places a validated outbound call through the trunk (the integrator's, with sip) and
@@ -87,6 +92,12 @@ type Outbound struct {
 	Dialer Dialer
 	// Teams tells each agent's team ticket entry; nil means off for everyone.
 	Teams TeamPolicy
+	// Guard checks the destination and the agent's outbound limits before anything is
+	// dialled (toll fraud); nil checks nothing.
+	Guard *OutboundGuard
+	// Log receives a line for each refusal of the Guard and for each internal error (with the
+	// error id the client is given instead of the cause); nil discards.
+	Log *slog.Logger
 }
 
 func conflict(format string, args ...any) error {
@@ -388,26 +399,75 @@ func (o *Outbound) Handler(agentID func(*http.Request) (int64, bool)) http.Handl
 			writeError(w, http.StatusUnauthorized, "Unauthorized", "log in")
 			return
 		}
-		var body struct {
-			Call *CallRequest `json:"call"`
-		}
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10)).Decode(&body); err != nil || body.Call == nil {
-			writeAPIError(w, invalid("call", "the body must be {\"call\":{...}}"))
+		raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<10))
+		if err != nil {
+			writeAPIError(w, invalid("body", "is larger than 16 KiB or cannot be read"))
 			return
 		}
-		d, err := o.Validate(r.Context(), id, *body.Call)
-		if err != nil {
+		var call CallRequest
+		if err := decodeWrapped(raw, "call", &call); err != nil { // unknown fields: 422 naming them
 			writeAPIError(w, err)
 			return
+		}
+		d, err := o.Validate(r.Context(), id, call)
+		if err != nil {
+			o.writeError(w, err)
+			return
+		}
+		d.Ended = func() {}
+		if g := o.Guard; g != nil {
+			if reason := g.Destination(d.To); reason != "" {
+				g.refuse(reason)
+				o.logRefusal(id, d.To, reason)
+				writeJSON(w, http.StatusForbidden, map[string]any{"error": "Forbidden", "reason": reason,
+					"description": fmt.Sprintf("%s cannot be dialled through this gateway's trunk (%s)", d.To, reason),
+					"details":     map[string][]string{"to": {"is a destination the trunk refuses (" + reason + ")"}}})
+				return
+			}
+			release, reason, retry := g.acquire(id)
+			if reason != "" {
+				g.refuse(reason)
+				o.logRefusal(id, d.To, reason)
+				desc := fmt.Sprintf("You have %d outbound calls in progress, the most allowed", g.opts.MaxCalls)
+				if reason == RefusedRate {
+					w.Header().Set("Retry-After", fmt.Sprint(retrySeconds(retry)))
+					desc = fmt.Sprintf("You have started %d outbound calls in the last minute, the most allowed: try again in %d s",
+						g.opts.CallsPerMinute, retrySeconds(retry))
+				}
+				writeJSON(w, http.StatusTooManyRequests, map[string]any{"error": "TooManyRequests", "reason": reason, "description": desc})
+				return
+			}
+			g.calls.Inc()
+			d.Ended = release
 		}
 		callID, err := o.Dialer.Dial(r.Context(), d)
 		if err != nil {
-			writeAPIError(w, err)
+			d.Ended()
+			o.writeError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusCreated, map[string]any{"call": map[string]any{"id": callID, "direction": "outbound", "to": d.To,
 			"contact_id": d.ContactID, "ticket_id": d.TicketID, "ticket_choice": d.TicketChoice, "entered_number": d.EnteredNumber}})
 	})
+}
+
+// logRefusal logs a dial the Guard refused; to is a normalised E.164 number, safe to log.
+func (o *Outbound) logRefusal(agentID int64, to, reason string) {
+	if o.Log != nil {
+		o.Log.Warn("outbound call refused", "agent_id", agentID, "to", to, "reason", reason)
+	}
+}
+
+// writeError is writeAPIError, and for an internal error (neither a *ticketing.Error nor a
+// Dialer's ErrNotConnected or ErrBusy) also logs its cause under the error id the client gets.
+func (o *Outbound) writeError(w http.ResponseWriter, err error) {
+	var te *ticketing.Error
+	if errors.As(err, &te) || errors.Is(err, ErrNotConnected) || errors.Is(err, ErrBusy) {
+		writeAPIError(w, err)
+		return
+	}
+	id := logInternal(o.Log, "web: outbound call failed", err)
+	writeError(w, http.StatusInternalServerError, "InternalError", "the call could not be placed: internal error (id "+id+")")
 }
 
 // writeAPIError writes a *ticketing.Error with its status and name (CONTRACT.md §4); anything

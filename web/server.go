@@ -156,11 +156,13 @@ func New(opts Options) (*Server, error) {
 // Register adds the page's routes to mux: GET / (the page), GET /assets/ (its files),
 // POST /login, POST /logout, GET /session (who is logged in), GET /ws (signalling).
 func (s *Server) Register(mux *http.ServeMux) {
-	files := http.FileServerFS(s.static)
+	files := noRanges(http.FileServerFS(s.static)) // static.go: a Range flood must not burn a core
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-cache")
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self'; style-src 'self'; script-src 'self'")
-		http.ServeFileFS(w, r, s.static, "index.html")
+		noRanges(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.ServeFileFS(w, r, s.static, "index.html")
+		})).ServeHTTP(w, r)
 	})
 	mux.Handle("GET /assets/", files)
 	mux.HandleFunc("POST /login", s.login)

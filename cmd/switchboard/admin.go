@@ -6,16 +6,20 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// startAdmin serves Go's profiler (net/http/pprof) on admin.listen, a listener of its own so
-// that it never shares the public HTTP port. Off unless configured.
+// startAdmin serves /metrics and Go's profiler (net/http/pprof) on admin.listen, a listener of
+// its own so that they never share the public HTTP port. Off unless configured; the
+// configuration refuses a non-loopback address without admin.allow_public.
 func (gw *gateway) startAdmin() error {
 	addr := gw.cfg.Admin.Listen
 	if addr == "" {
 		return nil
 	}
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gw.registry, promhttp.HandlerOpts{Registry: gw.registry}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -27,6 +31,6 @@ func (gw *gateway) startAdmin() error {
 	}
 	gw.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = gw.admin.Serve(ln) }()
-	gw.log.Info("admin listener (pprof) started", "addr", ln.Addr().String())
+	gw.log.Info("admin listener (/metrics, pprof) started", "addr", ln.Addr().String())
 	return nil
 }

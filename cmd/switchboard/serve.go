@@ -159,7 +159,9 @@ func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*g
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", gw.healthz)
 	mux.HandleFunc("GET /readyz", gw.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(gw.registry, promhttp.HandlerOpts{Registry: gw.registry}))
+	if cfg.HTTP.MetricsOnListener() { // off on a public listener unless http.metrics (admin.listen serves it too)
+		mux.Handle("GET /metrics", promhttp.HandlerFor(gw.registry, promhttp.HandlerOpts{Registry: gw.registry}))
+	}
 	fail := func(err error) (*gateway, error) {
 		gw.tel.stop(context.Background())
 		gw.bgCancel()

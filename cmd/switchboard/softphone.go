@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 
+	"github.com/switchboard-voice/switchboard/config"
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/sip"
@@ -50,7 +51,20 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	t.web.Register(mux)
 	t.dialers = []ivr.AgentDialer{web.PreferSoftphone(t.web, t.sip.PhoneDialer())}
 
-	out := &web.Outbound{Store: gw.store, Dialer: trunkDialer{t}, Teams: teams}
+	// Toll fraud: the outbound trunk's destinations and agent limits, checked before dialling.
+	var gopts web.GuardOptions
+	if tr, ok := outboundTrunk(gw.cfg); ok {
+		o := tr.Outbound
+		gopts = web.GuardOptions{Allow: o.Destinations.Allow, Deny: o.Destinations.Deny,
+			CallsPerMinute: o.AgentLimits.CallsPerMinute, MaxCalls: o.AgentLimits.MaxCalls}
+	}
+	gopts.Registerer = gw.registry
+	guard, err := web.NewOutboundGuard(gopts)
+	if err != nil {
+		return err
+	}
+	out := &web.Outbound{Store: gw.store, Dialer: trunkDialer{t}, Teams: teams, Guard: guard,
+		Log: gw.log.With("component", "outbound")}
 	mux.Handle("POST /api/v2/calls", out.Handler(func(r *http.Request) (int64, bool) {
 		p, err := gw.api.Authenticate(r)
 		return p.UserID, err == nil
@@ -79,22 +93,27 @@ func (l webLogin) Login(ctx context.Context, email, password string) (web.Agent,
 	return web.Agent{ID: u.ID, Email: e, Name: u.Name}, nil
 }
 
+// outboundTrunk is the trunk agents' outbound calls go through: the first with outbound.uri.
+func outboundTrunk(cfg *config.Config) (config.Trunk, bool) {
+	for _, tr := range cfg.Trunks {
+		if tr.Outbound.URI != "" {
+			return tr, true
+		}
+	}
+	return config.Trunk{}, false
+}
+
 // trunkDialer places an agent's validated outbound call through the carrier trunk and bridges
 // the answer into the agent's softphone.
 type trunkDialer struct{ t *telephony }
 
 func (d trunkDialer) Dial(ctx context.Context, req web.Dial) (string, error) {
 	t := d.t
-	var trunk, line string
-	for _, tr := range t.gw.cfg.Trunks {
-		if tr.Outbound.URI != "" {
-			trunk, line = tr.Name, tr.Outbound.CallerID
-			break
-		}
-	}
-	if trunk == "" {
+	tr, ok := outboundTrunk(t.gw.cfg)
+	if !ok {
 		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "no trunk takes outbound calls on this gateway"}
 	}
+	trunk, line := tr.Name, tr.Outbound.CallerID
 	legs := make(chan ivr.AgentLeg, 1)
 	c, err := t.sip.Originate(context.WithoutCancel(ctx), sip.OriginateOptions{
 		Trunk: trunk, Number: req.To, Line: line, AgentID: req.AgentID,
@@ -130,13 +149,37 @@ func (d trunkDialer) Dial(ctx context.Context, req web.Dial) (string, error) {
 		},
 	})
 	if err != nil {
-		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the call cannot be placed now: " + err.Error()}
+		// The cause (addresses, ports, SIP internals) goes to the log, never to the client.
+		if errors.Is(err, sip.ErrDraining) || errors.Is(err, sip.ErrClosed) {
+			return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the call cannot be placed now: the gateway is shutting down"}
+		}
+		if errors.Is(err, sip.ErrOverCapacity) {
+			return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the call cannot be placed now: the gateway is at its call limit"}
+		}
+		id := web.ErrorID()
+		t.gw.log.Error("outbound call not placed", "agent_id", req.AgentID, "error_id", id, "err", err)
+		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the call cannot be placed now (error id " + id + ")"}
 	}
 	t.track(c)
+	// The agent's outbound slot (web.OutboundGuard) is free again once the call is over.
+	go func() {
+		<-c.Context().Done()
+		if req.Ended != nil {
+			req.Ended()
+		}
+	}()
 	leg, err := t.web.StartCall(req.AgentID, c.ID(), req.To)
 	if err != nil {
 		c.Hangup()
-		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "your softphone cannot take the call: " + err.Error()}
+		switch {
+		case errors.Is(err, web.ErrNotConnected):
+			return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "your softphone cannot take the call: open the softphone page before dialling"}
+		case errors.Is(err, web.ErrBusy):
+			return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "your softphone cannot take the call: you are already on a call"}
+		}
+		id := web.ErrorID()
+		t.gw.log.Error("outbound call: the softphone leg failed", "agent_id", req.AgentID, "error_id", id, "err", err)
+		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "your softphone cannot take the call (error id " + id + ")"}
 	}
 	legs <- leg
 	// The agent hanging up before the answer cancels the call.
