@@ -26,6 +26,10 @@ type APIOptions struct {
 	// authenticated must come from the same origin (the Origin header, when sent, must name
 	// the request's host): a cookie must not let another site act for the agent.
 	Session func(r *http.Request) (userID int64, ok bool)
+	// PublicURL is the scheme and authority clients reach the API at ("https://gw.example.com",
+	// no trailing slash): next_page links are built on it. Empty: they are relative references
+	// ("/api/v2/users?cursor=…", RFC 3986 §4.2), resolved against the URL the client used.
+	PublicURL string
 }
 
 // API is the Zendesk-shaped REST API of CONTRACT.md §4 for users, identities, tickets,
@@ -51,6 +55,7 @@ func NewAPI(store *Store, opts APIOptions) *API {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second
 	}
+	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
 	a := &API{store: store, opts: opts}
 	a.spec, a.specE = openAPIJSON()
 	return a
@@ -85,6 +90,7 @@ func (a *API) Register(mux *http.ServeMux, prefix string) {
 	h("POST /tickets/{id}/merge", RoleAgent, a.mergeTickets)
 	h("GET /settings/voice", RoleAgent, a.getSettings)
 	h("PUT /settings/voice", RoleAdmin, a.putSettings)
+	a.registerTokens(h)
 }
 
 // Principal is the agent or admin making an API request.
@@ -93,7 +99,16 @@ type Principal struct {
 	Name   string `json:"name"`
 	Email  string `json:"email"`
 	Role   string `json:"role"`
+	// Via is how the request authenticated: AuthPassword, AuthToken or AuthSession.
+	Via string `json:"-"`
 }
+
+// How a Principal authenticated.
+const (
+	AuthPassword = "password" // HTTP Basic with email and password
+	AuthToken    = "token"    // Authorization: Bearer with an API token
+	AuthSession  = "session"  // the agent page's session cookie
+)
 
 // IsAdmin reports whether p is an admin.
 func (p Principal) IsAdmin() bool { return p.Role == RoleAdmin }
@@ -116,9 +131,11 @@ func (a *API) Authenticate(r *http.Request) (Principal, error) {
 	}
 	var u User
 	var err error
+	via := AuthPassword
 	if email, password, ok := r.BasicAuth(); ok {
 		u, err = a.store.CheckPassword(r.Context(), email, password)
 	} else if scheme, token, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(token) != "" {
+		via = AuthToken
 		u, err = a.store.CheckAPIToken(r.Context(), strings.TrimSpace(token))
 	} else {
 		return Principal{}, &Error{Kind: ErrUnauthorized, Description: "unsupported Authorization header: use Basic or Bearer"}
@@ -130,7 +147,7 @@ func (a *API) Authenticate(r *http.Request) (Principal, error) {
 	if u.Email != nil {
 		email = *u.Email
 	}
-	return Principal{UserID: u.ID, Name: u.Name, Email: email, Role: u.Role}, nil
+	return Principal{UserID: u.ID, Name: u.Name, Email: email, Role: u.Role, Via: via}, nil
 }
 
 // sessionPrincipal is the agent of a session cookie, after the same-origin check for writes.
@@ -151,7 +168,7 @@ func (a *API) sessionPrincipal(r *http.Request, id int64) (Principal, error) {
 	if u.Email != nil {
 		email = *u.Email
 	}
-	return Principal{UserID: u.ID, Name: u.Name, Email: email, Role: u.Role}, nil
+	return Principal{UserID: u.ID, Name: u.Name, Email: email, Role: u.Role, Via: AuthSession}, nil
 }
 
 func (a *API) handle(role string, fn func(w http.ResponseWriter, r *http.Request, p Principal) error) http.Handler {
@@ -284,18 +301,21 @@ func page(r *http.Request) (after int64, limit int, err error) {
 }
 
 // nextPage is the URL of the page after lastID, or nil when there is none.
-func nextPage(r *http.Request, more bool, lastID int64) *string {
+func (a *API) nextPage(r *http.Request, more bool, lastID int64) *string {
 	if !more {
 		return nil
 	}
+	return a.pageURL(r, base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(lastID, 10))))
+}
+
+// pageURL is r's URL with its cursor replaced, under APIOptions.PublicURL — never under the
+// request's Host header, which the client (or a DNS-rebinding page) chooses: an API client
+// following next_page must not be sent elsewhere with its credentials.
+func (a *API) pageURL(r *http.Request, cursor string) *string {
 	q := r.URL.Query()
-	q.Set("cursor", base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(lastID, 10))))
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	u := url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path, RawQuery: q.Encode()}
-	s := u.String()
+	q.Set("cursor", cursor)
+	u := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
+	s := a.opts.PublicURL + u.String()
 	return &s
 }
 

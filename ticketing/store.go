@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -25,6 +26,14 @@ type StoreOptions struct {
 	// Defaults are the settings in force until PUT /settings/voice stores some
 	// (default DefaultSettings()).
 	Defaults *Settings
+	// TokenTTL is how long an API token lasts when its maker does not say (default
+	// DefaultTokenTTL, 90 days).
+	TokenTTL time.Duration
+	// CredentialsChanged, when set, is called after a transaction that changed a user's
+	// password or role, or deleted the user, has committed — with no lock of the Store held —
+	// so that the logins made with the old credentials end (the agent page's sessions and its
+	// WebSocket). It must not block.
+	CredentialsChanged func(userID int64)
 }
 
 func (o *StoreOptions) applyDefaults() {
@@ -36,6 +45,9 @@ func (o *StoreOptions) applyDefaults() {
 	}
 	if o.BcryptCost == 0 {
 		o.BcryptCost = bcrypt.DefaultCost
+	}
+	if o.TokenTTL <= 0 {
+		o.TokenTTL = DefaultTokenTTL
 	}
 	if o.Defaults == nil {
 		d := DefaultSettings()

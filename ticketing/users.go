@@ -3,7 +3,6 @@ package ticketing
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -325,7 +324,17 @@ func (s *Store) UpdateUser(ctx context.Context, actor Actor, id int64, p UserPat
 		u, err = getUser(ctx, tx, id)
 		return err
 	})
+	if err == nil && (p.Password != nil || p.Role != nil) {
+		s.credentialsChanged(id)
+	}
 	return u, err
+}
+
+// credentialsChanged tells StoreOptions.CredentialsChanged, after the commit.
+func (s *Store) credentialsChanged(id int64) {
+	if s.opts.CredentialsChanged != nil {
+		s.opts.CredentialsChanged(id)
+	}
 }
 
 // DeleteUser deletes user id: the record is kept for its tickets (deleted_at), its numbers and
@@ -334,7 +343,7 @@ func (s *Store) DeleteUser(ctx context.Context, actor Actor, id int64) error {
 	if actor != SystemActor && int64(actor) == id {
 		return conflict("you cannot delete yourself")
 	}
-	return s.inTx(ctx, actor, "delete_user", func(tx pgx.Tx) error {
+	err := s.inTx(ctx, actor, "delete_user", func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE users SET deleted_at = clock_timestamp(), updated_at = clock_timestamp(), password_hash = NULL
 			WHERE id = $1 AND deleted_at IS NULL`, id)
 		if err != nil {
@@ -351,6 +360,10 @@ func (s *Store) DeleteUser(ctx context.Context, actor Actor, id int64) error {
 		}
 		return nil
 	})
+	if err == nil {
+		s.credentialsChanged(id)
+	}
+	return err
 }
 
 // looksLikeBcrypt reports whether v is a bcrypt hash rather than a password.
@@ -440,47 +453,6 @@ func (s *Store) CheckPassword(ctx context.Context, email, password string) (User
 			return User{}, &Error{Kind: ErrUnauthorized, Description: "wrong email or password"}
 		}
 		s.verified.add(*hash, password)
-	}
-	return getUser(ctx, s.pool, id)
-}
-
-func tokenHash(token string) []byte {
-	h := sha256.Sum256([]byte(token))
-	return h[:]
-}
-
-// CreateAPIToken creates an API token for an agent or admin and returns it; only its SHA-256
-// hash is stored, so this is the one time it can be read.
-func (s *Store) CreateAPIToken(ctx context.Context, userID int64, description string) (string, error) {
-	u, err := getUser(ctx, s.pool, userID)
-	if err != nil {
-		return "", err
-	}
-	if !u.IsStaff() {
-		return "", invalidField("user_id", "end users have no login and cannot have API tokens")
-	}
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("ticketing: token: %w", err)
-	}
-	token := base64.RawURLEncoding.EncodeToString(b[:])
-	if _, err := s.pool.Exec(ctx, `INSERT INTO api_tokens (user_id, token_sha256, description) VALUES ($1, $2, $3)`,
-		userID, tokenHash(token), description); err != nil {
-		return "", dbError("create api token", err)
-	}
-	return token, nil
-}
-
-// CheckAPIToken returns the agent or admin owning token, or ErrUnauthorized.
-func (s *Store) CheckAPIToken(ctx context.Context, token string) (User, error) {
-	var id int64
-	err := s.pool.QueryRow(ctx, `SELECT u.id FROM api_tokens t JOIN users u ON u.id = t.user_id
-		WHERE t.token_sha256 = $1 AND u.deleted_at IS NULL AND u.role IN ('agent', 'admin')`, tokenHash(token)).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return User{}, &Error{Kind: ErrUnauthorized, Description: "unknown API token"}
-	}
-	if err != nil {
-		return User{}, fmt.Errorf("ticketing: check api token: %w", err)
 	}
 	return getUser(ctx, s.pool, id)
 }
