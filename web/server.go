@@ -25,7 +25,14 @@ import (
 var staticFiles embed.FS
 
 // CookieName is the session cookie the page and, through Server.Authenticate, /api/v2 accept.
+// With Options.SecureCookie it is SecureCookieName instead.
 const CookieName = "switchboard_session"
+
+// SecureCookieName is the session cookie with Options.SecureCookie: the __Host- prefix makes
+// browsers refuse it unless it is Secure, has Path=/ and no Domain, so that neither a plain
+// http:// page of the same host nor a sibling subdomain can plant or overwrite it
+// (draft-ietf-httpbis-rfc6265bis §4.1.3.2).
+const SecureCookieName = "__Host-" + CookieName
 
 // Defaults of Options.
 const (
@@ -86,8 +93,9 @@ type Options struct {
 	// ReconnectGrace is how long an agent's session (PeerConnection, state) waits for the page
 	// to reconnect its WebSocket before it is freed and the agent set offline. Default 15 s.
 	ReconnectGrace time.Duration
-	// SecureCookie forces the cookie's Secure attribute (TLS terminated in front of the
-	// gateway); it is set anyway on requests that arrived over TLS.
+	// SecureCookie makes the session cookie Secure and names it SecureCookieName (TLS
+	// terminated in front of the gateway); without it the cookie is still Secure on requests
+	// that arrived over TLS.
 	SecureCookie bool
 	// Registerer receives switchboard_softphone_sessions; nil registers nothing.
 	Registerer prometheus.Registerer
@@ -159,7 +167,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	files := http.FileServerFS(s.static)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-cache")
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self'; style-src 'self'; script-src 'self'")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 		http.ServeFileFS(w, r, s.static, "index.html")
 	})
 	mux.Handle("GET /assets/", files)
@@ -172,7 +180,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 // Authenticate returns the agent logged in with r's session cookie. The integrator's /api/v2
 // authentication accepts it (besides Basic and Bearer) so that the page's own API calls work.
 func (s *Server) Authenticate(r *http.Request) (Agent, bool) {
-	c, err := r.Cookie(CookieName)
+	c, err := r.Cookie(s.cookieName())
 	if err != nil {
 		return Agent{}, false
 	}
@@ -244,9 +252,40 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	s.sessions[tok] = session{agent: a, expires: exp}
 	s.mu.Unlock()
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: tok, Path: "/", Expires: exp, HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: s.opts.SecureCookie || r.TLS != nil})
+	http.SetCookie(w, s.cookie(r, tok, exp))
 	writeJSON(w, http.StatusOK, s.sessionJSON(a))
+}
+
+// cookieName is the session cookie's name: SecureCookieName with Options.SecureCookie.
+func (s *Server) cookieName() string {
+	if s.opts.SecureCookie {
+		return SecureCookieName
+	}
+	return CookieName
+}
+
+// cookie is the session cookie: HttpOnly (the page's script never reads it), SameSite=Strict
+// (another site's links and forms do not carry it), Path=/ and no Domain (as __Host- needs),
+// Secure with Options.SecureCookie or over TLS.
+func (s *Server) cookie(r *http.Request, value string, expires time.Time) *http.Cookie {
+	return &http.Cookie{Name: s.cookieName(), Value: value, Path: "/", Expires: expires, HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: s.opts.SecureCookie || r.TLS != nil}
+}
+
+// EndSessions logs agent id out everywhere on this server: every session cookie of theirs
+// stops working and their softphone (WebSocket and WebRTC leg) closes, the agent going
+// offline. Wire it to ticketing.StoreOptions.CredentialsChanged: a password change, a role
+// change or a deletion must not leave a stolen or shared session alive. It does not block on
+// the page; safe from any goroutine with no lock of the caller held.
+func (s *Server) EndSessions(id int64) {
+	s.mu.Lock()
+	for k, v := range s.sessions {
+		if v.agent.ID == id {
+			delete(s.sessions, k)
+		}
+	}
+	s.mu.Unlock()
+	s.endAgent(id)
 }
 
 // sessionJSON is the answer of login and /session: the agent, where the API is, and the
@@ -272,7 +311,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a, ok := s.Authenticate(r)
-	if c, err := r.Cookie(CookieName); err == nil {
+	if c, err := r.Cookie(s.cookieName()); err == nil {
 		s.mu.Lock()
 		delete(s.sessions, c.Value)
 		s.mu.Unlock()
@@ -280,8 +319,9 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	if ok {
 		s.endAgent(a.ID)
 	}
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: s.opts.SecureCookie || r.TLS != nil})
+	gone := s.cookie(r, "", time.Time{})
+	gone.MaxAge = -1
+	http.SetCookie(w, gone)
 	w.WriteHeader(http.StatusNoContent)
 }
 
