@@ -24,6 +24,7 @@ import (
 	"github.com/switchboard-voice/switchboard/migrations"
 	"github.com/switchboard-voice/switchboard/ticketing"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
+	"github.com/switchboard-voice/switchboard/web"
 )
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -151,7 +152,8 @@ func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*g
 		return nil, fmt.Errorf("http: listen %s: %w", cfg.HTTP.Listen, err)
 	}
 	gw.http = &http.Server{
-		Handler:           mux,
+		// Host allow-list (DNS rebinding) and security headers on every response.
+		Handler:           web.Edge(mux, web.EdgeOptions{AllowedHosts: cfg.HTTP.AllowedHostList(), AnyHost: []string{"/healthz", "/readyz"}}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

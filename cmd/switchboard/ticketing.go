@@ -18,6 +18,13 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux) error
 	gw.store = ticketing.NewStore(gw.pool, ticketing.StoreOptions{
 		DefaultRegion: cfg.Ticketing.DefaultRegion,
 		Defaults:      &settings,
+		TokenTTL:      cfg.HTTP.TokenTTL.D(),
+		// A password change, role change or deletion logs the user out of the agent page.
+		CredentialsChanged: func(id int64) {
+			if gw.tel != nil && gw.tel.web != nil {
+				gw.tel.web.EndSessions(id)
+			}
+		},
 	})
 	gw.accountIDs = map[string]int64{}
 	for _, a := range cfg.Accounts() {
@@ -66,7 +73,8 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux) error
 	}()
 
 	gw.api = ticketing.NewAPI(gw.store, ticketing.APIOptions{
-		Logger: gw.log.With("component", "api"),
+		Logger:    gw.log.With("component", "api"),
+		PublicURL: cfg.HTTP.BaseURL(),
 		// The agent page calls the API with its session cookie.
 		Session: func(r *http.Request) (int64, bool) {
 			if gw.tel == nil || gw.tel.web == nil {
