@@ -66,6 +66,19 @@ func (h HTTP) AllowedHostList() []string {
 	return out
 }
 
+// TrustedProxyNetworks is http.trusted_proxies as networks (an address is its /32 or /128).
+func (h HTTP) TrustedProxyNetworks() []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range h.TrustedProxies {
+		if pf, err := netip.ParsePrefix(p); err == nil {
+			out = append(out, pf.Masked())
+		} else if a, err := netip.ParseAddr(p); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		}
+	}
+	return out
+}
+
 func (c *Config) validateHTTP(k *checker) {
 	h := c.HTTP
 	if h.PublicURL != "" {

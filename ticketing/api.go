@@ -26,6 +26,10 @@ type APIOptions struct {
 	// authenticated must come from the same origin (the Origin header, when sent, must name
 	// the request's host): a cookie must not let another site act for the agent.
 	Session func(r *http.Request) (userID int64, ok bool)
+	// Guard limits password guessing over HTTP Basic (backoff per address and account) and
+	// reports failures as security events; nil: no limit. Give the agent page's login the
+	// same Guard.
+	Guard *AuthGuard
 	// PublicURL is the scheme and authority clients reach the API at ("https://gw.example.com",
 	// no trailing slash): next_page links are built on it. Empty: they are relative references
 	// ("/api/v2/users?cursor=…", RFC 3986 §4.2), resolved against the URL the client used.
@@ -118,7 +122,9 @@ func (p Principal) Actor() Actor { return Actor(p.UserID) }
 
 // Authenticate returns the agent or admin a request authenticates as: HTTP Basic with email
 // and password (RFC 7617), or "Authorization: Bearer <api token>" (RFC 6750). No credentials
-// or wrong ones are ErrUnauthorized (an *Error); other packages use it to share this auth.
+// or wrong ones are ErrUnauthorized (an *Error); a Basic login during its backoff, or while
+// every password check slot is busy, is ErrTooManyRequests (429). Other packages use it to
+// share this auth and answer its errors with WriteError.
 func (a *API) Authenticate(r *http.Request) (Principal, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" && a.opts.Session != nil {
@@ -133,10 +139,24 @@ func (a *API) Authenticate(r *http.Request) (Principal, error) {
 	var err error
 	via := AuthPassword
 	if email, password, ok := r.BasicAuth(); ok {
+		if err := a.opts.Guard.Check(r, email); err != nil {
+			return Principal{}, err
+		}
 		u, err = a.store.CheckPassword(r.Context(), email, password)
+		switch {
+		case err == nil:
+			a.opts.Guard.Succeeded(r, email)
+		case errors.Is(err, ErrUnauthorized):
+			a.opts.Guard.Failed(r, email)
+		case errors.Is(err, ErrTooManyRequests):
+			a.opts.Guard.Busy(r, email)
+		}
 	} else if scheme, token, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(token) != "" {
 		via = AuthToken
 		u, err = a.store.CheckAPIToken(r.Context(), strings.TrimSpace(token))
+		if errors.Is(err, ErrUnauthorized) {
+			a.opts.Guard.TokenFailed(r)
+		}
 	} else {
 		return Principal{}, &Error{Kind: ErrUnauthorized, Description: "unsupported Authorization header: use Basic or Bearer"}
 	}
@@ -234,6 +254,10 @@ func WriteError(w http.ResponseWriter, err error) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="switchboard", charset="UTF-8"`)
 	case errors.Is(e.Kind, ErrForbidden):
 		status, name = http.StatusForbidden, "Forbidden"
+	case errors.Is(e.Kind, ErrTooManyRequests):
+		// RFC 6585 §4 and RFC 9110 §10.2.3: whole seconds, rounded up, at least 1.
+		status, name = http.StatusTooManyRequests, "TooManyRequests"
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(max(time.Second, e.RetryAfter+time.Second-1)/time.Second), 10))
 	}
 	body := errorBody{Error: name, Description: e.Description}
 	if len(e.Details) > 0 {

@@ -34,6 +34,14 @@ type StoreOptions struct {
 	// so that the logins made with the old credentials end (the agent page's sessions and its
 	// WebSocket). It must not block.
 	CredentialsChanged func(userID int64)
+	// BcryptConcurrency is how many password checks (bcrypt comparisons) CheckPassword runs at
+	// once (default 2); one more is refused at once with ErrTooManyRequests rather than
+	// queued, so that a flood of logins — even with unknown emails — cannot take the cores
+	// that carry RTP. A password remembered as recently verified needs no slot.
+	BcryptConcurrency int
+	// CompareHash checks a password against a bcrypt hash (default
+	// bcrypt.CompareHashAndPassword); tests count concurrent checks through it.
+	CompareHash func(hash, password []byte) error
 }
 
 func (o *StoreOptions) applyDefaults() {
@@ -45,6 +53,12 @@ func (o *StoreOptions) applyDefaults() {
 	}
 	if o.BcryptCost == 0 {
 		o.BcryptCost = bcrypt.DefaultCost
+	}
+	if o.BcryptConcurrency <= 0 {
+		o.BcryptConcurrency = 2
+	}
+	if o.CompareHash == nil {
+		o.CompareHash = bcrypt.CompareHashAndPassword
 	}
 	if o.TokenTTL <= 0 {
 		o.TokenTTL = DefaultTokenTTL
@@ -69,12 +83,14 @@ type Store struct {
 
 	dummyOnce sync.Once
 	dummy     []byte // see dummyHash
+	// bcryptSlots holds a token per password check running (StoreOptions.BcryptConcurrency).
+	bcryptSlots chan struct{}
 }
 
 // NewStore returns a Store on pool, which must reach a database migrated to at least 002.
 func NewStore(pool *pgxpool.Pool, opts StoreOptions) *Store {
 	opts.applyDefaults()
-	return &Store{pool: pool, opts: opts}
+	return &Store{pool: pool, opts: opts, bcryptSlots: make(chan struct{}, opts.BcryptConcurrency)}
 }
 
 // Pool returns the pool the store uses, for packages that add their own tables beside it.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/mail"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/crypto/bcrypt"
@@ -434,7 +435,9 @@ func (s *Store) EnsureUser(ctx context.Context, email, name, role, passwordOrHas
 }
 
 // CheckPassword returns the agent or admin with this email when password is theirs; any
-// mismatch is ErrUnauthorized, without telling which part was wrong.
+// mismatch is ErrUnauthorized, without telling which part was wrong. When every bcrypt slot
+// (StoreOptions.BcryptConcurrency) is busy it returns ErrTooManyRequests at once, without
+// checking: the caller answers 429.
 func (s *Store) CheckPassword(ctx context.Context, email, password string) (User, error) {
 	var id int64
 	var hash *string
@@ -442,19 +445,40 @@ func (s *Store) CheckPassword(ctx context.Context, email, password string) (User
 		AND role IN ('agent', 'admin')`, email).Scan(&id, &hash)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && hash == nil) {
 		// Spend the time a real check takes, so that timing does not tell which emails exist.
-		_ = bcrypt.CompareHashAndPassword(s.dummyHash(), []byte(password))
+		if err := s.compareHash(s.dummyHash(), password); errors.Is(err, ErrTooManyRequests) {
+			return User{}, err
+		}
 		return User{}, &Error{Kind: ErrUnauthorized, Description: "wrong email or password"}
 	}
 	if err != nil {
 		return User{}, fmt.Errorf("ticketing: check password: %w", err)
 	}
 	if !s.verified.ok(*hash, password) {
-		if bcrypt.CompareHashAndPassword([]byte(*hash), []byte(password)) != nil {
+		if err := s.compareHash([]byte(*hash), password); err != nil {
+			if errors.Is(err, ErrTooManyRequests) {
+				return User{}, err
+			}
 			return User{}, &Error{Kind: ErrUnauthorized, Description: "wrong email or password"}
 		}
 		s.verified.add(*hash, password)
 	}
 	return getUser(ctx, s.pool, id)
+}
+
+// errBcryptBusy is CheckPassword's answer when every bcrypt slot is taken.
+func errBcryptBusy() error {
+	return &Error{Kind: ErrTooManyRequests, RetryAfter: time.Second, Description: "too many logins at once: try again in a second"}
+}
+
+// compareHash runs one bcrypt comparison in a free slot, or returns errBcryptBusy at once.
+func (s *Store) compareHash(hash []byte, password string) error {
+	select {
+	case s.bcryptSlots <- struct{}{}:
+	default:
+		return errBcryptBusy()
+	}
+	defer func() { <-s.bcryptSlots }()
+	return s.opts.CompareHash(hash, []byte(password))
 }
 
 // SearchUsers returns users whose name or email contains query (case-insensitive), and the

@@ -19,6 +19,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/ticketing"
 )
 
 //go:embed static
@@ -97,6 +98,10 @@ type Options struct {
 	// terminated in front of the gateway); without it the cookie is still Secure on requests
 	// that arrived over TLS.
 	SecureCookie bool
+	// Guard limits password guessing on /login (backoff per address and account, 429 with
+	// Retry-After) and reports failures as security events; give it the API's Guard so that
+	// both count together. Nil: no limit.
+	Guard *ticketing.AuthGuard
 	// Registerer receives switchboard_softphone_sessions; nil registers nothing.
 	Registerer prometheus.Registerer
 	// Logger; nil discards.
@@ -230,9 +235,19 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "RecordInvalid", "email and password are required")
 		return
 	}
+	if err := s.opts.Guard.Check(r, body.Email); err != nil {
+		ticketing.WriteError(w, err)
+		return
+	}
 	a, err := s.opts.Auth.Login(r.Context(), body.Email, body.Password)
 	if errors.Is(err, ErrBadCredentials) {
+		s.opts.Guard.Failed(r, body.Email)
 		writeError(w, http.StatusUnauthorized, "Unauthorized", "wrong email or password")
+		return
+	}
+	if errors.Is(err, ticketing.ErrTooManyRequests) { // every password check slot is busy
+		s.opts.Guard.Busy(r, body.Email)
+		ticketing.WriteError(w, err)
 		return
 	}
 	if err != nil {
@@ -240,6 +255,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "InternalError", "login failed")
 		return
 	}
+	s.opts.Guard.Succeeded(r, body.Email)
 	var raw [32]byte
 	_, _ = rand.Read(raw[:])
 	tok := base64.RawURLEncoding.EncodeToString(raw[:])

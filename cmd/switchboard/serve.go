@@ -107,6 +107,10 @@ type gateway struct {
 
 	tel   *telephony
 	admin *http.Server
+	// security is switchboard_security_events_total, shared by SIP and HTTP.
+	security securityEvents
+	// guard limits password guessing on /login and HTTP Basic.
+	guard *ticketing.AuthGuard
 	// bgCtx lives as long as the gateway: background work (SIP, retention) ends with it.
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
@@ -137,6 +141,9 @@ func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*g
 		gw.closeTicketing()
 		gw.pool.Close()
 		return nil, err
+	}
+	if err := gw.security.ensure(gw.registry); err != nil {
+		log.Error("security events metric", "err", err)
 	}
 	// Anything else under the API is a JSON 404, like the API's own.
 	mux.HandleFunc("/api/v2/", func(w http.ResponseWriter, r *http.Request) {

@@ -16,9 +16,10 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux) error
 	cfg := gw.cfg
 	settings := cfg.Ticketing.Settings
 	gw.store = ticketing.NewStore(gw.pool, ticketing.StoreOptions{
-		DefaultRegion: cfg.Ticketing.DefaultRegion,
-		Defaults:      &settings,
-		TokenTTL:      cfg.HTTP.TokenTTL.D(),
+		DefaultRegion:     cfg.Ticketing.DefaultRegion,
+		Defaults:          &settings,
+		TokenTTL:          cfg.HTTP.TokenTTL.D(),
+		BcryptConcurrency: cfg.HTTP.BcryptConcurrency,
 		// A password change, role change or deletion logs the user out of the agent page.
 		CredentialsChanged: func(id int64) {
 			if gw.tel != nil && gw.tel.web != nil {
@@ -72,7 +73,13 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux) error
 		gw.engine.Run(ectx)
 	}()
 
+	gw.guard = ticketing.NewAuthGuard(ticketing.AuthGuardOptions{
+		Failures: cfg.HTTP.AuthBackoff.Failures, Initial: cfg.HTTP.AuthBackoff.Initial.D(), Max: cfg.HTTP.AuthBackoff.Max.D(),
+		TrustedProxies: cfg.HTTP.TrustedProxyNetworks(), SecurityEvent: gw.security.count,
+		Logger: gw.log.With("component", "http"),
+	})
 	gw.api = ticketing.NewAPI(gw.store, ticketing.APIOptions{
+		Guard:     gw.guard,
 		Logger:    gw.log.With("component", "api"),
 		PublicURL: cfg.HTTP.BaseURL(),
 		// The agent page calls the API with its session cookie.
