@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -253,4 +254,91 @@ func TestTokenCommand_LeakedTokenRevokedAndShortTokenExpires(t *testing.T) {
 	if _, code := tokenRun("--list", "--revoke", "1"); code != 2 {
 		t.Errorf("--list with --revoke: exit %d, want 2", code)
 	}
+}
+
+// loopbackClient is an HTTP client whose connections leave from src (127.0.0.2 …).
+func loopbackClient(src string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
+}
+
+// Password guessing against the real gateway from two loopback addresses, on the agent page's
+// /login and on HTTP Basic: after http.auth_backoff.failures wrong passwords each address gets
+// 429 with Retry-After; every failure is switchboard_security_events_total{type=
+// "http_auth_failure"} on /metrics (the same series as SIP's events) and an "http: security
+// event" log line naming the source for fail2ban; once Retry-After has passed the right
+// password works.
+func TestGateway_LoginAndBasicBruteForceBackOff(t *testing.T) {
+	g := runGatewayEdit(t, withHTTP("auth_backoff: {failures: 2, initial: 1s, max: 2s}"))
+	page, api := loopbackClient("127.0.0.2"), loopbackClient("127.0.0.3")
+	login := func(pass string) (int, string) {
+		req, _ := http.NewRequest("POST", g.base+"/login", strings.NewReader(fmt.Sprintf(`{"email":"agent1@example.com","password":%q}`, pass)))
+		req.Header.Set("Content-Type", "application/json")
+		res, err := page.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode, res.Header.Get("Retry-After")
+	}
+	basicAuth := func(pass string) (int, string) {
+		req, _ := http.NewRequest("GET", g.base+"/api/v2/users?per_page=1", nil)
+		req.SetBasicAuth("admin@example.com", pass)
+		res, err := api.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode, res.Header.Get("Retry-After")
+	}
+	for name, try := range map[string]func(string) (int, string){"/login": login, "Basic": basicAuth} {
+		for i := range 2 {
+			if st, _ := try(fmt.Sprintf("guess%d", i)); st != http.StatusUnauthorized {
+				t.Fatalf("%s guess %d: %d, want 401", name, i, st)
+			}
+		}
+		if st, ra := try("guess-more"); st != http.StatusTooManyRequests || ra == "" {
+			t.Fatalf("%s after 2 failures: %d Retry-After %q, want 429 with Retry-After", name, st, ra)
+		}
+	}
+	res, err := http.Get(g.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(b), `switchboard_security_events_total{type="http_auth_failure"} 4`) ||
+		!strings.Contains(string(b), `switchboard_security_events_total{type="http_auth_throttled"} 2`) {
+		t.Errorf("/metrics lacks the HTTP security events:\n%s", grepLines(string(b), "switchboard_security_events_total"))
+	}
+	logs := g.logText()
+	for _, src := range []string{"127.0.0.2", "127.0.0.3"} {
+		if !strings.Contains(logs, `"msg":"http: security event"`) || !strings.Contains(logs, `"security_event":"http_auth_failure","source":"`+src+`"`) {
+			t.Errorf("no http_auth_failure log line with source %s:\n%s", src, grepLines(logs, "security event"))
+		}
+	}
+	// After the wait, the right passwords work.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st1, _ := login("agentpass")
+		st2, _ := basicAuth("adminpass")
+		if st1 == http.StatusOK && st2 == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) || (st1 != http.StatusTooManyRequests && st1 != http.StatusOK) || (st2 != http.StatusTooManyRequests && st2 != http.StatusOK) {
+			t.Fatalf("the right passwords after the backoff: /login %d, Basic %d", st1, st2)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// grepLines returns the lines of s containing sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
