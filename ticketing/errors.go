@@ -53,6 +53,16 @@ func (e *Error) Error() string {
 	return e.Kind.Error() + ": " + e.Description + " (" + strings.Join(parts, ", ") + ")"
 }
 
+// TryAgainAfter is how long to wait before the request can succeed (a login during its
+// backoff: ErrTooManyRequests), 0 otherwise. Packages that cannot import ticketing (ivr,
+// recordings) find it through errors.As with an interface and answer 429 with Retry-After.
+func (e *Error) TryAgainAfter() time.Duration {
+	if errors.Is(e.Kind, ErrTooManyRequests) {
+		return max(e.RetryAfter, time.Second)
+	}
+	return 0
+}
+
 // Unwrap returns the kind, so that errors.Is(err, ErrInvalid) works.
 func (e *Error) Unwrap() error { return e.Kind }
 
