@@ -98,6 +98,10 @@ type Database struct {
 	// Spool is the local append-only file that holds call events while PostgreSQL is
 	// unreachable (default .data/spool/events.jsonl).
 	Spool string `yaml:"spool"`
+	// Journal is the node-local journal of the calls this node has open, read at start to
+	// close the calls a crash left open even while PostgreSQL is away (default calls.jsonl
+	// next to the spool).
+	Journal string `yaml:"journal"`
 }
 
 // HTTP configures the HTTP listener (softphone, API, metrics, health). See http.go for the

@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"time"
@@ -19,7 +20,9 @@ const (
 	DefaultRegion        = "US"
 	DefaultShutdownGrace = 30 * time.Second
 	// DefaultSpool is where call events wait while the database is away.
-	DefaultSpool           = ".data/spool/events.jsonl"
+	DefaultSpool = ".data/spool/events.jsonl"
+	// DefaultJournalName is the call journal's file name, in the spool's directory.
+	DefaultJournalName     = "calls.jsonl"
 	DefaultSessionExpires  = 30 * time.Minute
 	DefaultMenuTimeout     = 5 * time.Second
 	DefaultMenuRetries     = 1
@@ -90,6 +93,9 @@ func (c *Config) applyDefaults(idx *docIndex) {
 	}
 	if c.Database.Spool == "" {
 		c.Database.Spool = DefaultSpool
+	}
+	if c.Database.Journal == "" {
+		c.Database.Journal = filepath.Join(filepath.Dir(c.Database.Spool), DefaultJournalName)
 	}
 	for i := range c.Lines {
 		l := &c.Lines[i]

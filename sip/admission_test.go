@@ -51,6 +51,7 @@ func TestAdmission(t *testing.T) {
 		{"Session-Expires below Min-SE gets 422", rawInvite("+15550197", "Session-Expires: 30\nSupported: timer\n", pcmuOffer), 422, "Min-SE: 90"},
 		{"OPTIONS gets 200 with Allow", strings.Replace(strings.Replace(rawInvite("+15550197", "", ""), "INVITE sip", "OPTIONS sip", 1), "1 INVITE", "1 OPTIONS", 1), 200, "Allow: INVITE"},
 		{"unsupported method gets 405 with Allow", strings.Replace(strings.Replace(rawInvite("+15550197", "", ""), "INVITE sip", "SUBSCRIBE sip", 1), "1 INVITE", "1 SUBSCRIBE", 1), 405, "Allow: INVITE"},
+		{"Max-Forwards 0 gets 483 (RFC 3261 §16.3, carried across the B2BUA)", strings.Replace(rawInvite("+15550197", "", pcmuOffer), "Max-Forwards: 70", "Max-Forwards: 0", 1), 483, ""},
 		{"BYE outside a dialog gets 481", strings.Replace(strings.Replace(rawInvite("+15550197", "", ""), "INVITE sip", "BYE sip", 1), "1 INVITE", "1 BYE", 1), 481, ""},
 	}
 	for _, tt := range tests {

@@ -59,8 +59,7 @@ type Call struct {
 	carrier *leg
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
-	events  chan ticketing.Event
-	emitted chan struct{}
+	events  *eventQueue // the call's events, delivered in seq order by runEmitter
 	seq     atomic.Int64
 	// info handles SIP INFO on the carrier leg (DTMF for the IVR); nil answers 200 and drops it.
 	info atomic.Pointer[INFOHandler]
@@ -77,6 +76,10 @@ type Call struct {
 	outcome     string
 	legs        []*leg
 	answerFinal bool // a final response was sent on the carrier leg
+
+	// maxFwd is the Max-Forwards of the INVITEs call control places for this call: the
+	// carrier's minus one (RFC 7332), 70 for a call we originate.
+	maxFwd int
 }
 
 // ID is the call's UUID, its id everywhere (events, API, tickets).
@@ -299,52 +302,63 @@ func (c *Call) legEnded(l *leg, cause error) {
 	}
 }
 
-// emit queues an event for the call's emitter goroutine; SIP handling never waits on the sink.
+// emit queues an event for the call's emitter goroutine; SIP handling never waits on the sink,
+// and no event is dropped however long the sink stalls (eventQueue). Events after call.ended
+// are dropped: call.ended is the call's last event.
 func (c *Call) emit(e ticketing.Event) {
+	c.events.push(c.stamp(e), &c.seq)
+}
+
+// emitEnded queues call.ended, the call's last event, and closes the queue.
+func (c *Call) emitEnded(e ticketing.Event) {
+	c.events.pushLast(c.stamp(e), &c.seq)
+}
+
+func (c *Call) stamp(e ticketing.Event) ticketing.Event {
 	e.ID = uuid.NewString()
 	e.CallID = c.id
 	e.At = c.s.now().UTC()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	select {
-	case <-c.emitted:
-		return // call.ended was the last event
-	default:
-	}
-	e.Seq = c.seq.Add(1)
-	select {
-	case c.events <- e:
-	default:
-		c.s.log.Warn("sip: event queue full, event dropped", "call_id", c.id, "type", e.Type)
+	return e
+}
+
+// runEmitter delivers a call's events in seq order, each with a bounded context, until
+// call.ended was delivered.
+func (c *Call) runEmitter(done chan<- struct{}) {
+	defer close(done)
+	for {
+		batch, ok := c.events.next()
+		if !ok {
+			return
+		}
+		for _, e := range batch {
+			c.deliver(e)
+		}
 	}
 }
 
-// runEmitter delivers a call's events in seq order, each with a bounded context.
-func (c *Call) runEmitter(done chan<- struct{}) {
-	defer close(done)
-	for e := range c.events {
-		if c.s.opts.Sink == nil {
-			continue
+// deliver hands one event to the sink.
+func (c *Call) deliver(e ticketing.Event) {
+	if c.s.opts.Sink == nil {
+		return
+	}
+	// A call's record must never be lost: a sink that did not take the event within
+	// EmitTimeout is asked again (the event id makes a repeat harmless), for up to ten
+	// minutes. This goroutine is the call's emitter only: SIP never waits on it.
+	deadline := time.Now().Add(10 * time.Minute)
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.EmitTimeout)
+		err := c.s.opts.Sink.Emit(ctx, e)
+		cancel()
+		if err == nil {
+			return
 		}
-		// A call's record must never be lost: a sink that did not take the event within
-		// EmitTimeout is asked again (the event id makes a repeat harmless), for up to ten
-		// minutes. This goroutine is the call's emitter only: SIP never waits on it.
-		deadline := time.Now().Add(10 * time.Minute)
-		for attempt := 1; ; attempt++ {
-			ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.EmitTimeout)
-			err := c.s.opts.Sink.Emit(ctx, e)
-			cancel()
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, context.DeadlineExceeded) || time.Now().After(deadline) {
-				// Only slowness is worth waiting out; a sink that refuses (closed) will not change.
-				c.s.log.Error("sip: event lost", "call_id", c.id, "type", e.Type, "attempts", attempt, "error", err)
-				break
-			}
-			c.s.log.Warn("sip: emit event, retrying", "call_id", c.id, "type", e.Type, "attempt", attempt, "error", err)
-			time.Sleep(min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second))
+		if !errors.Is(err, context.DeadlineExceeded) || time.Now().After(deadline) {
+			// Only slowness is worth waiting out; a sink that refuses (closed) will not change.
+			c.s.log.Error("sip: event lost", "call_id", c.id, "type", e.Type, "attempts", attempt, "error", err)
+			return
 		}
+		c.s.log.Warn("sip: emit event, retrying", "call_id", c.id, "type", e.Type, "attempt", attempt, "error", err)
+		time.Sleep(min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second))
 	}
 }
 
@@ -416,15 +430,27 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		s.reply(req, tx, 420, "Bad Extension", sip.NewHeader("Unsupported", "100rel"))
 		return
 	}
+	// A B2BUA forwards the caller's request as a new one, so it must carry the hop count across
+	// itself or a line bridged back to the gateway (directly or through another B2BUA) spirals
+	// for ever (RFC 7332 §4). At zero the request may go no further: 483 (RFC 3261 §16.3 item 3).
+	fwd := 70
+	if mf := req.MaxForwards(); mf != nil {
+		if *mf == 0 {
+			s.security(secLoop, req, "Max-Forwards 0")
+			s.reply(req, tx, 483, "Too Many Hops")
+			return
+		}
+		fwd = int(min(*mf, 255)) - 1
+	}
 	retryAfter := sip.NewHeader("Retry-After", strconv.Itoa(int(s.opts.RetryAfter/time.Second)))
 	if !s.accepting.Load() {
 		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
 		return
 	}
-	to := NormalizeNumber(req.Recipient.User)
+	to := NormalizeNumber(uriUser(req.Recipient.User))
 	line, ok := s.lines[to]
 	if !ok {
-		if n := NormalizeNumber(req.To().Address.User); n != "" {
+		if n := NormalizeNumber(uriUser(req.To().Address.User)); n != "" {
 			line, ok = s.lines[n]
 			to = n
 		}
@@ -445,16 +471,19 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		to:        to,
 		line:      NormalizeNumber(line.Number),
 		trunk:     trunk.Name,
-		events:    make(chan ticketing.Event, 64),
-		emitted:   make(chan struct{}),
+		events:    newEventQueue(),
 		received:  received,
 		holdLegs:  map[*leg]bool{},
+		maxFwd:    fwd,
 	}
-	c.from = NormalizeNumber(req.From().Address.User)
+	// Everything from the headers is cleaned before it reaches an event (clean.go): a NUL in a
+	// display name would be refused by PostgreSQL and must never reach the event log.
+	fromUser := uriUser(req.From().Address.User)
+	c.from = NormalizeNumber(fromUser)
 	if c.from == "" {
-		c.from = req.From().Address.User
+		c.from = fromUser
 	}
-	c.callerName = req.From().DisplayName
+	c.callerName = displayName(req.From().DisplayName)
 	l := newLeg(s, c, roleUAS)
 	l.initUAS(req, tx)
 	c.carrier = l
@@ -463,17 +492,30 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		return
 	}
 
-	// Capacity: admission is counted under the lock so max_calls is never exceeded.
+	// Capacity: admission is counted under the lock so max_calls is never exceeded; the dialog
+	// is registered under the same lock so two INVITEs with one Call-ID cannot both get in.
 	s.mu.Lock()
+	if s.callIDs[l.callID] > 0 {
+		s.mu.Unlock()
+		// A new INVITE (no To tag) whose Call-ID belongs to a live dialog: a merged request
+		// (RFC 3261 §8.2.2.2, 482 Loop Detected) or one of our own legs come back to us. A
+		// retransmission of the same INVITE never gets here: sipgo's transaction layer absorbs
+		// it (RFC 3261 §17.2.3).
+		s.security(secLoop, req, "INVITE with the Call-ID of a live dialog")
+		s.reply(req, tx, 482, "Loop Detected")
+		return
+	}
 	if len(s.calls) >= s.opts.MaxCalls || s.closed.Load() {
 		s.mu.Unlock()
 		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
 		return
 	}
 	s.calls[c] = struct{}{}
+	s.addDialogLocked(l)
 	s.callsWG.Add(1)
 	s.mu.Unlock()
 	defer func() {
+		s.removeDialog(l) // a no-op once the leg ended; needed when admission failed below
 		s.mu.Lock()
 		delete(s.calls, c)
 		s.mu.Unlock()
@@ -496,7 +538,6 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 	}
 
 	c.ctx, c.cancel = context.WithCancelCause(s.ctx)
-	s.addDialog(l)
 	if !tx.OnCancel(func(*sip.Request) {
 		// sipgo answered the CANCEL with 200 and the INVITE with 487 (RFC 3261 §9.2).
 		s.m.responses.WithLabelValues("487").Inc()
@@ -597,11 +638,7 @@ func (s *Server) runCall(c *Call, line Line) {
 	// Metrics first, so whoever sees call.ended sees them too.
 	s.m.callsActive.WithLabelValues(c.direction).Dec()
 	s.m.callsTotal.WithLabelValues(c.direction, outcomeLabel(outcome)).Inc()
-	c.emit(ticketing.Event{Type: ticketing.EventEnded, Outcome: outcome, Durations: c.durations(end)})
-	c.mu.Lock()
-	close(c.emitted)
-	close(c.events)
-	c.mu.Unlock()
+	c.emitEnded(ticketing.Event{Type: ticketing.EventEnded, Outcome: outcome, Durations: c.durations(end)})
 	<-emitDone
 	if s.opts.OnCallEnd != nil {
 		sum := CallSummary{CallID: c.id, Outcome: outcome}

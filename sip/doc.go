@@ -38,23 +38,42 @@
 //     type mirrored, direction mirrored (sendonly → recvonly), c=0.0.0.0 and inactive treated as
 //     hold, rejected streams kept with port 0, our external address in c=/o=, SDP without a
 //     final CRLF accepted; late offers (no SDP in INVITE or re-INVITE) answered in the ACK.
-//   - Dialogs (RFC 3261): our 2xx is retransmitted until the ACK (T1 doubling to T2) and the call
-//     is ended with BYE when none comes within 64*T1; CANCEL gives 487 (sipgo's transaction
-//     layer) and ends the call as abandoned; an outbound leg is CANCELled when the caller goes
-//     away, and a 2xx that crosses that CANCEL is ACKed and then BYEd; route sets are kept in
-//     order (reversed for the UAC side); BYE on either leg ends both; re-INVITE glare gets 491.
+//   - Dialogs (RFC 3261): keyed by Call-ID and our tag, the peer's tag checked (§12); an
+//     in-dialog request with a wrong tag gets 481; a new INVITE with the Call-ID of a live dialog
+//     gets 482 (§8.2.2.2 — this also stops one of our own legs coming back to us, so a line
+//     cannot be bridged to a line of the same gateway), while a retransmission of the same
+//     INVITE is absorbed by sipgo's transaction layer. Our 2xx is retransmitted until the ACK
+//     (T1 doubling to T2) and the call is ended with BYE when none comes within 64*T1; CANCEL
+//     gives 487 (sipgo's transaction layer) and ends the call as abandoned; an outbound leg is
+//     CANCELled when the caller goes away, and a 2xx that crosses that CANCEL is ACKed and then
+//     BYEd; route sets are kept in order (reversed for the UAC side); BYE on either leg ends
+//     both; re-INVITE glare gets 491.
+//   - Loops: a new INVITE with Max-Forwards 0 gets 483 (RFC 3261 §16.3); the INVITEs call
+//     control places for a call carry the carrier's Max-Forwards minus one (RFC 7332 §4), so a
+//     spiral through another B2BUA ends. 482 and 483 count
+//     switchboard_security_events_total{type="loop_detected"}.
 //   - Provisional responses of the far end are relayed: 180 as 180, a 183 with SDP as 183 with
 //     our answer and the early audio bridged (RFC 3960).
-//   - Session timers (RFC 4028): the interval is honoured; as refresher we re-INVITE at half the
-//     interval, otherwise a missing refresh ends the call with BYE before expiry.
+//   - Every leg is watched, the carrier's and those we place (a bridge target, an agent's SIP
+//     phone, an outbound callee), so a far end that vanished cannot hold a call up: a media
+//     timeout on its endpoint ends it with BYE, and so do session timers (RFC 4028). The
+//     carrier's interval is honoured; on legs we place our INVITE asks for one (Supported:
+//     timer, Session-Expires, Min-SE, §7.1; a 422 is retried with its Min-SE) and the 2xx
+//     decides who refreshes (§7.2; a far end that does not do timers leaves it to us). As
+//     refresher we re-INVITE at half the interval (a refresh that fails ends the leg),
+//     otherwise a missing refresh ends the leg with BYE before expiry (§10). A placed leg ending ends a bridge with its cause ("far end: media timeout").
 //   - Events: call.started, call.answered, call.held, call.resumed, call.ended (outcome and
 //     durations in whole seconds, measured on the monotonic clock) go to the Sink from a per-call
-//     queue, so SIP handling never waits on it.
+//     queue, so SIP handling never waits on it. The queue has no fixed size and never drops an
+//     event: it is bounded by the call, which ends with call.ended (events.go).
+//   - Strings from outside are cleaned before they reach an event or a log line (clean.go):
+//     display names and user parts unescaped, control characters (NUL included) dropped,
+//     invalid UTF-8 replaced, lengths bounded.
 //
 // # Not built yet
 //
 // Early media toward a carrier that made a late offer (it gets 180 without SDP: no reliable
-// provisionals), UPDATE as our own refresh
-// method (we refresh with re-INVITE), strict routing (lr-less Route), and session timers on
-// legs we place (we neither ask for nor refresh them there).
+// provisionals), UPDATE as our own refresh method (we refresh with re-INVITE), a change of
+// interval or refresher in a peer's refresh (the first negotiation holds), strict routing
+// (lr-less Route), and bridging a line to another line of the same gateway (refused with 482).
 package sip

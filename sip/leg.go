@@ -65,6 +65,7 @@ type leg struct {
 	offerInAck   bool          // we sent an offer in a 2xx; the ACK carries the answer
 	ackSeq       uint32        // CSeq of the 2xx awaiting ACK
 	ackCh        chan struct{} // closed when that ACK arrives
+	ackPending   bool          // a 2xx of ours awaits its ACK (respond2xx runs)
 	reinviteIn   bool          // a re-INVITE from the peer awaits our final response or its ACK
 	reinviteOut  bool          // our re-INVITE is in progress (glare → 491)
 	confirmed    bool
@@ -274,7 +275,7 @@ func (l *leg) bye(cause error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 64*l.s.opts.T1)
 	defer cancel()
 	if _, err := l.do(ctx, l.newRequest(sip.BYE, 0)); err != nil {
-		l.s.log.Debug("sip: BYE failed", "call_id", l.callID, "error", err)
+		l.s.log.Debug("sip: BYE failed", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "error", err)
 	}
 }
 
@@ -336,7 +337,15 @@ func (l *leg) respond2xx(ctx context.Context, tx sip.ServerTransaction, res *sip
 	l.ackSeq = res.CSeq().SeqNo
 	ackCh := make(chan struct{})
 	l.ackCh = ackCh
+	l.ackPending = true
 	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		if l.ackCh == ackCh {
+			l.ackPending = false
+		}
+		l.mu.Unlock()
+	}()
 	if err := l.s.respond(tx, res); err != nil {
 		return fmt.Errorf("sip: send 2xx: %w", err)
 	}
@@ -452,13 +461,14 @@ func (l *leg) handleAck(req *sip.Request) {
 	l.offerInAck = false
 	l.confirmed = true
 	l.reinviteIn = false
+	l.ackPending = false
 	l.mu.Unlock()
 	if offerInAck {
 		// Late offer: the ACK carries the answer to the offer in our 2xx (RFC 3264 §4, RFC 3261 §13.2.1).
 		if m, err := ParseAnswer(req.Body()); err == nil {
 			l.applyMedia(m)
 		} else {
-			l.s.log.Info("sip: unusable answer in ACK; hanging up", "call_id", l.callID, "error", err)
+			l.s.log.Info("sip: unusable answer in ACK; hanging up", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "error", err)
 			go l.bye(fmt.Errorf("answer in ACK: %w", err))
 		}
 	}
@@ -474,12 +484,30 @@ func (l *leg) handleAck(req *sip.Request) {
 // and an empty one (late offer) gets our offer in the 200 with the answer expected in the ACK.
 func (l *leg) handleReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	l.mu.Lock()
+	if l.ackPending {
+		// sipgo runs each request on its own goroutine, so a re-INVITE the peer sent right after
+		// its ACK can reach us first: give that ACK up to T1 before calling this an overlap.
+		ch := l.ackCh
+		l.mu.Unlock()
+		t := time.NewTimer(l.s.opts.T1)
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-l.ended:
+		}
+		t.Stop()
+		l.mu.Lock()
+	}
 	switch {
 	case l.reinviteOut:
 		l.mu.Unlock()
 		l.s.reply(req, tx, 491, "Request Pending")
 		return
-	case l.reinviteIn:
+	case l.reinviteIn || l.ackPending:
+		// RFC 3261 §14.2: an INVITE overlapping one still in progress gets 500 with
+		// Retry-After. A 2xx of ours still awaiting its ACK counts, the initial INVITE's too:
+		// answering would replace the ACK we wait for (respond2xx) and leave that answer
+		// unconfirmed.
 		l.mu.Unlock()
 		l.s.reply(req, tx, 500, "Server Internal Error", sip.NewHeader("Retry-After", "1"))
 		return
@@ -632,19 +660,26 @@ func (l *leg) noteRefresh(req *sip.Request) {
 	}
 }
 
-// runSessionTimer enforces the session interval until the leg ends: as refresher we send a
-// re-INVITE with our current description at half the interval (RFC 4028 §10); otherwise a
-// missing refresh ends the call with BYE at expiry minus min(32 s, interval/3).
+// runSessionTimer enforces the session interval until the leg ends, on either kind of leg
+// (the carrier's, and those we place): as refresher we send a re-INVITE with our current
+// description at half the interval (RFC 4028 §10); otherwise a missing refresh ends the leg
+// with BYE at expiry minus min(32 s, interval/3). A refresh that fails (no answer: the far end
+// vanished) ends the leg with BYE too.
 func (l *leg) runSessionTimer() {
-	l.mu.Lock()
-	se, we := l.sessExpires, l.weRefresh
-	l.mu.Unlock()
-	if se == 0 {
-		return
+	waitFor := func() (time.Duration, bool) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.sessExpires == 0 {
+			return 0, false
+		}
+		if l.weRefresh {
+			return l.sessExpires / 2, true
+		}
+		return l.sessExpires - min(32*time.Second, l.sessExpires/3), false
 	}
-	wait := se / 2
-	if !we {
-		wait = se - min(32*time.Second, se/3)
+	wait, we := waitFor()
+	if wait == 0 {
+		return
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -658,22 +693,32 @@ func (l *leg) runSessionTimer() {
 			}
 		case <-t.C:
 			if !we {
-				l.s.log.Info("sip: session expired", "call_id", l.callID)
+				l.s.log.Info("sip: session expired, no refresh from the far end", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "leg", l.roleName())
 				l.bye(causeSessionExpired)
 				return
 			}
 			if err := l.refresh(); err != nil {
-				l.s.log.Info("sip: session refresh failed", "call_id", l.callID, "error", err)
+				l.s.log.Info("sip: session refresh failed", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "leg", l.roleName(), "error", err)
 				l.bye(causeRefreshFailed)
 				return
 			}
+			wait, we = waitFor()
 			t.Reset(wait)
 		}
 	}
 }
 
+// roleName names the leg in log lines.
+func (l *leg) roleName() string {
+	if l.role == roleUAC {
+		return "outbound"
+	}
+	return "carrier"
+}
+
 // refresh sends a re-INVITE with our unchanged description (same o= version, RFC 4028 §7.4) and
-// ACKs the 2xx. 491 (glare) is retried once after a short pause.
+// ACKs the 2xx; the 2xx's Session-Expires, when present, becomes the interval (§7.2). 491
+// (glare) is retried once after a short pause.
 func (l *leg) refresh() error {
 	for attempt := 0; attempt < 2; attempt++ {
 		l.mu.Lock()
@@ -683,6 +728,7 @@ func (l *leg) refresh() error {
 		}
 		l.reinviteOut = true
 		m := l.med
+		se := l.sessExpires
 		l.mu.Unlock()
 		local := l.localDesc(false)
 		local.Direction = m.Direction
@@ -693,7 +739,9 @@ func (l *leg) refresh() error {
 		req := l.newRequest(sip.INVITE, 0)
 		req.SetBody(Offer(local, codecs, m.EventPT))
 		req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-		req.AppendHeader(sip.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=uas", int(l.sessExpires/time.Second))))
+		// RFC 4028 §7.4: refresher names a role in this transaction; we send the refresh and go
+		// on refreshing, so we are its UAC.
+		req.AppendHeader(sip.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=uac", int(se/time.Second))))
 		req.AppendHeader(sip.NewHeader("Supported", "timer"))
 		ctx, cancel := context.WithTimeout(context.Background(), 64*l.s.opts.T1)
 		res, err := l.do(ctx, req)
@@ -705,6 +753,7 @@ func (l *leg) refresh() error {
 			return err
 		}
 		if res.IsSuccess() {
+			l.timerFromResponse(res, false)
 			ack := l.newRequest(sip.ACK, req.CSeq().SeqNo)
 			return l.s.client.WriteRequest(ack)
 		}
@@ -718,6 +767,57 @@ func (l *leg) refresh() error {
 		}
 	}
 	return errors.New("refresh: glare persisted")
+}
+
+// timerFromResponse takes the session interval and refresher from a 2xx to an INVITE we sent
+// (RFC 4028 §7.2): Session-Expires with refresher=uac makes us the refresher (the refresher
+// names a role of that INVITE transaction, and we sent it), refresher=uas the far end. A 2xx
+// to our initial INVITE without Session-Expires comes from a far end that does not do session
+// timers: it cannot refresh, so we do, at our own interval, as on a carrier leg that asked for
+// none (a re-INVITE is plain RFC 3261 to it, and one left unanswered shows it vanished). A 2xx
+// to a refresh without Session-Expires leaves the timer as it was.
+func (l *leg) timerFromResponse(res *sip.Response, initial bool) {
+	if l.s.opts.SessionExpires < 0 {
+		return
+	}
+	h := res.GetHeader("Session-Expires")
+	if h == nil {
+		h = res.GetHeader("x")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if h == nil {
+		if initial {
+			l.sessExpires, l.weRefresh = l.s.opts.SessionExpires, true
+		}
+		return
+	}
+	val, params, _ := strings.Cut(h.Value(), ";")
+	secs, err := strconv.Atoi(strings.TrimSpace(val))
+	if err != nil || secs <= 0 {
+		return
+	}
+	l.sessExpires = time.Duration(secs) * time.Second
+	uas := strings.Contains(strings.ToLower(strings.ReplaceAll(params, " ", "")), "refresher=uas")
+	l.weRefresh = !uas
+}
+
+// watchMedia ends the leg with BYE when its endpoint reports a media timeout (no RTP for
+// MediaTimeout, HoldTimeout on hold): a far end that vanished without BYE must not hold the
+// call up. It returns when the leg ends.
+func (l *leg) watchMedia() {
+	l.mu.Lock()
+	ep := l.ep
+	l.mu.Unlock()
+	if ep == nil {
+		return
+	}
+	select {
+	case err := <-ep.MediaTimeout():
+		l.s.log.Info("sip: media timeout", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "leg", l.roleName(), "error", err)
+		l.bye(causeMediaTimeout)
+	case <-l.ended:
+	}
 }
 
 // --- helpers --------------------------------------------------------------------------------
@@ -769,4 +869,13 @@ func parseRouteValue(v string, h *sip.RouteHeader) error {
 		return sip.ParseUri(v, &h.Address)
 	}
 	return sip.ParseUri(v[lt+1:gt], &h.Address)
+}
+
+// callRef is the id of the leg's call for log lines ("" for a leg without a call); the leg's
+// own Call-ID, which comes from outside on a carrier leg, is logged through logValue.
+func (l *leg) callRef() string {
+	if l.call == nil {
+		return ""
+	}
+	return l.call.id
 }

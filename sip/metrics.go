@@ -26,6 +26,9 @@ const (
 	secScanner     = "scanner_drop"
 	secRateLimit   = "rate_limited"
 	secMalformed   = "malformed"
+	// secLoop counts INVITEs refused as a loop: Max-Forwards exhausted (483) or a Call-ID
+	// that is already live here, such as a leg of ours coming back (482).
+	secLoop = "loop_detected"
 )
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -49,7 +52,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"code"}),
 		securityEvent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_security_events_total",
-			Help: "Requests refused or dropped for security: acl_reject, auth_failure, scanner_drop, rate_limited, malformed.",
+			Help: "Requests refused or dropped for security: acl_reject, auth_failure, scanner_drop, rate_limited, malformed, loop_detected.",
 		}, []string{"type"}),
 	}
 	if reg == nil {

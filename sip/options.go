@@ -47,9 +47,10 @@ type Options struct {
 	// RetryAfter is the Retry-After value of 503 responses. Default 30 s.
 	RetryAfter time.Duration
 
-	// SessionExpires is the session interval we ask for and accept (RFC 4028); MinSE the
-	// smallest we accept (smaller gets 422 with Min-SE). Defaults 1800 s and 90 s; a negative
-	// SessionExpires turns session timers off (Session-Expires is then ignored).
+	// SessionExpires is the session interval we ask for on the legs we place and accept from
+	// carriers (RFC 4028); MinSE the smallest we accept (smaller gets 422 with Min-SE), also
+	// sent as Min-SE on legs we place. Defaults 1800 s and 90 s; a negative SessionExpires
+	// turns session timers off (Session-Expires is then neither sent nor honoured).
 	SessionExpires time.Duration
 	MinSE          time.Duration
 
@@ -72,7 +73,8 @@ type Options struct {
 	Ports *media.PortAllocator
 	// MediaMetrics receives the RTP counters of every endpoint (nil: none).
 	MediaMetrics *media.Metrics
-	// MediaTimeout and HoldTimeout are passed to every media endpoint (0: media's defaults).
+	// MediaTimeout and HoldTimeout are passed to every media endpoint (0: media's defaults);
+	// a timeout on any leg, the carrier's or one we placed, ends that leg with BYE.
 	MediaTimeout time.Duration
 	HoldTimeout  time.Duration
 

@@ -71,10 +71,10 @@ func (s *Server) Originate(ctx context.Context, opts OriginateOptions) (*Call, e
 		to:        to,
 		line:      from,
 		trunk:     trunk.Name,
-		events:    make(chan ticketing.Event, 64),
-		emitted:   make(chan struct{}),
+		events:    newEventQueue(),
 		received:  s.now(),
 		holdLegs:  map[*leg]bool{},
+		maxFwd:    70,
 	}
 	c.ctx, c.cancel = context.WithCancelCause(s.ctx)
 	s.mu.Lock()
@@ -120,7 +120,7 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 		go func() {
 			select {
 			case <-out.Done():
-				stop(causeRemoteBye)
+				stop(fmt.Errorf("callee: %w", out.l.cause()))
 			case <-legCtx.Done():
 			}
 		}()
@@ -150,11 +150,7 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 	end := s.now()
 	s.m.callsActive.WithLabelValues(c.direction).Dec()
 	s.m.callsTotal.WithLabelValues(c.direction, outcomeLabel(outcome)).Inc()
-	c.emit(ticketing.Event{Type: ticketing.EventEnded, Outcome: outcome, Durations: c.durations(end)})
-	c.mu.Lock()
-	close(c.emitted)
-	close(c.events)
-	c.mu.Unlock()
+	c.emitEnded(ticketing.Event{Type: ticketing.EventEnded, Outcome: outcome, Durations: c.durations(end)})
 	<-emitDone
 	if s.opts.OnCallEnd != nil {
 		sum := CallSummary{CallID: c.id, Outcome: outcome}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,7 +27,8 @@ type DialOptions struct {
 	Trunk string
 	// Number is the dialled number when calling through a trunk.
 	Number string
-	// FromUser and FromName are the caller ID; FromUser defaults to the trunk's CallerID.
+	// FromUser and FromName are the caller ID, as plain text (we escape and quote them, and drop
+	// control characters); FromUser defaults to the trunk's CallerID.
 	FromUser string
 	FromName string
 	// Codecs is our offer in preference order; default PCMU, PCMA.
@@ -120,8 +122,8 @@ func (c *Call) Dial(ctx context.Context, opts DialOptions) (*OutboundLeg, error)
 			l.transport = strings.ToUpper(tp)
 		}
 	}
-	l.localHdr = sip.Uri{Scheme: "sip", User: opts.FromUser, Host: s.opts.ExternalAddr.String()}
-	l.localName = opts.FromName
+	l.localHdr = sip.Uri{Scheme: "sip", User: escapeUser(opts.FromUser), Host: s.opts.ExternalAddr.String()}
+	l.localName = quoteDisplayName(cleanText(opts.FromName, maxNameLen))
 	l.remoteHdr = sip.Uri{Scheme: ruri.Scheme, User: ruri.User, Host: ruri.Host, Port: ruri.Port}
 	l.remoteTarget = *ruri.Clone()
 	l.dest = opts.Destination
@@ -135,9 +137,22 @@ func (c *Call) Dial(ctx context.Context, opts DialOptions) (*OutboundLeg, error)
 	local := l.localDesc(false)
 	local.Direction = SendRecv
 	inv := l.newRequest(sip.INVITE, 0)
+	// The hop count carried across the B2BUA (RFC 7332 §4): the carrier's Max-Forwards − 1.
+	inv.RemoveHeader("Max-Forwards")
+	maxf := sip.MaxForwardsHeader(max(c.maxFwd, 0))
+	inv.AppendHeader(&maxf)
 	inv.SetBody(Offer(local, opts.Codecs, DefaultEventPayload))
 	inv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	inv.AppendHeader(sip.NewHeader("Allow", allowMethods))
+	if s.opts.SessionExpires > 0 {
+		// RFC 4028 §7.1: we support session timers and ask for our interval; the far end picks
+		// the refresher in its 2xx (timerFromResponse); one that does not do session timers
+		// leaves refreshing to us. A leg we placed is watched like the carrier's: a vanished far
+		// end ends it.
+		inv.AppendHeader(sip.NewHeader("Supported", "timer"))
+		inv.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(s.opts.SessionExpires/time.Second))))
+		inv.AppendHeader(sip.NewHeader("Min-SE", strconv.Itoa(int(s.opts.MinSE/time.Second))))
+	}
 	s.addDialog(l)
 
 	res, err := l.invite2xx(ctx, inv, trunk, ringTimeout, opts.OnProgress)
@@ -151,6 +166,9 @@ func (c *Call) Dial(ctx context.Context, opts DialOptions) (*OutboundLeg, error)
 		return nil, &StatusError{Code: 488, Reason: "Not Acceptable Here", Outcome: ticketing.OutcomeFailed}
 	}
 	l.applyMedia(m)
+	l.timerFromResponse(res, true)
+	go l.runSessionTimer()
+	go l.watchMedia()
 	return &OutboundLeg{l: l}, nil
 }
 
@@ -183,6 +201,7 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 		cancelWanted   error // why we abandon the leg (nil: we don't)
 		cancelSent     bool
 		authTries      int
+		retried422     bool
 		cancelWG       sync.WaitGroup
 	)
 	// A CANCEL still retransmitting when the INVITE got its final response is no longer needed.
@@ -199,7 +218,7 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 		go func() {
 			defer cancelWG.Done()
 			if _, err := l.do(cancelCtx, cr); err != nil {
-				s.log.Debug("sip: CANCEL", "call_id", l.callID, "error", err)
+				s.log.Debug("sip: CANCEL", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "error", err)
 			}
 		}()
 	}
@@ -231,7 +250,7 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 			if res.IsSuccess() {
 				l.established(res)
 				if err := l.ackSuccess(inv, res, tx); err != nil {
-					s.log.Debug("sip: ACK", "call_id", l.callID, "error", err)
+					s.log.Debug("sip: ACK", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "error", err)
 				}
 				if cancelWanted != nil {
 					// RFC 3261 §15: a 2xx that crossed our CANCEL: ACK it, then BYE.
@@ -242,7 +261,7 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 			}
 			if (res.StatusCode == 401 || res.StatusCode == 407) && trunk.OutboundPassword != "" && authTries < 2 && cancelWanted == nil {
 				authTries++
-				s.log.Debug("sip: outbound leg challenged", "call_id", l.callID, "code", res.StatusCode)
+				s.log.Debug("sip: outbound leg challenged", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "code", res.StatusCode)
 				next, err := l.authorize(inv, res, trunk)
 				if err != nil {
 					return nil, &StatusError{Code: 503, Reason: "Service Unavailable", Outcome: ticketing.OutcomeFailed}
@@ -250,7 +269,22 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 				tx.Terminate()
 				inv = next
 				if tx, err = send(inv); err != nil {
-					s.log.Debug("sip: resend with credentials", "call_id", l.callID, "error", err)
+					s.log.Debug("sip: resend with credentials", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "error", err)
+					return nil, err
+				}
+				gotProvisional = false
+				continue
+			}
+			if res.StatusCode == 422 && !retried422 && cancelWanted == nil {
+				// RFC 4028 §7.4 (422): ask again with the far end's Min-SE as our interval.
+				retried422 = true
+				next, err := l.retryInterval(inv, res)
+				if err != nil {
+					return nil, mapFailure(res.StatusCode)
+				}
+				tx.Terminate()
+				inv = next
+				if tx, err = send(inv); err != nil {
 					return nil, err
 				}
 				gotProvisional = false
@@ -403,6 +437,31 @@ func (l *leg) authorize(inv *sip.Request, res *sip.Response, trunk Trunk) (*sip.
 	return next, nil
 }
 
+// retryInterval builds the INVITE retried after a 422 (RFC 4028 §7.4): Session-Expires and
+// Min-SE set to the Min-SE of the 422, a new CSeq and branch.
+func (l *leg) retryInterval(inv *sip.Request, res *sip.Response) (*sip.Request, error) {
+	h := res.GetHeader("Min-SE")
+	if h == nil {
+		return nil, errors.New("sip: 422 without Min-SE")
+	}
+	v, _, _ := strings.Cut(h.Value(), ";")
+	secs, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || secs <= 0 || secs > 86400 {
+		return nil, fmt.Errorf("sip: 422 with unusable Min-SE %q", logValue(h.Value()))
+	}
+	next := inv // reused as authorize does: a clone keeps the finished transaction's state
+	next.RemoveHeader("Via")
+	next.RemoveHeader("Session-Expires")
+	next.RemoveHeader("Min-SE")
+	next.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(secs)))
+	next.AppendHeader(sip.NewHeader("Min-SE", strconv.Itoa(secs)))
+	l.mu.Lock()
+	l.localSeq++
+	next.CSeq().SeqNo = l.localSeq
+	l.mu.Unlock()
+	return next, nil
+}
+
 // mapFailure maps a far end's final failure to the status we relay on the carrier leg and the
 // call outcome (busy, no answer and declines are no_answer; the rest failed).
 func mapFailure(code int) *StatusError {
@@ -413,6 +472,11 @@ func mapFailure(code int) *StatusError {
 		return &StatusError{Code: 480, Reason: "Temporarily Unavailable", Outcome: ticketing.OutcomeNoAnswer}
 	case 603:
 		return &StatusError{Code: 603, Reason: "Decline", Outcome: ticketing.OutcomeNoAnswer}
+	case 482:
+		// A loop came back to us: our own leg's Call-ID (handleInvite) or a proxy's detection.
+		return &StatusError{Code: 482, Reason: "Loop Detected", Outcome: ticketing.OutcomeFailed}
+	case 483:
+		return &StatusError{Code: 483, Reason: "Too Many Hops", Outcome: ticketing.OutcomeFailed}
 	case 404, 604:
 		return &StatusError{Code: 404, Reason: "Not Found", Outcome: ticketing.OutcomeFailed}
 	case 488, 606:
@@ -505,6 +569,9 @@ func (b *BridgeTarget) Serve(ctx context.Context, c *Call) error {
 	select {
 	case <-ctx.Done():
 	case <-out.Done():
+		// The far end hung up, stopped sending RTP or let its session expire: the call ends
+		// with that cause (the carrier leg gets BYE from call control).
+		c.hangup(fmt.Errorf("far end: %w", out.l.cause()))
 	}
 	return nil
 }

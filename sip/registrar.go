@@ -203,7 +203,7 @@ func (r *registrar) expire(b *binding) {
 	}
 	r.gauge.Set(float64(r.countLocked()))
 	r.mu.Unlock()
-	r.s.log.Info("sip: registration expired", "agent_id", b.agentID, "contact", b.key)
+	r.s.log.Info("sip: registration expired", "agent_id", b.agentID, "contact", logValue(b.key))
 	if gone && r.opts.OnChange != nil {
 		r.opts.OnChange(b.agentID, false)
 	}
@@ -246,7 +246,7 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 	if !ok || acct.Password == "" ||
 		!verifyDigest(creds, string(sip.REGISTER), creds["username"], acct.Password, r.opts.Realm, s.nonceOK) {
 		s.m.securityEvent.WithLabelValues(secAuthFailure).Inc()
-		s.log.Info("sip: REGISTER refused", "username", creds["username"], "source", req.Source())
+		s.log.Info("sip: REGISTER refused", "username", logValue(creds["username"]), "source", req.Source())
 		s.reply(req, tx, 403, "Forbidden")
 		return
 	}

@@ -65,8 +65,12 @@ type Server struct {
 	ready     atomic.Bool
 	closed    atomic.Bool
 
-	mu        sync.Mutex
-	dialogs   map[string]*leg // Call-ID → leg (each leg of a B2BUA has its own Call-ID)
+	mu sync.Mutex
+	// dialogs holds every live leg by its dialog ID as seen from our side (RFC 3261 §12: the
+	// Call-ID and our tag; the remote tag is checked by leg.matches). callIDs counts the live
+	// legs of each Call-ID, so that a new INVITE reusing one is refused (handleInvite).
+	dialogs   map[dialogKey]*leg
+	callIDs   map[string]int
 	calls     map[*Call]struct{}
 	listeners []io.Closer
 	addrs     map[string]netip.AddrPort // "udp", "tcp", "tls" → bound address
@@ -154,7 +158,8 @@ func New(opts Options) (*Server, error) {
 		now:      opts.Now,
 		lines:    map[string]Line{},
 		scanners: opts.ScannerUserAgents,
-		dialogs:  map[string]*leg{},
+		dialogs:  map[dialogKey]*leg{},
+		callIDs:  map[string]int{},
 		calls:    map[*Call]struct{}{},
 		addrs:    map[string]netip.AddrPort{},
 	}
@@ -417,12 +422,12 @@ func (s *Server) security(typ string, req *sip.Request, detail string) {
 	}
 	ua, from := "", ""
 	if h := req.GetHeader("User-Agent"); h != nil {
-		ua = h.Value()
+		ua = logValue(h.Value())
 	}
 	if f := req.From(); f != nil {
-		from = f.Address.User
+		from = uriUser(f.Address.User)
 	}
-	s.log.Warn("sip: security event", "security_event", typ, "source", req.Source(), "method", string(req.Method),
+	s.log.Warn("sip: security event", "security_event", typ, "source", req.Source(), "method", methodLabel(string(req.Method)),
 		"user_agent", ua, "from_user", from, "detail", detail)
 }
 
@@ -483,11 +488,17 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	defer func() {
 		// A bug on one request must never take down the process or another call.
 		if r := recover(); r != nil {
-			s.log.Error("sip: panic handling request", "method", req.Method, "panic", r)
+			s.log.Error("sip: panic handling request", "method", methodLabel(string(req.Method)), "panic", r)
 		}
 	}()
 	s.m.requests.WithLabelValues(methodLabel(string(req.Method))).Inc()
-	s.log.Debug("sip: request", "method", req.Method, "call_id", req.CallID(), "source", req.Source())
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		callID := ""
+		if h := req.CallID(); h != nil {
+			callID = logValue(h.Value())
+		}
+		s.log.Debug("sip: request", "method", methodLabel(string(req.Method)), "call_id", callID, "source", req.Source())
+	}
 	src := sourceAddr(req)
 	trunk, isTrunk := s.trunkFor(src)
 	// REGISTER comes from agents' phones, never from a carrier: no trunk exemption for it.
@@ -559,14 +570,15 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 func (s *Server) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
+	// RFC 3261 §12.2.2: the To tag of an in-dialog request is our tag; the Call-ID and our tag
+	// find the leg, and the From tag must be the peer's (leg.matches). Anything else is 481.
+	toTag, _ := req.To().Params.Get("tag")
 	s.mu.Lock()
-	l := s.dialogs[req.CallID().Value()]
+	l := s.dialogs[dialogKey{callID: req.CallID().Value(), localTag: toTag}]
 	s.mu.Unlock()
 	if l == nil || !l.matches(req) {
-		s.log.Debug("sip: no dialog for request", "method", req.Method, "found", l != nil, "to", req.To().Value(), "from", req.From().Value())
-		if l != nil {
-			s.log.Debug("sip: leg tags", "local", l.localTag, "remote", l.remoteTag)
-		}
+		s.log.Debug("sip: no dialog for request", "method", methodLabel(string(req.Method)), "found", l != nil,
+			"to", logValue(req.To().Value()), "from", logValue(req.From().Value()))
 		if req.IsAck() {
 			return
 		}
@@ -576,16 +588,31 @@ func (s *Server) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	l.handleRequest(req, tx)
 }
 
+// dialogKey identifies a leg among the live dialogs: its Call-ID and our tag.
+type dialogKey struct{ callID, localTag string }
+
 func (s *Server) addDialog(l *leg) {
 	s.mu.Lock()
-	s.dialogs[l.callID] = l
+	s.addDialogLocked(l)
 	s.mu.Unlock()
 }
 
+func (s *Server) addDialogLocked(l *leg) {
+	k := dialogKey{l.callID, l.localTag}
+	if _, ok := s.dialogs[k]; !ok {
+		s.callIDs[l.callID]++
+	}
+	s.dialogs[k] = l
+}
+
 func (s *Server) removeDialog(l *leg) {
+	k := dialogKey{l.callID, l.localTag}
 	s.mu.Lock()
-	if s.dialogs[l.callID] == l {
-		delete(s.dialogs, l.callID)
+	if s.dialogs[k] == l {
+		delete(s.dialogs, k)
+		if s.callIDs[l.callID]--; s.callIDs[l.callID] <= 0 {
+			delete(s.callIDs, l.callID)
+		}
 	}
 	s.mu.Unlock()
 }

@@ -90,7 +90,10 @@ type Event struct {
 	// call.csat
 	Score int `json:"score,omitempty"`
 	// call.ended
-	Outcome    string `json:"outcome,omitempty"`
+	Outcome string `json:"outcome,omitempty"`
+	// Cause, on call.ended, says why the call ended when it is not the usual hang-up: "crash"
+	// when the gateway closed the call at its next start after the process died.
+	Cause      string `json:"cause,omitempty"`
 	*Durations `json:",omitempty"`
 }
 
@@ -170,6 +173,9 @@ func ValidateEvent(e Event) []FieldError {
 		case OutcomeAnswered, OutcomeAbandoned, OutcomeVoicemail, OutcomeNoAnswer, OutcomeFailed, OutcomeRejected:
 		default:
 			add("outcome", "must be answered, abandoned, voicemail, no_answer, failed or rejected")
+		}
+		if len(e.Cause) > 64 || strings.IndexFunc(e.Cause, func(r rune) bool { return !('a' <= r && r <= 'z' || r == '_') }) >= 0 {
+			add("cause", "must be at most 64 characters of a-z and _, such as crash")
 		}
 		if d := e.Durations; d != nil {
 			for name, v := range map[string]int64{"ivr_time": d.IVRTime, "queue_time": d.QueueTime, "ring_time": d.RingTime,

@@ -344,14 +344,3 @@ func TestGateway_LoginAndBasicBruteForceBackOff(t *testing.T) {
 		time.Sleep(250 * time.Millisecond)
 	}
 }
-
-// grepLines returns the lines of s containing sub.
-func grepLines(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
-}

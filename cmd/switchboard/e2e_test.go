@@ -97,7 +97,7 @@ agents:
   - {email: agent1@example.com, name: Agent One, password: agentpass, queues: [support]}
 users:
   - {email: admin@example.com, name: Admin, password: adminpass, role: admin}
-recordings: {enabled: true, dir: %q, start: answer}
+recordings: {enabled: true, dir: %q, start: answer, retention_days: 3650}
 `, dbURL, filepath.Join(dir, "spool", "events.jsonl"), httpPort, sipPort, sipPort, rtpMin, rtpMin+199,
 		deskPort, deskPort, filepath.Join(dir, "recordings"))
 	path = filepath.Join(dir, "switchboard.yaml")
@@ -121,6 +121,13 @@ func runGateway(t *testing.T) *testGateway {
 // /readyz. Cleanup stops it (SIGTERM, SIGKILL after 20 s) unless it has exited already; g.exited
 // keeps the exit status for every later reader.
 func (g *testGateway) launch(bin, path string) {
+	g.t.Helper()
+	g.start(bin, path)
+	waitReady(g.t, g.base, g.exited)
+}
+
+// start is launch without waiting for /readyz.
+func (g *testGateway) start(bin, path string) {
 	t := g.t
 	t.Helper()
 	g.exited = make(chan error, 1)
@@ -158,7 +165,6 @@ func (g *testGateway) launch(bin, path string) {
 			t.Logf("gateway (pid %d) logs:\n%s", g.cmd.Process.Pid, tail(g.logText(), 8000))
 		}
 	})
-	waitReady(t, g.base, g.exited)
 }
 
 func (g *testGateway) logText() string {

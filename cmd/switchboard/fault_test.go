@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/switchboard-voice/switchboard/internal/pgtest"
@@ -119,5 +123,95 @@ func TestFault_DatabaseDown60sUnderLoad_NoCallDroppedNoEventLost(t *testing.T) {
 	if n := f.count(`SELECT count(*) FROM calls c WHERE c.to_number IN ('+15550197', '+15550198') AND NOT EXISTS (
 		SELECT 1 FROM ticket_comments m WHERE m.ticket_id = c.ticket_id AND m.call_id = c.id AND m.recording_id IS NOT NULL)`); n != 0 {
 		t.Errorf("%d calls without a voice comment carrying the recording", n)
+	}
+}
+
+// poisonSpool writes the spool a previous run (one from before SIP strings were cleaned) could
+// have left: a call.started whose caller name holds a NUL, which PostgreSQL's jsonb refuses
+// (SQLSTATE 22P05), between the events of a good call.
+func poisonSpool(t *testing.T, path string, at time.Time) (poison, good string) {
+	t.Helper()
+	poison, good = "poison-"+strconv.FormatInt(at.UnixNano(), 36), "good-"+strconv.FormatInt(at.UnixNano(), 36)
+	evs := []string{
+		fmt.Sprintf(`{"id":"%s","call_id":%q,"seq":1,"type":"call.started","at":%q,"direction":"inbound","from":"+15557770001","to":"+15550198","line":"+15550198"}`,
+			uuid.NewString(), good, at.Format(time.RFC3339Nano)),
+		fmt.Sprintf(`{"id":"%s","call_id":%q,"seq":1,"type":"call.started","at":%q,"direction":"inbound","from":"+15557770002","to":"+15550198","line":"+15550198","caller_name":"Eve\u0000"}`,
+			uuid.NewString(), poison, at.Format(time.RFC3339Nano)),
+		fmt.Sprintf(`{"id":"%s","call_id":%q,"seq":2,"type":"call.ended","at":%q,"outcome":"failed"}`,
+			uuid.NewString(), good, at.Add(time.Second).Format(time.RFC3339Nano)),
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(evs, "\n")+"\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	return poison, good
+}
+
+// A poison event reaches the gateway by every road, and ticketing keeps going:
+//   - in the spool a previous run left (written before SIP strings were cleaned): PostgreSQL
+//     refuses it at replay; it is set aside in call_events_dead and the events around it are
+//     applied;
+//   - through SIP: a carrier INVITE whose From carries control characters in the display name
+//     and a %00 in the user part — the call is bridged and gets its ticket, with clean strings;
+//   - through POST /call_events: the poison gets 422 naming the field, the good events of the
+//     same request are applied.
+func TestFault_PoisonEventBySpoolSIPAndAPI_TicketingKeepsGoing(t *testing.T) {
+	requireSipp(t)
+	db := pgtest.EmptyURL(t)
+	path, base, sipPort, deskPort, dir := writeGatewayConfig(t, db)
+	poison, good := poisonSpool(t, filepath.Join(dir, "spool", "events.jsonl"), time.Now().Add(-time.Minute).UTC())
+	g := &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir}
+	g.launch(binary(t), path)
+	f := &faultGateway{testGateway: g, db: db}
+
+	// The spool: the poison is dead-lettered, the good call around it applied.
+	f.awaitCount("poison event in call_events_dead", 1, 30*time.Second, `SELECT count(*) FROM call_events_dead WHERE call_id = $1`, poison)
+	f.awaitCount("the good call of the spool applied", 1, 30*time.Second, `SELECT count(*) FROM calls WHERE id = $1 AND state = 'ended'`, good)
+	if n := g.metric("switchboard_ticketing_events_dead_total"); n != 1 {
+		t.Errorf("switchboard_ticketing_events_dead_total = %v, want 1", n)
+	}
+
+	// SIP: control characters in the display name, a %00 in the user part.
+	desk := startSipp(t, "desk_echo.xml", nil, "-p", strconv.Itoa(deskPort), "-rtp_echo")
+	carrier := startSipp(t, "carrier_rtp.xml", map[string]string{
+		`"Alice Caller" <sip:+15551234567@`: "\"Al\x01ice\x1b Caller\x7f\" <sip:%2B1555%001234567@"},
+		"-s", "+15550197", fmt.Sprintf("127.0.0.1:%d", sipPort))
+	carrier.wait(t, "carrier")
+	desk.wait(t, "desk")
+	call := g.awaitCall("+15550197", func(c map[string]any) bool { return c["state"] == "ended" && c["ticket_id"] != nil })
+	if call["from"] != "+15551234567" || call["outcome"] != "answered" {
+		t.Errorf("hostile call %v: want from +15551234567 (the %%00 dropped), answered", call)
+	}
+	tk, _ := g.ticketOf(call)
+	for _, s := range []string{fmt.Sprint(call["caller_name"]), fmt.Sprint(tk["subject"])} {
+		if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			t.Errorf("a control character reached the ticketing core: %q", s)
+		}
+	}
+	if strings.Contains(g.logText(), `\u0001`) || strings.Contains(g.logText(), `\u001b`) {
+		t.Errorf("a control character reached a log line")
+	}
+
+	// The API: the poison is refused naming its field, the good events of the request applied.
+	apiCall := "api-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	at := time.Now().UTC().Format(time.RFC3339Nano)
+	body := fmt.Sprintf(`{"events":[
+		{"id":%q,"call_id":%q,"seq":1,"type":"call.started","at":%q,"direction":"inbound","from":"+15557770003","to":"+15550198","line":"+15550198"},
+		{"id":%q,"call_id":%q,"seq":2,"type":"call.ended","at":%q,"outcome":"failed"},
+		{"id":%q,"call_id":"api-poison","seq":1,"type":"call.started","at":%q,"direction":"inbound","from":"+15557770004","to":"+15550198","caller_name":"Eve\u0000"}]}`,
+		uuid.NewString(), apiCall, at, uuid.NewString(), apiCall, at, uuid.NewString(), at)
+	code, m := g.api("POST", "/call_events", body)
+	errs, _ := m["errors"].([]any)
+	if code != 200 || m["accepted"] != float64(2) || len(errs) != 1 {
+		t.Fatalf("POST /call_events with one poison event: %d %v; want 200, 2 accepted, 1 error", code, m)
+	}
+	if e := errs[0].(map[string]any); e["index"] != float64(2) || e["field"] != "caller_name" {
+		t.Errorf("error %v: want index 2, field caller_name", e)
+	}
+	f.awaitCount("the API's good call applied", 1, 30*time.Second, `SELECT count(*) FROM calls WHERE id = $1 AND state = 'ended'`, apiCall)
+	if n := f.count(`SELECT count(*) FROM call_events WHERE call_id = 'api-poison'`); n != 0 {
+		t.Errorf("the refused event was stored (%d rows)", n)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -21,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchboard-voice/switchboard/config"
+	"github.com/switchboard-voice/switchboard/internal/calljournal"
 	"github.com/switchboard-voice/switchboard/migrations"
 	"github.com/switchboard-voice/switchboard/ticketing"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
@@ -102,6 +105,7 @@ type gateway struct {
 	accountIDs map[string]int64
 	events     *eventlog.Log
 	engine     *ticketing.Engine
+	engineMu   sync.Mutex // guards stopEngine and engineDone (set by awaitDatabase)
 	stopEngine context.CancelFunc
 	engineDone chan struct{}
 
@@ -116,31 +120,67 @@ type gateway struct {
 	bgCancel context.CancelFunc
 	// draining is set once shutdown starts: /readyz answers 503 so balancers move away.
 	draining atomic.Bool
+
+	// now is the clock.
+	now func() time.Time
+	// db tracks the database's reachability; dbReady is set once it was set up (at start, or
+	// by awaitDatabase in degraded mode).
+	db      dbHealth
+	dbReady atomic.Bool
+	// wg: background work of the gateway itself (awaitDatabase, orphan BYEs).
+	wg sync.WaitGroup
+
+	// journal is the node's journal of open calls (crash.go); crashed the calls an earlier
+	// process left open, and crashClosed the seq of the call.ended each got at this start.
+	journal     *calljournal.Journal
+	crashed     []calljournal.OpenCall
+	crashClosed map[string]int64
+	crashM      crashMetrics
 }
 
 func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*gateway, error) {
-	gw := &gateway{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
+	gw := &gateway{cfg: cfg, log: log, registry: prometheus.NewRegistry(), now: time.Now}
 	gw.bgCtx, gw.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
-	if err := gw.openDatabase(ctx); err != nil {
+	gw.registerMetrics()
+	if err := gw.openPool(ctx); err != nil {
+		gw.bgCancel()
 		return nil, err
 	}
-	gw.registerMetrics()
+	// The database is set up now when it answers, in the background once it does otherwise:
+	// calls are taken either way (degraded mode, /readyz says why).
+	dbErr := gw.connectDatabase(ctx)
+	var migErr *migrationError
+	if errors.As(dbErr, &migErr) {
+		gw.pool.Close()
+		gw.bgCancel()
+		return nil, dbErr // reachable but the schema cannot be brought up: a real problem
+	}
+	if err := gw.openJournal(); err != nil {
+		gw.pool.Close()
+		gw.bgCancel()
+		return nil, err
+	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", gw.healthz)
 	mux.HandleFunc("GET /readyz", gw.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gw.registry, promhttp.HandlerOpts{Registry: gw.registry}))
-	if err := gw.startTicketing(ctx, mux); err != nil {
-		gw.closeTicketing()
-		gw.pool.Close()
-		return nil, err
-	}
-	if err := gw.startTelephony(ctx, mux); err != nil {
+	fail := func(err error) (*gateway, error) {
 		gw.tel.stop(context.Background())
 		gw.bgCancel()
 		gw.closeTicketing()
+		_ = gw.journal.Close()
 		gw.pool.Close()
 		return nil, err
+	}
+	if err := gw.startTicketing(ctx, mux, dbErr == nil); err != nil {
+		return fail(err)
+	}
+	// Before any new call: the calls a crash left open are closed (their events spool while
+	// the database is away).
+	gw.closeCrashedCalls(ctx)
+	if err := gw.startTelephony(ctx, mux, dbErr == nil); err != nil {
+		return fail(err)
 	}
 	if err := gw.security.ensure(gw.registry); err != nil {
 		log.Error("security events metric", "err", err)
@@ -152,11 +192,7 @@ func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*g
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
-		gw.tel.stop(context.Background())
-		gw.bgCancel()
-		gw.closeTicketing()
-		gw.pool.Close()
-		return nil, fmt.Errorf("http: listen %s: %w", cfg.HTTP.Listen, err)
+		return fail(fmt.Errorf("http: listen %s: %w", cfg.HTTP.Listen, err))
 	}
 	gw.http = &http.Server{
 		// Host allow-list (DNS rebinding) and security headers on every response.
@@ -169,13 +205,24 @@ func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*g
 	if err := gw.startAdmin(); err != nil {
 		log.Error("admin listener", "err", err)
 	}
-	log.Info("switchboard started", "version", version, "node", cfg.Node, "http", ln.Addr().String())
+	gw.byeOrphans()
+	if dbErr == nil {
+		gw.dbReady.Store(true)
+	} else {
+		log.Warn("database unreachable: running degraded — calls are taken, events spool locally, the API and logins wait for the database; retrying in the background",
+			"err", dbErr)
+		gw.wg.Add(1)
+		go func() {
+			defer gw.wg.Done()
+			gw.awaitDatabase()
+		}()
+	}
+	log.Info("switchboard started", "version", version, "node", cfg.Node, "http", ln.Addr().String(), "database", dbErr == nil)
 	return gw, nil
 }
 
-// openDatabase connects to PostgreSQL, retrying for a while (the database may be starting
-// alongside us), and applies migrations unless told not to.
-func (gw *gateway) openDatabase(ctx context.Context) error {
+// openPool builds the connection pool. It does not connect: pgxpool dials on first use.
+func (gw *gateway) openPool(ctx context.Context) error {
 	pcfg, err := pgxpool.ParseConfig(gw.cfg.Database.URL)
 	if err != nil {
 		return fmt.Errorf("database.url: %w", err)
@@ -183,20 +230,42 @@ func (gw *gateway) openDatabase(ctx context.Context) error {
 	if pcfg.MaxConns < 16 {
 		pcfg.MaxConns = 16 // the engine's workers, the event log, the API
 	}
+	// A dial to a database that is down must fail fast rather than hold a caller.
+	if pcfg.ConnConfig.ConnectTimeout == 0 || pcfg.ConnConfig.ConnectTimeout > 5*time.Second {
+		pcfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	gw.pool = pool
+	return nil
+}
+
+// migrationError is a database that answers but whose schema cannot be brought up to date.
+type migrationError struct{ err error }
+
+func (e *migrationError) Error() string { return e.err.Error() }
+func (e *migrationError) Unwrap() error { return e.err }
+
+// databaseStartWait is how long serve waits for the database at start before it goes on
+// degraded (the database may be starting alongside it).
+const databaseStartWait = 5 * time.Second
+
+// connectDatabase waits up to databaseStartWait for the database, then applies migrations
+// unless told not to and records the node. An error other than *migrationError means the
+// database is unreachable: the gateway starts degraded and awaitDatabase takes over.
+func (gw *gateway) connectDatabase(ctx context.Context) error {
+	deadline := gw.now().Add(databaseStartWait)
 	for {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err = pool.Ping(pctx)
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := gw.pool.Ping(pctx)
 		cancel()
 		if err == nil {
 			break
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			pool.Close()
+		gw.db.failed(err, gw.now())
+		if gw.now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("database: not reachable: %w", err)
 		}
 		gw.log.Warn("database not reachable yet, retrying", "err", err)
@@ -205,32 +274,82 @@ func (gw *gateway) openDatabase(ctx context.Context) error {
 		case <-time.After(time.Second):
 		}
 	}
-	gw.pool = pool
+	return gw.prepareDatabase(ctx)
+}
+
+// prepareDatabase migrates (unless told not to) and records the node; the database answers.
+func (gw *gateway) prepareDatabase(ctx context.Context) error {
 	if *gw.cfg.Database.MigrateOnStart {
 		mctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
-		conn, err := pool.Acquire(mctx)
+		conn, err := gw.pool.Acquire(mctx)
 		if err != nil {
-			pool.Close()
+			gw.db.failed(err, gw.now())
 			return fmt.Errorf("database: %w", err)
 		}
 		from, to, err := migrations.Migrate(mctx, conn.Conn())
 		conn.Release()
 		if err != nil {
-			pool.Close()
-			return err
+			return &migrationError{err}
 		}
 		if from != to {
 			gw.log.Info("database migrated", "from", from, "to", to)
 		}
 	}
-	_, err = pool.Exec(ctx, `INSERT INTO nodes (name, version) VALUES ($1, $2)
+	_, err := gw.pool.Exec(ctx, `INSERT INTO nodes (name, version) VALUES ($1, $2)
 		ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, started_at = now()`, gw.cfg.Node, version)
 	if err != nil {
-		pool.Close()
+		gw.db.failed(err, gw.now())
 		return fmt.Errorf("database: record node: %w", err)
 	}
+	gw.db.ok()
 	return nil
+}
+
+// awaitDatabase runs in degraded mode: it retries the database every second until it answers,
+// then does what start-up skipped — migrations, the node row, the accounts, the rules engine,
+// the recordings repair — and the gateway becomes ready. A failing migration is retried every
+// 30 s (and logged): it needs an operator.
+func (gw *gateway) awaitDatabase() {
+	ctx := gw.bgCtx
+	delay := time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := gw.pool.Ping(pctx)
+		cancel()
+		if err != nil {
+			gw.db.failed(err, gw.now())
+			delay = time.Second
+			continue
+		}
+		if err := gw.prepareDatabase(ctx); err != nil {
+			var migErr *migrationError
+			if errors.As(err, &migErr) {
+				gw.log.Error("database answers but migrations fail; still degraded, retrying in 30 s", "err", err)
+				delay = 30 * time.Second
+			}
+			continue
+		}
+		if err := gw.seedAccounts(ctx); err != nil {
+			gw.log.Error("database answers but the configured accounts could not be written; retrying in 30 s", "err", err)
+			gw.db.failed(err, gw.now())
+			delay = 30 * time.Second
+			continue
+		}
+		gw.awaitSpool(ctx) // the repair reads call_events: let what spooled meanwhile arrive first
+		gw.startEngine()
+		if gw.tel != nil {
+			gw.tel.databaseReturned(ctx)
+		}
+		gw.dbReady.Store(true)
+		gw.log.Info("database reachable: leaving degraded mode", "spooled_events", gw.events.Spooled())
+		return
+	}
 }
 
 func (gw *gateway) registerMetrics() {
@@ -244,6 +363,15 @@ func (gw *gateway) registerMetrics() {
 	}, []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
 	gw.registry.MustRegister(build)
+	gw.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchboard_database_up",
+		Help: "1 when PostgreSQL answers (as last seen by /readyz or the start-up) and the gateway is set up on it; 0 in degraded mode: events spool, the API waits.",
+	}, func() float64 {
+		if since, _ := gw.db.down(); since.IsZero() && gw.dbReady.Load() {
+			return 1
+		}
+		return 0
+	}))
 }
 
 // healthz answers 200 while the process is up.
@@ -253,7 +381,8 @@ func (gw *gateway) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 // readyz answers 200 when the database answers and every listener is up, 503 otherwise or
-// while draining, with the failing check named in the body.
+// while draining, with the failing check named in the body and, for the database, why and
+// since when (degraded mode: calls are still taken, events spool).
 func (gw *gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	if gw.draining.Load() {
@@ -263,9 +392,25 @@ func (gw *gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := gw.pool.Ping(ctx); err != nil {
+	err := gw.pool.Ping(ctx)
+	if err != nil {
+		gw.db.failed(err, gw.now())
+	} else if gw.dbReady.Load() {
+		gw.db.ok()
+	}
+	if err != nil || !gw.dbReady.Load() {
+		since, reason := gw.db.down()
+		if err == nil {
+			reason = "database answers again; setting up (migrations, accounts) in progress"
+		}
+		body := map[string]any{"status": "unavailable", "check": "database", "degraded": true,
+			"reason": "database unreachable: " + reason, "spooled_events": gw.events.Spooled()}
+		if !since.IsZero() {
+			body["reason"] = fmt.Sprintf("database unreachable since %s: %s", since.UTC().Format(time.RFC3339), reason)
+			body["since"] = since.UTC().Format(time.RFC3339)
+		}
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = io.WriteString(w, `{"status":"unavailable","check":"database"}`+"\n")
+		_ = json.NewEncoder(w).Encode(body)
 		return
 	}
 	if !gw.tel.ready() {
@@ -276,6 +421,34 @@ func (gw *gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, `{"status":"ready"}`+"\n")
 }
 
+// dbHealth tracks since when the database has been unreachable, for /readyz and the metric.
+type dbHealth struct {
+	mu     sync.Mutex
+	since  time.Time // zero while it answers
+	reason string
+}
+
+func (h *dbHealth) failed(err error, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.since.IsZero() {
+		h.since = now
+	}
+	h.reason = err.Error()
+}
+
+func (h *dbHealth) ok() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.since, h.reason = time.Time{}, ""
+}
+
+func (h *dbHealth) down() (time.Time, string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.since, h.reason
+}
+
 // shutdown stops taking work, lets what is in flight finish within grace, then releases everything.
 func (gw *gateway) shutdown(grace time.Duration) error {
 	gw.draining.Store(true)
@@ -284,6 +457,7 @@ func (gw *gateway) shutdown(grace time.Duration) error {
 	// Stop taking calls, let the live ones finish within the grace period.
 	gw.tel.stop(ctx)
 	gw.bgCancel()
+	gw.wg.Wait()
 	var errs []error
 	if err := gw.http.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("http: %w", err))
@@ -296,6 +470,9 @@ func (gw *gateway) shutdown(grace time.Duration) error {
 		_ = gw.admin.Close()
 	}
 	gw.closeTicketing()
+	if err := gw.journal.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("call journal: %w", err))
+	}
 	gw.pool.Close()
 	return errors.Join(errs...)
 }

@@ -117,6 +117,7 @@ func (d trunkDialer) Dial(ctx context.Context, req web.Dial) (string, error) {
 				return fmt.Errorf("bridge the agent: %w", err)
 			}
 			defer stop()
+			t.journalLegs(c)
 			lc := t.track(c)
 			t.mu.Lock()
 			lc.answered = true

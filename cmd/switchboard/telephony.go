@@ -41,6 +41,8 @@ type telephony struct {
 	mu    sync.Mutex
 	calls map[string]*liveCall
 	wg    sync.WaitGroup
+	// stopRetention ends the retention loop; stop calls it before waiting on wg.
+	stopRetention context.CancelFunc
 }
 
 // liveCall is what the wiring keeps about a call while it runs.
@@ -54,8 +56,9 @@ type liveCall struct {
 	ep              *media.Endpoint
 }
 
-// startTelephony builds and starts the voice side. It runs after startTicketing.
-func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux) error {
+// startTelephony builds and starts the voice side. It runs after startTicketing. With dbUp
+// false (degraded mode) what needs the database waits for databaseReturned.
+func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp bool) error {
 	cfg := gw.cfg
 	t := &telephony{gw: gw, calls: map[string]*liveCall{}, agents: gw.accountIDs}
 	gw.tel = t
@@ -93,15 +96,19 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux) error
 		if err != nil {
 			return err
 		}
-		if err := t.repairRecordings(ctx); err != nil {
-			return err
+		if dbUp {
+			if err := t.repairRecordings(ctx); err != nil {
+				return err
+			}
 		}
 		t.recs.Register(mux, "/api/v2")
 		if days := cfg.Recordings.RetentionDays; days > 0 {
+			rctx, cancel := context.WithCancel(gw.bgCtx)
+			t.stopRetention = cancel
 			t.wg.Add(1)
 			go func() {
 				defer t.wg.Done()
-				t.recs.RunRetention(gw.bgCtx, days, time.Hour, func(err error) { gw.log.Error("recordings retention", "err", err) })
+				t.recs.RunRetention(rctx, days, time.Hour, func(err error) { gw.log.Error("recordings retention", "err", err) })
 			}()
 		}
 	}
@@ -131,7 +138,13 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux) error
 		acdOpts.Queues = append(acdOpts.Queues, iq)
 	}
 	for _, a := range cfg.Agents {
-		acdOpts.Agents = append(acdOpts.Agents, ivr.Agent{ID: t.agents[a.Email], Email: a.Email, Name: a.Name, Queues: a.Queues})
+		id := t.agents[a.Email]
+		if id == 0 {
+			// Started without the database and without a cached id (cachedAccountIDs).
+			gw.log.Warn("agent left out of the queues: its user id is unknown until the database answers and the gateway restarts", "agent", a.Email)
+			continue
+		}
+		acdOpts.Agents = append(acdOpts.Agents, ivr.Agent{ID: id, Email: a.Email, Name: a.Name, Queues: a.Queues})
 	}
 	if t.acd, err = ivr.NewACD(acdOpts); err != nil {
 		return err
@@ -169,7 +182,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux) error
 		ScannerUserAgents: cfg.SIP.ScannerUserAgents,
 		Ports:             t.ports, MediaMetrics: mediaMetrics,
 		MediaTimeout: cfg.RTP.MediaTimeout.D(), HoldTimeout: durOrOff(cfg.RTP.HoldTimeout.D()),
-		Sink: gw.events, Registerer: gw.security.share(gw.registry), Logger: gw.log.With("component", "sip"),
+		Sink: journalSink{j: gw.journal, next: gw.events}, Registerer: gw.security.share(gw.registry), Logger: gw.log.With("component", "sip"),
 		UserAgent: cfg.SIP.UserAgent, OnCallEnd: t.callEnded,
 		// Agents' SIP phones register with the digest username = their email (or its local
 		// part) and their configured password; agents with only a bcrypt hash cannot.
@@ -216,6 +229,17 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux) error
 	return nil
 }
 
+// databaseReturned does what start-up skipped while the database was away: the recordings a
+// crash left unfinished are repaired and announced. It runs on awaitDatabase's goroutine.
+func (t *telephony) databaseReturned(ctx context.Context) {
+	if t.recs == nil {
+		return
+	}
+	if err := t.repairRecordings(ctx); err != nil {
+		t.gw.log.Error("recordings: repair after the database returned", "err", err)
+	}
+}
+
 // ready reports whether SIP is listening and taking calls.
 func (t *telephony) ready() bool { return t != nil && t.sip != nil && t.sip.Ready() }
 
@@ -239,6 +263,9 @@ func (t *telephony) stop(ctx context.Context) {
 	}
 	if t.rtc != nil {
 		_ = t.rtc.Close()
+	}
+	if t.stopRetention != nil {
+		t.stopRetention()
 	}
 	t.wg.Wait() // recordings finishing, retention
 	if t.recs != nil {
@@ -280,6 +307,7 @@ func (t *telephony) serveIVR(ctx context.Context, c *sip.Call, line ivr.Line) er
 	if err := c.Answer(ctx); err != nil {
 		return err
 	}
+	t.journalLegs(c)
 	lc := t.track(c)
 	if t.recs != nil && t.gw.cfg.Recordings.Enabled && t.recs.StartPoint() == recordings.StartAtCallStart {
 		t.startRecording(lc)
@@ -362,6 +390,7 @@ func (t *telephony) answered(c *sip.Call) {
 	t.mu.Unlock()
 	if first {
 		c.MarkAnswered(0)
+		t.journalLegs(c)
 		t.startRecording(lc)
 	}
 }
@@ -380,9 +409,13 @@ func (t *telephony) ivrEvent(e ivr.Event) {
 		t.mu.Unlock()
 		if first {
 			lc.call.MarkAnswered(e.AgentID)
+			t.journalLegs(lc.call)
 			t.startRecording(lc)
 			return
 		}
+	}
+	if e.Type == ivr.EventAnswered || e.Type == ivr.EventTransferred {
+		t.journalLegs(lc.call) // a new agent's SIP phone leg
 	}
 	lc.call.Emit(ticketing.Event{
 		Type: e.Type, MenuPath: e.MenuPath, Language: e.Language, Queue: e.Queue, AgentID: e.AgentID,
@@ -482,7 +515,11 @@ func (t *telephony) emitRecordingReady(ctx context.Context, callID string, seq i
 	}
 }
 
-// repairRecordings fixes the recordings a crash left unfinished and announces them.
+// repairRecordings fixes the recordings a crash left unfinished and announces them. A call the
+// journal knew was closed by closeCrashedCalls: its recording comes after that call.ended. A
+// call the journal did not know (a journal lost with its disk) is ended here, at the end of its
+// audio, when the database shows it never ended. Event ids are deterministic, so a repeat of
+// this after another crash stores nothing twice.
 func (t *telephony) repairRecordings(ctx context.Context) error {
 	repaired, err := t.recs.Repair(ctx)
 	if err != nil {
@@ -492,26 +529,29 @@ func (t *telephony) repairRecordings(ctx context.Context) error {
 		if !r.WasRecording || r.State != recordings.StateReady || r.CallID == "" {
 			continue
 		}
-		var last int64
-		var ended bool
-		if err := t.gw.pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0), bool_or(type = 'call.ended') FROM call_events WHERE call_id = $1`,
-			r.CallID).Scan(&last, &ended); err != nil {
-			return fmt.Errorf("recordings: repair: %w", err)
-		}
 		t.gw.log.Info("recording repaired after a crash", "call_id", r.CallID, "recording_id", r.ID)
-		if !ended && last > 0 {
-			// The call was live on this node when the process died: it ended then. Its
-			// call.ended never came, so it is emitted now (at the end of the audio, the last
-			// moment known), for the ticket to get its voice comment and the recording.
-			last++
-			e := ticketing.Event{ID: uuid.NewString(), CallID: r.CallID, Seq: last, Type: ticketing.EventEnded,
-				At: r.StartedAt.Add(r.Duration).UTC(), Outcome: ticketing.OutcomeAnswered}
-			if err := t.gw.events.Emit(ctx, e); err != nil {
-				return fmt.Errorf("recordings: repair: end the call: %w", err)
+		last, closed := t.gw.crashClosed[r.CallID]
+		if !closed {
+			var ended bool
+			if err := t.gw.pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0), coalesce(bool_or(type = 'call.ended'), false) FROM call_events WHERE call_id = $1`,
+				r.CallID).Scan(&last, &ended); err != nil {
+				return fmt.Errorf("recordings: repair: %w", err)
 			}
-			t.gw.log.Warn("call ended by a crash of the gateway", "call_id", r.CallID)
+			if !ended && last > 0 {
+				last++
+				e := ticketing.Event{ID: crashEndedID(r.CallID), CallID: r.CallID, Seq: last, Type: ticketing.EventEnded,
+					At: r.StartedAt.Add(r.Duration).UTC(), Outcome: ticketing.OutcomeAnswered, Cause: causeCrash}
+				if err := t.gw.events.Emit(ctx, e); err != nil {
+					return fmt.Errorf("recordings: repair: end the call: %w", err)
+				}
+				t.gw.log.Warn("call ended by a crash of the gateway", "call_id", r.CallID, "outcome", e.Outcome, "ended_at", e.At)
+			}
 		}
-		t.emitRecordingReady(ctx, r.CallID, last+1, r.ID, r.Seconds)
+		e := ticketing.Event{ID: repairedReadyID(r.CallID, r.ID), CallID: r.CallID, Seq: last + 1, Type: ticketing.EventRecordingReady,
+			At: time.Now().UTC(), RecordingID: r.ID, Seconds: r.Seconds}
+		if err := t.gw.events.Emit(ctx, e); err != nil {
+			t.gw.log.Error("emit call.recording_ready", "call_id", r.CallID, "err", err)
+		}
 	}
 	return nil
 }

@@ -11,8 +11,10 @@ import (
 )
 
 // startTicketing wires the ticketing core: the store, the configured accounts (created when
-// missing), the durable event log, the rules engine, and the API under /api/v2.
-func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux) error {
+// missing), the durable event log, the rules engine, and the API under /api/v2. With dbUp false
+// (degraded mode) the accounts' ids come from the on-disk cache and the engine waits for the
+// database (awaitDatabase).
+func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp bool) error {
 	cfg := gw.cfg
 	settings := cfg.Ticketing.Settings
 	gw.store = ticketing.NewStore(gw.pool, ticketing.StoreOptions{
@@ -27,17 +29,12 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux) error
 			}
 		},
 	})
-	gw.accountIDs = map[string]int64{}
-	for _, a := range cfg.Accounts() {
-		secret := a.PasswordHash
-		if secret == "" {
-			secret = a.Password
+	if dbUp {
+		if err := gw.seedAccounts(ctx); err != nil {
+			return err
 		}
-		u, err := gw.store.EnsureUser(ctx, a.Email, a.Name, a.Role, secret)
-		if err != nil {
-			return fmt.Errorf("ticketing: account %s: %w", a.Email, err)
-		}
-		gw.accountIDs[a.Email] = u.ID
+	} else {
+		gw.accountIDs = gw.cachedAccountIDs()
 	}
 
 	lines := map[string]ticketing.LineSettings{}
@@ -64,14 +61,11 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux) error
 	if err != nil {
 		return err
 	}
-	gw.awaitSpool(ctx)
-	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	gw.stopEngine = cancel
-	gw.engineDone = make(chan struct{})
-	go func() {
-		defer close(gw.engineDone)
-		gw.engine.Run(ectx)
-	}()
+	if dbUp {
+		// Without the database the spool waits for it; the engine starts when it returns.
+		gw.awaitSpool(ctx)
+		gw.startEngine()
+	}
 
 	gw.guard = ticketing.NewAuthGuard(ticketing.AuthGuardOptions{
 		Failures: cfg.HTTP.AuthBackoff.Failures, Initial: cfg.HTTP.AuthBackoff.Initial.D(), Max: cfg.HTTP.AuthBackoff.Max.D(),
@@ -93,6 +87,53 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux) error
 	})
 	gw.api.Register(mux, "/api/v2")
 	gw.api.RegisterCalls(mux, "/api/v2", gw.events, gw.engine.Wake)
+	return nil
+}
+
+// startEngine runs the rules engine until closeTicketing. Called once: at start when the
+// database answers, else by awaitDatabase when it returns (the engine only polls the database).
+func (gw *gateway) startEngine() {
+	ectx, cancel := context.WithCancel(context.WithoutCancel(gw.bgCtx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		gw.engine.Run(ectx)
+	}()
+	gw.engineMu.Lock()
+	gw.stopEngine, gw.engineDone = cancel, done
+	gw.engineMu.Unlock()
+}
+
+// seedAccounts creates the configured accounts that are missing and learns their user ids
+// (the agents' ids are the ACD's and the events' agent_id). The ids are cached on disk for a
+// start while the database is away. At start it sets gw.accountIDs; later (the database came
+// back) it only refreshes the cache and says which agents the running ACD lacks.
+func (gw *gateway) seedAccounts(ctx context.Context) error {
+	ids := map[string]int64{}
+	for _, a := range gw.cfg.Accounts() {
+		secret := a.PasswordHash
+		if secret == "" {
+			secret = a.Password
+		}
+		u, err := gw.store.EnsureUser(ctx, a.Email, a.Name, a.Role, secret)
+		if err != nil {
+			return fmt.Errorf("ticketing: account %s: %w", a.Email, err)
+		}
+		ids[a.Email] = u.ID
+	}
+	if err := writeAccountCache(gw.accountCachePath(), ids); err != nil {
+		gw.log.Warn("account id cache not written: a start while the database is away will lack agents", "err", err)
+	}
+	if gw.accountIDs == nil {
+		gw.accountIDs = ids
+		return nil
+	}
+	for _, a := range gw.cfg.Agents {
+		if got, had := ids[a.Email], gw.accountIDs[a.Email]; got != had {
+			gw.log.Warn("agent not in the queues until the next restart: its id was not known when the gateway started without the database",
+				"agent", a.Email, "id", got)
+		}
+	}
 	return nil
 }
 
@@ -134,9 +175,12 @@ func (gw *gateway) closeTicketing() {
 			gw.log.Error("eventlog close", "err", err)
 		}
 	}
-	if gw.stopEngine != nil {
-		gw.stopEngine()
-		<-gw.engineDone
+	gw.engineMu.Lock()
+	stop, done := gw.stopEngine, gw.engineDone
+	gw.engineMu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
 		// Write batching holds writes back for its window: everything goes out now (AP).
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -1,0 +1,119 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// DialogState is the state RFC 3261 §12 says a UA needs to send a request inside a dialog:
+// Call-ID, both tags, both URIs, the remote target, the route set, our CSeq, and where the
+// requests go. Saved when a leg is answered (Call.DialogStates), it lets the next process end a
+// leg that a crash orphaned — the far end still up, in a call with nobody — with BYE
+// (Server.ByeOrphan). It is plain data, meant to be written to disk as JSON.
+type DialogState struct {
+	CallID       string   `json:"call_id"`
+	LocalTag     string   `json:"local_tag"`
+	RemoteTag    string   `json:"remote_tag"`
+	LocalURI     string   `json:"local_uri"`
+	LocalName    string   `json:"local_name,omitempty"`
+	RemoteURI    string   `json:"remote_uri"`
+	RemoteName   string   `json:"remote_name,omitempty"`
+	RemoteTarget string   `json:"remote_target"`
+	RouteSet     []string `json:"route_set,omitempty"`
+	LocalCSeq    uint32   `json:"local_cseq"`
+	Transport    string   `json:"transport"`
+	Destination  string   `json:"destination,omitempty"`
+}
+
+// orphanCSeqGap is added to the saved CSeq: requests sent after the state was saved (session
+// refreshes, re-INVITEs for hold) used the numbers in between, and a BYE with a lower CSeq than
+// the last one the far end saw would be refused with 500 (RFC 3261 §12.2.2), while a gap is not
+// an error there ("a UAS SHOULD be prepared to receive and process requests with CSeq values
+// more than one higher than the previous received request").
+const orphanCSeqGap = 1000
+
+// DialogStates returns the dialog state of each answered leg of the call that is still up: the
+// carrier leg once the gateway answered it, and each leg it placed once the far end answered.
+func (c *Call) DialogStates() []DialogState {
+	c.mu.Lock()
+	legs := append([]*leg(nil), c.legs...)
+	carrierAnswered := !c.gwAnswered.IsZero()
+	c.mu.Unlock()
+	var out []DialogState
+	if c.carrier != nil && carrierAnswered {
+		if d, ok := c.carrier.dialogState(); ok {
+			out = append(out, d)
+		}
+	}
+	for _, l := range legs {
+		if d, ok := l.dialogState(); ok {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// dialogState reads the leg's dialog state; ok is false for a leg that ended or whose dialog
+// is not established (a UAC leg before the far end's 2xx).
+func (l *leg) dialogState() (DialogState, bool) {
+	if l.isEnded() {
+		return DialogState{}, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.remoteTag == "" || l.callID == "" || (l.role == roleUAC && !l.confirmed) {
+		return DialogState{}, false
+	}
+	d := DialogState{
+		CallID: l.callID, LocalTag: l.localTag, RemoteTag: l.remoteTag,
+		LocalURI: l.localHdr.String(), LocalName: l.localName,
+		RemoteURI: l.remoteHdr.String(), RemoteName: l.remoteName,
+		RemoteTarget: l.remoteTarget.String(), LocalCSeq: l.localSeq,
+		Transport: l.transport, Destination: l.dest,
+	}
+	for _, r := range l.routeSet {
+		d.RouteSet = append(d.RouteSet, r.String())
+	}
+	return d, true
+}
+
+// ErrBadDialogState is returned by ByeOrphan for a state that does not parse.
+var ErrBadDialogState = errors.New("sip: bad dialog state")
+
+// ByeOrphan ends a dialog a crashed process left behind with BYE (RFC 3261 §15.1.1), built from
+// its saved state, and returns the far end's final status: 200 when it hung up, 481 when it no
+// longer knew the dialog. The Server must be started. ctx bounds the wait for the answer.
+func (s *Server) ByeOrphan(ctx context.Context, d DialogState) (int, error) {
+	if d.CallID == "" || d.LocalTag == "" || d.RemoteTag == "" {
+		return 0, fmt.Errorf("%w: Call-ID and both tags are required", ErrBadDialogState)
+	}
+	l := &leg{s: s, role: roleUAC, callID: d.CallID, transport: d.Transport, dest: d.Destination,
+		localTag: d.LocalTag, remoteTag: d.RemoteTag, localName: d.LocalName, remoteName: d.RemoteName,
+		localSeq: d.LocalCSeq + orphanCSeqGap, ended: make(chan struct{})}
+	for _, p := range []struct {
+		dst *sip.Uri
+		v   string
+	}{{&l.localHdr, d.LocalURI}, {&l.remoteHdr, d.RemoteURI}, {&l.remoteTarget, d.RemoteTarget}} {
+		if err := sip.ParseUri(p.v, p.dst); err != nil {
+			return 0, fmt.Errorf("%w: %q: %v", ErrBadDialogState, p.v, err)
+		}
+	}
+	for _, r := range d.RouteSet {
+		var u sip.Uri
+		if err := sip.ParseUri(r, &u); err != nil {
+			return 0, fmt.Errorf("%w: route %q: %v", ErrBadDialogState, r, err)
+		}
+		l.routeSet = append(l.routeSet, u)
+	}
+	if l.transport == "" {
+		l.transport = "UDP"
+	}
+	res, err := l.do(ctx, l.newRequest(sip.BYE, 0))
+	if err != nil {
+		return 0, err
+	}
+	return res.StatusCode, nil
+}
