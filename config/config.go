@@ -104,7 +104,8 @@ type Database struct {
 	Journal string `yaml:"journal"`
 }
 
-// HTTP configures the HTTP listener (softphone, API, metrics, health).
+// HTTP configures the HTTP listener (softphone, API, metrics, health). See http.go for the
+// defaults that depend on Listen.
 type HTTP struct {
 	// Listen is host:port (default 127.0.0.1:8080).
 	Listen string `yaml:"listen"`
@@ -112,6 +113,40 @@ type HTTP struct {
 	// that a public listener does not show the gateway's call volumes to everyone (scrape
 	// admin.listen instead, or set true behind a firewall).
 	Metrics *bool `yaml:"metrics"`
+	// PublicURL is the scheme and authority browsers and API clients use to reach the gateway
+	// ("https://gw.example.com"): next_page links are built on it, and its host is allowed.
+	// Default: http://LISTEN when Listen names a host; relative links when it binds every
+	// interface.
+	PublicURL string `yaml:"public_url"`
+	// SecureCookies marks the session cookie Secure and names it with the __Host- prefix, for
+	// a gateway behind a TLS-terminating proxy. Default: on unless Listen is loopback.
+	SecureCookies *bool `yaml:"secure_cookies"`
+	// AllowedHosts are the Host header values (host names or IP addresses, port ignored) the
+	// gateway answers; anything else gets 421 — DNS rebinding. Default: see AllowedHostList.
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// TrustedProxies are the networks of reverse proxies whose X-Forwarded-For names the client
+	// (for brute-force limits and security logs). Default: none (the TCP peer is the client).
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// TokenTTL is the lifetime of an API token whose maker does not choose one (default 90 days).
+	TokenTTL Duration `yaml:"token_ttl"`
+	// AuthBackoff limits password guessing on /login and HTTP Basic.
+	AuthBackoff AuthBackoff `yaml:"auth_backoff"`
+	// BcryptConcurrency is how many password checks (bcrypt) may run at once (default 2); more
+	// are refused with 429 at once, so that a flood of logins cannot take the CPU that carries
+	// the calls' RTP.
+	BcryptConcurrency int `yaml:"bcrypt_concurrency"`
+}
+
+// AuthBackoff is the exponential backoff after failed password checks, per client address
+// and per account.
+type AuthBackoff struct {
+	// Failures is how many failures in a row a client address may make before it must wait
+	// (default 5); an account gets twice as many (from every address together).
+	Failures int `yaml:"failures"`
+	// Initial is the first wait (default 1s); each further failure doubles it.
+	Initial Duration `yaml:"initial"`
+	// Max caps the wait (default 15m); failures are forgotten after Max without one.
+	Max Duration `yaml:"max"`
 }
 
 // MetricsOnListener reports whether /metrics is served on the HTTP listener.

@@ -29,6 +29,11 @@ const (
 	DefaultRingTimeout     = 15 * time.Second
 	DefaultMaxWait         = 120 * time.Second
 	DefaultMaxMissedOffers = 3
+	// HTTP authentication limits (http.auth_backoff, http.bcrypt_concurrency).
+	DefaultAuthFailures       = 5
+	DefaultAuthBackoffInitial = time.Second
+	DefaultAuthBackoffMax     = 15 * time.Minute
+	DefaultBcryptConcurrency  = 2
 )
 
 // DefaultScannerUserAgents are User-Agent substrings of well-known SIP scanners.
@@ -44,7 +49,8 @@ func Default() Config {
 		ShutdownGrace: Duration(DefaultShutdownGrace),
 		Log:           Log{Level: "info", Format: "auto"},
 		Database:      Database{MigrateOnStart: &migrate, Spool: DefaultSpool},
-		HTTP:          HTTP{Listen: DefaultHTTPListen},
+		HTTP: HTTP{Listen: DefaultHTTPListen, TokenTTL: Duration(ticketing.DefaultTokenTTL), BcryptConcurrency: DefaultBcryptConcurrency,
+			AuthBackoff: AuthBackoff{Failures: DefaultAuthFailures, Initial: Duration(DefaultAuthBackoffInitial), Max: Duration(DefaultAuthBackoffMax)}},
 		SIP: SIP{
 			Listen: []SIPListen{
 				{Transport: TransportUDP, Address: DefaultSIPAddress},

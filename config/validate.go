@@ -59,6 +59,7 @@ func (k *checker) add(path, format string, args ...any) {
 func (c *Config) Validate() Problems {
 	k := &checker{}
 	c.validateBasics(k)
+	c.validateHTTP(k)
 	c.validateSIP(k)
 	c.validateRTP(k)
 	c.validateTrunks(k)

@@ -2,9 +2,7 @@ package config
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
-	"strings"
 )
 
 // DevPasswords are the passwords of the development configuration (deploy/dev/switchboard.yaml)
@@ -62,16 +60,3 @@ func breadth(p netip.Prefix) string {
 	return "a range wider than any carrier's network"
 }
 
-// loopbackListen reports whether a host:port listens on loopback only: a loopback IP or
-// "localhost". An empty host, an unspecified address or any other name or IP is not.
-func loopbackListen(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.IsLoopback()
-}

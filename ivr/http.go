@@ -13,7 +13,9 @@ import (
 )
 
 // Authorizer authenticates an API request (the integrator adapts ticketing's Basic and Bearer
-// auth): the user's id and whether the user is an admin. An error answers 401.
+// auth): the user's id and whether the user is an admin. An error answers 401, or 429 with
+// Retry-After when it has a method TryAgainAfter() time.Duration returning more than 0 (a
+// login refused during its brute-force backoff).
 type Authorizer interface {
 	Authorize(r *http.Request) (userID int64, admin bool, err error)
 }
@@ -56,6 +58,12 @@ func (a *ACD) auth(fn func(w http.ResponseWriter, r *http.Request, p principal))
 			return
 		}
 		id, admin, err := a.opts.Authorizer.Authorize(r)
+		var wait interface{ TryAgainAfter() time.Duration }
+		if errors.As(err, &wait) && wait.TryAgainAfter() > 0 {
+			w.Header().Set("Retry-After", strconv.FormatInt(int64((wait.TryAgainAfter()+time.Second-1)/time.Second), 10))
+			writeError(w, http.StatusTooManyRequests, "TooManyRequests", "too many failed logins, or too many at once: wait before trying again", nil)
+			return
+		}
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Basic realm="switchboard", charset="UTF-8"`)
 			writeError(w, http.StatusUnauthorized, "Unauthorized", "authentication required: use HTTP Basic (email and password) or a Bearer API token", nil)

@@ -18,9 +18,34 @@ var testAuth = AuthorizerFunc(func(r *http.Request) (int64, bool, error) {
 		return 1, false, nil
 	case "Bearer admin":
 		return 100, true, nil
+	case "Bearer guesser":
+		return 0, false, backoffError(2500 * time.Millisecond)
 	}
 	return 0, false, errors.New("unauthorized")
 })
+
+// backoffError is what ticketing returns for a login during its brute-force backoff.
+type backoffError time.Duration
+
+func (e backoffError) Error() string                { return "too many requests" }
+func (e backoffError) TryAgainAfter() time.Duration { return time.Duration(e) }
+
+// A password guesser in its backoff gets 429 with Retry-After (rounded up) on the queue and
+// agent API too, not a 401 that would invite the next guess.
+func TestHTTP_LoginBackoffIs429WithRetryAfter(t *testing.T) {
+	r := newRig(t, testPrompts(t, 40*time.Millisecond))
+	srv := apiServer(t, r)
+	req, _ := http.NewRequest("GET", srv.URL+"/api/v2/queues", nil)
+	req.Header.Set("Authorization", "Bearer guesser")
+	res, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusTooManyRequests || res.Header.Get("Retry-After") != "3" {
+		t.Fatalf("%d Retry-After %q, want 429 and 3", res.StatusCode, res.Header.Get("Retry-After"))
+	}
+}
 
 func apiServer(t *testing.T, r *rig) *httptest.Server {
 	t.Helper()

@@ -82,7 +82,9 @@ type DB interface {
 // cmd/switchboard satisfies it by wiring (recordings may not import ticketing).
 type Authorizer interface {
 	// Authorize authenticates r (HTTP Basic or Bearer token) and returns the user and whether it
-	// is an admin. Any error answers 401; a user that is neither agent nor admin must be an error.
+	// is an admin. Any error answers 401 (429 with Retry-After when it has a method
+	// TryAgainAfter() time.Duration returning more than 0); a user that is neither agent nor
+	// admin must be an error.
 	Authorize(r *http.Request) (userID int64, admin bool, err error)
 	// AgentsCanAccess is the global setting recordings.agents_can_access (RULES.md, CD-6).
 	AgentsCanAccess(ctx context.Context) (bool, error)

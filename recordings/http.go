@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Register mounts the recordings routes of CONTRACT.md §4 on mux under prefix (e.g. "/api/v2"):
@@ -33,6 +34,13 @@ func (s *Service) Register(mux *http.ServeMux, prefix string) {
 // allowed authenticates r and applies the access rule; on refusal it has written the error.
 func (s *Service) allowed(w http.ResponseWriter, r *http.Request) (userID int64, ok bool) {
 	userID, admin, err := s.opts.Authorizer.Authorize(r)
+	// A login refused during its brute-force backoff says how long to wait: 429 (RFC 6585 §4).
+	var wait interface{ TryAgainAfter() time.Duration }
+	if errors.As(err, &wait) && wait.TryAgainAfter() > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((wait.TryAgainAfter()+time.Second-1)/time.Second), 10))
+		writeError(w, http.StatusTooManyRequests, "TooManyRequests", "too many failed logins, or too many at once: wait before trying again")
+		return 0, false
+	}
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Basic realm="switchboard", charset="UTF-8"`)
 		writeError(w, http.StatusUnauthorized, "Unauthorized", "authentication required: HTTP Basic or a Bearer API token")

@@ -31,8 +31,32 @@ func (a *fakeAuth) Authorize(r *http.Request) (int64, bool, error) {
 		return 1, true, nil
 	case "agent":
 		return 2, false, nil
+	case "guesser":
+		return 0, false, backoffError(3 * time.Second)
 	}
 	return 0, false, errors.New("no credentials")
+}
+
+// backoffError is what ticketing returns for a login during its brute-force backoff.
+type backoffError time.Duration
+
+func (e backoffError) Error() string                { return "too many requests" }
+func (e backoffError) TryAgainAfter() time.Duration { return time.Duration(e) }
+
+// A password guesser in its backoff gets 429 with Retry-After on recordings too, not a 401
+// that would invite the next guess.
+func TestHTTP_LoginBackoffIs429WithRetryAfter(t *testing.T) {
+	e := newHTTPEnv(t)
+	req, _ := http.NewRequest("GET", e.srv.URL+"/api/v2/recordings/x", nil)
+	req.Header.Set("X-Test-User", "guesser")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusTooManyRequests || res.Header.Get("Retry-After") != "3" {
+		t.Fatalf("%d Retry-After %q, want 429 and 3", res.StatusCode, res.Header.Get("Retry-After"))
+	}
 }
 
 func (a *fakeAuth) AgentsCanAccess(context.Context) (bool, error) {

@@ -28,6 +28,14 @@ type APIOptions struct {
 	// authenticated must come from the same origin (the Origin header, when sent, must name
 	// the request's host): a cookie must not let another site act for the agent.
 	Session func(r *http.Request) (userID int64, ok bool)
+	// Guard limits password guessing over HTTP Basic (backoff per address and account) and
+	// reports failures as security events; nil: no limit. Give the agent page's login the
+	// same Guard.
+	Guard *AuthGuard
+	// PublicURL is the scheme and authority clients reach the API at ("https://gw.example.com",
+	// no trailing slash): next_page links are built on it. Empty: they are relative references
+	// ("/api/v2/users?cursor=…", RFC 3986 §4.2), resolved against the URL the client used.
+	PublicURL string
 }
 
 // API is the Zendesk-shaped REST API of CONTRACT.md §4 for users, identities, tickets,
@@ -53,6 +61,7 @@ func NewAPI(store *Store, opts APIOptions) *API {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second
 	}
+	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
 	a := &API{store: store, opts: opts}
 	a.spec, a.specE = openAPIJSON()
 	return a
@@ -87,6 +96,7 @@ func (a *API) Register(mux *http.ServeMux, prefix string) {
 	h("POST /tickets/{id}/merge", RoleAgent, a.mergeTickets)
 	h("GET /settings/voice", RoleAgent, a.getSettings)
 	h("PUT /settings/voice", RoleAdmin, a.putSettings)
+	a.registerTokens(h)
 }
 
 // Principal is the agent or admin making an API request.
@@ -95,7 +105,16 @@ type Principal struct {
 	Name   string `json:"name"`
 	Email  string `json:"email"`
 	Role   string `json:"role"`
+	// Via is how the request authenticated: AuthPassword, AuthToken or AuthSession.
+	Via string `json:"-"`
 }
+
+// How a Principal authenticated.
+const (
+	AuthPassword = "password" // HTTP Basic with email and password
+	AuthToken    = "token"    // Authorization: Bearer with an API token
+	AuthSession  = "session"  // the agent page's session cookie
+)
 
 // IsAdmin reports whether p is an admin.
 func (p Principal) IsAdmin() bool { return p.Role == RoleAdmin }
@@ -105,7 +124,9 @@ func (p Principal) Actor() Actor { return Actor(p.UserID) }
 
 // Authenticate returns the agent or admin a request authenticates as: HTTP Basic with email
 // and password (RFC 7617), or "Authorization: Bearer <api token>" (RFC 6750). No credentials
-// or wrong ones are ErrUnauthorized (an *Error); other packages use it to share this auth.
+// or wrong ones are ErrUnauthorized (an *Error); a Basic login during its backoff, or while
+// every password check slot is busy, is ErrTooManyRequests (429). Other packages use it to
+// share this auth and answer its errors with WriteError.
 func (a *API) Authenticate(r *http.Request) (Principal, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" && a.opts.Session != nil {
@@ -118,10 +139,26 @@ func (a *API) Authenticate(r *http.Request) (Principal, error) {
 	}
 	var u User
 	var err error
+	via := AuthPassword
 	if email, password, ok := r.BasicAuth(); ok {
+		if err := a.opts.Guard.Check(r, email); err != nil {
+			return Principal{}, err
+		}
 		u, err = a.store.CheckPassword(r.Context(), email, password)
+		switch {
+		case err == nil:
+			a.opts.Guard.Succeeded(r, email)
+		case errors.Is(err, ErrUnauthorized):
+			a.opts.Guard.Failed(r, email)
+		case errors.Is(err, ErrTooManyRequests):
+			a.opts.Guard.Busy(r, email)
+		}
 	} else if scheme, token, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(token) != "" {
+		via = AuthToken
 		u, err = a.store.CheckAPIToken(r.Context(), strings.TrimSpace(token))
+		if errors.Is(err, ErrUnauthorized) {
+			a.opts.Guard.TokenFailed(r)
+		}
 	} else {
 		return Principal{}, &Error{Kind: ErrUnauthorized, Description: "unsupported Authorization header: use Basic or Bearer"}
 	}
@@ -132,7 +169,7 @@ func (a *API) Authenticate(r *http.Request) (Principal, error) {
 	if u.Email != nil {
 		email = *u.Email
 	}
-	return Principal{UserID: u.ID, Name: u.Name, Email: email, Role: u.Role}, nil
+	return Principal{UserID: u.ID, Name: u.Name, Email: email, Role: u.Role, Via: via}, nil
 }
 
 // sessionPrincipal is the agent of a session cookie, after the same-origin check for writes.
@@ -153,7 +190,7 @@ func (a *API) sessionPrincipal(r *http.Request, id int64) (Principal, error) {
 	if u.Email != nil {
 		email = *u.Email
 	}
-	return Principal{UserID: u.ID, Name: u.Name, Email: email, Role: u.Role}, nil
+	return Principal{UserID: u.ID, Name: u.Name, Email: email, Role: u.Role, Via: AuthSession}, nil
 }
 
 func (a *API) handle(role string, fn func(w http.ResponseWriter, r *http.Request, p Principal) error) http.Handler {
@@ -223,6 +260,10 @@ func WriteError(w http.ResponseWriter, err error) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="switchboard", charset="UTF-8"`)
 	case errors.Is(e.Kind, ErrForbidden):
 		status, name = http.StatusForbidden, "Forbidden"
+	case errors.Is(e.Kind, ErrTooManyRequests):
+		// RFC 6585 §4 and RFC 9110 §10.2.3: whole seconds, rounded up, at least 1.
+		status, name = http.StatusTooManyRequests, "TooManyRequests"
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(max(time.Second, e.RetryAfter+time.Second-1)/time.Second), 10))
 	}
 	body := errorBody{Error: name, Description: e.Description}
 	if len(e.Details) > 0 {
@@ -290,18 +331,21 @@ func page(r *http.Request) (after int64, limit int, err error) {
 }
 
 // nextPage is the URL of the page after lastID, or nil when there is none.
-func nextPage(r *http.Request, more bool, lastID int64) *string {
+func (a *API) nextPage(r *http.Request, more bool, lastID int64) *string {
 	if !more {
 		return nil
 	}
+	return a.pageURL(r, base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(lastID, 10))))
+}
+
+// pageURL is r's URL with its cursor replaced, under APIOptions.PublicURL — never under the
+// request's Host header, which the client (or a DNS-rebinding page) chooses: an API client
+// following next_page must not be sent elsewhere with its credentials.
+func (a *API) pageURL(r *http.Request, cursor string) *string {
 	q := r.URL.Query()
-	q.Set("cursor", base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(lastID, 10))))
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	u := url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path, RawQuery: q.Encode()}
-	s := u.String()
+	q.Set("cursor", cursor)
+	u := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
+	s := a.opts.PublicURL + u.String()
 	return &s
 }
 

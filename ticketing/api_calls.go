@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -113,14 +112,7 @@ func (a *API) listCalls(w http.ResponseWriter, r *http.Request, p Principal) err
 	var next *string
 	if more && len(calls) > 0 {
 		last := calls[len(calls)-1]
-		q.Set("cursor", base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf("%d|%s", last.StartedAt.UnixNano(), last.ID))))
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-		u := url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path, RawQuery: q.Encode()}
-		s := u.String()
-		next = &s
+		next = a.pageURL(r, base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf("%d|%s", last.StartedAt.UnixNano(), last.ID))))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"calls": nonNil(calls), "next_page": next})
 	return nil

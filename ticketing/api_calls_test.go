@@ -28,12 +28,12 @@ func TestCallEventsEndpointToCallRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer log.Close()
-	api := ticketing.NewAPI(h.store, ticketing.APIOptions{})
 	mux := http.NewServeMux()
-	api.Register(mux, "/api/v2")
-	api.RegisterCalls(mux, "/api/v2", log, nil)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
+	api := ticketing.NewAPI(h.store, ticketing.APIOptions{PublicURL: srv.URL})
+	api.Register(mux, "/api/v2")
+	api.RegisterCalls(mux, "/api/v2", log, nil)
 
 	do := func(method, path, user, body string) (int, map[string]any) {
 		req, _ := http.NewRequest(method, srv.URL+"/api/v2"+path, strings.NewReader(body))

@@ -234,6 +234,12 @@ func TestOpenAPI_ResponsesMatchSpec(t *testing.T) {
 		{"PUT", "/settings/voice", map[string]any{"settings": map[string]any{"callback_append_window": 20}}},
 		{"PUT", "/settings/voice", map[string]any{"settings": map[string]any{"callback_append_window": -1}}},
 		{"GET", "/settings/voice", auth{}},
+		{"GET", "/tokens", nil},
+		{"GET", "/tokens?user_id=x", nil},
+		{"POST", "/tokens", auth{user: "admin@example.com", pass: adminPass}},
+		{"POST", "/tokens", map[string]any{"token": map[string]any{"description": "spec"}}},
+		{"DELETE", "/tokens/999999", nil},
+		{"DELETE", fmt.Sprintf("/tokens/%d", e.tokenID(e.admin.ID)), nil},
 	}
 	for _, s := range steps {
 		a := e.asAdmin()
@@ -242,6 +248,7 @@ func TestOpenAPI_ResponsesMatchSpec(t *testing.T) {
 		}
 		e.call(a, s.method, s.path, s.body)
 	}
+	e.call(auth{user: "admin@example.com", pass: adminPass}, "POST", "/tokens", map[string]any{"token": map[string]any{"description": "spec", "expires_in": 60}})
 	doc, err := ticketing.OpenAPI()
 	if err != nil {
 		t.Fatal(err)

@@ -24,7 +24,7 @@ func (a *API) writeTickets(w http.ResponseWriter, r *http.Request, f TicketFilte
 	if len(ts) > 0 {
 		last = ts[len(ts)-1].ID
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"tickets": nonNil(ts), "next_page": nextPage(r, more, last)})
+	writeJSON(w, http.StatusOK, map[string]any{"tickets": nonNil(ts), "next_page": a.nextPage(r, more, last)})
 	return nil
 }
 

@@ -48,7 +48,7 @@ func (a *API) listUsers(w http.ResponseWriter, r *http.Request, p Principal) err
 	if len(users) > 0 {
 		last = users[len(users)-1].ID
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"users": nonNil(users), "next_page": nextPage(r, more, last)})
+	writeJSON(w, http.StatusOK, map[string]any{"users": nonNil(users), "next_page": a.nextPage(r, more, last)})
 	return nil
 }
 

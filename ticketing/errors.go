@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -19,6 +20,10 @@ var (
 	ErrConflict     = errors.New("conflict")
 	ErrUnauthorized = errors.New("unauthorized")
 	ErrForbidden    = errors.New("forbidden")
+	// ErrTooManyRequests is a login refused without checking the password: the client or
+	// the account is waiting out a backoff, or every password check slot is busy. The API
+	// answers 429 with Retry-After (Error.RetryAfter).
+	ErrTooManyRequests = errors.New("too many requests")
 )
 
 // Error is a caller's mistake or a state conflict, with the fields it concerns. Details maps a
@@ -28,6 +33,8 @@ type Error struct {
 	Kind        error
 	Description string
 	Details     map[string][]string
+	// RetryAfter is how long to wait before trying again (ErrTooManyRequests).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -44,6 +51,16 @@ func (e *Error) Error() string {
 		parts = append(parts, k+": "+strings.Join(e.Details[k], "; "))
 	}
 	return e.Kind.Error() + ": " + e.Description + " (" + strings.Join(parts, ", ") + ")"
+}
+
+// TryAgainAfter is how long to wait before the request can succeed (a login during its
+// backoff: ErrTooManyRequests), 0 otherwise. Packages that cannot import ticketing (ivr,
+// recordings) find it through errors.As with an interface and answer 429 with Retry-After.
+func (e *Error) TryAgainAfter() time.Duration {
+	if errors.Is(e.Kind, ErrTooManyRequests) {
+		return max(e.RetryAfter, time.Second)
+	}
+	return 0
 }
 
 // Unwrap returns the kind, so that errors.Is(err, ErrInvalid) works.

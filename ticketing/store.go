@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -25,6 +26,22 @@ type StoreOptions struct {
 	// Defaults are the settings in force until PUT /settings/voice stores some
 	// (default DefaultSettings()).
 	Defaults *Settings
+	// TokenTTL is how long an API token lasts when its maker does not say (default
+	// DefaultTokenTTL, 90 days).
+	TokenTTL time.Duration
+	// CredentialsChanged, when set, is called after a transaction that changed a user's
+	// password or role, or deleted the user, has committed — with no lock of the Store held —
+	// so that the logins made with the old credentials end (the agent page's sessions and its
+	// WebSocket). It must not block.
+	CredentialsChanged func(userID int64)
+	// BcryptConcurrency is how many password checks (bcrypt comparisons) CheckPassword runs at
+	// once (default 2); one more is refused at once with ErrTooManyRequests rather than
+	// queued, so that a flood of logins — even with unknown emails — cannot take the cores
+	// that carry RTP. A password remembered as recently verified needs no slot.
+	BcryptConcurrency int
+	// CompareHash checks a password against a bcrypt hash (default
+	// bcrypt.CompareHashAndPassword); tests count concurrent checks through it.
+	CompareHash func(hash, password []byte) error
 }
 
 func (o *StoreOptions) applyDefaults() {
@@ -36,6 +53,15 @@ func (o *StoreOptions) applyDefaults() {
 	}
 	if o.BcryptCost == 0 {
 		o.BcryptCost = bcrypt.DefaultCost
+	}
+	if o.BcryptConcurrency <= 0 {
+		o.BcryptConcurrency = 2
+	}
+	if o.CompareHash == nil {
+		o.CompareHash = bcrypt.CompareHashAndPassword
+	}
+	if o.TokenTTL <= 0 {
+		o.TokenTTL = DefaultTokenTTL
 	}
 	if o.Defaults == nil {
 		d := DefaultSettings()
@@ -57,12 +83,14 @@ type Store struct {
 
 	dummyOnce sync.Once
 	dummy     []byte // see dummyHash
+	// bcryptSlots holds a token per password check running (StoreOptions.BcryptConcurrency).
+	bcryptSlots chan struct{}
 }
 
 // NewStore returns a Store on pool, which must reach a database migrated to at least 002.
 func NewStore(pool *pgxpool.Pool, opts StoreOptions) *Store {
 	opts.applyDefaults()
-	return &Store{pool: pool, opts: opts}
+	return &Store{pool: pool, opts: opts, bcryptSlots: make(chan struct{}, opts.BcryptConcurrency)}
 }
 
 // Pool returns the pool the store uses, for packages that add their own tables beside it.

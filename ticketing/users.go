@@ -3,12 +3,12 @@ package ticketing
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/mail"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/crypto/bcrypt"
@@ -325,7 +325,17 @@ func (s *Store) UpdateUser(ctx context.Context, actor Actor, id int64, p UserPat
 		u, err = getUser(ctx, tx, id)
 		return err
 	})
+	if err == nil && (p.Password != nil || p.Role != nil) {
+		s.credentialsChanged(id)
+	}
 	return u, err
+}
+
+// credentialsChanged tells StoreOptions.CredentialsChanged, after the commit.
+func (s *Store) credentialsChanged(id int64) {
+	if s.opts.CredentialsChanged != nil {
+		s.opts.CredentialsChanged(id)
+	}
 }
 
 // DeleteUser deletes user id: the record is kept for its tickets (deleted_at), its numbers and
@@ -334,7 +344,7 @@ func (s *Store) DeleteUser(ctx context.Context, actor Actor, id int64) error {
 	if actor != SystemActor && int64(actor) == id {
 		return conflict("you cannot delete yourself")
 	}
-	return s.inTx(ctx, actor, "delete_user", func(tx pgx.Tx) error {
+	err := s.inTx(ctx, actor, "delete_user", func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE users SET deleted_at = clock_timestamp(), updated_at = clock_timestamp(), password_hash = NULL
 			WHERE id = $1 AND deleted_at IS NULL`, id)
 		if err != nil {
@@ -351,6 +361,10 @@ func (s *Store) DeleteUser(ctx context.Context, actor Actor, id int64) error {
 		}
 		return nil
 	})
+	if err == nil {
+		s.credentialsChanged(id)
+	}
+	return err
 }
 
 // looksLikeBcrypt reports whether v is a bcrypt hash rather than a password.
@@ -421,7 +435,9 @@ func (s *Store) EnsureUser(ctx context.Context, email, name, role, passwordOrHas
 }
 
 // CheckPassword returns the agent or admin with this email when password is theirs; any
-// mismatch is ErrUnauthorized, without telling which part was wrong.
+// mismatch is ErrUnauthorized, without telling which part was wrong. When every bcrypt slot
+// (StoreOptions.BcryptConcurrency) is busy it returns ErrTooManyRequests at once, without
+// checking: the caller answers 429.
 func (s *Store) CheckPassword(ctx context.Context, email, password string) (User, error) {
 	var id int64
 	var hash *string
@@ -429,14 +445,19 @@ func (s *Store) CheckPassword(ctx context.Context, email, password string) (User
 		AND role IN ('agent', 'admin')`, email).Scan(&id, &hash)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && hash == nil) {
 		// Spend the time a real check takes, so that timing does not tell which emails exist.
-		_ = bcrypt.CompareHashAndPassword(s.dummyHash(), []byte(password))
+		if err := s.compareHash(s.dummyHash(), password); errors.Is(err, ErrTooManyRequests) {
+			return User{}, err
+		}
 		return User{}, &Error{Kind: ErrUnauthorized, Description: "wrong email or password"}
 	}
 	if err != nil {
 		return User{}, fmt.Errorf("ticketing: check password: %w", err)
 	}
 	if !s.verified.ok(*hash, password) {
-		if bcrypt.CompareHashAndPassword([]byte(*hash), []byte(password)) != nil {
+		if err := s.compareHash([]byte(*hash), password); err != nil {
+			if errors.Is(err, ErrTooManyRequests) {
+				return User{}, err
+			}
 			return User{}, &Error{Kind: ErrUnauthorized, Description: "wrong email or password"}
 		}
 		s.verified.add(*hash, password)
@@ -444,45 +465,20 @@ func (s *Store) CheckPassword(ctx context.Context, email, password string) (User
 	return getUser(ctx, s.pool, id)
 }
 
-func tokenHash(token string) []byte {
-	h := sha256.Sum256([]byte(token))
-	return h[:]
+// errBcryptBusy is CheckPassword's answer when every bcrypt slot is taken.
+func errBcryptBusy() error {
+	return &Error{Kind: ErrTooManyRequests, RetryAfter: time.Second, Description: "too many logins at once: try again in a second"}
 }
 
-// CreateAPIToken creates an API token for an agent or admin and returns it; only its SHA-256
-// hash is stored, so this is the one time it can be read.
-func (s *Store) CreateAPIToken(ctx context.Context, userID int64, description string) (string, error) {
-	u, err := getUser(ctx, s.pool, userID)
-	if err != nil {
-		return "", err
+// compareHash runs one bcrypt comparison in a free slot, or returns errBcryptBusy at once.
+func (s *Store) compareHash(hash []byte, password string) error {
+	select {
+	case s.bcryptSlots <- struct{}{}:
+	default:
+		return errBcryptBusy()
 	}
-	if !u.IsStaff() {
-		return "", invalidField("user_id", "end users have no login and cannot have API tokens")
-	}
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("ticketing: token: %w", err)
-	}
-	token := base64.RawURLEncoding.EncodeToString(b[:])
-	if _, err := s.pool.Exec(ctx, `INSERT INTO api_tokens (user_id, token_sha256, description) VALUES ($1, $2, $3)`,
-		userID, tokenHash(token), description); err != nil {
-		return "", dbError("create api token", err)
-	}
-	return token, nil
-}
-
-// CheckAPIToken returns the agent or admin owning token, or ErrUnauthorized.
-func (s *Store) CheckAPIToken(ctx context.Context, token string) (User, error) {
-	var id int64
-	err := s.pool.QueryRow(ctx, `SELECT u.id FROM api_tokens t JOIN users u ON u.id = t.user_id
-		WHERE t.token_sha256 = $1 AND u.deleted_at IS NULL AND u.role IN ('agent', 'admin')`, tokenHash(token)).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return User{}, &Error{Kind: ErrUnauthorized, Description: "unknown API token"}
-	}
-	if err != nil {
-		return User{}, fmt.Errorf("ticketing: check api token: %w", err)
-	}
-	return getUser(ctx, s.pool, id)
+	defer func() { <-s.bcryptSlots }()
+	return s.opts.CompareHash(hash, []byte(password))
 }
 
 // SearchUsers returns users whose name or email contains query (case-insensitive), and the

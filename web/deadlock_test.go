@@ -275,7 +275,7 @@ func (r *raceRig) page(email string, turn int) error {
 	res.Body.Close()
 	var cookie *http.Cookie
 	for _, c := range res.Cookies() {
-		if c.Name == CookieName {
+		if c.Name == CookieName || c.Name == SecureCookieName {
 			cookie = c
 		}
 	}

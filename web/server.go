@@ -19,13 +19,21 @@ import (
 
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/ticketing"
 )
 
 //go:embed static
 var staticFiles embed.FS
 
 // CookieName is the session cookie the page and, through Server.Authenticate, /api/v2 accept.
+// With Options.SecureCookie it is SecureCookieName instead.
 const CookieName = "switchboard_session"
+
+// SecureCookieName is the session cookie with Options.SecureCookie: the __Host- prefix makes
+// browsers refuse it unless it is Secure, has Path=/ and no Domain, so that neither a plain
+// http:// page of the same host nor a sibling subdomain can plant or overwrite it
+// (draft-ietf-httpbis-rfc6265bis §4.1.3.2).
+const SecureCookieName = "__Host-" + CookieName
 
 // Defaults of Options.
 const (
@@ -86,9 +94,14 @@ type Options struct {
 	// ReconnectGrace is how long an agent's session (PeerConnection, state) waits for the page
 	// to reconnect its WebSocket before it is freed and the agent set offline. Default 15 s.
 	ReconnectGrace time.Duration
-	// SecureCookie forces the cookie's Secure attribute (TLS terminated in front of the
-	// gateway); it is set anyway on requests that arrived over TLS.
+	// SecureCookie makes the session cookie Secure and names it SecureCookieName (TLS
+	// terminated in front of the gateway); without it the cookie is still Secure on requests
+	// that arrived over TLS.
 	SecureCookie bool
+	// Guard limits password guessing on /login (backoff per address and account, 429 with
+	// Retry-After) and reports failures as security events; give it the API's Guard so that
+	// both count together. Nil: no limit.
+	Guard *ticketing.AuthGuard
 	// Registerer receives switchboard_softphone_sessions; nil registers nothing.
 	Registerer prometheus.Registerer
 	// Logger; nil discards.
@@ -159,7 +172,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	files := noRanges(http.FileServerFS(s.static)) // static.go: a Range flood must not burn a core
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-cache")
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self'; style-src 'self'; script-src 'self'")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 		noRanges(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			http.ServeFileFS(w, r, s.static, "index.html")
 		})).ServeHTTP(w, r)
@@ -174,7 +187,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 // Authenticate returns the agent logged in with r's session cookie. The integrator's /api/v2
 // authentication accepts it (besides Basic and Bearer) so that the page's own API calls work.
 func (s *Server) Authenticate(r *http.Request) (Agent, bool) {
-	c, err := r.Cookie(CookieName)
+	c, err := r.Cookie(s.cookieName())
 	if err != nil {
 		return Agent{}, false
 	}
@@ -224,9 +237,19 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "RecordInvalid", "email and password are required")
 		return
 	}
+	if err := s.opts.Guard.Check(r, body.Email); err != nil {
+		ticketing.WriteError(w, err)
+		return
+	}
 	a, err := s.opts.Auth.Login(r.Context(), body.Email, body.Password)
 	if errors.Is(err, ErrBadCredentials) {
+		s.opts.Guard.Failed(r, body.Email)
 		writeError(w, http.StatusUnauthorized, "Unauthorized", "wrong email or password")
+		return
+	}
+	if errors.Is(err, ticketing.ErrTooManyRequests) { // every password check slot is busy
+		s.opts.Guard.Busy(r, body.Email)
+		ticketing.WriteError(w, err)
 		return
 	}
 	if err != nil {
@@ -234,6 +257,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "InternalError", "login failed")
 		return
 	}
+	s.opts.Guard.Succeeded(r, body.Email)
 	var raw [32]byte
 	_, _ = rand.Read(raw[:])
 	tok := base64.RawURLEncoding.EncodeToString(raw[:])
@@ -246,9 +270,40 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	s.sessions[tok] = session{agent: a, expires: exp}
 	s.mu.Unlock()
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: tok, Path: "/", Expires: exp, HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: s.opts.SecureCookie || r.TLS != nil})
+	http.SetCookie(w, s.cookie(r, tok, exp))
 	writeJSON(w, http.StatusOK, s.sessionJSON(a))
+}
+
+// cookieName is the session cookie's name: SecureCookieName with Options.SecureCookie.
+func (s *Server) cookieName() string {
+	if s.opts.SecureCookie {
+		return SecureCookieName
+	}
+	return CookieName
+}
+
+// cookie is the session cookie: HttpOnly (the page's script never reads it), SameSite=Strict
+// (another site's links and forms do not carry it), Path=/ and no Domain (as __Host- needs),
+// Secure with Options.SecureCookie or over TLS.
+func (s *Server) cookie(r *http.Request, value string, expires time.Time) *http.Cookie {
+	return &http.Cookie{Name: s.cookieName(), Value: value, Path: "/", Expires: expires, HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: s.opts.SecureCookie || r.TLS != nil}
+}
+
+// EndSessions logs agent id out everywhere on this server: every session cookie of theirs
+// stops working and their softphone (WebSocket and WebRTC leg) closes, the agent going
+// offline. Wire it to ticketing.StoreOptions.CredentialsChanged: a password change, a role
+// change or a deletion must not leave a stolen or shared session alive. It does not block on
+// the page; safe from any goroutine with no lock of the caller held.
+func (s *Server) EndSessions(id int64) {
+	s.mu.Lock()
+	for k, v := range s.sessions {
+		if v.agent.ID == id {
+			delete(s.sessions, k)
+		}
+	}
+	s.mu.Unlock()
+	s.endAgent(id)
 }
 
 // sessionJSON is the answer of login and /session: the agent, where the API is, and the
@@ -274,7 +329,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a, ok := s.Authenticate(r)
-	if c, err := r.Cookie(CookieName); err == nil {
+	if c, err := r.Cookie(s.cookieName()); err == nil {
 		s.mu.Lock()
 		delete(s.sessions, c.Value)
 		s.mu.Unlock()
@@ -282,8 +337,9 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	if ok {
 		s.endAgent(a.ID)
 	}
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: s.opts.SecureCookie || r.TLS != nil})
+	gone := s.cookie(r, "", time.Time{})
+	gone.MaxAge = -1
+	http.SetCookie(w, gone)
 	w.WriteHeader(http.StatusNoContent)
 }
 

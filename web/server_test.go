@@ -28,7 +28,7 @@ func login(t *testing.T, base, email, password string) (*http.Response, *http.Co
 	}
 	res.Body.Close()
 	for _, c := range res.Cookies() {
-		if c.Name == CookieName {
+		if c.Name == CookieName || c.Name == SecureCookieName {
 			return res, c
 		}
 	}

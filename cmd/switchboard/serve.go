@@ -27,6 +27,7 @@ import (
 	"github.com/switchboard-voice/switchboard/migrations"
 	"github.com/switchboard-voice/switchboard/ticketing"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
+	"github.com/switchboard-voice/switchboard/web"
 )
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -110,6 +111,10 @@ type gateway struct {
 
 	tel   *telephony
 	admin *http.Server
+	// security is switchboard_security_events_total, shared by SIP and HTTP.
+	security securityEvents
+	// guard limits password guessing on /login and HTTP Basic.
+	guard *ticketing.AuthGuard
 	// bgCtx lives as long as the gateway: background work (SIP, retention) ends with it.
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
@@ -179,6 +184,9 @@ func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*g
 	if err := gw.startTelephony(ctx, mux, dbErr == nil); err != nil {
 		return fail(err)
 	}
+	if err := gw.security.ensure(gw.registry); err != nil {
+		log.Error("security events metric", "err", err)
+	}
 	// Anything else under the API is a JSON 404, like the API's own.
 	mux.HandleFunc("/api/v2/", func(w http.ResponseWriter, r *http.Request) {
 		ticketing.WriteError(w, &ticketing.Error{Kind: ticketing.ErrNotFound, Description: "no such endpoint: " + r.Method + " " + r.URL.Path})
@@ -189,7 +197,8 @@ func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*g
 		return fail(fmt.Errorf("http: listen %s: %w", cfg.HTTP.Listen, err))
 	}
 	gw.http = &http.Server{
-		Handler:           mux,
+		// Host allow-list (DNS rebinding) and security headers on every response.
+		Handler:           web.Edge(mux, web.EdgeOptions{AllowedHosts: cfg.HTTP.AllowedHostList(), AnyHost: []string{"/healthz", "/readyz"}}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

@@ -44,6 +44,7 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	t.web, err = web.New(web.Options{
 		Auth: webLogin{gw.store}, ACD: t.acd, WebRTC: rtc, APIBase: "/api/v2",
 		Registerer: gw.registry, Logger: gw.log.With("component", "softphone"), Teams: teams,
+		SecureCookie: gw.cfg.HTTP.Secure(), Guard: gw.guard,
 	})
 	if err != nil {
 		return err

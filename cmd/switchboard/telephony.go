@@ -182,7 +182,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		ScannerUserAgents: cfg.SIP.ScannerUserAgents,
 		Ports:             t.ports, MediaMetrics: mediaMetrics,
 		MediaTimeout: cfg.RTP.MediaTimeout.D(), HoldTimeout: durOrOff(cfg.RTP.HoldTimeout.D()),
-		Sink: journalSink{j: gw.journal, next: gw.events}, Registerer: gw.registry, Logger: gw.log.With("component", "sip"),
+		Sink: journalSink{j: gw.journal, next: gw.events}, Registerer: gw.security.share(gw.registry), Logger: gw.log.With("component", "sip"),
 		UserAgent: cfg.SIP.UserAgent, OnCallEnd: t.callEnded,
 		// Agents' SIP phones register with the digest username = their email (or its local
 		// part) and their configured password; agents with only a bcrypt hash cannot.

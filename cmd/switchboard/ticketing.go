@@ -18,8 +18,16 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 	cfg := gw.cfg
 	settings := cfg.Ticketing.Settings
 	gw.store = ticketing.NewStore(gw.pool, ticketing.StoreOptions{
-		DefaultRegion: cfg.Ticketing.DefaultRegion,
-		Defaults:      &settings,
+		DefaultRegion:     cfg.Ticketing.DefaultRegion,
+		Defaults:          &settings,
+		TokenTTL:          cfg.HTTP.TokenTTL.D(),
+		BcryptConcurrency: cfg.HTTP.BcryptConcurrency,
+		// A password change, role change or deletion logs the user out of the agent page.
+		CredentialsChanged: func(id int64) {
+			if gw.tel != nil && gw.tel.web != nil {
+				gw.tel.web.EndSessions(id)
+			}
+		},
 	})
 	if dbUp {
 		if err := gw.seedAccounts(ctx); err != nil {
@@ -59,8 +67,15 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 		gw.startEngine()
 	}
 
+	gw.guard = ticketing.NewAuthGuard(ticketing.AuthGuardOptions{
+		Failures: cfg.HTTP.AuthBackoff.Failures, Initial: cfg.HTTP.AuthBackoff.Initial.D(), Max: cfg.HTTP.AuthBackoff.Max.D(),
+		TrustedProxies: cfg.HTTP.TrustedProxyNetworks(), SecurityEvent: gw.security.count,
+		Logger: gw.log.With("component", "http"),
+	})
 	gw.api = ticketing.NewAPI(gw.store, ticketing.APIOptions{
-		Logger: gw.log.With("component", "api"),
+		Guard:     gw.guard,
+		Logger:    gw.log.With("component", "api"),
+		PublicURL: cfg.HTTP.BaseURL(),
 		// The agent page calls the API with its session cookie.
 		Session: func(r *http.Request) (int64, bool) {
 			if gw.tel == nil || gw.tel.web == nil {
