@@ -59,4 +59,3 @@ func breadth(p netip.Prefix) string {
 	}
 	return "a range wider than any carrier's network"
 }
-
