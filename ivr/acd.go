@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// AgentState is an agent's availability (CONTRACT.md §4).
+// AgentState is an agent's availability (docs/api.md, PUT /agents/{id}/state).
 type AgentState string
 
 // Agent states.

@@ -135,7 +135,7 @@ func TestQueue_MissedOffersSetAway(t *testing.T) {
 }
 
 // TestQueue_MaxWaitGoesToVoicemail: no agent → after the maximum wait the call overflows to
-// voicemail (CONTRACT.md §3 support queue: 120 s), and the message makes call.voicemail.
+// voicemail (the dev configuration's support queue: 120 s), and the message makes call.voicemail.
 func TestQueue_MaxWaitGoesToVoicemail(t *testing.T) {
 	r := newRig(t, testPrompts(t, 40*time.Millisecond), Queue{Name: "support", MaxWait: 120 * time.Second}, Queue{Name: "sales"})
 	leg, c, res := r.queueCall(t, "call-overflow", "support")

@@ -150,7 +150,7 @@ const (
 	WhereVoicemail = "voicemail"
 )
 
-// Event types ivr emits, named as in CONTRACT.md §6.
+// Event types ivr emits, named as in docs/events.md.
 const (
 	EventIVRSelected = "call.ivr_selected"
 	EventQueued      = "call.queued"
@@ -164,7 +164,7 @@ const (
 )
 
 // Event is one call lifecycle event from ivr. Only the fields of its Type are set; the JSON
-// names of CONTRACT.md §6 are given per field. The integrator adds id, seq and at and turns it
+// names of docs/events.md are given per field. The integrator adds id, seq and at and turns it
 // into a ticketing.Event field by field.
 type Event struct {
 	Type        string

@@ -47,7 +47,7 @@
 // tests drive the ACD deterministically. Hold, Resume and Transfer (to an agent or a queue)
 // act on a connected call.
 //
-// Events follow CONTRACT.md §6: call.queued, call.offered, call.answered, call.held,
+// Events follow docs/events.md: call.queued, call.offered, call.answered, call.held,
 // call.resumed, call.transferred, call.voicemail, call.abandoned (where ivr, queue, voicemail).
 //
 // # Goroutines, locks and call-outs

@@ -37,7 +37,7 @@ const maxStateBody = 4096
 //
 // Lists carry "next_page": null (every queue and agent fits one page), the shape of the other
 // lists. Every endpoint needs an authenticated agent or admin (401); an agent may change only their
-// own state, an admin anyone's (403). Errors have the shape of CONTRACT.md §4:
+// own state, an admin anyone's (403). Errors have the shape of docs/api.md:
 // {"error":"RecordInvalid"|"RecordNotFound"|"Forbidden"|"Unauthorized","description","details"}.
 func (a *ACD) Register(mux *http.ServeMux, prefix string) {
 	prefix = strings.TrimSuffix(prefix, "/")

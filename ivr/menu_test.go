@@ -46,7 +46,7 @@ func (r *fakeRecorder) awaitStart(t testing.TB) VoicemailMeta {
 	return VoicemailMeta{}
 }
 
-// devMenus is the dev configuration's IVR (CONTRACT.md §3) plus a language menu.
+// devMenus is the dev configuration's IVR (deploy/dev/switchboard.yaml) plus a language menu.
 func devMenus() map[string]Menu {
 	return map[string]Menu{
 		"main": {
@@ -123,7 +123,7 @@ func newRig(t testing.TB, prompts *Prompts, queues ...Queue) *rig {
 	return r
 }
 
-// TestMainMenu_Branches: the dev menu's keys lead where CONTRACT.md §3 says, and the menu path
+// TestMainMenu_Branches: the dev menu's keys lead where deploy/dev/switchboard.yaml says, and the menu path
 // and language are reported (SD-1).
 func TestMainMenu_Branches(t *testing.T) {
 	for _, tc := range []struct {
@@ -187,7 +187,7 @@ func TestMainMenu_NineLeavesVoicemail(t *testing.T) {
 }
 
 // TestMainMenu_NoDigitRepeatsOnceThenSupport: no key within 5 s plays the menu again, once;
-// a second silence sends the call to support (CONTRACT.md §3).
+// a second silence sends the call to support (deploy/dev/switchboard.yaml).
 func TestMainMenu_NoDigitRepeatsOnceThenSupport(t *testing.T) {
 	r := newRig(t, testPrompts(t, 100*time.Millisecond))
 	gw, carrier := mediaPair(t)

@@ -2,7 +2,7 @@ package ivr
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// metrics are the ACD's series of CONTRACT.md §5. Label sets are bounded: queues come from the
+// metrics are the ACD's series of docs/metrics.md. Label sets are bounded: queues come from the
 // configuration, states are the five AgentStates.
 type metrics struct {
 	waiting *prometheus.GaugeVec

@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the RTP counters of CONTRACT.md §5, shared by every endpoint given the same
+// Metrics are the RTP counters of docs/metrics.md, shared by every endpoint given the same
 // *Metrics. Hot counters are pre-resolved children, so counting a packet does not allocate.
 type Metrics struct {
 	// onForeign, when set, is told of each packet dropped for coming from an address other than

@@ -256,7 +256,7 @@ func connectBrowser(t *testing.T, leg *WebRTCLeg, micFreq float64) *fakeBrowser 
 	return b
 }
 
-// Rule (DESIGN.md step 5, issue 7): one PeerConnection per agent for the session; answering
+// Rule (issue 7, docs/softphone.md): one PeerConnection per agent for the session; answering
 // bridges a carrier endpoint into it with no new ICE or DTLS; audio flows both ways (440 Hz
 // from the carrier heard by the browser, 1 kHz from the browser's microphone heard by the
 // carrier); the keypad's digit goes to the carrier as RFC 4733; the track the browser receives

@@ -86,7 +86,7 @@ type Authorizer interface {
 	// TryAgainAfter() time.Duration returning more than 0); a user that is neither agent nor
 	// admin must be an error.
 	Authorize(r *http.Request) (userID int64, admin bool, err error)
-	// AgentsCanAccess is the global setting recordings.agents_can_access (RULES.md, CD-6).
+	// AgentsCanAccess is the global setting recordings.agents_can_access (docs/rules.md, CD-6).
 	AgentsCanAccess(ctx context.Context) (bool, error)
 }
 

@@ -12,12 +12,12 @@ import (
 	"time"
 )
 
-// Register mounts the recordings routes of CONTRACT.md §4 on mux under prefix (e.g. "/api/v2"):
+// Register mounts the recordings routes of docs/api.md on mux under prefix (e.g. "/api/v2"):
 //
 //	GET    {prefix}/recordings/{id}          the audio (audio/wav, HTTP Range, RFC 9110 §14)
 //	DELETE {prefix}/tickets/{id}/recordings  every recording on the ticket, for good (CD-6)
 //
-// Access (CD-6, RULES.md recordings.agents_can_access): anonymous → 401; admins always; agents
+// Access (docs/rules.md CD-6, setting recordings.agents_can_access): anonymous → 401; admins always; agents
 // only while agents_can_access is true, else 403 — for deletion as for listening (an agent who
 // may not hear a recording may not delete it either). Unknown, deleted, failed or unfinished
 // recordings → 404. Errors are {"error", "description"} as in the rest of the API. It panics

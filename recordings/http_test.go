@@ -218,7 +218,7 @@ func TestRule_CD6_RecordingAccessPerRole(t *testing.T) {
 	}
 }
 
-// Rule (CONTRACT.md §4): GET /recordings/{id} supports HTTP Range (RFC 9110 §14): 206 with the
+// Rule (docs/recordings.md): GET /recordings/{id} supports HTTP Range (RFC 9110 §14): 206 with the
 // requested bytes and Content-Range, 416 beyond the end.
 func TestRecordingRangeRequests(t *testing.T) {
 	e := newHTTPEnv(t)

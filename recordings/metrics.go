@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the recording metrics of CONTRACT.md §5 plus the tap's drops, shared by every
+// Metrics are the recording metrics of docs/metrics.md plus the tap's drops, shared by every
 // recording of a Service.
 type Metrics struct {
 	active      prometheus.Gauge

@@ -101,7 +101,7 @@ func testAllocator(t testing.TB) *media.PortAllocator {
 	return a
 }
 
-// Rule (issue 8, DESIGN.md step 7): the recording of a call bridged between two media
+// Rule (issue 8, docs/recordings.md): the recording of a call bridged between two media
 // endpoints holds the caller in the left channel and the far end in the right, in time: a gap
 // of lost packets and a hold without any packet are silence of their length, the far end's new
 // stream after the hold (new SSRC, restarted timestamps) sits where it was sent, sequence numbers

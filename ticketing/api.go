@@ -38,7 +38,7 @@ type APIOptions struct {
 	PublicURL string
 }
 
-// API is the Zendesk-shaped REST API of CONTRACT.md §4 for users, identities, tickets,
+// API is the Zendesk-shaped REST API of docs/api.md for users, identities, tickets,
 // comments, merges and the voice settings. Every endpoint needs an agent or admin (HTTP Basic
 // with email and password, or Authorization: Bearer with an API token); admins alone change
 // settings, roles and agents. Errors are {"error","description","details"} with 422, 404, 401,
@@ -212,7 +212,7 @@ func (a *API) handle(role string, fn func(w http.ResponseWriter, r *http.Request
 	})
 }
 
-// errorBody is the error shape of CONTRACT.md §4.
+// errorBody is the error shape of docs/api.md (Conventions).
 type errorBody struct {
 	Error       string                      `json:"error"`
 	Description string                      `json:"description"`

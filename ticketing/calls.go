@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Call is a call record in the shape of the API (CONTRACT.md §4): who, where it went, how it
+// Call is a call record in the shape of the API (docs/api.md): who, where it went, how it
 // ended, and its durations in whole seconds (CD-3).
 type Call struct {
 	ID           string  `json:"id"`

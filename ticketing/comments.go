@@ -15,7 +15,7 @@ const (
 	TypeVoiceComment = "VoiceComment"
 )
 
-// Comment is a ticket comment in the shape of the API (CONTRACT.md §4). Voice is set for a
+// Comment is a ticket comment in the shape of the API (docs/api.md). Voice is set for a
 // VoiceComment only, and its fields then appear in the JSON beside the others. TicketID is
 // the ticket the comment was written on: a comment of a merged source shows its source (TM-1).
 type Comment struct {

@@ -1,5 +1,5 @@
 // Package ticketing is the ticketing core: users and their phone identities, tickets and
-// comments, the call → ticket rules of RULES.md, the PostgreSQL store and the HTTP API.
+// comments, the call → ticket rules of docs/rules.md, the PostgreSQL store and the HTTP API.
 //
 // It imports nothing else of Switchboard: it consumes call lifecycle events, from the gateway
 // in process or from any phone system over HTTP.
@@ -15,6 +15,6 @@
 //   - usermerge.go (UM-1 … UM-5), tickets.go and comments.go (ticket system rules, voice
 //     comments, merge chains), ticketmerge.go (TM-1 … TM-3), settingsstore.go (the global
 //     voice settings), with an audit row for every automatic change.
-//   - api*.go, decode.go: the REST API of CONTRACT.md §4 (NewAPI, Register, Authenticate),
+//   - api*.go, decode.go: the REST API (NewAPI, Register, Authenticate),
 //     described by openapi.yaml and served at {prefix}/openapi.json; docs/api.md explains it.
 package ticketing

@@ -38,7 +38,7 @@ type EngineOptions struct {
 }
 
 // Engine applies call lifecycle events to call records and tickets under the rules of
-// RULES.md (TC, TU, CD, VM, SD, CF). It reads the pending rows of call_events, which the
+// docs/rules.md (TC, TU, CD, VM, SD, CF). It reads the pending rows of call_events, which the
 // event log (package eventlog) and POST /call_events write, and applies each call's events in
 // seq order, each exactly once: the event is marked applied in the same transaction as its
 // effects. Different calls are applied in parallel; one call's events never are.

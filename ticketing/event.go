@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Call lifecycle event types (CONTRACT.md §6).
+// Call lifecycle event types (docs/events.md).
 const (
 	EventStarted        = "call.started"
 	EventIVRSelected    = "call.ivr_selected"

@@ -14,7 +14,7 @@ const (
 	LineShared = "shared"
 )
 
-// Identity is a phone number on a user (CONTRACT.md §4). A direct line belongs to one user; a
+// Identity is a phone number on a user (docs/api.md). A direct line belongs to one user; a
 // shared number is another user's direct line (or an orphan of PM-9) also held by this user.
 type Identity struct {
 	ID        int64  `json:"id"`

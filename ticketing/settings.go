@@ -84,7 +84,7 @@ func (s *Seconds) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// OutboundSettings are the global outbound-calling options of RULES.md (OB rules).
+// OutboundSettings are the global outbound-calling options of docs/rules.md (OB rules).
 type OutboundSettings struct {
 	PromptTicketChoice bool `yaml:"prompt_ticket_choice" json:"prompt_ticket_choice"`
 	AllowNewTicket     bool `yaml:"allow_new_ticket" json:"allow_new_ticket"`
@@ -103,7 +103,7 @@ type WriteBatching struct {
 	Window  Seconds `yaml:"window" json:"window"`
 }
 
-// Settings are the call → ticket settings of RULES.md. The global set is the default of every
+// Settings are the call → ticket settings of docs/rules.md. The global set is the default of every
 // line; LineSettings override its per-line fields for one line.
 type Settings struct {
 	TicketCreationPoint         string            `yaml:"ticket_creation_point" json:"ticket_creation_point"`
@@ -121,7 +121,7 @@ type Settings struct {
 	PhoneValidation bool          `yaml:"phone_validation" json:"phone_validation"`
 }
 
-// DefaultSettings returns the defaults of RULES.md.
+// DefaultSettings returns the defaults of docs/rules.md ("Settings").
 func DefaultSettings() Settings {
 	return Settings{
 		TicketCreationPoint:         CreateOnAccept,
@@ -149,7 +149,7 @@ type LineSettings struct {
 }
 
 // Apply returns global with the overrides of l. With on_queue_entry the abandoned-call setting
-// is forced true (RULES.md settings table).
+// is forced true (docs/rules.md, "Settings").
 func (l LineSettings) Apply(global Settings) Settings {
 	s := global
 	if l.TicketCreationPoint != nil {

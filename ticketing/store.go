@@ -71,7 +71,7 @@ func (o *StoreOptions) applyDefaults() {
 
 // Store is the ticketing core on PostgreSQL: every read and write of users, identities,
 // tickets, comments, audits and settings goes through it, and it enforces the PM, UM and TM
-// rules of RULES.md inside transactions backed by the constraints of migration 002.
+// rules of docs/rules.md inside transactions backed by the constraints of migration 002.
 // It is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool

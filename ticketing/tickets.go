@@ -47,7 +47,7 @@ type CustomFields struct {
 	CSAT         *int    `json:"csat"`
 }
 
-// Ticket is a ticket in the shape of the API (CONTRACT.md §4). OriginPhone is the number that
+// Ticket is a ticket in the shape of the API (docs/api.md). OriginPhone is the number that
 // created it (CD-7); DisplayPhone the number shown at its top, which only TM-2 changes.
 type Ticket struct {
 	ID           int64        `json:"id"`

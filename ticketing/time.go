@@ -8,7 +8,7 @@ import (
 )
 
 // Time is a timestamp that the API writes as RFC 3339 in UTC with whole seconds
-// ("2026-11-22T19:12:36Z"), as CONTRACT.md §4 says. It scans from timestamptz.
+// ("2026-11-22T19:12:36Z"), as docs/api.md says. It scans from timestamptz.
 type Time struct{ time.Time }
 
 // MarshalJSON writes RFC 3339 UTC.

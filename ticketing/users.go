@@ -22,7 +22,7 @@ const (
 	RoleAdmin   = "admin"
 )
 
-// User is an end user, agent or admin, in the shape of the API (CONTRACT.md §4). Phone is the
+// User is an end user, agent or admin, in the shape of the API (docs/api.md). Phone is the
 // primary number and SharedPhoneNumber tells whether that number is a shared one.
 type User struct {
 	ID                int64   `json:"id"`

@@ -14,7 +14,7 @@ import (
 	"github.com/switchboard-voice/switchboard/ticketing"
 )
 
-// Ticket choices of an outbound dial (CONTRACT.md §4 POST /calls ticket_choice).
+// Ticket choices of an outbound dial (docs/api.md, POST /calls ticket_choice).
 const (
 	TicketExisting = "existing"
 	TicketNew      = "new"
@@ -62,14 +62,14 @@ type OutboundStore interface {
 	NormalizePhone(raw string, strict bool) (string, error)
 }
 
-// Team ticket entry modes (RULES.md TB-1; config teams[].ticket_entry.mode).
+// Team ticket entry modes (docs/rules.md TB-1; config teams[].ticket_entry.mode).
 const (
 	TicketEntryOff      = "off"
 	TicketEntryOptional = "optional"
 	TicketEntryRequired = "required"
 )
 
-// TeamEntry is the team ticket entry of an agent's team (RULES.md TB-1 … TB-4). Mode is off
+// TeamEntry is the team ticket entry of an agent's team (docs/rules.md TB-1 … TB-4). Mode is off
 // (or empty), optional or required; NumberField names the ticket custom field whose value is
 // the number dialled (TB-2), empty for the requester's primary number.
 type TeamEntry struct {
@@ -84,7 +84,7 @@ func (e TeamEntry) On() bool { return e.Mode == TicketEntryOptional || e.Mode ==
 // teams); an agent in no team gets the zero TeamEntry (off).
 type TeamPolicy func(agentEmail string) TeamEntry
 
-// Outbound validates an agent's outbound dial against the settings (RULES.md OB-1 … OB-6) and
+// Outbound validates an agent's outbound dial against the settings (docs/rules.md OB-1 … OB-6) and
 // the agent's team ticket entry (TB-1 … TB-4) before anything is dialled, then hands it to the
 // Dialer.
 type Outbound struct {
@@ -230,7 +230,7 @@ func (o *Outbound) Validate(ctx context.Context, agentID int64, req CallRequest)
 	return d, nil
 }
 
-// validateTeamEntry applies team ticket entry (RULES.md TB-1 … TB-4), which replaces the OB
+// validateTeamEntry applies team ticket entry (docs/rules.md TB-1 … TB-4), which replaces the OB
 // ticket choice and number rules for the agent's dial:
 //   - TB-4: entered_number is refused (403) whatever allow_entered_number says.
 //   - TB-1: with a ticket_id the call goes to that ticket. Without one: required refuses the dial
@@ -470,7 +470,7 @@ func (o *Outbound) writeError(w http.ResponseWriter, err error) {
 	writeError(w, http.StatusInternalServerError, "InternalError", "the call could not be placed: internal error (id "+id+")")
 }
 
-// writeAPIError writes a *ticketing.Error with its status and name (CONTRACT.md §4); anything
+// writeAPIError writes a *ticketing.Error with its status and name (docs/api.md); anything
 // else is a 500 (a Dialer may return ErrNotConnected or ErrBusy: 409).
 func writeAPIError(w http.ResponseWriter, err error) {
 	var te *ticketing.Error

@@ -143,7 +143,7 @@ func (r *recordingDialer) Dial(_ context.Context, d Dial) (string, error) {
 	return "", ErrBusy
 }
 
-// Rule (CONTRACT.md §4 POST /calls): a refusal is the API's error JSON and nothing is dialled;
+// Rule (docs/api.md, POST /calls): a refusal is the API's error JSON and nothing is dialled;
 // an accepted dial reaches the Dialer and answers 201 with the call.
 func TestOutboundHandler(t *testing.T) {
 	f := newOutboundFixture(t)

@@ -106,7 +106,7 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger; nil discards.
 	Logger *slog.Logger
-	// Teams tells each agent's team ticket entry (RULES.md TB), shown to the page in the
+	// Teams tells each agent's team ticket entry (docs/rules.md, TB), shown to the page in the
 	// login and /session answers as "ticket_entry" so that the dial form asks for a ticket
 	// ID; give it the same policy as Outbound.Teams. Nil: off for everyone.
 	Teams TeamPolicy

@@ -126,7 +126,7 @@ func e2eAPI(h *harness, requesterSwitched chan<- string) {
 	}))
 }
 
-// Rule (issue 7, CONTRACT.md §4a): in a real headless Chromium the agent logs in, goes
+// Rule (issue 7, docs/softphone.md hooks): in a real headless Chromium the agent logs in, goes
 // available, sees the offered call (caller's number, screen pop), answers; audio flows both
 // ways (the page's getStats shows inbound audio; the carrier detects the browser's fake-mic
 // 1 kHz tone); hold and resume reach the ACD; a keypad digit reaches the carrier as RFC 4733;

@@ -26,7 +26,7 @@ func (c chanDialer) Dial(_ context.Context, d Dial) (string, error) {
 	return "call-tb-1", nil
 }
 
-// Rules TB-1 … TB-4 on the page (CONTRACT.md §4a hooks), in a real headless Chromium: agent1's
+// Rules TB-1 … TB-4 on the page (docs/softphone.md hooks), in a real headless Chromium: agent1's
 // team requires ticket entry; the dial form asks for the ticket ID first and hides the
 // contact/number path; a dial without a ticket and one to a closed ticket are refused with
 // their reason in dial-error; an open ticket is dialled, and the Dialer gets that ticket and

@@ -29,7 +29,7 @@ import (
 // the recording.
 
 // agentConfigEdits turns the harness configuration into the agent tests' one: the dev
-// configuration's line +15550199 straight into queue support (CONTRACT.md §3), the dev ring
+// configuration's line +15550199 straight into queue support (deploy/dev/switchboard.yaml), the dev ring
 // timeout (15 s, so that a browser has time to answer) and a wrap-up long enough to be seen.
 var agentConfigEdits = [][2]string{
 	{`  - {number: "+15550198", target: voicemail}`, `  - {number: "+15550199", target: "queue:support"}

@@ -24,7 +24,7 @@ import (
 )
 
 // testGateway is a `switchboard serve` subprocess with a configuration shaped like the dev one
-// (CONTRACT.md §3) on free ports, and a short queue so that tests do not wait two minutes.
+// (deploy/dev/switchboard.yaml) on free ports, and a short queue so that tests do not wait two minutes.
 type testGateway struct {
 	t        *testing.T
 	base     string // HTTP

@@ -35,7 +35,7 @@ const (
 	promRulesPath  = opsRepoRoot + "/deploy/prometheus/alerts.yml"
 	dashboardPath  = opsRepoRoot + "/deploy/grafana/switchboard.json"
 	operationsPath = opsRepoRoot + "/docs/OPERATIONS.md"
-	// shippedTarget is the dev gateway's http.listen (CONTRACT.md §3) in prometheus.yml, which
+	// shippedTarget is the dev gateway's http.listen (deploy/dev/switchboard.yaml) in prometheus.yml, which
 	// the live test rewrites to its test gateway.
 	shippedTarget = `"127.0.0.1:8080"`
 )

@@ -36,7 +36,7 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 		return fmt.Errorf("webrtc: %w", err)
 	}
 	t.rtc = rtc
-	// Team ticket entry (RULES.md TB) from the configuration's teams: the page and POST /calls.
+	// Team ticket entry (docs/rules.md, TB) from the configuration's teams: the page and POST /calls.
 	teams := func(email string) web.TeamEntry {
 		e := gw.cfg.TicketEntryOf(email)
 		return web.TeamEntry{Mode: e.Mode, NumberField: e.NumberField}

@@ -1,6 +1,6 @@
 //go:build deps
 
-// Package deps pins, in go.mod and go.sum, every module DESIGN.md chooses, including those whose
+// Package deps pins, in go.mod and go.sum, every module the design chooses (docs/ARCHITECTURE.md), including those whose
 // first user has not been written yet, so that parallel work never races on go.mod. It is never
 // built (the "deps" build tag is never set); `go mod tidy` still sees these imports.
 package deps

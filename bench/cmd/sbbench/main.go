@@ -1,4 +1,4 @@
-// Command sbbench is `make bench` (CONTRACT.md §7): the load benchmarks of the gateway, with
+// Command sbbench is `make bench` (BENCHMARKS.md): the load benchmarks of the gateway, with
 // SIPp as the carrier and the far end, all on 127.0.0.1.
 //
 //	sbbench run [flags]       start the gateway, run the steps, print the table, write the JSON
@@ -98,7 +98,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&b.dbURL, "database-url", "", "PostgreSQL URL of the bench database, dropped and re-created (required)")
 	fs.StringVar(&b.gatewayCPUs, "gateway-cpus", "0", "cores for the gateway and the relay (taskset -c list; empty: no pinning)")
 	fs.StringVar(&b.loadCPUs, "load-cpus", "1", "cores for SIPp and the RTP generator (taskset -c list; empty: no pinning)")
-	fs.StringVar(&b.out, "out", "bench/results/latest.json", "where the CONTRACT.md §7 figures go")
+	fs.StringVar(&b.out, "out", "bench/results/latest.json", "where the summary figures go (keys in BENCHMARKS.md)")
 	fs.StringVar(&b.detail, "detail", "bench/results/steps.json", "where every step's measurements go")
 	work := fs.String("work", ".data/bench/run", "scratch directory (emptied first)")
 	cps := fs.String("cps", "50,100,150,200,300,400,500,600,800,1000", "calls-per-second steps")

@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// latest is bench/results/latest.json: exactly the keys of CONTRACT.md §7.
+// latest is bench/results/latest.json: exactly the keys BENCHMARKS.md describes.
 type latest struct {
 	Date               string  `json:"date"`
 	Commit             string  `json:"commit"`
@@ -66,7 +66,7 @@ func (r *report) note(format string, args ...any) {
 	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))
 }
 
-// summarize picks the CONTRACT.md §7 figures: those of the highest passing CPS step and the
+// summarize picks the latest.json figures (BENCHMARKS.md): those of the highest passing CPS step and the
 // highest passing concurrency step; with no passing step, the lowest step's, said in a note.
 func (r *report) summarize() {
 	s := latest{Date: r.Date, Commit: r.Commit}
