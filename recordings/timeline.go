@@ -13,10 +13,15 @@ package recordings
 // and the two channels stay aligned. A packet that is merely late (its timestamp place is behind
 // its arrival but not yet written out, as after a stall of the RTP reader that delivers a burst)
 // keeps its timestamp place: re-anchoring it would insert silence where the audio was only
-// delayed and leave the stream ahead of wall time. Sequence numbers (with wrap, RFC 3550 A.1)
-// only count loss.
+// delayed and leave the stream ahead of wall time. The other way round, a packet whose
+// timestamp place is more than ahead after its arrival shows that the anchor itself arrived
+// late (its first packet was delayed, or the RTP reader stalled just then): the stream is
+// re-anchored at that arrival, so it never runs more than ahead in front of wall time and the
+// file does not outlast the call. The anchor thus follows the earliest arrival, as a jitter
+// buffer tracks its minimum delay. Sequence numbers (with wrap, RFC 3550 A.1) only count loss.
 type timeline struct {
 	resync  int64
+	ahead   int64
 	streams []stream // newest last; a few at most (transfers, re-INVITEs)
 	lost    uint64
 }
@@ -56,7 +61,7 @@ func (tl *timeline) place(ssrc uint32, seq uint16, ts uint32, arr, floor int64) 
 		s.lastExt, s.lastTS = ext, ts
 	}
 	pos := s.pos0 + ext - s.ts0
-	if d := pos - arr; d > tl.resync || (d < -tl.resync && pos < floor) {
+	if d := pos - arr; d > tl.ahead || (d < -tl.resync && pos < floor) {
 		s.ts0, s.pos0 = ext, arr
 		pos = arr
 	}

@@ -35,12 +35,14 @@ func TestTimelinePlacement(t *testing.T) {
 			{1, 1, 0, 0, 0, 0}, {1, 2, 160, 2000, 0, 160}, {1, 3, 320, 2001, 0, 320}, {1, 4, 480, 2002, 0, 480}}, 0},
 		{"hold with timestamp advance: stays on timestamps", []pkt{
 			{1, 1, 0, 0, 0, 0}, {1, 2, 40000, 40100, 0, 40000}}, 0},
+		{"an anchor that arrived late is moved to the earliest arrival: never ahead of wall time", []pkt{
+			{1, 1, 0, 500, 0, 500}, {1, 2, 160, 520, 0, 660}, {1, 3, 320, 600, 0, 600}, {1, 4, 480, 760, 0, 760}}, 0},
 		{"an old SSRC comes back where its timestamps say", []pkt{
 			{1, 1, 0, 0, 0, 0}, {2, 1, 5, 160, 0, 160}, {1, 2, 320, 330, 0, 320}}, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			tl := timeline{resync: 1200}
+			tl := timeline{resync: 1200, ahead: 160}
 			for i, p := range c.pkts {
 				if got := tl.place(p.ssrc, p.seq, p.ts, p.arr, p.floor); got != p.want {
 					t.Errorf("packet %d placed at %d, want %d", i, got, p.want)
@@ -55,7 +57,7 @@ func TestTimelinePlacement(t *testing.T) {
 
 // A timeline remembers a bounded number of streams.
 func TestTimelineBoundsStreams(t *testing.T) {
-	tl := timeline{resync: 1200}
+	tl := timeline{resync: 1200, ahead: 160}
 	for i := range uint32(100) {
 		tl.place(i, 0, 0, int64(i), 0)
 	}

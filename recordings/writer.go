@@ -145,6 +145,9 @@ func newWriter(s *Service, id, callID, kind, rel string, channels int, start tim
 	w.ring = make([]int16, w.ringSize*int64(channels))
 	resync := s.samples(s.opts.Delay) / 2
 	w.lines[0].resync, w.lines[1].resync = resync, resync
+	// One packet's worth (20 ms): ahead of that, the anchor was late (see timeline).
+	ahead := s.samples(20 * time.Millisecond)
+	w.lines[0].ahead, w.lines[1].ahead = ahead, ahead
 	for range s.opts.Buffer {
 		w.free <- &frame{data: make([]byte, 0, media.FrameSize)}
 	}
