@@ -96,6 +96,10 @@ var problemCases = []problemCase{
 		{"sip.session_expires", "must be 0 (off) or at least 90s, the minimum of RFC 4028 §5, got 30s", 2}}},
 	{"rate limit burst", "sip: {rate_limit: {requests_per_second: 10, burst: 0}}\n", []Problem{
 		{"sip.rate_limit.burst", "must be at least 1 when requests_per_second is set, got 0", 2}}},
+	{"registrar caps", "sip: {registrar: {max_bindings_per_agent: -1, max_contacts_per_register: -2, phone_networks: [10.0.0.1/8]}}\n", []Problem{
+		{"sip.registrar.phone_networks[0]", `"10.0.0.1/8" has host bits set; did you mean 10.0.0.0/8?`, 2},
+		{"sip.registrar.max_bindings_per_agent", "must not be negative (0 means no limit), got -1", 2},
+		{"sip.registrar.max_contacts_per_register", "must not be negative (0 means no limit), got -2", 2}}},
 	{"rate limit exempt CIDR", "sip: {rate_limit: {exempt: [10.0.0.0/8, banana]}}\n", []Problem{
 		{"sip.rate_limit.exempt[1]", `"banana" is not a CIDR network; write one such as 192.0.2.0/24, or 192.0.2.7/32 for one address`, 2}}},
 	{"empty scanner user agent", "sip: {scanner_user_agents: [sipvicious, \"\"]}\n", []Problem{
@@ -407,6 +411,9 @@ ticketing:
 	}
 	if c.Ticketing.DefaultRegion != "US" || c.HTTP.Listen != "127.0.0.1:8080" || c.ShutdownGrace.D() != 30*time.Second {
 		t.Errorf("defaults not applied: region %q, http %q, grace %s", c.Ticketing.DefaultRegion, c.HTTP.Listen, c.ShutdownGrace)
+	}
+	if r := c.SIP.Registrar; r.MaxBindingsPerAgent != 5 || r.MaxContactsPerRegister != 5 || len(r.PhoneNetworks) != 0 {
+		t.Errorf("sip.registrar defaults: %+v", r)
 	}
 	if !reflect.DeepEqual(c.SIP.ScannerUserAgents, DefaultScannerUserAgents()) || len(c.SIP.Listen) != 2 {
 		t.Errorf("sip defaults: %+v", c.SIP)

@@ -55,6 +55,7 @@ func Default() Config {
 			SessionExpires:    Duration(DefaultSessionExpires),
 			RateLimit:         RateLimit{RequestsPerSecond: 20, Burst: 40},
 			ScannerUserAgents: DefaultScannerUserAgents(),
+			Registrar:         SIPRegistrar{MaxBindingsPerAgent: DefaultMaxBindingsPerAgent, MaxContactsPerRegister: DefaultMaxContactsPerRegister},
 		},
 		RTP: RTP{
 			Address:      "127.0.0.1",

@@ -228,6 +228,7 @@ func (c *Config) validateSIP(k *checker) {
 	if r.RequestsPerSecond > 0 && r.Burst < 1 {
 		k.add("sip.rate_limit.burst", "must be at least 1 when requests_per_second is set, got %d", r.Burst)
 	}
+	s.Registrar.validate(k)
 	for i, ua := range s.ScannerUserAgents {
 		if strings.TrimSpace(ua) == "" {
 			k.add("sip.scanner_user_agents"+index(i), "must not be empty: it would match every request")

@@ -54,6 +54,18 @@ type RegistrarOptions struct {
 	MinExpires time.Duration
 	// MaxExpires caps a binding's lifetime (longer requests are shortened). Default 7200 s.
 	MaxExpires time.Duration
+	// PhoneNetworks lists networks whose addresses a Contact may name even when the REGISTER
+	// came from another address, and INVITEs then go to the Contact itself (e.g. a VPN or LAN
+	// of desk phones reached through a router that is not the phones' NAT). Outside them a
+	// Contact must be the REGISTER's source address, or a private address (a phone behind NAT,
+	// whose INVITEs go to the source address); see contact.go. Default none.
+	PhoneNetworks []netip.Prefix
+	// MaxBindingsPerAgent caps one agent's live bindings; a REGISTER that would add more gets
+	// 403. Default 5; negative means no limit.
+	MaxBindingsPerAgent int
+	// MaxContactsPerRegister caps the Contact headers of one REGISTER; more get 403. Default 5;
+	// negative means no limit.
+	MaxContactsPerRegister int
 	// OnChange, when set, is called when an agent's first binding appears (registered true) or
 	// its last one goes away by removal or expiry (false), e.g. to set the ACD state. It runs
 	// outside the registrar's lock and must not block.
@@ -66,6 +78,7 @@ type binding struct {
 	contact   sip.Uri
 	key       string         // contact URI string: the binding's identity
 	source    netip.AddrPort // where the REGISTER came from (NAT: where we send)
+	asIs      bool           // the contact is in PhoneNetworks: send to it, not to source
 	transport string         // transport of the REGISTER ("UDP", "TCP", "TLS")
 	callID    string
 	cseq      uint32
@@ -88,6 +101,8 @@ type registrar struct {
 	s     *Server
 	opts  RegistrarOptions
 	gauge prometheus.Gauge
+	// trunkAddrs are the trunks' addresses no Contact may name (port 0: any port).
+	trunkAddrs []netip.AddrPort
 
 	mu       sync.Mutex
 	bindings map[int64]map[string]*binding // agent id → contact key → binding
@@ -107,6 +122,12 @@ func newRegistrar(s *Server, opts RegistrarOptions, reg prometheus.Registerer) (
 	if opts.MaxExpires <= 0 {
 		opts.MaxExpires = 7200 * time.Second
 	}
+	if opts.MaxBindingsPerAgent == 0 {
+		opts.MaxBindingsPerAgent = 5
+	}
+	if opts.MaxContactsPerRegister == 0 {
+		opts.MaxContactsPerRegister = 5
+	}
 	if opts.MaxExpires < opts.MinExpires {
 		return nil, fmt.Errorf("sip: registrar: max expires %s below min expires %s", opts.MaxExpires, opts.MinExpires)
 	}
@@ -116,7 +137,8 @@ func newRegistrar(s *Server, opts RegistrarOptions, reg prometheus.Registerer) (
 		gauge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "switchboard_sip_registrations", Help: "Live REGISTER bindings of agents' SIP phones.",
 		}),
-		bindings: map[int64]map[string]*binding{},
+		bindings:   map[int64]map[string]*binding{},
+		trunkAddrs: trunkAddresses(s.opts.Trunks),
 	}
 	if reg != nil {
 		if err := reg.Register(r.gauge); err != nil {
@@ -277,6 +299,29 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 
 	src, _ := netip.ParseAddrPort(req.Source())
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	// Contact policy (contact.go): the cap on contacts per REGISTER, then each contact bound
+	// (not those removed) must be an address the sender may bind. RFC 3261 §10.3 step 4: a
+	// binding the registrar does not authorise is refused with 403; nothing of the request
+	// is applied.
+	if max := r.opts.MaxContactsPerRegister; max > 0 && len(changes) > max {
+		s.security(secContactRejected, req, "too many contacts in one REGISTER")
+		s.reply(req, tx, 403, "Forbidden (too many contacts)")
+		return
+	}
+	asIs := make([]bool, len(changes))
+	for i, c := range changes {
+		if c.expires == 0 {
+			continue
+		}
+		if err := r.checkContact(c.contact, src.Addr()); err != nil {
+			s.security(secContactRejected, req, err.Error())
+			s.reply(req, tx, 403, "Forbidden ("+err.Error()+")")
+			return
+		}
+		if ap, ok := contactAddr(c.contact); ok && ap.Addr() != src.Addr() && inPrefixes(r.opts.PhoneNetworks, ap.Addr()) {
+			asIs[i] = true
+		}
+	}
 	callID := req.CallID().Value()
 	cseq := req.CSeq().SeqNo
 	now := s.now()
@@ -301,13 +346,39 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
+	// The per-agent cap counts the bindings this REGISTER would leave; refreshing or removing
+	// is always allowed, only adding beyond the cap is refused (as Asterisk's max_contacts).
+	if max := r.opts.MaxBindingsPerAgent; max > 0 && !wildcard {
+		after := map[string]bool{}
+		for k := range m {
+			after[k] = true
+		}
+		added := false
+		for _, c := range changes {
+			k := c.contact.String()
+			if c.expires == 0 {
+				delete(after, k)
+			} else if !after[k] {
+				after[k], added = true, true
+			}
+		}
+		if added && len(after) > max {
+			if len(m) == 0 {
+				delete(r.bindings, acct.ID)
+			}
+			r.mu.Unlock()
+			s.security(secContactRejected, req, "too many bindings for the agent")
+			s.reply(req, tx, 403, "Forbidden (too many registered contacts)")
+			return
+		}
+	}
 	if wildcard {
 		for k, b := range m {
 			b.timer.Stop()
 			delete(m, k)
 		}
 	}
-	for _, c := range changes {
+	for i, c := range changes {
 		key := c.contact.String()
 		b := m[key]
 		if c.expires == 0 {
@@ -326,7 +397,7 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 		} else {
 			b.timer.Reset(exp)
 		}
-		b.source, b.transport = src, strings.ToUpper(req.Transport())
+		b.source, b.transport, b.asIs = src, strings.ToUpper(req.Transport()), asIs[i]
 		b.callID, b.cseq = callID, cseq
 		b.expires, b.updated = now.Add(exp), now
 	}
@@ -413,13 +484,13 @@ func parseRegisterContacts(req *sip.Request, def time.Duration) ([]contactChange
 }
 
 // dest returns where requests to the binding's phone are sent (host:port), the Request-URI
-// staying the Contact URI. The Contact's own address is used when it is the address the
-// REGISTER came from or a public address; when it is a private, loopback or link-local address
-// other than the source (the phone is behind NAT and wrote its LAN address), the REGISTER's
-// source address is used instead, as the NAT binding that REGISTER opened leads back to the
-// phone. Over TCP and TLS the source address is used too, so the phone's own connection is
-// reused (a phone rarely listens on its Contact port for stream transports); that path is not
-// covered by a test yet. A Contact with a host name is resolved normally.
+// staying the Contact URI; "" means the Contact's own address. That is used only when the
+// Contact's IP is the address the REGISTER came from, or lies in PhoneNetworks; any other
+// Contact the registrar accepted is a phone behind NAT that wrote its LAN address, and the
+// REGISTER's source address is used instead, as the NAT binding that REGISTER opened leads
+// back to the phone (never the Contact: contact.go). Over TCP and TLS the source address is
+// used too, so the phone's own connection is reused (a phone rarely listens on its Contact port
+// for stream transports); that path is not covered by a test yet.
 func (b binding) dest() string {
 	if !b.source.IsValid() {
 		return ""
@@ -427,16 +498,8 @@ func (b binding) dest() string {
 	if b.transport == "TCP" || b.transport == "TLS" {
 		return b.source.String()
 	}
-	ip, err := netip.ParseAddr(strings.Trim(b.contact.Host, "[]"))
-	if err != nil {
-		return "" // a host name: let the transport layer resolve it
-	}
-	ip = ip.Unmap()
-	if ip == b.source.Addr() {
+	if ap, ok := contactAddr(b.contact); ok && (ap.Addr() == b.source.Addr() || b.asIs) {
 		return ""
 	}
-	if ip.IsPrivate() || ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() {
-		return b.source.String()
-	}
-	return ""
+	return b.source.String()
 }

@@ -365,8 +365,8 @@ func TestBindingDestination(t *testing.T) {
 		{"sip:a@203.0.113.5:5060", "UDP", ""},                                 // contact is the source: as is
 		{"sip:a@192.168.1.20:5060", "UDP", "203.0.113.5:40000"},               // private contact behind NAT
 		{"sip:a@10.0.0.7", "UDP", "203.0.113.5:40000"},                        // private, default port
-		{"sip:a@198.51.100.9:5060", "UDP", ""},                                // public, elsewhere: trust it
-		{"sip:a@phone.example.com:5060", "UDP", ""},                           // host name: resolved
+		{"sip:a@198.51.100.9:5060", "UDP", "203.0.113.5:40000"},               // elsewhere (refused at REGISTER): never the contact
+		{"sip:a@phone.example.com:5060", "UDP", "203.0.113.5:40000"},          // host name (refused at REGISTER): never resolved
 		{"sip:a@198.51.100.9:5060;transport=tcp", "TCP", "203.0.113.5:40000"}, // reuse the connection
 	}
 	for _, c := range cases {
@@ -378,6 +378,12 @@ func TestBindingDestination(t *testing.T) {
 		if got := b.dest(); got != c.want {
 			t.Errorf("%s over %s: dest %q, want %q", c.contact, c.transport, got, c.want)
 		}
+	}
+	// A contact in a configured phone network is rung at its own address.
+	var u sip.Uri
+	_ = sip.ParseUri("sip:a@198.51.100.9:5060", &u)
+	if got := (binding{contact: u, source: src, transport: "UDP", asIs: true}).dest(); got != "" {
+		t.Errorf("phone network contact: dest %q, want the contact", got)
 	}
 }
 

@@ -187,6 +187,8 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		// Agents' SIP phones register with the digest username = their email (or its local
 		// part) and their configured password; agents with only a bcrypt hash cannot.
 		Agents: t.sipAgent,
+		Registrar: sip.RegistrarOptions{PhoneNetworks: config.Networks(cfg.SIP.Registrar.PhoneNetworks),
+			MaxBindingsPerAgent: orOff(cfg.SIP.Registrar.MaxBindingsPerAgent), MaxContactsPerRegister: orOff(cfg.SIP.Registrar.MaxContactsPerRegister)},
 	}
 	if cfg.SIP.RateLimit.RequestsPerSecond == 0 {
 		sopts.RateLimit.PerSecond = -1

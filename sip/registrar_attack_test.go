@@ -1,0 +1,210 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/switchboard-voice/switchboard/ivr"
+)
+
+// newUDPPeerAt is newUDPPeer bound to ip (another loopback address: an attacker or a phone on
+// another host); port 0 picks a free one.
+func newUDPPeerAt(t *testing.T, ip string, port, gwPort int) *udpPeer {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(ip), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &udpPeer{t: t, c: c, port: c.LocalAddr().(*net.UDPAddr).Port, gw: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: gwPort}}
+}
+
+// newRegPhoneAt is a phone REGISTERing from ip.
+func newRegPhoneAt(t *testing.T, ip string, gwPort int, user string) *regPhone {
+	return &regPhone{t: t, p: newUDPPeerAt(t, ip, 0, gwPort), gw: gwPort, user: user, callID: fmt.Sprintf("reg-%s-%d@test", ip, time.Now().UnixNano())}
+}
+
+// TestRegisterAttack_ContactElsewhereRefusedAndNeverInvited is the registrar's toll-fraud and
+// SSRF attack: a holder of agent1's SIP secret on 127.0.0.2 binds contacts that point
+// elsewhere — another host (127.0.0.3), a host name (localhost, resolving to a listener on
+// 127.0.0.1), a trunk's outbound address (127.0.0.4), the gateway itself — and, from the
+// trunk's own address, the trunk. Each is refused with 403 and counted as
+// switchboard_security_events_total{type="contact_rejected"}; nothing is bound. A queued call
+// then offered to agent1 fails with ErrNotRegistered and no listener at those addresses
+// receives a single datagram. The same agent's phone binding its own address on 127.0.0.2 is
+// accepted and rung there. Before the contact policy every one of these was bound and the
+// offer INVITEd the named address.
+func TestRegisterAttack_ContactElsewhereRefusedAndNeverInvited(t *testing.T) {
+	foreign := newUDPPeerAt(t, "127.0.0.3", 0, 0)
+	named := newUDPPeerAt(t, "127.0.0.1", 0, 0)
+	trunk := newUDPPeerAt(t, "127.0.0.4", 0, 0)
+	var srv atomic.Pointer[Server]
+	results := make(chan error, 4)
+	g := startRegistrar(t, func(o *Options) {
+		o.Trunks = append(o.Trunks, Trunk{Name: "upstream", OutboundURI: fmt.Sprintf("sip:127.0.0.4:%d", trunk.port)})
+		o.Lines = []Line{{Number: "+15550197", Target: TargetFunc(func(ctx context.Context, c *Call) error {
+			octx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			_, err := srv.Load().PhoneDialer().Offer(octx, ivr.Offer{CallID: c.ID(), AgentID: 7, From: c.From()})
+			results <- err
+			return &StatusError{Code: 480, Reason: "Temporarily Unavailable"}
+		})}}
+	})
+	srv.Store(g.s)
+
+	attacks := []struct{ name, from, contact, reason string }{
+		{"another host", "127.0.0.2", fmt.Sprintf("<sip:agent1@127.0.0.3:%d>", foreign.port), "came from"},
+		{"a host name", "127.0.0.2", fmt.Sprintf("<sip:agent1@localhost:%d>", named.port), "not a name"},
+		{"a trunk from elsewhere", "127.0.0.2", fmt.Sprintf("<sip:agent1@127.0.0.4:%d>", trunk.port), "trunk"},
+		{"a trunk from its own address", "127.0.0.4", fmt.Sprintf("<sip:agent1@127.0.0.4:%d>", trunk.port), "trunk"},
+		{"the gateway itself", "127.0.0.1", fmt.Sprintf("<sip:agent1@127.0.0.1:%d>", g.port()), "own address"},
+		{"one bad among good", "127.0.0.2", fmt.Sprintf("<sip:agent1@127.0.0.2:5999>, <sip:agent1@127.0.0.3:%d>", foreign.port), "came from"},
+	}
+	for i, a := range attacks {
+		ph := newRegPhoneAt(t, a.from, g.port(), "agent1")
+		res := ph.register("secret", []string{a.contact}, "", "")
+		if statusCode(res) != 403 || !strings.Contains(strings.SplitN(res, "\r\n", 2)[0], a.reason) {
+			t.Errorf("%s: want 403 naming %q\n%s", a.name, a.reason, res)
+		}
+		if v := g.counter("switchboard_security_events_total", "type", "contact_rejected"); v != float64(i+1) {
+			t.Errorf("%s: contact_rejected = %v, want %d", a.name, v, i+1)
+		}
+	}
+	if regs := g.s.Registrations(0); len(regs) != 0 {
+		t.Fatalf("bindings after the attacks: %+v", regs)
+	}
+
+	// A queued call offered to agent1 now: no binding, so no INVITE anywhere.
+	carrier := newUDPPeer(t, g.port())
+	carrier.send(rawInvite("+15550197", "", pcmuOffer))
+	select {
+	case err := <-results:
+		if !errors.Is(err, ErrNotRegistered) {
+			t.Errorf("offer after the refused REGISTERs: %v, want ErrNotRegistered", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("offer did not return")
+	}
+
+	// The agent's real phone on 127.0.0.2 binds its own address and is rung there.
+	ph := newRegPhoneAt(t, "127.0.0.2", g.port(), "agent1")
+	if res := ph.register("secret", []string{fmt.Sprintf("<sip:agent1@127.0.0.2:%d>", ph.p.port)}, "", ""); statusCode(res) != 200 {
+		t.Fatalf("own address: want 200\n%s", res)
+	}
+	carrier2 := newUDPPeer(t, g.port())
+	carrier2.send(rawInvite("+15550197", "", pcmuOffer))
+	inv := ph.p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "INVITE ") })
+	if inv == "" {
+		t.Fatal("the registered phone got no INVITE")
+	}
+	ph.p.send(respondTo(inv, 486, "Busy Here", ""))
+	select {
+	case err := <-results:
+		if !errors.Is(err, ivr.ErrNoAnswer) {
+			t.Errorf("offer to the busy phone: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("offer did not return after 486")
+	}
+	for _, l := range []struct {
+		name string
+		p    *udpPeer
+	}{{"127.0.0.3", foreign}, {"localhost", named}, {"the trunk", trunk}} {
+		if m := l.p.recv(200 * time.Millisecond); m != "" {
+			t.Errorf("%s received a datagram:\n%s", l.name, m)
+		}
+	}
+}
+
+// TestRegisterCapsBindingsPerAgentAndContactsPerRegister: more contacts in one REGISTER than
+// MaxContactsPerRegister, or a REGISTER that would give the agent more than
+// MaxBindingsPerAgent bindings, gets 403 (as Asterisk's max_contacts) and binds nothing;
+// refreshing existing bindings, and replacing one by removing it in the same REGISTER, stay
+// allowed.
+func TestRegisterCapsBindingsPerAgentAndContactsPerRegister(t *testing.T) {
+	g := startRegistrar(t, func(o *Options) {
+		o.Registrar.MaxBindingsPerAgent = 2
+		o.Registrar.MaxContactsPerRegister = 2
+	})
+	c := func(port int) string { return fmt.Sprintf("<sip:agent1@127.0.0.1:%d>", port) }
+	ph := newRegPhone(t, g.port(), "agent1")
+	if res := ph.register("secret", []string{c(5071), c(5072), c(5073)}, "", ""); statusCode(res) != 403 {
+		t.Fatalf("three contacts: want 403\n%s", res)
+	}
+	if n := len(g.s.Registrations(0)); n != 0 {
+		t.Fatalf("%d bindings after a refused REGISTER", n)
+	}
+	if res := ph.register("secret", []string{c(5071), c(5072)}, "", ""); statusCode(res) != 200 {
+		t.Fatalf("two contacts: want 200\n%s", res)
+	}
+	ph2 := newRegPhone(t, g.port(), "agent1")
+	if res := ph2.register("secret", []string{c(5073)}, "", ""); statusCode(res) != 403 {
+		t.Fatalf("a third binding: want 403\n%s", res)
+	}
+	if res := ph.register("secret", []string{c(5071), c(5072)}, "", ""); statusCode(res) != 200 {
+		t.Fatalf("refresh at the cap: want 200\n%s", res)
+	}
+	if res := ph2.register("secret", []string{c(5072) + ";expires=0", c(5073)}, "", ""); statusCode(res) != 200 {
+		t.Fatalf("replace one: want 200\n%s", res)
+	}
+	if n := len(g.s.Registrations(7)); n != 2 {
+		t.Errorf("%d bindings, want 2", n)
+	}
+	if v := g.counter("switchboard_security_events_total", "type", "contact_rejected"); v != 2 {
+		t.Errorf("contact_rejected = %v, want 2", v)
+	}
+}
+
+// TestContactPolicy: the contact rules of contact.go for sources a loopback test cannot be —
+// a phone behind NAT on the public Internet writes its LAN address (accepted, rung at the
+// source), a public address elsewhere is refused, a configured phone network is accepted.
+func TestContactPolicy(t *testing.T) {
+	g := startRegistrar(t, func(o *Options) {
+		o.Registrar.PhoneNetworks = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
+		o.Trunks = append(o.Trunks, Trunk{Name: "up", OutboundURI: "sip:192.0.2.9", Allow: []netip.Prefix{netip.MustParsePrefix("192.0.2.10/32")}})
+	})
+	src := netip.MustParseAddr("203.0.113.5")
+	cases := []struct {
+		contact string
+		want    error
+	}{
+		{"sip:a@203.0.113.5:5060", nil},                 // the source itself
+		{"sip:a@203.0.113.5:7000;transport=udp", nil},   // another port of the source
+		{"sip:a@192.168.1.20:5060", nil},                // behind NAT (RFC 1918)
+		{"sip:a@100.64.3.4", nil},                       // behind carrier-grade NAT (RFC 6598)
+		{"sip:a@[fd00::5]:5060", nil},                   // behind NAT (RFC 4193)
+		{"sip:a@198.51.100.77", nil},                    // a configured phone network
+		{"sip:a@203.0.113.6:5060", errContactForeign},   // a neighbour
+		{"sip:a@127.0.0.1:5060", errContactForeign},     // our loopback, from outside
+		{"sip:a@phone.example.com", errContactHostName}, // a name
+		{"sip:a@0.0.0.0", errContactAddress},
+		{"sip:a@224.0.0.1", errContactAddress},
+		{"sip:a@192.0.2.9", errContactTrunk},       // a trunk's outbound URI (default port)
+		{"sip:a@192.0.2.9:5060", errContactTrunk},  // the same
+		{"sip:a@192.0.2.10:5999", errContactTrunk}, // a trunk's single allowed address
+	}
+	for _, c := range cases {
+		var u sip.Uri
+		if err := sip.ParseUri(c.contact, &u); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.s.reg.checkContact(u, src); err != c.want {
+			t.Errorf("%s from %s: %v, want %v", c.contact, src, err, c.want)
+		}
+	}
+	// From a trunk's single address even its own address is refused.
+	var u sip.Uri
+	_ = sip.ParseUri("sip:a@192.0.2.10:5060", &u)
+	if err := g.s.reg.checkContact(u, netip.MustParseAddr("192.0.2.10")); err != errContactTrunk {
+		t.Errorf("trunk's own address from the trunk: %v", err)
+	}
+}
