@@ -100,6 +100,9 @@ var problemCases = []problemCase{
 		{"sip.registrar.phone_networks[0]", `"10.0.0.1/8" has host bits set; did you mean 10.0.0.0/8?`, 2},
 		{"sip.registrar.max_bindings_per_agent", "must not be negative (0 means no limit), got -1", 2},
 		{"sip.registrar.max_contacts_per_register", "must not be negative (0 means no limit), got -2", 2}}},
+	{"registrar backoff", "sip: {registrar: {auth_failures_free: -1, auth_backoff: 10s, auth_backoff_max: 5s}}\n", []Problem{
+		{"sip.registrar.auth_failures_free", "must not be negative, got -1", 2},
+		{"sip.registrar.auth_backoff_max", "must be at least auth_backoff (10s), got 5s", 2}}},
 	{"rate limit exempt CIDR", "sip: {rate_limit: {exempt: [10.0.0.0/8, banana]}}\n", []Problem{
 		{"sip.rate_limit.exempt[1]", `"banana" is not a CIDR network; write one such as 192.0.2.0/24, or 192.0.2.7/32 for one address`, 2}}},
 	{"empty scanner user agent", "sip: {scanner_user_agents: [sipvicious, \"\"]}\n", []Problem{
@@ -412,7 +415,8 @@ ticketing:
 	if c.Ticketing.DefaultRegion != "US" || c.HTTP.Listen != "127.0.0.1:8080" || c.ShutdownGrace.D() != 30*time.Second {
 		t.Errorf("defaults not applied: region %q, http %q, grace %s", c.Ticketing.DefaultRegion, c.HTTP.Listen, c.ShutdownGrace)
 	}
-	if r := c.SIP.Registrar; r.MaxBindingsPerAgent != 5 || r.MaxContactsPerRegister != 5 || len(r.PhoneNetworks) != 0 {
+	if r := c.SIP.Registrar; r.MaxBindingsPerAgent != 5 || r.MaxContactsPerRegister != 5 || len(r.PhoneNetworks) != 0 ||
+		r.AuthFailuresFree != 3 || r.AuthBackoff.D() != time.Second || r.AuthBackoffMax.D() != 5*time.Minute {
 		t.Errorf("sip.registrar defaults: %+v", r)
 	}
 	if !reflect.DeepEqual(c.SIP.ScannerUserAgents, DefaultScannerUserAgents()) || len(c.SIP.Listen) != 2 {

@@ -55,7 +55,8 @@ func Default() Config {
 			SessionExpires:    Duration(DefaultSessionExpires),
 			RateLimit:         RateLimit{RequestsPerSecond: 20, Burst: 40},
 			ScannerUserAgents: DefaultScannerUserAgents(),
-			Registrar:         SIPRegistrar{MaxBindingsPerAgent: DefaultMaxBindingsPerAgent, MaxContactsPerRegister: DefaultMaxContactsPerRegister},
+			Registrar: SIPRegistrar{MaxBindingsPerAgent: DefaultMaxBindingsPerAgent, MaxContactsPerRegister: DefaultMaxContactsPerRegister,
+				AuthFailuresFree: DefaultAuthFailuresFree, AuthBackoff: Duration(DefaultAuthBackoff), AuthBackoffMax: Duration(DefaultAuthBackoffMax)},
 		},
 		RTP: RTP{
 			Address:      "127.0.0.1",

@@ -1,5 +1,7 @@
 package config
 
+import "time"
+
 // SIPRegistrar tunes the registrar of agents' SIP phones (REGISTER, RFC 3261 §10).
 type SIPRegistrar struct {
 	// PhoneNetworks lists networks a phone's Contact may name even when its REGISTER came from
@@ -11,12 +13,22 @@ type SIPRegistrar struct {
 	MaxBindingsPerAgent int `yaml:"max_bindings_per_agent"`
 	// MaxContactsPerRegister caps the Contact headers of one REGISTER (default 5; 0 no limit).
 	MaxContactsPerRegister int `yaml:"max_contacts_per_register"`
+	// AuthFailuresFree is how many digest failures a source IP or an agent may have before
+	// REGISTER backoff starts (default 3).
+	AuthFailuresFree int `yaml:"auth_failures_free"`
+	// AuthBackoff is the first backoff, doubled with each further failure up to
+	// AuthBackoffMax (defaults 1s and 5m; 0 turns the backoff off).
+	AuthBackoff    Duration `yaml:"auth_backoff"`
+	AuthBackoffMax Duration `yaml:"auth_backoff_max"`
 }
 
 // Defaults of SIPRegistrar.
 const (
 	DefaultMaxBindingsPerAgent    = 5
 	DefaultMaxContactsPerRegister = 5
+	DefaultAuthFailuresFree       = 3
+	DefaultAuthBackoff            = time.Second
+	DefaultAuthBackoffMax         = 5 * time.Minute
 )
 
 func (r SIPRegistrar) validate(k *checker) {
@@ -25,5 +37,14 @@ func (r SIPRegistrar) validate(k *checker) {
 	}
 	if r.MaxContactsPerRegister < 0 {
 		k.add("sip.registrar.max_contacts_per_register", "must not be negative (0 means no limit), got %d", r.MaxContactsPerRegister)
+	}
+	if r.AuthFailuresFree < 0 {
+		k.add("sip.registrar.auth_failures_free", "must not be negative, got %d", r.AuthFailuresFree)
+	}
+	if r.AuthBackoff.D() < 0 {
+		k.add("sip.registrar.auth_backoff", "must not be negative (0 turns the backoff off), got %s", r.AuthBackoff.D())
+	}
+	if r.AuthBackoff.D() > 0 && r.AuthBackoffMax.D() < r.AuthBackoff.D() {
+		k.add("sip.registrar.auth_backoff_max", "must be at least auth_backoff (%s), got %s", r.AuthBackoff.D(), r.AuthBackoffMax.D())
 	}
 }

@@ -73,6 +73,8 @@
 //     trunks' addresses and our own are refused with 403 and
 //     switchboard_security_events_total{type="contact_rejected"}, and so is a REGISTER over
 //     MaxContactsPerRegister or one that would give an agent more than MaxBindingsPerAgent.
+//     Digest failures back the source IP and the agent off exponentially (backoff.go): a
+//     backed-off REGISTER gets 503 with Retry-After, unchecked, and counts auth_backoff.
 //   - Strings from outside are cleaned before they reach an event or a log line (clean.go):
 //     display names and user parts unescaped, control characters (NUL included) dropped,
 //     invalid UTF-8 replaced, lengths bounded.

@@ -29,6 +29,9 @@ const (
 	// secContactRejected counts REGISTERs refused for their Contact (contact.go): a host name,
 	// an address other than the sender's, a trunk's or our own, or over a cap.
 	secContactRejected = "contact_rejected"
+	// secAuthBackoff counts REGISTERs refused (503) while their source or account is backed
+	// off after digest failures (backoff.go).
+	secAuthBackoff = "auth_backoff"
 	// secLoop counts INVITEs refused as a loop: Max-Forwards exhausted (483) or a Call-ID
 	// that is already live here, such as a leg of ours coming back (482).
 	secLoop = "loop_detected"

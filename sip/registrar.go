@@ -66,6 +66,15 @@ type RegistrarOptions struct {
 	// MaxContactsPerRegister caps the Contact headers of one REGISTER; more get 403. Default 5;
 	// negative means no limit.
 	MaxContactsPerRegister int
+	// AuthFailuresFree is how many digest failures a source IP or an agent account may have
+	// before REGISTER backoff starts (backoff.go). Default 3; negative means none.
+	AuthFailuresFree int
+	// AuthBackoffBase is the first backoff after the free failures, doubled with each further
+	// failure up to AuthBackoffMax. While backed off a REGISTER gets 503 with Retry-After and
+	// its password is not checked. Defaults 1 s and 5 min; a negative AuthBackoffBase turns
+	// the backoff off.
+	AuthBackoffBase time.Duration
+	AuthBackoffMax  time.Duration
 	// OnChange, when set, is called when an agent's first binding appears (registered true) or
 	// its last one goes away by removal or expiry (false), e.g. to set the ACD state. It runs
 	// outside the registrar's lock and must not block.
@@ -103,6 +112,9 @@ type registrar struct {
 	gauge prometheus.Gauge
 	// trunkAddrs are the trunks' addresses no Contact may name (port 0: any port).
 	trunkAddrs []netip.AddrPort
+	// backoff slows digest guessing per source IP ("ip:") and per agent ("agent:"); nil
+	// when turned off.
+	backoff *authBackoff
 
 	mu       sync.Mutex
 	bindings map[int64]map[string]*binding // agent id → contact key → binding
@@ -128,6 +140,18 @@ func newRegistrar(s *Server, opts RegistrarOptions, reg prometheus.Registerer) (
 	if opts.MaxContactsPerRegister == 0 {
 		opts.MaxContactsPerRegister = 5
 	}
+	switch {
+	case opts.AuthFailuresFree == 0:
+		opts.AuthFailuresFree = 3
+	case opts.AuthFailuresFree < 0:
+		opts.AuthFailuresFree = 0
+	}
+	if opts.AuthBackoffBase == 0 {
+		opts.AuthBackoffBase = time.Second
+	}
+	if opts.AuthBackoffMax <= 0 {
+		opts.AuthBackoffMax = 5 * time.Minute
+	}
 	if opts.MaxExpires < opts.MinExpires {
 		return nil, fmt.Errorf("sip: registrar: max expires %s below min expires %s", opts.MaxExpires, opts.MinExpires)
 	}
@@ -139,6 +163,9 @@ func newRegistrar(s *Server, opts RegistrarOptions, reg prometheus.Registerer) (
 		}),
 		bindings:   map[int64]map[string]*binding{},
 		trunkAddrs: trunkAddresses(s.opts.Trunks),
+	}
+	if opts.AuthBackoffBase > 0 {
+		r.backoff = newAuthBackoff(opts.AuthFailuresFree, opts.AuthBackoffBase, max(opts.AuthBackoffMax, opts.AuthBackoffBase), s.now)
 	}
 	if reg != nil {
 		if err := reg.Register(r.gauge); err != nil {
@@ -248,6 +275,15 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(req, tx, 405, "Method Not Allowed", sip.NewHeader("Allow", allowMethods))
 		return
 	}
+	src, _ := netip.ParseAddrPort(req.Source())
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	// Brute force: a source backed off after digest failures gets no challenge, and its
+	// password is not checked, until the backoff ends (backoff.go). A source that holds a live
+	// binding is exempt, so a spoofed failure cannot lock a registered phone out.
+	ipKey := "ip:" + src.Addr().String()
+	if r.backedOff(req, tx, ipKey, src.Addr(), 0) {
+		return
+	}
 	// §10.3 step 5 and §22: authenticate first. No credentials: challenge.
 	h := req.GetHeader("Authorization")
 	if h == nil {
@@ -265,10 +301,18 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 	if creds != nil && creds["username"] != "" {
 		acct, ok = s.opts.Agents(creds["username"])
 	}
+	agentKey := ""
+	if ok {
+		agentKey = "agent:" + strconv.FormatInt(acct.ID, 10)
+		if r.backedOff(req, tx, agentKey, src.Addr(), acct.ID) {
+			return
+		}
+	}
 	if !ok || acct.Password == "" ||
 		!verifyDigest(creds, string(sip.REGISTER), creds["username"], acct.Password, r.opts.Realm, s.nonceOK) {
 		s.m.securityEvent.WithLabelValues(secAuthFailure).Inc()
 		s.log.Info("sip: REGISTER refused", "username", logValue(creds["username"]), "source", req.Source())
+		r.failed(req, ipKey, agentKey)
 		s.reply(req, tx, 403, "Forbidden")
 		return
 	}
@@ -278,9 +322,14 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 		other, found := s.opts.Agents(to)
 		if !found || other.ID != acct.ID {
 			s.m.securityEvent.WithLabelValues(secAuthFailure).Inc()
+			r.failed(req, ipKey, agentKey)
 			s.reply(req, tx, 403, "Forbidden (To does not match the credentials)")
 			return
 		}
+	}
+	if r.backoff != nil {
+		r.backoff.reset(ipKey)
+		r.backoff.reset(agentKey)
 	}
 
 	changes, wildcard, err := parseRegisterContacts(req, r.opts.DefaultExpires)
@@ -297,8 +346,6 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}
 
-	src, _ := netip.ParseAddrPort(req.Source())
-	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 	// Contact policy (contact.go): the cap on contacts per REGISTER, then each contact bound
 	// (not those removed) must be an address the sender may bind. RFC 3261 §10.3 step 4: a
 	// binding the registrar does not authorise is refused with 403; nothing of the request
@@ -431,6 +478,60 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 		s.log.Debug("sip: respond to REGISTER", "error", err)
 	}
 	s.log.Info("sip: REGISTER", "agent_id", acct.ID, "contacts", len(keys), "source", req.Source())
+}
+
+// backedOff answers a REGISTER whose key is backed off with 503 and Retry-After (RFC 3261
+// §21.5.4, §20.33: a phone that mistyped its secret retries later instead of hammering; as
+// Kamailio's ratelimit and pike answer) and counts auth_backoff; it reports whether it did.
+// A source holding a live binding of agentID (of any agent when 0) is never backed off.
+func (r *registrar) backedOff(req *sip.Request, tx sip.ServerTransaction, key string, src netip.Addr, agentID int64) bool {
+	if r.backoff == nil {
+		return false
+	}
+	d := r.backoff.blocked(key)
+	if d <= 0 || r.hasBindingFrom(src, agentID) {
+		return false
+	}
+	r.s.m.securityEvent.WithLabelValues(secAuthBackoff).Inc()
+	secs := int((d + time.Second - 1) / time.Second)
+	r.s.reply(req, tx, 503, "Service Unavailable (too many failed authentications)", sip.NewHeader("Retry-After", strconv.Itoa(secs)))
+	return true
+}
+
+// failed records a digest failure of the source (and of the agent, when known); when that
+// starts a backoff it logs one security event line (fail2ban matches it), not one per
+// refused request.
+func (r *registrar) failed(req *sip.Request, keys ...string) {
+	if r.backoff == nil {
+		return
+	}
+	for _, k := range keys {
+		if k == "" {
+			continue
+		}
+		if d := r.backoff.fail(k); d > 0 {
+			r.s.log.Warn("sip: security event", "security_event", secAuthBackoff, "source", req.Source(),
+				"method", methodLabel(string(req.Method)), "key", k, "detail", "REGISTER digest failures: backed off for "+d.String())
+		}
+	}
+}
+
+// hasBindingFrom reports whether src holds a live binding of agentID (of any agent when 0).
+func (r *registrar) hasBindingFrom(src netip.Addr, agentID int64) bool {
+	now := r.s.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, m := range r.bindings {
+		if agentID != 0 && id != agentID {
+			continue
+		}
+		for _, b := range m {
+			if b.source.Addr() == src && b.expires.After(now) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // contactChange is one Contact of a REGISTER: bind (or refresh) it for expires, or remove it

@@ -208,3 +208,106 @@ func TestContactPolicy(t *testing.T) {
 		t.Errorf("trunk's own address from the trunk: %v", err)
 	}
 }
+
+// digestAuth builds an Authorization header line answering challenge (a 401) as user with
+// password, for uri, with qop=auth and nc.
+func digestAuth(t *testing.T, challenge, user, password, uri string, nc int) string {
+	t.Helper()
+	wa := header(challenge, "WWW-Authenticate")
+	if len(wa) == 0 {
+		t.Fatalf("no challenge in\n%s", challenge)
+	}
+	d := parseDigest(wa[len(wa)-1]) // the MD5 challenge
+	ncs := fmt.Sprintf("%08x", nc)
+	ha1 := md5hex(user + ":" + d["realm"] + ":" + password)
+	resp := md5hex(ha1 + ":" + d["nonce"] + ":" + ncs + ":c0ffee:auth:" + md5hex("REGISTER:"+uri))
+	return fmt.Sprintf("Authorization: Digest username=\"%s\", realm=\"%s\", nonce=\"%s\", uri=\"%s\", response=\"%s\", algorithm=MD5, qop=auth, nc=%s, cnonce=\"c0ffee\"\n",
+		user, d["realm"], d["nonce"], uri, resp, ncs)
+}
+
+// TestRegisterBruteForce_BackoffPerSourceAndPerAccount is a password-guessing attack on
+// agent1's SIP secret from 127.0.0.2, then from 127.0.0.3. After AuthFailuresFree failures the
+// guessing source is backed off: its REGISTERs get 503 with Retry-After, without a challenge
+// and — the point — without the password being checked (the right password is refused too);
+// the backoff doubles with each further failure. The account is backed off as well, so a new
+// source (127.0.0.3) gets 503 for agent1 once it answers a challenge, while another agent from
+// there is unaffected. agent1's real phone, registered from 127.0.0.1 before the attack, keeps
+// refreshing, and a success resets the backoff. Failures count auth_failure, refusals
+// auth_backoff. Before the backoff every guess was checked and answered 403.
+func TestRegisterBruteForce_BackoffPerSourceAndPerAccount(t *testing.T) {
+	var skew atomic.Int64
+	g := startRegistrar(t, func(o *Options) {
+		o.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+		o.Registrar.AuthFailuresFree = 2
+		o.Registrar.AuthBackoffBase = 10 * time.Second
+		o.Registrar.AuthBackoffMax = time.Minute
+	})
+	uri := fmt.Sprintf("sip:127.0.0.1:%d", g.port())
+	real := newRegPhone(t, g.port(), "agent1")
+	if res := real.register("secret", []string{fmt.Sprintf("<sip:agent1@127.0.0.1:%d>", real.p.port)}, "", ""); statusCode(res) != 200 {
+		t.Fatalf("the real phone: want 200\n%s", res)
+	}
+
+	// guess sends one REGISTER from ph as user with password: a challenge first, unless the
+	// source is backed off, in which case that first answer is returned.
+	guess := func(ph *regPhone, user, password string) string {
+		t.Helper()
+		contact := []string{fmt.Sprintf("<sip:%s@%s:%d>", user, ph.p.c.LocalAddr().(*net.UDPAddr).IP, ph.p.port)}
+		ph.p.send(ph.request(contact, "", ""))
+		ch := ph.response()
+		if statusCode(ch) != 401 {
+			return ch
+		}
+		ph.p.send(ph.request(contact, "", digestAuth(t, ch, user, password, uri, 1)))
+		return ph.response()
+	}
+	attacker := newRegPhoneAt(t, "127.0.0.2", g.port(), "agent1")
+	for i := range 3 {
+		if res := guess(attacker, "agent1", fmt.Sprintf("guess%d", i)); statusCode(res) != 403 {
+			t.Fatalf("guess %d: want 403\n%s", i, res)
+		}
+	}
+	// Three failures, two free: backed off for 10 s. Even the right password is refused.
+	res := guess(attacker, "agent1", "secret")
+	if statusCode(res) != 503 || fmt.Sprint(header(res, "Retry-After")) != "[10]" {
+		t.Fatalf("backed-off source: want 503 with Retry-After: 10\n%s", res)
+	}
+	if len(header(res, "WWW-Authenticate")) != 0 {
+		t.Errorf("backed-off source was challenged")
+	}
+	// Per account: a fresh source guessing agent1 is challenged, then refused with 503.
+	other := newRegPhoneAt(t, "127.0.0.3", g.port(), "agent1")
+	if res := guess(other, "agent1", "secret"); statusCode(res) != 503 {
+		t.Fatalf("backed-off account from a new source: want 503\n%s", res)
+	}
+	// Another agent from that source is not affected.
+	if res := guess(newRegPhoneAt(t, "127.0.0.3", g.port(), "agent2"), "agent2", "other"); statusCode(res) != 200 {
+		t.Fatalf("agent2 from 127.0.0.3: want 200\n%s", res)
+	}
+	// agent1's registered phone keeps refreshing through the account's backoff.
+	if res := real.register("secret", []string{fmt.Sprintf("<sip:agent1@127.0.0.1:%d>", real.p.port)}, "", ""); statusCode(res) != 200 {
+		t.Fatalf("the real phone's refresh during the backoff: want 200\n%s", res)
+	}
+	// After the backoff, one more failure doubles it.
+	skew.Add(int64(11 * time.Second))
+	if res := guess(attacker, "agent1", "guess3"); statusCode(res) != 403 {
+		t.Fatalf("after the backoff: want 403\n%s", res)
+	}
+	if res := guess(attacker, "agent1", "secret"); statusCode(res) != 503 || fmt.Sprint(header(res, "Retry-After")) != "[20]" {
+		t.Fatalf("second backoff: want 503 with Retry-After: 20\n%s", res)
+	}
+	// Once it ends, the right password succeeds and resets the count.
+	skew.Add(int64(21 * time.Second))
+	if res := guess(attacker, "agent1", "secret"); statusCode(res) != 200 {
+		t.Fatalf("after the second backoff, the right password: want 200\n%s", res)
+	}
+	if res := guess(other, "agent1", "wrong"); statusCode(res) != 403 {
+		t.Fatalf("after a success: want 403 (free failures again)\n%s", res)
+	}
+	if v := g.counter("switchboard_security_events_total", "type", "auth_failure"); v != 5 {
+		t.Errorf("auth_failure = %v, want 5", v)
+	}
+	if v := g.counter("switchboard_security_events_total", "type", "auth_backoff"); v != 3 {
+		t.Errorf("auth_backoff = %v, want 3", v)
+	}
+}

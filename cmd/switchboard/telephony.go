@@ -188,7 +188,9 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		// part) and their configured password; agents with only a bcrypt hash cannot.
 		Agents: t.sipAgent,
 		Registrar: sip.RegistrarOptions{PhoneNetworks: config.Networks(cfg.SIP.Registrar.PhoneNetworks),
-			MaxBindingsPerAgent: orOff(cfg.SIP.Registrar.MaxBindingsPerAgent), MaxContactsPerRegister: orOff(cfg.SIP.Registrar.MaxContactsPerRegister)},
+			MaxBindingsPerAgent: orOff(cfg.SIP.Registrar.MaxBindingsPerAgent), MaxContactsPerRegister: orOff(cfg.SIP.Registrar.MaxContactsPerRegister),
+			AuthFailuresFree: orOff(cfg.SIP.Registrar.AuthFailuresFree), AuthBackoffBase: durOrOff(cfg.SIP.Registrar.AuthBackoff.D()),
+			AuthBackoffMax: cfg.SIP.Registrar.AuthBackoffMax.D()},
 	}
 	if cfg.SIP.RateLimit.RequestsPerSecond == 0 {
 		sopts.RateLimit.PerSecond = -1
