@@ -100,6 +100,9 @@ var problemCases = []problemCase{
 		{"sip.registrar.phone_networks[0]", `"10.0.0.1/8" has host bits set; did you mean 10.0.0.0/8?`, 2},
 		{"sip.registrar.max_bindings_per_agent", "must not be negative (0 means no limit), got -1", 2},
 		{"sip.registrar.max_contacts_per_register", "must not be negative (0 means no limit), got -2", 2}}},
+	{"registrar digest algorithms", "sip: {registrar: {digest_algorithms: [md5, SHA-1, MD5]}}\n", []Problem{
+		{"sip.registrar.digest_algorithms[1]", `"SHA-1" is not a digest algorithm: want SHA-256 or MD5`, 2},
+		{"sip.registrar.digest_algorithms[2]", "MD5 is listed twice", 2}}},
 	{"registrar backoff", "sip: {registrar: {auth_failures_free: -1, auth_backoff: 10s, auth_backoff_max: 5s}}\n", []Problem{
 		{"sip.registrar.auth_failures_free", "must not be negative, got -1", 2},
 		{"sip.registrar.auth_backoff_max", "must be at least auth_backoff (10s), got 5s", 2}}},
@@ -416,7 +419,7 @@ ticketing:
 		t.Errorf("defaults not applied: region %q, http %q, grace %s", c.Ticketing.DefaultRegion, c.HTTP.Listen, c.ShutdownGrace)
 	}
 	if r := c.SIP.Registrar; r.MaxBindingsPerAgent != 5 || r.MaxContactsPerRegister != 5 || len(r.PhoneNetworks) != 0 ||
-		r.AuthFailuresFree != 3 || r.AuthBackoff.D() != time.Second || r.AuthBackoffMax.D() != 5*time.Minute {
+		!reflect.DeepEqual(r.DigestAlgorithms, []string{"SHA-256", "MD5"}) || r.AuthFailuresFree != 3 || r.AuthBackoff.D() != time.Second || r.AuthBackoffMax.D() != 5*time.Minute {
 		t.Errorf("sip.registrar defaults: %+v", r)
 	}
 	if !reflect.DeepEqual(c.SIP.ScannerUserAgents, DefaultScannerUserAgents()) || len(c.SIP.Listen) != 2 {

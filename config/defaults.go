@@ -56,7 +56,7 @@ func Default() Config {
 			RateLimit:         RateLimit{RequestsPerSecond: 20, Burst: 40},
 			ScannerUserAgents: DefaultScannerUserAgents(),
 			Registrar: SIPRegistrar{MaxBindingsPerAgent: DefaultMaxBindingsPerAgent, MaxContactsPerRegister: DefaultMaxContactsPerRegister,
-				AuthFailuresFree: DefaultAuthFailuresFree, AuthBackoff: Duration(DefaultAuthBackoff), AuthBackoffMax: Duration(DefaultAuthBackoffMax)},
+				DigestAlgorithms: DefaultDigestAlgorithms(), AuthFailuresFree: DefaultAuthFailuresFree, AuthBackoff: Duration(DefaultAuthBackoff), AuthBackoffMax: Duration(DefaultAuthBackoffMax)},
 		},
 		RTP: RTP{
 			Address:      "127.0.0.1",

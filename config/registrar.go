@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // SIPRegistrar tunes the registrar of agents' SIP phones (REGISTER, RFC 3261 §10).
 type SIPRegistrar struct {
@@ -9,6 +12,9 @@ type SIPRegistrar struct {
 	// Contact must be the REGISTER's source address or a private (NAT'd) address, and calls go
 	// to the source address. Default none.
 	PhoneNetworks []Prefix `yaml:"phone_networks"`
+	// DigestAlgorithms are offered in the REGISTER challenge, in order of preference
+	// (RFC 8760): SHA-256 and MD5 (default both, SHA-256 first).
+	DigestAlgorithms []string `yaml:"digest_algorithms"`
 	// MaxBindingsPerAgent caps one agent's registered contacts (default 5; 0 no limit).
 	MaxBindingsPerAgent int `yaml:"max_bindings_per_agent"`
 	// MaxContactsPerRegister caps the Contact headers of one REGISTER (default 5; 0 no limit).
@@ -31,7 +37,24 @@ const (
 	DefaultAuthBackoffMax         = 5 * time.Minute
 )
 
+// DefaultDigestAlgorithms are the digest algorithms offered by default, SHA-256 first.
+func DefaultDigestAlgorithms() []string { return []string{"SHA-256", "MD5"} }
+
 func (r SIPRegistrar) validate(k *checker) {
+	if len(r.DigestAlgorithms) == 0 {
+		k.add("sip.registrar.digest_algorithms", "must list SHA-256, MD5 or both")
+	}
+	seen := map[string]bool{}
+	for i, a := range r.DigestAlgorithms {
+		u := strings.ToUpper(a)
+		switch {
+		case u != "SHA-256" && u != "MD5":
+			k.add("sip.registrar.digest_algorithms"+index(i), "%q is not a digest algorithm: want SHA-256 or MD5", a)
+		case seen[u]:
+			k.add("sip.registrar.digest_algorithms"+index(i), "%s is listed twice", a)
+		}
+		seen[u] = true
+	}
 	if r.MaxBindingsPerAgent < 0 {
 		k.add("sip.registrar.max_bindings_per_agent", "must not be negative (0 means no limit), got %d", r.MaxBindingsPerAgent)
 	}

@@ -75,6 +75,8 @@
 //     MaxContactsPerRegister or one that would give an agent more than MaxBindingsPerAgent.
 //     Digest failures back the source IP and the agent off exponentially (backoff.go): a
 //     backed-off REGISTER gets 503 with Retry-After, unchecked, and counts auth_backoff.
+//     Digest (digest.go): SHA-256 and MD5 offered (RFC 8760), nonces bound to source and
+//     method, nc tracked (a replay gets 403), the digest uri checked against the Request-URI.
 //   - Strings from outside are cleaned before they reach an event or a log line (clean.go):
 //     display names and user parts unescaped, control characters (NUL included) dropped,
 //     invalid UTF-8 replaced, lengths bounded.

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,12 +36,40 @@ import (
 
 // AgentAccount is an agent's SIP phone credentials, as Options.Agents returns them.
 //
-// Digest authentication (RFC 2617/8760, MD5) needs the plain password: an agent configured
-// only with a bcrypt hash cannot register a SIP phone (Agents should report it as unknown).
+// Digest authentication (RFC 7616/8760) needs the secret itself or its HA1: an agent with
+// neither (only a bcrypt hash of its web password) cannot register a SIP phone.
 type AgentAccount struct {
-	ID       int64  // the agent's id (the ticketing user id the ACD knows the agent by)
-	Username string // informational; the digest username is the one Agents was asked for
-	Password string // plain password the phone's digest response is checked against
+	ID int64 // the agent's id (the ticketing user id the ACD knows the agent by)
+	// Username is the digest username HA1MD5 and HA1SHA256 were computed for; with Password
+	// it is informational (the digest username is the one Agents was asked for).
+	Username string
+	// Password is a plain secret the phone's digest response is checked against (any
+	// username Agents accepts, either algorithm).
+	Password string
+	// HA1MD5 and HA1SHA256 store the phone's secret as digest HA1s in hex, H(username:realm:
+	// secret) for Username and the registrar's realm (see HA1), so the secret itself need not
+	// be kept; used when Password is empty. A phone answering with an algorithm whose HA1 is
+	// missing is refused.
+	HA1MD5    string
+	HA1SHA256 string
+}
+
+// ha1 returns the HA1 of the account for the digest username and algorithm, if it has one.
+func (a AgentAccount) ha1(alg, username, realm string) (string, bool) {
+	if a.Password != "" {
+		h, err := HA1(alg, username, realm, a.Password)
+		return h, err == nil
+	}
+	if username != a.Username {
+		return "", false
+	}
+	switch {
+	case strings.EqualFold(alg, DigestMD5) && a.HA1MD5 != "":
+		return strings.ToLower(a.HA1MD5), true
+	case strings.EqualFold(alg, DigestSHA256) && a.HA1SHA256 != "":
+		return strings.ToLower(a.HA1SHA256), true
+	}
+	return "", false
 }
 
 // RegistrarOptions tunes the REGISTER handling (RFC 3261 §10). Zero values take the defaults.
@@ -54,6 +83,10 @@ type RegistrarOptions struct {
 	MinExpires time.Duration
 	// MaxExpires caps a binding's lifetime (longer requests are shortened). Default 7200 s.
 	MaxExpires time.Duration
+	// DigestAlgorithms are the algorithms offered in the challenge, one WWW-Authenticate each,
+	// in order of preference (RFC 8760 §2.4). Default SHA-256 then MD5; set MD5 alone for
+	// phones that read only the first challenge and know only MD5.
+	DigestAlgorithms []string
 	// PhoneNetworks lists networks whose addresses a Contact may name even when the REGISTER
 	// came from another address, and INVITEs then go to the Contact itself (e.g. a VPN or LAN
 	// of desk phones reached through a router that is not the phones' NAT). Outside them a
@@ -112,6 +145,7 @@ type registrar struct {
 	gauge prometheus.Gauge
 	// trunkAddrs are the trunks' addresses no Contact may name (port 0: any port).
 	trunkAddrs []netip.AddrPort
+	nonces     nonceUses
 	// backoff slows digest guessing per source IP ("ip:") and per agent ("agent:"); nil
 	// when turned off.
 	backoff *authBackoff
@@ -139,6 +173,20 @@ func newRegistrar(s *Server, opts RegistrarOptions, reg prometheus.Registerer) (
 	}
 	if opts.MaxContactsPerRegister == 0 {
 		opts.MaxContactsPerRegister = 5
+	}
+	if len(opts.DigestAlgorithms) == 0 {
+		opts.DigestAlgorithms = []string{DigestSHA256, DigestMD5}
+	}
+	opts.DigestAlgorithms = slices.Clone(opts.DigestAlgorithms) // normalised below: not the caller's
+	for i, a := range opts.DigestAlgorithms {
+		switch {
+		case strings.EqualFold(a, DigestMD5):
+			opts.DigestAlgorithms[i] = DigestMD5
+		case strings.EqualFold(a, DigestSHA256):
+			opts.DigestAlgorithms[i] = DigestSHA256
+		default:
+			return nil, fmt.Errorf("sip: registrar: digest algorithm %q: want %s or %s", a, DigestSHA256, DigestMD5)
+		}
 	}
 	switch {
 	case opts.AuthFailuresFree == 0:
@@ -258,13 +306,33 @@ func (r *registrar) expire(b *binding) {
 	}
 }
 
-// challenge answers 401 with a fresh nonce (stale=true when the client's nonce merely expired).
-func (r *registrar) challenge(req *sip.Request, tx sip.ServerTransaction, stale bool) {
-	v := fmt.Sprintf(`Digest realm="%s", nonce="%s", algorithm=MD5, qop="auth"`, r.opts.Realm, r.s.nonce())
-	if stale {
-		v += ", stale=true"
+// challenge answers 401 with a fresh nonce bound to the request's source (digest.go), one
+// WWW-Authenticate per algorithm in order of preference (RFC 8760 §2.4), stale=true when the
+// client's nonce merely expired or was issued to another address.
+func (r *registrar) challenge(req *sip.Request, tx sip.ServerTransaction, src netip.Addr, stale bool) {
+	nonce := r.s.boundNonce(src, string(sip.REGISTER))
+	hs := make([]sip.Header, 0, len(r.opts.DigestAlgorithms))
+	for _, alg := range r.opts.DigestAlgorithms {
+		v := fmt.Sprintf(`Digest realm="%s", nonce="%s", algorithm=%s, qop="auth"`, r.opts.Realm, nonce, alg)
+		if stale {
+			v += ", stale=true"
+		}
+		hs = append(hs, sip.NewHeader("WWW-Authenticate", v))
 	}
-	r.s.reply(req, tx, 401, "Unauthorized", sip.NewHeader("WWW-Authenticate", v))
+	r.s.reply(req, tx, 401, "Unauthorized", hs...)
+}
+
+// offered reports whether alg (empty: MD5) is one of the algorithms we challenge with.
+func (r *registrar) offered(alg string) bool {
+	if alg == "" {
+		alg = DigestMD5
+	}
+	for _, a := range r.opts.DigestAlgorithms {
+		if strings.EqualFold(a, alg) {
+			return true
+		}
+	}
+	return false
 }
 
 // handleRegister processes a REGISTER (RFC 3261 §10.3): digest authentication against the
@@ -287,13 +355,22 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 	// §10.3 step 5 and §22: authenticate first. No credentials: challenge.
 	h := req.GetHeader("Authorization")
 	if h == nil {
-		r.challenge(req, tx, false)
+		r.challenge(req, tx, src.Addr(), false)
 		return
 	}
 	creds := parseDigest(h.Value())
-	if creds != nil && creds["nonce"] != "" && !s.nonceOK(creds["nonce"]) && creds["realm"] == r.opts.Realm {
-		// An expired (or foreign) nonce is no proof of a wrong password: challenge again.
-		r.challenge(req, tx, true)
+	if creds != nil && creds["nonce"] != "" && creds["realm"] == r.opts.Realm &&
+		!s.boundNonceOK(creds["nonce"], src.Addr(), string(sip.REGISTER)) {
+		// An expired nonce, or one issued to another address (a NAT binding that moved, or a
+		// nonce fetched elsewhere for a spoofed REGISTER), is no proof of a wrong password:
+		// challenge again, at this address.
+		r.challenge(req, tx, src.Addr(), true)
+		return
+	}
+	if creds != nil && creds["uri"] != "" && !sameURI(creds["uri"], req.Recipient) {
+		// RFC 2617 §3.2.2.5, RFC 7616 §3.4.6: a response computed for another URI.
+		s.security(secMalformed, req, "digest uri is not the Request-URI")
+		s.reply(req, tx, 400, "Bad Request (digest uri does not match the Request-URI)")
 		return
 	}
 	var acct AgentAccount
@@ -308,8 +385,7 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
-	if !ok || acct.Password == "" ||
-		!verifyDigest(creds, string(sip.REGISTER), creds["username"], acct.Password, r.opts.Realm, s.nonceOK) {
+	if !ok || !r.verify(creds, acct, src.Addr()) {
 		s.m.securityEvent.WithLabelValues(secAuthFailure).Inc()
 		s.log.Info("sip: REGISTER refused", "username", logValue(creds["username"]), "source", req.Source())
 		r.failed(req, ipKey, agentKey)
@@ -326,6 +402,18 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 			s.reply(req, tx, 403, "Forbidden (To does not match the credentials)")
 			return
 		}
+	}
+	// RFC 7616 §3.4: the nonce count must grow; a repeated one is a replayed request.
+	switch r.nonces.use(creds["nonce"], creds["qop"] != "", creds["nc"], s.now()) {
+	case nonceReplay:
+		s.m.securityEvent.WithLabelValues(secAuthFailure).Inc()
+		s.log.Info("sip: REGISTER refused", "username", logValue(creds["username"]), "source", req.Source(), "reason", "replayed nonce count")
+		r.failed(req, ipKey, agentKey)
+		s.reply(req, tx, 403, "Forbidden (replayed nonce count)")
+		return
+	case nonceStale:
+		r.challenge(req, tx, src.Addr(), true)
+		return
 	}
 	if r.backoff != nil {
 		r.backoff.reset(ipKey)
@@ -478,6 +566,28 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 		s.log.Debug("sip: respond to REGISTER", "error", err)
 	}
 	s.log.Info("sip: REGISTER", "agent_id", acct.ID, "contacts", len(keys), "source", req.Source())
+}
+
+// verify checks the digest credentials of a REGISTER from src against acct: our realm, a
+// nonce issued to src for REGISTER, an algorithm we offered for which the account has a secret,
+// and the response (qop=auth; without qop only for MD5, RFC 2069 compatibility).
+func (r *registrar) verify(c digestCreds, acct AgentAccount, src netip.Addr) bool {
+	if c == nil || c["username"] == "" || c["realm"] != r.opts.Realm || !r.s.boundNonceOK(c["nonce"], src, string(sip.REGISTER)) {
+		return false
+	}
+	alg := c["algorithm"]
+	h := digestHash(alg)
+	if h == nil || !r.offered(alg) {
+		return false
+	}
+	if alg == "" {
+		alg = DigestMD5
+	}
+	ha1, ok := acct.ha1(alg, c["username"], r.opts.Realm)
+	if !ok {
+		return false
+	}
+	return checkDigestResponse(c, string(sip.REGISTER), ha1, h, strings.EqualFold(alg, DigestMD5))
 }
 
 // backedOff answers a REGISTER whose key is backed off with 503 and Retry-After (RFC 3261

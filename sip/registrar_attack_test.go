@@ -311,3 +311,133 @@ func TestRegisterBruteForce_BackoffPerSourceAndPerAccount(t *testing.T) {
 		t.Errorf("auth_backoff = %v, want 3", v)
 	}
 }
+
+// handDigest builds an Authorization header line by hand: algorithm alg ("MD5", "SHA-256"),
+// qop=auth with nonce count nc (nc 0: no qop, RFC 2069 style).
+func handDigest(alg, user, password, nonce, uri string, nc int) string {
+	h := digestHash(alg)
+	ha1 := h(user + ":switchboard:" + password)
+	ha2 := h("REGISTER:" + uri)
+	if nc == 0 {
+		return fmt.Sprintf("Authorization: Digest username=\"%s\", realm=\"switchboard\", nonce=\"%s\", uri=\"%s\", response=\"%s\", algorithm=%s\n",
+			user, nonce, uri, h(ha1+":"+nonce+":"+ha2), alg)
+	}
+	ncs := fmt.Sprintf("%08x", nc)
+	resp := h(ha1 + ":" + nonce + ":" + ncs + ":abc123:auth:" + ha2)
+	return fmt.Sprintf("Authorization: Digest username=\"%s\", realm=\"switchboard\", nonce=\"%s\", uri=\"%s\", response=\"%s\", algorithm=%s, qop=auth, nc=%s, cnonce=\"abc123\"\n",
+		user, nonce, uri, resp, alg, ncs)
+}
+
+// TestRegisterDigest_SHA256BoundNonceReplayAndURI attacks the digest exchange with hand-built
+// responses (RFC 7616, RFC 8760): the challenge offers SHA-256 then MD5 with one nonce; a
+// SHA-256 answer registers; the same answer replayed (same nc) is refused 403 as a replay and
+// counted auth_failure, a higher nc is accepted; the nonce spent from another address
+// (127.0.0.3, e.g. a REGISTER spoofed from there with a nonce fetched at 127.0.0.2) is
+// re-challenged with stale=true, not accepted; a digest computed for another URI gets 400; an
+// MD5 nonce without qop is good once; and a nonce issued for another method is refused.
+// Before, nonces were bound to nothing, nc was not tracked, uri was not compared and only MD5
+// was offered.
+func TestRegisterDigest_SHA256BoundNonceReplayAndURI(t *testing.T) {
+	g := startRegistrar(t, nil)
+	uri := fmt.Sprintf("sip:127.0.0.1:%d", g.port())
+	ph := newRegPhoneAt(t, "127.0.0.2", g.port(), "agent1")
+	contact := []string{fmt.Sprintf("<sip:agent1@127.0.0.2:%d>", ph.p.port)}
+	ph.p.send(ph.request(contact, "", ""))
+	ch := ph.response()
+	wa := header(ch, "WWW-Authenticate")
+	if statusCode(ch) != 401 || len(wa) != 2 {
+		t.Fatalf("want 401 with two challenges\n%s", ch)
+	}
+	sha, md := parseDigest(wa[0]), parseDigest(wa[1])
+	if sha["algorithm"] != "SHA-256" || md["algorithm"] != "MD5" || sha["nonce"] != md["nonce"] || !hasToken(sha["qop"], "auth") {
+		t.Fatalf("challenges %q", wa)
+	}
+	nonce := sha["nonce"]
+	send := func(p *regPhone, auth string) string {
+		t.Helper()
+		p.p.send(p.request(contact, "", auth))
+		return p.response()
+	}
+	if res := send(ph, handDigest("SHA-256", "agent1", "secret", nonce, uri, 1)); statusCode(res) != 200 {
+		t.Fatalf("SHA-256 answer: want 200\n%s", res)
+	}
+	if res := send(ph, handDigest("SHA-256", "agent1", "secret", nonce, uri, 1)); statusCode(res) != 403 || !strings.Contains(res, "replayed") {
+		t.Fatalf("replayed nc: want 403\n%s", res)
+	}
+	if v := g.counter("switchboard_security_events_total", "type", "auth_failure"); v != 1 {
+		t.Errorf("auth_failure = %v after the replay, want 1", v)
+	}
+	if res := send(ph, handDigest("SHA-256", "agent1", "secret", nonce, uri, 2)); statusCode(res) != 200 {
+		t.Fatalf("next nc: want 200\n%s", res)
+	}
+	// The nonce spent from another address: challenged again there, not accepted.
+	other := newRegPhoneAt(t, "127.0.0.3", g.port(), "agent1")
+	res := send(other, handDigest("SHA-256", "agent1", "secret", nonce, uri, 3))
+	if statusCode(res) != 401 || !strings.Contains(strings.Join(header(res, "WWW-Authenticate"), ","), "stale=true") {
+		t.Fatalf("nonce from another source: want 401 stale=true\n%s", res)
+	}
+	// A digest for another Request-URI.
+	if res := send(ph, handDigest("SHA-256", "agent1", "secret", nonce, "sip:127.0.0.1:9", 4)); statusCode(res) != 400 {
+		t.Fatalf("digest uri not the Request-URI: want 400\n%s", res)
+	}
+	// MD5 without qop: one use per nonce.
+	ph.p.send(ph.request(contact, "", ""))
+	n2 := parseDigest(header(ph.response(), "WWW-Authenticate")[1])["nonce"]
+	if res := send(ph, handDigest("MD5", "agent1", "secret", n2, uri, 0)); statusCode(res) != 200 {
+		t.Fatalf("MD5 without qop: want 200\n%s", res)
+	}
+	if res := send(ph, handDigest("MD5", "agent1", "secret", n2, uri, 0)); statusCode(res) != 401 {
+		t.Fatalf("MD5 without qop, nonce reused: want 401\n%s", res)
+	}
+	if v := g.counter("switchboard_security_events_total", "type", "auth_failure"); v != 1 {
+		t.Errorf("auth_failure = %v, want 1 (only the replay)", v)
+	}
+	// A nonce is bound to its method as well as its source.
+	src := netip.MustParseAddr("127.0.0.2")
+	if n := g.s.boundNonce(src, "INVITE"); g.s.boundNonceOK(n, src, "REGISTER") || !g.s.boundNonceOK(n, src, "INVITE") {
+		t.Error("an INVITE nonce is good for REGISTER")
+	}
+}
+
+// TestRegisterStoredHA1: an agent whose phone secret is stored only as HA1s registers with
+// either algorithm under its configured username; another username (HA1 covers it) fails,
+// and an account with only the MD5 HA1 cannot answer SHA-256.
+func TestRegisterStoredHA1(t *testing.T) {
+	md5ha1, _ := HA1(DigestMD5, "desk7", "switchboard", "phone-secret")
+	shaha1, _ := HA1(DigestSHA256, "desk7", "switchboard", "phone-secret")
+	g := startRegistrar(t, func(o *Options) {
+		o.Agents = func(u string) (AgentAccount, bool) {
+			switch u {
+			case "desk7", "desk7@example.com":
+				return AgentAccount{ID: 70, Username: "desk7", HA1MD5: md5ha1, HA1SHA256: shaha1}, true
+			case "md5only":
+				return AgentAccount{ID: 71, Username: "md5only", HA1MD5: md5hex("md5only:switchboard:pw")}, true
+			}
+			return AgentAccount{}, false
+		}
+	})
+	uri := fmt.Sprintf("sip:127.0.0.1:%d", g.port())
+	try := func(user, alg, password string) int {
+		ph := newRegPhone(t, g.port(), user)
+		contact := []string{fmt.Sprintf("<sip:%s@127.0.0.1:%d>", user, ph.p.port)}
+		ph.p.send(ph.request(contact, "", ""))
+		nonce := parseDigest(header(ph.response(), "WWW-Authenticate")[0])["nonce"]
+		ph.p.send(ph.request(contact, "", handDigest(alg, user, password, nonce, uri, 1)))
+		return statusCode(ph.response())
+	}
+	for _, c := range []struct {
+		user, alg, pw string
+		want          int
+	}{
+		{"desk7", "SHA-256", "phone-secret", 200},
+		{"desk7", "MD5", "phone-secret", 200},
+		{"desk7", "SHA-256", "wrong", 403},
+		{"desk7@example.com", "MD5", "phone-secret", 403}, // the HA1 covers desk7 only
+		{"md5only", "MD5", "pw", 200},
+		{"md5only", "SHA-256", "pw", 403},
+	} {
+		if got := try(c.user, c.alg, c.pw); got != c.want {
+			t.Errorf("%s with %s: %d, want %d", c.user, c.alg, got, c.want)
+		}
+	}
+}

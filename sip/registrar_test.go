@@ -31,7 +31,7 @@ func testAgents(u string) (AgentAccount, bool) {
 }
 
 // regPhone is a phone REGISTERing over UDP from its own socket, answering digest challenges
-// (RFC 2617 §3.2.2 with qop=auth) like a desk phone does.
+// (RFC 7616 §3.4 with qop=auth, MD5) like a desk phone does.
 type regPhone struct {
 	t      *testing.T
 	p      *udpPeer
@@ -88,13 +88,14 @@ func (r *regPhone) register(password string, contacts []string, expires, extra s
 	if statusCode(ch) != 401 {
 		r.t.Fatalf("REGISTER without credentials: want 401, got\n%s", ch)
 	}
+	// RFC 8760 §2.4: one challenge per algorithm, SHA-256 first; this phone answers MD5.
 	wa := header(ch, "WWW-Authenticate")
-	if len(wa) != 1 {
-		r.t.Fatalf("401 without one WWW-Authenticate:\n%s", ch)
+	if len(wa) != 2 || parseDigest(wa[0])["algorithm"] != "SHA-256" || parseDigest(wa[1])["algorithm"] != "MD5" {
+		r.t.Fatalf("401 without the SHA-256 and MD5 challenges:\n%s", ch)
 	}
-	d := parseDigest(wa[0])
+	d := parseDigest(wa[1])
 	if d["realm"] != "switchboard" || !hasToken(d["qop"], "auth") || d["nonce"] == "" {
-		r.t.Fatalf("challenge %q", wa[0])
+		r.t.Fatalf("challenge %q", wa[1])
 	}
 	uri := fmt.Sprintf("sip:127.0.0.1:%d", r.gw)
 	cnonce := "0a4f113b"

@@ -187,7 +187,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		// Agents' SIP phones register with the digest username = their email (or its local
 		// part) and their configured password; agents with only a bcrypt hash cannot.
 		Agents: t.sipAgent,
-		Registrar: sip.RegistrarOptions{PhoneNetworks: config.Networks(cfg.SIP.Registrar.PhoneNetworks),
+		Registrar: sip.RegistrarOptions{DigestAlgorithms: cfg.SIP.Registrar.DigestAlgorithms, PhoneNetworks: config.Networks(cfg.SIP.Registrar.PhoneNetworks),
 			MaxBindingsPerAgent: orOff(cfg.SIP.Registrar.MaxBindingsPerAgent), MaxContactsPerRegister: orOff(cfg.SIP.Registrar.MaxContactsPerRegister),
 			AuthFailuresFree: orOff(cfg.SIP.Registrar.AuthFailuresFree), AuthBackoffBase: durOrOff(cfg.SIP.Registrar.AuthBackoff.D()),
 			AuthBackoffMax: cfg.SIP.Registrar.AuthBackoffMax.D()},
