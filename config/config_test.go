@@ -103,6 +103,14 @@ var problemCases = []problemCase{
 	{"registrar digest algorithms", "sip: {registrar: {digest_algorithms: [md5, SHA-1, MD5]}}\n", []Problem{
 		{"sip.registrar.digest_algorithms[1]", `"SHA-1" is not a digest algorithm: want SHA-256 or MD5`, 2},
 		{"sip.registrar.digest_algorithms[2]", "MD5 is listed twice", 2}}},
+	{"agent sip secrets", "agents:\n  - {email: a@x.org, password: p, sip_secret: s, sip_secret_ha1: {md5: 00}}\n  - {email: b@x.org, password: p, sip_username: \"b c\"}\n  - {email: c@x.org, password: p, sip_username: a@x.org, sip_secret_ha1: {sha256: abc}}\n  - {email: d@x.org, password: p, sip_secret_ha1: {}}\n", []Problem{
+		{"agents[0].sip_secret", "give sip_secret or sip_secret_ha1, not both", 3},
+		{"agents[0].sip_secret_ha1.md5", "must be 32 hex digits (H(sip_username:switchboard:secret))", 3},
+		{"agents[1].sip_username", "needs sip_secret or sip_secret_ha1 (without them the phone registers as the email)", 4},
+		{"agents[1].sip_username", "must be at most 128 bytes without spaces, quotes, backslashes or ':'", 4},
+		{"agents[2].sip_secret_ha1.sha256", "must be 64 hex digits (H(sip_username:switchboard:secret))", 5},
+		{"agents[2].sip_username", `"a@x.org" is already the SIP username of agents[0]`, 5},
+		{"agents[3].sip_secret_ha1", "give md5, sha256 or both", 6}}},
 	{"registrar backoff", "sip: {registrar: {auth_failures_free: -1, auth_backoff: 10s, auth_backoff_max: 5s}}\n", []Problem{
 		{"sip.registrar.auth_failures_free", "must not be negative, got -1", 2},
 		{"sip.registrar.auth_backoff_max", "must be at least auth_backoff (10s), got 5s", 2}}},

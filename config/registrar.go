@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/hex"
 	"strings"
 	"time"
 )
@@ -69,5 +70,42 @@ func (r SIPRegistrar) validate(k *checker) {
 	}
 	if r.AuthBackoff.D() > 0 && r.AuthBackoffMax.D() < r.AuthBackoff.D() {
 		k.add("sip.registrar.auth_backoff_max", "must be at least auth_backoff (%s), got %s", r.AuthBackoff.D(), r.AuthBackoffMax.D())
+	}
+}
+
+// validateSIP checks the agent's SIP phone credentials; seen maps the SIP usernames taken so far
+// (lower case) to their path.
+func (a Agent) validateSIP(k *checker, p string, seen map[string]string) {
+	if a.SIPSecret != "" && a.SIPSecretHA1 != nil {
+		k.add(p+".sip_secret", "give sip_secret or sip_secret_ha1, not both")
+	}
+	if a.SIPUsername != "" && (a.SIPSecret == "" && a.SIPSecretHA1 == nil) {
+		k.add(p+".sip_username", "needs sip_secret or sip_secret_ha1 (without them the phone registers as the email)")
+	}
+	if strings.ContainsAny(a.SIPUsername, ": \t\"\\") || len(a.SIPUsername) > 128 {
+		k.add(p+".sip_username", "must be at most 128 bytes without spaces, quotes, backslashes or ':'")
+	}
+	if strings.ContainsAny(a.SIPSecret, "\r\n") {
+		k.add(p+".sip_secret", "must be one line")
+	}
+	if h := a.SIPSecretHA1; h != nil {
+		if h.MD5 == "" && h.SHA256 == "" {
+			k.add(p+".sip_secret_ha1", "give md5, sha256 or both")
+		}
+		hexOf := func(key, v string, n int) {
+			if b, err := hex.DecodeString(v); v != "" && (err != nil || len(b) != n) {
+				k.add(p+".sip_secret_ha1."+key, "must be %d hex digits (H(sip_username:switchboard:secret))", 2*n)
+			}
+		}
+		hexOf("md5", h.MD5, 16)
+		hexOf("sha256", h.SHA256, 32)
+	}
+	if a.SIPSecret != "" || a.SIPSecretHA1 != nil {
+		u := strings.ToLower(a.SIPUser())
+		if first, dup := seen[u]; dup {
+			k.add(p+".sip_username", "%q is already the SIP username of %s", a.SIPUser(), first)
+		} else {
+			seen[u] = p
+		}
 	}
 }

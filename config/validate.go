@@ -483,9 +483,11 @@ func (c *Config) validateAccounts(k *checker) {
 			k.add(p+".password", "is longer than 72 bytes, bcrypt's limit")
 		}
 	}
+	sipUsers := map[string]string{}
 	for i, a := range c.Agents {
 		p := "agents" + index(i)
 		check(p, a.Email, a.Password, a.PasswordHash)
+		a.validateSIP(k, p, sipUsers)
 		in := map[string]bool{}
 		for j, q := range a.Queues {
 			qp := p + ".queues" + index(j)

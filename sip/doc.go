@@ -77,6 +77,7 @@
 //     backed-off REGISTER gets 503 with Retry-After, unchecked, and counts auth_backoff.
 //     Digest (digest.go): SHA-256 and MD5 offered (RFC 8760), nonces bound to source and
 //     method, nc tracked (a replay gets 403), the digest uri checked against the Request-URI.
+//     An agent's secret may be stored as HA1s only (AgentAccount.HA1MD5, HA1SHA256; see HA1).
 //   - Strings from outside are cleaned before they reach an event or a log line (clean.go):
 //     display names and user parts unescaped, control characters (NUL included) dropped,
 //     invalid UTF-8 replaced, lengths bounded.

@@ -6,10 +6,14 @@ package sip
 //
 //	srv, _ := sip.New(sip.Options{ /* … */
 //		Agents: func(u string) (sip.AgentAccount, bool) {
-//			// u is the digest username: the agent's e-mail or its local part.
-//			a, ok := agentByEmailOrLocalPart(u)          // from the configuration
-//			if !ok || a.Password == "" { return sip.AgentAccount{}, false } // bcrypt-only: no digest
-//			return sip.AgentAccount{ID: a.UserID, Username: u, Password: a.Password}, true
+//			// u is the digest username: the agent's sip_username, or (no SIP secret of its
+//			// own, the dev configuration) its e-mail or the e-mail's local part.
+//			a, ok := agentBySIPUsername(u) // from the configuration
+//			if !ok { return sip.AgentAccount{}, false }
+//			if a.SIPSecretHA1 != nil {     // the phone's own secret, stored as HA1s
+//				return sip.AgentAccount{ID: a.UserID, Username: u, HA1MD5: a.MD5, HA1SHA256: a.SHA256}, true
+//			}
+//			return sip.AgentAccount{ID: a.UserID, Username: u, Password: a.PlainSecret}, true
 //		},
 //		Registrar: sip.RegistrarOptions{OnChange: func(id int64, on bool) { /* optional: acd.SetState */ }},
 //	})
