@@ -441,3 +441,62 @@ func TestRegisterStoredHA1(t *testing.T) {
 		}
 	}
 }
+
+// TestRegisterBackoffAndNonceTablesUnderConcurrentUse loops the racing operations of the
+// brute-force and replay tables from many goroutines under -race: failures, lookups and
+// resets of shared keys, and nonce uses with growing and repeated counts. Each nonce count is
+// accepted exactly once.
+func TestRegisterBackoffAndNonceTablesUnderConcurrentUse(t *testing.T) {
+	b := newAuthBackoff(1, time.Millisecond, 10*time.Millisecond, time.Now)
+	var n nonceUses
+	var accepted atomic.Int64
+	done := make(chan struct{})
+	const workers, rounds = 8, 500
+	for w := range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range rounds {
+				key := fmt.Sprintf("ip:127.0.0.%d", i%4)
+				b.fail(key)
+				_ = b.blocked(key)
+				if i%50 == w {
+					b.reset(key)
+				}
+				if n.use("shared-nonce", true, fmt.Sprintf("%08x", i+1), time.Now()) == nonceFresh {
+					accepted.Add(1)
+				}
+			}
+		}()
+	}
+	for range workers {
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("workers did not finish")
+		}
+	}
+	// Counts 1..rounds were each offered by every worker: a count is accepted only when it
+	// is above every count accepted before it, so at most rounds acceptances.
+	if a := accepted.Load(); a < 1 || a > rounds {
+		t.Errorf("%d nonce counts accepted, want between 1 and %d", a, rounds)
+	}
+}
+
+// FuzzDigestURIAndNonce feeds arbitrary digest uris and nonces to the checks that see them
+// before any password: no panic, and a nonce we did not issue to that source is never good.
+func FuzzDigestURIAndNonce(f *testing.F) {
+	f.Add("sip:127.0.0.1:5060", "6b13554c.e639c78a598b06d3.94f6fe84317a71731c0e7ab5f4fe1b2a")
+	f.Add("sips:[::1];transport=tls", "..")
+	f.Add("", "x.y")
+	s := &Server{now: time.Now}
+	ru := sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: 5060}
+	src := netip.MustParseAddr("127.0.0.2")
+	f.Fuzz(func(t *testing.T, uri, nonce string) {
+		_ = sameURI(uri, ru)
+		if s.boundNonceOK(nonce, src, "REGISTER") {
+			t.Fatalf("forged nonce %q accepted", nonce) // only boundNonce's (HMAC) can pass
+		}
+		var n nonceUses
+		_ = n.use(nonce, true, uri, time.Now())
+	})
+}
