@@ -23,6 +23,30 @@ type Agent struct {
 	PasswordHash string `yaml:"password_hash"`
 	// Queues lists the queues the agent takes calls from.
 	Queues []string `yaml:"queues"`
+	// SIPUsername is the digest username of the agent's SIP phone when SIPSecret or
+	// SIPSecretHA1 is set (default: the email).
+	SIPUsername string `yaml:"sip_username"`
+	// SIPSecret is the SIP phone's own plain secret (for development); SIPSecretHA1 the same
+	// stored as digest HA1s. Give at most one; with neither, the phone registers with the
+	// plain Password (not with a PasswordHash), under the email or its local part.
+	SIPSecret    string        `yaml:"sip_secret"`
+	SIPSecretHA1 *SIPSecretHA1 `yaml:"sip_secret_ha1"`
+}
+
+// SIPSecretHA1 is a SIP phone secret stored as digest HA1s, H(sip_username:realm:secret) in
+// hex (RFC 7616 §3.4.2) with the realm "switchboard": MD5 (32 hex digits) and SHA-256 (64),
+// one per algorithm the phone may answer with.
+type SIPSecretHA1 struct {
+	MD5    string `yaml:"md5"`
+	SHA256 string `yaml:"sha256"`
+}
+
+// SIPUser returns the agent's SIP digest username: SIPUsername, or the email.
+func (a Agent) SIPUser() string {
+	if a.SIPUsername != "" {
+		return a.SIPUsername
+	}
+	return a.Email
 }
 
 // User is an account of any role (admins, and agents in no queue).

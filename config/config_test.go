@@ -96,6 +96,24 @@ var problemCases = []problemCase{
 		{"sip.session_expires", "must be 0 (off) or at least 90s, the minimum of RFC 4028 §5, got 30s", 2}}},
 	{"rate limit burst", "sip: {rate_limit: {requests_per_second: 10, burst: 0}}\n", []Problem{
 		{"sip.rate_limit.burst", "must be at least 1 when requests_per_second is set, got 0", 2}}},
+	{"registrar caps", "sip: {registrar: {max_bindings_per_agent: -1, max_contacts_per_register: -2, phone_networks: [10.0.0.1/8]}}\n", []Problem{
+		{"sip.registrar.phone_networks[0]", `"10.0.0.1/8" has host bits set; did you mean 10.0.0.0/8?`, 2},
+		{"sip.registrar.max_bindings_per_agent", "must not be negative (0 means no limit), got -1", 2},
+		{"sip.registrar.max_contacts_per_register", "must not be negative (0 means no limit), got -2", 2}}},
+	{"registrar digest algorithms", "sip: {registrar: {digest_algorithms: [md5, SHA-1, MD5]}}\n", []Problem{
+		{"sip.registrar.digest_algorithms[1]", `"SHA-1" is not a digest algorithm: want SHA-256 or MD5`, 2},
+		{"sip.registrar.digest_algorithms[2]", "MD5 is listed twice", 2}}},
+	{"agent sip secrets", "agents:\n  - {email: a@x.org, password: p, sip_secret: s, sip_secret_ha1: {md5: 00}}\n  - {email: b@x.org, password: p, sip_username: \"b c\"}\n  - {email: c@x.org, password: p, sip_username: a@x.org, sip_secret_ha1: {sha256: abc}}\n  - {email: d@x.org, password: p, sip_secret_ha1: {}}\n", []Problem{
+		{"agents[0].sip_secret", "give sip_secret or sip_secret_ha1, not both", 3},
+		{"agents[0].sip_secret_ha1.md5", "must be 32 hex digits (H(sip_username:switchboard:secret))", 3},
+		{"agents[1].sip_username", "needs sip_secret or sip_secret_ha1 (without them the phone registers as the email)", 4},
+		{"agents[1].sip_username", "must be at most 128 bytes without spaces, quotes, backslashes or ':'", 4},
+		{"agents[2].sip_secret_ha1.sha256", "must be 64 hex digits (H(sip_username:switchboard:secret))", 5},
+		{"agents[2].sip_username", `"a@x.org" is already the SIP username of agents[0]`, 5},
+		{"agents[3].sip_secret_ha1", "give md5, sha256 or both", 6}}},
+	{"registrar backoff", "sip: {registrar: {auth_failures_free: -1, auth_backoff: 10s, auth_backoff_max: 5s}}\n", []Problem{
+		{"sip.registrar.auth_failures_free", "must not be negative, got -1", 2},
+		{"sip.registrar.auth_backoff_max", "must be at least auth_backoff (10s), got 5s", 2}}},
 	{"rate limit exempt CIDR", "sip: {rate_limit: {exempt: [10.0.0.0/8, banana]}}\n", []Problem{
 		{"sip.rate_limit.exempt[1]", `"banana" is not a CIDR network; write one such as 192.0.2.0/24, or 192.0.2.7/32 for one address`, 2}}},
 	{"empty scanner user agent", "sip: {scanner_user_agents: [sipvicious, \"\"]}\n", []Problem{
@@ -412,6 +430,10 @@ ticketing:
 	}
 	if c.Ticketing.DefaultRegion != "US" || c.HTTP.Listen != "127.0.0.1:8080" || c.ShutdownGrace.D() != 30*time.Second {
 		t.Errorf("defaults not applied: region %q, http %q, grace %s", c.Ticketing.DefaultRegion, c.HTTP.Listen, c.ShutdownGrace)
+	}
+	if r := c.SIP.Registrar; r.MaxBindingsPerAgent != 5 || r.MaxContactsPerRegister != 5 || len(r.PhoneNetworks) != 0 ||
+		!reflect.DeepEqual(r.DigestAlgorithms, []string{"SHA-256", "MD5"}) || r.AuthFailuresFree != 3 || r.AuthBackoff.D() != time.Second || r.AuthBackoffMax.D() != 5*time.Minute {
+		t.Errorf("sip.registrar defaults: %+v", r)
 	}
 	if !reflect.DeepEqual(c.SIP.ScannerUserAgents, DefaultScannerUserAgents()) || len(c.SIP.Listen) != 2 {
 		t.Errorf("sip defaults: %+v", c.SIP)

@@ -61,6 +61,8 @@ func Default() Config {
 			SessionExpires:    Duration(DefaultSessionExpires),
 			RateLimit:         RateLimit{RequestsPerSecond: 20, Burst: 40},
 			ScannerUserAgents: DefaultScannerUserAgents(),
+			Registrar: SIPRegistrar{MaxBindingsPerAgent: DefaultMaxBindingsPerAgent, MaxContactsPerRegister: DefaultMaxContactsPerRegister,
+				DigestAlgorithms: DefaultDigestAlgorithms(), AuthFailuresFree: DefaultRegisterFailuresFree, AuthBackoff: Duration(DefaultRegisterBackoff), AuthBackoffMax: Duration(DefaultRegisterBackoffMax)},
 		},
 		RTP: RTP{
 			Address:      "127.0.0.1",

@@ -37,6 +37,8 @@ type SIP struct {
 	// ScannerUserAgents: requests whose User-Agent contains one of these (without regard to
 	// case) are dropped without an answer. An empty list turns this off.
 	ScannerUserAgents []string `yaml:"scanner_user_agents"`
+	// Registrar tunes REGISTER handling for agents' SIP phones (contact policy, caps).
+	Registrar SIPRegistrar `yaml:"registrar"`
 }
 
 // ListenAddress returns the address of the listener using transport ("udp", "tcp", "tls"), or

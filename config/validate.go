@@ -243,6 +243,7 @@ func (c *Config) validateSIP(k *checker) {
 	if r.RequestsPerSecond > 0 && r.Burst < 1 {
 		k.add("sip.rate_limit.burst", "must be at least 1 when requests_per_second is set, got %d", r.Burst)
 	}
+	s.Registrar.validate(k)
 	for i, ua := range s.ScannerUserAgents {
 		if strings.TrimSpace(ua) == "" {
 			k.add("sip.scanner_user_agents"+index(i), "must not be empty: it would match every request")
@@ -509,9 +510,11 @@ func (c *Config) validateAccounts(k *checker) {
 			k.add(p+".password", "is longer than 72 bytes, bcrypt's limit")
 		}
 	}
+	sipUsers := map[string]string{}
 	for i, a := range c.Agents {
 		p := "agents" + index(i)
 		check(p, a.Email, a.Password, a.PasswordHash)
+		a.validateSIP(k, p, sipUsers)
 		in := map[string]bool{}
 		for j, q := range a.Queues {
 			qp := p + ".queues" + index(j)

@@ -66,6 +66,18 @@
 //     durations in whole seconds, measured on the monotonic clock) go to the Sink from a per-call
 //     queue, so SIP handling never waits on it. The queue has no fixed size and never drops an
 //     event: it is bounded by the call, which ends with call.ended (events.go).
+//   - Registrar (registrar.go, contact.go): REGISTER is digest-authenticated against the
+//     agent's credentials; a Contact is bound only when it is an IP literal that is the
+//     REGISTER's source address, in RegistrarOptions.PhoneNetworks, or a private address of a
+//     phone behind NAT (then rung at the source address, never at the Contact); host names,
+//     trunks' addresses and our own are refused with 403 and
+//     switchboard_security_events_total{type="contact_rejected"}, and so is a REGISTER over
+//     MaxContactsPerRegister or one that would give an agent more than MaxBindingsPerAgent.
+//     Digest failures back the source IP and the agent off exponentially (backoff.go): a
+//     backed-off REGISTER gets 503 with Retry-After, unchecked, and counts auth_backoff.
+//     Digest (digest.go): SHA-256 and MD5 offered (RFC 8760), nonces bound to source and
+//     method, nc tracked (a replay gets 403), the digest uri checked against the Request-URI.
+//     An agent's secret may be stored as HA1s only (AgentAccount.HA1MD5, HA1SHA256; see HA1).
 //   - Strings from outside are cleaned before they reach an event or a log line (clean.go):
 //     display names and user parts unescaped, control characters (NUL included) dropped,
 //     invalid UTF-8 replaced, lengths bounded.

@@ -26,6 +26,12 @@ const (
 	secScanner     = "scanner_drop"
 	secRateLimit   = "rate_limited"
 	secMalformed   = "malformed"
+	// secContactRejected counts REGISTERs refused for their Contact (contact.go): a host name,
+	// an address other than the sender's, a trunk's or our own, or over a cap.
+	secContactRejected = "contact_rejected"
+	// secAuthBackoff counts REGISTERs refused (503) while their source or account is backed
+	// off after digest failures (backoff.go).
+	secAuthBackoff = "auth_backoff"
 	// secLoop counts INVITEs refused as a loop: Max-Forwards exhausted (483) or a Call-ID
 	// that is already live here, such as a leg of ours coming back (482).
 	secLoop = "loop_detected"
@@ -52,7 +58,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"code"}),
 		securityEvent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_security_events_total",
-			Help: "Requests refused or dropped for security: acl_reject, auth_failure, scanner_drop, rate_limited, malformed, loop_detected.",
+			Help: "Requests refused or dropped for security: acl_reject, auth_failure, scanner_drop, rate_limited, malformed, loop_detected, contact_rejected, auth_backoff.",
 		}, []string{"type"}),
 	}
 	if reg == nil {

@@ -6,10 +6,14 @@ package sip
 //
 //	srv, _ := sip.New(sip.Options{ /* … */
 //		Agents: func(u string) (sip.AgentAccount, bool) {
-//			// u is the digest username: the agent's e-mail or its local part.
-//			a, ok := agentByEmailOrLocalPart(u)          // from the configuration
-//			if !ok || a.Password == "" { return sip.AgentAccount{}, false } // bcrypt-only: no digest
-//			return sip.AgentAccount{ID: a.UserID, Username: u, Password: a.Password}, true
+//			// u is the digest username: the agent's sip_username, or (no SIP secret of its
+//			// own, the dev configuration) its e-mail or the e-mail's local part.
+//			a, ok := agentBySIPUsername(u) // from the configuration
+//			if !ok { return sip.AgentAccount{}, false }
+//			if a.SIPSecretHA1 != nil {     // the phone's own secret, stored as HA1s
+//				return sip.AgentAccount{ID: a.UserID, Username: u, HA1MD5: a.MD5, HA1SHA256: a.SHA256}, true
+//			}
+//			return sip.AgentAccount{ID: a.UserID, Username: u, Password: a.PlainSecret}, true
 //		},
 //		Registrar: sip.RegistrarOptions{OnChange: func(id int64, on bool) { /* optional: acd.SetState */ }},
 //	})
@@ -23,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,12 +40,40 @@ import (
 
 // AgentAccount is an agent's SIP phone credentials, as Options.Agents returns them.
 //
-// Digest authentication (RFC 2617/8760, MD5) needs the plain password: an agent configured
-// only with a bcrypt hash cannot register a SIP phone (Agents should report it as unknown).
+// Digest authentication (RFC 7616/8760) needs the secret itself or its HA1: an agent with
+// neither (only a bcrypt hash of its web password) cannot register a SIP phone.
 type AgentAccount struct {
-	ID       int64  // the agent's id (the ticketing user id the ACD knows the agent by)
-	Username string // informational; the digest username is the one Agents was asked for
-	Password string // plain password the phone's digest response is checked against
+	ID int64 // the agent's id (the ticketing user id the ACD knows the agent by)
+	// Username is the digest username HA1MD5 and HA1SHA256 were computed for; with Password
+	// it is informational (the digest username is the one Agents was asked for).
+	Username string
+	// Password is a plain secret the phone's digest response is checked against (any
+	// username Agents accepts, either algorithm).
+	Password string
+	// HA1MD5 and HA1SHA256 store the phone's secret as digest HA1s in hex, H(username:realm:
+	// secret) for Username and the registrar's realm (see HA1), so the secret itself need not
+	// be kept; used when Password is empty. A phone answering with an algorithm whose HA1 is
+	// missing is refused.
+	HA1MD5    string
+	HA1SHA256 string
+}
+
+// ha1 returns the HA1 of the account for the digest username and algorithm, if it has one.
+func (a AgentAccount) ha1(alg, username, realm string) (string, bool) {
+	if a.Password != "" {
+		h, err := HA1(alg, username, realm, a.Password)
+		return h, err == nil
+	}
+	if username != a.Username {
+		return "", false
+	}
+	switch {
+	case strings.EqualFold(alg, DigestMD5) && a.HA1MD5 != "":
+		return strings.ToLower(a.HA1MD5), true
+	case strings.EqualFold(alg, DigestSHA256) && a.HA1SHA256 != "":
+		return strings.ToLower(a.HA1SHA256), true
+	}
+	return "", false
 }
 
 // RegistrarOptions tunes the REGISTER handling (RFC 3261 §10). Zero values take the defaults.
@@ -54,6 +87,31 @@ type RegistrarOptions struct {
 	MinExpires time.Duration
 	// MaxExpires caps a binding's lifetime (longer requests are shortened). Default 7200 s.
 	MaxExpires time.Duration
+	// DigestAlgorithms are the algorithms offered in the challenge, one WWW-Authenticate each,
+	// in order of preference (RFC 8760 §2.4). Default SHA-256 then MD5; set MD5 alone for
+	// phones that read only the first challenge and know only MD5.
+	DigestAlgorithms []string
+	// PhoneNetworks lists networks whose addresses a Contact may name even when the REGISTER
+	// came from another address, and INVITEs then go to the Contact itself (e.g. a VPN or LAN
+	// of desk phones reached through a router that is not the phones' NAT). Outside them a
+	// Contact must be the REGISTER's source address, or a private address (a phone behind NAT,
+	// whose INVITEs go to the source address); see contact.go. Default none.
+	PhoneNetworks []netip.Prefix
+	// MaxBindingsPerAgent caps one agent's live bindings; a REGISTER that would add more gets
+	// 403. Default 5; negative means no limit.
+	MaxBindingsPerAgent int
+	// MaxContactsPerRegister caps the Contact headers of one REGISTER; more get 403. Default 5;
+	// negative means no limit.
+	MaxContactsPerRegister int
+	// AuthFailuresFree is how many digest failures a source IP or an agent account may have
+	// before REGISTER backoff starts (backoff.go). Default 3; negative means none.
+	AuthFailuresFree int
+	// AuthBackoffBase is the first backoff after the free failures, doubled with each further
+	// failure up to AuthBackoffMax. While backed off a REGISTER gets 503 with Retry-After and
+	// its password is not checked. Defaults 1 s and 5 min; a negative AuthBackoffBase turns
+	// the backoff off.
+	AuthBackoffBase time.Duration
+	AuthBackoffMax  time.Duration
 	// OnChange, when set, is called when an agent's first binding appears (registered true) or
 	// its last one goes away by removal or expiry (false), e.g. to set the ACD state. It runs
 	// outside the registrar's lock and must not block.
@@ -66,6 +124,7 @@ type binding struct {
 	contact   sip.Uri
 	key       string         // contact URI string: the binding's identity
 	source    netip.AddrPort // where the REGISTER came from (NAT: where we send)
+	asIs      bool           // the contact is in PhoneNetworks: send to it, not to source
 	transport string         // transport of the REGISTER ("UDP", "TCP", "TLS")
 	callID    string
 	cseq      uint32
@@ -88,6 +147,12 @@ type registrar struct {
 	s     *Server
 	opts  RegistrarOptions
 	gauge prometheus.Gauge
+	// trunkAddrs are the trunks' addresses no Contact may name (port 0: any port).
+	trunkAddrs []netip.AddrPort
+	nonces     nonceUses
+	// backoff slows digest guessing per source IP ("ip:") and per agent ("agent:"); nil
+	// when turned off.
+	backoff *authBackoff
 
 	mu       sync.Mutex
 	bindings map[int64]map[string]*binding // agent id → contact key → binding
@@ -107,6 +172,38 @@ func newRegistrar(s *Server, opts RegistrarOptions, reg prometheus.Registerer) (
 	if opts.MaxExpires <= 0 {
 		opts.MaxExpires = 7200 * time.Second
 	}
+	if opts.MaxBindingsPerAgent == 0 {
+		opts.MaxBindingsPerAgent = 5
+	}
+	if opts.MaxContactsPerRegister == 0 {
+		opts.MaxContactsPerRegister = 5
+	}
+	if len(opts.DigestAlgorithms) == 0 {
+		opts.DigestAlgorithms = []string{DigestSHA256, DigestMD5}
+	}
+	opts.DigestAlgorithms = slices.Clone(opts.DigestAlgorithms) // normalised below: not the caller's
+	for i, a := range opts.DigestAlgorithms {
+		switch {
+		case strings.EqualFold(a, DigestMD5):
+			opts.DigestAlgorithms[i] = DigestMD5
+		case strings.EqualFold(a, DigestSHA256):
+			opts.DigestAlgorithms[i] = DigestSHA256
+		default:
+			return nil, fmt.Errorf("sip: registrar: digest algorithm %q: want %s or %s", a, DigestSHA256, DigestMD5)
+		}
+	}
+	switch {
+	case opts.AuthFailuresFree == 0:
+		opts.AuthFailuresFree = 3
+	case opts.AuthFailuresFree < 0:
+		opts.AuthFailuresFree = 0
+	}
+	if opts.AuthBackoffBase == 0 {
+		opts.AuthBackoffBase = time.Second
+	}
+	if opts.AuthBackoffMax <= 0 {
+		opts.AuthBackoffMax = 5 * time.Minute
+	}
 	if opts.MaxExpires < opts.MinExpires {
 		return nil, fmt.Errorf("sip: registrar: max expires %s below min expires %s", opts.MaxExpires, opts.MinExpires)
 	}
@@ -116,7 +213,11 @@ func newRegistrar(s *Server, opts RegistrarOptions, reg prometheus.Registerer) (
 		gauge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "switchboard_sip_registrations", Help: "Live REGISTER bindings of agents' SIP phones.",
 		}),
-		bindings: map[int64]map[string]*binding{},
+		bindings:   map[int64]map[string]*binding{},
+		trunkAddrs: trunkAddresses(s.opts.Trunks),
+	}
+	if opts.AuthBackoffBase > 0 {
+		r.backoff = newAuthBackoff(opts.AuthFailuresFree, opts.AuthBackoffBase, max(opts.AuthBackoffMax, opts.AuthBackoffBase), s.now)
 	}
 	if reg != nil {
 		if err := reg.Register(r.gauge); err != nil {
@@ -209,13 +310,33 @@ func (r *registrar) expire(b *binding) {
 	}
 }
 
-// challenge answers 401 with a fresh nonce (stale=true when the client's nonce merely expired).
-func (r *registrar) challenge(req *sip.Request, tx sip.ServerTransaction, stale bool) {
-	v := fmt.Sprintf(`Digest realm="%s", nonce="%s", algorithm=MD5, qop="auth"`, r.opts.Realm, r.s.nonce())
-	if stale {
-		v += ", stale=true"
+// challenge answers 401 with a fresh nonce bound to the request's source (digest.go), one
+// WWW-Authenticate per algorithm in order of preference (RFC 8760 §2.4), stale=true when the
+// client's nonce merely expired or was issued to another address.
+func (r *registrar) challenge(req *sip.Request, tx sip.ServerTransaction, src netip.Addr, stale bool) {
+	nonce := r.s.boundNonce(src, string(sip.REGISTER))
+	hs := make([]sip.Header, 0, len(r.opts.DigestAlgorithms))
+	for _, alg := range r.opts.DigestAlgorithms {
+		v := fmt.Sprintf(`Digest realm="%s", nonce="%s", algorithm=%s, qop="auth"`, r.opts.Realm, nonce, alg)
+		if stale {
+			v += ", stale=true"
+		}
+		hs = append(hs, sip.NewHeader("WWW-Authenticate", v))
 	}
-	r.s.reply(req, tx, 401, "Unauthorized", sip.NewHeader("WWW-Authenticate", v))
+	r.s.reply(req, tx, 401, "Unauthorized", hs...)
+}
+
+// offered reports whether alg (empty: MD5) is one of the algorithms we challenge with.
+func (r *registrar) offered(alg string) bool {
+	if alg == "" {
+		alg = DigestMD5
+	}
+	for _, a := range r.opts.DigestAlgorithms {
+		if strings.EqualFold(a, alg) {
+			return true
+		}
+	}
+	return false
 }
 
 // handleRegister processes a REGISTER (RFC 3261 §10.3): digest authentication against the
@@ -226,16 +347,34 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(req, tx, 405, "Method Not Allowed", sip.NewHeader("Allow", allowMethods))
 		return
 	}
+	src, _ := netip.ParseAddrPort(req.Source())
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	// Brute force: a source backed off after digest failures gets no challenge, and its
+	// password is not checked, until the backoff ends (backoff.go). A source that holds a live
+	// binding is exempt, so a spoofed failure cannot lock a registered phone out.
+	ipKey := "ip:" + src.Addr().String()
+	if r.backedOff(req, tx, ipKey, src.Addr(), 0) {
+		return
+	}
 	// §10.3 step 5 and §22: authenticate first. No credentials: challenge.
 	h := req.GetHeader("Authorization")
 	if h == nil {
-		r.challenge(req, tx, false)
+		r.challenge(req, tx, src.Addr(), false)
 		return
 	}
 	creds := parseDigest(h.Value())
-	if creds != nil && creds["nonce"] != "" && !s.nonceOK(creds["nonce"]) && creds["realm"] == r.opts.Realm {
-		// An expired (or foreign) nonce is no proof of a wrong password: challenge again.
-		r.challenge(req, tx, true)
+	if creds != nil && creds["nonce"] != "" && creds["realm"] == r.opts.Realm &&
+		!s.boundNonceOK(creds["nonce"], src.Addr(), string(sip.REGISTER)) {
+		// An expired nonce, or one issued to another address (a NAT binding that moved, or a
+		// nonce fetched elsewhere for a spoofed REGISTER), is no proof of a wrong password:
+		// challenge again, at this address.
+		r.challenge(req, tx, src.Addr(), true)
+		return
+	}
+	if creds != nil && creds["uri"] != "" && !sameURI(creds["uri"], req.Recipient) {
+		// RFC 2617 §3.2.2.5, RFC 7616 §3.4.6: a response computed for another URI.
+		s.security(secMalformed, req, "digest uri is not the Request-URI")
+		s.reply(req, tx, 400, "Bad Request (digest uri does not match the Request-URI)")
 		return
 	}
 	var acct AgentAccount
@@ -243,10 +382,17 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 	if creds != nil && creds["username"] != "" {
 		acct, ok = s.opts.Agents(creds["username"])
 	}
-	if !ok || acct.Password == "" ||
-		!verifyDigest(creds, string(sip.REGISTER), creds["username"], acct.Password, r.opts.Realm, s.nonceOK) {
+	agentKey := ""
+	if ok {
+		agentKey = "agent:" + strconv.FormatInt(acct.ID, 10)
+		if r.backedOff(req, tx, agentKey, src.Addr(), acct.ID) {
+			return
+		}
+	}
+	if !ok || !r.verify(creds, acct, src.Addr()) {
 		s.m.securityEvent.WithLabelValues(secAuthFailure).Inc()
 		s.log.Info("sip: REGISTER refused", "username", logValue(creds["username"]), "source", req.Source())
+		r.failed(req, ipKey, agentKey)
 		s.reply(req, tx, 403, "Forbidden")
 		return
 	}
@@ -256,9 +402,26 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 		other, found := s.opts.Agents(to)
 		if !found || other.ID != acct.ID {
 			s.m.securityEvent.WithLabelValues(secAuthFailure).Inc()
+			r.failed(req, ipKey, agentKey)
 			s.reply(req, tx, 403, "Forbidden (To does not match the credentials)")
 			return
 		}
+	}
+	// RFC 7616 §3.4: the nonce count must grow; a repeated one is a replayed request.
+	switch r.nonces.use(creds["nonce"], creds["qop"] != "", creds["nc"], s.now()) {
+	case nonceReplay:
+		s.m.securityEvent.WithLabelValues(secAuthFailure).Inc()
+		s.log.Info("sip: REGISTER refused", "username", logValue(creds["username"]), "source", req.Source(), "reason", "replayed nonce count")
+		r.failed(req, ipKey, agentKey)
+		s.reply(req, tx, 403, "Forbidden (replayed nonce count)")
+		return
+	case nonceStale:
+		r.challenge(req, tx, src.Addr(), true)
+		return
+	}
+	if r.backoff != nil {
+		r.backoff.reset(ipKey)
+		r.backoff.reset(agentKey)
 	}
 
 	changes, wildcard, err := parseRegisterContacts(req, r.opts.DefaultExpires)
@@ -275,8 +438,29 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}
 
-	src, _ := netip.ParseAddrPort(req.Source())
-	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	// Contact policy (contact.go): the cap on contacts per REGISTER, then each contact bound
+	// (not those removed) must be an address the sender may bind. RFC 3261 §10.3 step 4: a
+	// binding the registrar does not authorise is refused with 403; nothing of the request
+	// is applied.
+	if max := r.opts.MaxContactsPerRegister; max > 0 && len(changes) > max {
+		s.security(secContactRejected, req, "too many contacts in one REGISTER")
+		s.reply(req, tx, 403, "Forbidden (too many contacts)")
+		return
+	}
+	asIs := make([]bool, len(changes))
+	for i, c := range changes {
+		if c.expires == 0 {
+			continue
+		}
+		if err := r.checkContact(c.contact, src.Addr()); err != nil {
+			s.security(secContactRejected, req, err.Error())
+			s.reply(req, tx, 403, "Forbidden ("+err.Error()+")")
+			return
+		}
+		if ap, ok := contactAddr(c.contact); ok && ap.Addr() != src.Addr() && inPrefixes(r.opts.PhoneNetworks, ap.Addr()) {
+			asIs[i] = true
+		}
+	}
 	callID := req.CallID().Value()
 	cseq := req.CSeq().SeqNo
 	now := s.now()
@@ -301,13 +485,39 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
+	// The per-agent cap counts the bindings this REGISTER would leave; refreshing or removing
+	// is always allowed, only adding beyond the cap is refused (as Asterisk's max_contacts).
+	if max := r.opts.MaxBindingsPerAgent; max > 0 && !wildcard {
+		after := map[string]bool{}
+		for k := range m {
+			after[k] = true
+		}
+		added := false
+		for _, c := range changes {
+			k := c.contact.String()
+			if c.expires == 0 {
+				delete(after, k)
+			} else if !after[k] {
+				after[k], added = true, true
+			}
+		}
+		if added && len(after) > max {
+			if len(m) == 0 {
+				delete(r.bindings, acct.ID)
+			}
+			r.mu.Unlock()
+			s.security(secContactRejected, req, "too many bindings for the agent")
+			s.reply(req, tx, 403, "Forbidden (too many registered contacts)")
+			return
+		}
+	}
 	if wildcard {
 		for k, b := range m {
 			b.timer.Stop()
 			delete(m, k)
 		}
 	}
-	for _, c := range changes {
+	for i, c := range changes {
 		key := c.contact.String()
 		b := m[key]
 		if c.expires == 0 {
@@ -326,7 +536,7 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 		} else {
 			b.timer.Reset(exp)
 		}
-		b.source, b.transport = src, strings.ToUpper(req.Transport())
+		b.source, b.transport, b.asIs = src, strings.ToUpper(req.Transport()), asIs[i]
 		b.callID, b.cseq = callID, cseq
 		b.expires, b.updated = now.Add(exp), now
 	}
@@ -360,6 +570,82 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 		s.log.Debug("sip: respond to REGISTER", "error", err)
 	}
 	s.log.Info("sip: REGISTER", "agent_id", acct.ID, "contacts", len(keys), "source", req.Source())
+}
+
+// verify checks the digest credentials of a REGISTER from src against acct: our realm, a
+// nonce issued to src for REGISTER, an algorithm we offered for which the account has a secret,
+// and the response (qop=auth; without qop only for MD5, RFC 2069 compatibility).
+func (r *registrar) verify(c digestCreds, acct AgentAccount, src netip.Addr) bool {
+	if c == nil || c["username"] == "" || c["realm"] != r.opts.Realm || !r.s.boundNonceOK(c["nonce"], src, string(sip.REGISTER)) {
+		return false
+	}
+	alg := c["algorithm"]
+	h := digestHash(alg)
+	if h == nil || !r.offered(alg) {
+		return false
+	}
+	if alg == "" {
+		alg = DigestMD5
+	}
+	ha1, ok := acct.ha1(alg, c["username"], r.opts.Realm)
+	if !ok {
+		return false
+	}
+	return checkDigestResponse(c, string(sip.REGISTER), ha1, h, strings.EqualFold(alg, DigestMD5))
+}
+
+// backedOff answers a REGISTER whose key is backed off with 503 and Retry-After (RFC 3261
+// §21.5.4, §20.33: a phone that mistyped its secret retries later instead of hammering; as
+// Kamailio's ratelimit and pike answer) and counts auth_backoff; it reports whether it did.
+// A source holding a live binding of agentID (of any agent when 0) is never backed off.
+func (r *registrar) backedOff(req *sip.Request, tx sip.ServerTransaction, key string, src netip.Addr, agentID int64) bool {
+	if r.backoff == nil {
+		return false
+	}
+	d := r.backoff.blocked(key)
+	if d <= 0 || r.hasBindingFrom(src, agentID) {
+		return false
+	}
+	r.s.m.securityEvent.WithLabelValues(secAuthBackoff).Inc()
+	secs := int((d + time.Second - 1) / time.Second)
+	r.s.reply(req, tx, 503, "Service Unavailable (too many failed authentications)", sip.NewHeader("Retry-After", strconv.Itoa(secs)))
+	return true
+}
+
+// failed records a digest failure of the source (and of the agent, when known); when that
+// starts a backoff it logs one security event line (fail2ban matches it), not one per
+// refused request.
+func (r *registrar) failed(req *sip.Request, keys ...string) {
+	if r.backoff == nil {
+		return
+	}
+	for _, k := range keys {
+		if k == "" {
+			continue
+		}
+		if d := r.backoff.fail(k); d > 0 {
+			r.s.log.Warn("sip: security event", "security_event", secAuthBackoff, "source", req.Source(),
+				"method", methodLabel(string(req.Method)), "key", k, "detail", "REGISTER digest failures: backed off for "+d.String())
+		}
+	}
+}
+
+// hasBindingFrom reports whether src holds a live binding of agentID (of any agent when 0).
+func (r *registrar) hasBindingFrom(src netip.Addr, agentID int64) bool {
+	now := r.s.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, m := range r.bindings {
+		if agentID != 0 && id != agentID {
+			continue
+		}
+		for _, b := range m {
+			if b.source.Addr() == src && b.expires.After(now) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // contactChange is one Contact of a REGISTER: bind (or refresh) it for expires, or remove it
@@ -413,13 +699,13 @@ func parseRegisterContacts(req *sip.Request, def time.Duration) ([]contactChange
 }
 
 // dest returns where requests to the binding's phone are sent (host:port), the Request-URI
-// staying the Contact URI. The Contact's own address is used when it is the address the
-// REGISTER came from or a public address; when it is a private, loopback or link-local address
-// other than the source (the phone is behind NAT and wrote its LAN address), the REGISTER's
-// source address is used instead, as the NAT binding that REGISTER opened leads back to the
-// phone. Over TCP and TLS the source address is used too, so the phone's own connection is
-// reused (a phone rarely listens on its Contact port for stream transports); that path is not
-// covered by a test yet. A Contact with a host name is resolved normally.
+// staying the Contact URI; "" means the Contact's own address. That is used only when the
+// Contact's IP is the address the REGISTER came from, or lies in PhoneNetworks; any other
+// Contact the registrar accepted is a phone behind NAT that wrote its LAN address, and the
+// REGISTER's source address is used instead, as the NAT binding that REGISTER opened leads
+// back to the phone (never the Contact: contact.go). Over TCP and TLS the source address is
+// used too, so the phone's own connection is reused (a phone rarely listens on its Contact port
+// for stream transports); that path is not covered by a test yet.
 func (b binding) dest() string {
 	if !b.source.IsValid() {
 		return ""
@@ -427,16 +713,8 @@ func (b binding) dest() string {
 	if b.transport == "TCP" || b.transport == "TLS" {
 		return b.source.String()
 	}
-	ip, err := netip.ParseAddr(strings.Trim(b.contact.Host, "[]"))
-	if err != nil {
-		return "" // a host name: let the transport layer resolve it
-	}
-	ip = ip.Unmap()
-	if ip == b.source.Addr() {
+	if ap, ok := contactAddr(b.contact); ok && (ap.Addr() == b.source.Addr() || b.asIs) {
 		return ""
 	}
-	if ip.IsPrivate() || ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() {
-		return b.source.String()
-	}
-	return ""
+	return b.source.String()
 }

@@ -31,7 +31,7 @@ func testAgents(u string) (AgentAccount, bool) {
 }
 
 // regPhone is a phone REGISTERing over UDP from its own socket, answering digest challenges
-// (RFC 2617 §3.2.2 with qop=auth) like a desk phone does.
+// (RFC 7616 §3.4 with qop=auth, MD5) like a desk phone does.
 type regPhone struct {
 	t      *testing.T
 	p      *udpPeer
@@ -88,13 +88,14 @@ func (r *regPhone) register(password string, contacts []string, expires, extra s
 	if statusCode(ch) != 401 {
 		r.t.Fatalf("REGISTER without credentials: want 401, got\n%s", ch)
 	}
+	// RFC 8760 §2.4: one challenge per algorithm, SHA-256 first; this phone answers MD5.
 	wa := header(ch, "WWW-Authenticate")
-	if len(wa) != 1 {
-		r.t.Fatalf("401 without one WWW-Authenticate:\n%s", ch)
+	if len(wa) != 2 || parseDigest(wa[0])["algorithm"] != "SHA-256" || parseDigest(wa[1])["algorithm"] != "MD5" {
+		r.t.Fatalf("401 without the SHA-256 and MD5 challenges:\n%s", ch)
 	}
-	d := parseDigest(wa[0])
+	d := parseDigest(wa[1])
 	if d["realm"] != "switchboard" || !hasToken(d["qop"], "auth") || d["nonce"] == "" {
-		r.t.Fatalf("challenge %q", wa[0])
+		r.t.Fatalf("challenge %q", wa[1])
 	}
 	uri := fmt.Sprintf("sip:127.0.0.1:%d", r.gw)
 	cnonce := "0a4f113b"
@@ -365,8 +366,8 @@ func TestBindingDestination(t *testing.T) {
 		{"sip:a@203.0.113.5:5060", "UDP", ""},                                 // contact is the source: as is
 		{"sip:a@192.168.1.20:5060", "UDP", "203.0.113.5:40000"},               // private contact behind NAT
 		{"sip:a@10.0.0.7", "UDP", "203.0.113.5:40000"},                        // private, default port
-		{"sip:a@198.51.100.9:5060", "UDP", ""},                                // public, elsewhere: trust it
-		{"sip:a@phone.example.com:5060", "UDP", ""},                           // host name: resolved
+		{"sip:a@198.51.100.9:5060", "UDP", "203.0.113.5:40000"},               // elsewhere (refused at REGISTER): never the contact
+		{"sip:a@phone.example.com:5060", "UDP", "203.0.113.5:40000"},          // host name (refused at REGISTER): never resolved
 		{"sip:a@198.51.100.9:5060;transport=tcp", "TCP", "203.0.113.5:40000"}, // reuse the connection
 	}
 	for _, c := range cases {
@@ -378,6 +379,12 @@ func TestBindingDestination(t *testing.T) {
 		if got := b.dest(); got != c.want {
 			t.Errorf("%s over %s: dest %q, want %q", c.contact, c.transport, got, c.want)
 		}
+	}
+	// A contact in a configured phone network is rung at its own address.
+	var u sip.Uri
+	_ = sip.ParseUri("sip:a@198.51.100.9:5060", &u)
+	if got := (binding{contact: u, source: src, transport: "UDP", asIs: true}).dest(); got != "" {
+		t.Errorf("phone network contact: dest %q, want the contact", got)
 	}
 }
 

@@ -75,6 +75,8 @@ sip:
   listen:
     - {transport: udp, address: "127.0.0.1:%d"}
     - {transport: tcp, address: "127.0.0.1:%d"}
+  # SIPp 3.6 answers only the first challenge and knows only MD5 (see deploy/dev).
+  registrar: {digest_algorithms: [MD5, SHA-256]}
 rtp: {address: 127.0.0.1, port_min: %d, port_max: %d}
 trunks:
   - name: carrier

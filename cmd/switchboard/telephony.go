@@ -187,6 +187,10 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		// Agents' SIP phones register with the digest username = their email (or its local
 		// part) and their configured password; agents with only a bcrypt hash cannot.
 		Agents: t.sipAgent,
+		Registrar: sip.RegistrarOptions{DigestAlgorithms: cfg.SIP.Registrar.DigestAlgorithms, PhoneNetworks: config.Networks(cfg.SIP.Registrar.PhoneNetworks),
+			MaxBindingsPerAgent: orOff(cfg.SIP.Registrar.MaxBindingsPerAgent), MaxContactsPerRegister: orOff(cfg.SIP.Registrar.MaxContactsPerRegister),
+			AuthFailuresFree: orOff(cfg.SIP.Registrar.AuthFailuresFree), AuthBackoffBase: durOrOff(cfg.SIP.Registrar.AuthBackoff.D()),
+			AuthBackoffMax: cfg.SIP.Registrar.AuthBackoffMax.D()},
 	}
 	if cfg.SIP.RateLimit.RequestsPerSecond == 0 {
 		sopts.RateLimit.PerSecond = -1
@@ -575,13 +579,28 @@ func (t *telephony) offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, error
 	return nil, errors.Join(errs...)
 }
 
-// sipAgent gives the registrar an agent's SIP phone credentials: username = the agent's email
-// or its local part; only agents configured with a plain password can register.
+// sipAgent gives the registrar an agent's SIP phone credentials. An agent with its own SIP
+// secret (sip_secret, or sip_secret_ha1 stored as HA1s) registers as its sip_username (default
+// the email) with that secret only, so the API password and the phone's secret are separate.
+// Otherwise (the dev configuration) the username is the email or its local part and the secret
+// the plain password; agents with only a password_hash cannot register.
 func (t *telephony) sipAgent(username string) (sip.AgentAccount, bool) {
 	for _, a := range t.gw.cfg.Agents {
-		local, _, _ := strings.Cut(a.Email, "@")
-		if (strings.EqualFold(username, a.Email) || strings.EqualFold(username, local)) && a.Password != "" {
-			return sip.AgentAccount{ID: t.agents[a.Email], Username: username, Password: a.Password}, true
+		id := t.agents[a.Email]
+		switch {
+		case a.SIPSecretHA1 != nil:
+			if username == a.SIPUser() {
+				return sip.AgentAccount{ID: id, Username: a.SIPUser(), HA1MD5: a.SIPSecretHA1.MD5, HA1SHA256: a.SIPSecretHA1.SHA256}, true
+			}
+		case a.SIPSecret != "":
+			if strings.EqualFold(username, a.SIPUser()) {
+				return sip.AgentAccount{ID: id, Username: username, Password: a.SIPSecret}, true
+			}
+		default:
+			local, _, _ := strings.Cut(a.Email, "@")
+			if (strings.EqualFold(username, a.Email) || strings.EqualFold(username, local)) && a.Password != "" {
+				return sip.AgentAccount{ID: id, Username: username, Password: a.Password}, true
+			}
 		}
 	}
 	return sip.AgentAccount{}, false
