@@ -102,11 +102,19 @@ func (p *Proxy) Up() {
 }
 
 // ProxiedPool creates a new migrated database and returns a proxy to it and a pool that goes
-// through the proxy (connect timeout 500 ms, so that an outage is noticed at once), closed
-// when t ends, and the database's direct URL for checks that must not go through the proxy.
+// through the proxy (see ProxiedPoolTo), and the database's direct URL for checks that must
+// not go through the proxy.
 func ProxiedPool(t testing.TB) (*Proxy, *pgxpool.Pool, string) {
 	t.Helper()
 	direct := URL(t)
+	p, pool := ProxiedPoolTo(t, direct)
+	return p, pool, direct
+}
+
+// ProxiedPoolTo returns a proxy to the database at direct and a pool that goes through it
+// (connect timeout 500 ms, so that an outage is noticed at once), closed when t ends.
+func ProxiedPoolTo(t testing.TB, direct string) (*Proxy, *pgxpool.Pool) {
+	t.Helper()
 	u, err := url.Parse(direct)
 	if err != nil {
 		t.Fatal(err)
@@ -123,5 +131,5 @@ func ProxiedPool(t testing.TB) (*Proxy, *pgxpool.Pool, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	return p, pool, direct
+	return p, pool
 }

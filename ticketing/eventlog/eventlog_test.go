@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -138,97 +136,11 @@ func TestConcurrentEmitGroupCommit(t *testing.T) {
 	}
 }
 
-// proxy is a TCP forwarder to PostgreSQL that a test can cut and restore, to take the
-// database away from the log without touching the shared cluster.
-type proxy struct {
-	t      *testing.T
-	target string
-	addr   string
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	p := &proxy{t: t, target: target, conns: map[net.Conn]struct{}{}}
-	p.up("127.0.0.1:0")
-	t.Cleanup(func() { p.down(); p.wg.Wait() })
-	return p
-}
-
-func (p *proxy) up(addr string) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.mu.Lock()
-	p.ln, p.addr = ln, ln.Addr().String()
-	p.mu.Unlock()
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns[c], p.conns[s] = struct{}{}, struct{}{}
-			p.mu.Unlock()
-			p.wg.Add(2)
-			go func() { defer p.wg.Done(); _, _ = io.Copy(s, c); s.Close(); c.Close() }()
-			go func() { defer p.wg.Done(); _, _ = io.Copy(c, s); s.Close(); c.Close() }()
-		}
-	}()
-}
-
-// down refuses new connections and breaks the open ones.
-func (p *proxy) down() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		c.Close()
-		delete(p.conns, c)
-	}
-}
-
-func (p *proxy) restore() { p.up(p.addr) }
-
-func proxied(t *testing.T, dbURL string) (*proxy, *pgxpool.Pool) {
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := newProxy(t, u.Host)
-	u.Host = p.addr
-	cfg, err := pgxpool.ParseConfig(u.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.ConnectTimeout = 500 * time.Millisecond
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return p, pool
-}
-
 // Outage: with the database gone, Emit still returns (events spooled and fsync'd); when it
 // comes back, every event is stored, in order, with no duplicates.
 func TestOutageSpoolsThenReplaysInOrder(t *testing.T) {
 	dbURL := pgtest.URL(t)
-	p, pool := proxied(t, dbURL)
+	p, pool := pgtest.ProxiedPoolTo(t, dbURL)
 	direct, err := pgxpool.New(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +155,7 @@ func TestOutageSpoolsThenReplaysInOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p.down()
+	p.Down()
 	for s := int64(4); s <= 10; s++ {
 		ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := l.Emit(ectx, ev("A", s))
@@ -258,7 +170,7 @@ func TestOutageSpoolsThenReplaysInOrder(t *testing.T) {
 	if n := count(t, direct); n != 3 {
 		t.Fatalf("%d rows during the outage, want 3", n)
 	}
-	p.restore()
+	p.Up()
 	// After the database returns, new events still queue behind the spool.
 	if err := l.Emit(ctx, ev("A", 11)); err != nil {
 		t.Fatal(err)
@@ -296,10 +208,10 @@ func TestOutageSpoolsThenReplaysInOrder(t *testing.T) {
 // same spool stores every acknowledged event exactly once.
 func TestCrashAfterAckLosesNothing(t *testing.T) {
 	dbURL := pgtest.URL(t)
-	p, _ := proxied(t, dbURL)
+	p, _ := pgtest.ProxiedPoolTo(t, dbURL)
 	spool := filepath.Join(t.TempDir(), "spool")
 	u, _ := url.Parse(dbURL)
-	u.Host = p.addr
+	u.Host = p.Addr()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "EVENTLOG_CRASH_CHILD=1", "CHILD_DB="+u.String(), "CHILD_SPOOL="+spool)
@@ -317,7 +229,7 @@ func TestCrashAfterAckLosesNothing(t *testing.T) {
 	for sc.Scan() {
 		acked[strings.TrimSpace(sc.Text())] = true
 		if len(acked) == 200 {
-			p.down() // the rest goes to the spool
+			p.Down() // the rest goes to the spool
 		}
 		if len(acked) == 400 {
 			break
@@ -330,7 +242,7 @@ func TestCrashAfterAckLosesNothing(t *testing.T) {
 	if len(acked) < 400 {
 		t.Fatalf("child acknowledged only %d events", len(acked))
 	}
-	p.restore()
+	p.Up()
 
 	direct, err := pgxpool.New(context.Background(), dbURL)
 	if err != nil {

@@ -172,7 +172,7 @@ func TestPoisonEventInBatchIsSetAsideAndTheRestStored(t *testing.T) {
 // the replay failed on it every second and the spool never drained.
 func TestPoisonEventInSpoolIsSetAsideAtReplay(t *testing.T) {
 	dbURL := pgtest.URL(t)
-	p, pool := proxied(t, dbURL)
+	p, pool := pgtest.ProxiedPoolTo(t, dbURL)
 	direct, err := pgxpool.New(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +182,7 @@ func TestPoisonEventInSpoolIsSetAsideAtReplay(t *testing.T) {
 	l := openWith(t, eventlog.Options{Pool: pool, SpoolPath: filepath.Join(t.TempDir(), "spool"), Registerer: reg})
 	defer l.Close()
 	ctx := context.Background()
-	p.down()
+	p.Down()
 	evs := []ticketing.Event{ev("R", 1), poison("R", 2), ev("R", 3), ev("S", 1), poison("S", 2), ev("S", 3)}
 	for _, e := range evs {
 		ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -201,7 +201,7 @@ func TestPoisonEventInSpoolIsSetAsideAtReplay(t *testing.T) {
 	if v := metricValue(t, reg, "switchboard_ticketing_spool_bytes"); v <= 0 {
 		t.Errorf("switchboard_ticketing_spool_bytes = %v, want > 0", v)
 	}
-	p.restore()
+	p.Up()
 	awaitDrained(t, l, 30*time.Second)
 	got := storedSeqs(t, direct)
 	wantSeqs(t, got, "R", 1, 3)
@@ -295,7 +295,7 @@ func TestReplayResumesFromPersistedOffset(t *testing.T) {
 // the events appended after it are replayed, none glued to it.
 func TestTornSpoolTailIsCutAtOpen(t *testing.T) {
 	dbURL := pgtest.URL(t)
-	p, pool := proxied(t, dbURL)
+	p, pool := pgtest.ProxiedPoolTo(t, dbURL)
 	direct, err := pgxpool.New(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -307,14 +307,14 @@ func TestTornSpoolTailIsCutAtOpen(t *testing.T) {
 	if err := os.WriteFile(spool, append(append(b, '\n'), torn[:len(torn)/2]...), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	p.down()
+	p.Down()
 	l := openWith(t, eventlog.Options{Pool: pool, SpoolPath: spool})
 	defer l.Close()
 	e3 := ev("U", 3)
 	if err := l.Emit(context.Background(), e3); err != nil {
 		t.Fatal(err)
 	}
-	p.restore()
+	p.Up()
 	awaitDrained(t, l, 30*time.Second)
 	wantSeqs(t, storedSeqs(t, direct), "U", 1, 3)
 	if d := deadRows(t, direct); len(d) != 0 {
@@ -354,7 +354,7 @@ func TestSpoolDiskFullLosesNoAcknowledgedEvent(t *testing.T) {
 		}
 	})
 	dbURL := pgtest.URL(t)
-	p, pool := proxied(t, dbURL)
+	p, pool := pgtest.ProxiedPoolTo(t, dbURL)
 	direct, err := pgxpool.New(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -382,7 +382,7 @@ func TestSpoolDiskFullLosesNoAcknowledgedEvent(t *testing.T) {
 	}
 	f.Close()
 
-	p.down()
+	p.Down()
 	ctx := context.Background()
 	acked := map[string]bool{}
 	emitted := 0
@@ -430,7 +430,7 @@ func TestSpoolDiskFullLosesNoAcknowledgedEvent(t *testing.T) {
 	if len(acked) != before+50 {
 		t.Fatalf("%d acknowledged after freeing space, want %d", len(acked), before+50)
 	}
-	p.restore()
+	p.Up()
 	awaitDrained(t, l, 30*time.Second)
 
 	rows, err := direct.Query(ctx, `SELECT id::text, count(*) FROM call_events GROUP BY id`)
@@ -482,7 +482,7 @@ func TestSpoolDrainsAtRuntimeWhileAcceptingEvents(t *testing.T) {
 		total = n
 	}
 	dbURL := pgtest.URL(t)
-	p, pool := proxied(t, dbURL)
+	p, pool := pgtest.ProxiedPoolTo(t, dbURL)
 	direct, err := pgxpool.New(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -500,7 +500,7 @@ func TestSpoolDrainsAtRuntimeWhileAcceptingEvents(t *testing.T) {
 	if err := os.WriteFile(spool, buf, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	p.down()
+	p.Down()
 	l := openWith(t, eventlog.Options{Pool: pool, SpoolPath: spool, WriteTimeout: time.Second})
 	defer l.Close()
 	if l.Spooled() != total {
@@ -548,7 +548,7 @@ func TestSpoolDrainsAtRuntimeWhileAcceptingEvents(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // a few live events into the spool while the database is away
 	start := time.Now()
 	restored.Store(true)
-	p.restore()
+	p.Up()
 	awaitDrained(t, l, 3*time.Minute)
 	close(stop)
 	wg.Wait()
@@ -584,7 +584,7 @@ func uuidFor(i int) string {
 // call's events in seq order, and Close returns (no deadlock between the two goroutines).
 func TestFlappingDatabaseLosesNothingAndKeepsOrder(t *testing.T) {
 	dbURL := pgtest.URL(t)
-	p, pool := proxied(t, dbURL)
+	p, pool := pgtest.ProxiedPoolTo(t, dbURL)
 	direct, err := pgxpool.New(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -615,9 +615,9 @@ func TestFlappingDatabaseLosesNothingAndKeepsOrder(t *testing.T) {
 		defer close(flapping)
 		for i := 0; i < 25; i++ {
 			time.Sleep(60 * time.Millisecond)
-			p.down()
+			p.Down()
 			time.Sleep(15 * time.Millisecond)
-			p.restore()
+			p.Up()
 		}
 	}()
 	wg.Wait()
