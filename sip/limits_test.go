@@ -1,0 +1,214 @@
+package sip
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// udpExchangeFrom is udpExchange sent from the loopback address src (127.0.0.2 …): another
+// host as far as the gateway can tell, e.g. an attacker spoofing a trunk's network.
+func udpExchangeFrom(t *testing.T, src string, port int, msg string, wait time.Duration) string {
+	t.Helper()
+	c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(src)}, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	lp := c.LocalAddr().(*net.UDPAddr).Port
+	msg = strings.ReplaceAll(msg, "LPORT", strconv.Itoa(lp))
+	msg = strings.ReplaceAll(msg, "127.0.0.1:"+strconv.Itoa(lp), src+":"+strconv.Itoa(lp))
+	msg = strings.ReplaceAll(msg, "\n", "\r\n")
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 65535)
+	deadline := time.Now().Add(wait)
+	for {
+		_ = c.SetReadDeadline(deadline)
+		n, err := c.Read(buf)
+		if err != nil {
+			return ""
+		}
+		if r := string(buf[:n]); !strings.HasPrefix(r, "SIP/2.0 1") {
+			return r
+		}
+	}
+}
+
+// uniqueInvite is rawInvite with a Call-ID and branch of its own (rawInvite's come from the
+// clock, which two INVITEs built in the same tick would share).
+func uniqueInvite(to, tag string) string {
+	msg := rawInvite(to, "", pcmuOffer)
+	msg = strings.Replace(msg, "Call-ID: ", "Call-ID: "+tag+"-", 1)
+	return strings.Replace(msg, "branch=z9hG4bK", "branch=z9hG4bK"+tag, 1)
+}
+
+// A carrier's network is trusted by UDP source alone, which anyone can spoof: a flood of
+// INVITEs "from the trunk" beyond its calls_per_second is answered 503 with Retry-After and
+// counted, and calls get through again once the flood is under the limit.
+func TestSpoofedTrunkInviteFloodOverCallsPerSecondGets503RetryAfter(t *testing.T) {
+	var served sync.WaitGroup
+	g := startGateway(t, func(o *Options) {
+		o.Trunks = []Trunk{{Name: "carrier", Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, CallsPerSecond: 2}}
+		o.Lines = []Line{{Number: "+15550197", Target: TargetFunc(func(context.Context, *Call) error {
+			served.Add(1)
+			defer served.Done()
+			return &StatusError{Code: 486, Reason: "Busy Here"}
+		})}}
+	})
+	const flood = 20
+	limited, through := 0, 0
+	start := time.Now()
+	for i := range flood {
+		res := udpExchangeFrom(t, "127.0.0.2", g.port(), uniqueInvite("+15550197", fmt.Sprint("flood", i)), 5*time.Second)
+		switch statusCode(res) {
+		case 503:
+			if !strings.Contains(res, "Retry-After: 1\r\n") {
+				t.Fatalf("503 without Retry-After: 1\n%s", res)
+			}
+			limited++
+		case 486:
+			through++
+		default:
+			t.Fatalf("flood INVITE %d: %d\n%s", i, statusCode(res), res)
+		}
+	}
+	// A bucket of 2 refilled at 2/s lets 2 + 2*elapsed through.
+	if most := 2 + int(2*time.Since(start).Seconds()) + 1; through > most || limited < flood-most {
+		t.Fatalf("%d of %d flood INVITEs reached the line, %d got 503; want at most %d through", through, flood, limited, most)
+	}
+	if v := g.counter("switchboard_security_events_total", "type", "rate_limited"); v != float64(limited) {
+		t.Errorf("rate_limited = %v, want %d", v, limited)
+	}
+	// Under the limit again, the carrier's real call (another source in its network) gets in.
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; ; i++ {
+		res := udpExchangeFrom(t, "127.0.0.3", g.port(), uniqueInvite("+15550197", fmt.Sprint("legit", i)), 5*time.Second)
+		if statusCode(res) == 486 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no call admitted within 5 s of the flood: %d\n%s", statusCode(res), res)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	served.Wait()
+}
+
+// The trunk's max_calls bounds its concurrent calls below the gateway's.
+func TestTrunkOverItsMaxCallsGets503WithRetryAfter(t *testing.T) {
+	hold := make(chan struct{})
+	t.Cleanup(func() { close(hold) })
+	g := startGateway(t, func(o *Options) {
+		o.MaxCalls = 10
+		o.Trunks = []Trunk{{Name: "carrier", Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, MaxCalls: 1}}
+		o.Lines = []Line{{Number: "+15550197", Target: TargetFunc(func(ctx context.Context, c *Call) error {
+			_ = c.Ringing()
+			select {
+			case <-hold:
+			case <-ctx.Done():
+			}
+			return &StatusError{Code: 480, Reason: "Temporarily Unavailable"}
+		})}}
+	})
+	// The first call rings and is held: no final answer (udpExchangeFrom skips 1xx).
+	if res := udpExchangeFrom(t, "127.0.0.2", g.port(), uniqueInvite("+15550197", "a"), 500*time.Millisecond); res != "" {
+		t.Fatalf("first call: %d\n%s", statusCode(res), res)
+	}
+	res := udpExchangeFrom(t, "127.0.0.3", g.port(), uniqueInvite("+15550197", "b"), 5*time.Second)
+	if statusCode(res) != 503 || !strings.Contains(res, "Retry-After: 30") {
+		t.Fatalf("second call over the trunk's max_calls: want 503 with Retry-After\n%s", res)
+	}
+	if v := g.counter("switchboard_security_events_total", "type", "rate_limited"); v != 1 {
+		t.Errorf("rate_limited = %v, want 1", v)
+	}
+}
+
+// A spoofed INVITE is answered to an address that never ACKs. Its call must give back the
+// max_calls slot within AnswerAckTimeout (plus a short BYE), not after 64*T1 + 64*T1.
+func TestSpoofedInviteNeverAckedReleasesItsSlotAfterShortAckWait(t *testing.T) {
+	g := startGateway(t, func(o *Options) {
+		o.MaxCalls = 1
+		o.T1 = 100 * time.Millisecond // 64*T1 = 6.4 s
+		o.AnswerAckTimeout = time.Second
+		o.Lines = []Line{{Number: "+15550197", Target: TargetFunc(func(ctx context.Context, c *Call) error {
+			if err := c.Answer(ctx); err != nil {
+				return err
+			}
+			<-ctx.Done()
+			return nil
+		})}}
+	})
+	spoofed := udpExchangeFrom(t, "127.0.0.2", g.port(), uniqueInvite("+15550197", "spoof"), 5*time.Second)
+	if statusCode(spoofed) != 200 {
+		t.Fatalf("spoofed INVITE: %d, want 200\n%s", statusCode(spoofed), spoofed)
+	}
+	sent := time.Now()
+	// Never ACKed. The slot is taken now…
+	if res := udpExchangeFrom(t, "127.0.0.3", g.port(), uniqueInvite("+15550197", "early"), 5*time.Second); statusCode(res) != 503 {
+		t.Fatalf("a second call while the first holds max_calls: %d, want 503\n%s", statusCode(res), res)
+	}
+	// …and free again well before 64*T1.
+	for i := 0; ; i++ {
+		res := udpExchangeFrom(t, "127.0.0.3", g.port(), uniqueInvite("+15550197", fmt.Sprint("later", i)), 5*time.Second)
+		if statusCode(res) == 200 {
+			break
+		}
+		if time.Since(sent) > 4*time.Second {
+			t.Fatalf("slot still held %s after the unACKed answer: %d\n%s", time.Since(sent).Round(time.Millisecond), statusCode(res), res)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// An auth-only trunk (credentials, no source networks) takes calls from any source that
+// proves the credentials, but such sources stay under the per-source rate limit: an
+// unauthenticated INVITE flood from 127.0.0.2 is challenged, then dropped.
+func TestAuthOnlyTrunkTakesDigestCallsButItsSourcesStayRateLimited(t *testing.T) {
+	g := startGateway(t, func(o *Options) {
+		o.Trunks = []Trunk{{Name: "cloud", Username: "cloud", Password: "s3cret"}}
+		o.RateLimit = RateLimit{PerSecond: 1, Burst: 3}
+		o.Lines = []Line{{Number: "+15550197", Target: TargetFunc(func(context.Context, *Call) error {
+			return &StatusError{Code: 486, Reason: "Busy Here"}
+		})}}
+	})
+	res := udpExchangeFrom(t, "127.0.0.2", g.port(), uniqueInvite("+15550197", "noauth"), 5*time.Second)
+	if statusCode(res) != 401 || !strings.Contains(res, "WWW-Authenticate: Digest") {
+		t.Fatalf("INVITE without credentials to an auth-only trunk: %d, want 401\n%s", statusCode(res), res)
+	}
+	nonce := between(res, `nonce="`, `"`)
+	uri := "sip:+15550197@127.0.0.1"
+	ha1 := md5hex("cloud:switchboard:s3cret")
+	resp := md5hex(ha1 + ":" + nonce + ":" + md5hex("INVITE:"+uri))
+	auth := fmt.Sprintf("Authorization: Digest username=\"cloud\", realm=\"switchboard\", nonce=\"%s\", uri=\"%s\", response=\"%s\"\n", nonce, uri, resp)
+	msg := strings.Replace(uniqueInvite("+15550197", "auth"), "Max-Forwards: 70\n", "Max-Forwards: 70\n"+auth, 1)
+	if res := udpExchangeFrom(t, "127.0.0.2", g.port(), msg, 5*time.Second); statusCode(res) != 486 {
+		t.Fatalf("INVITE with the trunk's credentials: %d, want 486 from the line\n%s", statusCode(res), res)
+	}
+	// The source is no trunk's: the per-source bucket (burst 3, two used) drops the rest.
+	dropped := 0
+	for i := range 6 {
+		if res := udpExchangeFrom(t, "127.0.0.2", g.port(), uniqueInvite("+15550197", fmt.Sprint("f", i)), 300*time.Millisecond); res == "" {
+			dropped++
+		}
+	}
+	if dropped < 4 {
+		t.Fatalf("%d of 6 flood INVITEs dropped by the per-source limit, want at least 4", dropped)
+	}
+}
+
+func between(s, a, b string) string {
+	_, rest, ok := strings.Cut(s, a)
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(rest, b)
+	return v
+}
