@@ -29,6 +29,9 @@ const (
 	DefaultRingTimeout     = 15 * time.Second
 	DefaultMaxWait         = 120 * time.Second
 	DefaultMaxMissedOffers = 3
+	// DefaultTrunkCallsPerSecond is a trunk's inbound.calls_per_second when omitted.
+	DefaultTrunkCallsPerSecond = 20
+	DefaultAnswerAckTimeout    = 5 * time.Second
 )
 
 // DefaultScannerUserAgents are User-Agent substrings of well-known SIP scanners.
@@ -55,6 +58,9 @@ func Default() Config {
 			SessionExpires:    Duration(DefaultSessionExpires),
 			RateLimit:         RateLimit{RequestsPerSecond: 20, Burst: 40},
 			ScannerUserAgents: DefaultScannerUserAgents(),
+			AnswerAckTimeout:  Duration(DefaultAnswerAckTimeout),
+			Connections: SIPConnections{Max: 1024, PerSource: 32,
+				HandshakeTimeout: Duration(10 * time.Second), IdleTimeout: Duration(5 * time.Minute)},
 		},
 		RTP: RTP{
 			Address:      "127.0.0.1",
@@ -145,6 +151,11 @@ func (c *Config) applyDefaults(idx *docIndex) {
 		}
 		if !idx.has(p + ".max_missed_offers") {
 			q.MaxMissedOffers = DefaultMaxMissedOffers
+		}
+	}
+	for i := range c.Trunks {
+		if !idx.has("trunks" + index(i) + ".inbound.calls_per_second") {
+			c.Trunks[i].Inbound.CallsPerSecond = DefaultTrunkCallsPerSecond
 		}
 	}
 	for i := range c.Agents {

@@ -167,9 +167,9 @@ func (c *limitedConn) Read(b []byte) (int, error) {
 		c.ready.Store(true)
 	}
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		// An idle or never-speaking peer: close it like an orderly end (sipgo logs a read
-		// error at error level, an EOF at debug).
-		_ = c.Close()
+		// An idle or never-speaking peer: end it like an orderly close, which the reader
+		// (sipgo) answers by closing the connection and logs at debug (a read error it logs
+		// at error level).
 		return n, io.EOF
 	}
 	return n, err
@@ -215,8 +215,7 @@ type tlsConn struct {
 func (c *tlsConn) Read(b []byte) (int, error) {
 	if !c.done.Load() {
 		if err := c.Handshake(); err != nil {
-			_ = c.Close()
-			return 0, io.EOF // a failed or too slow handshake: sipgo logs EOF at debug
+			return 0, io.EOF // a failed or too slow handshake: sipgo closes it, logs EOF at debug
 		}
 		c.done.Store(true)
 		if lc, ok := c.NetConn().(*limitedConn); ok {

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -211,4 +212,124 @@ func between(s, a, b string) string {
 	}
 	v, _, _ := strings.Cut(rest, b)
 	return v
+}
+
+// openTCP opens n connections from src to the gateway's SIP TCP port.
+func openTCP(t *testing.T, src string, port, n int) []net.Conn {
+	t.Helper()
+	var out []net.Conn
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 2 * time.Second}
+	for range n {
+		c, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, c)
+		t.Cleanup(func() { c.Close() })
+	}
+	return out
+}
+
+// closedWithin reports whether the peer closed c within d (a read returns EOF or a reset).
+func closedWithin(c net.Conn, d time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(max(d, time.Millisecond)))
+	buf := make([]byte, 64)
+	for range 100 { // data (a keep-alive pong) is read past
+		_, err := c.Read(buf)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			return false
+		}
+		if err != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// An idle TCP connection flood to the SIP port: connections beyond the per-source and total
+// caps are closed at once, the rest once they stay silent past the handshake deadline, and
+// meanwhile a call over UDP still gets its RTP port.
+func TestIdleTCPConnectionFloodIsCappedAndTimedOut(t *testing.T) {
+	g := startGateway(t, func(o *Options) {
+		o.Conn = ConnLimits{Max: 6, PerSource: 4, HandshakeTimeout: 2 * time.Second, IdleTimeout: 3 * time.Second}
+		o.AnswerAckTimeout = 500 * time.Millisecond // the call below is never ACKed
+		o.Lines = []Line{{Number: "+15550197", Target: TargetFunc(func(ctx context.Context, c *Call) error {
+			return c.Answer(ctx)
+		})}}
+	})
+	port := int(g.s.Addr("tcp").Port())
+	flood := openTCP(t, "127.0.0.2", port, 10)
+	other := openTCP(t, "127.0.0.3", port, 4)
+	// kept returns the connections the gateway did not close within 300 ms (all waited at once).
+	kept := func(cs []net.Conn) (open []net.Conn) {
+		until := time.Now().Add(300 * time.Millisecond)
+		for _, c := range cs {
+			if !closedWithin(c, time.Until(until)) {
+				open = append(open, c)
+			}
+		}
+		return open
+	}
+	openFlood, openOther := kept(flood), kept(other)
+	if len(openFlood) != 4 {
+		t.Errorf("127.0.0.2 kept %d of 10 connections, want its per-source cap 4", len(openFlood))
+	}
+	if len(openOther) != 2 {
+		t.Errorf("127.0.0.3 kept %d of 4 connections, want 2 (total cap 6)", len(openOther))
+	}
+	if v := g.counter("switchboard_security_events_total", "type", "connection_limited"); v != 8 {
+		t.Errorf("connection_limited = %v, want 8", v)
+	}
+	// One connection speaks (an RFC 5626 keep-alive), so it is held to the idle timeout.
+	if len(openOther) > 0 {
+		if _, err := openOther[0].Write([]byte("\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The flood holds no RTP ports hostage: a call over UDP is answered with media.
+	res := udpExchangeFrom(t, "127.0.0.4", g.port(), uniqueInvite("+15550197", "call"), 5*time.Second)
+	if statusCode(res) != 200 || !strings.Contains(res, "m=audio ") || strings.Contains(res, "m=audio 0 ") {
+		t.Fatalf("call during the flood: %d\n%s", statusCode(res), res)
+	}
+
+	// The silent ones are closed at the handshake deadline, the speaking one at its idle timeout.
+	for i, c := range append(openFlood, openOther...) {
+		if !closedWithin(c, 5*time.Second) {
+			t.Errorf("connection %d still open 5 s after its deadline", i)
+		}
+	}
+	// Closed connections give their places back.
+	again := kept(openTCP(t, "127.0.0.2", port, 4))
+	if len(again) != 4 {
+		t.Errorf("after the timeouts 127.0.0.2 got %d of 4 connections back", len(again))
+	}
+}
+
+// A TLS client that connects and never finishes its handshake is cut at the handshake
+// deadline.
+func TestTLSHandshakeNeverFinishedIsCut(t *testing.T) {
+	g := startGateway(t, func(o *Options) {
+		o.TLSAddr = "127.0.0.1:0"
+		o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{selfSignedCert(t)}, MinVersion: tls.VersionTLS12}
+		o.Conn = ConnLimits{HandshakeTimeout: time.Second}
+	})
+	port := int(g.s.Addr("tls").Port())
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	c, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Half a ClientHello record header, then silence.
+	if _, err := c.Write([]byte{0x16, 0x03}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if !closedWithin(c, 5*time.Second) {
+		t.Fatal("a stalled TLS handshake is still open after 5 s")
+	}
+	if e := time.Since(start); e < 500*time.Millisecond {
+		t.Errorf("closed after %s, before the handshake deadline", e)
+	}
 }

@@ -178,7 +178,10 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		TLSAddr: cfg.SIP.ListenAddress(config.TransportTLS), ExternalAddr: cfg.SIP.ExternalAddr(),
 		MaxCalls: orOff(cfg.SIP.MaxCalls), SessionExpires: durOrOff(cfg.SIP.SessionExpires.D()),
 		RateLimit: sip.RateLimit{PerSecond: cfg.SIP.RateLimit.RequestsPerSecond, Burst: cfg.SIP.RateLimit.Burst,
-			Exempt: config.Networks(cfg.SIP.RateLimit.Exempt)},
+			LimitTrunks: cfg.SIP.RateLimit.LimitTrunks, Exempt: config.Networks(cfg.SIP.RateLimit.Exempt)},
+		AnswerAckTimeout: cfg.SIP.AnswerAckTimeout.D(),
+		Conn: sip.ConnLimits{Max: orOff(cfg.SIP.Connections.Max), PerSource: orOff(cfg.SIP.Connections.PerSource),
+			HandshakeTimeout: durOrOff(cfg.SIP.Connections.HandshakeTimeout.D()), IdleTimeout: durOrOff(cfg.SIP.Connections.IdleTimeout.D())},
 		ScannerUserAgents: cfg.SIP.ScannerUserAgents,
 		Ports:             t.ports, MediaMetrics: mediaMetrics,
 		MediaTimeout: cfg.RTP.MediaTimeout.D(), HoldTimeout: durOrOff(cfg.RTP.HoldTimeout.D()),
@@ -202,7 +205,8 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		sopts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	for _, tr := range cfg.Trunks {
-		st := sip.Trunk{Name: tr.Name, Allow: config.Networks(tr.Inbound.Allow), OutboundURI: tr.Outbound.URI, CallerID: tr.Outbound.CallerID}
+		st := sip.Trunk{Name: tr.Name, Allow: config.Networks(tr.Inbound.Allow), OutboundURI: tr.Outbound.URI, CallerID: tr.Outbound.CallerID,
+			CallsPerSecond: tr.Inbound.CallsPerSecond, MaxCalls: tr.Inbound.MaxCalls}
 		if a := tr.Inbound.Auth; a != nil {
 			st.Username, st.Password = a.Username, a.Password
 		}
