@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/config"
 )
 
 // startTimedHTTP serves a trivial handler with the gateway's HTTP server construction and
@@ -104,5 +106,20 @@ func TestHTTPIdleKeepAliveFloodIsClosedAfterIdleTimeout(t *testing.T) {
 		if took, ok := closedIn(c, 3*time.Second); !ok {
 			t.Fatalf("idle keep-alive connection %d still open after %s", i, took)
 		}
+	}
+}
+
+// The descriptor budget counts both RTP sockets of every port pair and the SIP connection caps,
+// so a flood held to the caps leaves RTP its sockets.
+func TestFDBudgetCountsRTPAndConnectionCaps(t *testing.T) {
+	cfg := config.Default()
+	cfg.RTP.PortMin, cfg.RTP.PortMax = 10000, 10999 // 500 pairs
+	cfg.SIP.Connections.Max = 100
+	// Default listeners: UDP and TCP.
+	if got, want := fdNeeded(&cfg), 2*500+100+fdOther; got != want {
+		t.Fatalf("fdNeeded = %d, want %d", got, want)
+	}
+	if lim, ok := openFileLimit(); ok && lim < uint64(fdNeeded(&cfg)) {
+		t.Logf("note: this machine's open-file limit %d is below the default budget", lim)
 	}
 }

@@ -70,6 +70,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	if t.ports, err = media.NewPortAllocator(addr, cfg.RTP.PortMin, cfg.RTP.PortMax); err != nil {
 		return fmt.Errorf("rtp: %w", err)
 	}
+	gw.checkFDBudget()
 	mediaMetrics, err := media.NewMetrics(gw.registry)
 	if err != nil {
 		return err
