@@ -2,16 +2,20 @@ package main
 
 import "github.com/switchboard-voice/switchboard/config"
 
-// fdOther is the file descriptors kept for everything but RTP and SIP connections: HTTP
-// clients and WebSockets, the database pool, recordings being written, logs.
+// fdOther is the file descriptors kept for everything but RTP, SIP and HTTP connections: the
+// database pool, recordings being written, prompts, logs.
 const fdOther = 1024
+
+// maxHTTPConns caps the HTTP connections served at once (browsers, WebSockets, API clients,
+// Prometheus); more wait in the kernel's listen backlog, which takes no descriptor of ours.
+const maxHTTPConns = 4096
 
 // fdNeeded is how many file descriptors the configuration may use at once: two sockets (RTP
 // and RTCP) per port pair of the RTP range, the SIP connection caps of the TCP and TLS
-// listeners, and fdOther. An idle-connection flood is held to the caps, so if the process may
+// listeners, the HTTP cap, and fdOther. An idle-connection flood is held to the caps, so if the process may
 // open this many, RTP port allocation never fails for want of descriptors.
 func fdNeeded(cfg *config.Config) int {
-	n := 2*cfg.RTP.Pairs() + fdOther
+	n := 2*cfg.RTP.Pairs() + maxHTTPConns + fdOther
 	for _, l := range cfg.SIP.Listen {
 		if l.Transport == config.TransportTCP || l.Transport == config.TransportTLS {
 			if m := cfg.SIP.Connections.Max; m > 0 {

@@ -116,7 +116,7 @@ func TestFDBudgetCountsRTPAndConnectionCaps(t *testing.T) {
 	cfg.RTP.PortMin, cfg.RTP.PortMax = 10000, 10999 // 500 pairs
 	cfg.SIP.Connections.Max = 100
 	// Default listeners: UDP and TCP.
-	if got, want := fdNeeded(&cfg), 2*500+100+fdOther; got != want {
+	if got, want := fdNeeded(&cfg), 2*500+100+maxHTTPConns+fdOther; got != want {
 		t.Fatalf("fdNeeded = %d, want %d", got, want)
 	}
 	if lim, ok := openFileLimit(); ok && lim < uint64(fdNeeded(&cfg)) {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -187,6 +188,7 @@ func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*g
 	if err != nil {
 		return fail(fmt.Errorf("http: listen %s: %w", cfg.HTTP.Listen, err))
 	}
+	ln = netutil.LimitListener(ln, maxHTTPConns) // beyond it, connections wait in the kernel's backlog
 	gw.http = newHTTPServer(mux, defaultHTTPTimeouts(), slog.NewLogLogger(log.Handler(), slog.LevelWarn))
 	gw.httpDone = make(chan error, 1)
 	go func() { gw.httpDone <- gw.http.Serve(ln) }()
