@@ -333,3 +333,81 @@ func TestTLSHandshakeNeverFinishedIsCut(t *testing.T) {
 		t.Errorf("closed after %s, before the handshake deadline", e)
 	}
 }
+
+// Connections opened and closed from several goroutines at once (the accept goroutine, sipgo's
+// readers and the closers race on the counters): every place is given back.
+func TestConnectionCapCountersSurviveConcurrentOpenClose(t *testing.T) {
+	g := startGateway(t, func(o *Options) {
+		o.Conn = ConnLimits{Max: 16, PerSource: 8, HandshakeTimeout: 200 * time.Millisecond, IdleTimeout: time.Second}
+	})
+	port := int(g.s.Addr("tcp").Port())
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+w%2))}, Timeout: 2 * time.Second}
+			for i := range 50 {
+				c, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+				if err != nil {
+					continue
+				}
+				if i%3 == 0 {
+					_, _ = c.Write([]byte("\r\n\r\n"))
+				}
+				_ = c.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	var cl *connListener
+	g.s.mu.Lock()
+	for _, l := range g.s.listeners {
+		if c, ok := l.(*connListener); ok {
+			cl = c
+		}
+	}
+	g.s.mu.Unlock()
+	if cl == nil {
+		t.Fatal("the TCP listener is not limited")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cl.mu.Lock()
+		total, sources := cl.total, len(cl.per)
+		cl.mu.Unlock()
+		if total == 0 && sources == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after every connection closed: total %d, sources %d; want 0", total, sources)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// rate_limit.limit_trunks: a flood from a trunk's (spoofable) network is dropped by the
+// per-source bucket when the key is on, and passes when it is off.
+func TestLimitTrunksPutsTrunkSourcesUnderThePerSourceLimit(t *testing.T) {
+	options := strings.Replace(strings.Replace(rawInvite("+15550197", "", ""), "INVITE sip", "OPTIONS sip", 1), "1 INVITE", "1 OPTIONS", 1)
+	for _, on := range []bool{false, true} {
+		t.Run(fmt.Sprint("limit_trunks=", on), func(t *testing.T) {
+			g := startGateway(t, func(o *Options) {
+				o.RateLimit = RateLimit{PerSecond: 1, Burst: 2, LimitTrunks: on}
+			})
+			answered := 0
+			for i := range 8 {
+				msg := strings.Replace(options, "Call-ID: ", fmt.Sprintf("Call-ID: o%d-", i), 1)
+				if udpExchangeFrom(t, "127.0.0.2", g.port(), msg, 300*time.Millisecond) != "" {
+					answered++
+				}
+			}
+			switch {
+			case !on && answered != 8:
+				t.Errorf("limit_trunks off: %d of 8 OPTIONS from the trunk answered, want all", answered)
+			case on && answered > 4:
+				t.Errorf("limit_trunks on: %d of 8 OPTIONS from the trunk answered, want at most 4 (burst 2)", answered)
+			}
+		})
+	}
+}
