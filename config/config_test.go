@@ -131,6 +131,15 @@ var problemCases = []problemCase{
 		{"rtp.address", `"media.example.com" is not an IP address; RTP binds to one, e.g. 127.0.0.1`, 2}}},
 
 	// Trunks.
+	{"negative trunk limits", "trunks: [{name: c, inbound: {allow: [127.0.0.0/8], calls_per_second: -1, max_calls: -2}}]\n", []Problem{
+		{"trunks[0].inbound.calls_per_second", "must not be negative (0 means no limit), got -1", 2},
+		{"trunks[0].inbound.max_calls", "must not be negative (0 means only sip.max_calls), got -2", 2}}},
+	{"SIP connection limits", "sip: {answer_ack_timeout: 0s, connections: {max: -1, per_source: -1, handshake_timeout: -1s, idle_timeout: -1s}}\n", []Problem{
+		{"sip.answer_ack_timeout", "must be positive, got 0s", 2},
+		{"sip.connections.max", "must not be negative (0 means no limit), got -1", 2},
+		{"sip.connections.per_source", "must not be negative (0 means no limit), got -1", 2},
+		{"sip.connections.handshake_timeout", "must not be negative (0 means none), got -1s", 2},
+		{"sip.connections.idle_timeout", "must not be negative (0 means none), got -1s", 2}}},
 	{"bad CIDR in trunk allow", "trunks: [{name: c, inbound: {allow: [127.0.0.0/8, 10.0.0.0/33]}}]\n", []Problem{
 		{"trunks[0].inbound.allow[1]", `"10.0.0.0/33" is not a CIDR network; write one such as 192.0.2.0/24, or 192.0.2.7/32 for one address`, 2}}},
 	{"CIDR with host bits", "trunks: [{name: c, inbound: {allow: [10.1.2.3/8]}}]\n", []Problem{
@@ -587,5 +596,34 @@ teams:
 	}
 	if c.TicketEntryOf("a@example.com").On() != true || c.TicketEntryOf("b@example.com").On() {
 		t.Error("On")
+	}
+}
+
+// Trunks are no longer exempt from every limit: an omitted calls_per_second takes the default,
+// an explicit 0 turns it off; limit_trunks and the connection caps have their defaults.
+func TestTrunkAndConnectionLimitsDefaults(t *testing.T) {
+	doc := base + `trunks:
+  - {name: a, inbound: {allow: [127.0.0.0/8]}}
+  - {name: b, inbound: {allow: [10.0.0.0/8], calls_per_second: 0, max_calls: 5}}
+  - {name: c, inbound: {auth: {username: u, password: p}}, outbound: {uri: "sip:127.0.0.1:5080"}}
+sip: {rate_limit: {limit_trunks: true}}
+`
+	c, err := parse([]byte(doc), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Trunks[0].Inbound; got.CallsPerSecond != DefaultTrunkCallsPerSecond || got.MaxCalls != 0 {
+		t.Errorf("trunk a: %+v, want calls_per_second %d and max_calls 0", got, DefaultTrunkCallsPerSecond)
+	}
+	if got := c.Trunks[1].Inbound; got.CallsPerSecond != 0 || got.MaxCalls != 5 {
+		t.Errorf("trunk b: explicit calls_per_second 0 / max_calls 5 became %g / %d", got.CallsPerSecond, got.MaxCalls)
+	}
+	if !c.SIP.RateLimit.LimitTrunks {
+		t.Error("sip.rate_limit.limit_trunks: true was not read")
+	}
+	cn := c.SIP.Connections
+	if cn.Max != 1024 || cn.PerSource != 32 || cn.HandshakeTimeout.D() != 10*time.Second || cn.IdleTimeout.D() != 5*time.Minute ||
+		c.SIP.AnswerAckTimeout.D() != DefaultAnswerAckTimeout {
+		t.Errorf("sip connection defaults: %+v, answer_ack_timeout %s", cn, c.SIP.AnswerAckTimeout)
 	}
 }

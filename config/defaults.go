@@ -34,6 +34,9 @@ const (
 	DefaultAuthBackoffInitial = time.Second
 	DefaultAuthBackoffMax     = 15 * time.Minute
 	DefaultBcryptConcurrency  = 2
+	// DefaultTrunkCallsPerSecond is a trunk's inbound.calls_per_second when omitted.
+	DefaultTrunkCallsPerSecond = 20
+	DefaultAnswerAckTimeout    = 5 * time.Second
 )
 
 // DefaultScannerUserAgents are User-Agent substrings of well-known SIP scanners.
@@ -63,6 +66,9 @@ func Default() Config {
 			ScannerUserAgents: DefaultScannerUserAgents(),
 			Registrar: SIPRegistrar{MaxBindingsPerAgent: DefaultMaxBindingsPerAgent, MaxContactsPerRegister: DefaultMaxContactsPerRegister,
 				DigestAlgorithms: DefaultDigestAlgorithms(), AuthFailuresFree: DefaultRegisterFailuresFree, AuthBackoff: Duration(DefaultRegisterBackoff), AuthBackoffMax: Duration(DefaultRegisterBackoffMax)},
+			AnswerAckTimeout:  Duration(DefaultAnswerAckTimeout),
+			Connections: SIPConnections{Max: 1024, PerSource: 32,
+				HandshakeTimeout: Duration(10 * time.Second), IdleTimeout: Duration(5 * time.Minute)},
 		},
 		RTP: RTP{
 			Address:      "127.0.0.1",
@@ -166,6 +172,9 @@ func (c *Config) applyDefaults(idx *docIndex) {
 		}
 		if !idx.has(p + ".agent_limits.max_calls") {
 			o.AgentLimits.MaxCalls = DefaultAgentMaxCalls
+		}
+		if !idx.has("trunks" + index(i) + ".inbound.calls_per_second") {
+			c.Trunks[i].Inbound.CallsPerSecond = DefaultTrunkCallsPerSecond
 		}
 	}
 	for i := range c.Agents {

@@ -39,6 +39,26 @@ type SIP struct {
 	ScannerUserAgents []string `yaml:"scanner_user_agents"`
 	// Registrar tunes REGISTER handling for agents' SIP phones (contact policy, caps).
 	Registrar SIPRegistrar `yaml:"registrar"`
+	// AnswerAckTimeout is how long the answer of a new inbound call waits for its ACK before
+	// the call is hung up and its max_calls slot given back (default 5s; RFC 3261 §13.3.1.4
+	// says 32s, which lets spoofed INVITEs hold slots).
+	AnswerAckTimeout Duration `yaml:"answer_ack_timeout"`
+	// Connections bounds SIP TCP and TLS connections.
+	Connections SIPConnections `yaml:"connections"`
+}
+
+// SIPConnections bounds the SIP TCP and TLS connections peers open to the gateway, so an
+// idle-connection flood takes neither file descriptors (RTP needs them) nor memory.
+type SIPConnections struct {
+	// Max is the most open inbound connections per transport (default 1024).
+	Max int `yaml:"max"`
+	// PerSource is the most from one IP address (default 32).
+	PerSource int `yaml:"per_source"`
+	// HandshakeTimeout closes a connection that sent nothing, or did not finish its TLS
+	// handshake, this long after it was opened (default 10s).
+	HandshakeTimeout Duration `yaml:"handshake_timeout"`
+	// IdleTimeout closes a connection nothing was read from for this long (default 5m).
+	IdleTimeout Duration `yaml:"idle_timeout"`
 }
 
 // ListenAddress returns the address of the listener using transport ("udp", "tcp", "tls"), or
@@ -82,8 +102,12 @@ type TLS struct {
 }
 
 // RateLimit is a token bucket per source IP address for incoming SIP requests; requests over
-// it are dropped (and counted). Sources of a trunk (inbound.allow) are never limited.
+// it are dropped (and counted). Sources of a trunk (inbound.allow) are not limited unless
+// LimitTrunks is set.
 type RateLimit struct {
+	// LimitTrunks applies the limit to trunks' sources too (default false: a trunk's own
+	// calls_per_second and max_calls bound it instead).
+	LimitTrunks bool `yaml:"limit_trunks"`
 	// RequestsPerSecond refills the bucket (default 20; 0 turns the limit off).
 	RequestsPerSecond float64 `yaml:"requests_per_second"`
 	// Burst is the bucket size (default 40).
@@ -129,7 +153,16 @@ type TrunkInbound struct {
 	// Allow lists the source networks accepted.
 	Allow []Prefix `yaml:"allow"`
 	// Auth, when set, challenges inbound requests with digest authentication (RFC 8760).
+	// With Auth and no Allow the trunk takes INVITEs from any source that proves the
+	// credentials (its digest username picks the trunk); those sources stay under
+	// sip.rate_limit. Allow alone trusts the UDP source address, which is spoofable.
 	Auth *Auth `yaml:"auth"`
+	// CallsPerSecond bounds the new calls the trunk may start per second (default 20; 0 no
+	// limit); more get 503 with Retry-After.
+	CallsPerSecond float64 `yaml:"calls_per_second"`
+	// MaxCalls bounds the trunk's concurrent inbound calls (default 0: only sip.max_calls);
+	// more get 503 with Retry-After.
+	MaxCalls int `yaml:"max_calls"`
 }
 
 // TrunkOutbound says how outbound calls reach the carrier.

@@ -244,6 +244,22 @@ func (c *Config) validateSIP(k *checker) {
 		k.add("sip.rate_limit.burst", "must be at least 1 when requests_per_second is set, got %d", r.Burst)
 	}
 	s.Registrar.validate(k)
+	if s.AnswerAckTimeout <= 0 {
+		k.add("sip.answer_ack_timeout", "must be positive, got %s", s.AnswerAckTimeout)
+	}
+	cn := s.Connections
+	if cn.Max < 0 {
+		k.add("sip.connections.max", "must not be negative (0 means no limit), got %d", cn.Max)
+	}
+	if cn.PerSource < 0 {
+		k.add("sip.connections.per_source", "must not be negative (0 means no limit), got %d", cn.PerSource)
+	}
+	if cn.HandshakeTimeout < 0 {
+		k.add("sip.connections.handshake_timeout", "must not be negative (0 means none), got %s", cn.HandshakeTimeout)
+	}
+	if cn.IdleTimeout < 0 {
+		k.add("sip.connections.idle_timeout", "must not be negative (0 means none), got %s", cn.IdleTimeout)
+	}
 	for i, ua := range s.ScannerUserAgents {
 		if strings.TrimSpace(ua) == "" {
 			k.add("sip.scanner_user_agents"+index(i), "must not be empty: it would match every request")
@@ -327,6 +343,12 @@ func (c *Config) validateTrunks(k *checker) {
 		}
 		if t.Outbound.AgentLimits.MaxCalls < 0 {
 			k.add(p+".outbound.agent_limits.max_calls", "must be 0 (no limit) or more")
+		}
+		if t.Inbound.CallsPerSecond < 0 {
+			k.add(p+".inbound.calls_per_second", "must not be negative (0 means no limit), got %g", t.Inbound.CallsPerSecond)
+		}
+		if t.Inbound.MaxCalls < 0 {
+			k.add(p+".inbound.max_calls", "must not be negative (0 means only sip.max_calls), got %d", t.Inbound.MaxCalls)
 		}
 		if len(t.Inbound.Allow) == 0 && t.Inbound.Auth == nil && t.Outbound.URI == "" {
 			k.add(p, "takes no calls and places none: set inbound.allow, inbound.auth or outbound.uri")

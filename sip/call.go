@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -162,7 +163,9 @@ func (c *Call) Progress(ctx context.Context) error {
 
 // Answer answers the carrier leg: 200 OK with our SDP answer (or our offer when the INVITE had
 // none), retransmitted until the ACK arrives (RFC 3261 §13.3.1.4). It returns once the ACK is in;
-// without an ACK within AckTimeout the leg is hung up with BYE and the error returned.
+// without an ACK within AnswerAckTimeout the leg is hung up with BYE and the error returned, and
+// the call ends, so that a spoofed INVITE (whose answer goes to an address that never ACKs)
+// gives back its max_calls slot after seconds rather than after 64*T1.
 func (c *Call) Answer(ctx context.Context) error {
 	if c.carrier == nil {
 		return ErrNoCarrierLeg
@@ -199,10 +202,13 @@ func (c *Call) Answer(ctx context.Context) error {
 	c.gwAnswered = now
 	c.mu.Unlock()
 	c.s.m.callSetup.Observe(now.Sub(c.received).Seconds())
-	err := l.respond2xx(ctx, l.inviteTx, res)
+	err := l.respond2xx(ctx, l.inviteTx, res, c.s.opts.AnswerAckTimeout)
 	if err != nil {
 		if errors.Is(err, causeAckTimeout) {
-			l.bye(causeAckTimeout)
+			// RFC 3261 §13.3.1.4 ends an unconfirmed session with BYE. Its answer is waited
+			// for only 4*T1 (three transmissions over UDP), not 64*T1: the Contact of a spoofed
+			// INVITE answers nothing, and the call's slot is held until the BYE is done.
+			l.byeWithin(causeAckTimeout, 4*c.s.opts.T1)
 		}
 		return err
 	}
@@ -402,6 +408,10 @@ func secs(d time.Duration) int64 {
 func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk Trunk, isTrunk bool) {
 	received := s.now()
 	if !isTrunk {
+		// No trunk's source: an auth-only trunk may claim it by digest (checked below).
+		trunk, isTrunk = s.authOnlyTrunk(req)
+	}
+	if !isTrunk {
 		// Not a trunk: refuse, count, never dial anything for it (no open relay).
 		s.security(secACLReject, req, "INVITE from a source that is no trunk")
 		s.reply(req, tx, 403, "Forbidden")
@@ -446,6 +456,21 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 	if !s.accepting.Load() {
 		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
 		return
+	}
+	// The trunk's calls per second: checked once the request is known to be the trunk's (its
+	// source, or its digest), before anything costly. Retry-After says when a token is back.
+	if lim := s.trunkCPS[trunk.Name]; lim != nil {
+		if r := lim.ReserveN(received, 1); !r.OK() || r.DelayFrom(received) > 0 {
+			wait := time.Second
+			if r.OK() {
+				wait = max(wait, r.DelayFrom(received))
+				r.CancelAt(received)
+			}
+			s.security(secRateLimit, req, "over calls_per_second of trunk "+trunk.Name)
+			s.reply(req, tx, 503, "Service Unavailable",
+				sip.NewHeader("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds())))))
+			return
+		}
 	}
 	to := NormalizeNumber(uriUser(req.Recipient.User))
 	line, ok := s.lines[to]
@@ -510,7 +535,14 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
 		return
 	}
+	if trunk.MaxCalls > 0 && s.trunkCalls[trunk.Name] >= trunk.MaxCalls {
+		s.mu.Unlock()
+		s.security(secRateLimit, req, "over max_calls of trunk "+trunk.Name)
+		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
+		return
+	}
 	s.calls[c] = struct{}{}
+	s.trunkCalls[trunk.Name]++
 	s.addDialogLocked(l)
 	s.callsWG.Add(1)
 	s.mu.Unlock()
@@ -518,6 +550,9 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		s.removeDialog(l) // a no-op once the leg ended; needed when admission failed below
 		s.mu.Lock()
 		delete(s.calls, c)
+		if s.trunkCalls[trunk.Name]--; s.trunkCalls[trunk.Name] <= 0 {
+			delete(s.trunkCalls, trunk.Name)
+		}
 		s.mu.Unlock()
 		s.callsWG.Done()
 	}()

@@ -27,13 +27,20 @@
 //
 // # What call control guarantees
 //
-//   - Admission: the source must be in a trunk's Allow list (else 403 and
+//   - Admission: the source must be in a trunk's Allow list, or the INVITE must carry the
+//     digest username of an auth-only trunk (credentials, no Allow) (else 403 and
 //     switchboard_security_events_total{type="acl_reject"}; nothing is ever dialled for it),
 //     digest auth where the trunk has credentials (401 challenge), Require: 100rel and other
 //     unknown extensions get 420 with Unsupported, a Session-Expires below Min-SE gets 422,
-//     an unknown line 404, no common codec 488, over MaxCalls or while draining 503 with
-//     Retry-After. Scanner User-Agents are dropped silently; a per-source token bucket drops
-//     floods (trunks exempt by default).
+//     an unknown line 404, no common codec 488, over MaxCalls, over the trunk's CallsPerSecond
+//     or MaxCalls (counted rate_limited) or while draining 503 with Retry-After. Scanner
+//     User-Agents are dropped silently; a per-source token bucket drops floods (Allow sources
+//     exempt unless RateLimit.LimitTrunks; auth-only trunks' sources never are). An Allow
+//     source over UDP is trivially spoofed: prefer digest or TLS.
+//   - Transport (connlimit.go): TCP and TLS connections are capped in total and per source
+//     IP (one over is closed at once, counted connection_limited), must send their first bytes
+//     or finish the TLS handshake within HandshakeTimeout, are closed after IdleTimeout without
+//     a read, and writes are bounded; accept errors (EMFILE) are waited out, not fatal.
 //   - Offer/answer (RFC 3264, sdp.go): PCMU/PCMA in the offerer's order, telephone-event payload
 //     type mirrored, direction mirrored (sendonly → recvonly), c=0.0.0.0 and inactive treated as
 //     hold, rejected streams kept with port 0, our external address in c=/o=, SDP without a
@@ -43,7 +50,9 @@
 //     gets 482 (§8.2.2.2 — this also stops one of our own legs coming back to us, so a line
 //     cannot be bridged to a line of the same gateway), while a retransmission of the same
 //     INVITE is absorbed by sipgo's transaction layer. Our 2xx is retransmitted until the ACK
-//     (T1 doubling to T2) and the call is ended with BYE when none comes within 64*T1; CANCEL
+//     (T1 doubling to T2) and the call is ended with BYE when none comes within 64*T1 — for
+//     the first answer of an inbound call within AnswerAckTimeout (5 s) with the BYE awaited
+//     4*T1, a deliberate deviation so spoofed INVITEs cannot hold MaxCalls slots; CANCEL
 //     gives 487 (sipgo's transaction layer) and ends the call as abandoned; an outbound leg is
 //     CANCELled when the caller goes away, and a 2xx that crosses that CANCEL is ACKed and then
 //     BYEd; route sets are kept in order (reversed for the UAC side); BYE on either leg ends

@@ -19,7 +19,7 @@ import (
 var (
 	causeRemoteBye      = errors.New("remote hung up")
 	causeCancelled      = errors.New("caller cancelled")
-	causeAckTimeout     = errors.New("no ACK for 2xx within 64*T1")
+	causeAckTimeout     = errors.New("no ACK for 2xx")
 	causeSessionExpired = errors.New("session timer expired (RFC 4028)")
 	causeMediaTimeout   = errors.New("media timeout")
 	causeShutdown       = errors.New("server shutting down")
@@ -267,12 +267,15 @@ func (l *leg) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 }
 
 // bye ends a confirmed (or early, UAS-answered) dialog with BYE (RFC 3261 §15).
-func (l *leg) bye(cause error) {
+func (l *leg) bye(cause error) { l.byeWithin(cause, 64*l.s.opts.T1) }
+
+// byeWithin is bye waiting at most wait for the BYE's answer.
+func (l *leg) byeWithin(cause error, wait time.Duration) {
 	if l.isEnded() {
 		return
 	}
 	l.end(cause)
-	ctx, cancel := context.WithTimeout(context.Background(), 64*l.s.opts.T1)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	if _, err := l.do(ctx, l.newRequest(sip.BYE, 0)); err != nil {
 		l.s.log.Debug("sip: BYE failed", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "error", err)
@@ -331,8 +334,9 @@ func (l *leg) response(req *sip.Request, code int, reason string, body []byte) *
 // respond2xx sends a 2xx to an INVITE and retransmits it (T1, doubling up to T2) until the ACK
 // arrives, as RFC 3261 §13.3.1.4 asks of the UAS core: sipgo's server transaction passes 2xx
 // through (RFC 6026 Accepted state) but does not retransmit it. Without an ACK within
-// AckTimeout it returns causeAckTimeout; the caller then sends BYE.
-func (l *leg) respond2xx(ctx context.Context, tx sip.ServerTransaction, res *sip.Response) error {
+// wait (AckTimeout, or AnswerAckTimeout for the first answer of a call) it returns
+// causeAckTimeout; the caller then sends BYE.
+func (l *leg) respond2xx(ctx context.Context, tx sip.ServerTransaction, res *sip.Response, wait time.Duration) error {
 	l.mu.Lock()
 	l.ackSeq = res.CSeq().SeqNo
 	ackCh := make(chan struct{})
@@ -354,7 +358,7 @@ func (l *leg) respond2xx(ctx context.Context, tx sip.ServerTransaction, res *sip
 	interval := t1
 	timer := time.NewTimer(interval)
 	defer timer.Stop()
-	deadline := time.NewTimer(l.s.opts.AckTimeout)
+	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
 		select {
@@ -548,7 +552,7 @@ func (l *leg) handleReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	res := l.response(req, 200, "OK", body)
 	l.addTimerHeaders(res)
-	if err := l.respond2xx(context.Background(), tx, res); err != nil {
+	if err := l.respond2xx(context.Background(), tx, res, l.s.opts.AckTimeout); err != nil {
 		l.setReinviteIn(false)
 		if errors.Is(err, causeAckTimeout) {
 			l.bye(causeAckTimeout)

@@ -59,6 +59,15 @@ type Options struct {
 	// AckTimeout is how long we retransmit a 2xx waiting for the ACK before hanging up with BYE
 	// (RFC 3261 §13.3.1.4: 64*T1). Default 32 s.
 	AckTimeout time.Duration
+	// AnswerAckTimeout is how long the answer of a new inbound call (Call.Answer) waits for its
+	// ACK before the call is hung up (BYE, whose answer is awaited 4*T1) and its max_calls slot
+	// given back. Default 5 s (the 2xx then went out 4 times over UDP: at 0, 0.5, 1.5 and
+	// 3.5 s with T1 500 ms), never more than AckTimeout. This deviates on purpose from the
+	// 64*T1 (32 s) of RFC 3261 §13.3.1.4, and the BYE from the 64*T1 of Timer F (§17.1.2.2):
+	// an INVITE with a spoofed UDP source is answered to an address that never ACKs, and at
+	// 32 + 32 s a slot a trickle of them holds every max_calls slot; a peer that loses four
+	// 2xx in a row is too lossy to carry a call anyway. Re-INVITEs keep AckTimeout.
+	AnswerAckTimeout time.Duration
 	// T1 is the RFC 3261 round-trip estimate used for 2xx retransmission. Default 500 ms.
 	T1 time.Duration
 
@@ -68,6 +77,9 @@ type Options struct {
 	// silently. Default: friendly-scanner, sipcli, sipvicious, VaxSIPUserAgent, pplsip.
 	// Set to a non-nil empty slice to drop nothing.
 	ScannerUserAgents []string
+
+	// Conn limits SIP TCP and TLS connections (connlimit.go).
+	Conn ConnLimits
 
 	// Ports allocates RTP ports for legs. Default: 127.0.0.1 ports 20000–20999.
 	Ports *media.PortAllocator
@@ -106,6 +118,10 @@ type CallSummary struct {
 }
 
 // Trunk is one carrier: where its calls come from, how they authenticate, and how we call out.
+// A trunk with Allow is matched by the request's source address: over UDP that address is
+// trivially spoofed, so add digest credentials or use TLS. A trunk with credentials and no
+// Allow (auth-only) is matched by the digest username of an INVITE from any source; such
+// sources stay under the per-source RateLimit, which only Allow sources may skip.
 type Trunk struct {
 	Name string
 	// Allow lists the source prefixes whose requests belong to this trunk (e.g. 127.0.0.0/8).
@@ -115,6 +131,14 @@ type Trunk struct {
 	Username string
 	Password string
 	Realm    string // default "switchboard"
+
+	// CallsPerSecond bounds the new calls the trunk may start per second (a token bucket
+	// holding one second's worth, at least 1); INVITEs over it get 503 with Retry-After and
+	// count as security event rate_limited. 0 means no limit.
+	CallsPerSecond float64
+	// MaxCalls bounds the trunk's concurrent inbound calls (503 with Retry-After, counted as
+	// rate_limited, beyond it); 0 means only the server's MaxCalls applies.
+	MaxCalls int
 
 	// OutboundURI is where calls out through this trunk go, e.g. sip:127.0.0.1:5080.
 	OutboundURI string

@@ -5,12 +5,12 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"strconv"
@@ -21,6 +21,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"golang.org/x/time/rate"
 
 	"github.com/switchboard-voice/switchboard/media"
 )
@@ -54,9 +55,12 @@ type Server struct {
 	srv    *sipgo.Server
 	client *sipgo.Client
 
-	lines    map[string]Line
-	reg      *registrar
-	limiter  *limiter
+	lines   map[string]Line
+	reg     *registrar
+	limiter *limiter
+	// trunkCPS holds the calls-per-second bucket of each trunk that has one (built in New,
+	// never changed; rate.Limiter is safe for concurrent use).
+	trunkCPS map[string]*rate.Limiter
 	scanners []string
 	secret   [32]byte
 
@@ -69,16 +73,18 @@ type Server struct {
 	// dialogs holds every live leg by its dialog ID as seen from our side (RFC 3261 §12: the
 	// Call-ID and our tag; the remote tag is checked by leg.matches). callIDs counts the live
 	// legs of each Call-ID, so that a new INVITE reusing one is refused (handleInvite).
-	dialogs   map[dialogKey]*leg
-	callIDs   map[string]int
-	calls     map[*Call]struct{}
-	listeners []io.Closer
-	addrs     map[string]netip.AddrPort // "udp", "tcp", "tls" → bound address
-	callsWG   sync.WaitGroup
-	serveWG   sync.WaitGroup
-	ctx       context.Context
-	cancel    context.CancelCauseFunc
-	started   bool
+	dialogs map[dialogKey]*leg
+	callIDs map[string]int
+	calls   map[*Call]struct{}
+	// trunkCalls counts the live inbound calls of each trunk (Trunk.MaxCalls).
+	trunkCalls map[string]int
+	listeners  []io.Closer
+	addrs      map[string]netip.AddrPort // "udp", "tcp", "tls" → bound address
+	callsWG    sync.WaitGroup
+	serveWG    sync.WaitGroup
+	ctx        context.Context
+	cancel     context.CancelCauseFunc
+	started    bool
 }
 
 // New validates opts, applies defaults and builds a Server. Nothing listens until Start.
@@ -110,6 +116,11 @@ func New(opts Options) (*Server, error) {
 	if opts.AckTimeout <= 0 {
 		opts.AckTimeout = 64 * opts.T1
 	}
+	if opts.AnswerAckTimeout <= 0 {
+		opts.AnswerAckTimeout = 5 * time.Second
+	}
+	opts.AnswerAckTimeout = min(opts.AnswerAckTimeout, opts.AckTimeout)
+	opts.Conn = opts.Conn.withDefaults()
 	if opts.EmitTimeout <= 0 {
 		opts.EmitTimeout = 2 * time.Second
 	}
@@ -153,15 +164,17 @@ func New(opts Options) (*Server, error) {
 		opts.ExternalAddr = a
 	}
 	s := &Server{
-		opts:     opts,
-		log:      opts.Logger,
-		now:      opts.Now,
-		lines:    map[string]Line{},
-		scanners: opts.ScannerUserAgents,
-		dialogs:  map[dialogKey]*leg{},
-		callIDs:  map[string]int{},
-		calls:    map[*Call]struct{}{},
-		addrs:    map[string]netip.AddrPort{},
+		opts:       opts,
+		log:        opts.Logger,
+		now:        opts.Now,
+		lines:      map[string]Line{},
+		scanners:   opts.ScannerUserAgents,
+		dialogs:    map[dialogKey]*leg{},
+		callIDs:    map[string]int{},
+		calls:      map[*Call]struct{}{},
+		trunkCalls: map[string]int{},
+		trunkCPS:   map[string]*rate.Limiter{},
+		addrs:      map[string]netip.AddrPort{},
 	}
 	if _, err := rand.Read(s.secret[:]); err != nil {
 		return nil, fmt.Errorf("sip: nonce secret: %w", err)
@@ -182,6 +195,9 @@ func New(opts Options) (*Server, error) {
 	for i, t := range opts.Trunks {
 		if t.Name == "" {
 			return nil, fmt.Errorf("sip: trunk %d: no name", i)
+		}
+		if t.CallsPerSecond > 0 {
+			s.trunkCPS[t.Name] = rate.NewLimiter(rate.Limit(t.CallsPerSecond), max(1, int(math.Ceil(t.CallsPerSecond))))
 		}
 		if t.OutboundURI != "" {
 			var u sip.Uri
@@ -265,8 +281,10 @@ func (s *Server) Start(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("sip: listen %s %s: %w", network, addr, err)
 			}
+			// Caps and deadlines go under TLS so the handshake is bounded too (connlimit.go).
+			l = s.limitListener(l, network)
 			if network == "tls" {
-				l = tls.NewListener(l, s.opts.TLSConfig)
+				l = newTLSListener(l, s.opts.TLSConfig)
 			}
 			s.mu.Lock()
 			s.addrs[network] = l.Addr().(*net.TCPAddr).AddrPort()
@@ -446,6 +464,33 @@ func (s *Server) rateExempt(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// authOnlyTrunk picks the auth-only trunk (credentials, no Allow) an INVITE from a source of no
+// trunk claims by its digest username; without credentials naming one, the first auth-only trunk,
+// whose challenge the caller then gets. ok is false when no trunk is auth-only (403 then).
+func (s *Server) authOnlyTrunk(req *sip.Request) (Trunk, bool) {
+	var first *Trunk
+	user := ""
+	if h := req.GetHeader("Authorization"); h != nil {
+		user = parseDigest(h.Value())["username"]
+	}
+	for i := range s.opts.Trunks {
+		t := &s.opts.Trunks[i]
+		if len(t.Allow) > 0 || t.Username == "" {
+			continue
+		}
+		if user != "" && t.Username == user {
+			return *t, true
+		}
+		if first == nil {
+			first = t
+		}
+	}
+	if first == nil {
+		return Trunk{}, false
+	}
+	return *first, true
 }
 
 // trunkFor returns the trunk whose Allow list contains addr.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 
 	"github.com/switchboard-voice/switchboard/config"
 	"github.com/switchboard-voice/switchboard/internal/calljournal"
@@ -196,12 +198,10 @@ func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*g
 	if err != nil {
 		return fail(fmt.Errorf("http: listen %s: %w", cfg.HTTP.Listen, err))
 	}
-	gw.http = &http.Server{
-		// Host allow-list (DNS rebinding) and security headers on every response.
-		Handler:           web.Edge(mux, web.EdgeOptions{AllowedHosts: cfg.HTTP.AllowedHostList(), AnyHost: []string{"/healthz", "/readyz"}}),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	ln = netutil.LimitListener(ln, maxHTTPConns) // beyond it, connections wait in the kernel's backlog
+	// Host allow-list (DNS rebinding) and security headers on every response.
+	edge := web.Edge(mux, web.EdgeOptions{AllowedHosts: cfg.HTTP.AllowedHostList(), AnyHost: []string{"/healthz", "/readyz"}})
+	gw.http = newHTTPServer(edge, defaultHTTPTimeouts(), slog.NewLogLogger(log.Handler(), slog.LevelWarn))
 	gw.httpDone = make(chan error, 1)
 	go func() { gw.httpDone <- gw.http.Serve(ln) }()
 	if err := gw.startAdmin(); err != nil {
@@ -477,4 +477,19 @@ func (gw *gateway) shutdown(grace time.Duration) error {
 	}
 	gw.pool.Close()
 	return errors.Join(errs...)
+}
+
+// httpTimeouts bound the HTTP server's connections against slowloris and idle floods.
+type httpTimeouts struct{ readHeader, read, write, idle time.Duration }
+
+// defaultHTTPTimeouts: headers within 10 s, a whole request within a minute, a response (a
+// recording download) within 10 min, 2 min idle between keep-alive requests. A WebSocket (/ws)
+// is hijacked, which clears these deadlines (net/http).
+func defaultHTTPTimeouts() httpTimeouts {
+	return httpTimeouts{readHeader: 10 * time.Second, read: time.Minute, write: 10 * time.Minute, idle: 2 * time.Minute}
+}
+
+func newHTTPServer(h http.Handler, to httpTimeouts, errLog *stdlog.Logger) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: to.readHeader, ReadTimeout: to.read, WriteTimeout: to.write,
+		IdleTimeout: to.idle, ErrorLog: errLog}
 }

@@ -70,6 +70,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	if t.ports, err = media.NewPortAllocator(addr, cfg.RTP.PortMin, cfg.RTP.PortMax); err != nil {
 		return fmt.Errorf("rtp: %w", err)
 	}
+	gw.checkFDBudget()
 	mediaMetrics, err := media.NewMetrics(gw.registry)
 	if err != nil {
 		return err
@@ -178,7 +179,10 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		TLSAddr: cfg.SIP.ListenAddress(config.TransportTLS), ExternalAddr: cfg.SIP.ExternalAddr(),
 		MaxCalls: orOff(cfg.SIP.MaxCalls), SessionExpires: durOrOff(cfg.SIP.SessionExpires.D()),
 		RateLimit: sip.RateLimit{PerSecond: cfg.SIP.RateLimit.RequestsPerSecond, Burst: cfg.SIP.RateLimit.Burst,
-			Exempt: config.Networks(cfg.SIP.RateLimit.Exempt)},
+			LimitTrunks: cfg.SIP.RateLimit.LimitTrunks, Exempt: config.Networks(cfg.SIP.RateLimit.Exempt)},
+		AnswerAckTimeout: cfg.SIP.AnswerAckTimeout.D(),
+		Conn: sip.ConnLimits{Max: orOff(cfg.SIP.Connections.Max), PerSource: orOff(cfg.SIP.Connections.PerSource),
+			HandshakeTimeout: durOrOff(cfg.SIP.Connections.HandshakeTimeout.D()), IdleTimeout: durOrOff(cfg.SIP.Connections.IdleTimeout.D())},
 		ScannerUserAgents: cfg.SIP.ScannerUserAgents,
 		Ports:             t.ports, MediaMetrics: mediaMetrics,
 		MediaTimeout: cfg.RTP.MediaTimeout.D(), HoldTimeout: durOrOff(cfg.RTP.HoldTimeout.D()),
@@ -206,7 +210,8 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		sopts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	for _, tr := range cfg.Trunks {
-		st := sip.Trunk{Name: tr.Name, Allow: config.Networks(tr.Inbound.Allow), OutboundURI: tr.Outbound.URI, CallerID: tr.Outbound.CallerID}
+		st := sip.Trunk{Name: tr.Name, Allow: config.Networks(tr.Inbound.Allow), OutboundURI: tr.Outbound.URI, CallerID: tr.Outbound.CallerID,
+			CallsPerSecond: tr.Inbound.CallsPerSecond, MaxCalls: tr.Inbound.MaxCalls}
 		if a := tr.Inbound.Auth; a != nil {
 			st.Username, st.Password = a.Username, a.Password
 		}
