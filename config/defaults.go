@@ -66,7 +66,7 @@ func Default() Config {
 			ScannerUserAgents: DefaultScannerUserAgents(),
 			Registrar: SIPRegistrar{MaxBindingsPerAgent: DefaultMaxBindingsPerAgent, MaxContactsPerRegister: DefaultMaxContactsPerRegister,
 				DigestAlgorithms: DefaultDigestAlgorithms(), AuthFailuresFree: DefaultRegisterFailuresFree, AuthBackoff: Duration(DefaultRegisterBackoff), AuthBackoffMax: Duration(DefaultRegisterBackoffMax)},
-			AnswerAckTimeout:  Duration(DefaultAnswerAckTimeout),
+			AnswerAckTimeout: Duration(DefaultAnswerAckTimeout),
 			Connections: SIPConnections{Max: 1024, PerSource: 32,
 				HandshakeTimeout: Duration(10 * time.Second), IdleTimeout: Duration(5 * time.Minute)},
 		},
