@@ -6,7 +6,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// Roles of accounts (CONTRACT.md §4).
+// Roles of accounts (docs/api.md).
 const (
 	RoleAdmin = "admin"
 	RoleAgent = "agent"

@@ -5,7 +5,7 @@
 // so that `switchboard check-config` shows an operator the whole list in one go.
 //
 // The schema is documented key by key in docs/configuration.md; deploy/dev/switchboard.yaml is
-// the development configuration of CONTRACT.md §3.
+// the development configuration (deploy/dev/switchboard.yaml).
 package config
 
 import (
@@ -172,7 +172,7 @@ type Ticketing struct {
 	// DefaultRegion is the ISO 3166 region used to read numbers written without a country
 	// code when phone validation is off (default US).
 	DefaultRegion string `yaml:"default_region"`
-	// Settings are the global call → ticket settings of RULES.md; omitted keys keep their
+	// Settings are the global call → ticket settings of docs/rules.md; omitted keys keep their
 	// defaults (ticketing.DefaultSettings). Lines override the per-line ones.
 	Settings ticketing.Settings `yaml:"settings"`
 }

@@ -242,7 +242,7 @@ var problemCases = []problemCase{
 	{"user role", "users: [{email: a@example.com, password: x, role: root}]\n", []Problem{
 		{"users[0].role", `"root" is not allowed; use one of admin, agent`, 2}}},
 
-	// Teams (RULES.md TB): team ticket entry for outbound calls.
+	// Teams (docs/rules.md, TB): team ticket entry for outbound calls.
 	{"team agent must be an account", "agents: [{email: a@example.com, password: x}]\nteams: [{name: t, agents: [a@example.com, ghost@example.com]}]\n", []Problem{
 		{"teams[0].agents[1]", `"ghost@example.com" is not an agent or user of this configuration; add it under agents or users`, 3}}},
 	{"an agent in two teams, without regard to case", "agents: [{email: a@example.com, password: x}]\nteams:\n  - {name: t1, agents: [a@example.com]}\n  - {name: t2, agents: [A@example.com]}\n", []Problem{
@@ -270,7 +270,7 @@ var problemCases = []problemCase{
 	{"voicemail lengths", "voicemail: {max_length: 10s, min_length: 10s}\n", []Problem{
 		{"voicemail.min_length", "must be from 0s to below voicemail.max_length (10s), got 10s", 2}}},
 
-	// Ticketing settings (RULES.md), checked by the ticketing package and placed at their path.
+	// Ticketing settings (docs/rules.md, "Settings"), checked by the ticketing package and placed at their path.
 	{"batch window outside 1-60 s", "ticketing:\n  settings:\n    write_batching: {enabled: true, window: 90s}\n", []Problem{
 		{"ticketing.settings.write_batching.window", "must be whole seconds from 1s to 60s, got 1m30s", 4}}},
 	{"allow_new_ticket without prompt_ticket_choice", "ticketing:\n  settings:\n    outbound:\n      allow_new_ticket: true\n", []Problem{

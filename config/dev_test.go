@@ -13,7 +13,7 @@ import (
 const devFile = "../deploy/dev/switchboard.yaml"
 
 // TestDevConfigHasContractValues proves deploy/dev/switchboard.yaml loads and holds the exact
-// values of CONTRACT.md §3, which outside tests rely on.
+// values of deploy/dev/switchboard.yaml, which outside tests rely on.
 func TestDevConfigHasContractValues(t *testing.T) {
 	b, err := os.ReadFile(devFile)
 	if err != nil {

@@ -7,14 +7,14 @@ import (
 	"github.com/switchboard-voice/switchboard/ticketing"
 )
 
-// Values of TicketEntry.Mode (RULES.md TB-1).
+// Values of TicketEntry.Mode (docs/rules.md TB-1).
 const (
 	TicketEntryOff      = "off"
 	TicketEntryOptional = "optional"
 	TicketEntryRequired = "required"
 )
 
-// Team is a group of agents sharing outbound options: team ticket entry (RULES.md TB).
+// Team is a group of agents sharing outbound options: team ticket entry (docs/rules.md TB).
 type Team struct {
 	// Name names the team (letters, digits, '_' and '-').
 	Name string `yaml:"name"`
@@ -25,7 +25,7 @@ type Team struct {
 	TicketEntry TicketEntry `yaml:"ticket_entry"`
 }
 
-// TicketEntry is team ticket entry for outbound calls (RULES.md TB-1 … TB-4).
+// TicketEntry is team ticket entry for outbound calls (docs/rules.md TB-1 … TB-4).
 type TicketEntry struct {
 	// Mode is off (default), optional (a dial may carry a ticket ID; without one the call
 	// gets a new ticket) or required (a dial without a ticket ID is refused).

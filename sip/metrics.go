@@ -8,7 +8,7 @@ import (
 	"github.com/switchboard-voice/switchboard/ticketing"
 )
 
-// metrics are the SIP series of CONTRACT.md §5, with bounded label sets: methods outside the
+// metrics are the SIP series of docs/metrics.md, with bounded label sets: methods outside the
 // known list count as "other", response codes are the numeric code (100–699 only).
 type metrics struct {
 	callsActive   *prometheus.GaugeVec
@@ -93,7 +93,7 @@ func codeLabel(code int) string {
 }
 
 // outcomeLabel bounds the outcome label of switchboard_calls_total: a target may report any
-// outcome, the metric keeps the six of CONTRACT.md §4 and "other".
+// outcome, the metric keeps the six outcomes of docs/api.md (GET /calls) and "other".
 func outcomeLabel(o string) string {
 	switch o {
 	case ticketing.OutcomeAnswered, ticketing.OutcomeAbandoned, ticketing.OutcomeVoicemail, ticketing.OutcomeNoAnswer,

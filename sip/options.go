@@ -94,7 +94,7 @@ type Options struct {
 	Sink ticketing.Sink
 	// EmitTimeout bounds one Sink.Emit call so a slow sink never stalls SIP. Default 2 s.
 	EmitTimeout time.Duration
-	// Registerer receives the SIP metrics (CONTRACT.md §5); nil registers nothing.
+	// Registerer receives the SIP metrics (docs/metrics.md); nil registers nothing.
 	Registerer prometheus.Registerer
 	// Logger; nil discards.
 	Logger *slog.Logger
