@@ -376,7 +376,11 @@ func (l *leg) respond2xx(ctx context.Context, tx sip.ServerTransaction, res *sip
 		case <-deadline.C:
 			return causeAckTimeout
 		case <-l.ended:
-			if acked(ackCh) { // the ACK came before the BYE: the answer did happen
+			// The answer happened if the ACK came, or if the peer hung up with BYE: it can only
+			// send BYE in this dialog once it had our 2xx, and sipgo handles each request on its
+			// own goroutine, so the BYE of a caller who hangs up at once can be handled before
+			// the ACK it sent first (whose dialog is gone by then).
+			if acked(ackCh) || errors.Is(l.cause(), causeRemoteBye) {
 				return nil
 			}
 			return l.cause()
