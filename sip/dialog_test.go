@@ -202,6 +202,12 @@ func ackFor(port int, ok string, cseq int) string {
 		port, time.Now().UnixNano(), header(ok, "To")[0], header(ok, "Call-ID")[0], cseq)
 }
 
+// byeFor is the caller's BYE in the dialog that ok (our 200) set up.
+func byeFor(port int, ok string, cseq int) string {
+	return fmt.Sprintf("BYE sip:switchboard@127.0.0.1:%d SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:LPORT;branch=z9hG4bKbye%d\nFrom: \"Bob\" <sip:+15557654321@127.0.0.1>;tag=abc\nTo: %s\nCall-ID: %s\nCSeq: %d BYE\nMax-Forwards: 70\nContent-Length: 0\n\n",
+		port, time.Now().UnixNano(), header(ok, "To")[0], header(ok, "Call-ID")[0], cseq)
+}
+
 // TestSessionRefreshAndGlare: with refresher=uas we refresh the session with a re-INVITE at half
 // the interval (RFC 4028 §10); a re-INVITE from the peer while ours is pending gets 491
 // (RFC 3261 §14.2); our re-INVITE's 2xx is ACKed.
@@ -289,8 +295,7 @@ func TestDrainWaitsForLiveCalls(t *testing.T) {
 		t.Fatalf("INVITE while draining: %d, want 503", statusCode(res))
 	}
 	// The caller hangs up; the drain completes.
-	p.send(fmt.Sprintf("BYE sip:switchboard@127.0.0.1:%d SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:LPORT;branch=z9hG4bKbye%d\nFrom: \"Bob\" <sip:+15557654321@127.0.0.1>;tag=abc\nTo: %s\nCall-ID: %s\nCSeq: 2 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n",
-		g.port(), time.Now().UnixNano(), header(ok, "To")[0], header(ok, "Call-ID")[0]))
+	p.send(byeFor(g.port(), ok, 2))
 	long, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel2()
 	if err := g.s.Drain(long); err != nil {
@@ -321,8 +326,7 @@ func TestBadReinviteKeepsCall(t *testing.T) {
 	if r := p.recvUntil(3*time.Second, func(m string) bool { return strings.HasPrefix(m, "SIP/2.0 4") }); statusCode(r) != 488 {
 		t.Fatalf("re-INVITE without a common codec: %d, want 488", statusCode(r))
 	}
-	p.send(fmt.Sprintf("BYE sip:switchboard@127.0.0.1:%d SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:LPORT;branch=z9hG4bKbye%d\nFrom: \"Bob\" <sip:+15557654321@127.0.0.1>;tag=abc\nTo: %s\nCall-ID: %s\nCSeq: 3 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n",
-		g.port(), time.Now().UnixNano(), header(ok, "To")[0], header(ok, "Call-ID")[0]))
+	p.send(byeFor(g.port(), ok, 3))
 	if r := p.recvUntil(3*time.Second, func(m string) bool { return strings.Contains(m, "CSeq: 3 BYE") }); statusCode(r) != 200 {
 		t.Fatalf("BYE after the failed re-INVITE: %d, want 200", statusCode(r))
 	}

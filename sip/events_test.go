@@ -83,8 +83,7 @@ func TestEventQueueNeverDropsWhileSinkStalls(t *testing.T) {
 		cseq = p.reinvite(g.port(), ok, cseq+1, "sendrecv")
 	}
 	cseq++
-	p.send(fmt.Sprintf("BYE sip:switchboard@127.0.0.1:%d SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:LPORT;branch=z9hG4bKbye%d\nFrom: \"Bob\" <sip:+15557654321@127.0.0.1>;tag=abc\nTo: %s\nCall-ID: %s\nCSeq: %d BYE\nMax-Forwards: 70\nContent-Length: 0\n\n",
-		g.port(), time.Now().UnixNano(), header(ok, "To")[0], header(ok, "Call-ID")[0], cseq))
+	p.send(byeFor(g.port(), ok, cseq))
 	if r := p.recvUntil(5*time.Second, func(m string) bool { return strings.Contains(m, fmt.Sprintf("CSeq: %d BYE", cseq)) }); statusCode(r) != 200 {
 		t.Fatalf("BYE: %d", statusCode(r))
 	}

@@ -35,8 +35,7 @@ func TestReinviteJustBeforeAckKeepsTheAnswer(t *testing.T) {
 	}
 	p.send(ackFor(g.port(), ok, 2))
 	time.Sleep(300 * time.Millisecond) // let call.answered be emitted before the BYE ends the call
-	p.send(fmt.Sprintf("BYE sip:switchboard@127.0.0.1:%d SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:LPORT;branch=z9hG4bKbye%d\nFrom: \"Bob\" <sip:+15557654321@127.0.0.1>;tag=abc\nTo: %s\nCall-ID: %s\nCSeq: 3 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n",
-		g.port(), time.Now().UnixNano(), header(ok, "To")[0], header(ok, "Call-ID")[0]))
+	p.send(byeFor(g.port(), ok, 3))
 	evs := g.sink.waitEnded(t, 10*time.Second)
 	// The answer and the hold happen together: either event may come first.
 	if lastOf(evs, ticketing.EventAnswered) == nil || lastOf(evs, ticketing.EventHeld) == nil || len(evs) != 4 {
@@ -62,8 +61,7 @@ func TestByeBeforeAckStillCountsAsAnswered(t *testing.T) {
 	if ok == "" {
 		t.Fatal("no 200")
 	}
-	p.send(fmt.Sprintf("BYE sip:switchboard@127.0.0.1:%d SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:LPORT;branch=z9hG4bKbye%d\nFrom: \"Bob\" <sip:+15557654321@127.0.0.1>;tag=abc\nTo: %s\nCall-ID: %s\nCSeq: 2 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n",
-		g.port(), time.Now().UnixNano(), header(ok, "To")[0], header(ok, "Call-ID")[0]))
+	p.send(byeFor(g.port(), ok, 2))
 	p.send(ackFor(g.port(), ok, 1))
 	evs := g.sink.waitEnded(t, 10*time.Second)
 	if lastOf(evs, ticketing.EventAnswered) == nil {
