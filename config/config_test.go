@@ -583,12 +583,12 @@ teams:
 	}
 	for _, tc := range []struct {
 		email string
-		want  TicketEntry
+		want  ticketing.TicketEntry
 	}{
-		{"a@example.com", TicketEntry{Mode: TicketEntryRequired, NumberField: "caller_number"}},
-		{"BOSS@example.com", TicketEntry{Mode: TicketEntryRequired, NumberField: "caller_number"}},
-		{"b@example.com", TicketEntry{Mode: TicketEntryOff}},
-		{"c@example.com", TicketEntry{Mode: TicketEntryOff}},
+		{"a@example.com", ticketing.TicketEntry{Mode: ticketing.TicketEntryRequired, NumberField: "caller_number"}},
+		{"BOSS@example.com", ticketing.TicketEntry{Mode: ticketing.TicketEntryRequired, NumberField: "caller_number"}},
+		{"b@example.com", ticketing.TicketEntry{Mode: ticketing.TicketEntryOff}},
+		{"c@example.com", ticketing.TicketEntry{Mode: ticketing.TicketEntryOff}},
 	} {
 		if got := c.TicketEntryOf(tc.email); got != tc.want {
 			t.Errorf("TicketEntryOf(%s) = %+v, want %+v", tc.email, got, tc.want)

@@ -184,7 +184,7 @@ func (c *Config) applyDefaults(idx *docIndex) {
 	}
 	for i := range c.Teams {
 		if c.Teams[i].TicketEntry.Mode == "" {
-			c.Teams[i].TicketEntry.Mode = TicketEntryOff
+			c.Teams[i].TicketEntry.Mode = ticketing.TicketEntryOff
 		}
 	}
 	for i := range c.Users {

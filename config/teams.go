@@ -1,17 +1,9 @@
 package config
 
 import (
-	"reflect"
 	"strings"
 
 	"github.com/switchboard-voice/switchboard/ticketing"
-)
-
-// Values of TicketEntry.Mode (docs/rules.md TB-1).
-const (
-	TicketEntryOff      = "off"
-	TicketEntryOptional = "optional"
-	TicketEntryRequired = "required"
 )
 
 // Team is a group of agents sharing outbound options: team ticket entry (docs/rules.md TB).
@@ -21,29 +13,15 @@ type Team struct {
 	// Agents lists the emails of the team's agents (accounts under agents or users). An agent
 	// belongs to at most one team; an agent in no team dials without ticket entry.
 	Agents []string `yaml:"agents"`
-	// TicketEntry is the team's outbound ticket entry.
-	TicketEntry TicketEntry `yaml:"ticket_entry"`
-}
-
-// TicketEntry is team ticket entry for outbound calls (docs/rules.md TB-1 … TB-4).
-type TicketEntry struct {
-	// Mode is off (default), optional (a dial may carry a ticket ID; without one the call
-	// gets a new ticket) or required (a dial without a ticket ID is refused).
-	Mode string `yaml:"mode"`
-	// NumberField names a ticket custom field (ticketing.CustomFields, e.g. caller_number)
-	// whose value is the number dialled; empty, or empty on the ticket, dials the requester's
-	// primary number (TB-2).
-	NumberField string `yaml:"number_field"`
-}
-
-// On reports whether ticket entry applies (optional or required).
-func (e TicketEntry) On() bool {
-	return e.Mode == TicketEntryOptional || e.Mode == TicketEntryRequired
+	// TicketEntry is the team's outbound ticket entry: mode off (default), optional or
+	// required, and number_field (docs/rules.md TB-1 … TB-4).
+	TicketEntry ticketing.TicketEntry `yaml:"ticket_entry"`
 }
 
 // TicketEntryOf returns the ticket entry of the agent with this email (compared without
 // regard to case): its team's, or off for an agent in no team.
-func (c *Config) TicketEntryOf(email string) TicketEntry {
+// It is the team policy of the agent page and of POST /api/v2/calls (web.TeamPolicy).
+func (c *Config) TicketEntryOf(email string) ticketing.TicketEntry {
 	for _, t := range c.Teams {
 		for _, a := range t.Agents {
 			if strings.EqualFold(a, email) {
@@ -51,32 +29,13 @@ func (c *Config) TicketEntryOf(email string) TicketEntry {
 			}
 		}
 	}
-	return TicketEntry{Mode: TicketEntryOff}
-}
-
-// TicketTextFields returns the names of the ticket custom fields that hold text (the
-// string fields of ticketing.CustomFields, by their JSON names): what number_field may name.
-func TicketTextFields() []string {
-	var out []string
-	t := reflect.TypeOf(ticketing.CustomFields{})
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		ft := f.Type
-		if ft.Kind() == reflect.Pointer {
-			ft = ft.Elem()
-		}
-		if name != "" && name != "-" && ft.Kind() == reflect.String {
-			out = append(out, name)
-		}
-	}
-	return out
+	return ticketing.TicketEntry{Mode: ticketing.TicketEntryOff}
 }
 
 func (c *Config) validateTeams(k *checker) {
 	names := map[string]int{}
 	member := map[string]string{} // lower-cased email → the path of the team holding it
-	fields := TicketTextFields()
+	fields := ticketing.TextFieldNames()
 	for i := range c.Teams {
 		t := &c.Teams[i]
 		p := "teams" + index(i)
@@ -105,7 +64,7 @@ func (c *Config) validateTeams(k *checker) {
 			}
 			member[e] = p
 		}
-		oneOf(k, p+".ticket_entry.mode", t.TicketEntry.Mode, TicketEntryOff, TicketEntryOptional, TicketEntryRequired)
+		oneOf(k, p+".ticket_entry.mode", t.TicketEntry.Mode, ticketing.TicketEntryOff, ticketing.TicketEntryOptional, ticketing.TicketEntryRequired)
 		if f := t.TicketEntry.NumberField; f != "" && !contains(fields, f) {
 			k.add(p+".ticket_entry.number_field", "%q is not a ticket text field; use one of %s, or leave it empty for the requester's primary number",
 				f, strings.Join(fields, ", "))

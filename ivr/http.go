@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/internal/apierror"
 )
 
 // Authorizer authenticates an API request (the integrator adapts ticketing's Basic and Bearer
@@ -37,8 +39,8 @@ const maxStateBody = 4096
 //
 // Lists carry "next_page": null (every queue and agent fits one page), the shape of the other
 // lists. Every endpoint needs an authenticated agent or admin (401); an agent may change only their
-// own state, an admin anyone's (403). Errors have the shape of docs/api.md:
-// {"error":"RecordInvalid"|"RecordNotFound"|"Forbidden"|"Unauthorized","description","details"}.
+// own state, an admin anyone's (403). Errors have the API's one shape (internal/apierror,
+// docs/api.md): {"error":"RecordInvalid"|"RecordNotFound"|"Forbidden"|"Unauthorized","description","details"}.
 func (a *ACD) Register(mux *http.ServeMux, prefix string) {
 	prefix = strings.TrimSuffix(prefix, "/")
 	mux.HandleFunc("GET "+prefix+"/queues", a.auth(a.getQueues))
@@ -54,19 +56,19 @@ type principal struct {
 func (a *ACD) auth(fn func(w http.ResponseWriter, r *http.Request, p principal)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if a.opts.Authorizer == nil {
-			writeError(w, http.StatusUnauthorized, "Unauthorized", "no authorizer configured", nil)
+			apierror.Write(w, apierror.Error{Status: http.StatusUnauthorized, Description: "no authorizer configured"})
 			return
 		}
 		id, admin, err := a.opts.Authorizer.Authorize(r)
 		var wait interface{ TryAgainAfter() time.Duration }
 		if errors.As(err, &wait) && wait.TryAgainAfter() > 0 {
-			w.Header().Set("Retry-After", strconv.FormatInt(int64((wait.TryAgainAfter()+time.Second-1)/time.Second), 10))
-			writeError(w, http.StatusTooManyRequests, "TooManyRequests", "too many failed logins, or too many at once: wait before trying again", nil)
+			apierror.Write(w, apierror.Error{Status: http.StatusTooManyRequests, RetryAfter: wait.TryAgainAfter(),
+				Description: "too many failed logins, or too many at once: wait before trying again"})
 			return
 		}
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Basic realm="switchboard", charset="UTF-8"`)
-			writeError(w, http.StatusUnauthorized, "Unauthorized", "authentication required: use HTTP Basic (email and password) or a Bearer API token", nil)
+			apierror.Write(w, apierror.Error{Status: http.StatusUnauthorized, Description: "authentication required: use HTTP Basic (email and password) or a Bearer API token"})
 			return
 		}
 		fn(w, r, principal{id, admin})
@@ -121,15 +123,15 @@ func (a *ACD) getAgents(w http.ResponseWriter, r *http.Request, _ principal) {
 func (a *ACD) putState(w http.ResponseWriter, r *http.Request, p principal) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
-		writeError(w, http.StatusNotFound, "RecordNotFound", fmt.Sprintf("no agent %q", r.PathValue("id")), nil)
+		apierror.Write(w, apierror.Error{Status: http.StatusNotFound, Description: fmt.Sprintf("no agent %q", r.PathValue("id"))})
 		return
 	}
 	if !p.admin && p.id != id {
-		writeError(w, http.StatusForbidden, "Forbidden", "agents may change only their own state", nil)
+		apierror.Write(w, apierror.Error{Status: http.StatusForbidden, Description: "agents may change only their own state"})
 		return
 	}
 	if _, err := a.Agent(id); err != nil {
-		writeError(w, http.StatusNotFound, "RecordNotFound", fmt.Sprintf("no agent with id %d", id), nil)
+		apierror.Write(w, apierror.Error{Status: http.StatusNotFound, Description: fmt.Sprintf("no agent with id %d", id)})
 		return
 	}
 	var body struct {
@@ -142,8 +144,8 @@ func (a *ACD) putState(w http.ResponseWriter, r *http.Request, p principal) {
 		err = json.Unmarshal(b, &body)
 	}
 	invalid := func(field, msg string) {
-		writeError(w, http.StatusUnprocessableEntity, "RecordInvalid", field+" "+msg,
-			map[string][]map[string]string{field: {{"description": msg, "error": "InvalidValue"}}})
+		apierror.Write(w, apierror.Error{Status: http.StatusUnprocessableEntity, Description: field + " " + msg,
+			Details: map[string][]string{field: {msg}}})
 	}
 	if err == nil { // unknown fields are refused like the rest of the API; GET's own are ignored
 		if field := unknownStateField(b); field != "" {
@@ -168,10 +170,10 @@ func (a *ACD) putState(w http.ResponseWriter, r *http.Request, p principal) {
 		invalid("state", fmt.Sprintf("%q is not a state you can set: use available, away or offline", *body.Agent.State))
 		return
 	case errors.Is(err, ErrUnknownAgent):
-		writeError(w, http.StatusNotFound, "RecordNotFound", fmt.Sprintf("no agent with id %d", id), nil)
+		apierror.Write(w, apierror.Error{Status: http.StatusNotFound, Description: fmt.Sprintf("no agent with id %d", id)})
 		return
 	case err != nil:
-		writeError(w, http.StatusInternalServerError, "InternalError", "internal error", nil)
+		apierror.Write(w, apierror.Error{Status: http.StatusInternalServerError, Description: "internal error"})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"agent": toAgentJSON(st)})
@@ -211,16 +213,6 @@ func sortedKeys(m map[string]json.RawMessage) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-type errorJSON struct {
-	Error       string `json:"error"`
-	Description string `json:"description"`
-	Details     any    `json:"details,omitempty"`
-}
-
-func writeError(w http.ResponseWriter, status int, name, desc string, details any) {
-	writeJSON(w, status, errorJSON{Error: name, Description: desc, Details: details})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -1,7 +1,6 @@
 package recordings
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/internal/apierror"
 )
 
 // Register mounts the recordings routes of docs/api.md on mux under prefix (e.g. "/api/v2"):
@@ -20,7 +21,7 @@ import (
 // Access (docs/rules.md CD-6, setting recordings.agents_can_access): anonymous → 401; admins always; agents
 // only while agents_can_access is true, else 403 — for deletion as for listening (an agent who
 // may not hear a recording may not delete it either). Unknown, deleted, failed or unfinished
-// recordings → 404. Errors are {"error", "description"} as in the rest of the API. It panics
+// recordings → 404. Errors have the API's one shape (internal/apierror, docs/api.md). It panics
 // when Options.Authorizer is nil; the DELETE route needs Options.Tickets.
 func (s *Service) Register(mux *http.ServeMux, prefix string) {
 	if s.opts.Authorizer == nil {
@@ -37,13 +38,13 @@ func (s *Service) allowed(w http.ResponseWriter, r *http.Request) (userID int64,
 	// A login refused during its brute-force backoff says how long to wait: 429 (RFC 6585 §4).
 	var wait interface{ TryAgainAfter() time.Duration }
 	if errors.As(err, &wait) && wait.TryAgainAfter() > 0 {
-		w.Header().Set("Retry-After", strconv.FormatInt(int64((wait.TryAgainAfter()+time.Second-1)/time.Second), 10))
-		writeError(w, http.StatusTooManyRequests, "TooManyRequests", "too many failed logins, or too many at once: wait before trying again")
+		apierror.Write(w, apierror.Error{Status: http.StatusTooManyRequests, RetryAfter: wait.TryAgainAfter(),
+			Description: "too many failed logins, or too many at once: wait before trying again"})
 		return 0, false
 	}
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Basic realm="switchboard", charset="UTF-8"`)
-		writeError(w, http.StatusUnauthorized, "Unauthorized", "authentication required: HTTP Basic or a Bearer API token")
+		apierror.Write(w, apierror.Error{Status: http.StatusUnauthorized, Description: "authentication required: HTTP Basic or a Bearer API token"})
 		return 0, false
 	}
 	if admin {
@@ -51,11 +52,11 @@ func (s *Service) allowed(w http.ResponseWriter, r *http.Request) (userID int64,
 	}
 	can, err := s.opts.Authorizer.AgentsCanAccess(r.Context())
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "InternalError", "could not read the recordings.agents_can_access setting")
+		apierror.Write(w, apierror.Error{Status: http.StatusInternalServerError, Description: "could not read the recordings.agents_can_access setting"})
 		return 0, false
 	}
 	if !can {
-		writeError(w, http.StatusForbidden, "Forbidden", "recordings.agents_can_access is off: only admins can access recordings")
+		apierror.Write(w, apierror.Error{Status: http.StatusForbidden, Description: "recordings.agents_can_access is off: only admins can access recordings"})
 		return 0, false
 	}
 	return userID, true
@@ -69,22 +70,22 @@ func (s *Service) serveRecording(w http.ResponseWriter, r *http.Request) {
 	rec, err := s.Recording(r.Context(), id)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		writeError(w, http.StatusNotFound, "RecordNotFound", fmt.Sprintf("no recording %q", id))
+		apierror.Write(w, apierror.Error{Status: http.StatusNotFound, Description: fmt.Sprintf("no recording %q", id)})
 		return
 	case err != nil:
-		writeError(w, http.StatusInternalServerError, "InternalError", "could not read the recording's metadata")
+		apierror.Write(w, apierror.Error{Status: http.StatusInternalServerError, Description: "could not read the recording's metadata"})
 		return
 	case rec.State != StateReady:
-		writeError(w, http.StatusNotFound, "RecordNotFound", fmt.Sprintf("recording %q is %s", id, rec.State))
+		apierror.Write(w, apierror.Error{Status: http.StatusNotFound, Description: fmt.Sprintf("recording %q is %s", id, rec.State)})
 		return
 	}
 	f, err := s.opts.FS.OpenFile(s.abs(rec.Path), os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		writeError(w, http.StatusNotFound, "RecordNotFound", fmt.Sprintf("recording %q: the audio file is gone", id))
+		apierror.Write(w, apierror.Error{Status: http.StatusNotFound, Description: fmt.Sprintf("recording %q: the audio file is gone", id)})
 		return
 	}
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "InternalError", "could not open the audio file")
+		apierror.Write(w, apierror.Error{Status: http.StatusInternalServerError, Description: "could not open the audio file"})
 		return
 	}
 	defer f.Close()
@@ -114,47 +115,36 @@ func (s *Service) deleteTicketRecordings(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	if s.opts.Tickets == nil {
-		writeError(w, http.StatusNotImplemented, "NotImplemented", "deleting a ticket's recordings is not wired")
+		apierror.Write(w, apierror.Error{Status: http.StatusNotImplemented, Description: "deleting a ticket's recordings is not wired"})
 		return
 	}
 	ticket, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || ticket <= 0 {
-		writeError(w, http.StatusNotFound, "RecordNotFound", fmt.Sprintf("no ticket %q", r.PathValue("id")))
+		apierror.Write(w, apierror.Error{Status: http.StatusNotFound, Description: fmt.Sprintf("no ticket %q", r.PathValue("id"))})
 		return
 	}
 	ctx := r.Context()
 	ids, err := s.opts.Tickets.RecordingIDs(ctx, ticket)
 	if errors.Is(err, ErrNotFound) {
-		writeError(w, http.StatusNotFound, "RecordNotFound", fmt.Sprintf("no ticket %d", ticket))
+		apierror.Write(w, apierror.Error{Status: http.StatusNotFound, Description: fmt.Sprintf("no ticket %d", ticket)})
 		return
 	}
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "InternalError", "could not list the ticket's recordings")
+		apierror.Write(w, apierror.Error{Status: http.StatusInternalServerError, Description: "could not list the ticket's recordings"})
 		return
 	}
 	at := s.now().UTC()
 	for _, id := range ids {
 		if _, err := s.Delete(ctx, id, by, at); err != nil {
-			writeError(w, http.StatusInternalServerError, "InternalError", fmt.Sprintf("could not delete recording %q", id))
+			apierror.Write(w, apierror.Error{Status: http.StatusInternalServerError, Description: fmt.Sprintf("could not delete recording %q", id)})
 			return
 		}
 	}
 	if len(ids) > 0 {
 		if err := s.opts.Tickets.MarkDeleted(ctx, ticket, ids, by, at); err != nil {
-			writeError(w, http.StatusInternalServerError, "InternalError", "the audio is deleted but the ticket could not be updated; retry")
+			apierror.Write(w, apierror.Error{Status: http.StatusInternalServerError, Description: "the audio is deleted but the ticket could not be updated; retry"})
 			return
 		}
 	}
 	w.WriteHeader(http.StatusNoContent)
-}
-
-type errorBody struct {
-	Error       string `json:"error"`
-	Description string `json:"description"`
-}
-
-func writeError(w http.ResponseWriter, status int, name, description string) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(errorBody{Error: name, Description: description})
 }

@@ -2,9 +2,7 @@ package ticketing
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -13,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/internal/apierror"
 )
 
 // APIOptions configure the HTTP API; the zero value is usable.
@@ -212,79 +212,51 @@ func (a *API) handle(role string, fn func(w http.ResponseWriter, r *http.Request
 	})
 }
 
-// errorBody is the error shape of docs/api.md (Conventions).
-type errorBody struct {
-	Error       string                      `json:"error"`
-	Description string                      `json:"description"`
-	Details     map[string][]map[string]any `json:"details,omitempty"`
-}
-
 // writeError writes err in the API's error shape with its status: *Error kinds map to
-// 422/404/409/401/403, anything else is a 500 whose cause is logged, not shown.
+// 422/404/409/401/403/429, anything else is a 500 whose cause is logged, not shown.
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
 		// The cause (SQL, addresses) stays in the log; the client gets an id to quote.
-		var b [6]byte
-		_, _ = rand.Read(b[:])
-		id := hex.EncodeToString(b[:])
+		id := apierror.ID()
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 			a.opts.Logger.Warn("ticketing api: request timed out or cancelled", "method", r.Method, "path", r.URL.Path, "error_id", id, "err", err)
 		} else {
 			a.opts.Logger.Error("ticketing api: internal error", "method", r.Method, "path", r.URL.Path, "error_id", id, "err", err)
 		}
-		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "InternalError", Description: "internal error (id " + id + "); see the server log"})
+		apierror.Write(w, apierror.Error{Status: http.StatusInternalServerError, Description: "internal error (id " + id + "); see the server log"})
 		return
 	}
 	WriteError(w, e)
 }
 
-// WriteError writes e in the API's error shape and status, for packages that share the API's
-// conventions (an error that is not an *Error of this package is a 500 without details).
+// WriteError writes e in the API's error shape (internal/apierror) and status, for packages
+// that share the API's conventions: ErrInvalid 422, ErrNotFound 404, ErrConflict 409,
+// ErrUnauthorized 401 (with WWW-Authenticate), ErrForbidden 403, ErrTooManyRequests 429 (with
+// Retry-After). An error that is not an *Error of this package is a 500 without details.
 func WriteError(w http.ResponseWriter, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
-		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "InternalError", Description: "internal error"})
+		apierror.Write(w, apierror.Error{Status: http.StatusInternalServerError, Description: "internal error"})
 		return
 	}
-	status, name := http.StatusInternalServerError, "InternalError"
+	out := apierror.Error{Status: http.StatusInternalServerError, Description: e.Description, Details: e.Details}
 	switch {
 	case errors.Is(e.Kind, ErrInvalid):
-		status, name = http.StatusUnprocessableEntity, "RecordInvalid"
+		out.Status = http.StatusUnprocessableEntity
 	case errors.Is(e.Kind, ErrNotFound):
-		status, name = http.StatusNotFound, "RecordNotFound"
+		out.Status = http.StatusNotFound
 	case errors.Is(e.Kind, ErrConflict):
-		status, name = http.StatusConflict, "Conflict"
+		out.Status = http.StatusConflict
 	case errors.Is(e.Kind, ErrUnauthorized):
-		status, name = http.StatusUnauthorized, "Unauthorized"
+		out.Status = http.StatusUnauthorized
 		w.Header().Set("WWW-Authenticate", `Basic realm="switchboard", charset="UTF-8"`)
 	case errors.Is(e.Kind, ErrForbidden):
-		status, name = http.StatusForbidden, "Forbidden"
+		out.Status = http.StatusForbidden
 	case errors.Is(e.Kind, ErrTooManyRequests):
-		// RFC 6585 §4 and RFC 9110 §10.2.3: whole seconds, rounded up, at least 1.
-		status, name = http.StatusTooManyRequests, "TooManyRequests"
-		w.Header().Set("Retry-After", strconv.FormatInt(int64(max(time.Second, e.RetryAfter+time.Second-1)/time.Second), 10))
+		out.Status, out.RetryAfter = http.StatusTooManyRequests, max(time.Second, e.RetryAfter)
 	}
-	body := errorBody{Error: name, Description: e.Description}
-	if len(e.Details) > 0 {
-		body.Details = map[string][]map[string]any{}
-		for f, msgs := range e.Details {
-			for _, m := range msgs {
-				body.Details[f] = append(body.Details[f], map[string]any{"description": m, "error": detailCode(e.Kind)})
-			}
-		}
-	}
-	writeJSON(w, status, body)
-}
-
-func detailCode(kind error) string {
-	switch {
-	case errors.Is(kind, ErrConflict):
-		return "Conflict"
-	case errors.Is(kind, ErrNotFound):
-		return "NotFound"
-	}
-	return "InvalidValue"
+	apierror.Write(w, out)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/internal/apierror"
 )
 
 // EventSink makes a batch of events durable, in order (the event log).
@@ -129,7 +131,7 @@ type eventError struct {
 // every invalid one reported with its index and field. 422 when none was accepted.
 func (a *API) postCallEvents(w http.ResponseWriter, r *http.Request, sink EventSink, wake func()) error {
 	if sink == nil {
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "Unavailable", Description: "event ingestion is not configured on this node"})
+		apierror.Write(w, apierror.Error{Status: http.StatusServiceUnavailable, Name: "Unavailable", Description: "event ingestion is not configured on this node"})
 		return nil
 	}
 	raw, err := io.ReadAll(r.Body)

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/switchboard-voice/switchboard/internal/apierror"
 )
 
 // EdgeOptions configure Edge.
@@ -66,8 +68,7 @@ func Edge(next http.Handler, opts EdgeOptions) http.Handler {
 				ok = err == nil
 			}
 			if !ok {
-				writeError(w, http.StatusMisdirectedRequest, "MisdirectedRequest",
-					"this gateway does not answer for that host name; use its configured address (http.allowed_hosts)")
+				apierror.Write(w, apierror.Error{Status: http.StatusMisdirectedRequest, Description: "this gateway does not answer for that host name; use its configured address (http.allowed_hosts)"})
 				return
 			}
 		}

@@ -1,22 +1,17 @@
 package web
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 
+	"github.com/switchboard-voice/switchboard/internal/apierror"
 	"github.com/switchboard-voice/switchboard/ivr"
 )
 
 // ErrorID returns a short random id that ties an internal error a client was told about
 // ("internal error (id 3f9c…)") to the log line holding its cause, which the client never sees:
 // internal error strings name files, addresses and SQL, which are nobody's business outside.
-func ErrorID() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+func ErrorID() string { return apierror.ID() }
 
 // pageError is a refusal whose text is written for the agent's page.
 type pageError string

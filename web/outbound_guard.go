@@ -2,7 +2,6 @@ package web
 
 import (
 	"errors"
-	"math"
 	"strings"
 	"sync"
 	"time"
@@ -141,6 +140,3 @@ func (g *OutboundGuard) acquire(agentID int64) (release func(), reason string, r
 
 // refuse counts a refusal.
 func (g *OutboundGuard) refuse(reason string) { g.refused.WithLabelValues(reason).Inc() }
-
-// retrySeconds is Retry-After's whole seconds, at least 1.
-func retrySeconds(d time.Duration) int { return max(1, int(math.Ceil(d.Seconds()))) }

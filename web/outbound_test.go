@@ -70,69 +70,6 @@ func (f *outboundFixture) settings(t *testing.T, prompt, allowNew, allowNone, al
 
 func ptr[T any](v T) *T { return &v }
 
-// Rules OB-1 … OB-6 and TB-3, each row naming its rule: refusals come before anything is
-// dialled, with the API's status (422 malformed / OB-6, 403 what the settings forbid, 409 a
-// solved ticket).
-func TestRule_OutboundValidation(t *testing.T) {
-	f := newOutboundFixture(t)
-	o := &Outbound{Store: f.store}
-	type settings struct{ prompt, allowNew, allowNone, allowEntered bool }
-	rows := []struct {
-		name     string
-		set      settings
-		req      CallRequest
-		code     int
-		entered  bool
-		ticketID *int64
-		choice   string
-	}{
-		{name: "OB-6 empty number", req: CallRequest{ContactID: f.contact.ID}, code: 422},
-		{name: "OB-6 placeholder contact", req: CallRequest{To: f.contactNumber, ContactID: f.placeholder.ID}, code: 422},
-		{name: "not E.164", req: CallRequest{To: "12ab", ContactID: f.contact.ID}, code: 422},
-		{name: "no contact", req: CallRequest{To: f.contactNumber}, code: 422},
-		{name: "bad ticket choice", req: CallRequest{To: f.contactNumber, ContactID: f.contact.ID, TicketChoice: "maybe"}, code: 422},
-		{name: "OB-5 off: entered number refused", req: CallRequest{To: f.enteredNumber, ContactID: f.contact.ID, EnteredNumber: true}, code: 403},
-		{name: "OB-5 off: a number not on the contact is refused even unflagged", req: CallRequest{To: f.enteredNumber, ContactID: f.contact.ID}, code: 403},
-		{name: "OB-5 on: entered number linked to the contact", set: settings{allowEntered: true},
-			req: CallRequest{To: f.enteredNumber, ContactID: f.contact.ID, EnteredNumber: true}, entered: true, choice: TicketExisting},
-		{name: "OB-5 stored number", req: CallRequest{To: "+1 555 123 0001", ContactID: f.contact.ID}, choice: TicketExisting},
-		{name: "OB-1 prompt off: most recent unsolved at answer", req: CallRequest{To: f.contactNumber, ContactID: f.contact.ID, TicketChoice: TicketExisting}, choice: TicketExisting},
-		{name: "OB-1 prompt off: a picked ticket is refused", req: CallRequest{To: f.contactNumber, ContactID: f.contact.ID, TicketID: &f.open.ID}, code: 403},
-		{name: "OB-2 prompt on: the picked unsolved ticket", set: settings{prompt: true},
-			req: CallRequest{To: f.contactNumber, ContactID: f.contact.ID, TicketID: &f.open.ID}, ticketID: &f.open.ID, choice: TicketExisting},
-		{name: "TB-3 solved ticket refused", set: settings{prompt: true}, req: CallRequest{To: f.contactNumber, ContactID: f.contact.ID, TicketID: &f.solved.ID}, code: 409},
-		{name: "OB-2 another user's ticket", set: settings{prompt: true}, req: CallRequest{To: f.contactNumber, ContactID: f.contact.ID, TicketID: &f.othersTicket.ID}, code: 422},
-		{name: "OB-2 unknown ticket", set: settings{prompt: true}, req: CallRequest{To: f.contactNumber, ContactID: f.contact.ID, TicketID: ptr(int64(987654))}, code: 422},
-		{name: "OB-3 new ticket not offered", set: settings{prompt: true}, req: CallRequest{To: f.contactNumber, ContactID: f.contact.ID, TicketChoice: TicketNew}, code: 403},
-		{name: "OB-3 new ticket offered", set: settings{prompt: true, allowNew: true}, req: CallRequest{To: f.contactNumber, ContactID: f.contact.ID, TicketChoice: TicketNew}, choice: TicketNew},
-		{name: "OB-4 no ticket not offered", req: CallRequest{To: f.contactNumber, ContactID: f.contact.ID, TicketChoice: TicketNone}, code: 403},
-		{name: "OB-4 no ticket offered", set: settings{allowNone: true}, req: CallRequest{To: f.contactNumber, ContactID: f.contact.ID, TicketChoice: TicketNone}, choice: TicketNone},
-	}
-	for _, r := range rows {
-		t.Run(r.name, func(t *testing.T) {
-			f.settings(t, r.set.prompt, r.set.allowNew, r.set.allowNone, r.set.allowEntered)
-			d, err := o.Validate(context.Background(), f.agent.ID, r.req)
-			if r.code != 0 {
-				rec := httptest.NewRecorder()
-				writeAPIError(rec, err)
-				if rec.Code != r.code {
-					t.Fatalf("status %d (%v), want %d", rec.Code, err, r.code)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d.EnteredNumber != r.entered || d.TicketChoice != r.choice || d.To == "" || d.AgentID != f.agent.ID {
-				t.Errorf("dial %+v", d)
-			}
-			if (d.TicketID == nil) != (r.ticketID == nil) || (d.TicketID != nil && *d.TicketID != *r.ticketID) {
-				t.Errorf("ticket %v, want %v", d.TicketID, r.ticketID)
-			}
-		})
-	}
-}
-
 type recordingDialer struct{ got []Dial }
 
 func (r *recordingDialer) Dial(_ context.Context, d Dial) (string, error) {

@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboard-voice/switchboard/internal/apierror"
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/ticketing"
@@ -210,10 +211,6 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func writeError(w http.ResponseWriter, code int, kind, desc string) {
-	writeJSON(w, code, map[string]any{"error": kind, "description": desc})
-}
-
 // sameOrigin refuses cross-site form posts and WebSockets: Origin, when sent, must name the Host.
 func sameOrigin(r *http.Request) bool {
 	o := r.Header.Get("Origin")
@@ -226,7 +223,7 @@ func sameOrigin(r *http.Request) bool {
 // login takes {"email","password"} (JSON) and sets the session cookie.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if !sameOrigin(r) {
-		writeError(w, http.StatusForbidden, "Forbidden", "cross-origin login refused")
+		apierror.Write(w, apierror.Error{Status: http.StatusForbidden, Description: "cross-origin login refused"})
 		return
 	}
 	var body struct {
@@ -234,7 +231,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		Password string `json:"password"`
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&body); err != nil || body.Email == "" {
-		writeError(w, http.StatusUnprocessableEntity, "RecordInvalid", "email and password are required")
+		apierror.Write(w, apierror.Error{Status: http.StatusUnprocessableEntity, Description: "email and password are required"})
 		return
 	}
 	if err := s.opts.Guard.Check(r, body.Email); err != nil {
@@ -244,7 +241,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	a, err := s.opts.Auth.Login(r.Context(), body.Email, body.Password)
 	if errors.Is(err, ErrBadCredentials) {
 		s.opts.Guard.Failed(r, body.Email)
-		writeError(w, http.StatusUnauthorized, "Unauthorized", "wrong email or password")
+		apierror.Write(w, apierror.Error{Status: http.StatusUnauthorized, Description: "wrong email or password"})
 		return
 	}
 	if errors.Is(err, ticketing.ErrTooManyRequests) { // every password check slot is busy
@@ -254,7 +251,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.log.Error("web: login", "err", err)
-		writeError(w, http.StatusInternalServerError, "InternalError", "login failed")
+		apierror.Write(w, apierror.Error{Status: http.StatusInternalServerError, Description: "login failed"})
 		return
 	}
 	s.opts.Guard.Succeeded(r, body.Email)
@@ -309,7 +306,7 @@ func (s *Server) EndSessions(id int64) {
 // sessionJSON is the answer of login and /session: the agent, where the API is, and the
 // agent's team ticket entry (mode off when the agent is in no team).
 func (s *Server) sessionJSON(a Agent) map[string]any {
-	te := TeamEntry{Mode: TicketEntryOff}
+	te := ticketing.TicketEntry{Mode: ticketing.TicketEntryOff}
 	if s.opts.Teams != nil {
 		if e := s.opts.Teams(a.Email); e.On() {
 			te = e
@@ -325,7 +322,7 @@ func agentJSON(a Agent) map[string]any {
 // logout ends the login and frees the agent's softphone (state offline).
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	if !sameOrigin(r) {
-		writeError(w, http.StatusForbidden, "Forbidden", "cross-origin logout refused")
+		apierror.Write(w, apierror.Error{Status: http.StatusForbidden, Description: "cross-origin logout refused"})
 		return
 	}
 	a, ok := s.Authenticate(r)
@@ -346,7 +343,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
 	a, ok := s.Authenticate(r)
 	if !ok {
-		writeError(w, http.StatusUnauthorized, "Unauthorized", "not logged in")
+		apierror.Write(w, apierror.Error{Status: http.StatusUnauthorized, Description: "not logged in"})
 		return
 	}
 	writeJSON(w, http.StatusOK, s.sessionJSON(a))
@@ -356,11 +353,11 @@ func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
 func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 	a, ok := s.Authenticate(r)
 	if !ok {
-		writeError(w, http.StatusUnauthorized, "Unauthorized", "not logged in")
+		apierror.Write(w, apierror.Error{Status: http.StatusUnauthorized, Description: "not logged in"})
 		return
 	}
 	if !sameOrigin(r) {
-		writeError(w, http.StatusForbidden, "Forbidden", "cross-origin WebSocket refused")
+		apierror.Write(w, apierror.Error{Status: http.StatusForbidden, Description: "cross-origin WebSocket refused"})
 		return
 	}
 	c, err := websocket.Accept(w, r, nil) // Accept checks Origin against Host too

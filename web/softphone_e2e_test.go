@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/internal/apierror"
 	"github.com/switchboard-voice/switchboard/ivr"
 )
 
@@ -62,7 +63,7 @@ func e2eAPI(h *harness, requesterSwitched chan<- string) {
 	auth := func(fn http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			if _, ok := h.srv.Authenticate(r); !ok {
-				writeError(w, http.StatusUnauthorized, "Unauthorized", "log in")
+				apierror.Write(w, apierror.Error{Status: http.StatusUnauthorized, Description: "log in"})
 				return
 			}
 			fn(w, r)
@@ -122,7 +123,7 @@ func e2eAPI(h *harness, requesterSwitched chan<- string) {
 		writeJSON(w, 200, map[string]any{"users": []any{}, "next_page": nil})
 	}))
 	h.mux.HandleFunc("POST /api/v2/calls", auth(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusForbidden, "Forbidden", "Only numbers stored on the contact can be dialled (OB-5)")
+		apierror.Write(w, apierror.Error{Status: http.StatusForbidden, Description: "Only numbers stored on the contact can be dialled (OB-5)"})
 	}))
 }
 

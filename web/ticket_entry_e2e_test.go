@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/internal/apierror"
 	"github.com/switchboard-voice/switchboard/ticketing"
 )
 
@@ -41,17 +42,17 @@ func TestRule_TB_TicketEntryInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	teams := TeamPolicy(func(email string) TeamEntry {
+	teams := TeamPolicy(func(email string) ticketing.TicketEntry {
 		if email == "agent1@example.com" {
-			return TeamEntry{Mode: TicketEntryRequired}
+			return ticketing.TicketEntry{Mode: ticketing.TicketEntryRequired}
 		}
-		return TeamEntry{}
+		return ticketing.TicketEntry{}
 	})
 	h := newHarness(t, Options{Teams: teams})
 	auth := func(fn http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			if _, ok := h.srv.Authenticate(r); !ok {
-				writeError(w, http.StatusUnauthorized, "Unauthorized", "log in")
+				apierror.Write(w, apierror.Error{Status: http.StatusUnauthorized, Description: "log in"})
 				return
 			}
 			fn(w, r)

@@ -37,10 +37,7 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	}
 	t.rtc = rtc
 	// Team ticket entry (docs/rules.md, TB) from the configuration's teams: the page and POST /calls.
-	teams := func(email string) web.TeamEntry {
-		e := gw.cfg.TicketEntryOf(email)
-		return web.TeamEntry{Mode: e.Mode, NumberField: e.NumberField}
-	}
+	teams := web.TeamPolicy(gw.cfg.TicketEntryOf)
 	t.web, err = web.New(web.Options{
 		Auth: webLogin{gw.store}, ACD: t.acd, WebRTC: rtc, APIBase: "/api/v2",
 		Registerer: gw.registry, Logger: gw.log.With("component", "softphone"), Teams: teams,
