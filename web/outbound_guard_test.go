@@ -229,10 +229,7 @@ func TestOutboundHandlerRefusesUnknownFieldsNamingThem(t *testing.T) {
 	} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("POST", "/api/v2/calls", strings.NewReader(body)))
-		var m struct {
-			Error   string              `json:"error"`
-			Details map[string][]string `json:"details"`
-		}
+		var m apiErrorShape // the API's shape: details are {"description","error"} objects
 		_ = json.Unmarshal(rec.Body.Bytes(), &m)
 		if rec.Code != http.StatusUnprocessableEntity || m.Error != "RecordInvalid" || len(m.Details[field]) == 0 {
 			t.Errorf("%s: %d %s; want 422 naming %s", body, rec.Code, rec.Body, field)

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -129,3 +130,71 @@ func TestOutboundHandler(t *testing.T) {
 }
 
 func itoa(v int64) string { b, _ := json.Marshal(v); return string(b) }
+
+// apiErrorShape is the error body of the whole API (docs/api.md, Conventions), decoded strictly:
+// a member it does not know, or details whose messages are not {"description","error"}
+// objects, fails the decoding.
+type apiErrorShape struct {
+	Error       string `json:"error"`
+	Description string `json:"description"`
+	Details     map[string][]struct {
+		Description string `json:"description"`
+		Error       string `json:"error"`
+	} `json:"details"`
+}
+
+func decodeAPIError(t *testing.T, what string, body []byte) apiErrorShape {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var e apiErrorShape
+	if err := dec.Decode(&e); err != nil {
+		t.Fatalf("%s: the error %s is not in the API's shape: %v", what, body, err)
+	}
+	return e
+}
+
+// Issue 15: POST /api/v2/calls answers a bad body with a 422 whose details have the shape of
+// the tickets API's (each field a list of {"description","error":"InvalidValue"}), naming the
+// field — before, its details were bare strings, so a client parsing the tickets API's errors
+// could not read them.
+func TestOutboundBadBodyAnswers422InTheTicketsAPIShape(t *testing.T) {
+	f := newOutboundFixture(t)
+	dialer := &recordingDialer{}
+	calls := (&Outbound{Store: f.store, Dialer: dialer}).Handler(func(*http.Request) (int64, bool) { return f.agent.ID, true })
+	mux := http.NewServeMux()
+	ticketing.NewAPI(f.store, ticketing.APIOptions{}).Register(mux, "/api/v2")
+	post := func(h http.Handler, path, body string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("POST", path, strings.NewReader(body))
+		req.SetBasicAuth("a@example.com", "agentpass")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	tickets := post(mux, "/api/v2/tickets", `{"ticket":{"subject":"x","requester_id":"one"}}`)
+	want := decodeAPIError(t, "POST /tickets", tickets.Body.Bytes())
+	if tickets.Code != http.StatusUnprocessableEntity || len(want.Details["requester_id"]) == 0 || want.Details["requester_id"][0].Error != "InvalidValue" {
+		t.Fatalf("the tickets API's own 422: %d %s", tickets.Code, tickets.Body)
+	}
+	for body, field := range map[string]string{
+		`{"call":{"to":"+15551230001","contact_id":"one"}}`:                                              "contact_id",
+		`{"call":{"to":"+15551230001","contact_id":` + itoa(f.contact.ID) + `,"x":1}}`:                   "x",
+		`{"call":{"to":"12ab","contact_id":` + itoa(f.contact.ID) + `}}`:                                 "to",
+		`{"call":{"contact_id":` + itoa(f.contact.ID) + `}}`:                                             "to",
+		`{"call":{"to":"+15551230001"}}`:                                                                 "contact_id",
+		`{"call":{"to":"+15551230001","contact_id":` + itoa(f.contact.ID) + `,"ticket_choice":"maybe"}}`: "ticket_choice",
+	} {
+		rec := post(calls, "/api/v2/calls", body)
+		got := decodeAPIError(t, body, rec.Body.Bytes())
+		if rec.Code != http.StatusUnprocessableEntity || got.Error != want.Error || len(got.Details[field]) == 0 ||
+			got.Details[field][0].Error != "InvalidValue" || got.Details[field][0].Description == "" {
+			t.Errorf("%s: %d %s; want 422 %s naming %s as the tickets API does (%s)", body, rec.Code, rec.Body, want.Error, field, tickets.Body)
+		}
+		if ct := rec.Header().Get("Content-Type"); ct != tickets.Header().Get("Content-Type") {
+			t.Errorf("%s: Content-Type %q, the tickets API's is %q", body, ct, tickets.Header().Get("Content-Type"))
+		}
+	}
+	if len(dialer.got) != 0 {
+		t.Fatalf("a refused body was dialled: %+v", dialer.got)
+	}
+}
