@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/ticketing"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -460,7 +461,7 @@ ticketing:
 	}
 	support, _ := c.Queue("support")
 	if support.RingTimeout.D() != 15*time.Second || support.MaxWait.D() != 120*time.Second ||
-		support.Overflow.Kind != TargetVoicemail || support.MaxMissedOffers != 3 {
+		support.Overflow.Kind != ivr.TargetVoicemail || support.MaxMissedOffers != 3 {
 		t.Errorf("queue support defaults: %+v", support)
 	}
 	if picky, _ := c.Queue("picky"); picky.MaxMissedOffers != 0 {

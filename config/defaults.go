@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/ticketing"
 )
 
@@ -118,7 +119,7 @@ func (c *Config) applyDefaults(idx *docIndex) {
 				l.Hours.TimeZone = "UTC"
 			}
 			if !l.Hours.ClosedTarget.IsSet() {
-				l.Hours.ClosedTarget = Target{Kind: TargetVoicemail}
+				l.Hours.ClosedTarget = Target{Target: ivr.VoicemailTarget()}
 			}
 		}
 	}
@@ -155,7 +156,7 @@ func (c *Config) applyDefaults(idx *docIndex) {
 			q.MaxWait = Duration(DefaultMaxWait)
 		}
 		if !q.Overflow.IsSet() {
-			q.Overflow = Target{Kind: TargetVoicemail}
+			q.Overflow = Target{Target: ivr.VoicemailTarget()}
 		}
 		if !idx.has(p + ".max_missed_offers") {
 			q.MaxMissedOffers = DefaultMaxMissedOffers

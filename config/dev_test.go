@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/ticketing"
 )
 
@@ -52,11 +53,11 @@ func TestDevConfigHasContractValues(t *testing.T) {
 	}
 
 	// Lines.
-	for number, want := range map[string]Target{
-		"+15550100": {Kind: TargetIVR, Name: "main"},
-		"+15550199": {Kind: TargetQueue, Name: "support"},
-		"+15550198": {Kind: TargetVoicemail},
-		"+15550197": {Kind: TargetSIP, URI: "sip:desk@127.0.0.1:5090"},
+	for number, want := range map[string]ivr.Target{
+		"+15550100": {Kind: ivr.TargetMenu, Name: "main"},
+		"+15550199": {Kind: ivr.TargetQueue, Name: "support"},
+		"+15550198": {Kind: ivr.TargetVoicemail},
+		"+15550197": {Kind: ivr.TargetSIP, URI: "sip:desk@127.0.0.1:5090"},
 	} {
 		l, ok := c.Line(number)
 		if !ok {
@@ -88,7 +89,7 @@ func TestDevConfigHasContractValues(t *testing.T) {
 			t.Errorf("ivr.main.options[%s] = %v, want %v", k, got, want)
 		}
 	}
-	if m.Timeout.D() != 5*time.Second || m.Retries != 1 || m.NoInput.Kind != TargetQueue || m.NoInput.Name != "support" {
+	if m.Timeout.D() != 5*time.Second || m.Retries != 1 || m.NoInput.Kind != ivr.TargetQueue || m.NoInput.Name != "support" {
 		t.Errorf("ivr.main timeout %s retries %d no_input %v, want 5s, 1, queue:support", m.Timeout, m.Retries, m.NoInput)
 	}
 	if m.Prompt == "" {
@@ -100,7 +101,7 @@ func TestDevConfigHasContractValues(t *testing.T) {
 	if !ok {
 		t.Fatal("no queue support")
 	}
-	if q.RingTimeout.D() != 15*time.Second || q.MaxWait.D() != 120*time.Second || q.Overflow.Kind != TargetVoicemail {
+	if q.RingTimeout.D() != 15*time.Second || q.MaxWait.D() != 120*time.Second || q.Overflow.Kind != ivr.TargetVoicemail {
 		t.Errorf("queue support = %+v", q)
 	}
 	if _, ok := c.Queue("sales"); !ok {

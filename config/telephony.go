@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/ticketing"
 )
 
@@ -281,23 +282,16 @@ func (h *Hours) Location() *time.Location {
 	return time.UTC
 }
 
-// Open reports whether t falls within opening hours: on a weekday interval, in the time zone,
-// and not on a holiday.
-func (h *Hours) Open(t time.Time) bool {
-	t = t.In(h.Location())
-	y, m, d := t.Date()
-	for _, hd := range h.Holidays {
-		if hd == (Date{y, m, d}) {
-			return false
+// IVR returns the hours as the IVR applies them (ivr.Line.Hours; ivr.Hours.Open decides).
+func (h *Hours) IVR() *ivr.Hours {
+	out := &ivr.Hours{Location: h.Location(), Closed: h.ClosedTarget.Target}
+	for d := time.Sunday; d <= time.Saturday; d++ {
+		for _, r := range h.Weekly.Day(d) {
+			out.Weekly[d] = append(out.Weekly[d], r.TimeRange)
 		}
 	}
-	// Wall-clock offset, so that a daylight-saving day still opens at 09:00.
-	since := time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute +
-		time.Duration(t.Second())*time.Second + time.Duration(t.Nanosecond())
-	for _, r := range h.Weekly.Day(t.Weekday()) {
-		if r.Contains(since) {
-			return true
-		}
+	for _, d := range h.Holidays {
+		out.Holidays = append(out.Holidays, d.Date)
 	}
-	return false
+	return out
 }

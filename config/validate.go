@@ -13,6 +13,7 @@ import (
 	_ "time/tzdata" // hours.time_zone must load on hosts without a zoneinfo database
 
 	"github.com/nyaruka/phonenumbers"
+	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/ticketing"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -359,15 +360,15 @@ func (c *Config) validateTrunks(k *checker) {
 // checkTarget checks that a target is given when required and names what exists.
 func (c *Config) checkTarget(k *checker, path string, t Target, required bool) {
 	switch t.Kind {
-	case TargetNone:
+	case ivr.TargetNone:
 		if required {
 			k.add(path, "is required; use %s", targetForms)
 		}
-	case TargetIVR:
+	case ivr.TargetMenu:
 		if _, ok := c.Menu(t.Name); !ok {
 			k.add(path, "%q names no IVR menu; %s", t.String(), known("menus under ivr", sortedKeys(c.IVR)))
 		}
-	case TargetQueue:
+	case ivr.TargetQueue:
 		if _, ok := c.Queue(t.Name); !ok {
 			k.add(path, "%q names no queue; %s", t.String(), known("queues", sortedKeys(c.Queues)))
 		}
@@ -489,7 +490,7 @@ func (c *Config) validateQueues(k *checker) {
 		if q.MaxWait <= 0 {
 			k.add(p+".max_wait", "must be positive, got %s", q.MaxWait)
 		}
-		if q.Overflow.Kind == TargetQueue && q.Overflow.Name == name {
+		if q.Overflow.Kind == ivr.TargetQueue && q.Overflow.Name == name {
 			k.add(p+".overflow", "cannot be the queue itself")
 		} else {
 			c.checkTarget(k, p+".overflow", q.Overflow, true)
@@ -590,10 +591,10 @@ func (c *Config) validateStorage(k *checker) {
 func (c *Config) firstVoicemail() string {
 	for i, l := range c.Lines {
 		p := "lines" + index(i)
-		if l.Target.Kind == TargetVoicemail {
+		if l.Target.Kind == ivr.TargetVoicemail {
 			return p + ".target"
 		}
-		if l.Hours != nil && l.Hours.ClosedTarget.Kind == TargetVoicemail {
+		if l.Hours != nil && l.Hours.ClosedTarget.Kind == ivr.TargetVoicemail {
 			return p + ".hours.closed_target"
 		}
 	}
@@ -603,19 +604,19 @@ func (c *Config) firstVoicemail() string {
 			continue
 		}
 		for _, key := range sortedKeys(m.Options) {
-			if m.Options[key].Kind == TargetVoicemail {
+			if m.Options[key].Kind == ivr.TargetVoicemail {
 				return "ivr." + name + ".options." + key
 			}
 		}
-		if m.NoInput.Kind == TargetVoicemail {
+		if m.NoInput.Kind == ivr.TargetVoicemail {
 			return "ivr." + name + ".no_input"
 		}
-		if m.Invalid.Kind == TargetVoicemail {
+		if m.Invalid.Kind == ivr.TargetVoicemail {
 			return "ivr." + name + ".invalid"
 		}
 	}
 	for _, name := range sortedKeys(c.Queues) {
-		if q := c.Queues[name]; q != nil && q.Overflow.Kind == TargetVoicemail {
+		if q := c.Queues[name]; q != nil && q.Overflow.Kind == ivr.TargetVoicemail {
 			return "queues." + name + ".overflow"
 		}
 	}

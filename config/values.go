@@ -9,6 +9,8 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/switchboard-voice/switchboard/ivr"
 )
 
 // The scalar types below check their own syntax while the file is decoded. A bad value is
@@ -105,28 +107,15 @@ func (p *Prefix) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML writes CIDR notation.
 func (p Prefix) MarshalYAML() (any, error) { return p.String(), nil }
 
-// TargetKind says where a Target sends a call.
-type TargetKind int
-
-// Kinds of Target.
-const (
-	TargetNone      TargetKind = iota // not set
-	TargetIVR                         // "ivr:NAME" (or "menu:NAME"): the IVR menu NAME
-	TargetQueue                       // "queue:NAME": the queue NAME
-	TargetVoicemail                   // "voicemail": record a message (a voicemail ticket, VM-1)
-	TargetSIP                         // "sip:URI" or "sips:URI": bridge to that SIP address
-	TargetHangup                      // "hangup": end the call
-)
-
-// Target is where a call goes next (comparable with ==): a line's destination, an IVR option, a queue's overflow.
-// Written as one string: "ivr:main", "menu:billing" (the same as "ivr:billing"),
-// "queue:support", "voicemail", "hangup", or a SIP URI such as "sip:desk@127.0.0.1:5090".
+// Target is where a call goes next (comparable with ==): a line's destination, an IVR option,
+// a queue's overflow, a closed line's destination. Written as one string: "ivr:main",
+// "menu:billing" (the same as "ivr:billing"), "queue:support", "voicemail", "hangup", or a SIP
+// URI such as "sip:desk@127.0.0.1:5090". It decodes straight into the IVR's own target
+// (ivr.Target: Kind ivr.TargetMenu, TargetQueue, TargetVoicemail, TargetSIP or TargetHangup,
+// with the menu or queue Name, or the SIP URI as written, which parses with ParseSIPURI), and
+// keeps the text as written for messages.
 type Target struct {
-	Kind TargetKind
-	// Name is the menu or queue name for TargetIVR and TargetQueue.
-	Name string
-	// URI is the SIP URI for TargetSIP, as written; it parses with sip.ParseUri (sipgo).
-	URI string
+	ivr.Target
 	raw string
 }
 
@@ -138,23 +127,23 @@ func ParseTarget(s string) (Target, error) {
 	kind, name, hasName := strings.Cut(s, ":")
 	switch {
 	case s == "voicemail":
-		t.Kind = TargetVoicemail
+		t.Target = ivr.VoicemailTarget()
 	case s == "hangup":
-		t.Kind = TargetHangup
+		t.Target = ivr.HangupTarget()
 	case hasName && (kind == "ivr" || kind == "menu"):
-		t.Kind, t.Name = TargetIVR, name
+		t.Target = ivr.MenuTarget(name)
 	case hasName && kind == "queue":
-		t.Kind, t.Name = TargetQueue, name
+		t.Target = ivr.QueueTarget(name)
 	case hasName && (kind == "sip" || kind == "sips"):
 		if _, err := ParseSIPURI(s); err != nil {
 			return Target{}, err
 		}
-		t.Kind, t.URI = TargetSIP, s
+		t.Target = ivr.SIPTarget(s)
 		return t, nil
 	default:
 		return Target{}, fmt.Errorf("%q is not a target; use %s", s, targetForms)
 	}
-	if (t.Kind == TargetIVR || t.Kind == TargetQueue) && !validName(t.Name) {
+	if (t.Kind == ivr.TargetMenu || t.Kind == ivr.TargetQueue) && !validName(t.Name) {
 		return Target{}, fmt.Errorf("%q names no menu or queue: a name is letters, digits, '_' and '-'", s)
 	}
 	return t, nil
@@ -170,26 +159,14 @@ func MustTarget(s string) Target {
 }
 
 // IsSet reports whether the target was given.
-func (t Target) IsSet() bool { return t.Kind != TargetNone }
+func (t Target) IsSet() bool { return t.Kind != ivr.TargetNone }
 
 // String returns the target as written.
 func (t Target) String() string {
 	if t.raw != "" {
 		return t.raw
 	}
-	switch t.Kind {
-	case TargetIVR:
-		return "ivr:" + t.Name
-	case TargetQueue:
-		return "queue:" + t.Name
-	case TargetVoicemail:
-		return "voicemail"
-	case TargetHangup:
-		return "hangup"
-	case TargetSIP:
-		return t.URI
-	}
-	return ""
+	return t.Target.String()
 }
 
 // UnmarshalYAML reads a target string.
@@ -233,12 +210,8 @@ func ParseSIPURI(s string) (sip.Uri, error) {
 	return u, nil
 }
 
-// Date is a calendar day, written YYYY-MM-DD.
-type Date struct {
-	Year  int
-	Month time.Month
-	Day   int
-}
+// Date is a calendar day, written YYYY-MM-DD: the IVR's holiday (ivr.Date).
+type Date struct{ ivr.Date }
 
 // ParseDate parses YYYY-MM-DD.
 func ParseDate(s string) (Date, error) {
@@ -246,7 +219,7 @@ func ParseDate(s string) (Date, error) {
 	if err != nil {
 		return Date{}, fmt.Errorf("%q is not a date; write YYYY-MM-DD, e.g. 2026-12-25", s)
 	}
-	return Date{t.Year(), t.Month(), t.Day()}, nil
+	return Date{ivr.Date{Year: t.Year(), Month: t.Month(), Day: t.Day()}}, nil
 }
 
 // String returns YYYY-MM-DD.
@@ -269,11 +242,9 @@ func (d *Date) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML writes YYYY-MM-DD.
 func (d Date) MarshalYAML() (any, error) { return d.String(), nil }
 
-// TimeRange is a daily opening interval, written "09:00-17:00"; End may be 24:00.
-// Start and End are offsets from midnight, Start < End.
-type TimeRange struct {
-	Start, End time.Duration
-}
+// TimeRange is a daily opening interval, written "09:00-17:00"; End may be 24:00: the IVR's
+// opening interval (ivr.TimeRange, offsets from midnight, Start < End).
+type TimeRange struct{ ivr.TimeRange }
 
 // ParseTimeRange parses "HH:MM-HH:MM".
 func ParseTimeRange(s string) (TimeRange, error) {
@@ -290,7 +261,7 @@ func ParseTimeRange(s string) (TimeRange, error) {
 	if end <= start {
 		return TimeRange{}, fmt.Errorf("%q ends before it starts; a range cannot cross midnight, split it into two days", s)
 	}
-	return TimeRange{start, end}, nil
+	return TimeRange{ivr.TimeRange{Start: start, End: end}}, nil
 }
 
 // clock parses "HH:MM" from 00:00 to 24:00.
@@ -304,11 +275,6 @@ func clock(s string) (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Duration(h)*time.Hour + time.Duration(m)*time.Minute, true
-}
-
-// Contains reports whether the offset from midnight falls in [Start, End).
-func (r TimeRange) Contains(sinceMidnight time.Duration) bool {
-	return sinceMidnight >= r.Start && sinceMidnight < r.End
 }
 
 // String returns "HH:MM-HH:MM".

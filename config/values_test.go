@@ -3,30 +3,32 @@ package config
 import (
 	"testing"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/ivr"
 )
 
 func TestParseTarget(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
-		want Target
+		want ivr.Target
 		ok   bool
 	}{
-		{"ivr:main", Target{Kind: TargetIVR, Name: "main"}, true},
-		{"menu:billing", Target{Kind: TargetIVR, Name: "billing"}, true},
-		{"queue:support", Target{Kind: TargetQueue, Name: "support"}, true},
-		{"voicemail", Target{Kind: TargetVoicemail}, true},
-		{"hangup", Target{Kind: TargetHangup}, true},
-		{"sip:desk@127.0.0.1:5090", Target{Kind: TargetSIP, URI: "sip:desk@127.0.0.1:5090"}, true},
-		{"sips:desk@pbx.example.com", Target{Kind: TargetSIP, URI: "sips:desk@pbx.example.com"}, true},
-		{"sip:[::1]:5090", Target{Kind: TargetSIP, URI: "sip:[::1]:5090"}, true},
-		{"queue:", Target{}, false},
-		{"queue:a b", Target{}, false},
-		{"ivr:main:x", Target{}, false},
-		{"voicemail:support", Target{}, false},
-		{"tel:+15550100", Target{}, false},
-		{"sip:", Target{}, false},
-		{"sip:desk@bad_host", Target{}, false},
-		{"", Target{}, false},
+		{"ivr:main", ivr.Target{Kind: ivr.TargetMenu, Name: "main"}, true},
+		{"menu:billing", ivr.Target{Kind: ivr.TargetMenu, Name: "billing"}, true},
+		{"queue:support", ivr.Target{Kind: ivr.TargetQueue, Name: "support"}, true},
+		{"voicemail", ivr.Target{Kind: ivr.TargetVoicemail}, true},
+		{"hangup", ivr.Target{Kind: ivr.TargetHangup}, true},
+		{"sip:desk@127.0.0.1:5090", ivr.Target{Kind: ivr.TargetSIP, URI: "sip:desk@127.0.0.1:5090"}, true},
+		{"sips:desk@pbx.example.com", ivr.Target{Kind: ivr.TargetSIP, URI: "sips:desk@pbx.example.com"}, true},
+		{"sip:[::1]:5090", ivr.Target{Kind: ivr.TargetSIP, URI: "sip:[::1]:5090"}, true},
+		{"queue:", ivr.Target{}, false},
+		{"queue:a b", ivr.Target{}, false},
+		{"ivr:main:x", ivr.Target{}, false},
+		{"voicemail:support", ivr.Target{}, false},
+		{"tel:+15550100", ivr.Target{}, false},
+		{"sip:", ivr.Target{}, false},
+		{"sip:desk@bad_host", ivr.Target{}, false},
+		{"", ivr.Target{}, false},
 	} {
 		got, err := ParseTarget(tc.in)
 		if (err == nil) != tc.ok {
@@ -73,8 +75,8 @@ func TestParseTimeRange(t *testing.T) {
 	}
 }
 
-// TestHoursOpen proves opening hours follow the line's time zone (wall clock, across a
-// daylight-saving change) and close on holidays.
+// TestHoursOpen proves opening hours, as configured and handed to the IVR (Hours.IVR), follow
+// the line's time zone (wall clock, across a daylight-saving change) and close on holidays.
 func TestHoursOpen(t *testing.T) {
 	doc := base + `trunks: [{name: c, inbound: {allow: [127.0.0.0/8]}}]
 lines:
@@ -91,8 +93,8 @@ lines:
 		t.Fatal(err)
 	}
 	l, _ := c.Line("+15550100")
-	h := l.Hours
-	paris := h.Location()
+	h := l.Hours.IVR() // the hours as the IVR applies them
+	paris := h.Location
 	if paris.String() != "Europe/Paris" {
 		t.Fatalf("Location = %v", paris)
 	}

@@ -3,8 +3,6 @@ package ivr
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strings"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/media"
@@ -48,7 +46,7 @@ var (
 // TargetKind says where a Target sends a call.
 type TargetKind int
 
-// Kinds of Target, the same as the configuration's.
+// Kinds of Target (the configuration decodes its target strings into Target: config.Target).
 const (
 	TargetNone      TargetKind = iota // not set
 	TargetMenu                        // "ivr:NAME" or "menu:NAME"
@@ -80,25 +78,6 @@ func SIPTarget(uri string) Target { return Target{Kind: TargetSIP, URI: uri} }
 
 // HangupTarget says goodbye and ends the call.
 func HangupTarget() Target { return Target{Kind: TargetHangup} }
-
-// ParseTarget reads the configuration's target syntax: "ivr:NAME", "menu:NAME", "queue:NAME",
-// "voicemail", "hangup", or a "sip:"/"sips:" URI (not validated further here: config does).
-func ParseTarget(s string) (Target, error) {
-	kind, name, ok := strings.Cut(s, ":")
-	switch {
-	case s == "voicemail":
-		return VoicemailTarget(), nil
-	case s == "hangup":
-		return HangupTarget(), nil
-	case ok && (kind == "ivr" || kind == "menu") && name != "":
-		return MenuTarget(name), nil
-	case ok && kind == "queue" && name != "":
-		return QueueTarget(name), nil
-	case ok && (kind == "sip" || kind == "sips") && name != "":
-		return SIPTarget(s), nil
-	}
-	return Target{}, fmt.Errorf("ivr: %q is not a target (ivr:NAME, queue:NAME, voicemail, hangup, sip:URI)", s)
-}
 
 // String returns the target in the configuration's syntax.
 func (t Target) String() string {

@@ -130,7 +130,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	}
 	for name, q := range cfg.Queues {
 		iq := ivr.Queue{Name: name, RingTimeout: q.RingTimeout.D(), MaxWait: q.MaxWait.D(), WrapUp: q.WrapUp.D(),
-			MaxMissedOffers: q.MaxMissedOffers, AnnouncePosition: q.AnnouncePosition, Overflow: ivrTarget(q.Overflow)}
+			MaxMissedOffers: q.MaxMissedOffers, AnnouncePosition: q.AnnouncePosition, Overflow: q.Overflow.Target}
 		if q.Music != "" {
 			if iq.Music, err = ivr.LoadWAV(q.Music); err != nil {
 				return fmt.Errorf("queues.%s.music: %w", name, err)
@@ -154,9 +154,9 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	menus := map[string]ivr.Menu{}
 	for name, m := range cfg.IVR {
 		im := ivr.Menu{Prompt: m.Prompt, Language: m.Language, Timeout: m.Timeout.D(), Retries: m.Retries,
-			Options: map[string]ivr.Target{}, NoInput: ivrTarget(m.NoInput), Invalid: ivrTarget(m.Invalid)}
+			Options: map[string]ivr.Target{}, NoInput: m.NoInput.Target, Invalid: m.Invalid.Target}
 		for k, v := range m.Options {
-			im.Options[k] = ivrTarget(v)
+			im.Options[k] = v.Target
 		}
 		menus[name] = im
 	}
@@ -292,21 +292,12 @@ func (t *telephony) stop(ctx context.Context) {
 // lineTarget is what runs a line's calls: a bridge to a SIP URI, or the IVR (menus, queues,
 // voicemail).
 func (t *telephony) lineTarget(l config.Line) sip.Target {
-	if l.Target.Kind == config.TargetSIP {
+	if l.Target.Kind == ivr.TargetSIP {
 		return &sip.BridgeTarget{URI: l.Target.URI, OnAnswered: func(c *sip.Call, _ *media.Endpoint) { t.answered(c) }}
 	}
-	line := ivr.Line{Number: l.Number, Language: l.Language, Target: ivrTarget(l.Target)}
-	if h := l.Hours; h != nil {
-		ih := &ivr.Hours{Location: h.Location(), Closed: ivrTarget(h.ClosedTarget)}
-		for d := time.Sunday; d <= time.Saturday; d++ {
-			for _, r := range h.Weekly.Day(d) {
-				ih.Weekly[d] = append(ih.Weekly[d], ivr.TimeRange{Start: r.Start, End: r.End})
-			}
-		}
-		for _, d := range h.Holidays {
-			ih.Holidays = append(ih.Holidays, ivr.Date{Year: d.Year, Month: d.Month, Day: d.Day})
-		}
-		line.Hours = ih
+	line := ivr.Line{Number: l.Number, Language: l.Language, Target: l.Target.Target}
+	if l.Hours != nil {
+		line.Hours = l.Hours.IVR()
 	}
 	return sip.TargetFunc(func(ctx context.Context, c *sip.Call) error { return t.serveIVR(ctx, c, line) })
 }
@@ -609,18 +600,6 @@ func (t *telephony) sipAgent(username string) (sip.AgentAccount, bool) {
 		}
 	}
 	return sip.AgentAccount{}, false
-}
-
-// ivrTarget converts a configuration target.
-func ivrTarget(t config.Target) ivr.Target {
-	if t.Kind == config.TargetNone {
-		return ivr.Target{}
-	}
-	it, err := ivr.ParseTarget(t.String())
-	if err != nil {
-		return ivr.Target{}
-	}
-	return it
 }
 
 // orOff maps the configuration's "0 = off" to sip's "negative = off".
