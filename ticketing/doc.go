@@ -15,6 +15,11 @@
 //   - usermerge.go (UM-1 … UM-5), tickets.go and comments.go (ticket system rules, voice
 //     comments, merge chains), ticketmerge.go (TM-1 … TM-3), settingsstore.go (the global
 //     voice settings), with an audit row for every automatic change.
+//   - outbound.go: PlanOutboundCall, the outbound rules (OB-1 … OB-6, team ticket entry TB-1 …
+//     TB-4) that choose the number, contact and ticket of an agent's dial before anything is
+//     dialled; the web package serves POST /api/v2/calls with it.
 //   - api*.go, decode.go: the REST API (NewAPI, Register, Authenticate),
 //     described by openapi.yaml and served at {prefix}/openapi.json; docs/api.md explains it.
+//     Errors are written by internal/apierror (WriteError maps *Error to it), the one writer
+//     of the whole /api/v2.
 package ticketing

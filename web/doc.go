@@ -11,8 +11,10 @@
 //
 // The signalling protocol and the integration steps are in docs/softphone.md.
 //
-// Outbound (outbound.go) validates POST /api/v2/calls against the OB rules before anything is
-// dialled and hands the call to the integrator's Dialer (sip); the integrator mounts its Handler.
+// Outbound (outbound.go) serves POST /api/v2/calls: the ticketing core plans the call under the
+// OB and TB rules (ticketing.Store.PlanOutboundCall), the toll-fraud OutboundGuard checks it,
+// both before anything is dialled, and the integrator's Dialer (sip) places it; the integrator
+// mounts its Handler. Its errors, like every /api/v2 error, are written by internal/apierror.
 //
 // # Goroutines and locks
 //
