@@ -131,7 +131,7 @@ type eventError struct {
 // every invalid one reported with its index and field. 422 when none was accepted.
 func (a *API) postCallEvents(w http.ResponseWriter, r *http.Request, sink EventSink, wake func()) error {
 	if sink == nil {
-		apierror.Write(w, apierror.Error{Status: http.StatusServiceUnavailable, Name: "Unavailable", Description: "event ingestion is not configured on this node"})
+		apierror.Write(w, apierror.Error{Status: http.StatusServiceUnavailable, Description: "event ingestion is not configured on this node"})
 		return nil
 	}
 	raw, err := io.ReadAll(r.Body)

@@ -299,3 +299,27 @@ func TestRule_TB4_EnteredNumberAndDirectDialRefused(t *testing.T) {
 		{name: "off: the entered number is allowed by OB-5", mode: ticketing.TicketEntryOff, req: ticketing.OutboundCall{To: f.enteredNumber, ContactID: f.contact.ID, EnteredNumber: true}, to: f.enteredNumber, choice: ticketing.TicketChoiceExisting, entered: true},
 	})
 }
+
+// Rule TB-2's number_field names a text custom field: TextFieldNames lists exactly the text
+// fields (what the configuration accepts) and Text reads one from a ticket (what is dialled);
+// a number field or an unknown name is not text.
+func TestCustomFieldsText(t *testing.T) {
+	if got, want := strings.Join(ticketing.TextFieldNames(), ","), "session_type,caller_number,queue_name,call_id"; got != want {
+		t.Errorf("TextFieldNames = %s, want %s", got, want)
+	}
+	cf := ticketing.CustomFields{CallerNumber: ptr("+15557770001"), CSAT: ptr(5)}
+	for _, tc := range []struct {
+		name string
+		v    string
+		ok   bool
+	}{
+		{"caller_number", "+15557770001", true},
+		{"queue_name", "", false}, // text, but not set
+		{"csat", "", false},       // not text
+		{"nope", "", false},
+	} {
+		if v, ok := cf.Text(tc.name); v != tc.v || ok != tc.ok {
+			t.Errorf("Text(%s) = %q %v, want %q %v", tc.name, v, ok, tc.v, tc.ok)
+		}
+	}
+}

@@ -100,6 +100,8 @@ func Name(status int) string {
 		return "MisdirectedRequest"
 	case http.StatusNotImplemented:
 		return "NotImplemented"
+	case http.StatusServiceUnavailable:
+		return "Unavailable"
 	}
 	return "InternalError"
 }
