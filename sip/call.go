@@ -14,7 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/switchboard-voice/switchboard/media"
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // Target runs a call routed to a line. Serve is called on the call's own goroutine once the
@@ -249,7 +249,7 @@ func (c *Call) MarkAnswered(agentID int64) {
 	c.answered = true
 	c.talkStart = c.s.now()
 	c.mu.Unlock()
-	c.emit(ticketing.Event{Type: ticketing.EventAnswered, AgentID: agentID})
+	c.emit(callevent.Event{Type: callevent.EventAnswered, AgentID: agentID})
 }
 
 // markRinging starts ring time (an outbound leg for this call started ringing).
@@ -295,9 +295,9 @@ func (c *Call) holdChanged(l *leg, held bool) {
 	}
 	c.mu.Unlock()
 	if !wasHeld && isHeld {
-		c.emit(ticketing.Event{Type: ticketing.EventHeld})
+		c.emit(callevent.Event{Type: callevent.EventHeld})
 	} else if wasHeld && !isHeld {
-		c.emit(ticketing.Event{Type: ticketing.EventResumed})
+		c.emit(callevent.Event{Type: callevent.EventResumed})
 	}
 }
 
@@ -311,16 +311,16 @@ func (c *Call) legEnded(l *leg, cause error) {
 // emit queues an event for the call's emitter goroutine; SIP handling never waits on the sink,
 // and no event is dropped however long the sink stalls (eventQueue). Events after call.ended
 // are dropped: call.ended is the call's last event.
-func (c *Call) emit(e ticketing.Event) {
+func (c *Call) emit(e callevent.Event) {
 	c.events.push(c.stamp(e), &c.seq)
 }
 
 // emitEnded queues call.ended, the call's last event, and closes the queue.
-func (c *Call) emitEnded(e ticketing.Event) {
+func (c *Call) emitEnded(e callevent.Event) {
 	c.events.pushLast(c.stamp(e), &c.seq)
 }
 
-func (c *Call) stamp(e ticketing.Event) ticketing.Event {
+func (c *Call) stamp(e callevent.Event) callevent.Event {
 	e.ID = uuid.NewString()
 	e.CallID = c.id
 	e.At = c.s.now().UTC()
@@ -343,7 +343,7 @@ func (c *Call) runEmitter(done chan<- struct{}) {
 }
 
 // deliver hands one event to the sink.
-func (c *Call) deliver(e ticketing.Event) {
+func (c *Call) deliver(e callevent.Event) {
 	if c.s.opts.Sink == nil {
 		return
 	}
@@ -369,14 +369,14 @@ func (c *Call) deliver(e ticketing.Event) {
 }
 
 // durations computes the call.ended durations in whole seconds (CD-3).
-func (c *Call) durations(end time.Time) *ticketing.Durations {
+func (c *Call) durations(end time.Time) *callevent.Durations {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	hold := c.holdTotal
 	if !c.holdStart.IsZero() {
 		hold += end.Sub(c.holdStart)
 	}
-	d := &ticketing.Durations{HoldTime: secs(hold)}
+	d := &callevent.Durations{HoldTime: secs(hold)}
 	if !c.gwAnswered.IsZero() {
 		d.Duration = secs(end.Sub(c.gwAnswered))
 	}
@@ -591,7 +591,7 @@ func (s *Server) runCall(c *Call, line Line) {
 	s.m.callsActive.WithLabelValues(c.direction).Inc()
 	emitDone := make(chan struct{})
 	go c.runEmitter(emitDone)
-	c.emit(ticketing.Event{Type: ticketing.EventStarted, Direction: c.direction, From: c.from, To: c.to,
+	c.emit(callevent.Event{Type: callevent.EventStarted, Direction: c.direction, From: c.from, To: c.to,
 		Line: c.line, CallerName: c.callerName})
 
 	// Media timeout of the carrier leg ends the call.
@@ -660,20 +660,20 @@ func (s *Server) runCall(c *Call, line Line) {
 	if outcome == "" {
 		switch {
 		case answered:
-			outcome = ticketing.OutcomeAnswered
+			outcome = callevent.OutcomeAnswered
 		case errors.Is(cause, causeCancelled) || errors.Is(cause, causeRemoteBye):
-			outcome = ticketing.OutcomeAbandoned
+			outcome = callevent.OutcomeAbandoned
 		case se != nil && se.Outcome != "":
 			outcome = se.Outcome
 		default:
-			outcome = ticketing.OutcomeFailed
+			outcome = callevent.OutcomeFailed
 		}
 	}
 	end := s.now()
 	// Metrics first, so whoever sees call.ended sees them too.
 	s.m.callsActive.WithLabelValues(c.direction).Dec()
 	s.m.callsTotal.WithLabelValues(c.direction, outcomeLabel(outcome)).Inc()
-	c.emitEnded(ticketing.Event{Type: ticketing.EventEnded, Outcome: outcome, Durations: c.durations(end)})
+	c.emitEnded(callevent.Event{Type: callevent.EventEnded, Outcome: outcome, Durations: c.durations(end)})
 	<-emitDone
 	if s.opts.OnCallEnd != nil {
 		sum := CallSummary{CallID: c.id, Outcome: outcome}

@@ -4,7 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // eventQueue is a call's ordered event queue. push appends under the lock and never blocks or
@@ -15,7 +15,7 @@ import (
 // with no gap.
 type eventQueue struct {
 	mu      sync.Mutex
-	pending []ticketing.Event
+	pending []callevent.Event
 	closed  bool
 	wake    chan struct{} // capacity 1: "something was pushed or the queue closed"
 }
@@ -24,16 +24,16 @@ func newEventQueue() *eventQueue { return &eventQueue{wake: make(chan struct{}, 
 
 // push gives e the next seq and queues it; it reports false (and queues nothing) once the
 // queue is closed: call.ended was the call's last event.
-func (q *eventQueue) push(e ticketing.Event, seq *atomic.Int64) bool {
+func (q *eventQueue) push(e callevent.Event, seq *atomic.Int64) bool {
 	return q.add(e, seq, false)
 }
 
 // pushLast queues e (call.ended) and closes the queue.
-func (q *eventQueue) pushLast(e ticketing.Event, seq *atomic.Int64) bool {
+func (q *eventQueue) pushLast(e callevent.Event, seq *atomic.Int64) bool {
 	return q.add(e, seq, true)
 }
 
-func (q *eventQueue) add(e ticketing.Event, seq *atomic.Int64, last bool) bool {
+func (q *eventQueue) add(e callevent.Event, seq *atomic.Int64, last bool) bool {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
@@ -52,7 +52,7 @@ func (q *eventQueue) add(e ticketing.Event, seq *atomic.Int64, last bool) bool {
 
 // next returns every queued event in seq order, waiting for one when none is queued; ok is
 // false once the queue is closed and empty. Only the emitter goroutine calls it.
-func (q *eventQueue) next() (batch []ticketing.Event, ok bool) {
+func (q *eventQueue) next() (batch []callevent.Event, ok bool) {
 	for {
 		q.mu.Lock()
 		if len(q.pending) > 0 {

@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-voice/switchboard/media"
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // Options configures a Server. cmd/switchboard maps the YAML configuration onto it; zero values
@@ -91,7 +91,7 @@ type Options struct {
 	HoldTimeout  time.Duration
 
 	// Sink receives call lifecycle events; nil discards them.
-	Sink ticketing.Sink
+	Sink callevent.Sink
 	// EmitTimeout bounds one Sink.Emit call so a slow sink never stalls SIP. Default 2 s.
 	EmitTimeout time.Duration
 	// Registerer receives the SIP metrics (docs/metrics.md); nil registers nothing.

@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // ErrOverCapacity is returned by Originate when MaxCalls calls are in progress.
@@ -27,7 +27,7 @@ type OriginateOptions struct {
 	AgentID int64
 	// Started, when set, adds the outbound dial's choices to call.started (contact, ticket,
 	// ticket choice, entered number: the OB and TB rules of the ticketing core).
-	Started func(e *ticketing.Event)
+	Started func(e *callevent.Event)
 	// Answered runs once the callee answered, with the answered leg (bridge its Endpoint to the
 	// agent's media); it returns when the call is over for it. ctx ends when the callee hangs
 	// up or Call.Hangup is called. Required.
@@ -99,13 +99,13 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 	s.m.callsActive.WithLabelValues(c.direction).Inc()
 	emitDone := make(chan struct{})
 	go c.runEmitter(emitDone)
-	started := ticketing.Event{Type: ticketing.EventStarted, Direction: c.direction, From: c.from, To: c.to, Line: c.line}
+	started := callevent.Event{Type: callevent.EventStarted, Direction: c.direction, From: c.from, To: c.to, Line: c.line}
 	if opts.Started != nil {
 		opts.Started(&started)
 	}
 	c.emit(started)
 
-	outcome := ticketing.OutcomeFailed
+	outcome := callevent.OutcomeFailed
 	out, err := c.Dial(c.ctx, DialOptions{Trunk: c.trunk, Number: c.to, FromUser: c.from})
 	var se *StatusError
 	switch {
@@ -114,7 +114,7 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 		c.gwAnswered = s.now()
 		c.mu.Unlock()
 		c.MarkAnswered(opts.AgentID)
-		outcome = ticketing.OutcomeAnswered
+		outcome = callevent.OutcomeAnswered
 		// The call's context also ends when the callee hangs up.
 		legCtx, stop := context.WithCancelCause(c.ctx)
 		go func() {
@@ -138,7 +138,7 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 	case errors.As(err, &se):
 		outcome = se.Outcome
 	case c.ctx.Err() != nil:
-		outcome = ticketing.OutcomeAbandoned
+		outcome = callevent.OutcomeAbandoned
 	}
 	c.cancel(causeLocalHangup)
 	c.mu.Lock()
@@ -150,7 +150,7 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 	end := s.now()
 	s.m.callsActive.WithLabelValues(c.direction).Dec()
 	s.m.callsTotal.WithLabelValues(c.direction, outcomeLabel(outcome)).Inc()
-	c.emitEnded(ticketing.Event{Type: ticketing.EventEnded, Outcome: outcome, Durations: c.durations(end)})
+	c.emitEnded(callevent.Event{Type: callevent.EventEnded, Outcome: outcome, Durations: c.durations(end)})
 	<-emitDone
 	if s.opts.OnCallEnd != nil {
 		sum := CallSummary{CallID: c.id, Outcome: outcome}

@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"github.com/switchboard-voice/switchboard/web"
 )
 
@@ -118,7 +119,7 @@ func (d trunkDialer) Dial(ctx context.Context, req web.Dial) (string, error) {
 	legs := make(chan ivr.AgentLeg, 1)
 	c, err := t.sip.Originate(context.WithoutCancel(ctx), sip.OriginateOptions{
 		Trunk: trunk, Number: req.To, Line: line, AgentID: req.AgentID,
-		Started: func(e *ticketing.Event) {
+		Started: func(e *callevent.Event) {
 			e.RequesterID, e.TicketChoice, e.EnteredNumber = req.ContactID, req.TicketChoice, req.EnteredNumber
 			if req.TicketID != nil {
 				e.TicketID = *req.TicketID

@@ -19,6 +19,7 @@ import (
 	"github.com/switchboard-voice/switchboard/recordings"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"github.com/switchboard-voice/switchboard/web"
 )
 
@@ -406,12 +407,12 @@ func (t *telephony) answered(c *sip.Call) {
 
 // ivrEvent turns the IVR's and the queue's events into the call's lifecycle events, on the
 // call's own sequence. The first answer starts talk time and the recording.
-func (t *telephony) ivrEvent(e ivr.Event) {
+func (t *telephony) ivrEvent(e callevent.Event) {
 	lc := t.lookup(e.CallID)
 	if lc == nil {
 		return
 	}
-	if e.Type == ivr.EventAnswered {
+	if e.Type == callevent.EventAnswered {
 		t.mu.Lock()
 		first := !lc.answered
 		lc.answered = true
@@ -423,13 +424,10 @@ func (t *telephony) ivrEvent(e ivr.Event) {
 			return
 		}
 	}
-	if e.Type == ivr.EventAnswered || e.Type == ivr.EventTransferred {
+	if e.Type == callevent.EventAnswered || e.Type == callevent.EventTransferred {
 		t.journalLegs(lc.call) // a new agent's SIP phone leg
 	}
-	lc.call.Emit(ticketing.Event{
-		Type: e.Type, MenuPath: e.MenuPath, Language: e.Language, Queue: e.Queue, AgentID: e.AgentID,
-		FromAgentID: e.FromAgentID, ToAgentID: e.ToAgentID, RecordingID: e.RecordingID, Seconds: e.Seconds, Where: e.Where,
-	})
+	lc.call.Emit(e)
 }
 
 // startRecording records the call from now: the caller's audio on the left, what the caller
@@ -517,7 +515,7 @@ func (t *telephony) finishRecording(callID string, seq int64, w *recordings.Writ
 }
 
 func (t *telephony) emitRecordingReady(ctx context.Context, callID string, seq int64, id string, seconds int64) {
-	e := ticketing.Event{ID: uuid.NewString(), CallID: callID, Seq: seq, Type: ticketing.EventRecordingReady,
+	e := callevent.Event{ID: uuid.NewString(), CallID: callID, Seq: seq, Type: callevent.EventRecordingReady,
 		At: time.Now().UTC(), RecordingID: id, Seconds: seconds}
 	if err := t.gw.events.Emit(ctx, e); err != nil {
 		t.gw.log.Error("emit call.recording_ready", "call_id", callID, "err", err)
@@ -548,15 +546,15 @@ func (t *telephony) repairRecordings(ctx context.Context) error {
 			}
 			if !ended && last > 0 {
 				last++
-				e := ticketing.Event{ID: crashEndedID(r.CallID), CallID: r.CallID, Seq: last, Type: ticketing.EventEnded,
-					At: r.StartedAt.Add(r.Duration).UTC(), Outcome: ticketing.OutcomeAnswered, Cause: causeCrash}
+				e := callevent.Event{ID: crashEndedID(r.CallID), CallID: r.CallID, Seq: last, Type: callevent.EventEnded,
+					At: r.StartedAt.Add(r.Duration).UTC(), Outcome: callevent.OutcomeAnswered, Cause: causeCrash}
 				if err := t.gw.events.Emit(ctx, e); err != nil {
 					return fmt.Errorf("recordings: repair: end the call: %w", err)
 				}
 				t.gw.log.Warn("call ended by a crash of the gateway", "call_id", r.CallID, "outcome", e.Outcome, "ended_at", e.At)
 			}
 		}
-		e := ticketing.Event{ID: repairedReadyID(r.CallID, r.ID), CallID: r.CallID, Seq: last + 1, Type: ticketing.EventRecordingReady,
+		e := callevent.Event{ID: repairedReadyID(r.CallID, r.ID), CallID: r.CallID, Seq: last + 1, Type: callevent.EventRecordingReady,
 			At: time.Now().UTC(), RecordingID: r.ID, Seconds: r.Seconds}
 		if err := t.gw.events.Emit(ctx, e); err != nil {
 			t.gw.log.Error("emit call.recording_ready", "call_id", r.CallID, "err", err)
