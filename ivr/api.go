@@ -141,6 +141,9 @@ type CallInfo struct {
 	From       string // caller's number
 	CallerName string
 	Line       string // the line (DID) called
+	// Events, when set, receives this call's events instead of Options.Events: the call's
+	// owner (sip's Call) puts them on the call's own sequence.
+	Events Events
 }
 
 // Events receives ivr's call lifecycle events, in order per call, on the call's goroutine,

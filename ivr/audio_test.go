@@ -95,7 +95,7 @@ func TestAudio_BuiltinGreetingReachesTheCaller(t *testing.T) {
 	gw.SetCodec(8, media.PCMA)
 	carrier.SetCodec(8, media.PCMA)
 	got := make(chan []byte, 512)
-	carrier.SetTap(func(p media.TapPacket) {
+	carrier.AddTap(func(p media.TapPacket) {
 		if p.Flow == media.Received && p.PayloadType == 8 {
 			select {
 			case got <- bytes.Clone(p.Payload):

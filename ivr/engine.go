@@ -408,6 +408,10 @@ func (c *Call) emitSelected() {
 func (c *Call) emit(ev callevent.Event) {
 	ev.CallID = c.ID()
 	ev.At = c.e.opts.Clock.Now()
+	if c.info.Events != nil {
+		c.info.Events.Emit(ev)
+		return
+	}
 	c.e.opts.Events.Emit(ev)
 }
 

@@ -258,7 +258,7 @@ type audioTap struct {
 
 func tapReceived(e *media.Endpoint) *audioTap {
 	a := &audioTap{ch: make(chan media.TapPacket, 4096)}
-	e.SetTap(func(p media.TapPacket) {
+	e.AddTap(func(p media.TapPacket) {
 		if p.Flow != media.Received || p.PayloadType != 0 {
 			return
 		}

@@ -27,18 +27,17 @@ func (r *recordingsRecorder) StartVoicemail(ctx context.Context, m VoicemailMeta
 	if err != nil {
 		return nil, err
 	}
-	ep.SetTap(w.Tap(recordings.Mono, recordings.None))
-	return &recordingsMessage{r: r, w: w, ep: ep}, nil
+	return &recordingsMessage{r: r, w: w, untap: ep.AddTap(w.Tap(recordings.Mono, recordings.None))}, nil
 }
 
 type recordingsMessage struct {
-	r  *recordingsRecorder
-	w  *recordings.Writer
-	ep *media.Endpoint
+	r     *recordingsRecorder
+	w     *recordings.Writer
+	untap func()
 }
 
 func (m *recordingsMessage) Finish(ctx context.Context, keep bool) (string, error) {
-	m.ep.SetTap(nil)
+	m.untap()
 	if !keep {
 		_, err := m.w.Discard()
 		return "", err

@@ -77,6 +77,8 @@ type Call struct {
 	outcome     string
 	legs        []*leg
 	answerFinal bool // a final response was sent on the carrier leg
+	rec         *recording // the call's recording, once started
+	recEnded    bool       // the call ended: no recording starts any more
 
 	// maxFwd is the Max-Forwards of the INVITEs call control places for this call: the
 	// carrier's minus one (RFC 7332), 70 for a call we originate.
@@ -238,18 +240,20 @@ func (c *Call) reject(code int, reason string, hdrs ...sip.Header) {
 	}
 }
 
-// MarkAnswered records that a person answered (the far end of a bridge, an agent): it emits
-// call.answered (agentID 0 when not an agent) and starts talk time.
-func (c *Call) MarkAnswered(agentID int64) {
+// MarkAnswered records that a person answered (the far end of a bridge, an agent): the first
+// time it emits call.answered (agentID 0 when not an agent), starts talk time and reports true;
+// later it does nothing and reports false.
+func (c *Call) MarkAnswered(agentID int64) bool {
 	c.mu.Lock()
 	if c.answered {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	c.answered = true
 	c.talkStart = c.s.now()
 	c.mu.Unlock()
 	c.emit(callevent.Event{Type: callevent.EventAnswered, AgentID: agentID})
+	return true
 }
 
 // markRinging starts ring time (an outbound leg for this call started ringing).
@@ -315,9 +319,11 @@ func (c *Call) emit(e callevent.Event) {
 	c.events.push(c.stamp(e), &c.seq)
 }
 
-// emitEnded queues call.ended, the call's last event, and closes the queue.
+// emitEnded queues call.ended, the last event of the call's life, then finishes the call's
+// recording (call.recording_ready follows call.ended) and closes the queue.
 func (c *Call) emitEnded(e callevent.Event) {
-	c.events.pushLast(c.stamp(e), &c.seq)
+	c.events.pushEnded(c.stamp(e), &c.seq)
+	c.finishRecording()
 }
 
 func (c *Call) stamp(e callevent.Event) callevent.Event {

@@ -102,6 +102,13 @@ type Options struct {
 	Now func() time.Time
 	// UserAgent is our User-Agent / Server header value. Default "switchboard".
 	UserAgent string
+	// Recorder, when set, records calls (stereo WAV, caller left); RecordStart says when.
+	// Voicemail messages are the IVR's (ivr.Options.Recorder).
+	Recorder    Recorder
+	RecordStart RecordStart
+	// Journal, when set, keeps the dialog state of each call's answered legs on local disk
+	// for the BYE after a crash (internal/calljournal).
+	Journal DialogJournal
 	// OnCallEnd, when set, is called after each call's call.ended with its RTP statistics
 	// (per-call logging, tests). It runs on the call's goroutine and must not block.
 	OnCallEnd func(CallSummary)

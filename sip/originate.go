@@ -32,6 +32,15 @@ type OriginateOptions struct {
 	// agent's media); it returns when the call is over for it. ctx ends when the callee hangs
 	// up or Call.Hangup is called. Required.
 	Answered func(ctx context.Context, c *Call, leg *OutboundLeg) error
+	// Ended, when set, is called once the call is over, however it ended (not when Originate
+	// returns an error).
+	Ended func()
+
+	// prepare runs once the call has its id and slot, before anything is emitted or dialled;
+	// its error refuses the call, leaving nothing behind (CallForAgent: the agent's page).
+	prepare func(c *Call) error
+	// failed runs when the callee never answered, before call.ended.
+	failed func()
 }
 
 // Originate starts an outbound call and returns it at once (its ID is the call_id of every
@@ -85,6 +94,16 @@ func (s *Server) Originate(ctx context.Context, opts OriginateOptions) (*Call, e
 	s.calls[c] = struct{}{}
 	s.callsWG.Add(1)
 	s.mu.Unlock()
+	if opts.prepare != nil {
+		if err := opts.prepare(c); err != nil {
+			c.cancel(causeLocalHangup)
+			s.mu.Lock()
+			delete(s.calls, c)
+			s.mu.Unlock()
+			s.callsWG.Done()
+			return nil, err
+		}
+	}
 	go s.runOutbound(c, opts)
 	return c, nil
 }
@@ -140,6 +159,9 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 	case c.ctx.Err() != nil:
 		outcome = callevent.OutcomeAbandoned
 	}
+	if err != nil && opts.failed != nil {
+		opts.failed()
+	}
 	c.cancel(causeLocalHangup)
 	c.mu.Lock()
 	legs := append([]*leg(nil), c.legs...)
@@ -152,6 +174,9 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 	s.m.callsTotal.WithLabelValues(c.direction, outcomeLabel(outcome)).Inc()
 	c.emitEnded(callevent.Event{Type: callevent.EventEnded, Outcome: outcome, Durations: c.durations(end)})
 	<-emitDone
+	if opts.Ended != nil {
+		opts.Ended()
+	}
 	if s.opts.OnCallEnd != nil {
 		sum := CallSummary{CallID: c.id, Outcome: outcome}
 		for _, l := range legs {

@@ -498,9 +498,6 @@ type BridgeTarget struct {
 	URI string
 	// Trunk, when set, names the trunk whose credentials answer the far end's challenges.
 	Trunk string
-	// OnAnswered, when set, is called once the far end answered and the call is bridged, with
-	// the far end's endpoint (the recorder taps both legs from here). It must not block.
-	OnAnswered func(c *Call, far *media.Endpoint)
 }
 
 // BridgeTo returns a BridgeTarget for uri.
@@ -555,7 +552,6 @@ func (b *BridgeTarget) Serve(ctx context.Context, c *Call) error {
 		out.Hangup()
 		return err
 	}
-	c.MarkAnswered(0)
 	if stopBridge == nil {
 		stop, err := media.Bridge(c.Endpoint(), out.Endpoint())
 		if err != nil {
@@ -563,9 +559,9 @@ func (b *BridgeTarget) Serve(ctx context.Context, c *Call) error {
 		}
 		stopBridge = stop
 	}
-	if b.OnAnswered != nil {
-		b.OnAnswered(c, out.Endpoint())
-	}
+	// A person answered: call.answered, the far end's leg journaled, the recording (from the
+	// carrier's endpoint: the caller left, the far end right).
+	c.answeredBy(0, c.Endpoint())
 	select {
 	case <-ctx.Done():
 	case <-out.Done():

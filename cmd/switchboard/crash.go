@@ -240,21 +240,6 @@ func cleanLog(s string) string {
 	return s
 }
 
-// journalLegs journals the dialog state of the call's answered legs, for a BYE after a crash.
-func (t *telephony) journalLegs(c *sip.Call) {
-	j := t.gw.journal
-	if j == nil {
-		return
-	}
-	for _, d := range c.DialogStates() {
-		b, err := json.Marshal(d)
-		if err != nil {
-			continue
-		}
-		_ = j.Leg(c.ID(), b)
-	}
-}
-
 // accountCachePath is the on-disk cache of the configured accounts' user ids, next to the
 // journal: a start while the database is away gives the ACD and the SIP registrar their agents.
 func (gw *gateway) accountCachePath() string {
