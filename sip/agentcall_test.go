@@ -93,7 +93,7 @@ func TestCallForAgentFailingFastEndsEverything(t *testing.T) {
 	page := &fakeSoftphone{}
 	ended := make(chan struct{}, 2)
 	id, err := g.s.CallForAgent(context.Background(), AgentCall{AgentID: 7, Number: "+15557654321", Softphone: page,
-		Ended: func() { ended <- struct{}{} },
+		Ended:   func() { ended <- struct{}{} },
 		Started: func(e *callevent.Event) { e.RequesterID = 42 }})
 	if err != nil {
 		t.Fatal(err)

@@ -76,7 +76,7 @@ type Call struct {
 	answered    bool // call.answered emitted
 	outcome     string
 	legs        []*leg
-	answerFinal bool // a final response was sent on the carrier leg
+	answerFinal bool       // a final response was sent on the carrier leg
 	rec         *recording // the call's recording, once started
 	recEnded    bool       // the call ended: no recording starts any more
 
