@@ -187,7 +187,7 @@ func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int6
 			offerCancel = cancel
 			results = make(chan offerResult, 1)
 			go func() {
-				leg, err := a.opts.Dialer.Offer(octx, offer)
+				leg, err := a.offer(octx, offer)
 				results <- offerResult{leg, err}
 			}()
 		case <-ringC:
@@ -470,7 +470,7 @@ func (a *ACD) offerDirect(ctx context.Context, c *Call, q *queueRec, id int64, m
 	defer cancel()
 	results := make(chan offerResult, 1)
 	go func() {
-		leg, err := a.opts.Dialer.Offer(octx, offer)
+		leg, err := a.offer(octx, offer)
 		results <- offerResult{leg, err}
 	}()
 	var r offerResult

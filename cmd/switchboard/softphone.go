@@ -8,7 +8,6 @@ import (
 	"net/netip"
 
 	"github.com/switchboard-voice/switchboard/config"
-	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/ticketing"
@@ -51,7 +50,8 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 		return err
 	}
 	t.web.Register(mux)
-	t.dialers = []ivr.AgentDialer{web.PreferSoftphone(t.web, t.sip.PhoneDialer())}
+	// Agents are reached on their page when it is open, else on their SIP phone.
+	t.acd.SetDialer(web.PreferSoftphone(t.web, t.sip.PhoneDialer()))
 
 	// Toll fraud: the outbound trunk's destinations and agent limits, checked before dialling.
 	var gopts web.GuardOptions

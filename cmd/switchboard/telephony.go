@@ -32,8 +32,6 @@ type telephony struct {
 	recs  *recordings.Service
 	// agents maps the configured agents' emails to their user ids.
 	agents map[string]int64
-	// dialers reach agents: the softphone (web) and SIP phones (sip), tried in this order.
-	dialers []ivr.AgentDialer
 	web     *web.Server
 	rtc     *media.WebRTC
 
@@ -107,7 +105,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		return err
 	}
 	acdOpts := ivr.ACDOptions{
-		Dialer: ivr.AgentDialerFunc(t.offer), Prompts: prompts, Registerer: gw.registry,
+		Prompts: prompts, Registerer: gw.registry,
 		Authorizer: ivrAuth{gw}, Logger: gw.log.With("component", "acd"),
 		OnAgentState: func(st ivr.AgentStatus) {
 			if t.web != nil {
@@ -346,25 +344,6 @@ func (t *telephony) repairRecordings(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// offer reaches an agent through the first dialer that can (softphone, then SIP phone).
-func (t *telephony) offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, error) {
-	var errs []error
-	for _, d := range t.dialers {
-		leg, err := d.Offer(ctx, o)
-		if err == nil {
-			return leg, nil
-		}
-		errs = append(errs, err)
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	if len(errs) == 0 {
-		return nil, fmt.Errorf("agent %d has no softphone or SIP phone connected: %w", o.AgentID, ivr.ErrNoAnswer)
-	}
-	return nil, errors.Join(errs...)
 }
 
 // sipAgent gives the registrar an agent's SIP phone credentials. An agent with its own SIP
