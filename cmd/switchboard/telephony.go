@@ -32,8 +32,8 @@ type telephony struct {
 	recs  *recordings.Service
 	// agents maps the configured agents' emails to their user ids.
 	agents map[string]int64
-	web     *web.Server
-	rtc     *media.WebRTC
+	web    *web.Server
+	rtc    *media.WebRTC
 
 	// wg counts the retention loop; stopRetention ends it. A call's state is sip's (sip.Call):
 	// nothing here is per call.
