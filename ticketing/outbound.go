@@ -81,26 +81,16 @@ func (s *Store) PlanOutboundCall(ctx context.Context, call OutboundCall, entry T
 	if !slices.Contains([]string{TicketChoiceExisting, TicketChoiceNew, TicketChoiceNone}, p.TicketChoice) {
 		return OutboundPlan{}, invalidField("ticket_choice", "must be existing, new or none")
 	}
-	if call.To == "" { // rule OB-6
-		return OutboundPlan{}, invalidField("to", "is required: an empty number cannot be dialled")
-	}
 	settings, err := s.Settings(ctx)
 	if err != nil {
 		return OutboundPlan{}, fmt.Errorf("ticketing: plan outbound call: settings: %w", err)
 	}
 	ob := settings.Outbound
-	to, err := s.NormalizePhone(call.To, settings.PhoneValidation)
-	if err != nil {
-		return OutboundPlan{}, invalidField("to", "%q is not an E.164 number", call.To)
-	}
-	p.To = to
-	if call.ContactID == 0 {
-		return OutboundPlan{}, invalidField("contact_id", "is required")
-	}
-	contact, stored, err := s.outboundContact(ctx, call.ContactID, to)
+	to, contact, stored, err := s.dialledContact(ctx, settings, call, "")
 	if err != nil {
 		return OutboundPlan{}, err
 	}
+	p.To = to
 	if !stored { // rule OB-5
 		if !ob.AllowEnteredNumber {
 			return OutboundPlan{}, forbidden("Only numbers stored on the contact can be dialled: %s is not one of %s's numbers", to, contact.Name)
@@ -242,17 +232,7 @@ func (s *Store) planTicketEntry(ctx context.Context, call OutboundCall, entry Ti
 // planContactDial is team ticket entry's optional dial without a ticket (TB-1): one of the
 // contact's stored numbers (TB-4: no entered numbers; OB-6), always to a new ticket.
 func (s *Store) planContactDial(ctx context.Context, settings Settings, call OutboundCall) (OutboundPlan, error) {
-	if call.To == "" { // rule OB-6
-		return OutboundPlan{}, invalidField("to", "is required: an empty number cannot be dialled (or enter a ticket ID)")
-	}
-	to, err := s.NormalizePhone(call.To, settings.PhoneValidation)
-	if err != nil {
-		return OutboundPlan{}, invalidField("to", "%q is not an E.164 number", call.To)
-	}
-	if call.ContactID == 0 {
-		return OutboundPlan{}, invalidField("contact_id", "is required without a ticket ID")
-	}
-	contact, stored, err := s.outboundContact(ctx, call.ContactID, to)
+	to, contact, stored, err := s.dialledContact(ctx, settings, call, "a ticket ID")
 	if err != nil {
 		return OutboundPlan{}, err
 	}
@@ -262,25 +242,41 @@ func (s *Store) planContactDial(ctx context.Context, settings Settings, call Out
 	return OutboundPlan{To: to, ContactID: contact.ID, TicketChoice: TicketChoiceNew}, nil
 }
 
-// outboundContact reads the contact of a dial and whether number (E.164) is one of theirs; an
-// unknown contact or an anonymous caller's placeholder (OB-6: no real number) is a 422 on
-// contact_id.
-func (s *Store) outboundContact(ctx context.Context, id int64, number string) (User, bool, error) {
-	contact, err := s.User(ctx, id)
+// dialledContact checks the number and the contact of a dial to a contact (no ticket named):
+// to is required (OB-6) and a phone number, contact_id is required, a user and not an anonymous
+// caller's placeholder (OB-6: no real number to dial), each refusal a 422 naming the field. It
+// returns the number in E.164, the contact, and whether the number is one of theirs. A
+// non-empty or names what the agent could give instead ("a ticket ID") in the refusals.
+func (s *Store) dialledContact(ctx context.Context, settings Settings, call OutboundCall, or string) (string, User, bool, error) {
+	orHint, without := "", ""
+	if or != "" {
+		orHint, without = " (or enter "+or+")", " without "+or
+	}
+	if call.To == "" { // rule OB-6
+		return "", User{}, false, invalidField("to", "is required: an empty number cannot be dialled%s", orHint)
+	}
+	to, err := s.NormalizePhone(call.To, settings.PhoneValidation)
+	if err != nil {
+		return "", User{}, false, invalidField("to", "%q is not an E.164 number", call.To)
+	}
+	if call.ContactID == 0 {
+		return "", User{}, false, invalidField("contact_id", "is required%s", without)
+	}
+	contact, err := s.User(ctx, call.ContactID)
 	if errors.Is(err, ErrNotFound) {
-		return User{}, false, invalidField("contact_id", "no such user")
+		return "", User{}, false, invalidField("contact_id", "no such user")
 	}
 	if err != nil {
-		return User{}, false, fmt.Errorf("ticketing: plan outbound call: contact: %w", err)
+		return "", User{}, false, fmt.Errorf("ticketing: plan outbound call: contact: %w", err)
 	}
 	if contact.Placeholder { // rule OB-6: an anonymous caller's placeholder has no real number
-		return User{}, false, invalidField("contact_id", "is a placeholder for an anonymous caller: there is no number to dial")
+		return "", User{}, false, invalidField("contact_id", "is a placeholder for an anonymous caller: there is no number to dial")
 	}
 	ids, err := s.Identities(ctx, contact.ID)
 	if err != nil {
-		return User{}, false, fmt.Errorf("ticketing: plan outbound call: identities: %w", err)
+		return "", User{}, false, fmt.Errorf("ticketing: plan outbound call: identities: %w", err)
 	}
-	return contact, slices.ContainsFunc(ids, func(i Identity) bool { return i.Value == number }), nil
+	return to, contact, slices.ContainsFunc(ids, func(i Identity) bool { return i.Value == to }), nil
 }
 
 // outboundTicket reads the ticket a dial names; an unknown one is a 422 on ticket_id (an id in

@@ -6,64 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchboard-voice/switchboard/internal/pgtest"
+	"github.com/switchboard-voice/switchboard/internal/outboundtest"
 	"github.com/switchboard-voice/switchboard/ticketing"
 )
-
-// outboundFixture is a real store with an agent, a contact with one stored number, their open
-// and solved tickets, another user's ticket, and a placeholder user.
-type outboundFixture struct {
-	store                        *ticketing.Store
-	agent, contact, placeholder  ticketing.User
-	open, solved, othersTicket   ticketing.Ticket
-	contactNumber, enteredNumber string
-}
-
-func newOutboundFixture(t *testing.T) *outboundFixture {
-	t.Helper()
-	pool := pgtest.Pool(t)
-	ctx := context.Background()
-	st := ticketing.NewStore(pool, ticketing.StoreOptions{})
-	f := &outboundFixture{store: st, contactNumber: "+15551230001", enteredNumber: "+15551239999"}
-	var err error
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	f.agent, err = st.CreateUser(ctx, ticketing.SystemActor, ticketing.NewUser{Name: "Agent", Email: "a@example.com", Role: ticketing.RoleAgent, Password: "agentpass"})
-	must(err)
-	f.contact, err = st.CreateUser(ctx, ticketing.SystemActor, ticketing.NewUser{Name: "Carla", Phone: f.contactNumber})
-	must(err)
-	other, err := st.CreateUser(ctx, ticketing.SystemActor, ticketing.NewUser{Name: "Otto", Phone: "+15551230002"})
-	must(err)
-	f.placeholder, err = st.CreateUser(ctx, ticketing.SystemActor, ticketing.NewUser{Name: "Anonymous caller"})
-	must(err)
-	_, err = pool.Exec(ctx, `UPDATE users SET placeholder = true WHERE id = $1`, f.placeholder.ID)
-	must(err)
-	aid := f.agent.ID
-	f.open, err = st.CreateTicket(ctx, ticketing.SystemActor, ticketing.NewTicket{Subject: "open", Status: ticketing.StatusOpen, RequesterID: f.contact.ID, AssigneeID: &aid})
-	must(err)
-	f.solved, err = st.CreateTicket(ctx, ticketing.SystemActor, ticketing.NewTicket{Subject: "solved", Status: ticketing.StatusSolved, RequesterID: f.contact.ID, AssigneeID: &aid})
-	must(err)
-	f.othersTicket, err = st.CreateTicket(ctx, ticketing.SystemActor, ticketing.NewTicket{Subject: "otto", Status: ticketing.StatusOpen, RequesterID: other.ID, AssigneeID: &aid})
-	must(err)
-	return f
-}
-
-func (f *outboundFixture) settings(t *testing.T, prompt, allowNew, allowNone, allowEntered bool) {
-	t.Helper()
-	ctx := context.Background()
-	s, err := f.store.Settings(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Outbound = ticketing.OutboundSettings{PromptTicketChoice: prompt, AllowNewTicket: allowNew, AllowNoTicket: allowNone, AllowEnteredNumber: allowEntered}
-	if _, err := f.store.PutSettings(ctx, ticketing.SystemActor, s); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func ptr[T any](v T) *T { return &v }
 
@@ -71,7 +16,7 @@ func ptr[T any](v T) *T { return &v }
 // dialled, with the API's status (422 malformed / OB-6, 403 what the settings forbid, 409 a
 // solved ticket).
 func TestRule_OutboundValidation(t *testing.T) {
-	f := newOutboundFixture(t)
+	f := outboundtest.New(t)
 	type settings struct{ prompt, allowNew, allowNone, allowEntered bool }
 	rows := []struct {
 		name     string
@@ -82,32 +27,32 @@ func TestRule_OutboundValidation(t *testing.T) {
 		ticketID *int64
 		choice   string
 	}{
-		{name: "OB-6 empty number", req: ticketing.OutboundCall{ContactID: f.contact.ID}, code: 422},
-		{name: "OB-6 placeholder contact", req: ticketing.OutboundCall{To: f.contactNumber, ContactID: f.placeholder.ID}, code: 422},
-		{name: "not E.164", req: ticketing.OutboundCall{To: "12ab", ContactID: f.contact.ID}, code: 422},
-		{name: "no contact", req: ticketing.OutboundCall{To: f.contactNumber}, code: 422},
-		{name: "bad ticket choice", req: ticketing.OutboundCall{To: f.contactNumber, ContactID: f.contact.ID, TicketChoice: "maybe"}, code: 422},
-		{name: "OB-5 off: entered number refused", req: ticketing.OutboundCall{To: f.enteredNumber, ContactID: f.contact.ID, EnteredNumber: true}, code: 403},
-		{name: "OB-5 off: a number not on the contact is refused even unflagged", req: ticketing.OutboundCall{To: f.enteredNumber, ContactID: f.contact.ID}, code: 403},
+		{name: "OB-6 empty number", req: ticketing.OutboundCall{ContactID: f.Contact.ID}, code: 422},
+		{name: "OB-6 placeholder contact", req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Placeholder.ID}, code: 422},
+		{name: "not E.164", req: ticketing.OutboundCall{To: "12ab", ContactID: f.Contact.ID}, code: 422},
+		{name: "no contact", req: ticketing.OutboundCall{To: f.ContactNumber}, code: 422},
+		{name: "bad ticket choice", req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketChoice: "maybe"}, code: 422},
+		{name: "OB-5 off: entered number refused", req: ticketing.OutboundCall{To: f.EnteredNumber, ContactID: f.Contact.ID, EnteredNumber: true}, code: 403},
+		{name: "OB-5 off: a number not on the contact is refused even unflagged", req: ticketing.OutboundCall{To: f.EnteredNumber, ContactID: f.Contact.ID}, code: 403},
 		{name: "OB-5 on: entered number linked to the contact", set: settings{allowEntered: true},
-			req: ticketing.OutboundCall{To: f.enteredNumber, ContactID: f.contact.ID, EnteredNumber: true}, entered: true, choice: ticketing.TicketChoiceExisting},
-		{name: "OB-5 stored number", req: ticketing.OutboundCall{To: "+1 555 123 0001", ContactID: f.contact.ID}, choice: ticketing.TicketChoiceExisting},
-		{name: "OB-1 prompt off: most recent unsolved at answer", req: ticketing.OutboundCall{To: f.contactNumber, ContactID: f.contact.ID, TicketChoice: ticketing.TicketChoiceExisting}, choice: ticketing.TicketChoiceExisting},
-		{name: "OB-1 prompt off: a picked ticket is refused", req: ticketing.OutboundCall{To: f.contactNumber, ContactID: f.contact.ID, TicketID: &f.open.ID}, code: 403},
+			req: ticketing.OutboundCall{To: f.EnteredNumber, ContactID: f.Contact.ID, EnteredNumber: true}, entered: true, choice: ticketing.TicketChoiceExisting},
+		{name: "OB-5 stored number", req: ticketing.OutboundCall{To: "+1 555 123 0001", ContactID: f.Contact.ID}, choice: ticketing.TicketChoiceExisting},
+		{name: "OB-1 prompt off: most recent unsolved at answer", req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketChoice: ticketing.TicketChoiceExisting}, choice: ticketing.TicketChoiceExisting},
+		{name: "OB-1 prompt off: a picked ticket is refused", req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketID: &f.Open.ID}, code: 403},
 		{name: "OB-2 prompt on: the picked unsolved ticket", set: settings{prompt: true},
-			req: ticketing.OutboundCall{To: f.contactNumber, ContactID: f.contact.ID, TicketID: &f.open.ID}, ticketID: &f.open.ID, choice: ticketing.TicketChoiceExisting},
-		{name: "TB-3 solved ticket refused", set: settings{prompt: true}, req: ticketing.OutboundCall{To: f.contactNumber, ContactID: f.contact.ID, TicketID: &f.solved.ID}, code: 409},
-		{name: "OB-2 another user's ticket", set: settings{prompt: true}, req: ticketing.OutboundCall{To: f.contactNumber, ContactID: f.contact.ID, TicketID: &f.othersTicket.ID}, code: 422},
-		{name: "OB-2 unknown ticket", set: settings{prompt: true}, req: ticketing.OutboundCall{To: f.contactNumber, ContactID: f.contact.ID, TicketID: ptr(int64(987654))}, code: 422},
-		{name: "OB-3 new ticket not offered", set: settings{prompt: true}, req: ticketing.OutboundCall{To: f.contactNumber, ContactID: f.contact.ID, TicketChoice: ticketing.TicketChoiceNew}, code: 403},
-		{name: "OB-3 new ticket offered", set: settings{prompt: true, allowNew: true}, req: ticketing.OutboundCall{To: f.contactNumber, ContactID: f.contact.ID, TicketChoice: ticketing.TicketChoiceNew}, choice: ticketing.TicketChoiceNew},
-		{name: "OB-4 no ticket not offered", req: ticketing.OutboundCall{To: f.contactNumber, ContactID: f.contact.ID, TicketChoice: ticketing.TicketChoiceNone}, code: 403},
-		{name: "OB-4 no ticket offered", set: settings{allowNone: true}, req: ticketing.OutboundCall{To: f.contactNumber, ContactID: f.contact.ID, TicketChoice: ticketing.TicketChoiceNone}, choice: ticketing.TicketChoiceNone},
+			req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketID: &f.Open.ID}, ticketID: &f.Open.ID, choice: ticketing.TicketChoiceExisting},
+		{name: "TB-3 solved ticket refused", set: settings{prompt: true}, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketID: &f.Solved.ID}, code: 409},
+		{name: "OB-2 another user's ticket", set: settings{prompt: true}, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketID: &f.OthersTicket.ID}, code: 422},
+		{name: "OB-2 unknown ticket", set: settings{prompt: true}, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketID: ptr(int64(987654))}, code: 422},
+		{name: "OB-3 new ticket not offered", set: settings{prompt: true}, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketChoice: ticketing.TicketChoiceNew}, code: 403},
+		{name: "OB-3 new ticket offered", set: settings{prompt: true, allowNew: true}, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketChoice: ticketing.TicketChoiceNew}, choice: ticketing.TicketChoiceNew},
+		{name: "OB-4 no ticket not offered", req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketChoice: ticketing.TicketChoiceNone}, code: 403},
+		{name: "OB-4 no ticket offered", set: settings{allowNone: true}, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketChoice: ticketing.TicketChoiceNone}, choice: ticketing.TicketChoiceNone},
 	}
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {
-			f.settings(t, r.set.prompt, r.set.allowNew, r.set.allowNone, r.set.allowEntered)
-			d, err := f.store.PlanOutboundCall(context.Background(), r.req, ticketing.TicketEntry{})
+			f.Settings(t, r.set.prompt, r.set.allowNew, r.set.allowNone, r.set.allowEntered)
+			d, err := f.Store.PlanOutboundCall(context.Background(), r.req, ticketing.TicketEntry{})
 			if r.code != 0 {
 				rec := httptest.NewRecorder()
 				ticketing.WriteError(rec, err)
@@ -129,50 +74,6 @@ func TestRule_OutboundValidation(t *testing.T) {
 	}
 }
 
-// tbFixture adds to the OB fixture the tickets team ticket entry dials from: one per unsolved
-// status, a closed one, one whose caller_number field holds another number, one whose field
-// holds no number, and one of a requester without any number.
-type tbFixture struct {
-	*outboundFixture
-	byStatus                  map[string]ticketing.Ticket
-	withField, fieldNotNumber ticketing.Ticket
-	noNumber                  ticketing.Ticket
-	fieldNumber               string
-}
-
-func newTBFixture(t *testing.T) *tbFixture {
-	t.Helper()
-	f := &tbFixture{outboundFixture: newOutboundFixture(t), byStatus: map[string]ticketing.Ticket{}, fieldNumber: "+15557770001"}
-	ctx := context.Background()
-	mk := func(subject, status string, requester int64, cf ticketing.CustomFields) ticketing.Ticket {
-		t.Helper()
-		in := ticketing.NewTicket{Subject: subject, Status: status, RequesterID: requester, CustomFields: cf}
-		if status == ticketing.StatusSolved || status == ticketing.StatusClosed {
-			in.AssigneeID = &f.agent.ID        // a solved ticket needs an assignee
-			in.Status = ticketing.StatusSolved // and a closed one was solved first
-		}
-		tk, err := f.store.CreateTicket(ctx, ticketing.SystemActor, in)
-		if err == nil && status == ticketing.StatusClosed {
-			tk, err = f.store.UpdateTicket(ctx, ticketing.SystemActor, tk.ID, ticketing.TicketPatch{Status: &status})
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tk
-	}
-	for _, st := range []string{ticketing.StatusNew, ticketing.StatusOpen, ticketing.StatusPending, ticketing.StatusHold, ticketing.StatusSolved, ticketing.StatusClosed} {
-		f.byStatus[st] = mk(st, st, f.contact.ID, ticketing.CustomFields{})
-	}
-	f.withField = mk("field", ticketing.StatusOpen, f.contact.ID, ticketing.CustomFields{CallerNumber: ptr(f.fieldNumber)})
-	f.fieldNotNumber = mk("field not a number", ticketing.StatusOpen, f.contact.ID, ticketing.CustomFields{CallerNumber: ptr("ask reception")})
-	bare, err := f.store.CreateUser(ctx, ticketing.SystemActor, ticketing.NewUser{Name: "Numberless"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.noNumber = mk("no number", ticketing.StatusOpen, bare.ID, ticketing.CustomFields{})
-	return f
-}
-
 // tbRow is one dial under team ticket entry: the refusal's status, or the dial expected.
 type tbRow struct {
 	name     string
@@ -187,11 +88,11 @@ type tbRow struct {
 	entered  bool // only off: TB never dials an entered number
 }
 
-func runTBRows(t *testing.T, f *tbFixture, rows []tbRow) {
+func runTBRows(t *testing.T, f *outboundtest.Fixture, rows []tbRow) {
 	t.Helper()
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {
-			d, err := f.store.PlanOutboundCall(context.Background(), r.req, ticketing.TicketEntry{Mode: r.mode, NumberField: r.field})
+			d, err := f.Store.PlanOutboundCall(context.Background(), r.req, ticketing.TicketEntry{Mode: r.mode, NumberField: r.field})
 			if r.code != 0 {
 				rec := httptest.NewRecorder()
 				ticketing.WriteError(rec, err)
@@ -206,7 +107,7 @@ func runTBRows(t *testing.T, f *tbFixture, rows []tbRow) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d.To != r.to || d.TicketChoice != r.choice || d.ContactID != f.contact.ID || d.EnteredNumber != r.entered {
+			if d.To != r.to || d.TicketChoice != r.choice || d.ContactID != f.Contact.ID || d.EnteredNumber != r.entered {
 				t.Errorf("dial %+v, want to %s choice %s", d, r.to, r.choice)
 			}
 			if (d.TicketID == nil) != (r.ticketID == nil) || (d.TicketID != nil && *d.TicketID != *r.ticketID) {
@@ -221,28 +122,28 @@ func runTBRows(t *testing.T, f *tbFixture, rows []tbRow) {
 // none given → a new ticket (never OB-1's auto-pick, whatever the OB settings). A given ticket
 // takes the call, even with prompt_ticket_choice off (TB replaces the OB choice).
 func TestRule_TB1_TicketIDRequiredOrOptional(t *testing.T) {
-	f := newTBFixture(t)
-	f.settings(t, false, false, false, false) // OB-1: no choosing, no new ticket
-	open := f.byStatus[ticketing.StatusOpen].ID
+	f := outboundtest.NewTB(t)
+	f.Settings(t, false, false, false, false) // OB-1: no choosing, no new ticket
+	open := f.ByStatus[ticketing.StatusOpen].ID
 	runTBRows(t, f, []tbRow{
 		{name: "required: no ticket ID refused naming ticket_id", mode: ticketing.TicketEntryRequired, req: ticketing.OutboundCall{}, code: 422, inDesc: `"ticket_id"`},
 		{name: "required: the entered ticket is called", mode: ticketing.TicketEntryRequired, req: ticketing.OutboundCall{TicketID: &open},
-			to: f.contactNumber, ticketID: &open, choice: ticketing.TicketChoiceExisting},
+			to: f.ContactNumber, ticketID: &open, choice: ticketing.TicketChoiceExisting},
 		{name: "required: ticket_choice existing with the ticket", mode: ticketing.TicketEntryRequired, req: ticketing.OutboundCall{TicketID: &open, TicketChoice: ticketing.TicketChoiceExisting},
-			to: f.contactNumber, ticketID: &open, choice: ticketing.TicketChoiceExisting},
+			to: f.ContactNumber, ticketID: &open, choice: ticketing.TicketChoiceExisting},
 		{name: "required: unknown ticket", mode: ticketing.TicketEntryRequired, req: ticketing.OutboundCall{TicketID: ptr(int64(987654))}, code: 422, inDesc: "no such ticket"},
 		{name: "required: new ticket with a ticket ID is malformed", mode: ticketing.TicketEntryRequired, req: ticketing.OutboundCall{TicketID: &open, TicketChoice: ticketing.TicketChoiceNew}, code: 422, inDesc: "ticket_id"},
 		{name: "optional: the entered ticket is called", mode: ticketing.TicketEntryOptional, req: ticketing.OutboundCall{TicketID: &open},
-			to: f.contactNumber, ticketID: &open, choice: ticketing.TicketChoiceExisting},
-		{name: "optional: none given → new ticket to the contact's number", mode: ticketing.TicketEntryOptional, req: ticketing.OutboundCall{To: f.contactNumber, ContactID: f.contact.ID},
-			to: f.contactNumber, choice: ticketing.TicketChoiceNew},
+			to: f.ContactNumber, ticketID: &open, choice: ticketing.TicketChoiceExisting},
+		{name: "optional: none given → new ticket to the contact's number", mode: ticketing.TicketEntryOptional, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID},
+			to: f.ContactNumber, choice: ticketing.TicketChoiceNew},
 		{name: "optional: none given with choice existing → still a new ticket", mode: ticketing.TicketEntryOptional,
-			req: ticketing.OutboundCall{To: f.contactNumber, ContactID: f.contact.ID, TicketChoice: ticketing.TicketChoiceExisting}, to: f.contactNumber, choice: ticketing.TicketChoiceNew},
-		{name: "optional: none given and no number", mode: ticketing.TicketEntryOptional, req: ticketing.OutboundCall{ContactID: f.contact.ID}, code: 422, inDesc: `"to"`},
-		{name: "optional: no ticket is not offered", mode: ticketing.TicketEntryOptional, req: ticketing.OutboundCall{To: f.contactNumber, ContactID: f.contact.ID, TicketChoice: ticketing.TicketChoiceNone},
+			req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketChoice: ticketing.TicketChoiceExisting}, to: f.ContactNumber, choice: ticketing.TicketChoiceNew},
+		{name: "optional: none given and no number", mode: ticketing.TicketEntryOptional, req: ticketing.OutboundCall{ContactID: f.Contact.ID}, code: 422, inDesc: `"to"`},
+		{name: "optional: no ticket is not offered", mode: ticketing.TicketEntryOptional, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketChoice: ticketing.TicketChoiceNone},
 			code: 403, inDesc: "Team ticket entry is on"},
-		{name: "off: OB-1 refuses a picked ticket as before", mode: ticketing.TicketEntryOff, req: ticketing.OutboundCall{To: f.contactNumber, ContactID: f.contact.ID, TicketID: &open}, code: 403, inDesc: "Choosing the ticket is turned off"},
-		{name: "off: OB-1 most recent unsolved at answer", mode: ticketing.TicketEntryOff, req: ticketing.OutboundCall{To: f.contactNumber, ContactID: f.contact.ID}, to: f.contactNumber, choice: ticketing.TicketChoiceExisting},
+		{name: "off: OB-1 refuses a picked ticket as before", mode: ticketing.TicketEntryOff, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketID: &open}, code: 403, inDesc: "Choosing the ticket is turned off"},
+		{name: "off: OB-1 most recent unsolved at answer", mode: ticketing.TicketEntryOff, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID}, to: f.ContactNumber, choice: ticketing.TicketChoiceExisting},
 	})
 }
 
@@ -250,15 +151,15 @@ func TestRule_TB1_TicketIDRequiredOrOptional(t *testing.T) {
 // ticket field when set and not empty (fallback: the primary number). A request's to may be
 // empty or that number; contact_id may be empty or the requester.
 func TestRule_TB2_NumberFromTheTicket(t *testing.T) {
-	f := newTBFixture(t)
-	open, field, bad, none := f.byStatus[ticketing.StatusOpen].ID, f.withField.ID, f.fieldNotNumber.ID, f.noNumber.ID
+	f := outboundtest.NewTB(t)
+	open, field, bad, none := f.ByStatus[ticketing.StatusOpen].ID, f.WithField.ID, f.FieldNotNumber.ID, f.NoNumber.ID
 	runTBRows(t, f, []tbRow{
-		{name: "no field: the requester's primary number", mode: ticketing.TicketEntryRequired, req: ticketing.OutboundCall{TicketID: &field}, to: f.contactNumber, ticketID: &field, choice: ticketing.TicketChoiceExisting},
-		{name: "field set on the ticket: its value", mode: ticketing.TicketEntryRequired, field: "caller_number", req: ticketing.OutboundCall{TicketID: &field}, to: f.fieldNumber, ticketID: &field, choice: ticketing.TicketChoiceExisting},
-		{name: "field empty on the ticket: fallback primary", mode: ticketing.TicketEntryRequired, field: "caller_number", req: ticketing.OutboundCall{TicketID: &open}, to: f.contactNumber, ticketID: &open, choice: ticketing.TicketChoiceExisting},
-		{name: "to equal to the derived number (other format)", mode: ticketing.TicketEntryRequired, field: "caller_number", req: ticketing.OutboundCall{TicketID: &field, To: "+1 555 777 0001"}, to: f.fieldNumber, ticketID: &field, choice: ticketing.TicketChoiceExisting},
-		{name: "contact_id of the requester", mode: ticketing.TicketEntryOptional, req: ticketing.OutboundCall{TicketID: &open, ContactID: f.contact.ID}, to: f.contactNumber, ticketID: &open, choice: ticketing.TicketChoiceExisting},
-		{name: "contact_id of someone else", mode: ticketing.TicketEntryOptional, req: ticketing.OutboundCall{TicketID: &open, ContactID: f.placeholder.ID}, code: 422, inDesc: "contact_id"},
+		{name: "no field: the requester's primary number", mode: ticketing.TicketEntryRequired, req: ticketing.OutboundCall{TicketID: &field}, to: f.ContactNumber, ticketID: &field, choice: ticketing.TicketChoiceExisting},
+		{name: "field set on the ticket: its value", mode: ticketing.TicketEntryRequired, field: "caller_number", req: ticketing.OutboundCall{TicketID: &field}, to: f.FieldNumber, ticketID: &field, choice: ticketing.TicketChoiceExisting},
+		{name: "field empty on the ticket: fallback primary", mode: ticketing.TicketEntryRequired, field: "caller_number", req: ticketing.OutboundCall{TicketID: &open}, to: f.ContactNumber, ticketID: &open, choice: ticketing.TicketChoiceExisting},
+		{name: "to equal to the derived number (other format)", mode: ticketing.TicketEntryRequired, field: "caller_number", req: ticketing.OutboundCall{TicketID: &field, To: "+1 555 777 0001"}, to: f.FieldNumber, ticketID: &field, choice: ticketing.TicketChoiceExisting},
+		{name: "contact_id of the requester", mode: ticketing.TicketEntryOptional, req: ticketing.OutboundCall{TicketID: &open, ContactID: f.Contact.ID}, to: f.ContactNumber, ticketID: &open, choice: ticketing.TicketChoiceExisting},
+		{name: "contact_id of someone else", mode: ticketing.TicketEntryOptional, req: ticketing.OutboundCall{TicketID: &open, ContactID: f.Placeholder.ID}, code: 422, inDesc: "contact_id"},
 		{name: "field value that is not a number", mode: ticketing.TicketEntryRequired, field: "caller_number", req: ticketing.OutboundCall{TicketID: &bad}, code: 422, inDesc: "caller_number"},
 		{name: "requester without a number", mode: ticketing.TicketEntryRequired, req: ticketing.OutboundCall{TicketID: &none}, code: 422, inDesc: "no phone number"},
 	})
@@ -267,14 +168,14 @@ func TestRule_TB2_NumberFromTheTicket(t *testing.T) {
 // Rule TB-3: a ticket new, open, pending or hold takes the call; solved or closed is refused
 // with 409 before anything is dialled.
 func TestRule_TB3_TicketStatus(t *testing.T) {
-	f := newTBFixture(t)
+	f := outboundtest.NewTB(t)
 	var rows []tbRow
 	for _, st := range []string{ticketing.StatusNew, ticketing.StatusOpen, ticketing.StatusPending, ticketing.StatusHold} {
-		id := f.byStatus[st].ID
-		rows = append(rows, tbRow{name: st + " takes the call", mode: ticketing.TicketEntryRequired, req: ticketing.OutboundCall{TicketID: &id}, to: f.contactNumber, ticketID: &id, choice: ticketing.TicketChoiceExisting})
+		id := f.ByStatus[st].ID
+		rows = append(rows, tbRow{name: st + " takes the call", mode: ticketing.TicketEntryRequired, req: ticketing.OutboundCall{TicketID: &id}, to: f.ContactNumber, ticketID: &id, choice: ticketing.TicketChoiceExisting})
 	}
 	for _, st := range []string{ticketing.StatusSolved, ticketing.StatusClosed} {
-		id := f.byStatus[st].ID
+		id := f.ByStatus[st].ID
 		rows = append(rows, tbRow{name: st + " refused", mode: ticketing.TicketEntryOptional, req: ticketing.OutboundCall{TicketID: &id}, code: 409, inDesc: "is " + st})
 	}
 	runTBRows(t, f, rows)
@@ -284,19 +185,19 @@ func TestRule_TB3_TicketStatus(t *testing.T) {
 // are refused (403) with a description saying ticket entry is on, whatever
 // allow_entered_number says.
 func TestRule_TB4_EnteredNumberAndDirectDialRefused(t *testing.T) {
-	f := newTBFixture(t)
-	f.settings(t, true, true, true, true) // every OB option on: TB still refuses
-	open := f.byStatus[ticketing.StatusOpen].ID
+	f := outboundtest.NewTB(t)
+	f.Settings(t, true, true, true, true) // every OB option on: TB still refuses
+	open := f.ByStatus[ticketing.StatusOpen].ID
 	const on = "Team ticket entry is on for your team"
 	runTBRows(t, f, []tbRow{
-		{name: "required: entered number", mode: ticketing.TicketEntryRequired, req: ticketing.OutboundCall{To: f.enteredNumber, ContactID: f.contact.ID, EnteredNumber: true}, code: 403, inDesc: on},
-		{name: "required: entered number with a ticket", mode: ticketing.TicketEntryRequired, req: ticketing.OutboundCall{TicketID: &open, To: f.enteredNumber, EnteredNumber: true}, code: 403, inDesc: on},
-		{name: "required: a contact's number without a ticket", mode: ticketing.TicketEntryRequired, req: ticketing.OutboundCall{To: f.contactNumber, ContactID: f.contact.ID}, code: 403, inDesc: "a ticket ID is required"},
-		{name: "required: a contact without a ticket", mode: ticketing.TicketEntryRequired, req: ticketing.OutboundCall{ContactID: f.contact.ID}, code: 403, inDesc: "ticket_id"},
-		{name: "required: another number than the ticket's", mode: ticketing.TicketEntryRequired, req: ticketing.OutboundCall{TicketID: &open, To: f.enteredNumber}, code: 403, inDesc: on},
-		{name: "optional: entered number", mode: ticketing.TicketEntryOptional, req: ticketing.OutboundCall{To: f.enteredNumber, ContactID: f.contact.ID, EnteredNumber: true}, code: 403, inDesc: on},
-		{name: "optional: a number not on the contact, unflagged", mode: ticketing.TicketEntryOptional, req: ticketing.OutboundCall{To: f.enteredNumber, ContactID: f.contact.ID}, code: 403, inDesc: on},
-		{name: "off: the entered number is allowed by OB-5", mode: ticketing.TicketEntryOff, req: ticketing.OutboundCall{To: f.enteredNumber, ContactID: f.contact.ID, EnteredNumber: true}, to: f.enteredNumber, choice: ticketing.TicketChoiceExisting, entered: true},
+		{name: "required: entered number", mode: ticketing.TicketEntryRequired, req: ticketing.OutboundCall{To: f.EnteredNumber, ContactID: f.Contact.ID, EnteredNumber: true}, code: 403, inDesc: on},
+		{name: "required: entered number with a ticket", mode: ticketing.TicketEntryRequired, req: ticketing.OutboundCall{TicketID: &open, To: f.EnteredNumber, EnteredNumber: true}, code: 403, inDesc: on},
+		{name: "required: a contact's number without a ticket", mode: ticketing.TicketEntryRequired, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID}, code: 403, inDesc: "a ticket ID is required"},
+		{name: "required: a contact without a ticket", mode: ticketing.TicketEntryRequired, req: ticketing.OutboundCall{ContactID: f.Contact.ID}, code: 403, inDesc: "ticket_id"},
+		{name: "required: another number than the ticket's", mode: ticketing.TicketEntryRequired, req: ticketing.OutboundCall{TicketID: &open, To: f.EnteredNumber}, code: 403, inDesc: on},
+		{name: "optional: entered number", mode: ticketing.TicketEntryOptional, req: ticketing.OutboundCall{To: f.EnteredNumber, ContactID: f.Contact.ID, EnteredNumber: true}, code: 403, inDesc: on},
+		{name: "optional: a number not on the contact, unflagged", mode: ticketing.TicketEntryOptional, req: ticketing.OutboundCall{To: f.EnteredNumber, ContactID: f.Contact.ID}, code: 403, inDesc: on},
+		{name: "off: the entered number is allowed by OB-5", mode: ticketing.TicketEntryOff, req: ticketing.OutboundCall{To: f.EnteredNumber, ContactID: f.Contact.ID, EnteredNumber: true}, to: f.EnteredNumber, choice: ticketing.TicketChoiceExisting, entered: true},
 	})
 }
 

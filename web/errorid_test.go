@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchboard-voice/switchboard/internal/outboundtest"
 	"github.com/switchboard-voice/switchboard/ivr"
 )
 
@@ -25,14 +26,14 @@ func (f failingDialer) Dial(context.Context, Dial) (string, error) { return "", 
 // A Dialer's internal error (addresses, SQL) is a 500 with an error id; the cause is only in the
 // log, under that id.
 func TestOutboundInternalErrorShowsAnIDNotTheCause(t *testing.T) {
-	f := newOutboundFixture(t)
+	f := outboundtest.New(t)
 	var logs bytes.Buffer
 	cause := errors.New("dial udp 10.20.30.40:5060: pq: password authentication failed for user switchboard")
-	h := (&Outbound{Store: f.store, Dialer: failingDialer{cause}, Log: slog.New(slog.NewJSONHandler(&logs, nil))}).
-		Handler(func(*http.Request) (int64, bool) { return f.agent.ID, true })
+	h := (&Outbound{Store: f.Store, Dialer: failingDialer{cause}, Log: slog.New(slog.NewJSONHandler(&logs, nil))}).
+		Handler(func(*http.Request) (int64, bool) { return f.Agent.ID, true })
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("POST", "/api/v2/calls",
-		strings.NewReader(`{"call":{"to":"`+f.contactNumber+`","contact_id":`+itoa(f.contact.ID)+`}}`)))
+		strings.NewReader(`{"call":{"to":"`+f.ContactNumber+`","contact_id":`+itoa(f.Contact.ID)+`}}`)))
 	var m map[string]string
 	_ = json.Unmarshal(rec.Body.Bytes(), &m)
 	if rec.Code != http.StatusInternalServerError || m["error"] != "InternalError" {

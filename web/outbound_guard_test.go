@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/switchboard-voice/switchboard/internal/outboundtest"
 	"github.com/switchboard-voice/switchboard/ticketing"
 )
 
@@ -38,7 +39,7 @@ func (h *heldDialer) dials() []Dial {
 }
 
 type guardHarness struct {
-	f       *outboundFixture
+	f       *outboundtest.Fixture
 	dialer  *heldDialer
 	guard   *OutboundGuard
 	h       http.Handler
@@ -48,10 +49,10 @@ type guardHarness struct {
 
 func newGuardHarness(t *testing.T, opts GuardOptions) *guardHarness {
 	t.Helper()
-	f := newOutboundFixture(t)
+	f := outboundtest.New(t)
 	g := &guardHarness{f: f, dialer: &heldDialer{}, now: time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)}
 	var err error
-	g.premium, err = f.store.CreateUser(context.Background(), ticketing.SystemActor, ticketing.NewUser{Name: "Premium", Phone: "+19005550123"})
+	g.premium, err = f.Store.CreateUser(context.Background(), ticketing.SystemActor, ticketing.NewUser{Name: "Premium", Phone: "+19005550123"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func newGuardHarness(t *testing.T, opts GuardOptions) *guardHarness {
 	if g.guard, err = NewOutboundGuard(opts); err != nil {
 		t.Fatal(err)
 	}
-	g.h = (&Outbound{Store: f.store, Dialer: g.dialer, Guard: g.guard}).Handler(func(*http.Request) (int64, bool) { return f.agent.ID, true })
+	g.h = (&Outbound{Store: f.Store, Dialer: g.dialer, Guard: g.guard}).Handler(func(*http.Request) (int64, bool) { return f.Agent.ID, true })
 	return g
 }
 
@@ -94,7 +95,7 @@ func TestTollFraud_AgentDiallingPremiumPrefixIsRefusedBeforeDialling(t *testing.
 		t.Errorf("switchboard_outbound_refused_total{reason=destination_denied} = %v, want 1", v)
 	}
 	// An ordinary number still goes through.
-	if rec, m := g.post(t, g.f.contactNumber, g.f.contact.ID); rec.Code != http.StatusCreated {
+	if rec, m := g.post(t, g.f.ContactNumber, g.f.Contact.ID); rec.Code != http.StatusCreated {
 		t.Fatalf("ordinary dial: %d %v", rec.Code, m)
 	}
 	if v := testutil.ToFloat64(g.guard.calls); v != 1 {
@@ -104,7 +105,7 @@ func TestTollFraud_AgentDiallingPremiumPrefixIsRefusedBeforeDialling(t *testing.
 
 func TestTollFraud_NumberOutsideTheAllowListIsRefused(t *testing.T) {
 	g := newGuardHarness(t, GuardOptions{Allow: []string{"+4420"}})
-	rec, m := g.post(t, g.f.contactNumber, g.f.contact.ID)
+	rec, m := g.post(t, g.f.ContactNumber, g.f.Contact.ID)
 	if rec.Code != http.StatusForbidden || m["reason"] != RefusedDestinationNotAllowed {
 		t.Fatalf("dial outside allow: %d %v", rec.Code, m)
 	}
@@ -118,7 +119,7 @@ func TestTollFraud_AgentSprayingCallsBeyondTheRateIsRefusedAndCounted(t *testing
 	codes := map[int]int{}
 	var retry string
 	for i := range 20 {
-		rec, m := g.post(t, g.f.contactNumber, g.f.contact.ID)
+		rec, m := g.post(t, g.f.ContactNumber, g.f.Contact.ID)
 		codes[rec.Code]++
 		if rec.Code == http.StatusTooManyRequests {
 			if m["reason"] != RefusedRate || m["error"] != "TooManyRequests" {
@@ -142,7 +143,7 @@ func TestTollFraud_AgentSprayingCallsBeyondTheRateIsRefusedAndCounted(t *testing
 		t.Errorf("Retry-After %q, want 41", retry)
 	}
 	g.now = g.now.Add(41 * time.Second)
-	if rec, m := g.post(t, g.f.contactNumber, g.f.contact.ID); rec.Code != http.StatusCreated {
+	if rec, m := g.post(t, g.f.ContactNumber, g.f.Contact.ID); rec.Code != http.StatusCreated {
 		t.Fatalf("a minute later: %d %v", rec.Code, m)
 	}
 }
@@ -150,11 +151,11 @@ func TestTollFraud_AgentSprayingCallsBeyondTheRateIsRefusedAndCounted(t *testing
 func TestTollFraud_AgentBeyondConcurrentCallsIsRefusedUntilOneEnds(t *testing.T) {
 	g := newGuardHarness(t, GuardOptions{MaxCalls: 2})
 	for i := range 2 {
-		if rec, m := g.post(t, g.f.contactNumber, g.f.contact.ID); rec.Code != http.StatusCreated {
+		if rec, m := g.post(t, g.f.ContactNumber, g.f.Contact.ID); rec.Code != http.StatusCreated {
 			t.Fatalf("call %d: %d %v", i, rec.Code, m)
 		}
 	}
-	rec, m := g.post(t, g.f.contactNumber, g.f.contact.ID)
+	rec, m := g.post(t, g.f.ContactNumber, g.f.Contact.ID)
 	if rec.Code != http.StatusTooManyRequests || m["reason"] != RefusedConcurrent {
 		t.Fatalf("third concurrent call: %d %v", rec.Code, m)
 	}
@@ -164,28 +165,28 @@ func TestTollFraud_AgentBeyondConcurrentCallsIsRefusedUntilOneEnds(t *testing.T)
 	first := g.dialer.dials()[0]
 	first.Ended()
 	first.Ended() // twice gives back one slot, not two
-	if rec, m := g.post(t, g.f.contactNumber, g.f.contact.ID); rec.Code != http.StatusCreated {
+	if rec, m := g.post(t, g.f.ContactNumber, g.f.Contact.ID); rec.Code != http.StatusCreated {
 		t.Fatalf("after one ended: %d %v", rec.Code, m)
 	}
-	if rec, _ := g.post(t, g.f.contactNumber, g.f.contact.ID); rec.Code != http.StatusTooManyRequests {
+	if rec, _ := g.post(t, g.f.ContactNumber, g.f.Contact.ID); rec.Code != http.StatusTooManyRequests {
 		t.Fatalf("a repeated Ended freed a second slot: %d", rec.Code)
 	}
 }
 
 // A dial the Dialer refuses gives its slot back at once.
 func TestTollFraud_FailedDialGivesTheSlotBack(t *testing.T) {
-	f := newOutboundFixture(t)
+	f := outboundtest.New(t)
 	guard, err := NewOutboundGuard(GuardOptions{MaxCalls: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := (&Outbound{Store: f.store, Dialer: &recordingDialer{}, Guard: guard}).Handler(func(*http.Request) (int64, bool) { return f.agent.ID, true })
+	h := (&Outbound{Store: f.Store, Dialer: &recordingDialer{}, Guard: guard}).Handler(func(*http.Request) (int64, bool) { return f.Agent.ID, true })
 	for i := range 3 {
 		rec := httptest.NewRecorder()
 		// recordingDialer answers ErrBusy (409) for any number but +15551230001.
-		f.settings(t, false, false, false, true)
+		f.Settings(t, false, false, false, true)
 		h.ServeHTTP(rec, httptest.NewRequest("POST", "/api/v2/calls",
-			strings.NewReader(`{"call":{"to":"+15551239999","contact_id":`+itoa(f.contact.ID)+`}}`)))
+			strings.NewReader(`{"call":{"to":"+15551239999","contact_id":`+itoa(f.Contact.ID)+`}}`)))
 		if rec.Code != http.StatusConflict {
 			t.Fatalf("dial %d: %d %s (a failed dial kept the slot?)", i, rec.Code, rec.Body)
 		}
@@ -216,10 +217,10 @@ func TestOutboundGuardDestinationLongestPrefixDecides(t *testing.T) {
 // Issue 14, item 9: POST /calls refuses unknown fields like the rest of the API (a typo such as
 // "ticket" for "ticket_id" must not silently dial without the ticket), naming the field.
 func TestOutboundHandlerRefusesUnknownFieldsNamingThem(t *testing.T) {
-	f := newOutboundFixture(t)
+	f := outboundtest.New(t)
 	dialer := &recordingDialer{}
-	h := (&Outbound{Store: f.store, Dialer: dialer}).Handler(func(*http.Request) (int64, bool) { return f.agent.ID, true })
-	c := itoa(f.contact.ID)
+	h := (&Outbound{Store: f.Store, Dialer: dialer}).Handler(func(*http.Request) (int64, bool) { return f.Agent.ID, true })
+	c := itoa(f.Contact.ID)
 	for body, field := range map[string]string{
 		`{"call":{"to":"+15551230001","contact_id":` + c + `,"ticket":5}}`:   "ticket",
 		`{"call":{"to":"+15551230001","contact_id":` + c + `},"callback":1}`: "callback",

@@ -9,56 +9,18 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchboard-voice/switchboard/internal/outboundtest"
 	"github.com/switchboard-voice/switchboard/ticketing"
 )
 
-// tbFixture adds to the OB fixture the tickets team ticket entry dials from: one per unsolved
-// status, a closed one, one whose caller_number field holds another number, one whose field
-// holds no number, and one of a requester without any number.
-type tbFixture struct {
-	*outboundFixture
-	byStatus                  map[string]ticketing.Ticket
-	withField, fieldNotNumber ticketing.Ticket
-	noNumber                  ticketing.Ticket
-	fieldNumber               string
-}
+// tbFixture is the TB fixture (outboundtest.NewTB) and an Outbound for its agent's team.
+type tbFixture struct{ *outboundtest.Fixture }
 
-func newTBFixture(t *testing.T) *tbFixture {
-	t.Helper()
-	f := &tbFixture{outboundFixture: newOutboundFixture(t), byStatus: map[string]ticketing.Ticket{}, fieldNumber: "+15557770001"}
-	ctx := context.Background()
-	mk := func(subject, status string, requester int64, cf ticketing.CustomFields) ticketing.Ticket {
-		t.Helper()
-		in := ticketing.NewTicket{Subject: subject, Status: status, RequesterID: requester, CustomFields: cf}
-		if status == ticketing.StatusSolved || status == ticketing.StatusClosed {
-			in.AssigneeID = &f.agent.ID        // a solved ticket needs an assignee
-			in.Status = ticketing.StatusSolved // and a closed one was solved first
-		}
-		tk, err := f.store.CreateTicket(ctx, ticketing.SystemActor, in)
-		if err == nil && status == ticketing.StatusClosed {
-			tk, err = f.store.UpdateTicket(ctx, ticketing.SystemActor, tk.ID, ticketing.TicketPatch{Status: &status})
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tk
-	}
-	for _, st := range []string{ticketing.StatusNew, ticketing.StatusOpen, ticketing.StatusPending, ticketing.StatusHold, ticketing.StatusSolved, ticketing.StatusClosed} {
-		f.byStatus[st] = mk(st, st, f.contact.ID, ticketing.CustomFields{})
-	}
-	f.withField = mk("field", ticketing.StatusOpen, f.contact.ID, ticketing.CustomFields{CallerNumber: ptr(f.fieldNumber)})
-	f.fieldNotNumber = mk("field not a number", ticketing.StatusOpen, f.contact.ID, ticketing.CustomFields{CallerNumber: ptr("ask reception")})
-	bare, err := f.store.CreateUser(ctx, ticketing.SystemActor, ticketing.NewUser{Name: "Numberless"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.noNumber = mk("no number", ticketing.StatusOpen, bare.ID, ticketing.CustomFields{})
-	return f
-}
+func newTBFixture(t *testing.T) *tbFixture { return &tbFixture{outboundtest.NewTB(t)} }
 
 // outbound returns an Outbound whose agent (a@example.com) is in a team with this entry.
 func (f *tbFixture) outbound(mode, field string) *Outbound {
-	return &Outbound{Store: f.store, Teams: func(email string) ticketing.TicketEntry {
+	return &Outbound{Store: f.Store, Teams: func(email string) ticketing.TicketEntry {
 		if strings.EqualFold(email, "a@example.com") {
 			return ticketing.TicketEntry{Mode: mode, NumberField: field}
 		}
@@ -70,16 +32,16 @@ func (f *tbFixture) outbound(mode, field string) *Outbound {
 // OB rules while the team's agents need a ticket ID (TB-1).
 func TestOutboundTeamIsTheAgents(t *testing.T) {
 	f := newTBFixture(t)
-	other, err := f.store.CreateUser(context.Background(), ticketing.SystemActor, ticketing.NewUser{Name: "Other agent", Email: "o@example.com", Role: ticketing.RoleAgent, Password: "agentpass"})
+	other, err := f.Store.CreateUser(context.Background(), ticketing.SystemActor, ticketing.NewUser{Name: "Other agent", Email: "o@example.com", Role: ticketing.RoleAgent, Password: "agentpass"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := f.outbound(ticketing.TicketEntryRequired, "")
-	call := ticketing.OutboundCall{To: f.contactNumber, ContactID: f.contact.ID}
-	if d, err := o.Validate(context.Background(), other.ID, call); err != nil || d.AgentID != other.ID || d.To != f.contactNumber {
+	call := ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID}
+	if d, err := o.Validate(context.Background(), other.ID, call); err != nil || d.AgentID != other.ID || d.To != f.ContactNumber {
 		t.Errorf("an agent in no team dials under the OB rules: %+v %v", d, err)
 	}
-	if _, err := o.Validate(context.Background(), f.agent.ID, call); !errors.Is(err, ticketing.ErrForbidden) {
+	if _, err := o.Validate(context.Background(), f.Agent.ID, call); !errors.Is(err, ticketing.ErrForbidden) {
 		t.Errorf("the team's agent dialled a contact's number without a ticket ID: %v", err)
 	}
 }
@@ -92,7 +54,7 @@ func TestRule_TB_Handler(t *testing.T) {
 	dialer := &recordingDialer{}
 	o := f.outbound(ticketing.TicketEntryRequired, "caller_number")
 	o.Dialer = dialer
-	h := o.Handler(func(*http.Request) (int64, bool) { return f.agent.ID, true })
+	h := o.Handler(func(*http.Request) (int64, bool) { return f.Agent.ID, true })
 	post := func(body string) (int, map[string]any) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("POST", "/api/v2/calls", strings.NewReader(body)))
@@ -100,7 +62,7 @@ func TestRule_TB_Handler(t *testing.T) {
 		_ = json.Unmarshal(rec.Body.Bytes(), &m)
 		return rec.Code, m
 	}
-	if code, m := post(`{"call":{"to":"+15551230001","contact_id":` + itoa(f.contact.ID) + `}}`); code != 403 || !strings.Contains(m["description"].(string), "ticket ID is required") {
+	if code, m := post(`{"call":{"to":"+15551230001","contact_id":` + itoa(f.Contact.ID) + `}}`); code != 403 || !strings.Contains(m["description"].(string), "ticket ID is required") {
 		t.Fatalf("direct dial: %d %v", code, m)
 	}
 	if code, m := post(`{"call":{}}`); code != 422 || m["details"].(map[string]any)["ticket_id"] == nil {
@@ -111,20 +73,20 @@ func TestRule_TB_Handler(t *testing.T) {
 	}
 	// The open ticket without the field dials the primary number (the recording dialer
 	// accepts +15551230001 only).
-	open := f.byStatus[ticketing.StatusOpen].ID
+	open := f.ByStatus[ticketing.StatusOpen].ID
 	code, m := post(`{"call":{"ticket_id":` + itoa(open) + `}}`)
 	if code != 201 {
 		t.Fatalf("entered ticket: %d %v", code, m)
 	}
-	if c := m["call"].(map[string]any); c["to"] != f.contactNumber || c["ticket_id"] != float64(open) || c["ticket_choice"] != ticketing.TicketChoiceExisting {
+	if c := m["call"].(map[string]any); c["to"] != f.ContactNumber || c["ticket_id"] != float64(open) || c["ticket_choice"] != ticketing.TicketChoiceExisting {
 		t.Fatalf("call %v", c)
 	}
-	if len(dialer.got) != 1 || *dialer.got[0].TicketID != open || dialer.got[0].To != f.contactNumber || dialer.got[0].ContactID != f.contact.ID {
+	if len(dialer.got) != 1 || *dialer.got[0].TicketID != open || dialer.got[0].To != f.ContactNumber || dialer.got[0].ContactID != f.Contact.ID {
 		t.Fatalf("dialled %+v", dialer.got)
 	}
 	// The ticket with the field: the Dialer gets the field's number.
-	post(`{"call":{"ticket_id":` + itoa(f.withField.ID) + `}}`)
-	if len(dialer.got) != 2 || dialer.got[1].To != f.fieldNumber || *dialer.got[1].TicketID != f.withField.ID {
+	post(`{"call":{"ticket_id":` + itoa(f.WithField.ID) + `}}`)
+	if len(dialer.got) != 2 || dialer.got[1].To != f.FieldNumber || *dialer.got[1].TicketID != f.WithField.ID {
 		t.Fatalf("dialled %+v", dialer.got)
 	}
 }

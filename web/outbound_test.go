@@ -10,66 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchboard-voice/switchboard/internal/pgtest"
+	"github.com/switchboard-voice/switchboard/internal/outboundtest"
 	"github.com/switchboard-voice/switchboard/ticketing"
 )
-
-// outboundFixture is a real store with an agent, a contact with one stored number, their open
-// and solved tickets, another user's ticket, and a placeholder user.
-type outboundFixture struct {
-	store                        *ticketing.Store
-	agent, contact, placeholder  ticketing.User
-	open, solved, othersTicket   ticketing.Ticket
-	contactNumber, enteredNumber string
-}
-
-func newOutboundFixture(t *testing.T) *outboundFixture {
-	t.Helper()
-	pool := pgtest.Pool(t)
-	ctx := context.Background()
-	st := ticketing.NewStore(pool, ticketing.StoreOptions{})
-	f := &outboundFixture{store: st, contactNumber: "+15551230001", enteredNumber: "+15551239999"}
-	var err error
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	f.agent, err = st.CreateUser(ctx, ticketing.SystemActor, ticketing.NewUser{Name: "Agent", Email: "a@example.com", Role: ticketing.RoleAgent, Password: "agentpass"})
-	must(err)
-	f.contact, err = st.CreateUser(ctx, ticketing.SystemActor, ticketing.NewUser{Name: "Carla", Phone: f.contactNumber})
-	must(err)
-	other, err := st.CreateUser(ctx, ticketing.SystemActor, ticketing.NewUser{Name: "Otto", Phone: "+15551230002"})
-	must(err)
-	f.placeholder, err = st.CreateUser(ctx, ticketing.SystemActor, ticketing.NewUser{Name: "Anonymous caller"})
-	must(err)
-	_, err = pool.Exec(ctx, `UPDATE users SET placeholder = true WHERE id = $1`, f.placeholder.ID)
-	must(err)
-	aid := f.agent.ID
-	f.open, err = st.CreateTicket(ctx, ticketing.SystemActor, ticketing.NewTicket{Subject: "open", Status: ticketing.StatusOpen, RequesterID: f.contact.ID, AssigneeID: &aid})
-	must(err)
-	f.solved, err = st.CreateTicket(ctx, ticketing.SystemActor, ticketing.NewTicket{Subject: "solved", Status: ticketing.StatusSolved, RequesterID: f.contact.ID, AssigneeID: &aid})
-	must(err)
-	f.othersTicket, err = st.CreateTicket(ctx, ticketing.SystemActor, ticketing.NewTicket{Subject: "otto", Status: ticketing.StatusOpen, RequesterID: other.ID, AssigneeID: &aid})
-	must(err)
-	return f
-}
-
-func (f *outboundFixture) settings(t *testing.T, prompt, allowNew, allowNone, allowEntered bool) {
-	t.Helper()
-	ctx := context.Background()
-	s, err := f.store.Settings(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Outbound = ticketing.OutboundSettings{PromptTicketChoice: prompt, AllowNewTicket: allowNew, AllowNoTicket: allowNone, AllowEnteredNumber: allowEntered}
-	if _, err := f.store.PutSettings(ctx, ticketing.SystemActor, s); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func ptr[T any](v T) *T { return &v }
 
 type recordingDialer struct{ got []Dial }
 
@@ -84,10 +27,10 @@ func (r *recordingDialer) Dial(_ context.Context, d Dial) (string, error) {
 // Rule (docs/api.md, POST /calls): a refusal is the API's error JSON and nothing is dialled;
 // an accepted dial reaches the Dialer and answers 201 with the call.
 func TestOutboundHandler(t *testing.T) {
-	f := newOutboundFixture(t)
+	f := outboundtest.New(t)
 	dialer := &recordingDialer{}
-	h := (&Outbound{Store: f.store, Dialer: dialer}).Handler(func(r *http.Request) (int64, bool) {
-		return f.agent.ID, r.Header.Get("X-Test-Agent") != ""
+	h := (&Outbound{Store: f.Store, Dialer: dialer}).Handler(func(r *http.Request) (int64, bool) {
+		return f.Agent.ID, r.Header.Get("X-Test-Agent") != ""
 	})
 	post := func(body string, authed bool) (*httptest.ResponseRecorder, map[string]any) {
 		req := httptest.NewRequest("POST", "/api/v2/calls", strings.NewReader(body))
@@ -103,7 +46,7 @@ func TestOutboundHandler(t *testing.T) {
 	if rec, _ := post(`{"call":{}}`, false); rec.Code != 401 {
 		t.Fatalf("unauthenticated: %d", rec.Code)
 	}
-	rec, m := post(`{"call":{"to":"+15551239999","contact_id":`+itoa(f.contact.ID)+`,"entered_number":true}}`, true)
+	rec, m := post(`{"call":{"to":"+15551239999","contact_id":`+itoa(f.Contact.ID)+`,"entered_number":true}}`, true)
 	if rec.Code != 403 || m["error"] != "Forbidden" || !strings.Contains(m["description"].(string), "stored on the contact") {
 		t.Fatalf("OB-5 refusal: %d %v", rec.Code, m)
 	}
@@ -113,7 +56,7 @@ func TestOutboundHandler(t *testing.T) {
 	if rec, m := post(`{"call":`, true); rec.Code != 422 || m["error"] != "RecordInvalid" {
 		t.Fatalf("malformed: %d %v", rec.Code, m)
 	}
-	rec, m = post(`{"call":{"to":"+15551230001","contact_id":`+itoa(f.contact.ID)+`}}`, true)
+	rec, m = post(`{"call":{"to":"+15551230001","contact_id":`+itoa(f.Contact.ID)+`}}`, true)
 	if rec.Code != 201 {
 		t.Fatalf("accepted dial: %d %v", rec.Code, m)
 	}
@@ -159,11 +102,11 @@ func decodeAPIError(t *testing.T, what string, body []byte) apiErrorShape {
 // field — before, its details were bare strings, so a client parsing the tickets API's errors
 // could not read them.
 func TestOutboundBadBodyAnswers422InTheTicketsAPIShape(t *testing.T) {
-	f := newOutboundFixture(t)
+	f := outboundtest.New(t)
 	dialer := &recordingDialer{}
-	calls := (&Outbound{Store: f.store, Dialer: dialer}).Handler(func(*http.Request) (int64, bool) { return f.agent.ID, true })
+	calls := (&Outbound{Store: f.Store, Dialer: dialer}).Handler(func(*http.Request) (int64, bool) { return f.Agent.ID, true })
 	mux := http.NewServeMux()
-	ticketing.NewAPI(f.store, ticketing.APIOptions{}).Register(mux, "/api/v2")
+	ticketing.NewAPI(f.Store, ticketing.APIOptions{}).Register(mux, "/api/v2")
 	post := func(h http.Handler, path, body string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest("POST", path, strings.NewReader(body))
 		req.SetBasicAuth("a@example.com", "agentpass")
@@ -178,11 +121,11 @@ func TestOutboundBadBodyAnswers422InTheTicketsAPIShape(t *testing.T) {
 	}
 	for body, field := range map[string]string{
 		`{"call":{"to":"+15551230001","contact_id":"one"}}`:                                              "contact_id",
-		`{"call":{"to":"+15551230001","contact_id":` + itoa(f.contact.ID) + `,"x":1}}`:                   "x",
-		`{"call":{"to":"12ab","contact_id":` + itoa(f.contact.ID) + `}}`:                                 "to",
-		`{"call":{"contact_id":` + itoa(f.contact.ID) + `}}`:                                             "to",
+		`{"call":{"to":"+15551230001","contact_id":` + itoa(f.Contact.ID) + `,"x":1}}`:                   "x",
+		`{"call":{"to":"12ab","contact_id":` + itoa(f.Contact.ID) + `}}`:                                 "to",
+		`{"call":{"contact_id":` + itoa(f.Contact.ID) + `}}`:                                             "to",
 		`{"call":{"to":"+15551230001"}}`:                                                                 "contact_id",
-		`{"call":{"to":"+15551230001","contact_id":` + itoa(f.contact.ID) + `,"ticket_choice":"maybe"}}`: "ticket_choice",
+		`{"call":{"to":"+15551230001","contact_id":` + itoa(f.Contact.ID) + `,"ticket_choice":"maybe"}}`: "ticket_choice",
 	} {
 		rec := post(calls, "/api/v2/calls", body)
 		got := decodeAPIError(t, body, rec.Body.Bytes())

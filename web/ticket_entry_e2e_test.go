@@ -37,7 +37,7 @@ func TestRule_TB_TicketEntryInChromium(t *testing.T) {
 	f := newTBFixture(t)
 	// The page logs in through fakeAuth (agent1@example.com); the API's principal is the
 	// store's agent with that email, which the team policy knows.
-	agent, err := f.store.CreateUser(context.Background(), ticketing.SystemActor, ticketing.NewUser{Name: "Agent One",
+	agent, err := f.Store.CreateUser(context.Background(), ticketing.SystemActor, ticketing.NewUser{Name: "Agent One",
 		Email: "agent1@example.com", Role: ticketing.RoleAgent, Password: "agentpass"})
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func TestRule_TB_TicketEntryInChromium(t *testing.T) {
 		writeJSON(w, 200, map[string]any{"calls": []any{}, "next_page": nil})
 	}))
 	dialled := make(chanDialer, 4)
-	out := &Outbound{Store: f.store, Dialer: dialled, Teams: teams}
+	out := &Outbound{Store: f.Store, Dialer: dialled, Teams: teams}
 	h.mux.Handle("POST /api/v2/calls", out.Handler(func(r *http.Request) (int64, bool) {
 		_, ok := h.srv.Authenticate(r)
 		return agent.ID, ok
@@ -78,13 +78,13 @@ func TestRule_TB_TicketEntryInChromium(t *testing.T) {
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	open, closed := f.byStatus[ticketing.StatusOpen].ID, f.byStatus[ticketing.StatusClosed].ID
+	open, closed := f.ByStatus[ticketing.StatusOpen].ID, f.ByStatus[ticketing.StatusClosed].ID
 	rctx, rcancel := context.WithTimeout(context.Background(), 100*time.Second)
 	defer rcancel()
 	cmd := exec.CommandContext(rctx, node, "--test", "--test-reporter=spec", "ticket_entry.test.mjs")
 	cmd.Dir = "e2e"
 	cmd.Env = append(os.Environ(), "SOFTPHONE_URL="+h.http.URL, "ARTIFACTS_DIR="+artifacts, "CHROMIUM_PATH="+chromiumPath,
-		"TICKET_OPEN="+strconv.FormatInt(open, 10), "TICKET_CLOSED="+strconv.FormatInt(closed, 10), "DIALLED_NUMBER="+f.contactNumber)
+		"TICKET_OPEN="+strconv.FormatInt(open, 10), "TICKET_CLOSED="+strconv.FormatInt(closed, 10), "DIALLED_NUMBER="+f.ContactNumber)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // node and the browser it starts: one group
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
@@ -100,8 +100,8 @@ func TestRule_TB_TicketEntryInChromium(t *testing.T) {
 	}
 	select {
 	case d := <-dialled:
-		if d.TicketID == nil || *d.TicketID != open || d.To != f.contactNumber || d.ContactID != f.contact.ID || d.AgentID != agent.ID {
-			t.Fatalf("dialled %+v, want ticket %d to %s", d, open, f.contactNumber)
+		if d.TicketID == nil || *d.TicketID != open || d.To != f.ContactNumber || d.ContactID != f.Contact.ID || d.AgentID != agent.ID {
+			t.Fatalf("dialled %+v, want ticket %d to %s", d, open, f.ContactNumber)
 		}
 	default:
 		t.Fatal("the open ticket was never dialled")
