@@ -18,7 +18,7 @@ type Dial struct {
 	AgentID   int64
 	To        string // E.164, normalised
 	ContactID int64
-	// TicketID is the ticket the agent chose (OB-2); nil with TicketExisting means the
+	// TicketID is the ticket the agent chose (OB-2); nil with ticket choice existing means the
 	// contact's most recent unsolved ticket at answer time (OB-1), or a new one if none (TC-7).
 	TicketID      *int64
 	TicketChoice  string
