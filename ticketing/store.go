@@ -93,6 +93,14 @@ func NewStore(pool *pgxpool.Pool, opts StoreOptions) *Store {
 	return &Store{pool: pool, opts: opts, bcryptSlots: make(chan struct{}, opts.BcryptConcurrency)}
 }
 
+// Ping reports whether the database answers (readiness), without touching any table.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ticketing: ping: %w", err)
+	}
+	return nil
+}
+
 // Pool returns the pool the store uses, for packages that add their own tables beside it.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 

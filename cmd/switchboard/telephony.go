@@ -542,8 +542,7 @@ func (t *telephony) repairRecordings(ctx context.Context) error {
 		last, closed := t.gw.crashClosed[r.CallID]
 		if !closed {
 			var ended bool
-			if err := t.gw.pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0), coalesce(bool_or(type = 'call.ended'), false) FROM call_events WHERE call_id = $1`,
-				r.CallID).Scan(&last, &ended); err != nil {
+			if last, ended, err = t.gw.events.CallState(ctx, r.CallID); err != nil {
 				return fmt.Errorf("recordings: repair: %w", err)
 			}
 			if !ended && last > 0 {
