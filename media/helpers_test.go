@@ -43,9 +43,7 @@ func newTestEndpoint(t testing.TB, opts EndpointOptions) *Endpoint {
 	if opts.Allocator == nil {
 		opts.Allocator = testAllocator(t, 8)
 	}
-	if opts.RTCPInterval == 0 {
-		opts.RTCPInterval = -1 // tests that want RTCP ask for it
-	}
+	// RTCP is off unless a test asks for it (RTCPInterval 0).
 	if !opts.SignalSource.IsValid() {
 		// The peers of these tests are loopback sockets, as if they had signalled from there:
 		// their RTP latches at once (strict source, source.go). The attack tests set their own.
