@@ -39,9 +39,6 @@ func newSourceRig(t *testing.T, opts EndpointOptions) *sourceRig {
 	opts.Metrics = m
 	opts.SignalSource = signalIP
 	opts.MediaTimeout = -1
-	if opts.LearningWindow == 0 {
-		opts.LearningWindow = DefaultLearningWindow // the strict-source rules under test use it
-	}
 	r.e = newTestEndpoint(t, opts)
 	r.e.SetCodec(0, PCMU)
 	return r
