@@ -113,7 +113,7 @@ func TestConfigKnobsMapStraightOntoOptions_AbsentIsThePackageDefaultZeroIsOff(t 
 }
 
 // docDefaults reads the default column of every key table of docs/configuration.md, by
-// "section.key" (section the `## `name“ heading).
+// "section.key", the section being the name in its "## `name`" heading.
 func docDefaults(t *testing.T, path string) map[string]string {
 	t.Helper()
 	b, err := os.ReadFile(path)
