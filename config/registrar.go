@@ -22,7 +22,7 @@ type SIPRegistrar struct {
 	// MaxContactsPerRegister caps the Contact headers of one REGISTER (default 5; 0 no limit).
 	MaxContactsPerRegister int `yaml:"max_contacts_per_register"`
 	// AuthFailuresFree is how many digest failures a source IP or an agent may have before
-	// REGISTER backoff starts (default 3).
+	// REGISTER backoff starts (default 3; 0: from the first failure).
 	AuthFailuresFree int `yaml:"auth_failures_free"`
 	// AuthBackoff is the first backoff, doubled with each further failure up to
 	// AuthBackoffMax (defaults 1s and 5m; 0 turns the backoff off).
