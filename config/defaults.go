@@ -36,10 +36,10 @@ const (
 	DefaultMaxWait         = ivr.DefaultMaxWait
 	DefaultMaxMissedOffers = 3
 	// HTTP authentication limits (http.auth_backoff, http.bcrypt_concurrency).
-	DefaultAuthFailures       = 5
-	DefaultAuthBackoffInitial = time.Second
-	DefaultAuthBackoffMax     = 15 * time.Minute
-	DefaultBcryptConcurrency  = 2
+	DefaultAuthFailures       = ticketing.DefaultAuthFailures
+	DefaultAuthBackoffInitial = ticketing.DefaultAuthBackoffInitial
+	DefaultAuthBackoffMax     = ticketing.DefaultAuthBackoffMax
+	DefaultBcryptConcurrency  = ticketing.DefaultBcryptConcurrency
 	// DefaultTrunkCallsPerSecond is a trunk's inbound.calls_per_second when omitted.
 	DefaultTrunkCallsPerSecond = 20
 	DefaultAnswerAckTimeout    = sip.DefaultAnswerAckTimeout

@@ -13,6 +13,7 @@ import (
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/ticketing"
 )
 
 // optionKnob is one configuration key that reaches a package's options.
@@ -67,6 +68,12 @@ func optionKnobs() []optionKnob {
 		{"queues", "ring_timeout", "", func(c *config.Config, _ sip.Options) any { return c.Queues["q"].RingTimeout.D() }, ivr.DefaultRingTimeout},
 		{"queues", "max_wait", "", func(c *config.Config, _ sip.Options) any { return c.Queues["q"].MaxWait.D() }, ivr.DefaultMaxWait},
 		{"ivr", "timeout", "", func(c *config.Config, _ sip.Options) any { return c.IVR["m"].Timeout.D() }, ivr.DefaultMenuTimeout},
+		// ticketing's, which take them straight from the configuration (ticketing.go).
+		{"http", "auth_backoff.failures", "", func(c *config.Config, _ sip.Options) any { return c.HTTP.AuthBackoff.Failures }, ticketing.DefaultAuthFailures},
+		{"http", "auth_backoff.initial", "", func(c *config.Config, _ sip.Options) any { return c.HTTP.AuthBackoff.Initial.D() }, ticketing.DefaultAuthBackoffInitial},
+		{"http", "auth_backoff.max", "", func(c *config.Config, _ sip.Options) any { return c.HTTP.AuthBackoff.Max.D() }, ticketing.DefaultAuthBackoffMax},
+		{"http", "bcrypt_concurrency", "", func(c *config.Config, _ sip.Options) any { return c.HTTP.BcryptConcurrency }, ticketing.DefaultBcryptConcurrency},
+		{"http", "token_ttl", "", func(c *config.Config, _ sip.Options) any { return c.HTTP.TokenTTL.D() }, ticketing.DefaultTokenTTL},
 	}
 }
 
@@ -136,20 +143,22 @@ func docDefaults(t *testing.T, path string) map[string]string {
 	return out
 }
 
-// docMatches reports whether a documented default (`30m`, `1000`, `a`, `b`) is v.
+// docMatches reports whether a documented default (`30m`, `2160h` (90 days), `1000`, `a`,
+// `b`) is v: a scalar is the first quoted value, a list all of them.
 func docMatches(doc string, v any) bool {
+	first, _, _ := strings.Cut(strings.TrimPrefix(doc, "`"), "`")
 	switch v := v.(type) {
 	case time.Duration:
-		d, err := time.ParseDuration(strings.Trim(doc, "`"))
+		d, err := time.ParseDuration(first)
 		return err == nil && d == v
 	case int:
-		n, err := strconv.Atoi(strings.Trim(doc, "`"))
+		n, err := strconv.Atoi(first)
 		return err == nil && n == v
 	case float64:
-		f, err := strconv.ParseFloat(strings.Trim(doc, "`"), 64)
+		f, err := strconv.ParseFloat(first, 64)
 		return err == nil && f == v
 	case string:
-		return strings.Trim(doc, "`") == v
+		return first == v
 	case []string:
 		quoted := make([]string, len(v))
 		for i, s := range v {
