@@ -5,7 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // metrics are the SIP series of docs/metrics.md, with bounded label sets: methods outside the
@@ -96,8 +96,8 @@ func codeLabel(code int) string {
 // outcome, the metric keeps the six outcomes of docs/api.md (GET /calls) and "other".
 func outcomeLabel(o string) string {
 	switch o {
-	case ticketing.OutcomeAnswered, ticketing.OutcomeAbandoned, ticketing.OutcomeVoicemail, ticketing.OutcomeNoAnswer,
-		ticketing.OutcomeFailed, ticketing.OutcomeRejected:
+	case callevent.OutcomeAnswered, callevent.OutcomeAbandoned, callevent.OutcomeVoicemail, callevent.OutcomeNoAnswer,
+		callevent.OutcomeFailed, callevent.OutcomeRejected:
 		return o
 	}
 	return "other"

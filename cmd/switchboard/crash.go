@@ -16,7 +16,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/internal/calljournal"
 	"github.com/switchboard-voice/switchboard/sip"
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // A crash leaves no open call. Every event this node emits is journaled on local disk
@@ -80,13 +80,13 @@ func (gw *gateway) openJournal() error {
 // durable one: the closing event of a crashed call always comes after everything stored.
 type journalSink struct {
 	j    *calljournal.Journal
-	next ticketing.Sink
+	next callevent.Sink
 }
 
-func (s journalSink) Emit(ctx context.Context, e ticketing.Event) error {
+func (s journalSink) Emit(ctx context.Context, e callevent.Event) error {
 	_ = s.j.Record(e) // a failure is logged and counted by the journal; the event still goes
 	err := s.next.Emit(ctx, e)
-	if err == nil && e.Type == ticketing.EventEnded {
+	if err == nil && e.Type == callevent.EventEnded {
 		_ = s.j.Done(e.CallID)
 	}
 	return err
@@ -97,20 +97,20 @@ func (s journalSink) Emit(ctx context.Context, e ticketing.Event) error {
 // last moment the call is known to have been up, one seq after its last event. The outcome
 // keeps what the events said: answered by a person, a voicemail left, the caller gone; a call
 // none of these happened to failed.
-func crashEnded(o calljournal.OpenCall) ticketing.Event {
+func crashEnded(o calljournal.OpenCall) callevent.Event {
 	if o.Ending != nil {
 		return *o.Ending
 	}
-	outcome := ticketing.OutcomeFailed
+	outcome := callevent.OutcomeFailed
 	switch {
 	case o.Answered:
-		outcome = ticketing.OutcomeAnswered
+		outcome = callevent.OutcomeAnswered
 	case o.Voicemail:
-		outcome = ticketing.OutcomeVoicemail
+		outcome = callevent.OutcomeVoicemail
 	case o.Abandoned != "":
-		outcome = ticketing.OutcomeAbandoned
+		outcome = callevent.OutcomeAbandoned
 	}
-	return ticketing.Event{ID: crashEndedID(o.CallID), CallID: o.CallID, Seq: o.LastSeq + 1, Type: ticketing.EventEnded,
+	return callevent.Event{ID: crashEndedID(o.CallID), CallID: o.CallID, Seq: o.LastSeq + 1, Type: callevent.EventEnded,
 		At: o.EndedAt().UTC(), Outcome: outcome, Cause: causeCrash}
 }
 
@@ -238,21 +238,6 @@ func cleanLog(s string) string {
 		s = s[:200]
 	}
 	return s
-}
-
-// journalLegs journals the dialog state of the call's answered legs, for a BYE after a crash.
-func (t *telephony) journalLegs(c *sip.Call) {
-	j := t.gw.journal
-	if j == nil {
-		return
-	}
-	for _, d := range c.DialogStates() {
-		b, err := json.Marshal(d)
-		if err != nil {
-			continue
-		}
-		_ = j.Leg(c.ID(), b)
-	}
 }
 
 // accountCachePath is the on-disk cache of the configured accounts' user ids, next to the

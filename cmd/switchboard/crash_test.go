@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/calljournal"
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // The call.ended that closes a crashed call: one seq after the last, at the later of the last
@@ -16,8 +16,8 @@ import (
 // support — answered only when a person answered, failed when nothing happened but waiting.
 func TestCrashEnded_OutcomeTimeSeqAndID(t *testing.T) {
 	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
-	ending := &ticketing.Event{ID: "0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1", CallID: "e", Seq: 4, Type: ticketing.EventEnded,
-		Outcome: ticketing.OutcomeAbandoned}
+	ending := &callevent.Event{ID: "0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1", CallID: "e", Seq: 4, Type: callevent.EventEnded,
+		Outcome: callevent.OutcomeAbandoned}
 	for _, tc := range []struct {
 		name    string
 		o       calljournal.OpenCall
@@ -32,10 +32,10 @@ func TestCrashEnded_OutcomeTimeSeqAndID(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := crashEnded(tc.o)
-			if e.Type != ticketing.EventEnded || e.Seq != tc.o.LastSeq+1 || e.Outcome != tc.outcome || !e.At.Equal(tc.at) || e.Cause != "crash" {
+			if e.Type != callevent.EventEnded || e.Seq != tc.o.LastSeq+1 || e.Outcome != tc.outcome || !e.At.Equal(tc.at) || e.Cause != "crash" {
 				t.Errorf("crashEnded = %+v; want seq %d, outcome %s at %v, cause crash", e, tc.o.LastSeq+1, tc.outcome, tc.at)
 			}
-			if errs := ticketing.ValidateEvent(e); len(errs) > 0 {
+			if errs := callevent.Validate(e); len(errs) > 0 {
 				t.Errorf("invalid event: %v", errs)
 			}
 			if again := crashEnded(tc.o); again.ID != e.ID {
@@ -48,9 +48,9 @@ func TestCrashEnded_OutcomeTimeSeqAndID(t *testing.T) {
 	}
 }
 
-type sinkFunc func(context.Context, ticketing.Event) error
+type sinkFunc func(context.Context, callevent.Event) error
 
-func (f sinkFunc) Emit(ctx context.Context, e ticketing.Event) error { return f(ctx, e) }
+func (f sinkFunc) Emit(ctx context.Context, e callevent.Event) error { return f(ctx, e) }
 
 // The journal holds a call open until its call.ended was acknowledged by the event log: an
 // event log that refused it leaves the call to be closed at the next start.
@@ -61,22 +61,22 @@ func TestJournalSink_CallOverOnlyOnceEndedIsDurable(t *testing.T) {
 		t.Fatal(err)
 	}
 	refuse := true
-	s := journalSink{j: j, next: sinkFunc(func(_ context.Context, e ticketing.Event) error {
-		if refuse && e.Type == ticketing.EventEnded {
+	s := journalSink{j: j, next: sinkFunc(func(_ context.Context, e callevent.Event) error {
+		if refuse && e.Type == callevent.EventEnded {
 			return errors.New("spool: disk full")
 		}
 		return nil
 	})}
 	at := time.Now()
-	for _, e := range []ticketing.Event{
-		{CallID: "x", Seq: 1, Type: ticketing.EventStarted, At: at},
-		{CallID: "y", Seq: 1, Type: ticketing.EventStarted, At: at},
-		{CallID: "x", Seq: 2, Type: ticketing.EventEnded, At: at, Outcome: "failed"},
+	for _, e := range []callevent.Event{
+		{CallID: "x", Seq: 1, Type: callevent.EventStarted, At: at},
+		{CallID: "y", Seq: 1, Type: callevent.EventStarted, At: at},
+		{CallID: "x", Seq: 2, Type: callevent.EventEnded, At: at, Outcome: "failed"},
 	} {
 		_ = s.Emit(context.Background(), e)
 	}
 	refuse = false
-	_ = s.Emit(context.Background(), ticketing.Event{CallID: "y", Seq: 2, Type: ticketing.EventEnded, At: at, Outcome: "failed"})
+	_ = s.Emit(context.Background(), callevent.Event{CallID: "y", Seq: 2, Type: callevent.EventEnded, At: at, Outcome: "failed"})
 	j.Close()
 	j2, open, err := calljournal.Open(calljournal.Options{Path: path, MarkInterval: time.Hour})
 	if err != nil {

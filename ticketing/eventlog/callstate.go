@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // RecordNode records that the gateway node name runs version against this database (the
@@ -46,7 +46,7 @@ func (l *Log) CallState(ctx context.Context, callID string) (lastSeq int64, ende
 	var seq int64
 	var stored bool
 	err = l.opts.Pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0), coalesce(bool_or(type = $2), false)
-		FROM call_events WHERE call_id = $1`, callID, ticketing.EventEnded).Scan(&seq, &stored)
+		FROM call_events WHERE call_id = $1`, callID, callevent.EventEnded).Scan(&seq, &stored)
 	if err != nil {
 		return 0, false, fmt.Errorf("eventlog: call state of %s: %w", callID, err)
 	}
@@ -75,7 +75,7 @@ func (l *Log) spoolCallState(callID string) (lastSeq int64, ended bool, err erro
 		if len(line) > 0 && line[len(line)-1] == '\n' && bytes.Contains(line, needle) {
 			if r := decodeRec(line, 0); r.bad == nil && r.ev.CallID == callID {
 				lastSeq = max(lastSeq, r.ev.Seq)
-				ended = ended || r.ev.Type == ticketing.EventEnded
+				ended = ended || r.ev.Type == callevent.EventEnded
 			}
 		}
 		if errors.Is(rerr, io.EOF) {

@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchboard-voice/switchboard/internal/pgtest"
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
 )
 
@@ -25,7 +25,7 @@ func TestCallStateSeesStoredAndSpooledEvents(t *testing.T) {
 	l := openWith(t, eventlog.Options{Pool: pool, SpoolPath: filepath.Join(t.TempDir(), "spool"), RetryInterval: time.Minute})
 	ctx := context.Background()
 	const call = `<a&b>"x"@host` // JSON writes it \u003ca\u0026b\u003e\"x\"@host
-	emit := func(e ticketing.Event) {
+	emit := func(e callevent.Event) {
 		t.Helper()
 		ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -55,7 +55,7 @@ func TestCallStateSeesStoredAndSpooledEvents(t *testing.T) {
 	p.Down()
 	emit(ev(call, 3))
 	end := ev(call, 4)
-	end.Type, end.Outcome = ticketing.EventEnded, ticketing.OutcomeAnswered
+	end.Type, end.Outcome = callevent.EventEnded, callevent.OutcomeAnswered
 	emit(end)
 	emit(ev("other", 9))
 	p.Up()
