@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/config"
+	"github.com/switchboard-voice/switchboard/internal/calljournal"
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/recordings"
@@ -163,7 +164,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		return err
 	}
 	sopts.Ports, sopts.MediaMetrics = t.ports, mediaMetrics
-	sopts.Sink = journalSink{j: gw.journal, next: gw.events}
+	sopts.Sink = gw.journal.Sink(gw.events)
 	sopts.Registerer, sopts.Logger = gw.security.share(gw.registry), gw.log.With("component", "sip")
 	// Agents' SIP phones register with the digest username = their email (or its local
 	// part) and their configured password; agents with only a bcrypt hash cannot.
@@ -291,15 +292,15 @@ func (t *telephony) repairRecordings(ctx context.Context) error {
 			}
 			if !ended && last > 0 {
 				last++
-				e := callevent.Event{ID: crashEndedID(r.CallID), CallID: r.CallID, Seq: last, Type: callevent.EventEnded,
-					At: r.StartedAt.Add(r.Duration).UTC(), Outcome: callevent.OutcomeAnswered, Cause: causeCrash}
+				e := callevent.Event{ID: calljournal.CrashEndedID(r.CallID), CallID: r.CallID, Seq: last, Type: callevent.EventEnded,
+					At: r.StartedAt.Add(r.Duration).UTC(), Outcome: callevent.OutcomeAnswered, Cause: calljournal.CauseCrash}
 				if err := t.gw.events.Emit(ctx, e); err != nil {
 					return fmt.Errorf("recordings: repair: end the call: %w", err)
 				}
 				t.gw.log.Warn("call ended by a crash of the gateway", "call_id", r.CallID, "outcome", e.Outcome, "ended_at", e.At)
 			}
 		}
-		e := callevent.Event{ID: repairedReadyID(r.CallID, r.ID), CallID: r.CallID, Seq: last + 1, Type: callevent.EventRecordingReady,
+		e := callevent.Event{ID: calljournal.RepairedReadyID(r.CallID, r.ID), CallID: r.CallID, Seq: last + 1, Type: callevent.EventRecordingReady,
 			At: time.Now().UTC(), RecordingID: r.ID, Seconds: r.Seconds}
 		if err := t.gw.events.Emit(ctx, e); err != nil {
 			t.gw.log.Error("emit call.recording_ready", "call_id", r.CallID, "err", err)

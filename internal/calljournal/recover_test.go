@@ -1,4 +1,4 @@
-package main
+package calljournal_test
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 // The call.ended that closes a crashed call: one seq after the last, at the later of the last
 // event and the last alive mark, cause crash, a deterministic id, and the outcome the events
 // support — answered only when a person answered, failed when nothing happened but waiting.
-func TestCrashEnded_OutcomeTimeSeqAndID(t *testing.T) {
+func TestCrashEndedOutcomeTimeSeqAndID(t *testing.T) {
 	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 	ending := &callevent.Event{ID: "0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1", CallID: "e", Seq: 4, Type: callevent.EventEnded,
 		Outcome: callevent.OutcomeAbandoned}
@@ -31,19 +31,19 @@ func TestCrashEnded_OutcomeTimeSeqAndID(t *testing.T) {
 		{"caller_left", calljournal.OpenCall{CallID: "f", LastSeq: 5, LastAt: t0, Abandoned: "queue"}, "abandoned", t0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := crashEnded(tc.o)
+			e := calljournal.CrashEnded(tc.o)
 			if e.Type != callevent.EventEnded || e.Seq != tc.o.LastSeq+1 || e.Outcome != tc.outcome || !e.At.Equal(tc.at) || e.Cause != "crash" {
 				t.Errorf("crashEnded = %+v; want seq %d, outcome %s at %v, cause crash", e, tc.o.LastSeq+1, tc.outcome, tc.at)
 			}
 			if errs := callevent.Validate(e); len(errs) > 0 {
 				t.Errorf("invalid event: %v", errs)
 			}
-			if again := crashEnded(tc.o); again.ID != e.ID {
+			if again := calljournal.CrashEnded(tc.o); again.ID != e.ID {
 				t.Errorf("ids %s then %s: want the same id every time", e.ID, again.ID)
 			}
 		})
 	}
-	if e := crashEnded(calljournal.OpenCall{CallID: "e", LastSeq: 4, Ending: ending}); e != *ending {
+	if e := calljournal.CrashEnded(calljournal.OpenCall{CallID: "e", LastSeq: 4, Ending: ending}); e != *ending {
 		t.Errorf("a journaled call.ended not known durable is emitted again as it was: got %+v", e)
 	}
 }
@@ -54,19 +54,19 @@ func (f sinkFunc) Emit(ctx context.Context, e callevent.Event) error { return f(
 
 // The journal holds a call open until its call.ended was acknowledged by the event log: an
 // event log that refused it leaves the call to be closed at the next start.
-func TestJournalSink_CallOverOnlyOnceEndedIsDurable(t *testing.T) {
+func TestSinkCallOverOnlyOnceEndedIsDurable(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "calls.jsonl")
 	j, _, err := calljournal.Open(calljournal.Options{Path: path, MarkInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	refuse := true
-	s := journalSink{j: j, next: sinkFunc(func(_ context.Context, e callevent.Event) error {
+	s := j.Sink(sinkFunc(func(_ context.Context, e callevent.Event) error {
 		if refuse && e.Type == callevent.EventEnded {
 			return errors.New("spool: disk full")
 		}
 		return nil
-	})}
+	}))
 	at := time.Now()
 	for _, e := range []callevent.Event{
 		{CallID: "x", Seq: 1, Type: callevent.EventStarted, At: at},
