@@ -86,7 +86,8 @@ type Call struct {
 // ID is the call's UUID, its id everywhere (events, API, tickets).
 func (c *Call) ID() string { return c.id }
 
-// From is the caller's number (E.164 when it is one, else the URI user).
+// From is the caller's number: E.164 when it reads as one in the trunk's region, else the URI
+// user as received (cleaned); "" for an anonymous caller (Privacy: id, anonymous From).
 func (c *Call) From() string { return c.from }
 
 // To is the dialled number.
@@ -472,14 +473,7 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 			return
 		}
 	}
-	to := NormalizeNumber(uriUser(req.Recipient.User))
-	line, ok := s.lines[to]
-	if !ok {
-		if n := NormalizeNumber(uriUser(req.To().Address.User)); n != "" {
-			line, ok = s.lines[n]
-			to = n
-		}
-	}
+	line, to, ok := s.lineFor(req, trunk)
 	if !ok {
 		s.reply(req, tx, 404, "Not Found")
 		return
@@ -494,7 +488,7 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		id:        uuid.NewString(),
 		direction: "inbound",
 		to:        to,
-		line:      NormalizeNumber(line.Number),
+		line:      to,
 		trunk:     trunk.Name,
 		events:    newEventQueue(),
 		received:  received,
@@ -503,12 +497,7 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 	}
 	// Everything from the headers is cleaned before it reaches an event (clean.go): a NUL in a
 	// display name would be refused by PostgreSQL and must never reach the event log.
-	fromUser := uriUser(req.From().Address.User)
-	c.from = NormalizeNumber(fromUser)
-	if c.from == "" {
-		c.from = fromUser
-	}
-	c.callerName = displayName(req.From().DisplayName)
+	c.from, c.callerName = callerOf(req, trunk)
 	l := newLeg(s, c, roleUAS)
 	l.initUAS(req, tx)
 	c.carrier = l
