@@ -41,8 +41,9 @@ func TestRule_PM3_UnreadableCallerIDIsAnonymousAndKeptAsReceived(t *testing.T) {
 
 // rule PM-1 with PM-10 (issue 15): an event posted without a region (POST /call_events from
 // another phone system) with a national caller ID is read in the store's default region (US)
-// and finds the user holding the E.164 number; a French caller in E.164 is located in France
-// (CD-5), not Cairo.
+// and finds the user holding the E.164 number; a French caller in E.164, or written with the
+// international prefix 00, finds the French user and is located in France (CD-5). Before,
+// ticketing read 0033… as a US number (+1 0033…) and made a user of it.
 func TestRule_PM1_NationalCallerOfAPostedEventMatchesTheE164Holder(t *testing.T) {
 	h := newEngineHarness(t, nil)
 	dee := h.endUser("Dee", "+12025550123")
@@ -53,6 +54,7 @@ func TestRule_PM1_NationalCallerOfAPostedEventMatchesTheE164Holder(t *testing.T)
 	}{
 		{"(202) 555-0123", "Washington D.C.", dee},
 		{"+33 6 12 34 56 78", "France", amelie},
+		{"0033 6 12 34 56 78", "France", amelie}, // 00, the international prefix: was +1 0033…
 	} {
 		s := h.answeredCall(h.now, tc.from, "support", h.agent1.ID, 30)
 		h.run(s.evs...)
