@@ -1,11 +1,13 @@
 package ivr
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,7 +75,8 @@ type ACDOptions struct {
 	Queues []Queue
 	// Agents is the roster; every agent starts offline.
 	Agents []Agent
-	// Dialer offers calls to agents (softphone or SIP phone). Required.
+	// Dialer offers calls to agents (softphone or SIP phone). Required, here or through
+	// SetDialer before the first call is queued (the dialers are built from the ACD).
 	Dialer AgentDialer
 	// Prompts holds please_hold, music, position and num_N (default: the built-in set).
 	Prompts *Prompts
@@ -107,10 +110,11 @@ type ACDOptions struct {
 // legs, the event sink, the logger and OnAgentState are called after mu is released — state
 // changes through the notifier (notify), which delivers them in order on its own goroutine.
 type ACD struct {
-	opts  ACDOptions
-	clock Clock
-	log   *slog.Logger
-	m     *metrics
+	dialer atomic.Pointer[AgentDialer] // Options.Dialer or SetDialer's
+	opts   ACDOptions
+	clock  Clock
+	log    *slog.Logger
+	m      *metrics
 
 	mu     sync.Mutex
 	agents map[int64]*agentRec
@@ -158,11 +162,22 @@ type waiter struct {
 	tried    map[int64]bool
 }
 
+// SetDialer sets the agent dialer when it could not be given to NewACD: the softphone server
+// and the SIP layer that reach agents are themselves built from the ACD. Call it before the
+// first call is queued.
+func (a *ACD) SetDialer(d AgentDialer) { a.dialer.Store(&d) }
+
+// offer rings one agent through the dialer.
+func (a *ACD) offer(ctx context.Context, o Offer) (AgentLeg, error) {
+	d := a.dialer.Load()
+	if d == nil || *d == nil {
+		return nil, fmt.Errorf("ivr: no agent dialer: %w", ErrNoAnswer)
+	}
+	return (*d).Offer(ctx, o)
+}
+
 // NewACD builds the ACD over the roster (every agent offline) and registers its metrics.
 func NewACD(opts ACDOptions) (*ACD, error) {
-	if opts.Dialer == nil {
-		return nil, fmt.Errorf("ivr: new ACD: no agent dialer")
-	}
 	if opts.Clock == nil {
 		opts.Clock = RealClock{}
 	}
@@ -229,6 +244,9 @@ func NewACD(opts ACDOptions) (*ACD, error) {
 		a.agents[ag.ID] = &agentRec{Agent: ag, state: StateOffline, since: now}
 	}
 	a.publishLocked()
+	if opts.Dialer != nil {
+		a.SetDialer(opts.Dialer)
+	}
 	return a, nil
 }
 

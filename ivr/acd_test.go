@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"reflect"
 	"strings"
 	"testing"
@@ -40,7 +41,7 @@ func (r *rig) queueCall(t testing.TB, id, q string) (*fakeLeg, *Call, <-chan Res
 	leg := newFakeLeg(id)
 	c := r.eng.NewCall(leg, CallInfo{From: "+15551230000", CallerName: "Caller", Line: "+15550199"})
 	res := runCall(t, c, Line{Number: "+15550199", Target: QueueTarget(q)})
-	r.events.next(t, id, EventQueued)
+	r.events.next(t, id, callevent.EventQueued)
 	return leg, c, res
 }
 
@@ -71,7 +72,7 @@ func TestQueue_LongestIdleAgentFirst_RingTimeoutMovesOn(t *testing.T) {
 		t.Fatalf("after the ring timeout agent %d was offered, want 1", o2.AgentID)
 	}
 	al := o2.answer()
-	ans := r.events.next(t, leg.id, EventAnswered)
+	ans := r.events.next(t, leg.id, callevent.EventAnswered)
 	if ans.AgentID != 1 {
 		t.Errorf("answered by %d, want 1", ans.AgentID)
 	}
@@ -82,13 +83,13 @@ func TestQueue_LongestIdleAgentFirst_RingTimeoutMovesOn(t *testing.T) {
 		t.Errorf("agent 2 missed %d offers, want 1", s.MissedOffers)
 	}
 	leg.hangup()
-	if got := result(t, res); got.Outcome != OutcomeAnswered {
+	if got := result(t, res); got.Outcome != callevent.OutcomeAnswered {
 		t.Errorf("outcome %q", got.Outcome)
 	}
 	if !al.hungUp() || r.state(t, 1) != StateAvailable {
 		t.Errorf("agent leg hung up=%v, agent 1 %s (want available, no wrap-up)", al.hungUp(), r.state(t, 1))
 	}
-	wantTypes(t, r.events.types(leg.id), EventQueued, EventOffered, EventOffered, EventAnswered)
+	wantTypes(t, r.events.types(leg.id), callevent.EventQueued, callevent.EventOffered, callevent.EventOffered, callevent.EventAnswered)
 	evs := r.events.all(leg.id)
 	if evs[1].AgentID != 2 || evs[2].AgentID != 1 {
 		t.Errorf("offered to %d then %d, want 2 then 1", evs[1].AgentID, evs[2].AgentID)
@@ -129,7 +130,7 @@ func TestQueue_MissedOffersSetAway(t *testing.T) {
 		t.Errorf("missed count %d after going available", s.MissedOffers)
 	}
 	r.dialer.next(t).answer()
-	r.events.next(t, leg.id, EventAnswered)
+	r.events.next(t, leg.id, callevent.EventAnswered)
 	leg.hangup()
 	result(t, res)
 }
@@ -147,10 +148,10 @@ func TestQueue_MaxWaitGoesToVoicemail(t *testing.T) {
 	r.clk.awaitTimer(t, DefaultMaxLength)
 	r.clk.advance(4 * time.Second)
 	leg.hangup() // hanging up after a message keeps it
-	if got := result(t, res); got.Outcome != OutcomeVoicemail {
+	if got := result(t, res); got.Outcome != callevent.OutcomeVoicemail {
 		t.Errorf("outcome %q, want voicemail", got.Outcome)
 	}
-	wantTypes(t, r.events.types(c.ID()), EventQueued, EventVoicemail)
+	wantTypes(t, r.events.types(c.ID()), callevent.EventQueued, callevent.EventVoicemail)
 }
 
 // TestRule_TC5_AbandonedInVoicemail: hanging up before the beep, or leaving less than the
@@ -168,10 +169,10 @@ func TestRule_TC5_AbandonedInVoicemail(t *testing.T) {
 		res := runCall(t, c, Line{Target: VoicemailTarget()})
 		tap.untilTone(t, 600)
 		leg.hangup()
-		if got := result(t, res); got.Outcome != OutcomeAbandoned {
+		if got := result(t, res); got.Outcome != callevent.OutcomeAbandoned {
 			t.Errorf("outcome %q", got.Outcome)
 		}
-		if ab := r.events.next(t, leg.id, EventAbandoned); ab.Where != WhereVoicemail {
+		if ab := r.events.next(t, leg.id, callevent.EventAbandoned); ab.Where != callevent.WhereVoicemail {
 			t.Errorf("where=%q", ab.Where)
 		}
 		select {
@@ -189,10 +190,10 @@ func TestRule_TC5_AbandonedInVoicemail(t *testing.T) {
 		r.clk.awaitTimer(t, DefaultMaxLength)
 		r.clk.advance(500 * time.Millisecond)
 		c.InjectDigit('#')
-		if got := result(t, res); got.Outcome != OutcomeAbandoned {
+		if got := result(t, res); got.Outcome != callevent.OutcomeAbandoned {
 			t.Errorf("outcome %q", got.Outcome)
 		}
-		wantTypes(t, r.events.types(leg.id), EventAbandoned)
+		wantTypes(t, r.events.types(leg.id), callevent.EventAbandoned)
 		r.rec.mu.Lock()
 		defer r.rec.mu.Unlock()
 		if len(r.rec.finished) != 1 || r.rec.finished[0] {
@@ -207,10 +208,10 @@ func TestRule_TC5_AbandonedInVoicemail(t *testing.T) {
 		r.rec.awaitStart(t)
 		r.clk.awaitTimer(t, DefaultMaxLength)
 		r.clk.advance(DefaultMaxLength)
-		if got := result(t, res); got.Outcome != OutcomeVoicemail {
+		if got := result(t, res); got.Outcome != callevent.OutcomeVoicemail {
 			t.Errorf("outcome %q", got.Outcome)
 		}
-		if vm := r.events.next(t, leg.id, EventVoicemail); vm.Seconds != 120 {
+		if vm := r.events.next(t, leg.id, callevent.EventVoicemail); vm.Seconds != 120 {
 			t.Errorf("seconds %d", vm.Seconds)
 		}
 	})
@@ -223,7 +224,7 @@ func TestQueue_WrapUp(t *testing.T) {
 	r.available(t, 1)
 	legA, _, resA := r.queueCall(t, "call-w1", "support")
 	r.dialer.next(t).answer()
-	r.events.next(t, legA.id, EventAnswered)
+	r.events.next(t, legA.id, callevent.EventAnswered)
 	legA.hangup()
 	result(t, resA)
 	if st := r.state(t, 1); st != StateWrapUp {
@@ -293,11 +294,11 @@ func TestQueue_AbandonWhileWaitingAndRinging(t *testing.T) {
 	o := r.dialer.next(t)
 	leg.hangup()
 	o.ended(t)
-	if got := result(t, res); got.Outcome != OutcomeAbandoned {
+	if got := result(t, res); got.Outcome != callevent.OutcomeAbandoned {
 		t.Errorf("outcome %q", got.Outcome)
 	}
-	wantTypes(t, r.events.types(leg.id), EventQueued, EventOffered, EventAbandoned)
-	if ab := r.events.all(leg.id)[2]; ab.Where != WhereQueue {
+	wantTypes(t, r.events.types(leg.id), callevent.EventQueued, callevent.EventOffered, callevent.EventAbandoned)
+	if ab := r.events.all(leg.id)[2]; ab.Where != callevent.WhereQueue {
 		t.Errorf("where=%q", ab.Where)
 	}
 	s, _ := acd.Agent(1)
@@ -374,7 +375,7 @@ func TestAgent_HoldAndTransfer(t *testing.T) {
 	r.available(t, 1, 2, 3)
 	leg, _, res := r.queueCall(t, "call-x", "support")
 	a1 := r.dialer.next(t).answer()
-	r.events.next(t, leg.id, EventAnswered)
+	r.events.next(t, leg.id, callevent.EventAnswered)
 	ctx := context.Background()
 
 	if err := r.acd.Hold(ctx, leg.id); err != nil {
@@ -402,7 +403,7 @@ func TestAgent_HoldAndTransfer(t *testing.T) {
 		t.Fatalf("offer to %d, first agent hung up %v", o.AgentID, a1.hungUp())
 	}
 	a2 := o.answer()
-	r.events.next(t, leg.id, EventAnswered)
+	r.events.next(t, leg.id, callevent.EventAnswered)
 	if !a2.isBridged() || r.state(t, 2) != StateBusy || r.state(t, 1) != StateAvailable {
 		t.Errorf("after transfer: bridged %v agent2 %s agent1 %s", a2.isBridged(), r.state(t, 2), r.state(t, 1))
 	}
@@ -415,17 +416,17 @@ func TestAgent_HoldAndTransfer(t *testing.T) {
 		t.Fatalf("offer %+v, want agent 3 of sales", o.Offer)
 	}
 	o.answer()
-	r.events.next(t, leg.id, EventAnswered)
+	r.events.next(t, leg.id, callevent.EventAnswered)
 	a2done := a2.hungUp()
 	leg.hangup()
 	got := result(t, res)
-	if got.Outcome != OutcomeAnswered || got.HoldTime != 20*time.Second || !a2done {
+	if got.Outcome != callevent.OutcomeAnswered || got.HoldTime != 20*time.Second || !a2done {
 		t.Errorf("result %+v (hold 20 s), agent 2 hung up %v", got, a2done)
 	}
 	wantTypes(t, r.events.types(leg.id),
-		EventQueued, EventOffered, EventAnswered, EventHeld, EventResumed,
-		EventTransferred, EventOffered, EventAnswered,
-		EventQueued, EventOffered, EventTransferred, EventAnswered)
+		callevent.EventQueued, callevent.EventOffered, callevent.EventAnswered, callevent.EventHeld, callevent.EventResumed,
+		callevent.EventTransferred, callevent.EventOffered, callevent.EventAnswered,
+		callevent.EventQueued, callevent.EventOffered, callevent.EventTransferred, callevent.EventAnswered)
 	evs := r.events.all(leg.id)
 	if x := evs[5]; x.FromAgentID != 1 || x.ToAgentID != 2 {
 		t.Errorf("first transfer %d→%d, want 1→2", x.FromAgentID, x.ToAgentID)
@@ -451,7 +452,7 @@ func TestAgent_StateChangesWhileBusy(t *testing.T) {
 	r.available(t, 1)
 	leg, _, res := r.queueCall(t, "call-s", "support")
 	r.dialer.next(t).answer()
-	r.events.next(t, leg.id, EventAnswered)
+	r.events.next(t, leg.id, callevent.EventAnswered)
 	if s, _ := r.acd.SetState(1, StateAway); s.State != StateBusy {
 		t.Errorf("state %s right after asking away on a call, want busy", s.State)
 	}

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"strings"
-	"time"
 
 	"github.com/switchboard-voice/switchboard/media"
 )
@@ -141,61 +141,28 @@ type CallInfo struct {
 	From       string // caller's number
 	CallerName string
 	Line       string // the line (DID) called
-}
-
-// Where a call was abandoned (call.abandoned's where field).
-const (
-	WhereIVR       = "ivr"
-	WhereQueue     = "queue"
-	WhereVoicemail = "voicemail"
-)
-
-// Event types ivr emits, named as in docs/events.md.
-const (
-	EventIVRSelected = "call.ivr_selected"
-	EventQueued      = "call.queued"
-	EventOffered     = "call.offered"
-	EventAnswered    = "call.answered"
-	EventHeld        = "call.held"
-	EventResumed     = "call.resumed"
-	EventTransferred = "call.transferred"
-	EventVoicemail   = "call.voicemail"
-	EventAbandoned   = "call.abandoned"
-)
-
-// Event is one call lifecycle event from ivr. Only the fields of its Type are set; the JSON
-// names of docs/events.md are given per field. The integrator adds id, seq and at and turns it
-// into a ticketing.Event field by field.
-type Event struct {
-	Type        string
-	CallID      string
-	At          time.Time // the ACD/engine clock's reading
-	MenuPath    string    // call.ivr_selected: menu_path
-	Language    string    // call.ivr_selected: language
-	Queue       string    // call.queued: queue
-	AgentID     int64     // call.offered, call.answered: agent_id
-	FromAgentID int64     // call.transferred: from_agent_id
-	ToAgentID   int64     // call.transferred: to_agent_id
-	RecordingID string    // call.voicemail: recording_id
-	Seconds     int64     // call.voicemail: message length (whole seconds)
-	Where       string    // call.abandoned: ivr | queue | voicemail
+	// Events, when set, receives this call's events instead of Options.Events: the call's
+	// owner (sip's Call) puts them on the call's own sequence.
+	Events Events
 }
 
 // Events receives ivr's call lifecycle events, in order per call, on the call's goroutine,
-// never with a lock of ivr held. Emit must not block: queue the event and return.
+// never with a lock of ivr held. Emit must not block: queue the event and return. ivr sets the
+// type, the call id, the time (its clock) and the type's fields; the receiver (the call's
+// owner in sip) gives the event its id and its place in the call's sequence.
 type Events interface {
-	Emit(e Event)
+	Emit(e callevent.Event)
 }
 
 // EventsFunc adapts a function to Events.
-type EventsFunc func(Event)
+type EventsFunc func(callevent.Event)
 
 // Emit calls f.
-func (f EventsFunc) Emit(e Event) { f(e) }
+func (f EventsFunc) Emit(e callevent.Event) { f(e) }
 
 type noEvents struct{}
 
-func (noEvents) Emit(Event) {}
+func (noEvents) Emit(callevent.Event) {}
 
 // Offer is a call offered to an agent: what the agent's phone or softphone shows.
 type Offer struct {

@@ -3,6 +3,7 @@ package ivr
 import (
 	"bytes"
 	"context"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"sync"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func TestAudio_CallerAgentHoldResume(t *testing.T) {
 	var once sync.Once
 	o.resp <- offerResult{leg: &MediaAgentLeg{Endpoint: agentGW, Ended: ended,
 		HangupFunc: func(context.Context) error { once.Do(func() { close(ended) }); return nil }}}
-	r.events.next(t, leg.id, EventAnswered)
+	r.events.next(t, leg.id, callevent.EventAnswered)
 
 	// Both ways: the phone's 1400 Hz reaches the carrier, the carrier's 1200 Hz the phone.
 	ctx, stop := context.WithCancel(context.Background())
@@ -72,7 +73,7 @@ func TestAudio_CallerAgentHoldResume(t *testing.T) {
 	stop()
 	wg.Wait()
 	leg.hangup()
-	if got := result(t, res); got.Outcome != OutcomeAnswered {
+	if got := result(t, res); got.Outcome != callevent.OutcomeAnswered {
 		t.Errorf("outcome %q", got.Outcome)
 	}
 	select {
@@ -94,7 +95,7 @@ func TestAudio_BuiltinGreetingReachesTheCaller(t *testing.T) {
 	gw.SetCodec(8, media.PCMA)
 	carrier.SetCodec(8, media.PCMA)
 	got := make(chan []byte, 512)
-	carrier.SetTap(func(p media.TapPacket) {
+	carrier.AddTap(func(p media.TapPacket) {
 		if p.Flow == media.Received && p.PayloadType == 8 {
 			select {
 			case got <- bytes.Clone(p.Payload):

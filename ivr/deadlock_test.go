@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -200,7 +201,7 @@ func TestAgentStateHookMayCallTheACDAndTakeItsOwnLocks(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		res := eng.NewCall(leg, CallInfo{From: "+15551230000", Line: "+15550199"}).Run(ctx, Line{Target: QueueTarget("q")})
-		if res.Outcome != OutcomeAnswered {
+		if res.Outcome != callevent.OutcomeAnswered {
 			return fmt.Errorf("call ended %q (%v), want answered", res.Outcome, res.Err)
 		}
 		return nil

@@ -1,15 +1,16 @@
 // Package ivr runs what happens to an answered inbound call before and around an agent: menu
 // flows with DTMF, prompts, business hours, voicemail, and the queue (ACD) with its agent
-// states, hold and blind transfer. It knows media (endpoints, Play, DTMF, G.711) and nothing
-// else of the gateway: sip hands it the caller's leg, and the integrator (cmd/switchboard)
-// wires the interfaces ivr declares — AgentDialer (agents' phones and softphones),
-// VoicemailRecorder (recordings), Events (ticketing's call events), Authorizer (the HTTP API's
+// states, hold and blind transfer. It knows media (endpoints, Play, DTMF, G.711) and the call
+// event contract (ticketing/callevent), nothing else of the gateway: sip's IVRTarget hands it
+// the caller's leg and receives the call's events (CallInfo.Events, the sip.Call itself), and
+// the wiring (cmd/switchboard) fills the interfaces ivr declares — AgentDialer (agents' pages
+// and SIP phones, ACD.SetDialer), VoicemailRecorder (recordings), Authorizer (the HTTP API's
 // users).
 //
 // # A call
 //
-//	eng, _ := ivr.New(ivr.Options{Menus: menus, ACD: acd, Recorder: rec, Events: ev})
-//	c := eng.NewCall(leg, ivr.CallInfo{From: "+15551230000", Line: "+15550100"})
+//	eng, _ := ivr.New(ivr.Options{Menus: menus, ACD: acd, Recorder: rec})
+//	c := eng.NewCall(leg, ivr.CallInfo{From: "+15551230000", Line: "+15550100", Events: ev})
 //	// sip: INFO in the carrier dialog → c.InjectINFO(contentType, body)
 //	res := c.Run(ctx, ivr.Line{Number: "+15550100", Target: ivr.MenuTarget("main")})
 //	// res.Kind: ResultHangup (sip hangs up; res.Outcome for call.ended) or ResultTransfer

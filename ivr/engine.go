@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"io"
 	"log/slog"
 	"strings"
@@ -282,13 +283,6 @@ const (
 	ResultTransfer
 )
 
-// Outcomes of a call as ivr saw it (ticketing's call.ended outcomes).
-const (
-	OutcomeAnswered  = "answered"
-	OutcomeAbandoned = "abandoned"
-	OutcomeVoicemail = "voicemail"
-)
-
 // Result is how a call left ivr.
 type Result struct {
 	Kind ResultKind
@@ -327,7 +321,7 @@ func (c *Call) Run(ctx context.Context, line Line) Result {
 				name = PromptClosed
 			}
 			if err := c.playAll(ctx, name); err != nil {
-				return c.abandon(WhereIVR)
+				return c.abandon(callevent.WhereIVR)
 			}
 		}
 		target = h.Closed
@@ -349,7 +343,7 @@ func (c *Call) Run(ctx context.Context, line Line) Result {
 			next, err := c.runMenu(ctx, target.Name)
 			if err != nil {
 				c.emitSelected()
-				return c.abandon(WhereIVR)
+				return c.abandon(callevent.WhereIVR)
 			}
 			target = next
 		case TargetQueue:
@@ -406,20 +400,24 @@ func (c *Call) emitSelected() {
 		return
 	}
 	c.selected = true
-	ev := Event{Type: EventIVRSelected, CallID: c.ID(), MenuPath: strings.Join(c.path, ">"), Language: c.lang}
+	ev := callevent.Event{Type: callevent.EventIVRSelected, CallID: c.ID(), MenuPath: strings.Join(c.path, ">"), Language: c.lang}
 	c.mu.Unlock()
 	c.emit(ev)
 }
 
-func (c *Call) emit(ev Event) {
+func (c *Call) emit(ev callevent.Event) {
 	ev.CallID = c.ID()
 	ev.At = c.e.opts.Clock.Now()
+	if c.info.Events != nil {
+		c.info.Events.Emit(ev)
+		return
+	}
 	c.e.opts.Events.Emit(ev)
 }
 
 func (c *Call) abandon(where string) Result {
-	c.emit(Event{Type: EventAbandoned, Where: where})
-	return Result{Kind: ResultHangup, Outcome: OutcomeAbandoned}
+	c.emit(callevent.Event{Type: callevent.EventAbandoned, Where: where})
+	return Result{Kind: ResultHangup, Outcome: callevent.OutcomeAbandoned}
 }
 
 func (c *Call) codec() media.Codec {

@@ -3,6 +3,7 @@ package ivr
 import (
 	"context"
 	"fmt"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"math"
 	"math/rand/v2"
 	"net/netip"
@@ -141,13 +142,13 @@ func (c *fakeClock) advance(d time.Duration) {
 
 type eventLog struct {
 	mu  sync.Mutex
-	evs []Event
-	ch  chan Event
+	evs []callevent.Event
+	ch  chan callevent.Event
 }
 
-func newEventLog() *eventLog { return &eventLog{ch: make(chan Event, 256)} }
+func newEventLog() *eventLog { return &eventLog{ch: make(chan callevent.Event, 256)} }
 
-func (l *eventLog) Emit(e Event) {
+func (l *eventLog) Emit(e callevent.Event) {
 	l.mu.Lock()
 	l.evs = append(l.evs, e)
 	l.mu.Unlock()
@@ -155,7 +156,7 @@ func (l *eventLog) Emit(e Event) {
 }
 
 // next awaits the next event of type typ for call (others are skipped).
-func (l *eventLog) next(t testing.TB, callID, typ string) Event {
+func (l *eventLog) next(t testing.TB, callID, typ string) callevent.Event {
 	t.Helper()
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
@@ -184,10 +185,10 @@ func (l *eventLog) types(callID string) []string {
 	return out
 }
 
-func (l *eventLog) all(callID string) []Event {
+func (l *eventLog) all(callID string) []callevent.Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var out []Event
+	var out []callevent.Event
 	for _, e := range l.evs {
 		if e.CallID == callID {
 			out = append(out, e)
@@ -257,7 +258,7 @@ type audioTap struct {
 
 func tapReceived(e *media.Endpoint) *audioTap {
 	a := &audioTap{ch: make(chan media.TapPacket, 4096)}
-	e.SetTap(func(p media.TapPacket) {
+	e.AddTap(func(p media.TapPacket) {
 		if p.Flow != media.Received || p.PayloadType != 0 {
 			return
 		}

@@ -2,6 +2,7 @@ package ivr
 
 import (
 	"context"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"sync"
 	"testing"
 	"time"
@@ -140,18 +141,18 @@ func TestMainMenu_Branches(t *testing.T) {
 			c := r.eng.NewCall(leg, CallInfo{From: "+15551230000", Line: "+15550100"})
 			c.InjectDigit(tc.digit)
 			res := runCall(t, c, Line{Number: "+15550100", Target: MenuTarget("main")})
-			sel := r.events.next(t, leg.id, EventIVRSelected)
+			sel := r.events.next(t, leg.id, callevent.EventIVRSelected)
 			if sel.MenuPath != tc.path || sel.Language != "en" {
 				t.Errorf("ivr_selected = %q/%q, want %q/en", sel.MenuPath, sel.Language, tc.path)
 			}
-			if q := r.events.next(t, leg.id, EventQueued); q.Queue != tc.queue {
+			if q := r.events.next(t, leg.id, callevent.EventQueued); q.Queue != tc.queue {
 				t.Errorf("queued in %q, want %q", q.Queue, tc.queue)
 			}
 			leg.hangup()
-			if got := result(t, res); got.Outcome != OutcomeAbandoned {
+			if got := result(t, res); got.Outcome != callevent.OutcomeAbandoned {
 				t.Errorf("outcome %q, want abandoned (caller left the queue)", got.Outcome)
 			}
-			if ab := r.events.next(t, leg.id, EventAbandoned); ab.Where != WhereQueue {
+			if ab := r.events.next(t, leg.id, callevent.EventAbandoned); ab.Where != callevent.WhereQueue {
 				t.Errorf("abandoned where=%q, want queue", ab.Where)
 			}
 		})
@@ -166,7 +167,7 @@ func TestMainMenu_NineLeavesVoicemail(t *testing.T) {
 	c := r.eng.NewCall(leg, CallInfo{From: "+15551230000", Line: "+15550100"})
 	c.InjectDigit('9')
 	res := runCall(t, c, Line{Number: "+15550100", Target: MenuTarget("main")})
-	if sel := r.events.next(t, leg.id, EventIVRSelected); sel.MenuPath != "main>9" {
+	if sel := r.events.next(t, leg.id, callevent.EventIVRSelected); sel.MenuPath != "main>9" {
 		t.Errorf("menu path %q, want main>9", sel.MenuPath)
 	}
 	m := r.rec.awaitStart(t)
@@ -177,10 +178,10 @@ func TestMainMenu_NineLeavesVoicemail(t *testing.T) {
 	r.clk.advance(3 * time.Second)
 	c.InjectDigit('#')
 	got := result(t, res)
-	if got.Outcome != OutcomeVoicemail || got.Kind != ResultHangup {
+	if got.Outcome != callevent.OutcomeVoicemail || got.Kind != ResultHangup {
 		t.Errorf("result %+v, want voicemail then hang-up", got)
 	}
-	vm := r.events.next(t, leg.id, EventVoicemail)
+	vm := r.events.next(t, leg.id, callevent.EventVoicemail)
 	if vm.RecordingID != "vm-1" || vm.Seconds != 3 {
 		t.Errorf("call.voicemail %+v, want vm-1 of 3 s", vm)
 	}
@@ -207,7 +208,7 @@ func TestMainMenu_NoDigitRepeatsOnceThenSupport(t *testing.T) {
 	tap.untilTone(t, 400) // played again
 	r.clk.awaitTimer(t, 5*time.Second)
 	r.clk.advance(5 * time.Second)
-	if q := r.events.next(t, leg.id, EventQueued); q.Queue != "support" {
+	if q := r.events.next(t, leg.id, callevent.EventQueued); q.Queue != "support" {
 		t.Errorf("queued in %q, want support", q.Queue)
 	}
 	if c.MenuPath() != "main>timeout" {
@@ -227,10 +228,10 @@ func TestMenu_InvalidDigit(t *testing.T) {
 		c.InjectDigit('5')
 		c.InjectDigit('7')
 		res := runCall(t, c, Line{Target: MenuTarget("main")})
-		if sel := r.events.next(t, leg.id, EventIVRSelected); sel.MenuPath != "main>invalid" {
+		if sel := r.events.next(t, leg.id, callevent.EventIVRSelected); sel.MenuPath != "main>invalid" {
 			t.Errorf("menu path %q, want main>invalid", sel.MenuPath)
 		}
-		if q := r.events.next(t, leg.id, EventQueued); q.Queue != "support" {
+		if q := r.events.next(t, leg.id, callevent.EventQueued); q.Queue != "support" {
 			t.Errorf("queued in %q, want support", q.Queue)
 		}
 		leg.hangup()
@@ -243,7 +244,7 @@ func TestMenu_InvalidDigit(t *testing.T) {
 		c.InjectDigit('5')
 		c.InjectDigit('2')
 		res := runCall(t, c, Line{Target: MenuTarget("main")})
-		if sel := r.events.next(t, leg.id, EventIVRSelected); sel.MenuPath != "main>2" {
+		if sel := r.events.next(t, leg.id, callevent.EventIVRSelected); sel.MenuPath != "main>2" {
 			t.Errorf("menu path %q, want main>2", sel.MenuPath)
 		}
 		leg.hangup()
@@ -279,7 +280,7 @@ func TestMenu_HashEndsInput(t *testing.T) {
 				}
 				return
 			}
-			if q := r.events.next(t, leg.id, EventQueued); q.Queue != tc.queue {
+			if q := r.events.next(t, leg.id, callevent.EventQueued); q.Queue != tc.queue {
 				t.Errorf("queued in %q, want %q", q.Queue, tc.queue)
 			}
 			if c.MenuPath() != tc.path {
@@ -305,7 +306,7 @@ func TestMenu_LanguageSelection(t *testing.T) {
 	c.InjectDigit('2')
 	tap.untilTone(t, 1400) // the French greeting
 	c.InjectDigit('1')
-	sel := r.events.next(t, leg.id, EventIVRSelected)
+	sel := r.events.next(t, leg.id, callevent.EventIVRSelected)
 	if sel.Language != "fr" || sel.MenuPath != "lang>2>main_fr>1" {
 		t.Errorf("ivr_selected %q/%q, want lang>2>main_fr>1 in fr", sel.MenuPath, sel.Language)
 	}
@@ -342,7 +343,7 @@ func TestHours_OpenAndClosed(t *testing.T) {
 			leg := newFakeLeg("call-hours")
 			c := r.eng.NewCall(leg, CallInfo{})
 			res := runCall(t, c, Line{Target: QueueTarget("support"), Hours: h})
-			if q := r.events.next(t, leg.id, EventQueued); q.Queue != tc.queue {
+			if q := r.events.next(t, leg.id, callevent.EventQueued); q.Queue != tc.queue {
 				t.Errorf("queued in %q, want %q", q.Queue, tc.queue)
 			}
 			leg.hangup()
@@ -387,7 +388,7 @@ func TestBargeIn_DigitStopsPrompt(t *testing.T) {
 	if greetingAfter > 10 {
 		t.Errorf("%d greeting frames after the digit; barge-in should stop it within a few", greetingAfter)
 	}
-	if q := r.events.next(t, leg.id, EventQueued); q.Queue != "sales" {
+	if q := r.events.next(t, leg.id, callevent.EventQueued); q.Queue != "sales" {
 		t.Errorf("queued in %q, want sales", q.Queue)
 	}
 	leg.hangup()
@@ -404,7 +405,7 @@ func TestINFO_DigitDrivesMenu(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := runCall(t, c, Line{Target: MenuTarget("main")})
-	if q := r.events.next(t, leg.id, EventQueued); q.Queue != "sales" {
+	if q := r.events.next(t, leg.id, callevent.EventQueued); q.Queue != "sales" {
 		t.Errorf("queued in %q, want sales", q.Queue)
 	}
 	leg.hangup()
@@ -423,13 +424,13 @@ func TestRule_TC5_AbandonedInIVR(t *testing.T) {
 	res := runCall(t, c, Line{Target: MenuTarget("main")})
 	tap.untilTone(t, 400)
 	leg.hangup()
-	if got := result(t, res); got.Outcome != OutcomeAbandoned {
+	if got := result(t, res); got.Outcome != callevent.OutcomeAbandoned {
 		t.Errorf("outcome %q, want abandoned", got.Outcome)
 	}
-	if ab := r.events.next(t, leg.id, EventAbandoned); ab.Where != WhereIVR {
+	if ab := r.events.next(t, leg.id, callevent.EventAbandoned); ab.Where != callevent.WhereIVR {
 		t.Errorf("where=%q, want ivr", ab.Where)
 	}
-	if got := r.events.types(leg.id); len(got) != 2 || got[0] != EventIVRSelected {
+	if got := r.events.types(leg.id); len(got) != 2 || got[0] != callevent.EventIVRSelected {
 		t.Errorf("events %v, want ivr_selected then abandoned", got)
 	}
 }

@@ -3,6 +3,7 @@ package ivr
 import (
 	"context"
 	"fmt"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"io"
 	"strconv"
 	"time"
@@ -47,9 +48,9 @@ func (a *ACD) serve(ctx context.Context, c *Call, name string) (Result, *Target)
 		switch kind {
 		case waitAbandoned:
 			if answered { // back in a queue after a transfer: the call was answered already
-				return Result{Kind: ResultHangup, Outcome: OutcomeAnswered, HoldTime: hold}, nil
+				return Result{Kind: ResultHangup, Outcome: callevent.OutcomeAnswered, HoldTime: hold}, nil
 			}
-			return c.abandon(WhereQueue), nil
+			return c.abandon(callevent.WhereQueue), nil
 		case waitOverflow:
 			t := q.Overflow
 			return Result{}, &t
@@ -58,11 +59,11 @@ func (a *ACD) serve(ctx context.Context, c *Call, name string) (Result, *Target)
 		out := a.talk(ctx, c, q, agentID, leg, from)
 		hold += out.hold
 		if out.toQueue == "" {
-			return Result{Kind: ResultHangup, Outcome: OutcomeAnswered, HoldTime: hold, Err: out.err}, nil
+			return Result{Kind: ResultHangup, Outcome: callevent.OutcomeAnswered, HoldTime: hold, Err: out.err}, nil
 		}
 		name, from = out.toQueue, out.fromAgent
 	}
-	return Result{Kind: ResultHangup, Outcome: OutcomeAnswered, HoldTime: hold,
+	return Result{Kind: ResultHangup, Outcome: callevent.OutcomeAnswered, HoldTime: hold,
 		Err: fmt.Errorf("ivr: more than %d transfers between queues", maxQueueHops)}, nil
 }
 
@@ -112,7 +113,7 @@ func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int6
 	a.m.waiting.WithLabelValues(q.Name).Set(float64(len(q.waiting)))
 	pos := a.positionLocked(w)
 	a.mu.Unlock()
-	c.emit(Event{Type: EventQueued, Queue: q.Name})
+	c.emit(callevent.Event{Type: callevent.EventQueued, Queue: q.Name})
 
 	music := a.music(q)
 	intro := []string{PromptPleaseHold}
@@ -181,12 +182,12 @@ func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int6
 				Line: c.info.Line, Language: c.Language(), MenuPath: c.MenuPath()}
 			ring = a.clock.NewTimer(q.RingTimeout)
 			ringC = ring.C()
-			c.emit(Event{Type: EventOffered, AgentID: id})
+			c.emit(callevent.Event{Type: callevent.EventOffered, AgentID: id})
 			octx, cancel := context.WithCancel(ctx)
 			offerCancel = cancel
 			results = make(chan offerResult, 1)
 			go func() {
-				leg, err := a.opts.Dialer.Offer(octx, offer)
+				leg, err := a.offer(octx, offer)
 				results <- offerResult{leg, err}
 			}()
 		case <-ringC:
@@ -317,7 +318,7 @@ type talkOutcome struct {
 func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg AgentLeg, from int64) talkOutcome {
 	ep := c.leg.Endpoint()
 	if from != 0 {
-		c.emit(Event{Type: EventTransferred, FromAgentID: from, ToAgentID: agentID})
+		c.emit(callevent.Event{Type: callevent.EventTransferred, FromAgentID: from, ToAgentID: agentID})
 	}
 	var out talkOutcome
 	stop, err := leg.Bridge(ep)
@@ -340,7 +341,7 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 		a.mu.Unlock()
 		close(s.done)
 	}()
-	c.emit(Event{Type: EventAnswered, AgentID: agentID})
+	c.emit(callevent.Event{Type: callevent.EventAnswered, AgentID: agentID})
 	music := a.music(q)
 	var (
 		pl        *player
@@ -375,7 +376,7 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 					stop()
 					holdStart = a.clock.Now()
 					pl = c.startAudio(ctx, music)
-					c.emit(Event{Type: EventHeld})
+					c.emit(callevent.Event{Type: callevent.EventHeld})
 				}
 				req.reply <- nil
 			case opResume:
@@ -385,7 +386,7 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 				}
 				unhold()
 				stop, err = leg.Bridge(ep)
-				c.emit(Event{Type: EventResumed})
+				c.emit(callevent.Event{Type: callevent.EventResumed})
 				req.reply <- err
 				if err != nil {
 					stop = func() {}
@@ -411,7 +412,7 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 				req.reply <- nil
 				release()
 				to := req.to.AgentID
-				c.emit(Event{Type: EventTransferred, FromAgentID: agentID, ToAgentID: to})
+				c.emit(callevent.Event{Type: callevent.EventTransferred, FromAgentID: agentID, ToAgentID: to})
 				nl, err := a.offerDirect(ctx, c, q, to, music)
 				if err != nil {
 					if ctx.Err() != nil {
@@ -432,7 +433,7 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 					out.err = fmt.Errorf("ivr: bridge caller to agent %d: %w", to, err)
 					return out
 				}
-				c.emit(Event{Type: EventAnswered, AgentID: to})
+				c.emit(callevent.Event{Type: callevent.EventAnswered, AgentID: to})
 			}
 		}
 	}
@@ -460,7 +461,7 @@ func (a *ACD) reserve(c *Call, id int64) error {
 func (a *ACD) offerDirect(ctx context.Context, c *Call, q *queueRec, id int64, music *Prompt) (AgentLeg, error) {
 	pl := c.startAudio(ctx, music, PromptTransfer)
 	defer pl.halt()
-	c.emit(Event{Type: EventOffered, AgentID: id})
+	c.emit(callevent.Event{Type: callevent.EventOffered, AgentID: id})
 	offer := Offer{CallID: c.ID(), AgentID: id, Queue: q.Name, From: c.info.From, CallerName: c.info.CallerName,
 		Line: c.info.Line, Language: c.Language(), MenuPath: c.MenuPath()}
 	ring := a.clock.NewTimer(q.RingTimeout)
@@ -469,7 +470,7 @@ func (a *ACD) offerDirect(ctx context.Context, c *Call, q *queueRec, id int64, m
 	defer cancel()
 	results := make(chan offerResult, 1)
 	go func() {
-		leg, err := a.opts.Dialer.Offer(octx, offer)
+		leg, err := a.offer(octx, offer)
 		results <- offerResult{leg, err}
 	}()
 	var r offerResult

@@ -3,6 +3,7 @@ package ivr
 import (
 	"context"
 	"errors"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"time"
 )
 
@@ -15,18 +16,18 @@ var ErrNoRecorder = errors.New("ivr: voicemail without a recorder")
 func (c *Call) voicemail(ctx context.Context) Result {
 	v := c.e.opts.Voicemail
 	if err := c.playAll(ctx, v.Prompt); err != nil {
-		return c.abandon(WhereVoicemail)
+		return c.abandon(callevent.WhereVoicemail)
 	}
 	if !v.NoBeep {
 		if err := c.playAll(ctx, PromptBeep); err != nil {
-			return c.abandon(WhereVoicemail)
+			return c.abandon(callevent.WhereVoicemail)
 		}
 	}
 	c.drainDigits() // keys typed during the greeting do not end the message
 	if c.e.opts.Recorder == nil {
 		c.e.log.Error("ivr: voicemail target without a recorder", "call_id", c.ID())
 		_ = c.playAll(ctx, PromptGoodbye)
-		r := c.abandon(WhereVoicemail)
+		r := c.abandon(callevent.WhereVoicemail)
 		r.Err = ErrNoRecorder
 		return r
 	}
@@ -37,7 +38,7 @@ func (c *Call) voicemail(ctx context.Context) Result {
 	if err != nil {
 		c.e.log.Error("ivr: start voicemail", "call_id", c.ID(), "error", err)
 		_ = c.playAll(ctx, PromptGoodbye)
-		r := c.abandon(WhereVoicemail)
+		r := c.abandon(callevent.WhereVoicemail)
 		r.Err = err
 		return r
 	}
@@ -70,11 +71,11 @@ wait:
 		keep = false
 	}
 	if !keep {
-		return c.abandon(WhereVoicemail)
+		return c.abandon(callevent.WhereVoicemail)
 	}
-	c.emit(Event{Type: EventVoicemail, RecordingID: id, Seconds: int64(length / time.Second)})
+	c.emit(callevent.Event{Type: callevent.EventVoicemail, RecordingID: id, Seconds: int64(length / time.Second)})
 	if !hungUp {
 		_ = c.playAll(ctx, PromptGoodbye)
 	}
-	return Result{Kind: ResultHangup, Outcome: OutcomeVoicemail}
+	return Result{Kind: ResultHangup, Outcome: callevent.OutcomeVoicemail}
 }

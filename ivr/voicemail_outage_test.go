@@ -3,6 +3,7 @@ package ivr
 import (
 	"bytes"
 	"context"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"os"
 	"sync"
 	"testing"
@@ -26,18 +27,17 @@ func (r *recordingsRecorder) StartVoicemail(ctx context.Context, m VoicemailMeta
 	if err != nil {
 		return nil, err
 	}
-	ep.SetTap(w.Tap(recordings.Mono, recordings.None))
-	return &recordingsMessage{r: r, w: w, ep: ep}, nil
+	return &recordingsMessage{r: r, w: w, untap: ep.AddTap(w.Tap(recordings.Mono, recordings.None))}, nil
 }
 
 type recordingsMessage struct {
-	r  *recordingsRecorder
-	w  *recordings.Writer
-	ep *media.Endpoint
+	r     *recordingsRecorder
+	w     *recordings.Writer
+	untap func()
 }
 
 func (m *recordingsMessage) Finish(ctx context.Context, keep bool) (string, error) {
-	m.ep.SetTap(nil)
+	m.untap()
 	if !keep {
 		_, err := m.w.Discard()
 		return "", err
@@ -80,7 +80,7 @@ func TestVoicemailDuringDatabaseOutageRecordsTheMessage(t *testing.T) {
 	c := eng.NewCall(leg, CallInfo{From: "+15551230000", Line: "+15550100"})
 	c.InjectDigit('9')
 	res := runCall(t, c, Line{Number: "+15550100", Target: MenuTarget("main")})
-	if sel := r.events.next(t, leg.id, EventIVRSelected); sel.MenuPath != "main>9" {
+	if sel := r.events.next(t, leg.id, callevent.EventIVRSelected); sel.MenuPath != "main>9" {
 		t.Fatalf("menu path %q, want main>9", sel.MenuPath)
 	}
 	// The message is being recorded once its length timer runs (a goodbye arms none).
@@ -95,15 +95,15 @@ func TestVoicemailDuringDatabaseOutageRecordsTheMessage(t *testing.T) {
 	r.clk.advance(3 * time.Second)
 	c.InjectDigit('#')
 	got := result(t, res) // bounded: the IVR goroutine ends within wait
-	if got.Outcome != OutcomeVoicemail || got.Kind != ResultHangup {
+	if got.Outcome != callevent.OutcomeVoicemail || got.Kind != ResultHangup {
 		t.Fatalf("result %+v during the outage, want voicemail then hang-up", got)
 	}
-	vm := r.events.next(t, leg.id, EventVoicemail)
+	vm := r.events.next(t, leg.id, callevent.EventVoicemail)
 	if vm.RecordingID == "" || vm.Seconds != 3 {
 		t.Fatalf("call.voicemail %+v during the outage", vm)
 	}
 	for _, typ := range r.events.types(leg.id) {
-		if typ == EventAbandoned {
+		if typ == callevent.EventAbandoned {
 			t.Fatal("call.abandoned during the outage: the caller was sent away")
 		}
 	}

@@ -14,7 +14,7 @@ import (
 //	strict source (source.go)   the latching rules; DefaultProbation, DefaultProbationWindow,
 //	                            DefaultLearningWindow
 //	Endpoint      (endpoint.go) NewEndpoint, LocalAddr, SSRC, SetRemote, Remote, SetCodec,
-//	                            SetDTMFPayloadType, SetDirection, SetTap, DTMF, MediaTimeout,
+//	                            SetDTMFPayloadType, SetDirection, AddTap, DTMF, MediaTimeout,
 //	                            Stats, Close
 //	              (play.go)     Play, SendDTMF
 //	Bridge        (bridge.go)   Bridge(a, b) joins two endpoints; the returned func undoes it

@@ -18,8 +18,8 @@ func forwardingPair(tb testing.TB) (in *Endpoint, pkt []byte, src netip.AddrPort
 	b.SetRemote(newPeer(tb).addr())
 	var tapped int
 	tap := func(p TapPacket) { tapped += len(p.Payload) }
-	a.SetTap(tap)
-	b.SetTap(tap)
+	a.AddTap(tap)
+	b.AddTap(tap)
 	if _, err := Bridge(a, b); err != nil {
 		tb.Fatal(err)
 	}

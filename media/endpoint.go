@@ -30,7 +30,14 @@ type epConfig struct {
 	codec     Codec
 	codecPT   uint8
 	dtmfPT    uint8
-	tap       Tap
+	// taps are the installed packet taps, each with the id AddTap gave it; replaced, never
+	// changed in place (the packet path reads them without a lock).
+	taps []tapEntry
+}
+
+type tapEntry struct {
+	id  uint64
+	tap Tap
 }
 
 // onHold reports whether the hold timeout applies and audio is not sent.
@@ -65,6 +72,7 @@ type Endpoint struct {
 	m     *Metrics
 
 	cfgMu       sync.Mutex // serialises configuration writers
+	tapSeq      atomic.Uint64
 	cfg         atomic.Pointer[epConfig]
 	latched     atomic.Pointer[latchState] // written by the RTP reader only
 	rtcpLatched atomic.Pointer[latchState] // written by the RTCP reader only
@@ -219,9 +227,38 @@ func (e *Endpoint) SetDirection(d Direction) {
 	e.update(true, func(c *epConfig) { c.direction = d })
 }
 
-// SetTap installs the packet tap (nil removes it). See Tap.
-func (e *Endpoint) SetTap(t Tap) {
-	e.update(false, func(c *epConfig) { c.tap = t })
+// AddTap installs a packet tap beside any others (a call's recording and a voicemail message
+// may tap the same leg) and returns the function that removes it; calling remove again does
+// nothing. Taps see each packet in the order they were added. See Tap.
+func (e *Endpoint) AddTap(t Tap) (remove func()) {
+	if t == nil {
+		return func() {}
+	}
+	id := e.tapSeq.Add(1)
+	e.update(false, func(c *epConfig) {
+		c.taps = append(append(make([]tapEntry, 0, len(c.taps)+1), c.taps...), tapEntry{id, t})
+	})
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			e.update(false, func(c *epConfig) {
+				kept := make([]tapEntry, 0, len(c.taps))
+				for _, te := range c.taps {
+					if te.id != id {
+						kept = append(kept, te)
+					}
+				}
+				c.taps = kept
+			})
+		})
+	}
+}
+
+// tapAll hands p to every installed tap.
+func tapAll(taps []tapEntry, p TapPacket) {
+	for _, te := range taps {
+		te.tap(p)
+	}
 }
 
 // DTMF delivers each detected key press once (see DTMFDetector). Events beyond the buffer are
@@ -383,8 +420,8 @@ func (e *Endpoint) handleRTP(b []byte, src netip.AddrPort, at time.Time) {
 		e.reject(reasonPayloadType)
 		return
 	}
-	if cfg.tap != nil {
-		cfg.tap(TapPacket{Flow: Received, PayloadType: h.payloadType, Marker: h.marker, Sequence: h.seq,
+	if len(cfg.taps) > 0 {
+		tapAll(cfg.taps, TapPacket{Flow: Received, PayloadType: h.payloadType, Marker: h.marker, Sequence: h.seq,
 			Timestamp: h.timestamp, SSRC: h.ssrc, Payload: payload, At: at})
 	}
 	kind := kindAudio

@@ -58,7 +58,7 @@ func FuzzParseRTP(f *testing.F) {
 	b.SetDTMFPayloadType(96)
 	sink := newPeer(f)
 	b.SetRemote(sink.addr())
-	a.SetTap(func(TapPacket) {})
+	a.AddTap(func(TapPacket) {})
 	if _, err := Bridge(a, b); err != nil {
 		f.Fatal(err)
 	}

@@ -118,7 +118,7 @@ type tapper chan TapPacket
 
 func newTapper(e *Endpoint) tapper {
 	ch := make(tapper, 1024)
-	e.SetTap(func(p TapPacket) {
+	e.AddTap(func(p TapPacket) {
 		p.Payload = append([]byte(nil), p.Payload...)
 		select {
 		case ch <- p:

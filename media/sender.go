@@ -170,8 +170,8 @@ func (s *sender) write(id uint64, h rtpHeader, payload []byte, kind sourceKind, 
 	if s.ep.m != nil {
 		s.ep.m.tx.Inc()
 	}
-	if cfg.tap != nil {
-		cfg.tap(TapPacket{Flow: Sent, PayloadType: pt, Marker: marker, Sequence: out.seq, Timestamp: out.timestamp,
+	if len(cfg.taps) > 0 {
+		tapAll(cfg.taps, TapPacket{Flow: Sent, PayloadType: pt, Marker: marker, Sequence: out.seq, Timestamp: out.timestamp,
 			SSRC: s.ssrc, Payload: s.buf[rtpHeaderSize:n], At: at})
 	}
 }

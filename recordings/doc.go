@@ -10,12 +10,12 @@
 // the gateway starts a Writer and taps both legs:
 //
 //	w, err := rec.Start(ctx, callID)        // file + journaled metadata row (state recording)
-//	carrier.SetTap(w.CallerTap())           // caller → left channel
-//	agent.SetTap(w.AgentTap())              // agent or far end → right channel
+//	stopC := carrier.AddTap(w.CallerTap())  // caller → left channel
+//	stopA := agent.AddTap(w.AgentTap())     // agent or far end → right channel
 //	…
 //	w.Pause(ctx, agentID); w.Resume(ctx, agentID)  // e.g. while a card number is read
 //	…
-//	carrier.SetTap(nil); agent.SetTap(nil)
+//	stopC(); stopA()
 //	res, err := w.Finish(ctx)               // emit call.recording_ready {res.ID, res.Seconds}
 //
 // A voicemail message is StartVoicemail (mono, Tap(Mono, None)). The file is 8 kHz 16-bit PCM

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/switchboard-voice/switchboard/media"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -113,6 +114,24 @@ func (s *Service) StartPoint() StartPoint { return s.opts.StartPoint }
 // the call goes on. ctx is not used for waiting: starting is local disk work only.
 func (s *Service) Start(ctx context.Context, callID string) (*Writer, error) {
 	return s.start(ctx, callID, kindCall, 2)
+}
+
+// StartCall is Start for a call recorded from the customer's endpoint (the Recorder of the
+// SIP layer): tap records what that endpoint receives (the customer) on the left and what it
+// sends (the agent, the far end, prompts and music) on the right; finish is Finish, returning
+// the recording's id and whole seconds for call.recording_ready.
+func (s *Service) StartCall(ctx context.Context, callID string) (tap media.Tap, finish func(context.Context) (string, int64, error), err error) {
+	w, err := s.Start(ctx, callID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return w.Tap(Left, Right), func(ctx context.Context) (string, int64, error) {
+		res, err := w.Finish(ctx)
+		if err != nil {
+			return "", 0, err
+		}
+		return res.ID, res.Seconds, nil
+	}, nil
 }
 
 // StartVoicemail begins recording a voicemail message (mono, Tap(Mono, None)) for the call,

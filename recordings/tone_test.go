@@ -136,10 +136,8 @@ func TestToneRecordingOfBridgedCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	carrier.SetTap(w.CallerTap())
-	agent.SetTap(w.AgentTap())
-	defer carrier.SetTap(nil)
-	defer agent.SetTap(nil)
+	defer carrier.AddTap(w.CallerTap())()
+	defer agent.AddTap(w.AgentTap())()
 
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()

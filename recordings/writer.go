@@ -164,10 +164,10 @@ func (w *Writer) Path() string { return w.s.abs(w.rel) }
 // sent packets to channel sent (None drops that flow). For a call bridged between the carrier
 // leg and the agent leg:
 //
-//	carrier.SetTap(w.CallerTap()) // Tap(Left, None): what the caller says
-//	agent.SetTap(w.AgentTap())    // Tap(Right, None): what the agent (far end) says
+//	carrier.AddTap(w.CallerTap()) // Tap(Left, None): what the caller says
+//	agent.AddTap(w.AgentTap())    // Tap(Right, None): what the agent (far end) says
 //
-// or carrier.SetTap(w.Tap(Left, Right)) to record what the caller hears (prompts and music
+// or carrier.AddTap(w.Tap(Left, Right)) to record what the caller hears (prompts and music
 // included) on the right. After a transfer, set AgentTap on the new agent leg: the new SSRC is
 // placed by arrival. A voicemail writer is fed with Tap(Mono, None). The tap never blocks.
 func (w *Writer) Tap(received, sent Channel) media.Tap {

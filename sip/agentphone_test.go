@@ -14,7 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/switchboard-voice/switchboard/ivr"
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // offerResult is what the queue-like test target saw of one offer.
@@ -138,7 +138,7 @@ func TestSIPPhoneAgentAnswersOffer(t *testing.T) {
 			t.Fatalf("offer: %+v", r)
 		}
 		evs := a.g.sink.waitEnded(t, 20*time.Second)
-		if lastOf(evs, ticketing.EventAnswered) != nil {
+		if lastOf(evs, callevent.EventAnswered) != nil {
 			t.Error("sip emitted call.answered for an agent offer (the ACD emits it)")
 		}
 		var sum CallSummary

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // startBaresip runs baresip as an auto-answering far end on 127.0.0.1:port that plays a 440 Hz
@@ -114,7 +114,7 @@ func TestBaresipBridgedCall(t *testing.T) {
 	b := &bridgeSetup{g: g, dir: dir}
 	b.carrier(t, "uac_rtp.xml").wait(t)
 	evs := g.sink.waitEnded(t, 20*time.Second)
-	if end := lastOf(evs, ticketing.EventEnded); end.Outcome != ticketing.OutcomeAnswered || end.TalkTime < 2 {
+	if end := lastOf(evs, callevent.EventEnded); end.Outcome != callevent.OutcomeAnswered || end.TalkTime < 2 {
 		t.Errorf("call.ended = %s %+v", end.Outcome, end.Durations)
 	}
 	sum := b.summary(t)

@@ -14,7 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/switchboard-voice/switchboard/media"
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // Target runs a call routed to a line. Serve is called on the call's own goroutine once the
@@ -76,7 +76,9 @@ type Call struct {
 	answered    bool // call.answered emitted
 	outcome     string
 	legs        []*leg
-	answerFinal bool // a final response was sent on the carrier leg
+	answerFinal bool       // a final response was sent on the carrier leg
+	rec         *recording // the call's recording, once started
+	recEnded    bool       // the call ended: no recording starts any more
 
 	// maxFwd is the Max-Forwards of the INVITEs call control places for this call: the
 	// carrier's minus one (RFC 7332), 70 for a call we originate.
@@ -239,18 +241,20 @@ func (c *Call) reject(code int, reason string, hdrs ...sip.Header) {
 	}
 }
 
-// MarkAnswered records that a person answered (the far end of a bridge, an agent): it emits
-// call.answered (agentID 0 when not an agent) and starts talk time.
-func (c *Call) MarkAnswered(agentID int64) {
+// MarkAnswered records that a person answered (the far end of a bridge, an agent): the first
+// time it emits call.answered (agentID 0 when not an agent), starts talk time and reports true;
+// later it does nothing and reports false.
+func (c *Call) MarkAnswered(agentID int64) bool {
 	c.mu.Lock()
 	if c.answered {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	c.answered = true
 	c.talkStart = c.s.now()
 	c.mu.Unlock()
-	c.emit(ticketing.Event{Type: ticketing.EventAnswered, AgentID: agentID})
+	c.emit(callevent.Event{Type: callevent.EventAnswered, AgentID: agentID})
+	return true
 }
 
 // markRinging starts ring time (an outbound leg for this call started ringing).
@@ -296,9 +300,9 @@ func (c *Call) holdChanged(l *leg, held bool) {
 	}
 	c.mu.Unlock()
 	if !wasHeld && isHeld {
-		c.emit(ticketing.Event{Type: ticketing.EventHeld})
+		c.emit(callevent.Event{Type: callevent.EventHeld})
 	} else if wasHeld && !isHeld {
-		c.emit(ticketing.Event{Type: ticketing.EventResumed})
+		c.emit(callevent.Event{Type: callevent.EventResumed})
 	}
 }
 
@@ -312,16 +316,18 @@ func (c *Call) legEnded(l *leg, cause error) {
 // emit queues an event for the call's emitter goroutine; SIP handling never waits on the sink,
 // and no event is dropped however long the sink stalls (eventQueue). Events after call.ended
 // are dropped: call.ended is the call's last event.
-func (c *Call) emit(e ticketing.Event) {
+func (c *Call) emit(e callevent.Event) {
 	c.events.push(c.stamp(e), &c.seq)
 }
 
-// emitEnded queues call.ended, the call's last event, and closes the queue.
-func (c *Call) emitEnded(e ticketing.Event) {
-	c.events.pushLast(c.stamp(e), &c.seq)
+// emitEnded queues call.ended, the last event of the call's life, then finishes the call's
+// recording (call.recording_ready follows call.ended) and closes the queue.
+func (c *Call) emitEnded(e callevent.Event) {
+	c.events.pushEnded(c.stamp(e), &c.seq)
+	c.finishRecording()
 }
 
-func (c *Call) stamp(e ticketing.Event) ticketing.Event {
+func (c *Call) stamp(e callevent.Event) callevent.Event {
 	e.ID = uuid.NewString()
 	e.CallID = c.id
 	e.At = c.s.now().UTC()
@@ -344,7 +350,7 @@ func (c *Call) runEmitter(done chan<- struct{}) {
 }
 
 // deliver hands one event to the sink.
-func (c *Call) deliver(e ticketing.Event) {
+func (c *Call) deliver(e callevent.Event) {
 	if c.s.opts.Sink == nil {
 		return
 	}
@@ -370,14 +376,14 @@ func (c *Call) deliver(e ticketing.Event) {
 }
 
 // durations computes the call.ended durations in whole seconds (CD-3).
-func (c *Call) durations(end time.Time) *ticketing.Durations {
+func (c *Call) durations(end time.Time) *callevent.Durations {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	hold := c.holdTotal
 	if !c.holdStart.IsZero() {
 		hold += end.Sub(c.holdStart)
 	}
-	d := &ticketing.Durations{HoldTime: secs(hold)}
+	d := &callevent.Durations{HoldTime: secs(hold)}
 	if !c.gwAnswered.IsZero() {
 		d.Duration = secs(end.Sub(c.gwAnswered))
 	}
@@ -580,7 +586,7 @@ func (s *Server) runCall(c *Call, line Line) {
 	s.m.callsActive.WithLabelValues(c.direction).Inc()
 	emitDone := make(chan struct{})
 	go c.runEmitter(emitDone)
-	c.emit(ticketing.Event{Type: ticketing.EventStarted, Direction: c.direction, From: c.from, To: c.to,
+	c.emit(callevent.Event{Type: callevent.EventStarted, Direction: c.direction, From: c.from, To: c.to,
 		Line: c.line, CallerName: c.callerName})
 
 	// Media timeout of the carrier leg ends the call.
@@ -649,20 +655,20 @@ func (s *Server) runCall(c *Call, line Line) {
 	if outcome == "" {
 		switch {
 		case answered:
-			outcome = ticketing.OutcomeAnswered
+			outcome = callevent.OutcomeAnswered
 		case errors.Is(cause, causeCancelled) || errors.Is(cause, causeRemoteBye):
-			outcome = ticketing.OutcomeAbandoned
+			outcome = callevent.OutcomeAbandoned
 		case se != nil && se.Outcome != "":
 			outcome = se.Outcome
 		default:
-			outcome = ticketing.OutcomeFailed
+			outcome = callevent.OutcomeFailed
 		}
 	}
 	end := s.now()
 	// Metrics first, so whoever sees call.ended sees them too.
 	s.m.callsActive.WithLabelValues(c.direction).Dec()
 	s.m.callsTotal.WithLabelValues(c.direction, outcomeLabel(outcome)).Inc()
-	c.emitEnded(ticketing.Event{Type: ticketing.EventEnded, Outcome: outcome, Durations: c.durations(end)})
+	c.emitEnded(callevent.Event{Type: callevent.EventEnded, Outcome: outcome, Durations: c.durations(end)})
 	<-emitDone
 	if s.opts.OnCallEnd != nil {
 		sum := CallSummary{CallID: c.id, Outcome: outcome}

@@ -15,7 +15,7 @@ const (
 )
 
 // cleanText is the one function every string from the SIP edge goes through before it reaches
-// a call event (ticketing.Event) or a log line. PostgreSQL refuses NUL in text and jsonb and
+// a call event (callevent.Event) or a log line. PostgreSQL refuses NUL in text and jsonb and
 // invalid UTF-8 anywhere, and one refused event must never reach the event log; control bytes
 // in a log line mislead whoever reads it. So cleanText:
 //

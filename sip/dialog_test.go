@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // udpPeer is a hand-driven SIP peer on a loopback UDP socket, for dialog rules SIPp cannot
@@ -119,7 +119,7 @@ func TestTwoHundredRetransmittedUntilAckThenBye(t *testing.T) {
 	p.send("SIP/2.0 200 OK\n" + "Via: " + header(bye, "Via")[0] + "\nFrom: " + header(bye, "From")[0] + "\nTo: " + header(bye, "To")[0] +
 		"\nCall-ID: " + header(bye, "Call-ID")[0] + "\nCSeq: " + header(bye, "CSeq")[0] + "\nContent-Length: 0\n\n")
 	evs := g.sink.waitEnded(t, 10*time.Second)
-	if e := lastOf(evs, ticketing.EventEnded); e == nil {
+	if e := lastOf(evs, callevent.EventEnded); e == nil {
 		t.Fatal("no call.ended")
 	}
 }
@@ -268,7 +268,7 @@ func TestMediaTimeoutHangsUp(t *testing.T) {
 		t.Fatal("no BYE after the media timeout")
 	}
 	evs := g.sink.waitEnded(t, 10*time.Second)
-	if e := lastOf(evs, ticketing.EventEnded); e.Outcome != ticketing.OutcomeAnswered {
+	if e := lastOf(evs, callevent.EventEnded); e.Outcome != callevent.OutcomeAnswered {
 		t.Errorf("outcome = %s", e.Outcome)
 	}
 }
@@ -330,7 +330,7 @@ func TestBadReinviteKeepsCall(t *testing.T) {
 	if r := p.recvUntil(3*time.Second, func(m string) bool { return strings.Contains(m, "CSeq: 3 BYE") }); statusCode(r) != 200 {
 		t.Fatalf("BYE after the failed re-INVITE: %d, want 200", statusCode(r))
 	}
-	if e := lastOf(g.sink.waitEnded(t, 10*time.Second), ticketing.EventEnded); e.Outcome != ticketing.OutcomeAnswered {
+	if e := lastOf(g.sink.waitEnded(t, 10*time.Second), callevent.EventEnded); e.Outcome != callevent.OutcomeAnswered {
 		t.Errorf("outcome = %s", e.Outcome)
 	}
 }
@@ -369,7 +369,7 @@ func TestCancelGives487WithOurTag(t *testing.T) {
 	if header(final, "To")[0] != header(ringing, "To")[0] {
 		t.Errorf("487 To %q differs from 180 To %q", header(final, "To")[0], header(ringing, "To")[0])
 	}
-	if e := lastOf(g.sink.waitEnded(t, 10*time.Second), ticketing.EventEnded); e.Outcome != ticketing.OutcomeAbandoned {
+	if e := lastOf(g.sink.waitEnded(t, 10*time.Second), callevent.EventEnded); e.Outcome != callevent.OutcomeAbandoned {
 		t.Errorf("outcome = %s", e.Outcome)
 	}
 }
@@ -420,7 +420,7 @@ func TestOriginateProxyAuthThenBusy(t *testing.T) {
 	}
 	p.send(respondTo(inv2, 486, "Busy Here", ""))
 	evs := g.sink.waitEnded(t, 10*time.Second)
-	if e := lastOf(evs, ticketing.EventEnded); e.Outcome != ticketing.OutcomeNoAnswer {
+	if e := lastOf(evs, callevent.EventEnded); e.Outcome != callevent.OutcomeNoAnswer {
 		t.Errorf("outcome = %s, want no_answer", e.Outcome)
 	}
 }

@@ -17,13 +17,25 @@
 //	_ = srv.Drain(graceCtx)      // live calls finish, up to shutdown_grace
 //	srv.Close()                  // BYE to what is left, listeners closed
 //
-// Outbound calls (an agent's dial) go through Server.Originate: the call runs on its own
-// goroutine and OriginateOptions.Answered gets the answered leg to bridge to the agent's media.
+// # One owner per call
 //
-// IVR, queue and voicemail lines plug in as other Target implementations: Serve gets the Call
-// with its carrier leg still ringing, answers it with Call.Answer, uses Call.Endpoint (a
-// media.Endpoint) for prompts and DTMF, can place legs with Call.Dial, and reports who answered
-// with Call.MarkAnswered.
+// A Call is the only record of a live call in the gateway: its dialogs and legs, its answer
+// state (Call.MarkAnswered, once), its timing, its recording (Options.Recorder, started and
+// finished by the call: call.recording_ready follows call.ended on the call's own event queue, so
+// a call's seq has one writer), and its journaled legs (Options.Journal, for the BYE after a
+// crash). The wiring keeps nothing per call.
+//
+// Lines are served by Targets: BridgeTo dials a SIP URI and bridges; IVRTarget answers and runs
+// the line's IVR flow (ivr.Engine) with the call as the IVR's leg and as the receiver of the
+// IVR's and the queue's events, routes SIP INFO digits to it, and bridges to a URI when a menu
+// transfers there. Other Targets get the Call with its carrier leg still ringing, answer it
+// with Call.Answer, use Call.Endpoint (a media.Endpoint) for prompts and DTMF, place legs with
+// Call.Dial, and report who answered with Call.MarkAnswered.
+//
+// Outbound calls: Server.CallForAgent places an agent's dial (POST /api/v2/calls) — the agent's
+// page first (Softphones; its refusal leaves nothing), then the trunk, the answer bridged into
+// the page and recorded. Server.Originate is the general form (the call runs on its own
+// goroutine and OriginateOptions.Answered gets the answered leg).
 //
 // # What call control guarantees
 //
@@ -77,10 +89,11 @@
 //     decides who refreshes (§7.2; a far end that does not do timers leaves it to us). As
 //     refresher we re-INVITE at half the interval (a refresh that fails ends the leg),
 //     otherwise a missing refresh ends the leg with BYE before expiry (§10). A placed leg ending ends a bridge with its cause ("far end: media timeout").
-//   - Events: call.started, call.answered, call.held, call.resumed, call.ended (outcome and
-//     durations in whole seconds, measured on the monotonic clock) go to the Sink from a per-call
-//     queue, so SIP handling never waits on it. The queue has no fixed size and never drops an
-//     event: it is bounded by the call, which ends with call.ended (events.go).
+//   - Events: call.started, call.answered, call.held, call.resumed, the IVR's and the queue's
+//     events, call.ended (outcome and durations in whole seconds, measured on the monotonic
+//     clock) and call.recording_ready go to the Sink from a per-call queue, so SIP handling
+//     never waits on it. The queue has no fixed size and never drops an event: it is bounded by
+//     the call, which ends with call.ended and, when recorded, call.recording_ready (events.go).
 //   - Registrar (registrar.go, contact.go): REGISTER is digest-authenticated against the
 //     agent's credentials; a Contact is bound only when it is an IP literal that is the
 //     REGISTER's source address, in RegistrarOptions.PhoneNetworks, or a private address of a

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/media"
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // bridgeSetup starts a desk (SIPp uas) and a gateway whose line +15550197 bridges to it.
@@ -72,7 +72,7 @@ func TestBridgedCallRTPBothWays(t *testing.T) {
 	b.desk.wait(t)
 	evs := b.g.sink.waitEnded(t, 20*time.Second)
 	got := eventTypes(evs)
-	want := []string{ticketing.EventStarted, ticketing.EventAnswered, ticketing.EventEnded}
+	want := []string{callevent.EventStarted, callevent.EventAnswered, callevent.EventEnded}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("events = %v, want %v", got, want)
 	}
@@ -86,7 +86,7 @@ func TestBridgedCallRTPBothWays(t *testing.T) {
 		}
 	}
 	end := evs[2]
-	if end.Outcome != ticketing.OutcomeAnswered || end.Durations == nil || end.Duration < 2 || end.TalkTime < 2 {
+	if end.Outcome != callevent.OutcomeAnswered || end.Durations == nil || end.Duration < 2 || end.TalkTime < 2 {
 		t.Errorf("call.ended = %+v %+v", end, end.Durations)
 	}
 	sum := b.summary(t)
@@ -121,12 +121,12 @@ func TestHoldByReinviteSendonly(t *testing.T) {
 	b.carrier(t, "uac_hold.xml").wait(t)
 	b.desk.wait(t)
 	evs := b.g.sink.waitEnded(t, 20*time.Second)
-	want := []string{ticketing.EventStarted, ticketing.EventAnswered, ticketing.EventHeld, ticketing.EventResumed, ticketing.EventEnded}
+	want := []string{callevent.EventStarted, callevent.EventAnswered, callevent.EventHeld, callevent.EventResumed, callevent.EventEnded}
 	if fmt.Sprint(eventTypes(evs)) != fmt.Sprint(want) {
 		t.Fatalf("events = %v, want %v", eventTypes(evs), want)
 	}
-	end := lastOf(evs, ticketing.EventEnded)
-	if end.HoldTime < 2 || end.HoldTime > 3 || end.Outcome != ticketing.OutcomeAnswered {
+	end := lastOf(evs, callevent.EventEnded)
+	if end.HoldTime < 2 || end.HoldTime > 3 || end.Outcome != callevent.OutcomeAnswered {
 		t.Errorf("call.ended hold_time = %d outcome %s, want 2..3 s answered", end.HoldTime, end.Outcome)
 	}
 	if end.TalkTime+end.HoldTime > end.Duration+1 {
@@ -141,11 +141,11 @@ func TestCancelBeforeAnswer(t *testing.T) {
 	b.carrier(t, "uac_cancel.xml").wait(t)
 	b.desk.wait(t)
 	evs := b.g.sink.waitEnded(t, 20*time.Second)
-	end := lastOf(evs, ticketing.EventEnded)
-	if end.Outcome != ticketing.OutcomeAbandoned || end.Duration != 0 || end.RingTime < 1 {
+	end := lastOf(evs, callevent.EventEnded)
+	if end.Outcome != callevent.OutcomeAbandoned || end.Duration != 0 || end.RingTime < 1 {
 		t.Errorf("call.ended = %s %+v, want abandoned, no duration, ring ≥ 1 s", end.Outcome, end.Durations)
 	}
-	if lastOf(evs, ticketing.EventAnswered) != nil {
+	if lastOf(evs, callevent.EventAnswered) != nil {
 		t.Error("call.answered emitted for a cancelled call")
 	}
 	if v := b.g.counter("switchboard_sip_responses_total", "code", "487"); v != 1 {
@@ -159,7 +159,7 @@ func TestFarEndHangsUp(t *testing.T) {
 	b.carrier(t, "uac_wait_bye.xml").wait(t)
 	b.desk.wait(t)
 	evs := b.g.sink.waitEnded(t, 20*time.Second)
-	if end := lastOf(evs, ticketing.EventEnded); end.Outcome != ticketing.OutcomeAnswered || end.TalkTime < 1 {
+	if end := lastOf(evs, callevent.EventEnded); end.Outcome != callevent.OutcomeAnswered || end.TalkTime < 1 {
 		t.Errorf("call.ended = %s %+v", end.Outcome, end.Durations)
 	}
 }
@@ -171,7 +171,7 @@ func TestLateOffer(t *testing.T) {
 	b.carrier(t, "uac_late.xml").wait(t)
 	b.desk.wait(t)
 	evs := b.g.sink.waitEnded(t, 20*time.Second)
-	if end := lastOf(evs, ticketing.EventEnded); end.Outcome != ticketing.OutcomeAnswered {
+	if end := lastOf(evs, callevent.EventEnded); end.Outcome != callevent.OutcomeAnswered {
 		t.Errorf("outcome = %s", end.Outcome)
 	}
 	sum := b.summary(t)
@@ -187,7 +187,7 @@ func TestOKCrossingCancel(t *testing.T) {
 	b.carrier(t, "uac_cancel.xml").wait(t)
 	b.desk.wait(t) // the desk scenario only passes when it got the ACK and then the BYE
 	evs := b.g.sink.waitEnded(t, 20*time.Second)
-	if end := lastOf(evs, ticketing.EventEnded); end.Outcome != ticketing.OutcomeAbandoned {
+	if end := lastOf(evs, callevent.EventEnded); end.Outcome != callevent.OutcomeAbandoned {
 		t.Errorf("outcome = %s", end.Outcome)
 	}
 }
@@ -198,7 +198,7 @@ func TestBridgedCallOverTCP(t *testing.T) {
 	b.carrier(t, "uac_rtp.xml", "-t", "t1").wait(t)
 	b.desk.wait(t)
 	evs := b.g.sink.waitEnded(t, 20*time.Second)
-	if end := lastOf(evs, ticketing.EventEnded); end.Outcome != ticketing.OutcomeAnswered {
+	if end := lastOf(evs, callevent.EventEnded); end.Outcome != callevent.OutcomeAnswered {
 		t.Errorf("outcome = %s", end.Outcome)
 	}
 	if sum := b.summary(t); sum.Carrier.PacketsReceived < 50 || sum.Carrier.PacketsSent < 50 {
@@ -217,7 +217,7 @@ func TestOutboundDigestAuth(t *testing.T) {
 	b.carrier(t, "uac_rtp.xml").wait(t)
 	b.desk.wait(t)
 	evs := b.g.sink.waitEnded(t, 20*time.Second)
-	if end := lastOf(evs, ticketing.EventEnded); end.Outcome != ticketing.OutcomeAnswered {
+	if end := lastOf(evs, callevent.EventEnded); end.Outcome != callevent.OutcomeAnswered {
 		t.Errorf("outcome = %s", end.Outcome)
 	}
 }
@@ -229,7 +229,7 @@ func TestEarlyMediaRelayed(t *testing.T) {
 	b.carrier(t, "uac_early.xml").wait(t)
 	b.desk.wait(t)
 	evs := b.g.sink.waitEnded(t, 20*time.Second)
-	if end := lastOf(evs, ticketing.EventEnded); end.Outcome != ticketing.OutcomeAnswered || end.RingTime < 1 {
+	if end := lastOf(evs, callevent.EventEnded); end.Outcome != callevent.OutcomeAnswered || end.RingTime < 1 {
 		t.Errorf("call.ended = %s %+v, want answered after ≥ 1 s of early media", end.Outcome, end.Durations)
 	}
 	// 1.5 s of early media plus 3 s of talk at 20 ms: ~225 packets each way; without the early
@@ -248,11 +248,11 @@ func TestFarEndHold(t *testing.T) {
 	b.carrier(t, "uac_rtp.xml").wait(t)
 	b.desk.wait(t)
 	evs := b.g.sink.waitEnded(t, 20*time.Second)
-	want := []string{ticketing.EventStarted, ticketing.EventAnswered, ticketing.EventHeld, ticketing.EventResumed, ticketing.EventEnded}
+	want := []string{callevent.EventStarted, callevent.EventAnswered, callevent.EventHeld, callevent.EventResumed, callevent.EventEnded}
 	if fmt.Sprint(eventTypes(evs)) != fmt.Sprint(want) {
 		t.Fatalf("events = %v, want %v", eventTypes(evs), want)
 	}
-	if end := lastOf(evs, ticketing.EventEnded); end.HoldTime < 1 || end.HoldTime > 2 {
+	if end := lastOf(evs, callevent.EventEnded); end.HoldTime < 1 || end.HoldTime > 2 {
 		t.Errorf("hold_time = %d, want 1..2", end.HoldTime)
 	}
 }
@@ -286,13 +286,13 @@ func TestOriginateThroughTrunk(t *testing.T) {
 	<-talked
 	carrier.wait(t)
 	evs := g.sink.waitEnded(t, 20*time.Second)
-	if evs[0].Type != ticketing.EventStarted || evs[0].Direction != "outbound" || evs[0].From != "+15550197" || evs[0].To != "+15557654321" || evs[0].CallID != c.ID() {
+	if evs[0].Type != callevent.EventStarted || evs[0].Direction != "outbound" || evs[0].From != "+15550197" || evs[0].To != "+15557654321" || evs[0].CallID != c.ID() {
 		t.Errorf("call.started = %+v", evs[0])
 	}
-	if a := lastOf(evs, ticketing.EventAnswered); a == nil || a.AgentID != 7 {
+	if a := lastOf(evs, callevent.EventAnswered); a == nil || a.AgentID != 7 {
 		t.Errorf("call.answered = %+v", a)
 	}
-	if end := lastOf(evs, ticketing.EventEnded); end.Outcome != ticketing.OutcomeAnswered || end.Duration < 1 {
+	if end := lastOf(evs, callevent.EventEnded); end.Outcome != callevent.OutcomeAnswered || end.Duration < 1 {
 		t.Errorf("call.ended = %s %+v", end.Outcome, end.Durations)
 	}
 	sum := <-g.summary

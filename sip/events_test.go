@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // stallSink holds every Emit until release is closed (a sink stuck behind a slow database),
@@ -19,7 +19,7 @@ type stallSink struct {
 	release chan struct{}
 }
 
-func (s *stallSink) Emit(ctx context.Context, e ticketing.Event) error {
+func (s *stallSink) Emit(ctx context.Context, e callevent.Event) error {
 	<-s.release
 	return s.fakeSink.Emit(ctx, e)
 }
@@ -99,7 +99,7 @@ func TestEventQueueNeverDropsWhileSinkStalls(t *testing.T) {
 			t.Fatalf("event %d (%s) has seq %d: order or gap broken", i, e.Type, e.Seq)
 		}
 	}
-	if last := evs[len(evs)-1]; last.Type != ticketing.EventEnded || last.Outcome != ticketing.OutcomeAnswered {
+	if last := evs[len(evs)-1]; last.Type != callevent.EventEnded || last.Outcome != callevent.OutcomeAnswered {
 		t.Errorf("last event = %s %s, want call.ended answered", last.Type, last.Outcome)
 	}
 }
@@ -116,7 +116,7 @@ func TestEventQueueConcurrentPushesKeepSeqOrder(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 500 {
-				q.push(ticketing.Event{Type: ticketing.EventHeld}, &seq)
+				q.push(callevent.Event{Type: callevent.EventHeld}, &seq)
 			}
 		}()
 	}
@@ -135,10 +135,10 @@ func TestEventQueueConcurrentPushesKeepSeqOrder(t *testing.T) {
 		}
 	}()
 	wg.Wait()
-	if !q.pushLast(ticketing.Event{Type: ticketing.EventEnded}, &seq) {
+	if !q.pushLast(callevent.Event{Type: callevent.EventEnded}, &seq) {
 		t.Fatal("pushLast refused")
 	}
-	if q.push(ticketing.Event{Type: ticketing.EventHeld}, &seq) {
+	if q.push(callevent.Event{Type: callevent.EventHeld}, &seq) {
 		t.Error("push after call.ended accepted")
 	}
 	select {

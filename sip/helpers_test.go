@@ -22,19 +22,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/switchboard-voice/switchboard/media"
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // fakeSink records events in memory; tests await them with waitEnded.
 type fakeSink struct {
 	mu     sync.Mutex
-	events []ticketing.Event
-	ch     chan ticketing.Event
+	events []callevent.Event
+	ch     chan callevent.Event
 }
 
-func newFakeSink() *fakeSink { return &fakeSink{ch: make(chan ticketing.Event, 4096)} }
+func newFakeSink() *fakeSink { return &fakeSink{ch: make(chan callevent.Event, 4096)} }
 
-func (f *fakeSink) Emit(_ context.Context, e ticketing.Event) error {
+func (f *fakeSink) Emit(_ context.Context, e callevent.Event) error {
 	f.mu.Lock()
 	f.events = append(f.events, e)
 	f.mu.Unlock()
@@ -46,13 +46,13 @@ func (f *fakeSink) Emit(_ context.Context, e ticketing.Event) error {
 }
 
 // waitEnded waits for the next call.ended and returns every event of that call.
-func (f *fakeSink) waitEnded(t *testing.T, timeout time.Duration) []ticketing.Event {
+func (f *fakeSink) waitEnded(t *testing.T, timeout time.Duration) []callevent.Event {
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
 		select {
 		case e := <-f.ch:
-			if e.Type == ticketing.EventEnded {
+			if e.Type == callevent.EventEnded {
 				return f.callEvents(e.CallID)
 			}
 		case <-deadline:
@@ -62,10 +62,10 @@ func (f *fakeSink) waitEnded(t *testing.T, timeout time.Duration) []ticketing.Ev
 	}
 }
 
-func (f *fakeSink) callEvents(id string) []ticketing.Event {
+func (f *fakeSink) callEvents(id string) []callevent.Event {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []ticketing.Event
+	var out []callevent.Event
 	for _, e := range f.events {
 		if e.CallID == id {
 			out = append(out, e)
@@ -74,13 +74,13 @@ func (f *fakeSink) callEvents(id string) []ticketing.Event {
 	return out
 }
 
-func (f *fakeSink) all() []ticketing.Event {
+func (f *fakeSink) all() []callevent.Event {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]ticketing.Event(nil), f.events...)
+	return append([]callevent.Event(nil), f.events...)
 }
 
-func eventTypes(evs []ticketing.Event) []string {
+func eventTypes(evs []callevent.Event) []string {
 	var out []string
 	for _, e := range evs {
 		out = append(out, e.Type)
@@ -88,7 +88,7 @@ func eventTypes(evs []ticketing.Event) []string {
 	return out
 }
 
-func lastOf(evs []ticketing.Event, typ string) *ticketing.Event {
+func lastOf(evs []callevent.Event, typ string) *callevent.Event {
 	for i := len(evs) - 1; i >= 0; i-- {
 		if evs[i].Type == typ {
 			return &evs[i]

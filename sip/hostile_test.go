@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // TestHostileFromReachesEventsClean: an INVITE whose From display name carries raw control
@@ -36,7 +36,7 @@ func TestHostileFromReachesEventsClean(t *testing.T) {
 	}
 	evs := g.sink.waitEnded(t, 10*time.Second)
 	st := evs[0]
-	if st.Type != ticketing.EventStarted || st.CallerName != `Alice C"aller` || st.From != "+15557654321" {
+	if st.Type != callevent.EventStarted || st.CallerName != `Alice C"aller` || st.From != "+15557654321" {
 		t.Errorf("call.started caller_name %q from %q, want %q %q", st.CallerName, st.From, `Alice C"aller`, "+15557654321")
 	}
 	logMu.Lock()

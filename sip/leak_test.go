@@ -8,7 +8,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 func openFDs(t *testing.T) int {
@@ -51,7 +51,7 @@ func TestNoLeaksAfter200Calls(t *testing.T) {
 			for {
 				select {
 				case e := <-b.g.sink.ch:
-					if e.Type == ticketing.EventEnded {
+					if e.Type == callevent.EventEnded {
 						ended++
 					}
 				default:

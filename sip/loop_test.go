@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // TestSecondInviteWithLiveCallIDRefused: a new INVITE (no To tag) reusing the Call-ID of a live
@@ -50,7 +50,7 @@ func TestSecondInviteWithLiveCallIDRefused(t *testing.T) {
 		t.Fatalf("BYE of the first call: %d, want 200", code)
 	}
 	evs := g.sink.waitEnded(t, 10*time.Second)
-	if e := lastOf(evs, ticketing.EventEnded); e.Outcome != ticketing.OutcomeAnswered {
+	if e := lastOf(evs, callevent.EventEnded); e.Outcome != callevent.OutcomeAnswered {
 		t.Errorf("first call outcome = %s", e.Outcome)
 	}
 	if n := len(g.sink.all()); n != len(evs) {
@@ -119,11 +119,11 @@ func assertCallsGone(t *testing.T, g *testGateway, calls int) {
 	var started, ended int
 	for _, e := range g.sink.all() {
 		switch e.Type {
-		case ticketing.EventStarted:
+		case callevent.EventStarted:
 			started++
-		case ticketing.EventEnded:
+		case callevent.EventEnded:
 			ended++
-			if e.Outcome != ticketing.OutcomeFailed {
+			if e.Outcome != callevent.OutcomeFailed {
 				t.Errorf("call %s ended %s, want failed", e.CallID, e.Outcome)
 			}
 		}

@@ -5,7 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // metrics are the SIP series of docs/metrics.md, with bounded label sets: methods outside the
@@ -17,6 +17,7 @@ type metrics struct {
 	requests      *prometheus.CounterVec
 	responses     *prometheus.CounterVec
 	securityEvent *prometheus.CounterVec
+	orphanByes    *prometheus.CounterVec
 }
 
 // Security event types of switchboard_security_events_total.
@@ -60,11 +61,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "switchboard_security_events_total",
 			Help: "Requests refused or dropped for security: acl_reject, auth_failure, scanner_drop, rate_limited, malformed, loop_detected, contact_rejected, auth_backoff.",
 		}, []string{"type"}),
+		orphanByes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_orphan_byes_total",
+			Help: "BYEs sent at start to call legs a crash orphaned, by result (ok: the far end hung up; gone: it no longer knew the dialog; error: no answer).",
+		}, []string{"result"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.callsActive, m.callsTotal, m.callSetup, m.requests, m.responses, m.securityEvent} {
+	for _, c := range []prometheus.Collector{m.callsActive, m.callsTotal, m.callSetup, m.requests, m.responses, m.securityEvent, m.orphanByes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -96,8 +101,8 @@ func codeLabel(code int) string {
 // outcome, the metric keeps the six outcomes of docs/api.md (GET /calls) and "other".
 func outcomeLabel(o string) string {
 	switch o {
-	case ticketing.OutcomeAnswered, ticketing.OutcomeAbandoned, ticketing.OutcomeVoicemail, ticketing.OutcomeNoAnswer,
-		ticketing.OutcomeFailed, ticketing.OutcomeRejected:
+	case callevent.OutcomeAnswered, callevent.OutcomeAbandoned, callevent.OutcomeVoicemail, callevent.OutcomeNoAnswer,
+		callevent.OutcomeFailed, callevent.OutcomeRejected:
 		return o
 	}
 	return "other"

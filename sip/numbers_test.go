@@ -9,7 +9,7 @@ import (
 
 	sipgosip "github.com/emiago/sipgo/sip"
 
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // TestLineMatchesEveryFormOfItsNumber: a line written in E.164 matches the dialled number
@@ -60,14 +60,14 @@ func numbersGateway(t *testing.T) *testGateway {
 
 // inviteFrom sends an INVITE for dialled from src with the From header from (and extra headers)
 // and returns the call's call.started once the call ended.
-func (g *testGateway) inviteFrom(t *testing.T, src, dialled, from, extra string) ticketing.Event {
+func (g *testGateway) inviteFrom(t *testing.T, src, dialled, from, extra string) callevent.Event {
 	t.Helper()
 	inv := strings.Replace(rawInvite(dialled, extra, pcmuOffer), `From: "Bob" <sip:+15557654321@127.0.0.1>;tag=abc`, "From: "+from+";tag=abc", 1)
 	if res := udpExchangeFrom(t, src, g.port(), inv, 5*time.Second); statusCode(res) != 486 {
 		t.Fatalf("INVITE from %s for %s: %d, want the line's 486\n%s", src, dialled, statusCode(res), res)
 	}
 	evs := g.sink.waitEnded(t, 10*time.Second)
-	if len(evs) == 0 || evs[0].Type != ticketing.EventStarted {
+	if len(evs) == 0 || evs[0].Type != callevent.EventStarted {
 		t.Fatalf("events %+v: want call.started first", evs)
 	}
 	return evs[0]

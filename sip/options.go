@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-voice/switchboard/media"
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // Options configures a Server. cmd/switchboard maps the YAML configuration onto it; zero values
@@ -91,7 +91,7 @@ type Options struct {
 	HoldTimeout  time.Duration
 
 	// Sink receives call lifecycle events; nil discards them.
-	Sink ticketing.Sink
+	Sink callevent.Sink
 	// EmitTimeout bounds one Sink.Emit call so a slow sink never stalls SIP. Default 2 s.
 	EmitTimeout time.Duration
 	// Registerer receives the SIP metrics (docs/metrics.md); nil registers nothing.
@@ -102,6 +102,13 @@ type Options struct {
 	Now func() time.Time
 	// UserAgent is our User-Agent / Server header value. Default "switchboard".
 	UserAgent string
+	// Recorder, when set, records calls (stereo WAV, caller left); RecordStart says when.
+	// Voicemail messages are the IVR's (ivr.Options.Recorder).
+	Recorder    Recorder
+	RecordStart RecordStart
+	// Journal, when set, keeps the dialog state of each call's answered legs on local disk
+	// for the BYE after a crash (internal/calljournal).
+	Journal DialogJournal
 	// OnCallEnd, when set, is called after each call's call.ended with its RTP statistics
 	// (per-call logging, tests). It runs on the call's goroutine and must not block.
 	OnCallEnd func(CallSummary)

@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"github.com/switchboard-voice/switchboard/ticketing/phone"
 )
 
@@ -28,11 +28,20 @@ type OriginateOptions struct {
 	AgentID int64
 	// Started, when set, adds the outbound dial's choices to call.started (contact, ticket,
 	// ticket choice, entered number: the OB and TB rules of the ticketing core).
-	Started func(e *ticketing.Event)
+	Started func(e *callevent.Event)
 	// Answered runs once the callee answered, with the answered leg (bridge its Endpoint to the
 	// agent's media); it returns when the call is over for it. ctx ends when the callee hangs
 	// up or Call.Hangup is called. Required.
 	Answered func(ctx context.Context, c *Call, leg *OutboundLeg) error
+	// Ended, when set, is called once the call is over, however it ended (not when Originate
+	// returns an error).
+	Ended func()
+
+	// prepare runs once the call has its id and slot, before anything is emitted or dialled;
+	// its error refuses the call, leaving nothing behind (CallForAgent: the agent's page).
+	prepare func(c *Call) error
+	// failed runs when the callee never answered, before call.ended.
+	failed func()
 }
 
 // Originate starts an outbound call and returns it at once (its ID is the call_id of every
@@ -86,6 +95,16 @@ func (s *Server) Originate(ctx context.Context, opts OriginateOptions) (*Call, e
 	s.calls[c] = struct{}{}
 	s.callsWG.Add(1)
 	s.mu.Unlock()
+	if opts.prepare != nil {
+		if err := opts.prepare(c); err != nil {
+			c.cancel(causeLocalHangup)
+			s.mu.Lock()
+			delete(s.calls, c)
+			s.mu.Unlock()
+			s.callsWG.Done()
+			return nil, err
+		}
+	}
 	go s.runOutbound(c, opts)
 	return c, nil
 }
@@ -100,13 +119,13 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 	s.m.callsActive.WithLabelValues(c.direction).Inc()
 	emitDone := make(chan struct{})
 	go c.runEmitter(emitDone)
-	started := ticketing.Event{Type: ticketing.EventStarted, Direction: c.direction, From: c.from, To: c.to, Line: c.line}
+	started := callevent.Event{Type: callevent.EventStarted, Direction: c.direction, From: c.from, To: c.to, Line: c.line}
 	if opts.Started != nil {
 		opts.Started(&started)
 	}
 	c.emit(started)
 
-	outcome := ticketing.OutcomeFailed
+	outcome := callevent.OutcomeFailed
 	out, err := c.Dial(c.ctx, DialOptions{Trunk: c.trunk, Number: c.to, FromUser: c.from})
 	var se *StatusError
 	switch {
@@ -115,7 +134,7 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 		c.gwAnswered = s.now()
 		c.mu.Unlock()
 		c.MarkAnswered(opts.AgentID)
-		outcome = ticketing.OutcomeAnswered
+		outcome = callevent.OutcomeAnswered
 		// The call's context also ends when the callee hangs up.
 		legCtx, stop := context.WithCancelCause(c.ctx)
 		go func() {
@@ -139,7 +158,10 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 	case errors.As(err, &se):
 		outcome = se.Outcome
 	case c.ctx.Err() != nil:
-		outcome = ticketing.OutcomeAbandoned
+		outcome = callevent.OutcomeAbandoned
+	}
+	if err != nil && opts.failed != nil {
+		opts.failed()
 	}
 	c.cancel(causeLocalHangup)
 	c.mu.Lock()
@@ -151,8 +173,11 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 	end := s.now()
 	s.m.callsActive.WithLabelValues(c.direction).Dec()
 	s.m.callsTotal.WithLabelValues(c.direction, outcomeLabel(outcome)).Inc()
-	c.emitEnded(ticketing.Event{Type: ticketing.EventEnded, Outcome: outcome, Durations: c.durations(end)})
+	c.emitEnded(callevent.Event{Type: callevent.EventEnded, Outcome: outcome, Durations: c.durations(end)})
 	<-emitDone
+	if opts.Ended != nil {
+		opts.Ended()
+	}
 	if s.opts.OnCallEnd != nil {
 		sum := CallSummary{CallID: c.id, Outcome: outcome}
 		for _, l := range legs {

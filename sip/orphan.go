@@ -2,8 +2,11 @@ package sip
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -116,4 +119,71 @@ func (s *Server) ByeOrphan(ctx context.Context, d DialogState) (int, error) {
 		return 0, err
 	}
 	return res.StatusCode, nil
+}
+
+// ByeOrphans sends BYE to each dialog a crashed process journaled (Call.DialogStates as JSON,
+// internal/calljournal's OpenCall.Legs): the carrier or desk phone at the other end is still in
+// a call with nobody. The state is journaled at each answer, so for each dialog the last one
+// counts. Eight at a time; it returns when all are done or ctx ends. Each result is counted in
+// switchboard_orphan_byes_total and logged.
+func (s *Server) ByeOrphans(ctx context.Context, journaled []json.RawMessage) {
+	var legs []DialogState
+	seen := map[string]int{}
+	for _, raw := range journaled {
+		var d DialogState
+		if err := json.Unmarshal(raw, &d); err != nil {
+			s.log.Warn("sip: journaled dialog state unreadable", "error", err)
+			continue
+		}
+		k := d.CallID + "\x00" + d.LocalTag
+		if i, ok := seen[k]; ok {
+			legs[i] = d
+			continue
+		}
+		seen[k] = len(legs)
+		legs = append(legs, d)
+	}
+	if len(legs) == 0 {
+		return
+	}
+	work := make(chan DialogState)
+	var wg sync.WaitGroup
+	for range min(8, len(legs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range work {
+				s.byeOrphan(ctx, d)
+			}
+		}()
+	}
+	defer func() { close(work); wg.Wait() }()
+	for _, d := range legs {
+		select {
+		case work <- d:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (s *Server) byeOrphan(ctx context.Context, d DialogState) {
+	// RFC 3261 §17.1.2.2: a non-INVITE transaction gives up after 64*T1 (32 s); the far end
+	// of a live call answers at once, so 10 s is plenty.
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	callID, target := cleanText(d.CallID, 200), cleanText(d.RemoteTarget, 200)
+	code, err := s.ByeOrphan(ctx, d)
+	switch {
+	case err != nil:
+		s.m.orphanByes.WithLabelValues("error").Inc()
+		s.log.Warn("sip: BYE to a leg orphaned by a crash: no answer", "sip_call_id", callID, "target", target, "error", err)
+	case code >= 200 && code < 300:
+		s.m.orphanByes.WithLabelValues("ok").Inc()
+		s.log.Info("sip: BYE to a leg orphaned by a crash: the far end hung up", "sip_call_id", callID, "target", target)
+	default:
+		s.m.orphanByes.WithLabelValues("gone").Inc()
+		s.log.Info("sip: BYE to a leg orphaned by a crash: refused (the far end had hung up already)", "sip_call_id", callID,
+			"target", target, "status", code)
+	}
 }

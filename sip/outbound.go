@@ -13,7 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/switchboard-voice/switchboard/media"
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // DialOptions describes an outbound leg placed by call control (never on a request's behalf:
@@ -132,7 +132,7 @@ func (c *Call) Dial(ctx context.Context, opts DialOptions) (*OutboundLeg, error)
 	c.mu.Unlock()
 	if _, err := l.endpoint(); err != nil {
 		l.end(err)
-		return nil, &StatusError{Code: 503, Reason: "Service Unavailable", Outcome: ticketing.OutcomeFailed}
+		return nil, &StatusError{Code: 503, Reason: "Service Unavailable", Outcome: callevent.OutcomeFailed}
 	}
 	local := l.localDesc(false)
 	local.Direction = SendRecv
@@ -163,7 +163,7 @@ func (c *Call) Dial(ctx context.Context, opts DialOptions) (*OutboundLeg, error)
 	m, err := ParseAnswer(res.Body())
 	if err != nil {
 		l.bye(err)
-		return nil, &StatusError{Code: 488, Reason: "Not Acceptable Here", Outcome: ticketing.OutcomeFailed}
+		return nil, &StatusError{Code: 488, Reason: "Not Acceptable Here", Outcome: callevent.OutcomeFailed}
 	}
 	l.applyMedia(m)
 	l.timerFromResponse(res, true)
@@ -183,7 +183,7 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 		l.mu.Unlock()
 		tx, err := s.client.TransactionRequest(txCtx, r)
 		if err != nil {
-			return nil, &StatusError{Code: 503, Reason: "Service Unavailable", Outcome: ticketing.OutcomeFailed}
+			return nil, &StatusError{Code: 503, Reason: "Service Unavailable", Outcome: callevent.OutcomeFailed}
 		}
 		return tx, nil
 	}
@@ -264,7 +264,7 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 				s.log.Debug("sip: outbound leg challenged", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "code", res.StatusCode)
 				next, err := l.authorize(inv, res, trunk)
 				if err != nil {
-					return nil, &StatusError{Code: 503, Reason: "Service Unavailable", Outcome: ticketing.OutcomeFailed}
+					return nil, &StatusError{Code: 503, Reason: "Service Unavailable", Outcome: callevent.OutcomeFailed}
 				}
 				tx.Terminate()
 				inv = next
@@ -298,7 +298,7 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 			if cancelWanted != nil {
 				return nil, cancelWanted
 			}
-			return nil, &StatusError{Code: 480, Reason: "Temporarily Unavailable", Outcome: ticketing.OutcomeNoAnswer}
+			return nil, &StatusError{Code: 480, Reason: "Temporarily Unavailable", Outcome: callevent.OutcomeNoAnswer}
 		case <-done:
 			done = nil
 			cancelWanted = context.Cause(ctx)
@@ -308,7 +308,7 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 			sendCancel()
 		case <-ring.C:
 			if cancelWanted == nil {
-				cancelWanted = &StatusError{Code: 480, Reason: "Temporarily Unavailable", Outcome: ticketing.OutcomeNoAnswer}
+				cancelWanted = &StatusError{Code: 480, Reason: "Temporarily Unavailable", Outcome: callevent.OutcomeNoAnswer}
 				sendCancel()
 			}
 		}
@@ -467,27 +467,27 @@ func (l *leg) retryInterval(inv *sip.Request, res *sip.Response) (*sip.Request, 
 func mapFailure(code int) *StatusError {
 	switch code {
 	case 486, 600:
-		return &StatusError{Code: 486, Reason: "Busy Here", Outcome: ticketing.OutcomeNoAnswer}
+		return &StatusError{Code: 486, Reason: "Busy Here", Outcome: callevent.OutcomeNoAnswer}
 	case 480, 408, 487:
-		return &StatusError{Code: 480, Reason: "Temporarily Unavailable", Outcome: ticketing.OutcomeNoAnswer}
+		return &StatusError{Code: 480, Reason: "Temporarily Unavailable", Outcome: callevent.OutcomeNoAnswer}
 	case 603:
-		return &StatusError{Code: 603, Reason: "Decline", Outcome: ticketing.OutcomeNoAnswer}
+		return &StatusError{Code: 603, Reason: "Decline", Outcome: callevent.OutcomeNoAnswer}
 	case 482:
 		// A loop came back to us: our own leg's Call-ID (handleInvite) or a proxy's detection.
-		return &StatusError{Code: 482, Reason: "Loop Detected", Outcome: ticketing.OutcomeFailed}
+		return &StatusError{Code: 482, Reason: "Loop Detected", Outcome: callevent.OutcomeFailed}
 	case 483:
-		return &StatusError{Code: 483, Reason: "Too Many Hops", Outcome: ticketing.OutcomeFailed}
+		return &StatusError{Code: 483, Reason: "Too Many Hops", Outcome: callevent.OutcomeFailed}
 	case 404, 604:
-		return &StatusError{Code: 404, Reason: "Not Found", Outcome: ticketing.OutcomeFailed}
+		return &StatusError{Code: 404, Reason: "Not Found", Outcome: callevent.OutcomeFailed}
 	case 488, 606:
-		return &StatusError{Code: 488, Reason: "Not Acceptable Here", Outcome: ticketing.OutcomeFailed}
+		return &StatusError{Code: 488, Reason: "Not Acceptable Here", Outcome: callevent.OutcomeFailed}
 	case 401, 407, 403:
-		return &StatusError{Code: 403, Reason: "Forbidden", Outcome: ticketing.OutcomeFailed}
+		return &StatusError{Code: 403, Reason: "Forbidden", Outcome: callevent.OutcomeFailed}
 	}
 	if code >= 500 && code < 600 {
-		return &StatusError{Code: 502, Reason: "Bad Gateway", Outcome: ticketing.OutcomeFailed}
+		return &StatusError{Code: 502, Reason: "Bad Gateway", Outcome: callevent.OutcomeFailed}
 	}
-	return &StatusError{Code: 480, Reason: "Temporarily Unavailable", Outcome: ticketing.OutcomeFailed}
+	return &StatusError{Code: 480, Reason: "Temporarily Unavailable", Outcome: callevent.OutcomeFailed}
 }
 
 // BridgeTarget bridges the call to a SIP URI (a desk phone, another PBX): it dials the URI with
@@ -498,9 +498,6 @@ type BridgeTarget struct {
 	URI string
 	// Trunk, when set, names the trunk whose credentials answer the far end's challenges.
 	Trunk string
-	// OnAnswered, when set, is called once the far end answered and the call is bridged, with
-	// the far end's endpoint (the recorder taps both legs from here). It must not block.
-	OnAnswered func(c *Call, far *media.Endpoint)
 }
 
 // BridgeTo returns a BridgeTarget for uri.
@@ -555,7 +552,6 @@ func (b *BridgeTarget) Serve(ctx context.Context, c *Call) error {
 		out.Hangup()
 		return err
 	}
-	c.MarkAnswered(0)
 	if stopBridge == nil {
 		stop, err := media.Bridge(c.Endpoint(), out.Endpoint())
 		if err != nil {
@@ -563,9 +559,9 @@ func (b *BridgeTarget) Serve(ctx context.Context, c *Call) error {
 		}
 		stopBridge = stop
 	}
-	if b.OnAnswered != nil {
-		b.OnAnswered(c, out.Endpoint())
-	}
+	// A person answered: call.answered, the far end's leg journaled, the recording (from the
+	// carrier's endpoint: the caller left, the far end right).
+	c.answeredBy(0, c.Endpoint())
 	select {
 	case <-ctx.Done():
 	case <-out.Done():

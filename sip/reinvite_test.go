@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // TestReinviteJustBeforeAckKeepsTheAnswer: a hold re-INVITE reaches us just before the ACK of
@@ -38,10 +38,10 @@ func TestReinviteJustBeforeAckKeepsTheAnswer(t *testing.T) {
 	p.send(byeFor(g.port(), ok, 3))
 	evs := g.sink.waitEnded(t, 10*time.Second)
 	// The answer and the hold happen together: either event may come first.
-	if lastOf(evs, ticketing.EventAnswered) == nil || lastOf(evs, ticketing.EventHeld) == nil || len(evs) != 4 {
+	if lastOf(evs, callevent.EventAnswered) == nil || lastOf(evs, callevent.EventHeld) == nil || len(evs) != 4 {
 		t.Fatalf("events = %v, want call.started, call.answered and call.held, call.ended", eventTypes(evs))
 	}
-	if e := lastOf(evs, ticketing.EventEnded); e.Outcome != ticketing.OutcomeAnswered {
+	if e := lastOf(evs, callevent.EventEnded); e.Outcome != callevent.OutcomeAnswered {
 		t.Errorf("outcome = %s, want answered", e.Outcome)
 	}
 }
@@ -64,10 +64,10 @@ func TestByeBeforeAckStillCountsAsAnswered(t *testing.T) {
 	p.send(byeFor(g.port(), ok, 2))
 	p.send(ackFor(g.port(), ok, 1))
 	evs := g.sink.waitEnded(t, 10*time.Second)
-	if lastOf(evs, ticketing.EventAnswered) == nil {
+	if lastOf(evs, callevent.EventAnswered) == nil {
 		t.Fatalf("events = %v, want call.answered before call.ended", eventTypes(evs))
 	}
-	if e := lastOf(evs, ticketing.EventEnded); e.Outcome != ticketing.OutcomeAnswered {
+	if e := lastOf(evs, callevent.EventEnded); e.Outcome != callevent.OutcomeAnswered {
 		t.Errorf("outcome = %s, want answered", e.Outcome)
 	}
 }

@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // INFOHandler takes a SIP INFO received on the carrier leg (RFC 6086; DTMF as
@@ -25,7 +25,7 @@ func (c *Call) SetINFOHandler(h INFOHandler) {
 // call's own sequence, after the events sip emitted before it. The first call.answered should
 // go through MarkAnswered instead, which also starts talk time. Events after call.ended are
 // dropped.
-func (c *Call) Emit(e ticketing.Event) { c.emit(e) }
+func (c *Call) Emit(e callevent.Event) { c.emit(e) }
 
 // AddHoldTime adds hold time a target measured (an agent's hold button, with music to the
 // caller) to the hold time call.ended carries.

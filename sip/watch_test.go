@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // A far end we placed a leg to (a desk phone, an agent's phone, a carrier) that vanishes
@@ -40,8 +40,8 @@ func TestBridgeFarEndNeverRefreshesEndsCall(t *testing.T) {
 func assertFarEndVanishEnded(t *testing.T, b *bridgeSetup, car *sippProc) {
 	t.Helper()
 	evs := b.g.sink.waitEnded(t, 10*time.Second)
-	end := lastOf(evs, ticketing.EventEnded)
-	if end.Outcome != ticketing.OutcomeAnswered || end.Duration > 5 {
+	end := lastOf(evs, callevent.EventEnded)
+	if end.Outcome != callevent.OutcomeAnswered || end.Duration > 5 {
 		t.Errorf("call.ended = %s after %d s, want answered within seconds", end.Outcome, end.Duration)
 	}
 	car.wait(t)    // the carrier got our BYE
@@ -106,7 +106,7 @@ func testWeRefreshFarEndVanishes(t *testing.T, deskSE string) {
 	if bye := car.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "BYE ") }); bye == "" {
 		t.Fatal("no BYE to the carrier")
 	}
-	if e := lastOf(g.sink.waitEnded(t, 10*time.Second), ticketing.EventEnded); e.Outcome != ticketing.OutcomeAnswered {
+	if e := lastOf(g.sink.waitEnded(t, 10*time.Second), callevent.EventEnded); e.Outcome != callevent.OutcomeAnswered {
 		t.Errorf("outcome = %s, want answered", e.Outcome)
 	}
 }
@@ -146,7 +146,7 @@ func TestOriginateCalleeStopsRTPEndsCall(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the Answered handler's context did not end")
 	}
-	if e := lastOf(g.sink.waitEnded(t, 10*time.Second), ticketing.EventEnded); e.Outcome != ticketing.OutcomeAnswered {
+	if e := lastOf(g.sink.waitEnded(t, 10*time.Second), callevent.EventEnded); e.Outcome != callevent.OutcomeAnswered {
 		t.Errorf("outcome = %s, want answered", e.Outcome)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"io"
 	"net/http"
 	"strconv"
@@ -16,7 +17,7 @@ import (
 
 // EventSink makes a batch of events durable, in order (the event log).
 type EventSink interface {
-	EmitBatch(ctx context.Context, events []Event) error
+	EmitBatch(ctx context.Context, events []callevent.Event) error
 }
 
 // RegisterCalls mounts the call endpoints under prefix: GET /calls, GET /calls/{id}, and
@@ -92,7 +93,7 @@ func (a *API) listCalls(w http.ResponseWriter, r *http.Request, p Principal) err
 		f.Since = t
 	}
 	switch f.Outcome {
-	case "", OutcomeAnswered, OutcomeAbandoned, OutcomeVoicemail, OutcomeNoAnswer, OutcomeFailed, OutcomeRejected:
+	case "", callevent.OutcomeAnswered, callevent.OutcomeAbandoned, callevent.OutcomeVoicemail, callevent.OutcomeNoAnswer, callevent.OutcomeFailed, callevent.OutcomeRejected:
 	default:
 		return invalidField("outcome", "must be answered, abandoned, voicemail, no_answer, failed or rejected, got %q", f.Outcome)
 	}
@@ -154,10 +155,10 @@ func (a *API) postCallEvents(w http.ResponseWriter, r *http.Request, sink EventS
 	if len(*envelope.Events) > 10000 {
 		return invalidField("events", "at most 10000 events per request")
 	}
-	var good []Event
+	var good []callevent.Event
 	errs := []eventError{}
 	for i, rawEv := range *envelope.Events {
-		e, fe := DecodeEvent(rawEv)
+		e, fe := callevent.Decode(rawEv)
 		if len(fe) > 0 {
 			for _, f := range fe {
 				errs = append(errs, eventError{Index: i, Field: f.Field, Description: f.Message})
@@ -180,46 +181,4 @@ func (a *API) postCallEvents(w http.ResponseWriter, r *http.Request, sink EventS
 	}
 	writeJSON(w, status, map[string]any{"accepted": len(good), "errors": errs})
 	return nil
-}
-
-// DecodeEvent reads one event from JSON strictly (unknown fields and wrong types are errors
-// naming the field) and validates it.
-func DecodeEvent(raw []byte) (Event, []FieldError) {
-	var e Event
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&e); err != nil {
-		var te *json.UnmarshalTypeError
-		var se *json.SyntaxError
-		switch {
-		case errors.As(err, &te):
-			field := te.Field
-			if field == "" {
-				field = "event"
-			}
-			return Event{}, []FieldError{{field, fmt.Sprintf("must be a %s, not a JSON %s", eventJSONType(te.Type.Kind().String()), te.Value)}}
-		case errors.As(err, &se):
-			return Event{}, []FieldError{{"event", "malformed JSON: " + se.Error()}}
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return Event{}, []FieldError{{name, "is not a field of call events"}}
-		default:
-			return Event{}, []FieldError{{"event", strings.TrimPrefix(err.Error(), "json: ")}}
-		}
-	}
-	return e, ValidateEvent(e)
-}
-
-func eventJSONType(kind string) string {
-	switch kind {
-	case "int", "int64", "int32", "uint8":
-		return "whole number"
-	case "string":
-		return "string"
-	case "bool":
-		return "boolean"
-	case "struct":
-		return "object or time"
-	}
-	return kind
 }

@@ -3,6 +3,7 @@ package ticketing
 import (
 	"context"
 	"errors"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"math"
 	"time"
 
@@ -51,7 +52,7 @@ type callRow struct {
 	Phase                                    string
 	PhaseSince, QueuedAt                     *time.Time
 	PhaseMS                                  map[string]int64
-	D                                        Durations
+	D                                        callevent.Durations
 	TicketChoice                             *string
 	ChosenTicketID                           *int64
 	EnteredNumber, NoTicket                  bool
@@ -145,9 +146,9 @@ func (c *callRow) enterPhase(next string, at time.Time) {
 
 // derivedDurations returns the durations from the phases. Voicemail time counts as IVR time:
 // the caller is in the gateway's automated part of the call.
-func (c *callRow) derivedDurations() Durations {
+func (c *callRow) derivedDurations() callevent.Durations {
 	sec := func(ms int64) int64 { return int64(math.Round(float64(ms) / 1000)) }
-	d := Durations{
+	d := callevent.Durations{
 		IVRTime:      sec(c.PhaseMS[phaseIVR]),
 		QueueTime:    sec(c.PhaseMS[phaseQueue]),
 		RingTime:     sec(c.PhaseMS[phaseRing]),

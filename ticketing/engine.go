@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -245,7 +246,7 @@ func (e *Engine) ApplyPending(ctx context.Context) (int, error) {
 
 type pendingEvent struct {
 	pos        int64
-	event      Event
+	event      callevent.Event
 	receivedAt time.Time
 }
 
@@ -333,9 +334,9 @@ func (e *Engine) setAside(ctx context.Context, callID string, err error) error {
 // (everything is flushed at call end).
 func dueAtOnce(typ string, hasTicket bool) bool {
 	switch typ {
-	case EventVoicemail, EventAbandoned, EventEnded:
+	case callevent.EventVoicemail, callevent.EventAbandoned, callevent.EventEnded:
 		return true
-	case EventQueued, EventAnswered:
+	case callevent.EventQueued, callevent.EventAnswered:
 		return !hasTicket
 	}
 	return false

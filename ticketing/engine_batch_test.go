@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // runBatchScenario applies 40 calls' events, arriving in steps as they would live, and returns
@@ -35,16 +36,16 @@ func runBatchScenario(t *testing.T, batching bool) ([]string, float64, *engineHa
 		// Calls start half a second apart, as they would in a busy contact center.
 		start := t0.Add(time.Duration(i) * 500 * time.Millisecond)
 		s := h.newCall(start).started(fmt.Sprintf("+1555900%04d", i), "+15550100").queued(1, "support").answered(5, h.agent1.ID).
-			add(ticketing.EventHeld, 20, nil).add(ticketing.EventResumed, 25, nil).
-			add(ticketing.EventTransferred, 30, func(e *ticketing.Event) { e.FromAgentID, e.ToAgentID = h.agent1.ID, h.agent2.ID }).
-			answered(31, h.agent2.ID).ended(40, ticketing.OutcomeAnswered).
-			add(ticketing.EventCSAT, 41, func(e *ticketing.Event) { e.Score = 4 }).
-			add(ticketing.EventRecordingReady, 42, func(e *ticketing.Event) { e.RecordingID = "rec-" + e.CallID })
+			add(callevent.EventHeld, 20, nil).add(callevent.EventResumed, 25, nil).
+			add(callevent.EventTransferred, 30, func(e *callevent.Event) { e.FromAgentID, e.ToAgentID = h.agent1.ID, h.agent2.ID }).
+			answered(31, h.agent2.ID).ended(40, callevent.OutcomeAnswered).
+			add(callevent.EventCSAT, 41, func(e *callevent.Event) { e.Score = 4 }).
+			add(callevent.EventRecordingReady, 42, func(e *callevent.Event) { e.RecordingID = "rec-" + e.CallID })
 		scripts = append(scripts, s)
 	}
 	// Each event is delivered at its own time and the engine runs a pass after each, as the
 	// live engine does (the event log wakes it on every commit).
-	var all []ticketing.Event
+	var all []callevent.Event
 	for _, s := range scripts {
 		all = append(all, s.evs...)
 	}
@@ -56,7 +57,7 @@ func runBatchScenario(t *testing.T, batching bool) ([]string, float64, *engineHa
 			t.Fatal(err)
 		}
 		// rule AP: ticket creation is never delayed.
-		if e.Type == ticketing.EventAnswered && h.call(e.CallID).TicketID == nil {
+		if e.Type == callevent.EventAnswered && h.call(e.CallID).TicketID == nil {
 			t.Fatalf("no ticket once the call was answered (batching %v)", batching)
 		}
 	}
@@ -122,7 +123,7 @@ func TestRule_AP_HeldEventsSurviveRestart(t *testing.T) {
 		s.WriteBatching = ticketing.WriteBatching{Enabled: true, Window: ticketing.Seconds(30 * time.Second)}
 	})
 	s := h.newCall(h.now).started("+15559990001", "+15550100").queued(1, "support").answered(2, h.agent1.ID).
-		add(ticketing.EventCSAT, 3, func(e *ticketing.Event) { e.Score = 3 })
+		add(callevent.EventCSAT, 3, func(e *callevent.Event) { e.Score = 3 })
 	h.run(s.evs...)
 	tk := h.ticket(h.call(s.id).TicketID)
 	if tk.CustomFields.CSAT != nil {

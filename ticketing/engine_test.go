@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/internal/pgtest"
 	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // engineHarness drives the rules engine with event sequences on a fresh database.
@@ -83,7 +84,7 @@ func (h *engineHarness) endUser(name string, numbers ...string) ticketing.User {
 }
 
 // store inserts events as the event log would (duplicates dropped).
-func (h *engineHarness) store_(events ...ticketing.Event) {
+func (h *engineHarness) store_(events ...callevent.Event) {
 	h.t.Helper()
 	for _, e := range events {
 		b, _ := json.Marshal(e)
@@ -95,7 +96,7 @@ func (h *engineHarness) store_(events ...ticketing.Event) {
 }
 
 // run stores the events and applies everything pending.
-func (h *engineHarness) run(events ...ticketing.Event) {
+func (h *engineHarness) run(events ...callevent.Event) {
 	h.t.Helper()
 	h.store_(events...)
 	if _, err := h.engine.ApplyPending(h.ctx); err != nil {
@@ -146,16 +147,16 @@ type script struct {
 	id  string
 	t0  time.Time
 	seq int64
-	evs []ticketing.Event
+	evs []callevent.Event
 }
 
 func (h *engineHarness) newCall(start time.Time) *script {
 	return &script{id: uuid.NewString(), t0: start}
 }
 
-func (s *script) add(typ string, at float64, mut func(*ticketing.Event)) *script {
+func (s *script) add(typ string, at float64, mut func(*callevent.Event)) *script {
 	s.seq++
-	e := ticketing.Event{ID: uuid.NewString(), CallID: s.id, Seq: s.seq, Type: typ,
+	e := callevent.Event{ID: uuid.NewString(), CallID: s.id, Seq: s.seq, Type: typ,
 		At: s.t0.Add(time.Duration(at * float64(time.Second)))}
 	if mut != nil {
 		mut(&e)
@@ -165,18 +166,18 @@ func (s *script) add(typ string, at float64, mut func(*ticketing.Event)) *script
 }
 
 func (s *script) started(from, line string) *script {
-	return s.add(ticketing.EventStarted, 0, func(e *ticketing.Event) {
+	return s.add(callevent.EventStarted, 0, func(e *callevent.Event) {
 		e.Direction, e.From, e.To, e.Line = "inbound", from, line, line
 	})
 }
 func (s *script) queued(at float64, q string) *script {
-	return s.add(ticketing.EventQueued, at, func(e *ticketing.Event) { e.Queue = q })
+	return s.add(callevent.EventQueued, at, func(e *callevent.Event) { e.Queue = q })
 }
 func (s *script) answered(at float64, agent int64) *script {
-	return s.add(ticketing.EventAnswered, at, func(e *ticketing.Event) { e.AgentID = agent })
+	return s.add(callevent.EventAnswered, at, func(e *callevent.Event) { e.AgentID = agent })
 }
 func (s *script) ended(at float64, outcome string) *script {
-	return s.add(ticketing.EventEnded, at, func(e *ticketing.Event) { e.Outcome = outcome })
+	return s.add(callevent.EventEnded, at, func(e *callevent.Event) { e.Outcome = outcome })
 }
 
 // answeredCall is an inbound call from `from` on the support queue answered by agent and
@@ -186,7 +187,7 @@ func (h *engineHarness) answeredCall(start time.Time, from string, queue string,
 	if queue != "" {
 		s.queued(1, queue)
 	}
-	return s.answered(2, agent).ended(2+talk, ticketing.OutcomeAnswered)
+	return s.answered(2, agent).ended(2+talk, callevent.OutcomeAnswered)
 }
 
 // rule TC-1: an accepted inbound call makes a voice/inbound ticket for the number's owner,
@@ -195,10 +196,10 @@ func TestRule_TC1_AcceptedInboundCallCreatesTicket(t *testing.T) {
 	h := newEngineHarness(t, nil)
 	alice := h.endUser("Alice", "+15557770001")
 	s := h.newCall(h.now).started("+15557770001", "+15550100").
-		add(ticketing.EventIVRSelected, 3, func(e *ticketing.Event) { e.MenuPath, e.Language = "main>1", "en" }).
+		add(callevent.EventIVRSelected, 3, func(e *callevent.Event) { e.MenuPath, e.Language = "main>1", "en" }).
 		queued(4, "support").
-		add(ticketing.EventOffered, 10, func(e *ticketing.Event) { e.AgentID = h.agent1.ID }).
-		answered(12, h.agent1.ID).ended(72, ticketing.OutcomeAnswered)
+		add(callevent.EventOffered, 10, func(e *callevent.Event) { e.AgentID = h.agent1.ID }).
+		answered(12, h.agent1.ID).ended(72, callevent.OutcomeAnswered)
 	h.run(s.evs...)
 	c := h.call(s.id)
 	tk := h.ticket(c.TicketID)
@@ -239,11 +240,11 @@ func TestRule_CD3_DurationIncludesEveryComponent(t *testing.T) {
 	h := newEngineHarness(t, nil)
 	s := h.newCall(h.now).started("+15557770002", "+15550100").queued(0, "support").
 		answered(30, h.agent1.ID).
-		add(ticketing.EventHeld, 60, nil).
-		add(ticketing.EventResumed, 80, nil).
-		add(ticketing.EventTransferred, 110, func(e *ticketing.Event) { e.FromAgentID, e.ToAgentID = h.agent1.ID, h.agent2.ID }).
+		add(callevent.EventHeld, 60, nil).
+		add(callevent.EventResumed, 80, nil).
+		add(callevent.EventTransferred, 110, func(e *callevent.Event) { e.FromAgentID, e.ToAgentID = h.agent1.ID, h.agent2.ID }).
 		answered(120, h.agent2.ID).
-		ended(120, ticketing.OutcomeAnswered)
+		ended(120, callevent.OutcomeAnswered)
 	h.run(s.evs...)
 	c := h.call(s.id)
 	if c.QueueTime != 30 || c.TalkTime != 60 || c.HoldTime != 20 || c.TransferTime != 10 || c.Duration != 120 {
@@ -264,9 +265,9 @@ func TestRule_CD3_DurationIncludesEveryComponent(t *testing.T) {
 func TestEndedDurationsFromTheSourceWin(t *testing.T) {
 	h := newEngineHarness(t, nil)
 	s := h.newCall(h.now).started("+15557770003", "+15550197").answered(1, 0).
-		add(ticketing.EventEnded, 10, func(e *ticketing.Event) {
+		add(callevent.EventEnded, 10, func(e *callevent.Event) {
 			e.Outcome = "answered"
-			e.Durations = &ticketing.Durations{TalkTime: 9, Duration: 10, RingTime: 1}
+			e.Durations = &callevent.Durations{TalkTime: 9, Duration: 10, RingTime: 1}
 		})
 	h.run(s.evs...)
 	c := h.call(s.id)
@@ -349,8 +350,8 @@ func TestRule_TC3_VM1_VM2_VM3_Voicemail(t *testing.T) {
 	earlier := h.answeredCall(h.now, "+15557770030", "", h.agent1.ID, 60)
 	h.run(earlier.evs...)
 	vm := h.newCall(h.now.Add(time.Hour)).started("+15557770030", "+15550198").
-		add(ticketing.EventVoicemail, 5, func(e *ticketing.Event) { e.RecordingID = "vm-1" }).
-		ended(35, ticketing.OutcomeVoicemail)
+		add(callevent.EventVoicemail, 5, func(e *callevent.Event) { e.RecordingID = "vm-1" }).
+		ended(35, callevent.OutcomeVoicemail)
 	h.run(vm.evs...)
 	vc := h.call(vm.id)
 	if *vc.TicketID == *h.call(earlier.id).TicketID {
@@ -388,8 +389,8 @@ func TestRule_TC5_AbandonedCallSetting(t *testing.T) {
 				s.DefaultAssignee = "agent1@example.com"
 			})
 			s := h.newCall(h.now).started("+15557770040", "+15550100").queued(5, "support").
-				add(ticketing.EventAbandoned, 40, func(e *ticketing.Event) { e.Where = "queue" }).
-				ended(40, ticketing.OutcomeAbandoned)
+				add(callevent.EventAbandoned, 40, func(e *callevent.Event) { e.Where = "queue" }).
+				ended(40, callevent.OutcomeAbandoned)
 			h.run(s.evs...)
 			c := h.call(s.id)
 			if c.Outcome == nil || *c.Outcome != "abandoned" {
@@ -423,7 +424,7 @@ func TestRule_TC4_TicketOnQueueEntry(t *testing.T) {
 	if tk := h.ticket(c.TicketID); tk.AssigneeID != nil {
 		t.Errorf("assigned before anyone answered: %v", tk.AssigneeID)
 	}
-	s.answered(20, h.agent1.ID).ended(50, ticketing.OutcomeAnswered)
+	s.answered(20, h.agent1.ID).ended(50, callevent.OutcomeAnswered)
 	h.run(s.evs...)
 	tk := h.ticket(h.call(s.id).TicketID)
 	if tk.AssigneeID == nil || *tk.AssigneeID != h.agent1.ID || tk.Status != "open" {
@@ -441,17 +442,17 @@ func TestRule_TC4_TicketOnQueueEntry(t *testing.T) {
 }
 
 // outbound is an outbound call placed by agent1 to `to`.
-func (h *engineHarness) outbound(start time.Time, to string, mut func(*ticketing.Event), answered bool) *script {
-	s := h.newCall(start).add(ticketing.EventStarted, 0, func(e *ticketing.Event) {
+func (h *engineHarness) outbound(start time.Time, to string, mut func(*callevent.Event), answered bool) *script {
+	s := h.newCall(start).add(callevent.EventStarted, 0, func(e *callevent.Event) {
 		e.Direction, e.From, e.To, e.Line = "outbound", "+15550100", to, "+15550100"
 		if mut != nil {
 			mut(e)
 		}
 	})
 	if !answered {
-		return s.ended(30, ticketing.OutcomeNoAnswer)
+		return s.ended(30, callevent.OutcomeNoAnswer)
 	}
-	return s.answered(10, h.agent1.ID).ended(70, ticketing.OutcomeAnswered)
+	return s.answered(10, h.agent1.ID).ended(70, callevent.OutcomeAnswered)
 }
 
 // rule TC-2: an answered outbound call not tied to a ticket makes a voice/outbound ticket
@@ -485,7 +486,7 @@ func TestRule_TC6_TU2_OutboundFromTicket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := h.outbound(h.now, "+15557770070", func(e *ticketing.Event) { e.TicketID, e.TicketChoice = tk.ID, "existing" }, true)
+	s := h.outbound(h.now, "+15557770070", func(e *callevent.Event) { e.TicketID, e.TicketChoice = tk.ID, "existing" }, true)
 	h.run(s.evs...)
 	if got := h.call(s.id).TicketID; got == nil || *got != tk.ID {
 		t.Fatalf("call went to %v, want ticket %d", got, tk.ID)
@@ -522,7 +523,7 @@ func TestRule_TC7_OB1_OutboundTicketPick(t *testing.T) {
 func TestRule_TC8_NoTicketChoice(t *testing.T) {
 	h := newEngineHarness(t, nil)
 	h.endUser("Hank", "+15557770090")
-	s := h.outbound(h.now, "+15557770090", func(e *ticketing.Event) { e.TicketChoice = "none" }, true)
+	s := h.outbound(h.now, "+15557770090", func(e *callevent.Event) { e.TicketChoice = "none" }, true)
 	h.run(s.evs...)
 	if h.call(s.id).TicketID != nil || h.ticketCount() != 0 {
 		t.Error("no-ticket choice made a ticket")
@@ -578,7 +579,7 @@ func TestRule_TU3_TU4_CallbackWindow(t *testing.T) {
 func TestRule_TU5_RecordingOnVoiceComment(t *testing.T) {
 	h := newEngineHarness(t, nil)
 	s := h.answeredCall(h.now, "+15557770120", "support", h.agent1.ID, 30).
-		add(ticketing.EventRecordingReady, 33, func(e *ticketing.Event) { e.RecordingID, e.Seconds = "rec-1", 30 })
+		add(callevent.EventRecordingReady, 33, func(e *callevent.Event) { e.RecordingID, e.Seconds = "rec-1", 30 })
 	h.run(s.evs...)
 	for _, c := range h.comments(*h.call(s.id).TicketID) {
 		if c.Type == "VoiceComment" {
@@ -607,7 +608,7 @@ func TestRule_TU6_WritesFollowMergeChain(t *testing.T) {
 	if _, err := h.store.MergeTickets(h.ctx, ticketing.Actor(h.admin.ID), c.ID, []int64{b.ID}); err != nil {
 		t.Fatal(err)
 	}
-	s.add(ticketing.EventCSAT, 50, func(e *ticketing.Event) { e.Score = 5 }).ended(60, ticketing.OutcomeAnswered)
+	s.add(callevent.EventCSAT, 50, func(e *callevent.Event) { e.Score = 5 }).ended(60, callevent.OutcomeAnswered)
 	h.run(s.evs...)
 	if got := *h.call(s.id).TicketID; got != c.ID {
 		t.Errorf("call's ticket %d, want C %d", got, c.ID)
@@ -640,7 +641,7 @@ func TestRule_TU10_NoLostUpdate(t *testing.T) {
 		Tags: &[]string{"refund"}}); err != nil {
 		t.Fatal(err)
 	}
-	s.ended(60, ticketing.OutcomeAnswered)
+	s.ended(60, callevent.OutcomeAnswered)
 	h.run(s.evs...)
 	tk := h.ticket(&id)
 	if tk.Subject != subject || tk.Status != status || !slices.Contains(tk.Tags, "refund") {
@@ -681,7 +682,7 @@ func TestInterleavedReplayIsIdempotent(t *testing.T) {
 	h := newEngineHarness(t, nil)
 	h.settings(func(s *ticketing.Settings) { s.AppendToOpenTicket = false; s.CallbackAppendWindow = 0 })
 	const calls = 1000
-	var all []ticketing.Event
+	var all []callevent.Event
 	for i := range calls {
 		s := h.answeredCall(h.now.Add(time.Duration(i)*time.Second), fmt.Sprintf("+1555800%04d", i), "support", h.agent1.ID, 20)
 		all = append(all, s.evs...)

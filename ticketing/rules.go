@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"strings"
 	"time"
 
@@ -14,19 +15,19 @@ import (
 // to a ticket is a targeted UPDATE of the columns the call owns, never a rewrite of the row, so
 // what an agent changed meanwhile stays (TU-10); every write follows merges to the live ticket
 // (TU-6).
-func (e *Engine) applyEvent(ctx context.Context, tx *applyTx, c *callRow, ev Event) error {
+func (e *Engine) applyEvent(ctx context.Context, tx *applyTx, c *callRow, ev callevent.Event) error {
 	at := ev.At.UTC()
 	switch ev.Type {
-	case EventStarted:
+	case callevent.EventStarted:
 		return e.onStarted(ctx, tx, c, ev, at)
-	case EventIVRSelected:
+	case callevent.EventIVRSelected:
 		if ev.MenuPath != "" {
 			c.MenuPath = &ev.MenuPath
 		}
 		if ev.Language != "" {
 			c.Language = &ev.Language
 		}
-	case EventQueued:
+	case callevent.EventQueued:
 		c.Queue = &ev.Queue
 		c.QueuedAt = &at
 		c.State = "queued"
@@ -39,18 +40,18 @@ func (e *Engine) applyEvent(ctx context.Context, tx *applyTx, c *callRow, ev Eve
 		if c.Direction == "inbound" && st.TicketCreationPoint == CreateOnQueueEntry {
 			return e.ensureInboundTicket(ctx, tx, c, st, ticketReasonCall)
 		}
-	case EventOffered:
+	case callevent.EventOffered:
 		c.State = "ringing"
 		c.enterPhase(phaseRing, at)
-	case EventAnswered:
+	case callevent.EventAnswered:
 		return e.onAnswered(ctx, tx, c, ev, at)
-	case EventHeld:
+	case callevent.EventHeld:
 		c.State = "held"
 		c.enterPhase(phaseHold, at)
-	case EventResumed:
+	case callevent.EventResumed:
 		c.State = "talking"
 		c.enterPhase(phaseTalk, at)
-	case EventTransferred:
+	case callevent.EventTransferred:
 		to := ev.ToAgentID
 		c.AgentID = &to
 		c.State = "transferring"
@@ -61,16 +62,16 @@ func (e *Engine) applyEvent(ctx context.Context, tx *applyTx, c *callRow, ev Eve
 				return tx.setTicket(ctx, id, "assignee_id", to)
 			})
 		}
-	case EventVoicemail:
+	case callevent.EventVoicemail:
 		return e.onVoicemail(ctx, tx, c, ev, at)
-	case EventAbandoned:
+	case callevent.EventAbandoned:
 		return e.onAbandoned(ctx, tx, c, ev)
-	case EventRecordingReady:
+	case callevent.EventRecordingReady:
 		c.RecordingID = &ev.RecordingID
 		secs := ev.Seconds
 		c.RecordingSeconds = &secs
 		return e.attachRecording(ctx, tx, c)
-	case EventCSAT:
+	case callevent.EventCSAT:
 		score := ev.Score
 		c.CSAT = &score
 		// TU-8.
@@ -79,13 +80,13 @@ func (e *Engine) applyEvent(ctx context.Context, tx *applyTx, c *callRow, ev Eve
 				return tx.setTicket(ctx, id, "csat", score)
 			})
 		}
-	case EventEnded:
+	case callevent.EventEnded:
 		return e.onEnded(ctx, tx, c, ev, at)
 	}
 	return nil
 }
 
-func (e *Engine) onStarted(ctx context.Context, tx *applyTx, c *callRow, ev Event, at time.Time) error {
+func (e *Engine) onStarted(ctx context.Context, tx *applyTx, c *callRow, ev callevent.Event, at time.Time) error {
 	c.Direction = ev.Direction
 	c.From, c.To = nonEmpty(ev.From), nonEmpty(ev.To)
 	c.Line, c.CallerName, c.Location = nonEmpty(ev.Line), nonEmpty(ev.CallerName), nonEmpty(ev.Location)
@@ -139,7 +140,7 @@ func (e *Engine) resolveRequester(ctx context.Context, tx *applyTx, c *callRow, 
 	return nil
 }
 
-func (e *Engine) onAnswered(ctx context.Context, tx *applyTx, c *callRow, ev Event, at time.Time) error {
+func (e *Engine) onAnswered(ctx context.Context, tx *applyTx, c *callRow, ev callevent.Event, at time.Time) error {
 	if ev.AgentID > 0 {
 		a := ev.AgentID
 		c.AgentID = &a
@@ -174,7 +175,7 @@ func (e *Engine) onAnswered(ctx context.Context, tx *applyTx, c *callRow, ev Eve
 	return e.ensureInboundTicket(ctx, tx, c, st, ticketReasonCall)
 }
 
-func (e *Engine) onVoicemail(ctx context.Context, tx *applyTx, c *callRow, ev Event, at time.Time) error {
+func (e *Engine) onVoicemail(ctx context.Context, tx *applyTx, c *callRow, ev callevent.Event, at time.Time) error {
 	c.VoicemailID = &ev.RecordingID
 	c.State = "voicemail"
 	c.enterPhase(phaseIVR, at)
@@ -191,7 +192,7 @@ func (e *Engine) onVoicemail(ctx context.Context, tx *applyTx, c *callRow, ev Ev
 	return e.ensureInboundTicket(ctx, tx, c, st, ticketReasonVoicemail)
 }
 
-func (e *Engine) onAbandoned(ctx context.Context, tx *applyTx, c *callRow, ev Event) error {
+func (e *Engine) onAbandoned(ctx context.Context, tx *applyTx, c *callRow, ev callevent.Event) error {
 	where := ev.Where
 	c.AbandonedWhere = &where
 	return e.abandon(ctx, tx, c)
@@ -226,7 +227,7 @@ func (e *Engine) abandon(ctx context.Context, tx *applyTx, c *callRow) error {
 	return e.ensureInboundTicket(ctx, tx, c, st, ticketReasonAbandoned)
 }
 
-func (e *Engine) onEnded(ctx context.Context, tx *applyTx, c *callRow, ev Event, at time.Time) error {
+func (e *Engine) onEnded(ctx context.Context, tx *applyTx, c *callRow, ev callevent.Event, at time.Time) error {
 	c.EndedAt = &at
 	c.enterPhase(phaseDone, at)
 	c.State = "ended"
@@ -237,14 +238,14 @@ func (e *Engine) onEnded(ctx context.Context, tx *applyTx, c *callRow, ev Event,
 		// What the source measured (the gateway: a monotonic clock) wins; a component it left
 		// at zero — the gateway's SIP layer does not see IVR, queue or transfer phases — comes
 		// from the event timeline.
-		c.D = Durations{
+		c.D = callevent.Durations{
 			IVRTime: pick(d.IVRTime, c.D.IVRTime), QueueTime: pick(d.QueueTime, c.D.QueueTime),
 			RingTime: pick(d.RingTime, c.D.RingTime), TalkTime: pick(d.TalkTime, c.D.TalkTime),
 			HoldTime: pick(d.HoldTime, c.D.HoldTime), TransferTime: pick(d.TransferTime, c.D.TransferTime),
 			Duration: pick(d.Duration, c.D.Duration),
 		}
 	}
-	if outcome == OutcomeAbandoned && c.AbandonedWhere == nil && c.TicketID == nil {
+	if outcome == callevent.OutcomeAbandoned && c.AbandonedWhere == nil && c.TicketID == nil {
 		where := "queue"
 		if c.QueuedAt == nil {
 			where = "ivr"
@@ -254,7 +255,7 @@ func (e *Engine) onEnded(ctx context.Context, tx *applyTx, c *callRow, ev Event,
 			return err
 		}
 	}
-	if outcome == OutcomeAnswered && c.TicketID == nil && !c.NoTicket {
+	if outcome == callevent.OutcomeAnswered && c.TicketID == nil && !c.NoTicket {
 		// The answer was never reported (an outside system's short stream): the call was
 		// still answered, so it gets its ticket now.
 		st, err := e.settingsFor(ctx, deref(c.Line))
@@ -561,7 +562,7 @@ func (e *Engine) addVoiceComment(ctx context.Context, tx *applyTx, c *callRow, t
 	if c.Location != nil {
 		fmt.Fprintf(&b, "\nLocation: %s", *c.Location)
 	}
-	if c.Outcome != nil && *c.Outcome != OutcomeAnswered {
+	if c.Outcome != nil && *c.Outcome != callevent.OutcomeAnswered {
 		fmt.Fprintf(&b, "\nOutcome: %s", *c.Outcome)
 	}
 	recording := c.RecordingID

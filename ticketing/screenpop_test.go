@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // rule PM-11: the agent offered a call sees every matching user, owner first, and the ticket
@@ -15,7 +16,7 @@ func TestRule_PM11_ScreenPopAndRequesterSwitch(t *testing.T) {
 	owner := h.endUser("Owner", "+15557773000")
 	holder := h.endUser("Holder", "+15557773000") // shared (PM-6)
 	s := h.newCall(h.now).started("+15557773000", "+15550100").queued(1, "support").
-		add(ticketing.EventOffered, 4, func(e *ticketing.Event) { e.AgentID = h.agent1.ID })
+		add(callevent.EventOffered, 4, func(e *callevent.Event) { e.AgentID = h.agent1.ID })
 	h.run(s.evs...)
 	sp, err := h.store.ScreenPop(h.ctx, s.id, h.now.Add(10*time.Second))
 	if err != nil {
@@ -34,7 +35,7 @@ func TestRule_PM11_ScreenPopAndRequesterSwitch(t *testing.T) {
 	if _, err := h.store.SetCallRequester(h.ctx, ticketing.Actor(h.agent1.ID), s.id, h.agent2.ID); err == nil {
 		t.Error("an agent was accepted as the requester")
 	}
-	s.answered(12, h.agent1.ID).ended(40, ticketing.OutcomeAnswered)
+	s.answered(12, h.agent1.ID).ended(40, callevent.OutcomeAnswered)
 	h.run(s.evs...)
 	tk := h.ticket(h.call(s.id).TicketID)
 	if tk.RequesterID != holder.ID {
@@ -112,7 +113,7 @@ func pm13Cell(t *testing.T, users, tickets int, dir string) {
 	var s *script
 	if dir == "inbound" {
 		s = h.newCall(h.now).started(number, "+15550100").queued(1, "support").
-			add(ticketing.EventOffered, 2, func(e *ticketing.Event) { e.AgentID = h.agent1.ID })
+			add(callevent.EventOffered, 2, func(e *callevent.Event) { e.AgentID = h.agent1.ID })
 		h.run(s.evs...)
 		sp, err := h.store.ScreenPop(h.ctx, s.id, h.now.Add(3*time.Second))
 		if err != nil {
@@ -131,21 +132,21 @@ func pm13Cell(t *testing.T, users, tickets int, dir string) {
 		if len(sp.UnsolvedTickets) != tickets {
 			t.Errorf("view lists %d unsolved tickets, want %d", len(sp.UnsolvedTickets), tickets)
 		}
-		s.answered(5, h.agent1.ID).ended(30, ticketing.OutcomeAnswered)
+		s.answered(5, h.agent1.ID).ended(30, callevent.OutcomeAnswered)
 	} else {
-		var mut func(*ticketing.Event)
+		var mut func(*callevent.Event)
 		switch dir {
 		case "outbound/prompt_existing": // OB-2: the agent picked the most recent unsolved ticket
 			h.settings(func(s *ticketing.Settings) { s.Outbound.PromptTicketChoice = true })
 			if tickets > 0 {
-				mut = func(e *ticketing.Event) { e.TicketChoice, e.TicketID = "existing", recent }
+				mut = func(e *callevent.Event) { e.TicketChoice, e.TicketID = "existing", recent }
 			}
 		case "outbound/prompt_new": // OB-3
 			h.settings(func(s *ticketing.Settings) { s.Outbound.PromptTicketChoice, s.Outbound.AllowNewTicket = true, true })
-			mut = func(e *ticketing.Event) { e.TicketChoice = "new" }
+			mut = func(e *callevent.Event) { e.TicketChoice = "new" }
 		case "outbound/no_ticket": // OB-4, TC-8
 			h.settings(func(s *ticketing.Settings) { s.Outbound.AllowNoTicket = true })
-			mut = func(e *ticketing.Event) { e.TicketChoice = "none" }
+			mut = func(e *callevent.Event) { e.TicketChoice = "none" }
 		}
 		s = h.outbound(h.now, number, mut, true)
 	}

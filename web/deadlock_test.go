@@ -17,6 +17,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // Bounds of the race tests: each racing loop stops after its count or raceBudget, whichever
@@ -209,7 +210,7 @@ func TestPageAttachRacingAgentStateChangesNeverDeadlocks(t *testing.T) {
 		defer close(leg.done)
 		res := r.eng.NewCall(leg, ivr.CallInfo{From: "+15550123", Line: "+15550199"}).
 			Run(ctx, ivr.Line{Number: "+15550199", Target: ivr.QueueTarget("q")})
-		if res.Outcome != ivr.OutcomeAnswered {
+		if res.Outcome != callevent.OutcomeAnswered {
 			return fmt.Errorf("call ended %q (%v), want answered", res.Outcome, res.Err)
 		}
 		return nil

@@ -50,6 +50,24 @@ func startRecGateway(t *testing.T) *recGateway {
 	return r
 }
 
+// startRecGatewayEdit is startRecGateway with the configuration changed by edit first.
+func startRecGatewayEdit(t *testing.T, edit func(cfg string) string) *recGateway {
+	t.Helper()
+	r := &recGateway{t: t, bin: binary(t), dbURL: pgtest.EmptyURL(t)}
+	path, base, sipPort, deskPort, dir := writeGatewayConfig(t, r.dbURL)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(edit(string(b))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.config = path
+	r.g = &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir}
+	r.start()
+	return r
+}
+
 // start runs serve for r.g (a fresh testGateway value per process) and waits for /readyz.
 // Cleanup stops the process with SIGTERM (SIGKILL after 20 s) unless it has exited already.
 func (r *recGateway) start() {
@@ -594,5 +612,68 @@ func TestEndToEnd_RecordingSurvivesSIGKILL(t *testing.T) {
 		rw.seconds() > upTo+0.5 || math.Abs(rw.seconds()*1000-float64(durMS)) > 1 {
 		t.Errorf("repaired recording: %.3f s, data %d at %d, RIFF %d, %d bytes, row %d ms; want exact sizes, at least the %.3f s before repair, at most the %.3f s to the kill",
 			rw.seconds(), rw.dataSize, rw.dataOffset, rw.riffSize, len(got), durMS, w.seconds(), upTo)
+	}
+}
+
+// With recordings.start: call_start, a caller who leaves a voicemail keeps both recordings:
+// the call's (stereo, from the IVR's answer) and the message (mono), each holding the caller's
+// 440 Hz for as long as the caller sent it. An endpoint had one tap slot: the voicemail's tap
+// replaced the call recording's and clearing it left the call recording deaf from the message
+// on (issue 15). SIPp sends the tone from 2.5 s to 11.5 s; the message starts after the
+// voicemail greeting and the beep.
+func TestEndToEnd_VoicemailUnderCallStartRecordingKeepsBothAudios(t *testing.T) {
+	requireSipp(t)
+	r := startRecGatewayEdit(t, func(cfg string) string {
+		return strings.Replace(cfg, "start: answer", "start: call_start", 1)
+	})
+	g := r.g
+	carrier := startSipp(t, "carrier_ivr.xml", map[string]string{"KEY_PCAP": "/usr/share/sip-tester/dtmf_2833_9.pcap", "TALK_MS": "9000"},
+		"-s", "+15550100", fmt.Sprintf("127.0.0.1:%d", g.sipPort))
+	carrier.wait(t, "carrier")
+	call := g.awaitCall("+15550100", func(c map[string]any) bool { return c["state"] == "ended" && c["ticket_id"] != nil })
+	if call["outcome"] != "voicemail" {
+		t.Fatalf("call %v: want outcome voicemail", call)
+	}
+	callID := call["id"].(string)
+	// Both recordings are finished (their rows follow the files in the background).
+	var callRec, vmRec string
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		err := r.query([]any{&callRec, &vmRec}, `SELECT coalesce(max(id) FILTER (WHERE kind = 'call' AND state = 'ready'), ''),
+			coalesce(max(id) FILTER (WHERE kind = 'voicemail' AND state = 'ready'), '') FROM recordings WHERE call_id = $1`, callID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if callRec != "" && vmRec != "" {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if callRec == "" || vmRec == "" {
+		t.Fatalf("recordings of the call: call %q, voicemail %q; want both ready", callRec, vmRec)
+	}
+	toneSeconds := func(id string, wantChannels int) float64 {
+		b, err := os.ReadFile(r.recordingFile(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := parsePCMWAV(b)
+		if err != nil {
+			t.Fatalf("recording %s: %v", id, err)
+		}
+		if w.channels != wantChannels {
+			t.Errorf("recording %s: %d channels, want %d", id, w.channels, wantChannels)
+		}
+		win := windows(w.left, 440, w.rate)
+		t.Logf("recording %s (%d channels, %.1f s), caller's channel: %s", id, w.channels, w.seconds(), win)
+		return float64(strings.Count(win, "t")) / 10
+	}
+	if s := toneSeconds(vmRec, 1); s < 3 {
+		logRecordingMetrics(t, g.base)
+		t.Errorf("voicemail message holds %.1f s of the caller's tone, want at least 3 s", s)
+	}
+	if s := toneSeconds(callRec, 2); s < 6 {
+		logRecordingMetrics(t, g.base)
+		t.Errorf("call recording holds %.1f s of the caller's tone, want at least 6 s (the tone lasted 9 s, the message included)", s)
 	}
 }

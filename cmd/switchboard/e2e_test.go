@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -264,6 +265,11 @@ func startSippN(t *testing.T, scenario string, repl map[string]string, calls int
 	sf := filepath.Join(dir, scenario)
 	if err := os.WriteFile(sf, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	// An explicit local SIP port unless the caller gave one: SIPp binds 5060 by default, and a
+	// gateway the user runs there would collide with the test.
+	if !slices.Contains(args, "-p") {
+		args = append([]string{"-p", strconv.Itoa(freeUDPPort(t))}, args...)
 	}
 	all := append([]string{"-sf", sf, "-nostdin", "-m", strconv.Itoa(calls), "-timeout", fmt.Sprintf("%ds", int((limit - 30*time.Second).Seconds())), "-timeout_error",
 		"-recv_timeout", "60s", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", strconv.Itoa(freeUDPPort(t))}, args...)

@@ -8,10 +8,10 @@ import (
 	"net/netip"
 
 	"github.com/switchboard-voice/switchboard/config"
-	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"github.com/switchboard-voice/switchboard/web"
 )
 
@@ -50,7 +50,8 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 		return err
 	}
 	t.web.Register(mux)
-	t.dialers = []ivr.AgentDialer{web.PreferSoftphone(t.web, t.sip.PhoneDialer())}
+	// Agents are reached on their page when it is open, else on their SIP phone.
+	t.acd.SetDialer(web.PreferSoftphone(t.web, t.sip.PhoneDialer()))
 
 	// Toll fraud: the outbound trunk's destinations and agent limits, checked before dialling.
 	var gopts web.GuardOptions
@@ -104,8 +105,10 @@ func outboundTrunk(cfg *config.Config) (config.Trunk, bool) {
 	return config.Trunk{}, false
 }
 
-// trunkDialer places an agent's validated outbound call through the carrier trunk and bridges
-// the answer into the agent's softphone.
+// trunkDialer hands an agent's validated outbound call (web.Outbound) to sip, which puts it on
+// the agent's softphone, dials the trunk and bridges the answer; it only translates sip's
+// refusals into the API's answers (the cause — addresses, ports, SIP internals — goes to the
+// log, never to the client).
 type trunkDialer struct{ t *telephony }
 
 func (d trunkDialer) Dial(ctx context.Context, req web.Dial) (string, error) {
@@ -114,82 +117,29 @@ func (d trunkDialer) Dial(ctx context.Context, req web.Dial) (string, error) {
 	if !ok {
 		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "no trunk takes outbound calls on this gateway"}
 	}
-	trunk, line := tr.Name, tr.Outbound.CallerID
-	legs := make(chan ivr.AgentLeg, 1)
-	c, err := t.sip.Originate(context.WithoutCancel(ctx), sip.OriginateOptions{
-		Trunk: trunk, Number: req.To, Line: line, AgentID: req.AgentID,
-		Started: func(e *ticketing.Event) {
+	id, err := t.sip.CallForAgent(ctx, sip.AgentCall{
+		AgentID: req.AgentID, Number: req.To, Trunk: tr.Name, Line: tr.Outbound.CallerID,
+		Softphone: t.web, Ended: req.Ended,
+		Started: func(e *callevent.Event) {
 			e.RequesterID, e.TicketChoice, e.EnteredNumber = req.ContactID, req.TicketChoice, req.EnteredNumber
 			if req.TicketID != nil {
 				e.TicketID = *req.TicketID
 			}
 		},
-		Answered: func(ctx context.Context, c *sip.Call, out *sip.OutboundLeg) error {
-			var leg ivr.AgentLeg
-			select {
-			case leg = <-legs:
-			case <-ctx.Done():
-				return nil
-			}
-			stop, err := leg.Bridge(out.Endpoint())
-			if err != nil {
-				return fmt.Errorf("bridge the agent: %w", err)
-			}
-			defer stop()
-			t.journalLegs(c)
-			lc := t.track(c)
-			t.mu.Lock()
-			lc.answered = true
-			t.mu.Unlock()
-			t.startRecordingOn(lc, out.Endpoint())
-			select {
-			case <-ctx.Done():
-			case <-leg.Done():
-			}
-			return leg.Hangup(context.Background())
-		},
 	})
-	if err != nil {
-		// The cause (addresses, ports, SIP internals) goes to the log, never to the client.
-		if errors.Is(err, sip.ErrDraining) || errors.Is(err, sip.ErrClosed) {
-			return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the call cannot be placed now: the gateway is shutting down"}
-		}
-		if errors.Is(err, sip.ErrOverCapacity) {
-			return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the call cannot be placed now: the gateway is at its call limit"}
-		}
-		id := web.ErrorID()
-		t.gw.log.Error("outbound call not placed", "agent_id", req.AgentID, "error_id", id, "err", err)
-		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the call cannot be placed now (error id " + id + ")"}
+	switch {
+	case err == nil:
+		return id, nil
+	case errors.Is(err, sip.ErrDraining) || errors.Is(err, sip.ErrClosed):
+		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the call cannot be placed now: the gateway is shutting down"}
+	case errors.Is(err, sip.ErrOverCapacity):
+		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the call cannot be placed now: the gateway is at its call limit"}
+	case errors.Is(err, web.ErrNotConnected):
+		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "your softphone cannot take the call: open the softphone page before dialling"}
+	case errors.Is(err, web.ErrBusy):
+		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "your softphone cannot take the call: you are already on a call"}
 	}
-	t.track(c)
-	// The agent's outbound slot (web.OutboundGuard) is free again once the call is over.
-	go func() {
-		<-c.Context().Done()
-		if req.Ended != nil {
-			req.Ended()
-		}
-	}()
-	leg, err := t.web.StartCall(req.AgentID, c.ID(), req.To)
-	if err != nil {
-		c.Hangup()
-		switch {
-		case errors.Is(err, web.ErrNotConnected):
-			return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "your softphone cannot take the call: open the softphone page before dialling"}
-		case errors.Is(err, web.ErrBusy):
-			return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "your softphone cannot take the call: you are already on a call"}
-		}
-		id := web.ErrorID()
-		t.gw.log.Error("outbound call: the softphone leg failed", "agent_id", req.AgentID, "error_id", id, "err", err)
-		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "your softphone cannot take the call (error id " + id + ")"}
-	}
-	legs <- leg
-	// The agent hanging up before the answer cancels the call.
-	go func() {
-		select {
-		case <-leg.Done():
-			c.Hangup()
-		case <-c.Context().Done():
-		}
-	}()
-	return c.ID(), nil
+	id = web.ErrorID()
+	t.gw.log.Error("outbound call not placed", "agent_id", req.AgentID, "error_id", id, "err", err)
+	return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the call cannot be placed now (error id " + id + ")"}
 }

@@ -11,14 +11,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/switchboard-voice/switchboard/config"
+	"github.com/switchboard-voice/switchboard/internal/calljournal"
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/recordings"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"github.com/switchboard-voice/switchboard/web"
 )
 
@@ -33,34 +33,20 @@ type telephony struct {
 	recs  *recordings.Service
 	// agents maps the configured agents' emails to their user ids.
 	agents map[string]int64
-	// dialers reach agents: the softphone (web) and SIP phones (sip), tried in this order.
-	dialers []ivr.AgentDialer
-	web     *web.Server
-	rtc     *media.WebRTC
+	web    *web.Server
+	rtc    *media.WebRTC
 
-	mu    sync.Mutex
-	calls map[string]*liveCall
-	wg    sync.WaitGroup
-	// stopRetention ends the retention loop; stop calls it before waiting on wg.
+	// wg counts the retention loop; stopRetention ends it. A call's state is sip's (sip.Call):
+	// nothing here is per call.
+	wg            sync.WaitGroup
 	stopRetention context.CancelFunc
-}
-
-// liveCall is what the wiring keeps about a call while it runs.
-type liveCall struct {
-	call *sip.Call
-	// answered is set once the first call.answered was emitted.
-	answered bool
-	// starting is set while the recording is being set up, ended once call.ended went out.
-	starting, ended bool
-	rec             *recordings.Writer
-	ep              *media.Endpoint
 }
 
 // startTelephony builds and starts the voice side. It runs after startTicketing. With dbUp
 // false (degraded mode) what needs the database waits for databaseReturned.
 func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp bool) error {
 	cfg := gw.cfg
-	t := &telephony{gw: gw, calls: map[string]*liveCall{}, agents: gw.accountIDs}
+	t := &telephony{gw: gw, agents: gw.accountIDs}
 	gw.tel = t
 
 	addr, err := netip.ParseAddr(cfg.RTP.Address)
@@ -120,7 +106,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		return err
 	}
 	acdOpts := ivr.ACDOptions{
-		Dialer: ivr.AgentDialerFunc(t.offer), Prompts: prompts, Registerer: gw.registry,
+		Prompts: prompts, Registerer: gw.registry,
 		Authorizer: ivrAuth{gw}, Logger: gw.log.With("component", "acd"),
 		OnAgentState: func(st ivr.AgentStatus) {
 			if t.web != nil {
@@ -161,7 +147,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		menus[name] = im
 	}
 	ivrOpts := ivr.Options{
-		Menus: menus, Prompts: prompts, ACD: t.acd, Events: ivr.EventsFunc(t.ivrEvent),
+		Menus: menus, Prompts: prompts, ACD: t.acd,
 		DefaultLanguage: cfg.Prompts.DefaultLanguage,
 		Voicemail: ivr.VoicemailOptions{Prompt: cfg.Voicemail.Prompt, MaxLength: cfg.Voicemail.MaxLength.D(),
 			MinLength: cfg.Voicemail.MinLength.D(), NoBeep: !cfg.Voicemail.Beep},
@@ -186,8 +172,8 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		ScannerUserAgents: cfg.SIP.ScannerUserAgents,
 		Ports:             t.ports, MediaMetrics: mediaMetrics,
 		MediaTimeout: cfg.RTP.MediaTimeout.D(), HoldTimeout: durOrOff(cfg.RTP.HoldTimeout.D()),
-		Sink: journalSink{j: gw.journal, next: gw.events}, Registerer: gw.security.share(gw.registry), Logger: gw.log.With("component", "sip"),
-		UserAgent: cfg.SIP.UserAgent, OnCallEnd: t.callEnded,
+		Sink: gw.journal.Sink(gw.events), Registerer: gw.security.share(gw.registry), Logger: gw.log.With("component", "sip"),
+		UserAgent: cfg.SIP.UserAgent,
 		// Agents' SIP phones register with the digest username = their email (or its local
 		// part) and their configured password; agents with only a bcrypt hash cannot.
 		Agents: t.sipAgent,
@@ -195,6 +181,15 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 			MaxBindingsPerAgent: orOff(cfg.SIP.Registrar.MaxBindingsPerAgent), MaxContactsPerRegister: orOff(cfg.SIP.Registrar.MaxContactsPerRegister),
 			AuthFailuresFree: orOff(cfg.SIP.Registrar.AuthFailuresFree), AuthBackoffBase: durOrOff(cfg.SIP.Registrar.AuthBackoff.D()),
 			AuthBackoffMax: cfg.SIP.Registrar.AuthBackoffMax.D()},
+	}
+	if gw.journal != nil {
+		sopts.Journal = gw.journal
+	}
+	if t.recs != nil && cfg.Recordings.Enabled {
+		sopts.Recorder = t.recs
+		if cfg.Recordings.Start == "call_start" {
+			sopts.RecordStart = sip.RecordAtCallStart
+		}
 	}
 	if cfg.SIP.RateLimit.RequestsPerSecond == 0 {
 		sopts.RateLimit.PerSecond = -1
@@ -277,7 +272,7 @@ func (t *telephony) stop(ctx context.Context) {
 	if t.stopRetention != nil {
 		t.stopRetention()
 	}
-	t.wg.Wait() // recordings finishing, retention
+	t.wg.Wait() // retention
 	if t.recs != nil {
 		// The finished recordings' rows: written now if the database answers, else at the
 		// next start from the journal.
@@ -294,7 +289,7 @@ func (t *telephony) stop(ctx context.Context) {
 // voicemail).
 func (t *telephony) lineTarget(l config.Line) sip.Target {
 	if l.Target.Kind == config.TargetSIP {
-		return &sip.BridgeTarget{URI: l.Target.URI, OnAnswered: func(c *sip.Call, _ *media.Endpoint) { t.answered(c) }}
+		return &sip.BridgeTarget{URI: l.Target.URI}
 	}
 	line := ivr.Line{Number: l.Number, Language: l.Language, Target: ivrTarget(l.Target)}
 	if h := l.Hours; h != nil {
@@ -309,220 +304,7 @@ func (t *telephony) lineTarget(l config.Line) sip.Target {
 		}
 		line.Hours = ih
 	}
-	return sip.TargetFunc(func(ctx context.Context, c *sip.Call) error { return t.serveIVR(ctx, c, line) })
-}
-
-// serveIVR answers the call and runs it through the IVR and the queue.
-func (t *telephony) serveIVR(ctx context.Context, c *sip.Call, line ivr.Line) error {
-	if err := c.Answer(ctx); err != nil {
-		return err
-	}
-	t.journalLegs(c)
-	lc := t.track(c)
-	if t.recs != nil && t.gw.cfg.Recordings.Enabled && t.recs.StartPoint() == recordings.StartAtCallStart {
-		t.startRecording(lc)
-	}
-	ic := t.ivr.NewCall(ivrLeg{c: c, done: ctx.Done()}, ivr.CallInfo{From: c.From(), CallerName: c.CallerName(), Line: c.Line()})
-	c.SetINFOHandler(func(contentType string, body []byte) (int, string) {
-		switch err := ic.InjectINFO(contentType, body); {
-		case err == nil:
-			return 200, "OK"
-		case errors.Is(err, ivr.ErrNotDTMF):
-			return 415, "Unsupported Media Type"
-		default:
-			return 400, "Bad Request"
-		}
-	})
-	res := ic.Run(ctx, line)
-	c.AddHoldTime(res.HoldTime)
-	if res.Outcome != "" {
-		c.SetOutcome(res.Outcome)
-	}
-	if res.Kind != ivr.ResultTransfer {
-		return nil
-	}
-	// A menu sent the call to a SIP URI: dial it and bridge (the carrier leg is answered).
-	out, err := c.Dial(ctx, sip.DialOptions{URI: res.URI, FromUser: c.From(), FromName: c.CallerName()})
-	if err != nil {
-		var se *sip.StatusError
-		if errors.As(err, &se) {
-			c.SetOutcome(se.Outcome)
-		}
-		return nil
-	}
-	stop, err := media.Bridge(c.Endpoint(), out.Endpoint())
-	if err != nil {
-		out.Hangup()
-		return fmt.Errorf("bridge: %w", err)
-	}
-	defer stop()
-	t.answered(c)
-	select {
-	case <-ctx.Done():
-	case <-out.Done():
-	}
-	return nil
-}
-
-// ivrLeg is the carrier leg as ivr sees it.
-type ivrLeg struct {
-	c    *sip.Call
-	done <-chan struct{}
-}
-
-func (l ivrLeg) CallID() string            { return l.c.ID() }
-func (l ivrLeg) Endpoint() *media.Endpoint { return l.c.Endpoint() }
-func (l ivrLeg) Done() <-chan struct{}     { return l.done }
-
-func (t *telephony) track(c *sip.Call) *liveCall {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	lc := t.calls[c.ID()]
-	if lc == nil {
-		lc = &liveCall{call: c}
-		t.calls[c.ID()] = lc
-	}
-	return lc
-}
-
-func (t *telephony) lookup(callID string) *liveCall {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.calls[callID]
-}
-
-// answered records that a person answered a bridged call (a far end without an agent).
-func (t *telephony) answered(c *sip.Call) {
-	lc := t.track(c)
-	t.mu.Lock()
-	first := !lc.answered
-	lc.answered = true
-	t.mu.Unlock()
-	if first {
-		c.MarkAnswered(0)
-		t.journalLegs(c)
-		t.startRecording(lc)
-	}
-}
-
-// ivrEvent turns the IVR's and the queue's events into the call's lifecycle events, on the
-// call's own sequence. The first answer starts talk time and the recording.
-func (t *telephony) ivrEvent(e ivr.Event) {
-	lc := t.lookup(e.CallID)
-	if lc == nil {
-		return
-	}
-	if e.Type == ivr.EventAnswered {
-		t.mu.Lock()
-		first := !lc.answered
-		lc.answered = true
-		t.mu.Unlock()
-		if first {
-			lc.call.MarkAnswered(e.AgentID)
-			t.journalLegs(lc.call)
-			t.startRecording(lc)
-			return
-		}
-	}
-	if e.Type == ivr.EventAnswered || e.Type == ivr.EventTransferred {
-		t.journalLegs(lc.call) // a new agent's SIP phone leg
-	}
-	lc.call.Emit(ticketing.Event{
-		Type: e.Type, MenuPath: e.MenuPath, Language: e.Language, Queue: e.Queue, AgentID: e.AgentID,
-		FromAgentID: e.FromAgentID, ToAgentID: e.ToAgentID, RecordingID: e.RecordingID, Seconds: e.Seconds, Where: e.Where,
-	})
-}
-
-// startRecording records the call from now: the caller's audio on the left, what the caller
-// hears (the agent, the far end) on the right, both from the carrier leg's endpoint.
-func (t *telephony) startRecording(lc *liveCall) {
-	t.startRecordingOn(lc, lc.call.Endpoint())
-}
-
-// startRecordingOn records the call from the customer's endpoint ep: what it receives (the
-// customer) on the left, what it sends (the agent, the far end) on the right.
-func (t *telephony) startRecordingOn(lc *liveCall, ep *media.Endpoint) {
-	if t.recs == nil || !t.gw.cfg.Recordings.Enabled {
-		return
-	}
-	t.mu.Lock()
-	if lc.rec != nil || lc.starting || lc.ended {
-		t.mu.Unlock()
-		return
-	}
-	lc.starting = true
-	t.mu.Unlock()
-	// Starting creates and fsyncs the file and its journal entry (the row reaches PostgreSQL in
-	// the background, so a database outage costs no recording): still disk work, kept off the
-	// call's goroutine and the ACD's. The recording begins once its file is ready.
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		w, err := t.recs.Start(ctx, lc.call.ID())
-		t.mu.Lock()
-		lc.starting = false
-		ended := lc.ended
-		if err == nil && !ended {
-			ep.SetTap(w.Tap(recordings.Left, recordings.Right))
-			lc.rec, lc.ep = w, ep
-		}
-		t.mu.Unlock()
-		switch {
-		case err != nil:
-			t.gw.log.Error("recording: start", "call_id", lc.call.ID(), "err", err)
-		case ended:
-			// The call ended while the recording was being set up: finish what there is.
-			t.finishRecording(lc.call.ID(), lc.call.LastSeq()+1, w, nil)
-		}
-	}()
-}
-
-// callEnded runs after call.ended: the recording is finished and call.recording_ready follows.
-func (t *telephony) callEnded(s sip.CallSummary) {
-	t.mu.Lock()
-	lc := t.calls[s.CallID]
-	delete(t.calls, s.CallID)
-	var rec *recordings.Writer
-	var ep *media.Endpoint
-	if lc != nil {
-		lc.ended = true // a recording still starting finishes itself
-		rec, ep = lc.rec, lc.ep
-	}
-	t.mu.Unlock()
-	if rec == nil {
-		return
-	}
-	seq := lc.call.LastSeq() + 1
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		t.finishRecording(s.CallID, seq, rec, ep)
-	}()
-}
-
-// finishRecording closes a call's recording and announces it as the event after seq-1.
-func (t *telephony) finishRecording(callID string, seq int64, w *recordings.Writer, ep *media.Endpoint) {
-	if ep != nil {
-		ep.SetTap(nil)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res, err := w.Finish(ctx)
-	if err != nil {
-		t.gw.log.Error("recording failed", "call_id", callID, "err", err)
-		return
-	}
-	t.emitRecordingReady(ctx, callID, seq, res.ID, res.Seconds)
-}
-
-func (t *telephony) emitRecordingReady(ctx context.Context, callID string, seq int64, id string, seconds int64) {
-	e := ticketing.Event{ID: uuid.NewString(), CallID: callID, Seq: seq, Type: ticketing.EventRecordingReady,
-		At: time.Now().UTC(), RecordingID: id, Seconds: seconds}
-	if err := t.gw.events.Emit(ctx, e); err != nil {
-		t.gw.log.Error("emit call.recording_ready", "call_id", callID, "err", err)
-	}
+	return &sip.IVRTarget{IVR: t.ivr, Line: line}
 }
 
 // repairRecordings fixes the recordings a crash left unfinished and announces them. A call the
@@ -549,40 +331,21 @@ func (t *telephony) repairRecordings(ctx context.Context) error {
 			}
 			if !ended && last > 0 {
 				last++
-				e := ticketing.Event{ID: crashEndedID(r.CallID), CallID: r.CallID, Seq: last, Type: ticketing.EventEnded,
-					At: r.StartedAt.Add(r.Duration).UTC(), Outcome: ticketing.OutcomeAnswered, Cause: causeCrash}
+				e := callevent.Event{ID: calljournal.CrashEndedID(r.CallID), CallID: r.CallID, Seq: last, Type: callevent.EventEnded,
+					At: r.StartedAt.Add(r.Duration).UTC(), Outcome: callevent.OutcomeAnswered, Cause: calljournal.CauseCrash}
 				if err := t.gw.events.Emit(ctx, e); err != nil {
 					return fmt.Errorf("recordings: repair: end the call: %w", err)
 				}
 				t.gw.log.Warn("call ended by a crash of the gateway", "call_id", r.CallID, "outcome", e.Outcome, "ended_at", e.At)
 			}
 		}
-		e := ticketing.Event{ID: repairedReadyID(r.CallID, r.ID), CallID: r.CallID, Seq: last + 1, Type: ticketing.EventRecordingReady,
+		e := callevent.Event{ID: calljournal.RepairedReadyID(r.CallID, r.ID), CallID: r.CallID, Seq: last + 1, Type: callevent.EventRecordingReady,
 			At: time.Now().UTC(), RecordingID: r.ID, Seconds: r.Seconds}
 		if err := t.gw.events.Emit(ctx, e); err != nil {
 			t.gw.log.Error("emit call.recording_ready", "call_id", r.CallID, "err", err)
 		}
 	}
 	return nil
-}
-
-// offer reaches an agent through the first dialer that can (softphone, then SIP phone).
-func (t *telephony) offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, error) {
-	var errs []error
-	for _, d := range t.dialers {
-		leg, err := d.Offer(ctx, o)
-		if err == nil {
-			return leg, nil
-		}
-		errs = append(errs, err)
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	if len(errs) == 0 {
-		return nil, fmt.Errorf("agent %d has no softphone or SIP phone connected: %w", o.AgentID, ivr.ErrNoAnswer)
-	}
-	return nil, errors.Join(errs...)
 }
 
 // sipAgent gives the registrar an agent's SIP phone credentials. An agent with its own SIP
@@ -647,19 +410,18 @@ func (v voicemailRecorder) StartVoicemail(ctx context.Context, m ivr.VoicemailMe
 	if err != nil {
 		return nil, err
 	}
-	ep.SetTap(w.Tap(recordings.Mono, recordings.None))
-	return &voicemailMessage{w: w, ep: ep}, nil
+	return &voicemailMessage{w: w, untap: ep.AddTap(w.Tap(recordings.Mono, recordings.None))}, nil
 }
 
 // voicemailMessage is a message being recorded. Neither starting nor finishing it waits on
 // the database (the IVR goroutine runs both): its row follows in the background.
 type voicemailMessage struct {
-	w  *recordings.Writer
-	ep *media.Endpoint
+	w     *recordings.Writer
+	untap func()
 }
 
 func (m *voicemailMessage) Finish(ctx context.Context, keep bool) (string, error) {
-	m.ep.SetTap(nil)
+	m.untap()
 	if !keep {
 		_, err := m.w.Discard() // too short: the file goes, the row says deleted (by the system)
 		return "", err

@@ -33,7 +33,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // ErrClosed is returned by writes after Close.
@@ -71,7 +71,7 @@ type OpenCall struct {
 	Abandoned string
 	// Ending is a call.ended that was journaled but whose acknowledgement was not: it may or may
 	// not be durable, so it is emitted again as is (same id and seq: a no-op if it was).
-	Ending *ticketing.Event
+	Ending *callevent.Event
 	// Legs are the dialog states attached with Leg, in order.
 	Legs []json.RawMessage
 }
@@ -94,7 +94,7 @@ type record struct {
 	Answered  bool             `json:"a,omitempty"`
 	Voicemail bool             `json:"v,omitempty"`
 	Abandoned string           `json:"ab,omitempty"`
-	Ending    *ticketing.Event `json:"end,omitempty"`
+	Ending    *callevent.Event `json:"end,omitempty"`
 	Done      bool             `json:"done,omitempty"`
 	Leg       json.RawMessage  `json:"leg,omitempty"`
 	Alive     int64            `json:"alive,omitempty"` // unix ms: every call open now was live then
@@ -111,7 +111,7 @@ type state struct {
 	answered  bool
 	voicemail bool
 	abandoned string
-	ending    *ticketing.Event
+	ending    *callevent.Event
 	legs      []json.RawMessage
 	alive     int64 // unix ms of the last alive mark while the call was open
 	dead      bool  // left open by an earlier process: its end is fixed
@@ -262,19 +262,19 @@ func apply(calls map[string]*state, r record) {
 
 // Record journals e, an event about to be handed to the event log. An error is also reported
 // to OnError; the caller goes on with the event either way.
-func (j *Journal) Record(e ticketing.Event) error {
+func (j *Journal) Record(e callevent.Event) error {
 	r := record{CallID: e.CallID, Seq: e.Seq, Type: e.Type, At: e.At.UnixMilli()}
 	switch e.Type {
-	case ticketing.EventAnswered:
+	case callevent.EventAnswered:
 		r.Answered = true
-	case ticketing.EventVoicemail:
+	case callevent.EventVoicemail:
 		r.Voicemail = true
-	case ticketing.EventAbandoned:
+	case callevent.EventAbandoned:
 		r.Abandoned = e.Where
 		if r.Abandoned == "" {
 			r.Abandoned = "ivr"
 		}
-	case ticketing.EventEnded:
+	case callevent.EventEnded:
 		ev := e
 		r.Ending = &ev
 	}

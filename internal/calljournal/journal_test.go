@@ -9,13 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 var t0 = time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 
-func ev(call string, seq int64, typ string, at time.Duration) ticketing.Event {
-	return ticketing.Event{ID: "x", CallID: call, Seq: seq, Type: typ, At: t0.Add(at)}
+func ev(call string, seq int64, typ string, at time.Duration) callevent.Event {
+	return callevent.Event{ID: "x", CallID: call, Seq: seq, Type: typ, At: t0.Add(at)}
 }
 
 func open(t *testing.T, path string, now func() time.Time) (*Journal, map[string]OpenCall) {
@@ -42,35 +42,35 @@ func TestJournal_CrashLeavesOpenCallsOfEveryKind(t *testing.T) {
 	if len(open0) != 0 {
 		t.Fatalf("fresh journal: %d open calls", len(open0))
 	}
-	rec := func(e ticketing.Event) {
+	rec := func(e callevent.Event) {
 		if err := j.Record(e); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// ivr: in the menu; queue: waiting; ringing: offered to an agent; bridged: answered;
 	// vm: message left; done: ended and acknowledged; ending: call.ended journaled, not acknowledged.
-	rec(ev("ivr", 1, ticketing.EventStarted, 0))
-	rec(ev("queue", 1, ticketing.EventStarted, 0))
-	rec(ev("queue", 2, ticketing.EventIVRSelected, time.Second))
-	rec(ev("queue", 3, ticketing.EventQueued, 2*time.Second))
-	rec(ev("ringing", 1, ticketing.EventStarted, 0))
-	rec(ev("ringing", 2, ticketing.EventQueued, time.Second))
-	rec(ev("ringing", 3, ticketing.EventOffered, 3*time.Second))
-	rec(ev("bridged", 1, ticketing.EventStarted, 0))
-	rec(ev("bridged", 2, ticketing.EventAnswered, 4*time.Second))
+	rec(ev("ivr", 1, callevent.EventStarted, 0))
+	rec(ev("queue", 1, callevent.EventStarted, 0))
+	rec(ev("queue", 2, callevent.EventIVRSelected, time.Second))
+	rec(ev("queue", 3, callevent.EventQueued, 2*time.Second))
+	rec(ev("ringing", 1, callevent.EventStarted, 0))
+	rec(ev("ringing", 2, callevent.EventQueued, time.Second))
+	rec(ev("ringing", 3, callevent.EventOffered, 3*time.Second))
+	rec(ev("bridged", 1, callevent.EventStarted, 0))
+	rec(ev("bridged", 2, callevent.EventAnswered, 4*time.Second))
 	if err := j.Leg("bridged", json.RawMessage(`{"call_id":"a"}`)); err != nil {
 		t.Fatal(err)
 	}
-	rec(ev("vm", 1, ticketing.EventStarted, 0))
-	rec(ev("vm", 2, ticketing.EventVoicemail, 9*time.Second))
-	rec(ev("done", 1, ticketing.EventStarted, 0))
-	rec(ev("done", 2, ticketing.EventEnded, 5*time.Second))
+	rec(ev("vm", 1, callevent.EventStarted, 0))
+	rec(ev("vm", 2, callevent.EventVoicemail, 9*time.Second))
+	rec(ev("done", 1, callevent.EventStarted, 0))
+	rec(ev("done", 2, callevent.EventEnded, 5*time.Second))
 	if err := j.Done("done"); err != nil {
 		t.Fatal(err)
 	}
-	ending := ev("ending", 2, ticketing.EventEnded, 6*time.Second)
-	ending.Outcome = ticketing.OutcomeAbandoned
-	rec(ev("ending", 1, ticketing.EventStarted, 0))
+	ending := ev("ending", 2, callevent.EventEnded, 6*time.Second)
+	ending.Outcome = callevent.OutcomeAbandoned
+	rec(ev("ending", 1, callevent.EventStarted, 0))
 	rec(ending)
 	// kill -9: no Close. A torn last line, as a write cut short would leave.
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
@@ -100,7 +100,7 @@ func TestJournal_CrashLeavesOpenCallsOfEveryKind(t *testing.T) {
 	if o := open["vm"]; !o.Voicemail {
 		t.Errorf("vm call %+v: want voicemail", o)
 	}
-	if o := open["ending"]; o.Ending == nil || o.Ending.Outcome != ticketing.OutcomeAbandoned || o.Ending.Seq != 2 {
+	if o := open["ending"]; o.Ending == nil || o.Ending.Outcome != callevent.OutcomeAbandoned || o.Ending.Seq != 2 {
 		t.Errorf("ending call %+v: want its journaled call.ended", o)
 	}
 	// The start rewrote the file with just the open calls.
@@ -121,8 +121,8 @@ func TestJournal_AliveMarksBoundTheCrashTimeAcrossRestarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = j.Record(ev("talk", 1, ticketing.EventStarted, 0))
-	_ = j.Record(ev("talk", 2, ticketing.EventAnswered, time.Second))
+	_ = j.Record(ev("talk", 1, callevent.EventStarted, 0))
+	_ = j.Record(ev("talk", 2, callevent.EventAnswered, time.Second))
 	now.Store(t0.Add(90 * time.Second).UnixNano()) // the call goes on; marks follow
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -146,7 +146,7 @@ func TestJournal_AliveMarksBoundTheCrashTimeAcrossRestarts(t *testing.T) {
 	if len(calls) != 1 || !calls[0].EndedAt().Equal(t0.Add(90*time.Second)) {
 		t.Fatalf("after the first crash: %+v, want the call ended at the last mark (+90s)", calls)
 	}
-	_ = j2.Record(ev("other", 1, ticketing.EventStarted, time.Hour)) // a live call: marks are written
+	_ = j2.Record(ev("other", 1, callevent.EventStarted, time.Hour)) // a live call: marks are written
 	time.Sleep(50 * time.Millisecond)
 	j2.Close()
 	j3, calls3, err := Open(Options{Path: path, Now: clock, MarkInterval: time.Hour})
@@ -171,11 +171,11 @@ func TestJournal_CompactsKeepingOpenCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = j.Record(ev("keep", 1, ticketing.EventStarted, 0))
+	_ = j.Record(ev("keep", 1, callevent.EventStarted, 0))
 	for i := range 500 {
 		id := "c" + string(rune('a'+i%26)) + strings.Repeat("x", i%7)
-		_ = j.Record(ev(id, 1, ticketing.EventStarted, 0))
-		_ = j.Record(ev(id, 2, ticketing.EventEnded, time.Second))
+		_ = j.Record(ev(id, 1, callevent.EventStarted, 0))
+		_ = j.Record(ev(id, 2, callevent.EventEnded, time.Second))
 		_ = j.Done(id)
 	}
 	st, _ := os.Stat(path)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/internal/pgtest"
 	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
 )
 
@@ -63,9 +64,9 @@ func BenchmarkSteadyLoad(b *testing.B) {
 				call := uuid.NewString()
 				from := fmt.Sprintf("+1555%07d", i)
 				seq := int64(0)
-				emit := func(typ string, mut func(*ticketing.Event)) {
+				emit := func(typ string, mut func(*callevent.Event)) {
 					seq++
-					e := ticketing.Event{ID: uuid.NewString(), CallID: call, Seq: seq, Type: typ, At: time.Now()}
+					e := callevent.Event{ID: uuid.NewString(), CallID: call, Seq: seq, Type: typ, At: time.Now()}
 					if mut != nil {
 						mut(&e)
 					}
@@ -73,14 +74,14 @@ func BenchmarkSteadyLoad(b *testing.B) {
 						b.Error(err)
 					}
 				}
-				emit(ticketing.EventStarted, func(e *ticketing.Event) {
+				emit(callevent.EventStarted, func(e *callevent.Event) {
 					e.Direction, e.From, e.To, e.Line = "inbound", from, "+15550100", "+15550100"
 				})
-				emit(ticketing.EventQueued, func(e *ticketing.Event) { e.Queue = "support" })
-				emit(ticketing.EventOffered, func(e *ticketing.Event) { e.AgentID = agent.ID })
-				emit(ticketing.EventAnswered, func(e *ticketing.Event) { e.AgentID = agent.ID })
-				emit(ticketing.EventEnded, func(e *ticketing.Event) { e.Outcome = "answered" })
-				emit(ticketing.EventRecordingReady, func(e *ticketing.Event) { e.RecordingID = call })
+				emit(callevent.EventQueued, func(e *callevent.Event) { e.Queue = "support" })
+				emit(callevent.EventOffered, func(e *callevent.Event) { e.AgentID = agent.ID })
+				emit(callevent.EventAnswered, func(e *callevent.Event) { e.AgentID = agent.ID })
+				emit(callevent.EventEnded, func(e *callevent.Event) { e.Outcome = "answered" })
+				emit(callevent.EventRecordingReady, func(e *callevent.Event) { e.RecordingID = call })
 			}(n)
 		}
 		tick.Stop()

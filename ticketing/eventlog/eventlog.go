@@ -53,7 +53,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // ErrClosed is returned by Emit after Close.
@@ -96,7 +96,7 @@ type Options struct {
 }
 
 type request struct {
-	events []ticketing.Event
+	events []callevent.Event
 	done   chan error
 }
 
@@ -332,16 +332,16 @@ func (l *Log) closeFiles() {
 }
 
 // Emit makes e durable and returns; see EmitBatch.
-func (l *Log) Emit(ctx context.Context, e ticketing.Event) error {
-	return l.EmitBatch(ctx, []ticketing.Event{e})
+func (l *Log) Emit(ctx context.Context, e callevent.Event) error {
+	return l.EmitBatch(ctx, []callevent.Event{e})
 }
 
 // EmitBatch makes events durable, in order, and returns nil once they are: in call_events,
 // in the spool, or — for an event the database refuses for what it holds — set aside as a
 // dead letter. An error means none is guaranteed durable: the caller retries (inserting is
-// idempotent) or gives up. Events should be valid (ticketing.ValidateEvent); an invalid one
+// idempotent) or gives up. Events should be valid (callevent.Validate); an invalid one
 // costs a few extra round trips to find and set aside, never the events around it.
-func (l *Log) EmitBatch(ctx context.Context, events []ticketing.Event) error {
+func (l *Log) EmitBatch(ctx context.Context, events []callevent.Event) error {
 	if len(events) == 0 {
 		return nil
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/internal/pgtest"
 	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
 )
 
@@ -37,8 +38,8 @@ func TestMain(m *testing.M) {
 	)
 }
 
-func ev(call string, seq int64) ticketing.Event {
-	return ticketing.Event{ID: uuid.NewString(), CallID: call, Seq: seq, Type: ticketing.EventStarted,
+func ev(call string, seq int64) callevent.Event {
+	return callevent.Event{ID: uuid.NewString(), CallID: call, Seq: seq, Type: callevent.EventStarted,
 		At: time.Now().UTC().Truncate(time.Microsecond), Direction: "inbound", From: "+15551230000", To: "+15550100"}
 }
 

@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-voice/switchboard/internal/pgtest"
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
 )
 
@@ -42,7 +42,7 @@ func openWith(t *testing.T, opts eventlog.Options) *eventlog.Log {
 
 // poison is an event PostgreSQL refuses: a NUL in caller_name, which encoding/json writes as
 // \u0000 and jsonb refuses (SQLSTATE 22P05).
-func poison(call string, seq int64) ticketing.Event {
+func poison(call string, seq int64) callevent.Event {
 	e := ev(call, seq)
 	e.CallerName = "Eve\x00Mallory"
 	return e
@@ -128,7 +128,7 @@ func TestPoisonEventInBatchIsSetAsideAndTheRestStored(t *testing.T) {
 	ctx := context.Background()
 	badCall := ev("Q", 2)
 	badCall.CallID = "Q\x00" // text refuses a NUL too (22021)
-	batch := []ticketing.Event{ev("P", 1), ev("P", 2), poison("P", 3), ev("P", 4), ev("Q", 1), badCall, ev("Q", 3)}
+	batch := []callevent.Event{ev("P", 1), ev("P", 2), poison("P", 3), ev("P", 4), ev("Q", 1), badCall, ev("Q", 3)}
 	if err := l.EmitBatch(ctx, batch); err != nil {
 		t.Fatalf("EmitBatch with a poison event: %v", err)
 	}
@@ -183,7 +183,7 @@ func TestPoisonEventInSpoolIsSetAsideAtReplay(t *testing.T) {
 	defer l.Close()
 	ctx := context.Background()
 	p.Down()
-	evs := []ticketing.Event{ev("R", 1), poison("R", 2), ev("R", 3), ev("S", 1), poison("S", 2), ev("S", 3)}
+	evs := []callevent.Event{ev("R", 1), poison("R", 2), ev("R", 3), ev("S", 1), poison("S", 2), ev("S", 3)}
 	for _, e := range evs {
 		ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := l.Emit(ectx, e)
@@ -235,7 +235,7 @@ func TestDeadLetterFileWhenTableUnavailableMovesIntoTable(t *testing.T) {
 	l := openWith(t, eventlog.Options{Pool: pool, SpoolPath: spool})
 	defer l.Close()
 	bad := poison("T", 2)
-	if err := l.EmitBatch(ctx, []ticketing.Event{ev("T", 1), bad, ev("T", 3)}); err != nil {
+	if err := l.EmitBatch(ctx, []callevent.Event{ev("T", 1), bad, ev("T", 3)}); err != nil {
 		t.Fatal(err)
 	}
 	wantSeqs(t, storedSeqs(t, pool), "T", 1, 3)
@@ -386,8 +386,8 @@ func TestSpoolDiskFullLosesNoAcknowledgedEvent(t *testing.T) {
 	ctx := context.Background()
 	acked := map[string]bool{}
 	emitted := 0
-	batchOf := func(i int) []ticketing.Event {
-		var b []ticketing.Event
+	batchOf := func(i int) []callevent.Event {
+		var b []callevent.Event
 		for c := 0; c < 5; c++ {
 			b = append(b, ev(fmt.Sprintf("full-%d", c), int64(i+1)))
 		}
@@ -523,8 +523,8 @@ func TestSpoolDrainsAtRuntimeWhileAcceptingEvents(t *testing.T) {
 					return
 				default:
 				}
-				e := ticketing.Event{ID: uuidFor(total + c*10000 + int(s)), CallID: fmt.Sprintf("big-%d", c), Seq: s,
-					Type: ticketing.EventHeld, At: time.Now().UTC().Truncate(time.Microsecond)}
+				e := callevent.Event{ID: uuidFor(total + c*10000 + int(s)), CallID: fmt.Sprintf("big-%d", c), Seq: s,
+					Type: callevent.EventHeld, At: time.Now().UTC().Truncate(time.Microsecond)}
 				ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
 				err := l.Emit(ectx, e)
 				cancel()

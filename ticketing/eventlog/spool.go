@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // lineFile is an append-only file of JSON lines in which every append is all or nothing: the
@@ -119,13 +119,13 @@ func (lf *lineFile) scanLines(off int64, fn func(line []byte, end int64)) (lines
 // from there. bad is set for an event that cannot be stored whatever the database does: it
 // could not be encoded, or its spool line does not decode.
 type rec struct {
-	ev   ticketing.Event
+	ev   callevent.Event
 	line []byte
 	end  int64
 	bad  error
 }
 
-func encodeRec(e ticketing.Event) rec {
+func encodeRec(e callevent.Event) rec {
 	b, err := json.Marshal(&e)
 	if err != nil {
 		return rec{ev: e, line: []byte(fmt.Sprintf("%+v", e)), bad: fmt.Errorf("eventlog: encode: %w", err)}
@@ -148,7 +148,7 @@ func decodeRec(line []byte, end int64) rec {
 	if err := json.Unmarshal(line, &cols); err != nil {
 		r.bad = fmt.Errorf("eventlog: spool line is not a call event: %w", err)
 	}
-	r.ev = ticketing.Event{ID: cols.ID, CallID: cols.CallID, Seq: cols.Seq, Type: cols.Type, At: cols.At}
+	r.ev = callevent.Event{ID: cols.ID, CallID: cols.CallID, Seq: cols.Seq, Type: cols.Type, At: cols.At}
 	return r
 }
 

@@ -1,13 +1,32 @@
-package ticketing
+// Package callevent is the call event contract: the lifecycle events a phone system emits for
+// each call (call.started … call.ended), their types and outcomes, the call's durations, the sink
+// that makes them durable, and their validation. The gateway's SIP layer and IVR emit them, the
+// event log stores them, the ticketing engine applies them, and POST /api/v2/call_events takes
+// them from any phone system in the same JSON shape (docs/events.md).
+//
+// It is a leaf: it imports nothing of Switchboard's, so every package that speaks events
+// (sip, ivr, ticketing, ticketing/eventlog, internal/calljournal) shares one declaration.
+package callevent
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
 	"strings"
 	"time"
 )
+
+// FieldError is one problem with an event, naming its JSON field.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"description"`
+}
+
+func (e FieldError) Error() string { return e.Field + ": " + e.Message }
 
 // Call lifecycle event types (docs/events.md).
 const (
@@ -34,6 +53,13 @@ const (
 	OutcomeNoAnswer  = "no_answer"
 	OutcomeFailed    = "failed"
 	OutcomeRejected  = "rejected"
+)
+
+// Where a call was abandoned (call.abandoned's where).
+const (
+	WhereIVR       = "ivr"
+	WhereQueue     = "queue"
+	WhereVoicemail = "voicemail"
 )
 
 // Durations are a call's time components in whole seconds (CD-3): Duration is the total from
@@ -111,9 +137,9 @@ var eventTypes = map[string]bool{
 	EventEnded: true,
 }
 
-// ValidateEvent returns every problem with e, each naming its JSON field. A valid event can be
+// Validate returns every problem with e, each naming its JSON field. A valid event can be
 // stored and applied; the gateway's own events are always valid.
-func ValidateEvent(e Event) []FieldError {
+func Validate(e Event) []FieldError {
 	var errs []FieldError
 	add := func(field, msg string) { errs = append(errs, FieldError{field, msg}) }
 	if !isUUID(e.ID) {
@@ -157,7 +183,7 @@ func ValidateEvent(e Event) []FieldError {
 			add("to_agent_id", "is required for call.transferred")
 		}
 	case EventAbandoned:
-		if e.Where != "ivr" && e.Where != "queue" && e.Where != "voicemail" {
+		if e.Where != WhereIVR && e.Where != WhereQueue && e.Where != WhereVoicemail {
 			add("where", "must be ivr, queue or voicemail")
 		}
 	case EventRecordingReady, EventVoicemail:
@@ -245,3 +271,45 @@ func controlCharFields(e Event) []FieldError {
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// Decode reads one event from JSON strictly (unknown fields and wrong types are errors
+// naming the field) and validates it.
+func Decode(raw []byte) (Event, []FieldError) {
+	var e Event
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		var te *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &te):
+			field := te.Field
+			if field == "" {
+				field = "event"
+			}
+			return Event{}, []FieldError{{field, fmt.Sprintf("must be a %s, not a JSON %s", eventJSONType(te.Type.Kind().String()), te.Value)}}
+		case errors.As(err, &se):
+			return Event{}, []FieldError{{"event", "malformed JSON: " + se.Error()}}
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return Event{}, []FieldError{{name, "is not a field of call events"}}
+		default:
+			return Event{}, []FieldError{{"event", strings.TrimPrefix(err.Error(), "json: ")}}
+		}
+	}
+	return e, Validate(e)
+}
+
+func eventJSONType(kind string) string {
+	switch kind {
+	case "int", "int64", "int32", "uint8":
+		return "whole number"
+	case "string":
+		return "string"
+	case "bool":
+		return "boolean"
+	case "struct":
+		return "object or time"
+	}
+	return kind
+}

@@ -1,4 +1,4 @@
-package main
+package calljournal_test
 
 import (
 	"context"
@@ -8,16 +8,16 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/calljournal"
-	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // The call.ended that closes a crashed call: one seq after the last, at the later of the last
 // event and the last alive mark, cause crash, a deterministic id, and the outcome the events
 // support — answered only when a person answered, failed when nothing happened but waiting.
-func TestCrashEnded_OutcomeTimeSeqAndID(t *testing.T) {
+func TestCrashEndedOutcomeTimeSeqAndID(t *testing.T) {
 	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
-	ending := &ticketing.Event{ID: "0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1", CallID: "e", Seq: 4, Type: ticketing.EventEnded,
-		Outcome: ticketing.OutcomeAbandoned}
+	ending := &callevent.Event{ID: "0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1", CallID: "e", Seq: 4, Type: callevent.EventEnded,
+		Outcome: callevent.OutcomeAbandoned}
 	for _, tc := range []struct {
 		name    string
 		o       calljournal.OpenCall
@@ -31,52 +31,52 @@ func TestCrashEnded_OutcomeTimeSeqAndID(t *testing.T) {
 		{"caller_left", calljournal.OpenCall{CallID: "f", LastSeq: 5, LastAt: t0, Abandoned: "queue"}, "abandoned", t0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := crashEnded(tc.o)
-			if e.Type != ticketing.EventEnded || e.Seq != tc.o.LastSeq+1 || e.Outcome != tc.outcome || !e.At.Equal(tc.at) || e.Cause != "crash" {
+			e := calljournal.CrashEnded(tc.o)
+			if e.Type != callevent.EventEnded || e.Seq != tc.o.LastSeq+1 || e.Outcome != tc.outcome || !e.At.Equal(tc.at) || e.Cause != "crash" {
 				t.Errorf("crashEnded = %+v; want seq %d, outcome %s at %v, cause crash", e, tc.o.LastSeq+1, tc.outcome, tc.at)
 			}
-			if errs := ticketing.ValidateEvent(e); len(errs) > 0 {
+			if errs := callevent.Validate(e); len(errs) > 0 {
 				t.Errorf("invalid event: %v", errs)
 			}
-			if again := crashEnded(tc.o); again.ID != e.ID {
+			if again := calljournal.CrashEnded(tc.o); again.ID != e.ID {
 				t.Errorf("ids %s then %s: want the same id every time", e.ID, again.ID)
 			}
 		})
 	}
-	if e := crashEnded(calljournal.OpenCall{CallID: "e", LastSeq: 4, Ending: ending}); e != *ending {
+	if e := calljournal.CrashEnded(calljournal.OpenCall{CallID: "e", LastSeq: 4, Ending: ending}); e != *ending {
 		t.Errorf("a journaled call.ended not known durable is emitted again as it was: got %+v", e)
 	}
 }
 
-type sinkFunc func(context.Context, ticketing.Event) error
+type sinkFunc func(context.Context, callevent.Event) error
 
-func (f sinkFunc) Emit(ctx context.Context, e ticketing.Event) error { return f(ctx, e) }
+func (f sinkFunc) Emit(ctx context.Context, e callevent.Event) error { return f(ctx, e) }
 
 // The journal holds a call open until its call.ended was acknowledged by the event log: an
 // event log that refused it leaves the call to be closed at the next start.
-func TestJournalSink_CallOverOnlyOnceEndedIsDurable(t *testing.T) {
+func TestSinkCallOverOnlyOnceEndedIsDurable(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "calls.jsonl")
 	j, _, err := calljournal.Open(calljournal.Options{Path: path, MarkInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	refuse := true
-	s := journalSink{j: j, next: sinkFunc(func(_ context.Context, e ticketing.Event) error {
-		if refuse && e.Type == ticketing.EventEnded {
+	s := j.Sink(sinkFunc(func(_ context.Context, e callevent.Event) error {
+		if refuse && e.Type == callevent.EventEnded {
 			return errors.New("spool: disk full")
 		}
 		return nil
-	})}
+	}))
 	at := time.Now()
-	for _, e := range []ticketing.Event{
-		{CallID: "x", Seq: 1, Type: ticketing.EventStarted, At: at},
-		{CallID: "y", Seq: 1, Type: ticketing.EventStarted, At: at},
-		{CallID: "x", Seq: 2, Type: ticketing.EventEnded, At: at, Outcome: "failed"},
+	for _, e := range []callevent.Event{
+		{CallID: "x", Seq: 1, Type: callevent.EventStarted, At: at},
+		{CallID: "y", Seq: 1, Type: callevent.EventStarted, At: at},
+		{CallID: "x", Seq: 2, Type: callevent.EventEnded, At: at, Outcome: "failed"},
 	} {
 		_ = s.Emit(context.Background(), e)
 	}
 	refuse = false
-	_ = s.Emit(context.Background(), ticketing.Event{CallID: "y", Seq: 2, Type: ticketing.EventEnded, At: at, Outcome: "failed"})
+	_ = s.Emit(context.Background(), callevent.Event{CallID: "y", Seq: 2, Type: callevent.EventEnded, At: at, Outcome: "failed"})
 	j.Close()
 	j2, open, err := calljournal.Open(calljournal.Options{Path: path, MarkInterval: time.Hour})
 	if err != nil {

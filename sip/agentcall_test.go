@@ -1,0 +1,138 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/ivr"
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
+)
+
+// fakeSoftphone is an agent's page: it refuses with err, or gives a leg that records its hang-up.
+type fakeSoftphone struct {
+	err   error
+	mu    sync.Mutex
+	legs  []*fakeAgentLeg
+	calls atomic.Int64
+}
+
+func (f *fakeSoftphone) StartCall(agentID int64, callID, to string) (ivr.AgentLeg, error) {
+	f.calls.Add(1)
+	if f.err != nil {
+		return nil, f.err
+	}
+	l := &fakeAgentLeg{done: make(chan struct{})}
+	f.mu.Lock()
+	f.legs = append(f.legs, l)
+	f.mu.Unlock()
+	return l, nil
+}
+
+type fakeAgentLeg struct {
+	done chan struct{}
+	once sync.Once
+}
+
+func (l *fakeAgentLeg) Bridge(*media.Endpoint) (func(), error) { return func() {}, nil }
+func (l *fakeAgentLeg) Done() <-chan struct{}                  { return l.done }
+func (l *fakeAgentLeg) Hangup(context.Context) error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+var errPageClosed = errors.New("softphone page not open")
+
+// An agent's outbound call that the agent's page refuses at once (not open, already on a call)
+// leaves nothing behind: no live call, no event, no INVITE to the trunk, and Ended is not
+// called (the caller gives the agent's slot back itself). Looped, so that a refusal racing the
+// call's own start would show as a leaked call: the record used to be kept in a map of the
+// wiring's that a call failing fast could outlive.
+func TestCallForAgentRefusedAtOnceLeavesNoLiveState(t *testing.T) {
+	p := newUDPPeer(t, 0)
+	g := startGateway(t, func(o *Options) { o.Trunks[0].OutboundURI = fmt.Sprintf("sip:127.0.0.1:%d", p.port) })
+	page := &fakeSoftphone{err: errPageClosed}
+	var ended atomic.Int64
+	for i := range 50 {
+		id, err := g.s.CallForAgent(context.Background(), AgentCall{AgentID: 7, Number: "+15557654321", Softphone: page,
+			Ended: func() { ended.Add(1) }})
+		if !errors.Is(err, errPageClosed) || id != "" {
+			t.Fatalf("call %d: id %q, error %v; want the page's refusal", i, id, err)
+		}
+		if n := g.s.ActiveCalls(); n != 0 {
+			t.Fatalf("call %d: %d live calls after a refusal, want 0", i, n)
+		}
+	}
+	if page.calls.Load() != 50 {
+		t.Errorf("the page was asked %d times, want 50", page.calls.Load())
+	}
+	if evs := g.sink.all(); len(evs) != 0 {
+		t.Errorf("events after refusals: %v, want none", eventTypes(evs))
+	}
+	if m := p.recvUntil(300*time.Millisecond, func(string) bool { return true }); m != "" {
+		t.Errorf("the trunk got %q, want nothing", strings.SplitN(m, "\n", 2)[0])
+	}
+	if ended.Load() != 0 {
+		t.Errorf("Ended called %d times for refused calls, want 0", ended.Load())
+	}
+}
+
+// A call the trunk refuses at once (503) ends as failed and leaves no live state: its slot is
+// free, the agent's page leg is hung up (the page no longer shows a call that will never be
+// answered), and Ended runs exactly once.
+func TestCallForAgentFailingFastEndsEverything(t *testing.T) {
+	p := newUDPPeer(t, 0)
+	g := startGateway(t, func(o *Options) { o.Trunks[0].OutboundURI = fmt.Sprintf("sip:127.0.0.1:%d", p.port) })
+	p.gw.Port = g.port()
+	page := &fakeSoftphone{}
+	ended := make(chan struct{}, 2)
+	id, err := g.s.CallForAgent(context.Background(), AgentCall{AgentID: 7, Number: "+15557654321", Softphone: page,
+		Ended:   func() { ended <- struct{}{} },
+		Started: func(e *callevent.Event) { e.RequesterID = 42 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "INVITE ") })
+	if inv == "" {
+		t.Fatal("no INVITE to the trunk")
+	}
+	p.send(respondTo(inv, 503, "Service Unavailable", ""))
+	evs := g.sink.waitEnded(t, 10*time.Second)
+	if e := lastOf(evs, callevent.EventEnded); e.CallID != id || e.Outcome == callevent.OutcomeAnswered {
+		t.Errorf("call.ended %+v, want the call %s not answered", e, id)
+	}
+	if e := lastOf(evs, callevent.EventStarted); e.RequesterID != 42 || e.Direction != "outbound" {
+		t.Errorf("call.started %+v, want the dial's requester on an outbound call", e)
+	}
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Ended not called")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for g.s.ActiveCalls() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := g.s.ActiveCalls(); n != 0 {
+		t.Errorf("%d live calls after the trunk refused, want 0", n)
+	}
+	page.mu.Lock()
+	leg := page.legs[0]
+	page.mu.Unlock()
+	select {
+	case <-leg.Done():
+	case <-time.After(5 * time.Second):
+		t.Error("the agent's page leg was not hung up")
+	}
+	select {
+	case <-ended:
+		t.Error("Ended called twice")
+	case <-time.After(100 * time.Millisecond):
+	}
+}

@@ -1,0 +1,84 @@
+package callevent
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func validStarted() Event {
+	return Event{ID: "0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1", CallID: "c1", Seq: 1, Type: EventStarted,
+		At: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC), Direction: "inbound", From: "+15550001"}
+}
+
+// Validate names the JSON field of every problem, so POST /api/v2/call_events can answer 422
+// pointing at it, and accepts what the gateway itself emits.
+func TestValidateNamesTheField(t *testing.T) {
+	if errs := Validate(validStarted()); len(errs) != 0 {
+		t.Fatalf("a valid call.started: %v", errs)
+	}
+	cases := []struct {
+		name  string
+		edit  func(*Event)
+		field string
+	}{
+		{"id not a UUID", func(e *Event) { e.ID = "x" }, "id"},
+		{"seq from 1", func(e *Event) { e.Seq = 0 }, "seq"},
+		{"unknown type", func(e *Event) { e.Type = "call.nope" }, "type"},
+		{"direction", func(e *Event) { e.Direction = "sideways" }, "direction"},
+		{"control character", func(e *Event) { e.CallerName = "Eve\x00" }, "caller_name"},
+		{"abandoned where", func(e *Event) { e.Type, e.Where = EventAbandoned, "lobby" }, "where"},
+		{"ended outcome", func(e *Event) { e.Type, e.Outcome = EventEnded, "maybe" }, "outcome"},
+		{"negative duration", func(e *Event) {
+			e.Type, e.Outcome, e.Durations = EventEnded, OutcomeAnswered, &Durations{TalkTime: -1}
+		}, "talk_time"},
+	}
+	for _, c := range cases {
+		e := validStarted()
+		c.edit(&e)
+		errs := Validate(e)
+		if len(errs) != 1 || errs[0].Field != c.field {
+			t.Errorf("%s: errors %v, want one naming %s", c.name, errs, c.field)
+		}
+	}
+}
+
+// Decode refuses unknown fields and wrong types by name.
+func TestDecodeRefusesUnknownAndMistypedFields(t *testing.T) {
+	b, _ := json.Marshal(validStarted())
+	if _, errs := Decode(b); len(errs) != 0 {
+		t.Fatalf("round trip: %v", errs)
+	}
+	unknown := strings.Replace(string(b), `"from"`, `"frm"`, 1)
+	if _, errs := Decode([]byte(unknown)); len(errs) != 1 || errs[0].Field != "frm" {
+		t.Errorf("unknown field: %v", errs)
+	}
+	mistyped := strings.Replace(string(b), `"seq":1`, `"seq":"1"`, 1)
+	if _, errs := Decode([]byte(mistyped)); len(errs) != 1 || errs[0].Field != "seq" {
+		t.Errorf("mistyped field: %v", errs)
+	}
+}
+
+// Every event type fuzzed through Decode never panics, and a valid decoded event
+// re-encodes to an event that decodes the same.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"id":"0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1","call_id":"c","seq":1,"type":"call.started","at":"2026-11-22T10:00:00Z","direction":"inbound","from":"+15550001"}`))
+	f.Add([]byte(`{"id":"0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1","call_id":"c","seq":9,"type":"call.ended","at":"2026-11-22T10:00:00Z","outcome":"answered","duration":5,"talk_time":-1}`))
+	f.Add([]byte(`{"seq":1e99}`))
+	f.Add([]byte(`{"id":"0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1","call_id":"c\u0000","seq":1,"type":"call.started","at":"2026-11-22T10:00:00Z","direction":"inbound","caller_name":"Eve\u0000"}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		e, errs := Decode(raw)
+		if len(errs) > 0 {
+			return
+		}
+		b, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, errs := Decode(b); len(errs) > 0 {
+			t.Fatalf("a valid event re-encoded is invalid: %v", errs)
+		}
+	})
+}
