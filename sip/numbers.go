@@ -22,7 +22,13 @@ func (s *Server) lineFor(req *sip.Request, trunk Trunk) (Line, string, bool) {
 		users = append(users, to.Address.User)
 	}
 	for _, user := range users {
-		for _, n := range phone.Dialled(uriUser(user), trunk.Region) {
+		user = uriUser(user)
+		// Most carriers send the line's E.164 number as it is: no parsing for it. (Line keys are
+		// normalised, and Normalize returns its own results unchanged, so this is the same match.)
+		if l, ok := s.lines[user]; ok {
+			return l, user, true
+		}
+		for _, n := range phone.Dialled(user, trunk.Region) {
 			if l, ok := s.lines[n]; ok {
 				return l, n, true
 			}
