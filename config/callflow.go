@@ -78,7 +78,7 @@ type Voicemail struct {
 	// MaxLength ends a message after this long (default 120s).
 	MaxLength Duration `yaml:"max_length"`
 	// MinLength: a shorter message counts as none, the call as abandoned in voicemail (TC-5)
-	// (default 1s).
+	// (default 1s; 0: any message counts).
 	MinLength Duration `yaml:"min_length"`
 	// Beep plays a tone before recording (default true).
 	Beep bool `yaml:"beep"`

@@ -7,15 +7,21 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/ivr"
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/ticketing"
 )
 
-// Defaults that docs/configuration.md lists.
+// Defaults that docs/configuration.md lists. A knob that a package's options also hold takes
+// that package's default (sip, media, ivr), defined there once: what the file omits and what
+// the package does when left alone are the same. In the configuration as in the options, 0
+// turns a limit or timer off where it can be off.
 const (
 	DefaultHTTPListen    = "127.0.0.1:8080"
 	DefaultSIPAddress    = "127.0.0.1:5060"
-	DefaultUserAgent     = "Switchboard"
-	DefaultMaxCalls      = 1000
+	DefaultUserAgent     = sip.DefaultUserAgent
+	DefaultMaxCalls      = sip.DefaultMaxCalls
 	DefaultLanguage      = "en"
 	DefaultRegion        = "US"
 	DefaultShutdownGrace = 30 * time.Second
@@ -23,26 +29,36 @@ const (
 	DefaultSpool = ".data/spool/events.jsonl"
 	// DefaultJournalName is the call journal's file name, in the spool's directory.
 	DefaultJournalName     = "calls.jsonl"
-	DefaultSessionExpires  = 30 * time.Minute
-	DefaultMenuTimeout     = 5 * time.Second
+	DefaultSessionExpires  = sip.DefaultSessionExpires
+	DefaultMenuTimeout     = ivr.DefaultMenuTimeout
 	DefaultMenuRetries     = 1
-	DefaultRingTimeout     = 15 * time.Second
-	DefaultMaxWait         = 120 * time.Second
+	DefaultRingTimeout     = ivr.DefaultRingTimeout
+	DefaultMaxWait         = ivr.DefaultMaxWait
 	DefaultMaxMissedOffers = 3
 	// HTTP authentication limits (http.auth_backoff, http.bcrypt_concurrency).
-	DefaultAuthFailures       = 5
-	DefaultAuthBackoffInitial = time.Second
-	DefaultAuthBackoffMax     = 15 * time.Minute
-	DefaultBcryptConcurrency  = 2
+	DefaultAuthFailures       = ticketing.DefaultAuthFailures
+	DefaultAuthBackoffInitial = ticketing.DefaultAuthBackoffInitial
+	DefaultAuthBackoffMax     = ticketing.DefaultAuthBackoffMax
+	DefaultBcryptConcurrency  = ticketing.DefaultBcryptConcurrency
 	// DefaultTrunkCallsPerSecond is a trunk's inbound.calls_per_second when omitted.
 	DefaultTrunkCallsPerSecond = 20
-	DefaultAnswerAckTimeout    = 5 * time.Second
+	DefaultAnswerAckTimeout    = sip.DefaultAnswerAckTimeout
+	// SIP rate limit (sip.rate_limit).
+	DefaultRequestsPerSecond = sip.DefaultRequestsPerSecond
+	DefaultBurst             = sip.DefaultBurst
+	// SIP connection limits (sip.connections).
+	DefaultMaxConnections        = sip.DefaultMaxConns
+	DefaultConnectionsPerSource  = sip.DefaultConnsPerSource
+	DefaultConnectionHandshake   = sip.DefaultHandshakeTimeout
+	DefaultConnectionIdleTimeout = sip.DefaultIdleTimeout
+	DefaultMediaTimeout          = media.DefaultMediaTimeout
+	DefaultHoldTimeout           = media.DefaultHoldTimeout
+	DefaultVoicemailMaxLength    = ivr.DefaultMaxLength
+	DefaultVoicemailMinLength    = ivr.DefaultMinLength
 )
 
-// DefaultScannerUserAgents are User-Agent substrings of well-known SIP scanners.
-func DefaultScannerUserAgents() []string {
-	return []string{"friendly-scanner", "sipcli", "sipvicious", "VaxSIPUserAgent", "pplsip"}
-}
+// DefaultScannerUserAgents are User-Agent substrings of well-known SIP scanners (sip's).
+func DefaultScannerUserAgents() []string { return sip.DefaultScannerUserAgents() }
 
 // Default returns the configuration an empty file gives, before validation (which then asks
 // for database.url). Parse decodes the file over it, so an omitted key keeps its default.
@@ -62,27 +78,27 @@ func Default() Config {
 			MaxCalls:          DefaultMaxCalls,
 			UserAgent:         DefaultUserAgent,
 			SessionExpires:    Duration(DefaultSessionExpires),
-			RateLimit:         RateLimit{RequestsPerSecond: 20, Burst: 40},
+			RateLimit:         RateLimit{RequestsPerSecond: DefaultRequestsPerSecond, Burst: DefaultBurst},
 			ScannerUserAgents: DefaultScannerUserAgents(),
 			Registrar: SIPRegistrar{MaxBindingsPerAgent: DefaultMaxBindingsPerAgent, MaxContactsPerRegister: DefaultMaxContactsPerRegister,
 				DigestAlgorithms: DefaultDigestAlgorithms(), AuthFailuresFree: DefaultRegisterFailuresFree, AuthBackoff: Duration(DefaultRegisterBackoff), AuthBackoffMax: Duration(DefaultRegisterBackoffMax)},
 			AnswerAckTimeout: Duration(DefaultAnswerAckTimeout),
-			Connections: SIPConnections{Max: 1024, PerSource: 32,
-				HandshakeTimeout: Duration(10 * time.Second), IdleTimeout: Duration(5 * time.Minute)},
+			Connections: SIPConnections{Max: DefaultMaxConnections, PerSource: DefaultConnectionsPerSource,
+				HandshakeTimeout: Duration(DefaultConnectionHandshake), IdleTimeout: Duration(DefaultConnectionIdleTimeout)},
 		},
 		RTP: RTP{
 			Address:      "127.0.0.1",
 			PortMin:      10000,
 			PortMax:      19999,
-			MediaTimeout: Duration(30 * time.Second),
-			HoldTimeout:  Duration(time.Hour),
+			MediaTimeout: Duration(DefaultMediaTimeout),
+			HoldTimeout:  Duration(DefaultHoldTimeout),
 		},
 		Prompts:    Prompts{DefaultLanguage: DefaultLanguage},
 		Recordings: Recordings{Start: RecordFromAnswer},
 		Voicemail: Voicemail{
 			Prompt:    "voicemail",
-			MaxLength: Duration(120 * time.Second),
-			MinLength: Duration(time.Second),
+			MaxLength: Duration(DefaultVoicemailMaxLength),
+			MinLength: Duration(DefaultVoicemailMinLength),
 			Beep:      true,
 		},
 		Ticketing: Ticketing{DefaultRegion: DefaultRegion, Settings: ticketing.DefaultSettings()},

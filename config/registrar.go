@@ -3,7 +3,8 @@ package config
 import (
 	"encoding/hex"
 	"strings"
-	"time"
+
+	"github.com/switchboard-voice/switchboard/sip"
 )
 
 // SIPRegistrar tunes the registrar of agents' SIP phones (REGISTER, RFC 3261 §10).
@@ -21,7 +22,7 @@ type SIPRegistrar struct {
 	// MaxContactsPerRegister caps the Contact headers of one REGISTER (default 5; 0 no limit).
 	MaxContactsPerRegister int `yaml:"max_contacts_per_register"`
 	// AuthFailuresFree is how many digest failures a source IP or an agent may have before
-	// REGISTER backoff starts (default 3).
+	// REGISTER backoff starts (default 3; 0: from the first failure).
 	AuthFailuresFree int `yaml:"auth_failures_free"`
 	// AuthBackoff is the first backoff, doubled with each further failure up to
 	// AuthBackoffMax (defaults 1s and 5m; 0 turns the backoff off).
@@ -29,17 +30,17 @@ type SIPRegistrar struct {
 	AuthBackoffMax Duration `yaml:"auth_backoff_max"`
 }
 
-// Defaults of SIPRegistrar.
+// Defaults of SIPRegistrar: sip's registrar defaults.
 const (
-	DefaultMaxBindingsPerAgent    = 5
-	DefaultMaxContactsPerRegister = 5
-	DefaultRegisterFailuresFree   = 3
-	DefaultRegisterBackoff        = time.Second
-	DefaultRegisterBackoffMax     = 5 * time.Minute
+	DefaultMaxBindingsPerAgent    = sip.DefaultMaxBindingsPerAgent
+	DefaultMaxContactsPerRegister = sip.DefaultMaxContactsPerRegister
+	DefaultRegisterFailuresFree   = sip.DefaultAuthFailuresFree
+	DefaultRegisterBackoff        = sip.DefaultAuthBackoffBase
+	DefaultRegisterBackoffMax     = sip.DefaultAuthBackoffMax
 )
 
-// DefaultDigestAlgorithms are the digest algorithms offered by default, SHA-256 first.
-func DefaultDigestAlgorithms() []string { return []string{"SHA-256", "MD5"} }
+// DefaultDigestAlgorithms are the digest algorithms offered by default, SHA-256 first (sip's).
+func DefaultDigestAlgorithms() []string { return sip.DefaultRegistrarOptions().DigestAlgorithms }
 
 func (r SIPRegistrar) validate(k *checker) {
 	if len(r.DigestAlgorithms) == 0 {

@@ -50,14 +50,14 @@ type SIP struct {
 // SIPConnections bounds the SIP TCP and TLS connections peers open to the gateway, so an
 // idle-connection flood takes neither file descriptors (RTP needs them) nor memory.
 type SIPConnections struct {
-	// Max is the most open inbound connections per transport (default 1024).
+	// Max is the most open inbound connections per transport (default 1024; 0 no limit).
 	Max int `yaml:"max"`
-	// PerSource is the most from one IP address (default 32).
+	// PerSource is the most from one IP address (default 32; 0 no limit).
 	PerSource int `yaml:"per_source"`
 	// HandshakeTimeout closes a connection that sent nothing, or did not finish its TLS
-	// handshake, this long after it was opened (default 10s).
+	// handshake, this long after it was opened (default 10s; 0 none).
 	HandshakeTimeout Duration `yaml:"handshake_timeout"`
-	// IdleTimeout closes a connection nothing was read from for this long (default 5m).
+	// IdleTimeout closes a connection nothing was read from for this long (default 5m; 0 none).
 	IdleTimeout Duration `yaml:"idle_timeout"`
 }
 
@@ -125,7 +125,7 @@ type RTP struct {
 	// (default 10000–19999).
 	PortMin int `yaml:"port_min"`
 	PortMax int `yaml:"port_max"`
-	// MediaTimeout ends a call when no RTP arrives for this long (default 30s).
+	// MediaTimeout ends a call when no RTP arrives for this long (default 30s; it cannot be off).
 	MediaTimeout Duration `yaml:"media_timeout"`
 	// HoldTimeout ends a call on hold after this long (default 1h; 0 no limit).
 	HoldTimeout Duration `yaml:"hold_timeout"`

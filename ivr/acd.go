@@ -48,9 +48,11 @@ type Agent struct {
 // Queue configures one ACD queue.
 type Queue struct {
 	Name string
-	// RingTimeout is how long each agent is offered the call before the next (default 15 s).
+	// RingTimeout is how long each agent is offered the call before the next. It cannot be
+	// off: 0 takes DefaultRingTimeout (15 s).
 	RingTimeout time.Duration
-	// MaxWait is the longest a call waits before Overflow (default 120 s).
+	// MaxWait is the longest a call waits before Overflow. It cannot be off: 0 takes
+	// DefaultMaxWait (120 s).
 	MaxWait time.Duration
 	// Overflow is where a call goes after MaxWait (unset: voicemail).
 	Overflow Target

@@ -37,7 +37,7 @@ type Menu struct {
 	// language); prompts from then on are played in it.
 	Language string
 	// Timeout is how long the menu waits for the first digit after the prompt, and between
-	// digits of a multi-digit choice (default 5 s).
+	// digits of a multi-digit choice. It cannot be off: 0 takes DefaultMenuTimeout (5 s).
 	Timeout time.Duration
 	// Retries is how many times the menu is played again after no input or an invalid
 	// choice before NoInput or Invalid is followed (0: none).
@@ -68,16 +68,19 @@ type Line struct {
 type VoicemailOptions struct {
 	// Prompt names the greeting played before the beep (default "voicemail").
 	Prompt string
-	// MaxLength ends a message after this long (default 120 s).
+	// MaxLength ends a message after this long. It cannot be off: 0 takes DefaultMaxLength
+	// (120 s).
 	MaxLength time.Duration
-	// MinLength: a shorter message counts as none, the call as abandoned in voicemail (TC-5)
-	// (default 1 s; negative: any length counts).
+	// MinLength: a shorter message counts as none, the call as abandoned in voicemail (TC-5).
+	// DefaultMinLength (1 s); 0 means any length counts, as the configuration's 0s does.
 	MinLength time.Duration
 	// NoBeep leaves out the tone before recording (the configuration's beep: false).
 	NoBeep bool
 }
 
-// Options configure an Engine. Zero values take the documented defaults.
+// Options configure an Engine. Zero means what each field says: off where a knob can be off
+// (VoicemailOptions.MinLength), the Default* constant where it cannot (timeouts that end a
+// wait, MaxHops). The configuration's defaults are these constants.
 type Options struct {
 	// Menus by name.
 	Menus map[string]Menu
@@ -143,9 +146,7 @@ func New(opts Options) (*Engine, error) {
 	if v.MaxLength <= 0 {
 		v.MaxLength = DefaultMaxLength
 	}
-	if v.MinLength == 0 {
-		v.MinLength = DefaultMinLength
-	}
+	v.MinLength = max(v.MinLength, 0) // zero: no minimum (VoicemailOptions)
 	menus := make(map[string]Menu, len(opts.Menus))
 	for name, m := range opts.Menus {
 		if m.Timeout <= 0 {

@@ -117,7 +117,8 @@ func newRig(t testing.TB, prompts *Prompts, queues ...Queue) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.acd.Close)
-	r.eng, err = New(Options{Menus: devMenus(), Prompts: prompts, ACD: r.acd, Recorder: r.rec, Events: r.events, Clock: r.clk})
+	r.eng, err = New(Options{Menus: devMenus(), Prompts: prompts, ACD: r.acd, Recorder: r.rec, Events: r.events, Clock: r.clk,
+		Voicemail: VoicemailOptions{MinLength: DefaultMinLength}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,7 +68,8 @@ func TestVoicemailDuringDatabaseOutageRecordsTheMessage(t *testing.T) {
 	rec := &recordingsRecorder{svc: svc, paths: map[string]string{}}
 	prompts := testPrompts(t, 100*time.Millisecond)
 	r := newRig(t, prompts)
-	eng, err := New(Options{Menus: devMenus(), Prompts: prompts, ACD: r.acd, Recorder: rec, Events: r.events, Clock: r.clk})
+	eng, err := New(Options{Menus: devMenus(), Prompts: prompts, ACD: r.acd, Recorder: rec, Events: r.events, Clock: r.clk,
+		Voicemail: VoicemailOptions{MinLength: DefaultMinLength}})
 	if err != nil {
 		t.Fatal(err)
 	}

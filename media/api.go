@@ -64,19 +64,25 @@ const (
 	Inactive                  // a=inactive
 )
 
-// EndpointOptions configures NewEndpoint. Zero values take the documented defaults.
+// EndpointOptions configures NewEndpoint.
+//
+// Zero turns a timer off (MediaTimeout, HoldTimeout, RTCPInterval, LearningWindow; a negative
+// value too); the Default* constants are the values to ask for when in doubt, and the ones
+// sip's legs use. A knob that cannot be off (Probation, ProbationWindow, DTMFBuffer) takes its
+// default at zero.
 type EndpointOptions struct {
 	// Allocator gives the endpoint its even RTP port and RTP+1 RTCP port. Required.
 	Allocator *PortAllocator
-	// MediaTimeout: no RTP received for this long → a value on MediaTimeout(). Default 30 s;
-	// negative disables. The clock starts at NewEndpoint and restarts on SetRemote/SetDirection.
+	// MediaTimeout: no RTP received for this long → a value on MediaTimeout().
+	// DefaultMediaTimeout (30 s); 0 turns it off. The clock starts at NewEndpoint and
+	// restarts on SetRemote/SetDirection.
 	MediaTimeout time.Duration
 	// HoldTimeout replaces MediaTimeout while on hold (direction not SendRecv, or remote address
-	// 0.0.0.0): held peers often send nothing. Default 2 h; negative disables.
+	// 0.0.0.0): held peers often send nothing. DefaultHoldTimeout (1 h); 0 turns it off.
 	HoldTimeout time.Duration
 	// RTCPInterval is the mean time between our RTCP reports (RFC 3550 §6.2), each interval
-	// randomised to [0.5, 1.5]× (§6.3.1). Default 5 s; negative disables sending (reports from
-	// the peer are still read).
+	// randomised to [0.5, 1.5]× (§6.3.1). DefaultRTCPInterval (5 s); 0 turns sending off
+	// (reports from the peer are still read).
 	RTCPInterval time.Duration
 	// SSRC of the outgoing stream; zero picks a random one (RFC 3550 §8.1).
 	SSRC uint32
@@ -107,8 +113,9 @@ type EndpointOptions struct {
 	// re-INVITE moves it. During it a matching source takes the latch from a lesser one (the
 	// c= address and port beat the c= address, which beats SignalSource); a source matching
 	// neither latches only once the first window has closed with nobody else latched
-	// (rtpengine's learning period). Default 3 s; negative: no window (a proven stranger
-	// latches at once and nothing takes a latch over unless a re-INVITE moves c= away from it).
+	// (rtpengine's learning period). DefaultLearningWindow (3 s); 0: no window (a proven
+	// stranger latches at once and nothing takes a latch over unless a re-INVITE moves c= away
+	// from it).
 	LearningWindow time.Duration
 }
 

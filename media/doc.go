@@ -11,6 +11,8 @@
 // is one RTP leg:
 //
 //	ep, err := media.NewEndpoint(media.EndpointOptions{Allocator: ports, Metrics: m,
+//		MediaTimeout: media.DefaultMediaTimeout, HoldTimeout: media.DefaultHoldTimeout,
+//		RTCPInterval: media.DefaultRTCPInterval, LearningWindow: media.DefaultLearningWindow, // 0: off
 //		SignalSource: inviteSourceIP})     // a NAT'd phone's RTP comes from there
 //	ep.SetCodec(0, media.PCMU)        // the answer's codec and payload type
 //	ep.SetDTMFPayloadType(101)        // mirror the peer's telephone-event payload type

@@ -11,10 +11,10 @@ import (
 	"time"
 )
 
-// Defaults of EndpointOptions.
+// Defaults of EndpointOptions: zero turns these timers off, so a caller that wants them asks.
 const (
 	DefaultMediaTimeout = 30 * time.Second
-	DefaultHoldTimeout  = 2 * time.Hour
+	DefaultHoldTimeout  = time.Hour
 	DefaultRTCPInterval = 5 * time.Second
 	defaultDTMFBuffer   = 16
 	maxPacket           = 1500 // receive buffer; larger datagrams are truncated and rejected
@@ -111,15 +111,11 @@ func NewEndpoint(opts EndpointOptions) (*Endpoint, error) {
 	if opts.Allocator == nil {
 		return nil, errors.New("media: new endpoint: no port allocator")
 	}
-	if opts.MediaTimeout == 0 {
-		opts.MediaTimeout = DefaultMediaTimeout
-	}
-	if opts.HoldTimeout == 0 {
-		opts.HoldTimeout = DefaultHoldTimeout
-	}
-	if opts.RTCPInterval == 0 {
-		opts.RTCPInterval = DefaultRTCPInterval
-	}
+	// Zero (or negative) turns the timers off (EndpointOptions); the rest take defaults.
+	opts.MediaTimeout = max(opts.MediaTimeout, 0)
+	opts.HoldTimeout = max(opts.HoldTimeout, 0)
+	opts.RTCPInterval = max(opts.RTCPInterval, 0)
+	opts.LearningWindow = max(opts.LearningWindow, 0)
 	if opts.DTMFBuffer <= 0 {
 		opts.DTMFBuffer = defaultDTMFBuffer
 	}
@@ -128,11 +124,6 @@ func NewEndpoint(opts EndpointOptions) (*Endpoint, error) {
 	}
 	if opts.ProbationWindow <= 0 {
 		opts.ProbationWindow = DefaultProbationWindow
-	}
-	if opts.LearningWindow == 0 {
-		opts.LearningWindow = DefaultLearningWindow
-	} else if opts.LearningWindow < 0 {
-		opts.LearningWindow = 0
 	}
 	opts.SignalSource = opts.SignalSource.Unmap()
 	opts.Peer = netip.AddrPortFrom(opts.Peer.Addr().Unmap(), opts.Peer.Port())

@@ -43,8 +43,10 @@ func newTestEndpoint(t testing.TB, opts EndpointOptions) *Endpoint {
 	if opts.Allocator == nil {
 		opts.Allocator = testAllocator(t, 8)
 	}
-	if opts.RTCPInterval == 0 {
-		opts.RTCPInterval = -1 // tests that want RTCP ask for it
+	// RTCP is off unless a test asks for it (RTCPInterval 0). The learning window is on, as on
+	// a SIP leg, unless a test turns it off with a negative one.
+	if opts.LearningWindow == 0 {
+		opts.LearningWindow = DefaultLearningWindow
 	}
 	if !opts.SignalSource.IsValid() {
 		// The peers of these tests are loopback sockets, as if they had signalled from there:

@@ -43,7 +43,7 @@ func (e *Endpoint) loop() {
 			return
 		}
 		limit, hold := e.timeoutLimit()
-		if limit < 0 {
+		if limit <= 0 { // off
 			tmT.Stop()
 			tmC = nil
 			return
@@ -84,7 +84,7 @@ func (e *Endpoint) loop() {
 	}
 }
 
-// timeoutLimit is the timeout in force (negative: none) and whether it is the hold one.
+// timeoutLimit is the timeout in force (0: none) and whether it is the hold one.
 func (e *Endpoint) timeoutLimit() (time.Duration, bool) {
 	if e.cfg.Load().onHold() {
 		return e.opts.HoldTimeout, true

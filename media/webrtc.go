@@ -169,8 +169,8 @@ func (w *WebRTC) NewLeg() (*WebRTCLeg, error) {
 	relayAddr := relay.LocalAddr().(*net.UDPAddr).AddrPort()
 	// The endpoint's only peer is the relay socket, known exactly: nothing else on loopback (or,
 	// with an unspecified allocator address, anywhere) is ever accepted or sent to.
-	ep, err := NewEndpoint(EndpointOptions{Allocator: w.opts.Allocator, Metrics: w.opts.Metrics,
-		MediaTimeout: -1, HoldTimeout: -1, RTCPInterval: -1, Peer: relayAddr})
+	// No timeouts and no RTCP on this internal hop (zero: off).
+	ep, err := NewEndpoint(EndpointOptions{Allocator: w.opts.Allocator, Metrics: w.opts.Metrics, Peer: relayAddr})
 	if err != nil {
 		relay.Close()
 		return nil, fmt.Errorf("media: new webrtc leg: %w", err)

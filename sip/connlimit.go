@@ -14,41 +14,41 @@ import (
 
 // ConnLimits bound the SIP TCP and TLS connections others open to us, so that a flood of idle
 // connections can take neither the process's file descriptors (which RTP ports need too) nor
-// its memory. Zero values take the defaults; a negative value turns that bound off.
+// its memory. Each field's zero turns that bound off; DefaultConnLimits holds the defaults.
 type ConnLimits struct {
-	// Max is the most open inbound connections in total (TCP and TLS each). Default 1024.
+	// Max is the most open inbound connections in total (TCP and TLS each).
+	// DefaultMaxConns (1024); 0 means no limit.
 	Max int
-	// PerSource is the most from one IP address. Default 32 (a carrier's or a PBX's SBC opens
-	// a few; a desk phone one).
+	// PerSource is the most from one IP address. DefaultConnsPerSource (32: a carrier's or a
+	// PBX's SBC opens a few, a desk phone one); 0 means no limit.
 	PerSource int
 	// HandshakeTimeout is how long a new connection may take to send its first bytes (for TLS:
-	// the whole handshake, whose reads share the one deadline). Default 10 s.
+	// the whole handshake, whose reads share the one deadline). DefaultHandshakeTimeout
+	// (10 s); 0 means none.
 	HandshakeTimeout time.Duration
-	// IdleTimeout closes a connection on which nothing was read for this long. Default 5 min;
-	// phones that keep a TCP connection for incoming calls refresh it by registering (and by
-	// RFC 5626 CRLF keep-alives, which count as reads) more often than that.
+	// IdleTimeout closes a connection on which nothing was read for this long.
+	// DefaultIdleTimeout (5 min; phones that keep a TCP connection for incoming calls refresh
+	// it by registering, and by RFC 5626 CRLF keep-alives, which count as reads, more often
+	// than that); 0 means none.
 	IdleTimeout time.Duration
-	// WriteTimeout bounds one write to a peer that stopped reading. Default 10 s.
+	// WriteTimeout bounds one write to a peer that stopped reading. DefaultWriteTimeout
+	// (10 s); 0 means none.
 	WriteTimeout time.Duration
 }
 
-func (c ConnLimits) withDefaults() ConnLimits {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	defD := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	def(&c.Max, 1024)
-	def(&c.PerSource, 32)
-	defD(&c.HandshakeTimeout, 10*time.Second)
-	defD(&c.IdleTimeout, 5*time.Minute)
-	defD(&c.WriteTimeout, 10*time.Second)
-	return c
+// Defaults of ConnLimits.
+const (
+	DefaultMaxConns         = 1024
+	DefaultConnsPerSource   = 32
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultIdleTimeout      = 5 * time.Minute
+	DefaultWriteTimeout     = 10 * time.Second
+)
+
+// DefaultConnLimits returns the default connection limits.
+func DefaultConnLimits() ConnLimits {
+	return ConnLimits{Max: DefaultMaxConns, PerSource: DefaultConnsPerSource, HandshakeTimeout: DefaultHandshakeTimeout,
+		IdleTimeout: DefaultIdleTimeout, WriteTimeout: DefaultWriteTimeout}
 }
 
 // secConnLimit counts connections closed at accept because their source or the total was at

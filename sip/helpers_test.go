@@ -146,17 +146,17 @@ func startGateway(t *testing.T, mod func(*Options)) *testGateway {
 	}
 	port := freeUDPPort(t)
 	g := &testGateway{sink: newFakeSink(), reg: reg, summary: make(chan CallSummary, 1024)}
-	opts := Options{
-		UDPAddr:      fmt.Sprintf("127.0.0.1:%d", port),
-		TCPAddr:      fmt.Sprintf("127.0.0.1:%d", port),
-		Trunks:       []Trunk{{Name: "carrier", Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, CallerID: "+15550100"}},
-		Ports:        ports,
-		MediaMetrics: mm,
-		Sink:         g.sink,
-		Registerer:   reg,
-		T1:           100 * time.Millisecond,
-		OnCallEnd:    func(s CallSummary) { g.summary <- s },
-	}
+	// The defaults, as a gateway without configuration runs (zero would turn limits off).
+	opts := DefaultOptions()
+	opts.UDPAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	opts.TCPAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	opts.Trunks = []Trunk{{Name: "carrier", Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, CallerID: "+15550100"}}
+	opts.Ports = ports
+	opts.MediaMetrics = mm
+	opts.Sink = g.sink
+	opts.Registerer = reg
+	opts.T1 = 100 * time.Millisecond
+	opts.OnCallEnd = func(s CallSummary) { g.summary <- s }
 	if os.Getenv("SIP_TEST_DEBUG") != "" {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		if os.Getenv("SIP_TEST_DEBUG") == "all" {

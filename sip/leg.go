@@ -150,8 +150,12 @@ func (l *leg) endpoint() (*media.Endpoint, error) {
 		Allocator:    l.s.ports,
 		MediaTimeout: l.s.opts.MediaTimeout,
 		HoldTimeout:  l.s.opts.HoldTimeout,
-		Metrics:      l.s.opts.MediaMetrics,
-		SignalSource: l.signalSource(),
+		// Zero would turn these off (media's convention): a trunk leg reports RTCP and learns
+		// its source like any.
+		RTCPInterval:   media.DefaultRTCPInterval,
+		LearningWindow: media.DefaultLearningWindow,
+		Metrics:        l.s.opts.MediaMetrics,
+		SignalSource:   l.signalSource(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sip: rtp endpoint: %w", err)
@@ -607,7 +611,7 @@ func (l *leg) handleUpdate(req *sip.Request, tx sip.ServerTransaction) {
 // negotiateTimer settles the session interval of the initial INVITE. It returns the Min-SE to
 // answer 422 with when the offered interval is too small, else 0.
 func (l *leg) negotiateTimer(req *sip.Request) time.Duration {
-	if l.s.opts.SessionExpires < 0 {
+	if l.s.opts.SessionExpires <= 0 {
 		return 0 // session timers off
 	}
 	supported := false
@@ -785,7 +789,7 @@ func (l *leg) refresh() error {
 // none (a re-INVITE is plain RFC 3261 to it, and one left unanswered shows it vanished). A 2xx
 // to a refresh without Session-Expires leaves the timer as it was.
 func (l *leg) timerFromResponse(res *sip.Response, initial bool) {
-	if l.s.opts.SessionExpires < 0 {
+	if l.s.opts.SessionExpires <= 0 {
 		return
 	}
 	h := res.GetHeader("Session-Expires")

@@ -251,7 +251,7 @@ func closedWithin(c net.Conn, d time.Duration) bool {
 // meanwhile a call over UDP still gets its RTP port.
 func TestIdleTCPConnectionFloodIsCappedAndTimedOut(t *testing.T) {
 	g := startGateway(t, func(o *Options) {
-		o.Conn = ConnLimits{Max: 6, PerSource: 4, HandshakeTimeout: 2 * time.Second, IdleTimeout: 3 * time.Second}
+		o.Conn.Max, o.Conn.PerSource, o.Conn.HandshakeTimeout, o.Conn.IdleTimeout = 6, 4, 2*time.Second, 3*time.Second
 		o.AnswerAckTimeout = 500 * time.Millisecond // the call below is never ACKed
 		o.Lines = []Line{{Number: "+15550197", Target: TargetFunc(func(ctx context.Context, c *Call) error {
 			return c.Answer(ctx)
@@ -312,7 +312,7 @@ func TestTLSHandshakeNeverFinishedIsCut(t *testing.T) {
 	g := startGateway(t, func(o *Options) {
 		o.TLSAddr = "127.0.0.1:0"
 		o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{selfSignedCert(t)}, MinVersion: tls.VersionTLS12}
-		o.Conn = ConnLimits{HandshakeTimeout: time.Second}
+		o.Conn.HandshakeTimeout = time.Second
 	})
 	port := int(g.s.Addr("tls").Port())
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
@@ -338,7 +338,7 @@ func TestTLSHandshakeNeverFinishedIsCut(t *testing.T) {
 // readers and the closers race on the counters): every place is given back.
 func TestConnectionCapCountersSurviveConcurrentOpenClose(t *testing.T) {
 	g := startGateway(t, func(o *Options) {
-		o.Conn = ConnLimits{Max: 16, PerSource: 8, HandshakeTimeout: 200 * time.Millisecond, IdleTimeout: time.Second}
+		o.Conn.Max, o.Conn.PerSource, o.Conn.HandshakeTimeout, o.Conn.IdleTimeout = 16, 8, 200*time.Millisecond, time.Second
 	})
 	port := int(g.s.Addr("tcp").Port())
 	var wg sync.WaitGroup

@@ -12,8 +12,15 @@ import (
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
-// Options configures a Server. cmd/switchboard maps the YAML configuration onto it; zero values
-// take the documented defaults in New.
+// Options configures a Server. cmd/switchboard maps the YAML configuration onto it.
+//
+// Zero means the same here as in the configuration: for a limit or a timer that can be off
+// (MaxCalls, SessionExpires, RateLimit.PerSecond, the Conn limits, the registrar's caps and
+// backoff, MediaTimeout, HoldTimeout, ScannerUserAgents) zero turns it off; every such field
+// says so. A timer the protocol cannot do without (T1, MinSE, RetryAfter …) takes its default
+// at zero. The defaults are defined once, here (the Default* constants), and DefaultOptions
+// returns them all: start from it and change what differs. The configuration's defaults are
+// these same constants.
 type Options struct {
 	// UDPAddr and TCPAddr are the SIP listen addresses ("127.0.0.1:5060"); port 0 picks a free
 	// port (see Server.Addr). An empty address disables that transport; both empty means UDP and
@@ -41,41 +48,44 @@ type Options struct {
 	// Registrar tunes REGISTER handling (realm, expiry bounds, change hook).
 	Registrar RegistrarOptions
 
-	// MaxCalls bounds concurrent calls; one more gets 503 with Retry-After. Default 1000;
-	// negative means no limit.
+	// MaxCalls bounds concurrent calls; one more gets 503 with Retry-After.
+	// DefaultMaxCalls (1000); 0 (or negative) means no limit.
 	MaxCalls int
-	// RetryAfter is the Retry-After value of 503 responses. Default 30 s.
+	// RetryAfter is the Retry-After value of 503 responses. 0 takes DefaultRetryAfter (30 s).
 	RetryAfter time.Duration
 
 	// SessionExpires is the session interval we ask for on the legs we place and accept from
-	// carriers (RFC 4028); MinSE the smallest we accept (smaller gets 422 with Min-SE), also
-	// sent as Min-SE on legs we place. Defaults 1800 s and 90 s; a negative SessionExpires
-	// turns session timers off (Session-Expires is then neither sent nor honoured).
+	// carriers (RFC 4028). DefaultSessionExpires (1800 s); 0 (or negative) turns session
+	// timers off: Session-Expires is then neither sent nor honoured.
 	SessionExpires time.Duration
-	MinSE          time.Duration
+	// MinSE is the smallest session interval we accept (smaller gets 422 with Min-SE), also
+	// sent as Min-SE on legs we place. 0 takes DefaultMinSE (90 s, RFC 4028 §5).
+	MinSE time.Duration
 
-	// RingTimeout bounds how long an outbound leg may ring before we CANCEL it. Default 60 s.
+	// RingTimeout bounds how long an outbound leg may ring before we CANCEL it. 0 takes
+	// DefaultRingTimeout (60 s).
 	RingTimeout time.Duration
 	// AckTimeout is how long we retransmit a 2xx waiting for the ACK before hanging up with BYE
-	// (RFC 3261 §13.3.1.4: 64*T1). Default 32 s.
+	// (RFC 3261 §13.3.1.4: 64*T1). 0 takes 64*T1 (32 s).
 	AckTimeout time.Duration
 	// AnswerAckTimeout is how long the answer of a new inbound call (Call.Answer) waits for its
 	// ACK before the call is hung up (BYE, whose answer is awaited 4*T1) and its max_calls slot
-	// given back. Default 5 s (the 2xx then went out 4 times over UDP: at 0, 0.5, 1.5 and
-	// 3.5 s with T1 500 ms), never more than AckTimeout. This deviates on purpose from the
+	// given back. 0 takes DefaultAnswerAckTimeout, 5 s (the 2xx then went out 4 times over
+	// UDP: at 0, 0.5, 1.5 and 3.5 s with T1 500 ms); never more than AckTimeout. This deviates on purpose from the
 	// 64*T1 (32 s) of RFC 3261 §13.3.1.4, and the BYE from the 64*T1 of Timer F (§17.1.2.2):
 	// an INVITE with a spoofed UDP source is answered to an address that never ACKs, and at
 	// 32 + 32 s a slot a trickle of them holds every max_calls slot; a peer that loses four
 	// 2xx in a row is too lossy to carry a call anyway. Re-INVITEs keep AckTimeout.
 	AnswerAckTimeout time.Duration
-	// T1 is the RFC 3261 round-trip estimate used for 2xx retransmission. Default 500 ms.
+	// T1 is the RFC 3261 round-trip estimate used for 2xx retransmission. 0 takes DefaultT1
+	// (500 ms).
 	T1 time.Duration
 
 	// RateLimit is the per-source token bucket on requests.
 	RateLimit RateLimit
 	// ScannerUserAgents are User-Agent substrings (case-insensitive) whose requests are dropped
-	// silently. Default: friendly-scanner, sipcli, sipvicious, VaxSIPUserAgent, pplsip.
-	// Set to a non-nil empty slice to drop nothing.
+	// silently. DefaultScannerUserAgents (friendly-scanner, sipcli, sipvicious,
+	// VaxSIPUserAgent, pplsip); empty drops nothing.
 	ScannerUserAgents []string
 
 	// Conn limits SIP TCP and TLS connections (connlimit.go).
@@ -85,14 +95,17 @@ type Options struct {
 	Ports *media.PortAllocator
 	// MediaMetrics receives the RTP counters of every endpoint (nil: none).
 	MediaMetrics *media.Metrics
-	// MediaTimeout and HoldTimeout are passed to every media endpoint (0: media's defaults);
-	// a timeout on any leg, the carrier's or one we placed, ends that leg with BYE.
+	// MediaTimeout and HoldTimeout are passed to every media endpoint
+	// (media.EndpointOptions): a timeout on any leg, the carrier's or one we placed, ends that
+	// leg with BYE. media.DefaultMediaTimeout (30 s) and media.DefaultHoldTimeout (1 h);
+	// 0 turns that timeout off.
 	MediaTimeout time.Duration
 	HoldTimeout  time.Duration
 
 	// Sink receives call lifecycle events; nil discards them.
 	Sink callevent.Sink
-	// EmitTimeout bounds one Sink.Emit call so a slow sink never stalls SIP. Default 2 s.
+	// EmitTimeout bounds one Sink.Emit call so a slow sink never stalls SIP. 0 takes
+	// DefaultEmitTimeout (2 s).
 	EmitTimeout time.Duration
 	// Registerer receives the SIP metrics (docs/metrics.md); nil registers nothing.
 	Registerer prometheus.Registerer
@@ -100,7 +113,7 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; it must return readings with a monotonic component (time.Now does).
 	Now func() time.Time
-	// UserAgent is our User-Agent / Server header value. Default "switchboard".
+	// UserAgent is our User-Agent / Server header value. Empty takes DefaultUserAgent.
 	UserAgent string
 	// Recorder, when set, records calls (stereo WAV, caller left); RecordStart says when.
 	// Voicemail messages are the IVR's (ivr.Options.Recorder).
@@ -179,14 +192,55 @@ type Line struct {
 // RateLimit is a per-source-address token bucket on incoming requests. Requests over the limit are
 // dropped silently (a 503 would only help an attacker) and counted.
 type RateLimit struct {
-	// PerSecond is the sustained rate per source IP; 0 means the default 20, negative disables.
+	// PerSecond is the sustained rate per source IP. DefaultRequestsPerSecond (20); 0 (or
+	// negative) turns the limit off.
 	PerSecond float64
-	// Burst is the bucket size; default 40.
+	// Burst is the bucket size. 0 takes DefaultBurst (40).
 	Burst int
 	// LimitTrunks applies the limit to trunk sources too; by default trunks are exempt.
 	LimitTrunks bool
 	// Exempt lists more source networks never limited (e.g. a monitoring probe).
 	Exempt []netip.Prefix
+}
+
+// Defaults of Options, defined once: New applies the ones that cannot be off, DefaultOptions
+// holds them all, and the configuration's defaults are these.
+const (
+	DefaultMaxCalls          = 1000
+	DefaultRetryAfter        = 30 * time.Second
+	DefaultSessionExpires    = 1800 * time.Second
+	DefaultMinSE             = 90 * time.Second
+	DefaultRingTimeout       = 60 * time.Second
+	DefaultT1                = 500 * time.Millisecond
+	DefaultAnswerAckTimeout  = 5 * time.Second
+	DefaultEmitTimeout       = 2 * time.Second
+	DefaultRequestsPerSecond = 20
+	DefaultBurst             = 40
+	DefaultUserAgent         = "Switchboard"
+)
+
+// DefaultOptions returns the Options with every default filled in, the limits and timers
+// that zero turns off included; what it leaves zero has no default (addresses, trunks, lines,
+// hooks, and AckTimeout, which New derives from T1). A caller that wants the defaults starts
+// from it.
+func DefaultOptions() Options {
+	return Options{
+		MaxCalls:          DefaultMaxCalls,
+		RetryAfter:        DefaultRetryAfter,
+		SessionExpires:    DefaultSessionExpires,
+		MinSE:             DefaultMinSE,
+		RingTimeout:       DefaultRingTimeout,
+		AnswerAckTimeout:  DefaultAnswerAckTimeout,
+		T1:                DefaultT1,
+		RateLimit:         RateLimit{PerSecond: DefaultRequestsPerSecond, Burst: DefaultBurst},
+		ScannerUserAgents: DefaultScannerUserAgents(),
+		Conn:              DefaultConnLimits(),
+		Registrar:         DefaultRegistrarOptions(),
+		MediaTimeout:      media.DefaultMediaTimeout,
+		HoldTimeout:       media.DefaultHoldTimeout,
+		EmitTimeout:       DefaultEmitTimeout,
+		UserAgent:         DefaultUserAgent,
+	}
 }
 
 // DefaultScannerUserAgents are the User-Agent substrings of well-known SIP scanners.

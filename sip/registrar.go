@@ -98,24 +98,42 @@ type RegistrarOptions struct {
 	// whose INVITEs go to the source address); see contact.go. Default none.
 	PhoneNetworks []netip.Prefix
 	// MaxBindingsPerAgent caps one agent's live bindings; a REGISTER that would add more gets
-	// 403. Default 5; negative means no limit.
+	// 403. DefaultMaxBindingsPerAgent (5); 0 means no limit.
 	MaxBindingsPerAgent int
-	// MaxContactsPerRegister caps the Contact headers of one REGISTER; more get 403. Default 5;
-	// negative means no limit.
+	// MaxContactsPerRegister caps the Contact headers of one REGISTER; more get 403.
+	// DefaultMaxContactsPerRegister (5); 0 means no limit.
 	MaxContactsPerRegister int
 	// AuthFailuresFree is how many digest failures a source IP or an agent account may have
-	// before REGISTER backoff starts (backoff.go). Default 3; negative means none.
+	// before REGISTER backoff starts (backoff.go). DefaultAuthFailuresFree (3); 0 means none:
+	// the backoff starts at the first failure.
 	AuthFailuresFree int
 	// AuthBackoffBase is the first backoff after the free failures, doubled with each further
 	// failure up to AuthBackoffMax. While backed off a REGISTER gets 503 with Retry-After and
-	// its password is not checked. Defaults 1 s and 5 min; a negative AuthBackoffBase turns
-	// the backoff off.
+	// its password is not checked. DefaultAuthBackoffBase (1 s); 0 turns the backoff off.
 	AuthBackoffBase time.Duration
-	AuthBackoffMax  time.Duration
+	// AuthBackoffMax caps the backoff. 0 takes DefaultAuthBackoffMax (5 min).
+	AuthBackoffMax time.Duration
 	// OnChange, when set, is called when an agent's first binding appears (registered true) or
 	// its last one goes away by removal or expiry (false), e.g. to set the ACD state. It runs
 	// outside the registrar's lock and must not block.
 	OnChange func(agentID int64, registered bool)
+}
+
+// Defaults of RegistrarOptions.
+const (
+	DefaultMaxBindingsPerAgent    = 5
+	DefaultMaxContactsPerRegister = 5
+	DefaultAuthFailuresFree       = 3
+	DefaultAuthBackoffBase        = time.Second
+	DefaultAuthBackoffMax         = 5 * time.Minute
+)
+
+// DefaultRegistrarOptions returns the registrar's defaults, the caps and the backoff that
+// zero turns off included.
+func DefaultRegistrarOptions() RegistrarOptions {
+	return RegistrarOptions{MaxBindingsPerAgent: DefaultMaxBindingsPerAgent, MaxContactsPerRegister: DefaultMaxContactsPerRegister,
+		AuthFailuresFree: DefaultAuthFailuresFree, AuthBackoffBase: DefaultAuthBackoffBase, AuthBackoffMax: DefaultAuthBackoffMax,
+		DigestAlgorithms: []string{DigestSHA256, DigestMD5}}
 }
 
 // binding is one registered contact of an agent (RFC 3261 §10.3).
@@ -172,12 +190,6 @@ func newRegistrar(s *Server, opts RegistrarOptions, reg prometheus.Registerer) (
 	if opts.MaxExpires <= 0 {
 		opts.MaxExpires = 7200 * time.Second
 	}
-	if opts.MaxBindingsPerAgent == 0 {
-		opts.MaxBindingsPerAgent = 5
-	}
-	if opts.MaxContactsPerRegister == 0 {
-		opts.MaxContactsPerRegister = 5
-	}
 	if len(opts.DigestAlgorithms) == 0 {
 		opts.DigestAlgorithms = []string{DigestSHA256, DigestMD5}
 	}
@@ -192,17 +204,10 @@ func newRegistrar(s *Server, opts RegistrarOptions, reg prometheus.Registerer) (
 			return nil, fmt.Errorf("sip: registrar: digest algorithm %q: want %s or %s", a, DigestSHA256, DigestMD5)
 		}
 	}
-	switch {
-	case opts.AuthFailuresFree == 0:
-		opts.AuthFailuresFree = 3
-	case opts.AuthFailuresFree < 0:
-		opts.AuthFailuresFree = 0
-	}
-	if opts.AuthBackoffBase == 0 {
-		opts.AuthBackoffBase = time.Second
-	}
+	// Zero turns the caps and the backoff off (Options); only the backoff's cap has a default.
+	opts.AuthFailuresFree = max(opts.AuthFailuresFree, 0)
 	if opts.AuthBackoffMax <= 0 {
-		opts.AuthBackoffMax = 5 * time.Minute
+		opts.AuthBackoffMax = DefaultAuthBackoffMax
 	}
 	if opts.MaxExpires < opts.MinExpires {
 		return nil, fmt.Errorf("sip: registrar: max expires %s below min expires %s", opts.MaxExpires, opts.MinExpires)

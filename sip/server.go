@@ -93,46 +93,37 @@ func New(opts Options) (*Server, error) {
 	if opts.UDPAddr == "" && opts.TCPAddr == "" && opts.TLSAddr == "" {
 		opts.UDPAddr, opts.TCPAddr = "127.0.0.1:5060", "127.0.0.1:5060"
 	}
-	switch {
-	case opts.MaxCalls == 0:
-		opts.MaxCalls = 1000
-	case opts.MaxCalls < 0:
-		opts.MaxCalls = int(^uint(0) >> 1)
+	// Zero turns off what can be off (options.go): only what cannot takes a default here.
+	if opts.MaxCalls <= 0 {
+		opts.MaxCalls = int(^uint(0) >> 1) // no limit
+	}
+	if opts.SessionExpires < 0 {
+		opts.SessionExpires = 0 // off
 	}
 	if opts.RetryAfter <= 0 {
-		opts.RetryAfter = 30 * time.Second
-	}
-	if opts.SessionExpires == 0 {
-		opts.SessionExpires = 1800 * time.Second
+		opts.RetryAfter = DefaultRetryAfter
 	}
 	if opts.MinSE <= 0 {
-		opts.MinSE = 90 * time.Second
+		opts.MinSE = DefaultMinSE
 	}
 	if opts.RingTimeout <= 0 {
-		opts.RingTimeout = 60 * time.Second
+		opts.RingTimeout = DefaultRingTimeout
 	}
 	if opts.T1 <= 0 {
-		opts.T1 = 500 * time.Millisecond
+		opts.T1 = DefaultT1
 	}
 	if opts.AckTimeout <= 0 {
 		opts.AckTimeout = 64 * opts.T1
 	}
 	if opts.AnswerAckTimeout <= 0 {
-		opts.AnswerAckTimeout = 5 * time.Second
+		opts.AnswerAckTimeout = DefaultAnswerAckTimeout
 	}
 	opts.AnswerAckTimeout = min(opts.AnswerAckTimeout, opts.AckTimeout)
-	opts.Conn = opts.Conn.withDefaults()
 	if opts.EmitTimeout <= 0 {
-		opts.EmitTimeout = 2 * time.Second
-	}
-	if opts.RateLimit.PerSecond == 0 {
-		opts.RateLimit.PerSecond = 20
+		opts.EmitTimeout = DefaultEmitTimeout
 	}
 	if opts.RateLimit.Burst <= 0 {
-		opts.RateLimit.Burst = 40
-	}
-	if opts.ScannerUserAgents == nil {
-		opts.ScannerUserAgents = DefaultScannerUserAgents()
+		opts.RateLimit.Burst = DefaultBurst
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -141,7 +132,7 @@ func New(opts Options) (*Server, error) {
 		opts.Now = time.Now
 	}
 	if opts.UserAgent == "" {
-		opts.UserAgent = "switchboard"
+		opts.UserAgent = DefaultUserAgent
 	}
 	if opts.TLSAddr != "" && opts.TLSConfig == nil {
 		return nil, errors.New("sip: TLSAddr set without TLSConfig")

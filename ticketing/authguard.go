@@ -24,10 +24,12 @@ const (
 // AuthGuardOptions configure NewAuthGuard; zero values take the documented defaults.
 type AuthGuardOptions struct {
 	// Failures is how many failures in a row a client address may make before it must wait
-	// (default 5); an account may fail twice as often, from all addresses together.
+	// (0 takes DefaultAuthFailures, 5); an account may fail twice as often, from all
+	// addresses together.
 	Failures int
-	// Initial is the first wait (default 1 s), doubled by each further failure up to Max
-	// (default 15 min). Failures are forgotten after Max without one.
+	// Initial is the first wait (0 takes DefaultAuthBackoffInitial, 1 s), doubled by each
+	// further failure up to Max (below Initial: DefaultAuthBackoffMax, 15 min). Failures are
+	// forgotten after Max without one. The guard cannot be off.
 	Initial, Max time.Duration
 	// TrustedProxies are reverse proxies whose X-Forwarded-For names the client.
 	TrustedProxies []netip.Prefix
@@ -68,15 +70,22 @@ type backoff struct {
 }
 
 // NewAuthGuard returns an AuthGuard.
+// Defaults of AuthGuardOptions; the configuration's http.auth_backoff defaults are these.
+const (
+	DefaultAuthFailures       = 5
+	DefaultAuthBackoffInitial = time.Second
+	DefaultAuthBackoffMax     = 15 * time.Minute
+)
+
 func NewAuthGuard(opts AuthGuardOptions) *AuthGuard {
 	if opts.Failures <= 0 {
-		opts.Failures = 5
+		opts.Failures = DefaultAuthFailures
 	}
 	if opts.Initial <= 0 {
-		opts.Initial = time.Second
+		opts.Initial = DefaultAuthBackoffInitial
 	}
 	if opts.Max < opts.Initial {
-		opts.Max = 15 * time.Minute
+		opts.Max = DefaultAuthBackoffMax
 		if opts.Max < opts.Initial {
 			opts.Max = opts.Initial
 		}

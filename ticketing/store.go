@@ -35,7 +35,7 @@ type StoreOptions struct {
 	// WebSocket). It must not block.
 	CredentialsChanged func(userID int64)
 	// BcryptConcurrency is how many password checks (bcrypt comparisons) CheckPassword runs at
-	// once (default 2); one more is refused at once with ErrTooManyRequests rather than
+	// once (0 takes DefaultBcryptConcurrency, 2); one more is refused at once with ErrTooManyRequests rather than
 	// queued, so that a flood of logins — even with unknown emails — cannot take the cores
 	// that carry RTP. A password remembered as recently verified needs no slot.
 	BcryptConcurrency int
@@ -55,7 +55,7 @@ func (o *StoreOptions) applyDefaults() {
 		o.BcryptCost = bcrypt.DefaultCost
 	}
 	if o.BcryptConcurrency <= 0 {
-		o.BcryptConcurrency = 2
+		o.BcryptConcurrency = DefaultBcryptConcurrency
 	}
 	if o.CompareHash == nil {
 		o.CompareHash = bcrypt.CompareHashAndPassword
@@ -68,6 +68,10 @@ func (o *StoreOptions) applyDefaults() {
 		o.Defaults = &d
 	}
 }
+
+// DefaultBcryptConcurrency is StoreOptions.BcryptConcurrency's default, and the
+// configuration's http.bcrypt_concurrency default.
+const DefaultBcryptConcurrency = 2
 
 // Store is the ticketing core on PostgreSQL: every read and write of users, identities,
 // tickets, comments, audits and settings goes through it, and it enforces the PM, UM and TM
@@ -91,6 +95,14 @@ type Store struct {
 func NewStore(pool *pgxpool.Pool, opts StoreOptions) *Store {
 	opts.applyDefaults()
 	return &Store{pool: pool, opts: opts, bcryptSlots: make(chan struct{}, opts.BcryptConcurrency)}
+}
+
+// Ping reports whether the database answers (readiness), without touching any table.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ticketing: ping: %w", err)
+	}
+	return nil
 }
 
 // Pool returns the pool the store uses, for packages that add their own tables beside it.

@@ -138,3 +138,23 @@ func (s *Store) CheckAPIToken(ctx context.Context, token string) (User, error) {
 	}
 	return getUser(ctx, s.pool, id)
 }
+
+// APITokenOwners returns the email of every user who holds an API token, by user id (an
+// owner without an email maps to ""), so that a listing of tokens can name their owners.
+func (s *Store) APITokenOwners(ctx context.Context) (map[int64]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, coalesce(email, '') FROM users WHERE id IN (SELECT user_id FROM api_tokens)`)
+	if err != nil {
+		return nil, fmt.Errorf("ticketing: api token owners: %w", err)
+	}
+	owners := map[int64]string{}
+	var id int64
+	var email string
+	_, err = pgx.ForEachRow(rows, []any{&id, &email}, func() error {
+		owners[id] = email
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ticketing: api token owners: %w", err)
+	}
+	return owners, nil
+}

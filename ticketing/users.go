@@ -434,6 +434,21 @@ func (s *Store) EnsureUser(ctx context.Context, email, name, role, passwordOrHas
 	return getUser(ctx, s.pool, id)
 }
 
+// StaffByEmail returns the agent or admin with this email (compared without regard to case),
+// or an ErrNotFound error when no live agent or admin has it: an end user is not staff.
+func (s *Store) StaffByEmail(ctx context.Context, email string) (User, error) {
+	var id int64
+	err := s.pool.QueryRow(ctx, `SELECT id FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL
+		AND role IN ('agent', 'admin')`, email).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return User{}, notFound("no agent or admin with email %s", email)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("ticketing: staff by email: %w", err)
+	}
+	return getUser(ctx, s.pool, id)
+}
+
 // CheckPassword returns the agent or admin with this email when password is theirs; any
 // mismatch is ErrUnauthorized, without telling which part was wrong. When every bcrypt slot
 // (StoreOptions.BcryptConcurrency) is busy it returns ErrTooManyRequests at once, without

@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/switchboard-voice/switchboard/internal/pgtest"
 )
@@ -56,13 +60,46 @@ func TestEndToEnd_TollFraudPremiumDialNeverReachesTheTrunkAndSprayIsRateLimited(
 		return g.api("POST", "/calls", fmt.Sprintf(`{"call":{"to":%q,"contact_id":%d}}`, to, id))
 	}
 
+	// The admin's softphone page is open (a WebSocket is what the page's session needs to take
+	// a call): an agent's dial is put on the page before anything is dialled, and a dial
+	// without a page reaches nobody.
+	cookie, st := pageLogin(t, base, "admin@example.com", "adminpass")
+	if cookie == nil {
+		t.Fatalf("page login: %d", st)
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer wcancel()
+	ws, _, err := websocket.Dial(wctx, "ws"+strings.TrimPrefix(base, "http")+"/ws",
+		&websocket.DialOptions{HTTPHeader: http.Header{"Cookie": {cookie.String()}, "Origin": {base}}})
+	if err != nil {
+		t.Fatalf("WebSocket: %v", err)
+	}
+	defer ws.CloseNow()
+	// The page's first message (its state) says the session holds this connection.
+	first := make(chan struct{})
+	go func() {
+		for i := 0; ; i++ {
+			if _, _, err := ws.Read(wctx); err != nil {
+				return
+			}
+			if i == 0 {
+				close(first)
+			}
+		}
+	}()
+	select {
+	case <-first:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the page's WebSocket got no message")
+	}
+
 	code, m := dial("+19005550123", premium)
 	if code != 403 || m["reason"] != "destination_denied" {
 		t.Fatalf("premium dial: %d %v", code, m)
 	}
-	// An ordinary dial goes out (the admin has no softphone open, so the API answers 409
-	// after the INVITE left): the first datagram at the far end must be that INVITE, so the
-	// premium dial before it sent nothing.
+	// An ordinary dial goes out (the far end never answers: the call stays on the admin's
+	// page, dialling): the first datagram at the far end must be that INVITE, so the premium
+	// dial before it sent nothing.
 	if code, m := dial("+15551230077", ordinary); code == 403 || code == 429 {
 		t.Fatalf("ordinary dial refused: %d %v", code, m)
 	}
@@ -72,9 +109,9 @@ func TestEndToEnd_TollFraudPremiumDialNeverReachesTheTrunkAndSprayIsRateLimited(
 	if err != nil {
 		t.Fatalf("nothing reached the far end: %v", err)
 	}
-	first := string(buf[:n])
-	if !strings.HasPrefix(first, "INVITE ") || !strings.Contains(first, "15551230077") || strings.Contains(first, "1900555") {
-		t.Fatalf("the first datagram at the far end is not the ordinary INVITE:\n%s", first)
+	invite := string(buf[:n])
+	if !strings.HasPrefix(invite, "INVITE ") || !strings.Contains(invite, "15551230077") || strings.Contains(invite, "1900555") {
+		t.Fatalf("the first datagram at the far end is not the ordinary INVITE:\n%s", invite)
 	}
 
 	// The spray: one more call fits in the minute, the next four are refused.

@@ -148,6 +148,7 @@ func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*g
 		gw.bgCancel()
 		return nil, err
 	}
+	gw.openStore()
 	// The database is set up now when it answers, in the background once it does otherwise:
 	// calls are taken either way (degraded mode, /readyz says why).
 	dbErr := gw.connectDatabase(ctx)
@@ -261,7 +262,7 @@ func (gw *gateway) connectDatabase(ctx context.Context) error {
 	deadline := gw.now().Add(databaseStartWait)
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := gw.pool.Ping(pctx)
+		err := gw.store.Ping(pctx)
 		cancel()
 		if err == nil {
 			break
@@ -298,11 +299,9 @@ func (gw *gateway) prepareDatabase(ctx context.Context) error {
 			gw.log.Info("database migrated", "from", from, "to", to)
 		}
 	}
-	_, err := gw.pool.Exec(ctx, `INSERT INTO nodes (name, version) VALUES ($1, $2)
-		ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, started_at = now()`, gw.cfg.Node, version)
-	if err != nil {
+	if err := eventlog.RecordNode(ctx, gw.pool, gw.cfg.Node, version); err != nil {
 		gw.db.failed(err, gw.now())
-		return fmt.Errorf("database: record node: %w", err)
+		return fmt.Errorf("database: %w", err)
 	}
 	gw.db.ok()
 	return nil
@@ -322,7 +321,7 @@ func (gw *gateway) awaitDatabase() {
 		case <-time.After(delay):
 		}
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := gw.pool.Ping(pctx)
+		err := gw.store.Ping(pctx)
 		cancel()
 		if err != nil {
 			gw.db.failed(err, gw.now())
@@ -394,7 +393,7 @@ func (gw *gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	err := gw.pool.Ping(ctx)
+	err := gw.store.Ping(ctx)
 	if err != nil {
 		gw.db.failed(err, gw.now())
 	} else if gw.dbReady.Load() {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -159,29 +158,17 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		return err
 	}
 
-	// The B2BUA.
-	sopts := sip.Options{
-		UDPAddr: cfg.SIP.ListenAddress(config.TransportUDP), TCPAddr: cfg.SIP.ListenAddress(config.TransportTCP),
-		TLSAddr: cfg.SIP.ListenAddress(config.TransportTLS), ExternalAddr: cfg.SIP.ExternalAddr(),
-		MaxCalls: orOff(cfg.SIP.MaxCalls), SessionExpires: durOrOff(cfg.SIP.SessionExpires.D()),
-		RateLimit: sip.RateLimit{PerSecond: cfg.SIP.RateLimit.RequestsPerSecond, Burst: cfg.SIP.RateLimit.Burst,
-			LimitTrunks: cfg.SIP.RateLimit.LimitTrunks, Exempt: config.Networks(cfg.SIP.RateLimit.Exempt)},
-		AnswerAckTimeout: cfg.SIP.AnswerAckTimeout.D(),
-		Conn: sip.ConnLimits{Max: orOff(cfg.SIP.Connections.Max), PerSource: orOff(cfg.SIP.Connections.PerSource),
-			HandshakeTimeout: durOrOff(cfg.SIP.Connections.HandshakeTimeout.D()), IdleTimeout: durOrOff(cfg.SIP.Connections.IdleTimeout.D())},
-		ScannerUserAgents: cfg.SIP.ScannerUserAgents,
-		Ports:             t.ports, MediaMetrics: mediaMetrics,
-		MediaTimeout: cfg.RTP.MediaTimeout.D(), HoldTimeout: durOrOff(cfg.RTP.HoldTimeout.D()),
-		Sink: gw.journal.Sink(gw.events), Registerer: gw.security.share(gw.registry), Logger: gw.log.With("component", "sip"),
-		UserAgent: cfg.SIP.UserAgent,
-		// Agents' SIP phones register with the digest username = their email (or its local
-		// part) and their configured password; agents with only a bcrypt hash cannot.
-		Agents: t.sipAgent,
-		Registrar: sip.RegistrarOptions{DigestAlgorithms: cfg.SIP.Registrar.DigestAlgorithms, PhoneNetworks: config.Networks(cfg.SIP.Registrar.PhoneNetworks),
-			MaxBindingsPerAgent: orOff(cfg.SIP.Registrar.MaxBindingsPerAgent), MaxContactsPerRegister: orOff(cfg.SIP.Registrar.MaxContactsPerRegister),
-			AuthFailuresFree: orOff(cfg.SIP.Registrar.AuthFailuresFree), AuthBackoffBase: durOrOff(cfg.SIP.Registrar.AuthBackoff.D()),
-			AuthBackoffMax: cfg.SIP.Registrar.AuthBackoffMax.D()},
+	// The B2BUA: the configuration's knobs (options.go), then the wiring.
+	sopts, err := sipOptions(cfg)
+	if err != nil {
+		return err
 	}
+	sopts.Ports, sopts.MediaMetrics = t.ports, mediaMetrics
+	sopts.Sink = gw.journal.Sink(gw.events)
+	sopts.Registerer, sopts.Logger = gw.security.share(gw.registry), gw.log.With("component", "sip")
+	// Agents' SIP phones register with the digest username = their email (or its local
+	// part) and their configured password; agents with only a bcrypt hash cannot.
+	sopts.Agents = t.sipAgent
 	if gw.journal != nil {
 		sopts.Journal = gw.journal
 	}
@@ -190,31 +177,6 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		if cfg.Recordings.Start == "call_start" {
 			sopts.RecordStart = sip.RecordAtCallStart
 		}
-	}
-	if cfg.SIP.RateLimit.RequestsPerSecond == 0 {
-		sopts.RateLimit.PerSecond = -1
-	}
-	if sopts.ScannerUserAgents == nil {
-		sopts.ScannerUserAgents = []string{}
-	}
-	if cfg.SIP.TLS.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.SIP.TLS.CertFile, cfg.SIP.TLS.KeyFile)
-		if err != nil {
-			return fmt.Errorf("sip.tls: %w", err)
-		}
-		sopts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	}
-	for _, tr := range cfg.Trunks {
-		st := sip.Trunk{Name: tr.Name, Region: tr.Region, IgnoreAssertedIdentity: !tr.Inbound.TrustAssertedIdentity,
-			Allow: config.Networks(tr.Inbound.Allow), OutboundURI: tr.Outbound.URI, CallerID: tr.Outbound.CallerID,
-			CallsPerSecond: tr.Inbound.CallsPerSecond, MaxCalls: tr.Inbound.MaxCalls}
-		if a := tr.Inbound.Auth; a != nil {
-			st.Username, st.Password = a.Username, a.Password
-		}
-		if a := tr.Outbound.Auth; a != nil {
-			st.OutboundUsername, st.OutboundPassword = a.Username, a.Password
-		}
-		sopts.Trunks = append(sopts.Trunks, st)
 	}
 	for _, l := range cfg.Lines {
 		sopts.Lines = append(sopts.Lines, sip.Line{Number: l.Number, Target: t.lineTarget(l)})
@@ -325,8 +287,7 @@ func (t *telephony) repairRecordings(ctx context.Context) error {
 		last, closed := t.gw.crashClosed[r.CallID]
 		if !closed {
 			var ended bool
-			if err := t.gw.pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0), coalesce(bool_or(type = 'call.ended'), false) FROM call_events WHERE call_id = $1`,
-				r.CallID).Scan(&last, &ended); err != nil {
+			if last, ended, err = t.gw.events.CallState(ctx, r.CallID); err != nil {
 				return fmt.Errorf("recordings: repair: %w", err)
 			}
 			if !ended && last > 0 {
@@ -385,21 +346,6 @@ func ivrTarget(t config.Target) ivr.Target {
 		return ivr.Target{}
 	}
 	return it
-}
-
-// orOff maps the configuration's "0 = off" to sip's "negative = off".
-func orOff(n int) int {
-	if n == 0 {
-		return -1
-	}
-	return n
-}
-
-func durOrOff(d time.Duration) time.Duration {
-	if d == 0 {
-		return -1
-	}
-	return d
 }
 
 // voicemailRecorder records voicemail messages with the recordings package.

@@ -10,25 +10,12 @@ import (
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
 )
 
-// startTicketing wires the ticketing core: the store, the configured accounts (created when
+// startTicketing wires the ticketing core: the configured accounts (created when
 // missing), the durable event log, the rules engine, and the API under /api/v2. With dbUp false
 // (degraded mode) the accounts' ids come from the on-disk cache and the engine waits for the
 // database (awaitDatabase).
 func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp bool) error {
 	cfg := gw.cfg
-	settings := cfg.Ticketing.Settings
-	gw.store = ticketing.NewStore(gw.pool, ticketing.StoreOptions{
-		DefaultRegion:     cfg.Ticketing.DefaultRegion,
-		Defaults:          &settings,
-		TokenTTL:          cfg.HTTP.TokenTTL.D(),
-		BcryptConcurrency: cfg.HTTP.BcryptConcurrency,
-		// A password change, role change or deletion logs the user out of the agent page.
-		CredentialsChanged: func(id int64) {
-			if gw.tel != nil && gw.tel.web != nil {
-				gw.tel.web.EndSessions(id)
-			}
-		},
-	})
 	if dbUp {
 		if err := gw.seedAccounts(ctx); err != nil {
 			return err
@@ -88,6 +75,26 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 	gw.api.Register(mux, "/api/v2")
 	gw.api.RegisterCalls(mux, "/api/v2", gw.events, gw.engine.Wake)
 	return nil
+}
+
+// openStore builds the ticketing store on the pool, before the database is first tried: every
+// question the gateway itself asks of the database (readiness included) goes through it. It
+// does not connect.
+func (gw *gateway) openStore() {
+	cfg := gw.cfg
+	settings := cfg.Ticketing.Settings
+	gw.store = ticketing.NewStore(gw.pool, ticketing.StoreOptions{
+		DefaultRegion:     cfg.Ticketing.DefaultRegion,
+		Defaults:          &settings,
+		TokenTTL:          cfg.HTTP.TokenTTL.D(),
+		BcryptConcurrency: cfg.HTTP.BcryptConcurrency,
+		// A password change, role change or deletion logs the user out of the agent page.
+		CredentialsChanged: func(id int64) {
+			if gw.tel != nil && gw.tel.web != nil {
+				gw.tel.web.EndSessions(id)
+			}
+		},
+	})
 }
 
 // startEngine runs the rules engine until closeTicketing. Called once: at start when the

@@ -66,9 +66,11 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	store := ticketing.NewStore(pool, ticketing.StoreOptions{DefaultRegion: cfg.Ticketing.DefaultRegion, TokenTTL: cfg.HTTP.TokenTTL.D()})
 	var uid int64
 	if *email != "" {
-		if err := pool.QueryRow(ctx, `SELECT id FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL AND role IN ('agent', 'admin')`, *email).Scan(&uid); err != nil {
+		u, err := store.StaffByEmail(ctx, *email)
+		if err != nil {
 			return fail(1, "no agent or admin with email %s", *email)
 		}
+		uid = u.ID
 	}
 	switch {
 	case *revoke != "":
@@ -85,19 +87,10 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if err != nil {
 			return fail(1, "%v", err)
 		}
-		emails := map[int64]string{}
-		rows, err := pool.Query(ctx, `SELECT id, coalesce(email, '') FROM users WHERE id IN (SELECT user_id FROM api_tokens)`)
+		emails, err := store.APITokenOwners(ctx)
 		if err != nil {
 			return fail(1, "database: %v", err)
 		}
-		for rows.Next() {
-			var id int64
-			var e string
-			if rows.Scan(&id, &e) == nil {
-				emails[id] = e
-			}
-		}
-		rows.Close()
 		tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tUSER\tCREATED\tEXPIRES\tDESCRIPTION")
 		for _, t := range toks {

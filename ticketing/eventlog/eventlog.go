@@ -28,14 +28,19 @@
 // goes on. The events around it are stored in their order.
 //
 // Applying events to tickets is the rules engine's job (package ticketing); it reads the
-// pending rows of call_events. The table is the interface between the two.
+// pending rows of call_events. The table is the interface between the two. What the log holds
+// of one call (its last seq, whether it ended) is asked of the log, not of the table:
+// CallState also sees the events still waiting in the spool. The log owns the nodes table
+// too (RecordNode): nodes are the producers of its events.
 //
 // Goroutines: the writer (run) takes the emitters' batches and appends to the spool; the
 // replayer (replayLoop) reads the spool from its offset and owns the offset file. They share
 // the spool's end, offset and count under mu, held only for bookkeeping and the append itself,
 // never across a database call; reads below the spool's end need no lock (the file only grows
 // there). The dead-letter file is under deadMu. Emit, Spooled and the metrics read channels and
-// atomics. OnStored is called from either goroutine with no lock held.
+// atomics. CallState reads the spool below its end without the lock, like the replayer, and
+// tells by spoolGen whether the replayer emptied it meanwhile. OnStored is called from either
+// goroutine with no lock held.
 package eventlog
 
 import (
@@ -120,6 +125,7 @@ type Log struct {
 	marks    []mark
 	lastFail time.Time     // the database last failed a replay or a flush
 	emptyCh  chan struct{} // closed while the spool is empty; replaced when it fills
+	spoolGen uint64        // grows each time the replay empties the spool (CallState)
 
 	// Owned by the replayer.
 	offset *offsetFile
@@ -710,6 +716,7 @@ func (l *Log) replayBatch() bool {
 			l.log.Error("eventlog: empty the spool", "err", err)
 		} else {
 			l.off, l.marks, drained = 0, nil, true
+			l.spoolGen++
 		}
 		l.setPendingLocked(0)
 	} else {

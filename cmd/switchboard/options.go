@@ -1,0 +1,59 @@
+package main
+
+import (
+	"crypto/tls"
+	"fmt"
+
+	"github.com/switchboard-voice/switchboard/config"
+	"github.com/switchboard-voice/switchboard/sip"
+)
+
+// sipOptions translates the configuration's sip, rtp and trunks sections into sip.Options,
+// once, at start. The configuration and the options mean the same by zero (a limit or timer
+// that can be off is off) and share their defaults (config's are sip's and media's
+// constants), so every knob maps straight through, with no translation of its own. The
+// wiring — ports, metrics, the event sink, hooks and the lines' targets — is the caller's.
+func sipOptions(cfg *config.Config) (sip.Options, error) {
+	s := cfg.SIP
+	opts := sip.Options{
+		UDPAddr: s.ListenAddress(config.TransportUDP), TCPAddr: s.ListenAddress(config.TransportTCP),
+		TLSAddr: s.ListenAddress(config.TransportTLS), ExternalAddr: s.ExternalAddr(),
+		MaxCalls:       s.MaxCalls,
+		SessionExpires: s.SessionExpires.D(),
+		RateLimit: sip.RateLimit{PerSecond: s.RateLimit.RequestsPerSecond, Burst: s.RateLimit.Burst,
+			LimitTrunks: s.RateLimit.LimitTrunks, Exempt: config.Networks(s.RateLimit.Exempt)},
+		AnswerAckTimeout: s.AnswerAckTimeout.D(),
+		Conn: sip.ConnLimits{Max: s.Connections.Max, PerSource: s.Connections.PerSource,
+			HandshakeTimeout: s.Connections.HandshakeTimeout.D(), IdleTimeout: s.Connections.IdleTimeout.D(),
+			// Not in the configuration: the package's default.
+			WriteTimeout: sip.DefaultWriteTimeout},
+		ScannerUserAgents: s.ScannerUserAgents,
+		MediaTimeout:      cfg.RTP.MediaTimeout.D(),
+		HoldTimeout:       cfg.RTP.HoldTimeout.D(),
+		UserAgent:         s.UserAgent,
+		Registrar: sip.RegistrarOptions{DigestAlgorithms: s.Registrar.DigestAlgorithms, PhoneNetworks: config.Networks(s.Registrar.PhoneNetworks),
+			MaxBindingsPerAgent: s.Registrar.MaxBindingsPerAgent, MaxContactsPerRegister: s.Registrar.MaxContactsPerRegister,
+			AuthFailuresFree: s.Registrar.AuthFailuresFree, AuthBackoffBase: s.Registrar.AuthBackoff.D(),
+			AuthBackoffMax: s.Registrar.AuthBackoffMax.D()},
+	}
+	if s.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(s.TLS.CertFile, s.TLS.KeyFile)
+		if err != nil {
+			return sip.Options{}, fmt.Errorf("sip.tls: %w", err)
+		}
+		opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	for _, tr := range cfg.Trunks {
+		st := sip.Trunk{Name: tr.Name, Region: tr.Region, IgnoreAssertedIdentity: !tr.Inbound.TrustAssertedIdentity,
+			Allow: config.Networks(tr.Inbound.Allow), OutboundURI: tr.Outbound.URI, CallerID: tr.Outbound.CallerID,
+			CallsPerSecond: tr.Inbound.CallsPerSecond, MaxCalls: tr.Inbound.MaxCalls}
+		if a := tr.Inbound.Auth; a != nil {
+			st.Username, st.Password = a.Username, a.Password
+		}
+		if a := tr.Outbound.Auth; a != nil {
+			st.OutboundUsername, st.OutboundPassword = a.Username, a.Password
+		}
+		opts.Trunks = append(opts.Trunks, st)
+	}
+	return opts, nil
+}

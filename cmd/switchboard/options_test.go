@@ -1,0 +1,170 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/config"
+	"github.com/switchboard-voice/switchboard/ivr"
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/ticketing"
+)
+
+// optionKnob is one configuration key that reaches a package's options.
+type optionKnob struct {
+	section, key string // docs/configuration.md section (`sip`, `rtp` …) and key in its table
+	zero         string // the YAML that sets it to 0 ("" when the configuration refuses 0)
+	// get reads the knob where the package receives it.
+	get func(cfg *config.Config, o sip.Options) any
+	def any // the package's default
+}
+
+// The configuration's keys and the options they map to, with the package's default: for each,
+// an absent key gives the package's default, an explicit 0 gives the package's 0 — which in
+// every such option means off (sip.Options, media.EndpointOptions, ivr.VoicemailOptions say
+// so, and sip's TestOptionsZeroTurnsOffAndDefaultOptionsKeepsTheDefaults proves it) — and
+// docs/configuration.md shows the same default. Before, `max_calls: 0` was translated to -1 by
+// hand and the configuration's hold_timeout default (1h) differed from media's (2h).
+func optionKnobs() []optionKnob {
+	so := func(f func(o sip.Options) any) func(*config.Config, sip.Options) any {
+		return func(_ *config.Config, o sip.Options) any { return f(o) }
+	}
+	return []optionKnob{
+		{"sip", "max_calls", "sip: {max_calls: 0}", so(func(o sip.Options) any { return o.MaxCalls }), sip.DefaultMaxCalls},
+		{"sip", "session_expires", "sip: {session_expires: 0}", so(func(o sip.Options) any { return o.SessionExpires }), sip.DefaultSessionExpires},
+		{"sip", "user_agent", "", so(func(o sip.Options) any { return o.UserAgent }), sip.DefaultUserAgent},
+		{"sip", "rate_limit.requests_per_second", "sip: {rate_limit: {requests_per_second: 0}}",
+			so(func(o sip.Options) any { return o.RateLimit.PerSecond }), float64(sip.DefaultRequestsPerSecond)},
+		{"sip", "rate_limit.burst", "", so(func(o sip.Options) any { return o.RateLimit.Burst }), sip.DefaultBurst},
+		{"sip", "answer_ack_timeout", "", so(func(o sip.Options) any { return o.AnswerAckTimeout }), sip.DefaultAnswerAckTimeout},
+		{"sip", "connections.max", "sip: {connections: {max: 0}}", so(func(o sip.Options) any { return o.Conn.Max }), sip.DefaultMaxConns},
+		{"sip", "connections.per_source", "sip: {connections: {per_source: 0}}", so(func(o sip.Options) any { return o.Conn.PerSource }), sip.DefaultConnsPerSource},
+		{"sip", "connections.handshake_timeout", "sip: {connections: {handshake_timeout: 0}}",
+			so(func(o sip.Options) any { return o.Conn.HandshakeTimeout }), sip.DefaultHandshakeTimeout},
+		{"sip", "connections.idle_timeout", "sip: {connections: {idle_timeout: 0}}",
+			so(func(o sip.Options) any { return o.Conn.IdleTimeout }), sip.DefaultIdleTimeout},
+		{"sip", "scanner_user_agents", "sip: {scanner_user_agents: []}",
+			so(func(o sip.Options) any { return o.ScannerUserAgents }), sip.DefaultScannerUserAgents()},
+		{"sip", "registrar.max_bindings_per_agent", "sip: {registrar: {max_bindings_per_agent: 0}}",
+			so(func(o sip.Options) any { return o.Registrar.MaxBindingsPerAgent }), sip.DefaultMaxBindingsPerAgent},
+		{"sip", "registrar.max_contacts_per_register", "sip: {registrar: {max_contacts_per_register: 0}}",
+			so(func(o sip.Options) any { return o.Registrar.MaxContactsPerRegister }), sip.DefaultMaxContactsPerRegister},
+		{"sip", "registrar.auth_failures_free", "sip: {registrar: {auth_failures_free: 0}}",
+			so(func(o sip.Options) any { return o.Registrar.AuthFailuresFree }), sip.DefaultAuthFailuresFree},
+		{"sip", "registrar.auth_backoff", "sip: {registrar: {auth_backoff: 0}}",
+			so(func(o sip.Options) any { return o.Registrar.AuthBackoffBase }), sip.DefaultAuthBackoffBase},
+		{"sip", "registrar.auth_backoff_max", "", so(func(o sip.Options) any { return o.Registrar.AuthBackoffMax }), sip.DefaultAuthBackoffMax},
+		{"rtp", "media_timeout", "", so(func(o sip.Options) any { return o.MediaTimeout }), media.DefaultMediaTimeout},
+		{"rtp", "hold_timeout", "rtp: {hold_timeout: 0}", so(func(o sip.Options) any { return o.HoldTimeout }), media.DefaultHoldTimeout},
+		// ivr's options take these straight from the configuration (telephony.go).
+		{"voicemail", "max_length", "", func(c *config.Config, _ sip.Options) any { return c.Voicemail.MaxLength.D() }, ivr.DefaultMaxLength},
+		{"voicemail", "min_length", "voicemail: {min_length: 0s}", func(c *config.Config, _ sip.Options) any { return c.Voicemail.MinLength.D() }, ivr.DefaultMinLength},
+		{"queues", "ring_timeout", "", func(c *config.Config, _ sip.Options) any { return c.Queues["q"].RingTimeout.D() }, ivr.DefaultRingTimeout},
+		{"queues", "max_wait", "", func(c *config.Config, _ sip.Options) any { return c.Queues["q"].MaxWait.D() }, ivr.DefaultMaxWait},
+		{"ivr", "timeout", "", func(c *config.Config, _ sip.Options) any { return c.IVR["m"].Timeout.D() }, ivr.DefaultMenuTimeout},
+		// ticketing's, which take them straight from the configuration (ticketing.go).
+		{"http", "auth_backoff.failures", "", func(c *config.Config, _ sip.Options) any { return c.HTTP.AuthBackoff.Failures }, ticketing.DefaultAuthFailures},
+		{"http", "auth_backoff.initial", "", func(c *config.Config, _ sip.Options) any { return c.HTTP.AuthBackoff.Initial.D() }, ticketing.DefaultAuthBackoffInitial},
+		{"http", "auth_backoff.max", "", func(c *config.Config, _ sip.Options) any { return c.HTTP.AuthBackoff.Max.D() }, ticketing.DefaultAuthBackoffMax},
+		{"http", "bcrypt_concurrency", "", func(c *config.Config, _ sip.Options) any { return c.HTTP.BcryptConcurrency }, ticketing.DefaultBcryptConcurrency},
+		{"http", "token_ttl", "", func(c *config.Config, _ sip.Options) any { return c.HTTP.TokenTTL.D() }, ticketing.DefaultTokenTTL},
+	}
+}
+
+func TestConfigKnobsMapStraightOntoOptions_AbsentIsThePackageDefaultZeroIsOff(t *testing.T) {
+	const base = "database: {url: postgres://u@127.0.0.1/db}\nqueues: {q: {overflow: hangup}}\n" +
+		"ivr: {m: {options: {'1': hangup}, no_input: hangup}}\n"
+	load := func(t *testing.T, extra string) (*config.Config, sip.Options) {
+		t.Helper()
+		cfg, err := config.Parse([]byte(base + extra))
+		if err != nil {
+			t.Fatalf("config %q: %v", extra, err)
+		}
+		o, err := sipOptions(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg, o
+	}
+	docs := docDefaults(t, "../../docs/configuration.md")
+	for _, k := range optionKnobs() {
+		t.Run(k.section+"."+k.key, func(t *testing.T) {
+			if got := k.get(load(t, "")); !reflect.DeepEqual(got, k.def) {
+				t.Errorf("absent: the package gets %v, want its default %v", got, k.def)
+			}
+			if k.zero != "" {
+				got := reflect.ValueOf(k.get(load(t, k.zero)))
+				if !got.IsZero() && !(got.Kind() == reflect.Slice && got.Len() == 0) {
+					t.Errorf("%s: the package gets %v, want 0 (off)", k.zero, got)
+				}
+			}
+			doc, ok := docs[k.section+"."+k.key]
+			if !ok {
+				t.Fatalf("docs/configuration.md has no row for %s in section %s", k.key, k.section)
+			}
+			if !docMatches(doc, k.def) {
+				t.Errorf("docs/configuration.md says the default is %s, the package's is %v", doc, k.def)
+			}
+		})
+	}
+	// The connection write timeout is not in the configuration: the package's default.
+	if _, o := load(t, ""); o.Conn.WriteTimeout != sip.DefaultWriteTimeout {
+		t.Errorf("connection write timeout %s, want sip's default %s", o.Conn.WriteTimeout, sip.DefaultWriteTimeout)
+	}
+}
+
+// docDefaults reads the default column of every key table of docs/configuration.md, by
+// "section.key", the section being the name in its "## `name`" heading.
+func docDefaults(t *testing.T, path string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	section := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		if h, ok := strings.CutPrefix(line, "## "); ok {
+			section = strings.Trim(strings.Fields(h + " x")[0], "`")
+			continue
+		}
+		cols := strings.Split(line, "|")
+		if len(cols) < 5 || !strings.HasPrefix(strings.TrimSpace(cols[1]), "`") {
+			continue
+		}
+		out[section+"."+strings.Trim(strings.TrimSpace(cols[1]), "`")] = strings.TrimSpace(cols[3])
+	}
+	return out
+}
+
+// docMatches reports whether a documented default (`30m`, `2160h` (90 days), `1000`, `a`,
+// `b`) is v: a scalar is the first quoted value, a list all of them.
+func docMatches(doc string, v any) bool {
+	first, _, _ := strings.Cut(strings.TrimPrefix(doc, "`"), "`")
+	switch v := v.(type) {
+	case time.Duration:
+		d, err := time.ParseDuration(first)
+		return err == nil && d == v
+	case int:
+		n, err := strconv.Atoi(first)
+		return err == nil && n == v
+	case float64:
+		f, err := strconv.ParseFloat(first, 64)
+		return err == nil && f == v
+	case string:
+		return first == v
+	case []string:
+		quoted := make([]string, len(v))
+		for i, s := range v {
+			quoted[i] = "`" + s + "`"
+		}
+		return doc == strings.Join(quoted, ", ")
+	}
+	panic(fmt.Sprintf("docMatches: %T", v))
+}
