@@ -442,6 +442,10 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 			return
 		}
 	}
+	// 100 Trying at once, before anything else is read or changed: it stops sipgo's own
+	// 100-after-200-ms timer, which builds its response from this request while initUAS below
+	// adds our tag to the request's To header (a data race on a loaded machine).
+	s.respond(tx, sip.NewResponseFromRequest(req, 100, "Trying", nil))
 	if r := req.GetHeader("Require"); r != nil && hasToken(r.Value(), "100rel") {
 		// RFC 3262 §4 / RFC 3261 §8.2.2.3: we do not do reliable provisionals.
 		s.reply(req, tx, 420, "Bad Extension", sip.NewHeader("Unsupported", "100rel"))
@@ -551,8 +555,6 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		s.mu.Unlock()
 		s.callsWG.Done()
 	}()
-
-	s.respond(tx, sip.NewResponseFromRequest(req, 100, "Trying", nil))
 
 	// An offer must be answerable before we take the call on: codecs, and a port for our RTP.
 	if len(req.Body()) > 0 {
