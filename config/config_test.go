@@ -162,12 +162,18 @@ var problemCases = []problemCase{
 		{"trunks[0].outbound.agent_limits.calls_per_minute", "must be 0 (no limit) or more", 2}}},
 	{"trunk auth incomplete", "trunks: [{name: c, inbound: {auth: {username: u}}}]\n", []Problem{
 		{"trunks[0].inbound.auth.password", "is required when auth is set", 2}}},
+	{"trunk region not a region code", "trunks: [{name: c, region: France, inbound: {allow: [127.0.0.0/8]}}]\n", []Problem{
+		{"trunks[0].region", `"France" is not a region code; use an ISO 3166 code such as US, GB or FR (default ticketing.default_region)`, 2}}},
+	{"trunk region in lower case", "trunks: [{name: c, region: fr, inbound: {allow: [127.0.0.0/8]}}]\n", []Problem{
+		{"trunks[0].region", `"fr" is not a region code; use an ISO 3166 code such as US, GB or FR (default ticketing.default_region)`, 2}}},
 
 	// Lines and targets.
 	{"bad E.164 line number", "trunks: [{name: c, inbound: {allow: [127.0.0.0/8]}}]\nlines: [{number: 15550100, target: hangup}]\n", []Problem{
 		{"lines[0].number", `"15550100" is not an E.164 number; write + then the country code and number, digits only, e.g. +15550100`, 3}}},
 	{"E.164 has at most 15 digits", "trunks: [{name: c, inbound: {allow: [127.0.0.0/8]}}]\nlines: [{number: \"+1234567890123456\", target: hangup}]\n", []Problem{
 		{"lines[0].number", `"+1234567890123456" is not an E.164 number; write + then the country code and number, digits only, e.g. +15550100`, 3}}},
+	{"line number of no country", "trunks: [{name: c, inbound: {allow: [127.0.0.0/8]}}]\nlines: [{number: \"+1555\", target: hangup}]\n", []Problem{
+		{"lines[0].number", "+1555 is not a number of any country: no such country code, or the wrong length for it", 3}}},
 	{"duplicate line numbers", "trunks: [{name: c, inbound: {allow: [127.0.0.0/8]}}]\nlines:\n  - {number: \"+15550100\", target: hangup}\n  - {number: \"+15550100\", target: voicemail}\nrecordings: {dir: /tmp/r}\n", []Problem{
 		{"lines[1].number", "+15550100 is already the number of lines[0]", 5}}},
 	{"line to a missing IVR menu", "trunks: [{name: c, inbound: {allow: [127.0.0.0/8]}}]\nlines: [{number: \"+15550100\", target: ivr:main}]\n", []Problem{
@@ -503,6 +509,29 @@ ivr:
 	o := c.Trunks[1].Outbound
 	if len(o.Destinations.Deny) != 0 || !reflect.DeepEqual(o.Destinations.Allow, []string{"+1"}) || o.AgentLimits != (AgentLimits{}) {
 		t.Errorf("explicit: %+v", o)
+	}
+}
+
+// A trunk's region defaults to ticketing.default_region (national caller IDs are read in it,
+// issue 15), and P-Asserted-Identity is trusted unless a trunk says otherwise.
+func TestTrunkRegionAndAssertedIdentityDefaults(t *testing.T) {
+	doc := base + `trunks:
+  - {name: us, inbound: {allow: [127.0.0.1/32]}}
+  - {name: fr, region: FR, inbound: {allow: [127.0.0.3/32], trust_asserted_identity: false}}
+lines: [{number: "+15550100", trunk: us, target: ivr:main}]
+ivr:
+  main: {no_input: hangup}
+ticketing: {default_region: GB}
+`
+	c, err := parse([]byte(doc), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if us := c.Trunks[0]; us.Region != "GB" || !us.Inbound.TrustAssertedIdentity {
+		t.Errorf("omitted: region %q trust_asserted_identity %v; want GB (ticketing.default_region) and true", us.Region, us.Inbound.TrustAssertedIdentity)
+	}
+	if fr := c.Trunks[1]; fr.Region != "FR" || fr.Inbound.TrustAssertedIdentity {
+		t.Errorf("explicit: region %q trust_asserted_identity %v; want FR and false", fr.Region, fr.Inbound.TrustAssertedIdentity)
 	}
 }
 

@@ -192,6 +192,12 @@ func (c *Config) applyDefaults(idx *docIndex) {
 		if !idx.has("trunks" + index(i) + ".inbound.calls_per_second") {
 			c.Trunks[i].Inbound.CallsPerSecond = DefaultTrunkCallsPerSecond
 		}
+		if !idx.has("trunks" + index(i) + ".inbound.trust_asserted_identity") {
+			c.Trunks[i].Inbound.TrustAssertedIdentity = true
+		}
+		if c.Trunks[i].Region == "" {
+			c.Trunks[i].Region = c.Ticketing.DefaultRegion
+		}
 	}
 	for i := range c.Agents {
 		if c.Agents[i].Name == "" {

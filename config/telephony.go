@@ -144,7 +144,11 @@ func (r RTP) Pairs() int {
 // calls go.
 type Trunk struct {
 	// Name identifies the trunk (letters, digits, '_', '-'), e.g. in metrics.
-	Name     string        `yaml:"name"`
+	Name string `yaml:"name"`
+	// Region is the ISO 3166 country of the carrier's numbering plan (US, FR): caller IDs and
+	// dialled numbers written without a country code are read in it (default
+	// ticketing.default_region).
+	Region   string        `yaml:"region"`
 	Inbound  TrunkInbound  `yaml:"inbound"`
 	Outbound TrunkOutbound `yaml:"outbound"`
 }
@@ -164,6 +168,10 @@ type TrunkInbound struct {
 	// MaxCalls bounds the trunk's concurrent inbound calls (default 0: only sip.max_calls);
 	// more get 503 with Retry-After.
 	MaxCalls int `yaml:"max_calls"`
+	// TrustAssertedIdentity takes the caller from P-Asserted-Identity, when the INVITE has one,
+	// rather than From (RFC 3325 §9.1; default true). False for a peer outside the operator's
+	// trust domain, which could assert any identity (RFC 3325 §2.3).
+	TrustAssertedIdentity bool `yaml:"trust_asserted_identity"`
 }
 
 // TrunkOutbound says how outbound calls reach the carrier.

@@ -12,14 +12,13 @@ import (
 	"time"
 	_ "time/tzdata" // hours.time_zone must load on hosts without a zoneinfo database
 
-	"github.com/nyaruka/phonenumbers"
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/phone"
 	"golang.org/x/crypto/bcrypt"
 )
 
 var (
-	e164RE     = regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`)
 	nameRE     = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 	languageRE = regexp.MustCompile(`^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$`)
 	labelRE    = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
@@ -28,7 +27,14 @@ var (
 
 // IsE164 reports whether s is an E.164 number: "+", a country code not starting with 0, at
 // most 15 digits in all (ITU-T E.164 §6).
-func IsE164(s string) bool { return e164RE.MatchString(s) }
+func IsE164(s string) bool { return phone.IsE164(s) }
+
+// lineNumber reports whether an E.164 line number is one the gateway can match calls to (the
+// SIP server reads lines with the same normaliser and refuses to start on any other).
+func lineNumber(s string) bool {
+	n, ok := phone.Normalize(s, "")
+	return ok && n == s
+}
 
 func validName(s string) bool { return nameRE.MatchString(s) }
 
@@ -323,6 +329,10 @@ func (c *Config) validateTrunks(k *checker) {
 				seen[t.Name] = i
 			}
 		}
+		// An omitted region is default_region's, whose problem is reported once, there.
+		if !phone.ValidRegion(t.Region) && t.Region != c.Ticketing.DefaultRegion {
+			k.add(p+".region", "%q is not a region code; use an ISO 3166 code such as US, GB or FR (default ticketing.default_region)", t.Region)
+		}
 		checkAuth(k, p+".inbound.auth", t.Inbound.Auth)
 		checkAuth(k, p+".outbound.auth", t.Outbound.Auth)
 		if t.Outbound.URI != "" {
@@ -396,6 +406,8 @@ func (c *Config) validateLines(k *checker) {
 			k.add(p+".number", "is required: the line's E.164 number, e.g. +15550100")
 		case !IsE164(l.Number):
 			checkE164(k, p+".number", l.Number)
+		case !lineNumber(l.Number):
+			k.add(p+".number", "%s is not a number of any country: no such country code, or the wrong length for it", l.Number)
 		default:
 			if j, dup := seen[l.Number]; dup {
 				k.add(p+".number", "%s is already the number of lines[%d]", l.Number, j)
@@ -624,7 +636,7 @@ func (c *Config) firstVoicemail() string {
 }
 
 func (c *Config) validateTicketing(k *checker) {
-	if r := c.Ticketing.DefaultRegion; phonenumbers.GetCountryCodeForRegion(r) == 0 {
+	if r := c.Ticketing.DefaultRegion; !phone.ValidRegion(r) {
 		k.add("ticketing.default_region", "%q is not a region code; use an ISO 3166 code such as US, GB or FR", r)
 	}
 	c.checkSettingsErrors(k, "ticketing.settings.", c.Ticketing.Settings.Validate())

@@ -200,17 +200,6 @@ func TestRateLimitPerSource(t *testing.T) {
 	}
 }
 
-func TestNormalizeNumber(t *testing.T) {
-	for in, want := range map[string]string{
-		"+15550197": "+15550197", "15550197": "+15550197", "0015550197": "+15550197",
-		"+1 (555) 019-7": "+15550197", "15550197;phone-context=x": "+15550197", "desk": "", "": "",
-	} {
-		if got := NormalizeNumber(in); got != want {
-			t.Errorf("NormalizeNumber(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func FuzzParseDigest(f *testing.F) {
 	f.Add(`Digest username="carrier", realm="switchboard", nonce="abc.def", uri="sip:x", response="0123"`)
 	f.Add(`Digest realm=x, qop="auth,auth-int", nonce=1`)

@@ -88,7 +88,8 @@ type Call struct {
 // ID is the call's UUID, its id everywhere (events, API, tickets).
 func (c *Call) ID() string { return c.id }
 
-// From is the caller's number (E.164 when it is one, else the URI user).
+// From is the caller's number: E.164 when it reads as one in the trunk's region, else the URI
+// user as received (cleaned); "" for an anonymous caller (Privacy: id, anonymous From).
 func (c *Call) From() string { return c.from }
 
 // To is the dialled number.
@@ -441,6 +442,10 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 			return
 		}
 	}
+	// 100 Trying at once, before anything else is read or changed: it stops sipgo's own
+	// 100-after-200-ms timer, which builds its response from this request while initUAS below
+	// adds our tag to the request's To header (a data race on a loaded machine).
+	s.respond(tx, sip.NewResponseFromRequest(req, 100, "Trying", nil))
 	if r := req.GetHeader("Require"); r != nil && hasToken(r.Value(), "100rel") {
 		// RFC 3262 §4 / RFC 3261 §8.2.2.3: we do not do reliable provisionals.
 		s.reply(req, tx, 420, "Bad Extension", sip.NewHeader("Unsupported", "100rel"))
@@ -478,14 +483,7 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 			return
 		}
 	}
-	to := NormalizeNumber(uriUser(req.Recipient.User))
-	line, ok := s.lines[to]
-	if !ok {
-		if n := NormalizeNumber(uriUser(req.To().Address.User)); n != "" {
-			line, ok = s.lines[n]
-			to = n
-		}
-	}
+	line, to, ok := s.lineFor(req, trunk)
 	if !ok {
 		s.reply(req, tx, 404, "Not Found")
 		return
@@ -500,7 +498,7 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		id:        uuid.NewString(),
 		direction: "inbound",
 		to:        to,
-		line:      NormalizeNumber(line.Number),
+		line:      to,
 		trunk:     trunk.Name,
 		events:    newEventQueue(),
 		received:  received,
@@ -509,12 +507,7 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 	}
 	// Everything from the headers is cleaned before it reaches an event (clean.go): a NUL in a
 	// display name would be refused by PostgreSQL and must never reach the event log.
-	fromUser := uriUser(req.From().Address.User)
-	c.from = NormalizeNumber(fromUser)
-	if c.from == "" {
-		c.from = fromUser
-	}
-	c.callerName = displayName(req.From().DisplayName)
+	c.from, c.callerName = callerOf(req, trunk)
 	l := newLeg(s, c, roleUAS)
 	l.initUAS(req, tx)
 	c.carrier = l
@@ -562,8 +555,6 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		s.mu.Unlock()
 		s.callsWG.Done()
 	}()
-
-	s.respond(tx, sip.NewResponseFromRequest(req, 100, "Trying", nil))
 
 	// An offer must be answerable before we take the call on: codecs, and a port for our RTP.
 	if len(req.Body()) > 0 {

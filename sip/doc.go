@@ -49,6 +49,12 @@
 //     User-Agents are dropped silently; a per-source token bucket drops floods (Allow sources
 //     exempt unless RateLimit.LimitTrunks; auth-only trunks' sources never are). An Allow
 //     source over UDP is trivially spoofed: prefer digest or TLS.
+//   - Numbers (numbers.go): the dialled number and the caller are read once, with the trunk's
+//     Region, by package ticketing/phone (the normaliser ticketing shares). The line is the
+//     Request-URI (else To) user in E.164, national form or its digits without "+". The caller
+//     is P-Asserted-Identity (RFC 3325 §9.1; unless Trunk.IgnoreAssertedIdentity), else From:
+//     E.164 when it reads as a number, else the cleaned user part as received; "" when the
+//     caller withheld it (Privacy: id, user or header; an anonymous From, RFC 3323 §4.1.1.3).
 //   - Transport (connlimit.go): TCP and TLS connections are capped in total and per source
 //     IP (one over is closed at once, counted connection_limited), must send their first bytes
 //     or finish the TLS handshake within HandshakeTimeout, are closed after IdleTimeout without

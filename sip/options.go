@@ -144,6 +144,16 @@ type CallSummary struct {
 // sources stay under the per-source RateLimit, which only Allow sources may skip.
 type Trunk struct {
 	Name string
+	// Region is the ISO 3166 country of the carrier's numbering plan ("US", "FR"): caller IDs
+	// and dialled numbers it sends without a country code are read in it (package
+	// ticketing/phone). Empty reads only numbers in international form ("+33…", "00 33…"), and
+	// dialled numbers also as a line's digits without "+".
+	Region string
+	// IgnoreAssertedIdentity takes the caller from From even when the INVITE carries
+	// P-Asserted-Identity. By default a trunk is trusted (it is matched by its source or its
+	// digest credentials) and its asserted identity is the caller (RFC 3325 §9.1); a peer
+	// outside the operator's trust domain could assert anyone (RFC 3325 §2.3).
+	IgnoreAssertedIdentity bool
 	// Allow lists the source prefixes whose requests belong to this trunk (e.g. 127.0.0.0/8).
 	Allow []netip.Prefix
 	// Username/Password, when set, require RFC 2617/8760 digest auth (MD5) on inbound INVITEs:
@@ -171,7 +181,8 @@ type Trunk struct {
 
 // Line is one DID and the target its calls go to.
 type Line struct {
-	// Number is the dialled number; matched after E.164 normalisation (NormalizeNumber).
+	// Number is the line's E.164 number. A call matches it when its Request-URI (else To) user
+	// normalises to it in the trunk's Region, or is its digits without "+" (phone.Dialled).
 	Number string
 	// Target runs the call. BridgeTarget is the one built in; IVR, queue and voicemail targets
 	// implement the same interface.

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
+	"github.com/switchboard-voice/switchboard/ticketing/phone"
 )
 
 // ErrOverCapacity is returned by Originate when MaxCalls calls are in progress.
@@ -55,10 +56,6 @@ func (s *Server) Originate(ctx context.Context, opts OriginateOptions) (*Call, e
 	if s.closed.Load() || !s.accepting.Load() {
 		return nil, ErrDraining
 	}
-	to := NormalizeNumber(opts.Number)
-	if to == "" {
-		return nil, fmt.Errorf("sip: originate: %q is not a phone number", opts.Number)
-	}
 	var trunk *Trunk
 	for i := range s.opts.Trunks {
 		if s.opts.Trunks[i].Name == opts.Trunk {
@@ -68,9 +65,13 @@ func (s *Server) Originate(ctx context.Context, opts OriginateOptions) (*Call, e
 	if trunk == nil || trunk.OutboundURI == "" {
 		return nil, fmt.Errorf("sip: originate: trunk %q takes no outbound calls", opts.Trunk)
 	}
-	from := NormalizeNumber(opts.Line)
-	if from == "" {
-		from = NormalizeNumber(trunk.CallerID)
+	to, ok := phone.Normalize(opts.Number, trunk.Region)
+	if !ok {
+		return nil, fmt.Errorf("sip: originate: %q is not a phone number in region %q", opts.Number, trunk.Region)
+	}
+	from, ok := phone.Normalize(opts.Line, trunk.Region)
+	if !ok {
+		from, _ = phone.Normalize(trunk.CallerID, trunk.Region)
 	}
 	c := &Call{
 		s:         s,

@@ -68,32 +68,3 @@ func isScanner(ua string, scanners []string) bool {
 	}
 	return false
 }
-
-// NormalizeNumber reduces a dialled number or SIP user part to E.164 form: visual separators
-// and URI parameters (";phone-context=...") are dropped, "00" becomes "+", and a leading "+" is
-// added. It returns "" when no digit is left (e.g. a user name like "desk").
-func NormalizeNumber(s string) string {
-	if i := strings.IndexAny(s, ";?"); i >= 0 {
-		s = s[:i]
-	}
-	s = strings.TrimSpace(s)
-	s = strings.TrimPrefix(s, "tel:")
-	if strings.HasPrefix(s, "00") {
-		s = "+" + s[2:]
-	}
-	var b strings.Builder
-	b.WriteByte('+')
-	for i, r := range s {
-		switch {
-		case r >= '0' && r <= '9':
-			b.WriteRune(r)
-		case r == '+' && i == 0, r == '-', r == '.', r == ' ', r == '(', r == ')':
-		default:
-			return ""
-		}
-	}
-	if b.Len() == 1 {
-		return ""
-	}
-	return b.String()
-}

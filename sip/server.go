@@ -24,6 +24,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/ticketing/phone"
 )
 
 // Sentinel errors of the Server.
@@ -174,9 +175,9 @@ func New(opts Options) (*Server, error) {
 		s.limiter = newLimiter(opts.RateLimit.PerSecond, opts.RateLimit.Burst, opts.Now)
 	}
 	for i, l := range opts.Lines {
-		n := NormalizeNumber(l.Number)
-		if n == "" {
-			return nil, fmt.Errorf("sip: line %d: %q is not a phone number", i, l.Number)
+		n, ok := phone.Normalize(l.Number, "")
+		if !ok {
+			return nil, fmt.Errorf("sip: line %d: %q is not an E.164 phone number", i, l.Number)
 		}
 		if l.Target == nil {
 			return nil, fmt.Errorf("sip: line %s: no target", n)

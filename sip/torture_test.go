@@ -167,6 +167,7 @@ func FuzzHandleRequest(f *testing.F) {
 		if req.Body() != nil {
 			_, _, _ = Negotiate(req.Body(), testLocal)
 		}
-		_ = NormalizeNumber(req.Recipient.User)
+		_, _ = callerOf(req, Trunk{Region: "US"})
+		_, _, _ = (&Server{lines: map[string]Line{"+15550197": {}}}).lineFor(req, Trunk{Region: "FR"})
 	})
 }

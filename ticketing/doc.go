@@ -10,7 +10,8 @@
 //     and triggers whose violations come back as *Error (errors.go: ErrInvalid 422,
 //     ErrNotFound 404, ErrConflict 409), never as a 500.
 //   - users.go, identities.go: users, API tokens, phone identities (PM-4 … PM-8, PM-10);
-//     phone.go normalises numbers to E.164 with libphonenumber and geocodes them (CD-5).
+//     phone.go reads numbers through package ticketing/phone (E.164 with libphonenumber in
+//     the default region, geocoding for CD-5), the normaliser sip shares.
 //   - resolve.go: ResolveCaller, the caller resolution every call goes through (PM-1 … PM-12).
 //   - usermerge.go (UM-1 … UM-5), tickets.go and comments.go (ticket system rules, voice
 //     comments, merge chains), ticketmerge.go (TM-1 … TM-3), settingsstore.go (the global

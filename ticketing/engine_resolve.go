@@ -15,11 +15,8 @@ import (
 // again.
 func (s *Store) resolveIn(ctx context.Context, tx pgx.Tx, number string, opts ResolveOptions) (Resolution, error) {
 	st := *opts.Settings
-	if IsAnonymousNumber(number) {
-		return s.resolveAnonymousIn(ctx, tx, st, opts)
-	}
-	norm, err := s.NormalizePhone(number, false)
-	if err != nil {
+	norm, ok := s.callerNumber(number)
+	if !ok {
 		return s.resolveAnonymousIn(ctx, tx, st, opts)
 	}
 	res := Resolution{Number: norm, Location: s.PhoneLocation(norm)}

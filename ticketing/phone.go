@@ -1,92 +1,65 @@
 package ticketing
 
 import (
-	"regexp"
 	"strings"
 
-	"github.com/nyaruka/phonenumbers"
+	"github.com/switchboard-voice/switchboard/ticketing/phone"
 )
-
-var e164Pattern = regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`)
-
-// stripFormatting removes the characters people write between digits.
-func stripFormatting(raw string) string {
-	return strings.Map(func(r rune) rune {
-		switch r {
-		case ' ', '-', '(', ')', '.', '/', '\u00a0', '\t':
-			return -1
-		}
-		return r
-	}, strings.TrimSpace(raw))
-}
 
 // NormalizePhone returns the E.164 form of raw (PM-10). With strict (phone_validation on) raw
 // must be an E.164 number, though it may carry formatting ("+1 (555) 555-0123"); otherwise a
-// national number is read in the store's default region, and a string phonenumbers cannot
-// read is kept as its digits. The error is an *Error naming field "value".
+// national number is read in the store's default region. A string that is no phone number in
+// either reading is refused: stored as it was written it could never match a call. The error is
+// an *Error naming field "value".
 func (s *Store) NormalizePhone(raw string, strict bool) (string, error) {
 	return normalizePhone(raw, strict, s.opts.DefaultRegion)
 }
 
 func normalizePhone(raw string, strict bool, region string) (string, error) {
-	v := stripFormatting(raw)
+	v := strings.TrimSpace(raw)
 	if v == "" {
 		return "", invalidField("value", "a phone number is required")
 	}
 	if strict {
-		if !e164Pattern.MatchString(v) {
+		if !phone.IsE164(strings.Map(dropSeparator, v)) {
 			return "", invalidField("value", "%q is not an E.164 number (want + country code and up to 15 digits, e.g. +15555550123)", raw)
 		}
-		n, err := phonenumbers.Parse(v, "ZZ")
-		if err != nil {
-			return "", invalidField("value", "%q is not an E.164 number: %v", raw, err)
+		n, ok := phone.Normalize(v, "")
+		if !ok {
+			return "", invalidField("value", "%q is not an E.164 number: no such country code, or the wrong length for its country", raw)
 		}
-		return phonenumbers.Format(n, phonenumbers.E164), nil
+		return n, nil
 	}
-	if n, err := phonenumbers.Parse(v, region); err == nil {
-		return phonenumbers.Format(n, phonenumbers.E164), nil
+	n, ok := phone.Normalize(v, region)
+	if !ok {
+		return "", invalidField("value", "%q is not a phone number (write it in E.164, e.g. +15555550123, or as a national number of region %s)", raw, region)
 	}
-	digits := strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' {
-			return r
-		}
+	return n, nil
+}
+
+// dropSeparator drops the characters people write between digits.
+func dropSeparator(r rune) rune {
+	switch r {
+	case ' ', '-', '(', ')', '.', '/', '\u00a0', '\t':
 		return -1
-	}, v)
-	if digits == "" {
-		return "", invalidField("value", "%q has no digits", raw)
 	}
-	if strings.HasPrefix(v, "+") {
-		return "+" + digits, nil
+	return r
+}
+
+// callerNumber is how caller resolution reads the number of a call (PM-3, PM-10): the E.164 form
+// in the store's default region — a number the gateway sent is E.164 already, read with its
+// trunk's region; one posted to /call_events may be national — or ok false for a caller to treat
+// as anonymous: no number, a withheld marker, or a string that is no phone number (kept as
+// received in the call record, never turned into a user).
+func (s *Store) callerNumber(raw string) (string, bool) {
+	if phone.Withheld(raw) {
+		return "", false
 	}
-	return digits, nil
+	return phone.Normalize(raw, s.opts.DefaultRegion)
 }
 
 // PhoneLocation returns where a number was first acquired (CD-5): the geocoding description
 // of phonenumbers ("California", "United Kingdom"), or "" when unknown.
 func (s *Store) PhoneLocation(e164 string) string {
-	n, err := phonenumbers.Parse(e164, s.opts.DefaultRegion)
-	if err != nil {
-		return ""
-	}
-	loc, err := phonenumbers.GetGeocodingForNumber(n, s.opts.Language)
-	if err != nil {
-		return ""
-	}
-	return loc
-}
-
-// anonymousNumbers are what carriers send for a withheld caller ID (PM-3).
-var anonymousNumbers = map[string]bool{
-	"": true, "anonymous": true, "unknown": true, "unavailable": true, "restricted": true,
-	"withheld": true, "private": true, "blocked": true, "unknown caller": true,
-}
-
-// IsAnonymousNumber reports whether a caller number stands for no number at all (PM-3):
-// empty, a withheld marker such as "anonymous", or a string without a digit.
-func IsAnonymousNumber(raw string) bool {
-	v := strings.ToLower(strings.TrimSpace(raw))
-	if anonymousNumbers[v] {
-		return true
-	}
-	return !strings.ContainsAny(v, "0123456789")
+	return phone.Location(e164, s.opts.Language)
 }

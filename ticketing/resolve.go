@@ -52,9 +52,11 @@ type Resolution struct {
 // anonymous_caller_policy (PM-3: by default a new placeholder user per call, which never
 // matches a later call); when only shared holders remain, the unowned_number_policy (PM-9:
 // create_user makes a new owner and removes the number from the holders, audited;
-// most_recent_contact picks the most recently created holder). The number is normalised with
-// the store's default region whatever phone_validation says: a carrier's format is not the
-// caller's fault. Two calls racing from a new number end with one new user: the loser retries.
+// most_recent_contact picks the most recently created holder). The number is normalised
+// (package phone) with the store's default region whatever phone_validation says: a carrier's
+// format is not the caller's fault; a number that cannot be read as one is an anonymous caller
+// (PM-3), never a user named after it. Two calls racing from a new number end with one new
+// user: the loser retries.
 func (s *Store) ResolveCaller(ctx context.Context, number string, opts ResolveOptions) (Resolution, error) {
 	var st Settings
 	if opts.Settings != nil {
@@ -65,11 +67,8 @@ func (s *Store) ResolveCaller(ctx context.Context, number string, opts ResolveOp
 			return Resolution{}, err
 		}
 	}
-	if IsAnonymousNumber(number) {
-		return s.resolveAnonymous(ctx, st, opts)
-	}
-	norm, err := s.NormalizePhone(number, false)
-	if err != nil {
+	norm, ok := s.callerNumber(number)
+	if !ok {
 		return s.resolveAnonymous(ctx, st, opts)
 	}
 	res := Resolution{Number: norm, Location: s.PhoneLocation(norm)}

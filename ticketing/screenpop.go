@@ -39,8 +39,8 @@ func (s *Store) ScreenPop(ctx context.Context, callID string, now time.Time) (Sc
 	if c.Direction == "outbound" {
 		number = deref(c.To)
 	}
-	if number != "" && !IsAnonymousNumber(number) {
-		if hs, err := s.UsersByPhone(ctx, number); err == nil {
+	if norm, ok := s.callerNumber(number); ok {
+		if hs, err := holders(ctx, s.pool, norm); err == nil {
 			sp.Candidates = hs
 			sp.Ambiguous = len(hs) > 1 && hs[0].LineType != LineDirect
 		}

@@ -44,7 +44,8 @@ func sipOptions(cfg *config.Config) (sip.Options, error) {
 		opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	for _, tr := range cfg.Trunks {
-		st := sip.Trunk{Name: tr.Name, Allow: config.Networks(tr.Inbound.Allow), OutboundURI: tr.Outbound.URI, CallerID: tr.Outbound.CallerID,
+		st := sip.Trunk{Name: tr.Name, Region: tr.Region, IgnoreAssertedIdentity: !tr.Inbound.TrustAssertedIdentity,
+			Allow: config.Networks(tr.Inbound.Allow), OutboundURI: tr.Outbound.URI, CallerID: tr.Outbound.CallerID,
 			CallsPerSecond: tr.Inbound.CallsPerSecond, MaxCalls: tr.Inbound.MaxCalls}
 		if a := tr.Inbound.Auth; a != nil {
 			st.Username, st.Password = a.Username, a.Password
