@@ -48,7 +48,8 @@ func retarget(msg []byte, network, hostport string) []byte {
 	})
 }
 
-// sendTorture sends msg over network and returns the first response (nil when none).
+// sendTorture sends msg over network and returns the first response after any 100 Trying
+// (nil when none).
 func sendTorture(t *testing.T, network string, port int, msg []byte) []byte {
 	t.Helper()
 	c, err := net.Dial(network, fmt.Sprintf("127.0.0.1:%d", port))
@@ -69,7 +70,16 @@ func sendTorture(t *testing.T, network string, port int, msg []byte) []byte {
 			return nil
 		}
 		r := buf[:n]
-		if bytes.HasPrefix(r, []byte("SIP/2.0 100 ")) && !bytes.Contains(r[12:], []byte("SIP/2.0 ")) {
+		// Skip 100 Trying, also when a stream read holds it and the next response together.
+		for bytes.HasPrefix(r, []byte("SIP/2.0 100 ")) {
+			i := bytes.Index(r[12:], []byte("SIP/2.0 "))
+			if i < 0 {
+				r = nil
+				break
+			}
+			r = r[12+i:]
+		}
+		if r == nil {
 			continue
 		}
 		return r
