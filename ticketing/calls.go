@@ -13,33 +13,28 @@ import (
 // Call is a call record in the shape of the API (docs/api.md): who, where it went, how it
 // ended, and its durations in whole seconds (CD-3).
 type Call struct {
-	ID           string  `json:"id"`
-	Direction    string  `json:"direction"`
-	From         *string `json:"from"`
-	To           *string `json:"to"`
-	Line         *string `json:"line"`
-	CallerName   *string `json:"caller_name"`
-	Location     *string `json:"location"`
-	State        string  `json:"state"`
-	TicketID     *int64  `json:"ticket_id"`
-	RequesterID  *int64  `json:"requester_id"`
-	AgentID      *int64  `json:"agent_id"`
-	Queue        *string `json:"queue"`
-	MenuPath     *string `json:"menu_path"`
-	Language     *string `json:"language"`
-	Outcome      *string `json:"outcome"`
-	StartedAt    *Time   `json:"started_at"`
-	AnsweredAt   *Time   `json:"answered_at"`
-	EndedAt      *Time   `json:"ended_at"`
-	IVRTime      int64   `json:"ivr_time"`
-	QueueTime    int64   `json:"queue_time"`
-	RingTime     int64   `json:"ring_time"`
-	TalkTime     int64   `json:"talk_time"`
-	HoldTime     int64   `json:"hold_time"`
-	TransferTime int64   `json:"transfer_time"`
-	Duration     int64   `json:"duration"`
-	RecordingID  *string `json:"recording_id"`
-	CSAT         *int    `json:"csat"`
+	ID          string  `json:"id"`
+	Direction   string  `json:"direction"`
+	From        *string `json:"from"`
+	To          *string `json:"to"`
+	Line        *string `json:"line"`
+	CallerName  *string `json:"caller_name"`
+	Location    *string `json:"location"`
+	State       string  `json:"state"`
+	TicketID    *int64  `json:"ticket_id"`
+	RequesterID *int64  `json:"requester_id"`
+	AgentID     *int64  `json:"agent_id"`
+	Queue       *string `json:"queue"`
+	MenuPath    *string `json:"menu_path"`
+	Language    *string `json:"language"`
+	Outcome     *string `json:"outcome"`
+	StartedAt   *Time   `json:"started_at"`
+	AnsweredAt  *Time   `json:"answered_at"`
+	EndedAt     *Time   `json:"ended_at"`
+	// The durations in whole seconds (CD-3), as call.ended carries them.
+	callevent.Durations
+	RecordingID *string `json:"recording_id"`
+	CSAT        *int    `json:"csat"`
 }
 
 // callRow is the engine's view of a call: the record plus its working state.
@@ -167,8 +162,7 @@ func (c *callRow) public() Call {
 		ID: c.ID, Direction: c.Direction, From: c.From, To: c.To, Line: c.Line, CallerName: c.CallerName,
 		Location: c.Location, State: c.State, TicketID: c.TicketID, RequesterID: c.RequesterID, AgentID: c.AgentID,
 		Queue: c.Queue, MenuPath: c.MenuPath, Language: c.Language, Outcome: c.Outcome,
-		IVRTime: c.D.IVRTime, QueueTime: c.D.QueueTime, RingTime: c.D.RingTime, TalkTime: c.D.TalkTime,
-		HoldTime: c.D.HoldTime, TransferTime: c.D.TransferTime, Duration: c.D.Duration,
+		Durations:   c.D,
 		RecordingID: c.RecordingID, CSAT: c.CSAT,
 	}
 	conv := func(t *time.Time) *Time {

@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-voice/switchboard/internal/pgtest"
 	"github.com/switchboard-voice/switchboard/recordings"
 )
 
@@ -41,25 +40,7 @@ var agentConfigEdits = [][2]string{
 // runAgentGateway is runGateway with the agent tests' configuration (agentConfigEdits).
 func runAgentGateway(t *testing.T) *testGateway {
 	t.Helper()
-	exe := binary(t)
-	path, base, sipPort, deskPort, dir := writeGatewayConfig(t, pgtest.EmptyURL(t))
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := string(b)
-	for _, e := range agentConfigEdits {
-		if !strings.Contains(cfg, e[0]) {
-			t.Fatalf("the harness configuration no longer has %q", e[0])
-		}
-		cfg = strings.Replace(cfg, e[0], e[1], 1)
-	}
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	g := &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir}
-	g.launch(exe, path)
-	return g
+	return runEditedGateway(t, func(int) [][2]string { return agentConfigEdits })
 }
 
 // agentByEmail returns the agent's entry of GET /agents.

@@ -3,12 +3,8 @@ package main
 import (
 	"fmt"
 	"net/url"
-	"os"
 	"strconv"
-	"strings"
 	"testing"
-
-	"github.com/switchboard-voice/switchboard/internal/pgtest"
 )
 
 // TestEndToEnd_NationalCallerIDsMatchTheUsersHoldingTheE164Numbers is issue 15 through the real
@@ -23,33 +19,18 @@ import (
 // +2025550123 (Egypt) or +0612345678 and a new user.
 func TestEndToEnd_NationalCallerIDsMatchTheUsersHoldingTheE164Numbers(t *testing.T) {
 	requireSipp(t)
-	exe := binary(t)
-	path, base, sipPort, deskPort, dir := writeGatewayConfig(t, pgtest.EmptyURL(t))
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := string(b)
-	for _, e := range [][2]string{
-		// The US trunk keeps the default region (ticketing.default_region, US); the French one
-		// names its own. Lines must name their trunk once there are two.
-		{"    inbound: {allow: [127.0.0.0/8]}\n", "    inbound: {allow: [127.0.0.1/32]}\n"},
-		{"lines:\n", "  - name: paris\n    region: FR\n    inbound: {allow: [127.0.0.3/32]}\nlines:\n" +
-			fmt.Sprintf("  - {number: \"+12025550100\", trunk: carrier, target: \"sip:desk@127.0.0.1:%d\"}\n", deskPort)},
-		{`{number: "+15550100", target`, `{number: "+15550100", trunk: carrier, target`},
-		{`{number: "+15550198", target`, `{number: "+15550198", trunk: carrier, target`},
-		{`{number: "+15550197", target`, `{number: "+15550197", trunk: carrier, target`},
-	} {
-		if !strings.Contains(cfg, e[0]) {
-			t.Fatalf("the harness configuration no longer has %q", e[0])
+	g := runEditedGateway(t, func(deskPort int) [][2]string {
+		return [][2]string{
+			// The US trunk keeps the default region (ticketing.default_region, US); the French one
+			// names its own. Lines must name their trunk once there are two.
+			{"    inbound: {allow: [127.0.0.0/8]}\n", "    inbound: {allow: [127.0.0.1/32]}\n"},
+			{"lines:\n", "  - name: paris\n    region: FR\n    inbound: {allow: [127.0.0.3/32]}\nlines:\n" +
+				fmt.Sprintf("  - {number: \"+12025550100\", trunk: carrier, target: \"sip:desk@127.0.0.1:%d\"}\n", deskPort)},
+			{`{number: "+15550100", target`, `{number: "+15550100", trunk: carrier, target`},
+			{`{number: "+15550198", target`, `{number: "+15550198", trunk: carrier, target`},
+			{`{number: "+15550197", target`, `{number: "+15550197", trunk: carrier, target`},
 		}
-		cfg = strings.Replace(cfg, e[0], e[1], 1)
-	}
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	g := &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir}
-	g.launch(exe, path)
+	})
 
 	user := func(name, phone string) float64 {
 		code, m := g.api("POST", "/users", fmt.Sprintf(`{"user":{"name":%q,"phone":%q}}`, name, phone))

@@ -110,6 +110,32 @@ recordings: {enabled: true, dir: %q, start: answer, retention_days: 3650}
 	return path, fmt.Sprintf("http://127.0.0.1:%d", httpPort), sipPort, deskPort, dir
 }
 
+// runEditedGateway is runGateway with the harness configuration changed first: edits(deskPort)
+// gives pairs of text to find (it must be there: the test fails when the harness changed) and
+// its replacement, each applied once.
+func runEditedGateway(t *testing.T, edits func(deskPort int) [][2]string) *testGateway {
+	t.Helper()
+	exe := binary(t)
+	path, base, sipPort, deskPort, dir := writeGatewayConfig(t, pgtest.EmptyURL(t))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(b)
+	for _, e := range edits(deskPort) {
+		if !strings.Contains(cfg, e[0]) {
+			t.Fatalf("the harness configuration no longer has %q", e[0])
+		}
+		cfg = strings.Replace(cfg, e[0], e[1], 1)
+	}
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir}
+	g.launch(exe, path)
+	return g
+}
+
 // runGateway runs serve with a fresh database and waits for /readyz.
 func runGateway(t *testing.T) *testGateway {
 	t.Helper()
