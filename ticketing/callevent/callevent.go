@@ -282,22 +282,62 @@ func Decode(raw []byte) (Event, []FieldError) {
 		var te *json.UnmarshalTypeError
 		var se *json.SyntaxError
 		switch {
-		case errors.As(err, &te):
-			field := te.Field
-			if field == "" {
-				field = "event"
-			}
-			return Event{}, []FieldError{{field, fmt.Sprintf("must be a %s, not a JSON %s", eventJSONType(te.Type.Kind().String()), te.Value)}}
 		case errors.As(err, &se):
 			return Event{}, []FieldError{{"event", "malformed JSON: " + se.Error()}}
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 			return Event{}, []FieldError{{name, "is not a field of call events"}}
+		case errors.As(err, &te) && te.Field != "":
+			// The field path names the embedded struct a promoted field belongs to
+			// ("Durations.duration"); the JSON field is its last element.
+			field := te.Field[strings.LastIndex(te.Field, ".")+1:]
+			return Event{}, []FieldError{{field, fmt.Sprintf("must be a %s, not a JSON %s", eventJSONType(te.Type.Kind().String()), te.Value)}}
 		default:
+			// A field's own unmarshaler failed (time.Time for "at": a string that is no
+			// RFC 3339 time, or no string at all): encoding/json does not say which field,
+			// so each member is decoded alone to find it.
+			if f, msg, ok := failingField(raw); ok {
+				return Event{}, []FieldError{{f, msg}}
+			}
+			if errors.As(err, &te) {
+				return Event{}, []FieldError{{"event", fmt.Sprintf("must be a JSON object, not a JSON %s", te.Value)}}
+			}
 			return Event{}, []FieldError{{"event", strings.TrimPrefix(err.Error(), "json: ")}}
 		}
 	}
 	return e, Validate(e)
+}
+
+// failingField decodes each member of the JSON object raw on its own into an Event and
+// returns the first (in name order) that fails, with the reason.
+func failingField(raw []byte) (field, msg string, ok bool) {
+	var members map[string]json.RawMessage
+	if json.Unmarshal(raw, &members) != nil {
+		return "", "", false
+	}
+	names := make([]string, 0, len(members))
+	for n := range members {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		one, err := json.Marshal(map[string]json.RawMessage{n: members[n]})
+		if err != nil {
+			continue
+		}
+		var e Event
+		err = json.Unmarshal(one, &e)
+		if err == nil {
+			continue
+		}
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return n, fmt.Sprintf("must be a %s, not a JSON %s", eventJSONType(te.Type.Kind().String()), te.Value), true
+		}
+		// Only time fields (at) have an unmarshaler of their own.
+		return n, `must be an RFC 3339 time in a JSON string, such as "2026-11-22T10:00:00Z"`, true
+	}
+	return "", "", false
 }
 
 func eventJSONType(kind string) string {

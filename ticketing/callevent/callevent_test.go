@@ -82,3 +82,32 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// POST /call_events names the field of every problem: a time that does not parse is reported
+// on "at" (encoding/json's error from time.Time names no field, and it used to land on
+// "event"), and a mistyped duration on its own JSON name, not the Go path "Durations.duration".
+func TestDecodeNamesTheFieldOfABadTimeAndOfADuration(t *testing.T) {
+	b, _ := json.Marshal(validStarted())
+	at := `"at":"2026-11-22T10:00:00Z"`
+	if !strings.Contains(string(b), at) {
+		t.Fatalf("fixture has no %s: %s", at, b)
+	}
+	cases := []struct{ name, from, to, field string }{
+		{"at not a time", at, `"at":"yesterday"`, "at"},
+		{"at out of range", at, `"at":"2026-13-01T00:00:00Z"`, "at"},
+		{"at a number", at, `"at":5`, "at"},
+		{"at null is zero and refused by Validate", at, `"at":null`, "at"},
+		{"duration a string", `"seq":1`, `"seq":1,"duration":"x"`, "duration"},
+		{"talk_time fractional", `"seq":1`, `"seq":1,"talk_time":1.5`, "talk_time"},
+	}
+	for _, c := range cases {
+		raw := strings.Replace(string(b), c.from, c.to, 1)
+		_, errs := Decode([]byte(raw))
+		if len(errs) != 1 || errs[0].Field != c.field {
+			t.Errorf("%s: errors %v, want one naming %s", c.name, errs, c.field)
+		}
+	}
+	if _, errs := Decode([]byte(`[]`)); len(errs) != 1 || errs[0].Field != "event" {
+		t.Errorf("not an object: %v, want one naming event", errs)
+	}
+}
