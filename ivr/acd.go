@@ -230,7 +230,10 @@ func NewACD(opts ACDOptions) (*ACD, error) {
 			return nil, fmt.Errorf("ivr: new ACD: queue %s overflows into itself", q.Name)
 		}
 		a.queues[q.Name] = &queueRec{Queue: q}
+		// Every queue's series exist from start at 0 (docs/metrics.md): a dashboard of a
+		// fresh gateway reads 0 waiting and an empty histogram, not "no data".
 		a.m.waiting.WithLabelValues(q.Name).Set(0)
+		a.m.wait.WithLabelValues(q.Name)
 	}
 	now := a.clock.Now()
 	for _, ag := range opts.Agents {

@@ -26,6 +26,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Agents by state (available, busy, wrap_up, away, offline).",
 		}, []string{"state"}),
 	}
+	for _, st := range agentStates {
+		m.agents.WithLabelValues(string(st))
+	}
 	if reg == nil {
 		return m, nil
 	}

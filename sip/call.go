@@ -669,7 +669,7 @@ func (s *Server) runCall(c *Call, line Line) {
 	end := s.now()
 	// Metrics first, so whoever sees call.ended sees them too.
 	s.m.callsActive.WithLabelValues(c.direction).Dec()
-	s.m.callsTotal.WithLabelValues(c.direction, outcomeLabel(outcome)).Inc()
+	s.m.countEnd(c.direction, c.trunk, outcome)
 	c.emitEnded(callevent.Event{Type: callevent.EventEnded, Outcome: outcome, Durations: c.durations(end)})
 	<-emitDone
 	if s.opts.OnCallEnd != nil {

@@ -18,6 +18,11 @@ type metrics struct {
 	responses     *prometheus.CounterVec
 	securityEvent *prometheus.CounterVec
 	orphanByes    *prometheus.CounterVec
+	// trunkCalls is switchboard_trunk_calls_total{trunk,direction,outcome}: the calls of
+	// switchboard_calls_total that went over a trunk, by trunk. A series of its own rather
+	// than a trunk label on switchboard_calls_total, whose label set dashboards and alerts sum
+	// over (and which also counts calls that never reached a trunk).
+	trunkCalls *prometheus.CounterVec
 }
 
 // Security event types of switchboard_security_events_total.
@@ -38,7 +43,27 @@ const (
 	secLoop = "loop_detected"
 )
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// securityTypes lists every type sip counts in switchboard_security_events_total, so each
+// series exists at 0 from start.
+var securityTypes = []string{secACLReject, secAuthFailure, secScanner, secRateLimit, secMalformed,
+	secContactRejected, secAuthBackoff, secLoop, secConnLimit, SecRTPSourceRejected}
+
+// sentCodes are the response codes the gateway sends itself (other codes it relays appear
+// when first sent).
+var sentCodes = []int{100, 180, 183, 200, 400, 401, 403, 404, 405, 407, 408, 416, 420, 422, 423,
+	480, 481, 482, 483, 486, 487, 488, 491, 500, 503}
+
+// directions are the values of the direction label.
+var directions = []string{"inbound", "outbound"}
+
+// outcomeLabels are the values of the outcome label (outcomeLabel).
+var outcomeLabels = []string{callevent.OutcomeAnswered, callevent.OutcomeAbandoned, callevent.OutcomeVoicemail,
+	callevent.OutcomeNoAnswer, callevent.OutcomeFailed, callevent.OutcomeRejected, "other"}
+
+// newMetrics builds the SIP series and creates every series of a known label value at 0
+// (directions, outcomes, methods, security event types, orphan BYE results, and each of
+// trunks), so a dashboard or an alert on a fresh gateway reads 0, not "no data".
+func newMetrics(reg prometheus.Registerer, trunks []string) (*metrics, error) {
 	m := &metrics{
 		callsActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchboard_calls_active", Help: "Calls in progress.",
@@ -59,17 +84,43 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"code"}),
 		securityEvent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_security_events_total",
-			Help: "Requests refused or dropped for security: acl_reject, auth_failure, scanner_drop, rate_limited, malformed, loop_detected, contact_rejected, auth_backoff.",
+			Help: "Requests refused or dropped for security: acl_reject, auth_failure, scanner_drop, rate_limited, malformed, loop_detected, contact_rejected, auth_backoff, connection_limited, rtp_source_rejected (and, from HTTP, http_auth_failure, http_auth_throttled).",
 		}, []string{"type"}),
 		orphanByes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_orphan_byes_total",
 			Help: "BYEs sent at start to call legs a crash orphaned, by result (ok: the far end hung up; gone: it no longer knew the dialog; error: no answer).",
 		}, []string{"result"}),
+		trunkCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_trunk_calls_total",
+			Help: "Calls ended that went over a trunk, by trunk, direction and outcome.",
+		}, []string{"trunk", "direction", "outcome"}),
+	}
+	for _, d := range directions {
+		m.callsActive.WithLabelValues(d)
+		for _, o := range outcomeLabels {
+			m.callsTotal.WithLabelValues(d, o)
+			for _, t := range trunks {
+				m.trunkCalls.WithLabelValues(t, d, o)
+			}
+		}
+	}
+	for meth := range knownMethods {
+		m.requests.WithLabelValues(meth)
+	}
+	m.requests.WithLabelValues("other")
+	for _, code := range sentCodes {
+		m.responses.WithLabelValues(strconv.Itoa(code))
+	}
+	for _, t := range securityTypes {
+		m.securityEvent.WithLabelValues(t)
+	}
+	for _, r := range []string{"ok", "gone", "error"} {
+		m.orphanByes.WithLabelValues(r)
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.callsActive, m.callsTotal, m.callSetup, m.requests, m.responses, m.securityEvent, m.orphanByes} {
+	for _, c := range []prometheus.Collector{m.callsActive, m.callsTotal, m.callSetup, m.requests, m.responses, m.securityEvent, m.orphanByes, m.trunkCalls} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -106,4 +157,14 @@ func outcomeLabel(o string) string {
 		return o
 	}
 	return "other"
+}
+
+// countEnd counts an ended call in switchboard_calls_total and, when it went over a trunk, in
+// switchboard_trunk_calls_total.
+func (m *metrics) countEnd(direction, trunk, outcome string) {
+	o := outcomeLabel(outcome)
+	m.callsTotal.WithLabelValues(direction, o).Inc()
+	if trunk != "" {
+		m.trunkCalls.WithLabelValues(trunk, direction, o).Inc()
+	}
 }

@@ -172,7 +172,7 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 	}
 	end := s.now()
 	s.m.callsActive.WithLabelValues(c.direction).Dec()
-	s.m.callsTotal.WithLabelValues(c.direction, outcomeLabel(outcome)).Inc()
+	s.m.countEnd(c.direction, c.trunk, outcome)
 	c.emitEnded(callevent.Event{Type: callevent.EventEnded, Outcome: outcome, Durations: c.durations(end)})
 	<-emitDone
 	if opts.Ended != nil {

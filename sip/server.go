@@ -198,7 +198,11 @@ func New(opts Options) (*Server, error) {
 			}
 		}
 	}
-	m, err := newMetrics(opts.Registerer)
+	trunkNames := make([]string, 0, len(opts.Trunks))
+	for _, t := range opts.Trunks {
+		trunkNames = append(trunkNames, t.Name)
+	}
+	m, err := newMetrics(opts.Registerer, trunkNames)
 	if err != nil {
 		return nil, fmt.Errorf("sip: metrics: %w", err)
 	}

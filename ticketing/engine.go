@@ -109,6 +109,13 @@ func (s *Store) NewEngine(opts EngineOptions) (*Engine, error) {
 			Help: "Statements the engine wrote to tickets and comments for calls (write batching coalesces them), by kind.",
 		}, []string{"kind"}),
 	}
+	// Every event type and write kind exists from start at 0 (docs/metrics.md).
+	for _, t := range callevent.Types() {
+		e.eventsTotal.WithLabelValues(t)
+	}
+	for _, k := range []string{writeComment, writeCommentUpdate, writeTicketUpdate} {
+		e.writes.WithLabelValues(k)
+	}
 	if opts.Registerer != nil {
 		for _, c := range []prometheus.Collector{e.eventsTotal, e.lag, e.gaps, e.failed, e.writes} {
 			if err := opts.Registerer.Register(c); err != nil {

@@ -10,6 +10,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// Kinds of switchboard_ticketing_writes_total.
+const (
+	writeComment       = "comment"
+	writeCommentUpdate = "comment_update"
+	writeTicketUpdate  = "ticket_update"
+)
+
 // applyTx is the transaction that applies a batch of events. It holds back the writes that can
 // be coalesced — ticket column updates, last write wins per ticket and column, and comments,
 // inserted in one statement with each ticket's order kept — and writes them at flush, just
@@ -129,7 +136,7 @@ func (t *applyTx) flushRecordings(ctx context.Context) error {
 		WHERE c.call_id = v.call_id AND c.type = 'VoiceComment' AND c.recording_deleted_at IS NULL`, calls, ids, urls); err != nil {
 		return dbError("attach recordings", err)
 	}
-	t.writes.WithLabelValues("comment_update").Inc()
+	t.writes.WithLabelValues(writeCommentUpdate).Inc()
 	clear(t.recordings)
 	return nil
 }
@@ -191,7 +198,7 @@ func (t *applyTx) flushUpdates(ctx context.Context) error {
 		if _, err := t.Exec(ctx, sb.String(), args...); err != nil {
 			return dbError("ticket write", err)
 		}
-		t.writes.WithLabelValues("ticket_update").Inc()
+		t.writes.WithLabelValues(writeTicketUpdate).Inc()
 	}
 	clear(t.updates)
 	t.order = t.order[:0]
@@ -226,7 +233,7 @@ func (t *applyTx) flushComments(ctx context.Context) error {
 	if _, err := t.Exec(ctx, sb.String(), args...); err != nil {
 		return dbError("comments", err)
 	}
-	t.writes.WithLabelValues("comment").Inc()
+	t.writes.WithLabelValues(writeComment).Inc()
 	t.comments = t.comments[:0]
 	return nil
 }

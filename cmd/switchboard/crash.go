@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-voice/switchboard/internal/calljournal"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // A crash leaves no open call. Every event this node emits is journaled on local disk
@@ -36,7 +37,11 @@ func (gw *gateway) openJournal() error {
 			Help: "Failed writes to the node's call journal (calls open then may stay open after a crash).",
 		}),
 	}
-	gw.registry.MustRegister(gw.crashM.closed, gw.crashM.journalErrors)
+	for _, o := range []string{callevent.OutcomeAnswered, callevent.OutcomeAbandoned, callevent.OutcomeVoicemail,
+		callevent.OutcomeNoAnswer, callevent.OutcomeFailed, callevent.OutcomeRejected} {
+		gw.crashM.closed.WithLabelValues(o) // at 0 from start, like every labelled series
+	}
+	gw.reg.MustRegister(gw.crashM.closed, gw.crashM.journalErrors)
 	j, open, err := calljournal.Open(calljournal.Options{
 		Path: gw.cfg.Database.Journal, Now: gw.now, Logger: gw.log.With("component", "calljournal"),
 		OnError: func(error) { gw.crashM.journalErrors.Inc() },

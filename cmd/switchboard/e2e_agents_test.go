@@ -108,7 +108,7 @@ func (g *testGateway) metric(prefix string) float64 {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	var sum float64
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(withoutNodeLabel(string(body)), "\n") {
 		if !strings.HasPrefix(line, prefix) {
 			continue
 		}

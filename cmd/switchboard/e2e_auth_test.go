@@ -320,6 +320,7 @@ func TestGateway_LoginAndBasicBruteForceBackOff(t *testing.T) {
 	}
 	b, _ := io.ReadAll(res.Body)
 	res.Body.Close()
+	b = []byte(withoutNodeLabel(string(b)))
 	if !strings.Contains(string(b), `switchboard_security_events_total{type="http_auth_failure"} 4`) ||
 		!strings.Contains(string(b), `switchboard_security_events_total{type="http_auth_throttled"} 4`) {
 		t.Errorf("/metrics lacks the HTTP security events:\n%s", grepLines(string(b), "switchboard_security_events_total"))

@@ -123,6 +123,7 @@ func TestEndToEnd_RTPBleedSprayerDuringBridgedCall(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	body = []byte(withoutNodeLabel(string(body)))
 	mm := regexp.MustCompile(`switchboard_security_events_total\{type="rtp_source_rejected"\} (\d+)`).FindSubmatch(body)
 	if mm == nil || string(mm[1]) == "0" {
 		t.Errorf("switchboard_security_events_total{type=\"rtp_source_rejected\"} missing or zero (%d sweeps sprayed)", sweeps.Load())

@@ -439,6 +439,7 @@ func TestEndToEnd_BridgedCallBecomesTicketWithRecording(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	body = []byte(withoutNodeLabel(string(body)))
 	for _, want := range []string{`switchboard_calls_total{direction="inbound",outcome="answered"} 1`, `switchboard_rtp_packets_total{direction="rx"}`,
 		`switchboard_ticketing_events_total{type="call.recording_ready"} 1`} {
 		if !strings.Contains(string(body), want) {

@@ -814,3 +814,87 @@ func TestDeployKubernetesManifests(t *testing.T) {
 		t.Errorf("switchboard check-config (the ConfigMap's configuration): %v\n%s", err, out)
 	}
 }
+
+// nodeLabelRE matches the node label of a series in the text format, with the comma that
+// joins it to its neighbours.
+var nodeLabelRE = regexp.MustCompile(`node="[^"]*",|,node="[^"]*"|\{node="[^"]*"\}`)
+
+// withoutNodeLabel removes the node label from every series of a /metrics body, so tests can
+// name a series by its other labels.
+func withoutNodeLabel(body string) string {
+	return nodeLabelRE.ReplaceAllString(body, "")
+}
+
+// A fresh gateway — no call taken, no login tried — already exposes every labelled series of
+// a known label value at 0 (queues, trunks, directions, outcomes, security event types,
+// reasons, event types), so a dashboard or an alert reads 0 rather than "no data"; every
+// metric the dashboard and the alerts name is in its scrape; and every switchboard_ series
+// carries the node label of the configuration (node: test).
+func TestFreshGatewayMetricsExistAtZeroWithNodeLabel(t *testing.T) {
+	g := runGateway(t)
+	resp, err := http.Get(g.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	body := string(raw)
+
+	names := map[string]bool{}
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(line, "switchboard_") {
+			continue
+		}
+		name := line[:strings.IndexAny(line, "{ ")]
+		names[name] = true
+		if !strings.Contains(line, `node="test"`) {
+			t.Errorf("series without node=\"test\": %s", line)
+		}
+	}
+
+	plain := withoutNodeLabel(body)
+	for _, want := range []string{
+		`switchboard_calls_active{direction="inbound"} 0`,
+		`switchboard_calls_active{direction="outbound"} 0`,
+		`switchboard_calls_total{direction="inbound",outcome="answered"} 0`,
+		`switchboard_calls_total{direction="outbound",outcome="failed"} 0`,
+		`switchboard_trunk_calls_total{direction="inbound",outcome="abandoned",trunk="carrier"} 0`,
+		`switchboard_trunk_calls_total{direction="outbound",outcome="answered",trunk="carrier"} 0`,
+		`switchboard_sip_requests_total{method="INVITE"} 0`,
+		`switchboard_security_events_total{type="acl_reject"} 0`,
+		`switchboard_security_events_total{type="auth_failure"} 0`,
+		`switchboard_security_events_total{type="rtp_source_rejected"} 0`,
+		`switchboard_security_events_total{type="connection_limited"} 0`,
+		`switchboard_security_events_total{type="http_auth_failure"} 0`,
+		`switchboard_security_events_total{type="http_auth_throttled"} 0`,
+		`switchboard_orphan_byes_total{result="ok"} 0`,
+		`switchboard_calls_closed_after_crash_total{outcome="answered"} 0`,
+		`switchboard_outbound_refused_total{reason="rate"} 0`,
+		`switchboard_queue_calls_waiting{queue="support"} 0`,
+		`switchboard_queue_wait_seconds_count{queue="support"} 0`,
+		`switchboard_agents{state="available"} 0`,
+		`switchboard_rtp_packets_total{direction="rx"} 0`,
+		`switchboard_rtp_packets_rejected_total{reason="probation"} 0`,
+		`switchboard_recording_packets_dropped_total{reason="late"} 0`,
+		`switchboard_ticketing_events_total{type="call.ended"} 0`,
+		`switchboard_ticketing_writes_total{kind="comment"} 0`,
+	} {
+		if !strings.Contains(plain, "\n"+want+"\n") {
+			name := want[:strings.IndexByte(want, '{')]
+			t.Errorf("fresh /metrics lacks %s; has:\n%s", want, grepLines(plain, name))
+		}
+	}
+
+	known := registeredMetrics(t)
+	_, dexprs := dashboardExprs(t)
+	_, aexprs := loadAlertRules(t)
+	for _, e := range append(dexprs, aexprs...) {
+		for _, n := range metricNameRE.FindAllString(e.expr, -1) {
+			if !names[n] {
+				if _, ok := exposedName(n, known); ok {
+					t.Errorf("%s (in %s) is not in a fresh gateway's scrape: the panel or alert reads no data", n, e.where)
+				}
+			}
+		}
+	}
+}

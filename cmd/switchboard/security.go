@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-voice/switchboard/ticketing"
 )
 
 // securityEventsName is the metric every security event counts into, SIP and HTTP alike.
@@ -32,9 +34,11 @@ func (s *securityEvents) share(reg prometheus.Registerer) prometheus.Registerer 
 	return sharingRegisterer{Registerer: reg, into: s}
 }
 
-// ensure registers a counter of our own on reg when none was shared.
+// ensure registers a counter of our own on reg when none was shared, and creates the HTTP
+// side's types at 0 (sip creates its own), so every type's series exists from start.
 func (s *securityEvents) ensure(reg prometheus.Registerer) error {
-	if s.vec.Load() != nil {
+	if v := s.vec.Load(); v != nil {
+		precreate(v)
 		return nil
 	}
 	v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: securityEventsName,
@@ -42,8 +46,15 @@ func (s *securityEvents) ensure(reg prometheus.Registerer) error {
 	if err := reg.Register(v); err != nil {
 		return err
 	}
+	precreate(v)
 	s.vec.Store(v)
 	return nil
+}
+
+func precreate(v *prometheus.CounterVec) {
+	for _, t := range []string{ticketing.SecHTTPAuthFailure, ticketing.SecHTTPAuthThrottled} {
+		v.WithLabelValues(t)
+	}
 }
 
 type sharingRegisterer struct {

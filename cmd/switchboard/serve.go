@@ -99,6 +99,9 @@ type gateway struct {
 	log      *slog.Logger
 	pool     *pgxpool.Pool
 	registry *prometheus.Registry
+	// reg registers on registry with the node label (config node) on every series, so each
+	// node's series stay apart wherever they are gathered (docs/metrics.md).
+	reg      prometheus.Registerer
 	http     *http.Server
 	httpDone chan error
 
@@ -142,6 +145,7 @@ type gateway struct {
 
 func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*gateway, error) {
 	gw := &gateway{cfg: cfg, log: log, registry: prometheus.NewRegistry(), now: time.Now}
+	gw.reg = prometheus.WrapRegistererWith(prometheus.Labels{"node": cfg.Node}, gw.registry)
 	gw.bgCtx, gw.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	gw.registerMetrics()
 	if err := gw.openPool(ctx); err != nil {
@@ -187,7 +191,7 @@ func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*g
 	if err := gw.startTelephony(ctx, mux, dbErr == nil); err != nil {
 		return fail(err)
 	}
-	if err := gw.security.ensure(gw.registry); err != nil {
+	if err := gw.security.ensure(gw.reg); err != nil {
 		log.Error("security events metric", "err", err)
 	}
 	// Anything else under the API is a JSON 404, like the API's own.
@@ -354,6 +358,8 @@ func (gw *gateway) awaitDatabase() {
 }
 
 func (gw *gateway) registerMetrics() {
+	// The Go and process collectors keep their standard names and labels (no node label):
+	// their dashboards and alerts come from elsewhere and select by instance.
 	gw.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -363,8 +369,8 @@ func (gw *gateway) registerMetrics() {
 		Help: "Build information; always 1.",
 	}, []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
-	gw.registry.MustRegister(build)
-	gw.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	gw.reg.MustRegister(build)
+	gw.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "switchboard_database_up",
 		Help: "1 when PostgreSQL answers (as last seen by /readyz or the start-up) and the gateway is set up on it; 0 in degraded mode: events spool, the API waits.",
 	}, func() float64 {

@@ -40,7 +40,7 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	teams := web.TeamPolicy(gw.cfg.TicketEntryOf)
 	t.web, err = web.New(web.Options{
 		Auth: webLogin{gw.store}, ACD: t.acd, WebRTC: rtc, APIBase: "/api/v2",
-		Registerer: gw.registry, Logger: gw.log.With("component", "softphone"), Teams: teams,
+		Registerer: gw.reg, Logger: gw.log.With("component", "softphone"), Teams: teams,
 		SecureCookie: gw.cfg.HTTP.Secure(), Guard: gw.guard,
 	})
 	if err != nil {
@@ -57,7 +57,7 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 		gopts = web.GuardOptions{Allow: o.Destinations.Allow, Deny: o.Destinations.Deny,
 			CallsPerMinute: o.AgentLimits.CallsPerMinute, MaxCalls: o.AgentLimits.MaxCalls}
 	}
-	gopts.Registerer = gw.registry
+	gopts.Registerer = gw.reg
 	guard, err := web.NewOutboundGuard(gopts)
 	if err != nil {
 		return err

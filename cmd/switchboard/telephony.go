@@ -56,7 +56,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		return fmt.Errorf("rtp: %w", err)
 	}
 	gw.checkFDBudget()
-	mediaMetrics, err := media.NewMetrics(gw.registry)
+	mediaMetrics, err := media.NewMetrics(gw.reg)
 	if err != nil {
 		return err
 	}
@@ -67,7 +67,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		if cfg.Recordings.Start == "call_start" {
 			start = recordings.StartAtCallStart
 		}
-		recMetrics, err := recordings.NewMetrics(gw.registry)
+		recMetrics, err := recordings.NewMetrics(gw.reg)
 		if err != nil {
 			return err
 		}
@@ -105,7 +105,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		return err
 	}
 	acdOpts := ivr.ACDOptions{
-		Prompts: prompts, Registerer: gw.registry,
+		Prompts: prompts, Registerer: gw.reg,
 		Authorizer: ivrAuth{gw}, Logger: gw.log.With("component", "acd"),
 		OnAgentState: func(st ivr.AgentStatus) {
 			if t.web != nil {
@@ -165,7 +165,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	}
 	sopts.Ports, sopts.MediaMetrics = t.ports, mediaMetrics
 	sopts.Sink = gw.journal.Sink(gw.events)
-	sopts.Registerer, sopts.Logger = gw.security.share(gw.registry), gw.log.With("component", "sip")
+	sopts.Registerer, sopts.Logger = gw.security.share(gw.reg), gw.log.With("component", "sip")
 	// Agents' SIP phones register with the digest username = their email (or its local
 	// part) and their configured password; agents with only a bcrypt hash cannot.
 	sopts.Agents = t.sipAgent

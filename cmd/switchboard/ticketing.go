@@ -32,7 +32,7 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 	gw.engine, err = gw.store.NewEngine(ticketing.EngineOptions{
 		LineSettings: lines,
 		Logger:       gw.log.With("component", "ticketing"),
-		Registerer:   gw.registry,
+		Registerer:   gw.reg,
 	})
 	if err != nil {
 		return err
@@ -43,7 +43,7 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 		Node:       cfg.Node,
 		OnStored:   gw.engine.Wake,
 		Logger:     gw.log.With("component", "eventlog"),
-		Registerer: gw.registry,
+		Registerer: gw.reg,
 	})
 	if err != nil {
 		return err

@@ -137,6 +137,16 @@ var eventTypes = map[string]bool{
 	EventEnded: true,
 }
 
+// Types returns every event type, sorted.
+func Types() []string {
+	ts := make([]string, 0, len(eventTypes))
+	for t := range eventTypes {
+		ts = append(ts, t)
+	}
+	sort.Strings(ts)
+	return ts
+}
+
 // Validate returns every problem with e, each naming its JSON field. A valid event can be
 // stored and applied; the gateway's own events are always valid.
 func Validate(e Event) []FieldError {
