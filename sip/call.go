@@ -79,6 +79,12 @@ type Call struct {
 	answerFinal bool       // a final response was sent on the carrier leg
 	rec         *recording // the call's recording, once started
 	recEnded    bool       // the call ended: no recording starts any more
+	// hangupBy and hangupCause say who ended the call and how (call.ended's hangup_by and
+	// cause); sipStatus and sipReason the final response of its setup. The first note of each
+	// wins: what follows the first end (BYEs to the other legs) is its consequence.
+	hangupBy, hangupCause string
+	sipStatus             int
+	sipReason             string
 
 	// maxFwd is the Max-Forwards of the INVITEs call control places for this call: the
 	// carrier's minus one (RFC 7332), 70 for a call we originate.
@@ -204,6 +210,7 @@ func (c *Call) Answer(ctx context.Context) error {
 	c.mu.Lock()
 	c.gwAnswered = now
 	c.mu.Unlock()
+	c.noteFinal(200, "OK")
 	c.s.m.callSetup.Observe(now.Sub(c.received).Seconds())
 	err := l.respond2xx(ctx, l.inviteTx, res, c.s.opts.AnswerAckTimeout)
 	if err != nil {
@@ -231,6 +238,7 @@ func (c *Call) reject(code int, reason string, hdrs ...sip.Header) {
 	}
 	c.answerFinal = true
 	c.mu.Unlock()
+	c.noteFinal(code, reason)
 	l := c.carrier
 	res := l.response(l.invite, code, reason, nil)
 	for _, h := range hdrs {
@@ -308,9 +316,78 @@ func (c *Call) holdChanged(l *leg, held bool) {
 
 // legEnded is called once per leg when it ends; the carrier leg ending ends the call.
 func (c *Call) legEnded(l *leg, cause error) {
+	if by, how, ok := c.endOf(l, cause); ok {
+		c.noteEnd(by, how)
+	}
 	if c.carrier != nil && l == c.carrier {
 		c.cancel(cause)
 	}
+}
+
+// endOf maps the cause a leg (or, with l nil, the call) ended with to who ended the call and
+// how; ok is false for causes that are a consequence of another end (call control hanging up
+// the other legs).
+func (c *Call) endOf(l *leg, cause error) (by, how string, ok bool) {
+	switch {
+	case errors.Is(cause, causeRemoteBye):
+		// The carrier leg is the caller's; a leg the gateway placed is the callee's (the agent's
+		// phone or the far end of an inbound call; the dialled number of an outbound one).
+		if l != nil && l == c.carrier {
+			return callevent.HangupByCaller, callevent.CauseBye, true
+		}
+		if l != nil {
+			return callevent.HangupByCallee, callevent.CauseBye, true
+		}
+	case errors.Is(cause, causeCancelled):
+		return callevent.HangupByCaller, callevent.CauseCancel, true
+	case errors.Is(cause, causeMediaTimeout):
+		return callevent.HangupByGateway, callevent.CauseMediaTimeout, true
+	case errors.Is(cause, causeSessionExpired), errors.Is(cause, causeRefreshFailed):
+		return callevent.HangupByGateway, callevent.CauseSessionExpired, true
+	case errors.Is(cause, causeAckTimeout):
+		return callevent.HangupByGateway, callevent.CauseAckTimeout, true
+	case errors.Is(cause, causeShutdown):
+		return callevent.HangupByGateway, callevent.CauseShutdown, true
+	}
+	return "", "", false
+}
+
+// noteEnd records who ended the call and how, unless that is known already.
+func (c *Call) noteEnd(by, how string) {
+	c.mu.Lock()
+	if c.hangupBy == "" {
+		c.hangupBy, c.hangupCause = by, how
+	}
+	c.mu.Unlock()
+}
+
+// noteFinal records the final response of the call's setup, unless that is known already.
+// The reason phrase may come from the far end: it is cleaned (clean.go).
+func (c *Call) noteFinal(code int, reason string) {
+	c.mu.Lock()
+	if c.sipStatus == 0 {
+		c.sipStatus, c.sipReason = code, cleanText(reason, 128)
+	}
+	c.mu.Unlock()
+}
+
+// endedEvent builds call.ended with what the call knows of its end and the Call-ID of each
+// of its SIP legs, the first leg first.
+func (c *Call) endedEvent(outcome string, end time.Time) callevent.Event {
+	e := callevent.Event{Type: callevent.EventEnded, Outcome: outcome, Durations: c.durations(end)}
+	c.mu.Lock()
+	e.HangupBy, e.Cause, e.SIPStatus, e.SIPReason = c.hangupBy, c.hangupCause, c.sipStatus, c.sipReason
+	legs := append([]*leg(nil), c.legs...)
+	c.mu.Unlock()
+	if c.carrier != nil {
+		legs = append([]*leg{c.carrier}, legs...)
+	}
+	for _, l := range legs {
+		if id := cleanText(l.callID, callevent.MaxSIPCallIDLen); id != "" && len(e.SIPCallIDs) < callevent.MaxSIPCallIDs {
+			e.SIPCallIDs = append(e.SIPCallIDs, id)
+		}
+	}
+	return e
 }
 
 // emit queues an event for the call's emitter goroutine; SIP handling never waits on the sink,
@@ -576,6 +653,7 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		c.mu.Lock()
 		c.answerFinal = true
 		c.mu.Unlock()
+		c.noteFinal(487, "Request Terminated")
 		l.end(causeCancelled)
 	}) {
 		l.end(causeCancelled)
@@ -589,7 +667,8 @@ func (s *Server) runCall(c *Call, line Line) {
 	emitDone := make(chan struct{})
 	go c.runEmitter(emitDone)
 	c.emit(callevent.Event{Type: callevent.EventStarted, Direction: c.direction, From: c.from, To: c.to,
-		Line: c.line, CallerName: c.callerName})
+		Line: c.line, CallerName: c.callerName, Trunk: c.trunk,
+		SIPCallID: cleanText(c.carrier.callID, callevent.MaxSIPCallIDLen)})
 
 	// Media timeout of the carrier leg ends the call.
 	ep := c.Endpoint()
@@ -617,6 +696,9 @@ func (s *Server) runCall(c *Call, line Line) {
 	cause := context.Cause(c.ctx)
 	c.cancel(causeLocalHangup)
 	<-watchDone
+	if by, how, ok := c.endOf(nil, cause); ok {
+		c.noteEnd(by, how) // media timeout, shutdown: the call's own causes
+	}
 
 	var se *StatusError
 	c.mu.Lock()
@@ -625,6 +707,7 @@ func (s *Server) runCall(c *Call, line Line) {
 	outcome := c.outcome
 	c.mu.Unlock()
 	if !finalSent {
+		c.noteEnd(callevent.HangupByGateway, callevent.CauseRejected)
 		switch {
 		case errors.As(err, &se):
 			c.reject(se.Code, se.Reason)
@@ -666,11 +749,13 @@ func (s *Server) runCall(c *Call, line Line) {
 			outcome = callevent.OutcomeFailed
 		}
 	}
+	// Nobody hung up and nothing timed out: the call's target (IVR, queue, voicemail) ended it.
+	c.noteEnd(callevent.HangupByGateway, callevent.CauseCallControl)
 	end := s.now()
 	// Metrics first, so whoever sees call.ended sees them too.
 	s.m.callsActive.WithLabelValues(c.direction).Dec()
 	s.m.countEnd(c.direction, c.trunk, outcome)
-	c.emitEnded(callevent.Event{Type: callevent.EventEnded, Outcome: outcome, Durations: c.durations(end)})
+	c.emitEnded(c.endedEvent(outcome, end))
 	<-emitDone
 	if s.opts.OnCallEnd != nil {
 		sum := CallSummary{CallID: c.id, Outcome: outcome}
@@ -685,4 +770,18 @@ func (s *Server) runCall(c *Call, line Line) {
 		s.opts.OnCallEnd(sum)
 	}
 	s.log.Info("sip: call ended", "call_id", c.id, "outcome", outcome, "cause", fmt.Sprint(cause), "error", err)
+}
+
+// noteFarFinal records the far end's final response to the INVITE of an outbound call (one
+// with no carrier leg): it is that call's setup status, and a refusal is the callee's end.
+// An inbound call's placed legs (agents' phones, a bridged desk) leave the call's status to
+// its carrier leg.
+func (c *Call) noteFarFinal(code int, reason string) {
+	if c == nil || c.carrier != nil {
+		return
+	}
+	c.noteFinal(code, reason)
+	if code >= 300 {
+		c.noteEnd(callevent.HangupByCallee, callevent.CauseRejected)
+	}
 }

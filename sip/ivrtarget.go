@@ -42,6 +42,11 @@ func (t *IVRTarget) Serve(ctx context.Context, c *Call) error {
 		}
 	})
 	res := ic.Run(ctx, t.Line)
+	if ctx.Err() == nil && res.Outcome == callevent.OutcomeAnswered && res.Kind != ivr.ResultTransfer {
+		// The IVR returns with the caller still there only when the agent's leg ended: the
+		// agent hung up (a SIP phone's BYE is noted already, this is the softphone's).
+		c.noteEnd(callevent.HangupByCallee, callevent.CauseBye)
+	}
 	c.AddHoldTime(res.HoldTime)
 	if res.Outcome != "" {
 		c.SetOutcome(res.Outcome)

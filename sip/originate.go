@@ -119,7 +119,8 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 	s.m.callsActive.WithLabelValues(c.direction).Inc()
 	emitDone := make(chan struct{})
 	go c.runEmitter(emitDone)
-	started := callevent.Event{Type: callevent.EventStarted, Direction: c.direction, From: c.from, To: c.to, Line: c.line}
+	started := callevent.Event{Type: callevent.EventStarted, Direction: c.direction, From: c.from, To: c.to, Line: c.line,
+		Trunk: c.trunk}
 	if opts.Started != nil {
 		opts.Started(&started)
 	}
@@ -157,8 +158,20 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 		stop(causeLocalHangup)
 	case errors.As(err, &se):
 		outcome = se.Outcome
+		// The far end's refusal was noted by Dial; what is left is ours (no answer in time,
+		// no port, a failed challenge).
+		c.noteFinal(se.Code, se.Reason)
+		c.noteEnd(callevent.HangupByGateway, callevent.CauseRejected)
 	case c.ctx.Err() != nil:
 		outcome = callevent.OutcomeAbandoned
+		c.noteEnd(callevent.HangupByCaller, callevent.CauseCancel) // the agent gave up
+	}
+	if err == nil {
+		// Answered and no leg noted an end: the agent's page hung up (the Answered handler
+		// returned).
+		c.noteEnd(callevent.HangupByCaller, callevent.CauseBye)
+	} else {
+		c.noteEnd(callevent.HangupByGateway, callevent.CauseRejected)
 	}
 	if err != nil && opts.failed != nil {
 		opts.failed()
@@ -173,7 +186,7 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 	end := s.now()
 	s.m.callsActive.WithLabelValues(c.direction).Dec()
 	s.m.countEnd(c.direction, c.trunk, outcome)
-	c.emitEnded(callevent.Event{Type: callevent.EventEnded, Outcome: outcome, Durations: c.durations(end)})
+	c.emitEnded(c.endedEvent(outcome, end))
 	<-emitDone
 	if opts.Ended != nil {
 		opts.Ended()

@@ -248,6 +248,7 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 				continue
 			}
 			if res.IsSuccess() {
+				l.call.noteFarFinal(res.StatusCode, res.Reason)
 				l.established(res)
 				if err := l.ackSuccess(inv, res, tx); err != nil {
 					s.log.Debug("sip: ACK", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "error", err)
@@ -293,6 +294,7 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 			if cancelWanted != nil {
 				return nil, cancelWanted
 			}
+			l.call.noteFarFinal(res.StatusCode, res.Reason)
 			return nil, mapFailure(res.StatusCode)
 		case <-tx.Done():
 			if cancelWanted != nil {

@@ -69,7 +69,7 @@ func CrashEnded(o OpenCall) callevent.Event {
 		outcome = callevent.OutcomeAbandoned
 	}
 	return callevent.Event{ID: CrashEndedID(o.CallID), CallID: o.CallID, Seq: o.LastSeq + 1, Type: callevent.EventEnded,
-		At: o.EndedAt().UTC(), Outcome: outcome, Cause: CauseCrash}
+		At: o.EndedAt().UTC(), Outcome: outcome, Cause: CauseCrash, HangupBy: callevent.HangupByGateway}
 }
 
 // CloseCrashed ends every call an earlier process left open (Open's second result) with

@@ -55,6 +55,32 @@ const (
 	OutcomeRejected  = "rejected"
 )
 
+// Who ended a call (call.ended's hangup_by).
+const (
+	HangupByCaller  = "caller"  // the party who placed the call: the carrier's caller, or the agent of an outbound call
+	HangupByCallee  = "callee"  // the party called: the agent or far end of an inbound call, the dialled number of an outbound one
+	HangupByGateway = "gateway" // the gateway: a timeout, a shutdown, a refusal, the IVR or voicemail finishing
+)
+
+// What ended a call (call.ended's cause).
+const (
+	CauseBye            = "bye"
+	CauseCancel         = "cancel"
+	CauseRejected       = "rejected"
+	CauseMediaTimeout   = "media_timeout"
+	CauseSessionExpired = "session_expired"
+	CauseAckTimeout     = "ack_timeout"
+	CauseShutdown       = "shutdown"
+	CauseCallControl    = "call_control"
+	CauseCrash          = "crash"
+)
+
+// Bounds of the SIP Call-IDs an event carries.
+const (
+	MaxSIPCallIDs   = 32
+	MaxSIPCallIDLen = 256
+)
+
 // Where a call was abandoned (call.abandoned's where).
 const (
 	WhereIVR       = "ivr"
@@ -94,6 +120,11 @@ type Event struct {
 	// call.started of an outbound call placed by an agent (OB, TB rules): the contact,
 	// the ticket chosen (TC-6, TU-2), "existing" | "new" | "none" (OB-3, OB-4), and whether
 	// the number was typed in rather than taken from the contact (OB-5, CD-8).
+	// Trunk names the SIP trunk the call came in on or went out over (a trunk's name in the
+	// configuration); SIPCallID is the Call-ID of the call's first SIP leg (the carrier's
+	// INVITE of an inbound call), to find the call in the carrier's records and SIP traces.
+	Trunk         string `json:"trunk,omitempty"`
+	SIPCallID     string `json:"sip_call_id,omitempty"`
 	RequesterID   int64  `json:"requester_id,omitempty"`
 	TicketID      int64  `json:"ticket_id,omitempty"`
 	TicketChoice  string `json:"ticket_choice,omitempty"`
@@ -117,9 +148,20 @@ type Event struct {
 	Score int `json:"score,omitempty"`
 	// call.ended
 	Outcome string `json:"outcome,omitempty"`
-	// Cause, on call.ended, says why the call ended when it is not the usual hang-up: "crash"
-	// when the gateway closed the call at its next start after the process died.
-	Cause      string `json:"cause,omitempty"`
+	// Cause, on call.ended, says what ended the call: bye (a BYE), cancel (the caller gave up
+	// before the answer), rejected (a final error response), media_timeout, session_expired
+	// (RFC 4028), ack_timeout, shutdown, call_control (the IVR, queue or voicemail finished
+	// the call), or crash when the gateway closed the call at its next start after the
+	// process died. HangupBy says who: caller, callee (the agent or far end called) or gateway.
+	Cause    string `json:"cause,omitempty"`
+	HangupBy string `json:"hangup_by,omitempty"`
+	// SIPStatus and SIPReason, on call.ended, are the final response of the call's setup: what
+	// the gateway answered the carrier's INVITE (200, 487 after a CANCEL, 486, 503 …) or, for
+	// an outbound call, what the far end answered ours. SIPCallIDs lists the Call-ID of every
+	// SIP leg of the call, the first leg first (the carrier's, then those the gateway placed).
+	SIPStatus  int      `json:"sip_status,omitempty"`
+	SIPReason  string   `json:"sip_reason,omitempty"`
+	SIPCallIDs []string `json:"sip_call_ids,omitempty"`
 	*Durations `json:",omitempty"`
 }
 
@@ -180,6 +222,12 @@ func Validate(e Event) []FieldError {
 		default:
 			add("ticket_choice", "must be existing, new or none")
 		}
+		if len(e.Trunk) > 64 {
+			add("trunk", "must be at most 64 characters")
+		}
+		if len(e.SIPCallID) > MaxSIPCallIDLen {
+			add("sip_call_id", fmt.Sprintf("must be at most %d characters", MaxSIPCallIDLen))
+		}
 	case EventQueued:
 		if e.Queue == "" {
 			add("queue", "is required for call.queued")
@@ -212,6 +260,26 @@ func Validate(e Event) []FieldError {
 		}
 		if len(e.Cause) > 64 || strings.IndexFunc(e.Cause, func(r rune) bool { return !('a' <= r && r <= 'z' || r == '_') }) >= 0 {
 			add("cause", "must be at most 64 characters of a-z and _, such as crash")
+		}
+		switch e.HangupBy {
+		case "", HangupByCaller, HangupByCallee, HangupByGateway:
+		default:
+			add("hangup_by", "must be caller, callee or gateway")
+		}
+		if e.SIPStatus != 0 && (e.SIPStatus < 100 || e.SIPStatus > 699) {
+			add("sip_status", "must be a SIP status code from 100 to 699")
+		}
+		if len(e.SIPReason) > 128 {
+			add("sip_reason", "must be at most 128 characters")
+		}
+		if len(e.SIPCallIDs) > MaxSIPCallIDs {
+			add("sip_call_ids", fmt.Sprintf("must list at most %d Call-IDs", MaxSIPCallIDs))
+		}
+		for i, id := range e.SIPCallIDs {
+			if id == "" || len(id) > MaxSIPCallIDLen || strings.IndexFunc(id, isControl) >= 0 {
+				add("sip_call_ids", fmt.Sprintf("entry %d must be 1 to %d characters without control characters", i, MaxSIPCallIDLen))
+				break
+			}
 		}
 		if d := e.Durations; d != nil {
 			for name, v := range map[string]int64{"ivr_time": d.IVRTime, "queue_time": d.QueueTime, "ring_time": d.RingTime,
