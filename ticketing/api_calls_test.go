@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
 )
 
@@ -249,5 +250,65 @@ func TestCallEventsRefusesControlCharactersNamingTheField(t *testing.T) {
 	}
 	if log.Spooled() != 0 {
 		t.Errorf("%d events in the spool after a good event, want 0", log.Spooled())
+	}
+}
+
+// The call record keeps the SIP side of a call: the trunk and the first leg's Call-ID from
+// call.started, every leg's Call-ID, who hung up, how, and the setup's final SIP status from
+// call.ended; GET /calls/{id} shows them (empty for a call reported without them).
+func TestCallRecordKeepsTrunkSIPCallIDsAndHangupCause(t *testing.T) {
+	h := newEngineHarness(t, nil)
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	api := ticketing.NewAPI(h.store, ticketing.APIOptions{PublicURL: srv.URL})
+	api.Register(mux, "/api/v2")
+	api.RegisterCalls(mux, "/api/v2", nil, nil)
+	get := func(id string) map[string]any {
+		req, _ := http.NewRequest("GET", srv.URL+"/api/v2/calls/"+id, nil)
+		req.SetBasicAuth("agent1@example.com", "password1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m struct {
+			Call map[string]any `json:"call"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET /calls/%s = %d %v", id, resp.StatusCode, err)
+		}
+		return m.Call
+	}
+
+	s := h.newCall(h.now).add(callevent.EventStarted, 0, func(e *callevent.Event) {
+		e.Direction, e.From, e.To, e.Line = "inbound", "+15557771001", "+15550100", "+15550100"
+		e.Trunk, e.SIPCallID = "carrier", "a84b4c76e66710@pc33.example.com"
+	}).answered(2, h.agent1.ID).add(callevent.EventEnded, 30, func(e *callevent.Event) {
+		e.Outcome, e.HangupBy, e.Cause = callevent.OutcomeAnswered, callevent.HangupByCallee, callevent.CauseBye
+		e.SIPStatus, e.SIPReason = 200, "OK"
+		e.SIPCallIDs = []string{"a84b4c76e66710@pc33.example.com", "6e2f0c1a-0b4e-4c57-9d2e-3f0c5a1b7d11"}
+	})
+	// Applied one at a time: what call.started carries is there before the call ends.
+	h.run(s.evs[0])
+	c := get(s.id)
+	if c["trunk"] != "carrier" || fmt.Sprint(c["sip_call_ids"]) != "[a84b4c76e66710@pc33.example.com]" || c["hangup_by"] != nil {
+		t.Errorf("started call: trunk %v sip_call_ids %v hangup_by %v", c["trunk"], c["sip_call_ids"], c["hangup_by"])
+	}
+	h.run(s.evs[1:]...)
+	c = get(s.id)
+	if c["trunk"] != "carrier" || c["hangup_by"] != "callee" || c["hangup_cause"] != "bye" ||
+		c["sip_status"] != float64(200) || c["sip_reason"] != "OK" ||
+		fmt.Sprint(c["sip_call_ids"]) != "[a84b4c76e66710@pc33.example.com 6e2f0c1a-0b4e-4c57-9d2e-3f0c5a1b7d11]" {
+		t.Errorf("ended call: trunk %v hangup %v/%v sip %v %v ids %v", c["trunk"], c["hangup_by"], c["hangup_cause"],
+			c["sip_status"], c["sip_reason"], c["sip_call_ids"])
+	}
+
+	// An outside phone system's call without SIP details: empty, not missing.
+	plain := h.answeredCall(h.now, "+15557771002", "", h.agent1.ID, 5)
+	h.run(plain.evs...)
+	c = get(plain.id)
+	if ids, ok := c["sip_call_ids"].([]any); !ok || len(ids) != 0 || c["trunk"] != nil || c["sip_status"] != nil {
+		t.Errorf("call without SIP details: sip_call_ids %v trunk %v sip_status %v", c["sip_call_ids"], c["trunk"], c["sip_status"])
 	}
 }

@@ -35,6 +35,15 @@ type Call struct {
 	callevent.Durations
 	RecordingID *string `json:"recording_id"`
 	CSAT        *int    `json:"csat"`
+	// What the phone system knows of the call's SIP side: the trunk, the SIP Call-ID of each
+	// leg (the first leg's first), who ended the call (caller, callee, gateway) and how
+	// (bye, cancel, media_timeout, …), and the final SIP response of its setup.
+	Trunk       *string  `json:"trunk"`
+	SIPCallIDs  []string `json:"sip_call_ids"`
+	HangupBy    *string  `json:"hangup_by"`
+	HangupCause *string  `json:"hangup_cause"`
+	SIPStatus   *int     `json:"sip_status"`
+	SIPReason   *string  `json:"sip_reason"`
 }
 
 // callRow is the engine's view of a call: the record plus its working state.
@@ -55,13 +64,16 @@ type callRow struct {
 	RecordingSeconds                         *int64
 	CSAT                                     *int
 	LastSeq                                  int64
+	Trunk, HangupBy, HangupCause, SIPReason  *string
+	SIPCallIDs                               []string
+	SIPStatus                                *int
 }
 
 const callRowColumns = `id, direction, state, from_number, to_number, line, caller_name, location,
 	ticket_id, requester_id, agent_id, queue, menu_path, language, outcome, started_at, answered_at, ended_at,
 	phase, phase_since, queued_at, phase_ms, ivr_time, queue_time, ring_time, talk_time, hold_time, transfer_time, duration,
 	ticket_choice, chosen_ticket_id, entered_number, no_ticket, abandoned_where, voicemail_id, recording_id,
-	recording_seconds, csat, last_seq`
+	recording_seconds, csat, last_seq, trunk, sip_call_ids, hangup_by, hangup_cause, sip_status, sip_reason`
 
 // upsertCall creates the call's row if needed and returns it locked, in one statement: the
 // row lock serialises the call's events across workers and processes.
@@ -82,7 +94,8 @@ func scanCall(row pgx.Row, id string) (*callRow, error) {
 		&c.StartedAt, &c.AnsweredAt, &c.EndedAt, &c.Phase, &c.PhaseSince, &c.QueuedAt, &c.PhaseMS,
 		&c.D.IVRTime, &c.D.QueueTime, &c.D.RingTime, &c.D.TalkTime, &c.D.HoldTime, &c.D.TransferTime, &c.D.Duration,
 		&c.TicketChoice, &c.ChosenTicketID, &c.EnteredNumber, &c.NoTicket, &c.AbandonedWhere, &c.VoicemailID,
-		&c.RecordingID, &c.RecordingSeconds, &c.CSAT, &c.LastSeq)
+		&c.RecordingID, &c.RecordingSeconds, &c.CSAT, &c.LastSeq,
+		&c.Trunk, &c.SIPCallIDs, &c.HangupBy, &c.HangupCause, &c.SIPStatus, &c.SIPReason)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, notFound("call %s not found", id)
 	}
@@ -102,13 +115,15 @@ func (c *callRow) save(ctx context.Context, q querier) error {
 		queued_at = $21, phase_ms = $22, ivr_time = $23, queue_time = $24, ring_time = $25, talk_time = $26, hold_time = $27,
 		transfer_time = $28, duration = $29, ticket_choice = $30, chosen_ticket_id = $31, entered_number = $32,
 		no_ticket = $33, abandoned_where = $34, voicemail_id = $35, recording_id = $36, recording_seconds = $37,
-		csat = $38, last_seq = $39, updated_at = clock_timestamp() WHERE id = $1`,
+		csat = $38, last_seq = $39, trunk = $40, sip_call_ids = $41, hangup_by = $42, hangup_cause = $43,
+		sip_status = $44, sip_reason = $45, updated_at = clock_timestamp() WHERE id = $1`,
 		c.ID, c.Direction, c.State, c.From, c.To, c.Line, c.CallerName, c.Location,
 		c.TicketID, c.RequesterID, c.AgentID, c.Queue, c.MenuPath, c.Language, c.Outcome,
 		c.StartedAt, c.AnsweredAt, c.EndedAt, c.Phase, c.PhaseSince, c.QueuedAt, c.PhaseMS,
 		c.D.IVRTime, c.D.QueueTime, c.D.RingTime, c.D.TalkTime, c.D.HoldTime, c.D.TransferTime, c.D.Duration,
 		c.TicketChoice, c.ChosenTicketID, c.EnteredNumber, c.NoTicket, c.AbandonedWhere, c.VoicemailID,
-		c.RecordingID, c.RecordingSeconds, c.CSAT, c.LastSeq)
+		c.RecordingID, c.RecordingSeconds, c.CSAT, c.LastSeq,
+		c.Trunk, sipCallIDs(c.SIPCallIDs), c.HangupBy, c.HangupCause, c.SIPStatus, c.SIPReason)
 	if err != nil {
 		return dbError("save call", err)
 	}
@@ -164,6 +179,8 @@ func (c *callRow) public() Call {
 		Queue: c.Queue, MenuPath: c.MenuPath, Language: c.Language, Outcome: c.Outcome,
 		Durations:   c.D,
 		RecordingID: c.RecordingID, CSAT: c.CSAT,
+		Trunk: c.Trunk, SIPCallIDs: sipCallIDs(c.SIPCallIDs), HangupBy: c.HangupBy, HangupCause: c.HangupCause,
+		SIPStatus: c.SIPStatus, SIPReason: c.SIPReason,
 	}
 	conv := func(t *time.Time) *Time {
 		if t == nil {
@@ -237,4 +254,12 @@ func (s *Store) ListCalls(ctx context.Context, f CallFilter) ([]Call, bool, erro
 		out = out[:f.Limit]
 	}
 	return out, more, nil
+}
+
+// sipCallIDs is never nil: the column is NOT NULL and the API answers [] rather than null.
+func sipCallIDs(ids []string) []string {
+	if ids == nil {
+		return []string{}
+	}
+	return ids
 }

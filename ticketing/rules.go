@@ -90,6 +90,10 @@ func (e *Engine) onStarted(ctx context.Context, tx *applyTx, c *callRow, ev call
 	c.Direction = ev.Direction
 	c.From, c.To = nonEmpty(ev.From), nonEmpty(ev.To)
 	c.Line, c.CallerName, c.Location = nonEmpty(ev.Line), nonEmpty(ev.CallerName), nonEmpty(ev.Location)
+	c.Trunk = nonEmpty(ev.Trunk)
+	if ev.SIPCallID != "" {
+		c.SIPCallIDs = []string{ev.SIPCallID}
+	}
 	c.StartedAt = &at
 	c.State = "started"
 	c.enterPhase(phaseIVR, at)
@@ -233,6 +237,14 @@ func (e *Engine) onEnded(ctx context.Context, tx *applyTx, c *callRow, ev callev
 	c.State = "ended"
 	outcome := ev.Outcome
 	c.Outcome = &outcome
+	c.HangupBy, c.HangupCause, c.SIPReason = nonEmpty(ev.HangupBy), nonEmpty(ev.Cause), nonEmpty(ev.SIPReason)
+	if ev.SIPStatus != 0 {
+		status := ev.SIPStatus
+		c.SIPStatus = &status
+	}
+	if len(ev.SIPCallIDs) > 0 { // every leg's, the first leg's included
+		c.SIPCallIDs = ev.SIPCallIDs
+	}
 	c.D = c.derivedDurations()
 	if d := ev.Durations; d != nil {
 		// What the source measured (the gateway: a monotonic clock) wins; a component it left
