@@ -47,6 +47,10 @@ type Options struct {
 	Agents func(username string) (AgentAccount, bool)
 	// Registrar tunes REGISTER handling (realm, expiry bounds, change hook).
 	Registrar RegistrarOptions
+	// AgentStates, with Agents, lets agents set their queue state from their SIP phones by
+	// dialling a feature code (*60 available, *61 away, *62 offline; featurecode.go). Nil:
+	// the codes are dialled like any number (and refused unless a line has them).
+	AgentStates AgentStates
 
 	// MaxCalls bounds concurrent calls; one more gets 503 with Retry-After.
 	// DefaultMaxCalls (1000); 0 (or negative) means no limit.

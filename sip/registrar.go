@@ -319,7 +319,7 @@ func (r *registrar) expire(b *binding) {
 // WWW-Authenticate per algorithm in order of preference (RFC 8760 §2.4), stale=true when the
 // client's nonce merely expired or was issued to another address.
 func (r *registrar) challenge(req *sip.Request, tx sip.ServerTransaction, src netip.Addr, stale bool) {
-	nonce := r.s.boundNonce(src, string(sip.REGISTER))
+	nonce := r.s.boundNonce(src, string(req.Method))
 	hs := make([]sip.Header, 0, len(r.opts.DigestAlgorithms))
 	for _, alg := range r.opts.DigestAlgorithms {
 		v := fmt.Sprintf(`Digest realm="%s", nonce="%s", algorithm=%s, qop="auth"`, r.opts.Realm, nonce, alg)
@@ -352,81 +352,22 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(req, tx, 405, "Method Not Allowed", sip.NewHeader("Allow", allowMethods))
 		return
 	}
-	src, _ := netip.ParseAddrPort(req.Source())
-	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-	// Brute force: a source backed off after digest failures gets no challenge, and its
-	// password is not checked, until the backoff ends (backoff.go). A source that holds a live
-	// binding is exempt, so a spoofed failure cannot lock a registered phone out.
-	ipKey := "ip:" + src.Addr().String()
-	if r.backedOff(req, tx, ipKey, src.Addr(), 0) {
-		return
-	}
-	// §10.3 step 5 and §22: authenticate first. No credentials: challenge.
-	h := req.GetHeader("Authorization")
-	if h == nil {
-		r.challenge(req, tx, src.Addr(), false)
-		return
-	}
-	creds := parseDigest(h.Value())
-	if creds != nil && creds["nonce"] != "" && creds["realm"] == r.opts.Realm &&
-		!s.boundNonceOK(creds["nonce"], src.Addr(), string(sip.REGISTER)) {
-		// An expired nonce, or one issued to another address (a NAT binding that moved, or a
-		// nonce fetched elsewhere for a spoofed REGISTER), is no proof of a wrong password:
-		// challenge again, at this address.
-		r.challenge(req, tx, src.Addr(), true)
-		return
-	}
-	if creds != nil && creds["uri"] != "" && !sameURI(creds["uri"], req.Recipient) {
-		// RFC 2617 §3.2.2.5, RFC 7616 §3.4.6: a response computed for another URI.
-		s.security(secMalformed, req, "digest uri is not the Request-URI")
-		s.reply(req, tx, 400, "Bad Request (digest uri does not match the Request-URI)")
-		return
-	}
-	var acct AgentAccount
-	ok := false
-	if creds != nil && creds["username"] != "" {
-		acct, ok = s.opts.Agents(creds["username"])
-	}
-	agentKey := ""
-	if ok {
-		agentKey = "agent:" + strconv.FormatInt(acct.ID, 10)
-		if r.backedOff(req, tx, agentKey, src.Addr(), acct.ID) {
-			return
-		}
-	}
-	if !ok || !r.verify(creds, acct, src.Addr()) {
-		s.m.securityEvent.WithLabelValues(secAuthFailure).Inc()
-		s.log.Info("sip: REGISTER refused", "username", logValue(creds["username"]), "source", req.Source())
-		r.failed(req, ipKey, agentKey)
-		s.reply(req, tx, 403, "Forbidden")
-		return
-	}
 	// §10.3 step 6: the authenticated user must be allowed to register the To AOR: its user
 	// part must name the same agent (or be the digest username itself).
-	if to := req.To().Address.User; to != "" && to != creds["username"] {
-		other, found := s.opts.Agents(to)
-		if !found || other.ID != acct.ID {
-			s.m.securityEvent.WithLabelValues(secAuthFailure).Inc()
-			r.failed(req, ipKey, agentKey)
-			s.reply(req, tx, 403, "Forbidden (To does not match the credentials)")
-			return
+	acct, src, ok := r.authenticate(req, tx, func(creds digestCreds, acct AgentAccount, fail func()) bool {
+		if to := req.To().Address.User; to != "" && to != creds["username"] {
+			other, found := s.opts.Agents(to)
+			if !found || other.ID != acct.ID {
+				s.m.securityEvent.WithLabelValues(secAuthFailure).Inc()
+				fail()
+				s.reply(req, tx, 403, "Forbidden (To does not match the credentials)")
+				return false
+			}
 		}
-	}
-	// RFC 7616 §3.4: the nonce count must grow; a repeated one is a replayed request.
-	switch r.nonces.use(creds["nonce"], creds["qop"] != "", creds["nc"], s.now()) {
-	case nonceReplay:
-		s.m.securityEvent.WithLabelValues(secAuthFailure).Inc()
-		s.log.Info("sip: REGISTER refused", "username", logValue(creds["username"]), "source", req.Source(), "reason", "replayed nonce count")
-		r.failed(req, ipKey, agentKey)
-		s.reply(req, tx, 403, "Forbidden (replayed nonce count)")
+		return true
+	})
+	if !ok {
 		return
-	case nonceStale:
-		r.challenge(req, tx, src.Addr(), true)
-		return
-	}
-	if r.backoff != nil {
-		r.backoff.reset(ipKey)
-		r.backoff.reset(agentKey)
 	}
 
 	changes, wildcard, err := parseRegisterContacts(req, r.opts.DefaultExpires)
@@ -580,8 +521,8 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 // verify checks the digest credentials of a REGISTER from src against acct: our realm, a
 // nonce issued to src for REGISTER, an algorithm we offered for which the account has a secret,
 // and the response (qop=auth; without qop only for MD5, RFC 2069 compatibility).
-func (r *registrar) verify(c digestCreds, acct AgentAccount, src netip.Addr) bool {
-	if c == nil || c["username"] == "" || c["realm"] != r.opts.Realm || !r.s.boundNonceOK(c["nonce"], src, string(sip.REGISTER)) {
+func (r *registrar) verify(c digestCreds, acct AgentAccount, src netip.Addr, method string) bool {
+	if c == nil || c["username"] == "" || c["realm"] != r.opts.Realm || !r.s.boundNonceOK(c["nonce"], src, method) {
 		return false
 	}
 	alg := c["algorithm"]
@@ -596,7 +537,7 @@ func (r *registrar) verify(c digestCreds, acct AgentAccount, src netip.Addr) boo
 	if !ok {
 		return false
 	}
-	return checkDigestResponse(c, string(sip.REGISTER), ha1, h, strings.EqualFold(alg, DigestMD5))
+	return checkDigestResponse(c, method, ha1, h, strings.EqualFold(alg, DigestMD5))
 }
 
 // backedOff answers a REGISTER whose key is backed off with 503 and Retry-After (RFC 3261
@@ -722,4 +663,84 @@ func (b binding) dest() string {
 		return ""
 	}
 	return b.source.String()
+}
+
+// authenticate checks a request of an agent's phone (REGISTER, or an INVITE to a feature
+// code) by digest against the agent's credentials (RFC 3261 §22, RFC 7616): without
+// credentials it challenges (401), with wrong ones it refuses (403) and counts the failure
+// toward the source's and the account's backoff (backoff.go). check, when set, runs once the
+// password is verified and before the nonce count is spent; it answers and returns false to
+// refuse (fail counts a failure). ok is false when the request was answered here.
+func (r *registrar) authenticate(req *sip.Request, tx sip.ServerTransaction,
+	check func(creds digestCreds, acct AgentAccount, fail func()) bool) (acct AgentAccount, src netip.AddrPort, ok bool) {
+	s := r.s
+	method := string(req.Method)
+	src, _ = netip.ParseAddrPort(req.Source())
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	// Brute force: a source backed off after digest failures gets no challenge, and its
+	// password is not checked, until the backoff ends (backoff.go). A source that holds a live
+	// binding is exempt, so a spoofed failure cannot lock a registered phone out.
+	ipKey := "ip:" + src.Addr().String()
+	if r.backedOff(req, tx, ipKey, src.Addr(), 0) {
+		return AgentAccount{}, src, false
+	}
+	// §10.3 step 5 and §22: authenticate first. No credentials: challenge.
+	h := req.GetHeader("Authorization")
+	if h == nil {
+		r.challenge(req, tx, src.Addr(), false)
+		return AgentAccount{}, src, false
+	}
+	creds := parseDigest(h.Value())
+	if creds != nil && creds["nonce"] != "" && creds["realm"] == r.opts.Realm &&
+		!s.boundNonceOK(creds["nonce"], src.Addr(), method) {
+		// An expired nonce, or one issued to another address (a NAT binding that moved, or a
+		// nonce fetched elsewhere for a spoofed request), is no proof of a wrong password:
+		// challenge again, at this address.
+		r.challenge(req, tx, src.Addr(), true)
+		return AgentAccount{}, src, false
+	}
+	if creds != nil && creds["uri"] != "" && !sameURI(creds["uri"], req.Recipient) {
+		// RFC 2617 §3.2.2.5, RFC 7616 §3.4.6: a response computed for another URI.
+		s.security(secMalformed, req, "digest uri is not the Request-URI")
+		s.reply(req, tx, 400, "Bad Request (digest uri does not match the Request-URI)")
+		return AgentAccount{}, src, false
+	}
+	ok = false
+	if creds != nil && creds["username"] != "" {
+		acct, ok = s.opts.Agents(creds["username"])
+	}
+	agentKey := ""
+	if ok {
+		agentKey = "agent:" + strconv.FormatInt(acct.ID, 10)
+		if r.backedOff(req, tx, agentKey, src.Addr(), acct.ID) {
+			return AgentAccount{}, src, false
+		}
+	}
+	if !ok || !r.verify(creds, acct, src.Addr(), method) {
+		s.m.securityEvent.WithLabelValues(secAuthFailure).Inc()
+		s.log.Info("sip: "+method+" refused", "username", logValue(creds["username"]), "source", req.Source())
+		r.failed(req, ipKey, agentKey)
+		s.reply(req, tx, 403, "Forbidden")
+		return AgentAccount{}, src, false
+	}
+	if check != nil && !check(creds, acct, func() { r.failed(req, ipKey, agentKey) }) {
+		return AgentAccount{}, src, false
+	}
+	// RFC 7616 §3.4: the nonce count must grow; a repeated one is a replayed request.
+	switch r.nonces.use(creds["nonce"], creds["qop"] != "", creds["nc"], s.now()) {
+	case nonceReplay:
+		s.m.securityEvent.WithLabelValues(secAuthFailure).Inc()
+		s.log.Info("sip: "+method+" refused", "username", logValue(creds["username"]), "source", req.Source(), "reason", "replayed nonce count")
+		r.failed(req, ipKey, agentKey)
+		s.reply(req, tx, 403, "Forbidden (replayed nonce count)")
+		return AgentAccount{}, src, false
+	case nonceStale:
+		r.challenge(req, tx, src.Addr(), true)
+		return AgentAccount{}, src, false
+	}
+	if r.backoff != nil {
+		r.backoff.reset(ipKey)
+		r.backoff.reset(agentKey)
+	}
+	return acct, src, true
 }

@@ -590,6 +590,10 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 		s.handleInDialog(req, tx)
 		return
 	}
+	if st, ok := s.featureCode(req); ok {
+		s.handleFeatureCode(req, tx, st) // featurecode.go: an agent's phone setting its state
+		return
+	}
 	switch req.Method {
 	case sip.INVITE:
 		s.handleInvite(req, tx, trunk, isTrunk)

@@ -169,6 +169,9 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	// Agents' SIP phones register with the digest username = their email (or its local
 	// part) and their configured password; agents with only a bcrypt hash cannot.
 	sopts.Agents = t.sipAgent
+	if t.acd != nil {
+		sopts.AgentStates = t.acd // feature codes *60/*61/*62 from the agents' phones
+	}
 	if gw.journal != nil {
 		sopts.Journal = gw.journal
 	}
