@@ -30,6 +30,18 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"control character", func(e *Event) { e.CallerName = "Eve\x00" }, "caller_name"},
 		{"abandoned where", func(e *Event) { e.Type, e.Where = EventAbandoned, "lobby" }, "where"},
 		{"ended outcome", func(e *Event) { e.Type, e.Outcome = EventEnded, "maybe" }, "outcome"},
+		{"hangup_by", func(e *Event) { e.Type, e.Outcome, e.HangupBy = EventEnded, OutcomeAnswered, "alien" }, "hangup_by"},
+		{"sip_status", func(e *Event) { e.Type, e.Outcome, e.SIPStatus = EventEnded, OutcomeAnswered, 99 }, "sip_status"},
+		{"sip_call_ids control character", func(e *Event) {
+			e.Type, e.Outcome, e.SIPCallIDs = EventEnded, OutcomeAnswered, []string{"a@b", "c\nd"}
+		}, "sip_call_ids"},
+		{"sip_call_ids too many", func(e *Event) {
+			e.Type, e.Outcome, e.SIPCallIDs = EventEnded, OutcomeAnswered, make([]string, MaxSIPCallIDs+1)
+			for i := range e.SIPCallIDs {
+				e.SIPCallIDs[i] = "x"
+			}
+		}, "sip_call_ids"},
+		{"sip_call_id too long", func(e *Event) { e.SIPCallID = strings.Repeat("x", MaxSIPCallIDLen+1) }, "sip_call_id"},
 		{"negative duration", func(e *Event) {
 			e.Type, e.Outcome, e.Durations = EventEnded, OutcomeAnswered, &Durations{TalkTime: -1}
 		}, "talk_time"},
