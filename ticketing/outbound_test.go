@@ -142,7 +142,8 @@ func TestRule_TB1_TicketIDRequiredOrOptional(t *testing.T) {
 		{name: "optional: none given and no number", mode: ticketing.TicketEntryOptional, req: ticketing.OutboundCall{ContactID: f.Contact.ID}, code: 422, inDesc: `"to"`},
 		{name: "optional: no ticket is not offered", mode: ticketing.TicketEntryOptional, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketChoice: ticketing.TicketChoiceNone},
 			code: 403, inDesc: "Team ticket entry is on"},
-		{name: "off: OB-1 refuses a picked ticket as before", mode: ticketing.TicketEntryOff, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketID: &open}, code: 403, inDesc: "Choosing the ticket is turned off"},
+		{name: "off: TC-6 a call from the ticket goes to it (OB rules)", mode: ticketing.TicketEntryOff, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketID: &open},
+			to: f.ContactNumber, ticketID: &open, choice: ticketing.TicketChoiceExisting},
 		{name: "off: OB-1 most recent unsolved at answer", mode: ticketing.TicketEntryOff, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID}, to: f.ContactNumber, choice: ticketing.TicketChoiceExisting},
 	})
 }
