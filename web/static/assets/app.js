@@ -468,7 +468,7 @@ function applySettings() {
   if (choice.selectedOptions[0] && choice.selectedOptions[0].disabled) choice.value = 'existing';
   $('ticket-hint').textContent = ob.prompt_ticket_choice
     ? 'Pick one of the contact\'s unsolved tickets, or leave the ID empty for the most recent.'
-    : 'The contact\'s most recent unsolved ticket is used (a new one if there is none).';
+    : 'Leave the ticket ID empty for the contact\'s most recent unsolved ticket (a new one if there is none), or enter one to call from it.';
   $('number-hint').textContent = ob.allow_entered_number
     ? 'Any E.164 number may be dialled for the contact.'
     : 'Only numbers stored on the contact can be dialled.';
@@ -603,7 +603,8 @@ async function loadLines() {
   show($('line-row'), ui.lines.length > 1);
 }
 
-// dialBody builds the POST /calls body. Under team ticket entry an entered ticket ID is all
+// dialBody builds the POST /calls body: the target (dialTarget) and the line picked (OB-7).
+// dialTarget: under team ticket entry an entered ticket ID is all
 // that is sent (the server derives the number, TB-2); without one (optional) the contact's
 // number is dialled with a new ticket.
 function dialBody() {
