@@ -69,8 +69,9 @@ func (g *testGateway) openPage(email, password string) {
 // Rule OB-7 against the real binary, with SIPp as the carrier's far end: the agent's chosen
 // line (from_line) is the From of the trunk INVITE, and the call record keeps it (from_line,
 // line) with the line's language; with no line chosen, the default line of the agent's queue
-// (queues.support.outbound_line) is the From; a line that cannot call out is refused with 422
-// naming from_line; GET /lines lists the lines and the agent's default.
+// (queues.support.outbound_line) is the From, and for a caller in no queue the trunk's
+// caller_id; a line that cannot call out is refused with 422 naming from_line; GET /lines
+// lists the lines and the agent's default.
 func TestEndToEnd_OB7_OutboundLineIsTheCallerIDAtTheFarEnd(t *testing.T) {
 	g := runEditedGateway(t, func(int) [][2]string {
 		return [][2]string{
@@ -85,9 +86,11 @@ func TestEndToEnd_OB7_OutboundLineIsTheCallerIDAtTheFarEnd(t *testing.T) {
 	contact := int64(m["user"].(map[string]any)["id"].(float64))
 	const agent, pass = "agent1@example.com", "agentpass"
 	g.openPage(agent, pass)
-	dial := func(extra string) (int, map[string]any) {
-		return g.apiAs(agent, pass, "POST", "/calls", fmt.Sprintf(`{"call":{"to":"+15551230077","contact_id":%d%s}}`, contact, extra))
+	g.openPage("admin@example.com", "adminpass") // in no queue
+	dialAs := func(email, password, extra string) (int, map[string]any) {
+		return g.apiAs(email, password, "POST", "/calls", fmt.Sprintf(`{"call":{"to":"+15551230077","contact_id":%d%s}}`, contact, extra))
 	}
+	dial := func(extra string) (int, map[string]any) { return dialAs(agent, pass, extra) }
 
 	code, m = g.apiAs(agent, pass, "GET", "/lines", "")
 	if code != 200 || m["default_line"] != "+15550197" {
@@ -107,20 +110,22 @@ func TestEndToEnd_OB7_OutboundLineIsTheCallerIDAtTheFarEnd(t *testing.T) {
 	}
 
 	for _, tc := range []struct {
-		name, extra, line, language string
+		name, email, password, extra, line, language string
+		echoed                                       any // the 201's from_line
 	}{
-		{"the agent's pick", `,"from_line":"+15550150"`, "+15550150", "fr"},
-		{"the queue's default", "", "+15550197", "en"},
+		{"the agent's pick", agent, pass, `,"from_line":"+15550150"`, "+15550150", "fr", "+15550150"},
+		{"the queue's default", agent, pass, "", "+15550197", "en", "+15550197"},
+		{"in no queue: the trunk's caller ID", "admin@example.com", "adminpass", "", "+15550100", "en", nil},
 	} {
 		far := startSippN(t, "trunk_check_from.xml", map[string]string{"FROM_RE": `sip:\+` + tc.line[1:] + `@`}, 1, 60*time.Second,
 			"-p", strconv.Itoa(g.deskPort))
-		code, m := dial(tc.extra)
+		code, m := dialAs(tc.email, tc.password, tc.extra)
 		if code != 201 {
 			t.Fatalf("%s: dial %d %v", tc.name, code, m)
 		}
 		c := m["call"].(map[string]any)
-		if c["from_line"] != tc.line {
-			t.Errorf("%s: 201 from_line %v, want %s", tc.name, c["from_line"], tc.line)
+		if c["from_line"] != tc.echoed {
+			t.Errorf("%s: 201 from_line %v, want %v", tc.name, c["from_line"], tc.echoed)
 		}
 		far.wait(t, tc.name+": the far end got an INVITE from "+tc.line)
 		rec := g.awaitCallByID(c["id"].(string), func(r map[string]any) bool { return r["state"] == "ended" })

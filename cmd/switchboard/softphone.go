@@ -136,20 +136,23 @@ func (d trunkDialer) Dial(ctx context.Context, req web.Dial) (string, error) {
 	t := d.t
 	// OB-7: the line the agent called from (or their queue's default) is the caller ID, its
 	// trunk dials; without one, the first outbound trunk with its caller ID.
-	trunk, line := req.Line.Trunk, req.Line.Number
+	trunk, line, lang := req.Line.Trunk, req.Line.Number, req.Line.Language
 	if line == "" {
 		tr, ok := outboundTrunk(t.gw.cfg)
 		if !ok {
 			return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "no trunk takes outbound calls on this gateway"}
 		}
 		trunk, line = tr.Name, tr.Outbound.CallerID
+		if l, ok := t.gw.cfg.Line(line); ok { // the caller ID is a line: its language
+			lang = l.Language
+		}
 	}
 	id, err := t.sip.CallForAgent(ctx, sip.AgentCall{
 		AgentID: req.AgentID, Number: req.To, Trunk: trunk, Line: line,
 		Softphone: t.web, Ended: req.Ended,
 		Started: func(e *callevent.Event) {
 			e.RequesterID, e.TicketChoice, e.EnteredNumber = req.ContactID, req.TicketChoice, req.EnteredNumber
-			e.Language = req.Line.Language // OB-7: the calling line's language
+			e.Language = lang // OB-7: the calling line's language
 			if req.TicketID != nil {
 				e.TicketID = *req.TicketID
 			}
