@@ -44,7 +44,7 @@ func TestRule_TU9_PlayedHearsEveryReadFromTheStart(t *testing.T) {
 	}
 
 	for _, tc := range []struct {
-		method, rng string
+		method, rng  string
 		status, want int
 	}{
 		{"GET", "", 200, 1},
