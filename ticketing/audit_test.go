@@ -2,8 +2,11 @@ package ticketing_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -391,5 +394,60 @@ func TestRule_CD6_RecordingDeletionsAreListed(t *testing.T) {
 	b := e.auditLogs(e.asAdmin(), fmt.Sprintf("filter[source_type]=ticket&filter[source_id]=%d", other))
 	if len(b) != 1 || b[0]["action"] != ticketing.AuditRecordingDeleted || b[0]["actor_id"] != nil || b[0]["change_description"] != "Recordings deleted: rec-b" {
 		t.Fatalf("retention's deletion: %v", b)
+	}
+}
+
+// The agent page's requester switch (PUT /calls/{id}/requester, PM-11) on a call whose ticket
+// exists already changes the ticket's requester, and the trail lists it on the ticket as the
+// agent's, from the agent's address.
+func TestAuditLogs_RequesterSwitchDuringACallIsListed(t *testing.T) {
+	h := newEngineHarness(t, nil)
+	h.settings(func(s *ticketing.Settings) { s.TicketCreationPoint = ticketing.CreateOnQueueEntry })
+	owner := h.endUser("Owner", "+15557773010")
+	holder := h.endUser("Holder", "+15557773010") // shared (PM-6)
+	s := h.newCall(h.now).started("+15557773010", "+15550100").queued(1, "support")
+	h.run(s.evs...)
+	c := h.call(s.id)
+	if c.TicketID == nil || c.RequesterID == nil || *c.RequesterID != owner.ID {
+		t.Fatalf("call %+v: want a ticket (on_queue_entry) for the owner", c)
+	}
+	api := ticketing.NewAPI(h.store, ticketing.APIOptions{})
+	mux := http.NewServeMux()
+	api.Register(mux, "/api/v2")
+	api.RegisterCalls(mux, "/api/v2", nil, nil)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	do := func(method, path, body string) (int, []byte) {
+		req, _ := http.NewRequest(method, srv.URL+"/api/v2"+path, strings.NewReader(body))
+		req.SetBasicAuth("agent1@example.com", "password1")
+		req.Header.Set("Content-Type", "application/json")
+		res, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, b
+	}
+	if code, b := do("PUT", "/calls/"+s.id+"/requester", fmt.Sprintf(`{"call":{"requester_id":%d}}`, holder.ID)); code != 200 {
+		t.Fatalf("switch: %d %s", code, b)
+	}
+	code, b := do("GET", fmt.Sprintf("/audit_logs?filter[source_type]=ticket&filter[source_id]=%d", *c.TicketID), "")
+	var out struct {
+		AuditLogs []ticketing.AuditLog `json:"audit_logs"`
+	}
+	if err := json.Unmarshal(b, &out); code != 200 || err != nil {
+		t.Fatalf("audit logs: %d %s", code, b)
+	}
+	var found bool
+	for _, l := range out.AuditLogs {
+		if l.Action == ticketing.AuditRequesterChanged && l.ActorID != nil && *l.ActorID == h.agent1.ID &&
+			l.IPAddress != nil && *l.IPAddress == "127.0.0.1" &&
+			strings.Contains(l.ChangeDescription, fmt.Sprintf("Owner (user #%d) to Holder (user #%d)", owner.ID, holder.ID)) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no requester change by agent1 from Owner to Holder on ticket %d: %s", *c.TicketID, b)
 	}
 }
