@@ -13,9 +13,10 @@ ALTER TABLE audits
 
 -- audit_describe is the description of the entries whose details say everything (the kinds
 -- written before this migration, and the requester changes the tickets trigger writes). Names
--- come from outside (API bodies, caller names): control characters become spaces.
+-- come from outside (API bodies, caller names): control characters, line separators and
+-- bidirectional overrides become spaces.
 CREATE FUNCTION audit_clean(s text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
-    SELECT regexp_replace(coalesce(s, ''), '[[:cntrl:]]', ' ', 'g')
+    SELECT regexp_replace(coalesce(s, ''), E'[[:cntrl:]\u2028\u2029\u202a-\u202e\u2066-\u2069]', ' ', 'g')
 $$;
 
 CREATE FUNCTION audit_user_label(id bigint) RETURNS text LANGUAGE sql STABLE AS $$

@@ -40,7 +40,7 @@ func TestMigration008_DescribesTheAuditsWrittenBefore(t *testing.T) {
 	if err := conn.QueryRow(ctx, `INSERT INTO users (name, role) VALUES ('New Owner', 'end-user') RETURNING id`).Scan(&owner); err != nil {
 		t.Fatal(err)
 	}
-	if err := conn.QueryRow(ctx, "INSERT INTO users (name, role) VALUES ('Hold\x1ber', 'end-user') RETURNING id").Scan(&holder); err != nil {
+	if err := conn.QueryRow(ctx, "INSERT INTO users (name, role) VALUES ('Hold\x1ber\u2028', 'end-user') RETURNING id").Scan(&holder); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := conn.Exec(ctx, `INSERT INTO audits (kind, user_id, ticket_id, details) VALUES
@@ -72,7 +72,7 @@ func TestMigration008_DescribesTheAuditsWrittenBefore(t *testing.T) {
 		{"ticket", 5, "Merged into ticket #9"},
 		{"ticket", 9, "Tickets #5, #6 merged into this ticket"},
 		{"ticket", 9, "Recordings deleted: r1, r2"},
-		{"ticket", 9, "Requester changed from New Owner (user #" + itoa(owner) + ") to Hold er (user #" + itoa(holder) + ") (user_merge)"},
+		{"ticket", 9, "Requester changed from New Owner (user #" + itoa(owner) + ") to Hold er  (user #" + itoa(holder) + ") (user_merge)"},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("rows %v", got)

@@ -72,11 +72,14 @@ func clientAddrOf(ctx context.Context) string {
 	return ""
 }
 
-// cleanAudit makes a string from outside fit a description: control characters become
-// spaces (a description is shown on one line, and written to terminals), at most 200 runes.
+// cleanAudit makes a string from outside fit a description: control characters, line and
+// paragraph separators and bidirectional overrides become spaces (a description is shown on
+// one line, and written to terminals; an override would make it read otherwise than it is
+// stored), at most 200 runes. Migration 008's audit_clean does the same in SQL.
 func cleanAudit(s string) string {
 	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+		if unicode.IsControl(r) || r == unicode.ReplacementChar || r == '\u2028' || r == '\u2029' ||
+			(r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069') {
 			return ' '
 		}
 		return r

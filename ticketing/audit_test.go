@@ -302,7 +302,7 @@ func TestAuditLogs_RequesterChangeThroughAPIIsListed(t *testing.T) {
 	a := e.newUser("Ann")
 	b := e.newUser("Bob")
 	ctx := context.Background()
-	if _, err := e.store.Pool().Exec(ctx, `UPDATE users SET name = $2 WHERE id = $1`, b, "Bob\x1b[2J\nEvil"); err != nil {
+	if _, err := e.store.Pool().Exec(ctx, `UPDATE users SET name = $2 WHERE id = $1`, b, "Bob\x1b[2J\nEvil\u202egnp.exe"); err != nil {
 		t.Fatal(err)
 	}
 	tk := e.newTicket(a, nil)
@@ -313,7 +313,7 @@ func TestAuditLogs_RequesterChangeThroughAPIIsListed(t *testing.T) {
 	}
 	d := logs[0]["change_description"].(string)
 	if !strings.Contains(d, fmt.Sprintf("Ann (user #%d)", a)) || !strings.Contains(d, fmt.Sprintf("(user #%d)", b)) ||
-		strings.ContainsAny(d, "\x1b\n") || !strings.Contains(logs[0]["source_label"].(string), fmt.Sprintf("Ticket #%d", tk)) {
+		strings.ContainsAny(d, "\x1b\n\u202e") || !strings.Contains(logs[0]["source_label"].(string), fmt.Sprintf("Ticket #%d", tk)) {
 		t.Errorf("description %q, label %v", d, logs[0]["source_label"])
 	}
 	if logs[0]["ip_address"] != "127.0.0.1" {
