@@ -48,6 +48,9 @@ type OutboundStore interface {
 	// User reads the calling agent, whose email names their team (Teams).
 	User(ctx context.Context, id int64) (ticketing.User, error)
 	PlanOutboundCall(ctx context.Context, call ticketing.OutboundCall, entry ticketing.TicketEntry) (ticketing.OutboundPlan, error)
+	// AuditVoicemailCallback records a dial on a voicemail's ticket as its callback (TU-9);
+	// other tickets write nothing.
+	AuditVoicemailCallback(ctx context.Context, actor ticketing.Actor, ticketID int64, callID, to string) error
 }
 
 // TeamPolicy returns the ticket entry of the agent with this email (the configuration's
@@ -270,6 +273,13 @@ func (o *Outbound) Handler(agentID func(*http.Request) (int64, bool)) http.Handl
 			d.Ended()
 			o.writeError(w, err)
 			return
+		}
+		if d.TicketID != nil {
+			// TU-9: calling a voicemail's ticket back is audited once the call is placed. The
+			// call cannot be taken back: a refused audit is logged, and the call goes on.
+			if err := o.Store.AuditVoicemailCallback(r.Context(), ticketing.Actor(id), *d.TicketID, callID, d.To); err != nil {
+				logInternal(o.Log, "web: audit of a voicemail callback failed", err)
+			}
 		}
 		var from *string
 		if d.Line.Number != "" {
