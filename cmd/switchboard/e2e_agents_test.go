@@ -565,3 +565,25 @@ wait:
 		t.Errorf("switchboard_calls_total outbound = %v, want 1: the allowed dial only", v)
 	}
 }
+
+// Through the whole gateway: agent1's SIP phone dials the feature codes *60 (available) and
+// *61 (away) with its digest credentials; GET /agents shows the state each set, and no call
+// record is made of them (the feature codes are wired to the ACD).
+func TestEndToEnd_AgentSIPPhoneSetsItsStateWithFeatureCodes(t *testing.T) {
+	requireSipp(t)
+	g := runAgentGateway(t)
+	if s := g.agentByEmail("agent1@example.com")["state"]; s != "offline" {
+		t.Fatalf("agent1 starts %v, want offline", s)
+	}
+	for _, c := range []struct{ code, want string }{{"*60", "available"}, {"*61", "away"}} {
+		startSipp(t, "agent_featurecode.xml", nil, "-s", c.code, "-au", "agent1@example.com", "-ap", "agentpass",
+			"-auth_uri", fmt.Sprintf("%s@127.0.0.1:%d", c.code, g.sipPort),
+			fmt.Sprintf("127.0.0.1:%d", g.sipPort)).wait(t, "feature code "+c.code)
+		if s := g.agentByEmail("agent1@example.com")["state"]; s != c.want {
+			t.Errorf("after %s agent1 is %v, want %s", c.code, s, c.want)
+		}
+	}
+	if _, m := g.api("GET", "/calls", ""); len(m["calls"].([]any)) != 0 {
+		t.Errorf("feature codes made call records: %v", m["calls"])
+	}
+}
