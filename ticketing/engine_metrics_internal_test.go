@@ -1,0 +1,27 @@
+package ticketing
+
+import (
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
+)
+
+// A new engine exposes switchboard_ticketing_events_total for every event type and
+// switchboard_ticketing_writes_total for every write kind at 0, before any event is applied
+// (docs/metrics.md): a panel of events by type reads 0, not "no data".
+func TestEngineMetricsExistForEveryTypeAndKindFromStart(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e, err := (&Store{}).NewEngine(EngineOptions{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, want := testutil.CollectAndCount(e.eventsTotal), len(callevent.Types()); n != want || want < 13 {
+		t.Errorf("%d event type series, want %d (one per type)", n, want)
+	}
+	if n := testutil.CollectAndCount(e.writes); n != 3 {
+		t.Errorf("%d write kind series, want 3 (comment, comment_update, ticket_update)", n)
+	}
+}
