@@ -280,6 +280,8 @@ var problemCases = []problemCase{
 	// Ticketing settings (docs/rules.md, "Settings"), checked by the ticketing package and placed at their path.
 	{"batch window outside 1-60 s", "ticketing:\n  settings:\n    write_batching: {enabled: true, window: 90s}\n", []Problem{
 		{"ticketing.settings.write_batching.window", "must be whole seconds from 1s to 60s, got 1m30s", 4}}},
+	{"batched kinds of writes", "ticketing:\n  settings:\n    write_batching: {enabled: true, kinds: [comments, status]}\n", []Problem{
+		{"ticketing.settings.write_batching.kinds[1]", `"status" is not allowed; use one of comments, fields, assignment`, 4}}},
 	{"allow_new_ticket without prompt_ticket_choice", "ticketing:\n  settings:\n    outbound:\n      allow_new_ticket: true\n", []Problem{
 		{"ticketing.settings.outbound.allow_new_ticket", "can only be true when outbound.prompt_ticket_choice is true", 5}}},
 	{"abandoned calls forced with on_queue_entry", "ticketing: {settings: {ticket_creation_point: on_queue_entry, abandoned_calls_create_tickets: false}}\n", []Problem{

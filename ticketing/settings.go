@@ -97,10 +97,45 @@ type RecordingSettings struct {
 	AgentsCanAccess bool `yaml:"agents_can_access" json:"agents_can_access"`
 }
 
+// Kinds of ticket writes that write batching may hold (AP, WriteBatching.Kinds).
+const (
+	// BatchComments: the comments a call adds to its ticket after it exists — the recording
+	// put on the voice comment (TU-5, SD-2).
+	BatchComments = "comments"
+	// BatchFields: the ticket fields a call sets after the ticket exists (csat, TU-8).
+	BatchFields = "fields"
+	// BatchAssignment: assignment updates — the agent who answers a ticket made at queue
+	// entry (TC-4), a transfer (TU-7).
+	BatchAssignment = "assignment"
+)
+
+// BatchKinds returns every kind of write that write batching can hold, in the order the
+// documentation lists them: the default of WriteBatching.Kinds.
+func BatchKinds() []string { return []string{BatchComments, BatchFields, BatchAssignment} }
+
 // WriteBatching is the global write-batching option (AP).
 type WriteBatching struct {
 	Enabled bool    `yaml:"enabled" json:"enabled"`
 	Window  Seconds `yaml:"window" json:"window"`
+	// Kinds are the kinds of writes held for the window (BatchComments, BatchFields,
+	// BatchAssignment); an event whose writes are of another kind is applied at once, and
+	// takes the call's held events with it (a call's events are applied in order). Default:
+	// all of them.
+	Kinds []string `yaml:"kinds" json:"kinds"`
+}
+
+// Batches reports whether writes of kind are held for the window: batching is on and kind is
+// one of Kinds.
+func (w WriteBatching) Batches(kind string) bool {
+	if !w.Enabled {
+		return false
+	}
+	for _, k := range w.Kinds {
+		if k == kind {
+			return true
+		}
+	}
+	return false
 }
 
 // Settings are the call → ticket settings of docs/rules.md. The global set is the default of every
@@ -131,7 +166,7 @@ func DefaultSettings() Settings {
 		UnownedNumberPolicy:         UnownedCreateUser,
 		CallbackAppendWindow:        Seconds(10 * time.Second),
 		Recordings:                  RecordingSettings{AgentsCanAccess: true},
-		WriteBatching:               WriteBatching{Window: Seconds(10 * time.Second)},
+		WriteBatching:               WriteBatching{Window: Seconds(10 * time.Second), Kinds: BatchKinds()},
 		PhoneValidation:             true,
 	}
 }
@@ -219,6 +254,19 @@ func (s Settings) Validate() []FieldError {
 		if w < time.Second || w > time.Minute || w%time.Second != 0 {
 			errs = append(errs, FieldError{"write_batching.window", fmt.Sprintf("must be whole seconds from 1s to 60s, got %s", w)})
 		}
+		if len(s.WriteBatching.Kinds) == 0 {
+			errs = append(errs, FieldError{"write_batching.kinds", fmt.Sprintf("names no kind of write; list some of %s, or set write_batching.enabled to false", strings.Join(BatchKinds(), ", "))})
+		}
+	}
+	seen := map[string]bool{}
+	for i, k := range s.WriteBatching.Kinds {
+		field := fmt.Sprintf("write_batching.kinds[%d]", i)
+		if fe := oneOf(field, k, BatchKinds()...); fe != nil {
+			errs = append(errs, fe...)
+		} else if seen[k] {
+			errs = append(errs, FieldError{field, fmt.Sprintf("%q is listed twice", k)})
+		}
+		seen[k] = true
 	}
 	if s.DefaultAssignee != "" && !strings.Contains(s.DefaultAssignee, "@") {
 		errs = append(errs, FieldError{"default_assignee", fmt.Sprintf("must be the email of an agent, got %q", s.DefaultAssignee)})
