@@ -158,8 +158,8 @@ func stripIDs(s string) string {
 // the voice comment without comments — while the kinds listed still wait for the window.
 func TestRule_AP_BatchKindsChooseWhatIsHeld(t *testing.T) {
 	for _, tc := range []struct {
-		name                                   string
-		kinds                                  []string
+		name                                  string
+		kinds                                 []string
 		transferAtOnce, csatAtOnce, recAtOnce bool
 	}{
 		{"default: every kind", nil, false, false, false},
