@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // FieldError is one problem with an event, naming its JSON field.
@@ -101,6 +102,11 @@ type Event struct {
 	// call.ivr_selected
 	MenuPath string `json:"menu_path,omitempty"`
 	Language string `json:"language,omitempty"`
+	// Data, on call.started and call.ivr_selected, is the call's custom data: what an
+	// integration knows about the call ({"account":"12345"}) or what the caller entered. The
+	// ticketing engine maps it to ticket fields by configuration (CF-4). At most MaxDataKeys
+	// keys (ValidDataKey), each value one line of at most MaxDataValue bytes.
+	Data map[string]string `json:"data,omitempty"`
 	// call.queued
 	Queue string `json:"queue,omitempty"`
 	// call.offered, call.answered
@@ -121,6 +127,65 @@ type Event struct {
 	// when the gateway closed the call at its next start after the process died.
 	Cause      string `json:"cause,omitempty"`
 	*Durations `json:",omitempty"`
+}
+
+// Bounds of Event.Data.
+const (
+	MaxDataKeys  = 32
+	MaxDataKey   = 64
+	MaxDataValue = 1024
+)
+
+// ValidDataKey reports whether k can be a key of Event.Data: 1 to MaxDataKey characters of
+// ASCII letters, digits, '_', '-' and '.'. Keys are names a configuration refers to, so they
+// are refused rather than cleaned.
+func ValidDataKey(k string) bool {
+	if k == "" || len(k) > MaxDataKey {
+		return false
+	}
+	for _, r := range k {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// validateData checks the data object; its problems name the key ("data.account").
+func validateData(e Event, add func(field, msg string)) {
+	if e.Data == nil {
+		return
+	}
+	if e.Type != EventStarted && e.Type != EventIVRSelected {
+		add("data", "is taken only on call.started and call.ivr_selected")
+		return
+	}
+	if len(e.Data) > MaxDataKeys {
+		add("data", fmt.Sprintf("has %d keys; at most %d", len(e.Data), MaxDataKeys))
+		return
+	}
+	for k, v := range e.Data {
+		if !ValidDataKey(k) {
+			add("data", fmt.Sprintf("key %q is not a data key: 1 to %d characters of letters, digits, '_', '-' and '.'", truncate(k, 80), MaxDataKey))
+			continue
+		}
+		switch {
+		case len(v) > MaxDataValue:
+			add("data."+k, fmt.Sprintf("is %d bytes long; at most %d", len(v), MaxDataValue))
+		case !utf8.ValidString(v):
+			add("data."+k, "is not valid UTF-8")
+		case strings.IndexFunc(v, isControl) >= 0:
+			i := strings.IndexFunc(v, isControl)
+			add("data."+k, fmt.Sprintf("contains the control character U+%04X at byte %d: control characters (U+0000 to U+001F, U+007F) are not allowed", v[i], i))
+		}
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 // Sink takes call lifecycle events. Emit returns once the event is durable; it never waits on
@@ -160,6 +225,7 @@ func Validate(e Event) []FieldError {
 	for _, f := range controlCharFields(e) {
 		add(f.Field, f.Message)
 	}
+	validateData(e, add)
 	switch e.Type {
 	case EventStarted:
 		if e.Direction != "inbound" && e.Direction != "outbound" {
@@ -287,6 +353,10 @@ func Decode(raw []byte) (Event, []FieldError) {
 			if field == "" {
 				field = "event"
 			}
+			if field == "data" && te.Type.Kind() == reflect.String {
+				// encoding/json names the map, not the key, for a value of the wrong type.
+				return Event{}, []FieldError{{field, fmt.Sprintf("every value must be a string, not a JSON %s", te.Value)}}
+			}
 			return Event{}, []FieldError{{field, fmt.Sprintf("must be a %s, not a JSON %s", eventJSONType(te.Type.Kind().String()), te.Value)}}
 		case errors.As(err, &se):
 			return Event{}, []FieldError{{"event", "malformed JSON: " + se.Error()}}
@@ -310,6 +380,8 @@ func eventJSONType(kind string) string {
 		return "boolean"
 	case "struct":
 		return "object or time"
+	case "map":
+		return "object of strings"
 	}
 	return kind
 }
