@@ -21,6 +21,7 @@ func (e *Engine) applyEvent(ctx context.Context, tx *applyTx, c *callRow, ev cal
 	case callevent.EventStarted:
 		return e.onStarted(ctx, tx, c, ev, at)
 	case callevent.EventIVRSelected:
+		c.mergeData(ev.Data) // CF-4
 		if ev.MenuPath != "" {
 			c.MenuPath = &ev.MenuPath
 		}
@@ -93,6 +94,7 @@ func (e *Engine) onStarted(ctx context.Context, tx *applyTx, c *callRow, ev call
 	c.StartedAt = &at
 	c.State = "started"
 	c.enterPhase(phaseIVR, at)
+	c.mergeData(ev.Data) // CF-4
 	if ev.TicketChoice != "" {
 		c.TicketChoice = &ev.TicketChoice
 	}
@@ -325,14 +327,13 @@ func (e *Engine) ensureInboundTicket(ctx context.Context, tx *applyTx, c *callRo
 		}
 	}
 	nt := newCallTicket{requester: requester, channel: ChannelVoice, source: "inbound", session: "inbound"}
-	from := deref(c.From)
-	if from == "" {
-		from = "an anonymous caller"
+	// CF-5: the subject from the line's template.
+	if nt.subject, err = e.ticketSubject(ctx, tx, c, st, why); err != nil {
+		return err
 	}
 	switch why {
 	case ticketReasonVoicemail:
 		nt.channel, nt.source, nt.session = ChannelVoicemail, "inbound", "voicemail"
-		nt.subject = "Voicemail from " + from
 		nt.tags = []string{"voicemail"}
 		a, err := e.defaultAssignee(ctx, tx, st)
 		if err != nil {
@@ -340,7 +341,6 @@ func (e *Engine) ensureInboundTicket(ctx context.Context, tx *applyTx, c *callRo
 		}
 		nt.assignee = a
 	case ticketReasonAbandoned:
-		nt.subject = "Abandoned call from " + from
 		nt.tags = []string{"abandoned"}
 		a, err := e.defaultAssignee(ctx, tx, st)
 		if err != nil {
@@ -348,7 +348,6 @@ func (e *Engine) ensureInboundTicket(ctx context.Context, tx *applyTx, c *callRo
 		}
 		nt.assignee = a
 	default:
-		nt.subject = "Call from " + from
 		nt.assignee = c.AgentID
 	}
 	if c.Line != nil && strings.HasPrefix(deref(c.Line), "webrtc") {
@@ -456,11 +455,14 @@ func (e *Engine) ensureOutboundTicket(ctx context.Context, tx *applyTx, c *callR
 			return dbError("unsolved ticket", err)
 		}
 	}
-	// TC-2, TC-7: a new ticket about the callee.
-	to := deref(c.To)
+	// TC-2, TC-7: a new ticket about the callee, its subject from the line's template (CF-5).
+	subject, err := e.ticketSubject(ctx, tx, c, st, ticketReasonCall)
+	if err != nil {
+		return err
+	}
 	return e.createCallTicket(ctx, tx, c, newCallTicket{
 		requester: requester, assignee: c.AgentID, channel: ChannelVoice, source: "outbound", session: "outbound",
-		subject: "Outbound call to " + to, phone: c.To,
+		subject: subject, phone: c.To,
 	})
 }
 
@@ -531,7 +533,15 @@ func (e *Engine) addCallNote(ctx context.Context, tx *applyTx, c *callRow, ticke
 	if c.EnteredNumber {
 		fmt.Fprintf(&b, "\nNumber entered by the agent: %s", deref(c.To))
 	}
-	return tx.addComment(ctx, pendingComment{TicketID: ticketID, Type: TypeComment, Body: b.String(), CallID: c.ID})
+	if err := tx.addComment(ctx, pendingComment{TicketID: ticketID, Type: TypeComment, Body: b.String(), CallID: c.ID}); err != nil {
+		return err
+	}
+	// CF-4: the call's custom data into the ticket's fields.
+	st, err := e.settingsFor(ctx, deref(c.Line))
+	if err != nil {
+		return err
+	}
+	return e.applyCustomData(ctx, tx, c, st, ticketID)
 }
 
 // addVoiceComment writes the call's voice comment (CD-1 … CD-6) once, when the call ends.

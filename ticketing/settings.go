@@ -154,6 +154,10 @@ type Settings struct {
 	DefaultAssignee string        `yaml:"default_assignee" json:"default_assignee"`
 	WriteBatching   WriteBatching `yaml:"write_batching" json:"write_batching"`
 	PhoneValidation bool          `yaml:"phone_validation" json:"phone_validation"`
+	// TicketSubject are the subjects of the tickets calls make (CF-5).
+	TicketSubject SubjectTemplates `yaml:"ticket_subject" json:"ticket_subject"`
+	// CustomDataFields map keys of a call's custom data to ticket fields (CF-4).
+	CustomDataFields []DataField `yaml:"custom_data_fields" json:"custom_data_fields"`
 }
 
 // DefaultSettings returns the defaults of docs/rules.md ("Settings").
@@ -168,6 +172,8 @@ func DefaultSettings() Settings {
 		Recordings:                  RecordingSettings{AgentsCanAccess: true},
 		WriteBatching:               WriteBatching{Window: Seconds(10 * time.Second), Kinds: BatchKinds()},
 		PhoneValidation:             true,
+		TicketSubject:               DefaultSubjectTemplates(),
+		CustomDataFields:            []DataField{},
 	}
 }
 
@@ -181,6 +187,9 @@ type LineSettings struct {
 	CallbackAppendWindow        *Seconds `yaml:"callback_append_window" json:"callback_append_window,omitempty"`
 	DefaultAssignee             *string  `yaml:"default_assignee" json:"default_assignee,omitempty"`
 	PhoneValidation             *bool    `yaml:"phone_validation" json:"phone_validation,omitempty"`
+	// TicketSubject overrides the global subject templates one by one: an empty template
+	// keeps the global one (CF-5).
+	TicketSubject *SubjectTemplates `yaml:"ticket_subject" json:"ticket_subject,omitempty"`
 }
 
 // Apply returns global with the overrides of l. With on_queue_entry the abandoned-call setting
@@ -210,6 +219,9 @@ func (l LineSettings) Apply(global Settings) Settings {
 	}
 	if l.PhoneValidation != nil {
 		s.PhoneValidation = *l.PhoneValidation
+	}
+	if l.TicketSubject != nil {
+		s.TicketSubject = l.TicketSubject.over(global.TicketSubject)
 	}
 	if s.TicketCreationPoint == CreateOnQueueEntry {
 		s.AbandonedCallsCreateTickets = true
@@ -271,6 +283,8 @@ func (s Settings) Validate() []FieldError {
 	if s.DefaultAssignee != "" && !strings.Contains(s.DefaultAssignee, "@") {
 		errs = append(errs, FieldError{"default_assignee", fmt.Sprintf("must be the email of an agent, got %q", s.DefaultAssignee)})
 	}
+	errs = append(errs, s.TicketSubject.validate(true)...)
+	errs = append(errs, validateDataFields(s.CustomDataFields)...)
 	return errs
 }
 
@@ -294,6 +308,9 @@ func (l LineSettings) Validate(global Settings) []FieldError {
 	}
 	if l.DefaultAssignee != nil && *l.DefaultAssignee != "" && !strings.Contains(*l.DefaultAssignee, "@") {
 		errs = append(errs, FieldError{"default_assignee", fmt.Sprintf("must be the email of an agent, got %q", *l.DefaultAssignee)})
+	}
+	if l.TicketSubject != nil {
+		errs = append(errs, l.TicketSubject.validate(false)...)
 	}
 	return errs
 }
