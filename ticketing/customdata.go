@@ -190,3 +190,12 @@ func quoteShort(s string) string {
 	}
 	return strconv.Quote(s)
 }
+
+// noteValue is a data value as a note shows it unquoted: one clean line, cut at 200 characters.
+func noteValue(s string) string {
+	s = subjectClean(s)
+	if utf8.RuneCountInString(s) > 200 {
+		s = string([]rune(s)[:200]) + "…"
+	}
+	return s
+}

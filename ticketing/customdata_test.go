@@ -96,6 +96,9 @@ func TestRule_CF4_CustomDataMappedToTicketFields(t *testing.T) {
 	if n := noteCount(h, id, `plan_level: the value "gold" of "plan" is not a whole number (integer field)`); n != 1 {
 		t.Errorf("%d notes naming plan_level and its value, want 1: %s", n, js(h.comments(id)))
 	}
+	if noteCount(h, id, "Custom data:\n  account: 0012345\n  crm.id: CRM-9\n  plan: gold\n  unmapped: x") != 1 {
+		t.Errorf("the standard data note does not list the call's custom data: %s", js(h.comments(id)))
+	}
 	if c := h.call(first.id); c.Data["account"] != "0012345" || c.Data["crm.id"] != "CRM-9" {
 		t.Errorf("call record data %v", c.Data)
 	}

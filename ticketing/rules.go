@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -532,6 +534,14 @@ func (e *Engine) addCallNote(ctx context.Context, tx *applyTx, c *callRow, ticke
 	}
 	if c.EnteredNumber {
 		fmt.Fprintf(&b, "\nNumber entered by the agent: %s", deref(c.To))
+	}
+	// The call's custom data, all of it, as the standard data shows it (CF-4): what is mapped
+	// to fields and what is not.
+	if len(c.Data) > 0 {
+		b.WriteString("\nCustom data:")
+		for _, k := range slices.Sorted(maps.Keys(c.Data)) {
+			fmt.Fprintf(&b, "\n  %s: %s", k, noteValue(c.Data[k]))
+		}
 	}
 	if err := tx.addComment(ctx, pendingComment{TicketID: ticketID, Type: TypeComment, Body: b.String(), CallID: c.ID}); err != nil {
 		return err
