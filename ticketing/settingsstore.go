@@ -28,13 +28,26 @@ func settings(ctx context.Context, q querier, defaults Settings) (Settings, erro
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return Settings{}, fmt.Errorf("ticketing: settings: stored row: %w", err)
 	}
+	out.normalize()
 	return out, nil
+}
+
+// normalize makes the lists that a JSON null left nil empty, so that the settings always read
+// back as lists.
+func (s *Settings) normalize() {
+	if s.WriteBatching.Kinds == nil {
+		s.WriteBatching.Kinds = []string{}
+	}
+	if s.CustomDataFields == nil {
+		s.CustomDataFields = []DataField{}
+	}
 }
 
 // PutSettings validates and stores the global voice settings. Every problem comes back at once
 // in one *Error (ErrInvalid) whose Details name the fields; default_assignee must be the email
 // of an agent or admin.
 func (s *Store) PutSettings(ctx context.Context, actor Actor, v Settings) (Settings, error) {
+	v.normalize()
 	details := map[string][]string{}
 	for _, fe := range v.Validate() {
 		details[fe.Field] = append(details[fe.Field], fe.Message)
