@@ -74,10 +74,10 @@ func TestRule_CF4_CustomDataMappedToTicketFields(t *testing.T) {
 	do := customDataAPI(t, h)
 	first := h.newCall(h.now).add(callevent.EventStarted, 0, func(e *callevent.Event) {
 		e.Direction, e.From, e.To, e.Line = "inbound", "+15557100001", "+15550100", "+15550100"
-		e.Data = map[string]string{"account": "0012345", "plan": "gold", "unmapped": "x"}
+		e.Data = callevent.NewData(map[string]string{"account": "0012345", "plan": "gold", "unmapped": "x"})
 	}).add(callevent.EventIVRSelected, 2, func(e *callevent.Event) {
 		e.MenuPath = "2"
-		e.Data = map[string]string{"crm.id": "CRM-9"}
+		e.Data = callevent.NewData(map[string]string{"crm.id": "CRM-9"})
 	}).queued(3, "support").answered(6, h.agent1.ID).ended(40, callevent.OutcomeAnswered)
 	postEvents(t, do, first.evs)
 	if _, err := h.engine.ApplyPending(h.ctx); err != nil {
@@ -107,7 +107,7 @@ func TestRule_CF4_CustomDataMappedToTicketFields(t *testing.T) {
 	// its menu path and CRM id are missing, so those fields keep the first call's values.
 	second := h.newCall(h.now.Add(time.Hour)).add(callevent.EventStarted, 0, func(e *callevent.Event) {
 		e.Direction, e.From, e.To, e.Line = "inbound", "+15557100001", "+15550100", "+15550100"
-		e.Data = map[string]string{"account": "999", "plan": "3"}
+		e.Data = callevent.NewData(map[string]string{"account": "999", "plan": "3"})
 	}).queued(3, "support").answered(6, h.agent1.ID).ended(40, callevent.OutcomeAnswered)
 	postEvents(t, do, second.evs)
 	if _, err := h.engine.ApplyPending(h.ctx); err != nil {
@@ -141,7 +141,7 @@ func TestRule_CF4_CustomDataOutboundAndVoicemail(t *testing.T) {
 		s.CustomDataFields = []ticketing.DataField{{Key: "account", Field: "account_number", Type: ticketing.FieldDigits}}
 	})
 	h.endUser("Olga", "+15557100002")
-	out := h.outbound(h.now, "+15557100002", func(e *callevent.Event) { e.Data = map[string]string{"account": "777"} }, true)
+	out := h.outbound(h.now, "+15557100002", func(e *callevent.Event) { e.Data = callevent.NewData(map[string]string{"account": "777"}) }, true)
 	vm := h.newCall(h.now.Add(time.Minute)).started("+15557100003", "+15550100").
 		add(callevent.EventVoicemail, 5, func(e *callevent.Event) { e.RecordingID = "vm-cf4" }).ended(30, callevent.OutcomeVoicemail)
 	h.run(append(out.evs, vm.evs...)...)
@@ -161,7 +161,7 @@ func TestRule_CF4_CustomDataRefusedByField(t *testing.T) {
 	do := customDataAPI(t, h)
 	s := h.newCall(h.now).add(callevent.EventStarted, 0, func(e *callevent.Event) {
 		e.Direction, e.From = "inbound", "+15557100004"
-		e.Data = map[string]string{"account": "12\n34"}
+		e.Data = callevent.NewData(map[string]string{"account": "12\n34"})
 	})
 	body, _ := json.Marshal(map[string]any{"events": s.evs})
 	code, m := do("POST", "/call_events", string(body))

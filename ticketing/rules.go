@@ -23,7 +23,7 @@ func (e *Engine) applyEvent(ctx context.Context, tx *applyTx, c *callRow, ev cal
 	case callevent.EventStarted:
 		return e.onStarted(ctx, tx, c, ev, at)
 	case callevent.EventIVRSelected:
-		c.mergeData(ev.Data) // CF-4
+		c.mergeData(ev.Data.Map()) // CF-4
 		if ev.MenuPath != "" {
 			c.MenuPath = &ev.MenuPath
 		}
@@ -96,7 +96,7 @@ func (e *Engine) onStarted(ctx context.Context, tx *applyTx, c *callRow, ev call
 	c.StartedAt = &at
 	c.State = "started"
 	c.enterPhase(phaseIVR, at)
-	c.mergeData(ev.Data) // CF-4
+	c.mergeData(ev.Data.Map()) // CF-4
 	if ev.TicketChoice != "" {
 		c.TicketChoice = &ev.TicketChoice
 	}

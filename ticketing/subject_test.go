@@ -56,7 +56,7 @@ func TestTicketSubjectTemplate_InboundOutboundVoicemailAndLine(t *testing.T) {
 	})
 	in := h.newCall(h.now).add(callevent.EventStarted, 0, func(e *callevent.Event) {
 		e.Direction, e.From, e.To, e.Line, e.CallerName = "inbound", "+15557000011", "+15550100", "+15550100", "Ada Lovelace"
-		e.Data = map[string]string{"account": "42"}
+		e.Data = callevent.NewData(map[string]string{"account": "42"})
 	}).queued(1, "support").answered(5, h.agent1.ID).ended(30, callevent.OutcomeAnswered)
 	out := h.outbound(h.now.Add(time.Minute), "+15557000012", nil, true)
 	vm := h.newCall(h.now.Add(2*time.Minute)).started("+15557000013", "+15550100").

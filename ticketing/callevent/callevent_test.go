@@ -40,15 +40,16 @@ func TestValidateNamesTheField(t *testing.T) {
 		edit  func(*Event)
 		field string
 	}{
-		{"data key", func(e *Event) { e.Data = map[string]string{"acc ount": "1"} }, "data"},
-		{"data value control character", func(e *Event) { e.Data = map[string]string{"account": "12\n34"} }, "data.account"},
-		{"data value too long", func(e *Event) { e.Data = map[string]string{"account": strings.Repeat("1", MaxDataValue+1)} }, "data.account"},
-		{"data on another event", func(e *Event) { e.Type, e.Data = EventHeld, map[string]string{"account": "1"} }, "data"},
+		{"data key", func(e *Event) { e.Data = NewData(map[string]string{"acc ount": "1"}) }, "data"},
+		{"data value control character", func(e *Event) { e.Data = NewData(map[string]string{"account": "12\n34"}) }, "data.account"},
+		{"data value too long", func(e *Event) { e.Data = NewData(map[string]string{"account": strings.Repeat("1", MaxDataValue+1)}) }, "data.account"},
+		{"data on another event", func(e *Event) { e.Type, e.Data = EventHeld, NewData(map[string]string{"account": "1"}) }, "data"},
 		{"too many data keys", func(e *Event) {
-			e.Data = map[string]string{}
+			m := map[string]string{}
 			for i := range MaxDataKeys + 1 {
-				e.Data[fmt.Sprintf("k%d", i)] = "v"
+				m[fmt.Sprintf("k%d", i)] = "v"
 			}
+			e.Data = NewData(m)
 		}, "data"},
 	}...)
 	for _, c := range cases {
@@ -77,8 +78,14 @@ func TestDecodeRefusesUnknownAndMistypedFields(t *testing.T) {
 	}
 	// The data object: strings only, named on data; a valid one round-trips.
 	withData := strings.Replace(string(b), `"from"`, `"data":{"account":"12345","ivr.choice":"2"},"from"`, 1)
-	if e, errs := Decode([]byte(withData)); len(errs) != 0 || e.Data["account"] != "12345" || e.Data["ivr.choice"] != "2" {
+	if e, errs := Decode([]byte(withData)); len(errs) != 0 || e.Data.Map()["account"] != "12345" || e.Data.Map()["ivr.choice"] != "2" {
 		t.Errorf("data: %v %v", e.Data, errs)
+	}
+	// Events stay comparable values, equal when their data is, whatever the key order.
+	a, _ := Decode([]byte(strings.Replace(string(b), `"from"`, `"data":{"a":"1","b":"2"},"from"`, 1)))
+	c, _ := Decode([]byte(strings.Replace(string(b), `"from"`, `"data":{"b":"2","a":"1"},"from"`, 1)))
+	if a != c {
+		t.Errorf("the same data in another order: %q != %q", a.Data, c.Data)
 	}
 	for _, bad := range []string{`"data":{"account":12345},`, `"data":"12345",`} {
 		raw := strings.Replace(string(b), `"from"`, bad+`"from"`, 1)
