@@ -382,11 +382,13 @@ func (c *Call) endedEvent(outcome string, end time.Time) callevent.Event {
 	if c.carrier != nil {
 		legs = append([]*leg{c.carrier}, legs...)
 	}
+	var ids []string
 	for _, l := range legs {
-		if id := cleanText(l.callID, callevent.MaxSIPCallIDLen); id != "" && len(e.SIPCallIDs) < callevent.MaxSIPCallIDs {
-			e.SIPCallIDs = append(e.SIPCallIDs, id)
+		if id := cleanText(l.callID, callevent.MaxSIPCallIDLen); id != "" && len(ids) < callevent.MaxSIPCallIDs {
+			ids = append(ids, id)
 		}
 	}
+	e.SIPCallIDs = callevent.NewCallIDs(ids...)
 	return e
 }
 

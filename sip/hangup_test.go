@@ -25,11 +25,12 @@ func TestCallEndedSaysWhoHungUpAndKeepsEachLegsCallID(t *testing.T) {
 		if end.HangupBy != by || end.Cause != cause || end.SIPStatus != status || end.SIPReason == "" {
 			t.Errorf("call.ended hangup_by %q cause %q sip %d %q, want %s %s %d", end.HangupBy, end.Cause, end.SIPStatus, end.SIPReason, by, cause, status)
 		}
-		if len(end.SIPCallIDs) != legs || len(end.SIPCallIDs) > 0 && end.SIPCallIDs[0] != st.SIPCallID {
-			t.Errorf("call.ended sip_call_ids %q, want %d, the carrier's (%s) first", end.SIPCallIDs, legs, st.SIPCallID)
+		ids := end.SIPCallIDs.List()
+		if len(ids) != legs || len(ids) > 0 && ids[0] != st.SIPCallID {
+			t.Errorf("call.ended sip_call_ids %q, want %d, the carrier's (%s) first", ids, legs, st.SIPCallID)
 		}
-		if len(end.SIPCallIDs) == 2 && end.SIPCallIDs[0] == end.SIPCallIDs[1] {
-			t.Errorf("both legs have one Call-ID: %q", end.SIPCallIDs)
+		if len(ids) == 2 && ids[0] == ids[1] {
+			t.Errorf("both legs have one Call-ID: %q", ids)
 		}
 		if errs := callevent.Validate(*end); len(errs) != 0 {
 			t.Errorf("call.ended invalid: %v", errs)

@@ -287,7 +287,7 @@ func TestCallRecordKeepsTrunkSIPCallIDsAndHangupCause(t *testing.T) {
 	}).answered(2, h.agent1.ID).add(callevent.EventEnded, 30, func(e *callevent.Event) {
 		e.Outcome, e.HangupBy, e.Cause = callevent.OutcomeAnswered, callevent.HangupByCallee, callevent.CauseBye
 		e.SIPStatus, e.SIPReason = 200, "OK"
-		e.SIPCallIDs = []string{"a84b4c76e66710@pc33.example.com", "6e2f0c1a-0b4e-4c57-9d2e-3f0c5a1b7d11"}
+		e.SIPCallIDs = callevent.NewCallIDs("a84b4c76e66710@pc33.example.com", "6e2f0c1a-0b4e-4c57-9d2e-3f0c5a1b7d11")
 	})
 	// Applied one at a time: what call.started carries is there before the call ends.
 	h.run(s.evs[0])

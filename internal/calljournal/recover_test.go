@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
-	"reflect"
 	"testing"
 	"time"
 
@@ -44,7 +43,7 @@ func TestCrashEndedOutcomeTimeSeqAndID(t *testing.T) {
 			}
 		})
 	}
-	if e := calljournal.CrashEnded(calljournal.OpenCall{CallID: "e", LastSeq: 4, Ending: ending}); !reflect.DeepEqual(e, *ending) {
+	if e := calljournal.CrashEnded(calljournal.OpenCall{CallID: "e", LastSeq: 4, Ending: ending}); e != *ending {
 		t.Errorf("a journaled call.ended not known durable is emitted again as it was: got %+v", e)
 	}
 }
