@@ -55,6 +55,9 @@ type callRow struct {
 	RecordingSeconds                         *int64
 	CSAT                                     *int
 	LastSeq                                  int64
+	// AgentChannel is the channel of the call.answered being applied (callevent.Channel*):
+	// not stored, it only decides the session_type of a ticket the answer makes (CF-1).
+	AgentChannel string
 }
 
 const callRowColumns = `id, direction, state, from_number, to_number, line, caller_name, location,

@@ -145,6 +145,7 @@ func (e *Engine) onAnswered(ctx context.Context, tx *applyTx, c *callRow, ev cal
 		a := ev.AgentID
 		c.AgentID = &a
 	}
+	c.AgentChannel = ev.Channel
 	if c.AnsweredAt == nil {
 		c.AnsweredAt = &at
 	}
@@ -168,6 +169,13 @@ func (e *Engine) onAnswered(ctx context.Context, tx *applyTx, c *callRow, ev cal
 		}
 		return e.withLiveTicket(ctx, tx, c, func(id int64) error {
 			_, err := tx.Exec(ctx, `UPDATE tickets SET assignee_id = $2 WHERE id = $1 AND assignee_id IS NULL AND status <> 'closed'`, id, *c.AgentID)
+			if err != nil || c.AgentChannel != callevent.ChannelWebRTC {
+				return err
+			}
+			// CF-1: a ticket this call made at queue entry, answered on the softphone, is a
+			// webrtc session; one the call joined (TU-1) keeps its value.
+			_, err = tx.Exec(ctx, `UPDATE tickets SET session_type = 'webrtc' WHERE id = $1 AND session_type = 'inbound'
+				AND NOT EXISTS (SELECT 1 FROM calls WHERE ticket_id = $1 AND id <> $2)`, id, c.ID)
 			return err
 		})
 	}
@@ -351,9 +359,6 @@ func (e *Engine) ensureInboundTicket(ctx context.Context, tx *applyTx, c *callRo
 		nt.subject = "Call from " + from
 		nt.assignee = c.AgentID
 	}
-	if c.Line != nil && strings.HasPrefix(deref(c.Line), "webrtc") {
-		nt.session = "webrtc"
-	}
 	nt.phone = c.From
 	return e.createCallTicket(ctx, tx, c, nt)
 }
@@ -472,8 +477,12 @@ type newCallTicket struct {
 	tags                              []string
 }
 
-// createCallTicket creates the call's ticket with CF-1 fields and the SD-1 note.
+// createCallTicket creates the call's ticket with CF-1 fields and the SD-1 note. CF-1: a call
+// taken or placed on the browser softphone makes a webrtc session; a voicemail stays voicemail.
 func (e *Engine) createCallTicket(ctx context.Context, tx *applyTx, c *callRow, nt newCallTicket) error {
+	if c.AgentChannel == callevent.ChannelWebRTC && nt.session != "voicemail" {
+		nt.session = "webrtc"
+	}
 	tags := nt.tags
 	if tags == nil {
 		tags = []string{}
@@ -491,8 +500,10 @@ func (e *Engine) createCallTicket(ctx context.Context, tx *applyTx, c *callRow, 
 }
 
 // appendCall puts the call on an existing ticket (TU-1 … TU-4): the SD-1 note, the call's
-// CF-1 session fields, status back to open when reopen is set and the ticket is solved or
-// pending. The number shown on the ticket stays the one that created it (CD-7).
+// caller_number and call_id (CF-3), status back to open when reopen is set and the ticket is
+// solved or pending. The number shown on the ticket stays the one that created it (CD-7), and
+// so does its session_type (CF-1: how the ticket began — a voicemail ticket a later call joins
+// stays voicemail).
 func (e *Engine) appendCall(ctx context.Context, tx *applyTx, c *callRow, ticketID int64, reopen bool) error {
 	c.TicketID = &ticketID
 	if reopen {
@@ -505,11 +516,7 @@ func (e *Engine) appendCall(ctx context.Context, tx *applyTx, c *callRow, ticket
 			return dbError("assign ticket", err)
 		}
 	}
-	session := "inbound"
-	if c.Direction == "outbound" {
-		session = "outbound"
-	}
-	if err := tx.setTicket(ctx, ticketID, "session_type", session, "caller_number", c.From, "call_id", c.ID); err != nil {
+	if err := tx.setTicket(ctx, ticketID, "caller_number", c.From, "call_id", c.ID); err != nil {
 		return err
 	}
 	return e.addCallNote(ctx, tx, c, ticketID)
