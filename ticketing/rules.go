@@ -365,18 +365,27 @@ func (e *Engine) ensureInboundTicket(ctx context.Context, tx *applyTx, c *callRo
 
 // findAppendTarget finds the ticket an inbound call is appended to, if any.
 func (e *Engine) findAppendTarget(ctx context.Context, tx *applyTx, c *callRow, st Settings, requester int64) (int64, bool, error) {
-	// TU-3, TU-4: a callback after a call shorter than callback_append_window goes to that
-	// call's ticket. Only the caller's most recent earlier call counts.
+	// append_to_open_ticket is the kill switch of every automatic append: TU-1 and the
+	// caller's callback (TU-4) alike.
+	if !st.AppendToOpenTicket {
+		return 0, false, nil
+	}
+	// TU-4: a callback after a call shorter than callback_append_window, at most
+	// callback_max_delay after that call ended (0: no bound), goes to that call's ticket. Only
+	// the caller's most recent earlier call counts.
 	if st.CallbackAppendWindow > 0 {
 		var prevTicket *int64
 		var prevDuration int64
-		err := tx.QueryRow(ctx, `SELECT ticket_id, duration FROM calls
+		var prevEnded time.Time
+		started := derefTime(c.StartedAt)
+		err := tx.QueryRow(ctx, `SELECT ticket_id, duration, ended_at FROM calls
 			WHERE requester_id = $1 AND id <> $2 AND ended_at IS NOT NULL AND ended_at <= $3
-			ORDER BY ended_at DESC LIMIT 1`, requester, c.ID, derefTime(c.StartedAt)).Scan(&prevTicket, &prevDuration)
+			ORDER BY ended_at DESC LIMIT 1`, requester, c.ID, started).Scan(&prevTicket, &prevDuration, &prevEnded)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return 0, false, dbError("previous call", err)
 		}
-		if err == nil && prevTicket != nil && time.Duration(prevDuration)*time.Second < st.CallbackAppendWindow.Duration() {
+		inTime := st.CallbackMaxDelay == 0 || started.Sub(prevEnded) <= st.CallbackMaxDelay.Duration()
+		if err == nil && prevTicket != nil && inTime && time.Duration(prevDuration)*time.Second < st.CallbackAppendWindow.Duration() {
 			live, err := liveTicketID(ctx, tx, *prevTicket)
 			if err != nil {
 				return 0, false, err
@@ -391,10 +400,7 @@ func (e *Engine) findAppendTarget(ctx context.Context, tx *applyTx, c *callRow, 
 		}
 	}
 	// TU-1: the most recently updated unsolved ticket of this requester, same leaf queue,
-	// same channel. append_to_open_ticket is the kill switch.
-	if !st.AppendToOpenTicket {
-		return 0, false, nil
-	}
+	// same channel.
 	var id int64
 	err := tx.QueryRow(ctx, `SELECT id FROM tickets
 		WHERE requester_id = $1 AND status IN ('new', 'open', 'pending', 'hold') AND merged_into_id IS NULL

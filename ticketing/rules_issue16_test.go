@@ -1,6 +1,7 @@
 package ticketing_test
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -85,4 +86,132 @@ func (h *engineHarness) outboundOn(start time.Time, to, channel string) *script 
 		e.Direction, e.From, e.To, e.Line, e.Channel = "outbound", "+15550100", to, "+15550100", channel
 	})
 	return s.answeredOn(10, h.agent1.ID, channel).ended(70, callevent.OutcomeAnswered)
+}
+
+// rule TU-4, the caller's side: calling back after a call shorter than callback_append_window
+// joins that call's ticket — on another queue too, where TU-1 would not — but only within
+// callback_max_delay of its end, and not at all with append_to_open_ticket off.
+func TestRule_TU4_CallerCallbackWindowAndBound(t *testing.T) {
+	h := newEngineHarness(t, nil)
+	h.endUser("Ivy", "+15557770110")
+	ticketOf := func(s *script) int64 { t.Helper(); return *h.call(s.id).TicketID }
+
+	short := h.answeredCall(h.now, "+15557770110", "support", h.agent1.ID, 3) // 5 s in all, ends at +5 s
+	back := h.answeredCall(h.now.Add(time.Minute), "+15557770110", "sales", h.agent1.ID, 60)
+	h.run(short.evs...)
+	h.run(back.evs...)
+	if ticketOf(back) != ticketOf(short) {
+		t.Error("TU-4: the callback a minute after a 5 s call made a new ticket")
+	}
+	// After a 62 s call, a call on yet another queue is not a callback.
+	third := h.answeredCall(h.now.Add(5*time.Minute), "+15557770110", "billing", h.agent1.ID, 60)
+	h.run(third.evs...)
+	if ticketOf(third) == ticketOf(back) {
+		t.Error("a call after a 62 s call on another queue was appended")
+	}
+
+	// The bound: the default callback_max_delay is 30 minutes.
+	h.endUser("Jack", "+15557770111")
+	dropped := h.answeredCall(h.now, "+15557770111", "support", h.agent1.ID, 3)
+	late := h.answeredCall(h.now.Add(31*time.Minute), "+15557770111", "sales", h.agent1.ID, 60)
+	h.run(dropped.evs...)
+	h.run(late.evs...)
+	if ticketOf(late) == ticketOf(dropped) {
+		t.Error("a callback 31 minutes after the call joined its ticket; callback_max_delay is 30m")
+	}
+	// 0s: no bound.
+	h.settings(func(s *ticketing.Settings) { s.CallbackMaxDelay = 0 })
+	h.endUser("Kim", "+15557770112")
+	d2 := h.answeredCall(h.now, "+15557770112", "support", h.agent1.ID, 3)
+	days := h.answeredCall(h.now.Add(72*time.Hour), "+15557770112", "sales", h.agent1.ID, 60)
+	h.run(d2.evs...)
+	h.run(days.evs...)
+	if ticketOf(days) != ticketOf(d2) {
+		t.Error("callback_max_delay 0s: a callback three days later did not join the ticket")
+	}
+
+	// append_to_open_ticket off turns the caller's callback off too.
+	h.settings(func(s *ticketing.Settings) { s.AppendToOpenTicket = false })
+	h.endUser("Lou", "+15557770113")
+	d3 := h.answeredCall(h.now, "+15557770113", "support", h.agent1.ID, 3)
+	quick := h.answeredCall(h.now.Add(time.Minute), "+15557770113", "sales", h.agent1.ID, 60)
+	h.run(d3.evs...)
+	h.run(quick.evs...)
+	if ticketOf(quick) == ticketOf(d3) {
+		t.Error("append_to_open_ticket off: the callback still joined the ticket")
+	}
+}
+
+// rules TU-3, TU-4, the agent's side: Engine.PlanCallback (POST /calls/{id}/callback) calls the
+// other party back and the callback joins the call's ticket — always while the call is live
+// (hang up and call back), after it within the window and bound — and the outbound call placed
+// with that plan lands on the ticket, reopening it. Otherwise the callback is an ordinary
+// outbound call (OB-1 picks the contact's latest unsolved ticket, or a new one).
+func TestRule_TU3_TU4_AgentCallbackJoinsTheTicket(t *testing.T) {
+	h := newEngineHarness(t, nil)
+	mia := h.endUser("Mia", "+15557770120")
+	// TU-3: the call is live (answered, not ended).
+	live := h.newCall(h.now).started("+15557770120", "+15550100").queued(1, "support").answered(5, h.agent1.ID)
+	h.run(live.evs...)
+	tk := *h.call(live.id).TicketID
+	p, err := h.engine.PlanCallback(h.ctx, live.id, ticketing.TicketEntry{}, h.now.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.To != "+15557770120" || p.ContactID != mia.ID || p.TicketID == nil || *p.TicketID != tk || p.TicketChoice != "existing" || p.EnteredNumber {
+		t.Fatalf("hang up and call back: plan %+v, want Mia's number on ticket %d", p, tk)
+	}
+	live.ended(200, callevent.OutcomeAnswered)
+	h.run(live.evs...)
+	// The ticket is solved meanwhile; the callback placed with the plan reopens it.
+	if _, err := h.pool.Exec(h.ctx, `UPDATE tickets SET status = 'solved' WHERE id = $1`, tk); err != nil {
+		t.Fatal(err)
+	}
+	cb := h.outbound(h.now.Add(5*time.Minute), p.To, func(e *callevent.Event) {
+		e.RequesterID, e.TicketID, e.TicketChoice = p.ContactID, *p.TicketID, p.TicketChoice
+	}, true)
+	h.run(cb.evs...)
+	if got := h.call(cb.id).TicketID; got == nil || *got != tk {
+		t.Fatalf("the callback went to %v, want ticket %d", got, tk)
+	}
+	if st := h.ticket(&tk).Status; st != "open" {
+		t.Errorf("the solved ticket is %s after the callback, want open", st)
+	}
+
+	// TU-4: after a 5 s call, within the bound → the ticket; 31 minutes later → ordinary rules.
+	nia := h.endUser("Nia", "+15557770121")
+	short := h.answeredCall(h.now, "+15557770121", "support", h.agent1.ID, 3)
+	h.run(short.evs...)
+	stk := *h.call(short.id).TicketID
+	ended := h.now.Add(5 * time.Second)
+	if p, err := h.engine.PlanCallback(h.ctx, short.id, ticketing.TicketEntry{}, ended.Add(10*time.Minute)); err != nil || p.TicketID == nil || *p.TicketID != stk {
+		t.Errorf("TU-4 within the bound: plan %+v, %v; want ticket %d", p, err, stk)
+	}
+	if p, err := h.engine.PlanCallback(h.ctx, short.id, ticketing.TicketEntry{}, ended.Add(31*time.Minute)); err != nil || p.TicketID != nil || p.ContactID != nia.ID {
+		t.Errorf("TU-4 past callback_max_delay: plan %+v, %v; want the ordinary outbound plan (no ticket chosen)", p, err)
+	}
+	// A call of 62 s: not a dropped call, ordinary rules.
+	long := h.answeredCall(h.now, "+15557770121", "sales", h.agent1.ID, 60)
+	h.run(long.evs...)
+	if p, err := h.engine.PlanCallback(h.ctx, long.id, ticketing.TicketEntry{}, h.now.Add(2*time.Minute)); err != nil || p.TicketID != nil {
+		t.Errorf("callback of a 62 s call: plan %+v, %v; want no ticket chosen", p, err)
+	}
+	// append_to_open_ticket off: even hang up and call back does not pick the ticket.
+	h.settings(func(s *ticketing.Settings) { s.AppendToOpenTicket = false })
+	live2 := h.newCall(h.now).started("+15557770121", "+15550100").answered(5, h.agent1.ID)
+	h.run(live2.evs...)
+	if p, err := h.engine.PlanCallback(h.ctx, live2.id, ticketing.TicketEntry{}, h.now.Add(time.Minute)); err != nil || p.TicketID != nil {
+		t.Errorf("append_to_open_ticket off: plan %+v, %v; want no ticket chosen", p, err)
+	}
+
+	// An anonymous caller cannot be called back (422 naming id); an unknown call is 404.
+	anon := h.newCall(h.now).started("", "+15550100").answered(5, h.agent1.ID).ended(10, callevent.OutcomeAnswered)
+	h.run(anon.evs...)
+	var te *ticketing.Error
+	if _, err := h.engine.PlanCallback(h.ctx, anon.id, ticketing.TicketEntry{}, h.now); !errors.As(err, &te) || te.Kind != ticketing.ErrInvalid || te.Details["id"] == nil {
+		t.Errorf("callback of an anonymous call: %v, want 422 on id", err)
+	}
+	if _, err := h.engine.PlanCallback(h.ctx, "no-such-call", ticketing.TicketEntry{}, h.now); !errors.As(err, &te) || te.Kind != ticketing.ErrNotFound {
+		t.Errorf("callback of an unknown call: %v, want 404", err)
+	}
 }
