@@ -64,10 +64,13 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	}
 	out := &web.Outbound{Store: gw.store, Dialer: trunkDialer{t}, Teams: teams, Guard: guard,
 		Log: gw.log.With("component", "outbound")}
-	mux.Handle("POST /api/v2/calls", out.Handler(func(r *http.Request) (int64, bool) {
+	agentOf := func(r *http.Request) (int64, bool) {
 		p, err := gw.api.Authenticate(r)
 		return p.UserID, err == nil
-	}))
+	}
+	mux.Handle("POST /api/v2/calls", out.Handler(agentOf))
+	// TU-3, TU-4: an agent's callback of a call, onto its ticket.
+	mux.Handle("POST /api/v2/calls/{id}/callback", out.CallbackHandler(gw.engine, nil, agentOf))
 	return nil
 }
 
