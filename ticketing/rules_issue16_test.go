@@ -2,6 +2,7 @@ package ticketing_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -213,5 +214,147 @@ func TestRule_TU3_TU4_AgentCallbackJoinsTheTicket(t *testing.T) {
 	}
 	if _, err := h.engine.PlanCallback(h.ctx, "no-such-call", ticketing.TicketEntry{}, h.now); !errors.As(err, &te) || te.Kind != ticketing.ErrNotFound {
 		t.Errorf("callback of an unknown call: %v, want 404", err)
+	}
+}
+
+// voiceComment returns the ticket's voice comment of call callID.
+func (h *engineHarness) voiceComment(ticketID int64, callID string) ticketing.Comment {
+	h.t.Helper()
+	for _, c := range h.comments(ticketID) {
+		if c.Type == "VoiceComment" && c.Voice != nil && c.CallID == callID {
+			return c
+		}
+	}
+	h.t.Fatalf("ticket %d has no voice comment of call %s", ticketID, callID)
+	return ticketing.Comment{}
+}
+
+// rules CD-2, CD-4, CD-5: the voice comment records when the call started (the gateway's
+// answer of the carrier, call.started — not when an agent answered or the call ended), the
+// caller's name and the answering agent's name, and the caller's location: the one the event
+// carries, else the one the number tells (New York for +1 212), else none.
+func TestRule_CD2_CD4_CD5_StartNamesAndLocation(t *testing.T) {
+	h := newEngineHarness(t, nil)
+	named := h.newCall(h.now).add(callevent.EventStarted, 0, func(e *callevent.Event) {
+		e.Direction, e.From, e.To, e.Line, e.CallerName, e.Location = "inbound", "+15557772001", "+15550100", "+15550100", "Rosa Diaz", "Brooklyn, NY"
+	}).queued(3, "support").answered(20, h.agent1.ID).ended(80, callevent.OutcomeAnswered)
+	h.run(named.evs...)
+	v := h.voiceComment(*h.call(named.id).TicketID, named.id)
+	if v.StartedAt == nil || !v.StartedAt.Equal(h.now) {
+		t.Errorf("CD-2: started_at %v, want the call's start %s (not the answer at +20 s)", v.StartedAt, h.now)
+	}
+	if v.AnsweredByID == nil || *v.AnsweredByID != h.agent1.ID || !strings.Contains(v.Body, "Answered by: Agent One") {
+		t.Errorf("CD-4: answered_by_id %v, body %q; want agent1, named", v.AnsweredByID, v.Body)
+	}
+	if !strings.Contains(v.Body, "Rosa Diaz") {
+		t.Errorf("CD-4: the caller's name is missing from %q", v.Body)
+	}
+	if deref(v.Location) != "Brooklyn, NY" || !strings.Contains(v.Body, "Location: Brooklyn, NY") {
+		t.Errorf("CD-5: location %q body %q, want the event's Brooklyn, NY", deref(v.Location), v.Body)
+	}
+
+	fromNumber := h.answeredCall(h.now.Add(time.Hour), "+12125550123", "support", h.agent2.ID, 30)
+	h.run(fromNumber.evs...)
+	v = h.voiceComment(*h.call(fromNumber.id).TicketID, fromNumber.id)
+	if deref(v.Location) != "New York, NY" {
+		t.Errorf("CD-5: location %q, want New York, NY from the number", deref(v.Location))
+	}
+	if v.AnsweredByID == nil || *v.AnsweredByID != h.agent2.ID || !strings.Contains(v.Body, "Answered by: Agent Two") {
+		t.Errorf("CD-4: answered_by_id %v body %q, want agent2", v.AnsweredByID, v.Body)
+	}
+
+	// An abandoned call: nobody answered, so no answerer is named.
+	gone := h.newCall(h.now.Add(2*time.Hour)).started("+15557772002", "+15550100").queued(2, "support").
+		add(callevent.EventAbandoned, 30, func(e *callevent.Event) { e.Where = "queue" }).ended(30, callevent.OutcomeAbandoned)
+	h.run(gone.evs...)
+	v = h.voiceComment(*h.call(gone.id).TicketID, gone.id)
+	if v.AnsweredByID != nil || strings.Contains(v.Body, "Answered by") {
+		t.Errorf("CD-4: an abandoned call names an answerer: %v %q", v.AnsweredByID, v.Body)
+	}
+	if v.StartedAt == nil || !v.StartedAt.Equal(h.now.Add(2*time.Hour)) {
+		t.Errorf("CD-2: abandoned call started_at %v", v.StartedAt)
+	}
+}
+
+// rule TU-2: an outbound call with a chosen unsolved ticket joins it and sets it open, from
+// pending and from hold alike.
+func TestRule_TU2_ChosenTicketSetOpen(t *testing.T) {
+	h := newEngineHarness(t, nil)
+	olga := h.endUser("Olga", "+15557772010")
+	for _, status := range []string{"pending", "hold"} {
+		tk, err := h.store.CreateTicket(h.ctx, ticketing.Actor(h.admin.ID), ticketing.NewTicket{Subject: "Q " + status,
+			RequesterID: olga.ID, AssigneeID: &h.agent1.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.pool.Exec(h.ctx, `UPDATE tickets SET status = $2 WHERE id = $1`, tk.ID, status); err != nil {
+			t.Fatal(err)
+		}
+		s := h.outbound(h.now, "+15557772010", func(e *callevent.Event) {
+			e.RequesterID, e.TicketID, e.TicketChoice = olga.ID, tk.ID, "existing"
+		}, true)
+		h.run(s.evs...)
+		if got := h.call(s.id).TicketID; got == nil || *got != tk.ID {
+			t.Fatalf("%s ticket: the call went to %v, want %d", status, got, tk.ID)
+		}
+		if got := h.ticket(&tk.ID).Status; got != "open" {
+			t.Errorf("TU-2: a %s ticket is %s after the call, want open", status, got)
+		}
+	}
+}
+
+// rules OB-5, CD-8: a typed-in number is called for the chosen contact, noted in a private
+// comment on the ticket, and not saved on the contact (nor on anyone: no user is made for it).
+func TestRule_OB5_CD8_EnteredNumberNotedNotSaved(t *testing.T) {
+	h := newEngineHarness(t, nil)
+	h.settings(func(s *ticketing.Settings) { s.Outbound.AllowEnteredNumber = true })
+	pia := h.endUser("Pia", "+15557772020")
+	users := func() int {
+		var n int
+		if err := h.pool.QueryRow(h.ctx, `SELECT count(*) FROM users`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := users()
+	s := h.outbound(h.now, "+15557772029", func(e *callevent.Event) { e.RequesterID, e.EnteredNumber = pia.ID, true }, true)
+	h.run(s.evs...)
+	tk := h.ticket(h.call(s.id).TicketID)
+	if tk.RequesterID != pia.ID {
+		t.Errorf("OB-5: the ticket's requester is %d, want the chosen contact %d", tk.RequesterID, pia.ID)
+	}
+	var note *ticketing.Comment
+	for _, c := range h.comments(tk.ID) {
+		if c.Type == "Comment" && strings.Contains(c.Body, "Number entered by the agent: +15557772029") {
+			note = &c
+		}
+	}
+	if note == nil || note.Public {
+		t.Errorf("CD-8: no private note with the entered number: %s", js(h.comments(tk.ID)))
+	}
+	ids, err := h.store.Identities(h.ctx, pia.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 1 || ids[0].Value != "+15557772020" {
+		t.Errorf("OB-5: the contact's numbers are %s, want only her own (the entered number is not saved)", js(ids))
+	}
+	if users() != before {
+		t.Errorf("OB-5: the entered number made a user (%d users, want %d)", users(), before)
+	}
+	// A stored number: no note.
+	s2 := h.outbound(h.now.Add(time.Hour), "+15557772020", func(e *callevent.Event) { e.RequesterID = pia.ID }, true)
+	h.run(s2.evs...)
+	if got := h.call(s2.id).TicketID; got == nil || *got != tk.ID {
+		t.Fatalf("OB-1: the second call went to %v, want ticket %d", got, tk.ID)
+	}
+	notes := 0
+	for _, c := range h.comments(tk.ID) {
+		if strings.Contains(c.Body, "Number entered by the agent") {
+			notes++
+		}
+	}
+	if notes != 1 {
+		t.Errorf("CD-8: %d entered-number notes after a call to a stored number, want only the first call's", notes)
 	}
 }
