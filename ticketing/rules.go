@@ -195,9 +195,50 @@ func (e *Engine) onVoicemail(ctx context.Context, tx *applyTx, c *callRow, ev ca
 		return err
 	}
 	// TC-3, VM-1: a voicemail always gets its own new ticket, for default_assignee (VM-2).
-	// With on_queue_entry the call already had one: the voicemail still gets its own.
+	// With on_queue_entry the call already had one: when the call made it, it is already the
+	// voicemail's own — it becomes the voicemail ticket rather than staying behind empty and
+	// unassigned; when the call joined an existing ticket there (TU-1), the voicemail gets a
+	// new one.
+	if c.TicketID != nil {
+		if took, err := e.voicemailTakesQueueTicket(ctx, tx, c, st); err != nil || took {
+			return err
+		}
+	}
 	c.TicketID = nil
 	return e.ensureInboundTicket(ctx, tx, c, st, ticketReasonVoicemail)
+}
+
+// voicemailTakesQueueTicket turns the ticket the call made at queue entry (TC-4) into its
+// voicemail ticket (VM-1, VM-2: channel and session voicemail, tagged, for default_assignee when
+// nobody has it) and reports true; false when the ticket is not the call's alone (another call
+// joined it or was on it first, a ticket was merged into it) or is closed.
+func (e *Engine) voicemailTakesQueueTicket(ctx context.Context, tx *applyTx, c *callRow, st Settings) (bool, error) {
+	live, err := liveTicketID(ctx, tx, *c.TicketID)
+	if err != nil {
+		return false, err
+	}
+	a, err := e.defaultAssignee(ctx, tx, st)
+	if err != nil {
+		return false, err
+	}
+	from := deref(c.From)
+	if from == "" {
+		from = "an anonymous caller"
+	}
+	tag, err := tx.Exec(ctx, `UPDATE tickets SET via_channel = 'voicemail', session_type = 'voicemail', subject = $3,
+			tags = CASE WHEN 'voicemail' = ANY (tags) THEN tags ELSE array_append(tags, 'voicemail') END,
+			assignee_id = coalesce(assignee_id, $4)
+		WHERE id = $1 AND status <> 'closed'
+		  AND NOT EXISTS (SELECT 1 FROM calls WHERE ticket_id = $1 AND id <> $2)
+		  AND NOT EXISTS (SELECT 1 FROM tickets m WHERE m.merged_into_id = $1)`, live, c.ID, "Voicemail from "+from, a)
+	if err != nil {
+		return false, dbError("voicemail ticket", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return false, nil
+	}
+	c.TicketID = &live
+	return true, nil
 }
 
 func (e *Engine) onAbandoned(ctx context.Context, tx *applyTx, c *callRow, ev callevent.Event) error {
@@ -313,7 +354,14 @@ func (e *Engine) ensureInboundTicket(ctx context.Context, tx *applyTx, c *callRo
 		return nil
 	}
 	if c.RequesterID == nil {
-		if err := e.resolveRequester(ctx, tx, c, st, deref(c.From)); err != nil {
+		rs := st
+		if why != ticketReasonCall && rs.AnonymousCallerPolicy == AnonymousAgentAsRequester {
+			// PM-3 agent_as_requester with no agent: a voicemail or an abandoned call from an
+			// anonymous caller never reaches one, so its ticket gets a placeholder requester
+			// rather than being lost.
+			rs.AnonymousCallerPolicy = AnonymousPlaceholderUser
+		}
+		if err := e.resolveRequester(ctx, tx, c, rs, deref(c.From)); err != nil {
 			return err
 		}
 		if c.RequesterID == nil {

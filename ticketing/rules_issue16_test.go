@@ -2,6 +2,7 @@ package ticketing_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -356,5 +357,172 @@ func TestRule_OB5_CD8_EnteredNumberNotedNotSaved(t *testing.T) {
 	}
 	if notes != 1 {
 		t.Errorf("CD-8: %d entered-number notes after a call to a stored number, want only the first call's", notes)
+	}
+}
+
+// Edge case (docs/rules.md PM-3): under agent_as_requester, an anonymous caller who leaves a
+// voicemail or hangs up before an agent answers never reaches an agent; the ticket is not lost
+// but made with a fresh placeholder requester, as placeholder_user would. An answered anonymous
+// call still has the agent as requester.
+func TestRule_Edge_PM3_AgentAsRequesterWithoutAnAgent(t *testing.T) {
+	h := newEngineHarness(t, nil)
+	h.settings(func(s *ticketing.Settings) {
+		s.AnonymousCallerPolicy = ticketing.AnonymousAgentAsRequester
+		s.DefaultAssignee = "agent2@example.com"
+	})
+	vm := h.newCall(h.now).started("", "+15550198").
+		add(callevent.EventVoicemail, 5, func(e *callevent.Event) { e.RecordingID = "vm-anon" }).ended(30, callevent.OutcomeVoicemail)
+	gone := h.newCall(h.now).started("anonymous", "+15550100").queued(2, "support").
+		add(callevent.EventAbandoned, 20, func(e *callevent.Event) { e.Where = "queue" }).ended(20, callevent.OutcomeAbandoned)
+	talked := h.newCall(h.now).started("", "+15550100").queued(2, "support").answered(5, h.agent1.ID).ended(30, callevent.OutcomeAnswered)
+	h.run(vm.evs...)
+	h.run(gone.evs...)
+	h.run(talked.evs...)
+	placeholder := func(name string, s *script) ticketing.Ticket {
+		t.Helper()
+		c := h.call(s.id)
+		if c.TicketID == nil {
+			t.Fatalf("%s from an anonymous caller under agent_as_requester has no ticket", name)
+		}
+		tk := h.ticket(c.TicketID)
+		u, err := h.store.User(h.ctx, tk.RequesterID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !u.Placeholder {
+			t.Errorf("%s: requester %s, want a placeholder", name, js(u))
+		}
+		if tk.AssigneeID == nil || *tk.AssigneeID != h.agent2.ID {
+			t.Errorf("%s: assignee %v, want default_assignee (VM-2)", name, tk.AssigneeID)
+		}
+		return tk
+	}
+	v, a := placeholder("a voicemail", vm), placeholder("an abandoned call", gone)
+	if v.RequesterID == a.RequesterID {
+		t.Error("two anonymous calls share a placeholder (PM-3: one per call)")
+	}
+	if v.Via.Channel != "voicemail" || !slices.Contains(a.Tags, "abandoned") {
+		t.Errorf("voicemail via %s, abandoned tags %v", v.Via.Channel, a.Tags)
+	}
+	if tk := h.ticket(h.call(talked.id).TicketID); tk.RequesterID != h.agent1.ID {
+		t.Errorf("answered anonymous call: requester %d, want the agent %d", tk.RequesterID, h.agent1.ID)
+	}
+}
+
+// Edge case (docs/rules.md TC-4, VM-1): with on_queue_entry, a call that overflows from the
+// queue to voicemail does not leave the ticket made at queue entry behind empty and unassigned:
+// that ticket, the call's own, becomes the voicemail ticket (one ticket, channel and session
+// voicemail, default_assignee, the message on it). A call that joined an existing ticket at
+// queue entry (TU-1) still gets a voicemail ticket of its own.
+func TestRule_Edge_TC4_OverflowToVoicemailTakesTheQueueTicket(t *testing.T) {
+	onQueue := ticketing.CreateOnQueueEntry
+	h := newEngineHarness(t, map[string]ticketing.LineSettings{"+15550199": {TicketCreationPoint: &onQueue}})
+	h.settings(func(s *ticketing.Settings) { s.DefaultAssignee = "agent2@example.com" })
+	s := h.newCall(h.now).started("+15557773001", "+15550199").queued(1, "support").
+		add(callevent.EventVoicemail, 121, func(e *callevent.Event) { e.RecordingID = "vm-overflow" }).
+		ended(150, callevent.OutcomeVoicemail)
+	h.run(s.evs[:2]...)
+	queueTicket := h.call(s.id).TicketID
+	if queueTicket == nil {
+		t.Fatal("TC-4: no ticket at queue entry")
+	}
+	h.run(s.evs...)
+	if n := h.ticketCount(); n != 1 {
+		t.Errorf("%d tickets after the overflow to voicemail, want 1 (no empty queue ticket left behind)", n)
+	}
+	tk := h.ticket(h.call(s.id).TicketID)
+	if tk.ID != *queueTicket || tk.Via.Channel != "voicemail" || deref(tk.CustomFields.SessionType) != "voicemail" ||
+		!slices.Contains(tk.Tags, "voicemail") || tk.AssigneeID == nil || *tk.AssigneeID != h.agent2.ID ||
+		!strings.HasPrefix(tk.Subject, "Voicemail from") {
+		t.Errorf("the voicemail ticket %s, want the queue ticket %d turned voicemail for agent2", js(tk), *queueTicket)
+	}
+	if v := h.voiceComment(tk.ID, s.id); v.Recording == nil || v.Recording.ID != "vm-overflow" {
+		t.Errorf("the message is not on the ticket: %s", js(v))
+	}
+
+	// The caller's next call joins that unsolved ticket at queue entry (TU-1, VM-3); its own
+	// overflow to voicemail then gets a new ticket (VM-1), and the joined one stays as it was.
+	again := h.newCall(h.now.Add(time.Hour)).started("+15557773001", "+15550199").queued(1, "support").
+		add(callevent.EventVoicemail, 121, func(e *callevent.Event) { e.RecordingID = "vm-again" }).
+		ended(150, callevent.OutcomeVoicemail)
+	h.run(again.evs[:2]...)
+	if got := h.call(again.id).TicketID; got == nil || *got != tk.ID {
+		t.Fatalf("the second call joined %v at queue entry, want the voicemail ticket %d", got, tk.ID)
+	}
+	h.run(again.evs...)
+	if got := h.call(again.id).TicketID; got == nil || *got == tk.ID {
+		t.Errorf("VM-1: the second voicemail went to %v, want a new ticket", got)
+	}
+	if n := h.ticketCount(); n != 2 {
+		t.Errorf("%d tickets, want 2", n)
+	}
+}
+
+// Edge case (docs/rules.md CD-6): deleting a ticket's recordings covers every ticket merged
+// into it, at any depth: A merged into B, B into C — C's deletion takes A's recording too.
+func TestRule_Edge_CD6_DeleteRecordingsFollowsEveryMergeLevel(t *testing.T) {
+	h := newEngineHarness(t, nil)
+	h.settings(func(s *ticketing.Settings) { s.AppendToOpenTicket = false })
+	h.endUser("Quinn", "+15557773010")
+	var tickets []int64
+	for i, rec := range []string{"rec-a", "rec-b", "rec-c"} {
+		s := h.answeredCall(h.now.Add(time.Duration(i)*time.Hour), "+15557773010", "support", h.agent1.ID, 30).
+			add(callevent.EventRecordingReady, 33, func(e *callevent.Event) { e.RecordingID, e.Seconds = rec, 30 })
+		h.run(s.evs...)
+		tickets = append(tickets, *h.call(s.id).TicketID)
+	}
+	a, b, c := tickets[0], tickets[1], tickets[2]
+	if _, err := h.store.MergeTickets(h.ctx, ticketing.Actor(h.admin.ID), b, []int64{a}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.store.MergeTickets(h.ctx, ticketing.Actor(h.admin.ID), c, []int64{b}); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := h.store.RecordingIDs(h.ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(ids)
+	if strings.Join(ids, ",") != "rec-a,rec-b,rec-c" {
+		t.Errorf("recordings to delete on C: %v, want all three (A's through B)", ids)
+	}
+}
+
+// Edge case (docs/rules.md PM-11): the agent may switch a live call's requester to an end user
+// who does not hold the call's number (the caller is on a friend's phone); the ticket follows and
+// the number is not added to that user. An agent, or another call's placeholder, is refused.
+func TestRule_Edge_PM11_SwitchRequesterToSomeoneWithoutTheNumber(t *testing.T) {
+	h := newEngineHarness(t, nil)
+	h.endUser("Rae", "+15557773020")
+	friend := h.endUser("Sam", "+15557773021")
+	s := h.newCall(h.now).started("+15557773020", "+15550100").queued(1, "support").answered(5, h.agent1.ID)
+	h.run(s.evs...)
+	if _, err := h.store.SetCallRequester(h.ctx, ticketing.Actor(h.agent1.ID), s.id, friend.ID); err != nil {
+		t.Fatalf("switching to a user without the number: %v", err)
+	}
+	s.ended(60, callevent.OutcomeAnswered)
+	h.run(s.evs...)
+	if tk := h.ticket(h.call(s.id).TicketID); tk.RequesterID != friend.ID {
+		t.Errorf("ticket requester %d, want the picked user %d", tk.RequesterID, friend.ID)
+	}
+	ids, err := h.store.Identities(h.ctx, friend.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 1 || ids[0].Value != "+15557773021" {
+		t.Errorf("the picked user's numbers became %s; the call's number must not be added", js(ids))
+	}
+	// Another anonymous call's placeholder is not a requester for this one.
+	anon := h.newCall(h.now).started("", "+15550100").queued(1, "support").answered(5, h.agent2.ID).ended(20, callevent.OutcomeAnswered)
+	h.run(anon.evs...)
+	ph := h.ticket(h.call(anon.id).TicketID).RequesterID
+	live := h.newCall(h.now.Add(time.Hour)).started("+15557773020", "+15550100").queued(1, "support").answered(5, h.agent1.ID)
+	h.run(live.evs...)
+	var te *ticketing.Error
+	if _, err := h.store.SetCallRequester(h.ctx, ticketing.Actor(h.agent1.ID), live.id, ph); !errors.As(err, &te) || te.Kind != ticketing.ErrInvalid {
+		t.Errorf("switching to another call's placeholder: %v, want 422", err)
+	}
+	if _, err := h.store.SetCallRequester(h.ctx, ticketing.Actor(h.agent1.ID), live.id, h.agent2.ID); !errors.As(err, &te) || te.Kind != ticketing.ErrInvalid {
+		t.Errorf("switching to an agent: %v, want 422", err)
 	}
 }
