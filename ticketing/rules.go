@@ -503,8 +503,10 @@ func (e *Engine) ensureOutboundTicket(ctx context.Context, tx *applyTx, c *callR
 		return err
 	}
 	c.RequesterID = &requester
-	if choice != "new" && st.AppendToOpenTicket && !st.Outbound.PromptTicketChoice {
-		// OB-1: the contact's most recent unsolved ticket.
+	if choice != "new" && st.AppendToOpenTicket {
+		// OB-1, OB-3: the contact's most recent unsolved ticket — also when the agent was
+		// prompted (prompt_ticket_choice) and picked none: "existing" without a ticket is
+		// this pick, and without allow_new_ticket a new ticket is not the agent's to make.
 		var id int64
 		err := tx.QueryRow(ctx, `SELECT id FROM tickets WHERE requester_id = $1 AND merged_into_id IS NULL
 			AND status IN ('new', 'open', 'pending', 'hold') ORDER BY updated_at DESC, id DESC LIMIT 1 FOR UPDATE`, requester).Scan(&id)
