@@ -131,7 +131,8 @@ func e2eAPI(h *harness, requesterSwitched chan<- string) {
 // available, sees the offered call (caller's number, screen pop), answers; audio flows both
 // ways (the page's getStats shows inbound audio; the carrier detects the browser's fake-mic
 // 1 kHz tone); hold and resume reach the ACD; a keypad digit reaches the carrier as RFC 4733;
-// hang-up ends the agent's leg; a refused outbound dial shows its reason in dial-error.
+// hang-up ends the agent's leg; Call back after it asks for the callback and shows a refusal
+// (TU-4); a refused outbound dial shows its reason in dial-error.
 func TestSoftphoneInChromium(t *testing.T) {
 	node := e2eTools(t)
 	h := newHarness(t, Options{})
@@ -147,6 +148,20 @@ func TestSoftphoneInChromium(t *testing.T) {
 	offered := make(chan error, 1)
 	hungUp := make(chan struct{})
 	const callID = "call-e2e-1"
+	// TU-4: the page's Call back asks for the ended call's callback; the answer here is a
+	// refusal, which the page shows in callback-error.
+	calledBack := make(chan string, 1)
+	h.mux.HandleFunc("POST /api/v2/calls/{id}/callback", func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := h.srv.Authenticate(r); !ok {
+			apierror.Write(w, apierror.Error{Status: http.StatusUnauthorized, Description: "log in"})
+			return
+		}
+		select {
+		case calledBack <- r.PathValue("id"):
+		default:
+		}
+		apierror.Write(w, apierror.Error{Status: http.StatusUnprocessableEntity, Description: "call " + r.PathValue("id") + " has no number to call back"})
+	})
 	h.mux.HandleFunc("POST /test/offer", func(w http.ResponseWriter, r *http.Request) {
 		wg.Add(1)
 		go func() { // what the ACD does: offer, bridge on answer, wait for the agent's hang-up
@@ -271,6 +286,14 @@ func TestSoftphoneInChromium(t *testing.T) {
 		if !h.acd.did(a) {
 			t.Errorf("the ACD never got %q", a)
 		}
+	}
+	select {
+	case id := <-calledBack:
+		if id != callID {
+			t.Errorf("the page called back %s, want %s", id, callID)
+		}
+	default:
+		t.Error("the page's Call back never reached POST /calls/{id}/callback (TU-4)")
 	}
 	select {
 	case id := <-switched:

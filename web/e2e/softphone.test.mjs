@@ -50,7 +50,7 @@ async function inboundAudio(page) {
   });
 }
 
-test('agent softphone: login, offered call, audio both ways, hold, DTMF, hang-up, refused dial', { timeout: 140_000 }, async (t) => {
+test('agent softphone: login, offered call, audio both ways, hold, DTMF, hang-up, call back, refused dial', { timeout: 140_000 }, async (t) => {
   assert.ok(base, 'SOFTPHONE_URL is set');
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
@@ -117,6 +117,13 @@ test('agent softphone: login, offered call, audio both ways, hold, DTMF, hang-up
   await page.screenshot({ path: path.join(artifacts, 'softphone-in-call.png'), fullPage: true });
   await page.getByTestId('hangup').click();
   await page.getByTestId('hangup').waitFor({ state: 'hidden' });
+
+  // TU-4: the ended call can be called back (POST /calls/{id}/callback); a refusal shows.
+  await page.getByTestId('call-back').waitFor({ state: 'visible' });
+  await page.getByTestId('call-back').click();
+  const cbErr = page.getByTestId('callback-error');
+  await cbErr.waitFor({ state: 'visible' });
+  assert.match(await cbErr.textContent(), /no number to call back/);
 
   // The recent-calls list and the ticket view (comments, the voice comment's recording).
   await until(async () => (await page.locator('#recent-calls').textContent()).includes(caller), 'the recent-calls list');
