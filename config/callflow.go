@@ -49,6 +49,10 @@ type Queue struct {
 	MaxMissedOffers int `yaml:"max_missed_offers"`
 	// AnnouncePosition tells a waiting caller their place in the queue (default false).
 	AnnouncePosition bool `yaml:"announce_position"`
+	// OutboundLine is the number of the line the queue's agents call from when they pick none
+	// (OB-7): one of lines[].number whose trunk takes outbound calls. An agent in several
+	// queues gets the first of their queues that names one. Empty: the trunk's caller_id.
+	OutboundLine string `yaml:"outbound_line"`
 }
 
 // Values of Recordings.Start.

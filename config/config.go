@@ -274,6 +274,25 @@ func (c *Config) LineTrunk(l *Line) (*Trunk, bool) {
 	return nil, false
 }
 
+// OutboundLines returns the lines outbound calls may be placed from (OB-7), in configuration
+// order: those whose trunk takes outbound calls (outbound.uri), each with that trunk.
+func (c *Config) OutboundLines() []OutboundLine {
+	var out []OutboundLine
+	for i := range c.Lines {
+		l := &c.Lines[i]
+		if t, ok := c.LineTrunk(l); ok && t.Outbound.URI != "" {
+			out = append(out, OutboundLine{Line: l, Trunk: t})
+		}
+	}
+	return out
+}
+
+// OutboundLine is a line outbound calls may be placed from, and the trunk that dials them.
+type OutboundLine struct {
+	Line  *Line
+	Trunk *Trunk
+}
+
 // LineSettings returns the ticketing settings in force on line l: the global settings with
 // the line's overrides.
 func (c *Config) LineSettings(l *Line) ticketing.Settings {

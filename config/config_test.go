@@ -231,6 +231,9 @@ var problemCases = []problemCase{
 		{"queues.support.max_wait", "must be positive, got -1s", 2},
 		{"queues.support.wrap_up", "must not be negative, got -1s", 2},
 		{"queues.support.max_missed_offers", "must not be negative (0 means never), got -1", 2}}},
+	{"queue outbound line must be a line that calls out (OB-7)", "trunks:\n  - {name: c, inbound: {allow: [127.0.0.0/8]}}\n  - {name: o, outbound: {uri: \"sip:127.0.0.1:5080\"}}\nlines:\n  - {number: \"+15550100\", trunk: c, target: hangup}\n  - {number: \"+15550199\", trunk: o, target: hangup}\nqueues:\n  sales: {overflow: hangup, outbound_line: \"+15550111\"}\n  support: {overflow: hangup, outbound_line: \"+15550100\"}\n  desk: {overflow: hangup, outbound_line: \"+15550199\"}\n", []Problem{
+		{"queues.sales.outbound_line", `"+15550111" is not the number of a configured line; lines that can call out: +15550199`, 9},
+		{"queues.support.outbound_line", `+15550100 is a line whose trunk "c" takes no outbound calls (no outbound.uri); lines that can call out: +15550199`, 10}}},
 
 	// Accounts.
 	{"agent in a missing queue", "queues: {support: {overflow: hangup}}\nagents: [{email: a@example.com, password: x, queues: [support, sales]}]\n", []Problem{
@@ -655,5 +658,33 @@ sip: {rate_limit: {limit_trunks: true}}
 	if cn.Max != 1024 || cn.PerSource != 32 || cn.HandshakeTimeout.D() != 10*time.Second || cn.IdleTimeout.D() != 5*time.Minute ||
 		c.SIP.AnswerAckTimeout.D() != DefaultAnswerAckTimeout {
 		t.Errorf("sip connection defaults: %+v, answer_ack_timeout %s", cn, c.SIP.AnswerAckTimeout)
+	}
+}
+
+// Rule OB-7: the lines outbound calls may be placed from are those whose trunk (named, or the
+// only one) takes outbound calls, in configuration order, each with that trunk.
+func TestOutboundLinesAreTheLinesWhoseTrunkCallsOut(t *testing.T) {
+	c, err := parse([]byte(base+`trunks:
+  - {name: in, inbound: {allow: [127.0.0.0/8]}}
+  - {name: out, outbound: {uri: "sip:127.0.0.1:5080", caller_id: "+15550100"}}
+lines:
+  - {number: "+15550100", trunk: out, language: fr, target: hangup}
+  - {number: "+15550101", trunk: in, target: hangup}
+  - {number: "+15550102", trunk: out, target: hangup}
+queues:
+  support: {overflow: hangup, outbound_line: "+15550102"}
+`), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ol := range c.OutboundLines() {
+		got = append(got, ol.Line.Number+"/"+ol.Trunk.Name+"/"+ol.Line.Language)
+	}
+	if want := []string{"+15550100/out/fr", "+15550102/out/en"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("OutboundLines = %v, want %v", got, want)
+	}
+	if q, _ := c.Queue("support"); q.OutboundLine != "+15550102" {
+		t.Errorf("queues.support.outbound_line = %q", q.OutboundLine)
 	}
 }

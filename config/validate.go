@@ -513,7 +513,30 @@ func (c *Config) validateQueues(k *checker) {
 		if q.MaxMissedOffers < 0 {
 			k.add(p+".max_missed_offers", "must not be negative (0 means never), got %d", q.MaxMissedOffers)
 		}
+		if q.OutboundLine != "" {
+			c.checkOutboundLine(k, p+".outbound_line", q.OutboundLine)
+		}
 	}
+}
+
+// checkOutboundLine checks that number is a line outbound calls can be placed from (OB-7).
+func (c *Config) checkOutboundLine(k *checker, path, number string) {
+	var dialable []string
+	for _, ol := range c.OutboundLines() {
+		if ol.Line.Number == number {
+			return
+		}
+		dialable = append(dialable, ol.Line.Number)
+	}
+	if l, ok := c.Line(number); ok {
+		t := l.Trunk
+		if t == "" && len(c.Trunks) == 1 {
+			t = c.Trunks[0].Name
+		}
+		k.add(path, "%s is a line whose trunk %q takes no outbound calls (no outbound.uri); %s", number, t, known("lines that can call out", dialable))
+		return
+	}
+	k.add(path, "%q is not the number of a configured line; %s", number, known("lines that can call out", dialable))
 }
 
 func (c *Config) validateAccounts(k *checker) {

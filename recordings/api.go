@@ -178,6 +178,12 @@ type Options struct {
 	Tickets TicketRecordings
 	// OnExpired is called after Retention removed recordings (may be nil).
 	OnExpired ExpiredHook
+	// Played, when set, is called for every GET of a recording's audio that starts at its
+	// first byte (no Range, or a range from byte 0: a player's first request, not the range
+	// requests it makes while seeking), before any byte is sent, with the listening user. The
+	// gateway audits the reading of a voicemail there (docs/rules.md TU-9). An error refuses
+	// the request with a 500: no read goes unaudited.
+	Played func(ctx context.Context, rec Recording, userID int64) error
 	// Logger receives what the metadata writer has to say (the database unreachable and back,
 	// a row refused). Default: discarded.
 	Logger *slog.Logger

@@ -63,7 +63,8 @@ func (s *Service) allowed(w http.ResponseWriter, r *http.Request) (userID int64,
 }
 
 func (s *Service) serveRecording(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.allowed(w, r); !ok {
+	userID, ok := s.allowed(w, r)
+	if !ok {
 		return
 	}
 	id := r.PathValue("id")
@@ -89,6 +90,12 @@ func (s *Service) serveRecording(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
+	if s.opts.Played != nil && r.Method == http.MethodGet && fromFirstByte(r.Header.Get("Range")) {
+		if err := s.opts.Played(r.Context(), rec, userID); err != nil {
+			apierror.Write(w, apierror.Error{Status: http.StatusInternalServerError, Description: "could not record the listening in the audit trail; retry"})
+			return
+		}
+	}
 	w.Header().Set("Content-Type", "audio/wav")
 	w.Header().Set("Cache-Control", "private, no-store")
 	modtime := rec.CreatedAt
@@ -104,6 +111,21 @@ func (s *Service) serveRecording(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del("Range")
 	}
 	http.ServeContent(w, r, id+".wav", modtime, f)
+}
+
+// fromFirstByte reports whether a GET with this Range header reads the audio from its start:
+// no Range, or a first range beginning at byte 0 (RFC 9110 §14.1.2).
+func fromFirstByte(rng string) bool {
+	if rng == "" {
+		return true
+	}
+	spec, ok := strings.CutPrefix(strings.TrimSpace(rng), "bytes=")
+	if !ok {
+		return true // not a byte range: ServeContent sends the whole file
+	}
+	first, _, _ := strings.Cut(spec, ",")
+	start, _, _ := strings.Cut(strings.TrimSpace(first), "-")
+	return strings.TrimSpace(start) == "0"
 }
 
 // maxRanges is the most byte ranges GET /recordings/{id} answers (a player asks for one).

@@ -136,3 +136,63 @@ func TestCallForAgentFailingFastEndsEverything(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// Shutting down while calls are being placed is ordered: an Originate either gets in before
+// StopAccepting (and Drain waits for its call) or is refused with ErrDraining. Before, the
+// admission checked the flag without the lock, so its callsWG.Add could race Drain's Wait (the
+// race detector reported it). Looped under -race; the far end answers busy so Close is quick.
+func TestDrainRacingOriginateIsOrdered(t *testing.T) {
+	for i := range 30 {
+		p := newUDPPeer(t, 0) // the trunk's far end: busy to every INVITE, so calls end at once
+		g := startGateway(t, func(o *Options) { o.Trunks[0].OutboundURI = fmt.Sprintf("sip:127.0.0.1:%d", p.port) })
+		p.gw.Port = g.port()
+		stop := make(chan struct{})
+		busy := make(chan struct{})
+		go func() {
+			defer close(busy)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if m := p.recv(50 * time.Millisecond); strings.HasPrefix(m, "INVITE ") {
+					r := strings.ReplaceAll(strings.ReplaceAll(respondTo(m, 486, "Busy Here", ""), "\r\n", "\n"), "\n", "\r\n")
+					_, _ = p.c.WriteToUDP([]byte(r), p.gw)
+				}
+			}
+		}()
+		var wg sync.WaitGroup
+		var placed, refused atomic.Int64
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 50 {
+					_, err := g.s.Originate(context.Background(), OriginateOptions{Trunk: "carrier", Number: "+15557654321",
+						Answered: func(context.Context, *Call, *OutboundLeg) error { return nil }})
+					switch {
+					case err == nil:
+						placed.Add(1)
+					case errors.Is(err, ErrDraining):
+						refused.Add(1)
+						return
+					default:
+						t.Errorf("round %d: originate: %v", i, err)
+						return
+					}
+				}
+			}()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		_ = g.s.Drain(ctx)
+		cancel()
+		wg.Wait()
+		g.s.Close()
+		close(stop)
+		<-busy
+		if n := g.s.ActiveCalls(); n != 0 {
+			t.Fatalf("round %d: %d live calls after Close (placed %d, refused %d)", i, n, placed.Load(), refused.Load())
+		}
+	}
+}

@@ -535,7 +535,7 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		s.reply(req, tx, 482, "Loop Detected")
 		return
 	}
-	if len(s.calls) >= s.opts.MaxCalls || s.closed.Load() {
+	if len(s.calls) >= s.opts.MaxCalls || s.closed.Load() || !s.accepting.Load() {
 		s.mu.Unlock()
 		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
 		return

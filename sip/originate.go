@@ -88,6 +88,11 @@ func (s *Server) Originate(ctx context.Context, opts OriginateOptions) (*Call, e
 	}
 	c.ctx, c.cancel = context.WithCancelCause(s.ctx)
 	s.mu.Lock()
+	if s.closed.Load() || !s.accepting.Load() {
+		// Checked again under s.mu (StopAccepting takes it): callsWG.Add must not race Drain's Wait.
+		s.mu.Unlock()
+		return nil, ErrDraining
+	}
 	if len(s.calls) >= s.opts.MaxCalls {
 		s.mu.Unlock()
 		return nil, ErrOverCapacity

@@ -353,7 +353,15 @@ func (s *Server) ActiveCalls() int {
 }
 
 // StopAccepting starts a graceful drain: new INVITEs get 503 with Retry-After, live calls go on.
-func (s *Server) StopAccepting() { s.accepting.Store(false) }
+//
+// It takes s.mu so that every admission (which checks accepting and adds to callsWG under s.mu)
+// either happened before it — and Drain waits for that call — or sees it and refuses: a
+// WaitGroup's Add from zero must not race its Wait.
+func (s *Server) StopAccepting() {
+	s.mu.Lock()
+	s.accepting.Store(false)
+	s.mu.Unlock()
+}
 
 // Drain stops accepting calls and waits until every live call has ended or ctx is done; it
 // returns ctx's error in the latter case (the caller then calls Close, which hangs up the rest).

@@ -44,10 +44,11 @@ type APIOptions struct {
 // settings, roles and agents. Errors are {"error","description","details"} with 422, 404, 401,
 // 403 or 409; nothing is half-written, as each change is one store transaction.
 type API struct {
-	store *Store
-	opts  APIOptions
-	spec  []byte
-	specE error
+	store  *Store
+	opts   APIOptions
+	prefix string // where Register mounted the API ("/api/v2"), for the url of audit logs
+	spec   []byte
+	specE  error
 }
 
 // NewAPI returns the API over store.
@@ -70,6 +71,7 @@ func NewAPI(store *Store, opts APIOptions) *API {
 // Register mounts the API on mux under prefix ("/api/v2"), with Go 1.22 method patterns.
 func (a *API) Register(mux *http.ServeMux, prefix string) {
 	prefix = strings.TrimSuffix(prefix, "/")
+	a.prefix = prefix
 	h := func(pattern string, role string, fn func(w http.ResponseWriter, r *http.Request, p Principal) error) {
 		method, path, _ := strings.Cut(pattern, " ")
 		mux.Handle(method+" "+prefix+path, a.handle(role, fn))
@@ -96,6 +98,8 @@ func (a *API) Register(mux *http.ServeMux, prefix string) {
 	h("POST /tickets/{id}/merge", RoleAgent, a.mergeTickets)
 	h("GET /settings/voice", RoleAgent, a.getSettings)
 	h("PUT /settings/voice", RoleAdmin, a.putSettings)
+	h("GET /audit_logs", RoleAgent, a.listAuditLogs)
+	h("GET /audit_logs/{id}", RoleAgent, a.getAuditLog)
 	a.registerTokens(h)
 }
 
@@ -197,7 +201,8 @@ func (a *API) handle(role string, fn func(w http.ResponseWriter, r *http.Request
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), a.opts.Timeout)
 		defer cancel()
-		r = r.WithContext(ctx)
+		// The audit entries a change writes name the client's address (ip_address).
+		r = r.WithContext(WithClientAddr(ctx, a.opts.Guard.Source(r)))
 		p, err := a.Authenticate(r)
 		if err == nil && role == RoleAdmin && !p.IsAdmin() {
 			err = &Error{Kind: ErrForbidden, Description: "only admins can do this"}

@@ -239,6 +239,10 @@ func TestOpenAPI_ResponsesMatchSpec(t *testing.T) {
 		{"POST", "/tokens", auth{user: "admin@example.com", pass: adminPass}},
 		{"POST", "/tokens", map[string]any{"token": map[string]any{"description": "spec"}}},
 		{"DELETE", "/tokens/999999", nil},
+		{"GET", "/audit_logs?page[size]=2", nil},
+		{"GET", "/audit_logs?filter[source_type]=nope", nil},
+		{"GET", "/audit_logs/1", nil},
+		{"GET", "/audit_logs/999999", nil},
 		{"DELETE", fmt.Sprintf("/tokens/%d", e.tokenID(e.admin.ID)), nil},
 	}
 	for _, s := range steps {

@@ -13,11 +13,14 @@ import (
 // Call is a call record in the shape of the API (docs/api.md): who, where it went, how it
 // ended, and its durations in whole seconds (CD-3).
 type Call struct {
-	ID          string  `json:"id"`
-	Direction   string  `json:"direction"`
-	From        *string `json:"from"`
-	To          *string `json:"to"`
-	Line        *string `json:"line"`
+	ID        string  `json:"id"`
+	Direction string  `json:"direction"`
+	From      *string `json:"from"`
+	To        *string `json:"to"`
+	Line      *string `json:"line"`
+	// FromLine is the line an outbound call was placed from (OB-7): its number, the caller ID
+	// the callee was shown (the same as Line); nil for inbound calls.
+	FromLine    *string `json:"from_line"`
 	CallerName  *string `json:"caller_name"`
 	Location    *string `json:"location"`
 	State       string  `json:"state"`
@@ -167,6 +170,9 @@ func (c *callRow) public() Call {
 		Queue: c.Queue, MenuPath: c.MenuPath, Language: c.Language, Outcome: c.Outcome,
 		Durations:   c.D,
 		RecordingID: c.RecordingID, CSAT: c.CSAT,
+	}
+	if c.Direction == "outbound" {
+		out.FromLine = c.Line
 	}
 	conv := func(t *time.Time) *Time {
 		if t == nil {

@@ -16,6 +16,10 @@
 //   - usermerge.go (UM-1 … UM-5), tickets.go and comments.go (ticket system rules, voice
 //     comments, merge chains), ticketmerge.go (TM-1 … TM-3), settingsstore.go (the global
 //     voice settings), with an audit row for every automatic change.
+//   - audit.go, api_audit.go: the audit trail (migration 008): every audited action — recording
+//     deletions, PM-9, requester changes, merges, settings changes, voicemail read, closed or
+//     called back (TU-9) — writes one audits row in the transaction of its change, and
+//     GET /audit_logs lists them (agents their own).
 //   - outbound.go: PlanOutboundCall, the outbound rules (OB-1 … OB-6, team ticket entry TB-1 …
 //     TB-4) that choose the number, contact and ticket of an agent's dial before anything is
 //     dialled; the web package serves POST /api/v2/calls with it.

@@ -48,6 +48,10 @@ type OutboundCall struct {
 	// TicketChoice is existing (the default when empty), new or none.
 	TicketChoice  string `json:"ticket_choice"`
 	EnteredNumber bool   `json:"entered_number"`
+	// FromLine is the line (its E.164 number) the call is placed from (OB-7): the caller ID.
+	// The lines are the gateway's configuration, not the ticketing core's: PlanOutboundCall
+	// does not read it; the gateway checks it (web.Outbound).
+	FromLine string `json:"from_line"`
 }
 
 // OutboundPlan is what an accepted outbound call dials and which ticket it goes to.
@@ -65,11 +69,14 @@ type OutboundPlan struct {
 // PlanOutboundCall applies the outbound rules to an agent's dial before anything is dialled:
 // the OB rules (docs/rules.md OB-1 … OB-6, TB-3) against the voice settings, or, when the
 // agent's team uses ticket entry (entry.On), the TB rules (TB-1 … TB-4) that replace the OB
-// ticket choice and number rules. It reads and writes nothing but the users, identities,
-// tickets and settings it checks. A refusal is an *Error: ErrInvalid (422) for a malformed or
-// missing field and OB-6, naming the field; ErrForbidden (403) for what the settings or ticket
-// entry forbid (OB-3, OB-4, OB-5, a ticket choice not offered, TB-4); ErrConflict (409) for a
-// solved, closed or merged ticket (TB-3). Anything else is the database's error.
+// ticket choice and number rules. A ticket_id with the choice existing is a call from that
+// ticket (TC-6) under any OB settings; contact_id may then be left empty (the ticket's
+// requester). It reads and writes nothing but the users, identities, tickets and settings it
+// checks. A refusal is an *Error: ErrInvalid (422) for a malformed or missing field, OB-6 and
+// a ticket that is not the contact's, naming the field; ErrForbidden (403) for what the
+// settings or ticket entry forbid (OB-3, OB-4, OB-5, a ticket choice not offered, TB-4);
+// ErrConflict (409) for a closed or merged ticket (TC-6), and under ticket entry a solved one
+// too (TB-3), naming ticket_id. Anything else is the database's error.
 func (s *Store) PlanOutboundCall(ctx context.Context, call OutboundCall, entry TicketEntry) (OutboundPlan, error) {
 	if entry.On() {
 		return s.planTicketEntry(ctx, call, entry)
@@ -86,6 +93,19 @@ func (s *Store) PlanOutboundCall(ctx context.Context, call OutboundCall, entry T
 		return OutboundPlan{}, fmt.Errorf("ticketing: plan outbound call: settings: %w", err)
 	}
 	ob := settings.Outbound
+	var picked *Ticket
+	if call.TicketID != nil && p.TicketChoice == TicketChoiceExisting {
+		// Rule TC-6: a call from a ticket. Its requester is the contact when none is given.
+		tk, err := s.fromTicket(ctx, *call.TicketID)
+		if err != nil {
+			return OutboundPlan{}, err
+		}
+		picked = &tk
+		if call.ContactID == 0 {
+			call.ContactID = tk.RequesterID
+			p.ContactID = tk.RequesterID
+		}
+	}
 	to, contact, stored, err := s.dialledContact(ctx, settings, call, "")
 	if err != nil {
 		return OutboundPlan{}, err
@@ -115,26 +135,38 @@ func (s *Store) PlanOutboundCall(ctx context.Context, call OutboundCall, entry T
 			return OutboundPlan{}, invalidField("ticket_id", "must be empty with no ticket")
 		}
 	case TicketChoiceExisting:
-		if call.TicketID == nil {
-			break // rule OB-1 (or OB-2 without a pick): the most recent unsolved ticket at answer
+		if picked == nil {
+			// Rules OB-1, OB-3 (and OB-2 without a pick): the contact's most recent unsolved
+			// ticket at answer, whether or not the agent was prompted; a new one if none (TC-7).
+			break
 		}
-		if !ob.PromptTicketChoice { // rule OB-1: the choice is not the agent's
-			return OutboundPlan{}, forbidden("Choosing the ticket is turned off: the contact's most recent unsolved ticket is used")
+		// Rules TC-6, OB-2: the ticket the call is placed from, under any settings (OB-1's
+		// prompt_ticket_choice only says whether the page asks). It must be the contact's.
+		if picked.RequesterID != contact.ID {
+			return OutboundPlan{}, invalidField("ticket_id", "ticket %d is not %s's: call its requester, or leave contact_id empty", picked.ID, contact.Name)
 		}
-		tk, err := s.outboundTicket(ctx, *call.TicketID) // rule OB-2
-		if err != nil {
-			return OutboundPlan{}, err
-		}
-		if tk.RequesterID != contact.ID {
-			return OutboundPlan{}, invalidField("ticket_id", "ticket %d is not %s's", tk.ID, contact.Name)
-		}
-		if tk.Status == StatusSolved || tk.Status == StatusClosed { // rule TB-3
-			return OutboundPlan{}, conflict("Ticket %d is %s: a call cannot be added to it", tk.ID, tk.Status)
-		}
-		id := tk.ID
+		id := picked.ID
 		p.TicketID = &id
 	}
 	return p, nil
+}
+
+// fromTicket reads the ticket an outbound call is placed from (TC-6): unknown is a 422 on
+// ticket_id; closed (or merged, which closes it: TM-1) is a 409 naming ticket_id, since a
+// call cannot be added to it. A solved ticket takes the call and is reopened when the call is
+// answered (TU-2).
+func (s *Store) fromTicket(ctx context.Context, id int64) (Ticket, error) {
+	tk, err := s.outboundTicket(ctx, id)
+	if err != nil {
+		return Ticket{}, err
+	}
+	if tk.MergedIntoID != nil {
+		return Ticket{}, conflictField("ticket_id", "ticket %d was merged into ticket %d: call from that one", tk.ID, *tk.MergedIntoID)
+	}
+	if tk.Status == StatusClosed {
+		return Ticket{}, conflictField("ticket_id", "ticket %d is closed: a call cannot be added to it; pick another ticket", tk.ID)
+	}
+	return tk, nil
 }
 
 // planTicketEntry applies team ticket entry (docs/rules.md TB-1 … TB-4), which replaces the OB

@@ -12,9 +12,9 @@ import (
 
 func ptr[T any](v T) *T { return &v }
 
-// Rules OB-1 … OB-6 and TB-3, each row naming its rule: refusals come before anything is
-// dialled, with the API's status (422 malformed / OB-6, 403 what the settings forbid, 409 a
-// solved ticket).
+// Rules OB-1 … OB-6 and TC-6, each row naming its rule: refusals come before anything is
+// dialled, with the API's status (422 malformed / OB-6, 403 what the settings forbid); a call
+// from a ticket (TC-6) goes to it whatever prompt_ticket_choice says, a solved one included.
 func TestRule_OutboundValidation(t *testing.T) {
 	f := outboundtest.New(t)
 	type settings struct{ prompt, allowNew, allowNone, allowEntered bool }
@@ -38,10 +38,10 @@ func TestRule_OutboundValidation(t *testing.T) {
 			req: ticketing.OutboundCall{To: f.EnteredNumber, ContactID: f.Contact.ID, EnteredNumber: true}, entered: true, choice: ticketing.TicketChoiceExisting},
 		{name: "OB-5 stored number", req: ticketing.OutboundCall{To: "+1 555 123 0001", ContactID: f.Contact.ID}, choice: ticketing.TicketChoiceExisting},
 		{name: "OB-1 prompt off: most recent unsolved at answer", req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketChoice: ticketing.TicketChoiceExisting}, choice: ticketing.TicketChoiceExisting},
-		{name: "OB-1 prompt off: a picked ticket is refused", req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketID: &f.Open.ID}, code: 403},
+		{name: "TC-6 prompt off: a call from a ticket goes to it", req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketID: &f.Open.ID}, ticketID: &f.Open.ID, choice: ticketing.TicketChoiceExisting},
 		{name: "OB-2 prompt on: the picked unsolved ticket", set: settings{prompt: true},
 			req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketID: &f.Open.ID}, ticketID: &f.Open.ID, choice: ticketing.TicketChoiceExisting},
-		{name: "TB-3 solved ticket refused", set: settings{prompt: true}, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketID: &f.Solved.ID}, code: 409},
+		{name: "TC-6 solved ticket takes the call (reopened at answer)", set: settings{prompt: true}, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketID: &f.Solved.ID}, ticketID: &f.Solved.ID, choice: ticketing.TicketChoiceExisting},
 		{name: "OB-2 another user's ticket", set: settings{prompt: true}, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketID: &f.OthersTicket.ID}, code: 422},
 		{name: "OB-2 unknown ticket", set: settings{prompt: true}, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketID: ptr(int64(987654))}, code: 422},
 		{name: "OB-3 new ticket not offered", set: settings{prompt: true}, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketChoice: ticketing.TicketChoiceNew}, code: 403},
@@ -142,7 +142,8 @@ func TestRule_TB1_TicketIDRequiredOrOptional(t *testing.T) {
 		{name: "optional: none given and no number", mode: ticketing.TicketEntryOptional, req: ticketing.OutboundCall{ContactID: f.Contact.ID}, code: 422, inDesc: `"to"`},
 		{name: "optional: no ticket is not offered", mode: ticketing.TicketEntryOptional, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketChoice: ticketing.TicketChoiceNone},
 			code: 403, inDesc: "Team ticket entry is on"},
-		{name: "off: OB-1 refuses a picked ticket as before", mode: ticketing.TicketEntryOff, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketID: &open}, code: 403, inDesc: "Choosing the ticket is turned off"},
+		{name: "off: TC-6 a call from the ticket goes to it (OB rules)", mode: ticketing.TicketEntryOff, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID, TicketID: &open},
+			to: f.ContactNumber, ticketID: &open, choice: ticketing.TicketChoiceExisting},
 		{name: "off: OB-1 most recent unsolved at answer", mode: ticketing.TicketEntryOff, req: ticketing.OutboundCall{To: f.ContactNumber, ContactID: f.Contact.ID}, to: f.ContactNumber, choice: ticketing.TicketChoiceExisting},
 	})
 }

@@ -2,6 +2,7 @@ package ticketing
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -38,23 +39,50 @@ func (s *Store) RecordingIDs(ctx context.Context, ticketID int64) ([]string, err
 
 // MarkRecordingsDeleted keeps the comments that carried the recordings and sets their
 // recording_deleted_at (the audio is gone for good, CD-6), with an audit entry naming who and
-// when. by is the deleting user (0: the system, e.g. retention).
+// when, in the same transaction: on ticketID, or — for the system's deletions (retention,
+// ticketID 0) — on each ticket whose comments carried them. by is the deleting user (0: the
+// system).
 func (s *Store) MarkRecordingsDeleted(ctx context.Context, ticketID int64, ids []string, by int64, at time.Time) error {
 	return s.inTx(ctx, Actor(by), "recording_deleted", func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE ticket_comments SET recording_deleted_at = $2
-			WHERE recording_id = ANY($1) AND recording_deleted_at IS NULL`, ids, at)
+		rows, err := tx.Query(ctx, `UPDATE ticket_comments SET recording_deleted_at = $2
+			WHERE recording_id = ANY($1) AND recording_deleted_at IS NULL RETURNING ticket_id, recording_id`, ids, at)
 		if err != nil {
 			return dbError("mark recordings deleted", err)
 		}
-		if tag.RowsAffected() == 0 {
+		type marked struct {
+			Ticket    int64
+			Recording string
+		}
+		got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[marked])
+		if err != nil {
+			return dbError("mark recordings deleted", err)
+		}
+		if len(got) == 0 {
 			return nil
 		}
-		var tid *int64
-		if ticketID > 0 {
-			tid = &ticketID
+		byTicket := map[int64][]string{}
+		var tickets []int64
+		for _, m := range got {
+			t := m.Ticket
+			if ticketID > 0 {
+				t = ticketID
+			}
+			if _, ok := byTicket[t]; !ok {
+				tickets = append(tickets, t)
+			}
+			if !slices.Contains(byTicket[t], m.Recording) {
+				byTicket[t] = append(byTicket[t], m.Recording)
+			}
 		}
-		return audit(ctx, tx, Actor(by), AuditRecordingDeleted, nil, tid, map[string]any{
-			"recording_ids": ids, "deleted_at": at.UTC().Format(time.RFC3339), "deleted_by": by,
-		})
+		slices.Sort(tickets)
+		for _, t := range tickets {
+			tid := t
+			if err := audit(ctx, tx, Actor(by), AuditRecordingDeleted, nil, &tid, map[string]any{
+				"recording_ids": byTicket[t], "deleted_at": at.UTC().Format(time.RFC3339), "deleted_by": by,
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }

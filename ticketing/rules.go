@@ -90,6 +90,11 @@ func (e *Engine) onStarted(ctx context.Context, tx *applyTx, c *callRow, ev call
 	c.Direction = ev.Direction
 	c.From, c.To = nonEmpty(ev.From), nonEmpty(ev.To)
 	c.Line, c.CallerName, c.Location = nonEmpty(ev.Line), nonEmpty(ev.CallerName), nonEmpty(ev.Location)
+	if ev.Language != "" {
+		// OB-7: an outbound call starts in its line's language (an inbound one learns it from
+		// the IVR, call.ivr_selected).
+		c.Language = &ev.Language
+	}
 	c.StartedAt = &at
 	c.State = "started"
 	c.enterPhase(phaseIVR, at)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -33,7 +34,8 @@ func settings(ctx context.Context, q querier, defaults Settings) (Settings, erro
 
 // PutSettings validates and stores the global voice settings. Every problem comes back at once
 // in one *Error (ErrInvalid) whose Details name the fields; default_assignee must be the email
-// of an agent or admin.
+// of an agent or admin. The keys that changed are audited (old → new) in the same
+// transaction.
 func (s *Store) PutSettings(ctx context.Context, actor Actor, v Settings) (Settings, error) {
 	details := map[string][]string{}
 	for _, fe := range v.Validate() {
@@ -58,9 +60,33 @@ func (s *Store) PutSettings(ctx context.Context, actor Actor, v Settings) (Setti
 	if err != nil {
 		return Settings{}, fmt.Errorf("ticketing: put settings: %w", err)
 	}
-	if _, err := s.pool.Exec(ctx, `INSERT INTO voice_settings (singleton, settings) VALUES (true, $1)
-		ON CONFLICT (singleton) DO UPDATE SET settings = EXCLUDED.settings, updated_at = clock_timestamp()`, raw); err != nil {
-		return Settings{}, dbError("put settings", err)
+	err = s.inTx(ctx, actor, AuditSettingsChanged, func(tx pgx.Tx) error {
+		// The row is locked first, so that two admins' changes are audited in the order they
+		// are stored, each against the settings it replaced.
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM voice_settings FOR UPDATE`); err != nil {
+			return dbError("put settings", err)
+		}
+		old, err := settings(ctx, tx, *s.opts.Defaults)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO voice_settings (singleton, settings) VALUES (true, $1)
+			ON CONFLICT (singleton) DO UPDATE SET settings = EXCLUDED.settings, updated_at = clock_timestamp()`, raw); err != nil {
+			return dbError("put settings", err)
+		}
+		keys, lines, err := settingsChanges(old, v)
+		if err != nil {
+			return fmt.Errorf("ticketing: put settings: %w", err)
+		}
+		if len(keys) == 0 {
+			return nil // nothing changed: nothing to audit
+		}
+		return writeAudit(ctx, tx, actor, auditEntry{kind: AuditSettingsChanged, sourceType: AuditSourceSetting,
+			details:     map[string]any{"keys": keys},
+			description: "Voice settings changed: " + strings.Join(lines, "; ")})
+	})
+	if err != nil {
+		return Settings{}, err
 	}
 	return v, nil
 }

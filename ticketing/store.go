@@ -133,7 +133,10 @@ func (s *Store) inTx(ctx context.Context, actor Actor, reason string, fn func(tx
 	if actor != SystemActor {
 		actorID = strconv.FormatInt(int64(actor), 10)
 	}
-	if _, err := tx.Exec(ctx, `SELECT set_config('switchboard.actor_id', $1, true), set_config('switchboard.reason', $2, true)`, actorID, reason); err != nil {
+	// The audits the transaction writes (the tickets trigger's too) name actor, reason and the
+	// client's address (migration 008's audits_fill reads switchboard.ip).
+	if _, err := tx.Exec(ctx, `SELECT set_config('switchboard.actor_id', $1, true), set_config('switchboard.reason', $2, true),
+		set_config('switchboard.ip', $3, true)`, actorID, reason, clientAddrOf(ctx)); err != nil {
 		return fmt.Errorf("ticketing: set actor: %w", err)
 	}
 	if err := fn(tx); err != nil {
@@ -153,14 +156,10 @@ func actorArg(a Actor) *int64 {
 	return &v
 }
 
-// audit records one automatic change.
+// audit records one change in the trail (audit.go), about the ticket when ticketID is set,
+// else the user; the database describes it from kind and details (migration 008).
 func audit(ctx context.Context, q querier, actor Actor, kind string, userID, ticketID *int64, details map[string]any) error {
-	_, err := q.Exec(ctx, `INSERT INTO audits (kind, actor_id, user_id, ticket_id, details) VALUES ($1, $2, $3, $4, $5)`,
-		kind, actorArg(actor), userID, ticketID, details)
-	if err != nil {
-		return fmt.Errorf("ticketing: audit %s: %w", kind, err)
-	}
-	return nil
+	return writeAudit(ctx, q, actor, auditEntry{kind: kind, userID: userID, ticketID: ticketID, details: details})
 }
 
 // Audit is one automatic change, as recorded.

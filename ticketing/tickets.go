@@ -291,7 +291,7 @@ func (p TicketPatch) onlyTags() bool {
 // UpdateTicket changes ticket id in one transaction under the system rules: a closed ticket
 // takes only tag changes (409 otherwise); a ticket never returns to new (422); a new ticket
 // that gets an assignee becomes open; solved and closed need an assignee (422). A requester
-// change is audited.
+// change is audited, and so is a voicemail ticket set solved or closed (TU-9).
 func (s *Store) UpdateTicket(ctx context.Context, actor Actor, id int64, p TicketPatch) (Ticket, error) {
 	if p.Status != nil {
 		if err := checkStatus(*p.Status); err != nil {
@@ -383,6 +383,12 @@ func (s *Store) UpdateTicket(ctx context.Context, actor Actor, id int64, p Ticke
 			c.SessionType, c.CallerNumber, c.CallDuration, c.WaitTime, c.QueueName, c.CallID, c.HoldDuration, c.CSAT)
 		if err != nil {
 			return dbError("update ticket", err)
+		}
+		// TU-9: closing a voicemail (its ticket set solved or closed) is audited.
+		if t.Via.Channel == ChannelVoicemail && p.Status != nil && (status == StatusSolved || status == StatusClosed) {
+			if err := auditVoicemailClosed(ctx, tx, actor, t, status); err != nil {
+				return err
+			}
 		}
 		out, err = getTicket(ctx, tx, id, false)
 		return err

@@ -58,8 +58,10 @@ func (o *Outbound) CallbackHandler(planner CallbackPlanner, now func() time.Time
 			o.writeError(w, err)
 			return
 		}
+		// The agent's default outbound line (OB-7), as a POST /calls without from_line.
+		line, _ := o.defaultLine(id)
 		d := Dial{AgentID: id, To: p.To, ContactID: p.ContactID, TicketID: p.TicketID,
-			TicketChoice: p.TicketChoice, EnteredNumber: p.EnteredNumber}
+			TicketChoice: p.TicketChoice, EnteredNumber: p.EnteredNumber, Line: line}
 		o.place(w, r, id, d, map[string]any{"callback_of": callID})
 	})
 }

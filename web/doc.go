@@ -13,8 +13,9 @@
 //
 // Outbound (outbound.go) serves POST /api/v2/calls: the ticketing core plans the call under the
 // OB and TB rules (ticketing.Store.PlanOutboundCall), the toll-fraud OutboundGuard checks it,
-// both before anything is dialled, and the integrator's Dialer (sip) places it; the integrator
-// mounts its Handler. Its errors, like every /api/v2 error, are written by internal/apierror.
+// and the line it is placed from is resolved (OB-7: from_line, else the agent's queue default
+// through the Roster), all before anything is dialled, and the integrator's Dialer (sip)
+// places it; the integrator mounts its Handler, and its LinesHandler at GET /api/v2/lines. Its errors, like every /api/v2 error, are written by internal/apierror.
 //
 // # Goroutines and locks
 //

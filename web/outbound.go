@@ -7,8 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/switchboard-voice/switchboard/internal/apierror"
+	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/ticketing"
 )
 
@@ -23,6 +25,10 @@ type Dial struct {
 	TicketID      *int64
 	TicketChoice  string
 	EnteredNumber bool // the number is not stored on the contact (OB-5, noted on the ticket: CD-8)
+	// Line is the line the call is placed from (OB-7): the one the agent picked (from_line),
+	// else the default of the agent's first queue that names one; the zero OutboundLine (no
+	// Number) means none, and the Dialer presents its trunk's caller ID.
+	Line OutboundLine
 	// Ended gives the agent's call slot back to the Outbound's Guard. A Dialer that returns a
 	// call id calls it once that call is over (its error return gives the slot back itself).
 	// Never nil when the Dialer sees it; calling it more than once is harmless.
@@ -42,6 +48,9 @@ type OutboundStore interface {
 	// User reads the calling agent, whose email names their team (Teams).
 	User(ctx context.Context, id int64) (ticketing.User, error)
 	PlanOutboundCall(ctx context.Context, call ticketing.OutboundCall, entry ticketing.TicketEntry) (ticketing.OutboundPlan, error)
+	// AuditVoicemailCallback records a dial on a voicemail's ticket as its callback (TU-9);
+	// other tickets write nothing.
+	AuditVoicemailCallback(ctx context.Context, actor ticketing.Actor, ticketID int64, callID, to string) error
 }
 
 // TeamPolicy returns the ticket entry of the agent with this email (the configuration's
@@ -59,9 +68,107 @@ type Outbound struct {
 	// Guard checks the destination and the agent's outbound limits before anything is
 	// dialled (toll fraud); nil checks nothing.
 	Guard *OutboundGuard
+	// Lines are the lines outbound calls may be placed from (OB-7) and the queues' default
+	// lines; the zero value offers none, and a from_line is refused.
+	Lines OutboundLines
+	// Roster tells an agent's queues, in order (the ACD: they change live), for the queues'
+	// default lines; nil: no queue default applies.
+	Roster Roster
 	// Log receives a line for each refusal of the Guard and for each internal error (with the
 	// error id the client is given instead of the cause); nil discards.
 	Log *slog.Logger
+}
+
+// OutboundLine is a line an outbound call may be placed from (OB-7): its number is the caller
+// ID the callee sees, its trunk dials the call, and the call starts in its language.
+type OutboundLine struct {
+	Number   string `json:"number"` // E.164
+	Name     string `json:"name"`
+	Language string `json:"language"`
+	Trunk    string `json:"-"`
+}
+
+// OutboundLines are the lines agents may call from and the queues' default lines.
+type OutboundLines struct {
+	// Lines, in the order the page offers them.
+	Lines []OutboundLine
+	// QueueDefaults maps a queue's name to the number of its default line (one of Lines).
+	QueueDefaults map[string]string
+}
+
+// Roster tells an agent's queues; *ivr.ACD satisfies it.
+type Roster interface {
+	Agent(id int64) (ivr.AgentStatus, error)
+}
+
+// line returns the line with this number.
+func (l OutboundLines) line(number string) (OutboundLine, bool) {
+	for _, ol := range l.Lines {
+		if ol.Number == number {
+			return ol, true
+		}
+	}
+	return OutboundLine{}, false
+}
+
+// defaultLine returns the line agent agentID calls from when they pick none: the default of
+// the first of their queues that names one (OB-7), or none.
+func (o *Outbound) defaultLine(agentID int64) (OutboundLine, bool) {
+	if o.Roster == nil || len(o.Lines.QueueDefaults) == 0 {
+		return OutboundLine{}, false
+	}
+	a, err := o.Roster.Agent(agentID)
+	if err != nil { // not an agent of the roster (an admin): in no queue
+		return OutboundLine{}, false
+	}
+	for _, q := range a.Queues {
+		if n, ok := o.Lines.QueueDefaults[q]; ok {
+			return o.Lines.line(n)
+		}
+	}
+	return OutboundLine{}, false
+}
+
+// fromLine returns the line a dial is placed from (OB-7): the one asked for, which must be one
+// of Lines (422 naming from_line), else the agent's queue default, else none.
+func (o *Outbound) fromLine(agentID int64, asked string) (OutboundLine, error) {
+	if asked == "" {
+		l, _ := o.defaultLine(agentID)
+		return l, nil
+	}
+	if l, ok := o.Lines.line(strings.TrimSpace(asked)); ok {
+		return l, nil
+	}
+	numbers := make([]string, 0, len(o.Lines.Lines))
+	for _, l := range o.Lines.Lines {
+		numbers = append(numbers, l.Number)
+	}
+	if len(numbers) == 0 {
+		return OutboundLine{}, invalid("from_line", "no line of this gateway can place outbound calls; leave from_line empty")
+	}
+	return OutboundLine{}, invalid("from_line", "is not a line outbound calls can be placed from; use one of %s", strings.Join(numbers, ", "))
+}
+
+// LinesHandler serves GET /api/v2/lines: the lines the calling agent may place outbound calls
+// from and the one used when they pick none, {"lines":[{"number","name","language"}],
+// "default_line": NUMBER or null} (null: the trunk's caller ID). agentID as for Handler.
+func (o *Outbound) LinesHandler(agentID func(*http.Request) (int64, bool)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, ok := agentID(r)
+		if !ok {
+			apierror.Write(w, apierror.Error{Status: http.StatusUnauthorized, Description: "log in"})
+			return
+		}
+		lines := o.Lines.Lines
+		if lines == nil {
+			lines = []OutboundLine{}
+		}
+		var def *string
+		if l, ok := o.defaultLine(id); ok {
+			def = &l.Number
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"lines": lines, "default_line": def})
+	})
 }
 
 // entry returns the ticket entry of agent agentID: Teams keyed by the agent's email.
@@ -87,10 +194,15 @@ func invalid(field, format string, args ...any) error {
 	return &ticketing.Error{Kind: ticketing.ErrInvalid, Description: field + ": " + msg, Details: map[string][]string{field: {msg}}}
 }
 
-// Validate returns the call to dial for agent agentID, or the ticketing core's refusal (a
-// *ticketing.Error: 422, 403 or 409, see ticketing.Store.PlanOutboundCall) under the agent's
-// team ticket entry (Teams).
+// Validate returns the call to dial for agent agentID, or a refusal (a *ticketing.Error): 422
+// naming from_line for a line outbound calls cannot be placed from (OB-7), else the ticketing
+// core's (422, 403 or 409, see ticketing.Store.PlanOutboundCall) under the agent's team
+// ticket entry (Teams).
 func (o *Outbound) Validate(ctx context.Context, agentID int64, call ticketing.OutboundCall) (Dial, error) {
+	line, err := o.fromLine(agentID, call.FromLine)
+	if err != nil {
+		return Dial{}, err
+	}
 	te, err := o.entry(ctx, agentID)
 	if err != nil {
 		return Dial{}, err
@@ -100,13 +212,13 @@ func (o *Outbound) Validate(ctx context.Context, agentID int64, call ticketing.O
 		return Dial{}, err
 	}
 	return Dial{AgentID: agentID, To: p.To, ContactID: p.ContactID, TicketID: p.TicketID,
-		TicketChoice: p.TicketChoice, EnteredNumber: p.EnteredNumber}, nil
+		TicketChoice: p.TicketChoice, EnteredNumber: p.EnteredNumber, Line: line}, nil
 }
 
 // Handler serves POST /api/v2/calls: agentID tells who is calling (the integrator's API
 // authentication, which also accepts the softphone cookie); 401 when it says no one.
 // 201 {"call":{"id", "direction":"outbound", "to", "contact_id", "ticket_id", "ticket_choice",
-// "entered_number"}} once the Dialer accepted the call; refusals as the API's errors.
+// "entered_number", "from_line"}} once the Dialer accepted the call; refusals as the API's errors.
 func (o *Outbound) Handler(agentID func(*http.Request) (int64, bool)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, ok := agentID(r)
@@ -169,8 +281,19 @@ func (o *Outbound) place(w http.ResponseWriter, r *http.Request, id int64, d Dia
 		o.writeError(w, err)
 		return
 	}
-	call := map[string]any{"id": callID, "direction": "outbound", "to": d.To,
-		"contact_id": d.ContactID, "ticket_id": d.TicketID, "ticket_choice": d.TicketChoice, "entered_number": d.EnteredNumber}
+	if d.TicketID != nil {
+		// TU-9: calling a voicemail's ticket back is audited once the call is placed. The
+		// call cannot be taken back: a refused audit is logged, and the call goes on.
+		if err := o.Store.AuditVoicemailCallback(r.Context(), ticketing.Actor(id), *d.TicketID, callID, d.To); err != nil {
+			logInternal(o.Log, "web: audit of a voicemail callback failed", err)
+		}
+	}
+	var from *string
+	if d.Line.Number != "" {
+		from = &d.Line.Number
+	}
+	call := map[string]any{"id": callID, "direction": "outbound", "to": d.To, "contact_id": d.ContactID,
+		"ticket_id": d.TicketID, "ticket_choice": d.TicketChoice, "entered_number": d.EnteredNumber, "from_line": from}
 	for k, v := range extra {
 		call[k] = v
 	}

@@ -201,7 +201,12 @@ func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*g
 	}
 	ln = netutil.LimitListener(ln, maxHTTPConns) // beyond it, connections wait in the kernel's backlog
 	// Host allow-list (DNS rebinding) and security headers on every response.
-	edge := web.Edge(mux, web.EdgeOptions{AllowedHosts: cfg.HTTP.AllowedHostList(), AnyHost: []string{"/healthz", "/readyz"}})
+	// Every request's context names its client, which the audit entries its changes write
+	// record (ip_address): the API's own handlers and those recordings and web serve.
+	withClient := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(w, r.WithContext(ticketing.WithClientAddr(r.Context(), gw.guard.Source(r))))
+	})
+	edge := web.Edge(withClient, web.EdgeOptions{AllowedHosts: cfg.HTTP.AllowedHostList(), AnyHost: []string{"/healthz", "/readyz"}})
 	gw.http = newHTTPServer(edge, defaultHTTPTimeouts(), slog.NewLogLogger(log.Handler(), slog.LevelWarn))
 	gw.httpDone = make(chan error, 1)
 	go func() { gw.httpDone <- gw.http.Serve(ln) }()

@@ -63,15 +63,38 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 		return err
 	}
 	out := &web.Outbound{Store: gw.store, Dialer: trunkDialer{t}, Teams: teams, Guard: guard,
-		Log: gw.log.With("component", "outbound")}
-	agentOf := func(r *http.Request) (int64, bool) {
+		Lines: outboundLines(gw.cfg), Roster: t.acd, Log: gw.log.With("component", "outbound")}
+	caller := func(r *http.Request) (int64, bool) {
 		p, err := gw.api.Authenticate(r)
 		return p.UserID, err == nil
 	}
-	mux.Handle("POST /api/v2/calls", out.Handler(agentOf))
+	mux.Handle("POST /api/v2/calls", out.Handler(caller))
+	mux.Handle("GET /api/v2/lines", out.LinesHandler(caller))
 	// TU-3, TU-4: an agent's callback of a call, onto its ticket.
-	mux.Handle("POST /api/v2/calls/{id}/callback", out.CallbackHandler(gw.engine, nil, agentOf))
+	mux.Handle("POST /api/v2/calls/{id}/callback", out.CallbackHandler(gw.engine, nil, caller))
 	return nil
+}
+
+// outboundLines are the configuration's lines agents may call from (OB-7: those whose trunk
+// takes outbound calls) and the queues' default lines (queues.NAME.outbound_line).
+func outboundLines(cfg *config.Config) web.OutboundLines {
+	var ls web.OutboundLines
+	for _, ol := range cfg.OutboundLines() {
+		name := ol.Line.Name
+		if name == "" {
+			name = ol.Line.Number
+		}
+		ls.Lines = append(ls.Lines, web.OutboundLine{Number: ol.Line.Number, Name: name, Language: ol.Line.Language, Trunk: ol.Trunk.Name})
+	}
+	for name, q := range cfg.Queues {
+		if q != nil && q.OutboundLine != "" {
+			if ls.QueueDefaults == nil {
+				ls.QueueDefaults = map[string]string{}
+			}
+			ls.QueueDefaults[name] = q.OutboundLine
+		}
+	}
+	return ls
 }
 
 // webLogin checks the page's logins against the ticketing core's agents and admins.
@@ -113,15 +136,25 @@ type trunkDialer struct{ t *telephony }
 
 func (d trunkDialer) Dial(ctx context.Context, req web.Dial) (string, error) {
 	t := d.t
-	tr, ok := outboundTrunk(t.gw.cfg)
-	if !ok {
-		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "no trunk takes outbound calls on this gateway"}
+	// OB-7: the line the agent called from (or their queue's default) is the caller ID, its
+	// trunk dials; without one, the first outbound trunk with its caller ID.
+	trunk, line, lang := req.Line.Trunk, req.Line.Number, req.Line.Language
+	if line == "" {
+		tr, ok := outboundTrunk(t.gw.cfg)
+		if !ok {
+			return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "no trunk takes outbound calls on this gateway"}
+		}
+		trunk, line = tr.Name, tr.Outbound.CallerID
+		if l, ok := t.gw.cfg.Line(line); ok { // the caller ID is a line: its language
+			lang = l.Language
+		}
 	}
 	id, err := t.sip.CallForAgent(ctx, sip.AgentCall{
-		AgentID: req.AgentID, Number: req.To, Trunk: tr.Name, Line: tr.Outbound.CallerID,
+		AgentID: req.AgentID, Number: req.To, Trunk: trunk, Line: line,
 		Softphone: t.web, Ended: req.Ended,
 		Started: func(e *callevent.Event) {
 			e.RequesterID, e.TicketChoice, e.EnteredNumber = req.ContactID, req.TicketChoice, req.EnteredNumber
+			e.Language = lang // OB-7: the calling line's language
 			if req.TicketID != nil {
 				e.TicketID = *req.TicketID
 			}

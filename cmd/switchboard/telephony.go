@@ -78,6 +78,13 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 			OnExpired: func(ctx context.Context, ids []string, at time.Time) error {
 				return gw.store.MarkRecordingsDeleted(ctx, 0, ids, 0, at)
 			},
+			// TU-9: playing a voicemail message is reading it, audited on its ticket.
+			Played: func(ctx context.Context, rec recordings.Recording, userID int64) error {
+				if rec.Kind != "voicemail" {
+					return nil
+				}
+				return gw.store.AuditVoicemailRead(ctx, ticketing.Actor(userID), rec.ID)
+			},
 		})
 		if err != nil {
 			return err

@@ -104,7 +104,8 @@ type Event struct {
 	TicketID      int64  `json:"ticket_id,omitempty"`
 	TicketChoice  string `json:"ticket_choice,omitempty"`
 	EnteredNumber bool   `json:"entered_number,omitempty"`
-	// call.ivr_selected
+	// call.ivr_selected; Language also on an outbound call.started: the calling line's
+	// language (OB-7).
 	MenuPath string `json:"menu_path,omitempty"`
 	Language string `json:"language,omitempty"`
 	// call.queued

@@ -18,6 +18,8 @@ const ui = {
   entry: { mode: 'off' }, // the agent's team ticket entry (TB-1 … TB-4), from /session
   contact: null,
   timer: null,
+  ticket: null, // the ticket open in the ticket view
+  lines: [], // the lines the agent may call from (OB-7), from GET /lines
 };
 
 // Exposed for diagnostics and tests: the page's own RTCPeerConnection.
@@ -69,6 +71,7 @@ async function start() {
     if (id) { ev.preventDefault(); openTicket(id); }
   });
   $('tv-close').addEventListener('click', () => show($('ticket-view'), false));
+  $('call-from-ticket').addEventListener('click', () => ui.ticket && callFromTicket(ui.ticket));
   $('transfer-form').addEventListener('submit', onTransfer);
   buildDialpad();
   setupDialForm();
@@ -103,7 +106,11 @@ function loggedIn(data) {
   show($('desk'), true);
   connect();
   loadSettings();
+  loadLines();
   loadRecent();
+  // A link to the page with #ticket=ID opens that ticket (and its "Call from this ticket").
+  const m = /^#ticket=(\d+)$/.exec(location.hash);
+  if (m) openTicket(m[1]);
 }
 
 async function onLogout() {
@@ -394,11 +401,16 @@ async function openTicket(id) {
   $('tv-subject').textContent = 'Loading…';
   $('tv-status').textContent = '';
   $('tv-comments').replaceChildren();
+  ui.ticket = null;
+  show($('call-from-ticket'), false);
   show(view, true);
   try {
     const tk = (await api('GET', `/tickets/${id}`)).ticket;
     $('tv-subject').textContent = tk.subject || '(no subject)';
     $('tv-status').textContent = tk.status;
+    ui.ticket = tk;
+    // TC-6, OB-8: a closed ticket cannot take a call; a solved one is reopened by it.
+    show($('call-from-ticket'), tk.status !== 'closed' && !tk.merged_into_id);
     const comments = (await api('GET', `/tickets/${id}/comments`)).comments || [];
     const mayPlay = !ui.settings || !ui.settings.recordings || ui.settings.recordings.agents_can_access !== false;
     $('tv-comments').replaceChildren(...comments.map((c) => commentItem(c, mayPlay)));
@@ -489,7 +501,7 @@ function applySettings() {
   if (choice.selectedOptions[0] && choice.selectedOptions[0].disabled) choice.value = 'existing';
   $('ticket-hint').textContent = ob.prompt_ticket_choice
     ? 'Pick one of the contact\'s unsolved tickets, or leave the ID empty for the most recent.'
-    : 'The contact\'s most recent unsolved ticket is used (a new one if there is none).';
+    : 'Leave the ticket ID empty for the contact\'s most recent unsolved ticket (a new one if there is none), or enter one to call from it.';
   $('number-hint').textContent = ob.allow_entered_number
     ? 'Any E.164 number may be dialled for the contact.'
     : 'Only numbers stored on the contact can be dialled.';
@@ -583,10 +595,59 @@ async function pickContact(u) {
   } catch { /* no tickets to offer */ }
 }
 
-// dialBody builds the POST /calls body. Under team ticket entry an entered ticket ID is all
+// callFromTicket opens the dialer on a ticket (TC-6, OB-8): its requester as the contact, with
+// their numbers offered, and the ticket chosen; the agent checks the number and dials.
+async function callFromTicket(tk) {
+  let u = { id: tk.requester_id };
+  try { u = (await api('GET', `/users/${tk.requester_id}`)).user || u; } catch { /* the id alone */ }
+  await pickContact(u);
+  const choice = $('dial-ticket-choice');
+  choice.value = 'existing';
+  $('dial-ticket-id').disabled = false;
+  $('dial-ticket-id').value = String(tk.id);
+  $('outbound').scrollIntoView({ block: 'nearest' });
+  $('dial-number').focus();
+  notice(`Calling from ticket #${tk.id}: check the number and dial`);
+}
+
+// loadLines fills the line picker (OB-7) with the lines the agent may call from; it is shown
+// only when there is a choice (more than one line). The agent's default line (their queue's)
+// comes first selected; without one, "default" leaves the trunk's caller ID.
+async function loadLines() {
+  let data = { lines: [], default_line: null };
+  try { data = await api('GET', '/lines'); } catch { /* no picker */ }
+  ui.lines = data.lines || [];
+  const sel = $('dial-line');
+  const opts = [];
+  if (!data.default_line) {
+    const o = document.createElement('option');
+    o.value = '';
+    o.textContent = 'default caller ID';
+    opts.push(o);
+  }
+  for (const l of ui.lines) {
+    const o = document.createElement('option');
+    o.value = l.number;
+    o.textContent = l.name && l.name !== l.number ? `${l.name} (${l.number})` : l.number;
+    if (l.number === data.default_line) o.selected = true;
+    opts.push(o);
+  }
+  sel.replaceChildren(...opts);
+  show($('line-row'), ui.lines.length > 1);
+}
+
+// dialBody builds the POST /calls body: the target (dialTarget) and the line picked (OB-7).
+// dialTarget: under team ticket entry an entered ticket ID is all
 // that is sent (the server derives the number, TB-2); without one (optional) the contact's
 // number is dialled with a new ticket.
 function dialBody() {
+  const body = dialTarget();
+  const line = $('dial-line').value;
+  if (ui.lines.length > 1 && line) body.from_line = line; // OB-7
+  return body;
+}
+
+function dialTarget() {
   const to = $('dial-number').value.trim();
   const ticketID = $('dial-ticket-id').value.trim();
   const entered = !(ui.contact && (ui.contact.numbers || [ui.contact.phone]).includes(to));
