@@ -33,11 +33,12 @@ func (e *Engine) PlanCallback(ctx context.Context, callID string, entry TicketEn
 		duration              int64
 		endedAt               *time.Time
 		placeholder, isEndUsr bool
+		entered               bool
 	)
 	err := s.pool.QueryRow(ctx, `SELECT c.direction, c.from_number, c.to_number, c.line, c.requester_id, c.ticket_id,
-			c.duration, c.ended_at, coalesce(u.placeholder, false), coalesce(u.role = 'end-user', false)
+			c.duration, c.ended_at, coalesce(u.placeholder, false), coalesce(u.role = 'end-user', false), c.entered_number
 		FROM calls c LEFT JOIN users u ON u.id = c.requester_id WHERE c.id = $1`, callID).
-		Scan(&direction, &from, &to, &line, &requester, &ticket, &duration, &endedAt, &placeholder, &isEndUsr)
+		Scan(&direction, &from, &to, &line, &requester, &ticket, &duration, &endedAt, &placeholder, &isEndUsr, &entered)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return OutboundPlan{}, notFound("call %s not found", callID)
 	}
@@ -60,7 +61,11 @@ func (e *Engine) PlanCallback(ctx context.Context, callID string, entry TicketEn
 		return OutboundPlan{}, fmt.Errorf("ticketing: plan callback: settings: %w", err)
 	}
 	st := e.opts.LineSettings[deref(line)].Apply(global)
-	if ticket != nil && isEndUsr && st.AppendToOpenTicket && callbackJoins(st, duration, endedAt, now) {
+	// A number the agent typed in for the earlier call (OB-5) is still one: called back only
+	// while allow_entered_number is on, and noted on the ticket again (CD-8); otherwise the
+	// ordinary rules below refuse it (403).
+	enteredOK := !entered || global.Outbound.AllowEnteredNumber
+	if ticket != nil && isEndUsr && enteredOK && st.AppendToOpenTicket && callbackJoins(st, duration, endedAt, now) {
 		live, err := liveTicketID(ctx, s.pool, *ticket)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return OutboundPlan{}, err
@@ -73,11 +78,11 @@ func (e *Engine) PlanCallback(ctx context.Context, callID string, entry TicketEn
 		}
 		if err == nil && status != StatusClosed {
 			// The number is the call's own: the caller's (held by the requester, PM rules) or
-			// the one the agent dialled, so it is not an entered number (OB-5).
-			return OutboundPlan{To: number, ContactID: contact, TicketID: &live, TicketChoice: TicketChoiceExisting}, nil
+			// the one the agent dialled.
+			return OutboundPlan{To: number, ContactID: contact, TicketID: &live, TicketChoice: TicketChoiceExisting, EnteredNumber: entered}, nil
 		}
 	}
-	return s.PlanOutboundCall(ctx, OutboundCall{To: number, ContactID: contact}, entry)
+	return s.PlanOutboundCall(ctx, OutboundCall{To: number, ContactID: contact, EnteredNumber: entered}, entry)
 }
 
 // callbackJoins reports whether a callback at now of a call that lasted duration seconds and

@@ -206,10 +206,26 @@ func TestRule_TU3_TU4_AgentCallbackJoinsTheTicket(t *testing.T) {
 		t.Errorf("append_to_open_ticket off: plan %+v, %v; want no ticket chosen", p, err)
 	}
 
+	// A number the agent typed in for the earlier call stays one (OB-5): with
+	// allow_entered_number on the callback joins and is noted again (CD-8); off, it is refused.
+	h.settings(func(s *ticketing.Settings) { s.AppendToOpenTicket, s.Outbound.AllowEnteredNumber = true, true })
+	typed := h.newCall(h.now).add(callevent.EventStarted, 0, func(e *callevent.Event) {
+		e.Direction, e.From, e.To, e.Line, e.RequesterID, e.EnteredNumber = "outbound", "+15550100", "+15557770129", "+15550100", nia.ID, true
+	}).answered(5, h.agent1.ID)
+	h.run(typed.evs...)
+	if p, err := h.engine.PlanCallback(h.ctx, typed.id, ticketing.TicketEntry{}, h.now.Add(time.Minute)); err != nil ||
+		p.To != "+15557770129" || !p.EnteredNumber || p.TicketID == nil || *p.TicketID != *h.call(typed.id).TicketID {
+		t.Errorf("callback of a typed-in number: plan %+v, %v; want it on the call's ticket, still entered", p, err)
+	}
+	h.settings(func(s *ticketing.Settings) { s.Outbound.AllowEnteredNumber = false })
+	var te *ticketing.Error
+	if _, err := h.engine.PlanCallback(h.ctx, typed.id, ticketing.TicketEntry{}, h.now.Add(time.Minute)); !errors.As(err, &te) || te.Kind != ticketing.ErrForbidden {
+		t.Errorf("callback of a typed-in number with allow_entered_number off: %v, want 403 (OB-5)", err)
+	}
+
 	// An anonymous caller cannot be called back (422 naming id); an unknown call is 404.
 	anon := h.newCall(h.now).started("", "+15550100").answered(5, h.agent1.ID).ended(10, callevent.OutcomeAnswered)
 	h.run(anon.evs...)
-	var te *ticketing.Error
 	if _, err := h.engine.PlanCallback(h.ctx, anon.id, ticketing.TicketEntry{}, h.now); !errors.As(err, &te) || te.Kind != ticketing.ErrInvalid || te.Details["id"] == nil {
 		t.Errorf("callback of an anonymous call: %v, want 422 on id", err)
 	}
