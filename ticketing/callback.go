@@ -79,10 +79,16 @@ func (e *Engine) PlanCallback(ctx context.Context, callID string, entry TicketEn
 		if err == nil && status != StatusClosed {
 			// The number is the call's own: the caller's (held by the requester, PM rules) or
 			// the one the agent dialled.
-			return OutboundPlan{To: number, ContactID: contact, TicketID: &live, TicketChoice: TicketChoiceExisting, EnteredNumber: entered}, nil
+			return OutboundPlan{To: number, ContactID: contact, TicketID: &live, TicketChoice: TicketChoiceExisting,
+				EnteredNumber: entered, CallbackLine: deref(line)}, nil
 		}
 	}
-	return s.PlanOutboundCall(ctx, OutboundCall{To: number, ContactID: contact, EnteredNumber: entered}, entry)
+	p, err := s.PlanOutboundCall(ctx, OutboundCall{To: number, ContactID: contact, EnteredNumber: entered}, entry)
+	if err != nil {
+		return OutboundPlan{}, err
+	}
+	p.CallbackLine = deref(line)
+	return p, nil
 }
 
 // callbackJoins reports whether a callback at now of a call that lasted duration seconds and

@@ -160,7 +160,8 @@ func TestRule_TU3_TU4_AgentCallbackJoinsTheTicket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.To != "+15557770120" || p.ContactID != mia.ID || p.TicketID == nil || *p.TicketID != tk || p.TicketChoice != "existing" || p.EnteredNumber {
+	if p.To != "+15557770120" || p.ContactID != mia.ID || p.TicketID == nil || *p.TicketID != tk || p.TicketChoice != "existing" || p.EnteredNumber ||
+		p.CallbackLine != "+15550100" {
 		t.Fatalf("hang up and call back: plan %+v, want Mia's number on ticket %d", p, tk)
 	}
 	live.ended(200, callevent.OutcomeAnswered)

@@ -58,8 +58,13 @@ func (o *Outbound) CallbackHandler(planner CallbackPlanner, now func() time.Time
 			o.writeError(w, err)
 			return
 		}
-		// The agent's default outbound line (OB-7), as a POST /calls without from_line.
-		line, _ := o.defaultLine(id)
+		// The callback goes out on the line of the call called back when that line can place
+		// outbound calls (OB-7: the person sees the number they know), else on the agent's
+		// default line, as a POST /calls without from_line.
+		line, ok := o.Lines.line(p.CallbackLine)
+		if !ok {
+			line, _ = o.defaultLine(id)
+		}
 		d := Dial{AgentID: id, To: p.To, ContactID: p.ContactID, TicketID: p.TicketID,
 			TicketChoice: p.TicketChoice, EnteredNumber: p.EnteredNumber, Line: line}
 		o.place(w, r, id, d, map[string]any{"callback_of": callID})

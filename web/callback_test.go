@@ -23,7 +23,8 @@ func (f planFunc) PlanCallback(ctx context.Context, callID string, entry ticketi
 }
 
 // Rules TU-3, TU-4 (docs/api.md, POST /calls/{id}/callback): the plan for the call reaches the
-// Dialer with its ticket and the answer names the call called back; the planner's refusals
+// Dialer with its ticket, on the line of the call called back (OB-7), and the answer names the
+// call called back; the planner's refusals
 // (404 unknown call, 422 nobody to call back) come back as the API's errors with nothing dialled;
 // a body other than {} and a malformed id are refused naming the field.
 func TestCallbackHandler(t *testing.T) {
@@ -39,14 +40,16 @@ func TestCallbackHandler(t *testing.T) {
 		}
 		switch callID {
 		case "call-in-1":
-			return ticketing.OutboundPlan{To: f.ContactNumber, ContactID: f.Contact.ID, TicketID: &ticket, TicketChoice: "existing"}, nil
+			return ticketing.OutboundPlan{To: f.ContactNumber, ContactID: f.Contact.ID, TicketID: &ticket, TicketChoice: "existing",
+				CallbackLine: "+15550150"}, nil
 		case "anonymous":
 			return ticketing.OutboundPlan{}, &ticketing.Error{Kind: ticketing.ErrInvalid, Description: "id: no number",
 				Details: map[string][]string{"id": {"has no number to call back"}}}
 		}
 		return ticketing.OutboundPlan{}, &ticketing.Error{Kind: ticketing.ErrNotFound, Description: "call not found"}
 	})
-	h := (&Outbound{Store: f.Store, Dialer: dialer}).CallbackHandler(planner, func() time.Time { return at }, func(r *http.Request) (int64, bool) {
+	paris := OutboundLine{Number: "+15550150", Name: "Paris", Language: "fr", Trunk: "carrier"}
+	h := (&Outbound{Store: f.Store, Dialer: dialer, Lines: OutboundLines{Lines: []OutboundLine{{Number: "+15550100"}, paris}}}).CallbackHandler(planner, func() time.Time { return at }, func(r *http.Request) (int64, bool) {
 		return f.Agent.ID, r.Header.Get("X-Test-Agent") != ""
 	})
 	mux := http.NewServeMux()
@@ -82,11 +85,12 @@ func TestCallbackHandler(t *testing.T) {
 		t.Fatalf("callback: %d %v", rec.Code, m)
 	}
 	c := m["call"].(map[string]any)
-	if c["id"] != "call-out-1" || c["callback_of"] != "call-in-1" || c["ticket_id"] != float64(ticket) || c["to"] != f.ContactNumber {
+	if c["id"] != "call-out-1" || c["callback_of"] != "call-in-1" || c["ticket_id"] != float64(ticket) || c["to"] != f.ContactNumber ||
+		c["from_line"] != "+15550150" {
 		t.Errorf("callback answer %v", c)
 	}
 	if len(dialer.got) != 1 || dialer.got[0].TicketID == nil || *dialer.got[0].TicketID != ticket || dialer.got[0].To != f.ContactNumber ||
-		dialer.got[0].ContactID != f.Contact.ID || dialer.got[0].AgentID != f.Agent.ID {
+		dialer.got[0].ContactID != f.Contact.ID || dialer.got[0].AgentID != f.Agent.ID || dialer.got[0].Line != paris {
 		t.Errorf("dialled %+v, want the plan's number and ticket %d", dialer.got, ticket)
 	}
 	if strings.Join(asked, ",") != "nope,anonymous,call-in-1" {
