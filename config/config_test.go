@@ -283,6 +283,15 @@ var problemCases = []problemCase{
 	// Ticketing settings (docs/rules.md, "Settings"), checked by the ticketing package and placed at their path.
 	{"batch window outside 1-60 s", "ticketing:\n  settings:\n    write_batching: {enabled: true, window: 90s}\n", []Problem{
 		{"ticketing.settings.write_batching.window", "must be whole seconds from 1s to 60s, got 1m30s", 4}}},
+	{"batched kinds of writes", "ticketing:\n  settings:\n    write_batching: {enabled: true, kinds: [comments, status]}\n", []Problem{
+		{"ticketing.settings.write_batching.kinds[1]", `"status" is not allowed; use one of comments, fields, assignment`, 4}}},
+	{"ticket subject placeholders", "ticketing:\n  settings:\n    ticket_subject:\n      inbound: \"Call from {{caller}}\"\n", []Problem{
+		{"ticketing.settings.ticket_subject.inbound", "{{caller}} is not a placeholder; use {{caller_number}}, {{caller_name}}, {{called_number}}, {{line}}, {{queue}}, {{direction}}, {{agent}}, {{menu_path}}, {{language}}, {{call_id}}, {{data.KEY}}", 5}}},
+	{"a line's ticket subject", "trunks: [{name: c, inbound: {allow: [127.0.0.0/8]}}]\nlines: [{number: \"+15550100\", target: hangup, settings: {ticket_subject: {voicemail: \"VM {{queue\"}}}]\n", []Problem{
+		{"lines[0].settings.ticket_subject.voicemail", "has a {{ without its }}", 3}}},
+	{"custom data mapping", "ticketing:\n  settings:\n    custom_data_fields:\n      - {key: account, field: account_number, type: digits}\n      - {key: plan, field: account_number, type: float}\n", []Problem{
+		{"ticketing.settings.custom_data_fields[1].field", `"account_number" is already filled by custom_data_fields[0]`, 6},
+		{"ticketing.settings.custom_data_fields[1].type", `"float" is not allowed; use one of text, digits, integer`, 6}}},
 	{"allow_new_ticket without prompt_ticket_choice", "ticketing:\n  settings:\n    outbound:\n      allow_new_ticket: true\n", []Problem{
 		{"ticketing.settings.outbound.allow_new_ticket", "can only be true when outbound.prompt_ticket_choice is true", 5}}},
 	{"abandoned calls forced with on_queue_entry", "ticketing: {settings: {ticket_creation_point: on_queue_entry, abandoned_calls_create_tickets: false}}\n", []Problem{

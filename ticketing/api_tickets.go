@@ -8,7 +8,7 @@ import (
 	"sort"
 )
 
-var ticketReadOnly = []string{"id", "url", "via", "origin_phone", "display_phone", "merged_into_id", "created_at", "updated_at"}
+var ticketReadOnly = []string{"id", "url", "via", "origin_phone", "display_phone", "fields", "merged_into_id", "created_at", "updated_at"}
 
 func (a *API) writeTickets(w http.ResponseWriter, r *http.Request, f TicketFilter) error {
 	after, limit, err := page(r)

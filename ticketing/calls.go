@@ -38,6 +38,8 @@ type Call struct {
 	callevent.Durations
 	RecordingID *string `json:"recording_id"`
 	CSAT        *int    `json:"csat"`
+	// Data is the call's custom data (call.started and call.ivr_selected's data, CF-4).
+	Data map[string]string `json:"data"`
 }
 
 // callRow is the engine's view of a call: the record plus its working state.
@@ -61,13 +63,15 @@ type callRow struct {
 	// AgentChannel is the channel of the call.answered being applied (callevent.Channel*):
 	// not stored, it only decides the session_type of a ticket the answer makes (CF-1).
 	AgentChannel string
+	// Data is the call's custom data (CF-4).
+	Data map[string]string
 }
 
 const callRowColumns = `id, direction, state, from_number, to_number, line, caller_name, location,
 	ticket_id, requester_id, agent_id, queue, menu_path, language, outcome, started_at, answered_at, ended_at,
 	phase, phase_since, queued_at, phase_ms, ivr_time, queue_time, ring_time, talk_time, hold_time, transfer_time, duration,
 	ticket_choice, chosen_ticket_id, entered_number, no_ticket, abandoned_where, voicemail_id, recording_id,
-	recording_seconds, csat, last_seq`
+	recording_seconds, csat, last_seq, data`
 
 // upsertCall creates the call's row if needed and returns it locked, in one statement: the
 // row lock serialises the call's events across workers and processes.
@@ -88,7 +92,7 @@ func scanCall(row pgx.Row, id string) (*callRow, error) {
 		&c.StartedAt, &c.AnsweredAt, &c.EndedAt, &c.Phase, &c.PhaseSince, &c.QueuedAt, &c.PhaseMS,
 		&c.D.IVRTime, &c.D.QueueTime, &c.D.RingTime, &c.D.TalkTime, &c.D.HoldTime, &c.D.TransferTime, &c.D.Duration,
 		&c.TicketChoice, &c.ChosenTicketID, &c.EnteredNumber, &c.NoTicket, &c.AbandonedWhere, &c.VoicemailID,
-		&c.RecordingID, &c.RecordingSeconds, &c.CSAT, &c.LastSeq)
+		&c.RecordingID, &c.RecordingSeconds, &c.CSAT, &c.LastSeq, &c.Data)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, notFound("call %s not found", id)
 	}
@@ -101,6 +105,14 @@ func scanCall(row pgx.Row, id string) (*callRow, error) {
 	return c, nil
 }
 
+// dataOrEmpty is the call's data as stored: an empty object rather than null.
+func (c *callRow) dataOrEmpty() map[string]string {
+	if c.Data == nil {
+		return map[string]string{}
+	}
+	return c.Data
+}
+
 func (c *callRow) save(ctx context.Context, q querier) error {
 	_, err := q.Exec(ctx, `UPDATE calls SET direction = $2, state = $3, from_number = $4, to_number = $5, line = $6,
 		caller_name = $7, location = $8, ticket_id = $9, requester_id = $10, agent_id = $11, queue = $12, menu_path = $13,
@@ -108,13 +120,13 @@ func (c *callRow) save(ctx context.Context, q querier) error {
 		queued_at = $21, phase_ms = $22, ivr_time = $23, queue_time = $24, ring_time = $25, talk_time = $26, hold_time = $27,
 		transfer_time = $28, duration = $29, ticket_choice = $30, chosen_ticket_id = $31, entered_number = $32,
 		no_ticket = $33, abandoned_where = $34, voicemail_id = $35, recording_id = $36, recording_seconds = $37,
-		csat = $38, last_seq = $39, updated_at = clock_timestamp() WHERE id = $1`,
+		csat = $38, last_seq = $39, data = $40, updated_at = clock_timestamp() WHERE id = $1`,
 		c.ID, c.Direction, c.State, c.From, c.To, c.Line, c.CallerName, c.Location,
 		c.TicketID, c.RequesterID, c.AgentID, c.Queue, c.MenuPath, c.Language, c.Outcome,
 		c.StartedAt, c.AnsweredAt, c.EndedAt, c.Phase, c.PhaseSince, c.QueuedAt, c.PhaseMS,
 		c.D.IVRTime, c.D.QueueTime, c.D.RingTime, c.D.TalkTime, c.D.HoldTime, c.D.TransferTime, c.D.Duration,
 		c.TicketChoice, c.ChosenTicketID, c.EnteredNumber, c.NoTicket, c.AbandonedWhere, c.VoicemailID,
-		c.RecordingID, c.RecordingSeconds, c.CSAT, c.LastSeq)
+		c.RecordingID, c.RecordingSeconds, c.CSAT, c.LastSeq, c.dataOrEmpty())
 	if err != nil {
 		return dbError("save call", err)
 	}
@@ -169,7 +181,7 @@ func (c *callRow) public() Call {
 		Location: c.Location, State: c.State, TicketID: c.TicketID, RequesterID: c.RequesterID, AgentID: c.AgentID,
 		Queue: c.Queue, MenuPath: c.MenuPath, Language: c.Language, Outcome: c.Outcome,
 		Durations:   c.D,
-		RecordingID: c.RecordingID, CSAT: c.CSAT,
+		RecordingID: c.RecordingID, CSAT: c.CSAT, Data: c.dataOrEmpty(),
 	}
 	if c.Direction == "outbound" {
 		out.FromLine = c.Line

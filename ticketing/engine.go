@@ -330,14 +330,25 @@ func (e *Engine) setAside(ctx context.Context, callID string, err error) error {
 }
 
 // dueAtOnce reports whether write batching must apply an event without waiting for its
-// window: it may create a ticket (ticket creation is never delayed), or it ends the call
-// (everything is flushed at call end).
-func dueAtOnce(typ string, hasTicket bool) bool {
+// window: it may create a ticket (ticket creation is never delayed), it ends the call
+// (everything is flushed at call end), or it writes a kind of write that wb does not batch
+// (AP, write_batching.kinds). Events that write only the call record (call.ivr_selected,
+// call.offered, call.held, call.resumed) wait with the rest.
+func dueAtOnce(typ string, hasTicket bool, wb WriteBatching) bool {
 	switch typ {
 	case callevent.EventVoicemail, callevent.EventAbandoned, callevent.EventEnded:
 		return true
-	case callevent.EventQueued, callevent.EventAnswered:
+	case callevent.EventQueued:
 		return !hasTicket
+	case callevent.EventAnswered:
+		// With a ticket already (TC-4), answering assigns it.
+		return !hasTicket || !wb.Batches(BatchAssignment)
+	case callevent.EventTransferred:
+		return !wb.Batches(BatchAssignment) // TU-7
+	case callevent.EventRecordingReady:
+		return !wb.Batches(BatchComments) // TU-5, SD-2
+	case callevent.EventCSAT:
+		return !wb.Batches(BatchFields) // TU-8
 	}
 	return false
 }
@@ -359,8 +370,10 @@ func (e *Engine) applyBatch(ctx context.Context, callIDs []string, limit int) (i
 	if _, err := tx.Exec(ctx, `SELECT set_config('switchboard.actor_id', '', true), set_config('switchboard.reason', 'call_event', true)`); err != nil {
 		return 0, fmt.Errorf("ticketing: set actor: %w", err)
 	}
-	global := e.global.Load()
-	batching := global != nil && global.WriteBatching.Enabled
+	var batching WriteBatching
+	if global := e.global.Load(); global != nil {
+		batching = global.WriteBatching
+	}
 	atx := newApplyTx(tx, e.writes)
 	var applied []pendingEvent
 	var last pendingEvent
@@ -404,7 +417,7 @@ func (e *Engine) applyBatch(ctx context.Context, callIDs []string, limit int) (i
 // the events before it have been applied (or the gap before it has timed out) and, with write
 // batching on, when it may create a ticket or end the call, when it waited a whole batching
 // window, or when a later event of the call is due.
-func (e *Engine) applyCallIn(ctx context.Context, atx *applyTx, callID string, limit int, batching bool) ([]pendingEvent, error) {
+func (e *Engine) applyCallIn(ctx context.Context, atx *applyTx, callID string, limit int, batching WriteBatching) ([]pendingEvent, error) {
 	// The call row is the lock that serialises a call's events across workers and processes.
 	c, err := upsertCall(ctx, atx, callID)
 	if err != nil {
@@ -447,10 +460,10 @@ func (e *Engine) applyCallIn(ctx context.Context, atx *applyTx, callID string, l
 	}
 	// With batching, only up to the last event that is due on its own.
 	due := len(ready)
-	if batching && !e.windowClosed.Load() {
+	if batching.Enabled && !e.windowClosed.Load() {
 		due = 0
 		for i, p := range ready {
-			if dueAtOnce(p.event.Type, c.TicketID != nil) {
+			if dueAtOnce(p.event.Type, c.TicketID != nil, batching) {
 				due = i + 1
 			}
 		}

@@ -3,6 +3,7 @@ package ticketing
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -61,8 +62,17 @@ func (t *applyTx) setTicket(_ context.Context, id int64, kv ...any) error {
 	}
 	for i := 0; i+1 < len(kv); i += 2 {
 		col := kv[i].(string)
-		if _, ok := u.vals[col]; !ok {
+		prev, ok := u.vals[col]
+		if !ok {
 			u.cols = append(u.cols, col)
+		}
+		if col == "fields" && ok {
+			// The custom data fields (CF-4) merge: two calls' values held for one ticket
+			// both reach it, the later one winning per field.
+			merged := maps.Clone(prev.(map[string]any))
+			maps.Copy(merged, kv[i+1].(map[string]any))
+			u.vals[col] = merged
+			continue
 		}
 		u.vals[col] = kv[i+1]
 	}
@@ -138,8 +148,13 @@ func (t *applyTx) flushRecordings(ctx context.Context) error {
 var ticketColumnTypes = map[string]string{
 	"assignee_id": "bigint", "csat": "integer", "call_duration": "bigint", "wait_time": "bigint",
 	"hold_duration": "bigint", "queue_name": "text", "call_id": "text", "session_type": "text",
-	"caller_number": "text",
+	"caller_number": "text", "fields": "jsonb",
 }
+
+// ticketColumnMerges are the ticket columns whose new value is merged into the stored one
+// rather than replacing it: the custom data fields (CF-4), so that what an agent or an earlier
+// call set in other fields stays (TU-10).
+var ticketColumnMerges = map[string]string{"fields": "t.fields || v.fields"}
 
 // flushUpdates writes the held ticket updates: one statement for all the tickets that set the
 // same columns, in the order the tickets were first touched.
@@ -171,7 +186,11 @@ func (t *applyTx) flushUpdates(ctx context.Context) error {
 			if i > 0 {
 				sb.WriteString(", ")
 			}
-			fmt.Fprintf(&sb, "%s = v.%s", col, col)
+			if expr, ok := ticketColumnMerges[col]; ok {
+				fmt.Fprintf(&sb, "%s = %s", col, expr)
+			} else {
+				fmt.Fprintf(&sb, "%s = v.%s", col, col)
+			}
 		}
 		sb.WriteString(" FROM (VALUES ")
 		args := make([]any, 0, len(g.ids)*(len(g.cols)+1))

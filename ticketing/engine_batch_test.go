@@ -25,7 +25,7 @@ func runBatchScenario(t *testing.T, batching bool) ([]string, float64, *engineHa
 	}
 	h.engine = eng
 	h.settings(func(s *ticketing.Settings) {
-		s.WriteBatching = ticketing.WriteBatching{Enabled: batching, Window: ticketing.Seconds(10 * time.Second)}
+		s.WriteBatching = ticketing.WriteBatching{Enabled: batching, Window: ticketing.Seconds(10 * time.Second), Kinds: ticketing.BatchKinds()}
 		s.AppendToOpenTicket = false
 		s.CallbackAppendWindow = 0
 	})
@@ -120,7 +120,7 @@ func TestRule_AP_WriteBatchingCoalescesWrites(t *testing.T) {
 func TestRule_AP_HeldEventsSurviveRestart(t *testing.T) {
 	h := newEngineHarness(t, nil)
 	h.settings(func(s *ticketing.Settings) {
-		s.WriteBatching = ticketing.WriteBatching{Enabled: true, Window: ticketing.Seconds(30 * time.Second)}
+		s.WriteBatching = ticketing.WriteBatching{Enabled: true, Window: ticketing.Seconds(30 * time.Second), Kinds: ticketing.BatchKinds()}
 	})
 	s := h.newCall(h.now).started("+15559990001", "+15550100").queued(1, "support").answered(2, h.agent1.ID).
 		add(callevent.EventCSAT, 3, func(e *callevent.Event) { e.Score = 3 })
@@ -151,4 +151,89 @@ func stripIDs(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// rule AP: write_batching.kinds chooses what is held. A kind left out is written at once — a
+// transfer's reassignment without assignment, a CSAT score without fields, the recording on
+// the voice comment without comments — while the kinds listed still wait for the window.
+func TestRule_AP_BatchKindsChooseWhatIsHeld(t *testing.T) {
+	for _, tc := range []struct {
+		name                                  string
+		kinds                                 []string
+		transferAtOnce, csatAtOnce, recAtOnce bool
+	}{
+		{"default: every kind", nil, false, false, false},
+		{"no assignment", []string{ticketing.BatchComments, ticketing.BatchFields}, true, false, false},
+		{"no fields", []string{ticketing.BatchComments, ticketing.BatchAssignment}, false, true, false},
+		{"no comments", []string{ticketing.BatchFields, ticketing.BatchAssignment}, false, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newEngineHarness(t, nil)
+			h.settings(func(s *ticketing.Settings) {
+				s.WriteBatching.Enabled, s.WriteBatching.Window = true, ticketing.Seconds(60*time.Second)
+				if tc.kinds != nil {
+					s.WriteBatching.Kinds = tc.kinds
+				}
+			})
+			// Transfer: the ticket exists (answered), then the call moves to agent2.
+			tr := h.newCall(h.now).started("+15559990101", "+15550100").queued(1, "support").answered(2, h.agent1.ID).
+				add(callevent.EventTransferred, 3, func(e *callevent.Event) { e.FromAgentID, e.ToAgentID = h.agent1.ID, h.agent2.ID })
+			h.run(tr.evs...)
+			if got := *h.ticket(h.call(tr.id).TicketID).AssigneeID == h.agent2.ID; got != tc.transferAtOnce {
+				t.Errorf("transfer reassigned at once = %v, want %v", got, tc.transferAtOnce)
+			}
+			// CSAT during the call.
+			cs := h.newCall(h.now).started("+15559990102", "+15550100").queued(1, "support").answered(2, h.agent1.ID).
+				add(callevent.EventCSAT, 3, func(e *callevent.Event) { e.Score = 5 })
+			h.run(cs.evs...)
+			if got := h.ticket(h.call(cs.id).TicketID).CustomFields.CSAT != nil; got != tc.csatAtOnce {
+				t.Errorf("csat written at once = %v, want %v", got, tc.csatAtOnce)
+			}
+			// The recording after the call's end (which flushed the call's writes).
+			rc := h.newCall(h.now).started("+15559990103", "+15550100").queued(1, "support").answered(2, h.agent1.ID).
+				ended(9, callevent.OutcomeAnswered)
+			h.run(rc.evs...)
+			rc.add(callevent.EventRecordingReady, 10, func(e *callevent.Event) { e.RecordingID = "rec-" + rc.id })
+			h.run(rc.evs[len(rc.evs)-1])
+			got := false
+			for _, cm := range h.comments(*h.call(rc.id).TicketID) {
+				got = got || cm.Voice != nil && cm.Recording != nil
+			}
+			if got != tc.recAtOnce {
+				t.Errorf("recording on the voice comment at once = %v, want %v", got, tc.recAtOnce)
+			}
+			// Whatever was held goes out with the window.
+			if _, err := h.engine.Flush(h.ctx); err != nil {
+				t.Fatal(err)
+			}
+			if *h.ticket(h.call(tr.id).TicketID).AssigneeID != h.agent2.ID || h.ticket(h.call(cs.id).TicketID).CustomFields.CSAT == nil {
+				t.Error("held writes not written by the flush")
+			}
+		})
+	}
+}
+
+// rule AP: write_batching.kinds is checked: only known kinds, each once, and at least one
+// while batching is on; every problem names its entry.
+func TestRule_AP_BatchKindsValidated(t *testing.T) {
+	s := ticketing.DefaultSettings()
+	if got := s.WriteBatching.Kinds; strings.Join(got, ",") != "comments,fields,assignment" {
+		t.Fatalf("default kinds %v, want every kind (today's behaviour)", got)
+	}
+	s.WriteBatching = ticketing.WriteBatching{Enabled: true, Window: ticketing.Seconds(10 * time.Second), Kinds: []string{"comments", "status", "comments"}}
+	errs := fmt.Sprint(s.Validate())
+	for _, want := range []string{`write_batching.kinds[1]: "status" is not allowed; use one of comments, fields, assignment`,
+		`write_batching.kinds[2]: "comments" is listed twice`} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("errors %s\nlack %s", errs, want)
+		}
+	}
+	s.WriteBatching.Kinds = []string{}
+	if errs := fmt.Sprint(s.Validate()); !strings.Contains(errs, "write_batching.kinds: names no kind of write") {
+		t.Errorf("empty kinds with batching on: %s", errs)
+	}
+	s.WriteBatching.Enabled = false
+	if errs := s.Validate(); len(errs) != 0 {
+		t.Errorf("empty kinds with batching off: %v", errs)
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,6 +23,7 @@ func (e *Engine) applyEvent(ctx context.Context, tx *applyTx, c *callRow, ev cal
 	case callevent.EventStarted:
 		return e.onStarted(ctx, tx, c, ev, at)
 	case callevent.EventIVRSelected:
+		c.mergeData(ev.Data.Map()) // CF-4
 		if ev.MenuPath != "" {
 			c.MenuPath = &ev.MenuPath
 		}
@@ -98,6 +101,7 @@ func (e *Engine) onStarted(ctx context.Context, tx *applyTx, c *callRow, ev call
 	c.StartedAt = &at
 	c.State = "started"
 	c.enterPhase(phaseIVR, at)
+	c.mergeData(ev.Data.Map()) // CF-4
 	if ev.TicketChoice != "" {
 		c.TicketChoice = &ev.TicketChoice
 	}
@@ -226,16 +230,17 @@ func (e *Engine) voicemailTakesQueueTicket(ctx context.Context, tx *applyTx, c *
 	if err != nil {
 		return false, err
 	}
-	from := deref(c.From)
-	if from == "" {
-		from = "an anonymous caller"
+	// CF-5: the subject of a voicemail ticket, from the line's template.
+	subject, err := e.ticketSubject(ctx, tx, c, st, ticketReasonVoicemail)
+	if err != nil {
+		return false, err
 	}
 	tag, err := tx.Exec(ctx, `UPDATE tickets SET via_channel = 'voicemail', session_type = 'voicemail', subject = $3,
 			tags = CASE WHEN 'voicemail' = ANY (tags) THEN tags ELSE array_append(tags, 'voicemail') END,
 			assignee_id = coalesce(assignee_id, $4)
 		WHERE id = $1 AND status <> 'closed'
 		  AND NOT EXISTS (SELECT 1 FROM calls WHERE ticket_id = $1 AND id <> $2)
-		  AND NOT EXISTS (SELECT 1 FROM tickets m WHERE m.merged_into_id = $1)`, live, c.ID, "Voicemail from "+from, a)
+		  AND NOT EXISTS (SELECT 1 FROM tickets m WHERE m.merged_into_id = $1)`, live, c.ID, subject, a)
 	if err != nil {
 		return false, dbError("voicemail ticket", err)
 	}
@@ -386,14 +391,13 @@ func (e *Engine) ensureInboundTicket(ctx context.Context, tx *applyTx, c *callRo
 		}
 	}
 	nt := newCallTicket{requester: requester, channel: ChannelVoice, source: "inbound", session: "inbound"}
-	from := deref(c.From)
-	if from == "" {
-		from = "an anonymous caller"
+	// CF-5: the subject from the line's template.
+	if nt.subject, err = e.ticketSubject(ctx, tx, c, st, why); err != nil {
+		return err
 	}
 	switch why {
 	case ticketReasonVoicemail:
 		nt.channel, nt.source, nt.session = ChannelVoicemail, "inbound", "voicemail"
-		nt.subject = "Voicemail from " + from
 		nt.tags = []string{"voicemail"}
 		a, err := e.defaultAssignee(ctx, tx, st)
 		if err != nil {
@@ -401,7 +405,6 @@ func (e *Engine) ensureInboundTicket(ctx context.Context, tx *applyTx, c *callRo
 		}
 		nt.assignee = a
 	case ticketReasonAbandoned:
-		nt.subject = "Abandoned call from " + from
 		nt.tags = []string{"abandoned"}
 		a, err := e.defaultAssignee(ctx, tx, st)
 		if err != nil {
@@ -409,7 +412,6 @@ func (e *Engine) ensureInboundTicket(ctx context.Context, tx *applyTx, c *callRo
 		}
 		nt.assignee = a
 	default:
-		nt.subject = "Call from " + from
 		nt.assignee = c.AgentID
 	}
 	nt.phone = c.From
@@ -522,11 +524,14 @@ func (e *Engine) ensureOutboundTicket(ctx context.Context, tx *applyTx, c *callR
 			return dbError("unsolved ticket", err)
 		}
 	}
-	// TC-2, TC-7: a new ticket about the callee.
-	to := deref(c.To)
+	// TC-2, TC-7: a new ticket about the callee, its subject from the line's template (CF-5).
+	subject, err := e.ticketSubject(ctx, tx, c, st, ticketReasonCall)
+	if err != nil {
+		return err
+	}
 	return e.createCallTicket(ctx, tx, c, newCallTicket{
 		requester: requester, assignee: c.AgentID, channel: ChannelVoice, source: "outbound", session: "outbound",
-		subject: "Outbound call to " + to, phone: c.To,
+		subject: subject, phone: c.To,
 	})
 }
 
@@ -599,7 +604,23 @@ func (e *Engine) addCallNote(ctx context.Context, tx *applyTx, c *callRow, ticke
 	if c.EnteredNumber {
 		fmt.Fprintf(&b, "\nNumber entered by the agent: %s", deref(c.To))
 	}
-	return tx.addComment(ctx, pendingComment{TicketID: ticketID, Type: TypeComment, Body: b.String(), CallID: c.ID})
+	// The call's custom data, all of it, as the standard data shows it (CF-4): what is mapped
+	// to fields and what is not.
+	if len(c.Data) > 0 {
+		b.WriteString("\nCustom data:")
+		for _, k := range slices.Sorted(maps.Keys(c.Data)) {
+			fmt.Fprintf(&b, "\n  %s: %s", k, noteValue(c.Data[k]))
+		}
+	}
+	if err := tx.addComment(ctx, pendingComment{TicketID: ticketID, Type: TypeComment, Body: b.String(), CallID: c.ID}); err != nil {
+		return err
+	}
+	// CF-4: the call's custom data into the ticket's fields.
+	st, err := e.settingsFor(ctx, deref(c.Line))
+	if err != nil {
+		return err
+	}
+	return e.applyCustomData(ctx, tx, c, st, ticketID)
 }
 
 // addVoiceComment writes the call's voice comment (CD-1 … CD-6) once, when the call ends.

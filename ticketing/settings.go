@@ -97,10 +97,45 @@ type RecordingSettings struct {
 	AgentsCanAccess bool `yaml:"agents_can_access" json:"agents_can_access"`
 }
 
+// Kinds of ticket writes that write batching may hold (AP, WriteBatching.Kinds).
+const (
+	// BatchComments: the comments a call adds to its ticket after it exists — the recording
+	// put on the voice comment (TU-5, SD-2).
+	BatchComments = "comments"
+	// BatchFields: the ticket fields a call sets after the ticket exists (csat, TU-8).
+	BatchFields = "fields"
+	// BatchAssignment: assignment updates — the agent who answers a ticket made at queue
+	// entry (TC-4), a transfer (TU-7).
+	BatchAssignment = "assignment"
+)
+
+// BatchKinds returns every kind of write that write batching can hold, in the order the
+// documentation lists them: the default of WriteBatching.Kinds.
+func BatchKinds() []string { return []string{BatchComments, BatchFields, BatchAssignment} }
+
 // WriteBatching is the global write-batching option (AP).
 type WriteBatching struct {
 	Enabled bool    `yaml:"enabled" json:"enabled"`
 	Window  Seconds `yaml:"window" json:"window"`
+	// Kinds are the kinds of writes held for the window (BatchComments, BatchFields,
+	// BatchAssignment); an event whose writes are of another kind is applied at once, and
+	// takes the call's held events with it (a call's events are applied in order). Default:
+	// all of them.
+	Kinds []string `yaml:"kinds" json:"kinds"`
+}
+
+// Batches reports whether writes of kind are held for the window: batching is on and kind is
+// one of Kinds.
+func (w WriteBatching) Batches(kind string) bool {
+	if !w.Enabled {
+		return false
+	}
+	for _, k := range w.Kinds {
+		if k == kind {
+			return true
+		}
+	}
+	return false
 }
 
 // Settings are the call → ticket settings of docs/rules.md. The global set is the default of every
@@ -122,6 +157,10 @@ type Settings struct {
 	DefaultAssignee string        `yaml:"default_assignee" json:"default_assignee"`
 	WriteBatching   WriteBatching `yaml:"write_batching" json:"write_batching"`
 	PhoneValidation bool          `yaml:"phone_validation" json:"phone_validation"`
+	// TicketSubject are the subjects of the tickets calls make (CF-5).
+	TicketSubject SubjectTemplates `yaml:"ticket_subject" json:"ticket_subject"`
+	// CustomDataFields map keys of a call's custom data to ticket fields (CF-4).
+	CustomDataFields []DataField `yaml:"custom_data_fields" json:"custom_data_fields"`
 }
 
 // DefaultSettings returns the defaults of docs/rules.md ("Settings").
@@ -135,8 +174,10 @@ func DefaultSettings() Settings {
 		CallbackAppendWindow:        Seconds(10 * time.Second),
 		CallbackMaxDelay:            Seconds(30 * time.Minute),
 		Recordings:                  RecordingSettings{AgentsCanAccess: true},
-		WriteBatching:               WriteBatching{Window: Seconds(10 * time.Second)},
+		WriteBatching:               WriteBatching{Window: Seconds(10 * time.Second), Kinds: BatchKinds()},
 		PhoneValidation:             true,
+		TicketSubject:               DefaultSubjectTemplates(),
+		CustomDataFields:            []DataField{},
 	}
 }
 
@@ -151,6 +192,9 @@ type LineSettings struct {
 	CallbackMaxDelay            *Seconds `yaml:"callback_max_delay" json:"callback_max_delay,omitempty"`
 	DefaultAssignee             *string  `yaml:"default_assignee" json:"default_assignee,omitempty"`
 	PhoneValidation             *bool    `yaml:"phone_validation" json:"phone_validation,omitempty"`
+	// TicketSubject overrides the global subject templates one by one: an empty template
+	// keeps the global one (CF-5).
+	TicketSubject *SubjectTemplates `yaml:"ticket_subject" json:"ticket_subject,omitempty"`
 }
 
 // Apply returns global with the overrides of l. With on_queue_entry the abandoned-call setting
@@ -183,6 +227,9 @@ func (l LineSettings) Apply(global Settings) Settings {
 	}
 	if l.PhoneValidation != nil {
 		s.PhoneValidation = *l.PhoneValidation
+	}
+	if l.TicketSubject != nil {
+		s.TicketSubject = l.TicketSubject.over(global.TicketSubject)
 	}
 	if s.TicketCreationPoint == CreateOnQueueEntry {
 		s.AbandonedCallsCreateTickets = true
@@ -228,10 +275,25 @@ func (s Settings) Validate() []FieldError {
 		if w < time.Second || w > time.Minute || w%time.Second != 0 {
 			errs = append(errs, FieldError{"write_batching.window", fmt.Sprintf("must be whole seconds from 1s to 60s, got %s", w)})
 		}
+		if len(s.WriteBatching.Kinds) == 0 {
+			errs = append(errs, FieldError{"write_batching.kinds", fmt.Sprintf("names no kind of write; list some of %s, or set write_batching.enabled to false", strings.Join(BatchKinds(), ", "))})
+		}
+	}
+	seen := map[string]bool{}
+	for i, k := range s.WriteBatching.Kinds {
+		field := fmt.Sprintf("write_batching.kinds[%d]", i)
+		if fe := oneOf(field, k, BatchKinds()...); fe != nil {
+			errs = append(errs, fe...)
+		} else if seen[k] {
+			errs = append(errs, FieldError{field, fmt.Sprintf("%q is listed twice", k)})
+		}
+		seen[k] = true
 	}
 	if s.DefaultAssignee != "" && !strings.Contains(s.DefaultAssignee, "@") {
 		errs = append(errs, FieldError{"default_assignee", fmt.Sprintf("must be the email of an agent, got %q", s.DefaultAssignee)})
 	}
+	errs = append(errs, s.TicketSubject.validate(true)...)
+	errs = append(errs, validateDataFields(s.CustomDataFields)...)
 	return errs
 }
 
@@ -258,6 +320,9 @@ func (l LineSettings) Validate(global Settings) []FieldError {
 	}
 	if l.DefaultAssignee != nil && *l.DefaultAssignee != "" && !strings.Contains(*l.DefaultAssignee, "@") {
 		errs = append(errs, FieldError{"default_assignee", fmt.Sprintf("must be the email of an agent, got %q", *l.DefaultAssignee)})
+	}
+	if l.TicketSubject != nil {
+		errs = append(errs, l.TicketSubject.validate(false)...)
 	}
 	return errs
 }

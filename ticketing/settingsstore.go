@@ -29,7 +29,19 @@ func settings(ctx context.Context, q querier, defaults Settings) (Settings, erro
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return Settings{}, fmt.Errorf("ticketing: settings: stored row: %w", err)
 	}
+	out.normalize()
 	return out, nil
+}
+
+// normalize makes the lists that a JSON null left nil empty, so that the settings always read
+// back as lists.
+func (s *Settings) normalize() {
+	if s.WriteBatching.Kinds == nil {
+		s.WriteBatching.Kinds = []string{}
+	}
+	if s.CustomDataFields == nil {
+		s.CustomDataFields = []DataField{}
+	}
 }
 
 // PutSettings validates and stores the global voice settings. Every problem comes back at once
@@ -37,6 +49,7 @@ func settings(ctx context.Context, q querier, defaults Settings) (Settings, erro
 // of an agent or admin. The keys that changed are audited (old → new) in the same
 // transaction.
 func (s *Store) PutSettings(ctx context.Context, actor Actor, v Settings) (Settings, error) {
+	v.normalize()
 	details := map[string][]string{}
 	for _, fe := range v.Validate() {
 		details[fe.Field] = append(details[fe.Field], fe.Message)

@@ -60,9 +60,13 @@ type Ticket struct {
 	DisplayPhone *string      `json:"display_phone"`
 	Tags         []string     `json:"tags"`
 	CustomFields CustomFields `json:"custom_fields"`
-	MergedIntoID *int64       `json:"merged_into_id"`
-	CreatedAt    Time         `json:"created_at"`
-	UpdatedAt    Time         `json:"updated_at"`
+	// Fields are the ticket fields filled from calls' custom data by
+	// settings.custom_data_fields (CF-4), by field name: text and digits as strings,
+	// integers as numbers.
+	Fields       map[string]any `json:"fields"`
+	MergedIntoID *int64         `json:"merged_into_id"`
+	CreatedAt    Time           `json:"created_at"`
+	UpdatedAt    Time           `json:"updated_at"`
 }
 
 // Unsolved reports whether the ticket is new, open, pending or hold.
@@ -76,16 +80,19 @@ func (t Ticket) Unsolved() bool {
 
 const ticketSelect = `SELECT id, subject, status, requester_id, assignee_id, via_channel, via_source, origin_phone, display_phone,
 	tags, session_type, caller_number, call_duration, wait_time, queue_name, call_id, hold_duration, csat,
-	merged_into_id, created_at, updated_at FROM tickets `
+	merged_into_id, created_at, updated_at, fields FROM tickets `
 
 func scanTicket(r pgx.Row) (Ticket, error) {
 	var t Ticket
 	c := &t.CustomFields
 	err := r.Scan(&t.ID, &t.Subject, &t.Status, &t.RequesterID, &t.AssigneeID, &t.Via.Channel, &t.Via.Source,
 		&t.OriginPhone, &t.DisplayPhone, &t.Tags, &c.SessionType, &c.CallerNumber, &c.CallDuration, &c.WaitTime,
-		&c.QueueName, &c.CallID, &c.HoldDuration, &c.CSAT, &t.MergedIntoID, &t.CreatedAt, &t.UpdatedAt)
+		&c.QueueName, &c.CallID, &c.HoldDuration, &c.CSAT, &t.MergedIntoID, &t.CreatedAt, &t.UpdatedAt, &t.Fields)
 	if t.Tags == nil {
 		t.Tags = []string{}
+	}
+	if t.Fields == nil {
+		t.Fields = map[string]any{}
 	}
 	return t, err
 }

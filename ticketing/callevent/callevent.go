@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // FieldError is one problem with an event, naming its JSON field.
@@ -108,6 +109,11 @@ type Event struct {
 	// language (OB-7).
 	MenuPath string `json:"menu_path,omitempty"`
 	Language string `json:"language,omitempty"`
+	// Data, on call.started and call.ivr_selected, is the call's custom data: what an
+	// integration knows about the call ({"account":"12345"}) or what the caller entered. The
+	// ticketing engine maps it to ticket fields by configuration (CF-4). At most MaxDataKeys
+	// keys (ValidDataKey), each value one line of at most MaxDataValue bytes.
+	Data Data `json:"data,omitempty"`
 	// call.queued
 	Queue string `json:"queue,omitempty"`
 	// call.offered, call.answered
@@ -133,6 +139,151 @@ type Event struct {
 	// when the gateway closed the call at its next start after the process died.
 	Cause      string `json:"cause,omitempty"`
 	*Durations `json:",omitempty"`
+}
+
+// Data is an event's custom data, a JSON object of strings. It is held as its canonical JSON
+// text (keys sorted) rather than as a map so that Event stays a comparable value: events are
+// compared with == (the call journal's crash repair, tests), and two events with the same data
+// are equal. The zero value is no data. Build one with NewData, read it with Map.
+type Data string
+
+// NewData returns m as Data; an empty or nil m is no data.
+func NewData(m map[string]string) Data {
+	if len(m) == 0 {
+		return ""
+	}
+	b, err := json.Marshal(m) // encoding/json sorts map keys: one text per object
+	if err != nil {
+		return "" // a map of strings always marshals
+	}
+	return Data(b)
+}
+
+// Map returns the data as a map (nil for none, or for text that is no object of strings).
+func (d Data) Map() map[string]string {
+	if d == "" {
+		return nil
+	}
+	var m map[string]string
+	if err := json.Unmarshal([]byte(d), &m); err != nil {
+		return nil
+	}
+	return m
+}
+
+// MarshalJSON writes the object.
+func (d Data) MarshalJSON() ([]byte, error) {
+	if d == "" {
+		return []byte("null"), nil
+	}
+	if !json.Valid([]byte(d)) {
+		return nil, errors.New("callevent: data is not JSON")
+	}
+	return []byte(d), nil
+}
+
+// dataError is a data object of the wrong shape, reported on the field "data".
+type dataError struct{ msg string }
+
+func (e *dataError) Error() string { return e.msg }
+
+// UnmarshalJSON reads an object of strings (null: no data).
+func (d *Data) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*d = ""
+		return nil
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return &dataError{"must be an object of strings"}
+	}
+	m := make(map[string]string, len(raw))
+	for k, v := range raw {
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return &dataError{fmt.Sprintf("every value must be a string; %q is not", truncate(k, 80))}
+		}
+		m[k] = s
+	}
+	*d = NewData(m)
+	if *d == "" {
+		*d = "{}" // an empty object sent is kept as sent, so that validation sees it
+	}
+	return nil
+}
+
+// Bounds of Event.Data.
+const (
+	MaxDataKeys  = 32
+	MaxDataKey   = 64
+	MaxDataValue = 1024
+)
+
+// ValidDataKey reports whether k can be a key of Event.Data: 1 to MaxDataKey characters of
+// ASCII letters, digits, '_', '-' and '.'. Keys are names a configuration refers to, so they
+// are refused rather than cleaned.
+func ValidDataKey(k string) bool {
+	if k == "" || len(k) > MaxDataKey {
+		return false
+	}
+	for _, r := range k {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// validateData checks the data object; its problems name the key ("data.account").
+func validateData(e Event, add func(field, msg string)) {
+	if e.Data == "" {
+		return
+	}
+	if e.Type != EventStarted && e.Type != EventIVRSelected {
+		add("data", "is taken only on call.started and call.ivr_selected")
+		return
+	}
+	data := e.Data.Map()
+	if data == nil && e.Data != "{}" {
+		add("data", "must be an object of strings")
+		return
+	}
+	if len(data) > MaxDataKeys {
+		add("data", fmt.Sprintf("has %d keys; at most %d", len(data), MaxDataKeys))
+		return
+	}
+	for _, k := range slicesSorted(data) {
+		v := data[k]
+		if !ValidDataKey(k) {
+			add("data", fmt.Sprintf("key %q is not a data key: 1 to %d characters of letters, digits, '_', '-' and '.'", truncate(k, 80), MaxDataKey))
+			continue
+		}
+		switch {
+		case len(v) > MaxDataValue:
+			add("data."+k, fmt.Sprintf("is %d bytes long; at most %d", len(v), MaxDataValue))
+		case !utf8.ValidString(v):
+			add("data."+k, "is not valid UTF-8")
+		case strings.IndexFunc(v, isControl) >= 0:
+			i := strings.IndexFunc(v, isControl)
+			add("data."+k, fmt.Sprintf("contains the control character U+%04X at byte %d: control characters (U+0000 to U+001F, U+007F) are not allowed", v[i], i))
+		}
+	}
+}
+
+func slicesSorted(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 // Sink takes call lifecycle events. Emit returns once the event is durable; it never waits on
@@ -177,6 +328,7 @@ func Validate(e Event) []FieldError {
 	default:
 		add("channel", "must be webrtc or sip")
 	}
+	validateData(e, add)
 	switch e.Type {
 	case EventStarted:
 		if e.Direction != "inbound" && e.Direction != "outbound" {
@@ -298,7 +450,10 @@ func Decode(raw []byte) (Event, []FieldError) {
 	if err := dec.Decode(&e); err != nil {
 		var te *json.UnmarshalTypeError
 		var se *json.SyntaxError
+		var de *dataError
 		switch {
+		case errors.As(err, &de):
+			return Event{}, []FieldError{{"data", de.msg}}
 		case errors.As(err, &te):
 			field := te.Field
 			if field == "" {
@@ -327,6 +482,7 @@ func eventJSONType(kind string) string {
 		return "boolean"
 	case "struct":
 		return "object or time"
+
 	}
 	return kind
 }

@@ -2,6 +2,7 @@ package callevent
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +43,23 @@ func TestValidateNamesTheField(t *testing.T) {
 			e.Type, e.Outcome, e.Durations = EventEnded, OutcomeAnswered, &Durations{TalkTime: -1}
 		}, "talk_time"},
 	}
+	cases = append(cases, []struct {
+		name  string
+		edit  func(*Event)
+		field string
+	}{
+		{"data key", func(e *Event) { e.Data = NewData(map[string]string{"acc ount": "1"}) }, "data"},
+		{"data value control character", func(e *Event) { e.Data = NewData(map[string]string{"account": "12\n34"}) }, "data.account"},
+		{"data value too long", func(e *Event) { e.Data = NewData(map[string]string{"account": strings.Repeat("1", MaxDataValue+1)}) }, "data.account"},
+		{"data on another event", func(e *Event) { e.Type, e.Data = EventHeld, NewData(map[string]string{"account": "1"}) }, "data"},
+		{"too many data keys", func(e *Event) {
+			m := map[string]string{}
+			for i := range MaxDataKeys + 1 {
+				m[fmt.Sprintf("k%d", i)] = "v"
+			}
+			e.Data = NewData(m)
+		}, "data"},
+	}...)
 	for _, c := range cases {
 		e := validStarted()
 		c.edit(&e)
@@ -66,6 +84,23 @@ func TestDecodeRefusesUnknownAndMistypedFields(t *testing.T) {
 	if _, errs := Decode([]byte(mistyped)); len(errs) != 1 || errs[0].Field != "seq" {
 		t.Errorf("mistyped field: %v", errs)
 	}
+	// The data object: strings only, named on data; a valid one round-trips.
+	withData := strings.Replace(string(b), `"from"`, `"data":{"account":"12345","ivr.choice":"2"},"from"`, 1)
+	if e, errs := Decode([]byte(withData)); len(errs) != 0 || e.Data.Map()["account"] != "12345" || e.Data.Map()["ivr.choice"] != "2" {
+		t.Errorf("data: %v %v", e.Data, errs)
+	}
+	// Events stay comparable values, equal when their data is, whatever the key order.
+	a, _ := Decode([]byte(strings.Replace(string(b), `"from"`, `"data":{"a":"1","b":"2"},"from"`, 1)))
+	c, _ := Decode([]byte(strings.Replace(string(b), `"from"`, `"data":{"b":"2","a":"1"},"from"`, 1)))
+	if a != c {
+		t.Errorf("the same data in another order: %q != %q", a.Data, c.Data)
+	}
+	for _, bad := range []string{`"data":{"account":12345},`, `"data":"12345",`} {
+		raw := strings.Replace(string(b), `"from"`, bad+`"from"`, 1)
+		if _, errs := Decode([]byte(raw)); len(errs) != 1 || errs[0].Field != "data" {
+			t.Errorf("%s: %v", bad, errs)
+		}
+	}
 }
 
 // Every event type fuzzed through Decode never panics, and a valid decoded event
@@ -77,6 +112,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"seq":1e99}`))
 	f.Add([]byte(`{"id":"0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1","call_id":"c\u0000","seq":1,"type":"call.started","at":"2026-11-22T10:00:00Z","direction":"inbound","caller_name":"Eve\u0000"}`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"id":"0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1","call_id":"c","seq":1,"type":"call.started","at":"2026-11-22T10:00:00Z","direction":"inbound","data":{"account":"12345","k\u0000":"v\u0007"}}`))
+	f.Add([]byte(`{"id":"0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1","call_id":"c","seq":2,"type":"call.ivr_selected","at":"2026-11-22T10:00:00Z","data":{"a":null,"b":1}}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		e, errs := Decode(raw)
 		if len(errs) > 0 {
