@@ -464,3 +464,33 @@ func TestAgent_StateChangesWhileBusy(t *testing.T) {
 }
 
 func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
+
+// webrtcAgentLeg is an agent leg that says it is the browser softphone (ChanneledLeg).
+type webrtcAgentLeg struct{ *fakeAgentLeg }
+
+func (webrtcAgentLeg) Channel() string { return callevent.ChannelWebRTC }
+
+// TestQueue_AnsweredCarriesTheAgentLegChannel (CF-1): call.answered says what the agent took the
+// call on — webrtc for a leg that reports the softphone, nothing for a leg that does not say —
+// so the ticket's session_type follows the agent's endpoint rather than the line's name.
+func TestQueue_AnsweredCarriesTheAgentLegChannel(t *testing.T) {
+	r := newRig(t, testPrompts(t, 40*time.Millisecond), Queue{Name: "support", RingTimeout: 15 * time.Second}, Queue{Name: "sales"})
+	r.available(t, 1)
+	leg, _, res := r.queueCall(t, "call-webrtc", "support")
+	o := r.dialer.next(t)
+	al := webrtcAgentLeg{newFakeAgentLeg()}
+	o.resp <- offerResult{leg: al}
+	if ans := r.events.next(t, leg.id, callevent.EventAnswered); ans.Channel != callevent.ChannelWebRTC || ans.AgentID != 1 {
+		t.Errorf("call.answered agent %d channel %q, want agent 1 on webrtc", ans.AgentID, ans.Channel)
+	}
+	leg.hangup()
+	result(t, res)
+
+	leg2, _, res2 := r.queueCall(t, "call-plain", "support")
+	r.dialer.next(t).answer()
+	if ans := r.events.next(t, leg2.id, callevent.EventAnswered); ans.Channel != "" {
+		t.Errorf("a leg that does not say answered with channel %q", ans.Channel)
+	}
+	leg2.hangup()
+	result(t, res2)
+}

@@ -184,6 +184,22 @@ type AgentLeg interface {
 	Hangup(ctx context.Context) error
 }
 
+// ChanneledLeg is an AgentLeg that says what kind of endpoint the agent answered on:
+// callevent.ChannelWebRTC for the browser softphone, callevent.ChannelSIP for a SIP phone. The
+// ACD puts it on call.answered (the ticket's session_type, CF-1); a leg without it answers
+// with no channel.
+type ChanneledLeg interface {
+	Channel() string
+}
+
+// legChannel returns leg's channel, or "" when it does not say.
+func legChannel(leg AgentLeg) string {
+	if c, ok := leg.(ChanneledLeg); ok {
+		return c.Channel()
+	}
+	return ""
+}
+
 // VoicemailMeta describes a voicemail message for the recorder.
 type VoicemailMeta struct {
 	CallID   string
@@ -216,6 +232,9 @@ type MediaAgentLeg struct {
 	Ended      <-chan struct{}
 	HangupFunc func(ctx context.Context) error
 }
+
+// Channel reports a SIP phone (CF-1).
+func (l *MediaAgentLeg) Channel() string { return callevent.ChannelSIP }
 
 // Bridge joins the caller's endpoint and the agent's with media.Bridge.
 func (l *MediaAgentLeg) Bridge(caller *media.Endpoint) (func(), error) {

@@ -341,7 +341,7 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 		a.mu.Unlock()
 		close(s.done)
 	}()
-	c.emit(callevent.Event{Type: callevent.EventAnswered, AgentID: agentID})
+	c.emit(callevent.Event{Type: callevent.EventAnswered, AgentID: agentID, Channel: legChannel(leg)})
 	music := a.music(q)
 	var (
 		pl        *player
@@ -433,7 +433,7 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 					out.err = fmt.Errorf("ivr: bridge caller to agent %d: %w", to, err)
 					return out
 				}
-				c.emit(callevent.Event{Type: callevent.EventAnswered, AgentID: to})
+				c.emit(callevent.Event{Type: callevent.EventAnswered, AgentID: to, Channel: legChannel(leg)})
 			}
 		}
 	}

@@ -62,8 +62,16 @@ func (s *Server) CallForAgent(ctx context.Context, a AgentCall) (string, error) 
 		}
 	}
 	var leg ivr.AgentLeg
+	// An agent's call is always placed from the browser softphone: call.started and
+	// call.answered say so (CF-1, the ticket's session_type webrtc).
+	started := func(e *callevent.Event) {
+		if a.Started != nil {
+			a.Started(e)
+		}
+		e.Channel = callevent.ChannelWebRTC
+	}
 	opts := OriginateOptions{
-		Trunk: trunk, Number: a.Number, Line: a.Line, AgentID: a.AgentID, Started: a.Started, Ended: a.Ended,
+		Trunk: trunk, Number: a.Number, Line: a.Line, AgentID: a.AgentID, Started: started, Ended: a.Ended,
 		// The agent's page first: its refusal leaves nothing behind.
 		prepare: func(c *Call) error {
 			l, err := a.Softphone.StartCall(a.AgentID, c.id, c.to)

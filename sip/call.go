@@ -253,6 +253,12 @@ func (c *Call) reject(code int, reason string, hdrs ...sip.Header) {
 // time it emits call.answered (agentID 0 when not an agent), starts talk time and reports true;
 // later it does nothing and reports false.
 func (c *Call) MarkAnswered(agentID int64) bool {
+	return c.markAnsweredOn(agentID, "")
+}
+
+// markAnsweredOn is MarkAnswered with the kind of endpoint the agent answered on
+// (callevent.Event.Channel, CF-1); "" when unknown.
+func (c *Call) markAnsweredOn(agentID int64, channel string) bool {
 	c.mu.Lock()
 	if c.answered {
 		c.mu.Unlock()
@@ -261,7 +267,7 @@ func (c *Call) MarkAnswered(agentID int64) bool {
 	c.answered = true
 	c.talkStart = c.s.now()
 	c.mu.Unlock()
-	c.emit(callevent.Event{Type: callevent.EventAnswered, AgentID: agentID})
+	c.emit(callevent.Event{Type: callevent.EventAnswered, AgentID: agentID, Channel: channel})
 	return true
 }
 

@@ -69,7 +69,7 @@ func (t *IVRTarget) Serve(ctx context.Context, c *Call) error {
 		return fmt.Errorf("sip: bridge: %w", err)
 	}
 	defer stop()
-	c.answeredBy(0, c.Endpoint())
+	c.answeredBy(0, "", c.Endpoint())
 	select {
 	case <-ctx.Done():
 	case <-out.Done():
@@ -96,7 +96,7 @@ func (e ivrEvents) Emit(ev callevent.Event) {
 	c := e.c
 	switch ev.Type {
 	case callevent.EventAnswered:
-		if c.answeredBy(ev.AgentID, c.Endpoint()) {
+		if c.answeredBy(ev.AgentID, ev.Channel, c.Endpoint()) {
 			return // MarkAnswered emitted it
 		}
 	case callevent.EventTransferred:

@@ -139,7 +139,9 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 		c.mu.Lock()
 		c.gwAnswered = s.now()
 		c.mu.Unlock()
-		c.MarkAnswered(opts.AgentID)
+		// The answer says where the agent is, as the start did (CF-1: an agent's call placed
+		// from the softphone).
+		c.markAnsweredOn(opts.AgentID, started.Channel)
 		outcome = callevent.OutcomeAnswered
 		// The call's context also ends when the callee hangs up.
 		legCtx, stop := context.WithCancelCause(c.ctx)

@@ -563,7 +563,7 @@ func (b *BridgeTarget) Serve(ctx context.Context, c *Call) error {
 	}
 	// A person answered: call.answered, the far end's leg journaled, the recording (from the
 	// carrier's endpoint: the caller left, the far end right).
-	c.answeredBy(0, c.Endpoint())
+	c.answeredBy(0, "", c.Endpoint())
 	select {
 	case <-ctx.Done():
 	case <-out.Done():

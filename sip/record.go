@@ -128,8 +128,8 @@ func (c *Call) journalLegs() {
 // answeredBy records that a person answered the call: the first time it emits call.answered
 // (starting talk time) and starts the recording from ep when recordings start at the answer;
 // every time it journals the legs (a transferred call has a new agent leg).
-func (c *Call) answeredBy(agentID int64, ep *media.Endpoint) bool {
-	first := c.MarkAnswered(agentID)
+func (c *Call) answeredBy(agentID int64, channel string, ep *media.Endpoint) bool {
+	first := c.markAnsweredOn(agentID, channel)
 	c.journalLegs()
 	if first && c.s.opts.RecordStart == RecordAtAnswer {
 		c.startRecording(ep)

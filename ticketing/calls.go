@@ -69,6 +69,9 @@ type callRow struct {
 	RecordingSeconds                         *int64
 	CSAT                                     *int
 	LastSeq                                  int64
+	// AgentChannel is the channel of the call.answered being applied (callevent.Channel*):
+	// not stored, it only decides the session_type of a ticket the answer makes (CF-1).
+	AgentChannel string
 	// Data is the call's custom data (CF-4).
 	Data                                    map[string]string
 	Trunk, HangupBy, HangupCause, SIPReason *string

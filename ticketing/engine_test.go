@@ -555,26 +555,6 @@ func TestRule_TC9_SeveralMatchesMostRecentContact(t *testing.T) {
 	}
 }
 
-// rules TU-3, TU-4: a callback after a call shorter than callback_append_window goes to that
-// call's ticket; after a longer call it does not (append_to_open_ticket off to isolate it).
-func TestRule_TU3_TU4_CallbackWindow(t *testing.T) {
-	h := newEngineHarness(t, nil)
-	h.settings(func(s *ticketing.Settings) { s.AppendToOpenTicket = false })
-	h.endUser("Ivy", "+15557770110")
-	short := h.answeredCall(h.now, "+15557770110", "support", h.agent1.ID, 3) // 5 s in all
-	back := h.answeredCall(h.now.Add(time.Minute), "+15557770110", "support", h.agent1.ID, 60)
-	h.run(short.evs...)
-	h.run(back.evs...)
-	if *h.call(short.id).TicketID != *h.call(back.id).TicketID {
-		t.Error("TU-4: the callback after a 5 s call made a new ticket")
-	}
-	third := h.answeredCall(h.now.Add(2*time.Hour), "+15557770110", "support", h.agent1.ID, 60)
-	h.run(third.evs...)
-	if *h.call(third.id).TicketID == *h.call(back.id).TicketID {
-		t.Error("a call after a 62 s call was appended with append_to_open_ticket off")
-	}
-}
-
 // rules TU-5, SD-2, CD-6: the recording ready after the call lands on the voice comment.
 func TestRule_TU5_RecordingOnVoiceComment(t *testing.T) {
 	h := newEngineHarness(t, nil)

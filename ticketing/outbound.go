@@ -64,6 +64,10 @@ type OutboundPlan struct {
 	TicketChoice string
 	// EnteredNumber says the number is not stored on the contact (OB-5, noted on the ticket: CD-8).
 	EnteredNumber bool
+	// CallbackLine, set by Engine.PlanCallback only, is the line of the call called back: the
+	// number the caller dialled, or the line an outbound call went out on. The callback goes
+	// out on it when it can place outbound calls (OB-7), so the person sees the number they know.
+	CallbackLine string
 }
 
 // PlanOutboundCall applies the outbound rules to an agent's dial before anything is dialled:

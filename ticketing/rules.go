@@ -158,6 +158,7 @@ func (e *Engine) onAnswered(ctx context.Context, tx *applyTx, c *callRow, ev cal
 		a := ev.AgentID
 		c.AgentID = &a
 	}
+	c.AgentChannel = ev.Channel
 	if c.AnsweredAt == nil {
 		c.AnsweredAt = &at
 	}
@@ -181,6 +182,13 @@ func (e *Engine) onAnswered(ctx context.Context, tx *applyTx, c *callRow, ev cal
 		}
 		return e.withLiveTicket(ctx, tx, c, func(id int64) error {
 			_, err := tx.Exec(ctx, `UPDATE tickets SET assignee_id = $2 WHERE id = $1 AND assignee_id IS NULL AND status <> 'closed'`, id, *c.AgentID)
+			if err != nil || c.AgentChannel != callevent.ChannelWebRTC {
+				return err
+			}
+			// CF-1: a ticket this call made at queue entry, answered on the softphone, is a
+			// webrtc session; one the call joined (TU-1) keeps its value.
+			_, err = tx.Exec(ctx, `UPDATE tickets SET session_type = 'webrtc' WHERE id = $1 AND session_type = 'inbound'
+				AND NOT EXISTS (SELECT 1 FROM calls WHERE ticket_id = $1 AND id <> $2)`, id, c.ID)
 			return err
 		})
 	}
@@ -200,9 +208,51 @@ func (e *Engine) onVoicemail(ctx context.Context, tx *applyTx, c *callRow, ev ca
 		return err
 	}
 	// TC-3, VM-1: a voicemail always gets its own new ticket, for default_assignee (VM-2).
-	// With on_queue_entry the call already had one: the voicemail still gets its own.
+	// With on_queue_entry the call already had one: when the call made it, it is already the
+	// voicemail's own — it becomes the voicemail ticket rather than staying behind empty and
+	// unassigned; when the call joined an existing ticket there (TU-1), the voicemail gets a
+	// new one.
+	if c.TicketID != nil {
+		if took, err := e.voicemailTakesQueueTicket(ctx, tx, c, st); err != nil || took {
+			return err
+		}
+	}
 	c.TicketID = nil
 	return e.ensureInboundTicket(ctx, tx, c, st, ticketReasonVoicemail)
+}
+
+// voicemailTakesQueueTicket turns the ticket the call made at queue entry (TC-4) into its
+// voicemail ticket (VM-1, VM-2: channel and session voicemail, tagged, for default_assignee when
+// nobody has it) and reports true; false when the ticket is not the call's alone (another call
+// joined it or was on it first, a ticket was merged into it) or is closed.
+func (e *Engine) voicemailTakesQueueTicket(ctx context.Context, tx *applyTx, c *callRow, st Settings) (bool, error) {
+	live, err := liveTicketID(ctx, tx, *c.TicketID)
+	if err != nil {
+		return false, err
+	}
+	a, err := e.defaultAssignee(ctx, tx, st)
+	if err != nil {
+		return false, err
+	}
+	// CF-5: the subject of a voicemail ticket, from the line's template.
+	subject, err := e.ticketSubject(ctx, tx, c, st, ticketReasonVoicemail)
+	if err != nil {
+		return false, err
+	}
+	tag, err := tx.Exec(ctx, `UPDATE tickets SET via_channel = 'voicemail', session_type = 'voicemail', subject = $3,
+			tags = CASE WHEN 'voicemail' = ANY (tags) THEN tags ELSE array_append(tags, 'voicemail') END,
+			assignee_id = coalesce(assignee_id, $4)
+		WHERE id = $1 AND status <> 'closed'
+		  AND NOT EXISTS (SELECT 1 FROM calls WHERE ticket_id = $1 AND id <> $2)
+		  AND NOT EXISTS (SELECT 1 FROM tickets m WHERE m.merged_into_id = $1)`, live, c.ID, subject, a)
+	if err != nil {
+		return false, dbError("voicemail ticket", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return false, nil
+	}
+	c.TicketID = &live
+	return true, nil
 }
 
 func (e *Engine) onAbandoned(ctx context.Context, tx *applyTx, c *callRow, ev callevent.Event) error {
@@ -326,7 +376,14 @@ func (e *Engine) ensureInboundTicket(ctx context.Context, tx *applyTx, c *callRo
 		return nil
 	}
 	if c.RequesterID == nil {
-		if err := e.resolveRequester(ctx, tx, c, st, deref(c.From)); err != nil {
+		rs := st
+		if why != ticketReasonCall && rs.AnonymousCallerPolicy == AnonymousAgentAsRequester {
+			// PM-3 agent_as_requester with no agent: a voicemail or an abandoned call from an
+			// anonymous caller never reaches one, so its ticket gets a placeholder requester
+			// rather than being lost.
+			rs.AnonymousCallerPolicy = AnonymousPlaceholderUser
+		}
+		if err := e.resolveRequester(ctx, tx, c, rs, deref(c.From)); err != nil {
 			return err
 		}
 		if c.RequesterID == nil {
@@ -369,27 +426,33 @@ func (e *Engine) ensureInboundTicket(ctx context.Context, tx *applyTx, c *callRo
 	default:
 		nt.assignee = c.AgentID
 	}
-	if c.Line != nil && strings.HasPrefix(deref(c.Line), "webrtc") {
-		nt.session = "webrtc"
-	}
 	nt.phone = c.From
 	return e.createCallTicket(ctx, tx, c, nt)
 }
 
 // findAppendTarget finds the ticket an inbound call is appended to, if any.
 func (e *Engine) findAppendTarget(ctx context.Context, tx *applyTx, c *callRow, st Settings, requester int64) (int64, bool, error) {
-	// TU-3, TU-4: a callback after a call shorter than callback_append_window goes to that
-	// call's ticket. Only the caller's most recent earlier call counts.
+	// append_to_open_ticket is the kill switch of every automatic append: TU-1 and the
+	// caller's callback (TU-4) alike.
+	if !st.AppendToOpenTicket {
+		return 0, false, nil
+	}
+	// TU-4: a callback after a call shorter than callback_append_window, at most
+	// callback_max_delay after that call ended (0: no bound), goes to that call's ticket. Only
+	// the caller's most recent earlier call counts.
 	if st.CallbackAppendWindow > 0 {
 		var prevTicket *int64
 		var prevDuration int64
-		err := tx.QueryRow(ctx, `SELECT ticket_id, duration FROM calls
+		var prevEnded time.Time
+		started := derefTime(c.StartedAt)
+		err := tx.QueryRow(ctx, `SELECT ticket_id, duration, ended_at FROM calls
 			WHERE requester_id = $1 AND id <> $2 AND ended_at IS NOT NULL AND ended_at <= $3
-			ORDER BY ended_at DESC LIMIT 1`, requester, c.ID, derefTime(c.StartedAt)).Scan(&prevTicket, &prevDuration)
+			ORDER BY ended_at DESC LIMIT 1`, requester, c.ID, started).Scan(&prevTicket, &prevDuration, &prevEnded)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return 0, false, dbError("previous call", err)
 		}
-		if err == nil && prevTicket != nil && time.Duration(prevDuration)*time.Second < st.CallbackAppendWindow.Duration() {
+		inTime := st.CallbackMaxDelay == 0 || started.Sub(prevEnded) <= st.CallbackMaxDelay.Duration()
+		if err == nil && prevTicket != nil && inTime && time.Duration(prevDuration)*time.Second < st.CallbackAppendWindow.Duration() {
 			live, err := liveTicketID(ctx, tx, *prevTicket)
 			if err != nil {
 				return 0, false, err
@@ -404,10 +467,7 @@ func (e *Engine) findAppendTarget(ctx context.Context, tx *applyTx, c *callRow, 
 		}
 	}
 	// TU-1: the most recently updated unsolved ticket of this requester, same leaf queue,
-	// same channel. append_to_open_ticket is the kill switch.
-	if !st.AppendToOpenTicket {
-		return 0, false, nil
-	}
+	// same channel.
 	var id int64
 	err := tx.QueryRow(ctx, `SELECT id FROM tickets
 		WHERE requester_id = $1 AND status IN ('new', 'open', 'pending', 'hold') AND merged_into_id IS NULL
@@ -495,8 +555,12 @@ type newCallTicket struct {
 	tags                              []string
 }
 
-// createCallTicket creates the call's ticket with CF-1 fields and the SD-1 note.
+// createCallTicket creates the call's ticket with CF-1 fields and the SD-1 note. CF-1: a call
+// taken or placed on the browser softphone makes a webrtc session; a voicemail stays voicemail.
 func (e *Engine) createCallTicket(ctx context.Context, tx *applyTx, c *callRow, nt newCallTicket) error {
+	if c.AgentChannel == callevent.ChannelWebRTC && nt.session != "voicemail" {
+		nt.session = "webrtc"
+	}
 	tags := nt.tags
 	if tags == nil {
 		tags = []string{}
@@ -514,8 +578,10 @@ func (e *Engine) createCallTicket(ctx context.Context, tx *applyTx, c *callRow, 
 }
 
 // appendCall puts the call on an existing ticket (TU-1 … TU-4): the SD-1 note, the call's
-// CF-1 session fields, status back to open when reopen is set and the ticket is solved or
-// pending. The number shown on the ticket stays the one that created it (CD-7).
+// caller_number and call_id (CF-3), status back to open when reopen is set and the ticket is
+// solved or pending. The number shown on the ticket stays the one that created it (CD-7), and
+// so does its session_type (CF-1: how the ticket began — a voicemail ticket a later call joins
+// stays voicemail).
 func (e *Engine) appendCall(ctx context.Context, tx *applyTx, c *callRow, ticketID int64, reopen bool) error {
 	c.TicketID = &ticketID
 	if reopen {
@@ -528,11 +594,7 @@ func (e *Engine) appendCall(ctx context.Context, tx *applyTx, c *callRow, ticket
 			return dbError("assign ticket", err)
 		}
 	}
-	session := "inbound"
-	if c.Direction == "outbound" {
-		session = "outbound"
-	}
-	if err := tx.setTicket(ctx, ticketID, "session_type", session, "caller_number", c.From, "call_id", c.ID); err != nil {
+	if err := tx.setTicket(ctx, ticketID, "caller_number", c.From, "call_id", c.ID); err != nil {
 		return err
 	}
 	return e.addCallNote(ctx, tx, c, ticketID)

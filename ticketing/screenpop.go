@@ -85,9 +85,12 @@ func (s *Store) ScreenPop(ctx context.Context, callID string, now time.Time) (Sc
 	return sp, nil
 }
 
-// SetCallRequester is the agent switching the requester of a live call among the matching
-// users (PM-11, PM-12): the call's ticket, if it exists already, changes requester too
-// (audited). The user must hold the call's number unless it is a placeholder call.
+// SetCallRequester is the agent switching the requester of a live call, normally among the
+// matching users of the screen pop (PM-11, PM-12): the call's ticket, if it exists already,
+// changes requester too (audited). The user need not hold the call's number — the agent may
+// know the caller is someone else (a friend's phone) — and the number is not added to them;
+// it must be an end user and not another call's placeholder (PM-3: placeholders are never
+// reused).
 func (s *Store) SetCallRequester(ctx context.Context, actor Actor, callID string, userID int64) (Call, error) {
 	var out Call
 	err := s.inTx(ctx, actor, "call_requester", func(tx pgx.Tx) error {
@@ -101,6 +104,9 @@ func (s *Store) SetCallRequester(ctx context.Context, actor Actor, callID string
 		}
 		if u.IsStaff() {
 			return invalidField("requester_id", "must be an end user, not an agent or admin")
+		}
+		if u.Placeholder && (c.RequesterID == nil || *c.RequesterID != u.ID) {
+			return invalidField("requester_id", "user %d is the placeholder of another anonymous call", u.ID)
 		}
 		c.RequesterID = &u.ID
 		if err := c.save(ctx, tx); err != nil {

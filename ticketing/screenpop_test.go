@@ -45,7 +45,10 @@ func TestRule_PM11_ScreenPopAndRequesterSwitch(t *testing.T) {
 
 // rule PM-13: the agent's view and the ticket outcome for every cell of
 // {0, 1, many matching users} × {0, 1, many unsolved tickets of the requester}, inbound and
-// outbound (prompt_ticket_choice off: OB-1; on: the agent's choice).
+// outbound under each outbound setting: prompt_ticket_choice off (OB-1); on with a pick (OB-2),
+// with nothing picked (OB-3: the most recent unsolved ticket), "new" (OB-3), "none" (OB-4); and
+// a typed-in number (OB-5). Outbound, the agent's view is the dialer's (the contact's unsolved
+// tickets, the plan of POST /calls) and the call's screen pop (the callee and their tickets).
 //
 // Decisions written down here: with many matching users and none owning the number, the
 // default unowned_number_policy (create_user) makes a new owner (PM-9), so the "many users"
@@ -57,7 +60,11 @@ func TestRule_PM13_MatchingMatrix(t *testing.T) {
 			if users == 0 && tickets > 0 {
 				continue // a number nobody holds has no requester with tickets
 			}
-			for _, dir := range []string{"inbound", "outbound/prompt_off", "outbound/prompt_existing", "outbound/prompt_new", "outbound/no_ticket"} {
+			for _, dir := range []string{"inbound", "outbound/prompt_off", "outbound/prompt_existing", "outbound/prompt_unpicked",
+				"outbound/prompt_new", "outbound/no_ticket", "outbound/entered"} {
+				if users == 0 && dir == "outbound/entered" {
+					continue // a typed number is entered for a contact; with nobody holding the number there is none
+				}
 				t.Run(fmt.Sprintf("users=%d/tickets=%d/%s", users, tickets, dir), func(t *testing.T) {
 					pm13Cell(t, users, tickets, dir)
 				})
@@ -134,21 +141,75 @@ func pm13Cell(t *testing.T, users, tickets int, dir string) {
 		}
 		s.answered(5, h.agent1.ID).ended(30, callevent.OutcomeAnswered)
 	} else {
-		var mut func(*callevent.Event)
+		to := number
+		req := ticketing.OutboundCall{To: number, ContactID: expectRequester}
 		switch dir {
+		case "outbound/prompt_off": // OB-1: the contact's most recent unsolved ticket, or a new one
 		case "outbound/prompt_existing": // OB-2: the agent picked the most recent unsolved ticket
 			h.settings(func(s *ticketing.Settings) { s.Outbound.PromptTicketChoice = true })
 			if tickets > 0 {
-				mut = func(e *callevent.Event) { e.TicketChoice, e.TicketID = "existing", recent }
+				req.TicketID = &recent
 			}
+		case "outbound/prompt_unpicked": // OB-2, OB-3: prompted, picked nothing, no new ticket allowed
+			h.settings(func(s *ticketing.Settings) { s.Outbound.PromptTicketChoice = true })
 		case "outbound/prompt_new": // OB-3
 			h.settings(func(s *ticketing.Settings) { s.Outbound.PromptTicketChoice, s.Outbound.AllowNewTicket = true, true })
-			mut = func(e *callevent.Event) { e.TicketChoice = "new" }
+			req.TicketChoice = "new"
 		case "outbound/no_ticket": // OB-4, TC-8
 			h.settings(func(s *ticketing.Settings) { s.Outbound.AllowNoTicket = true })
-			mut = func(e *callevent.Event) { e.TicketChoice = "none" }
+			req.TicketChoice = "none"
+		case "outbound/entered": // OB-5: a typed number, for the contact, not saved on them
+			h.settings(func(s *ticketing.Settings) { s.Outbound.AllowEnteredNumber = true })
+			to = "+15557774999"
+			req.To, req.EnteredNumber = to, true
 		}
-		s = h.outbound(h.now, number, mut, true)
+		var mut func(*callevent.Event)
+		if users == 0 {
+			// Nobody holds the number, so there is no contact to pick in the dialer: the call is
+			// dialled as a number (an outside system's event), and the rules make the callee.
+			mut = func(e *callevent.Event) { e.TicketChoice = req.TicketChoice }
+		} else {
+			// The agent's view before dialling: the contact's unsolved tickets to choose from
+			// (OB-2) and the plan the dial gets (POST /calls).
+			if uts, err := h.store.UnsolvedTickets(h.ctx, expectRequester); err != nil || len(uts) != tickets {
+				t.Errorf("the dialer offers %d unsolved tickets (%v), want %d", len(uts), err, tickets)
+			}
+			p, err := h.store.PlanOutboundCall(h.ctx, req, ticketing.TicketEntry{})
+			if err != nil {
+				t.Fatalf("plan: %v", err)
+			}
+			wantChoice := map[string]string{"outbound/prompt_new": "new", "outbound/no_ticket": "none"}[dir]
+			if wantChoice == "" {
+				wantChoice = "existing"
+			}
+			if p.To != to || p.ContactID != expectRequester || p.TicketChoice != wantChoice || p.EnteredNumber != (dir == "outbound/entered") ||
+				(p.TicketID != nil) != (req.TicketID != nil) {
+				t.Errorf("plan %+v for %+v", p, req)
+			}
+			mut = func(e *callevent.Event) {
+				e.RequesterID, e.TicketChoice, e.EnteredNumber = p.ContactID, p.TicketChoice, p.EnteredNumber
+				if p.TicketID != nil {
+					e.TicketID = *p.TicketID
+				}
+			}
+		}
+		s = h.outbound(h.now, to, mut, true)
+		// The agent's view once dialled: the callee, their unsolved tickets, the number's holders.
+		h.run(s.evs[0])
+		sp, err := h.store.ScreenPop(h.ctx, s.id, h.now.Add(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if users > 0 && (sp.Requester == nil || sp.Requester.ID != expectRequester || len(sp.UnsolvedTickets) != tickets) {
+			t.Errorf("outbound view: requester %s with %d unsolved tickets, want %d with %d", js(sp.Requester), len(sp.UnsolvedTickets), expectRequester, tickets)
+		}
+		wantCandidates := users
+		if dir == "outbound/entered" {
+			wantCandidates = 0 // nobody holds the typed number
+		}
+		if users > 0 && len(sp.Candidates) != wantCandidates {
+			t.Errorf("outbound view lists %d holders of %s, want %d", len(sp.Candidates), to, wantCandidates)
+		}
 	}
 	h.run(s.evs...)
 	c := h.call(s.id)

@@ -141,14 +141,17 @@ func (w WriteBatching) Batches(kind string) bool {
 // Settings are the call → ticket settings of docs/rules.md. The global set is the default of every
 // line; LineSettings override its per-line fields for one line.
 type Settings struct {
-	TicketCreationPoint         string            `yaml:"ticket_creation_point" json:"ticket_creation_point"`
-	AbandonedCallsCreateTickets bool              `yaml:"abandoned_calls_create_tickets" json:"abandoned_calls_create_tickets"`
-	AppendToOpenTicket          bool              `yaml:"append_to_open_ticket" json:"append_to_open_ticket"`
-	AnonymousCallerPolicy       string            `yaml:"anonymous_caller_policy" json:"anonymous_caller_policy"`
-	UnownedNumberPolicy         string            `yaml:"unowned_number_policy" json:"unowned_number_policy"`
-	CallbackAppendWindow        Seconds           `yaml:"callback_append_window" json:"callback_append_window"`
-	Outbound                    OutboundSettings  `yaml:"outbound" json:"outbound"`
-	Recordings                  RecordingSettings `yaml:"recordings" json:"recordings"`
+	TicketCreationPoint         string  `yaml:"ticket_creation_point" json:"ticket_creation_point"`
+	AbandonedCallsCreateTickets bool    `yaml:"abandoned_calls_create_tickets" json:"abandoned_calls_create_tickets"`
+	AppendToOpenTicket          bool    `yaml:"append_to_open_ticket" json:"append_to_open_ticket"`
+	AnonymousCallerPolicy       string  `yaml:"anonymous_caller_policy" json:"anonymous_caller_policy"`
+	UnownedNumberPolicy         string  `yaml:"unowned_number_policy" json:"unowned_number_policy"`
+	CallbackAppendWindow        Seconds `yaml:"callback_append_window" json:"callback_append_window"`
+	// CallbackMaxDelay bounds how long after a call ended a callback still joins its ticket
+	// under TU-4 (the caller calling back, or an agent's callback); 0 means no bound.
+	CallbackMaxDelay Seconds           `yaml:"callback_max_delay" json:"callback_max_delay"`
+	Outbound         OutboundSettings  `yaml:"outbound" json:"outbound"`
+	Recordings       RecordingSettings `yaml:"recordings" json:"recordings"`
 	// DefaultAssignee is the email of the agent who gets voicemail and abandoned tickets
 	// (VM-2); empty means nobody.
 	DefaultAssignee string        `yaml:"default_assignee" json:"default_assignee"`
@@ -169,6 +172,7 @@ func DefaultSettings() Settings {
 		AnonymousCallerPolicy:       AnonymousPlaceholderUser,
 		UnownedNumberPolicy:         UnownedCreateUser,
 		CallbackAppendWindow:        Seconds(10 * time.Second),
+		CallbackMaxDelay:            Seconds(30 * time.Minute),
 		Recordings:                  RecordingSettings{AgentsCanAccess: true},
 		WriteBatching:               WriteBatching{Window: Seconds(10 * time.Second), Kinds: BatchKinds()},
 		PhoneValidation:             true,
@@ -185,6 +189,7 @@ type LineSettings struct {
 	AnonymousCallerPolicy       *string  `yaml:"anonymous_caller_policy" json:"anonymous_caller_policy,omitempty"`
 	UnownedNumberPolicy         *string  `yaml:"unowned_number_policy" json:"unowned_number_policy,omitempty"`
 	CallbackAppendWindow        *Seconds `yaml:"callback_append_window" json:"callback_append_window,omitempty"`
+	CallbackMaxDelay            *Seconds `yaml:"callback_max_delay" json:"callback_max_delay,omitempty"`
 	DefaultAssignee             *string  `yaml:"default_assignee" json:"default_assignee,omitempty"`
 	PhoneValidation             *bool    `yaml:"phone_validation" json:"phone_validation,omitempty"`
 	// TicketSubject overrides the global subject templates one by one: an empty template
@@ -213,6 +218,9 @@ func (l LineSettings) Apply(global Settings) Settings {
 	}
 	if l.CallbackAppendWindow != nil {
 		s.CallbackAppendWindow = *l.CallbackAppendWindow
+	}
+	if l.CallbackMaxDelay != nil {
+		s.CallbackMaxDelay = *l.CallbackMaxDelay
 	}
 	if l.DefaultAssignee != nil {
 		s.DefaultAssignee = *l.DefaultAssignee
@@ -258,6 +266,7 @@ func (s Settings) Validate() []FieldError {
 	if s.CallbackAppendWindow < 0 {
 		errs = append(errs, FieldError{"callback_append_window", "must not be negative"})
 	}
+	errs = append(errs, maxDelayErrors(s.CallbackMaxDelay)...)
 	if s.Outbound.AllowNewTicket && !s.Outbound.PromptTicketChoice {
 		errs = append(errs, FieldError{"outbound.allow_new_ticket", "can only be true when outbound.prompt_ticket_choice is true"})
 	}
@@ -306,6 +315,9 @@ func (l LineSettings) Validate(global Settings) []FieldError {
 	if l.CallbackAppendWindow != nil && *l.CallbackAppendWindow < 0 {
 		errs = append(errs, FieldError{"callback_append_window", "must not be negative"})
 	}
+	if l.CallbackMaxDelay != nil {
+		errs = append(errs, maxDelayErrors(*l.CallbackMaxDelay)...)
+	}
 	if l.DefaultAssignee != nil && *l.DefaultAssignee != "" && !strings.Contains(*l.DefaultAssignee, "@") {
 		errs = append(errs, FieldError{"default_assignee", fmt.Sprintf("must be the email of an agent, got %q", *l.DefaultAssignee)})
 	}
@@ -313,4 +325,12 @@ func (l LineSettings) Validate(global Settings) []FieldError {
 		errs = append(errs, l.TicketSubject.validate(false)...)
 	}
 	return errs
+}
+
+// maxDelayErrors checks callback_max_delay: whole seconds, not negative (0 is "no bound").
+func maxDelayErrors(d Seconds) []FieldError {
+	if d < 0 || d.Duration()%time.Second != 0 {
+		return []FieldError{{"callback_max_delay", fmt.Sprintf("must be whole seconds, 0s (no bound) or more, got %s", d.Duration())}}
+	}
+	return nil
 }

@@ -550,6 +550,10 @@ func (cl *callLeg) Bridge(caller *media.Endpoint) (func(), error) {
 	return stop, nil
 }
 
+// Channel reports the browser softphone (ivr.ChanneledLeg): the ACD's call.answered carries it
+// and the ticket's session_type becomes webrtc (CF-1). The value is callevent.ChannelWebRTC.
+func (cl *callLeg) Channel() string { return "webrtc" }
+
 // Done is closed when the agent hung up (or the softphone session ended).
 func (cl *callLeg) Done() <-chan struct{} { return cl.done }
 

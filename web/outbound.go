@@ -241,54 +241,63 @@ func (o *Outbound) Handler(agentID func(*http.Request) (int64, bool)) http.Handl
 			o.writeError(w, err)
 			return
 		}
-		d.Ended = func() {}
-		if g := o.Guard; g != nil {
-			if reason := g.Destination(d.To); reason != "" {
-				g.refuse(reason)
-				o.logRefusal(id, d.To, reason)
-				apierror.Write(w, apierror.Error{Status: http.StatusForbidden, Reason: reason,
-					Description: fmt.Sprintf("%s cannot be dialled through this gateway's trunk (%s)", d.To, reason),
-					Details:     map[string][]string{"to": {"is a destination the trunk refuses (" + reason + ")"}}})
-				return
-			}
-			release, reason, retry := g.acquire(id)
-			if reason != "" {
-				g.refuse(reason)
-				o.logRefusal(id, d.To, reason)
-				e := apierror.Error{Status: http.StatusTooManyRequests, Reason: reason,
-					Description: fmt.Sprintf("You have %d outbound calls in progress, the most allowed", g.opts.MaxCalls)}
-				if reason == RefusedRate {
-					e.RetryAfter = retry
-					e.Description = fmt.Sprintf("You have started %d outbound calls in the last minute, the most allowed: try again in %d s",
-						g.opts.CallsPerMinute, apierror.RetryAfterSeconds(retry))
-				}
-				apierror.Write(w, e)
-				return
-			}
-			g.calls.Inc()
-			d.Ended = release
-		}
-		callID, err := o.Dialer.Dial(r.Context(), d)
-		if err != nil {
-			d.Ended()
-			o.writeError(w, err)
+		o.place(w, r, id, d, nil)
+	})
+}
+
+// place runs the toll-fraud Guard on a validated dial and hands it to the Dialer: 201 with the
+// call (and extra fields, such as callback_of) once the Dialer took it, else the refusal.
+func (o *Outbound) place(w http.ResponseWriter, r *http.Request, id int64, d Dial, extra map[string]any) {
+	d.Ended = func() {}
+	if g := o.Guard; g != nil {
+		if reason := g.Destination(d.To); reason != "" {
+			g.refuse(reason)
+			o.logRefusal(id, d.To, reason)
+			apierror.Write(w, apierror.Error{Status: http.StatusForbidden, Reason: reason,
+				Description: fmt.Sprintf("%s cannot be dialled through this gateway's trunk (%s)", d.To, reason),
+				Details:     map[string][]string{"to": {"is a destination the trunk refuses (" + reason + ")"}}})
 			return
 		}
-		if d.TicketID != nil {
-			// TU-9: calling a voicemail's ticket back is audited once the call is placed. The
-			// call cannot be taken back: a refused audit is logged, and the call goes on.
-			if err := o.Store.AuditVoicemailCallback(r.Context(), ticketing.Actor(id), *d.TicketID, callID, d.To); err != nil {
-				logInternal(o.Log, "web: audit of a voicemail callback failed", err)
+		release, reason, retry := g.acquire(id)
+		if reason != "" {
+			g.refuse(reason)
+			o.logRefusal(id, d.To, reason)
+			e := apierror.Error{Status: http.StatusTooManyRequests, Reason: reason,
+				Description: fmt.Sprintf("You have %d outbound calls in progress, the most allowed", g.opts.MaxCalls)}
+			if reason == RefusedRate {
+				e.RetryAfter = retry
+				e.Description = fmt.Sprintf("You have started %d outbound calls in the last minute, the most allowed: try again in %d s",
+					g.opts.CallsPerMinute, apierror.RetryAfterSeconds(retry))
 			}
+			apierror.Write(w, e)
+			return
 		}
-		var from *string
-		if d.Line.Number != "" {
-			from = &d.Line.Number
+		g.calls.Inc()
+		d.Ended = release
+	}
+	callID, err := o.Dialer.Dial(r.Context(), d)
+	if err != nil {
+		d.Ended()
+		o.writeError(w, err)
+		return
+	}
+	if d.TicketID != nil {
+		// TU-9: calling a voicemail's ticket back is audited once the call is placed. The
+		// call cannot be taken back: a refused audit is logged, and the call goes on.
+		if err := o.Store.AuditVoicemailCallback(r.Context(), ticketing.Actor(id), *d.TicketID, callID, d.To); err != nil {
+			logInternal(o.Log, "web: audit of a voicemail callback failed", err)
 		}
-		writeJSON(w, http.StatusCreated, map[string]any{"call": map[string]any{"id": callID, "direction": "outbound", "to": d.To,
-			"contact_id": d.ContactID, "ticket_id": d.TicketID, "ticket_choice": d.TicketChoice, "entered_number": d.EnteredNumber,
-			"from_line": from}})
-	})
+	}
+	var from *string
+	if d.Line.Number != "" {
+		from = &d.Line.Number
+	}
+	call := map[string]any{"id": callID, "direction": "outbound", "to": d.To, "contact_id": d.ContactID,
+		"ticket_id": d.TicketID, "ticket_choice": d.TicketChoice, "entered_number": d.EnteredNumber, "from_line": from}
+	for k, v := range extra {
+		call[k] = v
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"call": call})
 }
 
 // logRefusal logs a dial the Guard refused; to is a normalised E.164 number, safe to log.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -131,7 +132,9 @@ func e2eAPI(h *harness, requesterSwitched chan<- string) {
 // available, sees the offered call (caller's number, screen pop), answers; audio flows both
 // ways (the page's getStats shows inbound audio; the carrier detects the browser's fake-mic
 // 1 kHz tone); hold and resume reach the ACD; a keypad digit reaches the carrier as RFC 4733;
-// hang-up ends the agent's leg; a refused outbound dial shows its reason in dial-error.
+// "hang up and call back" ends the agent's leg and then asks for the callback of that call,
+// showing the refusal (TU-3); Call back after it asks again (TU-4); a refused outbound dial shows
+// its reason in dial-error.
 func TestSoftphoneInChromium(t *testing.T) {
 	node := e2eTools(t)
 	h := newHarness(t, Options{})
@@ -147,6 +150,31 @@ func TestSoftphoneInChromium(t *testing.T) {
 	offered := make(chan error, 1)
 	hungUp := make(chan struct{})
 	const callID = "call-e2e-1"
+	// TU-4: the page's Call back asks for the ended call's callback; the answer here is a
+	// refusal, which the page shows in callback-error.
+	var cbMu sync.Mutex
+	var calledBack []string
+	h.mux.HandleFunc("POST /api/v2/calls/{id}/callback", func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := h.srv.Authenticate(r); !ok {
+			apierror.Write(w, apierror.Error{Status: http.StatusUnauthorized, Description: "log in"})
+			return
+		}
+		cbMu.Lock()
+		calledBack = append(calledBack, r.PathValue("id"))
+		cbMu.Unlock()
+		apierror.Write(w, apierror.Error{Status: http.StatusUnprocessableEntity, Description: "call " + r.PathValue("id") + " has no number to call back"})
+	})
+	// 200 once the page asked for two callbacks (hang up and call back, then Call back).
+	h.mux.HandleFunc("GET /test/callbacks", func(w http.ResponseWriter, r *http.Request) {
+		cbMu.Lock()
+		n := len(calledBack)
+		cbMu.Unlock()
+		if n < 2 {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
 	h.mux.HandleFunc("POST /test/offer", func(w http.ResponseWriter, r *http.Request) {
 		wg.Add(1)
 		go func() { // what the ACD does: offer, bridge on answer, wait for the agent's hang-up
@@ -272,6 +300,11 @@ func TestSoftphoneInChromium(t *testing.T) {
 			t.Errorf("the ACD never got %q", a)
 		}
 	}
+	cbMu.Lock()
+	if got := strings.Join(calledBack, ","); got != callID+","+callID {
+		t.Errorf("the page asked for callbacks of %q, want %s twice (hang up and call back, then Call back: TU-3, TU-4)", got, callID)
+	}
+	cbMu.Unlock()
 	select {
 	case id := <-switched:
 		if id != "8" {

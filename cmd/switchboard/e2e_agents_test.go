@@ -188,7 +188,10 @@ func goertzel(x []float64, f, sr float64) float64 {
 
 // checkAgentTicket checks TC-1 and SD-1 for an answered queued call: a voice/inbound ticket
 // assigned to the agent, a private note with the call id (SD-1) and the call's voice comment.
-func (g *testGateway) checkAgentTicket(call map[string]any, agentID float64, menuPath string) {
+//
+// session is the ticket's session_type (CF-1): inbound for a call answered on a SIP phone, webrtc
+// on the browser softphone.
+func (g *testGateway) checkAgentTicket(call map[string]any, agentID float64, menuPath, session string) {
 	g.t.Helper()
 	t := g.t
 	tk, comments := g.ticketOf(call)
@@ -198,8 +201,8 @@ func (g *testGateway) checkAgentTicket(call map[string]any, agentID float64, men
 	if via, _ := tk["via"].(map[string]any); via["channel"] != "voice" || via["source"] != "inbound" {
 		t.Errorf("ticket via %v, want voice/inbound", tk["via"])
 	}
-	if cf, _ := tk["custom_fields"].(map[string]any); cf["queue_name"] != "support" || cf["call_id"] != call["id"] {
-		t.Errorf("ticket custom fields %v, want queue_name support and the call id", tk["custom_fields"])
+	if cf, _ := tk["custom_fields"].(map[string]any); cf["queue_name"] != "support" || cf["call_id"] != call["id"] || cf["session_type"] != session {
+		t.Errorf("ticket custom fields %v, want queue_name support, the call id and session_type %s (CF-1)", tk["custom_fields"], session)
 	}
 	var note, voice map[string]any
 	for _, c := range comments {
@@ -298,7 +301,7 @@ func TestEndToEnd_AgentSIPPhoneAnswersQueuedCall(t *testing.T) {
 	if d, it := seconds(call, "duration"), seconds(call, "ivr_time"); it < 1 || d+1 < seconds(call, "talk_time")+it {
 		t.Errorf("duration %v ivr_time %v talk_time %v: want the IVR seconds and duration ≈ ivr + talk", d, it, call["talk_time"])
 	}
-	g.checkAgentTicket(call, agentID, "main>1")
+	g.checkAgentTicket(call, agentID, "main>1", "inbound")
 
 	// RTP went both ways: the carrier's tone to the phone and the phone's echo back.
 	rx, tx := g.metric(`switchboard_rtp_packets_total{direction="rx"`)-rx0, g.metric(`switchboard_rtp_packets_total{direction="tx"`)-tx0
@@ -517,7 +520,7 @@ wait:
 	if tt := seconds(call, "talk_time"); tt < 2 {
 		t.Errorf("talk_time %v, want the seconds talked", call["talk_time"])
 	}
-	g.checkAgentTicket(call, agentID, "")
+	g.checkAgentTicket(call, agentID, "", "webrtc")
 
 	rx, tx := g.metric(`switchboard_rtp_packets_total{direction="rx"`)-rx0, g.metric(`switchboard_rtp_packets_total{direction="tx"`)-tx0
 	if rx < 100 || tx < 100 {
@@ -557,6 +560,9 @@ wait:
 	tk, _ := g.ticketOf(outCall)
 	if via := tk["via"].(map[string]any); via["channel"] != "voice" || via["source"] != "outbound" {
 		t.Errorf("outbound ticket via %v, want voice/outbound (TC-2)", via)
+	}
+	if cf, _ := tk["custom_fields"].(map[string]any); cf["session_type"] != "webrtc" {
+		t.Errorf("outbound ticket session_type %v, want webrtc: placed from the softphone (CF-1)", cf["session_type"])
 	}
 	if tk["assignee_id"] != agentID || tk["status"] != "open" {
 		t.Errorf("outbound ticket %v: want open, assigned to agent1", tk)

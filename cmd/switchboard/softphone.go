@@ -70,6 +70,8 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	}
 	mux.Handle("POST /api/v2/calls", out.Handler(caller))
 	mux.Handle("GET /api/v2/lines", out.LinesHandler(caller))
+	// TU-3, TU-4: an agent's callback of a call, onto its ticket.
+	mux.Handle("POST /api/v2/calls/{id}/callback", out.CallbackHandler(gw.engine, nil, caller))
 	return nil
 }
 

@@ -90,6 +90,12 @@ const (
 	WhereVoicemail = "voicemail"
 )
 
+// Values of Event.Channel: the kind of endpoint an agent took or placed the call on.
+const (
+	ChannelWebRTC = "webrtc"
+	ChannelSIP    = "sip"
+)
+
 // Durations are a call's time components in whole seconds (CD-3): Duration is the total from
 // the moment the gateway answered the carrier leg to the end.
 type Durations struct {
@@ -144,6 +150,11 @@ type Event struct {
 	Queue string `json:"queue,omitempty"`
 	// call.offered, call.answered
 	AgentID int64 `json:"agent_id,omitempty"`
+	// Channel, on call.answered (and on call.started of an agent's outbound call), is the kind
+	// of endpoint the agent took the call on: "webrtc" for the browser softphone, "sip" for a
+	// SIP phone; empty when unknown (an outside system that does not say). CF-1: a ticket made
+	// by a call taken or placed on the softphone has session_type webrtc.
+	Channel string `json:"channel,omitempty"`
 	// call.transferred
 	FromAgentID int64 `json:"from_agent_id,omitempty"`
 	ToAgentID   int64 `json:"to_agent_id,omitempty"`
@@ -414,6 +425,11 @@ func Validate(e Event) []FieldError {
 	}
 	for _, f := range controlCharFields(e) {
 		add(f.Field, f.Message)
+	}
+	switch e.Channel {
+	case "", ChannelWebRTC, ChannelSIP:
+	default:
+		add("channel", "must be webrtc or sip")
 	}
 	validateData(e, add)
 	switch e.Type {

@@ -19,6 +19,13 @@ func TestValidateNamesTheField(t *testing.T) {
 	if errs := Validate(validStarted()); len(errs) != 0 {
 		t.Fatalf("a valid call.started: %v", errs)
 	}
+	for _, ch := range []string{"", ChannelWebRTC, ChannelSIP} {
+		ans := validStarted()
+		ans.Type, ans.AgentID, ans.Channel = EventAnswered, 7, ch
+		if errs := Validate(ans); len(errs) != 0 {
+			t.Errorf("call.answered with channel %q: %v", ch, errs)
+		}
+	}
 	cases := []struct {
 		name  string
 		edit  func(*Event)
@@ -28,6 +35,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"seq from 1", func(e *Event) { e.Seq = 0 }, "seq"},
 		{"unknown type", func(e *Event) { e.Type = "call.nope" }, "type"},
 		{"direction", func(e *Event) { e.Direction = "sideways" }, "direction"},
+		{"answered channel", func(e *Event) { e.Type, e.AgentID, e.Channel = EventAnswered, 7, "pigeon" }, "channel"},
 		{"control character", func(e *Event) { e.CallerName = "Eve\x00" }, "caller_name"},
 		{"abandoned where", func(e *Event) { e.Type, e.Where = EventAbandoned, "lobby" }, "where"},
 		{"ended outcome", func(e *Event) { e.Type, e.Outcome = EventEnded, "maybe" }, "outcome"},
@@ -113,6 +121,7 @@ func TestDecodeRefusesUnknownAndMistypedFields(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"id":"0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1","call_id":"c","seq":1,"type":"call.started","at":"2026-11-22T10:00:00Z","direction":"inbound","from":"+15550001"}`))
 	f.Add([]byte(`{"id":"0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1","call_id":"c","seq":9,"type":"call.ended","at":"2026-11-22T10:00:00Z","outcome":"answered","duration":5,"talk_time":-1}`))
+	f.Add([]byte(`{"id":"0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1","call_id":"c","seq":3,"type":"call.answered","at":"2026-11-22T10:00:00Z","agent_id":4,"channel":"webrtc"}`))
 	f.Add([]byte(`{"seq":1e99}`))
 	f.Add([]byte(`{"id":"0b0b8b0e-3c8e-4b8a-9f59-3f2ad3b5d0a1","call_id":"c\u0000","seq":1,"type":"call.started","at":"2026-11-22T10:00:00Z","direction":"inbound","caller_name":"Eve\u0000"}`))
 	f.Add([]byte(`[]`))

@@ -50,7 +50,7 @@ async function inboundAudio(page) {
   });
 }
 
-test('agent softphone: login, offered call, audio both ways, hold, DTMF, hang-up, refused dial', { timeout: 140_000 }, async (t) => {
+test('agent softphone: login, offered call, audio both ways, hold, DTMF, hang-up, call back, refused dial', { timeout: 140_000 }, async (t) => {
   assert.ok(base, 'SOFTPHONE_URL is set');
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
@@ -115,8 +115,17 @@ test('agent softphone: login, offered call, audio both ways, hold, DTMF, hang-up
   const later = await inboundAudio(page);
   assert.ok(later.packets > first.packets, 'audio keeps arriving');
   await page.screenshot({ path: path.join(artifacts, 'softphone-in-call.png'), fullPage: true });
-  await page.getByTestId('hangup').click();
+  // TU-3: hang up and call back — the page hangs up, then asks for the callback of that call
+  // (POST /calls/{id}/callback); the harness refuses it and the refusal shows.
+  await page.getByTestId('hangup-callback').click();
   await page.getByTestId('hangup').waitFor({ state: 'hidden' });
+  const cbErr = page.getByTestId('callback-error');
+  await cbErr.waitFor({ state: 'visible' });
+  assert.match(await cbErr.textContent(), /no number to call back/);
+  // TU-4: the ended call can be called back again with Call back.
+  await page.getByTestId('call-back').waitFor({ state: 'visible' });
+  await page.getByTestId('call-back').click();
+  await until(async () => (await control('GET', '/test/callbacks')) === 200, 'the second callback request');
 
   // The recent-calls list and the ticket view (comments, the voice comment's recording).
   await until(async () => (await page.locator('#recent-calls').textContent()).includes(caller), 'the recent-calls list');

@@ -56,6 +56,13 @@ async function start() {
   $('answer').addEventListener('click', () => ui.ring && send({ type: 'answer', call_id: ui.ring.id }));
   $('decline').addEventListener('click', () => ui.ring && send({ type: 'decline', call_id: ui.ring.id }));
   $('hangup').addEventListener('click', () => send({ type: 'hangup' }));
+  // TU-3: hang up and call back — the callback is placed once the page saw the call end.
+  $('hangup-callback').addEventListener('click', () => {
+    if (!ui.call) return;
+    ui.callbackAfter = ui.call.id;
+    send({ type: 'hangup' });
+  });
+  $('call-back').addEventListener('click', () => ui.lastCall && callBack(ui.lastCall.id));
   $('hold').addEventListener('click', () => send({ type: 'hold' }));
   $('resume').addEventListener('click', () => send({ type: 'resume' }));
   $('mute').addEventListener('click', toggleMute);
@@ -285,6 +292,7 @@ function onCall(call) {
   $('hold').disabled = call.state === 'held' || call.direction === 'outbound';
   $('resume').disabled = call.state !== 'held';
   show($('incall'), true);
+  show($('after-call'), false);
   if (!ui.timer) ui.timer = setInterval(tick, 500);
   tick();
   if (first) loadTicket(call.id);
@@ -318,12 +326,37 @@ async function loadTicket(callID) {
 function onEnded(callID) {
   if (ui.ring && ui.ring.id === callID) { ui.ring = null; show($('incoming'), false); }
   if (!ui.call || ui.call.id !== callID) return;
+  ui.lastCall = ui.call;
   ui.call = null;
   clearInterval(ui.timer);
   ui.timer = null;
   show($('incall'), false);
   notice('Call ended');
+  // TU-4: the ended call can be called back on its ticket.
+  $('last-peer').textContent = $('call-peer').textContent;
+  show($('callback-error'), false);
+  show($('after-call'), true);
+  if (ui.callbackAfter === callID) {
+    ui.callbackAfter = null;
+    callBack(callID);
+  }
   loadRecent();
+}
+
+// callBack asks the gateway to call back the other party of callID (POST /calls/{id}/callback):
+// the server decides whether the callback joins that call's ticket (TU-3, TU-4).
+async function callBack(callID) {
+  const err = $('callback-error');
+  show(err, false);
+  err.textContent = '';
+  try {
+    const res = await api('POST', `/calls/${encodeURIComponent(callID)}/callback`, {});
+    notice(`Calling back ${(res && res.call && res.call.to) || ''}…`);
+    show($('after-call'), false);
+  } catch (e) {
+    err.textContent = e.message || 'The callback was refused';
+    show(err, true);
+  }
 }
 
 // ---- recent calls and the ticket view ----
