@@ -253,13 +253,23 @@ func TestSessionRefreshAndGlare(t *testing.T) {
 // TestMediaTimeoutHangsUp: an answered call that never receives RTP is ended with BYE after the
 // configured media timeout.
 func TestMediaTimeoutHangsUp(t *testing.T) {
+	evs, _ := mediaTimeoutCall(t)
+	if e := lastOf(evs, callevent.EventEnded); e.Outcome != callevent.OutcomeAnswered {
+		t.Errorf("outcome = %s", e.Outcome)
+	}
+}
+
+// mediaTimeoutCall answers a call that then sends no RTP, awaits the gateway's BYE after the
+// 1 s media timeout, and returns the call's events and our 200.
+func mediaTimeoutCall(t *testing.T) (evs []callevent.Event, ok string) {
+	t.Helper()
 	g := startGateway(t, func(o *Options) {
 		o.Lines = []Line{{Number: "+15550197", Target: answerTarget}}
 		o.MediaTimeout = time.Second
 	})
 	p := newUDPPeer(t, g.port())
 	p.send(rawInvite("+15550197", "", pcmuOffer))
-	ok := p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "SIP/2.0 200") })
+	ok = p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "SIP/2.0 200") })
 	if ok == "" {
 		t.Fatal("no 200")
 	}
@@ -267,10 +277,7 @@ func TestMediaTimeoutHangsUp(t *testing.T) {
 	if bye := p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "BYE ") }); bye == "" {
 		t.Fatal("no BYE after the media timeout")
 	}
-	evs := g.sink.waitEnded(t, 10*time.Second)
-	if e := lastOf(evs, callevent.EventEnded); e.Outcome != callevent.OutcomeAnswered {
-		t.Errorf("outcome = %s", e.Outcome)
-	}
+	return g.sink.waitEnded(t, 10*time.Second), ok
 }
 
 // TestDrainWaitsForLiveCalls: after StopAccepting, Drain returns only once the live call ended;

@@ -1,7 +1,6 @@
 package sip
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -55,21 +54,7 @@ func TestCallEndedSaysWhoHungUpAndKeepsEachLegsCallID(t *testing.T) {
 		check(t, b.g.sink.waitEnded(t, 20*time.Second), callevent.HangupByCaller, callevent.CauseCancel, 487, 2)
 	})
 	t.Run("media timeout", func(t *testing.T) {
-		g := startGateway(t, func(o *Options) {
-			o.Lines = []Line{{Number: "+15550197", Target: answerTarget}}
-			o.MediaTimeout = time.Second
-		})
-		p := newUDPPeer(t, g.port())
-		p.send(rawInvite("+15550197", "", pcmuOffer))
-		ok := p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "SIP/2.0 200") })
-		if ok == "" {
-			t.Fatal("no 200")
-		}
-		p.send(ackFor(g.port(), ok, 1))
-		if bye := p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "BYE ") }); bye == "" {
-			t.Fatal("no BYE after the media timeout")
-		}
-		evs := g.sink.waitEnded(t, 10*time.Second)
+		evs, ok := mediaTimeoutCall(t)
 		check(t, evs, callevent.HangupByGateway, callevent.CauseMediaTimeout, 200, 1)
 		if id := lastOf(evs, callevent.EventStarted).SIPCallID; id != header(ok, "Call-ID")[0] {
 			t.Errorf("sip_call_id %q, want the INVITE's %q", id, header(ok, "Call-ID")[0])

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	bin "encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -212,18 +211,7 @@ func tail(s string, n int) string {
 // api calls the API as the admin and decodes the JSON answer.
 func (g *testGateway) api(method, path string, body string) (int, map[string]any) {
 	g.t.Helper()
-	req, _ := http.NewRequest(method, g.base+"/api/v2"+path, strings.NewReader(body))
-	req.SetBasicAuth("admin@example.com", "adminpass")
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var m map[string]any
-	_ = json.Unmarshal(b, &m)
-	return resp.StatusCode, m
+	return g.apiAs("admin@example.com", "adminpass", method, path, body)
 }
 
 // awaitCall polls GET /calls?to=NUMBER until a call matches cond, bounded.

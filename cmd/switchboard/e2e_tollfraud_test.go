@@ -2,16 +2,12 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/coder/websocket"
 
 	"github.com/switchboard-voice/switchboard/internal/pgtest"
 )
@@ -63,35 +59,7 @@ func TestEndToEnd_TollFraudPremiumDialNeverReachesTheTrunkAndSprayIsRateLimited(
 	// The admin's softphone page is open (a WebSocket is what the page's session needs to take
 	// a call): an agent's dial is put on the page before anything is dialled, and a dial
 	// without a page reaches nobody.
-	cookie, st := pageLogin(t, base, "admin@example.com", "adminpass")
-	if cookie == nil {
-		t.Fatalf("page login: %d", st)
-	}
-	wctx, wcancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer wcancel()
-	ws, _, err := websocket.Dial(wctx, "ws"+strings.TrimPrefix(base, "http")+"/ws",
-		&websocket.DialOptions{HTTPHeader: http.Header{"Cookie": {cookie.String()}, "Origin": {base}}})
-	if err != nil {
-		t.Fatalf("WebSocket: %v", err)
-	}
-	defer ws.CloseNow()
-	// The page's first message (its state) says the session holds this connection.
-	first := make(chan struct{})
-	go func() {
-		for i := 0; ; i++ {
-			if _, _, err := ws.Read(wctx); err != nil {
-				return
-			}
-			if i == 0 {
-				close(first)
-			}
-		}
-	}()
-	select {
-	case <-first:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the page's WebSocket got no message")
-	}
+	g.openPage("admin@example.com", "adminpass")
 
 	code, m := dial("+19005550123", premium)
 	if code != 403 || m["reason"] != "destination_denied" {
