@@ -1,14 +1,9 @@
 package web
 
 import (
-	"bytes"
 	"context"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -41,33 +36,9 @@ func TestRule_OB7_OB8_LinePickerAndCallFromTicketInChromium(t *testing.T) {
 	h.mux.Handle("POST /api/v2/calls", out.Handler(session))
 	h.mux.Handle("GET /api/v2/lines", out.LinesHandler(session))
 
-	artifacts, err := filepath.Abs(filepath.Join("..", ".data", "e2e"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(artifacts, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	rctx, rcancel := context.WithTimeout(ctx, 100*time.Second)
-	defer rcancel()
-	cmd := exec.CommandContext(rctx, node, "--test", "--test-reporter=spec", "outbound.test.mjs")
-	cmd.Dir = "e2e"
-	cmd.Env = append(os.Environ(), "SOFTPHONE_URL="+h.http.URL, "ARTIFACTS_DIR="+artifacts, "CHROMIUM_PATH="+chromiumPath,
+	runBrowserTest(t, node, "outbound.test.mjs", 100*time.Second, "SOFTPHONE_URL="+h.http.URL,
 		"TICKET="+strconv.FormatInt(f.Solved.ID, 10), "DIALLED_NUMBER="+f.ContactNumber, "CONTACT_NAME="+f.Contact.Name,
 		"DEFAULT_LINE=+15550160", "PICKED_LINE=+15550150")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // node and the browser it starts: one group
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	err = cmd.Run()
-	if cmd.Process != nil {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // a browser left behind by a crash
-	}
-	t.Logf("node --test output:\n%s", buf.String())
-	if err != nil {
-		t.Fatalf("browser test failed: %v", err)
-	}
 	select {
 	case d := <-dialled:
 		if d.TicketID == nil || *d.TicketID != f.Solved.ID || d.To != f.ContactNumber || d.ContactID != f.Contact.ID ||

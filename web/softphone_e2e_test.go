@@ -254,33 +254,8 @@ func TestSoftphoneInChromium(t *testing.T) {
 	if err := os.WriteFile(wav, writeToneWAV(48000, 10, 1000), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	artifacts, err := filepath.Abs(filepath.Join("..", ".data", "e2e"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(artifacts, 0o755); err != nil {
-		t.Fatal(err)
-	}
-
-	rctx, rcancel := context.WithTimeout(context.Background(), 150*time.Second)
-	defer rcancel()
-	cmd := exec.CommandContext(rctx, node, "--test", "--test-reporter=spec", "softphone.test.mjs")
-	cmd.Dir = "e2e"
-	cmd.Env = append(os.Environ(), "SOFTPHONE_URL="+h.http.URL, "FAKE_AUDIO_WAV="+wav, "ARTIFACTS_DIR="+artifacts,
-		"CHROMIUM_PATH="+chromiumPath, "SOFTPHONE_CALLER=+15550123")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // node and the browser it starts: one group
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
-	if cmd.Process != nil {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // a browser left behind by a crash
-	}
-	t.Logf("node --test output:\n%s", out.String())
-	if err != nil {
-		t.Fatalf("browser test failed: %v", err)
-	}
+	runBrowserTest(t, node, "softphone.test.mjs", 150*time.Second, "SOFTPHONE_URL="+h.http.URL, "FAKE_AUDIO_WAV="+wav,
+		"SOFTPHONE_CALLER=+15550123")
 
 	select {
 	case err := <-offered:
@@ -312,5 +287,38 @@ func TestSoftphoneInChromium(t *testing.T) {
 		}
 	default:
 		t.Error("the page never switched the requester (PM-11)")
+	}
+}
+
+// runBrowserTest runs one of e2e/'s node tests (headless Chromium through playwright-core) with
+// env added to the environment (besides ARTIFACTS_DIR, .data/e2e for screenshots, and
+// CHROMIUM_PATH), bounded by limit, and fails t when it fails. node and the browser it starts
+// run in their own process group, killed whole at the end so no browser outlives the test.
+func runBrowserTest(t *testing.T, node, script string, limit time.Duration, env ...string) {
+	t.Helper()
+	artifacts, err := filepath.Abs(filepath.Join("..", ".data", "e2e"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", script)
+	cmd.Dir = "e2e"
+	cmd.Env = append(append(os.Environ(), "ARTIFACTS_DIR="+artifacts, "CHROMIUM_PATH="+chromiumPath), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err = cmd.Run()
+	if cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // a browser left behind by a crash
+	}
+	t.Logf("node --test output:\n%s", out.String())
+	if err != nil {
+		t.Fatalf("browser test failed: %v", err)
 	}
 }

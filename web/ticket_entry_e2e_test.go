@@ -1,14 +1,9 @@
 package web
 
 import (
-	"bytes"
 	"context"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -71,33 +66,9 @@ func TestRule_TB_TicketEntryInChromium(t *testing.T) {
 		return agent.ID, ok
 	}))
 
-	artifacts, err := filepath.Abs(filepath.Join("..", ".data", "e2e"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(artifacts, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	open, closed := f.ByStatus[ticketing.StatusOpen].ID, f.ByStatus[ticketing.StatusClosed].ID
-	rctx, rcancel := context.WithTimeout(context.Background(), 100*time.Second)
-	defer rcancel()
-	cmd := exec.CommandContext(rctx, node, "--test", "--test-reporter=spec", "ticket_entry.test.mjs")
-	cmd.Dir = "e2e"
-	cmd.Env = append(os.Environ(), "SOFTPHONE_URL="+h.http.URL, "ARTIFACTS_DIR="+artifacts, "CHROMIUM_PATH="+chromiumPath,
+	runBrowserTest(t, node, "ticket_entry.test.mjs", 100*time.Second, "SOFTPHONE_URL="+h.http.URL,
 		"TICKET_OPEN="+strconv.FormatInt(open, 10), "TICKET_CLOSED="+strconv.FormatInt(closed, 10), "DIALLED_NUMBER="+f.ContactNumber)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // node and the browser it starts: one group
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	err = cmd.Run()
-	if cmd.Process != nil {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // a browser left behind by a crash
-	}
-	t.Logf("node --test output:\n%s", buf.String())
-	if err != nil {
-		t.Fatalf("browser test failed: %v", err)
-	}
 	select {
 	case d := <-dialled:
 		if d.TicketID == nil || *d.TicketID != open || d.To != f.ContactNumber || d.ContactID != f.Contact.ID || d.AgentID != agent.ID {

@@ -8,14 +8,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchPage, STEP } from './harness.mjs';
 
 const base = process.env.GATEWAY_URL;
 const control = process.env.CONTROL_URL;
 const wav = process.env.FAKE_AUDIO_WAV;
 const artifacts = process.env.ARTIFACTS_DIR || '.';
 const caller = process.env.CALLER || '+15551234567';
-const STEP = 30_000; // every wait is bounded
 
 // until polls fn (async, truthy when done) every 200 ms for at most ms.
 async function until(fn, what, ms = STEP) {
@@ -71,23 +70,7 @@ async function agentState(page) {
 
 test('gateway softphone: queued call answered in the browser, hold, hang-up, refused dial', { timeout: 160_000 }, async (t) => {
   assert.ok(base && control, 'GATEWAY_URL and CONTROL_URL are set');
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-    headless: true,
-    timeout: STEP,
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-      `--use-file-for-fake-audio-capture=${wav}`,
-      // The gateway's ICE candidate is on 127.0.0.1: let WebRTC use the loopback interface.
-      '--allow-loopback-in-peer-connection',
-      '--autoplay-policy=no-user-gesture-required',
-    ],
-  });
-  const page = await browser.newPage();
-  page.setDefaultTimeout(STEP);
-  page.on('console', (m) => { if (m.type() === 'error') console.log('page error:', m.text()); });
+  const { browser, page } = await launchPage(t, { wav, close: false });
   page.on('response', (r) => { if (r.status() >= 400) console.log('response', r.status(), r.request().method(), r.url()); });
   t.after(async () => {
     // On failure, what the page showed helps more than the timeout.

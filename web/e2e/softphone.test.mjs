@@ -6,13 +6,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchPage, STEP } from './harness.mjs';
 
 const base = process.env.SOFTPHONE_URL;
 const wav = process.env.FAKE_AUDIO_WAV;
 const artifacts = process.env.ARTIFACTS_DIR || '.';
 const caller = process.env.SOFTPHONE_CALLER || '+15550123';
-const STEP = 30_000; // every wait is bounded
 
 // until polls fn (async, truthy when done) every 200 ms for at most ms.
 async function until(fn, what, ms = STEP) {
@@ -52,24 +51,7 @@ async function inboundAudio(page) {
 
 test('agent softphone: login, offered call, audio both ways, hold, DTMF, hang-up, call back, refused dial', { timeout: 140_000 }, async (t) => {
   assert.ok(base, 'SOFTPHONE_URL is set');
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-    headless: true,
-    timeout: STEP,
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-      `--use-file-for-fake-audio-capture=${wav}`,
-      // The gateway's ICE candidate is on 127.0.0.1: let WebRTC use the loopback interface.
-      '--allow-loopback-in-peer-connection',
-      '--autoplay-policy=no-user-gesture-required',
-    ],
-  });
-  t.after(() => browser.close());
-  const page = await browser.newPage();
-  page.setDefaultTimeout(STEP);
-  page.on('console', (m) => { if (m.type() === 'error') console.log('page error:', m.text()); });
+  const { browser, page } = await launchPage(t, { wav });
 
   await page.goto(base);
   await page.getByTestId('login-email').fill('agent1@example.com');

@@ -8,29 +8,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchPage, STEP } from './harness.mjs';
 
 const base = process.env.SOFTPHONE_URL;
 const artifacts = process.env.ARTIFACTS_DIR || '.';
-const STEP = 30_000; // every wait is bounded
 
 test('team ticket entry: ticket ID first, number path hidden, refusals in dial-error, the ticket dialled', { timeout: 90_000 }, async (t) => {
   assert.ok(base, 'SOFTPHONE_URL is set');
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-    headless: true,
-    timeout: STEP,
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-      '--allow-loopback-in-peer-connection',
-    ],
-  });
-  t.after(() => browser.close());
-  const page = await browser.newPage();
-  page.setDefaultTimeout(STEP);
-  page.on('console', (m) => { if (m.type() === 'error') console.log('page error:', m.text()); });
+  const { browser, page } = await launchPage(t);
 
   await page.goto(base);
   await page.getByTestId('login-email').fill('agent1@example.com');
