@@ -77,7 +77,7 @@ func newAgentSetup(t *testing.T, ringTimeout time.Duration, phoneScenario string
 		})}}
 	})
 	srv.Store(a.g.s)
-	args := append([]string{"-p", strconv.Itoa(a.phonePort), "-mp", strconv.Itoa(freeUDPPort(t)), "-m", "1"}, phoneArgs...)
+	args := append([]string{"-p", strconv.Itoa(a.phonePort), "-mp", strconv.Itoa(freeMediaPort(t)), "-m", "1"}, phoneArgs...)
 	a.phone = startSipp(t, a.dir, phoneScenario, args...)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -96,7 +96,7 @@ func (a *agentSetup) register(t *testing.T, scenario, user, password string) {
 
 func (a *agentSetup) carrier(t *testing.T, scenario string) *sippProc {
 	return startSipp(t, a.dir, scenario, fmt.Sprintf("127.0.0.1:%d", a.g.port()), "-s", "15550197",
-		"-p", strconv.Itoa(freeUDPPort(t)), "-mp", strconv.Itoa(freeUDPPort(t)), "-m", "1")
+		"-p", strconv.Itoa(freeUDPPort(t)), "-mp", strconv.Itoa(freeMediaPort(t)), "-m", "1")
 }
 
 func (a *agentSetup) result(t *testing.T) offerResult {

@@ -26,7 +26,7 @@ func newBridgeSetup(t *testing.T, deskScenario string, deskArgs []string, mod fu
 	dir := t.TempDir()
 	writeULawWAV(t, filepath.Join(dir, "tone.wav"), 2)
 	deskPort := freeUDPPort(t)
-	deskMedia := freeUDPPort(t)
+	deskMedia := freeMediaPort(t)
 	g := startGateway(t, func(o *Options) {
 		o.Lines = []Line{{Number: "+15550197", Target: BridgeTo(fmt.Sprintf("sip:desk@127.0.0.1:%d", deskPort))}}
 		if mod != nil {
@@ -48,7 +48,7 @@ func newBridgeSetup(t *testing.T, deskScenario string, deskArgs []string, mod fu
 
 func (b *bridgeSetup) carrier(t *testing.T, scenario string, args ...string) *sippProc {
 	all := append([]string{fmt.Sprintf("127.0.0.1:%d", b.g.port()), "-s", "15550197", "-p", strconv.Itoa(freeUDPPort(t)),
-		"-mp", strconv.Itoa(freeUDPPort(t)), "-m", "1"}, args...)
+		"-mp", strconv.Itoa(freeMediaPort(t)), "-m", "1"}, args...)
 	return startSipp(t, b.dir, scenario, all...)
 }
 
@@ -266,7 +266,7 @@ func TestOriginateThroughTrunk(t *testing.T) {
 	g := startGateway(t, func(o *Options) {
 		o.Trunks[0].OutboundURI = fmt.Sprintf("sip:127.0.0.1:%d", carrierPort)
 	})
-	carrier := startSipp(t, dir, "uas_echo.xml", "-p", strconv.Itoa(carrierPort), "-mp", strconv.Itoa(freeUDPPort(t)), "-m", "1", "-rtp_echo")
+	carrier := startSipp(t, dir, "uas_echo.xml", "-p", strconv.Itoa(carrierPort), "-mp", strconv.Itoa(freeMediaPort(t)), "-m", "1", "-rtp_echo")
 	talked := make(chan struct{})
 	c, err := g.s.Originate(context.Background(), OriginateOptions{
 		Trunk: "carrier", Number: "+15557654321", Line: "+15550197", AgentID: 7,

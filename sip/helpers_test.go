@@ -126,6 +126,33 @@ func freeUDPPort(t *testing.T) int {
 	return 0
 }
 
+// freeMediaPort returns a port for SIPp's -mp: SIPp binds it for audio RTP, the next for its
+// RTCP, and the two after for video, so all four must be free (a video port in use made SIPp
+// exit with "Unable to bind video RTP socket").
+func freeMediaPort(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		p := freeUDPPort(t)
+		if p%2 == 1 || p > 65531 {
+			continue
+		}
+		free := true
+		for i := 1; i < 4 && free; i++ {
+			c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p+i))
+			if err != nil {
+				free = false
+				continue
+			}
+			c.Close()
+		}
+		if free {
+			return p
+		}
+	}
+	t.Fatal("no four free ports in a row for SIPp's media")
+	return 0
+}
+
 // rtpRange picks a random-ish block of 200 ports for the gateway's RTP allocator.
 func rtpRange(t *testing.T) (int, int) {
 	base := 32000 + int(time.Now().UnixNano()%100)*200

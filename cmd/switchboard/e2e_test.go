@@ -56,6 +56,33 @@ func freeUDPPort(t *testing.T) int {
 	return 0
 }
 
+// freeMediaPort returns a port for SIPp's -mp: SIPp binds it for audio RTP, the next for its
+// RTCP, and the two after for video, so all four must be free (a video port in use made SIPp
+// exit with "Unable to bind video RTP socket").
+func freeMediaPort(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		p := freeUDPPort(t)
+		if p%2 == 1 || p > 65531 {
+			continue
+		}
+		free := true
+		for i := 1; i < 4 && free; i++ {
+			c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p+i))
+			if err != nil {
+				free = false
+				continue
+			}
+			c.Close()
+		}
+		if free {
+			return p
+		}
+	}
+	t.Fatal("no four free ports in a row for SIPp's media")
+	return 0
+}
+
 // writeGatewayConfig writes the test configuration and returns the gateway's ports.
 func writeGatewayConfig(t *testing.T, dbURL string) (path, base string, sipPort, deskPort int, dir string) {
 	t.Helper()
@@ -286,7 +313,7 @@ func startSippN(t *testing.T, scenario string, repl map[string]string, calls int
 		args = append([]string{"-p", strconv.Itoa(freeUDPPort(t))}, args...)
 	}
 	all := append([]string{"-sf", sf, "-nostdin", "-m", strconv.Itoa(calls), "-timeout", fmt.Sprintf("%ds", int((limit - 30*time.Second).Seconds())), "-timeout_error",
-		"-recv_timeout", "60s", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", strconv.Itoa(freeUDPPort(t))}, args...)
+		"-recv_timeout", "60s", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", strconv.Itoa(freeMediaPort(t))}, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	r := &sippRun{done: make(chan error, 1), limit: limit}
 	r.cmd = exec.CommandContext(ctx, bin, all...)
