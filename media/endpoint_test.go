@@ -210,6 +210,11 @@ func TestHoldSendsNothing(t *testing.T) {
 	sendAndAwait()
 	first := pb.recv()
 	pb.recv()
+	// The sender counts a packet once its write returned, which may be after the peer read
+	// it: wait for the count of the two packets before measuring what is sent on hold.
+	for end := time.Now().Add(5 * time.Second); b.Stats().PacketsSent < 2 && time.Now().Before(end); {
+		time.Sleep(time.Millisecond)
+	}
 
 	holds := []struct {
 		name string
