@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/switchboard-voice/switchboard/internal/testport"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -39,7 +40,7 @@ type agentSetup struct {
 func newAgentSetup(t *testing.T, ringTimeout time.Duration, phoneScenario string, phoneArgs ...string) *agentSetup {
 	t.Helper()
 	requireSipp(t)
-	a := &agentSetup{dir: t.TempDir(), phonePort: freeUDPPort(t), results: make(chan offerResult, 4)}
+	a := &agentSetup{dir: t.TempDir(), phonePort: testport.FreeUDP(t), results: make(chan offerResult, 4)}
 	writeULawWAV(t, filepath.Join(a.dir, "tone.wav"), 2)
 	var srv atomic.Pointer[Server]
 	a.g = startRegistrar(t, func(o *Options) {
@@ -77,7 +78,7 @@ func newAgentSetup(t *testing.T, ringTimeout time.Duration, phoneScenario string
 		})}}
 	})
 	srv.Store(a.g.s)
-	args := append([]string{"-p", strconv.Itoa(a.phonePort), "-mp", strconv.Itoa(freeMediaPort(t)), "-m", "1"}, phoneArgs...)
+	args := append([]string{"-p", strconv.Itoa(a.phonePort), "-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", "1"}, phoneArgs...)
 	a.phone = startSipp(t, a.dir, phoneScenario, args...)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -91,12 +92,12 @@ func newAgentSetup(t *testing.T, ringTimeout time.Duration, phoneScenario string
 func (a *agentSetup) register(t *testing.T, scenario, user, password string) {
 	t.Helper()
 	startSipp(t, a.dir, scenario, fmt.Sprintf("127.0.0.1:%d", a.g.port()), "-s", user, "-au", user, "-ap", password,
-		"-key", "contact_port", strconv.Itoa(a.phonePort), "-p", strconv.Itoa(freeUDPPort(t)), "-m", "1").wait(t)
+		"-key", "contact_port", strconv.Itoa(a.phonePort), "-p", strconv.Itoa(testport.FreeUDP(t)), "-m", "1").wait(t)
 }
 
 func (a *agentSetup) carrier(t *testing.T, scenario string) *sippProc {
 	return startSipp(t, a.dir, scenario, fmt.Sprintf("127.0.0.1:%d", a.g.port()), "-s", "15550197",
-		"-p", strconv.Itoa(freeUDPPort(t)), "-mp", strconv.Itoa(freeMediaPort(t)), "-m", "1")
+		"-p", strconv.Itoa(testport.FreeUDP(t)), "-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", "1")
 }
 
 func (a *agentSetup) result(t *testing.T) offerResult {
@@ -206,7 +207,7 @@ func TestSIPpRegisterWrongPassword(t *testing.T) {
 	dir := t.TempDir()
 	g := startRegistrar(t, func(o *Options) { o.Registrar.DigestAlgorithms = sippDigest() })
 	startSipp(t, dir, "uac_register_badpw.xml", fmt.Sprintf("127.0.0.1:%d", g.port()), "-s", "agent1", "-au", "agent1",
-		"-ap", "wrong", "-key", "contact_port", "5099", "-p", strconv.Itoa(freeUDPPort(t)), "-m", "1").wait(t)
+		"-ap", "wrong", "-key", "contact_port", "5099", "-p", strconv.Itoa(testport.FreeUDP(t)), "-m", "1").wait(t)
 	if v := g.counter("switchboard_security_events_total", "type", "auth_failure"); v != 1 {
 		t.Errorf("auth_failure = %v, want 1", v)
 	}

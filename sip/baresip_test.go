@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/switchboard-voice/switchboard/internal/testport"
 	"math"
 	"os"
 	"os/exec"
@@ -29,7 +30,7 @@ func startBaresip(t *testing.T, port int) string {
 		t.Skip("baresip not installed (apt-get install baresip)")
 	}
 	dir := t.TempDir()
-	rtp := freeUDPPort(t) &^ 1
+	rtp := testport.FreeUDP(t) &^ 1
 	cfg := fmt.Sprintf(`poll_method epoll
 sip_listen 127.0.0.1:%d
 net_interface 127.0.0.1
@@ -104,7 +105,7 @@ module_app menu.so
 // baresip leg too.
 func TestBaresipBridgedCall(t *testing.T) {
 	requireSipp(t)
-	port := freeUDPPort(t)
+	port := testport.FreeUDP(t)
 	startBaresip(t, port)
 	dir := t.TempDir()
 	writeULawWAV(t, filepath.Join(dir, "tone.wav"), 2)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/switchboard-voice/switchboard/internal/testport"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -25,8 +26,8 @@ func newBridgeSetup(t *testing.T, deskScenario string, deskArgs []string, mod fu
 	requireSipp(t)
 	dir := t.TempDir()
 	writeULawWAV(t, filepath.Join(dir, "tone.wav"), 2)
-	deskPort := freeUDPPort(t)
-	deskMedia := freeMediaPort(t)
+	deskPort := testport.FreeUDP(t)
+	deskMedia := testport.FreeMedia(t)
 	g := startGateway(t, func(o *Options) {
 		o.Lines = []Line{{Number: "+15550197", Target: BridgeTo(fmt.Sprintf("sip:desk@127.0.0.1:%d", deskPort))}}
 		if mod != nil {
@@ -47,8 +48,8 @@ func newBridgeSetup(t *testing.T, deskScenario string, deskArgs []string, mod fu
 }
 
 func (b *bridgeSetup) carrier(t *testing.T, scenario string, args ...string) *sippProc {
-	all := append([]string{fmt.Sprintf("127.0.0.1:%d", b.g.port()), "-s", "15550197", "-p", strconv.Itoa(freeUDPPort(t)),
-		"-mp", strconv.Itoa(freeMediaPort(t)), "-m", "1"}, args...)
+	all := append([]string{fmt.Sprintf("127.0.0.1:%d", b.g.port()), "-s", "15550197", "-p", strconv.Itoa(testport.FreeUDP(t)),
+		"-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", "1"}, args...)
 	return startSipp(t, b.dir, scenario, all...)
 }
 
@@ -262,11 +263,11 @@ func TestFarEndHold(t *testing.T) {
 func TestOriginateThroughTrunk(t *testing.T) {
 	requireSipp(t)
 	dir := t.TempDir()
-	carrierPort := freeUDPPort(t)
+	carrierPort := testport.FreeUDP(t)
 	g := startGateway(t, func(o *Options) {
 		o.Trunks[0].OutboundURI = fmt.Sprintf("sip:127.0.0.1:%d", carrierPort)
 	})
-	carrier := startSipp(t, dir, "uas_echo.xml", "-p", strconv.Itoa(carrierPort), "-mp", strconv.Itoa(freeMediaPort(t)), "-m", "1", "-rtp_echo")
+	carrier := startSipp(t, dir, "uas_echo.xml", "-p", strconv.Itoa(carrierPort), "-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", "1", "-rtp_echo")
 	talked := make(chan struct{})
 	c, err := g.s.Originate(context.Background(), OriginateOptions{
 		Trunk: "carrier", Number: "+15557654321", Line: "+15550197", AgentID: 7,

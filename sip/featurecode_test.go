@@ -2,6 +2,7 @@ package sip
 
 import (
 	"fmt"
+	"github.com/switchboard-voice/switchboard/internal/testport"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,7 +34,7 @@ func TestSIPPhoneFeatureCodesSetAgentState(t *testing.T) {
 		// the gateway wants the Request-URI (RFC 7616 §3.4.6).
 		return startSipp(t, dir, "uac_featurecode.xml", fmt.Sprintf("127.0.0.1:%d", g.port()), "-s", code,
 			"-au", "agent1", "-ap", password, "-auth_uri", fmt.Sprintf("%s@127.0.0.1:%d", code, g.port()),
-			"-p", strconv.Itoa(freeUDPPort(t)), "-mp", strconv.Itoa(freeMediaPort(t)), "-m", "1")
+			"-p", strconv.Itoa(testport.FreeUDP(t)), "-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", "1")
 	}
 	state := func() ivr.AgentState {
 		st, err := acd.Agent(7)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/switchboard-voice/switchboard/internal/testport"
 	"log/slog"
 	"math"
 	"net"
@@ -105,54 +106,6 @@ type testGateway struct {
 	summary chan CallSummary
 }
 
-// freeUDPPort returns a UDP port free at the time of the call (also checked free on TCP).
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	for range 50 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		pc.Close()
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return port
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
-// freeMediaPort returns a port for SIPp's -mp: SIPp binds it for audio RTP, the next for its
-// RTCP, and the two after for video, so all four must be free (a video port in use made SIPp
-// exit with "Unable to bind video RTP socket").
-func freeMediaPort(t *testing.T) int {
-	t.Helper()
-	for range 100 {
-		p := freeUDPPort(t)
-		if p%2 == 1 || p > 65531 {
-			continue
-		}
-		free := true
-		for i := 1; i < 4 && free; i++ {
-			c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p+i))
-			if err != nil {
-				free = false
-				continue
-			}
-			c.Close()
-		}
-		if free {
-			return p
-		}
-	}
-	t.Fatal("no four free ports in a row for SIPp's media")
-	return 0
-}
-
 // rtpRange picks a random-ish block of 200 ports for the gateway's RTP allocator.
 func rtpRange(t *testing.T) (int, int) {
 	base := 32000 + int(time.Now().UnixNano()%100)*200
@@ -171,7 +124,7 @@ func startGateway(t *testing.T, mod func(*Options)) *testGateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := freeUDPPort(t)
+	port := testport.FreeUDP(t)
 	g := &testGateway{sink: newFakeSink(), reg: reg, summary: make(chan CallSummary, 1024)}
 	// The defaults, as a gateway without configuration runs (zero would turn limits off).
 	opts := DefaultOptions()
@@ -284,7 +237,7 @@ func startSipp(t *testing.T, dir, scenario string, args ...string) *sippProc {
 		t.Fatal(err)
 	}
 	all := append([]string{"-sf", sf, "-nostdin", "-timeout", "60s", "-timeout_error", "-recv_timeout", "30s",
-		"-cp", strconv.Itoa(freeUDPPort(t)), "-i", "127.0.0.1", "-mi", "127.0.0.1"}, args...)
+		"-cp", strconv.Itoa(testport.FreeUDP(t)), "-i", "127.0.0.1", "-mi", "127.0.0.1"}, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	cmd := exec.CommandContext(ctx, bin, all...)
 	cmd.Dir = dir

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"fmt"
+	"github.com/switchboard-voice/switchboard/internal/testport"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +64,7 @@ func TestSecondInviteWithLiveCallIDRefused(t *testing.T) {
 // caller gets 482, one call was made, and nothing is left running. (It spiralled before: each
 // hop a new call, until the RTP ports ran out.)
 func TestLineBridgedToItselfIsRefused(t *testing.T) {
-	port := freeUDPPort(t)
+	port := testport.FreeUDP(t)
 	g := startGateway(t, func(o *Options) {
 		o.UDPAddr, o.TCPAddr = fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("127.0.0.1:%d", port)
 		o.Lines = []Line{{Number: "+15550197", Target: BridgeTo(fmt.Sprintf("sip:+15550197@127.0.0.1:%d", port))}}
@@ -82,7 +83,7 @@ func TestLineBridgedToItselfIsRefused(t *testing.T) {
 // (RFC 3261 §16.3), relayed back hop by hop to the carrier. (Every b-leg started again at 70
 // before: the spiral ran until the RTP ports were gone.)
 func TestSpiralBetweenTwoGatewaysEndsWith483(t *testing.T) {
-	p1, p2 := freeUDPPort(t), freeUDPPort(t)
+	p1, p2 := testport.FreeUDP(t), testport.FreeUDP(t)
 	at := func(port int) func(*Options) {
 		return func(o *Options) {
 			o.UDPAddr, o.TCPAddr = fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("127.0.0.1:%d", port)

@@ -5,6 +5,7 @@ import (
 	"context"
 	bin "encoding/binary"
 	"fmt"
+	"github.com/switchboard-voice/switchboard/internal/testport"
 	"io"
 	"math"
 	"net/http"
@@ -246,7 +247,7 @@ func TestEndToEnd_AgentSIPPhoneAnswersQueuedCall(t *testing.T) {
 		t.Errorf("agent1 starts %v, want offline", agent["state"])
 	}
 
-	phonePort := freeUDPPort(t)
+	phonePort := testport.FreeUDP(t)
 	repl := map[string]string{"PHONE_PORT": strconv.Itoa(phonePort), "TALK_MS": "3000"}
 	phone := startSipp(t, "agent_answer.xml", repl, "-p", strconv.Itoa(phonePort), "-rtp_echo")
 	t.Cleanup(func() {

@@ -6,8 +6,8 @@ import (
 	"context"
 	bin "encoding/binary"
 	"fmt"
+	"github.com/switchboard-voice/switchboard/internal/testport"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -37,57 +37,11 @@ type testGateway struct {
 	logs     strings.Builder
 }
 
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	for range 50 {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := c.LocalAddr().(*net.UDPAddr).Port
-		c.Close()
-		// SIP takes the same port on TCP: make sure it is free there too.
-		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
-			l.Close()
-			return p
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
-// freeMediaPort returns a port for SIPp's -mp: SIPp binds it for audio RTP, the next for its
-// RTCP, and the two after for video, so all four must be free (a video port in use made SIPp
-// exit with "Unable to bind video RTP socket").
-func freeMediaPort(t *testing.T) int {
-	t.Helper()
-	for range 100 {
-		p := freeUDPPort(t)
-		if p%2 == 1 || p > 65531 {
-			continue
-		}
-		free := true
-		for i := 1; i < 4 && free; i++ {
-			c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p+i))
-			if err != nil {
-				free = false
-				continue
-			}
-			c.Close()
-		}
-		if free {
-			return p
-		}
-	}
-	t.Fatal("no four free ports in a row for SIPp's media")
-	return 0
-}
-
 // writeGatewayConfig writes the test configuration and returns the gateway's ports.
 func writeGatewayConfig(t *testing.T, dbURL string) (path, base string, sipPort, deskPort int, dir string) {
 	t.Helper()
 	dir = t.TempDir()
-	httpPort, sipPort, deskPort := freePort(t), freeUDPPort(t), freeUDPPort(t)
+	httpPort, sipPort, deskPort := freePort(t), testport.FreeUDP(t), testport.FreeUDP(t)
 	// An RTP range of its own: 200 ports from a random even start in 40000–50000, clear of the
 	// unit tests' ranges (21000–31000); the allocator skips any port another process holds.
 	rtpMin := 40000 + 2*int(time.Now().UnixNano()%5000)
@@ -310,10 +264,10 @@ func startSippN(t *testing.T, scenario string, repl map[string]string, calls int
 	// An explicit local SIP port unless the caller gave one: SIPp binds 5060 by default, and a
 	// gateway the user runs there would collide with the test.
 	if !slices.Contains(args, "-p") {
-		args = append([]string{"-p", strconv.Itoa(freeUDPPort(t))}, args...)
+		args = append([]string{"-p", strconv.Itoa(testport.FreeUDP(t))}, args...)
 	}
 	all := append([]string{"-sf", sf, "-nostdin", "-m", strconv.Itoa(calls), "-timeout", fmt.Sprintf("%ds", int((limit - 30*time.Second).Seconds())), "-timeout_error",
-		"-recv_timeout", "60s", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", strconv.Itoa(freeMediaPort(t))}, args...)
+		"-recv_timeout", "60s", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", strconv.Itoa(testport.FreeMedia(t))}, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	r := &sippRun{done: make(chan error, 1), limit: limit}
 	r.cmd = exec.CommandContext(ctx, bin, all...)

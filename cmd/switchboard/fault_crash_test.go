@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/switchboard-voice/switchboard/internal/testport"
 	"io"
 	"net/http"
 	"net/url"
@@ -65,15 +66,15 @@ func TestFault_KillDashNineWithLiveIVRQueueBridgedCalls_NoCallLeftOpen(t *testin
 	target := fmt.Sprintf("127.0.0.1:%d", g.sipPort)
 
 	desk := startSipp(t, "desk_echo.xml", nil, "-p", strconv.Itoa(g.deskPort), "-rtp_echo")
-	bridged := startSipp(t, "carrier_await_bye.xml", map[string]string{"KEY_ACTION": ""}, "-s", "+15550197", "-p", strconv.Itoa(freeUDPPort(t)), target)
+	bridged := startSipp(t, "carrier_await_bye.xml", map[string]string{"KEY_ACTION": ""}, "-s", "+15550197", "-p", strconv.Itoa(testport.FreeUDP(t)), target)
 	bridgedCall := g.awaitCall("+15550197", func(c map[string]any) bool { return c["state"] == "talking" })
 
 	key := `<pause milliseconds="1500"/><nop><action><exec play_pcap_audio="/usr/share/sip-tester/dtmf_2833_1.pcap"/></action></nop><pause milliseconds="1000"/>`
-	queued := startSipp(t, "carrier_await_bye.xml", map[string]string{"KEY_ACTION": key}, "-s", "+15550100", "-p", strconv.Itoa(freeUDPPort(t)), target)
+	queued := startSipp(t, "carrier_await_bye.xml", map[string]string{"KEY_ACTION": key}, "-s", "+15550100", "-p", strconv.Itoa(testport.FreeUDP(t)), target)
 	queueCall := g.awaitCall("+15550100", func(c map[string]any) bool { return c["queue"] == "support" && c["state"] == "queued" })
 
 	// Last, the call in the menu: it stays there for the menu's 5 s timeout, twice.
-	inMenu := startSipp(t, "carrier_await_bye.xml", map[string]string{"KEY_ACTION": ""}, "-s", "+15550100", "-p", strconv.Itoa(freeUDPPort(t)), target)
+	inMenu := startSipp(t, "carrier_await_bye.xml", map[string]string{"KEY_ACTION": ""}, "-s", "+15550100", "-p", strconv.Itoa(testport.FreeUDP(t)), target)
 	menuCall := g.awaitCall("+15550100", func(c map[string]any) bool { return c["id"] != queueCall["id"] && c["state"] == "started" })
 
 	journal := filepath.Join(g.dir, "spool", "calls.jsonl")
@@ -228,7 +229,7 @@ func TestFault_StartWithDatabaseUnreachable_CallsFlowThenReady(t *testing.T) {
 
 	// A call goes through and its events wait in the spool.
 	desk := startSipp(t, "desk_echo.xml", nil, "-p", strconv.Itoa(deskPort), "-rtp_echo")
-	carrier := startSipp(t, "carrier_rtp.xml", nil, "-s", "+15550197", "-p", strconv.Itoa(freeUDPPort(t)), fmt.Sprintf("127.0.0.1:%d", sipPort))
+	carrier := startSipp(t, "carrier_rtp.xml", nil, "-s", "+15550197", "-p", strconv.Itoa(testport.FreeUDP(t)), fmt.Sprintf("127.0.0.1:%d", sipPort))
 	carrier.wait(t, "carrier")
 	desk.wait(t, "desk")
 	g.awaitSpool("the call's events", `"call.ended"`, `"+15550197"`)
@@ -267,7 +268,7 @@ func TestFault_KillDashNineWhileDatabaseDown_CallClosedFromJournal(t *testing.T)
 	g, proxy, path, dbURL := startDegraded(t)
 	desk := startSipp(t, "desk_echo.xml", nil, "-p", strconv.Itoa(g.deskPort), "-rtp_echo")
 	carrier := startSipp(t, "carrier_await_bye.xml", map[string]string{"KEY_ACTION": ""}, "-s", "+15550197",
-		"-p", strconv.Itoa(freeUDPPort(t)), fmt.Sprintf("127.0.0.1:%d", g.sipPort))
+		"-p", strconv.Itoa(testport.FreeUDP(t)), fmt.Sprintf("127.0.0.1:%d", g.sipPort))
 	g.awaitSpool("the bridged call's answer", `"call.answered"`)
 
 	if err := g.cmd.Process.Kill(); err != nil {
