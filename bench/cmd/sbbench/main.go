@@ -11,7 +11,9 @@
 //
 //  1. concurrency: stepped numbers of held calls with RTP both ways from rtpgen and recording
 //     on (conc.go); loss from the gateway's RTP counters, CPU and RSS from /proc;
-//  2. the floor: the same packet load through bench/relay (conc.go);
+//  2. the comparisons, each at the N of the gateway's best step: the floor, the same packet
+//     load through bench/relay (conc.go); rtpengine when installed, driven through its ng
+//     control protocol (rtpengine.go); the gateway restarted with recording off (norec.go);
 //  3. calls per second: stepped rates of zero-length calls through the bridged line
 //     (cps.go); setup latency from SIPp's -trace_rtt, event → ticket lag from the gateway's
 //     histogram, tickets counted in the database. Last, because a rate past the limit leaves
@@ -82,6 +84,11 @@ type bench struct {
 	concRate    int
 	concMeasure time.Duration
 	settle      time.Duration
+	concTableTo int           // keep stepping past a failure up to this many calls
+	reserve     time.Duration // left for the steps after the concurrency steps
+	rtpengine   string        // the peer's binary; "" or "off": not run
+	norec       bool          // run the recording-off step
+	noRecording bool          // the gateway being started records nothing
 
 	gw *gatewayProc
 	db *pgxpool.Pool
@@ -107,6 +114,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&b.concRate, "conc-rate", 100, "calls per second while a concurrency step ramps up")
 	fs.DurationVar(&b.concMeasure, "conc-measure", 15*time.Second, "measurement window of a concurrency step")
 	fs.DurationVar(&b.settle, "settle", 3*time.Second, "wait after media starts before measuring")
+	fs.IntVar(&b.concTableTo, "conc-table-to", 1500, "after a failed concurrency step, keep measuring the steps up to this many calls (the per-step table)")
+	fs.DurationVar(&b.reserve, "reserve", 5*time.Minute, "time the concurrency steps leave for the floor, rtpengine, the recording-off step and CPS")
+	fs.StringVar(&b.rtpengine, "rtpengine", "rtpengine", `rtpengine binary, run as the peer at the best step's N when found ("off": not run)`)
+	fs.BoolVar(&b.norec, "norec", true, "also run the gateway with recording off at the best step's N")
 	budget := fs.Duration("budget", 18*time.Minute, "stop starting steps that would end after this much time")
 	fs.BoolVar(&b.profile, "profile", false, "also save 10 s CPU profiles of the gateway (pprof) at the last CPS step and the largest concurrency step (they cost CPU: not for the recorded figures)")
 	quick := fs.Bool("quick", false, "development: short steps (5 s CPS steps, 5 s windows)")
@@ -128,6 +139,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	if *quick {
 		b.cpsSeconds, b.concMeasure, b.settle = 5, 5*time.Second, 2*time.Second
+		b.reserve = 2 * time.Minute
 	}
 	if b.root, err = filepath.Abs(*root); err != nil {
 		fmt.Fprintln(stderr, "sbbench run:", err)
@@ -197,6 +209,12 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	if err := b.runFloor(ctx); err != nil {
 		return fmt.Errorf("floor: %w", err)
+	}
+	if err := b.runRtpengine(ctx); err != nil {
+		return fmt.Errorf("rtpengine: %w", err)
+	}
+	if err := b.runNoRecording(ctx); err != nil {
+		return fmt.Errorf("recording off: %w", err)
 	}
 	if err := b.runCPS(ctx); err != nil {
 		return fmt.Errorf("calls per second: %w", err)
