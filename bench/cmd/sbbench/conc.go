@@ -161,7 +161,12 @@ func (b *bench) idleBaseline(ctx context.Context) (idleBase, error) {
 
 func (b *bench) concStep(ctx context.Context, tag, n int, base idleBase) (concStep, error) {
 	st := concStep{Calls: n, Recording: !b.noRecording}
+	// A directory of its own per step: the log tails below read SIPp's logs from their start,
+	// so an earlier step's lines must not be there (they would send media to old ports).
 	dir := filepath.Join(b.work, fmt.Sprintf("conc-%d", n))
+	if b.noRecording {
+		dir = filepath.Join(b.work, fmt.Sprintf("conc-norec-%d", n))
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return st, err
 	}
@@ -269,7 +274,7 @@ func (b *bench) concStep(ctx context.Context, tag, n int, base idleBase) (concSt
 	sleepCtx(ctx, b.settle)
 	measure := min(b.concMeasure, time.Until(began.Add(hold-35*time.Second)))
 	if b.profile {
-		go b.saveProfile(ctx, filepath.Join(b.work, fmt.Sprintf("conc-%d.pprof", n)), int(min(10*time.Second, measure).Seconds()))
+		go b.saveProfile(ctx, filepath.Join(dir, "gateway.pprof"), int(min(10*time.Second, measure).Seconds()))
 	}
 	u0, err := readUsage(b.gw.pid)
 	if err != nil {
