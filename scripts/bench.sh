@@ -3,7 +3,8 @@
 #
 # Provisions SIPp and PostgreSQL (scripts/deps.sh bench), builds the gateway and bench/cmd/sbbench,
 # starts a throwaway PostgreSQL cluster in .data/pgbench (unless it already runs), and runs
-# `sbbench run`, which starts its own gateway, SIPp processes, RTP generator and bare relay on
+# `sbbench run`, which starts its own gateway, SIPp processes, RTP generator, bare relay and (when
+# installed) rtpengine on
 # 127.0.0.1, prints one table and writes bench/results/latest.json (BENCHMARKS.md explains every
 # figure). The gateway is pinned to core 0, the load generators to core 1 (taskset).
 # Everything it started is stopped on exit, Ctrl-C included. Extra arguments go to `sbbench run`
