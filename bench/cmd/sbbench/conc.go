@@ -80,6 +80,7 @@ type floorStep struct {
 	CPUUsPerPacket float64      `json:"cpu_us_per_packet"`
 	RelayForwarded uint64       `json:"relay_forwarded"`
 	Gen            rtpgen.Stats `json:"generator"`
+	GenSocketDrops uint64       `json:"generator_socket_drops"`
 	Load           loadUse      `json:"load"`
 }
 
@@ -414,23 +415,36 @@ func (b *bench) runFloor(ctx context.Context) error {
 		return nil
 	}
 	b.logf("floor: the bare relay with %d calls", n)
-	self, err := os.Executable()
+	st, err := b.floorAt(ctx, n)
 	if err != nil {
 		return err
+	}
+	b.res.Floor = &st
+	b.logf("  relay CPU %.0f%%, %.0f packets/s forwarded, %.2f µs/packet", 100*st.RelayCPU, st.ForwardedPPS, st.CPUUsPerPacket)
+	return nil
+}
+
+// floorAt runs the bare relay with n calls' load and measures it; it needs no gateway (it is
+// also `sbbench gencheck`).
+func (b *bench) floorAt(ctx context.Context, n int) (floorStep, error) {
+	var st floorStep
+	self, err := os.Executable()
+	if err != nil {
+		return st, err
 	}
 	cmd := b.pinned(b.gatewayCPUs, self, "relay", "-pairs", strconv.Itoa(n))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return err
+		return st, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return err
+		return st, err
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start relay: %w", err)
+		return st, fmt.Errorf("start relay: %w", err)
 	}
 	exited := make(chan error, 1)
 	lines := make(chan string, 16)
@@ -457,7 +471,7 @@ func (b *bench) runFloor(ctx context.Context) error {
 		select {
 		case l, ok := <-lines:
 			if !ok {
-				return fmt.Errorf("relay exited before it was ready")
+				return st, fmt.Errorf("relay exited before it was ready")
 			}
 			if l == "ready" {
 				ready = true
@@ -465,19 +479,19 @@ func (b *bench) runFloor(ctx context.Context) error {
 			}
 			var a, c int
 			if _, err := fmt.Sscanf(l, "%d %d", &a, &c); err != nil {
-				return fmt.Errorf("relay said %q", l)
+				return st, fmt.Errorf("relay said %q", l)
 			}
 			pairs = append(pairs, [2]int{a, c})
 		case <-timeout:
-			return fmt.Errorf("relay not ready after 30 s")
+			return st, fmt.Errorf("relay not ready after 30 s")
 		}
 	}
 	if len(pairs) != n {
-		return fmt.Errorf("relay gave %d pairs for %d calls", len(pairs), n)
+		return st, fmt.Errorf("relay gave %d pairs for %d calls", len(pairs), n)
 	}
 	gen, err := rtpgen.New(rtpgen.Options{}, 2*n)
 	if err != nil {
-		return err
+		return st, err
 	}
 	defer gen.Close()
 	gen.Run()
@@ -485,29 +499,29 @@ func (b *bench) runFloor(ctx context.Context) error {
 	legs := gen.Legs()
 	for i, p := range pairs {
 		if err := gen.Start(legs[i], netip.AddrPortFrom(lo, uint16(p[0]))); err != nil {
-			return err
+			return st, err
 		}
 		if err := gen.Start(legs[n+i], netip.AddrPortFrom(lo, uint16(p[1]))); err != nil {
-			return err
+			return st, err
 		}
 	}
 	sleepCtx(ctx, b.settle)
 	pid := cmd.Process.Pid
 	u0, err := readUsage(pid)
 	if err != nil {
-		return err
+		return st, err
 	}
 	l0 := b.readLoad()
 	g0 := gen.Stats()
 	sleepCtx(ctx, b.concMeasure)
 	u1, err := readUsage(pid)
 	if err != nil {
-		return err
+		return st, err
 	}
 	load := loadShare(l0, b.readLoad())
 	g1 := gen.Stats()
 	gen.StopSending()
-	st := floorStep{Calls: n, WindowS: u1.wall.Sub(u0.wall).Seconds(), Load: load}
+	st = floorStep{Calls: n, WindowS: u1.wall.Sub(u0.wall).Seconds(), Load: load}
 	var cpu time.Duration
 	st.RelayCPU, cpu = share(u0, u1)
 	fwd := float64(g1.Received - g0.Received)
@@ -529,9 +543,8 @@ func (b *bench) runFloor(ctx context.Context) error {
 		_, _ = fmt.Sscanf(l, "forwarded %d", &st.RelayForwarded)
 	}
 	st.Gen = gen.Stats()
-	b.res.Floor = &st
-	b.logf("  relay CPU %.0f%%, %.0f packets/s forwarded, %.2f µs/packet", 100*st.RelayCPU, st.ForwardedPPS, st.CPUUsPerPacket)
-	return nil
+	st.GenSocketDrops, _ = gen.Drops()
+	return st, nil
 }
 
 // removeRecordings deletes the WAV files of finished recordings, so that repeated steps do

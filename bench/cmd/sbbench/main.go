@@ -3,6 +3,7 @@
 //
 //	sbbench run [flags]       start the gateway, run the steps, print the table, write the JSON
 //	sbbench relay -pairs N    the bare Go UDP relay (the floor), as a process of its own
+//	sbbench gencheck          the RTP generator against the bare relay alone: does it keep up?
 //
 // `run` expects a PostgreSQL cluster (scripts/bench.sh starts one) and a built gateway. It
 // drops and re-creates the database named in -database-url, starts `switchboard serve` pinned
@@ -46,7 +47,7 @@ var nan = math.NaN()
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: sbbench run [flags] | sbbench relay -pairs N")
+		fmt.Fprintln(os.Stderr, "usage: sbbench run [flags] | sbbench relay -pairs N | sbbench gencheck [-calls N,…]")
 		os.Exit(2)
 	}
 	var code int
@@ -55,6 +56,8 @@ func main() {
 		code = cmdRun(os.Args[2:], os.Stdout, os.Stderr)
 	case "relay":
 		code = cmdRelay(os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
+	case "gencheck":
+		code = cmdGencheck(os.Args[2:], os.Stdout, os.Stderr)
 	default:
 		fmt.Fprintf(os.Stderr, "sbbench: unknown command %q\n", os.Args[1])
 		code = 2
