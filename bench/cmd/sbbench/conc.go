@@ -81,6 +81,7 @@ type floorStep struct {
 	RelayForwarded uint64       `json:"relay_forwarded"`
 	Gen            rtpgen.Stats `json:"generator"`
 	GenSocketDrops uint64       `json:"generator_socket_drops"`
+	GenSentPPS     float64      `json:"generator_sent_pps"`
 	Load           loadUse      `json:"load"`
 }
 
@@ -526,6 +527,7 @@ func (b *bench) floorAt(ctx context.Context, n int) (floorStep, error) {
 	st.RelayCPU, cpu = share(u0, u1)
 	fwd := float64(g1.Received - g0.Received)
 	st.ForwardedPPS = fwd / st.WindowS
+	st.GenSentPPS = float64(g1.Sent-g0.Sent) / st.WindowS
 	if fwd > 0 {
 		st.CPUUsPerPacket = float64(cpu.Microseconds()) / fwd
 	}

@@ -37,7 +37,7 @@ func cmdGencheck(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "calls\tpkts/s back\trelay CPU\tgenerator CPU\tgen µs/pkt\tload core\tlate ticks\tgen drops\tseq lost\tend-to-end loss %\t")
+	fmt.Fprintln(tw, "calls\tpkts/s sent\tpkts/s back\trelay CPU\tgenerator CPU\tgen µs/pkt\tload core\tlate ticks\tgen drops\tseq lost\tend-to-end loss %\t")
 	for _, n := range steps {
 		b.logf("gencheck: %d calls through the bare relay", n)
 		st, err := b.floorAt(ctx, n)
@@ -50,10 +50,10 @@ func cmdGencheck(args []string, stdout, stderr io.Writer) int {
 			loss = 100 * (1 - float64(st.Gen.Received)/float64(st.Gen.Sent))
 		}
 		perPkt := 0.0
-		if st.ForwardedPPS > 0 { // each packet is written once and read back once by the generator
-			perPkt = 1e6 * st.Load.GeneratorCPU / st.ForwardedPPS
+		if h := st.GenSentPPS + st.ForwardedPPS; h > 0 { // per packet written or read
+			perPkt = 1e6 * st.Load.GeneratorCPU / h
 		}
-		fmt.Fprintf(tw, "%d\t%.0f\t%.0f%%\t%.0f%%\t%.2f\t%s\t%d\t%d\t%d\t%.4f\t\n", n, st.ForwardedPPS, 100*st.RelayCPU, 100*st.Load.GeneratorCPU, perPkt,
+		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.0f%%\t%.0f%%\t%.2f\t%s\t%d\t%d\t%d\t%.4f\t\n", n, st.GenSentPPS, st.ForwardedPPS, 100*st.RelayCPU, 100*st.Load.GeneratorCPU, perPkt,
 			pct(float64(st.Load.CoreBusy)), st.Gen.LateTicks, st.GenSocketDrops, st.Gen.SeqLost, loss)
 		if ctx.Err() != nil {
 			break
