@@ -142,7 +142,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	if *quick {
 		b.cpsSeconds, b.concMeasure, b.settle = 5, 5*time.Second, 2*time.Second
-		b.reserve = 2 * time.Minute
+		reserveSet := false
+		fs.Visit(func(f *flag.Flag) { reserveSet = reserveSet || f.Name == "reserve" })
+		if !reserveSet {
+			b.reserve = 2 * time.Minute
+		}
 	}
 	if b.root, err = filepath.Abs(*root); err != nil {
 		fmt.Fprintln(stderr, "sbbench run:", err)
