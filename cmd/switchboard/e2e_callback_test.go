@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/switchboard-voice/switchboard/internal/testport"
 )
 
 // pageMessage is a message of the softphone page's signalling (web's protocol), as far as the
@@ -102,31 +104,43 @@ func (p *pageSocket) send(msg string) {
 	}
 }
 
-// Rules TU-3/TU-4 through the real binary, with SIPp as the caller and as the carrier's far end:
-// agent1 answers a caller on the softphone page and hangs up; the agent's callback
-// (POST /calls/{id}/callback) goes out over the trunk to the caller's number, from the line the
-// caller had called, is answered, and joins the first call's ticket — not the contact's newer
-// unsolved ticket, which an ordinary dial would pick (OB-1) — as the public API shows.
+// Rules TU-3/TU-4 through the real binary, with SIPp as the caller, as the agent's SIP phone
+// and as the carrier's far end: agent1's phone answers a caller and hangs up; the agent's
+// callback from the softphone page (POST /calls/{id}/callback) goes out over the trunk to the
+// caller's number, from the line the caller had called, is answered, and joins the first call's
+// ticket — not the contact's newer unsolved ticket, which an ordinary dial would pick (OB-1) —
+// as the public API shows.
 func TestRule_TU3_CallbackThroughTheTrunkJoinsTheCallersTicket(t *testing.T) {
 	requireSipp(t)
 	g := runAgentGateway(t)
 	const agent, pass = "agent1@example.com", "agentpass"
 	agentID := int64(g.agentByEmail(agent)["id"].(float64))
+	// The page is open all along (a callback is placed on it), without a PeerConnection: offers
+	// go to the agent's registered SIP phone (web.PreferSoftphone).
 	page := g.pageSocket(agent, pass)
+	phonePort := testport.FreeUDP(t)
+	repl := map[string]string{"PHONE_PORT": strconv.Itoa(phonePort), "TALK_MS": "2000"}
+	phone := startSipp(t, "agent_answer.xml", repl, "-p", strconv.Itoa(phonePort), "-rtp_echo")
+	startSipp(t, "agent_register.xml", repl, "-s", "agent1", "-au", agent, "-ap", pass,
+		fmt.Sprintf("127.0.0.1:%d", g.sipPort)).wait(t, "register")
 	if code, m := g.api("PUT", fmt.Sprintf("/agents/%d/state", agentID), `{"agent":{"state":"available"}}`); code != 200 {
 		t.Fatalf("PUT /agents/%d/state = %d %v", agentID, code, m)
 	}
 	g.awaitAgentState(agent, 10*time.Second, func(s string) bool { return s == "available" })
 
-	// The caller (carrier_ivr.xml's +15551234567) on the line straight into queue support; the
-	// page answers, then hangs up, and the gateway's BYE ends the caller's SIPp.
+	// The caller (+15551234567) on the line straight into queue support; the phone answers,
+	// talks 2 s and hangs up, and the gateway's BYE ends the caller.
 	carrier := startSipp(t, "carrier_await_bye.xml", map[string]string{"KEY_ACTION": ""},
 		"-s", "+15550199", fmt.Sprintf("127.0.0.1:%d", g.sipPort))
-	offer := page.await("incoming", nil)
-	inboundID := offer.Call.ID
-	page.send(`{"type":"answer","call_id":"` + inboundID + `"}`)
-	page.await("call", func(m pageMessage) bool { return m.Call != nil && m.Call.ID == inboundID && m.Call.State == "talking" })
-	inbound := g.awaitCallByID(inboundID, func(c map[string]any) bool { return c["ticket_id"] != nil && c["requester_id"] != nil })
+	phone.wait(t, "agent phone")
+	carrier.wait(t, "caller")
+	inbound := g.awaitCall("+15550199", func(c map[string]any) bool {
+		return c["state"] == "ended" && c["ticket_id"] != nil && c["requester_id"] != nil
+	})
+	if inbound["outcome"] != "answered" || inbound["agent_id"] != float64(agentID) || inbound["from"] != "+15551234567" {
+		t.Fatalf("inbound call %v: want answered by agent1, from +15551234567", inbound)
+	}
+	inboundID := inbound["id"].(string)
 	ticketID := int64(inbound["ticket_id"].(float64))
 	requester := int64(inbound["requester_id"].(float64))
 	// A newer unsolved ticket of the same person: an ordinary dial to them would join it (OB-1).
@@ -135,9 +149,6 @@ func TestRule_TU3_CallbackThroughTheTrunkJoinsTheCallersTicket(t *testing.T) {
 		t.Fatalf("POST /tickets = %d %v", code, m)
 	}
 	decoyID := int64(m["ticket"].(map[string]any)["id"].(float64))
-	page.send(`{"type":"hangup"}`)
-	page.await("ended", func(m pageMessage) bool { return m.CallID == inboundID })
-	carrier.wait(t, "caller")
 
 	// The callback: the trunk's far end must see the caller's number in To and the line the
 	// caller called (+15550199) in From, and answers.
