@@ -63,10 +63,10 @@ func TestRule_CF4_CollectStepStoresDigits(t *testing.T) {
 		{name: "max digits end the entry", menu: "order", keys: "12345678",
 			queue: "support", path: "order", data: map[string]string{"order": "123456"}},
 		{name: "star is a key without a terminator", menu: "order", keys: "12*",
-			clock: func(r *rig) { r.clk.awaitTimer(t, DefaultCollectDigitTimeout); r.clk.advance(DefaultCollectDigitTimeout) },
+			clock: func(r *rig) { r.clk.advanceAfterTimers(t, 1+3, DefaultCollectDigitTimeout) },
 			queue: "support", path: "order", data: map[string]string{"order": "12*"}},
 		{name: "inter-digit timeout ends the entry", menu: "account", keys: "98765",
-			clock: func(r *rig) { r.clk.awaitTimer(t, 3*time.Second); r.clk.advance(3 * time.Second) },
+			clock: func(r *rig) { r.clk.advanceAfterTimers(t, 1+5, 3*time.Second) },
 			queue: "support", path: "account", data: map[string]string{"account": "98765"}},
 		{name: "no input follows no_input", menu: "account",
 			clock: func(r *rig) { r.clk.awaitTimer(t, 10*time.Second); r.clk.advance(10 * time.Second) },
@@ -119,6 +119,30 @@ func TestRule_CF4_CollectStepStoresDigits(t *testing.T) {
 			result(t, res)
 		})
 	}
+}
+
+// advanceAfterTimers waits until n timers were armed since the clock last moved (a collect
+// step arms its overall timer, then one inter-digit timer per key, each stopped before the next
+// is armed), then advances it by d. Waiting for "a timer due within d" instead could fire an
+// inter-digit timer of a key already followed by the next one.
+func (c *fakeClock) advanceAfterTimers(t testing.TB, n int, d time.Duration) {
+	t.Helper()
+	deadline := time.After(wait)
+	for {
+		c.mu.Lock()
+		armed := len(c.timers)
+		c.mu.Unlock()
+		if armed >= n {
+			break
+		}
+		select {
+		case <-c.added:
+		case <-time.After(5 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("%d timers armed, want %d", armed, n)
+		}
+	}
+	c.advance(d)
 }
 
 // withIdentity gives an ivr event the id and sequence sip's call adds, for Validate.
