@@ -65,7 +65,8 @@
 // Who owns what:
 //   - Each call's goroutine (the one in Call.Run) owns the call: its menus, its audio, its
 //     offer in flight, its conversation. Hold, Resume and Transfer reach it over a channel.
-//     Call.mu guards only the call's language and menu path, read by the ACD for offers.
+//     Call.mu guards only the call's language, menu path and collected variables (the ACD
+//     reads the first two for offers).
 //   - ACD.mu guards every agent's state, every queue's waiting calls and the connected calls.
 //     It is held only to read or change those fields, never across a wait.
 //   - Each AgentDialer.Offer runs on a goroutine of its own, started by the call's goroutine.
