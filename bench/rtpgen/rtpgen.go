@@ -20,6 +20,18 @@
 // recvmmsg(2) would only batch packets of one socket) and drains each with read(2). The
 // generator reports its own failures: send errors, sequence gaps, malformed packets, ticks
 // that ran late, and the kernel's drops on its sockets (Drops, from /proc/net/udp).
+//
+// Reading is what a generator on one core cannot afford for every leg at a thousand calls
+// and more: each packet read is a wake-up and a read(2) or two, and at N calls there are 100·N
+// of them a second. So Options.ReadLegs can bound the legs read for the whole run (the
+// sample, spread evenly over the legs). Every other leg is read only until its first RTP
+// packet arrives — which proves its media started, Stats.Heard — and then the kernel discards
+// its packets with a socket filter that accepts nothing (SO_ATTACH_FILTER, a BPF program of
+// one "return 0"). The socket stays open and bound, as a phone's: the sender's datagrams are
+// still delivered to it (on loopback the sender pays for that delivery, as it pays for any),
+// and the kernel counts each one it discards in the socket's drop counter, so Stats.Discarded
+// (from /proc/net/udp) gives the packets that reached the unread legs exactly, and
+// Received+Discarded what reached every leg.
 package rtpgen
 
 import (
@@ -63,6 +75,10 @@ type Options struct {
 	Slots int
 	// MaxDuration stops the goroutines of a Gen that was never closed.
 	MaxDuration time.Duration
+	// ReadLegs is the number of legs read for the whole run, spread evenly over the legs; the
+	// others are read until their first RTP packet, then discard in the kernel (see the
+	// package comment). 0 or ≥ the number of legs: every leg is read.
+	ReadLegs int
 }
 
 func (o *Options) defaults() {
@@ -105,6 +121,16 @@ type Stats struct {
 	Malformed  uint64 `json:"malformed"`  // not RTP version 2, payload type 0, Payload bytes
 	RTCP       uint64 `json:"rtcp"`       // datagrams read on the RTCP ports
 	LateTicks  uint64 `json:"late_ticks"` // sender slots that began more than one interval late
+	// ReadLegs are the legs read for the whole run (Options.ReadLegs; all legs by default):
+	// SeqLost, Reordered, Duplicates and Malformed count on them only.
+	ReadLegs int `json:"read_legs"`
+	// Heard are the legs on which at least one RTP packet arrived (every leg is read until
+	// then): "every leg's media started" as the far end sees it.
+	Heard int `json:"legs_heard"`
+	// Discarded are the RTP packets the kernel delivered to the legs not read for the whole
+	// run after their first one, and discarded there (their sockets' drop counters in
+	// /proc/net/udp). Received+Discarded is what reached every leg.
+	Discarded uint64 `json:"discarded"`
 }
 
 // Leg is one call leg: an RTP socket and its RTCP neighbour.
@@ -121,6 +147,10 @@ type Leg struct {
 	ts      uint32
 	sending atomic.Bool
 	started atomic.Bool
+
+	// read: the leg is read for the whole run (set by New). heard: an RTP packet arrived.
+	read  bool
+	heard atomic.Bool
 
 	// Owned by the receiver goroutine.
 	haveSeq bool
@@ -153,8 +183,10 @@ type Gen struct {
 	buckets []bucket
 	payload []byte
 
+	readLegs int
+
 	sent, sendErrs, received, lost, reordered, dups, bad, rtcp, late atomic.Uint64
-	started                                                          atomic.Int64
+	started, heard                                                   atomic.Int64
 
 	closing   atomic.Bool
 	runOnce   sync.Once
@@ -198,6 +230,18 @@ func New(opts Options, n int) (*Gen, error) {
 		g.legs = append(g.legs, l)
 		g.byPort[l.port] = l
 	}
+	// The sample: leg i is read when ⌊(i+1)·r/n⌋ steps past ⌊i·r/n⌋, r legs spread evenly
+	// over the n (every leg when r ≥ n). With the benchmark's layout (the n/2 callers first,
+	// then their callees in the same order) and an even r, leg i and leg i+n/2 differ by
+	// exactly r/2 in ⌊i·r/n⌋, so both legs of a call are read or neither is.
+	r := opts.ReadLegs
+	if r <= 0 || r >= n {
+		r = n
+	}
+	for i, l := range g.legs {
+		l.read = i*r/n != (i+1)*r/n
+	}
+	g.readLegs = r
 	return g, nil
 }
 
@@ -241,6 +285,12 @@ func (g *Gen) bindSocket(port int) (int, error) {
 	}
 	return fd, nil
 }
+
+// Read reports whether the leg is read for the whole run (in the sample).
+func (l *Leg) Read() bool { return l.read }
+
+// Heard reports whether an RTP packet arrived on the leg.
+func (l *Leg) Heard() bool { return l.heard.Load() }
 
 // Legs returns the legs in port order.
 func (g *Gen) Legs() []*Leg { return g.legs }
@@ -301,19 +351,50 @@ func (g *Gen) StopSending() {
 	}
 }
 
-// Stats returns the counters so far.
+// Started is the number of legs started; cheap to poll, unlike Stats.
+func (g *Gen) Started() int { return int(g.started.Load()) }
+
+// Stats returns the counters so far. When some legs are not read (Options.ReadLegs), it reads
+// /proc/net/udp for Discarded; it then costs a few milliseconds, so poll it sparingly.
 func (g *Gen) Stats() Stats {
-	return Stats{
+	st := Stats{
 		Legs: len(g.legs), Started: int(g.started.Load()),
 		Sent: g.sent.Load(), SendErrors: g.sendErrs.Load(), Received: g.received.Load(),
 		SeqLost: g.lost.Load(), Reordered: g.reordered.Load(), Duplicates: g.dups.Load(),
 		Malformed: g.bad.Load(), RTCP: g.rtcp.Load(), LateTicks: g.late.Load(),
+		ReadLegs: g.readLegs, Heard: int(g.heard.Load()),
 	}
+	if g.readLegs < len(g.legs) {
+		st.Discarded, _ = g.discarded()
+	}
+	return st
 }
 
-// Drops is the kernel's drop count summed over the generator's sockets (/proc/net/udp).
+// discarded sums the drop counters of the RTP sockets of the legs not read for the whole run:
+// after their first packet, every packet the kernel delivers to them is dropped by their
+// filter and counted there.
+func (g *Gen) discarded() (uint64, error) {
+	ports := make(map[int]bool, len(g.legs)-g.readLegs)
+	for _, l := range g.legs {
+		if !l.read {
+			ports[l.port] = true
+		}
+	}
+	d, _, err := procstat.UDPDrops(ports)
+	return d, err
+}
+
+// Drops is the kernel's drop count summed over the generator's sockets (/proc/net/udp): real
+// drops (a full receive buffer), so without the RTP sockets of the unread legs, whose
+// deliberate discards are Stats.Discarded.
 func (g *Gen) Drops() (uint64, error) {
-	d, _, err := procstat.UDPDrops(g.Ports())
+	ports := g.Ports()
+	for _, l := range g.legs {
+		if !l.read {
+			delete(ports, l.port)
+		}
+	}
+	d, _, err := procstat.UDPDrops(ports)
 	return d, err
 }
 
@@ -408,8 +489,42 @@ func (g *Gen) recvLoop() {
 				}
 				e.leg.receive(buf[:m])
 			}
+			if l := e.leg; !e.rtcp && !l.read && l.heard.Load() {
+				if err := g.stopReading(l); err != nil {
+					g.errMu.Lock()
+					g.err = err
+					g.errMu.Unlock()
+					return
+				}
+			}
 		}
 	}
+}
+
+// stopReading turns leg l, heard and not in the sample, into a discarding socket: the filter
+// first, so nothing queues after the last read, then out of epoll, then whatever queued in
+// between is read (receiver goroutine only).
+func (g *Gen) stopReading(l *Leg) error {
+	// A classic BPF program that accepts no bytes of any packet: the kernel drops it and
+	// counts it in the socket's drop counter.
+	dropAll := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
+	prog := unix.SockFprog{Len: 1, Filter: &dropAll[0]}
+	if err := unix.SetsockoptSockFprog(l.fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+		return fmt.Errorf("rtpgen: leg %d: attach filter: %w", l.port, err)
+	}
+	if err := unix.EpollCtl(g.epfd, unix.EPOLL_CTL_DEL, l.fd, nil); err != nil {
+		return fmt.Errorf("rtpgen: leg %d: epoll_ctl del: %w", l.port, err)
+	}
+	g.byFD[l.fd] = fdEntry{}
+	buf := make([]byte, 2048)
+	for range 64 {
+		m, err := unix.Read(l.fd, buf)
+		if err != nil {
+			break
+		}
+		l.receive(buf[:m])
+	}
+	return nil
 }
 
 // receive checks one datagram read on the leg's RTP socket (receiver goroutine only).
@@ -419,6 +534,10 @@ func (l *Leg) receive(b []byte) {
 	if len(b) != headerSize+g.opts.Payload || b[0]>>6 != 2 || b[1]&0x7F != 0 || b[0]&0x3F != 0 {
 		g.bad.Add(1)
 		return
+	}
+	if !l.heard.Load() {
+		l.heard.Store(true)
+		g.heard.Add(1)
 	}
 	seq := binary.BigEndian.Uint16(b[2:])
 	ssrc := binary.BigEndian.Uint32(b[8:])

@@ -107,3 +107,86 @@ func TestGen_StreamsBothWaysThroughARelay(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// With ReadLegs, the sample is read for the whole run and every other leg only until its
+// first packet: every leg is heard, the sample's sequence numbers are checked, and the
+// packets that reach the unread legs are counted by the kernel as Discarded — so received +
+// discarded is exactly what the relay forwarded, and the unread sockets stay open (the
+// relay's writes to them succeed).
+func TestGen_SampledReadHearsEveryLegAndCountsTheRest(t *testing.T) {
+	const calls, read = 20, 10 // both legs of 5 calls read
+	r, err := relay.New(netip.MustParseAddr("127.0.0.1"), calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	g, err := New(Options{PortMin: 48100, PortMax: 48999, ReadLegs: read}, 2*calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	legs := g.Legs()
+	sampled := 0
+	for i := range calls { // the benchmark's layout: callers first, then their callees
+		if legs[i].Read() != legs[calls+i].Read() {
+			t.Errorf("call %d: caller read %v, callee read %v", i, legs[i].Read(), legs[calls+i].Read())
+		}
+		if legs[i].Read() {
+			sampled += 2
+		}
+	}
+	if sampled != read {
+		t.Fatalf("%d legs in the sample, want %d", sampled, read)
+	}
+	g.Run()
+	lo := netip.MustParseAddr("127.0.0.1")
+	for i, p := range r.Ports() {
+		if err := g.Start(legs[i], netip.AddrPortFrom(lo, uint16(p[0]))); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Start(legs[calls+i], netip.AddrPortFrom(lo, uint16(p[1]))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for (g.Stats().Sent < 2*calls*25 || g.Stats().Heard < 2*calls) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	g.StopSending()
+	sent := g.Stats().Sent
+	fw, unlatched := r.Counts()
+	for fw+unlatched < sent && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+		fw, unlatched = r.Counts()
+	}
+	st := g.Stats()
+	for st.Received+st.Discarded < fw && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		st = g.Stats()
+	}
+	if st.Heard != 2*calls || st.ReadLegs != read || st.Started != 2*calls {
+		t.Errorf("heard %d, read legs %d, started %d; want %d, %d, %d", st.Heard, st.ReadLegs, st.Started, 2*calls, read, 2*calls)
+	}
+	for _, l := range legs {
+		if !l.Heard() {
+			t.Errorf("leg %d not heard", l.Port())
+		}
+	}
+	if st.Received+st.Discarded != fw || fw+unlatched != st.Sent || st.SendErrors != 0 {
+		t.Errorf("sent %d, relay forwarded %d dropped %d, received %d + discarded %d", st.Sent, fw, unlatched, st.Received, st.Discarded)
+	}
+	// The unread legs read one packet (or a few that queued before the filter), the sampled
+	// ones all of theirs: most of the packets are discarded, and the sample still counts.
+	if st.Discarded < st.Received || st.Received < read*20 {
+		t.Errorf("received %d, discarded %d: the sample was not read, or the rest was", st.Received, st.Discarded)
+	}
+	if st.SeqLost != 0 || st.Malformed != 0 || st.Duplicates != 0 || st.Reordered != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	if d, err := g.Drops(); err != nil || d != 0 {
+		t.Errorf("kernel drops %d, %v", d, err)
+	}
+	if err := g.Err(); err != nil {
+		t.Error(err)
+	}
+}

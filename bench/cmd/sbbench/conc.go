@@ -26,8 +26,9 @@ type concStep struct {
 	SippFailed  int     `json:"sipp_failed"`
 	RampS       float64 `json:"ramp_s"`
 	WindowS     float64 `json:"window_s"`
-	// In the window: the gateway's CPU in cores, packets the phones received from it per
-	// second, and gateway CPU per such packet.
+	// In the window: the gateway's CPU in cores, packets that reached the phones from it per
+	// second (read on the generator's sample, discarded by the kernel on the other legs:
+	// generator.received + generator.discarded), and gateway CPU per such packet.
 	GatewayCPU     float64 `json:"gateway_cpu"`
 	ForwardedPPS   float64 `json:"forwarded_pps"`
 	GatewayTxPPS   float64 `json:"gateway_tx_pps"` // switchboard_rtp_packets_total{direction="tx"}
@@ -42,7 +43,7 @@ type concStep struct {
 	// The generator's own view over the step.
 	Gen           rtpgen.Stats `json:"generator"`
 	GenSocketDrop uint64       `json:"generator_socket_drops"`
-	GenLossPct    float64      `json:"generator_end_to_end_loss_pct"` // 1 − received/sent
+	GenLossPct    float64      `json:"generator_end_to_end_loss_pct"` // 1 − (received + discarded)/sent, every leg
 	// Memory at the window's end, and per call above the idle gateway before the first step.
 	RSSKB        int64   `json:"rss_kb"`
 	RSSKBPerCall float64 `json:"rss_kb_per_call"`
@@ -172,7 +173,7 @@ func (b *bench) concStep(ctx context.Context, tag, n int, base idleBase) (concSt
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return st, err
 	}
-	gen, err := rtpgen.New(rtpgen.Options{}, 2*n)
+	gen, err := rtpgen.New(rtpgen.Options{ReadLegs: b.genReadLegs}, 2*n)
 	if err != nil {
 		return st, err
 	}
@@ -267,10 +268,10 @@ func (b *bench) concStep(ctx context.Context, tag, n int, base idleBase) (concSt
 			return true
 		default:
 		}
-		return gen.Stats().Started == 2*n
+		return gen.Started() == 2*n
 	})
 	st.RampS = time.Since(began).Seconds()
-	st.LegsStarted = gen.Stats().Started
+	st.LegsStarted = gen.Started()
 
 	// The window: every call up, media flowing, no hang-up yet (the first BYE comes at began+hold).
 	sleepCtx(ctx, b.settle)
@@ -322,7 +323,7 @@ func (b *bench) concStep(ctx context.Context, tag, n int, base idleBase) (concSt
 	st.WindowS = win.Seconds()
 	var cpu time.Duration
 	st.GatewayCPU, cpu = share(u0, u1)
-	fwd := float64(g1.Received - g0.Received)
+	fwd := float64(g1.Received + g1.Discarded - g0.Received - g0.Discarded)
 	st.ForwardedPPS = fwd / win.Seconds()
 	tx := map[string]string{"direction": "tx"}
 	st.GatewayTxPPS = (m1.Sum("switchboard_rtp_packets_total", tx) - m0.Sum("switchboard_rtp_packets_total", tx)) / win.Seconds()
@@ -362,7 +363,7 @@ func (b *bench) concStep(ctx context.Context, tag, n int, base idleBase) (concSt
 	}
 	st.Gen = gen.Stats()
 	if st.Gen.Sent > 0 {
-		st.GenLossPct = 100 * (1 - float64(st.Gen.Received)/float64(st.Gen.Sent))
+		st.GenLossPct = 100 * (1 - float64(st.Gen.Received+st.Gen.Discarded)/float64(st.Gen.Sent))
 	}
 	removeRecordings(filepath.Join(b.work, "recordings"))
 
@@ -490,7 +491,7 @@ func (b *bench) floorAt(ctx context.Context, n int) (floorStep, error) {
 	if len(pairs) != n {
 		return st, fmt.Errorf("relay gave %d pairs for %d calls", len(pairs), n)
 	}
-	gen, err := rtpgen.New(rtpgen.Options{}, 2*n)
+	gen, err := rtpgen.New(rtpgen.Options{ReadLegs: b.genReadLegs}, 2*n)
 	if err != nil {
 		return st, err
 	}
@@ -525,7 +526,7 @@ func (b *bench) floorAt(ctx context.Context, n int) (floorStep, error) {
 	st = floorStep{Calls: n, WindowS: u1.wall.Sub(u0.wall).Seconds(), Load: load}
 	var cpu time.Duration
 	st.RelayCPU, cpu = share(u0, u1)
-	fwd := float64(g1.Received - g0.Received)
+	fwd := float64(g1.Received + g1.Discarded - g0.Received - g0.Discarded)
 	st.ForwardedPPS = fwd / st.WindowS
 	st.GenSentPPS = float64(g1.Sent-g0.Sent) / st.WindowS
 	if fwd > 0 {

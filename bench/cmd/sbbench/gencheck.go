@@ -25,6 +25,7 @@ func cmdGencheck(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&b.loadCPUs, "load-cpus", "1", "the load core(s), for their busy share (sbbench itself should run there)")
 	fs.DurationVar(&b.concMeasure, "measure", 10*time.Second, "measurement window")
 	fs.DurationVar(&b.settle, "settle", 2*time.Second, "wait after media starts")
+	fs.IntVar(&b.genReadLegs, "gen-read-legs", defaultGenReadLegs, "legs the generator reads for the whole step, as in `sbbench run`; 0: every leg")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -37,7 +38,7 @@ func cmdGencheck(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "calls\tpkts/s sent\tpkts/s back\trelay CPU\tgenerator CPU\tgen µs/pkt\tload core\tlate ticks\tgen drops\tseq lost\tend-to-end loss %\t")
+	fmt.Fprintln(tw, "calls\tread legs\tpkts/s sent\tpkts/s back\trelay CPU\tgenerator CPU\tgen µs/pkt\tload core\tlate ticks\tgen drops\tseq lost\tend-to-end loss %\t")
 	for _, n := range steps {
 		b.logf("gencheck: %d calls through the bare relay", n)
 		st, err := b.floorAt(ctx, n)
@@ -47,13 +48,13 @@ func cmdGencheck(args []string, stdout, stderr io.Writer) int {
 		}
 		loss := 0.0
 		if st.Gen.Sent > 0 {
-			loss = 100 * (1 - float64(st.Gen.Received)/float64(st.Gen.Sent))
+			loss = 100 * (1 - float64(st.Gen.Received+st.Gen.Discarded)/float64(st.Gen.Sent))
 		}
 		perPkt := 0.0
-		if h := st.GenSentPPS + st.ForwardedPPS; h > 0 { // per packet written or read
+		if h := st.GenSentPPS + st.ForwardedPPS; h > 0 { // per packet written or back (read or discarded)
 			perPkt = 1e6 * st.Load.GeneratorCPU / h
 		}
-		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.0f%%\t%.0f%%\t%.2f\t%s\t%d\t%d\t%d\t%.4f\t\n", n, st.GenSentPPS, st.ForwardedPPS, 100*st.RelayCPU, 100*st.Load.GeneratorCPU, perPkt,
+		fmt.Fprintf(tw, "%d\t%d\t%.0f\t%.0f\t%.0f%%\t%.0f%%\t%.2f\t%s\t%d\t%d\t%d\t%.4f\t\n", n, st.Gen.ReadLegs, st.GenSentPPS, st.ForwardedPPS, 100*st.RelayCPU, 100*st.Load.GeneratorCPU, perPkt,
 			pct(float64(st.Load.CoreBusy)), st.Gen.LateTicks, st.GenSocketDrops, st.Gen.SeqLost, loss)
 		if ctx.Err() != nil {
 			break

@@ -65,6 +65,10 @@ func main() {
 	os.Exit(code)
 }
 
+// defaultGenReadLegs is the RTP generator's read sample: every leg up to 500 calls, both legs
+// of 500 evenly spread calls above (BENCHMARKS.md, "The load generators and their limits").
+const defaultGenReadLegs = 1000
+
 // bench is one `sbbench run`.
 type bench struct {
 	root        string // the repository
@@ -92,6 +96,7 @@ type bench struct {
 	rtpengine   string        // the peer's binary; "" or "off": not run
 	norec       bool          // run the recording-off step
 	noRecording bool          // the gateway being started records nothing
+	genReadLegs int           // legs the RTP generator reads for the whole step (rtpgen.Options.ReadLegs)
 
 	gw *gatewayProc
 	db *pgxpool.Pool
@@ -115,6 +120,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&b.cpsSeconds, "cps-seconds", 20, "seconds of calls per CPS step")
 	conc := fs.String("conc", "100,250,500,750,1000,1500,2000", "concurrent-call steps")
 	fs.IntVar(&b.concRate, "conc-rate", 100, "calls per second while a concurrency step ramps up")
+	fs.IntVar(&b.genReadLegs, "gen-read-legs", defaultGenReadLegs, "legs the RTP generator reads for the whole step (a sample of both legs of evenly spread calls; the others only until their first packet); 0: every leg")
 	fs.DurationVar(&b.concMeasure, "conc-measure", 15*time.Second, "measurement window of a concurrency step")
 	fs.DurationVar(&b.settle, "settle", 3*time.Second, "wait after media starts before measuring")
 	fs.IntVar(&b.concTableTo, "conc-table-to", 1500, "after a failed concurrency step, keep measuring the steps up to this many calls (the per-step table)")

@@ -35,7 +35,8 @@ type peerStep struct {
 	RSSKBPerCall float64 `json:"rss_kb_per_call"`
 	FDsPerCall   float64 `json:"fds_per_call"`
 	// Loss as the phones saw it over the whole step (rtpengine counts none of its own here):
-	// 1 − received ÷ sent, read after the senders stopped and the last packets arrived.
+	// 1 − (received + discarded) ÷ sent (generator.discarded: what reached the legs the
+	// generator does not read), read after the senders stopped and the last packets arrived.
 	LossPct        float64      `json:"loss_pct"`
 	SocketDrops    uint64       `json:"socket_drops"` // the kernel's drops on rtpengine's ports
 	Gen            rtpgen.Stats `json:"generator"`
@@ -133,7 +134,7 @@ func (b *bench) peerStep(ctx context.Context, bin string, n int) (peerStep, erro
 		return st, err
 	}
 
-	gen, err := rtpgen.New(rtpgen.Options{}, 2*n)
+	gen, err := rtpgen.New(rtpgen.Options{ReadLegs: b.genReadLegs}, 2*n)
 	if err != nil {
 		return st, err
 	}
@@ -165,7 +166,7 @@ func (b *bench) peerStep(ctx context.Context, bin string, n int) (peerStep, erro
 		}
 	}
 	st.SetupS = time.Since(began).Seconds()
-	st.LegsStarted = gen.Stats().Started
+	st.LegsStarted = gen.Started()
 
 	sleepCtx(ctx, b.settle)
 	u0, err := readUsage(pid)
@@ -192,7 +193,7 @@ func (b *bench) peerStep(ctx context.Context, bin string, n int) (peerStep, erro
 	st.WindowS = u1.wall.Sub(u0.wall).Seconds()
 	var cpu time.Duration
 	st.CPU, cpu = share(u0, u1)
-	fwd := float64(g1.Received - g0.Received)
+	fwd := float64(g1.Received + g1.Discarded - g0.Received - g0.Discarded)
 	st.ForwardedPPS = fwd / st.WindowS
 	if fwd > 0 {
 		st.CPUUsPerPacket = float64(cpu.Microseconds()) / fwd
@@ -203,7 +204,7 @@ func (b *bench) peerStep(ctx context.Context, bin string, n int) (peerStep, erro
 	sleepCtx(ctx, 500*time.Millisecond) // the last packets in flight
 	st.Gen = gen.Stats()
 	if st.Gen.Sent > 0 {
-		st.LossPct = 100 * (1 - float64(st.Gen.Received)/float64(st.Gen.Sent))
+		st.LossPct = 100 * (1 - float64(st.Gen.Received+st.Gen.Discarded)/float64(st.Gen.Sent))
 	}
 	for i := range n {
 		if err := ng.Delete(fmt.Sprintf("bench-%d", i), fmt.Sprintf("c%d", i)); err != nil {
