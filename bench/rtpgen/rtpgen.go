@@ -75,6 +75,10 @@ type Options struct {
 	Slots int
 	// MaxDuration stops the goroutines of a Gen that was never closed.
 	MaxDuration time.Duration
+	// URing sends each slot's packets with one io_uring_enter(2) (each still a send on its
+	// leg's own socket) instead of one write(2) each; New fails when the kernel refuses
+	// io_uring.
+	URing bool
 	// ReadLegs is the number of legs read for the whole run, spread evenly over the legs; the
 	// others are read until their first RTP packet, then discard in the kernel (see the
 	// package comment). 0 or ≥ the number of legs: every leg is read.
@@ -143,6 +147,7 @@ type Leg struct {
 
 	// Owned by the sender goroutine once sending is set.
 	pkt     []byte
+	first   bool
 	seq     uint16
 	ts      uint32
 	sending atomic.Bool
@@ -184,6 +189,7 @@ type Gen struct {
 	payload []byte
 
 	readLegs int
+	ring     *uring // Options.URing; sender goroutine only after New
 
 	sent, sendErrs, received, lost, reordered, dups, bad, rtcp, late atomic.Uint64
 	started, heard                                                   atomic.Int64
@@ -242,6 +248,17 @@ func New(opts Options, n int) (*Gen, error) {
 		l.read = i*r/n != (i+1)*r/n
 	}
 	g.readLegs = r
+	if opts.URing {
+		per := uint32((n + opts.Slots - 1) / opts.Slots)
+		entries := uint32(8)
+		for entries < per && entries < 4096 {
+			entries *= 2
+		}
+		if g.ring, err = newURing(entries); err != nil {
+			g.Close()
+			return nil, err
+		}
+	}
 	return g, nil
 }
 
@@ -331,8 +348,8 @@ func (g *Gen) Start(l *Leg, remote netip.AddrPort) error {
 	}
 	l.seq = uint16(rand.Uint32())
 	l.ts = rand.Uint32()
-	l.pkt[0] = 0x80                                        // V=2, no padding, extension or CSRC
-	l.pkt[1] = 0x80                                        // marker on the first packet (RFC 3551 §4.1), payload type 0 (PCMU)
+	l.pkt[0] = 0x80 // V=2, no padding, extension or CSRC
+	l.first = true
 	binary.BigEndian.PutUint32(l.pkt[8:], rand.Uint32()|1) // a random, non-zero SSRC
 	copy(l.pkt[headerSize:], g.payload)
 	b := &g.buckets[l.slot]
@@ -344,10 +361,15 @@ func (g *Gen) Start(l *Leg, remote netip.AddrPort) error {
 	return nil
 }
 
-// StopSending stops every leg's stream; the sockets stay open and keep being read.
+// StopSending stops every leg's stream and returns once no packet is being sent (the sender
+// holds a slot's bucket while it sends that slot); the sockets stay open and keep being read.
 func (g *Gen) StopSending() {
 	for _, l := range g.legs {
 		l.sending.Store(false)
+	}
+	for i := range g.buckets {
+		g.buckets[i].mu.Lock()
+		g.buckets[i].mu.Unlock() //nolint:staticcheck // an empty critical section: waits out the slot in flight
 	}
 }
 
@@ -415,6 +437,9 @@ func (g *Gen) Close() error {
 			unix.Close(l.rtcpFD)
 		}
 		unix.Close(g.epfd)
+		if g.ring != nil {
+			g.ring.close()
+		}
 	})
 	return nil
 }
@@ -424,6 +449,8 @@ func (g *Gen) sendLoop() {
 	slot := g.opts.Interval / time.Duration(g.opts.Slots)
 	start := time.Now()
 	maxTicks := int64(g.opts.MaxDuration / slot)
+	var fds []int
+	var pkts [][]byte
 	for tick := int64(0); tick < maxTicks && !g.closing.Load(); tick++ {
 		due := start.Add(time.Duration(tick) * slot)
 		if d := time.Until(due); d > 0 {
@@ -433,25 +460,76 @@ func (g *Gen) sendLoop() {
 		}
 		b := &g.buckets[tick%int64(g.opts.Slots)]
 		b.mu.Lock()
-		for _, l := range b.legs {
-			if l.sending.Load() {
-				l.send()
+		if g.ring != nil {
+			g.sendRing(b.legs, &fds, &pkts)
+		} else {
+			for _, l := range b.legs {
+				if l.sending.Load() {
+					l.send()
+				}
 			}
 		}
 		b.mu.Unlock()
 	}
 }
 
+// sendRing sends the next packet of every sending leg of a slot through the ring, as many
+// per io_uring_enter as the ring holds (sender goroutine only).
+func (g *Gen) sendRing(legs []*Leg, fds *[]int, pkts *[][]byte) {
+	*fds, *pkts = (*fds)[:0], (*pkts)[:0]
+	flush := func() {
+		if len(*fds) == 0 {
+			return
+		}
+		ok, failed, err := g.ring.send(*fds, *pkts)
+		g.sent.Add(uint64(ok))
+		_ = failed
+		g.sendErrs.Add(uint64(len(*fds) - ok)) // failed, or not sent at all after an error
+		if err != nil {
+			g.errMu.Lock()
+			g.err = err
+			g.errMu.Unlock()
+		}
+		*fds, *pkts = (*fds)[:0], (*pkts)[:0]
+	}
+	for _, l := range legs {
+		if !l.sending.Load() {
+			continue
+		}
+		l.prepare()
+		*fds, *pkts = append(*fds, l.fd), append(*pkts, l.pkt)
+		if uint32(len(*fds)) == g.ring.entries {
+			flush()
+		}
+		l.advance()
+	}
+	flush()
+}
+
 // send writes the leg's next packet (sender goroutine only).
 func (l *Leg) send() {
-	binary.BigEndian.PutUint16(l.pkt[2:], l.seq)
-	binary.BigEndian.PutUint32(l.pkt[4:], l.ts)
+	l.prepare()
 	if _, err := unix.Write(l.fd, l.pkt); err != nil {
 		l.g.sendErrs.Add(1)
 	} else {
 		l.g.sent.Add(1)
 	}
-	l.pkt[1] &^= 0x80 // marker only on the first packet
+	l.advance()
+}
+
+// prepare writes the header fields that change per packet; advance moves on to the next
+// packet without touching the bytes, which may still be in the kernel's hands (io_uring).
+func (l *Leg) prepare() {
+	l.pkt[1] = 0 // payload type 0 (PCMU)
+	if l.first {
+		l.pkt[1] = 0x80 // marker on the first packet only (RFC 3551 §4.1)
+	}
+	binary.BigEndian.PutUint16(l.pkt[2:], l.seq)
+	binary.BigEndian.PutUint32(l.pkt[4:], l.ts)
+}
+
+func (l *Leg) advance() {
+	l.first = false
 	l.seq++
 	l.ts += uint32(l.g.opts.Payload)
 }

@@ -48,15 +48,21 @@ func TestNew_EvenPortsSkippingBusyOnes(t *testing.T) {
 }
 
 // Calls through the bare relay: every leg sends 20 ms packets and reads the other leg's
-// stream back, with no sequence gaps and nothing malformed.
+// stream back, with no sequence gaps and nothing malformed — with write(2) per packet, and with
+// each slot's packets sent through io_uring.
 func TestGen_StreamsBothWaysThroughARelay(t *testing.T) {
+	t.Run("write", func(t *testing.T) { streamsBothWays(t, false, 47100) })
+	t.Run("io_uring", func(t *testing.T) { streamsBothWays(t, true, 49100) })
+}
+
+func streamsBothWays(t *testing.T, uring bool, portMin int) {
 	const calls = 20
 	r, err := relay.New(netip.MustParseAddr("127.0.0.1"), calls)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	g, err := New(Options{PortMin: 47100, PortMax: 47999}, 2*calls)
+	g, err := New(Options{PortMin: portMin, PortMax: portMin + 899, URing: uring}, 2*calls)
 	if err != nil {
 		t.Fatal(err)
 	}

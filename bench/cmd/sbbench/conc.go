@@ -173,7 +173,7 @@ func (b *bench) concStep(ctx context.Context, tag, n int, base idleBase) (concSt
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return st, err
 	}
-	gen, err := rtpgen.New(rtpgen.Options{ReadLegs: b.genReadLegs}, 2*n)
+	gen, err := rtpgen.New(b.genOptions(), 2*n)
 	if err != nil {
 		return st, err
 	}
@@ -491,7 +491,7 @@ func (b *bench) floorAt(ctx context.Context, n int) (floorStep, error) {
 	if len(pairs) != n {
 		return st, fmt.Errorf("relay gave %d pairs for %d calls", len(pairs), n)
 	}
-	gen, err := rtpgen.New(rtpgen.Options{ReadLegs: b.genReadLegs}, 2*n)
+	gen, err := rtpgen.New(b.genOptions(), 2*n)
 	if err != nil {
 		return st, err
 	}

@@ -25,6 +25,7 @@ func cmdGencheck(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&b.loadCPUs, "load-cpus", "1", "the load core(s), for their busy share (sbbench itself should run there)")
 	fs.DurationVar(&b.concMeasure, "measure", 10*time.Second, "measurement window")
 	fs.DurationVar(&b.settle, "settle", 2*time.Second, "wait after media starts")
+	fs.BoolVar(&b.genURing, "gen-uring", defaultGenURing, "send through io_uring, as in `sbbench run`")
 	fs.IntVar(&b.genReadLegs, "gen-read-legs", defaultGenReadLegs, "legs the generator reads for the whole step, as in `sbbench run`; 0: every leg")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -41,6 +41,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/switchboard-voice/switchboard/bench/rtpgen"
 )
 
 var nan = math.NaN()
@@ -68,6 +70,14 @@ func main() {
 // defaultGenReadLegs is the RTP generator's read sample: every leg up to 500 calls, both legs
 // of 500 evenly spread calls above (BENCHMARKS.md, "The load generators and their limits").
 const defaultGenReadLegs = 1000
+
+// defaultGenURing: whether the generator sends through io_uring unless told otherwise.
+const defaultGenURing = false
+
+// genOptions are the RTP generator's options of every step.
+func (b *bench) genOptions() rtpgen.Options {
+	return rtpgen.Options{ReadLegs: b.genReadLegs, URing: b.genURing}
+}
 
 // bench is one `sbbench run`.
 type bench struct {
@@ -97,6 +107,7 @@ type bench struct {
 	norec       bool          // run the recording-off step
 	noRecording bool          // the gateway being started records nothing
 	genReadLegs int           // legs the RTP generator reads for the whole step (rtpgen.Options.ReadLegs)
+	genURing    bool          // the RTP generator sends through io_uring (rtpgen.Options.URing)
 
 	gw *gatewayProc
 	db *pgxpool.Pool
@@ -120,6 +131,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&b.cpsSeconds, "cps-seconds", 20, "seconds of calls per CPS step")
 	conc := fs.String("conc", "100,250,500,750,1000,1500,2000", "concurrent-call steps")
 	fs.IntVar(&b.concRate, "conc-rate", 100, "calls per second while a concurrency step ramps up")
+	fs.BoolVar(&b.genURing, "gen-uring", defaultGenURing, "the RTP generator sends each 1 ms slot's packets with one io_uring_enter instead of a write(2) each")
 	fs.IntVar(&b.genReadLegs, "gen-read-legs", defaultGenReadLegs, "legs the RTP generator reads for the whole step (a sample of both legs of evenly spread calls; the others only until their first packet); 0: every leg")
 	fs.DurationVar(&b.concMeasure, "conc-measure", 15*time.Second, "measurement window of a concurrency step")
 	fs.DurationVar(&b.settle, "settle", 3*time.Second, "wait after media starts before measuring")

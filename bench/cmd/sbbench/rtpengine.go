@@ -134,7 +134,7 @@ func (b *bench) peerStep(ctx context.Context, bin string, n int) (peerStep, erro
 		return st, err
 	}
 
-	gen, err := rtpgen.New(rtpgen.Options{ReadLegs: b.genReadLegs}, 2*n)
+	gen, err := rtpgen.New(b.genOptions(), 2*n)
 	if err != nil {
 		return st, err
 	}
