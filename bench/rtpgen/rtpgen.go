@@ -76,8 +76,9 @@ type Options struct {
 	// MaxDuration stops the goroutines of a Gen that was never closed.
 	MaxDuration time.Duration
 	// URing sends each slot's packets with one io_uring_enter(2) (each still a send on its
-	// leg's own socket) instead of one write(2) each; New fails when the kernel refuses
-	// io_uring.
+	// leg's own socket) instead of one write(2) each. When the kernel refuses io_uring (not
+	// built in, kernel.io_uring_disabled, a seccomp profile), the generator writes instead and
+	// Stats.SendPath and URingErr say so.
 	URing bool
 	// ReadLegs is the number of legs read for the whole run, spread evenly over the legs; the
 	// others are read until their first RTP packet, then discard in the kernel (see the
@@ -135,6 +136,8 @@ type Stats struct {
 	// run after their first one, and discarded there (their sockets' drop counters in
 	// /proc/net/udp). Received+Discarded is what reached every leg.
 	Discarded uint64 `json:"discarded"`
+	// SendPath is how packets are sent: "io_uring" (Options.URing) or "write".
+	SendPath string `json:"send_path"`
 }
 
 // Leg is one call leg: an RTP socket and its RTCP neighbour.
@@ -190,6 +193,7 @@ type Gen struct {
 
 	readLegs int
 	ring     *uring // Options.URing; sender goroutine only after New
+	ringErr  error  // why Options.URing fell back to write(2)
 
 	sent, sendErrs, received, lost, reordered, dups, bad, rtcp, late atomic.Uint64
 	started, heard                                                   atomic.Int64
@@ -254,10 +258,7 @@ func New(opts Options, n int) (*Gen, error) {
 		for entries < per && entries < 4096 {
 			entries *= 2
 		}
-		if g.ring, err = newURing(entries); err != nil {
-			g.Close()
-			return nil, err
-		}
+		g.ring, g.ringErr = newURing(entries)
 	}
 	return g, nil
 }
@@ -373,6 +374,9 @@ func (g *Gen) StopSending() {
 	}
 }
 
+// URingErr is why Options.URing fell back to write(2), or nil.
+func (g *Gen) URingErr() error { return g.ringErr }
+
 // Started is the number of legs started; cheap to poll, unlike Stats.
 func (g *Gen) Started() int { return int(g.started.Load()) }
 
@@ -384,7 +388,10 @@ func (g *Gen) Stats() Stats {
 		Sent: g.sent.Load(), SendErrors: g.sendErrs.Load(), Received: g.received.Load(),
 		SeqLost: g.lost.Load(), Reordered: g.reordered.Load(), Duplicates: g.dups.Load(),
 		Malformed: g.bad.Load(), RTCP: g.rtcp.Load(), LateTicks: g.late.Load(),
-		ReadLegs: g.readLegs, Heard: int(g.heard.Load()),
+		ReadLegs: g.readLegs, Heard: int(g.heard.Load()), SendPath: "write",
+	}
+	if g.ring != nil {
+		st.SendPath = "io_uring"
 	}
 	if g.readLegs < len(g.legs) {
 		st.Discarded, _ = g.discarded()

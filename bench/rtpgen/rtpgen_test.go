@@ -67,6 +67,12 @@ func streamsBothWays(t *testing.T, uring bool, portMin int) {
 		t.Fatal(err)
 	}
 	defer g.Close()
+	if uring && g.URingErr() != nil {
+		t.Skipf("the kernel refuses io_uring here: %v", g.URingErr())
+	}
+	if want := map[bool]string{false: "write", true: "io_uring"}[uring]; g.Stats().SendPath != want {
+		t.Fatalf("send path %q, want %q", g.Stats().SendPath, want)
+	}
 	g.Run()
 	lo := netip.MustParseAddr("127.0.0.1")
 	for i, p := range r.Ports() {

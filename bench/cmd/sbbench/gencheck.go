@@ -47,6 +47,9 @@ func cmdGencheck(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "sbbench gencheck:", err)
 			return 1
 		}
+		if st.Gen.SendPath != "io_uring" && b.genURing {
+			fmt.Fprintln(stderr, "sbbench gencheck: io_uring refused, the generator writes instead")
+		}
 		loss := 0.0
 		if st.Gen.Sent > 0 {
 			loss = 100 * (1 - float64(st.Gen.Received+st.Gen.Discarded)/float64(st.Gen.Sent))

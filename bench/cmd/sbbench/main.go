@@ -72,7 +72,7 @@ func main() {
 const defaultGenReadLegs = 1000
 
 // defaultGenURing: whether the generator sends through io_uring unless told otherwise.
-const defaultGenURing = false
+const defaultGenURing = true
 
 // genOptions are the RTP generator's options of every step.
 func (b *bench) genOptions() rtpgen.Options {
@@ -131,7 +131,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&b.cpsSeconds, "cps-seconds", 20, "seconds of calls per CPS step")
 	conc := fs.String("conc", "100,250,500,750,1000,1500,2000", "concurrent-call steps")
 	fs.IntVar(&b.concRate, "conc-rate", 100, "calls per second while a concurrency step ramps up")
-	fs.BoolVar(&b.genURing, "gen-uring", defaultGenURing, "the RTP generator sends each 1 ms slot's packets with one io_uring_enter instead of a write(2) each")
+	fs.BoolVar(&b.genURing, "gen-uring", defaultGenURing, "the RTP generator sends each 1 ms slot's packets with one io_uring_enter instead of a write(2) each (it writes when the kernel refuses io_uring; steps.json: generator.send_path)")
 	fs.IntVar(&b.genReadLegs, "gen-read-legs", defaultGenReadLegs, "legs the RTP generator reads for the whole step (a sample of both legs of evenly spread calls; the others only until their first packet); 0: every leg")
 	fs.DurationVar(&b.concMeasure, "conc-measure", 15*time.Second, "measurement window of a concurrency step")
 	fs.DurationVar(&b.settle, "settle", 3*time.Second, "wait after media starts before measuring")
