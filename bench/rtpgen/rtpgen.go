@@ -15,7 +15,9 @@
 //
 // Two goroutines do the work whatever the number of legs. The sender spreads the legs over
 // Slots time slots of the 20 ms period so the load is smooth, and writes each packet with one
-// write(2) on the leg's connected socket. The receiver waits in one epoll_wait(2) for up to
+// write(2) on the leg's connected socket — or, with Options.URing, hands the kernel a slot's
+// packets with one io_uring_enter(2), one send per packet on its leg's socket, which saves
+// the kernel entry and exit per packet (uring.go). The receiver waits in one epoll_wait(2) for up to
 // 256 ready sockets at a time (the batching that matters at one packet per socket per 20 ms;
 // recvmmsg(2) would only batch packets of one socket) and drains each with read(2). The
 // generator reports its own failures: send errors, sequence gaps, malformed packets, ticks
