@@ -2,12 +2,14 @@ package ticketing
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -34,6 +36,54 @@ type applyTx struct {
 	// recordings are recordings to attach to voice comments already stored: call id → recording.
 	recordings map[string][2]string
 	writes     *prometheus.CounterVec
+
+	// What the batch's prefetch learnt (engine_prefetch.go).
+	holders     map[string][]Holder // normalised number → its holders, owner first
+	live        map[int64]bool      // users known live (not merged, not deleted)
+	newUsers    map[int64]bool      // users this batch created (PM-2): nothing of theirs predates it
+	names       map[int64]string    // user names (agents)
+	ticketState map[int64]ticketState
+	voiceKnown  map[string]bool // call id → its voice comment is stored (absent: not prefetched)
+	assignees   map[string]*int64
+
+	// The tickets this batch created, in order, and those not inserted yet (ids preallocated).
+	created  []*batchTicket
+	tickets  map[int64]*batchTicket
+	freeIDs  []int64
+	toInsert []*batchTicket
+	// done are the calls whose events this batch applied, in order; unsaved those whose rows
+	// are not written yet.
+	done    []*callRow
+	unsaved []*callRow
+	// untracked is set once a statement the batch does not model wrote to the database after
+	// the batch created a ticket: from then on the append rules read the database again.
+	untracked bool
+	touches   int64
+	// expectTickets is how many calls of the batch remain after the one being applied: the
+	// ticket ids still worth preallocating.
+	expectTickets int
+}
+
+// ticketState is what the engine needs of a ticket it did not create: whether it takes
+// writes (not closed) and where it was merged (TU-6).
+type ticketState struct {
+	status string
+	merged *int64
+}
+
+// batchTicket is a ticket the batch created, as the engine knows it without reading it back.
+type batchTicket struct {
+	ID                                int64
+	Subject                           string
+	Status                            string
+	RequesterID                       int64
+	AssigneeID                        *int64
+	Channel, Source, Session          string
+	Phone, CallerNumber, Queue        *string
+	CallID                            string
+	Tags                              []string
+	inserted                          bool
+	touched                           int64 // order of its updated_at among the batch's tickets
 }
 
 type ticketUpdate struct {
@@ -56,8 +106,164 @@ type pendingComment struct {
 }
 
 func newApplyTx(tx pgx.Tx, writes *prometheus.CounterVec) *applyTx {
-	return &applyTx{Tx: tx, updates: map[int64]*ticketUpdate{}, recordings: map[string][2]string{}, writes: writes}
+	return &applyTx{Tx: tx, updates: map[int64]*ticketUpdate{}, recordings: map[string][2]string{}, writes: writes,
+		holders: map[string][]Holder{}, live: map[int64]bool{}, newUsers: map[int64]bool{}, names: map[int64]string{},
+		ticketState: map[int64]ticketState{}, voiceKnown: map[string]bool{}, assignees: map[string]*int64{},
+		tickets: map[int64]*batchTicket{}}
 }
+
+// Exec, Query and QueryRow are the statements of the rules the batch does not model: before
+// one that reads or writes tickets or calls, the tickets and call rows the batch holds back are
+// written, so that the statement sees what the rules did before it, as when every write went
+// out at once.
+func (t *applyTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if err := t.materialize(ctx, sql); err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	if len(t.created) > 0 {
+		t.untracked = true
+	}
+	return t.Tx.Exec(ctx, sql, args...)
+}
+
+func (t *applyTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if err := t.materialize(ctx, sql); err != nil {
+		return nil, err
+	}
+	return t.Tx.Query(ctx, sql, args...)
+}
+
+func (t *applyTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if err := t.materialize(ctx, sql); err != nil {
+		return errRow{err}
+	}
+	return t.Tx.QueryRow(ctx, sql, args...)
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+// materialize writes the held-back tickets and call rows when sql may read them.
+func (t *applyTx) materialize(ctx context.Context, sql string) error {
+	if !strings.Contains(sql, "tickets") && !strings.Contains(sql, "calls") {
+		return nil
+	}
+	if err := t.flushTickets(ctx); err != nil {
+		return err
+	}
+	return t.flushCalls(ctx)
+}
+
+// newTicketID returns a preallocated ticket id; when none is left it allocates want at once.
+func (t *applyTx) newTicketID(ctx context.Context, want int) (int64, error) {
+	if len(t.freeIDs) == 0 {
+		rows, err := t.Tx.Query(ctx, `SELECT nextval(pg_get_serial_sequence('tickets', 'id')) FROM generate_series(1, $1)`, max(1, want))
+		if err != nil {
+			return 0, dbError("ticket ids", err)
+		}
+		if t.freeIDs, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
+			return 0, dbError("ticket ids", err)
+		}
+	}
+	id := t.freeIDs[0]
+	t.freeIDs = t.freeIDs[1:]
+	return id, nil
+}
+
+// createTicket holds a new ticket back until a statement needs it or the batch flushes.
+func (t *applyTx) createTicket(bt *batchTicket) {
+	if bt.Status == "" {
+		bt.Status = StatusNew
+	}
+	if bt.Status == StatusNew && bt.AssigneeID != nil {
+		bt.Status = StatusOpen // the tickets trigger's rule: a new ticket that gets an assignee is open
+	}
+	t.touches++
+	bt.touched = t.touches
+	t.created = append(t.created, bt)
+	t.tickets[bt.ID] = bt
+	t.toInsert = append(t.toInsert, bt)
+}
+
+// pendingTicket returns the batch's ticket id when it is not inserted yet.
+func (t *applyTx) pendingTicket(id int64) *batchTicket {
+	if bt := t.tickets[id]; bt != nil && !bt.inserted {
+		return bt
+	}
+	return nil
+}
+
+// assignPending is `UPDATE tickets SET assignee_id = $2 WHERE id = $1 AND assignee_id IS NULL`
+// on a ticket not inserted yet.
+func (t *applyTx) assignPending(bt *batchTicket, agent int64) {
+	if bt.AssigneeID != nil {
+		return
+	}
+	a := agent
+	bt.AssigneeID = &a
+	if bt.Status == StatusNew {
+		bt.Status = StatusOpen
+	}
+	t.touches++
+	bt.touched = t.touches
+}
+
+// flushTickets inserts the held-back tickets in one statement, in the order they were made (their
+// ids were taken in that order).
+func (t *applyTx) flushTickets(ctx context.Context) error {
+	if len(t.toInsert) == 0 {
+		return nil
+	}
+	body, err := json.Marshal(t.toInsert)
+	if err != nil {
+		return fmt.Errorf("ticketing: tickets: %w", err)
+	}
+	if _, err := t.Tx.Exec(ctx, `INSERT INTO tickets (id, subject, requester_id, assignee_id, via_channel, via_source,
+			origin_phone, display_phone, tags, session_type, caller_number, call_id, queue_name)
+		SELECT "ID", "Subject", "RequesterID", "AssigneeID", "Channel", "Source", "Phone", "Phone", "Tags", "Session",
+			"CallerNumber", "CallID", "Queue"
+		FROM jsonb_to_recordset($1::jsonb) AS r("ID" bigint, "Subject" text, "RequesterID" bigint,
+			"AssigneeID" bigint, "Channel" text, "Source" text, "Phone" text, "Tags" text[], "Session" text,
+			"CallerNumber" text, "CallID" text, "Queue" text)
+		ORDER BY "ID"`, body); err != nil {
+		return dbError("create call tickets", err)
+	}
+	for _, bt := range t.toInsert {
+		bt.inserted = true
+	}
+	t.toInsert = t.toInsert[:0]
+	return nil
+}
+
+// doneCall holds the call's row back until a statement needs it or the batch flushes.
+func (t *applyTx) doneCall(c *callRow) {
+	t.done = append(t.done, c)
+	t.unsaved = append(t.unsaved, c)
+}
+
+// flushCalls writes the held-back call rows in one statement.
+func (t *applyTx) flushCalls(ctx context.Context) error {
+	if len(t.unsaved) == 0 {
+		return nil
+	}
+	rows := make([]map[string]any, len(t.unsaved))
+	for i, c := range t.unsaved {
+		rows[i] = c.columns()
+	}
+	body, err := json.Marshal(rows)
+	if err != nil {
+		return fmt.Errorf("ticketing: save calls: %w", err)
+	}
+	if _, err := t.Tx.Exec(ctx, `UPDATE calls AS c SET (`+callSaveColumns+`, updated_at) =
+			(`+callSaveValues+`, clock_timestamp())
+		FROM jsonb_populate_recordset(NULL::calls, $1::jsonb) AS r WHERE c.id = r.id`, body); err != nil {
+		return dbError("save calls", err)
+	}
+	t.unsaved = t.unsaved[:0]
+	return nil
+}
+
 
 // setTicket sets columns of a ticket that is not closed; kv alternates column names and values.
 func (t *applyTx) setTicket(_ context.Context, id int64, kv ...any) error {
@@ -99,6 +305,9 @@ func (t *applyTx) hasVoiceComment(ctx context.Context, callID string) (bool, err
 			return true, nil
 		}
 	}
+	if exists, ok := t.voiceKnown[callID]; ok {
+		return exists, nil
+	}
 	var exists bool
 	err := t.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ticket_comments WHERE call_id = $1 AND type = 'VoiceComment')`, callID).Scan(&exists)
 	if err != nil {
@@ -121,13 +330,19 @@ func (t *applyTx) attachRecording(_ context.Context, callID, recordingID, url st
 
 // flush writes everything held back.
 func (t *applyTx) flush(ctx context.Context) error {
+	if err := t.flushTickets(ctx); err != nil {
+		return err
+	}
 	if err := t.flushUpdates(ctx); err != nil {
 		return err
 	}
 	if err := t.flushComments(ctx); err != nil {
 		return err
 	}
-	return t.flushRecordings(ctx)
+	if err := t.flushRecordings(ctx); err != nil {
+		return err
+	}
+	return t.flushCalls(ctx)
 }
 
 // flushRecordings attaches recordings to stored voice comments, in one statement.
