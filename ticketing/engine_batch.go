@@ -73,17 +73,17 @@ type ticketState struct {
 
 // batchTicket is a ticket the batch created, as the engine knows it without reading it back.
 type batchTicket struct {
-	ID                                int64
-	Subject                           string
-	Status                            string
-	RequesterID                       int64
-	AssigneeID                        *int64
-	Channel, Source, Session          string
-	Phone, CallerNumber, Queue        *string
-	CallID                            string
-	Tags                              []string
-	inserted                          bool
-	touched                           int64 // order of its updated_at among the batch's tickets
+	ID                         int64
+	Subject                    string
+	Status                     string
+	RequesterID                int64
+	AssigneeID                 *int64
+	Channel, Source, Session   string
+	Phone, CallerNumber, Queue *string
+	CallID                     string
+	Tags                       []string
+	inserted                   bool
+	touched                    int64 // order of its updated_at among the batch's tickets
 }
 
 type ticketUpdate struct {
@@ -263,7 +263,6 @@ func (t *applyTx) flushCalls(ctx context.Context) error {
 	t.unsaved = t.unsaved[:0]
 	return nil
 }
-
 
 // setTicket sets columns of a ticket that is not closed; kv alternates column names and values.
 func (t *applyTx) setTicket(_ context.Context, id int64, kv ...any) error {
