@@ -45,15 +45,16 @@ type applyTx struct {
 	ticketState map[int64]ticketState
 	voiceKnown  map[string]bool // call id → its voice comment is stored (absent: not prefetched)
 	assignees   map[string]*int64
+	candidates  map[int64]*appendCandidates // live requester → TU-1/TU-4 candidates
+	// calls are the batch's call rows, as the rules leave them.
+	calls []*callRow
 
 	// The tickets this batch created, in order, and those not inserted yet (ids preallocated).
 	created  []*batchTicket
 	tickets  map[int64]*batchTicket
 	freeIDs  []int64
 	toInsert []*batchTicket
-	// done are the calls whose events this batch applied, in order; unsaved those whose rows
-	// are not written yet.
-	done    []*callRow
+	// unsaved are the calls whose events this batch applied and whose rows are not written yet.
 	unsaved []*callRow
 	// untracked is set once a statement the batch does not model wrote to the database after
 	// the batch created a ticket: from then on the append rules read the database again.
@@ -109,7 +110,8 @@ func newApplyTx(tx pgx.Tx, writes *prometheus.CounterVec) *applyTx {
 	return &applyTx{Tx: tx, updates: map[int64]*ticketUpdate{}, recordings: map[string][2]string{}, writes: writes,
 		holders: map[string][]Holder{}, live: map[int64]bool{}, newUsers: map[int64]bool{}, names: map[int64]string{},
 		ticketState: map[int64]ticketState{}, voiceKnown: map[string]bool{}, assignees: map[string]*int64{},
-		tickets: map[int64]*batchTicket{}}
+		candidates: map[int64]*appendCandidates{},
+		tickets:    map[int64]*batchTicket{}}
 }
 
 // Exec, Query and QueryRow are the statements of the rules the batch does not model: before
@@ -238,18 +240,19 @@ func (t *applyTx) flushTickets(ctx context.Context) error {
 
 // doneCall holds the call's row back until a statement needs it or the batch flushes.
 func (t *applyTx) doneCall(c *callRow) {
-	t.done = append(t.done, c)
 	t.unsaved = append(t.unsaved, c)
 }
 
-// flushCalls writes the held-back call rows in one statement.
+// flushCalls writes the held-back call rows in one statement (the ids again as an array, so
+// that the planner finds the rows by their key rather than scanning the table).
 func (t *applyTx) flushCalls(ctx context.Context) error {
 	if len(t.unsaved) == 0 {
 		return nil
 	}
 	rows := make([]map[string]any, len(t.unsaved))
+	ids := make([]string, len(t.unsaved))
 	for i, c := range t.unsaved {
-		rows[i] = c.columns()
+		rows[i], ids[i] = c.columns(), c.ID
 	}
 	body, err := json.Marshal(rows)
 	if err != nil {
@@ -257,7 +260,7 @@ func (t *applyTx) flushCalls(ctx context.Context) error {
 	}
 	if _, err := t.Tx.Exec(ctx, `UPDATE calls AS c SET (`+callSaveColumns+`, updated_at) =
 			(`+callSaveValues+`, clock_timestamp())
-		FROM jsonb_populate_recordset(NULL::calls, $1::jsonb) AS r WHERE c.id = r.id`, body); err != nil {
+		FROM jsonb_populate_recordset(NULL::calls, $1::jsonb) AS r WHERE c.id = r.id AND c.id = ANY($2)`, body, ids); err != nil {
 		return dbError("save calls", err)
 	}
 	t.unsaved = t.unsaved[:0]

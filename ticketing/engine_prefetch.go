@@ -99,6 +99,7 @@ func (e *Engine) prefetch(ctx context.Context, tx *applyTx, calls []*batchCall) 
 	var ended []string
 	for _, bc := range calls {
 		c := bc.c
+		tx.calls = append(tx.calls, c)
 		if c.RequesterID != nil {
 			users = append(users, *c.RequesterID)
 		}
@@ -142,6 +143,14 @@ func (e *Engine) prefetch(ctx context.Context, tx *applyTx, calls []*batchCall) 
 	if err := tx.prefetchNames(ctx, agents); err != nil {
 		return err
 	}
+	if err := tx.prefetchAppendTargets(ctx, calls); err != nil {
+		return err
+	}
+	for _, c := range tx.candidates {
+		if c.lastCall != nil && c.lastCall.ticketID != nil {
+			tickets = append(tickets, *c.lastCall.ticketID) // TU-4's ticket
+		}
+	}
 	if err := tx.prefetchTickets(ctx, tickets); err != nil {
 		return err
 	}
@@ -159,8 +168,10 @@ func (e *Engine) prefetchCallers(ctx context.Context, tx *applyTx, numbers []str
 	slices.Sort(numbers)
 	numbers = slices.Compact(numbers)
 	for attempt := 0; len(numbers) > 0 && attempt < 5; attempt++ {
-		rows, err := tx.Tx.Query(ctx, `SELECT i.value, i.line_type, `+userSelect[len("SELECT "):]+`
-			JOIN user_identities i ON i.user_id = u.id
+		// The engine needs only who holds a number and how (resolveNumber's order); the
+		// rules read nothing else of the user.
+		rows, err := tx.Tx.Query(ctx, `SELECT i.value, i.line_type, u.id FROM user_identities i
+			JOIN users u ON u.id = i.user_id
 			WHERE i.value = ANY($1) AND u.deleted_at IS NULL AND u.merged_into_id IS NULL
 			ORDER BY i.value, i.line_type = 'direct' DESC, u.created_at DESC, u.id DESC`, numbers)
 		if err != nil {
@@ -169,8 +180,7 @@ func (e *Engine) prefetchCallers(ctx context.Context, tx *applyTx, numbers []str
 		for rows.Next() {
 			var value string
 			var h Holder
-			if err := rows.Scan(&value, &h.LineType, &h.User.ID, &h.User.Name, &h.User.Email, &h.User.Role, &h.User.Placeholder,
-				&h.User.MergedIntoID, &h.User.CreatedAt, &h.User.UpdatedAt, &h.User.Phone, &h.User.SharedPhoneNumber); err != nil {
+			if err := rows.Scan(&value, &h.LineType, &h.User.ID); err != nil {
 				rows.Close()
 				return fmt.Errorf("ticketing: callers: %w", err)
 			}
@@ -383,43 +393,154 @@ func (e *Engine) liveRequester(ctx context.Context, tx *applyTx, id int64) (int6
 	return liveRequester(ctx, tx, id)
 }
 
-// batchAppendTarget is findAppendTarget for a requester this batch created: nothing of theirs
-// predates the batch, so the calls and tickets the batch applied and made are all there is.
-// It answers what the queries of findAppendTarget would.
-func (e *Engine) batchAppendTarget(tx *applyTx, c *callRow, st Settings, requester int64) (int64, bool) {
+// appendCandidates is what the batch read of a requester's tickets and calls for the append
+// rules (TU-1, TU-4): their unsolved voice tickets, most recently updated first, and their most
+// recently ended call that is not in the batch.
+type appendCandidates struct {
+	tickets  []candidateTicket
+	lastCall *prevCall
+}
+
+type candidateTicket struct {
+	id    int64
+	queue *string
+}
+
+type prevCall struct {
+	id       string
+	ticketID *int64
+	duration int64
+	endedAt  time.Time
+}
+
+// prefetchAppendTargets reads, for every requester of the batch that predates it, the
+// candidates of TU-1 and TU-4 in two statements. A requester the batch created has none.
+func (t *applyTx) prefetchAppendTargets(ctx context.Context, calls []*batchCall) error {
+	var ids []int64
+	var callIDs []string
+	for _, bc := range calls {
+		callIDs = append(callIDs, bc.c.ID)
+		if bc.c.RequesterID != nil {
+			ids = append(ids, *bc.c.RequesterID)
+		}
+	}
+	for _, hs := range t.holders {
+		for _, h := range hs {
+			ids = append(ids, h.User.ID)
+		}
+	}
+	var want []int64
+	for _, id := range ids {
+		if _, ok := t.candidates[id]; ok || !t.live[id] {
+			continue // read already, or not known live (liveRequester reads it, and the rules the database)
+		}
+		t.candidates[id] = &appendCandidates{}
+		if !t.newUsers[id] {
+			want = append(want, id)
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	ids = want
+	rows, err := t.Tx.Query(ctx, `SELECT requester_id, id, queue_name FROM tickets
+		WHERE requester_id = ANY($1) AND status IN ('new', 'open', 'pending', 'hold') AND merged_into_id IS NULL
+		  AND via_channel IN ('voice', 'voicemail')
+		ORDER BY requester_id, updated_at DESC, id DESC`, ids)
+	if err != nil {
+		return dbError("unsolved tickets", err)
+	}
+	for rows.Next() {
+		var req int64
+		var ct candidateTicket
+		if err := rows.Scan(&req, &ct.id, &ct.queue); err != nil {
+			rows.Close()
+			return dbError("unsolved tickets", err)
+		}
+		t.candidates[req].tickets = append(t.candidates[req].tickets, ct)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return dbError("unsolved tickets", err)
+	}
+	rows, err = t.Tx.Query(ctx, `SELECT DISTINCT ON (requester_id) requester_id, id, ticket_id, duration, ended_at FROM calls
+		WHERE requester_id = ANY($1) AND ended_at IS NOT NULL AND id <> ALL($2)
+		ORDER BY requester_id, ended_at DESC`, ids, callIDs)
+	if err != nil {
+		return dbError("previous calls", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var req int64
+		var pc prevCall
+		if err := rows.Scan(&req, &pc.id, &pc.ticketID, &pc.duration, &pc.endedAt); err != nil {
+			return dbError("previous calls", err)
+		}
+		t.candidates[req].lastCall = &pc
+	}
+	return dbError("previous calls", rows.Err())
+}
+
+// batchAppendTarget is findAppendTarget from what the batch knows: the candidates it read
+// before the rules ran, the tickets it made and its calls' rows as the rules left them. It
+// answers what the queries of findAppendTarget would, and reports handled false when it cannot
+// (the batch ran a statement it does not model, the requester was not read, the callback
+// ticket is unknown): then the queries run.
+func (e *Engine) batchAppendTarget(tx *applyTx, c *callRow, st Settings, requester int64) (id int64, ok, handled bool) {
+	cands := tx.candidates[requester]
+	if cands == nil || tx.untracked {
+		return 0, false, false
+	}
 	if st.CallbackAppendWindow > 0 {
 		// TU-4: the caller's most recent earlier call, ended by the time this one started.
 		started := derefTime(c.StartedAt)
-		var prev *callRow
-		for _, d := range tx.done {
+		var prev *prevCall
+		if pc := cands.lastCall; pc != nil {
+			if pc.endedAt.After(started) {
+				return 0, false, false // an older call may be the one: ask the database
+			}
+			prev = pc
+		}
+		for _, d := range tx.calls {
 			if d.RequesterID == nil || *d.RequesterID != requester || d.ID == c.ID || d.EndedAt == nil || d.EndedAt.After(started) {
 				continue
 			}
-			if prev == nil || !d.EndedAt.Before(*prev.EndedAt) {
-				prev = d
+			if prev == nil || !d.EndedAt.Before(prev.endedAt) {
+				prev = &prevCall{id: d.ID, ticketID: d.TicketID, duration: d.D.Duration, endedAt: *d.EndedAt}
 			}
 		}
-		if prev != nil && prev.TicketID != nil {
-			inTime := st.CallbackMaxDelay == 0 || started.Sub(*prev.EndedAt) <= st.CallbackMaxDelay.Duration()
-			if inTime && time.Duration(prev.D.Duration)*time.Second < st.CallbackAppendWindow.Duration() {
-				if tx.tickets[*prev.TicketID] != nil {
-					return *prev.TicketID, true // the batch's tickets are never merged or closed
+		if prev != nil && prev.ticketID != nil {
+			inTime := st.CallbackMaxDelay == 0 || started.Sub(prev.endedAt) <= st.CallbackMaxDelay.Duration()
+			if inTime && time.Duration(prev.duration)*time.Second < st.CallbackAppendWindow.Duration() {
+				if tx.tickets[*prev.ticketID] != nil {
+					return *prev.ticketID, true, true // the batch's tickets are never merged or closed
+				}
+				ts, known := tx.ticketState[*prev.ticketID]
+				if !known || ts.merged != nil {
+					return 0, false, false
+				}
+				if ts.status != StatusClosed {
+					return *prev.ticketID, true, true
 				}
 			}
 		}
 	}
-	// TU-1: the most recently updated unsolved ticket of this requester, same queue.
+	// TU-1: the most recently updated unsolved ticket of this requester, same queue: one the
+	// batch made (updated last), else the first candidate read.
+	sameQueue := func(q *string) bool { return (q == nil) == (c.Queue == nil) && deref(q) == deref(c.Queue) }
 	var best *batchTicket
 	for _, bt := range tx.created {
-		if bt.RequesterID != requester || deref(bt.Queue) != deref(c.Queue) || (bt.Queue == nil) != (c.Queue == nil) {
-			continue
-		}
-		if best == nil || bt.touched > best.touched {
+		if bt.RequesterID == requester && sameQueue(bt.Queue) && (best == nil || bt.touched > best.touched) {
 			best = bt
 		}
 	}
-	if best == nil {
-		return 0, false
+	if best != nil {
+		return best.ID, true, true
 	}
-	return best.ID, true
+	for _, ct := range cands.tickets {
+		if sameQueue(ct.queue) {
+			return ct.id, true, true
+		}
+	}
+	return 0, false, true
 }

@@ -443,10 +443,8 @@ func (e *Engine) findAppendTarget(ctx context.Context, tx *applyTx, c *callRow, 
 	if !st.AppendToOpenTicket {
 		return 0, false, nil
 	}
-	if tx.newUsers[requester] && !tx.untracked {
-		// The requester is new in this batch: everything of theirs is in the batch.
-		id, ok := e.batchAppendTarget(tx, c, st, requester)
-		return id, ok, nil
+	if id, ok, handled := e.batchAppendTarget(tx, c, st, requester); handled {
+		return id, ok, nil // the batch read the candidates before its rules ran
 	}
 	// TU-4: a callback after a call shorter than callback_append_window, at most
 	// callback_max_delay after that call ended (0: no bound), goes to that call's ticket. Only
