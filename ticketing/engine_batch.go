@@ -416,22 +416,26 @@ func (t *applyTx) flushUpdates(ctx context.Context) error {
 				fmt.Fprintf(&sb, "%s = v.%s", col, col)
 			}
 		}
-		sb.WriteString(" FROM (VALUES ")
-		args := make([]any, 0, len(g.ids)*(len(g.cols)+1))
-		for r, id := range g.ids {
-			if r > 0 {
-				sb.WriteString(", ")
-			}
-			args = append(args, id)
-			fmt.Fprintf(&sb, "($%d::bigint", len(args))
-			for _, col := range g.cols {
-				args = append(args, t.updates[id].vals[col])
-				fmt.Fprintf(&sb, ", $%d::%s", len(args), ticketColumnTypes[col])
-			}
-			sb.WriteString(")")
+		// The rows as one JSON array: one statement text per set of columns, whatever the
+		// number of tickets (prepared once per connection).
+		sb.WriteString(` FROM jsonb_to_recordset($1::jsonb) AS v(id bigint`)
+		for _, col := range g.cols {
+			fmt.Fprintf(&sb, ", %s %s", col, ticketColumnTypes[col])
 		}
-		sb.WriteString(") AS v(id, " + strings.Join(g.cols, ", ") + ") WHERE t.id = v.id AND t.status <> 'closed'")
-		if _, err := t.Exec(ctx, sb.String(), args...); err != nil {
+		sb.WriteString(") WHERE t.id = v.id AND t.id = ANY($2) AND t.status <> 'closed'")
+		rows := make([]map[string]any, len(g.ids))
+		for r, id := range g.ids {
+			row := map[string]any{"id": id}
+			for _, col := range g.cols {
+				row[col] = t.updates[id].vals[col]
+			}
+			rows[r] = row
+		}
+		body, err := json.Marshal(rows)
+		if err != nil {
+			return fmt.Errorf("ticketing: ticket write: %w", err)
+		}
+		if _, err := t.Exec(ctx, sb.String(), body, g.ids); err != nil {
 			return dbError("ticket write", err)
 		}
 		t.writes.WithLabelValues(writeTicketUpdate).Inc()
@@ -446,27 +450,24 @@ func (t *applyTx) flushComments(ctx context.Context) error {
 	if len(t.comments) == 0 {
 		return nil
 	}
-	const cols = 14
-	var sb strings.Builder
-	sb.WriteString(`INSERT INTO ticket_comments (ticket_id, type, body, public, author_id, call_id, from_number,
-		to_number, started_at, duration, answered_by_id, location, recording_id, recording_url) VALUES `)
-	args := make([]any, 0, cols*len(t.comments))
-	for i, c := range t.comments {
-		if i > 0 {
-			sb.WriteString(", ")
-		}
-		sb.WriteString("(")
-		for j := 1; j <= cols; j++ {
-			if j > 1 {
-				sb.WriteString(", ")
-			}
-			fmt.Fprintf(&sb, "$%d", i*cols+j)
-		}
-		sb.WriteString(")")
-		args = append(args, c.TicketID, c.Type, c.Body, c.Public, c.AuthorID, c.CallID, c.From, c.To, c.StartedAt,
-			c.Duration, c.AnsweredByID, c.Location, c.RecordingID, c.Recording)
+	// One statement text whatever the number of comments: prepared once per connection.
+	for i := range t.comments {
+		t.comments[i].StartedAt = micros(t.comments[i].StartedAt)
 	}
-	if _, err := t.Exec(ctx, sb.String(), args...); err != nil {
+	body, err := json.Marshal(t.comments)
+	if err != nil {
+		return fmt.Errorf("ticketing: comments: %w", err)
+	}
+	if _, err := t.Exec(ctx, `INSERT INTO ticket_comments (ticket_id, type, body, public, author_id, call_id, from_number,
+			to_number, started_at, duration, answered_by_id, location, recording_id, recording_url)
+		SELECT "TicketID", "Type", "Body", "Public", "AuthorID", "CallID", "From", "To", "StartedAt", "Duration",
+			"AnsweredByID", "Location", "RecordingID", "Recording"
+		FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS ("TicketID" bigint, "Type" text, "Body" text, "Public" boolean,
+			"AuthorID" bigint, "CallID" text, "From" text, "To" text, "StartedAt" timestamptz, "Duration" bigint,
+			"AnsweredByID" bigint, "Location" text, "RecordingID" text, "Recording" text)) WITH ORDINALITY AS r(
+			"TicketID", "Type", "Body", "Public", "AuthorID", "CallID", "From", "To", "StartedAt", "Duration",
+			"AnsweredByID", "Location", "RecordingID", "Recording", o)
+		ORDER BY o`, body); err != nil {
 		return dbError("comments", err)
 	}
 	t.writes.WithLabelValues(writeComment).Inc()
