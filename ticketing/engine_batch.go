@@ -56,8 +56,8 @@ type applyTx struct {
 	toInsert []*batchTicket
 	// unsaved are the calls whose events this batch applied and whose rows are not written yet.
 	unsaved []*callRow
-	// untracked is set once a statement the batch does not model wrote to the database after
-	// the batch created a ticket: from then on the append rules read the database again.
+	// untracked is set once a statement the batch does not model wrote to the database: from
+	// then on the append rules read the database again.
 	untracked bool
 	touches   int64
 	// expectTickets is how many calls of the batch remain after the one being applied: the
@@ -122,9 +122,9 @@ func (t *applyTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.Com
 	if err := t.materialize(ctx, sql); err != nil {
 		return pgconn.CommandTag{}, err
 	}
-	if len(t.created) > 0 {
-		t.untracked = true
-	}
+	// A write the batch does not model may change what its reads told it (a ticket's
+	// updated_at, which orders TU-1): from now on the append rules read the database.
+	t.untracked = true
 	return t.Tx.Exec(ctx, sql, args...)
 }
 
