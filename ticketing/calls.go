@@ -86,13 +86,6 @@ const callRowColumns = `id, direction, state, from_number, to_number, line, call
 	ticket_choice, chosen_ticket_id, entered_number, no_ticket, abandoned_where, voicemail_id, recording_id,
 	recording_seconds, csat, last_seq, data, trunk, sip_call_ids, hangup_by, hangup_cause, sip_status, sip_reason`
 
-// upsertCall creates the call's row if needed and returns it locked, in one statement: the
-// row lock serialises the call's events across workers and processes.
-func upsertCall(ctx context.Context, q querier, id string) (*callRow, error) {
-	return scanCall(q.QueryRow(ctx, `INSERT INTO calls (id) VALUES ($1) ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id
-		RETURNING `+callRowColumns, id), id)
-}
-
 func loadCall(ctx context.Context, q querier, id string) (*callRow, error) {
 	return scanCall(q.QueryRow(ctx, `SELECT `+callRowColumns+` FROM calls WHERE id = $1 FOR UPDATE`, id), id)
 }
