@@ -490,9 +490,8 @@ func (g *Gen) sendRing(legs []*Leg, fds *[]int, pkts *[][]byte) {
 		if len(*fds) == 0 {
 			return
 		}
-		ok, failed, err := g.ring.send(*fds, *pkts)
+		ok, err := g.ring.send(*fds, *pkts)
 		g.sent.Add(uint64(ok))
-		_ = failed
 		g.sendErrs.Add(uint64(len(*fds) - ok)) // failed, or not sent at all after an error
 		if err != nil {
 			g.errMu.Lock()

@@ -92,10 +92,11 @@ func (r *uring) close() {
 	unix.Close(r.fd)
 }
 
-// send submits one send(2) per packet, pkts[i] on fds[i], and waits for all of them; it
-// returns how many succeeded. len(fds) must not exceed the ring's entries. The packets'
+// send submits one send(2) per packet, pkts[i] on fds[i] (MSG_DONTWAIT: a full socket buffer
+// completes with EAGAIN instead of waiting), and waits for all of them; it returns how many
+// succeeded. len(fds) must not exceed the ring's entries. The packets'
 // bytes must not change until it returns.
-func (r *uring) send(fds []int, pkts [][]byte) (ok, failed int, err error) {
+func (r *uring) send(fds []int, pkts [][]byte) (ok int, err error) {
 	tail := atomic.LoadUint32(r.sqTail)
 	mask := atomic.LoadUint32(r.sqMask)
 	array := unsafe.Slice(r.sqArray, r.entries)
@@ -116,20 +117,18 @@ func (r *uring) send(fds []int, pkts [][]byte) (ok, failed int, err error) {
 		pending := atomic.LoadUint32(r.sqTail) - atomic.LoadUint32(r.sqHead) // not yet consumed by the kernel
 		_, _, e := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(pending), uintptr(n-done), ioringEnterGetEvt, 0, 0)
 		if e != 0 && e != unix.EINTR {
-			return ok, failed, fmt.Errorf("rtpgen: io_uring_enter: %w", e)
+			return ok, fmt.Errorf("rtpgen: io_uring_enter: %w", e)
 		}
 		head, ctail := atomic.LoadUint32(r.cqHead), atomic.LoadUint32(r.cqTail)
 		cmask := atomic.LoadUint32(r.cqMask)
 		for ; head != ctail; head++ {
 			off := r.cqes + (head&cmask)*cqeSize
-			if int32(binary.NativeEndian.Uint32(r.cqRing[off+8:])) < 0 {
-				failed++
-			} else {
+			if int32(binary.NativeEndian.Uint32(r.cqRing[off+8:])) >= 0 { // res: bytes sent, or -errno
 				ok++
 			}
 			done++
 		}
 		atomic.StoreUint32(r.cqHead, head)
 	}
-	return ok, failed, nil
+	return ok, nil
 }
