@@ -361,19 +361,7 @@ func (e *Endpoint) reject(r rejectReason) {
 // readRTP is the receive goroutine: it owns rx and det and ends when the socket closes.
 func (e *Endpoint) readRTP() {
 	defer e.wg.Done()
-	buf := make([]byte, maxPacket)
-	for errs := 0; errs < 100; {
-		n, src, err := e.ports.RTP.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if e.closed.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			errs++ // transient; a persistent error ends reception and the media timeout reports it
-			continue
-		}
-		errs = 0
-		e.handleRTP(buf[:n], src, time.Now())
-	}
+	readLoop(e.ports.RTP, e.opts.Allocator, e.closed.Load, e.handleRTP)
 }
 
 // handleRTP is the whole receive path of one datagram. It does not allocate.

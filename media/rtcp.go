@@ -1,10 +1,8 @@
 package media
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"time"
 
@@ -194,29 +192,22 @@ func (e *Endpoint) sendReport(rep *reportState, bye bool) {
 // our LSR/DLSR fields and what the peer reports about our stream.
 func (e *Endpoint) readRTCP() {
 	defer e.wg.Done()
-	buf := make([]byte, maxPacket)
-	for errs := 0; errs < 100; {
-		n, src, err := e.ports.RTCP.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if e.closed.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			errs++
-			continue
+	readLoop(e.ports.RTCP, e.opts.Allocator, e.closed.Load, e.receiveRTCP)
+}
+
+// receiveRTCP applies the strict source to one datagram and handles it.
+func (e *Endpoint) receiveRTCP(b []byte, src netip.AddrPort, _ time.Time) {
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	if l := e.rtcpLatched.Load(); l == nil || l.addr != src {
+		switch e.admitRTCP(l, e.cfg.Load(), src, int64(time.Since(e.start))) {
+		case heldBack:
+			return
+		case foreignSrc:
+			e.foreign(src) // a security event, not an RTP packet: not in Stats.Rejected
+			return
 		}
-		errs = 0
-		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-		if l := e.rtcpLatched.Load(); l == nil || l.addr != src {
-			switch e.admitRTCP(l, e.cfg.Load(), src, int64(time.Since(e.start))) {
-			case heldBack:
-				continue
-			case foreignSrc:
-				e.foreign(src) // a security event, not an RTP packet: not in Stats.Rejected
-				continue
-			}
-		}
-		e.handleRTCP(buf[:n])
 	}
+	e.handleRTCP(b)
 }
 
 // handleRTCP parses a compound RTCP packet; malformed packets are ignored.
