@@ -39,7 +39,11 @@ import (
 //	SWITCHBOARD_PLANE_SECONDS=15    the measured window
 //	SWITCHBOARD_PLANE_OUT=dir       write cpu.pprof, allocs.pprof and result.json there
 //	SWITCHBOARD_PLANE_GEN_CPU=1     pin the generator child to that CPU (taskset)
+//	SWITCHBOARD_PLANE_PERF=1        count system calls and context switches over the window with
+//	                                perf stat (tracepoints, which work where hardware counters do
+//	                                not): figures that do not depend on the machine's load
 const (
+	envPlanePerf   = "SWITCHBOARD_PLANE_PERF"
 	envPlaneCalls  = "SWITCHBOARD_PLANE_CALLS"
 	envPlaneRecord = "SWITCHBOARD_PLANE_RECORD"
 	envPlaneSecs   = "SWITCHBOARD_PLANE_SECONDS"
@@ -70,10 +74,12 @@ type planeResult struct {
 	SoSndbuf          int     `json:"so_sndbuf"`
 	SchedP50us        float64 `json:"sched_latency_p50_us"`
 	SchedP99us        float64 `json:"sched_latency_p99_us"`
-	GenSent           uint64  `json:"gen_sent"`
-	GenReceived       uint64  `json:"gen_received"`
-	GenSeqLost        uint64  `json:"gen_seq_lost"`
-	GenLateTicks      uint64  `json:"gen_late_ticks"`
+	// Per forwarded packet, from perf stat (SWITCHBOARD_PLANE_PERF).
+	PerPacket    map[string]float64 `json:"per_packet,omitempty"`
+	GenSent      uint64             `json:"gen_sent"`
+	GenReceived  uint64             `json:"gen_received"`
+	GenSeqLost   uint64             `json:"gen_seq_lost"`
+	GenLateTicks uint64             `json:"gen_late_ticks"`
 }
 
 // TestMediaPlaneProfile is the harness (see above).
@@ -207,6 +213,12 @@ func TestMediaPlaneProfile(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	runtime.GC()
 	held := sampleMem()
+	if outDir != "" {
+		if f, err := os.Create(filepath.Join(outDir, "heap.pprof")); err == nil {
+			pprof.Lookup("heap").WriteTo(f, 0)
+			f.Close()
+		}
+	}
 	fds := countFDs(t)
 
 	var res planeResult
@@ -239,12 +251,19 @@ func TestMediaPlaneProfile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	var perf *perfStat
+	if os.Getenv(envPlanePerf) != "" {
+		perf = startPerf(t)
+	}
 	schedBefore := schedHist()
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
 	ru0, p0, t0 := rusage(t), forwarded(), time.Now()
 	time.Sleep(window)
 	ru1, p1, t1 := rusage(t), forwarded(), time.Now()
+	if perf != nil {
+		res.PerPacket = perf.stop(t, float64(p1-p0))
+	}
 	runtime.ReadMemStats(&ms1)
 	schedAfter := schedHist()
 	if cpuProf != nil {
@@ -413,4 +432,53 @@ func schedQuantiles(a, b *metrics.Float64Histogram) (p50, p99 float64) {
 		return math.Inf(1)
 	}
 	return q(0.5), q(0.99)
+}
+
+// perfEvents are what perf stat counts: every system call, those of the media plane by name,
+// and the scheduler's context switches.
+var perfEvents = []string{"raw_syscalls:sys_enter", "syscalls:sys_enter_recvfrom", "syscalls:sys_enter_recvmmsg",
+	"syscalls:sys_enter_sendto", "syscalls:sys_enter_epoll_pwait", "syscalls:sys_enter_futex",
+	"syscalls:sys_enter_write", "syscalls:sys_enter_fsync", "syscalls:sys_enter_nanosleep", "context-switches"}
+
+type perfStat struct {
+	cmd *exec.Cmd
+	out string
+}
+
+// startPerf attaches perf stat to this process.
+func startPerf(t *testing.T) *perfStat {
+	out := filepath.Join(t.TempDir(), "perf.csv")
+	cmd := exec.Command("perf", "stat", "-x,", "-o", out, "-e", strings.Join(perfEvents, ","), "-p", strconv.Itoa(os.Getpid()))
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("perf stat: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond) // perf says nothing when it is attached: give it time
+	return &perfStat{cmd: cmd, out: out}
+}
+
+// stop ends perf stat and returns each event's count ÷ packets (a short event name).
+func (p *perfStat) stop(t *testing.T, packets float64) map[string]float64 {
+	p.cmd.Process.Signal(os.Interrupt)
+	p.cmd.Wait()
+	b, err := os.ReadFile(p.out)
+	if err != nil {
+		t.Fatalf("perf stat: %v", err)
+	}
+	m := map[string]float64{}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Split(l, ",")
+		if len(f) < 3 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			continue
+		}
+		name := strings.TrimPrefix(strings.TrimPrefix(f[2], "syscalls:sys_enter_"), "raw_syscalls:sys_enter")
+		if name == "" {
+			name = "syscalls"
+		}
+		m[name] = math.Round(v/packets*1000) / 1000
+	}
+	return m
 }
