@@ -9,8 +9,8 @@ import (
 	"github.com/switchboard-voice/switchboard/media"
 )
 
-// Rule (issue 8): every writer's goroutine ends with Finish — also with taps still installed
-// and packets still queued — and nothing else is left running.
+// Rule (issue 8): every writer's ticks end with Finish — also with taps still installed and
+// packets still queued — and nothing is left running.
 func TestWritersGoroutinesEndWithFinish(t *testing.T) {
 	clk := newClock()
 	s := newService(t, Options{Now: clk.Now})
@@ -77,8 +77,8 @@ func TestTapRoutesFlows(t *testing.T) {
 }
 
 // BenchmarkTap measures the RTP path's share of recording: one tapped 20 ms packet (copy and
-// queue). The writer goroutine's decoding and writing run concurrently and are included in
-// the wall time. It must not allocate.
+// queue). The writer's ticks (decoding and writing) run concurrently and are included in the
+// wall time. It must not allocate.
 func BenchmarkTap(b *testing.B) {
 	s := newService(b, Options{Buffer: 4096})
 	ctx := ctxTimeout(b)

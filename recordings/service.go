@@ -192,7 +192,7 @@ func (s *Service) start(_ context.Context, callID, kind string, channels int) (*
 		return nil, fmt.Errorf("recordings: start %s: %w: %w", callID, ErrWrite, err)
 	}
 	s.metrics().addActive(1)
-	go w.run()
+	w.startClock()
 	s.enqueue(id)
 	return w, nil
 }

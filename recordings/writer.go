@@ -15,15 +15,15 @@ import (
 // message (mono) from RTP taps into a WAV file, 8 kHz 16-bit PCM.
 //
 // The taps it hands out run on the RTP goroutines: each decides the channel and copies the
-// packet into the Writer's queue — chunks of a few hundred milliseconds of frames from the
-// Service's pool — under a mutex held only for the copy, never blocking and never waking
-// anyone: with Options.Buffer packets waiting the packet is dropped and counted. One goroutine
-// per Writer wakes every 100 ms (or when a chunk fills, as when packets come faster than real
-// time), takes the whole queue at once, places the frames in time (see timeline), decodes G.711
-// (payload type 0 PCMU, 8 PCMA; telephone-event, comfort noise and anything else ignored),
-// holds Options.Delay of audio for late packets, writes the rest in order — silence where
-// nothing arrived, so the file's length is the wall time recorded — and rewrites the header
-// and fsyncs every Options.SyncInterval. A write error (a full disk) fails the recording, not
+// packet into the Writer's queue — chunks of 160 ms of frames from the Service's pool — under
+// a mutex held only for the copy, never blocking and never waking anyone: with Options.Buffer
+// packets waiting the packet is dropped and counted. Every 100 ms (sooner when a chunk fills,
+// as when packets come faster than real time) a timer callback — a Writer has no goroutine of
+// its own — takes the whole queue at once, places the frames in time (see timeline), decodes
+// G.711 (payload type 0 PCMU, 8 PCMA; telephone-event, comfort noise and anything else
+// ignored), holds Options.Delay of audio for late packets, writes the rest in order — silence
+// where nothing arrived, so the file's length is the wall time recorded — and rewrites the
+// header and fsyncs every Options.SyncInterval. A write error (a full disk) fails the recording, not
 // the call: the taps stop, the error is counted and returned by Finish.
 //
 // Memory: the ring holds Options.Delay plus ringSlack of decoded stereo audio (8 kHz × 16 bit ×
@@ -31,8 +31,8 @@ import (
 // (under 3 KiB) between two wake-ups; the buffer a write is interleaved into is borrowed from
 // the Service for the write.
 //
-// Methods are safe for concurrent use. Finish must be called once the call ends; it ends the
-// goroutine.
+// Methods are safe for concurrent use. Finish must be called once the call ends; it stops the
+// ticks and writes the rest on the caller's goroutine.
 type Writer struct {
 	s        *Service
 	id       string
@@ -42,16 +42,20 @@ type Writer struct {
 	channels int
 	start    time.Time
 
-	// The queue of tapped frames (the taps append, the run goroutine takes it whole).
+	// The queue of tapped frames (the taps append, the tick takes it whole).
 	qmu    sync.Mutex
 	qhead  *chunk
 	qtail  *chunk
-	queued int           // frames in the queue, at most Options.Buffer
-	kick   chan struct{} // a chunk filled: drain before the next tick
+	queued int // frames in the queue, at most Options.Buffer
 
-	finishCh chan time.Time
-	done     chan struct{}
-	failed   chan struct{} // closed when writing failed
+	// The writer's clock: a time.AfterFunc every commitInterval, sooner when a chunk filled
+	// (kicked). runMu serialises its callbacks and the end (Finish).
+	runMu  sync.Mutex
+	tick   *time.Timer
+	kicked atomic.Bool
+	ended  bool // under runMu
+
+	failed chan struct{} // closed when writing failed
 
 	stopped  atomic.Bool
 	paused   atomic.Bool
@@ -61,7 +65,7 @@ type Writer struct {
 	ignored  atomic.Uint64
 
 	// metaMu orders the journal writes of Pause, Resume and Finish (the last one wins); held
-	// across local file I/O, never by the writer goroutine.
+	// across local file I/O, never by a tick.
 	metaMu   sync.Mutex
 	mu       sync.Mutex
 	pauses   []Pause
@@ -71,7 +75,9 @@ type Writer struct {
 	result     Result
 	resultErr  error
 
-	// Owned by the run goroutine until done is closed.
+	// Owned by whoever holds runMu: the tick callbacks, then Finish.
+	lastSync  time.Time
+	ranges    [][2]int64
 	file      *wavFile
 	ring      []int16
 	ringSize  int64 // sample frames
@@ -91,7 +97,7 @@ type deletion struct {
 	removed bool   // Delete removed the file already
 }
 
-// frame is one tapped packet on its way to the writer goroutine; its payload is data[off:end]
+// frame is one tapped packet on its way to the ring; its payload is data[off:end]
 // of its chunk.
 type frame struct {
 	ch       Channel
@@ -111,7 +117,7 @@ const (
 )
 
 // chunk is a piece of a Writer's queue. Chunks come from the Service's pool (getChunk): a
-// writer holds one between two wake-ups, more only while its goroutine is behind.
+// writer holds one between two ticks, more only while its ticks are behind.
 type chunk struct {
 	next   *chunk
 	n      int // frames
@@ -156,21 +162,19 @@ const (
 	ptPCMA = 8
 	// maxPayload bounds a frame's payload (the longest G.711 ptime is far below).
 	maxPayload = 1500
-	// commitInterval is how often the writer goroutine takes the queue and writes what is
+	// commitInterval is how often the writer's tick takes the queue and writes what is
 	// older than Options.Delay.
 	commitInterval = 100 * time.Millisecond
 	// ringSlack is the ring's room beyond Options.Delay: the commit interval, a packet ahead of
-	// its arrival, and the writer goroutine running late. Audio further ahead than the ring
+	// its arrival, and a tick running late. Audio further ahead than the ring
 	// holds makes it write out early (place), which only costs packets later than that.
 	ringSlack = 300 * time.Millisecond
 )
 
 func newWriter(s *Service, id, callID, kind, rel string, channels int, start time.Time, file *wavFile) *Writer {
 	w := &Writer{s: s, id: id, callID: callID, kind: kind, rel: rel, channels: channels, start: start,
-		kick:     make(chan struct{}, 1),
-		finishCh: make(chan time.Time, 1),
-		done:     make(chan struct{}),
 		failed:   make(chan struct{}),
+		lastSync: start,
 		file:     file,
 		ringSize: s.samples(s.opts.Delay + ringSlack),
 	}
@@ -257,15 +261,13 @@ func (w *Writer) enqueue(ch Channel, p media.TapPacket) {
 	w.queued++
 	w.qmu.Unlock()
 	w.accepted.Add(1)
-	if filled {
-		select { // faster than real time: let the writer catch up before its tick
-		case w.kick <- struct{}{}:
-		default:
-		}
+	if filled { // faster than real time: let the writer catch up before its tick
+		w.kicked.Store(true)
+		w.tick.Reset(0)
 	}
 }
 
-// takeQueue removes the whole queue (run goroutine).
+// takeQueue removes the whole queue (runMu held).
 func (w *Writer) takeQueue() *chunk {
 	w.qmu.Lock()
 	c := w.qhead
@@ -379,8 +381,7 @@ func (w *Writer) Finish(ctx context.Context) (Result, error) {
 		}
 		pauses := append([]Pause(nil), w.pauses...)
 		w.mu.Unlock()
-		w.finishCh <- end
-		<-w.done
+		w.end(end)
 		w.s.metrics().addActive(-1)
 		w.metaMu.Lock()
 		w.result, w.resultErr = w.s.finish(w, pauses)
@@ -400,36 +401,50 @@ func (w *Writer) Discard() (Result, error) {
 	return w.Finish(context.Background())
 }
 
-// run is the writer goroutine: it owns the file, the ring and the timelines.
-func (w *Writer) run() {
-	defer close(w.done)
-	tick := time.NewTicker(commitInterval)
-	defer tick.Stop()
-	lastSync := w.s.now()
-	var ranges [][2]int64
-	for {
-		select {
-		case <-w.kick:
-			w.drain(&ranges)
-		case <-tick.C:
-			w.drain(&ranges)
-			now := w.s.now()
-			w.commit(w.s.samples(now.Sub(w.start)-w.s.opts.Delay), &ranges)
-			if w.file != nil && now.Sub(lastSync) >= w.s.opts.SyncInterval {
-				lastSync = now
-				if err := w.file.sync(); err != nil {
-					w.fail(err)
-				}
-			}
-		case end := <-w.finishCh:
-			w.drain(&ranges) // the taps stopped (Finish set stopped first): this is all of it
-			w.commit(max(w.s.samples(end.Sub(w.start)), w.highest), &ranges)
-			if w.file != nil {
-				if err := w.file.close(); err != nil {
-					w.fail(err)
-				}
-			}
-			return
+// startClock starts the writer's ticks (Service.start). A recording has no goroutine of its
+// own: each tick runs briefly on a timer goroutine.
+func (w *Writer) startClock() {
+	w.runMu.Lock()
+	w.tick = time.AfterFunc(commitInterval, w.onTick)
+	w.runMu.Unlock()
+}
+
+// onTick takes the queue, writes what is older than Options.Delay, fsyncs every
+// Options.SyncInterval, and arms the next tick.
+func (w *Writer) onTick() {
+	w.runMu.Lock()
+	defer w.runMu.Unlock()
+	if w.ended {
+		return
+	}
+	w.kicked.Store(false) // a chunk filling from now on asks for another tick
+	w.drain(&w.ranges)
+	now := w.s.now()
+	w.commit(w.s.samples(now.Sub(w.start)-w.s.opts.Delay), &w.ranges)
+	if w.file != nil && now.Sub(w.lastSync) >= w.s.opts.SyncInterval {
+		w.lastSync = now
+		if err := w.file.sync(); err != nil {
+			w.fail(err)
+		}
+	}
+	w.tick.Reset(commitInterval)
+	if w.kicked.Load() { // a tap's Reset(0) may have come before ours
+		w.tick.Reset(0)
+	}
+}
+
+// end stops the ticks and writes everything up to end: the taps stopped (Finish set stopped
+// first), so the queue holds all there is.
+func (w *Writer) end(end time.Time) {
+	w.runMu.Lock()
+	defer w.runMu.Unlock()
+	w.ended = true
+	w.tick.Stop()
+	w.drain(&w.ranges)
+	w.commit(max(w.s.samples(end.Sub(w.start)), w.highest), &w.ranges)
+	if w.file != nil {
+		if err := w.file.close(); err != nil {
+			w.fail(err)
 		}
 	}
 }
