@@ -479,8 +479,9 @@ func (w *Writer) place(f *frame, data []byte, ranges *[][2]int64) {
 	w.highest = max(w.highest, end)
 }
 
-// commitChunk bounds one write (sample frames): a commit interval's worth, so one write a tick.
-const commitChunk = SampleRate / 8
+// commitChunk bounds one write (sample frames): half a second, so a tick writes once even when
+// it runs late; the buffer is borrowed from the Service for the write (getOut), not held.
+const commitChunk = SampleRate / 2
 
 // commit writes the ring's audio up to position target (exclusive) to the file, silencing the
 // paused intervals, and clears what it wrote.
