@@ -108,3 +108,45 @@ func TestCallsReturnGoroutinesAndFDsToBaseline(t *testing.T) {
 		}
 	}
 }
+
+// Race (run under -race): an endpoint's timers are time.AfterFunc callbacks sharing a mutex
+// with the configuration changes that re-check the media timeout and with Close, which sends
+// the RTCP BYE. Re-INVITEs (SetRemote, SetDirection), 1 ms RTCP reports, 5 ms media timeouts
+// and Close all at once: nothing races, nothing deadlocks, Close returns, and no timer callback
+// outlives the endpoint (goleak in TestMain).
+func TestEndpointTimersRaceConfigurationAndClose(t *testing.T) {
+	alloc := testAllocator(t, 16)
+	p := newPeer(t)
+	for range 20 {
+		e, err := NewEndpoint(EndpointOptions{Allocator: alloc, RTCPInterval: time.Millisecond,
+			MediaTimeout: 5 * time.Millisecond, HoldTimeout: 3 * time.Millisecond, SignalSource: loopback})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.SetRemote(p.addr())
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				e.SetDirection(Direction(i % 4))
+				e.SetRemote(p.addr())
+			}
+		}()
+		time.Sleep(3 * time.Millisecond)
+		closed := make(chan struct{})
+		go func() { e.Close(); close(closed) }()
+		select {
+		case <-closed:
+		case <-time.After(wait):
+			t.Fatal("Close did not return while configuration changes and timers ran")
+		}
+		close(stop)
+		<-done
+	}
+}

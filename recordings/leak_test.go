@@ -1,6 +1,7 @@
 package recordings
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -102,4 +103,36 @@ func BenchmarkTap(b *testing.B) {
 	// Faster than real time the writer falls behind: the share dropped says how often the
 	// cheaper drop path was measured.
 	b.ReportMetric(float64(res.Dropped)/float64(b.N), "dropped/op")
+}
+
+// Race (run under -race): taps filling chunks faster than real time (each full chunk re-arms
+// the writer's tick at once) on two goroutines while Finish ends the recording: nothing races,
+// Finish returns, and no tick runs on after it (goleak in TestMain).
+func TestTapsKickingTheTickRaceFinish(t *testing.T) {
+	clk := newClock()
+	s := newService(t, Options{Now: clk.Now, Buffer: 64})
+	ctx := ctxTimeout(t)
+	base := clk.Now()
+	for range 10 {
+		w, err := s.Start(ctx, "call-race")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tap := w.Tap(Left, Right)
+		var wg sync.WaitGroup
+		for flow := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := range 400 {
+					tap(packet(media.Flow(flow), 0, uint16(k), uint32(k*160), uint32(flow+1),
+						toneFrame(media.PCMU, 440, k), base.Add(time.Duration(k)*20*time.Millisecond)))
+				}
+			}()
+		}
+		if _, err := w.Finish(ctx); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+	}
 }
