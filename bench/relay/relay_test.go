@@ -61,7 +61,11 @@ func TestRelay_LatchesAndForwardsBothWays(t *testing.T) {
 	if got := read(t, b); got != "from-a" {
 		t.Errorf("b got %q", got)
 	}
+	// The relay counts a packet after writing it, so b may read it first: await the count.
 	fw, un := r.Counts()
+	for deadline := time.Now().Add(5 * time.Second); fw < 2 && time.Now().Before(deadline); fw, un = r.Counts() {
+		time.Sleep(time.Millisecond)
+	}
 	if fw != 2 || un != 1 {
 		t.Errorf("forwarded %d unlatched %d, want 2 and 1", fw, un)
 	}
