@@ -48,6 +48,13 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 	if err != nil {
 		return err
 	}
+	// Heartbeats and lost nodes: beats fail (logged at debug) while the database is away.
+	if wo := nodeWatchOptions(cfg); wo.Interval > 0 {
+		wo.Log, wo.Logger, wo.Registerer = gw.events, gw.log.With("component", "nodewatch"), gw.reg
+		if gw.nodes, err = eventlog.StartNodeWatch(wo); err != nil {
+			return err
+		}
+	}
 	if dbUp {
 		// Without the database the spool waits for it; the engine starts when it returns.
 		gw.awaitSpool(ctx)
@@ -177,6 +184,9 @@ func (gw *gateway) awaitSpool(ctx context.Context) {
 // closeTicketing makes every accepted event durable, lets the engine finish its pass, and
 // stops it. Safe to call on a partly started gateway.
 func (gw *gateway) closeTicketing() {
+	if gw.nodes != nil {
+		gw.nodes.Close() // it emits through the event log: stopped first
+	}
 	if gw.events != nil {
 		if err := gw.events.Close(); err != nil {
 			gw.log.Error("eventlog close", "err", err)
