@@ -12,6 +12,7 @@ case "$purpose" in
   # Prometheus (promtool) and Kamailio check the files under deploy/.
   test) need=("initdb:postgresql" "sipp:sip-tester" "baresip:baresip" "sox:sox" "chromium:chromium" "node:nodejs" "npm:npm"
               "prometheus:prometheus" "kamailio:kamailio") ;;
+  cluster) need=("initdb:postgresql" "kamailio:kamailio") ;;
   bench) need=("initdb:postgresql" "sipp:sip-tester") ;;
   *) echo "deps.sh: unknown purpose $purpose" >&2; exit 2 ;;
 esac

@@ -16,14 +16,6 @@ import (
 // database (awaitDatabase).
 func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp bool) error {
 	cfg := gw.cfg
-	if dbUp {
-		if err := gw.seedAccounts(ctx); err != nil {
-			return err
-		}
-	} else {
-		gw.accountIDs = gw.cachedAccountIDs()
-	}
-
 	lines := map[string]ticketing.LineSettings{}
 	for _, l := range cfg.Lines {
 		lines[l.Number] = l.Settings
@@ -54,6 +46,15 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 		if gw.nodes, err = eventlog.StartNodeWatch(wo); err != nil {
 			return err
 		}
+	}
+	// The accounts after the first beat: hashing their passwords takes seconds on a busy
+	// machine, and a node recorded but not beating for node_lost_after is counted lost.
+	if dbUp {
+		if err := gw.seedAccounts(ctx); err != nil {
+			return err
+		}
+	} else {
+		gw.accountIDs = gw.cachedAccountIDs()
 	}
 	if dbUp {
 		// Without the database the spool waits for it; the engine starts when it returns.

@@ -226,7 +226,7 @@ func (w *NodeWatch) beat(ctx context.Context) error {
 	first := !w.beaten.Swap(true)
 	switch {
 	case declaredLost && first:
-		w.log.Warn("this node's previous run was counted lost (it stopped beating): another node closed the calls it left open (cause node_lost)", "node", w.node)
+		w.log.Warn("this node was counted lost before this start (it did not beat for node_lost_after): another node closed any calls it had left open (cause node_lost)", "node", w.node)
 	case declaredLost:
 		w.log.Error("this node was counted lost while it could not beat (cut off from the database or stalled) and another node closed its calls (cause node_lost); their events still in this node's spool are replayed",
 			"node", w.node)
@@ -338,7 +338,11 @@ func (w *NodeWatch) Sweep(ctx context.Context, node string) (int, error) {
 	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("eventlog: sweep %s: open calls: %w", node, err)
 	}
-	w.log.Warn("node lost: closing the calls it ran", "lost_node", node, "last_beat", lastBeat.UTC(), "calls", len(events))
+	if len(events) > 0 {
+		w.log.Warn("node lost: closing the calls it ran", "lost_node", node, "last_beat", lastBeat.UTC(), "calls", len(events))
+	} else {
+		w.log.Info("node stopped beating; it had no open calls", "lost_node", node, "last_beat", lastBeat.UTC())
+	}
 	if len(events) > 0 {
 		if err := w.opts.Log.EmitBatch(ctx, events); err != nil {
 			return 0, fmt.Errorf("eventlog: sweep %s: close calls: %w", node, err)
