@@ -50,9 +50,12 @@
 // carrier's jitter buffer never sees a jump back.
 //
 // Forwarding is synchronous: the receiving leg's reader goroutine parses into a value header,
-// updates the statistics, taps, rewrites into the sending leg's own buffer and calls sendto(2).
-// Each endpoint owns one receive and one send buffer, so nothing is pooled, retained or
-// allocated per packet (TestForwardDoesNotAllocate, BenchmarkForward).
+// updates the statistics, taps, rewrites into a send buffer and calls sendto(2) on the other
+// leg's socket. Reading is one recvmmsg(2) per wake-up, and the reader parks as soon as a batch
+// comes back short (recv_linux.go): one system call to receive a packet instead of two. The
+// receive batches and send buffers belong to the PortAllocator's pools and are held only while
+// a packet is handled, so an idle leg holds none and nothing is retained or allocated per
+// packet (TestForwardDoesNotAllocate, BenchmarkForward).
 //
 // # The agent's browser
 //

@@ -88,7 +88,7 @@ type Endpoint struct {
 
 	lastRx  atomic.Int64 // ns since start of the last accepted RTP packet
 	armedAt atomic.Int64 // ns since start of the last configuration change (restarts the timeout)
-	kick    chan struct{}
+	tm      timers       // RTCP reports and the media timeout (rtcp.go)
 
 	lastSR       atomic.Uint32 // middle 32 bits of the NTP time of the peer's last SR
 	lastSRAt     atomic.Int64  // ns since start when it arrived (0: none)
@@ -99,14 +99,13 @@ type Endpoint struct {
 	timeout chan error
 
 	done      chan struct{}
-	loopDone  chan struct{}
 	closeOnce sync.Once
 	closed    atomic.Bool
 	wg        sync.WaitGroup
 }
 
-// NewEndpoint binds a port pair from opts.Allocator and starts the endpoint's three goroutines
-// (RTP reader, RTCP reader, timer loop). Errors wrap ErrNoPorts when the range is exhausted.
+// NewEndpoint binds a port pair from opts.Allocator and starts the endpoint's two goroutines
+// (RTP reader, RTCP reader) and its timers. Errors wrap ErrNoPorts when the range is exhausted.
 func NewEndpoint(opts EndpointOptions) (*Endpoint, error) {
 	if opts.Allocator == nil {
 		return nil, errors.New("media: new endpoint: no port allocator")
@@ -136,16 +135,14 @@ func NewEndpoint(opts EndpointOptions) (*Endpoint, error) {
 	}
 	local := pp.RTP.LocalAddr().(*net.UDPAddr).AddrPort()
 	e := &Endpoint{
-		opts:     opts,
-		ports:    pp,
-		local:    netip.AddrPortFrom(local.Addr().Unmap(), local.Port()),
-		start:    time.Now(),
-		m:        opts.Metrics,
-		kick:     make(chan struct{}, 1),
-		dtmf:     make(chan DTMFEvent, opts.DTMFBuffer),
-		timeout:  make(chan error, 1),
-		done:     make(chan struct{}),
-		loopDone: make(chan struct{}),
+		opts:    opts,
+		ports:   pp,
+		local:   netip.AddrPortFrom(local.Addr().Unmap(), local.Port()),
+		start:   time.Now(),
+		m:       opts.Metrics,
+		dtmf:    make(chan DTMFEvent, opts.DTMFBuffer),
+		timeout: make(chan error, 1),
+		done:    make(chan struct{}),
 	}
 	e.cfg.Store(&epConfig{})
 	if p := opts.Peer; p.IsValid() { // known exactly: latched from the start, nothing to learn
@@ -155,10 +152,10 @@ func NewEndpoint(opts EndpointOptions) (*Endpoint, error) {
 	e.out.ep = e
 	e.out.ssrc = opts.SSRC
 	e.out.stack = make([]uint64, 0, 4)
-	e.wg.Add(3)
+	e.wg.Add(2)
 	go e.readRTP()
 	go e.readRTCP()
-	go e.loop()
+	e.startTimers()
 	return e, nil
 }
 
@@ -287,7 +284,7 @@ func (e *Endpoint) Close() error {
 			l.br.stop()
 		}
 		close(e.done)
-		<-e.loopDone // the timer loop sends the RTCP BYE on its way out
+		e.stopTimers() // sends the RTCP BYE
 		e.opts.Allocator.Release(e.ports)
 		e.wg.Wait()
 		close(e.dtmf)
@@ -303,7 +300,7 @@ func (e *Endpoint) Close() error {
 }
 
 // update applies a configuration change copy-on-write; with restart (a new remote or direction)
-// the media timeout starts over. The timer loop re-evaluates either way (hold may have changed).
+// the media timeout starts over. The timeout is re-evaluated either way (hold may have changed).
 func (e *Endpoint) update(restart bool, f func(*epConfig)) {
 	e.cfgMu.Lock()
 	c := *e.cfg.Load()
@@ -313,10 +310,7 @@ func (e *Endpoint) update(restart bool, f func(*epConfig)) {
 	if restart {
 		e.armedAt.Store(int64(time.Since(e.start)))
 	}
-	select {
-	case e.kick <- struct{}{}:
-	default:
-	}
+	e.checkTimeout() // hold may have changed the timeout in force
 }
 
 // destination is where audio goes now, and false when nothing may be sent.
@@ -361,19 +355,7 @@ func (e *Endpoint) reject(r rejectReason) {
 // readRTP is the receive goroutine: it owns rx and det and ends when the socket closes.
 func (e *Endpoint) readRTP() {
 	defer e.wg.Done()
-	buf := make([]byte, maxPacket)
-	for errs := 0; errs < 100; {
-		n, src, err := e.ports.RTP.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if e.closed.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			errs++ // transient; a persistent error ends reception and the media timeout reports it
-			continue
-		}
-		errs = 0
-		e.handleRTP(buf[:n], src, time.Now())
-	}
+	readLoop(e.ports.RTP, e.opts.Allocator, e.closed.Load, e.handleRTP)
 }
 
 // handleRTP is the whole receive path of one datagram. It does not allocate.

@@ -1,6 +1,8 @@
 package media
 
 import (
+	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -41,5 +43,110 @@ func TestNoGoroutineLeakAfter200Endpoints(t *testing.T) {
 	}
 	if n := alloc.InUse(); n != 0 {
 		t.Errorf("%d port pairs still allocated", n)
+	}
+}
+
+// Rule (issue 18): a live endpoint costs two goroutines (its RTP and RTCP readers; its timers
+// are time.AfterFunc, its buffers pooled) and two file descriptors, and closing calls gives
+// both back: over rounds of setting up and tearing down bridged calls carrying RTP, the
+// goroutine and descriptor counts return to where they started.
+func TestCallsReturnGoroutinesAndFDsToBaseline(t *testing.T) {
+	const calls, rounds = 20, 5
+	alloc := testAllocator(t, 2*calls)
+	p := newPeer(t)
+	fds := func() int {
+		es, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skipf("no /proc/self/fd: %v", err)
+		}
+		return len(es)
+	}
+	settled := func(want int) int { // goroutines, once transient ones (timer callbacks) are gone
+		n := runtime.NumGoroutine()
+		for deadline := time.Now().Add(wait); n > want && time.Now().Before(deadline); n = runtime.NumGoroutine() {
+			time.Sleep(5 * time.Millisecond)
+		}
+		return n
+	}
+	baseG, baseFD := runtime.NumGoroutine(), fds()
+	for round := range rounds {
+		var eps []*Endpoint
+		for i := range calls {
+			var pair [2]*Endpoint
+			for j := range pair {
+				e, err := NewEndpoint(EndpointOptions{Allocator: alloc, RTCPInterval: 10 * time.Millisecond,
+					MediaTimeout: time.Second, SignalSource: loopback})
+				if err != nil {
+					t.Fatal(err)
+				}
+				e.SetCodec(0, PCMU)
+				pair[j] = e
+				eps = append(eps, e)
+			}
+			pair[1].SetRemote(p.addr())
+			if _, err := Bridge(pair[0], pair[1]); err != nil {
+				t.Fatal(err)
+			}
+			tap := newTapper(pair[0])
+			p.send(pair[0].LocalAddr(), audio(0, uint16(i), 160, 1, 0xFF))
+			tap.until(t, uint16(i))
+		}
+		if g := settled(baseG + 2*len(eps)); g-baseG > 2*len(eps) {
+			t.Errorf("round %d: %d goroutines for %d live endpoints, want 2 each", round, g-baseG, len(eps))
+		}
+		if fd := fds(); fd-baseFD != 2*len(eps) {
+			t.Errorf("round %d: %d file descriptors for %d live endpoints, want 2 each", round, fd-baseFD, len(eps))
+		}
+		for _, e := range eps {
+			e.Close()
+		}
+		if g := settled(baseG); g > baseG {
+			t.Errorf("round %d: %d goroutines after closing every call, want at most %d", round, g, baseG)
+		}
+		if fd := fds(); fd != baseFD {
+			t.Errorf("round %d: %d file descriptors after closing every call, want %d", round, fd, baseFD)
+		}
+	}
+}
+
+// Race (run under -race): an endpoint's timers are time.AfterFunc callbacks sharing a mutex
+// with the configuration changes that re-check the media timeout and with Close, which sends
+// the RTCP BYE. Re-INVITEs (SetRemote, SetDirection), 1 ms RTCP reports, 5 ms media timeouts
+// and Close all at once: nothing races, nothing deadlocks, Close returns, and no timer callback
+// outlives the endpoint (goleak in TestMain).
+func TestEndpointTimersRaceConfigurationAndClose(t *testing.T) {
+	alloc := testAllocator(t, 16)
+	p := newPeer(t)
+	for range 20 {
+		e, err := NewEndpoint(EndpointOptions{Allocator: alloc, RTCPInterval: time.Millisecond,
+			MediaTimeout: 5 * time.Millisecond, HoldTimeout: 3 * time.Millisecond, SignalSource: loopback})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.SetRemote(p.addr())
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				e.SetDirection(Direction(i % 4))
+				e.SetRemote(p.addr())
+			}
+		}()
+		time.Sleep(3 * time.Millisecond)
+		closed := make(chan struct{})
+		go func() { e.Close(); close(closed) }()
+		select {
+		case <-closed:
+		case <-time.After(wait):
+			t.Fatal("Close did not return while configuration changes and timers ran")
+		}
+		close(stop)
+		<-done
 	}
 }

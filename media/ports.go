@@ -42,7 +42,19 @@ type PortAllocator struct {
 	head  int
 	count int
 	inUse map[int]bool
+
+	// The packet buffers of every endpoint on the allocator's sockets: a reader borrows a
+	// receive batch only while it handles what it read, a sender a send buffer only while it
+	// writes, so an idle leg holds none and the pools hold about one per running goroutine.
+	batches  sync.Pool // *rxBatch
+	sendBufs sync.Pool // *[maxPacket]byte
 }
+
+func (a *PortAllocator) getBatch() *rxBatch  { return a.batches.Get().(*rxBatch) }
+func (a *PortAllocator) putBatch(b *rxBatch) { a.batches.Put(b) }
+
+func (a *PortAllocator) getSendBuf() *[maxPacket]byte  { return a.sendBufs.Get().(*[maxPacket]byte) }
+func (a *PortAllocator) putSendBuf(b *[maxPacket]byte) { a.sendBufs.Put(b) }
 
 // PortPair is one allocated pair: bound sockets for RTP (even Port) and RTCP (Port+1).
 type PortPair struct {
@@ -86,7 +98,10 @@ func NewPortAllocatorWithOptions(opts PortAllocatorOptions) (*PortAllocator, err
 		free[i] = uint16(min + 2*i)
 	}
 	r.Shuffle(n, func(i, j int) { free[i], free[j] = free[j], free[i] })
-	return &PortAllocator{addr: addr.Unmap(), min: min, max: last, free: free, count: n, inUse: make(map[int]bool)}, nil
+	a := &PortAllocator{addr: addr.Unmap(), min: min, max: last, free: free, count: n, inUse: make(map[int]bool)}
+	a.batches.New = func() any { return newRxBatch() }
+	a.sendBufs.New = func() any { return new([maxPacket]byte) }
+	return a, nil
 }
 
 // pop takes the head of the free list (a.mu held; count > 0).

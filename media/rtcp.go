@@ -1,11 +1,10 @@
 package media
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -21,66 +20,92 @@ func ntpTime(t time.Time) uint64 {
 	return secs<<32 | frac
 }
 
-// loop is the endpoint's timer goroutine: periodic RTCP reports and the media timeout.
-func (e *Endpoint) loop() {
-	defer e.wg.Done()
-	defer close(e.loopDone)
-	var rtcpC <-chan time.Time
-	var rtcpT *time.Timer
+// timers are an endpoint's two clocks — the periodic RTCP report and the media timeout — run
+// by time.AfterFunc rather than by a goroutine of their own: a leg costs no stack while it
+// waits. mu serialises the callbacks, the re-checks configuration changes ask for, and Close;
+// it is held across the report's sendto(2), never across a call out of the package.
+type timers struct {
+	mu      sync.Mutex
+	stopped bool
+	rtcp    *time.Timer // nil: RTCP sending off
+	media   *time.Timer
+	fired   bool // the media timeout was reported
+	rep     reportState
+}
+
+// startTimers arms the report timer and checks the media timeout once (NewEndpoint).
+func (e *Endpoint) startTimers() {
+	t := &e.tm
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if e.opts.RTCPInterval > 0 {
-		rtcpT = time.NewTimer(e.rtcpDelay())
-		defer rtcpT.Stop()
-		rtcpC = rtcpT.C
+		t.rtcp = time.AfterFunc(e.rtcpDelay(), e.reportTick)
 	}
-	tmT := time.NewTimer(time.Hour)
-	defer tmT.Stop()
-	var tmC <-chan time.Time
-	fired := false
-	var rep reportState
-	// check fires the timeout when due and otherwise re-arms the timer for the remaining time.
-	check := func() {
-		if fired {
-			return
-		}
-		limit, hold := e.timeoutLimit()
-		if limit <= 0 { // off
-			tmT.Stop()
-			tmC = nil
-			return
-		}
-		last := max(e.lastRx.Load(), e.armedAt.Load())
-		remaining := time.Duration(last) + limit - time.Since(e.start)
-		if remaining > 0 {
-			tmT.Reset(remaining)
-			tmC = tmT.C
-			return
-		}
-		fired, tmC = true, nil
-		what := "no RTP"
-		if e.lastRx.Load() == 0 {
-			what = "no RTP ever"
-		}
-		if hold {
-			what += " while on hold"
-		}
-		e.timeout <- fmt.Errorf("%w: %s for %s", ErrMediaTimeout, what, limit)
+	t.media = time.AfterFunc(time.Hour, e.checkTimeout)
+	e.checkLocked()
+}
+
+// reportTick sends a report and arms the next one.
+func (e *Endpoint) reportTick() {
+	t := &e.tm
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return
 	}
-	check()
-	for {
-		select {
-		case <-e.done:
-			if rtcpC != nil {
-				e.sendReport(&rep, true) // RFC 3550 §6.3.7: say goodbye before the ports close
-			}
-			return
-		case <-e.kick:
-			check()
-		case <-tmC:
-			check()
-		case <-rtcpC:
-			e.sendReport(&rep, false)
-			rtcpT.Reset(e.rtcpDelay())
-		}
+	e.sendReport(&t.rep, false)
+	t.rtcp.Reset(e.rtcpDelay())
+}
+
+// checkTimeout re-evaluates the media timeout (its timer fired, or the configuration changed).
+func (e *Endpoint) checkTimeout() {
+	e.tm.mu.Lock()
+	defer e.tm.mu.Unlock()
+	e.checkLocked()
+}
+
+// checkLocked fires the timeout when due and otherwise re-arms the timer for the remaining
+// time (tm.mu held).
+func (e *Endpoint) checkLocked() {
+	t := &e.tm
+	if t.stopped || t.fired {
+		return
+	}
+	limit, hold := e.timeoutLimit()
+	if limit <= 0 { // off
+		t.media.Stop()
+		return
+	}
+	last := max(e.lastRx.Load(), e.armedAt.Load())
+	remaining := time.Duration(last) + limit - time.Since(e.start)
+	if remaining > 0 {
+		t.media.Reset(remaining)
+		return
+	}
+	t.fired = true
+	what := "no RTP"
+	if e.lastRx.Load() == 0 {
+		what = "no RTP ever"
+	}
+	if hold {
+		what += " while on hold"
+	}
+	e.timeout <- fmt.Errorf("%w: %s for %s", ErrMediaTimeout, what, limit) // capacity 1, sent once
+}
+
+// stopTimers stops both clocks for good and sends the RTCP BYE (Close).
+func (e *Endpoint) stopTimers() {
+	t := &e.tm
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return
+	}
+	t.stopped = true
+	t.media.Stop()
+	if t.rtcp != nil {
+		t.rtcp.Stop()
+		e.sendReport(&t.rep, true) // RFC 3550 §6.3.7: say goodbye before the ports close
 	}
 }
 
@@ -194,29 +219,22 @@ func (e *Endpoint) sendReport(rep *reportState, bye bool) {
 // our LSR/DLSR fields and what the peer reports about our stream.
 func (e *Endpoint) readRTCP() {
 	defer e.wg.Done()
-	buf := make([]byte, maxPacket)
-	for errs := 0; errs < 100; {
-		n, src, err := e.ports.RTCP.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if e.closed.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			errs++
-			continue
+	readLoop(e.ports.RTCP, e.opts.Allocator, e.closed.Load, e.receiveRTCP)
+}
+
+// receiveRTCP applies the strict source to one datagram and handles it.
+func (e *Endpoint) receiveRTCP(b []byte, src netip.AddrPort, _ time.Time) {
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	if l := e.rtcpLatched.Load(); l == nil || l.addr != src {
+		switch e.admitRTCP(l, e.cfg.Load(), src, int64(time.Since(e.start))) {
+		case heldBack:
+			return
+		case foreignSrc:
+			e.foreign(src) // a security event, not an RTP packet: not in Stats.Rejected
+			return
 		}
-		errs = 0
-		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-		if l := e.rtcpLatched.Load(); l == nil || l.addr != src {
-			switch e.admitRTCP(l, e.cfg.Load(), src, int64(time.Since(e.start))) {
-			case heldBack:
-				continue
-			case foreignSrc:
-				e.foreign(src) // a security event, not an RTP packet: not in Stats.Rejected
-				continue
-			}
-		}
-		e.handleRTCP(buf[:n])
 	}
+	e.handleRTCP(b)
 }
 
 // handleRTCP parses a compound RTCP packet; malformed packets are ignored.

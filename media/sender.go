@@ -46,7 +46,6 @@ type sender struct {
 	lastInSeq   uint16
 	seqOff      uint16
 	tsOff       uint32
-	buf         [maxPacket]byte
 }
 
 // newID returns a fresh source identity (never 0).
@@ -119,7 +118,7 @@ func (s *sender) write(id uint64, h rtpHeader, payload []byte, kind sourceKind, 
 		pt = cfg.dtmfPT
 	}
 	dst, ok := s.ep.destination(cfg)
-	if !ok || len(payload) > len(s.buf)-rtpHeaderSize {
+	if !ok || len(payload) > maxPacket-rtpHeaderSize {
 		return
 	}
 	marker := h.marker
@@ -155,14 +154,16 @@ func (s *sender) write(id uint64, h rtpHeader, payload []byte, kind sourceKind, 
 	if kind == kindAudio {
 		s.lastSamples = uint32(len(payload)) // G.711: one byte per sample
 	}
-	putRTPHeader(s.buf[:], out)
+	buf := s.ep.opts.Allocator.getSendBuf() // held only for this packet (ports.go)
+	defer s.ep.opts.Allocator.putSendBuf(buf)
+	putRTPHeader(buf[:], out)
 	n := rtpHeaderSize + len(payload)
 	if kind == kindAudio && from != CodecNone {
-		transcode(s.buf[rtpHeaderSize:n], payload, from, cfg.codec)
+		transcode(buf[rtpHeaderSize:n], payload, from, cfg.codec)
 	} else {
-		copy(s.buf[rtpHeaderSize:n], payload)
+		copy(buf[rtpHeaderSize:n], payload)
 	}
-	if _, err := s.ep.ports.RTP.WriteToUDPAddrPort(s.buf[:n], dst); err != nil {
+	if _, err := s.ep.ports.RTP.WriteToUDPAddrPort(buf[:n], dst); err != nil {
 		return
 	}
 	s.packets.Add(1)
@@ -172,7 +173,7 @@ func (s *sender) write(id uint64, h rtpHeader, payload []byte, kind sourceKind, 
 	}
 	if len(cfg.taps) > 0 {
 		tapAll(cfg.taps, TapPacket{Flow: Sent, PayloadType: pt, Marker: marker, Sequence: out.seq, Timestamp: out.timestamp,
-			SSRC: s.ssrc, Payload: s.buf[rtpHeaderSize:n], At: at})
+			SSRC: s.ssrc, Payload: buf[rtpHeaderSize:n], At: at})
 	}
 }
 

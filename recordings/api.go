@@ -169,8 +169,10 @@ type Options struct {
 	// SyncInterval is how often a file's header sizes are rewritten and the file fsynced, which
 	// bounds what a crash can lose. Default 1 s.
 	SyncInterval time.Duration
-	// Buffer is how many tapped packets may wait for the writer goroutine, per recording; beyond
+	// Buffer is how many tapped packets may wait for the writer's next tick, per recording; beyond
 	// it the tap drops and counts (it never blocks RTP). Default 256 (~1.3 s of both directions).
+	// It is a bound, not a reservation: waiting packets take chunks from a pool shared by all
+	// recordings, and a recording whose writer keeps up holds one chunk (under 3 KiB).
 	Buffer int
 	// Authorizer authenticates HTTP requests. Required for Register.
 	Authorizer Authorizer

@@ -22,11 +22,13 @@
 // (G.711 μ-law and A-law decoded by payload type; telephone-event and comfort noise ignored),
 // stereo for calls, at Dir/YYYY/MM/DD/<call id>.wav (…-voicemail.wav).
 //
-// Taps run on the RTP goroutines and never block: they copy the payload into a frame of a
-// bounded pool and queue it; with the pool empty the packet is dropped and counted. One
-// goroutine per Writer places audio by RTP timestamp per SSRC, anchored and re-anchored on
+// Taps run on the RTP goroutines and never block or wake anyone: they copy the packet into the
+// Writer's queue (pooled chunks, bounded by Options.Buffer); beyond the bound the packet is
+// dropped and counted. Every 100 ms a timer callback — a Writer has no goroutine of its own —
+// takes the queue and places audio by RTP timestamp per SSRC, anchored and re-anchored on
 // arrival time (timeline.go), so lost packets, holds and silence become silence of the right
-// length, both channels stay aligned, and the file lasts the wall time recorded.
+// length, both channels stay aligned, and the file lasts the wall time recorded. A recording
+// holds under a second of audio in memory (the delay + 300 ms ring, one queue chunk).
 //
 // # The database is not on the path
 //

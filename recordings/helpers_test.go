@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +22,9 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv(envCrashChild) != "" {
 		os.Exit(crashChild())
+	}
+	if n, _ := strconv.Atoi(os.Getenv(envPlaneChild)); n > 0 {
+		os.Exit(planeChild(n))
 	}
 	goleak.VerifyTestMain(m)
 }

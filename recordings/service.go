@@ -38,7 +38,23 @@ type Service struct {
 	pending   int           // journal files (rows the database has not confirmed)
 	scanned   bool          // the writer has scanned the journal once
 	jzero     chan struct{} // closed while pending == 0 && scanned
+
+	// What the writers borrow (writer.go): queue chunks, held from a tap's copy to the writer
+	// goroutine's next wake-up, and the buffer a write is interleaved into, held for the write.
+	chunks sync.Pool // *chunk
+	outs   sync.Pool // *[]byte
 }
+
+func (s *Service) getChunk() *chunk { return s.chunks.Get().(*chunk) }
+
+// putChunk returns an emptied chunk to the pool.
+func (s *Service) putChunk(c *chunk) {
+	c.next, c.n, c.used = nil, 0, 0
+	s.chunks.Put(c)
+}
+
+func (s *Service) getOut() *[]byte  { return s.outs.Get().(*[]byte) }
+func (s *Service) putOut(b *[]byte) { s.outs.Put(b) }
 
 // Kinds of recording (column kind).
 const (
@@ -98,9 +114,15 @@ func New(opts Options) (*Service, error) {
 		return nil, fmt.Errorf("recordings: new: %w", err)
 	}
 	opts.Dir = dir
-	return &Service{opts: opts, log: log, active: map[string]*Writer{},
+	s := &Service{opts: opts, log: log, active: map[string]*Writer{},
 		queue: make(chan string, opts.MetadataQueue), scanKick: make(chan struct{}, 1),
-		jzero: make(chan struct{})}, nil
+		jzero: make(chan struct{})}
+	s.chunks.New = func() any { return new(chunk) }
+	s.outs.New = func() any {
+		b := make([]byte, 0, commitChunk*2*BitsPerSample/8) // stereo at most
+		return &b
+	}
+	return s, nil
 }
 
 // StartPoint is when the gateway should call Start for a call (config recordings.start).
@@ -170,7 +192,7 @@ func (s *Service) start(_ context.Context, callID, kind string, channels int) (*
 		return nil, fmt.Errorf("recordings: start %s: %w: %w", callID, ErrWrite, err)
 	}
 	s.metrics().addActive(1)
-	go w.run()
+	w.startClock()
 	s.enqueue(id)
 	return w, nil
 }

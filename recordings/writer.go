@@ -14,17 +14,25 @@ import (
 // Writer records one call (stereo: caller left, agent or far end right) or one voicemail
 // message (mono) from RTP taps into a WAV file, 8 kHz 16-bit PCM.
 //
-// The taps it hands out run on the RTP goroutines: each decides the channel, copies the payload
-// into a frame from a fixed pool and queues it, never blocking — with the pool empty the packet
-// is dropped and counted. One goroutine per Writer places the frames in time (see timeline),
-// decodes G.711 (payload type 0 PCMU, 8 PCMA; telephone-event, comfort noise and anything else
+// The taps it hands out run on the RTP goroutines: each decides the channel and copies the
+// packet into the Writer's queue — chunks of 160 ms of frames from the Service's pool — under
+// a mutex held only for the copy, never blocking and never waking anyone: with Options.Buffer
+// packets waiting the packet is dropped and counted. Every 100 ms (sooner when a chunk fills,
+// as when packets come faster than real time) a timer callback — a Writer has no goroutine of
+// its own — takes the whole queue at once, places the frames in time (see timeline), decodes
+// G.711 (payload type 0 PCMU, 8 PCMA; telephone-event, comfort noise and anything else
 // ignored), holds Options.Delay of audio for late packets, writes the rest in order — silence
 // where nothing arrived, so the file's length is the wall time recorded — and rewrites the
-// header and fsyncs every Options.SyncInterval. A write error (a full disk) fails the recording,
-// not the call: the taps stop, the error is counted and returned by Finish.
+// header and fsyncs every Options.SyncInterval. A write error (a full disk) fails the recording, not
+// the call: the taps stop, the error is counted and returned by Finish.
 //
-// Methods are safe for concurrent use. Finish must be called once the call ends; it ends the
-// goroutine.
+// Memory: the ring holds Options.Delay plus ringSlack of decoded stereo audio (8 kHz × 16 bit ×
+// 2 channels = 32 KB a second: 19.2 KB at the default delay); the queue holds one chunk
+// (under 3 KiB) between two wake-ups; the buffer a write is interleaved into is borrowed from
+// the Service for the write.
+//
+// Methods are safe for concurrent use. Finish must be called once the call ends; it stops the
+// ticks and writes the rest on the caller's goroutine.
 type Writer struct {
 	s        *Service
 	id       string
@@ -34,11 +42,20 @@ type Writer struct {
 	channels int
 	start    time.Time
 
-	free     chan *frame
-	frames   chan *frame
-	finishCh chan time.Time
-	done     chan struct{}
-	failed   chan struct{} // closed when writing failed
+	// The queue of tapped frames (the taps append, the tick takes it whole).
+	qmu    sync.Mutex
+	qhead  *chunk
+	qtail  *chunk
+	queued int // frames in the queue, at most Options.Buffer
+
+	// The writer's clock: a time.AfterFunc every commitInterval, sooner when a chunk filled
+	// (kicked). runMu serialises its callbacks and the end (Finish).
+	runMu  sync.Mutex
+	tick   *time.Timer
+	kicked atomic.Bool
+	ended  bool // under runMu
+
+	failed chan struct{} // closed when writing failed
 
 	stopped  atomic.Bool
 	paused   atomic.Bool
@@ -48,7 +65,7 @@ type Writer struct {
 	ignored  atomic.Uint64
 
 	// metaMu orders the journal writes of Pause, Resume and Finish (the last one wins); held
-	// across local file I/O, never by the writer goroutine.
+	// across local file I/O, never by a tick.
 	metaMu   sync.Mutex
 	mu       sync.Mutex
 	pauses   []Pause
@@ -58,7 +75,9 @@ type Writer struct {
 	result     Result
 	resultErr  error
 
-	// Owned by the run goroutine until done is closed.
+	// Owned by whoever holds runMu: the tick callbacks, then Finish.
+	lastSync  time.Time
+	ranges    [][2]int64
 	file      *wavFile
 	ring      []int16
 	ringSize  int64 // sample frames
@@ -69,7 +88,6 @@ type Writer struct {
 	lateSeen  uint64
 	written   int64 // audio bytes in the file
 	writeErr  error
-	out       []byte
 }
 
 // deletion says a recording was deleted while it was being written.
@@ -79,15 +97,33 @@ type deletion struct {
 	removed bool   // Delete removed the file already
 }
 
-// frame is one tapped packet on its way to the writer goroutine.
+// frame is one tapped packet on its way to the ring; its payload is data[off:end]
+// of its chunk.
 type frame struct {
-	ch   Channel
-	pt   uint8
-	seq  uint16
-	ts   uint32
-	ssrc uint32
-	at   time.Time
-	data []byte
+	ch       Channel
+	pt       uint8
+	seq      uint16
+	ts       uint32
+	ssrc     uint32
+	off, end uint16
+	at       time.Duration // arrival, since the recording's start
+}
+
+// chunkFrames frames (160 ms of both directions at 20 ms: more than the writer takes at each
+// 100 ms tick) or chunkBytes of payload fill a chunk.
+const (
+	chunkFrames = 16
+	chunkBytes  = chunkFrames * media.FrameSize
+)
+
+// chunk is a piece of a Writer's queue. Chunks come from the Service's pool (getChunk): a
+// writer holds one between two ticks, more only while its ticks are behind.
+type chunk struct {
+	next   *chunk
+	n      int // frames
+	used   int // payload bytes
+	frames [chunkFrames]frame
+	data   [chunkBytes]byte
 }
 
 // Pause is one interval during which recording was paused (e.g. while a card number is read):
@@ -126,21 +162,21 @@ const (
 	ptPCMA = 8
 	// maxPayload bounds a frame's payload (the longest G.711 ptime is far below).
 	maxPayload = 1500
-	// commitInterval is how often the writer goroutine writes what is older than Options.Delay.
+	// commitInterval is how often the writer's tick takes the queue and writes what is
+	// older than Options.Delay.
 	commitInterval = 100 * time.Millisecond
-	// ringSeconds of audio are kept in memory ahead of what was written.
-	ringSeconds = 2
+	// ringSlack is the ring's room beyond Options.Delay: the commit interval, a packet ahead of
+	// its arrival, and a tick running late. Audio further ahead than the ring
+	// holds makes it write out early (place), which only costs packets later than that.
+	ringSlack = 300 * time.Millisecond
 )
 
 func newWriter(s *Service, id, callID, kind, rel string, channels int, start time.Time, file *wavFile) *Writer {
 	w := &Writer{s: s, id: id, callID: callID, kind: kind, rel: rel, channels: channels, start: start,
-		free:     make(chan *frame, s.opts.Buffer),
-		frames:   make(chan *frame, s.opts.Buffer),
-		finishCh: make(chan time.Time, 1),
-		done:     make(chan struct{}),
 		failed:   make(chan struct{}),
+		lastSync: start,
 		file:     file,
-		ringSize: int64(ringSeconds*SampleRate) + s.samples(s.opts.Delay),
+		ringSize: s.samples(s.opts.Delay + ringSlack),
 	}
 	w.ring = make([]int16, w.ringSize*int64(channels))
 	resync := s.samples(s.opts.Delay) / 2
@@ -148,9 +184,6 @@ func newWriter(s *Service, id, callID, kind, rel string, channels int, start tim
 	// One packet's worth (20 ms): ahead of that, the anchor was late (see timeline).
 	ahead := s.samples(20 * time.Millisecond)
 	w.lines[0].ahead, w.lines[1].ahead = ahead, ahead
-	for range s.opts.Buffer {
-		w.free <- &frame{data: make([]byte, 0, media.FrameSize)}
-	}
 	return w
 }
 
@@ -194,18 +227,64 @@ func (w *Writer) Tap(received, sent Channel) media.Tap {
 		if w.paused.Load() {
 			return // the paused audio never even reaches memory
 		}
-		var f *frame
-		select {
-		case f = <-w.free:
-		default:
-			w.dropFull.Add(1)
-			w.s.metrics().addFull() // an atomic add: fine on the RTP path
-			return
+		w.enqueue(ch, p)
+	}
+}
+
+// enqueue copies p into the queue's last chunk (a new one when it is full), or drops it when
+// Options.Buffer frames wait already. It allocates only when the Service's pool is empty.
+func (w *Writer) enqueue(ch Channel, p media.TapPacket) {
+	w.qmu.Lock()
+	if w.queued >= w.s.opts.Buffer {
+		w.qmu.Unlock()
+		w.dropFull.Add(1)
+		w.s.metrics().addFull() // an atomic add: fine on the RTP path
+		return
+	}
+	c := w.qtail
+	filled := false
+	if c == nil || c.n == chunkFrames || chunkBytes-c.used < len(p.Payload) {
+		filled = c != nil
+		c = w.s.getChunk()
+		if w.qtail == nil {
+			w.qhead = c
+		} else {
+			w.qtail.next = c
 		}
-		f.ch, f.pt, f.seq, f.ts, f.ssrc, f.at = ch, p.PayloadType, p.Sequence, p.Timestamp, p.SSRC, p.At
-		f.data = append(f.data[:0], p.Payload...)
-		w.accepted.Add(1)
-		w.frames <- f // never blocks: frames has room for every frame of the pool
+		w.qtail = c
+	}
+	end := c.used + copy(c.data[c.used:], p.Payload)
+	c.frames[c.n] = frame{ch: ch, pt: p.PayloadType, seq: p.Sequence, ts: p.Timestamp, ssrc: p.SSRC,
+		off: uint16(c.used), end: uint16(end), at: p.At.Sub(w.start)}
+	c.n++
+	c.used = end
+	w.queued++
+	w.qmu.Unlock()
+	w.accepted.Add(1)
+	if filled { // faster than real time: let the writer catch up before its tick
+		w.kicked.Store(true)
+		w.tick.Reset(0)
+	}
+}
+
+// takeQueue removes the whole queue (runMu held).
+func (w *Writer) takeQueue() *chunk {
+	w.qmu.Lock()
+	c := w.qhead
+	w.qhead, w.qtail, w.queued = nil, nil, 0
+	w.qmu.Unlock()
+	return c
+}
+
+// drain places every queued frame and returns the chunks to the Service's pool.
+func (w *Writer) drain(ranges *[][2]int64) {
+	for c := w.takeQueue(); c != nil; {
+		for i := range c.n {
+			w.place(&c.frames[i], c.data[c.frames[i].off:c.frames[i].end], ranges)
+		}
+		next := c.next
+		w.s.putChunk(c)
+		c = next
 	}
 }
 
@@ -302,8 +381,7 @@ func (w *Writer) Finish(ctx context.Context) (Result, error) {
 		}
 		pauses := append([]Pause(nil), w.pauses...)
 		w.mu.Unlock()
-		w.finishCh <- end
-		<-w.done
+		w.end(end)
 		w.s.metrics().addActive(-1)
 		w.metaMu.Lock()
 		w.result, w.resultErr = w.s.finish(w, pauses)
@@ -323,57 +401,63 @@ func (w *Writer) Discard() (Result, error) {
 	return w.Finish(context.Background())
 }
 
-// run is the writer goroutine: it owns the file, the ring and the timelines.
-func (w *Writer) run() {
-	defer close(w.done)
-	tick := time.NewTicker(commitInterval)
-	defer tick.Stop()
-	lastSync := w.s.now()
-	var ranges [][2]int64
-	for {
-		select {
-		case f := <-w.frames:
-			w.place(f, &ranges)
-			w.free <- f
-		case <-tick.C:
-			now := w.s.now()
-			w.commit(w.s.samples(now.Sub(w.start)-w.s.opts.Delay), &ranges)
-			if w.file != nil && now.Sub(lastSync) >= w.s.opts.SyncInterval {
-				lastSync = now
-				if err := w.file.sync(); err != nil {
-					w.fail(err)
-				}
-			}
-		case end := <-w.finishCh:
-			for drained := false; !drained; {
-				select {
-				case f := <-w.frames:
-					w.place(f, &ranges)
-					w.free <- f
-				default:
-					drained = true
-				}
-			}
-			w.commit(max(w.s.samples(end.Sub(w.start)), w.highest), &ranges)
-			if w.file != nil {
-				if err := w.file.close(); err != nil {
-					w.fail(err)
-				}
-			}
-			return
+// startClock starts the writer's ticks (Service.start). A recording has no goroutine of its
+// own: each tick runs briefly on a timer goroutine.
+func (w *Writer) startClock() {
+	w.runMu.Lock()
+	w.tick = time.AfterFunc(commitInterval, w.onTick)
+	w.runMu.Unlock()
+}
+
+// onTick takes the queue, writes what is older than Options.Delay, fsyncs every
+// Options.SyncInterval, and arms the next tick.
+func (w *Writer) onTick() {
+	w.runMu.Lock()
+	defer w.runMu.Unlock()
+	if w.ended {
+		return
+	}
+	w.kicked.Store(false) // a chunk filling from now on asks for another tick
+	w.drain(&w.ranges)
+	now := w.s.now()
+	w.commit(w.s.samples(now.Sub(w.start)-w.s.opts.Delay), &w.ranges)
+	if w.file != nil && now.Sub(w.lastSync) >= w.s.opts.SyncInterval {
+		w.lastSync = now
+		if err := w.file.sync(); err != nil {
+			w.fail(err)
+		}
+	}
+	w.tick.Reset(commitInterval)
+	if w.kicked.Load() { // a tap's Reset(0) may have come before ours
+		w.tick.Reset(0)
+	}
+}
+
+// end stops the ticks and writes everything up to end: the taps stopped (Finish set stopped
+// first), so the queue holds all there is.
+func (w *Writer) end(end time.Time) {
+	w.runMu.Lock()
+	defer w.runMu.Unlock()
+	w.ended = true
+	w.tick.Stop()
+	w.drain(&w.ranges)
+	w.commit(max(w.s.samples(end.Sub(w.start)), w.highest), &w.ranges)
+	if w.file != nil {
+		if err := w.file.close(); err != nil {
+			w.fail(err)
 		}
 	}
 }
 
-// place decodes a frame into the ring at its position in time.
-func (w *Writer) place(f *frame, ranges *[][2]int64) {
+// place decodes a frame with payload data into the ring at its position in time.
+func (w *Writer) place(f *frame, data []byte, ranges *[][2]int64) {
 	ci := int(f.ch) - 1
 	if ci >= w.channels {
 		ci = w.channels - 1
 	}
-	arr := w.s.samples(f.at.Sub(w.start))
+	arr := w.s.samples(f.at)
 	pos := w.lines[ci].place(f.ssrc, f.seq, f.ts, arr, w.committed)
-	n := int64(len(f.data))
+	n := int64(len(data))
 	end := pos + n
 	if end > w.committed+w.ringSize {
 		// Further ahead than the ring holds (a clock jump, or a test feeding packets faster
@@ -390,13 +474,14 @@ func (w *Writer) place(f *frame, ranges *[][2]int64) {
 		decode = media.DecodeALaw
 	}
 	for p := from; p < end; p++ {
-		w.ring[(p%w.ringSize)*int64(w.channels)+int64(ci)] = decode(f.data[p-pos])
+		w.ring[(p%w.ringSize)*int64(w.channels)+int64(ci)] = decode(data[p-pos])
 	}
 	w.highest = max(w.highest, end)
 }
 
-// commitChunk bounds one write (sample frames).
-const commitChunk = SampleRate / 4
+// commitChunk bounds one write (sample frames): half a second, so a tick writes once even when
+// it runs late; the buffer is borrowed from the Service for the write (getOut), not held.
+const commitChunk = SampleRate / 2
 
 // commit writes the ring's audio up to position target (exclusive) to the file, silencing the
 // paused intervals, and clears what it wrote.
@@ -405,6 +490,9 @@ func (w *Writer) commit(target int64, ranges *[][2]int64) {
 		return
 	}
 	*ranges = w.pauseRanges((*ranges)[:0])
+	outp := w.s.getOut()
+	defer w.s.putOut(outp)
+	out := *outp
 	for w.committed < target {
 		n := min(target-w.committed, commitChunk)
 		for _, r := range *ranges {
@@ -413,24 +501,25 @@ func (w *Writer) commit(target int64, ranges *[][2]int64) {
 				clear(w.ring[i : i+int64(w.channels)])
 			}
 		}
-		w.out = w.out[:0]
+		out = out[:0]
 		for p := w.committed; p < w.committed+n; p++ {
 			i := (p % w.ringSize) * int64(w.channels)
 			for c := range int64(w.channels) {
-				w.out = binary.LittleEndian.AppendUint16(w.out, uint16(w.ring[i+c]))
+				out = binary.LittleEndian.AppendUint16(out, uint16(w.ring[i+c]))
 			}
 			clear(w.ring[i : i+int64(w.channels)])
 		}
+		*outp = out
 		w.committed += n
 		if w.file == nil {
 			continue // failed: keep time moving, write nothing
 		}
-		if err := w.file.write(w.out); err != nil {
+		if err := w.file.write(out); err != nil {
 			w.fail(err)
 			continue
 		}
 		w.written = w.file.size
-		w.s.metrics().addBytes(len(w.out))
+		w.s.metrics().addBytes(len(out))
 	}
 }
 

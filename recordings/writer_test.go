@@ -383,3 +383,42 @@ func TestFileLayout(t *testing.T) {
 		}
 	}
 }
+
+// Rule (issue 18): a call's recording holds less than a second of audio in memory — the ring
+// holds Options.Delay plus ringSlack (32 KB a second of stereo), the queue one chunk between two
+// wake-ups of the writer goroutine — and no frames are set aside per recording: a second of
+// both directions queued at once takes ⌈100 / chunkFrames⌉ chunks, returned to the Service's
+// pool when placed.
+func TestRecordingHoldsUnderASecondOfAudio(t *testing.T) {
+	clk := newClock()
+	s := newService(t, Options{Now: clk.Now, Buffer: 1024})
+	ctx := ctxTimeout(t)
+	w, err := s.Start(ctx, "call-memory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const second = SampleRate * 2 * BitsPerSample / 8 // stereo bytes
+	if b := len(w.ring) * 2; b > second*6/10 {
+		t.Errorf("the ring holds %d bytes, want at most %d (0.6 s of stereo audio)", b, second*6/10)
+	}
+	base := clk.Now()
+	tap := w.Tap(Left, Right)
+	for k := range 50 {
+		at := base.Add(time.Duration(k) * 20 * time.Millisecond)
+		tap(packet(media.Received, 0, uint16(k), uint32(k*160), 1, toneFrame(media.PCMU, 440, k), at))
+		tap(packet(media.Sent, 0, uint16(k), uint32(k*160), 2, toneFrame(media.PCMU, 880, k), at))
+	}
+	w.qmu.Lock()
+	n := 0
+	for c := w.qhead; c != nil; c = c.next {
+		n++
+	}
+	w.qmu.Unlock()
+	if want := (100 + chunkFrames - 1) / chunkFrames; n > want {
+		t.Errorf("a second of both directions queued in %d chunks, want at most %d", n, want)
+	}
+	clk.Set(base.Add(time.Second))
+	if _, err := w.Finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
