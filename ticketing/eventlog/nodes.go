@@ -152,8 +152,9 @@ func NewNodeWatch(opts NodeWatchOptions) (*NodeWatch, error) {
 }
 
 // Close stops the watch and waits for a tick in progress. A started watch then records that
-// the node left on purpose (swept_at), so the others do not count it lost: its calls ended
-// with the shutdown. It is idempotent; it does not close the Log.
+// the node left on purpose (swept_at 'infinity', cleared by its next beat), so the others do
+// not count it lost — its calls ended with the shutdown — and its next start does not say it
+// was. It is idempotent; it does not close the Log.
 func (w *NodeWatch) Close() {
 	first := false
 	w.once.Do(func() { close(w.stop); first = true })
@@ -164,7 +165,7 @@ func (w *NodeWatch) Close() {
 	if first {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		if _, err := w.pool.Exec(ctx, `UPDATE nodes SET swept_at = now() WHERE name = $1`, w.node); err != nil {
+		if _, err := w.pool.Exec(ctx, `UPDATE nodes SET swept_at = 'infinity' WHERE name = $1`, w.node); err != nil {
 			w.log.Warn("node watch: could not record a clean stop; the other nodes will count this one lost (it has no open calls)", "err", err)
 		}
 	}
@@ -214,8 +215,8 @@ func (w *NodeWatch) beat(ctx context.Context) error {
 	var declaredLost bool
 	err := w.pool.QueryRow(bctx, `
 		WITH old AS (SELECT heartbeat_at, swept_at FROM nodes WHERE name = $1 FOR UPDATE)
-		UPDATE nodes n SET heartbeat_at = now() FROM old WHERE n.name = $1
-		RETURNING old.swept_at IS NOT NULL AND old.swept_at >= old.heartbeat_at`, w.node).Scan(&declaredLost)
+		UPDATE nodes n SET heartbeat_at = now(), swept_at = nullif(n.swept_at, 'infinity') FROM old WHERE n.name = $1
+		RETURNING old.swept_at IS NOT NULL AND old.swept_at <> 'infinity' AND old.swept_at >= old.heartbeat_at`, w.node).Scan(&declaredLost)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		// Not recorded yet (RecordNode runs once the database answers): nothing to beat.

@@ -259,7 +259,8 @@ func TestLostNodeComesBackNoDoubleEndNothingLost(t *testing.T) {
 	}
 }
 
-// TestCleanStopIsNotALostNode: a node whose watch closed (a clean shutdown) is not swept.
+// TestCleanStopIsNotALostNode: a node whose watch closed (a clean shutdown) is not swept; once
+// it runs again and then stops beating, it is.
 func TestCleanStopIsNotALostNode(t *testing.T) {
 	pool := pgtest.Pool(t)
 	a := nodeLog(t, pool, "a")
@@ -274,5 +275,23 @@ func TestCleanStopIsNotALostNode(t *testing.T) {
 	time.Sleep(lostAfter + 100*time.Millisecond)
 	if n, err := wa.Sweep(context.Background(), "b"); err != nil || n != 0 {
 		t.Fatalf("sweep of a cleanly stopped node: %d calls, %v; want 0", n, err)
+	}
+	if got := endedOf(t, pool, "b-open"); len(got) != 0 {
+		t.Fatalf("the cleanly stopped node's call was closed: %v", got)
+	}
+	// B starts again, beats, and then dies: now it is lost, and its call is closed.
+	wb2, err := eventlog.NewNodeWatch(eventlog.NodeWatchOptions{Log: b, Interval: 50 * time.Millisecond, LostAfter: lostAfter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wb2.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second) // a's own ticks sweep it
+	for len(endedOf(t, pool, "b-open")) == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := endedOf(t, pool, "b-open"); len(got) != 1 || got[0].cause != callevent.CauseNodeLost {
+		t.Fatalf("the restarted node stopped beating: its call ended %v, want once, node_lost", got)
 	}
 }
