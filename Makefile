@@ -1,5 +1,5 @@
 # Switchboard — see README.md. `make run` and `make test` provision what they need.
-.PHONY: run test bench build vet fmt clean
+.PHONY: run test bench cluster build vet fmt clean
 
 GO ?= go
 # Build with go.mod's `toolchain` line (go1.26.10: the November standard-library fixes) even where
@@ -18,6 +18,10 @@ test:
 
 bench:
 	@scripts/bench.sh
+
+# Kamailio on 127.0.0.1:5060 in front of three nodes (APIs on :8081-:8083) on one database.
+cluster:
+	@scripts/cluster.sh
 
 build:
 	mkdir -p bin

@@ -102,6 +102,12 @@ type Database struct {
 	// close the calls a crash left open even while PostgreSQL is away (default calls.jsonl
 	// next to the spool).
 	Journal string `yaml:"journal"`
+	// HeartbeatInterval is how often this node beats in the nodes table and looks for lost
+	// nodes (default 5s; 0 turns both off).
+	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
+	// NodeLostAfter is how old another node's last beat is when this node counts it lost and
+	// closes its calls (default 15s, three missed beats; at least twice heartbeat_interval).
+	NodeLostAfter Duration `yaml:"node_lost_after"`
 }
 
 // HTTP configures the HTTP listener (softphone, API, metrics, health). See http.go for the

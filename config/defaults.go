@@ -11,6 +11,7 @@ import (
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
 )
 
 // Defaults that docs/configuration.md lists. A knob that a package's options also hold takes
@@ -28,10 +29,13 @@ const (
 	// DefaultSpool is where call events wait while the database is away.
 	DefaultSpool = ".data/spool/events.jsonl"
 	// DefaultJournalName is the call journal's file name, in the spool's directory.
-	DefaultJournalName    = "calls.jsonl"
-	DefaultSessionExpires = sip.DefaultSessionExpires
-	DefaultMenuTimeout    = ivr.DefaultMenuTimeout
-	DefaultMenuRetries    = 1
+	DefaultJournalName = "calls.jsonl"
+	// Several nodes on one database (database.heartbeat_interval, database.node_lost_after).
+	DefaultHeartbeatInterval = eventlog.DefaultHeartbeatInterval
+	DefaultNodeLostAfter     = eventlog.DefaultNodeLostAfter
+	DefaultSessionExpires    = sip.DefaultSessionExpires
+	DefaultMenuTimeout       = ivr.DefaultMenuTimeout
+	DefaultMenuRetries       = 1
 	// A collect step's (ivr.Collect; the same retries as a menu).
 	DefaultCollectDigitTimeout = ivr.DefaultCollectDigitTimeout
 	DefaultCollectTimeout      = ivr.DefaultCollectTimeout
@@ -72,7 +76,8 @@ func Default() Config {
 	return Config{
 		ShutdownGrace: Duration(DefaultShutdownGrace),
 		Log:           Log{Level: "info", Format: "auto"},
-		Database:      Database{MigrateOnStart: &migrate, Spool: DefaultSpool},
+		Database: Database{MigrateOnStart: &migrate, Spool: DefaultSpool,
+			HeartbeatInterval: Duration(DefaultHeartbeatInterval), NodeLostAfter: Duration(DefaultNodeLostAfter)},
 		HTTP: HTTP{Listen: DefaultHTTPListen, TokenTTL: Duration(ticketing.DefaultTokenTTL), BcryptConcurrency: DefaultBcryptConcurrency,
 			AuthBackoff: AuthBackoff{Failures: DefaultAuthFailures, Initial: Duration(DefaultAuthBackoffInitial), Max: Duration(DefaultAuthBackoffMax)}},
 		SIP: SIP{

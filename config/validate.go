@@ -88,6 +88,12 @@ func (c *Config) validateBasics(k *checker) {
 	if c.ShutdownGrace < 0 {
 		k.add("shutdown_grace", "must not be negative, got %s", c.ShutdownGrace)
 	}
+	if c.Database.HeartbeatInterval < 0 {
+		k.add("database.heartbeat_interval", "must be 0 (off) or positive, got %s", c.Database.HeartbeatInterval)
+	}
+	if hb := c.Database.HeartbeatInterval; hb > 0 && c.Database.NodeLostAfter < 2*hb {
+		k.add("database.node_lost_after", "must be at least twice database.heartbeat_interval (%s), or a slow beat looks like a lost node; got %s", hb, c.Database.NodeLostAfter)
+	}
 	oneOf(k, "log.level", c.Log.Level, "debug", "info", "warn", "error")
 	oneOf(k, "log.format", c.Log.Format, "auto", "json", "text")
 	if c.Database.URL == "" {

@@ -13,6 +13,7 @@ case "$purpose" in
   # Prometheus (promtool) and Kamailio check the files under deploy/.
   test) need=("initdb:postgresql" "sipp:sip-tester" "baresip:baresip" "sox:sox" "chromium:chromium" "node:nodejs" "npm:npm"
               "prometheus:prometheus" "kamailio:kamailio") ;;
+  cluster) need=("initdb:postgresql" "kamailio:kamailio") ;;
   bench) need=("initdb:postgresql" "sipp:sip-tester")
          # rtpengine is the peer `make bench` compares the gateway with; the bench runs without it.
          want=("rtpengine:rtpengine-daemon") ;;

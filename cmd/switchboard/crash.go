@@ -54,9 +54,11 @@ func (gw *gateway) openJournal() error {
 }
 
 // closeCrashedCalls ends every call an earlier process of this node left open, through the
-// journal and the event log (which spools while the database is away).
+// journal and the event log (which spools while the database is away); those another node
+// closed meanwhile (the node was counted lost) are left as they are.
 func (gw *gateway) closeCrashedCalls(ctx context.Context) {
-	gw.crashClosed = calljournal.CloseCrashed(ctx, gw.crashed, gw.journal.Sink(gw.events), gw.log,
+	open := calljournal.SkipEnded(ctx, gw.crashed, gw.events.CallState, gw.journal, gw.log)
+	gw.crashClosed = calljournal.CloseCrashed(ctx, open, gw.journal.Sink(gw.events), gw.log,
 		func(outcome string) { gw.crashM.closed.WithLabelValues(outcome).Inc() })
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/config"
 	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
 )
 
 // sipOptions translates the configuration's sip, rtp and trunks sections into sip.Options,
@@ -56,4 +57,12 @@ func sipOptions(cfg *config.Config) (sip.Options, error) {
 		opts.Trunks = append(opts.Trunks, st)
 	}
 	return opts, nil
+}
+
+// nodeWatchOptions translates database.heartbeat_interval and database.node_lost_after into
+// eventlog.NodeWatchOptions (same zero: a heartbeat of 0 is off, and the caller starts no
+// watch; same defaults: config's are eventlog's). The wiring — the log, logger, metrics — is
+// the caller's.
+func nodeWatchOptions(cfg *config.Config) eventlog.NodeWatchOptions {
+	return eventlog.NodeWatchOptions{Interval: cfg.Database.HeartbeatInterval.D(), LostAfter: cfg.Database.NodeLostAfter.D()}
 }

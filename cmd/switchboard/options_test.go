@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
 )
 
 // optionKnob is one configuration key that reaches a package's options.
@@ -77,6 +78,9 @@ func optionKnobs() []optionKnob {
 		{"http", "auth_backoff.max", "", func(c *config.Config, _ sip.Options) any { return c.HTTP.AuthBackoff.Max.D() }, ticketing.DefaultAuthBackoffMax},
 		{"http", "bcrypt_concurrency", "", func(c *config.Config, _ sip.Options) any { return c.HTTP.BcryptConcurrency }, ticketing.DefaultBcryptConcurrency},
 		{"http", "token_ttl", "", func(c *config.Config, _ sip.Options) any { return c.HTTP.TokenTTL.D() }, ticketing.DefaultTokenTTL},
+		// eventlog's node watch (nodeWatchOptions); heartbeat_interval 0 (off) is checked below.
+		{"database", "heartbeat_interval", "", func(c *config.Config, _ sip.Options) any { return nodeWatchOptions(c).Interval }, eventlog.DefaultHeartbeatInterval},
+		{"database", "node_lost_after", "", func(c *config.Config, _ sip.Options) any { return nodeWatchOptions(c).LostAfter }, eventlog.DefaultNodeLostAfter},
 	}
 }
 
@@ -115,6 +119,12 @@ func TestConfigKnobsMapStraightOntoOptions_AbsentIsThePackageDefaultZeroIsOff(t 
 				t.Errorf("docs/configuration.md says the default is %s, the package's is %v", doc, k.def)
 			}
 		})
+	}
+	// A heartbeat of 0 is off: no node watch is started (ticketing.go starts one only above 0).
+	if cfg, err := config.Parse([]byte(strings.Replace(base, "database: {url: postgres://u@127.0.0.1/db}", "database: {url: postgres://u@127.0.0.1/db, heartbeat_interval: 0s}", 1))); err != nil {
+		t.Fatal(err)
+	} else if iv := nodeWatchOptions(cfg).Interval; iv != 0 {
+		t.Errorf("heartbeat_interval 0s: the node watch gets %s, want 0 (off)", iv)
 	}
 	// The connection write timeout is not in the configuration: the package's default.
 	if _, o := load(t, ""); o.Conn.WriteTimeout != sip.DefaultWriteTimeout {

@@ -817,7 +817,7 @@ func TestDeployKubernetesManifests(t *testing.T) {
 
 // nodeLabelRE matches the node label of a series in the text format, with the comma that
 // joins it to its neighbours.
-var nodeLabelRE = regexp.MustCompile(`node="[^"]*",|,node="[^"]*"|\{node="[^"]*"\}`)
+var nodeLabelRE = regexp.MustCompile(`\bnode="[^"]*",|,node="[^"]*"|\{node="[^"]*"\}`) // not lost_node="…"
 
 // withoutNodeLabel removes the node label from every series of a /metrics body, so tests can
 // name a series by its other labels.

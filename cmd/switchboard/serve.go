@@ -109,6 +109,7 @@ type gateway struct {
 	api        *ticketing.API
 	accountIDs map[string]int64
 	events     *eventlog.Log
+	nodes      *eventlog.NodeWatch // nil when database.heartbeat_interval is 0
 	engine     *ticketing.Engine
 	engineMu   sync.Mutex // guards stopEngine and engineDone (set by awaitDatabase)
 	stopEngine context.CancelFunc

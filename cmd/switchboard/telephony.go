@@ -168,7 +168,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		return err
 	}
 	sopts.Ports, sopts.MediaMetrics = t.ports, mediaMetrics
-	sopts.Sink = gw.journal.Sink(gw.events)
+	sopts.Sink = gw.journal.Sink(gw.events.NodeSink())
 	sopts.Registerer, sopts.Logger = gw.security.share(gw.reg), gw.log.With("component", "sip")
 	// Agents' SIP phones register with the digest username = their email (or its local
 	// part) and their configured password; agents with only a bcrypt hash cannot.

@@ -16,14 +16,6 @@ import (
 // database (awaitDatabase).
 func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp bool) error {
 	cfg := gw.cfg
-	if dbUp {
-		if err := gw.seedAccounts(ctx); err != nil {
-			return err
-		}
-	} else {
-		gw.accountIDs = gw.cachedAccountIDs()
-	}
-
 	lines := map[string]ticketing.LineSettings{}
 	for _, l := range cfg.Lines {
 		lines[l.Number] = l.Settings
@@ -47,6 +39,22 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 	})
 	if err != nil {
 		return err
+	}
+	// Heartbeats and lost nodes: beats fail (logged at debug) while the database is away.
+	if wo := nodeWatchOptions(cfg); wo.Interval > 0 {
+		wo.Log, wo.Logger, wo.Registerer = gw.events, gw.log.With("component", "nodewatch"), gw.reg
+		if gw.nodes, err = eventlog.StartNodeWatch(wo); err != nil {
+			return err
+		}
+	}
+	// The accounts after the first beat: hashing their passwords takes seconds on a busy
+	// machine, and a node recorded but not beating for node_lost_after is counted lost.
+	if dbUp {
+		if err := gw.seedAccounts(ctx); err != nil {
+			return err
+		}
+	} else {
+		gw.accountIDs = gw.cachedAccountIDs()
 	}
 	if dbUp {
 		// Without the database the spool waits for it; the engine starts when it returns.
@@ -177,6 +185,9 @@ func (gw *gateway) awaitSpool(ctx context.Context) {
 // closeTicketing makes every accepted event durable, lets the engine finish its pass, and
 // stops it. Safe to call on a partly started gateway.
 func (gw *gateway) closeTicketing() {
+	if gw.nodes != nil {
+		gw.nodes.Close() // it emits through the event log: stopped first
+	}
 	if gw.events != nil {
 		if err := gw.events.Close(); err != nil {
 			gw.log.Error("eventlog close", "err", err)

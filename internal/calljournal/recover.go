@@ -116,3 +116,32 @@ func CloseCrashed(ctx context.Context, open []OpenCall, sink callevent.Sink, log
 	wg.Wait()
 	return closed
 }
+
+// SkipEnded drops from open the calls whose events already hold a call.ended, as state (the
+// event log's CallState) reports them, and marks them done in j: another node closed them
+// while this one was down (cause node_lost), and closing them again would end them twice. A
+// call whose state cannot be read (the database away) stays to be closed, and after the first
+// such error the rest are not asked (each would wait for the database's timeout). It returns
+// the calls still to close.
+func SkipEnded(ctx context.Context, open []OpenCall, state func(ctx context.Context, callID string) (lastSeq int64, ended bool, err error), j *Journal, log *slog.Logger) []OpenCall {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var keep []OpenCall
+	away := false
+	for _, o := range open {
+		if o.Ending == nil && !away {
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, ended, err := state(sctx, o.CallID)
+			cancel()
+			away = err != nil
+			if err == nil && ended {
+				log.Warn("call left open by a crash was closed already, by another node", "call_id", o.CallID)
+				_ = j.Done(o.CallID)
+				continue
+			}
+		}
+		keep = append(keep, o)
+	}
+	return keep
+}

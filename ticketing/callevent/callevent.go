@@ -75,7 +75,13 @@ const (
 	CauseShutdown       = "shutdown"
 	CauseCallControl    = "call_control"
 	CauseCrash          = "crash"
+	// CauseNodeLost: another gateway node closed the call because the node running it
+	// stopped beating in the database (killed, crashed, powered off or cut off from it).
+	CauseNodeLost = "node_lost"
 )
+
+// MaxNodeLen bounds call.started's node (a node name).
+const MaxNodeLen = 128
 
 // Bounds of the SIP Call-IDs an event carries.
 const (
@@ -125,6 +131,11 @@ type Event struct {
 	Line       string `json:"line,omitempty"`
 	CallerName string `json:"caller_name,omitempty"`
 	Location   string `json:"location,omitempty"`
+	// Node, on call.started, names the gateway node the call runs on (its configured node
+	// name). The gateway sets it; when that node is lost, another node closes the call
+	// (cause node_lost). Events from outside phone systems carry none: their calls belong
+	// to no node (POST /call_events refuses the field).
+	Node string `json:"node,omitempty"`
 	// call.started of an outbound call placed by an agent (OB, TB rules): the contact,
 	// the ticket chosen (TC-6, TU-2), "existing" | "new" | "none" (OB-3, OB-4), and whether
 	// the number was typed in rather than taken from the contact (OB-5, CD-8).
@@ -426,6 +437,9 @@ func Validate(e Event) []FieldError {
 	for _, f := range controlCharFields(e) {
 		add(f.Field, f.Message)
 	}
+	if len(e.Node) > MaxNodeLen {
+		add("node", fmt.Sprintf("must be at most %d bytes", MaxNodeLen))
+	}
 	switch e.Channel {
 	case "", ChannelWebRTC, ChannelSIP:
 	default:
@@ -572,7 +586,8 @@ func controlCharFields(e Event) []FieldError {
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // Decode reads one event from JSON strictly (unknown fields and wrong types are errors
-// naming the field) and validates it.
+// naming the field) and validates it. It reads events from outside (POST /call_events), which
+// name no node.
 func Decode(raw []byte) (Event, []FieldError) {
 	var e Event
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -607,7 +622,13 @@ func Decode(raw []byte) (Event, []FieldError) {
 			return Event{}, []FieldError{{"event", strings.TrimPrefix(err.Error(), "json: ")}}
 		}
 	}
-	return e, Validate(e)
+	fe := Validate(e)
+	if e.Node != "" {
+		// Only the gateway node that runs a call names it: an outside system naming a node
+		// would have that node's loss close its calls.
+		fe = append(fe, FieldError{"node", "is set by the gateway node that runs the call; events from outside name no node"})
+	}
+	return e, fe
 }
 
 // failingField decodes each member of the JSON object raw on its own into an Event and

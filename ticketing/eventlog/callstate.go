@@ -17,7 +17,10 @@ import (
 // RecordNode records that the gateway node name runs version against this database (the
 // nodes table: name, version, when it last started). The event log owns the table: nodes are
 // the producers of the events it keeps, and its dead letters name the node they came from
-// (Options.Node). It is called once the database answers and its schema is up to date.
+// (Options.Node). It is called once the database answers and its schema is up to date. A new
+// node's row starts with a heartbeat; a node that comes back is alive again from its first
+// beat (NodeWatch), not from here: until then the calls its last run left are still for a
+// survivor to close, while the calls this run takes come after its first beat.
 func RecordNode(ctx context.Context, pool *pgxpool.Pool, name, version string) error {
 	_, err := pool.Exec(ctx, `INSERT INTO nodes (name, version) VALUES ($1, $2)
 		ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, started_at = now()`, name, version)

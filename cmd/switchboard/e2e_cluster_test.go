@@ -1,0 +1,113 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/internal/pgtest"
+	"github.com/switchboard-voice/switchboard/internal/testport"
+)
+
+// startClusterNode starts one `switchboard serve` node named node on the shared database
+// dbURL, beating every 200 ms and counting another node lost after 1 s without a beat.
+func startClusterNode(t *testing.T, bin, dbURL, node string) *recGateway {
+	t.Helper()
+	path, base, sipPort, deskPort, dir := writeGatewayConfig(t, dbURL)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(b)
+	for _, e := range [][2]string{{"node: test\n", "node: " + node + "\n"},
+		{"database:\n", "database:\n  heartbeat_interval: 200ms\n  node_lost_after: 1s\n"}} {
+		if !strings.Contains(cfg, e[0]) {
+			t.Fatalf("the harness configuration no longer has %q", e[0])
+		}
+		cfg = strings.Replace(cfg, e[0], e[1], 1)
+	}
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := &recGateway{t: t, bin: bin, dbURL: dbURL, config: path}
+	r.g = &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir}
+	r.start()
+	return r
+}
+
+// Two nodes on one database; a call bridged to a desk phone on node B; kill -9 of B. Node A
+// notices B's beats stopped and closes the call (outcome failed, cause node_lost) within the
+// bound; B restarts: its crash recovery sees the call closed already (no second call.ended),
+// BYEs the far ends it journaled, and the call's ticket is the one call's, failed.
+func TestCluster_KillDashNineNode_SurvivorClosesItsCallOnce(t *testing.T) {
+	requireSipp(t)
+	bin, dbURL := binary(t), pgtest.EmptyURL(t)
+	a := startClusterNode(t, bin, dbURL, "node-a")
+	b := startClusterNode(t, bin, dbURL, "node-b")
+
+	desk := startSipp(t, "desk_echo.xml", nil, "-p", strconv.Itoa(b.g.deskPort), "-rtp_echo")
+	carrier := startSipp(t, "carrier_await_bye.xml", map[string]string{"KEY_ACTION": ""}, "-s", "+15550197",
+		"-p", strconv.Itoa(testport.FreeUDP(t)), fmt.Sprintf("127.0.0.1:%d", b.g.sipPort))
+	call := b.g.awaitCall("+15550197", func(c map[string]any) bool { return c["state"] == "talking" })
+	id := call["id"].(string)
+
+	b.kill()
+	killed := time.Now()
+	// Seen through node A's API: the same database.
+	c := a.g.awaitCallByID(id, func(c map[string]any) bool { return c["state"] == "ended" })
+	// 1 s without a beat, the next beat of A (200 ms), the engine's wait for the seq gap (5 s).
+	if took := time.Since(killed); took > 20*time.Second {
+		t.Errorf("node A closed the call %s after the kill, want within 20 s", took)
+	}
+	if c["outcome"] != "failed" {
+		t.Errorf("call after its node was lost: outcome %v, want failed", c["outcome"])
+	}
+	endedEvents := func() (n int, causes string) {
+		t.Helper()
+		if err := a.query([]any{&n, &causes}, `SELECT count(*), coalesce(string_agg(body->>'cause', ','), '')
+			FROM call_events WHERE call_id = $1 AND type = 'call.ended'`, id); err != nil {
+			t.Fatal(err)
+		}
+		return n, causes
+	}
+	if n, causes := endedEvents(); n != 1 || causes != "node_lost" {
+		t.Errorf("after the loss: %d call.ended (%s), want one of cause node_lost", n, causes)
+	}
+	if !strings.Contains(a.g.logText(), "node lost: closing the calls it ran") {
+		t.Error("node A did not log the lost node")
+	}
+	if v := a.g.metric(`switchboard_calls_closed_node_lost_total{lost_node="node-b"`); v != 1 {
+		t.Errorf("switchboard_calls_closed_node_lost_total{lost_node=node-b} = %v on node A, want 1", v)
+	}
+
+	b.restart()
+	// The far ends were left in the call: B's restart BYEs them from its journal.
+	carrier.wait(t, "carrier")
+	desk.wait(t, "desk")
+	if !strings.Contains(b.g.logText(), "closed already, by another node") {
+		t.Error("node B's restart did not see that the call was closed by another node")
+	}
+	if n, causes := endedEvents(); n != 1 || causes != "node_lost" {
+		t.Errorf("after B's restart: %d call.ended (%s), want still exactly one, node_lost", n, causes)
+	}
+	c = b.g.awaitCallByID(id, func(c map[string]any) bool { return c["ticket_id"] != nil })
+	if c["state"] != "ended" || c["outcome"] != "failed" || c["ended_at"] == nil {
+		t.Errorf("call after B's restart: state %v, outcome %v, ended_at %v; want ended, failed, a time", c["state"], c["outcome"], c["ended_at"])
+	}
+	tk, comments := b.g.ticketOf(c)
+	if cf, _ := tk["custom_fields"].(map[string]any); cf["call_id"] != id {
+		t.Errorf("ticket %v: custom field call_id %v, want %s", tk["id"], cf["call_id"], id)
+	}
+	voice := 0
+	for _, cm := range comments {
+		if cm.(map[string]any)["type"] == "VoiceComment" {
+			voice++
+		}
+	}
+	if voice != 1 {
+		t.Errorf("ticket %v has %d voice comments, want 1 (one call)", tk["id"], voice)
+	}
+}

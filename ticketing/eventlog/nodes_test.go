@@ -1,0 +1,297 @@
+package eventlog_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-voice/switchboard/internal/calljournal"
+	"github.com/switchboard-voice/switchboard/internal/pgtest"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
+	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
+)
+
+// lostAfter is short so the tests wait little for a node to count as lost.
+const lostAfter = time.Second
+
+func nodeLog(t *testing.T, pool *pgxpool.Pool, node string) *eventlog.Log {
+	t.Helper()
+	l, err := eventlog.Open(context.Background(), eventlog.Options{
+		Pool: pool, SpoolPath: filepath.Join(t.TempDir(), node+".jsonl"), Node: node,
+		WriteTimeout: 300 * time.Millisecond, RetryInterval: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	if err := eventlog.RecordNode(context.Background(), pool, node, "test"); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// nodeWatch starts a node's watch: it beats (and sweeps) every 50 ms on its own; tests add
+// ticks of their own to race it.
+func nodeWatch(t *testing.T, l *eventlog.Log, reg prometheus.Registerer) *eventlog.NodeWatch {
+	t.Helper()
+	w, err := eventlog.StartNodeWatch(eventlog.NodeWatchOptions{Log: l, Interval: 50 * time.Millisecond, LostAfter: lostAfter, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	return w
+}
+
+// emit sends the events of one call through sink, seq from 1.
+func emit(t *testing.T, sink callevent.Sink, call string, types ...string) {
+	t.Helper()
+	for i, typ := range types {
+		e := ev(call, int64(i+1))
+		e.Type = typ
+		switch typ {
+		case callevent.EventAnswered:
+			e.AgentID = 7
+		case callevent.EventEnded:
+			e.Outcome, e.Cause = callevent.OutcomeAnswered, callevent.CauseBye
+		}
+		if err := sink.Emit(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+type ended struct {
+	seq     int64
+	outcome string
+	cause   string
+}
+
+// endedOf lists the call.ended events stored for call.
+func endedOf(t *testing.T, pool *pgxpool.Pool, call string) []ended {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `SELECT seq, body->>'outcome', coalesce(body->>'cause', '')
+		FROM call_events WHERE call_id = $1 AND type = 'call.ended' ORDER BY seq`, call)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []ended
+	for rows.Next() {
+		var e ended
+		if err := rows.Scan(&e.seq, &e.outcome, &e.cause); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// TestLostNodeCallsClosedExactlyOnceByRacingSurvivors: node B runs calls and stops beating;
+// two surviving nodes beat and tick at the same time, again and again (their own goroutines
+// and extra ticks). Every call B left open gets
+// exactly one call.ended (failed, node_lost, past the seq gap), counted once across the two
+// survivors; B's ended call, a live node's call and an outside system's call are left alone.
+// Without the row lock both survivors would count (and log) the same calls.
+func TestLostNodeCallsClosedExactlyOnceByRacingSurvivors(t *testing.T) {
+	pool := pgtest.Pool(t)
+	regA, regC := prometheus.NewRegistry(), prometheus.NewRegistry()
+	a, c := nodeLog(t, pool, "a"), nodeLog(t, pool, "c")
+	wa, wc := nodeWatch(t, a, regA), nodeWatch(t, c, regC)
+	closedBy := func(reg *prometheus.Registry, lost string) float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "switchboard_calls_closed_node_lost_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == lost {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+		return 0
+	}
+	emit(t, a.NodeSink(), "a-live", callevent.EventStarted)
+	emit(t, a, "outside", callevent.EventStarted) // no node: an outside phone system's call
+	for round := range 5 {
+		bNode := fmt.Sprintf("b%d", round)
+		b := nodeLog(t, pool, bNode)
+		open := []string{fmt.Sprintf("b%d-ringing", round), fmt.Sprintf("b%d-talking", round)}
+		done := fmt.Sprintf("b%d-done", round)
+		emit(t, b.NodeSink(), open[0], callevent.EventStarted)
+		emit(t, b.NodeSink(), open[1], callevent.EventStarted, callevent.EventQueued, callevent.EventAnswered)
+		emit(t, b.NodeSink(), done, callevent.EventStarted, callevent.EventEnded)
+		// B stops beating: a and c beat on and race to sweep it.
+		deadline := time.Now().Add(10 * time.Second)
+		for closedBy(regA, bNode)+closedBy(regC, bNode) < 2 && time.Now().Before(deadline) {
+			var wg sync.WaitGroup
+			for _, w := range []*eventlog.NodeWatch{wa, wc, wa, wc} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := w.Tick(context.Background()); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+			time.Sleep(20 * time.Millisecond) // the beat's age is the database's clock
+		}
+		// A few more racing ticks: nobody closes anything again.
+		for range 3 {
+			for _, w := range []*eventlog.NodeWatch{wa, wc} {
+				if err := w.Tick(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if got := closedBy(regA, bNode) + closedBy(regC, bNode); got != 2 {
+			t.Fatalf("round %d: survivors counted %v calls of %s closed, want 2", round, got, bNode)
+		}
+		for i, call := range open {
+			want := []ended{{seq: int64(1+2*i) + eventlog.NodeLostSeqGap, outcome: "failed", cause: "node_lost"}}
+			if got := endedOf(t, pool, call); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("round %d: %s ended %v, want %v", round, call, got, want)
+			}
+		}
+		if got := endedOf(t, pool, done); len(got) != 1 || got[0].cause != "bye" {
+			t.Errorf("round %d: the ended call got %v, want its own call.ended only", round, got)
+		}
+	}
+	for _, call := range []string{"a-live", "outside"} {
+		if got := endedOf(t, pool, call); len(got) != 0 {
+			t.Errorf("%s was closed (%v): its node is alive / it belongs to no node", call, got)
+		}
+	}
+	if live := gauge(t, regA, "switchboard_cluster_nodes_live"); live != 2 {
+		t.Errorf("live nodes %v, want 2 (a and c)", live)
+	}
+}
+
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no %s", name)
+	return 0
+}
+
+// TestLostNodeComesBackNoDoubleEndNothingLost: node B is cut off from the database while it
+// still takes events (they spool), and counted lost; node A closes its call. When B comes
+// back, its spooled event reaches the table (the node_lost call.ended left its seq free),
+// and its own crash recovery does not close the call a second time.
+func TestLostNodeComesBackNoDoubleEndNothingLost(t *testing.T) {
+	proxy, bpool, direct := pgtest.ProxiedPool(t)
+	pool, err := pgxpool.New(context.Background(), direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	a := nodeLog(t, pool, "a")
+	wa := nodeWatch(t, a, nil)
+	b := nodeLog(t, bpool, "b")
+	call := "b-call-" + uuid.NewString()
+	emit(t, b.NodeSink(), call, callevent.EventStarted, callevent.EventQueued)
+
+	proxy.Down()
+	held := ev(call, 3)
+	held.Type = callevent.EventHeld
+	if err := b.NodeSink().Emit(context.Background(), held); err != nil {
+		t.Fatal(err) // acknowledged: in B's spool
+	}
+	if b.Spooled() != 1 {
+		t.Fatalf("B's spool holds %d events, want 1", b.Spooled())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(endedOf(t, pool, call)) == 0 && time.Now().Before(deadline) {
+		if err := wa.Tick(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := endedOf(t, pool, call); len(got) != 1 || got[0].cause != callevent.CauseNodeLost {
+		t.Fatalf("after B was lost: %v, want one node_lost call.ended", got)
+	}
+
+	// B comes back: its spool replays, its restart recovery looks before it closes.
+	proxy.Up()
+	select {
+	case <-b.Drained():
+	case <-time.After(10 * time.Second):
+		t.Fatal("B's spool did not drain")
+	}
+	var heldStored int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM call_events WHERE id = $1 AND seq = 3`, held.ID).Scan(&heldStored); err != nil {
+		t.Fatal(err)
+	}
+	if heldStored != 1 {
+		t.Error("B's spooled call.held was lost")
+	}
+	j, _, err := calljournal.Open(calljournal.Options{Path: filepath.Join(t.TempDir(), "calls.jsonl")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	stillOpen := calljournal.SkipEnded(context.Background(), []calljournal.OpenCall{{CallID: call, LastSeq: 3}}, b.CallState, j, nil)
+	if len(stillOpen) != 0 {
+		t.Errorf("B's restart would close %v again", stillOpen)
+	}
+	calljournal.CloseCrashed(context.Background(), stillOpen, b, nil, nil)
+	if got := endedOf(t, pool, call); len(got) != 1 {
+		t.Errorf("call.ended events after B came back: %v, want exactly one", got)
+	}
+}
+
+// TestCleanStopIsNotALostNode: a node whose watch closed (a clean shutdown) is not swept; once
+// it runs again and then stops beating, it is.
+func TestCleanStopIsNotALostNode(t *testing.T) {
+	pool := pgtest.Pool(t)
+	a := nodeLog(t, pool, "a")
+	wa := nodeWatch(t, a, nil)
+	b := nodeLog(t, pool, "b")
+	wb, err := eventlog.StartNodeWatch(eventlog.NodeWatchOptions{Log: b, Interval: 50 * time.Millisecond, LostAfter: lostAfter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emit(t, b.NodeSink(), "b-open", callevent.EventStarted) // left open on purpose
+	wb.Close()
+	time.Sleep(lostAfter + 100*time.Millisecond)
+	if n, err := wa.Sweep(context.Background(), "b"); err != nil || n != 0 {
+		t.Fatalf("sweep of a cleanly stopped node: %d calls, %v; want 0", n, err)
+	}
+	if got := endedOf(t, pool, "b-open"); len(got) != 0 {
+		t.Fatalf("the cleanly stopped node's call was closed: %v", got)
+	}
+	// B starts again, beats, and then dies: now it is lost, and its call is closed.
+	wb2, err := eventlog.NewNodeWatch(eventlog.NodeWatchOptions{Log: b, Interval: 50 * time.Millisecond, LostAfter: lostAfter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wb2.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second) // a's own ticks sweep it
+	for len(endedOf(t, pool, "b-open")) == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := endedOf(t, pool, "b-open"); len(got) != 1 || got[0].cause != callevent.CauseNodeLost {
+		t.Fatalf("the restarted node stopped beating: its call ended %v, want once, node_lost", got)
+	}
+}
