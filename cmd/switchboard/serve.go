@@ -110,6 +110,7 @@ type gateway struct {
 	accountIDs map[string]int64
 	events     *eventlog.Log
 	engine     *ticketing.Engine
+	backlog    *ticketing.Backlog // measured beside the engine (startEngine)
 	engineMu   sync.Mutex // guards stopEngine and engineDone (set by awaitDatabase)
 	stopEngine context.CancelFunc
 	engineDone chan struct{}
