@@ -111,7 +111,7 @@ type gateway struct {
 	events     *eventlog.Log
 	engine     *ticketing.Engine
 	backlog    *ticketing.Backlog // measured beside the engine (startEngine)
-	engineMu   sync.Mutex // guards stopEngine and engineDone (set by awaitDatabase)
+	engineMu   sync.Mutex         // guards stopEngine and engineDone (set by awaitDatabase)
 	stopEngine context.CancelFunc
 	engineDone chan struct{}
 
