@@ -18,10 +18,12 @@ import (
 type pgProfile struct {
 	Available bool   `json:"available"`
 	Why       string `json:"why,omitempty"`
-	// Statements is every statement the database ran for the step (the profile's own
-	// queries left out); per call is that over the step's successful calls.
+	// Statements is every statement a client sent the database for the step (the profile's
+	// own queries left out); per call is that over the step's successful calls. Nested
+	// counts the statements run inside them (foreign-key checks, triggers, functions).
 	Statements        int64         `json:"statements"`
 	StatementsPerCall float64       `json:"statements_per_call"`
+	Nested            int64         `json:"nested_statements"`
 	ExecMS            float64       `json:"exec_ms"` // their total execution time
 	TopByTime         []pgStatement `json:"top_by_total_time"`
 	TopByCalls        []pgStatement `json:"top_by_calls"`
@@ -38,6 +40,8 @@ type pgStatement struct {
 	TotalMS float64 `json:"total_ms"`
 	MeanMS  float64 `json:"mean_ms"`
 	Rows    int64   `json:"rows"`
+	// TopLevel is false for a statement run inside another (a foreign-key check, a trigger).
+	TopLevel bool `json:"toplevel"`
 }
 
 type pgWait struct {
@@ -131,8 +135,9 @@ func (p *pgProfiler) finish(ctx context.Context, calls int) *pgProfile {
 		return pr
 	}
 	const self = `dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND query NOT LIKE '/* sbbench profile */%'`
-	if err := p.b.db.QueryRow(ctx, pgSelf+` SELECT coalesce(sum(calls), 0)::bigint, coalesce(sum(total_exec_time), 0)
-		FROM pg_stat_statements WHERE `+self).Scan(&pr.Statements, &pr.ExecMS); err != nil {
+	if err := p.b.db.QueryRow(ctx, pgSelf+` SELECT coalesce(sum(calls) FILTER (WHERE toplevel), 0)::bigint,
+		coalesce(sum(calls) FILTER (WHERE NOT toplevel), 0)::bigint, coalesce(sum(total_exec_time) FILTER (WHERE toplevel), 0)
+		FROM pg_stat_statements WHERE `+self).Scan(&pr.Statements, &pr.Nested, &pr.ExecMS); err != nil {
 		pr.Why = fmt.Sprintf("read pg_stat_statements: %v", err)
 		return pr
 	}
@@ -145,7 +150,7 @@ func (p *pgProfiler) finish(ctx context.Context, calls int) *pgProfile {
 		order string
 		into  *[]pgStatement
 	}{{"total_exec_time", &pr.TopByTime}, {"calls", &pr.TopByCalls}} {
-		rows, err := p.b.db.Query(ctx, pgSelf+` SELECT query, calls, total_exec_time, mean_exec_time, rows
+		rows, err := p.b.db.Query(ctx, pgSelf+` SELECT query, calls, total_exec_time, mean_exec_time, rows, toplevel
 			FROM pg_stat_statements WHERE `+self+` ORDER BY `+q.order+` DESC LIMIT $1`, pgTop)
 		if err != nil {
 			pr.Why = fmt.Sprintf("read pg_stat_statements: %v", err)
@@ -153,7 +158,7 @@ func (p *pgProfiler) finish(ctx context.Context, calls int) *pgProfile {
 		}
 		for rows.Next() {
 			var s pgStatement
-			if err := rows.Scan(&s.Query, &s.Calls, &s.TotalMS, &s.MeanMS, &s.Rows); err == nil {
+			if err := rows.Scan(&s.Query, &s.Calls, &s.TotalMS, &s.MeanMS, &s.Rows, &s.TopLevel); err == nil {
 				s.Query = strings.Join(strings.Fields(s.Query), " ")
 				s.TotalMS, s.MeanMS = round(s.TotalMS, 1), round(s.MeanMS, 3)
 				*q.into = append(*q.into, s)
@@ -174,8 +179,8 @@ func printPGProfile(w io.Writer, c cpsStep) {
 		fmt.Fprintf(w, "\nPostgreSQL profile of the %d/s step: not taken (%s)\n", c.Rate, pr.Why)
 		return
 	}
-	fmt.Fprintf(w, "\nPostgreSQL at the %d/s step: %d statements (%.1f a call), %.0f ms executing; top by total time:\n",
-		c.Rate, pr.Statements, pr.StatementsPerCall, pr.ExecMS)
+	fmt.Fprintf(w, "\nPostgreSQL at the %d/s step: %d statements (%.1f a call; %d more nested in them), %.0f ms executing; top by total time:\n",
+		c.Rate, pr.Statements, pr.StatementsPerCall, pr.Nested, pr.ExecMS)
 	for i, s := range pr.TopByTime {
 		if i == 5 {
 			break
