@@ -1,5 +1,12 @@
 package config
 
+import (
+	"fmt"
+	"regexp"
+
+	"github.com/switchboard-voice/switchboard/ivr"
+)
+
 // Prompts says where recorded prompts live.
 type Prompts struct {
 	// Dir holds prompts as DIR/LANGUAGE/NAME.wav (8 kHz mono); empty means the built-in
@@ -28,6 +35,86 @@ type Menu struct {
 	NoInput Target `yaml:"no_input"`
 	// Invalid is where the call goes after invalid digits and the retries (default NoInput).
 	Invalid Target `yaml:"invalid"`
+	// Collect, when set, makes the node a step that collects the caller's digits into a
+	// variable instead of a menu: Prompt (none by default) and Language serve it; Timeout,
+	// Retries, Options, NoInput and Invalid are refused (Collect has its own).
+	Collect *Collect `yaml:"collect"`
+}
+
+// Collect is an IVR step that collects digits into a named variable (an account or order
+// number) that travels with the call as its custom data, for custom_data_fields to map to a
+// ticket field (CF-4). It decodes into ivr.Collect (Menu.IVR).
+type Collect struct {
+	// Variable is the data key the digits are stored under: letters, digits, '_', '-' and '.',
+	// at most 64 (required; not menu_path, the key of the IVR menu path).
+	Variable string `yaml:"variable"`
+	// MinDigits is the fewest keys a valid entry has (default 1).
+	MinDigits int `yaml:"min_digits"`
+	// MaxDigits ends the entry at that many keys (default and at most ivr.MaxCollectDigits).
+	MaxDigits int `yaml:"max_digits"`
+	// Terminator is the key that ends an entry: "#" (default), "*" or none.
+	Terminator string `yaml:"terminator"`
+	// DigitTimeout is the longest pause between keys once the caller started (default 3s).
+	DigitTimeout Duration `yaml:"digit_timeout"`
+	// Timeout is the longest the whole entry may take, from the end of the prompt (default 15s).
+	Timeout Duration `yaml:"timeout"`
+	// Retries is how many times the prompt is played again after no input or an invalid entry
+	// (default 1).
+	Retries int `yaml:"retries"`
+	// Pattern is a regular expression (RE2 syntax) the whole entry must match to be valid.
+	Pattern string `yaml:"pattern"`
+	// Next is where the call goes after a valid entry (required).
+	Next Target `yaml:"next"`
+	// NoInput is where the call goes when no entry came after the retries: a target, or
+	// continue (default): on to Next without the variable.
+	NoInput Branch `yaml:"no_input"`
+	// Invalid is where the call goes after invalid entries and the retries (default NoInput).
+	Invalid Branch `yaml:"invalid"`
+
+	pattern *regexp.Regexp // Pattern anchored and compiled by Validate
+}
+
+// Values of Collect.Terminator.
+const (
+	TerminatorNone = "none"
+)
+
+// anchoredPattern compiles p to match a whole entry.
+func anchoredPattern(p string) (*regexp.Regexp, error) {
+	return regexp.Compile(`^(?:` + p + `)$`)
+}
+
+// IVR returns the menu as the IVR runs it. The configuration must be valid (Parse).
+func (m *Menu) IVR() (ivr.Menu, error) {
+	im := ivr.Menu{Prompt: m.Prompt, Language: m.Language, Timeout: m.Timeout.D(), Retries: m.Retries,
+		NoInput: m.NoInput.Target, Invalid: m.Invalid.Target}
+	if len(m.Options) > 0 {
+		im.Options = make(map[string]ivr.Target, len(m.Options))
+		for k, v := range m.Options {
+			im.Options[k] = v.Target
+		}
+	}
+	col := m.Collect
+	if col == nil {
+		return im, nil
+	}
+	re := col.pattern
+	if re == nil && col.Pattern != "" {
+		var err error
+		if re, err = anchoredPattern(col.Pattern); err != nil {
+			return ivr.Menu{}, fmt.Errorf("config: collect pattern %q: %w", col.Pattern, err)
+		}
+	}
+	var term rune
+	if col.Terminator != TerminatorNone && col.Terminator != "" {
+		term = rune(col.Terminator[0])
+	}
+	im.Collect = &ivr.Collect{
+		Variable: col.Variable, MinDigits: col.MinDigits, MaxDigits: col.MaxDigits, Terminator: term,
+		DigitTimeout: col.DigitTimeout.D(), Timeout: col.Timeout.D(), Retries: col.Retries, Pattern: re,
+		Next: col.Next.Target, NoInput: col.NoInput.Target.Target, Invalid: col.Invalid.Target.Target,
+	}
+	return im, nil
 }
 
 // Queue is an ACD queue: calls wait with music and are offered to the longest-idle available

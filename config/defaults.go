@@ -28,13 +28,18 @@ const (
 	// DefaultSpool is where call events wait while the database is away.
 	DefaultSpool = ".data/spool/events.jsonl"
 	// DefaultJournalName is the call journal's file name, in the spool's directory.
-	DefaultJournalName     = "calls.jsonl"
-	DefaultSessionExpires  = sip.DefaultSessionExpires
-	DefaultMenuTimeout     = ivr.DefaultMenuTimeout
-	DefaultMenuRetries     = 1
-	DefaultRingTimeout     = ivr.DefaultRingTimeout
-	DefaultMaxWait         = ivr.DefaultMaxWait
-	DefaultMaxMissedOffers = 3
+	DefaultJournalName    = "calls.jsonl"
+	DefaultSessionExpires = sip.DefaultSessionExpires
+	DefaultMenuTimeout    = ivr.DefaultMenuTimeout
+	DefaultMenuRetries    = 1
+	// A collect step's (ivr.Collect; the same retries as a menu).
+	DefaultCollectDigitTimeout = ivr.DefaultCollectDigitTimeout
+	DefaultCollectTimeout      = ivr.DefaultCollectTimeout
+	DefaultCollectMaxDigits    = ivr.MaxCollectDigits
+	DefaultCollectTerminator   = "#"
+	DefaultRingTimeout         = ivr.DefaultRingTimeout
+	DefaultMaxWait             = ivr.DefaultMaxWait
+	DefaultMaxMissedOffers     = 3
 	// HTTP authentication limits (http.auth_backoff, http.bcrypt_concurrency).
 	DefaultAuthFailures       = ticketing.DefaultAuthFailures
 	DefaultAuthBackoffInitial = ticketing.DefaultAuthBackoffInitial
@@ -144,6 +149,36 @@ func (c *Config) applyDefaults(idx *docIndex) {
 			continue
 		}
 		p := "ivr." + name
+		if col := m.Collect; col != nil {
+			// A collect step plays no prompt unless it names one; the menu keys it does not
+			// use keep their zero so that Validate can refuse them.
+			cp := p + ".collect"
+			if !idx.has(cp + ".min_digits") {
+				col.MinDigits = 1
+			}
+			if !idx.has(cp + ".max_digits") {
+				col.MaxDigits = DefaultCollectMaxDigits
+			}
+			if !idx.has(cp + ".terminator") {
+				col.Terminator = DefaultCollectTerminator
+			}
+			if !idx.has(cp + ".digit_timeout") {
+				col.DigitTimeout = Duration(DefaultCollectDigitTimeout)
+			}
+			if !idx.has(cp + ".timeout") {
+				col.Timeout = Duration(DefaultCollectTimeout)
+			}
+			if !idx.has(cp + ".retries") {
+				col.Retries = DefaultMenuRetries
+			}
+			if !col.NoInput.IsSet() {
+				col.NoInput = Branch{Continue: true}
+			}
+			if !col.Invalid.IsSet() {
+				col.Invalid = col.NoInput
+			}
+			continue
+		}
 		if m.Prompt == "" {
 			m.Prompt = name
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"github.com/switchboard-voice/switchboard/ticketing/phone"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -461,11 +462,15 @@ func (c *Config) validateIVR(k *checker) {
 			k.add(p, "is empty: a menu needs at least a no_input target")
 			continue
 		}
-		if !validName(m.Prompt) {
+		if !validName(m.Prompt) && (m.Collect == nil || m.Prompt != "") {
 			k.add(p+".prompt", "%q is not a prompt name: use letters, digits, '_' and '-' (the file is PROMPTS_DIR/LANGUAGE/NAME.wav)", m.Prompt)
 		}
 		if m.Language != "" {
 			checkLanguage(k, p+".language", m.Language)
+		}
+		if m.Collect != nil {
+			c.validateCollect(k, p, m)
+			continue
 		}
 		if m.Timeout < Duration(time.Second) || m.Timeout > Duration(time.Minute) {
 			k.add(p+".timeout", "must be from 1s to 60s, got %s", m.Timeout)
@@ -482,6 +487,84 @@ func (c *Config) validateIVR(k *checker) {
 		}
 		c.checkTarget(k, p+".no_input", m.NoInput, true)
 		c.checkTarget(k, p+".invalid", m.Invalid, false)
+	}
+}
+
+// Bounds of a collect step's values.
+const (
+	maxCollectPattern = 256
+	maxCollectTimeout = 2 * time.Minute
+	maxDigitTimeout   = 30 * time.Second
+)
+
+// validateCollect checks the collect step of the IVR node at p (CF-4) and compiles its pattern.
+func (c *Config) validateCollect(k *checker, p string, m *Menu) {
+	col := m.Collect
+	const own = "a collect step has its own (under collect)"
+	if len(m.Options) > 0 {
+		k.add(p+".options", "a collect step takes no options: it stores the digits under collect.variable and goes on to collect.next")
+	}
+	if m.Timeout != 0 {
+		k.add(p+".timeout", "%s: use collect.timeout and collect.digit_timeout", own)
+	}
+	if m.Retries != 0 {
+		k.add(p+".retries", "%s: use collect.retries", own)
+	}
+	if m.NoInput.IsSet() {
+		k.add(p+".no_input", "%s: use collect.no_input", own)
+	}
+	if m.Invalid.IsSet() && m.Invalid != m.NoInput {
+		k.add(p+".invalid", "%s: use collect.invalid", own)
+	}
+	cp := p + ".collect"
+	switch {
+	case col.Variable == "":
+		k.add(cp+".variable", "is required: the name the digits are stored under (the data key custom_data_fields maps), e.g. account")
+	case col.Variable == ticketing.DataKeyMenuPath:
+		k.add(cp+".variable", "%q is the key of the IVR menu path; name the variable otherwise", col.Variable)
+	case !callevent.ValidDataKey(col.Variable):
+		k.add(cp+".variable", "%q is not a variable name: 1 to %d characters of letters, digits, '_', '-' and '.'", col.Variable, callevent.MaxDataKey)
+	}
+	maxOK := col.MaxDigits >= 1 && col.MaxDigits <= ivr.MaxCollectDigits
+	if !maxOK {
+		k.add(cp+".max_digits", "must be from 1 to %d, got %d", ivr.MaxCollectDigits, col.MaxDigits)
+	}
+	switch {
+	case col.MinDigits < 1 || col.MinDigits > ivr.MaxCollectDigits:
+		k.add(cp+".min_digits", "must be from 1 to %d, got %d", ivr.MaxCollectDigits, col.MinDigits)
+	case maxOK && col.MinDigits > col.MaxDigits:
+		k.add(cp+".min_digits", "is %d, more than max_digits (%d)", col.MinDigits, col.MaxDigits)
+	}
+	switch col.Terminator {
+	case "#", "*", TerminatorNone:
+	default:
+		k.add(cp+".terminator", "%q is not a terminator key; use \"#\", \"*\" or none (quote # and *)", col.Terminator)
+	}
+	if col.DigitTimeout < Duration(time.Second) || col.DigitTimeout > Duration(maxDigitTimeout) {
+		k.add(cp+".digit_timeout", "must be from 1s to %s, got %s", Duration(maxDigitTimeout), col.DigitTimeout)
+	}
+	if col.Timeout < Duration(time.Second) || col.Timeout > Duration(maxCollectTimeout) {
+		k.add(cp+".timeout", "must be from 1s to %s, got %s", Duration(maxCollectTimeout), col.Timeout)
+	}
+	if col.Retries < 0 || col.Retries > 10 {
+		k.add(cp+".retries", "must be from 0 to 10, got %d", col.Retries)
+	}
+	col.pattern = nil
+	if col.Pattern != "" {
+		if len(col.Pattern) > maxCollectPattern {
+			k.add(cp+".pattern", "is %d characters long; at most %d", len(col.Pattern), maxCollectPattern)
+		} else if re, err := anchoredPattern(col.Pattern); err != nil {
+			k.add(cp+".pattern", "%q is not a regular expression (RE2 syntax): %v", col.Pattern, err)
+		} else {
+			col.pattern = re
+		}
+	}
+	c.checkTarget(k, cp+".next", col.Next, true)
+	if !col.NoInput.Continue {
+		c.checkTarget(k, cp+".no_input", col.NoInput.Target, false)
+	}
+	if !col.Invalid.Continue {
+		c.checkTarget(k, cp+".invalid", col.Invalid.Target, false)
 	}
 }
 

@@ -186,6 +186,50 @@ func (t *Target) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML writes the target string.
 func (t Target) MarshalYAML() (any, error) { return t.String(), nil }
 
+// Branch is where a collect step sends a call on no input or invalid input: "continue" (on
+// to the step's next target, without the variable) or a target (see Target).
+type Branch struct {
+	// Target is the target; unset when Continue.
+	Target Target
+	// Continue is set for "continue", and when the branch was not written.
+	Continue bool
+}
+
+// BranchContinue is the branch that goes on to the collect step's next target.
+const BranchContinue = "continue"
+
+// IsSet reports whether the branch was given.
+func (b Branch) IsSet() bool { return b.Continue || b.Target.IsSet() }
+
+// String returns the branch as written.
+func (b Branch) String() string {
+	if b.Continue {
+		return BranchContinue
+	}
+	return b.Target.String()
+}
+
+// UnmarshalYAML reads "continue" or a target string.
+func (b *Branch) UnmarshalYAML(n *yaml.Node) error {
+	s, err := scalar(n, "continue or a target ("+targetForms+")")
+	if err != nil {
+		return err
+	}
+	if s == BranchContinue {
+		*b = Branch{Continue: true}
+		return nil
+	}
+	t, err := ParseTarget(s)
+	if err != nil {
+		return typeError(n, "%s; or continue (on to the step's next target)", err)
+	}
+	*b = Branch{Target: t}
+	return nil
+}
+
+// MarshalYAML writes the branch string.
+func (b Branch) MarshalYAML() (any, error) { return b.String(), nil }
+
 // ParseSIPURI parses a sip: or sips: URI (RFC 3261 §19.1.1) and requires a host.
 func ParseSIPURI(s string) (sip.Uri, error) {
 	var u sip.Uri

@@ -23,9 +23,18 @@
 // says goodbye. Keys come from RFC 4733 telephone-events (media's DTMF channel) and SIP INFO
 // (ParseINFO: application/dtmf-relay and application/dtmf) into one stream.
 //
+// A menu with a Collect is a step that collects digits into a named variable (an account or
+// order number; collect.go): an optional prompt, then keys until a terminator, a maximum count
+// or a timeout, checked against a minimum and an optional pattern, with retries and a branch
+// (or "continue") for no input and invalid input. Only 0-9, '*' and '#' are kept, at most
+// MaxCollectDigits. The variables travel as call.ivr_selected's data, which the ticketing core
+// maps to ticket fields (CF-4).
+//
 // The menu path records each menu entered and each choice ("main>1", "lang>2>main_fr>1";
 // "timeout" or "invalid" when NoInput or Invalid was followed). call.ivr_selected carries it and
-// the call's language once the call leaves the menus, or when it is abandoned in them (SD-1).
+// the call's language once the call leaves the menus, or when it is abandoned in them (SD-1),
+// with the collected variables as data; it comes again only when a collect step stored a
+// variable after it (a queue overflowing to a collect step).
 //
 // # Prompts
 //
@@ -56,7 +65,8 @@
 // Who owns what:
 //   - Each call's goroutine (the one in Call.Run) owns the call: its menus, its audio, its
 //     offer in flight, its conversation. Hold, Resume and Transfer reach it over a channel.
-//     Call.mu guards only the call's language and menu path, read by the ACD for offers.
+//     Call.mu guards only the call's language, menu path and collected variables (the ACD
+//     reads the first two for offers).
 //   - ACD.mu guards every agent's state, every queue's waiting calls and the connected calls.
 //     It is held only to read or change those fields, never across a wait.
 //   - Each AgentDialer.Offer runs on a goroutine of its own, started by the call's goroutine.

@@ -50,6 +50,10 @@ type Menu struct {
 	NoInput Target
 	// Invalid is where the call goes after invalid choices and the retries (unset: NoInput).
 	Invalid Target
+	// Collect, when set, makes the menu a step that collects digits into a variable
+	// (collect.go): Prompt and Language serve it as they serve a menu (an empty Prompt plays
+	// nothing), and Timeout, Retries, Options, NoInput and Invalid are not used.
+	Collect *Collect
 }
 
 // Line is an inbound number as ivr runs it.
@@ -149,6 +153,18 @@ func New(opts Options) (*Engine, error) {
 	v.MinLength = max(v.MinLength, 0) // zero: no minimum (VoicemailOptions)
 	menus := make(map[string]Menu, len(opts.Menus))
 	for name, m := range opts.Menus {
+		if m.Collect != nil {
+			col := m.Collect.withDefaults()
+			if err := col.check(); err != nil {
+				return nil, fmt.Errorf("ivr: menu %s: %w", name, err)
+			}
+			if len(m.Options) > 0 {
+				return nil, fmt.Errorf("ivr: menu %s: a collect step takes no options", name)
+			}
+			m.Collect = &col
+			menus[name] = m
+			continue
+		}
 		if m.Timeout <= 0 {
 			m.Timeout = DefaultMenuTimeout
 		}
@@ -166,6 +182,14 @@ func New(opts Options) (*Engine, error) {
 	opts.Menus = menus
 	e := &Engine{opts: opts, log: opts.Logger}
 	for name, m := range menus {
+		if col := m.Collect; col != nil {
+			for what, t := range map[string]Target{"next": col.Next, "no_input": col.NoInput, "invalid": col.Invalid} {
+				if err := e.check(t); err != nil {
+					return nil, fmt.Errorf("ivr: menu %s collect %s: %w", name, what, err)
+				}
+			}
+			continue
+		}
 		for key, t := range m.Options {
 			if key == "" || strings.Trim(key, "0123456789*#ABCD") != "" {
 				return nil, fmt.Errorf("ivr: menu %s: option %q is not a DTMF key sequence", name, key)
@@ -213,6 +237,8 @@ type Call struct {
 	path     []string
 	selected bool // call.ivr_selected emitted
 	menuRan  bool
+	vars     map[string]string // collected by Collect steps: call.ivr_selected's data
+	varsSent bool              // vars unchanged since call.ivr_selected carried them
 }
 
 // NewCall prepares leg for Run.
@@ -394,14 +420,19 @@ func (c *Call) readDigits(ctx context.Context, cancel context.CancelCauseFunc) {
 
 var errCallerGone = errors.New("ivr: caller hung up")
 
+// emitSelected emits call.ivr_selected with the menu path, the language and the collected
+// variables as data (CF-4), once the call leaves the menus. It is emitted again only when a
+// collect step stored a variable since (a queue overflowing to a collect step), so that the
+// data reaches the call's record.
 func (c *Call) emitSelected() {
 	c.mu.Lock()
-	if c.selected || len(c.path) == 0 {
+	if (c.selected && (c.varsSent || len(c.vars) == 0)) || len(c.path) == 0 {
 		c.mu.Unlock()
 		return
 	}
-	c.selected = true
-	ev := callevent.Event{Type: callevent.EventIVRSelected, CallID: c.ID(), MenuPath: strings.Join(c.path, ">"), Language: c.lang}
+	c.selected, c.varsSent = true, true
+	ev := callevent.Event{Type: callevent.EventIVRSelected, CallID: c.ID(), MenuPath: strings.Join(c.path, ">"), Language: c.lang,
+		Data: callevent.NewData(c.vars)}
 	c.mu.Unlock()
 	c.emit(ev)
 }

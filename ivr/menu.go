@@ -17,6 +17,9 @@ func (c *Call) runMenu(ctx context.Context, name string) (Target, error) {
 		c.setLang(m.Language)
 	}
 	c.addPath(name)
+	if m.Collect != nil {
+		return c.runCollect(ctx, name, m)
+	}
 	for try := 0; ; try++ {
 		input, err := c.collect(ctx, m)
 		if err != nil {

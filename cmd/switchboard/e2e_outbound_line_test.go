@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // apiAs calls the API with Basic auth as email/password and decodes the JSON answer.
@@ -34,36 +31,8 @@ func (g *testGateway) apiAs(email, password, method, path, body string) (int, ma
 // openPage logs email in on the softphone page and keeps its WebSocket open until the test
 // ends (an agent's dial is put on the page before anything is dialled).
 func (g *testGateway) openPage(email, password string) {
-	t := g.t
-	t.Helper()
-	cookie, st := pageLogin(t, g.base, email, password)
-	if cookie == nil {
-		t.Fatalf("page login %s: %d", email, st)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
-	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(g.base, "http")+"/ws",
-		&websocket.DialOptions{HTTPHeader: http.Header{"Cookie": {cookie.String()}, "Origin": {g.base}}})
-	if err != nil {
-		t.Fatalf("WebSocket: %v", err)
-	}
-	t.Cleanup(func() { ws.CloseNow() })
-	first := make(chan struct{})
-	go func() {
-		for i := 0; ; i++ {
-			if _, _, err := ws.Read(ctx); err != nil {
-				return
-			}
-			if i == 0 {
-				close(first)
-			}
-		}
-	}()
-	select {
-	case <-first:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the page's WebSocket got no message")
-	}
+	g.t.Helper()
+	g.pageSocket(email, password)
 }
 
 // Rule OB-7 against the real binary, with SIPp as the carrier's far end: the agent's chosen

@@ -42,9 +42,11 @@ func writeGatewayConfig(t *testing.T, dbURL string) (path, base string, sipPort,
 	t.Helper()
 	dir = t.TempDir()
 	httpPort, sipPort, deskPort := freePort(t), testport.FreeUDP(t), testport.FreeUDP(t)
-	// An RTP range of its own: 200 ports from a random even start in 40000–50000, clear of the
-	// unit tests' ranges (21000–31000); the allocator skips any port another process holds.
-	rtpMin := 40000 + 2*int(time.Now().UnixNano()%5000)
+	// An RTP range of its own: 200 ports free now, from a random even start in 40000–50000,
+	// clear of the unit tests' ranges (21000–31000); the allocator skips any port another
+	// process takes later. (A benchmark's gateway beside the tests holds thousands of ports
+	// there: a range drawn blind was all taken, and the softphone got no RTP port.)
+	rtpMin := testport.FreeRange(t, 40000, 50000, 200)
 	cfg := fmt.Sprintf(`node: test
 shutdown_grace: 10s
 log: {level: debug}

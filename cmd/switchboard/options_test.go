@@ -68,6 +68,9 @@ func optionKnobs() []optionKnob {
 		{"queues", "ring_timeout", "", func(c *config.Config, _ sip.Options) any { return c.Queues["q"].RingTimeout.D() }, ivr.DefaultRingTimeout},
 		{"queues", "max_wait", "", func(c *config.Config, _ sip.Options) any { return c.Queues["q"].MaxWait.D() }, ivr.DefaultMaxWait},
 		{"ivr", "timeout", "", func(c *config.Config, _ sip.Options) any { return c.IVR["m"].Timeout.D() }, ivr.DefaultMenuTimeout},
+		{"ivr.NAME.collect", "timeout", "", func(c *config.Config, _ sip.Options) any { return c.IVR["k"].Collect.Timeout.D() }, ivr.DefaultCollectTimeout},
+		{"ivr.NAME.collect", "digit_timeout", "", func(c *config.Config, _ sip.Options) any { return c.IVR["k"].Collect.DigitTimeout.D() }, ivr.DefaultCollectDigitTimeout},
+		{"ivr.NAME.collect", "max_digits", "", func(c *config.Config, _ sip.Options) any { return c.IVR["k"].Collect.MaxDigits }, ivr.MaxCollectDigits},
 		// ticketing's, which take them straight from the configuration (ticketing.go).
 		{"http", "auth_backoff.failures", "", func(c *config.Config, _ sip.Options) any { return c.HTTP.AuthBackoff.Failures }, ticketing.DefaultAuthFailures},
 		{"http", "auth_backoff.initial", "", func(c *config.Config, _ sip.Options) any { return c.HTTP.AuthBackoff.Initial.D() }, ticketing.DefaultAuthBackoffInitial},
@@ -79,7 +82,7 @@ func optionKnobs() []optionKnob {
 
 func TestConfigKnobsMapStraightOntoOptions_AbsentIsThePackageDefaultZeroIsOff(t *testing.T) {
 	const base = "database: {url: postgres://u@127.0.0.1/db}\nqueues: {q: {overflow: hangup}}\n" +
-		"ivr: {m: {options: {'1': hangup}, no_input: hangup}}\n"
+		"ivr: {m: {options: {'1': hangup}, no_input: hangup}, k: {collect: {variable: v, next: hangup}}}\n"
 	load := func(t *testing.T, extra string) (*config.Config, sip.Options) {
 		t.Helper()
 		cfg, err := config.Parse([]byte(base + extra))
@@ -120,7 +123,7 @@ func TestConfigKnobsMapStraightOntoOptions_AbsentIsThePackageDefaultZeroIsOff(t 
 }
 
 // docDefaults reads the default column of every key table of docs/configuration.md, by
-// "section.key", the section being the name in its "## `name`" heading.
+// "section.key", the section being the name in its "## `name`" (or "### `name`") heading.
 func docDefaults(t *testing.T, path string) map[string]string {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -130,8 +133,8 @@ func docDefaults(t *testing.T, path string) map[string]string {
 	out := map[string]string{}
 	section := ""
 	for _, line := range strings.Split(string(b), "\n") {
-		if h, ok := strings.CutPrefix(line, "## "); ok {
-			section = strings.Trim(strings.Fields(h + " x")[0], "`")
+		if h, ok := strings.CutPrefix(strings.TrimLeft(line, "#"), " "); ok && strings.HasPrefix(line, "##") {
+			section = strings.Trim(strings.Fields(h + " x")[0], "`:")
 			continue
 		}
 		cols := strings.Split(line, "|")

@@ -145,12 +145,9 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	t.acd.Register(mux, "/api/v2")
 	menus := map[string]ivr.Menu{}
 	for name, m := range cfg.IVR {
-		im := ivr.Menu{Prompt: m.Prompt, Language: m.Language, Timeout: m.Timeout.D(), Retries: m.Retries,
-			Options: map[string]ivr.Target{}, NoInput: m.NoInput.Target, Invalid: m.Invalid.Target}
-		for k, v := range m.Options {
-			im.Options[k] = v.Target
+		if menus[name], err = m.IVR(); err != nil {
+			return err
 		}
-		menus[name] = im
 	}
 	ivrOpts := ivr.Options{
 		Menus: menus, Prompts: prompts, ACD: t.acd,

@@ -4,6 +4,7 @@ package testport
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"testing"
 )
@@ -55,4 +56,35 @@ func FreeMedia(t testing.TB) int {
 	}
 	t.Fatal("no four free ports in a row for SIPp's media")
 	return 0
+}
+
+// FreeRange returns the first port of n ports in a row, from an even port in [lo, hi), all
+// free on 127.0.0.1 for UDP at the time of the call: a gateway's RTP range. Other processes on
+// the machine (a benchmark's gateway, another test's) may hold thousands of ports there, so
+// starts are drawn at random and probed.
+func FreeRange(t testing.TB, lo, hi, n int) int {
+	t.Helper()
+	span := (hi - lo - n) / 2
+	if span <= 0 {
+		t.Fatalf("testport: no room for %d ports in %d-%d", n, lo, hi)
+	}
+	for range 200 {
+		start := lo + 2*rand.IntN(span)
+		if rangeFree(start, n) {
+			return start
+		}
+	}
+	t.Fatalf("testport: no %d free UDP ports in a row in %d-%d", n, lo, hi)
+	return 0
+}
+
+func rangeFree(start, n int) bool {
+	for p := start; p < start+n; p++ {
+		c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			return false
+		}
+		c.Close()
+	}
+	return true
 }
