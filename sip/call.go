@@ -639,6 +639,10 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
 		return
 	}
+	// The context exists before the call is among s.calls: Close hangs up (cancels) every call
+	// there, even one admitted a moment ago and not yet running. Its deferred cancel below
+	// releases it however the call ends.
+	c.ctx, c.cancel = context.WithCancelCause(s.ctx)
 	s.calls[c] = struct{}{}
 	s.trunkCalls[trunk.Name]++
 	s.addDialogLocked(l)
@@ -653,6 +657,7 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 			delete(s.trunkCalls, trunk.Name)
 		}
 		s.mu.Unlock()
+		c.cancel(causeLocalHangup)
 		if settled {
 			s.callsWG.Done()
 		}
@@ -671,7 +676,6 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		return
 	}
 
-	c.ctx, c.cancel = context.WithCancelCause(s.ctx)
 	if !tx.OnCancel(func(*sip.Request) {
 		// sipgo answered the CANCEL with 200 and the INVITE with 487 (RFC 3261 §9.2).
 		s.m.responses.WithLabelValues("487").Inc()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/internal/testport"
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
@@ -71,6 +72,7 @@ func TestSlowEventSinkDoesNotHoldCallSlots(t *testing.T) {
 	g.sink = sink.fakeSink
 	start := time.Now()
 	startSipp(t, t.TempDir(), "uac_basic.xml", "-s", "+15550197", "-m", "6", "-r", "50", "-l", "1", "-d", "50",
+		"-p", strconv.Itoa(testport.FreeUDP(t)), "-mp", strconv.Itoa(testport.FreeMedia(t)),
 		"127.0.0.1:"+strconv.Itoa(g.port())).wait(t)
 	took := time.Since(start)
 	if v := g.counter("switchboard_calls_total"); v != 6 {
