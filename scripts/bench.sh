@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # bench.sh — `make bench` (CONTRACT.md §7): the SIPp load benchmarks of the gateway.
 #
-# Provisions SIPp and PostgreSQL (scripts/deps.sh bench), builds the gateway and bench/cmd/sbbench,
-# starts a throwaway PostgreSQL cluster in .data/pgbench (unless it already runs), and runs
-# `sbbench run`, which starts its own gateway, SIPp processes, RTP generator and bare relay on
-# 127.0.0.1, prints one table and writes bench/results/latest.json (BENCHMARKS.md explains every
+# Provisions SIPp, PostgreSQL and, when apt has it, rtpengine (scripts/deps.sh bench), builds the
+# gateway and bench/cmd/sbbench, starts a throwaway PostgreSQL cluster in .data/pgbench (unless it
+# already runs), and runs `sbbench run`, which starts its own gateway, SIPp processes, RTP
+# generator, bare relay and (when installed) rtpengine on 127.0.0.1, prints one table and writes bench/results/latest.json (BENCHMARKS.md explains every
 # figure). The gateway is pinned to core 0, the load generators to core 1 (taskset).
 # Everything it started is stopped on exit, Ctrl-C included. Extra arguments go to `sbbench run`
 # (e.g. `scripts/bench.sh -quick -cps 100,200 -conc 100`); `sbbench run -h` lists them.

@@ -4,6 +4,7 @@
 set -euo pipefail
 
 purpose=${1:-run}
+want=() # optional: installed when apt has them, never a failure
 # command-to-check:debian-package
 case "$purpose" in
   run) need=("initdb:postgresql") ;;
@@ -12,7 +13,9 @@ case "$purpose" in
   # Prometheus (promtool) and Kamailio check the files under deploy/.
   test) need=("initdb:postgresql" "sipp:sip-tester" "baresip:baresip" "sox:sox" "chromium:chromium" "node:nodejs" "npm:npm"
               "prometheus:prometheus" "kamailio:kamailio") ;;
-  bench) need=("initdb:postgresql" "sipp:sip-tester") ;;
+  bench) need=("initdb:postgresql" "sipp:sip-tester")
+         # rtpengine is the peer `make bench` compares the gateway with; the bench runs without it.
+         want=("rtpengine:rtpengine-daemon") ;;
   *) echo "deps.sh: unknown purpose $purpose" >&2; exit 2 ;;
 esac
 
@@ -23,6 +26,25 @@ have() {
   esac
 }
 
+root_apt=
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then root_apt=1; fi
+for pair in "${want[@]}"; do
+  cmd=${pair%%:*}; pkg=${pair#*:}
+  have "$cmd" && continue
+  if [ -n "$root_apt" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-cache show "$pkg" >/dev/null 2>&1 || apt-get update -qq >&2 || true
+    if apt-cache show "$pkg" >/dev/null 2>&1; then
+      echo "deps.sh: installing $pkg (optional) with apt-get" >&2
+      apt-get install -y -qq --no-install-recommends "$pkg" >&2 || echo "deps.sh: $pkg did not install; going on without it" >&2
+    else
+      echo "deps.sh: $pkg is not in the apt sources; going on without it" >&2
+    fi
+  else
+    echo "deps.sh: optional $pkg missing (sudo apt-get install -y $pkg); going on without it" >&2
+  fi
+done
+
 missing=()
 for pair in "${need[@]}"; do
   cmd=${pair%%:*}; pkg=${pair#*:}
@@ -30,7 +52,7 @@ for pair in "${need[@]}"; do
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+if [ -n "$root_apt" ]; then
   echo "deps.sh: installing ${missing[*]} with apt-get" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -85,13 +86,6 @@ const callRowColumns = `id, direction, state, from_number, to_number, line, call
 	ticket_choice, chosen_ticket_id, entered_number, no_ticket, abandoned_where, voicemail_id, recording_id,
 	recording_seconds, csat, last_seq, data, trunk, sip_call_ids, hangup_by, hangup_cause, sip_status, sip_reason`
 
-// upsertCall creates the call's row if needed and returns it locked, in one statement: the
-// row lock serialises the call's events across workers and processes.
-func upsertCall(ctx context.Context, q querier, id string) (*callRow, error) {
-	return scanCall(q.QueryRow(ctx, `INSERT INTO calls (id) VALUES ($1) ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id
-		RETURNING `+callRowColumns, id), id)
-}
-
 func loadCall(ctx context.Context, q querier, id string) (*callRow, error) {
 	return scanCall(q.QueryRow(ctx, `SELECT `+callRowColumns+` FROM calls WHERE id = $1 FOR UPDATE`, id), id)
 }
@@ -124,6 +118,44 @@ func (c *callRow) dataOrEmpty() map[string]string {
 		return map[string]string{}
 	}
 	return c.Data
+}
+
+// callSaveColumns are the columns save writes, and callSaveValues the same from a record r.
+var callSaveColumns, callSaveValues = func() (string, string) {
+	cols := strings.Split(strings.Join(strings.Fields(callRowColumns), ""), ",")[1:] // all but id
+	vals := make([]string, len(cols))
+	for i, c := range cols {
+		vals[i] = "r." + c
+	}
+	return strings.Join(cols, ", "), strings.Join(vals, ", ")
+}()
+
+// columns is the call row by column name, as save writes it (the batch writes many at once).
+func (c *callRow) columns() map[string]any {
+	return map[string]any{
+		"id": c.ID, "direction": c.Direction, "state": c.State, "from_number": c.From, "to_number": c.To, "line": c.Line,
+		"caller_name": c.CallerName, "location": c.Location, "ticket_id": c.TicketID, "requester_id": c.RequesterID,
+		"agent_id": c.AgentID, "queue": c.Queue, "menu_path": c.MenuPath, "language": c.Language, "outcome": c.Outcome,
+		"started_at": micros(c.StartedAt), "answered_at": micros(c.AnsweredAt), "ended_at": micros(c.EndedAt), "phase": c.Phase,
+		"phase_since": micros(c.PhaseSince), "queued_at": micros(c.QueuedAt), "phase_ms": c.PhaseMS, "ivr_time": c.D.IVRTime,
+		"queue_time": c.D.QueueTime, "ring_time": c.D.RingTime, "talk_time": c.D.TalkTime, "hold_time": c.D.HoldTime,
+		"transfer_time": c.D.TransferTime, "duration": c.D.Duration, "ticket_choice": c.TicketChoice,
+		"chosen_ticket_id": c.ChosenTicketID, "entered_number": c.EnteredNumber, "no_ticket": c.NoTicket,
+		"abandoned_where": c.AbandonedWhere, "voicemail_id": c.VoicemailID, "recording_id": c.RecordingID,
+		"recording_seconds": c.RecordingSeconds, "csat": c.CSAT, "last_seq": c.LastSeq, "data": c.dataOrEmpty(),
+		"trunk": c.Trunk, "sip_call_ids": sipCallIDs(c.SIPCallIDs), "hangup_by": c.HangupBy,
+		"hangup_cause": c.HangupCause, "sip_status": c.SIPStatus, "sip_reason": c.SIPReason,
+	}
+}
+
+// micros is t as PostgreSQL stores it: pgx truncates to the microsecond where PostgreSQL's
+// text input would round.
+func micros(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	v := t.Truncate(time.Microsecond)
+	return &v
 }
 
 func (c *callRow) save(ctx context.Context, q querier) error {

@@ -2,7 +2,6 @@ package ticketing
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
@@ -367,7 +366,10 @@ func (e *Engine) applyDue(ctx context.Context, callID string, limit int) (int, e
 }
 
 // applyBatch applies the due events of several calls in one transaction (write batching puts
-// many calls in one batch; otherwise a batch is one call). See dueEvents for what is due.
+// many calls in one batch; otherwise a batch is up to 32 calls). See dueEvents for what is due.
+// It is set-based: the batch's call rows, events and everything the rules will read come in
+// one statement per kind (loadBatch, prefetch), the rules run in Go call by call and event by
+// event in order, and the writes go out at the end in one statement per kind (applyTx.flush).
 func (e *Engine) applyBatch(ctx context.Context, callIDs []string, limit int) (int, error) {
 	tx, err := e.store.pool.Begin(ctx)
 	if err != nil {
@@ -382,20 +384,34 @@ func (e *Engine) applyBatch(ctx context.Context, callIDs []string, limit int) (i
 		batching = global.WriteBatching
 	}
 	atx := newApplyTx(tx, e.writes)
+	calls, err := loadBatch(ctx, atx, callIDs)
+	if err != nil {
+		return 0, err
+	}
+	due := 0
+	for _, bc := range calls {
+		bc.due = e.dueEvents(bc.c, bc.pending, limit, batching)
+		due += len(bc.due)
+	}
+	if due == 0 {
+		return 0, nil
+	}
+	if err := e.prefetch(ctx, atx, calls); err != nil {
+		return 0, err
+	}
+	atx.expectTickets = len(calls)
 	var applied []pendingEvent
 	var last pendingEvent
-	for _, callID := range callIDs {
-		evs, err := e.applyCallIn(ctx, atx, callID, limit, batching)
-		if err != nil {
+	for _, bc := range calls {
+		atx.expectTickets--
+		if len(bc.due) == 0 {
+			continue
+		}
+		if err := e.applyCallIn(ctx, atx, bc.c, bc.due); err != nil {
 			return 0, err
 		}
-		applied = append(applied, evs...)
-		if len(evs) > 0 {
-			last = evs[len(evs)-1]
-		}
-	}
-	if len(applied) == 0 {
-		return 0, nil
+		applied = append(applied, bc.due...)
+		last = bc.due[len(bc.due)-1]
 	}
 	if err := atx.flush(ctx); err != nil {
 		return 0, &permanentError{pos: last.pos, seq: last.event.Seq, typ: last.event.Type, err: err}
@@ -420,40 +436,11 @@ func (e *Engine) applyBatch(ctx context.Context, callIDs []string, limit int) (i
 	return len(applied), nil
 }
 
-// applyCallIn applies one call's due events inside atx and returns them. An event is due when
+// dueEvents returns the call's pending events (in seq order) that are due: an event is due when
 // the events before it have been applied (or the gap before it has timed out) and, with write
 // batching on, when it may create a ticket or end the call, when it waited a whole batching
-// window, or when a later event of the call is due.
-func (e *Engine) applyCallIn(ctx context.Context, atx *applyTx, callID string, limit int, batching WriteBatching) ([]pendingEvent, error) {
-	// The call row is the lock that serialises a call's events across workers and processes.
-	c, err := upsertCall(ctx, atx, callID)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := atx.Query(ctx, `SELECT pos, body, received_at FROM call_events
-		WHERE call_id = $1 AND applied_at IS NULL ORDER BY seq LIMIT 500`, callID)
-	if err != nil {
-		return nil, dbError("pending events", err)
-	}
-	var pending []pendingEvent
-	for rows.Next() {
-		var p pendingEvent
-		var body []byte
-		if err := rows.Scan(&p.pos, &body, &p.receivedAt); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("ticketing: pending events: %w", err)
-		}
-		if err := json.Unmarshal(body, &p.event); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("ticketing: event %d: %w", p.pos, err)
-		}
-		pending = append(pending, p)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, dbError("pending events", err)
-	}
-
+// window, or when a later event of the call is due. limit > 0 caps how many.
+func (e *Engine) dueEvents(c *callRow, pending []pendingEvent, limit int, batching WriteBatching) []pendingEvent {
 	now := e.opts.Now()
 	// The events in order up to the first gap that has not timed out.
 	last := c.LastSeq
@@ -478,28 +465,29 @@ func (e *Engine) applyCallIn(ctx context.Context, atx *applyTx, callID string, l
 	if limit > 0 {
 		due = min(due, limit)
 	}
-	if due == 0 {
-		return nil, nil
-	}
-	for _, p := range ready[:due] {
+	return ready[:due]
+}
+
+// applyCallIn applies one call's due events, in order, inside atx; the call's row goes out
+// with the batch.
+func (e *Engine) applyCallIn(ctx context.Context, atx *applyTx, c *callRow, due []pendingEvent) error {
+	for _, p := range due {
 		ev := p.event
 		if ev.Seq > c.LastSeq+1 {
 			e.gaps.Inc()
-			e.log.Warn("ticketing engine: applying past a gap", "call_id", callID, "missing_from", c.LastSeq+1, "seq", ev.Seq)
+			e.log.Warn("ticketing engine: applying past a gap", "call_id", c.ID, "missing_from", c.LastSeq+1, "seq", ev.Seq)
 		}
 		if err := e.applyEvent(ctx, atx, c, ev); err != nil {
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) || errors.Is(err, ErrConflict) || errors.Is(err, ErrInvalid) || errors.Is(err, ErrNotFound) {
-				return nil, &permanentError{pos: p.pos, seq: ev.Seq, typ: ev.Type, err: err}
+				return &permanentError{pos: p.pos, seq: ev.Seq, typ: ev.Type, err: err}
 			}
-			return nil, err // transient: try again on the next pass
+			return err // transient: try again on the next pass
 		}
 		c.LastSeq = max(c.LastSeq, ev.Seq)
 	}
-	if err := c.save(ctx, atx); err != nil {
-		return nil, err
-	}
-	return ready[:due], nil
+	atx.doneCall(c)
+	return nil
 }
 
 // Flush applies every pending event now, write batching or not (shutdown, tests); events

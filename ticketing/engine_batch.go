@@ -2,12 +2,14 @@ package ticketing
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -34,6 +36,55 @@ type applyTx struct {
 	// recordings are recordings to attach to voice comments already stored: call id → recording.
 	recordings map[string][2]string
 	writes     *prometheus.CounterVec
+
+	// What the batch's prefetch learnt (engine_prefetch.go).
+	holders     map[string][]Holder // normalised number → its holders, owner first
+	live        map[int64]bool      // users known live (not merged, not deleted)
+	newUsers    map[int64]bool      // users this batch created (PM-2): nothing of theirs predates it
+	names       map[int64]string    // user names (agents)
+	ticketState map[int64]ticketState
+	voiceKnown  map[string]bool // call id → its voice comment is stored (absent: not prefetched)
+	assignees   map[string]*int64
+	candidates  map[int64]*appendCandidates // live requester → TU-1/TU-4 candidates
+	// calls are the batch's call rows, as the rules leave them.
+	calls []*callRow
+
+	// The tickets this batch created, in order, and those not inserted yet (ids preallocated).
+	created  []*batchTicket
+	tickets  map[int64]*batchTicket
+	freeIDs  []int64
+	toInsert []*batchTicket
+	// unsaved are the calls whose events this batch applied and whose rows are not written yet.
+	unsaved []*callRow
+	// untracked is set once a statement the batch does not model wrote to the database: from
+	// then on the append rules read the database again.
+	untracked bool
+	touches   int64
+	// expectTickets is how many calls of the batch remain after the one being applied: the
+	// ticket ids still worth preallocating.
+	expectTickets int
+}
+
+// ticketState is what the engine needs of a ticket it did not create: whether it takes
+// writes (not closed) and where it was merged (TU-6).
+type ticketState struct {
+	status string
+	merged *int64
+}
+
+// batchTicket is a ticket the batch created, as the engine knows it without reading it back.
+type batchTicket struct {
+	ID                         int64
+	Subject                    string
+	Status                     string
+	RequesterID                int64
+	AssigneeID                 *int64
+	Channel, Source, Session   string
+	Phone, CallerNumber, Queue *string
+	CallID                     string
+	Tags                       []string
+	inserted                   bool
+	touched                    int64 // order of its updated_at among the batch's tickets
 }
 
 type ticketUpdate struct {
@@ -56,7 +107,164 @@ type pendingComment struct {
 }
 
 func newApplyTx(tx pgx.Tx, writes *prometheus.CounterVec) *applyTx {
-	return &applyTx{Tx: tx, updates: map[int64]*ticketUpdate{}, recordings: map[string][2]string{}, writes: writes}
+	return &applyTx{Tx: tx, updates: map[int64]*ticketUpdate{}, recordings: map[string][2]string{}, writes: writes,
+		holders: map[string][]Holder{}, live: map[int64]bool{}, newUsers: map[int64]bool{}, names: map[int64]string{},
+		ticketState: map[int64]ticketState{}, voiceKnown: map[string]bool{}, assignees: map[string]*int64{},
+		candidates: map[int64]*appendCandidates{},
+		tickets:    map[int64]*batchTicket{}}
+}
+
+// Exec, Query and QueryRow are the statements of the rules the batch does not model: before
+// one that reads or writes tickets or calls, the tickets and call rows the batch holds back are
+// written, so that the statement sees what the rules did before it, as when every write went
+// out at once.
+func (t *applyTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if err := t.materialize(ctx, sql); err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	// A write the batch does not model may change what its reads told it (a ticket's
+	// updated_at, which orders TU-1): from now on the append rules read the database.
+	t.untracked = true
+	return t.Tx.Exec(ctx, sql, args...)
+}
+
+func (t *applyTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if err := t.materialize(ctx, sql); err != nil {
+		return nil, err
+	}
+	return t.Tx.Query(ctx, sql, args...)
+}
+
+func (t *applyTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if err := t.materialize(ctx, sql); err != nil {
+		return errRow{err}
+	}
+	return t.Tx.QueryRow(ctx, sql, args...)
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+// materialize writes the held-back tickets and call rows when sql may read them.
+func (t *applyTx) materialize(ctx context.Context, sql string) error {
+	if !strings.Contains(sql, "tickets") && !strings.Contains(sql, "calls") {
+		return nil
+	}
+	if err := t.flushTickets(ctx); err != nil {
+		return err
+	}
+	return t.flushCalls(ctx)
+}
+
+// newTicketID returns a preallocated ticket id; when none is left it allocates want at once.
+func (t *applyTx) newTicketID(ctx context.Context, want int) (int64, error) {
+	if len(t.freeIDs) == 0 {
+		rows, err := t.Tx.Query(ctx, `SELECT nextval(pg_get_serial_sequence('tickets', 'id')) FROM generate_series(1, $1)`, max(1, want))
+		if err != nil {
+			return 0, dbError("ticket ids", err)
+		}
+		if t.freeIDs, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
+			return 0, dbError("ticket ids", err)
+		}
+	}
+	id := t.freeIDs[0]
+	t.freeIDs = t.freeIDs[1:]
+	return id, nil
+}
+
+// createTicket holds a new ticket back until a statement needs it or the batch flushes.
+func (t *applyTx) createTicket(bt *batchTicket) {
+	if bt.Status == "" {
+		bt.Status = StatusNew
+	}
+	if bt.Status == StatusNew && bt.AssigneeID != nil {
+		bt.Status = StatusOpen // the tickets trigger's rule: a new ticket that gets an assignee is open
+	}
+	t.touches++
+	bt.touched = t.touches
+	t.created = append(t.created, bt)
+	t.tickets[bt.ID] = bt
+	t.toInsert = append(t.toInsert, bt)
+}
+
+// pendingTicket returns the batch's ticket id when it is not inserted yet.
+func (t *applyTx) pendingTicket(id int64) *batchTicket {
+	if bt := t.tickets[id]; bt != nil && !bt.inserted {
+		return bt
+	}
+	return nil
+}
+
+// assignPending is `UPDATE tickets SET assignee_id = $2 WHERE id = $1 AND assignee_id IS NULL`
+// on a ticket not inserted yet.
+func (t *applyTx) assignPending(bt *batchTicket, agent int64) {
+	if bt.AssigneeID != nil {
+		return
+	}
+	a := agent
+	bt.AssigneeID = &a
+	if bt.Status == StatusNew {
+		bt.Status = StatusOpen
+	}
+	t.touches++
+	bt.touched = t.touches
+}
+
+// flushTickets inserts the held-back tickets in one statement, in the order they were made (their
+// ids were taken in that order).
+func (t *applyTx) flushTickets(ctx context.Context) error {
+	if len(t.toInsert) == 0 {
+		return nil
+	}
+	body, err := json.Marshal(t.toInsert)
+	if err != nil {
+		return fmt.Errorf("ticketing: tickets: %w", err)
+	}
+	if _, err := t.Tx.Exec(ctx, `INSERT INTO tickets (id, subject, requester_id, assignee_id, via_channel, via_source,
+			origin_phone, display_phone, tags, session_type, caller_number, call_id, queue_name)
+		SELECT "ID", "Subject", "RequesterID", "AssigneeID", "Channel", "Source", "Phone", "Phone", "Tags", "Session",
+			"CallerNumber", "CallID", "Queue"
+		FROM jsonb_to_recordset($1::jsonb) AS r("ID" bigint, "Subject" text, "RequesterID" bigint,
+			"AssigneeID" bigint, "Channel" text, "Source" text, "Phone" text, "Tags" text[], "Session" text,
+			"CallerNumber" text, "CallID" text, "Queue" text)
+		ORDER BY "ID"`, body); err != nil {
+		return dbError("create call tickets", err)
+	}
+	for _, bt := range t.toInsert {
+		bt.inserted = true
+	}
+	t.toInsert = t.toInsert[:0]
+	return nil
+}
+
+// doneCall holds the call's row back until a statement needs it or the batch flushes.
+func (t *applyTx) doneCall(c *callRow) {
+	t.unsaved = append(t.unsaved, c)
+}
+
+// flushCalls writes the held-back call rows in one statement (the ids again as an array, so
+// that the planner finds the rows by their key rather than scanning the table).
+func (t *applyTx) flushCalls(ctx context.Context) error {
+	if len(t.unsaved) == 0 {
+		return nil
+	}
+	rows := make([]map[string]any, len(t.unsaved))
+	ids := make([]string, len(t.unsaved))
+	for i, c := range t.unsaved {
+		rows[i], ids[i] = c.columns(), c.ID
+	}
+	body, err := json.Marshal(rows)
+	if err != nil {
+		return fmt.Errorf("ticketing: save calls: %w", err)
+	}
+	if _, err := t.Tx.Exec(ctx, `UPDATE calls AS c SET (`+callSaveColumns+`, updated_at) =
+			(`+callSaveValues+`, clock_timestamp())
+		FROM jsonb_populate_recordset(NULL::calls, $1::jsonb) AS r WHERE c.id = r.id AND c.id = ANY($2)`, body, ids); err != nil {
+		return dbError("save calls", err)
+	}
+	t.unsaved = t.unsaved[:0]
+	return nil
 }
 
 // setTicket sets columns of a ticket that is not closed; kv alternates column names and values.
@@ -99,6 +307,9 @@ func (t *applyTx) hasVoiceComment(ctx context.Context, callID string) (bool, err
 			return true, nil
 		}
 	}
+	if exists, ok := t.voiceKnown[callID]; ok {
+		return exists, nil
+	}
 	var exists bool
 	err := t.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ticket_comments WHERE call_id = $1 AND type = 'VoiceComment')`, callID).Scan(&exists)
 	if err != nil {
@@ -121,13 +332,19 @@ func (t *applyTx) attachRecording(_ context.Context, callID, recordingID, url st
 
 // flush writes everything held back.
 func (t *applyTx) flush(ctx context.Context) error {
+	if err := t.flushTickets(ctx); err != nil {
+		return err
+	}
 	if err := t.flushUpdates(ctx); err != nil {
 		return err
 	}
 	if err := t.flushComments(ctx); err != nil {
 		return err
 	}
-	return t.flushRecordings(ctx)
+	if err := t.flushRecordings(ctx); err != nil {
+		return err
+	}
+	return t.flushCalls(ctx)
 }
 
 // flushRecordings attaches recordings to stored voice comments, in one statement.
@@ -199,22 +416,26 @@ func (t *applyTx) flushUpdates(ctx context.Context) error {
 				fmt.Fprintf(&sb, "%s = v.%s", col, col)
 			}
 		}
-		sb.WriteString(" FROM (VALUES ")
-		args := make([]any, 0, len(g.ids)*(len(g.cols)+1))
-		for r, id := range g.ids {
-			if r > 0 {
-				sb.WriteString(", ")
-			}
-			args = append(args, id)
-			fmt.Fprintf(&sb, "($%d::bigint", len(args))
-			for _, col := range g.cols {
-				args = append(args, t.updates[id].vals[col])
-				fmt.Fprintf(&sb, ", $%d::%s", len(args), ticketColumnTypes[col])
-			}
-			sb.WriteString(")")
+		// The rows as one JSON array: one statement text per set of columns, whatever the
+		// number of tickets (prepared once per connection).
+		sb.WriteString(` FROM jsonb_to_recordset($1::jsonb) AS v(id bigint`)
+		for _, col := range g.cols {
+			fmt.Fprintf(&sb, ", %s %s", col, ticketColumnTypes[col])
 		}
-		sb.WriteString(") AS v(id, " + strings.Join(g.cols, ", ") + ") WHERE t.id = v.id AND t.status <> 'closed'")
-		if _, err := t.Exec(ctx, sb.String(), args...); err != nil {
+		sb.WriteString(") WHERE t.id = v.id AND t.id = ANY($2) AND t.status <> 'closed'")
+		rows := make([]map[string]any, len(g.ids))
+		for r, id := range g.ids {
+			row := map[string]any{"id": id}
+			for _, col := range g.cols {
+				row[col] = t.updates[id].vals[col]
+			}
+			rows[r] = row
+		}
+		body, err := json.Marshal(rows)
+		if err != nil {
+			return fmt.Errorf("ticketing: ticket write: %w", err)
+		}
+		if _, err := t.Exec(ctx, sb.String(), body, g.ids); err != nil {
 			return dbError("ticket write", err)
 		}
 		t.writes.WithLabelValues(writeTicketUpdate).Inc()
@@ -229,27 +450,24 @@ func (t *applyTx) flushComments(ctx context.Context) error {
 	if len(t.comments) == 0 {
 		return nil
 	}
-	const cols = 14
-	var sb strings.Builder
-	sb.WriteString(`INSERT INTO ticket_comments (ticket_id, type, body, public, author_id, call_id, from_number,
-		to_number, started_at, duration, answered_by_id, location, recording_id, recording_url) VALUES `)
-	args := make([]any, 0, cols*len(t.comments))
-	for i, c := range t.comments {
-		if i > 0 {
-			sb.WriteString(", ")
-		}
-		sb.WriteString("(")
-		for j := 1; j <= cols; j++ {
-			if j > 1 {
-				sb.WriteString(", ")
-			}
-			fmt.Fprintf(&sb, "$%d", i*cols+j)
-		}
-		sb.WriteString(")")
-		args = append(args, c.TicketID, c.Type, c.Body, c.Public, c.AuthorID, c.CallID, c.From, c.To, c.StartedAt,
-			c.Duration, c.AnsweredByID, c.Location, c.RecordingID, c.Recording)
+	// One statement text whatever the number of comments: prepared once per connection.
+	for i := range t.comments {
+		t.comments[i].StartedAt = micros(t.comments[i].StartedAt)
 	}
-	if _, err := t.Exec(ctx, sb.String(), args...); err != nil {
+	body, err := json.Marshal(t.comments)
+	if err != nil {
+		return fmt.Errorf("ticketing: comments: %w", err)
+	}
+	if _, err := t.Exec(ctx, `INSERT INTO ticket_comments (ticket_id, type, body, public, author_id, call_id, from_number,
+			to_number, started_at, duration, answered_by_id, location, recording_id, recording_url)
+		SELECT "TicketID", "Type", "Body", "Public", "AuthorID", "CallID", "From", "To", "StartedAt", "Duration",
+			"AnsweredByID", "Location", "RecordingID", "Recording"
+		FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS ("TicketID" bigint, "Type" text, "Body" text, "Public" boolean,
+			"AuthorID" bigint, "CallID" text, "From" text, "To" text, "StartedAt" timestamptz, "Duration" bigint,
+			"AnsweredByID" bigint, "Location" text, "RecordingID" text, "Recording" text)) WITH ORDINALITY AS r(
+			"TicketID", "Type", "Body", "Public", "AuthorID", "CallID", "From", "To", "StartedAt", "Duration",
+			"AnsweredByID", "Location", "RecordingID", "Recording", o)
+		ORDER BY o`, body); err != nil {
 		return dbError("comments", err)
 	}
 	t.writes.WithLabelValues(writeComment).Inc()

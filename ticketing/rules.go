@@ -136,9 +136,15 @@ func (e *Engine) resolveRequester(ctx context.Context, tx *applyTx, c *callRow, 
 	if c.AgentID != nil {
 		agent = *c.AgentID
 	}
-	res, err := e.store.resolveIn(ctx, tx.Tx, number, ResolveOptions{Settings: &st, CallID: c.ID, AgentID: agent})
-	if err != nil {
-		return err
+	var res Resolution
+	if norm, ok := e.store.callerNumber(number); ok && tx.cachedResolution(norm, st, &res) {
+		// The batch resolved the number already (engine_prefetch.go).
+		res.Number, res.Location = norm, e.store.PhoneLocation(norm)
+	} else {
+		var err error
+		if res, err = e.store.resolveIn(ctx, tx.Tx, number, ResolveOptions{Settings: &st, CallID: c.ID, AgentID: agent}); err != nil {
+			return err
+		}
 	}
 	if res.Location != "" && c.Location == nil {
 		c.Location = &res.Location
@@ -390,7 +396,7 @@ func (e *Engine) ensureInboundTicket(ctx context.Context, tx *applyTx, c *callRo
 			return nil // PM-3 no_ticket, or agent_as_requester before any agent
 		}
 	}
-	requester, err := liveRequester(ctx, tx, *c.RequesterID)
+	requester, err := e.liveRequester(ctx, tx, *c.RequesterID)
 	if err != nil {
 		return err
 	}
@@ -436,6 +442,9 @@ func (e *Engine) findAppendTarget(ctx context.Context, tx *applyTx, c *callRow, 
 	// caller's callback (TU-4) alike.
 	if !st.AppendToOpenTicket {
 		return 0, false, nil
+	}
+	if id, ok, handled := e.batchAppendTarget(tx, c, st, requester); handled {
+		return id, ok, nil // the batch read the candidates before its rules ran
 	}
 	// TU-4: a callback after a call shorter than callback_append_window, at most
 	// callback_max_delay after that call ended (0: no bound), goes to that call's ticket. Only
@@ -517,7 +526,7 @@ func (e *Engine) ensureOutboundTicket(ctx context.Context, tx *applyTx, c *callR
 			return nil
 		}
 	}
-	requester, err := liveRequester(ctx, tx, *c.RequesterID)
+	requester, err := e.liveRequester(ctx, tx, *c.RequesterID)
 	if err != nil {
 		return err
 	}
@@ -565,14 +574,15 @@ func (e *Engine) createCallTicket(ctx context.Context, tx *applyTx, c *callRow, 
 	if tags == nil {
 		tags = []string{}
 	}
-	var id int64
-	err := tx.QueryRow(ctx, `INSERT INTO tickets (subject, requester_id, assignee_id, via_channel, via_source,
-		origin_phone, display_phone, tags, session_type, caller_number, call_id, queue_name)
-		VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $11) RETURNING id`,
-		nt.subject, nt.requester, nt.assignee, nt.channel, nt.source, nt.phone, tags, nt.session, c.From, c.ID, c.Queue).Scan(&id)
+	// The ticket is inserted with the batch's others (applyTx.flushTickets), under an id taken
+	// now, so that the rest of the batch can refer to it.
+	id, err := tx.newTicketID(ctx, tx.expectTickets+1)
 	if err != nil {
-		return dbError("create call ticket", err)
+		return err
 	}
+	tx.createTicket(&batchTicket{ID: id, Subject: nt.subject, RequesterID: nt.requester, AssigneeID: nt.assignee,
+		Channel: nt.channel, Source: nt.source, Phone: nt.phone, Tags: tags, Session: nt.session,
+		CallerNumber: c.From, CallID: c.ID, Queue: c.Queue})
 	c.TicketID = &id
 	return e.addCallNote(ctx, tx, c, id)
 }
@@ -584,6 +594,16 @@ func (e *Engine) createCallTicket(ctx context.Context, tx *applyTx, c *callRow, 
 // stays voicemail).
 func (e *Engine) appendCall(ctx context.Context, tx *applyTx, c *callRow, ticketID int64, reopen bool) error {
 	c.TicketID = &ticketID
+	if bt := tx.pendingTicket(ticketID); bt != nil {
+		// A ticket of this batch, not inserted yet: new or open, so reopening changes nothing.
+		if c.AgentID != nil {
+			tx.assignPending(bt, *c.AgentID)
+		}
+		if err := tx.setTicket(ctx, ticketID, "caller_number", c.From, "call_id", c.ID); err != nil {
+			return err
+		}
+		return e.addCallNote(ctx, tx, c, ticketID)
+	}
 	if reopen {
 		if _, err := tx.Exec(ctx, `UPDATE tickets SET status = 'open' WHERE id = $1 AND status IN ('solved', 'pending', 'hold')`, ticketID); err != nil {
 			return dbError("reopen ticket", err)
@@ -655,8 +675,7 @@ func (e *Engine) addVoiceComment(ctx context.Context, tx *applyTx, c *callRow, t
 	}
 	fmt.Fprintf(&b, "\nCall duration: %d s", c.D.Duration)
 	if c.AgentID != nil {
-		var name string
-		if err := tx.QueryRow(ctx, `SELECT name FROM users WHERE id = $1`, *c.AgentID).Scan(&name); err == nil {
+		if name, ok := tx.userName(ctx, *c.AgentID); ok {
 			fmt.Fprintf(&b, "\nAnswered by: %s", name)
 		}
 	}
@@ -701,7 +720,11 @@ func (e *Engine) withLiveTicket(ctx context.Context, tx *applyTx, c *callRow, fn
 	live := *c.TicketID
 	var status string
 	var merged *int64
-	if err := tx.QueryRow(ctx, `SELECT status, merged_into_id FROM tickets WHERE id = $1 FOR UPDATE`, live).Scan(&status, &merged); err != nil {
+	if bt := tx.tickets[live]; bt != nil {
+		status = bt.Status // the batch made it: never merged, never closed
+	} else if ts, ok := tx.ticketState[live]; ok {
+		status, merged = ts.status, ts.merged // locked by the batch's prefetch
+	} else if err := tx.QueryRow(ctx, `SELECT status, merged_into_id FROM tickets WHERE id = $1 FOR UPDATE`, live).Scan(&status, &merged); err != nil {
 		return dbError("live ticket", err)
 	}
 	if merged != nil {
@@ -730,6 +753,17 @@ func (e *Engine) defaultAssignee(ctx context.Context, tx *applyTx, st Settings) 
 	if st.DefaultAssignee == "" {
 		return nil, nil
 	}
+	if a, ok := tx.assignees[st.DefaultAssignee]; ok {
+		return a, nil
+	}
+	a, err := e.lookupDefaultAssignee(ctx, tx, st)
+	if err == nil {
+		tx.assignees[st.DefaultAssignee] = a
+	}
+	return a, err
+}
+
+func (e *Engine) lookupDefaultAssignee(ctx context.Context, tx *applyTx, st Settings) (*int64, error) {
 	var id int64
 	err := tx.QueryRow(ctx, `SELECT id FROM users WHERE lower(email) = lower($1) AND role IN ('agent', 'admin')
 		AND deleted_at IS NULL`, st.DefaultAssignee).Scan(&id)

@@ -259,10 +259,14 @@ func (e *Engine) subjectValue(ctx context.Context, tx *applyTx, c *callRow, name
 		if c.AgentID == nil {
 			return "", nil
 		}
+		if n, ok := tx.names[*c.AgentID]; ok {
+			return n, nil
+		}
 		var n string
 		if err := tx.QueryRow(ctx, `SELECT name FROM users WHERE id = $1`, *c.AgentID).Scan(&n); err != nil {
 			return "", dbError("subject agent", err)
 		}
+		tx.names[*c.AgentID] = n
 		return n, nil
 	}
 	if key, ok := strings.CutPrefix(name, "data."); ok {

@@ -115,3 +115,52 @@ func parseUDP(b []byte, ports map[int]bool) (drops uint64, found int, err error)
 	}
 	return drops, found, sc.Err()
 }
+
+// FDCount returns the number of open file descriptors of process pid (the entries of
+// /proc/<pid>/fd: sockets, files, epoll and timer descriptors alike).
+func FDCount(pid int) (int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return 0, fmt.Errorf("procstat: fds of %d: %w", pid, err)
+	}
+	return len(ents), nil
+}
+
+// CoreTimes are one core's busy and total time from /proc/stat, in USER_HZ ticks.
+type CoreTimes struct{ Busy, Total uint64 }
+
+// Cores returns the times of each core listed in cpus (e.g. {1: true}) from /proc/stat, to
+// tell whether the load generators' core ran out.
+func Cores(cpus map[int]bool) (map[int]CoreTimes, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return nil, fmt.Errorf("procstat: cores: %w", err)
+	}
+	return parseCores(b, cpus)
+}
+
+// parseCores reads the "cpuN user nice system idle iowait irq softirq steal …" lines (proc(5));
+// idle and iowait are not busy, steal is not ours: busy = user+nice+system+irq+softirq.
+func parseCores(b []byte, cpus map[int]bool) (map[int]CoreTimes, error) {
+	out := map[int]CoreTimes{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 9 || !strings.HasPrefix(f[0], "cpu") || f[0] == "cpu" {
+			continue
+		}
+		n, err := strconv.Atoi(f[0][3:])
+		if err != nil || !cpus[n] {
+			continue
+		}
+		var v [8]uint64
+		for i := range v {
+			if v[i], err = strconv.ParseUint(f[i+1], 10, 64); err != nil {
+				return nil, fmt.Errorf("procstat: parse %q: %w", f[0], err)
+			}
+		}
+		busy := v[0] + v[1] + v[2] + v[5] + v[6]
+		out[n] = CoreTimes{Busy: busy, Total: busy + v[3] + v[4]}
+	}
+	return out, sc.Err()
+}

@@ -63,3 +63,39 @@ func TestLive_OwnProcessAndSocket(t *testing.T) {
 		t.Fatalf("found %d sockets on port %d, %v", found, port, err)
 	}
 }
+
+func TestParseCoresSumsBusyTicksOfTheCoresAsked(t *testing.T) {
+	stat := "cpu  10 0 10 100 0 0 0 0 0 0\ncpu0 1 2 3 40 5 6 7 8 0 0\ncpu1 10 0 20 70 0 0 0 0 0 0\nintr 5\n"
+	got, err := parseCores([]byte(stat), map[int]bool{0: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != (CoreTimes{Busy: 1 + 2 + 3 + 6 + 7, Total: 1 + 2 + 3 + 6 + 7 + 40 + 5}) {
+		t.Fatalf("got %+v", got)
+	}
+	if _, err := parseCores([]byte("cpu1 1 x 3 4 5 6 7 8\n"), map[int]bool{1: true}); err == nil {
+		t.Fatal("a bad field parsed")
+	}
+}
+
+func TestFDCountSeesANewDescriptor(t *testing.T) {
+	// A first open, so that the runtime's poller descriptors exist before the count.
+	f0, err := os.Open("/proc/self/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f0.Close()
+	before, err := FDCount(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open("/proc/self/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	after, err := FDCount(os.Getpid())
+	if err != nil || after != before+1 {
+		t.Fatalf("fds %d then %d (%v), want one more", before, after, err)
+	}
+}

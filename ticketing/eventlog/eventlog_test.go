@@ -46,7 +46,7 @@ func ev(call string, seq int64) callevent.Event {
 func open(t *testing.T, pool *pgxpool.Pool, spool string) *eventlog.Log {
 	t.Helper()
 	l, err := eventlog.Open(context.Background(), eventlog.Options{
-		Pool: pool, SpoolPath: spool, WriteTimeout: 300 * time.Millisecond, RetryInterval: 50 * time.Millisecond,
+		Pool: pool, SpoolPath: spool, WriteTimeout: testWriteTimeout, RetryInterval: 50 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -47,8 +47,28 @@ type concStep struct {
 	RSSKB        int64   `json:"rss_kb"`
 	RSSKBPerCall float64 `json:"rss_kb_per_call"`
 	HeapMBInuse  float64 `json:"heap_inuse_mb"`
-	Pass         bool    `json:"pass"`
-	Why          string  `json:"why,omitempty"`
+	// At the window's end, above the idle gateway (baseline) and ÷ N: the gateway's goroutines
+	// (go_goroutines) and open file descriptors (/proc/<pid>/fd).
+	Goroutines        float64 `json:"goroutines"`
+	GoroutinesPerCall float64 `json:"goroutines_per_call"`
+	FDs               int     `json:"fds"`
+	FDsPerCall        float64 `json:"fds_per_call"`
+	// Whether the gateway recorded the calls (false only in the recording-off run).
+	Recording bool `json:"recording"`
+	// The load side in the window: sbbench's own CPU (the RTP generator, the SIPp log tails and
+	// the scrapes) and how busy the load generators' cores were (SIPp included), as fractions
+	// of one core. A load core near 100% means the generator, not the gateway, set the limit.
+	Load loadUse `json:"load"`
+	Pass bool    `json:"pass"`
+	Why  string  `json:"why,omitempty"`
+}
+
+// idleBase is the idle gateway the per-call figures are taken above: read once on a fresh
+// gateway before its first step.
+type idleBase struct {
+	RSSKB      int64   `json:"rss_kb"`
+	Goroutines float64 `json:"goroutines"`
+	FDs        int     `json:"fds"`
 }
 
 // floorStep is the bare relay carrying the same load.
@@ -60,6 +80,9 @@ type floorStep struct {
 	CPUUsPerPacket float64      `json:"cpu_us_per_packet"`
 	RelayForwarded uint64       `json:"relay_forwarded"`
 	Gen            rtpgen.Stats `json:"generator"`
+	GenSocketDrops uint64       `json:"generator_socket_drops"`
+	GenSentPPS     float64      `json:"generator_sent_pps"`
+	Load           loadUse      `json:"load"`
 }
 
 const (
@@ -67,25 +90,30 @@ const (
 	cpuLimit     = 0.8
 )
 
-// runConcurrency steps the number of held calls up until a step fails (a failed call, loss ≥
-// 0.1 %, gateway CPU ≥ 80 % of its core) or the budget runs out.
+// runConcurrency steps the number of held calls up. A step fails on a failed call, loss ≥
+// 0.1 % or gateway CPU ≥ 80 % of its core; the steps go on past a failure up to -conc-table-to
+// calls (the per-step table shows where and how it breaks down), and stop at the first failure
+// above that, when the gateway exits, or when the budget runs out (leaving -reserve for the
+// steps after this one).
 func (b *bench) runConcurrency(ctx context.Context) error {
-	if err := b.idle(ctx, 180*time.Second); err != nil {
-		b.res.note("before the concurrency steps: %v", err)
-	}
-	rssBase, err := procstat.RSSKB(b.gw.pid)
+	base, err := b.idleBaseline(ctx)
 	if err != nil {
 		return err
 	}
-	b.res.RSSBaseKB = rssBase
+	b.res.RSSBaseKB = base.RSSKB
+	b.res.IdleBase = &base
+	failed := false
 	for i, n := range b.concSteps {
+		if failed && n > b.concTableTo {
+			break
+		}
 		ramp := time.Duration(n/b.concRate+1) * time.Second
-		if !b.fits(2*ramp + b.settle + b.concMeasure + 2*time.Minute) {
+		if !b.fits(2*ramp + b.settle + b.concMeasure + 2*time.Minute + b.reserve) {
 			b.res.note("concurrency steps from %d calls on skipped: the time budget", n)
 			break
 		}
 		b.logf("concurrency step %d calls (set up at %d/s)", n, b.concRate)
-		st, err := b.concStep(ctx, 50+i, n, rssBase)
+		st, err := b.concStep(ctx, 50+i, n, base)
 		if err != nil {
 			if b.gatewayAlive() != nil || ctx.Err() != nil {
 				return err
@@ -96,18 +124,51 @@ func (b *bench) runConcurrency(ctx context.Context) error {
 			}
 		}
 		b.res.Conc = append(b.res.Conc, st)
-		b.logf("  legs %d/%d, gateway CPU %.0f%%, %.0f packets/s forwarded, %.2f µs/packet, loss %.4f%% (socket drops %d), generator loss %.4f%%, RSS %.1f KiB/call: %s",
-			st.LegsStarted, 2*n, 100*st.GatewayCPU, st.ForwardedPPS, st.CPUUsPerPacket, st.LossPct, st.GatewaySocketDrops, st.GenLossPct, st.RSSKBPerCall, passText(st.Pass, st.Why))
-		if !st.Pass {
-			break
+		b.logStep(st)
+		if st.Pass && failed {
+			b.res.note("the %d-call step passed after a smaller step failed: concurrent_calls_max is the highest passing step, read the table", n)
 		}
+		failed = failed || !st.Pass
 	}
 	return nil
 }
 
-func (b *bench) concStep(ctx context.Context, tag, n int, rssBase int64) (concStep, error) {
-	st := concStep{Calls: n}
+func (b *bench) logStep(st concStep) {
+	b.logf("  legs %d/%d, gateway CPU %.0f%%, %.0f packets/s forwarded, %.2f µs/packet, loss %.4f%% (socket drops %d), generator loss %.4f%%, RSS %.1f KiB/call, %.2f goroutines/call, %.2f fds/call, generator CPU %.0f%% (load core %.0f%%): %s",
+		st.LegsStarted, 2*st.Calls, 100*st.GatewayCPU, st.ForwardedPPS, st.CPUUsPerPacket, st.LossPct, st.GatewaySocketDrops, st.GenLossPct, st.RSSKBPerCall,
+		st.GoroutinesPerCall, st.FDsPerCall, 100*st.Load.GeneratorCPU, 100*st.Load.CoreBusy, passText(st.Pass, st.Why))
+}
+
+// idleBaseline waits for the gateway to be idle and reads its memory, goroutines and
+// descriptors.
+func (b *bench) idleBaseline(ctx context.Context) (idleBase, error) {
+	var base idleBase
+	if err := b.idle(ctx, 180*time.Second); err != nil {
+		b.res.note("before the concurrency steps: %v", err)
+	}
+	var err error
+	if base.RSSKB, err = procstat.RSSKB(b.gw.pid); err != nil {
+		return base, err
+	}
+	if base.FDs, err = procstat.FDCount(b.gw.pid); err != nil {
+		return base, err
+	}
+	m, err := b.metrics(ctx)
+	if err != nil {
+		return base, err
+	}
+	base.Goroutines = m.Sum("go_goroutines", nil)
+	return base, nil
+}
+
+func (b *bench) concStep(ctx context.Context, tag, n int, base idleBase) (concStep, error) {
+	st := concStep{Calls: n, Recording: !b.noRecording}
+	// A directory of its own per step: the log tails below read SIPp's logs from their start,
+	// so an earlier step's lines must not be there (they would send media to old ports).
 	dir := filepath.Join(b.work, fmt.Sprintf("conc-%d", n))
+	if b.noRecording {
+		dir = filepath.Join(b.work, fmt.Sprintf("conc-norec-%d", n))
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return st, err
 	}
@@ -215,12 +276,13 @@ func (b *bench) concStep(ctx context.Context, tag, n int, rssBase int64) (concSt
 	sleepCtx(ctx, b.settle)
 	measure := min(b.concMeasure, time.Until(began.Add(hold-35*time.Second)))
 	if b.profile {
-		go b.saveProfile(ctx, filepath.Join(b.work, fmt.Sprintf("conc-%d.pprof", n)), int(min(10*time.Second, measure).Seconds()))
+		go b.saveProfile(ctx, filepath.Join(dir, "gateway.pprof"), int(min(10*time.Second, measure).Seconds()))
 	}
 	u0, err := readUsage(b.gw.pid)
 	if err != nil {
 		return st, b.gatewayAlive()
 	}
+	l0 := b.readLoad()
 	g0 := gen.Stats()
 	m0, err := b.metrics(ctx)
 	if err != nil {
@@ -231,6 +293,7 @@ func (b *bench) concStep(ctx context.Context, tag, n int, rssBase int64) (concSt
 	if err != nil {
 		return st, b.gatewayAlive()
 	}
+	st.Load = loadShare(l0, b.readLoad())
 	g1 := gen.Stats()
 	m1, err := b.metrics(ctx)
 	if err != nil {
@@ -248,6 +311,12 @@ func (b *bench) concStep(ctx context.Context, tag, n int, rssBase int64) (concSt
 		return st, b.gatewayAlive()
 	}
 	st.HeapMBInuse = m1.Sum("go_memstats_heap_inuse_bytes", nil) / (1 << 20)
+	st.Goroutines = m1.Sum("go_goroutines", nil)
+	st.GoroutinesPerCall = (st.Goroutines - base.Goroutines) / float64(n)
+	if st.FDs, err = procstat.FDCount(b.gw.pid); err != nil {
+		return st, b.gatewayAlive()
+	}
+	st.FDsPerCall = float64(st.FDs-base.FDs) / float64(n)
 
 	win := u1.wall.Sub(u0.wall)
 	st.WindowS = win.Seconds()
@@ -260,7 +329,7 @@ func (b *bench) concStep(ctx context.Context, tag, n int, rssBase int64) (concSt
 	if fwd > 0 {
 		st.CPUUsPerPacket = float64(cpu.Microseconds()) / fwd
 	}
-	st.RSSKBPerCall = float64(st.RSSKB-rssBase) / float64(n)
+	st.RSSKBPerCall = float64(st.RSSKB-base.RSSKB) / float64(n)
 
 	// Hang-ups: SIPp's BYEs, then the gateway closes the legs and counts their loss. The media
 	// runs until SIPp is done, so that no call ends on the gateway's media timeout instead.
@@ -319,9 +388,10 @@ func (b *bench) concStep(ctx context.Context, tag, n int, rssBase int64) (concSt
 	return st, b.gatewayAlive()
 }
 
-// runFloor runs the bare relay with the packet load of the largest passing concurrency step
-// (or of the first step when none passed), pinned where the gateway is.
-func (b *bench) runFloor(ctx context.Context) error {
+// sameN is the number of calls the comparisons run at: that of the gateway's best step (the
+// largest passing concurrency step, the one latest.json reports), or of the first step when
+// none passed; 0 when there was no step.
+func (b *bench) sameN() int {
 	n := 0
 	for _, s := range b.res.Conc {
 		if s.Pass {
@@ -331,6 +401,13 @@ func (b *bench) runFloor(ctx context.Context) error {
 	if n == 0 && len(b.res.Conc) > 0 {
 		n = b.res.Conc[0].Calls
 	}
+	return n
+}
+
+// runFloor runs the bare relay with the packet load of the gateway's best step (sameN),
+// pinned where the gateway is.
+func (b *bench) runFloor(ctx context.Context) error {
+	n := b.sameN()
 	if n == 0 {
 		return nil
 	}
@@ -339,23 +416,36 @@ func (b *bench) runFloor(ctx context.Context) error {
 		return nil
 	}
 	b.logf("floor: the bare relay with %d calls", n)
-	self, err := os.Executable()
+	st, err := b.floorAt(ctx, n)
 	if err != nil {
 		return err
+	}
+	b.res.Floor = &st
+	b.logf("  relay CPU %.0f%%, %.0f packets/s forwarded, %.2f µs/packet", 100*st.RelayCPU, st.ForwardedPPS, st.CPUUsPerPacket)
+	return nil
+}
+
+// floorAt runs the bare relay with n calls' load and measures it; it needs no gateway (it is
+// also `sbbench gencheck`).
+func (b *bench) floorAt(ctx context.Context, n int) (floorStep, error) {
+	var st floorStep
+	self, err := os.Executable()
+	if err != nil {
+		return st, err
 	}
 	cmd := b.pinned(b.gatewayCPUs, self, "relay", "-pairs", strconv.Itoa(n))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return err
+		return st, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return err
+		return st, err
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start relay: %w", err)
+		return st, fmt.Errorf("start relay: %w", err)
 	}
 	exited := make(chan error, 1)
 	lines := make(chan string, 16)
@@ -382,7 +472,7 @@ func (b *bench) runFloor(ctx context.Context) error {
 		select {
 		case l, ok := <-lines:
 			if !ok {
-				return fmt.Errorf("relay exited before it was ready")
+				return st, fmt.Errorf("relay exited before it was ready")
 			}
 			if l == "ready" {
 				ready = true
@@ -390,19 +480,19 @@ func (b *bench) runFloor(ctx context.Context) error {
 			}
 			var a, c int
 			if _, err := fmt.Sscanf(l, "%d %d", &a, &c); err != nil {
-				return fmt.Errorf("relay said %q", l)
+				return st, fmt.Errorf("relay said %q", l)
 			}
 			pairs = append(pairs, [2]int{a, c})
 		case <-timeout:
-			return fmt.Errorf("relay not ready after 30 s")
+			return st, fmt.Errorf("relay not ready after 30 s")
 		}
 	}
 	if len(pairs) != n {
-		return fmt.Errorf("relay gave %d pairs for %d calls", len(pairs), n)
+		return st, fmt.Errorf("relay gave %d pairs for %d calls", len(pairs), n)
 	}
 	gen, err := rtpgen.New(rtpgen.Options{}, 2*n)
 	if err != nil {
-		return err
+		return st, err
 	}
 	defer gen.Close()
 	gen.Run()
@@ -410,31 +500,34 @@ func (b *bench) runFloor(ctx context.Context) error {
 	legs := gen.Legs()
 	for i, p := range pairs {
 		if err := gen.Start(legs[i], netip.AddrPortFrom(lo, uint16(p[0]))); err != nil {
-			return err
+			return st, err
 		}
 		if err := gen.Start(legs[n+i], netip.AddrPortFrom(lo, uint16(p[1]))); err != nil {
-			return err
+			return st, err
 		}
 	}
 	sleepCtx(ctx, b.settle)
 	pid := cmd.Process.Pid
 	u0, err := readUsage(pid)
 	if err != nil {
-		return err
+		return st, err
 	}
+	l0 := b.readLoad()
 	g0 := gen.Stats()
 	sleepCtx(ctx, b.concMeasure)
 	u1, err := readUsage(pid)
 	if err != nil {
-		return err
+		return st, err
 	}
+	load := loadShare(l0, b.readLoad())
 	g1 := gen.Stats()
 	gen.StopSending()
-	st := floorStep{Calls: n, WindowS: u1.wall.Sub(u0.wall).Seconds()}
+	st = floorStep{Calls: n, WindowS: u1.wall.Sub(u0.wall).Seconds(), Load: load}
 	var cpu time.Duration
 	st.RelayCPU, cpu = share(u0, u1)
 	fwd := float64(g1.Received - g0.Received)
 	st.ForwardedPPS = fwd / st.WindowS
+	st.GenSentPPS = float64(g1.Sent-g0.Sent) / st.WindowS
 	if fwd > 0 {
 		st.CPUUsPerPacket = float64(cpu.Microseconds()) / fwd
 	}
@@ -452,9 +545,8 @@ func (b *bench) runFloor(ctx context.Context) error {
 		_, _ = fmt.Sscanf(l, "forwarded %d", &st.RelayForwarded)
 	}
 	st.Gen = gen.Stats()
-	b.res.Floor = &st
-	b.logf("  relay CPU %.0f%%, %.0f packets/s forwarded, %.2f µs/packet", 100*st.RelayCPU, st.ForwardedPPS, st.CPUUsPerPacket)
-	return nil
+	st.GenSocketDrops, _ = gen.Drops()
+	return st, nil
 }
 
 // removeRecordings deletes the WAV files of finished recordings, so that repeated steps do

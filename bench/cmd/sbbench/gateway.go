@@ -32,6 +32,7 @@ type gatewayConfig struct {
 	DeskPort    int
 	RTPMin      int
 	RTPMax      int
+	Recording   bool // recordings.enabled: off only in the recording-off step
 }
 
 // gatewayProc is the running `switchboard serve`.
@@ -99,7 +100,7 @@ func resetDatabase(ctx context.Context, url string) error {
 // core, then waits for /readyz.
 func (b *bench) startGateway(ctx context.Context) error {
 	var cfg gatewayConfig
-	cfg.DatabaseURL, cfg.Dir = b.dbURL, b.work
+	cfg.DatabaseURL, cfg.Dir, cfg.Recording = b.dbURL, b.work, !b.noRecording
 	for _, p := range []*int{&cfg.HTTPPort, &cfg.AdminPort, &cfg.SIPPort, &cfg.DeskPort} {
 		n, err := freePort()
 		if err != nil {

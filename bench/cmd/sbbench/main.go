@@ -3,6 +3,7 @@
 //
 //	sbbench run [flags]       start the gateway, run the steps, print the table, write the JSON
 //	sbbench relay -pairs N    the bare Go UDP relay (the floor), as a process of its own
+//	sbbench gencheck          the RTP generator against the bare relay alone: does it keep up?
 //
 // `run` expects a PostgreSQL cluster (scripts/bench.sh starts one) and a built gateway. It
 // drops and re-creates the database named in -database-url, starts `switchboard serve` pinned
@@ -11,7 +12,9 @@
 //
 //  1. concurrency: stepped numbers of held calls with RTP both ways from rtpgen and recording
 //     on (conc.go); loss from the gateway's RTP counters, CPU and RSS from /proc;
-//  2. the floor: the same packet load through bench/relay (conc.go);
+//  2. the comparisons, each at the N of the gateway's best step: the floor, the same packet
+//     load through bench/relay (conc.go); rtpengine when installed, driven through its ng
+//     control protocol (rtpengine.go); the gateway restarted with recording off (norec.go);
 //  3. calls per second: stepped rates of zero-length calls through the bridged line
 //     (cps.go); setup latency from SIPp's -trace_rtt, event → ticket lag from the gateway's
 //     histogram, tickets counted in the database. Last, because a rate past the limit leaves
@@ -44,7 +47,7 @@ var nan = math.NaN()
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: sbbench run [flags] | sbbench relay -pairs N")
+		fmt.Fprintln(os.Stderr, "usage: sbbench run [flags] | sbbench relay -pairs N | sbbench gencheck [-calls N,…]")
 		os.Exit(2)
 	}
 	var code int
@@ -53,6 +56,8 @@ func main() {
 		code = cmdRun(os.Args[2:], os.Stdout, os.Stderr)
 	case "relay":
 		code = cmdRelay(os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
+	case "gencheck":
+		code = cmdGencheck(os.Args[2:], os.Stdout, os.Stderr)
 	default:
 		fmt.Fprintf(os.Stderr, "sbbench: unknown command %q\n", os.Args[1])
 		code = 2
@@ -82,6 +87,11 @@ type bench struct {
 	concRate    int
 	concMeasure time.Duration
 	settle      time.Duration
+	concTableTo int           // keep stepping past a failure up to this many calls
+	reserve     time.Duration // left for the steps after the concurrency steps
+	rtpengine   string        // the peer's binary; "" or "off": not run
+	norec       bool          // run the recording-off step
+	noRecording bool          // the gateway being started records nothing
 
 	gw *gatewayProc
 	db *pgxpool.Pool
@@ -107,6 +117,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&b.concRate, "conc-rate", 100, "calls per second while a concurrency step ramps up")
 	fs.DurationVar(&b.concMeasure, "conc-measure", 15*time.Second, "measurement window of a concurrency step")
 	fs.DurationVar(&b.settle, "settle", 3*time.Second, "wait after media starts before measuring")
+	fs.IntVar(&b.concTableTo, "conc-table-to", 1500, "after a failed concurrency step, keep measuring the steps up to this many calls (the per-step table)")
+	fs.DurationVar(&b.reserve, "reserve", 5*time.Minute, "time the concurrency steps leave for the floor, rtpengine, the recording-off step and CPS")
+	fs.StringVar(&b.rtpengine, "rtpengine", "rtpengine", `rtpengine binary, run as the peer at the best step's N when found ("off": not run)`)
+	fs.BoolVar(&b.norec, "norec", true, "also run the gateway with recording off at the best step's N")
 	budget := fs.Duration("budget", 18*time.Minute, "stop starting steps that would end after this much time")
 	fs.BoolVar(&b.profile, "profile", false, "also save 10 s CPU profiles of the gateway (pprof) at the last CPS step and the largest concurrency step (they cost CPU: not for the recorded figures)")
 	quick := fs.Bool("quick", false, "development: short steps (5 s CPS steps, 5 s windows)")
@@ -128,6 +142,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	if *quick {
 		b.cpsSeconds, b.concMeasure, b.settle = 5, 5*time.Second, 2*time.Second
+		reserveSet := false
+		fs.Visit(func(f *flag.Flag) { reserveSet = reserveSet || f.Name == "reserve" })
+		if !reserveSet {
+			b.reserve = 2 * time.Minute
+		}
 	}
 	if b.root, err = filepath.Abs(*root); err != nil {
 		fmt.Fprintln(stderr, "sbbench run:", err)
@@ -197,6 +216,12 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	if err := b.runFloor(ctx); err != nil {
 		return fmt.Errorf("floor: %w", err)
+	}
+	if err := b.runRtpengine(ctx); err != nil {
+		return fmt.Errorf("rtpengine: %w", err)
+	}
+	if err := b.runNoRecording(ctx); err != nil {
+		return fmt.Errorf("recording off: %w", err)
 	}
 	if err := b.runCPS(ctx); err != nil {
 		return fmt.Errorf("calls per second: %w", err)

@@ -29,6 +29,10 @@ type latest struct {
 	RSSKBPerCall       float64 `json:"rss_kb_per_call"`
 	EventLagP50MS      float64 `json:"event_lag_p50_ms"`
 	EventLagP99MS      float64 `json:"event_lag_p99_ms"`
+	// Measured at the same number of calls as the figures above, in the same run (null when
+	// not measured): the gateway with recording off, rtpengine (when installed), and the
+	// gateway's CPU per packet as a multiple of the floor's and of rtpengine's.
+	peerSummary
 }
 
 // report is everything one run measured; the detail file holds all of it.
@@ -42,7 +46,10 @@ type report struct {
 	CPS          []cpsStep  `json:"cps_steps"`
 	Conc         []concStep `json:"concurrency_steps"`
 	Floor        *floorStep `json:"floor,omitempty"`
+	Rtpengine    *peerStep  `json:"rtpengine,omitempty"`
+	NoRec        *concStep  `json:"recording_off,omitempty"`
 	RSSBaseKB    int64      `json:"rss_idle_kb"`
+	IdleBase     *idleBase  `json:"idle_gateway,omitempty"`
 	Notes        []string   `json:"notes,omitempty"`
 	Summary      latest     `json:"summary"`
 	SummaryNotes []string   `json:"summary_notes,omitempty"`
@@ -102,6 +109,7 @@ func (r *report) summarize() {
 	if r.Floor != nil {
 		s.FloorCPUUsPerPkt = round(r.Floor.CPUUsPerPacket, 3)
 	}
+	s.peerSummary = r.peers(s)
 	r.Summary = s
 }
 
@@ -165,6 +173,7 @@ func (r *report) print(w io.Writer, b *bench) {
 		fmt.Fprintf(tw, "relay %d\t%d\t%.0f%%\t%.0f\t%.2f\t\t\t\t\t\t(the floor)\t\n", f.Calls, 2*f.Calls, 100*f.RelayCPU, f.ForwardedPPS, f.CPUUsPerPacket)
 	}
 	tw.Flush()
+	r.printPeers(w)
 	s := r.Summary
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -183,6 +192,9 @@ func (r *report) print(w io.Writer, b *bench) {
 		{"floor_cpu_us_per_packet", fmt.Sprintf("%.3f (bare Go UDP relay)", s.FloorCPUUsPerPkt)},
 		{"rss_kb_per_call", fmt.Sprintf("%.1f", s.RSSKBPerCall)},
 	} {
+		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
+	}
+	for _, row := range s.peerRows() {
 		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
 	}
 	tw.Flush()

@@ -1,0 +1,546 @@
+package ticketing
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
+)
+
+// Set-based application: a batch's reads happen before its rules run, one statement per kind
+// for the whole batch, so that the rules run in Go against what the batch already knows. What
+// the prefetch did not foresee (a rare rule, a merged ticket, a number held only as a shared
+// line) is read by the rule itself, as before, in the same transaction.
+
+// batchCall is one call of a batch: its locked row and its pending events.
+type batchCall struct {
+	c       *callRow
+	pending []pendingEvent
+	due     []pendingEvent
+}
+
+// loadBatch creates the batch's call rows that do not exist yet and locks them all, in id
+// order (the lock order of every engine transaction, so that two never deadlock), then reads
+// their pending events: three statements, whatever the number of calls.
+func loadBatch(ctx context.Context, tx *applyTx, callIDs []string) ([]*batchCall, error) {
+	ids := slices.Clone(callIDs)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	if _, err := tx.Tx.Exec(ctx, `INSERT INTO calls (id) SELECT unnest($1::text[]) ON CONFLICT (id) DO NOTHING`, ids); err != nil {
+		return nil, dbError("create calls", err)
+	}
+	rows, err := tx.Tx.Query(ctx, `SELECT `+callRowColumns+` FROM calls WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
+	if err != nil {
+		return nil, dbError("lock calls", err)
+	}
+	byID := map[string]*batchCall{}
+	for rows.Next() {
+		c, err := scanCall(rows, "")
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		byID[c.ID] = &batchCall{c: c}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, dbError("lock calls", err)
+	}
+	rows, err = tx.Tx.Query(ctx, `SELECT call_id, pos, body, received_at FROM (
+			SELECT call_id, pos, body, received_at, seq, row_number() OVER (PARTITION BY call_id ORDER BY seq) AS n
+			FROM call_events WHERE call_id = ANY($1) AND applied_at IS NULL) e
+		WHERE n <= 500 ORDER BY call_id, seq`, ids)
+	if err != nil {
+		return nil, dbError("pending events", err)
+	}
+	for rows.Next() {
+		var p pendingEvent
+		var callID string
+		var body []byte
+		if err := rows.Scan(&callID, &p.pos, &body, &p.receivedAt); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("ticketing: pending events: %w", err)
+		}
+		if err := json.Unmarshal(body, &p.event); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("ticketing: event %d: %w", p.pos, err)
+		}
+		if bc := byID[callID]; bc != nil {
+			bc.pending = append(bc.pending, p)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, dbError("pending events", err)
+	}
+	out := make([]*batchCall, 0, len(callIDs))
+	for _, id := range callIDs {
+		if bc := byID[id]; bc != nil {
+			out = append(out, bc)
+			delete(byID, id) // a call named twice is applied once
+		}
+	}
+	return out, nil
+}
+
+// prefetch reads, for the due events of the batch, what their rules will ask: the callers'
+// numbers (creating the missing users, PM-2), whether requesters are live, agents' names, the
+// state of the calls' tickets (locked), and which calls have their voice comment already.
+func (e *Engine) prefetch(ctx context.Context, tx *applyTx, calls []*batchCall) error {
+	var numbers []string
+	var users, agents, tickets []int64
+	var ended []string
+	for _, bc := range calls {
+		c := bc.c
+		tx.calls = append(tx.calls, c)
+		if c.RequesterID != nil {
+			users = append(users, *c.RequesterID)
+		}
+		if c.AgentID != nil {
+			agents = append(agents, *c.AgentID)
+		}
+		if c.TicketID != nil {
+			tickets = append(tickets, *c.TicketID)
+		}
+		for _, p := range bc.due {
+			ev := p.event
+			switch ev.Type {
+			case callevent.EventStarted:
+				number := ev.From
+				if ev.Direction == "outbound" {
+					number = ev.To
+					if ev.RequesterID > 0 {
+						continue
+					}
+				}
+				if norm, ok := e.store.callerNumber(number); ok {
+					numbers = append(numbers, norm)
+				}
+			case callevent.EventAnswered:
+				if ev.AgentID > 0 {
+					agents = append(agents, ev.AgentID)
+				}
+			case callevent.EventTransferred:
+				agents = append(agents, ev.ToAgentID)
+			case callevent.EventEnded:
+				ended = append(ended, c.ID)
+			}
+		}
+	}
+	if err := e.prefetchCallers(ctx, tx, numbers); err != nil {
+		return err
+	}
+	if err := tx.prefetchLiveUsers(ctx, users); err != nil {
+		return err
+	}
+	if err := tx.prefetchNames(ctx, agents); err != nil {
+		return err
+	}
+	if err := tx.prefetchAppendTargets(ctx, calls); err != nil {
+		return err
+	}
+	for _, c := range tx.candidates {
+		if c.lastCall != nil && c.lastCall.ticketID != nil {
+			tickets = append(tickets, *c.lastCall.ticketID) // TU-4's ticket
+		}
+	}
+	if err := tx.prefetchTickets(ctx, tickets); err != nil {
+		return err
+	}
+	return tx.prefetchVoiceComments(ctx, ended)
+}
+
+// prefetchCallers resolves every number of the batch at once: one read of the holders of all
+// of them, then one statement creating a user owning each number nobody holds (PM-2), in a
+// savepoint. When a concurrent transaction made one of those owners first, the insert fails
+// on the one-direct-owner index: it is rolled back and the numbers read again, so two calls
+// from one new number — in this batch or racing another — end with one user. A number whose
+// creation fails otherwise is left to the per-call resolution, which reports the error on its
+// own event.
+func (e *Engine) prefetchCallers(ctx context.Context, tx *applyTx, numbers []string) error {
+	slices.Sort(numbers)
+	numbers = slices.Compact(numbers)
+	for attempt := 0; len(numbers) > 0 && attempt < 5; attempt++ {
+		// The engine needs only who holds a number and how (resolveNumber's order); the
+		// rules read nothing else of the user.
+		rows, err := tx.Tx.Query(ctx, `SELECT i.value, i.line_type, u.id FROM user_identities i
+			JOIN users u ON u.id = i.user_id
+			WHERE i.value = ANY($1) AND u.deleted_at IS NULL AND u.merged_into_id IS NULL
+			ORDER BY i.value, i.line_type = 'direct' DESC, u.created_at DESC, u.id DESC`, numbers)
+		if err != nil {
+			return dbError("callers", err)
+		}
+		for rows.Next() {
+			var value string
+			var h Holder
+			if err := rows.Scan(&value, &h.LineType, &h.User.ID); err != nil {
+				rows.Close()
+				return fmt.Errorf("ticketing: callers: %w", err)
+			}
+			tx.holders[value] = append(tx.holders[value], h)
+			tx.live[h.User.ID] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return dbError("callers", err)
+		}
+		var missing []string
+		for _, n := range numbers {
+			if _, ok := tx.holders[n]; !ok {
+				missing = append(missing, n)
+			}
+		}
+		if len(missing) == 0 {
+			return nil
+		}
+		created, err := createCallers(ctx, tx.Tx, missing)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+			numbers = missing // another transaction created some: read them again
+			continue
+		}
+		if err != nil {
+			return nil // left to the per-call resolution
+		}
+		for n, id := range created {
+			tx.holders[n] = []Holder{{User: User{ID: id, Name: n}, LineType: LineDirect}}
+			tx.live[id], tx.newUsers[id] = true, true
+		}
+		return nil
+	}
+	return nil
+}
+
+// createCallers creates a user owning each number as a direct line (PM-2), in one statement
+// inside a savepoint, and returns number → user id.
+func createCallers(ctx context.Context, tx pgx.Tx, numbers []string) (map[string]int64, error) {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ticketing: savepoint: %w", err)
+	}
+	rows, err := sp.Query(ctx, `WITH u AS (
+			INSERT INTO users (name) SELECT n FROM unnest($1::text[]) WITH ORDINALITY AS v(n, o) ORDER BY o RETURNING id, name)
+		INSERT INTO user_identities (user_id, value, line_type, is_primary) SELECT id, name, 'direct', true FROM u
+		RETURNING user_id, value`, numbers)
+	created := map[string]int64{}
+	if err == nil {
+		for rows.Next() {
+			var id int64
+			var n string
+			if err = rows.Scan(&id, &n); err != nil {
+				break
+			}
+			created[n] = id
+		}
+		rows.Close()
+		if err == nil {
+			err = rows.Err()
+		}
+	}
+	if err != nil {
+		_ = sp.Rollback(ctx)
+		return nil, err
+	}
+	if err := sp.Commit(ctx); err != nil {
+		return nil, dbError("release savepoint", err)
+	}
+	return created, nil
+}
+
+// cachedResolution is resolveNumber from the batch's prefetch: the owner (PM-1, or PM-2 when
+// the prefetch created it) or, under most_recent_contact, the most recent shared holder. It
+// reports false when the rule needs the database (PM-9 create_user, a number not prefetched).
+func (t *applyTx) cachedResolution(norm string, st Settings, r *Resolution) bool {
+	hs, ok := t.holders[norm]
+	if !ok || len(hs) == 0 || !(hs[0].LineType == LineDirect || st.UnownedNumberPolicy == UnownedMostRecentContact) {
+		return false
+	}
+	if len(hs) == 1 && t.newUsers[hs[0].User.ID] {
+		u := hs[0].User
+		r.Requester, r.Created, r.Rule, r.Candidates = &u, true, "PM-2", hs
+		return true
+	}
+	pickHolder(r, slices.Clone(hs))
+	return true
+}
+
+// prefetchLiveUsers learns which of the batch's requesters are live (not merged, not deleted).
+func (t *applyTx) prefetchLiveUsers(ctx context.Context, ids []int64) error {
+	ids = t.unknown(ids, func(id int64) bool { return t.live[id] })
+	if len(ids) == 0 {
+		return nil
+	}
+	rows, err := t.Tx.Query(ctx, `SELECT id FROM users WHERE id = ANY($1) AND deleted_at IS NULL AND merged_into_id IS NULL`, ids)
+	if err != nil {
+		return dbError("live users", err)
+	}
+	live, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return dbError("live users", err)
+	}
+	for _, id := range live {
+		t.live[id] = true
+	}
+	return nil
+}
+
+// prefetchNames reads the names of the batch's agents (the voice comment's "Answered by").
+func (t *applyTx) prefetchNames(ctx context.Context, ids []int64) error {
+	ids = t.unknown(ids, func(id int64) bool { _, ok := t.names[id]; return ok })
+	if len(ids) == 0 {
+		return nil
+	}
+	rows, err := t.Tx.Query(ctx, `SELECT id, name FROM users WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return dbError("agent names", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var name string
+		if err := rows.Scan(&id, &name); err != nil {
+			return dbError("agent names", err)
+		}
+		t.names[id] = name
+	}
+	return dbError("agent names", rows.Err())
+}
+
+// prefetchTickets locks the batch's calls' tickets, in id order, and learns their status and
+// whether they were merged (TU-6).
+func (t *applyTx) prefetchTickets(ctx context.Context, ids []int64) error {
+	ids = t.unknown(ids, func(id int64) bool { _, ok := t.ticketState[id]; return ok })
+	if len(ids) == 0 {
+		return nil
+	}
+	rows, err := t.Tx.Query(ctx, `SELECT id, status, merged_into_id FROM tickets WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
+	if err != nil {
+		return dbError("lock tickets", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var s ticketState
+		if err := rows.Scan(&id, &s.status, &s.merged); err != nil {
+			return dbError("lock tickets", err)
+		}
+		t.ticketState[id] = s
+	}
+	return dbError("lock tickets", rows.Err())
+}
+
+// prefetchVoiceComments learns which of the calls ending in this batch have their voice
+// comment stored already (a replayed call.ended writes it once).
+func (t *applyTx) prefetchVoiceComments(ctx context.Context, callIDs []string) error {
+	if len(callIDs) == 0 {
+		return nil
+	}
+	rows, err := t.Tx.Query(ctx, `SELECT DISTINCT call_id FROM ticket_comments WHERE call_id = ANY($1) AND type = 'VoiceComment'`, callIDs)
+	if err != nil {
+		return dbError("voice comments", err)
+	}
+	have, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return dbError("voice comments", err)
+	}
+	for _, id := range callIDs {
+		t.voiceKnown[id] = false
+	}
+	for _, id := range have {
+		t.voiceKnown[id] = true
+	}
+	return nil
+}
+
+// unknown returns the distinct ids that known does not answer.
+func (t *applyTx) unknown(ids []int64, known func(int64) bool) []int64 {
+	var out []int64
+	for _, id := range ids {
+		if !known(id) {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// userName returns a user's name, from the batch's prefetch when it has it; false when the
+// user does not exist.
+func (t *applyTx) userName(ctx context.Context, id int64) (string, bool) {
+	if n, ok := t.names[id]; ok {
+		return n, true
+	}
+	var name string
+	if err := t.QueryRow(ctx, `SELECT name FROM users WHERE id = $1`, id).Scan(&name); err != nil {
+		return "", false
+	}
+	t.names[id] = name
+	return name, true
+}
+
+// liveRequester is liveRequester with the batch's knowledge of live users.
+func (e *Engine) liveRequester(ctx context.Context, tx *applyTx, id int64) (int64, error) {
+	if tx.live[id] {
+		return id, nil
+	}
+	return liveRequester(ctx, tx, id)
+}
+
+// appendCandidates is what the batch read of a requester's tickets and calls for the append
+// rules (TU-1, TU-4): their unsolved voice tickets, most recently updated first, and their most
+// recently ended call that is not in the batch.
+type appendCandidates struct {
+	tickets  []candidateTicket
+	lastCall *prevCall
+}
+
+type candidateTicket struct {
+	id    int64
+	queue *string
+}
+
+type prevCall struct {
+	id       string
+	ticketID *int64
+	duration int64
+	endedAt  time.Time
+}
+
+// prefetchAppendTargets reads, for every requester of the batch that predates it, the
+// candidates of TU-1 and TU-4 in two statements. A requester the batch created has none.
+func (t *applyTx) prefetchAppendTargets(ctx context.Context, calls []*batchCall) error {
+	var ids []int64
+	var callIDs []string
+	for _, bc := range calls {
+		callIDs = append(callIDs, bc.c.ID)
+		if bc.c.RequesterID != nil {
+			ids = append(ids, *bc.c.RequesterID)
+		}
+	}
+	for _, hs := range t.holders {
+		for _, h := range hs {
+			ids = append(ids, h.User.ID)
+		}
+	}
+	var want []int64
+	for _, id := range ids {
+		if _, ok := t.candidates[id]; ok || !t.live[id] {
+			continue // read already, or not known live (liveRequester reads it, and the rules the database)
+		}
+		t.candidates[id] = &appendCandidates{}
+		if !t.newUsers[id] {
+			want = append(want, id)
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	ids = want
+	rows, err := t.Tx.Query(ctx, `SELECT requester_id, id, queue_name FROM tickets
+		WHERE requester_id = ANY($1) AND status IN ('new', 'open', 'pending', 'hold') AND merged_into_id IS NULL
+		  AND via_channel IN ('voice', 'voicemail')
+		ORDER BY requester_id, updated_at DESC, id DESC`, ids)
+	if err != nil {
+		return dbError("unsolved tickets", err)
+	}
+	for rows.Next() {
+		var req int64
+		var ct candidateTicket
+		if err := rows.Scan(&req, &ct.id, &ct.queue); err != nil {
+			rows.Close()
+			return dbError("unsolved tickets", err)
+		}
+		t.candidates[req].tickets = append(t.candidates[req].tickets, ct)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return dbError("unsolved tickets", err)
+	}
+	rows, err = t.Tx.Query(ctx, `SELECT DISTINCT ON (requester_id) requester_id, id, ticket_id, duration, ended_at FROM calls
+		WHERE requester_id = ANY($1) AND ended_at IS NOT NULL AND id <> ALL($2)
+		ORDER BY requester_id, ended_at DESC`, ids, callIDs)
+	if err != nil {
+		return dbError("previous calls", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var req int64
+		var pc prevCall
+		if err := rows.Scan(&req, &pc.id, &pc.ticketID, &pc.duration, &pc.endedAt); err != nil {
+			return dbError("previous calls", err)
+		}
+		t.candidates[req].lastCall = &pc
+	}
+	return dbError("previous calls", rows.Err())
+}
+
+// batchAppendTarget is findAppendTarget from what the batch knows: the candidates it read
+// before the rules ran, the tickets it made and its calls' rows as the rules left them. It
+// answers what the queries of findAppendTarget would, and reports handled false when it cannot
+// (the batch ran a statement it does not model, the requester was not read, the callback
+// ticket is unknown): then the queries run.
+func (e *Engine) batchAppendTarget(tx *applyTx, c *callRow, st Settings, requester int64) (id int64, ok, handled bool) {
+	cands := tx.candidates[requester]
+	if cands == nil || tx.untracked {
+		return 0, false, false
+	}
+	if st.CallbackAppendWindow > 0 {
+		// TU-4: the caller's most recent earlier call, ended by the time this one started.
+		started := derefTime(c.StartedAt)
+		var prev *prevCall
+		if pc := cands.lastCall; pc != nil {
+			if pc.endedAt.After(started) {
+				return 0, false, false // an older call may be the one: ask the database
+			}
+			prev = pc
+		}
+		for _, d := range tx.calls {
+			if d.RequesterID == nil || *d.RequesterID != requester || d.ID == c.ID || d.EndedAt == nil || d.EndedAt.After(started) {
+				continue
+			}
+			if prev == nil || !d.EndedAt.Before(prev.endedAt) {
+				prev = &prevCall{id: d.ID, ticketID: d.TicketID, duration: d.D.Duration, endedAt: *d.EndedAt}
+			}
+		}
+		if prev != nil && prev.ticketID != nil {
+			inTime := st.CallbackMaxDelay == 0 || started.Sub(prev.endedAt) <= st.CallbackMaxDelay.Duration()
+			if inTime && time.Duration(prev.duration)*time.Second < st.CallbackAppendWindow.Duration() {
+				if tx.tickets[*prev.ticketID] != nil {
+					return *prev.ticketID, true, true // the batch's tickets are never merged or closed
+				}
+				ts, known := tx.ticketState[*prev.ticketID]
+				if !known || ts.merged != nil {
+					return 0, false, false
+				}
+				if ts.status != StatusClosed {
+					return *prev.ticketID, true, true
+				}
+			}
+		}
+	}
+	// TU-1: the most recently updated unsolved ticket of this requester, same queue: one the
+	// batch made (updated last), else the first candidate read.
+	sameQueue := func(q *string) bool { return (q == nil) == (c.Queue == nil) && deref(q) == deref(c.Queue) }
+	var best *batchTicket
+	for _, bt := range tx.created {
+		if bt.RequesterID == requester && sameQueue(bt.Queue) && (best == nil || bt.touched > best.touched) {
+			best = bt
+		}
+	}
+	if best != nil {
+		return best.ID, true, true
+	}
+	for _, ct := range cands.tickets {
+		if sameQueue(ct.queue) {
+			return ct.id, true, true
+		}
+	}
+	return 0, false, true
+}
