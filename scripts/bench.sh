@@ -23,7 +23,14 @@ started_pg=
 scripts/pg.sh status .data/pgbench 2>/dev/null || started_pg=1
 stop_pg() { if [ -n "$started_pg" ]; then scripts/pg.sh stop .data/pgbench || true; fi; }
 trap stop_pg EXIT
-url=$(scripts/pg.sh start .data/pgbench switchboard_bench)
+# pg_stat_statements (shipped with Debian's postgresql) for the PostgreSQL profile of each CPS
+# step (BENCHMARKS.md). A cluster left running by an earlier run without it is restarted.
+pg_opts="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
+if [ -z "$started_pg" ] && ! grep -q pg_stat_statements .data/pgbench/data/postmaster.opts 2>/dev/null; then
+  scripts/pg.sh stop .data/pgbench
+  started_pg=1
+fi
+url=$(SWITCHBOARD_PG_OPTS="$pg_opts" scripts/pg.sh start .data/pgbench switchboard_bench)
 
 # The gateway (and the relay) on core 0; SIPp, the RTP generator and sbbench on core 1.
 gw_cpus=0 load_cpus=1

@@ -7,6 +7,9 @@
 #   scripts/pg.sh url DIR DBNAME     print the DATABASE_URL of a running cluster
 #   scripts/pg.sh status DIR         exit 0 when the cluster in DIR is running
 #
+# SWITCHBOARD_PG_OPTS adds server options at start (e.g. the benchmark's
+# "-c shared_preload_libraries=pg_stat_statements"); a cluster already running keeps its own.
+#
 # The cluster listens on a Unix socket in DIR/run and on a free loopback port, with trust
 # authentication for the superuser "postgres" (it is reachable only from this machine and
 # holds nothing but development or test data). PostgreSQL refuses to run as root, so as root
@@ -95,7 +98,7 @@ cmd_start() {
       port=$(pick_port)
       as_owner sh -c "echo $port > '$dir/port'"
       if as_owner "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-          -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/run -c fsync=on -c max_connections=200" \
+          -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/run -c fsync=on -c max_connections=200 ${SWITCHBOARD_PG_OPTS:-}" \
           start >/dev/null; then
         break
       fi

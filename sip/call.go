@@ -420,42 +420,56 @@ func (c *Call) stamp(e callevent.Event) callevent.Event {
 }
 
 // runEmitter delivers a call's events in seq order, each with a bounded context, until
-// call.ended was delivered.
+// call.ended was delivered. Events queued together go in one EmitBatch when the sink has it
+// (the event log: one wait for its group commit instead of one per event).
 func (c *Call) runEmitter(done chan<- struct{}) {
 	defer close(done)
+	bs, batched := c.s.opts.Sink.(BatchSink)
 	for {
 		batch, ok := c.events.next()
 		if !ok {
 			return
 		}
+		if batched && len(batch) > 1 {
+			c.deliver(batch, func(ctx context.Context) error { return bs.EmitBatch(ctx, batch) })
+			continue
+		}
 		for _, e := range batch {
-			c.deliver(e)
+			c.deliver([]callevent.Event{e}, func(ctx context.Context) error { return c.s.opts.Sink.Emit(ctx, e) })
 		}
 	}
 }
 
-// deliver hands one event to the sink.
-func (c *Call) deliver(e callevent.Event) {
+// BatchSink is a Sink that also takes several events of one call at once, in order, and
+// returns once all are durable (the event log's EmitBatch).
+type BatchSink interface {
+	EmitBatch(ctx context.Context, events []callevent.Event) error
+}
+
+// deliver hands events to the sink with emit.
+func (c *Call) deliver(events []callevent.Event, emit func(context.Context) error) {
 	if c.s.opts.Sink == nil {
 		return
 	}
-	// A call's record must never be lost: a sink that did not take the event within
+	// A call's record must never be lost: a sink that did not take the events within
 	// EmitTimeout is asked again (the event id makes a repeat harmless), for up to ten
 	// minutes. This goroutine is the call's emitter only: SIP never waits on it.
 	deadline := time.Now().Add(10 * time.Minute)
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.EmitTimeout)
-		err := c.s.opts.Sink.Emit(ctx, e)
+		err := emit(ctx)
 		cancel()
 		if err == nil {
 			return
 		}
 		if !errors.Is(err, context.DeadlineExceeded) || time.Now().After(deadline) {
 			// Only slowness is worth waiting out; a sink that refuses (closed) will not change.
-			c.s.log.Error("sip: event lost", "call_id", c.id, "type", e.Type, "attempts", attempt, "error", err)
+			for _, e := range events {
+				c.s.log.Error("sip: event lost", "call_id", c.id, "type", e.Type, "attempts", attempt, "error", err)
+			}
 			return
 		}
-		c.s.log.Warn("sip: emit event, retrying", "call_id", c.id, "type", e.Type, "attempt", attempt, "error", err)
+		c.s.log.Warn("sip: emit events, retrying", "call_id", c.id, "events", len(events), "first", events[0].Type, "attempt", attempt, "error", err)
 		time.Sleep(min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second))
 	}
 }
@@ -625,11 +639,16 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
 		return
 	}
+	// The context exists before the call is among s.calls: Close hangs up (cancels) every call
+	// there, even one admitted a moment ago and not yet running. Its deferred cancel below
+	// releases it however the call ends.
+	c.ctx, c.cancel = context.WithCancelCause(s.ctx)
 	s.calls[c] = struct{}{}
 	s.trunkCalls[trunk.Name]++
 	s.addDialogLocked(l)
 	s.callsWG.Add(1)
 	s.mu.Unlock()
+	settled := true // false once runCall handed the call's callsWG.Done to settle's goroutine
 	defer func() {
 		s.removeDialog(l) // a no-op once the leg ended; needed when admission failed below
 		s.mu.Lock()
@@ -638,7 +657,10 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 			delete(s.trunkCalls, trunk.Name)
 		}
 		s.mu.Unlock()
-		s.callsWG.Done()
+		c.cancel(causeLocalHangup)
+		if settled {
+			s.callsWG.Done()
+		}
 	}()
 
 	// An offer must be answerable before we take the call on: codecs, and a port for our RTP.
@@ -654,7 +676,6 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		return
 	}
 
-	c.ctx, c.cancel = context.WithCancelCause(s.ctx)
 	if !tx.OnCancel(func(*sip.Request) {
 		// sipgo answered the CANCEL with 200 and the INVITE with 487 (RFC 3261 §9.2).
 		s.m.responses.WithLabelValues("487").Inc()
@@ -666,11 +687,13 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 	}) {
 		l.end(causeCancelled)
 	}
-	s.runCall(c, line)
+	settled = !s.runCall(c, line)
 }
 
-// runCall runs a call to its end on the current goroutine.
-func (s *Server) runCall(c *Call, line Line) {
+// runCall runs a call to its end on the current goroutine. It returns true when the call's
+// events are still being delivered by settle's goroutine, which then owns the call's
+// callsWG.Done; the caller frees the call's slot either way.
+func (s *Server) runCall(c *Call, line Line) (settling bool) {
 	s.m.callsActive.WithLabelValues(c.direction).Inc()
 	emitDone := make(chan struct{})
 	go c.runEmitter(emitDone)
@@ -764,20 +787,57 @@ func (s *Server) runCall(c *Call, line Line) {
 	s.m.callsActive.WithLabelValues(c.direction).Dec()
 	s.m.countEnd(c.direction, c.trunk, outcome)
 	c.emitEnded(c.endedEvent(outcome, end))
-	<-emitDone
-	if s.opts.OnCallEnd != nil {
-		sum := CallSummary{CallID: c.id, Outcome: outcome}
-		c.carrier.mu.Lock()
-		sum.Carrier = c.carrier.stats
-		c.carrier.mu.Unlock()
-		for _, l := range legs {
-			l.mu.Lock()
-			sum.Outbound = append(sum.Outbound, l.stats)
-			l.mu.Unlock()
+	return s.settle(emitDone, func() {
+		if s.opts.OnCallEnd != nil {
+			sum := CallSummary{CallID: c.id, Outcome: outcome}
+			c.carrier.mu.Lock()
+			sum.Carrier = c.carrier.stats
+			c.carrier.mu.Unlock()
+			for _, l := range legs {
+				l.mu.Lock()
+				sum.Outbound = append(sum.Outbound, l.stats)
+				l.mu.Unlock()
+			}
+			s.opts.OnCallEnd(sum)
 		}
-		s.opts.OnCallEnd(sum)
+		s.log.Info("sip: call ended", "call_id", c.id, "outcome", outcome, "cause", fmt.Sprint(cause), "error", err)
+	})
+}
+
+// settle runs once a call ended and its last events are queued (call.ended, and
+// call.recording_ready once the recording's file is closed: local disk work, never the
+// database). The call's signalling is over; what is left is handing its events to the Sink,
+// which may wait on a database commit (the event log's group commit, up to its write
+// timeout) — and a slot of max_calls must not wait on a database. So the wait goes to a
+// goroutine, and the caller frees the slot at once: settle returns true, and the goroutine
+// runs then and callsWG.Done once the events were taken (Drain and Close still wait for
+// every call's events). At most SettleBacklog calls settle in the background; past that
+// (the sink stalls for long) the call waits here and keeps its slot, so memory stays bounded
+// and new calls get 503 rather than piling up events nobody takes. The events themselves
+// are never dropped (Call.deliver).
+func (s *Server) settle(emitDone <-chan struct{}, then func()) (settling bool) {
+	select {
+	case <-emitDone:
+		then()
+		return false
+	default:
 	}
-	s.log.Info("sip: call ended", "call_id", c.id, "outcome", outcome, "cause", fmt.Sprint(cause), "error", err)
+	select {
+	case s.settleSlots <- struct{}{}: // a nil channel (SettleBacklog < 0) never takes
+	default:
+		<-emitDone
+		then()
+		return false
+	}
+	s.m.settling.Inc()
+	go func() {
+		<-emitDone
+		<-s.settleSlots
+		s.m.settling.Dec()
+		then()
+		s.callsWG.Done()
+	}()
+	return true
 }
 
 // noteFarFinal records the far end's final response to the INVITE of an outbound call (one

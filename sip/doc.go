@@ -94,6 +94,9 @@
 //     clock) and call.recording_ready go to the Sink from a per-call queue, so SIP handling
 //     never waits on it. The queue has no fixed size and never drops an event: it is bounded by
 //     the call, which ends with call.ended and, when recorded, call.recording_ready (events.go).
+//     A call frees its place in MaxCalls at hang-up, before the Sink has taken its last events
+//     (Server.settle): at most SettleBacklog ended calls wait on the Sink so; Drain and Close
+//     wait for them.
 //   - Registrar (registrar.go, contact.go): REGISTER is digest-authenticated against the
 //     agent's credentials; a Contact is bound only when it is an IP literal that is the
 //     REGISTER's source address, in RegistrarOptions.PhoneNetworks, or a private address of a

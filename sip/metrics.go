@@ -23,6 +23,9 @@ type metrics struct {
 	// than a trunk label on switchboard_calls_total, whose label set dashboards and alerts sum
 	// over (and which also counts calls that never reached a trunk).
 	trunkCalls *prometheus.CounterVec
+	// settling is switchboard_sip_calls_settling: ended calls whose events the sink has not
+	// taken yet (Server.settle). Their max_calls slot is free already.
+	settling prometheus.Gauge
 }
 
 // Security event types of switchboard_security_events_total.
@@ -94,6 +97,10 @@ func newMetrics(reg prometheus.Registerer, trunks []string) (*metrics, error) {
 			Name: "switchboard_trunk_calls_total",
 			Help: "Calls ended that went over a trunk, by trunk, direction and outcome.",
 		}, []string{"trunk", "direction", "outcome"}),
+		settling: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchboard_sip_calls_settling",
+			Help: "Ended calls whose events the event log has not acknowledged yet (their max_calls slot is already free).",
+		}),
 	}
 	for _, d := range directions {
 		m.callsActive.WithLabelValues(d)
@@ -120,7 +127,7 @@ func newMetrics(reg prometheus.Registerer, trunks []string) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.callsActive, m.callsTotal, m.callSetup, m.requests, m.responses, m.securityEvent, m.orphanByes, m.trunkCalls} {
+	for _, c := range []prometheus.Collector{m.callsActive, m.callsTotal, m.callSetup, m.requests, m.responses, m.securityEvent, m.orphanByes, m.trunkCalls, m.settling} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -111,6 +111,12 @@ type Options struct {
 	// EmitTimeout bounds one Sink.Emit call so a slow sink never stalls SIP. 0 takes
 	// DefaultEmitTimeout (2 s).
 	EmitTimeout time.Duration
+	// SettleBacklog bounds the ended calls whose events are still being handed to the Sink
+	// after their max_calls slot was freed (a slow database must not hold slots: call.ended
+	// and call.recording_ready are delivered in the background). Past it, a call keeps its slot
+	// until its events are taken, so memory stays bounded however long the sink stalls.
+	// 0 takes DefaultSettleBacklog; negative keeps every slot until its events are taken.
+	SettleBacklog int
 	// Registerer receives the SIP metrics (docs/metrics.md); nil registers nothing.
 	Registerer prometheus.Registerer
 	// Logger; nil discards.
@@ -218,6 +224,7 @@ const (
 	DefaultT1                = 500 * time.Millisecond
 	DefaultAnswerAckTimeout  = 5 * time.Second
 	DefaultEmitTimeout       = 2 * time.Second
+	DefaultSettleBacklog     = 10000
 	DefaultRequestsPerSecond = 20
 	DefaultBurst             = 40
 	DefaultUserAgent         = "Switchboard"
@@ -243,6 +250,7 @@ func DefaultOptions() Options {
 		MediaTimeout:      media.DefaultMediaTimeout,
 		HoldTimeout:       media.DefaultHoldTimeout,
 		EmitTimeout:       DefaultEmitTimeout,
+		SettleBacklog:     DefaultSettleBacklog,
 		UserAgent:         DefaultUserAgent,
 	}
 }

@@ -115,11 +115,14 @@ func (s *Server) Originate(ctx context.Context, opts OriginateOptions) (*Call, e
 }
 
 func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
+	settling := false // settle's goroutine owns callsWG.Done once set
 	defer func() {
 		s.mu.Lock()
 		delete(s.calls, c)
 		s.mu.Unlock()
-		s.callsWG.Done()
+		if !settling {
+			s.callsWG.Done()
+		}
 	}()
 	s.m.callsActive.WithLabelValues(c.direction).Inc()
 	emitDone := make(chan struct{})
@@ -194,18 +197,20 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 	s.m.callsActive.WithLabelValues(c.direction).Dec()
 	s.m.countEnd(c.direction, c.trunk, outcome)
 	c.emitEnded(c.endedEvent(outcome, end))
-	<-emitDone
+	// The call is over for its caller now (its events may still be on their way: settle).
 	if opts.Ended != nil {
 		opts.Ended()
 	}
-	if s.opts.OnCallEnd != nil {
-		sum := CallSummary{CallID: c.id, Outcome: outcome}
-		for _, l := range legs {
-			l.mu.Lock()
-			sum.Outbound = append(sum.Outbound, l.stats)
-			l.mu.Unlock()
+	settling = s.settle(emitDone, func() {
+		if s.opts.OnCallEnd != nil {
+			sum := CallSummary{CallID: c.id, Outcome: outcome}
+			for _, l := range legs {
+				l.mu.Lock()
+				sum.Outbound = append(sum.Outbound, l.stats)
+				l.mu.Unlock()
+			}
+			s.opts.OnCallEnd(sum)
 		}
-		s.opts.OnCallEnd(sum)
-	}
-	s.log.Info("sip: outbound call ended", "call_id", c.id, "outcome", outcome, "error", err, "after", end.Sub(c.received))
+		s.log.Info("sip: outbound call ended", "call_id", c.id, "outcome", outcome, "error", err, "after", end.Sub(c.received))
+	})
 }

@@ -78,8 +78,8 @@ func (c *Call) startRecording(ep *media.Endpoint) {
 
 // finishRecording runs once the call ended and call.ended is queued: it waits for a recording
 // still being set up, closes it, and queues call.recording_ready as the call's last event.
-// It runs on the call's goroutine (the call keeps its slot until its record is complete) and
-// closes the event queue either way.
+// It runs on the call's goroutine (the call keeps its slot until its recording is closed:
+// local disk work, its row follows in the background) and closes the event queue either way.
 func (c *Call) finishRecording() {
 	c.mu.Lock()
 	c.recEnded = true

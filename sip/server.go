@@ -81,11 +81,16 @@ type Server struct {
 	trunkCalls map[string]int
 	listeners  []io.Closer
 	addrs      map[string]netip.AddrPort // "udp", "tcp", "tls" → bound address
-	callsWG    sync.WaitGroup
-	serveWG    sync.WaitGroup
-	ctx        context.Context
-	cancel     context.CancelCauseFunc
-	started    bool
+	// callsWG counts the calls admitted and not yet settled: a call leaves it once its events
+	// were taken by the Sink, which may be after its slot in calls was freed (settle).
+	callsWG sync.WaitGroup
+	// settleSlots bounds the ended calls whose events are delivered in the background
+	// (Options.SettleBacklog); nil when every call keeps its slot until its events are taken.
+	settleSlots chan struct{}
+	serveWG     sync.WaitGroup
+	ctx         context.Context
+	cancel      context.CancelCauseFunc
+	started     bool
 }
 
 // New validates opts, applies defaults and builds a Server. Nothing listens until Start.
@@ -121,6 +126,9 @@ func New(opts Options) (*Server, error) {
 	opts.AnswerAckTimeout = min(opts.AnswerAckTimeout, opts.AckTimeout)
 	if opts.EmitTimeout <= 0 {
 		opts.EmitTimeout = DefaultEmitTimeout
+	}
+	if opts.SettleBacklog == 0 {
+		opts.SettleBacklog = DefaultSettleBacklog
 	}
 	if opts.RateLimit.Burst <= 0 {
 		opts.RateLimit.Burst = DefaultBurst
@@ -167,6 +175,9 @@ func New(opts Options) (*Server, error) {
 		trunkCalls: map[string]int{},
 		trunkCPS:   map[string]*rate.Limiter{},
 		addrs:      map[string]netip.AddrPort{},
+	}
+	if opts.SettleBacklog > 0 {
+		s.settleSlots = make(chan struct{}, opts.SettleBacklog)
 	}
 	if _, err := rand.Read(s.secret[:]); err != nil {
 		return nil, fmt.Errorf("sip: nonce secret: %w", err)
@@ -367,8 +378,9 @@ func (s *Server) StopAccepting() {
 	s.mu.Unlock()
 }
 
-// Drain stops accepting calls and waits until every live call has ended or ctx is done; it
-// returns ctx's error in the latter case (the caller then calls Close, which hangs up the rest).
+// Drain stops accepting calls and waits until every live call has ended and its events were
+// taken by the Sink, or ctx is done; it returns ctx's error in the latter case (the caller
+// then calls Close, which hangs up the rest).
 func (s *Server) Drain(ctx context.Context) error {
 	s.StopAccepting()
 	done := make(chan struct{})

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -148,5 +150,87 @@ func TestEndToEnd_VoicemailDuringDatabaseOutage(t *testing.T) {
 	awaitNoPendingRows(t, g)
 	if _, served := g.recordingOf("+15550100"); !bytes.Equal(served, onDisk) {
 		t.Errorf("GET /recordings/{id} served %d bytes, the message written during the outage has %d", len(served), len(onDisk))
+	}
+}
+
+// Issue 17, end to end through the real binary: PostgreSQL answers, but slowly — every message
+// the gateway sends it is held back 400 ms by the proxy, so each commit of the event log takes
+// about a second — while SIPp places six calls to the bridged line (+15550197, SIPp's desk
+// answers), two at a time back to back, with sip.max_calls 2. Every call is set up, answered
+// and hung up by SIPp without a 503: a call's place is free at its BYE, not once the event log
+// has committed its last events (before, each call kept its place until then and the next
+// INVITE got 503, failing SIPp). The rules engine, on the same slow database, falls behind and
+// the backlog gauges say so; once the database is fast again it catches up: every call becomes
+// an ended call record with its ticket and recording, and the backlog gauge reads 0.
+func TestEndToEnd_SlowDatabaseHoldsNoCallPlaceAndEveryCallGetsItsTicket(t *testing.T) {
+	requireSipp(t)
+	db := pgtest.EmptyURL(t)
+	u, err := url.Parse(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := pgtest.NewProxy(t, u.Host)
+	u.Host = proxy.Addr()
+	path, base, sipPort, deskPort, dir := writeGatewayConfig(t, u.String())
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(b), "sip:\n  listen:", "sip:\n  max_calls: 2\n  listen:", 1)
+	if cfg == string(b) {
+		t.Fatal("the harness configuration no longer has sip.listen")
+	}
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir}
+	g.launch(binary(t), path)
+
+	proxy.Slow(400 * time.Millisecond)
+	const calls = 6
+	desk := startSippN(t, "desk_echo.xml", nil, calls, 120*time.Second, "-p", strconv.Itoa(deskPort), "-rtp_echo")
+	carrier := startSippN(t, "carrier_rtp.xml", nil, calls, 120*time.Second, "-s", "+15550197", "-l", "2", "-r", "10",
+		fmt.Sprintf("127.0.0.1:%d", sipPort))
+	carrier.wait(t, "carrier")
+	desk.wait(t, "desk")
+	if n := g.metric(`switchboard_sip_responses_total{code="503"}`); n != 0 {
+		t.Errorf("%v INVITEs got 503 with the database slow", n)
+	}
+	// The rules engine works on the same slow database: it is behind the calls, and says so.
+	behind := time.Now().Add(30 * time.Second)
+	for time.Now().Before(behind) && g.metric("switchboard_ticketing_backlog_events") == 0 {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if g.metric("switchboard_ticketing_backlog_events") == 0 || g.metric("switchboard_ticketing_oldest_unapplied_seconds") == 0 {
+		t.Errorf("backlog %v events, oldest %v s while the engine works on a slow database; want both above 0",
+			g.metric("switchboard_ticketing_backlog_events"), g.metric("switchboard_ticketing_oldest_unapplied_seconds"))
+	}
+	proxy.Slow(0)
+
+	deadline := time.Now().Add(60 * time.Second)
+	var ended int
+	for time.Now().Before(deadline) {
+		ended = 0
+		if code, m := g.api("GET", "/calls?to=%2B15550197", ""); code == 200 {
+			for _, c := range m["calls"].([]any) {
+				cm := c.(map[string]any)
+				if cm["state"] == "ended" && cm["ticket_id"] != nil && cm["recording_id"] != nil {
+					ended++
+				}
+			}
+		}
+		if ended == calls {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if ended != calls {
+		t.Fatalf("%d calls ended with a ticket and a recording, want %d", ended, calls)
+	}
+	for time.Now().Before(deadline) && g.metric("switchboard_ticketing_backlog_events") != 0 {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := g.metric("switchboard_ticketing_backlog_events"); n != 0 {
+		t.Errorf("switchboard_ticketing_backlog_events = %v once every call has its ticket", n)
 	}
 }

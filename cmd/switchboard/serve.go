@@ -111,7 +111,8 @@ type gateway struct {
 	events     *eventlog.Log
 	nodes      *eventlog.NodeWatch // nil when database.heartbeat_interval is 0
 	engine     *ticketing.Engine
-	engineMu   sync.Mutex // guards stopEngine and engineDone (set by awaitDatabase)
+	backlog    *ticketing.Backlog // measured beside the engine (startEngine)
+	engineMu   sync.Mutex         // guards stopEngine and engineDone (set by awaitDatabase)
 	stopEngine context.CancelFunc
 	engineDone chan struct{}
 

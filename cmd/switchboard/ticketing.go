@@ -29,6 +29,13 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 	if err != nil {
 		return err
 	}
+	gw.backlog, err = gw.store.NewBacklog(ticketing.BacklogOptions{
+		Logger:     gw.log.With("component", "ticketing"),
+		Registerer: gw.reg,
+	})
+	if err != nil {
+		return err
+	}
 	gw.events, err = eventlog.Open(ctx, eventlog.Options{
 		Pool:       gw.pool,
 		SpoolPath:  cfg.Database.Spool,
@@ -105,14 +112,21 @@ func (gw *gateway) openStore() {
 	})
 }
 
-// startEngine runs the rules engine until closeTicketing. Called once: at start when the
-// database answers, else by awaitDatabase when it returns (the engine only polls the database).
+// startEngine runs the rules engine, and the measure of how far it is behind, until
+// closeTicketing. Called once: at start when the database answers, else by awaitDatabase when
+// it returns (the engine only polls the database).
 func (gw *gateway) startEngine() {
 	ectx, cancel := context.WithCancel(context.WithoutCancel(gw.bgCtx))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		measured := make(chan struct{})
+		go func() {
+			defer close(measured)
+			gw.backlog.Run(ectx)
+		}()
 		gw.engine.Run(ectx)
+		<-measured
 	}()
 	gw.engineMu.Lock()
 	gw.stopEngine, gw.engineDone = cancel, done

@@ -334,9 +334,12 @@ func (j *Journal) writeLocked(r record, b []byte) error {
 		return ErrClosed
 	}
 	if r.CallID != "" {
-		if r.Done {
+		if r.Done || r.Type == callevent.EventRecordingReady {
 			if _, ok := j.calls[r.CallID]; !ok {
-				return nil // nothing open: no tombstone needed
+				// Nothing open: no tombstone needed; and call.recording_ready comes after the
+				// call's call.ended, whose tombstone may be written already: it must not open
+				// the call again (the next start would end it a second time).
+				return nil
 			}
 		}
 		apply(j.calls, r)

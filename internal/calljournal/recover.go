@@ -50,6 +50,38 @@ func (s journalSink) Emit(ctx context.Context, e callevent.Event) error {
 	return err
 }
 
+// batchSink is a sink that takes several events at once, in order (the event log).
+type batchSink interface {
+	EmitBatch(ctx context.Context, events []callevent.Event) error
+}
+
+// EmitBatch journals every event, then hands them to next at once (one wait for the event
+// log's group commit), or one by one when next cannot take a batch.
+func (s journalSink) EmitBatch(ctx context.Context, events []callevent.Event) error {
+	for _, e := range events {
+		_ = s.j.Record(e)
+	}
+	var err error
+	if bs, ok := s.next.(batchSink); ok {
+		err = bs.EmitBatch(ctx, events)
+	} else {
+		for _, e := range events {
+			if err = s.next.Emit(ctx, e); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range events {
+		if e.Type == callevent.EventEnded {
+			_ = s.j.Done(e.CallID)
+		}
+	}
+	return nil
+}
+
 // CrashEnded is the call.ended that closes a call the journal holds open: the call.ended the
 // process had journaled but maybe not stored, as it was; otherwise one of cause crash, at the
 // last moment the call is known to have been up, one seq after its last event. The outcome

@@ -87,3 +87,45 @@ func TestSinkCallOverOnlyOnceEndedIsDurable(t *testing.T) {
 		t.Fatalf("open after restart: %+v; want only x, with its unacknowledged call.ended", open)
 	}
 }
+
+// call.recording_ready follows call.ended, which closes the call in the journal once durable:
+// it must not open the call again, or the next start would end it a second time with a crash
+// call.ended. One event at a time (its call.ended acknowledged first) and in one batch.
+func TestRecordingReadyAfterEndedLeavesTheCallClosed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "calls.jsonl")
+	j, _, err := calljournal.Open(calljournal.Options{Path: path, MarkInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := j.Sink(sinkFunc(func(context.Context, callevent.Event) error { return nil }))
+	at := time.Now()
+	call := func(id string) []callevent.Event {
+		return []callevent.Event{
+			{CallID: id, Seq: 1, Type: callevent.EventStarted, At: at},
+			{CallID: id, Seq: 2, Type: callevent.EventEnded, At: at, Outcome: "answered"},
+			{CallID: id, Seq: 3, Type: callevent.EventRecordingReady, At: at, RecordingID: "r-" + id, Seconds: 3},
+		}
+	}
+	for _, e := range call("one-by-one") {
+		if err := s.Emit(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bs := s.(interface {
+		EmitBatch(context.Context, []callevent.Event) error
+	})
+	if err := bs.EmitBatch(context.Background(), call("batch")); err != nil {
+		t.Fatal(err)
+	}
+	if n := j.Open(); n != 0 {
+		t.Errorf("journal holds %d calls open after their call.ended and call.recording_ready, want 0", n)
+	}
+	j.Close()
+	_, open, err := calljournal.Open(calljournal.Options{Path: path, MarkInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(open) != 0 {
+		t.Errorf("the next start would close %d calls again: %+v", len(open), open)
+	}
+}

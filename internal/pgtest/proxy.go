@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,8 @@ type Proxy struct {
 	ln     net.Listener
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
+	// delay holds back every chunk the client sends (Slow), in nanoseconds.
+	delay atomic.Int64
 }
 
 // NewProxy starts a proxy to target (host:port) on a free loopback port; it stops when t ends.
@@ -71,11 +74,36 @@ func (p *Proxy) listen(addr string) {
 			p.conns[c], p.conns[s] = struct{}{}, struct{}{}
 			p.mu.Unlock()
 			p.wg.Add(2)
-			go func() { defer p.wg.Done(); _, _ = io.Copy(s, c); s.Close(); c.Close() }()
+			go func() { defer p.wg.Done(); p.forward(s, c); s.Close(); c.Close() }()
 			go func() { defer p.wg.Done(); _, _ = io.Copy(c, s); s.Close(); c.Close() }()
 		}
 	}()
 }
+
+// forward copies what the client sends to the server, each chunk held back by the delay
+// Slow set when it was read.
+func (p *Proxy) forward(dst, src net.Conn) {
+	buf := make([]byte, 64*1024)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if d := time.Duration(p.delay.Load()); d > 0 {
+				time.Sleep(d)
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Slow makes the database slow without taking it away: every message the code under test
+// sends is held back d before PostgreSQL sees it, so every round trip takes d longer (a
+// commit too). 0 makes it fast again. Connections stay open.
+func (p *Proxy) Slow(d time.Duration) { p.delay.Store(int64(d)) }
 
 // Down refuses new connections and breaks the open ones: the database is unreachable.
 func (p *Proxy) Down() {

@@ -40,12 +40,18 @@ type cpsStep struct {
 	Events   float64 `json:"events"`
 	// The gateway's CPU while SIPp placed the calls, in cores (1.0 = the whole pinned core).
 	GatewayCPU float64 `json:"gateway_cpu"`
-	Pass       bool    `json:"pass"`
-	Why        string  `json:"why,omitempty"`
+	// What PostgreSQL spent on the step (pgprofile.go): its statements and wait events.
+	PG   *pgProfile `json:"pg_profile,omitempty"`
+	Pass bool       `json:"pass"`
+	Why  string     `json:"why,omitempty"`
 }
 
-// runCPS steps the call rate up until a step fails (a failed call, a missing ticket, or a
-// rate SIPp could not place) or the budget runs out.
+// maxLagP99 is the event → applied lag p99 a step may have and pass: calls the rules engine
+// turns into tickets only seconds later are not calls the gateway takes at that rate.
+const maxLagP99 = time.Second
+
+// runCPS steps the call rate up until a step fails (a failed call, a missing ticket, an
+// event lag p99 over maxLagP99, or a rate SIPp could not place) or the budget runs out.
 func (b *bench) runCPS(ctx context.Context) error {
 	for i, rate := range b.cpsRates {
 		if !b.fits(time.Duration(b.cpsSeconds)*time.Second + 90*time.Second) {
@@ -113,6 +119,8 @@ func (b *bench) cpsStep(ctx context.Context, tag, rate int) (cpsStep, error) {
 	if err != nil {
 		return st, err
 	}
+	prof := b.startPGProfile(ctx)
+	defer prof.cancel()
 	if b.profile {
 		go b.saveProfile(ctx, filepath.Join(b.work, fmt.Sprintf("cps-%d.pprof", rate)), min(10, b.cpsSeconds))
 	}
@@ -174,6 +182,7 @@ func (b *bench) cpsStep(ctx context.Context, tag, rate int) (cpsStep, error) {
 		return st.Tickets >= st.Successful || time.Since(lastChange) > 10*time.Second
 	})
 	st.TicketWaitS = time.Since(ended).Seconds()
+	st.PG = prof.finish(ctx, st.Successful)
 	if err := b.idle(ctx, 60*time.Second); err != nil {
 		b.logf("  %v", err)
 	}
@@ -198,6 +207,8 @@ func (b *bench) cpsStep(ctx context.Context, tag, rate int) (cpsStep, error) {
 		st.Why = fmt.Sprintf("%d tickets for %d calls %.0f s after the last call", st.Tickets, st.Successful, st.TicketWaitS)
 	case st.AchievedCPS < 0.95*float64(rate):
 		st.Why = fmt.Sprintf("SIPp placed only %.0f calls/s", st.AchievedCPS)
+	case float64(st.LagP99MS) > float64(maxLagP99.Milliseconds()):
+		st.Why = fmt.Sprintf("event lag p99 %.0f ms over %d ms", st.LagP99MS, maxLagP99.Milliseconds())
 	default:
 		st.Pass = true
 	}

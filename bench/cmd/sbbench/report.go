@@ -113,6 +113,21 @@ func (r *report) summarize() {
 	r.Summary = s
 }
 
+// cpsMaxStep is the step summarize takes the CPS figures from: the highest passing one, else
+// the first.
+func (r *report) cpsMaxStep() (cpsStep, bool) {
+	if len(r.CPS) == 0 {
+		return cpsStep{}, false
+	}
+	pick := r.CPS[0]
+	for _, c := range r.CPS {
+		if c.Pass {
+			pick = c
+		}
+	}
+	return pick, true
+}
+
 // fnum is a measurement that may be unknown (NaN): JSON null then, since JSON has no NaN.
 type fnum float64
 
@@ -144,6 +159,9 @@ func (r *report) print(w io.Writer, b *bench) {
 			c.SetupP50MS, c.SetupP99MS, c.LagP50MS, c.LagP99MS, 100*c.GatewayCPU, passText(c.Pass, c.Why))
 	}
 	tw.Flush()
+	if c, ok := r.cpsMaxStep(); ok {
+		printPGProfile(w, c)
+	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "calls\tlegs\tgw CPU\tpkts/s out\tµs/pkt\tloss %\tsock drops\tgen loss %\tRSS MiB\tKiB/call\tresult\t")
@@ -164,7 +182,7 @@ func (r *report) print(w io.Writer, b *bench) {
 		ratio = fmt.Sprintf("%.2f× the floor", s.CPUUsPerPacket/s.FloorCPUUsPerPkt)
 	}
 	for _, row := range [][2]string{
-		{"cps_max", fmt.Sprintf("%d calls/s (0 failed, a ticket per call)", s.CPSMax)},
+		{"cps_max", fmt.Sprintf("%d calls/s (0 failed, a ticket per call, event lag p99 ≤ %d ms)", s.CPSMax, maxLagP99.Milliseconds())},
 		{"setup_p50_ms / setup_p99_ms", fmt.Sprintf("%.2f / %.2f (SIPp -trace_rtt, INVITE → 200 OK)", s.SetupP50MS, s.SetupP99MS)},
 		{"tickets_per_call", fmt.Sprintf("%.4f", s.TicketsPerCall)},
 		{"event_lag_p50_ms / p99", fmt.Sprintf("%.1f / %.1f (switchboard_ticketing_event_lag_seconds)", s.EventLagP50MS, s.EventLagP99MS)},

@@ -1,0 +1,157 @@
+package ticketing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// BacklogOptions configure a Backlog. Zero values take the defaults noted.
+type BacklogOptions struct {
+	// Interval is how often the backlog is measured (default 5 s). A scrape reads the last
+	// measure: it never queries the database.
+	Interval time.Duration
+	// Cap bounds the count: at most Cap pending events are counted, so that a measure costs
+	// at most Cap entries of the pending-events index however far behind the engine is
+	// (default 100,000; the gauge then reads Cap).
+	Cap int
+	// Registerer, when set, receives switchboard_ticketing_backlog_events and
+	// switchboard_ticketing_oldest_unapplied_seconds.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	// Now is the clock the age is read with (default time.Now).
+	Now func() time.Time
+}
+
+// Backlog measures how far the rules engine is behind the event log: the events stored in
+// call_events and not applied yet (of every node: the table is shared), and when the oldest
+// of them was stored. It is what an operator watches when tickets appear late (the engine
+// slower than the calls, or stopped); the spool's own gauges cover the events still waiting
+// for the database.
+//
+// A measure is two indexed, bounded queries, taken every Interval by Run (never per scrape):
+// the count reads the partial index of pending events, at most Cap entries; the oldest walks
+// the primary key (pos, in storing order) from a low-water mark kept below the first pending
+// event, so it reads only the events stored since the last measure and a margin, not the
+// table's history. Fields written by Run's goroutine are atomics: the gauges read them.
+type Backlog struct {
+	store *Store
+	opts  BacklogOptions
+	log   *slog.Logger
+
+	events atomic.Int64
+	oldest atomic.Int64 // unix ns the oldest pending event was stored; 0 when none
+	// low is a pos below which every event is applied, less a margin: events of concurrent
+	// inserts commit out of pos order, so one with a lower pos may appear after a measure.
+	low atomic.Int64
+}
+
+// backlogMargin is how far below the first pending event (or the end of the table) the next
+// measure starts: more than the events of all in-flight inserts (each node's event log
+// inserts at most 1,000 at once).
+const backlogMargin = 20000
+
+// NewBacklog builds the backlog measure and registers its gauges; Run measures.
+func (s *Store) NewBacklog(opts BacklogOptions) (*Backlog, error) {
+	if opts.Interval <= 0 {
+		opts.Interval = 5 * time.Second
+	}
+	if opts.Cap <= 0 {
+		opts.Cap = 100000
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	b := &Backlog{store: s, opts: opts, log: opts.Logger}
+	if opts.Registerer != nil {
+		for _, c := range []prometheus.Collector{
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "switchboard_ticketing_backlog_events",
+				Help: "Call events stored and not yet applied to tickets by the rules engine (all nodes; measured every few seconds, at most the cap).",
+			}, func() float64 { return float64(b.events.Load()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "switchboard_ticketing_oldest_unapplied_seconds",
+				Help: "How long the oldest call event not yet applied by the rules engine has been stored (0 when none).",
+			}, func() float64 { return b.OldestAge().Seconds() }),
+		} {
+			if err := opts.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("ticketing: backlog metrics: %w", err)
+			}
+		}
+	}
+	return b, nil
+}
+
+// Events is the last measured count of pending events (at most Cap).
+func (b *Backlog) Events() int { return int(b.events.Load()) }
+
+// OldestAge is how long the oldest pending event of the last measure has waited, now.
+func (b *Backlog) OldestAge() time.Duration {
+	o := b.oldest.Load()
+	if o == 0 {
+		return 0
+	}
+	return max(0, b.opts.Now().Sub(time.Unix(0, o)))
+}
+
+// Run measures every Interval until ctx ends. A failed measure (the database away) keeps the
+// last one: the age goes on growing, which is what an alert wants.
+func (b *Backlog) Run(ctx context.Context) {
+	t := time.NewTicker(b.opts.Interval)
+	defer t.Stop()
+	for {
+		if err := b.Measure(ctx); err != nil && ctx.Err() == nil {
+			b.log.Debug("ticketing: backlog not measured", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Measure takes one measure now.
+func (b *Backlog) Measure(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, max(b.opts.Interval, time.Second))
+	defer cancel()
+	pool := b.store.pool
+	var n int64
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM call_events WHERE applied_at IS NULL LIMIT $1) p`,
+		b.opts.Cap).Scan(&n); err != nil {
+		return fmt.Errorf("ticketing: backlog count: %w", err)
+	}
+	low := b.low.Load()
+	var pos int64
+	var stored time.Time
+	err := pool.QueryRow(ctx, `SELECT pos, received_at FROM call_events WHERE pos >= $1 AND applied_at IS NULL
+		ORDER BY pos LIMIT 1`, low).Scan(&pos, &stored)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		stored = time.Time{}
+		if err := pool.QueryRow(ctx, `SELECT coalesce(max(pos), 0) + 1 FROM call_events`).Scan(&pos); err != nil {
+			return fmt.Errorf("ticketing: backlog end: %w", err)
+		}
+	case err != nil:
+		return fmt.Errorf("ticketing: backlog oldest: %w", err)
+	}
+	b.events.Store(n)
+	if stored.IsZero() {
+		b.oldest.Store(0)
+	} else {
+		b.oldest.Store(stored.UnixNano())
+	}
+	if next := pos - backlogMargin; next > low {
+		b.low.Store(next)
+	}
+	return nil
+}
