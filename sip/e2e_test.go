@@ -284,7 +284,12 @@ func TestOriginateThroughTrunk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-talked
+	// Bounded: a SIPp that fails under load never answers, and the call never talks.
+	select {
+	case <-talked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the originated call was not answered within 30 s")
+	}
 	carrier.wait(t)
 	evs := g.sink.waitEnded(t, 20*time.Second)
 	if evs[0].Type != callevent.EventStarted || evs[0].Direction != "outbound" || evs[0].From != "+15550197" || evs[0].To != "+15557654321" || evs[0].CallID != c.ID() {
@@ -296,7 +301,12 @@ func TestOriginateThroughTrunk(t *testing.T) {
 	if end := lastOf(evs, callevent.EventEnded); end.Outcome != callevent.OutcomeAnswered || end.Duration < 1 {
 		t.Errorf("call.ended = %s %+v", end.Outcome, end.Durations)
 	}
-	sum := <-g.summary
+	var sum CallSummary
+	select {
+	case sum = <-g.summary:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no call summary within 20 s")
+	}
 	if len(sum.Outbound) != 1 || sum.Outbound[0].PacketsSent < 40 || sum.Outbound[0].PacketsReceived < 40 {
 		t.Errorf("outbound leg RTP %+v", sum.Outbound)
 	}
