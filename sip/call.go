@@ -320,11 +320,16 @@ func (c *Call) holdChanged(l *leg, held bool) {
 	}
 }
 
-// legEnded is called once per leg when it ends; the carrier leg ending ends the call.
-func (c *Call) legEnded(l *leg, cause error) {
+// noteLegEnd records who ended the call when leg l's end (with cause) is what ended it. The leg
+// calls it before it closes its ended channel.
+func (c *Call) noteLegEnd(l *leg, cause error) {
 	if by, how, ok := c.endOf(l, cause); ok {
 		c.noteEnd(by, how)
 	}
+}
+
+// legEnded is called once per leg when it has ended; the carrier leg ending ends the call.
+func (c *Call) legEnded(l *leg, cause error) {
 	if c.carrier != nil && l == c.carrier {
 		c.cancel(cause)
 	}

@@ -106,6 +106,12 @@ func (l *leg) end(cause error) {
 		l.endCause = cause
 		ep := l.ep
 		l.mu.Unlock()
+		// Who ended the call is noted before anyone can see the leg end: the call's goroutine,
+		// woken by l.ended or by the endpoint closing, would otherwise note its own
+		// call_control first (seen as a callee's BYE reported as the gateway's hang-up).
+		if l.call != nil {
+			l.call.noteLegEnd(l, cause)
+		}
 		close(l.ended)
 		l.s.removeDialog(l)
 		if ep != nil {
