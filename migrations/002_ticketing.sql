@@ -1,4 +1,4 @@
--- The ticketing core (RULES.md PM, UM, TM): users and their phone identities, API tokens,
+-- The ticketing core (docs/rules.md PM, UM, TM): users and their phone identities, API tokens,
 -- tickets, comments, an audit trail of automatic changes, and the global voice settings.
 -- The rules that two racing requests could otherwise break live here, as constraints and
 -- triggers, so that no code path can bypass them.
@@ -180,7 +180,7 @@ CREATE TRIGGER tickets_system_rules BEFORE INSERT OR UPDATE ON tickets
 CREATE TRIGGER ticket_comments_open_ticket BEFORE INSERT ON ticket_comments
     FOR EACH ROW EXECUTE FUNCTION ticket_comments_open_ticket();
 
--- The global voice settings (RULES.md settings table) as the JSON of ticketing.Settings.
+-- The global voice settings (docs/rules.md settings) as the JSON of ticketing.Settings.
 CREATE TABLE voice_settings (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     settings   jsonb NOT NULL,

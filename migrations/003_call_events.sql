@@ -1,4 +1,4 @@
--- The durable log of call lifecycle events (CONTRACT.md §6). An event is acknowledged to its
+-- The durable log of call lifecycle events (docs/events.md). An event is acknowledged to its
 -- emitter once it is here (or in the local spool, replayed here later). The rules engine applies
 -- pending events per call in seq order and marks them applied; a duplicate id, or a second event
 -- with the same (call_id, seq), is dropped on insert.

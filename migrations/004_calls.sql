@@ -1,4 +1,4 @@
--- Call records kept by the rules engine from the call lifecycle events (CONTRACT.md §4, calls):
+-- Call records kept by the rules engine from the call lifecycle events (docs/api.md, calls):
 -- one row per call, the engine's working state for the durations of CD-3, and the ticket the
 -- call went to. A failed event is marked applied with its error so it never blocks its call.
 CREATE TABLE calls (

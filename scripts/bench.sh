@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench.sh — `make bench` (CONTRACT.md §7): the SIPp load benchmarks of the gateway.
+# bench.sh — `make bench` (BENCHMARKS.md): the SIPp load benchmarks of the gateway.
 #
 # Provisions SIPp, PostgreSQL and, when apt has it, rtpengine (scripts/deps.sh bench), builds the
 # gateway and bench/cmd/sbbench, starts a throwaway PostgreSQL cluster in .data/pgbench (unless it

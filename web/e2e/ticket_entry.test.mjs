@@ -1,4 +1,4 @@
-// Team ticket entry (RULES.md TB-1 … TB-4) on the agent page, in headless Debian Chromium
+// Team ticket entry (docs/rules.md TB-1 … TB-4) on the agent page, in headless Debian Chromium
 // driven by playwright-core. Started by web/ticket_entry_e2e_test.go, which serves the page
 // with agent1's team in ticket entry mode `required` and a real web.Outbound on PostgreSQL
 // behind POST /api/v2/calls.
