@@ -45,7 +45,7 @@ func TestInviteFloodWithRetransmitsAndCancelsHasNoDataRace(t *testing.T) {
 		inv = strings.Replace(inv, "@test\n", fmt.Sprintf("-%d@test\n", i), 1)
 		invites[header(strings.ReplaceAll(inv, "\n", "\r\n"), "Call-ID")[0]] = inv
 		p.send(inv)
-		p.send(inv) // a retransmission, absorbed by the server transaction
+		p.send(inv)   // a retransmission, absorbed by the server transaction
 		if i%3 != 2 { // two of three CANCELled, one answered
 			p.send(cancelOf(inv))
 		}
