@@ -83,6 +83,14 @@ func TestInviteFloodWithRetransmitsAndCancelsHasNoDataRace(t *testing.T) {
 			p.send(ack)
 		}
 	}
+	// Leave nothing behind for the next test (its gateway may get the same RTP ports): every
+	// call of the flood has ended and settled.
+	if !waitFor(30*time.Second, func() bool {
+		return g.s.ActiveCalls() == 0 && g.counter("switchboard_sip_calls_settling") == 0
+	}) {
+		t.Errorf("calls still active %d, settling %v", g.s.ActiveCalls(), g.counter("switchboard_sip_calls_settling"))
+	}
+	g.s.Close()
 }
 
 func tagOf(to string) string {
