@@ -546,10 +546,11 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 			return
 		}
 	}
-	// 100 Trying at once, before anything else is read or changed: it stops sipgo's own
-	// 100-after-200-ms timer, which builds its response from this request while initUAS below
-	// adds our tag to the request's To header (a data race on a loaded machine).
-	s.respond(tx, sip.NewResponseFromRequest(req, 100, "Trying", nil))
+	// 100 Trying at once: it stops sipgo's own 100-after-200-ms timer (which builds its response
+	// from this request), and sending it puts our dialog's To tag on the request, under the
+	// transaction's lock, for the 487 sipgo builds from it on CANCEL (uastag.go).
+	localTag := sip.GenerateTagN(16)
+	s.respondTrying(req, tx, localTag)
 	if r := req.GetHeader("Require"); r != nil && hasToken(r.Value(), "100rel") {
 		// RFC 3262 §4 / RFC 3261 §8.2.2.3: we do not do reliable provisionals.
 		s.reply(req, tx, 420, "Bad Extension", sip.NewHeader("Unsupported", "100rel"))
@@ -613,6 +614,7 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 	// display name would be refused by PostgreSQL and must never reach the event log.
 	c.from, c.callerName = callerOf(req, trunk)
 	l := newLeg(s, c, roleUAS)
+	l.localTag = localTag
 	l.initUAS(req, tx)
 	c.carrier = l
 	if min := l.negotiateTimer(req); min > 0 {

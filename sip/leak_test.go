@@ -3,6 +3,7 @@ package sip
 import (
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,4 +85,33 @@ func TestNoLeaksAfter200Calls(t *testing.T) {
 		t.Errorf("open fds after Close %d, baseline %d", openFDs(t), baseFDs)
 	}
 	goleak.VerifyNone(t, ignore)
+}
+
+// TestByeBetweenAnswerAndBridgeEndsCallAnswered: the caller hangs up right after the answer,
+// before the gateway bridged the media (seen under load in TestNoLeaksAfter200Calls). The BYE
+// closed the carrier's endpoint, so the bridge cannot be made: the call must still end as
+// answered (someone did answer), with no error, and the far end's leg must get its BYE.
+func TestByeBetweenAnswerAndBridgeEndsCallAnswered(t *testing.T) {
+	b := newBridgeSetup(t, "uas_echo.xml", nil, func(o *Options) {
+		bt := o.Lines[0].Target.(*BridgeTarget)
+		bt.beforeBridge = func(c *Call) {
+			// Hold the bridge until the caller's BYE has ended the carrier leg.
+			waitFor(10*time.Second, c.carrier.isEnded)
+		}
+	})
+	p := newUDPPeer(t, b.g.port())
+	p.send(rawInvite("+15550197", "", pcmuOffer))
+	ok := p.recvUntil(15*time.Second, func(m string) bool { return strings.HasPrefix(m, "SIP/2.0 200") })
+	if ok == "" {
+		t.Fatal("no 200 for the INVITE")
+	}
+	p.send(ackFor(b.g.port(), ok, 1))
+	p.send(byeFor(b.g.port(), ok, 2))
+	if e := lastOf(b.g.sink.waitEnded(t, 20*time.Second), callevent.EventEnded); e.Outcome != callevent.OutcomeAnswered {
+		t.Errorf("outcome = %s, want %s", e.Outcome, callevent.OutcomeAnswered)
+	}
+	if v := b.g.counter("switchboard_calls_total", "outcome", "answered"); v != 1 {
+		t.Errorf("answered calls = %v", v)
+	}
+	b.desk.wait(t) // the desk got its BYE and SIPp ended cleanly
 }

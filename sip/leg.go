@@ -297,10 +297,10 @@ func (l *leg) byeWithin(cause error, wait time.Duration) {
 // initUAS sets the dialog state from the initial INVITE (RFC 3261 §12.1.1): the route set is
 // the Record-Route list in order, the remote target the Contact.
 func (l *leg) initUAS(req *sip.Request, tx sip.ServerTransaction) {
+	// req is read by sipgo's transaction on other goroutines: never written here. Our responses
+	// get our tag from response(); the 487 sipgo builds on CANCEL gets it from the 100 Trying
+	// the INVITE handler sent (uastag.go).
 	l.invite, l.inviteTx = req, tx
-	// Every response to this INVITE must carry our tag, including the 487 that sipgo's
-	// transaction layer builds from the request itself when a CANCEL arrives (RFC 3261 §8.2.6.2).
-	req.To().Params.Add("tag", l.localTag)
 	l.callID = req.CallID().Value()
 	l.transport = req.Transport()
 	l.remoteTag, _ = req.From().Params.Get("tag")

@@ -500,6 +500,10 @@ type BridgeTarget struct {
 	URI string
 	// Trunk, when set, names the trunk whose credentials answer the far end's challenges.
 	Trunk string
+
+	// beforeBridge, for tests, runs after the carrier leg is answered and before the media is
+	// bridged: the window a BYE can fall into.
+	beforeBridge func(*Call)
 }
 
 // BridgeTo returns a BridgeTarget for uri.
@@ -555,8 +559,24 @@ func (b *BridgeTarget) Serve(ctx context.Context, c *Call) error {
 		return err
 	}
 	if stopBridge == nil {
+		if b.beforeBridge != nil {
+			b.beforeBridge(c)
+		}
 		stop, err := media.Bridge(c.Endpoint(), out.Endpoint())
 		if err != nil {
+			// A BYE from either side between the answer and here closed that side's endpoint
+			// (leg.end marks the leg ended before it closes the endpoint): the call was answered
+			// and simply ended, like a hang-up a moment later; no error, no recording of it.
+			switch {
+			case c.carrier.isEnded():
+				c.answeredBy(0, "", nil)
+				return nil
+			case out.l.isEnded():
+				c.answeredBy(0, "", nil)
+				c.hangup(fmt.Errorf("far end: %w", out.l.cause()))
+				return nil
+			}
+			out.Hangup()
 			return fmt.Errorf("sip: bridge media: %w", err)
 		}
 		stopBridge = stop
