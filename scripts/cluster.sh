@@ -17,6 +17,9 @@
 #   CLUSTER_RTP_SIZE     RTP ports per node                              [1000]
 #   CLUSTER_PING         seconds between the front's OPTIONS probes      [2]
 #   SWITCHBOARD_BIN      a built binary to use instead of building one
+#
+# Ready (CLUSTER_DIR/ready written, "cluster ready" logged) once every node answers /readyz and
+# the front holds all three nodes active.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/toolchain.sh
@@ -64,6 +67,7 @@ fi
 kamailio=$(command -v kamailio || echo /usr/sbin/kamailio)
 
 mkdir -p "$dir"
+rm -f "$dir/ready"
 bin=${SWITCHBOARD_BIN:-}
 if [ -z "$bin" ]; then
   mkdir -p bin
@@ -112,6 +116,28 @@ for i in 1 2 3; do
   log "node$i: SIP 127.0.0.1:${sip_ports[$((i-1))]}, API http://127.0.0.1:${http_ports[$((i-1))]}/api/v2 (log $dir/node$i.log)"
 done
 
+# The nodes answer /readyz before the front starts probing them: a probe that finds a node not
+# yet listening would take it out until the next probes bring it back.
+# One GET /readyz with bash's own /dev/tcp (no curl needed): true on a 200.
+ready_once() {
+  local line
+  { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
+  printf 'GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+  IFS= read -r -t 2 line <&3 || line=
+  exec 3<&- 3>&-
+  [[ $line == "HTTP/1."?" 200"* ]]
+}
+wait_ready() {
+  local port=$1 pid=$2
+  for _ in $(seq 1 600); do
+    kill -0 "$pid" 2>/dev/null || { log "a node exited while starting (see its log)"; exit 1; }
+    ready_once "$port" && return 0
+    sleep 0.1
+  done
+  log "node on HTTP port $port not ready within 60 s"; exit 1
+}
+for i in 1 2 3; do wait_ready "${http_ports[$((i-1))]}" "${pids[$((i-1))]}"; done
+
 # The front: the shipped kamailio.cfg with this cluster's defines, in the foreground (-DD),
 # logging to stderr (-E) into its log file.
 # Its control sockets in a short directory of their own: a Unix socket path holds at most 107
@@ -125,6 +151,19 @@ kam_pid=$!
 pids+=("$kam_pid")
 echo "$kam_pid" >"$dir/kamailio.pid"
 log "front: Kamailio on 127.0.0.1:$front_port (UDP, TCP), dispatching over the three nodes (log $dir/kamailio.log)"
+# Ready when the front's dispatcher holds all three nodes active (flags "A…" in
+# `kamcmd dispatcher.list`): calls sent before that would find no node.
+kamcmd=$(command -v kamcmd || echo /usr/sbin/kamcmd)
+active=0
+for _ in $(seq 1 300); do
+  kill -0 "$kam_pid" 2>/dev/null || { log "the front exited while starting (see $dir/kamailio.log)"; exit 1; }
+  active=$("$kamcmd" -s "unix:$run/kamailio_ctl" dispatcher.list 2>/dev/null | grep -cE '^[[:space:]]*FLAGS: A' || true)
+  [ "$active" -ge 3 ] && break
+  sleep 0.1
+done
+if [ "$active" -lt 3 ]; then log "the front sees $active of 3 nodes active after 30 s (see $dir/kamailio.log)"; exit 1; fi
+touch "$dir/ready"
+log "cluster ready: send calls to sip:127.0.0.1:$front_port"
 log "Ctrl-C stops everything"
 
 # Run until Ctrl-C (or the front exits). A node that dies is left dead — the front takes it out

@@ -121,6 +121,21 @@ func TestMakeCluster_CallsThroughFrontLandOnAllNodesAndSurviveANodeKill(t *testi
 	for _, p := range httpPorts {
 		waitReady(t, fmt.Sprintf("http://127.0.0.1:%d", p), exited)
 	}
+	// The script says ready once the front's dispatcher holds all three nodes active; calls
+	// sent before that find no node (a CI run failed so).
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(dir, "ready")); err == nil {
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("cluster.sh exited before the front was ready: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the front did not see all three nodes active within 60 s")
+		}
+	}
 	pids := map[string]int{}
 	for _, name := range []string{"node1", "node2", "node3", "kamailio"} {
 		b, err := os.ReadFile(filepath.Join(dir, name+".pid"))
