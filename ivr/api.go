@@ -153,6 +153,10 @@ type Offer struct {
 	Line       string
 	Language   string
 	MenuPath   string
+	// Node is the gateway node the agent is attached to (their softphone page's connection or
+	// their SIP phone's registration); empty means this node. An offer to another node goes
+	// through the cluster's internal SIP leg (issue 19).
+	Node string
 }
 
 // AgentDialer reaches agents. The integrator implements it over both ways an agent can take
