@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/switchboard-voice/switchboard/internal/pgtest"
 	"github.com/switchboard-voice/switchboard/internal/testport"
@@ -89,7 +90,7 @@ func TestMakeCluster_CallsThroughFrontLandOnAllNodesAndSurviveANodeKill(t *testi
 		t.Fatal(err)
 	}
 	cmd := exec.Command(script)
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "SWITCHBOARD_BIN="+bin, "CLUSTER_DIR="+dir,
+	cmd.Env = append(os.Environ(), "CONFIG="+hashedDevConfig(t, dir), "DATABASE_URL="+dbURL, "SWITCHBOARD_BIN="+bin, "CLUSTER_DIR="+dir,
 		"CLUSTER_FRONT_PORT="+strconv.Itoa(front), "CLUSTER_RTP_BASE="+strconv.Itoa(rtpBase), "CLUSTER_RTP_SIZE=100", "CLUSTER_PING=1",
 		fmt.Sprintf("CLUSTER_SIP_PORTS=%d %d %d", sip[0], sip[1], sip[2]),
 		fmt.Sprintf("CLUSTER_HTTP_PORTS=%d %d %d", httpPorts[0], httpPorts[1], httpPorts[2]))
@@ -221,4 +222,36 @@ func TestMakeCluster_CallsThroughFrontLandOnAllNodesAndSurviveANodeKill(t *testi
 			t.Errorf("%s (pid %d) still runs after Ctrl-C", name, pid)
 		}
 	}
+}
+
+// hashedDevConfig writes the dev configuration with its accounts' passwords given as bcrypt
+// hashes of the lowest cost (and the agents' SIP secrets kept), so that three race-built nodes
+// starting side by side do not spend a minute hashing and comparing passwords on a busy
+// machine (a CI run's nodes were not ready within 60 s for that alone). Logins are unchanged.
+func hashedDevConfig(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(opsRepoRoot + "/deploy/dev/switchboard.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for _, pw := range []string{"agentpass", "adminpass"} {
+		h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		with := fmt.Sprintf("password_hash: '%s'", h)
+		if pw == "agentpass" {
+			with += ", sip_secret: " + pw // an agent's phone registers with its password
+		}
+		if !strings.Contains(s, "password: "+pw) {
+			t.Fatalf("the dev configuration has no account with password %q any more", pw)
+		}
+		s = strings.ReplaceAll(s, "password: "+pw, with)
+	}
+	path := filepath.Join(dir, "dev-hashed.yaml")
+	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
