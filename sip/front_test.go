@@ -264,3 +264,43 @@ func TestTrustedFrontIsExemptFromThePerSourceConnectionCap(t *testing.T) {
 		t.Errorf("127.0.0.2 kept %d of 5 connections, want its per-source cap 2", n)
 	}
 }
+
+// The registrar's brute-force backoff keys on the real source behind a trusted front: a
+// guesser the front relays is backed off, while another phone REGISTERing through the same
+// front is challenged and bound (its Contact checked against its own address, not the
+// front's). Before, the front itself was backed off and every phone behind it with it.
+func TestRegistrarBackoffBehindTrustedFrontIsPerRealSource(t *testing.T) {
+	g := startRegistrar(t, func(o *Options) {
+		o.TrustedFronts = []netip.Prefix{netip.MustParsePrefix("127.0.0.4/32")}
+		o.Registrar.AuthFailuresFree = 2
+		o.Registrar.AuthBackoffBase = 10 * time.Second
+		o.Registrar.AuthBackoffMax = time.Minute
+	})
+	uri := fmt.Sprintf("sip:127.0.0.1:%d", g.port())
+	// via sends a REGISTER of user through the front (a socket on 127.0.0.4) as from src,
+	// answering the challenge with password; a first answer other than 401 is returned.
+	via := func(ph *regPhone, src, password, contact string) string {
+		t.Helper()
+		hdr := SourceHeader + ": udp " + src + "\n"
+		ph.p.send(ph.request([]string{contact}, "", hdr))
+		ch := ph.response()
+		if statusCode(ch) != 401 {
+			return ch
+		}
+		ph.p.send(ph.request([]string{contact}, "", hdr+digestAuth(t, ch, ph.user, password, uri, 1)))
+		return ph.response()
+	}
+	guesser := newRegPhoneAt(t, "127.0.0.4", g.port(), "agent1")
+	for i := range 3 {
+		if res := via(guesser, "127.0.0.2:5060", fmt.Sprint("guess", i), "<sip:agent1@127.0.0.2:5060>"); statusCode(res) != 403 {
+			t.Fatalf("guess %d through the front: want 403\n%s", i, res)
+		}
+	}
+	if res := via(guesser, "127.0.0.2:5060", "secret", "<sip:agent1@127.0.0.2:5060>"); statusCode(res) != 503 {
+		t.Fatalf("the guesser through the front after 3 failures: want 503 (backed off)\n%s", res)
+	}
+	phone := newRegPhoneAt(t, "127.0.0.4", g.port(), "agent2")
+	if res := via(phone, "127.0.0.5:5060", "other", "<sip:agent2@127.0.0.5:5060>"); statusCode(res) != 200 {
+		t.Fatalf("another phone through the same front: want 200\n%s", res)
+	}
+}
