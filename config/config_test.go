@@ -117,6 +117,11 @@ var problemCases = []problemCase{
 		{"sip.registrar.auth_backoff_max", "must be at least auth_backoff (10s), got 5s", 2}}},
 	{"rate limit exempt CIDR", "sip: {rate_limit: {exempt: [10.0.0.0/8, banana]}}\n", []Problem{
 		{"sip.rate_limit.exempt[1]", `"banana" is not a CIDR network; write one such as 192.0.2.0/24, or 192.0.2.7/32 for one address`, 2}}},
+	{"trusted fronts are CIDR networks, never every address", "sip: {trusted_fronts: [10.0.0.5/32, front.example.com]}\n", []Problem{
+		{"sip.trusted_fronts[1]", `"front.example.com" is not a CIDR network; write one such as 192.0.2.0/24, or 192.0.2.7/32 for one address`, 2}}},
+	{"trusted fronts never every address", "sip: {trusted_fronts: [10.0.0.5/32, 127.0.0.0/8, 0.0.0.0/0, \"::/0\"]}\n", []Problem{
+		{"sip.trusted_fronts[2]", "0.0.0.0/0 trusts every address, so anyone could forge the source the gateway believes; list the fronts' own addresses (e.g. 10.0.0.5/32)", 2},
+		{"sip.trusted_fronts[3]", "::/0 trusts every address, so anyone could forge the source the gateway believes; list the fronts' own addresses (e.g. 10.0.0.5/32)", 2}}},
 	{"empty scanner user agent", "sip: {scanner_user_agents: [sipvicious, \"\"]}\n", []Problem{
 		{"sip.scanner_user_agents[1]", "must not be empty: it would match every request", 2}}},
 

@@ -35,6 +35,13 @@ type SIP struct {
 	SessionExpires Duration `yaml:"session_expires"`
 	// RateLimit limits SIP requests per source address.
 	RateLimit RateLimit `yaml:"rate_limit"`
+	// TrustedFronts are the networks of the SIP proxies in front of the gateway (the Kamailio
+	// dispatcher of deploy/kamailio) whose X-Switchboard-Source header names the real source
+	// of the requests they relay: trunk ACLs, rate limits, the scanner filter, the registrar's
+	// backoff, security events and their log lines then see the carrier or the attacker, not
+	// the front. The header is believed from these sources only (from anywhere else it is
+	// ignored and counted as security event source_spoofed). Empty (default): none.
+	TrustedFronts []Prefix `yaml:"trusted_fronts"`
 	// ScannerUserAgents: requests whose User-Agent contains one of these (without regard to
 	// case) are dropped without an answer. An empty list turns this off.
 	ScannerUserAgents []string `yaml:"scanner_user_agents"`

@@ -257,6 +257,12 @@ func (c *Config) validateSIP(k *checker) {
 	if r.RequestsPerSecond > 0 && r.Burst < 1 {
 		k.add("sip.rate_limit.burst", "must be at least 1 when requests_per_second is set, got %d", r.Burst)
 	}
+	for i, p := range s.TrustedFronts {
+		if p.Bits() == 0 {
+			// Trusting every address lets any client name any source: the ACL would be void.
+			k.add("sip.trusted_fronts"+index(i), "%s trusts every address, so anyone could forge the source the gateway believes; list the fronts' own addresses (e.g. 10.0.0.5/32)", p)
+		}
+	}
 	s.Registrar.validate(k)
 	if s.AnswerAckTimeout <= 0 {
 		k.add("sip.answer_ack_timeout", "must be positive, got %s", s.AnswerAckTimeout)

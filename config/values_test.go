@@ -156,6 +156,7 @@ func TestSIPHelpers(t *testing.T) {
   external_address: 203.0.113.7
   tls: {cert_file: c.pem, key_file: k.pem}
   rate_limit: {exempt: [192.0.2.0/24]}
+  trusted_fronts: [10.0.0.5/32, "2001:db8::/64"]
 `), noEnv)
 	if err != nil {
 		t.Fatal(err)
@@ -171,5 +172,8 @@ func TestSIPHelpers(t *testing.T) {
 	}
 	if got := Networks(c.SIP.RateLimit.Exempt); len(got) != 1 || got[0].String() != "192.0.2.0/24" {
 		t.Errorf("Networks = %v", got)
+	}
+	if got := Networks(c.SIP.TrustedFronts); len(got) != 2 || got[0].String() != "10.0.0.5/32" || got[1].String() != "2001:db8::/64" {
+		t.Errorf("sip.trusted_fronts = %v", got)
 	}
 }

@@ -4,7 +4,8 @@
 # configuration's lines, queues and agents. Ctrl-C stops everything it started.
 #
 # The nodes' configurations are generated from deploy/dev/switchboard.yaml (CONFIG) with only
-# the node name, the ports, the RTP range and the local files changed; the front is
+# the node name, the ports, the RTP range, the local files and the trusted front (the front's
+# 127.0.0.1: its X-Switchboard-Source names the real caller) changed; the front is
 # deploy/kamailio/kamailio.cfg itself, its listen address, dispatcher list and control sockets
 # given as defines (kamailio -A). Everything generated lives under CLUSTER_DIR.
 #
@@ -86,6 +87,7 @@ node_config() {
       -e "s|^shutdown_grace: 30s\$|shutdown_grace: 5s|" \
       -e "s|^  listen: 127.0.0.1:8080\$|  listen: 127.0.0.1:$http|" \
       -e "s|address: 127.0.0.1:5060}|address: 127.0.0.1:$sip}|" \
+      -e "s|^  max_calls: 250\$|  max_calls: 250\n  trusted_fronts: [127.0.0.1/32]|" \
       -e "s|^  port_min: 20000\$|  port_min: $rtp_min|" \
       -e "s|^  port_max: 20999\$|  port_max: $(( rtp_min + rtp_size - 1 ))|" \
       -e "s|^  dir: .data/recordings\$|  dir: $nd/recordings|" \
@@ -93,7 +95,7 @@ node_config() {
       "$config" >"$out"
   local want
   for want in "node: node$n" "listen: 127.0.0.1:$http" "address: 127.0.0.1:$sip}" "port_min: $rtp_min" \
-      "dir: $nd/recordings" "spool: $nd/spool/events.jsonl" "shutdown_grace: 5s"; do
+      "dir: $nd/recordings" "spool: $nd/spool/events.jsonl" "shutdown_grace: 5s" "trusted_fronts: [127.0.0.1/32]"; do
     grep -qF "$want" "$out" || { log "$config changed: could not set '$want' for node $n"; exit 1; }
   done
   [ "$(grep -cF "address: 127.0.0.1:$sip}" "$out")" -eq 2 ] || { log "$config: expected UDP and TCP on 127.0.0.1:5060"; exit 1; }

@@ -65,6 +65,7 @@ type connListener struct {
 	tls      bool // the first bytes are a TLS handshake: it must finish by HandshakeTimeout
 	now      func() time.Time
 	rejected func(src netip.Addr)
+	front    func(src netip.Addr) bool // a trusted front (Options.TrustedFronts)
 
 	mu     sync.Mutex
 	total  int
@@ -75,6 +76,7 @@ type connListener struct {
 
 func (s *Server) limitListener(l net.Listener, network string) net.Listener {
 	return &connListener{Listener: l, lim: s.opts.Conn, tls: network == "tls", now: s.now, per: map[netip.Addr]int{}, closed: make(chan struct{}),
+		front: s.trustedFront,
 		rejected: func(src netip.Addr) {
 			s.m.securityEvent.WithLabelValues(secConnLimit).Inc()
 			now := s.now().UnixNano()
@@ -115,7 +117,8 @@ func (l *connListener) Accept() (net.Conn, error) {
 			src = ta.AddrPort().Addr().Unmap()
 		}
 		l.mu.Lock()
-		over := (l.lim.Max > 0 && l.total >= l.lim.Max) || (l.lim.PerSource > 0 && l.per[src] >= l.lim.PerSource)
+		// A trusted front carries many clients over its connections: only the total caps it.
+		over := (l.lim.Max > 0 && l.total >= l.lim.Max) || (l.lim.PerSource > 0 && l.per[src] >= l.lim.PerSource && !l.front(src))
 		if !over {
 			l.total++
 			l.per[src]++

@@ -49,6 +49,11 @@
 //     User-Agents are dropped silently; a per-source token bucket drops floods (Allow sources
 //     exempt unless RateLimit.LimitTrunks; auth-only trunks' sources never are). An Allow
 //     source over UDP is trivially spoofed: prefer digest or TLS.
+//   - Source (front.go): "the source" of every decision above, of the registrar's backoff, of
+//     RTP latching and of security log lines is Server.source — the packet's address, or,
+//     from a trusted front (Options.TrustedFronts, the Kamailio dispatcher), the client its
+//     X-Switchboard-Source names. That header from anywhere else is ignored and counted
+//     source_spoofed; a trusted front's that does not parse strictly is refused 400.
 //   - Numbers (numbers.go): the dialled number and the caller are read once, with the trunk's
 //     Region, by package ticketing/phone (the normaliser ticketing shares). The line is the
 //     Request-URI (else To) user in E.164, national form or its digits without "+". The caller

@@ -49,7 +49,7 @@ const (
 // securityTypes lists every type sip counts in switchboard_security_events_total, so each
 // series exists at 0 from start.
 var securityTypes = []string{secACLReject, secAuthFailure, secScanner, secRateLimit, secMalformed,
-	secContactRejected, secAuthBackoff, secLoop, secConnLimit, SecRTPSourceRejected}
+	secContactRejected, secAuthBackoff, secLoop, secConnLimit, SecRTPSourceRejected, secSourceSpoofed}
 
 // sentCodes are the response codes the gateway sends itself (other codes it relays appear
 // when first sent).
@@ -87,7 +87,7 @@ func newMetrics(reg prometheus.Registerer, trunks []string) (*metrics, error) {
 		}, []string{"code"}),
 		securityEvent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_security_events_total",
-			Help: "Requests refused or dropped for security: acl_reject, auth_failure, scanner_drop, rate_limited, malformed, loop_detected, contact_rejected, auth_backoff, connection_limited, rtp_source_rejected (and, from HTTP, http_auth_failure, http_auth_throttled).",
+			Help: "Requests refused or dropped for security: acl_reject, auth_failure, scanner_drop, rate_limited, malformed, loop_detected, contact_rejected, auth_backoff, connection_limited, rtp_source_rejected, source_spoofed (and, from HTTP, http_auth_failure, http_auth_throttled).",
 		}, []string{"type"}),
 		orphanByes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_orphan_byes_total",

@@ -87,6 +87,13 @@ type Options struct {
 
 	// RateLimit is the per-source token bucket on requests.
 	RateLimit RateLimit
+	// TrustedFronts are the networks of SIP proxies in front of the gateway (the Kamailio
+	// dispatcher) whose SourceHeader names the real source of what they relay (front.go).
+	// From them the real source is used for the trunk ACL, the rate limit, the scanner filter,
+	// the registrar's backoff, security events and RTP latching; their TCP and TLS connections
+	// are exempt from Conn.PerSource (they carry many clients). Empty (the default) believes
+	// no header: every request's source is its packet's.
+	TrustedFronts []netip.Prefix
 	// ScannerUserAgents are User-Agent substrings (case-insensitive) whose requests are dropped
 	// silently. DefaultScannerUserAgents (friendly-scanner, sipcli, sipvicious,
 	// VaxSIPUserAgent, pplsip); empty drops nothing.

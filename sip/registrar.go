@@ -515,7 +515,7 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 	if err := s.respond(tx, res); err != nil {
 		s.log.Debug("sip: respond to REGISTER", "error", err)
 	}
-	s.log.Info("sip: REGISTER", "agent_id", acct.ID, "contacts", len(keys), "source", req.Source())
+	s.log.Info("sip: REGISTER", "agent_id", acct.ID, "contacts", len(keys), "source", r.s.source(req).String())
 }
 
 // verify checks the digest credentials of a REGISTER from src against acct: our realm, a
@@ -570,7 +570,7 @@ func (r *registrar) failed(req *sip.Request, keys ...string) {
 			continue
 		}
 		if d := r.backoff.fail(k); d > 0 {
-			r.s.log.Warn("sip: security event", "security_event", secAuthBackoff, "source", req.Source(),
+			r.s.log.Warn("sip: security event", "security_event", secAuthBackoff, "source", r.s.source(req).String(),
 				"method", methodLabel(string(req.Method)), "key", k, "detail", "REGISTER digest failures: backed off for "+d.String())
 		}
 	}
@@ -675,8 +675,9 @@ func (r *registrar) authenticate(req *sip.Request, tx sip.ServerTransaction,
 	check func(creds digestCreds, acct AgentAccount, fail func()) bool) (acct AgentAccount, src netip.AddrPort, ok bool) {
 	s := r.s
 	method := string(req.Method)
-	src, _ = netip.ParseAddrPort(req.Source())
-	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	// The real source (a trusted front's client, front.go): backoff, nonce binding and the
+	// binding's address are the phone's, not the front's.
+	src = s.source(req)
 	// Brute force: a source backed off after digest failures gets no challenge, and its
 	// password is not checked, until the backoff ends (backoff.go). A source that holds a live
 	// binding is exempt, so a spoofed failure cannot lock a registered phone out.
@@ -718,7 +719,7 @@ func (r *registrar) authenticate(req *sip.Request, tx sip.ServerTransaction,
 	}
 	if !ok || !r.verify(creds, acct, src.Addr(), method) {
 		s.m.securityEvent.WithLabelValues(secAuthFailure).Inc()
-		s.log.Info("sip: "+method+" refused", "username", logValue(creds["username"]), "source", req.Source())
+		s.log.Info("sip: "+method+" refused", "username", logValue(creds["username"]), "source", r.s.source(req).String())
 		r.failed(req, ipKey, agentKey)
 		s.reply(req, tx, 403, "Forbidden")
 		return AgentAccount{}, src, false
@@ -730,7 +731,7 @@ func (r *registrar) authenticate(req *sip.Request, tx sip.ServerTransaction,
 	switch r.nonces.use(creds["nonce"], creds["qop"] != "", creds["nc"], s.now()) {
 	case nonceReplay:
 		s.m.securityEvent.WithLabelValues(secAuthFailure).Inc()
-		s.log.Info("sip: "+method+" refused", "username", logValue(creds["username"]), "source", req.Source(), "reason", "replayed nonce count")
+		s.log.Info("sip: "+method+" refused", "username", logValue(creds["username"]), "source", r.s.source(req).String(), "reason", "replayed nonce count")
 		r.failed(req, ipKey, agentKey)
 		s.reply(req, tx, 403, "Forbidden (replayed nonce count)")
 		return AgentAccount{}, src, false

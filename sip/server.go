@@ -441,7 +441,6 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
-// sourceAddr returns the IP of the request's sender.
 // security counts a security event and writes the structured log line that fail2ban or an
 // alert can act on: the event type, the source address, the method, the User-Agent and the
 // From user. A flood of rate_limited events is logged at most once a second (counted in full).
@@ -461,16 +460,19 @@ func (s *Server) security(typ string, req *sip.Request, detail string) {
 	if f := req.From(); f != nil {
 		from = uriUser(f.Address.User)
 	}
-	s.log.Warn("sip: security event", "security_event", typ, "source", req.Source(), "method", methodLabel(string(req.Method)),
-		"user_agent", ua, "from_user", from, "detail", detail)
+	attrs := []any{"security_event", typ, "source", s.source(req).String(), "method", methodLabel(string(req.Method)),
+		"user_agent", ua, "from_user", from, "detail", detail}
+	if front := s.viaFront(req); front.IsValid() {
+		// Through a trusted front: source is the client it names, front the hop it came over.
+		attrs = append(attrs, "front", front.String())
+	}
+	s.log.Warn("sip: security event", attrs...)
 }
 
-func sourceAddr(req *sip.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(req.Source())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
+// sourceAddr returns the IP of the request's real sender (Server.source: the client a trusted
+// front names, else the packet's source).
+func (s *Server) sourceAddr(req *sip.Request) netip.Addr {
+	return s.source(req).Addr()
 }
 
 func (s *Server) rateExempt(a netip.Addr) bool {
@@ -558,9 +560,21 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 		if h := req.CallID(); h != nil {
 			callID = logValue(h.Value())
 		}
-		s.log.Debug("sip: request", "method", methodLabel(string(req.Method)), "call_id", callID, "source", req.Source())
+		s.log.Debug("sip: request", "method", methodLabel(string(req.Method)), "call_id", callID, "source", s.source(req).String())
 	}
-	src := sourceAddr(req)
+	switch v, err := s.checkFront(req); v {
+	case frontSpoofed:
+		// A client naming its own source: ignored (the packet's source is used), counted, and
+		// logged with the packet's source for fail2ban.
+		s.security(secSourceSpoofed, req, SourceHeader+" from a source that is no trusted front ignored")
+	case frontBad:
+		s.security(secMalformed, req, "trusted front's "+SourceHeader+" refused: "+logValue(err.Error()))
+		if !req.IsAck() {
+			s.reply(req, tx, 400, "Bad Request (malformed "+SourceHeader+")")
+		}
+		return
+	}
+	src := s.sourceAddr(req)
 	trunk, isTrunk := s.trunkFor(src)
 	// REGISTER comes from agents' phones, never from a carrier: no trunk exemption for it.
 	trusted := isTrunk && req.Method != sip.REGISTER

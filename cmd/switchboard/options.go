@@ -23,6 +23,7 @@ func sipOptions(cfg *config.Config) (sip.Options, error) {
 		SessionExpires: s.SessionExpires.D(),
 		RateLimit: sip.RateLimit{PerSecond: s.RateLimit.RequestsPerSecond, Burst: s.RateLimit.Burst,
 			LimitTrunks: s.RateLimit.LimitTrunks, Exempt: config.Networks(s.RateLimit.Exempt)},
+		TrustedFronts:    config.Networks(s.TrustedFronts),
 		AnswerAckTimeout: s.AnswerAckTimeout.D(),
 		Conn: sip.ConnLimits{Max: s.Connections.Max, PerSource: s.Connections.PerSource,
 			HandshakeTimeout: s.Connections.HandshakeTimeout.D(), IdleTimeout: s.Connections.IdleTimeout.D(),

@@ -243,6 +243,39 @@ func TestDashboardMetricsAreExported(t *testing.T) {
 			t.Errorf("the dashboard shows nothing of %s", want)
 		}
 	}
+	// The cluster view (issue 19): a Cluster row with per-node load (calls and CPU by the node
+	// label), the nodes live, the calls closed for a lost node, and queue depth summed over the
+	// nodes.
+	cluster := map[string]bool{}
+	inCluster := false
+	for _, p := range dash["panels"].([]any) {
+		pm := p.(map[string]any)
+		if pm["type"] == "row" {
+			inCluster = pm["title"] == "Cluster"
+			continue
+		}
+		if !inCluster {
+			continue
+		}
+		ts, _ := pm["targets"].([]any)
+		for _, tg := range ts {
+			e, _ := tg.(map[string]any)["expr"].(string)
+			cluster[e] = true
+		}
+	}
+	for _, want := range []string{
+		"sum by (node) (switchboard_calls_active{", "sum by (node) (rate(switchboard_calls_total{",
+		"sum by (node) (rate(process_cpu_seconds_total{", "switchboard_cluster_nodes_live{",
+		"switchboard_calls_closed_node_lost_total{", "sum by (queue) (switchboard_queue_calls_waiting{",
+	} {
+		found := false
+		for e := range cluster {
+			found = found || strings.Contains(e, want)
+		}
+		if !found {
+			t.Errorf("the dashboard's Cluster row has no query with %q (it has %d queries)", want, len(cluster))
+		}
+	}
 }
 
 // Every alert of deploy/prometheus/alerts.yml names only metrics the gateway registers, carries
@@ -543,6 +576,10 @@ func TestPrometheusScrapesGateway(t *testing.T) {
 	awaitProm(t, prom, `switchboard_call_setup_seconds_count{job="switchboard"}`, func(v float64) bool { return v >= 1 })
 	awaitProm(t, prom, `sum(switchboard_ticketing_events_total{job="switchboard",type="call.ended"})`, func(v float64) bool { return v >= 1 })
 	awaitProm(t, prom, `switchboard_security_events_total{job="switchboard",type="scanner_drop"}`, func(v float64) bool { return v >= 1 })
+	// The cluster view's per-node CPU names the node through switchboard_build_info (the
+	// process collector has no node label).
+	awaitProm(t, prom, `count(sum by (node) (rate(process_cpu_seconds_total{job="switchboard"}[1m]) * on (instance) group_left (node) switchboard_build_info{node="test"}))`,
+		func(v float64) bool { return v == 1 })
 
 	// The rule groups of alerts.yml are loaded and each rule has evaluated without error.
 	rules, _ := loadAlertRules(t)
@@ -621,8 +658,10 @@ func TestPrometheusScrapesGateway(t *testing.T) {
 	for _, n := range scraped {
 		have[n] = true
 	}
-	// Not observed by a bridged call: a queue wait is observed when a call leaves a queue.
-	notYet := map[string]bool{"switchboard_queue_wait_seconds_bucket": true}
+	// Not observed by a bridged call: a queue wait is observed when a call leaves a queue. Not
+	// on a lone node: a lost_node series of switchboard_calls_closed_node_lost_total exists
+	// (at 0) once a node sees another node's heartbeat.
+	notYet := map[string]bool{"switchboard_queue_wait_seconds_bucket": true, "switchboard_calls_closed_node_lost_total": true}
 	seen := map[string]bool{}
 	for _, e := range append(dexprs, aexprs...) {
 		for _, n := range metricNameRE.FindAllString(e.expr, -1) {
@@ -694,7 +733,9 @@ func TestDeployKamailioConfigChecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"ds_ping_method", "OPTIONS"`, `ds_select_dst("1"`, "ds_next_dst()", "record_route()", `"/etc/kamailio/dispatcher.list"`} {
+	for _, want := range []string{`"ds_ping_method", "OPTIONS"`, `ds_select_dst("1"`, "ds_next_dst()", "record_route()", `"/etc/kamailio/dispatcher.list"`,
+		// The real source for the gateways' sip.trusted_fronts, a client's copies deleted first.
+		`remove_hf("X-Switchboard-Source");` + "\n\tappend_hf(\"X-Switchboard-Source: $proto $siz:$sp\\r\\n\");"} {
 		if !bytes.Contains(cfg, []byte(want)) {
 			t.Errorf("kamailio.cfg lacks %s", want)
 		}
