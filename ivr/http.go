@@ -89,6 +89,8 @@ type agentJSON struct {
 	State  string   `json:"state"`
 	Since  string   `json:"since"` // RFC 3339 UTC
 	Queues []string `json:"queues"`
+	// Node is the gateway node the agent's page or SIP phone is attached to, in a cluster.
+	Node string `json:"node,omitempty"`
 }
 
 func (a *ACD) getQueues(w http.ResponseWriter, r *http.Request, _ principal) {
@@ -108,7 +110,7 @@ func toAgentJSON(s AgentStatus) agentJSON {
 	if q == nil {
 		q = []string{}
 	}
-	return agentJSON{ID: s.ID, Name: s.Name, Email: s.Email, State: string(s.State), Since: s.Since.UTC().Format(time.RFC3339), Queues: q}
+	return agentJSON{ID: s.ID, Name: s.Name, Email: s.Email, State: string(s.State), Since: s.Since.UTC().Format(time.RFC3339), Queues: q, Node: s.Node}
 }
 
 func (a *ACD) getAgents(w http.ResponseWriter, r *http.Request, _ principal) {
