@@ -132,8 +132,11 @@ func (a *ACD) putState(w http.ResponseWriter, r *http.Request, p principal) {
 		apierror.Write(w, apierror.Error{Status: http.StatusForbidden, Description: "agents may change only their own state"})
 		return
 	}
-	if _, err := a.Agent(id); err != nil {
+	if _, err := a.Agent(id); errors.Is(err, ErrUnknownAgent) {
 		apierror.Write(w, apierror.Error{Status: http.StatusNotFound, Description: fmt.Sprintf("no agent with id %d", id)})
+		return
+	} else if err != nil {
+		a.unavailable(w, err)
 		return
 	}
 	var body struct {
@@ -174,11 +177,22 @@ func (a *ACD) putState(w http.ResponseWriter, r *http.Request, p principal) {
 	case errors.Is(err, ErrUnknownAgent):
 		apierror.Write(w, apierror.Error{Status: http.StatusNotFound, Description: fmt.Sprintf("no agent with id %d", id)})
 		return
+	case err != nil && a.opts.Shared != nil:
+		a.unavailable(w, err)
+		return
 	case err != nil:
 		apierror.Write(w, apierror.Error{Status: http.StatusInternalServerError, Description: "internal error"})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"agent": toAgentJSON(st)})
+}
+
+// unavailable answers 503 when the cluster's shared agent states (the database) cannot be
+// reached: the state was not changed, and the client may try again.
+func (a *ACD) unavailable(w http.ResponseWriter, err error) {
+	a.log.Warn("ivr: agent state API: shared store", "err", err)
+	apierror.Write(w, apierror.Error{Status: http.StatusServiceUnavailable, RetryAfter: 5 * time.Second,
+		Description: "the cluster's agent states cannot be reached now (database unreachable); nothing was changed, try again"})
 }
 
 // unknownStateField returns the first field of a PUT /agents/{id}/state body (already known to
