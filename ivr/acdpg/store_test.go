@@ -292,9 +292,15 @@ func TestSharedACD_CallWaitingOnAOfferedToAgentAttachedToB(t *testing.T) {
 	p.decline()
 }
 
-// Two nodes each hold calls and race for the same few agents, every round: an agent is never
-// offered two calls at once, a call never rings two agents, and every call is answered.
+// Two nodes each hold calls and race for one agent, or for three, every round: an agent is
+// never offered two calls at once, a call never rings two agents, and every call is answered.
+// Meanwhile an admin toggles agent 3 between away and available through the other node.
 func TestSharedACD_TwoNodesRacingNeverDoubleOfferAgentOrCall(t *testing.T) {
+	t.Run("one agent", func(t *testing.T) { raceNodes(t, 1, 6, 2) })
+	t.Run("three agents", func(t *testing.T) { raceNodes(t, 3, 8, 4) })
+}
+
+func raceNodes(t *testing.T, agents int64, rounds, perNode int) {
 	url := pgtest.URL(t)
 	var (
 		mu        sync.Mutex
@@ -337,7 +343,7 @@ func TestSharedACD_TwoNodesRacingNeverDoubleOfferAgentOrCall(t *testing.T) {
 	}
 	a := startNode(t, url, "A", ivr.AgentDialerFunc(race))
 	b := startNode(t, url, "B", ivr.AgentDialerFunc(race))
-	for id := int64(1); id <= 3; id++ {
+	for id := int64(1); id <= agents; id++ {
 		nd := a
 		if id == 2 {
 			nd = b
@@ -345,7 +351,30 @@ func TestSharedACD_TwoNodesRacingNeverDoubleOfferAgentOrCall(t *testing.T) {
 		nd.acd.AgentAttached(id, ivr.ViaPage)
 		nd.setState(t, id, ivr.StateAvailable)
 	}
-	const rounds, perNode = 8, 4
+	toggling := make(chan struct{})
+	toggled := make(chan struct{})
+	go func() { // state changes racing the dispatch: agent 3 comes and goes
+		defer close(toggled)
+		for i := 0; ; i++ {
+			select {
+			case <-toggling:
+				return
+			case <-time.After(3 * time.Millisecond):
+			}
+			if agents < 3 {
+				continue
+			}
+			st := ivr.StateAway
+			if i%2 == 1 {
+				st = ivr.StateAvailable
+			}
+			_, _ = b.acd.SetState(3, st)
+		}
+	}()
+	defer func() {
+		close(toggling)
+		<-toggled
+	}()
 	for r := range rounds {
 		var results []<-chan ivr.Result
 		for i := range perNode {
@@ -367,7 +396,7 @@ func TestSharedACD_TwoNodesRacingNeverDoubleOfferAgentOrCall(t *testing.T) {
 			t.Fatalf("round %d: %s", r, v)
 		}
 	}
-	if got := answered.Load(); got != rounds*perNode*2 {
+	if got := answered.Load(); got != int64(rounds*perNode*2) {
 		t.Errorf("%d calls answered, want %d", got, rounds*perNode*2)
 	}
 }
