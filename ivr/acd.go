@@ -303,12 +303,23 @@ func (a *ACD) Close() {
 			ag.wrap = nil
 		}
 	}
-	for id, t := range a.sh.wraps {
-		t.Stop()
+	// A wrap-up this node timed ends now in the shared store: no node would end it otherwise
+	// (this node's next start would).
+	wraps := map[int64]uint64{}
+	for id, w := range a.sh.wraps {
+		w.t.Stop()
+		wraps[id] = w.seq
 		delete(a.sh.wraps, id)
 	}
 	done := a.notifying
 	a.mu.Unlock()
+	for id, seq := range wraps {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if err := a.opts.Shared.WrapUpEnded(ctx, id, seq); err != nil {
+			a.log.Warn("ivr: end a wrap-up at close", "agent_id", id, "err", err)
+		}
+		cancel()
+	}
 	a.stopShared()
 	if done != nil {
 		<-done

@@ -27,14 +27,19 @@ import (
 
 // sharedState is the ACD's part of a cluster.
 type sharedState struct {
-	waiters map[string]*waiter // call id → this node's waiting call (ACD.mu)
-	wraps   map[int64]Timer    // agent → wrap-up timer of a call that ended here (ACD.mu)
-	seen    map[int64]uint64   // agent → newest Seq told (the loop's)
-	cache   []AgentStatus      // last agents read (ACD.mu), shown when the store is away
-	kick    chan struct{}      // capacity 1
+	waiters map[string]*waiter  // call id → this node's waiting call (ACD.mu)
+	wraps   map[int64]wrapTimer // agent → wrap-up of a call that ended here (ACD.mu)
+	seen    map[int64]uint64    // agent → newest Seq told (the loop's)
+	cache   []AgentStatus       // last agents read (ACD.mu), shown when the store is away
+	kick    chan struct{}       // capacity 1
 	stop    chan struct{}
 	done    chan struct{}
 	phones  []phoneChange // attachments of SIP phones to apply, in order (ACD.mu)
+}
+
+type wrapTimer struct {
+	t   Timer
+	seq uint64 // the agent's state seq when the wrap-up began
 }
 
 type phoneChange struct {
@@ -48,7 +53,7 @@ type phoneChange struct {
 const joinBudget = 2 * time.Second
 
 func (a *ACD) startShared() {
-	a.sh = sharedState{waiters: map[string]*waiter{}, wraps: map[int64]Timer{}, seen: map[int64]uint64{},
+	a.sh = sharedState{waiters: map[string]*waiter{}, wraps: map[int64]wrapTimer{}, seen: map[int64]uint64{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(context.Background(), joinBudget)
 	err := a.sharedJoin(ctx)
@@ -283,8 +288,8 @@ func (a *ACD) sharedSetState(id int64, st AgentState) (AgentStatus, error) {
 	}
 	if st != StateWrapUp {
 		a.mu.Lock()
-		if t := a.sh.wraps[id]; t != nil { // a chosen state ends a wrap-up this node timed
-			t.Stop()
+		if w, ok := a.sh.wraps[id]; ok { // a chosen state ends a wrap-up this node timed
+			w.t.Stop()
 			delete(a.sh.wraps, id)
 		}
 		a.mu.Unlock()
@@ -544,16 +549,23 @@ func (a *ACD) sharedAgentFree(id int64, q *queueRec) {
 	seq := s.Seq
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.closed {
+	if a.closed { // Close came first: nobody times this wrap-up, so it ends now
+		go func() {
+			ctx, cancel := a.sharedCtx()
+			defer cancel()
+			if err := a.opts.Shared.WrapUpEnded(ctx, id, seq); err != nil {
+				a.log.Warn("ivr: end a wrap-up at close", "agent_id", id, "err", err)
+			}
+		}()
 		return
 	}
-	if old := a.sh.wraps[id]; old != nil {
-		old.Stop()
+	if old, ok := a.sh.wraps[id]; ok {
+		old.t.Stop()
 	}
 	var t Timer
 	t = a.clock.AfterFunc(q.WrapUp, func() {
 		a.mu.Lock()
-		mine := a.sh.wraps[id] == t
+		mine := a.sh.wraps[id].t == t
 		if mine {
 			delete(a.sh.wraps, id)
 		}
@@ -568,7 +580,7 @@ func (a *ACD) sharedAgentFree(id int64, q *queueRec) {
 		}
 		a.kickShared()
 	})
-	a.sh.wraps[id] = t
+	a.sh.wraps[id] = wrapTimer{t: t, seq: seq}
 }
 
 // sharedOfferEnded records the end of a direct offer (a transfer to an agent).

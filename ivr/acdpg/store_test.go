@@ -662,3 +662,32 @@ func TestSharedACD_StateChangesVisibleOnTheOtherNodesAPI(t *testing.T) {
 		t.Errorf("GET /queues on B: %+v, want support with A's call waiting and one agent away", queues)
 	}
 }
+
+// After a call, the agent's wrap-up is timed by the node that ran the call and ends there, as
+// the other node sees; a node that closes during an agent's wrap-up ends it in the store
+// (no node would end it otherwise).
+func TestSharedACD_WrapUpEndsOnTheCallsNodeAndAtItsClose(t *testing.T) {
+	url := pgtest.URL(t)
+	wrap := func(q *ivr.Queue) { q.WrapUp = 300 * time.Millisecond }
+	a := startNode(t, url, "A", nil, wrap)
+	b := startNode(t, url, "B", nil)
+	b.acd.AgentAttached(1, ivr.ViaPage)
+	b.setState(t, 1, ivr.StateAvailable)
+	_, _ = a.call(t, "wrapped")
+	al := a.dialer.next(t).answer()
+	awaitCond(t, "agent 1 busy", func() bool { return b.agent(t, 1).State == ivr.StateBusy })
+	al.Hangup(context.Background())
+	awaitCond(t, "agent 1 in wrap-up, as B sees it", func() bool { return b.agent(t, 1).State == ivr.StateWrapUp })
+	awaitCond(t, "agent 1 available after the wrap-up A timed", func() bool { return b.agent(t, 1).State == ivr.StateAvailable })
+
+	// Again, and A closes during the wrap-up.
+	_, _ = a.call(t, "wrapped-2")
+	al = a.dialer.next(t).answer()
+	awaitCond(t, "agent 1 busy again", func() bool { return b.agent(t, 1).State == ivr.StateBusy })
+	al.Hangup(context.Background())
+	awaitCond(t, "agent 1 in wrap-up again", func() bool { return b.agent(t, 1).State == ivr.StateWrapUp })
+	a.acd.Close()
+	awaitCond(t, "agent 1 available after A closed during its wrap-up", func() bool {
+		return b.agent(t, 1).State == ivr.StateAvailable
+	})
+}
