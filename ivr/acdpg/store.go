@@ -120,12 +120,19 @@ func (s *Store) listen() {
 		case <-ctx.Done():
 		}
 	}()
+	failing := false
 	for ctx.Err() == nil {
-		err := s.listenOnce(ctx)
+		listened, err := s.listenOnce(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		s.log.Warn("acdpg: listener lost its connection; the ACD re-checks on its timer meanwhile", "err", err)
+		// Said once per outage, not at every retry while the database is away.
+		if listened || !failing {
+			s.log.Warn("acdpg: listener lost its connection; the ACD re-checks on its timer meanwhile", "err", err)
+		} else {
+			s.log.Debug("acdpg: listener still without a connection", "err", err)
+		}
+		failing = true
 		t := time.NewTimer(s.opts.ListenRetry)
 		select {
 		case <-ctx.Done():
@@ -136,12 +143,13 @@ func (s *Store) listen() {
 	}
 }
 
-func (s *Store) listenOnce(ctx context.Context) error {
+// listenOnce listens until the connection fails; listened reports that LISTEN succeeded.
+func (s *Store) listenOnce(ctx context.Context) (listened bool, err error) {
 	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	pc, err := s.pool.Acquire(actx)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("acdpg: listen: acquire: %w", err)
+		return false, fmt.Errorf("acdpg: listen: acquire: %w", err)
 	}
 	conn := pc.Hijack() // the listener's own: never returned to the pool with LISTEN on
 	defer func() {
@@ -150,12 +158,12 @@ func (s *Store) listenOnce(ctx context.Context) error {
 		_ = conn.Close(cctx)
 	}()
 	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
-		return fmt.Errorf("acdpg: listen: %w", err)
+		return false, fmt.Errorf("acdpg: listen: %w", err)
 	}
 	s.signal() // whatever happened while no one listened
 	for {
 		if _, err := conn.WaitForNotification(ctx); err != nil {
-			return fmt.Errorf("acdpg: wait for notification: %w", err)
+			return true, fmt.Errorf("acdpg: wait for notification: %w", err)
 		}
 		s.signal()
 	}
