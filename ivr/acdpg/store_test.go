@@ -57,7 +57,13 @@ func startNode(t *testing.T, url, name string, dial ivr.AgentDialer, qopts ...qu
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	st, err := acdpg.New(acdpg.Options{Pool: pool})
+	return startNodeOn(t, pool, name, dial, qopts...)
+}
+
+// startNodeOn is startNode over a pool of the test's (one through a proxy it can cut).
+func startNodeOn(t *testing.T, pool *pgxpool.Pool, name string, dial ivr.AgentDialer, qopts ...queueOpt) *node {
+	t.Helper()
+	st, err := acdpg.New(acdpg.Options{Pool: pool, ListenRetry: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -690,4 +696,63 @@ func TestSharedACD_WrapUpEndsOnTheCallsNodeAndAtItsClose(t *testing.T) {
 	awaitCond(t, "agent 1 available after A closed during its wrap-up", func() bool {
 		return b.agent(t, 1).State == ivr.StateAvailable
 	})
+}
+
+// Node A loses the database and gets it back: meanwhile a state change through A is refused
+// (PUT /agents/{id}/state answers 503, nothing changed) and a call waiting on A overflows at
+// its maximum wait; once the database is back, A hears B's changes again (its listener
+// reconnected, or its re-check) and its calls are offered as before.
+func TestSharedACD_NodeLosesTheDatabaseAndGetsItBack(t *testing.T) {
+	proxy, poolA, direct := pgtest.ProxiedPool(t)
+	short := func(q *ivr.Queue) { q.MaxWait = 2 * time.Second }
+	a := startNodeOn(t, poolA, "A", nil, short)
+	b := startNode(t, direct, "B", nil)
+	b.acd.AgentAttached(1, ivr.ViaPage)
+	b.setState(t, 1, ivr.StateAway)
+
+	mux := http.NewServeMux()
+	a.acd.Register(mux, "/api/v2")
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+
+	proxy.Down()
+	req, _ := http.NewRequest(http.MethodPut, srv.URL+"/api/v2/agents/1/state", strings.NewReader(`{"agent":{"state":"available"}}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("PUT state on A without its database: %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if s := b.agent(t, 1); s.State != ivr.StateAway {
+		t.Errorf("agent 1 after the refused change: %s, want still away", s.State)
+	}
+	_, res := a.call(t, "during-the-outage")
+	select {
+	case r := <-res:
+		if r.Kind != ivr.ResultHangup { // overflow to voicemail, which has no recorder here: goodbye
+			t.Errorf("the call waiting during the outage ended %+v, want its overflow's hang-up", r)
+		}
+	case <-time.After(wait):
+		t.Fatal("the call waiting on A during the outage did not overflow at its maximum wait")
+	}
+
+	proxy.Up()
+	b.setState(t, 1, ivr.StateAvailable)
+	deadline := time.After(wait)
+	for heard := false; !heard; {
+		select {
+		case s := <-a.states:
+			heard = s.ID == 1 && s.State == ivr.StateAvailable
+		case <-deadline:
+			t.Fatal("node A never heard agent 1 go available after its database came back")
+		}
+	}
+	_, _ = a.call(t, "after-the-outage")
+	p := a.dialer.next(t)
+	if p.CallID != "after-the-outage" || p.AgentID != 1 || p.Node != "B" {
+		t.Fatalf("offer %+v after the outage, want after-the-outage to agent 1 on B", p.Offer)
+	}
+	p.decline()
 }
