@@ -218,7 +218,11 @@ func newDialer() *dialer { return &dialer{offers: make(chan *pending, 64)} }
 
 func (d *dialer) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, error) {
 	p := &pending{Offer: o, resp: make(chan offerResult, 1), ctx: ctx}
-	d.offers <- p
+	select {
+	case d.offers <- p:
+	case <-ctx.Done(): // nobody reads the offers any more (the test has moved on)
+		return nil, ctx.Err()
+	}
 	select {
 	case r := <-p.resp:
 		return r.leg, r.err
