@@ -108,6 +108,10 @@ type Database struct {
 	// NodeLostAfter is how old another node's last beat is when this node counts it lost and
 	// closes its calls (default 15s, three missed beats; at least twice heartbeat_interval).
 	NodeLostAfter Duration `yaml:"node_lost_after"`
+	// SharedQueues keeps the queues and agents in the database, shared by every node on it
+	// (agents' states and the node each is attached to, queue membership, waiting calls in
+	// arrival order), instead of this node's memory (default false: one node).
+	SharedQueues bool `yaml:"shared_queues"`
 }
 
 // HTTP configures the HTTP listener (softphone, API, metrics, health). See http.go for the

@@ -97,6 +97,18 @@ type ACDOptions struct {
 	OnAgentState func(AgentStatus)
 	// Logger; nil discards.
 	Logger *slog.Logger
+
+	// Shared, when set, keeps agents, their states and attachments, queue membership and
+	// waiting calls in a store the nodes of a cluster share (ivr/acdpg on PostgreSQL) instead
+	// of this ACD's memory: a call waiting on this node is offered to an agent attached to any
+	// node (Offer.Node), in arrival order across the cluster, to the longest-idle agent of the
+	// cluster. Nil: one node, everything in memory.
+	Shared SharedStore
+	// Node names this node in the shared store (required with Shared).
+	Node string
+	// Recheck is how often a node with Shared dispatches and reads the shared state when
+	// nothing woke it (default DefaultRecheck).
+	Recheck time.Duration
 }
 
 // ACD is the automatic call distributor: queues of waiting calls and the agents who take them.
@@ -131,6 +143,8 @@ type ACD struct {
 	// while a notifier goroutine delivers them and closed when it exits (see notify).
 	notes     []AgentStatus
 	notifying chan struct{}
+
+	sh sharedState // with Options.Shared
 }
 
 type agentRec struct {
@@ -162,6 +176,12 @@ type waiter struct {
 	retry    chan struct{} // dispatch → waiter: only agents who missed this call are free
 	offering int64         // agent being offered (guarded by ACD.mu)
 	tried    map[int64]bool
+
+	// With a shared store: the loop hands the waiter its claims (capacity 1); claimSeq is the
+	// newest claim handed (guarded by ACD.mu), so a claim read before it was released is
+	// never carried out twice.
+	claims   chan Claim
+	claimSeq uint64
 }
 
 // SetDialer sets the agent dialer when it could not be given to NewACD: the softphone server
@@ -252,6 +272,15 @@ func NewACD(opts ACDOptions) (*ACD, error) {
 	if opts.Dialer != nil {
 		a.SetDialer(opts.Dialer)
 	}
+	if opts.Shared != nil {
+		if opts.Node == "" {
+			return nil, fmt.Errorf("ivr: new ACD: a shared store needs the node's name")
+		}
+		if opts.Recheck <= 0 {
+			a.opts.Recheck = DefaultRecheck
+		}
+		a.startShared()
+	}
 	return a, nil
 }
 
@@ -274,8 +303,24 @@ func (a *ACD) Close() {
 			ag.wrap = nil
 		}
 	}
+	// A wrap-up this node timed ends now in the shared store: no node would end it otherwise
+	// (this node's next start would).
+	wraps := map[int64]uint64{}
+	for id, w := range a.sh.wraps {
+		w.t.Stop()
+		wraps[id] = w.seq
+		delete(a.sh.wraps, id)
+	}
 	done := a.notifying
 	a.mu.Unlock()
+	for id, seq := range wraps {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if err := a.opts.Shared.WrapUpEnded(ctx, id, seq); err != nil {
+			a.log.Warn("ivr: end a wrap-up at close", "agent_id", id, "err", err)
+		}
+		cancel()
+	}
+	a.stopShared()
 	if done != nil {
 		<-done
 	}
@@ -291,6 +336,9 @@ type AgentStatus struct {
 	Offering string
 	// MissedOffers counts offers missed in a row.
 	MissedOffers int
+	// Node is the gateway node the agent is attached to (its page, else its SIP phone) when
+	// the ACD's state is shared by a cluster; empty otherwise.
+	Node string
 	// Seq orders snapshots of one agent: every state change gets a larger one, so of two
 	// statuses of the same agent the one with the larger Seq is the newer (a reader that gets
 	// statuses by several paths — OnAgentState, Agent, SetState — keeps the largest).
@@ -299,6 +347,11 @@ type AgentStatus struct {
 
 // Agent returns one agent's status.
 func (a *ACD) Agent(id int64) (AgentStatus, error) {
+	if a.opts.Shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+		defer cancel()
+		return a.opts.Shared.Agent(ctx, id)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	ag, ok := a.agents[id]
@@ -316,6 +369,13 @@ func (ag *agentRec) status() AgentStatus {
 
 // Agents returns every agent's status, by id.
 func (a *ACD) Agents() []AgentStatus {
+	if a.opts.Shared != nil {
+		as, err := a.sharedAgents()
+		if err != nil {
+			a.log.Warn("ivr: shared agents: showing the last known states", "err", err)
+		}
+		return as
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := make([]AgentStatus, 0, len(a.agents))
@@ -338,6 +398,13 @@ type QueueStatus struct {
 
 // Queues returns every queue's status, by name.
 func (a *ACD) Queues() []QueueStatus {
+	if a.opts.Shared != nil {
+		qs, err := a.sharedQueues()
+		if err != nil {
+			a.log.Warn("ivr: shared queues", "err", err)
+		}
+		return qs
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.clock.Now()
@@ -371,6 +438,9 @@ func (a *ACD) SetState(id int64, st AgentState) (AgentStatus, error) {
 	case StateAvailable, StateAway, StateOffline:
 	default:
 		return AgentStatus{}, fmt.Errorf("%w: %q (choose available, away or offline)", ErrBadState, st)
+	}
+	if a.opts.Shared != nil {
+		return a.sharedSetState(id, st)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()

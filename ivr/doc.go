@@ -57,6 +57,19 @@
 // tests drive the ACD deterministically. Hold, Resume and Transfer (to an agent or a queue)
 // act on a connected call.
 //
+// # Several nodes
+//
+// With ACDOptions.Shared (a SharedStore: ivr/acdpg on PostgreSQL) the agents' states, the node
+// each agent is attached to (AgentAttached, AgentDetached: the softphone page, the SIP phone),
+// queue membership and the waiting calls of every node live in the store, not in the ACD: the
+// store's Dispatch pairs calls in arrival order across the cluster with the longest-idle agent
+// of the cluster, and the node that owns each call (its caller's media) carries out the claim,
+// with Offer.Node naming the agent's node when it is another one (shared.go, acd_shared.go).
+// The ACD's shared loop goroutine dispatches on every wake-up of the store and every Recheck,
+// hands the node's claims to its waiting calls, and tells OnAgentState the changes any node
+// made. NodeLost clears a lost node's agents and waiting calls. Without a store, everything
+// below holds in memory, as on one node.
+//
 // Events follow docs/events.md: call.queued, call.offered, call.answered, call.held,
 // call.resumed, call.transferred, call.voicemail, call.abandoned (where ivr, queue, voicemail).
 //

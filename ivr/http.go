@@ -89,6 +89,8 @@ type agentJSON struct {
 	State  string   `json:"state"`
 	Since  string   `json:"since"` // RFC 3339 UTC
 	Queues []string `json:"queues"`
+	// Node is the gateway node the agent's page or SIP phone is attached to, in a cluster.
+	Node string `json:"node,omitempty"`
 }
 
 func (a *ACD) getQueues(w http.ResponseWriter, r *http.Request, _ principal) {
@@ -108,7 +110,7 @@ func toAgentJSON(s AgentStatus) agentJSON {
 	if q == nil {
 		q = []string{}
 	}
-	return agentJSON{ID: s.ID, Name: s.Name, Email: s.Email, State: string(s.State), Since: s.Since.UTC().Format(time.RFC3339), Queues: q}
+	return agentJSON{ID: s.ID, Name: s.Name, Email: s.Email, State: string(s.State), Since: s.Since.UTC().Format(time.RFC3339), Queues: q, Node: s.Node}
 }
 
 func (a *ACD) getAgents(w http.ResponseWriter, r *http.Request, _ principal) {
@@ -130,8 +132,11 @@ func (a *ACD) putState(w http.ResponseWriter, r *http.Request, p principal) {
 		apierror.Write(w, apierror.Error{Status: http.StatusForbidden, Description: "agents may change only their own state"})
 		return
 	}
-	if _, err := a.Agent(id); err != nil {
+	if _, err := a.Agent(id); errors.Is(err, ErrUnknownAgent) {
 		apierror.Write(w, apierror.Error{Status: http.StatusNotFound, Description: fmt.Sprintf("no agent with id %d", id)})
+		return
+	} else if err != nil {
+		a.unavailable(w, err)
 		return
 	}
 	var body struct {
@@ -172,11 +177,22 @@ func (a *ACD) putState(w http.ResponseWriter, r *http.Request, p principal) {
 	case errors.Is(err, ErrUnknownAgent):
 		apierror.Write(w, apierror.Error{Status: http.StatusNotFound, Description: fmt.Sprintf("no agent with id %d", id)})
 		return
+	case err != nil && a.opts.Shared != nil:
+		a.unavailable(w, err)
+		return
 	case err != nil:
 		apierror.Write(w, apierror.Error{Status: http.StatusInternalServerError, Description: "internal error"})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"agent": toAgentJSON(st)})
+}
+
+// unavailable answers 503 when the cluster's shared agent states (the database) cannot be
+// reached: the state was not changed, and the client may try again.
+func (a *ACD) unavailable(w http.ResponseWriter, err error) {
+	a.log.Warn("ivr: agent state API: shared store", "err", err)
+	apierror.Write(w, apierror.Error{Status: http.StatusServiceUnavailable, RetryAfter: 5 * time.Second,
+		Description: "the cluster's agent states cannot be reached now (database unreachable); nothing was changed, try again"})
 }
 
 // unknownStateField returns the first field of a PUT /agents/{id}/state body (already known to

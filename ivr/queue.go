@@ -44,7 +44,16 @@ func (a *ACD) serve(ctx context.Context, c *Call, name string) (Result, *Target)
 			a.log.Error("ivr: transfer to an unknown queue", "call_id", c.ID(), "error", err)
 			return Result{Kind: ResultHangup, Err: err}, nil
 		}
-		kind, agentID, leg := a.wait(ctx, c, q)
+		var (
+			kind    waitOutcome
+			agentID int64
+			leg     AgentLeg
+		)
+		if a.opts.Shared != nil {
+			kind, agentID, leg = a.sharedWait(ctx, c, q)
+		} else {
+			kind, agentID, leg = a.wait(ctx, c, q)
+		}
 		switch kind {
 		case waitAbandoned:
 			if answered { // back in a queue after a transfer: the call was answered already
@@ -271,6 +280,10 @@ func (a *ACD) hangupAgent(ctx context.Context, leg AgentLeg) {
 
 // agentFree ends an agent's part in a call (wrap-up per q).
 func (a *ACD) agentFree(id int64, q *queueRec) {
+	if a.opts.Shared != nil {
+		a.sharedAgentFree(id, q)
+		return
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if ag := a.agents[id]; ag != nil {
@@ -405,7 +418,8 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 					out.toQueue, out.fromAgent = req.to.Queue, agentID
 					return out
 				}
-				if err := a.reserve(c, req.to.AgentID); err != nil {
+				node, err := a.reserve(c, req.to.AgentID)
+				if err != nil {
 					req.reply <- err
 					continue
 				}
@@ -413,7 +427,7 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 				release()
 				to := req.to.AgentID
 				c.emit(callevent.Event{Type: callevent.EventTransferred, FromAgentID: agentID, ToAgentID: to})
-				nl, err := a.offerDirect(ctx, c, q, to, music)
+				nl, err := a.offerDirect(ctx, c, q, to, node, music)
 				if err != nil {
 					if ctx.Err() != nil {
 						return out
@@ -441,29 +455,40 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 	return out
 }
 
-// reserve marks an available agent as being offered c (a blind transfer to that agent).
-func (a *ACD) reserve(c *Call, id int64) error {
+// reserve marks an available agent as being offered c (a blind transfer to that agent) and
+// returns the node the agent is attached to (Offer.Node).
+func (a *ACD) reserve(c *Call, id int64) (string, error) {
+	if a.opts.Shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+		defer cancel()
+		cl, err := a.opts.Shared.Reserve(ctx, id, c.id, a.opts.Node)
+		if err != nil {
+			return "", err
+		}
+		a.kickShared()
+		return a.offerNode(cl.Node), nil
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	ag, ok := a.agents[id]
 	if !ok {
-		return fmt.Errorf("%w: %d", ErrUnknownAgent, id)
+		return "", fmt.Errorf("%w: %d", ErrUnknownAgent, id)
 	}
 	if ag.state != StateAvailable || ag.offering != "" {
-		return fmt.Errorf("%w: agent %d is %s", ErrAgentUnavailable, id, ag.state)
+		return "", fmt.Errorf("%w: agent %d is %s", ErrAgentUnavailable, id, ag.state)
 	}
 	ag.offering = c.id
-	return nil
+	return "", nil
 }
 
 // offerDirect offers c to one reserved agent for the queue's ring timeout, the caller hearing
 // the transfer prompt and music meanwhile.
-func (a *ACD) offerDirect(ctx context.Context, c *Call, q *queueRec, id int64, music *Prompt) (AgentLeg, error) {
+func (a *ACD) offerDirect(ctx context.Context, c *Call, q *queueRec, id int64, node string, music *Prompt) (AgentLeg, error) {
 	pl := c.startAudio(ctx, music, PromptTransfer)
 	defer pl.halt()
 	c.emit(callevent.Event{Type: callevent.EventOffered, AgentID: id})
 	offer := Offer{CallID: c.ID(), AgentID: id, Queue: q.Name, From: c.info.From, CallerName: c.info.CallerName,
-		Line: c.info.Line, Language: c.Language(), MenuPath: c.MenuPath()}
+		Line: c.info.Line, Language: c.Language(), MenuPath: c.MenuPath(), Node: node}
 	ring := a.clock.NewTimer(q.RingTimeout)
 	defer ring.Stop()
 	octx, cancel := context.WithCancel(ctx)
@@ -482,6 +507,9 @@ func (a *ACD) offerDirect(ctx context.Context, c *Call, q *queueRec, id int64, m
 	case <-ctx.Done():
 		cancel()
 		r = <-results
+	}
+	if a.opts.Shared != nil {
+		return a.sharedOfferEnded(ctx, c, q, id, r)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()

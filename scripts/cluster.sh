@@ -91,11 +91,11 @@ node_config() {
       -e "s|^  port_min: 20000\$|  port_min: $rtp_min|" \
       -e "s|^  port_max: 20999\$|  port_max: $(( rtp_min + rtp_size - 1 ))|" \
       -e "s|^  dir: .data/recordings\$|  dir: $nd/recordings|" \
-      -e "s|^  migrate_on_start: true\$|  migrate_on_start: true\n  spool: $nd/spool/events.jsonl|" \
+      -e "s|^  migrate_on_start: true\$|  migrate_on_start: true\n  spool: $nd/spool/events.jsonl\n  shared_queues: true|" \
       "$config" >"$out"
   local want
   for want in "node: node$n" "listen: 127.0.0.1:$http" "address: 127.0.0.1:$sip}" "port_min: $rtp_min" \
-      "dir: $nd/recordings" "spool: $nd/spool/events.jsonl" "shutdown_grace: 5s" "trusted_fronts: [127.0.0.1/32]"; do
+      "dir: $nd/recordings" "spool: $nd/spool/events.jsonl" "shared_queues: true" "shutdown_grace: 5s" "trusted_fronts: [127.0.0.1/32]"; do
     grep -qF "$want" "$out" || { log "$config changed: could not set '$want' for node $n"; exit 1; }
   done
   [ "$(grep -cF "address: 127.0.0.1:$sip}" "$out")" -eq 2 ] || { log "$config: expected UDP and TCP on 127.0.0.1:5060"; exit 1; }

@@ -79,6 +79,16 @@ type ACD interface {
 	Transfer(ctx context.Context, callID string, to ivr.TransferTo) error
 }
 
+// Attacher is what an ACD implements when agents may be attached to several gateway nodes
+// (*ivr.ACD does): the page's connection attaches its agent to this node, so that calls of the
+// other nodes are offered here, and its end detaches it — setting the agent offline unless the
+// page reconnected to another node meanwhile. An ACD without it sees the page's end as the
+// agent going offline (SetState).
+type Attacher interface {
+	AgentAttached(id int64, via ivr.Via)
+	AgentDetached(id int64, via ivr.Via) (ivr.AgentStatus, error)
+}
+
 // Options configures New. Zero values take the documented defaults.
 type Options struct {
 	// Auth checks logins. Required.
@@ -410,6 +420,9 @@ func (s *Server) attach(a Agent) (*agentSession, error) {
 		return other, nil
 	}
 	s.gauge.Inc()
+	if at, ok := s.opts.ACD.(Attacher); ok {
+		at.AgentAttached(a.ID, ivr.ViaPage)
+	}
 	if st, err := s.opts.ACD.Agent(a.ID); err == nil {
 		as.applyStatus(st)
 	}
@@ -440,7 +453,13 @@ func (s *Server) endAgent(id int64) {
 	}
 	s.gauge.Dec()
 	as.close()
-	if _, err := s.opts.ACD.SetState(id, ivr.StateOffline); err != nil && !errors.Is(err, ivr.ErrUnknownAgent) {
+	var err error
+	if at, ok := s.opts.ACD.(Attacher); ok {
+		_, err = at.AgentDetached(id, ivr.ViaPage)
+	} else {
+		_, err = s.opts.ACD.SetState(id, ivr.StateOffline)
+	}
+	if err != nil && !errors.Is(err, ivr.ErrUnknownAgent) {
 		s.log.Warn("web: set agent offline", "agent", id, "err", err)
 	}
 }

@@ -16,6 +16,13 @@ import (
 // dbURL, beating every 200 ms and counting another node lost after 1 s without a beat.
 func startClusterNode(t *testing.T, bin, dbURL, node string) *recGateway {
 	t.Helper()
+	return startClusterNodeWith(t, bin, dbURL, node, "")
+}
+
+// startClusterNodeWith is startClusterNode with extra lines (indented) in the database section,
+// e.g. "  shared_queues: true\n".
+func startClusterNodeWith(t *testing.T, bin, dbURL, node, database string) *recGateway {
+	t.Helper()
 	path, base, sipPort, deskPort, dir := writeGatewayConfig(t, dbURL)
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -23,7 +30,7 @@ func startClusterNode(t *testing.T, bin, dbURL, node string) *recGateway {
 	}
 	cfg := string(b)
 	for _, e := range [][2]string{{"node: test\n", "node: " + node + "\n"},
-		{"database:\n", "database:\n  heartbeat_interval: 200ms\n  node_lost_after: 1s\n"}} {
+		{"database:\n", "database:\n  heartbeat_interval: 200ms\n  node_lost_after: 1s\n" + database}} {
 		if !strings.Contains(cfg, e[0]) {
 			t.Fatalf("the harness configuration no longer has %q", e[0])
 		}
@@ -110,4 +117,60 @@ func TestCluster_KillDashNineNode_SurvivorClosesItsCallOnce(t *testing.T) {
 	if voice != 1 {
 		t.Errorf("ticket %v has %d voice comments, want 1 (one call)", tk["id"], voice)
 	}
+}
+
+// Two nodes with shared queues and agents on one database, through the real binary: agent1's
+// page connects to node B, and node A's API says so (node-b); a state set through A is what B's
+// API shows; a call waiting on A counts in B's GET /queues. kill -9 of B: A's sweep sets agent1
+// offline and detached; the page reconnecting to A attaches it there.
+func TestCluster_SharedQueues_AnyNodeShowsTheClusterAndALostNodesAgentGoesOffline(t *testing.T) {
+	requireSipp(t)
+	bin, dbURL := binary(t), pgtest.EmptyURL(t)
+	a := startClusterNodeWith(t, bin, dbURL, "node-a", "  shared_queues: true\n")
+	b := startClusterNodeWith(t, bin, dbURL, "node-b", "  shared_queues: true\n")
+	const agent, pass = "agent1@example.com", "agentpass"
+	id := int64(a.g.agentByEmail(agent)["id"].(float64))
+
+	page := b.g.pageSocket(agent, pass)
+	_ = page
+	awaitAgent := func(g *testGateway, what string, cond func(map[string]any) bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		var last map[string]any
+		for time.Now().Before(deadline) {
+			if last = g.agentByEmail(agent); cond(last) {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("%s: agent1 is %v", what, last)
+	}
+	awaitAgent(a.g, "node A's API does not show agent1's page on node-b", func(m map[string]any) bool { return m["node"] == "node-b" })
+
+	if code, m := a.g.api("PUT", fmt.Sprintf("/agents/%d/state", id), `{"agent":{"state":"away"}}`); code != 200 {
+		t.Fatalf("PUT state through node A: %d %v", code, m)
+	}
+	if st := b.g.agentByEmail(agent)["state"]; st != "away" {
+		t.Errorf("node B's API shows agent1 %v right after node A set away, want away", st)
+	}
+
+	carrier := startSipp(t, "carrier_await_bye.xml", map[string]string{"KEY_ACTION": ""}, "-s", "+15550100",
+		"-p", strconv.Itoa(testport.FreeUDP(t)), fmt.Sprintf("127.0.0.1:%d", a.g.sipPort))
+	_ = carrier
+	deadline := time.Now().Add(30 * time.Second)
+	for b.g.queue("support")["calls_waiting"] != float64(1) {
+		if time.Now().After(deadline) {
+			t.Fatalf("node B's GET /queues never counted the call waiting on node A: %v", b.g.queue("support"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	b.kill()
+	awaitAgent(a.g, "after node B was lost", func(m map[string]any) bool { return m["state"] == "offline" && m["node"] == nil })
+	if !strings.Contains(a.g.logText(), "its agents are offline until their pages reconnect") {
+		t.Error("node A did not log that the lost node's agents went offline")
+	}
+	// The page reconnects through the front: here, straight to node A.
+	a.g.pageSocket(agent, pass)
+	awaitAgent(a.g, "after the page reconnected to node A", func(m map[string]any) bool { return m["node"] == "node-a" })
 }

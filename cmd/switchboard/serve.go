@@ -26,6 +26,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/config"
 	"github.com/switchboard-voice/switchboard/internal/calljournal"
+	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/migrations"
 	"github.com/switchboard-voice/switchboard/ticketing"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
@@ -110,6 +111,9 @@ type gateway struct {
 	accountIDs map[string]int64
 	events     *eventlog.Log
 	nodes      *eventlog.NodeWatch // nil when database.heartbeat_interval is 0
+	// sharedACD is the ACD once it exists, with database.shared_queues: a lost node's agents
+	// are cleared through it (NodeWatch's OnLost, on the watch's goroutine).
+	sharedACD  atomic.Pointer[ivr.ACD]
 	engine     *ticketing.Engine
 	backlog    *ticketing.Backlog // measured beside the engine (startEngine)
 	engineMu   sync.Mutex         // guards stopEngine and engineDone (set by awaitDatabase)

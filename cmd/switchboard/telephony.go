@@ -13,6 +13,7 @@ import (
 	"github.com/switchboard-voice/switchboard/config"
 	"github.com/switchboard-voice/switchboard/internal/calljournal"
 	"github.com/switchboard-voice/switchboard/ivr"
+	"github.com/switchboard-voice/switchboard/ivr/acdpg"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/recordings"
 	"github.com/switchboard-voice/switchboard/sip"
@@ -29,7 +30,9 @@ type telephony struct {
 	sip   *sip.Server
 	ivr   *ivr.Engine
 	acd   *ivr.ACD
-	recs  *recordings.Service
+	// acdStore is the ACD's shared state with database.shared_queues (nil otherwise).
+	acdStore *acdpg.Store
+	recs     *recordings.Service
 	// agents maps the configured agents' emails to their user ids.
 	agents map[string]int64
 	web    *web.Server
@@ -139,8 +142,18 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		}
 		acdOpts.Agents = append(acdOpts.Agents, ivr.Agent{ID: id, Email: a.Email, Name: a.Name, Queues: a.Queues})
 	}
+	if cfg.Database.SharedQueues {
+		// The queues and agents of every node on this database, in it (ivr/acdpg).
+		if t.acdStore, err = acdpg.New(acdpg.Options{Pool: gw.pool, Logger: gw.log.With("component", "acd")}); err != nil {
+			return err
+		}
+		acdOpts.Shared, acdOpts.Node = t.acdStore, cfg.Node
+	}
 	if t.acd, err = ivr.NewACD(acdOpts); err != nil {
 		return err
+	}
+	if t.acdStore != nil {
+		gw.sharedACD.Store(t.acd)
 	}
 	t.acd.Register(mux, "/api/v2")
 	menus := map[string]ivr.Menu{}
@@ -178,6 +191,17 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	}
 	if gw.journal != nil {
 		sopts.Journal = gw.journal
+	}
+	if t.acdStore != nil {
+		// An agent's SIP phone registered here is reachable through this node (Offer.Node).
+		acd := t.acd
+		sopts.Registrar.OnChange = func(id int64, on bool) {
+			if on {
+				acd.AgentAttached(id, ivr.ViaPhone)
+			} else {
+				_, _ = acd.AgentDetached(id, ivr.ViaPhone) // queued: never waits on the database
+			}
+		}
 	}
 	if t.recs != nil && cfg.Recordings.Enabled {
 		sopts.Recorder = t.recs
@@ -231,6 +255,9 @@ func (t *telephony) stop(ctx context.Context) {
 	}
 	if t.acd != nil {
 		t.acd.Close()
+	}
+	if t.acdStore != nil {
+		t.acdStore.Close()
 	}
 	if t.web != nil {
 		_ = t.web.Close()

@@ -50,6 +50,14 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 	// Heartbeats and lost nodes: beats fail (logged at debug) while the database is away.
 	if wo := nodeWatchOptions(cfg); wo.Interval > 0 {
 		wo.Log, wo.Logger, wo.Registerer = gw.events, gw.log.With("component", "nodewatch"), gw.reg
+		if cfg.Database.SharedQueues {
+			wo.OnLost = func(ctx context.Context, node string) error {
+				if acd := gw.sharedACD.Load(); acd != nil {
+					return acd.NodeLost(ctx, node)
+				}
+				return nil // the ACD is not up yet: the lost node's next start clears its agents
+			}
+		}
 		if gw.nodes, err = eventlog.StartNodeWatch(wo); err != nil {
 			return err
 		}

@@ -81,6 +81,11 @@ type NodeWatchOptions struct {
 	// Registerer, when set, receives switchboard_cluster_nodes_live and
 	// switchboard_calls_closed_node_lost_total{lost_node}.
 	Registerer prometheus.Registerer
+	// OnLost, when set, is told each lost node this node swept (exactly one survivor sweeps a
+	// loss), after the sweep is recorded, on the watch's goroutine and with no lock held: the
+	// wiring clears the node's agents and waiting calls from the shared ACD
+	// (ivr.ACD.NodeLost). An error is logged; the node's next start clears them too.
+	OnLost func(ctx context.Context, node string) error
 }
 
 // NodeWatch beats for this node and closes the calls of lost nodes. Its goroutine owns the
@@ -359,6 +364,13 @@ func (w *NodeWatch) Sweep(ctx context.Context, node string) (int, error) {
 	for _, e := range events {
 		w.log.Warn("call closed: its node was lost", "call_id", e.CallID, "lost_node", node, "outcome", e.Outcome,
 			"cause", e.Cause, "ended_at", e.At, "seq", e.Seq)
+	}
+	if w.opts.OnLost != nil {
+		if err := w.opts.OnLost(ctx, node); err != nil {
+			w.log.Error("node lost: clearing its agents and waiting calls failed; its next start clears them", "lost_node", node, "err", err)
+		} else {
+			w.log.Warn("node lost: its agents are offline until their pages reconnect to another node", "lost_node", node)
+		}
 	}
 	return len(events), nil
 }

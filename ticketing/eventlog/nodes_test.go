@@ -39,9 +39,13 @@ func nodeLog(t *testing.T, pool *pgxpool.Pool, node string) *eventlog.Log {
 
 // nodeWatch starts a node's watch: it beats (and sweeps) every 50 ms on its own; tests add
 // ticks of their own to race it.
-func nodeWatch(t *testing.T, l *eventlog.Log, reg prometheus.Registerer) *eventlog.NodeWatch {
+func nodeWatch(t *testing.T, l *eventlog.Log, reg prometheus.Registerer, onLost ...func(context.Context, string) error) *eventlog.NodeWatch {
 	t.Helper()
-	w, err := eventlog.StartNodeWatch(eventlog.NodeWatchOptions{Log: l, Interval: 50 * time.Millisecond, LostAfter: lostAfter, Registerer: reg})
+	o := eventlog.NodeWatchOptions{Log: l, Interval: 50 * time.Millisecond, LostAfter: lostAfter, Registerer: reg}
+	if len(onLost) > 0 {
+		o.OnLost = onLost[0]
+	}
+	w, err := eventlog.StartNodeWatch(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +107,15 @@ func TestLostNodeCallsClosedExactlyOnceByRacingSurvivors(t *testing.T) {
 	pool := pgtest.Pool(t)
 	regA, regC := prometheus.NewRegistry(), prometheus.NewRegistry()
 	a, c := nodeLog(t, pool, "a"), nodeLog(t, pool, "c")
-	wa, wc := nodeWatch(t, a, regA), nodeWatch(t, c, regC)
+	var toldMu sync.Mutex
+	told := map[string]int{} // lost node → times OnLost was told, by either survivor
+	onLost := func(_ context.Context, node string) error {
+		toldMu.Lock()
+		told[node]++
+		toldMu.Unlock()
+		return nil
+	}
+	wa, wc := nodeWatch(t, a, regA, onLost), nodeWatch(t, c, regC, onLost)
 	closedBy := func(reg *prometheus.Registry, lost string) float64 {
 		mfs, err := reg.Gather()
 		if err != nil {
@@ -166,6 +178,12 @@ func TestLostNodeCallsClosedExactlyOnceByRacingSurvivors(t *testing.T) {
 		}
 		if got := endedOf(t, pool, done); len(got) != 1 || got[0].cause != "bye" {
 			t.Errorf("round %d: the ended call got %v, want its own call.ended only", round, got)
+		}
+		toldMu.Lock()
+		n := told[bNode]
+		toldMu.Unlock()
+		if n != 1 {
+			t.Errorf("round %d: OnLost told of %s %d times, want once (by the one survivor that swept it)", round, bNode, n)
 		}
 	}
 	for _, call := range []string{"a-live", "outside"} {
