@@ -86,6 +86,12 @@ type Call struct {
 	sipStatus             int
 	sipReason             string
 
+	// internal marks a call this node relays for the node that owns it (internal_leg.go): its
+	// carrier leg is the internal leg from that node, and it reaches a local agent. It emits
+	// no event, records and journals nothing, and counts in no call metric: the owning node
+	// does all that for the call.
+	internal bool
+
 	// maxFwd is the Max-Forwards of the INVITEs call control places for this call: the
 	// carrier's minus one (RFC 7332), 70 for a call we originate.
 	maxFwd int
@@ -318,6 +324,11 @@ func (c *Call) holdChanged(l *leg, held bool) {
 	} else if wasHeld && !isHeld {
 		c.emit(callevent.Event{Type: callevent.EventResumed})
 	}
+	if wasHeld != isHeld && !l.internal {
+		// Hold across nodes: the other node's side of the internal leg learns it too
+		// (internal_leg.go).
+		c.holdInternalLegs(l, isHeld)
+	}
 }
 
 // noteLegEnd records who ended the call when leg l's end (with cause) is what ended it. The leg
@@ -407,6 +418,9 @@ func (c *Call) endedEvent(outcome string, end time.Time) callevent.Event {
 // and no event is dropped however long the sink stalls (eventQueue). Events after call.ended
 // are dropped: call.ended is the call's last event.
 func (c *Call) emit(e callevent.Event) {
+	if c.internal {
+		return // the owning node emits the call's events
+	}
 	c.events.push(c.stamp(e), &c.seq)
 }
 
