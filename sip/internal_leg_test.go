@@ -394,3 +394,28 @@ func TestInternalLegManyOffersLeakNothing(t *testing.T) {
 	}
 	goleak.VerifyNone(t, ignore)
 }
+
+// TestInternalLegCarrierHoldCrossesToTheAgentsNode: the carrier holds the call on node a
+// (re-INVITE sendonly, 2.5 s) and resumes; a times the hold (call.held, call.resumed, hold time
+// in call.ended) and passes both across the internal leg, so node b's side of it gets a
+// re-INVITE for each (its endpoint takes the hold's quiet for a hold, not a dead leg). Before,
+// b's internal leg heard nothing of it.
+func TestInternalLegCarrierHoldCrossesToTheAgentsNode(t *testing.T) {
+	p := newClusterPair(t, 10*time.Second, 1, "uas_agent.xml", "-rtp_echo")
+	p.carrier(t, "uac_hold.xml", 1).wait(t)
+	p.phone.wait(t)
+	if r := p.result(t); r.err != nil || r.end != "caller" {
+		t.Fatalf("offer: %+v", r)
+	}
+	evs := p.a.sink.waitEnded(t, 20*time.Second)
+	if lastOf(evs, callevent.EventHeld) == nil || lastOf(evs, callevent.EventResumed) == nil {
+		t.Fatalf("node a's events %v, want call.held and call.resumed", eventTypes(evs))
+	}
+	if end := lastOf(evs, callevent.EventEnded); end.HoldTime < 2 || end.HoldTime > 3 {
+		t.Errorf("hold_time %d, want about 2.5 s", end.HoldTime)
+	}
+	// Node b: the internal INVITE, then the hold and the resume.
+	if !waitFor(5*time.Second, func() bool { return p.b.counter("switchboard_sip_requests_total", "method", "INVITE") == 3 }) {
+		t.Errorf("node b got %v INVITEs, want 3 (the offer, the hold, the resume)", p.b.counter("switchboard_sip_requests_total", "method", "INVITE"))
+	}
+}
