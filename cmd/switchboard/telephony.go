@@ -18,6 +18,7 @@ import (
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/ticketing"
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
+	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
 	"github.com/switchboard-voice/switchboard/web"
 )
 
@@ -178,6 +179,13 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	}
 	if gw.journal != nil {
 		sopts.Journal = gw.journal
+	}
+	if sopts.Cluster.Secret != nil {
+		// Agents attached to other nodes: their nodes' internal addresses are in the database
+		// (recorded by each node at its start); softphone buttons they press come back here
+		// for this node's ACD.
+		sopts.Cluster.Resolve = eventlog.NewNodeAddresses(gw.pool, 0, nil).InternalSIP
+		sopts.Cluster.Control = t.acd
 	}
 	if t.recs != nil && cfg.Recordings.Enabled {
 		sopts.Recorder = t.recs
