@@ -653,6 +653,13 @@ func (l *leg) sendDirection(held bool) error {
 	return nil
 }
 
+// isConfirmed reports whether the leg's dialog is confirmed (its 2xx ACKed, or received).
+func (l *leg) isConfirmed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.confirmed
+}
+
 // RelayControl passes a softphone button (hold, resume, transfer) pressed on this node for a
 // call it relays for another node to that node, whose ACD owns the call: an INFO on the
 // internal leg (ctlContentType). It returns ErrNotInternal when this node relays no call

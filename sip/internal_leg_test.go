@@ -53,7 +53,7 @@ func otherPorts(t *testing.T, o *Options) {
 	o.Ports = p
 }
 
-func newClusterPair(t *testing.T, ringTimeout time.Duration, calls int, phoneScenario string, phoneArgs ...string) *clusterPair {
+func newClusterPair(t *testing.T, ringTimeout time.Duration, calls int, ctl CallControl, phoneScenario string, phoneArgs ...string) *clusterPair {
 	t.Helper()
 	requireSipp(t)
 	p := &clusterPair{dir: t.TempDir(), phonePort: testport.FreeUDP(t), results: make(chan offerResult, calls+4)}
@@ -73,6 +73,7 @@ func newClusterPair(t *testing.T, ringTimeout time.Duration, calls int, phoneSce
 			}
 			return bAddr, nil
 		})
+		o.Cluster.Control = ctl
 		o.Lines = []Line{{Number: "+15550197", Target: TargetFunc(func(ctx context.Context, c *Call) error {
 			if err := c.Answer(ctx); err != nil {
 				return err
@@ -155,7 +156,7 @@ func (p *clusterPair) result(t *testing.T) offerResult {
 // call is a's); a's call has its events. Without the internal leg (the code before) an offer
 // with Node "b" went to a's own phone dialer and failed: agent 7 is not registered there.
 func TestInternalLegAnswersOnAnotherNode(t *testing.T) {
-	p := newClusterPair(t, 10*time.Second, 1, "uas_agent.xml", "-rtp_echo")
+	p := newClusterPair(t, 10*time.Second, 1, nil, "uas_agent.xml", "-rtp_echo")
 	p.carrier(t, "uac_rtp.xml", 1).wait(t)
 	p.phone.wait(t)
 	r := p.result(t)
@@ -198,7 +199,7 @@ func TestInternalLegAnswersOnAnotherNode(t *testing.T) {
 // TestInternalLegAgentHangsUp: the agent's phone on node b hangs up with BYE; b ends the
 // internal leg with BYE, a's agent leg is Done, and the carrier gets a BYE from a.
 func TestInternalLegAgentHangsUp(t *testing.T) {
-	p := newClusterPair(t, 10*time.Second, 1, "uas_bye.xml", "-rtp_echo")
+	p := newClusterPair(t, 10*time.Second, 1, nil, "uas_bye.xml", "-rtp_echo")
 	p.carrier(t, "uac_wait_bye.xml", 1).wait(t)
 	p.phone.wait(t)
 	if r := p.result(t); r.err != nil || r.end != "agent" {
@@ -213,7 +214,7 @@ func TestInternalLegAgentHangsUp(t *testing.T) {
 // CANCELs the internal INVITE, b withdraws its offer and CANCELs the phone's INVITE (the phone
 // scenario checks the CANCEL and answers 487), and a's Offer returns the ring timeout.
 func TestInternalLegRingTimeoutCancels(t *testing.T) {
-	p := newClusterPair(t, 1500*time.Millisecond, 1, "uas_cancel.xml")
+	p := newClusterPair(t, 1500*time.Millisecond, 1, nil, "uas_cancel.xml")
 	car := p.carrier(t, "uac_wait_bye.xml", 1)
 	r := p.result(t)
 	if !errors.Is(r.err, context.DeadlineExceeded) {
@@ -233,7 +234,7 @@ func TestInternalLegRingTimeoutCancels(t *testing.T) {
 // on hold (re-INVITE inactive) and resumes; b passes both across the internal leg, so node a,
 // which owns the call, emits call.held and call.resumed and counts the hold time.
 func TestInternalLegAgentPhoneHoldReachesTheCallsNode(t *testing.T) {
-	p := newClusterPair(t, 10*time.Second, 1, "uas_hold.xml", "-rtp_echo")
+	p := newClusterPair(t, 10*time.Second, 1, nil, "uas_hold.xml", "-rtp_echo")
 	car := p.carrier(t, "uac_wait_bye.xml", 1)
 	var evs []callevent.Event
 	if !waitFor(20*time.Second, func() bool {
@@ -373,7 +374,7 @@ func TestInternalLegManyOffersLeakNothing(t *testing.T) {
 	baseG := runtime.NumGoroutine()
 	const calls = 8
 	func() {
-		p := newClusterPair(t, 10*time.Second, calls, "uas_agent.xml", "-rtp_echo")
+		p := newClusterPair(t, 10*time.Second, calls, nil, "uas_agent.xml", "-rtp_echo")
 		car := startSipp(t, p.dir, "uac_basic.xml", fmt.Sprintf("127.0.0.1:%d", p.a.port()), "-s", "15550197",
 			"-p", strconv.Itoa(testport.FreeUDP(t)), "-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", strconv.Itoa(calls), "-l", "1", "-d", "300")
 		car.wait(t)
@@ -401,7 +402,7 @@ func TestInternalLegManyOffersLeakNothing(t *testing.T) {
 // re-INVITE for each (its endpoint takes the hold's quiet for a hold, not a dead leg). Before,
 // b's internal leg heard nothing of it.
 func TestInternalLegCarrierHoldCrossesToTheAgentsNode(t *testing.T) {
-	p := newClusterPair(t, 10*time.Second, 1, "uas_agent.xml", "-rtp_echo")
+	p := newClusterPair(t, 10*time.Second, 1, nil, "uas_agent.xml", "-rtp_echo")
 	p.carrier(t, "uac_hold.xml", 1).wait(t)
 	p.phone.wait(t)
 	if r := p.result(t); r.err != nil || r.end != "caller" {
@@ -418,4 +419,86 @@ func TestInternalLegCarrierHoldCrossesToTheAgentsNode(t *testing.T) {
 	if !waitFor(5*time.Second, func() bool { return p.b.counter("switchboard_sip_requests_total", "method", "INVITE") == 3 }) {
 		t.Errorf("node b got %v INVITEs, want 3 (the offer, the hold, the resume)", p.b.counter("switchboard_sip_requests_total", "method", "INVITE"))
 	}
+}
+
+// fakeControl is node a's ACD as the relayed softphone buttons see it.
+type fakeControl struct {
+	ops chan string
+	err atomic.Pointer[error]
+}
+
+func (f *fakeControl) answer() error {
+	if e := f.err.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+func (f *fakeControl) Hold(_ context.Context, id string) error {
+	f.ops <- "hold " + id
+	return f.answer()
+}
+
+func (f *fakeControl) Resume(_ context.Context, id string) error {
+	f.ops <- "resume " + id
+	return f.answer()
+}
+
+func (f *fakeControl) Transfer(_ context.Context, id string, to ivr.TransferTo) error {
+	f.ops <- fmt.Sprintf("transfer %s agent=%d queue=%s", id, to.AgentID, to.Queue)
+	return f.answer()
+}
+
+// TestInternalLegRelaysSoftphoneButtons: the softphone's hold, resume and transfer pressed on
+// node b, where the agent answered a call of node a, reach node a's ACD (an INFO on the
+// internal leg) with a's call id; a refusal there (no such call) comes back as ivr.ErrNoCall;
+// a call b does not relay is ErrNotInternal (b's own ACD takes it).
+func TestInternalLegRelaysSoftphoneButtons(t *testing.T) {
+	ctl := &fakeControl{ops: make(chan string, 8)}
+	p := newClusterPair(t, 10*time.Second, 1, ctl, "uas_agent.xml", "-rtp_echo")
+	car := startSipp(t, p.dir, "uac_basic.xml", fmt.Sprintf("127.0.0.1:%d", p.a.port()), "-s", "15550197",
+		"-p", strconv.Itoa(testport.FreeUDP(t)), "-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", "1", "-d", "4000")
+	var callID string
+	if !waitFor(10*time.Second, func() bool {
+		for _, c := range p.b.callsNow() {
+			if c.internal && c.carrier.isConfirmed() {
+				callID = c.id
+			}
+		}
+		return callID != ""
+	}) {
+		t.Fatal("node b never answered the internal leg")
+	}
+	if a := p.a.callsNow(); len(a) != 1 || a[0].id != callID {
+		t.Fatalf("node b relays call %s, node a runs %v", callID, a)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, op := range []struct {
+		name string
+		to   ivr.TransferTo
+		want string
+	}{
+		{"hold", ivr.TransferTo{}, "hold " + callID},
+		{"resume", ivr.TransferTo{}, "resume " + callID},
+		{"transfer", ivr.TransferTo{Queue: "sales"}, "transfer " + callID + " agent=0 queue=sales"},
+	} {
+		if err := p.b.s.RelayControl(ctx, callID, op.name, op.to); err != nil {
+			t.Fatalf("%s: %v", op.name, err)
+		}
+		if got := <-ctl.ops; got != op.want {
+			t.Errorf("node a's ACD got %q, want %q", got, op.want)
+		}
+	}
+	gone := fmt.Errorf("gone: %w", ivr.ErrNoCall)
+	ctl.err.Store(&gone)
+	if err := p.b.s.RelayControl(ctx, callID, "hold", ivr.TransferTo{}); !errors.Is(err, ivr.ErrNoCall) {
+		t.Errorf("refused hold: %v, want ivr.ErrNoCall", err)
+	}
+	<-ctl.ops
+	if err := p.b.s.RelayControl(ctx, "9a3c5a52-8c1e-4a43-9b36-1f6f1d3c0e11", "hold", ivr.TransferTo{}); !errors.Is(err, ErrNotInternal) {
+		t.Errorf("a call b does not relay: %v, want ErrNotInternal", err)
+	}
+	car.wait(t)
+	p.phone.wait(t)
 }
