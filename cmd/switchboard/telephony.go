@@ -180,7 +180,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	if gw.journal != nil {
 		sopts.Journal = gw.journal
 	}
-	if sopts.Cluster.Secret != nil {
+	if len(sopts.Cluster.Secret) > 0 {
 		// Agents attached to other nodes: their nodes' internal addresses are in the database
 		// (recorded by each node at its start); softphone buttons they press come back here
 		// for this node's ACD.
