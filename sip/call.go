@@ -280,10 +280,16 @@ func (c *Call) markAnsweredOn(agentID int64, channel string) bool {
 // markRinging starts ring time (an outbound leg for this call started ringing).
 func (c *Call) markRinging() {
 	c.mu.Lock()
-	if c.ringStart.IsZero() {
+	first := c.ringStart.IsZero()
+	if first {
 		c.ringStart = c.s.now()
 	}
 	c.mu.Unlock()
+	if first && c.internal {
+		// The agent's phone rings: so does the internal leg, and the call's node starts its
+		// ring time when it would on one node (internal_leg.go).
+		_ = c.Ringing()
+	}
 }
 
 // SetOutcome overrides the outcome call.ended will carry (e.g. voicemail).

@@ -34,8 +34,8 @@ import (
 // outside ClusterOptions.Networks, with a wrong signature, a timestamp off by more than
 // MaxSkew, or one it has seen before; otherwise it rings the agent with its own local dialer
 // (the softphone page, else the SIP phone registered with it: registrations stay on the node
-// they registered with, and the ACD knows which node each agent is attached to), sends 180,
-// and answers the internal INVITE with 200 once the agent answered — 480 when the agent did
+// they registered with, and the ACD knows which node each agent is attached to), sends 180
+// when the agent's phone rings, and answers the internal INVITE with 200 once the agent answered — 480 when the agent did
 // not, 487 when node A CANCELled (ring timeout, caller gone) — then bridges the internal
 // leg's RTP to the agent's leg. A BYE on either side ends both. Node B emits no event and
 // creates nothing for the internal leg (Call.internal): to the ticketing core it is the agent
@@ -495,7 +495,8 @@ func (s *Server) runInternal(c *Call, o ivr.Offer, local ivr.AgentDialer) {
 		}
 		<-watchDone
 	}()
-	_ = c.Ringing()
+	// 180 goes to the call's node when the agent's phone rings (Call.markRinging), as the
+	// phone's own 180 does on one node; our 100 Trying already lets the call's node CANCEL.
 	// The call's node CANCELs at its ring timeout; RingTimeout bounds a node that does not.
 	octx, cancel := context.WithTimeout(c.ctx, s.opts.RingTimeout)
 	agent, err := local.Offer(octx, o)

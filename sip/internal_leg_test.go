@@ -210,9 +210,10 @@ func TestInternalLegAgentHangsUp(t *testing.T) {
 	}
 }
 
-// TestInternalLegRingTimeoutCancels: the phone on node b only rings; at a's ring timeout a
-// CANCELs the internal INVITE, b withdraws its offer and CANCELs the phone's INVITE (the phone
-// scenario checks the CANCEL and answers 487), and a's Offer returns the ring timeout.
+// TestInternalLegRingTimeoutCancels: the phone on node b only rings; b passes its 180 on, so a
+// times the ringing; at a's ring timeout a CANCELs the internal INVITE, b withdraws its offer
+// and CANCELs the phone's INVITE (the phone scenario checks the CANCEL and answers 487), and
+// a's Offer returns the ring timeout.
 func TestInternalLegRingTimeoutCancels(t *testing.T) {
 	p := newClusterPair(t, 1500*time.Millisecond, 1, nil, "uas_cancel.xml")
 	car := p.carrier(t, "uac_wait_bye.xml", 1)
@@ -227,6 +228,11 @@ func TestInternalLegRingTimeoutCancels(t *testing.T) {
 	car.wait(t)
 	if !waitFor(10*time.Second, func() bool { return p.b.s.ActiveCalls() == 0 }) {
 		t.Errorf("node b still relays %d calls after the CANCEL", p.b.s.ActiveCalls())
+	}
+	// The phone's 180 reached node a through b: a timed the ringing, as on one node.
+	evs := p.a.sink.waitEnded(t, 20*time.Second)
+	if end := lastOf(evs, callevent.EventEnded); end.RingTime < 1 {
+		t.Errorf("node a's ring_time %d, want the phone's 1.5 s of ringing", end.RingTime)
 	}
 }
 
