@@ -30,6 +30,7 @@ var testClusterSecret = []byte("0123456789abcdef0123456789abcdef-test")
 // through a's ClusterDialer; node "b" is where agent 7's SIP phone (a SIPp uas) registered.
 type clusterPair struct {
 	a, b      *testGateway
+	rec       *countingRecorder // node a's recorder
 	dir       string
 	phonePort int
 	phone     *sippProc
@@ -66,7 +67,9 @@ func newClusterPair(t *testing.T, ringTimeout time.Duration, calls int, ctl Call
 	p.b.s.ClusterDialer(p.b.s.PhoneDialer())
 	bAddr := fmt.Sprintf("127.0.0.1:%d", p.b.port())
 	var dialer atomic.Pointer[ivr.AgentDialer]
+	p.rec = &countingRecorder{}
 	p.a = startGateway(t, func(o *Options) {
+		o.Recorder = p.rec
 		o.Cluster = clusterOpts("a", func(_ context.Context, node string) (string, error) {
 			if node != "b" {
 				return "", errors.New("unknown node")
@@ -98,7 +101,7 @@ func newClusterPair(t *testing.T, ringTimeout time.Duration, calls int, ctl Call
 				return err
 			}
 			defer stop()
-			c.MarkAnswered(7)
+			c.answeredBy(7, callevent.ChannelSIP, c.Endpoint()) // as the ACD's call.answered does
 			select {
 			case <-ctx.Done():
 				res.end = "caller"
@@ -152,8 +155,8 @@ func (p *clusterPair) result(t *testing.T) offerResult {
 // which rings the phone, answers once it answered, and bridges. Audio flows both ways through
 // both nodes: the phone echoes the carrier's tone, so a's carrier leg sends what it received
 // over the internal leg, and b's counters see RTP both ways. The carrier's BYE ends the agent's
-// leg on b (the phone scenario gets its BYE). Node b emits no event for the internal leg (the
-// call is a's); a's call has its events. Without the internal leg (the code before) an offer
+// leg on b (the phone scenario gets its BYE). Node a's recording taps both sides as on one node.
+// Node b emits no event for the internal leg (the call is a's); a's call has its events. Without the internal leg (the code before) an offer
 // with Node "b" went to a's own phone dialer and failed: agent 7 is not registered there.
 func TestInternalLegAnswersOnAnotherNode(t *testing.T) {
 	p := newClusterPair(t, 10*time.Second, 1, nil, "uas_agent.xml", "-rtp_echo")
@@ -184,6 +187,11 @@ func TestInternalLegAnswersOnAnotherNode(t *testing.T) {
 	}
 	if !waitFor(10*time.Second, func() bool { return p.b.s.ActiveCalls() == 0 }) {
 		t.Errorf("node b still relays %d calls after the caller hung up", p.b.s.ActiveCalls())
+	}
+	// Node a recorded the call as on one node: the caller (received) and the agent's audio
+	// that came back over the internal leg (sent to the caller).
+	if rx, tx := p.rec.rx.Load(), p.rec.tx.Load(); rx < 50 || tx < 50 {
+		t.Errorf("node a's recording tapped %d caller and %d agent packets, want both sides", rx, tx)
 	}
 	if evs := p.b.sink.all(); len(evs) != 0 {
 		t.Errorf("node b emitted %d events for the internal leg: %v", len(evs), eventTypes(evs))
@@ -507,4 +515,18 @@ func TestInternalLegRelaysSoftphoneButtons(t *testing.T) {
 	}
 	car.wait(t)
 	p.phone.wait(t)
+}
+
+// countingRecorder is a sip.Recorder that counts the packets its tap sees, by flow.
+type countingRecorder struct{ rx, tx atomic.Int64 }
+
+func (r *countingRecorder) StartCall(context.Context, string) (media.Tap, func(context.Context) (string, int64, error), error) {
+	tap := func(p media.TapPacket) {
+		if p.Flow == media.Received {
+			r.rx.Add(1)
+		} else {
+			r.tx.Add(1)
+		}
+	}
+	return tap, func(context.Context) (string, int64, error) { return "rec-1", 1, nil }, nil
 }
