@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -169,9 +168,13 @@ func (s *Server) offerInternal(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, 
 		}
 		return nil, fmt.Errorf("sip: offer %s to agent %d on node %s: %w (%v)", o.CallID, o.AgentID, logValue(o.Node), ErrNodeUnreachable, err)
 	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || ap.Port() == 0 {
 		return nil, fmt.Errorf("sip: offer %s: internal address %q of node %s: %w", o.CallID, logValue(addr), logValue(o.Node), ErrNodeUnreachable)
+	}
+	host := ap.Addr().Unmap().String()
+	if ap.Addr().Unmap().Is6() {
+		host = "[" + host + "]" // RFC 3261 §25.1: an IPv6 reference in a SIP URI
 	}
 	if o.From == "" {
 		o.From = c.From()
@@ -184,10 +187,7 @@ func (s *Server) offerInternal(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, 
 	}
 	sipCallID := uuid.NewString()
 	value := s.encodeOffer(o)
-	uri := (&sip.Uri{Scheme: "sip", User: "agent-" + strconv.FormatInt(o.AgentID, 10), Host: host}).String()
-	if p, err := strconv.Atoi(port); err == nil {
-		uri = (&sip.Uri{Scheme: "sip", User: "agent-" + strconv.FormatInt(o.AgentID, 10), Host: host, Port: p}).String()
-	}
+	uri := (&sip.Uri{Scheme: "sip", User: "agent-" + strconv.FormatInt(o.AgentID, 10), Host: host, Port: int(ap.Port())}).String()
 	out, err := dialOffer(ctx, c, DialOptions{
 		URI:      uri,
 		FromUser: o.From,

@@ -42,11 +42,12 @@ func clusterOpts(node string, resolve func(context.Context, string) (string, err
 		Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Resolve: resolve}
 }
 
-// otherPorts gives the second gateway of a test an RTP range of its own (rtpRange picks one
-// from the clock, which two gateways started together could share).
-func otherPorts(t *testing.T, o *Options) {
+// freePorts gives a gateway of a two-node test an RTP range of 200 ports all free now, below the
+// ephemeral range (rtpRange picks one from the clock: two gateways started together could share
+// it, and other processes on the machine may hold its ports).
+func freePorts(t *testing.T, o *Options) {
 	t.Helper()
-	base := 42000 + int(time.Now().UnixNano()%50)*200
+	base := testport.FreeRange(t, 20000, 32000, 200)
 	p, err := media.NewPortAllocator(netip.MustParseAddr("127.0.0.1"), base, base+199)
 	if err != nil {
 		t.Fatal(err)
@@ -62,13 +63,14 @@ func newClusterPair(t *testing.T, ringTimeout time.Duration, calls int, ctl Call
 	p.b = startRegistrar(t, func(o *Options) {
 		o.Registrar.DigestAlgorithms = sippDigest()
 		o.Cluster = clusterOpts("b", nil)
-		otherPorts(t, o)
+		freePorts(t, o)
 	})
 	p.b.s.ClusterDialer(p.b.s.PhoneDialer())
 	bAddr := fmt.Sprintf("127.0.0.1:%d", p.b.port())
 	var dialer atomic.Pointer[ivr.AgentDialer]
 	p.rec = &countingRecorder{}
 	p.a = startGateway(t, func(o *Options) {
+		freePorts(t, o)
 		o.Recorder = p.rec
 		o.Cluster = clusterOpts("a", func(_ context.Context, node string) (string, error) {
 			if node != "b" {
@@ -332,7 +334,10 @@ func forgedInvite(t *testing.T, src string, port int, callID, v string, secret [
 // control — the same INVITE, fresh and signed right from 127.0.0.1 — is admitted (it then
 // fails to reach the unregistered agent: 480).
 func TestInternalLegForgedInviteRefused(t *testing.T) {
-	b := startRegistrar(t, func(o *Options) { o.Cluster = clusterOpts("b", nil) })
+	b := startRegistrar(t, func(o *Options) {
+		o.Cluster = clusterOpts("b", nil)
+		freePorts(t, o)
+	})
 	b.s.ClusterDialer(b.s.PhoneDialer())
 	offer := func(node string, ts time.Time) string {
 		return fmt.Sprintf("agent=7&call=9a3c5a52-8c1e-4a43-9b36-1f6f1d3c0e11&from=%%2B15551234567&node=%s&queue=support&ts=%d&v=1", node, ts.Unix())
