@@ -79,6 +79,7 @@ type Config struct {
 	Recordings    Recordings        `yaml:"recordings"`
 	Voicemail     Voicemail         `yaml:"voicemail"`
 	Ticketing     Ticketing         `yaml:"ticketing"`
+	Cluster       Cluster           `yaml:"cluster"`
 }
 
 // Log configures logging (log/slog to stderr).
@@ -230,6 +231,9 @@ func parse(b []byte, getenv func(string) string) (*Config, error) {
 	c.applyDefaults(idx)
 	if u := getenv("DATABASE_URL"); u != "" {
 		c.Database.URL = u
+	}
+	if s := getenv("SWITCHBOARD_CLUSTER_SECRET"); s != "" {
+		c.Cluster.Secret = s
 	}
 	cv := newCoverage(ds)
 	for _, p := range c.Validate() {

@@ -38,7 +38,7 @@ type problemCase struct {
 var problemCases = []problemCase{
 	// Decoding: unknown keys, types, syntax.
 	{"unknown top-level key is an error with the allowed keys", "sipp: {}\n", []Problem{
-		{"sipp", `unknown key "sipp"; allowed here: node, shutdown_grace, log, database, http, admin, sip, rtp, trunks, lines, prompts, ivr, queues, agents, users, teams, recordings, voicemail, ticketing`, 2}}},
+		{"sipp", `unknown key "sipp"; allowed here: node, shutdown_grace, log, database, http, admin, sip, rtp, trunks, lines, prompts, ivr, queues, agents, users, teams, recordings, voicemail, ticketing, cluster`, 2}}},
 	{"unknown key inside a list element has its path", "sip:\n  listen: [{transport: udp, adress: 127.0.0.1:5060}]\n", []Problem{
 		{"sip.listen[0].adress", `unknown key "adress"; allowed here: transport, address`, 3},
 		{"sip.listen[0].address", "is required: write IP:port, e.g. 127.0.0.1:5060", 3}}},
@@ -305,6 +305,19 @@ var problemCases = []problemCase{
 		{"ticketing.settings.default_assignee", `"boss@example.com" is not an agent or user of this configuration; add it under agents or users, or leave default_assignee empty`, 2}}},
 	{"default region", "ticketing: {default_region: XX}\n", []Problem{
 		{"ticketing.default_region", `"XX" is not a region code; use an ISO 3166 code such as US, GB or FR`, 2}}},
+
+	// The cluster's internal leg: the secret is never repeated in a message.
+	{"cluster without secret", "cluster: {internal_networks: [10.0.0.0/24], internal_address: 10.0.0.11:5060}\n", []Problem{
+		{"cluster.secret", "is required when cluster.internal_networks or cluster.internal_address is set: the nodes authenticate their internal INVITEs with it", 2}}},
+	{"cluster secret short, nothing else", "cluster: {secret: tooshort}\n", []Problem{
+		{"cluster.secret", "is 8 characters long; use at least 32 random characters (e.g. openssl rand -hex 32), the same on every node", 2},
+		{"cluster.internal_networks", "is required with cluster.secret: list the networks the nodes reach each other on, e.g. [10.0.0.0/24]", 2},
+		{"cluster.internal_address", "is required with cluster.secret: the IP:port where the other nodes reach this node's SIP UDP listener, e.g. 10.0.0.11:5060", 2}}},
+	{"cluster internal address outside its networks", "cluster: {secret: 0123456789abcdef0123456789abcdef, internal_networks: [10.0.0.0/24], internal_address: 192.0.2.1:5060, max_skew: 0s}\n", []Problem{
+		{"cluster.internal_address", `"192.0.2.1:5060" is outside cluster.internal_networks: the other nodes would refuse this node's internal INVITEs`, 2},
+		{"cluster.max_skew", "must be positive, e.g. 30s; got 0s", 2}}},
+	{"cluster internal address host name", "cluster: {secret: 0123456789abcdef0123456789abcdef, internal_networks: [10.0.0.0/24], internal_address: node2:5060}\n", []Problem{
+		{"cluster.internal_address", `"node2:5060" must have this node's IP address as the other nodes reach it (no host name, no wildcard)`, 2}}},
 }
 
 func TestParseReportsEachProblemWithPathAndLine(t *testing.T) {
@@ -428,6 +441,31 @@ func TestDatabaseURLFromEnvironmentOverridesTheFile(t *testing.T) {
 	// And DATABASE_URL alone satisfies the requirement.
 	if _, err := parse([]byte("log: {level: info}\n"), env); err != nil {
 		t.Errorf("config without database.url but with DATABASE_URL: %v", err)
+	}
+}
+
+// The cluster secret may come from SWITCHBOARD_CLUSTER_SECRET instead of the file; a valid
+// cluster section is taken as written, and max_skew defaults to sip's.
+func TestClusterSecretFromEnvironment(t *testing.T) {
+	env := func(k string) string {
+		if k == "SWITCHBOARD_CLUSTER_SECRET" {
+			return "env-secret-0123456789abcdef0123456789"
+		}
+		return ""
+	}
+	doc := base + "cluster: {internal_networks: [127.0.0.0/8], internal_address: 127.0.0.1:5061}\n"
+	c, err := parse([]byte(doc), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cluster.Secret != "env-secret-0123456789abcdef0123456789" || !c.Cluster.On() {
+		t.Errorf("cluster.secret not taken from SWITCHBOARD_CLUSTER_SECRET")
+	}
+	if c.Cluster.MaxSkew.D() != DefaultClusterMaxSkew {
+		t.Errorf("cluster.max_skew = %s, want the default %s", c.Cluster.MaxSkew, DefaultClusterMaxSkew)
+	}
+	if c, err := parse([]byte(base), noEnv); err != nil || c.Cluster.On() {
+		t.Errorf("no cluster section: err %v, on %v (want off)", err, c != nil && c.Cluster.On())
 	}
 }
 

@@ -112,6 +112,7 @@ func Default() Config {
 			Beep:      true,
 		},
 		Ticketing: Ticketing{DefaultRegion: DefaultRegion, Settings: ticketing.DefaultSettings()},
+		Cluster:   Cluster{MaxSkew: Duration(DefaultClusterMaxSkew)},
 	}
 }
 

@@ -78,6 +78,7 @@ func (c *Config) Validate() Problems {
 	c.validateTeams(k)
 	c.validateStorage(k)
 	c.validateTicketing(k)
+	c.validateCluster(k)
 	return k.ps
 }
 

@@ -17,7 +17,13 @@
 #   CLUSTER_RTP_BASE     node N's RTP ports: BASE+(N-1)*SIZE, SIZE ports [21000]
 #   CLUSTER_RTP_SIZE     RTP ports per node                              [1000]
 #   CLUSTER_PING         seconds between the front's OPTIONS probes      [2]
+#   CLUSTER_SECRET       the nodes' cluster secret (internal SIP leg)    [random, per run]
 #   SWITCHBOARD_BIN      a built binary to use instead of building one
+#
+# The nodes answer each other's agents over the cluster's internal SIP leg: each node's
+# configuration gets cluster.internal_networks (loopback: 127.0.0.1/32) and its own
+# cluster.internal_address (its SIP port); the shared secret reaches them through
+# SWITCHBOARD_CLUSTER_SECRET, never written to disk.
 #
 # Ready (CLUSTER_DIR/ready written, "cluster ready" logged) once every node answers /readyz and
 # the front holds all three nodes active.
@@ -36,6 +42,13 @@ log() { printf 'cluster.sh: %s\n' "$*" >&2; }
 if [ ${#sip_ports[@]} -ne 3 ] || [ ${#http_ports[@]} -ne 3 ]; then
   log "CLUSTER_SIP_PORTS and CLUSTER_HTTP_PORTS must name three ports each"; exit 2
 fi
+
+# The cluster secret: random for each run unless given (at least 32 characters).
+if [ -z "${CLUSTER_SECRET:-}" ]; then
+  CLUSTER_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+fi
+SWITCHBOARD_CLUSTER_SECRET=$CLUSTER_SECRET
+export SWITCHBOARD_CLUSTER_SECRET
 
 pids=()
 started_pg=
@@ -93,9 +106,11 @@ node_config() {
       -e "s|^  dir: .data/recordings\$|  dir: $nd/recordings|" \
       -e "s|^  migrate_on_start: true\$|  migrate_on_start: true\n  spool: $nd/spool/events.jsonl\n  shared_queues: true|" \
       "$config" >"$out"
+  # The internal leg between the nodes (the secret comes from the environment).
+  printf '\ncluster:\n  internal_networks: [127.0.0.1/32]\n  internal_address: 127.0.0.1:%s\n' "$sip" >>"$out"
   local want
   for want in "node: node$n" "listen: 127.0.0.1:$http" "address: 127.0.0.1:$sip}" "port_min: $rtp_min" \
-      "dir: $nd/recordings" "spool: $nd/spool/events.jsonl" "shared_queues: true" "shutdown_grace: 5s" "trusted_fronts: [127.0.0.1/32]"; do
+      "dir: $nd/recordings" "spool: $nd/spool/events.jsonl" "shared_queues: true" "shutdown_grace: 5s" "trusted_fronts: [127.0.0.1/32]" "internal_address: 127.0.0.1:$sip"; do
     grep -qF "$want" "$out" || { log "$config changed: could not set '$want' for node $n"; exit 1; }
   done
   [ "$(grep -cF "address: 127.0.0.1:$sip}" "$out")" -eq 2 ] || { log "$config: expected UDP and TCP on 127.0.0.1:5060"; exit 1; }

@@ -56,11 +56,37 @@ func (d phoneDialer) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, erro
 	if name == "" {
 		name = c.CallerName()
 	}
-	// Dial runs on its own goroutine: when the ACD withdraws the offer and the phone has not
-	// even sent a provisional (unplugged before its binding expired), Dial can only CANCEL once
-	// one arrives (RFC 3261 §9.1) and would otherwise hold the ACD until Timer B. Offer waits
-	// offerCancelGrace for Dial to finish (a ringing phone's 487 comes at once), then returns
-	// ctx's error and leaves the cleanup to the goroutine: a late 2xx is ACKed and BYEd by Dial.
+	out, err := dialOffer(ctx, c, DialOptions{
+		URI:         b.contact.String(),
+		Destination: b.dest(),
+		FromUser:    from,
+		FromName:    name,
+		Codecs:      carrierCodecsFirst(c),
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("sip: offer %s to agent %d: %w: %w", o.CallID, o.AgentID, ivr.ErrNoAnswer, err)
+	}
+	return &ivr.MediaAgentLeg{
+		Endpoint: out.Endpoint(),
+		Ended:    out.Done(),
+		HangupFunc: func(context.Context) error {
+			out.Hangup()
+			return nil
+		},
+	}, nil
+}
+
+// dialOffer places a leg of c for an offer to an agent and waits for its answer, or for ctx to
+// end. Dial runs on its own goroutine: when the ACD withdraws the offer and the far end has not
+// even sent a provisional (a phone unplugged before its binding expired), Dial can only CANCEL
+// once one arrives (RFC 3261 §9.1) and would otherwise hold the ACD until Timer B. dialOffer
+// waits offerCancelGrace for Dial to finish (a ringing phone's 487 comes at once), then returns
+// ctx's error and leaves the cleanup to the goroutine: a late 2xx is ACKed and BYEd by Dial.
+// A leg answered as ctx ended is hung up. On error, ctx's error comes back when ctx ended.
+func dialOffer(ctx context.Context, c *Call, opts DialOptions) (*OutboundLeg, error) {
 	var (
 		out  *OutboundLeg
 		err  error
@@ -68,13 +94,7 @@ func (d phoneDialer) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, erro
 	)
 	go func() {
 		defer close(done)
-		out, err = c.Dial(ctx, DialOptions{
-			URI:         b.contact.String(),
-			Destination: b.dest(),
-			FromUser:    from,
-			FromName:    name,
-			Codecs:      carrierCodecsFirst(c),
-		})
+		out, err = c.Dial(ctx, opts)
 	}()
 	select {
 	case <-done:
@@ -98,20 +118,10 @@ func (d phoneDialer) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, erro
 		out.Hangup()
 		return nil, ctx.Err()
 	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("sip: offer %s to agent %d: %w: %w", o.CallID, o.AgentID, ivr.ErrNoAnswer, err)
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
 	}
-	return &ivr.MediaAgentLeg{
-		Endpoint: out.Endpoint(),
-		Ended:    out.Done(),
-		HangupFunc: func(context.Context) error {
-			out.Hangup()
-			return nil
-		},
-	}, nil
+	return out, err
 }
 
 // callByID returns the call in progress with id, or nil.

@@ -86,6 +86,12 @@ type Call struct {
 	sipStatus             int
 	sipReason             string
 
+	// internal marks a call this node relays for the node that owns it (internal_leg.go): its
+	// carrier leg is the internal leg from that node, and it reaches a local agent. It emits
+	// no event, records and journals nothing, and counts in no call metric: the owning node
+	// does all that for the call.
+	internal bool
+
 	// maxFwd is the Max-Forwards of the INVITEs call control places for this call: the
 	// carrier's minus one (RFC 7332), 70 for a call we originate.
 	maxFwd int
@@ -274,10 +280,16 @@ func (c *Call) markAnsweredOn(agentID int64, channel string) bool {
 // markRinging starts ring time (an outbound leg for this call started ringing).
 func (c *Call) markRinging() {
 	c.mu.Lock()
-	if c.ringStart.IsZero() {
+	first := c.ringStart.IsZero()
+	if first {
 		c.ringStart = c.s.now()
 	}
 	c.mu.Unlock()
+	if first && c.internal {
+		// The agent's phone rings: so does the internal leg, and the call's node starts its
+		// ring time when it would on one node (internal_leg.go).
+		_ = c.Ringing()
+	}
 }
 
 // SetOutcome overrides the outcome call.ended will carry (e.g. voicemail).
@@ -317,6 +329,11 @@ func (c *Call) holdChanged(l *leg, held bool) {
 		c.emit(callevent.Event{Type: callevent.EventHeld})
 	} else if wasHeld && !isHeld {
 		c.emit(callevent.Event{Type: callevent.EventResumed})
+	}
+	if wasHeld != isHeld && !l.internal {
+		// Hold across nodes: the other node's side of the internal leg learns it too
+		// (internal_leg.go).
+		c.holdInternalLegs(l, isHeld)
 	}
 }
 
@@ -407,6 +424,9 @@ func (c *Call) endedEvent(outcome string, end time.Time) callevent.Event {
 // and no event is dropped however long the sink stalls (eventQueue). Events after call.ended
 // are dropped: call.ended is the call's last event.
 func (c *Call) emit(e callevent.Event) {
+	if c.internal {
+		return // the owning node emits the call's events
+	}
 	c.events.push(c.stamp(e), &c.seq)
 }
 

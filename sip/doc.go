@@ -37,6 +37,18 @@
 // the page and recorded. Server.Originate is the general form (the call runs on its own
 // goroutine and OriginateOptions.Answered gets the answered leg).
 //
+// Agents attached to other nodes (internal_leg.go): Server.ClusterDialer wraps this node's
+// agent dialer (softphone page, else registered phone); an offer whose ivr.Offer.Node names
+// another node places the cluster's internal leg of the call — an INVITE to that node's
+// ClusterOptions.Resolve address, the offer in X-Switchboard-Offer signed (HMAC-SHA256 of the
+// offer and the Call-ID under ClusterOptions.Secret, with a timestamp). The receiving node
+// refuses with 403 and switchboard_security_events_total{type="internal_refused"} a source
+// outside ClusterOptions.Networks, a wrong signature, a timestamp off by more than MaxSkew, a
+// replay, or its own node name; otherwise it rings its local agent, answers with 200 once the
+// agent answered (480 if not, 487 when CANCELled), bridges, and emits no event (Call.internal).
+// Hold changes cross the leg as re-INVITEs; Server.RelayControl sends the softphone's buttons
+// to the call's node (INFO; ClusterOptions.Control there).
+//
 // # What call control guarantees
 //
 //   - Admission: the source must be in a trunk's Allow list, or the INVITE must carry the

@@ -101,6 +101,10 @@ func (e ivrEvents) Emit(ev callevent.Event) {
 		}
 	case callevent.EventTransferred:
 		c.journalLegs()
+	case callevent.EventHeld, callevent.EventResumed:
+		// The ACD's hold (the softphone's button) unbridges the agent: an agent on another
+		// node is told, so that its node takes the quiet for a hold, not a dead leg.
+		c.holdInternalLegs(nil, ev.Type == callevent.EventHeld)
 	}
 	c.emit(ev)
 }

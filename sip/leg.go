@@ -45,6 +45,9 @@ type leg struct {
 	callID    string
 	transport string
 	dest      string // host:port every request of the leg goes to, when set (DialOptions.Destination)
+	// internal marks the cluster's internal leg between two nodes (internal_leg.go), on either
+	// node: hold changes of the call's other legs are passed across it with re-INVITEs.
+	internal bool
 
 	mu           sync.Mutex
 	localTag     string
@@ -447,6 +450,19 @@ func (l *leg) handleRequest(req *sip.Request, tx sip.ServerTransaction) {
 		l.handleUpdate(req, tx)
 	case sip.INFO:
 		code, reason := 200, "OK"
+		ct := ""
+		if hdr := req.ContentType(); hdr != nil {
+			ct = hdr.Value()
+		}
+		if l.internal && l.role == roleUAC && ct == ctlContentType {
+			// A softphone button relayed by the agent's node (internal_leg.go).
+			code, reason = 403, "Forbidden"
+			if l.s.inInternalNetworks(l.s.sourceAddr(req)) {
+				code, reason = l.handleControl(req.Body())
+			}
+			l.s.respond(tx, l.response(req, code, reason, nil))
+			return
+		}
 		if c := l.call; c != nil && c.carrier == l {
 			if h := c.info.Load(); h != nil {
 				ct := ""

@@ -26,6 +26,10 @@ type metrics struct {
 	// settling is switchboard_sip_calls_settling: ended calls whose events the sink has not
 	// taken yet (Server.settle). Their max_calls slot is free already.
 	settling prometheus.Gauge
+	// internalOffers is switchboard_cluster_offers_total{direction,result}: offers to agents
+	// attached to another node, sent over the internal leg (direction "sent", on the call's
+	// node) or received on it (direction "received", on the agent's node).
+	internalOffers *prometheus.CounterVec
 }
 
 // Security event types of switchboard_security_events_total.
@@ -44,12 +48,16 @@ const (
 	// secLoop counts INVITEs refused as a loop: Max-Forwards exhausted (483) or a Call-ID
 	// that is already live here, such as a leg of ours coming back (482).
 	secLoop = "loop_detected"
+	// secInternalRefused counts internal INVITEs (the cluster's internal leg, internal_leg.go)
+	// refused with 403: from a source outside cluster.internal_networks, without a valid
+	// signature of the cluster secret, stale, or replayed.
+	secInternalRefused = "internal_refused"
 )
 
 // securityTypes lists every type sip counts in switchboard_security_events_total, so each
 // series exists at 0 from start.
 var securityTypes = []string{secACLReject, secAuthFailure, secScanner, secRateLimit, secMalformed,
-	secContactRejected, secAuthBackoff, secLoop, secConnLimit, SecRTPSourceRejected, secSourceSpoofed}
+	secContactRejected, secAuthBackoff, secLoop, secConnLimit, SecRTPSourceRejected, secSourceSpoofed, secInternalRefused}
 
 // sentCodes are the response codes the gateway sends itself (other codes it relays appear
 // when first sent).
@@ -87,7 +95,7 @@ func newMetrics(reg prometheus.Registerer, trunks []string) (*metrics, error) {
 		}, []string{"code"}),
 		securityEvent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_security_events_total",
-			Help: "Requests refused or dropped for security: acl_reject, auth_failure, scanner_drop, rate_limited, malformed, loop_detected, contact_rejected, auth_backoff, connection_limited, rtp_source_rejected, source_spoofed (and, from HTTP, http_auth_failure, http_auth_throttled).",
+			Help: "Requests refused or dropped for security: acl_reject, auth_failure, scanner_drop, rate_limited, malformed, loop_detected, contact_rejected, auth_backoff, connection_limited, rtp_source_rejected, source_spoofed, internal_refused (and, from HTTP, http_auth_failure, http_auth_throttled).",
 		}, []string{"type"}),
 		orphanByes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_orphan_byes_total",
@@ -101,6 +109,15 @@ func newMetrics(reg prometheus.Registerer, trunks []string) (*metrics, error) {
 			Name: "switchboard_sip_calls_settling",
 			Help: "Ended calls whose events the event log has not acknowledged yet (their max_calls slot is already free).",
 		}),
+		internalOffers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_cluster_offers_total",
+			Help: "Offers to agents attached to another node over the internal SIP leg, by direction (sent by the call's node, received by the agent's node) and result (answered, no_answer, refused).",
+		}, []string{"direction", "result"}),
+	}
+	for _, d := range []string{"sent", "received"} {
+		for _, r := range []string{offerAnswered, offerNoAnswer, offerRefused} {
+			m.internalOffers.WithLabelValues(d, r)
+		}
 	}
 	for _, d := range directions {
 		m.callsActive.WithLabelValues(d)
@@ -127,7 +144,7 @@ func newMetrics(reg prometheus.Registerer, trunks []string) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.callsActive, m.callsTotal, m.callSetup, m.requests, m.responses, m.securityEvent, m.orphanByes, m.trunkCalls, m.settling} {
+	for _, c := range []prometheus.Collector{m.callsActive, m.callsTotal, m.callSetup, m.requests, m.responses, m.securityEvent, m.orphanByes, m.trunkCalls, m.settling, m.internalOffers} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

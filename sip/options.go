@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"context"
 	"crypto/tls"
 	"log/slog"
 	"net/netip"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
@@ -139,9 +141,45 @@ type Options struct {
 	// Journal, when set, keeps the dialog state of each call's answered legs on local disk
 	// for the BYE after a crash (internal/calljournal).
 	Journal DialogJournal
+	// Cluster turns on the internal SIP leg between the gateway nodes of a cluster
+	// (internal_leg.go): an offer to an agent attached to another node is sent there as a
+	// signed internal INVITE, and other nodes' internal INVITEs reach this node's agents.
+	// Zero (no Secret): off.
+	Cluster ClusterOptions
 	// OnCallEnd, when set, is called after each call's call.ended with its RTP statistics
 	// (per-call logging, tests). It runs on the call's goroutine and must not block.
 	OnCallEnd func(CallSummary)
+}
+
+// ClusterOptions configures the internal SIP leg between the nodes of a cluster.
+type ClusterOptions struct {
+	// Node is this node's name: an offer naming it (or no node) is this node's own, and an
+	// internal INVITE claiming to come from it is refused.
+	Node string
+	// Secret is the cluster secret every node shares: internal INVITEs carry an HMAC-SHA256
+	// of their offer under it. Empty turns the internal leg off. Never logged.
+	Secret []byte
+	// Networks are the networks the other nodes send internal INVITEs from; one from any
+	// other source is refused with 403 whatever it carries. Sources in them are exempt from
+	// RateLimit (the nodes' offers and in-dialog requests, authenticated by Secret).
+	Networks []netip.Prefix
+	// Resolve returns the address ("host:port") where node takes internal INVITEs (its
+	// cluster internal address, recorded in the database at its start). Required with Secret.
+	Resolve func(ctx context.Context, node string) (string, error)
+	// MaxSkew is how far an internal INVITE's timestamp may be from this node's clock, either
+	// way; an older one is refused as stale (and a replay within it as replayed). 0 takes
+	// DefaultClusterMaxSkew (30 s).
+	MaxSkew time.Duration
+	// Control, when set, takes the softphone's hold, resume and transfer of a call this node
+	// owns whose agent is attached to another node (relayed over the internal leg): the ACD.
+	Control CallControl
+}
+
+// CallControl is what the softphone's buttons drive on the call's node (*ivr.ACD satisfies it).
+type CallControl interface {
+	Hold(ctx context.Context, callID string) error
+	Resume(ctx context.Context, callID string) error
+	Transfer(ctx context.Context, callID string, to ivr.TransferTo) error
 }
 
 // CallSummary is what OnCallEnd reports about a finished call.
@@ -235,6 +273,7 @@ const (
 	DefaultRequestsPerSecond = 20
 	DefaultBurst             = 40
 	DefaultUserAgent         = "Switchboard"
+	DefaultClusterMaxSkew    = 30 * time.Second
 )
 
 // DefaultOptions returns the Options with every default filled in, the limits and timers

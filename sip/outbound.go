@@ -43,6 +43,13 @@ type DialOptions struct {
 	// URI's host (a registered phone behind NAT: the REGISTER's source address). The
 	// Request-URI stays URI.
 	Destination string
+
+	// headers are added to the INVITE (the internal leg's signed offer, internal_leg.go).
+	headers []sip.Header
+	// callID, when set, is the leg's SIP Call-ID (the internal leg signs it); else a new UUID.
+	callID string
+	// internal marks the leg as the cluster's internal leg.
+	internal bool
 }
 
 // EarlyMedia is an SDP answer that came in a provisional response of an outbound leg.
@@ -53,7 +60,12 @@ type EarlyMedia struct {
 
 // OutboundLeg is an answered leg placed by Call.Dial. It ends with the call, or earlier when the
 // far end hangs up (Done).
-type OutboundLeg struct{ l *leg }
+type OutboundLeg struct {
+	l *leg
+	// answer is the 2xx that answered the leg (read by the internal leg for the channel the
+	// agent answered on).
+	answer *sip.Response
+}
 
 // Endpoint is the leg's RTP endpoint.
 func (o *OutboundLeg) Endpoint() *media.Endpoint {
@@ -116,6 +128,10 @@ func (c *Call) Dial(ctx context.Context, opts DialOptions) (*OutboundLeg, error)
 
 	l := newLeg(s, c, roleUAC)
 	l.callID = uuid.NewString()
+	if opts.callID != "" {
+		l.callID = opts.callID
+	}
+	l.internal = opts.internal
 	l.transport = "UDP"
 	if ruri.UriParams != nil {
 		if tp, ok := ruri.UriParams.Get("transport"); ok && tp != "" {
@@ -144,6 +160,9 @@ func (c *Call) Dial(ctx context.Context, opts DialOptions) (*OutboundLeg, error)
 	inv.SetBody(Offer(local, opts.Codecs, DefaultEventPayload))
 	inv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	inv.AppendHeader(sip.NewHeader("Allow", allowMethods))
+	for _, h := range opts.headers {
+		inv.AppendHeader(h)
+	}
 	if s.opts.SessionExpires > 0 {
 		// RFC 4028 §7.1: we support session timers and ask for our interval; the far end picks
 		// the refresher in its 2xx (timerFromResponse); one that does not do session timers
@@ -169,7 +188,7 @@ func (c *Call) Dial(ctx context.Context, opts DialOptions) (*OutboundLeg, error)
 	l.timerFromResponse(res, true)
 	go l.runSessionTimer()
 	go l.watchMedia()
-	return &OutboundLeg{l: l}, nil
+	return &OutboundLeg{l: l, answer: res}, nil
 }
 
 // invite2xx runs the INVITE client transaction(s) of a new leg until a 2xx was ACKed.

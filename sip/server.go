@@ -23,6 +23,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"golang.org/x/time/rate"
 
+	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/ticketing/phone"
 )
@@ -64,6 +65,10 @@ type Server struct {
 	trunkCPS map[string]*rate.Limiter
 	scanners []string
 	secret   [32]byte
+	// localDialer reaches this node's agents for other nodes' internal INVITEs (set by
+	// ClusterDialer); replay remembers the internal INVITEs accepted (internal_leg.go).
+	localDialer atomic.Pointer[ivr.AgentDialer]
+	replay      replayCache
 
 	ports     *media.PortAllocator
 	accepting atomic.Bool
@@ -476,6 +481,9 @@ func (s *Server) sourceAddr(req *sip.Request) netip.Addr {
 }
 
 func (s *Server) rateExempt(a netip.Addr) bool {
+	if s.inInternalNetworks(a) {
+		return true // the other nodes: their requests are authenticated by the cluster secret
+	}
 	for _, p := range s.opts.RateLimit.Exempt {
 		if p.Contains(a) {
 			return true
@@ -630,6 +638,10 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	switch req.Method {
 	case sip.INVITE:
+		if s.clusterOn() && req.GetHeader(hdrOffer) != nil {
+			s.handleInternalInvite(req, tx) // another node's offer to an agent here
+			return
+		}
 		s.handleInvite(req, tx, trunk, isTrunk)
 	case sip.REGISTER:
 		s.handleRegister(req, tx)

@@ -191,6 +191,14 @@ func TestMakeCluster_CallsThroughFrontLandOnAllNodesAndSurviveANodeKill(t *testi
 		t.Fatalf("%d ended calls with a ticket in the shared database, want %d", n, want)
 	}
 
+	// Each node recorded where the others reach it over the internal SIP leg: its own SIP
+	// port (cluster.internal_address, written by the script).
+	var addrs string
+	query([]any{&addrs}, `SELECT coalesce(string_agg(name || '=' || coalesce(internal_sip, ''), ' ' ORDER BY name), '') FROM nodes`)
+	if want := fmt.Sprintf("node1=127.0.0.1:%d node2=127.0.0.1:%d node3=127.0.0.1:%d", sip[0], sip[1], sip[2]); addrs != want {
+		t.Errorf("nodes' internal SIP addresses %q, want %q", addrs, want)
+	}
+
 	t0 := time.Now().Add(-time.Second)
 	got := calls(6, t0)
 	if len(got) < 2 || got["node1"]+got["node2"]+got["node3"] != 6 {

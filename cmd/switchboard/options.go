@@ -38,6 +38,13 @@ func sipOptions(cfg *config.Config) (sip.Options, error) {
 			AuthFailuresFree: s.Registrar.AuthFailuresFree, AuthBackoffBase: s.Registrar.AuthBackoff.D(),
 			AuthBackoffMax: s.Registrar.AuthBackoffMax.D()},
 	}
+	// The internal leg between the nodes (off without a secret); the wiring adds where the
+	// nodes are (the database) and the ACD that takes relayed softphone buttons.
+	opts.Cluster = sip.ClusterOptions{Node: cfg.Node, MaxSkew: cfg.Cluster.MaxSkew.D(),
+		Networks: config.Networks(cfg.Cluster.InternalNetworks)}
+	if cfg.Cluster.On() {
+		opts.Cluster.Secret = []byte(cfg.Cluster.Secret)
+	}
 	if s.TLS.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(s.TLS.CertFile, s.TLS.KeyFile)
 		if err != nil {

@@ -78,6 +78,7 @@ func optionKnobs() []optionKnob {
 		{"http", "auth_backoff.max", "", func(c *config.Config, _ sip.Options) any { return c.HTTP.AuthBackoff.Max.D() }, ticketing.DefaultAuthBackoffMax},
 		{"http", "bcrypt_concurrency", "", func(c *config.Config, _ sip.Options) any { return c.HTTP.BcryptConcurrency }, ticketing.DefaultBcryptConcurrency},
 		{"http", "token_ttl", "", func(c *config.Config, _ sip.Options) any { return c.HTTP.TokenTTL.D() }, ticketing.DefaultTokenTTL},
+		{"cluster", "max_skew", "", so(func(o sip.Options) any { return o.Cluster.MaxSkew }), sip.DefaultClusterMaxSkew},
 		// eventlog's node watch (nodeWatchOptions); heartbeat_interval 0 (off) is checked below.
 		{"database", "heartbeat_interval", "", func(c *config.Config, _ sip.Options) any { return nodeWatchOptions(c).Interval }, eventlog.DefaultHeartbeatInterval},
 		{"database", "node_lost_after", "", func(c *config.Config, _ sip.Options) any { return nodeWatchOptions(c).LostAfter }, eventlog.DefaultNodeLostAfter},
@@ -125,6 +126,14 @@ func TestConfigKnobsMapStraightOntoOptions_AbsentIsThePackageDefaultZeroIsOff(t 
 		t.Fatal(err)
 	} else if iv := nodeWatchOptions(cfg).Interval; iv != 0 {
 		t.Errorf("heartbeat_interval 0s: the node watch gets %s, want 0 (off)", iv)
+	}
+	// The cluster's internal leg is off without a secret, on with one, the node named.
+	if _, o := load(t, ""); len(o.Cluster.Secret) != 0 {
+		t.Error("no cluster.secret: the internal leg is on")
+	}
+	if _, o := load(t, "node: n1\ncluster: {secret: 0123456789abcdef0123456789abcdef, internal_networks: [10.0.0.0/24], internal_address: 10.0.0.1:5060}\n"); string(o.Cluster.Secret) != "0123456789abcdef0123456789abcdef" ||
+		o.Cluster.Node != "n1" || len(o.Cluster.Networks) != 1 || o.Cluster.Networks[0].String() != "10.0.0.0/24" {
+		t.Errorf("cluster section maps to %+v", o.Cluster.Networks)
 	}
 	// The connection write timeout is not in the configuration: the package's default.
 	if _, o := load(t, ""); o.Conn.WriteTimeout != sip.DefaultWriteTimeout {

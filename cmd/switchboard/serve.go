@@ -318,6 +318,12 @@ func (gw *gateway) prepareDatabase(ctx context.Context) error {
 		gw.db.failed(err, gw.now())
 		return fmt.Errorf("database: %w", err)
 	}
+	// Where the other nodes send this node's internal INVITEs ("" when the internal leg is
+	// off: a node restarted without it is no longer offered other nodes' calls).
+	if err := eventlog.RecordNodeInternalSIP(ctx, gw.pool, gw.cfg.Node, gw.cfg.Cluster.InternalAddress); err != nil {
+		gw.db.failed(err, gw.now())
+		return fmt.Errorf("database: %w", err)
+	}
 	gw.db.ok()
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 
 	"github.com/switchboard-voice/switchboard/config"
+	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/ticketing"
@@ -39,7 +40,7 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	// Team ticket entry (docs/rules.md, TB) from the configuration's teams: the page and POST /calls.
 	teams := web.TeamPolicy(gw.cfg.TicketEntryOf)
 	t.web, err = web.New(web.Options{
-		Auth: webLogin{gw.store}, ACD: t.acd, WebRTC: rtc, APIBase: "/api/v2",
+		Auth: webLogin{gw.store}, ACD: clusterACD{t.acd, t.sip}, WebRTC: rtc, APIBase: "/api/v2",
 		Registerer: gw.reg, Logger: gw.log.With("component", "softphone"), Teams: teams,
 		SecureCookie: gw.cfg.HTTP.Secure(), Guard: gw.guard,
 	})
@@ -47,8 +48,9 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 		return err
 	}
 	t.web.Register(mux)
-	// Agents are reached on their page when it is open, else on their SIP phone.
-	t.acd.SetDialer(web.PreferSoftphone(t.web, t.sip.PhoneDialer()))
+	// Agents are reached on their page when it is open, else on their SIP phone; an agent
+	// attached to another node of the cluster through the internal leg to that node.
+	t.acd.SetDialer(t.sip.ClusterDialer(web.PreferSoftphone(t.web, t.sip.PhoneDialer())))
 
 	// Toll fraud: the outbound trunk's destinations and agent limits, checked before dialling.
 	var gopts web.GuardOptions
@@ -175,4 +177,34 @@ func (d trunkDialer) Dial(ctx context.Context, req web.Dial) (string, error) {
 	id = web.ErrorID()
 	t.gw.log.Error("outbound call not placed", "agent_id", req.AgentID, "error_id", id, "err", err)
 	return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the call cannot be placed now (error id " + id + ")"}
+}
+
+// clusterACD is the ACD the softphone page's buttons drive: a call this node relays for the
+// node that owns it (the agent answered here over the cluster's internal leg) has its hold,
+// resume and transfer sent to that node, whose ACD holds the call; any other call is this
+// node's ACD's.
+type clusterACD struct {
+	*ivr.ACD
+	sip *sip.Server
+}
+
+func (a clusterACD) Hold(ctx context.Context, callID string) error {
+	if err := a.sip.RelayControl(ctx, callID, "hold", ivr.TransferTo{}); !errors.Is(err, sip.ErrNotInternal) {
+		return err
+	}
+	return a.ACD.Hold(ctx, callID)
+}
+
+func (a clusterACD) Resume(ctx context.Context, callID string) error {
+	if err := a.sip.RelayControl(ctx, callID, "resume", ivr.TransferTo{}); !errors.Is(err, sip.ErrNotInternal) {
+		return err
+	}
+	return a.ACD.Resume(ctx, callID)
+}
+
+func (a clusterACD) Transfer(ctx context.Context, callID string, to ivr.TransferTo) error {
+	if err := a.sip.RelayControl(ctx, callID, "transfer", to); !errors.Is(err, sip.ErrNotInternal) {
+		return err
+	}
+	return a.ACD.Transfer(ctx, callID, to)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/ticketing"
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
+	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
 	"github.com/switchboard-voice/switchboard/web"
 )
 
@@ -202,6 +203,13 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 				_, _ = acd.AgentDetached(id, ivr.ViaPhone) // queued: never waits on the database
 			}
 		}
+	}
+	if len(sopts.Cluster.Secret) > 0 {
+		// Agents attached to other nodes: their nodes' internal addresses are in the database
+		// (recorded by each node at its start); softphone buttons they press come back here
+		// for this node's ACD.
+		sopts.Cluster.Resolve = eventlog.NewNodeAddresses(gw.pool, 0, nil).InternalSIP
+		sopts.Cluster.Control = t.acd
 	}
 	if t.recs != nil && cfg.Recordings.Enabled {
 		sopts.Recorder = t.recs
