@@ -47,6 +47,7 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	if err != nil {
 		return err
 	}
+	t.pages.Store(t.web)
 	t.web.Register(mux)
 	// Agents are reached on their page when it is open, else on their SIP phone; an agent
 	// attached to another node of the cluster through the internal leg to that node.

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/config"
@@ -38,6 +39,11 @@ type telephony struct {
 	agents map[string]int64
 	web    *web.Server
 	rtc    *media.WebRTC
+	// pages is t.web for the ACD's OnAgentState: with database.shared_queues the ACD's shared
+	// loop runs (and reports agent states) from NewACD on, before startSoftphone has made the
+	// web server, so the callback cannot read t.web (a data race -race showed in the cross-node
+	// test); startSoftphone stores it here once made.
+	pages atomic.Pointer[web.Server]
 
 	// wg counts the retention loop; stopRetention ends it. A call's state is sip's (sip.Call):
 	// nothing here is per call.
@@ -119,8 +125,8 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		Prompts: prompts, Registerer: gw.reg,
 		Authorizer: ivrAuth{gw}, Logger: gw.log.With("component", "acd"),
 		OnAgentState: func(st ivr.AgentStatus) {
-			if t.web != nil {
-				t.web.AgentStateChanged(st)
+			if w := t.pages.Load(); w != nil {
+				w.AgentStateChanged(st)
 			}
 		},
 	}
