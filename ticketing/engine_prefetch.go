@@ -53,10 +53,11 @@ func loadBatch(ctx context.Context, tx *applyTx, callIDs []string) ([]*batchCall
 	if err := rows.Err(); err != nil {
 		return nil, dbError("lock calls", err)
 	}
-	rows, err = tx.Tx.Query(ctx, `SELECT call_id, pos, body, received_at FROM (
-			SELECT call_id, pos, body, received_at, seq, row_number() OVER (PARTITION BY call_id ORDER BY seq) AS n
-			FROM call_events WHERE call_id = ANY($1) AND applied_at IS NULL) e
-		WHERE n <= 500 ORDER BY call_id, seq`, ids)
+	rows, err = tx.Tx.Query(ctx, `SELECT p.call_id, p.pos, e.body, e.received_at FROM (
+			SELECT call_id, pos, seq, row_number() OVER (PARTITION BY call_id ORDER BY seq) AS n
+			FROM call_events_pending WHERE call_id = ANY($1)) p
+		JOIN call_events e ON e.pos = p.pos
+		WHERE p.n <= 500 ORDER BY p.call_id, p.seq`, ids)
 	if err != nil {
 		return nil, dbError("pending events", err)
 	}
