@@ -121,7 +121,7 @@ func (e *Engine) prefetch(ctx context.Context, tx *applyTx, calls []*batchCall) 
 						continue
 					}
 				}
-				if norm, ok := e.store.callerNumber(number); ok {
+				if norm, ok := tx.callerNumber(e.store, number); ok {
 					numbers = append(numbers, norm)
 				}
 			case callevent.EventAnswered:
