@@ -262,25 +262,45 @@ func (t *applyTx) doneCall(c *callRow) {
 	t.unsaved = append(t.unsaved, c)
 }
 
-// flushCalls writes the held-back call rows in one statement (the ids again as an array, so
-// that the planner finds the rows by their key rather than scanning the table).
+// flushCalls writes the held-back call rows: the batch's new calls in one INSERT, the others
+// in one UPDATE (the ids again as an array, so that the planner finds the rows by their key
+// rather than scanning the table).
 func (t *applyTx) flushCalls(ctx context.Context) error {
 	if len(t.unsaved) == 0 {
 		return nil
 	}
-	rows := make([]map[string]any, len(t.unsaved))
-	ids := make([]string, len(t.unsaved))
-	for i, c := range t.unsaved {
-		rows[i], ids[i] = c.columns(), c.ID
+	var fresh, stored []map[string]any
+	var ids []string
+	for _, c := range t.unsaved {
+		if c.fresh {
+			fresh = append(fresh, c.columns())
+			continue
+		}
+		stored, ids = append(stored, c.columns()), append(ids, c.ID)
 	}
-	body, err := json.Marshal(rows)
-	if err != nil {
-		return fmt.Errorf("ticketing: save calls: %w", err)
+	if len(fresh) > 0 {
+		body, err := json.Marshal(fresh)
+		if err != nil {
+			return fmt.Errorf("ticketing: save calls: %w", err)
+		}
+		if _, err := t.Tx.Exec(ctx, `INSERT INTO calls (id, `+callSaveColumns+`)
+			SELECT r.id, `+callSaveValues+` FROM jsonb_populate_recordset(NULL::calls, $1::jsonb) AS r`, body); err != nil {
+			return dbError("create calls", err)
+		}
 	}
-	if _, err := t.Tx.Exec(ctx, `UPDATE calls AS c SET (`+callSaveColumns+`, updated_at) =
-			(`+callSaveValues+`, clock_timestamp())
-		FROM jsonb_populate_recordset(NULL::calls, $1::jsonb) AS r WHERE c.id = r.id AND c.id = ANY($2)`, body, ids); err != nil {
-		return dbError("save calls", err)
+	if len(stored) > 0 {
+		body, err := json.Marshal(stored)
+		if err != nil {
+			return fmt.Errorf("ticketing: save calls: %w", err)
+		}
+		if _, err := t.Tx.Exec(ctx, `UPDATE calls AS c SET (`+callSaveColumns+`, updated_at) =
+				(`+callSaveValues+`, clock_timestamp())
+			FROM jsonb_populate_recordset(NULL::calls, $1::jsonb) AS r WHERE c.id = r.id AND c.id = ANY($2)`, body, ids); err != nil {
+			return dbError("save calls", err)
+		}
+	}
+	for _, c := range t.unsaved {
+		c.fresh = false // stored now: a later write of the batch updates it
 	}
 	t.unsaved = t.unsaved[:0]
 	return nil
