@@ -37,9 +37,9 @@ type BacklogOptions struct {
 //
 // A measure is two indexed, bounded queries on the queue of pending events, taken every
 // Interval by Run (never per scrape): the count reads at most Cap entries of the queue's
-// primary key; the oldest is the queue's first entry in storing order (pos), joined to its
-// event for when it was stored. The queue holds only what is pending, so neither reads the
-// table's history. Fields written by Run's goroutine are atomics: the gauges read them.
+// primary key; the oldest is the queue's first entry in storing order (pos). The queue holds
+// only what is pending, so neither reads the table's history. Fields written by Run's
+// goroutine are atomics: the gauges read them.
 type Backlog struct {
 	store *Store
 	opts  BacklogOptions
@@ -123,8 +123,7 @@ func (b *Backlog) Measure(ctx context.Context) error {
 		return fmt.Errorf("ticketing: backlog count: %w", err)
 	}
 	var stored time.Time
-	err := pool.QueryRow(ctx, `SELECT e.received_at FROM (SELECT pos FROM call_events_pending ORDER BY pos LIMIT 1) p
-		JOIN call_events e ON e.pos = p.pos`).Scan(&stored)
+	err := pool.QueryRow(ctx, `SELECT received_at FROM call_events_pending ORDER BY pos LIMIT 1`).Scan(&stored)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		stored = time.Time{}

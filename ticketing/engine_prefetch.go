@@ -69,12 +69,11 @@ func loadBatch(ctx context.Context, tx *applyTx, callIDs []string) ([]*batchCall
 	}
 	// Per call, its first 500 pending events in seq order: one walk of the queue's (call_id,
 	// seq) index per call whatever the queue's size or statistics (a backlog makes the queue
-	// large; a plan cached while it was small must not scan it), then each event by its key.
-	rows, err = tx.Tx.Query(ctx, `SELECT p.call_id, p.pos, e.body, e.received_at
+	// large; a plan cached while it was small must not scan it).
+	rows, err = tx.Tx.Query(ctx, `SELECT p.call_id, p.pos, p.body, p.received_at
 		FROM unnest($1::text[]) AS c(id)
-		CROSS JOIN LATERAL (SELECT q.call_id, q.seq, q.pos FROM call_events_pending q
+		CROSS JOIN LATERAL (SELECT q.call_id, q.seq, q.pos, q.body, q.received_at FROM call_events_pending q
 			WHERE q.call_id = c.id ORDER BY q.seq LIMIT 500) p
-		JOIN call_events e ON e.pos = p.pos
 		ORDER BY p.call_id, p.seq`, ids)
 	if err != nil {
 		return nil, dbError("pending events", err)
