@@ -185,8 +185,15 @@ func (e *Engine) ApplyPending(ctx context.Context) (int, error) {
 	after := ""
 	appliedThisSweep := 0
 	for range 100000 {
-		rows, err := e.store.pool.Query(ctx, `SELECT DISTINCT call_id FROM call_events_pending WHERE call_id > $1
-			ORDER BY call_id LIMIT 256`, after)
+		// The next 256 calls with pending events, as a walk of the queue's index from one call
+		// to the next (one probe per call, whatever the queue's size or how its plan was cached;
+		// a DISTINCT over the queue may be planned as a scan of all of it).
+		rows, err := e.store.pool.Query(ctx, `WITH RECURSIVE c(id) AS (
+				(SELECT call_id FROM call_events_pending WHERE call_id > $1 ORDER BY call_id LIMIT 1)
+				UNION ALL
+				SELECT (SELECT q.call_id FROM call_events_pending q WHERE q.call_id > c.id ORDER BY q.call_id LIMIT 1)
+				FROM c WHERE c.id IS NOT NULL)
+			SELECT id FROM c WHERE id IS NOT NULL LIMIT 256`, after)
 		if err != nil {
 			return total, fmt.Errorf("ticketing: pending calls: %w", err)
 		}
