@@ -154,6 +154,10 @@ func NewEndpoint(opts EndpointOptions) (*Endpoint, error) {
 	e.out.ep = e
 	e.out.ssrc = opts.SSRC
 	e.out.stack = make([]uint64, 0, 4)
+	if e.out.raw, err = newRawSender(pp.RTP); err != nil {
+		opts.Allocator.Release(pp)
+		return nil, fmt.Errorf("media: new endpoint: %w", err)
+	}
 	rx := opts.Allocator.rx
 	if e.rtpW, err = rx.watch(opts.Allocator.slot(pp.Port), pp.RTP, e.handleRTP); err != nil {
 		opts.Allocator.Release(pp)
@@ -291,6 +295,10 @@ func (e *Endpoint) Stats() Stats {
 func (e *Endpoint) Close() error {
 	e.closeOnce.Do(func() {
 		e.closed.Store(true)
+		// A send under way on another leg's reader finishes; the next sees closed (sender.write)
+		// and leaves the descriptor alone, which Release closes below.
+		e.out.mu.Lock()
+		e.out.mu.Unlock()
 		if l := e.bridge.Load(); l != nil {
 			l.br.stop()
 		}

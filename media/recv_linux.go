@@ -349,3 +349,49 @@ func (l *pollLoop) serve(slot int) {
 		close(w.done)
 	}
 }
+
+// rawSender sends an endpoint's RTP on its socket's descriptor without waiting: a datagram the
+// kernel cannot take at once (EAGAIN: the send buffer is full, which on loopback means the
+// receiver is not reading) is dropped, as a router would drop it, instead of parking the poll
+// loop — which reads every other leg's sockets too — until that one socket drains. The net
+// package's WriteTo waits for the socket to become writable. The sender's mutex is held around
+// every send and Close takes it after marking the endpoint closed, so no send uses the
+// descriptor once Close goes on to close it.
+type rawSender struct {
+	fd  int
+	sa4 unix.SockaddrInet4
+	sa6 unix.SockaddrInet6
+}
+
+func newRawSender(conn *net.UDPConn) (*rawSender, error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("media: raw sender: %w", err)
+	}
+	s := &rawSender{fd: -1}
+	if err := rc.Control(func(fd uintptr) { s.fd = int(fd) }); err != nil {
+		return nil, fmt.Errorf("media: raw sender: %w", err)
+	}
+	return s, nil
+}
+
+// send sends b to dst once, without blocking. Callers serialise (the sender's mutex).
+func (s *rawSender) send(b []byte, dst netip.AddrPort) error {
+	// An IPv4 destination takes a sockaddr_in, on an IPv4 socket and on the dual-stack IPv6
+	// socket the net package opens for a wildcard bind alike (Linux's udpv6_sendmsg hands it
+	// to IPv4); an IPv6 one a sockaddr_in6.
+	var sa unix.Sockaddr
+	if ip := dst.Addr().Unmap(); ip.Is4() {
+		s.sa4.Addr, s.sa4.Port = ip.As4(), int(dst.Port())
+		sa = &s.sa4
+	} else {
+		s.sa6.Addr, s.sa6.Port = ip.As16(), int(dst.Port())
+		sa = &s.sa6
+	}
+	for {
+		err := unix.Sendto(s.fd, b, unix.MSG_DONTWAIT, sa)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}

@@ -73,3 +73,14 @@ func (r *receiver) unwatch(w *watch) {
 	}
 	<-w.done
 }
+
+// rawSender sends through the net package (which waits while the socket's send buffer is
+// full; recv_linux.go has the non-blocking one the shared poll loops need).
+type rawSender struct{ conn *net.UDPConn }
+
+func newRawSender(conn *net.UDPConn) (*rawSender, error) { return &rawSender{conn: conn}, nil }
+
+func (s *rawSender) send(b []byte, dst netip.AddrPort) error {
+	_, err := s.conn.WriteToUDPAddrPort(b, dst)
+	return err
+}

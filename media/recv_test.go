@@ -1,6 +1,7 @@
 package media
 
 import (
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"runtime"
@@ -214,5 +215,40 @@ func TestUnwatchWaitsForARunningHandlerAndEndsIt(t *testing.T) {
 	}
 	if oc.got.Load() == 0 {
 		t.Error("the other socket's datagrams were not handled")
+	}
+}
+
+// Rule: the sender writes to the RTP socket's descriptor itself (recv_linux.go, rawSender), so
+// it must speak the socket's family: an allocator bound to a wildcard address gets dual-stack
+// IPv6 sockets from the net package, which reach an IPv4 peer through a v4-mapped address. A
+// call bridged on 0.0.0.0 and on :: forwards between IPv4 peers (127.0.0.1) both ways.
+func TestForwardingFromWildcardSocketsReachesIPv4Peers(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0", "::"} {
+		t.Run(addr, func(t *testing.T) {
+			base := 21000 + 2*rand.IntN(5000)
+			alloc, err := NewPortAllocator(netip.MustParseAddr(addr), base, base+7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := newTestEndpoint(t, EndpointOptions{Allocator: alloc})
+			b := newTestEndpoint(t, EndpointOptions{Allocator: alloc})
+			if _, err := Bridge(a, b); err != nil {
+				t.Fatal(err)
+			}
+			pa, pb := newPeer(t), newPeer(t)
+			for i, e := range []*Endpoint{a, b} {
+				e.SetCodec(0, PCMU)
+				e.SetRemote([]*peer{pa, pb}[i].addr())
+			}
+			to := func(e *Endpoint) netip.AddrPort { return netip.AddrPortFrom(loopback, e.LocalAddr().Port()) }
+			pa.send(to(a), audio(0, 1, 160, 7, 0x11))
+			if p := pb.recv(); p.SSRC != b.SSRC() || p.Payload[0] != 0x11 {
+				t.Fatalf("b forwarded SSRC %d payload %#x", p.SSRC, p.Payload[0])
+			}
+			pb.send(to(b), audio(0, 1, 160, 8, 0x22))
+			if p := pa.recv(); p.SSRC != a.SSRC() || p.Payload[0] != 0x22 {
+				t.Fatalf("a forwarded SSRC %d payload %#x", p.SSRC, p.Payload[0])
+			}
+		})
 	}
 }
