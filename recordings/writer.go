@@ -26,8 +26,9 @@ import (
 // header and fsyncs every Options.SyncInterval. A write error (a full disk) fails the recording, not
 // the call: the taps stop, the error is counted and returned by Finish.
 //
-// Memory: the ring holds Options.Delay plus ringSlack of decoded stereo audio (8 kHz × 16 bit ×
-// 2 channels = 32 KB a second: 19.2 KB at the default delay); the queue holds one chunk
+// Memory: the ring holds Options.Delay plus ringSlack of stereo audio as G.711 codes (8 kHz × 8
+// bit × 2 channels, and a bit per sample for the law = 18 KB a second: 10.8 KB at the default
+// delay), decoded as it is written out; the queue holds one chunk
 // (under 3 KiB) between two wake-ups; the buffer a write is interleaved into is borrowed from
 // the Service for the write.
 //
@@ -79,8 +80,9 @@ type Writer struct {
 	lastSync  time.Time
 	ranges    [][2]int64
 	file      *wavFile
-	ring      []int16
-	ringSize  int64 // sample frames
+	ring      []byte   // G.711 codes as received, ringSize × channels; silence is μ-law 0xFF
+	alaw      []uint64 // a bit per ring slot: its code is A-law (else μ-law)
+	ringSize  int64    // sample frames
 	committed int64 // sample frames written to the file
 	highest   int64 // end of the latest audio placed
 	lines     [2]timeline
@@ -178,7 +180,11 @@ func newWriter(s *Service, id, callID, kind, rel string, channels int, start tim
 		file:     file,
 		ringSize: s.samples(s.opts.Delay + ringSlack),
 	}
-	w.ring = make([]int16, w.ringSize*int64(channels))
+	// The ring keeps the codes as they came (a byte a sample, and a bit for the law) and
+	// decodes them when it writes them out: half the memory of decoded 16-bit samples.
+	w.ring = make([]byte, w.ringSize*int64(channels))
+	w.alaw = make([]uint64, (len(w.ring)+63)/64)
+	w.silence(0, int64(len(w.ring)))
 	resync := s.samples(s.opts.Delay) / 2
 	w.lines[0].resync, w.lines[1].resync = resync, resync
 	// One packet's worth (20 ms): ahead of that, the anchor was late (see timeline).
@@ -469,14 +475,33 @@ func (w *Writer) place(f *frame, data []byte, ranges *[][2]int64) {
 		w.late++
 		w.s.metrics().addLate()
 	}
-	decode := media.DecodeULaw
-	if f.pt == ptPCMA {
-		decode = media.DecodeALaw
-	}
+	alaw := f.pt == ptPCMA
 	for p := from; p < end; p++ {
-		w.ring[(p%w.ringSize)*int64(w.channels)+int64(ci)] = decode(data[p-pos])
+		i := (p%w.ringSize)*int64(w.channels) + int64(ci)
+		w.ring[i] = data[p-pos]
+		if alaw {
+			w.alaw[i/64] |= 1 << (i % 64)
+		} else {
+			w.alaw[i/64] &^= 1 << (i % 64)
+		}
 	}
 	w.highest = max(w.highest, end)
+}
+
+// silence fills ring slots [from, to) with μ-law silence.
+func (w *Writer) silence(from, to int64) {
+	for i := from; i < to; i++ {
+		w.ring[i] = 0xFF // μ-law zero (ITU-T G.711: the positive zero)
+		w.alaw[i/64] &^= 1 << (i % 64)
+	}
+}
+
+// sample decodes ring slot i.
+func (w *Writer) sample(i int64) int16 {
+	if w.alaw[i/64]&(1<<(i%64)) != 0 {
+		return media.DecodeALaw(w.ring[i])
+	}
+	return media.DecodeULaw(w.ring[i])
 }
 
 // commitChunk bounds one write (sample frames): half a second, so a tick writes once even when
@@ -498,16 +523,16 @@ func (w *Writer) commit(target int64, ranges *[][2]int64) {
 		for _, r := range *ranges {
 			for p := max(r[0], w.committed); p < min(r[1], w.committed+n); p++ {
 				i := (p % w.ringSize) * int64(w.channels)
-				clear(w.ring[i : i+int64(w.channels)])
+				w.silence(i, i+int64(w.channels))
 			}
 		}
 		out = out[:0]
 		for p := w.committed; p < w.committed+n; p++ {
 			i := (p % w.ringSize) * int64(w.channels)
 			for c := range int64(w.channels) {
-				out = binary.LittleEndian.AppendUint16(out, uint16(w.ring[i+c]))
+				out = binary.LittleEndian.AppendUint16(out, uint16(w.sample(i+c)))
 			}
-			clear(w.ring[i : i+int64(w.channels)])
+			w.silence(i, i+int64(w.channels))
 		}
 		*outp = out
 		w.committed += n
