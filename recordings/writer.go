@@ -83,8 +83,8 @@ type Writer struct {
 	ring      []byte   // G.711 codes as received, ringSize × channels; silence is μ-law 0xFF
 	alaw      []uint64 // a bit per ring slot: its code is A-law (else μ-law)
 	ringSize  int64    // sample frames
-	committed int64 // sample frames written to the file
-	highest   int64 // end of the latest audio placed
+	committed int64    // sample frames written to the file
+	highest   int64    // end of the latest audio placed
 	lines     [2]timeline
 	late      uint64
 	lateSeen  uint64
