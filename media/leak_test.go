@@ -156,8 +156,9 @@ func TestEndpointTimersRaceConfigurationAndClose(t *testing.T) {
 // Rule (issue 18): calls come and go without leaving anything behind. Over 20 rounds of 20
 // bridged calls, each carrying RTP both ways with RTCP and a tap, then closed, the goroutines
 // return to the baseline after every round and the live heap after the last round is within
-// 256 KiB of the heap after the first (a leak of one receive batch, watch, timer or tap per
-// call, 1 KiB or more, adds at least 380 KiB over the 19 rounds that follow).
+// 256 KiB of the heap after the second (a leak of one receive batch, watch, timer or tap per
+// call, 1 KiB or more, adds at least 360 KiB over the 18 rounds that follow; the first round
+// fills what is filled once, and two collections empty the pools' victim caches).
 func TestManyCallsLeaveGoroutinesAndHeapFlat(t *testing.T) {
 	const calls, rounds = 20, 20
 	alloc := testAllocator(t, 2*calls)
@@ -170,6 +171,7 @@ func TestManyCallsLeaveGoroutinesAndHeapFlat(t *testing.T) {
 		return n
 	}
 	live := func() uint64 {
+		runtime.GC() // twice: what a sync.Pool held survives one collection (its victim cache)
 		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
@@ -211,12 +213,14 @@ func TestManyCallsLeaveGoroutinesAndHeapFlat(t *testing.T) {
 		if n := alloc.InUse(); n != 0 {
 			t.Fatalf("round %d: %d port pairs still allocated", round, n)
 		}
-		if round == 0 {
+		if round == 1 { // after the first round filled what is filled once (pools, tables)
 			first = live()
 		}
 	}
-	if last := live(); last > first+256<<10 {
-		t.Errorf("live heap %d KiB after %d rounds, %d KiB after the first: calls leave memory behind",
+	last := live()
+	t.Logf("live heap %d KiB after round 2, %d KiB after round %d", first>>10, last>>10, rounds)
+	if last > first+256<<10 {
+		t.Errorf("live heap %d KiB after %d rounds, %d KiB after the second: calls leave memory behind",
 			last>>10, rounds, first>>10)
 	}
 }
