@@ -80,6 +80,7 @@ func (a *API) Register(mux *http.ServeMux, prefix string) {
 	h("GET /users", RoleAgent, a.listUsers)
 	h("POST /users", RoleAgent, a.createUser)
 	h("GET /users/search", RoleAgent, a.searchUsers)
+	h("GET /users/me", RoleAgent, a.getMe)
 	h("GET /users/{id}", RoleAgent, a.getUser)
 	h("PUT /users/{id}", RoleAgent, a.updateUser)
 	h("DELETE /users/{id}", RoleAgent, a.deleteUser)
@@ -116,7 +117,7 @@ type Principal struct {
 // How a Principal authenticated.
 const (
 	AuthPassword = "password" // HTTP Basic with email and password
-	AuthToken    = "token"    // Authorization: Bearer with an API token
+	AuthToken    = "token"    // an API token: Authorization: Bearer, or Basic "email/token:TOKEN"
 	AuthSession  = "session"  // the agent page's session cookie
 )
 
@@ -127,7 +128,8 @@ func (p Principal) IsAdmin() bool { return p.Role == RoleAdmin }
 func (p Principal) Actor() Actor { return Actor(p.UserID) }
 
 // Authenticate returns the agent or admin a request authenticates as: HTTP Basic with email
-// and password (RFC 7617), or "Authorization: Bearer <api token>" (RFC 6750). No credentials
+// and password (RFC 7617), HTTP Basic with "email/token" and an API token (Zendesk's form), or
+// "Authorization: Bearer <api token>" (RFC 6750). No credentials
 // or wrong ones are ErrUnauthorized (an *Error); a Basic login during its backoff, or while
 // every password check slot is busy, is ErrTooManyRequests (429). Other packages use it to
 // share this auth and answer its errors with WriteError.
@@ -144,7 +146,18 @@ func (a *API) Authenticate(r *http.Request) (Principal, error) {
 	var u User
 	var err error
 	via := AuthPassword
-	if email, password, ok := r.BasicAuth(); ok {
+	if email, password, ok := r.BasicAuth(); ok && isTokenLogin(email) {
+		// Zendesk's API-token form of Basic: "email/token:TOKEN". The token must belong to
+		// the user the email names, as Zendesk requires.
+		via = AuthToken
+		u, err = a.store.CheckAPIToken(r.Context(), password)
+		if err == nil && (u.Email == nil || !strings.EqualFold(*u.Email, strings.TrimSuffix(email, "/token"))) {
+			err = &Error{Kind: ErrUnauthorized, Description: "unknown, expired or revoked API token"}
+		}
+		if errors.Is(err, ErrUnauthorized) {
+			a.opts.Guard.TokenFailed(r)
+		}
+	} else if ok {
 		if err := a.opts.Guard.Check(r, email); err != nil {
 			return Principal{}, err
 		}
@@ -174,6 +187,11 @@ func (a *API) Authenticate(r *http.Request) (Principal, error) {
 		email = *u.Email
 	}
 	return Principal{UserID: u.ID, Name: u.Name, Email: email, Role: u.Role, Via: via}, nil
+}
+
+// isTokenLogin reports whether a Basic user name is Zendesk's "email/token" form.
+func isTokenLogin(user string) bool {
+	return strings.HasSuffix(user, "/token") && len(user) > len("/token")
 }
 
 // sessionPrincipal is the agent of a session cookie, after the same-origin check for writes.

@@ -110,6 +110,17 @@ func (a *API) getUser(w http.ResponseWriter, r *http.Request, p Principal) error
 	return nil
 }
 
+// getMe is GET /users/me: the user the request authenticates as (Zendesk clients call it to
+// check their credentials).
+func (a *API) getMe(w http.ResponseWriter, r *http.Request, p Principal) error {
+	u, err := a.store.User(r.Context(), p.UserID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": u})
+	return nil
+}
+
 func (a *API) updateUser(w http.ResponseWriter, r *http.Request, p Principal) error {
 	id, err := pathID(r, "id", "user")
 	if err != nil {
