@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -75,13 +76,15 @@ func TestZendeskClient_NodeZendeskWorksUnchanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.EnsureUser(ctx, "agent1@example.com", "Agent One", ticketing.RoleAgent, agentPass); err != nil {
+	agent, err := store.EnsureUser(ctx, "agent1@example.com", "Agent One", ticketing.RoleAgent, agentPass)
+	if err != nil {
 		t.Fatal(err)
 	}
 	token, err := store.CreateAPIToken(ctx, admin.ID, "node-zendesk")
 	if err != nil {
 		t.Fatal(err)
 	}
+	voice := zendeskVoiceTicket(t, store, agent.ID)
 
 	runCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -90,10 +93,40 @@ func TestZendeskClient_NodeZendeskWorksUnchanged(t *testing.T) {
 	cmd.Env = append(os.Environ(),
 		"ZD_ENDPOINT_URI="+srv.URL+"/api/v2",
 		"ZD_EMAIL=admin@example.com", "ZD_TOKEN="+token, "ZD_PASSWORD="+adminPass,
-		"ZD_AGENT_EMAIL=agent1@example.com", "ZD_AGENT_PASSWORD="+agentPass)
+		"ZD_AGENT_EMAIL=agent1@example.com", "ZD_AGENT_PASSWORD="+agentPass,
+		"ZD_VOICE_TICKET="+strconv.FormatInt(voice, 10))
 	out, err := cmd.CombinedOutput()
 	t.Logf("node-zendesk:\n%s", out)
 	if err != nil {
 		t.Fatalf("node-zendesk script failed: %v", err)
 	}
+}
+
+// zendeskVoiceTicket makes a ticket as the events engine makes one for an answered inbound
+// call (via voice, a voice comment with its recording), for the script to read as Zendesk
+// Talk's: via.source {from, to, rel} and the comment's call under data.
+func zendeskVoiceTicket(t *testing.T, store *ticketing.Store, agentID int64) int64 {
+	t.Helper()
+	ctx := context.Background()
+	caller, err := store.CreateUser(ctx, ticketing.SystemActor, ticketing.NewUser{Name: "Caller", Phone: "+12125550150"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, err := store.CreateTicket(ctx, ticketing.SystemActor, ticketing.NewTicket{
+		Subject: "Call from +12125550150", RequesterID: caller.ID, OriginPhone: "+12125550150", AssigneeID: &agentID,
+		Via: ticketing.Via{Channel: ticketing.ChannelVoice, Source: "inbound"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := int64(42)
+	started := time.Date(2026, 11, 2, 9, 30, 0, 0, time.UTC)
+	if _, err := store.AppendVoiceComment(ctx, tk.ID, ticketing.VoiceComment{
+		Body: "Inbound call from +12125550150", CallID: "call-zd-1", From: "+12125550150", To: "+15550100",
+		StartedAt: started, Duration: &d, AnsweredByID: &agentID, Location: "New York, NY",
+		RecordingID: "rec-zd-1", RecordingURL: "/api/v2/recordings/rec-zd-1",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return tk.ID
 }
