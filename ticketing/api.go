@@ -81,6 +81,20 @@ func (a *API) Register(mux *http.ServeMux, prefix string) {
 	h("POST /users", RoleAgent, a.createUser)
 	h("GET /users/search", RoleAgent, a.searchUsers)
 	h("GET /users/me", RoleAgent, a.getMe)
+	h("GET /users/show_many", RoleAgent, a.showManyUsers)
+	h("POST /users/create_or_update", RoleAgent, a.createOrUpdateUser)
+	h("POST /users/create_many", RoleAgent, a.bulkUsers(false))
+	h("POST /users/create_or_update_many", RoleAgent, a.bulkUsers(true))
+	h("GET /tickets/show_many", RoleAgent, a.showManyTickets)
+	h("POST /tickets/create_many", RoleAgent, a.bulkTickets)
+	h("GET /job_statuses/show_many", RoleAgent, a.showManyJobStatuses)
+	h("GET /search", RoleAgent, a.search)
+	h("GET /search/count", RoleAgent, a.searchCount)
+	h("GET /incremental/tickets/cursor", RoleAgent, a.exportTickets)
+	h("GET /incremental/users/cursor", RoleAgent, a.exportUsers)
+	h("GET /incremental/tickets", RoleAgent, a.exportTicketsByTime)
+	h("GET /incremental/users", RoleAgent, a.exportUsersByTime)
+	h("GET /job_statuses/{id}", RoleAgent, a.getJobStatus)
 	h("GET /users/{id}", RoleAgent, a.getUser)
 	h("PUT /users/{id}", RoleAgent, a.updateUser)
 	h("DELETE /users/{id}", RoleAgent, a.deleteUser)
@@ -268,7 +282,7 @@ func WriteError(w http.ResponseWriter, err error) {
 		apierror.Write(w, apierror.Error{Status: http.StatusInternalServerError, Description: "internal error"})
 		return
 	}
-	out := apierror.Error{Status: http.StatusInternalServerError, Description: e.Description, Details: e.Details}
+	out := apierror.Error{Status: http.StatusInternalServerError, Description: e.Description, Details: e.Details, Codes: e.Codes}
 	switch {
 	case errors.Is(e.Kind, ErrInvalid):
 		out.Status = http.StatusUnprocessableEntity
@@ -308,26 +322,44 @@ func pathID(r *http.Request, name, what string) (int64, error) {
 	return id, nil
 }
 
-// page reads per_page (1–100, default 100) and cursor.
+// page reads the page a list request asks for: per_page (1–100, default 100) and cursor (from
+// next_page), or Zendesk's cursor pagination, page[size] (1–100) and page[after] (from
+// meta.after_cursor; the same cursors).
 func page(r *http.Request) (after int64, limit int, err error) {
 	q := r.URL.Query()
 	limit = 100
-	if v := q.Get("per_page"); v != "" {
-		n, perr := strconv.Atoi(v)
-		if perr != nil || n < 1 || n > 100 {
-			return 0, 0, invalidField("per_page", "must be a whole number from 1 to 100, got %q", v)
+	for _, name := range []string{"per_page", "page[size]"} {
+		if v := q.Get(name); v != "" {
+			n, perr := strconv.Atoi(v)
+			if perr != nil || n < 1 || n > 100 {
+				return 0, 0, invalidField(name, "must be a whole number from 1 to 100, got %q", v)
+			}
+			limit = n
 		}
-		limit = n
 	}
-	if c := q.Get("cursor"); c != "" {
-		b, derr := base64.RawURLEncoding.DecodeString(c)
-		id, perr := strconv.ParseInt(string(b), 10, 64)
-		if derr != nil || perr != nil || id < 0 {
-			return 0, 0, invalidField("cursor", "%q is not a cursor from next_page", c)
+	if q.Get("page[before]") != "" {
+		return 0, 0, invalidField("page[before]", "is not supported on this list; follow links.next from the first page")
+	}
+	for _, name := range []string{"cursor", "page[after]"} {
+		if c := q.Get(name); c != "" {
+			id, ok := parseCursor(c)
+			if !ok {
+				return 0, 0, invalidField(name, "%q is not a cursor from next_page or meta.after_cursor", c)
+			}
+			after = id
 		}
-		after = id
 	}
 	return after, limit, nil
+}
+
+func parseCursor(c string) (int64, bool) {
+	b, derr := base64.RawURLEncoding.DecodeString(c)
+	id, perr := strconv.ParseInt(string(b), 10, 64)
+	return id, derr == nil && perr == nil && id >= 0
+}
+
+func cursorOf(id int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(id, 10)))
 }
 
 // nextPage is the URL of the page after lastID, or nil when there is none.
@@ -335,7 +367,7 @@ func (a *API) nextPage(r *http.Request, more bool, lastID int64) *string {
 	if !more {
 		return nil
 	}
-	return a.pageURL(r, base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(lastID, 10))))
+	return a.pageURL(r, cursorOf(lastID))
 }
 
 // pageURL is r's URL with its cursor replaced, under APIOptions.PublicURL — never under the
@@ -343,10 +375,36 @@ func (a *API) nextPage(r *http.Request, more bool, lastID int64) *string {
 // following next_page must not be sent elsewhere with its credentials.
 func (a *API) pageURL(r *http.Request, cursor string) *string {
 	q := r.URL.Query()
+	q.Del("page[after]")
 	q.Set("cursor", cursor)
 	u := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
 	s := a.opts.PublicURL + u.String()
 	return &s
+}
+
+// writePage answers one page of a list under key, in both paginations: next_page (offset by
+// cursor) and Zendesk's cursor pagination, meta {has_more, after_cursor, before_cursor} and
+// links {next, prev}. ids are the ids of items, in order.
+func (a *API) writePage(w http.ResponseWriter, r *http.Request, key string, items any, ids []int64, more bool) {
+	meta := map[string]any{"has_more": more, "after_cursor": nil, "before_cursor": nil}
+	links := map[string]any{"next": nil, "prev": nil}
+	var last int64
+	if len(ids) > 0 {
+		last = ids[len(ids)-1]
+		meta["after_cursor"] = cursorOf(last)
+		meta["before_cursor"] = cursorOf(ids[0])
+		if more {
+			q := r.URL.Query()
+			q.Del("cursor")
+			q.Set("page[after]", cursorOf(last))
+			if q.Get("page[size]") == "" && q.Get("per_page") == "" {
+				q.Set("page[size]", "100")
+			}
+			u := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
+			links["next"] = a.opts.PublicURL + u.String()
+		}
+	}
+	a.write(w, http.StatusOK, map[string]any{key: items, "next_page": a.nextPage(r, more, last), "meta": meta, "links": links})
 }
 
 func (a *API) serveOpenAPI(w http.ResponseWriter, r *http.Request) {

@@ -44,11 +44,7 @@ func (a *API) writeTickets(w http.ResponseWriter, r *http.Request, f TicketFilte
 	if err != nil {
 		return err
 	}
-	var last int64
-	if len(ts) > 0 {
-		last = ts[len(ts)-1].ID
-	}
-	a.write(w, http.StatusOK, map[string]any{"tickets": nonNil(ts), "next_page": a.nextPage(r, more, last)})
+	a.writePage(w, r, "tickets", nonNil(ts), ticketIDs(ts), more)
 	return nil
 }
 
@@ -498,4 +494,12 @@ func (a *API) getTicketField(w http.ResponseWriter, r *http.Request, p Principal
 		}
 	}
 	return notFound("ticket field %d not found", id)
+}
+
+func ticketIDs(ts []Ticket) []int64 {
+	out := make([]int64, len(ts))
+	for i, t := range ts {
+		out[i] = t.ID
+	}
+	return out
 }

@@ -65,7 +65,17 @@ func renameField(err error, from, to string) error {
 		}
 		d[k] = append(d[k], v...)
 	}
-	return &Error{Kind: e.Kind, Description: strings.Replace(e.Description, from+":", to+":", 1), Details: d}
+	var codes map[string]string
+	for k, c := range e.Codes {
+		if codes == nil {
+			codes = map[string]string{}
+		}
+		if k == from {
+			k = to
+		}
+		codes[k] = c
+	}
+	return &Error{Kind: e.Kind, Description: strings.Replace(e.Description, from+":", to+":", 1), Details: d, Codes: codes}
 }
 
 // mayWriteUser: agents manage end users and themselves; other agents and admins are the
@@ -86,11 +96,7 @@ func (a *API) listUsers(w http.ResponseWriter, r *http.Request, p Principal) err
 	if err != nil {
 		return err
 	}
-	var last int64
-	if len(users) > 0 {
-		last = users[len(users)-1].ID
-	}
-	a.write(w, http.StatusOK, map[string]any{"users": nonNil(users), "next_page": a.nextPage(r, more, last)})
+	a.writePage(w, r, "users", nonNil(users), userIDs(users), more)
 	return nil
 }
 
@@ -467,4 +473,12 @@ func (a *API) verifyIdentity(w http.ResponseWriter, r *http.Request, p Principal
 	}
 	a.write(w, http.StatusOK, map[string]any{"identity": ident})
 	return nil
+}
+
+func userIDs(us []User) []int64 {
+	out := make([]int64, len(us))
+	for i, u := range us {
+		out[i] = u.ID
+	}
+	return out
 }

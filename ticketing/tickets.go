@@ -593,3 +593,16 @@ func (s *Store) UnsolvedTickets(ctx context.Context, requesterID int64) ([]Ticke
 	}
 	return ts, nil
 }
+
+// TicketsByIDs returns the tickets among ids, in id order (unknown ids are left out).
+func (s *Store) TicketsByIDs(ctx context.Context, ids []int64) ([]Ticket, error) {
+	rows, err := s.pool.Query(ctx, ticketSelect+`WHERE id = ANY($1) ORDER BY id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("ticketing: tickets by ids: %w", err)
+	}
+	ts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Ticket, error) { return scanTicket(r) })
+	if err != nil {
+		return nil, fmt.Errorf("ticketing: tickets by ids: %w", err)
+	}
+	return ts, nil
+}

@@ -668,3 +668,55 @@ func (s *Store) FindOrCreateRequester(ctx context.Context, actor Actor, name, em
 	}
 	return 0, conflict("the requester changed concurrently; retry")
 }
+
+// UsersByIDs returns the live users among ids (merged ones as their redirect), in id order.
+func (s *Store) UsersByIDs(ctx context.Context, ids []int64) ([]User, error) {
+	rows, err := s.pool.Query(ctx, userSelect+`WHERE u.id = ANY($1) AND u.deleted_at IS NULL ORDER BY u.id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("ticketing: users by ids: %w", err)
+	}
+	users, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (User, error) { return scanUser(r) })
+	if err != nil {
+		return nil, fmt.Errorf("ticketing: users by ids: %w", err)
+	}
+	return users, nil
+}
+
+// UsersByExternalIDs returns the live users holding these external ids, in id order.
+func (s *Store) UsersByExternalIDs(ctx context.Context, ext []string) ([]User, error) {
+	rows, err := s.pool.Query(ctx, userSelect+`WHERE u.external_id = ANY($1) AND u.deleted_at IS NULL ORDER BY u.id`, ext)
+	if err != nil {
+		return nil, fmt.Errorf("ticketing: users by external ids: %w", err)
+	}
+	users, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (User, error) { return scanUser(r) })
+	if err != nil {
+		return nil, fmt.Errorf("ticketing: users by external ids: %w", err)
+	}
+	return users, nil
+}
+
+// MatchUser returns the live user create_or_update updates: the one with externalID when
+// given, else the one with email (compared without regard to case); 0 when none.
+func (s *Store) MatchUser(ctx context.Context, externalID, email string) (int64, error) {
+	var id int64
+	var err error
+	switch {
+	case externalID != "":
+		err = s.pool.QueryRow(ctx, `SELECT id FROM users WHERE external_id = $1 AND deleted_at IS NULL`, externalID).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) && email != "" {
+			return s.MatchUser(ctx, "", email)
+		}
+	case email != "":
+		err = s.pool.QueryRow(ctx, `SELECT id FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL`, strings.TrimSpace(email)).Scan(&id)
+	default:
+		return 0, nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("ticketing: match user: %w", err)
+	}
+	u, err := s.LiveUser(ctx, id)
+	return u.ID, err
+}

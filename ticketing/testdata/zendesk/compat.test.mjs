@@ -185,3 +185,142 @@ test('voice: via and the voice comment as Zendesk Talk writes them', async () =>
   const cf = Object.fromEntries(t.custom_fields.map((f) => [f.id, f.value]));
   assert.ok(Object.hasOwn(cf, state.fields.call_id));
 });
+
+test('bulk: show_many, create_many and create_or_update with job statuses', async () => {
+  const { result: created } = await client.users.createMany({ users: [
+    { name: 'Bulk One', email: 'bulk1@example.com', external_id: 'bulk-1' },
+    { name: 'Bulk Two', phone: '+12125550104', external_id: 'bulk-2' },
+    { name: 'Dup', email: 'ada@example.com' }, // taken: this item fails, the others do not
+  ] });
+  const job = await client.jobstatuses.watch(created.job_status.id, 100, 5);
+  assert.equal(job.status, 'completed');
+  assert.equal(job.total, 3);
+  const ok = job.results.filter((r) => r.success);
+  assert.equal(ok.length, 2);
+  const failed = job.results.find((r) => !r.success);
+  assert.equal(failed.index, 2);
+  assert.equal(failed.error, 'DuplicateValue');
+
+  const many = (await client.users.showMany(ok.map((r) => r.id))).result;
+  assert.deepEqual(many.map((u) => u.external_id).sort(), ['bulk-1', 'bulk-2']);
+
+  // create_or_update: matched by external_id (updated), else created.
+  const upd = await client.users.createOrUpdate({ user: { name: 'Bulk One Renamed', external_id: 'bulk-1', tags: ['synced'] } });
+  assert.equal(upd.response.status, 200);
+  assert.equal(upd.result.name, 'Bulk One Renamed');
+  assert.equal(upd.result.email, 'bulk1@example.com');
+  const neu = await client.users.createOrUpdate({ user: { name: 'Bulk Three', email: 'bulk3@example.com' } });
+  assert.equal(neu.response.status, 201);
+
+  const { result: tj } = await client.tickets.createMany({ tickets: [
+    { subject: 'bulk a', comment: { body: 'a' }, requester_id: ok[0].id, tags: ['bulk'] },
+    { subject: 'bulk b', comment: { body: 'b' }, requester: { name: 'Bulk Four', email: 'bulk4@example.com' }, tags: ['bulk'] },
+  ] });
+  const tjob = await client.jobstatuses.watch(tj.job_status.id, 100, 5);
+  assert.equal(tjob.status, 'completed');
+  const tids = tjob.results.map((r) => r.id);
+  assert.equal(tids.length, 2);
+  const shown = (await client.tickets.showMany(tids)).result;
+  assert.deepEqual(shown.map((t) => t.subject).sort(), ['bulk a', 'bulk b']);
+  state.bulkTickets = tids;
+});
+
+test('pagination: cursor (page[size], links.next, meta) beside next_page', async () => {
+  const paged = zendesk.createClient({ username: env('ZD_EMAIL'), token: env('ZD_TOKEN'), endpointUri, query: { 'page[size]': 2 } });
+  const all = await paged.users.list();
+  const ids = all.map((u) => u.id);
+  assert.ok(ids.length >= 10, `followed links.next through ${ids.length} users`);
+  assert.equal(new Set(ids).size, ids.length, 'no user twice');
+  assert.deepEqual([...ids].sort((a, b) => a - b), ids, 'in id order');
+  // One page as the client sees it (jobstatuses' get keeps the whole body).
+  const page = await paged.jobstatuses.get(['users']);
+  assert.equal(page.result.users.length, 2);
+  assert.equal(page.result.meta.has_more, true);
+  assert.ok(page.result.meta.after_cursor);
+  assert.ok(page.result.links.next.includes('page%5Bafter%5D='));
+  assert.ok(page.result.next_page);
+  const tickets = await client.tickets.list();
+  assert.ok(tickets.length >= 5);
+});
+
+test('search: Zendesk query syntax', async () => {
+  const open = await client.search.queryAll('type:ticket status:open');
+  assert.ok(open.length >= 1 && open.every((r) => r.result_type === 'ticket' && r.status === 'open'));
+  const unsolved = await client.search.query('type:ticket status<solved');
+  assert.ok(unsolved.result.every((r) => ['new', 'open', 'pending', 'hold'].includes(r.status)));
+  const bulk = await client.search.query('type:ticket tags:bulk');
+  assert.deepEqual(bulk.result.map((r) => r.id).sort(), [...state.bulkTickets].sort());
+  const byReq = await client.search.query('type:ticket requester:new.caller@example.com');
+  assert.ok(byReq.result.length >= 1 && byReq.result.every((r) => r.requester_id === state.ticket.requester_id));
+  const byPhone = await client.search.query('type:user phone:+12125550104');
+  assert.deepEqual(byPhone.result.map((r) => r.external_id), ['bulk-2']);
+  const today = new Date().toISOString().slice(0, 10);
+  const created = await client.search.query(`type:user created>=${today} email:bulk1@example.com`);
+  assert.equal(created.result.length, 1);
+  const none = await client.search.query('type:user created<2000-01-01');
+  assert.equal(none.result.length, 0);
+  const voice = await client.search.query('type:ticket phone:+12125550150');
+  assert.deepEqual(voice.result.map((r) => r.id), [Number(env('ZD_VOICE_TICKET'))]);
+  const both = await client.search.query('Bulk');
+  assert.ok(both.result.some((r) => r.result_type === 'user') && both.result.some((r) => r.result_type === 'ticket'));
+  const count = await client.search.showResultsCount('type:ticket tags:bulk');
+  assert.equal(count.result.count, 2);
+  const err = await refusal(() => client.search.query('type:ticket colour:red'));
+  assert.equal(err.statusCode, 422);
+  assert.ok(err.result.details.query);
+});
+
+test('incremental exports: tickets and users by cursor, tickets by time', async () => {
+  const first = (await client.ticketexport.exportCursor(0)).result;
+  assert.ok(first.tickets.length >= 5);
+  assert.equal(first.end_of_stream, true);
+  assert.ok(first.after_cursor && first.after_url);
+  // Nothing changed since: the cursor gives nothing new; a change comes back.
+  const none = (await client.ticketexport.exportCursor(0, first.after_cursor)).result;
+  assert.equal(none.tickets.length, 0);
+  await client.tickets.update(state.ticket.id, { ticket: { tags: ['fire', 'synced'] } });
+  const next = (await client.ticketexport.exportCursor(0, first.after_cursor)).result;
+  assert.deepEqual(next.tickets.map((t) => t.id), [state.ticket.id]);
+
+  const users = (await client.ticketexport.get(['incremental', 'users', 'cursor', { start_time: 0, per_page: 3 }])).result;
+  assert.equal(users.users.length, 3);
+  assert.equal(users.end_of_stream, false);
+  let seen = users.users.length;
+  let cur = users.after_cursor;
+  for (let i = 0; i < 20; i++) {
+    const p = (await client.ticketexport.get(['incremental', 'users', 'cursor', { cursor: cur, per_page: 3 }])).result;
+    seen += p.users.length;
+    cur = p.after_cursor;
+    if (p.end_of_stream) break;
+  }
+  const everyone = await client.users.list();
+  assert.ok(seen >= everyone.length, `the export saw ${seen} users, the list ${everyone.length}`);
+
+  const byTime = await client.tickets.incremental(0);
+  assert.ok(byTime.length >= 5);
+});
+
+test('errors: Zendesk statuses and names, the field named', async () => {
+  let err = await refusal(() => client.users.create({ user: { name: 'Dup', email: 'ADA@example.com' } }));
+  assert.equal(err.statusCode, 422);
+  assert.equal(err.result.error, 'RecordInvalid');
+  assert.equal(err.result.details.email[0].error, 'DuplicateValue');
+  err = await refusal(() => client.users.create({ user: { name: 'Dup', external_id: 'crm-ada' } }));
+  assert.equal(err.result.details.external_id[0].error, 'DuplicateValue');
+  err = await refusal(() => client.tickets.show(99999999));
+  assert.equal(err.statusCode, 404);
+  assert.equal(err.result.error, 'RecordNotFound');
+  err = await refusal(() => client.tickets.create({ ticket: { subject: 'x', comment: { body: 'x' }, requester_id: state.adaId ?? state.ada.id, priority: 'whenever' } }));
+  assert.equal(err.statusCode, 422);
+  assert.ok(err.result.details.priority);
+  err = await refusal(() => client.tickets.create({ ticket: { subject: 'x', comment: { body: 'x' }, requester_id: state.ada.id,
+    custom_fields: [{ id: 999, value: 'x' }] } }));
+  assert.equal(err.statusCode, 422);
+  assert.ok(err.result.details.custom_fields);
+  err = await refusal(() => client.tickets.update(state.ticket2.id, { ticket: { subject: 'closed by the merge' } }));
+  assert.equal(err.statusCode, 409);
+  const agentOnly = zendesk.createClient({ username: env('ZD_AGENT_EMAIL'), password: env('ZD_AGENT_PASSWORD'), endpointUri, throwOriginalException: true });
+  err = await refusal(() => agentOnly.users.create({ user: { name: 'Boss', email: 'boss@example.com', role: 'admin' } }));
+  assert.equal(err.statusCode, 403);
+  assert.equal(err.result.error, 'Forbidden');
+});
