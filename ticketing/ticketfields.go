@@ -215,3 +215,34 @@ func checkUserIDs[T int64 | *int64](ctx context.Context, q querier, field string
 	}
 	return nil
 }
+
+// changedFrom drops the fields of c that cur already holds, so that a ticket read and sent
+// back whole (custom_fields included) is no change — and a closed ticket accepts it.
+func (c CustomFields) changedFrom(cur CustomFields) CustomFields {
+	same := func(a, b any) bool { return a != nil && b != nil && a == b }
+	if same(c.Get("session_type"), cur.Get("session_type")) {
+		c.SessionType = nil
+	}
+	if same(c.Get("caller_number"), cur.Get("caller_number")) {
+		c.CallerNumber = nil
+	}
+	if same(c.Get("call_duration"), cur.Get("call_duration")) {
+		c.CallDuration = nil
+	}
+	if same(c.Get("wait_time"), cur.Get("wait_time")) {
+		c.WaitTime = nil
+	}
+	if same(c.Get("queue_name"), cur.Get("queue_name")) {
+		c.QueueName = nil
+	}
+	if same(c.Get("call_id"), cur.Get("call_id")) {
+		c.CallID = nil
+	}
+	if same(c.Get("hold_duration"), cur.Get("hold_duration")) {
+		c.HoldDuration = nil
+	}
+	if same(c.Get("csat"), cur.Get("csat")) {
+		c.CSAT = nil
+	}
+	return c
+}

@@ -444,6 +444,7 @@ func (s *Store) UpdateTicket(ctx context.Context, actor Actor, id int64, p Ticke
 			return err
 		}
 		p.Zendesk = p.Zendesk.changedFrom(t)
+		p.CustomFields = p.CustomFields.changedFrom(t.CustomFields)
 		// A field sent back unchanged is no change (a client may PUT the ticket it read).
 		if p.Status != nil && *p.Status == t.Status {
 			p.Status = nil

@@ -161,6 +161,9 @@ test('merges: tickets and users as Zendesk merges them', async () => {
   assert.ok(merged);
   const { result: src } = await client.tickets.show(state.ticket2.id);
   assert.equal(src.status, 'closed');
+  // A closed ticket read and sent back whole, with only its tags changed, is a tag change.
+  const { result: retagged } = await client.tickets.update(src.id, { ticket: { ...src, tags: [...src.tags, 'archived'] } });
+  assert.ok(retagged.tags.includes('archived'));
   const { result: dup } = await client.users.create({ user: { name: 'Ada again', phone: '+12125550199' } });
   const { result: into } = await client.users.merge(dup.id, state.ada.id);
   assert.equal(into.id, state.ada.id);
