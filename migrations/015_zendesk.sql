@@ -40,9 +40,9 @@ ALTER TABLE tickets
 CREATE INDEX tickets_updated_idx ON tickets (updated_at, id);
 CREATE INDEX tickets_external_id_idx ON tickets (external_id) WHERE external_id IS NOT NULL;
 
--- html_body as the client sent it (body holds the plain text); via_channel how the comment came.
+-- How a comment came (Zendesk's via.channel; api when null). html_body is not stored: it is
+-- made from the plain body, escaped, so that no client's HTML reaches another client.
 ALTER TABLE ticket_comments
-    ADD COLUMN html_body   text,
     ADD COLUMN via_channel text;
 
 -- The job statuses of bulk requests (create_many, create_or_update_many). The work is done by
@@ -64,7 +64,7 @@ CREATE INDEX job_statuses_created_idx ON job_statuses (created_at);
 ---- create above / drop below ----
 
 DROP TABLE job_statuses;
-ALTER TABLE ticket_comments DROP COLUMN via_channel, DROP COLUMN html_body;
+ALTER TABLE ticket_comments DROP COLUMN via_channel;
 DROP INDEX tickets_external_id_idx;
 DROP INDEX tickets_updated_idx;
 ALTER TABLE tickets DROP COLUMN is_public, DROP COLUMN due_at, DROP COLUMN collaborator_ids, DROP COLUMN external_id,

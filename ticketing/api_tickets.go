@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 var htmlTag = regexp.MustCompile(`(?s)<[^>]*>`)
@@ -145,9 +147,6 @@ func readCommentBody(cb *body) *NewComment {
 	cb.ignore("id", "type", "created_at", "ticket_id", "uploads", "attachments", "via", "metadata", "plain_body", "data")
 	c := &NewComment{Public: true}
 	html := cb.str("html_body")
-	if html != nil {
-		c.HTMLBody = *html
-	}
 	if v := cb.str("body"); v != nil {
 		c.Body = *v
 	} else if _, ok := cb.fields["body"]; !ok {
@@ -166,18 +165,27 @@ func readCommentBody(cb *body) *NewComment {
 	return c
 }
 
+// line reads a one-line string field that may be null (Zendesk's way of clearing it): nil
+// when absent, "" for null. Control characters and more than 255 bytes are refused, naming
+// the field: these values reach logs, search and other clients.
+func (b *body) line(name string) *string {
+	v, present := b.nullableStr(name)
+	if !present {
+		return nil
+	}
+	if v != nil && (len(*v) > 255 || strings.IndexFunc(*v, unicode.IsControl) >= 0 || !utf8.ValidString(*v)) {
+		b.fail(name, "must be one line of text of at most 255 bytes, without control characters")
+		return nil
+	}
+	return orEmpty(v)
+}
+
 // readTicketZendesk reads Zendesk's stored ticket fields.
 func readTicketZendesk(b *body) ZendeskFields {
 	var z ZendeskFields
-	if v, present := b.nullableStr("priority"); present {
-		z.Priority = orEmpty(v)
-	}
-	if v, present := b.nullableStr("type"); present {
-		z.Type = orEmpty(v)
-	}
-	if v, present := b.nullableStr("external_id"); present {
-		z.ExternalID = orEmpty(v)
-	}
+	z.Priority = b.line("priority")
+	z.Type = b.line("type")
+	z.ExternalID = b.line("external_id")
 	z.SubmitterID = b.id("submitter_id")
 	if raw := b.fields["collaborator_ids"]; raw != nil {
 		ids := b.ids("collaborator_ids")

@@ -29,11 +29,11 @@ func readUserExtras(b *body) UserExtras {
 		}
 		return orEmpty(v)
 	}
-	x.ExternalID = opt("external_id")
+	x.ExternalID = b.line("external_id")
 	x.Verified = b.boolean("verified")
 	x.Tags = b.strs("tags")
-	x.TimeZone = opt("time_zone")
-	x.Locale = opt("locale")
+	x.TimeZone = b.line("time_zone")
+	x.Locale = b.line("locale")
 	x.Notes = opt("notes")
 	x.Details = opt("details")
 	if raw := b.take("user_fields"); raw != nil && !isNull(raw) {

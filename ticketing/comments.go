@@ -20,8 +20,8 @@ const (
 // VoiceComment only, and its fields then appear in the JSON beside the others. TicketID is
 // the ticket the comment was written on: a comment of a merged source shows its source (TM-1).
 //
-// Zendesk's fields: PlainBody is the body, HTMLBody the html_body the client sent (else the
-// body as escaped HTML), Attachments is always empty (Switchboard keeps no attachments; a
+// Zendesk's fields: PlainBody is the body, HTMLBody the body as escaped HTML (a client's
+// html_body is read as text: no client's markup reaches another client), Attachments is always empty (Switchboard keeps no attachments; a
 // call's audio is its recording), Via is how the comment came (voice for a call) and Data,
 // for a voice comment, the call's details as Zendesk Talk writes them.
 type Comment struct {
@@ -72,7 +72,7 @@ type Recording struct {
 }
 
 const commentSelect = `SELECT id, ticket_id, type, body, public, author_id, created_at, call_id, from_number, to_number,
-	started_at, duration, answered_by_id, location, recording_id, recording_url, recording_deleted_at, html_body, via_channel
+	started_at, duration, answered_by_id, location, recording_id, recording_url, recording_deleted_at, via_channel
 	FROM ticket_comments `
 
 func scanComment(r pgx.Row) (Comment, error) {
@@ -81,17 +81,14 @@ func scanComment(r pgx.Row) (Comment, error) {
 	var callID, from, to, recID *string
 	var recURL *string
 	var recDeleted *Time
-	var html, via *string
+	var via *string
 	err := r.Scan(&c.ID, &c.TicketID, &c.Type, &c.Body, &c.Public, &c.AuthorID, &c.CreatedAt, &callID, &from, &to,
-		&v.StartedAt, &v.Duration, &v.AnsweredByID, &v.Location, &recID, &recURL, &recDeleted, &html, &via)
+		&v.StartedAt, &v.Duration, &v.AnsweredByID, &v.Location, &recID, &recURL, &recDeleted, &via)
 	if err != nil {
 		return c, err
 	}
 	c.PlainBody = c.Body
-	c.HTMLBody = deref(html)
-	if c.HTMLBody == "" {
-		c.HTMLBody = plainToHTML(c.Body)
-	}
+	c.HTMLBody = plainToHTML(c.Body)
 	c.Attachments = []struct{}{}
 	c.Via = Via{Channel: deref(via)}
 	if c.Via.Channel == "" {
@@ -144,9 +141,9 @@ func insertComment(ctx context.Context, tx pgx.Tx, actor Actor, ticketID int64, 
 		}
 		author = &c.AuthorID
 	}
-	out, err := scanComment(tx.QueryRow(ctx, `INSERT INTO ticket_comments (ticket_id, type, body, public, author_id, html_body, via_channel)
-		VALUES ($1, 'Comment', $2, $3, $4, $5, $6) RETURNING `+commentSelect[len("SELECT "):strings.Index(commentSelect, "\n\tFROM")],
-		ticketID, body, c.Public, author, nonEmpty(c.HTMLBody), nonEmpty(c.Channel)))
+	out, err := scanComment(tx.QueryRow(ctx, `INSERT INTO ticket_comments (ticket_id, type, body, public, author_id, via_channel)
+		VALUES ($1, 'Comment', $2, $3, $4, $5) RETURNING `+commentSelect[len("SELECT "):strings.Index(commentSelect, "\n\tFROM")],
+		ticketID, body, c.Public, author, nonEmpty(c.Channel)))
 	if err != nil {
 		return Comment{}, dbError("add comment", err)
 	}

@@ -252,10 +252,8 @@ func (z ZendeskFields) check() error {
 }
 
 // NewComment is a plain comment; AuthorID zero means the acting user (or none for the system).
-// HTMLBody, when set, is kept as the client sent it beside Body (the plain text).
 type NewComment struct {
 	Body     string
-	HTMLBody string
 	Public   bool
 	AuthorID int64
 	// Channel is the comment's via channel ("api" when empty).

@@ -130,6 +130,10 @@ test('tickets: Zendesk fields, custom_fields as [{id, value}], inline requester,
     requester: { name: 'Whoever', email: 'NEW.CALLER@example.com' } } });
   assert.equal(t2.requester_id, t.requester_id);
   assert.equal(t2.description, 'Hello again');
+  // A client's markup never reaches another client: html_body is read as text and served escaped.
+  const [c2] = await client.tickets.getComments(t2.id);
+  assert.equal(c2.plain_body, 'Hello again');
+  assert.ok(!c2.html_body.includes('<b>'), c2.html_body);
   state.ticket = t;
   state.ticket2 = t2;
 
@@ -310,6 +314,9 @@ test('errors: Zendesk statuses and names, the field named', async () => {
   assert.equal(err.result.details.email[0].error, 'DuplicateValue');
   err = await refusal(() => client.users.create({ user: { name: 'Dup', external_id: 'crm-ada' } }));
   assert.equal(err.result.details.external_id[0].error, 'DuplicateValue');
+  err = await refusal(() => client.users.update(state.ada.id, { user: { external_id: 'crm\u0000ada' } }));
+  assert.equal(err.statusCode, 422);
+  assert.ok(err.result.details.external_id);
   err = await refusal(() => client.tickets.show(99999999));
   assert.equal(err.statusCode, 404);
   assert.equal(err.result.error, 'RecordNotFound');
