@@ -222,9 +222,28 @@ func requireSipp(t *testing.T) string {
 // sippProc is a running SIPp.
 type sippProc struct {
 	cmd  *exec.Cmd
-	out  *bytes.Buffer
+	out  *syncBuffer
 	done chan error
 	name string
+}
+
+// syncBuffer is SIPp's output: exec's copier goroutine writes it while a test's cleanup may
+// read it (a failing test logs a peer's output while the peer still runs).
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // startSipp runs SIPp with scenario testdata/<scenario> in dir (a temp dir holding audio files)
@@ -241,10 +260,10 @@ func startSipp(t *testing.T, dir, scenario string, args ...string) *sippProc {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	cmd := exec.CommandContext(ctx, bin, all...)
 	cmd.Dir = dir
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	p := &sippProc{cmd: cmd, out: &out, done: make(chan error, 1), name: scenario}
+	out := &syncBuffer{}
+	cmd.Stdout = out
+	cmd.Stderr = out
+	p := &sippProc{cmd: cmd, out: out, done: make(chan error, 1), name: scenario}
 	if err := cmd.Start(); err != nil {
 		cancel()
 		t.Fatalf("start sipp: %v", err)

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"io"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -23,6 +24,20 @@ import (
 // call ends cancelled with sipgo's 487). After the first write the header only reads (sipgo
 // serialises the 100 again for each retransmitted INVITE), so the handler's own later reads of
 // the request are safe too: they follow the write on the same goroutine.
+
+// sipgo's own 100 Trying: its server transaction starts a timer when the INVITE arrives and,
+// if we have not answered within sip.Timer_1xx (200 ms), builds a 100 from the request on the
+// timer's goroutine — cloning the request's To header without any lock, while our first
+// response may be writing the tag onto it (the race detector found it under load: a CI run at
+// load 16, TestInviteFloodWithRetransmitsAndCancelsHasNoDataRace). We always send our own 100
+// Trying as the first thing an admitted INVITE gets (respondTrying; refusals answer with a
+// final response at once), so the timer adds nothing but that race: it is pushed out of reach.
+// Set once, in init, before any transaction exists: sipgo reads it only when a server
+// transaction starts (ServerTx.Init), and stops the timer on our first response, on a
+// retransmission or CANCEL, and when the transaction ends.
+func init() {
+	sip.Timer_1xx = 24 * time.Hour
+}
 
 // tagOnSend is the Server header of the first response to an initial INVITE; serialising it
 // puts tag on to, the request's To header, once. sipgo serialises a header as Name() then its
