@@ -213,8 +213,10 @@ func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*g
 	// Host allow-list (DNS rebinding) and security headers on every response.
 	// Every request's context names its client, which the audit entries its changes write
 	// record (ip_address): the API's own handlers and those recordings and web serve.
+	// Every /api/v2 path also answers with Zendesk's ".json" suffix.
+	api := ticketing.ZendeskPaths("/api/v2", mux)
 	withClient := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mux.ServeHTTP(w, r.WithContext(ticketing.WithClientAddr(r.Context(), gw.guard.Source(r))))
+		api.ServeHTTP(w, r.WithContext(ticketing.WithClientAddr(r.Context(), gw.guard.Source(r))))
 	})
 	edge := web.Edge(withClient, web.EdgeOptions{AllowedHosts: cfg.HTTP.AllowedHostList(), AnyHost: []string{"/healthz", "/readyz"}})
 	gw.http = newHTTPServer(edge, defaultHTTPTimeouts(), slog.NewLogLogger(log.Handler(), slog.LevelWarn))
