@@ -429,4 +429,3 @@ func (a *API) attempts(w http.ResponseWriter, r *http.Request, _ ticketing.Princ
 	writeJSON(w, http.StatusOK, map[string]any{"attempts": list})
 	return nil
 }
-

@@ -233,8 +233,8 @@ func (d *Dispatcher) woken() <-chan struct{} {
 	return d.wakeCh
 }
 
-// Run delivers until ctx ends, then waits for its workers (each ends its attempt in flight,
-// bounded by Timeout) and returns.
+// Run delivers until ctx ends, then waits for its workers (each finishes its attempt in
+// flight, bounded by Timeout, and records it) and returns.
 func (d *Dispatcher) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -470,12 +470,17 @@ func (d *Dispatcher) deliver(ctx context.Context, l *lease, src source) error {
 	}
 	for {
 		res := d.send(ctx, l.hook, invID, src)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && !res.success {
 			return ctx.Err() // stopping: this attempt is not counted, the next start sends again
 		}
 		attempts++
 		res.giveUp = !res.success && attempts >= d.opts.MaxAttempts
-		if err := d.store.recordAttempt(ctx, l.hook.ID, d.owner, invID, src, res); err != nil {
+		// An answer received is recorded even while stopping, so that a clean stop never
+		// sends an acknowledged event again.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err := d.store.recordAttempt(rctx, l.hook.ID, d.owner, invID, src, res)
+		cancel()
+		if err != nil {
 			return err
 		}
 		switch {
@@ -532,7 +537,9 @@ func (d *Dispatcher) backoff(ctx context.Context, l *lease, wait time.Duration) 
 // send makes one attempt.
 func (d *Dispatcher) send(ctx context.Context, w *Webhook, invID int64, src source) attemptResult {
 	start := d.opts.Now()
-	rctx, cancel := context.WithTimeout(ctx, d.opts.Timeout)
+	// Not cancelled by a stop: an attempt in flight finishes (bounded by Timeout), so that a
+	// clean stop does not lose a receiver's answer and send the event again.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.opts.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, w.HTTPMethod, w.Endpoint, bytes.NewReader(src.envelope))
 	if err != nil {
