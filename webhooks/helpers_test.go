@@ -34,14 +34,14 @@ const await = 20 * time.Second
 // env is one test's world: a fresh database, the ticketing store and its authentication, the
 // event log, the webhooks API on a loopback HTTP server, and an admin's and an agent's tokens.
 type env struct {
-	t        *testing.T
-	pool     *pgxpool.Pool
-	store    *ticketing.Store
-	log      *eventlog.Log
-	api      *httptest.Server
-	admin    string
-	agent    string
-	reg      *prometheus.Registry
+	t     *testing.T
+	pool  *pgxpool.Pool
+	store *ticketing.Store
+	log   *eventlog.Log
+	api   *httptest.Server
+	admin string
+	agent string
+	reg   *prometheus.Registry
 	// dispatch is the running dispatcher, woken when events are stored or webhooks change.
 	dispatch atomic.Pointer[webhooks.Dispatcher]
 }
