@@ -298,6 +298,10 @@ func (d *Dispatcher) Run(ctx context.Context) {
 // passed once every transaction that was running when it was seen has ended (their xids are
 // all below the snapshot xmax read after the rows, so the oldest running xid passing it says
 // so), or after GapMaxWait.
+//
+// A transaction takes its position (nextval) an instant before it gets its xid (at its first
+// row written, in the same statement): gapMinAge covers that instant, so a gap is never
+// passed in the microseconds where its writer is not yet among the running transactions.
 type gapState struct {
 	at    int64 // the first position missing; 0: no gap
 	xmax  uint64
@@ -340,24 +344,27 @@ func (d *Dispatcher) work(ctx context.Context, id string) {
 	}
 }
 
-const batchSize = 100
+const (
+	batchSize = 100
+	gapMinAge = time.Second
+)
 
 // step reads both sources after the cursors and sends the ready events in order; it reports
 // whether it moved a cursor.
 func (d *Dispatcher) step(ctx context.Context, l *lease, gaps *[2]gapState) (bool, error) {
-	calls, cxmax, err := d.store.callEvents(ctx, l.callCursor, batchSize)
+	calls, err := d.store.callEvents(ctx, l.callCursor, batchSize)
 	if err != nil {
 		return false, err
 	}
-	audits, axmax, err := d.store.auditEvents(ctx, l.auditCursor, batchSize)
+	audits, err := d.store.auditEvents(ctx, l.auditCursor, batchSize)
 	if err != nil {
 		return false, err
 	}
-	calls, callsOpen, movedC, err := d.ready(ctx, l.hook.ID, "call_events", calls, &l.callCursor, cxmax, &gaps[0])
+	calls, callsOpen, movedC, err := d.ready(ctx, l.hook.ID, "call_events", calls, &l.callCursor, &gaps[0])
 	if err != nil {
 		return false, err
 	}
-	audits, auditsOpen, movedA, err := d.ready(ctx, l.hook.ID, "audits", audits, &l.auditCursor, axmax, &gaps[1])
+	audits, auditsOpen, movedA, err := d.ready(ctx, l.hook.ID, "audits", audits, &l.auditCursor, &gaps[1])
 	if err != nil {
 		return false, err
 	}
@@ -419,7 +426,7 @@ func (l *lease) setCursor(src source) {
 // ready returns the events of one source that follow the cursor without a gap, and whether a
 // gap holds back the rest. A gap whose transactions all ended, and that is still empty when
 // read again, is passed: *cursor moves over it (moved).
-func (d *Dispatcher) ready(ctx context.Context, hookID, table string, events []source, cursor *int64, xmax uint64, g *gapState) (out []source, open, moved bool, err error) {
+func (d *Dispatcher) ready(ctx context.Context, hookID, table string, events []source, cursor *int64, g *gapState) (out []source, open, moved bool, err error) {
 	next := *cursor + 1
 	for i, e := range events {
 		if e.pos == next {
@@ -428,6 +435,12 @@ func (d *Dispatcher) ready(ctx context.Context, hookID, table string, events []s
 		}
 		// Positions next … e.pos-1 are missing.
 		if g.at != next {
+			// Read after the rows: every transaction that could still write the gap has an
+			// xid below it (or gets one within microseconds: GapMaxWait covers that).
+			xmax, err := d.store.snapshotXmax(ctx)
+			if err != nil {
+				return events[:i], true, moved, err
+			}
 			*g = gapState{at: next, xmax: xmax, since: d.opts.Now()}
 			return events[:i], true, moved, nil
 		}
@@ -438,7 +451,8 @@ func (d *Dispatcher) ready(ctx context.Context, hookID, table string, events []s
 		if err != nil {
 			return events[:i], true, moved, err
 		}
-		if xmin < g.xmax && d.opts.Now().Sub(g.since) < d.opts.GapMaxWait {
+		age := d.opts.Now().Sub(g.since)
+		if age < gapMinAge || (xmin < g.xmax && age < d.opts.GapMaxWait) {
 			return events[:i], true, moved, nil // a transaction that may hold the gap still runs
 		}
 		if xmin < g.xmax {

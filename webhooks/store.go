@@ -354,13 +354,12 @@ type source struct {
 	envelope []byte // the JSON body sent
 }
 
-// callEvents reads up to n call events after pos, in pos order, and the snapshot xmax read
-// after them (see gapState).
-func (s *store) callEvents(ctx context.Context, after int64, n int) ([]source, uint64, error) {
+// callEvents reads up to n call events after pos, in pos order.
+func (s *store) callEvents(ctx context.Context, after int64, n int) ([]source, error) {
 	rows, err := s.pool.Query(ctx, `SELECT pos, id::text, call_id, type, at, received_at, body
 		FROM call_events WHERE pos > $1 ORDER BY pos LIMIT $2`, after, n)
 	if err != nil {
-		return nil, 0, fmt.Errorf("webhooks: read call events: %w", err)
+		return nil, fmt.Errorf("webhooks: read call events: %w", err)
 	}
 	var out []source
 	for rows.Next() {
@@ -370,7 +369,7 @@ func (s *store) callEvents(ctx context.Context, after int64, n int) ([]source, u
 		var body []byte
 		if err := rows.Scan(&src.pos, &src.eventID, &callID, &typ, &at, &src.stored, &body); err != nil {
 			rows.Close()
-			return nil, 0, fmt.Errorf("webhooks: read call events: %w", err)
+			return nil, fmt.Errorf("webhooks: read call events: %w", err)
 		}
 		src.kind, src.typ = "call", EventTypePrefix+typ
 		src.envelope = envelope(src.typ, src.eventID, at, "zen:call:"+callID, body, []byte(`{}`))
@@ -378,18 +377,17 @@ func (s *store) callEvents(ctx context.Context, after int64, n int) ([]source, u
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("webhooks: read call events: %w", err)
+		return nil, fmt.Errorf("webhooks: read call events: %w", err)
 	}
-	xmax, err := s.snapshotXmax(ctx)
-	return out, xmax, err
+	return out, nil
 }
 
-// auditEvents reads up to n audit entries after id, in id order, and the snapshot xmax.
-func (s *store) auditEvents(ctx context.Context, after int64, n int) ([]source, uint64, error) {
+// auditEvents reads up to n audit entries after id, in id order.
+func (s *store) auditEvents(ctx context.Context, after int64, n int) ([]source, error) {
 	rows, err := s.pool.Query(ctx, `SELECT id, kind, source_type, source_id, actor_id, details, change_description, created_at
 		FROM audits WHERE id > $1 ORDER BY id LIMIT $2`, after, n)
 	if err != nil {
-		return nil, 0, fmt.Errorf("webhooks: read audits: %w", err)
+		return nil, fmt.Errorf("webhooks: read audits: %w", err)
 	}
 	var out []source
 	for rows.Next() {
@@ -399,7 +397,7 @@ func (s *store) auditEvents(ctx context.Context, after int64, n int) ([]source, 
 		var details []byte
 		if err := rows.Scan(&src.pos, &kind, &sourceType, &sourceID, &actorID, &details, &desc, &src.stored); err != nil {
 			rows.Close()
-			return nil, 0, fmt.Errorf("webhooks: read audits: %w", err)
+			return nil, fmt.Errorf("webhooks: read audits: %w", err)
 		}
 		src.kind = "audit"
 		src.eventID = auditEventID(src.pos)
@@ -421,10 +419,9 @@ func (s *store) auditEvents(ctx context.Context, after int64, n int) ([]source, 
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("webhooks: read audits: %w", err)
+		return nil, fmt.Errorf("webhooks: read audits: %w", err)
 	}
-	xmax, err := s.snapshotXmax(ctx)
-	return out, xmax, err
+	return out, nil
 }
 
 func (s *store) snapshotXmax(ctx context.Context) (uint64, error) {
