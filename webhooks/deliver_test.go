@@ -362,3 +362,48 @@ func TestWebhookGivesUpAfterMaxAttempts(t *testing.T) {
 		t.Fatalf("failed invocations: %v", m)
 	}
 }
+
+// Webhooks created, switched off and on, and deleted in a loop while events are stored and
+// the dispatcher is woken from several goroutines: no data race, no hang (the dispatcher
+// stops within the bound), and a webhook left alone meanwhile gets every event, in order.
+func TestWebhookChurnWhileDeliveringKeepsOrderAndStops(t *testing.T) {
+	e := newEnv(t)
+	steady := newReceiver(t, nil)
+	churned := newReceiver(t, nil)
+	e.createHook(steady.url, "zen:event-type:call.*")
+	stop := e.run(fast(e))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 200; i++ {
+			e.wake()
+		}
+	}()
+	var want []string
+	for i := 0; i < 10; i++ {
+		id, _ := e.createHook(churned.url, "zen:event-type:call.*")
+		want = append(want, e.emit("call-churn", 2*i+1, 1)...)
+		if code, _, _ := e.do("PATCH", "/webhooks/"+id, e.admin, `{"webhook":{"status":"inactive"}}`); code != http.StatusNoContent {
+			t.Fatalf("patch inactive: %d", code)
+		}
+		if code, _, _ := e.do("PATCH", "/webhooks/"+id, e.admin, `{"webhook":{"status":"active"}}`); code != http.StatusNoContent {
+			t.Fatalf("patch active: %d", code)
+		}
+		want = append(want, e.emit("call-churn", 2*i+2, 1)...)
+		if code, _, _ := e.do("DELETE", "/webhooks/"+id, e.admin, ""); code != http.StatusNoContent {
+			t.Fatalf("delete: %d", code)
+		}
+	}
+	<-done
+	got := steady.wait(t, len(want))
+	if !slices.Equal(ids(got), want) {
+		t.Fatalf("the steady webhook got %v, want %v", ids(got), want)
+	}
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(await):
+		t.Fatal("the dispatcher did not stop")
+	}
+}
