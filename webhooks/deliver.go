@@ -323,6 +323,9 @@ func (d *Dispatcher) work(ctx context.Context, id string) {
 		if errors.Is(err, errGone) {
 			return
 		}
+		if l != nil {
+			l.renewed = d.opts.Now()
+		}
 		progressed := false
 		if err == nil && l != nil {
 			progressed, err = d.step(ctx, l, &gaps)
@@ -404,6 +407,9 @@ func (d *Dispatcher) step(ctx context.Context, l *lease, gaps *[2]gapState) (boo
 			continue
 		}
 		if err := flush(); err != nil {
+			return progressed, err
+		}
+		if err := d.renew(ctx, l); err != nil {
 			return progressed, err
 		}
 		if err := d.deliver(ctx, l, src); err != nil {
@@ -537,15 +543,34 @@ func (d *Dispatcher) backoff(ctx context.Context, l *lease, wait time.Duration) 
 			return ctx.Err()
 		case <-time.After(min(left, d.opts.LeaseTTL/3)):
 		}
-		nl, err := d.store.claim(ctx, l.hook.ID, d.owner, d.opts.LeaseTTL)
-		if err != nil {
+		if err := d.renewNow(ctx, l); err != nil {
 			return err
 		}
-		if nl == nil {
-			return errLeaseLost
-		}
-		l.hook = nl.hook
 	}
+}
+
+// renew renews the lease when a third of its TTL has passed since it was last renewed: a
+// step that sends many events to a slow receiver keeps its hold, so no other node starts on
+// the same webhook meanwhile.
+func (d *Dispatcher) renew(ctx context.Context, l *lease) error {
+	if d.opts.Now().Sub(l.renewed) < d.opts.LeaseTTL/3 {
+		return nil
+	}
+	return d.renewNow(ctx, l)
+}
+
+// renewNow renews the lease; the webhook as read back (a new endpoint or secret) is used from
+// the next attempt.
+func (d *Dispatcher) renewNow(ctx context.Context, l *lease) error {
+	nl, err := d.store.claim(ctx, l.hook.ID, d.owner, d.opts.LeaseTTL)
+	if err != nil {
+		return err
+	}
+	if nl == nil {
+		return errLeaseLost
+	}
+	l.hook, l.renewed = nl.hook, d.opts.Now()
+	return nil
 }
 
 // send makes one attempt.

@@ -407,3 +407,29 @@ func TestWebhookChurnWhileDeliveringKeepsOrderAndStops(t *testing.T) {
 		t.Fatal("the dispatcher did not stop")
 	}
 }
+
+// Two nodes on one database: one delivers a given webhook at a time, so the receiver gets
+// each event once and in order; when that node stops, the other takes over from the cursor.
+func TestWebhookTwoNodesDeliverOnceInOrder(t *testing.T) {
+	e := newEnv(t)
+	r := newReceiver(t, nil)
+	e.createHook(r.url, "zen:event-type:call.*")
+	a := fast(e)
+	a.Node = "node-a"
+	stopA := e.run(a)
+	b := fast(e)
+	b.Node, b.Registerer = "node-b", prometheus.NewRegistry()
+	e.run(b)
+	var want []string
+	for i := 1; i <= 20; i++ {
+		want = append(want, e.emit("call-two", i, 1)...)
+	}
+	if got := r.wait(t, 20); !slices.Equal(ids(got), want) {
+		t.Fatalf("two nodes delivered %v, want each once in order %v", ids(got), want)
+	}
+	stopA() // releases its lease if it held it: the other node goes on
+	want = append(want, e.emit("call-two", 21, 3)...)
+	if got := r.wait(t, 23); !slices.Equal(ids(got), want) {
+		t.Fatalf("after one node stopped: %v, want %v", ids(got), want)
+	}
+}

@@ -292,6 +292,7 @@ type lease struct {
 	hook        *Webhook
 	callCursor  int64
 	auditCursor int64
+	renewed     time.Time // when the lease was last taken or renewed (the dispatcher's clock)
 }
 
 // errGone is a webhook deleted or made inactive: its worker stops.
