@@ -308,6 +308,9 @@ func TestOpenAPI_ResponsesMatchSpec(t *testing.T) {
 	defer e.mu.Unlock()
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {
+			if op.Extensions["x-served-by"] != nil {
+				continue // served by another package, driven by its own test against this file
+			}
 			ok, failed := false, false
 			for status := range e.validated[op.OperationID] {
 				ok = ok || status < 300

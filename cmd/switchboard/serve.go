@@ -31,6 +31,7 @@ import (
 	"github.com/switchboard-voice/switchboard/ticketing"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
 	"github.com/switchboard-voice/switchboard/web"
+	"github.com/switchboard-voice/switchboard/webhooks"
 )
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -119,6 +120,9 @@ type gateway struct {
 	engineMu   sync.Mutex         // guards stopEngine and engineDone (set by awaitDatabase)
 	stopEngine context.CancelFunc
 	engineDone chan struct{}
+	// hooks delivers the webhooks (cmd/switchboard/webhooks.go); stopHooks ends it.
+	hooks     *webhooks.Dispatcher
+	stopHooks func()
 
 	tel   *telephony
 	admin *http.Server
