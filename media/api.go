@@ -15,6 +15,7 @@ import (
 //	                            DefaultLearningWindow
 //	Endpoint      (endpoint.go) NewEndpoint, LocalAddr, SSRC, SetRemote, Remote, SetCodec,
 //	                            SetDTMFPayloadType, SetDirection, AddTap, DTMF, MediaTimeout,
+//	                            OnMediaTimeout (rtcp.go),
 //	                            Stats, Close
 //	              (play.go)     Play, SendDTMF
 //	Bridge        (bridge.go)   Bridge(a, b) joins two endpoints; the returned func undoes it

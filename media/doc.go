@@ -49,13 +49,19 @@
 // source the sender re-bases sequence and timestamp, so a browser's SRTP replay protection or a
 // carrier's jitter buffer never sees a jump back.
 //
-// Forwarding is synchronous: the receiving leg's reader goroutine parses into a value header,
+// Forwarding is synchronous: the reader that received a packet parses it into a value header,
 // updates the statistics, taps, rewrites into a send buffer and calls sendto(2) on the other
-// leg's socket. Reading is one recvmmsg(2) per wake-up, and the reader parks as soon as a batch
-// comes back short (recv_linux.go): one system call to receive a packet instead of two. The
-// receive batches and send buffers belong to the PortAllocator's pools and are held only while
-// a packet is handled, so an idle leg holds none and nothing is retained or allocated per
-// packet (TestForwardDoesNotAllocate, BenchmarkForward).
+// leg's socket. An endpoint has no goroutine of its own: its two sockets are read by the
+// PortAllocator's poll loops (recv_linux.go), one per GOMAXPROCS at most, each an epoll
+// instance over many sockets, edge-triggered and parked in the runtime's netpoller. One wake-up
+// serves every socket with something queued, each with recvmmsg(2), so at load a wake-up
+// carries many packets and the per-packet cost falls. Its timers are time.AfterFunc
+// (rtcp.go), and a media timeout can be delivered to a callback (OnMediaTimeout) rather than
+// to a goroutine waiting on a channel for the whole call. Close returns only when no packet of
+// the endpoint is being handled. Other systems than Linux read each socket with a goroutine
+// of its own (recv_other.go). The receive batches belong to the loops and the send buffers to
+// the PortAllocator's pool, held only while a packet is handled, so an idle leg holds none and
+// nothing is retained or allocated per packet (TestForwardDoesNotAllocate, BenchmarkForward).
 //
 // # The agent's browser
 //

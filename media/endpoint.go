@@ -98,14 +98,16 @@ type Endpoint struct {
 	dtmf    chan DTMFEvent
 	timeout chan error
 
+	rtpW, rtcpW *watch // the receiver's hold on the two sockets (recv_linux.go)
+
 	done      chan struct{}
 	closeOnce sync.Once
 	closed    atomic.Bool
-	wg        sync.WaitGroup
 }
 
-// NewEndpoint binds a port pair from opts.Allocator and starts the endpoint's two goroutines
-// (RTP reader, RTCP reader) and its timers. Errors wrap ErrNoPorts when the range is exhausted.
+// NewEndpoint binds a port pair from opts.Allocator, gives both sockets to the allocator's
+// readers and starts the endpoint's timers; the endpoint has no goroutine of its own. Errors
+// wrap ErrNoPorts when the range is exhausted.
 func NewEndpoint(opts EndpointOptions) (*Endpoint, error) {
 	if opts.Allocator == nil {
 		return nil, errors.New("media: new endpoint: no port allocator")
@@ -152,9 +154,20 @@ func NewEndpoint(opts EndpointOptions) (*Endpoint, error) {
 	e.out.ep = e
 	e.out.ssrc = opts.SSRC
 	e.out.stack = make([]uint64, 0, 4)
-	e.wg.Add(2)
-	go e.readRTP()
-	go e.readRTCP()
+	if e.out.raw, err = newRawSender(pp.RTP); err != nil {
+		opts.Allocator.Release(pp)
+		return nil, fmt.Errorf("media: new endpoint: %w", err)
+	}
+	rx := opts.Allocator.rx
+	if e.rtpW, err = rx.watch(opts.Allocator.slot(pp.Port), pp.RTP, e.handleRTP); err != nil {
+		opts.Allocator.Release(pp)
+		return nil, fmt.Errorf("media: new endpoint: %w", err)
+	}
+	if e.rtcpW, err = rx.watch(opts.Allocator.slot(pp.Port+1), pp.RTCP, e.receiveRTCP); err != nil {
+		rx.unwatch(e.rtpW)
+		opts.Allocator.Release(pp)
+		return nil, fmt.Errorf("media: new endpoint: %w", err)
+	}
 	e.startTimers()
 	return e, nil
 }
@@ -255,7 +268,7 @@ func (e *Endpoint) DTMF() <-chan DTMFEvent { return e.dtmf }
 
 // MediaTimeout receives at most one error, wrapping ErrMediaTimeout, when no RTP arrived for
 // MediaTimeout (HoldTimeout while on hold). The clock restarts on NewEndpoint, SetRemote and
-// SetDirection. Never closed.
+// SetDirection. Never closed. OnMediaTimeout (rtcp.go) delivers the same error to a callback.
 func (e *Endpoint) MediaTimeout() <-chan error { return e.timeout }
 
 // Stats returns a snapshot of the endpoint's counters; safe to call at any time, also after Close.
@@ -275,18 +288,26 @@ func (e *Endpoint) Stats() Stats {
 	}
 }
 
-// Close sends an RTCP BYE (when RTCP is on and the peer is known), stops the goroutines,
-// unbridges, releases the ports, closes DTMF(), and adds the final loss and jitter to the metrics. Idempotent; always returns nil. Do not call it from a Tap.
+// Close sends an RTCP BYE (when RTCP is on and the peer is known), stops the timers and the
+// reading (when it returns, no packet of the endpoint is being handled), unbridges, releases the
+// ports, closes DTMF(), and adds the final loss and jitter to the metrics. Idempotent; always
+// returns nil. Do not call it from a Tap.
 func (e *Endpoint) Close() error {
 	e.closeOnce.Do(func() {
 		e.closed.Store(true)
+		// A send under way on another leg's reader finishes; the next sees closed (sender.write)
+		// and leaves the descriptor alone, which Release closes below.
+		e.out.mu.Lock()
+		e.out.mu.Unlock()
 		if l := e.bridge.Load(); l != nil {
 			l.br.stop()
 		}
 		close(e.done)
 		e.stopTimers() // sends the RTCP BYE
+		// Reading stops before the sockets close: the readers use their descriptors.
+		e.opts.Allocator.rx.unwatch(e.rtpW)
+		e.opts.Allocator.rx.unwatch(e.rtcpW)
 		e.opts.Allocator.Release(e.ports)
-		e.wg.Wait()
 		close(e.dtmf)
 		if e.m != nil && e.rx.pubReceived.Load() > 0 {
 			if lost := e.rx.pubLost.Load(); lost > 0 {
@@ -352,13 +373,8 @@ func (e *Endpoint) reject(r rejectReason) {
 	}
 }
 
-// readRTP is the receive goroutine: it owns rx and det and ends when the socket closes.
-func (e *Endpoint) readRTP() {
-	defer e.wg.Done()
-	readLoop(e.ports.RTP, e.opts.Allocator, e.closed.Load, e.handleRTP)
-}
-
-// handleRTP is the whole receive path of one datagram. It does not allocate.
+// handleRTP is the whole receive path of one datagram, called by the socket's reader (one at a
+// time: it owns rx, det and probe). It does not allocate.
 func (e *Endpoint) handleRTP(b []byte, src netip.AddrPort, at time.Time) {
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 	h, payload, err := parseRTP(b)

@@ -257,8 +257,8 @@ func TestHoldSendsNothing(t *testing.T) {
 
 // Rule: no RTP for MediaTimeout reports ErrMediaTimeout once; while packets flow it does not fire.
 func TestMediaTimeoutFires(t *testing.T) {
+	start := time.Now() // the clock starts inside NewEndpoint
 	e := newTestEndpoint(t, EndpointOptions{MediaTimeout: 100 * time.Millisecond})
-	start := time.Now()
 	select {
 	case err := <-e.MediaTimeout():
 		if !errors.Is(err, ErrMediaTimeout) {
@@ -277,6 +277,48 @@ func TestMediaTimeoutFires(t *testing.T) {
 	case err := <-e.MediaTimeout():
 		t.Fatalf("fired twice: %v", err)
 	default:
+	}
+}
+
+// Rule (issue 18): OnMediaTimeout delivers the timeout to a callback, once, on a goroutine of
+// its own — so a SIP leg watches its media without a goroutine waiting for the whole call — and
+// a callback set after the timeout fired is called at once; none is called once Close began.
+func TestOnMediaTimeoutCallsBackOnce(t *testing.T) {
+	e := newTestEndpoint(t, EndpointOptions{MediaTimeout: 50 * time.Millisecond})
+	got := make(chan error, 4)
+	e.OnMediaTimeout(func(err error) { got <- err })
+	select {
+	case err := <-got:
+		if !errors.Is(err, ErrMediaTimeout) || !strings.Contains(err.Error(), "no RTP ever") {
+			t.Fatalf("callback got %v", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("the callback was never called")
+	}
+	late := make(chan error, 1)
+	e.OnMediaTimeout(func(err error) { late <- err }) // fired already: called at once
+	select {
+	case err := <-late:
+		if !errors.Is(err, ErrMediaTimeout) {
+			t.Fatalf("late callback got %v", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("a callback set after the timeout fired was not called")
+	}
+	select {
+	case err := <-got:
+		t.Fatalf("the first callback was called twice: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	// After Close nothing is called, however long one waits.
+	c := newTestEndpoint(t, EndpointOptions{MediaTimeout: 50 * time.Millisecond})
+	called := make(chan struct{}, 1)
+	c.OnMediaTimeout(func(error) { called <- struct{}{} })
+	c.Close()
+	select {
+	case <-called:
+		t.Fatal("callback called after Close")
+	case <-time.After(150 * time.Millisecond):
 	}
 }
 

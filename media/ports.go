@@ -43,15 +43,16 @@ type PortAllocator struct {
 	count int
 	inUse map[int]bool
 
-	// The packet buffers of every endpoint on the allocator's sockets: a reader borrows a
-	// receive batch only while it handles what it read, a sender a send buffer only while it
-	// writes, so an idle leg holds none and the pools hold about one per running goroutine.
-	batches  sync.Pool // *rxBatch
+	// rx reads every socket of the allocator (recv_linux.go: a few epoll-driven loops, each
+	// with its own receive buffers).
+	rx *receiver
+	// sendBufs: a sender borrows a send buffer only while it writes, so an idle leg holds
+	// none and the pool holds about one per running goroutine.
 	sendBufs sync.Pool // *[maxPacket]byte
 }
 
-func (a *PortAllocator) getBatch() *rxBatch  { return a.batches.Get().(*rxBatch) }
-func (a *PortAllocator) putBatch(b *rxBatch) { a.batches.Put(b) }
+// slot is a socket's index among the receiver's: its port's offset in the range.
+func (a *PortAllocator) slot(port int) int { return port - a.min }
 
 func (a *PortAllocator) getSendBuf() *[maxPacket]byte  { return a.sendBufs.Get().(*[maxPacket]byte) }
 func (a *PortAllocator) putSendBuf(b *[maxPacket]byte) { a.sendBufs.Put(b) }
@@ -98,8 +99,8 @@ func NewPortAllocatorWithOptions(opts PortAllocatorOptions) (*PortAllocator, err
 		free[i] = uint16(min + 2*i)
 	}
 	r.Shuffle(n, func(i, j int) { free[i], free[j] = free[j], free[i] })
-	a := &PortAllocator{addr: addr.Unmap(), min: min, max: last, free: free, count: n, inUse: make(map[int]bool)}
-	a.batches.New = func() any { return newRxBatch() }
+	a := &PortAllocator{addr: addr.Unmap(), min: min, max: last, free: free, count: n, inUse: make(map[int]bool),
+		rx: newReceiver(last + 2 - min)}
 	a.sendBufs.New = func() any { return new([maxPacket]byte) }
 	return a, nil
 }

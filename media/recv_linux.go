@@ -3,9 +3,13 @@
 package media
 
 import (
-	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -13,12 +17,39 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Receiving on Linux: a few epoll-driven readers for every socket of an allocator.
+//
+// One reader goroutine per socket (two per leg) costs a goroutine stack per socket and a
+// goroutine wake-up per datagram: at 1,000 calls that is 4,000 goroutines and 100,000
+// switches a second on one core. Here a handful of poll loops (one per GOMAXPROCS, at most
+// maxPollLoops) each own an epoll instance holding many sockets, edge-triggered. A loop's epoll
+// descriptor is itself registered in the Go runtime's netpoller, so a loop with nothing to read
+// parks like any goroutine blocked on a socket (no thread is held in epoll_wait(2)); when
+// it wakes, one epoll_wait(2) names every socket with something queued and the loop drains each
+// with recvmmsg(2), handing each datagram to the socket's handler on the loop's goroutine. One
+// wake-up serves as many packets as arrived meanwhile: the busier the gateway, the more each
+// costs less.
+//
+// The loops read the sockets' descriptors outside the net package's locking. That is safe
+// because a socket is unwatched (its watch closed, removed from the epoll set, and any handling
+// of it finished) before its descriptor is closed (Endpoint.Close → unwatch → Release).
+
 // recvBatch is how many datagrams one recvmmsg(2) may return. At 50 packets/s per socket one
-// is the rule; more wait only when the reader ran late, and then one call takes them all.
+// is the rule; more wait only when the loop ran late, and then one call takes them all.
 const recvBatch = 8
 
-// rxBatch is the buffers of one recvmmsg(2) call. Batches live in the allocator's pool and are
-// held only while a reader handles what it read, so an idle leg holds no receive buffer.
+// maxDrain bounds the batches read from one socket per wake-up, so that one flooded port (an RTP
+// sprayer) cannot starve the others; a socket left with data is re-armed and comes back in the
+// next round.
+const maxDrain = 4
+
+// pollEvents is how many ready sockets one epoll_wait(2) may name.
+const pollEvents = 128
+
+// maxPollLoops caps the loops of one allocator (one per GOMAXPROCS below it).
+const maxPollLoops = 8
+
+// rxBatch is the buffers of one recvmmsg(2) call. A poll loop owns one.
 type rxBatch struct {
 	msgs  [recvBatch]unix.Mmsghdr
 	iovs  [recvBatch]unix.Iovec
@@ -39,14 +70,14 @@ func newRxBatch() *rxBatch {
 }
 
 // recvmmsg reads up to recvBatch datagrams without blocking.
-func (b *rxBatch) recvmmsg(fd uintptr) (int, syscall.Errno) {
+func (b *rxBatch) recvmmsg(fd int) (int, syscall.Errno) {
 	for i := range b.msgs {
 		b.msgs[i].Hdr.Namelen = uint32(unsafe.Sizeof(b.names[i]))
 		b.msgs[i].Hdr.Flags = 0
 		b.msgs[i].Len = 0
 	}
 	for {
-		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[0])), recvBatch,
+		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.msgs[0])), recvBatch,
 			unix.MSG_DONTWAIT, 0, 0)
 		if errno == unix.EINTR {
 			continue
@@ -77,54 +108,290 @@ func (b *rxBatch) packet(i int) ([]byte, netip.AddrPort) {
 	return b.bufs[i][:n], src
 }
 
-// readLoop hands every datagram conn receives to handle, on the calling goroutine, until conn
-// is closed (or fails 100 times in a row).
-//
-// A plain read loop makes two system calls per packet at 50 packets/s per socket: the
-// read that returns the datagram and the one that returns EAGAIN before the goroutine parks
-// in the netpoller. This loop reads inside the RawConn's callback with recvmmsg(2) and parks
-// as soon as a batch comes back short of full: the socket's queue was empty at that instant,
-// and the runtime's edge-triggered epoll registration reports every datagram queued after it,
-// so nothing waits unread and the second call is saved. A full batch is followed by another
-// read at once. golang.org/x/net/ipv4's ReadBatch is not used because it always ends with
-// the EAGAIN read. The batch's buffers come from the allocator's pool while the callback runs.
-func readLoop(conn *net.UDPConn, pool *PortAllocator, closed func() bool, handle func(b []byte, src netip.AddrPort, at time.Time)) {
+// A watch's states: the loop moves idle → busy → idle around handling its socket; unwatch
+// moves idle → closed, or busy → closing and waits until the loop, finding closing where it
+// left busy, sets closed and closes done.
+const (
+	watchIdle uint32 = iota
+	watchBusy
+	watchClosing
+	watchClosed
+)
+
+// watch is one socket in a poll loop.
+type watch struct {
+	fd     int
+	slot   int
+	loop   *pollLoop
+	handle func(b []byte, src netip.AddrPort, at time.Time)
+	state  atomic.Uint32
+	done   chan struct{}
+}
+
+// receiver is an allocator's poll loops and the table the loops find a ready socket's watch in.
+// The table is indexed by slot (the socket's port's offset in the allocator's range), written
+// under mu by watch and unwatch and read by the loops without a lock.
+type receiver struct {
+	slots []atomic.Pointer[watch]
+
+	mu    sync.Mutex // watch/unwatch: loops and their counts
+	loops []*pollLoop
+}
+
+// newReceiver returns a receiver for sockets of slots [0, slots).
+func newReceiver(slots int) *receiver {
+	n := min(max(runtime.GOMAXPROCS(0), 1), maxPollLoops)
+	return &receiver{slots: make([]atomic.Pointer[watch], slots), loops: make([]*pollLoop, n)}
+}
+
+// maxReaders is the most goroutines (and epoll descriptors) reading the given number of sockets.
+func (r *receiver) maxReaders(int) int { return len(r.loops) }
+
+// pollLoop is one reader goroutine and its epoll instance; started with its first socket and
+// stopped with its last, so an idle allocator holds no goroutine.
+type pollLoop struct {
+	rx     *receiver
+	epfd   *os.File // in the runtime's netpoller
+	fd     int      // epfd's descriptor, valid until the loop stops
+	n      int      // sockets watched (receiver.mu)
+	exited chan struct{}
+	events [pollEvents]unix.EpollEvent // loop goroutine only
+	batch  *rxBatch                    // loop goroutine only
+}
+
+// watch starts handing every datagram conn receives to handle, on a poll loop's goroutine,
+// until unwatch. slot identifies the socket among the receiver's (no two live watches share
+// one). handle must not call watch or unwatch.
+func (r *receiver) watch(slot int, conn *net.UDPConn, handle func(b []byte, src netip.AddrPort, at time.Time)) (*watch, error) {
 	rc, err := conn.SyscallConn()
 	if err != nil {
-		return
+		return nil, fmt.Errorf("media: watch socket: %w", err)
 	}
-	fails := 0 // consecutive failed reads
-	read := func(fd uintptr) bool {
-		b := pool.getBatch()
-		defer pool.putBatch(b)
-		for {
-			n, errno := b.recvmmsg(fd)
-			if errno == unix.EAGAIN {
-				return false // wait for the next datagram
-			}
-			if errno != 0 {
-				fails++
-				return true
-			}
-			fails = 0
-			at := time.Now()
-			for i := range n {
-				p, src := b.packet(i)
-				handle(p, src, at)
-			}
-			if n < recvBatch {
-				return false // drained: park without the EAGAIN read
-			}
+	fd := -1
+	if err := rc.Control(func(s uintptr) { fd = int(s) }); err != nil {
+		return nil, fmt.Errorf("media: watch socket: %w", err)
+	}
+	if slot < 0 || slot >= len(r.slots) {
+		return nil, fmt.Errorf("media: watch socket: slot %d out of range", slot)
+	}
+	r.mu.Lock()
+	li, least := 0, -1 // the loop with the fewest sockets (a loop not started has none)
+	for i, l := range r.loops {
+		n := 0
+		if l != nil {
+			n = l.n
+		}
+		if least < 0 || n < least {
+			li, least = i, n
 		}
 	}
-	// A failed read is transient; a persistent error ends reception and the media timeout
-	// reports it.
-	for fails < 100 {
-		if err := rc.Read(read); err != nil {
-			if closed() || errors.Is(err, net.ErrClosed) {
-				return
+	l := r.loops[li]
+	if l == nil {
+		if l, err = r.startLoop(); err != nil {
+			r.mu.Unlock()
+			return nil, err
+		}
+		r.loops[li] = l
+	}
+	w := &watch{fd: fd, slot: slot, loop: l, handle: handle, done: make(chan struct{})}
+	r.slots[slot].Store(w)
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(slot)}
+	if err := unix.EpollCtl(l.fd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		r.slots[slot].CompareAndSwap(w, nil)
+		stop := r.detachIfIdle(l)
+		r.mu.Unlock()
+		stop()
+		return nil, fmt.Errorf("media: watch socket: epoll_ctl: %w", err)
+	}
+	l.n++
+	r.mu.Unlock()
+	return w, nil
+}
+
+// unwatch stops the handling of w's socket: when it returns, its handler is not running and
+// will not be called again, and the socket may be closed. Idempotent.
+func (r *receiver) unwatch(w *watch) {
+	for {
+		switch w.state.Load() {
+		case watchIdle:
+			if !w.state.CompareAndSwap(watchIdle, watchClosed) {
+				continue
 			}
-			fails++
+		case watchBusy:
+			if !w.state.CompareAndSwap(watchBusy, watchClosing) {
+				continue
+			}
+			<-w.done // the loop finishes the batch it is handling
+		default:
+			return // unwatched already
+		}
+		break
+	}
+	r.mu.Lock()
+	_ = unix.EpollCtl(w.loop.fd, unix.EPOLL_CTL_DEL, w.fd, nil)
+	r.slots[w.slot].CompareAndSwap(w, nil)
+	w.loop.n--
+	stop := r.detachIfIdle(w.loop)
+	r.mu.Unlock()
+	stop()
+}
+
+// startLoop creates an epoll instance and its goroutine (r.mu held).
+func (r *receiver) startLoop() (*pollLoop, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("media: epoll_create1: %w", err)
+	}
+	// Non-blocking, so that os.NewFile puts it in the runtime's netpoller: an epoll descriptor
+	// is readable while its ready list is not empty.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("media: epoll set non-blocking: %w", err)
+	}
+	l := &pollLoop{rx: r, epfd: os.NewFile(uintptr(fd), "media-epoll"), fd: fd, exited: make(chan struct{}), batch: newRxBatch()}
+	rc, err := l.epfd.SyscallConn()
+	if err != nil {
+		l.epfd.Close()
+		return nil, fmt.Errorf("media: epoll descriptor: %w", err)
+	}
+	go l.run(rc)
+	return l, nil
+}
+
+// detachIfIdle takes l out of service once it watches nothing (r.mu held) and returns what
+// stops it: the caller calls it after unlocking, and it returns when l's goroutine has ended.
+func (r *receiver) detachIfIdle(l *pollLoop) (stop func()) {
+	if l.n > 0 {
+		return func() {}
+	}
+	for i := range r.loops {
+		if r.loops[i] == l {
+			r.loops[i] = nil
+		}
+	}
+	return func() {
+		l.epfd.Close() // wakes the loop's wait with an error; closes the descriptor after it
+		<-l.exited
+	}
+}
+
+// run is the loop's goroutine: it parks in the netpoller until the epoll instance has ready
+// sockets, serves them, and ends when the epoll descriptor is closed.
+func (l *pollLoop) run(rc syscall.RawConn) {
+	defer close(l.exited)
+	for {
+		if err := rc.Read(l.poll); err != nil {
+			return
+		}
+	}
+}
+
+// poll serves every ready socket and returns false to park again. Parking after an
+// epoll_wait(2) that came back short of full loses nothing: a datagram queued after it adds its
+// socket to the ready list, which makes the epoll descriptor readable, which the netpoller
+// reports to the wait that follows.
+func (l *pollLoop) poll(epfd uintptr) bool {
+	for {
+		n, err := unix.EpollWait(int(epfd), l.events[:], 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return false
+		}
+		for i := range n {
+			l.serve(int(l.events[i].Fd))
+		}
+		if n < len(l.events) {
+			return false
+		}
+	}
+}
+
+// serve drains the socket of slot, unless it is being unwatched.
+func (l *pollLoop) serve(slot int) {
+	if slot < 0 || slot >= len(l.rx.slots) {
+		return
+	}
+	w := l.rx.slots[slot].Load()
+	if w == nil || w.loop != l || !w.state.CompareAndSwap(watchIdle, watchBusy) {
+		return // unwatched since the event (the slot may hold another socket by now)
+	}
+	b := l.batch
+	full := false
+	for range maxDrain {
+		n, errno := b.recvmmsg(w.fd)
+		if errno != 0 || n == 0 {
+			// EAGAIN: nothing queued. Another error (the socket's pending error, reported
+			// once) is not retried: the next datagram's event comes back here; a socket that
+			// stops working ends the call on its media timeout.
+			full = false
+			break
+		}
+		at := time.Now()
+		for i := range n {
+			p, src := b.packet(i)
+			w.handle(p, src, at)
+		}
+		// Short of full: the queue was empty at that instant, and whatever arrives after it
+		// raises a new edge. A full batch is followed by another read at once.
+		full = n == recvBatch
+		if !full {
+			break
+		}
+	}
+	if full { // maxDrain reached with more queued: have epoll report it again next round
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(slot)}
+		_ = unix.EpollCtl(l.fd, unix.EPOLL_CTL_MOD, w.fd, &ev)
+	}
+	if !w.state.CompareAndSwap(watchBusy, watchIdle) { // unwatch is waiting
+		w.state.Store(watchClosed)
+		close(w.done)
+	}
+}
+
+// rawSender sends an endpoint's RTP on its socket's descriptor without waiting: a datagram the
+// kernel cannot take at once (EAGAIN: the send buffer is full, which on loopback means the
+// receiver is not reading) is dropped, as a router would drop it, instead of parking the poll
+// loop — which reads every other leg's sockets too — until that one socket drains. The net
+// package's WriteTo waits for the socket to become writable. The sender's mutex is held around
+// every send and Close takes it after marking the endpoint closed, so no send uses the
+// descriptor once Close goes on to close it.
+type rawSender struct {
+	fd  int
+	sa4 unix.SockaddrInet4
+	sa6 unix.SockaddrInet6
+}
+
+func newRawSender(conn *net.UDPConn) (*rawSender, error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("media: raw sender: %w", err)
+	}
+	s := &rawSender{fd: -1}
+	if err := rc.Control(func(fd uintptr) { s.fd = int(fd) }); err != nil {
+		return nil, fmt.Errorf("media: raw sender: %w", err)
+	}
+	return s, nil
+}
+
+// send sends b to dst once, without blocking. Callers serialise (the sender's mutex).
+func (s *rawSender) send(b []byte, dst netip.AddrPort) error {
+	// An IPv4 destination takes a sockaddr_in, on an IPv4 socket and on the dual-stack IPv6
+	// socket the net package opens for a wildcard bind alike (Linux's udpv6_sendmsg hands it
+	// to IPv4); an IPv6 one a sockaddr_in6.
+	var sa unix.Sockaddr
+	if ip := dst.Addr().Unmap(); ip.Is4() {
+		s.sa4.Addr, s.sa4.Port = ip.As4(), int(dst.Port())
+		sa = &s.sa4
+	} else {
+		s.sa6.Addr, s.sa6.Port = ip.As16(), int(dst.Port())
+		sa = &s.sa6
+	}
+	for {
+		err := unix.Sendto(s.fd, b, unix.MSG_DONTWAIT, sa)
+		if err != unix.EINTR {
+			return err
 		}
 	}
 }

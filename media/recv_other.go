@@ -6,28 +6,81 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
+// Receiving elsewhere than Linux: one blocking reader goroutine per socket (recv_linux.go has
+// the epoll-driven loops). The API is the same: watch, unwatch.
+
 type rxBatch struct{ buf [maxPacket]byte }
 
-func newRxBatch() *rxBatch { return &rxBatch{} }
+// receiver starts a reader goroutine per watched socket; its buffers are pooled, held only
+// while a datagram is read and handled.
+type receiver struct {
+	batches sync.Pool // *rxBatch
+}
 
-// readLoop hands every datagram conn receives to handle, on the calling goroutine, until conn
-// is closed (or fails 100 times in a row). See recv_linux.go for the batched version.
-func readLoop(conn *net.UDPConn, pool *PortAllocator, closed func() bool, handle func(b []byte, src netip.AddrPort, at time.Time)) {
-	b := pool.getBatch()
-	defer pool.putBatch(b)
-	for errs := 0; errs < 100; {
-		n, src, err := conn.ReadFromUDPAddrPort(b.buf[:])
-		if err != nil {
-			if closed() || errors.Is(err, net.ErrClosed) {
-				return
+func newReceiver(int) *receiver {
+	r := &receiver{}
+	r.batches.New = func() any { return &rxBatch{} }
+	return r
+}
+
+// maxReaders is the most goroutines reading the given number of sockets: one each.
+func (r *receiver) maxReaders(sockets int) int { return sockets }
+
+type watch struct {
+	conn    *net.UDPConn
+	stopped atomic.Bool
+	done    chan struct{}
+}
+
+// watch hands every datagram conn receives to handle, on a goroutine of its own, until
+// unwatch. handle must not call watch or unwatch.
+func (r *receiver) watch(_ int, conn *net.UDPConn, handle func(b []byte, src netip.AddrPort, at time.Time)) (*watch, error) {
+	w := &watch{conn: conn, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for errs := 0; errs < 100 && !w.stopped.Load(); {
+			b := r.batches.Get().(*rxBatch)
+			n, src, err := conn.ReadFromUDPAddrPort(b.buf[:])
+			if err != nil || w.stopped.Load() {
+				r.batches.Put(b)
+				if w.stopped.Load() || errors.Is(err, net.ErrClosed) {
+					return
+				}
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					errs++
+				}
+				continue
 			}
-			errs++
-			continue
+			errs = 0
+			handle(b.buf[:n], src, time.Now())
+			r.batches.Put(b)
 		}
-		errs = 0
-		handle(b.buf[:n], src, time.Now())
+	}()
+	return w, nil
+}
+
+// unwatch stops the reader: when it returns, the handler is not running and will not be
+// called again, and the socket may be closed. Idempotent.
+func (r *receiver) unwatch(w *watch) {
+	if !w.stopped.Swap(true) {
+		_ = w.conn.SetReadDeadline(time.Now()) // wakes a blocked read
 	}
+	<-w.done
+}
+
+// rawSender sends through the net package (which waits while the socket's send buffer is
+// full; recv_linux.go has the non-blocking one the shared poll loops need).
+type rawSender struct{ conn *net.UDPConn }
+
+func newRawSender(conn *net.UDPConn) (*rawSender, error) { return &rawSender{conn: conn}, nil }
+
+func (s *rawSender) send(b []byte, dst netip.AddrPort) error {
+	_, err := s.conn.WriteToUDPAddrPort(b, dst)
+	return err
 }

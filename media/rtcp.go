@@ -29,7 +29,9 @@ type timers struct {
 	stopped bool
 	rtcp    *time.Timer // nil: RTCP sending off
 	media   *time.Timer
-	fired   bool // the media timeout was reported
+	fired   bool  // the media timeout was reported
+	err     error // what it reported
+	onFire  func(error)
 	rep     reportState
 }
 
@@ -90,7 +92,26 @@ func (e *Endpoint) checkLocked() {
 	if hold {
 		what += " while on hold"
 	}
-	e.timeout <- fmt.Errorf("%w: %s for %s", ErrMediaTimeout, what, limit) // capacity 1, sent once
+	t.err = fmt.Errorf("%w: %s for %s", ErrMediaTimeout, what, limit)
+	e.timeout <- t.err // capacity 1, sent once
+	if t.onFire != nil {
+		go t.onFire(t.err) // never under tm.mu, never on the caller's goroutine (SetRemote's)
+	}
+}
+
+// OnMediaTimeout arranges for f to be called once, on a goroutine of its own, with the error
+// MediaTimeout() delivers, when the media timeout fires (at once if it fired already). It is
+// the way to watch an endpoint without a goroutine waiting on the channel for the whole call:
+// nothing runs until the timeout. A later call replaces f; nil removes it. f is not called
+// once Close has begun, unless it was already started.
+func (e *Endpoint) OnMediaTimeout(f func(error)) {
+	t := &e.tm
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.onFire = f
+	if f != nil && t.fired && !t.stopped {
+		go f(t.err)
+	}
 }
 
 // stopTimers stops both clocks for good and sends the RTCP BYE (Close).
@@ -215,14 +236,9 @@ func (e *Endpoint) sendReport(rep *reportState, bye bool) {
 	_, _ = e.ports.RTCP.WriteToUDPAddrPort(b, dst) // best effort: a lost report is harmless
 }
 
-// readRTCP is the RTCP receive goroutine (strict source like RTP, source.go). It records the peer's SR time for
-// our LSR/DLSR fields and what the peer reports about our stream.
-func (e *Endpoint) readRTCP() {
-	defer e.wg.Done()
-	readLoop(e.ports.RTCP, e.opts.Allocator, e.closed.Load, e.receiveRTCP)
-}
-
-// receiveRTCP applies the strict source to one datagram and handles it.
+// receiveRTCP applies the strict source (source.go) to one RTCP datagram and handles it: it
+// records the peer's SR time for our LSR/DLSR fields and what the peer reports about our
+// stream. Called by the RTCP socket's reader.
 func (e *Endpoint) receiveRTCP(b []byte, src netip.AddrPort, _ time.Time) {
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 	if l := e.rtcpLatched.Load(); l == nil || l.addr != src {

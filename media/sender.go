@@ -28,6 +28,7 @@ const maxSeqJump = 100
 // else the base (a bridge). Writes from other sources are dropped.
 type sender struct {
 	ep      *Endpoint
+	raw     *rawSender // the RTP socket, written without waiting (mu held)
 	ssrc    uint32
 	nextID  atomic.Uint64
 	packets atomic.Uint64
@@ -163,8 +164,8 @@ func (s *sender) write(id uint64, h rtpHeader, payload []byte, kind sourceKind, 
 	} else {
 		copy(buf[rtpHeaderSize:n], payload)
 	}
-	if _, err := s.ep.ports.RTP.WriteToUDPAddrPort(buf[:n], dst); err != nil {
-		return
+	if err := s.raw.send(buf[:n], dst); err != nil {
+		return // EAGAIN included: dropped, not waited for (recv_linux.go, rawSender)
 	}
 	s.packets.Add(1)
 	s.octets.Add(uint64(len(payload)))

@@ -72,8 +72,17 @@ type planeResult struct {
 	RSSKiBPerCall     float64 `json:"rss_kib_per_call"`
 	SoRcvbuf          int     `json:"so_rcvbuf"`
 	SoSndbuf          int     `json:"so_sndbuf"`
-	SchedP50us        float64 `json:"sched_latency_p50_us"`
-	SchedP99us        float64 `json:"sched_latency_p99_us"`
+	// CoreBusy is how busy the CPU this process is pinned to was in the window, from
+	// /proc/stat: user + system + softirq + irq. The kernel accounts softirq time (loopback
+	// delivery, the UDP receive path) to the CPU, not to the process: CPUShare leaves it out.
+	// Zero unless the process runs on exactly one CPU.
+	CoreBusy    float64 `json:"core_busy,omitempty"`
+	CoreSoftirq float64 `json:"core_softirq,omitempty"`
+	// SockDrops is the kernel's drops on the endpoints' sockets over the window
+	// (/proc/net/udp's drops column of the allocator's ports): a receive queue overflowed.
+	SockDrops  uint64  `json:"sock_drops"`
+	SchedP50us float64 `json:"sched_latency_p50_us"`
+	SchedP99us float64 `json:"sched_latency_p99_us"`
 	// Per forwarded packet, from perf stat (SWITCHBOARD_PLANE_PERF).
 	PerPacket    map[string]float64 `json:"per_packet,omitempty"`
 	GenSent      uint64             `json:"gen_sent"`
@@ -258,9 +267,18 @@ func TestMediaPlaneProfile(t *testing.T) {
 	schedBefore := schedHist()
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
+	core := pinnedCPU()
+	drops0, st0 := udpDrops(30000, 30000+4*calls+400), cpuStat(core)
 	ru0, p0, t0 := rusage(t), forwarded(), time.Now()
 	time.Sleep(window)
 	ru1, p1, t1 := rusage(t), forwarded(), time.Now()
+	drops1, st1 := udpDrops(30000, 30000+4*calls+400), cpuStat(core)
+	res.SockDrops = drops1 - drops0
+	if core >= 0 && st1.total > st0.total {
+		d := float64(st1.total - st0.total)
+		res.CoreBusy = float64(st1.busy-st0.busy) / d
+		res.CoreSoftirq = float64(st1.softirq-st0.softirq) / d
+	}
 	if perf != nil {
 		res.PerPacket = perf.stop(t, float64(p1-p0))
 	}
@@ -389,6 +407,73 @@ func sockBufs(t *testing.T) (rcv, snd int) {
 		snd, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF)
 	})
 	return rcv, snd
+}
+
+// pinnedCPU is the one CPU this process may run on, or -1.
+func pinnedCPU() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok {
+			if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+type cpuTicks struct{ busy, softirq, total uint64 }
+
+// cpuStat reads one CPU's line of /proc/stat (zero for cpu < 0).
+func cpuStat(cpu int) cpuTicks {
+	var c cpuTicks
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil || cpu < 0 {
+		return c
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 8 || f[0] != "cpu"+strconv.Itoa(cpu) {
+			continue
+		}
+		var v [7]uint64 // user nice system idle iowait irq softirq
+		for i := range v {
+			v[i], _ = strconv.ParseUint(f[i+1], 10, 64)
+		}
+		c.busy = v[0] + v[1] + v[2] + v[5] + v[6]
+		c.softirq = v[6]
+		c.total = c.busy + v[3] + v[4]
+	}
+	return c
+}
+
+// udpDrops sums the kernel's drop counters of the IPv4 UDP sockets bound to ports [lo, hi].
+func udpDrops(lo, hi int) uint64 {
+	b, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return 0
+	}
+	var sum uint64
+	for _, l := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(l)
+		if len(f) < 13 {
+			continue
+		}
+		_, port, ok := strings.Cut(f[1], ":")
+		if !ok {
+			continue
+		}
+		p, err := strconv.ParseUint(port, 16, 16)
+		if err != nil || int(p) < lo || int(p) > hi {
+			continue
+		}
+		d, _ := strconv.ParseUint(f[len(f)-1], 10, 64)
+		sum += d
+	}
+	return sum
 }
 
 type cpuTimes struct{ user, sys int64 } // ns

@@ -43,6 +43,7 @@ type Service struct {
 	// goroutine's next wake-up, and the buffer a write is interleaved into, held for the write.
 	chunks sync.Pool // *chunk
 	outs   sync.Pool // *[]byte
+	g711   *decodeTables
 }
 
 func (s *Service) getChunk() *chunk { return s.chunks.Get().(*chunk) }
@@ -118,6 +119,7 @@ func New(opts Options) (*Service, error) {
 		queue: make(chan string, opts.MetadataQueue), scanKick: make(chan struct{}, 1),
 		jzero: make(chan struct{})}
 	s.chunks.New = func() any { return new(chunk) }
+	s.g711 = newDecodeTables()
 	s.outs.New = func() any {
 		b := make([]byte, 0, commitChunk*2*BitsPerSample/8) // stereo at most
 		return &b

@@ -26,8 +26,9 @@ import (
 // header and fsyncs every Options.SyncInterval. A write error (a full disk) fails the recording, not
 // the call: the taps stop, the error is counted and returned by Finish.
 //
-// Memory: the ring holds Options.Delay plus ringSlack of decoded stereo audio (8 kHz × 16 bit ×
-// 2 channels = 32 KB a second: 19.2 KB at the default delay); the queue holds one chunk
+// Memory: the ring holds Options.Delay plus ringSlack of stereo audio as G.711 codes (8 kHz × 8
+// bit × 2 channels, and a bit per sample for the law = 18 KB a second: 10.8 KB at the default
+// delay), decoded as it is written out; the queue holds one chunk
 // (under 3 KiB) between two wake-ups; the buffer a write is interleaved into is borrowed from
 // the Service for the write.
 //
@@ -79,10 +80,11 @@ type Writer struct {
 	lastSync  time.Time
 	ranges    [][2]int64
 	file      *wavFile
-	ring      []int16
-	ringSize  int64 // sample frames
-	committed int64 // sample frames written to the file
-	highest   int64 // end of the latest audio placed
+	ring      []byte   // G.711 codes inverted (code ^ 0xFF), ringSize × channels; 0 is silence
+	alaw      []uint64 // a bit per ring slot: its code is A-law (else μ-law)
+	ringSize  int64    // sample frames
+	committed int64    // sample frames written to the file
+	highest   int64    // end of the latest audio placed
 	lines     [2]timeline
 	late      uint64
 	lateSeen  uint64
@@ -178,7 +180,10 @@ func newWriter(s *Service, id, callID, kind, rel string, channels int, start tim
 		file:     file,
 		ringSize: s.samples(s.opts.Delay + ringSlack),
 	}
-	w.ring = make([]int16, w.ringSize*int64(channels))
+	// The ring keeps the codes as they came (a byte a sample, and a bit for the law) and
+	// decodes them when it writes them out: half the memory of decoded 16-bit samples.
+	w.ring = make([]byte, w.ringSize*int64(channels))
+	w.alaw = make([]uint64, (len(w.ring)+63)/64) // all μ-law: the zeroed ring is silence
 	resync := s.samples(s.opts.Delay) / 2
 	w.lines[0].resync, w.lines[1].resync = resync, resync
 	// One packet's worth (20 ms): ahead of that, the anchor was late (see timeline).
@@ -469,14 +474,71 @@ func (w *Writer) place(f *frame, data []byte, ranges *[][2]int64) {
 		w.late++
 		w.s.metrics().addLate()
 	}
-	decode := media.DecodeULaw
-	if f.pt == ptPCMA {
-		decode = media.DecodeALaw
-	}
+	alaw := f.pt == ptPCMA
 	for p := from; p < end; p++ {
-		w.ring[(p%w.ringSize)*int64(w.channels)+int64(ci)] = decode(data[p-pos])
+		i := (p%w.ringSize)*int64(w.channels) + int64(ci)
+		w.ring[i] = ^data[p-pos]
+		if alaw {
+			w.alaw[i/64] |= 1 << (i % 64)
+		} else {
+			w.alaw[i/64] &^= 1 << (i % 64)
+		}
 	}
 	w.highest = max(w.highest, end)
+}
+
+// silence clears ring slots [from, to): an inverted μ-law 0xFF, the positive zero of ITU-T
+// G.711, is a zero byte, so silence is memclr and the law bits cleared a word at a time.
+func (w *Writer) silence(from, to int64) {
+	clear(w.ring[from:to])
+	for i := from; i < to; {
+		if i%64 == 0 && to-i >= 64 {
+			w.alaw[i/64] = 0
+			i += 64
+			continue
+		}
+		w.alaw[i/64] &^= 1 << (i % 64)
+		i++
+	}
+}
+
+// decodeTables are G.711's 256 codes decoded, indexed by the inverted code the ring keeps:
+// μ-law first, A-law second. Filled once by newDecodeTables, read only.
+type decodeTables [2][256]int16
+
+func newDecodeTables() *decodeTables {
+	t := new(decodeTables)
+	for c := range 256 {
+		t[0][c] = media.DecodeULaw(^byte(c))
+		t[1][c] = media.DecodeALaw(^byte(c))
+	}
+	return t
+}
+
+// appendSamples appends ring slots [from, to) decoded as 16-bit little-endian PCM and clears
+// them. The law is looked up a word of bits at a time: a word of μ-law slots (the rule) takes
+// the table without a test per sample.
+func (w *Writer) appendSamples(out []byte, from, to int64) []byte {
+	tabs := w.s.g711
+	n := len(out)
+	out = append(out, make([]byte, 2*(to-from))...)
+	o := out[n:]
+	for i := from; i < to; {
+		word := w.alaw[i/64] >> (i % 64)
+		end := min(to, (i/64+1)*64)
+		if word == 0 {
+			for ; i < end; i++ {
+				binary.LittleEndian.PutUint16(o[2*(i-from):], uint16(tabs[0][w.ring[i]]))
+			}
+			continue
+		}
+		for ; i < end; i++ {
+			binary.LittleEndian.PutUint16(o[2*(i-from):], uint16(tabs[word&1][w.ring[i]]))
+			word >>= 1
+		}
+	}
+	w.silence(from, to)
+	return out
 }
 
 // commitChunk bounds one write (sample frames): half a second, so a tick writes once even when
@@ -495,19 +557,20 @@ func (w *Writer) commit(target int64, ranges *[][2]int64) {
 	out := *outp
 	for w.committed < target {
 		n := min(target-w.committed, commitChunk)
+		ch := int64(w.channels)
 		for _, r := range *ranges {
 			for p := max(r[0], w.committed); p < min(r[1], w.committed+n); p++ {
-				i := (p % w.ringSize) * int64(w.channels)
-				clear(w.ring[i : i+int64(w.channels)])
+				i := (p % w.ringSize) * ch
+				w.silence(i, i+ch)
 			}
 		}
 		out = out[:0]
-		for p := w.committed; p < w.committed+n; p++ {
-			i := (p % w.ringSize) * int64(w.channels)
-			for c := range int64(w.channels) {
-				out = binary.LittleEndian.AppendUint16(out, uint16(w.ring[i+c]))
-			}
-			clear(w.ring[i : i+int64(w.channels)])
+		// The frames [committed, committed+n) are one run of ring slots, or two when they wrap.
+		for p, end := w.committed, w.committed+n; p < end; {
+			run := min(end-p, w.ringSize-p%w.ringSize)
+			i := (p % w.ringSize) * ch
+			out = w.appendSamples(out, i, i+run*ch)
+			p += run
 		}
 		*outp = out
 		w.committed += n

@@ -728,18 +728,15 @@ func (s *Server) runCall(c *Call, line Line) (settling bool) {
 		Line: c.line, CallerName: c.callerName, Trunk: c.trunk,
 		SIPCallID: cleanText(c.carrier.callID, callevent.MaxSIPCallIDLen)})
 
-	// Media timeout of the carrier leg ends the call.
-	ep := c.Endpoint()
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		select {
-		case err := <-ep.MediaTimeout():
-			s.log.Info("sip: media timeout", "call_id", c.id, "error", err)
-			c.hangup(causeMediaTimeout)
-		case <-c.ctx.Done():
+	// Media timeout of the carrier leg ends the call: a callback, not a goroutine waiting for
+	// the whole call. Once the call is over it does nothing (the first cause wins anyway).
+	c.Endpoint().OnMediaTimeout(func(err error) {
+		if c.ctx.Err() != nil {
+			return
 		}
-	}()
+		s.log.Info("sip: media timeout", "call_id", c.id, "error", err)
+		c.hangup(causeMediaTimeout)
+	})
 
 	err := func() (err error) {
 		defer func() {
@@ -753,7 +750,6 @@ func (s *Server) runCall(c *Call, line Line) (settling bool) {
 
 	cause := context.Cause(c.ctx)
 	c.cancel(causeLocalHangup)
-	<-watchDone
 	if by, how, ok := c.endOf(nil, cause); ok {
 		c.noteEnd(by, how) // media timeout, shutdown: the call's own causes
 	}

@@ -836,9 +836,10 @@ func (l *leg) timerFromResponse(res *sip.Response, initial bool) {
 	l.weRefresh = !uas
 }
 
-// watchMedia ends the leg with BYE when its endpoint reports a media timeout (no RTP for
-// MediaTimeout, HoldTimeout on hold): a far end that vanished without BYE must not hold the
-// call up. It returns when the leg ends.
+// watchMedia arranges for the leg to end with BYE when its endpoint reports a media timeout
+// (no RTP for MediaTimeout, HoldTimeout on hold): a far end that vanished without BYE must not
+// hold the call up. It holds no goroutine while it waits: the endpoint calls back, on a
+// goroutine of its own, only when the timeout fires (media.Endpoint.OnMediaTimeout).
 func (l *leg) watchMedia() {
 	l.mu.Lock()
 	ep := l.ep
@@ -846,12 +847,13 @@ func (l *leg) watchMedia() {
 	if ep == nil {
 		return
 	}
-	select {
-	case err := <-ep.MediaTimeout():
+	ep.OnMediaTimeout(func(err error) {
+		if l.isEnded() {
+			return
+		}
 		l.s.log.Info("sip: media timeout", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "leg", l.roleName(), "error", err)
 		l.bye(causeMediaTimeout)
-	case <-l.ended:
-	}
+	})
 }
 
 // --- helpers --------------------------------------------------------------------------------

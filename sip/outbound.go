@@ -187,7 +187,7 @@ func (c *Call) Dial(ctx context.Context, opts DialOptions) (*OutboundLeg, error)
 	l.applyMedia(m)
 	l.timerFromResponse(res, true)
 	go l.runSessionTimer()
-	go l.watchMedia()
+	l.watchMedia()
 	return &OutboundLeg{l: l, answer: res}, nil
 }
 

@@ -80,11 +80,29 @@ func (a *API) Register(mux *http.ServeMux, prefix string) {
 	h("GET /users", RoleAgent, a.listUsers)
 	h("POST /users", RoleAgent, a.createUser)
 	h("GET /users/search", RoleAgent, a.searchUsers)
+	h("GET /users/me", RoleAgent, a.getMe)
+	h("GET /users/show_many", RoleAgent, a.showManyUsers)
+	h("POST /users/create_or_update", RoleAgent, a.createOrUpdateUser)
+	h("POST /users/create_many", RoleAgent, a.bulkUsers(false))
+	h("POST /users/create_or_update_many", RoleAgent, a.bulkUsers(true))
+	h("GET /tickets/show_many", RoleAgent, a.showManyTickets)
+	h("POST /tickets/create_many", RoleAgent, a.bulkTickets)
+	h("GET /job_statuses/show_many", RoleAgent, a.showManyJobStatuses)
+	h("GET /search", RoleAgent, a.search)
+	h("GET /search/count", RoleAgent, a.searchCount)
+	h("GET /incremental/tickets/cursor", RoleAgent, a.exportTickets)
+	h("GET /incremental/users/cursor", RoleAgent, a.exportUsers)
+	h("GET /incremental/tickets", RoleAgent, a.exportTicketsByTime)
+	h("GET /incremental/users", RoleAgent, a.exportUsersByTime)
+	h("GET /job_statuses/{id}", RoleAgent, a.getJobStatus)
 	h("GET /users/{id}", RoleAgent, a.getUser)
 	h("PUT /users/{id}", RoleAgent, a.updateUser)
 	h("DELETE /users/{id}", RoleAgent, a.deleteUser)
 	h("GET /users/{id}/identities", RoleAgent, a.listIdentities)
 	h("POST /users/{id}/identities", RoleAgent, a.addIdentity)
+	h("GET /users/{id}/identities/{iid}", RoleAgent, a.getIdentity)
+	h("PUT /users/{id}/identities/{iid}", RoleAgent, a.updateIdentity)
+	h("PUT /users/{id}/identities/{iid}/verify", RoleAgent, a.verifyIdentity)
 	h("DELETE /users/{id}/identities/{iid}", RoleAgent, a.deleteIdentity)
 	h("PUT /users/{id}/identities/{iid}/make_primary", RoleAgent, a.makePrimary)
 	h("PUT /users/{id}/merge", RoleAgent, a.mergeUser)
@@ -96,6 +114,8 @@ func (a *API) Register(mux *http.ServeMux, prefix string) {
 	h("GET /tickets/{id}/comments", RoleAgent, a.listComments)
 	h("POST /tickets/{id}/comments", RoleAgent, a.addComment)
 	h("POST /tickets/{id}/merge", RoleAgent, a.mergeTickets)
+	h("GET /ticket_fields", RoleAgent, a.listTicketFields)
+	h("GET /ticket_fields/{id}", RoleAgent, a.getTicketField)
 	h("GET /settings/voice", RoleAgent, a.getSettings)
 	h("PUT /settings/voice", RoleAdmin, a.putSettings)
 	h("GET /audit_logs", RoleAgent, a.listAuditLogs)
@@ -116,7 +136,7 @@ type Principal struct {
 // How a Principal authenticated.
 const (
 	AuthPassword = "password" // HTTP Basic with email and password
-	AuthToken    = "token"    // Authorization: Bearer with an API token
+	AuthToken    = "token"    // an API token: Authorization: Bearer, or Basic "email/token:TOKEN"
 	AuthSession  = "session"  // the agent page's session cookie
 )
 
@@ -127,7 +147,8 @@ func (p Principal) IsAdmin() bool { return p.Role == RoleAdmin }
 func (p Principal) Actor() Actor { return Actor(p.UserID) }
 
 // Authenticate returns the agent or admin a request authenticates as: HTTP Basic with email
-// and password (RFC 7617), or "Authorization: Bearer <api token>" (RFC 6750). No credentials
+// and password (RFC 7617), HTTP Basic with "email/token" and an API token (Zendesk's form), or
+// "Authorization: Bearer <api token>" (RFC 6750). No credentials
 // or wrong ones are ErrUnauthorized (an *Error); a Basic login during its backoff, or while
 // every password check slot is busy, is ErrTooManyRequests (429). Other packages use it to
 // share this auth and answer its errors with WriteError.
@@ -144,7 +165,18 @@ func (a *API) Authenticate(r *http.Request) (Principal, error) {
 	var u User
 	var err error
 	via := AuthPassword
-	if email, password, ok := r.BasicAuth(); ok {
+	if email, password, ok := r.BasicAuth(); ok && isTokenLogin(email) {
+		// Zendesk's API-token form of Basic: "email/token:TOKEN". The token must belong to
+		// the user the email names, as Zendesk requires.
+		via = AuthToken
+		u, err = a.store.CheckAPIToken(r.Context(), password)
+		if err == nil && (u.Email == nil || !strings.EqualFold(*u.Email, strings.TrimSuffix(email, "/token"))) {
+			err = &Error{Kind: ErrUnauthorized, Description: "unknown, expired or revoked API token"}
+		}
+		if errors.Is(err, ErrUnauthorized) {
+			a.opts.Guard.TokenFailed(r)
+		}
+	} else if ok {
 		if err := a.opts.Guard.Check(r, email); err != nil {
 			return Principal{}, err
 		}
@@ -174,6 +206,11 @@ func (a *API) Authenticate(r *http.Request) (Principal, error) {
 		email = *u.Email
 	}
 	return Principal{UserID: u.ID, Name: u.Name, Email: email, Role: u.Role, Via: via}, nil
+}
+
+// isTokenLogin reports whether a Basic user name is Zendesk's "email/token" form.
+func isTokenLogin(user string) bool {
+	return strings.HasSuffix(user, "/token") && len(user) > len("/token")
 }
 
 // sessionPrincipal is the agent of a session cookie, after the same-origin check for writes.
@@ -245,7 +282,7 @@ func WriteError(w http.ResponseWriter, err error) {
 		apierror.Write(w, apierror.Error{Status: http.StatusInternalServerError, Description: "internal error"})
 		return
 	}
-	out := apierror.Error{Status: http.StatusInternalServerError, Description: e.Description, Details: e.Details}
+	out := apierror.Error{Status: http.StatusInternalServerError, Description: e.Description, Details: e.Details, Codes: e.Codes}
 	switch {
 	case errors.Is(e.Kind, ErrInvalid):
 		out.Status = http.StatusUnprocessableEntity
@@ -285,26 +322,44 @@ func pathID(r *http.Request, name, what string) (int64, error) {
 	return id, nil
 }
 
-// page reads per_page (1–100, default 100) and cursor.
+// page reads the page a list request asks for: per_page (1–100, default 100) and cursor (from
+// next_page), or Zendesk's cursor pagination, page[size] (1–100) and page[after] (from
+// meta.after_cursor; the same cursors).
 func page(r *http.Request) (after int64, limit int, err error) {
 	q := r.URL.Query()
 	limit = 100
-	if v := q.Get("per_page"); v != "" {
-		n, perr := strconv.Atoi(v)
-		if perr != nil || n < 1 || n > 100 {
-			return 0, 0, invalidField("per_page", "must be a whole number from 1 to 100, got %q", v)
+	for _, name := range []string{"per_page", "page[size]"} {
+		if v := q.Get(name); v != "" {
+			n, perr := strconv.Atoi(v)
+			if perr != nil || n < 1 || n > 100 {
+				return 0, 0, invalidField(name, "must be a whole number from 1 to 100, got %q", v)
+			}
+			limit = n
 		}
-		limit = n
 	}
-	if c := q.Get("cursor"); c != "" {
-		b, derr := base64.RawURLEncoding.DecodeString(c)
-		id, perr := strconv.ParseInt(string(b), 10, 64)
-		if derr != nil || perr != nil || id < 0 {
-			return 0, 0, invalidField("cursor", "%q is not a cursor from next_page", c)
+	if q.Get("page[before]") != "" {
+		return 0, 0, invalidField("page[before]", "is not supported on this list; follow links.next from the first page")
+	}
+	for _, name := range []string{"cursor", "page[after]"} {
+		if c := q.Get(name); c != "" {
+			id, ok := parseCursor(c)
+			if !ok {
+				return 0, 0, invalidField(name, "%q is not a cursor from next_page or meta.after_cursor", c)
+			}
+			after = id
 		}
-		after = id
 	}
 	return after, limit, nil
+}
+
+func parseCursor(c string) (int64, bool) {
+	b, derr := base64.RawURLEncoding.DecodeString(c)
+	id, perr := strconv.ParseInt(string(b), 10, 64)
+	return id, derr == nil && perr == nil && id >= 0
+}
+
+func cursorOf(id int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(id, 10)))
 }
 
 // nextPage is the URL of the page after lastID, or nil when there is none.
@@ -312,7 +367,7 @@ func (a *API) nextPage(r *http.Request, more bool, lastID int64) *string {
 	if !more {
 		return nil
 	}
-	return a.pageURL(r, base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(lastID, 10))))
+	return a.pageURL(r, cursorOf(lastID))
 }
 
 // pageURL is r's URL with its cursor replaced, under APIOptions.PublicURL — never under the
@@ -320,10 +375,36 @@ func (a *API) nextPage(r *http.Request, more bool, lastID int64) *string {
 // following next_page must not be sent elsewhere with its credentials.
 func (a *API) pageURL(r *http.Request, cursor string) *string {
 	q := r.URL.Query()
+	q.Del("page[after]")
 	q.Set("cursor", cursor)
 	u := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
 	s := a.opts.PublicURL + u.String()
 	return &s
+}
+
+// writePage answers one page of a list under key, in both paginations: next_page (offset by
+// cursor) and Zendesk's cursor pagination, meta {has_more, after_cursor, before_cursor} and
+// links {next, prev}. ids are the ids of items, in order.
+func (a *API) writePage(w http.ResponseWriter, r *http.Request, key string, items any, ids []int64, more bool) {
+	meta := map[string]any{"has_more": more, "after_cursor": nil, "before_cursor": nil}
+	links := map[string]any{"next": nil, "prev": nil}
+	var last int64
+	if len(ids) > 0 {
+		last = ids[len(ids)-1]
+		meta["after_cursor"] = cursorOf(last)
+		meta["before_cursor"] = cursorOf(ids[0])
+		if more {
+			q := r.URL.Query()
+			q.Del("cursor")
+			q.Set("page[after]", cursorOf(last))
+			if q.Get("page[size]") == "" && q.Get("per_page") == "" {
+				q.Set("page[size]", "100")
+			}
+			u := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
+			links["next"] = a.opts.PublicURL + u.String()
+		}
+	}
+	a.write(w, http.StatusOK, map[string]any{key: items, "next_page": a.nextPage(r, more, last), "meta": meta, "links": links})
 }
 
 func (a *API) serveOpenAPI(w http.ResponseWriter, r *http.Request) {

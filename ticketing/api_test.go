@@ -210,6 +210,47 @@ func TestOpenAPI_ResponsesMatchSpec(t *testing.T) {
 		{"GET", fmt.Sprintf("/users/%d/identities", u), nil},
 		{"POST", fmt.Sprintf("/users/%d/identities", v), map[string]any{"identity": map[string]any{"value": "+12125550186"}}},
 		{"POST", fmt.Sprintf("/users/%d/identities", v), map[string]any{"identity": map[string]any{"value": "nope"}}},
+		{"GET", fmt.Sprintf("/users/%d/identities/%d", u, iid), nil},
+		{"GET", fmt.Sprintf("/users/%d/identities/999999", u), nil},
+		{"PUT", fmt.Sprintf("/users/%d/identities/%d", u, iid), map[string]any{"identity": map[string]any{"verified": true}}},
+		{"PUT", fmt.Sprintf("/users/%d/identities/%d", u, iid), map[string]any{"identity": map[string]any{"value": "+12125550100"}}},
+		{"PUT", fmt.Sprintf("/users/%d/identities/%d/verify", u, iid), nil},
+		{"PUT", fmt.Sprintf("/users/%d/identities/999999/verify", u), nil},
+		{"GET", "/users/me", nil},
+		{"GET", "/users/me", auth{}},
+		{"GET", "/ticket_fields", nil},
+		{"GET", "/ticket_fields", auth{}},
+		{"GET", "/ticket_fields/6", nil},
+		{"GET", "/ticket_fields/99", nil},
+		{"GET", fmt.Sprintf("/users/show_many?ids=%d,%d", u, v), nil},
+		{"GET", "/users/show_many?ids=x", nil},
+		{"POST", "/users/create_or_update", map[string]any{"user": map[string]any{"name": "Upsert", "external_id": "spec-up"}}},
+		{"POST", "/users/create_or_update", map[string]any{"user": map[string]any{"name": "Upsert", "external_id": "spec-up", "notes": "again"}}},
+		{"POST", "/users/create_or_update", map[string]any{"user": map[string]any{"name": "Upsert", "email": "bad"}}},
+		{"POST", "/users/create_many", map[string]any{"users": []any{map[string]any{"name": "M1"}, map[string]any{"name": "M2", "email": "x"}}}},
+		{"POST", "/users/create_many", map[string]any{"users": []any{}}},
+		{"POST", "/users/create_or_update_many", map[string]any{"users": []any{map[string]any{"name": "M3", "external_id": "spec-up"}}}},
+		{"POST", "/users/create_or_update_many", map[string]any{"user": map[string]any{}}},
+		{"GET", fmt.Sprintf("/tickets/show_many?ids=%d,%d", tk, tk2), nil},
+		{"GET", "/tickets/show_many", nil},
+		{"POST", "/tickets/create_many", map[string]any{"tickets": []any{map[string]any{"subject": "b", "requester_id": u}, map[string]any{}}}},
+		{"POST", "/tickets/create_many", `{"tickets":{}}`},
+		{"GET", "/job_statuses/nope", nil},
+		{"GET", "/job_statuses/show_many", nil},
+		{"GET", "/search?query=type:ticket%20status<solved", nil},
+		{"GET", "/search?query=colour:red", nil},
+		{"GET", "/search/count?query=type:user", nil},
+		{"GET", "/search/count?query=type:order", nil},
+		{"GET", "/incremental/tickets/cursor?start_time=0", nil},
+		{"GET", "/incremental/tickets/cursor", nil},
+		{"GET", "/incremental/users/cursor?start_time=0&per_page=2", nil},
+		{"GET", "/incremental/users/cursor?cursor=x", nil},
+		{"GET", "/incremental/tickets?start_time=0", nil},
+		{"GET", "/incremental/tickets?start_time=x", nil},
+		{"GET", "/incremental/users?start_time=0", nil},
+		{"GET", "/incremental/users", nil},
+		{"GET", "/users?page[size]=1", nil},
+		{"GET", "/tickets?page[size]=1&page[after]=x", nil},
 		{"PUT", fmt.Sprintf("/users/%d/identities/%d/make_primary", u, iid), nil},
 		{"PUT", fmt.Sprintf("/users/%d/identities/999999/make_primary", u), nil},
 		{"DELETE", fmt.Sprintf("/users/%d/identities/%d", u, iid), nil},
@@ -253,6 +294,12 @@ func TestOpenAPI_ResponsesMatchSpec(t *testing.T) {
 		e.call(a, s.method, s.path, s.body)
 	}
 	e.call(auth{user: "admin@example.com", pass: adminPass}, "POST", "/tokens", map[string]any{"token": map[string]any{"description": "spec", "expires_in": 60}})
+	// A job status is read back by its id.
+	admin := auth{user: "admin@example.com", pass: adminPass}
+	job := must(t, e.call(admin, "POST", "/users/create_many", map[string]any{"users": []any{map[string]any{"name": "J1"}}}), http.StatusOK)
+	jid := job.str("job_status", "id")
+	must(t, e.call(admin, "GET", "/job_statuses/"+jid, nil), http.StatusOK)
+	must(t, e.call(admin, "GET", "/job_statuses/show_many?ids="+jid, nil), http.StatusOK)
 	doc, err := ticketing.OpenAPI()
 	if err != nil {
 		t.Fatal(err)
@@ -261,6 +308,9 @@ func TestOpenAPI_ResponsesMatchSpec(t *testing.T) {
 	defer e.mu.Unlock()
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {
+			if op.Extensions["x-served-by"] != nil {
+				continue // served by another package, driven by its own test against this file
+			}
 			ok, failed := false, false
 			for status := range e.validated[op.OperationID] {
 				ok = ok || status < 300

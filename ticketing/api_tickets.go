@@ -2,13 +2,39 @@ package ticketing
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"html"
 	"net/http"
+	"regexp"
 	"sort"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
-var ticketReadOnly = []string{"id", "url", "via", "origin_phone", "display_phone", "fields", "merged_into_id", "created_at", "updated_at"}
+var htmlTag = regexp.MustCompile(`(?s)<[^>]*>`)
+
+// htmlToText is an html_body as plain text: tags dropped, <br> and </p> as line breaks,
+// entities decoded.
+func htmlToText(s string) string {
+	s = regexp.MustCompile(`(?i)<br\s*/?>|</p>`).ReplaceAllString(s, "\n")
+	return strings.TrimSpace(html.UnescapeString(htmlTag.ReplaceAllString(s, "")))
+}
+
+var ticketReadOnly = []string{"id", "url", "via", "origin_phone", "display_phone", "merged_into_id", "created_at", "updated_at"}
+
+// zendeskTicketAccepted are fields of Zendesk's ticket that Switchboard accepts and does not
+// keep (it has no organizations, groups, brands, forms or followers): a Zendesk client sending
+// them back is not refused (docs/api.md, "Zendesk compatibility").
+var zendeskTicketAccepted = []string{"organization_id", "group_id", "brand_id", "forum_topic_id", "problem_id",
+	"has_incidents", "sharing_agreement_ids", "follower_ids", "email_cc_ids", "followup_ids", "ticket_form_id",
+	"satisfaction_rating", "raw_subject", "recipient", "allow_channelback", "allow_attachments",
+	"from_messaging_channel", "generated_timestamp", "custom_status_id", "safe_update", "updated_stamp",
+	"collaborators", "email_ccs", "followers", "macro_ids", "additional_collaborators", "metadata",
+	"encoded_id", "result_type", "dates"}
 
 func (a *API) writeTickets(w http.ResponseWriter, r *http.Request, f TicketFilter) error {
 	after, limit, err := page(r)
@@ -20,11 +46,7 @@ func (a *API) writeTickets(w http.ResponseWriter, r *http.Request, f TicketFilte
 	if err != nil {
 		return err
 	}
-	var last int64
-	if len(ts) > 0 {
-		last = ts[len(ts)-1].ID
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"tickets": nonNil(ts), "next_page": a.nextPage(r, more, last)})
+	a.writePage(w, r, "tickets", nonNil(ts), ticketIDs(ts), more)
 	return nil
 }
 
@@ -32,10 +54,26 @@ func (a *API) listTickets(w http.ResponseWriter, r *http.Request, p Principal) e
 	return a.writeTickets(w, r, TicketFilter{Status: r.URL.Query().Get("status")})
 }
 
-// readCustomFields reads the custom_fields object of a ticket body.
+// readCustomFields reads the call fields of a ticket body: custom_fields (or fields) as
+// Zendesk's [{"id", "value"}] list (ids of GET /ticket_fields), or as the object
+// {"call_id": …} of earlier versions. Errors name custom_fields.<key>.
 func readCustomFields(b *body) (CustomFields, *body) {
 	var c CustomFields
-	cf := b.object("custom_fields")
+	cf := b.customFieldsBody("custom_fields")
+	if raw := b.fields["fields"]; raw != nil && bytes.HasPrefix(bytes.TrimSpace(raw), []byte("[")) {
+		// Zendesk's "fields" is an alias of custom_fields; our own fields object is read only.
+		if alias := b.customFieldsBody("fields"); alias != nil {
+			if cf == nil {
+				cf = alias
+			} else {
+				for k, v := range alias.fields {
+					cf.fields[k] = v
+				}
+			}
+		}
+	} else {
+		b.ignore("fields")
+	}
 	if cf == nil {
 		return c, nil
 	}
@@ -58,21 +96,121 @@ func readCustomFields(b *body) (CustomFields, *body) {
 	return c, cf
 }
 
+// customFieldsBody reads name as the object of call fields, turning Zendesk's list
+// [{"id": 6, "value": "…"}] into {"call_id": "…"}; nil when absent.
+func (b *body) customFieldsBody(name string) *body {
+	raw := b.fields[name]
+	if raw == nil || !bytes.HasPrefix(bytes.TrimSpace(raw), []byte("[")) {
+		return b.object(name)
+	}
+	b.take(name)
+	var items []json.RawMessage
+	if json.Unmarshal(raw, &items) != nil {
+		b.fail(name, "must be a list of {\"id\", \"value\"} or an object, got %s", jsonKind(raw))
+		return nil
+	}
+	fields := map[string]json.RawMessage{}
+	for i, it := range items {
+		var e struct {
+			ID    json.RawMessage `json:"id"`
+			Value json.RawMessage `json:"value"`
+		}
+		if json.Unmarshal(it, &e) != nil || e.ID == nil {
+			b.fail(name, "item %d must be {\"id\", \"value\"}, got %s", i, jsonKind(it))
+			continue
+		}
+		id, ok := parseID(e.ID)
+		key := ticketFieldKey(id)
+		if !ok || key == "" {
+			b.fail(name, "item %d: %s is not the id of a ticket field; GET /api/v2/ticket_fields lists them", i, strings.TrimSpace(string(e.ID)))
+			continue
+		}
+		if e.Value == nil {
+			e.Value = json.RawMessage("null")
+		}
+		fields[key] = e.Value
+	}
+	return &body{prefix: b.prefix + "custom_fields.", fields: fields, used: map[string]bool{}, ignored: map[string]bool{}, errs: b.errs}
+}
+
+// readComment reads a ticket's comment: body (or, without it, html_body as text), html_body,
+// public, author_id; uploads are accepted and not kept (no attachments are stored).
 func readComment(b *body) (*NewComment, *body) {
 	cb := b.object("comment")
 	if cb == nil {
 		return nil, nil
 	}
+	return readCommentBody(cb), cb
+}
+
+func readCommentBody(cb *body) *NewComment {
+	cb.ignore("id", "type", "created_at", "ticket_id", "uploads", "attachments", "via", "metadata", "plain_body", "data")
 	c := &NewComment{Public: true}
+	html := cb.str("html_body")
 	if v := cb.str("body"); v != nil {
 		c.Body = *v
 	} else if _, ok := cb.fields["body"]; !ok {
-		cb.fail("body", "is required")
+		if html != nil {
+			c.Body = htmlToText(*html)
+		} else {
+			cb.fail("body", "is required")
+		}
 	}
 	if v := cb.boolean("public"); v != nil {
 		c.Public = *v
 	}
-	return c, cb
+	if v := cb.id("author_id"); v != nil {
+		c.AuthorID = *v
+	}
+	return c
+}
+
+// line reads a one-line string field that may be null (Zendesk's way of clearing it): nil
+// when absent, "" for null. Control characters and more than 255 bytes are refused, naming
+// the field: these values reach logs, search and other clients.
+func (b *body) line(name string) *string {
+	v, present := b.nullableStr(name)
+	if !present {
+		return nil
+	}
+	if v != nil && (len(*v) > 255 || strings.IndexFunc(*v, unicode.IsControl) >= 0 || !utf8.ValidString(*v)) {
+		b.fail(name, "must be one line of text of at most 255 bytes, without control characters")
+		return nil
+	}
+	return orEmpty(v)
+}
+
+// readTicketZendesk reads Zendesk's stored ticket fields.
+func readTicketZendesk(b *body) ZendeskFields {
+	var z ZendeskFields
+	z.Priority = b.line("priority")
+	z.Type = b.line("type")
+	z.ExternalID = b.line("external_id")
+	z.SubmitterID = b.id("submitter_id")
+	if raw := b.fields["collaborator_ids"]; raw != nil {
+		ids := b.ids("collaborator_ids")
+		if ids != nil {
+			z.CollaboratorIDs = &ids
+		}
+	}
+	if v, present := b.nullableStr("due_at"); present {
+		if v == nil || *v == "" {
+			z.ClearDueAt = true
+		} else if t, err := time.Parse(time.RFC3339, *v); err != nil {
+			b.fail("due_at", "must be an RFC 3339 time (2026-01-02T15:04:05Z), got %q", *v)
+		} else {
+			z.DueAt = &t
+		}
+	}
+	z.IsPublic = b.boolean("is_public")
+	return z
+}
+
+func orEmpty(v *string) *string {
+	if v == nil {
+		return new(string)
+	}
+	return v
 }
 
 func (a *API) createTicket(w http.ResponseWriter, r *http.Request, p Principal) error {
@@ -80,7 +218,31 @@ func (a *API) createTicket(w http.ResponseWriter, r *http.Request, p Principal) 
 	if err != nil {
 		return err
 	}
+	in, req, nested, err := a.readNewTicket(b)
+	if err != nil {
+		return err
+	}
+	if err := b.check(nested...); err != nil {
+		return err
+	}
+	t, err := a.createOne(r.Context(), p, in, req)
+	if err != nil {
+		return err
+	}
+	a.write(w, http.StatusCreated, map[string]any{"ticket": t})
+	return nil
+}
+
+// inlineRequester is Zendesk's requester object on a new ticket: the user is found by email,
+// else by phone, else created as an end user.
+type inlineRequester struct {
+	Name, Email, Phone string
+}
+
+// readNewTicket reads a new ticket's fields from b (POST /tickets, create_many).
+func (a *API) readNewTicket(b *body) (NewTicket, *inlineRequester, []*body, error) {
 	b.ignore(ticketReadOnly...)
+	b.ignore(zendeskTicketAccepted...)
 	var in NewTicket
 	if v := b.str("subject"); v != nil {
 		in.Subject = *v
@@ -88,28 +250,56 @@ func (a *API) createTicket(w http.ResponseWriter, r *http.Request, p Principal) 
 	if v := b.str("status"); v != nil {
 		in.Status = *v
 	}
+	var req *inlineRequester
+	rb := b.object("requester")
+	if rb != nil {
+		rb.ignore("locale_id", "locale")
+		req = &inlineRequester{}
+		if v := rb.str("name"); v != nil {
+			req.Name = *v
+		}
+		if v, _ := rb.nullableStr("email"); v != nil {
+			req.Email = *v
+		}
+		if v, _ := rb.nullableStr("phone"); v != nil {
+			req.Phone = *v
+		}
+		if req.Email == "" && req.Phone == "" && len(b.errs) == 0 {
+			rb.fail("email", "give the requester's email or phone")
+		}
+	}
 	if v := b.id("requester_id"); v != nil {
 		in.RequesterID = *v
-	} else if _, ok := b.fields["requester_id"]; !ok {
-		b.fail("requester_id", "is required")
+		req = nil
+	} else if _, ok := b.fields["requester_id"]; !ok && rb == nil {
+		b.fail("requester_id", "is required (or give a requester object: {name, email, phone})")
 	}
 	in.AssigneeID, _ = b.nullableID("assignee_id")
 	if v := b.strs("tags"); v != nil {
 		in.Tags = *v
 	}
+	in.Zendesk = readTicketZendesk(b)
 	cf, cfb := readCustomFields(b)
 	in.CustomFields = cf
 	c, cb := readComment(b)
 	in.Comment = c
-	if err := b.check(cfb, cb); err != nil {
-		return err
+	// Zendesk: a new ticket's description is its first comment.
+	if d := b.str("description"); d != nil && c == nil && strings.TrimSpace(*d) != "" {
+		in.Comment = &NewComment{Body: *d, Public: true}
 	}
-	t, err := a.store.CreateTicket(r.Context(), p.Actor(), in)
-	if err != nil {
-		return err
+	return in, req, []*body{cfb, cb, rb}, nil
+}
+
+// createOne creates a ticket, finding or creating its inline requester first.
+func (a *API) createOne(ctx context.Context, p Principal, in NewTicket, req *inlineRequester) (Ticket, error) {
+	if req != nil {
+		id, err := a.store.FindOrCreateRequester(ctx, p.Actor(), req.Name, req.Email, req.Phone)
+		if err != nil {
+			return Ticket{}, err
+		}
+		in.RequesterID = id
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"ticket": t})
-	return nil
+	return a.store.CreateTicket(ctx, p.Actor(), in)
 }
 
 func (a *API) getTicket(w http.ResponseWriter, r *http.Request, p Principal) error {
@@ -121,7 +311,7 @@ func (a *API) getTicket(w http.ResponseWriter, r *http.Request, p Principal) err
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ticket": t})
+	a.write(w, http.StatusOK, map[string]any{"ticket": t})
 	return nil
 }
 
@@ -135,6 +325,8 @@ func (a *API) updateTicket(w http.ResponseWriter, r *http.Request, p Principal) 
 		return err
 	}
 	b.ignore(ticketReadOnly...)
+	b.ignore(zendeskTicketAccepted...)
+	b.ignore("description", "requester")
 	var patch TicketPatch
 	patch.Subject = b.str("subject")
 	patch.Status = b.str("status")
@@ -147,6 +339,7 @@ func (a *API) updateTicket(w http.ResponseWriter, r *http.Request, p Principal) 
 	patch.CustomFields = cf
 	c, cb := readComment(b)
 	patch.Comment = c
+	patch.Zendesk = readTicketZendesk(b)
 	if err := b.check(cfb, cb); err != nil {
 		return err
 	}
@@ -154,7 +347,7 @@ func (a *API) updateTicket(w http.ResponseWriter, r *http.Request, p Principal) 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ticket": t})
+	a.write(w, http.StatusOK, map[string]any{"ticket": t})
 	return nil
 }
 
@@ -167,7 +360,7 @@ func (a *API) listComments(w http.ResponseWriter, r *http.Request, p Principal) 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"comments": nonNil(cs), "next_page": nil})
+	a.write(w, http.StatusOK, map[string]any{"comments": nonNil(cs), "next_page": nil})
 	return nil
 }
 
@@ -180,24 +373,15 @@ func (a *API) addComment(w http.ResponseWriter, r *http.Request, p Principal) er
 	if err != nil {
 		return err
 	}
-	b.ignore("id", "type", "author_id", "created_at", "ticket_id")
-	c := NewComment{Public: true}
-	if v := b.str("body"); v != nil {
-		c.Body = *v
-	} else if _, ok := b.fields["body"]; !ok {
-		b.fail("body", "is required")
-	}
-	if v := b.boolean("public"); v != nil {
-		c.Public = *v
-	}
+	c := readCommentBody(b)
 	if err := b.err(); err != nil {
 		return err
 	}
-	out, err := a.store.AddComment(r.Context(), p.Actor(), id, c)
+	out, err := a.store.AddComment(r.Context(), p.Actor(), id, *c)
 	if err != nil {
 		return renameField(err, "comment.body", "body")
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"comment": out})
+	a.write(w, http.StatusCreated, map[string]any{"comment": out})
 	return nil
 }
 
@@ -211,6 +395,8 @@ func (a *API) mergeTickets(w http.ResponseWriter, r *http.Request, p Principal) 
 		return err
 	}
 	ids := b.ids("ids")
+	// Zendesk's merge comments: accepted; the merge writes its own notes (TM rules).
+	b.ignore("source_comment", "target_comment", "source_comment_is_public", "target_comment_is_public")
 	if err := b.err(); err != nil {
 		return err
 	}
@@ -218,7 +404,7 @@ func (a *API) mergeTickets(w http.ResponseWriter, r *http.Request, p Principal) 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ticket": t})
+	a.write(w, http.StatusOK, map[string]any{"ticket": t})
 	return nil
 }
 
@@ -227,7 +413,7 @@ func (a *API) getSettings(w http.ResponseWriter, r *http.Request, p Principal) e
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"settings": s})
+	a.write(w, http.StatusOK, map[string]any{"settings": s})
 	return nil
 }
 
@@ -279,7 +465,7 @@ func (a *API) putSettings(w http.ResponseWriter, r *http.Request, p Principal) e
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"settings": s})
+	a.write(w, http.StatusOK, map[string]any{"settings": s})
 	return nil
 }
 
@@ -295,4 +481,33 @@ func jsonTypeName(kind string) string {
 		return "a number"
 	}
 	return kind
+}
+
+// listTicketFields is GET /ticket_fields: the call fields that custom_fields carries.
+func (a *API) listTicketFields(w http.ResponseWriter, r *http.Request, p Principal) error {
+	fs := TicketFields()
+	a.write(w, http.StatusOK, map[string]any{"ticket_fields": fs, "next_page": nil, "previous_page": nil, "count": len(fs)})
+	return nil
+}
+
+func (a *API) getTicketField(w http.ResponseWriter, r *http.Request, p Principal) error {
+	id, err := pathID(r, "id", "ticket field")
+	if err != nil {
+		return err
+	}
+	for _, f := range TicketFields() {
+		if f.ID == id {
+			a.write(w, http.StatusOK, map[string]any{"ticket_field": f})
+			return nil
+		}
+	}
+	return notFound("ticket field %d not found", id)
+}
+
+func ticketIDs(ts []Ticket) []int64 {
+	out := make([]int64, len(ts))
+	for i, t := range ts {
+		out[i] = t.ID
+	}
+	return out
 }

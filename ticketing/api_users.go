@@ -1,13 +1,55 @@
 package ticketing
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
 )
 
 // userReadOnly are fields of the user shape a client may send back unchanged.
-var userReadOnly = []string{"id", "url", "shared_phone_number", "placeholder", "merged_into_id", "created_at", "updated_at"}
+var userReadOnly = []string{"id", "url", "shared_phone_number", "placeholder", "merged_into_id", "created_at", "updated_at", "active"}
+
+// zendeskUserAccepted are fields of Zendesk's user that Switchboard accepts and does not keep
+// (no organizations, groups, custom roles, photos, signatures…): a Zendesk client sending them
+// back is not refused (docs/api.md, "Zendesk compatibility").
+var zendeskUserAccepted = []string{"organization_id", "organization", "locale_id", "role_type", "custom_role_id",
+	"default_group_id", "moderator", "only_private_comments", "restricted_agent", "suspended",
+	"ticket_restriction", "alias", "signature", "shared", "shared_agent", "photo", "two_factor_auth_enabled",
+	"last_login_at", "report_csv", "chat_only", "iana_time_zone", "identities", "skip_verify_email",
+	"remote_photo_url", "shared_phone_number", "result_type"}
+
+// readUserExtras reads Zendesk's stored user fields.
+func readUserExtras(b *body) UserExtras {
+	var x UserExtras
+	opt := func(name string) *string {
+		v, present := b.nullableStr(name)
+		if !present {
+			return nil
+		}
+		return orEmpty(v)
+	}
+	x.ExternalID = b.line("external_id")
+	x.Verified = b.boolean("verified")
+	x.Tags = b.strs("tags")
+	x.TimeZone = b.line("time_zone")
+	x.Locale = b.line("locale")
+	x.Notes = opt("notes")
+	x.Details = opt("details")
+	if raw := b.take("user_fields"); raw != nil && !isNull(raw) {
+		if m, err := parseObject(raw, "user_fields"); err != nil {
+			b.fail("user_fields", "must be an object, got %s", jsonKind(raw))
+		} else {
+			x.UserFields = map[string]any{}
+			for k, v := range m {
+				var val any
+				_ = json.Unmarshal(v, &val)
+				x.UserFields[k] = val
+			}
+		}
+	}
+	return x
+}
 
 // renameField moves the details of field from to field to (the store says "value" for a
 // number; the user body calls it "phone").
@@ -23,7 +65,17 @@ func renameField(err error, from, to string) error {
 		}
 		d[k] = append(d[k], v...)
 	}
-	return &Error{Kind: e.Kind, Description: strings.Replace(e.Description, from+":", to+":", 1), Details: d}
+	var codes map[string]string
+	for k, c := range e.Codes {
+		if codes == nil {
+			codes = map[string]string{}
+		}
+		if k == from {
+			k = to
+		}
+		codes[k] = c
+	}
+	return &Error{Kind: e.Kind, Description: strings.Replace(e.Description, from+":", to+":", 1), Details: d, Codes: codes}
 }
 
 // mayWriteUser: agents manage end users and themselves; other agents and admins are the
@@ -44,11 +96,7 @@ func (a *API) listUsers(w http.ResponseWriter, r *http.Request, p Principal) err
 	if err != nil {
 		return err
 	}
-	var last int64
-	if len(users) > 0 {
-		last = users[len(users)-1].ID
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"users": nonNil(users), "next_page": a.nextPage(r, more, last)})
+	a.writePage(w, r, "users", nonNil(users), userIDs(users), more)
 	return nil
 }
 
@@ -64,7 +112,25 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request, p Principal) er
 	if err != nil {
 		return err
 	}
+	in, err := readNewUser(b)
+	if err != nil {
+		return err
+	}
+	if in.Role != "" && in.Role != RoleEndUser && !p.IsAdmin() {
+		return &Error{Kind: ErrForbidden, Description: "only admins can create agents and admins"}
+	}
+	u, err := a.store.CreateUser(r.Context(), p.Actor(), in)
+	if err != nil {
+		return renameField(err, "value", "phone")
+	}
+	a.write(w, http.StatusCreated, map[string]any{"user": u})
+	return nil
+}
+
+// readNewUser reads a new user's fields from b (POST /users, create_many, create_or_update).
+func readNewUser(b *body) (NewUser, error) {
 	b.ignore(userReadOnly...)
+	b.ignore(zendeskUserAccepted...)
 	in := NewUser{}
 	if v := b.str("name"); v != nil {
 		in.Name = *v
@@ -83,18 +149,8 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request, p Principal) er
 	if v, _ := b.nullableStr("phone"); v != nil {
 		in.Phone = *v
 	}
-	if err := b.err(); err != nil {
-		return err
-	}
-	if in.Role != "" && in.Role != RoleEndUser && !p.IsAdmin() {
-		return &Error{Kind: ErrForbidden, Description: "only admins can create agents and admins"}
-	}
-	u, err := a.store.CreateUser(r.Context(), p.Actor(), in)
-	if err != nil {
-		return renameField(err, "value", "phone")
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"user": u})
-	return nil
+	in.Zendesk = readUserExtras(b)
+	return in, b.err()
 }
 
 func (a *API) getUser(w http.ResponseWriter, r *http.Request, p Principal) error {
@@ -106,7 +162,18 @@ func (a *API) getUser(w http.ResponseWriter, r *http.Request, p Principal) error
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"user": u})
+	a.write(w, http.StatusOK, map[string]any{"user": u})
+	return nil
+}
+
+// getMe is GET /users/me: the user the request authenticates as (Zendesk clients call it to
+// check their credentials).
+func (a *API) getMe(w http.ResponseWriter, r *http.Request, p Principal) error {
+	u, err := a.store.User(r.Context(), p.UserID)
+	if err != nil {
+		return err
+	}
+	a.write(w, http.StatusOK, map[string]any{"user": u})
 	return nil
 }
 
@@ -120,6 +187,7 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, p Principal) er
 		return err
 	}
 	b.ignore(userReadOnly...)
+	b.ignore(zendeskUserAccepted...)
 	var patch UserPatch
 	patch.Name = b.str("name")
 	if v, present := b.nullableStr("email"); present {
@@ -133,6 +201,7 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, p Principal) er
 	if v, _ := b.nullableStr("phone"); v != nil {
 		patch.Phone = v
 	}
+	patch.Zendesk = readUserExtras(b)
 	if err := b.err(); err != nil {
 		return err
 	}
@@ -150,7 +219,7 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, p Principal) er
 	if err != nil {
 		return renameField(err, "value", "phone")
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"user": u})
+	a.write(w, http.StatusOK, map[string]any{"user": u})
 	return nil
 }
 
@@ -194,7 +263,7 @@ func (a *API) searchUsers(w http.ResponseWriter, r *http.Request, p Principal) e
 	default:
 		return invalidField("query", "give ?phone=E164 or ?query=text")
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"users": nonNil(users), "next_page": nil})
+	a.write(w, http.StatusOK, map[string]any{"users": nonNil(users), "next_page": nil})
 	return nil
 }
 
@@ -220,7 +289,7 @@ func (a *API) listIdentities(w http.ResponseWriter, r *http.Request, p Principal
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"identities": nonNil(ids), "next_page": nil})
+	a.write(w, http.StatusOK, map[string]any{"identities": nonNil(ids), "next_page": nil})
 	return nil
 }
 
@@ -229,7 +298,7 @@ func (a *API) addIdentity(w http.ResponseWriter, r *http.Request, p Principal) e
 	if err != nil {
 		return err
 	}
-	b.ignore("id", "url", "user_id", "line_type", "created_at", "updated_at", "verified")
+	b.ignore("id", "url", "user_id", "line_type", "created_at", "updated_at", "undeliverable_count", "deliverable_state")
 	if t := b.str("type"); t != nil && *t != "phone_number" {
 		b.fail("type", "%q is not supported; only phone_number identities exist here", *t)
 	}
@@ -240,6 +309,7 @@ func (a *API) addIdentity(w http.ResponseWriter, r *http.Request, p Principal) e
 		}
 	}
 	primary := b.boolean("primary")
+	verified := b.boolean("verified")
 	if err := b.err(); err != nil {
 		return err
 	}
@@ -257,7 +327,12 @@ func (a *API) addIdentity(w http.ResponseWriter, r *http.Request, p Principal) e
 		}
 		ident.Primary = true
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"identity": ident})
+	if verified != nil && *verified {
+		if ident, err = a.store.SetIdentityVerified(r.Context(), p.Actor(), u.ID, ident.ID, true); err != nil {
+			return err
+		}
+	}
+	a.write(w, http.StatusCreated, map[string]any{"identity": ident})
 	return nil
 }
 
@@ -290,7 +365,7 @@ func (a *API) makePrimary(w http.ResponseWriter, r *http.Request, p Principal) e
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"identities": nonNil(ids), "next_page": nil})
+	a.write(w, http.StatusOK, map[string]any{"identities": nonNil(ids), "next_page": nil})
 	return nil
 }
 
@@ -316,7 +391,7 @@ func (a *API) mergeUser(w http.ResponseWriter, r *http.Request, p Principal) err
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"user": u})
+	a.write(w, http.StatusOK, map[string]any{"user": u})
 	return nil
 }
 
@@ -326,4 +401,84 @@ func (a *API) requestedTickets(w http.ResponseWriter, r *http.Request, p Princip
 		return err
 	}
 	return a.writeTickets(w, r, TicketFilter{RequesterID: id})
+}
+
+func (a *API) getIdentity(w http.ResponseWriter, r *http.Request, p Principal) error {
+	id, err := pathID(r, "id", "user")
+	if err != nil {
+		return err
+	}
+	iid, err := pathID(r, "iid", "identity")
+	if err != nil {
+		return err
+	}
+	ident, err := a.store.Identity(r.Context(), id, iid)
+	if err != nil {
+		return err
+	}
+	a.write(w, http.StatusOK, map[string]any{"identity": ident})
+	return nil
+}
+
+// updateIdentity is PUT /users/{id}/identities/{iid}: Zendesk's update, of verified here (a
+// number's value does not change: add the new one and delete the old).
+func (a *API) updateIdentity(w http.ResponseWriter, r *http.Request, p Principal) error {
+	iid, err := pathID(r, "iid", "identity")
+	if err != nil {
+		return err
+	}
+	b, err := readBody(r, "identity")
+	if err != nil {
+		return err
+	}
+	b.ignore("id", "url", "user_id", "type", "line_type", "primary", "created_at", "updated_at", "undeliverable_count", "deliverable_state")
+	verified := b.boolean("verified")
+	if raw := b.fields["value"]; raw != nil {
+		b.take("value")
+		b.fail("value", "a number cannot be changed: add the new number and delete this one")
+	}
+	if err := b.err(); err != nil {
+		return err
+	}
+	u, err := a.userForWrite(r, p)
+	if err != nil {
+		return err
+	}
+	var ident Identity
+	if verified != nil {
+		ident, err = a.store.SetIdentityVerified(r.Context(), p.Actor(), u.ID, iid, *verified)
+	} else {
+		ident, err = a.store.Identity(r.Context(), u.ID, iid)
+	}
+	if err != nil {
+		return err
+	}
+	a.write(w, http.StatusOK, map[string]any{"identity": ident})
+	return nil
+}
+
+// verifyIdentity is PUT /users/{id}/identities/{iid}/verify.
+func (a *API) verifyIdentity(w http.ResponseWriter, r *http.Request, p Principal) error {
+	iid, err := pathID(r, "iid", "identity")
+	if err != nil {
+		return err
+	}
+	u, err := a.userForWrite(r, p)
+	if err != nil {
+		return err
+	}
+	ident, err := a.store.SetIdentityVerified(r.Context(), p.Actor(), u.ID, iid, true)
+	if err != nil {
+		return err
+	}
+	a.write(w, http.StatusOK, map[string]any{"identity": ident})
+	return nil
+}
+
+func userIDs(us []User) []int64 {
+	out := make([]int64, len(us))
+	for i, u := range us {
+		out[i] = u.ID
+	}
+	return out
 }

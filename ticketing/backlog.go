@@ -18,7 +18,7 @@ type BacklogOptions struct {
 	// measure: it never queries the database.
 	Interval time.Duration
 	// Cap bounds the count: at most Cap pending events are counted, so that a measure costs
-	// at most Cap entries of the pending-events index however far behind the engine is
+	// at most Cap entries of the queue of pending events however far behind the engine is
 	// (default 100,000; the gauge then reads Cap).
 	Cap int
 	// Registerer, when set, receives switchboard_ticketing_backlog_events and
@@ -30,16 +30,16 @@ type BacklogOptions struct {
 }
 
 // Backlog measures how far the rules engine is behind the event log: the events stored in
-// call_events and not applied yet (of every node: the table is shared), and when the oldest
-// of them was stored. It is what an operator watches when tickets appear late (the engine
-// slower than the calls, or stopped); the spool's own gauges cover the events still waiting
-// for the database.
+// call_events and not applied yet (the rows of call_events_pending, of every node: the table
+// is shared), and when the oldest of them was stored. It is what an operator watches when
+// tickets appear late (the engine slower than the calls, or stopped); the spool's own gauges
+// cover the events still waiting for the database.
 //
-// A measure is two indexed, bounded queries, taken every Interval by Run (never per scrape):
-// the count reads the partial index of pending events, at most Cap entries; the oldest walks
-// the primary key (pos, in storing order) from a low-water mark kept below the first pending
-// event, so it reads only the events stored since the last measure and a margin, not the
-// table's history. Fields written by Run's goroutine are atomics: the gauges read them.
+// A measure is two indexed, bounded queries on the queue of pending events, taken every
+// Interval by Run (never per scrape): the count reads at most Cap entries of the queue's
+// primary key; the oldest is the queue's first entry in storing order (pos). The queue holds
+// only what is pending, so neither reads the table's history. Fields written by Run's
+// goroutine are atomics: the gauges read them.
 type Backlog struct {
 	store *Store
 	opts  BacklogOptions
@@ -47,15 +47,7 @@ type Backlog struct {
 
 	events atomic.Int64
 	oldest atomic.Int64 // unix ns the oldest pending event was stored; 0 when none
-	// low is a pos below which every event is applied, less a margin: events of concurrent
-	// inserts commit out of pos order, so one with a lower pos may appear after a measure.
-	low atomic.Int64
 }
-
-// backlogMargin is how far below the first pending event (or the end of the table) the next
-// measure starts: more than the events of all in-flight inserts (each node's event log
-// inserts at most 1,000 at once).
-const backlogMargin = 20000
 
 // NewBacklog builds the backlog measure and registers its gauges; Run measures.
 func (s *Store) NewBacklog(opts BacklogOptions) (*Backlog, error) {
@@ -126,21 +118,15 @@ func (b *Backlog) Measure(ctx context.Context) error {
 	defer cancel()
 	pool := b.store.pool
 	var n int64
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM call_events WHERE applied_at IS NULL LIMIT $1) p`,
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM call_events_pending LIMIT $1) p`,
 		b.opts.Cap).Scan(&n); err != nil {
 		return fmt.Errorf("ticketing: backlog count: %w", err)
 	}
-	low := b.low.Load()
-	var pos int64
 	var stored time.Time
-	err := pool.QueryRow(ctx, `SELECT pos, received_at FROM call_events WHERE pos >= $1 AND applied_at IS NULL
-		ORDER BY pos LIMIT 1`, low).Scan(&pos, &stored)
+	err := pool.QueryRow(ctx, `SELECT received_at FROM call_events_pending ORDER BY pos LIMIT 1`).Scan(&stored)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		stored = time.Time{}
-		if err := pool.QueryRow(ctx, `SELECT coalesce(max(pos), 0) + 1 FROM call_events`).Scan(&pos); err != nil {
-			return fmt.Errorf("ticketing: backlog end: %w", err)
-		}
 	case err != nil:
 		return fmt.Errorf("ticketing: backlog oldest: %w", err)
 	}
@@ -149,9 +135,6 @@ func (b *Backlog) Measure(ctx context.Context) error {
 		b.oldest.Store(0)
 	} else {
 		b.oldest.Store(stored.UnixNano())
-	}
-	if next := pos - backlogMargin; next > low {
-		b.low.Store(next)
 	}
 	return nil
 }

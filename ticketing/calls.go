@@ -73,6 +73,9 @@ type callRow struct {
 	// AgentChannel is the channel of the call.answered being applied (callevent.Channel*):
 	// not stored, it only decides the session_type of a ticket the answer makes (CF-1).
 	AgentChannel string
+	// fresh is a call the engine's batch is creating: its row is not stored yet and is
+	// inserted whole when the batch writes its calls (engine_batch.go, flushCalls).
+	fresh bool
 	// Data is the call's custom data (CF-4).
 	Data                                    map[string]string
 	Trunk, HangupBy, HangupCause, SIPReason *string
@@ -110,6 +113,12 @@ func scanCall(row pgx.Row, id string) (*callRow, error) {
 		c.PhaseMS = map[string]int64{}
 	}
 	return c, nil
+}
+
+// newCallRow is a call with no row yet, as the calls table's defaults would make it.
+func newCallRow(id string) *callRow {
+	return &callRow{ID: id, Direction: "inbound", State: "started", Phase: phaseIVR, PhaseMS: map[string]int64{},
+		SIPCallIDs: []string{}, fresh: true}
 }
 
 // dataOrEmpty is the call's data as stored: an empty object rather than null.

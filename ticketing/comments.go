@@ -3,6 +3,7 @@ package ticketing
 import (
 	"context"
 	"fmt"
+	"html"
 	"strings"
 	"time"
 
@@ -18,15 +19,37 @@ const (
 // Comment is a ticket comment in the shape of the API (docs/api.md). Voice is set for a
 // VoiceComment only, and its fields then appear in the JSON beside the others. TicketID is
 // the ticket the comment was written on: a comment of a merged source shows its source (TM-1).
+//
+// Zendesk's fields: PlainBody is the body, HTMLBody the body as escaped HTML (a client's
+// html_body is read as text: no client's markup reaches another client), Attachments is always empty (Switchboard keeps no attachments; a
+// call's audio is its recording), Via is how the comment came (voice for a call) and Data,
+// for a voice comment, the call's details as Zendesk Talk writes them.
 type Comment struct {
-	ID        int64  `json:"id"`
-	TicketID  int64  `json:"ticket_id"`
-	Type      string `json:"type"`
-	Body      string `json:"body"`
-	Public    bool   `json:"public"`
-	AuthorID  *int64 `json:"author_id"`
-	CreatedAt Time   `json:"created_at"`
+	ID          int64      `json:"id"`
+	TicketID    int64      `json:"ticket_id"`
+	Type        string     `json:"type"`
+	Body        string     `json:"body"`
+	PlainBody   string     `json:"plain_body"`
+	HTMLBody    string     `json:"html_body"`
+	Public      bool       `json:"public"`
+	AuthorID    *int64     `json:"author_id"`
+	Attachments []struct{} `json:"attachments"`
+	Via         Via        `json:"via"`
+	Data        *VoiceData `json:"data,omitempty"`
+	CreatedAt   Time       `json:"created_at"`
 	*Voice
+}
+
+// VoiceData is a voice comment's data object, as Zendesk Talk fills it.
+type VoiceData struct {
+	CallID       string  `json:"call_id"`
+	From         string  `json:"from"`
+	To           string  `json:"to"`
+	RecordingURL *string `json:"recording_url"`
+	CallDuration *int64  `json:"call_duration"`
+	AnsweredByID *int64  `json:"answered_by_id"`
+	Location     *string `json:"location"`
+	StartedAt    *Time   `json:"started_at"`
 }
 
 // Voice is what a VoiceComment records about one call (CD-1 … CD-6).
@@ -49,7 +72,8 @@ type Recording struct {
 }
 
 const commentSelect = `SELECT id, ticket_id, type, body, public, author_id, created_at, call_id, from_number, to_number,
-	started_at, duration, answered_by_id, location, recording_id, recording_url, recording_deleted_at FROM ticket_comments `
+	started_at, duration, answered_by_id, location, recording_id, recording_url, recording_deleted_at, via_channel
+	FROM ticket_comments `
 
 func scanComment(r pgx.Row) (Comment, error) {
 	var c Comment
@@ -57,17 +81,31 @@ func scanComment(r pgx.Row) (Comment, error) {
 	var callID, from, to, recID *string
 	var recURL *string
 	var recDeleted *Time
+	var via *string
 	err := r.Scan(&c.ID, &c.TicketID, &c.Type, &c.Body, &c.Public, &c.AuthorID, &c.CreatedAt, &callID, &from, &to,
-		&v.StartedAt, &v.Duration, &v.AnsweredByID, &v.Location, &recID, &recURL, &recDeleted)
+		&v.StartedAt, &v.Duration, &v.AnsweredByID, &v.Location, &recID, &recURL, &recDeleted, &via)
 	if err != nil {
 		return c, err
 	}
+	c.PlainBody = c.Body
+	c.HTMLBody = plainToHTML(c.Body)
+	c.Attachments = []struct{}{}
+	c.Via = Via{Channel: deref(via)}
+	if c.Via.Channel == "" {
+		c.Via.Channel = ChannelAPI
+	}
 	if c.Type == TypeVoiceComment {
 		v.CallID, v.From, v.To = deref(callID), deref(from), deref(to)
+		c.Via = Via{Channel: ChannelVoice, From: v.From, To: v.To}
+		d := &VoiceData{CallID: v.CallID, From: v.From, To: v.To, CallDuration: v.Duration,
+			AnsweredByID: v.AnsweredByID, Location: v.Location, StartedAt: v.StartedAt}
 		if recID != nil {
 			v.Recording = &Recording{ID: *recID, URL: recURL, DeletedAt: recDeleted}
+			if recDeleted == nil {
+				d.RecordingURL = recURL
+			}
 		}
-		c.Voice = &v
+		c.Voice, c.Data = &v, d
 	}
 	return c, nil
 }
@@ -77,6 +115,11 @@ func deref(p *string) string {
 		return ""
 	}
 	return *p
+}
+
+// plainToHTML is a plain-text body as Zendesk's html_body: escaped, lines kept.
+func plainToHTML(body string) string {
+	return `<div class="zd-comment"><p>` + strings.ReplaceAll(html.EscapeString(body), "\n", "<br>") + `</p></div>`
 }
 
 func nonEmpty(s string) *string {
@@ -93,11 +136,14 @@ func insertComment(ctx context.Context, tx pgx.Tx, actor Actor, ticketID int64, 
 	}
 	author := actorArg(actor)
 	if c.AuthorID != 0 {
+		if err := checkUserIDs(ctx, tx, "comment.author_id", c.AuthorID); err != nil {
+			return Comment{}, err
+		}
 		author = &c.AuthorID
 	}
-	out, err := scanComment(tx.QueryRow(ctx, `INSERT INTO ticket_comments (ticket_id, type, body, public, author_id)
-		VALUES ($1, 'Comment', $2, $3, $4) RETURNING `+commentSelect[len("SELECT "):strings.Index(commentSelect, " FROM")],
-		ticketID, body, c.Public, author))
+	out, err := scanComment(tx.QueryRow(ctx, `INSERT INTO ticket_comments (ticket_id, type, body, public, author_id, via_channel)
+		VALUES ($1, 'Comment', $2, $3, $4, $5) RETURNING `+commentSelect[len("SELECT "):strings.Index(commentSelect, "\n\tFROM")],
+		ticketID, body, c.Public, author, nonEmpty(c.Channel)))
 	if err != nil {
 		return Comment{}, dbError("add comment", err)
 	}
@@ -169,7 +215,7 @@ func (s *Store) AppendVoiceComment(ctx context.Context, ticketID int64, v VoiceC
 		out, err = scanComment(tx.QueryRow(ctx, `INSERT INTO ticket_comments (ticket_id, type, body, public, author_id,
 			call_id, from_number, to_number, started_at, duration, answered_by_id, location, recording_id, recording_url)
 			VALUES ($1, 'VoiceComment', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-			RETURNING `+commentSelect[len("SELECT "):strings.Index(commentSelect, " FROM")],
+			RETURNING `+commentSelect[len("SELECT "):strings.Index(commentSelect, "\n\tFROM")],
 			live, v.Body, v.Public, author, nonEmpty(v.CallID), nonEmpty(v.From), nonEmpty(v.To), started, v.Duration,
 			v.AnsweredByID, nonEmpty(v.Location), nonEmpty(v.RecordingID), nonEmpty(v.RecordingURL)))
 		if err != nil {

@@ -23,6 +23,12 @@
 //   - outbound.go: PlanOutboundCall, the outbound rules (OB-1 … OB-6, team ticket entry TB-1 …
 //     TB-4) that choose the number, contact and ticket of an agent's dial before anything is
 //     dialled; the web package serves POST /api/v2/calls with it.
+//   - zendesk.go, ticketfields.go, search.go, incremental.go, jobs.go, api_bulk.go,
+//     api_search.go: Zendesk compatibility (issue 20, migration 015) — ZendeskPaths (the
+//     ".json" suffix, wrapped around the whole mux by cmd/switchboard), Zendesk's shapes
+//     (custom_fields as [{id, value}] of the fixed call fields, via {from, to, rel}, comments'
+//     data), search with Zendesk's query syntax, cursor and time-based incremental exports,
+//     show_many / create_many / create_or_update with job statuses kept a day.
 //   - api*.go, decode.go: the REST API (NewAPI, Register, Authenticate),
 //     described by openapi.yaml and served at {prefix}/openapi.json; docs/api.md explains it.
 //     Errors are written by internal/apierror (WriteError maps *Error to it), the one writer

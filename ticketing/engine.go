@@ -38,9 +38,10 @@ type EngineOptions struct {
 }
 
 // Engine applies call lifecycle events to call records and tickets under the rules of
-// docs/rules.md (TC, TU, CD, VM, SD, CF). It reads the pending rows of call_events, which the
-// event log (package eventlog) and POST /call_events write, and applies each call's events in
-// seq order, each exactly once: the event is marked applied in the same transaction as its
+// docs/rules.md (TC, TU, CD, VM, SD, CF). It reads the pending events — the rows of
+// call_events named in call_events_pending, which a trigger fills as the event log (package
+// eventlog) and POST /call_events store events — and applies each call's events in seq order,
+// each exactly once: the event leaves call_events_pending in the same transaction as its
 // effects. Different calls are applied in parallel; one call's events never are.
 type Engine struct {
 	store *Store
@@ -184,8 +185,15 @@ func (e *Engine) ApplyPending(ctx context.Context) (int, error) {
 	after := ""
 	appliedThisSweep := 0
 	for range 100000 {
-		rows, err := e.store.pool.Query(ctx, `SELECT DISTINCT call_id FROM call_events WHERE applied_at IS NULL AND call_id > $1
-			ORDER BY call_id LIMIT 256`, after)
+		// The next 256 calls with pending events, as a walk of the queue's index from one call
+		// to the next (one probe per call, whatever the queue's size or how its plan was cached;
+		// a DISTINCT over the queue may be planned as a scan of all of it).
+		rows, err := e.store.pool.Query(ctx, `WITH RECURSIVE c(id) AS (
+				(SELECT call_id FROM call_events_pending WHERE call_id > $1 ORDER BY call_id LIMIT 1)
+				UNION ALL
+				SELECT (SELECT q.call_id FROM call_events_pending q WHERE q.call_id > c.id ORDER BY q.call_id LIMIT 1)
+				FROM c WHERE c.id IS NOT NULL)
+			SELECT id FROM c WHERE id IS NOT NULL LIMIT 256`, after)
 		if err != nil {
 			return total, fmt.Errorf("ticketing: pending calls: %w", err)
 		}
@@ -320,13 +328,15 @@ func isPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
-// setAside marks the refused event applied with its error, so that it never blocks its call.
+// setAside takes the refused event out of the queue of pending events and marks it refused
+// with its error, so that it never blocks its call.
 func (e *Engine) setAside(ctx context.Context, callID string, err error) error {
 	var p *permanentError
 	errors.As(err, &p)
 	e.failed.Inc()
 	e.log.Error("ticketing engine: event refused", "call_id", callID, "seq", p.seq, "type", p.typ, "err", p.err)
-	if _, err := e.store.pool.Exec(ctx, `UPDATE call_events SET applied_at = now(), error = $2 WHERE pos = $1`, p.pos, p.err.Error()); err != nil {
+	if _, err := e.store.pool.Exec(ctx, `WITH done AS (DELETE FROM call_events_pending WHERE pos = $1)
+		UPDATE call_events SET refused_at = now(), error = $2 WHERE pos = $1`, p.pos, p.err.Error()); err != nil {
 		return dbError("mark failed event", err)
 	}
 	if _, err := e.store.pool.Exec(ctx, `UPDATE calls SET last_seq = GREATEST(last_seq, $2) WHERE id = $1`, callID, p.seq); err != nil {
@@ -420,7 +430,9 @@ func (e *Engine) applyBatch(ctx context.Context, callIDs []string, limit int) (i
 	for i, p := range applied {
 		positions[i] = p.pos
 	}
-	if _, err := tx.Exec(ctx, `UPDATE call_events SET applied_at = now() WHERE pos = ANY($1)`, positions); err != nil {
+	// Applied: out of the queue, in the transaction of the event's effects, so that a crash
+	// before the commit leaves both undone and the event pending (exactly once).
+	if _, err := tx.Exec(ctx, `DELETE FROM call_events_pending WHERE pos = ANY($1)`, positions); err != nil {
 		return 0, dbError("mark applied", err)
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -26,15 +26,24 @@ type batchCall struct {
 	due     []pendingEvent
 }
 
-// loadBatch creates the batch's call rows that do not exist yet and locks them all, in id
-// order (the lock order of every engine transaction, so that two never deadlock), then reads
-// their pending events: three statements, whatever the number of calls.
+// callLockClass is the first key of the advisory locks the engine takes on call ids (the
+// two-key form, a space of its own apart from one-key advisory locks such as tern's).
+const callLockClass = 0x53420017
+
+// loadBatch locks the batch's calls and reads their rows and pending events: three
+// statements, whatever the number of calls. Every engine (of every node) takes a
+// transaction-scoped advisory lock on each call id first, in key order (so that two batches
+// never deadlock), then the existing rows FOR UPDATE in id order (against the API's writes);
+// a call with no row yet is new to the batch and its row is inserted whole when the batch
+// writes its calls, instead of being inserted empty here and then updated (a second row
+// version and four index entries per new call).
 func loadBatch(ctx context.Context, tx *applyTx, callIDs []string) ([]*batchCall, error) {
 	ids := slices.Clone(callIDs)
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	if _, err := tx.Tx.Exec(ctx, `INSERT INTO calls (id) SELECT unnest($1::text[]) ON CONFLICT (id) DO NOTHING`, ids); err != nil {
-		return nil, dbError("create calls", err)
+	if _, err := tx.Tx.Exec(ctx, `SELECT pg_advisory_xact_lock($2, k) FROM (
+			SELECT DISTINCT hashtext(id) AS k FROM unnest($1::text[]) AS id ORDER BY 1) l`, ids, int32(callLockClass)); err != nil {
+		return nil, dbError("lock calls", err)
 	}
 	rows, err := tx.Tx.Query(ctx, `SELECT `+callRowColumns+` FROM calls WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
 	if err != nil {
@@ -53,10 +62,19 @@ func loadBatch(ctx context.Context, tx *applyTx, callIDs []string) ([]*batchCall
 	if err := rows.Err(); err != nil {
 		return nil, dbError("lock calls", err)
 	}
-	rows, err = tx.Tx.Query(ctx, `SELECT call_id, pos, body, received_at FROM (
-			SELECT call_id, pos, body, received_at, seq, row_number() OVER (PARTITION BY call_id ORDER BY seq) AS n
-			FROM call_events WHERE call_id = ANY($1) AND applied_at IS NULL) e
-		WHERE n <= 500 ORDER BY call_id, seq`, ids)
+	for _, id := range ids {
+		if byID[id] == nil {
+			byID[id] = &batchCall{c: newCallRow(id)}
+		}
+	}
+	// Per call, its first 500 pending events in seq order: one walk of the queue's (call_id,
+	// seq) index per call whatever the queue's size or statistics (a backlog makes the queue
+	// large; a plan cached while it was small must not scan it).
+	rows, err = tx.Tx.Query(ctx, `SELECT p.call_id, p.pos, p.body, p.received_at
+		FROM unnest($1::text[]) AS c(id)
+		CROSS JOIN LATERAL (SELECT q.call_id, q.seq, q.pos, q.body, q.received_at FROM call_events_pending q
+			WHERE q.call_id = c.id ORDER BY q.seq LIMIT 500) p
+		ORDER BY p.call_id, p.seq`, ids)
 	if err != nil {
 		return nil, dbError("pending events", err)
 	}
@@ -120,7 +138,7 @@ func (e *Engine) prefetch(ctx context.Context, tx *applyTx, calls []*batchCall) 
 						continue
 					}
 				}
-				if norm, ok := e.store.callerNumber(number); ok {
+				if norm, ok := tx.callerNumber(e.store, number); ok {
 					numbers = append(numbers, norm)
 				}
 			case callevent.EventAnswered:

@@ -228,7 +228,7 @@ func TestSetBased_PoisonCallInBatchIsIsolatedAndReplayWritesNothing(t *testing.T
 	}
 	var pending, failed int
 	var failedType string
-	if err := h.pool.QueryRow(h.ctx, `SELECT count(*) FILTER (WHERE applied_at IS NULL), count(*) FILTER (WHERE error IS NOT NULL),
+	if err := h.pool.QueryRow(h.ctx, `SELECT (SELECT count(*) FROM call_events_pending), count(*) FILTER (WHERE error IS NOT NULL AND refused_at IS NOT NULL),
 		coalesce(max(type) FILTER (WHERE error IS NOT NULL), '') FROM call_events`).Scan(&pending, &failed, &failedType); err != nil {
 		t.Fatal(err)
 	}

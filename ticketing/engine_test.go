@@ -682,7 +682,7 @@ func TestInterleavedReplayIsIdempotent(t *testing.T) {
 		t.Fatalf("tickets %d, voice comments %d, notes %d; want %d each", tickets, voice, notes, calls)
 	}
 	var pending int
-	_ = h.pool.QueryRow(h.ctx, `SELECT count(*) FROM call_events WHERE applied_at IS NULL OR error IS NOT NULL`).Scan(&pending)
+	_ = h.pool.QueryRow(h.ctx, `SELECT (SELECT count(*) FROM call_events_pending) + (SELECT count(*) FROM call_events WHERE error IS NOT NULL)`).Scan(&pending)
 	if pending != 0 {
 		t.Errorf("%d events pending or failed", pending)
 	}

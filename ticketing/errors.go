@@ -33,6 +33,9 @@ type Error struct {
 	Kind        error
 	Description string
 	Details     map[string][]string
+	// Codes maps a field of Details to its Zendesk error code when it is not the default of
+	// the kind: CodeDuplicateValue for a value another record already holds.
+	Codes map[string]string
 	// RetryAfter is how long to wait before trying again (ErrTooManyRequests).
 	RetryAfter time.Duration
 }
@@ -65,6 +68,28 @@ func (e *Error) TryAgainAfter() time.Duration {
 
 // Unwrap returns the kind, so that errors.Is(err, ErrInvalid) works.
 func (e *Error) Unwrap() error { return e.Kind }
+
+// CodeDuplicateValue is Zendesk's error code of a field whose value another record already
+// holds (a user's email or external_id, a number the user already has): a 422 RecordInvalid
+// whose details name the field with "error": "DuplicateValue".
+const CodeDuplicateValue = "DuplicateValue"
+
+// duplicateField is a 422 about a field whose value is taken (Zendesk's DuplicateValue).
+func duplicateField(field, format string, args ...any) *Error {
+	e := invalidField(field, format, args...)
+	e.Codes = map[string]string{field: CodeDuplicateValue}
+	return e
+}
+
+// duplicate reports whether e is about a value already taken.
+func (e *Error) duplicate() bool {
+	for _, c := range e.Codes {
+		if c == CodeDuplicateValue {
+			return true
+		}
+	}
+	return false
+}
 
 // invalidField is a 422 about one field.
 func invalidField(field, format string, args ...any) *Error {
@@ -123,11 +148,13 @@ func dbError(op string, err error) error {
 		case "user_identities_one_shared_per_user":
 			return invalidField("value", "the user already holds a shared number; a user holds at most one (PM-8)")
 		case "user_identities_user_value":
-			return invalidField("value", "the user already has this number")
+			return duplicateField("value", "the user already has this number")
 		case "user_identities_one_primary":
 			return conflict("%s: the primary identity changed concurrently; retry", op)
 		case "users_email_key":
-			return invalidField("email", "is already being used by another user")
+			return duplicateField("email", "is already being used by another user")
+		case "users_external_id_key":
+			return duplicateField("external_id", "is already being used by another user")
 		}
 		return conflict("%s: %s", op, pe.Message)
 	case "23514": // check_violation

@@ -17,20 +17,27 @@ const (
 // Identity is a phone number on a user (docs/api.md). A direct line belongs to one user; a
 // shared number is another user's direct line (or an orphan of PM-9) also held by this user.
 type Identity struct {
-	ID        int64  `json:"id"`
-	UserID    int64  `json:"user_id"`
-	Type      string `json:"type"`
-	Value     string `json:"value"`
-	LineType  string `json:"line_type"`
-	Primary   bool   `json:"primary"`
-	CreatedAt Time   `json:"created_at"`
+	ID       int64  `json:"id"`
+	UserID   int64  `json:"user_id"`
+	Type     string `json:"type"`
+	Value    string `json:"value"`
+	LineType string `json:"line_type"`
+	Primary  bool   `json:"primary"`
+	// Verified is stored as set (Switchboard sends no verification calls).
+	Verified  bool `json:"verified"`
+	CreatedAt Time `json:"created_at"`
+	UpdatedAt Time `json:"updated_at"`
+	// URL is filled in by the API.
+	URL string `json:"url"`
 }
 
-const identitySelect = `SELECT id, user_id, type, value, line_type, is_primary, created_at FROM user_identities `
+const identityCols = `id, user_id, type, value, line_type, is_primary, verified, created_at, updated_at`
+
+const identitySelect = `SELECT ` + identityCols + ` FROM user_identities `
 
 func scanIdentity(r pgx.Row) (Identity, error) {
 	var i Identity
-	err := r.Scan(&i.ID, &i.UserID, &i.Type, &i.Value, &i.LineType, &i.Primary, &i.CreatedAt)
+	err := r.Scan(&i.ID, &i.UserID, &i.Type, &i.Value, &i.LineType, &i.Primary, &i.Verified, &i.CreatedAt, &i.UpdatedAt)
 	return i, err
 }
 
@@ -114,7 +121,7 @@ func (s *Store) addIdentity(ctx context.Context, tx pgx.Tx, userID int64, value 
 	}
 	ident, err := scanIdentity(tx.QueryRow(ctx, `INSERT INTO user_identities (user_id, value, line_type, is_primary)
 		VALUES ($1, $2, $3, NOT EXISTS (SELECT 1 FROM user_identities WHERE user_id = $1))
-		RETURNING id, user_id, type, value, line_type, is_primary, created_at`, userID, norm, lineType))
+		RETURNING `+identityCols, userID, norm, lineType))
 	if err != nil {
 		return Identity{}, dbError("add identity", err)
 	}
@@ -204,7 +211,7 @@ func (s *Store) UsersByPhone(ctx context.Context, number string) ([]Holder, erro
 }
 
 func holders(ctx context.Context, q querier, norm string) ([]Holder, error) {
-	rows, err := q.Query(ctx, `SELECT i.line_type, `+userSelect[len("SELECT "):]+`
+	rows, err := q.Query(ctx, `SELECT `+userCols+`, i.line_type `+userFrom+`
 		JOIN user_identities i ON i.user_id = u.id
 		WHERE i.value = $1 AND u.deleted_at IS NULL AND u.merged_into_id IS NULL
 		ORDER BY i.line_type = 'direct' DESC, u.created_at DESC, u.id DESC`, norm)
@@ -213,12 +220,47 @@ func holders(ctx context.Context, q querier, norm string) ([]Holder, error) {
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Holder, error) {
 		var h Holder
-		err := r.Scan(&h.LineType, &h.User.ID, &h.User.Name, &h.User.Email, &h.User.Role, &h.User.Placeholder,
-			&h.User.MergedIntoID, &h.User.CreatedAt, &h.User.UpdatedAt, &h.User.Phone, &h.User.SharedPhoneNumber)
+		var err error
+		h.User, err = scanUser(r, &h.LineType)
 		return h, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ticketing: holders: %w", err)
 	}
 	return out, nil
+}
+
+// Identity returns identity iid of user id (following a merge redirect).
+func (s *Store) Identity(ctx context.Context, userID, iid int64) (Identity, error) {
+	u, err := s.LiveUser(ctx, userID)
+	if err != nil {
+		return Identity{}, err
+	}
+	i, err := scanIdentity(s.pool.QueryRow(ctx, identitySelect+`WHERE id = $1 AND user_id = $2`, iid, u.ID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Identity{}, notFound("identity %d not found on user %d", iid, userID)
+	}
+	if err != nil {
+		return Identity{}, fmt.Errorf("ticketing: identity %d: %w", iid, err)
+	}
+	return i, nil
+}
+
+// SetIdentityVerified marks identity iid of user id verified or not (Zendesk's verified flag;
+// Switchboard stores it and sends no verification call).
+func (s *Store) SetIdentityVerified(ctx context.Context, actor Actor, userID, iid int64, verified bool) (Identity, error) {
+	var out Identity
+	err := s.inTx(ctx, actor, "verify_identity", func(tx pgx.Tx) error {
+		u, err := liveUser(ctx, tx, userID, true)
+		if err != nil {
+			return err
+		}
+		out, err = scanIdentity(tx.QueryRow(ctx, `UPDATE user_identities SET verified = $3 WHERE id = $1 AND user_id = $2
+			RETURNING `+identityCols, iid, u.ID, verified))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound("identity %d not found on user %d", iid, userID)
+		}
+		return dbError("verify identity", err)
+	})
+	return out, err
 }

@@ -137,7 +137,7 @@ func (e *Engine) resolveRequester(ctx context.Context, tx *applyTx, c *callRow, 
 		agent = *c.AgentID
 	}
 	var res Resolution
-	if norm, ok := e.store.callerNumber(number); ok && tx.cachedResolution(norm, st, &res) {
+	if norm, ok := tx.callerNumber(e.store, number); ok && tx.cachedResolution(norm, st, &res) {
 		// The batch resolved the number already (engine_prefetch.go).
 		res.Number, res.Location = norm, e.store.PhoneLocation(norm)
 	} else {

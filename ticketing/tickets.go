@@ -2,9 +2,11 @@ package ticketing
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/jackc/pgx/v5"
@@ -28,11 +30,39 @@ const (
 )
 
 // Via is where a ticket came from: channel voice with source inbound or outbound, voicemail,
-// or api.
+// or api. In JSON it is Zendesk's shape, {"channel", "source": {"from", "to", "rel"}}: rel is
+// Source ("inbound", "outbound"; null when empty) and, for a call, from and to are the numbers
+// of the ticket's first call as Zendesk Talk writes them ({"phone", "formatted_phone"}).
 type Via struct {
-	Channel string `json:"channel"`
-	Source  string `json:"source"`
+	Channel string
+	Source  string
+	// From and To are the caller's and the called number of the ticket's first call, when
+	// it has one (read from its first voice comment; never written).
+	From, To string
 }
+
+// viaParty is one end of a via source: a phone number as Zendesk Talk fills it.
+type viaParty struct {
+	Phone          string `json:"phone,omitempty"`
+	FormattedPhone string `json:"formatted_phone,omitempty"`
+}
+
+type viaSource struct {
+	From viaParty `json:"from"`
+	To   viaParty `json:"to"`
+	Rel  *string  `json:"rel"`
+}
+
+// MarshalJSON writes Zendesk's via object.
+func (v Via) MarshalJSON() ([]byte, error) {
+	out := struct {
+		Channel string    `json:"channel"`
+		Source  viaSource `json:"source"`
+	}{Channel: v.Channel, Source: viaSource{From: party(v.From), To: party(v.To), Rel: nonEmpty(v.Source)}}
+	return json.Marshal(out)
+}
+
+func party(phone string) viaParty { return viaParty{Phone: phone, FormattedPhone: phone} }
 
 // CustomFields are the call fields of CF-1/CF-2; durations are whole seconds. In a patch a nil
 // field stays as it is.
@@ -47,19 +77,31 @@ type CustomFields struct {
 	CSAT         *int    `json:"csat"`
 }
 
-// Ticket is a ticket in the shape of the API (docs/api.md). OriginPhone is the number that
-// created it (CD-7); DisplayPhone the number shown at its top, which only TM-2 changes.
+// Ticket is a ticket in the shape of the API (docs/api.md), Zendesk's with the call fields
+// added. OriginPhone is the number that created it (CD-7); DisplayPhone the number shown at its
+// top, which only TM-2 changes. Description is its first comment's text (read only, as in
+// Zendesk); Priority, Type, ExternalID, CollaboratorIDs, DueAt and IsPublic are stored and
+// returned as the client set them. URL is filled in by the API.
 type Ticket struct {
-	ID           int64        `json:"id"`
-	Subject      string       `json:"subject"`
-	Status       string       `json:"status"`
-	RequesterID  int64        `json:"requester_id"`
-	AssigneeID   *int64       `json:"assignee_id"`
-	Via          Via          `json:"via"`
-	OriginPhone  *string      `json:"origin_phone"`
-	DisplayPhone *string      `json:"display_phone"`
-	Tags         []string     `json:"tags"`
-	CustomFields CustomFields `json:"custom_fields"`
+	ID              int64        `json:"id"`
+	URL             string       `json:"url"`
+	ExternalID      *string      `json:"external_id"`
+	Subject         string       `json:"subject"`
+	Description     string       `json:"description"`
+	Status          string       `json:"status"`
+	Priority        *string      `json:"priority"`
+	Type            *string      `json:"type"`
+	RequesterID     int64        `json:"requester_id"`
+	SubmitterID     *int64       `json:"submitter_id"`
+	AssigneeID      *int64       `json:"assignee_id"`
+	CollaboratorIDs []int64      `json:"collaborator_ids"`
+	DueAt           *Time        `json:"due_at"`
+	IsPublic        bool         `json:"is_public"`
+	Via             Via          `json:"via"`
+	OriginPhone     *string      `json:"origin_phone"`
+	DisplayPhone    *string      `json:"display_phone"`
+	Tags            []string     `json:"tags"`
+	CustomFields    CustomFields `json:"custom_fields"`
 	// Fields are the ticket fields filled from calls' custom data by
 	// settings.custom_data_fields (CF-4), by field name: text and digits as strings,
 	// integers as numbers.
@@ -78,21 +120,36 @@ func (t Ticket) Unsolved() bool {
 	return false
 }
 
+// ticketSelect reads a ticket; the description and the numbers of via come from its first
+// comment and first voice comment (scalar subqueries, so that FOR UPDATE can follow).
 const ticketSelect = `SELECT id, subject, status, requester_id, assignee_id, via_channel, via_source, origin_phone, display_phone,
 	tags, session_type, caller_number, call_duration, wait_time, queue_name, call_id, hold_duration, csat,
-	merged_into_id, created_at, updated_at, fields FROM tickets `
+	merged_into_id, created_at, updated_at, fields, priority, type, submitter_id, external_id, collaborator_ids, due_at, is_public,
+	coalesce((SELECT c.body FROM ticket_comments c WHERE c.ticket_id = tickets.id ORDER BY c.id LIMIT 1), ''),
+	(SELECT ARRAY[coalesce(c.from_number, ''), coalesce(c.to_number, '')] FROM ticket_comments c
+		WHERE c.ticket_id = tickets.id AND c.type = 'VoiceComment' ORDER BY c.id LIMIT 1)
+	FROM tickets `
 
 func scanTicket(r pgx.Row) (Ticket, error) {
 	var t Ticket
+	var voice []string
 	c := &t.CustomFields
 	err := r.Scan(&t.ID, &t.Subject, &t.Status, &t.RequesterID, &t.AssigneeID, &t.Via.Channel, &t.Via.Source,
 		&t.OriginPhone, &t.DisplayPhone, &t.Tags, &c.SessionType, &c.CallerNumber, &c.CallDuration, &c.WaitTime,
-		&c.QueueName, &c.CallID, &c.HoldDuration, &c.CSAT, &t.MergedIntoID, &t.CreatedAt, &t.UpdatedAt, &t.Fields)
+		&c.QueueName, &c.CallID, &c.HoldDuration, &c.CSAT, &t.MergedIntoID, &t.CreatedAt, &t.UpdatedAt, &t.Fields,
+		&t.Priority, &t.Type, &t.SubmitterID, &t.ExternalID, &t.CollaboratorIDs, &t.DueAt, &t.IsPublic,
+		&t.Description, &voice)
 	if t.Tags == nil {
 		t.Tags = []string{}
 	}
+	if t.CollaboratorIDs == nil {
+		t.CollaboratorIDs = []int64{}
+	}
 	if t.Fields == nil {
 		t.Fields = map[string]any{}
+	}
+	if len(voice) == 2 {
+		t.Via.From, t.Via.To = voice[0], voice[1]
 	}
 	return t, err
 }
@@ -150,8 +207,48 @@ type NewTicket struct {
 	OriginPhone  string
 	Tags         []string
 	CustomFields CustomFields
+	// Zendesk's fields, stored and returned (ZendeskFields).
+	Zendesk ZendeskFields
 	// Comment, when set, is the ticket's first comment.
 	Comment *NewComment
+}
+
+// ZendeskFields are the ticket fields of Zendesk's API that Switchboard stores and returns
+// without acting on them (yet): nil leaves a field as it is (or unset at creation).
+// SubmitterID defaults to the acting user at creation.
+type ZendeskFields struct {
+	Priority        *string
+	Type            *string
+	SubmitterID     *int64
+	ExternalID      *string
+	CollaboratorIDs *[]int64
+	DueAt           *time.Time
+	ClearDueAt      bool
+	IsPublic        *bool
+}
+
+func (z ZendeskFields) empty() bool {
+	return z.Priority == nil && z.Type == nil && z.SubmitterID == nil && z.ExternalID == nil &&
+		z.CollaboratorIDs == nil && z.DueAt == nil && !z.ClearDueAt && z.IsPublic == nil
+}
+
+// check validates the values Zendesk constrains (priority, type).
+func (z ZendeskFields) check() error {
+	if z.Priority != nil && *z.Priority != "" {
+		switch *z.Priority {
+		case "urgent", "high", "normal", "low":
+		default:
+			return invalidField("priority", "%q is not a priority; use urgent, high, normal or low", *z.Priority)
+		}
+	}
+	if z.Type != nil && *z.Type != "" {
+		switch *z.Type {
+		case "problem", "incident", "question", "task":
+		default:
+			return invalidField("type", "%q is not a ticket type; use problem, incident, question or task", *z.Type)
+		}
+	}
+	return nil
 }
 
 // NewComment is a plain comment; AuthorID zero means the acting user (or none for the system).
@@ -159,6 +256,8 @@ type NewComment struct {
 	Body     string
 	Public   bool
 	AuthorID int64
+	// Channel is the comment's via channel ("api" when empty).
+	Channel string
 }
 
 func checkStatus(st string) error {
@@ -241,6 +340,9 @@ func (s *Store) CreateTicket(ctx context.Context, actor Actor, in NewTicket) (Ti
 	if err != nil {
 		return Ticket{}, err
 	}
+	if err := in.Zendesk.check(); err != nil {
+		return Ticket{}, err
+	}
 	var origin *string
 	if in.OriginPhone != "" {
 		origin = &in.OriginPhone
@@ -257,12 +359,29 @@ func (s *Store) CreateTicket(ctx context.Context, actor Actor, in NewTicket) (Ti
 			}
 		}
 		c := in.CustomFields
+		z := in.Zendesk
+		if z.SubmitterID == nil {
+			z.SubmitterID = actorArg(actor)
+		}
+		if err := checkUserIDs(ctx, tx, "submitter_id", z.SubmitterID); err != nil {
+			return err
+		}
+		var collaborators []int64
+		if z.CollaboratorIDs != nil {
+			collaborators = *z.CollaboratorIDs
+			if err := checkUserIDs(ctx, tx, "collaborator_ids", collaborators...); err != nil {
+				return err
+			}
+		}
 		var id int64
 		err = tx.QueryRow(ctx, `INSERT INTO tickets (subject, status, requester_id, assignee_id, via_channel, via_source,
 			origin_phone, display_phone, tags, session_type, caller_number, call_duration, wait_time, queue_name, call_id,
-			hold_duration, csat) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id`,
+			hold_duration, csat, priority, type, submitter_id, external_id, collaborator_ids, due_at, is_public)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+			nullif($17, ''), nullif($18, ''), $19, nullif($20, ''), coalesce($21, '{}'::bigint[]), $22, coalesce($23, true)) RETURNING id`,
 			strings.TrimSpace(in.Subject), in.Status, req, in.AssigneeID, in.Via.Channel, in.Via.Source, origin, tags,
-			c.SessionType, c.CallerNumber, c.CallDuration, c.WaitTime, c.QueueName, c.CallID, c.HoldDuration, c.CSAT).Scan(&id)
+			c.SessionType, c.CallerNumber, c.CallDuration, c.WaitTime, c.QueueName, c.CallID, c.HoldDuration, c.CSAT,
+			z.Priority, z.Type, z.SubmitterID, z.ExternalID, collaborators, z.DueAt, z.IsPublic).Scan(&id)
 		if err != nil {
 			return dbError("create ticket", err)
 		}
@@ -287,12 +406,13 @@ type TicketPatch struct {
 	Tags          *[]string
 	CustomFields  CustomFields
 	Comment       *NewComment
+	Zendesk       ZendeskFields
 }
 
 func (p TicketPatch) onlyTags() bool {
 	c := p.CustomFields
 	return p.Subject == nil && p.Status == nil && p.RequesterID == nil && p.AssigneeID == nil && !p.ClearAssignee &&
-		p.Comment == nil && c == (CustomFields{})
+		p.Comment == nil && c == (CustomFields{}) && p.Zendesk.empty()
 }
 
 // UpdateTicket changes ticket id in one transaction under the system rules: a closed ticket
@@ -312,12 +432,17 @@ func (s *Store) UpdateTicket(ctx context.Context, actor Actor, id int64, p Ticke
 			return Ticket{}, err
 		}
 	}
+	if err := p.Zendesk.check(); err != nil {
+		return Ticket{}, err
+	}
 	var out Ticket
 	err := s.inTx(ctx, actor, "update_ticket", func(tx pgx.Tx) error {
 		t, err := getTicket(ctx, tx, id, true)
 		if err != nil {
 			return err
 		}
+		p.Zendesk = p.Zendesk.changedFrom(t)
+		p.CustomFields = p.CustomFields.changedFrom(t.CustomFields)
 		// A field sent back unchanged is no change (a client may PUT the ticket it read).
 		if p.Status != nil && *p.Status == t.Status {
 			p.Status = nil
@@ -391,6 +516,9 @@ func (s *Store) UpdateTicket(ctx context.Context, actor Actor, id int64, p Ticke
 		if err != nil {
 			return dbError("update ticket", err)
 		}
+		if err := updateZendeskFields(ctx, tx, id, p.Zendesk); err != nil {
+			return err
+		}
 		// TU-9: closing a voicemail (its ticket set solved or closed) is audited.
 		if t.Via.Channel == ChannelVoicemail && p.Status != nil && (status == StatusSolved || status == StatusClosed) {
 			if err := auditVoicemailClosed(ctx, tx, actor, t, status); err != nil {
@@ -461,6 +589,19 @@ func (s *Store) UnsolvedTickets(ctx context.Context, requesterID int64) ([]Ticke
 	ts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Ticket, error) { return scanTicket(r) })
 	if err != nil {
 		return nil, fmt.Errorf("ticketing: unsolved tickets: %w", err)
+	}
+	return ts, nil
+}
+
+// TicketsByIDs returns the tickets among ids, in id order (unknown ids are left out).
+func (s *Store) TicketsByIDs(ctx context.Context, ids []int64) ([]Ticket, error) {
+	rows, err := s.pool.Query(ctx, ticketSelect+`WHERE id = ANY($1) ORDER BY id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("ticketing: tickets by ids: %w", err)
+	}
+	ts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Ticket, error) { return scanTicket(r) })
+	if err != nil {
+		return nil, fmt.Errorf("ticketing: tickets by ids: %w", err)
 	}
 	return ts, nil
 }

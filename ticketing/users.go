@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/mail"
@@ -22,33 +23,60 @@ const (
 	RoleAdmin   = "admin"
 )
 
-// User is an end user, agent or admin, in the shape of the API (docs/api.md). Phone is the
-// primary number and SharedPhoneNumber tells whether that number is a shared one.
+// User is an end user, agent or admin, in the shape of the API (docs/api.md): Zendesk's user
+// with the phone fields added. Phone is the primary number and SharedPhoneNumber tells whether
+// that number is a shared one. ExternalID, Verified, Tags, TimeZone, Locale, UserFields, Notes
+// and Details are stored and returned as the client set them. URL is filled in by the API.
 type User struct {
-	ID                int64   `json:"id"`
-	Name              string  `json:"name"`
-	Email             *string `json:"email"`
-	Role              string  `json:"role"`
-	Phone             *string `json:"phone"`
-	SharedPhoneNumber bool    `json:"shared_phone_number"`
-	Placeholder       bool    `json:"placeholder"`
-	MergedIntoID      *int64  `json:"merged_into_id"`
-	CreatedAt         Time    `json:"created_at"`
-	UpdatedAt         Time    `json:"updated_at"`
+	ID                int64          `json:"id"`
+	URL               string         `json:"url"`
+	Name              string         `json:"name"`
+	Email             *string        `json:"email"`
+	Role              string         `json:"role"`
+	Phone             *string        `json:"phone"`
+	SharedPhoneNumber bool           `json:"shared_phone_number"`
+	Active            bool           `json:"active"`
+	Verified          bool           `json:"verified"`
+	ExternalID        *string        `json:"external_id"`
+	Tags              []string       `json:"tags"`
+	TimeZone          *string        `json:"time_zone"`
+	Locale            *string        `json:"locale"`
+	UserFields        map[string]any `json:"user_fields"`
+	Notes             *string        `json:"notes"`
+	Details           *string        `json:"details"`
+	Placeholder       bool           `json:"placeholder"`
+	MergedIntoID      *int64         `json:"merged_into_id"`
+	CreatedAt         Time           `json:"created_at"`
+	UpdatedAt         Time           `json:"updated_at"`
 }
 
 // IsStaff reports whether u is an agent or an admin.
 func (u User) IsStaff() bool { return u.Role == RoleAgent || u.Role == RoleAdmin }
 
-const userSelect = `SELECT u.id, u.name, u.email, u.role, u.placeholder, u.merged_into_id, u.created_at, u.updated_at,
-	p.value, coalesce(p.line_type = 'shared', false)
-	FROM users u LEFT JOIN LATERAL (
+// userCols and userFrom read a user (u) and its primary number (p); userSelect is both.
+const userCols = `u.id, u.name, u.email, u.role, u.placeholder, u.merged_into_id, u.created_at, u.updated_at,
+	p.value, coalesce(p.line_type = 'shared', false), u.deleted_at IS NULL, u.verified, u.external_id, u.tags,
+	u.time_zone, u.locale, u.user_fields, u.notes, u.details`
+
+const userFrom = `FROM users u LEFT JOIN LATERAL (
 		SELECT value, line_type FROM user_identities i WHERE i.user_id = u.id ORDER BY is_primary DESC, id LIMIT 1
 	) p ON true `
 
-func scanUser(r pgx.Row) (User, error) {
+const userSelect = `SELECT ` + userCols + ` ` + userFrom
+
+// scanUser reads the columns of userCols, then extra.
+func scanUser(r pgx.Row, extra ...any) (User, error) {
 	var u User
-	err := r.Scan(&u.ID, &u.Name, &u.Email, &u.Role, &u.Placeholder, &u.MergedIntoID, &u.CreatedAt, &u.UpdatedAt, &u.Phone, &u.SharedPhoneNumber)
+	dest := append([]any{&u.ID, &u.Name, &u.Email, &u.Role, &u.Placeholder, &u.MergedIntoID, &u.CreatedAt, &u.UpdatedAt,
+		&u.Phone, &u.SharedPhoneNumber, &u.Active, &u.Verified, &u.ExternalID, &u.Tags, &u.TimeZone, &u.Locale,
+		&u.UserFields, &u.Notes, &u.Details}, extra...)
+	err := r.Scan(dest...)
+	if u.Tags == nil {
+		u.Tags = []string{}
+	}
+	if u.UserFields == nil {
+		u.UserFields = map[string]any{}
+	}
 	return u, err
 }
 
@@ -137,6 +165,58 @@ type NewUser struct {
 	Role     string
 	Password string
 	Phone    string
+	// Zendesk's user fields, stored and returned.
+	Zendesk UserExtras
+}
+
+// UserExtras are Zendesk's user fields that Switchboard stores and returns: nil leaves a
+// field as it is. An empty ExternalID, TimeZone, Locale, Notes or Details clears it.
+type UserExtras struct {
+	ExternalID *string
+	Verified   *bool
+	Tags       *[]string
+	TimeZone   *string
+	Locale     *string
+	UserFields map[string]any
+	Notes      *string
+	Details    *string
+}
+
+func (x UserExtras) empty() bool {
+	return x.ExternalID == nil && x.Verified == nil && x.Tags == nil && x.TimeZone == nil && x.Locale == nil &&
+		x.UserFields == nil && x.Notes == nil && x.Details == nil
+}
+
+// write stores x on user id; user_fields are merged into those held (Zendesk's update).
+func (x UserExtras) write(ctx context.Context, tx pgx.Tx, id int64) error {
+	if x.empty() {
+		return nil
+	}
+	var tags []string
+	if x.Tags != nil {
+		var err error
+		if tags, err = normalizeTags(*x.Tags); err != nil {
+			return err
+		}
+	}
+	var fields []byte
+	if x.UserFields != nil {
+		var err error
+		if fields, err = json.Marshal(x.UserFields); err != nil {
+			return invalidField("user_fields", "cannot be stored: %v", err)
+		}
+	}
+	_, err := tx.Exec(ctx, `UPDATE users SET
+		external_id = CASE WHEN $2::text IS NULL THEN external_id ELSE nullif($2, '') END,
+		verified = coalesce($3, verified),
+		tags = coalesce($4, tags),
+		time_zone = CASE WHEN $5::text IS NULL THEN time_zone ELSE nullif($5, '') END,
+		locale = CASE WHEN $6::text IS NULL THEN locale ELSE nullif($6, '') END,
+		user_fields = CASE WHEN $7::jsonb IS NULL THEN user_fields ELSE user_fields || $7::jsonb END,
+		notes = CASE WHEN $8::text IS NULL THEN notes ELSE nullif($8, '') END,
+		details = CASE WHEN $9::text IS NULL THEN details ELSE nullif($9, '') END
+		WHERE id = $1`, id, x.ExternalID, x.Verified, tags, x.TimeZone, x.Locale, fields, x.Notes, x.Details)
+	return dbError("update user", err)
 }
 
 func checkEmail(email string) (*string, error) {
@@ -215,6 +295,9 @@ func (s *Store) CreateUser(ctx context.Context, actor Actor, in NewUser) (User, 
 				return err
 			}
 		}
+		if err := in.Zendesk.write(ctx, tx, id); err != nil {
+			return err
+		}
 		u, err = getUser(ctx, tx, id)
 		return err
 	})
@@ -229,6 +312,7 @@ type UserPatch struct {
 	Role     *string
 	Password *string
 	Phone    *string
+	Zendesk  UserExtras
 }
 
 // UpdateUser changes user id in one transaction. A merged user is a redirect and cannot change
@@ -318,6 +402,9 @@ func (s *Store) UpdateUser(ctx context.Context, actor Actor, id int64, p UserPat
 			if err := makePrimary(ctx, tx, id, iid); err != nil {
 				return err
 			}
+		}
+		if err := p.Zendesk.write(ctx, tx, id); err != nil {
+			return err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE users SET updated_at = clock_timestamp() WHERE id = $1`, id); err != nil {
 			return dbError("update user", err)
@@ -531,4 +618,105 @@ func (s *Store) dummyHash() []byte {
 		s.dummy, _ = bcrypt.GenerateFromPassword([]byte(base64.RawURLEncoding.EncodeToString(b[:])), s.opts.BcryptCost)
 	})
 	return s.dummy
+}
+
+// FindOrCreateRequester returns the user a new ticket's inline requester names (Zendesk's
+// requester: {name, email, phone}): the live user with this email, else the direct owner of
+// this phone number (or its one shared holder), else a new end user with them. A racing
+// request that created the same email first wins and its user is returned.
+func (s *Store) FindOrCreateRequester(ctx context.Context, actor Actor, name, email, phone string) (int64, error) {
+	email = strings.TrimSpace(email)
+	for attempt := 0; attempt < 2; attempt++ {
+		if email != "" {
+			if _, err := checkEmail(email); err != nil {
+				return 0, renameField(err, "email", "requester.email")
+			}
+			var id int64
+			err := s.pool.QueryRow(ctx, `SELECT id FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL`, email).Scan(&id)
+			if err == nil {
+				u, err := s.LiveUser(ctx, id)
+				return u.ID, err
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return 0, fmt.Errorf("ticketing: find requester: %w", err)
+			}
+		}
+		if phone != "" {
+			hs, err := s.UsersByPhone(ctx, phone)
+			if err != nil {
+				return 0, renameField(err, "value", "requester.phone")
+			}
+			if len(hs) > 0 && (hs[0].LineType == LineDirect || len(hs) == 1) {
+				return hs[0].User.ID, nil
+			}
+		}
+		if strings.TrimSpace(name) == "" {
+			name = email
+			if name == "" {
+				name = phone
+			}
+		}
+		u, err := s.CreateUser(ctx, actor, NewUser{Name: name, Email: email, Phone: phone})
+		if err == nil {
+			return u.ID, nil
+		}
+		var e *Error
+		if errors.As(err, &e) && e.Details["email"] != nil && attempt == 0 {
+			continue // created concurrently: find it
+		}
+		return 0, renameField(renameField(renameField(err, "email", "requester.email"), "value", "requester.phone"), "name", "requester.name")
+	}
+	return 0, conflict("the requester changed concurrently; retry")
+}
+
+// UsersByIDs returns the live users among ids (merged ones as their redirect), in id order.
+func (s *Store) UsersByIDs(ctx context.Context, ids []int64) ([]User, error) {
+	rows, err := s.pool.Query(ctx, userSelect+`WHERE u.id = ANY($1) AND u.deleted_at IS NULL ORDER BY u.id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("ticketing: users by ids: %w", err)
+	}
+	users, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (User, error) { return scanUser(r) })
+	if err != nil {
+		return nil, fmt.Errorf("ticketing: users by ids: %w", err)
+	}
+	return users, nil
+}
+
+// UsersByExternalIDs returns the live users holding these external ids, in id order.
+func (s *Store) UsersByExternalIDs(ctx context.Context, ext []string) ([]User, error) {
+	rows, err := s.pool.Query(ctx, userSelect+`WHERE u.external_id = ANY($1) AND u.deleted_at IS NULL ORDER BY u.id`, ext)
+	if err != nil {
+		return nil, fmt.Errorf("ticketing: users by external ids: %w", err)
+	}
+	users, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (User, error) { return scanUser(r) })
+	if err != nil {
+		return nil, fmt.Errorf("ticketing: users by external ids: %w", err)
+	}
+	return users, nil
+}
+
+// MatchUser returns the live user create_or_update updates: the one with externalID when
+// given, else the one with email (compared without regard to case); 0 when none.
+func (s *Store) MatchUser(ctx context.Context, externalID, email string) (int64, error) {
+	var id int64
+	var err error
+	switch {
+	case externalID != "":
+		err = s.pool.QueryRow(ctx, `SELECT id FROM users WHERE external_id = $1 AND deleted_at IS NULL`, externalID).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) && email != "" {
+			return s.MatchUser(ctx, "", email)
+		}
+	case email != "":
+		err = s.pool.QueryRow(ctx, `SELECT id FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL`, strings.TrimSpace(email)).Scan(&id)
+	default:
+		return 0, nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("ticketing: match user: %w", err)
+	}
+	u, err := s.LiveUser(ctx, id)
+	return u.ID, err
 }

@@ -199,10 +199,10 @@ func (g *testGateway) checkAgentTicket(call map[string]any, agentID float64, men
 	if tk["assignee_id"] != agentID {
 		t.Errorf("ticket assignee %v, want agent1 (%v) (TC-1): %v", tk["assignee_id"], agentID, tk)
 	}
-	if via, _ := tk["via"].(map[string]any); via["channel"] != "voice" || via["source"] != "inbound" {
+	if via, _ := tk["via"].(map[string]any); via["channel"] != "voice" || viaRel(tk) != "inbound" {
 		t.Errorf("ticket via %v, want voice/inbound", tk["via"])
 	}
-	if cf, _ := tk["custom_fields"].(map[string]any); cf["queue_name"] != "support" || cf["call_id"] != call["id"] || cf["session_type"] != session {
+	if customField(tk, "queue_name") != "support" || customField(tk, "call_id") != call["id"] || customField(tk, "session_type") != session {
 		t.Errorf("ticket custom fields %v, want queue_name support, the call id and session_type %s (CF-1)", tk["custom_fields"], session)
 	}
 	var note, voice map[string]any
@@ -559,11 +559,11 @@ wait:
 		t.Errorf("outbound call record %v: want answered, from the trunk's caller ID", outCall)
 	}
 	tk, _ := g.ticketOf(outCall)
-	if via := tk["via"].(map[string]any); via["channel"] != "voice" || via["source"] != "outbound" {
+	if via := tk["via"].(map[string]any); via["channel"] != "voice" || viaRel(tk) != "outbound" {
 		t.Errorf("outbound ticket via %v, want voice/outbound (TC-2)", via)
 	}
-	if cf, _ := tk["custom_fields"].(map[string]any); cf["session_type"] != "webrtc" {
-		t.Errorf("outbound ticket session_type %v, want webrtc: placed from the softphone (CF-1)", cf["session_type"])
+	if st := customField(tk, "session_type"); st != "webrtc" {
+		t.Errorf("outbound ticket session_type %v, want webrtc: placed from the softphone (CF-1)", st)
 	}
 	if tk["assignee_id"] != agentID || tk["status"] != "open" {
 		t.Errorf("outbound ticket %v: want open, assigned to agent1", tk)

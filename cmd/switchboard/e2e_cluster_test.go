@@ -105,8 +105,8 @@ func TestCluster_KillDashNineNode_SurvivorClosesItsCallOnce(t *testing.T) {
 		t.Errorf("call after B's restart: state %v, outcome %v, ended_at %v; want ended, failed, a time", c["state"], c["outcome"], c["ended_at"])
 	}
 	tk, comments := b.g.ticketOf(c)
-	if cf, _ := tk["custom_fields"].(map[string]any); cf["call_id"] != id {
-		t.Errorf("ticket %v: custom field call_id %v, want %s", tk["id"], cf["call_id"], id)
+	if cid := customField(tk, "call_id"); cid != id {
+		t.Errorf("ticket %v: custom field call_id %v, want %s", tk["id"], cid, id)
 	}
 	voice := 0
 	for _, cm := range comments {

@@ -603,8 +603,8 @@ func TestEndToEnd_RecordingSurvivesSIGKILL(t *testing.T) {
 		t.Errorf("the ticket's voice comment does not carry the repaired recording: %v", comments)
 	}
 	var ready int
-	if err := r.query([]any{&ready}, `SELECT count(*) FROM call_events WHERE call_id = $1 AND type = 'call.recording_ready' AND applied_at IS NOT NULL
-		AND body->>'recording_id' = $2`, callID, recID); err != nil || ready != 1 {
+	if err := r.query([]any{&ready}, `SELECT count(*) FROM call_events e WHERE call_id = $1 AND type = 'call.recording_ready'
+		AND NOT EXISTS (SELECT 1 FROM call_events_pending p WHERE p.pos = e.pos) AND body->>'recording_id' = $2`, callID, recID); err != nil || ready != 1 {
 		t.Errorf("applied call.recording_ready events for the call: %d, %v; want 1", ready, err)
 	}
 	resp, got := getRecording(t, r.g.base, recID, "admin@example.com", "adminpass", "")

@@ -108,7 +108,7 @@ func TestFault_DatabaseDown60sUnderLoad_NoCallDroppedNoEventLost(t *testing.T) {
 	f.awaitCount("recording rows ready", bridged+voicemail, 60*time.Second,
 		`SELECT count(*) FROM recordings WHERE state = 'ready' AND duration_ms > 0`)
 	// Nothing left unapplied, nothing dead-lettered, the spool drained.
-	f.awaitCount("unapplied events", 0, 30*time.Second, `SELECT count(*) FROM call_events WHERE applied_at IS NULL`)
+	f.awaitCount("unapplied events", 0, 30*time.Second, `SELECT count(*) FROM call_events_pending`)
 	if n := f.count(`SELECT count(*) FROM call_events_dead`); n != 0 {
 		t.Errorf("%d events dead-lettered; an outage must not make any", n)
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/switchboard-voice/switchboard/ticketing"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
 	"github.com/switchboard-voice/switchboard/web"
+	"github.com/switchboard-voice/switchboard/webhooks"
 )
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -119,6 +120,9 @@ type gateway struct {
 	engineMu   sync.Mutex         // guards stopEngine and engineDone (set by awaitDatabase)
 	stopEngine context.CancelFunc
 	engineDone chan struct{}
+	// hooks delivers the webhooks (cmd/switchboard/webhooks.go); stopHooks ends it.
+	hooks     *webhooks.Dispatcher
+	stopHooks func()
 
 	tel   *telephony
 	admin *http.Server
@@ -213,8 +217,10 @@ func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*g
 	// Host allow-list (DNS rebinding) and security headers on every response.
 	// Every request's context names its client, which the audit entries its changes write
 	// record (ip_address): the API's own handlers and those recordings and web serve.
+	// Every /api/v2 path also answers with Zendesk's ".json" suffix.
+	api := ticketing.ZendeskPaths("/api/v2", mux)
 	withClient := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mux.ServeHTTP(w, r.WithContext(ticketing.WithClientAddr(r.Context(), gw.guard.Source(r))))
+		api.ServeHTTP(w, r.WithContext(ticketing.WithClientAddr(r.Context(), gw.guard.Source(r))))
 	})
 	edge := web.Edge(withClient, web.EdgeOptions{AllowedHosts: cfg.HTTP.AllowedHostList(), AnyHost: []string{"/healthz", "/readyz"}})
 	gw.http = newHTTPServer(edge, defaultHTTPTimeouts(), slog.NewLogLogger(log.Handler(), slog.LevelWarn))

@@ -36,11 +36,18 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 	if err != nil {
 		return err
 	}
+	if err := gw.newWebhooks(); err != nil {
+		return err
+	}
 	gw.events, err = eventlog.Open(ctx, eventlog.Options{
-		Pool:       gw.pool,
-		SpoolPath:  cfg.Database.Spool,
-		Node:       cfg.Node,
-		OnStored:   gw.engine.Wake,
+		Pool:      gw.pool,
+		SpoolPath: cfg.Database.Spool,
+		Node:      cfg.Node,
+		// The engine and the webhooks look at once (neither call blocks).
+		OnStored: func() {
+			gw.engine.Wake()
+			gw.hooks.Wake()
+		},
 		Logger:     gw.log.With("component", "eventlog"),
 		Registerer: gw.reg,
 	})
@@ -97,6 +104,7 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 	})
 	gw.api.Register(mux, "/api/v2")
 	gw.api.RegisterCalls(mux, "/api/v2", gw.events, gw.engine.Wake)
+	gw.mountWebhooks(mux)
 	return nil
 }
 
@@ -207,6 +215,7 @@ func (gw *gateway) awaitSpool(ctx context.Context) {
 // closeTicketing makes every accepted event durable, lets the engine finish its pass, and
 // stops it. Safe to call on a partly started gateway.
 func (gw *gateway) closeTicketing() {
+	gw.stopWebhooks()
 	if gw.nodes != nil {
 		gw.nodes.Close() // it emits through the event log: stopped first
 	}

@@ -31,6 +31,9 @@ type Error struct {
 	// messages about it. Each message is written {"description": message, "error": code}, the
 	// code being "Conflict" for a 409, "NotFound" for a 404 and "InvalidValue" otherwise.
 	Details map[string][]string
+	// Codes, when set, overrides the code of a field's messages in details: Zendesk's
+	// "DuplicateValue" for a value another record holds (an email, an external_id).
+	Codes map[string]string
 	// Reason, when set, is a machine-readable cause written as "reason" beside "error" (the
 	// toll-fraud refusals of POST /calls: "destination_denied", "rate", …).
 	Reason string
@@ -64,8 +67,12 @@ func Write(w http.ResponseWriter, e Error) {
 		code := detailCode(e.Status)
 		body.Details = make(map[string][]Detail, len(e.Details))
 		for field, msgs := range e.Details {
+			c := code
+			if fc := e.Codes[field]; fc != "" {
+				c = fc
+			}
 			for _, m := range msgs {
-				body.Details[field] = append(body.Details[field], Detail{Description: m, Error: code})
+				body.Details[field] = append(body.Details[field], Detail{Description: m, Error: c})
 			}
 		}
 	}

@@ -28,7 +28,8 @@
 // goes on. The events around it are stored in their order.
 //
 // Applying events to tickets is the rules engine's job (package ticketing); it reads the
-// pending rows of call_events. The table is the interface between the two. What the log holds
+// pending events, which a trigger of call_events queues in call_events_pending as the log
+// stores them. The table is the interface between the two. What the log holds
 // of one call (its last seq, whether it ended) is asked of the log, not of the table:
 // CallState also sees the events still waiting in the spool. The log owns the nodes table
 // too (RecordNode): nodes are the producers of its events.

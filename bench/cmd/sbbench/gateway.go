@@ -261,7 +261,7 @@ func (b *bench) idle(ctx context.Context, d time.Duration) error {
 		}
 		calls = m.Sum("switchboard_calls_active", nil)
 		recs = m.Sum("switchboard_recordings_active", nil)
-		if err := b.db.QueryRow(ctx, `SELECT count(*) FROM call_events WHERE applied_at IS NULL`).Scan(&pending); err != nil {
+		if err := b.db.QueryRow(ctx, `SELECT count(*) FROM call_events_pending`).Scan(&pending); err != nil {
 			return false
 		}
 		return calls == 0 && recs == 0 && pending == 0
