@@ -498,6 +498,19 @@ func (s *store) recordAttempt(ctx context.Context, webhookID, owner string, invo
 		code = &r.statusCode
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The webhook's row first, as DELETE takes it (then the cascade takes the invocations):
+		// taking the invocation first deadlocked with a DELETE of the webhook (40P01, found by
+		// TestWebhookDeleteStopsDeliveries in a CI run). A deleted webhook or a lost lease ends
+		// the attempt's recording here.
+		var one int
+		err := tx.QueryRow(ctx, `SELECT 1 FROM webhooks WHERE id = $1 AND leased_by = $2 FOR NO KEY UPDATE`,
+			webhookID, owner).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return errLeaseLost
+		}
+		if err != nil {
+			return fmt.Errorf("webhooks: record attempt: %w", err)
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO webhook_attempts (invocation_id, status, status_code, error, duration_ms)
 			VALUES ($1, $2, $3, $4, $5)`, invocationID, status, code, r.err, int(r.duration.Milliseconds())); err != nil {
 			return fmt.Errorf("webhooks: record attempt: %w", err)

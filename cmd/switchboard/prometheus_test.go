@@ -930,6 +930,11 @@ func TestFreshGatewayMetricsExistAtZeroWithNodeLabel(t *testing.T) {
 	_, dexprs := dashboardExprs(t)
 	_, aexprs := loadAlertRules(t)
 	for _, e := range append(dexprs, aexprs...) {
+		if strings.Contains(e.expr, "or on() vector(0)") {
+			// A series that only exists once something happened (a label value nobody knows
+			// beforehand, like the lost node's name) falls back to 0: no "no data" either.
+			continue
+		}
 		for _, n := range metricNameRE.FindAllString(e.expr, -1) {
 			if !names[n] {
 				if _, ok := exposedName(n, known); ok {
