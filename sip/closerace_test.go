@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/internal/testport"
 	"github.com/switchboard-voice/switchboard/media"
 )
 
@@ -17,9 +18,10 @@ import (
 // call whose context was not made yet: a nil pointer). Loops the race; run under -race.
 func TestCloseWhileInvitesArriveNeverPanics(t *testing.T) {
 	for round := range 10 {
-		// RTP ports of its own (52000–52199, clear of the other tests' random ranges): the calls
-		// Close rejects keep theirs until their 503 is given up on (no ACK comes).
-		ports, err := media.NewPortAllocator(netip.MustParseAddr("127.0.0.1"), 52000, 52199)
+		// RTP ports of its own each round: the calls Close rejects keep theirs until their 503
+		// is given up on (no ACK comes).
+		base := testport.FreeRange(t, 20000, 32000, 200)
+		ports, err := media.NewPortAllocator(netip.MustParseAddr("127.0.0.1"), base, base+199)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -106,9 +106,10 @@ type testGateway struct {
 	summary chan CallSummary
 }
 
-// rtpRange picks a random-ish block of 200 ports for the gateway's RTP allocator.
+// rtpRange picks a free block of 200 ports for the gateway's RTP allocator, below the
+// ephemeral range and above the peers' band (see internal/testport).
 func rtpRange(t *testing.T) (int, int) {
-	base := 32000 + int(time.Now().UnixNano()%100)*200
+	base := testport.FreeRange(t, 20000, 32000, 200)
 	return base, base + 199
 }
 
@@ -288,11 +289,27 @@ func (p *sippProc) wait(t *testing.T) {
 	case err := <-p.done:
 		p.done <- err
 		if err != nil {
-			t.Fatalf("sipp %s failed: %v\n%s", p.name, err, tail(p.out.String(), 3000))
+			t.Fatalf("sipp %s failed: %v\n%s%s", p.name, err, sippErrors(p.out.String()), tail(p.out.String(), 3000))
 		}
 	case <-time.After(95 * time.Second):
 		t.Fatalf("sipp %s did not exit", p.name)
 	}
+}
+
+// sippErrors picks SIPp's own error lines ("Unable to bind …", scenario errors) out of its
+// output: they come before the statistics screens, which fill the tail shown on failure.
+func sippErrors(out string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "rror") || strings.Contains(l, "nable") || strings.Contains(l, "bind") {
+			b.WriteString(l)
+			b.WriteByte('\n')
+			if b.Len() > 2000 {
+				break
+			}
+		}
+	}
+	return b.String()
 }
 
 func tail(s string, n int) string {

@@ -47,7 +47,7 @@ func writeGatewayConfig(t *testing.T, dbURL string) (path, base string, sipPort,
 	// clear of the unit tests' ranges (21000–31000); the allocator skips any port another
 	// process takes later. (A benchmark's gateway beside the tests holds thousands of ports
 	// there: a range drawn blind was all taken, and the softphone got no RTP port.)
-	rtpMin := testport.FreeRange(t, 40000, 50000, 200)
+	rtpMin := testport.FreeRange(t, 20000, 32000, 200)
 	cfg := fmt.Sprintf(`node: test
 shutdown_grace: 10s
 log: {level: debug}

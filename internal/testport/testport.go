@@ -9,25 +9,28 @@ import (
 	"testing"
 )
 
+// Peers' ports come from [PeerLow, PeerHigh): below the kernel's ephemeral range (32768–60999
+// on Linux), so no socket of any process on the machine (a database connection, a resolver, a
+// gateway's outbound leg) is handed one of them between our probe and the peer's bind. Asking
+// the kernel for port 0 handed out exactly such ports: SIPp then exited 254 with "unable to
+// bind" when another test's process took the port first (CI, TestEarlyMediaRelayed).
+// Gateways' RTP ranges in tests come from FreeRange in [20000, 32000), above this band.
+const (
+	PeerLow  = 10000
+	PeerHigh = 20000
+)
+
 // FreeUDP returns a port free on 127.0.0.1 for UDP and TCP (SIP listens on both) at the time
-// of the call.
+// of the call, drawn at random from the peer band and probed.
 func FreeUDP(t testing.TB) int {
 	t.Helper()
-	for range 50 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	for range 500 {
+		port := PeerLow + rand.IntN(PeerHigh-PeerLow)
+		if udpFree(port) && tcpFree(port) {
+			return port
 		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		pc.Close()
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return port
 	}
-	t.Fatal("no free port")
+	t.Fatal("testport: no free port in the peer band")
 	return 0
 }
 
@@ -36,26 +39,32 @@ func FreeUDP(t testing.TB) int {
 // with "Unable to bind video RTP socket").
 func FreeMedia(t testing.TB) int {
 	t.Helper()
-	for range 100 {
-		p := FreeUDP(t)
-		if p%2 == 1 || p > 65531 {
-			continue
-		}
-		free := true
-		for i := 1; i < 4 && free; i++ {
-			c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p+i))
-			if err != nil {
-				free = false
-				continue
-			}
-			c.Close()
-		}
-		if free {
+	for range 500 {
+		p := PeerLow + 2*rand.IntN((PeerHigh-PeerLow-4)/2)
+		if rangeFree(p, 4) {
 			return p
 		}
 	}
-	t.Fatal("no four free ports in a row for SIPp's media")
+	t.Fatal("testport: no four free ports in a row for SIPp's media")
 	return 0
+}
+
+func udpFree(port int) bool {
+	c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+func tcpFree(port int) bool {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
 }
 
 // FreeRange returns the first port of n ports in a row, from an even port in [lo, hi), all
@@ -80,11 +89,9 @@ func FreeRange(t testing.TB, lo, hi, n int) int {
 
 func rangeFree(start, n int) bool {
 	for p := start; p < start+n; p++ {
-		c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
+		if !udpFree(p) {
 			return false
 		}
-		c.Close()
 	}
 	return true
 }
