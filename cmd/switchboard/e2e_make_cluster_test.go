@@ -80,8 +80,8 @@ type scriptCluster struct {
 
 // startScriptCluster starts cluster.sh and returns once every node answers /readyz and the
 // script wrote CLUSTER_DIR/ready (the front's dispatcher holds all three nodes active). edit,
-// when given, changes the dev configuration the nodes' configurations are made from. Cleanup stops the script
-// (SIGINT, as Ctrl-C) and, failing that, its process group.
+// when given, changes the dev configuration the nodes' configurations are made from. Cleanup
+// stops the script (SIGINT, as Ctrl-C) and, failing that, its process group.
 func startScriptCluster(t *testing.T, edit func(cfg string) string) *scriptCluster {
 	t.Helper()
 	requireSipp(t)
@@ -288,9 +288,10 @@ func TestMakeCluster_CallsThroughFrontLandOnAllNodesAndSurviveANodeKill(t *testi
 }
 
 // hashedDevConfig writes the dev configuration with its accounts' passwords given as bcrypt
-// hashes of the lowest cost (and the agents' SIP secrets and usernames kept), so that three race-built nodes
-// starting side by side do not spend a minute hashing and comparing passwords on a busy
-// machine (a CI run's nodes were not ready within 60 s for that alone). Logins are unchanged.
+// hashes of the lowest cost (and the agents' SIP secrets and usernames kept), so that three
+// race-built nodes starting side by side do not spend a minute hashing and comparing passwords
+// on a busy machine (a CI run's nodes were not ready within 60 s for that alone). Logins are
+// unchanged.
 func hashedDevConfig(t *testing.T, dir string) string {
 	t.Helper()
 	b, err := os.ReadFile(opsRepoRoot + "/deploy/dev/switchboard.yaml")
