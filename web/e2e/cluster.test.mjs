@@ -64,12 +64,13 @@ async function ask(step, ms = 4 * STEP) {
   assert.equal(res.status, 202, `the Go test did ${step}`);
 }
 
-// login logs agent1 in when the page shows its login form (a session the restarted node does
-// not know sends the page back to it).
-async function login(page) {
-  await page.getByTestId('login-email').fill('agent1@example.com');
-  await page.getByTestId('login-password').fill('agentpass');
-  await page.getByTestId('login-submit').click();
+// login logs agent1 in from the page's login form; timeout bounds each action (the form may
+// go away under it: the page reloads itself when its node does not know its session).
+async function login(page, timeout = WAIT) {
+  await page.getByTestId('login-email').fill('agent1@example.com', { timeout });
+  await page.getByTestId('login-password').fill('agentpass', { timeout });
+  await page.getByTestId('login-submit').click({ timeout });
+  await page.getByTestId('login-submit').waitFor({ state: 'hidden', timeout });
 }
 
 // setState clicks the button until the page shows the state (the click counts once the
@@ -132,11 +133,12 @@ test('cluster softphone: answers through the front, its node killed under load, 
   // restarted node does not know its session.
   await until(async () => {
     if (await page.getByTestId('login-submit').isVisible()) {
-      await login(page);
+      // A reload may hide the form between the check and the login: try again next round.
+      await login(page, 5000).catch((e) => console.log('login after the restart, retrying:', e.message.split('\n')[0]));
       return false;
     }
     return (await page.locator('#conn').textContent()).includes('Connected');
-  }, 'the page to reconnect to node 2');
+  }, 'the page to reconnect to node 2', 2 * WAIT);
   await setState(page, 'available');
   await until(async () => (await agentState(page)) === 'available', 'agent1 available again in GET /api/v2/agents');
   await page.screenshot({ path: path.join(artifacts, 'cluster-reconnected.png'), fullPage: true });
