@@ -65,6 +65,16 @@ type Call struct {
 	// info handles SIP INFO on the carrier leg (DTMF for the IVR); nil answers 200 and drops it.
 	info atomic.Pointer[INFOHandler]
 
+	// provMu orders the carrier INVITE's provisional responses before its final one: a
+	// provisional is checked and sent under it, and answerFinal is set under it (markFinal),
+	// so a 180 or 183 that passed its check is on the wire before any final response is sent,
+	// and none goes out after (RFC 3261 §13.3.1.1: provisionals only until the final). Without
+	// it a bridge's relayed 180 could be scheduled after the 200 answering the same INVITE
+	// (seen under load: SIPp counted 180 after 200 as unexpected). It is held across sipgo's
+	// send only, which calls nothing of ours; never taken inside a sipgo callback (OnCancel
+	// runs under sipgo's transaction lock, which that send needs). Taken before c.mu.
+	provMu sync.Mutex
+
 	mu          sync.Mutex
 	received    time.Time // INVITE received
 	gwAnswered  time.Time // our 200 on the carrier leg
@@ -140,14 +150,37 @@ func (c *Call) Ringing() error {
 	if c.carrier == nil {
 		return ErrNoCarrierLeg
 	}
-	c.mu.Lock()
-	if c.answerFinal {
-		c.mu.Unlock()
+	c.provMu.Lock()
+	defer c.provMu.Unlock()
+	if c.finalSent() {
 		return nil
 	}
-	c.mu.Unlock()
+	if h := c.s.opts.beforeProvisional; h != nil {
+		h()
+	}
 	l := c.carrier
 	return c.s.respond(l.inviteTx, l.response(l.invite, 180, "Ringing", nil))
+}
+
+// finalSent reports whether a final response went out (or is going out) on the carrier leg.
+func (c *Call) finalSent() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.answerFinal
+}
+
+// markFinal claims the carrier INVITE's final response: false if one was claimed before. It
+// waits for a provisional being sent (provMu) so that the final goes out after it.
+func (c *Call) markFinal() bool {
+	c.provMu.Lock()
+	defer c.provMu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.answerFinal {
+		return false
+	}
+	c.answerFinal = true
+	return true
 }
 
 // Progress sends 183 Session Progress with our SDP answer on the carrier leg, for early media
@@ -157,12 +190,11 @@ func (c *Call) Progress(ctx context.Context) error {
 	if c.carrier == nil {
 		return ErrNoCarrierLeg
 	}
-	c.mu.Lock()
-	if c.answerFinal {
-		c.mu.Unlock()
+	c.provMu.Lock()
+	defer c.provMu.Unlock()
+	if c.finalSent() {
 		return errors.New("sip: carrier leg already answered or rejected")
 	}
-	c.mu.Unlock()
 	l := c.carrier
 	offer := l.invite.Body()
 	if len(offer) == 0 {
@@ -185,13 +217,9 @@ func (c *Call) Answer(ctx context.Context) error {
 	if c.carrier == nil {
 		return ErrNoCarrierLeg
 	}
-	c.mu.Lock()
-	if c.answerFinal {
-		c.mu.Unlock()
+	if !c.markFinal() {
 		return errors.New("sip: carrier leg already answered or rejected")
 	}
-	c.answerFinal = true
-	c.mu.Unlock()
 	l := c.carrier
 	var body []byte
 	l.mu.Lock()
@@ -237,13 +265,9 @@ func (c *Call) reject(code int, reason string, hdrs ...sip.Header) {
 	if c.carrier == nil {
 		return
 	}
-	c.mu.Lock()
-	if c.answerFinal {
-		c.mu.Unlock()
+	if !c.markFinal() {
 		return
 	}
-	c.answerFinal = true
-	c.mu.Unlock()
 	c.noteFinal(code, reason)
 	l := c.carrier
 	res := l.response(l.invite, code, reason, nil)

@@ -523,13 +523,9 @@ func (s *Server) runInternal(c *Call, o ivr.Offer, local ivr.AgentDialer) {
 // answerInternal answers the internal INVITE: 200 with our SDP answer and the channel the
 // agent answered on, retransmitted until the ACK (RFC 3261 §13.3.1.4).
 func (c *Call) answerInternal(ctx context.Context, channel string) error {
-	c.mu.Lock()
-	if c.answerFinal {
-		c.mu.Unlock()
+	if !c.markFinal() {
 		return errors.New("sip: internal leg already answered or cancelled")
 	}
-	c.answerFinal = true
-	c.mu.Unlock()
 	l := c.carrier
 	ans, m, err := Negotiate(l.invite.Body(), l.localDesc(false))
 	if err != nil {
