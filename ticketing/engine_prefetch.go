@@ -26,6 +26,9 @@ type batchCall struct {
 	due     []pendingEvent
 }
 
+// maxPendingPerCall is how many of a call's pending events one batch reads.
+const maxPendingPerCall = 500
+
 // callLockClass is the first key of the advisory locks the engine takes on call ids (the
 // two-key form, a space of its own apart from one-key advisory locks such as tern's).
 const callLockClass = 0x53420017
@@ -67,14 +70,14 @@ func loadBatch(ctx context.Context, tx *applyTx, callIDs []string) ([]*batchCall
 			byID[id] = &batchCall{c: newCallRow(id)}
 		}
 	}
-	// Per call, its first 500 pending events in seq order: one walk of the queue's (call_id,
+	// Per call, its first maxPendingPerCall pending events in seq order: one walk of the queue's (call_id,
 	// seq) index per call whatever the queue's size or statistics (a backlog makes the queue
 	// large; a plan cached while it was small must not scan it).
 	rows, err = tx.Tx.Query(ctx, `SELECT p.call_id, p.pos, p.body, p.received_at
 		FROM unnest($1::text[]) AS c(id)
 		CROSS JOIN LATERAL (SELECT q.call_id, q.seq, q.pos, q.body, q.received_at FROM call_events_pending q
-			WHERE q.call_id = c.id ORDER BY q.seq LIMIT 500) p
-		ORDER BY p.call_id, p.seq`, ids)
+			WHERE q.call_id = c.id ORDER BY q.seq LIMIT $2) p
+		ORDER BY p.call_id, p.seq`, ids, maxPendingPerCall)
 	if err != nil {
 		return nil, dbError("pending events", err)
 	}
