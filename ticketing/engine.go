@@ -261,14 +261,16 @@ func (e *Engine) Run(ctx context.Context) {
 // (re)connects, the next pass sweeps (notifications sent meanwhile were never heard).
 func (e *Engine) listen(ctx context.Context) {
 	failing := false
-	for retry := e.opts.PollInterval; ctx.Err() == nil; retry = min(2*retry, 5*time.Second) {
+	const firstRetry, maxRetry = 100 * time.Millisecond, 5 * time.Second
+	for retry := firstRetry; ctx.Err() == nil; retry = min(2*retry, maxRetry) {
 		listened, err := e.listenOnce(ctx)
 		e.listening.Store(false)
+		e.Wake() // the next pass sweeps: nobody listens
 		if ctx.Err() != nil {
 			return
 		}
 		if listened {
-			retry = e.opts.PollInterval
+			retry = firstRetry
 		}
 		// Said once per outage, not at every retry while the database is away.
 		if listened || !failing {
