@@ -234,7 +234,7 @@ func (e *Engine) Run(ctx context.Context) {
 	e.sweepNeeded.Store(true)
 	for {
 		full := e.sweepNeeded.Swap(false) || !e.listening.Load()
-		if _, err := e.pass(context.WithoutCancel(ctx), full); err != nil {
+		if _, err := e.pass(context.WithoutCancel(ctx), full, false); err != nil {
 			e.sweepNeeded.Store(true) // the calls of a failed pass: found again by a sweep
 			e.log.Warn("ticketing engine: pass failed", "err", err)
 		}
@@ -329,12 +329,12 @@ func (e *Engine) listenOnce(ctx context.Context) (listened bool, err error) {
 // ApplyPending sweeps the whole queue: it applies every event that can be applied now and
 // returns how many were. Events held back by a gap younger than GapTimeout stay pending.
 func (e *Engine) ApplyPending(ctx context.Context) (int, error) {
-	return e.pass(ctx, true)
+	return e.pass(ctx, true, true)
 }
 
 // pass applies the hinted calls' due events, or, when full is set or a write-batching window
-// closes, every call's in the queue.
-func (e *Engine) pass(ctx context.Context, full bool) (int, error) {
+// closes, every call's in the queue (see sweep for repeat).
+func (e *Engine) pass(ctx context.Context, full, repeat bool) (int, error) {
 	st, err := e.store.Settings(ctx)
 	if err != nil {
 		return 0, err
@@ -357,7 +357,7 @@ func (e *Engine) pass(ctx context.Context, full bool) (int, error) {
 		// Every call hinted so far had its events committed before the hint came (NOTIFY is
 		// delivered after the commit): the sweep, which starts now, sees them.
 		e.takeHints()
-		return e.sweep(ctx, st)
+		return e.sweep(ctx, st, repeat)
 	}
 	ids := e.takeHints()
 	if len(ids) == 0 {
@@ -367,9 +367,11 @@ func (e *Engine) pass(ctx context.Context, full bool) (int, error) {
 }
 
 // sweep applies the due events of every call with pending events: a page of calls at a time
-// in call id order, so that calls held back (a gap, write batching) never hide the others; it
-// repeats while it applies something, bounded.
-func (e *Engine) sweep(ctx context.Context, st Settings) (int, error) {
+// in call id order, so that calls held back (a gap, write batching) never hide the others.
+// With repeat (ApplyPending: apply everything that can be, now) it walks the queue again while
+// a walk applied something, bounded; Run's sweeps walk once (under a steady load a walk always
+// applies something, and the events stored meanwhile are notified).
+func (e *Engine) sweep(ctx context.Context, st Settings, repeat bool) (int, error) {
 	total := 0
 	after := ""
 	appliedThisSweep := 0
@@ -391,7 +393,7 @@ func (e *Engine) sweep(ctx context.Context, st Settings) (int, error) {
 			return total, fmt.Errorf("ticketing: pending calls: %w", err)
 		}
 		if len(calls) == 0 {
-			if appliedThisSweep == 0 || after == "" {
+			if !repeat || appliedThisSweep == 0 || after == "" {
 				return total, nil
 			}
 			after, appliedThisSweep = "", 0 // sweep again: applied events may have unblocked others
