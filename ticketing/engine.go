@@ -146,7 +146,16 @@ func (s *Store) NewEngine(opts EngineOptions) (*Engine, error) {
 		e.writes.WithLabelValues(k)
 	}
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{e.eventsTotal, e.lag, e.gaps, e.failed, e.writes} {
+		listening := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchboard_ticketing_engine_listening",
+			Help: "1 while the rules engine hears the notifications of new call events; 0 while it sweeps the whole pending queue every poll instead (its listening connection is lost, or it is not running).",
+		}, func() float64 {
+			if e.listening.Load() {
+				return 1
+			}
+			return 0
+		})
+		for _, c := range []prometheus.Collector{e.eventsTotal, e.lag, e.gaps, e.failed, e.writes, listening} {
 			if err := opts.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("ticketing: engine metrics: %w", err)
 			}
@@ -592,14 +601,12 @@ func (e *Engine) applyBatch(ctx context.Context, callIDs []string, limit int) (i
 		return 0, fmt.Errorf("ticketing: begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, `SELECT set_config('switchboard.actor_id', '', true), set_config('switchboard.reason', 'call_event', true)`); err != nil {
-		return 0, fmt.Errorf("ticketing: set actor: %w", err)
-	}
 	var batching WriteBatching
 	if global := e.global.Load(); global != nil {
 		batching = global.WriteBatching
 	}
 	atx := newApplyTx(tx, e.writes)
+	// loadBatch also names the actor of the transaction's writes (the audit triggers read it).
 	calls, err := loadBatch(ctx, atx, callIDs)
 	if err != nil {
 		return 0, err

@@ -33,8 +33,8 @@ const maxPendingPerCall = 500
 // two-key form, a space of its own apart from one-key advisory locks such as tern's).
 const callLockClass = 0x53420017
 
-// loadBatch locks the batch's calls and reads their rows and pending events: three
-// statements, whatever the number of calls. Every engine (of every node) takes a
+// loadBatch names the transaction's actor, locks the batch's calls and reads their rows and
+// pending events: three statements, whatever the number of calls. Every engine (of every node) takes a
 // transaction-scoped advisory lock on each call id first, in key order (so that two batches
 // never deadlock), then the existing rows FOR UPDATE in id order (against the API's writes);
 // a call with no row yet is new to the batch and its row is inserted whole when the batch
@@ -44,8 +44,11 @@ func loadBatch(ctx context.Context, tx *applyTx, callIDs []string) ([]*batchCall
 	ids := slices.Clone(callIDs)
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	if _, err := tx.Tx.Exec(ctx, `SELECT pg_advisory_xact_lock($2, k) FROM (
-			SELECT DISTINCT hashtext(id) AS k FROM unnest($1::text[]) AS id ORDER BY 1) l`, ids, int32(callLockClass)); err != nil {
+	// The same statement names the transaction's actor for the audit triggers: the engine, for
+	// a call event (one round trip fewer per batch than a statement of its own).
+	if _, err := tx.Tx.Exec(ctx, `SELECT set_config('switchboard.actor_id', '', true), set_config('switchboard.reason', 'call_event', true),
+			(SELECT count(pg_advisory_xact_lock($2, k)) FROM (
+				SELECT DISTINCT hashtext(id) AS k FROM unnest($1::text[]) AS id ORDER BY 1) l)`, ids, int32(callLockClass)); err != nil {
 		return nil, dbError("lock calls", err)
 	}
 	rows, err := tx.Tx.Query(ctx, `SELECT `+callRowColumns+` FROM calls WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
