@@ -419,30 +419,12 @@ func (s *Server) handleInternalInvite(req *sip.Request, tx sip.ServerTransaction
 		s.reply(req, tx, 422, "Session Interval Too Small", sip.NewHeader("Min-SE", strconv.Itoa(int(min/time.Second))))
 		return
 	}
-	s.mu.Lock()
-	if s.callIDs[l.callID] > 0 {
-		s.mu.Unlock()
-		s.security(secLoop, req, "internal INVITE with the Call-ID of a live dialog")
-		s.reply(req, tx, 482, "Loop Detected")
+	// The relay holds ports and an agent: it counts in max_calls like a call (no trunk of its own).
+	if !s.admit(req, tx, c, l, 0, retryAfter) {
 		return
 	}
-	// The relay holds ports and an agent: it counts in max_calls like a call.
-	if len(s.calls) >= s.opts.MaxCalls || s.closed.Load() || !s.accepting.Load() {
-		s.mu.Unlock()
-		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
-		return
-	}
-	c.ctx, c.cancel = context.WithCancelCause(s.ctx)
-	s.calls[c] = struct{}{}
-	s.addDialogLocked(l)
-	s.callsWG.Add(1)
-	s.mu.Unlock()
 	defer func() {
-		s.removeDialog(l)
-		s.mu.Lock()
-		delete(s.calls, c)
-		s.mu.Unlock()
-		c.cancel(causeLocalHangup)
+		s.release(c, l)
 		s.callsWG.Done()
 	}()
 	if _, err := l.endpoint(); err != nil {
