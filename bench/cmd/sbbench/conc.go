@@ -331,6 +331,9 @@ func (b *bench) concStep(ctx context.Context, tag, n int, base idleBase) (concSt
 		st.CPUUsPerPacket = float64(cpu.Microseconds()) / fwd
 	}
 	st.RSSKBPerCall = float64(st.RSSKB-base.RSSKB) / float64(n)
+	if b.profile { // after the window's figures: the heap profile's GC costs the gateway CPU
+		b.saveHeap(ctx, filepath.Join(dir, "gateway-heap.pprof"), filepath.Join(dir, "gateway-goroutines.txt"))
+	}
 
 	// Hang-ups: SIPp's BYEs, then the gateway closes the legs and counts their loss. The media
 	// runs until SIPp is done, so that no call ends on the gateway's media timeout instead.
