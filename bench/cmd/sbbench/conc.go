@@ -49,9 +49,9 @@ type concStep struct {
 	RSSKBPerCall float64 `json:"rss_kb_per_call"`
 	HeapMBInuse  float64 `json:"heap_inuse_mb"`
 	// What the RSS per call is made of, per call above the idle gateway: the Go heap live at
-	// the last GC (go_memstats_next_gc_bytes is twice it at GOGC=100; the heap may grow to
-	// the goal before the next GC, and RSS keeps pages the GC freed until the scavenger returns
-	// them) and the goroutine stacks (go_memstats_stack_inuse_bytes).
+	// the last GC (from go_memstats_next_gc_bytes, the GC's goal: about twice it at GOGC=100;
+	// the heap may grow to the goal before the next GC, and RSS keeps pages the GC freed until
+	// the scavenger returns them) and the goroutine stacks (go_memstats_stack_inuse_bytes).
 	LiveHeapKBPerCall float64 `json:"live_heap_kb_per_call"`
 	StackKBPerCall    float64 `json:"stack_kb_per_call"`
 	// At the window's end, above the idle gateway (baseline) and ÷ N: the gateway's goroutines
@@ -324,8 +324,11 @@ func (b *bench) concStep(ctx context.Context, tag, n int, base idleBase) (concSt
 	st.HeapMBInuse = m1.Sum("go_memstats_heap_inuse_bytes", nil) / (1 << 20)
 	st.Goroutines = m1.Sum("go_goroutines", nil)
 	st.GoroutinesPerCall = (st.Goroutines - base.Goroutines) / float64(n)
-	st.LiveHeapKBPerCall = (m1.Sum("go_memstats_next_gc_bytes", nil) - base.NextGCB) / 2 / 1024 / float64(n)
-	st.StackKBPerCall = (m1.Sum("go_memstats_stack_inuse_bytes", nil) - base.StackB) / 1024 / float64(n)
+	// The GC's goal is live + (live + stacks + globals) × GOGC/100: at GOGC=100, live is
+	// (goal − stacks − globals) / 2, and the globals cancel against the idle gateway's.
+	dStack := m1.Sum("go_memstats_stack_inuse_bytes", nil) - base.StackB
+	st.LiveHeapKBPerCall = (m1.Sum("go_memstats_next_gc_bytes", nil) - base.NextGCB - dStack) / 2 / 1024 / float64(n)
+	st.StackKBPerCall = dStack / 1024 / float64(n)
 	if st.FDs, err = procstat.FDCount(b.gw.pid); err != nil {
 		return st, b.gatewayAlive()
 	}
