@@ -62,9 +62,11 @@
 // (rtcp.go), and a media timeout can be delivered to a callback (OnMediaTimeout) rather than
 // to a goroutine waiting on a channel for the whole call. Close returns only when no packet of
 // the endpoint is being handled. Other systems than Linux read each socket with a goroutine
-// of its own and send each packet at once (recv_other.go). The receive batches belong to the loops and the send buffers to
-// the PortAllocator's pool, held only while a packet is handled, so an idle leg holds none and
-// nothing is retained or allocated per packet (TestForwardDoesNotAllocate, BenchmarkForward).
+// of its own and send each packet at once (recv_other.go). The receive and send batches belong
+// to the loops, and the buffers of packets sent at once to the PortAllocator's pool, held only
+// while a packet is handled, so an idle leg holds none and nothing is retained or allocated
+// per packet (TestForwardDoesNotAllocate, TestBatchedForwardDoesNotAllocate, BenchmarkForward,
+// BenchmarkForwardBatch).
 //
 // # The agent's browser
 //
