@@ -37,16 +37,16 @@ var zendeskTicketAccepted = []string{"organization_id", "group_id", "brand_id", 
 	"encoded_id", "result_type", "dates"}
 
 func (a *API) writeTickets(w http.ResponseWriter, r *http.Request, f TicketFilter) error {
-	after, limit, err := page(r)
+	pg, err := page(r)
 	if err != nil {
 		return err
 	}
-	f.AfterID, f.Limit = after, limit
+	f.AfterID, f.BeforeID, f.Limit = pg.after, pg.before, pg.limit
 	ts, more, err := a.store.ListTickets(r.Context(), f)
 	if err != nil {
 		return err
 	}
-	a.writePage(w, r, "tickets", nonNil(ts), ticketIDs(ts), more)
+	a.writePage(w, r, pg, "tickets", nonNil(ts), ticketIDs(ts), more)
 	return nil
 }
 

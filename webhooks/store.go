@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -102,6 +103,7 @@ func (s *store) get(ctx context.Context, id string) (*Webhook, error) {
 // listFilter is GET /webhooks' query.
 type listFilter struct {
 	after        string // id
+	before       string // id: the page just before it (page[before]), still in id order
 	size         int
 	status       string
 	nameContains string
@@ -109,9 +111,15 @@ type listFilter struct {
 
 // list returns a page of webhooks in id order (creation order) and whether more follow.
 func (s *store) list(ctx context.Context, f listFilter) ([]*Webhook, bool, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+webhookCols+` FROM webhooks
+	q, bound := `SELECT `+webhookCols+` FROM webhooks
 		WHERE id > $1 AND ($2 = '' OR status = $2) AND ($3 = '' OR strpos(lower(name), lower($3)) > 0)
-		ORDER BY id LIMIT $4`, f.after, f.status, f.nameContains, f.size+1)
+		ORDER BY id LIMIT $4`, f.after
+	if f.before != "" {
+		q, bound = `SELECT `+webhookCols+` FROM webhooks
+		WHERE id < $1 AND ($2 = '' OR status = $2) AND ($3 = '' OR strpos(lower(name), lower($3)) > 0)
+		ORDER BY id DESC LIMIT $4`, f.before
+	}
+	rows, err := s.pool.Query(ctx, q, bound, f.status, f.nameContains, f.size+1)
 	if err != nil {
 		return nil, false, fmt.Errorf("webhooks: list: %w", err)
 	}
@@ -130,6 +138,9 @@ func (s *store) list(ctx context.Context, f listFilter) ([]*Webhook, bool, error
 	more := len(out) > f.size
 	if more {
 		out = out[:f.size]
+	}
+	if f.before != "" {
+		slices.Reverse(out)
 	}
 	return out, more, nil
 }
@@ -219,12 +230,19 @@ type Attempt struct {
 	CompletedAt  time.Time `json:"completed_at"`
 }
 
-// invocations lists a webhook's invocations, newest first, before the invocation id before (0:
-// from the newest), and whether more follow.
-func (s *store) invocations(ctx context.Context, webhookID string, before int64, size int, status string) ([]Invocation, bool, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, event_id, event_type, status, status_code, attempts, created_at, latest_completed_at
+// invocations lists a webhook's invocations, newest first: those older than the invocation
+// id older (0: from the newest), or with newer > 0 the page just newer than it, and whether
+// more follow in the direction asked.
+func (s *store) invocations(ctx context.Context, webhookID string, older, newer int64, size int, status string) ([]Invocation, bool, error) {
+	q, bound := `SELECT id, event_id, event_type, status, status_code, attempts, created_at, latest_completed_at
 		FROM webhook_invocations WHERE webhook_id = $1 AND ($2 = 0 OR id < $2) AND ($3 = '' OR status = $3)
-		ORDER BY id DESC LIMIT $4`, webhookID, before, status, size+1)
+		ORDER BY id DESC LIMIT $4`, older
+	if newer > 0 {
+		q, bound = `SELECT id, event_id, event_type, status, status_code, attempts, created_at, latest_completed_at
+		FROM webhook_invocations WHERE webhook_id = $1 AND id > $2 AND ($3 = '' OR status = $3)
+		ORDER BY id LIMIT $4`, newer
+	}
+	rows, err := s.pool.Query(ctx, q, webhookID, bound, status, size+1)
 	if err != nil {
 		return nil, false, fmt.Errorf("webhooks: invocations of %s: %w", webhookID, err)
 	}
@@ -249,6 +267,9 @@ func (s *store) invocations(ctx context.Context, webhookID string, before int64,
 	more := len(out) > size
 	if more {
 		out = out[:size]
+	}
+	if newer > 0 {
+		slices.Reverse(out)
 	}
 	return out, more, nil
 }
