@@ -36,6 +36,9 @@ type APIOptions struct {
 	// no trailing slash): next_page links are built on it. Empty: they are relative references
 	// ("/api/v2/users?cursor=…", RFC 3986 §4.2), resolved against the URL the client used.
 	PublicURL string
+	// MaxUploadBytes bounds one file of POST /uploads (default DefaultMaxUploadBytes, 20 MiB):
+	// a larger one is refused with 413. Files are held in memory while stored.
+	MaxUploadBytes int64
 }
 
 // API is the Zendesk-shaped REST API of docs/api.md for users, identities, tickets,
@@ -61,6 +64,9 @@ func NewAPI(store *Store, opts APIOptions) *API {
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second
+	}
+	if opts.MaxUploadBytes <= 0 {
+		opts.MaxUploadBytes = DefaultMaxUploadBytes
 	}
 	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
 	a := &API{store: store, opts: opts}
@@ -121,6 +127,7 @@ func (a *API) Register(mux *http.ServeMux, prefix string) {
 	h("GET /audit_logs", RoleAgent, a.listAuditLogs)
 	h("GET /audit_logs/{id}", RoleAgent, a.getAuditLog)
 	a.registerTokens(h)
+	a.registerUploads(h, mux)
 }
 
 // Principal is the agent or admin making an API request.
@@ -235,6 +242,11 @@ func (a *API) sessionPrincipal(r *http.Request, id int64) (Principal, error) {
 }
 
 func (a *API) handle(role string, fn func(w http.ResponseWriter, r *http.Request, p Principal) error) http.Handler {
+	return a.handleLimit(role, a.opts.MaxBodyBytes, fn)
+}
+
+// handleLimit is handle with a body limit of its own (POST /uploads).
+func (a *API) handleLimit(role string, maxBody int64, fn func(w http.ResponseWriter, r *http.Request, p Principal) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), a.opts.Timeout)
 		defer cancel()
@@ -245,7 +257,7 @@ func (a *API) handle(role string, fn func(w http.ResponseWriter, r *http.Request
 			err = &Error{Kind: ErrForbidden, Description: "only admins can do this"}
 		}
 		if err == nil {
-			r.Body = http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes)
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 			err = fn(w, r, p)
 		}
 		if err != nil {

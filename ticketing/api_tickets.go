@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html"
 	"net/http"
 	"regexp"
@@ -134,7 +135,7 @@ func (b *body) customFieldsBody(name string) *body {
 }
 
 // readComment reads a ticket's comment: body (or, without it, html_body as text), html_body,
-// public, author_id; uploads are accepted and not kept (no attachments are stored).
+// public, author_id, uploads (tokens of POST /uploads whose files become its attachments).
 func readComment(b *body) (*NewComment, *body) {
 	cb := b.object("comment")
 	if cb == nil {
@@ -144,8 +145,19 @@ func readComment(b *body) (*NewComment, *body) {
 }
 
 func readCommentBody(cb *body) *NewComment {
-	cb.ignore("id", "type", "created_at", "ticket_id", "uploads", "attachments", "via", "metadata", "plain_body", "data")
+	cb.ignore("id", "type", "created_at", "ticket_id", "attachments", "via", "metadata", "plain_body", "data")
 	c := &NewComment{Public: true}
+	if v := cb.strs("uploads"); v != nil {
+		for i, t := range *v {
+			if !uploadToken.MatchString(t) {
+				cb.fail(fmt.Sprintf("uploads[%d]", i), "%q is not an upload token (the upload.token of POST /uploads)", cleanAudit(t))
+			}
+		}
+		if len(*v) > maxUploadsPerComment {
+			cb.fail("uploads", "at most %d upload tokens on one comment", maxUploadsPerComment)
+		}
+		c.Uploads = *v
+	}
 	html := cb.str("html_body")
 	if v := cb.str("body"); v != nil {
 		c.Body = *v
@@ -360,6 +372,9 @@ func (a *API) listComments(w http.ResponseWriter, r *http.Request, p Principal) 
 	if err != nil {
 		return err
 	}
+	for i := range cs {
+		a.linkAttachments(cs[i].Attachments)
+	}
 	a.write(w, http.StatusOK, map[string]any{"comments": nonNil(cs), "next_page": nil})
 	return nil
 }
@@ -379,8 +394,9 @@ func (a *API) addComment(w http.ResponseWriter, r *http.Request, p Principal) er
 	}
 	out, err := a.store.AddComment(r.Context(), p.Actor(), id, *c)
 	if err != nil {
-		return renameField(err, "comment.body", "body")
+		return renameField(renameUploads(err), "comment.body", "body")
 	}
+	a.linkAttachments(out.Attachments)
 	a.write(w, http.StatusCreated, map[string]any{"comment": out})
 	return nil
 }

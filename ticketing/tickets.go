@@ -259,6 +259,8 @@ type NewComment struct {
 	AuthorID int64
 	// Channel is the comment's via channel ("api" when empty).
 	Channel string
+	// Uploads are upload tokens (POST /uploads) whose files become the comment's attachments.
+	Uploads []string
 }
 
 func checkStatus(st string) error {
