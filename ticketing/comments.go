@@ -26,18 +26,18 @@ const (
 // attachment), Via is how the comment came (voice for a call) and Data,
 // for a voice comment, the call's details as Zendesk Talk writes them.
 type Comment struct {
-	ID          int64      `json:"id"`
-	TicketID    int64      `json:"ticket_id"`
-	Type        string     `json:"type"`
-	Body        string     `json:"body"`
-	PlainBody   string     `json:"plain_body"`
-	HTMLBody    string     `json:"html_body"`
-	Public      bool       `json:"public"`
-	AuthorID    *int64     `json:"author_id"`
+	ID          int64        `json:"id"`
+	TicketID    int64        `json:"ticket_id"`
+	Type        string       `json:"type"`
+	Body        string       `json:"body"`
+	PlainBody   string       `json:"plain_body"`
+	HTMLBody    string       `json:"html_body"`
+	Public      bool         `json:"public"`
+	AuthorID    *int64       `json:"author_id"`
 	Attachments []Attachment `json:"attachments"`
-	Via         Via        `json:"via"`
-	Data        *VoiceData `json:"data,omitempty"`
-	CreatedAt   Time       `json:"created_at"`
+	Via         Via          `json:"via"`
+	Data        *VoiceData   `json:"data,omitempty"`
+	CreatedAt   Time         `json:"created_at"`
 	*Voice
 }
 
