@@ -76,9 +76,10 @@ func (s *store) create(ctx context.Context, w *Webhook, actor int64) (*Webhook, 
 	headers, _ := json.Marshal(w.CustomHeaders)
 	row := s.pool.QueryRow(ctx, `INSERT INTO webhooks (id, name, description, status, endpoint, http_method, request_format,
 			subscriptions, custom_headers, authentication, external_source, signing_secret, created_by, updated_by,
-			call_cursor, audit_cursor)
+			call_cursor, audit_cursor, ticket_cursor)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13,
-			(SELECT coalesce(max(pos), 0) FROM call_events), (SELECT coalesce(max(id), 0) FROM audits))
+			(SELECT coalesce(max(pos), 0) FROM call_events), (SELECT coalesce(max(id), 0) FROM audits),
+			(SELECT coalesce(max(id), 0) FROM ticket_events))
 		RETURNING `+webhookCols,
 		w.ID, w.Name, w.Description, w.Status, w.Endpoint, w.HTTPMethod, w.RequestFormat, w.Subscriptions,
 		headers, authJSON(w.auth), extJSON(w.ExternalSource), w.secret, actor)
@@ -167,7 +168,8 @@ func (s *store) update(ctx context.Context, id string, actor int64, change func(
 				http_method = $6, request_format = $7, subscriptions = $8, custom_headers = $9, authentication = $10,
 				external_source = $11, updated_by = $12, updated_at = clock_timestamp(),
 				call_cursor = CASE WHEN $13 THEN (SELECT coalesce(max(pos), 0) FROM call_events) ELSE call_cursor END,
-				audit_cursor = CASE WHEN $13 THEN (SELECT coalesce(max(id), 0) FROM audits) ELSE audit_cursor END
+				audit_cursor = CASE WHEN $13 THEN (SELECT coalesce(max(id), 0) FROM audits) ELSE audit_cursor END,
+				ticket_cursor = CASE WHEN $13 THEN (SELECT coalesce(max(id), 0) FROM ticket_events) ELSE ticket_cursor END
 			WHERE id = $1`,
 			id, w.Name, w.Description, w.Status, w.Endpoint, w.HTTPMethod, w.RequestFormat, w.Subscriptions,
 			headers, authJSON(w.auth), extJSON(w.ExternalSource), actor, was == StatusInactive && w.Status == StatusActive)
@@ -310,9 +312,8 @@ func (s *store) attempts(ctx context.Context, webhookID string, invocationID int
 
 // lease is what a worker holds of its webhook while it delivers it.
 type lease struct {
-	hook        *Webhook
-	callCursor  int64
-	auditCursor int64
+	hook    *Webhook
+	cursors [numSources]int64 // by source kind: call_events.pos, audits.id, ticket_events.id
 	renewed     time.Time // when the lease was last taken or renewed (the dispatcher's clock)
 }
 
@@ -329,7 +330,8 @@ func (s *store) claim(ctx context.Context, id, owner string, ttl time.Duration) 
 	w, err := scanWebhook(s.pool.QueryRow(ctx, `UPDATE webhooks
 		SET leased_by = $2, lease_until = clock_timestamp() + make_interval(secs => $3)
 		WHERE id = $1 AND status = 'active' AND (leased_by IS NULL OR leased_by = $2 OR lease_until < clock_timestamp())
-		RETURNING `+webhookCols+`, call_cursor, audit_cursor`, id, owner, ttl.Seconds()), &l.callCursor, &l.auditCursor)
+		RETURNING `+webhookCols+`, call_cursor, audit_cursor, ticket_cursor`, id, owner, ttl.Seconds()),
+		&l.cursors[sourceCall], &l.cursors[sourceAudit], &l.cursors[sourceTicket])
 	if err == nil {
 		l.hook = w
 		return &l, nil
@@ -366,10 +368,26 @@ func (s *store) activeIDs(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
-// source is one event from call_events or audits, before it is sent.
+// The sources of events, in the order of lease.cursors.
+const (
+	sourceCall   = iota // call_events, by pos
+	sourceAudit         // audits, by id
+	sourceTicket        // ticket_events (migration 018), by id
+	numSources
+)
+
+// sourceKinds are the sources as webhook_invocations.source names them; sourceTables and
+// sourceCursors their tables and the webhooks column of their cursor.
+var (
+	sourceKinds   = [numSources]string{"call", "audit", "ticket"}
+	sourceTables  = [numSources]string{"call_events", "audits", "ticket_events"}
+	sourceCursors = [numSources]string{"call_cursor", "audit_cursor", "ticket_cursor"}
+)
+
+// source is one event from call_events, audits or ticket_events, before it is sent.
 type source struct {
-	kind     string // "call" or "audit"
-	pos      int64  // call_events.pos or audits.id
+	kind     string // "call", "audit" or "ticket"
+	pos      int64  // call_events.pos, audits.id or ticket_events.id
 	stored   time.Time
 	eventID  string
 	typ      string // the webhook event type, zen:event-type:…
@@ -446,6 +464,36 @@ func (s *store) auditEvents(ctx context.Context, after int64, n int) ([]source, 
 	return out, nil
 }
 
+// ticketEvents reads up to n ticket events after id, in id order.
+func (s *store) ticketEvents(ctx context.Context, after int64, n int) ([]source, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, ticket_id, kind, detail, event, created_at
+		FROM ticket_events WHERE id > $1 ORDER BY id LIMIT $2`, after, n)
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: read ticket events: %w", err)
+	}
+	var out []source
+	for rows.Next() {
+		var src source
+		var ticketID int64
+		var kind string
+		var detail, event []byte
+		if err := rows.Scan(&src.pos, &ticketID, &kind, &detail, &event, &src.stored); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("webhooks: read ticket events: %w", err)
+		}
+		src.kind = "ticket"
+		src.eventID = ticketEventID(src.pos)
+		src.typ = EventTypePrefix + "ticket." + kind
+		src.envelope = envelope(src.typ, src.eventID, src.stored, "zen:ticket:"+strconv.FormatInt(ticketID, 10), detail, event)
+		out = append(out, src)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("webhooks: read ticket events: %w", err)
+	}
+	return out, nil
+}
+
 func (s *store) snapshotXmax(ctx context.Context) (uint64, error) {
 	var v string
 	if err := s.pool.QueryRow(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text`).Scan(&v); err != nil {
@@ -464,9 +512,10 @@ func (s *store) snapshotXmin(ctx context.Context) (uint64, error) {
 }
 
 // advance moves the cursors over events the webhook does not subscribe to (never backwards).
-func (s *store) advance(ctx context.Context, id, owner string, callCursor, auditCursor int64) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE webhooks SET call_cursor = greatest(call_cursor, $3), audit_cursor = greatest(audit_cursor, $4)
-		WHERE id = $1 AND leased_by = $2`, id, owner, callCursor, auditCursor)
+func (s *store) advance(ctx context.Context, id, owner string, c [numSources]int64) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE webhooks SET call_cursor = greatest(call_cursor, $3), audit_cursor = greatest(audit_cursor, $4),
+		ticket_cursor = greatest(ticket_cursor, $5)
+		WHERE id = $1 AND leased_by = $2`, id, owner, c[sourceCall], c[sourceAudit], c[sourceTicket])
 	if err != nil {
 		return fmt.Errorf("webhooks: advance %s: %w", id, err)
 	}
@@ -543,10 +592,7 @@ func (s *store) recordAttempt(ctx context.Context, webhookID, owner string, invo
 		if !r.success && !r.giveUp {
 			return nil
 		}
-		col := "call_cursor"
-		if src.kind == "audit" {
-			col = "audit_cursor"
-		}
+		col := sourceCursors[sourceOf(src.kind)]
 		tag, err := tx.Exec(ctx, `UPDATE webhooks SET `+col+` = greatest(`+col+`, $3) WHERE id = $1 AND leased_by = $2`,
 			webhookID, owner, src.pos)
 		if err != nil {
@@ -565,7 +611,8 @@ func (s *store) backlog(ctx context.Context, owner string) (int64, error) {
 	var n int64
 	err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(
 			greatest(0, (SELECT coalesce(max(pos), 0) FROM call_events) - call_cursor) +
-			greatest(0, (SELECT coalesce(max(id), 0) FROM audits) - audit_cursor)), 0)::bigint
+			greatest(0, (SELECT coalesce(max(id), 0) FROM audits) - audit_cursor) +
+			greatest(0, (SELECT coalesce(max(id), 0) FROM ticket_events) - ticket_cursor)), 0)::bigint
 		FROM webhooks WHERE status = 'active' AND leased_by = $1`, owner).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("webhooks: backlog: %w", err)
@@ -580,15 +627,34 @@ func (s *store) prune(ctx context.Context, keep time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("webhooks: prune invocations: %w", err)
 	}
+	// Ticket events exist for webhooks only: those every webhook has passed, once as old.
+	_, err = s.pool.Exec(ctx, `DELETE FROM ticket_events WHERE created_at < clock_timestamp() - make_interval(secs => $1)
+		AND id <= (SELECT coalesce(min(ticket_cursor), 9223372036854775807) FROM webhooks WHERE status = 'active')`, keep.Seconds())
+	if err != nil {
+		return fmt.Errorf("webhooks: prune ticket events: %w", err)
+	}
 	return nil
+}
+
+// sourceOf is the index of a source kind.
+func sourceOf(kind string) int {
+	for i, k := range sourceKinds {
+		if k == kind {
+			return i
+		}
+	}
+	return sourceCall
 }
 
 // anyIn reports whether table holds a row at a position in [from, to) (call_events by pos,
 // audits by id).
 func (s *store) anyIn(ctx context.Context, table string, from, to int64) (bool, error) {
 	q := `SELECT EXISTS (SELECT 1 FROM call_events WHERE pos >= $1 AND pos < $2)`
-	if table == "audits" {
+	switch table {
+	case "audits":
 		q = `SELECT EXISTS (SELECT 1 FROM audits WHERE id >= $1 AND id < $2)`
+	case "ticket_events":
+		q = `SELECT EXISTS (SELECT 1 FROM ticket_events WHERE id >= $1 AND id < $2)`
 	}
 	var ok bool
 	if err := s.pool.QueryRow(ctx, q, from, to).Scan(&ok); err != nil {
