@@ -314,7 +314,7 @@ func (s *store) attempts(ctx context.Context, webhookID string, invocationID int
 type lease struct {
 	hook    *Webhook
 	cursors [numSources]int64 // by source kind: call_events.pos, audits.id, ticket_events.id
-	renewed     time.Time // when the lease was last taken or renewed (the dispatcher's clock)
+	renewed time.Time         // when the lease was last taken or renewed (the dispatcher's clock)
 }
 
 // errGone is a webhook deleted or made inactive: its worker stops.
