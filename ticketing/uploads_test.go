@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/switchboard-voice/switchboard/ticketing"
 )
@@ -217,4 +219,72 @@ func decode(t *testing.T, b []byte) resp {
 		t.Fatalf("not JSON: %v: %s", err, b)
 	}
 	return r
+}
+
+// Two comments naming one upload token at once: exactly one takes the files, the other is
+// refused naming the token, and the files end on one comment only — the token's row lock
+// (FOR UPDATE) serialises them. Looped so that -race sees the interleavings.
+func TestUploads_OneTokenRacedByTwoCommentsAttachesOnce(t *testing.T) {
+	e := newEnv(t)
+	tk := e.newTicket(e.newUser("Racer"), nil)
+	for round := range 5 {
+		code, _, b := raw(t, e.srv.URL, "POST", "/uploads?filename=race.txt", "text/plain", []byte("race"), e.asAgent())
+		if code != http.StatusCreated {
+			t.Fatalf("upload: %d %s", code, b)
+		}
+		token := decode(t, b).str("upload", "token")
+		results := make(chan resp, 2)
+		for range 2 {
+			go func() {
+				results <- e.call(e.asAgent(), "POST", fmt.Sprintf("/tickets/%d/comments", tk),
+					map[string]any{"comment": map[string]any{"body": "mine", "uploads": []string{token}}})
+			}()
+		}
+		statuses := map[int]int{}
+		for range 2 {
+			select {
+			case r := <-results:
+				statuses[r.Status]++
+				if r.Status == http.StatusUnprocessableEntity && !r.detail("uploads[0]") {
+					t.Errorf("round %d: refusal %s does not name uploads[0]", round, r.Raw)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("a comment did not answer")
+			}
+		}
+		if statuses[http.StatusCreated] != 1 || statuses[http.StatusUnprocessableEntity] != 1 {
+			t.Fatalf("round %d: statuses %v, want one 201 and one 422", round, statuses)
+		}
+	}
+	cs := must(t, e.call(e.asAgent(), "GET", fmt.Sprintf("/tickets/%d/comments", tk), nil), http.StatusOK).list("comments")
+	files := 0
+	for _, c := range cs {
+		files += len(c["attachments"].([]any))
+	}
+	if files != 5 {
+		t.Errorf("%d files on the ticket's comments, want 5 (one per round)", files)
+	}
+}
+
+// FuzzCleanFileName: whatever a client sends as filename, a stored name has no directory
+// separator, no control or bidirectional-override character, is valid UTF-8, at most 255
+// runes, and is not empty (or the name is refused).
+func FuzzCleanFileName(f *testing.F) {
+	for _, s := range []string{"a.png", "../../etc/passwd", `C:\x\y.txt`, "\u202eevil.html", " . ", "a\x00b", strings.Repeat("é", 300) + ".png", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		out, err := ticketing.CleanFileName("filename", in)
+		if err != nil {
+			return
+		}
+		if out == "" || strings.ContainsAny(out, `/\`) || !utf8.ValidString(out) || utf8.RuneCountInString(out) > 255 {
+			t.Fatalf("CleanFileName(%q) = %q", in, out)
+		}
+		for _, r := range out {
+			if unicode.IsControl(r) || (r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069') || r == '\u2028' || r == '\u2029' {
+				t.Fatalf("CleanFileName(%q) = %q keeps %U", in, out, r)
+			}
+		}
+	})
 }
