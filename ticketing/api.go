@@ -36,6 +36,9 @@ type APIOptions struct {
 	// no trailing slash): next_page links are built on it. Empty: they are relative references
 	// ("/api/v2/users?cursor=…", RFC 3986 §4.2), resolved against the URL the client used.
 	PublicURL string
+	// MaxUploadBytes bounds one file of POST /uploads (default DefaultMaxUploadBytes, 20 MiB):
+	// a larger one is refused with 413. Files are held in memory while stored.
+	MaxUploadBytes int64
 }
 
 // API is the Zendesk-shaped REST API of docs/api.md for users, identities, tickets,
@@ -61,6 +64,9 @@ func NewAPI(store *Store, opts APIOptions) *API {
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second
+	}
+	if opts.MaxUploadBytes <= 0 {
+		opts.MaxUploadBytes = DefaultMaxUploadBytes
 	}
 	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
 	a := &API{store: store, opts: opts}
@@ -121,6 +127,7 @@ func (a *API) Register(mux *http.ServeMux, prefix string) {
 	h("GET /audit_logs", RoleAgent, a.listAuditLogs)
 	h("GET /audit_logs/{id}", RoleAgent, a.getAuditLog)
 	a.registerTokens(h)
+	a.registerUploads(h, mux)
 }
 
 // Principal is the agent or admin making an API request.
@@ -235,6 +242,11 @@ func (a *API) sessionPrincipal(r *http.Request, id int64) (Principal, error) {
 }
 
 func (a *API) handle(role string, fn func(w http.ResponseWriter, r *http.Request, p Principal) error) http.Handler {
+	return a.handleLimit(role, a.opts.MaxBodyBytes, fn)
+}
+
+// handleLimit is handle with a body limit of its own (POST /uploads).
+func (a *API) handleLimit(role string, maxBody int64, fn func(w http.ResponseWriter, r *http.Request, p Principal) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), a.opts.Timeout)
 		defer cancel()
@@ -245,7 +257,7 @@ func (a *API) handle(role string, fn func(w http.ResponseWriter, r *http.Request
 			err = &Error{Kind: ErrForbidden, Description: "only admins can do this"}
 		}
 		if err == nil {
-			r.Body = http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes)
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 			err = fn(w, r, p)
 		}
 		if err != nil {
@@ -322,34 +334,44 @@ func pathID(r *http.Request, name, what string) (int64, error) {
 	return id, nil
 }
 
+// pageReq is the page a list request asks for.
+type pageReq struct {
+	after, before int64 // ids; before > 0: the page just before it (page[before])
+	limit         int
+}
+
 // page reads the page a list request asks for: per_page (1–100, default 100) and cursor (from
 // next_page), or Zendesk's cursor pagination, page[size] (1–100) and page[after] (from
-// meta.after_cursor; the same cursors).
-func page(r *http.Request) (after int64, limit int, err error) {
+// meta.after_cursor) or page[before] (from meta.before_cursor; the same cursors).
+func page(r *http.Request) (pageReq, error) {
 	q := r.URL.Query()
-	limit = 100
+	p := pageReq{limit: 100}
 	for _, name := range []string{"per_page", "page[size]"} {
 		if v := q.Get(name); v != "" {
 			n, perr := strconv.Atoi(v)
 			if perr != nil || n < 1 || n > 100 {
-				return 0, 0, invalidField(name, "must be a whole number from 1 to 100, got %q", v)
+				return p, invalidField(name, "must be a whole number from 1 to 100, got %q", v)
 			}
-			limit = n
+			p.limit = n
 		}
 	}
-	if q.Get("page[before]") != "" {
-		return 0, 0, invalidField("page[before]", "is not supported on this list; follow links.next from the first page")
-	}
-	for _, name := range []string{"cursor", "page[after]"} {
+	for _, name := range []string{"cursor", "page[after]", "page[before]"} {
 		if c := q.Get(name); c != "" {
 			id, ok := parseCursor(c)
-			if !ok {
-				return 0, 0, invalidField(name, "%q is not a cursor from next_page or meta.after_cursor", c)
+			if !ok || (name == "page[before]" && id == 0) {
+				return p, invalidField(name, "%q is not a cursor from next_page, meta.after_cursor or meta.before_cursor", c)
 			}
-			after = id
+			if name == "page[before]" {
+				p.before = id
+			} else {
+				p.after = id
+			}
 		}
 	}
-	return after, limit, nil
+	if p.before > 0 && (q.Get("page[after]") != "" || q.Get("cursor") != "") {
+		return p, invalidField("page[before]", "cannot be given with page[after] or cursor: give one direction")
+	}
+	return p, nil
 }
 
 func parseCursor(c string) (int64, bool) {
@@ -376,6 +398,7 @@ func (a *API) nextPage(r *http.Request, more bool, lastID int64) *string {
 func (a *API) pageURL(r *http.Request, cursor string) *string {
 	q := r.URL.Query()
 	q.Del("page[after]")
+	q.Del("page[before]")
 	q.Set("cursor", cursor)
 	u := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
 	s := a.opts.PublicURL + u.String()
@@ -384,27 +407,50 @@ func (a *API) pageURL(r *http.Request, cursor string) *string {
 
 // writePage answers one page of a list under key, in both paginations: next_page (offset by
 // cursor) and Zendesk's cursor pagination, meta {has_more, after_cursor, before_cursor} and
-// links {next, prev}. ids are the ids of items, in order.
-func (a *API) writePage(w http.ResponseWriter, r *http.Request, key string, items any, ids []int64, more bool) {
+// links {next, prev}. ids are the ids of items, in order; more says whether more follow in
+// the direction p asked (after the page, or before it for page[before]).
+//
+// links.next is set when items follow the page, links.prev when items precede it: a page
+// reached with page[after] has items before it, one reached with page[before] items after
+// it. has_more is Zendesk's: more in the direction travelled.
+func (a *API) writePage(w http.ResponseWriter, r *http.Request, p pageReq, key string, items any, ids []int64, more bool) {
 	meta := map[string]any{"has_more": more, "after_cursor": nil, "before_cursor": nil}
 	links := map[string]any{"next": nil, "prev": nil}
 	var last int64
+	nextPage := (*string)(nil)
 	if len(ids) > 0 {
 		last = ids[len(ids)-1]
 		meta["after_cursor"] = cursorOf(last)
 		meta["before_cursor"] = cursorOf(ids[0])
-		if more {
-			q := r.URL.Query()
-			q.Del("cursor")
-			q.Set("page[after]", cursorOf(last))
-			if q.Get("page[size]") == "" && q.Get("per_page") == "" {
-				q.Set("page[size]", "100")
-			}
-			u := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
-			links["next"] = a.opts.PublicURL + u.String()
+		backward := p.before > 0
+		if (!backward && more) || backward {
+			links["next"] = a.cursorURL(r, "page[after]", cursorOf(last))
+		}
+		if (backward && more) || (!backward && p.after > 0) {
+			links["prev"] = a.cursorURL(r, "page[before]", cursorOf(ids[0]))
+		}
+		if !backward {
+			nextPage = a.nextPage(r, more, last)
+		} else {
+			nextPage = a.pageURL(r, cursorOf(last))
 		}
 	}
-	a.write(w, http.StatusOK, map[string]any{key: items, "next_page": a.nextPage(r, more, last), "meta": meta, "links": links})
+	a.write(w, http.StatusOK, map[string]any{key: items, "next_page": nextPage, "meta": meta, "links": links})
+}
+
+// cursorURL is r's URL with its cursor replaced by name=cursor (page[after] or page[before]),
+// under APIOptions.PublicURL.
+func (a *API) cursorURL(r *http.Request, name, cursor string) string {
+	q := r.URL.Query()
+	q.Del("cursor")
+	q.Del("page[after]")
+	q.Del("page[before]")
+	q.Set(name, cursor)
+	if q.Get("page[size]") == "" && q.Get("per_page") == "" {
+		q.Set("page[size]", "100")
+	}
+	u := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
+	return a.opts.PublicURL + u.String()
 }
 
 func (a *API) serveOpenAPI(w http.ResponseWriter, r *http.Request) {

@@ -300,6 +300,16 @@ func TestOpenAPI_ResponsesMatchSpec(t *testing.T) {
 	jid := job.str("job_status", "id")
 	must(t, e.call(admin, "GET", "/job_statuses/"+jid, nil), http.StatusOK)
 	must(t, e.call(admin, "GET", "/job_statuses/show_many?ids="+jid, nil), http.StatusOK)
+	// Uploads and attachments.
+	up := must(t, e.call(admin, "POST", "/uploads?filename=spec.txt", "hello"), http.StatusCreated)
+	aid := up.id("upload", "attachment", "id")
+	must(t, e.call(admin, "POST", "/uploads", "hello"), http.StatusUnprocessableEntity)
+	must(t, e.call(admin, "GET", fmt.Sprintf("/attachments/%d", aid), nil), http.StatusOK)
+	must(t, e.call(admin, "GET", "/attachments/999999", nil), http.StatusNotFound)
+	must(t, e.call(admin, "GET", fmt.Sprintf("/attachments/%d/content", aid), nil), http.StatusOK)
+	must(t, e.call(admin, "GET", "/attachments/999999/content", nil), http.StatusNotFound)
+	must(t, e.call(admin, "DELETE", "/uploads/"+up.str("upload", "token"), nil), http.StatusNoContent)
+	must(t, e.call(admin, "DELETE", "/uploads/"+up.str("upload", "token"), nil), http.StatusNotFound)
 	doc, err := ticketing.OpenAPI()
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html"
 	"net/http"
 	"regexp"
@@ -37,16 +38,16 @@ var zendeskTicketAccepted = []string{"organization_id", "group_id", "brand_id", 
 	"encoded_id", "result_type", "dates"}
 
 func (a *API) writeTickets(w http.ResponseWriter, r *http.Request, f TicketFilter) error {
-	after, limit, err := page(r)
+	pg, err := page(r)
 	if err != nil {
 		return err
 	}
-	f.AfterID, f.Limit = after, limit
+	f.AfterID, f.BeforeID, f.Limit = pg.after, pg.before, pg.limit
 	ts, more, err := a.store.ListTickets(r.Context(), f)
 	if err != nil {
 		return err
 	}
-	a.writePage(w, r, "tickets", nonNil(ts), ticketIDs(ts), more)
+	a.writePage(w, r, pg, "tickets", nonNil(ts), ticketIDs(ts), more)
 	return nil
 }
 
@@ -134,7 +135,7 @@ func (b *body) customFieldsBody(name string) *body {
 }
 
 // readComment reads a ticket's comment: body (or, without it, html_body as text), html_body,
-// public, author_id; uploads are accepted and not kept (no attachments are stored).
+// public, author_id, uploads (tokens of POST /uploads whose files become its attachments).
 func readComment(b *body) (*NewComment, *body) {
 	cb := b.object("comment")
 	if cb == nil {
@@ -144,8 +145,19 @@ func readComment(b *body) (*NewComment, *body) {
 }
 
 func readCommentBody(cb *body) *NewComment {
-	cb.ignore("id", "type", "created_at", "ticket_id", "uploads", "attachments", "via", "metadata", "plain_body", "data")
+	cb.ignore("id", "type", "created_at", "ticket_id", "attachments", "via", "metadata", "plain_body", "data")
 	c := &NewComment{Public: true}
+	if v := cb.strs("uploads"); v != nil {
+		for i, t := range *v {
+			if !uploadToken.MatchString(t) {
+				cb.fail(fmt.Sprintf("uploads[%d]", i), "%q is not an upload token (the upload.token of POST /uploads)", cleanAudit(t))
+			}
+		}
+		if len(*v) > maxUploadsPerComment {
+			cb.fail("uploads", "at most %d upload tokens on one comment", maxUploadsPerComment)
+		}
+		c.Uploads = *v
+	}
 	html := cb.str("html_body")
 	if v := cb.str("body"); v != nil {
 		c.Body = *v
@@ -360,6 +372,9 @@ func (a *API) listComments(w http.ResponseWriter, r *http.Request, p Principal) 
 	if err != nil {
 		return err
 	}
+	for i := range cs {
+		a.linkAttachments(cs[i].Attachments)
+	}
 	a.write(w, http.StatusOK, map[string]any{"comments": nonNil(cs), "next_page": nil})
 	return nil
 }
@@ -379,8 +394,9 @@ func (a *API) addComment(w http.ResponseWriter, r *http.Request, p Principal) er
 	}
 	out, err := a.store.AddComment(r.Context(), p.Actor(), id, *c)
 	if err != nil {
-		return renameField(err, "comment.body", "body")
+		return renameField(renameUploads(err), "comment.body", "body")
 	}
+	a.linkAttachments(out.Attachments)
 	a.write(w, http.StatusCreated, map[string]any{"comment": out})
 	return nil
 }

@@ -88,15 +88,16 @@ func mayWriteUser(p Principal, u User) error {
 }
 
 func (a *API) listUsers(w http.ResponseWriter, r *http.Request, p Principal) error {
-	after, limit, err := page(r)
+	pg, err := page(r)
 	if err != nil {
 		return err
 	}
-	users, more, err := a.store.ListUsers(r.Context(), UserFilter{Role: r.URL.Query().Get("role"), AfterID: after, Limit: limit})
+	users, more, err := a.store.ListUsers(r.Context(), UserFilter{Role: r.URL.Query().Get("role"), AfterID: pg.after,
+		BeforeID: pg.before, Limit: pg.limit})
 	if err != nil {
 		return err
 	}
-	a.writePage(w, r, "users", nonNil(users), userIDs(users), more)
+	a.writePage(w, r, pg, "users", nonNil(users), userIDs(users), more)
 	return nil
 }
 

@@ -21,22 +21,23 @@ const (
 // the ticket the comment was written on: a comment of a merged source shows its source (TM-1).
 //
 // Zendesk's fields: PlainBody is the body, HTMLBody the body as escaped HTML (a client's
-// html_body is read as text: no client's markup reaches another client), Attachments is always empty (Switchboard keeps no attachments; a
-// call's audio is its recording), Via is how the comment came (voice for a call) and Data,
+// html_body is read as text: no client's markup reaches another client), Attachments the files
+// uploaded with it (POST /uploads, comment.uploads; a call's audio is its recording, not an
+// attachment), Via is how the comment came (voice for a call) and Data,
 // for a voice comment, the call's details as Zendesk Talk writes them.
 type Comment struct {
-	ID          int64      `json:"id"`
-	TicketID    int64      `json:"ticket_id"`
-	Type        string     `json:"type"`
-	Body        string     `json:"body"`
-	PlainBody   string     `json:"plain_body"`
-	HTMLBody    string     `json:"html_body"`
-	Public      bool       `json:"public"`
-	AuthorID    *int64     `json:"author_id"`
-	Attachments []struct{} `json:"attachments"`
-	Via         Via        `json:"via"`
-	Data        *VoiceData `json:"data,omitempty"`
-	CreatedAt   Time       `json:"created_at"`
+	ID          int64        `json:"id"`
+	TicketID    int64        `json:"ticket_id"`
+	Type        string       `json:"type"`
+	Body        string       `json:"body"`
+	PlainBody   string       `json:"plain_body"`
+	HTMLBody    string       `json:"html_body"`
+	Public      bool         `json:"public"`
+	AuthorID    *int64       `json:"author_id"`
+	Attachments []Attachment `json:"attachments"`
+	Via         Via          `json:"via"`
+	Data        *VoiceData   `json:"data,omitempty"`
+	CreatedAt   Time         `json:"created_at"`
 	*Voice
 }
 
@@ -89,7 +90,7 @@ func scanComment(r pgx.Row) (Comment, error) {
 	}
 	c.PlainBody = c.Body
 	c.HTMLBody = plainToHTML(c.Body)
-	c.Attachments = []struct{}{}
+	c.Attachments = []Attachment{}
 	c.Via = Via{Channel: deref(via)}
 	if c.Via.Channel == "" {
 		c.Via.Channel = ChannelAPI
@@ -146,6 +147,9 @@ func insertComment(ctx context.Context, tx pgx.Tx, actor Actor, ticketID int64, 
 		ticketID, body, c.Public, author, nonEmpty(c.Channel)))
 	if err != nil {
 		return Comment{}, dbError("add comment", err)
+	}
+	if out.Attachments, err = attachUploads(ctx, tx, out.ID, c.Uploads); err != nil {
+		return Comment{}, err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE tickets SET updated_at = clock_timestamp() WHERE id = $1 AND status <> 'closed'`, ticketID); err != nil {
 		return Comment{}, dbError("add comment", err)
@@ -242,6 +246,19 @@ func (s *Store) Comments(ctx context.Context, ticketID int64) ([]Comment, error)
 	cs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Comment, error) { return scanComment(r) })
 	if err != nil {
 		return nil, fmt.Errorf("ticketing: comments: %w", err)
+	}
+	ids := make([]int64, len(cs))
+	for i, c := range cs {
+		ids[i] = c.ID
+	}
+	files, err := attachmentsOf(ctx, s.pool, ids)
+	if err != nil {
+		return nil, err
+	}
+	for i := range cs {
+		if f := files[cs[i].ID]; f != nil {
+			cs[i].Attachments = f
+		}
 	}
 	return cs, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -258,6 +259,8 @@ type NewComment struct {
 	AuthorID int64
 	// Channel is the comment's via channel ("api" when empty).
 	Channel string
+	// Uploads are upload tokens (POST /uploads) whose files become the comment's attachments.
+	Uploads []string
 }
 
 func checkStatus(st string) error {
@@ -538,10 +541,13 @@ type TicketFilter struct {
 	RequesterID int64
 	Status      string
 	AfterID     int64
-	Limit       int
+	// BeforeID, when set, asks for the page just before it (Zendesk's page[before]): the
+	// tickets are still returned in id order, and "more" then means more before them.
+	BeforeID int64
+	Limit    int
 }
 
-// ListTickets returns a page of tickets and whether more follow.
+// ListTickets returns a page of tickets and whether more follow (in the direction asked).
 func (s *Store) ListTickets(ctx context.Context, f TicketFilter) ([]Ticket, bool, error) {
 	if f.Limit <= 0 || f.Limit > 100 {
 		f.Limit = 100
@@ -558,8 +564,14 @@ func (s *Store) ListTickets(ctx context.Context, f TicketFilter) ([]Ticket, bool
 		}
 		f.RequesterID = u.ID
 	}
-	rows, err := s.pool.Query(ctx, ticketSelect+`WHERE ($1 = 0 OR requester_id = $1) AND ($2 = '' OR status = $2) AND id > $3
-		ORDER BY id LIMIT $4`, f.RequesterID, f.Status, f.AfterID, f.Limit+1)
+	q := ticketSelect + `WHERE ($1 = 0 OR requester_id = $1) AND ($2 = '' OR status = $2) AND id > $3
+		ORDER BY id LIMIT $4`
+	bound := f.AfterID
+	if f.BeforeID > 0 {
+		q, bound = ticketSelect+`WHERE ($1 = 0 OR requester_id = $1) AND ($2 = '' OR status = $2) AND id < $3
+		ORDER BY id DESC LIMIT $4`, f.BeforeID
+	}
+	rows, err := s.pool.Query(ctx, q, f.RequesterID, f.Status, bound, f.Limit+1)
 	if err != nil {
 		return nil, false, fmt.Errorf("ticketing: list tickets: %w", err)
 	}
@@ -570,6 +582,9 @@ func (s *Store) ListTickets(ctx context.Context, f TicketFilter) ([]Ticket, bool
 	more := len(ts) > f.Limit
 	if more {
 		ts = ts[:f.Limit]
+	}
+	if f.BeforeID > 0 {
+		slices.Reverse(ts)
 	}
 	return ts, more, nil
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
 
@@ -130,7 +131,10 @@ func liveUser(ctx context.Context, q querier, id int64, lock bool) (User, error)
 type UserFilter struct {
 	Role    string
 	AfterID int64
-	Limit   int
+	// BeforeID, when set, asks for the page just before it (Zendesk's page[before]), in id
+	// order; "more" then means more before it.
+	BeforeID int64
+	Limit    int
 }
 
 // ListUsers returns a page of users and whether more follow.
@@ -141,8 +145,13 @@ func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]User, bool, erro
 	if f.Role != "" && f.Role != RoleEndUser && f.Role != RoleAgent && f.Role != RoleAdmin {
 		return nil, false, invalidField("role", "%q is not a role; use end-user, agent or admin", f.Role)
 	}
-	rows, err := s.pool.Query(ctx, userSelect+`WHERE u.deleted_at IS NULL AND ($1 = '' OR u.role = $1) AND u.id > $2
-		ORDER BY u.id LIMIT $3`, f.Role, f.AfterID, f.Limit+1)
+	q, bound := userSelect+`WHERE u.deleted_at IS NULL AND ($1 = '' OR u.role = $1) AND u.id > $2
+		ORDER BY u.id LIMIT $3`, f.AfterID
+	if f.BeforeID > 0 {
+		q, bound = userSelect+`WHERE u.deleted_at IS NULL AND ($1 = '' OR u.role = $1) AND u.id < $2
+		ORDER BY u.id DESC LIMIT $3`, f.BeforeID
+	}
+	rows, err := s.pool.Query(ctx, q, f.Role, bound, f.Limit+1)
 	if err != nil {
 		return nil, false, fmt.Errorf("ticketing: list users: %w", err)
 	}
@@ -153,6 +162,9 @@ func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]User, bool, erro
 	more := len(users) > f.Limit
 	if more {
 		users = users[:f.Limit]
+	}
+	if f.BeforeID > 0 {
+		slices.Reverse(users)
 	}
 	return users, more, nil
 }

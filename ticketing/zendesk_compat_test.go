@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/internal/pgtest"
 	"github.com/switchboard-voice/switchboard/ticketing"
+	"github.com/switchboard-voice/switchboard/webhooks"
 )
 
 // zendeskDir holds the node-zendesk script and its package.json (node-zendesk pinned).
@@ -55,9 +56,11 @@ func nodeZendesk(t *testing.T) string {
 // TestZendeskClient_NodeZendeskWorksUnchanged drives the API with node-zendesk 6, the most
 // used Zendesk client, configured as an integration configures it for Zendesk (endpointUri,
 // username and API token, nothing else changed), through users, identities, tickets,
-// comments, merges, search, pagination, bulk jobs, incremental exports and errors: every
-// call of compat.test.mjs must behave as Zendesk's API does. Before wave 2, 38 of 40 such
-// calls failed (the ".json" suffix alone answered 404).
+// comments, merges, search, pagination (both ways), bulk jobs, incremental exports, uploads
+// and attachments, webhooks receiving ticket events (signed, in order, retried) and errors:
+// every call of compat.test.mjs must behave as Zendesk's API does. Before wave 2, 38 of 40
+// such calls failed (the ".json" suffix alone answered 404); before the second wave uploads
+// answered 404, page[before] 422, and a webhook got no ticket event.
 func TestZendeskClient_NodeZendeskWorksUnchanged(t *testing.T) {
 	node := nodeZendesk(t)
 	pool := pgtest.Pool(t)
@@ -69,6 +72,23 @@ func TestZendeskClient_NodeZendeskWorksUnchanged(t *testing.T) {
 	api := ticketing.NewAPI(store, ticketing.APIOptions{PublicURL: srv.URL})
 	mux := http.NewServeMux()
 	api.Register(mux, "/api/v2")
+	// Webhooks, delivered by a dispatcher polling often and retrying fast.
+	dispatcher, err := webhooks.NewDispatcher(webhooks.Options{Pool: pool, Node: "zd", PollInterval: 50 * time.Millisecond,
+		InitialBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	webhooks.NewAPI(webhooks.APIOptions{Pool: pool, Auth: api, Changed: dispatcher.Wake, PublicURL: srv.URL}).Register(mux, "/api/v2")
+	dctx, stopDispatch := context.WithCancel(context.Background())
+	dispatched := make(chan struct{})
+	go func() {
+		defer close(dispatched)
+		dispatcher.Run(dctx)
+	}()
+	t.Cleanup(func() {
+		stopDispatch()
+		<-dispatched
+	})
 	handler = ticketing.ZendeskPaths("/api/v2", mux)
 
 	ctx := context.Background()

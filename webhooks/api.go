@@ -305,18 +305,28 @@ func (a *API) resetSecret(w http.ResponseWriter, r *http.Request, p ticketing.Pr
 	return nil
 }
 
-// page reads page[size] (1 … 100, default 100) and page[after].
-func page(r *http.Request) (size int, after string, err error) {
+// pageReq is the page a list asks for: page[size] and one of page[after] (from
+// meta.after_cursor) or page[before] (from meta.before_cursor).
+type pageReq struct {
+	size          int
+	after, before string
+}
+
+// page reads page[size] (1 … 100, default 100) and page[after] or page[before].
+func page(r *http.Request) (pageReq, error) {
 	q := r.URL.Query()
-	size = 100
+	p := pageReq{size: 100, after: q.Get("page[after]"), before: q.Get("page[before]")}
 	if s := q.Get("page[size]"); s != "" {
 		n, perr := strconv.Atoi(s)
 		if perr != nil || n < 1 || n > 100 {
-			return 0, "", invalid(fieldErrors{"page[size]": {"must be a whole number from 1 to 100"}})
+			return p, invalid(fieldErrors{"page[size]": {"must be a whole number from 1 to 100"}})
 		}
-		size = n
+		p.size = n
 	}
-	return size, q.Get("page[after]"), nil
+	if p.after != "" && p.before != "" {
+		return p, invalid(fieldErrors{"page[before]": {"cannot be given with page[after]: give one direction"}})
+	}
+	return p, nil
 }
 
 func (a *API) base(r *http.Request) string {
@@ -330,26 +340,44 @@ func (a *API) base(r *http.Request) string {
 	return scheme + "://" + r.Host + "/api/v2"
 }
 
-// links is Zendesk's cursor pagination: meta and links.
-func (a *API) links(r *http.Request, more bool, last string) (map[string]any, map[string]any) {
+// links is Zendesk's cursor pagination: meta and links. first and last are the cursors of
+// the page's first and last items ("" for an empty page); more is whether items follow in the
+// direction p travelled. links.next is set when items follow the page, links.prev when items
+// precede it (a page reached with page[after] has some; with page[before], more says).
+func (a *API) links(r *http.Request, p pageReq, more bool, first, last string) (map[string]any, map[string]any) {
 	meta := map[string]any{"has_more": more, "after_cursor": nil, "before_cursor": nil}
 	links := map[string]any{"next": nil, "prev": nil}
-	if more {
-		meta["after_cursor"] = last
+	if last == "" {
+		return meta, links
+	}
+	meta["after_cursor"], meta["before_cursor"] = last, first
+	url := func(name, cursor string) string {
 		q := r.URL.Query()
-		q.Set("page[after]", last)
-		links["next"] = a.base(r) + strings.TrimPrefix(r.URL.Path, "/api/v2") + "?" + q.Encode()
+		q.Del("page[after]")
+		q.Del("page[before]")
+		q.Set(name, cursor)
+		return a.base(r) + strings.TrimPrefix(r.URL.Path, "/api/v2") + "?" + q.Encode()
+	}
+	backward := p.before != ""
+	if more || backward {
+		links["next"] = url("page[after]", last)
+	}
+	if (backward && more) || (!backward && p.after != "") {
+		links["prev"] = url("page[before]", first)
 	}
 	return meta, links
 }
 
 func (a *API) list(w http.ResponseWriter, r *http.Request, _ ticketing.Principal) error {
-	size, after, err := page(r)
+	pg, err := page(r)
 	if err != nil {
 		return err
 	}
+	if pg.before != "" && !idPattern.MatchString(pg.before) {
+		return invalid(fieldErrors{"page[before]": {"is not a cursor this API gave"}})
+	}
 	q := r.URL.Query()
-	f := listFilter{after: after, size: size, status: q.Get("filter[status]"), nameContains: q.Get("filter[name_contains]")}
+	f := listFilter{after: pg.after, before: pg.before, size: pg.size, status: q.Get("filter[status]"), nameContains: q.Get("filter[name_contains]")}
 	if f.status != "" && f.status != StatusActive && f.status != StatusInactive {
 		return invalid(fieldErrors{"filter[status]": {"must be active or inactive"}})
 	}
@@ -357,14 +385,14 @@ func (a *API) list(w http.ResponseWriter, r *http.Request, _ ticketing.Principal
 	if err != nil {
 		return err
 	}
-	last := ""
+	first, last := "", ""
 	if len(hooks) > 0 {
-		last = hooks[len(hooks)-1].ID
+		first, last = hooks[0].ID, hooks[len(hooks)-1].ID
 	}
 	if hooks == nil {
 		hooks = []*Webhook{}
 	}
-	meta, links := a.links(r, more, last)
+	meta, links := a.links(r, pg, more, first, last)
 	writeJSON(w, http.StatusOK, map[string]any{"webhooks": hooks, "meta": meta, "links": links})
 	return nil
 }
@@ -375,14 +403,21 @@ func (a *API) invocations(w http.ResponseWriter, r *http.Request, _ ticketing.Pr
 	if err != nil {
 		return err
 	}
-	size, after, err := page(r)
+	pg, err := page(r)
 	if err != nil {
 		return err
 	}
-	var before int64
-	if after != "" {
-		if before, err = strconv.ParseInt(after, 10, 64); err != nil || before < 1 {
+	// Invocations are listed newest first: page[after] goes to older ones (lower ids),
+	// page[before] to newer ones.
+	var older, newer int64
+	if pg.after != "" {
+		if older, err = strconv.ParseInt(pg.after, 10, 64); err != nil || older < 1 {
 			return invalid(fieldErrors{"page[after]": {"is not a cursor this API gave"}})
+		}
+	}
+	if pg.before != "" {
+		if newer, err = strconv.ParseInt(pg.before, 10, 64); err != nil || newer < 1 {
+			return invalid(fieldErrors{"page[before]": {"is not a cursor this API gave"}})
 		}
 	}
 	status := r.URL.Query().Get("filter[status]")
@@ -394,18 +429,18 @@ func (a *API) invocations(w http.ResponseWriter, r *http.Request, _ ticketing.Pr
 	if _, err := a.store.get(r.Context(), id); err != nil {
 		return err
 	}
-	invs, more, err := a.store.invocations(r.Context(), id, before, size, status)
+	invs, more, err := a.store.invocations(r.Context(), id, older, newer, pg.size, status)
 	if err != nil {
 		return err
 	}
-	last := ""
+	first, last := "", ""
 	if len(invs) > 0 {
-		last = invs[len(invs)-1].ID
+		first, last = invs[0].ID, invs[len(invs)-1].ID
 	}
 	if invs == nil {
 		invs = []Invocation{}
 	}
-	meta, links := a.links(r, more, last)
+	meta, links := a.links(r, pg, more, first, last)
 	writeJSON(w, http.StatusOK, map[string]any{"invocations": invs, "meta": meta, "links": links})
 	return nil
 }

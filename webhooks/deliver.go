@@ -62,6 +62,11 @@ func auditEventID(id int64) string {
 	return uuid.NewSHA1(auditNamespace, []byte("audit:"+strconv.FormatInt(id, 10))).String()
 }
 
+// ticketEventID is the deterministic event id of a ticket_events row.
+func ticketEventID(id int64) string {
+	return uuid.NewSHA1(auditNamespace, []byte("ticket:"+strconv.FormatInt(id, 10))).String()
+}
+
 // envelope is the body sent for one event, in Zendesk's event schema: type, account_id, id,
 // time, zendesk_event_version, subject, detail, event.
 func envelope(typ, id string, at time.Time, subject string, detail, event []byte) []byte {
@@ -316,7 +321,7 @@ func (d *Dispatcher) work(ctx context.Context, id string) {
 		defer cancel()
 		d.store.release(rctx, id, d.owner)
 	}()
-	var gaps [2]gapState // call, audit
+	var gaps [numSources]gapState
 	for ctx.Err() == nil {
 		wake := d.woken()
 		l, err := d.store.claim(ctx, id, d.owner, d.opts.LeaseTTL)
@@ -352,57 +357,64 @@ const (
 	gapMinAge = time.Second
 )
 
-// step reads both sources after the cursors and sends the ready events in order; it reports
-// whether it moved a cursor.
-func (d *Dispatcher) step(ctx context.Context, l *lease, gaps *[2]gapState) (bool, error) {
-	calls, err := d.store.callEvents(ctx, l.callCursor, batchSize)
-	if err != nil {
-		return false, err
+// step reads every source after its cursor and sends the ready events in order (merged by
+// the time each was stored); it reports whether it moved a cursor.
+func (d *Dispatcher) step(ctx context.Context, l *lease, gaps *[numSources]gapState) (bool, error) {
+	var heads [numSources][]source
+	var open [numSources]bool
+	progressed := false
+	for i := range numSources {
+		var events []source
+		var err error
+		switch i {
+		case sourceCall:
+			events, err = d.store.callEvents(ctx, l.cursors[i], batchSize)
+		case sourceAudit:
+			events, err = d.store.auditEvents(ctx, l.cursors[i], batchSize)
+		case sourceTicket:
+			events, err = d.store.ticketEvents(ctx, l.cursors[i], batchSize)
+		}
+		if err != nil {
+			return false, err
+		}
+		full := len(events) == batchSize
+		var moved bool
+		heads[i], open[i], moved, err = d.ready(ctx, l.hook.ID, sourceTables[i], events, &l.cursors[i], &gaps[i])
+		if err != nil {
+			return false, err
+		}
+		// open: more events may come before the last one read (a full batch, a gap).
+		open[i] = open[i] || full
+		progressed = progressed || moved
 	}
-	audits, err := d.store.auditEvents(ctx, l.auditCursor, batchSize)
-	if err != nil {
-		return false, err
-	}
-	calls, callsOpen, movedC, err := d.ready(ctx, l.hook.ID, "call_events", calls, &l.callCursor, &gaps[0])
-	if err != nil {
-		return false, err
-	}
-	audits, auditsOpen, movedA, err := d.ready(ctx, l.hook.ID, "audits", audits, &l.auditCursor, &gaps[1])
-	if err != nil {
-		return false, err
-	}
-	// callsOpen: more call events may come before the last one read (a full batch, a gap).
-	callsOpen = callsOpen || len(calls) == batchSize
-	auditsOpen = auditsOpen || len(audits) == batchSize
-	progressed := movedC || movedA
 	skipped := progressed
 	flush := func() error {
 		if !skipped {
 			return nil
 		}
 		skipped = false
-		return d.store.advance(ctx, l.hook.ID, d.owner, l.callCursor, l.auditCursor)
+		return d.store.advance(ctx, l.hook.ID, d.owner, l.cursors)
 	}
-	for len(calls) > 0 || len(audits) > 0 {
-		// The earlier stored of the two heads; a source that may hold an earlier event not
-		// yet read stops the merge (the next step reads again).
-		var src source
-		switch {
-		case len(calls) > 0 && len(audits) > 0:
-			if !audits[0].stored.Before(calls[0].stored) {
-				src, calls = calls[0], calls[1:]
-			} else {
-				src, audits = audits[0], audits[1:]
+	for {
+		// The earliest stored of the heads; a source with nothing read that may still hold an
+		// earlier event (open) stops the merge (the next step reads again).
+		pick, blocked := -1, false
+		for i := range numSources {
+			if len(heads[i]) == 0 {
+				blocked = blocked || open[i]
+				continue
 			}
-		case len(calls) > 0 && !auditsOpen:
-			src, calls = calls[0], calls[1:]
-		case len(audits) > 0 && !callsOpen:
-			src, audits = audits[0], audits[1:]
-		default:
+			if pick < 0 || heads[i][0].stored.Before(heads[pick][0].stored) {
+				pick = i
+			}
+		}
+		if pick < 0 || blocked {
 			return progressed, flush()
 		}
+		src := heads[pick][0]
+		heads[pick] = heads[pick][1:]
 		if !subscribed(l.hook.Subscriptions, src.typ) {
-			l.setCursor(src)
+			l.cursors[pick] = src.pos
 			skipped, progressed = true, true
 			continue
 		}
@@ -415,17 +427,8 @@ func (d *Dispatcher) step(ctx context.Context, l *lease, gaps *[2]gapState) (boo
 		if err := d.deliver(ctx, l, src); err != nil {
 			return progressed, err
 		}
-		l.setCursor(src)
+		l.cursors[pick] = src.pos
 		progressed = true
-	}
-	return progressed, flush()
-}
-
-func (l *lease) setCursor(src source) {
-	if src.kind == "audit" {
-		l.auditCursor = src.pos
-	} else {
-		l.callCursor = src.pos
 	}
 }
 

@@ -5,11 +5,13 @@
 // followed by the body), in order, one at a time, retried with exponential backoff until the
 // receiver answers 2xx (Dispatcher).
 //
-// Where the events come from: the event log (call_events, by pos, the order they were stored)
-// and the audit trail (audits, by id). Both are read after the webhook's cursors; nothing here
-// writes to them or runs inside the rules engine, so a slow or dead receiver never delays a call,
-// the storing of its events or their application. The two sources are merged by the time
-// each event was stored; each source keeps its own order exactly.
+// Where the events come from: the event log (call_events, by pos, the order they were stored),
+// the ticket events (ticket_events, by id: migration 018's triggers write one row per ticket
+// created, field changed or comment added, in the change's transaction, while any webhook is
+// active) and the audit trail (audits, by id). Each is read after the webhook's cursor for it;
+// nothing here writes to them or runs inside the rules engine, so a slow or dead receiver
+// never delays a call, the storing of its events or their application. The sources are merged
+// by the time each event was stored; each source keeps its own order exactly.
 //
 // Durability and delivery guarantees: at least once, in order per webhook. A 2xx advances the
 // webhook's cursor in PostgreSQL in the statement that records the success; a restart (or

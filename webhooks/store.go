@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -75,9 +76,10 @@ func (s *store) create(ctx context.Context, w *Webhook, actor int64) (*Webhook, 
 	headers, _ := json.Marshal(w.CustomHeaders)
 	row := s.pool.QueryRow(ctx, `INSERT INTO webhooks (id, name, description, status, endpoint, http_method, request_format,
 			subscriptions, custom_headers, authentication, external_source, signing_secret, created_by, updated_by,
-			call_cursor, audit_cursor)
+			call_cursor, audit_cursor, ticket_cursor)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13,
-			(SELECT coalesce(max(pos), 0) FROM call_events), (SELECT coalesce(max(id), 0) FROM audits))
+			(SELECT coalesce(max(pos), 0) FROM call_events), (SELECT coalesce(max(id), 0) FROM audits),
+			(SELECT coalesce(max(id), 0) FROM ticket_events))
 		RETURNING `+webhookCols,
 		w.ID, w.Name, w.Description, w.Status, w.Endpoint, w.HTTPMethod, w.RequestFormat, w.Subscriptions,
 		headers, authJSON(w.auth), extJSON(w.ExternalSource), w.secret, actor)
@@ -102,6 +104,7 @@ func (s *store) get(ctx context.Context, id string) (*Webhook, error) {
 // listFilter is GET /webhooks' query.
 type listFilter struct {
 	after        string // id
+	before       string // id: the page just before it (page[before]), still in id order
 	size         int
 	status       string
 	nameContains string
@@ -109,9 +112,15 @@ type listFilter struct {
 
 // list returns a page of webhooks in id order (creation order) and whether more follow.
 func (s *store) list(ctx context.Context, f listFilter) ([]*Webhook, bool, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+webhookCols+` FROM webhooks
+	q, bound := `SELECT `+webhookCols+` FROM webhooks
 		WHERE id > $1 AND ($2 = '' OR status = $2) AND ($3 = '' OR strpos(lower(name), lower($3)) > 0)
-		ORDER BY id LIMIT $4`, f.after, f.status, f.nameContains, f.size+1)
+		ORDER BY id LIMIT $4`, f.after
+	if f.before != "" {
+		q, bound = `SELECT `+webhookCols+` FROM webhooks
+		WHERE id < $1 AND ($2 = '' OR status = $2) AND ($3 = '' OR strpos(lower(name), lower($3)) > 0)
+		ORDER BY id DESC LIMIT $4`, f.before
+	}
+	rows, err := s.pool.Query(ctx, q, bound, f.status, f.nameContains, f.size+1)
 	if err != nil {
 		return nil, false, fmt.Errorf("webhooks: list: %w", err)
 	}
@@ -130,6 +139,9 @@ func (s *store) list(ctx context.Context, f listFilter) ([]*Webhook, bool, error
 	more := len(out) > f.size
 	if more {
 		out = out[:f.size]
+	}
+	if f.before != "" {
+		slices.Reverse(out)
 	}
 	return out, more, nil
 }
@@ -156,7 +168,8 @@ func (s *store) update(ctx context.Context, id string, actor int64, change func(
 				http_method = $6, request_format = $7, subscriptions = $8, custom_headers = $9, authentication = $10,
 				external_source = $11, updated_by = $12, updated_at = clock_timestamp(),
 				call_cursor = CASE WHEN $13 THEN (SELECT coalesce(max(pos), 0) FROM call_events) ELSE call_cursor END,
-				audit_cursor = CASE WHEN $13 THEN (SELECT coalesce(max(id), 0) FROM audits) ELSE audit_cursor END
+				audit_cursor = CASE WHEN $13 THEN (SELECT coalesce(max(id), 0) FROM audits) ELSE audit_cursor END,
+				ticket_cursor = CASE WHEN $13 THEN (SELECT coalesce(max(id), 0) FROM ticket_events) ELSE ticket_cursor END
 			WHERE id = $1`,
 			id, w.Name, w.Description, w.Status, w.Endpoint, w.HTTPMethod, w.RequestFormat, w.Subscriptions,
 			headers, authJSON(w.auth), extJSON(w.ExternalSource), actor, was == StatusInactive && w.Status == StatusActive)
@@ -219,12 +232,19 @@ type Attempt struct {
 	CompletedAt  time.Time `json:"completed_at"`
 }
 
-// invocations lists a webhook's invocations, newest first, before the invocation id before (0:
-// from the newest), and whether more follow.
-func (s *store) invocations(ctx context.Context, webhookID string, before int64, size int, status string) ([]Invocation, bool, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, event_id, event_type, status, status_code, attempts, created_at, latest_completed_at
+// invocations lists a webhook's invocations, newest first: those older than the invocation
+// id older (0: from the newest), or with newer > 0 the page just newer than it, and whether
+// more follow in the direction asked.
+func (s *store) invocations(ctx context.Context, webhookID string, older, newer int64, size int, status string) ([]Invocation, bool, error) {
+	q, bound := `SELECT id, event_id, event_type, status, status_code, attempts, created_at, latest_completed_at
 		FROM webhook_invocations WHERE webhook_id = $1 AND ($2 = 0 OR id < $2) AND ($3 = '' OR status = $3)
-		ORDER BY id DESC LIMIT $4`, webhookID, before, status, size+1)
+		ORDER BY id DESC LIMIT $4`, older
+	if newer > 0 {
+		q, bound = `SELECT id, event_id, event_type, status, status_code, attempts, created_at, latest_completed_at
+		FROM webhook_invocations WHERE webhook_id = $1 AND id > $2 AND ($3 = '' OR status = $3)
+		ORDER BY id LIMIT $4`, newer
+	}
+	rows, err := s.pool.Query(ctx, q, webhookID, bound, status, size+1)
 	if err != nil {
 		return nil, false, fmt.Errorf("webhooks: invocations of %s: %w", webhookID, err)
 	}
@@ -249,6 +269,9 @@ func (s *store) invocations(ctx context.Context, webhookID string, before int64,
 	more := len(out) > size
 	if more {
 		out = out[:size]
+	}
+	if newer > 0 {
+		slices.Reverse(out)
 	}
 	return out, more, nil
 }
@@ -289,10 +312,9 @@ func (s *store) attempts(ctx context.Context, webhookID string, invocationID int
 
 // lease is what a worker holds of its webhook while it delivers it.
 type lease struct {
-	hook        *Webhook
-	callCursor  int64
-	auditCursor int64
-	renewed     time.Time // when the lease was last taken or renewed (the dispatcher's clock)
+	hook    *Webhook
+	cursors [numSources]int64 // by source kind: call_events.pos, audits.id, ticket_events.id
+	renewed time.Time         // when the lease was last taken or renewed (the dispatcher's clock)
 }
 
 // errGone is a webhook deleted or made inactive: its worker stops.
@@ -308,7 +330,8 @@ func (s *store) claim(ctx context.Context, id, owner string, ttl time.Duration) 
 	w, err := scanWebhook(s.pool.QueryRow(ctx, `UPDATE webhooks
 		SET leased_by = $2, lease_until = clock_timestamp() + make_interval(secs => $3)
 		WHERE id = $1 AND status = 'active' AND (leased_by IS NULL OR leased_by = $2 OR lease_until < clock_timestamp())
-		RETURNING `+webhookCols+`, call_cursor, audit_cursor`, id, owner, ttl.Seconds()), &l.callCursor, &l.auditCursor)
+		RETURNING `+webhookCols+`, call_cursor, audit_cursor, ticket_cursor`, id, owner, ttl.Seconds()),
+		&l.cursors[sourceCall], &l.cursors[sourceAudit], &l.cursors[sourceTicket])
 	if err == nil {
 		l.hook = w
 		return &l, nil
@@ -345,10 +368,26 @@ func (s *store) activeIDs(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
-// source is one event from call_events or audits, before it is sent.
+// The sources of events, in the order of lease.cursors.
+const (
+	sourceCall   = iota // call_events, by pos
+	sourceAudit         // audits, by id
+	sourceTicket        // ticket_events (migration 018), by id
+	numSources
+)
+
+// sourceKinds are the sources as webhook_invocations.source names them; sourceTables and
+// sourceCursors their tables and the webhooks column of their cursor.
+var (
+	sourceKinds   = [numSources]string{"call", "audit", "ticket"}
+	sourceTables  = [numSources]string{"call_events", "audits", "ticket_events"}
+	sourceCursors = [numSources]string{"call_cursor", "audit_cursor", "ticket_cursor"}
+)
+
+// source is one event from call_events, audits or ticket_events, before it is sent.
 type source struct {
-	kind     string // "call" or "audit"
-	pos      int64  // call_events.pos or audits.id
+	kind     string // "call", "audit" or "ticket"
+	pos      int64  // call_events.pos, audits.id or ticket_events.id
 	stored   time.Time
 	eventID  string
 	typ      string // the webhook event type, zen:event-type:…
@@ -425,6 +464,36 @@ func (s *store) auditEvents(ctx context.Context, after int64, n int) ([]source, 
 	return out, nil
 }
 
+// ticketEvents reads up to n ticket events after id, in id order.
+func (s *store) ticketEvents(ctx context.Context, after int64, n int) ([]source, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, ticket_id, kind, detail, event, created_at
+		FROM ticket_events WHERE id > $1 ORDER BY id LIMIT $2`, after, n)
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: read ticket events: %w", err)
+	}
+	var out []source
+	for rows.Next() {
+		var src source
+		var ticketID int64
+		var kind string
+		var detail, event []byte
+		if err := rows.Scan(&src.pos, &ticketID, &kind, &detail, &event, &src.stored); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("webhooks: read ticket events: %w", err)
+		}
+		src.kind = "ticket"
+		src.eventID = ticketEventID(src.pos)
+		src.typ = EventTypePrefix + "ticket." + kind
+		src.envelope = envelope(src.typ, src.eventID, src.stored, "zen:ticket:"+strconv.FormatInt(ticketID, 10), detail, event)
+		out = append(out, src)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("webhooks: read ticket events: %w", err)
+	}
+	return out, nil
+}
+
 func (s *store) snapshotXmax(ctx context.Context) (uint64, error) {
 	var v string
 	if err := s.pool.QueryRow(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text`).Scan(&v); err != nil {
@@ -443,9 +512,10 @@ func (s *store) snapshotXmin(ctx context.Context) (uint64, error) {
 }
 
 // advance moves the cursors over events the webhook does not subscribe to (never backwards).
-func (s *store) advance(ctx context.Context, id, owner string, callCursor, auditCursor int64) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE webhooks SET call_cursor = greatest(call_cursor, $3), audit_cursor = greatest(audit_cursor, $4)
-		WHERE id = $1 AND leased_by = $2`, id, owner, callCursor, auditCursor)
+func (s *store) advance(ctx context.Context, id, owner string, c [numSources]int64) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE webhooks SET call_cursor = greatest(call_cursor, $3), audit_cursor = greatest(audit_cursor, $4),
+		ticket_cursor = greatest(ticket_cursor, $5)
+		WHERE id = $1 AND leased_by = $2`, id, owner, c[sourceCall], c[sourceAudit], c[sourceTicket])
 	if err != nil {
 		return fmt.Errorf("webhooks: advance %s: %w", id, err)
 	}
@@ -522,10 +592,7 @@ func (s *store) recordAttempt(ctx context.Context, webhookID, owner string, invo
 		if !r.success && !r.giveUp {
 			return nil
 		}
-		col := "call_cursor"
-		if src.kind == "audit" {
-			col = "audit_cursor"
-		}
+		col := sourceCursors[sourceOf(src.kind)]
 		tag, err := tx.Exec(ctx, `UPDATE webhooks SET `+col+` = greatest(`+col+`, $3) WHERE id = $1 AND leased_by = $2`,
 			webhookID, owner, src.pos)
 		if err != nil {
@@ -544,7 +611,8 @@ func (s *store) backlog(ctx context.Context, owner string) (int64, error) {
 	var n int64
 	err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(
 			greatest(0, (SELECT coalesce(max(pos), 0) FROM call_events) - call_cursor) +
-			greatest(0, (SELECT coalesce(max(id), 0) FROM audits) - audit_cursor)), 0)::bigint
+			greatest(0, (SELECT coalesce(max(id), 0) FROM audits) - audit_cursor) +
+			greatest(0, (SELECT coalesce(max(id), 0) FROM ticket_events) - ticket_cursor)), 0)::bigint
 		FROM webhooks WHERE status = 'active' AND leased_by = $1`, owner).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("webhooks: backlog: %w", err)
@@ -559,15 +627,34 @@ func (s *store) prune(ctx context.Context, keep time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("webhooks: prune invocations: %w", err)
 	}
+	// Ticket events exist for webhooks only: those every webhook has passed, once as old.
+	_, err = s.pool.Exec(ctx, `DELETE FROM ticket_events WHERE created_at < clock_timestamp() - make_interval(secs => $1)
+		AND id <= (SELECT coalesce(min(ticket_cursor), 9223372036854775807) FROM webhooks WHERE status = 'active')`, keep.Seconds())
+	if err != nil {
+		return fmt.Errorf("webhooks: prune ticket events: %w", err)
+	}
 	return nil
+}
+
+// sourceOf is the index of a source kind.
+func sourceOf(kind string) int {
+	for i, k := range sourceKinds {
+		if k == kind {
+			return i
+		}
+	}
+	return sourceCall
 }
 
 // anyIn reports whether table holds a row at a position in [from, to) (call_events by pos,
 // audits by id).
 func (s *store) anyIn(ctx context.Context, table string, from, to int64) (bool, error) {
 	q := `SELECT EXISTS (SELECT 1 FROM call_events WHERE pos >= $1 AND pos < $2)`
-	if table == "audits" {
+	switch table {
+	case "audits":
 		q = `SELECT EXISTS (SELECT 1 FROM audits WHERE id >= $1 AND id < $2)`
+	case "ticket_events":
+		q = `SELECT EXISTS (SELECT 1 FROM ticket_events WHERE id >= $1 AND id < $2)`
 	}
 	var ok bool
 	if err := s.pool.QueryRow(ctx, q, from, to).Scan(&ok); err != nil {

@@ -68,7 +68,9 @@ const (
 	// EventTypePrefix starts every event type a webhook subscribes to.
 	EventTypePrefix = "zen:event-type:"
 	// ConditionalTicketEvents is Zendesk's subscription for webhooks fired by triggers and
-	// automations. Switchboard has neither: it is stored and returned, and sends nothing.
+	// automations, with the payload the trigger's action writes. Switchboard has neither
+	// triggers nor automations: the subscription is stored and returned, and sends nothing
+	// (docs/api.md, Webhooks: subscribe to zen:event-type:ticket.* instead).
 	ConditionalTicketEvents = "conditional_ticket_events"
 )
 
@@ -407,6 +409,12 @@ func clean(s string, max int) string {
 	return s
 }
 
+// ticketEventTypes are the kinds of ticket_events (migration 018's triggers on tickets and
+// ticket_comments), Zendesk's ticket event types.
+var ticketEventTypes = []string{"created", "status_changed", "comment_added", "agent_assignment_changed",
+	"subject_changed", "priority_changed", "ticket_type_changed", "tags_changed", "external_id_changed",
+	"submitter_changed", "task_due_at_changed"}
+
 // The audit kinds that become ticket and user events (ticketing's audit trail), by domain.
 var auditEventTypes = map[string][]string{
 	"ticket":          {"requester_changed", "ticket_merged", "recording_deleted", "voicemail_read", "voicemail_closed", "voicemail_called_back"},
@@ -415,11 +423,15 @@ var auditEventTypes = map[string][]string{
 }
 
 // EventTypes lists every event type Switchboard sends, sorted: zen:event-type:call.* for the
-// call events, zen:event-type:ticket.*, user.* and account_setting.* for the audit trail.
+// call events, zen:event-type:ticket.* for ticket changes (created, status_changed,
+// comment_added, …) and, with user.* and account_setting.*, for the audit trail.
 func EventTypes() []string {
 	var out []string
 	for _, t := range callevent.Types() {
 		out = append(out, EventTypePrefix+t)
+	}
+	for _, k := range ticketEventTypes {
+		out = append(out, EventTypePrefix+"ticket."+k)
 	}
 	for domain, kinds := range auditEventTypes {
 		for _, k := range kinds {

@@ -4,6 +4,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import zendesk from 'node-zendesk';
+import { Readable } from 'node:stream';
+import { createServer } from 'node:http';
+import { createHmac } from 'node:crypto';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const env = (k) => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set`); return v; };
 const endpointUri = env('ZD_ENDPOINT_URI');
@@ -333,4 +339,124 @@ test('errors: Zendesk statuses and names, the field named', async () => {
   err = await refusal(() => agentOnly.users.create({ user: { name: 'Boss', email: 'boss@example.com', role: 'admin' } }));
   assert.equal(err.statusCode, 403);
   assert.equal(err.result.error, 'Forbidden');
+});
+
+test('attachments: uploads, a comment taking them, show, content', async () => {
+  const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
+  // A stream (sent as application/binary), then a file path (node-zendesk streams the file).
+  const first = await client.attachments.upload(Readable.from([png]), { filename: 'pixel.png', binary: true });
+  const up = first.result?.upload ?? first.upload;
+  assert.ok(up.token, JSON.stringify(first));
+  assert.equal(up.attachment.file_name, 'pixel.png');
+  assert.equal(up.attachment.content_type, 'image/png');
+  assert.equal(up.attachment.size, png.length);
+  const dir = mkdtempSync(join(tmpdir(), 'zd-'));
+  const path = join(dir, 'notes.txt');
+  writeFileSync(path, 'call notes\n');
+  const second = await client.attachments.upload(path, { filename: 'notes.txt', binary: false, token: up.token });
+  const up2 = second.result?.upload ?? second.upload;
+  assert.equal(up2.token, up.token);
+  assert.equal(up2.attachments.length, 2);
+
+  const { result: t } = await client.tickets.update(state.ticket.id, { ticket: { comment: { body: 'Photos attached', uploads: [up.token] } } });
+  assert.equal(t.id, state.ticket.id);
+  const comments = await client.tickets.getComments(state.ticket.id);
+  const withFiles = comments[comments.length - 1];
+  assert.equal(withFiles.plain_body, 'Photos attached');
+  assert.deepEqual(withFiles.attachments.map((a) => a.file_name), ['pixel.png', 'notes.txt']);
+  const att = withFiles.attachments[0];
+  for (const k of ['id', 'url', 'content_url', 'content_type', 'size', 'inline', 'thumbnails']) assert.ok(k in att, k);
+
+  const shown = await client.attachments.show(att.id);
+  const a = shown.result?.attachment ?? shown.result ?? shown;
+  assert.equal(a.id, att.id);
+  assert.equal(a.file_name, 'pixel.png');
+  // content_url serves the bytes, with the API's authentication.
+  const auth = 'Basic ' + Buffer.from(`${env('ZD_EMAIL')}/token:${env('ZD_TOKEN')}`).toString('base64');
+  const res = await fetch(att.content_url, { headers: { Authorization: auth } });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('content-type'), 'image/png');
+  assert.deepEqual(Buffer.from(await res.arrayBuffer()), png);
+  assert.equal((await fetch(att.content_url)).status, 401);
+
+  // An upload deleted before use attaches nothing; a used token is refused naming it.
+  const third = await client.attachments.upload(Readable.from([Buffer.from('x')]), { filename: 'x.txt', binary: true });
+  const token3 = (third.result?.upload ?? third.upload).token;
+  await client.attachments.deleteUpload(token3);
+  let err = await refusal(() => client.tickets.update(state.ticket.id, { ticket: { comment: { body: 'x', uploads: [token3] } } }));
+  assert.equal(err.statusCode, 422);
+  assert.ok(err.result.details['comment.uploads[0]']);
+  err = await refusal(() => client.tickets.update(state.ticket.id, { ticket: { comment: { body: 'x', uploads: [up.token] } } }));
+  assert.equal(err.statusCode, 422);
+});
+
+test('pagination backwards: page[before], meta.before_cursor, links.prev', async () => {
+  // node-zendesk sets page[size]=100 on lists that paginate by cursor; a client's query option wins.
+  const paged = zendesk.createClient({ username: env('ZD_EMAIL'), token: env('ZD_TOKEN'), endpointUri, query: { 'page[size]': 2 } });
+  const first = (await paged.jobstatuses.get(['users'])).result;
+  assert.equal(first.links.prev, null);
+  const second = (await paged.jobstatuses.get(['users', { 'page[after]': first.meta.after_cursor }])).result;
+  assert.ok(second.links.prev.includes('page%5Bbefore%5D='), second.links.prev);
+  const back = (await paged.jobstatuses.get(['users', { 'page[before]': second.meta.before_cursor }])).result;
+  assert.deepEqual(back.users.map((u) => u.id), first.users.map((u) => u.id));
+  assert.equal(back.meta.has_more, false, 'nothing before the first page');
+  assert.equal(back.links.prev, null);
+  assert.ok(back.links.next.includes('page%5Bafter%5D='));
+  const one = zendesk.createClient({ username: env('ZD_EMAIL'), token: env('ZD_TOKEN'), endpointUri, query: { 'page[size]': 1 } });
+  const t1 = (await one.jobstatuses.get(['tickets'])).result;
+  const t2 = (await one.jobstatuses.get(['tickets', { 'page[after]': t1.meta.after_cursor }])).result;
+  const t1again = (await one.jobstatuses.get(['tickets', { 'page[before]': t2.meta.before_cursor }])).result;
+  assert.deepEqual(t1again.tickets.map((t) => t.id), t1.tickets.map((t) => t.id));
+});
+
+test('webhooks: ticket events, signed, in order, retried', async () => {
+  const got = [];
+  let answered = 0;
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      got.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
+      // The first attempt fails: the event must come again.
+      res.writeHead(answered++ === 0 ? 503 : 200).end();
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const endpoint = `http://127.0.0.1:${server.address().port}/hook`;
+    const created = await client.webhooks.create({ webhook: { name: 'CRM', endpoint, http_method: 'POST', request_format: 'json',
+      status: 'active', subscriptions: ['zen:event-type:ticket.created', 'zen:event-type:ticket.status_changed', 'zen:event-type:ticket.comment_added'] } });
+    const hook = created.result?.webhook ?? created.result ?? created;
+    assert.ok(hook.id, JSON.stringify(created));
+    const secretRes = await client.webhooks.getSigningSecret(hook.id);
+    const secret = (secretRes.result?.signing_secret ?? secretRes.signing_secret ?? secretRes.result).secret;
+    assert.ok(secret);
+
+    const { result: t } = await client.tickets.create({ ticket: { subject: 'Hooked', comment: { body: 'hello hook' }, requester_id: state.ada.id } });
+    await client.tickets.update(t.id, { ticket: { status: 'open' } });
+    const mine = () => got.filter((d) => JSON.parse(d.body).subject === `zen:ticket:${t.id}`);
+    const deadline = Date.now() + 30000;
+    while (new Set(mine().map((d) => JSON.parse(d.body).id)).size < 3 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const deliveries = mine();
+    for (const d of deliveries) {
+      const ts = d.headers['x-zendesk-webhook-signature-timestamp'];
+      const sig = createHmac('sha256', secret).update(ts + d.body).digest('base64');
+      assert.equal(d.headers['x-zendesk-webhook-signature'], sig, 'signed as Zendesk signs');
+    }
+    // Retried: the first event came twice (503, then 200) with the same id; then in order.
+    const ids = deliveries.map((d) => JSON.parse(d.body).id);
+    assert.equal(ids[0], ids[1], 'the failed attempt was retried with the same event id');
+    const types = deliveries.slice(1).map((d) => JSON.parse(d.body).type);
+    assert.deepEqual(types, ['zen:event-type:ticket.created', 'zen:event-type:ticket.comment_added', 'zen:event-type:ticket.status_changed']);
+    const status = JSON.parse(deliveries[3].body);
+    assert.deepEqual(status.event, { previous: 'NEW', current: 'OPEN' });
+    assert.equal(status.detail.id, String(t.id));
+    const invocations = await client.webhooks.listInvocations(hook.id);
+    assert.ok(JSON.stringify(invocations).includes('ticket.status_changed'));
+    await client.webhooks.delete(hook.id);
+  } finally {
+    server.close();
+  }
 });
