@@ -17,6 +17,7 @@ import (
 	"github.com/switchboard-voice/switchboard/ivr/acdpg"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/recordings"
+	"github.com/switchboard-voice/switchboard/roster"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/ticketing"
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
@@ -34,6 +35,9 @@ type telephony struct {
 	acd   *ivr.ACD
 	// acdStore is the ACD's shared state with database.shared_queues (nil otherwise).
 	acdStore *acdpg.Store
+	// roster keeps the ACD's queues and agents in step with the database (the source of
+	// truth since the first start) and serves the admin API.
+	roster *roster.Manager
 	recs     *recordings.Service
 	// agents maps the configured agents' emails to their user ids.
 	agents map[string]int64
@@ -163,6 +167,9 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		gw.sharedACD.Store(t.acd)
 	}
 	t.acd.Register(mux, "/api/v2")
+	if err := t.startRoster(mux, dbUp); err != nil {
+		return err
+	}
 	menus := map[string]ivr.Menu{}
 	for name, m := range cfg.IVR {
 		if menus[name], err = m.IVR(); err != nil {
@@ -267,6 +274,9 @@ func (t *telephony) stop(ctx context.Context) {
 		}
 		_ = t.sip.Close()
 	}
+	if t.roster != nil {
+		t.roster.Close()
+	}
 	if t.acd != nil {
 		t.acd.Close()
 	}
@@ -354,8 +364,21 @@ func (t *telephony) repairRecordings(ctx context.Context) error {
 // Otherwise (the dev configuration) the username is the email or its local part and the secret
 // the plain password; agents with only a password_hash cannot register.
 func (t *telephony) sipAgent(username string) (sip.AgentAccount, bool) {
+	if t.roster != nil {
+		// The database's credentials first (agents made or changed through the admin API).
+		if a, ok := t.roster.SIPAccount(username); ok {
+			return sip.AgentAccount{ID: a.UserID, Username: a.SIPUsername, HA1MD5: a.HA1MD5, HA1SHA256: a.HA1SHA256}, true
+		}
+	}
 	for _, a := range t.gw.cfg.Agents {
 		id := t.agents[a.Email]
+		if t.roster != nil {
+			// The file's agents register with the file's credentials while they are agents of
+			// the roster (or while the roster was never read: the database away since start).
+			if known, loaded := t.roster.Known(id); loaded && !known {
+				continue
+			}
+		}
 		switch {
 		case a.SIPSecretHA1 != nil:
 			if username == a.SIPUser() {
@@ -373,6 +396,36 @@ func (t *telephony) sipAgent(username string) (sip.AgentAccount, bool) {
 		}
 	}
 	return sip.AgentAccount{}, false
+}
+
+// startRoster makes the database the source of the ACD's queues and agents: the
+// configuration seeds them on the first start, every change through the admin API applies at
+// once on every node (roster.Manager), and the API is mounted under /api/v2. With the
+// database up it waits (bounded) for the first read, so the roster is in effect before SIP
+// listens; degraded, the configuration's roster stands until the database answers.
+func (t *telephony) startRoster(mux *http.ServeMux, dbUp bool) error {
+	gw, cfg := t.gw, t.gw.cfg
+	seed := rosterSeed(cfg)
+	m, err := roster.New(roster.Options{Pool: gw.pool, ACD: t.acd, ParseTarget: rosterTarget(cfg), Seed: &seed,
+		Logger: gw.log.With("component", "roster")})
+	if err != nil {
+		return err
+	}
+	t.roster = m
+	first := time.Duration(0)
+	if dbUp {
+		first = 5 * time.Second
+	}
+	m.Start(first)
+	refs := map[string]string{} // the configuration's call flow never changes while it runs
+	for name := range cfg.Queues {
+		if r := cfg.QueueReferences(name); len(r) > 0 {
+			refs[name] = r[0]
+		}
+	}
+	m.NewAPI(roster.APIOptions{Auth: gw.api, Users: gw.store, InUse: func(q string) string { return refs[q] }}).
+		Register(mux, "/api/v2")
+	return nil
 }
 
 // voicemailRecorder records voicemail messages with the recordings package.
