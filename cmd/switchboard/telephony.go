@@ -38,7 +38,7 @@ type telephony struct {
 	// roster keeps the ACD's queues and agents in step with the database (the source of
 	// truth since the first start) and serves the admin API.
 	roster *roster.Manager
-	recs     *recordings.Service
+	recs   *recordings.Service
 	// agents maps the configured agents' emails to their user ids.
 	agents map[string]int64
 	web    *web.Server
