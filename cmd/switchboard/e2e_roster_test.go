@@ -1,0 +1,100 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/internal/testport"
+)
+
+// Issue 21, agents and queues managed live, through the real binary: an agent created through
+// the admin API answers a queued call at once, with no restart. The gateway starts with the
+// configuration's agents (seeded into the database on this first start); the admin creates
+// dana (POST /agents: a user with the agent role, a SIP phone account with a generated secret,
+// queue support). Dana's SIP phone (SIPp) registers with the username and the secret the
+// answer showed once, dana goes available with her own login, and a carrier call to the
+// support line (+15550199) rings her phone — agent1 and agent2, the configuration's members,
+// are offline — and she answers: the call record and the ticket name her. The change is in the
+// audit trail, and the same process (same pid) served it all.
+//
+// Before the change the roster was fixed at start: POST /agents did not exist (405), and a
+// user created with the agent role had no SIP phone account and no place in a queue.
+func TestEndToEnd_AgentCreatedByAPIAnswersQueuedCallAtOnce(t *testing.T) {
+	requireSipp(t)
+	g := runAgentGateway(t)
+	pid := g.cmd.Process.Pid
+
+	code, m := g.api("POST", "/agents", `{"agent":{"name":"Dana New","email":"dana@example.com","password":"danapass123","queues":["support"]}}`)
+	if code != 201 {
+		t.Fatalf("POST /agents = %d %v, want 201", code, m)
+	}
+	ag := m["agent"].(map[string]any)
+	id := int64(ag["id"].(float64))
+	user, _ := ag["sip_username"].(string)
+	secret, _ := ag["sip_secret"].(string)
+	if user != "dana" || len(secret) < 12 || fmt.Sprint(ag["queues"]) != "[support]" {
+		t.Fatalf("POST /agents answer %v: want sip_username dana, a generated sip_secret and queues [support]", ag)
+	}
+	// At once in the live view: offline until her phone or page makes her available.
+	if st := g.agentByEmail("dana@example.com")["state"]; st != "offline" {
+		t.Errorf("dana in GET /agents right after POST: %v, want offline", st)
+	}
+	if code, m := g.api("GET", fmt.Sprintf("/agents/%d", id), ""); code != 200 || m["agent"].(map[string]any)["sip_secret"] != nil {
+		t.Errorf("GET /agents/%d = %d %v: want 200 without the secret (shown once)", id, code, m)
+	}
+
+	phonePort := testport.FreeUDP(t)
+	repl := map[string]string{"PHONE_PORT": strconv.Itoa(phonePort), "TALK_MS": "2000"}
+	phone := startSipp(t, "agent_answer.xml", repl, "-p", strconv.Itoa(phonePort), "-rtp_echo")
+	t.Cleanup(func() {
+		if t.Failed() {
+			_, calls := g.api("GET", "/calls", "")
+			t.Logf("calls: %v\nagent phone SIPp output:\n%s", calls, tail(phone.out.String(), 3000))
+		}
+	})
+	startSipp(t, "agent_register.xml", repl, "-s", user, "-au", user, "-ap", secret,
+		fmt.Sprintf("127.0.0.1:%d", g.sipPort)).wait(t, "register")
+
+	// Dana's own login works at once too: she makes herself available.
+	code, m = g.apiAs("dana@example.com", "danapass123", "PUT", fmt.Sprintf("/agents/%d/state", id), `{"agent":{"state":"available"}}`)
+	if code != 200 {
+		t.Fatalf("PUT /agents/%d/state as dana = %d %v", id, code, m)
+	}
+	g.awaitAgentState("dana@example.com", 10*time.Second, func(s string) bool { return s == "available" })
+
+	carrier := startSipp(t, "carrier_await_bye.xml", map[string]string{"KEY_ACTION": ""},
+		"-s", "+15550199", fmt.Sprintf("127.0.0.1:%d", g.sipPort))
+	phone.wait(t, "dana's phone")
+	carrier.wait(t, "carrier")
+	call := g.awaitCall("+15550199", func(c map[string]any) bool { return c["state"] == "ended" && c["ticket_id"] != nil })
+	if call["outcome"] != "answered" || call["queue"] != "support" || call["agent_id"] != float64(id) {
+		t.Errorf("call record %v: want answered in queue support by dana (%d)", call, id)
+	}
+	if tk, _ := g.ticketOf(call); tk["assignee_id"] != float64(id) {
+		t.Errorf("ticket assignee %v, want dana (%d)", tk["assignee_id"], id)
+	}
+
+	code, m = g.api("GET", fmt.Sprintf("/audit_logs?filter[source_type]=user&filter[source_id]=%d", id), "")
+	found := false
+	if code == 200 {
+		for _, e := range m["audit_logs"].([]any) {
+			if e.(map[string]any)["action"] == "agent_changed" {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Errorf("GET /audit_logs for dana = %d %v: want an agent_changed entry", code, m)
+	}
+	if g.cmd.Process.Pid != pid {
+		t.Fatalf("the gateway was restarted")
+	}
+	select {
+	case err := <-g.exited:
+		g.exited <- err
+		t.Fatalf("the gateway exited during the test: %v", err)
+	default:
+	}
+}
