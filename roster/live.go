@@ -31,7 +31,8 @@ const (
 type Options struct {
 	// Pool reaches the database (migrated to 019 or later). Required.
 	Pool *pgxpool.Pool
-	// ACD receives every roster read. Required.
+	// ACD receives every roster read: set here, or given to Start (the ACD is built from
+	// Initial's roster, after New).
 	ACD Applier
 	// ParseTarget reads a queue's overflow target and checks that what it names exists (the
 	// configuration's menus). Required.
@@ -61,6 +62,8 @@ type Manager struct {
 	once sync.Once
 
 	music map[string]*ivr.Prompt // the loop's
+	// seedFailing and reloadFailing: a failure was logged (the loop's; Start's before it).
+	seedFailing, reloadFailing bool
 
 	mu     sync.RWMutex
 	snap   Snapshot
@@ -71,8 +74,8 @@ type Manager struct {
 
 // New returns a Manager; Start runs it.
 func New(opts Options) (*Manager, error) {
-	if opts.Pool == nil || opts.ACD == nil || opts.ParseTarget == nil {
-		return nil, errors.New("roster: new: Pool, ACD and ParseTarget are required")
+	if opts.Pool == nil || opts.ParseTarget == nil {
+		return nil, errors.New("roster: new: Pool and ParseTarget are required")
 	}
 	if opts.LoadMusic == nil {
 		opts.LoadMusic = ivr.LoadWAV
@@ -90,11 +93,29 @@ func New(opts Options) (*Manager, error) {
 		stop: make(chan struct{}), done: make(chan struct{}), music: map[string]*ivr.Prompt{}}, nil
 }
 
-// Start seeds the roster when it never was and applies it to the ACD, waiting up to first for
-// both (0: not at all) — a database that does not answer by then is left to the loop, which
-// retries every second until it does and then every Recheck — and runs the loop and the
-// listener until Close.
-func (m *Manager) Start(first time.Duration) {
+// Initial seeds the roster when it never was and reads it, for the ACD to be built with (so
+// a node's start never runs, even briefly, the configuration's roster instead of the
+// database's). Call it before Start, on the starting goroutine.
+func (m *Manager) Initial(ctx context.Context) ([]ivr.Queue, []ivr.Agent, error) {
+	if !m.seed(ctx, m.opts.Seed == nil) {
+		return nil, nil, errors.New("roster: not seeded")
+	}
+	s, err := load(ctx, m.opts.Pool)
+	if err != nil {
+		return nil, nil, err
+	}
+	qs, as := m.build(s)
+	return qs, as, nil
+}
+
+// Start seeds the roster when it never was and applies it to acd (nil: Options.ACD), waiting
+// up to first for both (0: not at all) — a database that does not answer by then is left to
+// the loop, which retries every second until it does and then every Recheck — and runs the
+// loop and the listener until Close.
+func (m *Manager) Start(acd Applier, first time.Duration) {
+	if acd != nil {
+		m.opts.ACD = acd
+	}
 	seeded := m.opts.Seed == nil
 	if first > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), first)
@@ -127,9 +148,14 @@ func (m *Manager) seed(ctx context.Context, seeded bool) bool {
 	res, err := ApplySeed(ctx, m.opts.Pool, *m.opts.Seed)
 	switch {
 	case err != nil:
-		m.log.Warn("roster: seeding from the configuration failed; retrying", "err", err)
+		// Said once per outage, not every second while the database is away.
+		if !m.seedFailing {
+			m.log.Warn("roster: seeding from the configuration failed; retrying", "err", err)
+		}
+		m.seedFailing = true
 		return false
 	case res.Seeded:
+		m.seedFailing = false
 		m.log.Info("roster: seeded the queues and agents from the configuration; from now on the database is their source (the admin API and page change them)")
 	case res.Differs:
 		m.log.Warn("roster: the configuration's queues or agents differ from the seed recorded at the first start: the file's edits are NOT applied; change queues, agents and memberships through the admin API or page (/admin)")
@@ -200,8 +226,13 @@ func (m *Manager) loop(seeded bool) {
 		}
 		rcancel()
 		ok = err == nil
-		if err != nil && ctx.Err() == nil {
-			m.log.Warn("roster: reload failed; the ACD keeps the last roster", "err", err)
+		switch {
+		case err != nil && ctx.Err() == nil && seeded && !m.reloadFailing:
+			m.log.Warn("roster: reload failed; the ACD keeps the last roster until it succeeds", "err", err)
+			m.reloadFailing = true
+		case err == nil && m.reloadFailing:
+			m.log.Info("roster: reloaded after failures")
+			m.reloadFailing = false
 		}
 		for _, r := range waiting {
 			r <- err
@@ -216,6 +247,28 @@ func (m *Manager) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	queues, agents := m.build(s)
+	if err := m.opts.ACD.Apply(ctx, queues, agents); err != nil {
+		return fmt.Errorf("roster: apply: %w", err)
+	}
+	sip := map[string]Agent{}
+	ids := map[int64]bool{}
+	for _, a := range s.Agents {
+		ids[a.UserID] = true
+		if a.SIPUsername != "" {
+			sip[strings.ToLower(a.SIPUsername)] = a
+		}
+	}
+	m.mu.Lock()
+	m.snap, m.loaded, m.sip, m.ids = s, true, sip, ids
+	m.mu.Unlock()
+	return nil
+}
+
+// build translates a snapshot into the ACD's queues and agents: overflow targets read,
+// music files loaded (once each).
+func (m *Manager) build(s Snapshot) ([]ivr.Queue, []ivr.Agent) {
+	var err error
 	queues := make([]ivr.Queue, 0, len(s.Queues))
 	known := map[string]bool{}
 	for _, q := range s.Queues {
@@ -257,21 +310,7 @@ func (m *Manager) reload(ctx context.Context) error {
 		}
 		agents = append(agents, ia)
 	}
-	if err := m.opts.ACD.Apply(ctx, queues, agents); err != nil {
-		return fmt.Errorf("roster: apply: %w", err)
-	}
-	sip := map[string]Agent{}
-	ids := map[int64]bool{}
-	for _, a := range s.Agents {
-		ids[a.UserID] = true
-		if a.SIPUsername != "" {
-			sip[strings.ToLower(a.SIPUsername)] = a
-		}
-	}
-	m.mu.Lock()
-	m.snap, m.loaded, m.sip, m.ids = s, true, sip, ids
-	m.mu.Unlock()
-	return nil
+	return queues, agents
 }
 
 // Loaded reports whether the roster was read from the database since the start.

@@ -83,7 +83,7 @@ func (e *env) node(seed *roster.Seed) *node {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	m.Start(10 * time.Second)
+	m.Start(nil, 10*time.Second)
 	e.t.Cleanup(m.Close)
 	mux := http.NewServeMux()
 	m.NewAPI(roster.APIOptions{Auth: e.auth, Users: e.store, InUse: func(q string) string {

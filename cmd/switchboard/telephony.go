@@ -153,6 +153,11 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		}
 		acdOpts.Agents = append(acdOpts.Agents, ivr.Agent{ID: id, Email: a.Email, Name: a.Name, Queues: a.Queues})
 	}
+	// The database is the source of the queues and agents once seeded (roster): with it up, the
+	// ACD starts with the database's roster, never even briefly the file's.
+	if err := t.newRoster(ctx, dbUp, &acdOpts); err != nil {
+		return err
+	}
 	if cfg.Database.SharedQueues {
 		// The queues and agents of every node on this database, in it (ivr/acdpg).
 		if t.acdStore, err = acdpg.New(acdpg.Options{Pool: gw.pool, Logger: gw.log.With("component", "acd")}); err != nil {
@@ -167,9 +172,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		gw.sharedACD.Store(t.acd)
 	}
 	t.acd.Register(mux, "/api/v2")
-	if err := t.startRoster(mux, dbUp); err != nil {
-		return err
-	}
+	t.startRoster(mux, dbUp)
 	menus := map[string]ivr.Menu{}
 	for name, m := range cfg.IVR {
 		if menus[name], err = m.IVR(); err != nil {
@@ -398,34 +401,51 @@ func (t *telephony) sipAgent(username string) (sip.AgentAccount, bool) {
 	return sip.AgentAccount{}, false
 }
 
-// startRoster makes the database the source of the ACD's queues and agents: the
-// configuration seeds them on the first start, every change through the admin API applies at
-// once on every node (roster.Manager), and the API is mounted under /api/v2. With the
-// database up it waits (bounded) for the first read, so the roster is in effect before SIP
-// listens; degraded, the configuration's roster stands until the database answers.
-func (t *telephony) startRoster(mux *http.ServeMux, dbUp bool) error {
+// newRoster makes the database the source of the ACD's queues and agents (roster.Manager):
+// the configuration seeds them on the first start, and with the database up the ACD is built
+// with the database's roster (acdOpts' queues and agents replaced). Degraded, the
+// configuration's roster stands until the database answers; the manager applies the
+// database's then.
+func (t *telephony) newRoster(ctx context.Context, dbUp bool, acdOpts *ivr.ACDOptions) error {
 	gw, cfg := t.gw, t.gw.cfg
 	seed := rosterSeed(cfg)
-	m, err := roster.New(roster.Options{Pool: gw.pool, ACD: t.acd, ParseTarget: rosterTarget(cfg), Seed: &seed,
+	m, err := roster.New(roster.Options{Pool: gw.pool, ParseTarget: rosterTarget(cfg), Seed: &seed,
 		Logger: gw.log.With("component", "roster")})
 	if err != nil {
 		return err
 	}
 	t.roster = m
-	first := time.Duration(0)
+	if !dbUp {
+		return nil
+	}
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	qs, as, err := m.Initial(ictx)
+	if err != nil {
+		gw.log.Warn("roster: the database's queues and agents could not be read at start; the configuration's stand until they can", "err", err)
+		return nil
+	}
+	acdOpts.Queues, acdOpts.Agents = qs, as
+	return nil
+}
+
+// startRoster applies every later roster change at once (LISTEN/NOTIFY, and a periodic
+// re-read) and mounts the admin API under /api/v2.
+func (t *telephony) startRoster(mux *http.ServeMux, dbUp bool) {
+	gw, cfg := t.gw, t.gw.cfg
+	first := time.Duration(0) // degraded: the loop applies the roster once the database answers
 	if dbUp {
 		first = 5 * time.Second
 	}
-	m.Start(first)
+	t.roster.Start(t.acd, first)
 	refs := map[string]string{} // the configuration's call flow never changes while it runs
 	for name := range cfg.Queues {
 		if r := cfg.QueueReferences(name); len(r) > 0 {
 			refs[name] = r[0]
 		}
 	}
-	m.NewAPI(roster.APIOptions{Auth: gw.api, Users: gw.store, InUse: func(q string) string { return refs[q] }}).
+	t.roster.NewAPI(roster.APIOptions{Auth: gw.api, Users: gw.store, InUse: func(q string) string { return refs[q] }}).
 		Register(mux, "/api/v2")
-	return nil
 }
 
 // voicemailRecorder records voicemail messages with the recordings package.
