@@ -1,8 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -96,5 +101,47 @@ func TestEndToEnd_AgentCreatedByAPIAnswersQueuedCallAtOnce(t *testing.T) {
 		g.exited <- err
 		t.Fatalf("the gateway exited during the test: %v", err)
 	default:
+	}
+}
+
+// The admin page (/admin) in headless Chromium against the real binary: an admin logs in,
+// creates queue billing, creates agent erin in billing (priority 2) and support, sees the
+// generated SIP secret once, and changes support's ring timeout; a second billing is refused
+// with the API's reason on the page. The API then shows each change in effect on the running
+// gateway (the live GET /queues and GET /agents, not only the stored rows).
+func TestEndToEnd_AdminPageManagesQueuesAndAgentsLive(t *testing.T) {
+	e2eDir, err := filepath.Abs(filepath.Join("..", "..", "web", "e2e"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := requireNode(t, e2eDir)
+	g := runGateway(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", "admin.test.mjs")
+	cmd.Dir = e2eDir
+	cmd.Env = append(os.Environ(), "GATEWAY_URL="+g.base, "CHROMIUM_PATH="+chromium)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // node and the browser it starts: one group
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("admin page script: %v\n%s", err, out)
+	}
+
+	g.queue("billing") // in the live view: the ACD has it
+	erin := g.agentByEmail("erin@example.com")
+	id := int64(erin["id"].(float64))
+	code, m := g.api("GET", fmt.Sprintf("/agents/%d", id), "")
+	if code != 200 {
+		t.Fatalf("GET /agents/%d = %d %v", id, code, m)
+	}
+	ms := fmt.Sprint(m["agent"].(map[string]any)["memberships"])
+	if ms != "[map[priority:2 queue:billing] map[priority:1 queue:support]]" {
+		t.Errorf("erin's memberships %s, want billing priority 2 and support priority 1", ms)
+	}
+	if code, m := g.api("GET", "/queues/support", ""); code != 200 || m["queue"].(map[string]any)["ring_timeout"] != float64(20) {
+		t.Errorf("GET /queues/support = %d %v, want ring_timeout 20", code, m)
 	}
 }
