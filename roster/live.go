@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -57,9 +58,10 @@ type Manager struct {
 
 	reqs chan chan error // reload requests to the loop (each answered once)
 	wake chan struct{}   // listener → loop, capacity 1
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+	started atomic.Bool
 
 	music map[string]*ivr.Prompt // the loop's
 	// seedFailing and reloadFailing: a failure was logged (the loop's; Start's before it).
@@ -116,6 +118,7 @@ func (m *Manager) Start(acd Applier, first time.Duration) {
 	if acd != nil {
 		m.opts.ACD = acd
 	}
+	m.started.Store(true)
 	seeded := m.opts.Seed == nil
 	if first > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), first)
@@ -134,10 +137,12 @@ func (m *Manager) Start(acd Applier, first time.Duration) {
 	go func() { wg.Wait(); close(m.done) }()
 }
 
-// Close stops the loop and the listener.
+// Close stops the loop and the listener (a Manager never started has none).
 func (m *Manager) Close() {
 	m.once.Do(func() { close(m.stop) })
-	<-m.done
+	if m.started.Load() {
+		<-m.done
+	}
 }
 
 // seed writes the configuration's roster once; it reports whether the roster is seeded now.
