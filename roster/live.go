@@ -56,8 +56,8 @@ type Manager struct {
 	opts Options
 	log  *slog.Logger
 
-	reqs chan chan error // reload requests to the loop (each answered once)
-	wake chan struct{}   // listener → loop, capacity 1
+	reqs    chan chan error // reload requests to the loop (each answered once)
+	wake    chan struct{}   // listener → loop, capacity 1
 	stop    chan struct{}
 	done    chan struct{}
 	once    sync.Once
