@@ -64,8 +64,9 @@ type Manager struct {
 	started atomic.Bool
 
 	music map[string]*ivr.Prompt // the loop's
-	// seedFailing and reloadFailing: a failure was logged (the loop's; Start's before it).
-	seedFailing, reloadFailing bool
+	// seedFailing and reloadFailing: a failure was logged; seeded: Initial found the roster
+	// seeded (the loop's; Initial's and Start's before it).
+	seedFailing, reloadFailing, seeded bool
 
 	mu     sync.RWMutex
 	snap   Snapshot
@@ -102,6 +103,7 @@ func (m *Manager) Initial(ctx context.Context) ([]ivr.Queue, []ivr.Agent, error)
 	if !m.seed(ctx, m.opts.Seed == nil) {
 		return nil, nil, errors.New("roster: not seeded")
 	}
+	m.seeded = true
 	s, err := load(ctx, m.opts.Pool)
 	if err != nil {
 		return nil, nil, err
@@ -119,7 +121,7 @@ func (m *Manager) Start(acd Applier, first time.Duration) {
 		m.opts.ACD = acd
 	}
 	m.started.Store(true)
-	seeded := m.opts.Seed == nil
+	seeded := m.opts.Seed == nil || m.seeded
 	if first > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), first)
 		seeded = m.seed(ctx, seeded)
