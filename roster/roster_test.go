@@ -64,12 +64,18 @@ type node struct {
 
 func (e *env) node(seed *roster.Seed) *node {
 	e.t.Helper()
+	return e.nodeOn(e.pool, seed)
+}
+
+// nodeOn is node with its own pool (one through a proxy the test can cut).
+func (e *env) nodeOn(pool *pgxpool.Pool, seed *roster.Seed) *node {
+	e.t.Helper()
 	acd, err := ivr.NewACD(ivr.ACDOptions{})
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(acd.Close)
-	m, err := roster.New(roster.Options{Pool: e.pool, ACD: acd, Seed: seed,
+	m, err := roster.New(roster.Options{Pool: pool, ACD: acd, Seed: seed, ListenRetry: 100 * time.Millisecond,
 		ParseTarget: func(s string) (ivr.Target, error) {
 			switch {
 			case s == "voicemail":
@@ -331,5 +337,46 @@ func TestAPI_RefusesWithThePreciseAnswer(t *testing.T) {
 	var n int
 	if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM roster_queues WHERE name = 'x'`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("a refused POST /queues stored queue x (%d, %v)", n, err)
+	}
+}
+
+// TestManager_DatabaseAwayKeepsTheLastRosterAndCatchesUpWhenBack: a node that loses the
+// database keeps running the roster it last read (its queues and agents stay), misses the
+// changes another node makes meanwhile, and applies them once the database is back — no
+// restart, no re-read timer within the test (Recheck is an hour): its listener reconnects and
+// the reload it triggers reads everything missed.
+func TestManager_DatabaseAwayKeepsTheLastRosterAndCatchesUpWhenBack(t *testing.T) {
+	e := newEnv(t)
+	b := e.node(devSeed())
+	proxy, pool := pgtest.ProxiedPoolTo(t, e.pool.Config().ConnString())
+	a := e.nodeOn(pool, devSeed())
+	has := func(acd *ivr.ACD, name string) bool {
+		for _, q := range acd.Queues() {
+			if q.Name == name {
+				return true
+			}
+		}
+		return false
+	}
+	proxy.Down()
+	if code, m := b.call(t, e.admin, "POST", "/queues", `{"queue":{"name":"billing"}}`); code != 201 {
+		t.Fatalf("POST /queues on node B = %d %v", code, m)
+	}
+	if code, m := a.call(t, e.admin, "POST", "/queues", `{"queue":{"name":"other"}}`); code < 500 || m["error"] == nil {
+		t.Errorf("POST /queues on node A without its database = %d %v, want a 5xx in the API's error shape", code, m)
+	}
+	if !has(a.acd, "support") || has(a.acd, "billing") {
+		t.Fatalf("node A without its database: queues %+v, want the last roster (support, no billing)", a.acd.Queues())
+	}
+	if _, ok := agentOf(a.acd, "agent1@example.com"); !ok {
+		t.Fatal("node A dropped agent1 while the database was away")
+	}
+	proxy.Up()
+	deadline := time.Now().Add(await)
+	for !has(a.acd, "billing") {
+		if time.Now().After(deadline) {
+			t.Fatalf("node A never applied billing after the database came back: %+v", a.acd.Queues())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
