@@ -38,11 +38,14 @@ CREATE TABLE roster_agents (
 );
 CREATE UNIQUE INDEX roster_agents_sip_username ON roster_agents (lower(sip_username));
 
--- priority: 1 is offered first, 100 last; the longest idle first among equals.
+-- priority: 1 is offered first, 100 last; the longest idle first among equals. position: the
+-- order of the agent's queues as the file or the API listed them (an agent's first queue
+-- naming an outbound_line gives its default line, OB-7).
 CREATE TABLE roster_memberships (
     queue      text NOT NULL REFERENCES roster_queues (name) ON UPDATE CASCADE ON DELETE CASCADE,
     user_id    bigint NOT NULL REFERENCES roster_agents (user_id) ON DELETE CASCADE,
     priority   integer NOT NULL DEFAULT 1 CHECK (priority BETWEEN 1 AND 100),
+    position   integer NOT NULL DEFAULT 0,
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (queue, user_id)
 );

@@ -278,7 +278,6 @@ func toAgentJSON(ag Agent) agentJSON {
 	if out.Memberships == nil {
 		out.Memberships = []Membership{}
 	}
-	sortMemberships(out.Memberships)
 	for _, m := range out.Memberships {
 		out.Queues = append(out.Queues, m.Queue)
 	}
@@ -488,13 +487,14 @@ func applyAgent(ctx context.Context, tx pgx.Tx, id int64, c agentChange) (secret
 		if _, err := tx.Exec(ctx, `DELETE FROM roster_memberships WHERE user_id = $1 AND NOT queue = ANY($2)`, id, names); err != nil {
 			return "", nil, err
 		}
-		for _, m := range c.memberships {
-			q := `INSERT INTO roster_memberships (queue, user_id, priority) VALUES ($1, $2, $3)
-				ON CONFLICT (queue, user_id) DO UPDATE SET priority = excluded.priority`
+		for i, m := range c.memberships {
+			q := `INSERT INTO roster_memberships (queue, user_id, priority, position) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (queue, user_id) DO UPDATE SET priority = excluded.priority, position = excluded.position`
 			if c.keepPriorities {
-				q = `INSERT INTO roster_memberships (queue, user_id, priority) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
+				q = `INSERT INTO roster_memberships (queue, user_id, priority, position) VALUES ($1, $2, $3, $4)
+					ON CONFLICT (queue, user_id) DO UPDATE SET position = excluded.position`
 			}
-			if _, err := tx.Exec(ctx, q, m.Queue, id, m.Priority); err != nil {
+			if _, err := tx.Exec(ctx, q, m.Queue, id, m.Priority, i); err != nil {
 				return "", nil, err
 			}
 		}
@@ -970,7 +970,9 @@ func (a *API) putMembership(w http.ResponseWriter, r *http.Request, p ticketing.
 		} else if err != nil {
 			return ticketing.RosterAudit{}, err
 		}
-		if _, err := tx.Exec(r.Context(), `INSERT INTO roster_memberships (queue, user_id, priority) VALUES ($1, $2, $3)
+		// A new membership comes last among the agent's queues (its position, OB-7).
+		if _, err := tx.Exec(r.Context(), `INSERT INTO roster_memberships (queue, user_id, priority, position)
+			VALUES ($1, $2, $3, (SELECT coalesce(max(position), -1) + 1 FROM roster_memberships WHERE user_id = $2))
 			ON CONFLICT (queue, user_id) DO UPDATE SET priority = excluded.priority`, name, id, prio); err != nil {
 			return ticketing.RosterAudit{}, err
 		}

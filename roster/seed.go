@@ -98,9 +98,9 @@ func ApplySeed(ctx context.Context, pool *pgxpool.Pool, s Seed) (SeedResult, err
 				VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO NOTHING`, id, user, md5h, shah); err != nil {
 				return fmt.Errorf("agent %s: %w", a.Email, err)
 			}
-			for _, q := range a.Queues {
-				if _, err := tx.Exec(ctx, `INSERT INTO roster_memberships (queue, user_id) VALUES ($1, $2)
-					ON CONFLICT DO NOTHING`, q, id); err != nil {
+			for i, q := range a.Queues {
+				if _, err := tx.Exec(ctx, `INSERT INTO roster_memberships (queue, user_id, position) VALUES ($1, $2, $3)
+					ON CONFLICT DO NOTHING`, q, id, i); err != nil {
 					return fmt.Errorf("agent %s in queue %s: %w", a.Email, q, err)
 				}
 			}

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -109,7 +108,7 @@ func load(ctx context.Context, q querier) (Snapshot, error) {
 	if err != nil {
 		return s, fmt.Errorf("roster: load agents: %w", err)
 	}
-	rows, err = q.Query(ctx, `SELECT user_id, queue, priority FROM roster_memberships ORDER BY user_id, queue`)
+	rows, err = q.Query(ctx, `SELECT user_id, queue, priority FROM roster_memberships ORDER BY user_id, position, queue`)
 	if err != nil {
 		return s, fmt.Errorf("roster: load memberships: %w", err)
 	}
@@ -145,7 +144,7 @@ func agentOf(ctx context.Context, q querier, id int64) (Agent, error) {
 	if err != nil {
 		return a, fmt.Errorf("roster: agent %d: %w", id, err)
 	}
-	rows, err := q.Query(ctx, `SELECT queue, priority FROM roster_memberships WHERE user_id = $1 ORDER BY queue`, id)
+	rows, err := q.Query(ctx, `SELECT queue, priority FROM roster_memberships WHERE user_id = $1 ORDER BY position, queue`, id)
 	if err != nil {
 		return a, fmt.Errorf("roster: agent %d: %w", id, err)
 	}
@@ -175,16 +174,3 @@ func queueOf(ctx context.Context, q querier, name string) (Queue, error) {
 
 // ErrNotFound: no such agent, queue or membership.
 var ErrNotFound = errors.New("roster: not found")
-
-// sortMemberships orders memberships by queue name.
-func sortMemberships(m []Membership) {
-	slices.SortFunc(m, func(a, b Membership) int {
-		switch {
-		case a.Queue < b.Queue:
-			return -1
-		case a.Queue > b.Queue:
-			return 1
-		}
-		return 0
-	})
-}
