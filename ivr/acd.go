@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -43,6 +44,21 @@ type Agent struct {
 	Email  string
 	Name   string
 	Queues []string
+	// Priority is the agent's priority in each of its queues (queue name → 1 first … 100
+	// last; missing or 0 is DefaultPriority): a call is offered to the available agents of
+	// the best priority first, the longest idle of them first.
+	Priority map[string]int
+}
+
+// DefaultPriority is an agent's priority in a queue that sets none (Agent.Priority).
+const DefaultPriority = 1
+
+// priorityIn is the agent's priority in queue q.
+func (ag Agent) priorityIn(q string) int {
+	if p := ag.Priority[q]; p > 0 {
+		return p
+	}
+	return DefaultPriority
 }
 
 // Queue configures one ACD queue.
@@ -158,6 +174,9 @@ type agentRec struct {
 	callID    string     // connected call ("" none)
 	after     AgentState // state asked for while busy, applied when the call ends
 	wrap      Timer
+	// removed: taken off the roster (Apply) while ringing or on a call; the record goes once
+	// the agent is free (dropIfRemovedLocked).
+	removed bool
 }
 
 type queueRec struct {
@@ -168,17 +187,20 @@ type queueRec struct {
 // waiter is a call waiting in a queue. Its goroutine (the call's) owns the offer in flight;
 // dispatch, under ACD.mu, hands it an agent through assign.
 type waiter struct {
-	c        *Call
+	c *Call
+	// q is the queue the call waits in (guarded by ACD.mu: Apply moves waiters to the
+	// queue's new record when its settings change; the call's goroutine keeps the settings it
+	// entered with).
 	q        *queueRec
 	seq      uint64
 	enqueued time.Time
-	assign   chan int64    // dispatch → waiter: offer this agent (capacity 1)
 	retry    chan struct{} // dispatch → waiter: only agents who missed this call are free
 	offering int64         // agent being offered (guarded by ACD.mu)
 	tried    map[int64]bool
 
-	// With a shared store: the loop hands the waiter its claims (capacity 1); claimSeq is the
-	// newest claim handed (guarded by ACD.mu), so a claim read before it was released is
+	// claims hands the waiter the agent to offer (capacity 1, at most one in flight): the
+	// in-memory dispatch, or with a shared store the loop's claims; claimSeq is the newest
+	// shared claim handed (guarded by ACD.mu), so a claim read before it was released is
 	// never carried out twice.
 	claims   chan Claim
 	claimSeq uint64
@@ -221,34 +243,11 @@ func NewACD(opts ACDOptions) (*ACD, error) {
 		opts: opts, clock: opts.Clock, log: opts.Logger, m: m,
 		agents: map[int64]*agentRec{}, queues: map[string]*queueRec{}, live: map[string]*session{},
 	}
-	for _, q := range opts.Queues {
-		if q.Name == "" {
-			return nil, fmt.Errorf("ivr: new ACD: a queue without a name")
-		}
-		if _, dup := a.queues[q.Name]; dup {
-			return nil, fmt.Errorf("ivr: new ACD: queue %s twice", q.Name)
-		}
-		if q.RingTimeout <= 0 {
-			q.RingTimeout = DefaultRingTimeout
-		}
-		if q.MaxWait <= 0 {
-			q.MaxWait = DefaultMaxWait
-		}
-		if q.Overflow.Kind == TargetNone {
-			q.Overflow = VoicemailTarget()
-		}
-		if q.AnnounceEvery <= 0 {
-			q.AnnounceEvery = DefaultAnnounceEvery
-		}
-		if q.RetryDelay <= 0 {
-			q.RetryDelay = DefaultRetryDelay
-		}
-		if q.MaxMissedOffers < 0 {
-			q.MaxMissedOffers = 0
-		}
-		if q.Overflow.Kind == TargetQueue && q.Overflow.Name == q.Name {
-			return nil, fmt.Errorf("ivr: new ACD: queue %s overflows into itself", q.Name)
-		}
+	qs, ags, err := checkRoster(opts.Queues, opts.Agents)
+	if err != nil {
+		return nil, fmt.Errorf("ivr: new ACD: %w", err)
+	}
+	for _, q := range qs {
 		a.queues[q.Name] = &queueRec{Queue: q}
 		// Every queue's series exist from start at 0 (docs/metrics.md): a dashboard of a
 		// fresh gateway reads 0 waiting and an empty histogram, not "no data".
@@ -256,16 +255,7 @@ func NewACD(opts ACDOptions) (*ACD, error) {
 		a.m.wait.WithLabelValues(q.Name)
 	}
 	now := a.clock.Now()
-	for _, ag := range opts.Agents {
-		if _, dup := a.agents[ag.ID]; dup {
-			return nil, fmt.Errorf("ivr: new ACD: agent %d twice", ag.ID)
-		}
-		for _, qn := range ag.Queues {
-			if _, ok := a.queues[qn]; !ok {
-				return nil, fmt.Errorf("ivr: new ACD: agent %d: %w: %s", ag.ID, ErrUnknownQueue, qn)
-			}
-		}
-		ag.Queues = slices.Clone(ag.Queues)
+	for _, ag := range ags {
 		a.agents[ag.ID] = &agentRec{Agent: ag, state: StateOffline, since: now}
 	}
 	a.publishLocked()
@@ -364,6 +354,7 @@ func (a *ACD) Agent(id int64) (AgentStatus, error) {
 func (ag *agentRec) status() AgentStatus {
 	s := AgentStatus{Agent: ag.Agent, State: ag.state, Since: ag.since, CallID: ag.callID, Offering: ag.offering, MissedOffers: ag.missed, Seq: ag.seq}
 	s.Queues = slices.Clone(ag.Queues)
+	s.Priority = maps.Clone(ag.Priority)
 	return s
 }
 
@@ -521,6 +512,10 @@ func (a *ACD) notify(done chan struct{}) {
 func (a *ACD) callEndedLocked(ag *agentRec, q *queueRec) {
 	ag.callID = ""
 	switch {
+	case ag.removed: // taken off the roster during the call: gone now
+		ag.after = ""
+		a.setStateLocked(ag, StateOffline)
+		a.dropIfRemovedLocked(ag)
 	case ag.after != "":
 		st := ag.after
 		ag.after = ""
@@ -562,15 +557,16 @@ func (a *ACD) dispatchLocked() {
 	for _, w := range ws {
 		var best *agentRec
 		triedFree := false
+		qn := w.q.Name
 		for _, ag := range a.agents {
-			if ag.state != StateAvailable || ag.offering != "" || !slices.Contains(ag.Queues, w.q.Name) {
+			if ag.state != StateAvailable || ag.offering != "" || !slices.Contains(ag.Queues, qn) {
 				continue
 			}
 			if w.tried[ag.ID] {
 				triedFree = true
 				continue
 			}
-			if best == nil || ag.idleSince.Before(best.idleSince) || (ag.idleSince.Equal(best.idleSince) && ag.ID < best.ID) {
+			if best == nil || better(ag, best, qn) {
 				best = ag
 			}
 		}
@@ -586,8 +582,20 @@ func (a *ACD) dispatchLocked() {
 		best.offering = w.c.id
 		w.offering = best.ID
 		w.tried[best.ID] = true
-		w.assign <- best.ID // capacity 1 and at most one offer per waiter: never blocks
+		w.claims <- Claim{CallID: w.c.id, AgentID: best.ID} // capacity 1 and at most one offer per waiter: never blocks
 	}
+}
+
+// better reports whether ag is offered a call of queue q before cur: the better priority in
+// q, then the longer idle, then the lower id (a stable order).
+func better(ag, cur *agentRec, q string) bool {
+	if p, c := ag.priorityIn(q), cur.priorityIn(q); p != c {
+		return p < c
+	}
+	if !ag.idleSince.Equal(cur.idleSince) {
+		return ag.idleSince.Before(cur.idleSince)
+	}
+	return ag.ID < cur.ID
 }
 
 // positionLocked is w's 1-based place in its queue.

@@ -6,8 +6,6 @@ import (
 	"slices"
 	"sort"
 	"time"
-
-	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // The ACD of a cluster (ACDOptions.Shared). The store holds the truth — agents' states and
@@ -355,179 +353,107 @@ func (a *ACD) NodeLost(ctx context.Context, node string) error {
 	return nil
 }
 
-// sharedWait is wait for a node of a cluster: the call waits in the shared store, and the
-// loop hands it the claims that pair it with an agent of any node.
-func (a *ACD) sharedWait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int64, AgentLeg) {
-	st := a.opts.Shared
-	w := &waiter{c: c, q: q, enqueued: a.clock.Now(), claims: make(chan Claim, 1)}
-	maxWait := a.clock.NewTimer(q.MaxWait)
-	defer maxWait.Stop()
-	var (
-		announce  Timer
-		announceC <-chan time.Time
-	)
-	if q.AnnouncePosition {
-		announce = a.clock.NewTimer(q.AnnounceEvery)
-		announceC = announce.C()
-	}
-	defer func() {
-		if announce != nil {
-			announce.Stop()
-		}
-	}()
+// sharedWaitStore queues a call of this node in the cluster's shared store (wait's
+// waitStore): the shared loop hands the waiter the claims that pair it with an agent of any
+// node.
+type sharedWaitStore struct{ a *ACD }
+
+func (s sharedWaitStore) enqueue(ctx context.Context, w *waiter, announce bool) int {
+	a, c := s.a, w.c
 	a.mu.Lock()
-	q.waiting = append(q.waiting, w)
+	if cur := a.queues[w.q.Name]; cur != nil {
+		w.q = cur // Apply may have replaced the record since serve read it
+	}
+	w.q.waiting = append(w.q.waiting, w)
 	a.sh.waiters[c.id] = w
-	a.m.waiting.WithLabelValues(q.Name).Set(float64(len(q.waiting)))
+	a.m.waiting.WithLabelValues(w.q.Name).Set(float64(len(w.q.waiting)))
+	name := w.q.Name
 	a.mu.Unlock()
-	sctx, cancel := a.sharedCtx()
-	if err := st.Enqueue(sctx, c.id, q.Name, a.opts.Node); err != nil {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
+	defer cancel()
+	if err := a.opts.Shared.Enqueue(sctx, c.id, name, a.opts.Node); err != nil {
 		// The caller waits with music and overflows at MaxWait: no agent can be claimed.
-		a.log.Error("ivr: queue the call in the shared store", "call_id", c.id, "queue", q.Name, "err", err)
+		a.log.Error("ivr: queue the call in the shared store", "call_id", c.id, "queue", name, "err", err)
 	}
 	pos := 0
-	if q.AnnouncePosition {
-		pos, _ = st.Position(sctx, c.id)
+	if announce {
+		pos, _ = a.opts.Shared.Position(sctx, c.id)
+	}
+	a.kickShared()
+	return pos
+}
+
+// forget drops the waiter from this node's memory.
+func (s sharedWaitStore) forget(w *waiter) {
+	a := s.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w.offering = 0
+	if a.sh.waiters[w.c.id] == w {
+		delete(a.sh.waiters, w.c.id)
+	}
+	a.removeLocked(w)
+}
+
+func (s sharedWaitStore) answered(ctx context.Context, w *waiter, id int64) {
+	a := s.a
+	sctx, cancel := context.WithTimeout(ctx, sharedTimeout)
+	defer cancel()
+	if _, err := a.opts.Shared.Answered(sctx, id, w.c.id); err != nil {
+		// The agent is on the call all the same; the store learns when it returns.
+		a.log.Error("ivr: record the answer in the shared store", "call_id", w.c.id, "agent_id", id, "err", err)
+	}
+	s.forget(w)
+	a.kickShared()
+}
+
+func (s sharedWaitStore) missed(ctx context.Context, w *waiter, id int64, callerLeft bool) bool {
+	if callerLeft {
+		return false // the next turn leaves, releasing the claim
+	}
+	a, mx := s.a, w.q.MaxMissedOffers
+	sctx, cancel := context.WithTimeout(ctx, sharedTimeout)
+	st, again, err := a.opts.Shared.Missed(sctx, id, w.c.id, mx)
+	cancel()
+	if err != nil {
+		a.log.Warn("ivr: record the missed offer in the shared store", "call_id", w.c.id, "agent_id", id, "err", err)
+	}
+	a.mu.Lock()
+	w.offering = 0
+	a.mu.Unlock()
+	if err == nil && st.State == StateAway && mx > 0 && st.MissedOffers >= mx {
+		a.log.Info("ivr: agent missed offers in a row; now away", "agent_id", id, "missed", st.MissedOffers)
+	}
+	a.kickShared()
+	return again
+}
+
+func (s sharedWaitStore) retry(ctx context.Context, w *waiter) {
+	a := s.a
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
+	if err := a.opts.Shared.ClearTried(sctx, w.c.id); err != nil {
+		a.log.Warn("ivr: shared retry", "call_id", w.c.id, "err", err)
 	}
 	cancel()
 	a.kickShared()
-	c.emit(callevent.Event{Type: callevent.EventQueued, Queue: q.Name})
+}
 
-	music := a.music(q)
-	intro := []string{PromptPleaseHold}
-	if q.AnnouncePosition {
-		intro = append(intro, a.positionPrompts(pos)...)
-	}
-	pl := c.startAudio(ctx, music, intro...)
-	defer func() { pl.halt() }()
+func (s sharedWaitStore) position(ctx context.Context, w *waiter) int {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
+	defer cancel()
+	pos, _ := s.a.opts.Shared.Position(sctx, w.c.id)
+	return pos
+}
 
-	var (
-		offered     int64
-		offerCancel context.CancelFunc
-		results     chan offerResult
-		ring, retry Timer
-		ringC       <-chan time.Time
-		retryC      <-chan time.Time
-	)
-	defer func() {
-		if ring != nil {
-			ring.Stop()
-		}
-		if retry != nil {
-			retry.Stop()
-		}
-	}()
-	forget := func() {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		w.offering = 0
-		if a.sh.waiters[c.id] == w {
-			delete(a.sh.waiters, c.id)
-		}
-		a.removeLocked(w)
+func (s sharedWaitStore) leave(ctx context.Context, w *waiter) {
+	a := s.a
+	lctx, cancel := context.WithTimeout(ctx, sharedTimeout)
+	if err := a.opts.Shared.Leave(lctx, w.c.id); err != nil {
+		a.log.Warn("ivr: take the call out of the shared queue (the next round releases it)", "call_id", w.c.id, "err", err)
 	}
-	leave := func() {
-		if offerCancel != nil {
-			offerCancel()
-			if r := <-results; r.leg != nil {
-				a.hangupAgent(ctx, r.leg)
-			}
-		}
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
-		if err := st.Leave(lctx, c.id); err != nil {
-			a.log.Warn("ivr: take the call out of the shared queue (the next round releases it)", "call_id", c.id, "err", err)
-		}
-		cancel()
-		forget()
-		a.kickShared()
-	}
-	for range 1 << 20 { // bounded: every turn is an event of this call
-		select {
-		case <-ctx.Done():
-			leave()
-			return waitAbandoned, 0, nil
-		case <-maxWait.C():
-			leave()
-			return waitOverflow, 0, nil
-		case cl := <-w.claims:
-			offered = cl.AgentID
-			offer := Offer{CallID: c.ID(), AgentID: cl.AgentID, Queue: q.Name, From: c.info.From, CallerName: c.info.CallerName,
-				Line: c.info.Line, Language: c.Language(), MenuPath: c.MenuPath(), Node: a.offerNode(cl.Node)}
-			ring = a.clock.NewTimer(q.RingTimeout)
-			ringC = ring.C()
-			c.emit(callevent.Event{Type: callevent.EventOffered, AgentID: cl.AgentID})
-			octx, cancel := context.WithCancel(ctx)
-			offerCancel = cancel
-			results = make(chan offerResult, 1)
-			go func() {
-				leg, err := a.offer(octx, offer)
-				results <- offerResult{leg, err}
-			}()
-		case <-ringC:
-			ringC = nil
-			offerCancel()
-		case r := <-results:
-			offerCancel()
-			offerCancel = nil
-			ring.Stop()
-			ringC = nil
-			id := offered
-			offered = 0
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
-			if r.err == nil && r.leg != nil && ctx.Err() == nil {
-				if _, err := st.Answered(sctx, id, c.id); err != nil {
-					// The agent is on the call all the same; the store learns when it returns.
-					a.log.Error("ivr: record the answer in the shared store", "call_id", c.id, "agent_id", id, "err", err)
-				}
-				cancel()
-				forget()
-				a.kickShared()
-				pl.halt()
-				return waitConnected, id, r.leg
-			}
-			if r.err == nil && r.leg != nil {
-				a.hangupAgent(ctx, r.leg)
-			}
-			if ctx.Err() != nil {
-				cancel()
-				continue // the next turn leaves, releasing the claim
-			}
-			s, again, err := st.Missed(sctx, id, c.id, q.MaxMissedOffers)
-			cancel()
-			if err != nil {
-				a.log.Warn("ivr: record the missed offer in the shared store", "call_id", c.id, "agent_id", id, "err", err)
-			}
-			a.mu.Lock()
-			w.offering = 0
-			a.mu.Unlock()
-			if err == nil && s.State == StateAway && q.MaxMissedOffers > 0 && s.MissedOffers >= q.MaxMissedOffers {
-				a.log.Info("ivr: agent missed offers in a row; now away", "agent_id", id, "missed", s.MissedOffers)
-			}
-			if again && retryC == nil {
-				retry = a.clock.NewTimer(q.RetryDelay)
-				retryC = retry.C()
-			}
-			a.kickShared()
-		case <-retryC:
-			retryC = nil
-			sctx, cancel := a.sharedCtx()
-			if err := st.ClearTried(sctx, c.id); err != nil {
-				a.log.Warn("ivr: shared retry", "call_id", c.id, "err", err)
-			}
-			cancel()
-			a.kickShared()
-		case <-announceC:
-			sctx, cancel := a.sharedCtx()
-			pos, _ := st.Position(sctx, c.id)
-			cancel()
-			pl.halt()
-			pl = c.startAudio(ctx, music, a.positionPrompts(pos)...)
-			announce = a.clock.NewTimer(q.AnnounceEvery)
-			announceC = announce.C()
-		}
-	}
-	leave()
-	return waitAbandoned, 0, nil
+	cancel()
+	s.forget(w)
+	a.kickShared()
 }
 
 // sharedAgentFree frees an agent after a call of this node: wrap-up timed here.

@@ -49,11 +49,7 @@ func (a *ACD) serve(ctx context.Context, c *Call, name string) (Result, *Target)
 			agentID int64
 			leg     AgentLeg
 		)
-		if a.opts.Shared != nil {
-			kind, agentID, leg = a.sharedWait(ctx, c, q)
-		} else {
-			kind, agentID, leg = a.wait(ctx, c, q)
-		}
+		kind, agentID, leg = a.wait(ctx, c, q)
 		switch kind {
 		case waitAbandoned:
 			if answered { // back in a queue after a transfer: the call was answered already
@@ -95,11 +91,38 @@ func (a *ACD) positionPrompts(pos int) []string {
 	return []string{PromptPositionMany}
 }
 
+// waitStore is where a waiting call is queued and paired with agents: this ACD's memory
+// (memWait) or the cluster's shared store (sharedWaitStore, acd_shared.go). wait runs the
+// same loop — timers, offers, announcements, music — over either. Its methods run on the
+// call's goroutine and take ACD.mu themselves where they need it (never held by wait).
+type waitStore interface {
+	// enqueue puts w at the end of its queue, starts dispatch, and returns w's 1-based
+	// position when announce (0 otherwise or unknown).
+	enqueue(ctx context.Context, w *waiter, announce bool) int
+	// answered records that agent id answered w: busy on it, w out of the queue.
+	answered(ctx context.Context, w *waiter, id int64)
+	// missed records that the offer of w to agent id ended unanswered. callerLeft: the caller
+	// hung up meanwhile, which is not the agent's miss (nothing is counted). It reports
+	// whether only agents who missed the call are free (retry after the queue's RetryDelay).
+	missed(ctx context.Context, w *waiter, id int64, callerLeft bool) (retry bool)
+	// retry lets the agents who missed w be offered it again.
+	retry(ctx context.Context, w *waiter)
+	// position is w's 1-based place in its queue (0 unknown).
+	position(ctx context.Context, w *waiter) int
+	// leave takes w out of its queue and frees an agent claimed for it (no offer is in flight).
+	leave(ctx context.Context, w *waiter)
+}
+
 // wait puts the call in queue q and waits for an agent to answer it, the caller to hang up, or
 // MaxWait. Meanwhile the caller hears please_hold (and their position), then the queue's
-// music, looped, on one continuous RTP stream.
+// music, looped, on one continuous RTP stream. The queue and its pairing of calls with agents
+// are this ACD's memory, or the cluster's shared store (ACDOptions.Shared).
 func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int64, AgentLeg) {
-	w := &waiter{c: c, q: q, enqueued: a.clock.Now(), assign: make(chan int64, 1), retry: make(chan struct{}, 1), tried: map[int64]bool{}}
+	var st waitStore = memWait{a}
+	if a.opts.Shared != nil {
+		st = sharedWaitStore{a}
+	}
+	w := &waiter{c: c, q: q, enqueued: a.clock.Now(), claims: make(chan Claim, 1), retry: make(chan struct{}, 1), tried: map[int64]bool{}}
 	maxWait := a.clock.NewTimer(q.MaxWait)
 	defer maxWait.Stop()
 	var (
@@ -115,13 +138,7 @@ func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int6
 			announce.Stop()
 		}
 	}()
-	a.mu.Lock()
-	a.seq++
-	w.seq = a.seq
-	q.waiting = append(q.waiting, w)
-	a.m.waiting.WithLabelValues(q.Name).Set(float64(len(q.waiting)))
-	pos := a.positionLocked(w)
-	a.mu.Unlock()
+	pos := st.enqueue(ctx, w, q.AnnouncePosition)
 	c.emit(callevent.Event{Type: callevent.EventQueued, Queue: q.Name})
 
 	music := a.music(q)
@@ -131,10 +148,6 @@ func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int6
 	}
 	pl := c.startAudio(ctx, music, intro...)
 	defer func() { pl.halt() }()
-
-	a.mu.Lock()
-	a.dispatchLocked()
-	a.mu.Unlock()
 
 	var (
 		offered     int64 // agent being offered, 0 none
@@ -152,6 +165,12 @@ func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int6
 			retry.Stop()
 		}
 	}()
+	armRetry := func() {
+		if retryC == nil {
+			retry = a.clock.NewTimer(q.RetryDelay)
+			retryC = retry.C()
+		}
+	}
 	// leave withdraws the call: an offer in flight is cancelled (an agent who answered it
 	// anyway is hung up), the agent freed, the call taken out of the queue.
 	leave := func() {
@@ -161,21 +180,7 @@ func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int6
 				a.hangupAgent(ctx, r.leg)
 			}
 		}
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		if ag := a.agents[offered]; ag != nil {
-			ag.offering = ""
-		}
-		w.offering = 0
-		a.removeLocked(w)
-		select { // dispatch may have handed us an agent just before we took the lock
-		case id := <-w.assign:
-			if ag := a.agents[id]; ag != nil {
-				ag.offering = ""
-			}
-		default:
-		}
-		a.dispatchLocked()
+		st.leave(context.WithoutCancel(ctx), w)
 	}
 	for range 1 << 20 { // bounded: every turn is an event of this call
 		select {
@@ -185,13 +190,13 @@ func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int6
 		case <-maxWait.C():
 			leave()
 			return waitOverflow, 0, nil
-		case id := <-w.assign:
-			offered = id
-			offer := Offer{CallID: c.ID(), AgentID: id, Queue: q.Name, From: c.info.From, CallerName: c.info.CallerName,
-				Line: c.info.Line, Language: c.Language(), MenuPath: c.MenuPath()}
+		case cl := <-w.claims:
+			offered = cl.AgentID
+			offer := Offer{CallID: c.ID(), AgentID: cl.AgentID, Queue: q.Name, From: c.info.From, CallerName: c.info.CallerName,
+				Line: c.info.Line, Language: c.Language(), MenuPath: c.MenuPath(), Node: a.offerNode(cl.Node)}
 			ring = a.clock.NewTimer(q.RingTimeout)
 			ringC = ring.C()
-			c.emit(callevent.Event{Type: callevent.EventOffered, AgentID: id})
+			c.emit(callevent.Event{Type: callevent.EventOffered, AgentID: cl.AgentID})
 			octx, cancel := context.WithCancel(ctx)
 			offerCancel = cancel
 			results = make(chan offerResult, 1)
@@ -210,56 +215,23 @@ func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int6
 			id := offered
 			offered = 0
 			if r.err == nil && r.leg != nil && ctx.Err() == nil {
-				a.mu.Lock()
-				ag := a.agents[id]
-				ag.offering = ""
-				ag.missed = 0
-				if ag.state != StateAvailable { // chose away/offline while ringing: after this call
-					ag.after = ag.state
-				}
-				a.setStateLocked(ag, StateBusy)
-				ag.callID = c.id
-				w.offering = 0
-				a.removeLocked(w)
-				a.mu.Unlock()
+				st.answered(context.WithoutCancel(ctx), w, id)
 				pl.halt()
 				return waitConnected, id, r.leg
 			}
 			if r.err == nil && r.leg != nil {
 				a.hangupAgent(ctx, r.leg) // answered as the caller left
 			}
-			a.mu.Lock()
-			ag := a.agents[id]
-			ag.offering = ""
-			w.offering = 0
-			away := 0 // missed offers that sent the agent away (logged after the unlock)
-			if ctx.Err() == nil {
-				ag.missed++
-				if q.MaxMissedOffers > 0 && ag.missed >= q.MaxMissedOffers && ag.state == StateAvailable {
-					away = ag.missed
-					a.setStateLocked(ag, StateAway)
-				}
-			}
-			a.dispatchLocked()
-			a.mu.Unlock()
-			if away > 0 {
-				a.log.Info("ivr: agent missed offers in a row; now away", "agent_id", id, "missed", away)
+			if st.missed(context.WithoutCancel(ctx), w, id, ctx.Err() != nil) {
+				armRetry()
 			}
 		case <-w.retry:
-			if retryC == nil {
-				retry = a.clock.NewTimer(q.RetryDelay)
-				retryC = retry.C()
-			}
+			armRetry()
 		case <-retryC:
 			retryC = nil
-			a.mu.Lock()
-			clear(w.tried)
-			a.dispatchLocked()
-			a.mu.Unlock()
+			st.retry(ctx, w)
 		case <-announceC:
-			a.mu.Lock()
-			pos := a.positionLocked(w)
-			a.mu.Unlock()
+			pos := st.position(ctx, w)
 			pl.halt()
 			pl = c.startAudio(ctx, music, a.positionPrompts(pos)...)
 			announce = a.clock.NewTimer(q.AnnounceEvery)
@@ -268,6 +240,104 @@ func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int6
 	}
 	leave()
 	return waitAbandoned, 0, nil
+}
+
+// memWait queues calls in the ACD's memory (one node).
+type memWait struct{ a *ACD }
+
+func (m memWait) enqueue(_ context.Context, w *waiter, _ bool) int {
+	a := m.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if cur := a.queues[w.q.Name]; cur != nil {
+		w.q = cur // Apply may have replaced the record since serve read it
+	}
+	a.seq++
+	w.seq = a.seq
+	w.q.waiting = append(w.q.waiting, w)
+	a.m.waiting.WithLabelValues(w.q.Name).Set(float64(len(w.q.waiting)))
+	pos := a.positionLocked(w)
+	a.dispatchLocked()
+	return pos
+}
+
+func (m memWait) answered(_ context.Context, w *waiter, id int64) {
+	a := m.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w.offering = 0
+	a.removeLocked(w)
+	ag := a.agents[id]
+	if ag == nil {
+		return
+	}
+	ag.offering = ""
+	ag.missed = 0
+	if ag.state != StateAvailable { // chose away/offline while ringing: after this call
+		ag.after = ag.state
+	}
+	a.setStateLocked(ag, StateBusy)
+	ag.callID = w.c.id
+}
+
+func (m memWait) missed(_ context.Context, w *waiter, id int64, callerLeft bool) bool {
+	a := m.a
+	a.mu.Lock()
+	w.offering = 0
+	away := 0 // missed offers that sent the agent away (logged after the unlock)
+	if ag := a.agents[id]; ag != nil {
+		ag.offering = ""
+		if !callerLeft {
+			ag.missed++
+			if mx := w.q.MaxMissedOffers; mx > 0 && ag.missed >= mx && ag.state == StateAvailable {
+				away = ag.missed
+				a.setStateLocked(ag, StateAway)
+			}
+		}
+		a.dropIfRemovedLocked(ag)
+	}
+	a.dispatchLocked()
+	a.mu.Unlock()
+	if away > 0 {
+		a.log.Info("ivr: agent missed offers in a row; now away", "agent_id", id, "missed", away)
+	}
+	return false // dispatch says so through w.retry
+}
+
+func (m memWait) retry(_ context.Context, w *waiter) {
+	a := m.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	clear(w.tried)
+	a.dispatchLocked()
+}
+
+func (m memWait) position(_ context.Context, w *waiter) int {
+	m.a.mu.Lock()
+	defer m.a.mu.Unlock()
+	return m.a.positionLocked(w)
+}
+
+func (m memWait) leave(_ context.Context, w *waiter) {
+	a := m.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	// The agent dispatch claimed for the call, whether or not its claim was received.
+	if ag := a.agents[w.offering]; ag != nil && ag.offering == w.c.id {
+		ag.offering = ""
+		a.dropIfRemovedLocked(ag)
+	}
+	w.offering = 0
+	a.removeLocked(w)
+	select { // dispatch may have handed us an agent just before we took the lock
+	case cl := <-w.claims:
+		if ag := a.agents[cl.AgentID]; ag != nil && ag.offering == w.c.id {
+			ag.offering = ""
+			a.dropIfRemovedLocked(ag)
+		}
+	default:
+	}
+	a.dispatchLocked()
 }
 
 func (a *ACD) hangupAgent(ctx context.Context, leg AgentLeg) {
@@ -514,6 +584,12 @@ func (a *ACD) offerDirect(ctx context.Context, c *Call, q *queueRec, id int64, n
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	ag := a.agents[id]
+	if ag == nil { // never: reserve set offering, which keeps a removed agent's record
+		if r.leg != nil {
+			go a.hangupAgent(ctx, r.leg)
+		}
+		return nil, fmt.Errorf("ivr: transfer: %w: %d", ErrUnknownAgent, id)
+	}
 	ag.offering = ""
 	if r.err == nil && r.leg != nil && ctx.Err() == nil {
 		ag.missed = 0
@@ -533,6 +609,7 @@ func (a *ACD) offerDirect(ctx context.Context, c *Call, q *queueRec, id int64, n
 			a.setStateLocked(ag, StateAway)
 		}
 	}
+	a.dropIfRemovedLocked(ag)
 	a.dispatchLocked()
 	if r.err == nil {
 		r.err = ctx.Err()

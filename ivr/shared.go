@@ -24,6 +24,10 @@ type SharedStore interface {
 	// truth for membership) and clears what a previous run of this node left behind, as
 	// NodeLost does for another node.
 	Join(ctx context.Context, node string, agents []Agent) error
+	// SetRoster records the roster changed while the nodes run (ACD.Apply): agents' names,
+	// emails, queues and priorities, added agents (offline), and agents taken off (gone once
+	// they are off their calls; until then offered nothing). States are untouched.
+	SetRoster(ctx context.Context, agents []Agent) error
 	// Agents returns every agent's status (with the node it is attached to), by id; Agent one.
 	Agents(ctx context.Context) ([]AgentStatus, error)
 	Agent(ctx context.Context, id int64) (AgentStatus, error)

@@ -44,6 +44,8 @@ var auditActions = map[string]string{
 	AuditVoicemailRead:       "Voicemail read",
 	AuditVoicemailClosed:     "Voicemail closed",
 	AuditVoicemailCalledBack: "Voicemail called back",
+	AuditAgentChanged:        "Agent changed",
+	AuditQueueChanged:        "Queue changed",
 }
 
 // Source types of audit entries (the API's "source_type").

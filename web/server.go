@@ -177,7 +177,8 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Register adds the page's routes to mux: GET / (the page), GET /assets/ (its files),
+// Register adds the page's routes to mux: GET / (the page), GET /admin (the admin page of
+// agents and queues), GET /assets/ (their files),
 // POST /login, POST /logout, GET /session (who is logged in), GET /ws (signalling).
 func (s *Server) Register(mux *http.ServeMux) {
 	files := noRanges(http.FileServerFS(s.static)) // static.go: a Range flood must not burn a core
@@ -186,6 +187,14 @@ func (s *Server) Register(mux *http.ServeMux) {
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 		noRanges(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			http.ServeFileFS(w, r, s.static, "index.html")
+		})).ServeHTTP(w, r)
+	})
+	// The admin page (agents, queues, memberships: the roster's admin API), same session.
+	mux.HandleFunc("GET /admin", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		noRanges(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.ServeFileFS(w, r, s.static, "admin.html")
 		})).ServeHTTP(w, r)
 	})
 	mux.Handle("GET /assets/", files)

@@ -3,8 +3,11 @@ package main
 import (
 	"crypto/tls"
 	"fmt"
+	"slices"
 
 	"github.com/switchboard-voice/switchboard/config"
+	"github.com/switchboard-voice/switchboard/ivr"
+	"github.com/switchboard-voice/switchboard/roster"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
 )
@@ -73,4 +76,60 @@ func sipOptions(cfg *config.Config) (sip.Options, error) {
 // the caller's.
 func nodeWatchOptions(cfg *config.Config) eventlog.NodeWatchOptions {
 	return eventlog.NodeWatchOptions{Interval: cfg.Database.HeartbeatInterval.D(), LostAfter: cfg.Database.NodeLostAfter.D()}
+}
+
+// rosterSeed translates the configuration's queues and agents into the roster's seed, written
+// to the database on the first start only (roster.ApplySeed). An agent's own SIP secret is
+// stored as digest HA1s; an agent without one keeps the file's password fallback (sipAgent).
+func rosterSeed(cfg *config.Config) roster.Seed {
+	var s roster.Seed
+	for _, name := range sortedNames(cfg.Queues) {
+		q := cfg.Queues[name]
+		overflow := ""
+		if q.Overflow.IsSet() {
+			overflow = q.Overflow.String()
+		}
+		s.Queues = append(s.Queues, roster.Queue{Name: name, RingTimeout: q.RingTimeout.D(), MaxWait: q.MaxWait.D(),
+			WrapUp: q.WrapUp.D(), MaxMissedOffers: q.MaxMissedOffers, AnnouncePosition: q.AnnouncePosition,
+			Overflow: overflow, Music: q.Music})
+	}
+	for _, a := range cfg.Agents {
+		sa := roster.SeedAgent{Email: a.Email, Queues: a.Queues}
+		switch {
+		case a.SIPSecretHA1 != nil:
+			sa.SIPUsername, sa.HA1MD5, sa.HA1SHA256 = a.SIPUser(), a.SIPSecretHA1.MD5, a.SIPSecretHA1.SHA256
+		case a.SIPSecret != "":
+			sa.SIPUsername = a.SIPUser()
+			sa.HA1MD5, sa.HA1SHA256 = roster.HA1(sa.SIPUsername, a.SIPSecret)
+		}
+		s.Agents = append(s.Agents, sa)
+	}
+	return s
+}
+
+// rosterTarget reads a queue's overflow target stored in the database, as the configuration
+// writes it, and checks that a menu it names exists in the configuration (queues are the
+// roster's, checked there).
+func rosterTarget(cfg *config.Config) func(string) (ivr.Target, error) {
+	return func(s string) (ivr.Target, error) {
+		t, err := config.ParseTarget(s)
+		if err != nil {
+			return ivr.Target{}, err
+		}
+		if t.Kind == ivr.TargetMenu {
+			if _, ok := cfg.Menu(t.Name); !ok {
+				return ivr.Target{}, fmt.Errorf("%q names no IVR menu of the configuration", s)
+			}
+		}
+		return t.Target, nil
+	}
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/switchboard-voice/switchboard/ivr/acdpg"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/recordings"
+	"github.com/switchboard-voice/switchboard/roster"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/ticketing"
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
@@ -34,7 +35,10 @@ type telephony struct {
 	acd   *ivr.ACD
 	// acdStore is the ACD's shared state with database.shared_queues (nil otherwise).
 	acdStore *acdpg.Store
-	recs     *recordings.Service
+	// roster keeps the ACD's queues and agents in step with the database (the source of
+	// truth since the first start) and serves the admin API.
+	roster *roster.Manager
+	recs   *recordings.Service
 	// agents maps the configured agents' emails to their user ids.
 	agents map[string]int64
 	web    *web.Server
@@ -149,6 +153,11 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		}
 		acdOpts.Agents = append(acdOpts.Agents, ivr.Agent{ID: id, Email: a.Email, Name: a.Name, Queues: a.Queues})
 	}
+	// The database is the source of the queues and agents once seeded (roster): with it up, the
+	// ACD starts with the database's roster, never even briefly the file's.
+	if err := t.newRoster(ctx, dbUp, &acdOpts); err != nil {
+		return err
+	}
 	if cfg.Database.SharedQueues {
 		// The queues and agents of every node on this database, in it (ivr/acdpg).
 		if t.acdStore, err = acdpg.New(acdpg.Options{Pool: gw.pool, Logger: gw.log.With("component", "acd")}); err != nil {
@@ -163,6 +172,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		gw.sharedACD.Store(t.acd)
 	}
 	t.acd.Register(mux, "/api/v2")
+	t.startRoster(mux, dbUp)
 	menus := map[string]ivr.Menu{}
 	for name, m := range cfg.IVR {
 		if menus[name], err = m.IVR(); err != nil {
@@ -267,6 +277,9 @@ func (t *telephony) stop(ctx context.Context) {
 		}
 		_ = t.sip.Close()
 	}
+	if t.roster != nil {
+		t.roster.Close()
+	}
 	if t.acd != nil {
 		t.acd.Close()
 	}
@@ -354,8 +367,21 @@ func (t *telephony) repairRecordings(ctx context.Context) error {
 // Otherwise (the dev configuration) the username is the email or its local part and the secret
 // the plain password; agents with only a password_hash cannot register.
 func (t *telephony) sipAgent(username string) (sip.AgentAccount, bool) {
+	if t.roster != nil {
+		// The database's credentials first (agents made or changed through the admin API).
+		if a, ok := t.roster.SIPAccount(username); ok {
+			return sip.AgentAccount{ID: a.UserID, Username: a.SIPUsername, HA1MD5: a.HA1MD5, HA1SHA256: a.HA1SHA256}, true
+		}
+	}
 	for _, a := range t.gw.cfg.Agents {
 		id := t.agents[a.Email]
+		if t.roster != nil {
+			// The file's agents register with the file's credentials while they are agents of
+			// the roster (or while the roster was never read: the database away since start).
+			if known, loaded := t.roster.Known(id); loaded && !known {
+				continue
+			}
+		}
 		switch {
 		case a.SIPSecretHA1 != nil:
 			if username == a.SIPUser() {
@@ -373,6 +399,53 @@ func (t *telephony) sipAgent(username string) (sip.AgentAccount, bool) {
 		}
 	}
 	return sip.AgentAccount{}, false
+}
+
+// newRoster makes the database the source of the ACD's queues and agents (roster.Manager):
+// the configuration seeds them on the first start, and with the database up the ACD is built
+// with the database's roster (acdOpts' queues and agents replaced). Degraded, the
+// configuration's roster stands until the database answers; the manager applies the
+// database's then.
+func (t *telephony) newRoster(ctx context.Context, dbUp bool, acdOpts *ivr.ACDOptions) error {
+	gw, cfg := t.gw, t.gw.cfg
+	seed := rosterSeed(cfg)
+	m, err := roster.New(roster.Options{Pool: gw.pool, ParseTarget: rosterTarget(cfg), Seed: &seed,
+		Logger: gw.log.With("component", "roster")})
+	if err != nil {
+		return err
+	}
+	t.roster = m
+	if !dbUp {
+		return nil
+	}
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	qs, as, err := m.Initial(ictx)
+	if err != nil {
+		gw.log.Warn("roster: the database's queues and agents could not be read at start; the configuration's stand until they can", "err", err)
+		return nil
+	}
+	acdOpts.Queues, acdOpts.Agents = qs, as
+	return nil
+}
+
+// startRoster applies every later roster change at once (LISTEN/NOTIFY, and a periodic
+// re-read) and mounts the admin API under /api/v2.
+func (t *telephony) startRoster(mux *http.ServeMux, dbUp bool) {
+	gw, cfg := t.gw, t.gw.cfg
+	first := time.Duration(0) // degraded: the loop applies the roster once the database answers
+	if dbUp {
+		first = 5 * time.Second
+	}
+	t.roster.Start(t.acd, first)
+	refs := map[string]string{} // the configuration's call flow never changes while it runs
+	for name := range cfg.Queues {
+		if r := cfg.QueueReferences(name); len(r) > 0 {
+			refs[name] = r[0]
+		}
+	}
+	t.roster.NewAPI(roster.APIOptions{Auth: gw.api, Users: gw.store, InUse: func(q string) string { return refs[q] }}).
+		Register(mux, "/api/v2")
 }
 
 // voicemailRecorder records voicemail messages with the recordings package.

@@ -41,7 +41,7 @@ const Channel = "switchboard_acd"
 
 // Options configure New.
 type Options struct {
-	// Pool reaches the database (migrated to 013 or later). Required. One of its connections
+	// Pool reaches the database (migrated to 019 or later). Required. One of its connections
 	// is held by the listener for the Store's life.
 	Pool *pgxpool.Pool
 	// Logger; nil discards.
@@ -193,14 +193,14 @@ func (s *Store) tx(ctx context.Context, op string, fn func(pgx.Tx) error) error 
 	return nil
 }
 
-const agentCols = `agent_id, email, name, queues, state, since, missed, coalesce(offering, ''),
+const agentCols = `agent_id, email, name, queues, priorities, state, since, missed, coalesce(offering, ''),
 	coalesce(call_id, ''), coalesce(page_node, phone_node, ''), seq`
 
 func scanAgent(row pgx.Row) (ivr.AgentStatus, error) {
 	var st ivr.AgentStatus
 	var state string
 	var seq int64
-	err := row.Scan(&st.ID, &st.Email, &st.Name, &st.Queues, &state, &st.Since, &st.MissedOffers, &st.Offering,
+	err := row.Scan(&st.ID, &st.Email, &st.Name, &st.Queues, &st.Priority, &state, &st.Since, &st.MissedOffers, &st.Offering,
 		&st.CallID, &st.Node, &seq)
 	st.State, st.Seq = ivr.AgentState(state), uint64(seq)
 	return st, err
@@ -220,18 +220,51 @@ func (s *Store) Join(ctx context.Context, node string, agents []ivr.Agent) error
 		if err := clearNode(ctx, tx, node); err != nil {
 			return err
 		}
-		for _, a := range agents {
-			queues := a.Queues
-			if queues == nil {
-				queues = []string{}
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO acd_agents (agent_id, email, name, queues) VALUES ($1, $2, $3, $4)
-				ON CONFLICT (agent_id) DO UPDATE SET email = excluded.email, name = excluded.name, queues = excluded.queues`,
-				a.ID, a.Email, a.Name, queues); err != nil {
-				return err
-			}
+		return upsertAgents(ctx, tx, agents)
+	})
+}
+
+// upsertAgents writes the agents' names, emails, queues and priorities.
+func upsertAgents(ctx context.Context, tx pgx.Tx, agents []ivr.Agent) error {
+	for _, a := range agents {
+		queues := a.Queues
+		if queues == nil {
+			queues = []string{}
 		}
-		return nil
+		prio := a.Priority
+		if prio == nil {
+			prio = map[string]int{}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO acd_agents (agent_id, email, name, queues, priorities) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (agent_id) DO UPDATE SET email = excluded.email, name = excluded.name, queues = excluded.queues,
+				priorities = excluded.priorities`,
+			a.ID, a.Email, a.Name, queues, prio); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SetRoster records the roster the admin API changed (ivr.ACD.Apply): the listed agents are
+// written (a new one offline); an agent not listed is taken out of every queue at once and its
+// row deleted once it is off its call and offered nothing (this or a later SetRoster — every
+// node applies the roster again on its periodic reload).
+func (s *Store) SetRoster(ctx context.Context, agents []ivr.Agent) error {
+	ids := make([]int64, 0, len(agents))
+	for _, a := range agents {
+		ids = append(ids, a.ID)
+	}
+	return s.tx(ctx, "set roster", func(tx pgx.Tx) error {
+		if err := upsertAgents(ctx, tx, agents); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE acd_agents SET queues = '{}', priorities = '{}'
+			WHERE NOT agent_id = ANY($1) AND (queues <> '{}' OR priorities <> '{}')`, ids); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM acd_agents WHERE NOT agent_id = ANY($1) AND state <> 'busy'
+			AND offering IS NULL AND call_id IS NULL`, ids)
+		return err
 	})
 }
 
@@ -464,11 +497,13 @@ func (s *Store) Dispatch(ctx context.Context) (int, error) {
 			if err != nil {
 				return err
 			}
-			// Its longest-idle free agent; the row lock re-checks the agent is still free.
+			// Its free agent of the best priority in the queue (1 first; none set is 1), the longest
+			// idle of them; the row lock re-checks the agent is still free.
 			var agent int64
 			err = tx.QueryRow(ctx, `SELECT agent_id FROM acd_agents
 				WHERE state = 'available' AND offering IS NULL AND $1 = ANY(queues) AND NOT agent_id = ANY($2)
-				ORDER BY idle_since, agent_id LIMIT 1 FOR UPDATE SKIP LOCKED`, queue, tried).Scan(&agent)
+				ORDER BY coalesce(nullif((priorities->>$1)::int, 0), 1), idle_since, agent_id
+				LIMIT 1 FOR UPDATE SKIP LOCKED`, queue, tried).Scan(&agent)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return errContended
 			}

@@ -1,0 +1,51 @@
+// The admin page (/admin) against the whole gateway, in headless Debian Chromium driven by
+// playwright-core. Started by cmd/switchboard/e2e_roster_test.go
+// (TestEndToEnd_AdminPageManagesQueuesAndAgentsLive), which checks through the API what the
+// page changed. Environment: GATEWAY_URL, CHROMIUM_PATH (default /usr/bin/chromium).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { launchPage } from './harness.mjs';
+
+const base = process.env.GATEWAY_URL;
+
+test('an admin creates a queue and an agent and changes a queue on the admin page', async (t) => {
+  const { page } = await launchPage(t);
+  await page.goto(`${base}/admin`);
+  await page.getByTestId('admin-login-email').fill('admin@example.com');
+  await page.getByTestId('admin-login-password').fill('adminpass');
+  await page.getByTestId('admin-login-submit').click();
+  await page.getByTestId('queue-support').waitFor();
+
+  // A new queue, shown in the table once created.
+  await page.getByTestId('queue-new-name').fill('billing');
+  await page.getByTestId('queue-new-submit').click();
+  await page.getByTestId('queue-billing').waitFor();
+
+  // A new agent in it with priority 2: the page shows the SIP secret once.
+  await page.getByTestId('agent-new-name').fill('Erin Admin-Made');
+  await page.getByTestId('agent-new-email').fill('erin@example.com');
+  await page.getByTestId('agent-new-password').fill('erinpass123');
+  await page.getByTestId('agent-new-queues').fill('billing:2, support');
+  await page.getByTestId('agent-new-submit').click();
+  const secret = page.getByTestId('admin-secret');
+  await secret.waitFor();
+  const text = await secret.textContent();
+  assert.match(text, /username erin, secret \S{24} /, `secret line: ${text}`);
+  await page.locator('tr', { hasText: 'erin@example.com' }).waitFor();
+
+  // The support queue's ring timeout changed in its row.
+  const row = page.getByTestId('queue-support');
+  const ring = row.locator('input').first();
+  await ring.fill('20');
+  await page.getByTestId('queue-save-support').click();
+  await page.waitForFunction(() => {
+    const r = document.querySelector('[data-testid="queue-support"] input');
+    return r && r.value === '20' && document.getElementById('message').textContent === '';
+  });
+  assert.equal(await page.getByTestId('admin-message').textContent(), '');
+
+  // A refused change says why, naming the field.
+  await page.getByTestId('queue-new-name').fill('billing');
+  await page.getByTestId('queue-new-submit').click();
+  await page.waitForFunction(() => document.getElementById('message').textContent.includes('billing'));
+});

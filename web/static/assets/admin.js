@@ -1,0 +1,217 @@
+// The admin page: agents, queues and memberships, changed live through the admin API
+// (/api/v2/agents, /api/v2/queues, /api/v2/queues/{name}/memberships). It uses the page's
+// session cookie (POST /login, as the agent page does); the API answers 403 to anyone but an
+// admin. Plain DOM, no framework; every text from the server is set with textContent.
+
+const $ = (id) => document.getElementById(id);
+const API = '/api/v2';
+
+async function api(method, path, body) {
+  const res = await fetch(API + path, {
+    method,
+    credentials: 'same-origin',
+    headers: body ? { 'Content-Type': 'application/json', Accept: 'application/json' } : { Accept: 'application/json' },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  let data = null;
+  if (res.status !== 204) {
+    try { data = await res.json(); } catch { data = null; }
+  }
+  if (!res.ok) {
+    const err = new Error((data && data.description) || `${res.status} ${res.statusText}`);
+    err.status = res.status;
+    throw err;
+  }
+  return data;
+}
+
+function message(text) { $('message').textContent = text || ''; }
+
+function showSecret(agent) {
+  const el = $('secret');
+  if (!agent || !agent.sip_secret) { el.hidden = true; el.textContent = ''; return; }
+  el.hidden = false;
+  el.textContent = `SIP phone of ${agent.email}: username ${agent.sip_username}, secret ${agent.sip_secret} (shown once: write it down now)`;
+}
+
+// "support:1, sales:2" → [{queue, priority}]
+function parseMemberships(text) {
+  const out = [];
+  for (const part of text.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const [queue, prio] = part.split(':').map((s) => s.trim());
+    out.push({ queue, priority: prio ? Number(prio) : 1 });
+  }
+  return out;
+}
+
+function formatMemberships(ms) {
+  return (ms || []).map((m) => `${m.queue}:${m.priority}`).join(', ');
+}
+
+function cell(row, content) {
+  const td = document.createElement('td');
+  if (content instanceof Node) td.append(content); else td.textContent = content ?? '';
+  row.append(td);
+  return td;
+}
+
+function input(value, type = 'text', testid = '') {
+  const el = document.createElement('input');
+  el.type = type;
+  if (type === 'checkbox') el.checked = !!value; else el.value = value ?? '';
+  if (type === 'number') { el.min = '0'; el.size = 5; }
+  if (testid) el.dataset.testid = testid;
+  return el;
+}
+
+function button(text, onClick, testid = '') {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = text;
+  if (testid) b.dataset.testid = testid;
+  b.addEventListener('click', async () => {
+    message('');
+    b.disabled = true;
+    try { await onClick(); } catch (e) { message(e.message); } finally { b.disabled = false; }
+  });
+  return b;
+}
+
+async function loadQueues() {
+  const live = await api('GET', '/queues');
+  const rows = $('queue-rows');
+  rows.replaceChildren();
+  for (const q of live.queues) {
+    const { queue } = await api('GET', `/queues/${encodeURIComponent(q.name)}`);
+    const tr = document.createElement('tr');
+    tr.dataset.testid = `queue-${queue.name}`;
+    cell(tr, queue.name);
+    cell(tr, String(q.calls_waiting));
+    const ring = input(queue.ring_timeout, 'number');
+    const wait = input(queue.max_wait, 'number');
+    const wrap = input(queue.wrap_up, 'number');
+    const missed = input(queue.max_missed_offers, 'number');
+    const announce = input(queue.announce_position, 'checkbox');
+    const overflow = input(queue.overflow);
+    for (const el of [ring, wait, wrap, missed, announce, overflow]) cell(tr, el);
+    cell(tr, queue.memberships.map((m) => `${m.name} (${m.priority})`).join(', '));
+    const actions = cell(tr, '');
+    actions.append(button('Save', async () => {
+      await api('PUT', `/queues/${encodeURIComponent(queue.name)}`, { queue: {
+        ring_timeout: Number(ring.value), max_wait: Number(wait.value), wrap_up: Number(wrap.value),
+        max_missed_offers: Number(missed.value), announce_position: announce.checked, overflow: overflow.value.trim(),
+      } });
+      await refresh();
+    }, `queue-save-${queue.name}`));
+    actions.append(button('Delete', async () => {
+      if (!window.confirm(`Delete queue ${queue.name}? Its agents leave it.`)) return;
+      await api('DELETE', `/queues/${encodeURIComponent(queue.name)}`);
+      await refresh();
+    }, `queue-delete-${queue.name}`));
+    rows.append(tr);
+  }
+}
+
+async function loadAgents() {
+  const live = await api('GET', '/agents');
+  const rows = $('agent-rows');
+  rows.replaceChildren();
+  for (const a of live.agents) {
+    const { agent } = await api('GET', `/agents/${a.id}`);
+    const tr = document.createElement('tr');
+    tr.dataset.testid = `agent-${a.id}`;
+    cell(tr, String(a.id));
+    cell(tr, a.name);
+    cell(tr, a.email);
+    cell(tr, a.state);
+    cell(tr, agent.sip_username || '—');
+    const queues = input(formatMemberships(agent.memberships), 'text', `agent-queues-${a.id}`);
+    cell(tr, queues);
+    const actions = cell(tr, '');
+    actions.append(button('Save', async () => {
+      await api('PUT', `/agents/${a.id}`, { agent: { memberships: parseMemberships(queues.value) } });
+      await refresh();
+    }, `agent-save-${a.id}`));
+    actions.append(button('New SIP secret', async () => {
+      const res = await api('PUT', `/agents/${a.id}`, { agent: { sip_secret: 'generate' } });
+      showSecret(res.agent);
+    }, `agent-secret-${a.id}`));
+    actions.append(button('Remove', async () => {
+      if (!window.confirm(`Take ${a.email} off the roster? The user stays; queues and SIP phone go.`)) return;
+      await api('DELETE', `/agents/${a.id}`);
+      await refresh();
+    }, `agent-remove-${a.id}`));
+    rows.append(tr);
+  }
+}
+
+async function refresh() {
+  await loadQueues();
+  await loadAgents();
+}
+
+async function onQueueNew(ev) {
+  ev.preventDefault();
+  message('');
+  try {
+    await api('POST', '/queues', { queue: { name: $('queue-new-name').value.trim() } });
+    $('queue-new-name').value = '';
+    await refresh();
+  } catch (e) { message(e.message); }
+}
+
+async function onAgentNew(ev) {
+  ev.preventDefault();
+  message('');
+  const body = { agent: {
+    name: $('agent-new-name').value.trim(),
+    email: $('agent-new-email').value.trim(),
+    memberships: parseMemberships($('agent-new-queues').value),
+  } };
+  const pw = $('agent-new-password').value;
+  if (pw) body.agent.password = pw;
+  try {
+    const res = await api('POST', '/agents', body);
+    showSecret(res.agent);
+    $('agent-new').reset();
+    await refresh();
+  } catch (e) { message(e.message); }
+}
+
+async function onLogin(ev) {
+  ev.preventDefault();
+  $('login-error').textContent = '';
+  const res = await fetch('/login', {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ email: $('login-email').value, password: $('login-password').value }),
+  });
+  if (!res.ok) {
+    let d = null;
+    try { d = await res.json(); } catch { d = null; }
+    $('login-error').textContent = (d && d.description) || 'login failed';
+    return;
+  }
+  await start();
+}
+
+async function start() {
+  const res = await fetch('/session', { credentials: 'same-origin' });
+  if (!res.ok) {
+    $('login').hidden = false;
+    $('admin').hidden = true;
+    return;
+  }
+  const me = await res.json().catch(() => ({}));
+  $('login').hidden = true;
+  $('who').hidden = false;
+  $('admin-name').textContent = (me.agent && me.agent.email) || me.email || '';
+  $('admin').hidden = false;
+  try { await refresh(); } catch (e) { message(e.status === 403 ? 'Only admins manage agents and queues.' : e.message); }
+}
+
+$('login-form').addEventListener('submit', onLogin);
+$('queue-new').addEventListener('submit', onQueueNew);
+$('agent-new').addEventListener('submit', onAgentNew);
+start();
