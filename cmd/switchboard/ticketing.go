@@ -104,6 +104,11 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 	})
 	gw.api.Register(mux, "/api/v2")
 	gw.api.RegisterCalls(mux, "/api/v2", gw.events, gw.engine.Wake)
+	levels := map[string]int{}
+	for name, q := range cfg.Queues {
+		levels[name] = q.ServiceLevelSeconds
+	}
+	gw.api.RegisterReports(mux, "/api/v2", ticketing.ReportOptions{ServiceLevels: levels})
 	gw.mountWebhooks(mux)
 	return nil
 }
