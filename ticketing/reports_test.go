@@ -159,7 +159,7 @@ type scriptedHour struct {
 	// answeredQueued when it entered its queue.
 	answeredWait   map[string]int64
 	answeredQueued map[string]time.Time
-	calls        int
+	calls          int
 }
 
 var hourStart = time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
@@ -299,7 +299,7 @@ func parseExport(t *testing.T, rows []map[string]string) []exportedCall {
 // queueFigures is what the test computes from the call records for one queue and interval.
 type queueFigures struct {
 	offered, answered, abandoned, voicemail, other, within int64
-	answerWait, abandonWait, maxAbandon, talk, hold, wrap    int64
+	answerWait, abandonWait, maxAbandon, talk, hold, wrap  int64
 }
 
 func computeQueues(calls []exportedCall, from, to time.Time, step time.Duration) map[string]*queueFigures {
