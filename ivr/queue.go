@@ -217,8 +217,8 @@ func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int6
 				if ag.state != StateAvailable { // chose away/offline while ringing: after this call
 					ag.after = ag.state
 				}
+				ag.callID = c.id // before the change: OnAgentState's busy status names the call
 				a.setStateLocked(ag, StateBusy)
-				ag.callID = c.id
 				w.offering = 0
 				a.removeLocked(w)
 				a.mu.Unlock()
@@ -520,8 +520,8 @@ func (a *ACD) offerDirect(ctx context.Context, c *Call, q *queueRec, id int64, n
 		if ag.state != StateAvailable {
 			ag.after = ag.state
 		}
+		ag.callID = c.id // before the change: OnAgentState's busy status names the call
 		a.setStateLocked(ag, StateBusy)
-		ag.callID = c.id
 		return r.leg, nil
 	}
 	if r.leg != nil {
