@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/switchboard-voice/switchboard/ticketing"
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
@@ -681,5 +683,91 @@ func TestReport_CallExportIsSafeCSV(t *testing.T) {
 	empty := e.getCSV("admin@example.com", "/reports/calls?from=2020-01-01T00:00:00Z&to=2020-01-02T00:00:00Z&format=csv")
 	if len(empty) != 0 {
 		t.Errorf("empty period = %v", empty)
+	}
+}
+
+// The report gauges (the Grafana row) say what the queue and agents reports say of the last
+// hour: every configured queue has its series (a quiet one 0 offered, NaN service level), and
+// the team's occupancy is the agents' busy and wrap-up time over their time ready.
+func TestReport_GaugesShowTheLastHoursReport(t *testing.T) {
+	e := newReportEnv(t)
+	sh := buildHour(e.engineHarness)
+	e.postEvents(sh.events)
+	for _, st := range sh.states {
+		e.states.Record(st)
+	}
+	e.flushStates()
+	end := hourStart.Add(time.Hour)
+	reg := prometheus.NewRegistry()
+	g, err := e.store.StartReportGauges(ticketing.ReportGaugesOptions{Reports: ticketing.ReportOptions{ServiceLevels: reportLevels},
+		Registerer: reg, Interval: time.Hour, Now: func() time.Time { return end }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	value := func(name, queue string) float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if queue == "" || (len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == queue) {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+		t.Fatalf("no series %s{queue=%q}", name, queue)
+		return 0
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for value("switchboard_report_offered", "support") == 0 || math.IsNaN(value("switchboard_report_occupancy", "")) {
+		if time.Now().After(deadline) {
+			t.Fatal("the gauges were never computed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	q := ticketing.ReportQuery{From: end.Add(-time.Hour), To: end}
+	rows, err := e.store.QueueReport(e.ctx, q, ticketing.ReportOptions{ServiceLevels: reportLevels})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nan := math.NaN()
+	f := func(p *float64) float64 {
+		if p == nil {
+			return nan
+		}
+		return *p
+	}
+	same := func(a, b float64) bool { return (math.IsNaN(a) && math.IsNaN(b)) || math.Abs(a-b) < 1e-9 }
+	for _, r := range rows {
+		for name, want := range map[string]float64{
+			"switchboard_report_offered": float64(r.Offered), "switchboard_report_answered": float64(r.Answered),
+			"switchboard_report_abandoned": float64(r.Abandoned), "switchboard_report_service_level": f(r.ServiceLevel),
+			"switchboard_report_asa_seconds": f(r.ASA), "switchboard_report_aht_seconds": f(r.AHT),
+			"switchboard_report_abandon_time_seconds": f(r.AvgTimeToAbandon),
+		} {
+			if got := value(name, r.Queue); !same(got, want) {
+				t.Errorf("%s{queue=%q} = %v, the report says %v", name, r.Queue, got, want)
+			}
+		}
+	}
+	if v := value("switchboard_report_offered", "quiet"); v != 0 || !math.IsNaN(value("switchboard_report_service_level", "quiet")) {
+		t.Errorf("quiet queue: offered %v, service level %v; want 0 and NaN", v, value("switchboard_report_service_level", "quiet"))
+	}
+	agents, err := e.store.AgentReport(e.ctx, q, ticketing.ReportOptions{Now: func() time.Time { return end }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var work, ready int64
+	for _, a := range agents {
+		work += a.BusyTime + a.WrapUpState
+		ready += a.AvailableTime + a.BusyTime + a.WrapUpState
+	}
+	if got := value("switchboard_report_occupancy", ""); ready == 0 || !same(got, float64(work)/float64(ready)) {
+		t.Errorf("occupancy %v, want %d/%d", got, work, ready)
 	}
 }
