@@ -240,8 +240,8 @@ func (s *Store) QueueReport(ctx context.Context, q ReportQuery, opts ReportOptio
 	}
 	defer rows.Close()
 	type key struct {
-		start int64 // unix microseconds: times scanned in other locations are equal
-		queue string
+		start, end int64 // unix microseconds: times scanned in other locations are equal
+		queue      string
 	}
 	got := map[key]QueueReportRow{}
 	for rows.Next() {
@@ -251,7 +251,7 @@ func (s *Store) QueueReport(ctx context.Context, q ReportQuery, opts ReportOptio
 			&r.TalkTime, &r.HoldTime, &r.WrapUpTime); err != nil {
 			return nil, dbError("queue report", err)
 		}
-		got[key{r.IntervalStart.UnixMicro(), r.Queue}] = r
+		got[key{r.IntervalStart.UnixMicro(), r.IntervalEnd.UnixMicro(), r.Queue}] = r
 	}
 	if err := rows.Err(); err != nil {
 		return nil, reportError("queue report", tz, err)
@@ -274,7 +274,7 @@ func (s *Store) QueueReport(ctx context.Context, q ReportQuery, opts ReportOptio
 	out := make([]QueueReportRow, 0, len(buckets)*len(queues))
 	for _, b := range buckets {
 		for _, n := range sortedSet(queues) {
-			r, ok := got[key{b[0].UnixMicro(), n}]
+			r, ok := got[key{b[0].UnixMicro(), b[1].UnixMicro(), n}]
 			if !ok {
 				r = QueueReportRow{Queue: n, IntervalStart: Time{b[0]}, IntervalEnd: Time{b[1]}}
 			}
@@ -302,12 +302,12 @@ func (s *Store) AgentReport(ctx context.Context, q ReportQuery, opts ReportOptio
 	}
 	tz, step := q.args()
 	type key struct {
-		start int64 // unix microseconds
-		agent int64
+		start, end int64 // unix microseconds (an interval a clock skips has no length: end too)
+		agent      int64
 	}
 	got := map[key]*AgentReportRow{}
 	row := func(start, end time.Time, agent int64) *AgentReportRow {
-		k := key{start.UnixMicro(), agent}
+		k := key{start.UnixMicro(), end.UnixMicro(), agent}
 		if r := got[k]; r != nil {
 			return r
 		}

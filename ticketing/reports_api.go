@@ -3,11 +3,14 @@ package ticketing
 import (
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"mime"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // roleSupervisor is the supervisors' role: like admins, they read every agent's figures and
@@ -71,9 +74,6 @@ func reportQuery(r *http.Request) (ReportQuery, error) {
 		*f.to = t.UTC()
 	}
 	q.Interval = v.Get("interval")
-	if q.Interval == "15min" || q.Interval == "15" {
-		q.Interval = Interval15m
-	}
 	q.TimeZone = v.Get("time_zone")
 	if q.TimeZone != "" {
 		if _, err := time.LoadLocation(q.TimeZone); err != nil || len(q.TimeZone) > 64 || strings.ContainsAny(q.TimeZone, "\x00 ") {
@@ -81,8 +81,8 @@ func reportQuery(r *http.Request) (ReportQuery, error) {
 		}
 	}
 	q.Queue = v.Get("queue")
-	if len(q.Queue) > 200 {
-		return q, invalidField("queue", "is longer than 200 characters")
+	if len(q.Queue) > 200 || strings.IndexFunc(q.Queue, unicode.IsControl) >= 0 || !utf8.ValidString(q.Queue) {
+		return q, invalidField("queue", "must be a queue name: at most 200 characters of UTF-8 text, no control characters")
 	}
 	if s := v.Get("agent_id"); s != "" {
 		id, err := strconv.ParseInt(s, 10, 64)
@@ -255,45 +255,68 @@ func (a *API) exportCalls(w http.ResponseWriter, r *http.Request, f CallExport, 
 		}
 	}()
 	var cw *csv.Writer
-	var jsonOut []ExportedCall
 	started := false
+	n := 0
 	err := a.store.ExportCalls(ctx, f, func(c ExportedCall) error {
-		if !csvOut {
-			jsonOut = append(jsonOut, c)
-			return nil
-		}
 		if !started {
 			started = true
-			setCSVHeaders(w, "calls.csv")
-			cw = csv.NewWriter(w)
-			if err := cw.Write(callCSVHeader); err != nil {
-				return err
+			if csvOut {
+				setCSVHeaders(w, "calls.csv")
+				cw = csv.NewWriter(w)
+				if err := cw.Write(callCSVHeader); err != nil {
+					return err
+				}
+			} else {
+				startJSONExport(w, f)
 			}
 		}
-		return cw.Write(c.csvRecord())
+		n++
+		if csvOut {
+			return cw.Write(c.csvRecord())
+		}
+		b, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		if n > 1 {
+			b = append([]byte{','}, b...)
+		}
+		_, err = w.Write(b)
+		return err
 	})
 	if err != nil && !started {
 		return err
 	}
 	if err != nil {
-		// Headers are out: the client sees a truncated file; the cause goes to the log.
+		// Headers are out: the client sees a cut file (a JSON body that does not parse);
+		// the cause goes to the log.
 		a.opts.Logger.Error("ticketing api: call export cut short", "path", r.URL.Path, "err", err)
 		return nil
 	}
-	if !csvOut {
-		if jsonOut == nil {
-			jsonOut = []ExportedCall{}
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"report": map[string]any{"from": Time{f.Since}, "to": Time{f.Until}}, "calls": jsonOut})
-		return nil
-	}
 	if !started {
-		setCSVHeaders(w, "calls.csv")
-		cw = csv.NewWriter(w)
-		_ = cw.Write(callCSVHeader)
+		if csvOut {
+			setCSVHeaders(w, "calls.csv")
+			cw = csv.NewWriter(w)
+			_ = cw.Write(callCSVHeader)
+		} else {
+			startJSONExport(w, f)
+		}
 	}
-	cw.Flush()
+	if csvOut {
+		cw.Flush()
+	} else {
+		_, _ = w.Write([]byte("]}\n"))
+	}
 	return nil
+}
+
+// startJSONExport writes the JSON export's status, headers and opening: the calls follow,
+// streamed, and "]}" closes it.
+func startJSONExport(w http.ResponseWriter, f CallExport) {
+	head, _ := json.Marshal(map[string]any{"from": Time{f.Since}, "to": Time{f.Until}})
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(append(append([]byte(`{"report":`), head...), []byte(`,"calls":[`)...))
 }
 
 func setCSVHeaders(w http.ResponseWriter, name string) {

@@ -628,6 +628,20 @@ func TestReport_IntervalsFollowTheTimeZone(t *testing.T) {
 	if strings.Join(lens, " ") != want {
 		t.Errorf("Paris days = %v, want %s", lens, want)
 	}
+	// The hour Paris skips (02:00 local on 29 March 2026) is an interval of no length, with
+	// nothing in it; the call queued at 01:00:30 UTC (03:00:30 local) is in the next one only.
+	s := e.newCall(time.Date(2026, 3, 29, 1, 0, 0, 0, time.UTC)).started("+15558880001", "+15550100").queued(30, "support").
+		add(callevent.EventAbandoned, 40, func(ev *callevent.Event) { ev.Where = "queue" }).ended(40, callevent.OutcomeAbandoned)
+	e.postEvents(s.evs)
+	got.Queues = nil
+	e.getJSON("admin@example.com", "/reports/queues?queue=support&interval=hour&time_zone=Europe/Paris&from=2026-03-29T00:00:00Z&to=2026-03-29T02:00:00Z", &got)
+	var hours []string
+	for _, r := range got.Queues {
+		hours = append(hours, fmt.Sprintf("%s+%s:%d", r.IntervalStart.Format("15:04"), r.IntervalEnd.Sub(r.IntervalStart.Time), r.Offered))
+	}
+	if want := "00:00+1h0m0s:0 01:00+0s:0 01:00+1h0m0s:1"; strings.Join(hours, " ") != want {
+		t.Errorf("Paris hours on 29 March = %v, want %s", hours, want)
+	}
 }
 
 // Bad parameters get 422 naming the parameter; a period too long for its interval too.
@@ -683,6 +697,22 @@ func TestReport_CallExportIsSafeCSV(t *testing.T) {
 	empty := e.getCSV("admin@example.com", "/reports/calls?from=2020-01-01T00:00:00Z&to=2020-01-02T00:00:00Z&format=csv")
 	if len(empty) != 0 {
 		t.Errorf("empty period = %v", empty)
+	}
+	// The JSON form is streamed, and parses: the value as stored (JSON needs no quoting).
+	var js struct {
+		Report map[string]string
+		Calls  []ticketing.ExportedCall
+	}
+	period := "from=" + url.QueryEscape(hourStart.Add(-time.Minute).Format(time.RFC3339)) + "&to=" + url.QueryEscape(hourStart.Add(time.Hour).Format(time.RFC3339))
+	e.getJSON("admin@example.com", "/reports/calls?"+period, &js)
+	if len(js.Calls) != 1 || js.Calls[0].From == nil || *js.Calls[0].From != `=HYPERLINK("x")` || js.Calls[0].QueuedAt == nil ||
+		js.Report["from"] != hourStart.Add(-time.Minute).Format(time.RFC3339) {
+		t.Errorf("JSON export = %+v", js)
+	}
+	js.Calls = nil
+	e.getJSON("admin@example.com", "/reports/calls?from=2020-01-01T00:00:00Z&to=2020-01-02T00:00:00Z", &js)
+	if js.Calls == nil || len(js.Calls) != 0 {
+		t.Errorf("empty JSON export = %+v, want calls []", js)
 	}
 }
 
