@@ -196,7 +196,7 @@ func (a *API) reportCalls(w http.ResponseWriter, r *http.Request, p Principal) e
 	return a.exportCalls(w, r, f, csvOut)
 }
 
-// ExportCallsCSV answers GET /calls?format=csv (or Accept: text/csv): the filters of GET /calls
+// exportCallsCSV answers GET /calls?format=csv (or Accept: text/csv): the filters of GET /calls
 // (from, to, line, outcome, since) and until; since is required (a bounded period). Agents get
 // their own calls. It is called by the GET /calls handler.
 func (a *API) exportCallsCSV(w http.ResponseWriter, r *http.Request, p Principal) error {
