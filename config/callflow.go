@@ -140,6 +140,9 @@ type Queue struct {
 	// (OB-7): one of lines[].number whose trunk takes outbound calls. An agent in several
 	// queues gets the first of their queues that names one. Empty: the trunk's caller_id.
 	OutboundLine string `yaml:"outbound_line"`
+	// ServiceLevelSeconds is the queue's service-level threshold: the reports count a call
+	// answered within it as answered in service level (default 20; 1 to 3600).
+	ServiceLevelSeconds int `yaml:"service_level_seconds"`
 }
 
 // Values of Recordings.Start.

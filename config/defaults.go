@@ -44,6 +44,8 @@ const (
 	DefaultRingTimeout         = ivr.DefaultRingTimeout
 	DefaultMaxWait             = ivr.DefaultMaxWait
 	DefaultMaxMissedOffers     = 3
+	// DefaultServiceLevelSeconds is a queue's service_level_seconds when omitted.
+	DefaultServiceLevelSeconds = ticketing.DefaultServiceLevelSeconds
 	// HTTP authentication limits (http.auth_backoff, http.bcrypt_concurrency).
 	DefaultAuthFailures       = ticketing.DefaultAuthFailures
 	DefaultAuthBackoffInitial = ticketing.DefaultAuthBackoffInitial
@@ -216,6 +218,9 @@ func (c *Config) applyDefaults(idx *docIndex) {
 		}
 		if !idx.has(p + ".max_missed_offers") {
 			q.MaxMissedOffers = DefaultMaxMissedOffers
+		}
+		if !idx.has(p + ".service_level_seconds") {
+			q.ServiceLevelSeconds = DefaultServiceLevelSeconds
 		}
 	}
 	for i := range c.Trunks {

@@ -609,6 +609,9 @@ func (c *Config) validateQueues(k *checker) {
 		if q.MaxMissedOffers < 0 {
 			k.add(p+".max_missed_offers", "must not be negative (0 means never), got %d", q.MaxMissedOffers)
 		}
+		if q.ServiceLevelSeconds < 1 || q.ServiceLevelSeconds > 3600 {
+			k.add(p+".service_level_seconds", "must be from 1 to 3600 seconds, got %d", q.ServiceLevelSeconds)
+		}
 		if q.OutboundLine != "" {
 			c.checkOutboundLine(k, p+".outbound_line", q.OutboundLine)
 		}

@@ -276,8 +276,8 @@ func (m memWait) answered(_ context.Context, w *waiter, id int64) {
 	if ag.state != StateAvailable { // chose away/offline while ringing: after this call
 		ag.after = ag.state
 	}
+	ag.callID = w.c.id // before the change: OnAgentState's busy status names the call
 	a.setStateLocked(ag, StateBusy)
-	ag.callID = w.c.id
 }
 
 func (m memWait) missed(_ context.Context, w *waiter, id int64, callerLeft bool) bool {
@@ -596,8 +596,8 @@ func (a *ACD) offerDirect(ctx context.Context, c *Call, q *queueRec, id int64, n
 		if ag.state != StateAvailable {
 			ag.after = ag.state
 		}
+		ag.callID = c.id // before the change: OnAgentState's busy status names the call
 		a.setStateLocked(ag, StateBusy)
-		ag.callID = c.id
 		return r.leg, nil
 	}
 	if r.leg != nil {

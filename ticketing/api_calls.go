@@ -78,6 +78,12 @@ func (a *API) putCallRequester(w http.ResponseWriter, r *http.Request, p Princip
 }
 
 func (a *API) listCalls(w http.ResponseWriter, r *http.Request, p Principal) error {
+	if csvOut, err := wantsCSV(r); err != nil || csvOut {
+		if err != nil {
+			return err
+		}
+		return a.exportCallsCSV(w, r, p) // reports_api.go
+	}
 	q := r.URL.Query()
 	f := CallFilter{From: q.Get("from"), To: q.Get("to"), Line: q.Get("line"), Outcome: q.Get("outcome"), Limit: 100}
 	if v := q.Get("per_page"); v != "" {

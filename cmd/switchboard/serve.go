@@ -114,12 +114,14 @@ type gateway struct {
 	nodes      *eventlog.NodeWatch // nil when database.heartbeat_interval is 0
 	// sharedACD is the ACD once it exists, with database.shared_queues: a lost node's agents
 	// are cleared through it (NodeWatch's OnLost, on the watch's goroutine).
-	sharedACD  atomic.Pointer[ivr.ACD]
-	engine     *ticketing.Engine
-	backlog    *ticketing.Backlog // measured beside the engine (startEngine)
-	engineMu   sync.Mutex         // guards stopEngine and engineDone (set by awaitDatabase)
-	stopEngine context.CancelFunc
-	engineDone chan struct{}
+	sharedACD atomic.Pointer[ivr.ACD]
+	engine    *ticketing.Engine
+	backlog   *ticketing.Backlog // measured beside the engine (startEngine)
+	// reportGauges exports the last hour's report figures (switchboard_report_*).
+	reportGauges *ticketing.ReportGauges
+	engineMu     sync.Mutex // guards stopEngine and engineDone (set by awaitDatabase)
+	stopEngine   context.CancelFunc
+	engineDone   chan struct{}
 	// hooks delivers the webhooks (cmd/switchboard/webhooks.go); stopHooks ends it.
 	hooks     *webhooks.Dispatcher
 	stopHooks func()

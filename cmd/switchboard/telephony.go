@@ -48,6 +48,8 @@ type telephony struct {
 	// web server, so the callback cannot read t.web (a data race -race showed in the cross-node
 	// test); startSoftphone stores it here once made.
 	pages atomic.Pointer[web.Server]
+	// states keeps the agents' state history for the reports (nil without a database pool).
+	states *ticketing.AgentStateLog
 
 	// wg counts the retention loop; stopRetention ends it. A call's state is sip's (sip.Call):
 	// nothing here is per call.
@@ -125,10 +127,14 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	if err != nil {
 		return err
 	}
+	// The agents' state history for the reports (occupancy, wrap-up): written by its own
+	// goroutine, never waited on by the ACD.
+	t.states = ticketing.NewAgentStateLog(ticketing.AgentStateLogOptions{Pool: gw.pool, Logger: gw.log.With("component", "reports")})
 	acdOpts := ivr.ACDOptions{
 		Prompts: prompts, Registerer: gw.reg,
 		Authorizer: ivrAuth{gw}, Logger: gw.log.With("component", "acd"),
 		OnAgentState: func(st ivr.AgentStatus) {
+			t.states.Record(ticketing.AgentStateChange{AgentID: st.ID, State: string(st.State), Since: st.Since, CallID: st.CallID})
 			if w := t.pages.Load(); w != nil {
 				w.AgentStateChanged(st)
 			}
@@ -167,6 +173,13 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	}
 	if t.acd, err = ivr.NewACD(acdOpts); err != nil {
 		return err
+	}
+	if !cfg.Database.SharedQueues {
+		// A node of its own starts every agent offline (the ACD tells no change for that):
+		// the history must not carry a state from before the restart on.
+		for _, st := range t.acd.Agents() {
+			t.states.Record(ticketing.AgentStateChange{AgentID: st.ID, State: string(st.State), Since: st.Since})
+		}
 	}
 	if t.acdStore != nil {
 		gw.sharedACD.Store(t.acd)
@@ -282,6 +295,9 @@ func (t *telephony) stop(ctx context.Context) {
 	}
 	if t.acd != nil {
 		t.acd.Close()
+	}
+	if t.states != nil {
+		t.states.Close() // after the ACD: its last changes are told before acd.Close returns
 	}
 	if t.acdStore != nil {
 		t.acdStore.Close()

@@ -104,6 +104,17 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 	})
 	gw.api.Register(mux, "/api/v2")
 	gw.api.RegisterCalls(mux, "/api/v2", gw.events, gw.engine.Wake)
+	levels := map[string]int{}
+	for name, q := range cfg.Queues {
+		levels[name] = q.ServiceLevelSeconds
+	}
+	reports := ticketing.ReportOptions{ServiceLevels: levels}
+	gw.api.RegisterReports(mux, "/api/v2", reports)
+	// The last hour's report figures as gauges, for the Grafana dashboard.
+	if gw.reportGauges, err = gw.store.StartReportGauges(ticketing.ReportGaugesOptions{Reports: reports,
+		Registerer: gw.reg, Logger: gw.log.With("component", "reports")}); err != nil {
+		return err
+	}
 	gw.mountWebhooks(mux)
 	return nil
 }
@@ -216,6 +227,9 @@ func (gw *gateway) awaitSpool(ctx context.Context) {
 // stops it. Safe to call on a partly started gateway.
 func (gw *gateway) closeTicketing() {
 	gw.stopWebhooks()
+	if gw.reportGauges != nil {
+		gw.reportGauges.Close()
+	}
 	if gw.nodes != nil {
 		gw.nodes.Close() // it emits through the event log: stopped first
 	}
