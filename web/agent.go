@@ -45,6 +45,7 @@ type agentSession struct {
 	ring   *ringing
 	call   *callLeg
 	closed bool
+	audio  media.WebRTCState // the leg's PeerConnection state; "" before the first
 }
 
 // wsConn is one attached WebSocket with its writer queue.
@@ -88,6 +89,8 @@ type message struct {
 	Agent   map[string]any `json:"agent,omitempty"`
 	APIBase string         `json:"api_base,omitempty"`
 	Message string         `json:"message,omitempty"`
+	// ICEServers (hello) are the STUN/TURN servers the page gives its RTCPeerConnection.
+	ICEServers []ICEServer `json:"ice_servers,omitempty"`
 }
 
 // callJSON is the call as the page shows it.
@@ -164,7 +167,8 @@ func (as *agentSession) serve(ctx context.Context, c *websocket.Conn) {
 	}
 	// hello carries the state as of this moment and is queued first (wc.out is empty), so
 	// every later state message on this connection is newer than it.
-	hello, _ := json.Marshal(message{Type: "hello", Agent: agentJSON(as.agent), APIBase: as.s.opts.APIBase, State: string(as.state)})
+	hello, _ := json.Marshal(message{Type: "hello", Agent: agentJSON(as.agent), APIBase: as.s.opts.APIBase, State: string(as.state),
+		ICEServers: as.s.opts.ICEServers})
 	wc.out <- hello
 	as.mu.Unlock()
 	if old != nil {
@@ -288,6 +292,9 @@ func (as *agentSession) handle(ctx context.Context, m message) {
 				fail("offer", err)
 				return
 			}
+			as.mu.Lock()
+			as.audio = "new" // a new PeerConnection: its states follow
+			as.mu.Unlock()
 			as.send(message{Type: "offer", SDP: sdp})
 		}
 		as.sendCallState()
@@ -299,6 +306,10 @@ func (as *agentSession) handle(ctx context.Context, m message) {
 		st := ivr.AgentState(m.State)
 		if st != ivr.StateAvailable && st != ivr.StateAway {
 			fail("state", ivr.ErrBadState)
+			return
+		}
+		if st == ivr.StateAvailable && as.audioFailed() {
+			fail("state", errAudioFailed)
 			return
 		}
 		got, err := as.s.opts.ACD.SetState(as.agent.ID, st)
@@ -380,6 +391,45 @@ func (as *agentSession) handle(ctx context.Context, m message) {
 	default:
 		fail(m.Type, pageError("unknown message"))
 	}
+}
+
+// errAudioFailed refuses "available" while the agent's audio path is down: every offer would
+// ring a page that cannot hear the caller, be missed, and count against the agent.
+var errAudioFailed = pageError("your audio is not connected (ICE failed: a firewall may block the " +
+	"media's UDP, and no TCP or TURN path worked); you cannot take calls until it connects — press Retry audio, " +
+	"or ask your administrator about webrtc.tcp_port or a TURN server")
+
+// audioFailed reports whether the leg's last PeerConnection failed or was closed (and no new
+// one was offered since).
+func (as *agentSession) audioFailed() bool {
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	return as.audio == media.WebRTCFailed || as.audio == "closed"
+}
+
+// audioChanged is the leg's state hook (pion's goroutine, no lock held): the page is told;
+// an agent whose audio failed while available is set away at once, with the reason, so that the
+// ACD stops offering calls nobody can hear (each would be missed and count against the agent).
+func (as *agentSession) audioChanged(st media.WebRTCState) {
+	as.mu.Lock()
+	as.audio = st
+	state, closed := as.state, as.closed
+	as.mu.Unlock()
+	if closed {
+		return
+	}
+	as.send(message{Type: "audio", State: string(st)})
+	if st != media.WebRTCFailed || state != ivr.StateAvailable {
+		return
+	}
+	as.s.log.Warn("web: agent's audio failed (ICE); set away", "agent", as.agent.ID)
+	got, err := as.s.opts.ACD.SetState(as.agent.ID, ivr.StateAway)
+	if err != nil {
+		as.s.log.Warn("web: set away after the audio failed", "agent", as.agent.ID, "err", err)
+		return
+	}
+	as.applyStatus(got)
+	as.send(message{Type: "error", Message: "You were set away: " + errAudioFailed.Error()})
 }
 
 func (as *agentSession) currentCall() *callLeg {

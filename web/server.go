@@ -117,10 +117,21 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// ICEServers are the STUN and TURN servers the page's RTCPeerConnection uses (told in the
+	// WebSocket's hello): agents behind a firewall that drops the media's UDP reach the gateway
+	// through a TURN relay (over TCP or TLS). Nil: host candidates only.
+	ICEServers []ICEServer
 	// Teams tells each agent's team ticket entry (docs/rules.md, TB), shown to the page in the
 	// login and /session answers as "ticket_entry" so that the dial form asks for a ticket
 	// ID; give it the same policy as Outbound.Teams. Nil: off for everyone.
 	Teams TeamPolicy
+}
+
+// ICEServer is one STUN or TURN server for the page (the W3C RTCIceServer dictionary).
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
 }
 
 // Server is the agent page: login, the static page, /ws signalling, and every connected
@@ -404,6 +415,7 @@ func (s *Server) attach(a Agent) (*agentSession, error) {
 		return nil, err
 	}
 	as := newAgentSession(s, a, leg)
+	leg.OnStateChange(as.audioChanged)
 	s.mu.Lock()
 	other, listed := s.agents[a.ID]
 	closed := s.closed
