@@ -30,9 +30,15 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 			return err
 		}
 	}
-	rtc, err := media.NewWebRTC(media.WebRTCOptions{
-		ICEAddress: netip.AddrPortFrom(t.ports.Addr(), 0), PublicIP: gw.cfg.SIP.ExternalAddr(), Allocator: alloc,
-	})
+	wcfg := gw.cfg.WebRTC
+	ropts := media.WebRTCOptions{
+		ICEAddress: netip.AddrPortFrom(t.ports.Addr(), uint16(wcfg.PortMin)), ICEPortMax: uint16(wcfg.PortMax),
+		PublicIP: gw.cfg.SIP.ExternalAddr(), Allocator: alloc,
+	}
+	if wcfg.TCPPort != 0 {
+		ropts.ICETCPAddress = netip.AddrPortFrom(t.ports.Addr(), uint16(wcfg.TCPPort))
+	}
+	rtc, err := media.NewWebRTC(ropts)
 	if err != nil {
 		return fmt.Errorf("webrtc: %w", err)
 	}
@@ -42,7 +48,7 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	t.web, err = web.New(web.Options{
 		Auth: webLogin{gw.store}, ACD: clusterACD{t.acd, t.sip}, WebRTC: rtc, APIBase: "/api/v2",
 		Registerer: gw.reg, Logger: gw.log.With("component", "softphone"), Teams: teams,
-		SecureCookie: gw.cfg.HTTP.Secure(), Guard: gw.guard,
+		SecureCookie: gw.cfg.HTTP.Secure(), Guard: gw.guard, ICEServers: iceServers(wcfg.ICEServers),
 	})
 	if err != nil {
 		return err
@@ -76,6 +82,15 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	// TU-3, TU-4: an agent's callback of a call, onto its ticket.
 	mux.Handle("POST /api/v2/calls/{id}/callback", out.CallbackHandler(gw.engine, nil, caller))
 	return nil
+}
+
+// iceServers are the configuration's STUN/TURN servers as the page gets them.
+func iceServers(cs []config.ICEServer) []web.ICEServer {
+	var out []web.ICEServer
+	for _, c := range cs {
+		out = append(out, web.ICEServer{URLs: c.URLs, Username: c.Username, Credential: c.Credential})
+	}
+	return out
 }
 
 // outboundLines are the configuration's lines agents may call from (OB-7: those whose trunk
