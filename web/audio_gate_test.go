@@ -11,6 +11,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/switchboard-voice/switchboard/internal/testport"
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/media"
 )
@@ -158,4 +159,69 @@ func TestAudioFailureSetsAgentAwayAndRefusesAvailableUntilAudioReconnects(t *tes
 	if m := p.expect("state"); m.State != "available" {
 		t.Fatalf("state %q after the audio reconnected, want available", m.State)
 	}
+}
+
+// Rule (issue 21, firewalls): with an ICE-TCP port configured, a page whose network drops all
+// UDP (its UDP socket blocked from the start) still connects its audio, over TCP (RFC 6544:
+// the gateway's passive candidate, the page's active one). Without ICETCPAddress the same page
+// never connects.
+func TestAudioConnectsOverICETCPWhenUDPIsBlocked(t *testing.T) {
+	tcpPort := uint16(testport.FreeUDP(t)) // free for TCP too
+	rtc, err := media.NewWebRTC(media.WebRTCOptions{Allocator: testAllocator(t, 16),
+		ICETCPAddress: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), tcpPort)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rtc.TCPAddr().Port(); got != tcpPort {
+		t.Fatalf("ICE-TCP socket on port %d, want %d", got, tcpPort)
+	}
+	h := newHarnessWith(t, Options{}, rtc)
+	_, c := login(t, h.http.URL, "agent1@example.com", "agentpass")
+	p := openPage(t, h, c, false)
+	offer := p.expect("offer").SDP
+	if !strings.Contains(offer, "tcptype passive") {
+		t.Fatalf("the offer has no passive TCP candidate:\n%s", offer)
+	}
+	fw := newFirewall(t)
+	fw.block.Store(true) // no UDP at all for this page
+	p.answerBehindTCP(offer, fw)
+	awaitConnected(t, h, 1)
+	p.expectText("audio", "connected")
+}
+
+// answerBehindTCP is answerBehind with ICE over TCP allowed too (active candidates).
+func (p *page) answerBehindTCP(sdp string, fw *firewall) {
+	p.t.Helper()
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		p.t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEUDPMux(webrtc.NewICEUDPMux(nil, fw))
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.pc = pc
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+		p.t.Fatal(err)
+	}
+	ans, err := pc.CreateAnswer(nil)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(ans); err != nil {
+		p.t.Fatal(err)
+	}
+	select {
+	case <-gathered:
+	case <-time.After(wait):
+		p.t.Fatal("gathering")
+	}
+	p.send(message{Type: "answer_sdp", SDP: pc.LocalDescription().SDP})
 }
