@@ -89,6 +89,8 @@ type message struct {
 	Agent   map[string]any `json:"agent,omitempty"`
 	APIBase string         `json:"api_base,omitempty"`
 	Message string         `json:"message,omitempty"`
+	// Extend (wrap_up) is how many seconds to add to the agent's wrap-up.
+	Extend int `json:"extend,omitempty"`
 	// ICEServers (hello) are the STUN/TURN servers the page gives its RTCPeerConnection.
 	ICEServers []ICEServer `json:"ice_servers,omitempty"`
 }
@@ -106,6 +108,16 @@ type callJSON struct {
 	Language   string `json:"language,omitempty"`
 	State      string `json:"state"` // ringing | talking | held
 	Since      string `json:"since"` // RFC 3339: when the current state began (the timer's origin)
+}
+
+// maxWrapUpExtend bounds one extension of a wrap-up (seconds).
+const maxWrapUpExtend = 600
+
+// WrapUpExtender is what an ACD implements when the page's Extend button may lengthen an
+// agent's wrap-up: ExtendWrapUp adds d to the running wrap-up, or refuses (ivr.ErrBadState)
+// when the agent is not in wrap-up.
+type WrapUpExtender interface {
+	ExtendWrapUp(id int64, d time.Duration) (ivr.AgentStatus, error)
 }
 
 // errMalformed is the answer to a message the page should never send.
@@ -137,6 +149,10 @@ func parseMessage(b []byte) (message, error) {
 			return message{}, fmt.Errorf("%w: dtmf needs one key", errMalformed)
 		} else if _, ok := media.EventOf(r[0]); !ok {
 			return message{}, fmt.Errorf("%w: %q is not a DTMF key", errMalformed, m.Digit)
+		}
+	case "wrap_up":
+		if m.Extend < 1 || m.Extend > maxWrapUpExtend {
+			return message{}, fmt.Errorf("%w: wrap_up extend must be 1 to %d seconds", errMalformed, maxWrapUpExtend)
 		}
 	case "transfer":
 		if (m.AgentID == 0) == (m.Queue == "") {
@@ -386,6 +402,18 @@ func (as *agentSession) handle(ctx context.Context, m message) {
 			return
 		}
 		as.send(message{Type: "transferred", CallID: cl.id})
+	case "wrap_up":
+		ext, ok := as.s.opts.ACD.(WrapUpExtender)
+		if !ok {
+			fail("wrap-up", pageError("this gateway cannot extend a wrap-up; press Away to stay out of calls longer"))
+			return
+		}
+		got, err := ext.ExtendWrapUp(as.agent.ID, time.Duration(m.Extend)*time.Second)
+		if err != nil {
+			fail("wrap-up", err)
+			return
+		}
+		as.applyStatus(got)
 	case "ping":
 		as.send(message{Type: "pong"})
 	default:

@@ -333,7 +333,12 @@ func (s *Server) sessionJSON(a Agent) map[string]any {
 			te = e
 		}
 	}
-	return map[string]any{"agent": agentJSON(a), "api_base": s.opts.APIBase, "ticket_entry": te}
+	// The agent's queues: the page's Recent calls shows their calls as the team's.
+	queues := []string{}
+	if st, err := s.opts.ACD.Agent(a.ID); err == nil && st.Queues != nil {
+		queues = st.Queues
+	}
+	return map[string]any{"agent": agentJSON(a), "api_base": s.opts.APIBase, "ticket_entry": te, "queues": queues}
 }
 
 func agentJSON(a Agent) map[string]any {
