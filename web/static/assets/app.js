@@ -883,6 +883,7 @@ async function onDial(ev) {
 function showWrapUp() {
   const on = ui.state === 'wrap_up';
   show($('wrapup'), on);
+  if (on && ui.wrapTimer) return; // still the same wrap-up (an extension): the timer runs on
   clearInterval(ui.wrapTimer);
   ui.wrapTimer = null;
   if (!on) return;
