@@ -106,6 +106,16 @@ test('agent page: buttons before the WebSocket opens, ring and notify, notes, wr
   await until(async () => /Note added to ticket #77/.test(await page.getByTestId('note-status').textContent()), 'the note saved');
   assert.equal(await page.getByTestId('note-body').inputValue(), '');
 
+  // 4b. A call button pressed while the page reconnects says why nothing happened.
+  assert.equal(await control('POST', '/test/ws-delay?ms=3000'), 204);
+  assert.equal(await control('POST', '/test/drop'), 204);
+  await until(async () => /Reconnecting/.test(await page.getByTestId('conn-status').textContent()), 'the page to notice the drop');
+  await page.getByTestId('hold').click();
+  await until(async () => /Hold: not connected/.test(await page.locator('#notice').textContent()), 'Hold saying why not');
+  assert.equal(await control('POST', '/test/ws-delay?ms=0'), 204);
+  await until(async () => /Connected/.test(await page.getByTestId('conn-status').textContent()), 'the page reconnected', 60_000);
+  await page.getByTestId('hangup').waitFor({ state: 'visible' });
+
   // 5. Devices: the fake microphone is listed; choosing it again swaps the track live.
   await until(async () => (await page.getByTestId('mic-select').locator('option').count()) > 0, 'the microphone list');
   const mic = await page.getByTestId('mic-select').locator('option').first().getAttribute('value');

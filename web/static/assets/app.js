@@ -82,16 +82,16 @@ async function start() {
     if (!ui.ring) return;
     if (!send({ type: 'decline', call_id: ui.ring.id })) notice('Not connected to the gateway: the call cannot be declined until the connection is back');
   });
-  $('hangup').addEventListener('click', () => send({ type: 'hangup' }));
+  $('hangup').addEventListener('click', () => act({ type: 'hangup' }, 'Hang up'));
   // TU-3: hang up and call back — the callback is placed once the page saw the call end.
   $('hangup-callback').addEventListener('click', () => {
     if (!ui.call) return;
     ui.callbackAfter = ui.call.id;
-    send({ type: 'hangup' });
+    if (!act({ type: 'hangup' }, 'Hang up and call back')) ui.callbackAfter = null;
   });
   $('call-back').addEventListener('click', () => ui.lastCall && callBack(ui.lastCall.id));
-  $('hold').addEventListener('click', () => send({ type: 'hold' }));
-  $('resume').addEventListener('click', () => send({ type: 'resume' }));
+  $('hold').addEventListener('click', () => act({ type: 'hold' }, 'Hold'));
+  $('resume').addEventListener('click', () => act({ type: 'resume' }, 'Resume'));
   $('mute').addEventListener('click', toggleMute);
   $('ticket-link').addEventListener('click', (ev) => {
     const id = ev.currentTarget.dataset.ticket;
@@ -183,6 +183,13 @@ function send(msg) {
     ui.ws.send(JSON.stringify(msg));
     return true;
   }
+  return false;
+}
+
+// act sends an in-call action, or says that it could not go (the page is reconnecting).
+function act(msg, what) {
+  if (send(msg)) return true;
+  notice(`${what}: not connected to the gateway (reconnecting…); press it again once "Connected" shows`);
   return false;
 }
 
@@ -659,7 +666,7 @@ function buildDialpad() {
     const b = document.createElement('button');
     b.textContent = d;
     b.dataset.testid = `dialpad-digit-${d}`;
-    b.addEventListener('click', () => send({ type: 'dtmf', digit: d }));
+    b.addEventListener('click', () => act({ type: 'dtmf', digit: d }, `Key ${d}`));
     pad.append(b);
   }
 }
@@ -667,8 +674,11 @@ function buildDialpad() {
 function onTransfer(ev) {
   ev.preventDefault();
   const to = $('transfer-to').value.trim();
-  if ($('transfer-kind').value === 'agent') send({ type: 'transfer', agent_id: Number(to) });
-  else send({ type: 'transfer', queue: to });
+  if ($('transfer-kind').value === 'agent') {
+    const id = Number(to);
+    if (!Number.isInteger(id) || id < 1) { notice('Transfer: an agent id is a whole number, e.g. 12'); return; }
+    act({ type: 'transfer', agent_id: id }, 'Transfer');
+  } else act({ type: 'transfer', queue: to }, 'Transfer');
 }
 
 // ---- outbound ----
