@@ -89,6 +89,8 @@ type message struct {
 	Agent   map[string]any `json:"agent,omitempty"`
 	APIBase string         `json:"api_base,omitempty"`
 	Message string         `json:"message,omitempty"`
+	// Paused (recording) pauses (true) or resumes the call's recording.
+	Paused *bool `json:"paused,omitempty"`
 	// Extend (wrap_up) is how many seconds to add to the agent's wrap-up.
 	Extend int `json:"extend,omitempty"`
 	// ICEServers (hello) are the STUN/TURN servers the page gives its RTCPeerConnection.
@@ -108,6 +110,8 @@ type callJSON struct {
 	Language   string `json:"language,omitempty"`
 	State      string `json:"state"` // ringing | talking | held
 	Since      string `json:"since"` // RFC 3339: when the current state began (the timer's origin)
+	// RecordingPaused: the agent paused the call's recording (Pause recording).
+	RecordingPaused bool `json:"recording_paused,omitempty"`
 }
 
 // maxWrapUpExtend bounds one extension of a wrap-up (seconds).
@@ -149,6 +153,10 @@ func parseMessage(b []byte) (message, error) {
 			return message{}, fmt.Errorf("%w: dtmf needs one key", errMalformed)
 		} else if _, ok := media.EventOf(r[0]); !ok {
 			return message{}, fmt.Errorf("%w: %q is not a DTMF key", errMalformed, m.Digit)
+		}
+	case "recording":
+		if m.Paused == nil {
+			return message{}, fmt.Errorf("%w: recording without paused", errMalformed)
 		}
 	case "wrap_up":
 		if m.Extend < 1 || m.Extend > maxWrapUpExtend {
@@ -402,6 +410,29 @@ func (as *agentSession) handle(ctx context.Context, m message) {
 			return
 		}
 		as.send(message{Type: "transferred", CallID: cl.id})
+	case "recording":
+		cl := as.currentCall()
+		if cl == nil {
+			fail("recording", ivr.ErrNoCall)
+			return
+		}
+		if as.s.opts.Recordings == nil {
+			fail("recording", pageError("this gateway does not record calls"))
+			return
+		}
+		err := as.s.opts.Recordings.PauseCall(ctx, cl.id, as.agent.ID, *m.Paused)
+		if errors.Is(err, ErrNotRecorded) {
+			fail("recording", pageError("this call is not being recorded here (not recorded, or recorded by the node that owns the call)"))
+			return
+		}
+		if err != nil {
+			fail("recording", err)
+			return
+		}
+		cl.mu.Lock()
+		cl.info.RecordingPaused = *m.Paused
+		cl.mu.Unlock()
+		as.sendCallState()
 	case "wrap_up":
 		ext, ok := as.s.opts.ACD.(WrapUpExtender)
 		if !ok {

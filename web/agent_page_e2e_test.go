@@ -32,6 +32,14 @@ func (a extendingACD) Agent(id int64) (ivr.AgentStatus, error) {
 	return st, err
 }
 
+// fakePauser records the page's Pause recording presses in the fake ACD's actions.
+type fakePauser struct{ acd *fakeACD }
+
+func (p fakePauser) PauseCall(_ context.Context, callID string, by int64, pause bool) error {
+	p.acd.record(fmt.Sprintf("recording:%s:%d:%t", callID, by, pause))
+	return nil
+}
+
 // agentPageHarness serves the page with its WebSocket upgrade delayed by wsDelay (a loaded or
 // distant gateway: the page is up long before /ws opens), the fake ACD, the part of /api/v2 the
 // page uses, and the /test/* controls of agent_page.test.mjs.
@@ -50,7 +58,7 @@ func newAgentPageHarness(t *testing.T) *agentPageHarness {
 		t.Fatal(err)
 	}
 	acd := newFakeACD()
-	srv, err := New(Options{Auth: fakeAuth{}, ACD: extendingACD{acd}, WebRTC: rtc})
+	srv, err := New(Options{Auth: fakeAuth{}, ACD: extendingACD{acd}, WebRTC: rtc, Recordings: fakePauser{acd}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,6 +92,7 @@ func newAgentPageHarness(t *testing.T) *agentPageHarness {
 //   - an incoming call rings (ringtone) and, with the page in a background tab, shows a
 //     browser notification; answering stops both;
 //   - a private note typed during the call lands on the call's ticket (public false);
+//   - Pause recording and Resume recording reach the recordings service with the agent's id;
 //   - the wrap-up card shows; Extend and End wrap-up reach the ACD;
 //   - the microphone and speaker pickers list the devices and switching the microphone works;
 //   - audio failure is said (ICE failed, Retry audio) and Available says why it is refused;

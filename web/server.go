@@ -117,6 +117,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// Recordings pauses and resumes a call's recording (the page's Pause recording button).
+	// Nil: the button is answered "this gateway does not record calls".
+	Recordings RecordingPauser
 	// ICEServers are the STUN and TURN servers the page's RTCPeerConnection uses (told in the
 	// WebSocket's hello): agents behind a firewall that drops the media's UDP reach the gateway
 	// through a TURN relay (over TCP or TLS). Nil: host candidates only.
@@ -126,6 +129,16 @@ type Options struct {
 	// ID; give it the same policy as Outbound.Teams. Nil: off for everyone.
 	Teams TeamPolicy
 }
+
+// RecordingPauser pauses (pause true) and resumes the recording of a live call; by is the
+// agent. A call not recorded on this node is an error wrapping ErrNotRecorded
+// (recordings.Service.PauseCall, adapted by the integrator).
+type RecordingPauser interface {
+	PauseCall(ctx context.Context, callID string, by int64, pause bool) error
+}
+
+// ErrNotRecorded is what a RecordingPauser wraps for a call it does not record.
+var ErrNotRecorded = errors.New("web: call not recorded here")
 
 // ICEServer is one STUN or TURN server for the page (the W3C RTCIceServer dictionary).
 type ICEServer struct {

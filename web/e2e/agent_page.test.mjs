@@ -106,6 +106,14 @@ test('agent page: buttons before the WebSocket opens, ring and notify, notes, wr
   await until(async () => /Note added to ticket #77/.test(await page.getByTestId('note-status').textContent()), 'the note saved');
   assert.equal(await page.getByTestId('note-body').inputValue(), '');
 
+  // 4a. Pause and resume the recording (a card number read aloud).
+  await page.getByTestId('record-pause').click();
+  assert.equal(await control('GET', '/test/acd?action=recording:call-ap-1:1:true'), 200, 'the pause reached the recordings service');
+  await until(async () => (await page.getByTestId('record-pause').textContent()) === 'Resume recording', 'the button to offer Resume');
+  await page.getByTestId('record-pause').click();
+  assert.equal(await control('GET', '/test/acd?action=recording:call-ap-1:1:false'), 200, 'the resume reached the recordings service');
+  await until(async () => (await page.getByTestId('record-pause').textContent()) === 'Pause recording', 'the button to offer Pause again');
+
   // 4b. A call button pressed while the page reconnects says why nothing happened.
   assert.equal(await control('POST', '/test/ws-delay?ms=3000'), 204);
   assert.equal(await control('POST', '/test/drop'), 204);

@@ -93,6 +93,10 @@ async function start() {
   $('hold').addEventListener('click', () => act({ type: 'hold' }, 'Hold'));
   $('resume').addEventListener('click', () => act({ type: 'resume' }, 'Resume'));
   $('mute').addEventListener('click', toggleMute);
+  $('record-pause').addEventListener('click', () => {
+    if (!ui.call) return;
+    act({ type: 'recording', paused: !ui.call.recording_paused }, ui.call.recording_paused ? 'Resume recording' : 'Pause recording');
+  });
   $('ticket-link').addEventListener('click', (ev) => {
     const id = ev.currentTarget.dataset.ticket;
     if (id) { ev.preventDefault(); openTicket(id); }
@@ -484,6 +488,9 @@ function onCall(call) {
   $('call-state').textContent = call.state;
   $('hold').disabled = call.state === 'held' || call.direction === 'outbound';
   $('resume').disabled = call.state !== 'held';
+  const paused = !!call.recording_paused;
+  $('record-pause').setAttribute('aria-pressed', String(paused));
+  $('record-pause').textContent = paused ? 'Resume recording' : 'Pause recording';
   stopRinging();
   show($('incall'), true);
   show($('after-call'), false);
