@@ -91,7 +91,7 @@ type message struct {
 	Message string         `json:"message,omitempty"`
 	// Paused (recording) pauses (true) or resumes the call's recording.
 	Paused *bool `json:"paused,omitempty"`
-	// Extend (wrap_up) is how many seconds to add to the agent's wrap-up.
+	// Extend (wrap_up): the agent's wrap-up ends this many seconds from now.
 	Extend int `json:"extend,omitempty"`
 	// ICEServers (hello) are the STUN/TURN servers the page gives its RTCPeerConnection.
 	ICEServers []ICEServer `json:"ice_servers,omitempty"`
@@ -118,8 +118,8 @@ type callJSON struct {
 const maxWrapUpExtend = 600
 
 // WrapUpExtender is what an ACD implements when the page's Extend button may lengthen an
-// agent's wrap-up: ExtendWrapUp adds d to the running wrap-up, or refuses (ivr.ErrBadState)
-// when the agent is not in wrap-up.
+// agent's wrap-up: ExtendWrapUp makes the running wrap-up end d from now, or refuses
+// (ivr.ErrBadState) when the agent is not in a wrap-up it times. *ivr.ACD implements it.
 type WrapUpExtender interface {
 	ExtendWrapUp(id int64, d time.Duration) (ivr.AgentStatus, error)
 }
@@ -440,6 +440,10 @@ func (as *agentSession) handle(ctx context.Context, m message) {
 			return
 		}
 		got, err := ext.ExtendWrapUp(as.agent.ID, time.Duration(m.Extend)*time.Second)
+		if errors.Is(err, ivr.ErrBadState) {
+			fail("wrap-up", pageError("you are not in a wrap-up this gateway can extend (it ended, or the node that ran the call times it)"))
+			return
+		}
 		if err != nil {
 			fail("wrap-up", err)
 			return
