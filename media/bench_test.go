@@ -35,7 +35,7 @@ func TestForwardDoesNotAllocate(t *testing.T) {
 		seq++
 		binary.BigEndian.PutUint16(pkt[2:], seq)
 		binary.BigEndian.PutUint32(pkt[4:], uint32(seq)*160)
-		a.handleRTP(pkt, src, time.Now())
+		a.handleRTP(pkt, src, time.Now(), nil)
 	}
 	step() // the first packet latches (one allocation, once per call)
 	if n := testing.AllocsPerRun(1000, step); n != 0 {
@@ -56,7 +56,7 @@ func BenchmarkForward(b *testing.B) {
 		seq++
 		binary.BigEndian.PutUint16(pkt[2:], seq)
 		binary.BigEndian.PutUint32(pkt[4:], uint32(seq)*160)
-		a.handleRTP(pkt, src, time.Now())
+		a.handleRTP(pkt, src, time.Now(), nil)
 	}
 }
 

@@ -50,8 +50,11 @@
 // carrier's jitter buffer never sees a jump back.
 //
 // Forwarding is synchronous: the reader that received a packet parses it into a value header,
-// updates the statistics, taps, rewrites into a send buffer and calls sendto(2) on the other
-// leg's socket. An endpoint has no goroutine of its own: its two sockets are read by the
+// updates the statistics, taps, and rewrites it into its send batch (recv_linux.go, txBatch);
+// once the datagrams of one recvmmsg(2) are handled, the batch goes out on the other leg's
+// socket with one sendmmsg(2) — the packets of one read all go to the same leg — and what the
+// kernel refuses (a full send buffer) is dropped, never waited for. Play and SendDTMF send
+// each packet at once with sendto(2). An endpoint has no goroutine of its own: its two sockets are read by the
 // PortAllocator's poll loops (recv_linux.go), one per GOMAXPROCS at most, each an epoll
 // instance over many sockets, edge-triggered and parked in the runtime's netpoller. One wake-up
 // serves every socket with something queued, each with recvmmsg(2), so at load a wake-up
@@ -59,9 +62,11 @@
 // (rtcp.go), and a media timeout can be delivered to a callback (OnMediaTimeout) rather than
 // to a goroutine waiting on a channel for the whole call. Close returns only when no packet of
 // the endpoint is being handled. Other systems than Linux read each socket with a goroutine
-// of its own (recv_other.go). The receive batches belong to the loops and the send buffers to
-// the PortAllocator's pool, held only while a packet is handled, so an idle leg holds none and
-// nothing is retained or allocated per packet (TestForwardDoesNotAllocate, BenchmarkForward).
+// of its own and send each packet at once (recv_other.go). The receive and send batches belong
+// to the loops, and the buffers of packets sent at once to the PortAllocator's pool, held only
+// while a packet is handled, so an idle leg holds none and nothing is retained or allocated
+// per packet (TestForwardDoesNotAllocate, TestBatchedForwardDoesNotAllocate, BenchmarkForward,
+// BenchmarkForwardBatch).
 //
 // # The agent's browser
 //

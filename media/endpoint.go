@@ -374,8 +374,9 @@ func (e *Endpoint) reject(r rejectReason) {
 }
 
 // handleRTP is the whole receive path of one datagram, called by the socket's reader (one at a
-// time: it owns rx, det and probe). It does not allocate.
-func (e *Endpoint) handleRTP(b []byte, src netip.AddrPort, at time.Time) {
+// time: it owns rx, det and probe). It does not allocate. The forwarded packet joins tx, the
+// reader's send batch (nil: sent at once).
+func (e *Endpoint) handleRTP(b []byte, src netip.AddrPort, at time.Time, tx *txBatch) {
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 	h, payload, err := parseRTP(b)
 	if err != nil || len(b) >= maxPacket {
@@ -425,7 +426,7 @@ func (e *Endpoint) handleRTP(b []byte, src netip.AddrPort, at time.Time) {
 		}
 	}
 	if l := e.bridge.Load(); l != nil {
-		l.peer.out.write(l.id, h, payload, kind, cfg.codec, at)
+		l.peer.out.write(l.id, h, payload, kind, cfg.codec, at, tx)
 	}
 }
 

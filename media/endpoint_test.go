@@ -393,7 +393,7 @@ func TestStatsLossAndJitter(t *testing.T) {
 		rel := uint32(uint16(a.seq - 65533))
 		ts := 1000 + rel*160
 		pkt, _ := audio(0, a.seq, ts, 7, 0xFF).Marshal()
-		e.handleRTP(pkt, src, base.Add(at))
+		e.handleRTP(pkt, src, base.Add(at), nil)
 		transit := float64(at.Seconds()*clockRate) - float64(ts)
 		if i > 0 {
 			want += (math.Abs(transit-prevTransit) - want) / 16
@@ -416,7 +416,7 @@ func TestStatsLossAndJitter(t *testing.T) {
 	}
 	// A duplicate makes the loss negative (A.3 allows it), as RTCP reports it.
 	pkt, _ := audio(0, 9, 1000+12*160, 7, 0xFF).Marshal()
-	e.handleRTP(pkt, src, base.Add(260*time.Millisecond))
+	e.handleRTP(pkt, src, base.Add(260*time.Millisecond), nil)
 	if got := e.Stats().PacketsLost; got != 1 {
 		t.Errorf("after a duplicate lost = %d, want 1", got)
 	}
@@ -444,14 +444,14 @@ func TestUnknownPayloadTypeRejected(t *testing.T) {
 	e.SetCodec(0, PCMU)
 	src := netip.MustParseAddrPort("127.0.0.1:40000")
 	pkt, _ := audio(13, 1, 160, 9, 0).Marshal() // comfort noise, not negotiated
-	e.handleRTP(pkt, src, time.Now())
+	e.handleRTP(pkt, src, time.Now(), nil)
 	if st := e.Stats(); st.Rejected != 1 || st.PacketsReceived != 1 {
 		t.Errorf("stats %+v", st)
 	}
 	if testutil.ToFloat64(m.badPT) != 1 {
 		t.Error("payload_type reason not counted")
 	}
-	e.handleRTP([]byte{0x80, 0, 1}, src, time.Now())
+	e.handleRTP([]byte{0x80, 0, 1}, src, time.Now(), nil)
 	if testutil.ToFloat64(m.bad) != 1 {
 		t.Error("malformed reason not counted")
 	}
@@ -469,7 +469,7 @@ func TestCloseIdempotentAndRecordsMetrics(t *testing.T) {
 	src := netip.MustParseAddrPort("127.0.0.1:40000")
 	for _, seq := range []uint16{1, 2, 5} {
 		pkt, _ := audio(0, seq, uint32(seq)*160, 1, 0xFF).Marshal()
-		e.handleRTP(pkt, src, time.Now())
+		e.handleRTP(pkt, src, time.Now(), nil)
 	}
 	e.Close()
 	e.Close()

@@ -76,7 +76,7 @@ func FuzzParseRTP(f *testing.F) {
 				}
 			}
 		}
-		a.handleRTP(data, src, time.Now())
+		a.handleRTP(data, src, time.Now(), nil)
 	})
 }
 

@@ -64,7 +64,7 @@ func (e *Endpoint) Play(ctx context.Context, src io.Reader, c Codec) error {
 			return context.Cause(ctx)
 		}
 		h := rtpHeader{marker: n == 0, seq: uint16(n), timestamp: n * FrameSize}
-		e.out.write(id, h, frame, kindAudio, c, time.Now())
+		e.out.write(id, h, frame, kindAudio, c, time.Now(), nil)
 		if last {
 			return nil
 		}
@@ -104,7 +104,7 @@ func (e *Endpoint) SendDTMF(ctx context.Context, digit rune, d time.Duration) er
 	seq := uint16(0)
 	send := func(dur uint16, end bool) {
 		p := TelephoneEvent{Event: ev, End: end, Volume: dtmfVolume, Duration: dur}.AppendTo(buf[:0])
-		e.out.write(id, rtpHeader{marker: seq == 0, seq: seq}, p, kindDTMF, CodecNone, time.Now())
+		e.out.write(id, rtpHeader{marker: seq == 0, seq: seq}, p, kindDTMF, CodecNone, time.Now(), nil)
 		seq++
 	}
 	timer := time.NewTimer(time.Hour)

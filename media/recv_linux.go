@@ -123,7 +123,7 @@ type watch struct {
 	fd     int
 	slot   int
 	loop   *pollLoop
-	handle func(b []byte, src netip.AddrPort, at time.Time)
+	handle handler
 	state  atomic.Uint32
 	done   chan struct{}
 }
@@ -157,12 +157,13 @@ type pollLoop struct {
 	exited chan struct{}
 	events [pollEvents]unix.EpollEvent // loop goroutine only
 	batch  *rxBatch                    // loop goroutine only
+	tx     *txBatch                    // loop goroutine only
 }
 
 // watch starts handing every datagram conn receives to handle, on a poll loop's goroutine,
 // until unwatch. slot identifies the socket among the receiver's (no two live watches share
 // one). handle must not call watch or unwatch.
-func (r *receiver) watch(slot int, conn *net.UDPConn, handle func(b []byte, src netip.AddrPort, at time.Time)) (*watch, error) {
+func (r *receiver) watch(slot int, conn *net.UDPConn, handle handler) (*watch, error) {
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		return nil, fmt.Errorf("media: watch socket: %w", err)
@@ -248,7 +249,7 @@ func (r *receiver) startLoop() (*pollLoop, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("media: epoll set non-blocking: %w", err)
 	}
-	l := &pollLoop{rx: r, epfd: os.NewFile(uintptr(fd), "media-epoll"), fd: fd, exited: make(chan struct{}), batch: newRxBatch()}
+	l := &pollLoop{rx: r, epfd: os.NewFile(uintptr(fd), "media-epoll"), fd: fd, exited: make(chan struct{}), batch: newRxBatch(), tx: newTxBatch()}
 	rc, err := l.epfd.SyscallConn()
 	if err != nil {
 		l.epfd.Close()
@@ -331,8 +332,11 @@ func (l *pollLoop) serve(slot int) {
 		at := time.Now()
 		for i := range n {
 			p, src := b.packet(i)
-			w.handle(p, src, at)
+			w.handle(p, src, at, l.tx)
 		}
+		// The packets these forwarded go out now, in one sendmmsg(2) per destination
+		// socket: before the next read, so nothing waits on the loop's later work.
+		l.tx.flush()
 		// Short of full: the queue was empty at that instant, and whatever arrives after it
 		// raises a new edge. A full batch is followed by another read at once.
 		full = n == recvBatch
@@ -347,6 +351,123 @@ func (l *pollLoop) serve(slot int) {
 	if !w.state.CompareAndSwap(watchBusy, watchIdle) { // unwatch is waiting
 		w.state.Store(watchClosed)
 		close(w.done)
+	}
+}
+
+// txBatch is a poll loop's send batch: the packets the handlers of one recvmmsg(2) batch
+// forwarded, all from one sender (the bridged leg of the socket read), sent by flush with
+// sendmmsg(2) — one system call where a round found several datagrams queued on a socket,
+// instead of a sendto(2) each. Every leg sends from its own socket (symmetric RTP, RFC 4961),
+// so only packets of the same outgoing leg can share a call; those of one received batch are.
+// Owned by the loop's goroutine; its buffers are the loop's, so nothing is allocated or
+// pooled per packet.
+type txBatch struct {
+	s     *sender // whose packets are queued (nil: none)
+	n     int
+	msgs  [recvBatch]unix.Mmsghdr
+	iovs  [recvBatch]unix.Iovec
+	names [recvBatch]unix.RawSockaddrInet6 // room for either family
+	at    [recvBatch]time.Time
+	bufs  [recvBatch][maxPacket]byte
+	// sendmmsg sends msgs on fd and returns how many went, as sendmmsg(2) does: an error
+	// only when the first could not be sent. Tests replace it to cut a batch short.
+	sendmmsg func(fd int, msgs []unix.Mmsghdr) (int, syscall.Errno)
+}
+
+func newTxBatch() *txBatch {
+	tx := &txBatch{sendmmsg: sendmmsg}
+	for i := range tx.msgs {
+		tx.iovs[i].Base = &tx.bufs[i][0]
+		tx.msgs[i].Hdr.Iov = &tx.iovs[i]
+		tx.msgs[i].Hdr.SetIovlen(1)
+		tx.msgs[i].Hdr.Name = (*byte)(unsafe.Pointer(&tx.names[i]))
+	}
+	return tx
+}
+
+// sendmmsg is sendmmsg(2) without blocking (a full send buffer is EAGAIN, as for rawSender).
+func sendmmsg(fd int, msgs []unix.Mmsghdr) (int, syscall.Errno) {
+	n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)),
+		unix.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), 0
+}
+
+// claim makes room in tx for a packet of s: a batch of another sender, or a full one, is
+// flushed first. Called without any sender's mutex held (flush takes it).
+func (tx *txBatch) claim(s *sender) {
+	if tx.n > 0 && (tx.s != s || tx.n == len(tx.msgs)) {
+		tx.flush()
+	}
+	tx.s = s
+}
+
+// next is the buffer of the packet being queued (tx.s's mutex held, after claim).
+func (tx *txBatch) next() []byte { return tx.bufs[tx.n][:] }
+
+// add queues the n bytes written into next() for dst.
+func (tx *txBatch) add(n int, dst netip.AddrPort, at time.Time) {
+	i := tx.n
+	tx.iovs[i].SetLen(n)
+	tx.msgs[i].Hdr.Namelen = putSockaddr(&tx.names[i], dst)
+	tx.msgs[i].Len = 0
+	tx.at[i] = at
+	tx.n++
+}
+
+// putSockaddr writes dst into sa as a sockaddr_in for an IPv4 address (which Linux takes on
+// the dual-stack IPv6 socket of a wildcard bind too, as rawSender.send relies on) or a
+// sockaddr_in6, and returns its length.
+func putSockaddr(sa *unix.RawSockaddrInet6, dst netip.AddrPort) uint32 {
+	port := dst.Port()
+	if ip := dst.Addr().Unmap(); ip.Is4() {
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		*sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: ip.As4()}
+		p := (*[2]byte)(unsafe.Pointer(&sa4.Port))
+		p[0], p[1] = byte(port>>8), byte(port) // network byte order
+		return unix.SizeofSockaddrInet4
+	}
+	*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: dst.Addr().As16()}
+	p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+	p[0], p[1] = byte(port>>8), byte(port)
+	return unix.SizeofSockaddrInet6
+}
+
+// flush sends the queued packets in order and empties the batch. A packet the kernel does not
+// take (EAGAIN: the send buffer is full; any other error of its own) is dropped, as rawSender
+// drops it, and the rest of the batch still goes: sendmmsg(2) stops at the first message it
+// cannot send, so a short count is followed by another call from the message after it. Only
+// what was sent is counted and tapped. The sender's mutex is held throughout, as around
+// rawSender.send, so Close does not close the descriptor under the call; a sender closed since
+// the packets were queued sends none of them.
+func (tx *txBatch) flush() {
+	s, n := tx.s, tx.n
+	tx.s, tx.n = nil, 0
+	if s == nil || n == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ep.closed.Load() {
+		return
+	}
+	cfg := s.ep.cfg.Load()
+	for i := 0; i < n; {
+		sent, errno := tx.sendmmsg(s.raw.fd, tx.msgs[i:n])
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 || sent <= 0 {
+			i++ // message i is dropped
+			continue
+		}
+		sent = min(sent, n-i)
+		for j := i; j < i+sent; j++ {
+			s.sent(cfg, tx.bufs[j][:tx.iovs[j].Len], tx.at[j])
+		}
+		i += sent
 	}
 }
 

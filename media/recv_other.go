@@ -40,7 +40,7 @@ type watch struct {
 
 // watch hands every datagram conn receives to handle, on a goroutine of its own, until
 // unwatch. handle must not call watch or unwatch.
-func (r *receiver) watch(_ int, conn *net.UDPConn, handle func(b []byte, src netip.AddrPort, at time.Time)) (*watch, error) {
+func (r *receiver) watch(_ int, conn *net.UDPConn, handle handler) (*watch, error) {
 	w := &watch{conn: conn, done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
@@ -58,7 +58,7 @@ func (r *receiver) watch(_ int, conn *net.UDPConn, handle func(b []byte, src net
 				continue
 			}
 			errs = 0
-			handle(b.buf[:n], src, time.Now())
+			handle(b.buf[:n], src, time.Now(), nil)
 			r.batches.Put(b)
 		}
 	}()
@@ -84,3 +84,11 @@ func (s *rawSender) send(b []byte, dst netip.AddrPort) error {
 	_, err := s.conn.WriteToUDPAddrPort(b, dst)
 	return err
 }
+
+// txBatch batches sends on Linux only (recv_linux.go); here readers pass none and every packet
+// is sent at once, so these are never called.
+type txBatch struct{}
+
+func (*txBatch) claim(*sender)                      {}
+func (*txBatch) next() []byte                       { return nil }
+func (*txBatch) add(int, netip.AddrPort, time.Time) {}

@@ -24,7 +24,7 @@ func newCounter(from netip.AddrPort) *counter {
 	return &counter{from: from, progress: make(chan struct{}, 1)}
 }
 
-func (c *counter) handle(b []byte, src netip.AddrPort, _ time.Time) {
+func (c *counter) handle(b []byte, src netip.AddrPort, _ time.Time, _ *txBatch) {
 	if src != c.from || len(b) != 1 {
 		c.badSrc.Store(true)
 	}
@@ -180,7 +180,7 @@ func TestUnwatchWaitsForARunningHandlerAndEndsIt(t *testing.T) {
 		var calls, after atomic.Int64
 		var unwatched atomic.Bool
 		var once sync.Once
-		w, err := alloc.rx.watch(alloc.slot(pp.Port), pp.RTP, func([]byte, netip.AddrPort, time.Time) {
+		w, err := alloc.rx.watch(alloc.slot(pp.Port), pp.RTP, func([]byte, netip.AddrPort, time.Time, *txBatch) {
 			if unwatched.Load() {
 				after.Add(1)
 			}

@@ -239,7 +239,7 @@ func (e *Endpoint) sendReport(rep *reportState, bye bool) {
 // receiveRTCP applies the strict source (source.go) to one RTCP datagram and handles it: it
 // records the peer's SR time for our LSR/DLSR fields and what the peer reports about our
 // stream. Called by the RTCP socket's reader.
-func (e *Endpoint) receiveRTCP(b []byte, src netip.AddrPort, _ time.Time) {
+func (e *Endpoint) receiveRTCP(b []byte, src netip.AddrPort, _ time.Time, _ *txBatch) {
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 	if l := e.rtcpLatched.Load(); l == nil || l.addr != src {
 		switch e.admitRTCP(l, e.cfg.Load(), src, int64(time.Since(e.start))) {

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -98,7 +99,16 @@ func (s *sender) pop(id uint64) {
 // write sends one packet of source id, with the source's own header values in h, rewritten onto
 // the outgoing stream. from is the payload's codec (audio is converted when the endpoint
 // negotiated the other G.711 law; CodecNone: already in the endpoint's codec). Allocation-free.
-func (s *sender) write(id uint64, h rtpHeader, payload []byte, kind sourceKind, from Codec, at time.Time) {
+//
+// With tx (a poll loop's send batch, recv_linux.go) the rewritten packet is queued in tx and
+// goes out with the batch's other packets for this sender in one sendmmsg(2) when the loop
+// flushes it (txBatch.flush); without, it is sent at once with sendto(2).
+func (s *sender) write(id uint64, h rtpHeader, payload []byte, kind sourceKind, from Codec, at time.Time, tx *txBatch) {
+	if tx != nil {
+		// A batch holds one sender's packets: another's, or a full one, go out first. Done
+		// before taking s.mu, since flushing takes the other sender's mutex.
+		tx.claim(s)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if id == 0 || id != s.active() || s.ep.closed.Load() {
@@ -155,26 +165,43 @@ func (s *sender) write(id uint64, h rtpHeader, payload []byte, kind sourceKind, 
 	if kind == kindAudio {
 		s.lastSamples = uint32(len(payload)) // G.711: one byte per sample
 	}
-	buf := s.ep.opts.Allocator.getSendBuf() // held only for this packet (ports.go)
-	defer s.ep.opts.Allocator.putSendBuf(buf)
-	putRTPHeader(buf[:], out)
+	var buf []byte
+	if tx != nil {
+		buf = tx.next() // the batch's own buffer (recv_linux.go)
+	} else {
+		pb := s.ep.opts.Allocator.getSendBuf() // held only for this packet (ports.go)
+		defer s.ep.opts.Allocator.putSendBuf(pb)
+		buf = pb[:]
+	}
+	putRTPHeader(buf, out)
 	n := rtpHeaderSize + len(payload)
 	if kind == kindAudio && from != CodecNone {
 		transcode(buf[rtpHeaderSize:n], payload, from, cfg.codec)
 	} else {
 		copy(buf[rtpHeaderSize:n], payload)
 	}
+	if tx != nil {
+		tx.add(n, dst, at)
+		return
+	}
 	if err := s.raw.send(buf[:n], dst); err != nil {
 		return // EAGAIN included: dropped, not waited for (recv_linux.go, rawSender)
 	}
+	s.sent(cfg, buf[:n], at)
+}
+
+// sent counts a packet the kernel took and hands it to the taps (s.mu held, so the taps see
+// the stream in the order it went out). pkt is the packet as sent, header included.
+func (s *sender) sent(cfg *epConfig, pkt []byte, at time.Time) {
 	s.packets.Add(1)
-	s.octets.Add(uint64(len(payload)))
+	s.octets.Add(uint64(len(pkt) - rtpHeaderSize))
 	if s.ep.m != nil {
 		s.ep.m.tx.Inc()
 	}
 	if len(cfg.taps) > 0 {
-		tapAll(cfg.taps, TapPacket{Flow: Sent, PayloadType: pt, Marker: marker, Sequence: out.seq, Timestamp: out.timestamp,
-			SSRC: s.ssrc, Payload: buf[rtpHeaderSize:n], At: at})
+		tapAll(cfg.taps, TapPacket{Flow: Sent, PayloadType: pkt[1] & 0x7F, Marker: pkt[1]&0x80 != 0,
+			Sequence: binary.BigEndian.Uint16(pkt[2:]), Timestamp: binary.BigEndian.Uint32(pkt[4:]),
+			SSRC: s.ssrc, Payload: pkt[rtpHeaderSize:], At: at})
 	}
 }
 

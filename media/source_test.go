@@ -54,7 +54,7 @@ func (r *sourceRig) send(src netip.AddrPort, at time.Duration) bool {
 func (r *sourceRig) sendSeq(src netip.AddrPort, seq uint16, at time.Duration) bool {
 	before := r.e.Stats().Rejected
 	pkt, _ := audio(0, seq, uint32(seq)*160, uint32(src.Port()), 0xFF).Marshal()
-	r.e.handleRTP(pkt, src, r.e.start.Add(at))
+	r.e.handleRTP(pkt, src, r.e.start.Add(at), nil)
 	return r.e.Stats().Rejected == before
 }
 

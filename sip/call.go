@@ -65,6 +65,16 @@ type Call struct {
 	// info handles SIP INFO on the carrier leg (DTMF for the IVR); nil answers 200 and drops it.
 	info atomic.Pointer[INFOHandler]
 
+	// provMu orders the carrier INVITE's provisional responses before its final one: a
+	// provisional is checked and sent under it, and answerFinal is set under it (markFinal),
+	// so a 180 or 183 that passed its check is on the wire before any final response is sent,
+	// and none goes out after (RFC 3261 §13.3.1.1: provisionals only until the final). Without
+	// it a bridge's relayed 180 could be scheduled after the 200 answering the same INVITE
+	// (seen under load: SIPp counted 180 after 200 as unexpected). It is held across sipgo's
+	// send only, which calls nothing of ours; never taken inside a sipgo callback (OnCancel
+	// runs under sipgo's transaction lock, which that send needs). Taken before c.mu.
+	provMu sync.Mutex
+
 	mu          sync.Mutex
 	received    time.Time // INVITE received
 	gwAnswered  time.Time // our 200 on the carrier leg
@@ -140,14 +150,37 @@ func (c *Call) Ringing() error {
 	if c.carrier == nil {
 		return ErrNoCarrierLeg
 	}
-	c.mu.Lock()
-	if c.answerFinal {
-		c.mu.Unlock()
+	c.provMu.Lock()
+	defer c.provMu.Unlock()
+	if c.finalSent() {
 		return nil
 	}
-	c.mu.Unlock()
+	if h := c.s.opts.beforeProvisional; h != nil {
+		h()
+	}
 	l := c.carrier
 	return c.s.respond(l.inviteTx, l.response(l.invite, 180, "Ringing", nil))
+}
+
+// finalSent reports whether a final response went out (or is going out) on the carrier leg.
+func (c *Call) finalSent() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.answerFinal
+}
+
+// markFinal claims the carrier INVITE's final response: false if one was claimed before. It
+// waits for a provisional being sent (provMu) so that the final goes out after it.
+func (c *Call) markFinal() bool {
+	c.provMu.Lock()
+	defer c.provMu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.answerFinal {
+		return false
+	}
+	c.answerFinal = true
+	return true
 }
 
 // Progress sends 183 Session Progress with our SDP answer on the carrier leg, for early media
@@ -157,12 +190,11 @@ func (c *Call) Progress(ctx context.Context) error {
 	if c.carrier == nil {
 		return ErrNoCarrierLeg
 	}
-	c.mu.Lock()
-	if c.answerFinal {
-		c.mu.Unlock()
+	c.provMu.Lock()
+	defer c.provMu.Unlock()
+	if c.finalSent() {
 		return errors.New("sip: carrier leg already answered or rejected")
 	}
-	c.mu.Unlock()
 	l := c.carrier
 	offer := l.invite.Body()
 	if len(offer) == 0 {
@@ -185,13 +217,9 @@ func (c *Call) Answer(ctx context.Context) error {
 	if c.carrier == nil {
 		return ErrNoCarrierLeg
 	}
-	c.mu.Lock()
-	if c.answerFinal {
-		c.mu.Unlock()
+	if !c.markFinal() {
 		return errors.New("sip: carrier leg already answered or rejected")
 	}
-	c.answerFinal = true
-	c.mu.Unlock()
 	l := c.carrier
 	var body []byte
 	l.mu.Lock()
@@ -237,13 +265,9 @@ func (c *Call) reject(code int, reason string, hdrs ...sip.Header) {
 	if c.carrier == nil {
 		return
 	}
-	c.mu.Lock()
-	if c.answerFinal {
-		c.mu.Unlock()
+	if !c.markFinal() {
 		return
 	}
-	c.answerFinal = true
-	c.mu.Unlock()
 	c.noteFinal(code, reason)
 	l := c.carrier
 	res := l.response(l.invite, code, reason, nil)
@@ -642,49 +666,12 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		return
 	}
 
-	// Capacity: admission is counted under the lock so max_calls is never exceeded; the dialog
-	// is registered under the same lock so two INVITEs with one Call-ID cannot both get in.
-	s.mu.Lock()
-	if s.callIDs[l.callID] > 0 {
-		s.mu.Unlock()
-		// A new INVITE (no To tag) whose Call-ID belongs to a live dialog: a merged request
-		// (RFC 3261 §8.2.2.2, 482 Loop Detected) or one of our own legs come back to us. A
-		// retransmission of the same INVITE never gets here: sipgo's transaction layer absorbs
-		// it (RFC 3261 §17.2.3).
-		s.security(secLoop, req, "INVITE with the Call-ID of a live dialog")
-		s.reply(req, tx, 482, "Loop Detected")
+	if !s.admit(req, tx, c, l, trunk.MaxCalls, retryAfter) {
 		return
 	}
-	if len(s.calls) >= s.opts.MaxCalls || s.closed.Load() || !s.accepting.Load() {
-		s.mu.Unlock()
-		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
-		return
-	}
-	if trunk.MaxCalls > 0 && s.trunkCalls[trunk.Name] >= trunk.MaxCalls {
-		s.mu.Unlock()
-		s.security(secRateLimit, req, "over max_calls of trunk "+trunk.Name)
-		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
-		return
-	}
-	// The context exists before the call is among s.calls: Close hangs up (cancels) every call
-	// there, even one admitted a moment ago and not yet running. Its deferred cancel below
-	// releases it however the call ends.
-	c.ctx, c.cancel = context.WithCancelCause(s.ctx)
-	s.calls[c] = struct{}{}
-	s.trunkCalls[trunk.Name]++
-	s.addDialogLocked(l)
-	s.callsWG.Add(1)
-	s.mu.Unlock()
 	settled := true // false once runCall handed the call's callsWG.Done to settle's goroutine
 	defer func() {
-		s.removeDialog(l) // a no-op once the leg ended; needed when admission failed below
-		s.mu.Lock()
-		delete(s.calls, c)
-		if s.trunkCalls[trunk.Name]--; s.trunkCalls[trunk.Name] <= 0 {
-			delete(s.trunkCalls, trunk.Name)
-		}
-		s.mu.Unlock()
-		c.cancel(causeLocalHangup)
+		s.release(c, l)
 		if settled {
 			s.callsWG.Done()
 		}
@@ -715,6 +702,90 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		l.end(causeCancelled)
 	}
 	settled = !s.runCall(c, line)
+}
+
+// admission is why admitLocked refused an INVITE.
+type admission int
+
+const (
+	admitted       admission = iota
+	admitLoop                // the Call-ID of a live dialog: 482
+	admitFull                // max_calls, closing or draining: 503
+	admitTrunkFull           // the trunk's own max_calls: 503 and a security event
+)
+
+// admitLocked is the one admission rule for every INVITE that becomes a call here — a carrier's
+// (handleInvite) and another node's internal leg (handleInternalInvite) — so the two cannot drift.
+// Called with s.mu held. On admitted the call counts in max_calls (and in its trunk's max_calls
+// when trunkMax > 0), its context exists, its dialog is registered and callsWG counts it; the
+// caller undoes all of that with release (and callsWG.Done) however the call ends.
+//
+// Counting and registering under one lock is what makes the limits exact and the loop check
+// sound: two INVITEs with one Call-ID cannot both get in, and max_calls is never exceeded.
+func (s *Server) admitLocked(c *Call, l *leg, trunkMax int) admission {
+	if s.callIDs[l.callID] > 0 {
+		return admitLoop
+	}
+	if len(s.calls) >= s.opts.MaxCalls || s.closed.Load() || !s.accepting.Load() {
+		return admitFull
+	}
+	if trunkMax > 0 && s.trunkCalls[c.trunk] >= trunkMax {
+		return admitTrunkFull
+	}
+	// The context exists before the call is among s.calls: Close hangs up (cancels) every call
+	// there, even one admitted a moment ago and not yet running.
+	c.ctx, c.cancel = context.WithCancelCause(s.ctx)
+	s.calls[c] = struct{}{}
+	if c.trunk != "" {
+		s.trunkCalls[c.trunk]++
+	}
+	s.addDialogLocked(l)
+	s.callsWG.Add(1)
+	return admitted
+}
+
+// admit runs admitLocked under s.mu and, on a refusal, answers the INVITE once the lock is
+// released (never a reply or a security event under s.mu). It reports whether the call got in.
+func (s *Server) admit(req *sip.Request, tx sip.ServerTransaction, c *Call, l *leg, trunkMax int, retryAfter sip.Header) bool {
+	s.mu.Lock()
+	a := s.admitLocked(c, l, trunkMax)
+	s.mu.Unlock()
+	switch a {
+	case admitLoop:
+		// A new INVITE (no To tag) whose Call-ID belongs to a live dialog: a merged request
+		// (RFC 3261 §8.2.2.2, 482 Loop Detected) or one of our own legs come back to us. A
+		// retransmission of the same INVITE never gets here: sipgo's transaction layer absorbs
+		// it (RFC 3261 §17.2.3).
+		detail := "INVITE with the Call-ID of a live dialog"
+		if c.internal {
+			detail = "internal " + detail
+		}
+		s.security(secLoop, req, detail)
+		s.reply(req, tx, 482, "Loop Detected")
+	case admitFull:
+		// RFC 3261 §21.5.4: overloaded or going down; Retry-After says when to come back.
+		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
+	case admitTrunkFull:
+		s.security(secRateLimit, req, "over max_calls of trunk "+c.trunk)
+		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
+	}
+	return a == admitted
+}
+
+// release undoes admitLocked once the call ended (or failed after admission): its dialog, its
+// max_calls slot and its trunk's, and its context. callsWG.Done stays with the caller, who may
+// have handed it on (runCall's settle).
+func (s *Server) release(c *Call, l *leg) {
+	s.removeDialog(l) // a no-op once the leg ended; needed when the call failed right after admission
+	s.mu.Lock()
+	delete(s.calls, c)
+	if c.trunk != "" {
+		if s.trunkCalls[c.trunk]--; s.trunkCalls[c.trunk] <= 0 {
+			delete(s.trunkCalls, c.trunk)
+		}
+	}
+	s.mu.Unlock()
+	c.cancel(causeLocalHangup)
 }
 
 // runCall runs a call to its end on the current goroutine. It returns true when the call's

@@ -419,30 +419,12 @@ func (s *Server) handleInternalInvite(req *sip.Request, tx sip.ServerTransaction
 		s.reply(req, tx, 422, "Session Interval Too Small", sip.NewHeader("Min-SE", strconv.Itoa(int(min/time.Second))))
 		return
 	}
-	s.mu.Lock()
-	if s.callIDs[l.callID] > 0 {
-		s.mu.Unlock()
-		s.security(secLoop, req, "internal INVITE with the Call-ID of a live dialog")
-		s.reply(req, tx, 482, "Loop Detected")
+	// The relay holds ports and an agent: it counts in max_calls like a call (no trunk of its own).
+	if !s.admit(req, tx, c, l, 0, retryAfter) {
 		return
 	}
-	// The relay holds ports and an agent: it counts in max_calls like a call.
-	if len(s.calls) >= s.opts.MaxCalls || s.closed.Load() || !s.accepting.Load() {
-		s.mu.Unlock()
-		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
-		return
-	}
-	c.ctx, c.cancel = context.WithCancelCause(s.ctx)
-	s.calls[c] = struct{}{}
-	s.addDialogLocked(l)
-	s.callsWG.Add(1)
-	s.mu.Unlock()
 	defer func() {
-		s.removeDialog(l)
-		s.mu.Lock()
-		delete(s.calls, c)
-		s.mu.Unlock()
-		c.cancel(causeLocalHangup)
+		s.release(c, l)
 		s.callsWG.Done()
 	}()
 	if _, err := l.endpoint(); err != nil {
@@ -541,13 +523,9 @@ func (s *Server) runInternal(c *Call, o ivr.Offer, local ivr.AgentDialer) {
 // answerInternal answers the internal INVITE: 200 with our SDP answer and the channel the
 // agent answered on, retransmitted until the ACK (RFC 3261 §13.3.1.4).
 func (c *Call) answerInternal(ctx context.Context, channel string) error {
-	c.mu.Lock()
-	if c.answerFinal {
-		c.mu.Unlock()
+	if !c.markFinal() {
 		return errors.New("sip: internal leg already answered or cancelled")
 	}
-	c.answerFinal = true
-	c.mu.Unlock()
 	l := c.carrier
 	ans, m, err := Negotiate(l.invite.Body(), l.localDesc(false))
 	if err != nil {

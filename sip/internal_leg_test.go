@@ -535,3 +535,53 @@ func (r *countingRecorder) StartCall(context.Context, string) (media.Tap, func(c
 	}
 	return tap, func(context.Context) (string, int64, error) { return "rec-1", 1, nil }, nil
 }
+
+// TestAdmitOneRuleForCarrierCallsAndInternalLegs: a carrier call and another node's internal
+// leg are admitted by the same rule (admitLocked), so they share max_calls and the Call-ID loop
+// check: with max_calls 1 and a carrier call live, an internal leg gets admitFull; an INVITE
+// (of either kind) with the Call-ID of a live dialog gets admitLoop; once the carrier call is
+// released, the internal leg gets in, and counts as the one call. Only the carrier call
+// counts in its trunk's max_calls.
+func TestAdmitOneRuleForCarrierCallsAndInternalLegs(t *testing.T) {
+	s := startGateway(t, func(o *Options) { o.MaxCalls = 1 }).s
+	carrier := &Call{s: s, trunk: "carrier"}
+	cl := &leg{callID: "carrier-1@127.0.0.1", localTag: "a"}
+	internal := &Call{s: s, internal: true}
+	il := &leg{callID: "internal-1@node-a", localTag: "b"}
+	admit := func(c *Call, l *leg, trunkMax int) admission {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.admitLocked(c, l, trunkMax)
+	}
+	if a := admit(carrier, cl, 2); a != admitted {
+		t.Fatalf("carrier call: admission %d, want admitted", a)
+	}
+	if a := admit(internal, il, 0); a != admitFull {
+		t.Errorf("internal leg beside a carrier call at max_calls 1: admission %d, want admitFull", a)
+	}
+	if a := admit(internal, &leg{callID: cl.callID, localTag: "c"}, 0); a != admitLoop {
+		t.Errorf("internal leg with the carrier call's Call-ID: admission %d, want admitLoop", a)
+	}
+	s.mu.Lock()
+	trunkCalls := s.trunkCalls["carrier"]
+	s.mu.Unlock()
+	if trunkCalls != 1 {
+		t.Errorf("trunk carrier counts %d calls, want 1", trunkCalls)
+	}
+	s.release(carrier, cl)
+	s.callsWG.Done()
+	if a := admit(internal, il, 0); a != admitted {
+		t.Fatalf("internal leg after the carrier call ended: admission %d, want admitted", a)
+	}
+	s.mu.Lock()
+	calls, trunkCalls := len(s.calls), s.trunkCalls["carrier"]
+	s.mu.Unlock()
+	if calls != 1 || trunkCalls != 0 {
+		t.Errorf("after the internal leg got in: %d calls, trunk carrier %d; want 1 and 0", calls, trunkCalls)
+	}
+	s.release(internal, il)
+	s.callsWG.Done()
+	if n := s.ActiveCalls(); n != 0 {
+		t.Errorf("%d calls after both were released, want 0", n)
+	}
+}

@@ -45,7 +45,9 @@ func TestNoLeaksAfter200Calls(t *testing.T) {
 		b := newBridgeSetup(t, "uas_echo.xml", []string{"-m", "200"}, nil)
 		gwG := runtime.NumGoroutine()
 		gwFDs := openFDs(t)
-		b.carrier(t, "uac_basic.xml", "-m", "200", "-r", "50", "-d", "100", "-l", "100").wait(t)
+		// 20 calls/s: a leak check, not a load test. At 50/s a race-built gateway on a busy
+		// 2-core machine answered late, SIPp retransmitted INVITEs and failed the run on them.
+		b.carrier(t, "uac_basic.xml", "-m", "200", "-r", "20", "-d", "100", "-l", "100").wait(t)
 		b.desk.wait(t)
 		ended := 0
 		waitFor(30*time.Second, func() bool {

@@ -24,6 +24,10 @@ import (
 // returns them all: start from it and change what differs. The configuration's defaults are
 // these same constants.
 type Options struct {
+	// beforeProvisional, for tests, runs when a provisional response passed its check and is
+	// about to be sent (the window provMu closes).
+	beforeProvisional func()
+
 	// UDPAddr and TCPAddr are the SIP listen addresses ("127.0.0.1:5060"); port 0 picks a free
 	// port (see Server.Addr). An empty address disables that transport; both empty means UDP and
 	// TCP on 127.0.0.1:5060.

@@ -2,13 +2,16 @@ package ticketing
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -22,9 +25,12 @@ type EngineOptions struct {
 	// GapTimeout is how long a call's later events wait for a missing seq before they are
 	// applied anyway, the gap logged and counted (default 5 s).
 	GapTimeout time.Duration
-	// PollInterval is how often the engine looks for pending events when nobody woke it
-	// (default 250 ms).
+	// PollInterval is how often the engine looks again at the calls whose events it held back
+	// (a gap), and at the whole queue while it hears no notifications (default 250 ms).
 	PollInterval time.Duration
+	// SweepInterval is how often the engine sweeps the whole queue of pending events while it
+	// hears the notifications of new events, in case one was never heard (default 5 s).
+	SweepInterval time.Duration
 	// Workers apply different calls' events in parallel (default 4).
 	Workers int
 	// Gather is how long a woken engine waits for more events before its pass (default 20 ms).
@@ -43,11 +49,30 @@ type EngineOptions struct {
 // eventlog) and POST /call_events store events — and applies each call's events in seq order,
 // each exactly once: the event leaves call_events_pending in the same transaction as its
 // effects. Different calls are applied in parallel; one call's events never are.
+//
+// Which calls to look at: while Run listens on the channel switchboard_call_events (the
+// queue's trigger names the calls of every stored batch, migration 017), a pass applies the
+// calls it heard of; it sweeps the whole queue at start, after the listening connection was
+// lost, when a write-batching window closes, and every SweepInterval. ApplyPending always
+// sweeps.
+//
+// Goroutines: Run's loop owns the passes; its listener goroutine owns the listening
+// connection and only adds call ids to the hinted set (under hintMu, never held across a call
+// out of the engine) and wakes the loop.
 type Engine struct {
 	store *Store
 	opts  EngineOptions
 	log   *slog.Logger
 	wake  chan struct{}
+
+	hintMu sync.Mutex
+	// hinted are the calls named by notifications since the last pass took them.
+	hinted map[string]struct{}
+	// held are the calls whose events wait behind a gap: looked at again each PollInterval.
+	held map[string]struct{}
+	// listening is set while the listener has LISTEN on; sweepNeeded makes the next pass sweep.
+	listening   atomic.Bool
+	sweepNeeded atomic.Bool
 	// global holds the global settings read at the start of each pass.
 	global atomic.Pointer[Settings]
 	// flushAll makes a pass apply every event, as if the batching window had passed.
@@ -73,6 +98,9 @@ func (s *Store) NewEngine(opts EngineOptions) (*Engine, error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 250 * time.Millisecond
 	}
+	if opts.SweepInterval <= 0 {
+		opts.SweepInterval = 5 * time.Second
+	}
 	if opts.Workers <= 0 {
 		opts.Workers = 4
 	}
@@ -87,6 +115,7 @@ func (s *Store) NewEngine(opts EngineOptions) (*Engine, error) {
 	}
 	e := &Engine{
 		store: s, opts: opts, log: opts.Logger, wake: make(chan struct{}, 1),
+		hinted: map[string]struct{}{}, held: map[string]struct{}{},
 		eventsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_ticketing_events_total",
 			Help: "Call lifecycle events applied to call records and tickets, by type.",
@@ -117,7 +146,16 @@ func (s *Store) NewEngine(opts EngineOptions) (*Engine, error) {
 		e.writes.WithLabelValues(k)
 	}
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{e.eventsTotal, e.lag, e.gaps, e.failed, e.writes} {
+		listening := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchboard_ticketing_engine_listening",
+			Help: "1 while the rules engine hears the notifications of new call events; 0 while it sweeps the whole pending queue every poll instead (its listening connection is lost, or it is not running).",
+		}, func() float64 {
+			if e.listening.Load() {
+				return 1
+			}
+			return 0
+		})
+		for _, c := range []prometheus.Collector{e.eventsTotal, e.lag, e.gaps, e.failed, e.writes, listening} {
 			if err := opts.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("ticketing: engine metrics: %w", err)
 			}
@@ -134,12 +172,79 @@ func (e *Engine) Wake() {
 	}
 }
 
-// Run applies pending events until ctx ends, then finishes the pass it is in.
+// hint adds calls to look at in the next pass and wakes the engine.
+func (e *Engine) hint(ids ...string) {
+	if len(ids) == 0 {
+		return
+	}
+	e.hintMu.Lock()
+	for _, id := range ids {
+		e.hinted[id] = struct{}{}
+	}
+	e.hintMu.Unlock()
+	e.Wake()
+}
+
+// hold remembers calls whose events wait behind a gap, to be looked at again each PollInterval.
+func (e *Engine) hold(id string) {
+	e.hintMu.Lock()
+	e.held[id] = struct{}{}
+	e.hintMu.Unlock()
+}
+
+// releaseHeld makes the held calls hinted again and reports whether there were any.
+func (e *Engine) releaseHeld() bool {
+	e.hintMu.Lock()
+	n := len(e.held)
+	for id := range e.held {
+		e.hinted[id] = struct{}{}
+	}
+	clear(e.held)
+	e.hintMu.Unlock()
+	return n > 0
+}
+
+// takeHints returns the hinted calls, sorted, and empties the set.
+func (e *Engine) takeHints() []string {
+	e.hintMu.Lock()
+	ids := make([]string, 0, len(e.hinted))
+	for id := range e.hinted {
+		ids = append(ids, id)
+	}
+	clear(e.hinted)
+	e.hintMu.Unlock()
+	slices.Sort(ids)
+	return ids
+}
+
+// NotifyChannel is the PostgreSQL channel on which the queue's trigger names the calls whose
+// events it stored (a JSON array of call ids per notification; migration 017).
+const NotifyChannel = "switchboard_call_events"
+
+// Run applies pending events until ctx ends, then finishes the pass it is in. A pass applies
+// the calls named by notifications (a listener goroutine holds a connection of its own with
+// LISTEN on); it sweeps the whole queue instead at start, while the listener is not
+// listening, after it (re)connected, and every SweepInterval.
 func (e *Engine) Run(ctx context.Context) {
-	t := time.NewTicker(e.opts.PollInterval)
-	defer t.Stop()
+	lctx, stopListen := context.WithCancel(ctx)
+	listened := make(chan struct{})
+	go func() {
+		defer close(listened)
+		e.listen(lctx)
+	}()
+	defer func() {
+		stopListen()
+		<-listened
+	}()
+	poll := time.NewTicker(e.opts.PollInterval)
+	defer poll.Stop()
+	sweep := time.NewTicker(e.opts.SweepInterval)
+	defer sweep.Stop()
+	e.sweepNeeded.Store(true)
 	for {
-		if _, err := e.ApplyPending(context.WithoutCancel(ctx)); err != nil {
+		full := e.sweepNeeded.Swap(false) || !e.listening.Load()
+		if _, err := e.pass(context.WithoutCancel(ctx), full, false); err != nil {
+			e.sweepNeeded.Store(true) // the calls of a failed pass: found again by a sweep
 			e.log.Warn("ticketing engine: pass failed", "err", err)
 		}
 		select {
@@ -152,15 +257,93 @@ func (e *Engine) Run(ctx context.Context) {
 			case <-ctx.Done():
 			case <-time.After(e.opts.Gather):
 			}
+		case <-poll.C:
+			e.releaseHeld()
+		case <-sweep.C:
+			e.sweepNeeded.Store(true)
+		}
+	}
+}
+
+// listen keeps a connection with LISTEN on NotifyChannel and hints the calls each notification
+// names, until ctx ends. While it is not listening the engine sweeps on every pass; after it
+// (re)connects, the next pass sweeps (notifications sent meanwhile were never heard).
+func (e *Engine) listen(ctx context.Context) {
+	failing := false
+	const firstRetry, maxRetry = 100 * time.Millisecond, 5 * time.Second
+	for retry := firstRetry; ctx.Err() == nil; retry = min(2*retry, maxRetry) {
+		listened, err := e.listenOnce(ctx)
+		e.listening.Store(false)
+		e.Wake() // the next pass sweeps: nobody listens
+		if ctx.Err() != nil {
+			return
+		}
+		if listened {
+			retry = firstRetry
+		}
+		// Said once per outage, not at every retry while the database is away.
+		if listened || !failing {
+			e.log.Warn("ticketing engine: not listening for new events; sweeping the queue every poll meanwhile", "err", err)
+		}
+		failing = true
+		t := time.NewTimer(retry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
 		case <-t.C:
 		}
 	}
 }
 
-// ApplyPending applies every event that can be applied now and returns how many were.
-// Events held back by a gap younger than GapTimeout stay pending.
+// listenOnce listens until the connection fails or ctx ends; listened reports that LISTEN
+// succeeded.
+func (e *Engine) listenOnce(ctx context.Context) (listened bool, err error) {
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	pc, err := e.store.pool.Acquire(actx)
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("ticketing engine: listen: acquire: %w", err)
+	}
+	conn := pc.Hijack() // the listener's own: never returned to the pool with LISTEN on
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
+	if _, err := conn.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
+		return false, fmt.Errorf("ticketing engine: listen: %w", err)
+	}
+	// Whatever was stored while no one listened is found by a sweep.
+	e.sweepNeeded.Store(true)
+	e.listening.Store(true)
+	e.Wake()
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return true, fmt.Errorf("ticketing engine: wait for notification: %w", err)
+		}
+		var ids []string
+		if err := json.Unmarshal([]byte(n.Payload), &ids); err != nil {
+			// Not ours (someone else's NOTIFY on the channel): a sweep finds what it meant.
+			e.log.Warn("ticketing engine: notification not understood; sweeping", "err", err)
+			e.sweepNeeded.Store(true)
+			e.Wake()
+			continue
+		}
+		e.hint(ids...)
+	}
+}
+
+// ApplyPending sweeps the whole queue: it applies every event that can be applied now and
+// returns how many were. Events held back by a gap younger than GapTimeout stay pending.
 func (e *Engine) ApplyPending(ctx context.Context) (int, error) {
-	total := 0
+	return e.pass(ctx, true, true)
+}
+
+// pass applies the hinted calls' due events, or, when full is set or a write-batching window
+// closes, every call's in the queue (see sweep for repeat).
+func (e *Engine) pass(ctx context.Context, full, repeat bool) (int, error) {
 	st, err := e.store.Settings(ctx)
 	if err != nil {
 		return 0, err
@@ -179,9 +362,26 @@ func (e *Engine) ApplyPending(ctx context.Context) (int, error) {
 		}
 	}
 	e.windowClosed.Store(windowClosed)
-	// One sweep over the calls with pending events, a page at a time in call id order, so that
-	// calls held back (a gap, write batching) never hide the others; the sweep repeats while
-	// it applies something, bounded.
+	if full || windowClosed {
+		// Every call hinted so far had its events committed before the hint came (NOTIFY is
+		// delivered after the commit): the sweep, which starts now, sees them.
+		e.takeHints()
+		return e.sweep(ctx, st, repeat)
+	}
+	ids := e.takeHints()
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	return e.applyCalls(ctx, st, ids)
+}
+
+// sweep applies the due events of every call with pending events: a page of calls at a time
+// in call id order, so that calls held back (a gap, write batching) never hide the others.
+// With repeat (ApplyPending: apply everything that can be, now) it walks the queue again while
+// a walk applied something, bounded; Run's sweeps walk once (under a steady load a walk always
+// applies something, and the events stored meanwhile are notified).
+func (e *Engine) sweep(ctx context.Context, st Settings, repeat bool) (int, error) {
+	total := 0
 	after := ""
 	appliedThisSweep := 0
 	for range 100000 {
@@ -202,60 +402,75 @@ func (e *Engine) ApplyPending(ctx context.Context) (int, error) {
 			return total, fmt.Errorf("ticketing: pending calls: %w", err)
 		}
 		if len(calls) == 0 {
-			if appliedThisSweep == 0 || after == "" {
+			if !repeat || appliedThisSweep == 0 || after == "" {
 				return total, nil
 			}
 			after, appliedThisSweep = "", 0 // sweep again: applied events may have unblocked others
 			continue
 		}
 		after = calls[len(calls)-1]
-		var (
-			mu       sync.Mutex
-			applied  int
-			firstErr error
-			wg       sync.WaitGroup
-			next     = make(chan []string)
-		)
-		// Each job is a batch of calls applied in one transaction: one call each, or with write
-		// batching every call of the round together (one worker, so batches never contend).
-		var jobs [][]string
-		workers := min(e.opts.Workers, len(calls))
-		if st.WriteBatching.Enabled {
-			jobs, workers = [][]string{calls}, 1
-		} else {
-			// Several calls per transaction: one commit (one WAL flush) for many events.
-			per := max(1, min(32, (len(calls)+workers-1)/workers))
-			for i := 0; i < len(calls); i += per {
-				jobs = append(jobs, calls[i:min(i+per, len(calls))])
-			}
-		}
-		for range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for batch := range next {
-					n, err := e.applyJob(ctx, batch)
-					mu.Lock()
-					applied += n
-					if err != nil && firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-				}
-			}()
-		}
-		for _, j := range jobs {
-			next <- j
-		}
-		close(next)
-		wg.Wait()
+		applied, err := e.applyCalls(ctx, st, calls)
 		total += applied
 		appliedThisSweep += applied
-		if firstErr != nil {
-			return total, firstErr
+		if err != nil {
+			return total, err
 		}
 	}
 	return total, nil
+}
+
+// minCallsPerJob is the fewest calls a transaction is given while there are more workers than
+// that makes busy: a batch's statements are nearly as many for one call as for 32, so a few
+// calls are applied together rather than each in a transaction of its own.
+const minCallsPerJob = 8
+
+// applyCalls applies the calls' due events with the workers and returns how many it applied.
+func (e *Engine) applyCalls(ctx context.Context, st Settings, calls []string) (int, error) {
+	var (
+		mu       sync.Mutex
+		applied  int
+		firstErr error
+		wg       sync.WaitGroup
+		next     = make(chan []string)
+	)
+	// Each job is a batch of calls applied in one transaction, at most 32, at least
+	// minCallsPerJob while that leaves no worker idle; with write batching every call of the
+	// round together (one worker, so batches never contend).
+	var jobs [][]string
+	workers := 1
+	if st.WriteBatching.Enabled {
+		jobs = [][]string{calls}
+	} else {
+		n := len(calls)
+		workers = min(e.opts.Workers, (n+minCallsPerJob-1)/minCallsPerJob)
+		workers = max(workers, 1)
+		// Several calls per transaction: one commit (one WAL flush) for many events.
+		per := max(1, min(32, (n+workers-1)/workers))
+		for i := 0; i < n; i += per {
+			jobs = append(jobs, calls[i:min(i+per, n)])
+		}
+	}
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for batch := range next {
+				n, err := e.applyJob(ctx, batch)
+				mu.Lock()
+				applied += n
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, j := range jobs {
+		next <- j
+	}
+	close(next)
+	wg.Wait()
+	return applied, firstErr
 }
 
 type pendingEvent struct {
@@ -386,22 +601,28 @@ func (e *Engine) applyBatch(ctx context.Context, callIDs []string, limit int) (i
 		return 0, fmt.Errorf("ticketing: begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, `SELECT set_config('switchboard.actor_id', '', true), set_config('switchboard.reason', 'call_event', true)`); err != nil {
-		return 0, fmt.Errorf("ticketing: set actor: %w", err)
-	}
 	var batching WriteBatching
 	if global := e.global.Load(); global != nil {
 		batching = global.WriteBatching
 	}
 	atx := newApplyTx(tx, e.writes)
+	// loadBatch also names the actor of the transaction's writes (the audit triggers read it).
 	calls, err := loadBatch(ctx, atx, callIDs)
 	if err != nil {
 		return 0, err
 	}
 	due := 0
+	var more []string
 	for _, bc := range calls {
-		bc.due = e.dueEvents(bc.c, bc.pending, limit, batching)
+		var gap bool
+		bc.due, gap = e.dueEvents(bc.c, bc.pending, limit, batching)
 		due += len(bc.due)
+		if gap {
+			e.hold(bc.c.ID) // looked at again each PollInterval until the gap times out
+		}
+		if len(bc.pending) == maxPendingPerCall && len(bc.due) == len(bc.pending) {
+			more = append(more, bc.c.ID) // more than one read's worth: the next pass goes on
+		}
 	}
 	if due == 0 {
 		return 0, nil
@@ -438,6 +659,7 @@ func (e *Engine) applyBatch(ctx context.Context, callIDs []string, limit int) (i
 	if err := tx.Commit(ctx); err != nil {
 		return 0, dbError("commit events", err)
 	}
+	e.hint(more...)
 	now := e.opts.Now()
 	for _, p := range applied {
 		e.eventsTotal.WithLabelValues(p.event.Type).Inc()
@@ -451,33 +673,35 @@ func (e *Engine) applyBatch(ctx context.Context, callIDs []string, limit int) (i
 // dueEvents returns the call's pending events (in seq order) that are due: an event is due when
 // the events before it have been applied (or the gap before it has timed out) and, with write
 // batching on, when it may create a ticket or end the call, when it waited a whole batching
-// window, or when a later event of the call is due. limit > 0 caps how many.
-func (e *Engine) dueEvents(c *callRow, pending []pendingEvent, limit int, batching WriteBatching) []pendingEvent {
+// window, or when a later event of the call is due. limit > 0 caps how many. gap reports
+// that events wait behind a missing seq.
+func (e *Engine) dueEvents(c *callRow, pending []pendingEvent, limit int, batching WriteBatching) (due []pendingEvent, gap bool) {
 	now := e.opts.Now()
 	// The events in order up to the first gap that has not timed out.
 	last := c.LastSeq
 	var ready []pendingEvent
 	for _, p := range pending {
 		if p.event.Seq > last+1 && now.Sub(p.receivedAt) < e.opts.GapTimeout {
+			gap = true
 			break // hold back: the missing events may still come
 		}
 		ready = append(ready, p)
 		last = max(last, p.event.Seq)
 	}
 	// With batching, only up to the last event that is due on its own.
-	due := len(ready)
+	n := len(ready)
 	if batching.Enabled && !e.windowClosed.Load() {
-		due = 0
+		n = 0
 		for i, p := range ready {
 			if dueAtOnce(p.event.Type, c.TicketID != nil, batching) {
-				due = i + 1
+				n = i + 1
 			}
 		}
 	}
 	if limit > 0 {
-		due = min(due, limit)
+		n = min(n, limit)
 	}
-	return ready[:due]
+	return ready[:n], gap
 }
 
 // applyCallIn applies one call's due events, in order, inside atx; the call's row goes out

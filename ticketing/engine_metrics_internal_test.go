@@ -24,4 +24,12 @@ func TestEngineMetricsExistForEveryTypeAndKindFromStart(t *testing.T) {
 	if n := testutil.CollectAndCount(e.writes); n != 3 {
 		t.Errorf("%d write kind series, want 3 (comment, comment_update, ticket_update)", n)
 	}
+	// Not running, so not listening: 0, the value that tells an operator the engine would
+	// sweep instead.
+	if got, err := testutil.GatherAndCount(reg, "switchboard_ticketing_engine_listening"); err != nil || got != 1 {
+		t.Errorf("switchboard_ticketing_engine_listening: %d series (%v), want 1", got, err)
+	}
+	if e.listening.Load() {
+		t.Error("an engine that never ran says it listens")
+	}
 }

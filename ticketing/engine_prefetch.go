@@ -26,12 +26,15 @@ type batchCall struct {
 	due     []pendingEvent
 }
 
+// maxPendingPerCall is how many of a call's pending events one batch reads.
+const maxPendingPerCall = 500
+
 // callLockClass is the first key of the advisory locks the engine takes on call ids (the
 // two-key form, a space of its own apart from one-key advisory locks such as tern's).
 const callLockClass = 0x53420017
 
-// loadBatch locks the batch's calls and reads their rows and pending events: three
-// statements, whatever the number of calls. Every engine (of every node) takes a
+// loadBatch names the transaction's actor, locks the batch's calls and reads their rows and
+// pending events: three statements, whatever the number of calls. Every engine (of every node) takes a
 // transaction-scoped advisory lock on each call id first, in key order (so that two batches
 // never deadlock), then the existing rows FOR UPDATE in id order (against the API's writes);
 // a call with no row yet is new to the batch and its row is inserted whole when the batch
@@ -41,8 +44,11 @@ func loadBatch(ctx context.Context, tx *applyTx, callIDs []string) ([]*batchCall
 	ids := slices.Clone(callIDs)
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	if _, err := tx.Tx.Exec(ctx, `SELECT pg_advisory_xact_lock($2, k) FROM (
-			SELECT DISTINCT hashtext(id) AS k FROM unnest($1::text[]) AS id ORDER BY 1) l`, ids, int32(callLockClass)); err != nil {
+	// The same statement names the transaction's actor for the audit triggers: the engine, for
+	// a call event (one round trip fewer per batch than a statement of its own).
+	if _, err := tx.Tx.Exec(ctx, `SELECT set_config('switchboard.actor_id', '', true), set_config('switchboard.reason', 'call_event', true),
+			(SELECT count(pg_advisory_xact_lock($2, k)) FROM (
+				SELECT DISTINCT hashtext(id) AS k FROM unnest($1::text[]) AS id ORDER BY 1) l)`, ids, int32(callLockClass)); err != nil {
 		return nil, dbError("lock calls", err)
 	}
 	rows, err := tx.Tx.Query(ctx, `SELECT `+callRowColumns+` FROM calls WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
@@ -67,14 +73,14 @@ func loadBatch(ctx context.Context, tx *applyTx, callIDs []string) ([]*batchCall
 			byID[id] = &batchCall{c: newCallRow(id)}
 		}
 	}
-	// Per call, its first 500 pending events in seq order: one walk of the queue's (call_id,
+	// Per call, its first maxPendingPerCall pending events in seq order: one walk of the queue's (call_id,
 	// seq) index per call whatever the queue's size or statistics (a backlog makes the queue
 	// large; a plan cached while it was small must not scan it).
 	rows, err = tx.Tx.Query(ctx, `SELECT p.call_id, p.pos, p.body, p.received_at
 		FROM unnest($1::text[]) AS c(id)
 		CROSS JOIN LATERAL (SELECT q.call_id, q.seq, q.pos, q.body, q.received_at FROM call_events_pending q
-			WHERE q.call_id = c.id ORDER BY q.seq LIMIT 500) p
-		ORDER BY p.call_id, p.seq`, ids)
+			WHERE q.call_id = c.id ORDER BY q.seq LIMIT $2) p
+		ORDER BY p.call_id, p.seq`, ids, maxPendingPerCall)
 	if err != nil {
 		return nil, dbError("pending events", err)
 	}

@@ -3,7 +3,7 @@ package webhooks_test
 import (
 	"context"
 	"encoding/json"
-	"net"
+	"fmt"
 	"net/http"
 	"slices"
 	"sync/atomic"
@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboard-voice/switchboard/internal/testport"
 	"github.com/switchboard-voice/switchboard/webhooks"
 )
 
@@ -118,12 +119,9 @@ func TestWebhookRetriesFailedEventThenKeepsOrder(t *testing.T) {
 // up; the attempts meanwhile are recorded with their connection error.
 func TestWebhookReceiverDownAtFirstGetsEverythingOnceUp(t *testing.T) {
 	e := newEnv(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now: connections are refused
+	// Nothing listens there now (a port of the peers' band, never an ephemeral one another
+	// connection could take): connections are refused.
+	addr := fmt.Sprintf("127.0.0.1:%d", testport.FreeUDP(t))
 	hookID, _ := e.createHook("http://"+addr+"/hook", "zen:event-type:call.*")
 	e.run(fast(e))
 	want := e.emit("call-d", 1, 4)

@@ -16,8 +16,8 @@ import (
 // database dbURL: shared queues and agents on (database.shared_queues), the cluster's internal
 // leg on (one secret for the cluster, internal network 127.0.0.1/32, its internal address its
 // own SIP UDP listener), the agent tests' lines and queue (agentConfigEdits: +15550199 straight
-// into queue support, 15 s ring timeout, 5 s wrap-up), beating every 200 ms.
-func startCrossNode(t *testing.T, bin, dbURL, node string) *recGateway {
+// into queue support, 15 s ring timeout, 5 s wrap-up), beating every 200 ms; then extra edits.
+func startCrossNode(t *testing.T, bin, dbURL, node string, extra ...[2]string) *recGateway {
 	t.Helper()
 	path, base, sipPort, deskPort, dir := writeGatewayConfig(t, dbURL)
 	b, err := os.ReadFile(path)
@@ -31,6 +31,7 @@ func startCrossNode(t *testing.T, bin, dbURL, node string) *recGateway {
 		{"lines:\n", fmt.Sprintf("cluster:\n  secret: %s\n  internal_networks: [127.0.0.1/32]\n  internal_address: 127.0.0.1:%d\nlines:\n",
 			testClusterSecret, sipPort)},
 	}, agentConfigEdits...)
+	edits = append(edits, extra...)
 	for _, e := range edits {
 		if !strings.Contains(cfg, e[0]) {
 			t.Fatalf("the harness configuration no longer has %q", e[0])

@@ -64,12 +64,26 @@ func freeSIPPort(t *testing.T) int {
 	return 0
 }
 
-// `make cluster`'s script on loopback ports of the test's own (the front never on 5060): three
-// nodes become ready; SIPp calls sent to the front land on every node and become tickets in the
-// one database; after kill -9 of node 2 the next calls all succeed on nodes 1 and 3 (the
-// front's failover and OPTIONS probes take node 2 out); SIGINT (Ctrl-C) stops every process
-// the script started.
-func TestMakeCluster_CallsThroughFrontLandOnAllNodesAndSurviveANodeKill(t *testing.T) {
+// scriptCluster is `make cluster` (scripts/cluster.sh) started by a test on loopback ports of
+// its own (the front never on 5060), on a fresh database, with the dev configuration (its
+// passwords hashed at the lowest cost, see hashedDevConfig) and a cluster secret the test knows.
+type scriptCluster struct {
+	t                       *testing.T
+	bin, dbURL, dir, secret string
+	front                   int
+	sip, http               []int
+	cmd                     *exec.Cmd
+	out                     lockedBuffer
+	done                    chan struct{}  // closed when the script exited
+	pids                    map[string]int // node1, node2, node3, kamailio
+}
+
+// startScriptCluster starts cluster.sh and returns once every node answers /readyz and the
+// script wrote CLUSTER_DIR/ready (the front's dispatcher holds all three nodes active). edit,
+// when given, changes the dev configuration the nodes' configurations are made from. Cleanup
+// stops the script (SIGINT, as Ctrl-C) and, failing that, its process group.
+func startScriptCluster(t *testing.T, edit func(cfg string) string) *scriptCluster {
+	t.Helper()
 	requireSipp(t)
 	if _, err := exec.LookPath("kamailio"); err != nil {
 		if _, err2 := os.Stat("/usr/sbin/kamailio"); err2 != nil {
@@ -79,53 +93,64 @@ func TestMakeCluster_CallsThroughFrontLandOnAllNodesAndSurviveANodeKill(t *testi
 			t.Skip("kamailio not installed (apt-get install kamailio)")
 		}
 	}
-	bin, dbURL, dir := binary(t), pgtest.EmptyURL(t), t.TempDir()
-	front := freeSIPPort(t)
-	sip := []int{freeSIPPort(t), freeSIPPort(t), freeSIPPort(t)}
-	httpPorts := []int{freeSIPPort(t), freeSIPPort(t), freeSIPPort(t)}
+	c := &scriptCluster{t: t, bin: binary(t), dbURL: pgtest.EmptyURL(t), dir: t.TempDir(),
+		secret: "e2e-make-cluster-secret-0123456789abcdef", done: make(chan struct{}), pids: map[string]int{}}
+	c.front = freeSIPPort(t)
+	c.sip = []int{freeSIPPort(t), freeSIPPort(t), freeSIPPort(t)}
+	c.http = []int{freeSIPPort(t), freeSIPPort(t), freeSIPPort(t)}
 	rtpBase := testport.FreeRange(t, 20000, 32000, 300) // 100 ports a node, below the ephemeral range
+	config := hashedDevConfig(t, c.dir)
+	if edit != nil {
+		b, err := os.ReadFile(config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(config, []byte(edit(string(b))), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	script, err := filepath.Abs(opsRepoRoot + "/scripts/cluster.sh")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(script)
-	cmd.Env = append(os.Environ(), "CONFIG="+hashedDevConfig(t, dir), "DATABASE_URL="+dbURL, "SWITCHBOARD_BIN="+bin, "CLUSTER_DIR="+dir,
-		"CLUSTER_FRONT_PORT="+strconv.Itoa(front), "CLUSTER_RTP_BASE="+strconv.Itoa(rtpBase), "CLUSTER_RTP_SIZE=100", "CLUSTER_PING=1",
-		fmt.Sprintf("CLUSTER_SIP_PORTS=%d %d %d", sip[0], sip[1], sip[2]),
-		fmt.Sprintf("CLUSTER_HTTP_PORTS=%d %d %d", httpPorts[0], httpPorts[1], httpPorts[2]))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its own group: the cleanup's last resort
-	var out lockedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	c.cmd = exec.Command(script)
+	c.cmd.Env = append(os.Environ(), "CONFIG="+config, "DATABASE_URL="+c.dbURL, "SWITCHBOARD_BIN="+c.bin, "CLUSTER_DIR="+c.dir,
+		"CLUSTER_FRONT_PORT="+strconv.Itoa(c.front), "CLUSTER_RTP_BASE="+strconv.Itoa(rtpBase), "CLUSTER_RTP_SIZE=100", "CLUSTER_PING=1",
+		"CLUSTER_SECRET="+c.secret,
+		fmt.Sprintf("CLUSTER_SIP_PORTS=%d %d %d", c.sip[0], c.sip[1], c.sip[2]),
+		fmt.Sprintf("CLUSTER_HTTP_PORTS=%d %d %d", c.http[0], c.http[1], c.http[2]))
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its own group: the cleanup's last resort
+	c.cmd.Stdout, c.cmd.Stderr = &c.out, &c.out
+	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// done is closed when the script exited; exited carries its status once, to waitReady.
-	done, exited := make(chan struct{}), make(chan error, 1)
-	go func() { exited <- cmd.Wait(); close(done) }()
+	// exited carries the script's status once, to waitReady.
+	exited := make(chan error, 1)
+	go func() { exited <- c.cmd.Wait(); close(c.done) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGINT)
+		_ = c.cmd.Process.Signal(syscall.SIGINT)
 		select {
-		case <-done:
+		case <-c.done:
 		case <-time.After(30 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
+			_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+			<-c.done
 		}
 		if t.Failed() {
-			t.Logf("cluster.sh output:\n%s", tail(out.String(), 4000))
+			t.Logf("cluster.sh output:\n%s", tail(c.out.String(), 4000))
 			for _, f := range []string{"node1.log", "node2.log", "node3.log", "kamailio.log"} {
-				b, _ := os.ReadFile(filepath.Join(dir, f))
+				b, _ := os.ReadFile(filepath.Join(c.dir, f))
 				t.Logf("%s:\n%s", f, tail(string(b), 3000))
 			}
 		}
 	})
-	for _, p := range httpPorts {
-		waitReady(t, fmt.Sprintf("http://127.0.0.1:%d", p), exited)
+	for i := range c.http {
+		waitReady(t, c.base(i+1), exited)
 	}
 	// The script says ready once the front's dispatcher holds all three nodes active; calls
 	// sent before that find no node (a CI run failed so).
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if _, err := os.Stat(filepath.Join(dir, "ready")); err == nil {
+		if _, err := os.Stat(filepath.Join(c.dir, "ready")); err == nil {
 			break
 		}
 		select {
@@ -137,65 +162,95 @@ func TestMakeCluster_CallsThroughFrontLandOnAllNodesAndSurviveANodeKill(t *testi
 			t.Fatal("the front did not see all three nodes active within 60 s")
 		}
 	}
-	pids := map[string]int{}
 	for _, name := range []string{"node1", "node2", "node3", "kamailio"} {
-		b, err := os.ReadFile(filepath.Join(dir, name+".pid"))
+		b, err := os.ReadFile(filepath.Join(c.dir, name+".pid"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if pids[name], err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
+		if c.pids[name], err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	query := func(dst []any, sql string, args ...any) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dbURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(ctx)
-		if err := conn.QueryRow(ctx, sql, args...).Scan(dst...); err != nil {
-			t.Fatal(err)
-		}
+	return c
+}
+
+// base is node n's (1-3) HTTP base URL.
+func (c *scriptCluster) base(n int) string { return fmt.Sprintf("http://127.0.0.1:%d", c.http[n-1]) }
+
+// node is node n (1-3) as a testGateway for its API and metrics (the process is the script's).
+func (c *scriptCluster) node(n int) *testGateway {
+	return &testGateway{t: c.t, base: c.base(n), sipPort: c.sip[n-1], dir: filepath.Join(c.dir, fmt.Sprintf("node%d", n))}
+}
+
+// frontAddr is the front's SIP address.
+func (c *scriptCluster) frontAddr() string { return fmt.Sprintf("127.0.0.1:%d", c.front) }
+
+// query runs one SQL query on the shared database and scans its single row into dst.
+func (c *scriptCluster) query(dst []any, sql string, args ...any) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.dbURL)
+	if err != nil {
+		c.t.Fatal(err)
 	}
+	defer conn.Close(ctx)
+	if err := conn.QueryRow(ctx, sql, args...).Scan(dst...); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// startedOn returns the nodes the call.started events received since then named, with how
+// many each.
+func (c *scriptCluster) startedOn(since time.Time) map[string]int {
+	c.t.Helper()
+	var nodes string
+	c.query([]any{&nodes}, `SELECT coalesce(string_agg(node || '=' || n, ' ' ORDER BY node), '') FROM
+		(SELECT body->>'node' AS node, count(*) AS n FROM call_events WHERE type = 'call.started' AND received_at >= $1 GROUP BY 1) s`, since)
+	got := map[string]int{}
+	for _, f := range strings.Fields(nodes) {
+		k, v, _ := strings.Cut(f, "=")
+		got[k], _ = strconv.Atoi(v)
+	}
+	return got
+}
+
+// awaitTickets waits until the shared database holds want ended calls with a ticket.
+func (c *scriptCluster) awaitTickets(want int) {
+	c.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	var n int
+	for time.Now().Before(deadline) {
+		c.query([]any{&n}, `SELECT count(*) FROM calls WHERE ticket_id IS NOT NULL AND state = 'ended'`)
+		if n == want {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.t.Fatalf("%d ended calls with a ticket in the shared database, want %d", n, want)
+}
+
+// `make cluster`'s script on loopback ports of the test's own (the front never on 5060): three
+// nodes become ready; SIPp calls sent to the front land on every node and become tickets in the
+// one database; after kill -9 of node 2 the next calls all succeed on nodes 1 and 3 (the
+// front's failover and OPTIONS probes take node 2 out); SIGINT (Ctrl-C) stops every process
+// the script started.
+func TestMakeCluster_CallsThroughFrontLandOnAllNodesAndSurviveANodeKill(t *testing.T) {
+	c := startScriptCluster(t, nil)
 	// calls places n calls through the front (each talks 3 s, then the caller hangs up) and
 	// returns the nodes their call.started named, with how many each.
-	frontAddr := fmt.Sprintf("127.0.0.1:%d", front)
 	calls := func(n int, since time.Time) map[string]int {
 		t.Helper()
-		startSippN(t, "carrier_rtp.xml", nil, n, 90*time.Second, "-s", "+15550199", "-l", strconv.Itoa(n), frontAddr).
+		startSippN(t, "carrier_rtp.xml", nil, n, 90*time.Second, "-s", "+15550199", "-l", strconv.Itoa(n), c.frontAddr()).
 			wait(t, "carrier through the front")
-		var nodes string
-		query([]any{&nodes}, `SELECT coalesce(string_agg(node || '=' || n, ' ' ORDER BY node), '') FROM
-			(SELECT body->>'node' AS node, count(*) AS n FROM call_events WHERE type = 'call.started' AND received_at >= $1 GROUP BY 1) s`, since)
-		got := map[string]int{}
-		for _, f := range strings.Fields(nodes) {
-			k, v, _ := strings.Cut(f, "=")
-			got[k], _ = strconv.Atoi(v)
-		}
-		return got
-	}
-	awaitTickets := func(want int) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		var n int
-		for time.Now().Before(deadline) {
-			query([]any{&n}, `SELECT count(*) FROM calls WHERE ticket_id IS NOT NULL AND state = 'ended'`)
-			if n == want {
-				return
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		t.Fatalf("%d ended calls with a ticket in the shared database, want %d", n, want)
+		return c.startedOn(since)
 	}
 
 	// Each node recorded where the others reach it over the internal SIP leg: its own SIP
 	// port (cluster.internal_address, written by the script).
 	var addrs string
-	query([]any{&addrs}, `SELECT coalesce(string_agg(name || '=' || coalesce(internal_sip, ''), ' ' ORDER BY name), '') FROM nodes`)
-	if want := fmt.Sprintf("node1=127.0.0.1:%d node2=127.0.0.1:%d node3=127.0.0.1:%d", sip[0], sip[1], sip[2]); addrs != want {
+	c.query([]any{&addrs}, `SELECT coalesce(string_agg(name || '=' || coalesce(internal_sip, ''), ' ' ORDER BY name), '') FROM nodes`)
+	if want := fmt.Sprintf("node1=127.0.0.1:%d node2=127.0.0.1:%d node3=127.0.0.1:%d", c.sip[0], c.sip[1], c.sip[2]); addrs != want {
 		t.Errorf("nodes' internal SIP addresses %q, want %q", addrs, want)
 	}
 
@@ -204,9 +259,9 @@ func TestMakeCluster_CallsThroughFrontLandOnAllNodesAndSurviveANodeKill(t *testi
 	if len(got) < 2 || got["node1"]+got["node2"]+got["node3"] != 6 {
 		t.Fatalf("6 calls through the front landed on %v, want spread over the nodes (round robin)", got)
 	}
-	awaitTickets(6)
+	c.awaitTickets(6)
 
-	if err := syscall.Kill(pids["node2"], syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(c.pids["node2"], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	t1 := time.Now()
@@ -214,18 +269,18 @@ func TestMakeCluster_CallsThroughFrontLandOnAllNodesAndSurviveANodeKill(t *testi
 	if got["node2"] != 0 || got["node1"]+got["node3"] != 6 {
 		t.Errorf("6 calls after node2 was killed landed on %v, want all on node1 and node3", got)
 	}
-	awaitTickets(12)
+	c.awaitTickets(12)
 
 	// Ctrl-C: every process the script started is gone, within the nodes' grace.
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+	if err := c.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-done:
+	case <-c.done:
 	case <-time.After(30 * time.Second):
 		t.Fatal("cluster.sh did not stop within 30 s of SIGINT")
 	}
-	for name, pid := range pids {
+	for name, pid := range c.pids {
 		if syscall.Kill(pid, 0) == nil {
 			t.Errorf("%s (pid %d) still runs after Ctrl-C", name, pid)
 		}
@@ -233,9 +288,10 @@ func TestMakeCluster_CallsThroughFrontLandOnAllNodesAndSurviveANodeKill(t *testi
 }
 
 // hashedDevConfig writes the dev configuration with its accounts' passwords given as bcrypt
-// hashes of the lowest cost (and the agents' SIP secrets kept), so that three race-built nodes
-// starting side by side do not spend a minute hashing and comparing passwords on a busy
-// machine (a CI run's nodes were not ready within 60 s for that alone). Logins are unchanged.
+// hashes of the lowest cost (and the agents' SIP secrets and usernames kept), so that three
+// race-built nodes starting side by side do not spend a minute hashing and comparing passwords
+// on a busy machine (a CI run's nodes were not ready within 60 s for that alone). Logins are
+// unchanged.
 func hashedDevConfig(t *testing.T, dir string) string {
 	t.Helper()
 	b, err := os.ReadFile(opsRepoRoot + "/deploy/dev/switchboard.yaml")
@@ -256,6 +312,15 @@ func hashedDevConfig(t *testing.T, dir string) string {
 			t.Fatalf("the dev configuration has no account with password %q any more", pw)
 		}
 		s = strings.ReplaceAll(s, "password: "+pw, with)
+	}
+	// With a sip_secret the digest username defaults to the email only; the dev phones
+	// register as agent1, agent2, agent3 (the local part, as with a plain password).
+	for _, a := range []string{"agent1", "agent2", "agent3"} {
+		from := "{email: " + a + "@example.com,"
+		if !strings.Contains(s, from) {
+			t.Fatalf("the dev configuration has no agent %s any more", a)
+		}
+		s = strings.Replace(s, from, from+" sip_username: "+a+",", 1)
 	}
 	path := filepath.Join(dir, "dev-hashed.yaml")
 	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,11 +16,13 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/pgtest"
+	"github.com/switchboard-voice/switchboard/internal/testport"
 )
 
 var (
 	buildOnce sync.Once
 	binPath   string
+	keepBin   bool // binPath given by SWITCHBOARD_TEST_BINARY: not ours to remove
 	buildErr  error
 )
 
@@ -29,6 +30,11 @@ var (
 func binary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
+		// make test builds the race binary once for its shards of this package.
+		if p := os.Getenv("SWITCHBOARD_TEST_BINARY"); p != "" {
+			binPath, keepBin = p, true
+			return
+		}
 		dir, err := os.MkdirTemp("", "switchboard-bin-")
 		if err != nil {
 			buildErr = err
@@ -48,20 +54,18 @@ func binary(t *testing.T) string {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
+	if binPath != "" && !keepBin {
 		os.RemoveAll(filepath.Dir(binPath))
 	}
 	os.Exit(code)
 }
 
+// freePort is a loopback port for a gateway's listener, from the peers' band below the
+// ephemeral range (testport): a port the kernel handed out could be some process's outgoing
+// connection by the time the gateway binds it.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testport.FreeUDP(t)
 }
 
 // writeConfig writes a configuration for a test gateway on free ports and returns its path

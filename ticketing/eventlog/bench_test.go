@@ -3,6 +3,7 @@ package eventlog_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -76,7 +77,8 @@ func BenchmarkSteadyLoad(b *testing.B) {
 			b.Fatal(err)
 		}
 		reg := prometheus.NewRegistry()
-		eng, err := store.NewEngine(ticketing.EngineOptions{Registerer: reg})
+		eng, err := store.NewEngine(ticketing.EngineOptions{Registerer: reg,
+			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -48,6 +48,12 @@ type concStep struct {
 	RSSKB        int64   `json:"rss_kb"`
 	RSSKBPerCall float64 `json:"rss_kb_per_call"`
 	HeapMBInuse  float64 `json:"heap_inuse_mb"`
+	// What the RSS per call is made of, per call above the idle gateway: the Go heap live at
+	// the last GC (from go_memstats_next_gc_bytes, the GC's goal: about twice it at GOGC=100;
+	// the heap may grow to the goal before the next GC, and RSS keeps pages the GC freed until
+	// the scavenger returns them) and the goroutine stacks (go_memstats_stack_inuse_bytes).
+	LiveHeapKBPerCall float64 `json:"live_heap_kb_per_call"`
+	StackKBPerCall    float64 `json:"stack_kb_per_call"`
 	// At the window's end, above the idle gateway (baseline) and ÷ N: the gateway's goroutines
 	// (go_goroutines) and open file descriptors (/proc/<pid>/fd).
 	Goroutines        float64 `json:"goroutines"`
@@ -70,6 +76,8 @@ type idleBase struct {
 	RSSKB      int64   `json:"rss_kb"`
 	Goroutines float64 `json:"goroutines"`
 	FDs        int     `json:"fds"`
+	NextGCB    float64 `json:"next_gc_bytes"`
+	StackB     float64 `json:"stack_inuse_bytes"`
 }
 
 // floorStep is the bare relay carrying the same load.
@@ -135,9 +143,9 @@ func (b *bench) runConcurrency(ctx context.Context) error {
 }
 
 func (b *bench) logStep(st concStep) {
-	b.logf("  legs %d/%d, gateway CPU %.0f%%, %.0f packets/s forwarded, %.2f µs/packet, loss %.4f%% (socket drops %d), generator loss %.4f%%, RSS %.1f KiB/call, %.2f goroutines/call, %.2f fds/call, generator CPU %.0f%% (load core %.0f%%): %s",
+	b.logf("  legs %d/%d, gateway CPU %.0f%%, %.0f packets/s forwarded, %.2f µs/packet, loss %.4f%% (socket drops %d), generator loss %.4f%%, RSS %.1f KiB/call (Go heap live at the last GC %.1f, stacks %.1f), %.2f goroutines/call, %.2f fds/call, generator CPU %.0f%% (load core %.0f%%): %s",
 		st.LegsStarted, 2*st.Calls, 100*st.GatewayCPU, st.ForwardedPPS, st.CPUUsPerPacket, st.LossPct, st.GatewaySocketDrops, st.GenLossPct, st.RSSKBPerCall,
-		st.GoroutinesPerCall, st.FDsPerCall, 100*st.Load.GeneratorCPU, 100*st.Load.CoreBusy, passText(st.Pass, st.Why))
+		st.LiveHeapKBPerCall, st.StackKBPerCall, st.GoroutinesPerCall, st.FDsPerCall, 100*st.Load.GeneratorCPU, 100*st.Load.CoreBusy, passText(st.Pass, st.Why))
 }
 
 // idleBaseline waits for the gateway to be idle and reads its memory, goroutines and
@@ -159,6 +167,8 @@ func (b *bench) idleBaseline(ctx context.Context) (idleBase, error) {
 		return base, err
 	}
 	base.Goroutines = m.Sum("go_goroutines", nil)
+	base.NextGCB = m.Sum("go_memstats_next_gc_bytes", nil)
+	base.StackB = m.Sum("go_memstats_stack_inuse_bytes", nil)
 	return base, nil
 }
 
@@ -314,6 +324,11 @@ func (b *bench) concStep(ctx context.Context, tag, n int, base idleBase) (concSt
 	st.HeapMBInuse = m1.Sum("go_memstats_heap_inuse_bytes", nil) / (1 << 20)
 	st.Goroutines = m1.Sum("go_goroutines", nil)
 	st.GoroutinesPerCall = (st.Goroutines - base.Goroutines) / float64(n)
+	// The GC's goal is live + (live + stacks + globals) × GOGC/100: at GOGC=100, live is
+	// (goal − stacks − globals) / 2, and the globals cancel against the idle gateway's.
+	dStack := m1.Sum("go_memstats_stack_inuse_bytes", nil) - base.StackB
+	st.LiveHeapKBPerCall = (m1.Sum("go_memstats_next_gc_bytes", nil) - base.NextGCB - dStack) / 2 / 1024 / float64(n)
+	st.StackKBPerCall = dStack / 1024 / float64(n)
 	if st.FDs, err = procstat.FDCount(b.gw.pid); err != nil {
 		return st, b.gatewayAlive()
 	}
@@ -331,6 +346,9 @@ func (b *bench) concStep(ctx context.Context, tag, n int, base idleBase) (concSt
 		st.CPUUsPerPacket = float64(cpu.Microseconds()) / fwd
 	}
 	st.RSSKBPerCall = float64(st.RSSKB-base.RSSKB) / float64(n)
+	if b.profile { // after the window's figures: the heap profile's GC costs the gateway CPU
+		b.saveHeap(ctx, filepath.Join(dir, "gateway-heap.pprof"), filepath.Join(dir, "gateway-goroutines.txt"))
+	}
 
 	// Hang-ups: SIPp's BYEs, then the gateway closes the legs and counts their loss. The media
 	// runs until SIPp is done, so that no call ends on the gateway's media timeout instead.

@@ -246,8 +246,20 @@ func waitBound(ctx context.Context, port int) error {
 
 // saveProfile saves a CPU profile of the gateway (its admin listener's pprof).
 func (b *bench) saveProfile(ctx context.Context, path string, seconds int) {
-	url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", b.gw.cfg.AdminPort, seconds)
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(seconds+20)*time.Second)
+	b.savePprof(ctx, path, fmt.Sprintf("profile?seconds=%d", seconds), time.Duration(seconds+20)*time.Second, "CPU profile")
+}
+
+// saveHeap saves what the gateway's heap holds (after a GC: live objects by allocation site)
+// and its goroutines by stack, to tell what a call's resident memory is made of.
+func (b *bench) saveHeap(ctx context.Context, heapPath, goroutinePath string) {
+	b.savePprof(ctx, heapPath, "heap?gc=1", 20*time.Second, "heap profile")
+	b.savePprof(ctx, goroutinePath, "goroutine?debug=1", 20*time.Second, "goroutine profile")
+}
+
+// savePprof saves one of the gateway's /debug/pprof/ answers to path.
+func (b *bench) savePprof(ctx context.Context, path, query string, timeout time.Duration, what string) {
+	url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/%s", b.gw.cfg.AdminPort, query)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -255,7 +267,7 @@ func (b *bench) saveProfile(ctx context.Context, path string, seconds int) {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		b.logf("  profile: %v", err)
+		b.logf("  %s: %v", what, err)
 		return
 	}
 	defer resp.Body.Close()
@@ -265,7 +277,7 @@ func (b *bench) saveProfile(ctx context.Context, path string, seconds int) {
 	}
 	defer f.Close()
 	if _, err := io.Copy(f, resp.Body); err == nil {
-		b.logf("  saved CPU profile %s", rel(b.root, path))
+		b.logf("  saved %s %s", what, rel(b.root, path))
 	}
 }
 

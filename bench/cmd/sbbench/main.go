@@ -140,7 +140,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&b.rtpengine, "rtpengine", "rtpengine", `rtpengine binary, run as the peer at the best step's N when found ("off": not run)`)
 	fs.BoolVar(&b.norec, "norec", true, "also run the gateway with recording off at the best step's N")
 	budget := fs.Duration("budget", 18*time.Minute, "stop starting steps that would end after this much time")
-	fs.BoolVar(&b.profile, "profile", false, "also save 10 s CPU profiles of the gateway (pprof) at the last CPS step and the largest concurrency step (they cost CPU: not for the recorded figures)")
+	fs.BoolVar(&b.profile, "profile", false, "also save 10 s CPU profiles of the gateway (pprof) at the last CPS step and the largest concurrency step, and after each concurrency step's window its heap (live objects after a GC) and goroutines (they cost CPU: not for the recorded figures)")
 	quick := fs.Bool("quick", false, "development: short steps (5 s CPS steps, 5 s windows)")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -1,0 +1,145 @@
+// The agent softphone on node 2 of `make cluster` (three nodes behind Kamailio), in headless
+// Debian Chromium driven by playwright-core, through a node's loss. Started by cmd/switchboard's
+// TestMakeCluster_AgentsOnTwoNodesAnswerThroughTheFront_KillDashNineUnderLoad, which asks the Go
+// test (POST CONTROL_URL/<step>) for what a browser cannot do: `call` sends a carrier call
+// through the front to the queue line; `kill` lets agent2's SIP phone on node 3 answer a call,
+// starts a SIPp load through the front and kill -9s node 2 under it; `restart` waits for the
+// survivors to close node 2's calls and set agent1 offline, then starts node 2 again.
+// Environment: GATEWAY_URL (node 2), CONTROL_URL, FAKE_AUDIO_WAV, ARTIFACTS_DIR, CHROMIUM_PATH,
+// CALLER.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { launchPage, STEP } from './harness.mjs';
+
+const base = process.env.GATEWAY_URL;
+const control = process.env.CONTROL_URL;
+const wav = process.env.FAKE_AUDIO_WAV;
+const artifacts = process.env.ARTIFACTS_DIR || '.';
+const caller = process.env.CALLER || '+15551234567';
+
+// Three race-built nodes, Kamailio, SIPp and this browser share a loaded machine.
+const WAIT = 2 * STEP;
+
+async function until(fn, what, ms = WAIT) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${last})`);
+}
+
+async function rtpStats(page, type) {
+  return page.evaluate(async (type) => {
+    const pc = window.softphone.pc;
+    if (!pc) return null;
+    const stats = await pc.getStats();
+    for (const r of stats.values()) {
+      if (r.type === type && r.kind === 'audio') {
+        return { packets: r.packetsReceived ?? r.packetsSent, energy: r.totalAudioEnergy || 0 };
+      }
+    }
+    return null;
+  }, type);
+}
+
+async function agentState(page) {
+  return page.evaluate(async () => {
+    const res = await fetch('/api/v2/agents');
+    const body = await res.json();
+    const me = body.agents.find((a) => a.email === 'agent1@example.com');
+    return me && me.state;
+  });
+}
+
+async function ask(step, ms = 4 * STEP) {
+  const res = await fetch(control + '/' + step, { method: 'POST', signal: AbortSignal.timeout(ms) });
+  assert.equal(res.status, 202, `the Go test did ${step}`);
+}
+
+// login logs agent1 in from the page's login form; timeout bounds each action (the form may
+// go away under it: the page reloads itself when its node does not know its session).
+async function login(page, timeout = WAIT) {
+  await page.getByTestId('login-email').fill('agent1@example.com', { timeout });
+  await page.getByTestId('login-password').fill('agentpass', { timeout });
+  await page.getByTestId('login-submit').click({ timeout });
+  await page.getByTestId('login-submit').waitFor({ state: 'hidden', timeout });
+}
+
+// setState clicks the button until the page shows the state (the click counts once the
+// signalling is up).
+async function setState(page, state) {
+  let clicked = 0;
+  await until(async () => {
+    if ((await page.getByTestId('agent-state').textContent()) === state) return true;
+    if (clicked++ % 10 === 0) await page.getByTestId(state === 'available' ? 'go-available' : 'go-away').click();
+    return false;
+  }, `state ${state} on the page`);
+}
+
+test('cluster softphone: answers through the front, its node killed under load, reconnects', { timeout: 600_000 }, async (t) => {
+  assert.ok(base && control, 'GATEWAY_URL and CONTROL_URL are set');
+  const { browser, page } = await launchPage(t, { wav, close: false });
+  page.setDefaultTimeout(WAIT);
+  t.after(async () => {
+    await page.screenshot({ path: path.join(artifacts, 'cluster-last.png'), fullPage: true }).catch(() => {});
+    console.log('agent-state at the end:', await page.getByTestId('agent-state').textContent().catch((e) => e.message));
+    await browser.close();
+  });
+
+  await page.goto(base + '/');
+  await login(page);
+  await setState(page, 'available');
+  await until(async () => (await agentState(page)) === 'available', 'agent1 available in GET /api/v2/agents');
+  await until(() => page.evaluate(() => window.softphone.pc && window.softphone.pc.connectionState === 'connected'),
+    'the PeerConnection to node 2 to connect');
+
+  // A carrier call through the front, to whichever node the front picks: offered here.
+  await ask('call');
+  const incoming = page.getByTestId('incoming-call');
+  await incoming.waitFor({ state: 'visible' });
+  await until(async () => (await incoming.textContent()).includes(caller), `the caller's number ${caller} in incoming-call`);
+  await page.getByTestId('answer').click();
+  await page.getByTestId('hangup').waitFor({ state: 'visible' });
+  await until(async () => {
+    const s = await rtpStats(page, 'inbound-rtp');
+    return s && s.packets > 50 && s.energy > 0 ? s : null;
+  }, 'inbound audio in getStats');
+  await until(async () => {
+    const s = await rtpStats(page, 'outbound-rtp');
+    return s && s.packets > 50 ? s : null;
+  }, 'outbound audio in getStats');
+  await page.getByTestId('hangup').click();
+  await page.getByTestId('hangup').waitFor({ state: 'hidden' });
+  // Away, so that the next call goes to agent2's SIP phone; still attached to node 2.
+  await until(async () => ['wrap_up', 'available'].includes(await agentState(page)), 'agent1 out of busy after the hang-up');
+  await setState(page, 'away');
+
+  // agent2's phone answers a call, the load starts, node 2 is killed under it.
+  await ask('kill');
+  await until(async () => (await page.locator('#conn').textContent()).includes('Reconnecting'), 'the page to see node 2 gone');
+  await page.screenshot({ path: path.join(artifacts, 'cluster-node-lost.png'), fullPage: true });
+
+  // The survivors close node 2's calls and set agent1 offline; node 2 comes back.
+  await ask('restart');
+  // The page reconnects by itself (its back-off is at most 10 s), logging in again when the
+  // restarted node does not know its session.
+  await until(async () => {
+    if (await page.getByTestId('login-submit').isVisible()) {
+      // A reload may hide the form between the check and the login: try again next round.
+      await login(page, 5000).catch((e) => console.log('login after the restart, retrying:', e.message.split('\n')[0]));
+      return false;
+    }
+    return (await page.locator('#conn').textContent()).includes('Connected');
+  }, 'the page to reconnect to node 2', 2 * WAIT);
+  await setState(page, 'available');
+  await until(async () => (await agentState(page)) === 'available', 'agent1 available again in GET /api/v2/agents');
+  await page.screenshot({ path: path.join(artifacts, 'cluster-reconnected.png'), fullPage: true });
+});
