@@ -438,11 +438,12 @@ async function loadScreenPop(callID) {
       sp = (await api('GET', `/calls/${encodeURIComponent(callID)}/screen_pop`)).screen_pop;
       break;
     } catch (e) {
-      if (attempt >= 10 || !ui.ring || ui.ring.id !== callID) {
+      // While it rings (bounded: 30 tries, 300 ms growing to 2 s, about a minute).
+      if (attempt >= 30 || !ui.ring || ui.ring.id !== callID) {
         setRequesterNote(`No caller details (${e.message})`);
         return;
       }
-      await new Promise((r) => setTimeout(r, 300));
+      await new Promise((r) => setTimeout(r, Math.min(2000, 300 * 1.3 ** attempt)));
     }
   }
   if (!ui.ring || ui.ring.id !== callID) return;
@@ -513,7 +514,12 @@ async function loadTicket(callID) {
   link.textContent = 'ticket pending';
   link.removeAttribute('href');
   delete link.dataset.ticket;
-  for (let i = 0; i < 5 && ui.call && ui.call.id === callID; i++) {
+  // The ticket is made from the call's events a moment after the answer, later when the
+  // ticketing engine is behind (a busy database): ask for as long as the call lasts, less often
+  // as it goes (1 s, growing to every 5 s), never giving up while the agent is on the call.
+  for (let i = 0, wait = 1000; ui.call && ui.call.id === callID; i++, wait = Math.min(5000, wait * 1.5)) {
+    if (i > 0) await new Promise((r) => setTimeout(r, wait));
+    if (!ui.call || ui.call.id !== callID) return;
     try {
       const c = (await api('GET', `/calls/${encodeURIComponent(callID)}`)).call;
       if (c && c.ticket_id) {
@@ -525,7 +531,6 @@ async function loadTicket(callID) {
         return;
       }
     } catch { /* not there yet */ }
-    await new Promise((r) => setTimeout(r, 1000));
   }
 }
 
