@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +19,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/ticketing"
 )
 
@@ -265,4 +274,101 @@ func insideRegistrar(stack []ast.Node) bool {
 		}
 	}
 	return false
+}
+
+// TestOpenAPI_ACDMatchesSpec drives the ACD's operations of openapi.yaml (x-served-by: ivr:
+// GET /queues, GET /agents, PUT /agents/{id}/state), a success and an error each, through the
+// ACD's real handlers on a loopback server, and checks every answer against the description.
+func TestOpenAPI_ACDMatchesSpec(t *testing.T) {
+	acd, err := ivr.NewACD(ivr.ACDOptions{
+		Queues: []ivr.Queue{{Name: "support"}},
+		Agents: []ivr.Agent{{ID: 7, Email: "agent7@example.com", Name: "Agent Seven", Queues: []string{"support"}}},
+		Authorizer: ivr.AuthorizerFunc(func(r *http.Request) (int64, bool, error) {
+			switch r.Header.Get("Authorization") {
+			case "Bearer agent7":
+				return 7, false, nil
+			case "Bearer agent8":
+				return 8, false, nil
+			}
+			return 0, false, errors.New("no credentials")
+		}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(acd.Close)
+	mux := http.NewServeMux()
+	acd.Register(mux, apiPrefix)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	doc, err := ticketing.OpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc.Servers = openapi3.Servers{{URL: srv.URL + apiPrefix}}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	validated := map[string]map[int]bool{}
+	for _, s := range []struct{ token, method, path, body string }{
+		{"agent7", "GET", "/queues", ""},
+		{"", "GET", "/queues", ""},
+		{"agent7", "GET", "/agents", ""},
+		{"", "GET", "/agents", ""},
+		{"agent7", "PUT", "/agents/7/state", `{"agent":{"state":"available"}}`},
+		{"agent7", "PUT", "/agents/7/state", `{"agent":{"state":"lunch"}}`},
+		{"agent8", "PUT", "/agents/7/state", `{"agent":{"state":"away"}}`},
+	} {
+		req, _ := http.NewRequest(s.method, srv.URL+apiPrefix+s.path, strings.NewReader(s.body))
+		if s.token != "" {
+			req.Header.Set("Authorization", "Bearer "+s.token)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		route, params, err := router.FindRoute(req)
+		if err != nil {
+			t.Fatalf("%s %s: not in openapi.yaml: %v", s.method, s.path, err)
+		}
+		in := &openapi3filter.ResponseValidationInput{
+			RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
+				Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}},
+			Status: res.StatusCode, Header: res.Header, Body: io.NopCloser(bytes.NewReader(raw)),
+			Options: &openapi3filter.Options{IncludeResponseStatus: true},
+		}
+		if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
+			t.Errorf("%s %s → %d does not match openapi.yaml: %v\n%s", s.method, s.path, res.StatusCode, err, raw)
+			continue
+		}
+		op := route.Operation.OperationID
+		if validated[op] == nil {
+			validated[op] = map[int]bool{}
+		}
+		validated[op][res.StatusCode] = true
+	}
+	ops := 0
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			if op.Extensions["x-served-by"] != "ivr" {
+				continue
+			}
+			ops++
+			ok, failed := false, false
+			for status := range validated[op.OperationID] {
+				ok = ok || status < 300
+				failed = failed || status >= 400
+			}
+			if !ok || !failed {
+				t.Errorf("%s %s (%s): validated statuses %v, want a success and an error", method, path, op.OperationID, validated[op.OperationID])
+			}
+		}
+	}
+	if ops != 3 {
+		t.Errorf("%d operations served by the ACD in openapi.yaml, want 3", ops)
+	}
 }
