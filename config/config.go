@@ -68,6 +68,7 @@ type Config struct {
 	Admin         Admin             `yaml:"admin"`
 	SIP           SIP               `yaml:"sip"`
 	RTP           RTP               `yaml:"rtp"`
+	WebRTC        WebRTC            `yaml:"webrtc"`
 	Trunks        []Trunk           `yaml:"trunks"`
 	Lines         []Line            `yaml:"lines"`
 	Prompts       Prompts           `yaml:"prompts"`

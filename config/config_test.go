@@ -38,7 +38,7 @@ type problemCase struct {
 var problemCases = []problemCase{
 	// Decoding: unknown keys, types, syntax.
 	{"unknown top-level key is an error with the allowed keys", "sipp: {}\n", []Problem{
-		{"sipp", `unknown key "sipp"; allowed here: node, shutdown_grace, log, database, http, admin, sip, rtp, trunks, lines, prompts, ivr, queues, agents, users, teams, recordings, voicemail, ticketing, cluster`, 2}}},
+		{"sipp", `unknown key "sipp"; allowed here: node, shutdown_grace, log, database, http, admin, sip, rtp, webrtc, trunks, lines, prompts, ivr, queues, agents, users, teams, recordings, voicemail, ticketing, cluster`, 2}}},
 	{"unknown key inside a list element has its path", "sip:\n  listen: [{transport: udp, adress: 127.0.0.1:5060}]\n", []Problem{
 		{"sip.listen[0].adress", `unknown key "adress"; allowed here: transport, address`, 3},
 		{"sip.listen[0].address", "is required: write IP:port, e.g. 127.0.0.1:5060", 3}}},

@@ -70,6 +70,7 @@ func (c *Config) Validate() Problems {
 	c.validateHTTP(k)
 	c.validateSIP(k)
 	c.validateRTP(k)
+	c.validateWebRTC(k)
 	c.validateTrunks(k)
 	c.validateLines(k)
 	c.validateIVR(k)

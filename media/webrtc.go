@@ -37,16 +37,32 @@ type WebRTCOptions struct {
 	Metrics *Metrics
 	// DTMFPayloadType is the telephone-event payload type offered. Default 101.
 	DTMFPayloadType uint8
+	// ICEPortMax, when set, makes ICEAddress's port the first of a range: the ICE socket binds
+	// the first free port from ICEAddress's port to ICEPortMax, so that a firewall can open a
+	// known range (every agent shares the one socket: one port is all a node needs; a range
+	// lets several nodes share a host). Zero: ICEAddress's port only (0: any free port).
+	ICEPortMax uint16
+	// ICETCPAddress, when valid, is also a passive ICE-TCP socket (RFC 6544): browsers behind
+	// firewalls that drop UDP connect their audio over TCP to it. Port 0 is a free port.
+	// Unset: UDP only.
+	ICETCPAddress netip.AddrPort
+	// ICEDisconnectedTimeout and ICEFailedTimeout are how long without an answer to ICE
+	// consent checks (RFC 7675) a leg is "disconnected", then "failed". Zero: pion's defaults
+	// (5 s and 25 s).
+	ICEDisconnectedTimeout, ICEFailedTimeout time.Duration
 }
 
 // WebRTC holds what every agent's WebRTC leg shares: the pion API (PCMU and telephone-event
 // only) and the single ICE UDP socket. One per gateway; Close it after every leg is closed.
 type WebRTC struct {
-	opts WebRTCOptions
-	api  *webrtc.API
-	conn net.PacketConn
-	addr netip.AddrPort
-	mux  interface{ Close() error }
+	opts    WebRTCOptions
+	api     *webrtc.API
+	conn    net.PacketConn
+	addr    netip.AddrPort
+	mux     interface{ Close() error }
+	tcp     net.Listener // nil without ICETCPAddress
+	tcpMux  interface{ Close() error }
+	tcpAddr netip.AddrPort
 }
 
 // NewWebRTC binds the ICE socket and prepares the pion API.
@@ -70,9 +86,9 @@ func NewWebRTC(opts WebRTCOptions) (*WebRTC, error) {
 			return nil, fmt.Errorf("media: new webrtc: register codec: %w", err)
 		}
 	}
-	udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(opts.ICEAddress))
+	udp, err := listenICE(opts.ICEAddress, opts.ICEPortMax)
 	if err != nil {
-		return nil, fmt.Errorf("media: new webrtc: listen %s: %w", opts.ICEAddress, err)
+		return nil, err
 	}
 	la := udp.LocalAddr().(*net.UDPAddr).AddrPort()
 	addr := netip.AddrPortFrom(la.Addr().Unmap(), la.Port())
@@ -85,9 +101,35 @@ func NewWebRTC(opts WebRTCOptions) (*WebRTC, error) {
 	mux := webrtc.NewICEUDPMux(nil, conn)
 	se := webrtc.SettingEngine{}
 	se.SetICEUDPMux(mux)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	w := &WebRTC{opts: opts, conn: udp, addr: addr, mux: mux}
+	if opts.ICETCPAddress.IsValid() {
+		ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(opts.ICETCPAddress))
+		if err != nil {
+			mux.Close()
+			udp.Close()
+			return nil, fmt.Errorf("media: new webrtc: listen ICE-TCP %s: %w", opts.ICETCPAddress, err)
+		}
+		ta := ln.Addr().(*net.TCPAddr).AddrPort()
+		w.tcp, w.tcpAddr = ln, netip.AddrPortFrom(ta.Addr().Unmap(), ta.Port())
+		tmux := webrtc.NewICETCPMux(nil, ln, 64)
+		w.tcpMux = tmux
+		se.SetICETCPMux(tmux)
+		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+	}
+	se.SetNetworkTypes(networks)
 	se.SetIncludeLoopbackCandidate(addr.Addr().IsLoopback())
 	se.SetLite(opts.Lite)
+	if opts.ICEDisconnectedTimeout > 0 || opts.ICEFailedTimeout > 0 {
+		disc, failed := opts.ICEDisconnectedTimeout, opts.ICEFailedTimeout
+		if disc <= 0 {
+			disc = 5 * time.Second
+		}
+		if failed <= 0 {
+			failed = 25 * time.Second
+		}
+		se.SetICETimeouts(disc, failed, min(2*time.Second, disc/2))
+	}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled) // plain host addresses, no multicast
 	if opts.PublicIP.IsValid() {
 		se.SetNAT1To1IPs([]string{opts.PublicIP.String()}, webrtc.ICECandidateTypeHost)
@@ -95,22 +137,50 @@ func NewWebRTC(opts WebRTCOptions) (*WebRTC, error) {
 	if addr.Addr().IsLoopback() {
 		se.SetRemoteIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	}
-	return &WebRTC{
-		opts: opts,
-		api:  webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)),
-		conn: udp,
-		addr: addr,
-		mux:  mux,
-	}, nil
+	w.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
+	return w, nil
+}
+
+// listenICE binds the ICE UDP socket: at a's port, or with portMax at the first free port of
+// a's port … portMax. The range is walked in order, bounded by its size.
+func listenICE(a netip.AddrPort, portMax uint16) (*net.UDPConn, error) {
+	if portMax == 0 || a.Port() == 0 {
+		udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(a))
+		if err != nil {
+			return nil, fmt.Errorf("media: new webrtc: listen %s: %w", a, err)
+		}
+		return udp, nil
+	}
+	if portMax < a.Port() {
+		return nil, fmt.Errorf("media: new webrtc: ICE port range %d-%d is empty", a.Port(), portMax)
+	}
+	var last error
+	for p := int(a.Port()); p <= int(portMax); p++ {
+		udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a.Addr(), uint16(p))))
+		if err == nil {
+			return udp, nil
+		}
+		last = err
+	}
+	return nil, fmt.Errorf("media: new webrtc: no free port in %s %d-%d: %w", a.Addr(), a.Port(), portMax, last)
 }
 
 // Addr is the bound ICE socket's address.
 func (w *WebRTC) Addr() netip.AddrPort { return w.addr }
 
-// Close closes the ICE socket. Legs still open stop working; close them first.
+// TCPAddr is the ICE-TCP socket's address; invalid without WebRTCOptions.ICETCPAddress.
+func (w *WebRTC) TCPAddr() netip.AddrPort { return w.tcpAddr }
+
+// Close closes the ICE sockets. Legs still open stop working; close them first.
 func (w *WebRTC) Close() error {
 	err := w.mux.Close()
 	w.conn.Close()
+	if w.tcpMux != nil {
+		if terr := w.tcpMux.Close(); err == nil {
+			err = terr
+		}
+		w.tcp.Close()
+	}
 	if err != nil {
 		return fmt.Errorf("media: close webrtc: %w", err)
 	}
@@ -151,10 +221,11 @@ type WebRTCLeg struct {
 	track *webrtc.TrackLocalStaticRTP
 	muted atomic.Bool
 
-	mu     sync.Mutex
-	pc     *webrtc.PeerConnection
-	caller *Endpoint
-	closed bool
+	mu      sync.Mutex
+	pc      *webrtc.PeerConnection
+	caller  *Endpoint
+	closed  bool
+	onState func(WebRTCState)
 
 	wg sync.WaitGroup
 }
@@ -222,6 +293,28 @@ func (l *WebRTCLeg) toBrowser() {
 	}
 }
 
+// WebRTCState is a leg's PeerConnection state as its owner sees it (the W3C
+// RTCPeerConnectionState names: "new", "connecting", "connected", "disconnected", "failed",
+// "closed").
+type WebRTCState string
+
+// The states an owner acts on.
+const (
+	WebRTCConnected WebRTCState = "connected"
+	// WebRTCFailed: ICE found no working candidate pair (RFC 8445 §8.1: every check failed,
+	// or consent expired, RFC 7675 §5.1) — a firewall dropping the media's UDP, typically.
+	WebRTCFailed WebRTCState = "failed"
+)
+
+// OnStateChange sets f to be told each state of the leg's current PeerConnection (a replaced
+// one's changes are not told). f runs on pion's goroutine with no lock of the leg held; it must
+// not block. Set it before the first Offer.
+func (l *WebRTCLeg) OnStateChange(f func(WebRTCState)) {
+	l.mu.Lock()
+	l.onState = f
+	l.mu.Unlock()
+}
+
 // Endpoint is the leg's internal RTP endpoint: what it sends is what the agent hears (Play on
 // it plays to the agent), what it receives is the agent's microphone. Do not Close it.
 func (l *WebRTCLeg) Endpoint() *Endpoint { return l.ep }
@@ -258,6 +351,14 @@ func (l *WebRTCLeg) Offer(ctx context.Context) (string, error) {
 			}
 		}
 	}()
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		l.mu.Lock()
+		f, current := l.onState, l.pc == pc
+		l.mu.Unlock()
+		if f != nil && current {
+			f(WebRTCState(st.String()))
+		}
+	})
 	to := l.epAddr()
 	pc.OnTrack(func(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		l.mu.Lock()

@@ -424,3 +424,52 @@ func TestRecordingHoldsUnderASecondOfAudio(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Rule (issue 21, the agent page's Pause recording): Service.PauseCall finds the live call's
+// recording by call id and pauses and resumes it (audited with the agent's id, silence in
+// between); a call this node does not record is ErrNotFound.
+func TestPauseCallByCallID(t *testing.T) {
+	clk := newClock()
+	s := newService(t, Options{Now: clk.Now, Buffer: 1024})
+	ctx := ctxTimeout(t)
+	base := clk.Now()
+	if err := s.PauseCall(ctx, "call-none", 5, true); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("pause an unrecorded call: %v, want ErrNotFound", err)
+	}
+	w, err := s.Start(ctx, "call-pc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tap := w.CallerTap()
+	feed(tap, base, media.PCMU, 440, 7, 0, 50)
+	clk.Set(base.Add(time.Second))
+	if err := s.PauseCall(ctx, "call-pc", 5, true); err != nil {
+		t.Fatal(err)
+	}
+	feed(tap, base, media.PCMU, 440, 7, 50, 100)
+	clk.Set(base.Add(2 * time.Second))
+	if err := s.PauseCall(ctx, "call-pc", 5, false); err != nil {
+		t.Fatal(err)
+	}
+	feed(tap, base, media.PCMU, 440, 7, 100, 150)
+	clk.Set(base.Add(3 * time.Second))
+	res, err := w.Finish(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := readWAV(t, res.Path)
+	if e := energy(d.segment(0, time.Second, 2*time.Second)); e != 0 {
+		t.Errorf("paused second has energy %.0f, want silence", e)
+	}
+	flush(t, s)
+	rec, err := s.Recording(ctx, res.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Pauses) != 1 || rec.Pauses[0].FromMS != 1000 || rec.Pauses[0].ToMS == nil || *rec.Pauses[0].ToMS != 2000 || rec.Pauses[0].PausedBy != 5 {
+		t.Errorf("pauses %+v, want 1000-2000 ms by 5", rec.Pauses)
+	}
+	if err := s.PauseCall(ctx, "call-pc", 5, true); !errors.Is(err, ErrNotFound) {
+		t.Errorf("pause a finished call: %v, want ErrNotFound", err)
+	}
+}

@@ -77,6 +77,22 @@ func (a *API) putCallRequester(w http.ResponseWriter, r *http.Request, p Princip
 	return nil
 }
 
+// maxQueueFilter bounds GET /calls?queue=a,b,…
+const maxQueueFilter = 50
+
+// queueName reports whether s can be a queue's name (the configuration's rule).
+func queueName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 func (a *API) listCalls(w http.ResponseWriter, r *http.Request, p Principal) error {
 	if csvOut, err := wantsCSV(r); err != nil || csvOut {
 		if err != nil {
@@ -92,6 +108,25 @@ func (a *API) listCalls(w http.ResponseWriter, r *http.Request, p Principal) err
 			return invalidField("per_page", "must be a whole number from 1 to 100, got %q", v)
 		}
 		f.Limit = n
+	}
+	if v := q.Get("agent_id"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return invalidField("agent_id", "must be a user id (a positive whole number), got %q", v)
+		}
+		f.AgentID = n
+	}
+	if v := q.Get("queue"); v != "" {
+		names := strings.Split(v, ",")
+		if len(names) > maxQueueFilter {
+			return invalidField("queue", "names at most %d queues, got %d", maxQueueFilter, len(names))
+		}
+		for _, n := range names {
+			if !queueName(n) {
+				return invalidField("queue", "%q is not a queue name (letters, digits, '_' and '-', at most 64)", n)
+			}
+		}
+		f.Queues = names
 	}
 	if v := q.Get("since"); v != "" {
 		t, err := time.Parse(time.RFC3339, v)

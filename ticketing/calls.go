@@ -271,7 +271,11 @@ func loadCallPlain(ctx context.Context, q querier, id string) (*callRow, error) 
 // CallFilter selects calls for GET /calls; empty fields do not filter.
 type CallFilter struct {
 	From, To, Line, Outcome string
-	Since                   time.Time
+	// AgentID, when set, keeps the calls that agent answered or placed (the agent page's own).
+	AgentID int64
+	// Queues, when set, keeps the calls of those queues (the agent page's team view).
+	Queues []string
+	Since  time.Time
 	// Before is the pagination cursor: calls started before (BeforeStarted, BeforeID).
 	BeforeStarted time.Time
 	BeforeID      string
@@ -290,12 +294,17 @@ func (s *Store) ListCalls(ctx context.Context, f CallFilter) ([]Call, bool, erro
 	if !f.BeforeStarted.IsZero() {
 		beforeStarted = &f.BeforeStarted
 	}
+	queues := f.Queues
+	if queues == nil {
+		queues = []string{}
+	}
 	rows, err := s.pool.Query(ctx, `SELECT `+callRowColumns+` FROM calls WHERE started_at IS NOT NULL
 		AND ($1 = '' OR from_number = $1) AND ($2 = '' OR to_number = $2) AND ($3 = '' OR line = $3)
 		AND ($4 = '' OR outcome = $4) AND ($5::timestamptz IS NULL OR started_at >= $5)
 		AND ($6::timestamptz IS NULL OR (started_at, id) < ($6, $7))
+		AND ($9::bigint = 0 OR agent_id = $9) AND (cardinality($10::text[]) = 0 OR queue = ANY($10))
 		ORDER BY started_at DESC, id DESC LIMIT $8`,
-		f.From, f.To, f.Line, f.Outcome, since, beforeStarted, f.BeforeID, f.Limit+1)
+		f.From, f.To, f.Line, f.Outcome, since, beforeStarted, f.BeforeID, f.Limit+1, f.AgentID, queues)
 	if err != nil {
 		return nil, false, dbError("list calls", err)
 	}

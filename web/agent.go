@@ -45,6 +45,7 @@ type agentSession struct {
 	ring   *ringing
 	call   *callLeg
 	closed bool
+	audio  media.WebRTCState // the leg's PeerConnection state; "" before the first
 }
 
 // wsConn is one attached WebSocket with its writer queue.
@@ -88,6 +89,12 @@ type message struct {
 	Agent   map[string]any `json:"agent,omitempty"`
 	APIBase string         `json:"api_base,omitempty"`
 	Message string         `json:"message,omitempty"`
+	// Paused (recording) pauses (true) or resumes the call's recording.
+	Paused *bool `json:"paused,omitempty"`
+	// Extend (wrap_up): the agent's wrap-up ends this many seconds from now.
+	Extend int `json:"extend,omitempty"`
+	// ICEServers (hello) are the STUN/TURN servers the page gives its RTCPeerConnection.
+	ICEServers []ICEServer `json:"ice_servers,omitempty"`
 }
 
 // callJSON is the call as the page shows it.
@@ -103,6 +110,18 @@ type callJSON struct {
 	Language   string `json:"language,omitempty"`
 	State      string `json:"state"` // ringing | talking | held
 	Since      string `json:"since"` // RFC 3339: when the current state began (the timer's origin)
+	// RecordingPaused: the agent paused the call's recording (Pause recording).
+	RecordingPaused bool `json:"recording_paused,omitempty"`
+}
+
+// maxWrapUpExtend bounds one extension of a wrap-up (seconds).
+const maxWrapUpExtend = 600
+
+// WrapUpExtender is what an ACD implements when the page's Extend button may lengthen an
+// agent's wrap-up: ExtendWrapUp makes the running wrap-up end d from now, or refuses
+// (ivr.ErrBadState) when the agent is not in a wrap-up it times. *ivr.ACD implements it.
+type WrapUpExtender interface {
+	ExtendWrapUp(id int64, d time.Duration) (ivr.AgentStatus, error)
 }
 
 // errMalformed is the answer to a message the page should never send.
@@ -135,6 +154,14 @@ func parseMessage(b []byte) (message, error) {
 		} else if _, ok := media.EventOf(r[0]); !ok {
 			return message{}, fmt.Errorf("%w: %q is not a DTMF key", errMalformed, m.Digit)
 		}
+	case "recording":
+		if m.Paused == nil {
+			return message{}, fmt.Errorf("%w: recording without paused", errMalformed)
+		}
+	case "wrap_up":
+		if m.Extend < 1 || m.Extend > maxWrapUpExtend {
+			return message{}, fmt.Errorf("%w: wrap_up extend must be 1 to %d seconds", errMalformed, maxWrapUpExtend)
+		}
 	case "transfer":
 		if (m.AgentID == 0) == (m.Queue == "") {
 			return message{}, fmt.Errorf("%w: transfer names one agent_id or one queue", errMalformed)
@@ -164,7 +191,8 @@ func (as *agentSession) serve(ctx context.Context, c *websocket.Conn) {
 	}
 	// hello carries the state as of this moment and is queued first (wc.out is empty), so
 	// every later state message on this connection is newer than it.
-	hello, _ := json.Marshal(message{Type: "hello", Agent: agentJSON(as.agent), APIBase: as.s.opts.APIBase, State: string(as.state)})
+	hello, _ := json.Marshal(message{Type: "hello", Agent: agentJSON(as.agent), APIBase: as.s.opts.APIBase, State: string(as.state),
+		ICEServers: as.s.opts.ICEServers})
 	wc.out <- hello
 	as.mu.Unlock()
 	if old != nil {
@@ -288,6 +316,9 @@ func (as *agentSession) handle(ctx context.Context, m message) {
 				fail("offer", err)
 				return
 			}
+			as.mu.Lock()
+			as.audio = "new" // a new PeerConnection: its states follow
+			as.mu.Unlock()
 			as.send(message{Type: "offer", SDP: sdp})
 		}
 		as.sendCallState()
@@ -299,6 +330,10 @@ func (as *agentSession) handle(ctx context.Context, m message) {
 		st := ivr.AgentState(m.State)
 		if st != ivr.StateAvailable && st != ivr.StateAway {
 			fail("state", ivr.ErrBadState)
+			return
+		}
+		if st == ivr.StateAvailable && as.audioFailed() {
+			fail("state", errAudioFailed)
 			return
 		}
 		got, err := as.s.opts.ACD.SetState(as.agent.ID, st)
@@ -375,11 +410,89 @@ func (as *agentSession) handle(ctx context.Context, m message) {
 			return
 		}
 		as.send(message{Type: "transferred", CallID: cl.id})
+	case "recording":
+		cl := as.currentCall()
+		if cl == nil {
+			fail("recording", ivr.ErrNoCall)
+			return
+		}
+		if as.s.opts.Recordings == nil {
+			fail("recording", pageError("this gateway does not record calls"))
+			return
+		}
+		err := as.s.opts.Recordings.PauseCall(ctx, cl.id, as.agent.ID, *m.Paused)
+		if errors.Is(err, ErrNotRecorded) {
+			fail("recording", pageError("this call is not being recorded here (not recorded, or recorded by the node that owns the call)"))
+			return
+		}
+		if err != nil {
+			fail("recording", err)
+			return
+		}
+		cl.mu.Lock()
+		cl.info.RecordingPaused = *m.Paused
+		cl.mu.Unlock()
+		as.sendCallState()
+	case "wrap_up":
+		ext, ok := as.s.opts.ACD.(WrapUpExtender)
+		if !ok {
+			fail("wrap-up", pageError("this gateway cannot extend a wrap-up; press Away to stay out of calls longer"))
+			return
+		}
+		got, err := ext.ExtendWrapUp(as.agent.ID, time.Duration(m.Extend)*time.Second)
+		if errors.Is(err, ivr.ErrBadState) {
+			fail("wrap-up", pageError("you are not in a wrap-up this gateway can extend (it ended, or the node that ran the call times it)"))
+			return
+		}
+		if err != nil {
+			fail("wrap-up", err)
+			return
+		}
+		as.applyStatus(got)
 	case "ping":
 		as.send(message{Type: "pong"})
 	default:
 		fail(m.Type, pageError("unknown message"))
 	}
+}
+
+// errAudioFailed refuses "available" while the agent's audio path is down: every offer would
+// ring a page that cannot hear the caller, be missed, and count against the agent.
+var errAudioFailed = pageError("your audio is not connected (ICE failed: a firewall may block the " +
+	"media's UDP, and no TCP or TURN path worked); you cannot take calls until it connects — press Retry audio, " +
+	"or ask your administrator about webrtc.tcp_port or a TURN server")
+
+// audioFailed reports whether the leg's last PeerConnection failed or was closed (and no new
+// one was offered since).
+func (as *agentSession) audioFailed() bool {
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	return as.audio == media.WebRTCFailed || as.audio == "closed"
+}
+
+// audioChanged is the leg's state hook (pion's goroutine, no lock held): the page is told;
+// an agent whose audio failed while available is set away at once, with the reason, so that the
+// ACD stops offering calls nobody can hear (each would be missed and count against the agent).
+func (as *agentSession) audioChanged(st media.WebRTCState) {
+	as.mu.Lock()
+	as.audio = st
+	state, closed := as.state, as.closed
+	as.mu.Unlock()
+	if closed {
+		return
+	}
+	as.send(message{Type: "audio", State: string(st)})
+	if st != media.WebRTCFailed || state != ivr.StateAvailable {
+		return
+	}
+	as.s.log.Warn("web: agent's audio failed (ICE); set away", "agent", as.agent.ID)
+	got, err := as.s.opts.ACD.SetState(as.agent.ID, ivr.StateAway)
+	if err != nil {
+		as.s.log.Warn("web: set away after the audio failed", "agent", as.agent.ID, "err", err)
+		return
+	}
+	as.applyStatus(got)
+	as.send(message{Type: "error", Message: "You were set away: " + errAudioFailed.Error()})
 }
 
 func (as *agentSession) currentCall() *callLeg {

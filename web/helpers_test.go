@@ -106,6 +106,19 @@ func (f *fakeACD) Transfer(_ context.Context, callID string, to ivr.TransferTo) 
 	return nil
 }
 
+// count is how many times the page asked for a.
+func (f *fakeACD) count(a string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, x := range f.actions {
+		if x == a {
+			n++
+		}
+	}
+	return n
+}
+
 func (f *fakeACD) did(a string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -146,6 +159,12 @@ func newHarness(t *testing.T, opts Options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newHarnessWith(t, opts, rtc)
+}
+
+// newHarnessWith is newHarness on rtc (closed at the end of the test).
+func newHarnessWith(t *testing.T, opts Options, rtc *media.WebRTC) *harness {
+	t.Helper()
 	acd := newFakeACD()
 	opts.Auth, opts.ACD, opts.WebRTC = fakeAuth{}, acd, rtc
 	srv, err := New(opts)

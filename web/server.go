@@ -117,10 +117,34 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// Recordings pauses and resumes a call's recording (the page's Pause recording button).
+	// Nil: the button is answered "this gateway does not record calls".
+	Recordings RecordingPauser
+	// ICEServers are the STUN and TURN servers the page's RTCPeerConnection uses (told in the
+	// WebSocket's hello): agents behind a firewall that drops the media's UDP reach the gateway
+	// through a TURN relay (over TCP or TLS). Nil: host candidates only.
+	ICEServers []ICEServer
 	// Teams tells each agent's team ticket entry (docs/rules.md, TB), shown to the page in the
 	// login and /session answers as "ticket_entry" so that the dial form asks for a ticket
 	// ID; give it the same policy as Outbound.Teams. Nil: off for everyone.
 	Teams TeamPolicy
+}
+
+// RecordingPauser pauses (pause true) and resumes the recording of a live call; by is the
+// agent. A call not recorded on this node is an error wrapping ErrNotRecorded
+// (recordings.Service.PauseCall, adapted by the integrator).
+type RecordingPauser interface {
+	PauseCall(ctx context.Context, callID string, by int64, pause bool) error
+}
+
+// ErrNotRecorded is what a RecordingPauser wraps for a call it does not record.
+var ErrNotRecorded = errors.New("web: call not recorded here")
+
+// ICEServer is one STUN or TURN server for the page (the W3C RTCIceServer dictionary).
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
 }
 
 // Server is the agent page: login, the static page, /ws signalling, and every connected
@@ -331,7 +355,12 @@ func (s *Server) sessionJSON(a Agent) map[string]any {
 			te = e
 		}
 	}
-	return map[string]any{"agent": agentJSON(a), "api_base": s.opts.APIBase, "ticket_entry": te}
+	// The agent's queues: the page's Recent calls shows their calls as the team's.
+	queues := []string{}
+	if st, err := s.opts.ACD.Agent(a.ID); err == nil && st.Queues != nil {
+		queues = st.Queues
+	}
+	return map[string]any{"agent": agentJSON(a), "api_base": s.opts.APIBase, "ticket_entry": te, "queues": queues}
 }
 
 func agentJSON(a Agent) map[string]any {
@@ -413,6 +442,7 @@ func (s *Server) attach(a Agent) (*agentSession, error) {
 		return nil, err
 	}
 	as := newAgentSession(s, a, leg)
+	leg.OnStateChange(as.audioChanged)
 	s.mu.Lock()
 	other, listed := s.agents[a.ID]
 	closed := s.closed

@@ -10,6 +10,7 @@ import (
 	"github.com/switchboard-voice/switchboard/config"
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/recordings"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/ticketing"
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
@@ -30,19 +31,30 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 			return err
 		}
 	}
-	rtc, err := media.NewWebRTC(media.WebRTCOptions{
-		ICEAddress: netip.AddrPortFrom(t.ports.Addr(), 0), PublicIP: gw.cfg.SIP.ExternalAddr(), Allocator: alloc,
-	})
+	wcfg := gw.cfg.WebRTC
+	ropts := media.WebRTCOptions{
+		ICEAddress: netip.AddrPortFrom(t.ports.Addr(), uint16(wcfg.PortMin)), ICEPortMax: uint16(wcfg.PortMax),
+		PublicIP: gw.cfg.SIP.ExternalAddr(), Allocator: alloc,
+	}
+	if wcfg.TCPPort != 0 {
+		ropts.ICETCPAddress = netip.AddrPortFrom(t.ports.Addr(), uint16(wcfg.TCPPort))
+	}
+	rtc, err := media.NewWebRTC(ropts)
 	if err != nil {
 		return fmt.Errorf("webrtc: %w", err)
 	}
 	t.rtc = rtc
 	// Team ticket entry (docs/rules.md, TB) from the configuration's teams: the page and POST /calls.
 	teams := web.TeamPolicy(gw.cfg.TicketEntryOf)
+	var pauser web.RecordingPauser
+	if t.recs != nil {
+		pauser = recordingPauser{t.recs}
+	}
 	t.web, err = web.New(web.Options{
 		Auth: webLogin{gw.store}, ACD: clusterACD{t.acd, t.sip}, WebRTC: rtc, APIBase: "/api/v2",
 		Registerer: gw.reg, Logger: gw.log.With("component", "softphone"), Teams: teams,
-		SecureCookie: gw.cfg.HTTP.Secure(), Guard: gw.guard,
+		SecureCookie: gw.cfg.HTTP.Secure(), Guard: gw.guard, ICEServers: iceServers(wcfg.ICEServers),
+		Recordings: pauser,
 	})
 	if err != nil {
 		return err
@@ -76,6 +88,27 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	// TU-3, TU-4: an agent's callback of a call, onto its ticket.
 	mux.Handle("POST /api/v2/calls/{id}/callback", out.CallbackHandler(gw.engine, nil, caller))
 	return nil
+}
+
+// recordingPauser gives the page's Pause recording button the recordings service, saying
+// web.ErrNotRecorded for a call it does not record.
+type recordingPauser struct{ svc *recordings.Service }
+
+func (p recordingPauser) PauseCall(ctx context.Context, callID string, by int64, pause bool) error {
+	err := p.svc.PauseCall(ctx, callID, by, pause)
+	if errors.Is(err, recordings.ErrNotFound) {
+		return fmt.Errorf("%w: %w", web.ErrNotRecorded, err)
+	}
+	return err
+}
+
+// iceServers are the configuration's STUN/TURN servers as the page gets them.
+func iceServers(cs []config.ICEServer) []web.ICEServer {
+	var out []web.ICEServer
+	for _, c := range cs {
+		out = append(out, web.ICEServer{URLs: c.URLs, Username: c.Username, Credential: c.Credential})
+	}
+	return out
 }
 
 // outboundLines are the configuration's lines agents may call from (OB-7: those whose trunk

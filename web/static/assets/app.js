@@ -20,10 +20,24 @@ const ui = {
   timer: null,
   ticket: null, // the ticket open in the ticket view
   lines: [], // the lines the agent may call from (OB-7), from GET /lines
+  state: 'offline', // the agent's state as the server last told it
+  pending: null, // a state the agent chose while it could not be sent yet (WebSocket or audio not up)
+  iceServers: [], // STUN/TURN servers from the server's hello (webrtc.ice_servers)
+  audio: 'new', // the PeerConnection's state, as the page sees it
+  ringer: null, // the ringtone while a call rings
+  note: null, // the browser notification of the ringing call
+  wrapTimer: null,
+  scope: 'mine', // Recent calls: the agent's own, or their queues'
+  queues: [], // the agent's queues, from /session
 };
 
 // Exposed for diagnostics and tests: the page's own RTCPeerConnection.
-window.softphone = { get pc() { return ui.pc; }, get call() { return ui.call; } };
+window.softphone = {
+  get pc() { return ui.pc; },
+  get call() { return ui.call; },
+  get ringing() { return !!ui.ringer; },
+  get pending() { return ui.pending; },
+};
 
 function show(el, on) { el.hidden = !on; }
 function notice(text) { $('notice').textContent = text || ''; }
@@ -51,21 +65,38 @@ async function api(method, path, body) {
 async function start() {
   $('login-form').addEventListener('submit', onLogin);
   $('logout').addEventListener('click', onLogout);
-  $('go-available').addEventListener('click', () => send({ type: 'state', state: 'available' }));
-  $('go-away').addEventListener('click', () => send({ type: 'state', state: 'away' }));
-  $('answer').addEventListener('click', () => ui.ring && send({ type: 'answer', call_id: ui.ring.id }));
-  $('decline').addEventListener('click', () => ui.ring && send({ type: 'decline', call_id: ui.ring.id }));
-  $('hangup').addEventListener('click', () => send({ type: 'hangup' }));
+  $('go-available').addEventListener('click', () => { askNotify(); chooseState('available'); });
+  $('go-away').addEventListener('click', () => chooseState('away'));
+  $('wrapup-end').addEventListener('click', () => chooseState('available'));
+  $('wrapup-extend').addEventListener('click', () => send({ type: 'wrap_up', extend: 60 }) || stateWhy('Not connected: the extension was not sent'));
+  $('retry-audio').addEventListener('click', retryAudio);
+  $('note-form').addEventListener('submit', onNote);
+  $('recent-scope').addEventListener('change', () => { ui.scope = $('recent-scope').value; loadRecent(); });
+  $('mic-select').addEventListener('change', onMicChosen);
+  $('speaker-select').addEventListener('change', onSpeakerChosen);
+  $('answer').addEventListener('click', () => {
+    if (!ui.ring) return;
+    if (!send({ type: 'answer', call_id: ui.ring.id })) notice('Not connected to the gateway: the call cannot be answered until the connection is back');
+  });
+  $('decline').addEventListener('click', () => {
+    if (!ui.ring) return;
+    if (!send({ type: 'decline', call_id: ui.ring.id })) notice('Not connected to the gateway: the call cannot be declined until the connection is back');
+  });
+  $('hangup').addEventListener('click', () => act({ type: 'hangup' }, 'Hang up'));
   // TU-3: hang up and call back — the callback is placed once the page saw the call end.
   $('hangup-callback').addEventListener('click', () => {
     if (!ui.call) return;
     ui.callbackAfter = ui.call.id;
-    send({ type: 'hangup' });
+    if (!act({ type: 'hangup' }, 'Hang up and call back')) ui.callbackAfter = null;
   });
   $('call-back').addEventListener('click', () => ui.lastCall && callBack(ui.lastCall.id));
-  $('hold').addEventListener('click', () => send({ type: 'hold' }));
-  $('resume').addEventListener('click', () => send({ type: 'resume' }));
+  $('hold').addEventListener('click', () => act({ type: 'hold' }, 'Hold'));
+  $('resume').addEventListener('click', () => act({ type: 'resume' }, 'Resume'));
   $('mute').addEventListener('click', toggleMute);
+  $('record-pause').addEventListener('click', () => {
+    if (!ui.call) return;
+    act({ type: 'recording', paused: !ui.call.recording_paused }, ui.call.recording_paused ? 'Resume recording' : 'Pause recording');
+  });
   $('ticket-link').addEventListener('click', (ev) => {
     const id = ev.currentTarget.dataset.ticket;
     if (id) { ev.preventDefault(); openTicket(id); }
@@ -98,6 +129,7 @@ async function onLogin(ev) {
 
 function loggedIn(data) {
   ui.agent = data.agent;
+  ui.queues = data.queues || [];
   ui.api = data.api_base || ui.api;
   ui.entry = data.ticket_entry || { mode: 'off' };
   $('agent-name').textContent = ui.agent.name || ui.agent.email;
@@ -131,6 +163,7 @@ function connect() {
     $('conn').textContent = 'Connected';
     const alive = ui.pc && ['new', 'connecting', 'connected'].includes(ui.pc.connectionState);
     send({ type: 'hello', pc: !!alive });
+    flushPending();
   };
   ws.onmessage = (ev) => onMessage(JSON.parse(ev.data));
   ws.onclose = async (ev) => {
@@ -141,53 +174,153 @@ function connect() {
     const res = await fetch('/session', { credentials: 'same-origin' }).catch(() => null);
     if (res && res.status === 401) { location.reload(); return; } // logged out or expired
     $('conn').textContent = 'Reconnecting…';
+    if (ui.pending) showState();
     const delay = Math.min(10000, 500 * 2 ** ui.retry++);
     setTimeout(connect, delay);
   };
 }
 
+// send sends msg if the WebSocket is open and says whether it did: a button whose message
+// cannot go says why (stateWhy, notice) instead of doing nothing.
 function send(msg) {
-  if (ui.ws && ui.ws.readyState === WebSocket.OPEN) ui.ws.send(JSON.stringify(msg));
+  if (ui.ws && ui.ws.readyState === WebSocket.OPEN) {
+    ui.ws.send(JSON.stringify(msg));
+    return true;
+  }
+  return false;
 }
+
+// act sends an in-call action, or says that it could not go (the page is reconnecting).
+function act(msg, what) {
+  if (send(msg)) return true;
+  notice(`${what}: not connected to the gateway (reconnecting…); press it again once "Connected" shows`);
+  return false;
+}
+
+function wsOpen() { return !!ui.ws && ui.ws.readyState === WebSocket.OPEN; }
+
+// chooseState is the Available and Away buttons: the choice is kept (ui.pending) until it can
+// be carried out — the WebSocket open (right after login, or while it reconnects) and, for
+// available, the audio connected — then sent; meanwhile the page says what it waits for.
+function chooseState(state) {
+  ui.pending = state;
+  stateWhy('');
+  flushPending();
+  showState();
+}
+
+function flushPending() {
+  const want = ui.pending;
+  if (!want) return;
+  if (!wsOpen()) { showState(); return; }
+  if (want === 'available' && ui.audio !== 'connected') {
+    if (ui.audio === 'failed' || ui.audio === 'closed') {
+      ui.pending = null;
+      stateWhy('Cannot go available: your audio is not connected. Press Retry audio, or ask your administrator about ICE over TCP or a TURN server.');
+    }
+    showState();
+    return;
+  }
+  if (send({ type: 'state', state: want })) ui.pending = null;
+  showState();
+}
+
+function stateWhy(text) { $('state-why').textContent = text || ''; }
 
 function onMessage(m) {
   switch (m.type) {
-    case 'hello': setState(m.state); break;
+    case 'hello':
+      ui.iceServers = Array.isArray(m.ice_servers) ? m.ice_servers : [];
+      setState(m.state);
+      flushPending();
+      break;
+    case 'audio': onAudio(m.state); break;
     case 'offer': onOffer(m.sdp).catch((e) => notice(`Audio setup failed: ${e.message}`)); break;
     case 'state': setState(m.state); break;
     case 'incoming': onIncoming(m.call); break;
-    case 'withdrawn': if (ui.ring && ui.ring.id === m.call_id) { ui.ring = null; show($('incoming'), false); } break;
+    case 'withdrawn': if (ui.ring && ui.ring.id === m.call_id) { ui.ring = null; show($('incoming'), false); stopRinging(); } break;
     case 'call': onCall(m.call); break;
     case 'ended': onEnded(m.call_id); break;
-    case 'idle': ui.ring = null; show($('incoming'), false); if (ui.call) onEnded(ui.call.id); break;
+    case 'idle': ui.ring = null; show($('incoming'), false); stopRinging(); if (ui.call) onEnded(ui.call.id); break;
     case 'transferred': notice('Call transferred'); break;
-    case 'error': notice(m.message); break;
+    case 'error':
+      notice(m.message);
+      if (/^state: /.test(m.message || '') || /set away/.test(m.message || '')) stateWhy(m.message.replace(/^state: /, ''));
+      break;
     default: break;
   }
 }
 
 function setState(state) {
+  ui.state = state || 'offline';
+  if (ui.state === 'available') stateWhy('');
+  showState();
+  showWrapUp();
+}
+
+// showState draws the state pill: the server's state, or what the page waits for to carry out
+// the agent's choice.
+function showState() {
   const el = $('agent-state');
-  const text = (state || 'offline').replace('_', '-');
+  let text = ui.state.replace('_', '-');
+  let cls = text;
+  if (ui.pending) {
+    const why = !wsOpen() ? 'connecting' : 'audio connecting';
+    text = `${ui.pending} (${why}…)`;
+    cls = 'pending';
+  }
   el.textContent = text;
-  el.className = `state ${text}`;
+  el.className = `state ${cls}`;
+  $('go-available').setAttribute('aria-pressed', String(ui.pending === 'available' || (!ui.pending && ui.state === 'available')));
+}
+
+// ---- audio path ----
+
+// onAudio is the server's view of the audio path (its PeerConnection's state): a failure is
+// said plainly — the server has set the agent away, since every offer would be missed.
+function onAudio(state) {
+  ui.audio = state;
+  const el = $('audio-status');
+  const bad = state === 'failed';
+  el.classList.toggle('bad', bad);
+  el.textContent = {
+    new: 'Audio connecting…',
+    connecting: 'Audio connecting…',
+    connected: 'Audio connected',
+    disconnected: 'Audio interrupted: reconnecting…',
+    failed: 'Audio not connected (ICE failed): a firewall may block the audio. You cannot take calls until it connects.',
+    closed: 'Audio closed',
+  }[state] || `Audio ${state}`;
+  show($('retry-audio'), bad || state === 'closed');
+  flushPending();
+}
+
+// retryAudio asks the server for a new PeerConnection (the hello of a page without one).
+function retryAudio() {
+  if (!send({ type: 'hello', pc: false })) {
+    $('audio-status').textContent = 'Not connected to the gateway: the audio is retried once the connection is back.';
+    return;
+  }
+  onAudio('connecting');
 }
 
 // One RTCPeerConnection for the session: the server offers, the page answers (non-trickle).
 async function onOffer(sdp) {
   if (ui.pc) ui.pc.close();
-  const pc = new RTCPeerConnection({ iceServers: [] });
+  const pc = new RTCPeerConnection({ iceServers: ui.iceServers || [] });
   ui.pc = pc;
+  onAudio('connecting');
   pc.ontrack = (ev) => {
     const audio = $('remote-audio');
     audio.srcObject = ev.streams[0] || new MediaStream([ev.track]);
     audio.play().catch(() => {});
   };
   pc.onconnectionstatechange = () => {
-    $('conn').textContent = `Audio ${pc.connectionState}`;
+    if (ui.pc === pc) onAudio(pc.connectionState);
   };
   await pc.setRemoteDescription({ type: 'offer', sdp });
-  if (!ui.mic) ui.mic = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+  if (!ui.mic) ui.mic = await getMic();
+  listDevices();
   const track = ui.mic.getAudioTracks()[0];
   track.enabled = !ui.muted;
   const tr = pc.getTransceivers()[0];
@@ -218,7 +351,71 @@ function onIncoming(call) {
   $('in-ticket').textContent = '—';
   setRequesterNote('Looking up the caller…');
   show($('incoming'), true);
+  startRinging(call);
   loadScreenPop(call.id);
+}
+
+// ---- ringtone and notification ----
+
+// startRinging plays the ringtone (Web Audio: 440 + 480 Hz, 2 s on, 4 s off, the North American
+// ring) on the chosen speaker, and when the page is not in front — another tab, another window —
+// shows a browser notification that brings it back: an agent elsewhere must not miss the call.
+function startRinging(call) {
+  stopRinging();
+  document.title = `☎ ${call.from || 'Incoming call'} — Switchboard`;
+  let ctx = null;
+  try { ctx = new AudioContext(); } catch { ctx = null; }
+  const ringer = { ctx, timer: null, call: call.id };
+  ui.ringer = ringer;
+  if (ctx) {
+    const sink = localStorage.getItem('switchboard.speaker');
+    if (sink && ctx.setSinkId) ctx.setSinkId(sink).catch(() => {});
+    const burst = () => {
+      if (ui.ringer !== ringer) return;
+      const g = ctx.createGain();
+      g.gain.value = 0.08;
+      g.connect(ctx.destination);
+      for (const f of [440, 480]) {
+        const o = ctx.createOscillator();
+        o.frequency.value = f;
+        o.connect(g);
+        o.start();
+        o.stop(ctx.currentTime + 2);
+      }
+    };
+    ctx.resume().catch(() => {});
+    burst();
+    ringer.timer = setInterval(burst, 6000);
+  }
+  if (document.visibilityState !== 'visible' || !document.hasFocus()) notify(call);
+}
+
+function stopRinging() {
+  document.title = 'Switchboard — agent';
+  if (ui.note) { ui.note.close(); ui.note = null; }
+  const r = ui.ringer;
+  ui.ringer = null;
+  if (!r) return;
+  clearInterval(r.timer);
+  if (r.ctx) r.ctx.close().catch(() => {});
+}
+
+function notify(call) {
+  if (!('Notification' in window) || Notification.permission !== 'granted') return;
+  try {
+    const n = new Notification('Incoming call', {
+      body: `${call.from || 'unknown number'}${call.queue ? ` · ${call.queue}` : ''}`,
+      tag: `call-${call.id}`,
+      requireInteraction: true,
+    });
+    n.onclick = () => { window.focus(); n.close(); };
+    ui.note = n;
+  } catch { /* notifications unavailable */ }
+}
+
+// askNotify asks for notification permission on a click (browsers ask only on a user gesture).
+function askNotify() {
+  if ('Notification' in window && Notification.permission === 'default') Notification.requestPermission().catch(() => {});
 }
 
 // setRequesterNote empties the requester box down to its legend and one line of text.
@@ -241,11 +438,12 @@ async function loadScreenPop(callID) {
       sp = (await api('GET', `/calls/${encodeURIComponent(callID)}/screen_pop`)).screen_pop;
       break;
     } catch (e) {
-      if (attempt >= 10 || !ui.ring || ui.ring.id !== callID) {
+      // While it rings (bounded: 30 tries, 300 ms growing to 2 s, about a minute).
+      if (attempt >= 30 || !ui.ring || ui.ring.id !== callID) {
         setRequesterNote(`No caller details (${e.message})`);
         return;
       }
-      await new Promise((r) => setTimeout(r, 300));
+      await new Promise((r) => setTimeout(r, Math.min(2000, 300 * 1.3 ** attempt)));
     }
   }
   if (!ui.ring || ui.ring.id !== callID) return;
@@ -291,6 +489,10 @@ function onCall(call) {
   $('call-state').textContent = call.state;
   $('hold').disabled = call.state === 'held' || call.direction === 'outbound';
   $('resume').disabled = call.state !== 'held';
+  const paused = !!call.recording_paused;
+  $('record-pause').setAttribute('aria-pressed', String(paused));
+  $('record-pause').textContent = paused ? 'Resume recording' : 'Pause recording';
+  stopRinging();
   show($('incall'), true);
   show($('after-call'), false);
   if (!ui.timer) ui.timer = setInterval(tick, 500);
@@ -306,25 +508,34 @@ function tick() {
 
 async function loadTicket(callID) {
   const link = $('ticket-link');
+  $('note-submit').disabled = true;
+  $('note-submit').title = 'Waiting for the call\'s ticket';
+  $('note-status').textContent = '';
   link.textContent = 'ticket pending';
   link.removeAttribute('href');
   delete link.dataset.ticket;
-  for (let i = 0; i < 5 && ui.call && ui.call.id === callID; i++) {
+  // The ticket is made from the call's events a moment after the answer, later when the
+  // ticketing engine is behind (a busy database): ask for as long as the call lasts, less often
+  // as it goes (1 s, growing to every 5 s), never giving up while the agent is on the call.
+  for (let i = 0, wait = 1000; ui.call && ui.call.id === callID; i++, wait = Math.min(5000, wait * 1.5)) {
+    if (i > 0) await new Promise((r) => setTimeout(r, wait));
+    if (!ui.call || ui.call.id !== callID) return;
     try {
       const c = (await api('GET', `/calls/${encodeURIComponent(callID)}`)).call;
       if (c && c.ticket_id) {
         link.textContent = `Ticket #${c.ticket_id}`;
         link.href = `${ui.api}/tickets/${c.ticket_id}`;
         link.dataset.ticket = c.ticket_id;
+        $('note-submit').disabled = false;
+        $('note-submit').title = `Add an internal note to ticket #${c.ticket_id}`;
         return;
       }
     } catch { /* not there yet */ }
-    await new Promise((r) => setTimeout(r, 1000));
   }
 }
 
 function onEnded(callID) {
-  if (ui.ring && ui.ring.id === callID) { ui.ring = null; show($('incoming'), false); }
+  if (ui.ring && ui.ring.id === callID) { ui.ring = null; show($('incoming'), false); stopRinging(); }
   if (!ui.call || ui.call.id !== callID) return;
   ui.lastCall = ui.call;
   ui.call = null;
@@ -371,17 +582,22 @@ async function loadRecent() {
   const body = $('recent-calls');
   let calls = [];
   try {
-    calls = (await api('GET', '/calls')).calls || [];
+    // The agent's own calls, or their queues' (the team's); never the whole gateway's.
+    const q = ui.scope === 'team' && ui.queues.length
+      ? `queue=${encodeURIComponent(ui.queues.join(','))}`
+      : `agent_id=${encodeURIComponent(ui.agent.id)}`;
+    calls = (await api('GET', `/calls?per_page=10&${q}`)).calls || [];
   } catch (e) {
     $('recent-note').textContent = `Recent calls unavailable (${e.message})`;
     return;
   }
-  $('recent-note').textContent = calls.length ? '' : 'No calls yet.';
+  $('recent-note').textContent = calls.length ? '' : (ui.scope === 'team' ? 'No calls in your queues yet.' : 'No calls of yours yet.');
   const rows = calls.slice(0, 10).map((c) => {
     const tr = document.createElement('tr');
     const when = c.started_at ? new Date(c.started_at).toLocaleTimeString() : '';
     const number = c.direction === 'outbound' ? c.to : c.from;
     tr.append(cell(when), cell(c.direction === 'outbound' ? '↗' : '↙'), cell(number), cell(c.outcome || c.state));
+    tr.children[2].title = number || '';
     const td = document.createElement('td');
     if (c.ticket_id) {
       const b = document.createElement('button');
@@ -462,7 +678,7 @@ function buildDialpad() {
     const b = document.createElement('button');
     b.textContent = d;
     b.dataset.testid = `dialpad-digit-${d}`;
-    b.addEventListener('click', () => send({ type: 'dtmf', digit: d }));
+    b.addEventListener('click', () => act({ type: 'dtmf', digit: d }, `Key ${d}`));
     pad.append(b);
   }
 }
@@ -470,8 +686,11 @@ function buildDialpad() {
 function onTransfer(ev) {
   ev.preventDefault();
   const to = $('transfer-to').value.trim();
-  if ($('transfer-kind').value === 'agent') send({ type: 'transfer', agent_id: Number(to) });
-  else send({ type: 'transfer', queue: to });
+  if ($('transfer-kind').value === 'agent') {
+    const id = Number(to);
+    if (!Number.isInteger(id) || id < 1) { notice('Transfer: an agent id is a whole number, e.g. 12'); return; }
+    act({ type: 'transfer', agent_id: id }, 'Transfer');
+  } else act({ type: 'transfer', queue: to }, 'Transfer');
 }
 
 // ---- outbound ----
@@ -676,6 +895,117 @@ async function onDial(ev) {
   } catch (e) {
     err.textContent = e.message || 'The call was refused';
     show(err, true);
+  }
+}
+
+// ---- wrap-up ----
+
+// showWrapUp shows the wrap-up card while the agent is in wrap_up, with the time spent in it;
+// End wrap-up makes the agent available, Extend asks the ACD for another minute.
+function showWrapUp() {
+  const on = ui.state === 'wrap_up';
+  show($('wrapup'), on);
+  if (on && ui.wrapTimer) return; // still the same wrap-up (an extension): the timer runs on
+  clearInterval(ui.wrapTimer);
+  ui.wrapTimer = null;
+  if (!on) return;
+  const since = Date.now();
+  const tickWrap = () => {
+    const s = Math.floor((Date.now() - since) / 1000);
+    $('wrapup-timer').textContent = `${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
+  };
+  tickWrap();
+  ui.wrapTimer = setInterval(tickWrap, 500);
+}
+
+// ---- notes during the call ----
+
+// onNote adds the note as a private comment on the call's ticket (POST /tickets/{id}/comments).
+async function onNote(ev) {
+  ev.preventDefault();
+  const id = $('ticket-link').dataset.ticket;
+  const body = $('note-body').value.trim();
+  const status = $('note-status');
+  if (!id) { status.textContent = 'The call has no ticket yet: try again in a moment.'; return; }
+  if (!body) { status.textContent = 'Write the note first.'; return; }
+  $('note-submit').disabled = true;
+  try {
+    await api('POST', `/tickets/${encodeURIComponent(id)}/comments`, { comment: { body, public: false } });
+    $('note-body').value = '';
+    status.textContent = `Note added to ticket #${id}`;
+  } catch (e) {
+    status.textContent = `The note was not saved: ${e.message}`;
+  } finally {
+    $('note-submit').disabled = false;
+  }
+}
+
+// ---- microphone and speaker ----
+
+async function getMic() {
+  const id = localStorage.getItem('switchboard.mic');
+  if (id) {
+    try {
+      return await navigator.mediaDevices.getUserMedia({ audio: { deviceId: { exact: id } }, video: false });
+    } catch { /* that device is gone: the default */ }
+  }
+  return navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+}
+
+// listDevices fills the microphone and speaker pickers (labels are readable once the page has
+// the microphone). Choosing the speaker needs HTMLMediaElement.setSinkId, which not every
+// browser has: the picker then says so.
+async function listDevices() {
+  let devs = [];
+  try { devs = await navigator.mediaDevices.enumerateDevices(); } catch { devs = []; }
+  const fill = (sel, kind, saved, current) => {
+    const opts = devs.filter((d) => d.kind === kind).map((d, i) => {
+      const o = document.createElement('option');
+      o.value = d.deviceId;
+      o.textContent = d.label || `${kind === 'audioinput' ? 'Microphone' : 'Speaker'} ${i + 1}`;
+      o.selected = d.deviceId === (saved || current);
+      return o;
+    });
+    sel.replaceChildren(...opts);
+  };
+  const micTrack = ui.mic && ui.mic.getAudioTracks()[0];
+  const micNow = micTrack && micTrack.getSettings ? micTrack.getSettings().deviceId : '';
+  fill($('mic-select'), 'audioinput', localStorage.getItem('switchboard.mic'), micNow);
+  fill($('speaker-select'), 'audiooutput', localStorage.getItem('switchboard.speaker'), 'default');
+  const canSink = typeof HTMLMediaElement !== 'undefined' && 'setSinkId' in HTMLMediaElement.prototype;
+  $('speaker-select').disabled = !canSink;
+  $('devices-note').textContent = canSink ? '' : 'This browser cannot choose the speaker: it uses the system default.';
+  const sink = localStorage.getItem('switchboard.speaker');
+  if (canSink && sink) $('remote-audio').setSinkId(sink).catch(() => {});
+}
+
+async function onMicChosen() {
+  const id = $('mic-select').value;
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: { deviceId: { exact: id } }, video: false });
+    const track = stream.getAudioTracks()[0];
+    track.enabled = !ui.muted;
+    if (ui.pc) {
+      const tr = ui.pc.getTransceivers()[0];
+      if (tr) await tr.sender.replaceTrack(track); // no renegotiation: same codec, same stream
+    }
+    if (ui.mic) ui.mic.getTracks().forEach((t) => t.stop());
+    ui.mic = stream;
+    localStorage.setItem('switchboard.mic', id);
+    $('devices-note').textContent = `Microphone: ${$('mic-select').selectedOptions[0].textContent}`;
+  } catch (e) {
+    $('devices-note').textContent = `That microphone cannot be used: ${e.message}`;
+  }
+}
+
+async function onSpeakerChosen() {
+  const id = $('speaker-select').value;
+  try {
+    await $('remote-audio').setSinkId(id);
+    localStorage.setItem('switchboard.speaker', id);
+    $('devices-note').textContent = `Speaker: ${$('speaker-select').selectedOptions[0].textContent}`;
+  } catch (e) {
+    $('devices-note').textContent = `That speaker cannot be used: ${e.message}`;
   }
 }
 
