@@ -198,3 +198,35 @@ func TestLines_APIRefusesWithThePreciseAnswer(t *testing.T) {
 		t.Errorf("lines after refused requests: %v", got)
 	}
 }
+
+// TestLines_DatabaseSeededBeforeLinesSeedsItsLinesOnTheNextStart: a database whose queues and
+// agents were seeded before migration 021 (roster_seed there, roster_lines_seed empty) seeds the
+// file's lines on the next start, without touching the roster or saying the roster differs;
+// the start after that seeds nothing and says the file's lines differ when they do.
+func TestLines_DatabaseSeededBeforeLinesSeedsItsLinesOnTheNextStart(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := roster.ApplySeed(ctx, e.pool, *devSeed()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.pool.Exec(ctx, `DELETE FROM roster_lines_seed`); err != nil { // as before 021
+		t.Fatal(err)
+	}
+	seed := devSeed()
+	seed.Lines = []roster.Line{{Number: "+15550100", Target: "queue:support"}}
+	res, err := roster.ApplySeed(ctx, e.pool, *seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.LinesSeeded || res.Seeded || res.Differs {
+		t.Fatalf("ApplySeed after the upgrade = %+v, want the lines seeded and the roster untouched", res)
+	}
+	seed.Lines = append(seed.Lines, roster.Line{Number: "+15550101", Target: "voicemail"})
+	if res, err = roster.ApplySeed(ctx, e.pool, *seed); err != nil || res.LinesSeeded || !res.LinesDiffer {
+		t.Fatalf("ApplySeed with an edited file = %+v, %v; want nothing seeded and LinesDiffer", res, err)
+	}
+	var n int
+	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM roster_lines`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d lines stored (%v), want 1: the file's edit is not applied", n, err)
+	}
+}
