@@ -73,6 +73,11 @@ const maxBody = 64 << 10
 //	GET    /queues/{name}/memberships            a queue's agents and their priorities
 //	PUT    /queues/{name}/memberships/{agent_id} add an agent to the queue, or change its priority
 //	DELETE /queues/{name}/memberships/{agent_id} take an agent out of the queue
+//	GET    /lines/inbound                        every line: number, target, name, language
+//	POST   /lines                                create a line (number → target)
+//	GET    /lines/{number}                       a line
+//	PUT    /lines/{number}                       change a line's target, name or language
+//	DELETE /lines/{number}                       delete a line (its calls get 404 from then on)
 //
 // GET /agents and GET /queues (the live states) are the ACD's (ivr.ACD.Register).
 func (a *API) Register(mux *http.ServeMux, prefix string) {
@@ -92,6 +97,11 @@ func (a *API) Register(mux *http.ServeMux, prefix string) {
 	h("GET /queues/{name}/memberships", a.getMemberships)
 	h("PUT /queues/{name}/memberships/{agent_id}", a.putMembership)
 	h("DELETE /queues/{name}/memberships/{agent_id}", a.deleteMembership)
+	h("GET /lines/inbound", a.listLines)
+	h("POST /lines", a.createLine)
+	h("GET /lines/{number}", a.getLine)
+	h("PUT /lines/{number}", a.putLine)
+	h("DELETE /lines/{number}", a.deleteLine)
 }
 
 // answer is an error answer other than a 500.
@@ -905,6 +915,12 @@ func (a *API) deleteQueue(w http.ResponseWriter, r *http.Request, p ticketing.Pr
 		}
 		if by != "" {
 			return ticketing.RosterAudit{}, conflict("", "queue %s cannot be deleted: queue %s overflows into it", clip(name), by)
+		}
+		if err := tx.QueryRow(r.Context(), `SELECT coalesce(min(number), '') FROM roster_lines WHERE target = 'queue:' || $1`, name).Scan(&by); err != nil {
+			return ticketing.RosterAudit{}, err
+		}
+		if by != "" {
+			return ticketing.RosterAudit{}, conflict("", "queue %s cannot be deleted: line %s sends calls to it", clip(name), by)
 		}
 		tag, err := tx.Exec(r.Context(), `DELETE FROM roster_queues WHERE name = $1`, name)
 		if err != nil {

@@ -1,8 +1,10 @@
 // Package roster keeps the ACD's roster in PostgreSQL, the source of truth since the first
 // start (migration 019): the queues and their settings, the agents (users with a login who
 // take calls) with their SIP phone credentials, and each agent's queues with a priority per
-// queue. It serves the admin API that changes them (/api/v2/agents, /api/v2/queues,
-// /api/v2/queues/{name}/memberships; admins only, audited) and applies every change at once,
+// queue, and the lines (migration 021: a dialled number and its target, handed to the SIP
+// server's line table through Options.Lines at every reload). It serves the admin API that
+// changes them (/api/v2/agents, /api/v2/queues, /api/v2/queues/{name}/memberships,
+// /api/v2/lines; admins only, audited) and applies every change at once,
 // on every node, to the running ACD (ivr.ACD.Apply) — no restart.
 //
 // How a change reaches every node: the API's transaction ends with NOTIFY switchboard_roster;

@@ -47,6 +47,10 @@ type Options struct {
 	Recheck time.Duration
 	// ListenRetry is the pause before the listener reconnects (default DefaultListenRetry).
 	ListenRetry time.Duration
+	// Lines, when set, receives the lines at every reload that read them (the SIP server's
+	// line table), on the loop's goroutine and without a lock held; an error is logged and the
+	// previous lines stay in force there.
+	Lines func([]Line) error
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -164,7 +168,14 @@ func (m *Manager) seed(ctx context.Context, seeded bool) bool {
 	case res.Seeded:
 		m.seedFailing = false
 		m.log.Info("roster: seeded the queues and agents from the configuration; from now on the database is their source (the admin API and page change them)")
-	case res.Differs:
+	}
+	switch {
+	case res.LinesSeeded:
+		m.log.Info("roster: seeded the lines from the configuration; from now on the database is their source (the admin API changes them)")
+	case res.LinesDiffer:
+		m.log.Warn("roster: the configuration's lines differ from the seed recorded at the first start: the file's edits of lines are NOT applied; change lines through the admin API (/api/v2/lines)")
+	}
+	if res.Differs {
 		m.log.Warn("roster: the configuration's queues or agents differ from the seed recorded at the first start: the file's edits are NOT applied; change queues, agents and memberships through the admin API or page (/admin)")
 	}
 	return true
@@ -257,6 +268,11 @@ func (m *Manager) reload(ctx context.Context) error {
 	queues, agents := m.build(s)
 	if err := m.opts.ACD.Apply(ctx, queues, agents); err != nil {
 		return fmt.Errorf("roster: apply: %w", err)
+	}
+	if m.opts.Lines != nil {
+		if err := m.opts.Lines(s.Lines); err != nil {
+			return fmt.Errorf("roster: apply lines: %w", err)
+		}
 	}
 	sip := map[string]Agent{}
 	ids := map[int64]bool{}

@@ -17,6 +17,9 @@ import (
 type Seed struct {
 	Queues []Queue
 	Agents []SeedAgent
+	// Lines are seeded apart (roster_lines_seed, migration 021), so a database seeded before
+	// lines were stored seeds its lines on its next start; not part of Hash.
+	Lines []Line `json:"-"`
 }
 
 // SeedAgent is a configured agent: its user (by email, provisioned from the configuration
@@ -46,6 +49,8 @@ type SeedResult struct {
 	// Seeded: this start wrote the seed. Otherwise the roster was seeded before, and
 	// Differs says the file's seed is not the one recorded (its edits are not applied).
 	Seeded, Differs bool
+	// LinesSeeded and LinesDiffer say the same of the lines.
+	LinesSeeded, LinesDiffer bool
 }
 
 // ErrSeedUsers: a configured agent's user does not exist yet (the accounts are provisioned
@@ -61,11 +66,21 @@ func ApplySeed(ctx context.Context, pool *pgxpool.Pool, s Seed) (SeedResult, err
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(seedLock)); err != nil {
 			return err
 		}
+		// Lines first: they name queues of the seed, which the table does not enforce (a
+		// line may name a menu of the file as well), so their order does not matter.
+		ls, ldiff, err := seedLines(ctx, tx, s.Lines)
+		if err != nil {
+			return err
+		}
+		res.LinesSeeded, res.LinesDiffer = ls, ldiff
 		var old string
-		err := tx.QueryRow(ctx, `SELECT seed_hash FROM roster_seed`).Scan(&old)
+		err = tx.QueryRow(ctx, `SELECT seed_hash FROM roster_seed`).Scan(&old)
 		if err == nil {
 			res.Differs = old != hash
-			return nil
+			if res.LinesSeeded {
+				_, err = tx.Exec(ctx, `SELECT pg_notify($1, 'seed')`, Channel)
+			}
+			return err
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return err

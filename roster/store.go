@@ -56,6 +56,7 @@ type Agent struct {
 type Snapshot struct {
 	Queues []Queue // by name
 	Agents []Agent // by user id
+	Lines  []Line  // by number
 }
 
 // HA1 returns the digest HA1s of a SIP secret (RFC 7616 §3.4.2): H(username:realm:secret) in
@@ -126,6 +127,9 @@ func load(ctx context.Context, q querier) (Snapshot, error) {
 	})
 	if err != nil {
 		return s, fmt.Errorf("roster: load memberships: %w", err)
+	}
+	if s.Lines, err = loadLines(ctx, q); err != nil {
+		return s, err
 	}
 	return s, nil
 }

@@ -25,6 +25,9 @@
 // a call's seq has one writer), and its journaled legs (Options.Journal, for the BYE after a
 // crash). The wiring keeps nothing per call.
 //
+// The line table can be replaced while the server runs (Server.SetLines: swapped whole, read
+// without a lock; a running call keeps its line).
+//
 // Lines are served by Targets: BridgeTo dials a SIP URI and bridges; IVRTarget answers and runs
 // the line's IVR flow (ivr.Engine) with the call as the IVR's leg and as the receiver of the
 // IVR's and the queue's events, routes SIP INFO digits to it, and bridges to a URI when a menu

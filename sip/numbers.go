@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -17,6 +18,7 @@ import (
 // Request-URI user, else the To user (a proxy may have rewritten the Request-URI), each in
 // every form phone.Dialled gives in the trunk's region.
 func (s *Server) lineFor(req *sip.Request, trunk Trunk) (Line, string, bool) {
+	lines := *s.lines.Load()
 	users := []string{req.Recipient.User}
 	if to := req.To(); to != nil {
 		users = append(users, to.Address.User)
@@ -25,11 +27,11 @@ func (s *Server) lineFor(req *sip.Request, trunk Trunk) (Line, string, bool) {
 		user = uriUser(user)
 		// Most carriers send the line's E.164 number as it is: no parsing for it. (Line keys are
 		// normalised, and Normalize returns its own results unchanged, so this is the same match.)
-		if l, ok := s.lines[user]; ok {
+		if l, ok := lines[user]; ok {
 			return l, user, true
 		}
 		for _, n := range phone.Dialled(user, trunk.Region) {
-			if l, ok := s.lines[n]; ok {
+			if l, ok := lines[n]; ok {
 				return l, n, true
 			}
 		}
@@ -116,4 +118,28 @@ func assertedIdentity(req *sip.Request) (*sip.Uri, string) {
 		}
 	}
 	return nil, ""
+}
+
+// SetLines replaces the line table at once (the roster's reload goroutine calls it when lines
+// change in the database). The new table is built aside and swapped in whole, so the INVITE
+// path never waits on a lock and never sees half a table; a call already running keeps the
+// Line it matched, and the next INVITE matches the new table. On an error (a number that is
+// not E.164, a line without a target, a number twice) nothing changes.
+func (s *Server) SetLines(lines []Line) error {
+	m := make(map[string]Line, len(lines))
+	for i, l := range lines {
+		n, ok := phone.Normalize(l.Number, "")
+		if !ok {
+			return fmt.Errorf("sip: line %d: %q is not an E.164 phone number", i, l.Number)
+		}
+		if l.Target == nil {
+			return fmt.Errorf("sip: line %s: no target", n)
+		}
+		if _, dup := m[n]; dup {
+			return fmt.Errorf("sip: line %s: listed twice", n)
+		}
+		m[n] = l
+	}
+	s.lines.Store(&m)
+	return nil
 }

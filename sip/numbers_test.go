@@ -18,7 +18,11 @@ import (
 // normaliser matched) — and a national number on a trunk of the line's country (issue 15: on a
 // US trunk, 2025550100 is +12025550100).
 func TestLineMatchesEveryFormOfItsNumber(t *testing.T) {
-	s := &Server{lines: map[string]Line{"+15550197": {Number: "+15550197"}, "+12025550100": {Number: "+12025550100"}}}
+	s := &Server{}
+	none := TargetFunc(func(context.Context, *Call) error { return nil })
+	if err := s.SetLines([]Line{{Number: "+15550197", Target: none}, {Number: "+12025550100", Target: none}}); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct{ region, user, want string }{
 		{"", "+15550197", "+15550197"},
 		{"", "15550197", "+15550197"},

@@ -25,7 +25,6 @@ import (
 
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/media"
-	"github.com/switchboard-voice/switchboard/ticketing/phone"
 )
 
 // Sentinel errors of the Server.
@@ -57,7 +56,9 @@ type Server struct {
 	srv    *sipgo.Server
 	client *sipgo.Client
 
-	lines   map[string]Line
+	// lines is the line table: an immutable map swapped whole by SetLines, read without a
+	// lock on the INVITE path (a call keeps the Line it matched).
+	lines   atomic.Pointer[map[string]Line]
 	reg     *registrar
 	limiter *limiter
 	// trunkCPS holds the calls-per-second bucket of each trunk that has one (built in New,
@@ -172,7 +173,6 @@ func New(opts Options) (*Server, error) {
 		opts:       opts,
 		log:        opts.Logger,
 		now:        opts.Now,
-		lines:      map[string]Line{},
 		scanners:   opts.ScannerUserAgents,
 		dialogs:    map[dialogKey]*leg{},
 		callIDs:    map[string]int{},
@@ -190,15 +190,8 @@ func New(opts Options) (*Server, error) {
 	if opts.RateLimit.PerSecond > 0 {
 		s.limiter = newLimiter(opts.RateLimit.PerSecond, opts.RateLimit.Burst, opts.Now)
 	}
-	for i, l := range opts.Lines {
-		n, ok := phone.Normalize(l.Number, "")
-		if !ok {
-			return nil, fmt.Errorf("sip: line %d: %q is not an E.164 phone number", i, l.Number)
-		}
-		if l.Target == nil {
-			return nil, fmt.Errorf("sip: line %s: no target", n)
-		}
-		s.lines[n] = l
+	if err := s.SetLines(opts.Lines); err != nil {
+		return nil, err
 	}
 	for i, t := range opts.Trunks {
 		if t.Name == "" {

@@ -178,6 +178,6 @@ func FuzzHandleRequest(f *testing.F) {
 			_, _, _ = Negotiate(req.Body(), testLocal)
 		}
 		_, _ = callerOf(req, Trunk{Region: "US"})
-		_, _, _ = (&Server{lines: map[string]Line{"+15550197": {}}}).lineFor(req, Trunk{Region: "FR"})
+		_, _, _ = linesServer("+15550197").lineFor(req, Trunk{Region: "FR"})
 	})
 }

@@ -54,6 +54,11 @@ func TestCluster_KillDashNineNode_SurvivorClosesItsCallOnce(t *testing.T) {
 	bin, dbURL := binary(t), pgtest.EmptyURL(t)
 	a := startClusterNode(t, bin, dbURL, "node-a")
 	b := startClusterNode(t, bin, dbURL, "node-b")
+	// The lines are the database's (migration 021), seeded by node A with its own desk port:
+	// point the desk line at B's desk phone, as an operator would through the API.
+	if code, m := b.g.api("PUT", "/lines/+15550197", fmt.Sprintf(`{"line":{"target":"sip:desk@127.0.0.1:%d"}}`, b.g.deskPort)); code != 200 {
+		t.Fatalf("PUT /lines/+15550197 = %d %v", code, m)
+	}
 
 	desk := startSipp(t, "desk_echo.xml", nil, "-p", strconv.Itoa(b.g.deskPort), "-rtp_echo")
 	carrier := startSipp(t, "carrier_await_bye.xml", map[string]string{"KEY_ACTION": ""}, "-s", "+15550197",

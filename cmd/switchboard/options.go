@@ -10,6 +10,7 @@ import (
 	"github.com/switchboard-voice/switchboard/roster"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
+	"github.com/switchboard-voice/switchboard/ticketing/phone"
 )
 
 // sipOptions translates the configuration's sip, rtp and trunks sections into sip.Options,
@@ -103,6 +104,13 @@ func rosterSeed(cfg *config.Config) roster.Seed {
 			sa.HA1MD5, sa.HA1SHA256 = roster.HA1(sa.SIPUsername, a.SIPSecret)
 		}
 		s.Agents = append(s.Agents, sa)
+	}
+	for _, l := range cfg.Lines {
+		n, ok := phone.Normalize(l.Number, "")
+		if !ok {
+			continue // refused by the configuration's validation before this runs
+		}
+		s.Lines = append(s.Lines, roster.Line{Number: n, Target: l.Target.String(), Name: l.Name, Language: l.Language})
 	}
 	return s
 }

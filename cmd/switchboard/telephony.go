@@ -22,6 +22,7 @@ import (
 	"github.com/switchboard-voice/switchboard/ticketing"
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
+	"github.com/switchboard-voice/switchboard/ticketing/phone"
 	"github.com/switchboard-voice/switchboard/web"
 )
 
@@ -185,7 +186,6 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		gw.sharedACD.Store(t.acd)
 	}
 	t.acd.Register(mux, "/api/v2")
-	t.startRoster(mux, dbUp)
 	menus := map[string]ivr.Menu{}
 	for name, m := range cfg.IVR {
 		if menus[name], err = m.IVR(); err != nil {
@@ -252,6 +252,9 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	if t.sip, err = sip.New(sopts); err != nil {
 		return err
 	}
+	// After sip.New: the roster's first reload swaps in the database's lines (SetLines) before
+	// SIP listens; degraded, the configuration's lines stand until the database answers.
+	t.startRoster(mux, dbUp)
 	// RTP from anyone but a call's peer is a security event like a SIP ACL reject.
 	mediaMetrics.OnForeignSource(t.sip.RTPSourceRejected)
 	if err := t.startSoftphone(mux); err != nil {
@@ -327,14 +330,43 @@ func (t *telephony) stop(ctx context.Context) {
 // lineTarget is what runs a line's calls: a bridge to a SIP URI, or the IVR (menus, queues,
 // voicemail).
 func (t *telephony) lineTarget(l config.Line) sip.Target {
-	if l.Target.Kind == ivr.TargetSIP {
-		return &sip.BridgeTarget{URI: l.Target.URI}
+	return t.targetOf(l.Number, l.Language, l.Target.Target, l.Hours)
+}
+
+func (t *telephony) targetOf(number, language string, target ivr.Target, hours *config.Hours) sip.Target {
+	if target.Kind == ivr.TargetSIP {
+		return &sip.BridgeTarget{URI: target.URI}
 	}
-	line := ivr.Line{Number: l.Number, Language: l.Language, Target: l.Target.Target}
-	if l.Hours != nil {
-		line.Hours = l.Hours.IVR()
+	line := ivr.Line{Number: number, Language: language, Target: target}
+	if hours != nil {
+		line.Hours = hours.IVR()
 	}
 	return &sip.IVRTarget{IVR: t.ivr, Line: line}
+}
+
+// setLines swaps the SIP server's line table for the database's lines (roster.Options.Lines,
+// on the roster's loop goroutine). Opening hours stay the configuration's, by number. A line
+// whose target no longer reads (a menu removed from the file) is left out, with a warning:
+// its calls get 404 until it is changed.
+func (t *telephony) setLines(ls []roster.Line) error {
+	cfg := t.gw.cfg
+	parse := rosterTarget(cfg)
+	out := make([]sip.Line, 0, len(ls))
+	for _, l := range ls {
+		target, err := parse(l.Target)
+		if err != nil {
+			t.gw.log.Warn("roster: a line's target is not valid here; the line is left out", "line", l.Number, "target", l.Target, "err", err)
+			continue
+		}
+		var hours *config.Hours
+		for _, cl := range cfg.Lines {
+			if n, ok := phone.Normalize(cl.Number, ""); ok && n == l.Number {
+				hours = cl.Hours
+			}
+		}
+		out = append(out, sip.Line{Number: l.Number, Target: t.targetOf(l.Number, l.Language, target, hours)})
+	}
+	return t.sip.SetLines(out)
 }
 
 // repairRecordings fixes the recordings a crash left unfinished and announces them. A call the
@@ -426,7 +458,7 @@ func (t *telephony) newRoster(ctx context.Context, dbUp bool, acdOpts *ivr.ACDOp
 	gw, cfg := t.gw, t.gw.cfg
 	seed := rosterSeed(cfg)
 	m, err := roster.New(roster.Options{Pool: gw.pool, ParseTarget: rosterTarget(cfg), Seed: &seed,
-		Logger: gw.log.With("component", "roster")})
+		Lines: t.setLines, Logger: gw.log.With("component", "roster")})
 	if err != nil {
 		return err
 	}
