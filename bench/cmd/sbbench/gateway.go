@@ -108,6 +108,12 @@ func (b *bench) startGateway(ctx context.Context) error {
 		}
 		*p = n
 	}
+	// The desk's line is stored in the database at the first start (lines are seeded once, then
+	// managed through the API): a restarted gateway keeps that line, so the desk keeps its port.
+	if b.deskPort == 0 {
+		b.deskPort = cfg.DeskPort
+	}
+	cfg.DeskPort = b.deskPort
 	// Below the kernel's ephemeral range (32768+), where the e2e tests and the generator live.
 	cfg.RTPMin, cfg.RTPMax = 10000, 29999
 	tmpl, err := template.ParseFiles(filepath.Join(b.root, "bench", "config.yaml.tmpl"))

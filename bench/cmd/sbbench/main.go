@@ -81,6 +81,7 @@ func (b *bench) genOptions() rtpgen.Options {
 
 // bench is one `sbbench run`.
 type bench struct {
+	deskPort    int    // the desk SIPp's port, fixed for the run (startGateway)
 	root        string // the repository
 	work        string // .data/bench/run
 	gatewayBin  string
