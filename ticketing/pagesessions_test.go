@@ -36,7 +36,10 @@ func TestPageSessions_SharedByNodes_CredentialChangeOrLogoutEndsThemEverywhere(t
 	ended := make(chan int64, 16)
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { defer close(done); nodeB.WatchPageSessions(wctx, func(id int64) { ended <- id }, 100*time.Millisecond, nil) }()
+	go func() {
+		defer close(done)
+		nodeB.WatchPageSessions(wctx, func(id int64) { ended <- id }, 100*time.Millisecond, nil)
+	}()
 	t.Cleanup(func() { stop(); <-done })
 	const probe = 987654321
 	for listening := false; !listening; {
