@@ -61,12 +61,13 @@ func (c *scriptCluster) restartNode(n int) *testGateway {
 	return g
 }
 
-// callsOn returns the ids of the calls whose call.started, received since then, named node.
-func (c *scriptCluster) callsOn(node string, since time.Time) []string {
+// callsOn returns the ids of the calls to number whose call.started, received since then, named
+// node.
+func (c *scriptCluster) callsOn(node, number string, since time.Time) []string {
 	c.t.Helper()
 	var ids string
 	c.query([]any{&ids}, `SELECT coalesce(string_agg(call_id, ' ' ORDER BY call_id), '') FROM call_events
-		WHERE type = 'call.started' AND body->>'node' = $1 AND received_at >= $2`, node, since)
+		WHERE type = 'call.started' AND body->>'node' = $1 AND body->>'to' = $2 AND received_at >= $3`, node, number, since)
 	return strings.Fields(ids)
 }
 
@@ -213,7 +214,7 @@ func TestMakeCluster_AgentsOnTwoNodesAnswerThroughTheFront_KillDashNineUnderLoad
 				}
 				time.Sleep(200 * time.Millisecond)
 			}
-			lost = c.callsOn("node2", tLoad)
+			lost = c.callsOn("node2", "+15550198", tLoad)
 			if err := syscall.Kill(c.pids["node2"], syscall.SIGKILL); err != nil {
 				t.Error(err)
 				return false
@@ -273,7 +274,7 @@ func TestMakeCluster_AgentsOnTwoNodesAnswerThroughTheFront_KillDashNineUnderLoad
 		t.Fatal("the load's SIPp did not exit")
 	}
 	for _, node := range []string{"node1", "node3"} {
-		ids := c.callsOn(node, tLoad)
+		ids := c.callsOn(node, "+15550198", tLoad) // the load's calls
 		if len(ids) == 0 {
 			t.Errorf("no call of the load landed on %s", node)
 		}
