@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/switchboard-voice/switchboard/internal/pglisten"
 )
 
 // PageSessionsChannel is the NOTIFY channel on which a user's id is sent when their agent-page
@@ -62,11 +64,11 @@ func (s *Store) EndPageSession(ctx context.Context, key []byte) error {
 }
 
 // WatchPageSessions LISTENs on PageSessionsChannel on a connection of its own and calls ended
-// with each user id received, until ctx ends; a lost connection is re-established every retry
-// (0: 2 s). ended runs on this goroutine with no lock held and must not block for long. A
-// notice sent while the connection was down is missed: the sessions' rows are gone all the
-// same (a page reconnecting is refused), but a softphone open on this node stays open until
-// its page reconnects.
+// with each user id received, until ctx ends; a lost connection is re-established after retry
+// (0: 2 s), doubling up to 30 s. ended runs on this goroutine with no lock held and must not
+// block for long. A notice sent while the connection was down is missed: the sessions' rows
+// are gone all the same (a page reconnecting is refused), but a softphone open on this node
+// stays open until its page reconnects.
 func (s *Store) WatchPageSessions(ctx context.Context, ended func(userID int64), retry time.Duration, log *slog.Logger) {
 	if retry <= 0 {
 		retry = 2 * time.Second
@@ -74,49 +76,14 @@ func (s *Store) WatchPageSessions(ctx context.Context, ended func(userID int64),
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	failing := false
-	for ctx.Err() == nil {
-		listened, err := s.watchPageSessionsOnce(ctx, ended)
-		if ctx.Err() != nil {
-			return
-		}
-		if listened || !failing {
-			log.Warn("ticketing: page-session listener lost its connection; retrying", "err", err)
-		}
-		failing = true
-		t := time.NewTimer(retry)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-	}
-}
-
-func (s *Store) watchPageSessionsOnce(ctx context.Context, ended func(int64)) (bool, error) {
-	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	pc, err := s.pool.Acquire(actx)
-	cancel()
-	if err != nil {
-		return false, fmt.Errorf("ticketing: page sessions: acquire: %w", err)
-	}
-	conn := pc.Hijack() // the listener's own: never returned to the pool with LISTEN on
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = conn.Close(cctx)
-	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+PageSessionsChannel); err != nil {
-		return false, fmt.Errorf("ticketing: page sessions: listen: %w", err)
-	}
-	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
-			return true, fmt.Errorf("ticketing: page sessions: wait for notification: %w", err)
-		}
-		if id, err := strconv.ParseInt(n.Payload, 10, 64); err == nil && id > 0 {
-			ended(id)
-		}
-	}
+	pglisten.Run(ctx, s.pool, pglisten.Options{
+		Channel: PageSessionsChannel, FirstRetry: retry, MaxRetry: max(retry, 30*time.Second), Log: log,
+		Lost:     "ticketing: page-session listener lost its connection; retrying",
+		OnListen: func() {},
+		OnNotify: func(payload string) {
+			if id, err := strconv.ParseInt(payload, 10, 64); err == nil && id > 0 {
+				ended(id)
+			}
+		},
+	})
 }
