@@ -367,3 +367,19 @@ func (f *mixFIFO) read(dst *[FrameSize]int16) {
 		dst[i] = 0
 	}
 }
+
+// BridgedTo returns the endpoint ep is bridged with (Bridge), or nil when it is not bridged
+// now (on hold, or never). A supervisor's mix finds the agent's side of a call through it,
+// whatever kind of leg the agent answered on.
+func BridgedTo(ep *Endpoint) *Endpoint {
+	if ep == nil {
+		return nil
+	}
+	if l := ep.bridge.Load(); l != nil {
+		return l.peer
+	}
+	return nil
+}
+
+// Closed reports whether Close was called on the endpoint.
+func (e *Endpoint) Closed() bool { return e.closed.Load() }
