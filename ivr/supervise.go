@@ -60,6 +60,7 @@ const superviseWatch = 100 * time.Millisecond
 
 // Supervision is one supervisor on one call; Stop ends it.
 type Supervision struct {
+	acd    *ACD
 	callID string
 	sess   *session
 	mixer  *media.Mixer
@@ -96,7 +97,7 @@ func (a *ACD) Supervise(callID string, sup *media.Endpoint, mode SuperviseMode) 
 	if agentEP == sup || s.caller == sup {
 		return nil, ErrSupervised
 	}
-	sv := &Supervision{callID: callID, sess: s, mixer: media.NewMixer(), stop: make(chan struct{}), done: make(chan struct{}), mode: mode}
+	sv := &Supervision{acd: a, callID: callID, sess: s, mixer: media.NewMixer(), stop: make(chan struct{}), done: make(chan struct{}), mode: mode}
 	var err error
 	if sv.caller, err = sv.mixer.Add(s.caller, media.MemberOptions{}); err == nil {
 		if sv.agent, err = sv.mixer.Add(agentEP, media.MemberOptions{}); err == nil {
@@ -155,6 +156,13 @@ func (sv *Supervision) Mode() SuperviseMode {
 	sv.mu.Lock()
 	defer sv.mu.Unlock()
 	return sv.mode
+}
+
+// AgentID is the agent the call is connected to now.
+func (sv *Supervision) AgentID() int64 {
+	sv.acd.mu.Lock()
+	defer sv.acd.mu.Unlock()
+	return sv.sess.agentID
 }
 
 // CallID is the supervised call.
