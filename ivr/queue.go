@@ -390,6 +390,7 @@ type session struct {
 	done    chan struct{}
 	agentID int64           // guarded by ACD.mu
 	caller  *media.Endpoint // the caller's endpoint, fixed: supervisors join here (supervise.go)
+	conf    *conference     // guarded by ACD.mu: the call's conference, nil when two-party (conference.go)
 }
 
 type talkOutcome struct {

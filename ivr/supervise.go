@@ -86,9 +86,13 @@ func (a *ACD) Supervise(callID string, sup *media.Endpoint, mode SuperviseMode) 
 	}
 	a.mu.Lock()
 	s := a.live[callID]
+	conferenced := s != nil && s.conf != nil
 	a.mu.Unlock()
 	if s == nil || s.caller == nil {
 		return nil, fmt.Errorf("%w: %s", ErrNoCall, callID)
+	}
+	if conferenced {
+		return nil, ErrConferenced // one mix per call
 	}
 	agentEP := media.BridgedTo(s.caller)
 	if agentEP == nil {
