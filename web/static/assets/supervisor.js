@@ -1,4 +1,4 @@
-// The supervisor's part of the agent page (docs/supervisors.md): the live wallboard (queues,
+// The supervisor's part of the agent page, and the conference control (docs/supervisors.md): the live wallboard (queues,
 // agents and their states, the last hour's service level), an agent's state changed from it,
 // and monitor / whisper / barge on an agent's call with this page's softphone as the audio.
 // Shown only to users the API lets read GET /wallboard (admins); it polls every 3 s.
@@ -149,3 +149,23 @@ function start() {
 }
 
 start();
+
+// Conference: the agent adds an external party to the call on the page (POST
+// /calls/{id}/conference); the party joins when it answers and leaves by hanging up.
+$('conference-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const call = window.softphone.call;
+  const st = $('conference-status');
+  if (!call) { st.textContent = 'No call to add a party to.'; return; }
+  const to = $('conference-number').value.trim();
+  try {
+    await callAPI(call.id, to);
+    st.textContent = `Calling ${to}: they join the call when they answer.`;
+  } catch (e) {
+    st.textContent = `Not added: ${e.message}`;
+  }
+});
+
+function callAPI(id, to) {
+  return call('POST', `/calls/${encodeURIComponent(id)}/conference`, { conference: { to } });
+}
