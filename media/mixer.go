@@ -40,6 +40,7 @@ type Mixer struct {
 	// The mix goroutine's own buffers (one per tick, reused).
 	frames [][FrameSize]int16
 	heard  []uint64
+	bits   []uint64
 	send   []bool
 	idBuf  []uint64
 	mix    [FrameSize]int32
@@ -115,7 +116,7 @@ func NewMixer() *Mixer {
 func newMixer() *Mixer {
 	return &Mixer{stop: make(chan struct{}), done: make(chan struct{}),
 		frames: make([][FrameSize]int16, 0, MaxMixMembers), heard: make([]uint64, 0, MaxMixMembers),
-		send: make([]bool, 0, MaxMixMembers), idBuf: make([]uint64, 0, MaxMixMembers)}
+		send: make([]bool, 0, MaxMixMembers), idBuf: make([]uint64, 0, MaxMixMembers), bits: make([]uint64, 0, MaxMixMembers)}
 }
 
 // Add makes ep a member. The member's audio is mixed from the next tick on; it hears the mix
@@ -129,14 +130,19 @@ func (m *Mixer) Add(ep *Endpoint, o MemberOptions) (*MixMember, error) {
 		return nil, ErrClosed
 	}
 	mm := &MixMember{m: m, ep: ep}
+	// The tap is installed before the member is published: Remove (from Close on another
+	// goroutine) may run as soon as it is in the list, and finds untap set. Samples the tap
+	// queues meanwhile are only the first frame's.
+	mm.untap = ep.AddTap(mm.tap)
 	m.mu.Lock()
-	if m.closed {
+	if m.closed || len(m.members) >= MaxMixMembers {
+		err := ErrMixerClosed
+		if !m.closed {
+			err = ErrMixerFull
+		}
 		m.mu.Unlock()
-		return nil, ErrMixerClosed
-	}
-	if len(m.members) >= MaxMixMembers {
-		m.mu.Unlock()
-		return nil, ErrMixerFull
+		mm.untap()
+		return nil, err
 	}
 	var used uint64
 	for _, x := range m.members {
@@ -151,7 +157,6 @@ func (m *Mixer) Add(ep *Endpoint, o MemberOptions) (*MixMember, error) {
 	mm.setLocked(o)
 	m.members = append(append(make([]*MixMember, 0, len(m.members)+1), m.members...), mm)
 	m.mu.Unlock()
-	mm.untap = ep.AddTap(mm.tap)
 	return mm, nil
 }
 
@@ -258,8 +263,9 @@ func (m *Mixer) run() {
 func (m *Mixer) tick(now time.Time) {
 	m.mu.Lock()
 	members := m.members // never changed in place
-	m.heard, m.send = m.heard[:0], m.send[:0]
+	m.heard, m.send, m.bits = m.heard[:0], m.send[:0], m.bits[:0]
 	for _, mm := range members {
+		m.bits = append(m.bits, mm.bit) // Remove zeroes it: read under m.mu only
 		var h uint64
 		switch mm.opts.HeardBy {
 		case HeardByAll:
@@ -284,7 +290,7 @@ func (m *Mixer) tick(now time.Time) {
 		}
 		m.mix = [FrameSize]int32{}
 		for j := range members {
-			if j == i || m.heard[j]&mm.bit == 0 {
+			if j == i || m.heard[j]&m.bits[i] == 0 {
 				continue
 			}
 			f := &m.frames[j]
@@ -302,7 +308,7 @@ func (m *Mixer) tick(now time.Time) {
 		cfg.codec.Encode(m.enc[:], m.pcm[:])
 		mm.seq++
 		mm.ts += FrameSize
-		mm.ep.out.write(ids[i], rtpHeader{seq: mm.seq, timestamp: mm.ts, ssrc: uint32(mm.bit)}, m.enc[:], kindAudio, CodecNone, now, nil)
+		mm.ep.out.write(ids[i], rtpHeader{seq: mm.seq, timestamp: mm.ts, ssrc: uint32(m.bits[i])}, m.enc[:], kindAudio, CodecNone, now, nil)
 	}
 }
 

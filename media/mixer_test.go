@@ -295,3 +295,39 @@ func TestMixFIFO_BoundedAndSilentWhenDry(t *testing.T) {
 		}
 	}
 }
+
+// Rule (-race, no deadlock): members added, switched and removed while the mixer closes, on
+// several goroutines, race with nothing and leave no tap behind. Looped.
+func TestMixer_AddRemoveCloseRaceLooped(t *testing.T) {
+	alloc := testAllocator(t, 8)
+	eps := []*Endpoint{newTestEndpoint(t, EndpointOptions{Allocator: alloc}), newTestEndpoint(t, EndpointOptions{Allocator: alloc}),
+		newTestEndpoint(t, EndpointOptions{Allocator: alloc})}
+	for _, ep := range eps {
+		ep.SetCodec(0, PCMU)
+	}
+	for range 50 {
+		m := NewMixer()
+		var wg sync.WaitGroup
+		for _, ep := range eps {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				mm, err := m.Add(ep, MemberOptions{Send: true})
+				if err != nil {
+					return
+				}
+				mm.Set(MemberOptions{Send: true, HeardBy: HeardByNobody})
+				mm.Remove()
+			}()
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); m.Close() }()
+		wg.Wait()
+		m.Close()
+	}
+	for i, ep := range eps {
+		if n := len(ep.cfg.Load().taps); n != 0 {
+			t.Errorf("endpoint %d keeps %d taps", i, n)
+		}
+	}
+}
