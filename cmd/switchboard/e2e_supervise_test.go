@@ -52,10 +52,10 @@ func TestEndToEnd_SupervisorMonitorsAndWhispers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// agent1's phone registers and goes available; it talks 22 s once it answered, long enough
+	// agent1's phone registers and goes available; it talks 30 s once it answered, long enough
 	// for the browser to monitor and whisper on a loaded machine.
 	phonePort := testport.FreeUDP(t)
-	repl := map[string]string{"PHONE_PORT": strconv.Itoa(phonePort), "TALK_MS": "22000", "TONE_FILE": tone880}
+	repl := map[string]string{"PHONE_PORT": strconv.Itoa(phonePort), "TALK_MS": "30000", "TONE_FILE": tone880}
 	phone := startSipp(t, "agent_tone.xml", repl, "-p", strconv.Itoa(phonePort))
 	startSipp(t, "agent_register.xml", repl, "-s", "agent1", "-au", "agent1@example.com", "-ap", "agentpass",
 		fmt.Sprintf("127.0.0.1:%d", g.sipPort)).wait(t, "register")
