@@ -96,7 +96,9 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	mux.Handle("GET /api/v2/lines", out.LinesHandler(caller))
 	// TU-3, TU-4: an agent's callback of a call, onto its ticket.
 	mux.Handle("POST /api/v2/calls/{id}/callback", out.CallbackHandler(gw.engine, nil, caller))
-	return nil
+	// Issue 21: the agent adds an external party to the call (the same dial plan).
+	mux.Handle("POST /api/v2/calls/{id}/conference", out.ConferenceHandler(t.acd, conferenceDialer{t}, caller))
+	return t.mountSupervisors(mux)
 }
 
 // recordingPauser gives the page's Pause recording button the recordings service, saying
