@@ -98,6 +98,28 @@ type CallbackDialer interface {
 	DialCallback(ctx context.Context, r CallbackRequest, agent AgentLeg) error
 }
 
+// CallbackChecker is optionally implemented by a CallbackDialer that refuses some numbers (the
+// outbound trunk's destination rules: a caller ID can be forged, and a callback must not dial a
+// premium-rate number for whoever forged it). A refused caller's key press is ignored: they
+// wait on the line as before.
+type CallbackChecker interface {
+	CallbackAllowed(to string) error
+}
+
+// callbackNumber reports whether n looks like an E.164 number (a callback needs one: an
+// anonymous or malformed caller ID cannot be called back).
+func callbackNumber(n string) bool {
+	if len(n) < 3 || len(n) > 16 || n[0] != '+' {
+		return false
+	}
+	for _, r := range n[1:] {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 // callbacks are the ACD's running callbacks.
 type callbacks struct {
 	dialer CallbackDialer
@@ -154,6 +176,19 @@ func (a *ACD) startCallback(w *waiter, st waitStore) bool {
 	ctx, d := a.cb.ctx, a.cb.dialer
 	a.cb.wg.Add(1)
 	a.cb.mu.Unlock()
+	refuse := ""
+	if !callbackNumber(w.c.info.From) {
+		refuse = "the caller's number cannot be called back (anonymous or not E.164)"
+	} else if ch, ok := d.(CallbackChecker); ok {
+		if err := ch.CallbackAllowed(w.c.info.From); err != nil {
+			refuse = err.Error()
+		}
+	}
+	if refuse != "" {
+		a.cb.wg.Done()
+		a.log.Info("ivr: callback key ignored; the caller waits on", "call_id", w.c.id, "queue", w.q.Name, "reason", refuse)
+		return false
+	}
 	go func() {
 		defer a.cb.wg.Done()
 		a.callbackRun(ctx, d, w, st)

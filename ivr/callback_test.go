@@ -192,3 +192,41 @@ func TestCallback_CloseEndsWaitingCallbacks(t *testing.T) {
 		t.Errorf("queue after close %+v, want empty", qs[1])
 	}
 }
+
+// refusingCallbacks refuses every number (the outbound trunk's destination rules).
+type refusingCallbacks struct{ *fakeCallbacks }
+
+func (refusingCallbacks) CallbackAllowed(string) error { return ErrCallbackNotAnswered }
+
+// TestCallback_RefusedNumberWaitsOn: a caller whose number the dialer refuses (a denied
+// destination), or who has no E.164 number, is not taken out of the line by the key: they
+// wait on and are offered to the agent as an ordinary call.
+func TestCallback_RefusedNumberWaitsOn(t *testing.T) {
+	for _, tc := range []struct {
+		name, from string
+		refuse     bool
+	}{{"denied destination", "+15551230000", true}, {"anonymous caller", "anonymous", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, cbs := callbackRig(t, QueueCallback{Key: "1"})
+			if tc.refuse {
+				r.acd.SetCallbackDialer(refusingCallbacks{cbs})
+			}
+			leg := newFakeLeg("call-cb-refused")
+			c := r.eng.NewCall(leg, CallInfo{From: tc.from, Line: "+15550199"})
+			res := runCall(t, c, Line{Number: "+15550199", Target: QueueTarget("support")})
+			r.events.next(t, leg.id, callevent.EventQueued)
+			c.InjectDigit('1')
+			r.available(t, 1)
+			o := r.dialer.next(t)
+			if o.CallID != leg.id || o.Callback {
+				t.Fatalf("offer %+v, want the waiting call itself", o.Offer)
+			}
+			o.answer()
+			r.events.next(t, leg.id, callevent.EventAnswered)
+			leg.hangup()
+			if got := result(t, res); got.Outcome != callevent.OutcomeAnswered {
+				t.Errorf("outcome %q, want answered", got.Outcome)
+			}
+		})
+	}
+}

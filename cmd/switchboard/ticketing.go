@@ -109,6 +109,15 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 		levels[name] = q.ServiceLevelSeconds
 	}
 	reports := ticketing.ReportOptions{ServiceLevels: levels}
+	// Queues live in the roster once it is loaded (created and changed through the API, each
+	// with its service_level_seconds); the file's value is the fallback of a queue that sets none.
+	reports.Levels = func() map[string]int {
+		m := gw.roster.Load()
+		if m == nil || !m.Loaded() {
+			return levels
+		}
+		return m.ServiceLevels(levels)
+	}
 	gw.api.RegisterReports(mux, "/api/v2", reports)
 	// The last hour's report figures as gauges, for the Grafana dashboard.
 	if gw.reportGauges, err = gw.store.StartReportGauges(ticketing.ReportGaugesOptions{Reports: reports,
