@@ -108,7 +108,7 @@ func TestCallback_KeepsPlaceAheadOfLaterCallers(t *testing.T) {
 		t.Errorf("agent during the callback: %s, want busy", s)
 	}
 	r.dialer.none(t, 50*time.Millisecond) // the later caller waits
-	p.resp <- nil                          // the caller answered; the conversation is over
+	p.resp <- nil                         // the caller answered; the conversation is over
 
 	o2 := r.dialer.next(t)
 	if o2.CallID != later.id || o2.Callback {
