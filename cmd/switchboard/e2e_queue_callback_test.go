@@ -34,6 +34,7 @@ func TestQueueCallback_CallerPressesKeyAgentAcceptsCallerCalledBackOnTheirTicket
 	carrier := startSipp(t, "carrier_await_bye.xml", map[string]string{"KEY_ACTION": press},
 		"-s", "+15550199", fmt.Sprintf("127.0.0.1:%d", g.sipPort))
 	carrier.wait(t, "caller")
+	t.Log("the caller pressed the key and was hung up")
 	inbound := g.awaitCall("+15550199", func(c map[string]any) bool {
 		return c["direction"] == "inbound" && c["state"] == "ended" && c["ticket_id"] != nil
 	})
@@ -57,7 +58,9 @@ func TestQueueCallback_CallerPressesKeyAgentAcceptsCallerCalledBackOnTheirTicket
 		t.Fatalf("PUT /agents/%d/state = %d %v", agentID, code, m)
 	}
 	phone.wait(t, "agent phone accepting the callback")
+	t.Log("the agent's phone accepted the callback and hung up")
 	far.wait(t, "the trunk's far end answering the callback")
+	t.Log("the trunk's far end was called back")
 
 	cb := g.awaitCall("+15551234567", func(c map[string]any) bool {
 		return c["direction"] == "outbound" && c["state"] == "ended" && c["ticket_id"] != nil
