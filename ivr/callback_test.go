@@ -2,6 +2,8 @@ package ivr
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -228,5 +230,77 @@ func TestCallback_RefusedNumberWaitsOn(t *testing.T) {
 				t.Errorf("outcome %q, want answered", got.Outcome)
 			}
 		})
+	}
+}
+
+// TestCallback_ManyAtOnceWithCallersAndAgentsRacing: twenty callers, half of them asking for a
+// callback while agents answer offers and state changes come and go, all at once: every call is
+// served exactly once (a callback dialled, or the caller answered), and nothing deadlocks
+// (run under -race; the ACD's lock is never held across the dialers or the callback dialer).
+func TestCallback_ManyAtOnceWithCallersAndAgentsRacing(t *testing.T) {
+	r, cbs := callbackRig(t, QueueCallback{Key: "1"})
+	const n = 20
+	served := make(chan string, 2*n)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // the agents answer every offer at once
+		defer wg.Done()
+		for {
+			select {
+			case o := <-r.dialer.offers:
+				leg := o.answer()
+				if !o.Callback {
+					served <- o.CallID
+					go func() { _ = leg.Hangup(context.Background()) }() // a short talk
+				}
+			case <-stop:
+				return
+			}
+		}
+	}()
+	go func() { // the callback dialer: every caller answers
+		defer wg.Done()
+		for {
+			select {
+			case p := <-cbs.reqs:
+				served <- p.CallID
+				p.resp <- nil
+			case <-stop:
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	var results []<-chan Result
+	for i := range n {
+		leg, c, res := r.queueCall(t, fmt.Sprintf("race-%02d", i), "support")
+		results = append(results, res)
+		if i%2 == 0 {
+			c.InjectDigit('1')
+		}
+		if i == n/2 {
+			r.available(t, 1, 2)
+		}
+		_ = leg
+	}
+	seen := map[string]int{}
+	deadline := time.After(3 * wait)
+	for len(seen) < n {
+		select {
+		case id := <-served:
+			seen[id]++
+			if seen[id] > 1 {
+				t.Fatalf("call %s served twice", id)
+			}
+		case <-deadline:
+			t.Fatalf("%d of %d calls served: %v", len(seen), n, seen)
+		}
+	}
+	for i, res := range results {
+		got := result(t, res)
+		if (i%2 == 0) != (got.Outcome == callevent.OutcomeCallback) && got.Outcome != callevent.OutcomeAnswered {
+			t.Errorf("call %d ended with %q", i, got.Outcome)
+		}
 	}
 }
