@@ -86,6 +86,8 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	if err != nil {
 		return err
 	}
+	// Queue callbacks dial the caller through the trunk under the same destination rules.
+	t.acd.SetCallbackDialer(callbackDialer{Server: t.sip, guard: guard})
 	out := &web.Outbound{Store: gw.store, Dialer: trunkDialer{t}, Teams: teams, Guard: guard,
 		Lines: outboundLines(gw.cfg), Roster: t.acd, Log: gw.log.With("component", "outbound")}
 	caller := func(r *http.Request) (int64, bool) {
@@ -249,6 +251,21 @@ func (d trunkDialer) Dial(ctx context.Context, req web.Dial) (string, error) {
 	id = web.ErrorID()
 	t.gw.log.Error("outbound call not placed", "agent_id", req.AgentID, "error_id", id, "err", err)
 	return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the call cannot be placed now (error id " + id + ")"}
+}
+
+// callbackDialer places queue callbacks through sip (ivr.CallbackDialer) and refuses the
+// numbers the outbound trunk's destination rules refuse (ivr.CallbackChecker): a caller ID
+// can be forged.
+type callbackDialer struct {
+	*sip.Server
+	guard *web.OutboundGuard
+}
+
+func (d callbackDialer) CallbackAllowed(to string) error {
+	if reason := d.guard.Destination(to); reason != "" {
+		return fmt.Errorf("outbound destination rules: %s", reason)
+	}
+	return nil
 }
 
 // clusterACD is the ACD the softphone page's buttons drive: a call this node relays for the
