@@ -190,7 +190,7 @@ const (
 
 func newWriter(s *Service, id, callID, kind, rel string, channels int, start time.Time, file *wavFile) *Writer {
 	w := &Writer{s: s, id: id, callID: callID, kind: kind, rel: rel, channels: channels, start: start,
-		failed:   make(chan struct{}),
+		failed:    make(chan struct{}),
 		lastSync:  start,
 		lastWrite: start,
 		file:      file,
