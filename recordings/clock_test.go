@@ -70,22 +70,26 @@ func (f *countFile) Sync() error {
 }
 
 // recordRealTime feeds a stereo call's taps from..to seconds of audio, 100 ms at a time, moving
-// the clock along and visiting the recordings as the Service's clock does every 100 ms.
+// the clock along and visiting the recordings as the Service's clock does every 100 ms — but
+// for every seventh visit, which comes late (with the next), as on a busy core.
 func recordRealTime(s *Service, clk *clock, w *Writer, base time.Time, from, to int) {
 	left, right := w.CallerTap(), w.AgentTap()
 	for k := from * 50; k < to*50; k += 5 {
 		feed(left, base, media.PCMU, 440, 1, k, k+5)
 		feed(right, base, media.PCMA, 880, 2, k, k+5)
 		clk.Set(base.Add(time.Duration(k+5) * 20 * time.Millisecond))
-		s.onClock()
+		if (k/5)%7 != 6 || k+5 == to*50 {
+			s.onClock()
+		}
 	}
 }
 
 // Rule (issue 18, session 7): a recording's disk work is batched — its audio is written twice a
-// second (not at every 100 ms visit: 20 writes for 10 s instead of 100), its header follows each
-// write, and it is fsynced once per Options.SyncInterval (5 s by default: 2 for 10 s instead
-// of 10), plus once at creation and once at the close. Before session 7 every recording wrote
-// every 100 ms and fsynced every second.
+// second (not at every 100 ms visit: 20 writes for 10 s instead of 100), once per write even
+// after a late visit (a write split at half a second made it 23), its header follows each
+// write, and it is fsynced once per Options.SyncInterval (5 s by default: 1 or 2 for 10 s
+// instead of 10), plus once at creation and once at the close. Before session 7 every
+// recording wrote every 100 ms and fsynced every second.
 func TestRecordingWritesTwiceASecondAndSyncsPerSyncInterval(t *testing.T) {
 	clk := newClock()
 	cfs := newCountFS(false)
@@ -99,12 +103,13 @@ func TestRecordingWritesTwiceASecondAndSyncsPerSyncInterval(t *testing.T) {
 	w0, h0 := cfs.writes.Load(), cfs.headers.Load() // the header written at creation
 	recordRealTime(s, clk, w, base, 0, 10)
 	writes, headers := cfs.writes.Load()-w0, cfs.headers.Load()-h0
-	// Two periodic fsyncs (at 5 s and 10 s), the creation's before them: three signals.
-	for range 3 {
+	// The creation's fsync and the first periodic one (at 5 s) at least; the second is due at
+	// 10 s, or just after when a visit was late.
+	for range 2 {
 		select {
 		case <-cfs.synced:
 		case <-time.After(wait):
-			t.Fatalf("%d fsyncs after 10 s recorded, want 3 (creation, 5 s, 10 s)", cfs.syncs.Load())
+			t.Fatalf("%d fsyncs after 10 s recorded, want at least 2 (creation, 5 s)", cfs.syncs.Load())
 		}
 	}
 	syncs := cfs.syncs.Load()
@@ -112,14 +117,15 @@ func TestRecordingWritesTwiceASecondAndSyncsPerSyncInterval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("%d writes, %d header rewrites, %d fsyncs for 10 s", writes, headers, syncs)
 	if writes < 18 || writes > 21 {
 		t.Errorf("%d writes of audio for 10 s recorded, want about 20 (one every %v)", writes, writeInterval)
 	}
 	if headers != writes {
 		t.Errorf("%d header rewrites for %d writes, want one each", headers, writes)
 	}
-	if syncs != 3 {
-		t.Errorf("%d fsyncs for 10 s recorded, want 3 (creation, then every %v)", syncs, DefaultSyncInterval)
+	if syncs < 2 || syncs > 3 {
+		t.Errorf("%d fsyncs for 10 s recorded, want 2 or 3 (creation, then every %v)", syncs, DefaultSyncInterval)
 	}
 	if d := readWAV(t, res.Path); d.duration() != 10*time.Second || !d.h.Consistent(d.size) {
 		t.Errorf("file of %v (header %+v, %d bytes), want 10 s", d.duration(), d.h, d.size)

@@ -580,9 +580,11 @@ func (w *Writer) appendSamples(out []byte, from, to int64) []byte {
 	return out
 }
 
-// commitChunk bounds one write (sample frames): half a second, so a tick writes once even when
-// it runs late; the buffer is borrowed from the Service for the write (getOut), not held.
-const commitChunk = SampleRate / 2
+// commitChunk bounds one write (sample frames): a second, twice writeInterval, so a visit
+// writes once even when it runs late (at half a second, a visit a tick late wrote twice: 4
+// writes a second instead of 2); the buffer is borrowed from the Service for the write
+// (getOut), not held.
+const commitChunk = SampleRate
 
 // commit writes the ring's audio up to position target (exclusive) to the file, silencing the
 // paused intervals, and clears what it wrote.
