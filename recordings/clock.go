@@ -36,10 +36,12 @@ type diskClock struct {
 	syncers int // sync worker goroutines running
 }
 
-// maxSyncers bounds the goroutines fsyncing recordings at once. A fsync takes 1–3 ms on an
-// idle disk: one goroutine syncs 1,000 recordings every 5 s in a fraction of its time; a
-// second keeps syncs moving while one waits on a slow one.
-const maxSyncers = 2
+// maxSyncers bounds the goroutines fsyncing recordings at once. An fsync took 1–3 ms on this
+// machine's idle disk and 4–6 ms while other jobs used it (BENCHMARKS.md, session 7): 1,000
+// recordings every 5 s are 200 fsyncs a second, a second's work for one goroutine on the
+// busy disk. Four keep up with twice that, and concurrent fsyncs share the filesystem's
+// journal commits; a goroutine waiting in fsync costs a thread, not CPU.
+const maxSyncers = 4
 
 // startClock adds w to the recordings the clock visits and arms the clock if it was idle.
 func (w *Writer) startClock() {
