@@ -702,7 +702,8 @@ func (l *leg) addTimerHeaders(res *sip.Response) {
 // when the far end is the refresher.
 func (l *leg) noteRefresh(req *sip.Request) {
 	l.mu.Lock()
-	if l.sessTimer != nil && !l.sessWe {
+	// Not after the leg ended: leg.end stops the timer once, after closing l.ended.
+	if l.sessTimer != nil && !l.sessWe && !l.isEnded() {
 		l.sessTimer.Reset(l.sessWait)
 	}
 	l.mu.Unlock()
