@@ -133,8 +133,7 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 		}
 	}()
 	s.m.callsActive.WithLabelValues(c.direction).Inc()
-	emitDone := make(chan struct{})
-	go c.runEmitter(emitDone)
+	emitDone := c.startEmitter()
 	started := callevent.Event{Type: callevent.EventStarted, Direction: c.direction, From: c.from, To: c.to, Line: c.line,
 		Trunk: c.trunk}
 	if opts.Started != nil {
