@@ -50,21 +50,6 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	if t.recs != nil {
 		pauser = recordingPauser{t.recs}
 	}
-	t.web, err = web.New(web.Options{
-		Auth: webLogin{gw.store}, ACD: clusterACD{t.acd, t.sip}, WebRTC: rtc, APIBase: "/api/v2",
-		Registerer: gw.reg, Logger: gw.log.With("component", "softphone"), Teams: teams,
-		SecureCookie: gw.cfg.HTTP.Secure(), Guard: gw.guard, ICEServers: iceServers(wcfg.ICEServers),
-		Recordings: pauser,
-	})
-	if err != nil {
-		return err
-	}
-	t.pages.Store(t.web)
-	t.web.Register(mux)
-	// Agents are reached on their page when it is open, else on their SIP phone; an agent
-	// attached to another node of the cluster through the internal leg to that node.
-	t.acd.SetDialer(t.sip.ClusterDialer(web.PreferSoftphone(t.web, t.sip.PhoneDialer())))
-
 	// Toll fraud: the outbound trunk's destinations and agent limits, checked before dialling.
 	var gopts web.GuardOptions
 	if tr, ok := outboundTrunk(gw.cfg); ok {
@@ -77,6 +62,27 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	if err != nil {
 		return err
 	}
+	// Transfers to outside numbers are checked against the same destinations (no trunk that
+	// takes outbound calls: none may be dialled).
+	transfers := &web.Transfers{ACD: clusterACD{t.acd, t.sip}, Numbers: gw.store, Log: gw.log.With("component", "transfer")}
+	if _, ok := outboundTrunk(gw.cfg); ok {
+		transfers.Guard = guard
+	}
+	t.web, err = web.New(web.Options{
+		Auth: webLogin{gw.store}, ACD: clusterACD{t.acd, t.sip}, WebRTC: rtc, APIBase: "/api/v2",
+		Registerer: gw.reg, Logger: gw.log.With("component", "softphone"), Teams: teams,
+		SecureCookie: gw.cfg.HTTP.Secure(), Guard: gw.guard, ICEServers: iceServers(wcfg.ICEServers),
+		Recordings: pauser, Transfers: transfers,
+	})
+	if err != nil {
+		return err
+	}
+	t.pages.Store(t.web)
+	t.web.Register(mux)
+	// Agents are reached on their page when it is open, else on their SIP phone; an agent
+	// attached to another node of the cluster through the internal leg to that node.
+	t.acd.SetDialer(t.sip.ClusterDialer(web.PreferSoftphone(t.web, t.sip.PhoneDialer())))
+
 	out := &web.Outbound{Store: gw.store, Dialer: trunkDialer{t}, Teams: teams, Guard: guard,
 		Lines: outboundLines(gw.cfg), Roster: t.acd, Log: gw.log.With("component", "outbound")}
 	caller := func(r *http.Request) (int64, bool) {
@@ -87,6 +93,10 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	mux.Handle("GET /api/v2/lines", out.LinesHandler(caller))
 	// TU-3, TU-4: an agent's callback of a call, onto its ticket.
 	mux.Handle("POST /api/v2/calls/{id}/callback", out.CallbackHandler(gw.engine, nil, caller))
+	// Transfers of a connected queue call by its agent (web/transfer.go).
+	mux.Handle("POST /api/v2/calls/{id}/transfer", transfers.Handler("", caller))
+	mux.Handle("POST /api/v2/calls/{id}/transfer/complete", transfers.Handler("complete", caller))
+	mux.Handle("POST /api/v2/calls/{id}/transfer/cancel", transfers.Handler("cancel", caller))
 	return nil
 }
 
@@ -237,6 +247,11 @@ func (a clusterACD) Resume(ctx context.Context, callID string) error {
 }
 
 func (a clusterACD) Transfer(ctx context.Context, callID string, to ivr.TransferTo) error {
+	if to.Number != "" {
+		// An outside number is dialled by the node that owns the call's carrier leg; a call
+		// relayed from another node is not this ACD's (ErrNoCall).
+		return a.ACD.Transfer(ctx, callID, to)
+	}
 	if err := a.sip.RelayControl(ctx, callID, "transfer", to); !errors.Is(err, sip.ErrNotInternal) {
 		return err
 	}
