@@ -178,7 +178,7 @@ func (a *ACD) consultRun(ctx context.Context, c *Call, q *queueRec, s *session, 
 	if blind {
 		mode = callevent.TransferBlind
 	}
-	c.emit(callevent.Event{Type: callevent.EventTransferStarted, FromAgentID: agentID, ToAgentID: targetAgent,
+	c.emit(callevent.Event{Type: callevent.EventTransferStarted, FromAgentID: agentID, ToAgentID: to.AgentID,
 		Queue: to.Queue, ToNumber: to.Number, TransferMode: mode})
 	pl := c.startAudio(ctx, a.music(q), PromptTransfer)
 	defer func() {
