@@ -121,7 +121,8 @@ func countTargets(to TransferTo) int {
 type consultKind int
 
 const (
-	consultBack    consultKind = iota // the caller is back with the agent: bridge them again
+	consultKept    consultKind = iota // refused before anything changed: the bridge stands
+	consultBack                       // the caller is back with the agent, bridged again (stop)
 	consultAgent                      // completed to an agent, now on leg (busy): bridge and talk on
 	consultOver                       // the call is over; released says whether the agent was released
 	consultRequeue                    // a blind transfer not answered after the agent left: back to the queue
@@ -132,12 +133,16 @@ type consultResult struct {
 	agentID  int64
 	leg      AgentLeg
 	released bool
+	stop     func() // consultBack: the caller's bridge to the agent, made again
+	err      error  // consultOver: the call could not go on
 }
 
 // consultRun runs a transfer whose target must answer first (req: opConsult, or opTransfer to
-// a number, blind) on the call's goroutine. The agent's bridge to the caller is already
-// stopped. It answers req itself and serves the session's other requests until it returns.
-func (a *ACD) consultRun(ctx context.Context, c *Call, q *queueRec, s *session, agentID int64, leg AgentLeg, req ctlReq) consultResult {
+// a number, blind) on the call's goroutine. unbridge stops the agent's bridge to the caller
+// (and a hold), once the target is known to be reachable. It answers req itself — after the
+// caller is back with the agent when the transfer is given up, so that whoever asked finds
+// the call as it was told — and serves the session's other requests until it returns.
+func (a *ACD) consultRun(ctx context.Context, c *Call, q *queueRec, s *session, agentID int64, leg AgentLeg, req ctlReq, unbridge func()) consultResult {
 	blind := req.op == opTransfer
 	to := req.to
 	ep := c.leg.Endpoint()
@@ -152,28 +157,29 @@ func (a *ACD) consultRun(ctx context.Context, c *Call, q *queueRec, s *session, 
 		d, ok := c.leg.(ExternalDialer)
 		if !ok {
 			req.reply <- ErrNoTrunk
-			return consultResult{kind: consultBack}
+			return consultResult{kind: consultKept}
 		}
 		dialer = d
 	case to.Queue != "":
 		id, n, err := a.reserveFromQueue(c, to.Queue, agentID)
 		if err != nil {
 			req.reply <- err
-			return consultResult{kind: consultBack}
+			return consultResult{kind: consultKept}
 		}
 		targetAgent, node = id, n
 	default:
 		if to.AgentID == agentID {
 			req.reply <- fmt.Errorf("%w: agent %d is the one on the call", ErrAgentUnavailable, to.AgentID)
-			return consultResult{kind: consultBack}
+			return consultResult{kind: consultKept}
 		}
 		n, err := a.reserve(c, to.AgentID)
 		if err != nil {
 			req.reply <- err
-			return consultResult{kind: consultBack}
+			return consultResult{kind: consultKept}
 		}
 		targetAgent, node = to.AgentID, n
 	}
+	unbridge()
 	mode := callevent.TransferConsult
 	if blind {
 		mode = callevent.TransferBlind
@@ -248,33 +254,47 @@ func (a *ACD) consultRun(ctx context.Context, c *Call, q *queueRec, s *session, 
 			results = nil
 		}
 	}
+	// rejoin bridges the caller to the agent again (the transfer given up) and emits
+	// call.resumed: the transfer time ends.
+	rejoin := func() consultResult {
+		if pl != nil {
+			pl.halt()
+			pl = nil
+		}
+		st, err := leg.Bridge(ep)
+		c.emit(callevent.Event{Type: callevent.EventResumed})
+		if err != nil {
+			return consultResult{kind: consultOver, err: fmt.Errorf("ivr: bridge caller to agent %d after a transfer: %w", agentID, err)}
+		}
+		return consultResult{kind: consultBack, stop: st}
+	}
 	// complete bridges the caller to the target and lets the agent go.
 	complete := func() consultResult {
 		stopAT()
 		pl.halt()
 		pl = nil
+		if targetAgent != 0 {
+			// talk goes on with the new agent (busy since the offer was answered): it bridges
+			// the caller and emits call.answered.
+			if !agentLeft {
+				a.hangupAgent(ctx, leg)
+			}
+			a.agentFree(agentID, q)
+			c.emit(callevent.Event{Type: callevent.EventTransferred, FromAgentID: agentID, ToAgentID: targetAgent})
+			return consultResult{kind: consultAgent, agentID: targetAgent, leg: target, released: true}
+		}
 		stop, err := target.Bridge(ep)
 		if err != nil {
 			a.hangupAgent(ctx, target)
-			if targetAgent != 0 {
-				a.agentFree(targetAgent, q)
-			}
-			a.log.Error("ivr: bridge caller to the transfer target", "call_id", c.ID(), "error", err)
-			return consultResult{kind: consultOver}
+			return consultResult{kind: consultOver, err: fmt.Errorf("ivr: bridge caller to the transfer target: %w", err)}
 		}
+		defer stop()
 		if !agentLeft {
 			a.hangupAgent(ctx, leg)
 		}
 		a.agentFree(agentID, q)
-		c.emit(callevent.Event{Type: callevent.EventTransferred, FromAgentID: agentID, ToAgentID: targetAgent, ToNumber: to.Number})
-		if targetAgent != 0 {
-			// talk goes on with the new agent (busy since the offer was answered) and emits
-			// its call.answered.
-			stop()
-			return consultResult{kind: consultAgent, agentID: targetAgent, leg: target, released: true}
-		}
+		c.emit(callevent.Event{Type: callevent.EventTransferred, FromAgentID: agentID, ToNumber: to.Number})
 		c.emit(callevent.Event{Type: callevent.EventAnswered})
-		defer stop()
 		select { // the caller and the outside number talk until either hangs up
 		case <-ctx.Done():
 			a.hangupAgent(ctx, target)
@@ -311,12 +331,14 @@ func (a *ACD) consultRun(ctx context.Context, c *Call, q *queueRec, s *session, 
 				if r.leg != nil {
 					a.hangupAgent(ctx, r.leg)
 				}
-				c.emit(callevent.Event{Type: callevent.EventResumed})
-				answer(fmt.Errorf("%w: %w", ErrTransferFailed, errOr(r.err, ErrNoAnswer)))
 				if agentLeft {
+					c.emit(callevent.Event{Type: callevent.EventResumed})
+					answer(fmt.Errorf("%w: %w", ErrTransferFailed, errOr(r.err, ErrNoAnswer)))
 					return consultResult{kind: consultRequeue}
 				}
-				return consultResult{kind: consultBack}
+				back := rejoin()
+				answer(fmt.Errorf("%w: %w", ErrTransferFailed, errOr(r.err, ErrNoAnswer)))
+				return back
 			}
 			target, targetEnd = r.leg, r.leg.Done()
 			if blind {
@@ -327,27 +349,27 @@ func (a *ACD) consultRun(ctx context.Context, c *Call, q *queueRec, s *session, 
 			if err != nil {
 				a.log.Error("ivr: bridge the agent to the consult target", "call_id", c.ID(), "error", err)
 				giveUp()
-				c.emit(callevent.Event{Type: callevent.EventResumed})
+				back := rejoin()
 				answer(fmt.Errorf("%w: %w", ErrTransferFailed, err))
-				return consultResult{kind: consultBack}
+				return back
 			}
 			stopAT = stop
 			answer(nil)
 		case <-targetEnd:
 			targetEnd = nil
 			giveUp()
-			c.emit(callevent.Event{Type: callevent.EventResumed})
+			back := rejoin()
 			tell(ConsultTargetLeft)
-			return consultResult{kind: consultBack}
+			return back
 		case r := <-s.ctl:
 			switch r.op {
 			case opConsultCancel:
 				giveUp()
-				c.emit(callevent.Event{Type: callevent.EventResumed})
+				back := rejoin()
 				answer(fmt.Errorf("%w: cancelled", ErrTransferFailed))
 				r.reply <- nil
 				tell(ConsultCancelled)
-				return consultResult{kind: consultBack}
+				return back
 			case opConsultComplete:
 				if target == nil || blind {
 					r.reply <- fmt.Errorf("%w: the target has not answered yet", ErrNoConsult)
@@ -362,8 +384,9 @@ func (a *ACD) consultRun(ctx context.Context, c *Call, q *queueRec, s *session, 
 		}
 	}
 	giveUp()
+	back := rejoin()
 	answer(ErrTransferFailed)
-	return consultResult{kind: consultBack}
+	return back
 }
 
 func errOr(err, def error) error {
@@ -434,12 +457,15 @@ func (a *ACD) reserveFromQueue(c *Call, name string, except int64) (int64, strin
 
 // runConsultIn runs consultRun from talk's loop and brings talk's state up to date: it
 // reports done with talk's outcome when the call is over, else talk goes on serving the
-// (possibly new) agent, bridged to the caller again.
+// (possibly new) agent, bridged to the caller.
 func (a *ACD) runConsultIn(ctx context.Context, c *Call, q *queueRec, s *session, agentID *int64, leg *AgentLeg,
 	stop *func(), unhold func(), req ctlReq, out *talkOutcome) (talkOutcome, bool) {
-	(*stop)()
-	unhold() // a transfer from hold: the hold ends here, the transfer's time begins
-	r := a.consultRun(ctx, c, q, s, *agentID, *leg, req)
+	unbridge := func() {
+		(*stop)()
+		*stop = func() {}
+		unhold() // a transfer from hold: the hold ends here, the transfer's time begins
+	}
+	r := a.consultRun(ctx, c, q, s, *agentID, *leg, req, unbridge)
 	release := func() {
 		if !r.released {
 			a.hangupAgent(ctx, *leg)
@@ -447,31 +473,35 @@ func (a *ACD) runConsultIn(ctx context.Context, c *Call, q *queueRec, s *session
 		}
 	}
 	switch r.kind {
+	case consultKept:
+		return *out, false
+	case consultBack:
+		*stop = r.stop
+		return *out, false
 	case consultOver:
 		release()
+		if r.err != nil {
+			out.err = r.err
+		}
 		return *out, true
 	case consultRequeue:
 		release()
 		out.toQueue, out.fromAgent = q.Name, *agentID
 		return *out, true
-	case consultAgent:
-		*agentID, *leg = r.agentID, r.leg
-		a.mu.Lock()
-		s.agentID = r.agentID
-		a.mu.Unlock()
 	}
-	ep := c.leg.Endpoint()
-	st, err := (*leg).Bridge(ep)
+	// consultAgent: talk goes on with the new agent.
+	*agentID, *leg = r.agentID, r.leg
+	a.mu.Lock()
+	s.agentID = r.agentID
+	a.mu.Unlock()
+	st, err := r.leg.Bridge(c.leg.Endpoint())
 	if err != nil {
-		*stop = func() {}
-		a.hangupAgent(ctx, *leg)
-		a.agentFree(*agentID, q)
-		out.err = fmt.Errorf("ivr: bridge caller to agent %d after a transfer: %w", *agentID, err)
+		a.hangupAgent(ctx, r.leg)
+		a.agentFree(r.agentID, q)
+		out.err = fmt.Errorf("ivr: bridge caller to agent %d after a transfer: %w", r.agentID, err)
 		return *out, true
 	}
 	*stop = st
-	if r.kind == consultAgent {
-		c.emit(callevent.Event{Type: callevent.EventAnswered, AgentID: r.agentID, Channel: legChannel(r.leg)})
-	}
+	c.emit(callevent.Event{Type: callevent.EventAnswered, AgentID: r.agentID, Channel: legChannel(r.leg)})
 	return *out, false
 }
