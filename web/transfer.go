@@ -273,6 +273,21 @@ func (t *Transfers) writeError(w http.ResponseWriter, err error) {
 	apierror.Write(w, e)
 }
 
+// Refer carries out a blind transfer an agent's SIP phone asked for with REFER (sip refer.go),
+// under the API's checks: the call must be the agent's, a number must read as one and be a
+// destination the trunk allows. It returns once the ACD took the transfer (for a number, once
+// it answered).
+func (t *Transfers) Refer(ctx context.Context, callID string, agentID, toAgent int64, number string) error {
+	if owner, live := t.ACD.CallAgent(callID); !live || owner != agentID {
+		return fmt.Errorf("web: refer: %w", ivr.ErrNoCall)
+	}
+	to, _, err := t.target(TransferRequest{ToAgentID: toAgent, ToNumber: number})
+	if err != nil {
+		return err
+	}
+	return t.ACD.Transfer(ctx, callID, to)
+}
+
 // pageTransfer runs the page's transfer message (m.Mode, m.AgentID, m.Queue, m.Number). A
 // transfer that waits for its target to answer runs on its own goroutine, so the page's other
 // buttons (cancel) keep working; the page hears "consult" messages: ringing, talking, and

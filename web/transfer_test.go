@@ -33,8 +33,12 @@ func (f *fakeTransferACD) Transfer(_ context.Context, id string, to ivr.Transfer
 func (f *fakeTransferACD) Consult(_ context.Context, id string, to ivr.TransferTo, _ func(ivr.ConsultEnd)) error {
 	return f.note(fmt.Sprintf("consult %s %+v", id, to))
 }
-func (f *fakeTransferACD) CompleteConsult(_ context.Context, id string) error { return f.note("complete " + id) }
-func (f *fakeTransferACD) CancelConsult(_ context.Context, id string) error   { return f.note("cancel " + id) }
+func (f *fakeTransferACD) CompleteConsult(_ context.Context, id string) error {
+	return f.note("complete " + id)
+}
+func (f *fakeTransferACD) CancelConsult(_ context.Context, id string) error {
+	return f.note("cancel " + id)
+}
 func (f *fakeTransferACD) CallAgent(id string) (int64, bool) {
 	a, ok := f.agent[id]
 	return a, ok

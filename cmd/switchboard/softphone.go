@@ -68,6 +68,7 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	if _, ok := outboundTrunk(gw.cfg); ok {
 		transfers.Guard = guard
 	}
+	t.transfers.Store(transfers)
 	t.web, err = web.New(web.Options{
 		Auth: webLogin{gw.store}, ACD: clusterACD{t.acd, t.sip}, WebRTC: rtc, APIBase: "/api/v2",
 		Registerer: gw.reg, Logger: gw.log.With("component", "softphone"), Teams: teams,
@@ -256,4 +257,13 @@ func (a clusterACD) Transfer(ctx context.Context, callID string, to ivr.Transfer
 		return err
 	}
 	return a.ACD.Transfer(ctx, callID, to)
+}
+
+// refer carries out an agent phone's REFER through the page's transfer checks (web.Transfers).
+func (t *telephony) refer(ctx context.Context, callID string, agentID int64, to sip.ReferTarget) error {
+	tr := t.transfers.Load()
+	if tr == nil {
+		return errors.New("transfers are not ready")
+	}
+	return tr.Refer(ctx, callID, agentID, to.AgentID, to.Number)
 }
