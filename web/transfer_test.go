@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -130,6 +131,35 @@ func TestTransferAPI_DialPlanOwnershipAndFields(t *testing.T) {
 		"consult c1 {AgentID:0 Queue: Number:+15557770000}", "complete c1",
 		"transfer c1 {AgentID:0 Queue: Number:+15557770001}", "cancel c1",
 	}
+	if got := acd.seen(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("the ACD heard %v, want %v", got, want)
+	}
+}
+
+// TestTransferRefer_SameChecksAsTheAPI: an agent phone's REFER (sip) goes through the same
+// checks: another agent's call is no call of theirs, a denied number is refused before the
+// ACD hears of it, an allowed one is a blind transfer in E.164.
+func TestTransferRefer_SameChecksAsTheAPI(t *testing.T) {
+	acd := &fakeTransferACD{agent: map[string]int64{"c1": 7}}
+	guard, err := NewOutboundGuard(GuardOptions{Deny: []string{"+1900"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &Transfers{ACD: acd, Guard: guard}
+	ctx := context.Background()
+	if err := tr.Refer(ctx, "c1", 8, 0, "+15557770000"); !errors.Is(err, ivr.ErrNoCall) {
+		t.Errorf("REFER of another agent's call: %v, want ErrNoCall", err)
+	}
+	if err := tr.Refer(ctx, "c1", 7, 0, "+19005550000"); err == nil || transferText(err) == "" {
+		t.Errorf("REFER to a denied number: %v, want a refusal the log can say", err)
+	}
+	if err := tr.Refer(ctx, "c1", 7, 3, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Refer(ctx, "c1", 7, 0, "+15557770000"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"transfer c1 {AgentID:3 Queue: Number:}", "transfer c1 {AgentID:0 Queue: Number:+15557770000}"}
 	if got := acd.seen(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("the ACD heard %v, want %v", got, want)
 	}
