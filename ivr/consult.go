@@ -295,11 +295,25 @@ func (a *ACD) consultRun(ctx context.Context, c *Call, q *queueRec, s *session, 
 		a.agentFree(agentID, q)
 		c.emit(callevent.Event{Type: callevent.EventTransferred, FromAgentID: agentID, ToNumber: to.Number})
 		c.emit(callevent.Event{Type: callevent.EventAnswered})
-		select { // the caller and the outside number talk until either hangs up
-		case <-ctx.Done():
-			a.hangupAgent(ctx, target)
-		case <-target.Done():
+		// No agent is on the call any more: hold, transfer and the rest answer ErrNoCall at
+		// once (a request that raced the completion gets it from the loop below).
+		a.mu.Lock()
+		if a.live[c.ID()] == s {
+			delete(a.live, c.ID())
 		}
+		a.mu.Unlock()
+		for range 1 << 20 { // the caller and the outside number talk until either hangs up
+			select {
+			case <-ctx.Done():
+				a.hangupAgent(ctx, target)
+				return consultResult{kind: consultOver, released: true}
+			case <-target.Done():
+				return consultResult{kind: consultOver, released: true}
+			case r := <-s.ctl:
+				r.reply <- fmt.Errorf("%w: %s (transferred to an outside number)", ErrNoCall, c.ID())
+			}
+		}
+		a.hangupAgent(ctx, target)
 		return consultResult{kind: consultOver, released: true}
 	}
 	for range 1 << 20 { // bounded: every turn is an event of this call

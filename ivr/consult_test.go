@@ -3,6 +3,7 @@ package ivr
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -307,5 +308,84 @@ func TestConsult_NoAnswerCancelAndAgentTarget(t *testing.T) {
 	}
 	if x := evs[9]; x.Queue != "support" || x.ToAgentID != 0 || x.TransferMode != callevent.TransferConsult {
 		t.Errorf("transfer_started to the queue: %+v", x)
+	}
+}
+
+// TestConsult_RacesEndCleanly: looped under -race, each turn races the end of a consult — the
+// agent cancelling or completing, the caller hanging up, the target hanging up, the agent
+// hanging up — on their own goroutines. Every call ends, every Consult and control call
+// returns, and the agent is free again; a turn that does not end within the watchdog fails with
+// every goroutine's stack (a deadlock), not a hung test.
+func TestConsult_RacesEndCleanly(t *testing.T) {
+	r := newRig(t, testPrompts(t, 40*time.Millisecond))
+	r.available(t, 1)
+	ctx := context.Background()
+	for i := range 40 {
+		leg := newTransferLeg(fmt.Sprintf("call-race-%d", i))
+		leg.ep, _ = mediaPair(t)
+		c := r.eng.NewCall(leg, CallInfo{})
+		res := runCall(t, c, Line{Target: QueueTarget("support")})
+		a1 := r.dialer.next(t).answer()
+		r.events.next(t, leg.id, callevent.EventAnswered)
+		errc, _ := consultAsync(r.acd, leg.id, TransferTo{Number: "+15557770000"})
+		d := leg.nextDial(t)
+		extGW, _ := mediaPair(t)
+		ext, hangExt := endpointLeg(extGW)
+		answered := i%5 != 0
+		if answered {
+			d.resp <- dialResult{leg: ext}
+			if err := awaitErr(t, errc); err != nil {
+				t.Fatalf("turn %d: consult: %v", i, err)
+			}
+		}
+		var wg sync.WaitGroup
+		race := func(f func()) {
+			wg.Add(1)
+			go func() { defer wg.Done(); f() }()
+		}
+		switch i % 4 {
+		case 0:
+			race(func() { _ = r.acd.CancelConsult(ctx, leg.id) })
+			race(leg.hangup)
+		case 1:
+			race(func() { _ = r.acd.CompleteConsult(ctx, leg.id) })
+			race(hangExt)
+		case 2:
+			race(func() { _ = a1.Hangup(ctx) })
+			race(func() { _ = r.acd.CompleteConsult(ctx, leg.id) })
+		case 3:
+			race(hangExt)
+			race(func() { _ = r.acd.CancelConsult(ctx, leg.id) })
+		}
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("turn %d: the racing calls did not return\n%s", i, goroutineDump())
+		}
+		// Whatever won, the call ends once everyone hangs up.
+		leg.hangup()
+		hangExt()
+		_ = a1.Hangup(ctx)
+		select {
+		case <-res:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("turn %d: the call did not end\n%s", i, goroutineDump())
+		}
+		if !answered {
+			select {
+			case <-errc:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("turn %d: Consult did not return\n%s", i, goroutineDump())
+			}
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for r.state(t, 1) != StateAvailable {
+			if time.Now().After(deadline) {
+				t.Fatalf("turn %d: agent 1 is %s after the call, want available", i, r.state(t, 1))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 }
