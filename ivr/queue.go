@@ -3,10 +3,12 @@ package ivr
 import (
 	"context"
 	"fmt"
-	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // offerResult is what an AgentDialer.Offer came back with.
@@ -393,7 +395,9 @@ type ctlReq struct {
 type session struct {
 	ctl     chan ctlReq
 	done    chan struct{}
-	agentID int64 // guarded by ACD.mu
+	agentID int64           // guarded by ACD.mu
+	caller  *media.Endpoint // the caller's endpoint, fixed: supervisors join here (supervise.go)
+	conf    *conference     // guarded by ACD.mu: the call's conference, nil when two-party (conference.go)
 }
 
 type talkOutcome struct {
@@ -419,7 +423,7 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 		a.log.Error("ivr: bridge", "call_id", c.ID(), "error", out.err)
 		return out
 	}
-	s := &session{ctl: make(chan ctlReq), done: make(chan struct{}), agentID: agentID}
+	s := &session{ctl: make(chan ctlReq), done: make(chan struct{}), agentID: agentID, caller: ep}
 	a.mu.Lock()
 	a.live[c.ID()] = s
 	a.mu.Unlock()

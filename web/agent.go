@@ -311,7 +311,18 @@ func (as *agentSession) handle(ctx context.Context, m message) {
 	}
 	switch m.Type {
 	case "hello": // (re)connected page: renegotiate unless its PeerConnection is still up
-		if !m.PC || !as.leg.Alive() {
+		if m.PC && as.leg.Alive() {
+			// The page keeps its PeerConnection: tell it the audio's state as this node sees
+			// it, so that a page that came back from another node's loss, and waits for its
+			// audio before it asks for its state again, does not wait for an offer that will
+			// not come.
+			as.mu.Lock()
+			audio := as.audio
+			as.mu.Unlock()
+			if audio != "" {
+				as.send(message{Type: "audio", State: string(audio)})
+			}
+		} else {
 			octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			sdp, err := as.leg.Offer(octx)
 			cancel()

@@ -115,7 +115,7 @@ func (t *Transfers) number(raw string) (string, error) {
 		}
 		num = n
 	}
-	if !e164(num) {
+	if !isE164(num) {
 		return "", &transferError{status: 422, field: "to_number", msg: "to_number is not an E.164 number such as +15555550123"}
 	}
 	if t.Guard == nil {
@@ -133,7 +133,7 @@ func (t *Transfers) number(raw string) (string, error) {
 	return num, nil
 }
 
-func e164(s string) bool {
+func isE164(s string) bool {
 	if len(s) < 3 || len(s) > 16 || s[0] != '+' {
 		return false
 	}

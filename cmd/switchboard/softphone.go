@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"time"
 
 	"github.com/switchboard-voice/switchboard/config"
 	"github.com/switchboard-voice/switchboard/ivr"
@@ -73,12 +74,20 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 		Auth: webLogin{gw.store}, ACD: clusterACD{t.acd, t.sip}, WebRTC: rtc, APIBase: "/api/v2",
 		Registerer: gw.reg, Logger: gw.log.With("component", "softphone"), Teams: teams,
 		SecureCookie: gw.cfg.HTTP.Secure(), Guard: gw.guard, ICEServers: iceServers(wcfg.ICEServers),
-		Recordings: pauser, Transfers: transfers,
+		Recordings: pauser, Sessions: webSessions{gw.store}, Transfers: transfers,
 	})
 	if err != nil {
 		return err
 	}
 	t.pages.Store(t.web)
+	// A logout, or a password or role change, on any node of the cluster ends the agent's
+	// softphone on this one (NOTIFY switchboard_page_sessions).
+	page := t.web
+	gw.wg.Add(1)
+	go func() {
+		defer gw.wg.Done()
+		gw.store.WatchPageSessions(gw.bgCtx, page.EndSessions, 0, gw.log.With("component", "softphone"))
+	}()
 	t.web.Register(mux)
 	// Agents are reached on their page when it is open, else on their SIP phone; an agent
 	// attached to another node of the cluster through the internal leg to that node.
@@ -98,7 +107,9 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	mux.Handle("POST /api/v2/calls/{id}/transfer", transfers.Handler("", caller))
 	mux.Handle("POST /api/v2/calls/{id}/transfer/complete", transfers.Handler("complete", caller))
 	mux.Handle("POST /api/v2/calls/{id}/transfer/cancel", transfers.Handler("cancel", caller))
-	return nil
+	// Issue 21: the agent adds an external party to the call (the same dial plan).
+	mux.Handle("POST /api/v2/calls/{id}/conference", out.ConferenceHandler(t.acd, conferenceDialer{t}, caller))
+	return t.mountSupervisors(mux)
 }
 
 // recordingPauser gives the page's Pause recording button the recordings service, saying
@@ -163,6 +174,33 @@ func (l webLogin) Login(ctx context.Context, email, password string) (web.Agent,
 		e = *u.Email
 	}
 	return web.Agent{ID: u.ID, Email: e, Name: u.Name}, nil
+}
+
+// webSessions keeps the page's logins in the ticketing store (page_sessions), where every node
+// of a cluster finds them.
+type webSessions struct{ store *ticketing.Store }
+
+func (ws webSessions) CreateSession(ctx context.Context, key []byte, a web.Agent, expires time.Time) error {
+	return ws.store.CreatePageSession(ctx, key, a.ID, expires)
+}
+
+func (ws webSessions) Session(ctx context.Context, key []byte) (web.Agent, time.Time, error) {
+	u, exp, err := ws.store.PageSession(ctx, key)
+	if errors.Is(err, ticketing.ErrNotFound) {
+		return web.Agent{}, time.Time{}, fmt.Errorf("%w: %w", web.ErrNoSession, err)
+	}
+	if err != nil {
+		return web.Agent{}, time.Time{}, err
+	}
+	e := ""
+	if u.Email != nil {
+		e = *u.Email
+	}
+	return web.Agent{ID: u.ID, Email: e, Name: u.Name}, exp, nil
+}
+
+func (ws webSessions) EndSession(ctx context.Context, key []byte) error {
+	return ws.store.EndPageSession(ctx, key)
 }
 
 // outboundTrunk is the trunk agents' outbound calls go through: the first with outbound.uri.
