@@ -111,8 +111,11 @@ type callJSON struct {
 	Queue      string `json:"queue,omitempty"`
 	MenuPath   string `json:"menu_path,omitempty"`
 	Language   string `json:"language,omitempty"`
-	State      string `json:"state"` // ringing | talking | held
-	Since      string `json:"since"` // RFC 3339: when the current state began (the timer's origin)
+	// Callback: the offer is a queue callback (the caller asked to be called back; accepting
+	// dials them).
+	Callback bool   `json:"callback,omitempty"`
+	State    string `json:"state"` // ringing | talking | held
+	Since    string `json:"since"` // RFC 3339: when the current state began (the timer's origin)
 	// RecordingPaused: the agent paused the call's recording (Pause recording).
 	RecordingPaused bool `json:"recording_paused,omitempty"`
 }
@@ -540,7 +543,7 @@ func (as *agentSession) sendCallState() {
 
 func offerJSON(o ivr.Offer, at time.Time) *callJSON {
 	return &callJSON{ID: o.CallID, Direction: "inbound", From: o.From, CallerName: o.CallerName, Line: o.Line,
-		Queue: o.Queue, MenuPath: o.MenuPath, Language: o.Language, State: "ringing", Since: at.UTC().Format(time.RFC3339)}
+		Queue: o.Queue, MenuPath: o.MenuPath, Language: o.Language, Callback: o.Callback, State: "ringing", Since: at.UTC().Format(time.RFC3339)}
 }
 
 // offer rings the page and waits for answer, decline, withdrawal (ctx) or the session's end.

@@ -93,6 +93,9 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	// attached to another node of the cluster through the internal leg to that node.
 	t.acd.SetDialer(t.sip.ClusterDialer(web.PreferSoftphone(t.web, t.sip.PhoneDialer())))
 
+	// Queue callbacks dial the caller through the trunk under the same destination rules.
+	t.acd.SetCallbackDialer(callbackDialer{Server: t.sip, guard: guard})
+
 	out := &web.Outbound{Store: gw.store, Dialer: trunkDialer{t}, Teams: teams, Guard: guard,
 		Lines: outboundLines(gw.cfg), Roster: t.acd, Log: gw.log.With("component", "outbound")}
 	caller := func(r *http.Request) (int64, bool) {
@@ -260,6 +263,21 @@ func (d trunkDialer) Dial(ctx context.Context, req web.Dial) (string, error) {
 	id = web.ErrorID()
 	t.gw.log.Error("outbound call not placed", "agent_id", req.AgentID, "error_id", id, "err", err)
 	return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the call cannot be placed now (error id " + id + ")"}
+}
+
+// callbackDialer places queue callbacks through sip (ivr.CallbackDialer) and refuses the
+// numbers the outbound trunk's destination rules refuse (ivr.CallbackChecker): a caller ID
+// can be forged.
+type callbackDialer struct {
+	*sip.Server
+	guard *web.OutboundGuard
+}
+
+func (d callbackDialer) CallbackAllowed(to string) error {
+	if reason := d.guard.Destination(to); reason != "" {
+		return fmt.Errorf("outbound destination rules: %s", reason)
+	}
+	return nil
 }
 
 // clusterACD is the ACD the softphone page's buttons drive: a call this node relays for the

@@ -370,6 +370,10 @@ async function onOffer(sdp) {
 
 function onIncoming(call) {
   ui.ring = call;
+  // A queue callback: the caller is not on the line; accepting dials them (docs/ivr.md).
+  $('in-title').textContent = call.callback ? 'Callback' : 'Incoming call';
+  show($('in-callback'), !!call.callback);
+  $('answer').textContent = call.callback ? 'Accept and call back' : 'Answer';
   $('in-from').textContent = call.from || 'unknown number';
   $('in-name').textContent = call.caller_name || '—';
   $('in-line').textContent = call.line || '—';
