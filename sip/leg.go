@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -48,6 +49,9 @@ type leg struct {
 	// internal marks the cluster's internal leg between two nodes (internal_leg.go), on either
 	// node: hold changes of the call's other legs are passed across it with re-INVITEs.
 	internal bool
+	// referAgent is the agent whose SIP phone this leg reaches (set by PhoneDialer once it
+	// answered): only such a leg may transfer the call with REFER (refer.go). 0: none.
+	referAgent atomic.Int64
 
 	mu           sync.Mutex
 	localTag     string
@@ -484,6 +488,8 @@ func (l *leg) handleRequest(req *sip.Request, tx sip.ServerTransaction) {
 			}
 		}
 		l.s.respond(tx, l.response(req, code, reason, nil))
+	case sip.REFER:
+		l.handleRefer(req, tx)
 	case sip.OPTIONS, sip.NOTIFY:
 		l.s.respond(tx, l.response(req, 200, "OK", nil))
 	case sip.CANCEL:

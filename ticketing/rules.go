@@ -54,11 +54,21 @@ func (e *Engine) applyEvent(ctx context.Context, tx *applyTx, c *callRow, ev cal
 	case callevent.EventResumed:
 		c.State = "talking"
 		c.enterPhase(phaseTalk, at)
-	case callevent.EventTransferred:
-		to := ev.ToAgentID
-		c.AgentID = &to
+	case callevent.EventTransferStarted:
+		// CD-3: from here until the transfer completes (call.transferred, then the target's
+		// call.answered) or is given up (call.resumed), the caller waits: transfer time.
 		c.State = "transferring"
 		c.enterPhase(phaseTransfer, at)
+	case callevent.EventTransferred:
+		c.State = "transferring"
+		c.enterPhase(phaseTransfer, at)
+		if ev.ToAgentID <= 0 {
+			// To an outside number: no agent takes the call over, so the ticket stays with the
+			// agent who transferred it (TU-7 names agents only).
+			return nil
+		}
+		to := ev.ToAgentID
+		c.AgentID = &to
 		// TU-7: the ticket follows the call to the agent it was transferred to.
 		if c.TicketID != nil {
 			return e.withLiveTicket(ctx, tx, c, func(id int64) error {

@@ -76,14 +76,17 @@ func (as *agentSession) connected() bool {
 
 // message is every signalling message, both ways; only the fields of its type are set.
 type message struct {
-	Type    string         `json:"type"`
-	SDP     string         `json:"sdp,omitempty"`
-	PC      bool           `json:"pc,omitempty"`
-	State   string         `json:"state,omitempty"`
-	Digit   string         `json:"digit,omitempty"`
-	Muted   *bool          `json:"muted,omitempty"`
-	AgentID int64          `json:"agent_id,omitempty"`
-	Queue   string         `json:"queue,omitempty"`
+	Type    string `json:"type"`
+	SDP     string `json:"sdp,omitempty"`
+	PC      bool   `json:"pc,omitempty"`
+	State   string `json:"state,omitempty"`
+	Digit   string `json:"digit,omitempty"`
+	Muted   *bool  `json:"muted,omitempty"`
+	AgentID int64  `json:"agent_id,omitempty"`
+	Queue   string `json:"queue,omitempty"`
+	// Number and Mode (transfer): an outside number, and "blind" or "consult" (web/transfer.go).
+	Number  string         `json:"number,omitempty"`
+	Mode    string         `json:"mode,omitempty"`
 	CallID  string         `json:"call_id,omitempty"`
 	Call    *callJSON      `json:"call,omitempty"`
 	Agent   map[string]any `json:"agent,omitempty"`
@@ -419,11 +422,19 @@ func (as *agentSession) handle(ctx context.Context, m message) {
 			fail("transfer", ivr.ErrNoCall)
 			return
 		}
-		if err := as.s.opts.ACD.Transfer(ctx, cl.id, ivr.TransferTo{AgentID: m.AgentID, Queue: m.Queue}); err != nil {
-			fail("transfer", err)
+		as.pageTransfer(ctx, cl, m)
+	case "consult_complete", "consult_cancel":
+		cl := as.currentCall()
+		if cl == nil || cl.outbound {
+			fail("transfer", ivr.ErrNoCall)
 			return
 		}
-		as.send(message{Type: "transferred", CallID: cl.id})
+		if err := as.pageConsult(ctx, cl, m.Type == "consult_complete"); err != nil {
+			if t := transferText(err); t != "" {
+				err = pageError(t)
+			}
+			fail("transfer", err)
+		}
 	case "recording":
 		cl := as.currentCall()
 		if cl == nil {

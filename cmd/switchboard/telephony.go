@@ -49,6 +49,9 @@ type telephony struct {
 	// web server, so the callback cannot read t.web (a data race -race showed in the cross-node
 	// test); startSoftphone stores it here once made.
 	pages atomic.Pointer[web.Server]
+	// transfers is the page's and the API's transfer checks, made by startSoftphone after the
+	// SIP server; an agent phone's REFER (sip.Options.Refer) goes through them.
+	transfers atomic.Pointer[web.Transfers]
 	// states keeps the agents' state history for the reports (nil without a database pool).
 	states *ticketing.AgentStateLog
 
@@ -219,6 +222,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	sopts.Agents = t.sipAgent
 	if t.acd != nil {
 		sopts.AgentStates = t.acd // feature codes *60/*61/*62 from the agents' phones
+		sopts.Refer = t.refer     // blind transfers from the agents' phones (REFER)
 	}
 	if gw.journal != nil {
 		sopts.Journal = gw.journal

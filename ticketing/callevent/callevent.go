@@ -32,19 +32,23 @@ func (e FieldError) Error() string { return e.Field + ": " + e.Message }
 
 // Call lifecycle event types (docs/events.md).
 const (
-	EventStarted        = "call.started"
-	EventIVRSelected    = "call.ivr_selected"
-	EventQueued         = "call.queued"
-	EventOffered        = "call.offered"
-	EventAnswered       = "call.answered"
-	EventHeld           = "call.held"
-	EventResumed        = "call.resumed"
-	EventTransferred    = "call.transferred"
-	EventVoicemail      = "call.voicemail"
-	EventAbandoned      = "call.abandoned"
-	EventRecordingReady = "call.recording_ready"
-	EventCSAT           = "call.csat"
-	EventEnded          = "call.ended"
+	EventStarted     = "call.started"
+	EventIVRSelected = "call.ivr_selected"
+	EventQueued      = "call.queued"
+	EventOffered     = "call.offered"
+	EventAnswered    = "call.answered"
+	EventHeld        = "call.held"
+	EventResumed     = "call.resumed"
+	EventTransferred = "call.transferred"
+	// EventTransferStarted: the agent started a transfer whose target must answer first (a
+	// consult transfer, or a blind one to an outside number); the caller hears music and the
+	// time until the transfer completes or is given up counts as transfer time (CD-3).
+	EventTransferStarted = "call.transfer_started"
+	EventVoicemail       = "call.voicemail"
+	EventAbandoned       = "call.abandoned"
+	EventRecordingReady  = "call.recording_ready"
+	EventCSAT            = "call.csat"
+	EventEnded           = "call.ended"
 	// EventCallbackRequested: the caller, waiting in queue, pressed the queue's callback key:
 	// their call ends (outcome callback) and they keep their place; when their turn comes an
 	// agent accepts the callback and the gateway calls them back (a new outbound call whose
@@ -183,9 +187,14 @@ type Event struct {
 	// SIP phone; empty when unknown (an outside system that does not say). CF-1: a ticket made
 	// by a call taken or placed on the softphone has session_type webrtc.
 	Channel string `json:"channel,omitempty"`
-	// call.transferred
-	FromAgentID int64 `json:"from_agent_id,omitempty"`
-	ToAgentID   int64 `json:"to_agent_id,omitempty"`
+	// call.transferred, call.transfer_started: the agent who transferred and the target — an
+	// agent (ToAgentID), an outside number dialled through the trunk (ToNumber, E.164) or, on
+	// call.transfer_started, a queue (Queue). TransferMode, on call.transfer_started, is
+	// "blind" or "consult".
+	FromAgentID  int64  `json:"from_agent_id,omitempty"`
+	ToAgentID    int64  `json:"to_agent_id,omitempty"`
+	ToNumber     string `json:"to_number,omitempty"`
+	TransferMode string `json:"transfer_mode,omitempty"`
 	// call.voicemail, call.recording_ready
 	RecordingID string `json:"recording_id,omitempty"`
 	Seconds     int64  `json:"seconds,omitempty"`
@@ -416,7 +425,7 @@ type Sink interface {
 // eventTypes lists the known event types.
 var eventTypes = map[string]bool{
 	EventStarted: true, EventIVRSelected: true, EventQueued: true, EventOffered: true,
-	EventAnswered: true, EventHeld: true, EventResumed: true, EventTransferred: true,
+	EventAnswered: true, EventHeld: true, EventResumed: true, EventTransferred: true, EventTransferStarted: true,
 	EventVoicemail: true, EventAbandoned: true, EventRecordingReady: true, EventCSAT: true,
 	EventEnded: true, EventCallbackRequested: true, EventCallbackDropped: true,
 }
@@ -446,7 +455,7 @@ func Validate(e Event) []FieldError {
 		add("seq", "must be a positive integer: the event's position in its call, from 1")
 	}
 	if !eventTypes[e.Type] {
-		add("type", fmt.Sprintf("%q is not an event type; use one of call.started, call.ivr_selected, call.queued, call.offered, call.answered, call.held, call.resumed, call.transferred, call.voicemail, call.abandoned, call.recording_ready, call.csat, call.ended, call.callback_requested, call.callback_dropped", e.Type))
+		add("type", fmt.Sprintf("%q is not an event type; use one of call.started, call.ivr_selected, call.queued, call.offered, call.answered, call.held, call.resumed, call.transfer_started, call.transferred, call.voicemail, call.abandoned, call.recording_ready, call.csat, call.ended, call.callback_requested, call.callback_dropped", e.Type))
 	}
 	if e.At.IsZero() {
 		add("at", "is required: an RFC 3339 time")
@@ -499,9 +508,24 @@ func Validate(e Event) []FieldError {
 			add("agent_id", "is required for call.offered")
 		}
 	case EventTransferred:
-		if e.ToAgentID <= 0 {
-			add("to_agent_id", "is required for call.transferred")
+		if (e.ToAgentID > 0) == (e.ToNumber != "") || e.ToAgentID < 0 {
+			add("to_agent_id", "call.transferred needs exactly one of to_agent_id (an agent) or to_number (an outside number)")
 		}
+		validateToNumber(e, add)
+	case EventTransferStarted:
+		n := 0
+		for _, set := range []bool{e.ToAgentID > 0, e.ToNumber != "", e.Queue != ""} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 || e.ToAgentID < 0 {
+			add("to_agent_id", "call.transfer_started needs exactly one of to_agent_id, queue or to_number")
+		}
+		if e.TransferMode != TransferBlind && e.TransferMode != TransferConsult {
+			add("transfer_mode", "must be blind or consult")
+		}
+		validateToNumber(e, add)
 	case EventAbandoned:
 		if e.Where != WhereIVR && e.Where != WhereQueue && e.Where != WhereVoicemail {
 			add("where", "must be ivr, queue or voicemail")
@@ -555,6 +579,29 @@ func Validate(e Event) []FieldError {
 	}
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Field < errs[j].Field })
 	return errs
+}
+
+// Transfer modes (call.transfer_started's transfer_mode).
+const (
+	TransferBlind   = "blind"   // the agent lets go once the target answers
+	TransferConsult = "consult" // the agent talks to the target first, then completes or returns
+)
+
+// MaxToNumberLen bounds to_number.
+const MaxToNumberLen = 32
+
+// validateToNumber checks to_number: "+" and digits, E.164's shape.
+func validateToNumber(e Event, add func(field, msg string)) {
+	if e.ToNumber == "" {
+		return
+	}
+	ok := len(e.ToNumber) >= 3 && len(e.ToNumber) <= MaxToNumberLen && e.ToNumber[0] == '+'
+	for _, r := range e.ToNumber[min(1, len(e.ToNumber)):] {
+		ok = ok && '0' <= r && r <= '9'
+	}
+	if !ok {
+		add("to_number", "must be an E.164 number such as +15557770000")
+	}
 }
 
 func isUUID(s string) bool {
