@@ -36,7 +36,9 @@ func (l *leg) handleRefer(req *sip.Request, tx sip.ServerTransaction) {
 	agent := l.referAgent.Load()
 	c := l.call
 	if s.opts.Refer == nil {
-		s.reply(req, tx, 405, "Method Not Allowed", sip.NewHeader("Allow", allowMethods))
+		// Allow lists REFER (agents' phones transfer with it): without transfers wired it is
+		// a policy refusal, not an unknown method.
+		s.reply(req, tx, 403, "Forbidden (transfers are off)")
 		return
 	}
 	if c == nil || agent == 0 || l.role != roleUAC || l.internal {
