@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/switchboard-voice/switchboard/internal/pglisten"
 	"github.com/switchboard-voice/switchboard/ivr"
 )
 
@@ -385,47 +386,10 @@ func (m *Manager) listen() {
 		case <-ctx.Done():
 		}
 	}()
-	failing := false
-	for ctx.Err() == nil {
-		listened, err := m.listenOnce(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if listened || !failing {
-			m.log.Warn("roster: listener lost its connection; the roster is re-read every recheck meanwhile", "err", err)
-		}
-		failing = true
-		t := time.NewTimer(m.opts.ListenRetry)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-	}
-}
-
-func (m *Manager) listenOnce(ctx context.Context) (bool, error) {
-	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	pc, err := m.opts.Pool.Acquire(actx)
-	cancel()
-	if err != nil {
-		return false, fmt.Errorf("roster: listen: acquire: %w", err)
-	}
-	conn := pc.Hijack() // the listener's own: never returned to the pool with LISTEN on
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = conn.Close(cctx)
-	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
-		return false, fmt.Errorf("roster: listen: %w", err)
-	}
-	m.signal() // whatever changed while no one listened
-	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
-			return true, fmt.Errorf("roster: wait for notification: %w", err)
-		}
-		m.signal()
-	}
+	pglisten.Run(ctx, m.opts.Pool, pglisten.Options{
+		Channel: Channel, FirstRetry: m.opts.ListenRetry, MaxRetry: m.opts.ListenRetry, Log: m.log,
+		Lost:     "roster: listener lost its connection; the roster is re-read every recheck meanwhile",
+		OnListen: m.signal, // whatever changed while no one listened
+		OnNotify: func(string) { m.signal() },
+	})
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/switchboard-voice/switchboard/internal/pglisten"
 	"github.com/switchboard-voice/switchboard/ivr"
 )
 
@@ -120,53 +121,12 @@ func (s *Store) listen() {
 		case <-ctx.Done():
 		}
 	}()
-	failing := false
-	for ctx.Err() == nil {
-		listened, err := s.listenOnce(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		// Said once per outage, not at every retry while the database is away.
-		if listened || !failing {
-			s.log.Warn("acdpg: listener lost its connection; the ACD re-checks on its timer meanwhile", "err", err)
-		} else {
-			s.log.Debug("acdpg: listener still without a connection", "err", err)
-		}
-		failing = true
-		t := time.NewTimer(s.opts.ListenRetry)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// listenOnce listens until the connection fails; listened reports that LISTEN succeeded.
-func (s *Store) listenOnce(ctx context.Context) (listened bool, err error) {
-	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	pc, err := s.pool.Acquire(actx)
-	cancel()
-	if err != nil {
-		return false, fmt.Errorf("acdpg: listen: acquire: %w", err)
-	}
-	conn := pc.Hijack() // the listener's own: never returned to the pool with LISTEN on
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = conn.Close(cctx)
-	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
-		return false, fmt.Errorf("acdpg: listen: %w", err)
-	}
-	s.signal() // whatever happened while no one listened
-	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
-			return true, fmt.Errorf("acdpg: wait for notification: %w", err)
-		}
-		s.signal()
-	}
+	pglisten.Run(ctx, s.pool, pglisten.Options{
+		Channel: Channel, FirstRetry: s.opts.ListenRetry, MaxRetry: s.opts.ListenRetry, Log: s.log,
+		Lost:     "acdpg: listener lost its connection; the ACD re-checks on its timer meanwhile",
+		OnListen: s.signal, // whatever happened while no one listened
+		OnNotify: func(string) { s.signal() },
+	})
 }
 
 // tx runs fn in a transaction that ends with a NOTIFY, retrying deadlocks and serialization
