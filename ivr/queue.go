@@ -3,10 +3,12 @@ package ivr
 import (
 	"context"
 	"fmt"
-	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // offerResult is what an AgentDialer.Offer came back with.
@@ -21,6 +23,7 @@ const (
 	waitAbandoned waitOutcome = iota // the caller hung up
 	waitOverflow                     // MaxWait passed
 	waitConnected                    // an agent answered
+	waitCallback                     // the caller asked to be called back (callback.go)
 )
 
 // maxQueueHops bounds transfers from queue to queue within one call.
@@ -59,6 +62,12 @@ func (a *ACD) serve(ctx context.Context, c *Call, name string) (Result, *Target)
 		case waitOverflow:
 			t := q.Overflow
 			return Result{}, &t
+		case waitCallback:
+			res := c.callbackChosen(ctx, q)
+			if answered {
+				res.Outcome, res.HoldTime = callevent.OutcomeAnswered, hold
+			}
+			return res, nil
 		}
 		answered = true
 		out := a.talk(ctx, c, q, agentID, leg, from)
@@ -146,6 +155,11 @@ func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int6
 	if q.AnnouncePosition {
 		intro = append(intro, a.positionPrompts(pos)...)
 	}
+	keys, cbKey := a.callbackDigits(c, q)
+	if cbKey != "" {
+		intro = append(intro, PromptCallbackOffer)
+	}
+	cbPending := false // the key came while an agent was being offered the call
 	pl := c.startAudio(ctx, music, intro...)
 	defer func() { pl.halt() }()
 
@@ -224,6 +238,25 @@ func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int6
 			}
 			if st.missed(context.WithoutCancel(ctx), w, id, ctx.Err() != nil) {
 				armRetry()
+			}
+			if cbPending && ctx.Err() == nil && a.startCallback(w, st) {
+				pl.halt()
+				return waitCallback, 0, nil
+			}
+			cbPending = false
+		case k := <-keys:
+			if string(k) != cbKey {
+				continue
+			}
+			if offered != 0 {
+				// An agent is ringing: the caller talks to them if they answer, else is
+				// called back once the offer ends.
+				cbPending = true
+				continue
+			}
+			if a.startCallback(w, st) {
+				pl.halt()
+				return waitCallback, 0, nil
 			}
 		case <-w.retry:
 			armRetry()
@@ -386,7 +419,9 @@ type ctlReq struct {
 type session struct {
 	ctl     chan ctlReq
 	done    chan struct{}
-	agentID int64 // guarded by ACD.mu
+	agentID int64           // guarded by ACD.mu
+	caller  *media.Endpoint // the caller's endpoint, fixed: supervisors join here (supervise.go)
+	conf    *conference     // guarded by ACD.mu: the call's conference, nil when two-party (conference.go)
 }
 
 type talkOutcome struct {
@@ -412,7 +447,7 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 		a.log.Error("ivr: bridge", "call_id", c.ID(), "error", out.err)
 		return out
 	}
-	s := &session{ctl: make(chan ctlReq), done: make(chan struct{}), agentID: agentID}
+	s := &session{ctl: make(chan ctlReq), done: make(chan struct{}), agentID: agentID, caller: ep}
 	a.mu.Lock()
 	a.live[c.ID()] = s
 	a.mu.Unlock()

@@ -19,6 +19,8 @@ import (
 //	                            Stats, Close
 //	              (play.go)     Play, SendDTMF
 //	Bridge        (bridge.go)   Bridge(a, b) joins two endpoints; the returned func undoes it
+//	Mixer         (mixer.go)    NewMixer, Add, MixMember.Set/Remove, Close: N-1 mixing of
+//	                            several endpoints (conference, supervisors), one goroutine
 //	Metrics       (metrics.go)  NewMetrics(prometheus.Registerer)
 //	G.711         (g711.go)     EncodeULaw, DecodeULaw, EncodeALaw, DecodeALaw, ULawToALaw,
 //	                            ALawToULaw, Codec.Encode/Decode/Silence/PayloadType/String

@@ -68,6 +68,15 @@
 // per packet (TestForwardDoesNotAllocate, TestBatchedForwardDoesNotAllocate, BenchmarkForward,
 // BenchmarkForwardBatch).
 //
+// # More than two parties
+//
+// Mixer (mixer.go) joins several endpoints with N-1 mixing: G.711 decoded to linear, summed per
+// listener without the listener's own audio, clipped, encoded in the listener's law, one frame
+// every 20 ms from one goroutine per mix, nothing allocated per packet or frame. Who hears whom
+// is per member (everyone, nobody, one listener: a conference, a supervisor who monitors, one who
+// whispers). A member that hears the mix has the mixer's stream override its bridge like Play;
+// one that does not keeps its bridge, so monitoring a call leaves the caller–agent path as it was.
+//
 // # The agent's browser
 //
 // WebRTC (webrtc.go) holds the pion API and the one ICE socket; each logged-in agent gets a

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cluster.sh — `make cluster`: Kamailio on 127.0.0.1:5060 in front of three gateway nodes that
 # share one throwaway PostgreSQL (unless DATABASE_URL is set), each node with the dev
-# configuration's lines, queues and agents. Ctrl-C stops everything it started.
+# configuration's lines, queues and agents, and HAProxy on 127.0.0.1:8080 in front of the
+# nodes' HTTP (the agent page and the API). Ctrl-C stops everything it started.
 #
 # The nodes' configurations are generated from deploy/dev/switchboard.yaml (CONFIG) with only
 # the node name, the ports, the RTP range, the local files and the trusted front (the front's
@@ -14,6 +15,7 @@
 #   CLUSTER_FRONT_PORT   Kamailio's SIP port on 127.0.0.1 (UDP and TCP) [5060]
 #   CLUSTER_SIP_PORTS    the nodes' SIP ports on 127.0.0.1               ["5071 5072 5073"]
 #   CLUSTER_HTTP_PORTS   the nodes' HTTP ports on 127.0.0.1              ["8081 8082 8083"]
+#   CLUSTER_WEB_PORT     HAProxy's HTTP port on 127.0.0.1 (the pages)    [8080]
 #   CLUSTER_RTP_BASE     node N's RTP ports: BASE+(N-1)*SIZE, SIZE ports [21000]
 #   CLUSTER_RTP_SIZE     RTP ports per node                              [1000]
 #   CLUSTER_PING         seconds between the front's OPTIONS probes      [2]
@@ -25,8 +27,14 @@
 # cluster.internal_address (its SIP port); the shared secret reaches them through
 # SWITCHBOARD_CLUSTER_SECRET, never written to disk.
 #
-# Ready (CLUSTER_DIR/ready written, "cluster ready" logged) once every node answers /readyz and
-# the front holds all three nodes active.
+# The HTTP front is HAProxy (deploy/haproxy/haproxy.cfg with this cluster's addresses, in
+# CLUSTER_DIR/haproxy.cfg): it checks each node's /readyz every second, keeps a browser on one
+# node (cookie SWITCHBOARD_NODE: the page's WebSocket, its WebRTC leg and its POST /calls must
+# meet on the node its softphone is attached to), and sends a page whose node is gone to another
+# live node (redispatch), where its login — kept in PostgreSQL — still holds.
+#
+# Ready (CLUSTER_DIR/ready written, "cluster ready" logged) once every node answers /readyz, the
+# SIP front holds all three nodes active and the HTTP front answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/toolchain.sh
@@ -35,6 +43,7 @@ dir=${CLUSTER_DIR:-.data/cluster}
 front_port=${CLUSTER_FRONT_PORT:-5060}
 read -r -a sip_ports <<<"${CLUSTER_SIP_PORTS:-5071 5072 5073}"
 read -r -a http_ports <<<"${CLUSTER_HTTP_PORTS:-8081 8082 8083}"
+web_port=${CLUSTER_WEB_PORT:-8080}
 rtp_base=${CLUSTER_RTP_BASE:-21000}
 rtp_size=${CLUSTER_RTP_SIZE:-1000}
 ping=${CLUSTER_PING:-2}
@@ -75,10 +84,11 @@ if [ -z "${DATABASE_URL:-}" ]; then
   scripts/pg.sh status .data/pg 2>/dev/null || started_pg=1
   DATABASE_URL=$(scripts/pg.sh start .data/pg switchboard)
   export DATABASE_URL
-elif ! command -v kamailio >/dev/null; then
+elif ! command -v kamailio >/dev/null || ! command -v haproxy >/dev/null; then
   scripts/deps.sh cluster
 fi
 kamailio=$(command -v kamailio || echo /usr/sbin/kamailio)
+haproxy=$(command -v haproxy || echo /usr/sbin/haproxy)
 
 mkdir -p "$dir"
 rm -f "$dir/ready"
@@ -179,13 +189,39 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 if [ "$active" -lt 3 ]; then log "the front sees $active of 3 nodes active after 30 s (see $dir/kamailio.log)"; exit 1; fi
+
+# The HTTP front: the shipped haproxy.cfg with this cluster's listen address and nodes.
+web_cfg="$dir/haproxy.cfg"
+sed -e "s|^    bind 127.0.0.1:8080\$|    bind 127.0.0.1:$web_port|" \
+    -e "s|^    server node1 127.0.0.1:8081 |    server node1 127.0.0.1:${http_ports[0]} |" \
+    -e "s|^    server node2 127.0.0.1:8082 |    server node2 127.0.0.1:${http_ports[1]} |" \
+    -e "s|^    server node3 127.0.0.1:8083 |    server node3 127.0.0.1:${http_ports[2]} |" \
+    deploy/haproxy/haproxy.cfg >"$web_cfg"
+for want in "bind 127.0.0.1:$web_port" "server node1 127.0.0.1:${http_ports[0]} " \
+    "server node2 127.0.0.1:${http_ports[1]} " "server node3 127.0.0.1:${http_ports[2]} "; do
+  grep -qF "$want" "$web_cfg" || { log "deploy/haproxy/haproxy.cfg changed: could not set '$want'"; exit 1; }
+done
+"$haproxy" -q -c -f "$web_cfg" >"$dir/haproxy.log" 2>&1 || { log "haproxy refuses $web_cfg (see $dir/haproxy.log)"; exit 1; }
+"$haproxy" -db -f "$web_cfg" 2>>"$dir/haproxy.log" &
+web_pid=$!
+pids+=("$web_pid")
+echo "$web_pid" >"$dir/haproxy.pid"
+for _ in $(seq 1 300); do
+  kill -0 "$web_pid" 2>/dev/null || { log "the HTTP front exited while starting (see $dir/haproxy.log)"; exit 1; }
+  ready_once "$web_port" && break
+  sleep 0.1
+done
+ready_once "$web_port" || { log "the HTTP front does not answer on 127.0.0.1:$web_port after 30 s (see $dir/haproxy.log)"; exit 1; }
+log "HTTP front: HAProxy on http://127.0.0.1:$web_port (agent page, API), over the three nodes (log $dir/haproxy.log)"
+
 touch "$dir/ready"
-log "cluster ready: send calls to sip:127.0.0.1:$front_port"
+log "cluster ready: send calls to sip:127.0.0.1:$front_port, open the agent page at http://127.0.0.1:$web_port/"
 log "Ctrl-C stops everything"
 
-# Run until Ctrl-C (or the front exits). A node that dies is left dead — the front takes it out
-# and the others close its calls — so that failover can be tried: `kill -9 $(cat $dir/node2.pid)`.
+# Run until Ctrl-C (or a front exits). A node that dies is left dead — the fronts take it out,
+# the others close its calls and its pages move to them — so that failover can be tried:
+# `kill -9 $(cat $dir/node2.pid)`.
 status=0
-wait "$kam_pid" || status=$?
-log "the front exited (status $status); stopping the nodes"
+wait -n "$kam_pid" "$web_pid" || status=$?
+log "a front exited (status $status); stopping everything"
 exit "$status"

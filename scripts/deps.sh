@@ -10,10 +10,11 @@ case "$purpose" in
   run) need=("initdb:postgresql") ;;
   # SIPp and baresip are the carriers and far ends of the SIP tests, sox checks recordings,
   # Chromium with node and npm (playwright-core from npm) runs the softphone test.
-  # Prometheus (promtool) and Kamailio check the files under deploy/.
+  # Prometheus (promtool) and Kamailio check the files under deploy/; Kamailio and HAProxy are
+  # the cluster test's SIP and HTTP fronts.
   test) need=("initdb:postgresql" "sipp:sip-tester" "baresip:baresip" "sox:sox" "chromium:chromium" "node:nodejs" "npm:npm"
-              "prometheus:prometheus" "kamailio:kamailio") ;;
-  cluster) need=("initdb:postgresql" "kamailio:kamailio") ;;
+              "prometheus:prometheus" "kamailio:kamailio" "haproxy:haproxy") ;;
+  cluster) need=("initdb:postgresql" "kamailio:kamailio" "haproxy:haproxy") ;;
   bench) need=("initdb:postgresql" "sipp:sip-tester")
          # rtpengine is the peer `make bench` compares the gateway with; the bench runs without it.
          want=("rtpengine:rtpengine-daemon") ;;
@@ -23,7 +24,8 @@ esac
 have() {
   case "$1" in
     initdb) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 ;;
-    *) command -v "$1" >/dev/null 2>&1 ;;
+    # Daemons (kamailio, haproxy) live in /usr/sbin, outside a user's PATH.
+    *) command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] ;;
   esac
 }
 

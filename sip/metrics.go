@@ -69,7 +69,7 @@ var directions = []string{"inbound", "outbound"}
 
 // outcomeLabels are the values of the outcome label (outcomeLabel).
 var outcomeLabels = []string{callevent.OutcomeAnswered, callevent.OutcomeAbandoned, callevent.OutcomeVoicemail,
-	callevent.OutcomeNoAnswer, callevent.OutcomeFailed, callevent.OutcomeRejected, "other"}
+	callevent.OutcomeNoAnswer, callevent.OutcomeFailed, callevent.OutcomeRejected, callevent.OutcomeCallback, "other"}
 
 // newMetrics builds the SIP series and creates every series of a known label value at 0
 // (directions, outcomes, methods, security event types, orphan BYE results, and each of
@@ -177,7 +177,7 @@ func codeLabel(code int) string {
 func outcomeLabel(o string) string {
 	switch o {
 	case callevent.OutcomeAnswered, callevent.OutcomeAbandoned, callevent.OutcomeVoicemail, callevent.OutcomeNoAnswer,
-		callevent.OutcomeFailed, callevent.OutcomeRejected:
+		callevent.OutcomeFailed, callevent.OutcomeRejected, callevent.OutcomeCallback:
 		return o
 	}
 	return "other"

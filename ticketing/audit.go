@@ -46,6 +46,7 @@ var auditActions = map[string]string{
 	AuditVoicemailCalledBack: "Voicemail called back",
 	AuditAgentChanged:        "Agent changed",
 	AuditQueueChanged:        "Queue changed",
+	AuditCallSupervised:      "Call supervised",
 }
 
 // Source types of audit entries (the API's "source_type").

@@ -85,6 +85,10 @@ func (e *Engine) applyEvent(ctx context.Context, tx *applyTx, c *callRow, ev cal
 		}
 	case callevent.EventEnded:
 		return e.onEnded(ctx, tx, c, ev, at)
+	case callevent.EventCallbackRequested:
+		return e.onCallbackRequested(ctx, tx, c, ev, at)
+	case callevent.EventCallbackDropped:
+		return e.onCallbackDropped(ctx, tx, ev)
 	}
 	return nil
 }
@@ -114,11 +118,18 @@ func (e *Engine) onStarted(ctx context.Context, tx *applyTx, c *callRow, ev call
 		c.ChosenTicketID = &id
 	}
 	c.EnteredNumber = ev.EnteredNumber
+	// TU-4: a queue callback's attempt joins the ticket of the call it calls back.
+	if err := e.callbackTicket(ctx, tx, c, ev); err != nil {
+		return err
+	}
 	st, err := e.settingsFor(ctx, deref(c.Line))
 	if err != nil {
 		return err
 	}
 	if ev.Direction == "outbound" {
+		if c.RequesterID != nil { // a queue callback's caller (callbackTicket)
+			return nil
+		}
 		if ev.RequesterID > 0 {
 			id := ev.RequesterID
 			c.RequesterID = &id

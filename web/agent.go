@@ -108,8 +108,11 @@ type callJSON struct {
 	Queue      string `json:"queue,omitempty"`
 	MenuPath   string `json:"menu_path,omitempty"`
 	Language   string `json:"language,omitempty"`
-	State      string `json:"state"` // ringing | talking | held
-	Since      string `json:"since"` // RFC 3339: when the current state began (the timer's origin)
+	// Callback: the offer is a queue callback (the caller asked to be called back; accepting
+	// dials them).
+	Callback bool   `json:"callback,omitempty"`
+	State    string `json:"state"` // ringing | talking | held
+	Since    string `json:"since"` // RFC 3339: when the current state began (the timer's origin)
 	// RecordingPaused: the agent paused the call's recording (Pause recording).
 	RecordingPaused bool `json:"recording_paused,omitempty"`
 }
@@ -308,7 +311,18 @@ func (as *agentSession) handle(ctx context.Context, m message) {
 	}
 	switch m.Type {
 	case "hello": // (re)connected page: renegotiate unless its PeerConnection is still up
-		if !m.PC || !as.leg.Alive() {
+		if m.PC && as.leg.Alive() {
+			// The page keeps its PeerConnection: tell it the audio's state as this node sees
+			// it, so that a page that came back from another node's loss, and waits for its
+			// audio before it asks for its state again, does not wait for an offer that will
+			// not come.
+			as.mu.Lock()
+			audio := as.audio
+			as.mu.Unlock()
+			if audio != "" {
+				as.send(message{Type: "audio", State: string(audio)})
+			}
+		} else {
 			octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			sdp, err := as.leg.Offer(octx)
 			cancel()
@@ -518,7 +532,7 @@ func (as *agentSession) sendCallState() {
 
 func offerJSON(o ivr.Offer, at time.Time) *callJSON {
 	return &callJSON{ID: o.CallID, Direction: "inbound", From: o.From, CallerName: o.CallerName, Line: o.Line,
-		Queue: o.Queue, MenuPath: o.MenuPath, Language: o.Language, State: "ringing", Since: at.UTC().Format(time.RFC3339)}
+		Queue: o.Queue, MenuPath: o.MenuPath, Language: o.Language, Callback: o.Callback, State: "ringing", Since: at.UTC().Format(time.RFC3339)}
 }
 
 // offer rings the page and waits for answer, decline, withdrawal (ctx) or the session's end.

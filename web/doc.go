@@ -1,5 +1,6 @@
 // Package web is the agent softphone: the page at / (plain HTML, CSS and a JS module embedded in
-// the binary), login with a session cookie, WebSocket signalling at /ws, and each logged-in
+// the binary), login with a session cookie (kept in Options.Sessions — PostgreSQL in the
+// gateway, so that every node of a cluster accepts it — or in memory), WebSocket signalling at /ws, and each logged-in
 // agent's media.WebRTCLeg — one PeerConnection for the whole session, into which answered
 // calls are bridged at once.
 //

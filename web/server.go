@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"embed"
 	"encoding/base64"
 	"encoding/json"
@@ -124,11 +125,37 @@ type Options struct {
 	// WebSocket's hello): agents behind a firewall that drops the media's UDP reach the gateway
 	// through a TURN relay (over TCP or TLS). Nil: host candidates only.
 	ICEServers []ICEServer
+	// Sessions keeps the logins where every node of a cluster reads them (the ticketing
+	// store's page_sessions, adapted by the integrator), so that a page moved to another node
+	// (an HTTP front failing over) keeps its login there. Nil: the logins live in this
+	// Server's memory only, as on a single node.
+	Sessions SessionStore
 	// Teams tells each agent's team ticket entry (docs/rules.md, TB), shown to the page in the
 	// login and /session answers as "ticket_entry" so that the dial form asks for a ticket
 	// ID; give it the same policy as Outbound.Teams. Nil: off for everyone.
 	Teams TeamPolicy
 }
+
+// SessionStore keeps the page's logins for every node. Keys are the SHA-256 of the session
+// cookie's value: the store never holds a cookie that logs anyone in.
+type SessionStore interface {
+	// CreateSession records a login of agent a under key until expires.
+	CreateSession(ctx context.Context, key []byte, a Agent, expires time.Time) error
+	// Session returns the agent logged in under key and the login's expiry; ErrNoSession
+	// (wrapped or not) when there is none, or it ended; any other error when the store did
+	// not answer (this node then trusts the logins it saw itself).
+	Session(ctx context.Context, key []byte) (Agent, time.Time, error)
+	// EndSession deletes the login under key (a logout); the store tells every node to end
+	// the agent's softphone (the integrator calls EndSessions on each).
+	EndSession(ctx context.Context, key []byte) error
+}
+
+// ErrNoSession is what a SessionStore returns for a key with no live login.
+var ErrNoSession = errors.New("web: no such session")
+
+// sessionTimeout bounds one question to the SessionStore: a database that hangs must not
+// hold a page's request.
+const sessionTimeout = 3 * time.Second
 
 // RecordingPauser pauses (pause true) and resumes the recording of a live call; by is the
 // agent. A call not recorded on this node is an error wrapping ErrNotRecorded
@@ -156,8 +183,11 @@ type Server struct {
 	gauge  prometheus.Gauge
 
 	// mu guards the fields below; nothing outside the Server is called while it is held.
-	mu       sync.Mutex
-	sessions map[string]session // cookie token → login
+	mu sync.Mutex
+	// sessions are the logins, by cookie value: all of them without Options.Sessions; with
+	// it, those this node saw answered by the store, trusted only while the store does not
+	// answer (the database away).
+	sessions map[string]session
 	agents   map[int64]*agentSession
 	closed   bool
 	wg       sync.WaitGroup
@@ -231,21 +261,71 @@ func (s *Server) Register(mux *http.ServeMux) {
 // Authenticate returns the agent logged in with r's session cookie. The integrator's /api/v2
 // authentication accepts it (besides Basic and Bearer) so that the page's own API calls work.
 func (s *Server) Authenticate(r *http.Request) (Agent, bool) {
+	a, err := s.authenticate(r)
+	return a, err == nil
+}
+
+// errSessionsUnavailable: the SessionStore did not answer and this node never saw the login;
+// the page is told to try again (503), not to log in again.
+var errSessionsUnavailable = errors.New("web: sessions unavailable")
+
+// authenticate returns the agent of r's session cookie, ErrNoSession, or
+// errSessionsUnavailable. With Options.Sessions the store decides — so a login ended on
+// another node (logout, password or role change) is refused here at once — and this node's
+// own record is used only while the store does not answer.
+func (s *Server) authenticate(r *http.Request) (Agent, error) {
 	c, err := r.Cookie(s.cookieName())
-	if err != nil {
-		return Agent{}, false
+	if err != nil || c.Value == "" {
+		return Agent{}, ErrNoSession
+	}
+	if s.opts.Sessions != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), sessionTimeout)
+		a, exp, err := s.opts.Sessions.Session(ctx, sessionKey(c.Value))
+		cancel()
+		switch {
+		case err == nil && time.Now().Before(exp):
+			s.mu.Lock()
+			s.sessions[c.Value] = session{agent: a, expires: exp}
+			s.mu.Unlock()
+			return a, nil
+		case err == nil || errors.Is(err, ErrNoSession):
+			s.mu.Lock()
+			delete(s.sessions, c.Value)
+			s.mu.Unlock()
+			return Agent{}, ErrNoSession
+		}
+		s.log.Warn("web: session store unavailable; using this node's own record of the login", "err", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sess, ok := s.sessions[c.Value]
-	if !ok {
-		return Agent{}, false
-	}
-	if time.Now().After(sess.expires) {
+	switch {
+	case ok && time.Now().After(sess.expires):
 		delete(s.sessions, c.Value)
-		return Agent{}, false
+		return Agent{}, ErrNoSession
+	case ok:
+		return sess.agent, nil
+	case s.opts.Sessions != nil:
+		return Agent{}, errSessionsUnavailable
 	}
-	return sess.agent, true
+	return Agent{}, ErrNoSession
+}
+
+// sessionKey is what a SessionStore keeps of a cookie value: its SHA-256.
+func sessionKey(token string) []byte {
+	sum := sha256.Sum256([]byte(token))
+	return sum[:]
+}
+
+// writeAuthError answers a request authenticate refused: 401, or 503 with Retry-After when the
+// session store did not answer (the page retries rather than asking for the login again).
+func writeAuthError(w http.ResponseWriter, err error) {
+	if errors.Is(err, errSessionsUnavailable) {
+		apierror.Write(w, apierror.Error{Status: http.StatusServiceUnavailable, RetryAfter: 2 * time.Second,
+			Description: "the login cannot be checked now (database unreachable); try again"})
+		return
+	}
+	apierror.Write(w, apierror.Error{Status: http.StatusUnauthorized, Description: "not logged in"})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -302,6 +382,17 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	_, _ = rand.Read(raw[:])
 	tok := base64.RawURLEncoding.EncodeToString(raw[:])
 	exp := time.Now().Add(s.opts.SessionTTL)
+	if s.opts.Sessions != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), sessionTimeout)
+		err := s.opts.Sessions.CreateSession(ctx, sessionKey(tok), a, exp)
+		cancel()
+		if err != nil {
+			id := logInternal(s.log, "web: login: record the session", err, "agent", a.ID)
+			apierror.Write(w, apierror.Error{Status: http.StatusServiceUnavailable, RetryAfter: 2 * time.Second,
+				Description: "login failed: the session could not be recorded (id " + id + "); try again"})
+			return
+		}
+	}
 	s.mu.Lock()
 	for k, v := range s.sessions { // expired logins go on every login: the map stays bounded
 		if time.Now().After(v.expires) {
@@ -378,6 +469,13 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		delete(s.sessions, c.Value)
 		s.mu.Unlock()
+		if s.opts.Sessions != nil && c.Value != "" {
+			ctx, cancel := context.WithTimeout(r.Context(), sessionTimeout)
+			if err := s.opts.Sessions.EndSession(ctx, sessionKey(c.Value)); err != nil {
+				s.log.Warn("web: logout: the session stays in the store until it expires", "agent", a.ID, "err", err)
+			}
+			cancel()
+		}
 	}
 	if ok {
 		s.endAgent(a.ID)
@@ -389,9 +487,9 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
-	a, ok := s.Authenticate(r)
-	if !ok {
-		apierror.Write(w, apierror.Error{Status: http.StatusUnauthorized, Description: "not logged in"})
+	a, err := s.authenticate(r)
+	if err != nil {
+		writeAuthError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, s.sessionJSON(a))
@@ -399,9 +497,9 @@ func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
 
 // ws upgrades an authenticated, same-origin request to the signalling WebSocket.
 func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
-	a, ok := s.Authenticate(r)
-	if !ok {
-		apierror.Write(w, apierror.Error{Status: http.StatusUnauthorized, Description: "not logged in"})
+	a, err := s.authenticate(r)
+	if err != nil {
+		writeAuthError(w, err)
 		return
 	}
 	if !sameOrigin(r) {

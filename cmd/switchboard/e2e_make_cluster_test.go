@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,12 +73,12 @@ func freeSIPPort(t *testing.T) int {
 type scriptCluster struct {
 	t                       *testing.T
 	bin, dbURL, dir, secret string
-	front                   int
+	front, web              int // the SIP front's port (Kamailio), the HTTP front's (HAProxy)
 	sip, http               []int
 	cmd                     *exec.Cmd
 	out                     lockedBuffer
 	done                    chan struct{}  // closed when the script exited
-	pids                    map[string]int // node1, node2, node3, kamailio
+	pids                    map[string]int // node1, node2, node3, kamailio, haproxy
 }
 
 // startScriptCluster starts cluster.sh and returns once every node answers /readyz and the
@@ -96,6 +99,7 @@ func startScriptCluster(t *testing.T, edit func(cfg string) string) *scriptClust
 	c := &scriptCluster{t: t, bin: binary(t), dbURL: pgtest.EmptyURL(t), dir: t.TempDir(),
 		secret: "e2e-make-cluster-secret-0123456789abcdef", done: make(chan struct{}), pids: map[string]int{}}
 	c.front = freeSIPPort(t)
+	c.web = freeSIPPort(t)
 	c.sip = []int{freeSIPPort(t), freeSIPPort(t), freeSIPPort(t)}
 	c.http = []int{freeSIPPort(t), freeSIPPort(t), freeSIPPort(t)}
 	rtpBase := testport.FreeRange(t, 20000, 32000, 300) // 100 ports a node, below the ephemeral range
@@ -117,7 +121,7 @@ func startScriptCluster(t *testing.T, edit func(cfg string) string) *scriptClust
 	c.cmd = exec.Command(script)
 	c.cmd.Env = append(os.Environ(), "CONFIG="+config, "DATABASE_URL="+c.dbURL, "SWITCHBOARD_BIN="+c.bin, "CLUSTER_DIR="+c.dir,
 		"CLUSTER_FRONT_PORT="+strconv.Itoa(c.front), "CLUSTER_RTP_BASE="+strconv.Itoa(rtpBase), "CLUSTER_RTP_SIZE=100", "CLUSTER_PING=1",
-		"CLUSTER_SECRET="+c.secret,
+		"CLUSTER_SECRET="+c.secret, "CLUSTER_WEB_PORT="+strconv.Itoa(c.web),
 		fmt.Sprintf("CLUSTER_SIP_PORTS=%d %d %d", c.sip[0], c.sip[1], c.sip[2]),
 		fmt.Sprintf("CLUSTER_HTTP_PORTS=%d %d %d", c.http[0], c.http[1], c.http[2]))
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its own group: the cleanup's last resort
@@ -138,7 +142,7 @@ func startScriptCluster(t *testing.T, edit func(cfg string) string) *scriptClust
 		}
 		if t.Failed() {
 			t.Logf("cluster.sh output:\n%s", tail(c.out.String(), 4000))
-			for _, f := range []string{"node1.log", "node2.log", "node3.log", "kamailio.log"} {
+			for _, f := range []string{"node1.log", "node2.log", "node3.log", "kamailio.log", "haproxy.log"} {
 				b, _ := os.ReadFile(filepath.Join(c.dir, f))
 				t.Logf("%s:\n%s", f, tail(string(b), 3000))
 			}
@@ -162,7 +166,7 @@ func startScriptCluster(t *testing.T, edit func(cfg string) string) *scriptClust
 			t.Fatal("the front did not see all three nodes active within 60 s")
 		}
 	}
-	for _, name := range []string{"node1", "node2", "node3", "kamailio"} {
+	for _, name := range []string{"node1", "node2", "node3", "kamailio", "haproxy"} {
 		b, err := os.ReadFile(filepath.Join(c.dir, name+".pid"))
 		if err != nil {
 			t.Fatal(err)
@@ -173,6 +177,9 @@ func startScriptCluster(t *testing.T, edit func(cfg string) string) *scriptClust
 	}
 	return c
 }
+
+// webBase is the HTTP front's base URL (HAProxy in front of the three nodes).
+func (c *scriptCluster) webBase() string { return fmt.Sprintf("http://127.0.0.1:%d", c.web) }
 
 // base is node n's (1-3) HTTP base URL.
 func (c *scriptCluster) base(n int) string { return fmt.Sprintf("http://127.0.0.1:%d", c.http[n-1]) }
@@ -232,9 +239,11 @@ func (c *scriptCluster) awaitTickets(want int) {
 
 // `make cluster`'s script on loopback ports of the test's own (the front never on 5060): three
 // nodes become ready; SIPp calls sent to the front land on every node and become tickets in the
-// one database; after kill -9 of node 2 the next calls all succeed on nodes 1 and 3 (the
-// front's failover and OPTIONS probes take node 2 out); SIGINT (Ctrl-C) stops every process
-// the script started.
+// one database; an agent logs in through the HTTP front (HAProxy) pinned to node 2; after kill
+// -9 of node 2 that login still holds through the front, which sends it to another node at once
+// (sessions in PostgreSQL, redispatch), and the next calls all succeed on nodes 1 and 3 (the
+// SIP front's failover and OPTIONS probes take node 2 out); SIGINT (Ctrl-C) stops every process
+// the script started, HAProxy included.
 func TestMakeCluster_CallsThroughFrontLandOnAllNodesAndSurviveANodeKill(t *testing.T) {
 	c := startScriptCluster(t, nil)
 	// calls places n calls through the front (each talks 3 s, then the caller hangs up) and
@@ -261,10 +270,52 @@ func TestMakeCluster_CallsThroughFrontLandOnAllNodesAndSurviveANodeKill(t *testi
 	}
 	c.awaitTickets(6)
 
+	// The HTTP front: an agent logs in through HAProxy, its stickiness cookie naming node 2.
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	front, err := url.Parse(c.webBase())
+	if err != nil {
+		t.Fatal(err)
+	}
+	jar.SetCookies(front, []*http.Cookie{{Name: "SWITCHBOARD_NODE", Value: "node2"}})
+	browser := &http.Client{Jar: jar, Timeout: 20 * time.Second}
+	session := func(what string) int {
+		t.Helper()
+		resp, err := browser.Get(c.webBase() + "/session")
+		if err != nil {
+			t.Fatalf("GET /session through the front %s: %v", what, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	resp, err := browser.Post(c.webBase()+"/login", "application/json", strings.NewReader(`{"email":"agent1@example.com","password":"agentpass"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /login through the front = %d", resp.StatusCode)
+	}
+	if code := session("before the kill"); code != http.StatusOK {
+		t.Fatalf("GET /session through the front = %d, want 200", code)
+	}
+
 	if err := syscall.Kill(c.pids["node2"], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	t1 := time.Now()
+	// The login made on node 2 holds on the node the front sends the browser to now (the
+	// sessions are in the database): at once, whether or not the checks noticed node 2 gone.
+	if code := session("after node 2 was killed"); code != http.StatusOK {
+		t.Errorf("GET /session through the front after node 2's kill = %d, want 200 from another node", code)
+	}
+	for _, ck := range jar.Cookies(front) {
+		if ck.Name == "SWITCHBOARD_NODE" && ck.Value == "node2" {
+			t.Errorf("the front still pins the browser to the killed node2")
+		}
+	}
 	got = calls(6, t1)
 	if got["node2"] != 0 || got["node1"]+got["node3"] != 6 {
 		t.Errorf("6 calls after node2 was killed landed on %v, want all on node1 and node3", got)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"time"
 
 	"github.com/switchboard-voice/switchboard/config"
 	"github.com/switchboard-voice/switchboard/ivr"
@@ -54,12 +55,20 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 		Auth: webLogin{gw.store}, ACD: clusterACD{t.acd, t.sip}, WebRTC: rtc, APIBase: "/api/v2",
 		Registerer: gw.reg, Logger: gw.log.With("component", "softphone"), Teams: teams,
 		SecureCookie: gw.cfg.HTTP.Secure(), Guard: gw.guard, ICEServers: iceServers(wcfg.ICEServers),
-		Recordings: pauser,
+		Recordings: pauser, Sessions: webSessions{gw.store},
 	})
 	if err != nil {
 		return err
 	}
 	t.pages.Store(t.web)
+	// A logout, or a password or role change, on any node of the cluster ends the agent's
+	// softphone on this one (NOTIFY switchboard_page_sessions).
+	page := t.web
+	gw.wg.Add(1)
+	go func() {
+		defer gw.wg.Done()
+		gw.store.WatchPageSessions(gw.bgCtx, page.EndSessions, 0, gw.log.With("component", "softphone"))
+	}()
 	t.web.Register(mux)
 	// Agents are reached on their page when it is open, else on their SIP phone; an agent
 	// attached to another node of the cluster through the internal leg to that node.
@@ -77,6 +86,8 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	if err != nil {
 		return err
 	}
+	// Queue callbacks dial the caller through the trunk under the same destination rules.
+	t.acd.SetCallbackDialer(callbackDialer{Server: t.sip, guard: guard})
 	out := &web.Outbound{Store: gw.store, Dialer: trunkDialer{t}, Teams: teams, Guard: guard,
 		Lines: outboundLines(gw.cfg), Roster: t.acd, Log: gw.log.With("component", "outbound")}
 	caller := func(r *http.Request) (int64, bool) {
@@ -87,7 +98,9 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	mux.Handle("GET /api/v2/lines", out.LinesHandler(caller))
 	// TU-3, TU-4: an agent's callback of a call, onto its ticket.
 	mux.Handle("POST /api/v2/calls/{id}/callback", out.CallbackHandler(gw.engine, nil, caller))
-	return nil
+	// Issue 21: the agent adds an external party to the call (the same dial plan).
+	mux.Handle("POST /api/v2/calls/{id}/conference", out.ConferenceHandler(t.acd, conferenceDialer{t}, caller))
+	return t.mountSupervisors(mux)
 }
 
 // recordingPauser gives the page's Pause recording button the recordings service, saying
@@ -154,6 +167,33 @@ func (l webLogin) Login(ctx context.Context, email, password string) (web.Agent,
 	return web.Agent{ID: u.ID, Email: e, Name: u.Name}, nil
 }
 
+// webSessions keeps the page's logins in the ticketing store (page_sessions), where every node
+// of a cluster finds them.
+type webSessions struct{ store *ticketing.Store }
+
+func (ws webSessions) CreateSession(ctx context.Context, key []byte, a web.Agent, expires time.Time) error {
+	return ws.store.CreatePageSession(ctx, key, a.ID, expires)
+}
+
+func (ws webSessions) Session(ctx context.Context, key []byte) (web.Agent, time.Time, error) {
+	u, exp, err := ws.store.PageSession(ctx, key)
+	if errors.Is(err, ticketing.ErrNotFound) {
+		return web.Agent{}, time.Time{}, fmt.Errorf("%w: %w", web.ErrNoSession, err)
+	}
+	if err != nil {
+		return web.Agent{}, time.Time{}, err
+	}
+	e := ""
+	if u.Email != nil {
+		e = *u.Email
+	}
+	return web.Agent{ID: u.ID, Email: e, Name: u.Name}, exp, nil
+}
+
+func (ws webSessions) EndSession(ctx context.Context, key []byte) error {
+	return ws.store.EndPageSession(ctx, key)
+}
+
 // outboundTrunk is the trunk agents' outbound calls go through: the first with outbound.uri.
 func outboundTrunk(cfg *config.Config) (config.Trunk, bool) {
 	for _, tr := range cfg.Trunks {
@@ -211,6 +251,21 @@ func (d trunkDialer) Dial(ctx context.Context, req web.Dial) (string, error) {
 	id = web.ErrorID()
 	t.gw.log.Error("outbound call not placed", "agent_id", req.AgentID, "error_id", id, "err", err)
 	return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the call cannot be placed now (error id " + id + ")"}
+}
+
+// callbackDialer places queue callbacks through sip (ivr.CallbackDialer) and refuses the
+// numbers the outbound trunk's destination rules refuse (ivr.CallbackChecker): a caller ID
+// can be forged.
+type callbackDialer struct {
+	*sip.Server
+	guard *web.OutboundGuard
+}
+
+func (d callbackDialer) CallbackAllowed(to string) error {
+	if reason := d.guard.Destination(to); reason != "" {
+		return fmt.Errorf("outbound destination rules: %s", reason)
+	}
+	return nil
 }
 
 // clusterACD is the ACD the softphone page's buttons drive: a call this node relays for the

@@ -143,7 +143,8 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	}
 	for name, q := range cfg.Queues {
 		iq := ivr.Queue{Name: name, RingTimeout: q.RingTimeout.D(), MaxWait: q.MaxWait.D(), WrapUp: q.WrapUp.D(),
-			MaxMissedOffers: q.MaxMissedOffers, AnnouncePosition: q.AnnouncePosition, Overflow: q.Overflow.Target}
+			MaxMissedOffers: q.MaxMissedOffers, AnnouncePosition: q.AnnouncePosition, Overflow: q.Overflow.Target,
+			Callback: ivr.QueueCallback{Key: q.Callback.Key, Attempts: q.Callback.Attempts, RetryDelay: q.Callback.RetryDelay.D()}}
 		if q.Music != "" {
 			if iq.Music, err = ivr.LoadWAV(q.Music); err != nil {
 				return fmt.Errorf("queues.%s.music: %w", name, err)
@@ -463,6 +464,7 @@ func (t *telephony) newRoster(ctx context.Context, dbUp bool, acdOpts *ivr.ACDOp
 		return err
 	}
 	t.roster = m
+	gw.roster.Store(m)
 	if !dbUp {
 		return nil
 	}

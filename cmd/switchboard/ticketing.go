@@ -104,11 +104,7 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 	})
 	gw.api.Register(mux, "/api/v2")
 	gw.api.RegisterCalls(mux, "/api/v2", gw.events, gw.engine.Wake)
-	levels := map[string]int{}
-	for name, q := range cfg.Queues {
-		levels[name] = q.ServiceLevelSeconds
-	}
-	reports := ticketing.ReportOptions{ServiceLevels: levels}
+	reports := gw.reportOptions()
 	gw.api.RegisterReports(mux, "/api/v2", reports)
 	// The last hour's report figures as gauges, for the Grafana dashboard.
 	if gw.reportGauges, err = gw.store.StartReportGauges(ticketing.ReportGaugesOptions{Reports: reports,

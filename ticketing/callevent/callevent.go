@@ -45,6 +45,15 @@ const (
 	EventRecordingReady = "call.recording_ready"
 	EventCSAT           = "call.csat"
 	EventEnded          = "call.ended"
+	// EventCallbackRequested: the caller, waiting in queue, pressed the queue's callback key:
+	// their call ends (outcome callback) and they keep their place; when their turn comes an
+	// agent accepts the callback and the gateway calls them back (a new outbound call whose
+	// call.started names this call in callback_of).
+	EventCallbackRequested = "call.callback_requested"
+	// EventCallbackDropped: the last attempt of a queue callback was not answered (busy, no
+	// answer, failed); the callback is given up. It comes on that attempt's call, before its
+	// call.ended, with callback_of and attempts.
+	EventCallbackDropped = "call.callback_dropped"
 )
 
 // Call outcomes carried by call.ended.
@@ -55,6 +64,9 @@ const (
 	OutcomeNoAnswer  = "no_answer"
 	OutcomeFailed    = "failed"
 	OutcomeRejected  = "rejected"
+	// OutcomeCallback: the caller left the queue asking to be called back
+	// (call.callback_requested): neither answered nor abandoned.
+	OutcomeCallback = "callback"
 )
 
 // Who ended a call (call.ended's hangup_by).
@@ -157,8 +169,13 @@ type Event struct {
 	// ticketing engine maps it to ticket fields by configuration (CF-4). At most MaxDataKeys
 	// keys (ValidDataKey), each value one line of at most MaxDataValue bytes.
 	Data Data `json:"data,omitempty"`
-	// call.queued
+	// call.queued, call.callback_requested, call.callback_dropped
 	Queue string `json:"queue,omitempty"`
+	// CallbackOf, on call.started of a queue callback's attempt and on call.callback_dropped,
+	// is the id of the inbound call whose caller asked to be called back (TU-4: the attempt
+	// joins that call's ticket); Attempt is the attempt's number, from 1.
+	CallbackOf string `json:"callback_of,omitempty"`
+	Attempt    int    `json:"attempt,omitempty"`
 	// call.offered, call.answered
 	AgentID int64 `json:"agent_id,omitempty"`
 	// Channel, on call.answered (and on call.started of an agent's outbound call), is the kind
@@ -401,7 +418,7 @@ var eventTypes = map[string]bool{
 	EventStarted: true, EventIVRSelected: true, EventQueued: true, EventOffered: true,
 	EventAnswered: true, EventHeld: true, EventResumed: true, EventTransferred: true,
 	EventVoicemail: true, EventAbandoned: true, EventRecordingReady: true, EventCSAT: true,
-	EventEnded: true,
+	EventEnded: true, EventCallbackRequested: true, EventCallbackDropped: true,
 }
 
 // Types returns every event type, sorted.
@@ -429,7 +446,7 @@ func Validate(e Event) []FieldError {
 		add("seq", "must be a positive integer: the event's position in its call, from 1")
 	}
 	if !eventTypes[e.Type] {
-		add("type", fmt.Sprintf("%q is not an event type; use one of call.started, call.ivr_selected, call.queued, call.offered, call.answered, call.held, call.resumed, call.transferred, call.voicemail, call.abandoned, call.recording_ready, call.csat, call.ended", e.Type))
+		add("type", fmt.Sprintf("%q is not an event type; use one of call.started, call.ivr_selected, call.queued, call.offered, call.answered, call.held, call.resumed, call.transferred, call.voicemail, call.abandoned, call.recording_ready, call.csat, call.ended, call.callback_requested, call.callback_dropped", e.Type))
 	}
 	if e.At.IsZero() {
 		add("at", "is required: an RFC 3339 time")
@@ -466,6 +483,17 @@ func Validate(e Event) []FieldError {
 		if e.Queue == "" {
 			add("queue", "is required for call.queued")
 		}
+	case EventCallbackRequested:
+		if e.Queue == "" {
+			add("queue", "is required for call.callback_requested")
+		}
+	case EventCallbackDropped:
+		if e.CallbackOf == "" || len(e.CallbackOf) > 200 {
+			add("callback_of", "is required for call.callback_dropped, at most 200 characters")
+		}
+		if e.Attempt < 1 {
+			add("attempt", "is required for call.callback_dropped: the last attempt's number, from 1")
+		}
 	case EventOffered:
 		if e.AgentID <= 0 {
 			add("agent_id", "is required for call.offered")
@@ -488,9 +516,9 @@ func Validate(e Event) []FieldError {
 		}
 	case EventEnded:
 		switch e.Outcome {
-		case OutcomeAnswered, OutcomeAbandoned, OutcomeVoicemail, OutcomeNoAnswer, OutcomeFailed, OutcomeRejected:
+		case OutcomeAnswered, OutcomeAbandoned, OutcomeVoicemail, OutcomeNoAnswer, OutcomeFailed, OutcomeRejected, OutcomeCallback:
 		default:
-			add("outcome", "must be answered, abandoned, voicemail, no_answer, failed or rejected")
+			add("outcome", "must be answered, abandoned, voicemail, no_answer, failed, rejected or callback")
 		}
 		if len(e.Cause) > 64 || strings.IndexFunc(e.Cause, func(r rune) bool { return !('a' <= r && r <= 'z' || r == '_') }) >= 0 {
 			add("cause", "must be at most 64 characters of a-z and _, such as crash")

@@ -20,7 +20,9 @@ import (
 // Several gateway nodes share one database. Each beats in its nodes row (NodeWatch); a node
 // whose beat is older than LostAfter is lost, and exactly one surviving node closes the calls
 // it ran: every call whose call.started names the node (NodeSink stamps it) and whose events
-// hold no call.ended gets one, outcome failed, cause node_lost. The row lock on the lost
+// hold no call.ended gets one, outcome failed, cause node_lost — preceded, for an inbound call
+// no agent or voicemail had taken, by a call.abandoned (where queue or ivr), so that the ticketing
+// rules give it the ticket of a caller left waiting (TC-5). The row lock on the lost
 // node's row (FOR UPDATE SKIP LOCKED) picks the one survivor; swept_at records that it is
 // done, so nobody does it twice. Time is the database's (now()), so the nodes' clocks do not
 // matter.
@@ -49,6 +51,12 @@ var nodeLostNamespace = uuid.MustParse("1c0e6f8a-4b7d-5e21-8f3a-9d2c6b4e7a10")
 // NodeLostEndedID is the id of the call.ended that closes callID after its node was lost.
 func NodeLostEndedID(callID string) string {
 	return uuid.NewSHA1(nodeLostNamespace, []byte(callID+"\x00node_lost")).String()
+}
+
+// NodeLostAbandonedID is the id of the call.abandoned that precedes a lost node's call's
+// node_lost call.ended when no agent or voicemail had taken the call (Sweep).
+func NodeLostAbandonedID(callID string) string {
+	return uuid.NewSHA1(nodeLostNamespace, []byte(callID+"\x00node_lost_abandoned")).String()
 }
 
 // NodeSink is the sink of the events of the calls this node runs: it stamps each call.started
@@ -313,28 +321,47 @@ func (w *NodeWatch) Sweep(ctx context.Context, node string) (int, error) {
 	// of the database's by up to LostAfter): a call started after a restart is the restarted
 	// node's own business.
 	rows, err := tx.Query(ctx, `
-		SELECT s.call_id, m.seq, m.at FROM call_events s
-		CROSS JOIN LATERAL (SELECT max(seq) AS seq, max(at) AS at FROM call_events e WHERE e.call_id = s.call_id) m
+		SELECT s.call_id, m.seq, m.at, s.body->>'direction' = 'inbound' AND NOT m.took, m.queued FROM call_events s
+		CROSS JOIN LATERAL (SELECT max(seq) AS seq, max(at) AS at,
+				coalesce(bool_or(e.type IN ($6, $7, $8)), false) AS took, coalesce(bool_or(e.type = $9), false) AS queued
+			FROM call_events e WHERE e.call_id = s.call_id) m
 		WHERE s.type = $1 AND s.body->>'node' = $2 AND s.at <= $3::timestamptz + $4 * interval '1 millisecond'
 		  AND NOT EXISTS (SELECT 1 FROM call_events e WHERE e.call_id = s.call_id AND e.type = $5)
 		ORDER BY s.call_id`,
-		callevent.EventStarted, node, lastBeat, w.opts.LostAfter.Milliseconds(), callevent.EventEnded)
+		callevent.EventStarted, node, lastBeat, w.opts.LostAfter.Milliseconds(), callevent.EventEnded,
+		callevent.EventAnswered, callevent.EventVoicemail, callevent.EventAbandoned, callevent.EventQueued)
 	if err != nil {
 		return 0, fmt.Errorf("eventlog: sweep %s: open calls: %w", node, err)
 	}
 	var events []callevent.Event
+	calls := 0
 	for rows.Next() {
 		var callID string
 		var seq int64
 		var at time.Time
-		if err := rows.Scan(&callID, &seq, &at); err != nil {
+		var untaken, queued bool
+		if err := rows.Scan(&callID, &seq, &at, &untaken, &queued); err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("eventlog: sweep %s: open calls: %w", node, err)
 		}
+		calls++
 		// Ended when the node was last seen alive, never before the call's last event.
 		ended := lastBeat
 		if at.After(ended) {
 			ended = at
+		}
+		if untaken {
+			// An inbound call lost before an agent or the voicemail took it: to the ticketing
+			// rules its caller was left waiting with nobody, as a caller who gives up is
+			// (TC-5: a ticket tagged abandoned, when the line's abandoned_calls_create_tickets
+			// is on), so that someone calls back. One seq before the call.ended, still past
+			// the gap the lost node's spooled events may need.
+			where := callevent.WhereIVR
+			if queued {
+				where = callevent.WhereQueue
+			}
+			events = append(events, callevent.Event{ID: NodeLostAbandonedID(callID), CallID: callID, Seq: seq + NodeLostSeqGap - 1,
+				Type: callevent.EventAbandoned, At: ended.UTC(), Where: where})
 		}
 		events = append(events, callevent.Event{ID: NodeLostEndedID(callID), CallID: callID, Seq: seq + NodeLostSeqGap,
 			Type: callevent.EventEnded, At: ended.UTC(), Outcome: callevent.OutcomeFailed, Cause: callevent.CauseNodeLost,
@@ -345,7 +372,7 @@ func (w *NodeWatch) Sweep(ctx context.Context, node string) (int, error) {
 		return 0, fmt.Errorf("eventlog: sweep %s: open calls: %w", node, err)
 	}
 	if len(events) > 0 {
-		w.log.Warn("node lost: closing the calls it ran", "lost_node", node, "last_beat", lastBeat.UTC(), "calls", len(events))
+		w.log.Warn("node lost: closing the calls it ran", "lost_node", node, "last_beat", lastBeat.UTC(), "calls", calls)
 	} else {
 		w.log.Info("node stopped beating; it had no open calls", "lost_node", node, "last_beat", lastBeat.UTC())
 	}
@@ -360,8 +387,11 @@ func (w *NodeWatch) Sweep(ctx context.Context, node string) (int, error) {
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("eventlog: sweep %s: commit: %w", node, err)
 	}
-	w.closed.WithLabelValues(node).Add(float64(len(events)))
+	w.closed.WithLabelValues(node).Add(float64(calls))
 	for _, e := range events {
+		if e.Type != callevent.EventEnded {
+			continue
+		}
 		w.log.Warn("call closed: its node was lost", "call_id", e.CallID, "lost_node", node, "outcome", e.Outcome,
 			"cause", e.Cause, "ended_at", e.At, "seq", e.Seq)
 	}
@@ -372,5 +402,5 @@ func (w *NodeWatch) Sweep(ctx context.Context, node string) (int, error) {
 			w.log.Warn("node lost: its agents are offline until their pages reconnect to another node", "lost_node", node)
 		}
 	}
-	return len(events), nil
+	return calls, nil
 }

@@ -138,14 +138,15 @@ func TestLostNodeCallsClosedExactlyOnceByRacingSurvivors(t *testing.T) {
 	for round := range 5 {
 		bNode := fmt.Sprintf("b%d", round)
 		b := nodeLog(t, pool, bNode)
-		open := []string{fmt.Sprintf("b%d-ringing", round), fmt.Sprintf("b%d-talking", round)}
+		open := []string{fmt.Sprintf("b%d-ringing", round), fmt.Sprintf("b%d-talking", round), fmt.Sprintf("b%d-queued", round)}
 		done := fmt.Sprintf("b%d-done", round)
 		emit(t, b.NodeSink(), open[0], callevent.EventStarted)
 		emit(t, b.NodeSink(), open[1], callevent.EventStarted, callevent.EventQueued, callevent.EventAnswered)
+		emit(t, b.NodeSink(), open[2], callevent.EventStarted, callevent.EventQueued)
 		emit(t, b.NodeSink(), done, callevent.EventStarted, callevent.EventEnded)
 		// B stops beating: a and c beat on and race to sweep it.
 		deadline := time.Now().Add(10 * time.Second)
-		for closedBy(regA, bNode)+closedBy(regC, bNode) < 2 && time.Now().Before(deadline) {
+		for closedBy(regA, bNode)+closedBy(regC, bNode) < 3 && time.Now().Before(deadline) {
 			var wg sync.WaitGroup
 			for _, w := range []*eventlog.NodeWatch{wa, wc, wa, wc} {
 				wg.Add(1)
@@ -167,13 +168,26 @@ func TestLostNodeCallsClosedExactlyOnceByRacingSurvivors(t *testing.T) {
 				}
 			}
 		}
-		if got := closedBy(regA, bNode) + closedBy(regC, bNode); got != 2 {
-			t.Fatalf("round %d: survivors counted %v calls of %s closed, want 2", round, got, bNode)
+		if got := closedBy(regA, bNode) + closedBy(regC, bNode); got != 3 {
+			t.Fatalf("round %d: survivors counted %v calls of %s closed, want 3", round, got, bNode)
 		}
-		for i, call := range open {
-			want := []ended{{seq: int64(1+2*i) + eventlog.NodeLostSeqGap, outcome: "failed", cause: "node_lost"}}
-			if got := endedOf(t, pool, call); fmt.Sprint(got) != fmt.Sprint(want) {
-				t.Errorf("round %d: %s ended %v, want %v", round, call, got, want)
+		// Each open call: one call.ended past the gap; the two no agent took are first
+		// abandoned (where they were), so that the ticketing rules give them a ticket (TC-5).
+		for i, w := range []struct {
+			last  int64
+			where string
+		}{{1, "ivr"}, {3, ""}, {2, "queue"}} {
+			want := []ended{{seq: w.last + eventlog.NodeLostSeqGap, outcome: "failed", cause: "node_lost"}}
+			if got := endedOf(t, pool, open[i]); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("round %d: %s ended %v, want %v", round, open[i], got, want)
+			}
+			var where string
+			if err := pool.QueryRow(context.Background(), `SELECT coalesce(string_agg((seq - $2)::text || ':' || (body->>'where'), ','), '')
+				FROM call_events WHERE call_id = $1 AND type = 'call.abandoned'`, open[i], w.last+eventlog.NodeLostSeqGap).Scan(&where); err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]string{true: "-1:" + w.where, false: ""}[w.where != ""]; where != want {
+				t.Errorf("round %d: %s's call.abandoned (seq relative to its call.ended:where) %q, want %q", round, open[i], where, want)
 			}
 		}
 		if got := endedOf(t, pool, done); len(got) != 1 || got[0].cause != "bye" {

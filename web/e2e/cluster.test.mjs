@@ -1,12 +1,15 @@
-// The agent softphone on node 2 of `make cluster` (three nodes behind Kamailio), in headless
-// Debian Chromium driven by playwright-core, through a node's loss. Started by cmd/switchboard's
+// The agent softphone of `make cluster` (three nodes behind Kamailio for SIP and HAProxy for
+// HTTP), in headless Debian Chromium driven by playwright-core, through the loss of its node.
+// Started by cmd/switchboard's
 // TestMakeCluster_AgentsOnTwoNodesAnswerThroughTheFront_KillDashNineUnderLoad, which asks the Go
 // test (POST CONTROL_URL/<step>) for what a browser cannot do: `call` sends a carrier call
-// through the front to the queue line; `kill` lets agent2's SIP phone on node 3 answer a call,
-// starts a SIPp load through the front and kill -9s node 2 under it; `restart` waits for the
-// survivors to close node 2's calls and set agent1 offline, then starts node 2 again.
-// Environment: GATEWAY_URL (node 2), CONTROL_URL, FAKE_AUDIO_WAV, ARTIFACTS_DIR, CHROMIUM_PATH,
-// CALLER.
+// through the SIP front to the queue line; `phone` lets agent2's SIP phone on node 3 answer a
+// call, then sets agent2 away; `kill` starts a SIPp load through the front and kill -9s node 2
+// under it; `restart` waits for the survivors to close node 2's calls and for agent1 to be
+// available on another node, then starts node 2 again; `answer` sends one more carrier call.
+// The page is loaded from the HTTP front with HAProxy's cookie naming node 2, so that its
+// softphone is attached there. Environment: GATEWAY_URL (the HTTP front), CONTROL_URL,
+// FAKE_AUDIO_WAV, ARTIFACTS_DIR, CHROMIUM_PATH, CALLER.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -50,13 +53,19 @@ async function rtpStats(page, type) {
   }, type);
 }
 
-async function agentState(page) {
+// agent returns agent1 as GET /api/v2/agents shows it ({state, node}), asked through the front.
+async function agent(page) {
   return page.evaluate(async () => {
     const res = await fetch('/api/v2/agents');
     const body = await res.json();
     const me = body.agents.find((a) => a.email === 'agent1@example.com');
-    return me && me.state;
+    return me && { state: me.state, node: me.node };
   });
+}
+
+async function agentState(page) {
+  const a = await agent(page);
+  return a && a.state;
 }
 
 async function ask(step, ms = 4 * STEP) {
@@ -84,7 +93,27 @@ async function setState(page, state) {
   }, `state ${state} on the page`);
 }
 
-test('cluster softphone: answers through the front, its node killed under load, reconnects', { timeout: 600_000 }, async (t) => {
+// answerCall answers the ringing call from caller, checks audio both ways and hangs up.
+async function answerCall(page) {
+  const incoming = page.getByTestId('incoming-call');
+  await incoming.waitFor({ state: 'visible' });
+  await until(async () => (await incoming.textContent()).includes(caller), `the caller's number ${caller} in incoming-call`);
+  const before = (await rtpStats(page, 'inbound-rtp')) || { packets: 0 };
+  await page.getByTestId('answer').click();
+  await page.getByTestId('hangup').waitFor({ state: 'visible' });
+  await until(async () => {
+    const s = await rtpStats(page, 'inbound-rtp');
+    return s && s.packets > before.packets + 50 && s.energy > 0 ? s : null;
+  }, 'inbound audio in getStats');
+  await until(async () => {
+    const s = await rtpStats(page, 'outbound-rtp');
+    return s && s.packets > 50 ? s : null;
+  }, 'outbound audio in getStats');
+  await page.getByTestId('hangup').click();
+  await page.getByTestId('hangup').waitFor({ state: 'hidden' });
+}
+
+test('cluster softphone: answers through the front, its node killed under load, moves to another node by itself', { timeout: 600_000 }, async (t) => {
   assert.ok(base && control, 'GATEWAY_URL and CONTROL_URL are set');
   const { browser, page } = await launchPage(t, { wav, close: false });
   page.setDefaultTimeout(WAIT);
@@ -94,52 +123,53 @@ test('cluster softphone: answers through the front, its node killed under load, 
     await browser.close();
   });
 
+  // HAProxy's stickiness cookie names node 2: the page, its WebSocket and its audio go there.
+  await page.context().addCookies([{ name: 'SWITCHBOARD_NODE', value: 'node2', url: base }]);
   await page.goto(base + '/');
   await login(page);
   await setState(page, 'available');
-  await until(async () => (await agentState(page)) === 'available', 'agent1 available in GET /api/v2/agents');
+  await until(async () => {
+    const a = await agent(page);
+    return a && a.state === 'available' && a.node === 'node2';
+  }, 'agent1 available on node2 in GET /api/v2/agents');
   await until(() => page.evaluate(() => window.softphone.pc && window.softphone.pc.connectionState === 'connected'),
     'the PeerConnection to node 2 to connect');
 
-  // A carrier call through the front, to whichever node the front picks: offered here.
+  // A carrier call through the SIP front, to whichever node it picks: offered here.
   await ask('call');
-  const incoming = page.getByTestId('incoming-call');
-  await incoming.waitFor({ state: 'visible' });
-  await until(async () => (await incoming.textContent()).includes(caller), `the caller's number ${caller} in incoming-call`);
-  await page.getByTestId('answer').click();
-  await page.getByTestId('hangup').waitFor({ state: 'visible' });
-  await until(async () => {
-    const s = await rtpStats(page, 'inbound-rtp');
-    return s && s.packets > 50 && s.energy > 0 ? s : null;
-  }, 'inbound audio in getStats');
-  await until(async () => {
-    const s = await rtpStats(page, 'outbound-rtp');
-    return s && s.packets > 50 ? s : null;
-  }, 'outbound audio in getStats');
-  await page.getByTestId('hangup').click();
-  await page.getByTestId('hangup').waitFor({ state: 'hidden' });
+  await answerCall(page);
   // Away, so that the next call goes to agent2's SIP phone; still attached to node 2.
   await until(async () => ['wrap_up', 'available'].includes(await agentState(page)), 'agent1 out of busy after the hang-up');
   await setState(page, 'away');
+  await ask('phone');
 
-  // agent2's phone answers a call, the load starts, node 2 is killed under it.
+  // Available again, and node 2 is killed under a load of voicemail calls.
+  await setState(page, 'available');
+  await until(async () => (await agentState(page)) === 'available', 'agent1 available again before the kill');
   await ask('kill');
-  await until(async () => (await page.locator('#conn').textContent()).includes('Reconnecting'), 'the page to see node 2 gone');
+  await until(async () => (await page.locator('#conn').textContent()).includes('Reconnecting'), 'the page to see node 2 gone', 2 * WAIT);
   await page.screenshot({ path: path.join(artifacts, 'cluster-node-lost.png'), fullPage: true });
 
-  // The survivors close node 2's calls and set agent1 offline; node 2 comes back.
-  await ask('restart');
-  // The page reconnects by itself (its back-off is at most 10 s), logging in again when the
-  // restarted node does not know its session.
+  // The page reconnects by itself through the front to another node: no login asked, its
+  // agent available there again once its audio is connected.
+  let askedLogin = false;
   await until(async () => {
-    if (await page.getByTestId('login-submit').isVisible()) {
-      // A reload may hide the form between the check and the login: try again next round.
-      await login(page, 5000).catch((e) => console.log('login after the restart, retrying:', e.message.split('\n')[0]));
-      return false;
-    }
-    return (await page.locator('#conn').textContent()).includes('Connected');
-  }, 'the page to reconnect to node 2', 2 * WAIT);
-  await setState(page, 'available');
-  await until(async () => (await agentState(page)) === 'available', 'agent1 available again in GET /api/v2/agents');
+    if (await page.getByTestId('login-submit').isVisible()) { askedLogin = true; return true; }
+    if (!(await page.locator('#conn').textContent()).includes('Connected')) return false;
+    if ((await page.getByTestId('agent-state').textContent()) !== 'available') return false;
+    return page.evaluate(() => window.softphone.pc && window.softphone.pc.connectionState === 'connected');
+  }, 'the page to reconnect to another node, available, its audio connected', 2 * WAIT);
+  assert.ok(!askedLogin, 'the page asked for the login again after its node was lost');
+  const moved = await until(async () => {
+    const a = await agent(page);
+    return a && a.state === 'available' && ['node1', 'node3'].includes(a.node) ? a : null;
+  }, 'agent1 available on node1 or node3 in GET /api/v2/agents');
+  console.log('the page moved to', moved.node);
   await page.screenshot({ path: path.join(artifacts, 'cluster-reconnected.png'), fullPage: true });
+
+  // The survivors close node 2's calls; node 2 comes back; agent1 stays where the page went.
+  await ask('restart');
+  await ask('answer');
+  await answerCall(page);
+  assert.ok(!(await page.getByTestId('login-submit').isVisible()), 'the page asked for the login again');
 });

@@ -29,6 +29,7 @@ const ui = {
   wrapTimer: null,
   scope: 'mine', // Recent calls: the agent's own, or their queues'
   queues: [], // the agent's queues, from /session
+  lost: null, // {at, state}: when the signalling connection went, and the state the agent had
 };
 
 // Exposed for diagnostics and tests: the page's own RTCPeerConnection.
@@ -171,6 +172,8 @@ function connect() {
       $('conn').textContent = 'The softphone is open in another window.';
       return;
     }
+    // What the agent had chosen when the connection went: restored on the way back (hello).
+    if (!ui.lost) ui.lost = { at: Date.now(), state: ui.pending || ui.state };
     const res = await fetch('/session', { credentials: 'same-origin' }).catch(() => null);
     if (res && res.status === 401) { location.reload(); return; } // logged out or expired
     $('conn').textContent = 'Reconnecting…';
@@ -225,12 +228,33 @@ function flushPending() {
   showState();
 }
 
+// RESTORE_MS bounds how long after losing its connection the page puts the agent back in the
+// state they had chosen: longer away (a laptop asleep) and the agent chooses again.
+const RESTORE_MS = 2 * 60 * 1000;
+
+// restoreAfterLoss runs on the hello of a reconnected page. When the gateway lost track of the
+// agent meanwhile — their node was lost and the page came back through the HTTP front on
+// another node, or the page was away longer than the server's grace — it reports offline,
+// which the agent never chose: the page asks again for what they had (available stays
+// available; away, or a call lost with its node, becomes away), once its audio is connected
+// (the new node offers a new PeerConnection, or says the old one is up).
+function restoreAfterLoss(state) {
+  const lost = ui.lost;
+  ui.lost = null;
+  if (!lost || state !== 'offline' || ui.pending || lost.state === 'offline') return;
+  if (Date.now() - lost.at > RESTORE_MS) return;
+  ui.pending = lost.state === 'available' ? 'available' : 'away';
+  ui.audio = 'connecting'; // the old PeerConnection's state says nothing of this node's
+  notice(`Reconnected to the gateway: you are ${ui.pending} again as soon as your audio is connected.`);
+}
+
 function stateWhy(text) { $('state-why').textContent = text || ''; }
 
 function onMessage(m) {
   switch (m.type) {
     case 'hello':
       ui.iceServers = Array.isArray(m.ice_servers) ? m.ice_servers : [];
+      restoreAfterLoss(m.state);
       setState(m.state);
       flushPending();
       break;
@@ -341,6 +365,10 @@ async function onOffer(sdp) {
 
 function onIncoming(call) {
   ui.ring = call;
+  // A queue callback: the caller is not on the line; accepting dials them (docs/ivr.md).
+  $('in-title').textContent = call.callback ? 'Callback' : 'Incoming call';
+  show($('in-callback'), !!call.callback);
+  $('answer').textContent = call.callback ? 'Accept and call back' : 'Answer';
   $('in-from').textContent = call.from || 'unknown number';
   $('in-name').textContent = call.caller_name || '—';
   $('in-line').textContent = call.line || '—';

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/internal/testport"
+)
+
+// Issue 21, supervisors, through the whole gateway: agent1's SIP phone (SIPp) answers a queued
+// call with an 880 Hz tone while the carrier (SIPp) sends 440 Hz; the admin, a supervisor,
+// logged in on the agent page in headless Chromium (its fake microphone a 1 kHz tone), monitors
+// the call from the wallboard and hears both parties (web/e2e/supervisor.test.mjs, Goertzel
+// on the received track), whispers for 3 s and leaves. Then: the call's recording has no
+// 1 kHz on its right channel (what the caller heard: the whisper never reached the caller)
+// but the agent's 880 Hz, and the audit trail has the supervisor's monitor, whisper and stop
+// entries on agent1.
+func TestEndToEnd_SupervisorMonitorsAndWhispers(t *testing.T) {
+	requireSipp(t)
+	e2eDir, err := filepath.Abs(filepath.Join("..", "..", "web", "e2e"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := requireNode(t, e2eDir)
+	g := runAgentGateway(t)
+	agentID := int64(g.agentByEmail("agent1@example.com")["id"].(float64))
+	_, me := g.api("GET", "/users/me", "")
+	adminID := me["user"].(map[string]any)["id"].(float64)
+
+	dir := t.TempDir()
+	mic := filepath.Join(dir, "mic-1khz.wav")
+	if err := os.WriteFile(mic, micWAV(60), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tone880 := filepath.Join(dir, "agent880.wav")
+	writeToneFile(t, tone880, 880, 20)
+	artifacts, err := filepath.Abs(filepath.Join("..", "..", ".data", "e2e"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	// agent1's phone registers and goes available; it talks 30 s once it answered, long enough
+	// for the browser to monitor and whisper on a loaded machine.
+	phonePort := testport.FreeUDP(t)
+	repl := map[string]string{"PHONE_PORT": strconv.Itoa(phonePort), "TALK_MS": "30000", "TONE_FILE": tone880}
+	phone := startSipp(t, "agent_tone.xml", repl, "-p", strconv.Itoa(phonePort))
+	startSipp(t, "agent_register.xml", repl, "-s", "agent1", "-au", "agent1@example.com", "-ap", "agentpass",
+		fmt.Sprintf("127.0.0.1:%d", g.sipPort)).wait(t, "register")
+	if code, m := g.api("PUT", fmt.Sprintf("/agents/%d/state", agentID), `{"agent":{"state":"available"}}`); code != 200 {
+		t.Fatalf("PUT /agents/%d/state = %d %v", agentID, code, m)
+	}
+	g.awaitAgentState("agent1@example.com", 10*time.Second, func(s string) bool { return s == "available" })
+
+	// The browser asks for the carrier's call once its audio is up; startSipp runs here.
+	calls := make(chan chan bool)
+	ctl := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/call" {
+			http.NotFound(w, r)
+			return
+		}
+		done := make(chan bool, 1)
+		select {
+		case calls <- done:
+		case <-time.After(10 * time.Second):
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		select {
+		case ok := <-done:
+			if ok {
+				w.WriteHeader(http.StatusAccepted)
+				return
+			}
+		case <-time.After(10 * time.Second):
+		}
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer ctl.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 160*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", "supervisor.test.mjs")
+	cmd.Dir = e2eDir
+	cmd.Env = append(os.Environ(), "GATEWAY_URL="+g.base, "CONTROL_URL="+ctl.URL, "FAKE_AUDIO_WAV="+mic,
+		"ARTIFACTS_DIR="+artifacts, "CHROMIUM_PATH="+chromium, "AGENT_ID="+strconv.FormatInt(agentID, 10))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // node and the browser it starts: one group
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // a browser left behind by a crash
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+		}
+	}()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent phone SIPp output:\n%s", tail(phone.out.String(), 3000))
+		}
+	})
+
+	var carrier *sippRun
+	var scriptErr error
+wait:
+	for {
+		select {
+		case done := <-calls:
+			if carrier != nil {
+				done <- false
+				continue
+			}
+			carrier = startSipp(t, "carrier_await_bye.xml", map[string]string{"KEY_ACTION": ""},
+				"-s", "+15550199", fmt.Sprintf("127.0.0.1:%d", g.sipPort))
+			done <- true
+		case scriptErr = <-exited:
+			exited <- scriptErr
+			break wait
+		}
+	}
+	t.Logf("node --test output:\n%s", out.String())
+	if scriptErr != nil {
+		t.Fatalf("browser script failed: %v", scriptErr)
+	}
+	if carrier == nil {
+		t.Fatal("the browser script never asked for the call")
+	}
+	phone.wait(t, "agent phone")
+	carrier.wait(t, "carrier")
+
+	call := g.awaitCall("+15550199", func(c map[string]any) bool { return c["state"] == "ended" && c["ticket_id"] != nil })
+	if call["outcome"] != "answered" || call["agent_id"] != float64(agentID) {
+		t.Errorf("call record %v: want answered by agent1", call)
+	}
+	_, wav := g.recordingOf("+15550199")
+	chs, sr := channels(t, wav)
+	left, right, whisper := toneWindows(chs[0], 440, sr), toneWindows(chs[1], 880, sr), toneWindows(chs[1], 1000, sr)
+	t.Logf("recording: 440 Hz in %d windows of 250 ms on the left, 880 Hz in %d and 1 kHz in %d on the right", left, right, whisper)
+	if left < 8 || right < 8 {
+		t.Errorf("recording: 440 Hz (caller, left) in %d and 880 Hz (agent, right) in %d windows: want both for 2 s at least", left, right)
+	}
+	if whisper != 0 {
+		t.Errorf("recording right (what the caller heard): the supervisor's 1 kHz in %d windows: the caller heard the whisper or the monitoring", whisper)
+	}
+
+	// The audit trail: monitor, whisper and stop by the admin, on agent1, naming the call.
+	code, m := g.api("GET", fmt.Sprintf("/audit_logs?filter[source_type]=user&filter[source_id]=%d", agentID), "")
+	if code != 200 {
+		t.Fatalf("GET /audit_logs = %d %v", code, m)
+	}
+	var actions []string
+	for _, e := range m["audit_logs"].([]any) {
+		em := e.(map[string]any)
+		if em["action"] != "call_supervised" {
+			continue
+		}
+		if em["actor_id"] != adminID {
+			t.Errorf("audit entry %v: want the admin as actor", em)
+		}
+		actions = append(actions, fmt.Sprint(em["change_description"]))
+	}
+	t.Logf("call_supervised entries: %q", actions)
+	want := []string{"Monitoring call", "Whispering to the agent on call", "Stopped supervising call"}
+	for _, w := range want {
+		found := false
+		for _, a := range actions {
+			if bytes.HasPrefix([]byte(a), []byte(w+" "+call["id"].(string))) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no audit entry %q for call %v in %q", w, call["id"], actions)
+		}
+	}
+}
