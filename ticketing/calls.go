@@ -74,7 +74,7 @@ type callRow struct {
 	// not stored, it only decides the session_type of a ticket the answer makes (CF-1).
 	AgentChannel string
 	// fresh is a call the engine's batch is creating: its row is not stored yet and is
-	// inserted whole when the batch writes its calls (engine_batch.go, flushCalls).
+	// inserted whole when the batch writes its calls (engine_batch.go, queueCalls).
 	fresh bool
 	// Data is the call's custom data (CF-4).
 	Data                                    map[string]string

@@ -644,17 +644,19 @@ func (e *Engine) applyBatch(ctx context.Context, callIDs []string, limit int) (i
 		applied = append(applied, bc.due...)
 		last = bc.due[len(bc.due)-1]
 	}
-	if err := atx.flush(ctx); err != nil {
-		return 0, &permanentError{pos: last.pos, seq: last.event.Seq, typ: last.event.Type, err: err}
-	}
 	positions := make([]int64, len(applied))
 	for i, p := range applied {
 		positions[i] = p.pos
 	}
 	// Applied: out of the queue, in the transaction of the event's effects, so that a crash
-	// before the commit leaves both undone and the event pending (exactly once).
-	if _, err := tx.Exec(ctx, `DELETE FROM call_events_pending WHERE pos = ANY($1)`, positions); err != nil {
-		return 0, dbError("mark applied", err)
+	// before the commit leaves both undone and the event pending (exactly once). The deletion
+	// goes out with the batch's held-back writes, in the same round trip, after them.
+	if err := atx.flush(ctx, queuedWrite{what: markApplied,
+		sql: `DELETE FROM call_events_pending WHERE pos = ANY($1)`, args: []any{positions}}); err != nil {
+		if atx.failed == markApplied {
+			return 0, err // as when it was a statement of its own: not the events' fault
+		}
+		return 0, &permanentError{pos: last.pos, seq: last.event.Seq, typ: last.event.Type, err: err}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, dbError("commit events", err)

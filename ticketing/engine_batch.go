@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,6 +62,8 @@ type applyTx struct {
 	// then on the append rules read the database again.
 	untracked bool
 	touches   int64
+	// failed names the queued write that failed (writes.send), if one did.
+	failed string
 	// expectTickets is how many calls of the batch remain after the one being applied: the
 	// ticket ids still worth preallocating.
 	expectTickets int
@@ -170,10 +173,79 @@ func (t *applyTx) materialize(ctx context.Context, sql string) error {
 	if !strings.Contains(sql, "tickets") && !strings.Contains(sql, "calls") {
 		return nil
 	}
-	if err := t.flushTickets(ctx); err != nil {
+	var w writes
+	if err := t.queueTickets(&w); err != nil {
 		return err
 	}
-	return t.flushCalls(ctx)
+	if err := t.queueCalls(&w); err != nil {
+		return err
+	}
+	return t.send(ctx, &w)
+}
+
+// writes are statements sent to the server in one round trip (a pipeline, pgx.Batch): the
+// server runs them in order, exactly as if they were sent one after the other, and the first
+// one that fails fails the transaction. A batch's held-back writes and its queue deletion
+// used to cost a round trip each (up to seven per batch); each round trip is a wake-up of the
+// server's backend and of the engine's goroutine, which on a loaded machine is most of a
+// statement's time.
+type writes struct {
+	stmts []queuedWrite
+	// done runs once every statement succeeded: the bookkeeping of what is now stored.
+	done []func()
+}
+
+// markApplied names the batch's queue deletion among its writes.
+const markApplied = "mark applied"
+
+type queuedWrite struct {
+	what   string // the operation, for the error
+	sql    string
+	args   []any
+	metric string // the switchboard_ticketing_writes_total kind it counts as, if any
+}
+
+func (w *writes) add(what, metric, sql string, args ...any) {
+	w.stmts = append(w.stmts, queuedWrite{what: what, sql: sql, args: args, metric: metric})
+}
+
+// send runs the queued statements in one round trip.
+func (t *applyTx) send(ctx context.Context, w *writes) error {
+	switch len(w.stmts) {
+	case 0:
+	case 1:
+		if _, err := t.Tx.Exec(ctx, w.stmts[0].sql, w.stmts[0].args...); err != nil {
+			t.failed = w.stmts[0].what
+			return dbError(w.stmts[0].what, err)
+		}
+	default:
+		b := &pgx.Batch{}
+		for _, q := range w.stmts {
+			b.Queue(q.sql, q.args...)
+		}
+		br := t.Tx.SendBatch(ctx, b)
+		for _, q := range w.stmts {
+			if _, err := br.Exec(); err != nil {
+				_ = br.Close()
+				t.failed = q.what
+				return dbError(q.what, err)
+			}
+		}
+		if err := br.Close(); err != nil {
+			t.failed = w.stmts[len(w.stmts)-1].what
+			return dbError(t.failed, err)
+		}
+	}
+	for _, q := range w.stmts {
+		if q.metric != "" {
+			t.writes.WithLabelValues(q.metric).Inc()
+		}
+	}
+	for _, f := range w.done {
+		f()
+	}
+	w.stmts, w.done = w.stmts[:0], w.done[:0]
+	return nil
 }
 
 // newTicketID returns a preallocated ticket id; when none is left it allocates want at once.
@@ -230,9 +302,9 @@ func (t *applyTx) assignPending(bt *batchTicket, agent int64) {
 	bt.touched = t.touches
 }
 
-// flushTickets inserts the held-back tickets in one statement, in the order they were made (their
-// ids were taken in that order).
-func (t *applyTx) flushTickets(ctx context.Context) error {
+// queueTickets queues the insert of the held-back tickets, in one statement, in the order they
+// were made (their ids were taken in that order).
+func (t *applyTx) queueTickets(w *writes) error {
 	if len(t.toInsert) == 0 {
 		return nil
 	}
@@ -240,20 +312,21 @@ func (t *applyTx) flushTickets(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ticketing: tickets: %w", err)
 	}
-	if _, err := t.Tx.Exec(ctx, `INSERT INTO tickets (id, subject, requester_id, assignee_id, via_channel, via_source,
+	w.add("create call tickets", "", `INSERT INTO tickets (id, subject, requester_id, assignee_id, via_channel, via_source,
 			origin_phone, display_phone, tags, session_type, caller_number, call_id, queue_name)
 		SELECT "ID", "Subject", "RequesterID", "AssigneeID", "Channel", "Source", "Phone", "Phone", "Tags", "Session",
 			"CallerNumber", "CallID", "Queue"
 		FROM jsonb_to_recordset($1::jsonb) AS r("ID" bigint, "Subject" text, "RequesterID" bigint,
 			"AssigneeID" bigint, "Channel" text, "Source" text, "Phone" text, "Tags" text[], "Session" text,
 			"CallerNumber" text, "CallID" text, "Queue" text)
-		ORDER BY "ID"`, body); err != nil {
-		return dbError("create call tickets", err)
-	}
-	for _, bt := range t.toInsert {
-		bt.inserted = true
-	}
+		ORDER BY "ID"`, body)
+	inserted := slices.Clone(t.toInsert)
 	t.toInsert = t.toInsert[:0]
+	w.done = append(w.done, func() {
+		for _, bt := range inserted {
+			bt.inserted = true
+		}
+	})
 	return nil
 }
 
@@ -262,10 +335,10 @@ func (t *applyTx) doneCall(c *callRow) {
 	t.unsaved = append(t.unsaved, c)
 }
 
-// flushCalls writes the held-back call rows: the batch's new calls in one INSERT, the others
-// in one UPDATE (the ids again as an array, so that the planner finds the rows by their key
-// rather than scanning the table).
-func (t *applyTx) flushCalls(ctx context.Context) error {
+// queueCalls queues the writes of the held-back call rows: the batch's new calls in one
+// INSERT, the others in one UPDATE (the ids again as an array, so that the planner finds the
+// rows by their key rather than scanning the table).
+func (t *applyTx) queueCalls(w *writes) error {
 	if len(t.unsaved) == 0 {
 		return nil
 	}
@@ -283,26 +356,25 @@ func (t *applyTx) flushCalls(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("ticketing: save calls: %w", err)
 		}
-		if _, err := t.Tx.Exec(ctx, `INSERT INTO calls (id, `+callSaveColumns+`)
-			SELECT r.id, `+callSaveValues+` FROM jsonb_populate_recordset(NULL::calls, $1::jsonb) AS r`, body); err != nil {
-			return dbError("create calls", err)
-		}
+		w.add("create calls", "", `INSERT INTO calls (id, `+callSaveColumns+`)
+			SELECT r.id, `+callSaveValues+` FROM jsonb_populate_recordset(NULL::calls, $1::jsonb) AS r`, body)
 	}
 	if len(stored) > 0 {
 		body, err := json.Marshal(stored)
 		if err != nil {
 			return fmt.Errorf("ticketing: save calls: %w", err)
 		}
-		if _, err := t.Tx.Exec(ctx, `UPDATE calls AS c SET (`+callSaveColumns+`, updated_at) =
+		w.add("save calls", "", `UPDATE calls AS c SET (`+callSaveColumns+`, updated_at) =
 				(`+callSaveValues+`, clock_timestamp())
-			FROM jsonb_populate_recordset(NULL::calls, $1::jsonb) AS r WHERE c.id = r.id AND c.id = ANY($2)`, body, ids); err != nil {
-			return dbError("save calls", err)
-		}
+			FROM jsonb_populate_recordset(NULL::calls, $1::jsonb) AS r WHERE c.id = r.id AND c.id = ANY($2)`, body, ids)
 	}
-	for _, c := range t.unsaved {
-		c.fresh = false // stored now: a later write of the batch updates it
-	}
+	saved := slices.Clone(t.unsaved)
 	t.unsaved = t.unsaved[:0]
+	w.done = append(w.done, func() {
+		for _, c := range saved {
+			c.fresh = false // stored now: a later write of the batch updates it
+		}
+	})
 	return nil
 }
 
@@ -369,27 +441,31 @@ func (t *applyTx) attachRecording(_ context.Context, callID, recordingID, url st
 	return nil
 }
 
-// flush writes everything held back.
-func (t *applyTx) flush(ctx context.Context) error {
-	if err := t.flushTickets(ctx); err != nil {
+// flush writes everything held back, and then the extra statements (the batch's queue
+// deletion), all in one round trip.
+func (t *applyTx) flush(ctx context.Context, extra ...queuedWrite) error {
+	var w writes
+	if err := t.queueTickets(&w); err != nil {
 		return err
 	}
-	if err := t.flushUpdates(ctx); err != nil {
+	if err := t.queueUpdates(&w); err != nil {
 		return err
 	}
-	if err := t.flushComments(ctx); err != nil {
+	if err := t.queueComments(&w); err != nil {
 		return err
 	}
-	if err := t.flushRecordings(ctx); err != nil {
+	t.queueRecordings(&w)
+	if err := t.queueCalls(&w); err != nil {
 		return err
 	}
-	return t.flushCalls(ctx)
+	w.stmts = append(w.stmts, extra...)
+	return t.send(ctx, &w)
 }
 
-// flushRecordings attaches recordings to stored voice comments, in one statement.
-func (t *applyTx) flushRecordings(ctx context.Context) error {
+// queueRecordings queues attaching recordings to stored voice comments, in one statement.
+func (t *applyTx) queueRecordings(w *writes) {
 	if len(t.recordings) == 0 {
-		return nil
+		return
 	}
 	calls := make([]string, 0, len(t.recordings))
 	ids := make([]string, 0, len(t.recordings))
@@ -397,14 +473,10 @@ func (t *applyTx) flushRecordings(ctx context.Context) error {
 	for call, r := range t.recordings {
 		calls, ids, urls = append(calls, call), append(ids, r[0]), append(urls, r[1])
 	}
-	if _, err := t.Exec(ctx, `UPDATE ticket_comments AS c SET recording_id = v.rid, recording_url = v.url
+	w.add("attach recordings", writeCommentUpdate, `UPDATE ticket_comments AS c SET recording_id = v.rid, recording_url = v.url
 		FROM unnest($1::text[], $2::text[], $3::text[]) AS v(call_id, rid, url)
-		WHERE c.call_id = v.call_id AND c.type = 'VoiceComment' AND c.recording_deleted_at IS NULL`, calls, ids, urls); err != nil {
-		return dbError("attach recordings", err)
-	}
-	t.writes.WithLabelValues(writeCommentUpdate).Inc()
+		WHERE c.call_id = v.call_id AND c.type = 'VoiceComment' AND c.recording_deleted_at IS NULL`, calls, ids, urls)
 	clear(t.recordings)
-	return nil
 }
 
 // ticketColumnTypes are the ticket columns the engine sets, with their SQL types.
@@ -419,9 +491,9 @@ var ticketColumnTypes = map[string]string{
 // call set in other fields stays (TU-10).
 var ticketColumnMerges = map[string]string{"fields": "t.fields || v.fields"}
 
-// flushUpdates writes the held ticket updates: one statement for all the tickets that set the
+// queueUpdates queues the held ticket updates: one statement for all the tickets that set the
 // same columns, in the order the tickets were first touched.
-func (t *applyTx) flushUpdates(ctx context.Context) error {
+func (t *applyTx) queueUpdates(w *writes) error {
 	type group struct {
 		cols []string
 		ids  []int64
@@ -474,18 +546,15 @@ func (t *applyTx) flushUpdates(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("ticketing: ticket write: %w", err)
 		}
-		if _, err := t.Exec(ctx, sb.String(), body, g.ids); err != nil {
-			return dbError("ticket write", err)
-		}
-		t.writes.WithLabelValues(writeTicketUpdate).Inc()
+		w.add("ticket write", writeTicketUpdate, sb.String(), body, g.ids)
 	}
 	clear(t.updates)
 	t.order = t.order[:0]
 	return nil
 }
 
-// flushComments inserts the pending comments in one statement, in order.
-func (t *applyTx) flushComments(ctx context.Context) error {
+// queueComments queues the insert of the pending comments, in one statement, in order.
+func (t *applyTx) queueComments(w *writes) error {
 	if len(t.comments) == 0 {
 		return nil
 	}
@@ -497,7 +566,7 @@ func (t *applyTx) flushComments(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ticketing: comments: %w", err)
 	}
-	if _, err := t.Exec(ctx, `INSERT INTO ticket_comments (ticket_id, type, body, public, author_id, call_id, from_number,
+	w.add("comments", writeComment, `INSERT INTO ticket_comments (ticket_id, type, body, public, author_id, call_id, from_number,
 			to_number, started_at, duration, answered_by_id, location, recording_id, recording_url)
 		SELECT "TicketID", "Type", "Body", "Public", "AuthorID", "CallID", "From", "To", "StartedAt", "Duration",
 			"AnsweredByID", "Location", "RecordingID", "Recording"
@@ -506,10 +575,7 @@ func (t *applyTx) flushComments(ctx context.Context) error {
 			"AnsweredByID" bigint, "Location" text, "RecordingID" text, "Recording" text)) WITH ORDINALITY AS r(
 			"TicketID", "Type", "Body", "Public", "AuthorID", "CallID", "From", "To", "StartedAt", "Duration",
 			"AnsweredByID", "Location", "RecordingID", "Recording", o)
-		ORDER BY o`, body); err != nil {
-		return dbError("comments", err)
-	}
-	t.writes.WithLabelValues(writeComment).Inc()
-	t.comments = t.comments[:0]
+		ORDER BY o`, body)
+	t.comments = nil // the queued statement holds the marshalled rows; a later comment starts a new slice
 	return nil
 }

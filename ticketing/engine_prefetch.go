@@ -34,7 +34,7 @@ const maxPendingPerCall = 500
 const callLockClass = 0x53420017
 
 // loadBatch names the transaction's actor, locks the batch's calls and reads their rows and
-// pending events: three statements, whatever the number of calls. Every engine (of every node) takes a
+// pending events: three statements in one round trip, whatever the number of calls. Every engine (of every node) takes a
 // transaction-scoped advisory lock on each call id first, in key order (so that two batches
 // never deadlock), then the existing rows FOR UPDATE in id order (against the API's writes);
 // a call with no row yet is new to the batch and its row is inserted whole when the batch
@@ -44,14 +44,48 @@ func loadBatch(ctx context.Context, tx *applyTx, callIDs []string) ([]*batchCall
 	ids := slices.Clone(callIDs)
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	// The same statement names the transaction's actor for the audit triggers: the engine, for
-	// a call event (one round trip fewer per batch than a statement of its own).
-	if _, err := tx.Tx.Exec(ctx, `SELECT set_config('switchboard.actor_id', '', true), set_config('switchboard.reason', 'call_event', true),
+	// The lock, the call rows and the pending events go out in one round trip (a pipeline:
+	// the server runs them in order, so the calls are locked before their events are read).
+	// The lock's statement also names the transaction's actor for the audit triggers: the
+	// engine, for a call event.
+	b := &pgx.Batch{}
+	b.Queue(`SELECT set_config('switchboard.actor_id', '', true), set_config('switchboard.reason', 'call_event', true),
 			(SELECT count(pg_advisory_xact_lock($2, k)) FROM (
-				SELECT DISTINCT hashtext(id) AS k FROM unnest($1::text[]) AS id ORDER BY 1) l)`, ids, int32(callLockClass)); err != nil {
+				SELECT DISTINCT hashtext(id) AS k FROM unnest($1::text[]) AS id ORDER BY 1) l)`, ids, int32(callLockClass))
+	b.Queue(`SELECT `+callRowColumns+` FROM calls WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
+	// Per call, its first maxPendingPerCall pending events in seq order: one walk of the queue's (call_id,
+	// seq) index per call whatever the queue's size or statistics (a backlog makes the queue
+	// large; a plan cached while it was small must not scan it).
+	b.Queue(`SELECT p.call_id, p.pos, p.body, p.received_at
+		FROM unnest($1::text[]) AS c(id)
+		CROSS JOIN LATERAL (SELECT q.call_id, q.seq, q.pos, q.body, q.received_at FROM call_events_pending q
+			WHERE q.call_id = c.id ORDER BY q.seq LIMIT $2) p
+		ORDER BY p.call_id, p.seq`, ids, maxPendingPerCall)
+	br := tx.Tx.SendBatch(ctx, b)
+	byID, err := readBatch(br, ids)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = dbError("pending events", cerr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*batchCall, 0, len(callIDs))
+	for _, id := range callIDs {
+		if bc := byID[id]; bc != nil {
+			out = append(out, bc)
+			delete(byID, id) // a call named twice is applied once
+		}
+	}
+	return out, nil
+}
+
+// readBatch reads loadBatch's three results: the lock, the call rows (a call with no row is
+// new), the pending events.
+func readBatch(br pgx.BatchResults, ids []string) (map[string]*batchCall, error) {
+	if _, err := br.Exec(); err != nil {
 		return nil, dbError("lock calls", err)
 	}
-	rows, err := tx.Tx.Query(ctx, `SELECT `+callRowColumns+` FROM calls WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
+	rows, err := br.Query()
 	if err != nil {
 		return nil, dbError("lock calls", err)
 	}
@@ -73,15 +107,7 @@ func loadBatch(ctx context.Context, tx *applyTx, callIDs []string) ([]*batchCall
 			byID[id] = &batchCall{c: newCallRow(id)}
 		}
 	}
-	// Per call, its first maxPendingPerCall pending events in seq order: one walk of the queue's (call_id,
-	// seq) index per call whatever the queue's size or statistics (a backlog makes the queue
-	// large; a plan cached while it was small must not scan it).
-	rows, err = tx.Tx.Query(ctx, `SELECT p.call_id, p.pos, p.body, p.received_at
-		FROM unnest($1::text[]) AS c(id)
-		CROSS JOIN LATERAL (SELECT q.call_id, q.seq, q.pos, q.body, q.received_at FROM call_events_pending q
-			WHERE q.call_id = c.id ORDER BY q.seq LIMIT $2) p
-		ORDER BY p.call_id, p.seq`, ids, maxPendingPerCall)
-	if err != nil {
+	if rows, err = br.Query(); err != nil {
 		return nil, dbError("pending events", err)
 	}
 	for rows.Next() {
@@ -104,14 +130,7 @@ func loadBatch(ctx context.Context, tx *applyTx, callIDs []string) ([]*batchCall
 	if err := rows.Err(); err != nil {
 		return nil, dbError("pending events", err)
 	}
-	out := make([]*batchCall, 0, len(callIDs))
-	for _, id := range callIDs {
-		if bc := byID[id]; bc != nil {
-			out = append(out, bc)
-			delete(byID, id) // a call named twice is applied once
-		}
-	}
-	return out, nil
+	return byID, nil
 }
 
 // prefetch reads, for the due events of the batch, what their rules will ask: the callers'
@@ -247,35 +266,55 @@ func (e *Engine) prefetchCallers(ctx context.Context, tx *applyTx, numbers []str
 // createCallers creates a user owning each number as a direct line (PM-2), in one statement
 // inside a savepoint, and returns number → user id.
 func createCallers(ctx context.Context, tx pgx.Tx, numbers []string) (map[string]int64, error) {
-	sp, err := tx.Begin(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("ticketing: savepoint: %w", err)
-	}
-	rows, err := sp.Query(ctx, `WITH u AS (
+	// The savepoint, the insert and the release in one round trip (a pipeline, run in order).
+	// When the insert fails the server skips the release; the savepoint is then rolled back.
+	b := &pgx.Batch{}
+	b.Queue(`SAVEPOINT engine_new_callers`)
+	b.Queue(`WITH u AS (
 			INSERT INTO users (name) SELECT n FROM unnest($1::text[]) WITH ORDINALITY AS v(n, o) ORDER BY o RETURNING id, name)
 		INSERT INTO user_identities (user_id, value, line_type, is_primary) SELECT id, name, 'direct', true FROM u
 		RETURNING user_id, value`, numbers)
+	b.Queue(`RELEASE SAVEPOINT engine_new_callers`)
+	br := tx.SendBatch(ctx, b)
 	created := map[string]int64{}
+	_, err := br.Exec()
+	saved := err == nil
+	if err != nil {
+		err = fmt.Errorf("ticketing: savepoint: %w", err)
+	}
 	if err == nil {
-		for rows.Next() {
-			var id int64
-			var n string
-			if err = rows.Scan(&id, &n); err != nil {
-				break
+		var rows pgx.Rows
+		if rows, err = br.Query(); err == nil {
+			for rows.Next() {
+				var id int64
+				var n string
+				if err = rows.Scan(&id, &n); err != nil {
+					break
+				}
+				created[n] = id
 			}
-			created[n] = id
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
 		}
-		rows.Close()
-		if err == nil {
-			err = rows.Err()
+	}
+	released := false
+	if err == nil {
+		if _, err = br.Exec(); err != nil {
+			err = dbError("release savepoint", err)
+		} else {
+			released = true
 		}
+	}
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = dbError("release savepoint", cerr)
 	}
 	if err != nil {
-		_ = sp.Rollback(ctx)
+		if saved && !released {
+			_, _ = tx.Exec(ctx, `ROLLBACK TO SAVEPOINT engine_new_callers`)
+		}
 		return nil, err
-	}
-	if err := sp.Commit(ctx); err != nil {
-		return nil, dbError("release savepoint", err)
 	}
 	return created, nil
 }

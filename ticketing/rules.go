@@ -595,7 +595,7 @@ func (e *Engine) createCallTicket(ctx context.Context, tx *applyTx, c *callRow, 
 	if tags == nil {
 		tags = []string{}
 	}
-	// The ticket is inserted with the batch's others (applyTx.flushTickets), under an id taken
+	// The ticket is inserted with the batch's others (applyTx.queueTickets), under an id taken
 	// now, so that the rest of the batch can refer to it.
 	id, err := tx.newTicketID(ctx, tx.expectTickets+1)
 	if err != nil {

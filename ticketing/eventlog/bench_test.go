@@ -76,6 +76,9 @@ func BenchmarkSteadyLoad(b *testing.B) {
 		if _, err := pool.Exec(context.Background(), `ANALYZE`); err != nil {
 			b.Fatal(err)
 		}
+		// The database's profile of the run, from here on (after the history): statements,
+		// commits and WAL flushes per call (profileStart/profileEnd).
+		prof := profileStart(b, pool)
 		reg := prometheus.NewRegistry()
 		eng, err := store.NewEngine(ticketing.EngineOptions{Registerer: reg,
 			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
@@ -164,6 +167,7 @@ func BenchmarkSteadyLoad(b *testing.B) {
 		b.ReportMetric(p99*1000, "lag_p99_ms")
 		b.ReportMetric(callP99*1000, "call_lag_p99_ms")
 		b.ReportMetric(float64(tickets)/float64(n), "tickets/call")
+		prof.end(b, pool, n)
 	}
 }
 
@@ -207,4 +211,85 @@ func benchEnv(b *testing.B, name string, def int) int {
 		b.Fatalf("%s=%q: want a positive whole number", name, v)
 	}
 	return n
+}
+
+// dbProfile is what the database did during a run: pg_stat_wal's WAL flushes (wal_sync, every
+// fsync of the WAL by any backend or the WAL writer: a commit that found its WAL already flushed
+// by another's flush costs none), pg_stat_database's commits of the benchmark's database, and,
+// when the cluster loads pg_stat_statements (scripts/pg.sh with SWITCHBOARD_PG_OPTS="-c
+// shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"), the statements.
+type dbProfile struct {
+	walSyncs, commits int64
+	statements        bool
+}
+
+func profileStart(b *testing.B, pool *pgxpool.Pool) dbProfile {
+	var p dbProfile
+	ctx := context.Background()
+	// The statistics of the history's creation reach the shared counters within a second.
+	time.Sleep(1100 * time.Millisecond)
+	var loaded bool
+	if err := pool.QueryRow(ctx, `SELECT current_setting('shared_preload_libraries') LIKE '%pg_stat_statements%'`).Scan(&loaded); err != nil {
+		b.Fatal(err)
+	}
+	if loaded {
+		if _, err := pool.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := pool.Exec(ctx, `SELECT pg_stat_statements_reset()`); err != nil {
+			b.Fatal(err)
+		}
+		p.statements = true
+	}
+	if err := pool.QueryRow(ctx, `SELECT pg_stat_clear_snapshot() IS NULL, (SELECT wal_sync FROM pg_stat_wal),
+		(SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())`).Scan(new(bool), &p.walSyncs, &p.commits); err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// end reports the run's WAL flushes and commits per call and, with pg_stat_statements, the
+// statements clients sent per call (the benchmark's own catch-up polls and these queries left
+// out), the statements run inside them (triggers, foreign-key checks) per call, the database's
+// execution time per call, and logs the top statements by total time.
+func (p dbProfile) end(b *testing.B, pool *pgxpool.Pool, calls int) {
+	ctx := context.Background()
+	time.Sleep(1100 * time.Millisecond)
+	var walSyncs, commits int64
+	if err := pool.QueryRow(ctx, `SELECT pg_stat_clear_snapshot() IS NULL, (SELECT wal_sync FROM pg_stat_wal),
+		(SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())`).Scan(new(bool), &walSyncs, &commits); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(walSyncs-p.walSyncs)/float64(calls), "wal_syncs/call")
+	b.ReportMetric(float64(commits-p.commits)/float64(calls), "commits/call")
+	if !p.statements {
+		return
+	}
+	const mine = `dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+		AND query NOT LIKE '%pg_stat%' AND query NOT LIKE '%count(*) FROM call_events_pending%'`
+	var top, nested, ms float64
+	if err := pool.QueryRow(ctx, `SELECT coalesce(sum(calls) FILTER (WHERE toplevel), 0), coalesce(sum(calls) FILTER (WHERE NOT toplevel), 0),
+		coalesce(sum(total_exec_time) FILTER (WHERE toplevel), 0) FROM pg_stat_statements WHERE `+mine).Scan(&top, &nested, &ms); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(top/float64(calls), "statements/call")
+	b.ReportMetric(nested/float64(calls), "nested/call")
+	b.ReportMetric(ms/float64(calls), "db_ms/call")
+	rows, err := pool.Query(ctx, `SELECT calls, total_exec_time, mean_exec_time, rows, toplevel,
+		left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements WHERE `+mine+`
+		ORDER BY total_exec_time DESC LIMIT 15`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var n, r int64
+		var total, mean float64
+		var toplevel bool
+		var q string
+		if err := rows.Scan(&n, &total, &mean, &r, &toplevel, &q); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("%8.1f ms %7d calls %7.3f ms/call %7d rows top=%t %s", total, n, mean, r, toplevel, q)
+	}
 }

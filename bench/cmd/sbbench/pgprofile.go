@@ -21,12 +21,22 @@ type pgProfile struct {
 	// Statements is every statement a client sent the database for the step (the profile's
 	// own queries left out); per call is that over the step's successful calls. Nested
 	// counts the statements run inside them (foreign-key checks, triggers, functions).
-	Statements        int64         `json:"statements"`
-	StatementsPerCall float64       `json:"statements_per_call"`
-	Nested            int64         `json:"nested_statements"`
-	ExecMS            float64       `json:"exec_ms"` // their total execution time
-	TopByTime         []pgStatement `json:"top_by_total_time"`
-	TopByCalls        []pgStatement `json:"top_by_calls"`
+	Statements        int64   `json:"statements"`
+	StatementsPerCall float64 `json:"statements_per_call"`
+	Nested            int64   `json:"nested_statements"`
+	ExecMS            float64 `json:"exec_ms"` // their total execution time
+	// WALSyncs is how many times the cluster flushed its WAL to disk in the step (pg_stat_wal's
+	// wal_sync: one per commit that found its WAL not yet flushed by another commit's flush;
+	// the whole cluster, which in the benchmark is the gateway's alone); Commits the
+	// transactions committed in the gateway's database (pg_stat_database). Per call: over the
+	// step's successful calls. Both counters reach the views within a second or so of the
+	// work (PostgreSQL's statistics are reported at most once a second per backend).
+	WALSyncs        int64         `json:"wal_syncs"`
+	WALSyncsPerCall float64       `json:"wal_syncs_per_call"`
+	Commits         int64         `json:"commits"`
+	CommitsPerCall  float64       `json:"commits_per_call"`
+	TopByTime       []pgStatement `json:"top_by_total_time"`
+	TopByCalls      []pgStatement `json:"top_by_calls"`
 	// Samples is how many times pg_stat_activity was read; each wait event's share is the
 	// fraction of (sample, active backend) pairs in it ("CPU" for an active backend waiting
 	// on nothing).
@@ -63,11 +73,13 @@ type pgProfiler struct {
 	b      *bench
 	cancel context.CancelFunc
 	done   chan struct{}
-	mu     sync.Mutex
-	waits  map[string]int
-	active int
-	n      int
-	err    error
+	// wal and commits are pg_stat_wal's wal_sync and the database's xact_commit at the start.
+	wal, commits int64
+	mu           sync.Mutex
+	waits        map[string]int
+	active       int
+	n            int
+	err          error
 }
 
 func (b *bench) startPGProfile(ctx context.Context) *pgProfiler {
@@ -76,6 +88,10 @@ func (b *bench) startPGProfile(ctx context.Context) *pgProfiler {
 		p.err = fmt.Errorf("create extension pg_stat_statements: %w", err)
 	} else if _, err := b.db.Exec(ctx, pgSelf+` SELECT pg_stat_statements_reset()`); err != nil {
 		p.err = fmt.Errorf("pg_stat_statements (is it in shared_preload_libraries? scripts/bench.sh loads it): %w", err)
+	}
+	if err := b.db.QueryRow(ctx, pgSelf+` SELECT pg_stat_clear_snapshot() IS NULL, (SELECT wal_sync FROM pg_stat_wal),
+		(SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())`).Scan(new(bool), &p.wal, &p.commits); err != nil && p.err == nil {
+		p.err = fmt.Errorf("pg_stat_wal: %w", err)
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	p.cancel = cancel
@@ -143,8 +159,17 @@ func (p *pgProfiler) finish(ctx context.Context, calls int) *pgProfile {
 	}
 	pr.Available = true
 	pr.ExecMS = round(pr.ExecMS, 1)
+	// The backends report their counts at most once a second.
+	time.Sleep(1100 * time.Millisecond)
+	var wal, commits int64
+	if err := p.b.db.QueryRow(ctx, pgSelf+` SELECT pg_stat_clear_snapshot() IS NULL, (SELECT wal_sync FROM pg_stat_wal),
+		(SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())`).Scan(new(bool), &wal, &commits); err == nil {
+		pr.WALSyncs, pr.Commits = wal-p.wal, commits-p.commits
+	}
 	if calls > 0 {
 		pr.StatementsPerCall = round(float64(pr.Statements)/float64(calls), 2)
+		pr.WALSyncsPerCall = round(float64(pr.WALSyncs)/float64(calls), 2)
+		pr.CommitsPerCall = round(float64(pr.Commits)/float64(calls), 2)
 	}
 	for _, q := range []struct {
 		order string
@@ -179,8 +204,8 @@ func printPGProfile(w io.Writer, c cpsStep) {
 		fmt.Fprintf(w, "\nPostgreSQL profile of the %d/s step: not taken (%s)\n", c.Rate, pr.Why)
 		return
 	}
-	fmt.Fprintf(w, "\nPostgreSQL at the %d/s step: %d statements (%.1f a call; %d more nested in them), %.0f ms executing; top by total time:\n",
-		c.Rate, pr.Statements, pr.StatementsPerCall, pr.Nested, pr.ExecMS)
+	fmt.Fprintf(w, "\nPostgreSQL at the %d/s step: %d statements (%.1f a call; %d more nested in them), %.0f ms executing; %.2f commits and %.2f WAL flushes a call; top by total time:\n",
+		c.Rate, pr.Statements, pr.StatementsPerCall, pr.Nested, pr.ExecMS, pr.CommitsPerCall, pr.WALSyncsPerCall)
 	for i, s := range pr.TopByTime {
 		if i == 5 {
 			break
