@@ -143,6 +143,21 @@ type Queue struct {
 	// ServiceLevelSeconds is the queue's service-level threshold: the reports count a call
 	// answered within it as answered in service level (default 20; 1 to 3600).
 	ServiceLevelSeconds int `yaml:"service_level_seconds"`
+	// Callback lets a waiting caller press a key to be called back instead of waiting,
+	// keeping their place (default off).
+	Callback QueueCallback `yaml:"callback"`
+}
+
+// QueueCallback configures a queue's callbacks (docs/ivr.md, "Callbacks").
+type QueueCallback struct {
+	// Key is the key (0-9, * or #) that asks for a callback; empty: off. The built-in
+	// callback_offer prompt says "press 1": another key needs its own prompt.
+	Key string `yaml:"key"`
+	// Attempts is how many times the caller is dialled before the callback is dropped
+	// (default 3; 1 to 10).
+	Attempts int `yaml:"attempts"`
+	// RetryDelay is the pause after an unanswered attempt (default 60s).
+	RetryDelay Duration `yaml:"retry_delay"`
 }
 
 // Values of Recordings.Start.

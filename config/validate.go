@@ -616,6 +616,17 @@ func (c *Config) validateQueues(k *checker) {
 		if q.OutboundLine != "" {
 			c.checkOutboundLine(k, p+".outbound_line", q.OutboundLine)
 		}
+		if cb := q.Callback; cb.Key != "" || cb.Attempts != 0 || cb.RetryDelay != 0 {
+			if len(cb.Key) != 1 || !strings.ContainsAny(cb.Key, "0123456789*#") {
+				k.add(p+".callback.key", "must be one key of 0-9, * or #, got %q", cb.Key)
+			}
+			if cb.Attempts < 0 || cb.Attempts > 10 {
+				k.add(p+".callback.attempts", "must be from 1 to 10 (0: the default, 3), got %d", cb.Attempts)
+			}
+			if cb.RetryDelay < 0 || cb.RetryDelay.D() > 24*time.Hour {
+				k.add(p+".callback.retry_delay", "must be from 0s (the default, 60s) to 24h, got %s", cb.RetryDelay)
+			}
+		}
 	}
 }
 

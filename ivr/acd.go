@@ -86,6 +86,9 @@ type Queue struct {
 	// RetryDelay: a call that every eligible agent missed is offered again after this pause
 	// (default 2 s), so an agent whose phone fails at once is not rung in a tight loop.
 	RetryDelay time.Duration
+	// Callback lets a waiting caller press a key to be called back instead of waiting, keeping
+	// their place (callback.go). The zero value is off.
+	Callback QueueCallback
 }
 
 // ACDOptions configure NewACD.
@@ -161,6 +164,7 @@ type ACD struct {
 	notifying chan struct{}
 
 	sh sharedState // with Options.Shared
+	cb callbacks   // queue callbacks (callback.go)
 }
 
 type agentRec struct {
@@ -310,6 +314,7 @@ func (a *ACD) Close() {
 		}
 		cancel()
 	}
+	a.CloseCallbacks()
 	a.stopShared()
 	if done != nil {
 		<-done

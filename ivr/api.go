@@ -157,6 +157,9 @@ type Offer struct {
 	// their SIP phone's registration); empty means this node. An offer to another node goes
 	// through the cluster's internal SIP leg (issue 19).
 	Node string
+	// Callback: the offer is a queue callback (the caller asked to be called back and is no
+	// longer on the line); once the agent accepts, the caller is dialled (callback.go).
+	Callback bool
 }
 
 // AgentDialer reaches agents. The integrator implements it over both ways an agent can take

@@ -57,6 +57,14 @@
 // tests drive the ACD deterministically. Hold, Resume and Transfer (to an agent or a queue)
 // act on a connected call.
 //
+// # Callbacks
+//
+// A queue with Callback.Key lets a waiting caller press the key to be called back (callback.go):
+// the call ends (call.callback_requested, outcome callback) but its waiting entry keeps its
+// place; a goroutine of the ACD then offers it (Offer.Callback) and, once an agent accepts, has
+// the CallbackDialer (sip, through the trunk) call the caller back, Attempts times at most,
+// RetryDelay apart, the entry back in the queue between attempts.
+//
 // # Several nodes
 //
 // With ACDOptions.Shared (a SharedStore: ivr/acdpg on PostgreSQL) the agents' states, the node
@@ -84,6 +92,8 @@
 //     It is held only to read or change those fields, never across a wait.
 //   - Each AgentDialer.Offer runs on a goroutine of its own, started by the call's goroutine.
 //   - Wrap-up ends on the Clock's AfterFunc goroutine.
+//   - A callback, once the caller asked for it, is served on a goroutine of its own (the
+//     call's goroutine hands its waiting entry over); ACD.CloseCallbacks ends them.
 //   - The ACD's notifier goroutine, started on a state change and gone once it has told
 //     them all, calls ACDOptions.OnAgentState, one change at a time, in order.
 //

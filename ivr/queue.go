@@ -23,6 +23,7 @@ const (
 	waitAbandoned waitOutcome = iota // the caller hung up
 	waitOverflow                     // MaxWait passed
 	waitConnected                    // an agent answered
+	waitCallback                     // the caller asked to be called back (callback.go)
 )
 
 // maxQueueHops bounds transfers from queue to queue within one call.
@@ -61,6 +62,12 @@ func (a *ACD) serve(ctx context.Context, c *Call, name string) (Result, *Target)
 		case waitOverflow:
 			t := q.Overflow
 			return Result{}, &t
+		case waitCallback:
+			res := c.callbackChosen(ctx, q)
+			if answered {
+				res.Outcome, res.HoldTime = callevent.OutcomeAnswered, hold
+			}
+			return res, nil
 		}
 		answered = true
 		out := a.talk(ctx, c, q, agentID, leg, from)
@@ -148,6 +155,11 @@ func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int6
 	if q.AnnouncePosition {
 		intro = append(intro, a.positionPrompts(pos)...)
 	}
+	keys, cbKey := a.callbackDigits(c, q)
+	if cbKey != "" {
+		intro = append(intro, PromptCallbackOffer)
+	}
+	cbPending := false // the key came while an agent was being offered the call
 	pl := c.startAudio(ctx, music, intro...)
 	defer func() { pl.halt() }()
 
@@ -226,6 +238,25 @@ func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int6
 			}
 			if st.missed(context.WithoutCancel(ctx), w, id, ctx.Err() != nil) {
 				armRetry()
+			}
+			if cbPending && ctx.Err() == nil && a.startCallback(w, st) {
+				pl.halt()
+				return waitCallback, 0, nil
+			}
+			cbPending = false
+		case k := <-keys:
+			if string(k) != cbKey {
+				continue
+			}
+			if offered != 0 {
+				// An agent is ringing: the caller talks to them if they answer, else is
+				// called back once the offer ends.
+				cbPending = true
+				continue
+			}
+			if a.startCallback(w, st) {
+				pl.halt()
+				return waitCallback, 0, nil
 			}
 		case <-w.retry:
 			armRetry()
@@ -363,10 +394,13 @@ func (a *ACD) agentFree(id int64, q *queueRec) {
 	}
 }
 
-// TransferTo names the target of a blind transfer: an agent (AgentID) or a queue (Queue).
+// TransferTo names the target of a transfer: an agent (AgentID), a queue (Queue) or an
+// outside number dialled through the trunk (Number, E.164; the dial plan was checked by the
+// caller of Transfer or Consult).
 type TransferTo struct {
 	AgentID int64
 	Queue   string
+	Number  string
 }
 
 type ctlOp int
@@ -375,11 +409,15 @@ const (
 	opHold ctlOp = iota
 	opResume
 	opTransfer
+	opConsult         // consult.go
+	opConsultComplete // consult.go
+	opConsultCancel   // consult.go
 )
 
 type ctlReq struct {
 	op    ctlOp
 	to    TransferTo
+	onEnd func(ConsultEnd) // opConsult
 	reply chan error
 }
 
@@ -481,7 +519,19 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 					out.err = fmt.Errorf("ivr: bridge after hold: %w", err)
 					return out
 				}
+			case opConsultComplete, opConsultCancel:
+				req.reply <- ErrNoConsult
+			case opConsult:
+				if r, done := a.runConsultIn(ctx, c, q, s, &agentID, &leg, &stop, unhold, req, &out); done {
+					return r
+				}
 			case opTransfer:
+				if req.to.Number != "" { // blind to an outside number: it must answer first (consult.go)
+					if r, done := a.runConsultIn(ctx, c, q, s, &agentID, &leg, &stop, unhold, req, &out); done {
+						return r
+					}
+					continue
+				}
 				if req.to.Queue != "" {
 					if !a.hasQueue(req.to.Queue) {
 						req.reply <- fmt.Errorf("%w: %s", ErrUnknownQueue, req.to.Queue)
@@ -561,6 +611,12 @@ func (a *ACD) offerDirect(ctx context.Context, c *Call, q *queueRec, id int64, n
 	pl := c.startAudio(ctx, music, PromptTransfer)
 	defer pl.halt()
 	c.emit(callevent.Event{Type: callevent.EventOffered, AgentID: id})
+	return a.offerReserved(ctx, c, q, id, node)
+}
+
+// offerReserved rings one reserved agent for the queue's ring timeout and settles the agent's
+// state: busy on c when answered, else free again (a missed offer unless ctx ended).
+func (a *ACD) offerReserved(ctx context.Context, c *Call, q *queueRec, id int64, node string) (AgentLeg, error) {
 	offer := Offer{CallID: c.ID(), AgentID: id, Queue: q.Name, From: c.info.From, CallerName: c.info.CallerName,
 		Line: c.info.Line, Language: c.Language(), MenuPath: c.MenuPath(), Node: node}
 	ring := a.clock.NewTimer(q.RingTimeout)
@@ -635,13 +691,15 @@ func (a *ACD) Resume(ctx context.Context, callID string) error {
 
 // Transfer blindly transfers a connected call: to an available agent (who is offered it for
 // the queue's ring timeout, the caller hearing music; unanswered, the call returns to its
-// queue) or to a queue. The current agent is released at once (wrap-up). call.transferred
+// queue), to a queue, or to an outside number (to.Number: dialled through the trunk while the
+// caller hears music and the agent waits; Transfer returns once it answered — the agent is
+// released — or with ErrTransferFailed when it did not: the caller is back with the agent). The current agent is released at once (wrap-up). call.transferred
 // names the agent the call went to when it is known: at once for an agent, when an agent of
 // the new queue answers for a queue. It returns ErrAgentUnavailable, ErrUnknownAgent,
 // ErrUnknownQueue or ErrNoCall without changing anything.
 func (a *ACD) Transfer(ctx context.Context, callID string, to TransferTo) error {
-	if (to.AgentID == 0) == (to.Queue == "") {
-		return fmt.Errorf("ivr: transfer: name exactly one agent or queue")
+	if countTargets(to) != 1 {
+		return fmt.Errorf("ivr: transfer: name exactly one agent, queue or number")
 	}
 	return a.control(ctx, callID, ctlReq{op: opTransfer, to: to})
 }

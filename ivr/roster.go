@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 )
 
 // checkRoster applies the queues' defaults and checks a roster: queues named once, agents
@@ -40,6 +41,9 @@ func checkRoster(queues []Queue, agents []Agent) ([]Queue, []Agent, error) {
 		}
 		if q.Overflow.Kind == TargetQueue && q.Overflow.Name == q.Name {
 			return nil, nil, fmt.Errorf("queue %s overflows into itself", q.Name)
+		}
+		if k := q.Callback.Key; k != "" && (len(k) != 1 || !strings.ContainsAny(k, "0123456789*#")) {
+			return nil, nil, fmt.Errorf("queue %s: callback key %q is not one of 0-9, * and #", q.Name, k)
 		}
 		qs = append(qs, q)
 	}

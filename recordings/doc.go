@@ -24,11 +24,13 @@
 //
 // Taps run on the RTP goroutines and never block or wake anyone: they copy the packet into the
 // Writer's queue (pooled chunks, bounded by Options.Buffer); beyond the bound the packet is
-// dropped and counted. Every 100 ms a timer callback — a Writer has no goroutine of its own —
-// takes the queue and places audio by RTP timestamp per SSRC, anchored and re-anchored on
-// arrival time (timeline.go), so lost packets, holds and silence become silence of the right
-// length, both channels stay aligned, and the file lasts the wall time recorded. A recording
-// holds under a second of audio in memory (the delay + 300 ms ring, one queue chunk).
+// dropped and counted. A Writer has no goroutine or timer of its own: the Service's clock
+// (clock.go), one timer for all recordings, visits each every 100 ms, takes its queue and
+// places audio by RTP timestamp per SSRC, anchored and re-anchored on arrival time
+// (timeline.go), so lost packets, holds and silence become silence of the right length, both
+// channels stay aligned, and the file lasts the wall time recorded. A recording holds about a
+// second of audio in memory (the delay, half a second between writes and 200 ms of slack in
+// a ring of G.711 codes: 18 KB; one queue chunk).
 //
 // # The database is not on the path
 //
@@ -43,9 +45,12 @@
 //
 // # Crash safety
 //
-// The writer appends audio every 100 ms (what is older than Options.Delay) and every second
-// rewrites the header's sizes and fsyncs, so after SIGKILL or power loss the file is a valid
-// WAV holding the audio up to about a second before. At start-up, before recording, the
+// Every half second a recording appends what is older than Options.Delay and rewrites the
+// header's sizes, so after SIGKILL the file is a valid WAV holding the audio up to about a
+// second before (Delay + half a second + a visit of the clock); every Options.SyncInterval (5 s)
+// the Service's sync worker — goroutines started on demand, off the clock, so a slow disk
+// never stalls the writing — fsyncs it, so after a power loss it holds what the last fsync
+// made durable: at most about SyncInterval + a second lost. At start-up, before recording, the
 // gateway calls Repair: recordings this node left in state recording — in the journal or in
 // the database — get their header made exact and their row completed, once (returned, for
 // call.recording_ready), the journal's finished rows are written, stray files with stale

@@ -21,6 +21,7 @@ type wavFile struct {
 	channels int
 	size     int64 // audio bytes written
 	hdr      []byte
+	closed   bool // under the Writer's fileMu once the Writer has it
 }
 
 // createWAV creates path (and its directories) exclusively and writes an empty header.
@@ -67,19 +68,34 @@ func (w *wavFile) dataSize() uint32 {
 	return uint32(min(w.size-w.size%block, maxDataSize-maxDataSize%block))
 }
 
-// sync rewrites the header's sizes and fsyncs the file.
-func (w *wavFile) sync() error {
+// writeHeader rewrites the header's sizes (in the page cache: a SIGKILL keeps it).
+func (w *wavFile) writeHeader() error {
 	if _, err := w.f.WriteAt(appendHeader(w.hdr[:0], w.channels, w.dataSize()), 0); err != nil {
 		return fmt.Errorf("recordings: write header of %s: %w", w.path, err)
 	}
+	return nil
+}
+
+// fsync makes what was written durable (a power loss keeps it). It only reads f, so the
+// sync worker may call it while the clock writes (under the Writer's fileMu, never after close).
+func (w *wavFile) fsync() error {
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("recordings: sync %s: %w", w.path, err)
 	}
 	return nil
 }
 
+// sync rewrites the header's sizes and fsyncs the file.
+func (w *wavFile) sync() error {
+	if err := w.writeHeader(); err != nil {
+		return err
+	}
+	return w.fsync()
+}
+
 // close syncs and closes; the file is then a complete WAV file.
 func (w *wavFile) close() error {
+	w.closed = true
 	err := w.sync()
 	if cerr := w.f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("recordings: close %s: %w", w.path, cerr)

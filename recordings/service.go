@@ -44,6 +44,8 @@ type Service struct {
 	chunks sync.Pool // *chunk
 	outs   sync.Pool // *[]byte
 	g711   *decodeTables
+
+	clock diskClock // visits every live recording (clock.go)
 }
 
 func (s *Service) getChunk() *chunk { return s.chunks.Get().(*chunk) }
@@ -118,6 +120,8 @@ func New(opts Options) (*Service, error) {
 	s := &Service{opts: opts, log: log, active: map[string]*Writer{},
 		queue: make(chan string, opts.MetadataQueue), scanKick: make(chan struct{}, 1),
 		jzero: make(chan struct{})}
+	s.clock.timer = time.AfterFunc(time.Hour, s.onClock)
+	s.clock.timer.Stop() // armed by the first recording
 	s.chunks.New = func() any { return new(chunk) }
 	s.g711 = newDecodeTables()
 	s.outs.New = func() any {

@@ -17,20 +17,22 @@ import (
 // The taps it hands out run on the RTP goroutines: each decides the channel and copies the
 // packet into the Writer's queue — chunks of 160 ms of frames from the Service's pool — under
 // a mutex held only for the copy, never blocking and never waking anyone: with Options.Buffer
-// packets waiting the packet is dropped and counted. Every 100 ms (sooner when a chunk fills,
-// as when packets come faster than real time) a timer callback — a Writer has no goroutine of
-// its own — takes the whole queue at once, places the frames in time (see timeline), decodes
-// G.711 (payload type 0 PCMU, 8 PCMA; telephone-event, comfort noise and anything else
-// ignored), holds Options.Delay of audio for late packets, writes the rest in order — silence
-// where nothing arrived, so the file's length is the wall time recorded — and rewrites the
-// header and fsyncs every Options.SyncInterval. A write error (a full disk) fails the recording, not
-// the call: the taps stop, the error is counted and returned by Finish.
+// packets waiting the packet is dropped and counted. A Writer has no goroutine or timer of its
+// own: the Service's clock (clock.go) visits every live recording every 100 ms (sooner when a
+// chunk fills, as when packets come faster than real time), takes its whole queue at once and
+// places the frames in time (see timeline), as G.711 codes (payload type 0 PCMU, 8 PCMA;
+// telephone-event, comfort noise and anything else ignored). Every writeInterval it decodes
+// and writes what is older than Options.Delay in order — silence where nothing arrived, so
+// the file's length is the wall time recorded — and rewrites the header's sizes; every
+// Options.SyncInterval the Service's sync worker fsyncs the file, off the clock. A write error
+// (a full disk) fails the recording, not the call: the taps stop, the error is counted and
+// returned by Finish.
 //
-// Memory: the ring holds Options.Delay plus ringSlack of stereo audio as G.711 codes (8 kHz × 8
-// bit × 2 channels, and a bit per sample for the law = 18 KB a second: 10.8 KB at the default
-// delay), decoded as it is written out; the queue holds one chunk
-// (under 3 KiB) between two wake-ups; the buffer a write is interleaved into is borrowed from
-// the Service for the write.
+// Memory: the ring holds Options.Delay plus writeInterval plus ringSlack of stereo audio as
+// G.711 codes (8 kHz × 8 bit × 2 channels, and a bit per sample for the law = 18 KB a second:
+// one second, 18 KB, at the default delay), decoded as it is written out; the queue holds one
+// chunk (under 3 KiB) between two visits of the clock; the buffer a write is interleaved into
+// is borrowed from the Service for the write.
 //
 // Methods are safe for concurrent use. Finish must be called once the call ends; it stops the
 // ticks and writes the rest on the caller's goroutine.
@@ -49,12 +51,17 @@ type Writer struct {
 	qtail  *chunk
 	queued int // frames in the queue, at most Options.Buffer
 
-	// The writer's clock: a time.AfterFunc every commitInterval, sooner when a chunk filled
-	// (kicked). runMu serialises its callbacks and the end (Finish).
-	runMu  sync.Mutex
-	tick   *time.Timer
-	kicked atomic.Bool
-	ended  bool // under runMu
+	// runMu serialises the Service clock's visits (onTick) and the end (Finish).
+	runMu sync.Mutex
+	ended bool // under runMu
+
+	// fileMu is held by the Service's sync worker around fsync and by whoever closes the file
+	// (end, fail) around the close, so that a file is never synced after its close. The clock
+	// never waits on it while writing: it only queues the sync (syncQueued) and reads its
+	// outcome (syncErr).
+	fileMu     sync.Mutex
+	syncQueued atomic.Bool
+	syncErr    atomic.Pointer[error]
 
 	failed chan struct{} // closed when writing failed
 
@@ -76,8 +83,10 @@ type Writer struct {
 	result     Result
 	resultErr  error
 
-	// Owned by whoever holds runMu: the tick callbacks, then Finish.
+	// Owned by whoever holds runMu: the clock's visits, then Finish. file is also read by the
+	// sync worker under fileMu: it is set to nil under both.
 	lastSync  time.Time
+	lastWrite time.Time
 	ranges    [][2]int64
 	file      *wavFile
 	ring      []byte   // G.711 codes inverted (code ^ 0xFF), ringSize × channels; 0 is silence
@@ -164,21 +173,28 @@ const (
 	ptPCMA = 8
 	// maxPayload bounds a frame's payload (the longest G.711 ptime is far below).
 	maxPayload = 1500
-	// commitInterval is how often the writer's tick takes the queue and writes what is
-	// older than Options.Delay.
+	// commitInterval is how often the Service's clock takes each recording's queue and places
+	// its frames in the ring.
 	commitInterval = 100 * time.Millisecond
-	// ringSlack is the ring's room beyond Options.Delay: the commit interval, a packet ahead of
-	// its arrival, and a tick running late. Audio further ahead than the ring
-	// holds makes it write out early (place), which only costs packets later than that.
-	ringSlack = 300 * time.Millisecond
+	// writeInterval is how often a recording writes what is older than Options.Delay (and
+	// rewrites its header's sizes): one write(2) and one pwrite(2) per half second instead of
+	// one write per tick — at 1,000 recorded calls 4,000 system calls a second instead of
+	// 10,000 (BENCHMARKS.md, session 7). It adds to what a SIGKILL can lose.
+	writeInterval = 500 * time.Millisecond
+	// ringSlack is the ring's room beyond Options.Delay and writeInterval: the clock's
+	// interval, a packet ahead of its arrival, and a visit running late. Audio further ahead
+	// than the ring holds makes it write out early (place), which only costs packets later
+	// than that.
+	ringSlack = 200 * time.Millisecond
 )
 
 func newWriter(s *Service, id, callID, kind, rel string, channels int, start time.Time, file *wavFile) *Writer {
 	w := &Writer{s: s, id: id, callID: callID, kind: kind, rel: rel, channels: channels, start: start,
-		failed:   make(chan struct{}),
-		lastSync: start,
-		file:     file,
-		ringSize: s.samples(s.opts.Delay + ringSlack),
+		failed:    make(chan struct{}),
+		lastSync:  start,
+		lastWrite: start,
+		file:      file,
+		ringSize:  s.samples(s.opts.Delay + writeInterval + ringSlack),
 	}
 	// The ring keeps the codes as they came (a byte a sample, and a bit for the law) and
 	// decodes them when it writes them out: half the memory of decoded 16-bit samples.
@@ -266,9 +282,8 @@ func (w *Writer) enqueue(ch Channel, p media.TapPacket) {
 	w.queued++
 	w.qmu.Unlock()
 	w.accepted.Add(1)
-	if filled { // faster than real time: let the writer catch up before its tick
-		w.kicked.Store(true)
-		w.tick.Reset(0)
+	if filled { // faster than real time: let the clock come before its time
+		w.s.kick()
 	}
 }
 
@@ -406,36 +421,55 @@ func (w *Writer) Discard() (Result, error) {
 	return w.Finish(context.Background())
 }
 
-// startClock starts the writer's ticks (Service.start). A recording has no goroutine of its
-// own: each tick runs briefly on a timer goroutine.
-func (w *Writer) startClock() {
-	w.runMu.Lock()
-	w.tick = time.AfterFunc(commitInterval, w.onTick)
-	w.runMu.Unlock()
-}
-
-// onTick takes the queue, writes what is older than Options.Delay, fsyncs every
-// Options.SyncInterval, and arms the next tick.
-func (w *Writer) onTick() {
+// onTick is one visit of the Service's clock: it takes the queue and places it; every
+// writeInterval it writes what is older than Options.Delay and rewrites the header; every
+// Options.SyncInterval it queues the file for the sync worker. It reports false once the
+// recording ended (the clock drops it).
+func (w *Writer) onTick(now time.Time) bool {
 	w.runMu.Lock()
 	defer w.runMu.Unlock()
 	if w.ended {
-		return
+		return false
 	}
-	w.kicked.Store(false) // a chunk filling from now on asks for another tick
 	w.drain(&w.ranges)
-	now := w.s.now()
+	if errp := w.syncErr.Load(); errp != nil {
+		w.fail(*errp)
+	}
+	if now.Sub(w.lastWrite) < writeInterval {
+		return true
+	}
+	w.lastWrite = now
 	w.commit(w.s.samples(now.Sub(w.start)-w.s.opts.Delay), &w.ranges)
-	if w.file != nil && now.Sub(w.lastSync) >= w.s.opts.SyncInterval {
+	if w.file == nil {
+		return true
+	}
+	// The header follows every write (a SIGKILL leaves it at most a write behind: the page
+	// cache keeps what was written); only the fsync, what a power loss needs, is coarser.
+	if err := w.file.writeHeader(); err != nil {
+		w.fail(err)
+		return true
+	}
+	if now.Sub(w.lastSync) >= w.s.opts.SyncInterval && w.syncQueued.CompareAndSwap(false, true) {
 		w.lastSync = now
-		if err := w.file.sync(); err != nil {
-			w.fail(err)
-		}
+		w.s.queueSync(w)
 	}
-	w.tick.Reset(commitInterval)
-	if w.kicked.Load() { // a tap's Reset(0) may have come before ours
-		w.tick.Reset(0)
+	return true
+}
+
+// syncFile fsyncs the file for the Service's sync worker, unless it was closed meanwhile; a
+// failure is left for the next visit of the clock to fail the recording with.
+func (w *Writer) syncFile() {
+	w.fileMu.Lock()
+	f := w.file
+	var err error
+	if f != nil && !f.closed {
+		err = f.fsync()
 	}
+	w.fileMu.Unlock()
+	if err != nil {
+		w.syncErr.CompareAndSwap(nil, &err)
+	}
+	w.syncQueued.Store(false)
 }
 
 // end stops the ticks and writes everything up to end: the taps stopped (Finish set stopped
@@ -444,11 +478,16 @@ func (w *Writer) end(end time.Time) {
 	w.runMu.Lock()
 	defer w.runMu.Unlock()
 	w.ended = true
-	w.tick.Stop()
 	w.drain(&w.ranges)
+	if errp := w.syncErr.Load(); errp != nil {
+		w.fail(*errp)
+	}
 	w.commit(max(w.s.samples(end.Sub(w.start)), w.highest), &w.ranges)
 	if w.file != nil {
-		if err := w.file.close(); err != nil {
+		w.fileMu.Lock()
+		err := w.file.close()
+		w.fileMu.Unlock()
+		if err != nil {
 			w.fail(err)
 		}
 	}
@@ -541,9 +580,11 @@ func (w *Writer) appendSamples(out []byte, from, to int64) []byte {
 	return out
 }
 
-// commitChunk bounds one write (sample frames): half a second, so a tick writes once even when
-// it runs late; the buffer is borrowed from the Service for the write (getOut), not held.
-const commitChunk = SampleRate / 2
+// commitChunk bounds one write (sample frames): a second, twice writeInterval, so a visit
+// writes once even when it runs late (at half a second, a visit a tick late wrote twice: 4
+// writes a second instead of 2); the buffer is borrowed from the Service for the write
+// (getOut), not held.
+const commitChunk = SampleRate
 
 // commit writes the ring's audio up to position target (exclusive) to the file, silencing the
 // paused intervals, and clears what it wrote.
@@ -598,7 +639,11 @@ func (w *Writer) fail(err error) {
 	close(w.failed)
 	if w.file != nil {
 		w.written = w.file.size
-		_ = w.file.close() // the header rewrite needs no new blocks: it often succeeds on a full disk
+		w.fileMu.Lock()
+		if !w.file.closed {
+			_ = w.file.close() // the header rewrite needs no new blocks: it often succeeds on a full disk
+		}
 		w.file = nil
+		w.fileMu.Unlock()
 	}
 }

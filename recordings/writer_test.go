@@ -384,11 +384,11 @@ func TestFileLayout(t *testing.T) {
 	}
 }
 
-// Rule (issue 18): a call's recording holds less than a second of audio in memory — the ring
-// holds Options.Delay plus ringSlack (32 KB a second of stereo), the queue one chunk between two
-// wake-ups of the writer goroutine — and no frames are set aside per recording: a second of
-// both directions queued at once takes ⌈100 / chunkFrames⌉ chunks, returned to the Service's
-// pool when placed.
+// Rule (issue 18): a call's recording holds at most a second of audio in memory — the ring
+// holds Options.Delay, writeInterval and ringSlack as G.711 codes (18 KB a second of stereo),
+// the queue one chunk between two visits of the Service's clock — and no frames are set aside
+// per recording: a second of both directions queued at once takes ⌈100 / chunkFrames⌉ chunks,
+// returned to the Service's pool when placed.
 func TestRecordingHoldsUnderASecondOfAudio(t *testing.T) {
 	clk := newClock()
 	s := newService(t, Options{Now: clk.Now, Buffer: 1024})
@@ -398,10 +398,10 @@ func TestRecordingHoldsUnderASecondOfAudio(t *testing.T) {
 		t.Fatal(err)
 	}
 	const second = SampleRate * 2 * BitsPerSample / 8 // stereo bytes
-	// 0.6 s of stereo audio kept as G.711 codes, a byte a sample and a bit for the law: about
-	// half of what 16-bit samples take.
-	if b := len(w.ring) + 8*len(w.alaw); b > second*6/10*9/16+8 {
-		t.Errorf("the ring holds %d bytes, want at most %d (0.6 s of stereo G.711 and its law bits)", b, second*6/10*9/16+8)
+	// A second of stereo audio kept as G.711 codes, a byte a sample and a bit for the law:
+	// about half of what 16-bit samples take.
+	if b := len(w.ring) + 8*len(w.alaw); b > second*9/16+8 {
+		t.Errorf("the ring holds %d bytes, want at most %d (a second of stereo G.711 and its law bits)", b, second*9/16+8)
 	}
 	base := clk.Now()
 	tap := w.Tap(Left, Right)

@@ -686,15 +686,26 @@ func (a *API) deleteAgent(w http.ResponseWriter, r *http.Request, p ticketing.Pr
 // ---- queues ----
 
 type queueJSON struct {
-	Name             string       `json:"name"`
-	RingTimeout      int64        `json:"ring_timeout"` // whole seconds; 0: the default
-	MaxWait          int64        `json:"max_wait"`
-	WrapUp           int64        `json:"wrap_up"`
-	MaxMissedOffers  int          `json:"max_missed_offers"`
-	AnnouncePosition bool         `json:"announce_position"`
-	Overflow         string       `json:"overflow"`
-	Music            string       `json:"music"`
-	Memberships      []memberJSON `json:"memberships"`
+	Name             string `json:"name"`
+	RingTimeout      int64  `json:"ring_timeout"` // whole seconds; 0: the default
+	MaxWait          int64  `json:"max_wait"`
+	WrapUp           int64  `json:"wrap_up"`
+	MaxMissedOffers  int    `json:"max_missed_offers"`
+	AnnouncePosition bool   `json:"announce_position"`
+	Overflow         string `json:"overflow"`
+	Music            string `json:"music"`
+	// ServiceLevelSeconds: the reports' threshold (0: the configuration file's, else 20).
+	ServiceLevelSeconds int           `json:"service_level_seconds"`
+	Callback            *callbackJSON `json:"callback"` // null: no callbacks
+	Memberships         []memberJSON  `json:"memberships"`
+}
+
+// callbackJSON is a queue's callback settings: the key, the dial attempts and the pause
+// between them in whole seconds (0: the defaults, 3 and 60).
+type callbackJSON struct {
+	Key        string `json:"key"`
+	Attempts   int    `json:"attempts"`
+	RetryDelay int64  `json:"retry_delay"`
 }
 
 type memberJSON struct {
@@ -707,8 +718,9 @@ type memberJSON struct {
 func secs(d time.Duration) int64 { return int64((d + time.Second - 1) / time.Second) }
 
 var (
-	queueFields = []string{"ring_timeout", "max_wait", "wrap_up", "max_missed_offers", "announce_position", "overflow"}
-	queueRead   = []string{"name", "music", "memberships", "url"}
+	queueFields = []string{"ring_timeout", "max_wait", "wrap_up", "max_missed_offers", "announce_position", "overflow",
+		"service_level_seconds", "callback"}
+	queueRead = []string{"name", "music", "memberships", "url"}
 )
 
 // parseQueue applies a body's settings to q.
@@ -749,6 +761,57 @@ func (a *API) parseQueue(in map[string]json.RawMessage, q *Queue) error {
 			return invalid("overflow", "%v", err)
 		}
 	}
+	if ok, err := field(in, "service_level_seconds", &q.ServiceLevelSeconds); err != nil {
+		return err
+	} else if ok && (q.ServiceLevelSeconds < 0 || q.ServiceLevelSeconds > 3600) {
+		return invalid("service_level_seconds", "must be 1 to 3600 seconds (0: the configured default), got %d", q.ServiceLevelSeconds)
+	}
+	return parseCallback(in, q)
+}
+
+// parseCallback applies a body's "callback": null or {"key":""} turns callbacks off; an
+// object sets the key (one of 0-9 * #), attempts (1 to 10, 0 the default) and retry_delay
+// (whole seconds, 0 the default, at most a day). Fields left out keep their values.
+func parseCallback(in map[string]json.RawMessage, q *Queue) error {
+	raw, ok := in["callback"]
+	if !ok {
+		return nil
+	}
+	if string(raw) == "null" {
+		q.CallbackKey, q.CallbackAttempts, q.CallbackRetry = "", 0, 0
+		return nil
+	}
+	var cb map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &cb); err != nil || cb == nil {
+		return invalid("callback", "must be null or an object: {\"key\":\"1\",\"attempts\":3,\"retry_delay\":60}")
+	}
+	for k := range cb {
+		if k != "key" && k != "attempts" && k != "retry_delay" {
+			return invalid("callback."+clip(k), "is an unknown field; a callback has key, attempts and retry_delay")
+		}
+	}
+	if ok, err := field(cb, "key", &q.CallbackKey); err != nil {
+		return invalid("callback.key", "has the wrong type: a string")
+	} else if ok && (len(q.CallbackKey) > 1 || strings.Trim(q.CallbackKey, "0123456789*#") != "") {
+		return invalid("callback.key", "must be one key of 0-9, * or # (\"\" turns callbacks off), got %q", clip(q.CallbackKey))
+	}
+	if ok, err := field(cb, "attempts", &q.CallbackAttempts); err != nil {
+		return invalid("callback.attempts", "has the wrong type: a whole number")
+	} else if ok && (q.CallbackAttempts < 0 || q.CallbackAttempts > 10) {
+		return invalid("callback.attempts", "must be 1 to 10 (0: the default, 3), got %d", q.CallbackAttempts)
+	}
+	var retry int64
+	if ok, err := field(cb, "retry_delay", &retry); err != nil {
+		return invalid("callback.retry_delay", "has the wrong type: a whole number of seconds")
+	} else if ok {
+		if retry < 0 || retry > 86400 {
+			return invalid("callback.retry_delay", "must be 0 (the default, 60) to 86400 seconds, got %d", retry)
+		}
+		q.CallbackRetry = time.Duration(retry) * time.Second
+	}
+	if q.CallbackKey == "" {
+		q.CallbackAttempts, q.CallbackRetry = 0, 0
+	}
 	return nil
 }
 
@@ -774,8 +837,10 @@ func (a *API) createQueue(w http.ResponseWriter, r *http.Request, p ticketing.Pr
 			return ticketing.RosterAudit{}, err
 		}
 		_, err := tx.Exec(r.Context(), `INSERT INTO roster_queues (name, ring_timeout_ms, max_wait_ms, wrap_up_ms, max_missed_offers,
-			announce_position, overflow) VALUES ($1, $2, $3, $4, $5, $6, $7)`, q.Name, q.RingTimeout.Milliseconds(),
-			q.MaxWait.Milliseconds(), q.WrapUp.Milliseconds(), q.MaxMissedOffers, q.AnnouncePosition, q.Overflow)
+			announce_position, overflow, service_level_seconds, callback_key, callback_attempts, callback_retry_ms)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, q.Name, q.RingTimeout.Milliseconds(),
+			q.MaxWait.Milliseconds(), q.WrapUp.Milliseconds(), q.MaxMissedOffers, q.AnnouncePosition, q.Overflow,
+			q.ServiceLevelSeconds, q.CallbackKey, q.CallbackAttempts, q.CallbackRetry.Milliseconds())
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "23505" {
 			return ticketing.RosterAudit{}, conflict("name", "a queue named %s exists", q.Name)
@@ -830,7 +895,11 @@ func (a *API) writeQueue(w http.ResponseWriter, r *http.Request, name string, st
 		return err
 	}
 	out := queueJSON{Name: q.Name, RingTimeout: secs(q.RingTimeout), MaxWait: secs(q.MaxWait), WrapUp: secs(q.WrapUp),
-		MaxMissedOffers: q.MaxMissedOffers, AnnouncePosition: q.AnnouncePosition, Overflow: q.Overflow, Music: q.Music, Memberships: ms}
+		MaxMissedOffers: q.MaxMissedOffers, AnnouncePosition: q.AnnouncePosition, Overflow: q.Overflow, Music: q.Music, Memberships: ms,
+		ServiceLevelSeconds: q.ServiceLevelSeconds}
+	if q.CallbackKey != "" {
+		out.Callback = &callbackJSON{Key: q.CallbackKey, Attempts: q.CallbackAttempts, RetryDelay: secs(q.CallbackRetry)}
+	}
 	writeJSON(w, status, map[string]any{"queue": out})
 	return nil
 }
@@ -877,9 +946,10 @@ func (a *API) putQueue(w http.ResponseWriter, r *http.Request, p ticketing.Princ
 			return ticketing.RosterAudit{}, err
 		}
 		if _, err := tx.Exec(r.Context(), `UPDATE roster_queues SET ring_timeout_ms = $2, max_wait_ms = $3, wrap_up_ms = $4,
-			max_missed_offers = $5, announce_position = $6, overflow = $7, updated_at = now() WHERE name = $1`,
+			max_missed_offers = $5, announce_position = $6, overflow = $7, service_level_seconds = $8, callback_key = $9,
+			callback_attempts = $10, callback_retry_ms = $11, updated_at = now() WHERE name = $1`,
 			q.Name, q.RingTimeout.Milliseconds(), q.MaxWait.Milliseconds(), q.WrapUp.Milliseconds(), q.MaxMissedOffers,
-			q.AnnouncePosition, q.Overflow); err != nil {
+			q.AnnouncePosition, q.Overflow, q.ServiceLevelSeconds, q.CallbackKey, q.CallbackAttempts, q.CallbackRetry.Milliseconds()); err != nil {
 			return ticketing.RosterAudit{}, err
 		}
 		return ticketing.RosterAudit{Kind: ticketing.AuditQueueChanged, Description: "Queue " + q.Name + " changed: " + queueDiff(old, q),
@@ -905,6 +975,10 @@ func queueDiff(o, n Queue) string {
 	add("max_missed_offers", o.MaxMissedOffers, n.MaxMissedOffers)
 	add("announce_position", o.AnnouncePosition, n.AnnouncePosition)
 	add("overflow", o.Overflow, n.Overflow)
+	add("service_level_seconds", o.ServiceLevelSeconds, n.ServiceLevelSeconds)
+	add("callback_key", o.CallbackKey, n.CallbackKey)
+	add("callback_attempts", o.CallbackAttempts, n.CallbackAttempts)
+	add("callback_retry_delay", secs(o.CallbackRetry), secs(n.CallbackRetry))
 	if len(d) == 0 {
 		return "nothing"
 	}

@@ -297,7 +297,8 @@ func (m *Manager) build(s Snapshot) ([]ivr.Queue, []ivr.Agent) {
 	known := map[string]bool{}
 	for _, q := range s.Queues {
 		iq := ivr.Queue{Name: q.Name, RingTimeout: q.RingTimeout, MaxWait: q.MaxWait, WrapUp: q.WrapUp,
-			MaxMissedOffers: q.MaxMissedOffers, AnnouncePosition: q.AnnouncePosition}
+			MaxMissedOffers: q.MaxMissedOffers, AnnouncePosition: q.AnnouncePosition,
+			Callback: ivr.QueueCallback{Key: q.CallbackKey, Attempts: q.CallbackAttempts, RetryDelay: q.CallbackRetry}}
 		if q.Overflow != "" {
 			t, err := m.opts.ParseTarget(q.Overflow)
 			if err != nil {
@@ -392,4 +393,23 @@ func (m *Manager) listen() {
 		OnListen: m.signal, // whatever changed while no one listened
 		OnNotify: func(string) { m.signal() },
 	})
+}
+
+// ServiceLevels returns each queue's service-level threshold in seconds for the reports: the
+// stored one, else fallback's for the queue (the configuration file's), else none (the
+// reports' default). Every queue of the roster is in it, so the reports list each one.
+func (m *Manager) ServiceLevels(fallback map[string]int) map[string]int {
+	s := m.Snapshot()
+	out := make(map[string]int, len(s.Queues))
+	for _, q := range s.Queues {
+		switch {
+		case q.ServiceLevelSeconds > 0:
+			out[q.Name] = q.ServiceLevelSeconds
+		case fallback[q.Name] > 0:
+			out[q.Name] = fallback[q.Name]
+		default:
+			out[q.Name] = 0
+		}
+	}
+	return out
 }

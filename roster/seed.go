@@ -87,10 +87,12 @@ func ApplySeed(ctx context.Context, pool *pgxpool.Pool, s Seed) (SeedResult, err
 		}
 		for _, q := range s.Queues {
 			if _, err := tx.Exec(ctx, `INSERT INTO roster_queues (name, ring_timeout_ms, max_wait_ms, wrap_up_ms,
-				max_missed_offers, announce_position, overflow, music) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+				max_missed_offers, announce_position, overflow, music, service_level_seconds, callback_key,
+				callback_attempts, callback_retry_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 				ON CONFLICT (name) DO NOTHING`,
 				q.Name, q.RingTimeout.Milliseconds(), q.MaxWait.Milliseconds(), q.WrapUp.Milliseconds(),
-				q.MaxMissedOffers, q.AnnouncePosition, q.Overflow, q.Music); err != nil {
+				q.MaxMissedOffers, q.AnnouncePosition, q.Overflow, q.Music, q.ServiceLevelSeconds, q.CallbackKey,
+				q.CallbackAttempts, q.CallbackRetry.Milliseconds()); err != nil {
 				return fmt.Errorf("queue %s: %w", q.Name, err)
 			}
 		}

@@ -32,6 +32,30 @@ type Queue struct {
 	Overflow string
 	// Music is a WAV file on the nodes ("" the built-in music); set by the seed only.
 	Music string
+	// ServiceLevelSeconds is the reports' service-level threshold (0: the configuration
+	// file's, else 20). Not part of the seed's hash: it was read from the file alone before
+	// migration 026, and a seed recorded then must not read as differing.
+	ServiceLevelSeconds int `json:"-"`
+	// CallbackKey is the key a waiting caller presses to be called back ("" off);
+	// CallbackAttempts the dial attempts (0: the ACD's default); CallbackRetry the pause between
+	// them (0: the ACD's default).
+	CallbackKey      string        `json:",omitempty"`
+	CallbackAttempts int           `json:",omitempty"`
+	CallbackRetry    time.Duration `json:",omitempty"`
+}
+
+// queueColumns are roster_queues' columns in the order scanQueue reads them.
+const queueColumns = `name, ring_timeout_ms, max_wait_ms, wrap_up_ms, max_missed_offers, announce_position,
+		overflow, music, service_level_seconds, callback_key, callback_attempts, callback_retry_ms`
+
+// scanQueue reads one row of queueColumns.
+func scanQueue(r pgx.Row) (Queue, error) {
+	var qu Queue
+	var ring, wait, wrap, retry int64
+	err := r.Scan(&qu.Name, &ring, &wait, &wrap, &qu.MaxMissedOffers, &qu.AnnouncePosition, &qu.Overflow, &qu.Music,
+		&qu.ServiceLevelSeconds, &qu.CallbackKey, &qu.CallbackAttempts, &retry)
+	qu.RingTimeout, qu.MaxWait, qu.WrapUp, qu.CallbackRetry = ms(ring), ms(wait), ms(wrap), ms(retry)
+	return qu, err
 }
 
 // Membership is an agent in a queue with its priority there (1 first … 100 last).
@@ -79,18 +103,11 @@ type querier interface {
 // admin, are left out (their rows stay: restoring the user's role restores them).
 func load(ctx context.Context, q querier) (Snapshot, error) {
 	var s Snapshot
-	rows, err := q.Query(ctx, `SELECT name, ring_timeout_ms, max_wait_ms, wrap_up_ms, max_missed_offers, announce_position,
-		overflow, music FROM roster_queues ORDER BY name`)
+	rows, err := q.Query(ctx, `SELECT `+queueColumns+` FROM roster_queues ORDER BY name`)
 	if err != nil {
 		return s, fmt.Errorf("roster: load queues: %w", err)
 	}
-	s.Queues, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Queue, error) {
-		var qu Queue
-		var ring, wait, wrap int64
-		err := r.Scan(&qu.Name, &ring, &wait, &wrap, &qu.MaxMissedOffers, &qu.AnnouncePosition, &qu.Overflow, &qu.Music)
-		qu.RingTimeout, qu.MaxWait, qu.WrapUp = ms(ring), ms(wait), ms(wrap)
-		return qu, err
-	})
+	s.Queues, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Queue, error) { return scanQueue(r) })
 	if err != nil {
 		return s, fmt.Errorf("roster: load queues: %w", err)
 	}
@@ -161,18 +178,13 @@ func agentOf(ctx context.Context, q querier, id int64) (Agent, error) {
 
 // queueOf reads one queue's settings.
 func queueOf(ctx context.Context, q querier, name string) (Queue, error) {
-	var qu Queue
-	var ring, wait, wrap int64
-	err := q.QueryRow(ctx, `SELECT name, ring_timeout_ms, max_wait_ms, wrap_up_ms, max_missed_offers, announce_position,
-		overflow, music FROM roster_queues WHERE name = $1`, name).
-		Scan(&qu.Name, &ring, &wait, &wrap, &qu.MaxMissedOffers, &qu.AnnouncePosition, &qu.Overflow, &qu.Music)
+	qu, err := scanQueue(q.QueryRow(ctx, `SELECT `+queueColumns+` FROM roster_queues WHERE name = $1`, name))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return qu, ErrNotFound
 	}
 	if err != nil {
 		return qu, fmt.Errorf("roster: queue %s: %w", name, err)
 	}
-	qu.RingTimeout, qu.MaxWait, qu.WrapUp = ms(ring), ms(wait), ms(wrap)
 	return qu, nil
 }
 

@@ -41,6 +41,9 @@ func (d phoneDialer) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, erro
 	if !ok {
 		return nil, fmt.Errorf("sip: offer %s to agent %d: %w", o.CallID, o.AgentID, ErrNotRegistered)
 	}
+	if o.Callback {
+		return d.offerCallback(ctx, o, b) // the caller is gone: the callback's own call (callback.go)
+	}
 	c := s.callByID(o.CallID)
 	if c == nil {
 		return nil, fmt.Errorf("sip: offer %s to agent %d: %w", o.CallID, o.AgentID, ErrUnknownCall)
@@ -69,6 +72,7 @@ func (d phoneDialer) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, erro
 		}
 		return nil, fmt.Errorf("sip: offer %s to agent %d: %w: %w", o.CallID, o.AgentID, ivr.ErrNoAnswer, err)
 	}
+	out.l.referAgent.Store(o.AgentID) // the phone may transfer the call (REFER, refer.go)
 	return &ivr.MediaAgentLeg{
 		Endpoint: out.Endpoint(),
 		Ended:    out.Done(),

@@ -39,12 +39,21 @@ type agentSetup struct {
 
 func newAgentSetup(t *testing.T, ringTimeout time.Duration, phoneScenario string, phoneArgs ...string) *agentSetup {
 	t.Helper()
+	return newAgentSetupWith(t, nil, ringTimeout, phoneScenario, phoneArgs...)
+}
+
+// newAgentSetupWith is newAgentSetup with mod applied to the gateway's options too.
+func newAgentSetupWith(t *testing.T, mod func(*Options), ringTimeout time.Duration, phoneScenario string, phoneArgs ...string) *agentSetup {
+	t.Helper()
 	requireSipp(t)
 	a := &agentSetup{dir: t.TempDir(), phonePort: testport.FreeUDP(t), results: make(chan offerResult, 4)}
 	writeULawWAV(t, filepath.Join(a.dir, "tone.wav"), 2)
 	var srv atomic.Pointer[Server]
 	a.g = startRegistrar(t, func(o *Options) {
 		o.Registrar.DigestAlgorithms = sippDigest()
+		if mod != nil {
+			mod(o)
+		}
 		o.Lines = []Line{{Number: "+15550197", Target: TargetFunc(func(ctx context.Context, c *Call) error {
 			if err := c.Answer(ctx); err != nil {
 				return err

@@ -60,7 +60,7 @@ type Call struct {
 	carrier *leg
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
-	events  *eventQueue // the call's events, delivered in seq order by runEmitter
+	events  *eventQueue // the call's events, delivered in seq order (startEmitter)
 	seq     atomic.Int64
 	// info handles SIP INFO on the carrier leg (DTMF for the IVR); nil answers 200 and drops it.
 	info atomic.Pointer[INFOHandler]
@@ -256,7 +256,7 @@ func (c *Call) Answer(ctx context.Context) error {
 		}
 		return err
 	}
-	go l.runSessionTimer()
+	l.startSessionTimer()
 	return nil
 }
 
@@ -444,7 +444,7 @@ func (c *Call) endedEvent(outcome string, end time.Time) callevent.Event {
 	return e
 }
 
-// emit queues an event for the call's emitter goroutine; SIP handling never waits on the sink,
+// emit queues an event for the call's event queue (delivered on demand); SIP handling never waits on the sink,
 // and no event is dropped however long the sink stalls (eventQueue). Events after call.ended
 // are dropped: call.ended is the call's last event.
 func (c *Call) emit(e callevent.Event) {
@@ -468,25 +468,22 @@ func (c *Call) stamp(e callevent.Event) callevent.Event {
 	return e
 }
 
-// runEmitter delivers a call's events in seq order, each with a bounded context, until
-// call.ended was delivered. Events queued together go in one EmitBatch when the sink has it
-// (the event log: one wait for its group commit instead of one per event).
-func (c *Call) runEmitter(done chan<- struct{}) {
-	defer close(done)
+// startEmitter starts delivering the call's events in seq order, each batch with a bounded
+// context (deliver), and returns the channel closed once call.ended and what follows it were
+// delivered. Events queued together go in one EmitBatch when the sink has it (the event log:
+// one wait for its group commit instead of one per event). No goroutine waits between events
+// (eventQueue).
+func (c *Call) startEmitter() <-chan struct{} {
 	bs, batched := c.s.opts.Sink.(BatchSink)
-	for {
-		batch, ok := c.events.next()
-		if !ok {
-			return
-		}
+	return c.events.start(func(batch []callevent.Event) {
 		if batched && len(batch) > 1 {
 			c.deliver(batch, func(ctx context.Context) error { return bs.EmitBatch(ctx, batch) })
-			continue
+			return
 		}
 		for _, e := range batch {
 			c.deliver([]callevent.Event{e}, func(ctx context.Context) error { return c.s.opts.Sink.Emit(ctx, e) })
 		}
-	}
+	})
 }
 
 // BatchSink is a Sink that also takes several events of one call at once, in order, and
@@ -495,14 +492,14 @@ type BatchSink interface {
 	EmitBatch(ctx context.Context, events []callevent.Event) error
 }
 
-// deliver hands events to the sink with emit.
+// deliver hands events to the sink with emit, on the event queue's drain goroutine.
 func (c *Call) deliver(events []callevent.Event, emit func(context.Context) error) {
 	if c.s.opts.Sink == nil {
 		return
 	}
 	// A call's record must never be lost: a sink that did not take the events within
 	// EmitTimeout is asked again (the event id makes a repeat harmless), for up to ten
-	// minutes. This goroutine is the call's emitter only: SIP never waits on it.
+	// minutes. This goroutine is the call's event queue's drain only: SIP never waits on it.
 	deadline := time.Now().Add(10 * time.Minute)
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.EmitTimeout)
@@ -793,8 +790,7 @@ func (s *Server) release(c *Call, l *leg) {
 // callsWG.Done; the caller frees the call's slot either way.
 func (s *Server) runCall(c *Call, line Line) (settling bool) {
 	s.m.callsActive.WithLabelValues(c.direction).Inc()
-	emitDone := make(chan struct{})
-	go c.runEmitter(emitDone)
+	emitDone := c.startEmitter()
 	c.emit(callevent.Event{Type: callevent.EventStarted, Direction: c.direction, From: c.from, To: c.to,
 		Line: c.line, CallerName: c.callerName, Trunk: c.trunk,
 		SIPCallID: cleanText(c.carrier.callID, callevent.MaxSIPCallIDLen)})

@@ -104,9 +104,10 @@ func TestEventQueueNeverDropsWhileSinkStalls(t *testing.T) {
 	}
 }
 
-// TestEventQueueConcurrentPushesKeepSeqOrder: eight goroutines push while the reader drains;
-// the reader sees seq 1..N in order with no gap, call.ended (pushLast) last, and a push after
-// it is refused. Run under -race.
+// TestEventQueueConcurrentPushesKeepSeqOrder: eight goroutines push while the queue delivers
+// (a drain goroutine started on demand, one at a time); delivery sees seq 1..N in order with
+// no gap, call.ended (pushLast) last, done closed after it, and a push after it is refused.
+// Run under -race.
 func TestEventQueueConcurrentPushesKeepSeqOrder(t *testing.T) {
 	q := newEventQueue()
 	var seq atomic.Int64
@@ -121,18 +122,15 @@ func TestEventQueueConcurrentPushesKeepSeqOrder(t *testing.T) {
 		}()
 	}
 	got := make(chan []int64, 1)
-	go func() {
-		var seqs []int64
-		for {
-			batch, ok := q.next()
-			if !ok {
-				got <- seqs
-				return
-			}
-			for _, e := range batch {
-				seqs = append(seqs, e.Seq)
-			}
+	var seqs []int64 // appended by the queue's drain goroutines, one at a time
+	done := q.start(func(batch []callevent.Event) {
+		for _, e := range batch {
+			seqs = append(seqs, e.Seq)
 		}
+	})
+	go func() {
+		<-done
+		got <- seqs
 	}()
 	wg.Wait()
 	if !q.pushLast(callevent.Event{Type: callevent.EventEnded}, &seq) {

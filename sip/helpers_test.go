@@ -271,9 +271,9 @@ func startSipp(t *testing.T, dir, scenario string, args ...string) *sippProc {
 	}
 	go func() { p.done <- cmd.Wait(); cancel() }()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-		}
+		// Always: reading cmd.ProcessState here raced with Wait's write of it in the goroutine
+		// above; killing a process that has exited is a harmless error.
+		_ = cmd.Process.Kill()
 		select {
 		case <-p.done:
 		case <-time.After(10 * time.Second):

@@ -543,7 +543,7 @@ func (c *Call) answerInternal(ctx context.Context, channel string) error {
 		}
 		return err
 	}
-	go l.runSessionTimer()
+	l.startSessionTimer()
 	return nil
 }
 

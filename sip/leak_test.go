@@ -1,8 +1,10 @@
 package sip
 
 import (
+	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -116,4 +118,86 @@ func TestByeBetweenAnswerAndBridgeEndsCallAnswered(t *testing.T) {
 		t.Errorf("answered calls = %v", v)
 	}
 	b.desk.wait(t) // the desk got its BYE and SIPp ended cleanly
+}
+
+// TestTalkingCallHoldsOneGoroutine: 20 bridged calls held up (SIPp -d) hold one goroutine each
+// in sip — the call's own, running its target (the bridge) — and none for the call's events or
+// its legs' session timers: the event queue delivers on a goroutine started on demand, the
+// session timer is a time.AfterFunc (issue 18, session 7). Before, each call also held an
+// emitter goroutine and a session-timer goroutine per timed leg: 3 a call here.
+func TestTalkingCallHoldsOneGoroutine(t *testing.T) {
+	requireSipp(t)
+	const calls = 20
+	b := newBridgeSetup(t, "uas_echo.xml", []string{"-m", strconv.Itoa(calls)}, nil)
+	_, gwG := goroutinesByFunc()
+	car := b.carrier(t, "uac_basic.xml", "-m", strconv.Itoa(calls), "-r", "20", "-d", "8000", "-l", strconv.Itoa(calls))
+	answered, ended := 0, 0
+	deadline := time.After(30 * time.Second)
+	for answered < calls {
+		select {
+		case e := <-b.g.sink.ch:
+			switch e.Type {
+			case callevent.EventAnswered:
+				answered++
+			case callevent.EventEnded:
+				ended++
+			}
+		case <-deadline:
+			t.Fatalf("%d of %d calls answered", answered, calls)
+		}
+	}
+	if ended > 0 {
+		t.Fatalf("%d calls ended before all were up: raise SIPp's -d", ended)
+	}
+	// The answers' events are delivered by goroutines that end once the sink took them, and
+	// sipgo's INVITE transactions finish on their own: wait for the count to settle.
+	// A few goroutines are the process's, started with the first call (the media plane's
+	// shared RTP readers, one per CPU): 5 allowed for them.
+	var perCall float64
+	var summary string
+	settled := waitFor(5*time.Second, func() bool {
+		var n int
+		summary, n = goroutinesByFunc()
+		perCall = float64(n-gwG) / calls
+		return n-gwG <= calls+5
+	})
+	if !settled {
+		t.Errorf("%.2f goroutines per talking call, want 1 (the call's own); goroutines by function:\n%s", perCall, summary)
+	}
+	t.Logf("%.2f goroutines per talking call", perCall)
+	car.wait(t)
+	b.desk.wait(t)
+}
+
+// goroutinesByFunc counts the process's goroutines by the function each was started with
+// (arguments left out), and reports how many of them are not the test's own SIPp processes'
+// helpers (os/exec and startSipp's), which come and go with the peers.
+func goroutinesByFunc() (summary string, gateway int) {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	count := map[string]int{}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		lines := strings.Split(strings.TrimSpace(g), "\n")
+		fn, creator := "?", "?"
+		for i := len(lines) - 1; i > 0; i-- {
+			if strings.HasPrefix(lines[i], "created by ") {
+				creator = strings.Fields(strings.TrimPrefix(lines[i], "created by "))[0]
+				fn = creator
+				if i >= 2 {
+					fn, _, _ = strings.Cut(strings.TrimSpace(lines[i-2]), "(0x")
+					fn += " <- " + creator
+				}
+				break
+			}
+		}
+		count[fn]++
+		if !strings.HasPrefix(creator, "os/exec.") && !strings.Contains(creator, "sip.startSipp") {
+			gateway++
+		}
+	}
+	var out strings.Builder
+	for fn, n := range count {
+		fmt.Fprintf(&out, "%5d %s\n", n, fn)
+	}
+	return out.String(), gateway
 }

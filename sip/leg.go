@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -48,6 +49,9 @@ type leg struct {
 	// internal marks the cluster's internal leg between two nodes (internal_leg.go), on either
 	// node: hold changes of the call's other legs are passed across it with re-INVITEs.
 	internal bool
+	// referAgent is the agent whose SIP phone this leg reaches (set by PhoneDialer once it
+	// answered): only such a leg may transfer the call with REFER (refer.go). 0: none.
+	referAgent atomic.Int64
 
 	mu           sync.Mutex
 	localTag     string
@@ -74,7 +78,11 @@ type leg struct {
 	confirmed    bool
 	sessExpires  time.Duration // RFC 4028 session interval, 0 when no timer
 	weRefresh    bool
-	refreshCh    chan struct{}
+	// The session timer (startSessionTimer): a time.AfterFunc, no goroutine; sessWait and
+	// sessWe are what it was armed with (a refresh from the far end re-arms it with sessWait).
+	sessTimer *time.Timer
+	sessWait  time.Duration
+	sessWe    bool
 
 	ended    chan struct{}
 	endOnce  sync.Once
@@ -90,15 +98,14 @@ type leg struct {
 
 func newLeg(s *Server, c *Call, role legRole) *leg {
 	return &leg{
-		s:         s,
-		call:      c,
-		role:      role,
-		localTag:  sip.GenerateTagN(16),
-		sessID:    uint64(s.now().UnixNano() & 0x7fffffffffff),
-		sessVer:   1,
-		ackCh:     make(chan struct{}),
-		refreshCh: make(chan struct{}, 1),
-		ended:     make(chan struct{}),
+		s:        s,
+		call:     c,
+		role:     role,
+		localTag: sip.GenerateTagN(16),
+		sessID:   uint64(s.now().UnixNano() & 0x7fffffffffff),
+		sessVer:  1,
+		ackCh:    make(chan struct{}),
+		ended:    make(chan struct{}),
 	}
 }
 
@@ -116,6 +123,14 @@ func (l *leg) end(cause error) {
 			l.call.noteLegEnd(l, cause)
 		}
 		close(l.ended)
+		// The session timer is armed only while the leg has not ended (startSessionTimer
+		// checks under l.mu): after the close above, whatever is armed is here to stop.
+		l.mu.Lock()
+		st := l.sessTimer
+		l.mu.Unlock()
+		if st != nil {
+			st.Stop()
+		}
 		l.s.removeDialog(l)
 		if ep != nil {
 			st := ep.Stats()
@@ -473,6 +488,8 @@ func (l *leg) handleRequest(req *sip.Request, tx sip.ServerTransaction) {
 			}
 		}
 		l.s.respond(tx, l.response(req, code, reason, nil))
+	case sip.REFER:
+		l.handleRefer(req, tx)
 	case sip.OPTIONS, sip.NOTIFY:
 		l.s.respond(tx, l.response(req, 200, "OK", nil))
 	case sip.CANCEL:
@@ -687,59 +704,78 @@ func (l *leg) addTimerHeaders(res *sip.Response) {
 	}
 }
 
+// noteRefresh re-arms the session timer on a refresh from the far end (a re-INVITE or UPDATE)
+// when the far end is the refresher.
 func (l *leg) noteRefresh(req *sip.Request) {
-	select {
-	case l.refreshCh <- struct{}{}:
-	default:
+	l.mu.Lock()
+	// Not after the leg ended: leg.end stops the timer once, after closing l.ended.
+	if l.sessTimer != nil && !l.sessWe && !l.isEnded() {
+		l.sessTimer.Reset(l.sessWait)
 	}
+	l.mu.Unlock()
 }
 
-// runSessionTimer enforces the session interval until the leg ends, on either kind of leg
+// sessionWait is how long the session timer waits: as refresher half the interval (RFC 4028
+// §10), otherwise the interval minus min(32 s, interval/3); 0 when the leg has no timer.
+func (l *leg) sessionWait() (wait time.Duration, we bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sessExpires == 0 {
+		return 0, false
+	}
+	if l.weRefresh {
+		return l.sessExpires / 2, true
+	}
+	return l.sessExpires - min(32*time.Second, l.sessExpires/3), false
+}
+
+// startSessionTimer enforces the session interval until the leg ends, on either kind of leg
 // (the carrier's, and those we place): as refresher we send a re-INVITE with our current
 // description at half the interval (RFC 4028 §10); otherwise a missing refresh ends the leg
 // with BYE at expiry minus min(32 s, interval/3). A refresh that fails (no answer: the far end
-// vanished) ends the leg with BYE too.
-func (l *leg) runSessionTimer() {
-	waitFor := func() (time.Duration, bool) {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if l.sessExpires == 0 {
-			return 0, false
-		}
-		if l.weRefresh {
-			return l.sessExpires / 2, true
-		}
-		return l.sessExpires - min(32*time.Second, l.sessExpires/3), false
-	}
-	wait, we := waitFor()
+// vanished) ends the leg with BYE too. It holds no goroutine while it waits (until session 7 a
+// goroutine per leg waited for the whole call): a time.AfterFunc runs onSessionTimer when due,
+// leg.end stops it.
+func (l *leg) startSessionTimer() {
+	wait, we := l.sessionWait()
 	if wait == 0 {
 		return
 	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.ended:
-			return
-		case <-l.refreshCh:
-			if !we {
-				t.Reset(wait)
-			}
-		case <-t.C:
-			if !we {
-				l.s.log.Info("sip: session expired, no refresh from the far end", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "leg", l.roleName())
-				l.bye(causeSessionExpired)
-				return
-			}
-			if err := l.refresh(); err != nil {
-				l.s.log.Info("sip: session refresh failed", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "leg", l.roleName(), "error", err)
-				l.bye(causeRefreshFailed)
-				return
-			}
-			wait, we = waitFor()
-			t.Reset(wait)
-		}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.isEnded() || l.sessTimer != nil {
+		return
 	}
+	l.sessWait, l.sessWe = wait, we
+	l.sessTimer = time.AfterFunc(wait, l.onSessionTimer)
+}
+
+// onSessionTimer runs on the timer's own goroutine when the session timer is due.
+func (l *leg) onSessionTimer() {
+	if l.isEnded() {
+		return
+	}
+	l.mu.Lock()
+	we := l.sessWe
+	l.mu.Unlock()
+	if !we {
+		l.s.log.Info("sip: session expired, no refresh from the far end", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "leg", l.roleName())
+		l.bye(causeSessionExpired)
+		return
+	}
+	if err := l.refresh(); err != nil {
+		l.s.log.Info("sip: session refresh failed", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "leg", l.roleName(), "error", err)
+		l.bye(causeRefreshFailed)
+		return
+	}
+	wait, we := l.sessionWait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if wait == 0 || l.isEnded() {
+		return
+	}
+	l.sessWait, l.sessWe = wait, we
+	l.sessTimer.Reset(wait)
 }
 
 // roleName names the leg in log lines.

@@ -52,12 +52,15 @@ const (
 	// refused with 403: from a source outside cluster.internal_networks, without a valid
 	// signature of the cluster secret, stale, or replayed.
 	secInternalRefused = "internal_refused"
+	// secReferRefused counts REFERs refused with 403 because their leg is no agent's phone
+	// (the carrier, an outside number, a desk phone asking the gateway to dial for it).
+	secReferRefused = "refer_refused"
 )
 
 // securityTypes lists every type sip counts in switchboard_security_events_total, so each
 // series exists at 0 from start.
 var securityTypes = []string{secACLReject, secAuthFailure, secScanner, secRateLimit, secMalformed,
-	secContactRejected, secAuthBackoff, secLoop, secConnLimit, SecRTPSourceRejected, secSourceSpoofed, secInternalRefused}
+	secContactRejected, secAuthBackoff, secLoop, secConnLimit, SecRTPSourceRejected, secSourceSpoofed, secInternalRefused, secReferRefused}
 
 // sentCodes are the response codes the gateway sends itself (other codes it relays appear
 // when first sent).
@@ -69,7 +72,7 @@ var directions = []string{"inbound", "outbound"}
 
 // outcomeLabels are the values of the outcome label (outcomeLabel).
 var outcomeLabels = []string{callevent.OutcomeAnswered, callevent.OutcomeAbandoned, callevent.OutcomeVoicemail,
-	callevent.OutcomeNoAnswer, callevent.OutcomeFailed, callevent.OutcomeRejected, "other"}
+	callevent.OutcomeNoAnswer, callevent.OutcomeFailed, callevent.OutcomeRejected, callevent.OutcomeCallback, "other"}
 
 // newMetrics builds the SIP series and creates every series of a known label value at 0
 // (directions, outcomes, methods, security event types, orphan BYE results, and each of
@@ -177,7 +180,7 @@ func codeLabel(code int) string {
 func outcomeLabel(o string) string {
 	switch o {
 	case callevent.OutcomeAnswered, callevent.OutcomeAbandoned, callevent.OutcomeVoicemail, callevent.OutcomeNoAnswer,
-		callevent.OutcomeFailed, callevent.OutcomeRejected:
+		callevent.OutcomeFailed, callevent.OutcomeRejected, callevent.OutcomeCallback:
 		return o
 	}
 	return "other"

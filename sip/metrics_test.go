@@ -22,8 +22,8 @@ func TestMetricsKnownLabelValuesExistAtZero(t *testing.T) {
 		want int
 	}{
 		{m.callsActive, 2},
-		{m.callsTotal, 2 * 7},
-		{m.trunkCalls, 2 * 2 * 7},
+		{m.callsTotal, 2 * 8}, // seven outcomes (callback among them) and other
+		{m.trunkCalls, 2 * 2 * 8},
 		{m.securityEvent, len(securityTypes)},
 		{m.requests, len(knownMethods) + 1},
 		{m.responses, len(sentCodes)},
@@ -45,7 +45,7 @@ func TestMetricsKnownLabelValuesExistAtZero(t *testing.T) {
 	if v := testutil.ToFloat64(m.callsTotal.WithLabelValues("outbound", "other")); v != 1 {
 		t.Errorf("switchboard_calls_total{outbound,other} = %v, want 1", v)
 	}
-	if n := testutil.CollectAndCount(m.trunkCalls); n != 2*2*7 {
+	if n := testutil.CollectAndCount(m.trunkCalls); n != 2*2*8 {
 		t.Errorf("a call over no trunk added a trunk series: %d", n)
 	}
 }

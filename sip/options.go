@@ -57,6 +57,10 @@ type Options struct {
 	// dialling a feature code (*60 available, *61 away, *62 offline; featurecode.go). Nil:
 	// the codes are dialled like any number (and refused unless a line has them).
 	AgentStates AgentStates
+	// Refer, when set, carries out the blind transfer an agent's SIP phone asks for with REFER
+	// (RFC 3515; refer.go): the call, the agent, and the Refer-To target read as an agent (a
+	// SIP username Agents knows) or a number. Nil answers REFER with 405.
+	Refer func(ctx context.Context, callID string, agentID int64, to ReferTarget) error
 
 	// MaxCalls bounds concurrent calls; one more gets 503 with Retry-After.
 	// DefaultMaxCalls (1000); 0 (or negative) means no limit.

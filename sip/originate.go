@@ -42,6 +42,10 @@ type OriginateOptions struct {
 	prepare func(c *Call) error
 	// failed runs when the callee never answered, before call.ended.
 	failed func()
+	// call, when set, is a call made beforehand by newOutboundCall and counted already (a
+	// queue callback's, whose agent's phone was rung on it first: callback.go); Originate
+	// runs it instead of making one.
+	call *Call
 }
 
 // Originate starts an outbound call and returns it at once (its ID is the call_id of every
@@ -52,6 +56,10 @@ type OriginateOptions struct {
 func (s *Server) Originate(ctx context.Context, opts OriginateOptions) (*Call, error) {
 	if opts.Answered == nil {
 		return nil, errors.New("sip: originate: no Answered handler")
+	}
+	if c := opts.call; c != nil {
+		go s.runOutbound(c, opts)
+		return c, nil
 	}
 	if s.closed.Load() || !s.accepting.Load() {
 		return nil, ErrDraining
@@ -125,8 +133,7 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 		}
 	}()
 	s.m.callsActive.WithLabelValues(c.direction).Inc()
-	emitDone := make(chan struct{})
-	go c.runEmitter(emitDone)
+	emitDone := c.startEmitter()
 	started := callevent.Event{Type: callevent.EventStarted, Direction: c.direction, From: c.from, To: c.to, Line: c.line,
 		Trunk: c.trunk}
 	if opts.Started != nil {

@@ -186,7 +186,7 @@ func (c *Call) Dial(ctx context.Context, opts DialOptions) (*OutboundLeg, error)
 	}
 	l.applyMedia(m)
 	l.timerFromResponse(res, true)
-	go l.runSessionTimer()
+	l.startSessionTimer()
 	l.watchMedia()
 	return &OutboundLeg{l: l, answer: res}, nil
 }

@@ -35,8 +35,10 @@ var (
 	ErrDraining = errors.New("sip: server draining")
 )
 
-// allowMethods is our Allow header (RFC 3261 §20.5): what a 405 lists.
-const allowMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER"
+// allowMethods is our Allow header (RFC 3261 §20.5): what a 405 lists and our INVITEs offer.
+// REFER is listed because an agent's phone may transfer with it (RFC 3515); on any other leg
+// it is refused with 403 (policy), not 405.
+const allowMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER, REGISTER"
 
 // Server is the B2BUA: it listens for SIP on UDP and TCP (and TLS), admits calls from trunks,
 // routes them by line to a Target, and places outbound legs. One Server per process; it owns its

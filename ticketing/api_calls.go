@@ -136,9 +136,9 @@ func (a *API) listCalls(w http.ResponseWriter, r *http.Request, p Principal) err
 		f.Since = t
 	}
 	switch f.Outcome {
-	case "", callevent.OutcomeAnswered, callevent.OutcomeAbandoned, callevent.OutcomeVoicemail, callevent.OutcomeNoAnswer, callevent.OutcomeFailed, callevent.OutcomeRejected:
+	case "", callevent.OutcomeAnswered, callevent.OutcomeAbandoned, callevent.OutcomeVoicemail, callevent.OutcomeNoAnswer, callevent.OutcomeFailed, callevent.OutcomeRejected, callevent.OutcomeCallback:
 	default:
-		return invalidField("outcome", "must be answered, abandoned, voicemail, no_answer, failed or rejected, got %q", f.Outcome)
+		return invalidField("outcome", "must be answered, abandoned, voicemail, no_answer, failed, rejected or callback, got %q", f.Outcome)
 	}
 	if c := q.Get("cursor"); c != "" {
 		raw, err := base64.RawURLEncoding.DecodeString(c)

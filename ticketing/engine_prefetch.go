@@ -152,7 +152,9 @@ func (e *Engine) prefetch(ctx context.Context, tx *applyTx, calls []*batchCall) 
 					agents = append(agents, ev.AgentID)
 				}
 			case callevent.EventTransferred:
-				agents = append(agents, ev.ToAgentID)
+				if ev.ToAgentID > 0 {
+					agents = append(agents, ev.ToAgentID)
+				}
 			case callevent.EventEnded:
 				ended = append(ended, c.ID)
 			}

@@ -61,7 +61,10 @@ type QueueReportRow struct {
 	Answered      int64  `json:"answered"`
 	Abandoned     int64  `json:"abandoned"`
 	Voicemail     int64  `json:"voicemail"`
-	Other         int64  `json:"other"`
+	// Callbacks counts calls whose caller left the queue asking to be called back (outcome
+	// callback): offered, neither answered nor abandoned.
+	Callbacks int64 `json:"callbacks"`
+	Other     int64 `json:"other"`
 	// AnsweredWithinSL counts answered calls that waited at most ServiceLevelSeconds.
 	AnsweredWithinSL    int64    `json:"answered_within_service_level"`
 	ServiceLevelSeconds int      `json:"service_level_seconds"`
@@ -104,8 +107,19 @@ type ReportOptions struct {
 	// (queues.NAME.service_level_seconds); a queue not in it takes DefaultServiceLevelSeconds.
 	// Its queues are in every queue report, with zeros when they had no calls.
 	ServiceLevels map[string]int
+	// Levels, when set, is asked for the thresholds at every report instead of ServiceLevels
+	// (queues and their service_level_seconds managed live through the roster API).
+	Levels func() map[string]int
 	// Now is the clock (default time.Now): a state still going counts up to Now.
 	Now func() time.Time
+}
+
+// resolved returns o with ServiceLevels read from Levels, once per report.
+func (o ReportOptions) resolved() ReportOptions {
+	if o.Levels != nil {
+		o.ServiceLevels = o.Levels()
+	}
+	return o
 }
 
 func (o ReportOptions) threshold(q ReportQuery, queue string) int {
@@ -202,6 +216,7 @@ func (s *Store) QueueReport(ctx context.Context, q ReportQuery, opts ReportOptio
 	if err := CheckReportQuery(q); err != nil {
 		return nil, err
 	}
+	opts = opts.resolved()
 	tz, step := q.args()
 	names := make([]string, 0, len(opts.ServiceLevels))
 	secs := make([]int64, 0, len(opts.ServiceLevels))
@@ -225,6 +240,7 @@ func (s *Store) QueueReport(ctx context.Context, q ReportQuery, opts ReportOptio
 	       count(*) FILTER (WHERE c.outcome = 'answered'),
 	       count(*) FILTER (WHERE c.outcome = 'abandoned'),
 	       count(*) FILTER (WHERE c.outcome = 'voicemail'),
+	       count(*) FILTER (WHERE c.outcome = 'callback'),
 	       count(*) FILTER (WHERE c.outcome = 'answered' AND c.wait <= c.sl),
 	       coalesce(sum(c.wait) FILTER (WHERE c.outcome = 'answered'), 0)::bigint,
 	       coalesce(sum(c.wait) FILTER (WHERE c.outcome = 'abandoned'), 0)::bigint,
@@ -247,7 +263,7 @@ func (s *Store) QueueReport(ctx context.Context, q ReportQuery, opts ReportOptio
 	for rows.Next() {
 		var r QueueReportRow
 		if err := rows.Scan(&r.IntervalStart, &r.IntervalEnd, &r.Queue, &r.Offered, &r.Answered, &r.Abandoned,
-			&r.Voicemail, &r.AnsweredWithinSL, &r.AnswerWaitTime, &r.AbandonWaitTime, &r.MaxTimeToAbandon,
+			&r.Voicemail, &r.Callbacks, &r.AnsweredWithinSL, &r.AnswerWaitTime, &r.AbandonWaitTime, &r.MaxTimeToAbandon,
 			&r.TalkTime, &r.HoldTime, &r.WrapUpTime); err != nil {
 			return nil, dbError("queue report", err)
 		}
@@ -280,7 +296,7 @@ func (s *Store) QueueReport(ctx context.Context, q ReportQuery, opts ReportOptio
 			}
 			r.IntervalStart, r.IntervalEnd = Time{r.IntervalStart.UTC()}, Time{r.IntervalEnd.UTC()}
 			r.ServiceLevelSeconds = opts.threshold(q, n)
-			r.Other = r.Offered - r.Answered - r.Abandoned - r.Voicemail
+			r.Other = r.Offered - r.Answered - r.Abandoned - r.Voicemail - r.Callbacks
 			r.ServiceLevel = ratio(r.AnsweredWithinSL, r.Offered)
 			r.ASA = ratio(r.AnswerWaitTime, r.Answered)
 			r.AHT = ratio(r.TalkTime+r.HoldTime+r.WrapUpTime, r.Answered)

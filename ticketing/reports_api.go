@@ -125,7 +125,7 @@ func (a *API) queueReport(w http.ResponseWriter, r *http.Request, p Principal, o
 	}
 	return writeCSV(w, "queues.csv", []string{"queue", "interval_start", "interval_end", "offered", "answered", "abandoned",
 		"voicemail", "other", "answered_within_service_level", "service_level_seconds", "service_level", "asa", "aht",
-		"avg_time_to_abandon", "max_time_to_abandon", "answer_wait_time", "abandon_wait_time", "talk_time", "hold_time", "wrap_up_time"},
+		"avg_time_to_abandon", "max_time_to_abandon", "answer_wait_time", "abandon_wait_time", "talk_time", "hold_time", "wrap_up_time", "callbacks"},
 		len(rows), func(i int) []string {
 			x := rows[i]
 			max := ""
@@ -135,7 +135,7 @@ func (a *API) queueReport(w http.ResponseWriter, r *http.Request, p Principal, o
 			return []string{csvSafe(x.Queue), csvTime(x.IntervalStart), csvTime(x.IntervalEnd), itoa(x.Offered), itoa(x.Answered),
 				itoa(x.Abandoned), itoa(x.Voicemail), itoa(x.Other), itoa(x.AnsweredWithinSL), strconv.Itoa(x.ServiceLevelSeconds),
 				fmtFloat(x.ServiceLevel), fmtFloat(x.ASA), fmtFloat(x.AHT), fmtFloat(x.AvgTimeToAbandon), max,
-				itoa(x.AnswerWaitTime), itoa(x.AbandonWaitTime), itoa(x.TalkTime), itoa(x.HoldTime), itoa(x.WrapUpTime)}
+				itoa(x.AnswerWaitTime), itoa(x.AbandonWaitTime), itoa(x.TalkTime), itoa(x.HoldTime), itoa(x.WrapUpTime), itoa(x.Callbacks)}
 		})
 }
 

@@ -75,7 +75,7 @@ func (s *Store) StartReportGauges(opts ReportGaugesOptions) (*ReportGauges, erro
 		return nil, fmt.Errorf("ticketing: report gauges: %w", err)
 	}
 	r.occ.Set(math.NaN())
-	for q := range opts.Reports.ServiceLevels {
+	for q := range opts.Reports.resolved().ServiceLevels {
 		r.set(QueueReportRow{Queue: q})
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -54,11 +54,21 @@ func (e *Engine) applyEvent(ctx context.Context, tx *applyTx, c *callRow, ev cal
 	case callevent.EventResumed:
 		c.State = "talking"
 		c.enterPhase(phaseTalk, at)
-	case callevent.EventTransferred:
-		to := ev.ToAgentID
-		c.AgentID = &to
+	case callevent.EventTransferStarted:
+		// CD-3: from here until the transfer completes (call.transferred, then the target's
+		// call.answered) or is given up (call.resumed), the caller waits: transfer time.
 		c.State = "transferring"
 		c.enterPhase(phaseTransfer, at)
+	case callevent.EventTransferred:
+		c.State = "transferring"
+		c.enterPhase(phaseTransfer, at)
+		if ev.ToAgentID <= 0 {
+			// To an outside number: no agent takes the call over, so the ticket stays with the
+			// agent who transferred it (TU-7 names agents only).
+			return nil
+		}
+		to := ev.ToAgentID
+		c.AgentID = &to
 		// TU-7: the ticket follows the call to the agent it was transferred to.
 		if c.TicketID != nil {
 			return e.withLiveTicket(ctx, tx, c, func(id int64) error {
@@ -85,6 +95,10 @@ func (e *Engine) applyEvent(ctx context.Context, tx *applyTx, c *callRow, ev cal
 		}
 	case callevent.EventEnded:
 		return e.onEnded(ctx, tx, c, ev, at)
+	case callevent.EventCallbackRequested:
+		return e.onCallbackRequested(ctx, tx, c, ev, at)
+	case callevent.EventCallbackDropped:
+		return e.onCallbackDropped(ctx, tx, ev)
 	}
 	return nil
 }
@@ -114,11 +128,18 @@ func (e *Engine) onStarted(ctx context.Context, tx *applyTx, c *callRow, ev call
 		c.ChosenTicketID = &id
 	}
 	c.EnteredNumber = ev.EnteredNumber
+	// TU-4: a queue callback's attempt joins the ticket of the call it calls back.
+	if err := e.callbackTicket(ctx, tx, c, ev); err != nil {
+		return err
+	}
 	st, err := e.settingsFor(ctx, deref(c.Line))
 	if err != nil {
 		return err
 	}
 	if ev.Direction == "outbound" {
+		if c.RequesterID != nil { // a queue callback's caller (callbackTicket)
+			return nil
+		}
 		if ev.RequesterID > 0 {
 			id := ev.RequesterID
 			c.RequesterID = &id

@@ -76,14 +76,17 @@ func (as *agentSession) connected() bool {
 
 // message is every signalling message, both ways; only the fields of its type are set.
 type message struct {
-	Type    string         `json:"type"`
-	SDP     string         `json:"sdp,omitempty"`
-	PC      bool           `json:"pc,omitempty"`
-	State   string         `json:"state,omitempty"`
-	Digit   string         `json:"digit,omitempty"`
-	Muted   *bool          `json:"muted,omitempty"`
-	AgentID int64          `json:"agent_id,omitempty"`
-	Queue   string         `json:"queue,omitempty"`
+	Type    string `json:"type"`
+	SDP     string `json:"sdp,omitempty"`
+	PC      bool   `json:"pc,omitempty"`
+	State   string `json:"state,omitempty"`
+	Digit   string `json:"digit,omitempty"`
+	Muted   *bool  `json:"muted,omitempty"`
+	AgentID int64  `json:"agent_id,omitempty"`
+	Queue   string `json:"queue,omitempty"`
+	// Number and Mode (transfer): an outside number, and "blind" or "consult" (web/transfer.go).
+	Number  string         `json:"number,omitempty"`
+	Mode    string         `json:"mode,omitempty"`
 	CallID  string         `json:"call_id,omitempty"`
 	Call    *callJSON      `json:"call,omitempty"`
 	Agent   map[string]any `json:"agent,omitempty"`
@@ -108,8 +111,11 @@ type callJSON struct {
 	Queue      string `json:"queue,omitempty"`
 	MenuPath   string `json:"menu_path,omitempty"`
 	Language   string `json:"language,omitempty"`
-	State      string `json:"state"` // ringing | talking | held
-	Since      string `json:"since"` // RFC 3339: when the current state began (the timer's origin)
+	// Callback: the offer is a queue callback (the caller asked to be called back; accepting
+	// dials them).
+	Callback bool   `json:"callback,omitempty"`
+	State    string `json:"state"` // ringing | talking | held
+	Since    string `json:"since"` // RFC 3339: when the current state began (the timer's origin)
 	// RecordingPaused: the agent paused the call's recording (Pause recording).
 	RecordingPaused bool `json:"recording_paused,omitempty"`
 }
@@ -416,11 +422,19 @@ func (as *agentSession) handle(ctx context.Context, m message) {
 			fail("transfer", ivr.ErrNoCall)
 			return
 		}
-		if err := as.s.opts.ACD.Transfer(ctx, cl.id, ivr.TransferTo{AgentID: m.AgentID, Queue: m.Queue}); err != nil {
-			fail("transfer", err)
+		as.pageTransfer(ctx, cl, m)
+	case "consult_complete", "consult_cancel":
+		cl := as.currentCall()
+		if cl == nil || cl.outbound {
+			fail("transfer", ivr.ErrNoCall)
 			return
 		}
-		as.send(message{Type: "transferred", CallID: cl.id})
+		if err := as.pageConsult(ctx, cl, m.Type == "consult_complete"); err != nil {
+			if t := transferText(err); t != "" {
+				err = pageError(t)
+			}
+			fail("transfer", err)
+		}
 	case "recording":
 		cl := as.currentCall()
 		if cl == nil {
@@ -529,7 +543,7 @@ func (as *agentSession) sendCallState() {
 
 func offerJSON(o ivr.Offer, at time.Time) *callJSON {
 	return &callJSON{ID: o.CallID, Direction: "inbound", From: o.From, CallerName: o.CallerName, Line: o.Line,
-		Queue: o.Queue, MenuPath: o.MenuPath, Language: o.Language, State: "ringing", Since: at.UTC().Format(time.RFC3339)}
+		Queue: o.Queue, MenuPath: o.MenuPath, Language: o.Language, Callback: o.Callback, State: "ringing", Since: at.UTC().Format(time.RFC3339)}
 }
 
 // offer rings the page and waits for answer, decline, withdrawal (ctx) or the session's end.

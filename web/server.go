@@ -118,6 +118,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// Transfers serves the page's transfers to outside numbers and consult transfers
+	// (web/transfer.go). Nil: the page transfers blindly to agents and queues only, through
+	// ACD.Transfer.
+	Transfers *Transfers
 	// Recordings pauses and resumes a call's recording (the page's Pause recording button).
 	// Nil: the button is answered "this gateway does not record calls".
 	Recordings RecordingPauser

@@ -106,8 +106,10 @@ func TestEndToEnd_AgentCreatedByAPIAnswersQueuedCallAtOnce(t *testing.T) {
 
 // The admin page (/admin) in headless Chromium against the real binary: an admin logs in,
 // creates queue billing, creates agent erin in billing (priority 2) and support, sees the
-// generated SIP secret once, and changes support's ring timeout; a second billing is refused
-// with the API's reason on the page. The API then shows each change in effect on the running
+// generated SIP secret once, changes support's ring timeout and billing's service level (30 s)
+// and callback key (1), creates lines +15550111 (to billing, then renamed) and +15550112 (then
+// deleted), and is told why a line to a queue that does not exist is refused; a second billing
+// is refused with the API's reason on the page. The API then shows each change in effect on the running
 // gateway (the live GET /queues and GET /agents, not only the stored rows).
 func TestEndToEnd_AdminPageManagesQueuesAndAgentsLive(t *testing.T) {
 	e2eDir, err := filepath.Abs(filepath.Join("..", "..", "web", "e2e"))
@@ -143,5 +145,19 @@ func TestEndToEnd_AdminPageManagesQueuesAndAgentsLive(t *testing.T) {
 	}
 	if code, m := g.api("GET", "/queues/support", ""); code != 200 || m["queue"].(map[string]any)["ring_timeout"] != float64(20) {
 		t.Errorf("GET /queues/support = %d %v, want ring_timeout 20", code, m)
+	}
+	code, m = g.api("GET", "/queues/billing", "")
+	if q, _ := m["queue"].(map[string]any); code != 200 || q["service_level_seconds"] != float64(30) ||
+		fmt.Sprint(q["callback"]) != "map[attempts:0 key:1 retry_delay:0]" {
+		t.Errorf("GET /queues/billing = %d %v, want service_level_seconds 30 and callback key 1", code, m)
+	}
+	code, m = g.api("GET", "/lines/%2B15550111", "")
+	if l, _ := m["line"].(map[string]any); code != 200 || l["target"] != "queue:billing" || l["name"] != "Billing desk" {
+		t.Errorf("GET /lines/+15550111 = %d %v, want target queue:billing, name Billing desk", code, m)
+	}
+	for _, n := range []string{"%2B15550112", "%2B15550113"} {
+		if code, m := g.api("GET", "/lines/"+n, ""); code != 404 {
+			t.Errorf("GET /lines/%s = %d %v, want 404 (deleted, refused)", n, code, m)
+		}
 	}
 }

@@ -92,7 +92,8 @@ func rosterSeed(cfg *config.Config) roster.Seed {
 		}
 		s.Queues = append(s.Queues, roster.Queue{Name: name, RingTimeout: q.RingTimeout.D(), MaxWait: q.MaxWait.D(),
 			WrapUp: q.WrapUp.D(), MaxMissedOffers: q.MaxMissedOffers, AnnouncePosition: q.AnnouncePosition,
-			Overflow: overflow, Music: q.Music})
+			Overflow: overflow, Music: q.Music, ServiceLevelSeconds: q.ServiceLevelSeconds,
+			CallbackKey: q.Callback.Key, CallbackAttempts: q.Callback.Attempts, CallbackRetry: q.Callback.RetryDelay.D()})
 	}
 	for _, a := range cfg.Agents {
 		sa := roster.SeedAgent{Email: a.Email, Queues: a.Queues}

@@ -28,6 +28,7 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/calljournal"
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/migrations"
+	"github.com/switchboard-voice/switchboard/roster"
 	"github.com/switchboard-voice/switchboard/ticketing"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
 	"github.com/switchboard-voice/switchboard/web"
@@ -107,8 +108,11 @@ type gateway struct {
 	http     *http.Server
 	httpDone chan error
 
-	store      *ticketing.Store
-	api        *ticketing.API
+	store *ticketing.Store
+	api   *ticketing.API
+	// roster is the live roster once telephony started it (the reports read queues'
+	// service levels from it on their own goroutine).
+	roster     atomic.Pointer[roster.Manager]
 	accountIDs map[string]int64
 	events     *eventlog.Log
 	nodes      *eventlog.NodeWatch // nil when database.heartbeat_interval is 0

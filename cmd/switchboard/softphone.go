@@ -51,11 +51,30 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	if t.recs != nil {
 		pauser = recordingPauser{t.recs}
 	}
+	// Toll fraud: the outbound trunk's destinations and agent limits, checked before dialling.
+	var gopts web.GuardOptions
+	if tr, ok := outboundTrunk(gw.cfg); ok {
+		o := tr.Outbound
+		gopts = web.GuardOptions{Allow: o.Destinations.Allow, Deny: o.Destinations.Deny,
+			CallsPerMinute: o.AgentLimits.CallsPerMinute, MaxCalls: o.AgentLimits.MaxCalls}
+	}
+	gopts.Registerer = gw.reg
+	guard, err := web.NewOutboundGuard(gopts)
+	if err != nil {
+		return err
+	}
+	// Transfers to outside numbers are checked against the same destinations (no trunk that
+	// takes outbound calls: none may be dialled).
+	transfers := &web.Transfers{ACD: clusterACD{t.acd, t.sip}, Numbers: gw.store, Log: gw.log.With("component", "transfer")}
+	if _, ok := outboundTrunk(gw.cfg); ok {
+		transfers.Guard = guard
+	}
+	t.transfers.Store(transfers)
 	t.web, err = web.New(web.Options{
 		Auth: webLogin{gw.store}, ACD: clusterACD{t.acd, t.sip}, WebRTC: rtc, APIBase: "/api/v2",
 		Registerer: gw.reg, Logger: gw.log.With("component", "softphone"), Teams: teams,
 		SecureCookie: gw.cfg.HTTP.Secure(), Guard: gw.guard, ICEServers: iceServers(wcfg.ICEServers),
-		Recordings: pauser, Sessions: webSessions{gw.store},
+		Recordings: pauser, Sessions: webSessions{gw.store}, Transfers: transfers,
 	})
 	if err != nil {
 		return err
@@ -74,18 +93,9 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	// attached to another node of the cluster through the internal leg to that node.
 	t.acd.SetDialer(t.sip.ClusterDialer(web.PreferSoftphone(t.web, t.sip.PhoneDialer())))
 
-	// Toll fraud: the outbound trunk's destinations and agent limits, checked before dialling.
-	var gopts web.GuardOptions
-	if tr, ok := outboundTrunk(gw.cfg); ok {
-		o := tr.Outbound
-		gopts = web.GuardOptions{Allow: o.Destinations.Allow, Deny: o.Destinations.Deny,
-			CallsPerMinute: o.AgentLimits.CallsPerMinute, MaxCalls: o.AgentLimits.MaxCalls}
-	}
-	gopts.Registerer = gw.reg
-	guard, err := web.NewOutboundGuard(gopts)
-	if err != nil {
-		return err
-	}
+	// Queue callbacks dial the caller through the trunk under the same destination rules.
+	t.acd.SetCallbackDialer(callbackDialer{Server: t.sip, guard: guard})
+
 	out := &web.Outbound{Store: gw.store, Dialer: trunkDialer{t}, Teams: teams, Guard: guard,
 		Lines: outboundLines(gw.cfg), Roster: t.acd, Log: gw.log.With("component", "outbound")}
 	caller := func(r *http.Request) (int64, bool) {
@@ -96,6 +106,10 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	mux.Handle("GET /api/v2/lines", out.LinesHandler(caller))
 	// TU-3, TU-4: an agent's callback of a call, onto its ticket.
 	mux.Handle("POST /api/v2/calls/{id}/callback", out.CallbackHandler(gw.engine, nil, caller))
+	// Transfers of a connected queue call by its agent (web/transfer.go).
+	mux.Handle("POST /api/v2/calls/{id}/transfer", transfers.Handler("", caller))
+	mux.Handle("POST /api/v2/calls/{id}/transfer/complete", transfers.Handler("complete", caller))
+	mux.Handle("POST /api/v2/calls/{id}/transfer/cancel", transfers.Handler("cancel", caller))
 	// Issue 21: the agent adds an external party to the call (the same dial plan).
 	mux.Handle("POST /api/v2/calls/{id}/conference", out.ConferenceHandler(t.acd, conferenceDialer{t}, caller))
 	return t.mountSupervisors(mux)
@@ -251,6 +265,21 @@ func (d trunkDialer) Dial(ctx context.Context, req web.Dial) (string, error) {
 	return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the call cannot be placed now (error id " + id + ")"}
 }
 
+// callbackDialer places queue callbacks through sip (ivr.CallbackDialer) and refuses the
+// numbers the outbound trunk's destination rules refuse (ivr.CallbackChecker): a caller ID
+// can be forged.
+type callbackDialer struct {
+	*sip.Server
+	guard *web.OutboundGuard
+}
+
+func (d callbackDialer) CallbackAllowed(to string) error {
+	if reason := d.guard.Destination(to); reason != "" {
+		return fmt.Errorf("outbound destination rules: %s", reason)
+	}
+	return nil
+}
+
 // clusterACD is the ACD the softphone page's buttons drive: a call this node relays for the
 // node that owns it (the agent answered here over the cluster's internal leg) has its hold,
 // resume and transfer sent to that node, whose ACD holds the call; any other call is this
@@ -275,8 +304,22 @@ func (a clusterACD) Resume(ctx context.Context, callID string) error {
 }
 
 func (a clusterACD) Transfer(ctx context.Context, callID string, to ivr.TransferTo) error {
+	if to.Number != "" {
+		// An outside number is dialled by the node that owns the call's carrier leg; a call
+		// relayed from another node is not this ACD's (ErrNoCall).
+		return a.ACD.Transfer(ctx, callID, to)
+	}
 	if err := a.sip.RelayControl(ctx, callID, "transfer", to); !errors.Is(err, sip.ErrNotInternal) {
 		return err
 	}
 	return a.ACD.Transfer(ctx, callID, to)
+}
+
+// refer carries out an agent phone's REFER through the page's transfer checks (web.Transfers).
+func (t *telephony) refer(ctx context.Context, callID string, agentID int64, to sip.ReferTarget) error {
+	tr := t.transfers.Load()
+	if tr == nil {
+		return errors.New("transfers are not ready")
+	}
+	return tr.Refer(ctx, callID, agentID, to.AgentID, to.Number)
 }

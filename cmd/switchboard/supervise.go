@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/switchboard-voice/switchboard/config"
 	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/ticketing"
 	"github.com/switchboard-voice/switchboard/web"
@@ -18,7 +17,7 @@ func (t *telephony) mountSupervisors(mux *http.ServeMux) error {
 	gw := t.gw
 	sup, err := t.web.Supervisors(web.SupervisorOptions{
 		ACD: t.acd, Audit: gw.store, Auth: gw.api.Authenticate,
-		Reports: gw.store, ReportOptions: reportOptions(gw.cfg),
+		Reports: gw.store, ReportOptions: gw.reportOptions(),
 		Logger: gw.log.With("component", "supervisors"),
 	})
 	if err != nil {
@@ -28,14 +27,24 @@ func (t *telephony) mountSupervisors(mux *http.ServeMux) error {
 	return nil
 }
 
-// reportOptions are the reports' options from the configuration: each queue's service-level
-// threshold.
-func reportOptions(cfg *config.Config) ticketing.ReportOptions {
+// reportOptions are the reports' options: each queue's service-level threshold, read live from the
+// roster (the configuration's value is the fallback).
+func (gw *gateway) reportOptions() ticketing.ReportOptions {
 	levels := map[string]int{}
-	for name, q := range cfg.Queues {
+	for name, q := range gw.cfg.Queues {
 		levels[name] = q.ServiceLevelSeconds
 	}
-	return ticketing.ReportOptions{ServiceLevels: levels}
+	reports := ticketing.ReportOptions{ServiceLevels: levels}
+	// Queues live in the roster once it is loaded (created and changed through the API, each
+	// with its service_level_seconds); the file's value is the fallback of a queue that sets none.
+	reports.Levels = func() map[string]int {
+		m := gw.roster.Load()
+		if m == nil || !m.Loaded() {
+			return levels
+		}
+		return m.ServiceLevels(levels)
+	}
+	return reports
 }
 
 // conferenceDialer adds an external party to an agent's call: sip dials it through the

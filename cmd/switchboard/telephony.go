@@ -49,6 +49,9 @@ type telephony struct {
 	// web server, so the callback cannot read t.web (a data race -race showed in the cross-node
 	// test); startSoftphone stores it here once made.
 	pages atomic.Pointer[web.Server]
+	// transfers is the page's and the API's transfer checks, made by startSoftphone after the
+	// SIP server; an agent phone's REFER (sip.Options.Refer) goes through them.
+	transfers atomic.Pointer[web.Transfers]
 	// states keeps the agents' state history for the reports (nil without a database pool).
 	states *ticketing.AgentStateLog
 
@@ -143,7 +146,8 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	}
 	for name, q := range cfg.Queues {
 		iq := ivr.Queue{Name: name, RingTimeout: q.RingTimeout.D(), MaxWait: q.MaxWait.D(), WrapUp: q.WrapUp.D(),
-			MaxMissedOffers: q.MaxMissedOffers, AnnouncePosition: q.AnnouncePosition, Overflow: q.Overflow.Target}
+			MaxMissedOffers: q.MaxMissedOffers, AnnouncePosition: q.AnnouncePosition, Overflow: q.Overflow.Target,
+			Callback: ivr.QueueCallback{Key: q.Callback.Key, Attempts: q.Callback.Attempts, RetryDelay: q.Callback.RetryDelay.D()}}
 		if q.Music != "" {
 			if iq.Music, err = ivr.LoadWAV(q.Music); err != nil {
 				return fmt.Errorf("queues.%s.music: %w", name, err)
@@ -218,6 +222,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	sopts.Agents = t.sipAgent
 	if t.acd != nil {
 		sopts.AgentStates = t.acd // feature codes *60/*61/*62 from the agents' phones
+		sopts.Refer = t.refer     // blind transfers from the agents' phones (REFER)
 	}
 	if gw.journal != nil {
 		sopts.Journal = gw.journal
@@ -463,6 +468,7 @@ func (t *telephony) newRoster(ctx context.Context, dbUp bool, acdOpts *ivr.ACDOp
 		return err
 	}
 	t.roster = m
+	gw.roster.Store(m)
 	if !dbUp {
 		return nil
 	}

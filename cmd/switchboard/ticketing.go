@@ -104,7 +104,7 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 	})
 	gw.api.Register(mux, "/api/v2")
 	gw.api.RegisterCalls(mux, "/api/v2", gw.events, gw.engine.Wake)
-	reports := reportOptions(cfg)
+	reports := gw.reportOptions()
 	gw.api.RegisterReports(mux, "/api/v2", reports)
 	// The last hour's report figures as gauges, for the Grafana dashboard.
 	if gw.reportGauges, err = gw.store.StartReportGauges(ticketing.ReportGaugesOptions{Reports: reports,

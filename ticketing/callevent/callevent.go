@@ -32,19 +32,32 @@ func (e FieldError) Error() string { return e.Field + ": " + e.Message }
 
 // Call lifecycle event types (docs/events.md).
 const (
-	EventStarted        = "call.started"
-	EventIVRSelected    = "call.ivr_selected"
-	EventQueued         = "call.queued"
-	EventOffered        = "call.offered"
-	EventAnswered       = "call.answered"
-	EventHeld           = "call.held"
-	EventResumed        = "call.resumed"
-	EventTransferred    = "call.transferred"
-	EventVoicemail      = "call.voicemail"
-	EventAbandoned      = "call.abandoned"
-	EventRecordingReady = "call.recording_ready"
-	EventCSAT           = "call.csat"
-	EventEnded          = "call.ended"
+	EventStarted     = "call.started"
+	EventIVRSelected = "call.ivr_selected"
+	EventQueued      = "call.queued"
+	EventOffered     = "call.offered"
+	EventAnswered    = "call.answered"
+	EventHeld        = "call.held"
+	EventResumed     = "call.resumed"
+	EventTransferred = "call.transferred"
+	// EventTransferStarted: the agent started a transfer whose target must answer first (a
+	// consult transfer, or a blind one to an outside number); the caller hears music and the
+	// time until the transfer completes or is given up counts as transfer time (CD-3).
+	EventTransferStarted = "call.transfer_started"
+	EventVoicemail       = "call.voicemail"
+	EventAbandoned       = "call.abandoned"
+	EventRecordingReady  = "call.recording_ready"
+	EventCSAT            = "call.csat"
+	EventEnded           = "call.ended"
+	// EventCallbackRequested: the caller, waiting in queue, pressed the queue's callback key:
+	// their call ends (outcome callback) and they keep their place; when their turn comes an
+	// agent accepts the callback and the gateway calls them back (a new outbound call whose
+	// call.started names this call in callback_of).
+	EventCallbackRequested = "call.callback_requested"
+	// EventCallbackDropped: the last attempt of a queue callback was not answered (busy, no
+	// answer, failed); the callback is given up. It comes on that attempt's call, before its
+	// call.ended, with callback_of and attempts.
+	EventCallbackDropped = "call.callback_dropped"
 )
 
 // Call outcomes carried by call.ended.
@@ -55,6 +68,9 @@ const (
 	OutcomeNoAnswer  = "no_answer"
 	OutcomeFailed    = "failed"
 	OutcomeRejected  = "rejected"
+	// OutcomeCallback: the caller left the queue asking to be called back
+	// (call.callback_requested): neither answered nor abandoned.
+	OutcomeCallback = "callback"
 )
 
 // Who ended a call (call.ended's hangup_by).
@@ -157,8 +173,13 @@ type Event struct {
 	// ticketing engine maps it to ticket fields by configuration (CF-4). At most MaxDataKeys
 	// keys (ValidDataKey), each value one line of at most MaxDataValue bytes.
 	Data Data `json:"data,omitempty"`
-	// call.queued
+	// call.queued, call.callback_requested, call.callback_dropped
 	Queue string `json:"queue,omitempty"`
+	// CallbackOf, on call.started of a queue callback's attempt and on call.callback_dropped,
+	// is the id of the inbound call whose caller asked to be called back (TU-4: the attempt
+	// joins that call's ticket); Attempt is the attempt's number, from 1.
+	CallbackOf string `json:"callback_of,omitempty"`
+	Attempt    int    `json:"attempt,omitempty"`
 	// call.offered, call.answered
 	AgentID int64 `json:"agent_id,omitempty"`
 	// Channel, on call.answered (and on call.started of an agent's outbound call), is the kind
@@ -166,9 +187,14 @@ type Event struct {
 	// SIP phone; empty when unknown (an outside system that does not say). CF-1: a ticket made
 	// by a call taken or placed on the softphone has session_type webrtc.
 	Channel string `json:"channel,omitempty"`
-	// call.transferred
-	FromAgentID int64 `json:"from_agent_id,omitempty"`
-	ToAgentID   int64 `json:"to_agent_id,omitempty"`
+	// call.transferred, call.transfer_started: the agent who transferred and the target — an
+	// agent (ToAgentID), an outside number dialled through the trunk (ToNumber, E.164) or, on
+	// call.transfer_started, a queue (Queue). TransferMode, on call.transfer_started, is
+	// "blind" or "consult".
+	FromAgentID  int64  `json:"from_agent_id,omitempty"`
+	ToAgentID    int64  `json:"to_agent_id,omitempty"`
+	ToNumber     string `json:"to_number,omitempty"`
+	TransferMode string `json:"transfer_mode,omitempty"`
 	// call.voicemail, call.recording_ready
 	RecordingID string `json:"recording_id,omitempty"`
 	Seconds     int64  `json:"seconds,omitempty"`
@@ -399,9 +425,9 @@ type Sink interface {
 // eventTypes lists the known event types.
 var eventTypes = map[string]bool{
 	EventStarted: true, EventIVRSelected: true, EventQueued: true, EventOffered: true,
-	EventAnswered: true, EventHeld: true, EventResumed: true, EventTransferred: true,
+	EventAnswered: true, EventHeld: true, EventResumed: true, EventTransferred: true, EventTransferStarted: true,
 	EventVoicemail: true, EventAbandoned: true, EventRecordingReady: true, EventCSAT: true,
-	EventEnded: true,
+	EventEnded: true, EventCallbackRequested: true, EventCallbackDropped: true,
 }
 
 // Types returns every event type, sorted.
@@ -429,7 +455,7 @@ func Validate(e Event) []FieldError {
 		add("seq", "must be a positive integer: the event's position in its call, from 1")
 	}
 	if !eventTypes[e.Type] {
-		add("type", fmt.Sprintf("%q is not an event type; use one of call.started, call.ivr_selected, call.queued, call.offered, call.answered, call.held, call.resumed, call.transferred, call.voicemail, call.abandoned, call.recording_ready, call.csat, call.ended", e.Type))
+		add("type", fmt.Sprintf("%q is not an event type; use one of call.started, call.ivr_selected, call.queued, call.offered, call.answered, call.held, call.resumed, call.transfer_started, call.transferred, call.voicemail, call.abandoned, call.recording_ready, call.csat, call.ended, call.callback_requested, call.callback_dropped", e.Type))
 	}
 	if e.At.IsZero() {
 		add("at", "is required: an RFC 3339 time")
@@ -466,14 +492,40 @@ func Validate(e Event) []FieldError {
 		if e.Queue == "" {
 			add("queue", "is required for call.queued")
 		}
+	case EventCallbackRequested:
+		if e.Queue == "" {
+			add("queue", "is required for call.callback_requested")
+		}
+	case EventCallbackDropped:
+		if e.CallbackOf == "" || len(e.CallbackOf) > 200 {
+			add("callback_of", "is required for call.callback_dropped, at most 200 characters")
+		}
+		if e.Attempt < 1 {
+			add("attempt", "is required for call.callback_dropped: the last attempt's number, from 1")
+		}
 	case EventOffered:
 		if e.AgentID <= 0 {
 			add("agent_id", "is required for call.offered")
 		}
 	case EventTransferred:
-		if e.ToAgentID <= 0 {
-			add("to_agent_id", "is required for call.transferred")
+		if (e.ToAgentID > 0) == (e.ToNumber != "") || e.ToAgentID < 0 {
+			add("to_agent_id", "call.transferred needs exactly one of to_agent_id (an agent) or to_number (an outside number)")
 		}
+		validateToNumber(e, add)
+	case EventTransferStarted:
+		n := 0
+		for _, set := range []bool{e.ToAgentID > 0, e.ToNumber != "", e.Queue != ""} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 || e.ToAgentID < 0 {
+			add("to_agent_id", "call.transfer_started needs exactly one of to_agent_id, queue or to_number")
+		}
+		if e.TransferMode != TransferBlind && e.TransferMode != TransferConsult {
+			add("transfer_mode", "must be blind or consult")
+		}
+		validateToNumber(e, add)
 	case EventAbandoned:
 		if e.Where != WhereIVR && e.Where != WhereQueue && e.Where != WhereVoicemail {
 			add("where", "must be ivr, queue or voicemail")
@@ -488,9 +540,9 @@ func Validate(e Event) []FieldError {
 		}
 	case EventEnded:
 		switch e.Outcome {
-		case OutcomeAnswered, OutcomeAbandoned, OutcomeVoicemail, OutcomeNoAnswer, OutcomeFailed, OutcomeRejected:
+		case OutcomeAnswered, OutcomeAbandoned, OutcomeVoicemail, OutcomeNoAnswer, OutcomeFailed, OutcomeRejected, OutcomeCallback:
 		default:
-			add("outcome", "must be answered, abandoned, voicemail, no_answer, failed or rejected")
+			add("outcome", "must be answered, abandoned, voicemail, no_answer, failed, rejected or callback")
 		}
 		if len(e.Cause) > 64 || strings.IndexFunc(e.Cause, func(r rune) bool { return !('a' <= r && r <= 'z' || r == '_') }) >= 0 {
 			add("cause", "must be at most 64 characters of a-z and _, such as crash")
@@ -527,6 +579,29 @@ func Validate(e Event) []FieldError {
 	}
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Field < errs[j].Field })
 	return errs
+}
+
+// Transfer modes (call.transfer_started's transfer_mode).
+const (
+	TransferBlind   = "blind"   // the agent lets go once the target answers
+	TransferConsult = "consult" // the agent talks to the target first, then completes or returns
+)
+
+// MaxToNumberLen bounds to_number.
+const MaxToNumberLen = 32
+
+// validateToNumber checks to_number: "+" and digits, E.164's shape.
+func validateToNumber(e Event, add func(field, msg string)) {
+	if e.ToNumber == "" {
+		return
+	}
+	ok := len(e.ToNumber) >= 3 && len(e.ToNumber) <= MaxToNumberLen && e.ToNumber[0] == '+'
+	for _, r := range e.ToNumber[min(1, len(e.ToNumber)):] {
+		ok = ok && '0' <= r && r <= '9'
+	}
+	if !ok {
+		add("to_number", "must be an E.164 number such as +15557770000")
+	}
 }
 
 func isUUID(s string) bool {

@@ -8,7 +8,7 @@ import { launchPage } from './harness.mjs';
 
 const base = process.env.GATEWAY_URL;
 
-test('an admin creates a queue and an agent and changes a queue on the admin page', async (t) => {
+test('an admin creates a queue and an agent, changes a queue and manages lines on the admin page', async (t) => {
   const { page } = await launchPage(t);
   await page.goto(`${base}/admin`);
   await page.getByTestId('admin-login-email').fill('admin@example.com');
@@ -43,6 +43,37 @@ test('an admin creates a queue and an agent and changes a queue on the admin pag
     return r && r.value === '20' && document.getElementById('message').textContent === '';
   });
   assert.equal(await page.getByTestId('admin-message').textContent(), '');
+
+  // Billing's service level and callback key, set in its row (issue 21).
+  await page.getByTestId('queue-sl-billing').fill('30');
+  await page.getByTestId('queue-callback-billing').fill('1');
+  await page.getByTestId('queue-save-billing').click();
+  await page.waitForFunction(() => {
+    const r = document.querySelector('[data-testid="queue-callback-billing"]');
+    return r && r.value === '1' && document.getElementById('message').textContent === '';
+  });
+
+  // Lines: create two, rename one, delete the other.
+  for (const [number, target] of [['+15550111', 'queue:billing'], ['+15550112', 'voicemail']]) {
+    await page.getByTestId('line-new-number').fill(number);
+    await page.getByTestId('line-new-target').fill(target);
+    await page.getByTestId('line-new-submit').click();
+    await page.getByTestId(`line-${number}`).waitFor();
+  }
+  await page.getByTestId('line-name-+15550111').fill('Billing desk');
+  await page.getByTestId('line-save-+15550111').click();
+  await page.waitForFunction(() => {
+    const r = document.querySelector('[data-testid="line-name-+15550111"]');
+    return r && r.value === 'Billing desk' && document.getElementById('message').textContent === '';
+  });
+  page.once('dialog', (d) => d.accept());
+  await page.getByTestId('line-delete-+15550112').click();
+  await page.getByTestId('line-+15550112').waitFor({ state: 'detached' });
+  // A line to nowhere is refused with the API's reason.
+  await page.getByTestId('line-new-number').fill('+15550113');
+  await page.getByTestId('line-new-target').fill('queue:nowhere');
+  await page.getByTestId('line-new-submit').click();
+  await page.waitForFunction(() => document.getElementById('message').textContent.includes('nowhere'));
 
   // A refused change says why, naming the field.
   await page.getByTestId('queue-new-name').fill('billing');

@@ -135,8 +135,8 @@ test('cross-node softphone: a call of node A answered on node B, held, resumed, 
 
   // Blind transfer to agent2, whose SIP phone is registered with node A.
   await ask('transfer-target');
-  await page.locator('#transfer-kind').selectOption('agent');
-  await page.locator('#transfer-to').fill(transferTo);
+  // The directory lists every agent of the cluster with their state (GET /agents).
+  await page.getByTestId('transfer-target').selectOption(`agent:${transferTo}`);
   await page.getByTestId('transfer').click();
   // The call leaves this page: node A released agent1's leg, and the internal leg with it.
   await page.getByTestId('hangup').waitFor({ state: 'hidden' });

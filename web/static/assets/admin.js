@@ -1,5 +1,5 @@
-// The admin page: agents, queues and memberships, changed live through the admin API
-// (/api/v2/agents, /api/v2/queues, /api/v2/queues/{name}/memberships). It uses the page's
+// The admin page: agents, queues, memberships and inbound lines, changed live through the
+// admin API (/api/v2/agents, /api/v2/queues, /api/v2/queues/{name}/memberships, /api/v2/lines). It uses the page's
 // session cookie (POST /login, as the agent page does); the API answers 403 to anyone but an
 // admin. Plain DOM, no framework; every text from the server is set with textContent.
 
@@ -110,13 +110,19 @@ async function loadQueues() {
     const missed = input(queue.max_missed_offers, 'number');
     const announce = input(queue.announce_position, 'checkbox');
     const overflow = input(queue.overflow);
-    for (const el of [ring, wait, wrap, missed, announce, overflow]) cell(tr, el);
+    const level = input(queue.service_level_seconds, 'number', `queue-sl-${queue.name}`);
+    const cbKey = input(queue.callback ? queue.callback.key : '', 'text', `queue-callback-${queue.name}`);
+    cbKey.size = 2; cbKey.maxLength = 1;
+    for (const el of [ring, wait, wrap, missed, announce, overflow, level, cbKey]) cell(tr, el);
     cell(tr, queue.memberships.map((m) => `${m.name} (${m.priority})`).join(', '));
     const actions = cell(tr, '');
     actions.append(button('Save', async () => {
       await api('PUT', `/queues/${encodeURIComponent(queue.name)}`, { queue: {
         ring_timeout: Number(ring.value), max_wait: Number(wait.value), wrap_up: Number(wrap.value),
         max_missed_offers: Number(missed.value), announce_position: announce.checked, overflow: overflow.value.trim(),
+        service_level_seconds: Number(level.value),
+        // An empty key turns callbacks off; a key keeps the stored attempts and retry delay.
+        callback: cbKey.value.trim() ? { key: cbKey.value.trim() } : null,
       } });
       await refresh();
     }, `queue-save-${queue.name}`));
@@ -166,9 +172,53 @@ async function loadAgents() {
   }
 }
 
+async function loadLines() {
+  const { lines } = await api('GET', '/lines/inbound');
+  const rows = $('line-rows');
+  rows.replaceChildren();
+  for (const l of lines) {
+    const tr = document.createElement('tr');
+    tr.dataset.testid = `line-${l.number}`;
+    const path = `/lines/${encodeURIComponent(l.number)}`;
+    cell(tr, l.number);
+    const target = input(l.target, 'text', `line-target-${l.number}`);
+    const name = input(l.name, 'text', `line-name-${l.number}`);
+    const lang = input(l.language, 'text', `line-language-${l.number}`);
+    lang.size = 6;
+    for (const el of [target, name, lang]) cell(tr, el);
+    const actions = cell(tr, '');
+    actions.append(button('Save', async () => {
+      await api('PUT', path, { line: { target: target.value.trim(), name: name.value.trim(), language: lang.value.trim() } });
+      await refresh();
+    }, `line-save-${l.number}`));
+    actions.append(button('Delete', async () => {
+      if (!window.confirm(`Delete line ${l.number}? Its calls are refused from then on.`)) return;
+      await api('DELETE', path);
+      await refresh();
+    }, `line-delete-${l.number}`));
+    rows.append(tr);
+  }
+}
+
 async function refresh() {
   await loadQueues();
+  await loadLines();
   await loadAgents();
+}
+
+async function onLineNew(ev) {
+  ev.preventDefault();
+  message('');
+  const line = { number: $('line-new-number').value.trim(), target: $('line-new-target').value.trim() };
+  const name = $('line-new-name').value.trim();
+  const lang = $('line-new-language').value.trim();
+  if (name) line.name = name;
+  if (lang) line.language = lang;
+  try {
+    await api('POST', '/lines', { line });
+    $('line-new').reset();
+    await refresh();
+  } catch (e) { message(e.message); }
 }
 
 async function onQueueNew(ev) {
@@ -230,10 +280,11 @@ async function start() {
   $('who').hidden = false;
   $('admin-name').textContent = (me.agent && me.agent.email) || me.email || '';
   $('admin').hidden = false;
-  try { await refresh(); } catch (e) { message(e.status === 403 ? 'Only admins manage agents and queues.' : e.message); }
+  try { await refresh(); } catch (e) { message(e.status === 403 ? 'Only admins manage agents, queues and lines.' : e.message); }
 }
 
 $('login-form').addEventListener('submit', onLogin);
 $('queue-new').addEventListener('submit', onQueueNew);
+$('line-new').addEventListener('submit', onLineNew);
 $('agent-new').addEventListener('submit', onAgentNew);
 start();

@@ -105,6 +105,10 @@ async function start() {
   $('tv-close').addEventListener('click', () => show($('ticket-view'), false));
   $('call-from-ticket').addEventListener('click', () => ui.ticket && callFromTicket(ui.ticket));
   $('transfer-form').addEventListener('submit', onTransfer);
+  $('transfer-target').addEventListener('change', () => show($('transfer-number'), $('transfer-target').value === 'number'));
+  $('transfer-refresh').addEventListener('click', () => loadDirectory());
+  $('consult-complete').addEventListener('click', () => act({ type: 'consult_complete' }, 'Complete transfer'));
+  $('consult-cancel').addEventListener('click', () => act({ type: 'consult_cancel' }, 'Back to caller'));
   buildDialpad();
   setupDialForm();
   const res = await fetch('/session', { credentials: 'same-origin' });
@@ -266,7 +270,8 @@ function onMessage(m) {
     case 'call': onCall(m.call); break;
     case 'ended': onEnded(m.call_id); break;
     case 'idle': ui.ring = null; show($('incoming'), false); stopRinging(); if (ui.call) onEnded(ui.call.id); break;
-    case 'transferred': notice('Call transferred'); break;
+    case 'transferred': notice('Call transferred'); onConsult({ state: 'ended' }); break;
+    case 'consult': onConsult(m); break;
     case 'error':
       notice(m.message);
       if (/^state: /.test(m.message || '') || /set away/.test(m.message || '')) stateWhy(m.message.replace(/^state: /, ''));
@@ -365,6 +370,10 @@ async function onOffer(sdp) {
 
 function onIncoming(call) {
   ui.ring = call;
+  // A queue callback: the caller is not on the line; accepting dials them (docs/ivr.md).
+  $('in-title').textContent = call.callback ? 'Callback' : 'Incoming call';
+  show($('in-callback'), !!call.callback);
+  $('answer').textContent = call.callback ? 'Accept and call back' : 'Answer';
   $('in-from').textContent = call.from || 'unknown number';
   $('in-name').textContent = call.caller_name || '—';
   $('in-line').textContent = call.line || '—';
@@ -521,7 +530,7 @@ function onCall(call) {
   show($('after-call'), false);
   if (!ui.timer) ui.timer = setInterval(tick, 500);
   tick();
-  if (first) loadTicket(call.id);
+  if (first) { loadTicket(call.id); loadDirectory(); }
 }
 
 function tick() {
@@ -707,14 +716,68 @@ function buildDialpad() {
   }
 }
 
+// ---- transfers ----
+
+// loadDirectory fills the transfer target list: every agent but oneself with their state
+// (GET /agents), every queue with its callers waiting (GET /queues), and an outside number.
+async function loadDirectory() {
+  const sel = $('transfer-target');
+  const keep = sel.value;
+  try {
+    const [agents, queues] = await Promise.all([api('GET', '/agents'), api('GET', '/queues')]);
+    sel.replaceChildren(new Option('Transfer to…', ''));
+    const ag = document.createElement('optgroup');
+    ag.label = 'Agents';
+    for (const a of agents.agents || []) {
+      if (ui.agent && a.id === ui.agent.id) continue;
+      // Every agent is listed with their state; the gateway refuses one who is not available.
+      ag.append(new Option(`${a.name || a.email} — ${a.state.replace('_', '-')}`, `agent:${a.id}`));
+    }
+    const qg = document.createElement('optgroup');
+    qg.label = 'Queues';
+    for (const q of queues.queues || []) {
+      const free = (q.agents && q.agents.available) || 0;
+      qg.append(new Option(`${q.name} — ${q.calls_waiting} waiting, ${free} available`, `queue:${q.name}`));
+    }
+    sel.append(ag, qg, new Option('Outside number…', 'number'));
+    if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
+  } catch (e) {
+    notice(`Transfer directory: ${e.message}`);
+  }
+  show($('transfer-number'), sel.value === 'number');
+}
+
 function onTransfer(ev) {
   ev.preventDefault();
-  const to = $('transfer-to').value.trim();
-  if ($('transfer-kind').value === 'agent') {
-    const id = Number(to);
-    if (!Number.isInteger(id) || id < 1) { notice('Transfer: an agent id is a whole number, e.g. 12'); return; }
-    act({ type: 'transfer', agent_id: id }, 'Transfer');
-  } else act({ type: 'transfer', queue: to }, 'Transfer');
+  const target = $('transfer-target').value;
+  const mode = $('transfer-mode').value;
+  const msg = { type: 'transfer', mode };
+  if (target.startsWith('agent:')) msg.agent_id = Number(target.slice(6));
+  else if (target.startsWith('queue:')) msg.queue = target.slice(6);
+  else if (target === 'number') {
+    msg.number = $('transfer-number').value.trim();
+    if (!msg.number) { notice('Transfer: type the outside number'); return; }
+  } else { notice('Transfer: choose an agent, a queue or an outside number'); return; }
+  act(msg, 'Transfer');
+}
+
+// onConsult follows a transfer that waits for its target: ringing, talking (the agent may
+// complete it or go back to the caller), then ended or failed.
+function onConsult(m) {
+  const box = $('consult');
+  const text = {
+    ringing: 'Calling the transfer target… the caller hears music',
+    talking: 'You are talking to the transfer target; the caller hears music',
+    failed: 'The transfer target did not answer: you are back with the caller',
+    ended: '',
+  }[m.state];
+  const ends = { cancelled: 'Back with the caller', target_left: 'The target hung up: you are back with the caller',
+    completed: 'Call transferred', caller_left: 'The caller hung up', agent_left: 'The call ended' };
+  $('consult-status').textContent = m.state === 'ended' ? (ends[m.message] || '') : (text || '');
+  $('consult-complete').disabled = m.state !== 'talking';
+  show(box, m.state === 'ringing' || m.state === 'talking');
+  $('transfer').disabled = m.state === 'ringing' || m.state === 'talking';
+  if (m.state === 'ended' && ends[m.message]) notice(ends[m.message]);
 }
 
 // ---- outbound ----

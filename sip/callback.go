@@ -1,0 +1,208 @@
+package sip
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/google/uuid"
+
+	"github.com/switchboard-voice/switchboard/ivr"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
+	"github.com/switchboard-voice/switchboard/ticketing/phone"
+)
+
+// callbackTrunk is the trunk queue callbacks go out through: the first that takes outbound
+// calls ("" none).
+func (s *Server) callbackTrunk() string {
+	for _, t := range s.opts.Trunks {
+		if t.OutboundURI != "" {
+			return t.Name
+		}
+	}
+	return ""
+}
+
+// newOutboundCall makes and counts an outbound call to number from line through trunk without
+// starting it: a queue callback's call, on which the agent's SIP phone is rung before the
+// caller is dialled (Originate with OriginateOptions.call runs it; discardCall drops it).
+func (s *Server) newOutboundCall(trunkName, number, line string) (*Call, error) {
+	var trunk *Trunk
+	for i := range s.opts.Trunks {
+		if s.opts.Trunks[i].Name == trunkName {
+			trunk = &s.opts.Trunks[i]
+		}
+	}
+	if trunk == nil || trunk.OutboundURI == "" {
+		return nil, fmt.Errorf("sip: callback: %w", ErrNoOutboundTrunk)
+	}
+	to, ok := phone.Normalize(number, trunk.Region)
+	if !ok {
+		return nil, fmt.Errorf("sip: callback: %q is not a phone number in region %q", number, trunk.Region)
+	}
+	from, ok := phone.Normalize(line, trunk.Region)
+	if !ok {
+		from, _ = phone.Normalize(trunk.CallerID, trunk.Region)
+	}
+	c := &Call{s: s, id: uuid.NewString(), direction: "outbound", from: from, to: to, line: from, trunk: trunk.Name,
+		events: newEventQueue(), received: s.now(), holdLegs: map[*leg]bool{}, maxFwd: 70}
+	c.ctx, c.cancel = context.WithCancelCause(s.ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() || !s.accepting.Load() {
+		return nil, ErrDraining
+	}
+	if len(s.calls) >= s.opts.MaxCalls {
+		return nil, ErrOverCapacity
+	}
+	s.calls[c] = struct{}{}
+	s.callsWG.Add(1)
+	return c, nil
+}
+
+// discardCall drops a call newOutboundCall made that never started (nothing was emitted): its
+// legs are hung up.
+func (s *Server) discardCall(c *Call) {
+	c.cancel(causeLocalHangup)
+	c.mu.Lock()
+	legs := append([]*leg(nil), c.legs...)
+	c.mu.Unlock()
+	for _, l := range legs {
+		l.bye(causeLocalHangup)
+	}
+	s.mu.Lock()
+	delete(s.calls, c)
+	s.mu.Unlock()
+	s.callsWG.Done()
+}
+
+// callbackPhoneLeg is an agent's SIP phone that accepted a queue callback: its leg belongs to
+// the callback's own call (call), which DialCallback then runs. Until then, or when the ACD
+// hangs it up without a DialCallback, Hangup discards that call.
+type callbackPhoneLeg struct {
+	ivr.MediaAgentLeg
+	call    *Call
+	claimed atomic.Bool // DialCallback took the call
+	dropped atomic.Bool
+}
+
+func (l *callbackPhoneLeg) Hangup(ctx context.Context) error {
+	err := l.MediaAgentLeg.Hangup(ctx)
+	if !l.claimed.Load() && l.dropped.CompareAndSwap(false, true) {
+		l.call.s.discardCall(l.call)
+	}
+	return err
+}
+
+// offerCallback rings an agent's SIP phone for a queue callback (o.Callback): the caller is no
+// longer on the line, so the phone's leg is the first leg of the callback's own outbound call,
+// made here; the caller is dialled on that call once the phone answers (DialCallback).
+func (d phoneDialer) offerCallback(ctx context.Context, o ivr.Offer, b binding) (ivr.AgentLeg, error) {
+	s := d.s
+	c, err := s.newOutboundCall(s.callbackTrunk(), o.From, o.Line)
+	if err != nil {
+		return nil, fmt.Errorf("sip: offer the callback of %s to agent %d: %w", o.CallID, o.AgentID, err)
+	}
+	out, err := dialOffer(ctx, c, DialOptions{URI: b.contact.String(), Destination: b.dest(), FromUser: c.to,
+		FromName: o.CallerName, Codecs: carrierCodecsFirst(c)})
+	if err != nil {
+		s.discardCall(c)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("sip: offer the callback of %s to agent %d: %w: %w", o.CallID, o.AgentID, ivr.ErrNoAnswer, err)
+	}
+	return &callbackPhoneLeg{call: c, MediaAgentLeg: ivr.MediaAgentLeg{Endpoint: out.Endpoint(), Ended: out.Done(),
+		HangupFunc: func(context.Context) error { out.Hangup(); return nil }}}, nil
+}
+
+// DialCallback places one attempt of a queue callback (ivr.CallbackDialer): the agent accepted
+// the callback already (agent is their answered leg); the caller's number is called through
+// the first trunk that takes outbound calls, with the line they called as the caller ID, and
+// their answer is bridged into the agent's leg and recorded (the caller left, the agent right).
+// The attempt is a call of its own: call.started names the call called back (callback_of) and
+// the attempt, so that the ticketing core puts it on the caller's ticket (TU-4); when the last
+// attempt is not answered, call.callback_dropped comes before its call.ended.
+//
+// It returns once the attempt is over: nil when the caller answered, ivr.ErrCallbackNotAnswered
+// (wrapped) when they did not (busy, no answer, declined, failed). The agent hanging up before
+// the answer cancels the INVITE; ctx ending hangs the attempt up. The agent's leg is left for
+// the caller (the ACD) to hang up.
+func (s *Server) DialCallback(ctx context.Context, r ivr.CallbackRequest, agent ivr.AgentLeg) error {
+	trunk := s.callbackTrunk()
+	if trunk == "" {
+		return fmt.Errorf("sip: callback of %s: %w", r.CallID, ErrNoOutboundTrunk)
+	}
+	channel := ""
+	if cl, ok := agent.(ivr.ChanneledLeg); ok {
+		channel = cl.Channel()
+	}
+	var (
+		call     *Call
+		answered atomic.Bool
+		ended    = make(chan struct{})
+	)
+	opts := OriginateOptions{
+		Trunk: trunk, Number: r.To, Line: r.Line, AgentID: r.AgentID,
+		Started: func(e *callevent.Event) {
+			e.CallbackOf, e.Attempt = r.CallID, r.Attempt
+			e.Channel, e.Language = channel, r.Language
+		},
+		prepare: func(c *Call) error {
+			call = c
+			// The agent hanging up before the answer cancels the attempt; after it, the
+			// Answered handler sees it.
+			go func() {
+				select {
+				case <-agent.Done():
+					c.Hangup()
+				case <-c.ctx.Done():
+				}
+			}()
+			return nil
+		},
+		Answered: func(actx context.Context, c *Call, out *OutboundLeg) error {
+			answered.Store(true)
+			stop, err := agent.Bridge(out.Endpoint())
+			if err != nil {
+				return fmt.Errorf("sip: callback: bridge the agent: %w", err)
+			}
+			defer stop()
+			c.journalLegs()
+			c.startRecording(out.Endpoint())
+			select {
+			case <-actx.Done():
+			case <-agent.Done():
+			}
+			return nil
+		},
+		failed: func() {
+			if r.Attempt >= r.Attempts && call != nil {
+				call.emit(callevent.Event{Type: callevent.EventCallbackDropped, Queue: r.Queue, CallbackOf: r.CallID, Attempt: r.Attempt})
+			}
+		},
+		Ended: func() { close(ended) },
+	}
+	if pl, ok := agent.(*callbackPhoneLeg); ok && !pl.dropped.Load() && pl.claimed.CompareAndSwap(false, true) {
+		// The agent's SIP phone was rung on the callback's own call: the caller is dialled on it.
+		opts.call = pl.call
+		if err := opts.prepare(pl.call); err != nil {
+			return err
+		}
+		opts.prepare = nil
+	}
+	c, err := s.Originate(context.WithoutCancel(ctx), opts)
+	if err != nil {
+		return fmt.Errorf("sip: callback of %s: %w", r.CallID, err)
+	}
+	select {
+	case <-ended:
+	case <-ctx.Done():
+		c.Hangup()
+		<-ended
+	}
+	if !answered.Load() {
+		return fmt.Errorf("sip: callback of %s, attempt %d: %w", r.CallID, r.Attempt, ivr.ErrCallbackNotAnswered)
+	}
+	return nil
+}
