@@ -8,8 +8,9 @@ import (
 
 // Roles of accounts (docs/api.md).
 const (
-	RoleAdmin = "admin"
-	RoleAgent = "agent"
+	RoleAdmin      = "admin"
+	RoleSupervisor = "supervisor"
+	RoleAgent      = "agent"
 )
 
 // Agent is an account with the agent role that takes calls from queues.
@@ -55,7 +56,7 @@ type User struct {
 	Name         string `yaml:"name"`
 	Password     string `yaml:"password"`
 	PasswordHash string `yaml:"password_hash"`
-	// Role is admin or agent.
+	// Role is admin, supervisor or agent.
 	Role string `yaml:"role"`
 }
 

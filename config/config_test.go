@@ -255,7 +255,7 @@ var problemCases = []problemCase{
 	{"password hash not bcrypt", "users: [{email: a@example.com, password_hash: md5stuff, role: admin}]\n", []Problem{
 		{"users[0].password_hash", "is not a bcrypt hash (one starts $2a$, $2b$ or $2y$)", 2}}},
 	{"user role", "users: [{email: a@example.com, password: x, role: root}]\n", []Problem{
-		{"users[0].role", `"root" is not allowed; use one of admin, agent`, 2}}},
+		{"users[0].role", `"root" is not allowed; use one of admin, supervisor, agent`, 2}}},
 
 	// Teams (docs/rules.md, TB): team ticket entry for outbound calls.
 	{"team agent must be an account", "agents: [{email: a@example.com, password: x}]\nteams: [{name: t, agents: [a@example.com, ghost@example.com]}]\n", []Problem{

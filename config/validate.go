@@ -698,7 +698,7 @@ func (c *Config) validateAccounts(k *checker) {
 	for i, u := range c.Users {
 		p := "users" + index(i)
 		check(p, u.Email, u.Password, u.PasswordHash)
-		oneOf(k, p+".role", u.Role, RoleAdmin, RoleAgent)
+		oneOf(k, p+".role", u.Role, RoleAdmin, RoleSupervisor, RoleAgent)
 	}
 }
 

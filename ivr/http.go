@@ -129,7 +129,7 @@ func (a *ACD) putState(w http.ResponseWriter, r *http.Request, p principal) {
 		return
 	}
 	if !p.admin && p.id != id {
-		apierror.Write(w, apierror.Error{Status: http.StatusForbidden, Description: "agents may change only their own state"})
+		apierror.Write(w, apierror.Error{Status: http.StatusForbidden, Description: "agents may change only their own state: supervisors and admins change anyone's"})
 		return
 	}
 	if _, err := a.Agent(id); errors.Is(err, ErrUnknownAgent) {

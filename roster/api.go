@@ -62,7 +62,7 @@ const maxBody = 64 << 10
 
 // Register mounts the admin API on mux under prefix ("/api/v2"); admins only:
 //
-//	POST   /agents                               create a user (role agent) and make it an agent
+//	POST   /agents                               create a user (role agent, supervisor or admin) and make it an agent
 //	GET    /agents/{id}                          an agent's queues, priorities and SIP username
 //	PUT    /agents/{id}                          make a user an agent, or change its queues or SIP phone
 //	DELETE /agents/{id}                          take the agent off the roster (the user stays)
@@ -421,8 +421,8 @@ func applyAgent(ctx context.Context, tx pgx.Tx, id int64, c agentChange) (secret
 	if err != nil {
 		return "", nil, err
 	}
-	if role != ticketing.RoleAgent && role != ticketing.RoleAdmin {
-		return "", nil, invalid("id", "user %d is an end user: only agents and admins take calls (change the user's role first)", id)
+	if role == ticketing.RoleEndUser {
+		return "", nil, invalid("id", "user %d is an end user: only agents, supervisors and admins take calls (change the user's role first)", id)
 	}
 	var curUser *string
 	err = tx.QueryRow(ctx, `SELECT sip_username FROM roster_agents WHERE user_id = $1 FOR UPDATE`, id).Scan(&curUser)
@@ -548,7 +548,7 @@ func freeSIPUsername(ctx context.Context, tx pgx.Tx, id int64, email string) (st
 }
 
 func (a *API) createAgent(w http.ResponseWriter, r *http.Request, p ticketing.Principal) error {
-	in, err := body(r, "agent", append([]string{"user_id", "name", "email", "password"}, agentFields...), agentRead)
+	in, err := body(r, "agent", append([]string{"user_id", "name", "email", "password", "role"}, agentFields...), agentRead)
 	if err != nil {
 		return err
 	}
@@ -560,9 +560,9 @@ func (a *API) createAgent(w http.ResponseWriter, r *http.Request, p ticketing.Pr
 	if ok, err := field(in, "user_id", &id); err != nil {
 		return err
 	} else if ok {
-		for _, f := range []string{"name", "email", "password"} {
+		for _, f := range []string{"name", "email", "password", "role"} {
 			if _, has := in[f]; has {
-				return invalid(f, "give user_id (an existing user) or name, email and password (a new one), not both")
+				return invalid(f, "give user_id (an existing user) or name, email, password and role (a new one), not both")
 			}
 		}
 		if id <= 0 {
@@ -575,7 +575,17 @@ func (a *API) createAgent(w http.ResponseWriter, r *http.Request, p ticketing.Pr
 				return err
 			}
 		}
+		// A new user is an agent unless role says supervisor or admin (an end user takes no
+		// calls).
 		nu.Role = ticketing.RoleAgent
+		if _, err := field(in, "role", &nu.Role); err != nil {
+			return err
+		}
+		switch nu.Role {
+		case ticketing.RoleAgent, ticketing.RoleSupervisor, ticketing.RoleAdmin:
+		default:
+			return invalid("role", "%q is not a role that takes calls; use agent, supervisor or admin", clip(nu.Role))
+		}
 		u, err := a.opts.Users.CreateUser(r.Context(), p.Actor(), nu)
 		if err != nil {
 			return err // 422 naming the field, 409 for an email in use

@@ -114,7 +114,7 @@ func load(ctx context.Context, q querier) (Snapshot, error) {
 	rows, err = q.Query(ctx, `SELECT a.user_id, u.name, coalesce(u.email, ''), u.role, coalesce(a.sip_username, ''),
 		coalesce(a.ha1_md5, ''), coalesce(a.ha1_sha256, '')
 		FROM roster_agents a JOIN users u ON u.id = a.user_id
-		WHERE u.deleted_at IS NULL AND u.role IN ('agent', 'admin') ORDER BY a.user_id`)
+		WHERE u.deleted_at IS NULL AND u.role IN ('agent', 'supervisor', 'admin') ORDER BY a.user_id`)
 	if err != nil {
 		return s, fmt.Errorf("roster: load agents: %w", err)
 	}

@@ -150,6 +150,10 @@ const (
 // IsAdmin reports whether p is an admin.
 func (p Principal) IsAdmin() bool { return p.Role == RoleAdmin }
 
+// IsSupervisor reports whether p has the supervisors' powers: a supervisor, or an admin (admins
+// keep every supervisor power).
+func (p Principal) IsSupervisor() bool { return p.Role == RoleSupervisor || p.Role == RoleAdmin }
+
 // Actor is p as the actor of store changes.
 func (p Principal) Actor() Actor { return Actor(p.UserID) }
 

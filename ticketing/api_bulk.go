@@ -169,7 +169,7 @@ func (a *API) upsertUser(ctx context.Context, p Principal, b *body) (User, bool,
 
 func (a *API) createUserAs(ctx context.Context, p Principal, in NewUser) (User, error) {
 	if in.Role != "" && in.Role != RoleEndUser && !p.IsAdmin() {
-		return User{}, &Error{Kind: ErrForbidden, Description: "only admins can create agents and admins"}
+		return User{}, &Error{Kind: ErrForbidden, Description: "only admins can create agents, supervisors and admins"}
 	}
 	u, err := a.store.CreateUser(ctx, p.Actor(), in)
 	return u, renameField(err, "value", "phone")

@@ -82,7 +82,7 @@ func renameField(err error, from, to string) error {
 // admins' business.
 func mayWriteUser(p Principal, u User) error {
 	if u.IsStaff() && u.ID != p.UserID && !p.IsAdmin() {
-		return &Error{Kind: ErrForbidden, Description: "only admins can change other agents and admins"}
+		return &Error{Kind: ErrForbidden, Description: "only admins can change other agents, supervisors and admins"}
 	}
 	return nil
 }
@@ -118,7 +118,7 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request, p Principal) er
 		return err
 	}
 	if in.Role != "" && in.Role != RoleEndUser && !p.IsAdmin() {
-		return &Error{Kind: ErrForbidden, Description: "only admins can create agents and admins"}
+		return &Error{Kind: ErrForbidden, Description: "only admins can create agents, supervisors and admins"}
 	}
 	u, err := a.store.CreateUser(r.Context(), p.Actor(), in)
 	if err != nil {

@@ -41,7 +41,7 @@ func (s *Store) CreatePageSession(ctx context.Context, key []byte, userID int64,
 func (s *Store) PageSession(ctx context.Context, key []byte) (User, time.Time, error) {
 	var exp time.Time
 	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userCols+`, ps.expires_at `+userFrom+`JOIN page_sessions ps ON ps.user_id = u.id
-		WHERE ps.token_hash = $1 AND ps.expires_at > now() AND u.deleted_at IS NULL AND u.role IN ('agent', 'admin')`, key), &exp)
+		WHERE ps.token_hash = $1 AND ps.expires_at > now() AND u.deleted_at IS NULL AND u.role IN ('agent', 'supervisor', 'admin')`, key), &exp)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return User{}, time.Time{}, notFound("page session not found")
 	}

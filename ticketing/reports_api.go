@@ -13,13 +13,9 @@ import (
 	"unicode/utf8"
 )
 
-// roleSupervisor is the supervisors' role: like admins, they read every agent's figures and
-// calls in reports (docs/reports.md).
-const roleSupervisor = "supervisor"
-
-// seesAll reports whether p reads every agent's report rows and call records; an agent reads
-// only their own.
-func seesAll(p Principal) bool { return p.Role == RoleAdmin || p.Role == roleSupervisor }
+// seesAll reports whether p reads every agent's report rows and call records (supervisors and
+// admins, docs/reports.md); an agent reads only their own.
+func seesAll(p Principal) bool { return p.IsSupervisor() }
 
 // RegisterReports mounts the reports under prefix (docs/reports.md): GET /reports/queues,
 // GET /reports/agents and GET /reports/calls (the call records of a period), each in JSON or

@@ -786,7 +786,7 @@ func (e *Engine) defaultAssignee(ctx context.Context, tx *applyTx, st Settings) 
 
 func (e *Engine) lookupDefaultAssignee(ctx context.Context, tx *applyTx, st Settings) (*int64, error) {
 	var id int64
-	err := tx.QueryRow(ctx, `SELECT id FROM users WHERE lower(email) = lower($1) AND role IN ('agent', 'admin')
+	err := tx.QueryRow(ctx, `SELECT id FROM users WHERE lower(email) = lower($1) AND role IN ('agent', 'supervisor', 'admin')
 		AND deleted_at IS NULL`, st.DefaultAssignee).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		e.log.Warn("ticketing engine: default_assignee is not an agent", "email", st.DefaultAssignee)

@@ -129,7 +129,7 @@ func (s *Store) CheckAPIToken(ctx context.Context, token string) (User, error) {
 	var id int64
 	err := s.pool.QueryRow(ctx, `SELECT u.id FROM api_tokens t JOIN users u ON u.id = t.user_id
 		WHERE t.token_sha256 = $1 AND (t.expires_at IS NULL OR t.expires_at > clock_timestamp())
-		AND u.deleted_at IS NULL AND u.role IN ('agent', 'admin')`, tokenHash(token)).Scan(&id)
+		AND u.deleted_at IS NULL AND u.role IN ('agent', 'supervisor', 'admin')`, tokenHash(token)).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return User{}, &Error{Kind: ErrUnauthorized, Description: "unknown, expired or revoked API token"}
 	}

@@ -16,12 +16,15 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// User roles. End users are the people tickets are about and have no login; agents and
-// admins log in to the API and the softphone.
+// User roles. End users are the people tickets are about and have no login; agents,
+// supervisors and admins log in to the API and the softphone. A supervisor is an agent who
+// may also supervise calls, read the wallboard and set any agent's state, without the admins'
+// settings, roster, webhooks and tokens (docs/supervisors.md).
 const (
-	RoleEndUser = "end-user"
-	RoleAgent   = "agent"
-	RoleAdmin   = "admin"
+	RoleEndUser    = "end-user"
+	RoleAgent      = "agent"
+	RoleSupervisor = "supervisor"
+	RoleAdmin      = "admin"
 )
 
 // User is an end user, agent or admin, in the shape of the API (docs/api.md): Zendesk's user
@@ -51,8 +54,13 @@ type User struct {
 	UpdatedAt         Time           `json:"updated_at"`
 }
 
-// IsStaff reports whether u is an agent or an admin.
-func (u User) IsStaff() bool { return u.Role == RoleAgent || u.Role == RoleAdmin }
+// IsStaff reports whether u is an agent, a supervisor or an admin.
+func (u User) IsStaff() bool { return isStaffRole(u.Role) }
+
+// isStaffRole reports whether role logs in: agent, supervisor or admin.
+func isStaffRole(role string) bool {
+	return role == RoleAgent || role == RoleSupervisor || role == RoleAdmin
+}
 
 // userCols and userFrom read a user (u) and its primary number (p); userSelect is both.
 const userCols = `u.id, u.name, u.email, u.role, u.placeholder, u.merged_into_id, u.created_at, u.updated_at,
@@ -142,8 +150,8 @@ func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]User, bool, erro
 	if f.Limit <= 0 || f.Limit > 100 {
 		f.Limit = 100
 	}
-	if f.Role != "" && f.Role != RoleEndUser && f.Role != RoleAgent && f.Role != RoleAdmin {
-		return nil, false, invalidField("role", "%q is not a role; use end-user, agent or admin", f.Role)
+	if f.Role != "" && f.Role != RoleEndUser && !isStaffRole(f.Role) {
+		return nil, false, invalidField("role", "%q is not a role; use end-user, agent, supervisor or admin", f.Role)
 	}
 	q, bound := userSelect+`WHERE u.deleted_at IS NULL AND ($1 = '' OR u.role = $1) AND u.id > $2
 		ORDER BY u.id LIMIT $3`, f.AfterID
@@ -247,10 +255,10 @@ func checkRole(role string) (string, error) {
 	switch role {
 	case "":
 		return RoleEndUser, nil
-	case RoleEndUser, RoleAgent, RoleAdmin:
+	case RoleEndUser, RoleAgent, RoleSupervisor, RoleAdmin:
 		return role, nil
 	}
-	return "", invalidField("role", "%q is not a role; use end-user, agent or admin", role)
+	return "", invalidField("role", "%q is not a role; use end-user, agent, supervisor or admin", role)
 }
 
 func (s *Store) hashPassword(role, password string) (*string, error) {
@@ -538,7 +546,7 @@ func (s *Store) EnsureUser(ctx context.Context, email, name, role, passwordOrHas
 func (s *Store) StaffByEmail(ctx context.Context, email string) (User, error) {
 	var id int64
 	err := s.pool.QueryRow(ctx, `SELECT id FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL
-		AND role IN ('agent', 'admin')`, email).Scan(&id)
+		AND role IN ('agent', 'supervisor', 'admin')`, email).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return User{}, notFound("no agent or admin with email %s", email)
 	}
@@ -556,7 +564,7 @@ func (s *Store) CheckPassword(ctx context.Context, email, password string) (User
 	var id int64
 	var hash *string
 	err := s.pool.QueryRow(ctx, `SELECT id, password_hash FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL
-		AND role IN ('agent', 'admin')`, email).Scan(&id, &hash)
+		AND role IN ('agent', 'supervisor', 'admin')`, email).Scan(&id, &hash)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && hash == nil) {
 		// Spend the time a real check takes, so that timing does not tell which emails exist.
 		if err := s.compareHash(s.dummyHash(), password); errors.Is(err, ErrTooManyRequests) {

@@ -60,7 +60,8 @@ type SupervisorOptions struct {
 	// Auth authenticates an API request (ticketing's Basic, Bearer, or the page's cookie).
 	// Required.
 	Auth func(r *http.Request) (ticketing.Principal, error)
-	// IsSupervisor says whether p may supervise and read the wallboard. Nil: admins.
+	// IsSupervisor says whether p may supervise and read the wallboard. Nil: supervisors and
+	// admins (ticketing.Principal.IsSupervisor).
 	IsSupervisor func(p ticketing.Principal) bool
 	// Reports and ReportOptions give the wallboard each queue's service level over the last
 	// hour (the queue report); nil: the wallboard has no service level.
@@ -95,7 +96,7 @@ func (s *Server) Supervisors(o SupervisorOptions) (*Supervisors, error) {
 		return nil, errors.New("web: supervisors: ACD, Audit and Auth are required")
 	}
 	if o.IsSupervisor == nil {
-		o.IsSupervisor = func(p ticketing.Principal) bool { return p.IsAdmin() }
+		o.IsSupervisor = ticketing.Principal.IsSupervisor
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -122,7 +123,7 @@ func (sp *Supervisors) handle(fn func(w http.ResponseWriter, r *http.Request, p 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := sp.opts.Auth(r)
 		if err == nil && !sp.opts.IsSupervisor(p) {
-			err = &ticketing.Error{Kind: ticketing.ErrForbidden, Description: "only supervisors can do this"}
+			err = &ticketing.Error{Kind: ticketing.ErrForbidden, Description: "only supervisors and admins can do this: your role is " + p.Role}
 		}
 		if err == nil {
 			r.Body = http.MaxBytesReader(w, r.Body, 4<<10)

@@ -105,8 +105,8 @@ func TestEndToEnd_AgentCreatedByAPIAnswersQueuedCallAtOnce(t *testing.T) {
 }
 
 // The admin page (/admin) in headless Chromium against the real binary: an admin logs in,
-// creates queue billing, creates agent erin in billing (priority 2) and support, sees the
-// generated SIP secret once, changes support's ring timeout and billing's service level (30 s)
+// creates queue billing, creates agent erin, a supervisor, in billing (priority 2) and support,
+// makes agent1 a supervisor in their row, sees the generated SIP secret once, changes support's ring timeout and billing's service level (30 s)
 // and callback key (1), creates lines +15550111 (to billing, then renamed) and +15550112 (then
 // deleted), and is told why a line to a queue that does not exist is refused; a second billing
 // is refused with the API's reason on the page. The API then shows each change in effect on the running
@@ -138,6 +138,13 @@ func TestEndToEnd_AdminPageManagesQueuesAndAgentsLive(t *testing.T) {
 	code, m := g.api("GET", fmt.Sprintf("/agents/%d", id), "")
 	if code != 200 {
 		t.Fatalf("GET /agents/%d = %d %v", id, code, m)
+	}
+	if role := m["agent"].(map[string]any)["role"]; role != "supervisor" {
+		t.Errorf("erin's role %v, want supervisor (the form's Role)", role)
+	}
+	a1 := int64(g.agentByEmail("agent1@example.com")["id"].(float64))
+	if code, m := g.api("GET", fmt.Sprintf("/users/%d", a1), ""); code != 200 || m["user"].(map[string]any)["role"] != "supervisor" {
+		t.Errorf("agent1 after the row's Save = %d %v, want role supervisor", code, m)
 	}
 	ms := fmt.Sprint(m["agent"].(map[string]any)["memberships"])
 	if ms != "[map[priority:2 queue:billing] map[priority:1 queue:support]]" {

@@ -533,7 +533,8 @@ func (m *voicemailMessage) Finish(ctx context.Context, keep bool) (string, error
 	return res.ID, nil
 }
 
-// ivrAuth authenticates the queue and agent API with the ticketing core's users.
+// ivrAuth authenticates the queue and agent API with the ticketing core's users: supervisors
+// and admins may set any agent's state (ivr's "admin" flag), an agent only their own.
 type ivrAuth struct{ gw *gateway }
 
 func (a ivrAuth) Authorize(r *http.Request) (int64, bool, error) {
@@ -541,14 +542,19 @@ func (a ivrAuth) Authorize(r *http.Request) (int64, bool, error) {
 	if err != nil {
 		return 0, false, err
 	}
-	return p.UserID, p.IsAdmin(), nil
+	return p.UserID, p.IsSupervisor(), nil
 }
 
-// recordingsAuth authenticates recording downloads and applies recordings.agents_can_access.
+// recordingsAuth authenticates recording downloads and applies recordings.agents_can_access:
+// every recording is the admins' only (a supervisor reads recordings as an agent does).
 type recordingsAuth struct{ gw *gateway }
 
 func (a recordingsAuth) Authorize(r *http.Request) (int64, bool, error) {
-	return ivrAuth(a).Authorize(r)
+	p, err := a.gw.api.Authenticate(r)
+	if err != nil {
+		return 0, false, err
+	}
+	return p.UserID, p.IsAdmin(), nil
 }
 
 func (a recordingsAuth) AgentsCanAccess(ctx context.Context) (bool, error) {

@@ -26,6 +26,7 @@ test('an admin creates a queue and an agent, changes a queue and manages lines o
   await page.getByTestId('agent-new-email').fill('erin@example.com');
   await page.getByTestId('agent-new-password').fill('erinpass123');
   await page.getByTestId('agent-new-queues').fill('billing:2, support');
+  await page.getByTestId('agent-new-role').selectOption('supervisor');
   await page.getByTestId('agent-new-submit').click();
   const secret = page.getByTestId('admin-secret');
   await secret.waitFor();
@@ -33,14 +34,18 @@ test('an admin creates a queue and an agent, changes a queue and manages lines o
   assert.match(text, /username erin, secret \S{24} /, `secret line: ${text}`);
   await page.locator('tr', { hasText: 'erin@example.com' }).waitFor();
 
+
   // The support queue's ring timeout changed in its row.
   const row = page.getByTestId('queue-support');
   const ring = row.locator('input').first();
   await ring.fill('20');
   await page.getByTestId('queue-save-support').click();
   await page.waitForFunction(() => {
+    // The Save button is disabled until its refresh is done (a row rebuilt under a later step
+    // would lose what that step typed).
     const r = document.querySelector('[data-testid="queue-support"] input');
-    return r && r.value === '20' && document.getElementById('message').textContent === '';
+    const b = document.querySelector('[data-testid="queue-save-support"]');
+    return r && r.value === '20' && b && !b.disabled && document.getElementById('message').textContent === '';
   });
   assert.equal(await page.getByTestId('admin-message').textContent(), '');
 
@@ -50,7 +55,8 @@ test('an admin creates a queue and an agent, changes a queue and manages lines o
   await page.getByTestId('queue-save-billing').click();
   await page.waitForFunction(() => {
     const r = document.querySelector('[data-testid="queue-callback-billing"]');
-    return r && r.value === '1' && document.getElementById('message').textContent === '';
+    const b = document.querySelector('[data-testid="queue-save-billing"]');
+    return r && r.value === '1' && b && !b.disabled && document.getElementById('message').textContent === '';
   });
 
   // Lines: create two, rename one, delete the other.
@@ -64,7 +70,8 @@ test('an admin creates a queue and an agent, changes a queue and manages lines o
   await page.getByTestId('line-save-+15550111').click();
   await page.waitForFunction(() => {
     const r = document.querySelector('[data-testid="line-name-+15550111"]');
-    return r && r.value === 'Billing desk' && document.getElementById('message').textContent === '';
+    const b = document.querySelector('[data-testid="line-save-+15550111"]');
+    return r && r.value === 'Billing desk' && b && !b.disabled && document.getElementById('message').textContent === '';
   });
   page.once('dialog', (d) => d.accept());
   await page.getByTestId('line-delete-+15550112').click();
@@ -79,4 +86,13 @@ test('an admin creates a queue and an agent, changes a queue and manages lines o
   await page.getByTestId('queue-new-name').fill('billing');
   await page.getByTestId('queue-new-submit').click();
   await page.waitForFunction(() => document.getElementById('message').textContent.includes('billing'));
+
+  // agent1 made a supervisor in their row (the users API's PUT /users/{id}); last, so that the
+  // row's refresh does not rebuild a row another step is filling.
+  const a1 = page.locator('tr', { hasText: 'agent1@example.com' });
+  await a1.locator('select').selectOption('supervisor');
+  await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'PUT' && /\/api\/v2\/users\/\d+$/.test(r.url()) && r.status() === 200),
+    a1.getByRole('button', { name: 'Save' }).click(),
+  ]);
 });

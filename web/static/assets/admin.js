@@ -64,6 +64,23 @@ function input(value, type = 'text', testid = '') {
   return el;
 }
 
+// roles are the staff roles an agent may have: a supervisor also supervises calls, reads the
+// wallboard and sets agents' states; an admin also manages settings, the roster and tokens.
+const roles = ['agent', 'supervisor', 'admin'];
+
+function roleSelect(value, testid = '') {
+  const el = document.createElement('select');
+  for (const r of roles) {
+    const o = document.createElement('option');
+    o.value = r;
+    o.textContent = r;
+    el.append(o);
+  }
+  el.value = value || 'agent';
+  if (testid) el.dataset.testid = testid;
+  return el;
+}
+
 function button(text, onClick, testid = '') {
   const b = document.createElement('button');
   b.type = 'button';
@@ -129,12 +146,16 @@ async function loadAgents() {
     cell(tr, String(a.id));
     cell(tr, a.name);
     cell(tr, a.email);
+    const role = roleSelect(agent.role, `agent-role-${a.id}`);
+    cell(tr, role);
     cell(tr, a.state);
     cell(tr, agent.sip_username || '—');
     const queues = input(formatMemberships(agent.memberships), 'text', `agent-queues-${a.id}`);
     cell(tr, queues);
     const actions = cell(tr, '');
     actions.append(button('Save', async () => {
+      // The role is the user's (the users API); queues and SIP phone are the roster's.
+      if (role.value !== agent.role) await api('PUT', `/users/${a.id}`, { user: { role: role.value } });
       await api('PUT', `/agents/${a.id}`, { agent: { memberships: parseMemberships(queues.value) } });
       await refresh();
     }, `agent-save-${a.id}`));
@@ -216,6 +237,7 @@ async function onAgentNew(ev) {
   const body = { agent: {
     name: $('agent-new-name').value.trim(),
     email: $('agent-new-email').value.trim(),
+    role: $('agent-new-role').value,
     memberships: parseMemberships($('agent-new-queues').value),
   } };
   const pw = $('agent-new-password').value;

@@ -1,7 +1,7 @@
 // The supervisor's part of the agent page, and the conference control (docs/supervisors.md): the live wallboard (queues,
 // agents and their states, the last hour's service level), an agent's state changed from it,
 // and monitor / whisper / barge on an agent's call with this page's softphone as the audio.
-// Shown only to users the API lets read GET /wallboard (admins); it polls every 3 s.
+// Shown only to users the API lets read GET /wallboard (supervisors and admins); it polls every 3 s.
 
 const $ = (id) => document.getElementById(id);
 const api = '/api/v2';
