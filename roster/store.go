@@ -34,7 +34,7 @@ type Queue struct {
 	Music string
 	// ServiceLevelSeconds is the reports' service-level threshold (0: the configuration
 	// file's, else 20). Not part of the seed's hash: it was read from the file alone before
-	// migration 026, and a seed recorded then must not read as differing.
+	// migration 025, and a seed recorded then must not read as differing.
 	ServiceLevelSeconds int `json:"-"`
 	// CallbackKey is the key a waiting caller presses to be called back ("" off);
 	// CallbackAttempts the dial attempts (0: the ACD's default); CallbackRetry the pause between
