@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"sync"
 	"testing"
 )
 
@@ -20,13 +21,40 @@ const (
 	PeerHigh = 20000
 )
 
+// handed holds every peer-band port this test binary was given. A port is handed out before
+// its peer binds it (SIPp binds when it runs), and a probe cannot see that: the phone's port of
+// TestInternalLegAgentHangsUp, taken first, was handed again to the gateway started next, both
+// bound it, and the gateway refused the phone's Contact as its own address (403, one CI run).
+// So a port is never handed twice in one process. Tests-only package: the state is per
+// process on purpose; the band (10,000 ports) is far wider than a test binary's use.
+var (
+	handedMu sync.Mutex
+	handed   = map[int]bool{}
+)
+
+// claim marks ports [start, start+n) handed out, unless one of them already was.
+func claim(start, n int) bool {
+	handedMu.Lock()
+	defer handedMu.Unlock()
+	for p := start; p < start+n; p++ {
+		if handed[p] {
+			return false
+		}
+	}
+	for p := start; p < start+n; p++ {
+		handed[p] = true
+	}
+	return true
+}
+
 // FreeUDP returns a port free on 127.0.0.1 for UDP and TCP (SIP listens on both) at the time
-// of the call, drawn at random from the peer band and probed.
+// of the call, drawn at random from the peer band, probed, and never handed out before in
+// this process.
 func FreeUDP(t testing.TB) int {
 	t.Helper()
 	for range 500 {
 		port := PeerLow + rand.IntN(PeerHigh-PeerLow)
-		if udpFree(port) && tcpFree(port) {
+		if udpFree(port) && tcpFree(port) && claim(port, 1) {
 			return port
 		}
 	}
@@ -41,7 +69,7 @@ func FreeMedia(t testing.TB) int {
 	t.Helper()
 	for range 500 {
 		p := PeerLow + 2*rand.IntN((PeerHigh-PeerLow-4)/2)
-		if rangeFree(p, 4) {
+		if rangeFree(p, 4) && claim(p, 4) {
 			return p
 		}
 	}
