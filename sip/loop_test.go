@@ -106,30 +106,38 @@ func TestSpiralBetweenTwoGatewaysEndsWith483(t *testing.T) {
 	}
 }
 
-// assertCallsGone waits until no call is active and checks that exactly calls calls were made,
-// each ended failed.
+// assertCallsGone waits until no call is active and every started call's ended event has
+// arrived (a call leaves the active set before its ended event reaches the sink, so the count
+// alone raced), then checks that exactly calls calls were made, each ended failed.
 func assertCallsGone(t *testing.T, g *testGateway, calls int) {
 	t.Helper()
+	count := func() (started, ended int) {
+		for _, e := range g.sink.all() {
+			switch e.Type {
+			case callevent.EventStarted:
+				started++
+			case callevent.EventEnded:
+				ended++
+			}
+		}
+		return
+	}
 	deadline := time.Now().Add(10 * time.Second)
-	for g.s.ActiveCalls() != 0 && time.Now().Before(deadline) {
+	for time.Now().Before(deadline) {
+		if s, e := count(); g.s.ActiveCalls() == 0 && s == e && s >= calls {
+			break
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	if n := g.s.ActiveCalls(); n != 0 {
 		t.Fatalf("%d calls still active", n)
 	}
-	var started, ended int
 	for _, e := range g.sink.all() {
-		switch e.Type {
-		case callevent.EventStarted:
-			started++
-		case callevent.EventEnded:
-			ended++
-			if e.Outcome != callevent.OutcomeFailed {
-				t.Errorf("call %s ended %s, want failed", e.CallID, e.Outcome)
-			}
+		if e.Type == callevent.EventEnded && e.Outcome != callevent.OutcomeFailed {
+			t.Errorf("call %s ended %s, want failed", e.CallID, e.Outcome)
 		}
 	}
-	if started != calls || ended != calls {
+	if started, ended := count(); started != calls || ended != calls {
 		t.Errorf("%d calls started, %d ended, want %d", started, ended, calls)
 	}
 }
