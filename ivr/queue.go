@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"time"
 
@@ -285,9 +286,20 @@ func (m memWait) enqueue(_ context.Context, w *waiter, _ bool) int {
 	if cur := a.queues[w.q.Name]; cur != nil {
 		w.q = cur // Apply may have replaced the record since serve read it
 	}
-	a.seq++
-	w.seq = a.seq
-	w.q.waiting = append(w.q.waiting, w)
+	if w.place != 0 {
+		// A callback back in its queue (a retry, a restart): at its place, ahead of the calls
+		// that came after it; the calls that come next go behind it.
+		w.seq = w.place
+		a.seq = max(a.seq, w.place)
+	} else {
+		a.seq++
+		w.seq = a.seq
+	}
+	i := len(w.q.waiting)
+	for i > 0 && w.q.waiting[i-1].seq > w.seq {
+		i--
+	}
+	w.q.waiting = slices.Insert(w.q.waiting, i, w)
 	a.m.waiting.WithLabelValues(w.q.Name).Set(float64(len(w.q.waiting)))
 	pos := a.positionLocked(w)
 	a.dispatchLocked()

@@ -250,6 +250,10 @@ type Line struct {
 	// Target runs the call. BridgeTarget is the one built in; IVR, queue and voicemail targets
 	// implement the same interface.
 	Target Target
+	// Trunk names the trunk the line's own outbound calls go through (a queue callback of a
+	// caller who called the line); empty, or a trunk that takes no outbound calls: the first
+	// trunk that does.
+	Trunk string
 }
 
 // RateLimit is a per-source-address token bucket on incoming requests. Requests over the limit are

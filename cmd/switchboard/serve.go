@@ -119,8 +119,11 @@ type gateway struct {
 	// sharedACD is the ACD once it exists, with database.shared_queues: a lost node's agents
 	// are cleared through it (NodeWatch's OnLost, on the watch's goroutine).
 	sharedACD atomic.Pointer[ivr.ACD]
-	engine    *ticketing.Engine
-	backlog   *ticketing.Backlog // measured beside the engine (startEngine)
+	// callbackACD is the ACD once it dials queue callbacks: a lost node's pending callbacks
+	// are taken over through it (NodeWatch's OnLost).
+	callbackACD atomic.Pointer[ivr.ACD]
+	engine      *ticketing.Engine
+	backlog     *ticketing.Backlog // measured beside the engine (startEngine)
 	// reportGauges exports the last hour's report figures (switchboard_report_*).
 	reportGauges *ticketing.ReportGauges
 	engineMu     sync.Mutex // guards stopEngine and engineDone (set by awaitDatabase)

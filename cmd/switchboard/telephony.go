@@ -252,7 +252,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		}
 	}
 	for _, l := range cfg.Lines {
-		sopts.Lines = append(sopts.Lines, sip.Line{Number: l.Number, Target: t.lineTarget(l)})
+		sopts.Lines = append(sopts.Lines, sip.Line{Number: l.Number, Target: t.lineTarget(l), Trunk: lineTrunk(cfg, l.Number)})
 	}
 	if t.sip, err = sip.New(sopts); err != nil {
 		return err
@@ -369,7 +369,7 @@ func (t *telephony) setLines(ls []roster.Line) error {
 				hours = cl.Hours
 			}
 		}
-		out = append(out, sip.Line{Number: l.Number, Target: t.targetOf(l.Number, l.Language, target, hours)})
+		out = append(out, sip.Line{Number: l.Number, Target: t.targetOf(l.Number, l.Language, target, hours), Trunk: lineTrunk(cfg, l.Number)})
 	}
 	return t.sip.SetLines(out)
 }
@@ -578,4 +578,19 @@ func (t ticketRecordings) RecordingIDs(ctx context.Context, ticketID int64) ([]s
 
 func (t ticketRecordings) MarkDeleted(ctx context.Context, ticketID int64, ids []string, by int64, at time.Time) error {
 	return t.store.MarkRecordingsDeleted(ctx, ticketID, ids, by, at)
+}
+
+// lineTrunk is the trunk the configuration gives the line numbered number (its own, or the
+// only trunk); "" for a line only the database holds (queue callbacks then go through the first
+// outbound trunk).
+func lineTrunk(cfg *config.Config, number string) string {
+	n, ok := phone.Normalize(number, "")
+	for i := range cfg.Lines {
+		if cn, cok := phone.Normalize(cfg.Lines[i].Number, ""); ok && cok && cn == n {
+			if tr, ok := cfg.LineTrunk(&cfg.Lines[i]); ok {
+				return tr.Name
+			}
+		}
+	}
+	return ""
 }

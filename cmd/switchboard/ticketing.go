@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -57,13 +58,17 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 	// Heartbeats and lost nodes: beats fail (logged at debug) while the database is away.
 	if wo := nodeWatchOptions(cfg); wo.Interval > 0 {
 		wo.Log, wo.Logger, wo.Registerer = gw.events, gw.log.With("component", "nodewatch"), gw.reg
-		if cfg.Database.SharedQueues {
-			wo.OnLost = func(ctx context.Context, node string) error {
-				if acd := gw.sharedACD.Load(); acd != nil {
-					return acd.NodeLost(ctx, node)
-				}
-				return nil // the ACD is not up yet: the lost node's next start clears its agents
+		wo.OnLost = func(ctx context.Context, node string) error {
+			var err error
+			if acd := gw.sharedACD.Load(); acd != nil && cfg.Database.SharedQueues {
+				err = acd.NodeLost(ctx, node)
+			} // else the ACD is not up yet: the lost node's next start clears its agents
+			// Its pending queue callbacks run here from now on (at their places); before this
+			// node dials callbacks they wait for the lost node's next start.
+			if acd := gw.callbackACD.Load(); acd != nil {
+				err = errors.Join(err, acd.TakeOverCallbacks(ctx, node))
 			}
+			return err
 		}
 		if gw.nodes, err = eventlog.StartNodeWatch(wo); err != nil {
 			return err
