@@ -121,6 +121,7 @@ func TestQueueCallback_CallerPressesKeyGatewayRestartsAgentAcceptsCallerCalledBa
 // same configuration and database, returning the new run (its logs only).
 func restartGateway(t *testing.T, g *testGateway) *testGateway {
 	t.Helper()
+	began := time.Now()
 	_ = g.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-g.exited:
@@ -128,7 +129,10 @@ func restartGateway(t *testing.T, g *testGateway) *testGateway {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the gateway did not stop within 30 s of SIGTERM")
 	}
+	stopped := time.Now()
 	g2 := &testGateway{t: t, base: g.base, sipPort: g.sipPort, deskPort: g.deskPort, dir: g.dir}
 	g2.launch(binary(t), filepath.Join(g.dir, "switchboard.yaml"))
+	t.Logf("gateway restarted: stopped in %s, ready %s later", stopped.Sub(began).Round(time.Millisecond),
+		time.Since(stopped).Round(time.Millisecond))
 	return g2
 }
