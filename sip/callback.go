@@ -96,15 +96,20 @@ func (s *Server) discardCall(c *Call) {
 	s.callsWG.Done()
 }
 
-// callbackPhoneLeg is an agent's SIP phone that accepted a queue callback: its leg belongs to
+// callbackPhoneLeg is an agent's SIP phone, or the internal leg to the node of an agent
+// attached elsewhere, that accepted a queue callback: its leg belongs to
 // the callback's own call (call), which DialCallback then runs. Until then, or when the ACD
 // hangs it up without a DialCallback, Hangup discards that call.
 type callbackPhoneLeg struct {
 	ivr.MediaAgentLeg
 	call    *Call
+	channel string      // what the agent answered on, when another node said (the internal leg)
 	claimed atomic.Bool // DialCallback took the call
 	dropped atomic.Bool
 }
+
+// Channel is what the agent answered on ("" when unknown: the agent's own SIP phone here).
+func (l *callbackPhoneLeg) Channel() string { return l.channel }
 
 func (l *callbackPhoneLeg) Hangup(ctx context.Context) error {
 	err := l.MediaAgentLeg.Hangup(ctx)
