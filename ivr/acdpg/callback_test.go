@@ -253,3 +253,52 @@ func TestSharedACD_PendingCallbackSurvivesRestartRetryAndNodeLossAtItsPlace(t *t
 		t.Fatal("the later caller was not offered to the agent after the callback")
 	}
 }
+
+// droppingCallbacks is callbacks that also reports callbacks dropped without an attempt.
+type droppingCallbacks struct {
+	callbacks
+	drops chan string // call id and reason
+}
+
+func (c droppingCallbacks) DropCallback(_ context.Context, r ivr.CallbackRequest, reason string) error {
+	c.drops <- r.CallID + " " + reason
+	return nil
+}
+
+// TestCallbacks_QueueGoneAtRestartDroppedWithReason: a pending callback whose queue no longer
+// exists when the node takes it up again is not silently forgotten: the dialer reports it
+// dropped with reason queue_gone (call.callback_dropped), and the store forgets it; the node's
+// other callback, of a queue that exists, is taken up.
+func TestCallbacks_QueueGoneAtRestartDroppedWithReason(t *testing.T) {
+	url := pgtest.URL(t)
+	a := startNode(t, url, "G", nil, func(q *ivr.Queue) { q.Callback = ivr.QueueCallback{Key: "1"} })
+	st := acdpg.NewCallbacks(a.pool)
+	ctx := context.Background()
+	for _, p := range []ivr.PendingCallback{
+		{CallID: "cb-gone", Queue: "closed-queue", Node: "G", From: "+15551230000", Line: "+15550199", Place: 1},
+		{CallID: "cb-kept", Queue: "support", Node: "G", From: "+15551230001", Line: "+15550199", Place: 2},
+	} {
+		if _, err := st.Save(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cbs := droppingCallbacks{callbacks: callbacks{reqs: make(chan cbAttempt, 4)}, drops: make(chan string, 4)}
+	a.acd.SetCallbackDialer(cbs)
+	a.acd.SetCallbackStore(st, "G")
+	if err := a.acd.ResumeCallbacks(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-cbs.drops:
+		if d != "cb-gone queue_gone" {
+			t.Errorf("dropped %q, want cb-gone queue_gone", d)
+		}
+	case <-time.After(wait):
+		t.Fatal("the callback of the queue gone was not reported dropped")
+	}
+	awaitCond(t, "cb-gone forgotten, cb-kept still pending", func() bool {
+		ps, err := st.Pending(ctx, "G")
+		return err == nil && len(ps) == 1 && ps[0].CallID == "cb-kept"
+	})
+	awaitWaiting(t, a.store, 1) // cb-kept back in support
+}
