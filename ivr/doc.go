@@ -63,7 +63,10 @@
 // the call ends (call.callback_requested, outcome callback) but its waiting entry keeps its
 // place; a goroutine of the ACD then offers it (Offer.Callback) and, once an agent accepts, has
 // the CallbackDialer (sip, through the trunk) call the caller back, Attempts times at most,
-// RetryDelay apart, the entry back in the queue between attempts.
+// RetryDelay apart, the entry back in the queue between attempts at the place it had. With a
+// CallbackStore (SetCallbackStore: acdpg.Callbacks on PostgreSQL) a pending callback outlives
+// the node: ResumeCallbacks takes this node's up again at start, TakeOverCallbacks a lost
+// node's; one that cannot be run is dropped with a reason (CallbackDropper).
 //
 // # Several nodes
 //
