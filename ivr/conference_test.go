@@ -300,85 +300,90 @@ func TestConferenceAgent_RingsTheAgentWhoJoinsThenLeaves(t *testing.T) {
 // free again, and no mix is left behind. Looped: each turn is a new call.
 func TestConferenceLeaveJoinRaceLooped(t *testing.T) {
 	r := newRig(t, testPrompts(t, 40*time.Millisecond))
-	for i := range 24 {
-		gw, _ := mediaPair(t)
-		agentGW, _ := mediaPair(t)
-		partyGW, _ := mediaPair(t)
-		a2GW, _ := mediaPair(t)
-		r.available(t, 1, 3) // agent 3 (sales) is the agent added
-		leg := newFakeLeg(fmt.Sprintf("call-conf-race-%d", i))
-		leg.ep = gw
-		res := runCall(t, r.eng.NewCall(leg, CallInfo{}), Line{Target: QueueTarget("support")})
-		o := r.dialer.next(t)
-		agentEnded := make(chan struct{})
-		var agentOnce sync.Once
-		hangAgent := func() { agentOnce.Do(func() { close(agentEnded) }) }
-		o.resp <- offerResult{leg: &MediaAgentLeg{Endpoint: agentGW, Ended: agentEnded,
-			HangupFunc: func(context.Context) error { hangAgent(); return nil }}}
-		r.events.next(t, leg.id, callevent.EventAnswered)
-		party := newConfLeg(partyGW)
-		if err := r.acd.Conference(leg.id, party); err != nil {
-			t.Fatalf("turn %d: %v", i, err)
-		}
-		a2Ended := make(chan struct{})
-		var a2Once sync.Once
-		hangA2 := func() { a2Once.Do(func() { close(a2Ended) }) }
-		joined := make(chan error, 1)
-		if err := r.acd.ConferenceAgent(leg.id, 3, func(err error) { joined <- err }); err != nil {
-			t.Fatalf("turn %d: %v", i, err)
-		}
-		o2 := r.dialer.next(t)
+	for i := range 20 {
+		// A subtest per turn: its endpoints close at the turn's end, not the test's.
+		t.Run(fmt.Sprint(i), func(t *testing.T) { conferenceRaceTurn(t, r, i) })
+	}
+}
 
-		var wg sync.WaitGroup
-		steps := []func(){
-			leg.hangup, hangAgent, func() { _ = party.Hangup(context.Background()) },
-			func() {
-				o2.resp <- offerResult{leg: &MediaAgentLeg{Endpoint: a2GW, Ended: a2Ended,
-					HangupFunc: func(context.Context) error { hangA2(); return nil }}}
-				if i%2 == 0 {
-					hangA2()
-				}
-			},
-		}
-		// Each turn a different order, all at once.
-		for k := range steps {
-			f := steps[(k+i)%len(steps)]
-			wg.Add(1)
-			go func() { defer wg.Done(); f() }()
-		}
-		done := make(chan struct{})
-		go func() { wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(wait):
-			t.Fatalf("turn %d: deadlock", i)
-		}
-		if i%2 == 1 {
-			// Agent 2 stays unless the call ends without them: the call may still be on with
-			// agent 2 in it, and agent 2 hanging up ends it.
-			select {
-			case <-res:
-				res = nil
-			case <-time.After(200 * time.Millisecond):
+func conferenceRaceTurn(t *testing.T, r *rig, i int) {
+	gw, _ := mediaPair(t)
+	agentGW, _ := mediaPair(t)
+	partyGW, _ := mediaPair(t)
+	a2GW, _ := mediaPair(t)
+	r.available(t, 1, 3) // agent 3 (sales) is the agent added
+	leg := newFakeLeg(fmt.Sprintf("call-conf-race-%d", i))
+	leg.ep = gw
+	res := runCall(t, r.eng.NewCall(leg, CallInfo{}), Line{Target: QueueTarget("support")})
+	o := r.dialer.next(t)
+	agentEnded := make(chan struct{})
+	var agentOnce sync.Once
+	hangAgent := func() { agentOnce.Do(func() { close(agentEnded) }) }
+	o.resp <- offerResult{leg: &MediaAgentLeg{Endpoint: agentGW, Ended: agentEnded,
+		HangupFunc: func(context.Context) error { hangAgent(); return nil }}}
+	r.events.next(t, leg.id, callevent.EventAnswered)
+	party := newConfLeg(partyGW)
+	if err := r.acd.Conference(leg.id, party); err != nil {
+		t.Fatalf("turn %d: %v", i, err)
+	}
+	a2Ended := make(chan struct{})
+	var a2Once sync.Once
+	hangA2 := func() { a2Once.Do(func() { close(a2Ended) }) }
+	joined := make(chan error, 1)
+	if err := r.acd.ConferenceAgent(leg.id, 3, func(err error) { joined <- err }); err != nil {
+		t.Fatalf("turn %d: %v", i, err)
+	}
+	o2 := r.dialer.next(t)
+
+	var wg sync.WaitGroup
+	steps := []func(){
+		leg.hangup, hangAgent, func() { _ = party.Hangup(context.Background()) },
+		func() {
+			o2.resp <- offerResult{leg: &MediaAgentLeg{Endpoint: a2GW, Ended: a2Ended,
+				HangupFunc: func(context.Context) error { hangA2(); return nil }}}
+			if i%2 == 0 {
+				hangA2()
 			}
-			hangA2()
-		}
-		if res != nil {
-			result(t, res)
-		}
+		},
+	}
+	// Each turn a different order, all at once.
+	for k := range steps {
+		f := steps[(k+i)%len(steps)]
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(wait):
+		t.Fatalf("turn %d: deadlock", i)
+	}
+	if i%2 == 1 {
+		// Agent 2 stays unless the call ends without them: the call may still be on with
+		// agent 2 in it, and agent 2 hanging up ends it.
 		select {
-		case <-joined:
-		case <-time.After(wait):
-			t.Fatalf("turn %d: agent 3's join never settled", i)
+		case <-res:
+			res = nil
+		case <-time.After(200 * time.Millisecond):
 		}
-		awaitClosed(t, fmt.Sprintf("turn %d: agent 1", i), agentEnded)
-		awaitClosed(t, fmt.Sprintf("turn %d: the party", i), party.Done())
-		awaitClosed(t, fmt.Sprintf("turn %d: agent 3", i), a2Ended)
-		cr := &confRig{rig: r}
-		cr.awaitFree(t, 1)
-		cr.awaitFree(t, 3)
-		if r.acd.Conferenced(leg.id) {
-			t.Fatalf("turn %d: conference left behind", i)
-		}
+		hangA2()
+	}
+	if res != nil {
+		result(t, res)
+	}
+	select {
+	case <-joined:
+	case <-time.After(wait):
+		t.Fatalf("turn %d: agent 3's join never settled", i)
+	}
+	awaitClosed(t, fmt.Sprintf("turn %d: agent 1", i), agentEnded)
+	awaitClosed(t, fmt.Sprintf("turn %d: the party", i), party.Done())
+	awaitClosed(t, fmt.Sprintf("turn %d: agent 3", i), a2Ended)
+	cr := &confRig{rig: r}
+	cr.awaitFree(t, 1)
+	cr.awaitFree(t, 3)
+	if r.acd.Conferenced(leg.id) {
+		t.Fatalf("turn %d: conference left behind", i)
 	}
 }
