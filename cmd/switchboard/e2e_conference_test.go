@@ -64,9 +64,11 @@ func TestEndToEnd_ConferenceThreePartiesAgentLeaves(t *testing.T) {
 	})
 
 	step("agent available")
-	call := g.awaitCall("+15550199", func(c map[string]any) bool { return c["state"] == "talking" })
-	step("call talking")
-	callID := call["id"].(string)
+	// The live wallboard names agent1's call as soon as the phone answered (the call record's
+	// state follows the events through the database, seconds later on a loaded machine, and
+	// the agent's TALK_MS runs from the answer).
+	callID := g.awaitAgentCall(agentID, 20*time.Second)
+	step("agent on the call")
 	code, m := g.apiAs(agent, pass, "POST", "/calls/"+callID+"/conference", `{"conference":{"to":"+15551234567"}}`)
 	if code != 202 {
 		t.Fatalf("POST /calls/%s/conference = %d %v", callID, code, m)
@@ -135,6 +137,29 @@ func TestEndToEnd_ConferenceThreePartiesAgentLeaves(t *testing.T) {
 	if left < 8 || rightAgent < 8 || rightParty < 8 {
 		t.Errorf("recording: want the caller on the left and the agent and the party on the right, each for 2 s at least")
 	}
+}
+
+// awaitAgentCall polls the live wallboard until the agent is on a call and returns its id.
+func (g *testGateway) awaitAgentCall(agentID int64, within time.Duration) string {
+	g.t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if code, m := g.api("GET", "/wallboard", ""); code == 200 {
+			wb, _ := m["wallboard"].(map[string]any)
+			agents, _ := wb["agents"].([]any)
+			for _, a := range agents {
+				am, _ := a.(map[string]any)
+				if id, _ := am["id"].(float64); int64(id) == agentID {
+					if c, _ := am["call_id"].(string); c != "" {
+						return c
+					}
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	g.t.Fatalf("agent %d on no call within %s", agentID, within)
+	return ""
 }
 
 // toneLeg is one party's audio in the conference test: a UDP socket on loopback that its SIPp
