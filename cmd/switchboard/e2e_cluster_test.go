@@ -47,8 +47,9 @@ func startClusterNodeWith(t *testing.T, bin, dbURL, node, database string) *recG
 
 // Two nodes on one database; a call bridged to a desk phone on node B; kill -9 of B. Node A
 // notices B's beats stopped and closes the call (outcome failed, cause node_lost) within the
-// bound; B restarts: its crash recovery sees the call closed already (no second call.ended),
-// BYEs the far ends it journaled, and the call's ticket is the one call's, failed.
+// bound, and BYEs both far ends (the carrier and the desk phone) from the dialogs B stored
+// after the answer, before B is back; B restarts: its crash recovery sees the call closed
+// already (no second call.ended), and the call's ticket is the one call's, failed.
 func TestCluster_KillDashNineNode_SurvivorClosesItsCallOnce(t *testing.T) {
 	requireSipp(t)
 	bin, dbURL := binary(t), pgtest.EmptyURL(t)
@@ -65,6 +66,21 @@ func TestCluster_KillDashNineNode_SurvivorClosesItsCallOnce(t *testing.T) {
 		"-p", strconv.Itoa(testport.FreeUDP(t)), fmt.Sprintf("127.0.0.1:%d", b.g.sipPort))
 	call := b.g.awaitCall("+15550197", func(c map[string]any) bool { return c["state"] == "talking" })
 	id := call["id"].(string)
+	// B stores the answered legs' dialogs after the answer, off the call's path: both legs
+	// (the carrier's and the desk's) before the kill.
+	storedLegs := func() int {
+		t.Helper()
+		var n int
+		if err := a.query([]any{&n}, `SELECT count(DISTINCT dialog->>'local_tag') FROM call_dialogs WHERE call_id = $1 AND node = 'node-b'`, id); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for deadline := time.Now().Add(20 * time.Second); storedLegs() < 2; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("node B stored %d of the call's 2 answered legs within 20 s", storedLegs())
+		}
+	}
 
 	b.kill()
 	killed := time.Now()
@@ -95,10 +111,17 @@ func TestCluster_KillDashNineNode_SurvivorClosesItsCallOnce(t *testing.T) {
 		t.Errorf("switchboard_calls_closed_node_lost_total{lost_node=node-b} = %v on node A, want 1", v)
 	}
 
-	b.restart()
-	// The far ends were left in the call: B's restart BYEs them from its journal.
+	// The survivor hangs up the far ends B left in the call: both SIPps get their BYE while B
+	// is still down, and end. (SIPp sends its 200 to the dialog's first peer, B, not to the
+	// BYE's Via as RFC 3261 §18.2.2 has a UA do: node A counts these BYEs unanswered.)
 	carrier.wait(t, "carrier")
 	desk.wait(t, "desk")
+	if !strings.Contains(a.g.logText(), "node lost: sending BYE to its calls' far ends") {
+		t.Error("node A did not log the BYEs to the lost node's far ends")
+	}
+
+	// B's restart BYEs them again from its journal (they answer nothing now: harmless).
+	b.restart()
 	if !strings.Contains(b.g.logText(), "closed already, by another node") {
 		t.Error("node B's restart did not see that the call was closed by another node")
 	}
