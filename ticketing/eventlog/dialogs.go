@@ -214,9 +214,10 @@ func lostDialogs(ctx context.Context, tx pgx.Tx, callIDs []string) ([]json.RawMe
 	return out, rows.Err()
 }
 
-// pruneDialogs deletes the stored legs of ended calls (any node's), saved more than a minute
-// ago: nobody will BYE them. Run by every node's watch; bounded per run.
-func (w *NodeWatch) pruneDialogs(ctx context.Context) error {
+// PruneDialogs deletes the stored legs of ended calls (any node's), saved more than a minute
+// ago: nobody will BYE them. Every node's watch runs it twice a minute (Tick); at most 5,000
+// rows a run.
+func (w *NodeWatch) PruneDialogs(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, max(w.opts.Interval, time.Second))
 	defer cancel()
 	_, err := w.pool.Exec(pctx, `DELETE FROM call_dialogs WHERE id IN (

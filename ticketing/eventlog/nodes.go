@@ -115,6 +115,7 @@ type NodeWatch struct {
 	started bool         // set once by StartNodeWatch, before run starts
 	beaten  atomic.Bool  // a beat of this process succeeded
 	others  atomic.Int64 // other live nodes at the last look (Others)
+	pruned  atomic.Int64 // unix nanoseconds of the last prune of call_dialogs (Tick)
 	stop    chan struct{}
 	done    chan struct{} // closed when run returns
 	once    sync.Once
@@ -225,8 +226,18 @@ func (w *NodeWatch) Tick(ctx context.Context) error {
 	if err := w.beat(ctx); err != nil {
 		return err
 	}
-	return errors.Join(w.look(ctx), w.pruneDialogs(ctx))
+	err := w.look(ctx)
+	// The stored legs of ended calls, at most twice a minute (one DELETE; any node may).
+	if now := time.Now().UnixNano(); ctx.Err() == nil {
+		if last := w.pruned.Load(); now-last >= int64(dialogPruneEvery) && w.pruned.CompareAndSwap(last, now) {
+			err = errors.Join(err, w.PruneDialogs(ctx))
+		}
+	}
+	return err
 }
+
+// dialogPruneEvery is how often a node's watch deletes the stored legs of ended calls.
+const dialogPruneEvery = 30 * time.Second
 
 // Others is how many other nodes were alive at the watch's last look: 0 for a node alone on
 // its database (nobody would close its calls if it were lost).

@@ -275,12 +275,12 @@ func TestLostNodeCallsClosedExactlyOnceByRacingSurvivors(t *testing.T) {
 		}
 	}
 	storeA.Close() // its one leg is stored
-	// An hour later (saved_at moved back): a tick deletes the legs of the ended calls — the
-	// lost nodes' too, closed now — and keeps the live call's.
+	// An hour later (saved_at moved back): the prune (the watch's, twice a minute) deletes the
+	// legs of the ended calls — the lost nodes' too, closed now — and keeps the live call's.
 	if _, err := pool.Exec(context.Background(), `UPDATE call_dialogs SET saved_at = saved_at - interval '1 hour'`); err != nil {
 		t.Fatal(err)
 	}
-	if err := wa.Tick(context.Background()); err != nil {
+	if err := wa.PruneDialogs(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if n, live := dialogRows("true"), dialogRows("call_id = 'a-live'"); n != 1 || live != 1 {
