@@ -1,13 +1,16 @@
 package eventlog
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -65,6 +68,9 @@ type DialogStoreOptions struct {
 // dialogBatch is the most rows one insert carries.
 const dialogBatch = 256
 
+// maxDialogBytes bounds one stored dialog state (a route set of a few proxies is well under).
+const maxDialogBytes = 16 << 10
+
 // StartDialogStore starts the store's writer; Close stops it.
 func StartDialogStore(opts DialogStoreOptions) (*DialogStore, error) {
 	if opts.Pool == nil || opts.Node == "" {
@@ -98,6 +104,14 @@ func StartDialogStore(opts DialogStoreOptions) (*DialogStore, error) {
 // never blocks; the error is always nil (a dropped leg is counted).
 func (s *DialogStore) Leg(callID string, dialog json.RawMessage) error {
 	if s.active != nil && !s.active() {
+		return nil
+	}
+	// Refused here, not by the database, so that one leg cannot fail a batch of others: a
+	// NUL (a far end's tag or URI may carry one, escaped; jsonb refuses it), a state larger
+	// than any sane dialog's, or no valid JSON.
+	if len(dialog) > maxDialogBytes || len(callID) > 200 || bytes.Contains(dialog, []byte(`\u0000`)) ||
+		strings.ContainsRune(callID, 0) || !utf8.ValidString(callID) || !json.Valid(dialog) {
+		s.dropped.Inc()
 		return nil
 	}
 	select {

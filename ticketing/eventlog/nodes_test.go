@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -411,5 +412,41 @@ func TestCleanStopIsNotALostNode(t *testing.T) {
 	}
 	if got := endedOf(t, pool, "b-open"); len(got) != 1 || got[0].cause != callevent.CauseNodeLost {
 		t.Fatalf("the restarted node stopped beating: its call ended %v, want once, node_lost", got)
+	}
+}
+
+// A poison leg — a NUL a far end put in a tag (jsonb refuses it), an oversized state, no JSON —
+// is refused by the DialogStore itself and counted dropped: the good legs queued with it in one
+// batch are stored. Without the checks the one INSERT of the batch fails and takes them along.
+func TestDialogStore_PoisonLegDoesNotDropTheBatch(t *testing.T) {
+	pool := pgtest.Pool(t)
+	reg := prometheus.NewRegistry()
+	s, err := eventlog.StartDialogStore(eventlog.DialogStoreOptions{Pool: pool, Node: "a", Registerer: reg, Gather: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Leg("good-1", json.RawMessage(`{"call_id":"x1","local_tag":"a"}`))
+	_ = s.Leg("nul", json.RawMessage(`{"call_id":"x2","remote_tag":"a\u0000b"}`))
+	_ = s.Leg("big", json.RawMessage(`{"pad":"`+strings.Repeat("x", 20000)+`"}`))
+	_ = s.Leg("notjson", json.RawMessage(`{"call_id":`))
+	_ = s.Leg("good-2", json.RawMessage(`{"call_id":"x3","local_tag":"b"}`))
+	s.Close()
+	var ids string
+	if err := pool.QueryRow(context.Background(), `SELECT coalesce(string_agg(call_id, ',' ORDER BY id), '') FROM call_dialogs`).Scan(&ids); err != nil {
+		t.Fatal(err)
+	}
+	if ids != "good-1,good-2" {
+		t.Errorf("stored legs of %q, want good-1,good-2", ids)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "switchboard_cluster_dialogs_dropped_total" {
+			if v := mf.GetMetric()[0].GetCounter().GetValue(); v != 3 {
+				t.Errorf("switchboard_cluster_dialogs_dropped_total = %v, want 3", v)
+			}
+		}
 	}
 }
