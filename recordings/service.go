@@ -65,6 +65,10 @@ const (
 	kindVoicemail = "voicemail"
 )
 
+// KindVoicemail is the Kind of a voicemail message's recording (Recording.Kind,
+// Repaired.Kind); a call's recording is "call".
+const KindVoicemail = kindVoicemail
+
 // New checks opts, applies the defaults and returns the Service. It starts nothing: the
 // metadata writer goroutine starts with the first recording (or Flush); Close stops it.
 func New(opts Options) (*Service, error) {

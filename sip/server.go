@@ -96,9 +96,11 @@ type Server struct {
 	// (Options.SettleBacklog); nil when every call keeps its slot until its events are taken.
 	settleSlots chan struct{}
 	serveWG     sync.WaitGroup
-	ctx         context.Context
-	cancel      context.CancelCauseFunc
-	started     bool
+	// byeWG counts ByeLostLegs' background BYEs; Add under mu while not closed (Close waits).
+	byeWG   sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	started bool
 }
 
 // New validates opts, applies defaults and builds a Server. Nothing listens until Start.
@@ -412,6 +414,9 @@ func (s *Server) Close() error {
 		calls = append(calls, c)
 	}
 	s.mu.Unlock()
+	// After the lock: every ByeLostLegs either added itself before it or sees closed. Their
+	// BYEs end with s.ctx, cancelled above.
+	s.byeWG.Wait()
 	for _, c := range calls {
 		c.hangup(causeShutdown)
 	}

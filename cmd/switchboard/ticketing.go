@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -70,7 +71,19 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 			}
 			return err
 		}
+		// A lost node's far ends: the survivor BYEs them from the dialogs the node stored.
+		wo.OnLostDialogs = func(node string, dialogs []json.RawMessage) {
+			if s := gw.byeSIP.Load(); s == nil || !s.ByeLostLegs(dialogs) {
+				gw.log.Warn("node lost: SIP is not listening here: its calls' far ends get no BYE from this node", "lost_node", node, "legs", len(dialogs))
+			}
+		}
 		if gw.nodes, err = eventlog.StartNodeWatch(wo); err != nil {
+			return err
+		}
+		// Stored only while another node is alive to use them.
+		if gw.dialogs, err = eventlog.StartDialogStore(eventlog.DialogStoreOptions{Pool: gw.pool, Node: cfg.Node,
+			Active: func() bool { return gw.nodes.Others() > 0 }, Logger: gw.log.With("component", "nodewatch"),
+			Registerer: gw.reg}); err != nil {
 			return err
 		}
 	}
@@ -233,6 +246,9 @@ func (gw *gateway) closeTicketing() {
 	}
 	if gw.nodes != nil {
 		gw.nodes.Close() // it emits through the event log: stopped first
+	}
+	if gw.dialogs != nil {
+		gw.dialogs.Close() // the calls have ended: what is queued is written (bounded)
 	}
 	if gw.events != nil {
 		if err := gw.events.Close(); err != nil {

@@ -32,7 +32,9 @@
 // stores them. The table is the interface between the two. What the log holds
 // of one call (its last seq, whether it ended) is asked of the log, not of the table:
 // CallState also sees the events still waiting in the spool. The log owns the nodes table
-// too (RecordNode): nodes are the producers of its events.
+// too (RecordNode): nodes are the producers of its events; and call_dialogs, the answered
+// legs' dialog states a survivor BYEs a lost node's far ends from (DialogStore, whose own
+// goroutine writes them; NodeWatch reads a lost node's in its sweep).
 //
 // Goroutines: the writer (run) takes the emitters' batches and appends to the spool; the
 // replayer (replayLoop) reads the spool from its offset and owns the offset file. They share
