@@ -288,6 +288,43 @@ func (t *Transfers) Refer(ctx context.Context, callID string, agentID, toAgent i
 	return t.ACD.Transfer(ctx, callID, to)
 }
 
+// ConsultOnACD is the consult of an agent's SIP phone that talks to the target on a call of
+// its own (ConsultOn); *ivr.ACD satisfies it. A TransferACD without it refuses such consults.
+type ConsultOnACD interface {
+	ConsultOn(ctx context.Context, callID string, to ivr.TransferTo, via ivr.AgentLeg, onEnd func(ivr.ConsultEnd)) error
+}
+
+// PhoneConsult starts the consult of an attended transfer an agent's SIP phone runs (sip
+// consult.go: the phone calls the target through the gateway while the caller waits), under
+// the API's checks: the call must be the agent's, a number must read as one and be a
+// destination the trunk allows. via is the phone's consult call, bridged to the target once
+// it answered; PhoneConsult returns then (nil), or with the reason the target was not reached.
+// onEnd is told how a consult that reached its target ended (ivr.ACD.Consult).
+func (t *Transfers) PhoneConsult(ctx context.Context, callID string, agentID, toAgent int64, number string, via ivr.AgentLeg, onEnd func(ivr.ConsultEnd)) error {
+	if owner, live := t.ACD.CallAgent(callID); !live || owner != agentID {
+		return fmt.Errorf("web: phone consult: %w", ivr.ErrNoCall)
+	}
+	co, ok := t.ACD.(ConsultOnACD)
+	if !ok {
+		return errors.New("web: phone consult: the ACD cannot consult on the phone's own call")
+	}
+	to, _, err := t.target(TransferRequest{ToAgentID: toAgent, ToNumber: number, Mode: "consult"})
+	if err != nil {
+		return err
+	}
+	return co.ConsultOn(ctx, callID, to, via, onEnd)
+}
+
+// PhoneComplete completes the consult PhoneConsult started, when the agent's phone asks with
+// a REFER whose Refer-To replaces its consult call (RFC 3891, RFC 5589 §7): the caller is
+// bridged to the target and the agent released, as POST .../transfer/complete does.
+func (t *Transfers) PhoneComplete(ctx context.Context, callID string, agentID int64) error {
+	if owner, live := t.ACD.CallAgent(callID); !live || owner != agentID {
+		return fmt.Errorf("web: phone transfer: %w", ivr.ErrNoCall)
+	}
+	return t.ACD.CompleteConsult(ctx, callID)
+}
+
 // pageTransfer runs the page's transfer message (m.Mode, m.AgentID, m.Queue, m.Number). A
 // transfer that waits for its target to answer runs on its own goroutine, so the page's other
 // buttons (cancel) keep working; the page hears "consult" messages: ringing, talking, and
