@@ -252,6 +252,11 @@ func (s *Server) handlePhoneConsult(req *sip.Request, tx sip.ServerTransaction) 
 			a.finishRefer(ctx, "SIP/2.0 200 OK")
 		}
 	}
+	// The phone holds the caller's call while it consults (RFC 5589 §7): from here that wait is
+	// the transfer's time (CD-3), not hold time, so the call's hold by that leg ends now (the
+	// leg stays held at the phone; the phone's resume, if the consult is given up, changes
+	// nothing more). Without this, a leg hung up on hold would count hold until the call ended.
+	c.holdChanged(a, false)
 	s.log.Info("sip: consult from an agent's phone", "call_id", c.id, "agent_id", acct.ID)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), referBudget)
 	err = s.opts.PhoneConsult(cctx, c.id, acct.ID, to, via, onEnd)

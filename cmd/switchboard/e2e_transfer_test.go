@@ -115,7 +115,8 @@ func TestEndToEnd_ConsultTransferToAnOutsideNumber(t *testing.T) {
 
 // TestEndToEnd_AttendedTransferFromAnAgentPhone: through the real binary, a caller (SIPp,
 // 440 Hz) queued on +15550199 is answered by agent1's registered SIP phone (SIPp, echoing),
-// which transfers the call attended (RFC 5589 §7): it calls +15557770000 through the gateway
+// which transfers the call attended (RFC 5589 §7): it holds the call (re-INVITE sendonly), calls
+// +15557770000 through the gateway
 // (call B, digest authenticated) — the gateway dials it on the carrier trunk, where a SIPp far
 // end answers with an 880 Hz tone, and answers B bridged to it — talks 2 s, then sends REFER on
 // the caller's call with Refer-To replacing B (RFC 3891). A REFER whose Replaces names no
@@ -123,7 +124,8 @@ func TestEndToEnd_ConsultTransferToAnOutsideNumber(t *testing.T) {
 // 202, NOTIFY 100 and 200, then BYE on B and on A. The caller and the far end talk until the
 // far end hangs up. The recording's right channel (what the caller heard) carries the far
 // end's tone (the caller's media re-bridged to the far end); the call record counts transfer
-// time (CD-3), keeps agent1 (an outside number is no agent) and lists the four SIP legs.
+// time (CD-3) and no hold after the consult began, keeps agent1 (an outside number is no agent)
+// and lists the four SIP legs.
 func TestEndToEnd_AttendedTransferFromAnAgentPhone(t *testing.T) {
 	requireSipp(t)
 	g := runAgentGateway(t)
@@ -166,6 +168,14 @@ func TestEndToEnd_AttendedTransferFromAnAgentPhone(t *testing.T) {
 	}
 	if tt := seconds(call, "transfer_time"); tt < 1 || tt > 8 {
 		t.Errorf("transfer_time %v, want about 2 s (the consult)", tt)
+	}
+	// The phone held the caller's call before consulting: that wait is transfer time, and the
+	// held leg hung up by the completion holds nothing after it.
+	if ht := seconds(call, "hold_time"); ht > 1 {
+		t.Errorf("hold_time %v, want at most the 0.3 s before the consult began", ht)
+	}
+	if tk := seconds(call, "talk_time"); tk < 4 {
+		t.Errorf("talk_time %v, want the agent's and the far end's talk (several seconds)", tk)
 	}
 	if ids, _ := call["sip_call_ids"].([]any); len(ids) != 4 {
 		t.Errorf("sip_call_ids %v, want the carrier's, the agent phone's two and the far end's", call["sip_call_ids"])
