@@ -197,7 +197,7 @@ func transferStatus(err error) (int, string) {
 	case errors.Is(err, ivr.ErrUnknownAgent), errors.Is(err, ivr.ErrUnknownQueue):
 		return http.StatusUnprocessableEntity, ""
 	case errors.Is(err, ivr.ErrAgentUnavailable), errors.Is(err, ivr.ErrNoAgentFree), errors.Is(err, ivr.ErrTransferBusy),
-		errors.Is(err, ivr.ErrNoConsult), errors.Is(err, ivr.ErrNoTrunk):
+		errors.Is(err, ivr.ErrNoConsult), errors.Is(err, ivr.ErrNoTrunk), errors.Is(err, ivr.ErrConferenced):
 		return http.StatusConflict, ""
 	}
 	return http.StatusInternalServerError, ""
@@ -217,7 +217,7 @@ func transferText(err error) string {
 		return "no consult transfer is on the line (it ended: the caller is back with you)"
 	}
 	for _, e := range []error{ivr.ErrNoCall, ivr.ErrUnknownAgent, ivr.ErrUnknownQueue, ivr.ErrAgentUnavailable,
-		ivr.ErrNoAgentFree, ivr.ErrTransferBusy, ivr.ErrNoTrunk} {
+		ivr.ErrNoAgentFree, ivr.ErrTransferBusy, ivr.ErrNoTrunk, ivr.ErrConferenced} {
 		if errors.Is(err, e) {
 			return strings.TrimPrefix(e.Error(), "ivr: ")
 		}
