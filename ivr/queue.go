@@ -430,6 +430,7 @@ type ctlReq struct {
 	op    ctlOp
 	to    TransferTo
 	onEnd func(ConsultEnd) // opConsult
+	via   AgentLeg         // opConsult: the agent's own leg to talk to the target on (ConsultOn); nil: the call's
 	reply chan error
 }
 

@@ -636,6 +636,16 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 		s.handleFeatureCode(req, tx, st) // featurecode.go: an agent's phone setting its state
 		return
 	}
+	if req.Method == sip.INVITE {
+		if h := req.GetHeader("Replaces"); h != nil {
+			s.handleReplacesInvite(req, tx, h) // phoneconsult.go: not how a transfer reaches us
+			return
+		}
+		if s.phoneConsultInvite(req, isTrunk) {
+			s.handlePhoneConsult(req, tx) // phoneconsult.go: an agent's phone consulting
+			return
+		}
+	}
 	switch req.Method {
 	case sip.INVITE:
 		if s.clusterOn() && req.GetHeader(hdrOffer) != nil {

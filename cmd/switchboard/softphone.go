@@ -337,3 +337,22 @@ func (t *telephony) refer(ctx context.Context, callID string, agentID int64, to 
 	}
 	return tr.Refer(ctx, callID, agentID, to.AgentID, to.Number)
 }
+
+// phoneConsult carries out the consult of an agent phone's attended transfer (its call
+// through the gateway to the target) through the same checks.
+func (t *telephony) phoneConsult(ctx context.Context, callID string, agentID int64, to sip.ReferTarget, via ivr.AgentLeg, onEnd func(ivr.ConsultEnd)) error {
+	tr := t.transfers.Load()
+	if tr == nil {
+		return errors.New("transfers are not ready")
+	}
+	return tr.PhoneConsult(ctx, callID, agentID, to.AgentID, to.Number, via, onEnd)
+}
+
+// phoneComplete completes it (the phone's REFER with Replaces).
+func (t *telephony) phoneComplete(ctx context.Context, callID string, agentID int64) error {
+	tr := t.transfers.Load()
+	if tr == nil {
+		return errors.New("transfers are not ready")
+	}
+	return tr.PhoneComplete(ctx, callID, agentID)
+}

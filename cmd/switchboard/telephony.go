@@ -224,6 +224,8 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	if t.acd != nil {
 		sopts.AgentStates = t.acd // feature codes *60/*61/*62 from the agents' phones
 		sopts.Refer = t.refer     // blind transfers from the agents' phones (REFER)
+		// attended transfers from the agents' phones (a consult call, then REFER with Replaces)
+		sopts.PhoneConsult, sopts.PhoneComplete = t.phoneConsult, t.phoneComplete
 	}
 	switch {
 	case gw.journal != nil && gw.dialogs != nil:
