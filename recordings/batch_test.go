@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -192,4 +194,75 @@ func TestJournaledRowsLostToACrashAreWrittenInBatchesAtStart(t *testing.T) {
 			t.Errorf("journal entry of %s still there: %v", id, err)
 		}
 	}
+}
+
+// BenchmarkMetadataRowsAtRate measures what recordings' metadata rows cost the database at a
+// steady call rate, as in make bench's CPS steps (zero-length calls: a recording starts at the
+// answer and finishes at once): RECBENCH_CPS recordings a second (default 200) for
+// RECBENCH_SECONDS (default 5), then every row written. Reported per recording: statements that
+// write recordings, and commits of the benchmark's database. RECBENCH_BATCH sets
+// MetadataBatch (1 is the code before: a statement and a commit per row).
+func BenchmarkMetadataRowsAtRate(b *testing.B) {
+	cps, secs, batch := envInt("RECBENCH_CPS", 200), envInt("RECBENCH_SECONDS", 5), envInt("RECBENCH_BATCH", 0)
+	pool := pgtest.Pool(b)
+	db := &countingDB{DB: pool}
+	s := newService(b, Options{DB: db, MetadataBatch: batch})
+	ctx := context.Background()
+	if err := s.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	commits := func() int64 {
+		var n int64
+		if err := pool.QueryRow(ctx, `SELECT pg_stat_clear_snapshot() IS NULL, xact_commit FROM pg_stat_database
+			WHERE datname = current_database()`).Scan(new(bool), &n); err != nil {
+			b.Fatal(err)
+		}
+		return n
+	}
+	before := commits()
+	n := cps * secs
+	start := time.Now()
+	// Each recording on its own goroutine, as calls are: the journal's fsyncs of one do not
+	// hold back the next one's start.
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(cps))); d > 0 {
+			time.Sleep(d)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w, err := s.Start(ctx, fmt.Sprintf("call-rate-%d", i))
+			if err == nil {
+				_, err = w.Finish(ctx)
+			}
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	offered := float64(n) / time.Since(start).Seconds()
+	fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := s.Flush(fctx); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // pg_stat_database is flushed by the backends about every second
+	b.ReportMetric(offered, "recordings/s")
+	b.ReportMetric(float64(db.writes.Load())/float64(n), "write_statements/recording")
+	b.ReportMetric(float64(commits()-before-1)/float64(n), "commits/recording")
+}
+
+func envInt(name string, def int) int {
+	v, err := strconv.Atoi(os.Getenv(name))
+	if err != nil || v <= 0 {
+		return def
+	}
+	return v
 }
