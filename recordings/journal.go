@@ -450,15 +450,18 @@ func (s *Service) syncBatch(ctx context.Context, items []journaled) error {
 	states, err := s.upsertRows(actx, rows)
 	cancel()
 	switch {
-	case refusedForGood(err) && len(items) > 1:
+	case refusedForGood(err):
+		// Row by row, so that only a row refused for what it holds is set aside. A lone row
+		// gets this second attempt too: a refusal may be a race, not the row — the same
+		// recording's row inserted meanwhile by another writer (Repair's, the metadata
+		// writer's) makes the insert fail on the unique index of paths (ON CONFLICT arbitrates
+		// only on the id) once that writer commits; tried again, the row is there and the
+		// upsert updates it.
 		for _, it := range items {
 			if err := s.syncOne(ctx, it); err != nil {
 				return err
 			}
 		}
-		return nil
-	case refusedForGood(err):
-		s.refuse(items[0].id, items[0].b, err)
 		return nil
 	case err != nil:
 		return err
