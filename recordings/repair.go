@@ -227,6 +227,13 @@ func (s *Service) repairJournal(ctx context.Context, seen map[string]bool) ([]Re
 		actx, cancel := context.WithTimeout(ctx, metadataTimeout)
 		_, applied, err := s.upsert(actx, row)
 		cancel()
+		if refusedForGood(err) {
+			// Perhaps a race, not the row: the metadata writer inserting the same row meanwhile
+			// (syncBatch). Once more, then set aside.
+			actx, cancel := context.WithTimeout(ctx, metadataTimeout)
+			_, applied, err = s.upsert(actx, row)
+			cancel()
+		}
 		switch {
 		case refusedForGood(err):
 			s.refuse(id, b, err)

@@ -112,6 +112,12 @@ func New(opts Options) (*Service, error) {
 	if opts.MetadataQueue <= 0 {
 		opts.MetadataQueue = DefaultMetadataQueue
 	}
+	if opts.MetadataBatch <= 0 {
+		opts.MetadataBatch = DefaultMetadataBatch
+	}
+	if opts.MetadataWindow <= 0 {
+		opts.MetadataWindow = DefaultMetadataWindow
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
