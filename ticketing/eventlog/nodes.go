@@ -244,8 +244,14 @@ const dialogPruneEvery = 30 * time.Second
 func (w *NodeWatch) Others() int { return int(w.others.Load()) }
 
 // beat records that this node is alive, and says so when another node counted it lost.
+//
+// The beat is not cut short by Close (its context drops the watch's cancellation, keeping its
+// own timeout): a beat cancelled in flight may still reach the database after Close recorded
+// the clean stop, and its UPDATE would clear that mark, so the stopped node would be counted
+// lost a moment later and its calls closed (seen in TestCleanStopIsNotALostNode, about one run
+// in thirty). Finished, it commits before Close writes.
 func (w *NodeWatch) beat(ctx context.Context) error {
-	bctx, cancel := context.WithTimeout(ctx, max(w.opts.Interval, time.Second))
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(w.opts.Interval, time.Second))
 	defer cancel()
 	var declaredLost bool
 	err := w.pool.QueryRow(bctx, `
