@@ -141,7 +141,7 @@ func parseMessage(b []byte) (message, error) {
 		return message{}, fmt.Errorf("%w: %v", errMalformed, err)
 	}
 	switch m.Type {
-	case "hello", "answer", "decline", "hangup", "hold", "resume", "ping":
+	case "hello", "answer", "decline", "hangup", "hold", "resume", "ping", "consult_complete", "consult_cancel":
 	case "answer_sdp":
 		if m.SDP == "" {
 			return message{}, fmt.Errorf("%w: answer_sdp without sdp", errMalformed)
@@ -169,8 +169,14 @@ func parseMessage(b []byte) (message, error) {
 			return message{}, fmt.Errorf("%w: wrap_up extend must be 1 to %d seconds", errMalformed, maxWrapUpExtend)
 		}
 	case "transfer":
-		if (m.AgentID == 0) == (m.Queue == "") {
-			return message{}, fmt.Errorf("%w: transfer names one agent_id or one queue", errMalformed)
+		named := 0
+		for _, set := range []bool{m.AgentID != 0, m.Queue != "", m.Number != ""} {
+			if set {
+				named++
+			}
+		}
+		if named != 1 {
+			return message{}, fmt.Errorf("%w: transfer names one agent_id, one queue or one number", errMalformed)
 		}
 	default:
 		return message{}, fmt.Errorf("%w: unknown type %q", errMalformed, m.Type)

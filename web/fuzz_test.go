@@ -47,3 +47,22 @@ func FuzzParseMessage(f *testing.F) {
 		}
 	})
 }
+
+// The page's consult buttons and its transfer to an outside number send these (app.js): each
+// must parse. Before the fix parseMessage refused consult_complete and consult_cancel as unknown
+// types and a transfer naming a number, so "Complete transfer", "Back to caller" and the
+// outside-number transfer did nothing but show "malformed message".
+func TestParseMessage_ConsultButtonsAndNumberTransferParse(t *testing.T) {
+	for _, s := range []string{`{"type":"consult_complete"}`, `{"type":"consult_cancel"}`,
+		`{"type":"transfer","mode":"consult","agent_id":7}`, `{"type":"transfer","mode":"consult","number":"+15557770000"}`,
+		`{"type":"transfer","mode":"blind","number":"+15557770000"}`} {
+		if _, err := parseMessage([]byte(s)); err != nil {
+			t.Errorf("%s: %v", s, err)
+		}
+	}
+	for _, s := range []string{`{"type":"transfer","agent_id":7,"number":"+15557770000"}`, `{"type":"transfer","mode":"consult"}`} {
+		if _, err := parseMessage([]byte(s)); !errors.Is(err, errMalformed) {
+			t.Errorf("%s: err %v, want malformed", s, err)
+		}
+	}
+}
