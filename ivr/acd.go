@@ -195,8 +195,11 @@ type waiter struct {
 	// q is the queue the call waits in (guarded by ACD.mu: Apply moves waiters to the
 	// queue's new record when its settings change; the call's goroutine keeps the settings it
 	// entered with).
-	q        *queueRec
-	seq      uint64
+	q   *queueRec
+	seq uint64
+	// place, when set, is the place a queue callback keeps in its queue (the seq in memory,
+	// the shared store's order in a cluster): enqueue puts it back there, not at the end.
+	place    uint64
 	enqueued time.Time
 	retry    chan struct{} // dispatch → waiter: only agents who missed this call are free
 	offering int64         // agent being offered (guarded by ACD.mu)

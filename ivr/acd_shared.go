@@ -371,7 +371,14 @@ func (s sharedWaitStore) enqueue(ctx context.Context, w *waiter, announce bool) 
 	a.mu.Unlock()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
 	defer cancel()
-	if err := a.opts.Shared.Enqueue(sctx, c.id, name, a.opts.Node); err != nil {
+	var err error
+	if w.place != 0 {
+		// A callback back in its queue: at the place the caller had.
+		err = a.opts.Shared.Requeue(sctx, c.id, name, a.opts.Node, w.place, w.enqueued)
+	} else {
+		err = a.opts.Shared.Enqueue(sctx, c.id, name, a.opts.Node)
+	}
+	if err != nil {
 		// The caller waits with music and overflows at MaxWait: no agent can be claimed.
 		a.log.Error("ivr: queue the call in the shared store", "call_id", c.id, "queue", name, "err", err)
 	}

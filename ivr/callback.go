@@ -3,6 +3,8 @@ package ivr
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,8 +20,18 @@ import (
 // agent is offered the callback (Offer.Callback: the page says so); once the agent accepts, the
 // CallbackDialer calls the caller through the trunk and bridges them to the agent. A caller who
 // does not answer is tried again, Attempts times in all, RetryDelay apart, the entry going back
-// into the queue between attempts (behind the calls waiting then); after the last attempt the
-// callback is dropped (call.callback_dropped, emitted by the dialer on that attempt's call).
+// into the queue between attempts at the place the caller first had (ahead of the calls that
+// came after the request); after the last attempt the callback is dropped
+// (call.callback_dropped, emitted by the dialer on that attempt's call).
+//
+// With a CallbackStore (SetCallbackStore: PostgreSQL, ivr/acdpg) a pending callback is kept
+// outside the node's memory too: saved when it is requested and after every unanswered attempt,
+// removed when it is answered or dropped. The node's next start takes its pending callbacks up
+// again (ResumeCallbacks), at their place; a surviving node of a cluster takes over those of a
+// lost node (TakeOverCallbacks). A callback that cannot be taken up again (its queue is gone,
+// its attempts are spent) is dropped with call.callback_dropped and a reason (CallbackDropper),
+// never silently. Before each attempt the node checks the callback is still its own: a node
+// cut off from the cluster and counted lost stops, the survivor runs the callback.
 //
 // Goroutines: the call's goroutine hands the waiter over (startCallback) and returns; each
 // callback then runs on its own goroutine until it is done, dropped, or the ACD closes
@@ -120,9 +132,56 @@ func callbackNumber(n string) bool {
 	return true
 }
 
+// PendingCallback is a callback waiting for an agent or for its next attempt, as a
+// CallbackStore keeps it.
+type PendingCallback struct {
+	CallID, Queue string
+	// Node is the node that runs the callback.
+	Node string
+	// From is the caller's number (E.164), CallerName their name, Line the line they called.
+	From, CallerName, Line string
+	Language, MenuPath     string
+	// Place orders the callback in its queue (lower first): the place the caller's waiting
+	// entry had, kept across retries, restarts and take-overs.
+	Place uint64
+	// Enqueued is when the caller joined the queue.
+	Enqueued time.Time
+	// Attempt is how many attempts were made.
+	Attempt int
+}
+
+// ErrCallbackTaken is what CallbackStore.Save returns when another node took the callback over
+// (this node was counted lost): this node stops running it.
+var ErrCallbackTaken = errors.New("ivr: the callback was taken over by another node")
+
+// CallbackStore keeps pending callbacks outside the node's memory (ivr/acdpg on PostgreSQL).
+// Every method talks to the database; the ACD never calls one with a lock held.
+type CallbackStore interface {
+	// Save records p as p.Node's: a new callback, or one whose attempts changed. It returns the
+	// callback's place: with queues shared in the cluster, the place of the caller's waiting
+	// entry there (the store's order), else p.Place. ErrCallbackTaken when the callback is
+	// another node's now.
+	Save(ctx context.Context, p PendingCallback) (uint64, error)
+	// Done removes a callback answered or dropped.
+	Done(ctx context.Context, callID string) error
+	// Pending returns node's callbacks, by place.
+	Pending(ctx context.Context, node string) ([]PendingCallback, error)
+	// TakeOver makes the callbacks of the lost node node's own and returns them, by place.
+	TakeOver(ctx context.Context, lost, node string) ([]PendingCallback, error)
+}
+
+// CallbackDropper is optionally implemented by a CallbackDialer: it reports a callback dropped
+// without an attempt to carry the event (call.callback_dropped on the caller's call, with the
+// reason: callevent.CallbackDrop*).
+type CallbackDropper interface {
+	DropCallback(ctx context.Context, r CallbackRequest, reason string) error
+}
+
 // callbacks are the ACD's running callbacks.
 type callbacks struct {
 	dialer CallbackDialer
+	store  CallbackStore // nil: callbacks live in memory only
+	node   string
 	mu     sync.Mutex
 	ctx    context.Context // nil until the first callback; cancelled by CloseCallbacks
 	cancel context.CancelFunc
@@ -135,6 +194,14 @@ type callbacks struct {
 func (a *ACD) SetCallbackDialer(d CallbackDialer) {
 	a.cb.mu.Lock()
 	a.cb.dialer = d
+	a.cb.mu.Unlock()
+}
+
+// SetCallbackStore keeps pending callbacks in st as node's (see ResumeCallbacks). Call it
+// before calls arrive.
+func (a *ACD) SetCallbackStore(st CallbackStore, node string) {
+	a.cb.mu.Lock()
+	a.cb.store, a.cb.node = st, node
 	a.cb.mu.Unlock()
 }
 
@@ -165,17 +232,10 @@ func (a *ACD) CloseCallbacks() {
 // serves the callback from there. It reports false when the ACD is closing (the call then
 // waits on as before).
 func (a *ACD) startCallback(w *waiter, st waitStore) bool {
-	a.cb.mu.Lock()
-	if a.cb.closed || a.cb.dialer == nil {
-		a.cb.mu.Unlock()
+	ctx, d, ok := a.cbBegin()
+	if !ok {
 		return false
 	}
-	if a.cb.ctx == nil {
-		a.cb.ctx, a.cb.cancel = context.WithCancel(context.Background())
-	}
-	ctx, d := a.cb.ctx, a.cb.dialer
-	a.cb.wg.Add(1)
-	a.cb.mu.Unlock()
 	refuse := ""
 	if !callbackNumber(w.c.info.From) {
 		refuse = "the caller's number cannot be called back (anonymous or not E.164)"
@@ -191,20 +251,200 @@ func (a *ACD) startCallback(w *waiter, st waitStore) bool {
 	}
 	go func() {
 		defer a.cb.wg.Done()
-		a.callbackRun(ctx, d, w, st)
+		if w.place == 0 {
+			w.place = w.seq // in memory: the order the call was given
+		}
+		a.cbSave(ctx, w, 0, true)
+		a.callbackRun(ctx, d, w, st, 1)
 	}()
 	return true
 }
 
-// callbackRun serves one callback: offers to agents, the attempts, the retries.
-func (a *ACD) callbackRun(ctx context.Context, d CallbackDialer, w *waiter, st waitStore) {
+// cbBegin counts a callback goroutine in (the caller runs it, then calls a.cb.wg.Done) and
+// returns the context and dialer of callbacks; ok is false when the ACD is closing or has no
+// dialer.
+func (a *ACD) cbBegin() (context.Context, CallbackDialer, bool) {
+	a.cb.mu.Lock()
+	defer a.cb.mu.Unlock()
+	if a.cb.closed || a.cb.dialer == nil {
+		return nil, nil, false
+	}
+	if a.cb.ctx == nil {
+		a.cb.ctx, a.cb.cancel = context.WithCancel(context.Background())
+	}
+	a.cb.wg.Add(1)
+	return a.cb.ctx, a.cb.dialer, true
+}
+
+func (a *ACD) cbStore() (CallbackStore, string) {
+	a.cb.mu.Lock()
+	defer a.cb.mu.Unlock()
+	return a.cb.store, a.cb.node
+}
+
+// pendingOf is w's callback as the store keeps it, attempts made.
+func (a *ACD) pendingOf(w *waiter, node string, attempts int) PendingCallback {
+	c := w.c
+	return PendingCallback{CallID: c.id, Queue: w.q.Name, Node: node, From: c.info.From, CallerName: c.info.CallerName,
+		Line: c.info.Line, Language: c.Language(), MenuPath: c.MenuPath(), Place: w.place, Enqueued: w.enqueued, Attempt: attempts}
+}
+
+// cbSave records w's callback (attempts made) in the store, if any. first: the request, whose
+// place the store gives (the shared queue's). It returns ErrCallbackTaken when another node runs
+// the callback now; any other failure is logged (the callback runs on in memory).
+func (a *ACD) cbSave(ctx context.Context, w *waiter, attempts int, first bool) error {
+	store, node := a.cbStore()
+	if store == nil {
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
+	defer cancel()
+	place, err := store.Save(sctx, a.pendingOf(w, node, attempts))
+	switch {
+	case errors.Is(err, ErrCallbackTaken):
+		return err
+	case err != nil:
+		a.log.Warn("ivr: keep the queue callback in the database failed; it lives in this node's memory until it is saved again",
+			"call_id", w.c.id, "queue", w.q.Name, "err", err)
+	case first && place != 0:
+		w.place = place
+	}
+	return nil
+}
+
+// cbDone removes w's callback from the store (answered or dropped).
+func (a *ACD) cbDone(ctx context.Context, callID string) {
+	store, _ := a.cbStore()
+	if store == nil {
+		return
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
+	defer cancel()
+	if err := store.Done(sctx, callID); err != nil {
+		a.log.Error("ivr: remove the finished queue callback from the database failed; the next start would call the caller again",
+			"call_id", callID, "err", err)
+	}
+}
+
+// ResumeCallbacks takes up this node's pending callbacks (SetCallbackStore) from the store: a
+// restart keeps them, at their places. Call it once at start, after SetCallbackDialer and
+// before calls arrive, so that they keep their places ahead of the calls that come next.
+func (a *ACD) ResumeCallbacks(ctx context.Context) error {
+	store, node := a.cbStore()
+	if store == nil {
+		return nil
+	}
+	ps, err := store.Pending(ctx, node)
+	if err != nil {
+		return fmt.Errorf("ivr: resume the queue callbacks: %w", err)
+	}
+	if len(ps) > 0 {
+		a.log.Info("ivr: queue callbacks taken up again after the restart", "callbacks", len(ps))
+	}
+	for _, p := range ps {
+		a.resumeCallback(p, "")
+	}
+	return nil
+}
+
+// TakeOverCallbacks makes the pending callbacks of the lost node this node's and runs them, at
+// their places (the cluster's node-loss handling calls it on the one surviving node that swept
+// the loss).
+func (a *ACD) TakeOverCallbacks(ctx context.Context, lost string) error {
+	store, node := a.cbStore()
+	if store == nil || lost == node {
+		return nil
+	}
+	ps, err := store.TakeOver(ctx, lost, node)
+	if err != nil {
+		return fmt.Errorf("ivr: take over the queue callbacks of node %s: %w", lost, err)
+	}
+	if len(ps) > 0 {
+		a.log.Warn("ivr: node lost: its queue callbacks are taken over here", "lost_node", lost, "callbacks", len(ps))
+	}
+	for _, p := range ps {
+		a.resumeCallback(p, lost)
+	}
+	return nil
+}
+
+// resumeCallback runs a callback read from the store: back in its queue at its place, the
+// attempts it has left. One that cannot be run is dropped with a reason.
+func (a *ACD) resumeCallback(p PendingCallback, lost string) {
+	a.mu.Lock()
+	q := a.queues[p.Queue]
+	a.mu.Unlock()
+	ctx, d, ok := a.cbBegin()
+	if !ok {
+		return // closing: the store keeps it for the next start
+	}
+	defer a.cb.wg.Done()
+	c := &Call{id: p.CallID, info: CallInfo{From: p.From, CallerName: p.CallerName, Line: p.Line}, lang: p.Language,
+		digits: make(chan rune)}
+	if p.MenuPath != "" {
+		c.path = strings.Split(p.MenuPath, ">")
+	}
+	reason := ""
+	switch {
+	case q == nil:
+		reason = callevent.CallbackDropQueueGone
+	case p.Attempt >= q.Callback.attempts():
+		reason = callevent.CallbackDropNotAnswered
+	}
+	if reason != "" {
+		a.dropCallback(ctx, d, p, reason)
+		return
+	}
+	var st waitStore = memWait{a}
+	if a.opts.Shared != nil {
+		st = sharedWaitStore{a}
+	}
+	w := &waiter{c: c, q: q, place: p.Place, enqueued: p.Enqueued, claims: make(chan Claim, 1), retry: make(chan struct{}, 1),
+		tried: map[int64]bool{}}
+	a.log.Info("ivr: queue callback taken up", "call_id", p.CallID, "queue", p.Queue, "attempts_made", p.Attempt,
+		"from_node", lost)
+	a.cb.wg.Add(1)
+	go func() {
+		defer a.cb.wg.Done()
+		st.enqueue(context.WithoutCancel(ctx), w, false)
+		a.callbackRun(ctx, d, w, st, p.Attempt+1)
+	}()
+}
+
+// dropCallback gives up a pending callback that cannot be run: the dialer emits
+// call.callback_dropped with the reason on the caller's call, and the store forgets it.
+func (a *ACD) dropCallback(ctx context.Context, d CallbackDialer, p PendingCallback, reason string) {
+	a.log.Warn("ivr: queue callback dropped", "call_id", p.CallID, "queue", p.Queue, "reason", reason, "attempts_made", p.Attempt)
+	if dr, ok := d.(CallbackDropper); ok {
+		r := CallbackRequest{CallID: p.CallID, Queue: p.Queue, To: p.From, Line: p.Line, Language: p.Language,
+			Attempt: max(p.Attempt, 1), Attempts: max(p.Attempt, 1)}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
+		err := dr.DropCallback(sctx, r, reason)
+		cancel()
+		if err != nil {
+			a.log.Error("ivr: report the dropped queue callback", "call_id", p.CallID, "reason", reason, "err", err)
+		}
+	}
+	a.cbDone(ctx, p.CallID)
+}
+
+// callbackRun serves one callback from attempt first on: offers to agents, the attempts, the
+// retries. A callback cut short by the ACD's close stays in the store for the next start.
+func (a *ACD) callbackRun(ctx context.Context, d CallbackDialer, w *waiter, st waitStore, first int) {
 	c, q := w.c, w.q
 	max := q.Callback.attempts()
 	bg := context.WithoutCancel(ctx)
-	for attempt := 1; attempt <= max; attempt++ {
+	for attempt := first; attempt <= max; attempt++ {
 		id, leg, ok := a.callbackOffer(ctx, w, st)
 		if !ok {
 			return // the ACD is closing: the entry left its queue
+		}
+		if err := a.cbSave(ctx, w, attempt-1, false); err != nil {
+			// Counted lost while it ran: the survivor that took it over calls the caller.
+			a.log.Warn("ivr: queue callback taken over by another node; this node stops it", "call_id", c.id, "queue", q.Name)
+			a.hangupAgent(bg, leg)
+			a.agentFree(id, q)
+			return
 		}
 		req := CallbackRequest{CallID: c.id, Queue: q.Name, To: c.info.From, Line: c.info.Line, Language: c.Language(),
 			AgentID: id, Attempt: attempt, Attempts: max}
@@ -213,15 +453,24 @@ func (a *ACD) callbackRun(ctx context.Context, d CallbackDialer, w *waiter, st w
 		a.agentFree(id, q)
 		if err == nil {
 			a.log.Info("ivr: queue callback answered", "call_id", c.id, "queue", q.Name, "agent_id", id, "attempt", attempt)
+			a.cbDone(ctx, c.id)
 			return
+		}
+		if ctx.Err() != nil {
+			return // closing: the attempt was cut short, not counted; the next start tries again
 		}
 		if attempt == max {
 			a.log.Info("ivr: queue callback dropped: the caller did not answer", "call_id", c.id, "queue", q.Name,
 				"attempts", attempt, "error", err)
+			a.cbDone(ctx, c.id)
 			return
 		}
 		a.log.Info("ivr: queue callback not answered; retrying", "call_id", c.id, "queue", q.Name, "attempt", attempt,
 			"retry_in", q.Callback.retryDelay(), "error", err)
+		if err := a.cbSave(ctx, w, attempt, false); err != nil {
+			a.log.Warn("ivr: queue callback taken over by another node; this node stops it", "call_id", c.id, "queue", q.Name)
+			return
+		}
 		t := a.clock.NewTimer(q.Callback.retryDelay())
 		select {
 		case <-ctx.Done():
@@ -229,8 +478,10 @@ func (a *ACD) callbackRun(ctx context.Context, d CallbackDialer, w *waiter, st w
 			return
 		case <-t.C():
 		}
-		// Back in the queue: a fresh waiter for the same call, behind the calls waiting now.
-		w = &waiter{c: c, q: q, enqueued: a.clock.Now(), claims: make(chan Claim, 1), retry: make(chan struct{}, 1), tried: map[int64]bool{}}
+		// Back in the queue: a fresh waiter for the same call, at the place the caller had
+		// (ahead of the calls that came after the request).
+		w = &waiter{c: c, q: q, place: w.place, enqueued: w.enqueued, claims: make(chan Claim, 1), retry: make(chan struct{}, 1),
+			tried: map[int64]bool{}}
 		st.enqueue(bg, w, false)
 	}
 }

@@ -304,3 +304,54 @@ func TestCallback_ManyAtOnceWithCallersAndAgentsRacing(t *testing.T) {
 		}
 	}
 }
+
+// TestCallback_RetryKeepsPlaceAheadOfLaterCaller: a callback retried after an unanswered
+// attempt comes back at the place its caller had, ahead of a caller who came after the
+// request and is still waiting (it went behind them before).
+func TestCallback_RetryKeepsPlaceAheadOfLaterCaller(t *testing.T) {
+	r, cbs := callbackRig(t, QueueCallback{Key: "1", Attempts: 2, RetryDelay: 30 * time.Second})
+	first, c1, res1 := r.queueCall(t, "call-cbr-first", "support")
+	pressCallback(t, r, first, c1, res1, '1')
+	r.clk.advance(time.Second)
+	later, _, res2 := r.queueCall(t, "call-cbr-later", "support")
+
+	r.available(t, 1)
+	o := r.dialer.next(t)
+	if o.CallID != first.id || !o.Callback {
+		t.Fatalf("offer %+v, want the callback first", o.Offer)
+	}
+	o.answer()
+	p := cbs.next(t)
+	// The agent steps away after this call, so that the retry finds the later caller waiting.
+	if _, err := r.acd.SetState(1, StateAway); err != nil {
+		t.Fatal(err)
+	}
+	p.resp <- ErrCallbackNotAnswered
+	r.clk.awaitTimer(t, 30*time.Second)
+	r.clk.advance(30 * time.Second)
+	deadline := time.Now().Add(wait)
+	for r.acd.Queues()[1].Waiting != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the retried callback is not back in the queue: %+v", r.acd.Queues()[1])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.available(t, 1)
+	o = r.dialer.next(t)
+	if o.CallID != first.id || !o.Callback {
+		t.Fatalf("after the retry delay agent 1 was offered %+v, want the callback again, ahead of %s", o.Offer, later.id)
+	}
+	o.answer()
+	p = cbs.next(t)
+	if p.Attempt != 2 {
+		t.Errorf("request %+v, want attempt 2", p.CallbackRequest)
+	}
+	p.resp <- nil
+	o2 := r.dialer.next(t)
+	if o2.CallID != later.id {
+		t.Fatalf("then offered %+v, want %s", o2.Offer, later.id)
+	}
+	o2.answer()
+	later.hangup()
+	result(t, res2)
+}

@@ -77,10 +77,21 @@ const (
 // agent; CancelConsult returns the agent to the caller. onEnd, when set, is told once how a
 // consult that reached its target ended, on the call's goroutine with no lock held.
 func (a *ACD) Consult(ctx context.Context, callID string, to TransferTo, onEnd func(ConsultEnd)) error {
+	return a.ConsultOn(ctx, callID, to, nil, onEnd)
+}
+
+// ConsultOn is Consult where the agent talks to the target on a leg of its own, via, instead
+// of the call's agent leg: an agent's SIP phone that consults by placing a second call (an
+// attended transfer, RFC 5589 §7: the phone holds the caller's call and calls the target
+// through the gateway). via is bridged to the target once it answered; via ending before the
+// completion gives the consult up (the phone hung up its second call: the caller is back with
+// the agent); completing, cancelling or the caller hanging up hangs via up. The call's agent
+// leg stays as it is meanwhile (on hold at the phone). nil via is Consult.
+func (a *ACD) ConsultOn(ctx context.Context, callID string, to TransferTo, via AgentLeg, onEnd func(ConsultEnd)) error {
 	if n := countTargets(to); n != 1 {
 		return fmt.Errorf("ivr: consult: name exactly one agent, queue or number")
 	}
-	return a.control(ctx, callID, ctlReq{op: opConsult, to: to, onEnd: onEnd})
+	return a.control(ctx, callID, ctlReq{op: opConsult, to: to, via: via, onEnd: onEnd})
 }
 
 // CompleteConsult completes the call's consult transfer: the caller is bridged to the target,
@@ -146,6 +157,18 @@ func (a *ACD) consultRun(ctx context.Context, c *Call, q *queueRec, s *session, 
 	blind := req.op == opTransfer
 	to := req.to
 	ep := c.leg.Endpoint()
+	// talkLeg is where the agent talks to the target: the agent's leg, or the phone's own
+	// consult call (ConsultOn). via is hung up whenever the consult ends.
+	talkLeg, via := leg, req.via
+	var viaGone <-chan struct{}
+	if via != nil {
+		talkLeg, viaGone = via, via.Done()
+	}
+	hangupVia := func() {
+		if via != nil {
+			a.hangupAgent(ctx, via)
+		}
+	}
 	// The target: reserved before anything is said, so a refusal changes nothing.
 	var (
 		targetAgent int64
@@ -237,6 +260,7 @@ func (a *ACD) consultRun(ctx context.Context, c *Call, q *queueRec, s *session, 
 	// giveUp hangs up or stops ringing the target and takes the caller back to the agent.
 	giveUp := func() {
 		stopAT()
+		hangupVia()
 		if target != nil {
 			a.hangupAgent(ctx, target)
 			if targetAgent != 0 {
@@ -271,6 +295,7 @@ func (a *ACD) consultRun(ctx context.Context, c *Call, q *queueRec, s *session, 
 	// complete bridges the caller to the target and lets the agent go.
 	complete := func() consultResult {
 		stopAT()
+		hangupVia()
 		pl.halt()
 		pl = nil
 		if targetAgent != 0 {
@@ -359,7 +384,7 @@ func (a *ACD) consultRun(ctx context.Context, c *Call, q *queueRec, s *session, 
 				answer(nil)
 				return complete()
 			}
-			stop, err := a.bridgeLegs(c, leg, target)
+			stop, err := a.bridgeLegs(c, talkLeg, target)
 			if err != nil {
 				a.log.Error("ivr: bridge the agent to the consult target", "call_id", c.ID(), "error", err)
 				giveUp()
@@ -369,6 +394,16 @@ func (a *ACD) consultRun(ctx context.Context, c *Call, q *queueRec, s *session, 
 			}
 			stopAT = stop
 			answer(nil)
+		case <-viaGone:
+			// The agent's phone hung up (or cancelled) its consult call: the consult is given
+			// up, the caller back with the agent (RFC 5589 §7: the transferor may abandon the
+			// consultation and retrieve the held call).
+			viaGone = nil
+			giveUp()
+			back := rejoin()
+			answer(fmt.Errorf("%w: the agent hung up the consult call", ErrTransferFailed))
+			tell(ConsultCancelled)
+			return back
 		case <-targetEnd:
 			targetEnd = nil
 			giveUp()

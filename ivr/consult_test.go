@@ -389,3 +389,95 @@ func TestConsult_RacesEndCleanly(t *testing.T) {
 		}
 	}
 }
+
+// TestConsultOn_ThePhonesOwnCall: the consult of an attended transfer from a SIP phone runs on
+// the phone's own second call (via). The target is bridged to via, not to the agent's leg
+// (which stays, unbridged, on hold at the phone); via hanging up gives the consult up (the
+// target hung up, the caller bridged to the agent again, call.resumed); a second consult
+// completed to agent 2 hangs up via and the agent's leg, and the ticket's agent changes
+// (call.transferred 1→2, call.answered by 2: TU-7).
+func TestConsultOn_ThePhonesOwnCall(t *testing.T) {
+	r := newRig(t, testPrompts(t, 40*time.Millisecond))
+	gw, _ := mediaPair(t)
+	r.available(t, 1, 2)
+	leg := newTransferLeg("call-consult-on")
+	leg.ep = gw
+	c := r.eng.NewCall(leg, CallInfo{})
+	res := runCall(t, c, Line{Target: QueueTarget("support")})
+	a1 := r.dialer.next(t).answer()
+	r.events.next(t, leg.id, callevent.EventAnswered)
+	ctx := context.Background()
+
+	consultOn := func(via AgentLeg) (<-chan error, <-chan ConsultEnd) {
+		errc, ends := make(chan error, 1), make(chan ConsultEnd, 1)
+		go func() {
+			errc <- r.acd.ConsultOn(ctx, leg.id, TransferTo{AgentID: 2}, via, func(e ConsultEnd) { ends <- e })
+		}()
+		return errc, ends
+	}
+	viaEP, _ := mediaPair(t)
+	via, hangVia := endpointLeg(viaEP)
+	errc, ends := consultOn(via)
+	o := r.dialer.next(t)
+	if o.AgentID != 2 {
+		t.Fatalf("consult offer to %d", o.AgentID)
+	}
+	a2 := o.answer()
+	if err := awaitErr(t, errc); err != nil {
+		t.Fatal(err)
+	}
+	if !a2.isBridged() || a1.isBridged() || a1.hungUp() {
+		t.Errorf("consult on the phone's call: agent 2 bridged %v (want true), agent 1 bridged %v hung up %v (want false, false)",
+			a2.isBridged(), a1.isBridged(), a1.hungUp())
+	}
+	hangVia() // the phone hangs up its consult call
+	if e := <-ends; e != ConsultCancelled {
+		t.Errorf("via hung up: end %q, want cancelled", e)
+	}
+	deadline := time.Now().Add(wait)
+	for !(a2.hungUp() && a1.isBridged()) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !a2.hungUp() || !a1.isBridged() {
+		t.Fatalf("after via hung up: agent 2 hung up %v, agent 1 bridged again %v", a2.hungUp(), a1.isBridged())
+	}
+	if st := r.state(t, 2); st != StateAvailable {
+		t.Fatalf("agent 2 after the consult was given up: %s", st)
+	}
+
+	viaEP2, _ := mediaPair(t)
+	via2, _ := endpointLeg(viaEP2)
+	errc, ends = consultOn(via2)
+	a2 = r.dialer.next(t).answer()
+	if err := awaitErr(t, errc); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.acd.CompleteConsult(ctx, leg.id); err != nil {
+		t.Fatal(err)
+	}
+	if e := <-ends; e != ConsultCompleted {
+		t.Errorf("end %q, want completed", e)
+	}
+	r.events.next(t, leg.id, callevent.EventTransferred)
+	if ev := r.events.next(t, leg.id, callevent.EventAnswered); ev.AgentID != 2 {
+		t.Errorf("answered by %d after completing, want 2", ev.AgentID)
+	}
+	select {
+	case <-via2.Ended:
+	case <-time.After(wait):
+		t.Fatal("the phone's consult call was not hung up on completion")
+	}
+	if !a1.hungUp() || !a2.isBridged() {
+		t.Errorf("completed: agent 1 hung up %v, agent 2 bridged to the caller %v", a1.hungUp(), a2.isBridged())
+	}
+	leg.hangup()
+	if got := result(t, res); got.Outcome != callevent.OutcomeAnswered {
+		t.Errorf("outcome %q", got.Outcome)
+	}
+	wantTypes(t, r.events.types(leg.id), callevent.EventQueued, callevent.EventOffered, callevent.EventAnswered,
+		callevent.EventTransferStarted, callevent.EventResumed,
+		callevent.EventTransferStarted, callevent.EventTransferred, callevent.EventAnswered)
+	if x := r.events.all(leg.id)[6]; x.FromAgentID != 1 || x.ToAgentID != 2 {
+		t.Errorf("transferred %d→%d, want 1→2 (TU-7)", x.FromAgentID, x.ToAgentID)
+	}
+}

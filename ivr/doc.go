@@ -57,13 +57,23 @@
 // tests drive the ACD deterministically. Hold, Resume and Transfer (to an agent or a queue)
 // act on a connected call.
 //
+// # Conference
+//
+// Conference and ConferenceAgent add parties (an external leg, another agent rung as the queue
+// rings) to a connected call; a media.Mixer then mixes everyone for everyone (conference.go).
+// Any party leaves by hanging up: the call's goroutine keeps serving the call when the caller
+// or the agent leaves while parties remain, and ends it once one person is left.
+//
 // # Callbacks
 //
 // A queue with Callback.Key lets a waiting caller press the key to be called back (callback.go):
 // the call ends (call.callback_requested, outcome callback) but its waiting entry keeps its
 // place; a goroutine of the ACD then offers it (Offer.Callback) and, once an agent accepts, has
 // the CallbackDialer (sip, through the trunk) call the caller back, Attempts times at most,
-// RetryDelay apart, the entry back in the queue between attempts.
+// RetryDelay apart, the entry back in the queue between attempts at the place it had. With a
+// CallbackStore (SetCallbackStore: acdpg.Callbacks on PostgreSQL) a pending callback outlives
+// the node: ResumeCallbacks takes this node's up again at start, TakeOverCallbacks a lost
+// node's; one that cannot be run is dropped with a reason (CallbackDropper).
 //
 // # Several nodes
 //
@@ -92,6 +102,9 @@
 //     It is held only to read or change those fields, never across a wait.
 //   - Each AgentDialer.Offer runs on a goroutine of its own, started by the call's goroutine.
 //   - Wrap-up ends on the Clock's AfterFunc goroutine.
+//   - Each conference party has a watcher goroutine that takes it out of the mix when it
+//     hangs up or the call ends; an agent added by ConferenceAgent is rung on a goroutine of
+//     its own, ended by the ring timeout or the call's end.
 //   - A callback, once the caller asked for it, is served on a goroutine of its own (the
 //     call's goroutine hands its waiting entry over); ACD.CloseCallbacks ends them.
 //   - The ACD's notifier goroutine, started on a state change and gone once it has told

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"time"
 
@@ -285,9 +286,20 @@ func (m memWait) enqueue(_ context.Context, w *waiter, _ bool) int {
 	if cur := a.queues[w.q.Name]; cur != nil {
 		w.q = cur // Apply may have replaced the record since serve read it
 	}
-	a.seq++
-	w.seq = a.seq
-	w.q.waiting = append(w.q.waiting, w)
+	if w.place != 0 {
+		// A callback back in its queue (a retry, a restart): at its place, ahead of the calls
+		// that came after it; the calls that come next go behind it.
+		w.seq = w.place
+		a.seq = max(a.seq, w.place)
+	} else {
+		a.seq++
+		w.seq = a.seq
+	}
+	i := len(w.q.waiting)
+	for i > 0 && w.q.waiting[i-1].seq > w.seq {
+		i--
+	}
+	w.q.waiting = slices.Insert(w.q.waiting, i, w)
 	a.m.waiting.WithLabelValues(w.q.Name).Set(float64(len(w.q.waiting)))
 	pos := a.positionLocked(w)
 	a.dispatchLocked()
@@ -418,6 +430,7 @@ type ctlReq struct {
 	op    ctlOp
 	to    TransferTo
 	onEnd func(ConsultEnd) // opConsult
+	via   AgentLeg         // opConsult: the agent's own leg to talk to the target on (ConsultOn); nil: the call's
 	reply chan error
 }
 
@@ -429,6 +442,10 @@ type session struct {
 	agentID int64           // guarded by ACD.mu
 	caller  *media.Endpoint // the caller's endpoint, fixed: supervisors join here (supervise.go)
 	conf    *conference     // guarded by ACD.mu: the call's conference, nil when two-party (conference.go)
+	// call and q are the call and the queue it was answered from, fixed (an agent added to a
+	// conference is rung as the queue rings: conference.go).
+	call *Call
+	q    *queueRec
 }
 
 type talkOutcome struct {
@@ -454,7 +471,7 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 		a.log.Error("ivr: bridge", "call_id", c.ID(), "error", out.err)
 		return out
 	}
-	s := &session{ctl: make(chan ctlReq), done: make(chan struct{}), agentID: agentID, caller: ep}
+	s := &session{ctl: make(chan ctlReq), done: make(chan struct{}), agentID: agentID, caller: ep, call: c, q: q}
 	a.mu.Lock()
 	a.live[c.ID()] = s
 	a.mu.Unlock()
@@ -489,12 +506,30 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 	for range 1 << 20 { // bounded: every turn is an event of this call
 		select {
 		case <-ctx.Done():
+			if cf, ok := a.leaveConference(s, true); ok {
+				// The caller left a conference: the agent and the parties talk on until the
+				// agent or the last party hangs up (conference.go). The bridge to the caller's
+				// endpoint goes now: nothing is sent to a caller who left.
+				stop()
+				a.conferenceRest(s, cf, leg.Done())
+			}
 			release()
 			return out
 		case <-leg.Done():
+			if cf, ok := a.leaveConference(s, false); ok {
+				// The agent left a conference: released now (wrap-up); the caller and the
+				// parties talk on until the caller or the last party hangs up.
+				release()
+				a.conferenceRest(s, cf, ctx.Done())
+				return out
+			}
 			release()
 			return out
 		case req := <-s.ctl:
+			if req.op != opResume && a.Conferenced(c.ID()) {
+				req.reply <- ErrConferenced
+				continue
+			}
 			switch req.op {
 			case opHold:
 				if pl == nil {

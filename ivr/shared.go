@@ -42,6 +42,9 @@ type SharedStore interface {
 	Waiting(ctx context.Context) ([]WaitingCall, error)
 	// Enqueue puts a call of node in queue at the end (its order is the store's).
 	Enqueue(ctx context.Context, callID, queue, node string) error
+	// Requeue puts a queue callback of node back in queue at place (the order Enqueue gave the
+	// caller's entry, ahead of the calls that came after it), enqueued at enqueued.
+	Requeue(ctx context.Context, callID, queue, node string, place uint64, enqueued time.Time) error
 	// Position is the call's 1-based place in its queue (0: not waiting).
 	Position(ctx context.Context, callID string) (int, error)
 	// Dispatch claims pairs of waiting calls and available agents of their queues, calls in

@@ -199,13 +199,22 @@ type Options struct {
 	// database; beyond it they wait only in the journal on disk and a scan of the journal picks
 	// them up. Default 1024.
 	MetadataQueue int
+	// MetadataBatch caps how many recordings' rows the metadata writer writes in one statement
+	// (one transaction, one commit). Default 64.
+	MetadataBatch int
+	// MetadataWindow is how long the metadata writer, woken by one changed recording, waits for
+	// more before it writes them together (or until MetadataBatch are in). It delays a row, never
+	// a call: the journal on disk already holds the change. Default 20 ms.
+	MetadataWindow time.Duration
 }
 
 // Defaults of Options.
 const (
-	DefaultDelay         = 300 * time.Millisecond
-	DefaultSyncInterval  = 5 * time.Second
-	DefaultBuffer        = 256
-	DefaultMetadataRetry = 5 * time.Second
-	DefaultMetadataQueue = 1024
+	DefaultDelay          = 300 * time.Millisecond
+	DefaultSyncInterval   = 5 * time.Second
+	DefaultBuffer         = 256
+	DefaultMetadataRetry  = 5 * time.Second
+	DefaultMetadataQueue  = 1024
+	DefaultMetadataBatch  = 64
+	DefaultMetadataWindow = 20 * time.Millisecond
 )

@@ -36,8 +36,9 @@
 //
 // Start, Pause, Resume, Finish and Discard never wait on PostgreSQL: the id is a UUID chosen
 // here, and each change of the metadata row is written to the node's journal on disk
-// (Dir/.pending/<node>/<id>.json, journal.go) and upserted by one background goroutine, which
-// retries with a backoff while the database does not answer and removes the journal entry
+// (Dir/.pending/<node>/<id>.json, journal.go) and upserted by one background goroutine — the
+// rows of recordings changing within Options.MetadataWindow together, one statement and one
+// commit for up to Options.MetadataBatch of them —, which retries with a backoff while the database does not answer and removes the journal entry
 // once the row holds it. Memory stays bounded whatever the outage: beyond Options.MetadataQueue
 // queued ids the journal directory is rescanned instead. Flush waits for the rows (tests, a
 // clean shutdown); Close stops the goroutine (the journal keeps the rest for the next start).

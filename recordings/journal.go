@@ -264,7 +264,7 @@ func (s *Service) metadataWriter(ctx context.Context, done chan<- struct{}) {
 			case <-ctx.Done():
 				return
 			case id := <-s.queue:
-				err = s.syncID(ctx, id)
+				err = s.syncIDs(ctx, s.gather(ctx, id))
 			case <-s.scanKick:
 				continue
 			}
@@ -298,6 +298,29 @@ func (s *Service) metadataWriter(ctx context.Context, done chan<- struct{}) {
 	}
 }
 
+// gather collects the ids queued within MetadataWindow of the first one, up to MetadataBatch
+// distinct ids, so that recordings changing together are written together.
+func (s *Service) gather(ctx context.Context, first string) []string {
+	ids := []string{first}
+	seen := map[string]bool{first: true}
+	t := time.NewTimer(s.opts.MetadataWindow)
+	defer t.Stop()
+	for len(ids) < s.opts.MetadataBatch {
+		select {
+		case id := <-s.queue:
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		case <-t.C:
+			return ids
+		case <-ctx.Done():
+			return ids
+		}
+	}
+	return ids
+}
+
 // syncJournal writes every journaled row of this node (in any order: rows are independent).
 // It returns the first error that is not the row's fault (the database unreachable); rows the
 // database refuses are set aside.
@@ -314,10 +337,12 @@ func (s *Service) syncJournal(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, id := range ids {
-		if err := s.syncID(ctx, id); err != nil {
+	for len(ids) > 0 {
+		n := min(len(ids), s.opts.MetadataBatch)
+		if err := s.syncIDs(ctx, ids[:n]); err != nil {
 			return err
 		}
+		ids = ids[n:]
 	}
 	s.jmu.Lock()
 	s.scanned = true
@@ -359,28 +384,113 @@ func (s *Service) journalList() ([]string, error) {
 // syncID writes one journaled row. A nil error means done (or nothing to do, or refused and set
 // aside); an error means the database did not answer and the row waits.
 func (s *Service) syncID(ctx context.Context, id string) error {
-	b, err := s.journalRead(id)
-	if err != nil {
-		return fmt.Errorf("recordings: journal %s: %w", id, err)
+	return s.syncIDs(ctx, []string{id})
+}
+
+// journaled is a journal entry read for writing: its file's id, bytes and row.
+type journaled struct {
+	id string
+	b  []byte
+	r  Recording
+}
+
+// syncIDs writes journaled rows together: one statement (one transaction, one commit) for all
+// of them. When the database refuses that statement for what one row holds, each row is
+// written alone, so that only the refused one is set aside. A journal entry is removed only
+// after the commit that holds it, and only if no later change replaced it meanwhile: a crash
+// anywhere leaves the entry for the next scan (or Repair), which writes it again (the upsert
+// is keyed by the recording's id). A nil error means done; an error means the database did
+// not answer and the rows wait.
+func (s *Service) syncIDs(ctx context.Context, ids []string) error {
+	var items, later []journaled
+	seen := map[string]bool{}
+	for _, id := range ids {
+		b, err := s.journalRead(id)
+		if err != nil {
+			return fmt.Errorf("recordings: journal %s: %w", id, err)
+		}
+		if b == nil {
+			continue
+		}
+		var r Recording
+		if err := json.Unmarshal(b, &r); err != nil || r.ID == "" {
+			s.refuse(id, b, fmt.Errorf("unreadable journal entry: %v", err))
+			continue
+		}
+		if seen[r.ID] {
+			// Two entries naming one recording (a file renamed by hand): one statement may
+			// not write a row twice, so the second goes alone after the others.
+			later = append(later, journaled{id: id, b: b, r: r})
+			continue
+		}
+		seen[r.ID] = true
+		items = append(items, journaled{id: id, b: b, r: r})
 	}
-	if b == nil {
+	if len(items) == 0 {
 		return nil
 	}
-	var r Recording
-	if err := json.Unmarshal(b, &r); err != nil || r.ID == "" {
-		s.refuse(id, b, fmt.Errorf("unreadable journal entry: %v", err))
-		return nil
+	if err := s.syncBatch(ctx, items); err != nil {
+		return err
+	}
+	for _, it := range later {
+		if err := s.syncOne(ctx, it); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncBatch writes journal entries of distinct recordings in one statement; see syncIDs.
+func (s *Service) syncBatch(ctx context.Context, items []journaled) error {
+	rows := make([]Recording, len(items))
+	for i := range items {
+		rows[i] = items[i].r
 	}
 	actx, cancel := context.WithTimeout(ctx, metadataTimeout)
-	st, _, err := s.upsert(actx, r)
+	states, err := s.upsertRows(actx, rows)
 	cancel()
 	switch {
 	case refusedForGood(err):
-		s.refuse(id, b, err)
+		// Row by row, so that only a row refused for what it holds is set aside. A lone row
+		// gets this second attempt too: a refusal may be a race, not the row — the same
+		// recording's row inserted meanwhile by another writer (Repair's, the metadata
+		// writer's) makes the insert fail on the unique index of paths (ON CONFLICT arbitrates
+		// only on the id) once that writer commits; tried again, the row is there and the
+		// upsert updates it.
+		for _, it := range items {
+			if err := s.syncOne(ctx, it); err != nil {
+				return err
+			}
+		}
 		return nil
 	case err != nil:
 		return err
 	}
+	for _, it := range items {
+		s.written(it, states[it.r.ID])
+	}
+	return nil
+}
+
+// syncOne writes one journaled row alone (a batch the database refused, row by row).
+func (s *Service) syncOne(ctx context.Context, it journaled) error {
+	actx, cancel := context.WithTimeout(ctx, metadataTimeout)
+	st, _, err := s.upsert(actx, it.r)
+	cancel()
+	switch {
+	case refusedForGood(err):
+		s.refuse(it.id, it.b, err)
+		return nil
+	case err != nil:
+		return err
+	}
+	s.written(it, st)
+	return nil
+}
+
+// written finishes a journal entry whose row the database now holds in state st.
+func (s *Service) written(it journaled, st State) {
+	r := it.r
 	if st == StateDeleted && (r.State == StateReady || r.State == StateFailed) {
 		// Deleted (CD-6, by another node) while it was being written: the file — closed, its
 		// row final — must not come back.
@@ -388,8 +498,7 @@ func (s *Service) syncID(ctx context.Context, id string) error {
 			s.log.Error("recordings: remove a file deleted while recording", "recording_id", r.ID, "err", err)
 		}
 	}
-	s.journalRemoveIf(id, b, false)
-	return nil
+	s.journalRemoveIf(it.id, it.b, false)
 }
 
 // refusedForGood reports a refusal that retrying cannot change (SQLSTATE class 22 data

@@ -97,6 +97,10 @@ type Repaired struct {
 	// State ready the gateway emits call.recording_ready {recording_id: ID, seconds: Seconds};
 	// with State failed (file missing or unreadable) it notes the failure.
 	WasRecording bool
+	// Kind is the recording's kind with WasRecording: "call", or KindVoicemail for a
+	// voicemail message the process died recording (the gateway then delivers the part on
+	// disk as the call's voicemail).
+	Kind string
 	// HeaderFixed: the header's sizes disagreed with the file and were rewritten.
 	HeaderFixed bool
 	// Err says why a recording could not be recovered (State failed).
@@ -223,6 +227,13 @@ func (s *Service) repairJournal(ctx context.Context, seen map[string]bool) ([]Re
 		actx, cancel := context.WithTimeout(ctx, metadataTimeout)
 		_, applied, err := s.upsert(actx, row)
 		cancel()
+		if refusedForGood(err) {
+			// Perhaps a race, not the row: the metadata writer inserting the same row meanwhile
+			// (syncBatch). Once more, then set aside.
+			actx, cancel := context.WithTimeout(ctx, metadataTimeout)
+			_, applied, err = s.upsert(actx, row)
+			cancel()
+		}
 		switch {
 		case refusedForGood(err):
 			s.refuse(id, b, err)
@@ -241,7 +252,7 @@ func (s *Service) repairJournal(ctx context.Context, seen map[string]bool) ([]Re
 // repairedRow repairs the file of a recording the process died writing and returns the result
 // and the row completed from it.
 func (s *Service) repairedRow(r Recording) (Repaired, Recording) {
-	rep := Repaired{WasRecording: true, Result: Result{ID: r.ID, CallID: r.CallID, Path: s.abs(r.Path),
+	rep := Repaired{WasRecording: true, Kind: r.Kind, Result: Result{ID: r.ID, CallID: r.CallID, Path: s.abs(r.Path),
 		Channels: r.Channels, StartedAt: r.StartedAt, State: StateReady}}
 	h, changed, err := repairFile(s.opts.FS, rep.Path)
 	rep.HeaderFixed = changed

@@ -65,6 +65,10 @@ const (
 	kindVoicemail = "voicemail"
 )
 
+// KindVoicemail is the Kind of a voicemail message's recording (Recording.Kind,
+// Repaired.Kind); a call's recording is "call".
+const KindVoicemail = kindVoicemail
+
 // New checks opts, applies the defaults and returns the Service. It starts nothing: the
 // metadata writer goroutine starts with the first recording (or Flush); Close stops it.
 func New(opts Options) (*Service, error) {
@@ -107,6 +111,12 @@ func New(opts Options) (*Service, error) {
 	}
 	if opts.MetadataQueue <= 0 {
 		opts.MetadataQueue = DefaultMetadataQueue
+	}
+	if opts.MetadataBatch <= 0 {
+		opts.MetadataBatch = DefaultMetadataBatch
+	}
+	if opts.MetadataWindow <= 0 {
+		opts.MetadataWindow = DefaultMetadataWindow
 	}
 	log := opts.Logger
 	if log == nil {

@@ -79,6 +79,73 @@ func (s *Service) upsert(ctx context.Context, r Recording) (State, bool, error) 
 	return st, applied, nil
 }
 
+// upsertRows writes rows as upsert does, in one statement (one commit) whatever their number,
+// and returns each row's state in the database afterwards, by id. The ids must be distinct
+// (ON CONFLICT DO UPDATE may not touch a row twice in one statement).
+func (s *Service) upsertRows(ctx context.Context, rows []Recording) (map[string]State, error) {
+	for i := range rows {
+		if rows[i].Pauses == nil {
+			rows[i].Pauses = []Pause{}
+		}
+	}
+	js, err := json.Marshal(rows)
+	if err != nil {
+		return nil, fmt.Errorf("recordings: encode metadata rows: %w", err)
+	}
+	states := make(map[string]State, len(rows))
+	if err := s.collectStates(ctx, states, `INSERT INTO recordings (id, call_id, kind, node, path, state, channels,
+			duration_ms, size_bytes, started_at, ready_at, deleted_at, deleted_by, error, pauses)
+		SELECT id, call_id, kind, node, path, state, channels, duration_ms, size_bytes, started_at, ready_at,
+			deleted_at, deleted_by, nullif(error, ''), pauses
+		FROM jsonb_to_recordset($1::jsonb) AS x(id text, call_id text, kind text, node text, path text,
+			state text, channels smallint, duration_ms bigint, size_bytes bigint, started_at timestamptz,
+			ready_at timestamptz, deleted_at timestamptz, deleted_by bigint, error text, pauses jsonb)
+		ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, duration_ms = EXCLUDED.duration_ms,
+			size_bytes = EXCLUDED.size_bytes, ready_at = EXCLUDED.ready_at, deleted_at = EXCLUDED.deleted_at,
+			deleted_by = EXCLUDED.deleted_by, error = EXCLUDED.error, pauses = EXCLUDED.pauses
+		WHERE recordings.state = 'recording'
+		RETURNING id, state`, js); err != nil {
+		return nil, fmt.Errorf("write metadata of %d recordings: %w", len(rows), err)
+	}
+	if len(states) == len(rows) {
+		return states, nil
+	}
+	// Rows that exist and are no longer recording (deleted, completed by Repair): say what they are.
+	var rest []string
+	for _, r := range rows {
+		if _, ok := states[r.ID]; !ok {
+			rest = append(rest, r.ID)
+		}
+	}
+	if err := s.collectStates(ctx, states, `SELECT id, state FROM recordings WHERE id = ANY($1)`, rest); err != nil {
+		return nil, fmt.Errorf("write metadata of %d recordings: %w", len(rows), err)
+	}
+	for _, id := range rest {
+		if _, ok := states[id]; !ok {
+			return nil, fmt.Errorf("write metadata of %s: row neither written nor found", id)
+		}
+	}
+	return states, nil
+}
+
+// collectStates runs a query answering (id, state) rows into states.
+func (s *Service) collectStates(ctx context.Context, states map[string]State, sql string, arg any) error {
+	rows, err := s.opts.DB.Query(ctx, sql, arg)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var st State
+		if err := rows.Scan(&id, &st); err != nil {
+			return err
+		}
+		states[id] = st
+	}
+	return rows.Err()
+}
+
 func utcPtr(t *time.Time) *time.Time {
 	if t == nil {
 		return nil

@@ -364,6 +364,9 @@ func (c *Call) holdChanged(l *leg, held bool) {
 // noteLegEnd records who ended the call when leg l's end (with cause) is what ended it. The leg
 // calls it before it closes its ended channel.
 func (c *Call) noteLegEnd(l *leg, cause error) {
+	if l.consultOf != nil {
+		return // a phone's consult call ending (cancelled, hung up) ends no call
+	}
 	if by, how, ok := c.endOf(l, cause); ok {
 		c.noteEnd(by, how)
 	}

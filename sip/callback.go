@@ -12,15 +12,35 @@ import (
 	"github.com/switchboard-voice/switchboard/ticketing/phone"
 )
 
-// callbackTrunk is the trunk queue callbacks go out through: the first that takes outbound
-// calls ("" none).
-func (s *Server) callbackTrunk() string {
+// callbackTrunk is the trunk a queue callback of a caller who called line goes out through:
+// the line's trunk (Line.Trunk) when it takes outbound calls, else the first trunk that does
+// (logged: the caller sees another caller ID path than the line's), "" none.
+func (s *Server) callbackTrunk(line string) string {
+	first := ""
 	for _, t := range s.opts.Trunks {
 		if t.OutboundURI != "" {
-			return t.Name
+			first = t.Name
+			break
 		}
 	}
-	return ""
+	named := ""
+	if n, ok := phone.Normalize(line, ""); ok {
+		if l, ok := (*s.lines.Load())[n]; ok {
+			named = l.Trunk
+		}
+	}
+	if named != "" {
+		for _, t := range s.opts.Trunks {
+			if t.Name == named && t.OutboundURI != "" {
+				return t.Name
+			}
+		}
+	}
+	if first != "" && named != first {
+		s.log.Info("sip: queue callback through the first outbound trunk: the line called names no trunk that takes outbound calls",
+			"line", line, "line_trunk", named, "trunk", first)
+	}
+	return first
 }
 
 // newOutboundCall makes and counts an outbound call to number from line through trunk without
@@ -76,15 +96,20 @@ func (s *Server) discardCall(c *Call) {
 	s.callsWG.Done()
 }
 
-// callbackPhoneLeg is an agent's SIP phone that accepted a queue callback: its leg belongs to
+// callbackPhoneLeg is an agent's SIP phone, or the internal leg to the node of an agent
+// attached elsewhere, that accepted a queue callback: its leg belongs to
 // the callback's own call (call), which DialCallback then runs. Until then, or when the ACD
 // hangs it up without a DialCallback, Hangup discards that call.
 type callbackPhoneLeg struct {
 	ivr.MediaAgentLeg
 	call    *Call
+	channel string      // what the agent answered on, when another node said (the internal leg)
 	claimed atomic.Bool // DialCallback took the call
 	dropped atomic.Bool
 }
+
+// Channel is what the agent answered on ("" when unknown: the agent's own SIP phone here).
+func (l *callbackPhoneLeg) Channel() string { return l.channel }
 
 func (l *callbackPhoneLeg) Hangup(ctx context.Context) error {
 	err := l.MediaAgentLeg.Hangup(ctx)
@@ -99,7 +124,7 @@ func (l *callbackPhoneLeg) Hangup(ctx context.Context) error {
 // made here; the caller is dialled on that call once the phone answers (DialCallback).
 func (d phoneDialer) offerCallback(ctx context.Context, o ivr.Offer, b binding) (ivr.AgentLeg, error) {
 	s := d.s
-	c, err := s.newOutboundCall(s.callbackTrunk(), o.From, o.Line)
+	c, err := s.newOutboundCall(s.callbackTrunk(o.Line), o.From, o.Line)
 	if err != nil {
 		return nil, fmt.Errorf("sip: offer the callback of %s to agent %d: %w", o.CallID, o.AgentID, err)
 	}
@@ -118,7 +143,7 @@ func (d phoneDialer) offerCallback(ctx context.Context, o ivr.Offer, b binding) 
 
 // DialCallback places one attempt of a queue callback (ivr.CallbackDialer): the agent accepted
 // the callback already (agent is their answered leg); the caller's number is called through
-// the first trunk that takes outbound calls, with the line they called as the caller ID, and
+// the trunk of the line they called (callbackTrunk), with that line as the caller ID, and
 // their answer is bridged into the agent's leg and recorded (the caller left, the agent right).
 // The attempt is a call of its own: call.started names the call called back (callback_of) and
 // the attempt, so that the ticketing core puts it on the caller's ticket (TU-4); when the last
@@ -129,7 +154,7 @@ func (d phoneDialer) offerCallback(ctx context.Context, o ivr.Offer, b binding) 
 // the answer cancels the INVITE; ctx ending hangs the attempt up. The agent's leg is left for
 // the caller (the ACD) to hang up.
 func (s *Server) DialCallback(ctx context.Context, r ivr.CallbackRequest, agent ivr.AgentLeg) error {
-	trunk := s.callbackTrunk()
+	trunk := s.callbackTrunk(r.Line)
 	if trunk == "" {
 		return fmt.Errorf("sip: callback of %s: %w", r.CallID, ErrNoOutboundTrunk)
 	}
@@ -178,7 +203,8 @@ func (s *Server) DialCallback(ctx context.Context, r ivr.CallbackRequest, agent 
 		},
 		failed: func() {
 			if r.Attempt >= r.Attempts && call != nil {
-				call.emit(callevent.Event{Type: callevent.EventCallbackDropped, Queue: r.Queue, CallbackOf: r.CallID, Attempt: r.Attempt})
+				call.emit(callevent.Event{Type: callevent.EventCallbackDropped, Queue: r.Queue, CallbackOf: r.CallID, Attempt: r.Attempt,
+					Reason: callevent.CallbackDropNotAnswered})
 			}
 		},
 		Ended: func() { close(ended) },
@@ -203,6 +229,31 @@ func (s *Server) DialCallback(ctx context.Context, r ivr.CallbackRequest, agent 
 	}
 	if !answered.Load() {
 		return fmt.Errorf("sip: callback of %s, attempt %d: %w", r.CallID, r.Attempt, ivr.ErrCallbackNotAnswered)
+	}
+	return nil
+}
+
+// callbackDropSeq is the seq of a call.callback_dropped that no attempt carries (the callback
+// was given up when it was taken up again, long after its call ended): far past any event of
+// the call, past node_lost's gap too. The ticketing core applies it after its gap timeout.
+const callbackDropSeq = 1 << 40
+
+// callbackDropNamespace makes the id of such an event deterministic (UUIDv5): the same drop
+// reported twice (two restarts) is stored once.
+var callbackDropNamespace = uuid.MustParse("8d0f4c1e-6b7a-4f57-9a43-2f6d1f6c0b21")
+
+// DropCallback reports a queue callback given up without an attempt to carry the event
+// (ivr.CallbackDropper): call.callback_dropped on the caller's own call, with the reason, so that
+// the ticket is tagged callback_dropped as after a last unanswered attempt.
+func (s *Server) DropCallback(ctx context.Context, r ivr.CallbackRequest, reason string) error {
+	if s.opts.Sink == nil {
+		return nil
+	}
+	e := callevent.Event{ID: uuid.NewSHA1(callbackDropNamespace, []byte(r.CallID+"\x00"+reason)).String(), CallID: r.CallID,
+		Seq: callbackDropSeq, Type: callevent.EventCallbackDropped, At: s.now().UTC(), Queue: r.Queue, CallbackOf: r.CallID,
+		Attempt: max(r.Attempt, 1), Reason: reason}
+	if err := s.opts.Sink.Emit(ctx, e); err != nil {
+		return fmt.Errorf("sip: report the dropped callback of %s: %w", r.CallID, err)
 	}
 	return nil
 }

@@ -152,10 +152,33 @@ func (s *Server) offerInternal(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, 
 	if !s.clusterOn() || s.opts.Cluster.Resolve == nil {
 		return nil, fmt.Errorf("sip: offer %s to agent %d on node %s: %w", o.CallID, o.AgentID, logValue(o.Node), ErrNoInternalLeg)
 	}
-	c := s.callByID(o.CallID)
-	if c == nil {
+	var c *Call
+	if o.Callback {
+		// A queue callback: the caller is gone. The internal leg is the first leg of the
+		// callback's own outbound call, made here; DialCallback then dials the caller on it.
+		cb, err := s.newOutboundCall(s.callbackTrunk(o.Line), o.From, o.Line)
+		if err != nil {
+			return nil, fmt.Errorf("sip: offer the callback of %s to agent %d on node %s: %w", o.CallID, o.AgentID, logValue(o.Node), err)
+		}
+		c = cb
+	} else if c = s.callByID(o.CallID); c == nil {
 		return nil, fmt.Errorf("sip: offer %s to agent %d: %w", o.CallID, o.AgentID, ErrUnknownCall)
 	}
+	leg, err := s.offerInternalOn(ctx, c, o)
+	if o.Callback {
+		if err != nil {
+			s.discardCall(c)
+			return nil, err
+		}
+		il := leg.(*internalAgentLeg)
+		return &callbackPhoneLeg{call: c, MediaAgentLeg: il.MediaAgentLeg, channel: il.channel}, nil
+	}
+	return leg, err
+}
+
+// offerInternalOn places the internal leg of o on call c (o's call, or a queue callback's own
+// call) to o.Node and waits for its answer.
+func (s *Server) offerInternalOn(ctx context.Context, c *Call, o ivr.Offer) (ivr.AgentLeg, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -252,6 +275,9 @@ func (s *Server) encodeOffer(o ivr.Offer) string {
 			v.Set(k, val)
 		}
 	}
+	if o.Callback {
+		v.Set("cb", "1") // a queue callback: the agent's page says so
+	}
 	return v.Encode()
 }
 
@@ -315,6 +341,7 @@ func (s *Server) verifyOffer(req *sip.Request) (ivr.Offer, string, error) {
 		Line:       cleanText(v.Get("line"), 64),
 		Language:   cleanText(v.Get("lang"), 35),
 		MenuPath:   cleanText(v.Get("menu"), 256),
+		Callback:   v.Get("cb") == "1",
 	}, origin, nil
 }
 

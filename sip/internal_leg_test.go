@@ -57,6 +57,12 @@ func freePorts(t *testing.T, o *Options) {
 
 func newClusterPair(t *testing.T, ringTimeout time.Duration, calls int, ctl CallControl, phoneScenario string, phoneArgs ...string) *clusterPair {
 	t.Helper()
+	return newClusterPairWith(t, nil, ringTimeout, calls, ctl, phoneScenario, phoneArgs...)
+}
+
+// newClusterPairWith is newClusterPair with node a's options changed by aOpt (nil: none).
+func newClusterPairWith(t *testing.T, aOpt func(*Options), ringTimeout time.Duration, calls int, ctl CallControl, phoneScenario string, phoneArgs ...string) *clusterPair {
+	t.Helper()
 	requireSipp(t)
 	p := &clusterPair{dir: t.TempDir(), phonePort: testport.FreeUDP(t), results: make(chan offerResult, calls+4)}
 	writeULawWAV(t, filepath.Join(p.dir, "tone.wav"), 2)
@@ -72,6 +78,9 @@ func newClusterPair(t *testing.T, ringTimeout time.Duration, calls int, ctl Call
 	p.a = startGateway(t, func(o *Options) {
 		freePorts(t, o)
 		o.Recorder = p.rec
+		if aOpt != nil {
+			aOpt(o)
+		}
 		o.Cluster = clusterOpts("a", func(_ context.Context, node string) (string, error) {
 			if node != "b" {
 				return "", errors.New("unknown node")

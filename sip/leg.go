@@ -52,6 +52,11 @@ type leg struct {
 	// referAgent is the agent whose SIP phone this leg reaches (set by PhoneDialer once it
 	// answered): only such a leg may transfer the call with REFER (refer.go). 0: none.
 	referAgent atomic.Int64
+	// consultOf, set before the leg is visible, marks an agent's phone's consult call (a UAS
+	// leg, phoneconsult.go): the phone's leg of the call it consults on. Its end ends no call.
+	consultOf *leg
+	// referring is the REFER in progress on this leg, whose final NOTIFY is sent once.
+	referring atomic.Pointer[referState]
 
 	mu           sync.Mutex
 	localTag     string

@@ -61,6 +61,16 @@ type Options struct {
 	// (RFC 3515; refer.go): the call, the agent, and the Refer-To target read as an agent (a
 	// SIP username Agents knows) or a number. Nil answers REFER with 405.
 	Refer func(ctx context.Context, callID string, agentID int64, to ReferTarget) error
+	// PhoneConsult, when set with PhoneComplete, carries out the consult of an attended
+	// transfer from an agent's SIP phone (phoneconsult.go): the phone's INVITE through the
+	// gateway names the target (read as for Refer); via is that call's leg, to bridge to the
+	// target once it answered. It returns nil once the target answered, else why not; onEnd
+	// is to be told how a consult that reached its target ended. Nil: such INVITEs are
+	// handled like any other.
+	PhoneConsult func(ctx context.Context, callID string, agentID int64, to ReferTarget, via ivr.AgentLeg, onEnd func(ivr.ConsultEnd)) error
+	// PhoneComplete completes the consult PhoneConsult started, when the phone's REFER
+	// replaces its consult call (RFC 3891, RFC 5589 §7). Nil: such REFERs are declined (603).
+	PhoneComplete func(ctx context.Context, callID string, agentID int64) error
 
 	// MaxCalls bounds concurrent calls; one more gets 503 with Retry-After.
 	// DefaultMaxCalls (1000); 0 (or negative) means no limit.
@@ -250,6 +260,10 @@ type Line struct {
 	// Target runs the call. BridgeTarget is the one built in; IVR, queue and voicemail targets
 	// implement the same interface.
 	Target Target
+	// Trunk names the trunk the line's own outbound calls go through (a queue callback of a
+	// caller who called the line); empty, or a trunk that takes no outbound calls: the first
+	// trunk that does.
+	Trunk string
 }
 
 // RateLimit is a per-source-address token bucket on incoming requests. Requests over the limit are

@@ -167,6 +167,35 @@ func (s *Server) ByeOrphans(ctx context.Context, journaled []json.RawMessage) {
 	}
 }
 
+// ByeLostLegs sends BYE, in the background, to the far ends of the calls of another node of
+// the cluster that this node closed when that node was lost: their dialog states as the lost
+// node stored them (ticketing/eventlog's DialogStore, the same JSON as the journal's). The BYE
+// leaves from this node's address but follows each dialog's route set: a carrier's call that
+// came through a record-routing front (the shipped Kamailio) reaches the carrier from the
+// front, as every request of the dialog did; a leg the lost node placed straight to a far end
+// (a desk phone, an agent's SIP phone, a trunk's callee) gets it from this node's address,
+// which RFC 3261 §12.2.2 lets a UA accept (a dialog is matched by Call-ID and tags, not by
+// address; a far end that filters sources must allow every node). It returns false, sending
+// nothing, when the server is not started or is closed; Close waits for the BYEs, which end
+// with the server.
+func (s *Server) ByeLostLegs(dialogs []json.RawMessage) bool {
+	if !s.ready.Load() {
+		return false
+	}
+	s.mu.Lock()
+	if s.closed.Load() {
+		s.mu.Unlock()
+		return false
+	}
+	s.byeWG.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.byeWG.Done()
+		s.ByeOrphans(s.ctx, dialogs)
+	}()
+	return true
+}
+
 func (s *Server) byeOrphan(ctx context.Context, d DialogState) {
 	// RFC 3261 §17.1.2.2: a non-INVITE transaction gives up after 64*T1 (32 s); the far end
 	// of a live call answers at once, so 10 s is plenty.
@@ -177,13 +206,13 @@ func (s *Server) byeOrphan(ctx context.Context, d DialogState) {
 	switch {
 	case err != nil:
 		s.m.orphanByes.WithLabelValues("error").Inc()
-		s.log.Warn("sip: BYE to a leg orphaned by a crash: no answer", "sip_call_id", callID, "target", target, "error", err)
+		s.log.Warn("sip: BYE to a leg orphaned by a crash or a lost node: no answer", "sip_call_id", callID, "target", target, "error", err)
 	case code >= 200 && code < 300:
 		s.m.orphanByes.WithLabelValues("ok").Inc()
-		s.log.Info("sip: BYE to a leg orphaned by a crash: the far end hung up", "sip_call_id", callID, "target", target)
+		s.log.Info("sip: BYE to a leg orphaned by a crash or a lost node: the far end hung up", "sip_call_id", callID, "target", target)
 	default:
 		s.m.orphanByes.WithLabelValues("gone").Inc()
-		s.log.Info("sip: BYE to a leg orphaned by a crash: refused (the far end had hung up already)", "sip_call_id", callID,
+		s.log.Info("sip: BYE to a leg orphaned by a crash or a lost node: refused (the far end had hung up already)", "sip_call_id", callID,
 			"target", target, "status", code)
 	}
 }

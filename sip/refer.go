@@ -10,14 +10,15 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// An agent's SIP phone transfers its call with REFER (RFC 3515): blind transfer only. The
+// An agent's SIP phone transfers its call with REFER (RFC 3515): blind, and attended. The
 // gateway is the phone's peer in the call's dialog (the leg PhoneDialer placed), so the REFER
 // arrives on that leg; the gateway accepts it (202), carries the transfer out through
 // Options.Refer — the same rules as the page's and the API's transfers: the call must be the
 // agent's, a number must be a destination the trunk allows — and reports the outcome with
 // NOTIFYs of the implicit subscription (RFC 3515 §2.4.4: message/sipfrag, 100 Trying then the
 // final status, Subscription-State terminated). An attended transfer (Refer-To with Replaces,
-// RFC 3891, RFC 5589 §7) is declined (603): use the API's consult transfer.
+// RFC 3891, RFC 5589 §7) completes the consult the phone placed through the gateway
+// (phoneconsult.go).
 
 // ReferTarget is where an agent's REFER sends the call: an agent (AgentID) or a number as the
 // phone wrote it (Number: "+" and digits, or digits; the receiver of Options.Refer reads it
@@ -53,6 +54,19 @@ func (l *leg) handleRefer(req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(req, tx, 400, "Bad Request (one Refer-To)")
 		return
 	}
+	if r, has, status, reason := referReplaces(rts[0].Value()); has || status != 0 {
+		// An attended transfer (phoneconsult.go).
+		switch {
+		case status != 0:
+			s.reply(req, tx, status, reason)
+		case s.opts.PhoneComplete == nil:
+			s.reply(req, tx, 603, "Declined (attended transfer is off: use a consult transfer)")
+		default:
+			s.respond(tx, l.response(req, 202, "Accepted", nil))
+			go l.referReplace(r, agent)
+		}
+		return
+	}
 	to, status, reason := referTarget(rts[0].Value(), s.opts.Agents)
 	if status != 0 {
 		s.reply(req, tx, status, reason)
@@ -83,10 +97,7 @@ func referTarget(v string, agents func(string) (AgentAccount, bool)) (ReferTarge
 		}
 		v = v[i+1 : i+j]
 	}
-	if strings.Contains(strings.ToLower(v), "replaces") {
-		// RFC 3891 / RFC 5589 §7: attended transfer; not built.
-		return ReferTarget{}, 603, "Declined (attended transfer is not supported: use a consult transfer)"
-	}
+	v, _, _ = strings.Cut(v, "?") // URI headers: a Replaces is read by referReplaces
 	var u sip.Uri
 	if err := sip.ParseUri(v, &u); err != nil || u.User == "" || len(u.User) > 64 {
 		return ReferTarget{}, 400, "Bad Request (Refer-To)"

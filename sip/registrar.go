@@ -271,6 +271,28 @@ func (r *registrar) lookup(agentID int64) (binding, bool) {
 	return *best, true
 }
 
+// phoneAt reports whether src is where a live binding's phone sends from or is reached at
+// (its REGISTER's source or its Contact): a request from there comes from an agent's phone.
+func (r *registrar) phoneAt(src netip.AddrPort) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.s.now()
+	for _, m := range r.bindings {
+		for _, b := range m {
+			if !b.expires.After(now) {
+				continue
+			}
+			if b.source == src {
+				return true
+			}
+			if ap, ok := contactAddr(b.contact); ok && ap == src {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // close drops every binding and stops their timers (Server.Close).
 func (r *registrar) close() {
 	r.mu.Lock()
@@ -702,7 +724,7 @@ func (r *registrar) authenticate(req *sip.Request, tx sip.ServerTransaction,
 	}
 	if creds != nil && creds["uri"] != "" && !sameURI(creds["uri"], req.Recipient) {
 		// RFC 2617 §3.2.2.5, RFC 7616 §3.4.6: a response computed for another URI.
-		s.security(secMalformed, req, "digest uri is not the Request-URI")
+		s.security(secMalformed, req, "digest uri "+logValue(creds["uri"])+" is not the Request-URI")
 		s.reply(req, tx, 400, "Bad Request (digest uri does not match the Request-URI)")
 		return AgentAccount{}, src, false
 	}

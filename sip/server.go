@@ -96,9 +96,11 @@ type Server struct {
 	// (Options.SettleBacklog); nil when every call keeps its slot until its events are taken.
 	settleSlots chan struct{}
 	serveWG     sync.WaitGroup
-	ctx         context.Context
-	cancel      context.CancelCauseFunc
-	started     bool
+	// byeWG counts ByeLostLegs' background BYEs; Add under mu while not closed (Close waits).
+	byeWG   sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	started bool
 }
 
 // New validates opts, applies defaults and builds a Server. Nothing listens until Start.
@@ -412,6 +414,9 @@ func (s *Server) Close() error {
 		calls = append(calls, c)
 	}
 	s.mu.Unlock()
+	// After the lock: every ByeLostLegs either added itself before it or sees closed. Their
+	// BYEs end with s.ctx, cancelled above.
+	s.byeWG.Wait()
 	for _, c := range calls {
 		c.hangup(causeShutdown)
 	}
@@ -630,6 +635,16 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	if st, ok := s.featureCode(req); ok {
 		s.handleFeatureCode(req, tx, st) // featurecode.go: an agent's phone setting its state
 		return
+	}
+	if req.Method == sip.INVITE {
+		if h := req.GetHeader("Replaces"); h != nil {
+			s.handleReplacesInvite(req, tx, h) // phoneconsult.go: not how a transfer reaches us
+			return
+		}
+		if s.phoneConsultInvite(req, isTrunk) {
+			s.handlePhoneConsult(req, tx) // phoneconsult.go: an agent's phone consulting
+			return
+		}
 	}
 	switch req.Method {
 	case sip.INVITE:

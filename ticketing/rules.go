@@ -225,6 +225,9 @@ func (e *Engine) onAnswered(ctx context.Context, tx *applyTx, c *callRow, ev cal
 
 func (e *Engine) onVoicemail(ctx context.Context, tx *applyTx, c *callRow, ev callevent.Event, at time.Time) error {
 	c.VoicemailID = &ev.RecordingID
+	if c.State == "ended" {
+		return e.onVoicemailAfterEnd(ctx, tx, c)
+	}
 	c.State = "voicemail"
 	c.enterPhase(phaseIVR, at)
 	if c.NoTicket {
@@ -246,6 +249,41 @@ func (e *Engine) onVoicemail(ctx context.Context, tx *applyTx, c *callRow, ev ca
 	}
 	c.TicketID = nil
 	return e.ensureInboundTicket(ctx, tx, c, st, ticketReasonVoicemail)
+}
+
+// onVoicemailAfterEnd delivers a voicemail message that comes after its call's end: the part
+// of a message the caller was leaving when the gateway crashed or its node was lost, which the
+// restarted node recovered from its disk (its call.ended — outcome failed, cause crash or
+// node_lost — and, for a call no agent took, its call.abandoned came first). The call's outcome
+// becomes voicemail; the ticket the abandon gave it becomes its voicemail ticket (VM-1, as with
+// a ticket made at queue entry), or the message gets a new one; the call's voice comment,
+// written at its end, gets the message's recording.
+func (e *Engine) onVoicemailAfterEnd(ctx context.Context, tx *applyTx, c *callRow) error {
+	outcome := callevent.OutcomeVoicemail
+	c.Outcome = &outcome
+	if c.NoTicket {
+		return nil
+	}
+	st, err := e.settingsFor(ctx, deref(c.Line))
+	if err != nil {
+		return err
+	}
+	took := false
+	if c.TicketID != nil {
+		if took, err = e.voicemailTakesQueueTicket(ctx, tx, c, st); err != nil {
+			return err
+		}
+	}
+	if !took {
+		c.TicketID = nil
+		if err := e.ensureInboundTicket(ctx, tx, c, st, ticketReasonVoicemail); err != nil || c.TicketID == nil {
+			return err
+		}
+		if err := e.addVoiceComment(ctx, tx, c, *c.TicketID); err != nil {
+			return err
+		}
+	}
+	return tx.attachRecording(ctx, c.ID, *c.VoicemailID, "/api/v2/recordings/"+*c.VoicemailID)
 }
 
 // voicemailTakesQueueTicket turns the ticket the call made at queue entry (TC-4) into its

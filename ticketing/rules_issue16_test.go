@@ -2,6 +2,7 @@ package ticketing_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -541,5 +542,49 @@ func TestRule_Edge_PM11_SwitchRequesterToSomeoneWithoutTheNumber(t *testing.T) {
 	}
 	if _, err := h.store.SetCallRequester(h.ctx, ticketing.Actor(h.agent1.ID), live.id, h.agent2.ID); !errors.As(err, &te) || te.Kind != ticketing.ErrInvalid {
 		t.Errorf("switching to an agent: %v, want 422", err)
+	}
+}
+
+// Edge case (issue 19): a voicemail message comes after its call's end — the part a caller had
+// recorded when the gateway crashed or its node was lost, delivered by the node's restart after
+// the call.abandoned and call.ended (failed, node_lost) that closed the call. The call's
+// outcome becomes voicemail and stays ended; the abandoned ticket becomes its voicemail ticket
+// (or, without abandoned tickets, the message gets a new one), with the message on the call's
+// voice comment.
+func TestRule_Edge_VoicemailAfterTheCallsEnd_LostNode(t *testing.T) {
+	for _, abandonedTickets := range []bool{true, false} {
+		t.Run(fmt.Sprint("abandoned_calls_create_tickets=", abandonedTickets), func(t *testing.T) {
+			h := newEngineHarness(t, nil)
+			h.settings(func(s *ticketing.Settings) {
+				s.AbandonedCallsCreateTickets = abandonedTickets
+				s.DefaultAssignee = "agent2@example.com"
+			})
+			s := h.newCall(h.now).started("+15557773101", "+15550198").
+				add(callevent.EventAbandoned, 8, func(e *callevent.Event) { e.Where = "ivr" }).
+				add(callevent.EventEnded, 8, func(e *callevent.Event) {
+					e.Outcome, e.Cause, e.HangupBy = callevent.OutcomeFailed, callevent.CauseNodeLost, callevent.HangupByGateway
+				}).
+				add(callevent.EventVoicemail, 30, func(e *callevent.Event) { e.RecordingID = "vm-cut"; e.Seconds = 3 })
+			h.run(s.evs[:len(s.evs)-1]...)
+			before := h.call(s.id).TicketID
+			h.run(s.evs...)
+			c := h.call(s.id)
+			if c.State != "ended" || c.Outcome == nil || *c.Outcome != "voicemail" || deref(c.HangupCause) != callevent.CauseNodeLost {
+				t.Fatalf("call record %s, want ended, outcome voicemail, cause node_lost", js(c))
+			}
+			if n := h.ticketCount(); n != 1 {
+				t.Errorf("%d tickets, want 1", n)
+			}
+			tk := h.ticket(c.TicketID)
+			if abandonedTickets && (before == nil || tk.ID != *before) {
+				t.Errorf("the voicemail went to ticket %d, want the abandoned ticket %v", tk.ID, before)
+			}
+			if tk.Via.Channel != "voicemail" || !slices.Contains(tk.Tags, "voicemail") || tk.AssigneeID == nil || *tk.AssigneeID != h.agent2.ID {
+				t.Errorf("ticket %s, want a voicemail ticket for agent2", js(tk))
+			}
+			if v := h.voiceComment(tk.ID, s.id); v.Recording == nil || v.Recording.ID != "vm-cut" {
+				t.Errorf("the message is not on the ticket: %s", js(v))
+			}
+		})
 	}
 }

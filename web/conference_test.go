@@ -34,7 +34,8 @@ func TestConference_DialPlanAndRefusals(t *testing.T) {
 	o := &Outbound{Guard: guard}
 	d := &confDialer{}
 	// supACD has agent 2 busy on call c2; X-User names the caller.
-	h := o.ConferenceHandler(&supACD{}, d, func(r *http.Request) (int64, bool) {
+	acd := &supACD{}
+	h := o.ConferenceHandler(acd, d, func(r *http.Request) (int64, bool) {
 		switch r.Header.Get("X-User") {
 		case "2":
 			return 2, true
@@ -81,5 +82,35 @@ func TestConference_DialPlanAndRefusals(t *testing.T) {
 	}
 	if len(d.dials) != 1 || d.dials[0] != "c2 +15551234567" {
 		t.Errorf("dials %v", d.dials)
+	}
+
+	// Another agent by id (issue 21): exactly one of to and agent_id.
+	for _, body := range []string{`{"conference":{"to":"+15551234567","agent_id":5}}`, `{"conference":{}}`} {
+		code, m := do("2", "c2", body)
+		det, _ := m["details"].(map[string]any)
+		if code != 422 || det["to"] == nil || det["agent_id"] == nil {
+			t.Errorf("%s: %d %v, want 422 naming to and agent_id", body, code, m)
+		}
+	}
+	if code, m := do("2", "c2", `{"conference":{"agent_id":99}}`); code != 422 || m["details"].(map[string]any)["agent_id"] == nil {
+		t.Errorf("unknown agent: %d %v, want 422 naming agent_id", code, m)
+	}
+	if code, m := do("2", "c2", `{"conference":{"agent_id":"5"}}`); code != 422 {
+		t.Errorf("agent_id a string: %d %v, want 422", code, m)
+	}
+	if code, m := do("2", "c2", `{"conference":{"agent_id":3}}`); code != 409 {
+		t.Errorf("agent not available: %d %v, want 409", code, m)
+	}
+	if code, m := do("1", "c2", `{"conference":{"agent_id":5}}`); code != 404 {
+		t.Errorf("another agent's call: %d %v, want 404", code, m)
+	}
+	code, m = do("2", "c2", `{"conference":{"agent_id":5}}`)
+	if c, _ := m["conference"].(map[string]any); code != 202 || c["agent_id"] != float64(5) {
+		t.Errorf("agent 5: %d %v, want 202 naming the agent", code, m)
+	}
+	acd.mu.Lock()
+	defer acd.mu.Unlock()
+	if len(acd.added) != 1 || acd.added[0] != 5 || len(d.dials) != 1 {
+		t.Errorf("added %v, dials %v: want agent 5 added, nothing more dialled", acd.added, d.dials)
 	}
 }

@@ -29,7 +29,7 @@ func pageText(err error) string {
 		return err.Error() // what was wrong with the page's own message
 	}
 	for _, e := range []error{ivr.ErrUnknownAgent, ivr.ErrUnknownQueue, ivr.ErrBadState, ivr.ErrNoCall,
-		ivr.ErrAgentUnavailable, ivr.ErrNoAnswer, ErrBusy, ErrNotConnected} {
+		ivr.ErrAgentUnavailable, ivr.ErrNoAnswer, ivr.ErrConferenced, ErrBusy, ErrNotConnected} {
 		if errors.Is(err, e) {
 			return e.Error()
 		}

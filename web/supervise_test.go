@@ -21,6 +21,21 @@ type supACD struct {
 	mu    sync.Mutex
 	calls int
 	err   error
+	added []int64 // agents ConferenceAgent was asked to add
+}
+
+// ConferenceAgent refuses agent 99 (unknown) and agent 3 (not available), adds the others.
+func (a *supACD) ConferenceAgent(callID string, id int64, joined func(error)) error {
+	switch id {
+	case 99:
+		return ivr.ErrUnknownAgent
+	case 3:
+		return ivr.ErrAgentUnavailable
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.added = append(a.added, id)
+	return nil
 }
 
 func (a *supACD) Supervise(callID string, sup *media.Endpoint, mode ivr.SuperviseMode) (*ivr.Supervision, error) {

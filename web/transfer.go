@@ -60,16 +60,55 @@ type TransferRequest struct {
 
 // transferError is a refusal with its HTTP status and the field it names.
 type transferError struct {
-	status int
-	field  string
-	reason string
-	msg    string
+	status     int
+	field      string
+	reason     string
+	msg        string
+	retryAfter time.Duration // 429 for the agent's calls per minute
 }
 
 func (e *transferError) Error() string { return e.msg }
 
-// target checks a request and returns the ACD's target and whether it is a consult.
-func (t *Transfers) target(req TransferRequest) (ivr.TransferTo, bool, error) {
+// target checks a request of agent agentID and returns the ACD's target and whether it is a
+// consult. A transfer to an outside number is an outbound call of the agent through the trunk:
+// it takes one of the agent's outbound slots (agent_limits: calls per minute, calls at once;
+// the limits of POST /calls), given back by release once the transfer is settled — a blind one
+// once the number answered or not, a consult once it ended. release is never nil and may be
+// called more than once.
+func (t *Transfers) target(req TransferRequest, agentID int64) (to ivr.TransferTo, consult bool, release func(), err error) {
+	release = func() {}
+	to, consult, err = t.check(req)
+	if err != nil || to.Number == "" {
+		return to, consult, release, err
+	}
+	release, err = t.limit(agentID, to.Number)
+	return to, consult, release, err
+}
+
+// limit takes one of the agent's outbound slots for a transfer to number.
+func (t *Transfers) limit(agentID int64, number string) (func(), error) {
+	g := t.Guard
+	rel, reason, retry := g.acquire(agentID)
+	if reason == "" {
+		g.calls.Inc()
+		return rel, nil
+	}
+	g.refuse(reason)
+	if t.Log != nil {
+		t.Log.Warn("transfer refused", "to", number, "agent_id", agentID, "reason", reason)
+	}
+	e := &transferError{status: http.StatusTooManyRequests, field: "to_number", reason: reason,
+		msg: fmt.Sprintf("you have %d outbound calls in progress, the most allowed (agent_limits.max_calls): a transfer to an outside number is one", g.opts.MaxCalls)}
+	if reason == RefusedRate {
+		e.retryAfter = retry
+		e.msg = fmt.Sprintf("you have started %d outbound calls in the last minute, the most allowed (agent_limits.calls_per_minute; a transfer to an outside number is one): try again in %d s",
+			g.opts.CallsPerMinute, apierror.RetryAfterSeconds(retry))
+	}
+	return func() {}, e
+}
+
+// check reads a request: the ACD's target and whether it is a consult.
+func (t *Transfers) check(req TransferRequest) (ivr.TransferTo, bool, error) {
 	consult := false
 	switch req.Mode {
 	case "", "blind":
@@ -158,7 +197,7 @@ func transferStatus(err error) (int, string) {
 	case errors.Is(err, ivr.ErrUnknownAgent), errors.Is(err, ivr.ErrUnknownQueue):
 		return http.StatusUnprocessableEntity, ""
 	case errors.Is(err, ivr.ErrAgentUnavailable), errors.Is(err, ivr.ErrNoAgentFree), errors.Is(err, ivr.ErrTransferBusy),
-		errors.Is(err, ivr.ErrNoConsult), errors.Is(err, ivr.ErrNoTrunk):
+		errors.Is(err, ivr.ErrNoConsult), errors.Is(err, ivr.ErrNoTrunk), errors.Is(err, ivr.ErrConferenced):
 		return http.StatusConflict, ""
 	}
 	return http.StatusInternalServerError, ""
@@ -178,7 +217,7 @@ func transferText(err error) string {
 		return "no consult transfer is on the line (it ended: the caller is back with you)"
 	}
 	for _, e := range []error{ivr.ErrNoCall, ivr.ErrUnknownAgent, ivr.ErrUnknownQueue, ivr.ErrAgentUnavailable,
-		ivr.ErrNoAgentFree, ivr.ErrTransferBusy, ivr.ErrNoTrunk} {
+		ivr.ErrNoAgentFree, ivr.ErrTransferBusy, ivr.ErrNoTrunk, ivr.ErrConferenced} {
 		if errors.Is(err, e) {
 			return strings.TrimPrefix(e.Error(), "ivr: ")
 		}
@@ -187,12 +226,29 @@ func transferText(err error) string {
 }
 
 // start runs a checked transfer: a consult, a blind one to a number (both return once the
-// target answered or did not), or a blind one to an agent or a queue (at once).
-func (t *Transfers) start(ctx context.Context, callID string, to ivr.TransferTo, consult bool, onEnd func(ivr.ConsultEnd)) error {
+// target answered or did not), or a blind one to an agent or a queue (at once). release (from
+// target) is called once the transfer is settled: at once for a blind one or a consult that
+// did not reach its target, when the consult ends otherwise.
+func (t *Transfers) start(ctx context.Context, callID string, to ivr.TransferTo, consult bool, onEnd func(ivr.ConsultEnd), release func()) error {
 	if consult {
-		return t.ACD.Consult(ctx, callID, to, onEnd)
+		err := t.ACD.Consult(ctx, callID, to, endAndRelease(onEnd, release))
+		if err != nil {
+			release()
+		}
+		return err
 	}
+	defer release()
 	return t.ACD.Transfer(ctx, callID, to)
+}
+
+// endAndRelease is onEnd that first gives the transfer's outbound slot back.
+func endAndRelease(onEnd func(ivr.ConsultEnd), release func()) func(ivr.ConsultEnd) {
+	return func(e ivr.ConsultEnd) {
+		release()
+		if onEnd != nil {
+			onEnd(e)
+		}
+	}
 }
 
 // Handler serves the transfer API for the call {id} of the request's path:
@@ -239,7 +295,7 @@ func (t *Transfers) Handler(op string, agentID func(*http.Request) (int64, bool)
 				writeAPIError(w, err)
 				return
 			}
-			to, consult, terr := t.target(req)
+			to, consult, release, terr := t.target(req, id)
 			if terr != nil {
 				err = terr
 				break
@@ -247,7 +303,7 @@ func (t *Transfers) Handler(op string, agentID func(*http.Request) (int64, bool)
 			if consult {
 				status = "consulting"
 			}
-			err = t.start(r.Context(), callID, to, consult, nil)
+			err = t.start(r.Context(), callID, to, consult, nil, release)
 		}
 		if err != nil {
 			t.writeError(w, err)
@@ -269,6 +325,7 @@ func (t *Transfers) writeError(w http.ResponseWriter, err error) {
 	var te *transferError
 	if errors.As(err, &te) && te.field != "" {
 		e.Details = map[string][]string{te.field: {te.msg}}
+		e.RetryAfter = te.retryAfter
 	}
 	apierror.Write(w, e)
 }
@@ -281,11 +338,52 @@ func (t *Transfers) Refer(ctx context.Context, callID string, agentID, toAgent i
 	if owner, live := t.ACD.CallAgent(callID); !live || owner != agentID {
 		return fmt.Errorf("web: refer: %w", ivr.ErrNoCall)
 	}
-	to, _, err := t.target(TransferRequest{ToAgentID: toAgent, ToNumber: number})
+	to, _, release, err := t.target(TransferRequest{ToAgentID: toAgent, ToNumber: number}, agentID)
 	if err != nil {
 		return err
 	}
-	return t.ACD.Transfer(ctx, callID, to)
+	return t.start(ctx, callID, to, false, nil, release)
+}
+
+// ConsultOnACD is the consult of an agent's SIP phone that talks to the target on a call of
+// its own (ConsultOn); *ivr.ACD satisfies it. A TransferACD without it refuses such consults.
+type ConsultOnACD interface {
+	ConsultOn(ctx context.Context, callID string, to ivr.TransferTo, via ivr.AgentLeg, onEnd func(ivr.ConsultEnd)) error
+}
+
+// PhoneConsult starts the consult of an attended transfer an agent's SIP phone runs (sip
+// consult.go: the phone calls the target through the gateway while the caller waits), under
+// the API's checks: the call must be the agent's, a number must read as one and be a
+// destination the trunk allows. via is the phone's consult call, bridged to the target once
+// it answered; PhoneConsult returns then (nil), or with the reason the target was not reached.
+// onEnd is told how a consult that reached its target ended (ivr.ACD.Consult).
+func (t *Transfers) PhoneConsult(ctx context.Context, callID string, agentID, toAgent int64, number string, via ivr.AgentLeg, onEnd func(ivr.ConsultEnd)) error {
+	if owner, live := t.ACD.CallAgent(callID); !live || owner != agentID {
+		return fmt.Errorf("web: phone consult: %w", ivr.ErrNoCall)
+	}
+	co, ok := t.ACD.(ConsultOnACD)
+	if !ok {
+		return errors.New("web: phone consult: the ACD cannot consult on the phone's own call")
+	}
+	to, _, release, err := t.target(TransferRequest{ToAgentID: toAgent, ToNumber: number, Mode: "consult"}, agentID)
+	if err != nil {
+		return err
+	}
+	if err := co.ConsultOn(ctx, callID, to, via, endAndRelease(onEnd, release)); err != nil {
+		release()
+		return err
+	}
+	return nil
+}
+
+// PhoneComplete completes the consult PhoneConsult started, when the agent's phone asks with
+// a REFER whose Refer-To replaces its consult call (RFC 3891, RFC 5589 §7): the caller is
+// bridged to the target and the agent released, as POST .../transfer/complete does.
+func (t *Transfers) PhoneComplete(ctx context.Context, callID string, agentID int64) error {
+	if owner, live := t.ACD.CallAgent(callID); !live || owner != agentID {
+		return fmt.Errorf("web: phone transfer: %w", ivr.ErrNoCall)
+	}
+	return t.ACD.CompleteConsult(ctx, callID)
 }
 
 // pageTransfer runs the page's transfer message (m.Mode, m.AgentID, m.Queue, m.Number). A
@@ -315,13 +413,13 @@ func (as *agentSession) pageTransfer(ctx context.Context, cl *callLeg, m message
 		as.send(message{Type: "transferred", CallID: cl.id})
 		return
 	}
-	to, consult, err := t.target(req)
+	to, consult, release, err := t.target(req, as.agent.ID)
 	if err != nil {
 		fail(err)
 		return
 	}
 	if !consult && to.Number == "" {
-		if err := t.ACD.Transfer(ctx, cl.id, to); err != nil {
+		if err := t.start(ctx, cl.id, to, false, nil, release); err != nil {
 			fail(err)
 			return
 		}
@@ -337,7 +435,7 @@ func (as *agentSession) pageTransfer(ctx context.Context, cl *callLeg, m message
 		// here only keeps a wedged ACD from holding the goroutine.
 		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 		defer cancel()
-		if err := t.start(tctx, cl.id, to, consult, onEnd); err != nil {
+		if err := t.start(tctx, cl.id, to, consult, onEnd, release); err != nil {
 			as.send(message{Type: "consult", CallID: cl.id, State: "failed"})
 			fail(err)
 			return

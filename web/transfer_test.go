@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/switchboard-voice/switchboard/ivr"
 )
@@ -20,6 +21,7 @@ type fakeTransferACD struct {
 	calls []string // "transfer {…}", "consult {…}", "complete", "cancel"
 	agent map[string]int64
 	err   error
+	ends  []func(ivr.ConsultEnd) // each Consult's onEnd, in order
 }
 
 func (f *fakeTransferACD) note(s string) error {
@@ -31,7 +33,10 @@ func (f *fakeTransferACD) note(s string) error {
 func (f *fakeTransferACD) Transfer(_ context.Context, id string, to ivr.TransferTo) error {
 	return f.note(fmt.Sprintf("transfer %s %+v", id, to))
 }
-func (f *fakeTransferACD) Consult(_ context.Context, id string, to ivr.TransferTo, _ func(ivr.ConsultEnd)) error {
+func (f *fakeTransferACD) Consult(_ context.Context, id string, to ivr.TransferTo, onEnd func(ivr.ConsultEnd)) error {
+	f.mu.Lock()
+	f.ends = append(f.ends, onEnd)
+	f.mu.Unlock()
 	return f.note(fmt.Sprintf("consult %s %+v", id, to))
 }
 func (f *fakeTransferACD) CompleteConsult(_ context.Context, id string) error {
@@ -133,6 +138,69 @@ func TestTransferAPI_DialPlanOwnershipAndFields(t *testing.T) {
 	}
 	if got := acd.seen(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("the ACD heard %v, want %v", got, want)
+	}
+}
+
+// TestTransferAPI_AgentLimitsApplyToOutsideNumbers: a transfer to an outside number is an
+// outbound call of the agent through the trunk, under the agent's limits (agent_limits, as
+// POST /calls): with max_calls 1, a blind transfer to a number while the agent's consult to
+// another is on the line is refused (429 concurrent, naming to_number) before the ACD hears of
+// it, while a transfer to an agent is not counted; once the consult ended the slot is back;
+// with calls_per_minute 3 the fourth transfer to a number started in a minute is refused (429 rate,
+// Retry-After, naming to_number).
+func TestTransferAPI_AgentLimitsApplyToOutsideNumbers(t *testing.T) {
+	acd := &fakeTransferACD{agent: map[string]int64{"c1": 7}}
+	now := time.Date(2026, 12, 5, 16, 0, 0, 0, time.UTC)
+	guard, err := NewOutboundGuard(GuardOptions{MaxCalls: 1, CallsPerMinute: 3, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &Transfers{ACD: acd, Guard: guard}
+	h := tr.Handler("", func(*http.Request) (int64, bool) { return 7, true })
+	post := func(body string) (int, http.Header, map[string]any) {
+		t.Helper()
+		r := httptest.NewRequest("POST", "/calls/c1/transfer", strings.NewReader(body))
+		r.SetPathValue("id", "c1")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		var m map[string]any
+		_ = json.NewDecoder(w.Body).Decode(&m)
+		return w.Code, w.Header(), m
+	}
+	names := func(m map[string]any, field string) bool {
+		d, _ := m["details"].(map[string]any)
+		_, ok := d[field]
+		return ok
+	}
+	if code, _, m := post(`{"transfer":{"to_number":"+15557770000","mode":"consult"}}`); code != 200 {
+		t.Fatalf("consult: %d %v", code, m)
+	}
+	if code, _, m := post(`{"transfer":{"to_number":"+15557770001"}}`); code != 429 || m["reason"] != RefusedConcurrent || !names(m, "to_number") {
+		t.Errorf("a second outside number during the consult: %d %v, want 429 concurrent naming to_number", code, m)
+	}
+	if code, _, m := post(`{"transfer":{"to_agent_id":3}}`); code != 200 {
+		t.Errorf("a transfer to an agent is no outbound call: %d %v", code, m)
+	}
+	acd.mu.Lock()
+	end := acd.ends[0]
+	acd.mu.Unlock()
+	end(ivr.ConsultCancelled) // the consult ended: its slot is back
+	if code, _, m := post(`{"transfer":{"to_number":"+15557770001"}}`); code != 200 {
+		t.Errorf("after the consult ended: %d %v", code, m)
+	}
+	if code, _, m := post(`{"transfer":{"to_number":"+15557770002"}}`); code != 200 {
+		t.Errorf("the third outside number in a minute: %d %v", code, m)
+	}
+	code, hdr, m := post(`{"transfer":{"to_number":"+15557770003"}}`)
+	if code != 429 || m["reason"] != RefusedRate || !names(m, "to_number") || hdr.Get("Retry-After") == "" {
+		t.Errorf("the fourth outside number in a minute: %d %v Retry-After %q, want 429 rate naming to_number", code, m, hdr.Get("Retry-After"))
+	}
+	want := []string{
+		"consult c1 {AgentID:0 Queue: Number:+15557770000}", "transfer c1 {AgentID:3 Queue: Number:}",
+		"transfer c1 {AgentID:0 Queue: Number:+15557770001}", "transfer c1 {AgentID:0 Queue: Number:+15557770002}",
+	}
+	if got := acd.seen(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("the ACD heard %v, want %v (refused transfers never reach it)", got, want)
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -45,10 +46,14 @@ func startClusterNodeWith(t *testing.T, bin, dbURL, node, database string) *recG
 	return r
 }
 
-// Two nodes on one database; a call bridged to a desk phone on node B; kill -9 of B. Node A
-// notices B's beats stopped and closes the call (outcome failed, cause node_lost) within the
-// bound; B restarts: its crash recovery sees the call closed already (no second call.ended),
-// BYEs the far ends it journaled, and the call's ticket is the one call's, failed.
+// Two nodes on one database; a call bridged to a desk phone on node B, and a caller leaving a
+// voicemail message on B; kill -9 of B. Node A notices B's beats stopped and closes both calls
+// (outcome failed, cause node_lost) within the bound, and BYEs their far ends (the carriers and
+// the desk phone) from the dialogs B stored after the answer, before B is back; B restarts:
+// its crash recovery sees the calls closed already (no second call.ended), the bridged call's
+// ticket is the one call's, failed, and the part of the message B had on disk is delivered
+// as the call's voicemail (outcome voicemail, a voicemail ticket, the recording on its voice
+// comment).
 func TestCluster_KillDashNineNode_SurvivorClosesItsCallOnce(t *testing.T) {
 	requireSipp(t)
 	bin, dbURL := binary(t), pgtest.EmptyURL(t)
@@ -65,6 +70,40 @@ func TestCluster_KillDashNineNode_SurvivorClosesItsCallOnce(t *testing.T) {
 		"-p", strconv.Itoa(testport.FreeUDP(t)), fmt.Sprintf("127.0.0.1:%d", b.g.sipPort))
 	call := b.g.awaitCall("+15550197", func(c map[string]any) bool { return c["state"] == "talking" })
 	id := call["id"].(string)
+	// B stores the answered legs' dialogs after the answer, off the call's path: both legs
+	// (the carrier's and the desk's) before the kill.
+	storedLegs := func(id string) int {
+		t.Helper()
+		var n int
+		if err := a.query([]any{&n}, `SELECT count(DISTINCT dialog->>'local_tag') FROM call_dialogs WHERE call_id = $1 AND node = 'node-b'`, id); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for deadline := time.Now().Add(20 * time.Second); storedLegs(id) < 2; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("node B stored %d of the call's 2 answered legs within 20 s", storedLegs(id))
+		}
+	}
+	// A caller leaving a message on B: killed once at least 1.5 s of it is on B's disk.
+	vmCarrier := startSipp(t, "carrier_await_bye.xml", map[string]string{"KEY_ACTION": ""}, "-s", "+15550198",
+		"-p", strconv.Itoa(testport.FreeUDP(t)), fmt.Sprintf("127.0.0.1:%d", b.g.sipPort))
+	vmID := b.g.awaitCall("+15550198", func(map[string]any) bool { return true })["id"].(string)
+	for deadline := time.Now().Add(45 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		files, _ := filepath.Glob(filepath.Join(b.g.dir, "recordings", "*", "*", "*", vmID+"-voicemail.wav"))
+		var size int64
+		if len(files) == 1 {
+			if st, err := os.Stat(files[0]); err == nil {
+				size = st.Size()
+			}
+		}
+		if size >= 44+8000*2*3/2 && storedLegs(vmID) >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the voicemail message on node B: files %v, %d bytes, %d legs stored after 45 s; want 1.5 s of audio and the carrier's leg", files, size, storedLegs(vmID))
+		}
+	}
 
 	b.kill()
 	killed := time.Now()
@@ -91,14 +130,22 @@ func TestCluster_KillDashNineNode_SurvivorClosesItsCallOnce(t *testing.T) {
 	if !strings.Contains(a.g.logText(), "node lost: closing the calls it ran") {
 		t.Error("node A did not log the lost node")
 	}
-	if v := a.g.metric(`switchboard_calls_closed_node_lost_total{lost_node="node-b"`); v != 1 {
-		t.Errorf("switchboard_calls_closed_node_lost_total{lost_node=node-b} = %v on node A, want 1", v)
+	if v := a.g.metric(`switchboard_calls_closed_node_lost_total{lost_node="node-b"`); v != 2 {
+		t.Errorf("switchboard_calls_closed_node_lost_total{lost_node=node-b} = %v on node A, want 2", v)
 	}
 
-	b.restart()
-	// The far ends were left in the call: B's restart BYEs them from its journal.
+	// The survivor hangs up the far ends B left in the call: both SIPps get their BYE while B
+	// is still down, and end. (SIPp sends its 200 to the dialog's first peer, B, not to the
+	// BYE's Via as RFC 3261 §18.2.2 has a UA do: node A counts these BYEs unanswered.)
 	carrier.wait(t, "carrier")
 	desk.wait(t, "desk")
+	vmCarrier.wait(t, "voicemail caller")
+	if !strings.Contains(a.g.logText(), "node lost: sending BYE to its calls' far ends") {
+		t.Error("node A did not log the BYEs to the lost node's far ends")
+	}
+
+	// B's restart BYEs them again from its journal (they answer nothing now: harmless).
+	b.restart()
 	if !strings.Contains(b.g.logText(), "closed already, by another node") {
 		t.Error("node B's restart did not see that the call was closed by another node")
 	}
@@ -121,6 +168,31 @@ func TestCluster_KillDashNineNode_SurvivorClosesItsCallOnce(t *testing.T) {
 	}
 	if voice != 1 {
 		t.Errorf("ticket %v has %d voice comments, want 1 (one call)", tk["id"], voice)
+	}
+
+	// The message: B's recordings recovery delivers what it had on disk as the voicemail.
+	vm := a.g.awaitCallByID(vmID, func(c map[string]any) bool { return c["outcome"] == "voicemail" && c["ticket_id"] != nil })
+	if vm["state"] != "ended" || vm["outcome"] != "voicemail" || vm["hangup_cause"] != "node_lost" {
+		t.Errorf("the voicemail call after B's restart: state %v, outcome %v, cause %v; want ended, voicemail, node_lost", vm["state"], vm["outcome"], vm["hangup_cause"])
+	}
+	if n, causes := func() (n int, causes string) {
+		if err := a.query([]any{&n, &causes}, `SELECT count(*), coalesce(string_agg(body->>'cause', ','), '')
+			FROM call_events WHERE call_id = $1 AND type = 'call.ended'`, vmID); err != nil {
+			t.Fatal(err)
+		}
+		return n, causes
+	}(); n != 1 || causes != "node_lost" {
+		t.Errorf("the voicemail call: %d call.ended (%s), want one, node_lost", n, causes)
+	}
+	vtk, _ := a.g.ticketOf(vm)
+	if vtk["via"].(map[string]any)["channel"] != "voicemail" {
+		t.Errorf("the voicemail call's ticket %v: want a voicemail ticket", vtk)
+	}
+	// Played through B, whose disk holds it.
+	if _, wav := b.g.recordingOf("+15550198"); wav != nil {
+		if ch, secs := wavChannels(t, wav); ch != 1 || secs < 1 {
+			t.Errorf("the delivered message: %d channels, %.1f s; want mono, at least the 1.5 s it had", ch, secs)
+		}
 	}
 }
 

@@ -329,7 +329,9 @@ func TestMakeCluster_AgentsOnTwoNodesAnswerThroughTheFront_KillDashNineUnderLoad
 		t.Errorf("calls without exactly one call.ended (call=count): %s", bad)
 	}
 	// Every call record is ended and has a ticket: node 2's lost calls, which no agent or
-	// voicemail had taken, too (abandoned before their node_lost end: TC-5).
+	// voicemail had taken, too (abandoned before their node_lost end: TC-5). A lost caller who
+	// was past the beep had part of a message on node 2's disk: its restart delivered it, and
+	// that call's outcome is voicemail.
 	var ended, total int
 	c.query([]any{&ended, &total}, `SELECT count(*) FILTER (WHERE state = 'ended'), count(*) FROM calls`)
 	if ended != 9 || total != 9 {
@@ -339,8 +341,8 @@ func TestMakeCluster_AgentsOnTwoNodesAnswerThroughTheFront_KillDashNineUnderLoad
 	for _, id := range lost {
 		var outcome, cause string
 		c.query([]any{&outcome, &cause}, `SELECT coalesce(outcome, ''), coalesce(hangup_cause, '') FROM calls WHERE id = $1`, id)
-		if outcome != "failed" || cause != "node_lost" {
-			t.Errorf("node 2's lost call %s: record %s/%s, want failed/node_lost", id, outcome, cause)
+		if (outcome != "failed" && outcome != "voicemail") || cause != "node_lost" {
+			t.Errorf("node 2's lost call %s: record %s/%s, want failed (or voicemail, a message cut short) with node_lost", id, outcome, cause)
 		}
 	}
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,8 +19,9 @@ import (
 // becomes available, their phone is offered the callback and accepts; the gateway calls the
 // caller's number through the trunk from the line they had called and bridges the answer to
 // the agent; the callback is an outbound call on the caller's ticket (TU-4), which is tagged
-// callback_requested and holds both calls' voice comments.
-func TestQueueCallback_CallerPressesKeyAgentAcceptsCallerCalledBackOnTheirTicket(t *testing.T) {
+// callback_requested and holds both calls' voice comments. The gateway restarts between the
+// request and the agent's turn: the pending callback, kept in PostgreSQL, survives it.
+func TestQueueCallback_CallerPressesKeyGatewayRestartsAgentAcceptsCallerCalledBackOnTheirTicket(t *testing.T) {
 	requireSipp(t)
 	g := runEditedGateway(t, func(int) [][2]string {
 		return [][2]string{agentConfigEdits[0],
@@ -43,6 +47,13 @@ func TestQueueCallback_CallerPressesKeyAgentAcceptsCallerCalledBackOnTheirTicket
 	}
 	inboundID := inbound["id"].(string)
 	ticketID := int64(inbound["ticket_id"].(float64))
+
+	// The gateway restarts while the callback waits for an agent: the callback is kept in the
+	// database and taken up again by the next run (it was lost before, without an event).
+	g = restartGateway(t, g)
+	if !strings.Contains(g.logText(), "queue callbacks taken up again after the restart") {
+		t.Error("the restarted gateway did not say it took the pending callback up again")
+	}
 
 	// The trunk's far end (the caller's phone) must see the caller's number in To and the line
 	// they called in From; it answers and echoes.
@@ -104,4 +115,24 @@ func TestQueueCallback_CallerPressesKeyAgentAcceptsCallerCalledBackOnTheirTicket
 	if !got[inboundID] || !got[cbID] {
 		t.Errorf("ticket %d voice comments of calls %v: want the waiting call (%s) and its callback (%s)", ticketID, got, inboundID, cbID)
 	}
+}
+
+// restartGateway stops g (SIGTERM, as an operator's restart) and runs the binary again on the
+// same configuration and database, returning the new run (its logs only).
+func restartGateway(t *testing.T, g *testGateway) *testGateway {
+	t.Helper()
+	began := time.Now()
+	_ = g.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-g.exited:
+		g.exited <- err // for the first run's cleanup
+	case <-time.After(30 * time.Second):
+		t.Fatal("the gateway did not stop within 30 s of SIGTERM")
+	}
+	stopped := time.Now()
+	g2 := &testGateway{t: t, base: g.base, sipPort: g.sipPort, deskPort: g.deskPort, dir: g.dir}
+	g2.launch(binary(t), filepath.Join(g.dir, "switchboard.yaml"))
+	t.Logf("gateway restarted: stopped in %s, ready %s later", stopped.Sub(began).Round(time.Millisecond),
+		time.Since(stopped).Round(time.Millisecond))
+	return g2
 }

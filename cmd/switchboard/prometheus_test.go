@@ -771,13 +771,18 @@ func TestDeployKamailioConfigChecks(t *testing.T) {
 
 // The Kubernetes manifests parse, run the gateway on the host network with probes on /healthz
 // and /readyz and a grace period above shutdown_grace, expose HTTP with a Service scraped by a
-// ServiceMonitor, and the ConfigMap's configuration passes `switchboard check-config`.
+// ServiceMonitor, and the ConfigMap's configuration passes `switchboard check-config`; the
+// HTTP front (haproxy.yaml) finds the gateway pods through a headless Service that selects
+// them, checks /readyz, keeps a page on its pod with the SWITCHBOARD_NODE cookie as
+// deploy/haproxy does, mounts its configuration where its container reads it, and that
+// configuration passes `haproxy -c`.
 func TestDeployKubernetesManifests(t *testing.T) {
 	files, err := filepath.Glob(opsRepoRoot + "/deploy/kubernetes/*.yaml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no manifests: %v", err)
 	}
-	kinds := map[string]map[string]any{}
+	kinds := map[string]map[string]any{}   // the gateway's, by kind
+	objects := map[string]map[string]any{} // every object, by kind/name
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -798,7 +803,17 @@ func TestDeployKubernetesManifests(t *testing.T) {
 			if kind == "" || doc["apiVersion"] == nil {
 				t.Errorf("%s: a document without kind or apiVersion", f)
 			}
-			kinds[kind] = doc
+			meta, _ := doc["metadata"].(map[string]any)
+			name, _ := meta["name"].(string)
+			if objects[kind+"/"+name] != nil {
+				t.Errorf("%s: a second %s/%s", f, kind, name)
+			}
+			objects[kind+"/"+name] = doc
+			// The gateway's own objects are named switchboard (its ConfigMap
+			// switchboard-config); the front's and the headless Service are checked below.
+			if name == "switchboard" || name == "switchboard-config" {
+				kinds[kind] = doc
+			}
 		}
 	}
 	get := func(m any, path ...any) any {
@@ -853,6 +868,63 @@ func TestDeployKubernetesManifests(t *testing.T) {
 	}
 	if out, err := exec.Command(binary(t), "check-config", path).CombinedOutput(); err != nil {
 		t.Errorf("switchboard check-config (the ConfigMap's configuration): %v\n%s", err, out)
+	}
+
+	// The HTTP front.
+	nodes := objects["Service/switchboard-nodes"]
+	if get(nodes, "spec", "clusterIP") != "None" {
+		t.Errorf("Service switchboard-nodes: clusterIP %v, want None (headless: DNS names every pod)", get(nodes, "spec", "clusterIP"))
+	}
+	if sel, want := get(nodes, "spec", "selector", "app.kubernetes.io/name"), get(d, "spec", "template", "metadata", "labels", "app.kubernetes.io/name"); sel == nil || sel != want {
+		t.Errorf("Service switchboard-nodes selects %v, the gateway's pods are labelled %v", sel, want)
+	}
+	hcfg, _ := get(objects["ConfigMap/switchboard-front-config"], "data", "haproxy.cfg").(string)
+	for _, want := range []string{
+		"option httpchk GET /readyz",
+		"cookie SWITCHBOARD_NODE insert indirect nocache httponly attr SameSite=Strict dynamic",
+		"option redispatch 1",
+		"retry-on conn-failure empty-response",
+		"switchboard-nodes.default.svc.cluster.local:8080 check resolvers kube",
+	} {
+		if !strings.Contains(hcfg, want) {
+			t.Errorf("the front's haproxy.cfg lacks %q", want)
+		}
+	}
+	shipped, err := os.ReadFile(opsRepoRoot + "/deploy/haproxy/haproxy.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(shipped), "cookie SWITCHBOARD_NODE insert indirect nocache httponly attr SameSite=Strict\n") {
+		t.Errorf("deploy/haproxy/haproxy.cfg's cookie line changed: keep the Kubernetes front's (haproxy.yaml) the same")
+	}
+	front := objects["Deployment/switchboard-front"]
+	fc := get(front, "spec", "template", "spec", "containers", 0)
+	if args, _ := get(fc, "args").([]any); len(args) == 0 || args[len(args)-1] != "/usr/local/etc/haproxy/haproxy.cfg" {
+		t.Errorf("Deployment switchboard-front: args %v, want haproxy -f /usr/local/etc/haproxy/haproxy.cfg", get(fc, "args"))
+	}
+	if get(fc, "volumeMounts", 0, "mountPath") != "/usr/local/etc/haproxy" ||
+		get(front, "spec", "template", "spec", "volumes", 0, "configMap", "name") != "switchboard-front-config" {
+		t.Errorf("Deployment switchboard-front does not mount ConfigMap switchboard-front-config at /usr/local/etc/haproxy")
+	}
+	if get(objects["Service/switchboard-front"], "spec", "ports", 0, "targetPort") != get(fc, "ports", 0, "name") {
+		t.Errorf("Service switchboard-front does not target the front's port")
+	}
+	haproxy, err := exec.LookPath("haproxy")
+	if err != nil {
+		haproxy = "/usr/sbin/haproxy"
+	}
+	if _, err := os.Stat(haproxy); err != nil {
+		if os.Getenv("SWITCHBOARD_REQUIRE_PEERS") != "" {
+			t.Fatalf("haproxy not installed and SWITCHBOARD_REQUIRE_PEERS is set")
+		}
+		t.Skip("haproxy not installed (apt-get install haproxy): the front's configuration is not checked")
+	}
+	hp := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(hp, []byte(hcfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(haproxy, "-c", "-f", hp).CombinedOutput(); err != nil {
+		t.Errorf("haproxy -c (the front's haproxy.cfg in haproxy.yaml): %v\n%s", err, out)
 	}
 }
 

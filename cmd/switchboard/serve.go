@@ -29,6 +29,7 @@ import (
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/migrations"
 	"github.com/switchboard-voice/switchboard/roster"
+	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/ticketing"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
 	"github.com/switchboard-voice/switchboard/web"
@@ -116,11 +117,19 @@ type gateway struct {
 	accountIDs map[string]int64
 	events     *eventlog.Log
 	nodes      *eventlog.NodeWatch // nil when database.heartbeat_interval is 0
+	// dialogs stores answered legs' dialog states for the survivor of this node's loss (nil
+	// without a node watch); byeSIP is the SIP server once it listens, which BYEs a lost
+	// node's far ends (NodeWatch's OnLostDialogs, on the watch's goroutine).
+	dialogs *eventlog.DialogStore
+	byeSIP  atomic.Pointer[sip.Server]
 	// sharedACD is the ACD once it exists, with database.shared_queues: a lost node's agents
 	// are cleared through it (NodeWatch's OnLost, on the watch's goroutine).
 	sharedACD atomic.Pointer[ivr.ACD]
-	engine    *ticketing.Engine
-	backlog   *ticketing.Backlog // measured beside the engine (startEngine)
+	// callbackACD is the ACD once it dials queue callbacks: a lost node's pending callbacks
+	// are taken over through it (NodeWatch's OnLost).
+	callbackACD atomic.Pointer[ivr.ACD]
+	engine      *ticketing.Engine
+	backlog     *ticketing.Backlog // measured beside the engine (startEngine)
 	// reportGauges exports the last hour's report figures (switchboard_report_*).
 	reportGauges *ticketing.ReportGauges
 	engineMu     sync.Mutex // guards stopEngine and engineDone (set by awaitDatabase)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/config"
 	"github.com/switchboard-voice/switchboard/ivr"
+	"github.com/switchboard-voice/switchboard/ivr/acdpg"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/recordings"
 	"github.com/switchboard-voice/switchboard/sip"
@@ -95,6 +96,19 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 
 	// Queue callbacks dial the caller through the trunk under the same destination rules.
 	t.acd.SetCallbackDialer(callbackDialer{Server: t.sip, guard: guard})
+	// Pending callbacks are kept in the database (acd_callbacks): the ones this node's previous
+	// run left are taken up again now, before calls arrive, at their places; a lost node's
+	// are taken over by the node that sweeps it (ticketing.go's OnLost).
+	if t.gw.pool != nil {
+		t.acd.SetCallbackStore(acdpg.NewCallbacks(t.gw.pool), t.gw.cfg.Node)
+		rctx, cancel := context.WithTimeout(t.gw.bgCtx, 10*time.Second)
+		if err := t.acd.ResumeCallbacks(rctx); err != nil {
+			t.gw.log.Error("queue callbacks of the previous run not taken up (the database did not answer); they are taken up at the next start",
+				"err", err)
+		}
+		cancel()
+		t.gw.callbackACD.Store(t.acd)
+	}
 
 	out := &web.Outbound{Store: gw.store, Dialer: trunkDialer{t}, Teams: teams, Guard: guard,
 		Lines: outboundLines(gw.cfg), Roster: t.acd, Log: gw.log.With("component", "outbound")}
@@ -322,4 +336,23 @@ func (t *telephony) refer(ctx context.Context, callID string, agentID int64, to 
 		return errors.New("transfers are not ready")
 	}
 	return tr.Refer(ctx, callID, agentID, to.AgentID, to.Number)
+}
+
+// phoneConsult carries out the consult of an agent phone's attended transfer (its call
+// through the gateway to the target) through the same checks.
+func (t *telephony) phoneConsult(ctx context.Context, callID string, agentID int64, to sip.ReferTarget, via ivr.AgentLeg, onEnd func(ivr.ConsultEnd)) error {
+	tr := t.transfers.Load()
+	if tr == nil {
+		return errors.New("transfers are not ready")
+	}
+	return tr.PhoneConsult(ctx, callID, agentID, to.AgentID, to.Number, via, onEnd)
+}
+
+// phoneComplete completes it (the phone's REFER with Replaces).
+func (t *telephony) phoneComplete(ctx context.Context, callID string, agentID int64) error {
+	tr := t.transfers.Load()
+	if tr == nil {
+		return errors.New("transfers are not ready")
+	}
+	return tr.PhoneComplete(ctx, callID, agentID)
 }

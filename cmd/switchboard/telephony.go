@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -223,9 +224,16 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	if t.acd != nil {
 		sopts.AgentStates = t.acd // feature codes *60/*61/*62 from the agents' phones
 		sopts.Refer = t.refer     // blind transfers from the agents' phones (REFER)
+		// attended transfers from the agents' phones (a consult call, then REFER with Replaces)
+		sopts.PhoneConsult, sopts.PhoneComplete = t.phoneConsult, t.phoneComplete
 	}
-	if gw.journal != nil {
+	switch {
+	case gw.journal != nil && gw.dialogs != nil:
+		sopts.Journal = dialogJournals{gw.journal, gw.dialogs} // local disk, and the database for the survivor
+	case gw.journal != nil:
 		sopts.Journal = gw.journal
+	case gw.dialogs != nil:
+		sopts.Journal = gw.dialogs
 	}
 	if t.acdStore != nil {
 		// An agent's SIP phone registered here is reachable through this node (Offer.Node).
@@ -252,7 +260,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		}
 	}
 	for _, l := range cfg.Lines {
-		sopts.Lines = append(sopts.Lines, sip.Line{Number: l.Number, Target: t.lineTarget(l)})
+		sopts.Lines = append(sopts.Lines, sip.Line{Number: l.Number, Target: t.lineTarget(l), Trunk: lineTrunk(cfg, l.Number)})
 	}
 	if t.sip, err = sip.New(sopts); err != nil {
 		return err
@@ -268,6 +276,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	if err := t.sip.Start(gw.bgCtx); err != nil {
 		return fmt.Errorf("sip: %w", err)
 	}
+	gw.byeSIP.Store(t.sip)
 	gw.log.Info("sip listening", "udp", t.sip.Addr("udp").String(), "tcp", t.sip.Addr("tcp").String())
 	return nil
 }
@@ -369,7 +378,7 @@ func (t *telephony) setLines(ls []roster.Line) error {
 				hours = cl.Hours
 			}
 		}
-		out = append(out, sip.Line{Number: l.Number, Target: t.targetOf(l.Number, l.Language, target, hours)})
+		out = append(out, sip.Line{Number: l.Number, Target: t.targetOf(l.Number, l.Language, target, hours), Trunk: lineTrunk(cfg, l.Number)})
 	}
 	return t.sip.SetLines(out)
 }
@@ -388,7 +397,8 @@ func (t *telephony) repairRecordings(ctx context.Context) error {
 		if !r.WasRecording || r.State != recordings.StateReady || r.CallID == "" {
 			continue
 		}
-		t.gw.log.Info("recording repaired after a crash", "call_id", r.CallID, "recording_id", r.ID)
+		voicemail := r.Kind == recordings.KindVoicemail
+		t.gw.log.Info("recording repaired after a crash", "call_id", r.CallID, "recording_id", r.ID, "voicemail", voicemail)
 		last, closed := t.gw.crashClosed[r.CallID]
 		if !closed {
 			var ended bool
@@ -397,8 +407,12 @@ func (t *telephony) repairRecordings(ctx context.Context) error {
 			}
 			if !ended && last > 0 {
 				last++
+				outcome := callevent.OutcomeAnswered
+				if voicemail {
+					outcome = callevent.OutcomeVoicemail
+				}
 				e := callevent.Event{ID: calljournal.CrashEndedID(r.CallID), CallID: r.CallID, Seq: last, Type: callevent.EventEnded,
-					At: r.StartedAt.Add(r.Duration).UTC(), Outcome: callevent.OutcomeAnswered, Cause: calljournal.CauseCrash}
+					At: r.StartedAt.Add(r.Duration).UTC(), Outcome: outcome, Cause: calljournal.CauseCrash}
 				if err := t.gw.events.Emit(ctx, e); err != nil {
 					return fmt.Errorf("recordings: repair: end the call: %w", err)
 				}
@@ -407,8 +421,16 @@ func (t *telephony) repairRecordings(ctx context.Context) error {
 		}
 		e := callevent.Event{ID: calljournal.RepairedReadyID(r.CallID, r.ID), CallID: r.CallID, Seq: last + 1, Type: callevent.EventRecordingReady,
 			At: time.Now().UTC(), RecordingID: r.ID, Seconds: r.Seconds}
+		if voicemail {
+			// The message the caller was leaving when the process died (or its node was
+			// lost): what reached the disk is delivered as the call's voicemail, after the
+			// call's end (the rules engine gives it the voicemail ticket, VM-1).
+			e.ID, e.Type = calljournal.RepairedVoicemailID(r.CallID, r.ID), callevent.EventVoicemail
+			t.gw.log.Warn("voicemail message cut by a crash or a lost node delivered (the part recorded)", "call_id", r.CallID,
+				"recording_id", r.ID, "seconds", r.Seconds)
+		}
 		if err := t.gw.events.Emit(ctx, e); err != nil {
-			t.gw.log.Error("emit call.recording_ready", "call_id", r.CallID, "err", err)
+			t.gw.log.Error("emit "+e.Type, "call_id", r.CallID, "err", err)
 		}
 	}
 	return nil
@@ -578,4 +600,31 @@ func (t ticketRecordings) RecordingIDs(ctx context.Context, ticketID int64) ([]s
 
 func (t ticketRecordings) MarkDeleted(ctx context.Context, ticketID int64, ids []string, by int64, at time.Time) error {
 	return t.store.MarkRecordingsDeleted(ctx, ticketID, ids, by, at)
+}
+
+// lineTrunk is the trunk the configuration gives the line numbered number (its own, or the
+// only trunk); "" for a line only the database holds (queue callbacks then go through the first
+// outbound trunk).
+func lineTrunk(cfg *config.Config, number string) string {
+	n, ok := phone.Normalize(number, "")
+	for i := range cfg.Lines {
+		if cn, cok := phone.Normalize(cfg.Lines[i].Number, ""); ok && cok && cn == n {
+			if tr, ok := cfg.LineTrunk(&cfg.Lines[i]); ok {
+				return tr.Name
+			}
+		}
+	}
+	return ""
+}
+
+// dialogJournals hands each answered leg's dialog state to every journal in turn (the node's
+// call journal on disk, the cluster's DialogStore); neither blocks on the database.
+type dialogJournals []sip.DialogJournal
+
+func (js dialogJournals) Leg(callID string, dialog json.RawMessage) error {
+	var errs []error
+	for _, j := range js {
+		errs = append(errs, j.Leg(callID, dialog))
+	}
+	return errors.Join(errs...)
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -57,15 +59,31 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 	// Heartbeats and lost nodes: beats fail (logged at debug) while the database is away.
 	if wo := nodeWatchOptions(cfg); wo.Interval > 0 {
 		wo.Log, wo.Logger, wo.Registerer = gw.events, gw.log.With("component", "nodewatch"), gw.reg
-		if cfg.Database.SharedQueues {
-			wo.OnLost = func(ctx context.Context, node string) error {
-				if acd := gw.sharedACD.Load(); acd != nil {
-					return acd.NodeLost(ctx, node)
-				}
-				return nil // the ACD is not up yet: the lost node's next start clears its agents
+		wo.OnLost = func(ctx context.Context, node string) error {
+			var err error
+			if acd := gw.sharedACD.Load(); acd != nil && cfg.Database.SharedQueues {
+				err = acd.NodeLost(ctx, node)
+			} // else the ACD is not up yet: the lost node's next start clears its agents
+			// Its pending queue callbacks run here from now on (at their places); before this
+			// node dials callbacks they wait for the lost node's next start.
+			if acd := gw.callbackACD.Load(); acd != nil {
+				err = errors.Join(err, acd.TakeOverCallbacks(ctx, node))
+			}
+			return err
+		}
+		// A lost node's far ends: the survivor BYEs them from the dialogs the node stored.
+		wo.OnLostDialogs = func(node string, dialogs []json.RawMessage) {
+			if s := gw.byeSIP.Load(); s == nil || !s.ByeLostLegs(dialogs) {
+				gw.log.Warn("node lost: SIP is not listening here: its calls' far ends get no BYE from this node", "lost_node", node, "legs", len(dialogs))
 			}
 		}
 		if gw.nodes, err = eventlog.StartNodeWatch(wo); err != nil {
+			return err
+		}
+		// Stored only while another node is alive to use them.
+		if gw.dialogs, err = eventlog.StartDialogStore(eventlog.DialogStoreOptions{Pool: gw.pool, Node: cfg.Node,
+			Active: func() bool { return gw.nodes.Others() > 0 }, Logger: gw.log.With("component", "nodewatch"),
+			Registerer: gw.reg}); err != nil {
 			return err
 		}
 	}
@@ -228,6 +246,9 @@ func (gw *gateway) closeTicketing() {
 	}
 	if gw.nodes != nil {
 		gw.nodes.Close() // it emits through the event log: stopped first
+	}
+	if gw.dialogs != nil {
+		gw.dialogs.Close() // the calls have ended: what is queued is written (bounded)
 	}
 	if gw.events != nil {
 		if err := gw.events.Close(); err != nil {

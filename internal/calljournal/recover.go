@@ -29,6 +29,12 @@ func RepairedReadyID(callID, recordingID string) string {
 	return uuid.NewSHA1(crashNamespace, []byte(callID+"\x00recording_ready\x00"+recordingID)).String()
 }
 
+// RepairedVoicemailID is the id of the call.voicemail delivering a voicemail message repaired
+// after a crash (the part recorded before the process died).
+func RepairedVoicemailID(callID, recordingID string) string {
+	return uuid.NewSHA1(crashNamespace, []byte(callID+"\x00voicemail\x00"+recordingID)).String()
+}
+
 // Sink journals each event, then hands it to next (the event log, which makes it durable);
 // once a call.ended is durable the call is over in the journal too. The journal write comes
 // first so the journal's last seq of a call is never below the last durable one: the closing

@@ -1,7 +1,9 @@
 // Package acdpg keeps the ACD's shared state on PostgreSQL (ivr.SharedStore): the agents of a
 // cluster of gateway nodes, their states and the node their page or SIP phone is attached to,
 // queue membership, and the calls waiting in every queue in arrival order (tables acd_agents
-// and acd_waiting, migration 013).
+// and acd_waiting, migration 013). Callbacks (callbacks.go) keeps the nodes' pending queue
+// callbacks (ivr.CallbackStore, table acd_callbacks, migration 026), with or without shared
+// queues.
 //
 // Dispatch pairs the oldest waiting call that has a free agent with the longest-idle available
 // agent of its queue, one pair per transaction, locking the call's row and then the agent's with

@@ -60,6 +60,15 @@ const (
 	EventCallbackDropped = "call.callback_dropped"
 )
 
+// Reasons of call.callback_dropped (Event.Reason).
+const (
+	// CallbackDropNotAnswered: the last attempt was not answered (busy, no answer, failed).
+	CallbackDropNotAnswered = "not_answered"
+	// CallbackDropQueueGone: taken up again after a restart or a node's loss, the callback's
+	// queue no longer exists (or takes no callbacks): nobody would take it.
+	CallbackDropQueueGone = "queue_gone"
+)
+
 // Call outcomes carried by call.ended.
 const (
 	OutcomeAnswered  = "answered"
@@ -180,6 +189,9 @@ type Event struct {
 	// joins that call's ticket); Attempt is the attempt's number, from 1.
 	CallbackOf string `json:"callback_of,omitempty"`
 	Attempt    int    `json:"attempt,omitempty"`
+	// Reason, on call.callback_dropped, says why the callback was given up: not_answered or
+	// queue_gone (CallbackDrop*); at most 64 characters of a-z and _.
+	Reason string `json:"reason,omitempty"`
 	// call.offered, call.answered
 	AgentID int64 `json:"agent_id,omitempty"`
 	// Channel, on call.answered (and on call.started of an agent's outbound call), is the kind
@@ -502,6 +514,9 @@ func Validate(e Event) []FieldError {
 		}
 		if e.Attempt < 1 {
 			add("attempt", "is required for call.callback_dropped: the last attempt's number, from 1")
+		}
+		if len(e.Reason) > 64 || strings.IndexFunc(e.Reason, func(r rune) bool { return !('a' <= r && r <= 'z' || r == '_') }) >= 0 {
+			add("reason", "must be at most 64 characters of a-z and _")
 		}
 	case EventOffered:
 		if e.AgentID <= 0 {

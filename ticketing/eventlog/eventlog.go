@@ -32,7 +32,9 @@
 // stores them. The table is the interface between the two. What the log holds
 // of one call (its last seq, whether it ended) is asked of the log, not of the table:
 // CallState also sees the events still waiting in the spool. The log owns the nodes table
-// too (RecordNode): nodes are the producers of its events.
+// too (RecordNode): nodes are the producers of its events; and call_dialogs, the answered
+// legs' dialog states a survivor BYEs a lost node's far ends from (DialogStore, whose own
+// goroutine writes them; NodeWatch reads a lost node's in its sweep).
 //
 // Goroutines: the writer (run) takes the emitters' batches and appends to the spool; the
 // replayer (replayLoop) reads the spool from its offset and owns the offset file. They share
@@ -511,7 +513,7 @@ func (l *Log) flush(batch []request) {
 	var err error
 	rest := recs
 	if empty {
-		n, serr := l.store(recs, "flush", l.opts.WriteTimeout)
+		n, serr := l.store(recs, stageFlush, l.opts.WriteTimeout)
 		rest = recs[n:]
 		if serr != nil {
 			l.log.Warn("eventlog: database write failed, spooling", "events", len(rest), "err", serr)
@@ -577,7 +579,7 @@ func (l *Log) store(recs []rec, stage string, timeout time.Duration) (int, error
 // aside. It returns how many from the start are done with and how many of those were stored.
 func (l *Log) bisect(recs []rec, stage string, timeout time.Duration) (done, stored int, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	err = insert(ctx, l.opts.Pool, recs)
+	err = insert(ctx, l.opts.Pool, recs, stage == stageFlush)
 	cancel()
 	if err == nil {
 		return len(recs), len(recs), nil
@@ -695,7 +697,7 @@ func (l *Log) replayBatch() bool {
 		l.failed()
 		return false
 	}
-	n, serr := l.store(recs, "replay", l.opts.ReplayTimeout)
+	n, serr := l.store(recs, stageReplay, l.opts.ReplayTimeout)
 	newOff := off
 	switch {
 	case n == len(recs):
@@ -749,8 +751,37 @@ func (l *Log) replayBatch() bool {
 	return n > 0 || len(recs) == 0
 }
 
+// Stages of a store, as dead letters name them.
+const (
+	stageFlush  = "flush"
+	stageReplay = "replay"
+)
+
+// uniqueViolation is SQLSTATE 23505.
+const uniqueViolation = "23505"
+
+// The event log's two insert statements. insertNew is the flush's: a plain multi-row insert.
+// insertOrSkip drops the events already stored (by id or by call and seq); it is the replay's
+// (a spool may hold events the database already has: a flush whose commit outlived its
+// timeout, a replay resumed from an older offset) and the flush's fallback when insertNew hits
+// a duplicate. ON CONFLICT without a target probes every unique index of call_events before
+// each row's insertion and again when inserting its index entries (a speculative insertion):
+// nine more index pages read per event and one more WAL record (pg_stat_statements of
+// BenchmarkSteadyLoad, 26 against 17 buffers an event, BENCHMARKS.md). Duplicates are rare on
+// the flush path, so it pays the probe only when one is there.
+const (
+	insertNew = `
+		INSERT INTO call_events (id, call_id, seq, type, at, body)
+		SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[], $6::jsonb[])`
+	insertOrSkip = insertNew + `
+		ON CONFLICT DO NOTHING`
+)
+
 // insert commits events in one statement; duplicates (by id or by call and seq) are dropped.
-func insert(ctx context.Context, pool *pgxpool.Pool, recs []rec) error {
+// With fresh set (the writer's flush: events just emitted), it first tries the plain insert,
+// and only when that meets a duplicate (unique_violation; the failed statement stored nothing)
+// inserts again skipping the duplicates.
+func insert(ctx context.Context, pool *pgxpool.Pool, recs []rec, fresh bool) error {
 	n := len(recs)
 	ids := make([]string, n)
 	callIDs := make([]string, n)
@@ -762,11 +793,16 @@ func insert(ctx context.Context, pool *pgxpool.Pool, recs []rec) error {
 		e := &recs[i].ev
 		ids[i], callIDs[i], seqs[i], types[i], ats[i], bodies[i] = e.ID, e.CallID, e.Seq, e.Type, e.At, string(recs[i].line)
 	}
-	_, err := pool.Exec(ctx, `
-		INSERT INTO call_events (id, call_id, seq, type, at, body)
-		SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[], $6::jsonb[])
-		ON CONFLICT DO NOTHING`, ids, callIDs, seqs, types, ats, bodies)
-	if err != nil {
+	if fresh {
+		_, err := pool.Exec(ctx, insertNew, ids, callIDs, seqs, types, ats, bodies)
+		if err == nil || sqlState(err) != uniqueViolation {
+			if err != nil {
+				return fmt.Errorf("eventlog: insert: %w", err)
+			}
+			return nil
+		}
+	}
+	if _, err := pool.Exec(ctx, insertOrSkip, ids, callIDs, seqs, types, ats, bodies); err != nil {
 		return fmt.Errorf("eventlog: insert: %w", err)
 	}
 	return nil

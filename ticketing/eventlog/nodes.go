@@ -2,6 +2,7 @@ package eventlog
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -94,6 +95,11 @@ type NodeWatchOptions struct {
 	// wiring clears the node's agents and waiting calls from the shared ACD
 	// (ivr.ACD.NodeLost). An error is logged; the node's next start clears them too.
 	OnLost func(ctx context.Context, node string) error
+	// OnLostDialogs, when set, is given the dialog states a DialogStore saved for the answered
+	// legs of the calls this node just closed for a lost node (the opaque JSON the store was
+	// given, oldest first), after the sweep is recorded, on the watch's goroutine and with no
+	// lock held; it must not block (the wiring has sip BYE the far ends in the background).
+	OnLostDialogs func(node string, dialogs []json.RawMessage)
 }
 
 // NodeWatch beats for this node and closes the calls of lost nodes. Its goroutine owns the
@@ -106,8 +112,10 @@ type NodeWatch struct {
 	live   prometheus.Gauge
 	closed *prometheus.CounterVec
 
-	started bool        // set once by StartNodeWatch, before run starts
-	beaten  atomic.Bool // a beat of this process succeeded
+	started bool         // set once by StartNodeWatch, before run starts
+	beaten  atomic.Bool  // a beat of this process succeeded
+	others  atomic.Int64 // other live nodes at the last look (Others)
+	pruned  atomic.Int64 // unix nanoseconds of the last prune of call_dialogs (Tick)
 	stop    chan struct{}
 	done    chan struct{} // closed when run returns
 	once    sync.Once
@@ -218,8 +226,22 @@ func (w *NodeWatch) Tick(ctx context.Context) error {
 	if err := w.beat(ctx); err != nil {
 		return err
 	}
-	return w.look(ctx)
+	err := w.look(ctx)
+	// The stored legs of ended calls, at most twice a minute (one DELETE; any node may).
+	if now := time.Now().UnixNano(); ctx.Err() == nil {
+		if last := w.pruned.Load(); now-last >= int64(dialogPruneEvery) && w.pruned.CompareAndSwap(last, now) {
+			err = errors.Join(err, w.PruneDialogs(ctx))
+		}
+	}
+	return err
 }
+
+// dialogPruneEvery is how often a node's watch deletes the stored legs of ended calls.
+const dialogPruneEvery = 30 * time.Second
+
+// Others is how many other nodes were alive at the watch's last look: 0 for a node alone on
+// its database (nobody would close its calls if it were lost).
+func (w *NodeWatch) Others() int { return int(w.others.Load()) }
 
 // beat records that this node is alive, and says so when another node counted it lost.
 func (w *NodeWatch) beat(ctx context.Context) error {
@@ -283,6 +305,7 @@ func (w *NodeWatch) look(ctx context.Context) error {
 		return fmt.Errorf("eventlog: list nodes: %w", err)
 	}
 	w.live.Set(float64(live))
+	w.others.Store(int64(max(live-1, 0))) // live counts this node: it has just beaten
 	var errs []error
 	for _, name := range lost {
 		if _, err := w.Sweep(ctx, name); err != nil {
@@ -334,6 +357,7 @@ func (w *NodeWatch) Sweep(ctx context.Context, node string) (int, error) {
 		return 0, fmt.Errorf("eventlog: sweep %s: open calls: %w", node, err)
 	}
 	var events []callevent.Event
+	var callIDs []string
 	calls := 0
 	for rows.Next() {
 		var callID string
@@ -345,6 +369,7 @@ func (w *NodeWatch) Sweep(ctx context.Context, node string) (int, error) {
 			return 0, fmt.Errorf("eventlog: sweep %s: open calls: %w", node, err)
 		}
 		calls++
+		callIDs = append(callIDs, callID)
 		// Ended when the node was last seen alive, never before the call's last event.
 		ended := lastBeat
 		if at.After(ended) {
@@ -381,6 +406,24 @@ func (w *NodeWatch) Sweep(ctx context.Context, node string) (int, error) {
 			return 0, fmt.Errorf("eventlog: sweep %s: close calls: %w", node, err)
 		}
 	}
+	// The far ends' dialogs, for the BYEs (read in the transaction: only the survivor that
+	// records the sweep sends them). Without them the sweep still counts.
+	var dialogs []json.RawMessage
+	if w.opts.OnLostDialogs != nil && len(callIDs) > 0 {
+		// In a savepoint: a failed read must not abort the sweep's transaction.
+		sp, err := tx.Begin(ctx)
+		if err == nil {
+			if dialogs, err = lostDialogs(ctx, sp, callIDs); err != nil {
+				_ = sp.Rollback(ctx)
+			} else {
+				err = sp.Commit(ctx)
+			}
+		}
+		if err != nil {
+			w.log.Warn("node lost: could not read its calls' dialogs: their far ends get no BYE from this node", "lost_node", node, "err", err)
+			dialogs = nil
+		}
+	}
 	if _, err := tx.Exec(ctx, `UPDATE nodes SET swept_at = now() WHERE name = $1`, node); err != nil {
 		return 0, fmt.Errorf("eventlog: sweep %s: record: %w", node, err)
 	}
@@ -394,6 +437,10 @@ func (w *NodeWatch) Sweep(ctx context.Context, node string) (int, error) {
 		}
 		w.log.Warn("call closed: its node was lost", "call_id", e.CallID, "lost_node", node, "outcome", e.Outcome,
 			"cause", e.Cause, "ended_at", e.At, "seq", e.Seq)
+	}
+	if len(dialogs) > 0 {
+		w.log.Warn("node lost: sending BYE to its calls' far ends", "lost_node", node, "legs", len(dialogs))
+		w.opts.OnLostDialogs(node, dialogs)
 	}
 	if w.opts.OnLost != nil {
 		if err := w.opts.OnLost(ctx, node); err != nil {

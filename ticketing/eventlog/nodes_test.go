@@ -2,8 +2,10 @@ package eventlog_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -41,7 +43,13 @@ func nodeLog(t *testing.T, pool *pgxpool.Pool, node string) *eventlog.Log {
 // ticks of their own to race it.
 func nodeWatch(t *testing.T, l *eventlog.Log, reg prometheus.Registerer, onLost ...func(context.Context, string) error) *eventlog.NodeWatch {
 	t.Helper()
-	o := eventlog.NodeWatchOptions{Log: l, Interval: 50 * time.Millisecond, LostAfter: lostAfter, Registerer: reg}
+	return nodeWatchWith(t, eventlog.NodeWatchOptions{Log: l, Registerer: reg}, onLost...)
+}
+
+// nodeWatchWith is nodeWatch with more options (o's Interval and LostAfter are the tests').
+func nodeWatchWith(t *testing.T, o eventlog.NodeWatchOptions, onLost ...func(context.Context, string) error) *eventlog.NodeWatch {
+	t.Helper()
+	o.Interval, o.LostAfter = 50*time.Millisecond, lostAfter
 	if len(onLost) > 0 {
 		o.OnLost = onLost[0]
 	}
@@ -102,20 +110,52 @@ func endedOf(t *testing.T, pool *pgxpool.Pool, call string) []ended {
 // and extra ticks). Every call B left open gets
 // exactly one call.ended (failed, node_lost, past the seq gap), counted once across the two
 // survivors; B's ended call, a live node's call and an outside system's call are left alone.
-// Without the row lock both survivors would count (and log) the same calls.
+// Without the row lock both survivors would count (and log) the same calls. The dialog states
+// B's DialogStore saved for its answered legs reach exactly one survivor (OnLostDialogs), in
+// the order saved, those of its open calls only; once the calls have ended, the nodes' watch
+// deletes the stored legs of ended calls and keeps the live call's.
 func TestLostNodeCallsClosedExactlyOnceByRacingSurvivors(t *testing.T) {
 	pool := pgtest.Pool(t)
 	regA, regC := prometheus.NewRegistry(), prometheus.NewRegistry()
 	a, c := nodeLog(t, pool, "a"), nodeLog(t, pool, "c")
 	var toldMu sync.Mutex
-	told := map[string]int{} // lost node → times OnLost was told, by either survivor
+	told := map[string]int{}             // lost node → times OnLost was told, by either survivor
+	toldDialogs := map[string][]string{} // lost node → the dialogs OnLostDialogs was given, by either survivor
 	onLost := func(_ context.Context, node string) error {
 		toldMu.Lock()
 		told[node]++
 		toldMu.Unlock()
 		return nil
 	}
-	wa, wc := nodeWatch(t, a, regA, onLost), nodeWatch(t, c, regC, onLost)
+	onDialogs := func(node string, dialogs []json.RawMessage) {
+		toldMu.Lock()
+		defer toldMu.Unlock()
+		for _, d := range dialogs {
+			var v struct {
+				Leg string `json:"leg"`
+			}
+			if err := json.Unmarshal(d, &v); err != nil {
+				t.Errorf("a dialog as stored does not parse: %s: %v", d, err)
+			}
+			toldDialogs[node] = append(toldDialogs[node], v.Leg)
+		}
+	}
+	wa := nodeWatchWith(t, eventlog.NodeWatchOptions{Log: a, Registerer: regA, OnLostDialogs: onDialogs}, onLost)
+	wc := nodeWatchWith(t, eventlog.NodeWatchOptions{Log: c, Registerer: regC, OnLostDialogs: onDialogs}, onLost)
+	storeA, err := eventlog.StartDialogStore(eventlog.DialogStoreOptions{Pool: pool, Node: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer storeA.Close()
+	_ = storeA.Leg("a-live", json.RawMessage(`{"leg":"a-live carrier"}`))
+	dialogRows := func(where string, args ...any) int {
+		t.Helper()
+		var n int
+		if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM call_dialogs WHERE `+where, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
 	closedBy := func(reg *prometheus.Registry, lost string) float64 {
 		mfs, err := reg.Gather()
 		if err != nil {
@@ -140,6 +180,20 @@ func TestLostNodeCallsClosedExactlyOnceByRacingSurvivors(t *testing.T) {
 		b := nodeLog(t, pool, bNode)
 		open := []string{fmt.Sprintf("b%d-ringing", round), fmt.Sprintf("b%d-talking", round), fmt.Sprintf("b%d-queued", round)}
 		done := fmt.Sprintf("b%d-done", round)
+		// B's answered legs, stored before its calls' events so that no sweep comes first:
+		// the talking call's carrier leg, its first agent's, then (a transfer) its second
+		// agent's; and the leg of the call that ended.
+		store, err := eventlog.StartDialogStore(eventlog.DialogStoreOptions{Pool: pool, Node: bNode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range [][2]string{{open[1], "carrier"}, {open[1], "agent1"}, {open[1], "agent2"}, {done, "carrier"}} {
+			_ = store.Leg(l[0], json.RawMessage(fmt.Sprintf(`{"leg":%q}`, l[0]+" "+l[1])))
+		}
+		store.Close() // writes what is queued
+		if n := dialogRows("node = $1", bNode); n != 4 {
+			t.Fatalf("round %d: %d of B's 4 legs stored after its store closed", round, n)
+		}
 		emit(t, b.NodeSink(), open[0], callevent.EventStarted)
 		emit(t, b.NodeSink(), open[1], callevent.EventStarted, callevent.EventQueued, callevent.EventAnswered)
 		emit(t, b.NodeSink(), open[2], callevent.EventStarted, callevent.EventQueued)
@@ -193,12 +247,45 @@ func TestLostNodeCallsClosedExactlyOnceByRacingSurvivors(t *testing.T) {
 		if got := endedOf(t, pool, done); len(got) != 1 || got[0].cause != "bye" {
 			t.Errorf("round %d: the ended call got %v, want its own call.ended only", round, got)
 		}
+		// The sweeper may be a watch's own goroutine, still between its count and its hooks:
+		// await them (bounded), then check that each came once.
+		var n int
+		waitUntil := time.Now().Add(10 * time.Second)
+		for {
+			toldMu.Lock()
+			n = told[bNode]
+			nd := len(toldDialogs[bNode])
+			toldMu.Unlock()
+			if (n >= 1 && nd >= 3) || time.Now().After(waitUntil) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond) // a second (wrong) telling would come now
 		toldMu.Lock()
-		n := told[bNode]
+		n = told[bNode]
 		toldMu.Unlock()
 		if n != 1 {
 			t.Errorf("round %d: OnLost told of %s %d times, want once (by the one survivor that swept it)", round, bNode, n)
 		}
+		toldMu.Lock()
+		got := fmt.Sprint(toldDialogs[bNode])
+		toldMu.Unlock()
+		if want := fmt.Sprint([]string{open[1] + " carrier", open[1] + " agent1", open[1] + " agent2"}); got != want {
+			t.Errorf("round %d: OnLostDialogs was given %s for %s, want %s once (the open calls' legs, in order, by the one survivor)", round, got, bNode, want)
+		}
+	}
+	storeA.Close() // its one leg is stored
+	// An hour later (saved_at moved back): the prune (the watch's, twice a minute) deletes the
+	// legs of the ended calls — the lost nodes' too, closed now — and keeps the live call's.
+	if _, err := pool.Exec(context.Background(), `UPDATE call_dialogs SET saved_at = saved_at - interval '1 hour'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := wa.PruneDialogs(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n, live := dialogRows("true"), dialogRows("call_id = 'a-live'"); n != 1 || live != 1 {
+		t.Errorf("after the prune: %d stored legs (%d of the live call), want only the live call's", n, live)
 	}
 	for _, call := range []string{"a-live", "outside"} {
 		if got := endedOf(t, pool, call); len(got) != 0 {
@@ -325,5 +412,41 @@ func TestCleanStopIsNotALostNode(t *testing.T) {
 	}
 	if got := endedOf(t, pool, "b-open"); len(got) != 1 || got[0].cause != callevent.CauseNodeLost {
 		t.Fatalf("the restarted node stopped beating: its call ended %v, want once, node_lost", got)
+	}
+}
+
+// A poison leg — a NUL a far end put in a tag (jsonb refuses it), an oversized state, no JSON —
+// is refused by the DialogStore itself and counted dropped: the good legs queued with it in one
+// batch are stored. Without the checks the one INSERT of the batch fails and takes them along.
+func TestDialogStore_PoisonLegDoesNotDropTheBatch(t *testing.T) {
+	pool := pgtest.Pool(t)
+	reg := prometheus.NewRegistry()
+	s, err := eventlog.StartDialogStore(eventlog.DialogStoreOptions{Pool: pool, Node: "a", Registerer: reg, Gather: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Leg("good-1", json.RawMessage(`{"call_id":"x1","local_tag":"a"}`))
+	_ = s.Leg("nul", json.RawMessage(`{"call_id":"x2","remote_tag":"a\u0000b"}`))
+	_ = s.Leg("big", json.RawMessage(`{"pad":"`+strings.Repeat("x", 20000)+`"}`))
+	_ = s.Leg("notjson", json.RawMessage(`{"call_id":`))
+	_ = s.Leg("good-2", json.RawMessage(`{"call_id":"x3","local_tag":"b"}`))
+	s.Close()
+	var ids string
+	if err := pool.QueryRow(context.Background(), `SELECT coalesce(string_agg(call_id, ',' ORDER BY id), '') FROM call_dialogs`).Scan(&ids); err != nil {
+		t.Fatal(err)
+	}
+	if ids != "good-1,good-2" {
+		t.Errorf("stored legs of %q, want good-1,good-2", ids)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "switchboard_cluster_dialogs_dropped_total" {
+			if v := mf.GetMetric()[0].GetCounter().GetValue(); v != 3 {
+				t.Errorf("switchboard_cluster_dialogs_dropped_total = %v, want 3", v)
+			}
+		}
 	}
 }

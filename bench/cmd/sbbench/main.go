@@ -17,8 +17,10 @@
 //     control protocol (rtpengine.go); the gateway restarted with recording off (norec.go);
 //  3. calls per second: stepped rates of zero-length calls through the bridged line
 //     (cps.go); setup latency from SIPp's -trace_rtt, event → ticket lag from the gateway's
-//     histogram, tickets counted in the database. Last, because a rate past the limit leaves
-//     a backlog behind.
+//     histogram, tickets counted in the database. After the single gateway's other steps,
+//     because a rate past the limit leaves a backlog behind;
+//  4. the cluster: the gateway stopped, `make cluster` (Kamailio in front of three nodes) on
+//     the same core carries one concurrency step, set up through the front (cluster.go).
 //
 // Every step is bounded in time and the whole run in -budget; every process it starts is
 // stopped when it returns. BENCHMARKS.md explains each figure.
@@ -96,19 +98,22 @@ type bench struct {
 	deadline    time.Time
 	log         io.Writer
 
-	cpsRates    []int
-	cpsSeconds  int
-	concSteps   []int
-	concRate    int
-	concMeasure time.Duration
-	settle      time.Duration
-	concTableTo int           // keep stepping past a failure up to this many calls
-	reserve     time.Duration // left for the steps after the concurrency steps
-	rtpengine   string        // the peer's binary; "" or "off": not run
-	norec       bool          // run the recording-off step
-	noRecording bool          // the gateway being started records nothing
-	genReadLegs int           // legs the RTP generator reads for the whole step (rtpgen.Options.ReadLegs)
-	genURing    bool          // the RTP generator sends through io_uring (rtpgen.Options.URing)
+	cpsRates     []int
+	cpsSeconds   int
+	concSteps    []int
+	concRate     int
+	concMeasure  time.Duration
+	settle       time.Duration
+	concTableTo  int           // keep stepping past a failure up to this many calls
+	reserve      time.Duration // left for the steps after the concurrency steps
+	rtpengine    string        // the peer's binary; "" or "off": not run
+	norec        bool          // run the recording-off step
+	noRecording  bool          // the gateway being started records nothing
+	genReadLegs  int           // legs the RTP generator reads for the whole step (rtpgen.Options.ReadLegs)
+	genURing     bool          // the RTP generator sends through io_uring (rtpgen.Options.URing)
+	cluster      bool          // run the cluster step (cluster.go) last
+	clusterCalls int           // its calls; 0: the best single-node step's, at most clusterMaxCalls
+	tail         time.Duration // kept at the end of the budget for the cluster step (fits)
 
 	gw *gatewayProc
 	db *pgxpool.Pool
@@ -140,7 +145,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&b.reserve, "reserve", 5*time.Minute, "time the concurrency steps leave for the floor, rtpengine, the recording-off step and CPS")
 	fs.StringVar(&b.rtpengine, "rtpengine", "rtpengine", `rtpengine binary, run as the peer at the best step's N when found ("off": not run)`)
 	fs.BoolVar(&b.norec, "norec", true, "also run the gateway with recording off at the best step's N")
-	budget := fs.Duration("budget", 18*time.Minute, "stop starting steps that would end after this much time")
+	fs.BoolVar(&b.cluster, "cluster", true, "last, stop the gateway and run one concurrency step through make cluster (scripts/cluster.sh: Kamailio in front of three nodes, pinned where the gateway was)")
+	fs.IntVar(&b.clusterCalls, "cluster-calls", 0, fmt.Sprintf("calls of the cluster step; 0: those of the gateway's best concurrency step, at most %d", clusterMaxCalls))
+	budget := fs.Duration("budget", 18*time.Minute, "stop starting steps that would end after this much time (the cluster step gets 5 minutes on top)")
 	fs.BoolVar(&b.profile, "profile", false, "also save 10 s CPU profiles of the gateway (pprof) at the last CPS step and the largest concurrency step, and after each concurrency step's window its heap (live objects after a GC) and goroutines (they cost CPU: not for the recorded figures)")
 	quick := fs.Bool("quick", false, "development: short steps (5 s CPS steps, 5 s windows)")
 	if err := fs.Parse(args); err != nil {
@@ -179,6 +186,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	b.work, b.gatewayBin, b.out, b.detail = abs(*work), abs(b.gatewayBin), abs(b.out), abs(b.detail)
 	b.deadline = b.start.Add(*budget)
+	if b.cluster {
+		// The cluster step comes on top of the budget, kept for it from the start.
+		b.tail = clusterTime
+		b.deadline = b.deadline.Add(clusterTime)
+	}
 	if b.sipp, err = exec.LookPath("sipp"); err != nil {
 		fmt.Fprintln(stderr, "sbbench run: sipp not found (apt-get install sip-tester; scripts/deps.sh bench)")
 		return 1
@@ -245,6 +257,10 @@ func (b *bench) run(ctx context.Context) error {
 	if err := b.runCPS(ctx); err != nil {
 		return fmt.Errorf("calls per second: %w", err)
 	}
+	// Last: it stops the gateway (the cluster takes its core).
+	if err := b.runCluster(ctx); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
 	return nil
 }
 
@@ -257,7 +273,8 @@ func (b *bench) pinned(cpus, name string, args ...string) *exec.Cmd {
 }
 
 // fits reports whether a step of about d still ends within the budget.
-func (b *bench) fits(d time.Duration) bool { return time.Now().Add(d).Before(b.deadline) }
+// While the single gateway's steps run, the cluster step's time (b.tail) is kept for the end.
+func (b *bench) fits(d time.Duration) bool { return time.Now().Add(d + b.tail).Before(b.deadline) }
 
 func (b *bench) logf(format string, args ...any) {
 	fmt.Fprintf(b.log, "[%6.1fs] %s\n", time.Since(b.start).Seconds(), fmt.Sprintf(format, args...))

@@ -37,23 +37,24 @@ type latest struct {
 
 // report is everything one run measured; the detail file holds all of it.
 type report struct {
-	Date         string     `json:"date"`
-	Commit       string     `json:"commit"`
-	Machine      string     `json:"machine"`
-	GatewayCPUs  string     `json:"gateway_cpus"`
-	LoadCPUs     string     `json:"load_cpus"`
-	LoadAverage  string     `json:"load_average_at_start"`
-	CPS          []cpsStep  `json:"cps_steps"`
-	Conc         []concStep `json:"concurrency_steps"`
-	Floor        *floorStep `json:"floor,omitempty"`
-	Rtpengine    *peerStep  `json:"rtpengine,omitempty"`
-	NoRec        *concStep  `json:"recording_off,omitempty"`
-	RSSBaseKB    int64      `json:"rss_idle_kb"`
-	IdleBase     *idleBase  `json:"idle_gateway,omitempty"`
-	Notes        []string   `json:"notes,omitempty"`
-	Summary      latest     `json:"summary"`
-	SummaryNotes []string   `json:"summary_notes,omitempty"`
-	Elapsed      string     `json:"elapsed"`
+	Date         string       `json:"date"`
+	Commit       string       `json:"commit"`
+	Machine      string       `json:"machine"`
+	GatewayCPUs  string       `json:"gateway_cpus"`
+	LoadCPUs     string       `json:"load_cpus"`
+	LoadAverage  string       `json:"load_average_at_start"`
+	CPS          []cpsStep    `json:"cps_steps"`
+	Conc         []concStep   `json:"concurrency_steps"`
+	Floor        *floorStep   `json:"floor,omitempty"`
+	Rtpengine    *peerStep    `json:"rtpengine,omitempty"`
+	NoRec        *concStep    `json:"recording_off,omitempty"`
+	Cluster      *clusterStep `json:"cluster,omitempty"`
+	RSSBaseKB    int64        `json:"rss_idle_kb"`
+	IdleBase     *idleBase    `json:"idle_gateway,omitempty"`
+	Notes        []string     `json:"notes,omitempty"`
+	Summary      latest       `json:"summary"`
+	SummaryNotes []string     `json:"summary_notes,omitempty"`
+	Elapsed      string       `json:"elapsed"`
 }
 
 func (r *report) init(b *bench) {
@@ -174,6 +175,7 @@ func (r *report) print(w io.Writer, b *bench) {
 	}
 	tw.Flush()
 	r.printPeers(w)
+	r.printCluster(w)
 	s := r.Summary
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

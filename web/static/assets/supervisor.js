@@ -150,22 +150,25 @@ function start() {
 
 start();
 
-// Conference: the agent adds an external party to the call on the page (POST
-// /calls/{id}/conference); the party joins when it answers and leaves by hanging up.
+// Conference: the agent adds a party to the call on the page (POST /calls/{id}/conference):
+// a +E.164 number is dialled through the trunk, an agent's id (digits only) rings that agent;
+// the party joins when it answers and leaves by hanging up.
 $('conference-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   const call = window.softphone.call;
   const st = $('conference-status');
   if (!call) { st.textContent = 'No call to add a party to.'; return; }
   const to = $('conference-number').value.trim();
+  const agent = /^[0-9]+$/.test(to);
   try {
-    await callAPI(call.id, to);
-    st.textContent = `Calling ${to}: they join the call when they answer.`;
+    await callAPI(call.id, agent ? { agent_id: Number(to) } : { to });
+    st.textContent = agent ? `Ringing agent #${to}: they join the call when they answer.`
+      : `Calling ${to}: they join the call when they answer.`;
   } catch (e) {
     st.textContent = `Not added: ${e.message}`;
   }
 });
 
-function callAPI(id, to) {
-  return call('POST', `/calls/${encodeURIComponent(id)}/conference`, { conference: { to } });
+function callAPI(id, party) {
+  return call('POST', `/calls/${encodeURIComponent(id)}/conference`, { conference: party });
 }
