@@ -149,3 +149,27 @@ func BenchmarkCommitASecond(b *testing.B) {
 		w.commit(w.committed+SampleRate, &ranges)
 	}
 }
+
+// BenchmarkPlaceASecond measures placing a second of a stereo call's frames in the ring (what
+// the clock's visits do with the queue: 50 μ-law frames a second each way) and writing them
+// out, without the file. It must not allocate.
+func BenchmarkPlaceASecond(b *testing.B) {
+	s := newService(b, Options{})
+	w := newWriter(s, "id", "call", "call", "x.wav", 2, time.Now(), nil)
+	var ranges [][2]int64
+	payload := toneFrame(media.PCMU, 440, 0)
+	var sec int64
+	b.ReportAllocs()
+	for b.Loop() {
+		for k := range int64(50) {
+			for c := range 2 {
+				n := sec*50 + k
+				f := frame{ch: Channel(c + 1), pt: ptPCMU, seq: uint16(n), ts: uint32(n * 160), ssrc: uint32(c + 1),
+					end: uint16(len(payload)), at: time.Duration(n) * 20 * time.Millisecond}
+				w.place(&f, payload, &ranges)
+			}
+		}
+		sec++
+		w.commit(w.s.samples(time.Duration(sec)*time.Second-s.opts.Delay), &ranges)
+	}
+}
