@@ -334,34 +334,12 @@ func (b *bench) clusterConcStep(ctx context.Context, n int) (clusterStep, error)
 		baseRSS += r
 	}
 
-	gen, err := rtpgen.New(b.genOptions(), 2*n)
+	gen, carrierXML, err := b.concInputs(dir, n, 95)
 	if err != nil {
 		return st, err
 	}
 	defer gen.Close()
-	gen.Run()
-	legs := gen.Legs()
-	prefix := callerPrefix(95)
-	if err := writeLines(filepath.Join(dir, "carrier.csv"), n, func(w io.Writer, i int) {
-		fmt.Fprintf(w, "%s%05d;%d\n", prefix, i, legs[i].Port())
-	}); err != nil {
-		return st, err
-	}
-	if err := writeLines(filepath.Join(dir, "desk.csv"), n, func(w io.Writer, i int) {
-		fmt.Fprintf(w, "%d\n", legs[n+i].Port())
-	}); err != nil {
-		return st, err
-	}
-	ramp := time.Duration(float64(n)/float64(b.concRate)*1000) * time.Millisecond
-	hold := ramp + 15*time.Second + b.settle + b.concMeasure + 30*time.Second
-	scen, err := os.ReadFile(filepath.Join(b.root, "bench", "scenarios", "conc_carrier.xml"))
-	if err != nil {
-		return st, err
-	}
-	carrierXML := filepath.Join(dir, "conc_carrier.xml")
-	if err := os.WriteFile(carrierXML, []byte(strings.ReplaceAll(string(scen), "HOLD_MS", strconv.FormatInt(hold.Milliseconds(), 10))), 0o644); err != nil {
-		return st, err
-	}
+	ramp, hold := b.concTimes(n)
 	mBefore, _, err := c.metrics(ctx)
 	if err != nil {
 		return st, err

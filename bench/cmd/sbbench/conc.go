@@ -172,6 +172,52 @@ func (b *bench) idleBaseline(ctx context.Context) (idleBase, error) {
 	return base, nil
 }
 
+// concTimes is how long setting up n calls takes at the step's rate (ramp) and how long each
+// carrier call then lasts (hold). Generous: a slow scrape must not push the window past the
+// first hang-up.
+func (b *bench) concTimes(n int) (ramp, hold time.Duration) {
+	ramp = time.Duration(float64(n)/float64(b.concRate)*1000) * time.Millisecond
+	return ramp, ramp + 15*time.Second + b.settle + b.concMeasure + 30*time.Second
+}
+
+// concInputs starts the RTP generator with a carrier and a desk leg for each of n calls, writes
+// SIPp's inject files (the carrier's caller number from tag's prefix and its media port; the
+// desk's media port) and the carrier's scenario with its hold time, all under dir. The caller
+// closes the generator.
+func (b *bench) concInputs(dir string, n, tag int) (*rtpgen.Gen, string, error) {
+	gen, err := rtpgen.New(b.genOptions(), 2*n)
+	if err != nil {
+		return nil, "", err
+	}
+	fail := func(err error) (*rtpgen.Gen, string, error) {
+		gen.Close()
+		return nil, "", err
+	}
+	gen.Run()
+	legs := gen.Legs()
+	prefix := callerPrefix(tag)
+	if err := writeLines(filepath.Join(dir, "carrier.csv"), n, func(w io.Writer, i int) {
+		fmt.Fprintf(w, "%s%05d;%d\n", prefix, i, legs[i].Port())
+	}); err != nil {
+		return fail(err)
+	}
+	if err := writeLines(filepath.Join(dir, "desk.csv"), n, func(w io.Writer, i int) {
+		fmt.Fprintf(w, "%d\n", legs[n+i].Port())
+	}); err != nil {
+		return fail(err)
+	}
+	_, hold := b.concTimes(n)
+	scen, err := os.ReadFile(filepath.Join(b.root, "bench", "scenarios", "conc_carrier.xml"))
+	if err != nil {
+		return fail(err)
+	}
+	carrierXML := filepath.Join(dir, "conc_carrier.xml")
+	if err := os.WriteFile(carrierXML, []byte(strings.ReplaceAll(string(scen), "HOLD_MS", strconv.FormatInt(hold.Milliseconds(), 10))), 0o644); err != nil {
+		return fail(err)
+	}
+	return gen, carrierXML, nil
+}
+
 func (b *bench) concStep(ctx context.Context, tag, n int, base idleBase) (concStep, error) {
 	st := concStep{Calls: n, Recording: !b.noRecording}
 	// A directory of its own per step: the log tails below read SIPp's logs from their start,
@@ -183,35 +229,12 @@ func (b *bench) concStep(ctx context.Context, tag, n int, base idleBase) (concSt
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return st, err
 	}
-	gen, err := rtpgen.New(b.genOptions(), 2*n)
+	gen, carrierXML, err := b.concInputs(dir, n, tag)
 	if err != nil {
 		return st, err
 	}
 	defer gen.Close()
-	gen.Run()
-	legs := gen.Legs()
-	prefix := callerPrefix(tag)
-	if err := writeLines(filepath.Join(dir, "carrier.csv"), n, func(w io.Writer, i int) {
-		fmt.Fprintf(w, "%s%05d;%d\n", prefix, i, legs[i].Port())
-	}); err != nil {
-		return st, err
-	}
-	if err := writeLines(filepath.Join(dir, "desk.csv"), n, func(w io.Writer, i int) {
-		fmt.Fprintf(w, "%d\n", legs[n+i].Port())
-	}); err != nil {
-		return st, err
-	}
-	ramp := time.Duration(float64(n)/float64(b.concRate)*1000) * time.Millisecond
-	// Generous: a slow scrape must not push the window past the first hang-up.
-	hold := ramp + 15*time.Second + b.settle + b.concMeasure + 30*time.Second
-	scen, err := os.ReadFile(filepath.Join(b.root, "bench", "scenarios", "conc_carrier.xml"))
-	if err != nil {
-		return st, err
-	}
-	carrierXML := filepath.Join(dir, "conc_carrier.xml")
-	if err := os.WriteFile(carrierXML, []byte(strings.ReplaceAll(string(scen), "HOLD_MS", strconv.FormatInt(hold.Milliseconds(), 10))), 0o644); err != nil {
-		return st, err
-	}
+	ramp, hold := b.concTimes(n)
 
 	mBefore, err := b.metrics(ctx)
 	if err != nil {
