@@ -557,10 +557,12 @@ func secs(d time.Duration) int64 {
 
 // --- the inbound INVITE ---------------------------------------------------------------------
 
-// handleInvite admits or refuses a new INVITE and, once admitted, runs the call on this
-// goroutine (sipgo runs each request handler on its own goroutine and ends the transaction when
-// the handler returns).
-func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk Trunk, isTrunk bool) {
+// admitInvite admits or refuses a new INVITE. An admitted call is returned, with its line's
+// target, for runInbound to run on this goroutine (sipgo runs each request handler on its own
+// goroutine and ends the transaction when the handler returns); a refused one is answered
+// here and nil returned. Separate from runInbound so that its locals are off the stack while
+// the call talks (Server.handle).
+func (s *Server) admitInvite(req *sip.Request, tx sip.ServerTransaction, trunk Trunk, isTrunk bool) (*Call, Target) {
 	received := s.now()
 	if !isTrunk {
 		// No trunk's source: an auth-only trunk may claim it by digest (checked below).
@@ -570,7 +572,7 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		// Not a trunk: refuse, count, never dial anything for it (no open relay).
 		s.security(secACLReject, req, "INVITE from a source that is no trunk")
 		s.reply(req, tx, 403, "Forbidden")
-		return
+		return nil, nil
 	}
 	if trunk.Username != "" {
 		realm := trunk.Realm
@@ -587,7 +589,7 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 			}
 			s.reply(req, tx, 401, "Unauthorized", sip.NewHeader("WWW-Authenticate",
 				fmt.Sprintf(`Digest realm="%s", nonce="%s", algorithm=MD5, qop="auth"`, realm, s.nonce())))
-			return
+			return nil, nil
 		}
 	}
 	// 100 Trying at once: it stops sipgo's own 100-after-200-ms timer (which builds its response
@@ -598,7 +600,7 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 	if r := req.GetHeader("Require"); r != nil && hasToken(r.Value(), "100rel") {
 		// RFC 3262 §4 / RFC 3261 §8.2.2.3: we do not do reliable provisionals.
 		s.reply(req, tx, 420, "Bad Extension", sip.NewHeader("Unsupported", "100rel"))
-		return
+		return nil, nil
 	}
 	// A B2BUA forwards the caller's request as a new one, so it must carry the hop count across
 	// itself or a line bridged back to the gateway (directly or through another B2BUA) spirals
@@ -608,14 +610,14 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 		if *mf == 0 {
 			s.security(secLoop, req, "Max-Forwards 0")
 			s.reply(req, tx, 483, "Too Many Hops")
-			return
+			return nil, nil
 		}
 		fwd = int(min(*mf, 255)) - 1
 	}
 	retryAfter := sip.NewHeader("Retry-After", strconv.Itoa(int(s.opts.RetryAfter/time.Second)))
 	if !s.accepting.Load() {
 		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
-		return
+		return nil, nil
 	}
 	// The trunk's calls per second: checked once the request is known to be the trunk's (its
 	// source, or its digest), before anything costly. Retry-After says when a token is back.
@@ -629,17 +631,17 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 			s.security(secRateLimit, req, "over calls_per_second of trunk "+trunk.Name)
 			s.reply(req, tx, 503, "Service Unavailable",
 				sip.NewHeader("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds())))))
-			return
+			return nil, nil
 		}
 	}
 	line, to, ok := s.lineFor(req, trunk)
 	if !ok {
 		s.reply(req, tx, 404, "Not Found")
-		return
+		return nil, nil
 	}
 	if req.Contact() == nil {
 		s.reply(req, tx, 400, "Bad Request (no Contact)")
-		return
+		return nil, nil
 	}
 
 	c := &Call{
@@ -663,16 +665,18 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 	c.carrier = l
 	if min := l.negotiateTimer(req); min > 0 {
 		s.reply(req, tx, 422, "Session Interval Too Small", sip.NewHeader("Min-SE", strconv.Itoa(int(min/time.Second))))
-		return
+		return nil, nil
 	}
 
 	if !s.admit(req, tx, c, l, trunk.MaxCalls, retryAfter) {
-		return
+		return nil, nil
 	}
-	settled := true // false once runCall handed the call's callsWG.Done to settle's goroutine
+	// Admitted: a refusal (or a panic) from here on undoes the admission; once the call is
+	// returned, runInbound does.
+	running := false
 	defer func() {
-		s.release(c, l)
-		if settled {
+		if !running {
+			s.release(c, l)
 			s.callsWG.Done()
 		}
 	}()
@@ -681,13 +685,13 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 	if len(req.Body()) > 0 {
 		if _, _, err := Negotiate(req.Body(), Local{Addr: s.opts.ExternalAddr, Port: 2}); err != nil {
 			s.reply(req, tx, 488, "Not Acceptable Here", sip.NewHeader("Warning", `304 switchboard "Media type not available"`))
-			return
+			return nil, nil
 		}
 	}
 	if _, err := l.endpoint(); err != nil {
 		s.log.Warn("sip: no RTP endpoint", "error", err)
 		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
-		return
+		return nil, nil
 	}
 
 	if !tx.OnCancel(func(*sip.Request) {
@@ -701,7 +705,21 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction, trunk 
 	}) {
 		l.end(causeCancelled)
 	}
-	settled = !s.runCall(c, line)
+	running = true
+	return c, line.Target
+}
+
+// runInbound runs an admitted carrier's call (admitInvite) to its end on this goroutine and
+// undoes its admission then.
+func (s *Server) runInbound(c *Call, target Target) {
+	settled := true // false once runCall handed the call's callsWG.Done to settle's goroutine
+	defer func() {
+		s.release(c, c.carrier)
+		if settled {
+			s.callsWG.Done()
+		}
+	}()
+	settled = !s.runCall(c, target)
 }
 
 // admission is why admitLocked refused an INVITE.
@@ -791,9 +809,21 @@ func (s *Server) release(c *Call, l *leg) {
 // runCall runs a call to its end on the current goroutine. It returns true when the call's
 // events are still being delivered by settle's goroutine, which then owns the call's
 // callsWG.Done; the caller frees the call's slot either way.
-func (s *Server) runCall(c *Call, line Line) (settling bool) {
+//
+// The goroutine parks in the target for the whole call, so runCall's own frame is on the stack
+// all that time: it keeps only what the three steps hand on, and the start's and end's locals
+// live in their own frames (Server.handle says why).
+func (s *Server) runCall(c *Call, target Target) (settling bool) {
+	emitDone := s.startCall(c)
+	err := s.serveTarget(c, target)
+	return s.endCall(c, emitDone, err)
+}
+
+// startCall counts the call, starts its event queue (whose done channel it returns), emits
+// call.started and arms the carrier leg's media timeout.
+func (s *Server) startCall(c *Call) (emitDone <-chan struct{}) {
 	s.m.callsActive.WithLabelValues(c.direction).Inc()
-	emitDone := c.startEmitter()
+	emitDone = c.startEmitter()
 	c.emit(callevent.Event{Type: callevent.EventStarted, Direction: c.direction, From: c.from, To: c.to,
 		Line: c.line, CallerName: c.callerName, Trunk: c.trunk,
 		SIPCallID: cleanText(c.carrier.callID, callevent.MaxSIPCallIDLen)})
@@ -807,17 +837,28 @@ func (s *Server) runCall(c *Call, line Line) (settling bool) {
 		s.log.Info("sip: media timeout", "call_id", c.id, "error", err)
 		c.hangup(causeMediaTimeout)
 	})
+	return emitDone
+}
 
-	err := func() (err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				err = fmt.Errorf("sip: target panicked: %v", r)
-				s.log.Error("sip: target panic", "call_id", c.id, "panic", r)
-			}
-		}()
-		return line.Target.Serve(c.ctx, c)
+// serveTarget runs the call's target; a panic in it ends the call as an error.
+func (s *Server) serveTarget(c *Call, target Target) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = s.targetPanicked(c, r)
+		}
 	}()
+	return target.Serve(c.ctx, c)
+}
 
+// targetPanicked logs a target's panic and returns it as the call's error.
+func (s *Server) targetPanicked(c *Call, r any) error {
+	s.log.Error("sip: target panic", "call_id", c.id, "panic", r)
+	return fmt.Errorf("sip: target panicked: %v", r)
+}
+
+// endCall ends the call once its target returned with err: the carrier's final response if
+// none was sent, BYEs, the outcome, call.ended, and settle (runCall's result).
+func (s *Server) endCall(c *Call, emitDone <-chan struct{}, err error) (settling bool) {
 	cause := context.Cause(c.ctx)
 	c.cancel(causeLocalHangup)
 	if by, how, ok := c.endOf(nil, cause); ok {

@@ -1,9 +1,15 @@
 package sip
 
 import (
+	"bufio"
+	"encoding/binary"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"runtime"
+	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -200,4 +206,180 @@ func goroutinesByFunc() (summary string, gateway int) {
 		fmt.Fprintf(&out, "%5d %s\n", n, fn)
 	}
 	return out.String(), gateway
+}
+
+// TestTalkingCallParksShallowEnoughForItsStackToShrink: the goroutine a talking bridged call
+// holds (sipgo's INVITE handler, on which the call runs) must park shallow enough for the
+// garbage collector to halve the 16 KiB stack its setup grew to. The runtime halves a stack
+// only when what is in use plus its no-split margin (800 bytes; twice that under the race
+// detector) is under a quarter of it (runtime.shrinkstack): under 3,296 bytes of 16 KiB. At
+// 1,000 calls that is 8 MiB of resident memory (issue 18). Before, the call parked about
+// 4.7 KB deep — sipgo's frames, the request dispatcher, handleInvite, runCall and
+// BridgeTarget.Serve, each holding the locals of its whole setup or teardown for the whole
+// call — and every talking call kept 16 KiB of stack.
+//
+// The depth is read exactly, from a heap dump (runtime/debug.WriteHeapDump: each goroutine's
+// parked sp and each frame's extent), and the stack memory per call after collections is
+// logged beside it.
+func TestTalkingCallParksShallowEnoughForItsStackToShrink(t *testing.T) {
+	requireSipp(t)
+	const calls = 10
+	b := newBridgeSetup(t, "uas_echo.xml", []string{"-m", strconv.Itoa(calls)}, nil)
+	base := stacksAfterGC()
+	car := b.carrier(t, "uac_basic.xml", "-m", strconv.Itoa(calls), "-r", "20", "-d", "10000", "-l", strconv.Itoa(calls))
+	answered := 0
+	deadline := time.After(30 * time.Second)
+	for answered < calls {
+		select {
+		case e := <-b.g.sink.ch:
+			if e.Type == callevent.EventEnded {
+				t.Fatalf("a call ended before all %d were up: raise SIPp's -d", calls)
+			}
+			if e.Type == callevent.EventAnswered {
+				answered++
+			}
+		case <-deadline:
+			t.Fatalf("%d of %d calls answered", answered, calls)
+		}
+	}
+	// call.answered is emitted just before the bridge parks: await every call's goroutine
+	// parked in the bridge.
+	const limit = 16<<10/4 - 800
+	var depths map[string]int
+	if !waitFor(10*time.Second, func() bool {
+		depths = parkedDepths(t, "sip.(*BridgeTarget).Serve")
+		return len(depths) == calls
+	}) {
+		t.Fatalf("%d call goroutines in the bridge, want %d", len(depths), calls)
+	}
+	for frames, d := range depths {
+		if d >= limit {
+			t.Errorf("a talking call's goroutine parks %d bytes deep, want < %d (a quarter of 16 KiB less the no-split margin); its frames:\n%s", d, limit, frames)
+			break
+		}
+	}
+	perCall := float64(int64(stacksAfterGC())-int64(base)) / calls / 1024
+	t.Logf("talking calls park %v bytes deep (limit %d); %.1f KiB of goroutine stacks a call after collections (SIPp's and the test's goroutines included)", slices.Collect(maps.Values(depths)), limit, perCall)
+	car.wait(t)
+	b.desk.wait(t)
+}
+
+// stacksAfterGC is the runtime's goroutine stack memory after four collections: enough for a
+// stack of 32 KiB to be halved twice, down to 8.
+func stacksAfterGC() uint64 {
+	for range 4 {
+		runtime.GC()
+	}
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.StackInuse
+}
+
+// parkedDepths writes a heap dump and returns, for every goroutine with a frame of function fn,
+// the bytes of stack it uses (its outermost frame's end less its saved sp), keyed by its frames'
+// names with the goroutine's id (runtime/heapdump.go's format: varints, strings as a length
+// and bytes; every record up to the goroutines' is skipped by its layout).
+func parkedDepths(t *testing.T, fn string) map[string]int {
+	t.Helper()
+	f, err := os.Create(t.TempDir() + "/heap.dump")
+	if err != nil {
+		t.Fatal(err)
+	}
+	debug.WriteHeapDump(f.Fd())
+	if _, err := f.Seek(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(f)
+	defer f.Close()
+	hdr := make([]byte, len("go1.7 heap dump\n"))
+	if _, err := io.ReadFull(r, hdr); err != nil || string(hdr) != "go1.7 heap dump\n" {
+		t.Fatalf("heap dump header %q: %v", hdr, err)
+	}
+	uv := func() uint64 {
+		v, err := binary.ReadUvarint(r)
+		if err != nil {
+			t.Fatalf("heap dump: %v", err)
+		}
+		return v
+	}
+	str := func() string {
+		b := make([]byte, uv())
+		if _, err := io.ReadFull(r, b); err != nil {
+			t.Fatalf("heap dump: %v", err)
+		}
+		return string(b)
+	}
+	skip := func(n int) {
+		for range n {
+			uv()
+		}
+	}
+	fields := func() {
+		for uv() != 0 { // (kind, offset) pairs up to kind 0
+			uv()
+		}
+	}
+	out := map[string]int{}
+	var (
+		id       uint64
+		sp, end  uint64
+		names    []string
+		inGorout bool
+	)
+	done := func() {
+		if !inGorout {
+			return
+		}
+		inGorout = false
+		for _, n := range names {
+			if strings.Contains(n, fn) && end > sp {
+				out[fmt.Sprintf("goroutine %d: %s", id, strings.Join(names, " <- "))] = int(end - sp)
+				break
+			}
+		}
+	}
+	for {
+		switch tag := uv(); tag {
+		case 0, 9: // EOF; the OS threads, which follow the goroutines
+			done()
+			return out
+		case 1: // object: address, contents, pointer fields
+			skip(1)
+			str()
+			fields()
+		case 3: // type: address, size, name, indirect
+			skip(2)
+			str()
+			skip(1)
+		case 4: // goroutine: g, sp, id, gopc, status, system, background, waitsince, reason, ctxt, m, defer, panic
+			done()
+			uv()
+			sp = uv()
+			id = uv()
+			skip(5)
+			str()
+			skip(4)
+			end, names, inGorout = 0, nil, true
+		case 5: // stack frame: sp, depth, child sp, contents, entry, pc, continpc, name, fields
+			fsp := uv()
+			skip(2)
+			end = max(end, fsp+uint64(len(str())))
+			skip(3)
+			names = append(names, str())
+			fields()
+		case 6: // params: big-endian, pointer size, arena start and end, arch, version, CPUs
+			skip(4)
+			str()
+			str()
+			skip(1)
+		case 8: // itab: address, type
+			skip(2)
+		case 14: // defer: d, g, sp, pc, fn, fn's code, link
+			skip(7)
+		case 15: // panic: p, g, type, data, 0, link
+			skip(6)
+		default:
+			t.Fatalf("heap dump: unknown record %d", tag)
+		}
+	}
 }

@@ -529,11 +529,46 @@ type BridgeTarget struct {
 func BridgeTo(uri string) *BridgeTarget { return &BridgeTarget{URI: uri} }
 
 // Serve implements Target.
+//
+// The call's goroutine parks here for the whole call: the setup (connect) has a frame of its
+// own, so what stays on the stack while the call talks is small (Server.handle says why).
 func (b *BridgeTarget) Serve(ctx context.Context, c *Call) error {
+	out, stopBridge, err := b.connect(ctx, c)
+	if stopBridge != nil {
+		defer stopBridge()
+	}
+	if out == nil {
+		return err
+	}
+	waitFarEnd(ctx, c, out)
+	return nil
+}
+
+// waitFarEnd waits until the call ends or its far end does; the latter ends the call with the
+// far end's cause (the carrier leg gets BYE from call control).
+func waitFarEnd(ctx context.Context, c *Call, out *OutboundLeg) {
+	select {
+	case <-ctx.Done():
+	case <-out.Done():
+		farEndEnded(c, out)
+	}
+}
+
+// farEndEnded hangs the call up for its far end's end (hung up, stopped sending RTP, let its
+// session expire).
+func farEndEnded(c *Call, out *OutboundLeg) {
+	c.hangup(fmt.Errorf("far end: %w", out.l.cause()))
+}
+
+// connect dials the far end, answers the carrier when it answers and bridges the two. It
+// returns the far end's call once the two talk, or nil and the call's result (nil: ended
+// normally) when the call ended during the setup; stopBridge, when not nil, unbridges the
+// media (early media may have been bridged even when the setup failed).
+func (b *BridgeTarget) connect(ctx context.Context, c *Call) (out *OutboundLeg, stopBridge func(), err error) {
 	// Offer the far end the carrier's codec first, so no transcoding is needed.
 	codecs := []Codec{{PT: PayloadPCMU, Name: "PCMU", Rate: 8000}, {PT: PayloadPCMA, Name: "PCMA", Rate: 8000}}
 	if c.carrier == nil {
-		return ErrNoCarrierLeg
+		return nil, nil, ErrNoCarrierLeg
 	}
 	c.carrier.mu.Lock()
 	offer := c.carrier.invite.Body()
@@ -544,13 +579,7 @@ func (b *BridgeTarget) Serve(ctx context.Context, c *Call) error {
 		}
 	}
 	rang := false
-	var stopBridge func()
-	defer func() {
-		if stopBridge != nil {
-			stopBridge()
-		}
-	}()
-	out, err := c.Dial(ctx, DialOptions{
+	out, err = c.Dial(ctx, DialOptions{
 		URI: b.URI, Trunk: b.Trunk, FromUser: c.From(), FromName: c.CallerName(), Codecs: codecs,
 		OnProgress: func(code int, early *EarlyMedia) {
 			if early != nil && stopBridge == nil {
@@ -571,11 +600,11 @@ func (b *BridgeTarget) Serve(ctx context.Context, c *Call) error {
 		},
 	})
 	if err != nil {
-		return err
+		return nil, stopBridge, err
 	}
 	if err := c.Answer(ctx); err != nil {
 		out.Hangup()
-		return err
+		return nil, stopBridge, err
 	}
 	if stopBridge == nil {
 		if b.beforeBridge != nil {
@@ -589,26 +618,19 @@ func (b *BridgeTarget) Serve(ctx context.Context, c *Call) error {
 			switch {
 			case c.carrier.isEnded():
 				c.answeredBy(0, "", nil)
-				return nil
+				return nil, nil, nil
 			case out.l.isEnded():
 				c.answeredBy(0, "", nil)
 				c.hangup(fmt.Errorf("far end: %w", out.l.cause()))
-				return nil
+				return nil, nil, nil
 			}
 			out.Hangup()
-			return fmt.Errorf("sip: bridge media: %w", err)
+			return nil, nil, fmt.Errorf("sip: bridge media: %w", err)
 		}
 		stopBridge = stop
 	}
 	// A person answered: call.answered, the far end's leg journaled, the recording (from the
 	// carrier's endpoint: the caller left, the far end right).
 	c.answeredBy(0, "", c.Endpoint())
-	select {
-	case <-ctx.Done():
-	case <-out.Done():
-		// The far end hung up, stopped sending RTP or let its session expire: the call ends
-		// with that cause (the carrier leg gets BYE from call control).
-		c.hangup(fmt.Errorf("far end: %w", out.l.cause()))
-	}
-	return nil
+	return out, stopBridge, nil
 }

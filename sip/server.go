@@ -555,6 +555,13 @@ func (s *Server) reply(req *sip.Request, tx sip.ServerTransaction, code int, rea
 
 // handle is the entry point of every request sipgo parsed: protection first, then in-dialog
 // requests go to their leg, and out-of-dialog ones to their method's handler.
+//
+// A carrier's call runs to its end on this goroutine (sipgo's, one per request), parked for the
+// whole call in its target: so what is on the stack while it talks is kept small. The
+// dispatch (dispatch, admitInvite) and the call's start and end (runCall) are functions of
+// their own, off the stack by then, and the goroutine parks under about 2 KB (sipgo's frames
+// included) — under the quarter of 16 KiB below which the garbage collector halves a stack
+// (issue 18: 8 KiB a call instead of 16; TestTalkingCallStackShrinksTo8KiB).
 func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	defer func() {
 		// A bug on one request must never take down the process or another call.
@@ -562,6 +569,14 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 			s.log.Error("sip: panic handling request", "method", methodLabel(string(req.Method)), "panic", r)
 		}
 	}()
+	if c, target := s.dispatch(req, tx); c != nil {
+		s.runInbound(c, target)
+	}
+}
+
+// dispatch checks a request and handles it, except a carrier's INVITE admitted as a new call:
+// that call it returns, with its line's target, for handle to run (see handle).
+func (s *Server) dispatch(req *sip.Request, tx sip.ServerTransaction) (*Call, Target) {
 	s.m.requests.WithLabelValues(methodLabel(string(req.Method))).Inc()
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		callID := ""
@@ -580,7 +595,7 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 		if !req.IsAck() {
 			s.reply(req, tx, 400, "Bad Request (malformed "+SourceHeader+")")
 		}
-		return
+		return nil, nil
 	}
 	src := s.sourceAddr(req)
 	trunk, isTrunk := s.trunkFor(src)
@@ -588,71 +603,71 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	trusted := isTrunk && req.Method != sip.REGISTER
 	if ua := req.GetHeader("User-Agent"); ua != nil && !trusted && isScanner(ua.Value(), s.scanners) {
 		s.security(secScanner, req, "scanner User-Agent dropped")
-		return // silent drop: tell a scanner nothing
+		return nil, nil // silent drop: tell a scanner nothing
 	}
 	if s.limiter != nil && (!trusted || s.opts.RateLimit.LimitTrunks) && !req.IsAck() && !s.rateExempt(src) && !s.limiter.allow(src) {
 		s.security(secRateLimit, req, "over the per-source request rate")
-		return
+		return nil, nil
 	}
 	if req.CallID() == nil || req.CSeq() == nil || req.From() == nil || req.To() == nil {
 		s.security(secMalformed, req, "missing Call-ID, CSeq, From or To")
 		if !req.IsAck() {
 			s.reply(req, tx, 400, "Bad Request")
 		}
-		return
+		return nil, nil
 	}
 	if req.CSeq().MethodName != req.Method {
 		s.security(secMalformed, req, "CSeq method mismatch")
 		if !req.IsAck() {
 			s.reply(req, tx, 400, "Bad Request (CSeq method mismatch)")
 		}
-		return
+		return nil, nil
 	}
 	if len(req.GetHeaders("Content-Length")) > 1 {
 		s.security(secMalformed, req, "multiple Content-Length")
 		if !req.IsAck() {
 			s.reply(req, tx, 400, "Bad Request (multiple Content-Length)")
 		}
-		return
+		return nil, nil
 	}
 	if sch := strings.ToLower(req.Recipient.Scheme); sch != "sip" && sch != "sips" && sch != "tel" {
 		if !req.IsAck() {
 			s.reply(req, tx, 416, "Unsupported URI Scheme")
 		}
-		return
+		return nil, nil
 	}
 	if !req.IsAck() && req.Method != sip.CANCEL {
 		// RFC 3261 §8.2.2.3: a Require we do not support gets 420 listing it.
 		if unsup := unsupportedRequire(req); unsup != "" {
 			s.reply(req, tx, 420, "Bad Extension", sip.NewHeader("Unsupported", unsup))
-			return
+			return nil, nil
 		}
 	}
 	if _, ok := req.To().Params.Get("tag"); ok {
 		s.handleInDialog(req, tx)
-		return
+		return nil, nil
 	}
 	if st, ok := s.featureCode(req); ok {
 		s.handleFeatureCode(req, tx, st) // featurecode.go: an agent's phone setting its state
-		return
+		return nil, nil
 	}
 	if req.Method == sip.INVITE {
 		if h := req.GetHeader("Replaces"); h != nil {
 			s.handleReplacesInvite(req, tx, h) // phoneconsult.go: not how a transfer reaches us
-			return
+			return nil, nil
 		}
 		if s.phoneConsultInvite(req, isTrunk) {
 			s.handlePhoneConsult(req, tx) // phoneconsult.go: an agent's phone consulting
-			return
+			return nil, nil
 		}
 	}
 	switch req.Method {
 	case sip.INVITE:
 		if s.clusterOn() && req.GetHeader(hdrOffer) != nil {
 			s.handleInternalInvite(req, tx) // another node's offer to an agent here
-			return
+			return nil, nil
 		}
-		s.handleInvite(req, tx, trunk, isTrunk)
+		return s.admitInvite(req, tx, trunk, isTrunk)
 	case sip.REGISTER:
 		s.handleRegister(req, tx)
 	case sip.OPTIONS:
@@ -668,6 +683,7 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	default:
 		s.reply(req, tx, 405, "Method Not Allowed", sip.NewHeader("Allow", allowMethods))
 	}
+	return nil, nil
 }
 
 func (s *Server) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
