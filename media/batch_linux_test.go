@@ -38,9 +38,10 @@ func frame(i int) []byte {
 }
 
 // Rule: a batch of forwarded packets reaches every destination, each in the order written: a
-// batch holds one sender's packets, and a write for another sender sends what was queued
-// before it, so interleaved writes for two legs come out per leg in order, none lost or
-// duplicated, each counted and tapped once.
+// batch holds each sender's packets in one run, and a write for a sender with an earlier run
+// sends what was queued before it, so interleaved writes for two legs come out per leg in
+// order, none lost or duplicated, each counted and tapped once. (This is the sendmmsg(2) path
+// of a batch without a ring; TestRingSendsARoundOfManyLegsInOneEnter has the ring's.)
 func TestSendBatchReachesEveryDestinationInOrder(t *testing.T) {
 	alloc := testAllocator(t, 4)
 	b, pb, idB, tapB := sendingEndpoint(t, alloc)
@@ -51,7 +52,7 @@ func TestSendBatchReachesEveryDestinationInOrder(t *testing.T) {
 		calls++
 		return sendmmsg(fd, msgs)
 	}
-	// B B B C C B B B B B B B B B (the last eight of B fill the batch: it goes when full)
+	// B B B C C B B B B B B B B B: the second B run sends the first two runs first
 	order := []*Endpoint{b, b, b, c, c, b, b, b, b, b, b, b, b, b}
 	want := map[*Endpoint][]int{}
 	now := time.Now()
@@ -64,8 +65,8 @@ func TestSendBatchReachesEveryDestinationInOrder(t *testing.T) {
 		want[e] = append(want[e], i)
 	}
 	tx.flush()
-	if calls != 4 { // BBB, CC, BBBBBBBB (full), B
-		t.Errorf("%d sendmmsg calls for 14 packets in 4 runs, want 4", calls)
+	if calls != 3 { // BBB, CC, BBBBBBBBB
+		t.Errorf("%d sendmmsg calls for 14 packets in 3 runs, want 3", calls)
 	}
 	for _, leg := range []struct {
 		name string
@@ -153,7 +154,7 @@ func TestSendBatchOfAClosedLegSendsNothing(t *testing.T) {
 	if calls != 0 {
 		t.Errorf("flush called sendmmsg %d times on a closed leg's descriptor", calls)
 	}
-	if tx.n != 0 || tx.s != nil {
+	if tx.n != 0 || tx.nruns != 0 {
 		t.Errorf("flush left %d packets queued", tx.n)
 	}
 }
@@ -166,6 +167,7 @@ func TestSendBatchOfAClosedLegSendsNothing(t *testing.T) {
 // in order.
 func TestPollLoopForwardsAReadInOneSendmmsg(t *testing.T) {
 	alloc := testAllocator(t, 4)
+	alloc.rx.noRing = true // the sendmmsg path (no io_uring), which this rule is about
 	b := newTestEndpoint(t, EndpointOptions{Allocator: alloc, MediaTimeout: -1})
 	far := newPeer(t)
 	b.SetCodec(0, PCMU)
@@ -276,5 +278,207 @@ func BenchmarkForwardBatchOfOne(b *testing.B) {
 		binary.BigEndian.PutUint32(pkt[4:], uint32(seq)*160)
 		a.handleRTP(pkt, src, time.Now(), tx)
 		tx.flush()
+	}
+}
+
+// ringBatch is a send batch with its own io_uring, closed at the end of the test; the test is
+// skipped where the kernel refuses io_uring (the loops then use sendmmsg, tested above).
+func ringBatch(t testing.TB) *txBatch {
+	t.Helper()
+	ring, err := newTxRing(txCap)
+	if err != nil {
+		t.Skipf("no io_uring here: %v", err)
+	}
+	t.Cleanup(ring.close)
+	tx := newTxBatch()
+	tx.ring = ring
+	tx.sendmmsg = func(int, []unix.Mmsghdr) (int, syscall.Errno) {
+		t.Error("sendmmsg called on a batch with a ring")
+		return 0, unix.EINVAL
+	}
+	return tx
+}
+
+// Rule: with an io_uring, a batch's packets for many legs — each leaving from its own socket —
+// go to the kernel in one io_uring_enter(2), not one sendmmsg(2) per leg (issue 18, session
+// 9), and each reaches its leg's peer, in order per leg, counted and tapped once.
+func TestRingSendsARoundOfManyLegsInOneEnter(t *testing.T) {
+	const legs = 10
+	alloc := testAllocator(t, legs)
+	tx := ringBatch(t)
+	type leg struct {
+		e   *Endpoint
+		p   *peer
+		id  uint64
+		tap *atomic.Int64
+	}
+	var ls []leg
+	for range legs {
+		e, p, id, tap := sendingEndpoint(t, alloc)
+		ls = append(ls, leg{e, p, id, tap})
+	}
+	now := time.Now()
+	for k, l := range ls { // two packets a leg, one run each
+		for j := range 2 {
+			l.e.out.write(l.id, rtpHeader{seq: uint16(j), timestamp: uint32(j * FrameSize)}, frame(10*k+j), kindAudio, CodecNone, now, tx)
+		}
+	}
+	tx.flush()
+	if e, s := tx.ring.enters.Load(), tx.ring.sends.Load(); e != 1 || s != 2*legs {
+		t.Errorf("%d io_uring_enter calls for %d sends, want 1 for %d", e, s, 2*legs)
+	}
+	for k, l := range ls {
+		for j := range 2 {
+			if pkt := l.p.recv(); int(pkt.Payload[0]) != 10*k+j {
+				t.Fatalf("leg %d: packet %d carries frame %d, want %d", k, j, pkt.Payload[0], 10*k+j)
+			}
+		}
+		if got := l.e.Stats().PacketsSent; got != 2 {
+			t.Errorf("leg %d: %d packets counted sent, want 2", k, got)
+		}
+		if got := l.tap.Load(); got != 2 {
+			t.Errorf("leg %d: %d packets tapped as sent, want 2", k, got)
+		}
+	}
+}
+
+// Rule: a packet the kernel refuses in a ring's batch (here a destination port 0: EINVAL) is
+// dropped alone; the packets before and after it go, and only they are counted and tapped.
+func TestRingDropsOnlyTheRefusedPacket(t *testing.T) {
+	alloc := testAllocator(t, 2)
+	e, p, _, tapped := sendingEndpoint(t, alloc)
+	tx := ringBatch(t)
+	good := p.addr()
+	bad := netip.AddrPortFrom(good.Addr(), 0)
+	for i, dst := range []netip.AddrPort{good, bad, good} {
+		tx.claim(&e.out)
+		buf := tx.next()
+		putRTPHeader(buf, rtpHeader{payloadType: 0, seq: uint16(i), timestamp: uint32(i * FrameSize), ssrc: 1})
+		copy(buf[rtpHeaderSize:], frame(i))
+		tx.add(rtpHeaderSize+FrameSize, dst, time.Now())
+	}
+	tx.flush()
+	for _, want := range []int{0, 2} {
+		if pkt := p.recv(); int(pkt.Payload[0]) != want {
+			t.Fatalf("peer got frame %d, want %d", pkt.Payload[0], want)
+		}
+	}
+	if got := e.Stats().PacketsSent; got != 2 {
+		t.Errorf("%d packets counted sent, want 2", got)
+	}
+	if got := tapped.Load(); got != 2 {
+		t.Errorf("%d packets tapped as sent, want 2", got)
+	}
+	if tx.ring == nil {
+		t.Error("a refused send took the ring out of service")
+	}
+}
+
+// Rule: a ring's batch for a leg closed before the flush submits nothing for it (its
+// descriptor may be closed and its number reused by then); the other legs' packets go.
+func TestRingBatchOfAClosedLegSubmitsNothingForIt(t *testing.T) {
+	alloc := testAllocator(t, 4)
+	closed, _, idC, _ := sendingEndpoint(t, alloc)
+	open, p, idO, _ := sendingEndpoint(t, alloc)
+	tx := ringBatch(t)
+	for i := range 3 {
+		closed.out.write(idC, rtpHeader{seq: uint16(i), timestamp: uint32(i * FrameSize)}, frame(i), kindAudio, CodecNone, time.Now(), tx)
+	}
+	open.out.write(idO, rtpHeader{seq: 7, timestamp: 7 * FrameSize}, frame(7), kindAudio, CodecNone, time.Now(), tx)
+	closed.Close()
+	tx.flush()
+	if s := tx.ring.sends.Load(); s != 1 {
+		t.Errorf("%d sends submitted, want 1 (the open leg's)", s)
+	}
+	if pkt := p.recv(); pkt.Payload[0] != 7 {
+		t.Errorf("open leg's peer got frame %d, want 7", pkt.Payload[0])
+	}
+	if tx.n != 0 || tx.nruns != 0 {
+		t.Errorf("flush left %d packets queued", tx.n)
+	}
+}
+
+// Rule: forwarding through a ring's batch allocates nothing either.
+func TestRingForwardDoesNotAllocate(t *testing.T) {
+	a, pkt, src := forwardingPair(t)
+	tx := ringBatch(t)
+	seq := uint16(1)
+	round := func() {
+		for range recvBatch {
+			seq++
+			binary.BigEndian.PutUint16(pkt[2:], seq)
+			binary.BigEndian.PutUint32(pkt[4:], uint32(seq)*160)
+			a.handleRTP(pkt, src, time.Now(), tx)
+		}
+		tx.flush()
+	}
+	round() // the first packet latches (one allocation, once per call)
+	if n := testing.AllocsPerRun(200, round); n != 0 {
+		t.Errorf("%v allocations per batch of %d forwarded packets, want 0", n, recvBatch)
+	}
+	if got := a.bridge.Load().peer.Stats().PacketsSent; got < 200*recvBatch {
+		t.Errorf("only %d packets went out", got)
+	}
+}
+
+// Rule: the poll loop sends what one round of ready sockets forwarded in one io_uring_enter(2):
+// 20 sockets each with a packet waiting, each forwarding to its own leg, take two rounds (the
+// first socket's, held until every socket is watched and has its packet, then the other 19's)
+// and so two enters — not one system call per packet — and every packet reaches its leg.
+func TestPollLoopSendsARoundOfManyLegsInOneEnter(t *testing.T) {
+	if ring, err := newTxRing(txCap); err != nil {
+		t.Skipf("no io_uring here: %v", err)
+	} else {
+		ring.close()
+	}
+	const legs = 20
+	alloc := testAllocator(t, 2*legs)
+	alloc.rx.loops = make([]*pollLoop, 1) // one poll loop (one per GOMAXPROCS otherwise)
+	near := newPeer(t)
+	release := make(chan struct{})
+	var first atomic.Bool
+	var loopTx atomic.Pointer[txBatch]
+	var ws []*watch
+	var fars []*peer
+	for k := range legs {
+		out, far, id, _ := sendingEndpoint(t, alloc)
+		fars = append(fars, far)
+		pp, err := alloc.Allocate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer alloc.Release(pp)
+		near.send(netip.AddrPortFrom(loopback, uint16(pp.Port)), audio(0, uint16(k), uint32(k*FrameSize), 7, byte(k)))
+		w, err := alloc.rx.watch(alloc.slot(pp.Port), pp.RTP, func(p []byte, _ netip.AddrPort, at time.Time, tx *txBatch) {
+			loopTx.Store(tx)
+			if first.CompareAndSwap(false, true) {
+				select { // hold the first round until every socket is watched
+				case <-release:
+				case <-time.After(10 * time.Second):
+				}
+			}
+			h := rtpHeader{seq: binary.BigEndian.Uint16(p[2:]), timestamp: binary.BigEndian.Uint32(p[4:]), ssrc: 7}
+			out.out.write(id, h, p[rtpHeaderSize:], kindAudio, CodecNone, at, tx)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, w)
+	}
+	close(release)
+	for k, far := range fars {
+		if pkt := far.recv(); int(pkt.Payload[0]) != k {
+			t.Fatalf("leg %d's peer got frame %d", k, pkt.Payload[0])
+		}
+	}
+	for _, w := range ws {
+		alloc.rx.unwatch(w) // the loop is done with its batch: its counters are settled
+	}
+	tx := loopTx.Load()
+	if tx == nil || tx.ring == nil {
+		t.Fatal("the poll loop has no ring")
+	}
+	if e, s := tx.ring.enters.Load(), tx.ring.sends.Load(); s != legs || e > 3 {
+		t.Errorf("%d io_uring_enter calls for %d sends, want 2 (at most 3) for %d", e, s, legs)
 	}
 }

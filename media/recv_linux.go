@@ -139,6 +139,10 @@ type receiver struct {
 
 	mu    sync.Mutex // watch/unwatch: loops and their counts
 	loops []*pollLoop
+
+	// noRing, set before the first watch (tests), makes the loops send with sendmmsg(2) as
+	// where the kernel refuses io_uring.
+	noRing bool
 }
 
 // newReceiver returns a receiver for sockets of slots [0, slots).
@@ -253,6 +257,11 @@ func (r *receiver) startLoop() (*pollLoop, error) {
 		return nil, fmt.Errorf("media: epoll set non-blocking: %w", err)
 	}
 	l := &pollLoop{rx: r, epfd: os.NewFile(uintptr(fd), "media-epoll"), fd: fd, exited: make(chan struct{}), batch: newRxBatch(), tx: newTxBatch()}
+	if r.noRing {
+		// tests: the sendmmsg path, as where the kernel refuses io_uring
+	} else if ring, err := newTxRing(txCap); err == nil {
+		l.tx.ring = ring
+	}
 	rc, err := l.epfd.SyscallConn()
 	if err != nil {
 		l.epfd.Close()
@@ -283,6 +292,11 @@ func (r *receiver) detachIfIdle(l *pollLoop) (stop func()) {
 // sockets, serves them, and ends when the epoll descriptor is closed.
 func (l *pollLoop) run(rc syscall.RawConn) {
 	defer close(l.exited)
+	defer func() {
+		if l.tx.ring != nil {
+			l.tx.ring.close()
+		}
+	}()
 	for {
 		if err := rc.Read(l.poll); err != nil {
 			return
@@ -301,11 +315,14 @@ func (l *pollLoop) poll(epfd uintptr) bool {
 			continue
 		}
 		if err != 0 {
+			l.tx.flush()
 			return false
 		}
 		for i := range n {
 			l.serve(int(l.events[i].Fd))
 		}
+		// The round's forwarded packets go out now, before the loop parks or reads again.
+		l.tx.flush()
 		if n < len(l.events) {
 			return false
 		}
@@ -348,9 +365,12 @@ func (l *pollLoop) serve(slot int) {
 			p, src := b.packet(i)
 			w.handle(p, src, at, l.tx)
 		}
-		// The packets these forwarded go out now, in one sendmmsg(2) per destination
-		// socket: before the next read, so nothing waits on the loop's later work.
-		l.tx.flush()
+		// Without a ring, the packets these forwarded go out now, in one sendmmsg(2) per
+		// destination socket: before the next read, so nothing waits on the loop's later
+		// work. With one, the whole round's go in one io_uring_enter(2) (poll).
+		if l.tx.ring == nil {
+			l.tx.flush()
+		}
 		// Short of full: the queue was empty at that instant, and whatever arrives after it
 		// raises a new edge. A full batch is followed by another read at once.
 		full = n == recvBatch
@@ -368,24 +388,43 @@ func (l *pollLoop) serve(slot int) {
 	}
 }
 
-// txBatch is a poll loop's send batch: the packets the handlers of one recvmmsg(2) batch
-// forwarded, all from one sender (the bridged leg of the socket read), sent by flush with
-// sendmmsg(2) — one system call where a round found several datagrams queued on a socket,
-// instead of a sendto(2) each. Every leg sends from its own socket (symmetric RTP, RFC 4961),
-// so only packets of the same outgoing leg can share a call; those of one received batch are.
-// Owned by the loop's goroutine; its buffers are the loop's, so nothing is allocated or
-// pooled per packet.
+// txCap is how many forwarded packets a poll loop's send batch holds: the packets of a round
+// of ready sockets (more are sent when it fills).
+const txCap = 64
+
+// txBatch is a poll loop's send batch: the packets its handlers forwarded, queued in runs —
+// the packets of one sender (the leg they leave from) one after the other, each sender in one
+// run only — and sent by flush. With an io_uring (txRing) every packet of the batch goes in one
+// io_uring_enter(2), whatever leg it leaves from, and the poll loop flushes once per round of
+// ready sockets; without (the kernel refuses io_uring), each run goes in one sendmmsg(2) and
+// the loop flushes after every read, as before. Every leg sends from its own socket (symmetric
+// RTP, RFC 4961), so sendmmsg(2) can only batch the packets of one leg, which at 50 packets a
+// second per leg is one a call. Owned by the loop's goroutine; its buffers are the loop's, so
+// nothing is allocated or pooled per packet.
 type txBatch struct {
-	s     *sender // whose packets are queued (nil: none)
+	cur   *sender // the sender claim was last called for
 	n     int
-	msgs  [recvBatch]unix.Mmsghdr
-	iovs  [recvBatch]unix.Iovec
-	names [recvBatch]unix.RawSockaddrInet6 // room for either family
-	at    [recvBatch]time.Time
-	bufs  [recvBatch][maxPacket]byte
+	runs  [txCap]txRun
+	nruns int
+	msgs  [txCap]unix.Mmsghdr
+	iovs  [txCap]unix.Iovec
+	names [txCap]unix.RawSockaddrInet6 // room for either family
+	at    [txCap]time.Time
+	res   [txCap]int32 // the ring's result of each packet: bytes sent, or -errno
+	bufs  [txCap][maxPacket]byte
+	// ring, when not nil, sends the batch (the poll loop's; newTxBatch leaves it nil).
+	ring *txRing
 	// sendmmsg sends msgs on fd and returns how many went, as sendmmsg(2) does: an error
 	// only when the first could not be sent. Tests replace it to cut a batch short.
 	sendmmsg func(fd int, msgs []unix.Mmsghdr) (int, syscall.Errno)
+}
+
+// txRun is a sender's packets in a batch, [start, end); open and cfg are flush's.
+type txRun struct {
+	s          *sender
+	start, end int
+	open       bool
+	cfg        *epConfig
 }
 
 func newTxBatch() *txBatch {
@@ -400,7 +439,7 @@ func newTxBatch() *txBatch {
 }
 
 // sendmmsg is sendmmsg(2) without blocking (a full send buffer is EAGAIN, as for rawSender),
-// as a raw system call like recvmmsg's: it never blocks (at most recvBatch datagrams, each
+// as a raw system call like recvmmsg's: it never blocks (at most txCap datagrams, each
 // delivered or refused at once).
 func sendmmsg(fd int, msgs []unix.Mmsghdr) (int, syscall.Errno) {
 	n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)),
@@ -411,25 +450,39 @@ func sendmmsg(fd int, msgs []unix.Mmsghdr) (int, syscall.Errno) {
 	return int(n), 0
 }
 
-// claim makes room in tx for a packet of s: a batch of another sender, or a full one, is
-// flushed first. Called without any sender's mutex held (flush takes it).
+// claim makes room in tx for a packet of s: a full batch is flushed first, and so is one in
+// which s has a run that is not the last (a sender's packets stay in one run, so flush takes
+// each sender's mutex once and sends its packets in order). Called without any sender's mutex
+// held (flush takes them).
 func (tx *txBatch) claim(s *sender) {
-	if tx.n > 0 && (tx.s != s || tx.n == len(tx.msgs)) {
+	if tx.n == len(tx.bufs) {
 		tx.flush()
+	} else if tx.nruns > 0 && tx.runs[tx.nruns-1].s != s {
+		for r := range tx.nruns - 1 {
+			if tx.runs[r].s == s {
+				tx.flush()
+				break
+			}
+		}
 	}
-	tx.s = s
+	tx.cur = s
 }
 
-// next is the buffer of the packet being queued (tx.s's mutex held, after claim).
+// next is the buffer of the packet being queued (tx.cur's mutex held, after claim).
 func (tx *txBatch) next() []byte { return tx.bufs[tx.n][:] }
 
-// add queues the n bytes written into next() for dst.
+// add queues the n bytes written into next() for dst, as tx.cur's.
 func (tx *txBatch) add(n int, dst netip.AddrPort, at time.Time) {
 	i := tx.n
 	tx.iovs[i].SetLen(n)
 	tx.msgs[i].Hdr.Namelen = putSockaddr(&tx.names[i], dst)
 	tx.msgs[i].Len = 0
 	tx.at[i] = at
+	if tx.nruns == 0 || tx.runs[tx.nruns-1].s != tx.cur {
+		tx.runs[tx.nruns] = txRun{s: tx.cur, start: i}
+		tx.nruns++
+	}
+	tx.runs[tx.nruns-1].end = i + 1
 	tx.n++
 }
 
@@ -451,26 +504,37 @@ func putSockaddr(sa *unix.RawSockaddrInet6, dst netip.AddrPort) uint32 {
 	return unix.SizeofSockaddrInet6
 }
 
-// flush sends the queued packets in order and empties the batch. A packet the kernel does not
-// take (EAGAIN: the send buffer is full; any other error of its own) is dropped, as rawSender
-// drops it, and the rest of the batch still goes: sendmmsg(2) stops at the first message it
-// cannot send, so a short count is followed by another call from the message after it. Only
-// what was sent is counted and tapped. The sender's mutex is held throughout, as around
+// flush sends the queued packets, each sender's in order, and empties the batch. A packet the
+// kernel does not take (EAGAIN: the send buffer is full; any other error of its own) is
+// dropped, as rawSender drops it, and the rest still go. Only what was sent is counted and
+// tapped. A sender's mutex is held while its packets are sent and accounted, as around
 // rawSender.send, so Close does not close the descriptor under the call; a sender closed since
-// the packets were queued sends none of them.
+// its packets were queued sends none of them.
 func (tx *txBatch) flush() {
-	s, n := tx.s, tx.n
-	tx.s, tx.n = nil, 0
-	if s == nil || n == 0 {
-		return
+	if tx.n > 0 {
+		if tx.ring != nil {
+			tx.flushRing()
+		} else {
+			for r := range tx.nruns {
+				tx.flushRun(&tx.runs[r])
+			}
+		}
 	}
+	clear(tx.runs[:tx.nruns]) // no sender kept reachable from an idle loop
+	tx.n, tx.nruns, tx.cur = 0, 0, nil
+}
+
+// flushRun sends one run with sendmmsg(2): the call stops at the first message it cannot
+// send, so a short count is followed by another call from the message after it.
+func (tx *txBatch) flushRun(run *txRun) {
+	s := run.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ep.closed.Load() {
 		return
 	}
 	cfg := s.ep.cfg.Load()
-	for i := 0; i < n; {
+	for i, n := run.start, run.end; i < n; {
 		sent, errno := tx.sendmmsg(s.raw.fd, tx.msgs[i:n])
 		if errno == unix.EINTR {
 			continue
@@ -484,6 +548,47 @@ func (tx *txBatch) flush() {
 			s.sent(cfg, tx.bufs[j][:tx.iovs[j].Len], tx.at[j])
 		}
 		i += sent
+	}
+}
+
+// flushRing sends the whole batch through the ring: every open run's sender locked, one
+// submission per packet, one io_uring_enter(2), then each packet that went counted and tapped
+// in order, and the senders unlocked. The mutexes are taken one after the other by this
+// goroutine only; nothing that holds one of them waits for another, or for the loop.
+func (tx *txBatch) flushRing() {
+	var k uint32
+	for r := range tx.nruns {
+		run := &tx.runs[r]
+		run.s.mu.Lock()
+		run.open = !run.s.ep.closed.Load()
+		if !run.open {
+			continue
+		}
+		run.cfg = run.s.ep.cfg.Load()
+		for i := run.start; i < run.end; i++ {
+			tx.ring.prep(k, run.s.raw.fd, &tx.msgs[i].Hdr)
+			k++
+		}
+	}
+	if k > 0 {
+		if errno := tx.ring.submit(k, tx.res[:k]); errno != 0 {
+			// The ring failed as a whole (not a send): from now on, sendmmsg(2).
+			tx.ring.close()
+			tx.ring = nil
+		}
+	}
+	k = 0
+	for r := range tx.nruns {
+		run := &tx.runs[r]
+		if run.open {
+			for i := run.start; i < run.end; i++ {
+				if tx.res[k] >= 0 {
+					run.s.sent(run.cfg, tx.bufs[i][:tx.iovs[i].Len], tx.at[i])
+				}
+				k++
+			}
+		}
+		run.s.mu.Unlock()
 	}
 }
 
