@@ -523,7 +523,7 @@ func schedQuantiles(a, b *metrics.Float64Histogram) (p50, p99 float64) {
 // and the scheduler's context switches.
 var perfEvents = []string{"raw_syscalls:sys_enter", "syscalls:sys_enter_recvfrom", "syscalls:sys_enter_recvmmsg",
 	"syscalls:sys_enter_sendto", "syscalls:sys_enter_epoll_pwait", "syscalls:sys_enter_futex",
-	"syscalls:sys_enter_write", "syscalls:sys_enter_pwrite64", "syscalls:sys_enter_fsync", "syscalls:sys_enter_sendmmsg", "syscalls:sys_enter_nanosleep", "context-switches"}
+	"syscalls:sys_enter_write", "syscalls:sys_enter_pwrite64", "syscalls:sys_enter_fsync", "syscalls:sys_enter_sendmmsg", "syscalls:sys_enter_io_uring_enter", "syscalls:sys_enter_nanosleep", "context-switches"}
 
 type perfStat struct {
 	cmd *exec.Cmd
