@@ -733,7 +733,7 @@ const (
 )
 
 // admitLocked is the one admission rule for every INVITE that becomes a call here — a carrier's
-// (handleInvite) and another node's internal leg (handleInternalInvite) — so the two cannot drift.
+// (admitInvite) and another node's internal leg (handleInternalInvite) — so the two cannot drift.
 // Called with s.mu held. On admitted the call counts in max_calls (and in its trunk's max_calls
 // when trunkMax > 0), its context exists, its dialog is registered and callsWG counts it; the
 // caller undoes all of that with release (and callsWG.Done) however the call ends.

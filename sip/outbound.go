@@ -504,7 +504,7 @@ func mapFailure(code int) *StatusError {
 	case 603:
 		return &StatusError{Code: 603, Reason: "Decline", Outcome: callevent.OutcomeNoAnswer}
 	case 482:
-		// A loop came back to us: our own leg's Call-ID (handleInvite) or a proxy's detection.
+		// A loop came back to us: our own leg's Call-ID (admitInvite) or a proxy's detection.
 		return &StatusError{Code: 482, Reason: "Loop Detected", Outcome: callevent.OutcomeFailed}
 	case 483:
 		return &StatusError{Code: 483, Reason: "Too Many Hops", Outcome: callevent.OutcomeFailed}

@@ -81,7 +81,7 @@ type Server struct {
 	mu sync.Mutex
 	// dialogs holds every live leg by its dialog ID as seen from our side (RFC 3261 §12: the
 	// Call-ID and our tag; the remote tag is checked by leg.matches). callIDs counts the live
-	// legs of each Call-ID, so that a new INVITE reusing one is refused (handleInvite).
+	// legs of each Call-ID, so that a new INVITE reusing one is refused (admitInvite).
 	dialogs map[dialogKey]*leg
 	callIDs map[string]int
 	calls   map[*Call]struct{}
