@@ -71,7 +71,7 @@ func main() {
 }
 
 // quickClusterCPS is the cluster's CPS steps of -quick unless -cluster-cps says otherwise.
-var quickClusterCPS = []int{25, 50}
+const quickClusterCPS = "25,50"
 
 // defaultGenReadLegs is the RTP generator's read sample: every leg up to 500 calls, both legs
 // of 500 evenly spread calls above (BENCHMARKS.md, "The load generators and their limits").
@@ -187,7 +187,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			b.reserve = 2 * time.Minute
 		}
 		if !set["cluster-cps"] {
-			b.clusterCPSRates = quickClusterCPS // a smoke run: the step works, not where it ends
+			// A smoke run: the steps work, not where they end.
+			b.clusterCPSRates, _ = ints(quickClusterCPS)
 		}
 	}
 	if b.root, err = filepath.Abs(*root); err != nil {
