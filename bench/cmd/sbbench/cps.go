@@ -108,7 +108,8 @@ func (b *bench) runCPS(ctx context.Context) error {
 
 // cpsSteps steps the call rate up until a step fails (a failed call, a missing ticket, an
 // event lag p99 over maxLagP99, or a rate SIPp could not place) or fits says the next step
-// would not end in time. It returns an error only when the target is gone or ctx ends.
+// would not end in time. It returns an error only when the target is gone or ctx ends (the
+// step that found it is the last returned, failed with the error).
 func (b *bench) cpsSteps(ctx context.Context, t *cpsTarget, rates []int, fits func(time.Duration) bool) ([]cpsStep, error) {
 	var steps []cpsStep
 	for i, rate := range rates {
@@ -119,10 +120,10 @@ func (b *bench) cpsSteps(ctx context.Context, t *cpsTarget, rates []int, fits fu
 		b.logf("%s step %d/s for %d s", t.name, rate, b.cpsSeconds)
 		st, err := b.cpsStep(ctx, t, t.tagBase+i, rate)
 		if err != nil {
-			if t.alive() != nil || ctx.Err() != nil {
-				return steps, err
-			}
 			st.Pass, st.Why = false, err.Error() // the step could not be measured: it fails
+			if t.alive() != nil || ctx.Err() != nil {
+				return append(steps, st), err
+			}
 		}
 		steps = append(steps, st)
 		front := ""
@@ -169,13 +170,20 @@ func (b *bench) cpsStep(ctx context.Context, t *cpsTarget, tag, rate int) (cpsSt
 	if err := waitBound(ctx, t.deskPort); err != nil {
 		return st, err
 	}
+	// A process that cannot be read has exited, most likely: say which, if so.
+	gone := func(err error) error {
+		if aerr := t.alive(); aerr != nil {
+			return aerr
+		}
+		return fmt.Errorf("read CPU: %w", err)
+	}
 	m0, each0, err := t.metrics(ctx)
 	if err != nil {
 		return st, err
 	}
 	u0, f0, hasFront, err := t.cpu()
 	if err != nil {
-		return st, t.alive()
+		return st, gone(err)
 	}
 	port, err := freePort()
 	if err != nil {
@@ -200,7 +208,7 @@ func (b *bench) cpsStep(ctx context.Context, t *cpsTarget, tag, rate int) (cpsSt
 	ended := time.Now()
 	u1, f1, _, err := t.cpu()
 	if err != nil {
-		return st, t.alive()
+		return st, gone(err)
 	}
 	for i := range u1 {
 		frac, _ := share(u0[i], u1[i])
