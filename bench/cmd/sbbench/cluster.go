@@ -167,7 +167,6 @@ func (b *bench) runCluster(ctx context.Context) error {
 		if cps {
 			b.res.ClusterCPS = []cpsStep{{Rate: b.clusterCPSRates[0], Seconds: b.cpsSeconds, Why: err.Error()}}
 		}
-		b.logf("  cluster: %v", err)
 		return nil
 	}
 	if n > 0 {
