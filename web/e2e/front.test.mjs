@@ -7,34 +7,22 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { launchPage, STEP } from './harness.mjs';
+import { launchPage, STEP, until } from './harness.mjs';
 
 const nodeURL = process.env.NODE_URL;
 const front = process.env.FRONT_URL;
 const artifacts = process.env.ARTIFACTS_DIR || '.';
-
-async function until(fn, what, ms = STEP) {
-  const end = Date.now() + ms;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${last})`);
-}
 
 const control = async (method, p) => (await fetch(front + p, { method, signal: AbortSignal.timeout(STEP) })).status;
 const connected = (page) => async () => (await page.getByTestId('conn-status').textContent()) === 'Connected';
 
 test('a page opened at its node moves to the front when the node stops', { timeout: 150_000 }, async (t) => {
   assert.ok(nodeURL && front, 'NODE_URL and FRONT_URL are set');
-  const { page } = await launchPage(t);
-  t.after(() => page.screenshot({ path: path.join(artifacts, 'front-move.png') }).catch(() => {}));
+  const { browser, page } = await launchPage(t, { close: false });
+  t.after(async () => {
+    await page.screenshot({ path: path.join(artifacts, 'front-move.png') }).catch(() => {});
+    await browser.close();
+  });
   await page.goto(nodeURL);
   await page.getByTestId('login-email').fill('agent1@example.com');
   await page.getByTestId('login-password').fill('agentpass');
