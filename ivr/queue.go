@@ -460,9 +460,11 @@ type session struct {
 	caller  *media.Endpoint // the caller's endpoint, fixed: supervisors join here (supervise.go)
 	conf    *conference     // guarded by ACD.mu: the call's conference, nil when two-party (conference.go)
 	// call and q are the call and the queue it was answered from, fixed (an agent added to a
-	// conference is rung as the queue rings: conference.go).
+	// conference is rung as the queue rings: conference.go). Both nil for an agent's own call
+	// (own: OwnCall), which no goroutine of the ACD serves: ctl is never read.
 	call *Call
 	q    *queueRec
+	own  bool
 }
 
 type talkOutcome struct {
@@ -793,6 +795,11 @@ func (a *ACD) control(ctx context.Context, callID string, req ctlReq) error {
 	a.mu.Unlock()
 	if s == nil {
 		return fmt.Errorf("%w: %s", ErrNoCall, callID)
+	}
+	if s.own {
+		// Hold and transfers are the queue's: an agent's own call has neither music nor a
+		// queue to go back to (the page says so).
+		return fmt.Errorf("%w: %s (an agent's own call: hold and transfer are for queue calls)", ErrNoCall, callID)
 	}
 	req.reply = make(chan error, 1)
 	select {

@@ -119,6 +119,36 @@ func (a *ACD) Supervise(callID string, sup *media.Endpoint, mode SuperviseMode) 
 	return sv, nil
 }
 
+// OwnCall makes callID, an agent's own call that the ACD does not serve (an outbound call
+// placed from the agent's page: sip), a connected call of agent agentID whose far end far is
+// bridged to the agent's audio, so that supervisors (Supervise: monitor, whisper, barge) and
+// added external parties (Conference) reach it as they reach a queued call. Hold, resume and
+// transfers answer ErrNoCall for it, and ConferenceAgent too (an added agent is rung as a
+// queue rings them: the call has no queue). The call's owner calls end once the call is over
+// (supervisions and conference parties end with it); end is idempotent. A call id already
+// connected is left as it is (end then does nothing).
+func (a *ACD) OwnCall(callID string, agentID int64, far *media.Endpoint) (end func()) {
+	s := &session{done: make(chan struct{}), agentID: agentID, caller: far, own: true}
+	a.mu.Lock()
+	if _, taken := a.live[callID]; taken || callID == "" || far == nil {
+		a.mu.Unlock()
+		return func() {}
+	}
+	a.live[callID] = s
+	a.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			a.mu.Lock()
+			if a.live[callID] == s {
+				delete(a.live, callID)
+			}
+			a.mu.Unlock()
+			close(s.done)
+		})
+	}
+}
+
 // applyLocked sets each member's place for the mode (sv.mu held, so that two mode changes
 // apply in order; media.MixMember.Set takes only the mixer's own lock and calls nothing back).
 func (sv *Supervision) applyLocked() {

@@ -1,9 +1,11 @@
 package sip
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -265,4 +267,204 @@ func TestCallback_ConnectedCallbackIsHeldResumedAndTransferred(t *testing.T) {
 	if !waitFor(20*time.Second, func() bool { return g.s.ActiveCalls() == 0 }) {
 		t.Errorf("calls left: %d", g.s.ActiveCalls())
 	}
+}
+
+// agentSoftphone puts an agent's outbound call on a test agent's leg.
+type agentSoftphone struct{ a *testAgent }
+
+func (f agentSoftphone) StartCall(int64, string, string) (ivr.AgentLeg, error) { return f.a.leg, nil }
+
+// pcmTap collects the decoded audio an endpoint receives or sends (flow).
+type pcmTap struct{ ch chan []int16 }
+
+func tapPCM(ep *media.Endpoint, flow media.Flow) *pcmTap {
+	p := &pcmTap{ch: make(chan []int16, 4096)}
+	ep.AddTap(func(tp media.TapPacket) {
+		if tp.Flow != flow || tp.PayloadType != 0 {
+			return
+		}
+		s := make([]int16, len(tp.Payload))
+		media.PCMU.Decode(s, tp.Payload)
+		select {
+		case p.ch <- s:
+		default:
+		}
+	})
+	return p
+}
+
+// listen drops what was queued and the next 10 packets (the mix settling after a change, and
+// for what comes back from the far end its echo's round trip), then returns n packets' audio.
+func (p *pcmTap) listen(t *testing.T, n int) []int16 {
+	t.Helper()
+	for {
+		select {
+		case <-p.ch:
+			continue
+		default:
+		}
+		break
+	}
+	var pcm []int16
+	for i := range n + 10 {
+		select {
+		case s := <-p.ch:
+			if i >= 10 {
+				pcm = append(pcm, s...)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no audio packet within 10 s")
+		}
+	}
+	return pcm
+}
+
+func goertzelPower(pcm []int16, f float64) float64 {
+	coeff := 2 * math.Cos(2*math.Pi*f/8000)
+	var s1, s2 float64
+	for _, x := range pcm {
+		s := float64(x) + coeff*s1 - s2
+		s2, s1 = s1, s
+	}
+	return s1*s1 + s2*s2 - coeff*s1*s2
+}
+
+// expectTones checks which tones pcm carries: each wanted one strong, each unwanted one at
+// least 100× below the weakest wanted (all are sent at the same level).
+func expectTones(t *testing.T, who string, pcm []int16, hear, notHear []float64) {
+	t.Helper()
+	weakest := -1.0
+	for _, f := range hear {
+		if p := goertzelPower(pcm, f); weakest < 0 || p < weakest {
+			weakest = p
+		}
+	}
+	if weakest < 1e12 {
+		t.Errorf("%s: a wanted tone of %v is missing (power %.3g)", who, hear, weakest)
+	}
+	for _, f := range notHear {
+		if p := goertzelPower(pcm, f); p*100 > weakest {
+			t.Errorf("%s: %g Hz heard (power %.3g vs %.3g wanted)", who, f, p, weakest)
+		}
+	}
+}
+
+// playTone loops a sine of f Hz on ep until ctx ends.
+func playTone(ctx context.Context, wg *sync.WaitGroup, ep *media.Endpoint, f float64) {
+	pcm := make([]int16, 1600)
+	for i := range pcm {
+		pcm[i] = int16(8000 * math.Sin(2*math.Pi*f*float64(i)/8000))
+	}
+	b := make([]byte, len(pcm))
+	media.PCMU.Encode(b, pcm)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			_ = ep.Play(ctx, bytes.NewReader(b), media.PCMU)
+		}
+	}()
+}
+
+// TestCallForAgent_OwnCallIsSupervised: an agent's own outbound call (CallForAgent, the far
+// end SIPp through the trunk, echoing what it hears) is reachable by supervisors like a queued
+// call: monitoring, the supervisor hears the agent and nobody hears the supervisor; whispering,
+// the agent hears the supervisor and the far end does not (what the gateway sends it, and the
+// echo the supervisor would hear back); barging, the far end hears the supervisor too; hold and
+// transfer still answer ErrNoCall (an agent's own call has no queue); the supervision ends with
+// the call. Before, Supervise answered ErrNoCall: the call was not the ACD's.
+func TestCallForAgent_OwnCallIsSupervised(t *testing.T) {
+	requireSipp(t)
+	dir := t.TempDir()
+	farPort := testport.FreeUDP(t)
+	acd, err := ivr.NewACD(ivr.ACDOptions{Queues: []ivr.Queue{{Name: "support"}},
+		Agents: []ivr.Agent{{ID: 7, Name: "Agent Seven", Queues: []string{"support"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(acd.Close)
+	g := startGateway(t, func(o *Options) {
+		o.Trunks[0].OutboundURI = fmt.Sprintf("sip:127.0.0.1:%d", farPort)
+		o.OwnCalls = acd
+	})
+	far := startSipp(t, dir, "uas_echo.xml", "-p", strconv.Itoa(farPort), "-mp", strconv.Itoa(testport.FreeMedia(t)),
+		"-m", "1", "-rtp_echo")
+	eps := agentMedia(t, 2)
+	agent, sup := eps[0], eps[1] // the supervisor's endpoint is sup.leg.Endpoint, heard on sup.phone
+	t.Cleanup(agent.hangup)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	id, err := g.s.CallForAgent(ctx, AgentCall{AgentID: 7, Number: "+15557654321", Softphone: agentSoftphone{agent}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(30*time.Second, func() bool { a, ok := acd.CallAgent(id); return ok && a == 7 }) {
+		t.Fatalf("the agent's own call %s is not reachable by call control once answered", id)
+	}
+	if err := acd.Hold(ctx, id); !errors.Is(err, ivr.ErrNoCall) {
+		t.Errorf("hold of an agent's own call: %v, want ErrNoCall", err)
+	}
+	if err := acd.Transfer(ctx, id, ivr.TransferTo{Queue: "support"}); !errors.Is(err, ivr.ErrNoCall) {
+		t.Errorf("transfer of an agent's own call: %v, want ErrNoCall", err)
+	}
+	// What the gateway sends the far end.
+	c := g.s.callByID(id)
+	if c == nil {
+		t.Fatal("the call is gone")
+	}
+	c.mu.Lock()
+	farLeg := c.legs[0]
+	c.mu.Unlock()
+	farLeg.mu.Lock()
+	farEP := farLeg.ep
+	farLeg.mu.Unlock()
+	toFar, agentHears, supHears := tapPCM(farEP, media.Sent), tapPCM(agent.phone, media.Received), tapPCM(sup.phone, media.Received)
+
+	var wg sync.WaitGroup
+	pctx, stopPlay := context.WithCancel(ctx)
+	defer wg.Wait()
+	defer stopPlay()
+	const agentHz, supHz = 1400, 1000
+	playTone(pctx, &wg, agent.phone, agentHz)
+	playTone(pctx, &wg, sup.phone, supHz)
+
+	sv, err := acd.Supervise(id, sup.leg.Endpoint, ivr.SuperviseMonitor)
+	if err != nil {
+		t.Fatalf("supervise the agent's own call: %v", err)
+	}
+	expectTones(t, "monitor: supervisor", supHears.listen(t, 25), []float64{agentHz}, []float64{supHz})
+	expectTones(t, "monitor: far end", toFar.listen(t, 25), []float64{agentHz}, []float64{supHz})
+
+	if err := sv.SetMode(ivr.SuperviseWhisper); err != nil {
+		t.Fatal(err)
+	}
+	expectTones(t, "whisper: agent", agentHears.listen(t, 25), []float64{agentHz, supHz}, nil)
+	expectTones(t, "whisper: far end", toFar.listen(t, 25), []float64{agentHz}, []float64{supHz})
+	// The far end echoes what it hears: had it heard the whisper, the supervisor would too.
+	expectTones(t, "whisper: supervisor", supHears.listen(t, 25), []float64{agentHz}, []float64{supHz})
+
+	if err := sv.SetMode(ivr.SuperviseBarge); err != nil {
+		t.Fatal(err)
+	}
+	expectTones(t, "barge: far end", toFar.listen(t, 25), []float64{agentHz, supHz}, nil)
+
+	sv.Stop()
+	expectTones(t, "stopped: far end", toFar.listen(t, 25), []float64{agentHz}, []float64{supHz})
+
+	sv2, err := acd.Supervise(id, sup.leg.Endpoint, ivr.SuperviseMonitor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent.hangup() // the agent hangs up: BYE to the far end, the supervision ends with the call
+	far.wait(t)
+	select {
+	case <-sv2.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the supervision outlived the call")
+	}
+	if _, ok := acd.CallAgent(id); ok {
+		t.Error("the ended call is still reachable")
+	}
+	g.sink.waitEnded(t, 30*time.Second)
 }
