@@ -256,6 +256,8 @@ func (sp *Supervisors) start(w http.ResponseWriter, r *http.Request, p ticketing
 			return notFound("no call %q is connected to an agent on this gateway node", callID)
 		case errors.Is(err, ivr.ErrNotBridged):
 			return conflict("the call is on hold or between agents now: try again")
+		case errors.Is(err, ivr.ErrConferenceFull):
+			return conflict("the conference has as many parties as it can mix: a supervisor cannot join it now")
 		case errors.Is(err, ivr.ErrSupervised), errors.Is(err, media.ErrClosed):
 			return conflict("your softphone is busy or closed: %v", err)
 		}
