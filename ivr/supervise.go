@@ -165,7 +165,9 @@ func (a *ACD) superviseConference(callID string, s *session, cf *conference, sup
 	}
 	sv := &Supervision{acd: a, callID: callID, sess: s, mixer: cf.mixer, conf: cf, stop: make(chan struct{}), done: make(chan struct{}),
 		mode: mode, caller: cf.caller, agent: cf.agent}
-	m, err := cf.mixer.Add(sup, media.MemberOptions{})
+	// Heard by nobody from the first tick (the conference's members hear the mix already;
+	// applyLocked then gives the mode's place).
+	m, err := cf.mixer.Add(sup, media.MemberOptions{HeardBy: media.HeardByNobody})
 	if err != nil {
 		if errors.Is(err, media.ErrMixerFull) {
 			return nil, ErrConferenceFull

@@ -371,8 +371,10 @@ func playTone(ctx context.Context, wg *sync.WaitGroup, ep *media.Endpoint, f flo
 // call: monitoring, the supervisor hears the agent and nobody hears the supervisor; whispering,
 // the agent hears the supervisor and the far end does not (what the gateway sends it, and the
 // echo the supervisor would hear back); barging, the far end hears the supervisor too; hold and
-// transfer still answer ErrNoCall (an agent's own call has no queue); the supervision ends with
-// the call. Before, Supervise answered ErrNoCall: the call was not the ACD's.
+// transfer still answer ErrNoCall (an agent's own call has no queue); an outside party added to
+// it hears the agent (a conference), and a supervisor joins that conference too; the agent
+// hanging up ends the call, the party's leg and the supervision. Before, Supervise and
+// Conference answered ErrNoCall: the call was not the ACD's.
 func TestCallForAgent_OwnCallIsSupervised(t *testing.T) {
 	requireSipp(t)
 	dir := t.TempDir()
@@ -383,12 +385,18 @@ func TestCallForAgent_OwnCallIsSupervised(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(acd.Close)
+	partyPort := testport.FreeUDP(t)
 	g := startGateway(t, func(o *Options) {
 		o.Trunks[0].OutboundURI = fmt.Sprintf("sip:127.0.0.1:%d", farPort)
+		o.Trunks = append(o.Trunks, Trunk{Name: "party", OutboundURI: fmt.Sprintf("sip:127.0.0.1:%d", partyPort)})
 		o.OwnCalls = acd
 	})
 	far := startSipp(t, dir, "uas_echo.xml", "-p", strconv.Itoa(farPort), "-mp", strconv.Itoa(testport.FreeMedia(t)),
 		"-m", "1", "-rtp_echo")
+	// The outside party added later: silent (two echoing far ends in one mix would feed each
+	// other without end).
+	partySipp := startSipp(t, dir, "uas_echo.xml", "-p", strconv.Itoa(partyPort), "-mp", strconv.Itoa(testport.FreeMedia(t)),
+		"-m", "1")
 	eps := agentMedia(t, 2)
 	agent, sup := eps[0], eps[1] // the supervisor's endpoint is sup.leg.Endpoint, heard on sup.phone
 	t.Cleanup(agent.hangup)
@@ -452,12 +460,36 @@ func TestCallForAgent_OwnCallIsSupervised(t *testing.T) {
 	sv.Stop()
 	expectTones(t, "stopped: far end", toFar.listen(t, 25), []float64{agentHz}, []float64{supHz})
 
-	sv2, err := acd.Supervise(id, sup.leg.Endpoint, ivr.SuperviseMonitor)
+	// The agent adds an outside party: a conference of the agent's own call, which the party
+	// hears, and which a supervisor joins too.
+	partyID, err := g.s.DialConference(ctx, ConferenceDial{CallID: id, AgentID: 7, Number: "+15557654322", Trunk: "party",
+		Join: acd.Conference})
 	if err != nil {
 		t.Fatal(err)
 	}
-	agent.hangup() // the agent hangs up: BYE to the far end, the supervision ends with the call
+	if !waitFor(30*time.Second, func() bool { return acd.Conferenced(id) }) {
+		t.Fatal("the outside party did not join the agent's own call")
+	}
+	pc := g.s.callByID(partyID)
+	if pc == nil {
+		t.Fatal("the party's call is gone")
+	}
+	pc.mu.Lock()
+	partyLeg := pc.legs[0]
+	pc.mu.Unlock()
+	partyLeg.mu.Lock()
+	toParty := tapPCM(partyLeg.ep, media.Sent)
+	partyLeg.mu.Unlock()
+	expectTones(t, "conference: party", toParty.listen(t, 25), []float64{agentHz}, []float64{supHz})
+
+	sv2, err := acd.Supervise(id, sup.leg.Endpoint, ivr.SuperviseMonitor)
+	if err != nil {
+		t.Fatalf("supervise the conference of an agent's own call: %v", err)
+	}
+	expectTones(t, "conference monitor: party", toParty.listen(t, 25), []float64{agentHz}, []float64{supHz})
+	agent.hangup() // the agent hangs up: BYE to the far end and the party, the supervision ends with the call
 	far.wait(t)
+	partySipp.wait(t)
 	select {
 	case <-sv2.Done():
 	case <-time.After(30 * time.Second):
@@ -466,5 +498,7 @@ func TestCallForAgent_OwnCallIsSupervised(t *testing.T) {
 	if _, ok := acd.CallAgent(id); ok {
 		t.Error("the ended call is still reachable")
 	}
-	g.sink.waitEnded(t, 30*time.Second)
+	if !waitFor(30*time.Second, func() bool { return g.s.ActiveCalls() == 0 }) {
+		t.Errorf("calls left: %d", g.s.ActiveCalls())
+	}
 }
