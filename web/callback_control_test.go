@@ -18,8 +18,10 @@ type memCallbacks struct {
 	pending []ivr.PendingCallback
 }
 
-func (m *memCallbacks) Save(_ context.Context, p ivr.PendingCallback) (uint64, error) { return p.Place, nil }
-func (m *memCallbacks) Done(context.Context, string) error                            { return nil }
+func (m *memCallbacks) Save(_ context.Context, p ivr.PendingCallback) (uint64, error) {
+	return p.Place, nil
+}
+func (m *memCallbacks) Done(context.Context, string) error { return nil }
 func (m *memCallbacks) TakeOver(context.Context, string, string) ([]ivr.PendingCallback, error) {
 	return nil, nil
 }
