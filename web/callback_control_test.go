@@ -61,22 +61,8 @@ func (d answeringCallbacks) DialCallback(ctx context.Context, r ivr.CallbackRequ
 // callback's own call, and hold time counts. Before, the page's hold answered "no call".
 func TestRealACDCallbackHeldFromThePage(t *testing.T) {
 	var srv *Server
-	acd, err := ivr.NewACD(ivr.ACDOptions{
-		Queues: []ivr.Queue{{Name: "support", RingTimeout: 10 * time.Second, Callback: ivr.QueueCallback{Key: "1", Attempts: 1}}},
-		Agents: []ivr.Agent{{ID: 1, Email: "agent1@example.com", Queues: []string{"support"}}},
-		Dialer: ivr.AgentDialerFunc(func(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, error) {
-			return srv.Offer(ctx, o)
-		}),
-		OnAgentState: func(st ivr.AgentStatus) {
-			if srv != nil {
-				srv.AgentStateChanged(st)
-			}
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(acd.Close)
+	acd := newPageACD(t, &srv, []ivr.Queue{{Name: "support", RingTimeout: 10 * time.Second, Callback: ivr.QueueCallback{Key: "1", Attempts: 1}}},
+		[]ivr.Agent{{ID: 1, Email: "agent1@example.com", Queues: []string{"support"}}})
 	rtc, err := media.NewWebRTC(media.WebRTCOptions{Allocator: testAllocator(t, 8)})
 	if err != nil {
 		t.Fatal(err)
