@@ -60,7 +60,8 @@ func newClusterPair(t *testing.T, ringTimeout time.Duration, calls int, ctl Call
 	return newClusterPairWith(t, nil, ringTimeout, calls, ctl, phoneScenario, phoneArgs...)
 }
 
-// newClusterPairWith is newClusterPair with node a's options changed by aOpt (nil: none).
+// newClusterPairWith is newClusterPair with node a's options changed by aOpt (nil: none),
+// applied after the pair's own (the line, the cluster options).
 func newClusterPairWith(t *testing.T, aOpt func(*Options), ringTimeout time.Duration, calls int, ctl CallControl, phoneScenario string, phoneArgs ...string) *clusterPair {
 	t.Helper()
 	requireSipp(t)
@@ -78,9 +79,6 @@ func newClusterPairWith(t *testing.T, aOpt func(*Options), ringTimeout time.Dura
 	p.a = startGateway(t, func(o *Options) {
 		freePorts(t, o)
 		o.Recorder = p.rec
-		if aOpt != nil {
-			aOpt(o)
-		}
 		o.Cluster = clusterOpts("a", func(_ context.Context, node string) (string, error) {
 			if node != "b" {
 				return "", errors.New("unknown node")
@@ -123,6 +121,9 @@ func newClusterPairWith(t *testing.T, aOpt func(*Options), ringTimeout time.Dura
 			p.results <- res
 			return nil
 		})}}
+		if aOpt != nil {
+			aOpt(o) // last: it may replace the line's target too
+		}
 	})
 	d := p.a.s.ClusterDialer(p.a.s.PhoneDialer())
 	dialer.Store(&d)
@@ -474,6 +475,21 @@ func (f *fakeControl) Resume(_ context.Context, id string) error {
 
 func (f *fakeControl) Transfer(_ context.Context, id string, to ivr.TransferTo) error {
 	f.ops <- fmt.Sprintf("transfer %s agent=%d queue=%s", id, to.AgentID, to.Queue)
+	return f.answer()
+}
+
+func (f *fakeControl) Consult(_ context.Context, id string, to ivr.TransferTo, _ func(ivr.ConsultEnd)) error {
+	f.ops <- fmt.Sprintf("consult %s agent=%d queue=%s number=%s", id, to.AgentID, to.Queue, to.Number)
+	return f.answer()
+}
+
+func (f *fakeControl) CompleteConsult(_ context.Context, id string) error {
+	f.ops <- "consult_complete " + id
+	return f.answer()
+}
+
+func (f *fakeControl) CancelConsult(_ context.Context, id string) error {
+	f.ops <- "consult_cancel " + id
 	return f.answer()
 }
 
