@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -199,13 +200,26 @@ func (c *Call) relayWaiting(ctx context.Context, op string, to ivr.TransferTo, o
 	}
 }
 
+// sendInfo sends v in an INFO (ctlContentType) on the internal leg l. An INFO overtaken by
+// another request of the dialog (the hold re-INVITE a transfer's end sends across, on its own
+// goroutine) is refused by the other node as out of order (RFC 3261 §12.2.2: 500); it is sent
+// again with a new CSeq, a few times at most.
+func (l *leg) sendInfo(ctx context.Context, v url.Values) (*sip.Response, error) {
+	for attempt := 0; ; attempt++ {
+		req := l.newRequest(sip.INFO, 0)
+		req.SetBody([]byte(v.Encode()))
+		req.AppendHeader(sip.NewHeader("Content-Type", ctlContentType))
+		res, err := l.do(ctx, req)
+		if err != nil || res.StatusCode != 500 || !strings.Contains(res.Reason, "CSeq out of order") || attempt >= 3 {
+			return res, err
+		}
+	}
+}
+
 // sendControl sends a relayed request on the internal leg l (this node's side of it) and maps
 // the call's node's answer to an error.
 func (l *leg) sendControl(ctx context.Context, op string, v url.Values) error {
-	req := l.newRequest(sip.INFO, 0)
-	req.SetBody([]byte(v.Encode()))
-	req.AppendHeader(sip.NewHeader("Content-Type", ctlContentType))
-	res, err := l.do(ctx, req)
+	res, err := l.sendInfo(ctx, v)
 	if err != nil {
 		return fmt.Errorf("sip: relay %s to the call's node: %w", op, err)
 	}
@@ -410,10 +424,7 @@ func (l *leg) sendNote(v url.Values) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), relayNoteTimeout)
 	defer cancel()
-	req := l.newRequest(sip.INFO, 0)
-	req.SetBody([]byte(v.Encode()))
-	req.AppendHeader(sip.NewHeader("Content-Type", ctlContentType))
-	res, err := l.do(ctx, req)
+	res, err := l.sendInfo(ctx, v)
 	if err == nil && !res.IsSuccess() {
 		err = fmt.Errorf("answered %d", res.StatusCode)
 	}

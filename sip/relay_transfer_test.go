@@ -341,10 +341,6 @@ func TestCrossNode_UnansweredOutsideNumberReturnsTheCaller(t *testing.T) {
 	}
 	if id, ok := tc.bACD.CallAgent(tc.callID); !ok || id != 7 {
 		t.Errorf("node b's CallAgent = %d, %v, want agent 7 still", id, ok)
-		for _, c := range tc.b.callsNow() {
-			t.Logf("DEBUG b call %s internal %v ended %v confirmed %v", c.id, c.internal, c.carrier.isEnded(), c.carrier.isConfirmed())
-		}
-		t.Logf("DEBUG a events %v", eventTypes(tc.a.sink.all()))
 	}
 	rx0 := tc.internalRx()
 	if !waitFor(20*time.Second, func() bool { return tc.internalRx() >= rx0+50 }) {
