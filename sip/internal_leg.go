@@ -44,8 +44,9 @@ import (
 // (the caller's re-INVITE on A, the agent's phone's on B) is sent across (sendonly, then
 // sendrecv), so that node A's call times its hold whichever side held, and neither side's
 // endpoint takes the quiet of a held call for a media timeout. The softphone's hold, resume
-// and transfer buttons on node B are relayed to node A, which owns the call and its ACD, in
-// an INFO on the internal leg (RelayControl; ClusterOptions.Control on node A).
+// and transfer buttons on node B (and the transfer API there: consults, outside numbers) are
+// relayed to node A, which owns the call and its ACD, in an INFO on the internal leg
+// (RelayControl, RelayConsult; ClusterOptions.Control on node A; relay_transfer.go).
 
 // Headers of the internal leg.
 const (
