@@ -514,7 +514,7 @@ func (s *Server) runInternal(c *Call, o ivr.Offer, local ivr.AgentDialer) {
 	// 180 goes to the call's node when the agent's phone rings (Call.markRinging), as the
 	// phone's own 180 does on one node; our 100 Trying already lets the call's node CANCEL.
 	// The call's node CANCELs at its ring timeout; RingTimeout bounds a node that does not.
-	octx, cancel := context.WithTimeout(c.ctx, s.opts.RingTimeout)
+	octx, cancel := context.WithTimeout(context.WithValue(c.ctx, relayCallKey{}, c), s.opts.RingTimeout)
 	agent, err := local.Offer(octx, o)
 	cancel()
 	if err != nil {
@@ -554,6 +554,12 @@ func (s *Server) runInternal(c *Call, o ivr.Offer, local ivr.AgentDialer) {
 		agentLeft = true
 	}
 }
+
+// relayCallKey is the context key under which runInternal hands the local dialer the relay
+// it rings the agent for: during a consult to another agent of this node the call's node
+// places a second internal leg of the same call here, and the phone's leg must be that
+// relay's (looked up by call id it could be the first agent's, and end with it).
+type relayCallKey struct{}
 
 // answerInternal answers the internal INVITE: 200 with our SDP answer and the channel the
 // agent answered on, retransmitted until the ACK (RFC 3261 §13.3.1.4).

@@ -111,17 +111,26 @@ type relayWait struct {
 }
 
 // relayedCall returns the call this node relays for another node under callID (nil if none).
+// During a consult to another agent of this node the call's node places a second internal leg
+// of the same call here (the target's): the first one offered is the call's agent's, until
+// the transfer completes and it ends.
 func (s *Server) relayedCall(callID string) *Call {
-	var c *Call
+	var found []*Call
 	s.mu.Lock()
 	for cc := range s.calls {
 		if cc.id == callID && cc.internal {
-			c = cc
+			found = append(found, cc)
 		}
 	}
 	s.mu.Unlock()
-	if c == nil || c.carrier == nil || c.carrier.isEnded() {
-		return nil
+	var c *Call
+	for _, cc := range found {
+		if cc.carrier == nil || cc.carrier.isEnded() {
+			continue
+		}
+		if c == nil || cc.received.Before(c.received) {
+			c = cc // received is set before the call is visible and never changes
+		}
 	}
 	return c
 }

@@ -42,11 +42,12 @@ func (n nodeDialer) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, error
 }
 
 // newTransferCluster starts the pair, the far end (farScenario for farCalls calls to outside
-// numbers; far legs ring at most ringTimeout, 0: the default) and a caller on node a, and
+// numbers, none when ""; far legs ring at most ringTimeout, 0: the default) and a caller on node a, and
 // returns once agent 7's phone on node b answered the call.
 func newTransferCluster(t *testing.T, ringTimeout time.Duration, farCalls int, farScenario string, farArgs ...string) *transferCluster {
 	t.Helper()
-	agents := []ivr.Agent{{ID: 7, Email: "agent1@example.com", Name: "Agent One", Queues: []string{"support"}}}
+	agents := []ivr.Agent{{ID: 7, Email: "agent1@example.com", Name: "Agent One", Queues: []string{"support"}},
+		{ID: 8, Email: "agent2@example.com", Name: "Agent Two", Queues: []string{"support"}}}
 	acd, err := ivr.NewACD(ivr.ACDOptions{Queues: []ivr.Queue{{Name: "support", RingTimeout: 10 * time.Second}}, Agents: agents})
 	if err != nil {
 		t.Fatal(err)
@@ -75,13 +76,15 @@ func newTransferCluster(t *testing.T, ringTimeout time.Duration, farCalls int, f
 		t.Fatal(err)
 	}
 	tc := &transferCluster{clusterPair: p, acd: acd, bACD: ClusterACD{ACD: bACD, SIP: p.b.s}}
-	tc.far = startSipp(t, p.dir, farScenario, append([]string{"-p", strconv.Itoa(farPort),
-		"-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", strconv.Itoa(farCalls)}, farArgs...)...)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("far end SIPp output:\n%s", tail(tc.far.out.String(), 3000))
-		}
-	})
+	if farScenario != "" {
+		tc.far = startSipp(t, p.dir, farScenario, append([]string{"-p", strconv.Itoa(farPort),
+			"-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", strconv.Itoa(farCalls)}, farArgs...)...)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("far end SIPp output:\n%s", tail(tc.far.out.String(), 3000))
+			}
+		})
+	}
 	tc.caller = p.carrier(t, "uac_wait_bye.xml", 1)
 	// Answered: node b relays the call (its 200 ACKed) and a's ACD has agent 7 on it.
 	if !waitFor(30*time.Second, func() bool {
@@ -150,7 +153,9 @@ func (tc *transferCluster) hangUp(t *testing.T) []callevent.Event {
 		c.Hangup()
 	}
 	tc.caller.wait(t)
-	tc.far.wait(t)
+	if tc.far != nil {
+		tc.far.wait(t)
+	}
 	tc.phone.wait(t)
 	evs := tc.a.sink.waitEnded(t, 20*time.Second)
 	if !waitFor(10*time.Second, func() bool { return tc.a.s.ActiveCalls() == 0 && tc.b.s.ActiveCalls() == 0 }) {
@@ -360,5 +365,59 @@ func TestCrossNode_UnansweredOutsideNumberReturnsTheCaller(t *testing.T) {
 	case e := <-ends:
 		t.Errorf("a consult that never reached its target was told it ended %q", e)
 	default:
+	}
+}
+
+// TestCrossNode_ConsultToAnotherAgentCompletes: agent 7 (SIP phone on node b) consults agent 8,
+// whose SIP phone is registered with node b too, on a call node a owns. a's ACD rings agent 8
+// over a second internal leg of the same call to b; b still names agent 7 as the call's agent
+// (the first leg offered) while both legs are up. Completing from b hands the call to agent 8:
+// agent 7's phone gets its BYE, a emits call.transferred to agent 8 (TU-7) and call.answered by
+// agent 8, b's CallAgent names agent 8, and the caller's audio reaches agent 8 (its phone's
+// echo comes back over the internal leg). On main b answered ErrNoCall (404).
+func TestCrossNode_ConsultToAnotherAgentCompletes(t *testing.T) {
+	tc := newTransferCluster(t, 0, 0, "")
+	phone2 := testport.FreeUDP(t)
+	ph2 := startSipp(t, tc.dir, "uas_echo.xml", "-p", strconv.Itoa(phone2), "-mp", strconv.Itoa(testport.FreeMedia(t)),
+		"-m", "1", "-rtp_echo")
+	startSipp(t, tc.dir, "uac_register.xml", fmt.Sprintf("127.0.0.1:%d", tc.b.port()), "-s", "agent2", "-au", "agent2", "-ap", "other",
+		"-key", "contact_port", strconv.Itoa(phone2), "-p", strconv.Itoa(testport.FreeUDP(t)), "-m", "1").wait(t)
+	if _, err := tc.acd.SetState(8, ivr.StateAvailable); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ends := make(chan ivr.ConsultEnd, 2)
+	if err := tc.bACD.Consult(ctx, tc.callID, ivr.TransferTo{AgentID: 8}, func(e ivr.ConsultEnd) { ends <- e }); err != nil {
+		t.Fatalf("consult agent 8 from node b: %v", err)
+	}
+	if id, ok := tc.bACD.CallAgent(tc.callID); !ok || id != 7 {
+		t.Errorf("during the consult node b's CallAgent = %d, %v, want agent 7 (the consult target's leg is the second)", id, ok)
+	}
+	if err := tc.bACD.CompleteConsult(ctx, tc.callID); err != nil {
+		t.Fatalf("complete from node b: %v", err)
+	}
+	if e := awaitEnd(t, ends); e != ivr.ConsultCompleted {
+		t.Errorf("node b was told the consult ended %q, want %q", e, ivr.ConsultCompleted)
+	}
+	tc.phone.wait(t) // agent 7 released
+	if !waitFor(20*time.Second, func() bool {
+		id, ok := tc.bACD.CallAgent(tc.callID)
+		return ok && id == 8
+	}) {
+		id, ok := tc.bACD.CallAgent(tc.callID)
+		t.Errorf("after the completion node b's CallAgent = %d, %v, want agent 8", id, ok)
+	}
+	rx0 := tc.internalRx()
+	if !waitFor(20*time.Second, func() bool { return tc.internalRx() >= rx0+50 }) {
+		t.Errorf("agent 8's leg received %d packets (from %d), want agent 8's echo of the caller", tc.internalRx(), rx0)
+	}
+	evs := tc.hangUp(t)
+	ph2.wait(t)
+	if tr := lastOf(evs, callevent.EventTransferred); tr == nil || tr.FromAgentID != 7 || tr.ToAgentID != 8 {
+		t.Errorf("call.transferred %+v, want agent 7 to agent 8: %v", tr, eventTypes(evs))
+	}
+	if an := lastOf(evs, callevent.EventAnswered); an == nil || an.AgentID != 8 {
+		t.Errorf("last call.answered %+v, want agent 8's", an)
 	}
 }
