@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -419,5 +421,56 @@ func TestCrossNode_ConsultToAnotherAgentCompletes(t *testing.T) {
 	}
 	if an := lastOf(evs, callevent.EventAnswered); an == nil || an.AgentID != 8 {
 		t.Errorf("last call.answered %+v, want agent 8's", an)
+	}
+}
+
+// TestRelayNotesRaceTheRelaysEnd loops the agent's node's three racing deliveries for one
+// relayed consult — the call's node's result, its end, and the relay ending (endRelays) — in
+// every order on their own goroutines: each waiter gets exactly one result, its onEnd is told
+// at most once (exactly once when the result was a success), nothing blocks (a second send on
+// the result channel would, under the call's lock), and the race detector sees no unguarded
+// access.
+func TestRelayNotesRaceTheRelaysEnd(t *testing.T) {
+	for i := range 300 {
+		c := &Call{}
+		l := &leg{call: c}
+		var ends atomic.Int32
+		told := make(chan struct{}, 4)
+		w := &relayWait{result: make(chan error, 1), onEnd: func(ivr.ConsultEnd) { ends.Add(1); told <- struct{}{} }}
+		c.relays = map[string]*relayWait{"r": w}
+		var wg sync.WaitGroup
+		steps := []func(){
+			func() { l.handleRelayNote([]byte("op=result&ref=r")) },
+			func() { l.handleRelayNote([]byte("op=end&ref=r&end=completed")) },
+			func() { c.endRelays(i%2 == 0) },
+		}
+		for j := range steps {
+			step := steps[(i+j)%len(steps)]
+			wg.Add(1)
+			go func() { defer wg.Done(); step() }()
+		}
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: the deliveries blocked", i)
+		}
+		var res error
+		select {
+		case res = <-w.result:
+		default:
+			t.Fatalf("round %d: no result delivered", i)
+		}
+		if res == nil {
+			select { // onEnd runs on a goroutine of its own
+			case <-told:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("round %d: a consult that reached its target was never told its end", i)
+			}
+		}
+		if n := ends.Load(); n > 1 {
+			t.Fatalf("round %d: onEnd told %d times", i, n)
+		}
 	}
 }
