@@ -51,6 +51,11 @@ type EngineOptions struct {
 // each exactly once: the event leaves call_events_pending in the same transaction as its
 // effects. Different calls are applied in parallel; one call's events never are.
 //
+// The queue is not WAL-logged (migration 028): PostgreSQL's crash recovery empties it, with the
+// one row of call_events_pending_intact. While that row is missing no batch applies anything
+// (loadBatch: errQueueLost), and the next sweep rebuilds the queue from call_events, the
+// calls' last_seq and the gaps applied past (restoreQueue, recordGap).
+//
 // Which calls to look at: while Run listens on the channel switchboard_call_events (the
 // queue's trigger names the calls of every stored batch, migration 017), a pass applies the
 // calls it heard of; it sweeps the whole queue at start, after the listening connection was
