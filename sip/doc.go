@@ -37,8 +37,11 @@
 //
 // Outbound calls: Server.CallForAgent places an agent's dial (POST /api/v2/calls) — the agent's
 // page first (Softphones; its refusal leaves nothing), then the trunk, the answer bridged into
-// the page and recorded. Server.Originate is the general form (the call runs on its own
-// goroutine and OriginateOptions.Answered gets the answered leg).
+// the page and recorded, and told to Options.OwnCalls (the ACD: supervisors and conferences
+// reach it) until it ends. Server.Originate is the general form (the call runs on its own
+// goroutine and OriginateOptions.Answered gets the answered leg). A queue callback
+// (Server.DialCallback) hands its answered caller back to the ACD (CallbackRequest.Connected),
+// which serves it as a queued call.
 //
 // Agents attached to other nodes (internal_leg.go): Server.ClusterDialer wraps this node's
 // agent dialer (softphone page, else registered phone); an offer whose ivr.Offer.Node names
@@ -50,7 +53,11 @@
 // replay, or its own node name; otherwise it rings its local agent, answers with 200 once the
 // agent answered (480 if not, 487 when CANCELled), bridges, and emits no event (Call.internal).
 // Hold changes cross the leg as re-INVITEs; Server.RelayControl sends the softphone's buttons
-// to the call's node (INFO; ClusterOptions.Control there).
+// to the call's node (INFO; ClusterOptions.Control there), and Server.RelayConsult a consult
+// transfer (relay_transfer.go): the consult leg lives on the call's node, whose ACD rings or
+// dials the target and tells the agent's node the result and the end in INFOs of its own.
+// ClusterACD is the ACD the page and the transfer API drive on a node: it relays what concerns
+// a call the node relays and hands the rest to the node's ACD.
 //
 // # What call control guarantees
 //

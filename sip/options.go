@@ -57,6 +57,11 @@ type Options struct {
 	// dialling a feature code (*60 available, *61 away, *62 offline; featurecode.go). Nil:
 	// the codes are dialled like any number (and refused unless a line has them).
 	AgentStates AgentStates
+	// OwnCalls, when set, is told of every agent's own call once it is answered and bridged
+	// (CallForAgent: the callee's endpoint, bridged to the agent's audio) and when it ends, so
+	// that supervisors and conferences reach it as they reach a queued call (*ivr.ACD: OwnCall).
+	// Nil: they reach only the ACD's calls.
+	OwnCalls OwnCalls
 	// Refer, when set, carries out the blind transfer an agent's SIP phone asks for with REFER
 	// (RFC 3515; refer.go): the call, the agent, and the Refer-To target read as an agent (a
 	// SIP username Agents knows) or a number. Nil answers REFER with 405.
@@ -188,16 +193,28 @@ type ClusterOptions struct {
 	// way; an older one is refused as stale (and a replay within it as replayed). 0 takes
 	// DefaultClusterMaxSkew (30 s).
 	MaxSkew time.Duration
-	// Control, when set, takes the softphone's hold, resume and transfer of a call this node
-	// owns whose agent is attached to another node (relayed over the internal leg): the ACD.
+	// Control, when set, takes the softphone's hold, resume, transfers (blind and consult, to
+	// an agent, a queue or an outside number), consult completion and cancellation of a call
+	// this node owns whose agent is attached to another node (relayed over the internal
+	// leg): the ACD.
 	Control CallControl
 }
 
-// CallControl is what the softphone's buttons drive on the call's node (*ivr.ACD satisfies it).
+// OwnCalls registers an agent's own call with call control (*ivr.ACD satisfies it): far is the
+// callee's endpoint, bridged to the agent's audio; end is called once the call is over.
+type OwnCalls interface {
+	OwnCall(callID string, agentID int64, far *media.Endpoint) (end func())
+}
+
+// CallControl is what the softphone's buttons and the transfer API drive on the call's node
+// (*ivr.ACD satisfies it).
 type CallControl interface {
 	Hold(ctx context.Context, callID string) error
 	Resume(ctx context.Context, callID string) error
 	Transfer(ctx context.Context, callID string, to ivr.TransferTo) error
+	Consult(ctx context.Context, callID string, to ivr.TransferTo, onEnd func(ivr.ConsultEnd)) error
+	CompleteConsult(ctx context.Context, callID string) error
+	CancelConsult(ctx context.Context, callID string) error
 }
 
 // CallSummary is what OnCallEnd reports about a finished call.

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/internal/pglisten"
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 
 	"github.com/jackc/pgx/v5"
@@ -50,6 +51,11 @@ type EngineOptions struct {
 // each exactly once: the event leaves call_events_pending in the same transaction as its
 // effects. Different calls are applied in parallel; one call's events never are.
 //
+// The queue is not WAL-logged (migration 028): PostgreSQL's crash recovery empties it, with the
+// one row of call_events_pending_intact. While that row is missing no batch applies anything
+// (loadBatch: errQueueLost), and the next sweep rebuilds the queue from call_events, the
+// calls' last_seq and the gaps applied past (restoreQueue, recordGap).
+//
 // Which calls to look at: while Run listens on the channel switchboard_call_events (the
 // queue's trigger names the calls of every stored batch, migration 017), a pass applies the
 // calls it heard of; it sweeps the whole queue at start, after the listening connection was
@@ -88,6 +94,8 @@ type Engine struct {
 	gaps        prometheus.Counter
 	failed      prometheus.Counter
 	writes      *prometheus.CounterVec
+	// queueRestores counts rebuilds of the queue after a database crash (restoreQueue).
+	queueRestores prometheus.Counter
 }
 
 // NewEngine returns an engine on the store's database.
@@ -133,6 +141,10 @@ func (s *Store) NewEngine(opts EngineOptions) (*Engine, error) {
 			Name: "switchboard_ticketing_events_failed_total",
 			Help: "Events the database refused to apply; they are marked with their error and skipped.",
 		}),
+		queueRestores: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_ticketing_queue_restores_total",
+			Help: "Times the rules engine rebuilt the queue of pending call events from the event log after a PostgreSQL crash emptied it.",
+		}),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_ticketing_writes_total",
 			Help: "Statements the engine wrote to tickets and comments for calls (write batching coalesces them), by kind.",
@@ -155,7 +167,7 @@ func (s *Store) NewEngine(opts EngineOptions) (*Engine, error) {
 			}
 			return 0
 		})
-		for _, c := range []prometheus.Collector{e.eventsTotal, e.lag, e.gaps, e.failed, e.writes, listening} {
+		for _, c := range []prometheus.Collector{e.eventsTotal, e.lag, e.gaps, e.failed, e.writes, e.queueRestores, listening} {
 			if err := opts.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("ticketing: engine metrics: %w", err)
 			}
@@ -265,74 +277,37 @@ func (e *Engine) Run(ctx context.Context) {
 	}
 }
 
-// listen keeps a connection with LISTEN on NotifyChannel and hints the calls each notification
-// names, until ctx ends. While it is not listening the engine sweeps on every pass; after it
-// (re)connects, the next pass sweeps (notifications sent meanwhile were never heard).
+// listen keeps a connection with LISTEN on NotifyChannel (internal/pglisten) and hints the
+// calls each notification names, until ctx ends. While it is not listening the engine sweeps
+// on every pass; after it (re)connects, the next pass sweeps (notifications sent meanwhile
+// were never heard).
 func (e *Engine) listen(ctx context.Context) {
-	failing := false
-	const firstRetry, maxRetry = 100 * time.Millisecond, 5 * time.Second
-	for retry := firstRetry; ctx.Err() == nil; retry = min(2*retry, maxRetry) {
-		listened, err := e.listenOnce(ctx)
-		e.listening.Store(false)
-		e.Wake() // the next pass sweeps: nobody listens
-		if ctx.Err() != nil {
-			return
-		}
-		if listened {
-			retry = firstRetry
-		}
-		// Said once per outage, not at every retry while the database is away.
-		if listened || !failing {
-			e.log.Warn("ticketing engine: not listening for new events; sweeping the queue every poll meanwhile", "err", err)
-		}
-		failing = true
-		t := time.NewTimer(retry)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// listenOnce listens until the connection fails or ctx ends; listened reports that LISTEN
-// succeeded.
-func (e *Engine) listenOnce(ctx context.Context) (listened bool, err error) {
-	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	pc, err := e.store.pool.Acquire(actx)
-	cancel()
-	if err != nil {
-		return false, fmt.Errorf("ticketing engine: listen: acquire: %w", err)
-	}
-	conn := pc.Hijack() // the listener's own: never returned to the pool with LISTEN on
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = conn.Close(cctx)
-	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
-		return false, fmt.Errorf("ticketing engine: listen: %w", err)
-	}
-	// Whatever was stored while no one listened is found by a sweep.
-	e.sweepNeeded.Store(true)
-	e.listening.Store(true)
-	e.Wake()
-	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
-			return true, fmt.Errorf("ticketing engine: wait for notification: %w", err)
-		}
-		var ids []string
-		if err := json.Unmarshal([]byte(n.Payload), &ids); err != nil {
-			// Not ours (someone else's NOTIFY on the channel): a sweep finds what it meant.
-			e.log.Warn("ticketing engine: notification not understood; sweeping", "err", err)
+	pglisten.Run(ctx, e.store.pool, pglisten.Options{
+		Channel: NotifyChannel, FirstRetry: 100 * time.Millisecond, MaxRetry: 5 * time.Second,
+		Log:  e.log,
+		Lost: "ticketing engine: not listening for new events; sweeping the queue every poll meanwhile",
+		OnListen: func() {
+			// Whatever was stored while no one listened is found by a sweep.
 			e.sweepNeeded.Store(true)
+			e.listening.Store(true)
 			e.Wake()
-			continue
-		}
-		e.hint(ids...)
-	}
+		},
+		OnNotify: func(payload string) {
+			var ids []string
+			if err := json.Unmarshal([]byte(payload), &ids); err != nil {
+				// Not ours (someone else's NOTIFY on the channel): a sweep finds what it meant.
+				e.log.Warn("ticketing engine: notification not understood; sweeping", "err", err)
+				e.sweepNeeded.Store(true)
+				e.Wake()
+				return
+			}
+			e.hint(ids...)
+		},
+		OnLost: func() {
+			e.listening.Store(false)
+			e.Wake() // the next pass sweeps: nobody listens
+		},
+	})
 }
 
 // ApplyPending sweeps the whole queue: it applies every event that can be applied now and
@@ -381,6 +356,9 @@ func (e *Engine) pass(ctx context.Context, full, repeat bool) (int, error) {
 // a walk applied something, bounded; Run's sweeps walk once (under a steady load a walk always
 // applies something, and the events stored meanwhile are notified).
 func (e *Engine) sweep(ctx context.Context, st Settings, repeat bool) (int, error) {
+	if err := e.restoreQueue(ctx); err != nil {
+		return 0, err
+	}
 	total := 0
 	after := ""
 	appliedThisSweep := 0
@@ -417,6 +395,22 @@ func (e *Engine) sweep(ctx context.Context, st Settings, repeat bool) (int, erro
 		}
 	}
 	return total, nil
+}
+
+// restoreQueue rebuilds the queue of pending events from the event log when a crash of
+// PostgreSQL emptied it (migration 028: the queue is not WAL-logged); one cheap statement
+// while the queue is whole. Any node's engine may do it; one does it at a time.
+func (e *Engine) restoreQueue(ctx context.Context) error {
+	var n *int64
+	if err := e.store.pool.QueryRow(ctx, `SELECT call_events_pending_restore()`).Scan(&n); err != nil {
+		return dbError("restore the queue of pending events", err)
+	}
+	if n != nil {
+		e.queueRestores.Inc()
+		e.log.Warn("ticketing engine: the queue of pending events was emptied by a database crash; rebuilt it from the event log",
+			"events", *n)
+	}
+	return nil
 }
 
 // minCallsPerJob is the fewest calls a transaction is given while there are more workers than
@@ -554,7 +548,11 @@ func (e *Engine) setAside(ctx context.Context, callID string, err error) error {
 		UPDATE call_events SET refused_at = now(), error = $2 WHERE pos = $1`, p.pos, p.err.Error()); err != nil {
 		return dbError("mark failed event", err)
 	}
-	if _, err := e.store.pool.Exec(ctx, `UPDATE calls SET last_seq = GREATEST(last_seq, $2) WHERE id = $1`, callID, p.seq); err != nil {
+	// Past a gap, the seqs it skips stay pending for a rebuild of the queue (recordGap).
+	if _, err := e.store.pool.Exec(ctx, `WITH old AS (SELECT last_seq FROM calls WHERE id = $1),
+			gap AS (INSERT INTO call_event_gaps (call_id, from_seq, to_seq)
+				SELECT $1, last_seq + 1, $2 - 1 FROM old WHERE $2 > last_seq + 1 ON CONFLICT DO NOTHING)
+		UPDATE calls SET last_seq = GREATEST(last_seq, $2) WHERE id = $1`, callID, p.seq); err != nil {
 		return dbError("advance call", err)
 	}
 	return nil
@@ -715,6 +713,9 @@ func (e *Engine) applyCallIn(ctx context.Context, atx *applyTx, c *callRow, due 
 			e.gaps.Inc()
 			e.log.Warn("ticketing engine: applying past a gap", "call_id", c.ID, "missing_from", c.LastSeq+1, "seq", ev.Seq)
 		}
+		if err := recordGap(ctx, atx, c, ev.Seq); err != nil {
+			return err
+		}
 		if err := e.applyEvent(ctx, atx, c, ev); err != nil {
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) || errors.Is(err, ErrConflict) || errors.Is(err, ErrInvalid) || errors.Is(err, ErrNotFound) {
@@ -725,6 +726,32 @@ func (e *Engine) applyCallIn(ctx context.Context, atx *applyTx, c *callRow, due 
 		c.LastSeq = max(c.LastSeq, ev.Seq)
 	}
 	atx.doneCall(c)
+	return nil
+}
+
+// recordGap keeps, in the transaction that applies the call's event seq, what a rebuild of the
+// queue of pending events (migration 028, call_events_pending_restore) needs beside the call's
+// last_seq to tell the call's applied events from the others: applying past a gap records the
+// seqs it skips; applying a late event (one of those seqs) takes its seq out of the gap. Both
+// are rare (a lost or late event; switchboard_ticketing_event_gaps_total) and cost a statement
+// only then. The statements touch nothing the batch holds back, so they go straight out.
+func recordGap(ctx context.Context, atx *applyTx, c *callRow, seq int64) error {
+	switch {
+	case seq > c.LastSeq+1:
+		if _, err := atx.Tx.Exec(ctx, `INSERT INTO call_event_gaps (call_id, from_seq, to_seq) VALUES ($1, $2, $3)
+			ON CONFLICT (call_id, from_seq) DO UPDATE SET to_seq = GREATEST(call_event_gaps.to_seq, EXCLUDED.to_seq)`,
+			c.ID, c.LastSeq+1, seq-1); err != nil {
+			return dbError("record gap", err)
+		}
+	case seq <= c.LastSeq:
+		if _, err := atx.Tx.Exec(ctx, `WITH g AS (DELETE FROM call_event_gaps
+				WHERE call_id = $1 AND $2 BETWEEN from_seq AND to_seq RETURNING from_seq, to_seq)
+			INSERT INTO call_event_gaps (call_id, from_seq, to_seq)
+				SELECT $1, from_seq, $2 - 1 FROM g WHERE from_seq < $2
+				UNION ALL SELECT $1, $2 + 1, to_seq FROM g WHERE to_seq > $2`, c.ID, seq); err != nil {
+			return dbError("fill gap", err)
+		}
+	}
 	return nil
 }
 

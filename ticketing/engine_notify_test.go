@@ -59,7 +59,7 @@ func runningEngine(t *testing.T, h *engineHarness, opts ticketing.EngineOptions)
 func listenerPIDs(t *testing.T, h *engineHarness) []int32 {
 	t.Helper()
 	rows, err := h.pool.Query(h.ctx, `SELECT pid FROM pg_stat_activity
-		WHERE datname = current_database() AND query = 'LISTEN `+ticketing.NotifyChannel+`'`)
+		WHERE datname = current_database() AND query IN ('LISTEN `+ticketing.NotifyChannel+`', 'LISTEN "`+ticketing.NotifyChannel+`"')`)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,11 @@ const maxPendingPerCall = 500
 // two-key form, a space of its own apart from one-key advisory locks such as tern's).
 const callLockClass = 0x53420017
 
+// errQueueLost is a batch refused because the queue of pending events is not whole: crash
+// recovery emptied it (migration 028) and no sweep has rebuilt it yet. The pass fails, and the
+// next one sweeps, which rebuilds it first.
+var errQueueLost = errors.New("ticketing: the queue of pending events was emptied by a database crash and is not rebuilt yet")
+
 // loadBatch names the transaction's actor, locks the batch's calls and reads their rows and
 // pending events: three statements in one round trip, whatever the number of calls. Every engine (of every node) takes a
 // transaction-scoped advisory lock on each call id first, in key order (so that two batches
@@ -49,9 +54,13 @@ func loadBatch(ctx context.Context, tx *applyTx, callIDs []string) ([]*batchCall
 	// The lock's statement also names the transaction's actor for the audit triggers: the
 	// engine, for a call event.
 	b := &pgx.Batch{}
+	// It also says whether the queue is whole (migration 028): crash recovery empties it, and
+	// until call_events_pending_restore has put its events back none may be applied (a call's
+	// later events would be applied past the missing ones).
 	b.Queue(`SELECT set_config('switchboard.actor_id', '', true), set_config('switchboard.reason', 'call_event', true),
 			(SELECT count(pg_advisory_xact_lock($2, k)) FROM (
-				SELECT DISTINCT hashtext(id) AS k FROM unnest($1::text[]) AS id ORDER BY 1) l)`, ids, int32(callLockClass))
+				SELECT DISTINCT hashtext(id) AS k FROM unnest($1::text[]) AS id ORDER BY 1) l),
+			EXISTS (SELECT 1 FROM call_events_pending_intact)`, ids, int32(callLockClass))
 	b.Queue(`SELECT `+callRowColumns+` FROM calls WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
 	// Per call, its first maxPendingPerCall pending events in seq order: one walk of the queue's (call_id,
 	// seq) index per call whatever the queue's size or statistics (a backlog makes the queue
@@ -82,8 +91,12 @@ func loadBatch(ctx context.Context, tx *applyTx, callIDs []string) ([]*batchCall
 // readBatch reads loadBatch's three results: the lock, the call rows (a call with no row is
 // new), the pending events.
 func readBatch(br pgx.BatchResults, ids []string) (map[string]*batchCall, error) {
-	if _, err := br.Exec(); err != nil {
+	var intact bool
+	if err := br.QueryRow().Scan(nil, nil, nil, &intact); err != nil {
 		return nil, dbError("lock calls", err)
+	}
+	if !intact {
+		return nil, errQueueLost
 	}
 	rows, err := br.Query()
 	if err != nil {

@@ -219,9 +219,15 @@ func benchEnv(b *testing.B, name string, def int) int {
 // when the cluster loads pg_stat_statements (scripts/pg.sh with SWITCHBOARD_PG_OPTS="-c
 // shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"), the statements.
 type dbProfile struct {
-	walSyncs, commits int64
-	statements        bool
+	walSyncs, commits, walRecords, walFPIs, walBytes int64
+	statements                                       bool
 }
+
+// walQuery reads the counters a profile compares: WAL flushes, commits of the benchmark's
+// database, and the cluster's WAL records, full-page images and bytes.
+const walQuery = `SELECT pg_stat_clear_snapshot() IS NULL, w.wal_sync,
+	(SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()),
+	w.wal_records, w.wal_fpi, w.wal_bytes::bigint FROM pg_stat_wal w`
 
 func profileStart(b *testing.B, pool *pgxpool.Pool) dbProfile {
 	var p dbProfile
@@ -241,8 +247,7 @@ func profileStart(b *testing.B, pool *pgxpool.Pool) dbProfile {
 		}
 		p.statements = true
 	}
-	if err := pool.QueryRow(ctx, `SELECT pg_stat_clear_snapshot() IS NULL, (SELECT wal_sync FROM pg_stat_wal),
-		(SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())`).Scan(new(bool), &p.walSyncs, &p.commits); err != nil {
+	if err := pool.QueryRow(ctx, walQuery).Scan(new(bool), &p.walSyncs, &p.commits, &p.walRecords, &p.walFPIs, &p.walBytes); err != nil {
 		b.Fatal(err)
 	}
 	return p
@@ -255,13 +260,16 @@ func profileStart(b *testing.B, pool *pgxpool.Pool) dbProfile {
 func (p dbProfile) end(b *testing.B, pool *pgxpool.Pool, calls int) {
 	ctx := context.Background()
 	time.Sleep(1100 * time.Millisecond)
-	var walSyncs, commits int64
-	if err := pool.QueryRow(ctx, `SELECT pg_stat_clear_snapshot() IS NULL, (SELECT wal_sync FROM pg_stat_wal),
-		(SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())`).Scan(new(bool), &walSyncs, &commits); err != nil {
+	var e dbProfile
+	if err := pool.QueryRow(ctx, walQuery).Scan(new(bool), &e.walSyncs, &e.commits, &e.walRecords, &e.walFPIs, &e.walBytes); err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64(walSyncs-p.walSyncs)/float64(calls), "wal_syncs/call")
-	b.ReportMetric(float64(commits-p.commits)/float64(calls), "commits/call")
+	b.ReportMetric(float64(e.walSyncs-p.walSyncs)/float64(calls), "wal_syncs/call")
+	b.ReportMetric(float64(e.commits-p.commits)/float64(calls), "commits/call")
+	// The whole cluster's WAL (autovacuum and checkpoints included): what the run cost the disk.
+	b.ReportMetric(float64(e.walRecords-p.walRecords)/float64(calls), "wal_records/call")
+	b.ReportMetric(float64(e.walFPIs-p.walFPIs)/float64(calls), "wal_fpi/call")
+	b.ReportMetric(float64(e.walBytes-p.walBytes)/float64(calls), "wal_bytes/call")
 	if !p.statements {
 		return
 	}
@@ -275,7 +283,7 @@ func (p dbProfile) end(b *testing.B, pool *pgxpool.Pool, calls int) {
 	b.ReportMetric(top/float64(calls), "statements/call")
 	b.ReportMetric(nested/float64(calls), "nested/call")
 	b.ReportMetric(ms/float64(calls), "db_ms/call")
-	rows, err := pool.Query(ctx, `SELECT calls, total_exec_time, mean_exec_time, rows, toplevel,
+	rows, err := pool.Query(ctx, `SELECT calls, total_exec_time, mean_exec_time, rows, toplevel, wal_bytes::bigint,
 		left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements WHERE `+mine+`
 		ORDER BY total_exec_time DESC LIMIT 15`)
 	if err != nil {
@@ -283,13 +291,14 @@ func (p dbProfile) end(b *testing.B, pool *pgxpool.Pool, calls int) {
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var n, r int64
+		var n, r, wal int64
 		var total, mean float64
 		var toplevel bool
 		var q string
-		if err := rows.Scan(&n, &total, &mean, &r, &toplevel, &q); err != nil {
+		if err := rows.Scan(&n, &total, &mean, &r, &toplevel, &wal, &q); err != nil {
 			b.Fatal(err)
 		}
-		b.Logf("%8.1f ms %7d calls %7.3f ms/call %7d rows top=%t %s", total, n, mean, r, toplevel, q)
+		b.Logf("%8.1f ms %7d calls %7.3f ms/call %7d rows %6.0f WAL B/call top=%t %s", total, n, mean, r,
+			float64(wal)/float64(calls), toplevel, q)
 	}
 }

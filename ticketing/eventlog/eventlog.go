@@ -29,7 +29,9 @@
 //
 // Applying events to tickets is the rules engine's job (package ticketing); it reads the
 // pending events, which a trigger of call_events queues in call_events_pending as the log
-// stores them. The table is the interface between the two. What the log holds
+// stores them (a work list without WAL, rebuilt from call_events after a database crash:
+// migration 028; an event is durable once its call_events row is). The table is the
+// interface between the two. What the log holds
 // of one call (its last seq, whether it ended) is asked of the log, not of the table:
 // CallState also sees the events still waiting in the spool. The log owns the nodes table
 // too (RecordNode): nodes are the producers of its events; and call_dialogs, the answered
