@@ -30,6 +30,8 @@ func (e *Engine) applyEvent(ctx context.Context, tx *applyTx, c *callRow, ev cal
 		if ev.Language != "" {
 			c.Language = &ev.Language
 		}
+		// CF-4: data that comes once the call has its ticket maps to it now.
+		return e.applyLateCustomData(ctx, tx, c, ev)
 	case callevent.EventQueued:
 		c.Queue = &ev.Queue
 		c.QueuedAt = &at
