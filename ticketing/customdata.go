@@ -156,24 +156,39 @@ func (e *Engine) applyCustomData(ctx context.Context, tx *applyTx, c *callRow, s
 	return mapCustomData(ctx, tx, c.ID, st, ticketID, data, false)
 }
 
-// applyLateCustomData maps the custom data of an event that reaches a call which already has
-// its ticket (CF-4): a call.ivr_selected with data — an IVR collect step after a queue's
-// overflow, an integration posting data on a later event — or with a new menu path. Only the
-// keys this event carries are mapped and checked: a mapped key it does not carry was noted
-// when the ticket was made (or by an earlier event) and is not noted again, so an event that
-// brings one key does not fill the ticket with notes about the others. The write follows
-// merges and skips a closed ticket (withLiveTicket). Each event is applied once (its id), so a
-// replayed event adds no second note.
-func (e *Engine) applyLateCustomData(ctx context.Context, tx *applyTx, c *callRow, ev callevent.Event) error {
+// lateData returns what an event brings to the custom data of a call that already has its
+// ticket (CF-4): the keys of the event's data that are new to the call or carry another value,
+// and the IVR menu path when it changed (and no data names the key menu_path). Read before
+// the event is merged into the call. The IVR sends call.ivr_selected again with all its
+// variables when a later collect step adds one (docs/ivr.md): what did not change was mapped
+// already and is not mapped, or noted, twice.
+func (c *callRow) lateData(ev callevent.Event) map[string]string {
 	if c.TicketID == nil {
 		return nil // the mapping runs when the call gets its ticket, with all the data so far
 	}
-	data := map[string]string{}
-	if ev.MenuPath != "" {
-		data[DataKeyMenuPath] = ev.MenuPath
+	data := ev.Data.Map()
+	late := map[string]string{}
+	if _, named := c.Data[DataKeyMenuPath]; !named && ev.MenuPath != "" && ev.MenuPath != deref(c.MenuPath) {
+		late[DataKeyMenuPath] = ev.MenuPath
 	}
-	maps.Copy(data, ev.Data.Map())
-	if len(data) == 0 {
+	for k, v := range data {
+		if old, ok := c.Data[k]; !ok || old != v {
+			late[k] = v
+		}
+	}
+	return late
+}
+
+// applyLateCustomData maps the custom data that reached a call which already has its ticket
+// (lateData: a call.ivr_selected from an IVR collect step after a queue's overflow, an
+// integration posting data on a later event). Only the keys it carries are mapped and
+// checked: a mapped key it does not carry was noted when the ticket was made (or by an
+// earlier event) and is not noted again, so an event that brings one key does not fill the
+// ticket with notes about the others. The write follows merges and skips a closed ticket
+// (withLiveTicket). Each event is applied once (its id), so a replayed event adds no second
+// note.
+func (e *Engine) applyLateCustomData(ctx context.Context, tx *applyTx, c *callRow, late map[string]string) error {
+	if len(late) == 0 || c.TicketID == nil {
 		return nil
 	}
 	st, err := e.settingsFor(ctx, deref(c.Line))
@@ -181,7 +196,7 @@ func (e *Engine) applyLateCustomData(ctx context.Context, tx *applyTx, c *callRo
 		return err
 	}
 	return e.withLiveTicket(ctx, tx, c, func(id int64) error {
-		return mapCustomData(ctx, tx, c.ID, st, id, data, true)
+		return mapCustomData(ctx, tx, c.ID, st, id, late, true)
 	})
 }
 

@@ -206,9 +206,10 @@ func noteCount(h *engineHarness, ticketID int64, sub string) int {
 // that already has its ticket — an IVR collect step after a queue's overflow on a line that
 // makes the ticket at queue entry, or an integration posting data through POST /call_events
 // after the answer — maps into the ticket's fields with the same checks and the same kind of
-// private note for an invalid value. The mapped keys the later event does not carry are not
-// noted again; a replay of the event adds no second note; calls whose ticket and later data
-// are applied in one batch get their fields too.
+// private note for an invalid value. The mapped keys the later event does not carry, or
+// carries unchanged (the IVR sends all its variables again), are not noted again; a replay of
+// the event adds no second note; calls whose ticket and later data are applied in one batch
+// get their fields too.
 func TestRule_CF4_CustomDataAfterTheTicketFillsItsFields(t *testing.T) {
 	onQueue := ticketing.CreateOnQueueEntry
 	h := newEngineHarness(t, map[string]ticketing.LineSettings{"+15550199": {TicketCreationPoint: &onQueue}})
@@ -258,6 +259,19 @@ func TestRule_CF4_CustomDataAfterTheTicketFillsItsFields(t *testing.T) {
 	apply()
 	if noteCount(h, id, lateNote) != 1 {
 		t.Errorf("a replayed event added a second note: %s", js(h.comments(id)))
+	}
+	// A later collect step: the IVR sends all its variables again with the new one. Only the
+	// new one is mapped; the unchanged invalid plan is not noted twice.
+	ivr.add(callevent.EventIVRSelected, 90, func(e *callevent.Event) {
+		e.Data = callevent.NewData(map[string]string{"account": "0042", "plan": "gold", "crm.id": "CRM-1"})
+	})
+	postEvents(t, do, ivr.evs[len(ivr.evs)-1:])
+	apply()
+	if want := map[string]any{"account_number": "0042", "crm_id": "CRM-1"}; fmt.Sprint(h.ticket(&id).Fields) != fmt.Sprint(want) {
+		t.Errorf("fields after the second collect %v, want %v", h.ticket(&id).Fields, want)
+	}
+	if noteCount(h, id, lateNote) != 1 {
+		t.Errorf("the unchanged invalid plan was noted again: %s", js(h.comments(id)))
 	}
 
 	// An integration posts the CRM id once the call was answered on a default line (ticket at
