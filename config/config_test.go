@@ -125,6 +125,14 @@ var problemCases = []problemCase{
 	{"empty scanner user agent", "sip: {scanner_user_agents: [sipvicious, \"\"]}\n", []Problem{
 		{"sip.scanner_user_agents[1]", "must not be empty: it would match every request", 2}}},
 
+	{"feature codes are 2 to 8 keypad keys, one per state", "sip: {feature_codes: {available: \"*6a\", away: \"*\", offline: \"*60*60*60\"}}\n", []Problem{
+		{"sip.feature_codes.available", `"*6a" is not a feature code: write 2 to 8 of the keypad's keys 0-9, * and #, e.g. *60`, 2},
+		{"sip.feature_codes.away", `"*" is not a feature code: write 2 to 8 of the keypad's keys 0-9, * and #, e.g. *60`, 2},
+		{"sip.feature_codes.offline", `"*60*60*60" is not a feature code: write 2 to 8 of the keypad's keys 0-9, * and #, e.g. *60`, 2}}},
+	{"feature codes distinct and no line's number", "trunks: [{name: c, inbound: {allow: [127.0.0.0/8]}}]\nlines: [{number: \"+15550100\", target: hangup}]\nsip:\n  feature_codes:\n    available: \"#71\"\n    away: \"#71\"\n    offline: \"15550100\"\n", []Problem{
+		{"sip.feature_codes.away", `"#71" is already sip.feature_codes.available; give each state its own code`, 7},
+		{"sip.feature_codes.offline", `"15550100" is the number of lines[0]: agents' phones dialling it would set their state instead of calling the line`, 8}}},
+
 	// RTP port range.
 	{"RTP port range inverted", "rtp: {port_min: 20000, port_max: 19000}\n", []Problem{
 		{"rtp.port_max", "must be above rtp.port_min (20000) so that the range holds at least one RTP/RTCP port pair, got 19000", 2}}},
@@ -505,6 +513,9 @@ ticketing:
 	if r := c.SIP.Registrar; r.MaxBindingsPerAgent != 5 || r.MaxContactsPerRegister != 5 || len(r.PhoneNetworks) != 0 ||
 		!reflect.DeepEqual(r.DigestAlgorithms, []string{"SHA-256", "MD5"}) || r.AuthFailuresFree != 3 || r.AuthBackoff.D() != time.Second || r.AuthBackoffMax.D() != 5*time.Minute {
 		t.Errorf("sip.registrar defaults: %+v", r)
+	}
+	if f := c.SIP.FeatureCodes; f.Available != "*60" || f.Away != "*61" || f.Offline != "*62" {
+		t.Errorf("sip.feature_codes defaults: %+v", f)
 	}
 	if !reflect.DeepEqual(c.SIP.ScannerUserAgents, DefaultScannerUserAgents()) || len(c.SIP.Listen) != 2 {
 		t.Errorf("sip defaults: %+v", c.SIP)

@@ -54,9 +54,13 @@ type Options struct {
 	// Registrar tunes REGISTER handling (realm, expiry bounds, change hook).
 	Registrar RegistrarOptions
 	// AgentStates, with Agents, lets agents set their queue state from their SIP phones by
-	// dialling a feature code (*60 available, *61 away, *62 offline; featurecode.go). Nil:
-	// the codes are dialled like any number (and refused unless a line has them).
+	// dialling a feature code (FeatureCodes; featurecode.go). Nil: the codes are dialled like
+	// any number (and refused unless a line has them).
 	AgentStates AgentStates
+	// FeatureCodes are the codes of AgentStates: DefaultFeatureCodes (*60 available, *61
+	// away, *62 offline); an empty field takes its default. New refuses codes that are not
+	// ValidFeatureCode or not distinct.
+	FeatureCodes FeatureCodes
 	// Refer, when set, carries out the blind transfer an agent's SIP phone asks for with REFER
 	// (RFC 3515; refer.go): the call, the agent, and the Refer-To target read as an agent (a
 	// SIP username Agents knows) or a number. Nil answers REFER with 405.
@@ -320,6 +324,7 @@ func DefaultOptions() Options {
 		EmitTimeout:       DefaultEmitTimeout,
 		SettleBacklog:     DefaultSettleBacklog,
 		UserAgent:         DefaultUserAgent,
+		FeatureCodes:      DefaultFeatureCodes(),
 	}
 }
 
