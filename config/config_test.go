@@ -54,6 +54,10 @@ var problemCases = []problemCase{
 		{"ticketing.settings.phone_validation", `want true or false, got "maybe"`, 2}}},
 	{"bad duration", "shutdown_grace: 5 minutes\n", []Problem{
 		{"shutdown_grace", `want a duration such as "30s" or "2m", got "5 minutes"`, 2}}},
+	{"audit retention 0 or at least a day", "ticketing:\n  audit_retention: 12h\n", []Problem{
+		{"ticketing.audit_retention", "must be 0s (keep the audit trail forever) or at least 24h0m0s, got 12h0m0s", 3}}},
+	{"audit retention not negative", "ticketing: {audit_retention: -8760h}\n", []Problem{
+		{"ticketing.audit_retention", "must be 0s (keep the audit trail forever) or at least 24h0m0s, got -8760h0m0s", 2}}},
 	{"bad duration in ticketing settings", "ticketing: {settings: {callback_append_window: forever}}\n", []Problem{
 		{"ticketing.settings.callback_append_window", `want a duration such as "10s", got "forever"`, 2}}},
 	{"repeated key", "log: {level: info}\nlog: {level: debug}\n", []Problem{
@@ -513,6 +517,9 @@ ticketing:
 	if r := c.SIP.Registrar; r.MaxBindingsPerAgent != 5 || r.MaxContactsPerRegister != 5 || len(r.PhoneNetworks) != 0 ||
 		!reflect.DeepEqual(r.DigestAlgorithms, []string{"SHA-256", "MD5"}) || r.AuthFailuresFree != 3 || r.AuthBackoff.D() != time.Second || r.AuthBackoffMax.D() != 5*time.Minute {
 		t.Errorf("sip.registrar defaults: %+v", r)
+	}
+	if c.Ticketing.AuditRetention != 0 {
+		t.Errorf("ticketing.audit_retention default %s, want 0s (kept forever)", c.Ticketing.AuditRetention)
 	}
 	if f := c.SIP.FeatureCodes; f.Available != "*60" || f.Away != "*61" || f.Offline != "*62" {
 		t.Errorf("sip.feature_codes defaults: %+v", f)

@@ -802,6 +802,9 @@ func (c *Config) validateTicketing(k *checker) {
 	}
 	c.checkSettingsErrors(k, "ticketing.settings.", c.Ticketing.Settings.Validate())
 	c.checkAssignee(k, "ticketing.settings.default_assignee", c.Ticketing.Settings.DefaultAssignee)
+	if r := c.Ticketing.AuditRetention.D(); r != 0 && r < ticketing.MinAuditRetention {
+		k.add("ticketing.audit_retention", "must be 0s (keep the audit trail forever) or at least %s, got %s", Duration(ticketing.MinAuditRetention), c.Ticketing.AuditRetention)
+	}
 }
 
 // checkSettingsErrors adds the ticketing package's own findings under a YAML path prefix.

@@ -9,6 +9,7 @@ import (
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/roster"
 	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/ticketing"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
 	"github.com/switchboard-voice/switchboard/ticketing/phone"
 )
@@ -70,6 +71,11 @@ func sipOptions(cfg *config.Config) (sip.Options, error) {
 		opts.Trunks = append(opts.Trunks, st)
 	}
 	return opts, nil
+}
+
+// auditPrunerOptions maps ticketing.audit_retention (0: kept forever).
+func auditPrunerOptions(cfg *config.Config) ticketing.AuditPrunerOptions {
+	return ticketing.AuditPrunerOptions{Retention: cfg.Ticketing.AuditRetention.D()}
 }
 
 // nodeWatchOptions translates database.heartbeat_interval and database.node_lost_after into
