@@ -36,27 +36,49 @@ go test -race -count=1 -timeout 30m $pkgs || status=1 # the shards below run any
 # cmd/switchboard holds the end-to-end tests with real binaries, peers and browsers: about 12
 # of the 14 minutes the suite took when it ran as one package beside the others. It runs after
 # them, in two shards at once (two processes, as many as `go test` runs packages at once above),
-# sharing one race build of the gateway. Tests alternate between the shards in name order.
+# sharing one race build of the gateway. The shards are balanced by each test's duration in
+# scripts/cmd-test-seconds.tsv (longest first, each to the shard with the least so far; a test
+# not listed counts 30 s). Each run writes the durations it measured to
+# $SWITCHBOARD_TEST_DURATIONS when that is set: copy them over the file when tests change.
 if ! wait "$build"; then
   cat "$work/build.log" >&2; exit 1
 fi
 export SWITCHBOARD_TEST_BINARY=$work/switchboard
 mapfile -t tests < <(cd cmd/switchboard && "$work/cmd.test" -test.list '.*' | grep -E '^(Test|Example|Fuzz)')
 shards=2
-declare -a runs
-for ((i = 0; i < ${#tests[@]}; i++)); do
-  runs[i % shards]+="${runs[i % shards]:+|}${tests[i]}"
-done
+declare -A secs
+while IFS=$'\t' read -r name s; do
+  [ -n "$name" ] && secs[$name]=$s
+done < <(grep -v '^#' scripts/cmd-test-seconds.tsv 2>/dev/null || true)
+declare -a runs loads
+for ((s = 0; s < shards; s++)); do loads[s]=0; done
+while IFS=$'\t' read -r s name; do
+  best=0
+  for ((k = 1; k < shards; k++)); do
+    if ((loads[k] < loads[best])); then best=$k; fi
+  done
+  loads[best]=$((loads[best] + s))
+  runs[best]+="${runs[best]:+|}$name"
+done < <(for t in "${tests[@]}"; do printf '%s\t%s\n' "${secs[$t]:-30}" "$t"; done | sort -t$'\t' -k1,1nr -k2,2)
+# failed prints, from a shard's verbose log, only what non-verbose go test would: the blocks of
+# the tests that failed and whatever follows the last test (a panic, a timeout, the summary).
+failed() {
+  awk '/^=== RUN   [^\/]+$/ && !open { buf = ""; open = 1 }
+    { buf = buf $0 "\n" }
+    /^--- (PASS|SKIP): / { buf = ""; open = 0; next }
+    /^--- FAIL: / { printf "%s", buf; buf = ""; open = 0; next }
+    END { printf "%s", buf }' "$1"
+}
 declare -a pids
 for ((s = 0; s < shards; s++)); do
   (
     cd cmd/switchboard
     start=$SECONDS
-    if "$work/cmd.test" -test.count=1 -test.timeout=30m -test.run "^(${runs[s]})\$" >"$work/shard$s.log" 2>&1; then
-      echo "ok  	github.com/switchboard-voice/switchboard/cmd/switchboard (shard $((s + 1))/$shards)	$((SECONDS - start))s"
+    if "$work/cmd.test" -test.v -test.count=1 -test.timeout=30m -test.run "^(${runs[s]})\$" >"$work/shard$s.log" 2>&1; then
+      echo "ok  	github.com/switchboard-voice/switchboard/cmd/switchboard (shard $((s + 1))/$shards, planned ${loads[s]}s)	$((SECONDS - start))s"
     else
-      cat "$work/shard$s.log"
-      echo "FAIL	github.com/switchboard-voice/switchboard/cmd/switchboard (shard $((s + 1))/$shards)	$((SECONDS - start))s"
+      failed "$work/shard$s.log"
+      echo "FAIL	github.com/switchboard-voice/switchboard/cmd/switchboard (shard $((s + 1))/$shards, planned ${loads[s]}s)	$((SECONDS - start))s"
       exit 1
     fi
   ) &
@@ -65,4 +87,8 @@ done
 for pid in "${pids[@]}"; do
   wait "$pid" || status=1
 done
+if [ -n "${SWITCHBOARD_TEST_DURATIONS:-}" ]; then
+  { echo "# cmd/switchboard test durations in seconds (scripts/test.sh balances its shards by them), measured $(date -u +%F)"
+    sed -nE 's/^--- (PASS|FAIL): ([^ ]+) \(([0-9]+)\.[0-9]+s\)$/\2\t\3/p' "$work"/shard*.log | sort; } >"$SWITCHBOARD_TEST_DURATIONS"
+fi
 exit $status

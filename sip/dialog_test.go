@@ -431,3 +431,37 @@ func TestOriginateProxyAuthThenBusy(t *testing.T) {
 		t.Errorf("outcome = %s, want no_answer", e.Outcome)
 	}
 }
+
+// TestRetransmitted2xxToOurInviteIsAckedAgain: a far end whose ACK was lost (or came late on a
+// loaded machine) retransmits its 2xx, and every retransmission must be ACKed again (RFC 3261
+// §13.2.2.4; the INVITE client transaction stays in "Accepted" for Timer M, RFC 6026 §7.2).
+// Before the fix the transaction was terminated at the first 2xx: the retransmissions were
+// dropped unanswered ("Unhandled sip response") and the far end, never ACKed, hung up.
+func TestRetransmitted2xxToOurInviteIsAckedAgain(t *testing.T) {
+	p := newUDPPeer(t, 0) // the carrier's far end; it learns the gateway's port below
+	g := startGateway(t, func(o *Options) { o.Trunks[0].OutboundURI = fmt.Sprintf("sip:127.0.0.1:%d", p.port) })
+	p.gw.Port = g.port()
+	_, err := g.s.Originate(context.Background(), OriginateOptions{Trunk: "carrier", Number: "+15557654321", Line: "+15550197",
+		Answered: func(ctx context.Context, c *Call, leg *OutboundLeg) error { <-ctx.Done(); return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := p.recvUntil(10*time.Second, func(m string) bool { return strings.HasPrefix(m, "INVITE ") })
+	if inv == "" {
+		t.Fatal("no INVITE to the trunk")
+	}
+	sdp := strings.ReplaceAll(pcmuOffer, "\n", "\r\n")
+	ok := strings.Replace(respondTo(inv, 200, "OK", "Contact: <sip:far@127.0.0.1:LPORT>\nContent-Type: application/sdp\n"),
+		"Content-Length: 0\n\n", fmt.Sprintf("Content-Length: %d\n\n%s", len(sdp), sdp), 1)
+	isAck := func(m string) bool { return strings.HasPrefix(m, "ACK ") }
+	p.send(ok)
+	if p.recvUntil(10*time.Second, isAck) == "" {
+		t.Fatal("no ACK for the 200")
+	}
+	for i := 1; i <= 3; i++ { // as if each ACK had been lost
+		p.send(ok)
+		if p.recvUntil(10*time.Second, isAck) == "" {
+			t.Fatalf("retransmission %d of the 200 was not ACKed", i)
+		}
+	}
+}

@@ -226,6 +226,7 @@ type sippProc struct {
 	out  *syncBuffer
 	done chan error
 	name string
+	errf string // SIPp's -error_file: every unexpected message and timeout, shown on failure
 }
 
 // syncBuffer is SIPp's output: exec's copier goroutine writes it while a test's cleanup may
@@ -256,15 +257,17 @@ func startSipp(t *testing.T, dir, scenario string, args ...string) *sippProc {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cp := testport.FreeUDP(t)
+	errf := filepath.Join(t.TempDir(), fmt.Sprintf("sipp-%d-errors.log", cp))
 	all := append([]string{"-sf", sf, "-nostdin", "-timeout", "60s", "-timeout_error", "-recv_timeout", "30s",
-		"-cp", strconv.Itoa(testport.FreeUDP(t)), "-i", "127.0.0.1", "-mi", "127.0.0.1"}, args...)
+		"-cp", strconv.Itoa(cp), "-i", "127.0.0.1", "-mi", "127.0.0.1", "-trace_err", "-error_file", errf}, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	cmd := exec.CommandContext(ctx, bin, all...)
 	cmd.Dir = dir
 	out := &syncBuffer{}
 	cmd.Stdout = out
 	cmd.Stderr = out
-	p := &sippProc{cmd: cmd, out: out, done: make(chan error, 1), name: scenario}
+	p := &sippProc{cmd: cmd, out: out, done: make(chan error, 1), name: scenario, errf: errf}
 	if err := cmd.Start(); err != nil {
 		cancel()
 		t.Fatalf("start sipp: %v", err)
@@ -289,7 +292,8 @@ func (p *sippProc) wait(t *testing.T) {
 	case err := <-p.done:
 		p.done <- err
 		if err != nil {
-			t.Fatalf("sipp %s failed: %v\n%s%s", p.name, err, sippErrors(p.out.String()), tail(p.out.String(), 3000))
+			errs, _ := os.ReadFile(p.errf)
+			t.Fatalf("sipp %s failed: %v\n%s%s\nits error file:\n%s", p.name, err, sippErrors(p.out.String()), tail(p.out.String(), 3000), head(string(errs), 4000))
 		}
 	case <-time.After(95 * time.Second):
 		t.Fatalf("sipp %s did not exit", p.name)
@@ -310,6 +314,13 @@ func sippErrors(out string) string {
 		}
 	}
 	return b.String()
+}
+
+func head(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 func tail(s string, n int) string {

@@ -648,9 +648,6 @@ func (l *leg) sendDirection(held bool) error {
 	if !res.IsSuccess() {
 		return fmt.Errorf("sip: hold re-INVITE answered %d", res.StatusCode)
 	}
-	if err := l.s.client.WriteRequest(l.newRequest(sip.ACK, req.CSeq().SeqNo)); err != nil {
-		return err
-	}
 	ans, err := ParseAnswer(res.Body())
 	if err != nil {
 		return err

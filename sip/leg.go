@@ -274,18 +274,31 @@ func (l *leg) newRequest(method sip.RequestMethod, seq uint32) *sip.Request {
 	return req
 }
 
-// do sends an in-dialog request and waits for its final response.
+// do sends an in-dialog request and waits for its final response. A re-INVITE's 2xx is ACKed
+// here (RFC 3261 §13.2.2.4), and its transaction is left to end by itself (Timer M, RFC 6026
+// §7.2) so that every retransmission of the 2xx is ACKed again; callers send no ACK of their own.
 func (l *leg) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	tx, err := l.s.client.TransactionRequest(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("sip: send %s: %w", req.Method, err)
 	}
-	defer tx.Terminate()
+	accepted := false
+	defer func() {
+		if !accepted {
+			tx.Terminate()
+		}
+	}()
 	for {
 		select {
 		case res := <-tx.Responses():
 			if res.IsProvisional() {
 				continue
+			}
+			if req.Method == sip.INVITE && res.IsSuccess() {
+				accepted = true
+				if err := l.ackSuccess(req, res, tx); err != nil {
+					return nil, fmt.Errorf("sip: ACK: %w", err)
+				}
 			}
 			return res, nil
 		case <-tx.Done():
@@ -829,8 +842,7 @@ func (l *leg) refresh() error {
 		}
 		if res.IsSuccess() {
 			l.timerFromResponse(res, false)
-			ack := l.newRequest(sip.ACK, req.CSeq().SeqNo)
-			return l.s.client.WriteRequest(ack)
+			return nil
 		}
 		if res.StatusCode != 491 {
 			return fmt.Errorf("refresh answered %d", res.StatusCode)

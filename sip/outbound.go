@@ -210,7 +210,16 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 	if err != nil {
 		return nil, err
 	}
-	defer func() { tx.Terminate() }()
+	// A transaction answered 2xx is left to end by itself (Timer M, 64*T1: RFC 6026 §7.2): until
+	// then each retransmission of the 2xx — our ACK was lost or late — is ACKed again
+	// (ackSuccess). Terminating it at once dropped those retransmissions unanswered, and the far
+	// end went on retransmitting and then hung up for want of an ACK.
+	accepted := false
+	defer func() {
+		if !accepted {
+			tx.Terminate()
+		}
+	}()
 
 	ring := time.NewTimer(ringTimeout)
 	defer ring.Stop()
@@ -269,6 +278,7 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 			if res.IsSuccess() {
 				l.call.noteFarFinal(res.StatusCode, res.Reason)
 				l.established(res)
+				accepted = true
 				if err := l.ackSuccess(inv, res, tx); err != nil {
 					s.log.Debug("sip: ACK", "call_id", l.callRef(), "sip_call_id", logValue(l.callID), "error", err)
 				}

@@ -192,14 +192,17 @@ func TestEndToEnd_CrossNode_BrowserOnNodeBAnswersHoldsAndTransfersCallOfNodeA(t 
 
 	// agent2's SIP phone registers with node A only (its Contact user is the scenario's
 	// "agent1": the registrar keeps the Contact as given; the binding is agent2's). It answers
-	// the transferred call, echoes it, talks 3 s and hangs up.
+	// the transferred call, echoes it, talks 3 s and hangs up. The answering SIPp starts only
+	// when the page asks for the transfer target: SIPp's own timeout is fixed, and a loaded
+	// machine's browser can take longer than it to log in and answer (it did: 2.5 minutes).
 	phonePort := testport.FreeUDP(t)
 	repl := map[string]string{"PHONE_PORT": strconv.Itoa(phonePort), "TALK_MS": "3000"}
-	phone := startSipp(t, "agent_answer.xml", repl, "-p", strconv.Itoa(phonePort), "-rtp_echo")
-	var carrier *sippRun
+	var phone, carrier *sippRun
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("agent2 phone SIPp output:\n%s", tail(phone.out.String(), 3000))
+			if phone != nil {
+				t.Logf("agent2 phone SIPp output:\n%s", tail(phone.out.String(), 3000))
+			}
 			if carrier != nil {
 				t.Logf("carrier SIPp output:\n%s", tail(carrier.out.String(), 3000))
 			}
@@ -237,6 +240,9 @@ func TestEndToEnd_CrossNode_BrowserOnNodeBAnswersHoldsAndTransfersCallOfNodeA(t 
 			return true
 		},
 		"transfer-target": func() bool {
+			if phone == nil {
+				phone = startSipp(t, "agent_answer.xml", repl, "-p", strconv.Itoa(phonePort), "-rtp_echo")
+			}
 			code, m := b.g.api("PUT", fmt.Sprintf("/agents/%d/state", int64(agent2)), `{"agent":{"state":"available"}}`)
 			if code != 200 {
 				t.Errorf("PUT /agents/%d/state through node B = %d %v", int64(agent2), code, m)
@@ -248,6 +254,9 @@ func TestEndToEnd_CrossNode_BrowserOnNodeBAnswersHoldsAndTransfersCallOfNodeA(t 
 	})
 	if carrier == nil {
 		t.Fatal("the browser script never asked for the call")
+	}
+	if phone == nil {
+		t.Fatal("the browser script never asked for the transfer target")
 	}
 	phone.wait(t, "agent2's phone on node A")
 	carrier.wait(t, "carrier on node A")

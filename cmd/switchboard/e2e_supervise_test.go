@@ -56,7 +56,9 @@ func TestEndToEnd_SupervisorMonitorsAndWhispers(t *testing.T) {
 	// for the browser to monitor and whisper on a loaded machine.
 	phonePort := testport.FreeUDP(t)
 	repl := map[string]string{"PHONE_PORT": strconv.Itoa(phonePort), "TALK_MS": "30000", "TONE_FILE": tone880}
-	phone := startSipp(t, "agent_tone.xml", repl, "-p", strconv.Itoa(phonePort))
+	// Its SIPp outlives the browser script's 160 s: SIPp's own timeout is fixed, and on a loaded
+	// machine the page can take most of that to log in and ask for the call.
+	phone := startSippN(t, "agent_tone.xml", repl, 1, 220*time.Second, "-p", strconv.Itoa(phonePort))
 	startSipp(t, "agent_register.xml", repl, "-s", "agent1", "-au", "agent1@example.com", "-ap", "agentpass",
 		fmt.Sprintf("127.0.0.1:%d", g.sipPort)).wait(t, "register")
 	if code, m := g.api("PUT", fmt.Sprintf("/agents/%d/state", agentID), `{"agent":{"state":"available"}}`); code != 200 {

@@ -5,31 +5,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { launchPage, STEP } from './harness.mjs';
+import { launchPage, request, STEP, until } from './harness.mjs';
 
 const base = process.env.SOFTPHONE_URL;
 const wav = process.env.FAKE_AUDIO_WAV;
 const artifacts = process.env.ARTIFACTS_DIR || '.';
-
-async function until(fn, what, ms = STEP) {
-  const end = Date.now() + ms;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${last})`);
-}
-
-async function control(method, p) {
-  const res = await fetch(base + p, { method, signal: AbortSignal.timeout(STEP) });
-  return res.status;
-}
+const control = (method, p) => request(base, method, p);
 
 const stateIs = (page, want) => async () => (await page.getByTestId('agent-state').textContent()) === want;
 

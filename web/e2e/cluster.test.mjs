@@ -13,7 +13,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { launchPage, STEP } from './harness.mjs';
+import { agentView as agent, ask as askStep, launchPage, login, rtpStats, setState as setStateStep, STEP, until as untilStep } from './harness.mjs';
 
 const base = process.env.GATEWAY_URL;
 const control = process.env.CONTROL_URL;
@@ -23,75 +23,10 @@ const caller = process.env.CALLER || '+15551234567';
 
 // Three race-built nodes, Kamailio, SIPp and this browser share a loaded machine.
 const WAIT = 2 * STEP;
-
-async function until(fn, what, ms = WAIT) {
-  const end = Date.now() + ms;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${last})`);
-}
-
-async function rtpStats(page, type) {
-  return page.evaluate(async (type) => {
-    const pc = window.softphone.pc;
-    if (!pc) return null;
-    const stats = await pc.getStats();
-    for (const r of stats.values()) {
-      if (r.type === type && r.kind === 'audio') {
-        return { packets: r.packetsReceived ?? r.packetsSent, energy: r.totalAudioEnergy || 0 };
-      }
-    }
-    return null;
-  }, type);
-}
-
-// agent returns agent1 as GET /api/v2/agents shows it ({state, node}), asked through the front.
-async function agent(page) {
-  return page.evaluate(async () => {
-    const res = await fetch('/api/v2/agents');
-    const body = await res.json();
-    const me = body.agents.find((a) => a.email === 'agent1@example.com');
-    return me && { state: me.state, node: me.node };
-  });
-}
-
-async function agentState(page) {
-  const a = await agent(page);
-  return a && a.state;
-}
-
-async function ask(step, ms = 4 * STEP) {
-  const res = await fetch(control + '/' + step, { method: 'POST', signal: AbortSignal.timeout(ms) });
-  assert.equal(res.status, 202, `the Go test did ${step}`);
-}
-
-// login logs agent1 in from the page's login form; timeout bounds each action (the form may
-// go away under it: the page reloads itself when its node does not know its session).
-async function login(page, timeout = WAIT) {
-  await page.getByTestId('login-email').fill('agent1@example.com', { timeout });
-  await page.getByTestId('login-password').fill('agentpass', { timeout });
-  await page.getByTestId('login-submit').click({ timeout });
-  await page.getByTestId('login-submit').waitFor({ state: 'hidden', timeout });
-}
-
-// setState clicks the button until the page shows the state (the click counts once the
-// signalling is up).
-async function setState(page, state) {
-  let clicked = 0;
-  await until(async () => {
-    if ((await page.getByTestId('agent-state').textContent()) === state) return true;
-    if (clicked++ % 10 === 0) await page.getByTestId(state === 'available' ? 'go-available' : 'go-away').click();
-    return false;
-  }, `state ${state} on the page`);
-}
+const until = (fn, what, ms = WAIT) => untilStep(fn, what, ms);
+const agentState = async (page) => (await agent(page))?.state;
+const ask = (step) => askStep(control, step, 4 * STEP);
+const setState = (page, state) => setStateStep(page, state, WAIT);
 
 // answerCall answers the ringing call from caller, checks audio both ways and hangs up.
 async function answerCall(page) {
@@ -126,7 +61,7 @@ test('cluster softphone: answers through the front, its node killed under load, 
   // HAProxy's stickiness cookie names node 2: the page, its WebSocket and its audio go there.
   await page.context().addCookies([{ name: 'SWITCHBOARD_NODE', value: 'node2', url: base }]);
   await page.goto(base + '/');
-  await login(page);
+  await login(page, 'agent1@example.com', { timeout: WAIT });
   await setState(page, 'available');
   await until(async () => {
     const a = await agent(page);

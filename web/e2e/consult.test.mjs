@@ -14,7 +14,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { launchPage, STEP } from './harness.mjs';
+import { agentView, launchPage, rtpStats, setState, STEP, tones, until as untilStep } from './harness.mjs';
 
 const base = process.env.GATEWAY_URL;
 const control = process.env.CONTROL_URL;
@@ -25,81 +25,17 @@ const caller = process.env.CALLER || '+15551234567';
 
 // A loaded machine runs the gateway, SIPp and two pages at once: waits are generous.
 const WAIT = 2 * STEP;
-
-// until polls fn (async, truthy when done) every 200 ms for at most ms.
-async function until(fn, what, ms = WAIT) {
-  const end = Date.now() + ms;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${last})`);
-}
-
-// tones records ms of what the page's PeerConnection receives and returns the Goertzel power
-// of each frequency (normalised by the length).
-async function tones(page, ms, freqs) {
-  return page.evaluate(async ({ ms, freqs }) => {
-    const pc = window.softphone.pc;
-    const rcv = pc.getReceivers().find((r) => r.track && r.track.kind === 'audio');
-    const ctx = new AudioContext();
-    await ctx.resume();
-    const src = ctx.createMediaStreamSource(new MediaStream([rcv.track]));
-    const an = ctx.createAnalyser();
-    an.fftSize = 16384;
-    src.connect(an);
-    await new Promise((r) => setTimeout(r, ms));
-    const x = new Float32Array(an.fftSize);
-    an.getFloatTimeDomainData(x);
-    await ctx.close();
-    const sr = ctx.sampleRate;
-    const out = {};
-    for (const f of freqs) {
-      const c = 2 * Math.cos((2 * Math.PI * f) / sr);
-      let s1 = 0, s2 = 0;
-      for (const v of x) { const s0 = v + c * s1 - s2; s2 = s1; s1 = s0; }
-      out[f] = (s1 * s1 + s2 * s2 - c * s1 * s2) / (x.length * x.length);
-    }
-    return out;
-  }, { ms, freqs });
-}
-
-// inbound returns the page's inbound audio statistics: packets and energy received.
-async function inbound(page) {
-  return page.evaluate(async () => {
-    const pc = window.softphone.pc;
-    if (!pc) return null;
-    for (const r of (await pc.getStats()).values()) {
-      if (r.type === 'inbound-rtp' && r.kind === 'audio') return { packets: r.packetsReceived, energy: r.totalAudioEnergy || 0 };
-    }
-    return null;
-  });
-}
+const until = (fn, what, ms = WAIT) => untilStep(fn, what, ms);
+const agentState = async (page, email) => (await agentView(page, email))?.state;
 
 // hears polls the page's received audio until freq stands 30 times above a frequency nobody
 // sends (1300 Hz).
 async function hears(page, who, freq, what) {
   return until(async () => {
     const p = await tones(page, 600, [freq, 1300]);
-    console.log(`${who}: tone powers`, JSON.stringify(p), 'inbound', JSON.stringify(await inbound(page)));
+    console.log(`${who}: tone powers`, JSON.stringify(p), 'inbound', JSON.stringify(await rtpStats(page, 'inbound-rtp')));
     return p[freq] > 30 * p[1300] && p[freq] > 1e-5 ? p : null;
   }, what);
-}
-
-// agentState reads an agent's state through the API with the page's session.
-async function agentState(page, email) {
-  return page.evaluate(async (email) => {
-    const res = await fetch('/api/v2/agents');
-    const body = await res.json();
-    const a = body.agents.find((x) => x.email === email);
-    return a && a.state;
-  }, email);
 }
 
 // login logs the page in as the agent.
@@ -114,12 +50,7 @@ async function login(page, email) {
 // goAvailable makes the agent available: the click counts once the signalling is up, so it is
 // repeated until the page shows the state; then the audio must be connected.
 async function goAvailable(page, email) {
-  let clicked = 0;
-  await until(async () => {
-    if ((await page.getByTestId('agent-state').textContent()) === 'available') return true;
-    if (clicked++ % 10 === 0) await page.getByTestId('go-available').click();
-    return false;
-  }, `${email}: state available on the page`);
+  await setState(page, 'available', WAIT);
   await until(async () => (await agentState(page, email)) === 'available', `${email} available in GET /api/v2/agents`);
   await until(() => page.evaluate(() => window.softphone.pc && window.softphone.pc.connectionState === 'connected'),
     `${email}: the PeerConnection to connect`);

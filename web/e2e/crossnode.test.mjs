@@ -12,7 +12,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { launchPage, STEP } from './harness.mjs';
+import { agentView, ask as askStep, launchPage, login, rtpStats, setState, STEP, until as untilStep } from './harness.mjs';
 
 const base = process.env.GATEWAY_URL;
 const control = process.env.CONTROL_URL;
@@ -23,52 +23,9 @@ const transferTo = process.env.TRANSFER_TO;
 
 // A loaded machine runs two gateways, SIPp and this browser at once: waits are generous.
 const WAIT = 2 * STEP;
-
-// until polls fn (async, truthy when done) every 200 ms for at most ms.
-async function until(fn, what, ms = WAIT) {
-  const end = Date.now() + ms;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${last})`);
-}
-
-async function rtpStats(page, type) {
-  return page.evaluate(async (type) => {
-    const pc = window.softphone.pc;
-    if (!pc) return null;
-    const stats = await pc.getStats();
-    for (const r of stats.values()) {
-      if (r.type === type && r.kind === 'audio') {
-        return { packets: r.packetsReceived ?? r.packetsSent, energy: r.totalAudioEnergy || 0 };
-      }
-    }
-    return null;
-  }, type);
-}
-
-// agentState reads the cluster's view of agent1 through node B's API with the page's session.
-async function agentState(page) {
-  return page.evaluate(async () => {
-    const res = await fetch('/api/v2/agents');
-    const body = await res.json();
-    const me = body.agents.find((a) => a.email === 'agent1@example.com');
-    return me && me.state;
-  });
-}
-
-// ask POSTs a step to the Go test and waits for it to be done (202).
-async function ask(step) {
-  const res = await fetch(control + '/' + step, { method: 'POST', signal: AbortSignal.timeout(WAIT) });
-  assert.equal(res.status, 202, `the Go test did ${step}`);
-}
+const until = (fn, what, ms = WAIT) => untilStep(fn, what, ms);
+const agentState = async (page) => (await agentView(page))?.state;
+const ask = (step) => askStep(control, step, WAIT);
 
 test('cross-node softphone: a call of node A answered on node B, held, resumed, transferred to node A', { timeout: 300_000 }, async (t) => {
   assert.ok(base && control && transferTo, 'GATEWAY_URL, CONTROL_URL and TRANSFER_TO are set');
@@ -82,16 +39,9 @@ test('cross-node softphone: a call of node A answered on node B, held, resumed, 
   });
 
   await page.goto(base + '/');
-  await page.getByTestId('login-email').fill('agent1@example.com');
-  await page.getByTestId('login-password').fill('agentpass');
-  await page.getByTestId('login-submit').click();
+  await login(page, 'agent1@example.com', { timeout: WAIT });
   // The click counts once the signalling is up: click until the page shows the state.
-  let clicked = 0;
-  await until(async () => {
-    if ((await page.getByTestId('agent-state').textContent()) === 'available') return true;
-    if (clicked++ % 10 === 0) await page.getByTestId('go-available').click();
-    return false;
-  }, 'state available on the page');
+  await setState(page, 'available', WAIT);
   await until(async () => (await agentState(page)) === 'available', 'agent1 available in GET /api/v2/agents of node B');
   await until(() => page.evaluate(() => window.softphone.pc && window.softphone.pc.connectionState === 'connected'),
     'the PeerConnection to node B to connect');

@@ -8,65 +8,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { launchPage, STEP } from './harness.mjs';
+import { agentView, launchPage, rtpStats, STEP, until } from './harness.mjs';
 
 const base = process.env.GATEWAY_URL;
 const control = process.env.CONTROL_URL;
 const wav = process.env.FAKE_AUDIO_WAV;
 const artifacts = process.env.ARTIFACTS_DIR || '.';
 const caller = process.env.CALLER || '+15551234567';
-
-// until polls fn (async, truthy when done) every 200 ms for at most ms.
-async function until(fn, what, ms = STEP) {
-  const end = Date.now() + ms;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${last})`);
-}
-
-async function inboundAudio(page) {
-  return page.evaluate(async () => {
-    const pc = window.softphone.pc;
-    if (!pc) return null;
-    const stats = await pc.getStats();
-    for (const r of stats.values()) {
-      if (r.type === 'inbound-rtp' && r.kind === 'audio') {
-        return { packets: r.packetsReceived, energy: r.totalAudioEnergy || 0 };
-      }
-    }
-    return null;
-  });
-}
-
-async function outboundAudio(page) {
-  return page.evaluate(async () => {
-    const pc = window.softphone.pc;
-    if (!pc) return null;
-    const stats = await pc.getStats();
-    for (const r of stats.values()) {
-      if (r.type === 'outbound-rtp' && r.kind === 'audio') return { packets: r.packetsSent };
-    }
-    return null;
-  });
-}
-
-// agentState reads the gateway's view of the agent through the API with the page's session.
-async function agentState(page) {
-  return page.evaluate(async () => {
-    const res = await fetch('/api/v2/agents');
-    const body = await res.json();
-    const me = body.agents.find((a) => a.email === 'agent1@example.com');
-    return me && me.state;
-  });
-}
+const agentState = async (page) => (await agentView(page))?.state;
 
 test('gateway softphone: queued call answered in the browser, hold, hang-up, refused dial', { timeout: 160_000 }, async (t) => {
   assert.ok(base && control, 'GATEWAY_URL and CONTROL_URL are set');
@@ -110,11 +59,11 @@ test('gateway softphone: queued call answered in the browser, hold, hang-up, ref
   // Audio both ways: the carrier's tone arrives in the browser; the fake microphone goes out
   // (the Go test finds its 1 kHz tone on the recording's carrier-bound channel).
   const first = await until(async () => {
-    const s = await inboundAudio(page);
+    const s = await rtpStats(page, 'inbound-rtp');
     return s && s.packets > 50 && s.energy > 0 ? s : null;
   }, 'inbound audio in getStats');
   const sent = await until(async () => {
-    const s = await outboundAudio(page);
+    const s = await rtpStats(page, 'outbound-rtp');
     return s && s.packets > 50 ? s : null;
   }, 'outbound audio in getStats');
   assert.ok(sent.packets > 50, `outbound packets ${sent.packets}`);
@@ -129,7 +78,7 @@ test('gateway softphone: queued call answered in the browser, hold, hang-up, ref
   await until(() => page.getByTestId('hold').isEnabled(), 'hold enabled again (the call resumed)');
 
   const later = await until(async () => {
-    const s = await inboundAudio(page);
+    const s = await rtpStats(page, 'inbound-rtp');
     return s && s.packets > first.packets + 50 ? s : null;
   }, 'audio to keep arriving after resume');
   assert.ok(later.packets > first.packets);
@@ -160,9 +109,9 @@ test('gateway softphone: queued call answered in the browser, hold, hang-up, ref
   await page.getByTestId('dial-number').fill(caller);
   await page.getByTestId('dial-submit').click();
   await page.getByTestId('hangup').waitFor({ state: 'visible', timeout: STEP });
-  const before = await inboundAudio(page);
+  const before = await rtpStats(page, 'inbound-rtp');
   await until(async () => {
-    const s = await inboundAudio(page);
+    const s = await rtpStats(page, 'inbound-rtp');
     return s && (!before || s.packets > before.packets + 50) ? s : null;
   }, 'audio from the far end of the outbound call');
   await page.screenshot({ path: path.join(artifacts, 'gateway-outbound.png'), fullPage: true });

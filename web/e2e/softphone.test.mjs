@@ -6,48 +6,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { launchPage, STEP } from './harness.mjs';
+import { launchPage, request, rtpStats, until } from './harness.mjs';
 
 const base = process.env.SOFTPHONE_URL;
 const wav = process.env.FAKE_AUDIO_WAV;
 const artifacts = process.env.ARTIFACTS_DIR || '.';
 const caller = process.env.SOFTPHONE_CALLER || '+15550123';
-
-// until polls fn (async, truthy when done) every 200 ms for at most ms.
-async function until(fn, what, ms = STEP) {
-  const end = Date.now() + ms;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${last})`);
-}
-
-// control calls one of the Go test's checks; they block until the event or their own timeout.
-async function control(method, p) {
-  const res = await fetch(base + p, { method, signal: AbortSignal.timeout(STEP) });
-  return res.status;
-}
-
-async function inboundAudio(page) {
-  return page.evaluate(async () => {
-    const pc = window.softphone.pc;
-    if (!pc) return null;
-    const stats = await pc.getStats();
-    for (const r of stats.values()) {
-      if (r.type === 'inbound-rtp' && r.kind === 'audio') {
-        return { packets: r.packetsReceived, energy: r.totalAudioEnergy || 0, level: r.audioLevel || 0 };
-      }
-    }
-    return null;
-  });
-}
+const control = (method, p) => request(base, method, p);
 
 test('agent softphone: login, offered call, audio both ways, hold, DTMF, hang-up, call back, refused dial', { timeout: 140_000 }, async (t) => {
   assert.ok(base, 'SOFTPHONE_URL is set');
@@ -75,7 +40,7 @@ test('agent softphone: login, offered call, audio both ways, hold, DTMF, hang-up
   await incoming.waitFor({ state: 'hidden' });
 
   const first = await until(async () => {
-    const s = await inboundAudio(page);
+    const s = await rtpStats(page, 'inbound-rtp');
     return s && s.packets > 25 && s.energy > 0 ? s : null;
   }, 'inbound audio in getStats');
   assert.ok(first.packets > 25, `inbound packets ${first.packets}`);
@@ -94,7 +59,7 @@ test('agent softphone: login, offered call, audio both ways, hold, DTMF, hang-up
   await page.getByTestId('mute').click();
   await page.getByTestId('mute').click();
 
-  const later = await inboundAudio(page);
+  const later = await rtpStats(page, 'inbound-rtp');
   assert.ok(later.packets > first.packets, 'audio keeps arriving');
   await page.screenshot({ path: path.join(artifacts, 'softphone-in-call.png'), fullPage: true });
   // TU-3: hang up and call back — the page hangs up, then asks for the callback of that call

@@ -12,56 +12,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { launchPage, STEP } from './harness.mjs';
+import { launchPage, STEP, tones, until } from './harness.mjs';
 
 const base = process.env.GATEWAY_URL;
 const control = process.env.CONTROL_URL;
 const agentID = process.env.AGENT_ID;
 const wav = process.env.FAKE_AUDIO_WAV;
 const artifacts = process.env.ARTIFACTS_DIR || '.';
-
-async function until(fn, what, ms = STEP) {
-  const end = Date.now() + ms;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${last})`);
-}
-
-// tones records ms of what the page's PeerConnection receives and returns the Goertzel power
-// of each frequency (normalised by the length).
-async function tones(page, ms, freqs) {
-  return page.evaluate(async ({ ms, freqs }) => {
-    const pc = window.softphone.pc;
-    const rcv = pc.getReceivers().find((r) => r.track && r.track.kind === 'audio');
-    const ctx = new AudioContext();
-    await ctx.resume();
-    const src = ctx.createMediaStreamSource(new MediaStream([rcv.track]));
-    const an = ctx.createAnalyser();
-    an.fftSize = 32768;
-    src.connect(an);
-    await new Promise((r) => setTimeout(r, ms));
-    const x = new Float32Array(an.fftSize);
-    an.getFloatTimeDomainData(x);
-    await ctx.close();
-    const sr = ctx.sampleRate;
-    const out = {};
-    for (const f of freqs) {
-      const c = 2 * Math.cos((2 * Math.PI * f) / sr);
-      let s1 = 0, s2 = 0;
-      for (const v of x) { const s0 = v + c * s1 - s2; s2 = s1; s1 = s0; }
-      out[f] = (s1 * s1 + s2 * s2 - c * s1 * s2) / (x.length * x.length);
-    }
-    return out;
-  }, { ms, freqs });
-}
 
 test('supervisor: monitor hears both parties, whisper, leave', { timeout: 150_000 }, async (t) => {
   assert.ok(base && control && agentID, 'GATEWAY_URL, CONTROL_URL and AGENT_ID are set');
@@ -91,7 +48,7 @@ test('supervisor: monitor hears both parties, whisper, leave', { timeout: 150_00
   await until(async () => /^Monitoring call /.test(await page.getByTestId('supervise-status').textContent()), 'monitoring shown');
 
   const heard = await until(async () => {
-    const p = await tones(page, 1000, [440, 880, 1000, 1300]);
+    const p = await tones(page, 1000, [440, 880, 1000, 1300], 32768);
     console.log('monitor: tone powers', JSON.stringify(p));
     return p[440] > 30 * p[1300] && p[880] > 30 * p[1300] && p[440] > 1e-5 && p[880] > 1e-5 ? p : null;
   }, 'the caller (440 Hz) and the agent (880 Hz) heard while monitoring', 20_000);
