@@ -214,8 +214,12 @@ func mapCustomData(ctx context.Context, tx *applyTx, callID string, st Settings,
 			continue
 		}
 		v := strings.TrimSpace(raw)
-		if !ok || v == "" {
+		switch {
+		case !ok:
 			problems = append(problems, fmt.Sprintf("- %s: no value; the call's data has no %q", f.Field, f.Key))
+			continue
+		case v == "":
+			problems = append(problems, fmt.Sprintf("- %s: no value; %q came empty", f.Field, f.Key))
 			continue
 		}
 		val, why := f.fieldValue(v)

@@ -273,6 +273,16 @@ func TestRule_CF4_CustomDataAfterTheTicketFillsItsFields(t *testing.T) {
 	if noteCount(h, id, lateNote) != 1 {
 		t.Errorf("the unchanged invalid plan was noted again: %s", js(h.comments(id)))
 	}
+	// An integration sends the plan empty: noted as such, the fields as they were.
+	ivr.add(callevent.EventIVRSelected, 100, func(e *callevent.Event) {
+		e.Data = callevent.NewData(map[string]string{"plan": " "})
+	})
+	postEvents(t, do, ivr.evs[len(ivr.evs)-1:])
+	apply()
+	if noteCount(h, id, lateNote) != 2 || noteCount(h, id, `plan_level: no value; "plan" came empty`) != 1 ||
+		len(h.ticket(&id).Fields) != 2 {
+		t.Errorf("an empty later value: fields %v, comments %s", h.ticket(&id).Fields, js(h.comments(id)))
+	}
 
 	// An integration posts the CRM id once the call was answered on a default line (ticket at
 	// the answer): written, and no note, the other keys being absent from that event.
