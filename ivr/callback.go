@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
@@ -95,6 +97,14 @@ type CallbackRequest struct {
 	// Attempt is this attempt's number (from 1), Attempts the most there will be: the dialer
 	// emits call.callback_dropped when the last one is not answered.
 	Attempt, Attempts int
+	// Connected, set by the ACD, is how the dialer hands over the caller once they answered:
+	// caller is their leg on the callback's own call (its CallID that call's id), events that
+	// call's event sequence. The ACD bridges them to the agent and serves the call as any
+	// queued call — hold, resume, blind and consult transfers, conference, supervision — until
+	// it is over, and returns what it ended with (hold time, outcome). The agent's leg is then
+	// the ACD's: hung up and freed by it. A dialer that leaves Connected unused bridges the
+	// agent itself (the callback is then reachable by nothing of call control).
+	Connected func(ctx context.Context, caller Leg, events Events) Result
 }
 
 // ErrCallbackNotAnswered is what a CallbackDialer returns (wrapped or not) when the caller did
@@ -448,9 +458,16 @@ func (a *ACD) callbackRun(ctx context.Context, d CallbackDialer, w *waiter, st w
 		}
 		req := CallbackRequest{CallID: c.id, Queue: q.Name, To: c.info.From, Line: c.info.Line, Language: c.Language(),
 			AgentID: id, Attempt: attempt, Attempts: max}
+		var served atomic.Bool // set on the dialer's goroutine; read once DialCallback returned
+		req.Connected = func(cctx context.Context, caller Leg, ev Events) Result {
+			served.Store(true)
+			return a.serveCallback(cctx, w, caller, ev, id, leg)
+		}
 		err := d.DialCallback(ctx, req, leg)
-		a.hangupAgent(bg, leg)
-		a.agentFree(id, q)
+		if !served.Load() {
+			a.hangupAgent(bg, leg)
+			a.agentFree(id, q)
+		}
 		if err == nil {
 			a.log.Info("ivr: queue callback answered", "call_id", c.id, "queue", q.Name, "agent_id", id, "attempt", attempt)
 			a.cbDone(ctx, c.id)
@@ -519,8 +536,8 @@ func (a *ACD) callbackOffer(ctx context.Context, w *waiter, st waitStore) (int64
 			retryC = nil
 			st.retry(bg, w)
 		case cl := <-w.claims:
-			offer := Offer{CallID: c.id, AgentID: cl.AgentID, Queue: q.Name, From: c.info.From, CallerName: c.info.CallerName,
-				Line: c.info.Line, Language: c.Language(), MenuPath: c.MenuPath(), Node: a.offerNode(cl.Node), Callback: true}
+			offer := c.offerTo(q, cl.AgentID, a.offerNode(cl.Node))
+			offer.Callback = true
 			leg, err := a.ringOnce(ctx, offer, q.RingTimeout)
 			if err == nil && ctx.Err() == nil {
 				st.answered(bg, w, cl.AgentID)
@@ -538,24 +555,10 @@ func (a *ACD) callbackOffer(ctx context.Context, w *waiter, st waitStore) (int64
 	return 0, nil, false
 }
 
-// ringOnce offers o to its agent for ring, and returns the agent's leg when they accepted.
+// ringOnce offers o to its agent for ring (ringAgent), and returns the agent's leg when they
+// accepted; a leg that came with an error is hung up.
 func (a *ACD) ringOnce(ctx context.Context, o Offer, ring time.Duration) (AgentLeg, error) {
-	t := a.clock.NewTimer(ring)
-	defer t.Stop()
-	octx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	results := make(chan offerResult, 1)
-	go func() {
-		leg, err := a.offer(octx, o)
-		results <- offerResult{leg, err}
-	}()
-	var r offerResult
-	select {
-	case r = <-results:
-	case <-t.C():
-		cancel()
-		r = <-results
-	}
+	r := a.ringAgent(ctx, o, ring)
 	if r.err == nil && r.leg == nil {
 		r.err = ErrNoAnswer
 	}
@@ -564,6 +567,30 @@ func (a *ACD) ringOnce(ctx context.Context, o Offer, ring time.Duration) (AgentL
 		r.leg = nil
 	}
 	return r.leg, r.err
+}
+
+// serveCallback serves a queue callback whose caller answered (CallbackRequest.Connected): the
+// caller's leg on the callback's own call, connected to agent id (leg), as a call of w's queue
+// — the talk loop of every queued call, so hold, resume, transfers, consults, conferences and
+// supervision reach it, by the callback call's id or by the id of the call called back. A
+// transfer to a queue that overflows ends the callback (the ACD runs no IVR targets: the
+// caller is hung up, logged).
+func (a *ACD) serveCallback(ctx context.Context, w *waiter, caller Leg, ev Events, id int64, leg AgentLeg) Result {
+	orig := w.c
+	orig.mu.Lock()
+	lang, path := orig.lang, slices.Clone(orig.path)
+	orig.mu.Unlock()
+	e := &Engine{opts: Options{Prompts: a.opts.Prompts, Clock: a.clock, Events: noEvents{}}, log: a.log}
+	c := &Call{e: e, leg: caller, id: caller.CallID(), callbackOf: orig.id, lang: lang, path: path,
+		info:   CallInfo{From: orig.info.From, CallerName: orig.info.CallerName, Line: orig.info.Line, Events: ev},
+		digits: make(chan rune, defaultDigitBuffer)}
+	res, next := a.serveFrom(ctx, c, w.q.Name, &connected{agentID: id, leg: leg})
+	if next != nil {
+		a.log.Warn("ivr: queue callback transferred to a queue that overflowed; the caller is hung up (no IVR target runs for a callback)",
+			"call_id", c.id, "callback_of", orig.id, "overflow", next.String())
+		res = Result{Kind: ResultHangup, Outcome: callevent.OutcomeAnswered}
+	}
+	return res
 }
 
 // callbackChosen ends the call's wait by a callback: the confirmation, call.callback_requested,
@@ -578,7 +605,7 @@ func (c *Call) callbackChosen(ctx context.Context, q *queueRec) Result {
 // q takes callbacks, nil (never ready) otherwise.
 func (a *ACD) callbackDigits(c *Call, q *queueRec) (<-chan rune, string) {
 	key := a.callbackKey(q)
-	if key == "" {
+	if key == "" || c.callbackOf != "" { // a callback transferred to a queue: no digits reach it
 		return nil, ""
 	}
 	return c.digits, key

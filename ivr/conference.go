@@ -49,8 +49,8 @@ type ConferenceLeg interface {
 var (
 	// ErrConferenceFull is returned when the call already has media.MaxMixMembers parties.
 	ErrConferenceFull = errors.New("ivr: conference full")
-	// ErrConferenced is returned by Supervise on a call in a conference (one mix per call),
-	// and by Hold, Resume, Transfer and Consult while the call is one.
+	// ErrConferenced is returned by Hold, Resume, Transfer and Consult while the call is a
+	// conference. (A supervisor joins a conference's own mix: Supervise.)
 	ErrConferenced = errors.New("ivr: the call is a conference")
 )
 

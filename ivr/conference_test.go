@@ -114,10 +114,9 @@ func awaitClosed(t *testing.T, what string, ch <-chan struct{}) {
 // Rule (issue 21, conference): the agent adds a third party; the caller, the agent and the
 // party each hear the two others and not themselves (what the caller hears is the recording's
 // right channel: everyone else); the party leaving puts the caller and the agent back on
-// their bridge; a supervisor cannot join a conference, nor can it be held.
+// their bridge; a conference cannot be held.
 func TestConference_ThreePartiesHearEachOtherThenPartyLeaves(t *testing.T) {
 	cr := newConfRig(t, "call-conference")
-	supGW, _ := mediaPair(t)
 	party := newConfLeg(cr.partyGW)
 	if err := cr.acd.Conference(cr.leg.id, party); err != nil {
 		t.Fatal(err)
@@ -128,9 +127,6 @@ func TestConference_ThreePartiesHearEachOtherThenPartyLeaves(t *testing.T) {
 	expectHeard(t, "caller (the recording's right channel)", cr.carrierTap.listen(t, 25), []float64{agentHz, partyHz}, []float64{callerHz})
 	expectHeard(t, "agent", cr.phoneTap.listen(t, 25), []float64{callerHz, partyHz}, []float64{agentHz})
 	expectHeard(t, "party", cr.pTap.listen(t, 25), []float64{callerHz, agentHz}, []float64{partyHz})
-	if _, err := cr.acd.Supervise(cr.leg.id, supGW, SuperviseMonitor); err != ErrConferenced {
-		t.Errorf("Supervise a conference: %v, want ErrConferenced", err)
-	}
 	if err := cr.acd.Hold(context.Background(), cr.leg.id); !errors.Is(err, ErrConferenced) {
 		t.Errorf("Hold a conference: %v, want ErrConferenced", err)
 	}
@@ -152,6 +148,88 @@ func TestConference_ThreePartiesHearEachOtherThenPartyLeaves(t *testing.T) {
 	}
 	if err := cr.acd.Conference(cr.leg.id, newConfLeg(cr.partyGW)); err == nil {
 		t.Error("Conference on an ended call succeeded")
+	}
+}
+
+// Rule (issue 21, supervisors of a conference): a supervisor joins a conference's mix as one
+// more member: monitoring, they hear the caller, the agent and the party, and nobody hears
+// them; whispering, the agent hears them and the caller and the party do not; barging,
+// everyone does; stopped, nobody does and the conference goes on. A supervision of a conference
+// ends with the conference (its last party leaving): the caller and the agent are back on
+// their bridge, and the supervisor's leg hears nothing more. Before, Supervise answered
+// ErrConferenced (409).
+func TestConference_SupervisorMonitorsWhispersBarges(t *testing.T) {
+	cr := newConfRig(t, "call-conference-supervised")
+	supGW, supPhone := mediaPair(t)
+	supTap := tapReceived(supPhone)
+	const supHz = 600
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	t.Cleanup(stop)
+	play(ctx, &wg, supPhone, supHz)
+	party := newConfLeg(cr.partyGW)
+	if err := cr.acd.Conference(cr.leg.id, party); err != nil {
+		t.Fatal(err)
+	}
+	sv, err := cr.acd.Supervise(cr.leg.id, supGW, SuperviseMonitor)
+	if err != nil {
+		t.Fatalf("monitor a conference: %v", err)
+	}
+	if sv.AgentID() != 1 {
+		t.Errorf("supervision's agent %d, want 1", sv.AgentID())
+	}
+	expectHeard(t, "monitor: supervisor", supTap.listen(t, 25), []float64{callerHz, agentHz, partyHz}, []float64{supHz})
+	expectHeard(t, "monitor: caller", cr.carrierTap.listen(t, 25), []float64{agentHz, partyHz}, []float64{supHz})
+	expectHeard(t, "monitor: agent", cr.phoneTap.listen(t, 25), []float64{callerHz, partyHz}, []float64{supHz})
+	expectHeard(t, "monitor: party", cr.pTap.listen(t, 25), []float64{callerHz, agentHz}, []float64{supHz})
+
+	if err := sv.SetMode(SuperviseWhisper); err != nil {
+		t.Fatal(err)
+	}
+	expectHeard(t, "whisper: agent", cr.phoneTap.listen(t, 25), []float64{callerHz, partyHz, supHz}, nil)
+	expectHeard(t, "whisper: caller", cr.carrierTap.listen(t, 25), []float64{agentHz, partyHz}, []float64{supHz})
+	expectHeard(t, "whisper: party", cr.pTap.listen(t, 25), []float64{callerHz, agentHz}, []float64{supHz})
+
+	if err := sv.SetMode(SuperviseBarge); err != nil {
+		t.Fatal(err)
+	}
+	expectHeard(t, "barge: caller", cr.carrierTap.listen(t, 25), []float64{agentHz, partyHz, supHz}, nil)
+	expectHeard(t, "barge: party", cr.pTap.listen(t, 25), []float64{callerHz, agentHz, supHz}, nil)
+
+	sv.Stop()
+	expectHeard(t, "stopped: caller", cr.carrierTap.listen(t, 25), []float64{agentHz, partyHz}, []float64{supHz})
+	expectHeard(t, "stopped: agent", cr.phoneTap.listen(t, 25), []float64{callerHz, partyHz}, []float64{supHz})
+	if !cr.acd.Conferenced(cr.leg.id) {
+		t.Fatal("the conference ended with its supervision")
+	}
+
+	// A second supervision ends with the conference (the party leaves).
+	sv2, err := cr.acd.Supervise(cr.leg.id, supGW, SuperviseBarge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = party.Hangup(context.Background())
+	awaitClosed(t, "the supervision of the conference after it ended", sv2.Done())
+	expectHeard(t, "caller after the conference", cr.carrierTap.listen(t, 25), []float64{agentHz}, []float64{partyHz, supHz})
+	expectHeard(t, "agent after the conference", cr.phoneTap.listen(t, 25), []float64{callerHz}, []float64{partyHz, supHz})
+	supTap.drain()
+	heard := 0
+	for end := time.After(500 * time.Millisecond); ; { // bounded: 0.5 s
+		select {
+		case <-supTap.ch:
+			heard++
+			continue
+		case <-end:
+		}
+		break
+	}
+	if heard > 2 { // a packet in flight at the end may still arrive
+		t.Errorf("the supervisor still hears the call after the supervision ended: %d packets in 0.5 s", heard)
+	}
+	cr.leg.hangup()
+	if got := result(t, cr.res); got.Outcome != callevent.OutcomeAnswered {
+		t.Errorf("outcome %q", got.Outcome)
 	}
 }
 

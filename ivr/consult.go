@@ -322,11 +322,7 @@ func (a *ACD) consultRun(ctx context.Context, c *Call, q *queueRec, s *session, 
 		c.emit(callevent.Event{Type: callevent.EventAnswered})
 		// No agent is on the call any more: hold, transfer and the rest answer ErrNoCall at
 		// once (a request that raced the completion gets it from the loop below).
-		a.mu.Lock()
-		if a.live[c.ID()] == s {
-			delete(a.live, c.ID())
-		}
-		a.mu.Unlock()
+		a.dropLive(c, s)
 		for range 1 << 20 { // the caller and the outside number talk until either hangs up
 			select {
 			case <-ctx.Done():

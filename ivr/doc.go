@@ -59,6 +59,10 @@
 //
 // # Conference
 //
+// An agent's own call (an outbound call placed from the page, run by sip) is made reachable by
+// supervisors and conferences with OwnCall; no goroutine of the ACD serves it (hold and
+// transfers answer ErrNoCall). A supervisor of a conference joins the conference's mix.
+//
 // Conference and ConferenceAgent add parties (an external leg, another agent rung as the queue
 // rings) to a connected call; a media.Mixer then mixes everyone for everyone (conference.go).
 // Any party leaves by hanging up: the call's goroutine keeps serving the call when the caller
@@ -70,7 +74,10 @@
 // the call ends (call.callback_requested, outcome callback) but its waiting entry keeps its
 // place; a goroutine of the ACD then offers it (Offer.Callback) and, once an agent accepts, has
 // the CallbackDialer (sip, through the trunk) call the caller back, Attempts times at most,
-// RetryDelay apart, the entry back in the queue between attempts at the place it had. With a
+// RetryDelay apart, the entry back in the queue between attempts at the place it had. Once the
+// caller answers, the dialer hands their leg back (CallbackRequest.Connected) and the ACD serves
+// the callback as a queued call (talk: hold, transfers, conference, supervision), under the
+// callback's own call id and the id of the call called back. With a
 // CallbackStore (SetCallbackStore: acdpg.Callbacks on PostgreSQL) a pending callback outlives
 // the node: ResumeCallbacks takes this node's up again at start, TakeOverCallbacks a lost
 // node's; one that cannot be run is dropped with a reason (CallbackDropper).

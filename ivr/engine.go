@@ -226,11 +226,14 @@ func (e *Engine) check(t Target) error {
 // Call is one call inside ivr. Create it with Engine.NewCall before Run so that sip can feed
 // it INFO digits (InjectINFO) from its request handlers while Run is going.
 type Call struct {
-	e      *Engine
-	leg    Leg
-	id     string // leg.CallID(), read once: the ACD needs it under its lock
-	info   CallInfo
-	digits chan rune
+	e   *Engine
+	leg Leg
+	id  string // leg.CallID(), read once: the ACD needs it under its lock
+	// callbackOf is, for a queue callback's call (callback.go), the call whose caller asked
+	// for it: the ACD finds the connected callback under either id.
+	callbackOf string
+	info       CallInfo
+	digits     chan rune
 
 	mu       sync.Mutex
 	lang     string

@@ -36,6 +36,18 @@ const hangupBudget = 5 * time.Second
 // serve runs the call through queue name: wait, offers, the conversation, transfers. It
 // returns either a final Result or the next target (overflow).
 func (a *ACD) serve(ctx context.Context, c *Call, name string) (Result, *Target) {
+	return a.serveFrom(ctx, c, name, nil)
+}
+
+// connected is an agent connected to a call already when serveFrom starts: a queue callback
+// whose caller answered (callback.go). call.answered was emitted for it by the call's owner.
+type connected struct {
+	agentID int64
+	leg     AgentLeg
+}
+
+// serveFrom is serve, starting with the agent conn talking to the caller when conn is set.
+func (a *ACD) serveFrom(ctx context.Context, c *Call, name string, conn *connected) (Result, *Target) {
 	var from int64
 	var hold time.Duration
 	answered := false
@@ -53,7 +65,13 @@ func (a *ACD) serve(ctx context.Context, c *Call, name string) (Result, *Target)
 			agentID int64
 			leg     AgentLeg
 		)
-		kind, agentID, leg = a.wait(ctx, c, q)
+		announced := conn != nil
+		if conn != nil {
+			kind, agentID, leg = waitConnected, conn.agentID, conn.leg
+			conn = nil
+		} else {
+			kind, agentID, leg = a.wait(ctx, c, q)
+		}
 		switch kind {
 		case waitAbandoned:
 			if answered { // back in a queue after a transfer: the call was answered already
@@ -71,7 +89,7 @@ func (a *ACD) serve(ctx context.Context, c *Call, name string) (Result, *Target)
 			return res, nil
 		}
 		answered = true
-		out := a.talk(ctx, c, q, agentID, leg, from)
+		out := a.talk(ctx, c, q, agentID, leg, from, announced)
 		hold += out.hold
 		if out.toQueue == "" {
 			return Result{Kind: ResultHangup, Outcome: callevent.OutcomeAnswered, HoldTime: hold, Err: out.err}, nil
@@ -207,8 +225,7 @@ func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int6
 			return waitOverflow, 0, nil
 		case cl := <-w.claims:
 			offered = cl.AgentID
-			offer := Offer{CallID: c.ID(), AgentID: cl.AgentID, Queue: q.Name, From: c.info.From, CallerName: c.info.CallerName,
-				Line: c.info.Line, Language: c.Language(), MenuPath: c.MenuPath(), Node: a.offerNode(cl.Node)}
+			offer := c.offerTo(q, cl.AgentID, a.offerNode(cl.Node))
 			ring = a.clock.NewTimer(q.RingTimeout)
 			ringC = ring.C()
 			c.emit(callevent.Event{Type: callevent.EventOffered, AgentID: cl.AgentID})
@@ -443,9 +460,11 @@ type session struct {
 	caller  *media.Endpoint // the caller's endpoint, fixed: supervisors join here (supervise.go)
 	conf    *conference     // guarded by ACD.mu: the call's conference, nil when two-party (conference.go)
 	// call and q are the call and the queue it was answered from, fixed (an agent added to a
-	// conference is rung as the queue rings: conference.go).
+	// conference is rung as the queue rings: conference.go). Both nil for an agent's own call
+	// (own: OwnCall), which no goroutine of the ACD serves: ctl is never read.
 	call *Call
 	q    *queueRec
+	own  bool
 }
 
 type talkOutcome struct {
@@ -456,8 +475,9 @@ type talkOutcome struct {
 }
 
 // talk bridges the caller to the agent and serves hold, resume and transfers until either
-// side hangs up or the call is transferred to a queue.
-func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg AgentLeg, from int64) talkOutcome {
+// side hangs up or the call is transferred to a queue. announced: call.answered was emitted
+// for this agent already (a queue callback's answer).
+func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg AgentLeg, from int64, announced bool) talkOutcome {
 	ep := c.leg.Endpoint()
 	if from != 0 {
 		c.emit(callevent.Event{Type: callevent.EventTransferred, FromAgentID: from, ToAgentID: agentID})
@@ -472,18 +492,14 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 		return out
 	}
 	s := &session{ctl: make(chan ctlReq), done: make(chan struct{}), agentID: agentID, caller: ep, call: c, q: q}
-	a.mu.Lock()
-	a.live[c.ID()] = s
-	a.mu.Unlock()
+	a.addLive(c, s)
 	defer func() {
-		a.mu.Lock()
-		if a.live[c.ID()] == s {
-			delete(a.live, c.ID())
-		}
-		a.mu.Unlock()
+		a.dropLive(c, s)
 		close(s.done)
 	}()
-	c.emit(callevent.Event{Type: callevent.EventAnswered, AgentID: agentID, Channel: legChannel(leg)})
+	if !announced {
+		c.emit(callevent.Event{Type: callevent.EventAnswered, AgentID: agentID, Channel: legChannel(leg)})
+	}
 	music := a.music(q)
 	var (
 		pl        *player
@@ -614,6 +630,28 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 	return out
 }
 
+// addLive makes s the connected call c: under its id, and under the id of the call it calls
+// back (a queue callback: the id its agent's page and the wallboard know it by).
+func (a *ACD) addLive(c *Call, s *session) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.live[c.ID()] = s
+	if c.callbackOf != "" {
+		a.live[c.callbackOf] = s
+	}
+}
+
+// dropLive ends what addLive did, unless another session took the ids since.
+func (a *ACD) dropLive(c *Call, s *session) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, id := range []string{c.ID(), c.callbackOf} {
+		if id != "" && a.live[id] == s {
+			delete(a.live, id)
+		}
+	}
+}
+
 // reserve marks an available agent as being offered c (a blind transfer to that agent) and
 // returns the node the agent is attached to (Offer.Node).
 func (a *ACD) reserve(c *Call, id int64) (string, error) {
@@ -649,30 +687,42 @@ func (a *ACD) offerDirect(ctx context.Context, c *Call, q *queueRec, id int64, n
 	return a.offerReserved(ctx, c, q, id, node)
 }
 
-// offerReserved rings one reserved agent for the queue's ring timeout and settles the agent's
-// state: busy on c when answered, else free again (a missed offer unless ctx ended).
-func (a *ACD) offerReserved(ctx context.Context, c *Call, q *queueRec, id int64, node string) (AgentLeg, error) {
-	offer := Offer{CallID: c.ID(), AgentID: id, Queue: q.Name, From: c.info.From, CallerName: c.info.CallerName,
+// offerTo is the offer of c, waiting in or answered from q, to agent id attached to node ("":
+// this node).
+func (c *Call) offerTo(q *queueRec, id int64, node string) Offer {
+	return Offer{CallID: c.ID(), AgentID: id, Queue: q.Name, From: c.info.From, CallerName: c.info.CallerName,
 		Line: c.info.Line, Language: c.Language(), MenuPath: c.MenuPath(), Node: node}
-	ring := a.clock.NewTimer(q.RingTimeout)
-	defer ring.Stop()
+}
+
+// ringAgent offers o to its agent for ring at most and returns what the dialer came back
+// with: the offer is withdrawn (its context cancelled, and the dialer awaited) when ring
+// passes or ctx ends first. The one ring of an agent that was picked for a call already — a
+// blind or consult transfer to them, an agent added to a conference (offerReserved), a queue
+// callback (ringOnce); the waiting loop of a queued call runs its own, among its other events.
+func (a *ACD) ringAgent(ctx context.Context, o Offer, ring time.Duration) offerResult {
+	t := a.clock.NewTimer(ring)
+	defer t.Stop()
 	octx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	results := make(chan offerResult, 1)
 	go func() {
-		leg, err := a.offer(octx, offer)
+		leg, err := a.offer(octx, o)
 		results <- offerResult{leg, err}
 	}()
-	var r offerResult
 	select {
-	case r = <-results:
-	case <-ring.C():
-		cancel()
-		r = <-results
+	case r := <-results:
+		return r
+	case <-t.C():
 	case <-ctx.Done():
-		cancel()
-		r = <-results
 	}
+	cancel()
+	return <-results
+}
+
+// offerReserved rings one reserved agent for the queue's ring timeout and settles the agent's
+// state: busy on c when answered, else free again (a missed offer unless ctx ended).
+func (a *ACD) offerReserved(ctx context.Context, c *Call, q *queueRec, id int64, node string) (AgentLeg, error) {
+	r := a.ringAgent(ctx, c.offerTo(q, id, node), q.RingTimeout)
 	if a.opts.Shared != nil {
 		return a.sharedOfferEnded(ctx, c, q, id, r)
 	}
@@ -745,6 +795,11 @@ func (a *ACD) control(ctx context.Context, callID string, req ctlReq) error {
 	a.mu.Unlock()
 	if s == nil {
 		return fmt.Errorf("%w: %s", ErrNoCall, callID)
+	}
+	if s.own {
+		// Hold and transfers are the queue's: an agent's own call has neither music nor a
+		// queue to go back to (the page says so).
+		return fmt.Errorf("%w: %s (an agent's own call: hold and transfer are for queue calls)", ErrNoCall, callID)
 	}
 	req.reply = make(chan error, 1)
 	select {

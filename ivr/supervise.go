@@ -64,6 +64,7 @@ type Supervision struct {
 	callID string
 	sess   *session
 	mixer  *media.Mixer
+	conf   *conference // the conference supervised (its mixer: not the supervision's to close), nil for a two-party call
 	stop   chan struct{}
 	done   chan struct{}
 	once   sync.Once
@@ -86,13 +87,16 @@ func (a *ACD) Supervise(callID string, sup *media.Endpoint, mode SuperviseMode) 
 	}
 	a.mu.Lock()
 	s := a.live[callID]
-	conferenced := s != nil && s.conf != nil
+	var cf *conference
+	if s != nil && s.conf != nil && !s.conf.closed {
+		cf = s.conf
+	}
 	a.mu.Unlock()
 	if s == nil || s.caller == nil {
 		return nil, fmt.Errorf("%w: %s", ErrNoCall, callID)
 	}
-	if conferenced {
-		return nil, ErrConferenced // one mix per call
+	if cf != nil {
+		return a.superviseConference(callID, s, cf, sup, mode)
 	}
 	agentEP := media.BridgedTo(s.caller)
 	if agentEP == nil {
@@ -119,9 +123,83 @@ func (a *ACD) Supervise(callID string, sup *media.Endpoint, mode SuperviseMode) 
 	return sv, nil
 }
 
+// OwnCall makes callID, an agent's own call that the ACD does not serve (an outbound call
+// placed from the agent's page: sip), a connected call of agent agentID whose far end far is
+// bridged to the agent's audio, so that supervisors (Supervise: monitor, whisper, barge) and
+// added external parties (Conference) reach it as they reach a queued call. Hold, resume and
+// transfers answer ErrNoCall for it, and ConferenceAgent too (an added agent is rung as a
+// queue rings them: the call has no queue). The call's owner calls end once the call is over
+// (supervisions and conference parties end with it); end is idempotent. A call id already
+// connected is left as it is (end then does nothing).
+func (a *ACD) OwnCall(callID string, agentID int64, far *media.Endpoint) (end func()) {
+	s := &session{done: make(chan struct{}), agentID: agentID, caller: far, own: true}
+	a.mu.Lock()
+	if _, taken := a.live[callID]; taken || callID == "" || far == nil {
+		a.mu.Unlock()
+		return func() {}
+	}
+	a.live[callID] = s
+	a.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			a.mu.Lock()
+			if a.live[callID] == s {
+				delete(a.live, callID)
+			}
+			a.mu.Unlock()
+			close(s.done)
+		})
+	}
+}
+
+// superviseConference joins the supervisor to the mix of a conference (one mix per call): the
+// supervisor is one more member, who hears everyone; monitoring nobody hears them, whispering
+// the agent who holds the call does (while that agent is in the conference), barging everyone.
+// The conference's members are left as they are. The supervision ends with the conference:
+// when the last added party leaves and the call is a two-party call again, the supervisor
+// starts a new supervision of it.
+func (a *ACD) superviseConference(callID string, s *session, cf *conference, sup *media.Endpoint, mode SuperviseMode) (*Supervision, error) {
+	if cf.caller.Endpoint() == sup || cf.agent.Endpoint() == sup {
+		return nil, ErrSupervised
+	}
+	sv := &Supervision{acd: a, callID: callID, sess: s, mixer: cf.mixer, conf: cf, stop: make(chan struct{}), done: make(chan struct{}),
+		mode: mode, caller: cf.caller, agent: cf.agent}
+	// Heard by nobody from the first tick (the conference's members hear the mix already;
+	// applyLocked then gives the mode's place).
+	m, err := cf.mixer.Add(sup, media.MemberOptions{HeardBy: media.HeardByNobody})
+	if err != nil {
+		if errors.Is(err, media.ErrMixerFull) {
+			return nil, ErrConferenceFull
+		}
+		if errors.Is(err, media.ErrMixerClosed) { // the conference ended meanwhile: try again
+			return nil, ErrNotBridged
+		}
+		return nil, fmt.Errorf("ivr: supervise the conference %s: %w", callID, err)
+	}
+	sv.mu.Lock()
+	sv.sup = m
+	sv.applyLocked()
+	sv.mu.Unlock()
+	go sv.watch()
+	return sv, nil
+}
+
 // applyLocked sets each member's place for the mode (sv.mu held, so that two mode changes
 // apply in order; media.MixMember.Set takes only the mixer's own lock and calls nothing back).
+// In a conference only the supervisor's place changes: everyone else hears everyone already.
 func (sv *Supervision) applyLocked() {
+	if sv.conf != nil {
+		switch sv.mode {
+		case SuperviseMonitor:
+			sv.sup.Set(media.MemberOptions{Send: true, HeardBy: media.HeardByNobody})
+		case SuperviseWhisper:
+			sv.sup.Set(media.MemberOptions{Send: true, HeardBy: media.HeardByOne, Listener: sv.agent})
+		case SuperviseBarge:
+			sv.sup.Set(media.MemberOptions{Send: true})
+		}
+		return
+	}
 	switch sv.mode {
 	case SuperviseMonitor:
 		sv.caller.Set(media.MemberOptions{})
@@ -187,6 +265,10 @@ func (sv *Supervision) Stop() {
 // and moves the agent's member to the new agent after a transfer.
 func (sv *Supervision) watch() {
 	defer close(sv.done)
+	if sv.conf != nil {
+		sv.watchConference()
+		return
+	}
 	defer sv.mixer.Close()
 	t := time.NewTicker(superviseWatch)
 	defer t.Stop()
@@ -219,5 +301,28 @@ func (sv *Supervision) watch() {
 		sv.applyLocked()
 		sv.mu.Unlock()
 		old.Remove()
+	}
+}
+
+// watchConference ends a supervision of a conference when it is stopped, the call leaves its
+// agent, the conference ends, or the supervisor's leg closes: the supervisor leaves the
+// conference's mix (which goes on without them).
+func (sv *Supervision) watchConference() {
+	defer sv.sup.Remove()
+	t := time.NewTicker(superviseWatch)
+	defer t.Stop()
+	for {
+		select {
+		case <-sv.stop:
+			return
+		case <-sv.sess.done:
+			return
+		case <-sv.conf.over:
+			return
+		case <-t.C:
+			if sv.sup.Endpoint().Closed() {
+				return
+			}
+		}
 	}
 }

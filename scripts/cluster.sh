@@ -5,8 +5,10 @@
 # nodes' HTTP (the agent page and the API). Ctrl-C stops everything it started.
 #
 # The nodes' configurations are generated from deploy/dev/switchboard.yaml (CONFIG) with only
-# the node name, the ports, the RTP range, the local files and the trusted front (the front's
-# 127.0.0.1: its X-Switchboard-Source names the real caller) changed; the front is
+# the node name, the ports, the RTP range, the local files, the trusted front (the front's
+# 127.0.0.1: its X-Switchboard-Source names the real caller) and http.public_url (the HTTP
+# front's URL: API links are built on it, and an agent page opened at a node's own address goes
+# there when that node stops answering) changed; the front is
 # deploy/kamailio/kamailio.cfg itself, its listen address, dispatcher list and control sockets
 # given as defines (kamailio -A). Everything generated lives under CLUSTER_DIR.
 #
@@ -108,7 +110,7 @@ node_config() {
   mkdir -p "$nd"
   sed -e "s|^node: dev\$|node: node$n|" \
       -e "s|^shutdown_grace: 30s\$|shutdown_grace: 5s|" \
-      -e "s|^  listen: 127.0.0.1:8080\$|  listen: 127.0.0.1:$http|" \
+      -e "s|^  listen: 127.0.0.1:8080\$|  listen: 127.0.0.1:$http\n  public_url: http://127.0.0.1:$web_port|" \
       -e "s|address: 127.0.0.1:5060}|address: 127.0.0.1:$sip}|" \
       -e "s|^  max_calls: 250\$|  max_calls: 250\n  trusted_fronts: [127.0.0.1/32]|" \
       -e "s|^  port_min: 20000\$|  port_min: $rtp_min|" \
@@ -119,7 +121,7 @@ node_config() {
   # The internal leg between the nodes (the secret comes from the environment).
   printf '\ncluster:\n  internal_networks: [127.0.0.1/32]\n  internal_address: 127.0.0.1:%s\n' "$sip" >>"$out"
   local want
-  for want in "node: node$n" "listen: 127.0.0.1:$http" "address: 127.0.0.1:$sip}" "port_min: $rtp_min" \
+  for want in "node: node$n" "listen: 127.0.0.1:$http" "public_url: http://127.0.0.1:$web_port" "address: 127.0.0.1:$sip}" "port_min: $rtp_min" \
       "dir: $nd/recordings" "spool: $nd/spool/events.jsonl" "shared_queues: true" "shutdown_grace: 5s" "trusted_fronts: [127.0.0.1/32]" "internal_address: 127.0.0.1:$sip"; do
     grep -qF "$want" "$out" || { log "$config changed: could not set '$want' for node $n"; exit 1; }
   done

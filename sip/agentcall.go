@@ -98,6 +98,11 @@ func (s *Server) CallForAgent(ctx context.Context, a AgentCall) (string, error) 
 			defer stop()
 			c.journalLegs()
 			c.startRecording(out.Endpoint())
+			if oc := s.opts.OwnCalls; oc != nil {
+				// Supervisors and conferences reach the call from here on, until it ends.
+				end := oc.OwnCall(c.id, a.AgentID, out.Endpoint())
+				defer end()
+			}
 			select {
 			case <-ctx.Done():
 			case <-leg.Done():

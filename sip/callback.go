@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/switchboard-voice/switchboard/ivr"
+	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"github.com/switchboard-voice/switchboard/ticketing/phone"
 )
@@ -137,6 +138,7 @@ func (d phoneDialer) offerCallback(ctx context.Context, o ivr.Offer, b binding) 
 		}
 		return nil, fmt.Errorf("sip: offer the callback of %s to agent %d: %w: %w", o.CallID, o.AgentID, ivr.ErrNoAnswer, err)
 	}
+	out.l.referAgent.Store(o.AgentID) // the phone may transfer the callback once connected (REFER, refer.go)
 	return &callbackPhoneLeg{call: c, MediaAgentLeg: ivr.MediaAgentLeg{Endpoint: out.Endpoint(), Ended: out.Done(),
 		HangupFunc: func(context.Context) error { out.Hangup(); return nil }}}, nil
 }
@@ -166,6 +168,7 @@ func (s *Server) DialCallback(ctx context.Context, r ivr.CallbackRequest, agent 
 		call     *Call
 		answered atomic.Bool
 		ended    = make(chan struct{})
+		served   = make(chan struct{}) // closed when the ACD takes the answered call (r.Connected)
 	)
 	opts := OriginateOptions{
 		Trunk: trunk, Number: r.To, Line: r.Line, AgentID: r.AgentID,
@@ -176,11 +179,17 @@ func (s *Server) DialCallback(ctx context.Context, r ivr.CallbackRequest, agent 
 		prepare: func(c *Call) error {
 			call = c
 			// The agent hanging up before the answer cancels the attempt; after it, the
-			// Answered handler sees it.
+			// Answered handler sees it (or the ACD, which may transfer the call away from
+			// this agent: their leg ending then is not the call's end).
 			go func() {
 				select {
 				case <-agent.Done():
-					c.Hangup()
+					select {
+					case <-served:
+					default:
+						c.Hangup()
+					}
+				case <-served:
 				case <-c.ctx.Done():
 				}
 			}()
@@ -188,6 +197,16 @@ func (s *Server) DialCallback(ctx context.Context, r ivr.CallbackRequest, agent 
 		},
 		Answered: func(actx context.Context, c *Call, out *OutboundLeg) error {
 			answered.Store(true)
+			if r.Connected != nil {
+				// The ACD serves the answered callback as a queued call (hold, transfers,
+				// supervision): it bridges the agent and hangs them up when it is over.
+				close(served)
+				c.journalLegs()
+				c.startRecording(out.Endpoint())
+				res := r.Connected(actx, callbackCaller{c: c, out: out, done: actx.Done()}, ivrEvents{c})
+				c.AddHoldTime(res.HoldTime)
+				return res.Err
+			}
 			stop, err := agent.Bridge(out.Endpoint())
 			if err != nil {
 				return fmt.Errorf("sip: callback: bridge the agent: %w", err)
@@ -232,6 +251,18 @@ func (s *Server) DialCallback(ctx context.Context, r ivr.CallbackRequest, agent 
 	}
 	return nil
 }
+
+// callbackCaller is the answered caller of a queue callback as the ACD sees it (ivr.Leg): the
+// leg through the trunk, on the callback's own call (its id is the call's).
+type callbackCaller struct {
+	c    *Call
+	out  *OutboundLeg
+	done <-chan struct{}
+}
+
+func (l callbackCaller) CallID() string            { return l.c.ID() }
+func (l callbackCaller) Endpoint() *media.Endpoint { return l.out.Endpoint() }
+func (l callbackCaller) Done() <-chan struct{}     { return l.done }
 
 // callbackDropSeq is the seq of a call.callback_dropped that no attempt carries (the callback
 // was given up when it was taken up again, long after its call ended): far past any event of

@@ -37,8 +37,11 @@
 //
 // Outbound calls: Server.CallForAgent places an agent's dial (POST /api/v2/calls) — the agent's
 // page first (Softphones; its refusal leaves nothing), then the trunk, the answer bridged into
-// the page and recorded. Server.Originate is the general form (the call runs on its own
-// goroutine and OriginateOptions.Answered gets the answered leg).
+// the page and recorded, and told to Options.OwnCalls (the ACD: supervisors and conferences
+// reach it) until it ends. Server.Originate is the general form (the call runs on its own
+// goroutine and OriginateOptions.Answered gets the answered leg). A queue callback
+// (Server.DialCallback) hands its answered caller back to the ACD (CallbackRequest.Connected),
+// which serves it as a queued call.
 //
 // Agents attached to other nodes (internal_leg.go): Server.ClusterDialer wraps this node's
 // agent dialer (softphone page, else registered phone); an offer whose ivr.Offer.Node names

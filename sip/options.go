@@ -61,6 +61,11 @@ type Options struct {
 	// away, *62 offline); an empty field takes its default. New refuses codes that are not
 	// ValidFeatureCode or not distinct.
 	FeatureCodes FeatureCodes
+	// OwnCalls, when set, is told of every agent's own call once it is answered and bridged
+	// (CallForAgent: the callee's endpoint, bridged to the agent's audio) and when it ends, so
+	// that supervisors and conferences reach it as they reach a queued call (*ivr.ACD: OwnCall).
+	// Nil: they reach only the ACD's calls.
+	OwnCalls OwnCalls
 	// Refer, when set, carries out the blind transfer an agent's SIP phone asks for with REFER
 	// (RFC 3515; refer.go): the call, the agent, and the Refer-To target read as an agent (a
 	// SIP username Agents knows) or a number. Nil answers REFER with 405.
@@ -195,6 +200,12 @@ type ClusterOptions struct {
 	// Control, when set, takes the softphone's hold, resume and transfer of a call this node
 	// owns whose agent is attached to another node (relayed over the internal leg): the ACD.
 	Control CallControl
+}
+
+// OwnCalls registers an agent's own call with call control (*ivr.ACD satisfies it): far is the
+// callee's endpoint, bridged to the agent's audio; end is called once the call is over.
+type OwnCalls interface {
+	OwnCall(callID string, agentID int64, far *media.Endpoint) (end func())
 }
 
 // CallControl is what the softphone's buttons drive on the call's node (*ivr.ACD satisfies it).

@@ -30,22 +30,8 @@ func (l *queueLeg) Done() <-chan struct{}     { return l.done }
 // state reaches the page (busy, then available again).
 func TestRealACDOffersToTheSoftphone(t *testing.T) {
 	var srv *Server
-	acd, err := ivr.NewACD(ivr.ACDOptions{
-		Queues: []ivr.Queue{{Name: "support", RingTimeout: 5 * time.Second, MaxWait: 30 * time.Second}},
-		Agents: []ivr.Agent{{ID: 1, Email: "agent1@example.com", Queues: []string{"support"}}},
-		Dialer: ivr.AgentDialerFunc(func(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, error) {
-			return srv.Offer(ctx, o)
-		}),
-		OnAgentState: func(st ivr.AgentStatus) {
-			if srv != nil {
-				srv.AgentStateChanged(st)
-			}
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(acd.Close)
+	acd := newPageACD(t, &srv, []ivr.Queue{{Name: "support", RingTimeout: 5 * time.Second, MaxWait: 30 * time.Second}},
+		[]ivr.Agent{{ID: 1, Email: "agent1@example.com", Queues: []string{"support"}}})
 	eng, err := ivr.New(ivr.Options{ACD: acd})
 	if err != nil {
 		t.Fatal(err)
@@ -136,4 +122,28 @@ func TestRealACDOffersToTheSoftphone(t *testing.T) {
 		t.Fatal("the call did not end after the page's hang-up")
 	}
 	close(leg.done)
+}
+
+// newPageACD is a real ACD whose agents are this package's softphone pages: its offers go to
+// (*srv).Offer and agent states to (*srv).AgentStateChanged, once *srv is set (the server is
+// built on the ACD). Closed when the test ends.
+func newPageACD(t *testing.T, srv **Server, queues []ivr.Queue, agents []ivr.Agent) *ivr.ACD {
+	t.Helper()
+	acd, err := ivr.NewACD(ivr.ACDOptions{
+		Queues: queues,
+		Agents: agents,
+		Dialer: ivr.AgentDialerFunc(func(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, error) {
+			return (*srv).Offer(ctx, o)
+		}),
+		OnAgentState: func(st ivr.AgentStatus) {
+			if *srv != nil {
+				(*srv).AgentStateChanged(st)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(acd.Close)
+	return acd
 }

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -134,6 +135,12 @@ type Options struct {
 	// (an HTTP front failing over) keeps its login there. Nil: the logins live in this
 	// Server's memory only, as on a single node.
 	Sessions SessionStore
+	// FrontURL is the cluster's HTTP front, scheme and authority only ("https://gw.example.com"):
+	// a page opened at this node's own address that finds its node no longer answering goes
+	// there (a new page load, which the front sends to a live node) instead of waiting for its
+	// node to come back. A page opened through the front stays: the front moves it. Empty: the
+	// page waits for its node (one node).
+	FrontURL string
 	// Teams tells each agent's team ticket entry (docs/rules.md, TB), shown to the page in the
 	// login and /session answers as "ticket_entry" so that the dial form asks for a ticket
 	// ID; give it the same policy as Outbound.Teams. Nil: off for everyone.
@@ -215,6 +222,13 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.ReconnectGrace <= 0 {
 		opts.ReconnectGrace = DefaultReconnectGrace
+	}
+	if opts.FrontURL != "" {
+		front, err := frontOrigin(opts.FrontURL)
+		if err != nil {
+			return nil, fmt.Errorf("web: new: %w", err)
+		}
+		opts.FrontURL = front
 	}
 	log := opts.Logger
 	if log == nil {
@@ -441,8 +455,21 @@ func (s *Server) EndSessions(id int64) {
 	s.endAgent(id)
 }
 
-// sessionJSON is the answer of login and /session: the agent, where the API is, and the
-// agent's team ticket entry (mode off when the agent is in no team).
+// frontOrigin checks a front URL as the configuration checks http.public_url (an http or https
+// scheme and a host, no path but "/", no query) and returns its origin: the page compares it
+// with its own.
+func frontOrigin(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return "", fmt.Errorf("front URL %q: want scheme and host only, e.g. https://gw.example.com", s)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
+// sessionJSON is the answer of login and /session: the agent, where the API is, the agent's
+// team ticket entry (mode off when the agent is in no team), and the cluster's HTTP front
+// when there is one (front_url: where the page goes when this node stops answering).
 func (s *Server) sessionJSON(a Agent) map[string]any {
 	te := ticketing.TicketEntry{Mode: ticketing.TicketEntryOff}
 	if s.opts.Teams != nil {
@@ -455,7 +482,11 @@ func (s *Server) sessionJSON(a Agent) map[string]any {
 	if st, err := s.opts.ACD.Agent(a.ID); err == nil && st.Queues != nil {
 		queues = st.Queues
 	}
-	return map[string]any{"agent": agentJSON(a), "api_base": s.opts.APIBase, "ticket_entry": te, "queues": queues}
+	out := map[string]any{"agent": agentJSON(a), "api_base": s.opts.APIBase, "ticket_entry": te, "queues": queues}
+	if s.opts.FrontURL != "" {
+		out["front_url"] = s.opts.FrontURL
+	}
+	return out
 }
 
 func agentJSON(a Agent) map[string]any {

@@ -38,6 +38,9 @@ type SupervisorACD interface {
 	Supervise(callID string, sup *media.Endpoint, mode ivr.SuperviseMode) (*ivr.Supervision, error)
 	Agents() []ivr.AgentStatus
 	Queues() []ivr.QueueStatus
+	// CallAgent tells the agent connected to a call — a queued call, a queue callback (by
+	// either of its ids), an agent's own outbound call — and whether there is one.
+	CallAgent(callID string) (int64, bool)
 }
 
 // SupervisionAuditor writes the audit entry of a supervisor's action; *ticketing.Store
@@ -192,8 +195,13 @@ func notFound(format string, args ...any) error {
 	return &ticketing.Error{Kind: ticketing.ErrNotFound, Description: fmt.Sprintf(format, args...)}
 }
 
-// agentOf returns the agent the call is connected to on this node (0: none).
+// agentOf returns the agent the call is connected to on this node (0: none). The ACD's
+// connected calls include an agent's own outbound call, which leaves the agent's queue state
+// as it was (so the wallboard's busy agents are not enough).
 func (sp *Supervisors) agentOf(callID string) int64 {
+	if id, ok := sp.opts.ACD.CallAgent(callID); ok && id != 0 {
+		return id
+	}
 	for _, a := range sp.opts.ACD.Agents() {
 		if a.CallID == callID && a.State == ivr.StateBusy {
 			return a.ID
@@ -248,6 +256,8 @@ func (sp *Supervisors) start(w http.ResponseWriter, r *http.Request, p ticketing
 			return notFound("no call %q is connected to an agent on this gateway node", callID)
 		case errors.Is(err, ivr.ErrNotBridged):
 			return conflict("the call is on hold or between agents now: try again")
+		case errors.Is(err, ivr.ErrConferenceFull):
+			return conflict("the conference has as many parties as it can mix: a supervisor cannot join it now")
 		case errors.Is(err, ivr.ErrSupervised), errors.Is(err, media.ErrClosed):
 			return conflict("your softphone is busy or closed: %v", err)
 		}

@@ -48,6 +48,14 @@ func (a *supACD) Supervise(callID string, sup *media.Endpoint, mode ivr.Supervis
 	return nil, ivr.ErrNoCall
 }
 
+// CallAgent: agent 2 is on "c2" (the wallboard's call).
+func (a *supACD) CallAgent(callID string) (int64, bool) {
+	if callID == "c2" {
+		return 2, true
+	}
+	return 0, false
+}
+
 func (a *supACD) supervised() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -5,19 +5,18 @@ import (
 	"context"
 	bin "encoding/binary"
 	"fmt"
-	"github.com/switchboard-voice/switchboard/internal/testport"
 	"io"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/internal/testport"
 
 	"github.com/switchboard-voice/switchboard/recordings"
 )
@@ -394,11 +393,6 @@ func micWAV(secs int) []byte {
 // dialled.
 func TestEndToEnd_AgentBrowserSoftphoneAnswersQueuedCall(t *testing.T) {
 	requireSipp(t)
-	e2eDir, err := filepath.Abs(filepath.Join("..", "..", "web", "e2e"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	node := requireNode(t, e2eDir)
 	g := runAgentGateway(t)
 	agentID := g.agentByEmail("agent1@example.com")["id"].(float64)
 
@@ -407,88 +401,23 @@ func TestEndToEnd_AgentBrowserSoftphoneAnswersQueuedCall(t *testing.T) {
 	if err := os.WriteFile(mic, micWAV(10), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	artifacts, err := filepath.Abs(filepath.Join("..", "..", ".data", "e2e"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(artifacts, 0o755); err != nil {
-		t.Fatal(err)
-	}
-
 	// The browser script asks for the carrier's call once the page is available with its audio
-	// up; the test goroutine starts SIPp (startSipp must run on it) and answers.
-	type callReq struct{ done chan bool }
-	calls := make(chan callReq)
-	farEnds := make(chan callReq)
-	ctl := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ch := calls
-		switch {
-		case r.Method == http.MethodPost && r.URL.Path == "/call":
-		case r.Method == http.MethodPost && r.URL.Path == "/far-end":
-			ch = farEnds
-		default:
-			http.NotFound(w, r)
-			return
-		}
-		req := callReq{done: make(chan bool, 1)}
-		select {
-		case ch <- req:
-		case <-time.After(10 * time.Second):
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		select {
-		case ok := <-req.done:
-			if ok {
-				w.WriteHeader(http.StatusAccepted)
-				return
-			}
-		case <-time.After(10 * time.Second):
-		}
-		w.WriteHeader(http.StatusInternalServerError)
-	}))
-	defer ctl.Close()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 170*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", "gateway.test.mjs")
-	cmd.Dir = e2eDir
-	cmd.Env = append(os.Environ(), "GATEWAY_URL="+g.base, "CONTROL_URL="+ctl.URL, "FAKE_AUDIO_WAV="+mic,
-		"ARTIFACTS_DIR="+artifacts, "CHROMIUM_PATH="+chromium, "CALLER=+15551234567")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // node and the browser it starts: one group
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // a browser left behind by a crash
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-		}
-	}()
-
+	// up, and later for the outbound dial's far end.
 	var carrier, farEnd *sippRun
 	var rx0, tx0 float64
-	var scriptErr error
-wait:
-	for {
-		select {
-		case req := <-calls:
+	br := startBrowserScript(t, "gateway.test.mjs", 170*time.Second, "GATEWAY_URL="+g.base, "FAKE_AUDIO_WAV="+mic,
+		"CALLER=+15551234567")
+	br.serve(t, map[string]func() bool{
+		"call": func() bool {
 			if carrier != nil {
-				req.done <- false
-				continue
+				return false
 			}
 			rx0, tx0 = g.metric(`switchboard_rtp_packets_total{direction="rx"`), g.metric(`switchboard_rtp_packets_total{direction="tx"`)
 			carrier = startSipp(t, "carrier_await_bye.xml", map[string]string{"KEY_ACTION": ""},
 				"-s", "+15550199", fmt.Sprintf("127.0.0.1:%d", g.sipPort))
-			req.done <- true
-		case req := <-farEnds:
+			return true
+		},
+		"far-end": func() bool {
 			// The outbound dial: solve the contact's ticket from the queued call (so the dial
 			// makes a new one, TC-2/TC-7), and answer on the trunk's outbound address.
 			inbound := g.awaitCall("+15550199", func(c map[string]any) bool { return c["state"] == "ended" && c["ticket_id"] != nil })
@@ -496,16 +425,9 @@ wait:
 				t.Errorf("solve the inbound ticket: %d %v", code, m)
 			}
 			farEnd = startSipp(t, "desk_echo.xml", nil, "-p", strconv.Itoa(g.deskPort), "-rtp_echo")
-			req.done <- farEnd != nil
-		case scriptErr = <-exited:
-			exited <- scriptErr
-			break wait
-		}
-	}
-	t.Logf("node --test output:\n%s", out.String())
-	if scriptErr != nil {
-		t.Fatalf("browser script failed: %v", scriptErr)
-	}
+			return true
+		},
+	})
 	if carrier == nil {
 		t.Fatal("the browser script never asked for the call")
 	}

@@ -2,15 +2,10 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,11 +22,6 @@ import (
 // entries on agent1.
 func TestEndToEnd_SupervisorMonitorsAndWhispers(t *testing.T) {
 	requireSipp(t)
-	e2eDir, err := filepath.Abs(filepath.Join("..", "..", "web", "e2e"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	node := requireNode(t, e2eDir)
 	g := runAgentGateway(t)
 	agentID := int64(g.agentByEmail("agent1@example.com")["id"].(float64))
 	_, me := g.api("GET", "/users/me", "")
@@ -44,14 +34,6 @@ func TestEndToEnd_SupervisorMonitorsAndWhispers(t *testing.T) {
 	}
 	tone880 := filepath.Join(dir, "agent880.wav")
 	writeToneFile(t, tone880, 880, 20)
-	artifacts, err := filepath.Abs(filepath.Join("..", "..", ".data", "e2e"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(artifacts, 0o755); err != nil {
-		t.Fatal(err)
-	}
-
 	// agent1's phone registers and goes available; it talks 30 s once it answered, long enough
 	// for the browser to monitor and whisper on a loaded machine.
 	phonePort := testport.FreeUDP(t)
@@ -66,83 +48,25 @@ func TestEndToEnd_SupervisorMonitorsAndWhispers(t *testing.T) {
 	}
 	g.awaitAgentState("agent1@example.com", 10*time.Second, func(s string) bool { return s == "available" })
 
-	// The browser asks for the carrier's call once its audio is up; startSipp runs here.
-	calls := make(chan chan bool)
-	ctl := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/call" {
-			http.NotFound(w, r)
-			return
-		}
-		done := make(chan bool, 1)
-		select {
-		case calls <- done:
-		case <-time.After(10 * time.Second):
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		select {
-		case ok := <-done:
-			if ok {
-				w.WriteHeader(http.StatusAccepted)
-				return
-			}
-		case <-time.After(10 * time.Second):
-		}
-		w.WriteHeader(http.StatusInternalServerError)
-	}))
-	defer ctl.Close()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 160*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", "supervisor.test.mjs")
-	cmd.Dir = e2eDir
-	cmd.Env = append(os.Environ(), "GATEWAY_URL="+g.base, "CONTROL_URL="+ctl.URL, "FAKE_AUDIO_WAV="+mic,
-		"ARTIFACTS_DIR="+artifacts, "CHROMIUM_PATH="+chromium, "AGENT_ID="+strconv.FormatInt(agentID, 10))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // node and the browser it starts: one group
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // a browser left behind by a crash
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-		}
-	}()
+	// The browser asks for the carrier's call once its audio is up.
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("agent phone SIPp output:\n%s", tail(phone.out.String(), 3000))
 		}
 	})
-
 	var carrier *sippRun
-	var scriptErr error
-wait:
-	for {
-		select {
-		case done := <-calls:
+	br := startBrowserScript(t, "supervisor.test.mjs", 160*time.Second, "GATEWAY_URL="+g.base, "FAKE_AUDIO_WAV="+mic,
+		"AGENT_ID="+strconv.FormatInt(agentID, 10))
+	br.serve(t, map[string]func() bool{
+		"call": func() bool {
 			if carrier != nil {
-				done <- false
-				continue
+				return false
 			}
 			carrier = startSipp(t, "carrier_await_bye.xml", map[string]string{"KEY_ACTION": ""},
 				"-s", "+15550199", fmt.Sprintf("127.0.0.1:%d", g.sipPort))
-			done <- true
-		case scriptErr = <-exited:
-			exited <- scriptErr
-			break wait
-		}
-	}
-	t.Logf("node --test output:\n%s", out.String())
-	if scriptErr != nil {
-		t.Fatalf("browser script failed: %v", scriptErr)
-	}
+			return true
+		},
+	})
 	if carrier == nil {
 		t.Fatal("the browser script never asked for the call")
 	}

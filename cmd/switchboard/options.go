@@ -82,6 +82,16 @@ func auditPrunerOptions(cfg *config.Config) ticketing.AuditPrunerOptions {
 // eventlog.NodeWatchOptions (same zero: a heartbeat of 0 is off, and the caller starts no
 // watch; same defaults: config's are eventlog's). The wiring — the log, logger, metrics — is
 // the caller's.
+// pageFront is the agent page's cluster front (web.Options.FrontURL): http.public_url on a node
+// of a cluster (database.shared_queues) that names it; a page opened at the node's own address
+// goes there when the node stops answering. One node: none (its page waits for it).
+func pageFront(cfg *config.Config) string {
+	if !cfg.Database.SharedQueues {
+		return ""
+	}
+	return cfg.HTTP.PublicURL
+}
+
 func nodeWatchOptions(cfg *config.Config) eventlog.NodeWatchOptions {
 	return eventlog.NodeWatchOptions{Interval: cfg.Database.HeartbeatInterval.D(), LostAfter: cfg.Database.NodeLostAfter.D()}
 }

@@ -190,3 +190,22 @@ func docMatches(doc string, v any) bool {
 	}
 	panic(fmt.Sprintf("docMatches: %T", v))
 }
+
+// The agent page's front (web.Options.FrontURL) is http.public_url on a node of a cluster
+// only: a lone node's page waits for its node even when public_url is set (behind a TLS proxy
+// that is the node itself).
+func TestPageFrontIsPublicURLOnClusterNodesOnly(t *testing.T) {
+	var cfg config.Config
+	cfg.HTTP.PublicURL = "https://gw.example.com"
+	if got := pageFront(&cfg); got != "" {
+		t.Errorf("one node: pageFront = %q, want none", got)
+	}
+	cfg.Database.SharedQueues = true
+	if got := pageFront(&cfg); got != "https://gw.example.com" {
+		t.Errorf("cluster node: pageFront = %q, want the public URL", got)
+	}
+	cfg.HTTP.PublicURL = ""
+	if got := pageFront(&cfg); got != "" {
+		t.Errorf("cluster node without public_url: pageFront = %q, want none", got)
+	}
+}

@@ -75,7 +75,7 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 		Auth: webLogin{gw.store}, ACD: clusterACD{t.acd, t.sip}, WebRTC: rtc, APIBase: "/api/v2",
 		Registerer: gw.reg, Logger: gw.log.With("component", "softphone"), Teams: teams,
 		SecureCookie: gw.cfg.HTTP.Secure(), Guard: gw.guard, ICEServers: iceServers(wcfg.ICEServers),
-		Recordings: pauser, Sessions: webSessions{gw.store}, Transfers: transfers,
+		Recordings: pauser, Sessions: webSessions{gw.store}, Transfers: transfers, FrontURL: pageFront(gw.cfg),
 	})
 	if err != nil {
 		return err

@@ -223,6 +223,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	sopts.Agents = t.sipAgent
 	if t.acd != nil {
 		sopts.AgentStates = t.acd // feature codes (sip.feature_codes) from the agents' phones
+		sopts.OwnCalls = t.acd    // agents' own calls: supervisors and conferences reach them
 		sopts.Refer = t.refer     // blind transfers from the agents' phones (REFER)
 		// attended transfers from the agents' phones (a consult call, then REFER with Replaces)
 		sopts.PhoneConsult, sopts.PhoneComplete = t.phoneConsult, t.phoneComplete

@@ -16,23 +16,36 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchboard-voice/switchboard/bench/procstat"
 	"github.com/switchboard-voice/switchboard/bench/promtext"
 	"github.com/switchboard-voice/switchboard/bench/rtpgen"
 )
 
-// The cluster step (BENCHMARKS.md, "Cluster"): `make cluster` (scripts/cluster.sh: Kamailio in
-// front of three nodes on one database) carries N concurrent recorded calls with RTP both ways,
-// set up through the front, measured as the single gateway's concurrency steps are — the same
-// SIPp scenarios, the same RTP generator, the same pass rules — so that the two stand side by
-// side. The whole cluster (its three nodes, Kamailio and HAProxy) is pinned to the core the
-// single gateway had, and the single gateway is stopped first: the cluster gets the same CPU,
-// and what it adds or costs is the figure.
+// The cluster steps (BENCHMARKS.md, "Cluster"): `make cluster` (scripts/cluster.sh: Kamailio in
+// front of three nodes on one database) is started once and carries, set up through the front,
+// first N concurrent recorded calls with RTP both ways, measured as the single gateway's
+// concurrency steps are — the same SIPp scenarios, the same RTP generator, the same pass rules
+// — then the CPS steps of the single gateway (cps.go: the same code, the same pass rules,
+// another target), so that the figures stand side by side. The whole cluster (its three nodes,
+// Kamailio and HAProxy) is pinned to the core the single gateway had, and the single gateway is
+// stopped first: the cluster gets the same CPU, and what it adds or costs is the figure.
 
-// clusterTime is what the cluster step is given on top of -budget: the cluster's start (up to
-// 3 minutes on a loaded machine), a step of up to 600 calls and the stop.
+// clusterTime is what the cluster's concurrency step is given on top of -budget: the cluster's
+// start (up to 3 minutes on a loaded machine), a step of up to 600 calls and the stop.
 const clusterTime = 5 * time.Minute
+
+// clusterCPSTime is what the cluster's CPS steps are given on top of that (-cluster-cps): no
+// step starts that would end after it if it passed; a failing last step may overrun it by its
+// ticket wait.
+const clusterCPSTime = 4 * time.Minute
+
+// lateRinging is the carrier SIPp's flags through the front: it ignores a 180 Ringing that
+// reaches it after the 200 OK instead of aborting the call. The front's worker processes relay
+// the two over UDP in parallel and now and then swap them (BENCHMARKS.md, "Cluster"); a real UA
+// ignores a provisional after the final (RFC 3261 §13.2.2.4).
+var lateRinging = []string{"-default_behaviors", "all,-abortunexp"}
 
 // clusterMaxCalls caps the default N: the dev configuration the nodes are generated from
 // keeps its sip.max_calls of 250 per node, and the front's round robin puts a third on each.
@@ -86,9 +99,10 @@ type clusterProc struct {
 	frontPID  int
 }
 
-// runCluster runs the cluster step last (after the CPS steps, whose backlog is applied by
-// then), at -cluster-calls calls, or by default at the single gateway's best N (sameN), at
-// most clusterMaxCalls. It stops the single gateway for good.
+// runCluster runs the cluster steps last (after the CPS steps, whose backlog is applied by
+// then): it stops the single gateway for good, starts the cluster once, runs its concurrency
+// step at -cluster-calls calls, or by default at the single gateway's best N (sameN), at most
+// clusterMaxCalls, then its CPS steps at -cluster-cps rates, and stops it.
 func (b *bench) runCluster(ctx context.Context) error {
 	if !b.cluster {
 		return nil
@@ -97,29 +111,136 @@ func (b *bench) runCluster(ctx context.Context) error {
 	if n == 0 {
 		n = min(b.sameN(), clusterMaxCalls)
 	}
-	if n == 0 {
+	cps := len(b.clusterCPSRates) > 0
+	if n <= 0 && !cps {
 		return nil
 	}
-	b.tail = 0 // the time kept for this step is now its own
+	// The time kept for these steps is now theirs: the concurrency step leaves the CPS
+	// steps' share.
+	b.tail = 0
+	var keep time.Duration
+	if cps {
+		keep = clusterCPSTime
+		if !b.fits(time.Minute + time.Duration(b.cpsSeconds)*time.Second + 90*time.Second) {
+			b.res.note("the cluster's CPS steps were skipped: the time budget")
+			cps, keep = false, 0
+		}
+	}
 	ramp := time.Duration(n/b.concRate+1) * time.Second
-	if !b.fits(2*ramp + b.settle + b.concMeasure + 2*time.Minute) {
-		b.res.note("the cluster step was skipped: the time budget")
+	if n > 0 && !b.fits(2*ramp+b.settle+b.concMeasure+2*time.Minute+keep) {
+		b.res.note("the cluster's concurrency step was skipped: the time budget")
+		n = 0
+	}
+	if n <= 0 && !cps {
 		return nil
 	}
-	b.logf("cluster: stopping the single gateway; %d calls through make cluster's front (3 nodes, cores %q)", n, b.gatewayCPUs)
+	b.logf("cluster: stopping the single gateway; make cluster's front and 3 nodes on cores %q", b.gatewayCPUs)
 	b.stopGateway()
-	st, err := b.clusterConcStep(ctx, n)
+	b.logf("  starting scripts/cluster.sh")
+	var c *clusterProc
+	var err error
+	defer func() { c.stop() }()
+	// Twice at most: its nine ports are free when picked, not reserved, and a process started
+	// meanwhile on the same machine may take one (a node then exits at start: bind).
+	for try := 1; try <= 2; try++ {
+		c.stop()
+		dir := filepath.Join(b.work, "cluster")
+		if try > 1 {
+			dir += strconv.Itoa(try)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if c, err = b.startCluster(ctx, dir); err == nil || ctx.Err() != nil {
+			break
+		}
+		b.logf("  cluster: %v", err)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
 		}
-		st.Pass, st.Why = false, err.Error()
+		// The cluster did not start: its steps fail, saying why.
+		if n > 0 {
+			b.res.Cluster = &clusterStep{Calls: n, Nodes: 3, Why: err.Error()}
+		}
+		if cps {
+			b.res.ClusterCPS = []cpsStep{{Rate: b.clusterCPSRates[0], Seconds: b.cpsSeconds, Why: err.Error()}}
+		}
+		return nil
 	}
-	b.res.Cluster = &st
-	b.logf("  cluster: legs %d/%d, calls per node %v, nodes CPU %.0f%% (per node %v), front CPU %.0f%% (%.0f%% while the calls were set up), %.0f packets/s, %.2f µs/packet, loss %.4f%%, generator loss %.4f%%, RSS %.1f KiB/call: %s",
-		st.LegsStarted, 2*n, st.CallsPerNode, 100*st.NodesCPU, st.NodeCPU, 100*st.FrontCPU, 100*st.FrontSetupCPU, st.ForwardedPPS, st.CPUUsPerPacket, st.LossPct, st.GenLossPct,
-		st.RSSKBPerCall, passText(st.Pass, st.Why))
-	return nil
+	if n > 0 {
+		b.logf("cluster: %d calls through the front", n)
+		st, err := b.clusterConcStep(ctx, c, n)
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			st.Pass, st.Why = false, err.Error()
+		}
+		b.res.Cluster = &st
+		b.logf("  cluster: legs %d/%d, calls per node %v, nodes CPU %.0f%% (per node %v), front CPU %.0f%% (%.0f%% while the calls were set up), %.0f packets/s, %.2f µs/packet, loss %.4f%%, generator loss %.4f%%, RSS %.1f KiB/call: %s",
+			st.LegsStarted, 2*n, st.CallsPerNode, 100*st.NodesCPU, st.NodeCPU, 100*st.FrontCPU, 100*st.FrontSetupCPU, st.ForwardedPPS, st.CPUUsPerPacket, st.LossPct, st.GenLossPct,
+			st.RSSKBPerCall, passText(st.Pass, st.Why))
+		if err := c.alive(); err != nil {
+			b.res.note("the cluster's CPS steps were not run: %v", err)
+			return nil // the concurrency step says why too
+		}
+	}
+	if !cps {
+		return nil
+	}
+	url, err := clusterDatabaseURL(b.dbURL)
+	if err != nil {
+		return err
+	}
+	db, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return fmt.Errorf("cluster database: %w", err)
+	}
+	defer db.Close()
+	t := c.cpsTarget(db)
+	// The concurrency step's recordings and hang-ups are applied before the first CPS step.
+	if err := idle(ctx, t, 120*time.Second); err != nil {
+		b.logf("  %v", err)
+	}
+	end := time.Now().Add(clusterCPSTime)
+	fits := func(d time.Duration) bool {
+		// The whole run's budget for the worst case, the CPS share for a passing step.
+		return b.fits(d) && time.Now().Add(time.Duration(b.cpsSeconds)*time.Second+15*time.Second).Before(end)
+	}
+	b.res.ClusterCPS, err = b.cpsSteps(ctx, t, b.clusterCPSRates, fits)
+	if err != nil && ctx.Err() == nil {
+		// A node exited: the step that saw it failed, saying so; the run goes on to its report.
+		b.logf("  cluster: %v", err)
+		return nil
+	}
+	return err
+}
+
+// cpsTarget is the cluster as a CPS target: calls to the front, figures from the three nodes
+// (their metrics summed; the CPU of each node and of Kamailio) and from the cluster's database.
+func (c *clusterProc) cpsTarget(db *pgxpool.Pool) *cpsTarget {
+	return &cpsTarget{
+		name: "cluster-cps", who: "the cluster", tagBase: 70, sipAddr: fmt.Sprintf("127.0.0.1:%d", c.frontPort), deskPort: c.deskPort, db: db,
+		sippArgs: lateRinging,
+		metrics: func(ctx context.Context) (promtext.Scrape, []promtext.Scrape, error) {
+			all, each, err := c.metrics(ctx)
+			return all, each[:], err
+		},
+		cpu: func() ([]usage, usage, bool, error) {
+			nodes := make([]usage, 0, len(c.nodePIDs))
+			for _, pid := range c.nodePIDs {
+				u, err := readUsage(pid)
+				if err != nil {
+					return nil, usage{}, true, err
+				}
+				nodes = append(nodes, u)
+			}
+			return nodes, usage{cpu: frontCPU(c.frontPID), wall: time.Now()}, true, nil
+		},
+		alive: c.alive,
+	}
 }
 
 // clusterDatabaseURL is the bench database's URL with the database name suffixed _cluster.
@@ -313,16 +434,11 @@ func frontCPU(pid int) time.Duration {
 	return total
 }
 
-func (b *bench) clusterConcStep(ctx context.Context, n int) (clusterStep, error) {
+// clusterConcStep is the cluster's concurrency step of n calls on the running cluster c.
+func (b *bench) clusterConcStep(ctx context.Context, c *clusterProc, n int) (clusterStep, error) {
 	st := clusterStep{Calls: n, Nodes: 3}
 	dir := filepath.Join(b.work, fmt.Sprintf("cluster-%d", n))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return st, err
-	}
-	b.logf("  starting scripts/cluster.sh")
-	c, err := b.startCluster(ctx, dir)
-	defer c.stop()
-	if err != nil {
 		return st, err
 	}
 	var baseRSS int64
@@ -393,10 +509,7 @@ func (b *bench) clusterConcStep(ctx context.Context, n int) (clusterStep, error)
 		"-s", "+15550197", fmt.Sprintf("127.0.0.1:%d", c.frontPort),
 		"-trace_logs", "-log_file", filepath.Join(dir, "carrier.log"), "-trace_stat", "-stf", "carrier-stat.csv", "-trace_err",
 		"-recv_timeout", "10000", "-timeout", fmt.Sprintf("%ds", int((hold+ramp).Seconds())+60), "-timeout_error",
-		// A 180 Ringing may reach SIPp after the 200 OK: the front's worker processes relay
-		// the two over UDP in parallel (BENCHMARKS.md, "Cluster"); a real UA ignores it (RFC
-		// 3261 §13.2.2.4), and so does SIPp here instead of aborting the call.
-		"-default_behaviors", "all,-abortunexp")
+		lateRinging[0], lateRinging[1])
 	if err != nil {
 		return st, err
 	}
@@ -522,8 +635,20 @@ func (b *bench) clusterConcStep(ctx context.Context, n int) (clusterStep, error)
 	return st, c.alive()
 }
 
-// printCluster prints the cluster step beside the single gateway's step of the same N.
+// printCluster prints the cluster's concurrency step beside the single gateway's step of the
+// same N, then the cluster's CPS steps.
 func (r *report) printCluster(w io.Writer) {
+	if len(r.ClusterCPS) > 0 {
+		defer func() {
+			fmt.Fprintln(w)
+			printCPSTable(w, "cluster CPS", r.ClusterCPS)
+			for _, c := range r.ClusterCPS {
+				if len(c.CallsPerNode) > 0 {
+					fmt.Fprintf(w, "  %d/s: calls per node %v, CPU per node %v\n", c.Rate, c.CallsPerNode, c.NodeCPU)
+				}
+			}
+		}()
+	}
 	c := r.Cluster
 	if c == nil {
 		return

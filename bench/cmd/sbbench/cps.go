@@ -5,11 +5,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchboard-voice/switchboard/bench/procstat"
 	"github.com/switchboard-voice/switchboard/bench/promtext"
@@ -38,8 +41,15 @@ type cpsStep struct {
 	LagP50MS fnum    `json:"event_lag_p50_ms"`
 	LagP99MS fnum    `json:"event_lag_p99_ms"`
 	Events   float64 `json:"events"`
-	// The gateway's CPU while SIPp placed the calls, in cores (1.0 = the whole pinned core).
+	// The gateway's CPU while SIPp placed the calls, in cores (1.0 = the whole pinned core);
+	// in the cluster, the three nodes' together.
 	GatewayCPU float64 `json:"gateway_cpu"`
+	// The cluster only: each node's CPU and the front's (Kamailio, all its processes) while
+	// SIPp placed the calls, in cores, and the calls each node ended in the step (where the
+	// front put them: Δswitchboard_calls_total{direction="inbound"}).
+	NodeCPU      []float64 `json:"node_cpu,omitempty"`
+	FrontCPU     *float64  `json:"front_cpu,omitempty"`
+	CallsPerNode []float64 `json:"calls_per_node,omitempty"`
 	// What PostgreSQL spent on the step (pgprofile.go): its statements and wait events.
 	PG   *pgProfile `json:"pg_profile,omitempty"`
 	Pass bool       `json:"pass"`
@@ -50,30 +60,83 @@ type cpsStep struct {
 // turns into tickets only seconds later are not calls the gateway takes at that rate.
 const maxLagP99 = time.Second
 
-// runCPS steps the call rate up until a step fails (a failed call, a missing ticket, an
-// event lag p99 over maxLagP99, or a rate SIPp could not place) or the budget runs out.
+// cpsTarget is what the CPS steps send their calls to and read their figures from: the single
+// gateway (gatewayTarget) or make cluster's front and nodes (clusterProc.cpsTarget). One step
+// code serves both, so that the two cps_max stand side by side on the same rules.
+type cpsTarget struct {
+	name     string        // the steps' directories and log lines: "cps", "cluster-cps"
+	who      string        // what it is, in messages: "the gateway", "the cluster"
+	tagBase  int           // the callers of the i-th step are callerPrefix(tagBase+i)
+	sipAddr  string        // where SIPp sends its INVITEs (host:port)
+	deskPort int           // the SIPp far end behind line +15550197
+	db       *pgxpool.Pool // the database holding the calls and tickets
+	sippArgs []string      // more flags for the carrier SIPp
+	// metrics scrapes every node: all samples in one Scrape (Sum and Histogram add the
+	// nodes up; every metric carries a node label) and each node's own.
+	metrics func(ctx context.Context) (all promtext.Scrape, each []promtext.Scrape, err error)
+	// cpu reads each node's process CPU, and the front's (front false: there is none).
+	cpu   func() (nodes []usage, front usage, hasFront bool, err error)
+	alive func() error // an error once a node (or the script that runs them) has exited
+	// profile saves a CPU profile of the gateway for -profile; nil: not offered.
+	profile func(ctx context.Context, path string, seconds int)
+}
+
+// gatewayTarget is the single gateway as a CPS target (the one running now: the
+// recording-off step restarts it).
+func (b *bench) gatewayTarget() *cpsTarget {
+	return &cpsTarget{
+		name: "cps", who: "the gateway", tagBase: 10, sipAddr: fmt.Sprintf("127.0.0.1:%d", b.gw.cfg.SIPPort), deskPort: b.gw.cfg.DeskPort, db: b.db,
+		metrics: func(ctx context.Context) (promtext.Scrape, []promtext.Scrape, error) {
+			m, err := b.metrics(ctx)
+			return m, []promtext.Scrape{m}, err
+		},
+		cpu: func() ([]usage, usage, bool, error) {
+			u, err := readUsage(b.gw.pid)
+			return []usage{u}, usage{}, false, err
+		},
+		alive:   b.gatewayAlive,
+		profile: b.saveProfile,
+	}
+}
+
+// runCPS runs the single gateway's CPS steps (cpsSteps).
 func (b *bench) runCPS(ctx context.Context) error {
-	for i, rate := range b.cpsRates {
-		if !b.fits(time.Duration(b.cpsSeconds)*time.Second + 90*time.Second) {
-			b.res.note("CPS steps from %d/s on skipped: the time budget", rate)
+	var err error
+	b.res.CPS, err = b.cpsSteps(ctx, b.gatewayTarget(), b.cpsRates, b.fits)
+	return err
+}
+
+// cpsSteps steps the call rate up until a step fails (a failed call, a missing ticket, an
+// event lag p99 over maxLagP99, or a rate SIPp could not place) or fits says the next step
+// would not end in time. It returns an error only when the target is gone or ctx ends (the
+// step that found it is the last returned, failed with the error).
+func (b *bench) cpsSteps(ctx context.Context, t *cpsTarget, rates []int, fits func(time.Duration) bool) ([]cpsStep, error) {
+	var steps []cpsStep
+	for i, rate := range rates {
+		if !fits(time.Duration(b.cpsSeconds)*time.Second + 90*time.Second) {
+			b.res.note("%s steps from %d/s on skipped: the time budget", t.name, rate)
 			break
 		}
-		b.logf("CPS step %d/s for %d s", rate, b.cpsSeconds)
-		st, err := b.cpsStep(ctx, 10+i, rate)
+		b.logf("%s step %d/s for %d s", t.name, rate, b.cpsSeconds)
+		st, err := b.cpsStep(ctx, t, t.tagBase+i, rate)
 		if err != nil {
-			if b.gatewayAlive() != nil || ctx.Err() != nil {
-				return err
-			}
 			st.Pass, st.Why = false, err.Error() // the step could not be measured: it fails
+			if t.alive() != nil || ctx.Err() != nil {
+				return append(steps, st), err
+			}
 		}
-		b.res.CPS = append(b.res.CPS, st)
-		b.logf("  placed %d, failed %d, %.0f/s achieved, %d tickets (%.1f s after), setup p50 %.1f p99 %.1f ms, lag p50 %.0f p99 %.0f ms, gateway CPU %.0f%%: %s",
-			st.Placed, st.Failed, st.AchievedCPS, st.Tickets, st.TicketWaitS, st.SetupP50MS, st.SetupP99MS, st.LagP50MS, st.LagP99MS, 100*st.GatewayCPU, passText(st.Pass, st.Why))
+		steps = append(steps, st)
+		front := ""
+		if st.FrontCPU != nil {
+			front = fmt.Sprintf(" (nodes %v, front %.0f%%), calls per node %v", st.NodeCPU, 100**st.FrontCPU, st.CallsPerNode)
+		}
+		b.logf("  placed %d, failed %d, %.0f/s achieved, %d tickets (%.1f s after), setup p50 %.1f p99 %.1f ms, lag p50 %.0f p99 %.0f ms, gateway CPU %.0f%%%s: %s",
+			st.Placed, st.Failed, st.AchievedCPS, st.Tickets, st.TicketWaitS, st.SetupP50MS, st.SetupP99MS, st.LagP50MS, st.LagP99MS, 100*st.GatewayCPU, front, passText(st.Pass, st.Why))
 		if !st.Pass {
 			break
 		}
 	}
-	return nil
+	return steps, nil
 }
 
 // ticketGrace is how long after a step's last call every ticket must exist: a rate the rules
@@ -84,10 +147,10 @@ const ticketGrace = 30 * time.Second
 // can be found in the calls table by number.
 func callerPrefix(tag int) string { return fmt.Sprintf("+1650%02d", tag) }
 
-func (b *bench) cpsStep(ctx context.Context, tag, rate int) (cpsStep, error) {
+func (b *bench) cpsStep(ctx context.Context, t *cpsTarget, tag, rate int) (cpsStep, error) {
 	st := cpsStep{Rate: rate, Seconds: b.cpsSeconds}
 	n := rate * b.cpsSeconds
-	dir := filepath.Join(b.work, fmt.Sprintf("cps-%d", rate))
+	dir := filepath.Join(b.work, fmt.Sprintf("%s-%d", t.name, rate))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return st, err
 	}
@@ -98,49 +161,67 @@ func (b *bench) cpsStep(ctx context.Context, tag, rate int) (cpsStep, error) {
 	}
 	scen := func(name string) string { return filepath.Join(b.root, "bench", "scenarios", name) }
 
-	desk, err := b.startSipp("desk", dir, "-sf", scen("cps_desk.xml"), "-p", strconv.Itoa(b.gw.cfg.DeskPort),
+	desk, err := b.startSipp("desk", dir, "-sf", scen("cps_desk.xml"), "-p", strconv.Itoa(t.deskPort),
 		"-trace_stat", "-stf", "desk-stat.csv", "-trace_err")
 	if err != nil {
 		return st, err
 	}
 	defer desk.stop()
-	if err := waitBound(ctx, b.gw.cfg.DeskPort); err != nil {
+	if err := waitBound(ctx, t.deskPort); err != nil {
 		return st, err
 	}
-	m0, err := b.metrics(ctx)
+	// A process that cannot be read has exited, most likely: say which, if so.
+	gone := func(err error) error {
+		if aerr := t.alive(); aerr != nil {
+			return aerr
+		}
+		return fmt.Errorf("read CPU: %w", err)
+	}
+	m0, each0, err := t.metrics(ctx)
 	if err != nil {
 		return st, err
 	}
-	u0, err := readUsage(b.gw.pid)
+	u0, f0, hasFront, err := t.cpu()
 	if err != nil {
-		return st, err
+		return st, gone(err)
 	}
 	port, err := freePort()
 	if err != nil {
 		return st, err
 	}
-	prof := b.startPGProfile(ctx)
+	prof := startPGProfile(ctx, t.db)
 	defer prof.cancel()
-	if b.profile {
-		go b.saveProfile(ctx, filepath.Join(b.work, fmt.Sprintf("cps-%d.pprof", rate)), min(10, b.cpsSeconds))
+	if b.profile && t.profile != nil {
+		go t.profile(ctx, filepath.Join(b.work, fmt.Sprintf("%s-%d.pprof", t.name, rate)), min(10, b.cpsSeconds))
 	}
-	carrier, err := b.startSipp("carrier", dir, "-sf", scen("cps_carrier.xml"), "-inf", csv, "-p", strconv.Itoa(port),
+	args := []string{"-sf", scen("cps_carrier.xml"), "-inf", csv, "-p", strconv.Itoa(port),
 		"-r", strconv.Itoa(rate), "-rp", "1000", "-m", strconv.Itoa(n), "-l", strconv.Itoa(n),
-		"-s", "+15550197", fmt.Sprintf("127.0.0.1:%d", b.gw.cfg.SIPPort),
+		"-s", "+15550197", t.sipAddr,
 		"-trace_stat", "-stf", "carrier-stat.csv", "-trace_rtt", "-rtt_freq", "1", "-trace_err",
-		"-recv_timeout", "10000", "-timeout", fmt.Sprintf("%ds", b.cpsSeconds+60), "-timeout_error")
+		"-recv_timeout", "10000", "-timeout", fmt.Sprintf("%ds", b.cpsSeconds+60), "-timeout_error"}
+	carrier, err := b.startSipp("carrier", dir, append(args, t.sippArgs...)...)
 	if err != nil {
 		return st, err
 	}
 	defer carrier.stop()
 	sippErr := carrier.wait(time.Duration(b.cpsSeconds+90) * time.Second)
 	ended := time.Now()
-	u1, err := readUsage(b.gw.pid)
+	u1, f1, _, err := t.cpu()
 	if err != nil {
-		return st, b.gatewayAlive()
+		return st, gone(err)
 	}
-	st.GatewayCPU, _ = share(u0, u1)
-	m1, err := b.metrics(ctx)
+	for i := range u1 {
+		frac, _ := share(u0[i], u1[i])
+		st.GatewayCPU += frac
+		if len(u1) > 1 {
+			st.NodeCPU = append(st.NodeCPU, round(frac, 3))
+		}
+	}
+	if hasFront {
+		frac, _ := share(f0, f1)
+		st.FrontCPU = &frac
+	}
+	m1, _, err := t.metrics(ctx)
 	if err != nil {
 		return st, err
 	}
@@ -166,13 +247,13 @@ func (b *bench) cpsStep(ctx context.Context, tag, rate int) (cpsStep, error) {
 
 	// Every call's ticket, counted in the database: wait while the count grows.
 	waitFor(ctx, 30*time.Second, func() bool {
-		m, err := b.metrics(ctx)
+		m, _, err := t.metrics(ctx)
 		return err == nil && m.Sum("switchboard_calls_active", nil) == 0
 	})
 	desk.stop()
 	last, lastChange := -1, time.Now()
 	waitFor(ctx, ticketGrace, func() bool {
-		if err := b.db.QueryRow(ctx, `SELECT count(*), count(DISTINCT ticket_id) FROM calls WHERE from_number LIKE $1`,
+		if err := t.db.QueryRow(ctx, `SELECT count(*), count(DISTINCT ticket_id) FROM calls WHERE from_number LIKE $1`,
 			prefix+"%").Scan(&st.CallRecords, &st.Tickets); err != nil {
 			return false
 		}
@@ -183,10 +264,10 @@ func (b *bench) cpsStep(ctx context.Context, tag, rate int) (cpsStep, error) {
 	})
 	st.TicketWaitS = time.Since(ended).Seconds()
 	st.PG = prof.finish(ctx, st.Successful)
-	if err := b.idle(ctx, 60*time.Second); err != nil {
+	if err := idle(ctx, t, 60*time.Second); err != nil {
 		b.logf("  %v", err)
 	}
-	m2, err := b.metrics(ctx)
+	m2, each2, err := t.metrics(ctx)
 	if err != nil {
 		return st, err
 	}
@@ -195,24 +276,39 @@ func (b *bench) cpsStep(ctx context.Context, tag, rate int) (cpsStep, error) {
 	if len(lag) > 0 {
 		st.Events = lag[len(lag)-1].Count
 	}
+	if len(each2) > 1 && len(each0) == len(each2) {
+		in := map[string]string{"direction": "inbound"}
+		for i := range each2 {
+			st.CallsPerNode = append(st.CallsPerNode, each2[i].Sum("switchboard_calls_total", in)-each0[i].Sum("switchboard_calls_total", in))
+		}
+	}
 	if st.Placed > 0 {
 		st.TicketsPerCall = float64(st.Tickets) / float64(st.Placed)
 	}
+	st.Pass, st.Why = cpsVerdict(st, n, sippErr)
+	return st, t.alive()
+}
+
+// cpsVerdict is the pass rule of a CPS step of n calls (BENCHMARKS.md, cps_max): every call
+// placed and answered, a ticket each, the rate actually placed, and the event lag p99 within
+// maxLagP99.
+func cpsVerdict(st cpsStep, n int, sippErr error) (pass bool, why string) {
 	switch {
 	case sippErr != nil:
-		st.Why = sippErr.Error()
+		return false, sippErr.Error()
 	case st.Failed > 0 || st.Successful < n:
-		st.Why = fmt.Sprintf("%d of %d calls failed", n-st.Successful, n)
+		return false, fmt.Sprintf("%d of %d calls failed", n-st.Successful, n)
 	case st.Tickets != st.Successful:
-		st.Why = fmt.Sprintf("%d tickets for %d calls %.0f s after the last call", st.Tickets, st.Successful, st.TicketWaitS)
-	case st.AchievedCPS < 0.95*float64(rate):
-		st.Why = fmt.Sprintf("SIPp placed only %.0f calls/s", st.AchievedCPS)
+		return false, fmt.Sprintf("%d tickets for %d calls %.0f s after the last call", st.Tickets, st.Successful, st.TicketWaitS)
+	case st.AchievedCPS < 0.95*float64(st.Rate):
+		return false, fmt.Sprintf("SIPp placed only %.0f calls/s", st.AchievedCPS)
+	case math.IsNaN(float64(st.LagP99MS)):
+		return false, "no event lag measured (no event applied in the step)"
 	case float64(st.LagP99MS) > float64(maxLagP99.Milliseconds()):
-		st.Why = fmt.Sprintf("event lag p99 %.0f ms over %d ms", st.LagP99MS, maxLagP99.Milliseconds())
+		return false, fmt.Sprintf("event lag p99 %.0f ms over %d ms", st.LagP99MS, maxLagP99.Milliseconds())
 	default:
-		st.Pass = true
+		return true, ""
 	}
-	return st, b.gatewayAlive()
 }
 
 // writeLines writes a SIPp injection file: "SEQUENTIAL", then n lines from line.

@@ -258,22 +258,28 @@ func waitFor(ctx context.Context, d time.Duration, cond func() bool) bool {
 // idle waits until the gateway has no live call and no recording in progress, and the rules
 // engine has applied every stored event, at most d. It reports what is still pending.
 func (b *bench) idle(ctx context.Context, d time.Duration) error {
+	return idle(ctx, b.gatewayTarget(), d)
+}
+
+// idle waits until t's nodes have no live call and no recording in progress, and the rules
+// engine has applied every stored event, at most d. It reports what is still pending.
+func idle(ctx context.Context, t *cpsTarget, d time.Duration) error {
 	var calls, recs float64
 	var pending int
 	ok := waitFor(ctx, d, func() bool {
-		m, err := b.metrics(ctx)
+		m, _, err := t.metrics(ctx)
 		if err != nil {
 			return false
 		}
 		calls = m.Sum("switchboard_calls_active", nil)
 		recs = m.Sum("switchboard_recordings_active", nil)
-		if err := b.db.QueryRow(ctx, `SELECT count(*) FROM call_events_pending`).Scan(&pending); err != nil {
+		if err := t.db.QueryRow(ctx, `SELECT count(*) FROM call_events_pending`).Scan(&pending); err != nil {
 			return false
 		}
 		return calls == 0 && recs == 0 && pending == 0
 	})
 	if !ok {
-		return fmt.Errorf("gateway not idle after %v: %v calls, %v recordings, %d events pending", d, calls, recs, pending)
+		return fmt.Errorf("%s not idle after %v: %v calls, %v recordings, %d events pending", t.who, d, calls, recs, pending)
 	}
 	return nil
 }

@@ -20,7 +20,8 @@
 //     histogram, tickets counted in the database. After the single gateway's other steps,
 //     because a rate past the limit leaves a backlog behind;
 //  4. the cluster: the gateway stopped, `make cluster` (Kamailio in front of three nodes) on
-//     the same core carries one concurrency step, set up through the front (cluster.go).
+//     the same core carries one concurrency step, set up through the front, then the CPS
+//     steps of 3. through the front (cluster.go).
 //
 // Every step is bounded in time and the whole run in -budget; every process it starts is
 // stopped when it returns. BENCHMARKS.md explains each figure.
@@ -69,6 +70,9 @@ func main() {
 	os.Exit(code)
 }
 
+// quickClusterCPS is the cluster's CPS steps of -quick unless -cluster-cps says otherwise.
+const quickClusterCPS = "25,50"
+
 // defaultGenReadLegs is the RTP generator's read sample: every leg up to 500 calls, both legs
 // of 500 evenly spread calls above (BENCHMARKS.md, "The load generators and their limits").
 const defaultGenReadLegs = 1000
@@ -111,9 +115,11 @@ type bench struct {
 	noRecording  bool          // the gateway being started records nothing
 	genReadLegs  int           // legs the RTP generator reads for the whole step (rtpgen.Options.ReadLegs)
 	genURing     bool          // the RTP generator sends through io_uring (rtpgen.Options.URing)
-	cluster      bool          // run the cluster step (cluster.go) last
-	clusterCalls int           // its calls; 0: the best single-node step's, at most clusterMaxCalls
-	tail         time.Duration // kept at the end of the budget for the cluster step (fits)
+	cluster      bool          // run the cluster steps (cluster.go) last
+	clusterCalls int           // its concurrency step's calls; 0: the best single-node step's, at most clusterMaxCalls
+	// clusterCPSRates are the cluster's CPS steps (cps.go through the front); nil: none.
+	clusterCPSRates []int
+	tail            time.Duration // kept at the end of the budget for the cluster steps (fits)
 
 	gw *gatewayProc
 	db *pgxpool.Pool
@@ -145,9 +151,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&b.reserve, "reserve", 5*time.Minute, "time the concurrency steps leave for the floor, rtpengine, the recording-off step and CPS")
 	fs.StringVar(&b.rtpengine, "rtpengine", "rtpengine", `rtpengine binary, run as the peer at the best step's N when found ("off": not run)`)
 	fs.BoolVar(&b.norec, "norec", true, "also run the gateway with recording off at the best step's N")
-	fs.BoolVar(&b.cluster, "cluster", true, "last, stop the gateway and run one concurrency step through make cluster (scripts/cluster.sh: Kamailio in front of three nodes, pinned where the gateway was)")
-	fs.IntVar(&b.clusterCalls, "cluster-calls", 0, fmt.Sprintf("calls of the cluster step; 0: those of the gateway's best concurrency step, at most %d", clusterMaxCalls))
-	budget := fs.Duration("budget", 18*time.Minute, "stop starting steps that would end after this much time (the cluster step gets 5 minutes on top)")
+	fs.BoolVar(&b.cluster, "cluster", true, "last, stop the gateway and run one concurrency step and the CPS steps through make cluster (scripts/cluster.sh: Kamailio in front of three nodes, pinned where the gateway was)")
+	fs.IntVar(&b.clusterCalls, "cluster-calls", 0, fmt.Sprintf("calls of the cluster's concurrency step; 0: those of the gateway's best concurrency step, at most %d", clusterMaxCalls))
+	clusterCPS := fs.String("cluster-cps", "50,100,150,200,250,300", `calls-per-second steps of the cluster, through its front, after its concurrency step, as -cps's ("off": none)`)
+	budget := fs.Duration("budget", 18*time.Minute, "stop starting steps that would end after this much time (the cluster steps get 5 minutes, and 4 more for its CPS steps, on top)")
 	fs.BoolVar(&b.profile, "profile", false, "also save 10 s CPU profiles of the gateway (pprof) at the last CPS step and the largest concurrency step, and after each concurrency step's window its heap (live objects after a GC) and goroutines (they cost CPU: not for the recorded figures)")
 	quick := fs.Bool("quick", false, "development: short steps (5 s CPS steps, 5 s windows)")
 	if err := fs.Parse(args); err != nil {
@@ -166,12 +173,22 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sbbench run: -conc:", err)
 		return 2
 	}
+	if *clusterCPS != "off" {
+		if b.clusterCPSRates, err = ints(*clusterCPS); err != nil {
+			fmt.Fprintln(stderr, "sbbench run: -cluster-cps:", err)
+			return 2
+		}
+	}
 	if *quick {
 		b.cpsSeconds, b.concMeasure, b.settle = 5, 5*time.Second, 2*time.Second
-		reserveSet := false
-		fs.Visit(func(f *flag.Flag) { reserveSet = reserveSet || f.Name == "reserve" })
-		if !reserveSet {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["reserve"] {
 			b.reserve = 2 * time.Minute
+		}
+		if !set["cluster-cps"] {
+			// A smoke run: the steps work, not where they end.
+			b.clusterCPSRates, _ = ints(quickClusterCPS)
 		}
 	}
 	if b.root, err = filepath.Abs(*root); err != nil {
@@ -187,9 +204,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	b.work, b.gatewayBin, b.out, b.detail = abs(*work), abs(b.gatewayBin), abs(b.out), abs(b.detail)
 	b.deadline = b.start.Add(*budget)
 	if b.cluster {
-		// The cluster step comes on top of the budget, kept for it from the start.
+		// The cluster steps come on top of the budget, kept for them from the start.
 		b.tail = clusterTime
-		b.deadline = b.deadline.Add(clusterTime)
+		if len(b.clusterCPSRates) > 0 {
+			b.tail += clusterCPSTime
+		}
+		b.deadline = b.deadline.Add(b.tail)
 	}
 	if b.sipp, err = exec.LookPath("sipp"); err != nil {
 		fmt.Fprintln(stderr, "sbbench run: sipp not found (apt-get install sip-tester; scripts/deps.sh bench)")

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // pgProfile is what PostgreSQL spent on one CPS step: the statements of pg_stat_statements
@@ -70,7 +72,7 @@ const (
 // pgProfiler profiles one step: start resets the statistics and starts sampling; finish
 // stops and reads.
 type pgProfiler struct {
-	b      *bench
+	db     *pgxpool.Pool // the database of the system under test (the gateway's or the cluster's)
 	cancel context.CancelFunc
 	done   chan struct{}
 	// wal and commits are pg_stat_wal's wal_sync and the database's xact_commit at the start.
@@ -82,14 +84,14 @@ type pgProfiler struct {
 	err          error
 }
 
-func (b *bench) startPGProfile(ctx context.Context) *pgProfiler {
-	p := &pgProfiler{b: b, waits: map[string]int{}, done: make(chan struct{})}
-	if _, err := b.db.Exec(ctx, pgSelf+` CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+func startPGProfile(ctx context.Context, db *pgxpool.Pool) *pgProfiler {
+	p := &pgProfiler{db: db, waits: map[string]int{}, done: make(chan struct{})}
+	if _, err := db.Exec(ctx, pgSelf+` CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
 		p.err = fmt.Errorf("create extension pg_stat_statements: %w", err)
-	} else if _, err := b.db.Exec(ctx, pgSelf+` SELECT pg_stat_statements_reset()`); err != nil {
+	} else if _, err := db.Exec(ctx, pgSelf+` SELECT pg_stat_statements_reset()`); err != nil {
 		p.err = fmt.Errorf("pg_stat_statements (is it in shared_preload_libraries? scripts/bench.sh loads it): %w", err)
 	}
-	if err := b.db.QueryRow(ctx, pgSelf+` SELECT pg_stat_clear_snapshot() IS NULL, (SELECT wal_sync FROM pg_stat_wal),
+	if err := db.QueryRow(ctx, pgSelf+` SELECT pg_stat_clear_snapshot() IS NULL, (SELECT wal_sync FROM pg_stat_wal),
 		(SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())`).Scan(new(bool), &p.wal, &p.commits); err != nil && p.err == nil {
 		p.err = fmt.Errorf("pg_stat_wal: %w", err)
 	}
@@ -104,7 +106,7 @@ func (p *pgProfiler) sample(ctx context.Context) {
 	t := time.NewTicker(pgSampleEvery)
 	defer t.Stop()
 	for {
-		rows, err := p.b.db.Query(ctx, pgSelf+` SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU'), count(*)
+		rows, err := p.db.Query(ctx, pgSelf+` SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU'), count(*)
 			FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()
 			AND query NOT LIKE '/* sbbench profile */%' GROUP BY 1`)
 		if err == nil {
@@ -151,7 +153,7 @@ func (p *pgProfiler) finish(ctx context.Context, calls int) *pgProfile {
 		return pr
 	}
 	const self = `dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND query NOT LIKE '/* sbbench profile */%'`
-	if err := p.b.db.QueryRow(ctx, pgSelf+` SELECT coalesce(sum(calls) FILTER (WHERE toplevel), 0)::bigint,
+	if err := p.db.QueryRow(ctx, pgSelf+` SELECT coalesce(sum(calls) FILTER (WHERE toplevel), 0)::bigint,
 		coalesce(sum(calls) FILTER (WHERE NOT toplevel), 0)::bigint, coalesce(sum(total_exec_time) FILTER (WHERE toplevel), 0)
 		FROM pg_stat_statements WHERE `+self).Scan(&pr.Statements, &pr.Nested, &pr.ExecMS); err != nil {
 		pr.Why = fmt.Sprintf("read pg_stat_statements: %v", err)
@@ -162,7 +164,7 @@ func (p *pgProfiler) finish(ctx context.Context, calls int) *pgProfile {
 	// The backends report their counts at most once a second.
 	time.Sleep(1100 * time.Millisecond)
 	var wal, commits int64
-	if err := p.b.db.QueryRow(ctx, pgSelf+` SELECT pg_stat_clear_snapshot() IS NULL, (SELECT wal_sync FROM pg_stat_wal),
+	if err := p.db.QueryRow(ctx, pgSelf+` SELECT pg_stat_clear_snapshot() IS NULL, (SELECT wal_sync FROM pg_stat_wal),
 		(SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())`).Scan(new(bool), &wal, &commits); err == nil {
 		pr.WALSyncs, pr.Commits = wal-p.wal, commits-p.commits
 	}
@@ -175,7 +177,7 @@ func (p *pgProfiler) finish(ctx context.Context, calls int) *pgProfile {
 		order string
 		into  *[]pgStatement
 	}{{"total_exec_time", &pr.TopByTime}, {"calls", &pr.TopByCalls}} {
-		rows, err := p.b.db.Query(ctx, pgSelf+` SELECT query, calls, total_exec_time, mean_exec_time, rows, toplevel
+		rows, err := p.db.Query(ctx, pgSelf+` SELECT query, calls, total_exec_time, mean_exec_time, rows, toplevel
 			FROM pg_stat_statements WHERE `+self+` ORDER BY `+q.order+` DESC LIMIT $1`, pgTop)
 		if err != nil {
 			pr.Why = fmt.Sprintf("read pg_stat_statements: %v", err)

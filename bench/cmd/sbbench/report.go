@@ -29,6 +29,9 @@ type latest struct {
 	RSSKBPerCall       float64 `json:"rss_kb_per_call"`
 	EventLagP50MS      float64 `json:"event_lag_p50_ms"`
 	EventLagP99MS      float64 `json:"event_lag_p99_ms"`
+	// ClusterCPSMax is cps_max of make cluster through its front, on the gateway's core, in the
+	// same run (the highest passing -cluster-cps step, 0 when none passed); null when not run.
+	ClusterCPSMax *int `json:"cluster_cps_max"`
 	// Measured at the same number of calls as the figures above, in the same run (null when
 	// not measured): the gateway with recording off, rtpengine (when installed), and the
 	// gateway's CPU per packet as a multiple of the floor's and of rtpengine's.
@@ -49,6 +52,7 @@ type report struct {
 	Rtpengine    *peerStep    `json:"rtpengine,omitempty"`
 	NoRec        *concStep    `json:"recording_off,omitempty"`
 	Cluster      *clusterStep `json:"cluster,omitempty"`
+	ClusterCPS   []cpsStep    `json:"cluster_cps_steps,omitempty"`
 	RSSBaseKB    int64        `json:"rss_idle_kb"`
 	IdleBase     *idleBase    `json:"idle_gateway,omitempty"`
 	Notes        []string     `json:"notes,omitempty"`
@@ -107,11 +111,26 @@ func (r *report) summarize() {
 		s.CPUUsPerPacket = round(pick.CPUUsPerPacket, 3)
 		s.RSSKBPerCall = round(pick.RSSKBPerCall, 1)
 	}
+	if len(r.ClusterCPS) > 0 {
+		m := maxPassingRate(r.ClusterCPS)
+		s.ClusterCPSMax = &m
+	}
 	if r.Floor != nil {
 		s.FloorCPUUsPerPkt = round(r.Floor.CPUUsPerPacket, 3)
 	}
 	s.peerSummary = r.peers(s)
 	r.Summary = s
+}
+
+// maxPassingRate is the highest rate of the passing steps; 0 when none passed.
+func maxPassingRate(steps []cpsStep) int {
+	m := 0
+	for _, c := range steps {
+		if c.Pass {
+			m = max(m, c.Rate)
+		}
+	}
+	return m
 }
 
 // cpsMaxStep is the step summarize takes the CPS figures from: the highest passing one, else
@@ -153,18 +172,12 @@ func (r *report) print(w io.Writer, b *bench) {
 	r.summarize()
 	fmt.Fprintf(w, "\nswitchboard make bench — %s, commit %s, %s\n", r.Date, r.Commit, r.Machine)
 	fmt.Fprintf(w, "gateway pinned to cores %q, SIPp/RTP generator/sbbench to %q, PostgreSQL not pinned; load average at start %s\n\n", r.GatewayCPUs, r.LoadCPUs, r.LoadAverage)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "CPS step\tplaced\tfailed\tachieved/s\ttickets\tsetup p50 ms\tp99 ms\tlag p50 ms\tp99 ms\tgw CPU\tresult\t")
-	for _, c := range r.CPS {
-		fmt.Fprintf(tw, "%d/s\t%d\t%d\t%.0f\t%d\t%.1f\t%.1f\t%.0f\t%.0f\t%.0f%%\t%s\t\n", c.Rate, c.Placed, c.Failed, c.AchievedCPS, c.Tickets,
-			c.SetupP50MS, c.SetupP99MS, c.LagP50MS, c.LagP99MS, 100*c.GatewayCPU, passText(c.Pass, c.Why))
-	}
-	tw.Flush()
+	printCPSTable(w, "CPS step", r.CPS)
 	if c, ok := r.cpsMaxStep(); ok {
 		printPGProfile(w, c)
 	}
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "calls\tlegs\tgw CPU\tpkts/s out\tµs/pkt\tloss %\tsock drops\tgen loss %\tRSS MiB\tKiB/call\tresult\t")
 	for _, c := range r.Conc {
 		fmt.Fprintf(tw, "%d\t%d\t%.0f%%\t%.0f\t%.2f\t%.4f\t%d\t%.4f\t%.0f\t%.1f\t%s\t\n", c.Calls, c.LegsStarted, 100*c.GatewayCPU, c.ForwardedPPS,
@@ -185,6 +198,7 @@ func (r *report) print(w io.Writer, b *bench) {
 	}
 	for _, row := range [][2]string{
 		{"cps_max", fmt.Sprintf("%d calls/s (0 failed, a ticket per call, event lag p99 ≤ %d ms)", s.CPSMax, maxLagP99.Milliseconds())},
+		{"cluster_cps_max", clusterCPSText(s.ClusterCPSMax)},
 		{"setup_p50_ms / setup_p99_ms", fmt.Sprintf("%.2f / %.2f (SIPp -trace_rtt, INVITE → 200 OK)", s.SetupP50MS, s.SetupP99MS)},
 		{"tickets_per_call", fmt.Sprintf("%.4f", s.TicketsPerCall)},
 		{"event_lag_p50_ms / p99", fmt.Sprintf("%.1f / %.1f (switchboard_ticketing_event_lag_seconds)", s.EventLagP50MS, s.EventLagP99MS)},
@@ -203,6 +217,29 @@ func (r *report) print(w io.Writer, b *bench) {
 	for _, n := range append(append([]string{}, r.Notes...), r.SummaryNotes...) {
 		fmt.Fprintln(w, "note:", n)
 	}
+}
+
+func clusterCPSText(v *int) string {
+	if v == nil {
+		return "- (the cluster's CPS steps were not run)"
+	}
+	return fmt.Sprintf("%d calls/s (make cluster through its front on the gateway's core; same rules)", *v)
+}
+
+// printCPSTable prints CPS steps, one a row; the cluster's with the front's CPU and the calls
+// each node took.
+func printCPSTable(w io.Writer, title string, steps []cpsStep) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%s\tplaced\tfailed\tachieved/s\ttickets\tsetup p50 ms\tp99 ms\tlag p50 ms\tp99 ms\tgw CPU\tresult\t\n", title)
+	for _, c := range steps {
+		cpu := fmt.Sprintf("%.0f%%", 100*c.GatewayCPU)
+		if c.FrontCPU != nil {
+			cpu = fmt.Sprintf("%.0f%% + front %.0f%%", 100*c.GatewayCPU, 100**c.FrontCPU)
+		}
+		fmt.Fprintf(tw, "%d/s\t%d\t%d\t%.0f\t%d\t%.1f\t%.1f\t%.0f\t%.0f\t%s\t%s\t\n", c.Rate, c.Placed, c.Failed, c.AchievedCPS, c.Tickets,
+			c.SetupP50MS, c.SetupP99MS, c.LagP50MS, c.LagP99MS, cpu, passText(c.Pass, c.Why))
+	}
+	tw.Flush()
 }
 
 // write saves latest.json (the §7 keys only) and the detail file.

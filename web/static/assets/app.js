@@ -137,6 +137,7 @@ function loggedIn(data) {
   ui.queues = data.queues || [];
   ui.api = data.api_base || ui.api;
   ui.entry = data.ticket_entry || { mode: 'off' };
+  ui.front = data.front_url || '';
   $('agent-name').textContent = ui.agent.name || ui.agent.email;
   show($('login'), false);
   show($('who'), true);
@@ -180,11 +181,28 @@ function connect() {
     if (!ui.lost) ui.lost = { at: Date.now(), state: ui.pending || ui.state };
     const res = await fetch('/session', { credentials: 'same-origin' }).catch(() => null);
     if (res && res.status === 401) { location.reload(); return; } // logged out or expired
+    // No answer at all, three times running: the node is gone. A page opened at its own
+    // address goes to the cluster's HTTP front, which sends it to a live node.
+    ui.unanswered = res ? 0 : (ui.unanswered || 0) + 1;
+    if (ui.unanswered >= 3 && moveToFront()) return;
     $('conn').textContent = 'Reconnecting…';
     if (ui.pending) showState();
     const delay = Math.min(10000, 500 * 2 ** ui.retry++);
     setTimeout(connect, delay);
   };
+}
+
+// moveToFront loads the page from the cluster's HTTP front (front_url of /session) and says
+// whether it does: not without a front, nor when the page came through the front already (the
+// front moves it by itself). The login holds where the front's host gets the node's cookie (same
+// host name); elsewhere the agent logs in again.
+function moveToFront() {
+  let front;
+  try { front = new URL(ui.front); } catch { return false; }
+  if (!ui.front || front.origin === location.origin) return false;
+  $('conn').textContent = `This gateway node does not answer: moving to ${front.origin}…`;
+  location.assign(`${front.origin}/${location.hash}`);
+  return true;
 }
 
 // send sends msg if the WebSocket is open and says whether it did: a button whose message
