@@ -41,7 +41,10 @@ func (d phoneDialer) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, erro
 	if !ok {
 		return nil, fmt.Errorf("sip: offer %s to agent %d: %w", o.CallID, o.AgentID, ErrNotRegistered)
 	}
-	c := s.callByID(o.CallID)
+	c, _ := ctx.Value(relayCallKey{}).(*Call)
+	if c == nil || c.id != o.CallID {
+		c = s.callByID(o.CallID)
+	}
 	if o.Callback && (c == nil || !c.internal) {
 		// The caller is gone: the callback's own call (callback.go). A callback offered over
 		// the internal leg (c, the relay of another node) rings the phone on that leg.

@@ -101,6 +101,11 @@ type Call struct {
 	// no event, records and journals nothing, and counts in no call metric: the owning node
 	// does all that for the call.
 	internal bool
+	// relayAgent is the agent an internal call was offered to (this node's agent, who may
+	// transfer it: RelayedAgent); relays the transfers relayed to the call's node that wait
+	// for its answer, by ref (relay_transfer.go; guarded by mu).
+	relayAgent int64
+	relays     map[string]*relayWait
 
 	// maxFwd is the Max-Forwards of the INVITEs call control places for this call: the
 	// carrier's minus one (RFC 7332), 70 for a call we originate.

@@ -53,7 +53,11 @@
 // replay, or its own node name; otherwise it rings its local agent, answers with 200 once the
 // agent answered (480 if not, 487 when CANCELled), bridges, and emits no event (Call.internal).
 // Hold changes cross the leg as re-INVITEs; Server.RelayControl sends the softphone's buttons
-// to the call's node (INFO; ClusterOptions.Control there).
+// to the call's node (INFO; ClusterOptions.Control there), and Server.RelayConsult a consult
+// transfer (relay_transfer.go): the consult leg lives on the call's node, whose ACD rings or
+// dials the target and tells the agent's node the result and the end in INFOs of its own.
+// ClusterACD is the ACD the page and the transfer API drive on a node: it relays what concerns
+// a call the node relays and hands the rest to the node's ACD.
 //
 // # What call control guarantees
 //

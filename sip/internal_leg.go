@@ -44,8 +44,9 @@ import (
 // (the caller's re-INVITE on A, the agent's phone's on B) is sent across (sendonly, then
 // sendrecv), so that node A's call times its hold whichever side held, and neither side's
 // endpoint takes the quiet of a held call for a media timeout. The softphone's hold, resume
-// and transfer buttons on node B are relayed to node A, which owns the call and its ACD, in
-// an INFO on the internal leg (RelayControl; ClusterOptions.Control on node A).
+// and transfer buttons on node B (and the transfer API there: consults, outside numbers) are
+// relayed to node A, which owns the call and its ACD, in an INFO on the internal leg
+// (RelayControl, RelayConsult; ClusterOptions.Control on node A; relay_transfer.go).
 
 // Headers of the internal leg.
 const (
@@ -55,7 +56,8 @@ const (
 	// session_type): callevent.ChannelWebRTC or callevent.ChannelSIP.
 	hdrChannel = "X-Switchboard-Channel"
 	// ctlContentType is the body type of a relayed softphone button (INFO on the internal
-	// leg, from the agent's node to the call's).
+	// leg, from the agent's node to the call's; and the call's node's answers to the relayed
+	// requests that wait for a target, the other way: relay_transfer.go).
 	ctlContentType = "application/x-switchboard-control"
 	// signatureLabel separates the internal leg's MACs from any other use of the secret.
 	signatureLabel = "switchboard-internal-offer-v1"
@@ -241,6 +243,8 @@ func (s *Server) offerInternalOn(ctx context.Context, c *Call, o ivr.Offer) (ivr
 			Endpoint: out.Endpoint(),
 			Ended:    out.Done(),
 			HangupFunc: func(context.Context) error {
+				// A relayed transfer's result goes to the agent's node before the BYE.
+				out.l.awaitRelays(relayNoteTimeout + time.Second)
 				out.Hangup()
 				return nil
 			},
@@ -433,6 +437,7 @@ func (s *Server) handleInternalInvite(req *sip.Request, tx sip.ServerTransaction
 		to:         o.Line,
 		line:       o.Line,
 		internal:   true,
+		relayAgent: o.AgentID,
 		received:   received,
 		holdLegs:   map[*leg]bool{},
 		maxFwd:     fwd,
@@ -484,7 +489,9 @@ func (s *Server) runInternal(c *Call, o ivr.Offer, local ivr.AgentDialer) {
 		defer close(watchDone)
 		l.watchMedia() // a node that vanished without BYE: its RTP stops
 	}()
+	agentLeft := false
 	defer func() {
+		c.endRelays(agentLeft) // transfers relayed to the call's node: the relay is over
 		c.cancel(causeLocalHangup)
 		if !l.isEnded() {
 			l.bye(causeLocalHangup)
@@ -507,7 +514,7 @@ func (s *Server) runInternal(c *Call, o ivr.Offer, local ivr.AgentDialer) {
 	// 180 goes to the call's node when the agent's phone rings (Call.markRinging), as the
 	// phone's own 180 does on one node; our 100 Trying already lets the call's node CANCEL.
 	// The call's node CANCELs at its ring timeout; RingTimeout bounds a node that does not.
-	octx, cancel := context.WithTimeout(c.ctx, s.opts.RingTimeout)
+	octx, cancel := context.WithTimeout(context.WithValue(c.ctx, relayCallKey{}, c), s.opts.RingTimeout)
 	agent, err := local.Offer(octx, o)
 	cancel()
 	if err != nil {
@@ -544,8 +551,15 @@ func (s *Server) runInternal(c *Call, o ivr.Offer, local ivr.AgentDialer) {
 	select {
 	case <-c.ctx.Done(): // BYE from the call's node, media timeout, shutdown
 	case <-agent.Done(): // the agent hung up: BYE to the call's node (deferred above)
+		agentLeft = true
 	}
 }
+
+// relayCallKey is the context key under which runInternal hands the local dialer the relay
+// it rings the agent for: during a consult to another agent of this node the call's node
+// places a second internal leg of the same call here, and the phone's leg must be that
+// relay's (looked up by call id it could be the first agent's, and end with it).
+type relayCallKey struct{}
 
 // answerInternal answers the internal INVITE: 200 with our SDP answer and the channel the
 // agent answered on, retransmitted until the ACK (RFC 3261 §13.3.1.4).
@@ -663,89 +677,103 @@ func (l *leg) isConfirmed() bool {
 	return l.confirmed
 }
 
-// RelayControl passes a softphone button (hold, resume, transfer) pressed on this node for a
-// call it relays for another node to that node, whose ACD owns the call: an INFO on the
-// internal leg (ctlContentType). It returns ErrNotInternal when this node relays no call
-// callID (the caller then asks its own ACD), and the call's node's refusal otherwise.
+// RelayControl passes a softphone button (hold, resume, transfer, consult_complete,
+// consult_cancel) pressed on this node for a call it relays for another node to that node,
+// whose ACD owns the call: an INFO on the internal leg (ctlContentType; relay_transfer.go). A
+// blind transfer to an outside number returns once the number answered or did not, as on one
+// node. It returns ErrNotInternal when this node relays no call callID (the caller then asks
+// its own ACD), and the call's node's refusal otherwise.
 func (s *Server) RelayControl(ctx context.Context, callID, op string, to ivr.TransferTo) error {
-	var c *Call
-	s.mu.Lock()
-	for cc := range s.calls {
-		if cc.id == callID && cc.internal {
-			c = cc
-		}
-	}
-	s.mu.Unlock()
-	if c == nil || c.carrier == nil || c.carrier.isEnded() {
+	c := s.relayedCall(callID)
+	if c == nil {
 		return ErrNotInternal
 	}
-	v := url.Values{}
-	v.Set("op", op)
-	if to.AgentID != 0 {
-		v.Set("agent", strconv.FormatInt(to.AgentID, 10))
+	if op == "transfer" && to.Number != "" {
+		return c.relayWaiting(ctx, op, to, nil)
 	}
-	if to.Queue != "" {
-		v.Set("queue", to.Queue)
-	}
-	l := c.carrier
-	req := l.newRequest(sip.INFO, 0)
-	req.SetBody([]byte(v.Encode()))
-	req.AppendHeader(sip.NewHeader("Content-Type", ctlContentType))
-	res, err := l.do(ctx, req)
-	if err != nil {
-		return fmt.Errorf("sip: relay %s to the call's node: %w", op, err)
-	}
-	switch {
-	case res.IsSuccess():
-		return nil
-	case res.StatusCode == 404 || res.StatusCode == 481:
-		return fmt.Errorf("sip: relay %s: %w", op, ivr.ErrNoCall)
-	case res.StatusCode == 409:
-		return fmt.Errorf("sip: relay %s: %w", op, ivr.ErrAgentUnavailable)
-	}
-	return fmt.Errorf("sip: relay %s: the call's node answered %d", op, res.StatusCode)
+	return c.carrier.sendControl(ctx, op, relayValues(op, to))
 }
 
 // handleControl runs a softphone button relayed by the agent's node (an INFO with
 // ctlContentType on an internal leg this node placed) on ClusterOptions.Control, and maps its
-// answer to a status: 200, 404 (no such call), 409 (agent unavailable), 400, 500.
-func (l *leg) handleControl(body []byte) (int, string) {
+// answer to a status — 200, 404 (no such call), 409 (refused), 400, 500 — and the name of the
+// refusal's sentinel error (relayErrors, "" for none). A request with a ref (a consult, a
+// blind transfer to an outside number) is answered 200 at once and run on a goroutine of its
+// own, which tells the result later (runRelayed).
+func (l *leg) handleControl(body []byte) (int, string, string) {
 	ctl := l.s.opts.Cluster.Control
 	if ctl == nil || l.call == nil {
-		return 501, "Not Implemented"
+		return 501, "Not Implemented", ""
 	}
 	v, err := url.ParseQuery(string(body))
 	if err != nil {
-		return 400, "Bad Request"
+		return 400, "Bad Request", ""
+	}
+	var to ivr.TransferTo
+	if a := v.Get("agent"); a != "" {
+		if to.AgentID, err = strconv.ParseInt(a, 10, 64); err != nil || to.AgentID <= 0 {
+			return 400, "Bad Request", ""
+		}
+	}
+	to.Queue = cleanText(v.Get("queue"), 128)
+	if n := v.Get("number"); n != "" {
+		if !isDialNumber(n) {
+			return 400, "Bad Request", ""
+		}
+		to.Number = n
+	}
+	id := l.call.id
+	op := v.Get("op")
+	if ref := v.Get("ref"); ref != "" {
+		if len(ref) > 64 || (op != "consult" && (op != "transfer" || to.Number == "")) {
+			return 400, "Bad Request", ""
+		}
+		l.relayStart()
+		go l.runRelayed(ctl, op, id, ref, to)
+		return 200, "OK", ""
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	id := l.call.id
-	switch v.Get("op") {
+	switch op {
 	case "hold":
 		err = ctl.Hold(ctx, id)
 	case "resume":
 		err = ctl.Resume(ctx, id)
 	case "transfer":
-		var to ivr.TransferTo
-		if a := v.Get("agent"); a != "" {
-			if to.AgentID, err = strconv.ParseInt(a, 10, 64); err != nil {
-				return 400, "Bad Request"
-			}
+		if to.Number != "" {
+			return 400, "Bad Request", "" // waits for the number: relayed with a ref
 		}
-		to.Queue = cleanText(v.Get("queue"), 128)
 		err = ctl.Transfer(ctx, id, to)
+	case "consult_complete":
+		err = ctl.CompleteConsult(ctx, id)
+	case "consult_cancel":
+		err = ctl.CancelConsult(ctx, id)
 	default:
-		return 400, "Bad Request"
+		return 400, "Bad Request", ""
 	}
+	tok := errToken(err)
 	switch {
 	case err == nil:
-		return 200, "OK"
+		return 200, "OK", ""
 	case errors.Is(err, ivr.ErrNoCall):
-		return 404, "Not Found"
-	case errors.Is(err, ivr.ErrAgentUnavailable), errors.Is(err, ivr.ErrUnknownAgent), errors.Is(err, ivr.ErrUnknownQueue):
-		return 409, "Conflict"
+		return 404, "Not Found", tok
+	case tok != "internal":
+		return 409, "Conflict", tok
 	}
-	l.s.log.Info("sip: relayed control", "call_id", id, "op", logValue(v.Get("op")), "error", err)
-	return 500, "Server Internal Error"
+	l.s.log.Info("sip: relayed control", "call_id", id, "op", logValue(op), "error", err)
+	return 500, "Server Internal Error", ""
+}
+
+// isDialNumber reports whether n is an E.164 number (what the agent's node's dial plan check
+// lets through).
+func isDialNumber(n string) bool {
+	if len(n) < 3 || len(n) > 16 || n[0] != '+' {
+		return false
+	}
+	for _, r := range n[1:] {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }

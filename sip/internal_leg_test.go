@@ -60,7 +60,8 @@ func newClusterPair(t *testing.T, ringTimeout time.Duration, calls int, ctl Call
 	return newClusterPairWith(t, nil, ringTimeout, calls, ctl, phoneScenario, phoneArgs...)
 }
 
-// newClusterPairWith is newClusterPair with node a's options changed by aOpt (nil: none).
+// newClusterPairWith is newClusterPair with node a's options changed by aOpt (nil: none),
+// applied after the pair's own (the line, the cluster options).
 func newClusterPairWith(t *testing.T, aOpt func(*Options), ringTimeout time.Duration, calls int, ctl CallControl, phoneScenario string, phoneArgs ...string) *clusterPair {
 	t.Helper()
 	requireSipp(t)
@@ -78,9 +79,6 @@ func newClusterPairWith(t *testing.T, aOpt func(*Options), ringTimeout time.Dura
 	p.a = startGateway(t, func(o *Options) {
 		freePorts(t, o)
 		o.Recorder = p.rec
-		if aOpt != nil {
-			aOpt(o)
-		}
 		o.Cluster = clusterOpts("a", func(_ context.Context, node string) (string, error) {
 			if node != "b" {
 				return "", errors.New("unknown node")
@@ -123,6 +121,9 @@ func newClusterPairWith(t *testing.T, aOpt func(*Options), ringTimeout time.Dura
 			p.results <- res
 			return nil
 		})}}
+		if aOpt != nil {
+			aOpt(o) // last: it may replace the line's target too
+		}
 	})
 	d := p.a.s.ClusterDialer(p.a.s.PhoneDialer())
 	dialer.Store(&d)
@@ -477,15 +478,33 @@ func (f *fakeControl) Transfer(_ context.Context, id string, to ivr.TransferTo) 
 	return f.answer()
 }
 
+func (f *fakeControl) Consult(_ context.Context, id string, to ivr.TransferTo, _ func(ivr.ConsultEnd)) error {
+	f.ops <- fmt.Sprintf("consult %s agent=%d queue=%s number=%s", id, to.AgentID, to.Queue, to.Number)
+	return f.answer()
+}
+
+func (f *fakeControl) CompleteConsult(_ context.Context, id string) error {
+	f.ops <- "consult_complete " + id
+	return f.answer()
+}
+
+func (f *fakeControl) CancelConsult(_ context.Context, id string) error {
+	f.ops <- "consult_cancel " + id
+	return f.answer()
+}
+
 // TestInternalLegRelaysSoftphoneButtons: the softphone's hold, resume and transfer pressed on
 // node b, where the agent answered a call of node a, reach node a's ACD (an INFO on the
 // internal leg) with a's call id; a refusal there (no such call) comes back as ivr.ErrNoCall;
-// a call b does not relay is ErrNotInternal (b's own ACD takes it).
+// a call b does not relay is ErrNotInternal (b's own ACD takes it). So do consults to an agent
+// and a queue, their completion and cancellation, with a's refusals (no consult, no agent
+// free, a transfer busy) coming back to b as the same errors (on main: 400 from a, an error
+// naming no sentinel).
 func TestInternalLegRelaysSoftphoneButtons(t *testing.T) {
 	ctl := &fakeControl{ops: make(chan string, 8)}
 	p := newClusterPair(t, 10*time.Second, 1, ctl, "uas_agent.xml", "-rtp_echo")
 	car := startSipp(t, p.dir, "uac_basic.xml", fmt.Sprintf("127.0.0.1:%d", p.a.port()), "-s", "15550197",
-		"-p", strconv.Itoa(testport.FreeUDP(t)), "-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", "1", "-d", "4000")
+		"-p", strconv.Itoa(testport.FreeUDP(t)), "-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", "1", "-d", "8000")
 	var callID string
 	if !waitFor(10*time.Second, func() bool {
 		for _, c := range p.b.callsNow() {
@@ -526,6 +545,39 @@ func TestInternalLegRelaysSoftphoneButtons(t *testing.T) {
 	<-ctl.ops
 	if err := p.b.s.RelayControl(ctx, "9a3c5a52-8c1e-4a43-9b36-1f6f1d3c0e11", "hold", ivr.TransferTo{}); !errors.Is(err, ErrNotInternal) {
 		t.Errorf("a call b does not relay: %v, want ErrNotInternal", err)
+	}
+	if err := p.b.s.RelayConsult(ctx, "9a3c5a52-8c1e-4a43-9b36-1f6f1d3c0e11", ivr.TransferTo{AgentID: 8}, nil); !errors.Is(err, ErrNotInternal) {
+		t.Errorf("a consult on a call b does not relay: %v, want ErrNotInternal", err)
+	}
+	// Consults to an agent and a queue, completion and cancellation reach a's ACD as they
+	// were asked (the consult's result comes back in an INFO of its own: relay_transfer.go),
+	// and a's refusals come back as the same sentinel errors.
+	ctl.err.Store(nil)
+	if err := p.b.s.RelayConsult(ctx, callID, ivr.TransferTo{AgentID: 8}, nil); err != nil {
+		t.Errorf("consult to agent 8: %v", err)
+	}
+	if got := <-ctl.ops; got != "consult "+callID+" agent=8 queue= number=" {
+		t.Errorf("node a's ACD got %q for a consult to agent 8", got)
+	}
+	for _, op := range []string{"consult_complete", "consult_cancel"} {
+		if err := p.b.s.RelayControl(ctx, callID, op, ivr.TransferTo{}); err != nil {
+			t.Errorf("%s: %v", op, err)
+		}
+		if got := <-ctl.ops; got != op+" "+callID {
+			t.Errorf("node a's ACD got %q, want %q", got, op+" "+callID)
+		}
+	}
+	for _, refusal := range []error{ivr.ErrNoConsult, ivr.ErrNoAgentFree, ivr.ErrTransferBusy} {
+		e := fmt.Errorf("refused: %w", refusal)
+		ctl.err.Store(&e)
+		if err := p.b.s.RelayControl(ctx, callID, "consult_complete", ivr.TransferTo{}); !errors.Is(err, refusal) {
+			t.Errorf("complete refused with %v on a: %v on b", refusal, err)
+		}
+		<-ctl.ops
+		if err := p.b.s.RelayConsult(ctx, callID, ivr.TransferTo{Queue: "sales"}, nil); !errors.Is(err, refusal) {
+			t.Errorf("consult refused with %v on a: %v on b", refusal, err)
+		}
+		<-ctl.ops
 	}
 	car.wait(t)
 	p.phone.wait(t)

@@ -88,6 +88,11 @@ type leg struct {
 	sessTimer *time.Timer
 	sessWait  time.Duration
 	sessWe    bool
+	// relayPending counts the relayed requests run for the agent's node on this internal leg
+	// whose result is not sent yet; relayIdle is closed when it drops to zero (nil at zero).
+	// Hanging the leg up waits for them (relay_transfer.go), so the result goes before the BYE.
+	relayPending int
+	relayIdle    chan struct{}
 
 	ended    chan struct{}
 	endOnce  sync.Once
@@ -490,8 +495,23 @@ func (l *leg) handleRequest(req *sip.Request, tx sip.ServerTransaction) {
 		if l.internal && l.role == roleUAC && ct == ctlContentType {
 			// A softphone button relayed by the agent's node (internal_leg.go).
 			code, reason = 403, "Forbidden"
+			tok := ""
 			if l.s.inInternalNetworks(l.s.sourceAddr(req)) {
-				code, reason = l.handleControl(req.Body())
+				code, reason, tok = l.handleControl(req.Body())
+			}
+			res := l.response(req, code, reason, nil)
+			if tok != "" {
+				res.AppendHeader(sip.NewHeader(hdrError, tok))
+			}
+			l.s.respond(tx, res)
+			return
+		}
+		if l.internal && l.role == roleUAS && ct == ctlContentType {
+			// The call's node's result or end of a transfer this node relayed
+			// (relay_transfer.go).
+			code, reason = 403, "Forbidden"
+			if l.s.inInternalNetworks(l.s.sourceAddr(req)) {
+				code, reason = l.handleRelayNote(req.Body())
 			}
 			l.s.respond(tx, l.response(req, code, reason, nil))
 			return

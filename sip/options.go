@@ -197,8 +197,10 @@ type ClusterOptions struct {
 	// way; an older one is refused as stale (and a replay within it as replayed). 0 takes
 	// DefaultClusterMaxSkew (30 s).
 	MaxSkew time.Duration
-	// Control, when set, takes the softphone's hold, resume and transfer of a call this node
-	// owns whose agent is attached to another node (relayed over the internal leg): the ACD.
+	// Control, when set, takes the softphone's hold, resume, transfers (blind and consult, to
+	// an agent, a queue or an outside number), consult completion and cancellation of a call
+	// this node owns whose agent is attached to another node (relayed over the internal
+	// leg): the ACD.
 	Control CallControl
 }
 
@@ -208,11 +210,15 @@ type OwnCalls interface {
 	OwnCall(callID string, agentID int64, far *media.Endpoint) (end func())
 }
 
-// CallControl is what the softphone's buttons drive on the call's node (*ivr.ACD satisfies it).
+// CallControl is what the softphone's buttons and the transfer API drive on the call's node
+// (*ivr.ACD satisfies it).
 type CallControl interface {
 	Hold(ctx context.Context, callID string) error
 	Resume(ctx context.Context, callID string) error
 	Transfer(ctx context.Context, callID string, to ivr.TransferTo) error
+	Consult(ctx context.Context, callID string, to ivr.TransferTo, onEnd func(ivr.ConsultEnd)) error
+	CompleteConsult(ctx context.Context, callID string) error
+	CancelConsult(ctx context.Context, callID string) error
 }
 
 // CallSummary is what OnCallEnd reports about a finished call.

@@ -66,13 +66,13 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	}
 	// Transfers to outside numbers are checked against the same destinations (no trunk that
 	// takes outbound calls: none may be dialled).
-	transfers := &web.Transfers{ACD: clusterACD{t.acd, t.sip}, Numbers: gw.store, Log: gw.log.With("component", "transfer")}
+	transfers := &web.Transfers{ACD: sip.ClusterACD{ACD: t.acd, SIP: t.sip}, Numbers: gw.store, Log: gw.log.With("component", "transfer")}
 	if _, ok := outboundTrunk(gw.cfg); ok {
 		transfers.Guard = guard
 	}
 	t.transfers.Store(transfers)
 	t.web, err = web.New(web.Options{
-		Auth: webLogin{gw.store}, ACD: clusterACD{t.acd, t.sip}, WebRTC: rtc, APIBase: "/api/v2",
+		Auth: webLogin{gw.store}, ACD: sip.ClusterACD{ACD: t.acd, SIP: t.sip}, WebRTC: rtc, APIBase: "/api/v2",
 		Registerer: gw.reg, Logger: gw.log.With("component", "softphone"), Teams: teams,
 		SecureCookie: gw.cfg.HTTP.Secure(), Guard: gw.guard, ICEServers: iceServers(wcfg.ICEServers),
 		Recordings: pauser, Sessions: webSessions{gw.store}, Transfers: transfers, FrontURL: pageFront(gw.cfg),
@@ -292,41 +292,6 @@ func (d callbackDialer) CallbackAllowed(to string) error {
 		return fmt.Errorf("outbound destination rules: %s", reason)
 	}
 	return nil
-}
-
-// clusterACD is the ACD the softphone page's buttons drive: a call this node relays for the
-// node that owns it (the agent answered here over the cluster's internal leg) has its hold,
-// resume and transfer sent to that node, whose ACD holds the call; any other call is this
-// node's ACD's.
-type clusterACD struct {
-	*ivr.ACD
-	sip *sip.Server
-}
-
-func (a clusterACD) Hold(ctx context.Context, callID string) error {
-	if err := a.sip.RelayControl(ctx, callID, "hold", ivr.TransferTo{}); !errors.Is(err, sip.ErrNotInternal) {
-		return err
-	}
-	return a.ACD.Hold(ctx, callID)
-}
-
-func (a clusterACD) Resume(ctx context.Context, callID string) error {
-	if err := a.sip.RelayControl(ctx, callID, "resume", ivr.TransferTo{}); !errors.Is(err, sip.ErrNotInternal) {
-		return err
-	}
-	return a.ACD.Resume(ctx, callID)
-}
-
-func (a clusterACD) Transfer(ctx context.Context, callID string, to ivr.TransferTo) error {
-	if to.Number != "" {
-		// An outside number is dialled by the node that owns the call's carrier leg; a call
-		// relayed from another node is not this ACD's (ErrNoCall).
-		return a.ACD.Transfer(ctx, callID, to)
-	}
-	if err := a.sip.RelayControl(ctx, callID, "transfer", to); !errors.Is(err, sip.ErrNotInternal) {
-		return err
-	}
-	return a.ACD.Transfer(ctx, callID, to)
 }
 
 // refer carries out an agent phone's REFER through the page's transfer checks (web.Transfers).
