@@ -187,6 +187,11 @@ type Ticketing struct {
 	// Settings are the global call → ticket settings of docs/rules.md; omitted keys keep their
 	// defaults (ticketing.DefaultSettings). Lines override the per-line ones.
 	Settings ticketing.Settings `yaml:"settings"`
+	// AuditRetention is how long the audit trail's entries are kept: older ones are deleted
+	// in the background (ticketing.AuditPruner). 0 (the default) keeps them forever; else at
+	// least ticketing.MinAuditRetention. Not one of the settings the API changes: an admin
+	// must not be able to shorten the trail of their own actions.
+	AuditRetention Duration `yaml:"audit_retention"`
 }
 
 // Load reads the file at path; see Parse.

@@ -54,6 +54,10 @@ var problemCases = []problemCase{
 		{"ticketing.settings.phone_validation", `want true or false, got "maybe"`, 2}}},
 	{"bad duration", "shutdown_grace: 5 minutes\n", []Problem{
 		{"shutdown_grace", `want a duration such as "30s" or "2m", got "5 minutes"`, 2}}},
+	{"audit retention 0 or at least a day", "ticketing:\n  audit_retention: 12h\n", []Problem{
+		{"ticketing.audit_retention", "must be 0s (keep the audit trail forever) or at least 24h0m0s, got 12h0m0s", 3}}},
+	{"audit retention not negative", "ticketing: {audit_retention: -8760h}\n", []Problem{
+		{"ticketing.audit_retention", "must be 0s (keep the audit trail forever) or at least 24h0m0s, got -8760h0m0s", 2}}},
 	{"bad duration in ticketing settings", "ticketing: {settings: {callback_append_window: forever}}\n", []Problem{
 		{"ticketing.settings.callback_append_window", `want a duration such as "10s", got "forever"`, 2}}},
 	{"repeated key", "log: {level: info}\nlog: {level: debug}\n", []Problem{
@@ -124,6 +128,14 @@ var problemCases = []problemCase{
 		{"sip.trusted_fronts[3]", "::/0 trusts every address, so anyone could forge the source the gateway believes; list the fronts' own addresses (e.g. 10.0.0.5/32)", 2}}},
 	{"empty scanner user agent", "sip: {scanner_user_agents: [sipvicious, \"\"]}\n", []Problem{
 		{"sip.scanner_user_agents[1]", "must not be empty: it would match every request", 2}}},
+
+	{"feature codes are 2 to 8 keypad keys, one per state", "sip: {feature_codes: {available: \"*6a\", away: \"*\", offline: \"*60*60*60\"}}\n", []Problem{
+		{"sip.feature_codes.available", `"*6a" is not a feature code: write 2 to 8 of the keypad's keys 0-9, * and #, e.g. *60`, 2},
+		{"sip.feature_codes.away", `"*" is not a feature code: write 2 to 8 of the keypad's keys 0-9, * and #, e.g. *60`, 2},
+		{"sip.feature_codes.offline", `"*60*60*60" is not a feature code: write 2 to 8 of the keypad's keys 0-9, * and #, e.g. *60`, 2}}},
+	{"feature codes distinct and no line's number", "trunks: [{name: c, inbound: {allow: [127.0.0.0/8]}}]\nlines: [{number: \"+15550100\", target: hangup}]\nsip:\n  feature_codes:\n    available: \"#71\"\n    away: \"#71\"\n    offline: \"15550100\"\n", []Problem{
+		{"sip.feature_codes.away", `"#71" is already sip.feature_codes.available; give each state its own code`, 7},
+		{"sip.feature_codes.offline", `"15550100" is the number of lines[0]: agents' phones dialling it would set their state instead of calling the line`, 8}}},
 
 	// RTP port range.
 	{"RTP port range inverted", "rtp: {port_min: 20000, port_max: 19000}\n", []Problem{
@@ -505,6 +517,12 @@ ticketing:
 	if r := c.SIP.Registrar; r.MaxBindingsPerAgent != 5 || r.MaxContactsPerRegister != 5 || len(r.PhoneNetworks) != 0 ||
 		!reflect.DeepEqual(r.DigestAlgorithms, []string{"SHA-256", "MD5"}) || r.AuthFailuresFree != 3 || r.AuthBackoff.D() != time.Second || r.AuthBackoffMax.D() != 5*time.Minute {
 		t.Errorf("sip.registrar defaults: %+v", r)
+	}
+	if c.Ticketing.AuditRetention != 0 {
+		t.Errorf("ticketing.audit_retention default %s, want 0s (kept forever)", c.Ticketing.AuditRetention)
+	}
+	if f := c.SIP.FeatureCodes; f.Available != "*60" || f.Away != "*61" || f.Offline != "*62" {
+		t.Errorf("sip.feature_codes defaults: %+v", f)
 	}
 	if !reflect.DeepEqual(c.SIP.ScannerUserAgents, DefaultScannerUserAgents()) || len(c.SIP.Listen) != 2 {
 		t.Errorf("sip defaults: %+v", c.SIP)

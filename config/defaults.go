@@ -97,6 +97,7 @@ func Default() Config {
 			AnswerAckTimeout: Duration(DefaultAnswerAckTimeout),
 			Connections: SIPConnections{Max: DefaultMaxConnections, PerSource: DefaultConnectionsPerSource,
 				HandshakeTimeout: Duration(DefaultConnectionHandshake), IdleTimeout: Duration(DefaultConnectionIdleTimeout)},
+			FeatureCodes: SIPFeatureCodes{Available: sip.FeatureAvailable, Away: sip.FeatureAway, Offline: sip.FeatureOffline},
 		},
 		RTP: RTP{
 			Address:      "127.0.0.1",

@@ -53,6 +53,17 @@ type SIP struct {
 	AnswerAckTimeout Duration `yaml:"answer_ack_timeout"`
 	// Connections bounds SIP TCP and TLS connections.
 	Connections SIPConnections `yaml:"connections"`
+	// FeatureCodes are what agents' SIP phones dial to set their queue state (defaults *60,
+	// *61, *62).
+	FeatureCodes SIPFeatureCodes `yaml:"feature_codes"`
+}
+
+// SIPFeatureCodes are the numbers an agent's SIP phone dials to go available, away or
+// offline (sip.FeatureCodes): 2 to 8 of 0-9, '*' and '#', distinct, none a line's number.
+type SIPFeatureCodes struct {
+	Available string `yaml:"available"`
+	Away      string `yaml:"away"`
+	Offline   string `yaml:"offline"`
 }
 
 // SIPConnections bounds the SIP TCP and TLS connections peers open to the gateway, so an

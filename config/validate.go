@@ -13,6 +13,7 @@ import (
 	_ "time/tzdata" // hours.time_zone must load on hosts without a zoneinfo database
 
 	"github.com/switchboard-voice/switchboard/ivr"
+	"github.com/switchboard-voice/switchboard/sip"
 	"github.com/switchboard-voice/switchboard/ticketing"
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 	"github.com/switchboard-voice/switchboard/ticketing/phone"
@@ -285,6 +286,32 @@ func (c *Config) validateSIP(k *checker) {
 	for i, ua := range s.ScannerUserAgents {
 		if strings.TrimSpace(ua) == "" {
 			k.add("sip.scanner_user_agents"+index(i), "must not be empty: it would match every request")
+		}
+	}
+	c.validateFeatureCodes(k)
+}
+
+// validateFeatureCodes checks sip.feature_codes: keypad codes (sip.ValidFeatureCode), one
+// per state, none a line's number (the code is taken before the lines are looked at, so it
+// would shadow the line for agents' phones).
+func (c *Config) validateFeatureCodes(k *checker) {
+	f := c.SIP.FeatureCodes
+	codes := []struct{ key, code string }{{"available", f.Available}, {"away", f.Away}, {"offline", f.Offline}}
+	for i, fc := range codes {
+		path := "sip.feature_codes." + fc.key
+		if !sip.ValidFeatureCode(fc.code) {
+			k.add(path, "%q is not a feature code: write %d to %d of the keypad's keys 0-9, * and #, e.g. *60", fc.code, sip.MinFeatureCode, sip.MaxFeatureCode)
+			continue
+		}
+		for _, prev := range codes[:i] {
+			if fc.code == prev.code {
+				k.add(path, "%q is already sip.feature_codes.%s; give each state its own code", fc.code, prev.key)
+			}
+		}
+		for j, l := range c.Lines {
+			if fc.code == l.Number || fc.code == strings.TrimPrefix(l.Number, "+") {
+				k.add(path, "%q is the number of lines[%d]: agents' phones dialling it would set their state instead of calling the line", fc.code, j)
+			}
 		}
 	}
 }
@@ -775,6 +802,9 @@ func (c *Config) validateTicketing(k *checker) {
 	}
 	c.checkSettingsErrors(k, "ticketing.settings.", c.Ticketing.Settings.Validate())
 	c.checkAssignee(k, "ticketing.settings.default_assignee", c.Ticketing.Settings.DefaultAssignee)
+	if r := c.Ticketing.AuditRetention.D(); r != 0 && r < ticketing.MinAuditRetention {
+		k.add("ticketing.audit_retention", "must be 0s (keep the audit trail forever) or at least %s, got %s", Duration(ticketing.MinAuditRetention), c.Ticketing.AuditRetention)
+	}
 }
 
 // checkSettingsErrors adds the ticketing package's own findings under a YAML path prefix.

@@ -2,6 +2,8 @@ package sip
 
 import (
 	"errors"
+	"fmt"
+	"net/url"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -9,7 +11,8 @@ import (
 )
 
 // Agents on SIP phones change their queue state from the phone by dialling a feature code:
-// *60 available, *61 away, *62 offline. The INVITE is authenticated by digest with the
+// by default *60 available, *61 away, *62 offline (Options.FeatureCodes; the configuration's
+// sip.feature_codes). The INVITE is authenticated by digest with the
 // agent's SIP credentials, exactly like the phone's REGISTER (challenge, backoff after
 // failures, nonce bound to the source), the state is set in the ACD, and the INVITE gets a
 // final response whose reason phrase the phone shows: "603 Agent available" (or away,
@@ -20,12 +23,78 @@ import (
 // at any hour, which says nothing about the agent being at the desk, and registration has no
 // "away". The phone's registration does not change the agent's state.
 
-// Feature codes: the Request-URI user an agent's phone dials to set its state.
+// Default feature codes: the Request-URI user an agent's phone dials to set its state.
 const (
 	FeatureAvailable = "*60"
 	FeatureAway      = "*61"
 	FeatureOffline   = "*62"
 )
+
+// FeatureCodes are the codes agents' SIP phones dial to set their queue state. An empty
+// field takes its default (FeatureAvailable, FeatureAway, FeatureOffline); the codes must be
+// distinct and each a ValidFeatureCode.
+type FeatureCodes struct {
+	Available string
+	Away      string
+	Offline   string
+}
+
+// DefaultFeatureCodes returns *60, *61 and *62.
+func DefaultFeatureCodes() FeatureCodes {
+	return FeatureCodes{Available: FeatureAvailable, Away: FeatureAway, Offline: FeatureOffline}
+}
+
+// withDefaults fills the empty codes.
+func (f FeatureCodes) withDefaults() FeatureCodes {
+	d := DefaultFeatureCodes()
+	if f.Available == "" {
+		f.Available = d.Available
+	}
+	if f.Away == "" {
+		f.Away = d.Away
+	}
+	if f.Offline == "" {
+		f.Offline = d.Offline
+	}
+	return f
+}
+
+// Bounds of a feature code.
+const (
+	MinFeatureCode = 2
+	MaxFeatureCode = 8
+)
+
+// ValidFeatureCode reports whether code can be a feature code: MinFeatureCode to
+// MaxFeatureCode of the keys of a phone's keypad, 0-9, '*' and '#' (what any desk phone can
+// dial; a phone sends '#' escaped as %23 in the Request-URI, RFC 3261 §19.1.2).
+func ValidFeatureCode(code string) bool {
+	if len(code) < MinFeatureCode || len(code) > MaxFeatureCode {
+		return false
+	}
+	for _, r := range code {
+		if !('0' <= r && r <= '9' || r == '*' || r == '#') {
+			return false
+		}
+	}
+	return true
+}
+
+// validate refuses codes that would shadow each other.
+func (f FeatureCodes) validate() error {
+	codes := []string{f.Available, f.Away, f.Offline}
+	for i, c := range codes {
+		if !ValidFeatureCode(c) {
+			return fmt.Errorf("sip: feature code %q: want %d to %d of 0-9, * and #", c, MinFeatureCode, MaxFeatureCode)
+		}
+		for _, d := range codes[:i] {
+			if c == d {
+				return fmt.Errorf("sip: feature code %q is given to two states", c)
+			}
+		}
+	}
+	return nil
+}
 
 // AgentStates sets an agent's chosen state; ivr.ACD satisfies it. SetState is called with no
 // lock of sip held.
@@ -39,12 +108,16 @@ func (s *Server) featureCode(req *sip.Request) (ivr.AgentState, bool) {
 	if s.opts.AgentStates == nil || s.opts.Agents == nil || req.Method != sip.INVITE {
 		return "", false
 	}
-	switch req.Recipient.User {
-	case FeatureAvailable:
+	user := req.Recipient.User
+	if u, err := url.PathUnescape(user); err == nil {
+		user = u // "%2371" is what a phone sends for #71 (RFC 3261 §19.1.2)
+	}
+	switch codes := s.opts.FeatureCodes; user {
+	case codes.Available:
 		return ivr.StateAvailable, true
-	case FeatureAway:
+	case codes.Away:
 		return ivr.StateAway, true
-	case FeatureOffline:
+	case codes.Offline:
 		return ivr.StateOffline, true
 	}
 	return "", false

@@ -54,9 +54,13 @@ type Options struct {
 	// Registrar tunes REGISTER handling (realm, expiry bounds, change hook).
 	Registrar RegistrarOptions
 	// AgentStates, with Agents, lets agents set their queue state from their SIP phones by
-	// dialling a feature code (*60 available, *61 away, *62 offline; featurecode.go). Nil:
-	// the codes are dialled like any number (and refused unless a line has them).
+	// dialling a feature code (FeatureCodes; featurecode.go). Nil: the codes are dialled like
+	// any number (and refused unless a line has them).
 	AgentStates AgentStates
+	// FeatureCodes are the codes of AgentStates: DefaultFeatureCodes (*60 available, *61
+	// away, *62 offline); an empty field takes its default. New refuses codes that are not
+	// ValidFeatureCode or not distinct.
+	FeatureCodes FeatureCodes
 	// OwnCalls, when set, is told of every agent's own call once it is answered and bridged
 	// (CallForAgent: the callee's endpoint, bridged to the agent's audio) and when it ends, so
 	// that supervisors and conferences reach it as they reach a queued call (*ivr.ACD: OwnCall).
@@ -337,6 +341,7 @@ func DefaultOptions() Options {
 		EmitTimeout:       DefaultEmitTimeout,
 		SettleBacklog:     DefaultSettleBacklog,
 		UserAgent:         DefaultUserAgent,
+		FeatureCodes:      DefaultFeatureCodes(),
 	}
 }
 

@@ -155,6 +155,10 @@ func New(opts Options) (*Server, error) {
 	if opts.TLSAddr != "" && opts.TLSConfig == nil {
 		return nil, errors.New("sip: TLSAddr set without TLSConfig")
 	}
+	opts.FeatureCodes = opts.FeatureCodes.withDefaults()
+	if err := opts.FeatureCodes.validate(); err != nil {
+		return nil, err
+	}
 	if !opts.ExternalAddr.IsValid() {
 		first := opts.UDPAddr
 		if first == "" {

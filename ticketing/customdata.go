@@ -153,13 +153,73 @@ func (e *Engine) applyCustomData(ctx context.Context, tx *applyTx, c *callRow, s
 		data[DataKeyMenuPath] = *c.MenuPath
 	}
 	maps.Copy(data, c.Data)
+	return mapCustomData(ctx, tx, c.ID, st, ticketID, data, false)
+}
+
+// lateData returns what an event brings to the custom data of a call that already has its
+// ticket (CF-4): the keys of the event's data that are new to the call or carry another value,
+// and the IVR menu path when it changed (and no data names the key menu_path). Read before
+// the event is merged into the call. The IVR sends call.ivr_selected again with all its
+// variables when a later collect step adds one (docs/ivr.md): what did not change was mapped
+// already and is not mapped, or noted, twice.
+func (c *callRow) lateData(ev callevent.Event) map[string]string {
+	if c.TicketID == nil {
+		return nil // the mapping runs when the call gets its ticket, with all the data so far
+	}
+	data := ev.Data.Map()
+	late := map[string]string{}
+	if _, named := c.Data[DataKeyMenuPath]; !named && ev.MenuPath != "" && ev.MenuPath != deref(c.MenuPath) {
+		late[DataKeyMenuPath] = ev.MenuPath
+	}
+	for k, v := range data {
+		if old, ok := c.Data[k]; !ok || old != v {
+			late[k] = v
+		}
+	}
+	return late
+}
+
+// applyLateCustomData maps the custom data that reached a call which already has its ticket
+// (lateData: a call.ivr_selected from an IVR collect step after a queue's overflow, an
+// integration posting data on a later event). Only the keys it carries are mapped and
+// checked: a mapped key it does not carry was noted when the ticket was made (or by an
+// earlier event) and is not noted again, so an event that brings one key does not fill the
+// ticket with notes about the others. The write follows merges and skips a closed ticket
+// (withLiveTicket). Each event is applied once (its id), so a replayed event adds no second
+// note.
+func (e *Engine) applyLateCustomData(ctx context.Context, tx *applyTx, c *callRow, late map[string]string) error {
+	if len(late) == 0 || c.TicketID == nil {
+		return nil
+	}
+	st, err := e.settingsFor(ctx, deref(c.Line))
+	if err != nil || len(st.CustomDataFields) == 0 {
+		return err
+	}
+	return e.withLiveTicket(ctx, tx, c, func(id int64) error {
+		return mapCustomData(ctx, tx, c.ID, st, id, late, true)
+	})
+}
+
+// mapCustomData writes the mapped fields of data to the ticket and one private note listing
+// the mapped values that are missing or invalid. With onlyPresent (data that came after the
+// ticket), a mapped key absent from data is left alone rather than noted. The writes are the
+// batch's held-back ones (setTicket, addComment): many calls' fields and notes go out in one
+// statement each.
+func mapCustomData(ctx context.Context, tx *applyTx, callID string, st Settings, ticketID int64, data map[string]string, onlyPresent bool) error {
 	set := map[string]any{}
 	var problems []string
 	for _, f := range st.CustomDataFields {
 		raw, ok := data[f.Key]
+		if !ok && onlyPresent {
+			continue
+		}
 		v := strings.TrimSpace(raw)
-		if !ok || v == "" {
+		switch {
+		case !ok:
 			problems = append(problems, fmt.Sprintf("- %s: no value; the call's data has no %q", f.Field, f.Key))
+			continue
+		case v == "":
+			problems = append(problems, fmt.Sprintf("- %s: no value; %q came empty", f.Field, f.Key))
 			continue
 		}
 		val, why := f.fieldValue(v)
@@ -177,9 +237,13 @@ func (e *Engine) applyCustomData(ctx context.Context, tx *applyTx, c *callRow, s
 	if len(problems) == 0 {
 		return nil
 	}
-	body := fmt.Sprintf("Call %s: custom data not written to ticket fields (the fields keep their values):\n%s",
-		c.ID, strings.Join(problems, "\n"))
-	return tx.addComment(ctx, pendingComment{TicketID: ticketID, Type: TypeComment, Body: body, CallID: c.ID})
+	when := ""
+	if onlyPresent {
+		when = " (data received after the ticket was made)"
+	}
+	body := fmt.Sprintf("Call %s%s: custom data not written to ticket fields (the fields keep their values):\n%s",
+		callID, when, strings.Join(problems, "\n"))
+	return tx.addComment(ctx, pendingComment{TicketID: ticketID, Type: TypeComment, Body: body, CallID: callID})
 }
 
 // quoteShort quotes a value from outside for a note: Go quoting escapes anything invisible,

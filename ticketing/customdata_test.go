@@ -201,3 +201,129 @@ func noteCount(h *engineHarness, ticketID int64, sub string) int {
 	}
 	return n
 }
+
+// rule CF-4, data that comes after the ticket: a call.ivr_selected with data reaching a call
+// that already has its ticket — an IVR collect step after a queue's overflow on a line that
+// makes the ticket at queue entry, or an integration posting data through POST /call_events
+// after the answer — maps into the ticket's fields with the same checks and the same kind of
+// private note for an invalid value. The mapped keys the later event does not carry, or
+// carries unchanged (the IVR sends all its variables again), are not noted again; a replay of
+// the event adds no second note; calls whose ticket and later data are applied in one batch
+// get their fields too.
+func TestRule_CF4_CustomDataAfterTheTicketFillsItsFields(t *testing.T) {
+	onQueue := ticketing.CreateOnQueueEntry
+	h := newEngineHarness(t, map[string]ticketing.LineSettings{"+15550199": {TicketCreationPoint: &onQueue}})
+	h.settings(func(s *ticketing.Settings) {
+		s.CustomDataFields = []ticketing.DataField{
+			{Key: "account", Field: "account_number", Type: ticketing.FieldDigits},
+			{Key: "plan", Field: "plan_level", Type: ticketing.FieldInteger},
+			{Key: "crm.id", Field: "crm_id", Type: ticketing.FieldText},
+		}
+	})
+	do := customDataAPI(t, h)
+	apply := func() {
+		t.Helper()
+		if _, err := h.engine.ApplyPending(h.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const lateNote = "(data received after the ticket was made): custom data not written to ticket fields"
+
+	// The ticket is made at queue entry with no data: every mapped field noted missing, once.
+	ivr := h.newCall(h.now).started("+15557100011", "+15550199").queued(1, "support")
+	postEvents(t, do, ivr.evs)
+	apply()
+	id := *h.call(ivr.id).TicketID
+	if noteCount(h, id, `crm_id: no value; the call's data has no "crm.id"`) != 1 {
+		t.Fatalf("no note for the missing data at queue entry: %s", js(h.comments(id)))
+	}
+	// The queue overflows to an IVR collect step: the caller's account and plan come now.
+	ivr.add(callevent.EventIVRSelected, 60, func(e *callevent.Event) {
+		e.Data = callevent.NewData(map[string]string{"account": "0042", "plan": "gold"})
+	})
+	late := ivr.evs[len(ivr.evs)-1]
+	postEvents(t, do, []callevent.Event{late})
+	apply()
+	tk := h.ticket(&id)
+	if want := map[string]any{"account_number": "0042"}; fmt.Sprint(tk.Fields) != fmt.Sprint(want) {
+		t.Errorf("fields after the later data %v, want %v", tk.Fields, want)
+	}
+	if noteCount(h, id, lateNote) != 1 || noteCount(h, id, `plan_level: the value "gold" of "plan" is not a whole number (integer field)`) != 1 {
+		t.Errorf("want one note for the invalid later plan: %s", js(h.comments(id)))
+	}
+	if noteCount(h, id, `crm_id: no value`) != 1 || noteCount(h, id, `account_number: no value`) != 1 {
+		t.Errorf("a key the later data does not carry was noted again, or the valid one noted: %s", js(h.comments(id)))
+	}
+	// The same event again (an emitter's retry): nothing written twice.
+	postEvents(t, do, []callevent.Event{late})
+	apply()
+	if noteCount(h, id, lateNote) != 1 {
+		t.Errorf("a replayed event added a second note: %s", js(h.comments(id)))
+	}
+	// A later collect step: the IVR sends all its variables again with the new one. Only the
+	// new one is mapped; the unchanged invalid plan is not noted twice.
+	ivr.add(callevent.EventIVRSelected, 90, func(e *callevent.Event) {
+		e.Data = callevent.NewData(map[string]string{"account": "0042", "plan": "gold", "crm.id": "CRM-1"})
+	})
+	postEvents(t, do, ivr.evs[len(ivr.evs)-1:])
+	apply()
+	if want := map[string]any{"account_number": "0042", "crm_id": "CRM-1"}; fmt.Sprint(h.ticket(&id).Fields) != fmt.Sprint(want) {
+		t.Errorf("fields after the second collect %v, want %v", h.ticket(&id).Fields, want)
+	}
+	if noteCount(h, id, lateNote) != 1 {
+		t.Errorf("the unchanged invalid plan was noted again: %s", js(h.comments(id)))
+	}
+	// An integration sends the plan empty: noted as such, the fields as they were.
+	ivr.add(callevent.EventIVRSelected, 100, func(e *callevent.Event) {
+		e.Data = callevent.NewData(map[string]string{"plan": " "})
+	})
+	postEvents(t, do, ivr.evs[len(ivr.evs)-1:])
+	apply()
+	if noteCount(h, id, lateNote) != 2 || noteCount(h, id, `plan_level: no value; "plan" came empty`) != 1 ||
+		len(h.ticket(&id).Fields) != 2 {
+		t.Errorf("an empty later value: fields %v, comments %s", h.ticket(&id).Fields, js(h.comments(id)))
+	}
+
+	// An integration posts the CRM id once the call was answered on a default line (ticket at
+	// the answer): written, and no note, the other keys being absent from that event.
+	api := h.newCall(h.now.Add(time.Minute)).started("+15557100012", "+15550100").queued(1, "support").answered(5, h.agent1.ID)
+	postEvents(t, do, api.evs)
+	apply()
+	aid := *h.call(api.id).TicketID
+	before := len(h.comments(aid))
+	api.add(callevent.EventIVRSelected, 30, func(e *callevent.Event) {
+		e.Data = callevent.NewData(map[string]string{"crm.id": "CRM-7"})
+	})
+	postEvents(t, do, api.evs[len(api.evs)-1:])
+	apply()
+	if got := h.ticket(&aid).Fields["crm_id"]; got != "CRM-7" {
+		t.Errorf("crm_id %v after the integration's later data, want CRM-7", got)
+	}
+	if after := len(h.comments(aid)); after != before {
+		t.Errorf("%d comments added by valid later data, want 0: %s", after-before, js(h.comments(aid)))
+	}
+	if c := h.call(api.id); c.Data["crm.id"] != "CRM-7" {
+		t.Errorf("call record data %v", c.Data)
+	}
+
+	// In one batch (the set-based path): two calls' tickets made at queue entry and their
+	// later data, applied together.
+	var batch []callevent.Event
+	var ids []string
+	for i, acct := range []string{"7001", "7002"} {
+		s := h.newCall(h.now.Add(2*time.Minute)).started(fmt.Sprintf("+155571000%d", 20+i), "+15550199").queued(1, "support").
+			add(callevent.EventIVRSelected, 40, func(e *callevent.Event) {
+				e.Data = callevent.NewData(map[string]string{"account": acct, "plan": "2"})
+			})
+		batch = append(batch, s.evs...)
+		ids = append(ids, s.id)
+	}
+	h.run(batch...)
+	for i, cid := range ids {
+		tid := h.call(cid).TicketID
+		want := map[string]any{"account_number": []string{"7001", "7002"}[i], "plan_level": float64(2)}
+		if got := h.ticket(tid).Fields; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("call %d of the batch: fields %v, want %v", i, got, want)
+		}
+	}
+}

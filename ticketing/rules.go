@@ -23,13 +23,15 @@ func (e *Engine) applyEvent(ctx context.Context, tx *applyTx, c *callRow, ev cal
 	case callevent.EventStarted:
 		return e.onStarted(ctx, tx, c, ev, at)
 	case callevent.EventIVRSelected:
-		c.mergeData(ev.Data.Map()) // CF-4
+		late := c.lateData(ev) // CF-4: what comes once the call has its ticket
+		c.mergeData(ev.Data.Map())
 		if ev.MenuPath != "" {
 			c.MenuPath = &ev.MenuPath
 		}
 		if ev.Language != "" {
 			c.Language = &ev.Language
 		}
+		return e.applyLateCustomData(ctx, tx, c, late)
 	case callevent.EventQueued:
 		c.Queue = &ev.Queue
 		c.QueuedAt = &at

@@ -93,7 +93,8 @@ func (h *engineHarness) outboundOn(start time.Time, to, channel string) *script 
 
 // rule TU-4, the caller's side: calling back after a call shorter than callback_append_window
 // joins that call's ticket — on another queue too, where TU-1 would not — but only within
-// callback_max_delay of its end, and not at all with append_to_open_ticket off.
+// callback_max_delay of its end, only when it is the caller's most recent earlier call, and
+// not at all with append_to_open_ticket off.
 func TestRule_TU4_CallerCallbackWindowAndBound(t *testing.T) {
 	h := newEngineHarness(t, nil)
 	h.endUser("Ivy", "+15557770110")
@@ -106,7 +107,8 @@ func TestRule_TU4_CallerCallbackWindowAndBound(t *testing.T) {
 	if ticketOf(back) != ticketOf(short) {
 		t.Error("TU-4: the callback a minute after a 5 s call made a new ticket")
 	}
-	// After a 62 s call, a call on yet another queue is not a callback.
+	// After a 62 s call, a call on yet another queue is not a callback — although the 5 s call
+	// ended within callback_max_delay of it: only the caller's most recent earlier call counts.
 	third := h.answeredCall(h.now.Add(5*time.Minute), "+15557770110", "billing", h.agent1.ID, 60)
 	h.run(third.evs...)
 	if ticketOf(third) == ticketOf(back) {

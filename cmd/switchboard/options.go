@@ -9,6 +9,7 @@ import (
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/roster"
 	"github.com/switchboard-voice/switchboard/sip"
+	"github.com/switchboard-voice/switchboard/ticketing"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
 	"github.com/switchboard-voice/switchboard/ticketing/phone"
 )
@@ -41,6 +42,7 @@ func sipOptions(cfg *config.Config) (sip.Options, error) {
 			MaxBindingsPerAgent: s.Registrar.MaxBindingsPerAgent, MaxContactsPerRegister: s.Registrar.MaxContactsPerRegister,
 			AuthFailuresFree: s.Registrar.AuthFailuresFree, AuthBackoffBase: s.Registrar.AuthBackoff.D(),
 			AuthBackoffMax: s.Registrar.AuthBackoffMax.D()},
+		FeatureCodes: sip.FeatureCodes{Available: s.FeatureCodes.Available, Away: s.FeatureCodes.Away, Offline: s.FeatureCodes.Offline},
 	}
 	// The internal leg between the nodes (off without a secret); the wiring adds where the
 	// nodes are (the database) and the ACD that takes relayed softphone buttons.
@@ -69,6 +71,11 @@ func sipOptions(cfg *config.Config) (sip.Options, error) {
 		opts.Trunks = append(opts.Trunks, st)
 	}
 	return opts, nil
+}
+
+// auditPrunerOptions maps ticketing.audit_retention (0: kept forever).
+func auditPrunerOptions(cfg *config.Config) ticketing.AuditPrunerOptions {
+	return ticketing.AuditPrunerOptions{Retention: cfg.Ticketing.AuditRetention.D()}
 }
 
 // nodeWatchOptions translates database.heartbeat_interval and database.node_lost_after into

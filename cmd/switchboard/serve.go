@@ -132,9 +132,11 @@ type gateway struct {
 	backlog     *ticketing.Backlog // measured beside the engine (startEngine)
 	// reportGauges exports the last hour's report figures (switchboard_report_*).
 	reportGauges *ticketing.ReportGauges
-	engineMu     sync.Mutex // guards stopEngine and engineDone (set by awaitDatabase)
-	stopEngine   context.CancelFunc
-	engineDone   chan struct{}
+	// auditPruner deletes audit entries past ticketing.audit_retention.
+	auditPruner *ticketing.AuditPruner
+	engineMu    sync.Mutex // guards stopEngine and engineDone (set by awaitDatabase)
+	stopEngine  context.CancelFunc
+	engineDone  chan struct{}
 	// hooks delivers the webhooks (cmd/switchboard/webhooks.go); stopHooks ends it.
 	hooks     *webhooks.Dispatcher
 	stopHooks func()

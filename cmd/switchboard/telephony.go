@@ -222,7 +222,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 	// part) and their configured password; agents with only a bcrypt hash cannot.
 	sopts.Agents = t.sipAgent
 	if t.acd != nil {
-		sopts.AgentStates = t.acd // feature codes *60/*61/*62 from the agents' phones
+		sopts.AgentStates = t.acd // feature codes (sip.feature_codes) from the agents' phones
 		sopts.OwnCalls = t.acd    // agents' own calls: supervisors and conferences reach them
 		sopts.Refer = t.refer     // blind transfers from the agents' phones (REFER)
 		// attended transfers from the agents' phones (a consult call, then REFER with Replaces)

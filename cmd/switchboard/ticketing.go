@@ -129,6 +129,13 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 		Registerer: gw.reg, Logger: gw.log.With("component", "reports")}); err != nil {
 		return err
 	}
+	// The audit trail's retention: every node prunes (disjoint batches), from the shared
+	// database.
+	po := auditPrunerOptions(cfg)
+	po.Registerer, po.Logger = gw.reg, gw.log.With("component", "ticketing")
+	if gw.auditPruner, err = gw.store.StartAuditPruner(po); err != nil {
+		return err
+	}
 	gw.mountWebhooks(mux)
 	return nil
 }
@@ -243,6 +250,9 @@ func (gw *gateway) closeTicketing() {
 	gw.stopWebhooks()
 	if gw.reportGauges != nil {
 		gw.reportGauges.Close()
+	}
+	if gw.auditPruner != nil {
+		gw.auditPruner.Close()
 	}
 	if gw.nodes != nil {
 		gw.nodes.Close() // it emits through the event log: stopped first
