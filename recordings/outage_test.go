@@ -233,6 +233,10 @@ func TestRestartWritesJournaledRowsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	crashedRes := record(crashed)
+	// The tampering below comes after the service stopped: its metadata writer (still trying the
+	// unreachable database) reads and rewrites journal files, and a read in the middle of this
+	// non-atomic rewrite found a torn entry (a failure seen once under load).
+	a.Close()
 	if err := os.WriteFile(a.journalPath(crashed.ID()), entry, 0o640); err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +248,6 @@ func TestRestartWritesJournaledRowsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	a.Close()
 	proxy.Up()
 
 	ids := []string{earlyRes.ID, outageRes.ID, vmRes.ID, crashedRes.ID}

@@ -263,8 +263,14 @@ func TestToneRecordingOfBridgedCall(t *testing.T) {
 	t.Logf("file %v, sent %v, start slack %v, audio from %v; %d packets, %d lost; arrival jitter %v", d.duration(), sent, slack, t0, res.Packets, res.Lost, jitter)
 	frame := func(k int) time.Duration { return t0 + time.Duration(k)*20*time.Millisecond }
 	margin := 60*time.Millisecond + jitter
+	// A window the margins leave empty (a loaded machine's arrivals spread wider than it) is
+	// not checked: nothing in it can be told apart.
 	tone := func(c int, freq, other float64, from, to time.Duration) {
 		t.Helper()
+		if from+margin >= to-margin {
+			t.Logf("channel %d [%v, %v): not checked, arrivals spread %v", c, from, to, jitter)
+			return
+		}
 		seg := d.segment(c, from+margin, to-margin)
 		if on, off := goertzel(seg, freq), goertzel(seg, other); on < 100*off || energy(seg) < 1e6 {
 			t.Errorf("channel %d [%v, %v): %v Hz power %.0f vs %v Hz %.0f, energy %.0f", c, from, to, freq, on, other, off, energy(seg))
@@ -272,6 +278,10 @@ func TestToneRecordingOfBridgedCall(t *testing.T) {
 	}
 	silent := func(c int, from, to time.Duration) {
 		t.Helper()
+		if from+margin >= to-margin {
+			t.Logf("channel %d [%v, %v): not checked, arrivals spread %v", c, from, to, jitter)
+			return
+		}
 		if e := energy(d.segment(c, from+margin, to-margin)); e > 100 {
 			t.Errorf("channel %d [%v, %v) should be silence: energy %.0f", c, from, to, e)
 		}
