@@ -381,9 +381,8 @@ func (l *leg) ackSuccess(inv *sip.Request, res *sip.Response, tx sip.ClientTrans
 	for _, h := range inv.GetHeaders("Proxy-Authorization") {
 		ack.AppendHeader(sip.HeaderClone(h))
 	}
-	if err := l.s.client.WriteRequest(ack); err != nil {
-		return err
-	}
+	// Registered before the first ACK goes out: a retransmission crossing that ACK must find
+	// it (registered after, one that came at once was dropped unanswered on a loaded machine).
 	tmpl := ack.Clone()
 	tx.OnRetransmission(func(r *sip.Response) {
 		if r.IsSuccess() {
@@ -392,7 +391,7 @@ func (l *leg) ackSuccess(inv *sip.Request, res *sip.Response, tx sip.ClientTrans
 			_ = l.s.client.WriteRequest(a)
 		}
 	})
-	return nil
+	return l.s.client.WriteRequest(ack)
 }
 
 // cancelRequest builds the CANCEL for our pending INVITE (RFC 3261 §9.1): same Request-URI,

@@ -347,7 +347,7 @@ func (e *Engine) pass(ctx context.Context, full, repeat bool) (int, error) {
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	return e.applyCalls(ctx, st, ids)
+	return e.applyCalls(ctx, st, ids, !repeat)
 }
 
 // sweep applies the due events of every call with pending events: a page of calls at a time
@@ -387,7 +387,7 @@ func (e *Engine) sweep(ctx context.Context, st Settings, repeat bool) (int, erro
 			continue
 		}
 		after = calls[len(calls)-1]
-		applied, err := e.applyCalls(ctx, st, calls)
+		applied, err := e.applyCalls(ctx, st, calls, !repeat)
 		total += applied
 		appliedThisSweep += applied
 		if err != nil {
@@ -419,7 +419,12 @@ func (e *Engine) restoreQueue(ctx context.Context) error {
 const minCallsPerJob = 8
 
 // applyCalls applies the calls' due events with the workers and returns how many it applied.
-func (e *Engine) applyCalls(ctx context.Context, st Settings, calls []string) (int, error) {
+// applyCalls applies the calls' due events in batches on a few workers. With skipLocked (Run's
+// passes) a batch leaves the calls another engine is applying (another node's, in a cluster):
+// that engine read their pending events after taking them, and the events stored after its read
+// are notified to every engine, it included, when they commit. ApplyPending (repeat) waits for
+// them instead: it must have applied everything it can when it returns.
+func (e *Engine) applyCalls(ctx context.Context, st Settings, calls []string, skipLocked bool) (int, error) {
 	var (
 		mu       sync.Mutex
 		applied  int
@@ -449,7 +454,7 @@ func (e *Engine) applyCalls(ctx context.Context, st Settings, calls []string) (i
 		go func() {
 			defer wg.Done()
 			for batch := range next {
-				n, err := e.applyJob(ctx, batch)
+				n, err := e.applyJob(ctx, batch, skipLocked)
 				mu.Lock()
 				applied += n
 				if err != nil && firstErr == nil {
@@ -476,8 +481,8 @@ type pendingEvent struct {
 // applyJob applies a batch of calls' due events in one transaction; when the database refuses
 // one of them, it goes again call by call, one event per transaction, so that the bad event
 // alone is set aside.
-func (e *Engine) applyJob(ctx context.Context, callIDs []string) (int, error) {
-	applied, err := e.applyBatch(ctx, callIDs, 0)
+func (e *Engine) applyJob(ctx context.Context, callIDs []string, skipLocked bool) (int, error) {
+	applied, err := e.applyBatch(ctx, callIDs, 0, skipLocked)
 	if !isPermanent(err) {
 		return applied, err
 	}
@@ -585,7 +590,7 @@ func dueAtOnce(typ string, hasTicket bool, wb WriteBatching) bool {
 // applyDue applies, in one transaction, the call's pending events that are due (limit 0: all),
 // and returns how many it applied.
 func (e *Engine) applyDue(ctx context.Context, callID string, limit int) (int, error) {
-	return e.applyBatch(ctx, []string{callID}, limit)
+	return e.applyBatch(ctx, []string{callID}, limit, false)
 }
 
 // applyBatch applies the due events of several calls in one transaction (write batching puts
@@ -593,7 +598,7 @@ func (e *Engine) applyDue(ctx context.Context, callID string, limit int) (int, e
 // It is set-based: the batch's call rows, events and everything the rules will read come in
 // one statement per kind (loadBatch, prefetch), the rules run in Go call by call and event by
 // event in order, and the writes go out at the end in one statement per kind (applyTx.flush).
-func (e *Engine) applyBatch(ctx context.Context, callIDs []string, limit int) (int, error) {
+func (e *Engine) applyBatch(ctx context.Context, callIDs []string, limit int, skipLocked bool) (int, error) {
 	tx, err := e.store.pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("ticketing: begin: %w", err)
@@ -605,7 +610,7 @@ func (e *Engine) applyBatch(ctx context.Context, callIDs []string, limit int) (i
 	}
 	atx := newApplyTx(tx, e.writes)
 	// loadBatch also names the actor of the transaction's writes (the audit triggers read it).
-	calls, err := loadBatch(ctx, atx, callIDs)
+	calls, err := loadBatch(ctx, atx, callIDs, skipLocked)
 	if err != nil {
 		return 0, err
 	}

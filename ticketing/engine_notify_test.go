@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -107,7 +108,9 @@ func awaitApplied(t *testing.T, h *engineHarness, callIDs ...string) {
 // Before migration 017 and the listener, such an engine applied nothing after its first pass.
 func TestEngineAppliesNotifiedCallsWithoutSweeping(t *testing.T) {
 	h := newEngineHarness(t, nil)
-	sweeps := runningEngine(t, h, ticketing.EngineOptions{PollInterval: time.Hour, SweepInterval: time.Hour})
+	// The engine's warnings (a failed pass, a lost listener: each costs a sweep) in the test's log.
+	logger := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	sweeps := runningEngine(t, h, ticketing.EngineOptions{PollInterval: time.Hour, SweepInterval: time.Hour, Logger: logger})
 	var afterFirst int64
 	for round := range 10 {
 		var ids []string
@@ -126,8 +129,10 @@ func TestEngineAppliesNotifiedCallsWithoutSweeping(t *testing.T) {
 			afterFirst = sweeps.n.Load()
 		}
 	}
-	if extra := sweeps.n.Load() - afterFirst; extra > 1 {
-		t.Fatalf("the queue was swept %d more times during 9 rounds of notified calls; want at most 1", extra)
+	// At most two more: a pass that fails (a loaded machine's timeout) is followed by a sweep,
+	// by design; what must not happen is a sweep per round (9).
+	if extra := sweeps.n.Load() - afterFirst; extra > 2 {
+		t.Fatalf("the queue was swept %d more times during 9 rounds of notified calls; want at most 2", extra)
 	}
 }
 
@@ -210,4 +215,57 @@ func TestEngineAppliesPastAGapWithoutASweep(t *testing.T) {
 	second.ID = uuid.NewString()
 	h.store_(second)
 	awaitApplied(t, h, c.id)
+}
+
+// In a cluster every node's engine hears every call. An engine that finds a call taken by
+// another engine (its advisory lock held: that engine is applying it) leaves it to that engine
+// and applies the rest of its calls, instead of waiting on the lock with its whole batch: here
+// a call held by "another engine" (a transaction holding the call's lock, as the engine takes it)
+// does not stop a running engine from applying the calls stored after it; once the holder lets
+// go, the held call's events are applied by the safety sweep (this holder applied nothing; a
+// real one applies what it read, and the events stored after its read are notified to it).
+// Before, the engine waited on the lock, and no later call was applied until the holder let go.
+func TestEngineLeavesACallAnotherEngineHoldsAndAppliesTheRest(t *testing.T) {
+	h := newEngineHarness(t, nil)
+	runningEngine(t, h, ticketing.EngineOptions{PollInterval: time.Hour, SweepInterval: 2 * time.Second})
+	held := h.newCallerCall("+15550001111")
+	tx, err := h.pool.Begin(h.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	// 0x53420017: the class of the engine's locks on call ids (ticketing/engine_prefetch.go).
+	if _, err := tx.Exec(h.ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, int32(0x53420017), held.id); err != nil {
+		t.Fatal(err)
+	}
+	h.store_(held.evs...)
+	var ids []string
+	for i := range 3 {
+		c := h.newCallerCall(fmt.Sprintf("+1555000222%d", i))
+		h.store_(c.evs...)
+		ids = append(ids, c.id)
+	}
+	awaitApplied(t, h, ids...)
+	var pending int
+	if err := h.pool.QueryRow(h.ctx, `SELECT count(*) FROM call_events_pending WHERE call_id = $1`, held.id).Scan(&pending); err != nil {
+		t.Fatal(err)
+	}
+	if pending == 0 {
+		t.Fatal("the held call's events were applied while another engine held the call")
+	}
+	if err := tx.Rollback(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	awaitApplied(t, h, held.id)
+	if c := h.call(held.id); c.TicketID == nil {
+		t.Fatal("the held call applied without a ticket")
+	}
+}
+
+// testLogWriter writes log lines to the test's log (shown when it fails or with -v).
+type testLogWriter struct{ t *testing.T }
+
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }

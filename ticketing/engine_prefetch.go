@@ -45,22 +45,47 @@ var errQueueLost = errors.New("ticketing: the queue of pending events was emptie
 // a call with no row yet is new to the batch and its row is inserted whole when the batch
 // writes its calls, instead of being inserted empty here and then updated (a second row
 // version and four index entries per new call).
-func loadBatch(ctx context.Context, tx *applyTx, callIDs []string) ([]*batchCall, error) {
+//
+// With skipLocked the locks are tried, not waited for, and the calls another engine holds are
+// left out of the batch (applyCalls says why nothing is lost): in a cluster every node's engine
+// hears every call, and waiting on the engine that won a call stalled the loser's whole batch —
+// half of the database's active time at 50 calls/s through three nodes (BENCHMARKS.md). The
+// rows and events are then read in a second round trip, for the calls taken only: a row
+// another engine holds FOR UPDATE would otherwise be waited for again.
+func loadBatch(ctx context.Context, tx *applyTx, callIDs []string, skipLocked bool) ([]*batchCall, error) {
 	ids := slices.Clone(callIDs)
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	// The lock, the call rows and the pending events go out in one round trip (a pipeline:
-	// the server runs them in order, so the calls are locked before their events are read).
-	// The lock's statement also names the transaction's actor for the audit triggers: the
-	// engine, for a call event.
+	// The lock's statement also names the transaction's actor for the audit triggers (the
+	// engine, for a call event) and says whether the queue is whole (migration 028): crash
+	// recovery empties it, and until call_events_pending_restore has put its events back none
+	// may be applied (a call's later events would be applied past the missing ones).
+	const actor = `SELECT set_config('switchboard.actor_id', '', true), set_config('switchboard.reason', 'call_event', true), `
+	const intact = `EXISTS (SELECT 1 FROM call_events_pending_intact)`
 	b := &pgx.Batch{}
-	// It also says whether the queue is whole (migration 028): crash recovery empties it, and
-	// until call_events_pending_restore has put its events back none may be applied (a call's
-	// later events would be applied past the missing ones).
-	b.Queue(`SELECT set_config('switchboard.actor_id', '', true), set_config('switchboard.reason', 'call_event', true),
-			(SELECT count(pg_advisory_xact_lock($2, k)) FROM (
-				SELECT DISTINCT hashtext(id) AS k FROM unnest($1::text[]) AS id ORDER BY 1) l),
-			EXISTS (SELECT 1 FROM call_events_pending_intact)`, ids, int32(callLockClass))
+	if skipLocked {
+		var taken []string
+		var intactNow bool
+		if err := tx.Tx.QueryRow(ctx, actor+`
+				(SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM unnest($1::text[]) AS id
+					WHERE pg_try_advisory_xact_lock($2, hashtext(id))), `+intact, ids, int32(callLockClass)).
+			Scan(nil, nil, &taken, &intactNow); err != nil {
+			return nil, dbError("lock calls", err)
+		}
+		if !intactNow {
+			return nil, errQueueLost
+		}
+		if len(taken) == 0 {
+			return nil, nil
+		}
+		ids = taken
+	} else {
+		// The lock, the call rows and the pending events go out in one round trip (a pipeline:
+		// the server runs them in order, so the calls are locked before their events are read).
+		b.Queue(actor+`
+				(SELECT count(pg_advisory_xact_lock($2, k)) FROM (
+					SELECT DISTINCT hashtext(id) AS k FROM unnest($1::text[]) AS id ORDER BY 1) l), `+intact, ids, int32(callLockClass))
+	}
 	b.Queue(`SELECT `+callRowColumns+` FROM calls WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
 	// Per call, its first maxPendingPerCall pending events in seq order: one walk of the queue's (call_id,
 	// seq) index per call whatever the queue's size or statistics (a backlog makes the queue
@@ -71,7 +96,7 @@ func loadBatch(ctx context.Context, tx *applyTx, callIDs []string) ([]*batchCall
 			WHERE q.call_id = c.id ORDER BY q.seq LIMIT $2) p
 		ORDER BY p.call_id, p.seq`, ids, maxPendingPerCall)
 	br := tx.Tx.SendBatch(ctx, b)
-	byID, err := readBatch(br, ids)
+	byID, err := readBatch(br, ids, !skipLocked)
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = dbError("pending events", cerr)
 	}
@@ -88,15 +113,17 @@ func loadBatch(ctx context.Context, tx *applyTx, callIDs []string) ([]*batchCall
 	return out, nil
 }
 
-// readBatch reads loadBatch's three results: the lock, the call rows (a call with no row is
-// new), the pending events.
-func readBatch(br pgx.BatchResults, ids []string) (map[string]*batchCall, error) {
-	var intact bool
-	if err := br.QueryRow().Scan(nil, nil, nil, &intact); err != nil {
-		return nil, dbError("lock calls", err)
-	}
-	if !intact {
-		return nil, errQueueLost
+// readBatch reads loadBatch's results: the lock (when locked is set: it came in the batch),
+// the call rows (a call with no row is new), the pending events.
+func readBatch(br pgx.BatchResults, ids []string, locked bool) (map[string]*batchCall, error) {
+	if locked {
+		var intact bool
+		if err := br.QueryRow().Scan(nil, nil, nil, &intact); err != nil {
+			return nil, dbError("lock calls", err)
+		}
+		if !intact {
+			return nil, errQueueLost
+		}
 	}
 	rows, err := br.Query()
 	if err != nil {

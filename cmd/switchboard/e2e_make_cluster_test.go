@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -49,22 +47,7 @@ func (l *lockedBuffer) String() string {
 // machine, and an ephemeral port may meanwhile become some connection's or SIPp's own.
 func freeSIPPort(t *testing.T) int {
 	t.Helper()
-	for range 200 {
-		p := 12000 + rand.IntN(8000)
-		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			continue
-		}
-		pc.Close()
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		return p
-	}
-	t.Fatal("no loopback port free for UDP and TCP in 12000-19999")
-	return 0
+	return testport.FreeUDP(t) // free for UDP and TCP, claimed across the test processes
 }
 
 // scriptCluster is `make cluster` (scripts/cluster.sh) started by a test on loopback ports of

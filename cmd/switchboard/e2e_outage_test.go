@@ -156,7 +156,10 @@ func TestEndToEnd_VoicemailDuringDatabaseOutage(t *testing.T) {
 // Issue 17, end to end through the real binary: PostgreSQL answers, but slowly — every message
 // the gateway sends it is held back 400 ms by the proxy, so each commit of the event log takes
 // about a second — while SIPp places six calls to the bridged line (+15550197, SIPp's desk
-// answers), two at a time back to back, with sip.max_calls 2. Every call is set up, answered
+// answers), two at a time back to back, with sip.max_calls 3 (one place for the call whose BYE
+// SIPp just got answered: its teardown — the desk's BYE, the media, the recording — still holds
+// its place for a moment, and SIPp starts the next call at once; on a loaded machine that
+// moment outlasted the 80 ms SIPp took, with max_calls 2). Every call is set up, answered
 // and hung up by SIPp without a 503: a call's place is free at its BYE, not once the event log
 // has committed its last events (before, each call kept its place until then and the next
 // INVITE got 503, failing SIPp). The rules engine, on the same slow database, falls behind and
@@ -176,7 +179,7 @@ func TestEndToEnd_SlowDatabaseHoldsNoCallPlaceAndEveryCallGetsItsTicket(t *testi
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := strings.Replace(string(b), "sip:\n  listen:", "sip:\n  max_calls: 2\n  listen:", 1)
+	cfg := strings.Replace(string(b), "sip:\n  listen:", "sip:\n  max_calls: 3\n  listen:", 1)
 	if cfg == string(b) {
 		t.Fatal("the harness configuration no longer has sip.listen")
 	}

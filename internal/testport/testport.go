@@ -3,11 +3,19 @@
 package testport
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // Peers' ports come from [PeerLow, PeerHigh): below the kernel's ephemeral range (32768–60999
@@ -41,8 +49,61 @@ func claim(start, n int) bool {
 			return false
 		}
 	}
+	if !claimAcross(start, n, time.Now()) {
+		return false
+	}
 	for p := start; p < start+n; p++ {
 		handed[p] = true
+	}
+	return true
+}
+
+// registry is the file the test processes of one machine record their claims in: make test runs
+// several at once (packages in parallel, then two shards of cmd/switchboard), and a port one
+// process probed free and handed to a peer that had not bound it yet was handed by another
+// process too (a cluster node's SIP port, "bind: address already in use", one CI run).
+var registry = filepath.Join(os.TempDir(), "switchboard-testport.claims")
+
+// claimTTL is how long a claim keeps a port from the other processes: the time between a
+// port's probe and its peer's bind (a gateway's start on a loaded machine: a minute or two).
+// After it the probe alone decides (a port in use is never free).
+const claimTTL = 5 * time.Minute
+
+// claimAcross records ports [start, start+n) in the registry under an exclusive flock, unless
+// another process claimed one of them within claimTTL. Without a registry (a read-only temp
+// directory) only this process's claims count.
+func claimAcross(start, n int, now time.Time) bool {
+	f, err := os.OpenFile(registry, os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return true
+	}
+	defer func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN) }()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return true
+	}
+	var live bytes.Buffer
+	for line := range strings.Lines(string(b)) {
+		port, at, ok := strings.Cut(strings.TrimSpace(line), " ")
+		p, perr := strconv.Atoi(port)
+		ts, terr := strconv.ParseInt(at, 10, 64)
+		if !ok || perr != nil || terr != nil || now.Sub(time.Unix(ts, 0)) > claimTTL {
+			continue // expired (or torn): dropped as the file is rewritten
+		}
+		if p >= start && p < start+n {
+			return false
+		}
+		live.WriteString(line)
+	}
+	for p := start; p < start+n; p++ {
+		fmt.Fprintf(&live, "%d %d\n", p, now.Unix())
+	}
+	if _, err := f.WriteAt(live.Bytes(), 0); err == nil {
+		_ = f.Truncate(int64(live.Len()))
 	}
 	return true
 }
