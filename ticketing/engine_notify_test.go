@@ -18,11 +18,13 @@ import (
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
-// sweepCounter counts the engine's sweeps of the whole pending queue (its recursive walk).
+// sweepCounter counts the engine's sweeps of the whole pending queue: the first page of its
+// recursive walk (the one that starts after ""; a sweep that finds calls reads one page more).
 type sweepCounter struct{ n atomic.Int64 }
 
 func (s *sweepCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	if strings.Contains(d.SQL, "WITH RECURSIVE") && strings.Contains(d.SQL, "call_events_pending") {
+	if strings.Contains(d.SQL, "WITH RECURSIVE") && strings.Contains(d.SQL, "call_events_pending") &&
+		len(d.Args) > 0 && d.Args[0] == "" {
 		s.n.Add(1)
 	}
 	return ctx
