@@ -28,6 +28,9 @@ func newUDPPeer(t *testing.T, gwPort int) *udpPeer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	// Room for a flood's responses while the test is still sending (the kernel caps it at
+	// net.core.rmem_max): a response dropped here only comes again at its retransmission.
+	_ = c.SetReadBuffer(4 << 20)
 	return &udpPeer{t: t, c: c, port: c.LocalAddr().(*net.UDPAddr).Port, gw: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: gwPort}}
 }
 
