@@ -506,6 +506,20 @@ func (l *leg) handleRequest(req *sip.Request, tx sip.ServerTransaction) {
 			l.s.respond(tx, res)
 			return
 		}
+		if l.internal && l.role == roleUAS && ct == ctlContentType && l.call != nil && l.call.superviseOf != "" {
+			// A supervisor's mode change, from the supervisor's node (supervise_cluster.go).
+			code, reason = 403, "Forbidden"
+			var hdrs []sip.Header
+			if l.s.inInternalNetworks(l.s.sourceAddr(req)) {
+				code, reason, hdrs = l.handleSuperviseControl(req.Body())
+			}
+			res := l.response(req, code, reason, nil)
+			for _, h := range hdrs {
+				res.AppendHeader(h)
+			}
+			l.s.respond(tx, res)
+			return
+		}
 		if l.internal && l.role == roleUAS && ct == ctlContentType {
 			// The call's node's result or end of a transfer this node relayed
 			// (relay_transfer.go).

@@ -200,7 +200,8 @@ type ClusterOptions struct {
 	// Control, when set, takes the softphone's hold, resume, transfers (blind and consult, to
 	// an agent, a queue or an outside number), consult completion and cancellation of a call
 	// this node owns whose agent is attached to another node (relayed over the internal
-	// leg): the ACD.
+	// leg): the ACD. It also takes the supervisors of other nodes onto this node's calls
+	// (their audio leg is an internal INVITE from their node; supervise_cluster.go).
 	Control CallControl
 }
 
@@ -219,6 +220,9 @@ type CallControl interface {
 	Consult(ctx context.Context, callID string, to ivr.TransferTo, onEnd func(ivr.ConsultEnd)) error
 	CompleteConsult(ctx context.Context, callID string) error
 	CancelConsult(ctx context.Context, callID string) error
+	// Supervise joins a supervisor's leg from another node (sup: its endpoint on this node)
+	// to a call of this node in mode (supervise_cluster.go).
+	Supervise(callID string, sup *media.Endpoint, mode ivr.SuperviseMode) (ivr.Supervision, error)
 }
 
 // CallSummary is what OnCallEnd reports about a finished call.

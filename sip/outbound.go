@@ -324,7 +324,12 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 				return nil, cancelWanted
 			}
 			l.call.noteFarFinal(res.StatusCode, res.Reason)
-			return nil, mapFailure(res.StatusCode)
+			fail := mapFailure(res.StatusCode)
+			if h := res.GetHeader(hdrError); h != nil && l.internal {
+				// Another node's refusal names its ivr error (relay_transfer.go).
+				fail.token = cleanText(h.Value(), 32)
+			}
+			return nil, fail
 		case <-tx.Done():
 			if cancelWanted != nil {
 				return nil, cancelWanted

@@ -38,7 +38,7 @@ func (a *supACD) ConferenceAgent(callID string, id int64, joined func(error)) er
 	return nil
 }
 
-func (a *supACD) Supervise(callID string, sup *media.Endpoint, mode ivr.SuperviseMode) (*ivr.Supervision, error) {
+func (a *supACD) Supervise(callID string, sup *media.Endpoint, mode ivr.SuperviseMode) (ivr.Supervision, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.calls++
