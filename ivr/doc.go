@@ -62,6 +62,9 @@
 // An agent's own call (an outbound call placed from the page, run by sip) is made reachable by
 // supervisors and conferences with OwnCall; no goroutine of the ACD serves it (hold and
 // transfers answer ErrNoCall). A supervisor of a conference joins the conference's mix.
+// Supervise returns a Supervision (an interface: package sip returns one of its own for a call
+// another node of a cluster owns, whose ACD mixes the supervisor's leg in there); with a
+// shared store AgentStatus.CallNode tells which node owns the call an agent is on.
 //
 // Conference and ConferenceAgent add parties (an external leg, another agent rung as the queue
 // rings) to a connected call; a media.Mixer then mixes everyone for everyone (conference.go).

@@ -57,7 +57,10 @@
 // transfer (relay_transfer.go): the consult leg lives on the call's node, whose ACD rings or
 // dials the target and tells the agent's node the result and the end in INFOs of its own.
 // ClusterACD is the ACD the page and the transfer API drive on a node: it relays what concerns
-// a call the node relays and hands the rest to the node's ACD.
+// a call the node relays and hands the rest to the node's ACD. Its Supervise reaches a call
+// another node owns (supervise_cluster.go): the supervisor's audio leg is an internal INVITE
+// to the call's node (signed like an offer, sup=<mode>), whose ACD mixes it into the call;
+// mode changes are INFOs on it, and a BYE from either side ends both.
 //
 // # What call control guarantees
 //
