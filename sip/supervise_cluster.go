@@ -201,8 +201,11 @@ type remoteSupervision struct {
 	stop     chan struct{}
 	once     sync.Once
 	done     chan struct{}
-	// turn lets one mode change at a time cross the leg, so that two changes apply in the
-	// order they were asked (a token, not a lock: nothing else waits on it).
+	// turn lets one request at a time cross the leg — a mode change's INFO, or run's BYE,
+	// which keeps it — so that two changes apply in the order they were asked, and a BYE never
+	// overtakes an INFO: the call's node refuses a request whose CSeq is lower than one it
+	// took (500, RFC 3261 §12.2.2), and a refused BYE would leave its side of the leg up. A
+	// token, not a lock: it is held across the request, and only those wait on it.
 	turn chan struct{}
 
 	mu      sync.Mutex // guards mode and agentID
@@ -273,8 +276,16 @@ func (rs *remoteSupervision) Stop() {
 // left its agent), this node shuts down, or the supervisor's endpoint closes.
 func (rs *remoteSupervision) run() {
 	defer close(rs.done)
-	defer rs.s.discardCall(rs.call) // BYE, unless the call's node ended the leg
-	defer rs.unbridge()
+	rs.watch()
+	rs.unbridge()
+	// A mode change under way finishes first (bounded by its INFO's timeout); the token is
+	// kept, so none starts after: the BYE is the leg's last request.
+	rs.turn <- struct{}{}
+	rs.s.discardCall(rs.call) // BYE, unless the call's node ended the leg
+}
+
+// watch returns once the supervision is to end.
+func (rs *remoteSupervision) watch() {
 	t := time.NewTicker(supervisePoll)
 	defer t.Stop()
 	for {

@@ -215,6 +215,39 @@ func superviseAcross(t *testing.T, sc *superviseCluster) {
 		t.Errorf("mode change of a stopped supervision: %v, want ErrNoCall", err)
 	}
 
+	// Racing a supervision's own operations, looped (a deadlock between the supervisor's
+	// node's Stop, its mode changes and the call's node's end of the leg hangs here): each
+	// round ends with both nodes' legs gone.
+	for i := range 4 {
+		rs, err := sc.bACD.Supervise(sc.callID, sc.sup.leg.Endpoint, ivr.SuperviseMonitor)
+		if err != nil {
+			t.Fatalf("round %d: supervise: %v", i, err)
+		}
+		var race sync.WaitGroup
+		for _, m := range []ivr.SuperviseMode{ivr.SuperviseWhisper, ivr.SuperviseBarge, ivr.SuperviseMonitor} {
+			race.Add(1)
+			go func() {
+				defer race.Done()
+				_ = rs.SetMode(m) // nil, or ErrNoCall once stopped
+			}()
+		}
+		race.Add(1)
+		go func() {
+			defer race.Done()
+			rs.Stop()
+		}()
+		raced := make(chan struct{})
+		go func() { race.Wait(); close(raced) }()
+		select {
+		case <-raced:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("round %d: Stop and mode changes did not return within 30 s", i)
+		}
+		if !waitFor(10*time.Second, func() bool { return legsOf(sc.a) == 0 && legsOf(sc.b) == 0 }) {
+			t.Fatalf("round %d: supervisor's legs left: node a %d, node b %d", i, legsOf(sc.a), legsOf(sc.b))
+		}
+	}
+
 	// Again, until the call ends: the call's node ends the supervision on both nodes.
 	sv2, err := sc.bACD.Supervise(sc.callID, sc.sup.leg.Endpoint, ivr.SuperviseMonitor)
 	if err != nil {
