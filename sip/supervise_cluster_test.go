@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -290,4 +291,51 @@ func TestCrossNode_SupervisorOnNodeBSupervisesCallOfAgentOnNodeA(t *testing.T) {
 // the call).
 func TestCrossNode_SupervisorAndAgentOnNodeBSuperviseCallOfNodeA(t *testing.T) {
 	superviseAcross(t, newSuperviseCluster(t, "b"))
+}
+
+// TestCrossNode_SupervisorLegRefusedUnlessSignedAndValid: a supervisor's leg is an internal
+// INVITE, so the call's node checks it as it checks an offer to an agent — a wrong secret, a
+// source outside cluster.internal_networks, or an unknown mode (signed right) get 403 and a
+// security event internal_refused, and nothing joins a call. A well-signed leg for a call no
+// agent is on here is admitted and refused as the ACD refuses it: 404 naming no_call in
+// X-Switchboard-Error (what the supervisor's node answers its API with). Before, a signed
+// supervisor's leg was a malformed offer (no agent): 403.
+func TestCrossNode_SupervisorLegRefusedUnlessSignedAndValid(t *testing.T) {
+	acd, err := ivr.NewACD(ivr.ACDOptions{Queues: []ivr.Queue{{Name: "support"}},
+		Agents: []ivr.Agent{{ID: 7, Name: "Agent Seven", Queues: []string{"support"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(acd.Close)
+	a := startGateway(t, func(o *Options) {
+		freePorts(t, o)
+		o.Cluster = clusterOpts("a", nil)
+		o.Cluster.Control = acd
+	})
+	offer := func(mode string) string {
+		return fmt.Sprintf("call=9a3c5a52-8c1e-4a43-9b36-1f6f1d3c0e11&node=b&sup=%s&ts=%d&v=1", mode, time.Now().Unix())
+	}
+	cases := []struct {
+		name, src, v string
+		secret       []byte
+	}{
+		{"wrong secret", "127.0.0.1", offer("monitor"), []byte("not-the-cluster-secret-at-all-000000")},
+		{"outside internal_networks", "127.0.0.2", offer("monitor"), testClusterSecret},
+		{"unknown mode", "127.0.0.1", offer("spy"), testClusterSecret},
+	}
+	for i, tc := range cases {
+		if res := forgedInvite(t, tc.src, a.port(), fmt.Sprintf("sup-forged-%d@x", i), tc.v, tc.secret); statusCode(res) != 403 {
+			t.Errorf("%s: got %q, want 403", tc.name, firstLine(res))
+		}
+	}
+	if v := a.counter("switchboard_security_events_total", "type", "internal_refused"); v != float64(len(cases)) {
+		t.Errorf("internal_refused = %v, want %d", v, len(cases))
+	}
+	res := forgedInvite(t, "127.0.0.1", a.port(), "sup-good@x", offer("whisper"), testClusterSecret)
+	if statusCode(res) != 404 || !strings.Contains(res, hdrError+": no_call") {
+		t.Errorf("a well-signed supervisor's leg for no call: got %q, want 404 with %s: no_call", res, hdrError)
+	}
+	if !waitFor(10*time.Second, func() bool { return a.s.ActiveCalls() == 0 }) {
+		t.Errorf("calls left: %d", a.s.ActiveCalls())
+	}
 }
