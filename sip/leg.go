@@ -74,6 +74,7 @@ type leg struct {
 	ep           *media.Endpoint
 	med          Media
 	held         bool
+	acdHeld      bool          // the phone's hold was taken by Options.PhoneHold (phonehold.go)
 	offerInAck   bool          // we sent an offer in a 2xx; the ACK carries the answer
 	ackSeq       uint32        // CSeq of the 2xx awaiting ACK
 	ackCh        chan struct{} // closed when that ACK arrives
@@ -239,7 +240,7 @@ func (l *leg) applyMedia(m Media) {
 		ep.SetDirection(media.Direction(m.Direction))
 	}
 	if l.call != nil && wasHeld != m.Hold {
-		l.call.holdChanged(l, m.Hold)
+		l.holdChanged(m.Hold) // phonehold.go: an agent's phone's hold goes to the ACD
 	}
 }
 

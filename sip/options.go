@@ -80,6 +80,15 @@ type Options struct {
 	// PhoneComplete completes the consult PhoneConsult started, when the phone's REFER
 	// replaces its consult call (RFC 3891, RFC 5589 §7). Nil: such REFERs are declined (603).
 	PhoneComplete func(ctx context.Context, callID string, agentID int64) error
+	// PhoneHold, when set, takes the hold button of an agent's SIP phone on a queue call it
+	// answered — its re-INVITE offering sendonly, inactive or c=0.0.0.0, then sendrecv to
+	// resume (RFC 3264 §8.4) — as the page's hold button does (*ivr.ACD satisfies it): the
+	// caller hears the queue's music, call.held and call.resumed come from the ACD, and the
+	// hold time is the ACD's (phonehold.go). The re-INVITE is answered as any (sendonly →
+	// recvonly). Nil, or a call the ACD refuses to hold (a conference, a consult under way):
+	// call control counts the hold itself (call.held, call.resumed, hold time) and the caller
+	// hears what the phone sends (usually nothing).
+	PhoneHold PhoneHold
 
 	// MaxCalls bounds concurrent calls; one more gets 503 with Retry-After.
 	// DefaultMaxCalls (1000); 0 (or negative) means no limit.
@@ -219,6 +228,12 @@ type CallControl interface {
 	Consult(ctx context.Context, callID string, to ivr.TransferTo, onEnd func(ivr.ConsultEnd)) error
 	CompleteConsult(ctx context.Context, callID string) error
 	CancelConsult(ctx context.Context, callID string) error
+}
+
+// PhoneHold is the hold and resume of a queue call (*ivr.ACD satisfies it); Options.PhoneHold.
+type PhoneHold interface {
+	Hold(ctx context.Context, callID string) error
+	Resume(ctx context.Context, callID string) error
 }
 
 // CallSummary is what OnCallEnd reports about a finished call.
