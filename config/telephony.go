@@ -64,6 +64,9 @@ type SIPFeatureCodes struct {
 	Available string `yaml:"available"`
 	Away      string `yaml:"away"`
 	Offline   string `yaml:"offline"`
+	// Pickup picks up the longest-waiting call ringing an agent of the agent's queues
+	// (default *8).
+	Pickup string `yaml:"pickup"`
 }
 
 // SIPConnections bounds the SIP TCP and TLS connections peers open to the gateway, so an

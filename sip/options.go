@@ -57,8 +57,8 @@ type Options struct {
 	// dialling a feature code (FeatureCodes; featurecode.go). Nil: the codes are dialled like
 	// any number (and refused unless a line has them).
 	AgentStates AgentStates
-	// FeatureCodes are the codes of AgentStates: DefaultFeatureCodes (*60 available, *61
-	// away, *62 offline); an empty field takes its default. New refuses codes that are not
+	// FeatureCodes are the codes of AgentStates and Pickup: DefaultFeatureCodes (*60
+	// available, *61 away, *62 offline, *8 pickup); an empty field takes its default. New refuses codes that are not
 	// ValidFeatureCode or not distinct.
 	FeatureCodes FeatureCodes
 	// OwnCalls, when set, is told of every agent's own call once it is answered and bridged
@@ -89,6 +89,11 @@ type Options struct {
 	// call control counts the hold itself (call.held, call.resumed, hold time) and the caller
 	// hears what the phone sends (usually nothing).
 	PhoneHold PhoneHold
+	// Pickup, when set with Agents, lets an agent's SIP phone pick up a queued call ringing
+	// another agent (pickup.go): by INVITE with Replaces naming the ringing offer's dialog
+	// (RFC 3891), or by dialling FeatureCodes.Pickup (*8). *ivr.ACD satisfies it. Nil: an
+	// INVITE with Replaces gets 481 or 403, and the code is dialled like any number.
+	Pickup CallPickup
 
 	// MaxCalls bounds concurrent calls; one more gets 503 with Retry-After.
 	// DefaultMaxCalls (1000); 0 (or negative) means no limit.

@@ -71,5 +71,9 @@ func (l *leg) holdChanged(held bool) {
 // isAgentPhone reports whether the leg reaches an agent's SIP phone on a call of this node:
 // the leg PhoneDialer placed and the agent answered.
 func (l *leg) isAgentPhone() bool {
-	return l.role == roleUAC && !l.internal && l.consultOf == nil && l.referAgent.Load() != 0 && !l.call.internal
+	return l.phoneSide() && !l.internal && l.consultOf == nil && l.referAgent.Load() != 0 && !l.call.internal
 }
+
+// phoneSide reports whether the leg can be an agent's phone's leg of its call: one call
+// control placed (PhoneDialer's), or one that picked the call up (pickup.go).
+func (l *leg) phoneSide() bool { return l.role == roleUAC || l.pickedUp }
