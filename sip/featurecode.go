@@ -33,9 +33,9 @@ const (
 	FeaturePickup = "*8"
 )
 
-// FeatureCodes are the codes agents' SIP phones dial to set their queue state. An empty
-// field takes its default (FeatureAvailable, FeatureAway, FeatureOffline); the codes must be
-// distinct and each a ValidFeatureCode.
+// FeatureCodes are the codes agents' SIP phones dial to set their queue state, and to pick up
+// a ringing call (pickup.go). An empty field takes its default (FeatureAvailable, FeatureAway,
+// FeatureOffline, FeaturePickup); the codes must be distinct and each a ValidFeatureCode.
 type FeatureCodes struct {
 	Available string
 	Away      string

@@ -58,8 +58,8 @@ type Options struct {
 	// any number (and refused unless a line has them).
 	AgentStates AgentStates
 	// FeatureCodes are the codes of AgentStates and Pickup: DefaultFeatureCodes (*60
-	// available, *61 away, *62 offline, *8 pickup); an empty field takes its default. New refuses codes that are not
-	// ValidFeatureCode or not distinct.
+	// available, *61 away, *62 offline, *8 pickup); an empty field takes its default. New
+	// refuses codes that are not ValidFeatureCode or not distinct.
 	FeatureCodes FeatureCodes
 	// OwnCalls, when set, is told of every agent's own call once it is answered and bridged
 	// (CallForAgent: the callee's endpoint, bridged to the agent's audio) and when it ends, so
