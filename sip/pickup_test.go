@@ -21,8 +21,12 @@ func (g *testGateway) awaitRingingOffer(t *testing.T, agent int64) ringingOffer 
 	var r ringingOffer
 	if !waitFor(30*time.Second, func() bool {
 		g.s.mu.Lock()
-		defer g.s.mu.Unlock()
+		var legs []*leg
 		for _, l := range g.s.dialogs {
+			legs = append(legs, l)
+		}
+		g.s.mu.Unlock()
+		for _, l := range legs { // leg locks are never taken under the server's
 			if l.offerAgent != agent || l.isEnded() {
 				continue
 			}
@@ -72,15 +76,14 @@ func (qp *queuePhone) checkPickedUp(t *testing.T) {
 	if a == nil || a.AgentID != 8 || a.Channel != callevent.ChannelSIP {
 		t.Errorf("call.answered %+v, want agent 8 on a SIP phone; events %v", a, eventTypes(evs))
 	}
-	if n := 0; true {
-		for _, e := range evs {
-			if e.Type == callevent.EventAnswered {
-				n++
-			}
+	answers := 0
+	for _, e := range evs {
+		if e.Type == callevent.EventAnswered {
+			answers++
 		}
-		if n != 1 {
-			t.Errorf("%d call.answered, want 1: %v", n, eventTypes(evs))
-		}
+	}
+	if answers != 1 {
+		t.Errorf("%d call.answered, want 1: %v", answers, eventTypes(evs))
 	}
 	if end := lastOf(evs, callevent.EventEnded); end.Outcome != callevent.OutcomeAnswered {
 		t.Errorf("call.ended outcome %q, want answered", end.Outcome)
