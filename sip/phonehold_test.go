@@ -144,3 +144,52 @@ func TestSIPPhoneHoldButtonIsTheACDsHold(t *testing.T) {
 		t.Errorf("call.ended durations %+v, want hold_time about 5.5 s (4 s + 1.5 s)", end.Durations)
 	}
 }
+
+// TestSIPPhoneHoldOnAnotherNodesCallIsThatNodesACDHold: agent1's phone, registered with node b,
+// answers a call queued on node a (over the cluster's internal leg) and holds twice as in
+// TestSIPPhoneHoldButtonIsTheACDsHold. Node b passes the hold and the resume to node a's ACD
+// (INFO on the internal leg, as the page's buttons), so the caller on node a hears the queue's
+// music while held — before, b passed the hold across as a re-INVITE and the caller heard the
+// silence of the held phone; node a emits call.held and call.resumed once per hold and counts
+// both holds; node b emits nothing.
+func TestSIPPhoneHoldOnAnotherNodesCallIsThatNodesACDHold(t *testing.T) {
+	tc := newTransferClusterPhone(t, 0, []string{"uas_phone_hold.xml"}, 0, "")
+	c := tc.a.s.callByID(tc.callID)
+	if c == nil {
+		t.Fatal("node a's call is gone")
+	}
+	if !waitFor(30*time.Second, func() bool { return lastOf(tc.a.sink.callEvents(tc.callID), callevent.EventHeld) != nil }) {
+		t.Fatalf("node a: no call.held from the phone's hold on node b: %v", eventTypes(tc.a.sink.callEvents(tc.callID)))
+	}
+	// The phone sends nothing: from the hold on, what node a sends the caller is music.
+	base := c.Endpoint().Stats().PacketsSent
+	var got uint64
+	if !waitFor(20*time.Second, func() bool {
+		got = c.Endpoint().Stats().PacketsSent - base
+		return got >= 50
+	}) {
+		t.Errorf("node a sent the caller %d RTP packets after the phone's hold, want ≥ 50 (1 s of hold music)", got)
+	}
+	tc.phone.wait(t)
+	tc.caller.wait(t)
+	evs := tc.a.sink.waitEnded(t, 30*time.Second)
+	var seq []string
+	for _, e := range evs {
+		switch e.Type {
+		case callevent.EventAnswered, callevent.EventHeld, callevent.EventResumed, callevent.EventEnded:
+			seq = append(seq, e.Type)
+		}
+	}
+	want := []string{callevent.EventAnswered, callevent.EventHeld, callevent.EventResumed,
+		callevent.EventHeld, callevent.EventResumed, callevent.EventEnded}
+	if fmt.Sprint(seq) != fmt.Sprint(want) {
+		t.Errorf("node a's events %v, want %v", seq, want)
+	}
+	end := lastOf(evs, callevent.EventEnded)
+	if end.Durations == nil || end.Durations.HoldTime < 5 || end.Durations.HoldTime > 9 {
+		t.Errorf("call.ended durations %+v, want hold_time about 5.5 s (4 s + 1.5 s)", end.Durations)
+	}
+	if n := len(tc.b.sink.all()); n != 0 {
+		t.Errorf("node b emitted %d events: %v", n, eventTypes(tc.b.sink.all()))
+	}
+}
