@@ -78,8 +78,13 @@ func (s *Server) handleReplacesInvite(req *sip.Request, tx sip.ServerTransaction
 		s.reply(req, tx, 481, "Call/Transaction Does Not Exist")
 		return
 	}
-	if l.offerAgent == 0 || l.call == nil || l.call.internal {
+	if l.offerAgent == 0 || l.call == nil {
 		s.reply(req, tx, 403, "Forbidden (only a queue call ringing an agent can be replaced: transfer with REFER)")
+		return
+	}
+	if l.call.internal {
+		// The call's queue is another node's (internal_leg.go): not built.
+		s.reply(req, tx, 403, "Forbidden (the call is another node's: pick it up there)")
 		return
 	}
 	if s.opts.Pickup == nil || s.opts.Agents == nil {
@@ -186,6 +191,9 @@ func (s *Server) pickUp(req *sip.Request, tx sip.ServerTransaction, acct AgentAc
 			}
 			return nil
 		},
+	}
+	if b.isEnded() {
+		return // CANCELled already (sipgo answered 487): the call rings on
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), pickupBudget)
 	err = s.opts.Pickup.Pickup(ctx, c.id, acct.ID, via)
