@@ -211,6 +211,10 @@ type waiter struct {
 	// never carried out twice.
 	claims   chan Claim
 	claimSeq uint64
+	// pickups takes the pickups of the call (pickup.go) while it waits, until done closes;
+	// both nil for a waiter that is not served by wait.
+	pickups chan pickupReq
+	done    chan struct{}
 }
 
 // SetDialer sets the agent dialer when it could not be given to NewACD: the softphone server

@@ -55,7 +55,10 @@
 // row goes away; after MaxWait the call overflows (voicemail by default). After a call the
 // agent is in wrap_up for the queue's WrapUp. Every timer and timestamp comes from a Clock, so
 // tests drive the ACD deterministically. Hold, Resume and Transfer (to an agent or a queue)
-// act on a connected call.
+// act on a connected call. Pickup (pickup.go) connects another agent of the queue to a call
+// that rings an agent now, instead of them (a SIP phone's call pickup): the offer is withdrawn
+// without a miss, through the waiting call's goroutine, so the ringing agent's answer and the
+// pickup cannot both win.
 //
 // # Conference
 //

@@ -43,6 +43,13 @@
 // (Server.DialCallback) hands its answered caller back to the ACD (CallbackRequest.Connected),
 // which serves it as a queued call.
 //
+// Agents' SIP phones (registrar.go, agentphone.go): PhoneDialer rings them with queue offers;
+// from the phone the agent sets its state by feature code (featurecode.go), transfers with
+// REFER (refer.go) or a consult call and REFER with Replaces (phoneconsult.go), holds with its
+// own Hold key — a re-INVITE that Options.PhoneHold makes the ACD's hold, music and hold time
+// included (phonehold.go) — and picks up a call ringing another agent with INVITE and
+// Replaces or the pickup code (Options.Pickup; pickup.go).
+//
 // Agents attached to other nodes (internal_leg.go): Server.ClusterDialer wraps this node's
 // agent dialer (softphone page, else registered phone); an offer whose ivr.Offer.Node names
 // another node places the cluster's internal leg of the call — an INVITE to that node's
