@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/google/uuid"
 
+	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
@@ -106,6 +107,14 @@ type Call struct {
 	// for its answer, by ref (relay_transfer.go; guarded by mu).
 	relayAgent int64
 	relays     map[string]*relayWait
+	// relayLeg is the agent's leg of a relayed call (runInternal); the internal leg's endpoint
+	// is bridged to it, or, during an attended transfer from the agent's SIP phone, to the
+	// phone's consult call (relayStop stops the bridge there is; relayGen counts the changes;
+	// relayOver: the relay ended, no more bridges. relay_refer.go; all guarded by mu).
+	relayLeg  ivr.AgentLeg
+	relayStop func()
+	relayGen  uint64
+	relayOver bool
 
 	// maxFwd is the Max-Forwards of the INVITEs call control places for this call: the
 	// carrier's minus one (RFC 7332), 70 for a call we originate.

@@ -542,12 +542,14 @@ func (s *Server) runInternal(c *Call, o ivr.Offer, local ivr.AgentDialer) {
 		return
 	}
 	s.m.internalOffers.WithLabelValues("received", offerAnswered).Inc()
-	stop, err := agent.Bridge(c.Endpoint())
-	if err != nil {
+	c.mu.Lock()
+	c.relayLeg = agent // an attended transfer from the phone bridges its consult call instead, for a while
+	c.mu.Unlock()
+	if err := c.bridgeRelay(agent); err != nil {
 		s.log.Info("sip: bridge the internal leg to the agent", "call_id", c.id, "error", err)
 		return
 	}
-	defer stop()
+	defer c.closeRelayBridge()
 	select {
 	case <-c.ctx.Done(): // BYE from the call's node, media timeout, shutdown
 	case <-agent.Done(): // the agent hung up: BYE to the call's node (deferred above)
