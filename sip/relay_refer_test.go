@@ -3,12 +3,18 @@ package sip
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/testport"
 	"github.com/switchboard-voice/switchboard/ivr"
+	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
@@ -222,5 +228,72 @@ func TestCrossNode_PhoneAttendedReferWithReplaces(t *testing.T) {
 	evs := tc.hangUp(t)
 	if tr := lastOf(evs, callevent.EventTransferred); tr == nil || tr.ToNumber != outsideNumber || tr.FromAgentID != 7 {
 		t.Fatalf("call.transferred %+v, want agent 7 to %s: %v", tr, outsideNumber, eventTypes(evs))
+	}
+}
+
+// TestRelayBridgeSwapsRaceTheRelaysEnd loops what changes the relay's bridge at once — the
+// phone's consult call bridged to the internal leg (RelayConsultOn), the consult's end bridging
+// the phone's leg back (watchRelayConsult), and the relay ending (closeRelayBridge) — on
+// goroutines of their own, in every order: nothing blocks, onEnd is told once, no bridge is
+// left on any of the three endpoints once the relay ended (a bridge made as it ended undoes
+// itself), and the race detector sees no unguarded access.
+func TestRelayBridgeSwapsRaceTheRelaysEnd(t *testing.T) {
+	lo := testport.FreeRange(t, 20000, 32000, 12)
+	alloc, err := media.NewPortAllocator(netip.MustParseAddr("127.0.0.1"), lo, lo+11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func() *media.Endpoint {
+		e, err := media.NewEndpoint(media.EndpointOptions{Allocator: alloc, RTCPInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		return e
+	}
+	internal, phone, consult := mk(), mk(), mk()
+	never := make(chan struct{})
+	agent := &ivr.MediaAgentLeg{Endpoint: phone, Ended: never}
+	var hangups atomic.Int32
+	via := &ivr.MediaAgentLeg{Endpoint: consult, Ended: never, HangupFunc: func(context.Context) error { hangups.Add(1); return nil }}
+	s := &Server{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for i := range 300 {
+		c := &Call{s: s, carrier: &leg{ep: internal}, relayLeg: agent}
+		if err := c.bridgeRelay(agent); err != nil {
+			t.Fatalf("round %d: the first bridge: %v", i, err)
+		}
+		ends := make(chan ivr.ConsultEnd, 1)
+		told := make(chan ivr.ConsultEnd, 2)
+		steps := []func(){
+			func() { _ = c.bridgeRelay(via) },
+			func() { ends <- ivr.ConsultCancelled },
+			func() { c.closeRelayBridge() },
+		}
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); c.watchRelayConsult(via, ends, func(e ivr.ConsultEnd) { told <- e }) }()
+		for j := range steps {
+			step := steps[(i+j)%len(steps)]
+			wg.Add(1)
+			go func() { defer wg.Done(); step() }()
+		}
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: the bridge changes blocked", i)
+		}
+		if e := <-told; e != ivr.ConsultCancelled || len(told) != 0 {
+			t.Fatalf("round %d: onEnd told %q (%d more), want %q once", i, e, len(told), ivr.ConsultCancelled)
+		}
+		for name, ep := range map[string]*media.Endpoint{"internal leg": internal, "phone's leg": phone, "consult call": consult} {
+			if p := media.BridgedTo(ep); p != nil {
+				t.Fatalf("round %d: the %s's endpoint is still bridged after the relay ended", i, name)
+			}
+		}
+	}
+	if hangups.Load() != 300 {
+		t.Errorf("the consult call was hung up %d times in 300 cancelled consults, want 300", hangups.Load())
 	}
 }
