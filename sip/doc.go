@@ -57,7 +57,11 @@
 // transfer (relay_transfer.go): the consult leg lives on the call's node, whose ACD rings or
 // dials the target and tells the agent's node the result and the end in INFOs of its own.
 // ClusterACD is the ACD the page and the transfer API drive on a node: it relays what concerns
-// a call the node relays and hands the rest to the node's ACD.
+// a call the node relays and hands the rest to the node's ACD. An agent's SIP phone's REFER
+// (refer.go, phoneconsult.go) goes through it too, so a phone transfers a call it took over the
+// internal leg as on one node: its consult call of an attended transfer is relayed with
+// Server.RelayConsultOn, which bridges the internal leg to that consult call while the target
+// talks (relay_refer.go).
 //
 // # What call control guarantees
 //
