@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -296,4 +297,81 @@ func TestRelayBridgeSwapsRaceTheRelaysEnd(t *testing.T) {
 	if hangups.Load() != 300 {
 		t.Errorf("the consult call was hung up %d times in 300 cancelled consults, want 300", hangups.Load())
 	}
+}
+
+// TestCrossNode_PhoneHangsUpItsConsultCallReturnsTheCaller: agent 7's phone on node b starts
+// an attended transfer of node a's call to an outside number (its consult call through node b,
+// relayed to a, answered), then hangs its consult call up and takes the call off hold: node b
+// relays the consult's cancel, node a hangs the far end up and emits call.resumed after
+// call.transfer_started, agent 7 is still on the call on both nodes, and the caller talks with
+// the agent again — node b bridged the internal leg back to the phone's leg of the call, whose
+// echo of the caller reaches node a. Before, the consult call was refused 403.
+func TestCrossNode_PhoneHangsUpItsConsultCallReturnsTheCaller(t *testing.T) {
+	tc := referCluster(t, 0, "uas_echo.xml", []string{"-rtp_echo"}, "uas_agent_attended_giveup.xml", func(bPort int) []string {
+		return []string{"-rtp_echo", "-au", "agent1", "-ap", "secret", "-key", "target", outsideNumber,
+			"-key", "gw_port", strconv.Itoa(bPort), "-auth_uri", fmt.Sprintf("%s@127.0.0.1:%d", outsideNumber, bPort)}
+	}, nil)
+	tc.awaitEvent(t, callevent.EventTransferStarted)
+	tc.far.wait(t) // the far end got its BYE: the consult was given up on node a
+	if !waitFor(20*time.Second, func() bool {
+		evs := tc.a.sink.all()
+		started := -1
+		for i, e := range evs {
+			switch {
+			case e.Type == callevent.EventTransferStarted:
+				started = i
+			case e.Type == callevent.EventResumed && started >= 0:
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("no call.resumed after call.transfer_started: %v", eventTypes(tc.a.sink.all()))
+	}
+	if id, ok := tc.acd.CallAgent(tc.callID); !ok || id != 7 {
+		t.Errorf("node a's ACD has %d, %v on the call, want agent 7 still", id, ok)
+	}
+	if id, ok := tc.bACD.CallAgent(tc.callID); !ok || id != 7 {
+		t.Errorf("node b's CallAgent = %d, %v, want agent 7 still", id, ok)
+	}
+	rx0 := tc.internalRx()
+	if !waitFor(20*time.Second, func() bool { return tc.internalRx() >= rx0+50 }) {
+		t.Errorf("after the consult was given up node a's internal leg received %d packets (from %d), want the phone's echo of the caller", tc.internalRx(), rx0)
+		t.Log(relayMediaState(tc))
+	}
+	evs := tc.hangUp(t)
+	if tr := lastOf(evs, callevent.EventTransferred); tr != nil {
+		t.Errorf("a consult given up emitted call.transferred: %+v", tr)
+	}
+}
+
+// relayMediaState describes node b's relays of the call (what the internal leg's endpoint is
+// bridged to, each leg's RTP counters) and node a's legs of it, for a failure's log.
+func relayMediaState(tc *transferCluster) string {
+	var b strings.Builder
+	for node, g := range map[string]*testGateway{"a": tc.a, "b": tc.b} {
+		for _, c := range g.callsNow() {
+			if c.id != tc.callID {
+				continue
+			}
+			c.mu.Lock()
+			legs := append([]*leg{c.carrier}, c.legs...)
+			c.mu.Unlock()
+			peer := media.BridgedTo(c.Endpoint())
+			for i, l := range legs {
+				ep, err := l.endpoint()
+				if err != nil {
+					fmt.Fprintf(&b, "node %s leg %d: no endpoint (%v)\n", node, i, err)
+					continue
+				}
+				st := ep.Stats()
+				l.mu.Lock()
+				dir := l.med.Direction
+				l.mu.Unlock()
+				fmt.Fprintf(&b, "node %s leg %d internal=%v consult=%v ended=%v dir=%v rx=%d tx=%d bridged-to-carrier=%v\n",
+					node, i, l.internal, l.consultOf != nil, l.isEnded(), dir, st.PacketsReceived, st.PacketsSent, peer == ep)
+			}
+		}
+	}
+	return b.String()
 }
