@@ -121,7 +121,15 @@ func (s *Server) RelayConsultOn(ctx context.Context, callID string, to ivr.Trans
 		return err
 	}
 	if err := c.bridgeRelay(via); err != nil {
+		// The consult call cannot talk (the relay ended, or its endpoint is gone): give the
+		// consult up and put the phone's leg of the call back on the internal leg.
 		c.relayCancelConsult()
+		c.mu.Lock()
+		agent := c.relayLeg
+		c.mu.Unlock()
+		if agent != nil {
+			_ = c.bridgeRelay(agent)
+		}
 		return fmt.Errorf("sip: relayed consult: %w: %w", ivr.ErrTransferFailed, err)
 	}
 	go c.watchRelayConsult(via, ends, onEnd)
