@@ -115,6 +115,14 @@ type Call struct {
 	// ACD made of it, which a mode change relayed on the leg reaches (guarded by mu).
 	superviseOf string
 	supervision ivr.Supervision
+	// relayLeg is the agent's leg of a relayed call (runInternal); the internal leg's endpoint
+	// is bridged to it, or, during an attended transfer from the agent's SIP phone, to the
+	// phone's consult call (relayStop stops the bridge there is; relayGen counts the changes;
+	// relayOver: the relay ended, no more bridges. relay_refer.go; all guarded by mu).
+	relayLeg  ivr.AgentLeg
+	relayStop func()
+	relayGen  uint64
+	relayOver bool
 
 	// maxFwd is the Max-Forwards of the INVITEs call control places for this call: the
 	// carrier's minus one (RFC 7332), 70 for a call we originate.

@@ -64,10 +64,14 @@
 // transfer (relay_transfer.go): the consult leg lives on the call's node, whose ACD rings or
 // dials the target and tells the agent's node the result and the end in INFOs of its own.
 // ClusterACD is the ACD the page and the transfer API drive on a node: it relays what concerns
-// a call the node relays and hands the rest to the node's ACD. Its Supervise reaches a call
-// another node owns (supervise_cluster.go): the supervisor's audio leg is an internal INVITE
-// to the call's node (signed like an offer, sup=<mode>), whose ACD mixes it into the call;
-// mode changes are INFOs on it, and a BYE from either side ends both.
+// a call the node relays and hands the rest to the node's ACD. An agent's SIP phone's REFER
+// (refer.go, phoneconsult.go) goes through it too, so a phone transfers a call it took over the
+// internal leg as on one node: its consult call of an attended transfer is relayed with
+// Server.RelayConsultOn, which bridges the internal leg to that consult call while the target
+// talks (relay_refer.go). ClusterACD's Supervise reaches a call another node owns
+// (supervise_cluster.go): the supervisor's audio leg is an internal INVITE to the call's node
+// (signed like an offer, sup=<mode>), whose ACD mixes it into the call; mode changes are INFOs
+// on it, and a BYE from either side ends both.
 //
 // # What call control guarantees
 //

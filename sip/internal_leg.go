@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -578,12 +579,14 @@ func (s *Server) runInternal(c *Call, o ivr.Offer, local ivr.AgentDialer) {
 		return
 	}
 	s.m.internalOffers.WithLabelValues("received", offerAnswered).Inc()
-	stop, err := agent.Bridge(c.Endpoint())
-	if err != nil {
+	c.mu.Lock()
+	c.relayLeg = agent // an attended transfer from the phone bridges its consult call instead, for a while
+	c.mu.Unlock()
+	if err := c.bridgeRelay(agent); err != nil {
 		s.log.Info("sip: bridge the internal leg to the agent", "call_id", c.id, "error", err)
 		return
 	}
-	defer stop()
+	defer c.closeRelayBridge()
 	select {
 	case <-c.ctx.Done(): // BYE from the call's node, media timeout, shutdown
 	case <-agent.Done(): // the agent hung up: BYE to the call's node (deferred above)
@@ -707,14 +710,24 @@ func (l *leg) sendDirection(held bool) error {
 	if m.Codec.Name == "" {
 		codecs = nil
 	}
-	req := l.newRequest(sip.INVITE, 0)
-	req.SetBody(Offer(local, codecs, eventPTOr(m.EventPT)))
-	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	ctx, cancel := context.WithTimeout(context.Background(), 64*l.s.opts.T1)
 	defer cancel()
-	res, err := l.do(ctx, req)
-	if err != nil {
-		return err
+	var res *sip.Response
+	for attempt := 0; ; attempt++ {
+		req := l.newRequest(sip.INVITE, 0)
+		req.SetBody(Offer(local, codecs, eventPTOr(m.EventPT)))
+		req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		var err error
+		if res, err = l.do(ctx, req); err != nil {
+			return err
+		}
+		// Overtaken by another request of the dialog sent at the same time (a relayed
+		// transfer's INFO: a phone's consult resumes the call as it starts), the re-INVITE is
+		// refused as out of order (RFC 3261 §12.2.2: 500): sent again with a new CSeq, as
+		// sendInfo does. Lost, the call's node would keep the call held.
+		if res.StatusCode != 500 || !strings.Contains(res.Reason, "CSeq out of order") || attempt >= 3 {
+			break
+		}
 	}
 	if !res.IsSuccess() {
 		return fmt.Errorf("sip: hold re-INVITE answered %d", res.StatusCode)

@@ -64,6 +64,14 @@ func newClusterPair(t *testing.T, ringTimeout time.Duration, calls int, ctl Call
 // applied after the pair's own (the line, the cluster options).
 func newClusterPairWith(t *testing.T, aOpt func(*Options), ringTimeout time.Duration, calls int, ctl CallControl, phoneScenario string, phoneArgs ...string) *clusterPair {
 	t.Helper()
+	return newClusterPairOpts(t, aOpt, nil, ringTimeout, calls, ctl, phoneScenario, func(int) []string { return phoneArgs })
+}
+
+// newClusterPairOpts is newClusterPairWith with node b's options changed by bOpt too (nil:
+// none), applied after the pair's own, and the phone's arguments made from node b's SIP port
+// (where the phone calls through the gateway).
+func newClusterPairOpts(t *testing.T, aOpt, bOpt func(*Options), ringTimeout time.Duration, calls int, ctl CallControl, phoneScenario string, phoneArgsFor func(bPort int) []string) *clusterPair {
+	t.Helper()
 	requireSipp(t)
 	p := &clusterPair{dir: t.TempDir(), phonePort: testport.FreeUDP(t), results: make(chan offerResult, calls+4)}
 	writeULawWAV(t, filepath.Join(p.dir, "tone.wav"), 2)
@@ -71,6 +79,9 @@ func newClusterPairWith(t *testing.T, aOpt func(*Options), ringTimeout time.Dura
 		o.Registrar.DigestAlgorithms = sippDigest()
 		o.Cluster = clusterOpts("b", nil)
 		freePorts(t, o)
+		if bOpt != nil {
+			bOpt(o)
+		}
 	})
 	p.b.s.ClusterDialer(p.b.s.PhoneDialer())
 	bAddr := fmt.Sprintf("127.0.0.1:%d", p.b.port())
@@ -127,7 +138,7 @@ func newClusterPairWith(t *testing.T, aOpt func(*Options), ringTimeout time.Dura
 	})
 	d := p.a.s.ClusterDialer(p.a.s.PhoneDialer())
 	dialer.Store(&d)
-	args := append([]string{"-p", strconv.Itoa(p.phonePort), "-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", strconv.Itoa(calls)}, phoneArgs...)
+	args := append([]string{"-p", strconv.Itoa(p.phonePort), "-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", strconv.Itoa(calls)}, phoneArgsFor(p.b.port())...)
 	p.phone = startSipp(t, p.dir, phoneScenario, args...)
 	t.Cleanup(func() {
 		if t.Failed() {

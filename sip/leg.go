@@ -333,6 +333,7 @@ func (l *leg) byeWithin(cause error, wait time.Duration) {
 	if l.isEnded() {
 		return
 	}
+	l.awaitReferFinal(referFinalWait) // an agent's phone hears its REFER's outcome first
 	l.end(cause)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()

@@ -46,15 +46,56 @@ import (
 // referState is a REFER in progress on a leg: its final NOTIFY is sent once, by whichever
 // of the REFER's goroutine and the consult's completion comes first; sync.Once makes the other
 // wait until it has been sent, so the phone sees the final NOTIFY before the gateway's BYE.
-type referState struct{ once sync.Once }
+// done is closed once it was sent (or given up): the gateway's BYE of the phone's legs waits
+// for it (awaitReferFinal), since the transfer that releases the agent and the REFER's
+// goroutine that reports it run side by side.
+type referState struct {
+	once sync.Once
+	done chan struct{}
+}
+
+func newReferState() *referState { return &referState{done: make(chan struct{})} }
+
+// finish sends the REFER's final NOTIFY on l, once (see referState).
+func (st *referState) finish(ctx context.Context, l *leg, frag string) {
+	st.once.Do(func() {
+		defer close(st.done)
+		l.notifyRefer(ctx, frag, true)
+	})
+}
 
 // finishRefer sends the final NOTIFY of the leg's REFER in progress, once (see referState).
 func (l *leg) finishRefer(ctx context.Context, frag string) {
+	if st := l.referring.Load(); st != nil {
+		st.finish(ctx, l, frag)
+	}
+}
+
+// referFinalWait bounds how long the gateway's BYE of an agent's phone waits for the final
+// NOTIFY of the phone's REFER in progress (the NOTIFY's own transaction is bounded at 10 s;
+// a transfer's outcome is known before its BYE, so this is only ever a short wait).
+const referFinalWait = 5 * time.Second
+
+// awaitReferFinal waits, at most d, until the final NOTIFY of the REFER in progress on the
+// phone's leg l — or, for the phone's consult call, on the leg it consults on — was sent: a
+// transfer that completed releases the agent (the gateway's BYE to the phone), and the phone
+// must hear the outcome first (RFC 3515 §2.4.5: the NOTIFY is sent in the REFER's dialog).
+// Across nodes the BYE comes from the call's node right after the transfer's result, and
+// this node's REFER goroutine has yet to send it.
+func (l *leg) awaitReferFinal(d time.Duration) {
 	st := l.referring.Load()
+	if st == nil && l.consultOf != nil {
+		st = l.consultOf.referring.Load()
+	}
 	if st == nil {
 		return
 	}
-	st.once.Do(func() { l.notifyRefer(ctx, frag, true) })
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-st.done:
+	case <-t.C:
+	}
 }
 
 // replaces is a Replaces value (RFC 3891 §6.1) as the target of the replacement sees it.
@@ -111,7 +152,7 @@ func (l *leg) referReplace(r replaces, agent int64) {
 	s, c := l.s, l.call
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), referBudget)
 	defer cancel()
-	st := &referState{}
+	st := newReferState()
 	l.referring.Store(st)
 	s.mu.Lock()
 	b := s.dialogs[dialogKey{callID: r.callID, localTag: r.toTag}]
@@ -131,7 +172,7 @@ func (l *leg) referReplace(r replaces, agent int64) {
 	l.notifyRefer(ctx, "SIP/2.0 100 Trying", false)
 	if err := s.opts.PhoneComplete(ctx, c.id, agent); err != nil {
 		s.log.Info("sip: attended transfer from a phone refused or failed", "call_id", c.id, "agent_id", agent, "error", err)
-		l.finishRefer(ctx, "SIP/2.0 603 Declined")
+		l.finishRefer(ctx, referFailure(err))
 		return
 	}
 	// Completed: the consult's end (phoneConsult's onEnd) sent the final NOTIFY before the

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/switchboard-voice/switchboard/ivr"
 )
 
 // An agent's SIP phone transfers its call with REFER (RFC 3515): blind, and attended. The
@@ -72,18 +74,45 @@ func (l *leg) handleRefer(req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(req, tx, status, reason)
 		return
 	}
+	st := newReferState()
+	l.referring.Store(st)
 	s.respond(tx, l.response(req, 202, "Accepted", nil))
 	go func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), referBudget)
 		defer cancel()
 		l.notifyRefer(ctx, "SIP/2.0 100 Trying", false)
 		final := "SIP/2.0 200 OK"
+		// On a call this node relays for another node (the phone answered it over the
+		// cluster's internal leg), Options.Refer's transfer is carried out by the call's node
+		// (ClusterACD relays it, relay_transfer.go); the outcome comes back the same way.
 		if err := s.opts.Refer(ctx, c.id, agent, to); err != nil {
 			s.log.Info("sip: REFER transfer refused or failed", "call_id", c.id, "agent_id", agent, "error", err)
-			final = "SIP/2.0 603 Declined"
+			final = referFailure(err)
 		}
-		l.notifyRefer(ctx, final, true)
+		// Sent before the gateway's BYE releasing the agent (awaitReferFinal).
+		st.finish(ctx, l, final)
 	}()
+}
+
+// referFailure is the sipfrag of a transfer that did not happen (RFC 3515 §2.4.5: the status
+// the referee's request got): a target that answered with a failure (486 Busy Here, 603, …)
+// is reported with it — across nodes too, the call's node passes the status on —, a target
+// that did not answer (the ring timeout's CANCEL) as 480 Temporarily Unavailable, and a
+// transfer refused before any target was tried (not the agent's call, a destination the dial
+// plan refuses, an agent not available) as 603 Declined.
+func referFailure(err error) string {
+	var se *StatusError
+	if errors.As(err, &se) && se.Code >= 400 && se.Code <= 699 && se.Code != 487 {
+		reason := cleanText(se.Reason, 64)
+		if reason == "" {
+			reason = "Failed"
+		}
+		return fmt.Sprintf("SIP/2.0 %d %s", se.Code, reason)
+	}
+	if errors.Is(err, ivr.ErrTransferFailed) {
+		return "SIP/2.0 480 Temporarily Unavailable"
+	}
+	return "SIP/2.0 603 Declined"
 }
 
 // referTarget reads a Refer-To value: an agent's SIP username (agents) or a number; a status

@@ -274,11 +274,18 @@ func (l *leg) handleRelayNote(body []byte) (int, string) {
 	switch v.Get("op") {
 	case "result":
 		rerr := tokenErr(cleanText(v.Get("err"), 32))
+		var se *StatusError
+		if code, err := strconv.Atoi(v.Get("status")); err == nil && code >= 300 && code <= 699 && rerr != nil {
+			se = &StatusError{Code: code, Reason: cleanText(v.Get("reason"), 64)}
+		}
 		c.mu.Lock()
 		w := c.relays[ref]
 		if w != nil && !w.answered {
 			w.answered = true
-			if rerr != nil {
+			switch {
+			case se != nil:
+				rerr = fmt.Errorf("sip: relayed transfer: the call's node: %w: the target answered %w", rerr, se)
+			case rerr != nil:
 				rerr = fmt.Errorf("sip: relayed transfer: the call's node: %w", rerr)
 			}
 			w.result <- rerr
@@ -378,6 +385,13 @@ func (l *leg) runRelayed(ctl CallControl, op, callID, ref string, to ivr.Transfe
 	res := url.Values{"op": {"result"}, "ref": {ref}}
 	if t := errToken(err); t != "" {
 		res.Set("err", t)
+	}
+	var se *StatusError
+	if errors.As(err, &se) && se.Code >= 300 && se.Code <= 699 {
+		// What the target answered (486 Busy Here, …): an agent's phone's REFER reports it
+		// in its NOTIFY (referFailure).
+		res.Set("status", strconv.Itoa(se.Code))
+		res.Set("reason", cleanText(se.Reason, 64))
 	}
 	l.sendNote(res)
 	l.relayDone()

@@ -48,13 +48,44 @@ func (n nodeDialer) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, error
 // returns once agent 7's phone on node b answered the call.
 func newTransferCluster(t *testing.T, ringTimeout time.Duration, farCalls int, farScenario string, farArgs ...string) *transferCluster {
 	t.Helper()
-	return newTransferClusterPhone(t, ringTimeout, []string{"uas_agent.xml", "-rtp_echo"}, farCalls, farScenario, farArgs...)
+	return newTransferClusterWith(t, transferSetup{ringTimeout: ringTimeout, farCalls: farCalls,
+		farScenario: farScenario, farArgs: farArgs})
+}
+
+// transferSetup is newTransferCluster's arguments, with agent 7's phone's scenario and its
+// arguments (default: uas_agent.xml with -rtp_echo) and node b's options (bOpt, nil: none).
+type transferSetup struct {
+	ringTimeout   time.Duration
+	farCalls      int
+	farScenario   string
+	farArgs       []string
+	phoneScenario string
+	phoneArgs     []string
+	// phoneArgsFor, when set, makes the phone's arguments from node b's SIP port instead.
+	phoneArgsFor func(bPort int) []string
+	bOpt         func(*Options)
 }
 
 // newTransferClusterPhone is newTransferCluster with agent 7's phone playing phone (a SIPp
 // scenario and its arguments).
 func newTransferClusterPhone(t *testing.T, ringTimeout time.Duration, phone []string, farCalls int, farScenario string, farArgs ...string) *transferCluster {
 	t.Helper()
+	return newTransferClusterWith(t, transferSetup{ringTimeout: ringTimeout, farCalls: farCalls,
+		farScenario: farScenario, farArgs: farArgs, phoneScenario: phone[0], phoneArgs: phone[1:]})
+}
+
+// newTransferClusterWith is newTransferCluster with a transferSetup.
+func newTransferClusterWith(t *testing.T, ts transferSetup) *transferCluster {
+	t.Helper()
+	ringTimeout, farCalls, farScenario, farArgs := ts.ringTimeout, ts.farCalls, ts.farScenario, ts.farArgs
+	phoneScenario, phoneArgs := ts.phoneScenario, ts.phoneArgs
+	if phoneScenario == "" {
+		phoneScenario, phoneArgs = "uas_agent.xml", []string{"-rtp_echo"}
+	}
+	phoneArgsFor := ts.phoneArgsFor
+	if phoneArgsFor == nil {
+		phoneArgsFor = func(int) []string { return phoneArgs }
+	}
 	agents := []ivr.Agent{{ID: 7, Email: "agent1@example.com", Name: "Agent One", Queues: []string{"support"}},
 		{ID: 8, Email: "agent2@example.com", Name: "Agent Two", Queues: []string{"support"}}}
 	acd, err := ivr.NewACD(ivr.ACDOptions{Queues: []ivr.Queue{{Name: "support", RingTimeout: 10 * time.Second}}, Agents: agents})
@@ -72,14 +103,14 @@ func newTransferClusterPhone(t *testing.T, ringTimeout time.Duration, phone []st
 		t.Fatal(err)
 	}
 	farPort := testport.FreeUDP(t)
-	p := newClusterPairWith(t, func(o *Options) {
+	p := newClusterPairOpts(t, func(o *Options) {
 		o.Trunks = append(o.Trunks, Trunk{Name: "carrier-out", OutboundURI: fmt.Sprintf("sip:127.0.0.1:%d", farPort)})
 		if ringTimeout > 0 {
 			o.RingTimeout = ringTimeout
 		}
 		o.Lines = []Line{{Number: "+15550197", Target: &IVRTarget{IVR: eng,
 			Line: ivr.Line{Number: "+15550197", Target: ivr.QueueTarget("support")}}}}
-	}, 10*time.Second, 1, acd, phone[0], phone[1:]...)
+	}, ts.bOpt, 10*time.Second, 1, acd, phoneScenario, phoneArgsFor)
 	acd.SetDialer(nodeDialer{d: p.a.s.ClusterDialer(p.a.s.PhoneDialer()), node: "b"})
 	if _, err := acd.SetState(7, ivr.StateAvailable); err != nil {
 		t.Fatal(err)
