@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/switchboard-voice/switchboard/internal/uring"
 )
 
 // sendingEndpoint is an endpoint sending PCMU to a fresh peer, with an override source (as
@@ -285,11 +287,11 @@ func BenchmarkForwardBatchOfOne(b *testing.B) {
 // skipped where the kernel refuses io_uring (the loops then use sendmmsg, tested above).
 func ringBatch(t testing.TB) *txBatch {
 	t.Helper()
-	ring, err := newTxRing(txCap)
+	ring, err := uring.New(txCap)
 	if err != nil {
 		t.Skipf("no io_uring here: %v", err)
 	}
-	t.Cleanup(ring.close)
+	t.Cleanup(ring.Close)
 	tx := newTxBatch()
 	tx.ring = ring
 	tx.sendmmsg = func(int, []unix.Mmsghdr) (int, syscall.Errno) {
@@ -324,7 +326,7 @@ func TestRingSendsARoundOfManyLegsInOneEnter(t *testing.T) {
 		}
 	}
 	tx.flush()
-	if e, s := tx.ring.enters.Load(), tx.ring.sends.Load(); e != 1 || s != 2*legs {
+	if e, s := tx.ring.Enters(), tx.ring.Sends(); e != 1 || s != 2*legs {
 		t.Errorf("%d io_uring_enter calls for %d sends, want 1 for %d", e, s, 2*legs)
 	}
 	for k, l := range ls {
@@ -387,7 +389,7 @@ func TestRingBatchOfAClosedLegSubmitsNothingForIt(t *testing.T) {
 	open.out.write(idO, rtpHeader{seq: 7, timestamp: 7 * FrameSize}, frame(7), kindAudio, CodecNone, time.Now(), tx)
 	closed.Close()
 	tx.flush()
-	if s := tx.ring.sends.Load(); s != 1 {
+	if s := tx.ring.Sends(); s != 1 {
 		t.Errorf("%d sends submitted, want 1 (the open leg's)", s)
 	}
 	if pkt := p.recv(); pkt.Payload[0] != 7 {
@@ -426,10 +428,10 @@ func TestRingForwardDoesNotAllocate(t *testing.T) {
 // first socket's, held until every socket is watched and has its packet, then the other 19's)
 // and so two enters — not one system call per packet — and every packet reaches its leg.
 func TestPollLoopSendsARoundOfManyLegsInOneEnter(t *testing.T) {
-	if ring, err := newTxRing(txCap); err != nil {
+	if ring, err := uring.New(txCap); err != nil {
 		t.Skipf("no io_uring here: %v", err)
 	} else {
-		ring.close()
+		ring.Close()
 	}
 	const legs = 20
 	alloc := testAllocator(t, 2*legs)
@@ -478,7 +480,7 @@ func TestPollLoopSendsARoundOfManyLegsInOneEnter(t *testing.T) {
 	if tx == nil || tx.ring == nil {
 		t.Fatal("the poll loop has no ring")
 	}
-	if e, s := tx.ring.enters.Load(), tx.ring.sends.Load(); s != legs || e > 3 {
+	if e, s := tx.ring.Enters(), tx.ring.Sends(); s != legs || e > 3 {
 		t.Errorf("%d io_uring_enter calls for %d sends, want 2 (at most 3) for %d", e, s, legs)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/switchboard-voice/switchboard/internal/uring"
 )
 
 // Receiving on Linux: a few epoll-driven readers for every socket of an allocator.
@@ -259,7 +261,7 @@ func (r *receiver) startLoop() (*pollLoop, error) {
 	l := &pollLoop{rx: r, epfd: os.NewFile(uintptr(fd), "media-epoll"), fd: fd, exited: make(chan struct{}), batch: newRxBatch(), tx: newTxBatch()}
 	if r.noRing {
 		// tests: the sendmmsg path, as where the kernel refuses io_uring
-	} else if ring, err := newTxRing(txCap); err == nil {
+	} else if ring, err := uring.New(txCap); err == nil {
 		l.tx.ring = ring
 	}
 	rc, err := l.epfd.SyscallConn()
@@ -294,7 +296,7 @@ func (l *pollLoop) run(rc syscall.RawConn) {
 	defer close(l.exited)
 	defer func() {
 		if l.tx.ring != nil {
-			l.tx.ring.close()
+			l.tx.ring.Close()
 		}
 	}()
 	for {
@@ -394,8 +396,10 @@ const txCap = 64
 
 // txBatch is a poll loop's send batch: the packets its handlers forwarded, queued in runs —
 // the packets of one sender (the leg they leave from) one after the other, each sender in one
-// run only — and sent by flush. With an io_uring (txRing) every packet of the batch goes in one
-// io_uring_enter(2), whatever leg it leaves from, and the poll loop flushes once per round of
+// run only — and sent by flush. With an io_uring (internal/uring) every packet of the batch
+// goes in one io_uring_enter(2) — one IORING_OP_SENDMSG each, on the socket of the leg it
+// leaves from, MSG_DONTWAIT (a full send buffer drops the packet, as rawSender does) — whatever
+// leg it leaves from, and the poll loop flushes once per round of
 // ready sockets; without (the kernel refuses io_uring), each run goes in one sendmmsg(2) and
 // the loop flushes after every read, as before. Every leg sends from its own socket (symmetric
 // RTP, RFC 4961), so sendmmsg(2) can only batch the packets of one leg, which at 50 packets a
@@ -413,7 +417,7 @@ type txBatch struct {
 	res   [txCap]int32 // the ring's result of each packet: bytes sent, or -errno
 	bufs  [txCap][maxPacket]byte
 	// ring, when not nil, sends the batch (the poll loop's; newTxBatch leaves it nil).
-	ring *txRing
+	ring *uring.Ring
 	// sendmmsg sends msgs on fd and returns how many went, as sendmmsg(2) does: an error
 	// only when the first could not be sent. Tests replace it to cut a batch short.
 	sendmmsg func(fd int, msgs []unix.Mmsghdr) (int, syscall.Errno)
@@ -566,14 +570,14 @@ func (tx *txBatch) flushRing() {
 		}
 		run.cfg = run.s.ep.cfg.Load()
 		for i := run.start; i < run.end; i++ {
-			tx.ring.prep(k, run.s.raw.fd, &tx.msgs[i].Hdr)
+			tx.ring.PrepSendmsg(k, run.s.raw.fd, &tx.msgs[i].Hdr)
 			k++
 		}
 	}
 	if k > 0 {
-		if errno := tx.ring.submit(k, tx.res[:k]); errno != 0 {
+		if errno := tx.ring.Submit(k, tx.res[:k]); errno != 0 {
 			// The ring failed as a whole (not a send): from now on, sendmmsg(2).
-			tx.ring.close()
+			tx.ring.Close()
 			tx.ring = nil
 		}
 	}

@@ -17,7 +17,9 @@
 // Slots time slots of the 20 ms period so the load is smooth, and writes each packet with one
 // write(2) on the leg's connected socket — or, with Options.URing, hands the kernel a slot's
 // packets with one io_uring_enter(2), one send per packet on its leg's socket, which saves
-// the kernel entry and exit per packet (uring.go). The receiver waits in one epoll_wait(2) for up to
+// the kernel entry and exit per packet (internal/uring, the ring the gateway's media plane
+// sends through too; the legs' sockets are registered with it, so the kernel does not look
+// each one up per send). The receiver waits in one epoll_wait(2) for up to
 // 256 ready sockets at a time (the batching that matters at one packet per socket per 20 ms;
 // recvmmsg(2) would only batch packets of one socket) and drains each with read(2). The
 // generator reports its own failures: send errors, sequence gaps, malformed packets, ticks
@@ -50,6 +52,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/switchboard-voice/switchboard/bench/procstat"
+	"github.com/switchboard-voice/switchboard/internal/uring"
 )
 
 // Defaults of Options.
@@ -149,6 +152,7 @@ type Leg struct {
 	fd     int
 	rtcpFD int
 	slot   int
+	file   int // index of fd among the ring's registered files
 
 	// Owned by the sender goroutine once sending is set.
 	pkt     []byte
@@ -194,8 +198,9 @@ type Gen struct {
 	payload []byte
 
 	readLegs int
-	ring     *uring // Options.URing; sender goroutine only after New
-	ringErr  error  // why Options.URing fell back to write(2)
+	ring     *uring.Ring // Options.URing; sender goroutine only after New
+	ringErr  error       // why Options.URing fell back to write(2)
+	ringRes  []int32     // the ring's result of each send of a batch (sender goroutine)
 
 	sent, sendErrs, received, lost, reordered, dups, bad, rtcp, late atomic.Uint64
 	started, heard                                                   atomic.Int64
@@ -260,7 +265,17 @@ func New(opts Options, n int) (*Gen, error) {
 		for entries < per && entries < 4096 {
 			entries *= 2
 		}
-		g.ring, g.ringErr = newURing(entries)
+		if g.ring, g.ringErr = uring.New(entries); g.ringErr == nil {
+			g.ringRes = make([]int32, g.ring.Entries())
+			// Leg i's RTP socket is registered file i: no descriptor lookup and reference
+			// per send. Without it (a kernel that refuses), the sends name the descriptors.
+			fds := make([]int32, len(g.legs))
+			for i, l := range g.legs {
+				l.file = i
+				fds[i] = int32(l.fd)
+			}
+			_ = g.ring.RegisterFiles(fds)
+		}
 	}
 	return g, nil
 }
@@ -447,7 +462,7 @@ func (g *Gen) Close() error {
 		}
 		unix.Close(g.epfd)
 		if g.ring != nil {
-			g.ring.close()
+			g.ring.Close()
 		}
 	})
 	return nil
@@ -458,8 +473,7 @@ func (g *Gen) sendLoop() {
 	slot := g.opts.Interval / time.Duration(g.opts.Slots)
 	start := time.Now()
 	maxTicks := int64(g.opts.MaxDuration / slot)
-	var fds []int
-	var pkts [][]byte
+	var legs []*Leg
 	for tick := int64(0); tick < maxTicks && !g.closing.Load(); tick++ {
 		due := start.Add(time.Duration(tick) * slot)
 		if d := time.Until(due); d > 0 {
@@ -470,7 +484,7 @@ func (g *Gen) sendLoop() {
 		b := &g.buckets[tick%int64(g.opts.Slots)]
 		b.mu.Lock()
 		if g.ring != nil {
-			g.sendRing(b.legs, &fds, &pkts)
+			g.sendRing(b.legs, &legs)
 		} else {
 			for _, l := range b.legs {
 				if l.sending.Load() {
@@ -483,30 +497,45 @@ func (g *Gen) sendLoop() {
 }
 
 // sendRing sends the next packet of every sending leg of a slot through the ring, as many
-// per io_uring_enter as the ring holds (sender goroutine only).
-func (g *Gen) sendRing(legs []*Leg, fds *[]int, pkts *[][]byte) {
-	*fds, *pkts = (*fds)[:0], (*pkts)[:0]
+// per io_uring_enter as the ring holds (sender goroutine only). batch is the sender's scratch.
+func (g *Gen) sendRing(legs []*Leg, batch *[]*Leg) {
+	*batch = (*batch)[:0]
+	fixed := g.ring.Files() > 0
 	flush := func() {
-		if len(*fds) == 0 {
+		n := uint32(len(*batch))
+		if n == 0 {
 			return
 		}
-		ok, err := g.ring.send(*fds, *pkts)
+		res := g.ringRes[:n]
+		errno := g.ring.Submit(n, res)
+		ok := 0
+		for _, r := range res {
+			if r >= 0 { // bytes sent, or -errno
+				ok++
+			}
+		}
 		g.sent.Add(uint64(ok))
-		g.sendErrs.Add(uint64(len(*fds) - ok)) // failed, or not sent at all after an error
-		if err != nil {
+		g.sendErrs.Add(uint64(len(res) - ok)) // failed, or not sent at all after an error
+		if errno != 0 {
 			g.errMu.Lock()
-			g.err = err
+			g.err = fmt.Errorf("rtpgen: io_uring_enter: %w", errno)
 			g.errMu.Unlock()
 		}
-		*fds, *pkts = (*fds)[:0], (*pkts)[:0]
+		*batch = (*batch)[:0]
 	}
 	for _, l := range legs {
 		if !l.sending.Load() {
 			continue
 		}
 		l.prepare()
-		*fds, *pkts = append(*fds, l.fd), append(*pkts, l.pkt)
-		if uint32(len(*fds)) == g.ring.entries {
+		i := uint32(len(*batch))
+		if fixed {
+			g.ring.PrepSendFixed(i, l.file, l.pkt)
+		} else {
+			g.ring.PrepSend(i, l.fd, l.pkt)
+		}
+		*batch = append(*batch, l)
+		if i+1 == g.ring.Entries() {
 			flush()
 		}
 		l.advance()

@@ -49,7 +49,8 @@ func TestNew_EvenPortsSkippingBusyOnes(t *testing.T) {
 
 // Calls through the bare relay: every leg sends 20 ms packets and reads the other leg's
 // stream back, with no sequence gaps and nothing malformed — with write(2) per packet, and with
-// each slot's packets sent through io_uring.
+// each slot's packets sent through io_uring (internal/uring), each leg's socket a registered
+// file of the ring.
 func TestGen_StreamsBothWaysThroughARelay(t *testing.T) {
 	t.Run("write", func(t *testing.T) { streamsBothWays(t, false, 47100) })
 	t.Run("io_uring", func(t *testing.T) { streamsBothWays(t, true, 49100) })
@@ -72,6 +73,9 @@ func streamsBothWays(t *testing.T, uring bool, portMin int) {
 	}
 	if want := map[bool]string{false: "write", true: "io_uring"}[uring]; g.Stats().SendPath != want {
 		t.Fatalf("send path %q, want %q", g.Stats().SendPath, want)
+	}
+	if uring && g.ring.Files() != 2*calls {
+		t.Errorf("%d sockets registered with the ring, want every leg's %d (sends by registered file)", g.ring.Files(), 2*calls)
 	}
 	g.Run()
 	lo := netip.MustParseAddr("127.0.0.1")

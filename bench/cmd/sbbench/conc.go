@@ -66,8 +66,41 @@ type concStep struct {
 	// the scrapes) and how busy the load generators' cores were (SIPp included), as fractions
 	// of one core. A load core near 100% means the generator, not the gateway, set the limit.
 	Load loadUse `json:"load"`
-	Pass bool    `json:"pass"`
-	Why  string  `json:"why,omitempty"`
+	// The generator in the window: packets it sent per second (100·N when it keeps up) and its
+	// sender's slots that began more than a packet interval late. GenLimited: it did not keep
+	// up (genLimited), so the step measured the generator, not the gateway: it fails.
+	GenSentPPS      float64 `json:"generator_sent_pps"`
+	GenLateInWindow uint64  `json:"generator_late_ticks_in_window"`
+	GenLimited      bool    `json:"generator_limited"`
+	Pass            bool    `json:"pass"`
+	Why             string  `json:"why,omitempty"`
+}
+
+// Limits of an honest generator in a window (genLimited): at least this share of the packets
+// due, and at most this share of its 1 ms slots more than a packet interval late.
+const (
+	genMinSentShare = 0.98
+	genMaxLateShare = 0.01
+)
+
+// genLimited reports whether the RTP generator failed to drive calls calls in a window of
+// win, having sent sent packets and started late of its slots late, and why. Due: 2 legs ×
+// one packet per interval per call; slots: one per slot length (rtpgen's defaults). A
+// generator that falls behind catches up in bursts, so its total alone can look right:
+// the late slots catch that.
+func genLimited(calls int, win time.Duration, sent, late uint64) (bool, string) {
+	if win <= 0 || calls <= 0 {
+		return false, ""
+	}
+	due := float64(2*calls) * float64(win) / float64(rtpgen.DefaultInterval)
+	slots := float64(win) / float64(rtpgen.DefaultInterval/rtpgen.DefaultSlots)
+	switch {
+	case float64(sent) < genMinSentShare*due:
+		return true, fmt.Sprintf("the RTP generator was the limit: it sent %.1f%% of the packets due in the window", 100*float64(sent)/due)
+	case float64(late) > genMaxLateShare*slots:
+		return true, fmt.Sprintf("the RTP generator was the limit: %d of its %.0f slots in the window began late", late, slots)
+	}
+	return false, ""
 }
 
 // idleBase is the idle gateway the per-call figures are taken above: read once on a fresh
@@ -363,6 +396,10 @@ func (b *bench) concStep(ctx context.Context, tag, n int, base idleBase) (concSt
 	st.GatewayCPU, cpu = share(u0, u1)
 	fwd := float64(g1.Received + g1.Discarded - g0.Received - g0.Discarded)
 	st.ForwardedPPS = fwd / win.Seconds()
+	st.GenSentPPS = float64(g1.Sent-g0.Sent) / win.Seconds()
+	st.GenLateInWindow = g1.LateTicks - g0.LateTicks
+	var genWhy string
+	st.GenLimited, genWhy = genLimited(n, win, g1.Sent-g0.Sent, st.GenLateInWindow)
 	tx := map[string]string{"direction": "tx"}
 	st.GatewayTxPPS = (m1.Sum("switchboard_rtp_packets_total", tx) - m0.Sum("switchboard_rtp_packets_total", tx)) / win.Seconds()
 	if fwd > 0 {
@@ -420,6 +457,8 @@ func (b *bench) concStep(ctx context.Context, tag, n int, base idleBase) (concSt
 		st.Why = fmt.Sprintf("%d calls failed", st.SippFailed)
 	case st.LegsStarted < 2*n:
 		st.Why = fmt.Sprintf("only %d of %d legs had media", st.LegsStarted, 2*n)
+	case st.GenLimited:
+		st.Why = genWhy + " (not a reading of the gateway)"
 	case st.LossPct >= lossLimitPct:
 		st.Why = fmt.Sprintf("loss %.3f%% ≥ %.1f%%", st.LossPct, lossLimitPct)
 	case st.GatewayCPU >= cpuLimit:
@@ -450,7 +489,7 @@ func (b *bench) sameN() int {
 // pinned where the gateway is.
 func (b *bench) runFloor(ctx context.Context) error {
 	n := b.sameN()
-	if n == 0 {
+	if n == 0 || !b.floor {
 		return nil
 	}
 	if !b.fits(b.settle + b.concMeasure + 30*time.Second) {

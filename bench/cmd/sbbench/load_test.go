@@ -3,6 +3,7 @@ package main
 import (
 	"reflect"
 	"testing"
+	"time"
 )
 
 func TestCPUListParsesTasksetLists(t *testing.T) {
@@ -52,5 +53,31 @@ func TestPeersCompareAtTheBestStepOnly(t *testing.T) {
 	r.summarize()
 	if p := r.Summary.peerSummary; p.CPUVsFloor != nil || p.RtpengineCPUUsPerPacket != nil || p.CPUVsRtpengine != nil {
 		t.Fatalf("keys from another N or an absent peer: %+v", p)
+	}
+}
+
+// A concurrency step whose generator did not keep up measured the generator: it sent too few of
+// the packets due in the window, or caught up in bursts after slots that began late (the
+// 20:16 run's 1,500-call step had thousands). One that kept up is a reading.
+func TestGenLimitedFlagsAGeneratorThatFellBehind(t *testing.T) {
+	const calls, win = 1500, 15 * time.Second
+	due := uint64(2 * calls * 15 * 50) // 2 legs × 50 packets/s × 15 s
+	for _, c := range []struct {
+		name       string
+		sent, late uint64
+		want       bool
+	}{
+		{"kept up", due, 0, false},
+		{"a few late slots", due, 100, false},
+		{"sent 97% of the due packets", due * 97 / 100, 0, true},
+		{"caught up after late slots", due, 6624, true},
+		{"just over 1% of 15,000 slots late", due, 151, true},
+	} {
+		if got, why := genLimited(calls, win, c.sent, c.late); got != c.want || got != (why != "") {
+			t.Errorf("%s: genLimited = %v %q, want %v", c.name, got, why, c.want)
+		}
+	}
+	if got, _ := genLimited(0, win, 0, 0); got {
+		t.Error("no calls: limited")
 	}
 }

@@ -73,9 +73,10 @@ func main() {
 // quickClusterCPS is the cluster's CPS steps of -quick unless -cluster-cps says otherwise.
 const quickClusterCPS = "25,50"
 
-// defaultGenReadLegs is the RTP generator's read sample: every leg up to 500 calls, both legs
-// of 500 evenly spread calls above (BENCHMARKS.md, "The load generators and their limits").
-const defaultGenReadLegs = 1000
+// defaultGenReadLegs is the RTP generator's read sample: every leg up to 100 calls, both legs
+// of 100 evenly spread calls above (BENCHMARKS.md, "The load generators and their limits"; 1,000
+// before session 10, when reading them took a sixth of the generator's core at 1,500 calls).
+const defaultGenReadLegs = 200
 
 // defaultGenURing: whether the generator sends through io_uring unless told otherwise.
 const defaultGenURing = true
@@ -112,6 +113,7 @@ type bench struct {
 	reserve      time.Duration // left for the steps after the concurrency steps
 	rtpengine    string        // the peer's binary; "" or "off": not run
 	norec        bool          // run the recording-off step
+	floor        bool          // run the floor (the bare relay) at the best step's N
 	noRecording  bool          // the gateway being started records nothing
 	genReadLegs  int           // legs the RTP generator reads for the whole step (rtpgen.Options.ReadLegs)
 	genURing     bool          // the RTP generator sends through io_uring (rtpgen.Options.URing)
@@ -139,7 +141,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&b.out, "out", "bench/results/latest.json", "where the summary figures go (keys in BENCHMARKS.md)")
 	fs.StringVar(&b.detail, "detail", "bench/results/steps.json", "where every step's measurements go")
 	work := fs.String("work", ".data/bench/run", "scratch directory (emptied first)")
-	cps := fs.String("cps", "50,100,150,200,300,400,500,600,800,1000", "calls-per-second steps")
+	cps := fs.String("cps", "50,100,150,200,300,400,500,600,800,1000", `calls-per-second steps ("off": none, e.g. to run the concurrency steps alone)`)
 	fs.IntVar(&b.cpsSeconds, "cps-seconds", 20, "seconds of calls per CPS step")
 	conc := fs.String("conc", "100,250,500,750,1000,1500,2000", "concurrent-call steps")
 	fs.IntVar(&b.concRate, "conc-rate", 100, "calls per second while a concurrency step ramps up")
@@ -150,6 +152,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&b.concTableTo, "conc-table-to", 1500, "after a failed concurrency step, keep measuring the steps up to this many calls (the per-step table)")
 	fs.DurationVar(&b.reserve, "reserve", 5*time.Minute, "time the concurrency steps leave for the floor, rtpengine, the recording-off step and CPS")
 	fs.StringVar(&b.rtpengine, "rtpengine", "rtpengine", `rtpengine binary, run as the peer at the best step's N when found ("off": not run)`)
+	fs.BoolVar(&b.floor, "floor", true, "run the floor (the bare Go relay) at the best step's N")
 	fs.BoolVar(&b.norec, "norec", true, "also run the gateway with recording off at the best step's N")
 	fs.BoolVar(&b.cluster, "cluster", true, "last, stop the gateway and run one concurrency step and the CPS steps through make cluster (scripts/cluster.sh: Kamailio in front of three nodes, pinned where the gateway was)")
 	fs.IntVar(&b.clusterCalls, "cluster-calls", 0, fmt.Sprintf("calls of the cluster's concurrency step; 0: those of the gateway's best concurrency step, at most %d", clusterMaxCalls))
@@ -165,7 +168,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var err error
-	if b.cpsRates, err = ints(*cps); err != nil {
+	if *cps == "off" {
+		b.cpsRates = nil
+	} else if b.cpsRates, err = ints(*cps); err != nil {
 		fmt.Fprintln(stderr, "sbbench run: -cps:", err)
 		return 2
 	}

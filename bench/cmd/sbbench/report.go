@@ -172,7 +172,9 @@ func (r *report) print(w io.Writer, b *bench) {
 	r.summarize()
 	fmt.Fprintf(w, "\nswitchboard make bench — %s, commit %s, %s\n", r.Date, r.Commit, r.Machine)
 	fmt.Fprintf(w, "gateway pinned to cores %q, SIPp/RTP generator/sbbench to %q, PostgreSQL not pinned; load average at start %s\n\n", r.GatewayCPUs, r.LoadCPUs, r.LoadAverage)
-	printCPSTable(w, "CPS step", r.CPS)
+	if len(r.CPS) > 0 {
+		printCPSTable(w, "CPS step", r.CPS)
+	}
 	if c, ok := r.cpsMaxStep(); ok {
 		printPGProfile(w, c)
 	}
@@ -196,8 +198,12 @@ func (r *report) print(w io.Writer, b *bench) {
 	if s.FloorCPUUsPerPkt > 0 {
 		ratio = fmt.Sprintf("%.2f× the floor", s.CPUUsPerPacket/s.FloorCPUUsPerPkt)
 	}
+	cpsMax := fmt.Sprintf("%d calls/s (0 failed, a ticket per call, event lag p99 ≤ %d ms)", s.CPSMax, maxLagP99.Milliseconds())
+	if len(r.CPS) == 0 {
+		cpsMax = "- (no CPS step ran: -cps off)"
+	}
 	for _, row := range [][2]string{
-		{"cps_max", fmt.Sprintf("%d calls/s (0 failed, a ticket per call, event lag p99 ≤ %d ms)", s.CPSMax, maxLagP99.Milliseconds())},
+		{"cps_max", cpsMax},
 		{"cluster_cps_max", clusterCPSText(s.ClusterCPSMax)},
 		{"setup_p50_ms / setup_p99_ms", fmt.Sprintf("%.2f / %.2f (SIPp -trace_rtt, INVITE → 200 OK)", s.SetupP50MS, s.SetupP99MS)},
 		{"tickets_per_call", fmt.Sprintf("%.4f", s.TicketsPerCall)},

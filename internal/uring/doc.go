@@ -1,0 +1,14 @@
+// Package uring is the one minimal io_uring of the repository (io_uring_setup(2),
+// io_uring_enter(2), io_uring_register(2)): a ring through which a caller hands the kernel a
+// batch of sends — each on its own socket — with one system call instead of one each. The
+// media plane's poll loops send every packet a round of ready sockets forwarded through one
+// (media/recv_linux.go); the benchmark's RTP generator sends each 1 ms slot's packets through
+// one (bench/rtpgen). Linux only; it has no state outside the Ring a caller owns, and a Ring
+// belongs to one goroutine.
+//
+// Every send it prepares carries MSG_DONTWAIT: the kernel tries it once, inline in
+// io_uring_enter, and a socket whose send buffer is full completes it with EAGAIN instead of
+// queueing it for later (io_uring marks such a request no-wait) — so every completion is
+// normally posted before io_uring_enter returns, and Submit's first io_uring_enter is a raw
+// system call that waits for nothing.
+package uring
