@@ -96,6 +96,18 @@ type Engine struct {
 	writes      *prometheus.CounterVec
 	// queueRestores counts rebuilds of the queue after a database crash (restoreQueue).
 	queueRestores prometheus.Counter
+	// watermarkNext is the candidate of the queue's watermark this engine noted at its last
+	// sweep (migration 029, advanceWatermark); nil before the first. Swapped whole by whichever
+	// sweep runs (Run's loop, ApplyPending).
+	watermarkNext atomic.Pointer[watermarkCandidate]
+}
+
+// watermarkCandidate is step 1 of raising the queue's watermark (migration 029): every
+// position below pos has been handed out, by transactions whose ids are below xmax.
+// token names the queue it was noted beside (a rebuild makes a new one).
+type watermarkCandidate struct {
+	pos, xmax int64
+	token     string
 }
 
 // NewEngine returns an engine on the store's database.
@@ -410,6 +422,37 @@ func (e *Engine) restoreQueue(ctx context.Context) error {
 		e.log.Warn("ticketing engine: the queue of pending events was emptied by a database crash; rebuilt it from the event log",
 			"events", *n)
 	}
+	return e.advanceWatermark(ctx)
+}
+
+// advanceWatermark raises the position from which a rebuild of the queue reads the event log
+// (call_events_pending_advance, migration 029): it publishes the candidate noted at the last
+// sweep once every transaction that could still add an event below it has ended, and notes a
+// new one. One statement per sweep. A failure is logged, not returned: the watermark only
+// bounds a rebuild's work, and one left lower is still safe.
+func (e *Engine) advanceWatermark(ctx context.Context) error {
+	var pos, xmax *int64
+	var token *string
+	if c := e.watermarkNext.Load(); c != nil {
+		pos, xmax, token = &c.pos, &c.xmax, &c.token
+	}
+	var next, nextXmax *int64
+	var nextToken *string
+	if err := e.store.pool.QueryRow(ctx, `SELECT next_pos, next_xmax, next_token::text FROM call_events_pending_advance($1, $2, $3::uuid)`,
+		pos, xmax, token).Scan(&next, &nextXmax, &nextToken); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		e.log.Warn("ticketing engine: the queue's watermark not advanced", "err", err)
+		return nil
+	}
+	if next == nil || nextXmax == nil || nextToken == nil {
+		// The queue is not whole, or the sequence of call_events hands out cached values: no
+		// candidate is safe.
+		e.watermarkNext.Store(nil)
+		return nil
+	}
+	e.watermarkNext.Store(&watermarkCandidate{pos: *next, xmax: *nextXmax, token: *nextToken})
 	return nil
 }
 
