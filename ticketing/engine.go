@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -519,6 +520,12 @@ type pendingEvent struct {
 	pos        int64
 	event      callevent.Event
 	receivedAt time.Time
+	// tid is the queue row's ctid as the batch read it (loadBatch): the batch deletes the row by
+	// it (a TID scan: the queue's one index is (call_id, seq), migration 029). Stable until the
+	// transaction ends: queue rows are never updated, the call's advisory lock keeps any other
+	// engine from deleting the row, and the read's lock on the table keeps VACUUM FULL away;
+	// the deletion also checks pos.
+	tid pgtype.TID
 }
 
 // applyJob applies a batch of calls' due events in one transaction; when the database refuses
@@ -592,8 +599,8 @@ func (e *Engine) setAside(ctx context.Context, callID string, err error) error {
 	errors.As(err, &p)
 	e.failed.Inc()
 	e.log.Error("ticketing engine: event refused", "call_id", callID, "seq", p.seq, "type", p.typ, "err", p.err)
-	if _, err := e.store.pool.Exec(ctx, `WITH done AS (DELETE FROM call_events_pending WHERE pos = $1)
-		UPDATE call_events SET refused_at = now(), error = $2 WHERE pos = $1`, p.pos, p.err.Error()); err != nil {
+	if _, err := e.store.pool.Exec(ctx, `WITH done AS (DELETE FROM call_events_pending WHERE call_id = $3 AND seq = $4 AND pos = $1)
+		UPDATE call_events SET refused_at = now(), error = $2 WHERE pos = $1`, p.pos, p.err.Error(), callID, p.seq); err != nil {
 		return dbError("mark failed event", err)
 	}
 	// Past a gap, the seqs it skips stay pending for a rebuild of the queue (recordGap).
@@ -691,14 +698,15 @@ func (e *Engine) applyBatch(ctx context.Context, callIDs []string, limit int, sk
 		last = bc.due[len(bc.due)-1]
 	}
 	positions := make([]int64, len(applied))
+	tids := make([]pgtype.TID, len(applied))
 	for i, p := range applied {
-		positions[i] = p.pos
+		positions[i], tids[i] = p.pos, p.tid
 	}
 	// Applied: out of the queue, in the transaction of the event's effects, so that a crash
 	// before the commit leaves both undone and the event pending (exactly once). The deletion
 	// goes out with the batch's held-back writes, in the same round trip, after them.
 	if err := atx.flush(ctx, queuedWrite{what: markApplied,
-		sql: `DELETE FROM call_events_pending WHERE pos = ANY($1)`, args: []any{positions}}); err != nil {
+		sql: `DELETE FROM call_events_pending WHERE ctid = ANY($1::tid[]) AND pos = ANY($2)`, args: []any{tids, positions}}); err != nil {
 		if atx.failed == markApplied {
 			return 0, err // as when it was a statement of its own: not the events' fault
 		}
