@@ -134,8 +134,8 @@ var problemCases = []problemCase{
 		{"sip.feature_codes.away", `"*" is not a feature code: write 2 to 8 of the keypad's keys 0-9, * and #, e.g. *60`, 2},
 		{"sip.feature_codes.offline", `"*60*60*60" is not a feature code: write 2 to 8 of the keypad's keys 0-9, * and #, e.g. *60`, 2}}},
 	{"feature codes distinct and no line's number", "trunks: [{name: c, inbound: {allow: [127.0.0.0/8]}}]\nlines: [{number: \"+15550100\", target: hangup}]\nsip:\n  feature_codes:\n    available: \"#71\"\n    away: \"#71\"\n    offline: \"15550100\"\n", []Problem{
-		{"sip.feature_codes.away", `"#71" is already sip.feature_codes.available; give each state its own code`, 7},
-		{"sip.feature_codes.offline", `"15550100" is the number of lines[0]: agents' phones dialling it would set their state instead of calling the line`, 8}}},
+		{"sip.feature_codes.away", `"#71" is already sip.feature_codes.available; give each its own code`, 7},
+		{"sip.feature_codes.offline", `"15550100" is the number of lines[0]: agents' phones dialling it would use the feature instead of calling the line`, 8}}},
 
 	// RTP port range.
 	{"RTP port range inverted", "rtp: {port_min: 20000, port_max: 19000}\n", []Problem{

@@ -97,7 +97,8 @@ func Default() Config {
 			AnswerAckTimeout: Duration(DefaultAnswerAckTimeout),
 			Connections: SIPConnections{Max: DefaultMaxConnections, PerSource: DefaultConnectionsPerSource,
 				HandshakeTimeout: Duration(DefaultConnectionHandshake), IdleTimeout: Duration(DefaultConnectionIdleTimeout)},
-			FeatureCodes: SIPFeatureCodes{Available: sip.FeatureAvailable, Away: sip.FeatureAway, Offline: sip.FeatureOffline},
+			FeatureCodes: SIPFeatureCodes{Available: sip.FeatureAvailable, Away: sip.FeatureAway, Offline: sip.FeatureOffline,
+				Pickup: sip.FeaturePickup},
 		},
 		RTP: RTP{
 			Address:      "127.0.0.1",

@@ -54,16 +54,19 @@ type SIP struct {
 	// Connections bounds SIP TCP and TLS connections.
 	Connections SIPConnections `yaml:"connections"`
 	// FeatureCodes are what agents' SIP phones dial to set their queue state (defaults *60,
-	// *61, *62).
+	// *61, *62) and to pick up a call ringing another agent (default *8).
 	FeatureCodes SIPFeatureCodes `yaml:"feature_codes"`
 }
 
 // SIPFeatureCodes are the numbers an agent's SIP phone dials to go available, away or
-// offline (sip.FeatureCodes): 2 to 8 of 0-9, '*' and '#', distinct, none a line's number.
+// offline, or to pick up a ringing call (sip.FeatureCodes): 2 to 8 of 0-9, '*' and '#', distinct, none a line's number.
 type SIPFeatureCodes struct {
 	Available string `yaml:"available"`
 	Away      string `yaml:"away"`
 	Offline   string `yaml:"offline"`
+	// Pickup picks up the longest-waiting call ringing an agent of the agent's queues
+	// (default *8).
+	Pickup string `yaml:"pickup"`
 }
 
 // SIPConnections bounds the SIP TCP and TLS connections peers open to the gateway, so an

@@ -296,7 +296,7 @@ func (c *Config) validateSIP(k *checker) {
 // would shadow the line for agents' phones).
 func (c *Config) validateFeatureCodes(k *checker) {
 	f := c.SIP.FeatureCodes
-	codes := []struct{ key, code string }{{"available", f.Available}, {"away", f.Away}, {"offline", f.Offline}}
+	codes := []struct{ key, code string }{{"available", f.Available}, {"away", f.Away}, {"offline", f.Offline}, {"pickup", f.Pickup}}
 	for i, fc := range codes {
 		path := "sip.feature_codes." + fc.key
 		if !sip.ValidFeatureCode(fc.code) {
@@ -305,12 +305,12 @@ func (c *Config) validateFeatureCodes(k *checker) {
 		}
 		for _, prev := range codes[:i] {
 			if fc.code == prev.code {
-				k.add(path, "%q is already sip.feature_codes.%s; give each state its own code", fc.code, prev.key)
+				k.add(path, "%q is already sip.feature_codes.%s; give each its own code", fc.code, prev.key)
 			}
 		}
 		for j, l := range c.Lines {
 			if fc.code == l.Number || fc.code == strings.TrimPrefix(l.Number, "+") {
-				k.add(path, "%q is the number of lines[%d]: agents' phones dialling it would set their state instead of calling the line", fc.code, j)
+				k.add(path, "%q is the number of lines[%d]: agents' phones dialling it would use the feature instead of calling the line", fc.code, j)
 			}
 		}
 	}

@@ -211,6 +211,10 @@ type waiter struct {
 	// never carried out twice.
 	claims   chan Claim
 	claimSeq uint64
+	// pickups takes the pickups of the call (pickup.go) while it waits, until done closes;
+	// both nil for a waiter that is not served by wait.
+	pickups chan pickupReq
+	done    chan struct{}
 }
 
 // SetDialer sets the agent dialer when it could not be given to NewACD: the softphone server
@@ -337,6 +341,10 @@ type AgentStatus struct {
 	// Node is the gateway node the agent is attached to (its page, else its SIP phone) when
 	// the ACD's state is shared by a cluster; empty otherwise.
 	Node string
+	// CallNode is the node that owns the call the agent is on or is offered (its caller's
+	// media: where a supervisor's audio is mixed in) when the ACD's state is shared by a
+	// cluster; empty otherwise.
+	CallNode string
 	// Seq orders snapshots of one agent: every state change gets a larger one, so of two
 	// statuses of the same agent the one with the larger Seq is the newer (a reader that gets
 	// statuses by several paths — OnAgentState, Agent, SetState — keeps the largest).

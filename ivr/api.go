@@ -16,6 +16,7 @@ import (
 //	Engine  (engine.go)    New, NewCall; Call.Run, InjectINFO, InjectDigit, Language, MenuPath
 //	Prompts (prompts.go)   NewPrompts, Get, Set, Names; Prompt (wav.go): ParseWAV, LoadWAV
 //	ACD     (acd.go)       NewACD, SetState, Agents, Queues, Hold, Resume, Transfer, Register
+//	Pickup  (pickup.go)    ACD.Pickup, ACD.RingingCall
 //	INFO    (info.go)      ParseINFO for application/dtmf-relay and application/dtmf
 //	Hours   (hours.go)     Open
 

@@ -55,13 +55,19 @@
 // row goes away; after MaxWait the call overflows (voicemail by default). After a call the
 // agent is in wrap_up for the queue's WrapUp. Every timer and timestamp comes from a Clock, so
 // tests drive the ACD deterministically. Hold, Resume and Transfer (to an agent or a queue)
-// act on a connected call.
+// act on a connected call. Pickup (pickup.go) connects another agent of the queue to a call
+// that rings an agent now, instead of them (a SIP phone's call pickup): the offer is withdrawn
+// without a miss, through the waiting call's goroutine, so the ringing agent's answer and the
+// pickup cannot both win.
 //
 // # Conference
 //
 // An agent's own call (an outbound call placed from the page, run by sip) is made reachable by
 // supervisors and conferences with OwnCall; no goroutine of the ACD serves it (hold and
 // transfers answer ErrNoCall). A supervisor of a conference joins the conference's mix.
+// Supervise returns a Supervision (an interface: package sip returns one of its own for a call
+// another node of a cluster owns, whose ACD mixes the supervisor's leg in there); with a
+// shared store AgentStatus.CallNode tells which node owns the call an agent is on.
 //
 // Conference and ConferenceAgent add parties (an external leg, another agent rung as the queue
 // rings) to a connected call; a media.Mixer then mixes everyone for everyone (conference.go).

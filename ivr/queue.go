@@ -150,7 +150,9 @@ func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int6
 	if a.opts.Shared != nil {
 		st = sharedWaitStore{a}
 	}
-	w := &waiter{c: c, q: q, enqueued: a.clock.Now(), claims: make(chan Claim, 1), retry: make(chan struct{}, 1), tried: map[int64]bool{}}
+	w := &waiter{c: c, q: q, enqueued: a.clock.Now(), claims: make(chan Claim, 1), retry: make(chan struct{}, 1), tried: map[int64]bool{},
+		pickups: make(chan pickupReq), done: make(chan struct{})}
+	defer close(w.done)
 	maxWait := a.clock.NewTimer(q.MaxWait)
 	defer maxWait.Stop()
 	var (
@@ -262,6 +264,47 @@ func (a *ACD) wait(ctx context.Context, c *Call, q *queueRec) (waitOutcome, int6
 				return waitCallback, 0, nil
 			}
 			cbPending = false
+		case pr := <-w.pickups:
+			if offered == 0 || a.opts.Shared != nil {
+				pr.reply <- fmt.Errorf("%w: %s (no agent is being offered it)", ErrNotRinging, c.ID())
+				continue
+			}
+			a.mu.Lock()
+			err := a.canPickUpLocked(w, pr.agentID)
+			a.mu.Unlock()
+			if err != nil {
+				pr.reply <- err // the offer rings on
+				continue
+			}
+			// Withdraw the offer (the dialer returns at once, or within its cancel grace).
+			offerCancel()
+			r := <-results
+			offerCancel, results = nil, nil
+			ring.Stop()
+			ringC = nil
+			id := offered
+			offered = 0
+			if r.err == nil && r.leg != nil && ctx.Err() == nil {
+				// The ringing agent answered as the pickup came: the call is theirs.
+				pr.reply <- fmt.Errorf("%w: %s (agent %d answered it)", ErrNotRinging, c.ID(), id)
+				st.answered(context.WithoutCancel(ctx), w, id)
+				pl.halt()
+				return waitConnected, id, r.leg
+			}
+			if r.leg != nil {
+				a.hangupAgent(ctx, r.leg) // answered as the caller left
+			}
+			if ctx.Err() != nil {
+				pr.reply <- fmt.Errorf("%w: %s (the caller hung up)", ErrNotRinging, c.ID())
+				continue // the next turn leaves
+			}
+			if err := (memWait{a}).pickedUp(w, id, pr.agentID); err != nil {
+				pr.reply <- err // the call waits on: dispatch offers it again
+				continue
+			}
+			pr.reply <- nil
+			pl.halt()
+			return waitConnected, pr.agentID, pr.leg
 		case k := <-keys:
 			if string(k) != cbKey {
 				continue

@@ -58,8 +58,30 @@ var (
 // agent (after a transfer the mix follows the new agent; when the call ends, so does the mix).
 const superviseWatch = 100 * time.Millisecond
 
-// Supervision is one supervisor on one call; Stop ends it.
-type Supervision struct {
+// Supervision is one supervisor on one call; Stop ends it. ACD.Supervise returns this node's
+// own (the call's mix is here); a node of a cluster reaches a call another node owns with a
+// supervision of its own kind (package sip: the call's node mixes, the supervisor's audio
+// crosses the cluster's internal leg), which callers use through the same methods.
+type Supervision interface {
+	// CallID is the supervised call.
+	CallID() string
+	// AgentID is the agent the call is connected to now.
+	AgentID() int64
+	// Mode is the current mode.
+	Mode() SuperviseMode
+	// SetMode changes the supervisor's mode at once (monitor → whisper → barge, or back):
+	// ErrBadMode, or ErrNoCall once the supervision has ended.
+	SetMode(mode SuperviseMode) error
+	// Done is closed once the supervision has ended (Stop, the call ended, the supervisor's
+	// leg closed) and the supervisor hears nothing more.
+	Done() <-chan struct{}
+	// Stop ends the supervision and returns once it has ended. Idempotent.
+	Stop()
+}
+
+// supervision is a Supervision of a call of this node: the supervisor's endpoint is a member
+// of the call's mix.
+type supervision struct {
 	acd    *ACD
 	callID string
 	sess   *session
@@ -81,7 +103,7 @@ type Supervision struct {
 // mode. It returns ErrBadMode, ErrNoCall (no call of that id is connected to an agent on this
 // node), ErrNotBridged, or the mixer's error (sup closed). The supervision ends by itself when
 // the call does; Stop ends it before.
-func (a *ACD) Supervise(callID string, sup *media.Endpoint, mode SuperviseMode) (*Supervision, error) {
+func (a *ACD) Supervise(callID string, sup *media.Endpoint, mode SuperviseMode) (Supervision, error) {
 	if !mode.Valid() {
 		return nil, fmt.Errorf("%w: %q", ErrBadMode, mode)
 	}
@@ -105,7 +127,7 @@ func (a *ACD) Supervise(callID string, sup *media.Endpoint, mode SuperviseMode) 
 	if agentEP == sup || s.caller == sup {
 		return nil, ErrSupervised
 	}
-	sv := &Supervision{acd: a, callID: callID, sess: s, mixer: media.NewMixer(), stop: make(chan struct{}), done: make(chan struct{}), mode: mode}
+	sv := &supervision{acd: a, callID: callID, sess: s, mixer: media.NewMixer(), stop: make(chan struct{}), done: make(chan struct{}), mode: mode}
 	var err error
 	if sv.caller, err = sv.mixer.Add(s.caller, media.MemberOptions{}); err == nil {
 		if sv.agent, err = sv.mixer.Add(agentEP, media.MemberOptions{}); err == nil {
@@ -159,11 +181,11 @@ func (a *ACD) OwnCall(callID string, agentID int64, far *media.Endpoint) (end fu
 // The conference's members are left as they are. The supervision ends with the conference:
 // when the last added party leaves and the call is a two-party call again, the supervisor
 // starts a new supervision of it.
-func (a *ACD) superviseConference(callID string, s *session, cf *conference, sup *media.Endpoint, mode SuperviseMode) (*Supervision, error) {
+func (a *ACD) superviseConference(callID string, s *session, cf *conference, sup *media.Endpoint, mode SuperviseMode) (Supervision, error) {
 	if cf.caller.Endpoint() == sup || cf.agent.Endpoint() == sup {
 		return nil, ErrSupervised
 	}
-	sv := &Supervision{acd: a, callID: callID, sess: s, mixer: cf.mixer, conf: cf, stop: make(chan struct{}), done: make(chan struct{}),
+	sv := &supervision{acd: a, callID: callID, sess: s, mixer: cf.mixer, conf: cf, stop: make(chan struct{}), done: make(chan struct{}),
 		mode: mode, caller: cf.caller, agent: cf.agent}
 	// Heard by nobody from the first tick (the conference's members hear the mix already;
 	// applyLocked then gives the mode's place).
@@ -188,7 +210,7 @@ func (a *ACD) superviseConference(callID string, s *session, cf *conference, sup
 // applyLocked sets each member's place for the mode (sv.mu held, so that two mode changes
 // apply in order; media.MixMember.Set takes only the mixer's own lock and calls nothing back).
 // In a conference only the supervisor's place changes: everyone else hears everyone already.
-func (sv *Supervision) applyLocked() {
+func (sv *supervision) applyLocked() {
 	if sv.conf != nil {
 		switch sv.mode {
 		case SuperviseMonitor:
@@ -217,7 +239,7 @@ func (sv *Supervision) applyLocked() {
 }
 
 // SetMode changes the supervisor's mode at once (monitor → whisper → barge, or back).
-func (sv *Supervision) SetMode(mode SuperviseMode) error {
+func (sv *supervision) SetMode(mode SuperviseMode) error {
 	if !mode.Valid() {
 		return fmt.Errorf("%w: %q", ErrBadMode, mode)
 	}
@@ -234,36 +256,36 @@ func (sv *Supervision) SetMode(mode SuperviseMode) error {
 }
 
 // Mode is the current mode.
-func (sv *Supervision) Mode() SuperviseMode {
+func (sv *supervision) Mode() SuperviseMode {
 	sv.mu.Lock()
 	defer sv.mu.Unlock()
 	return sv.mode
 }
 
 // AgentID is the agent the call is connected to now.
-func (sv *Supervision) AgentID() int64 {
+func (sv *supervision) AgentID() int64 {
 	sv.acd.mu.Lock()
 	defer sv.acd.mu.Unlock()
 	return sv.sess.agentID
 }
 
 // CallID is the supervised call.
-func (sv *Supervision) CallID() string { return sv.callID }
+func (sv *supervision) CallID() string { return sv.callID }
 
 // Done is closed once the supervision has ended (Stop, or the call ended) and the mix is gone.
-func (sv *Supervision) Done() <-chan struct{} { return sv.done }
+func (sv *supervision) Done() <-chan struct{} { return sv.done }
 
 // Stop ends the supervision: the caller and the agent hear each other through their bridge
 // alone again, the supervisor's leg hears nothing more. It returns once the mix is gone.
 // Idempotent.
-func (sv *Supervision) Stop() {
+func (sv *supervision) Stop() {
 	sv.once.Do(func() { close(sv.stop) })
 	<-sv.done
 }
 
 // watch ends the supervision when the call leaves its agent or the supervisor's leg closes,
 // and moves the agent's member to the new agent after a transfer.
-func (sv *Supervision) watch() {
+func (sv *supervision) watch() {
 	defer close(sv.done)
 	if sv.conf != nil {
 		sv.watchConference()
@@ -307,7 +329,7 @@ func (sv *Supervision) watch() {
 // watchConference ends a supervision of a conference when it is stopped, the call leaves its
 // agent, the conference ends, or the supervisor's leg closes: the supervisor leaves the
 // conference's mix (which goes on without them).
-func (sv *Supervision) watchConference() {
+func (sv *supervision) watchConference() {
 	defer sv.sup.Remove()
 	t := time.NewTicker(superviseWatch)
 	defer t.Stop()

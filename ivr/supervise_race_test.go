@@ -32,7 +32,7 @@ func TestSuperviseConferenceHangupRaceLooped(t *testing.T) {
 		r.events.next(t, leg.id, callevent.EventAnswered)
 
 		var wg sync.WaitGroup
-		var sv *Supervision
+		var sv Supervision
 		wg.Add(3)
 		go func() {
 			defer wg.Done()

@@ -70,6 +70,7 @@ func (d phoneDialer) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, erro
 		FromUser:    from,
 		FromName:    name,
 		Codecs:      carrierCodecsFirst(c),
+		offerAgent:  o.AgentID, // another agent's phone may pick it up while it rings (pickup.go)
 	})
 	if err != nil {
 		if ctx.Err() != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/google/uuid"
 
+	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
@@ -42,6 +43,9 @@ type StatusError struct {
 	Code    int
 	Reason  string
 	Outcome string
+	// token is the X-Switchboard-Error of another node's refusal on the cluster's internal
+	// leg (the ivr error it names: relay_transfer.go), "" for none.
+	token string
 }
 
 func (e *StatusError) Error() string { return fmt.Sprintf("sip: %d %s", e.Code, e.Reason) }
@@ -106,6 +110,11 @@ type Call struct {
 	// for its answer, by ref (relay_transfer.go; guarded by mu).
 	relayAgent int64
 	relays     map[string]*relayWait
+	// superviseOf, on the call's node, marks the call of a supervisor's leg from another node
+	// (supervise_cluster.go) with the id of the call it supervises; supervision is what the
+	// ACD made of it, which a mode change relayed on the leg reaches (guarded by mu).
+	superviseOf string
+	supervision ivr.Supervision
 
 	// maxFwd is the Max-Forwards of the INVITEs call control places for this call: the
 	// carrier's minus one (RFC 7332), 70 for a call we originate.

@@ -43,6 +43,13 @@
 // (Server.DialCallback) hands its answered caller back to the ACD (CallbackRequest.Connected),
 // which serves it as a queued call.
 //
+// Agents' SIP phones (registrar.go, agentphone.go): PhoneDialer rings them with queue offers;
+// from the phone the agent sets its state by feature code (featurecode.go), transfers with
+// REFER (refer.go) or a consult call and REFER with Replaces (phoneconsult.go), holds with its
+// own Hold key — a re-INVITE that Options.PhoneHold makes the ACD's hold, music and hold time
+// included (phonehold.go) — and picks up a call ringing another agent with INVITE and
+// Replaces or the pickup code (Options.Pickup; pickup.go).
+//
 // Agents attached to other nodes (internal_leg.go): Server.ClusterDialer wraps this node's
 // agent dialer (softphone page, else registered phone); an offer whose ivr.Offer.Node names
 // another node places the cluster's internal leg of the call — an INVITE to that node's
@@ -57,7 +64,10 @@
 // transfer (relay_transfer.go): the consult leg lives on the call's node, whose ACD rings or
 // dials the target and tells the agent's node the result and the end in INFOs of its own.
 // ClusterACD is the ACD the page and the transfer API drive on a node: it relays what concerns
-// a call the node relays and hands the rest to the node's ACD.
+// a call the node relays and hands the rest to the node's ACD. Its Supervise reaches a call
+// another node owns (supervise_cluster.go): the supervisor's audio leg is an internal INVITE
+// to the call's node (signed like an offer, sup=<mode>), whose ACD mixes it into the call;
+// mode changes are INFOs on it, and a BYE from either side ends both.
 //
 // # What call control guarantees
 //

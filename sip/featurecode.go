@@ -28,20 +28,25 @@ const (
 	FeatureAvailable = "*60"
 	FeatureAway      = "*61"
 	FeatureOffline   = "*62"
+	// FeaturePickup picks up the longest-waiting call ringing an agent of the dialling agent's
+	// queues (pickup.go; Asterisk's default pickup code).
+	FeaturePickup = "*8"
 )
 
-// FeatureCodes are the codes agents' SIP phones dial to set their queue state. An empty
-// field takes its default (FeatureAvailable, FeatureAway, FeatureOffline); the codes must be
-// distinct and each a ValidFeatureCode.
+// FeatureCodes are the codes agents' SIP phones dial to set their queue state, and to pick up
+// a ringing call (pickup.go). An empty field takes its default (FeatureAvailable, FeatureAway,
+// FeatureOffline, FeaturePickup); the codes must be distinct and each a ValidFeatureCode.
 type FeatureCodes struct {
 	Available string
 	Away      string
 	Offline   string
+	// Pickup is the call pickup code (Options.Pickup; pickup.go).
+	Pickup string
 }
 
-// DefaultFeatureCodes returns *60, *61 and *62.
+// DefaultFeatureCodes returns *60, *61, *62 and *8.
 func DefaultFeatureCodes() FeatureCodes {
-	return FeatureCodes{Available: FeatureAvailable, Away: FeatureAway, Offline: FeatureOffline}
+	return FeatureCodes{Available: FeatureAvailable, Away: FeatureAway, Offline: FeatureOffline, Pickup: FeaturePickup}
 }
 
 // withDefaults fills the empty codes.
@@ -55,6 +60,9 @@ func (f FeatureCodes) withDefaults() FeatureCodes {
 	}
 	if f.Offline == "" {
 		f.Offline = d.Offline
+	}
+	if f.Pickup == "" {
+		f.Pickup = d.Pickup
 	}
 	return f
 }
@@ -82,14 +90,14 @@ func ValidFeatureCode(code string) bool {
 
 // validate refuses codes that would shadow each other.
 func (f FeatureCodes) validate() error {
-	codes := []string{f.Available, f.Away, f.Offline}
+	codes := []string{f.Available, f.Away, f.Offline, f.Pickup}
 	for i, c := range codes {
 		if !ValidFeatureCode(c) {
 			return fmt.Errorf("sip: feature code %q: want %d to %d of 0-9, * and #", c, MinFeatureCode, MaxFeatureCode)
 		}
 		for _, d := range codes[:i] {
 			if c == d {
-				return fmt.Errorf("sip: feature code %q is given to two states", c)
+				return fmt.Errorf("sip: feature code %q is given twice", c)
 			}
 		}
 	}

@@ -184,22 +184,12 @@ func (s *Server) offerInternalOn(ctx context.Context, c *Call, o ivr.Offer) (ivr
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
-	addr, err := s.opts.Cluster.Resolve(rctx, o.Node)
-	cancel()
-	if err != nil || addr == "" {
+	uri, err := s.internalURI(ctx, o.Node, "agent-"+strconv.FormatInt(o.AgentID, 10))
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("sip: offer %s to agent %d on node %s: %w (%v)", o.CallID, o.AgentID, logValue(o.Node), ErrNodeUnreachable, err)
-	}
-	ap, err := netip.ParseAddrPort(addr)
-	if err != nil || ap.Port() == 0 {
-		return nil, fmt.Errorf("sip: offer %s: internal address %q of node %s: %w", o.CallID, logValue(addr), logValue(o.Node), ErrNodeUnreachable)
-	}
-	host := ap.Addr().Unmap().String()
-	if ap.Addr().Unmap().Is6() {
-		host = "[" + host + "]" // RFC 3261 §25.1: an IPv6 reference in a SIP URI
+		return nil, fmt.Errorf("sip: offer %s to agent %d: %w", o.CallID, o.AgentID, err)
 	}
 	if o.From == "" {
 		o.From = c.From()
@@ -212,7 +202,6 @@ func (s *Server) offerInternalOn(ctx context.Context, c *Call, o ivr.Offer) (ivr
 	}
 	sipCallID := uuid.NewString()
 	value := s.encodeOffer(o)
-	uri := (&sip.Uri{Scheme: "sip", User: "agent-" + strconv.FormatInt(o.AgentID, 10), Host: host, Port: int(ap.Port())}).String()
 	out, err := dialOffer(ctx, c, DialOptions{
 		URI:      uri,
 		FromUser: o.From,
@@ -251,6 +240,26 @@ func (s *Server) offerInternalOn(ctx context.Context, c *Call, o ivr.Offer) (ivr
 		},
 		channel: channel,
 	}, nil
+}
+
+// internalURI is the Request-URI of an internal INVITE to user at node's cluster internal
+// address (ClusterOptions.Resolve). It fails wrapping ErrNodeUnreachable.
+func (s *Server) internalURI(ctx context.Context, node, user string) (string, error) {
+	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	addr, err := s.opts.Cluster.Resolve(rctx, node)
+	cancel()
+	if err != nil || addr == "" {
+		return "", fmt.Errorf("node %s: %w (%v)", logValue(node), ErrNodeUnreachable, err)
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || ap.Port() == 0 {
+		return "", fmt.Errorf("internal address %q of node %s: %w", logValue(addr), logValue(node), ErrNodeUnreachable)
+	}
+	host := ap.Addr().Unmap().String()
+	if ap.Addr().Unmap().Is6() {
+		host = "[" + host + "]" // RFC 3261 §25.1: an IPv6 reference in a SIP URI
+	}
+	return (&sip.Uri{Scheme: "sip", User: user, Host: host, Port: int(ap.Port())}).String(), nil
 }
 
 // internalAgentLeg is the agent's side of a call as the call's node sees it: the internal leg,
@@ -293,50 +302,65 @@ func (s *Server) signOffer(sipCallID, value string) string {
 	return hex.EncodeToString(mac.Sum(nil))
 }
 
-// verifyOffer checks an internal INVITE and returns its offer (Node cleared: the agent is this
-// node's) and the origin node. The checks go from the cheapest to the one that keeps state:
-// source, signature, timestamp, replay.
-func (s *Server) verifyOffer(req *sip.Request) (ivr.Offer, string, error) {
+// verifiedOffer is an internal INVITE's offer once verified: the offer (Node cleared: the
+// agent is this node's), the origin node, and, for a supervisor's leg (supervise_cluster.go),
+// the supervision's mode ("" for an offer to an agent).
+type verifiedOffer struct {
+	ivr.Offer
+	origin    string
+	supervise ivr.SuperviseMode
+}
+
+// verifyOffer checks an internal INVITE and returns its offer. The checks go from the
+// cheapest to the one that keeps state: source, signature, timestamp, replay.
+func (s *Server) verifyOffer(req *sip.Request) (verifiedOffer, error) {
 	if !s.inInternalNetworks(s.sourceAddr(req)) {
-		return ivr.Offer{}, "", errOutsideNetworks
+		return verifiedOffer{}, errOutsideNetworks
 	}
 	h, sig := req.GetHeader(hdrOffer), req.GetHeader(hdrSignature)
 	if h == nil || sig == nil || len(h.Value()) > 4096 {
-		return ivr.Offer{}, "", errBadSignature
+		return verifiedOffer{}, errBadSignature
 	}
 	want := s.signOffer(req.CallID().Value(), h.Value())
 	if !hmac.Equal([]byte(want), []byte(sig.Value())) {
-		return ivr.Offer{}, "", errBadSignature
+		return verifiedOffer{}, errBadSignature
 	}
 	v, err := url.ParseQuery(h.Value())
 	if err != nil || v.Get("v") != "1" {
-		return ivr.Offer{}, "", errBadOffer
+		return verifiedOffer{}, errBadOffer
 	}
 	ts, err := strconv.ParseInt(v.Get("ts"), 10, 64)
 	if err != nil {
-		return ivr.Offer{}, "", errBadOffer
+		return verifiedOffer{}, errBadOffer
 	}
 	now := s.now()
 	skew := s.clusterMaxSkew()
 	if d := now.Sub(time.Unix(ts, 0)); d > skew || d < -skew {
-		return ivr.Offer{}, "", errStale
+		return verifiedOffer{}, errStale
 	}
 	origin := cleanText(v.Get("node"), 128)
 	if origin == "" || origin == s.opts.Cluster.Node {
-		return ivr.Offer{}, "", errOwnNode
+		return verifiedOffer{}, errOwnNode
 	}
-	agent, err := strconv.ParseInt(v.Get("agent"), 10, 64)
-	if err != nil || agent <= 0 {
-		return ivr.Offer{}, "", errBadOffer
+	mode := ivr.SuperviseMode(v.Get(offerSupervise))
+	if v.Has(offerSupervise) && !mode.Valid() {
+		return verifiedOffer{}, errBadOffer
+	}
+	var agent int64
+	if mode == "" { // a supervisor's leg names no agent: it reaches the call's mix
+		agent, err = strconv.ParseInt(v.Get("agent"), 10, 64)
+		if err != nil || agent <= 0 {
+			return verifiedOffer{}, errBadOffer
+		}
 	}
 	callID, err := uuid.Parse(v.Get("call"))
 	if err != nil {
-		return ivr.Offer{}, "", errBadOffer
+		return verifiedOffer{}, errBadOffer
 	}
 	if !s.replay.first(sig.Value(), now, 2*skew) {
-		return ivr.Offer{}, "", errReplayed
+		return verifiedOffer{}, errReplayed
 	}
-	return ivr.Offer{
+	return verifiedOffer{origin: origin, supervise: mode, Offer: ivr.Offer{
 		CallID:     callID.String(),
 		AgentID:    agent,
 		Queue:      cleanText(v.Get("queue"), 128),
@@ -346,7 +370,7 @@ func (s *Server) verifyOffer(req *sip.Request) (ivr.Offer, string, error) {
 		Language:   cleanText(v.Get("lang"), 35),
 		MenuPath:   cleanText(v.Get("menu"), 256),
 		Callback:   v.Get("cb") == "1",
-	}, origin, nil
+	}}, nil
 }
 
 func (s *Server) clusterMaxSkew() time.Duration {
@@ -389,7 +413,8 @@ func (r *replayCache) first(sig string, now time.Time, keep time.Duration) bool 
 // goroutine (sipgo's per-request goroutine; the transaction ends when it returns).
 func (s *Server) handleInternalInvite(req *sip.Request, tx sip.ServerTransaction) {
 	received := s.now()
-	o, origin, err := s.verifyOffer(req)
+	vo, err := s.verifyOffer(req)
+	o, origin := vo.Offer, vo.origin
 	if err != nil {
 		// RFC 3261 §21.4.4: understood, refused; the reason goes to the security log only.
 		s.security(secInternalRefused, req, "internal INVITE refused: "+err.Error())
@@ -401,11 +426,10 @@ func (s *Server) handleInternalInvite(req *sip.Request, tx sip.ServerTransaction
 	s.respondTrying(req, tx, localTag)
 	retryAfter := sip.NewHeader("Retry-After", strconv.Itoa(int(s.opts.RetryAfter/time.Second)))
 	lp := s.localDialer.Load()
-	if lp == nil || !s.accepting.Load() {
+	if (lp == nil && vo.supervise == "") || !s.accepting.Load() {
 		s.reply(req, tx, 503, "Service Unavailable", retryAfter)
 		return
 	}
-	local := *lp
 	if req.Contact() == nil {
 		s.reply(req, tx, 400, "Bad Request (no Contact)")
 		return
@@ -428,19 +452,26 @@ func (s *Server) handleInternalInvite(req *sip.Request, tx sip.ServerTransaction
 		}
 		fwd = int(min(*mf, 255)) - 1
 	}
+	id, superviseOf := o.CallID, ""
+	if vo.supervise != "" {
+		// A supervisor's leg is a call of its own here (never relayedCall's or callByID's
+		// match for the supervised call), which names the call it joins.
+		id, superviseOf = uuid.NewString(), o.CallID
+	}
 	c := &Call{
-		s:          s,
-		id:         o.CallID,
-		direction:  "internal",
-		from:       o.From,
-		callerName: o.CallerName,
-		to:         o.Line,
-		line:       o.Line,
-		internal:   true,
-		relayAgent: o.AgentID,
-		received:   received,
-		holdLegs:   map[*leg]bool{},
-		maxFwd:     fwd,
+		s:           s,
+		id:          id,
+		direction:   "internal",
+		from:        o.From,
+		callerName:  o.CallerName,
+		to:          o.Line,
+		line:        o.Line,
+		internal:    true,
+		relayAgent:  o.AgentID,
+		received:    received,
+		superviseOf: superviseOf,
+		holdLegs:    map[*leg]bool{},
+		maxFwd:      fwd,
 	}
 	l := newLeg(s, c, roleUAS)
 	l.localTag = localTag
@@ -476,8 +507,13 @@ func (s *Server) handleInternalInvite(req *sip.Request, tx sip.ServerTransaction
 	}) {
 		l.end(causeCancelled)
 	}
+	if vo.supervise != "" {
+		s.log.Debug("sip: supervisor's leg", "call_id", o.CallID, "mode", vo.supervise, "from_node", origin)
+		s.runSupervisorLeg(c, o.CallID, vo.supervise)
+		return
+	}
 	s.log.Debug("sip: internal offer", "call_id", o.CallID, "agent_id", o.AgentID, "from_node", origin)
-	s.runInternal(c, o, local)
+	s.runInternal(c, o, *lp)
 }
 
 // runInternal rings the local agent for an admitted internal INVITE, answers it once the agent
@@ -567,16 +603,37 @@ func (c *Call) answerInternal(ctx context.Context, channel string) error {
 	if !c.markFinal() {
 		return errors.New("sip: internal leg already answered or cancelled")
 	}
-	l := c.carrier
-	ans, m, err := Negotiate(l.invite.Body(), l.localDesc(false))
+	ans, err := c.carrier.acceptInternalOffer()
 	if err != nil {
 		return err
 	}
+	var hdrs []sip.Header
+	if channel != "" {
+		hdrs = append(hdrs, sip.NewHeader(hdrChannel, channel))
+	}
+	return c.confirmInternal(ctx, ans, hdrs...)
+}
+
+// acceptInternalOffer answers the internal INVITE's SDP offer and applies it to the leg's
+// endpoint (the other node's RTP address); it returns our answer for the 200.
+func (l *leg) acceptInternalOffer() ([]byte, error) {
+	ans, m, err := Negotiate(l.invite.Body(), l.localDesc(false))
+	if err != nil {
+		return nil, err
+	}
 	l.applyMedia(m)
+	return ans, nil
+}
+
+// confirmInternal sends the internal INVITE's 200 with our SDP answer ans and hdrs,
+// retransmitted until the ACK (RFC 3261 §13.3.1.4), and starts the session timer. The caller
+// marked the answer final (markFinal).
+func (c *Call) confirmInternal(ctx context.Context, ans []byte, hdrs ...sip.Header) error {
+	l := c.carrier
 	res := l.response(l.invite, 200, "OK", ans)
 	l.addTimerHeaders(res)
-	if channel != "" {
-		res.AppendHeader(sip.NewHeader(hdrChannel, channel))
+	for _, h := range hdrs {
+		res.AppendHeader(h)
 	}
 	if err := l.respond2xx(ctx, l.inviteTx, res, c.s.opts.AnswerAckTimeout); err != nil {
 		if errors.Is(err, causeAckTimeout) {

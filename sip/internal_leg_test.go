@@ -493,6 +493,11 @@ func (f *fakeControl) CancelConsult(_ context.Context, id string) error {
 	return f.answer()
 }
 
+func (f *fakeControl) Supervise(id string, _ *media.Endpoint, mode ivr.SuperviseMode) (ivr.Supervision, error) {
+	f.ops <- "supervise " + id + " " + string(mode)
+	return nil, ivr.ErrNoCall
+}
+
 // TestInternalLegRelaysSoftphoneButtons: the softphone's hold, resume and transfer pressed on
 // node b, where the agent answered a call of node a, reach node a's ACD (an INFO on the
 // internal leg) with a's call id; a refusal there (no such call) comes back as ivr.ErrNoCall;

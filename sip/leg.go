@@ -57,6 +57,12 @@ type leg struct {
 	consultOf *leg
 	// referring is the REFER in progress on this leg, whose final NOTIFY is sent once.
 	referring atomic.Pointer[referState]
+	// offerAgent, set before the leg is visible, marks the leg PhoneDialer placed to ring an
+	// agent's phone with a queue offer (pickup.go): the agent it rings.
+	offerAgent int64
+	// pickedUp, set before the leg is visible, marks an agent's phone's leg that picked the
+	// call up (a UAS leg, pickup.go): it is the agent's leg of the call as PhoneDialer's are.
+	pickedUp bool
 
 	mu           sync.Mutex
 	localTag     string
@@ -74,6 +80,8 @@ type leg struct {
 	ep           *media.Endpoint
 	med          Media
 	held         bool
+	acdHeld      bool          // the phone's hold was taken by Options.PhoneHold (phonehold.go)
+	earlyTag     string        // the far end's To tag in its first provisional (UAC; pickup.go)
 	offerInAck   bool          // we sent an offer in a 2xx; the ACK carries the answer
 	ackSeq       uint32        // CSeq of the 2xx awaiting ACK
 	ackCh        chan struct{} // closed when that ACK arrives
@@ -239,7 +247,7 @@ func (l *leg) applyMedia(m Media) {
 		ep.SetDirection(media.Direction(m.Direction))
 	}
 	if l.call != nil && wasHeld != m.Hold {
-		l.call.holdChanged(l, m.Hold)
+		l.holdChanged(m.Hold) // phonehold.go: an agent's phone's hold goes to the ACD
 	}
 }
 
@@ -502,6 +510,20 @@ func (l *leg) handleRequest(req *sip.Request, tx sip.ServerTransaction) {
 			res := l.response(req, code, reason, nil)
 			if tok != "" {
 				res.AppendHeader(sip.NewHeader(hdrError, tok))
+			}
+			l.s.respond(tx, res)
+			return
+		}
+		if l.internal && l.role == roleUAS && ct == ctlContentType && l.call != nil && l.call.superviseOf != "" {
+			// A supervisor's mode change, from the supervisor's node (supervise_cluster.go).
+			code, reason = 403, "Forbidden"
+			var hdrs []sip.Header
+			if l.s.inInternalNetworks(l.s.sourceAddr(req)) {
+				code, reason, hdrs = l.handleSuperviseControl(req.Body())
+			}
+			res := l.response(req, code, reason, nil)
+			for _, h := range hdrs {
+				res.AppendHeader(h)
 			}
 			l.s.respond(tx, res)
 			return

@@ -57,9 +57,9 @@ type Options struct {
 	// dialling a feature code (FeatureCodes; featurecode.go). Nil: the codes are dialled like
 	// any number (and refused unless a line has them).
 	AgentStates AgentStates
-	// FeatureCodes are the codes of AgentStates: DefaultFeatureCodes (*60 available, *61
-	// away, *62 offline); an empty field takes its default. New refuses codes that are not
-	// ValidFeatureCode or not distinct.
+	// FeatureCodes are the codes of AgentStates and Pickup: DefaultFeatureCodes (*60
+	// available, *61 away, *62 offline, *8 pickup); an empty field takes its default. New
+	// refuses codes that are not ValidFeatureCode or not distinct.
 	FeatureCodes FeatureCodes
 	// OwnCalls, when set, is told of every agent's own call once it is answered and bridged
 	// (CallForAgent: the callee's endpoint, bridged to the agent's audio) and when it ends, so
@@ -80,6 +80,20 @@ type Options struct {
 	// PhoneComplete completes the consult PhoneConsult started, when the phone's REFER
 	// replaces its consult call (RFC 3891, RFC 5589 §7). Nil: such REFERs are declined (603).
 	PhoneComplete func(ctx context.Context, callID string, agentID int64) error
+	// PhoneHold, when set, takes the hold button of an agent's SIP phone on a queue call it
+	// answered — its re-INVITE offering sendonly, inactive or c=0.0.0.0, then sendrecv to
+	// resume (RFC 3264 §8.4) — as the page's hold button does (*ivr.ACD satisfies it): the
+	// caller hears the queue's music, call.held and call.resumed come from the ACD, and the
+	// hold time is the ACD's (phonehold.go). The re-INVITE is answered as any (sendonly →
+	// recvonly). Nil, or a call the ACD refuses to hold (a conference, a consult under way):
+	// call control counts the hold itself (call.held, call.resumed, hold time) and the caller
+	// hears what the phone sends (usually nothing).
+	PhoneHold PhoneHold
+	// Pickup, when set with Agents, lets an agent's SIP phone pick up a queued call ringing
+	// another agent (pickup.go): by INVITE with Replaces naming the ringing offer's dialog
+	// (RFC 3891), or by dialling FeatureCodes.Pickup (*8). *ivr.ACD satisfies it. Nil: an
+	// INVITE with Replaces gets 481 or 403, and the code is dialled like any number.
+	Pickup CallPickup
 
 	// MaxCalls bounds concurrent calls; one more gets 503 with Retry-After.
 	// DefaultMaxCalls (1000); 0 (or negative) means no limit.
@@ -200,7 +214,8 @@ type ClusterOptions struct {
 	// Control, when set, takes the softphone's hold, resume, transfers (blind and consult, to
 	// an agent, a queue or an outside number), consult completion and cancellation of a call
 	// this node owns whose agent is attached to another node (relayed over the internal
-	// leg): the ACD.
+	// leg): the ACD. It also takes the supervisors of other nodes onto this node's calls
+	// (their audio leg is an internal INVITE from their node; supervise_cluster.go).
 	Control CallControl
 }
 
@@ -219,6 +234,15 @@ type CallControl interface {
 	Consult(ctx context.Context, callID string, to ivr.TransferTo, onEnd func(ivr.ConsultEnd)) error
 	CompleteConsult(ctx context.Context, callID string) error
 	CancelConsult(ctx context.Context, callID string) error
+	// Supervise joins a supervisor's leg from another node (sup: its endpoint on this node)
+	// to a call of this node in mode (supervise_cluster.go).
+	Supervise(callID string, sup *media.Endpoint, mode ivr.SuperviseMode) (ivr.Supervision, error)
+}
+
+// PhoneHold is the hold and resume of a queue call (*ivr.ACD satisfies it); Options.PhoneHold.
+type PhoneHold interface {
+	Hold(ctx context.Context, callID string) error
+	Resume(ctx context.Context, callID string) error
 }
 
 // CallSummary is what OnCallEnd reports about a finished call.

@@ -50,6 +50,8 @@ type DialOptions struct {
 	callID string
 	// internal marks the leg as the cluster's internal leg.
 	internal bool
+	// offerAgent marks the leg as ringing that agent's phone with a queue offer (pickup.go).
+	offerAgent int64
 }
 
 // EarlyMedia is an SDP answer that came in a provisional response of an outbound leg.
@@ -132,6 +134,7 @@ func (c *Call) Dial(ctx context.Context, opts DialOptions) (*OutboundLeg, error)
 		l.callID = opts.callID
 	}
 	l.internal = opts.internal
+	l.offerAgent = opts.offerAgent
 	l.transport = "UDP"
 	if ruri.UriParams != nil {
 		if tp, ok := ruri.UriParams.Get("transport"); ok && tp != "" {
@@ -256,6 +259,7 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 			if res.IsProvisional() {
 				gotProvisional = true
 				if res.StatusCode > 100 {
+					l.noteEarlyTag(res)
 					l.call.markRinging()
 					var early *EarlyMedia
 					if len(res.Body()) > 0 {
@@ -324,7 +328,12 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 				return nil, cancelWanted
 			}
 			l.call.noteFarFinal(res.StatusCode, res.Reason)
-			return nil, mapFailure(res.StatusCode)
+			fail := mapFailure(res.StatusCode)
+			if h := res.GetHeader(hdrError); h != nil && l.internal {
+				// Another node's refusal names its ivr error (relay_transfer.go).
+				fail.token = cleanText(h.Value(), 32)
+			}
+			return nil, fail
 		case <-tx.Done():
 			if cancelWanted != nil {
 				return nil, cancelWanted

@@ -39,9 +39,9 @@ import (
 // agent on A; the phone hanging up A while B talks completes it (the consult transfer's rule).
 //
 // An INVITE carrying Replaces (outside any dialog) is not how a transfer reaches a B2BUA — the
-// gateway is the transferee, and it replaces its own dialog internally — and call pickup with
-// it is not built: it is answered 481 when it names no live dialog of this gateway (RFC 3891
-// §3) and 403 when it does.
+// gateway is the transferee, and it replaces its own dialog internally: it is call pickup
+// (pickup.go), and answered 481 when it names no live dialog of this gateway (RFC 3891 §3) and
+// 403 when it names one that is no ringing queue offer.
 
 // referState is a REFER in progress on a leg: its final NOTIFY is sent once, by whichever
 // of the REFER's goroutine and the consult's completion comes first; sync.Once makes the other
@@ -166,7 +166,7 @@ func (s *Server) agentPhoneLeg(agent int64) *leg {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, l := range s.dialogs {
-		if l.role == roleUAC && !l.internal && l.call != nil && l.referAgent.Load() == agent && !l.isEnded() {
+		if l.phoneSide() && !l.internal && l.call != nil && l.referAgent.Load() == agent && !l.isEnded() {
 			return l
 		}
 	}
@@ -299,22 +299,4 @@ func (s *Server) handlePhoneConsult(req *sip.Request, tx sip.ServerTransaction) 
 // respondProvisional sends a provisional response on the leg's INVITE.
 func (l *leg) respondProvisional(req *sip.Request, tx sip.ServerTransaction, code int, reason string) {
 	_ = l.s.respond(tx, l.response(req, code, reason, nil))
-}
-
-// handleReplacesInvite answers an INVITE with Replaces outside any dialog (see the file's
-// comment): 481 when it names no live dialog of this gateway (RFC 3891 §3), else 403.
-func (s *Server) handleReplacesInvite(req *sip.Request, tx sip.ServerTransaction, h sip.Header) {
-	r, _, status, _ := referReplaces("<sip:x?Replaces=" + url.QueryEscape(h.Value()) + ">")
-	if status != 0 {
-		s.reply(req, tx, 400, "Bad Request (Replaces)")
-		return
-	}
-	s.mu.Lock()
-	l := s.dialogs[dialogKey{callID: r.callID, localTag: r.toTag}]
-	s.mu.Unlock()
-	if l == nil || l.isEnded() {
-		s.reply(req, tx, 481, "Call/Transaction Does Not Exist")
-		return
-	}
-	s.reply(req, tx, 403, "Forbidden (replacing a call by INVITE is not supported: transfer with REFER)")
 }

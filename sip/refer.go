@@ -42,7 +42,7 @@ func (l *leg) handleRefer(req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(req, tx, 403, "Forbidden (transfers are off)")
 		return
 	}
-	if c == nil || agent == 0 || l.role != roleUAC || l.internal {
+	if c == nil || agent == 0 || !l.phoneSide() || l.internal {
 		// Only an agent's phone transfers its call: never the carrier, an outside number or
 		// a desk phone (no open relay).
 		s.security(secReferRefused, req, "REFER on a leg that is no agent's phone")

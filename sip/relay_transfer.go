@@ -69,6 +69,11 @@ var relayErrors = []struct {
 	{"transfer_failed", ivr.ErrTransferFailed},
 	{"no_trunk", ivr.ErrNoTrunk},
 	{"conferenced", ivr.ErrConferenced},
+	// A supervisor's leg's refusals (supervise_cluster.go).
+	{"not_bridged", ivr.ErrNotBridged},
+	{"supervised", ivr.ErrSupervised},
+	{"conference_full", ivr.ErrConferenceFull},
+	{"bad_mode", ivr.ErrBadMode},
 }
 
 // errToken names err's sentinel ("" for none known, "internal" for another error).

@@ -48,6 +48,13 @@ func (n nodeDialer) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, error
 // returns once agent 7's phone on node b answered the call.
 func newTransferCluster(t *testing.T, ringTimeout time.Duration, farCalls int, farScenario string, farArgs ...string) *transferCluster {
 	t.Helper()
+	return newTransferClusterPhone(t, ringTimeout, []string{"uas_agent.xml", "-rtp_echo"}, farCalls, farScenario, farArgs...)
+}
+
+// newTransferClusterPhone is newTransferCluster with agent 7's phone playing phone (a SIPp
+// scenario and its arguments).
+func newTransferClusterPhone(t *testing.T, ringTimeout time.Duration, phone []string, farCalls int, farScenario string, farArgs ...string) *transferCluster {
+	t.Helper()
 	agents := []ivr.Agent{{ID: 7, Email: "agent1@example.com", Name: "Agent One", Queues: []string{"support"}},
 		{ID: 8, Email: "agent2@example.com", Name: "Agent Two", Queues: []string{"support"}}}
 	acd, err := ivr.NewACD(ivr.ACDOptions{Queues: []ivr.Queue{{Name: "support", RingTimeout: 10 * time.Second}}, Agents: agents})
@@ -72,7 +79,7 @@ func newTransferCluster(t *testing.T, ringTimeout time.Duration, farCalls int, f
 		}
 		o.Lines = []Line{{Number: "+15550197", Target: &IVRTarget{IVR: eng,
 			Line: ivr.Line{Number: "+15550197", Target: ivr.QueueTarget("support")}}}}
-	}, 10*time.Second, 1, acd, "uas_agent.xml", "-rtp_echo")
+	}, 10*time.Second, 1, acd, phone[0], phone[1:]...)
 	acd.SetDialer(nodeDialer{d: p.a.s.ClusterDialer(p.a.s.PhoneDialer()), node: "b"})
 	if _, err := acd.SetState(7, ivr.StateAvailable); err != nil {
 		t.Fatal(err)

@@ -655,6 +655,10 @@ func (s *Server) dispatch(req *sip.Request, tx sip.ServerTransaction) (*Call, Ta
 		s.handleFeatureCode(req, tx, st) // featurecode.go: an agent's phone setting its state
 		return nil, nil
 	}
+	if s.pickupCode(req) {
+		s.handlePickupCode(req, tx) // pickup.go: an agent's phone picking up a ringing call
+		return nil, nil
+	}
 	if req.Method == sip.INVITE {
 		if h := req.GetHeader("Replaces"); h != nil {
 			s.handleReplacesInvite(req, tx, h) // phoneconsult.go: not how a transfer reaches us

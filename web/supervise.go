@@ -35,7 +35,9 @@ import (
 
 // SupervisorACD is what supervisors need of the ACD; *ivr.ACD satisfies it.
 type SupervisorACD interface {
-	Supervise(callID string, sup *media.Endpoint, mode ivr.SuperviseMode) (*ivr.Supervision, error)
+	// Supervise joins sup to the call; on a node of a cluster (sip.ClusterACD) also a call
+	// another node owns, whose mix stays there.
+	Supervise(callID string, sup *media.Endpoint, mode ivr.SuperviseMode) (ivr.Supervision, error)
 	Agents() []ivr.AgentStatus
 	Queues() []ivr.QueueStatus
 	// CallAgent tells the agent connected to a call — a queued call, a queue callback (by
@@ -88,7 +90,7 @@ type Supervisors struct {
 }
 
 type activeSupervision struct {
-	sv      *ivr.Supervision
+	sv      ivr.Supervision
 	agentID int64
 	stopped bool // guarded by Supervisors.mu: ended by DELETE (its entry written)
 }
@@ -238,7 +240,7 @@ func (sp *Supervisors) start(w http.ResponseWriter, r *http.Request, p ticketing
 	}
 	agentID := sp.agentOf(callID)
 	if agentID == 0 {
-		return notFound("no call %q is connected to an agent on this gateway node", callID)
+		return notFound("no call %q is connected to an agent", callID)
 	}
 	if agentID == p.UserID {
 		return conflict("you cannot supervise your own call")
@@ -253,7 +255,7 @@ func (sp *Supervisors) start(w http.ResponseWriter, r *http.Request, p ticketing
 			ticketing.SupervisionAudit{CallID: callID, AgentID: agentID, Action: "stop"})
 		switch {
 		case errors.Is(err, ivr.ErrNoCall):
-			return notFound("no call %q is connected to an agent on this gateway node", callID)
+			return notFound("no call %q is connected to an agent", callID)
 		case errors.Is(err, ivr.ErrNotBridged):
 			return conflict("the call is on hold or between agents now: try again")
 		case errors.Is(err, ivr.ErrConferenceFull):

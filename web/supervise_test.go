@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/media"
@@ -22,6 +23,9 @@ type supACD struct {
 	calls int
 	err   error
 	added []int64 // agents ConferenceAgent was asked to add
+	// next, when set, is what the next Supervise returns (a supervision of a call another
+	// node owns, as sip.ClusterACD returns it).
+	next ivr.Supervision
 }
 
 // ConferenceAgent refuses agent 99 (unknown) and agent 3 (not available), adds the others.
@@ -38,12 +42,16 @@ func (a *supACD) ConferenceAgent(callID string, id int64, joined func(error)) er
 	return nil
 }
 
-func (a *supACD) Supervise(callID string, sup *media.Endpoint, mode ivr.SuperviseMode) (*ivr.Supervision, error) {
+func (a *supACD) Supervise(callID string, sup *media.Endpoint, mode ivr.SuperviseMode) (ivr.Supervision, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.calls++
 	if a.err != nil {
 		return nil, a.err
+	}
+	if sv := a.next; sv != nil {
+		a.next = nil
+		return sv, nil
 	}
 	return nil, ivr.ErrNoCall
 }
@@ -191,4 +199,152 @@ func TestSupervisors_RefusalsAndAuditFirst(t *testing.T) {
 	if code, m := do("1", "GET", "/supervision", ""); code != 200 || m["supervision"] != nil {
 		t.Errorf("GET /supervision: %d %v, want null", code, m)
 	}
+}
+
+// otherNodes is a supervision of call "c2" (agent 2) whose mix is on another node of a
+// cluster, as sip.ClusterACD returns it: mode changes go to that node (recorded), and that
+// node ends it when the call ends (end).
+type otherNodes struct {
+	mu    sync.Mutex
+	mode  ivr.SuperviseMode
+	modes []ivr.SuperviseMode
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newOtherNodes(mode ivr.SuperviseMode) *otherNodes {
+	return &otherNodes{mode: mode, done: make(chan struct{})}
+}
+
+func (o *otherNodes) CallID() string        { return "c2" }
+func (o *otherNodes) AgentID() int64        { return 2 }
+func (o *otherNodes) Done() <-chan struct{} { return o.done }
+func (o *otherNodes) Stop()                 { o.end() }
+func (o *otherNodes) end()                  { o.once.Do(func() { close(o.done) }) }
+
+func (o *otherNodes) Mode() ivr.SuperviseMode {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.mode
+}
+
+func (o *otherNodes) SetMode(m ivr.SuperviseMode) error {
+	select {
+	case <-o.done:
+		return ivr.ErrNoCall
+	default:
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.mode = m
+	o.modes = append(o.modes, m)
+	return nil
+}
+
+// Rule (issues 19 and 21, supervision across nodes): a supervision of a call another node of
+// the cluster owns is audited by the supervisor's node once per action, as a local one is —
+// its start, each mode change (which reaches the call's node), and its end: once when the
+// call's node ended it (the call ended there), once when the supervisor ended it (DELETE; the
+// end that follows writes nothing more). The call's node writes nothing (sip has no audit).
+// On the code before, SupervisorACD.Supervise could only return the ACD's own supervision: a
+// supervision of another node's call could not be served at all.
+func TestSupervisors_SupervisionOfAnotherNodesCallIsAuditedOncePerAction(t *testing.T) {
+	h := newHarness(t, Options{})
+	acd, audit := &supACD{}, &supAudit{}
+	auth := func(*http.Request) (ticketing.Principal, error) {
+		return ticketing.Principal{UserID: 1, Role: ticketing.RoleSupervisor}, nil
+	}
+	sp, err := h.srv.Supervisors(SupervisorOptions{ACD: acd, Audit: audit, Auth: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp.Register(h.mux, "/api/v2")
+	do := func(method, path, body string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, h.http.URL+"/api/v2"+path, strings.NewReader(body))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		var m map[string]any
+		_ = json.Unmarshal(b, &m)
+		return res.StatusCode, m
+	}
+	actions := func() []string {
+		audit.mu.Lock()
+		defer audit.mu.Unlock()
+		var out []string
+		for _, e := range audit.entries {
+			if e.CallID != "c2" || e.AgentID != 2 {
+				t.Errorf("audit entry %+v, want call c2, agent 2", e)
+			}
+			out = append(out, e.Action)
+		}
+		return out
+	}
+	awaitActions := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for strings.Join(actions(), ",") != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("audit actions %v, want %s", actions(), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	awaitNone := func() {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			code, m := do("GET", "/supervision", "")
+			if code == 200 && m["supervision"] == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("GET /supervision: %d %v, want null", code, m)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	_, c := login(t, h.http.URL, "agent1@example.com", "agentpass")
+	p := openPage(t, h, c, false)
+	p.answerOffer(p.expect("offer").SDP)
+	awaitConnected(t, h, 1)
+
+	// The call's node ends the supervision (the call ended there): one stop entry.
+	first := newOtherNodes(ivr.SuperviseMonitor)
+	acd.mu.Lock()
+	acd.next = first
+	acd.mu.Unlock()
+	if code, m := do("POST", "/calls/c2/supervision", `{"supervision":{"mode":"monitor"}}`); code != 201 {
+		t.Fatalf("start: %d %v", code, m)
+	}
+	if code, m := do("PUT", "/calls/c2/supervision", `{"supervision":{"mode":"whisper"}}`); code != 200 {
+		t.Fatalf("whisper: %d %v", code, m)
+	}
+	first.mu.Lock()
+	modes := append([]ivr.SuperviseMode(nil), first.modes...)
+	first.mu.Unlock()
+	if len(modes) != 1 || modes[0] != ivr.SuperviseWhisper {
+		t.Errorf("mode changes that reached the call's node: %v, want [whisper]", modes)
+	}
+	first.end()
+	awaitActions("monitor,whisper,stop")
+	awaitNone()
+
+	// The supervisor ends the next one: one stop entry, none from its end that follows.
+	second := newOtherNodes(ivr.SuperviseBarge)
+	acd.mu.Lock()
+	acd.next = second
+	acd.mu.Unlock()
+	if code, m := do("POST", "/calls/c2/supervision", `{"supervision":{"mode":"barge"}}`); code != 201 {
+		t.Fatalf("start again: %d %v", code, m)
+	}
+	if code, m := do("DELETE", "/calls/c2/supervision", ""); code != 204 {
+		t.Fatalf("stop: %d %v", code, m)
+	}
+	awaitNone()
+	awaitActions("monitor,whisper,stop,barge,stop")
 }

@@ -42,7 +42,8 @@ func sipOptions(cfg *config.Config) (sip.Options, error) {
 			MaxBindingsPerAgent: s.Registrar.MaxBindingsPerAgent, MaxContactsPerRegister: s.Registrar.MaxContactsPerRegister,
 			AuthFailuresFree: s.Registrar.AuthFailuresFree, AuthBackoffBase: s.Registrar.AuthBackoff.D(),
 			AuthBackoffMax: s.Registrar.AuthBackoffMax.D()},
-		FeatureCodes: sip.FeatureCodes{Available: s.FeatureCodes.Available, Away: s.FeatureCodes.Away, Offline: s.FeatureCodes.Offline},
+		FeatureCodes: sip.FeatureCodes{Available: s.FeatureCodes.Available, Away: s.FeatureCodes.Away, Offline: s.FeatureCodes.Offline,
+			Pickup: s.FeatureCodes.Pickup},
 	}
 	// The internal leg between the nodes (off without a secret); the wiring adds where the
 	// nodes are (the database) and the ACD that takes relayed softphone buttons.

@@ -227,6 +227,8 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		sopts.Refer = t.refer     // blind transfers from the agents' phones (REFER)
 		// attended transfers from the agents' phones (a consult call, then REFER with Replaces)
 		sopts.PhoneConsult, sopts.PhoneComplete = t.phoneConsult, t.phoneComplete
+		sopts.PhoneHold = t.acd // the phones' hold button: the ACD's hold (music, call.held, hold time)
+		sopts.Pickup = t.acd    // call pickup from the phones (INVITE with Replaces, sip.feature_codes.pickup)
 	}
 	switch {
 	case gw.journal != nil && gw.dialogs != nil:

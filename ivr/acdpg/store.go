@@ -156,14 +156,14 @@ func (s *Store) tx(ctx context.Context, op string, fn func(pgx.Tx) error) error 
 }
 
 const agentCols = `agent_id, email, name, queues, priorities, state, since, missed, coalesce(offering, ''),
-	coalesce(call_id, ''), coalesce(page_node, phone_node, ''), seq`
+	coalesce(call_id, ''), coalesce(page_node, phone_node, ''), seq, coalesce(call_node, '')`
 
 func scanAgent(row pgx.Row) (ivr.AgentStatus, error) {
 	var st ivr.AgentStatus
 	var state string
 	var seq int64
 	err := row.Scan(&st.ID, &st.Email, &st.Name, &st.Queues, &st.Priority, &state, &st.Since, &st.MissedOffers, &st.Offering,
-		&st.CallID, &st.Node, &seq)
+		&st.CallID, &st.Node, &seq, &st.CallNode)
 	st.State, st.Seq = ivr.AgentState(state), uint64(seq)
 	return st, err
 }
