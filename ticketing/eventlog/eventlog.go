@@ -765,18 +765,19 @@ const (
 const uniqueViolation = "23505"
 
 // How the event log stores a batch. The flush's events, just emitted, go in with COPY (binary,
-// pgx's CopyFrom): a third less of the database's CPU per event than the multi-row INSERT …
-// unnest it replaces — the server decodes no parameter arrays and writes the rows a page at a
-// time (one WAL record per page instead of per row; the column defaults of call_events, a
-// sequence and now(), allow it) — measured as the backend's CPU time per event for the same
-// 50,000 events, 24–26 µs against 33–37 µs (BENCHMARKS.md, issue 17 session 10). The statement
-// trigger of call_events (the engine's queue and its notification) fires once per COPY as per
-// INSERT. COPY fails as a whole on a duplicate, like the plain insert it replaces; then the
-// batch goes again as insertOrSkip, which drops the events already stored (by id or by call and
-// seq). ON CONFLICT without a target probes every unique index of call_events before each row's
-// insertion and again when inserting its index entries (a speculative insertion): nine more
-// index pages read per event and one more WAL record (session 8), so only the spool's replay (a
-// spool may hold events the database already has: a flush whose commit outlived its timeout, a
+// pgx's CopyFrom): less of the database's CPU per event than the multi-row INSERT … unnest it
+// replaces — the server decodes no parameter arrays and writes the rows a page at a time (one
+// WAL record per page instead of per row; the column defaults of call_events, a sequence and
+// now(), allow it): with the queue's single index (migration 029), 8–9 % less CPU per event,
+// 19 % fewer buffers and 21 % fewer WAL records (BenchmarkEventLogStore, BENCHMARKS.md, issue
+// 17 session 10). The statement triggers of call_events (the engine's queue and its
+// notification) fire once per COPY as per INSERT. COPY fails as a whole on a duplicate, like the
+// plain insert it replaces; then the batch goes again as insertOrSkip, which drops the events
+// already stored (by id or by call and seq). ON CONFLICT without a target probes every unique
+// index of call_events before each row's insertion and again when inserting its index entries
+// (a speculative insertion): nine more index pages read per event and one more WAL record
+// (session 8), so only the spool's replay (a spool may hold events the database already has: a
+// flush whose commit outlived its timeout, a
 // replay resumed from an older offset) and the duplicate fallback pay it.
 const (
 	insertNew = `
