@@ -777,8 +777,8 @@ const uniqueViolation = "23505"
 // index of call_events before each row's insertion and again when inserting its index entries
 // (a speculative insertion): nine more index pages read per event and one more WAL record
 // (session 8), so only the spool's replay (a spool may hold events the database already has: a
-// flush whose commit outlived its timeout, a
-// replay resumed from an older offset) and the duplicate fallback pay it.
+// flush whose commit outlived its timeout, a replay resumed from an older offset) and the
+// duplicate fallback pay it.
 const (
 	insertNew = `
 		INSERT INTO call_events (id, call_id, seq, type, at, body)
