@@ -35,10 +35,11 @@ type BacklogOptions struct {
 // tickets appear late (the engine slower than the calls, or stopped); the spool's own gauges
 // cover the events still waiting for the database.
 //
-// A measure is two indexed, bounded queries on the queue of pending events, taken every
-// Interval by Run (never per scrape): the count reads at most Cap entries of the queue's
-// primary key; the oldest is the queue's first entry in storing order (pos). The queue holds
-// only what is pending, so neither reads the table's history. Fields written by Run's
+// A measure is two bounded queries on the queue of pending events, taken every Interval by Run
+// (never per scrape): the count reads at most Cap entries of the queue; the oldest is the
+// earliest storing time among at most Cap of its rows (read in the heap's order, which is
+// storing order but for space VACUUM gave back; the queue has no index on pos since migration
+// 029). The queue holds only what is pending, so neither reads the table's history. Fields written by Run's
 // goroutine are atomics: the gauges read them.
 type Backlog struct {
 	store *Store
@@ -122,16 +123,20 @@ func (b *Backlog) Measure(ctx context.Context) error {
 		b.opts.Cap).Scan(&n); err != nil {
 		return fmt.Errorf("ticketing: backlog count: %w", err)
 	}
-	var stored time.Time
-	err := pool.QueryRow(ctx, `SELECT received_at FROM call_events_pending ORDER BY pos LIMIT 1`).Scan(&stored)
+	var stored *time.Time
+	// The oldest among at most Cap entries, like the count: the queue's one index is (call_id,
+	// seq) (migration 029), so this reads the queue's rows, in storing order but for the space
+	// VACUUM gave back; past Cap pending events the age is that of the oldest of the Cap read.
+	err := pool.QueryRow(ctx, `SELECT min(received_at) FROM (SELECT received_at FROM call_events_pending LIMIT $1) p`,
+		b.opts.Cap).Scan(&stored)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		stored = time.Time{}
+		stored = nil
 	case err != nil:
 		return fmt.Errorf("ticketing: backlog oldest: %w", err)
 	}
 	b.events.Store(n)
-	if stored.IsZero() {
+	if stored == nil || stored.IsZero() {
 		b.oldest.Store(0)
 	} else {
 		b.oldest.Store(stored.UnixNano())

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -96,6 +97,18 @@ type Engine struct {
 	writes      *prometheus.CounterVec
 	// queueRestores counts rebuilds of the queue after a database crash (restoreQueue).
 	queueRestores prometheus.Counter
+	// watermarkNext is the candidate of the queue's watermark this engine noted at its last
+	// sweep (migration 029, advanceWatermark); nil before the first. Swapped whole by whichever
+	// sweep runs (Run's loop, ApplyPending).
+	watermarkNext atomic.Pointer[watermarkCandidate]
+}
+
+// watermarkCandidate is step 1 of raising the queue's watermark (migration 029): every
+// position below pos has been handed out, by transactions whose ids are below xmax.
+// token names the queue it was noted beside (a rebuild makes a new one).
+type watermarkCandidate struct {
+	pos, xmax int64
+	token     string
 }
 
 // NewEngine returns an engine on the store's database.
@@ -410,6 +423,37 @@ func (e *Engine) restoreQueue(ctx context.Context) error {
 		e.log.Warn("ticketing engine: the queue of pending events was emptied by a database crash; rebuilt it from the event log",
 			"events", *n)
 	}
+	return e.advanceWatermark(ctx)
+}
+
+// advanceWatermark raises the position from which a rebuild of the queue reads the event log
+// (call_events_pending_advance, migration 029): it publishes the candidate noted at the last
+// sweep once every transaction that could still add an event below it has ended, and notes a
+// new one. One statement per sweep. A failure is logged, not returned: the watermark only
+// bounds a rebuild's work, and one left lower is still safe.
+func (e *Engine) advanceWatermark(ctx context.Context) error {
+	var pos, xmax *int64
+	var token *string
+	if c := e.watermarkNext.Load(); c != nil {
+		pos, xmax, token = &c.pos, &c.xmax, &c.token
+	}
+	var next, nextXmax *int64
+	var nextToken *string
+	if err := e.store.pool.QueryRow(ctx, `SELECT next_pos, next_xmax, next_token::text FROM call_events_pending_advance($1, $2, $3::uuid)`,
+		pos, xmax, token).Scan(&next, &nextXmax, &nextToken); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		e.log.Warn("ticketing engine: the queue's watermark not advanced", "err", err)
+		return nil
+	}
+	if next == nil || nextXmax == nil || nextToken == nil {
+		// The queue is not whole, or the sequence of call_events hands out cached values: no
+		// candidate is safe.
+		e.watermarkNext.Store(nil)
+		return nil
+	}
+	e.watermarkNext.Store(&watermarkCandidate{pos: *next, xmax: *nextXmax, token: *nextToken})
 	return nil
 }
 
@@ -476,6 +520,12 @@ type pendingEvent struct {
 	pos        int64
 	event      callevent.Event
 	receivedAt time.Time
+	// tid is the queue row's ctid as the batch read it (loadBatch): the batch deletes the row by
+	// it (a TID scan: the queue's one index is (call_id, seq), migration 029). Stable until the
+	// transaction ends: queue rows are never updated, the call's advisory lock keeps any other
+	// engine from deleting the row, and the read's lock on the table keeps VACUUM FULL away;
+	// the deletion also checks pos.
+	tid pgtype.TID
 }
 
 // applyJob applies a batch of calls' due events in one transaction; when the database refuses
@@ -549,8 +599,8 @@ func (e *Engine) setAside(ctx context.Context, callID string, err error) error {
 	errors.As(err, &p)
 	e.failed.Inc()
 	e.log.Error("ticketing engine: event refused", "call_id", callID, "seq", p.seq, "type", p.typ, "err", p.err)
-	if _, err := e.store.pool.Exec(ctx, `WITH done AS (DELETE FROM call_events_pending WHERE pos = $1)
-		UPDATE call_events SET refused_at = now(), error = $2 WHERE pos = $1`, p.pos, p.err.Error()); err != nil {
+	if _, err := e.store.pool.Exec(ctx, `WITH done AS (DELETE FROM call_events_pending WHERE call_id = $3 AND seq = $4 AND pos = $1)
+		UPDATE call_events SET refused_at = now(), error = $2 WHERE pos = $1`, p.pos, p.err.Error(), callID, p.seq); err != nil {
 		return dbError("mark failed event", err)
 	}
 	// Past a gap, the seqs it skips stay pending for a rebuild of the queue (recordGap).
@@ -648,14 +698,15 @@ func (e *Engine) applyBatch(ctx context.Context, callIDs []string, limit int, sk
 		last = bc.due[len(bc.due)-1]
 	}
 	positions := make([]int64, len(applied))
+	tids := make([]pgtype.TID, len(applied))
 	for i, p := range applied {
-		positions[i] = p.pos
+		positions[i], tids[i] = p.pos, p.tid
 	}
 	// Applied: out of the queue, in the transaction of the event's effects, so that a crash
 	// before the commit leaves both undone and the event pending (exactly once). The deletion
 	// goes out with the batch's held-back writes, in the same round trip, after them.
 	if err := atx.flush(ctx, queuedWrite{what: markApplied,
-		sql: `DELETE FROM call_events_pending WHERE pos = ANY($1)`, args: []any{positions}}); err != nil {
+		sql: `DELETE FROM call_events_pending WHERE ctid = ANY($1::tid[]) AND pos = ANY($2)`, args: []any{tids, positions}}); err != nil {
 		if atx.failed == markApplied {
 			return 0, err // as when it was a statement of its own: not the events' fault
 		}

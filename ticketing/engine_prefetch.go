@@ -90,9 +90,11 @@ func loadBatch(ctx context.Context, tx *applyTx, callIDs []string, skipLocked bo
 	// Per call, its first maxPendingPerCall pending events in seq order: one walk of the queue's (call_id,
 	// seq) index per call whatever the queue's size or statistics (a backlog makes the queue
 	// large; a plan cached while it was small must not scan it).
-	b.Queue(`SELECT p.call_id, p.pos, p.body, p.received_at
+	// The rows' ctid: what the batch deletes them by once applied (applyBatch), in this
+	// transaction.
+	b.Queue(`SELECT p.call_id, p.pos, p.body, p.received_at, p.ctid
 		FROM unnest($1::text[]) AS c(id)
-		CROSS JOIN LATERAL (SELECT q.call_id, q.seq, q.pos, q.body, q.received_at FROM call_events_pending q
+		CROSS JOIN LATERAL (SELECT q.call_id, q.seq, q.pos, q.body, q.received_at, q.ctid FROM call_events_pending q
 			WHERE q.call_id = c.id ORDER BY q.seq LIMIT $2) p
 		ORDER BY p.call_id, p.seq`, ids, maxPendingPerCall)
 	br := tx.Tx.SendBatch(ctx, b)
@@ -154,7 +156,7 @@ func readBatch(br pgx.BatchResults, ids []string, locked bool) (map[string]*batc
 		var p pendingEvent
 		var callID string
 		var body []byte
-		if err := rows.Scan(&callID, &p.pos, &body, &p.receivedAt); err != nil {
+		if err := rows.Scan(&callID, &p.pos, &body, &p.receivedAt, &p.tid); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("ticketing: pending events: %w", err)
 		}

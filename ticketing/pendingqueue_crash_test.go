@@ -210,3 +210,100 @@ func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("metric %s not found", name)
 	return 0
 }
+
+// watermark is the position of call_events from which a rebuild of the queue reads (029).
+func (h *engineHarness) watermark() int64 {
+	h.t.Helper()
+	var w int64
+	if err := h.pool.QueryRow(h.ctx, `SELECT pos FROM call_events_pending_watermark`).Scan(&w); err != nil {
+		h.t.Fatal(err)
+	}
+	return w
+}
+
+// sweepUntilWatermarkPasses runs engine passes (each sweeps once) until the watermark is above
+// pos: a sweep publishes only once every transaction of the cluster that was running at the
+// previous one has ended (other tests' databases on the same cluster included).
+func (h *engineHarness) sweepUntilWatermarkPasses(pos int64) {
+	h.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for h.watermark() <= pos {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("watermark %d not past %d after 30 s of sweeps", h.watermark(), pos)
+		}
+		if _, err := h.engine.ApplyPending(h.ctx); err != nil {
+			h.t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The engine's sweeps raise the queue's watermark past what it applied (migration 029), so a
+// rebuild after a crash reads only the events stored since; an insert still in flight holds the
+// watermark below its event through any number of sweeps, and the event, committed just before
+// the crash, is rebuilt and applied once. Fails on the code before: no watermark (the rebuild
+// read all of call_events); and without the in-flight guard the watermark passes the event and
+// the rebuild loses it (TestMigration029_WatermarkStopsBelowInFlightEventsAndBoundsTheRebuild).
+func TestPendingQueue_SweepsRaiseTheWatermarkButNeverPastAnInsertInFlight(t *testing.T) {
+	h := newEngineHarness(t, nil)
+	var applied []*script
+	for i := range 3 {
+		s := h.answeredCall(h.now, fmt.Sprintf("+1555448%04d", i), "support", h.agent1.ID, 30)
+		h.store_(s.evs...)
+		applied = append(applied, s)
+	}
+	var last int64
+	if err := h.pool.QueryRow(h.ctx, `SELECT max(pos) FROM call_events`).Scan(&last); err != nil {
+		t.Fatal(err)
+	}
+	// One sweep notes a candidate, a later one publishes it.
+	h.sweepUntilWatermarkPasses(last)
+
+	// An insert in flight: its transaction stays open across sweeps that apply other calls.
+	slow := h.answeredCall(h.now, "+15554489001", "support", h.agent1.ID, 30)
+	b, err := json.Marshal(slow.evs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := h.pool.Begin(h.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(h.ctx) }()
+	var inflight int64
+	if err := tx.QueryRow(h.ctx, `INSERT INTO call_events (id, call_id, seq, type, at, body) VALUES ($1, $2, $3, $4, $5, $6)
+		RETURNING pos`, slow.evs[0].ID, slow.id, slow.evs[0].Seq, slow.evs[0].Type, slow.evs[0].At, b).Scan(&inflight); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		s := h.answeredCall(h.now, fmt.Sprintf("+1555448%04d", 10+i), "support", h.agent1.ID, 30)
+		h.store_(s.evs...)
+		applied = append(applied, s)
+		if _, err := h.engine.ApplyPending(h.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if w := h.watermark(); w > inflight {
+			t.Fatalf("sweep %d: watermark %d passed the event at %d whose insert is still in flight", i, w, inflight)
+		}
+	}
+	if err := tx.Commit(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.store_(slow.evs[1:]...)
+	// The crash before the engine read the slow call: its events are rebuilt from the watermark.
+	h.emulateCrashRecovery()
+	n, err := h.engine.ApplyPending(h.ctx)
+	if err != nil || n != len(slow.evs) {
+		t.Fatalf("after the crash applied %d, %v; want the slow call's %d events", n, err, len(slow.evs))
+	}
+	for _, s := range append(applied, slow) {
+		h.wantWholeCall(s, false)
+	}
+	if got := h.ticketCount(); got != len(applied)+1 {
+		t.Fatalf("%d tickets for %d calls", got, len(applied)+1)
+	}
+	if err := h.pool.QueryRow(h.ctx, `SELECT max(pos) FROM call_events`).Scan(&last); err != nil {
+		t.Fatal(err)
+	}
+	h.sweepUntilWatermarkPasses(last)
+}

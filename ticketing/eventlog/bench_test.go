@@ -221,6 +221,9 @@ func benchEnv(b *testing.B, name string, def int) int {
 type dbProfile struct {
 	walSyncs, commits, walRecords, walFPIs, walBytes int64
 	statements                                       bool
+	// cpu is PostgreSQL's processes' CPU time (pgCPU), when the cluster runs on this machine.
+	cpu   time.Duration
+	cpuOK bool
 }
 
 // walQuery reads the counters a profile compares: WAL flushes, commits of the benchmark's
@@ -250,6 +253,7 @@ func profileStart(b *testing.B, pool *pgxpool.Pool) dbProfile {
 	if err := pool.QueryRow(ctx, walQuery).Scan(new(bool), &p.walSyncs, &p.commits, &p.walRecords, &p.walFPIs, &p.walBytes); err != nil {
 		b.Fatal(err)
 	}
+	p.cpu, p.cpuOK = pgCPU(b, pool)
 	return p
 }
 
@@ -270,6 +274,11 @@ func (p dbProfile) end(b *testing.B, pool *pgxpool.Pool, calls int) {
 	b.ReportMetric(float64(e.walRecords-p.walRecords)/float64(calls), "wal_records/call")
 	b.ReportMetric(float64(e.walFPIs-p.walFPIs)/float64(calls), "wal_fpi/call")
 	b.ReportMetric(float64(e.walBytes-p.walBytes)/float64(calls), "wal_bytes/call")
+	// PostgreSQL's CPU per call, the whole cluster's (the test cluster holds only this run):
+	// on a loaded machine the statements' execution times below include waiting for a core.
+	if cpu, ok := pgCPU(b, pool); ok && p.cpuOK {
+		b.ReportMetric(float64((cpu-p.cpu).Microseconds())/1000/float64(calls), "pg_cpu_ms/call")
+	}
 	if !p.statements {
 		return
 	}
