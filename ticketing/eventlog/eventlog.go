@@ -61,7 +61,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -787,8 +786,12 @@ const (
 		ON CONFLICT DO NOTHING`
 )
 
-// copyColumns are the columns the flush's COPY fills; the others take their defaults.
-var copyColumns = []string{"id", "call_id", "seq", "type", "at", "body"}
+// copyEvents is the flush's COPY. Its rows are encoded here (appendCopyRow), not by pgx's
+// CopyFrom, which first asks the server for the columns' types (a Parse and Describe of
+// "select … from call_events", cached per connection) and streams the rows through a pipe and
+// a goroutine of its own: the columns and their types are fixed by the migrations, so the
+// flush sends the COPY and its data and nothing else.
+const copyEvents = `COPY call_events (id, call_id, seq, type, at, body) FROM STDIN (FORMAT binary)`
 
 // insert commits events in one statement; duplicates (by id or by call and seq) are dropped.
 // With fresh set (the writer's flush: events just emitted), it first tries COPY, and only when
@@ -800,7 +803,7 @@ var copyColumns = []string{"id", "call_id", "seq", "type", "at", "body"}
 func insert(ctx context.Context, pool *pgxpool.Pool, recs []rec, fresh bool) error {
 	n := len(recs)
 	if fresh {
-		rows := make([][]any, n)
+		data := appendCopyHeader(make([]byte, 0, 64+n*(copyRowOverhead+256)))
 		ok := true
 		for i := range recs {
 			e := &recs[i].ev
@@ -809,10 +812,10 @@ func insert(ctx context.Context, pool *pgxpool.Pool, recs []rec, fresh bool) err
 				ok = false
 				break
 			}
-			rows[i] = []any{[16]byte(id), e.CallID, e.Seq, e.Type, e.At, string(recs[i].line)}
+			data = appendCopyRow(data, id, e.CallID, e.Seq, e.Type, e.At, recs[i].line)
 		}
 		if ok {
-			_, err := pool.CopyFrom(ctx, pgx.Identifier{"call_events"}, copyColumns, pgx.CopyFromRows(rows))
+			err := copyFresh(ctx, pool, appendCopyTrailer(data))
 			if err == nil || sqlState(err) != uniqueViolation {
 				if err != nil {
 					return fmt.Errorf("eventlog: copy: %w", err)
