@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -168,5 +169,78 @@ func TestFlushOfAnIDThatIsNotAUUIDSetsItAsideAndStoresTheRest(t *testing.T) {
 	}
 	if got := tr.take(); len(got) != 1 || !got[0].copy || got[0].failed {
 		t.Fatalf("next flush: %+v, want one COPY that succeeded", got)
+	}
+}
+
+// prepareTracer counts the statements a connection prepares or describes (pgx's CopyFrom
+// prepares "select <columns> from <table>" to learn the columns' types).
+type prepareTracer struct {
+	insertTracer
+	pmu      sync.Mutex
+	prepared []string
+}
+
+func (tr *prepareTracer) TracePrepareStart(ctx context.Context, _ *pgx.Conn, d pgx.TracePrepareStartData) context.Context {
+	tr.pmu.Lock()
+	tr.prepared = append(tr.prepared, d.SQL)
+	tr.pmu.Unlock()
+	return ctx
+}
+
+func (tr *prepareTracer) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepareEndData) {}
+
+// A flush's COPY is the only thing it sends: no Parse/Describe of call_events' columns before
+// it (pgx's CopyFrom prepared "select "id", … from "call_events"" on each connection first),
+// and what it stores reads back as emitted: quotes, backslashes, tabs, newlines and non-ASCII
+// in the strings, a time before 2000 with nanoseconds (stored cut to microseconds), a large seq.
+// Fails on the code before (pgx's CopyFrom: one prepare of call_events' columns).
+func TestFlushCopyDescribesNothingAndStoresValuesAsEmitted(t *testing.T) {
+	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &prepareTracer{}
+	cfg.ConnConfig.Tracer = tr
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	l := open(t, pool, filepath.Join(t.TempDir(), "spool"))
+	defer l.Close()
+	ctx := context.Background()
+
+	odd := ev("call \t\"q\" 'x' \\ \n ü € 😀", 1<<40)
+	odd.Type = "call.started\\N"
+	odd.From = "\"Zoë\" <sip:z@example.com>\t\\."
+	odd.At = time.Date(1999, 12, 31, 23, 59, 59, 999999999, time.FixedZone("X", -5*3600))
+	plain := ev("call-p", 1)
+	if err := l.EmitBatch(ctx, []callevent.Event{odd, plain}); err != nil {
+		t.Fatal(err)
+	}
+	if got := tr.take(); len(got) != 1 || !got[0].copy || got[0].failed {
+		t.Fatalf("flush: %+v, want one COPY that succeeded", got)
+	}
+	tr.pmu.Lock()
+	for _, sql := range tr.prepared {
+		if strings.Contains(sql, "call_events") {
+			tr.pmu.Unlock()
+			t.Fatalf("prepared %q before the COPY: a round trip per connection the flush does not need", sql)
+		}
+	}
+	tr.pmu.Unlock()
+	for _, want := range []callevent.Event{odd, plain} {
+		var callID, typ, from string
+		var seq int64
+		var at time.Time
+		if err := pool.QueryRow(ctx, `SELECT call_id, seq, type, at, body->>'from' FROM call_events WHERE id = $1`,
+			want.ID).Scan(&callID, &seq, &typ, &at, &from); err != nil {
+			t.Fatalf("event %s: %v", want.ID, err)
+		}
+		if callID != want.CallID || seq != want.Seq || typ != want.Type || from != want.From ||
+			!at.Equal(want.At.Truncate(time.Microsecond)) {
+			t.Fatalf("stored (%q, %d, %q, %v, from %q), want (%q, %d, %q, %v, from %q)", callID, seq, typ, at, from,
+				want.CallID, want.Seq, want.Type, want.At.Truncate(time.Microsecond), want.From)
+		}
 	}
 }
