@@ -764,7 +764,7 @@ const (
 const uniqueViolation = "23505"
 
 // How the event log stores a batch. The flush's events, just emitted, go in with COPY (binary,
-// pgx's CopyFrom): less of the database's CPU per event than the multi-row INSERT … unnest it
+// encoded by copy.go): less of the database's CPU per event than the multi-row INSERT … unnest it
 // replaces — the server decodes no parameter arrays and writes the rows a page at a time (one
 // WAL record per page instead of per row; the column defaults of call_events, a sequence and
 // now(), allow it): with the queue's single index (migration 029), 8–9 % less CPU per event,
