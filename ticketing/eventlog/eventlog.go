@@ -60,7 +60,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -763,21 +762,20 @@ const (
 // uniqueViolation is SQLSTATE 23505.
 const uniqueViolation = "23505"
 
-// How the event log stores a batch. The flush's events, just emitted, go in with COPY (binary,
-// encoded by copy.go): less of the database's CPU per event than the multi-row INSERT … unnest it
-// replaces — the server decodes no parameter arrays and writes the rows a page at a time (one
-// WAL record per page instead of per row; the column defaults of call_events, a sequence and
-// now(), allow it): with the queue's single index (migration 029), 8–9 % less CPU per event,
-// 19 % fewer buffers and 21 % fewer WAL records (BenchmarkEventLogStore, BENCHMARKS.md, issue
-// 17 session 10). The statement triggers of call_events (the engine's queue and its
-// notification) fire once per COPY as per INSERT. COPY fails as a whole on a duplicate, like the
-// plain insert it replaces; then the batch goes again as insertOrSkip, which drops the events
-// already stored (by id or by call and seq). ON CONFLICT without a target probes every unique
-// index of call_events before each row's insertion and again when inserting its index entries
-// (a speculative insertion): nine more index pages read per event and one more WAL record
-// (session 8), so only the spool's replay (a spool may hold events the database already has: a
-// flush whose commit outlived its timeout, a replay resumed from an older offset) and the
-// duplicate fallback pay it.
+// The event log's two insert statements. insertNew is the flush's: a plain multi-row insert.
+// insertOrSkip drops the events already stored (by id or by call and seq); it is the replay's
+// (a spool may hold events the database already has: a flush whose commit outlived its
+// timeout, a replay resumed from an older offset) and the flush's fallback when insertNew hits
+// a duplicate. ON CONFLICT without a target probes every unique index of call_events before
+// each row's insertion and again when inserting its index entries (a speculative insertion):
+// nine more index pages read per event and one more WAL record (pg_stat_statements of
+// BenchmarkSteadyLoad, 26 against 17 buffers an event, BENCHMARKS.md). Duplicates are rare on
+// the flush path, so it pays the probe only when one is there.
+//
+// A binary COPY was tried for the flush in session 10 (issue 17): 8–9 % less backend CPU per
+// event in BenchmarkEventLogStore, but in make bench's CPS step it was no gain per call — the
+// same statement, commit and WAL flush per flush, and its execution lasts while the client
+// streams the rows (twice the INSERT's time per event there). BENCHMARKS.md gives the figures.
 const (
 	insertNew = `
 		INSERT INTO call_events (id, call_id, seq, type, at, body)
@@ -786,45 +784,12 @@ const (
 		ON CONFLICT DO NOTHING`
 )
 
-// copyEvents is the flush's COPY. Its rows are encoded here (appendCopyRow), not by pgx's
-// CopyFrom, which first asks the server for the columns' types (a Parse and Describe of
-// "select … from call_events", cached per connection) and streams the rows through a pipe and
-// a goroutine of its own: the columns and their types are fixed by the migrations, so the
-// flush sends the COPY and its data and nothing else.
-const copyEvents = `COPY call_events (id, call_id, seq, type, at, body) FROM STDIN (FORMAT binary)`
-
 // insert commits events in one statement; duplicates (by id or by call and seq) are dropped.
-// With fresh set (the writer's flush: events just emitted), it first tries COPY, and only when
-// that meets a duplicate (unique_violation; the failed COPY stored nothing) inserts again
-// skipping the duplicates. A batch holding an id that is not a UUID in the form pgx encodes
-// (36 characters with hyphens, or 32 hex digits) is inserted as text instead, so that
-// PostgreSQL, not the client, judges it (a refused event is set aside by the caller's bisection
-// exactly as before COPY).
+// With fresh set (the writer's flush: events just emitted), it first tries the plain insert,
+// and only when that meets a duplicate (unique_violation; the failed statement stored nothing)
+// inserts again skipping the duplicates.
 func insert(ctx context.Context, pool *pgxpool.Pool, recs []rec, fresh bool) error {
 	n := len(recs)
-	if fresh {
-		data := appendCopyHeader(make([]byte, 0, 64+n*(copyRowOverhead+256)))
-		ok := true
-		for i := range recs {
-			e := &recs[i].ev
-			id, err := uuid.Parse(e.ID)
-			if err != nil || len(e.ID) != 36 && len(e.ID) != 32 {
-				ok = false
-				break
-			}
-			data = appendCopyRow(data, id, e.CallID, e.Seq, e.Type, e.At, recs[i].line)
-		}
-		if ok {
-			err := copyFresh(ctx, pool, appendCopyTrailer(data))
-			if err == nil || sqlState(err) != uniqueViolation {
-				if err != nil {
-					return fmt.Errorf("eventlog: copy: %w", err)
-				}
-				return nil
-			}
-			fresh = false // a duplicate: skip it
-		}
-	}
 	ids := make([]string, n)
 	callIDs := make([]string, n)
 	seqs := make([]int64, n)
