@@ -74,25 +74,31 @@ func (c *Call) relayConferenceDial(ctx context.Context, d ConferenceDial) (strin
 		return "", errors.New("sip: relay conference: the call's node named no party")
 	}
 	if d.Ended != nil {
-		var once sync.Once
-		ended := func() { once.Do(d.Ended) }
-		c.mu.Lock()
-		gone, known := c.parties[party]
-		switch {
-		case c.partiesOver || (known && gone == nil):
-			// The relay ended, or the party's leg too, before we got here.
-			delete(c.parties, party)
-			c.mu.Unlock()
-			ended()
-			return party, nil
-		}
-		if c.parties == nil {
-			c.parties = map[string]func(){}
-		}
-		c.parties[party] = ended
-		c.mu.Unlock()
+		c.trackParty(party, d.Ended)
 	}
 	return party, nil
+}
+
+// trackParty keeps ended, the release of conference party's leg, until the call's node says
+// the party left (partyEnded) or the relay ends (endParties); when either came first it is
+// called at once. It is called once in any case.
+func (c *Call) trackParty(party string, ended func()) {
+	var once sync.Once
+	release := func() { once.Do(ended) }
+	c.mu.Lock()
+	gone, known := c.parties[party]
+	if c.partiesOver || (known && gone == nil) {
+		// The relay ended, or the party's leg too, before we got here.
+		delete(c.parties, party)
+		c.mu.Unlock()
+		release()
+		return
+	}
+	if c.parties == nil {
+		c.parties = map[string]func(){}
+	}
+	c.parties[party] = release
+	c.mu.Unlock()
 }
 
 // partyEnded takes the call's node's word that conference party's leg is over (an INFO

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,5 +173,57 @@ func TestCrossNode_ConferenceRefusalsComeBackAsOnOneNode(t *testing.T) {
 	sc.caller.wait(t)
 	if !waitFor(30*time.Second, func() bool { return sc.a.s.ActiveCalls() == 0 && sc.b.s.ActiveCalls() == 0 }) {
 		t.Errorf("calls left: a %d, b %d", sc.a.s.ActiveCalls(), sc.b.s.ActiveCalls())
+	}
+}
+
+// TestRelayedConferenceParty_ReleasedOnceWhateverComesFirst: on the agent's node, a relayed
+// party's release (the dial plan's count) runs exactly once whichever comes first — the call's
+// node's party_ended note (even before the dial's own answer was read), the relay's end, or
+// the registration — looped with all three racing under -race (a deadlock or a lost release
+// fails the bounded wait; a release run twice fails the count).
+func TestRelayedConferenceParty_ReleasedOnceWhateverComesFirst(t *testing.T) {
+	for round := range 200 {
+		c := &Call{}
+		const n = 4
+		var counts [n]atomic.Int32
+		var wg sync.WaitGroup
+		for i := range n {
+			party := fmt.Sprintf("party-%d", i)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.trackParty(party, func() { counts[i].Add(1) })
+			}()
+			if i%2 == 0 { // half the parties leave on their own; the rest end with the relay
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c.partyEnded(party)
+				}()
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.endParties()
+		}()
+		wg.Wait()
+		if !waitFor(10*time.Second, func() bool {
+			for i := range counts {
+				if counts[i].Load() != 1 {
+					return false
+				}
+			}
+			return true
+		}) {
+			t.Fatalf("round %d: releases %v, want each exactly once", round, [n]int32{counts[0].Load(), counts[1].Load(), counts[2].Load(), counts[3].Load()})
+		}
+		c.partyEnded("party-0") // late notes after the end: nothing left to release, nothing kept
+		c.mu.Lock()
+		left := len(c.parties)
+		c.mu.Unlock()
+		if left != 0 {
+			t.Fatalf("round %d: %d parties kept after the relay ended", round, left)
+		}
 	}
 }
