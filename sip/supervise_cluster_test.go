@@ -35,7 +35,6 @@ type superviseCluster struct {
 	caller     *sippProc
 	callID     string
 	toCaller   *pcmTap // what node a sends the caller
-	dir        string  // the SIPp peers' directory (tone.wav)
 }
 
 const callerHz, agentHz, supHz = 440, 1400, 1000
@@ -53,7 +52,7 @@ func newSuperviseClusterWith(t *testing.T, agentNode string, aOpt func(*Options)
 	pool := pgtest.Pool(t)
 	dir := t.TempDir()
 	writeULawWAV(t, filepath.Join(dir, "tone.wav"), 2)
-	sc := &superviseCluster{dir: dir}
+	sc := &superviseCluster{}
 	eps := agentMedia(t, 2)
 	sc.agent, sc.sup = eps[0], eps[1]
 	t.Cleanup(sc.agent.hangup)
