@@ -110,6 +110,11 @@ type Call struct {
 	// for its answer, by ref (relay_transfer.go; guarded by mu).
 	relayAgent int64
 	relays     map[string]*relayWait
+	// parties, on the agent's node, are the conference parties it asked the call's node to
+	// dial (relay_conference.go), by their leg's call id: each one's release, called once when
+	// the call's node says the party left or the relay ends (guarded by mu).
+	parties     map[string]func()
+	partiesOver bool
 	// superviseOf, on the call's node, marks the call of a supervisor's leg from another node
 	// (supervise_cluster.go) with the id of the call it supervises; supervision is what the
 	// ACD made of it, which a mode change relayed on the leg reaches (guarded by mu).

@@ -30,7 +30,21 @@ type ConferenceDial struct {
 // (call.started … call.ended, ticket choice none: it makes no ticket) whose audio is mixed into
 // the conferenced call — and recorded there: the leg itself records nothing. It returns the
 // leg's call id at once.
+//
+// On a node of a cluster, for a call this node relays for the node that owns it (its agent
+// answered here over the internal leg), the party is dialled by that node, through its trunk,
+// and joined to the call there (relay_conference.go): d.Trunk, d.Line and d.Join are not used.
 func (s *Server) DialConference(ctx context.Context, d ConferenceDial) (string, error) {
+	if d.CallID != "" {
+		if c := s.relayedCall(d.CallID); c != nil {
+			return c.relayConferenceDial(ctx, d)
+		}
+	}
+	return s.dialConference(ctx, d)
+}
+
+// dialConference is DialConference on this node.
+func (s *Server) dialConference(ctx context.Context, d ConferenceDial) (string, error) {
 	if d.Join == nil || d.CallID == "" {
 		return "", errors.New("sip: dial conference: no call to join")
 	}

@@ -71,7 +71,10 @@
 // talks (relay_refer.go). ClusterACD's Supervise reaches a call another node owns
 // (supervise_cluster.go): the supervisor's audio leg is an internal INVITE to the call's node
 // (signed like an offer, sup=<mode>), whose ACD mixes it into the call; mode changes are INFOs
-// on it, and a BYE from either side ends both.
+// on it, and a BYE from either side ends both. Add to call on such a call is relayed too
+// (relay_conference.go): Server.DialConference and ClusterACD.ConferenceAgent send an INFO
+// op=conference, and the call's node dials the party through its trunk (or rings the agent)
+// and mixes it in with its ACD; it tells the agent's node when the party's leg is over.
 //
 // # What call control guarantees
 //

@@ -334,10 +334,16 @@ func tail(s string, n int) string {
 // rtp_stream.
 func writeULawWAV(t *testing.T, path string, secs int) {
 	t.Helper()
+	writeULawWAVHz(t, path, secs, 440)
+}
+
+// writeULawWAVHz is writeULawWAV with a tone of hz.
+func writeULawWAVHz(t *testing.T, path string, secs int, hz float64) {
+	t.Helper()
 	n := 8000 * secs
 	data := make([]byte, n)
 	for i := range data {
-		v := int16(8000 * math.Sin(2*math.Pi*440*float64(i)/8000))
+		v := int16(8000 * math.Sin(2*math.Pi*hz*float64(i)/8000))
 		data[i] = linearToULaw(v)
 	}
 	var b bytes.Buffer

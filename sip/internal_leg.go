@@ -770,7 +770,16 @@ func (s *Server) RelayControl(ctx context.Context, callID, op string, to ivr.Tra
 // refusal's sentinel error (relayErrors, "" for none). A request with a ref (a consult, a
 // blind transfer to an outside number) is answered 200 at once and run on a goroutine of its
 // own, which tells the result later (runRelayed).
-func (l *leg) handleControl(body []byte) (int, string, string) {
+func (l *leg) handleControl(body []byte) (int, string, string, []sip.Header) {
+	if v, err := url.ParseQuery(string(body)); err == nil && v.Get("op") == "conference" {
+		return l.handleConference(v) // relay_conference.go
+	}
+	code, reason, tok := l.handleButton(body)
+	return code, reason, tok, nil
+}
+
+// handleButton is handleControl's hold, resume, transfers and consults.
+func (l *leg) handleButton(body []byte) (int, string, string) {
 	ctl := l.s.opts.Cluster.Control
 	if ctl == nil || l.call == nil {
 		return 501, "Not Implemented", ""

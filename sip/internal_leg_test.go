@@ -509,6 +509,16 @@ func (f *fakeControl) Supervise(id string, _ *media.Endpoint, mode ivr.Supervise
 	return nil, ivr.ErrNoCall
 }
 
+func (f *fakeControl) Conference(id string, _ ivr.ConferenceLeg) error {
+	f.ops <- "conference " + id
+	return ivr.ErrNoCall
+}
+
+func (f *fakeControl) ConferenceAgent(id string, agent int64, _ func(error)) error {
+	f.ops <- fmt.Sprintf("conference %s agent %d", id, agent)
+	return ivr.ErrNoCall
+}
+
 // TestInternalLegRelaysSoftphoneButtons: the softphone's hold, resume and transfer pressed on
 // node b, where the agent answered a call of node a, reach node a's ACD (an INFO on the
 // internal leg) with a's call id; a refusal there (no such call) comes back as ivr.ErrNoCall;

@@ -505,12 +505,16 @@ func (l *leg) handleRequest(req *sip.Request, tx sip.ServerTransaction) {
 			// A softphone button relayed by the agent's node (internal_leg.go).
 			code, reason = 403, "Forbidden"
 			tok := ""
+			var hdrs []sip.Header
 			if l.s.inInternalNetworks(l.s.sourceAddr(req)) {
-				code, reason, tok = l.handleControl(req.Body())
+				code, reason, tok, hdrs = l.handleControl(req.Body())
 			}
 			res := l.response(req, code, reason, nil)
 			if tok != "" {
 				res.AppendHeader(sip.NewHeader(hdrError, tok))
+			}
+			for _, h := range hdrs {
+				res.AppendHeader(h)
 			}
 			l.s.respond(tx, res)
 			return

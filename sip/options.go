@@ -237,6 +237,11 @@ type CallControl interface {
 	// Supervise joins a supervisor's leg from another node (sup: its endpoint on this node)
 	// to a call of this node in mode (supervise_cluster.go).
 	Supervise(callID string, sup *media.Endpoint, mode ivr.SuperviseMode) (ivr.Supervision, error)
+	// Conference adds an answered party's leg to a call of this node, and ConferenceAgent
+	// rings an agent to join it (ivr.ACD's), for an agent on another node who asked
+	// (relay_conference.go).
+	Conference(callID string, leg ivr.ConferenceLeg) error
+	ConferenceAgent(callID string, id int64, joined func(error)) error
 }
 
 // PhoneHold is the hold and resume of a queue call (*ivr.ACD satisfies it); Options.PhoneHold.

@@ -74,6 +74,10 @@ var relayErrors = []struct {
 	{"supervised", ivr.ErrSupervised},
 	{"conference_full", ivr.ErrConferenceFull},
 	{"bad_mode", ivr.ErrBadMode},
+	// A conference party the call's node could not dial (relay_conference.go).
+	{"no_outbound_trunk", ErrNoOutboundTrunk},
+	{"draining", ErrDraining},
+	{"over_capacity", ErrOverCapacity},
 }
 
 // errToken names err's sentinel ("" for none known, "internal" for another error).
@@ -234,24 +238,7 @@ func (l *leg) sendInfo(ctx context.Context, v url.Values) (*sip.Response, error)
 // the call's node's answer to an error.
 func (l *leg) sendControl(ctx context.Context, op string, v url.Values) error {
 	res, err := l.sendInfo(ctx, v)
-	if err != nil {
-		return fmt.Errorf("sip: relay %s to the call's node: %w", op, err)
-	}
-	if res.IsSuccess() {
-		return nil
-	}
-	if h := res.GetHeader(hdrError); h != nil {
-		if e := tokenErr(h.Value()); e != nil {
-			return fmt.Errorf("sip: relay %s: the call's node: %w", op, e)
-		}
-	}
-	switch res.StatusCode {
-	case 404, 481:
-		return fmt.Errorf("sip: relay %s: %w", op, ivr.ErrNoCall)
-	case 409:
-		return fmt.Errorf("sip: relay %s: %w", op, ivr.ErrAgentUnavailable)
-	}
-	return fmt.Errorf("sip: relay %s: the call's node answered %d", op, res.StatusCode)
+	return controlError(op, res, err)
 }
 
 // handleRelayNote takes the call's node's result or end of a request this node relayed (an
@@ -298,6 +285,14 @@ func (l *leg) handleRelayNote(body []byte) (int, string) {
 			}
 		}
 		c.mu.Unlock()
+	case "party_ended":
+		// A conference party's leg is over (relay_conference.go).
+		p := cleanText(v.Get("party"), 64)
+		if p == "" {
+			return 400, "Bad Request"
+		}
+		c.partyEnded(p)
+		return 200, "OK"
 	case "end":
 		e := ivr.ConsultEnd(v.Get("end"))
 		known := false
@@ -335,6 +330,7 @@ func (c *Call) endRelays(agentLeft bool) {
 	relays := c.relays
 	c.relays = nil
 	c.mu.Unlock()
+	c.endParties()
 	end := ivr.ConsultCallerLeft
 	if agentLeft {
 		end = ivr.ConsultAgentLeft

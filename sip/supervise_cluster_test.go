@@ -41,6 +41,13 @@ const callerHz, agentHz, supHz = 440, 1400, 1000
 
 func newSuperviseCluster(t *testing.T, agentNode string) *superviseCluster {
 	t.Helper()
+	return newSuperviseClusterWith(t, agentNode, nil)
+}
+
+// newSuperviseClusterWith is newSuperviseCluster with more of node a's options (aOpt, nil:
+// none), e.g. a trunk to an outside party.
+func newSuperviseClusterWith(t *testing.T, agentNode string, aOpt func(*Options)) *superviseCluster {
+	t.Helper()
 	requireSipp(t)
 	pool := pgtest.Pool(t)
 	dir := t.TempDir()
@@ -50,7 +57,8 @@ func newSuperviseCluster(t *testing.T, agentNode string) *superviseCluster {
 	sc.agent, sc.sup = eps[0], eps[1]
 	t.Cleanup(sc.agent.hangup)
 
-	agents := []ivr.Agent{{ID: 7, Email: "agent1@example.com", Name: "Agent One", Queues: []string{"support"}}}
+	agents := []ivr.Agent{{ID: 7, Email: "agent1@example.com", Name: "Agent One", Queues: []string{"support"}},
+		{ID: 8, Email: "agent2@example.com", Name: "Agent Two", Queues: []string{"support"}}}
 	newACD := func(node string) *ivr.ACD {
 		st, err := acdpg.New(acdpg.Options{Pool: pool, ListenRetry: 100 * time.Millisecond})
 		if err != nil {
@@ -89,6 +97,9 @@ func newSuperviseCluster(t *testing.T, agentNode string) *superviseCluster {
 		o.Cluster.Control = sc.acdA
 		o.Lines = []Line{{Number: "+15550197", Target: &IVRTarget{IVR: eng,
 			Line: ivr.Line{Number: "+15550197", Target: ivr.QueueTarget("support")}}}}
+		if aOpt != nil {
+			aOpt(o)
+		}
 	})
 	addrs.Store("a", fmt.Sprintf("127.0.0.1:%d", sc.a.port()))
 	addrs.Store("b", fmt.Sprintf("127.0.0.1:%d", sc.b.port()))

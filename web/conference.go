@@ -45,7 +45,9 @@ var e164 = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
 // phone): 202 {"conference":{"call_id","agent_id"}}; 422 naming agent_id for an unknown agent,
 // 409 for one not available (or the agent on the call). They join when they answer.
 //
-// 404 when the caller is not an agent on that call on this node.
+// 404 when the caller is not an agent on that call. In a cluster acd and dial may relay a
+// call another node owns to that node (sip.ClusterACD, sip.Server.DialConference): the checks
+// above are made here, where the agent asked, and the refusals come back as on one node.
 func (o *Outbound) ConferenceHandler(acd ConferenceACD, dial ConferenceDialer, agentID func(*http.Request) (int64, bool)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, ok := agentID(r)

@@ -124,8 +124,9 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 	mux.Handle("POST /api/v2/calls/{id}/transfer", transfers.Handler("", caller))
 	mux.Handle("POST /api/v2/calls/{id}/transfer/complete", transfers.Handler("complete", caller))
 	mux.Handle("POST /api/v2/calls/{id}/transfer/cancel", transfers.Handler("cancel", caller))
-	// Issue 21: the agent adds an external party to the call (the same dial plan).
-	mux.Handle("POST /api/v2/calls/{id}/conference", out.ConferenceHandler(t.acd, conferenceDialer{t}, caller))
+	// Issue 21: the agent adds a party to the call (the same dial plan). ClusterACD and
+	// DialConference: in a cluster, a call another node owns is conferenced there.
+	mux.Handle("POST /api/v2/calls/{id}/conference", out.ConferenceHandler(sip.ClusterACD{ACD: t.acd, SIP: t.sip}, conferenceDialer{t}, caller))
 	return t.mountSupervisors(mux)
 }
 

@@ -55,7 +55,8 @@ type conferenceDialer struct{ t *telephony }
 
 func (d conferenceDialer) DialConference(ctx context.Context, agentID int64, callID, to string, ended func()) (string, error) {
 	tr, ok := outboundTrunk(d.t.gw.cfg)
-	if !ok {
+	if _, relayed := d.t.sip.RelayedAgent(callID); !ok && !relayed {
+		// (A call another node owns is dialled through that node's trunk.)
 		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "no trunk takes outbound calls on this gateway"}
 	}
 	id, err := d.t.sip.DialConference(ctx, sip.ConferenceDial{CallID: callID, AgentID: agentID, Number: to,
@@ -65,6 +66,8 @@ func (d conferenceDialer) DialConference(ctx context.Context, agentID int64, cal
 		return id, nil
 	case errors.Is(err, sip.ErrDraining) || errors.Is(err, sip.ErrClosed):
 		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the party cannot be called now: the gateway is shutting down"}
+	case errors.Is(err, sip.ErrNoOutboundTrunk):
+		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "no trunk takes outbound calls on the gateway node of this call"}
 	case errors.Is(err, sip.ErrOverCapacity):
 		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the party cannot be called now: the gateway is at its call limit"}
 	}
