@@ -333,7 +333,9 @@ const coalesceMin = 2
 // Coalescing (coalesceWindow): woken less than a window after it parked, the loop first sleeps
 // the rest of the window, so the round reads what came meanwhile; a round that carried
 // coalesceMin packets or more is followed, instead of parking, by a yield to the goroutines
-// waiting for the processor (SIP, timers, the recordings' clock) and a sleep of a window. The
+// waiting for the processor (SIP, timers, the recordings' clock) and a sleep until a window
+// after the round began — none when the round and the yield took that long, so a loop near
+// its core's limit reads back to back as before and a packet waits at most a round. The
 // sleep is nanosleep(2) as a raw system call: the loop keeps its P, so no other thread of the
 // runtime waits in the netpoller meanwhile and is woken by each packet — which is the cost the
 // sleep is there to avoid. Other goroutines wait for the P at most a window (they run in the
@@ -346,6 +348,7 @@ func (l *pollLoop) poll(epfd uintptr) bool {
 		l.parked = time.Time{}
 	}
 	for {
+		round := time.Now()
 		n, err := epollPoll(int(epfd), l.events[:])
 		if err == unix.EINTR {
 			continue
@@ -368,7 +371,9 @@ func (l *pollLoop) poll(epfd uintptr) bool {
 			return false
 		}
 		runtime.Gosched()
-		rawSleep(coalesceWindow)
+		if rest := coalesceWindow - time.Since(round); rest > 0 {
+			rawSleep(rest)
+		}
 	}
 }
 
