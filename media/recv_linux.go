@@ -30,7 +30,8 @@ import (
 // it wakes, one epoll_wait(2) names every socket with something queued and the loop drains each
 // with recvmmsg(2), handing each datagram to the socket's handler on the loop's goroutine. One
 // wake-up serves as many packets as arrived meanwhile: the busier the gateway, the more each
-// costs less.
+// costs less. A busy loop is not woken per packet at all but reads once a millisecond
+// (coalesceWindow, poll).
 //
 // The loops read the sockets' descriptors outside the net package's locking. That is safe
 // because a socket is unwatched (its watch closed, removed from the epoll set, and any handling
