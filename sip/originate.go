@@ -94,20 +94,9 @@ func (s *Server) Originate(ctx context.Context, opts OriginateOptions) (*Call, e
 		holdLegs:  map[*leg]bool{},
 		maxFwd:    70,
 	}
-	c.ctx, c.cancel = context.WithCancelCause(s.ctx)
-	s.mu.Lock()
-	if s.closed.Load() || !s.accepting.Load() {
-		// Checked again under s.mu (StopAccepting takes it): callsWG.Add must not race Drain's Wait.
-		s.mu.Unlock()
-		return nil, ErrDraining
+	if err := s.admitPlaced(c); err != nil {
+		return nil, err
 	}
-	if len(s.calls) >= s.opts.MaxCalls {
-		s.mu.Unlock()
-		return nil, ErrOverCapacity
-	}
-	s.calls[c] = struct{}{}
-	s.callsWG.Add(1)
-	s.mu.Unlock()
 	if opts.prepare != nil {
 		if err := opts.prepare(c); err != nil {
 			c.cancel(causeLocalHangup)
@@ -220,4 +209,23 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 		}
 		s.log.Info("sip: outbound call ended", "call_id", c.id, "outcome", outcome, "error", err, "after", end.Sub(c.received))
 	})
+}
+
+// admitPlaced admits a call the gateway places itself (an originated call, a queue callback,
+// a supervisor's leg): its context, then, under s.mu, the draining and max_calls checks and its
+// place among s.calls and in callsWG (the caller ends it with release). The checks are made
+// under s.mu because StopAccepting takes it: callsWG.Add must not race Drain's Wait.
+func (s *Server) admitPlaced(c *Call) error {
+	c.ctx, c.cancel = context.WithCancelCause(s.ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() || !s.accepting.Load() {
+		return ErrDraining
+	}
+	if len(s.calls) >= s.opts.MaxCalls {
+		return ErrOverCapacity
+	}
+	s.calls[c] = struct{}{}
+	s.callsWG.Add(1)
+	return nil
 }

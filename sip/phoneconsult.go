@@ -233,16 +233,7 @@ func (s *Server) handlePhoneConsult(req *sip.Request, tx sip.ServerTransaction) 
 		s.reply(req, tx, status, reason)
 		return
 	}
-	if req.Contact() == nil {
-		s.reply(req, tx, 400, "Bad Request (no Contact)")
-		return
-	}
-	if len(req.Body()) == 0 {
-		s.reply(req, tx, 488, "Not Acceptable Here (an offer in the INVITE is needed)")
-		return
-	}
-	if _, _, err := Negotiate(req.Body(), Local{Addr: s.opts.ExternalAddr, Port: 2}); err != nil {
-		s.reply(req, tx, 488, "Not Acceptable Here", sip.NewHeader("Warning", `304 switchboard "Media type not available"`))
+	if !s.phoneOfferUsable(req, tx) {
 		return
 	}
 	c := a.call

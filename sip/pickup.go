@@ -135,20 +135,31 @@ func (s *Server) handlePickupCode(req *sip.Request, tx sip.ServerTransaction) {
 	s.pickUp(req, tx, acct, c)
 }
 
+// phoneOfferUsable answers an agent's phone's INVITE that the gateway cannot take as a leg — no
+// Contact (400), no SDP offer in it (488: a phone's consult or pickup must offer, the gateway
+// has no call to make an offer from) or none it can answer (488 with Warning 304, RFC 3261
+// §20.43) — and says whether the INVITE may go on.
+func (s *Server) phoneOfferUsable(req *sip.Request, tx sip.ServerTransaction) bool {
+	if req.Contact() == nil {
+		s.reply(req, tx, 400, "Bad Request (no Contact)")
+		return false
+	}
+	if len(req.Body()) == 0 {
+		s.reply(req, tx, 488, "Not Acceptable Here (an offer in the INVITE is needed)")
+		return false
+	}
+	if _, _, err := Negotiate(req.Body(), Local{Addr: s.opts.ExternalAddr, Port: 2}); err != nil {
+		s.reply(req, tx, 488, "Not Acceptable Here", sip.NewHeader("Warning", `304 switchboard "Media type not available"`))
+		return false
+	}
+	return true
+}
+
 // pickUp answers an authenticated agent's pickup INVITE of call c: a leg of c from the phone,
 // handed to the ACD as the agent's, answered 200 once the ACD took it (see the file's
 // comment). It runs on sipgo's request goroutine.
 func (s *Server) pickUp(req *sip.Request, tx sip.ServerTransaction, acct AgentAccount, c *Call) {
-	if req.Contact() == nil {
-		s.reply(req, tx, 400, "Bad Request (no Contact)")
-		return
-	}
-	if len(req.Body()) == 0 {
-		s.reply(req, tx, 488, "Not Acceptable Here (an offer in the INVITE is needed)")
-		return
-	}
-	if _, _, err := Negotiate(req.Body(), Local{Addr: s.opts.ExternalAddr, Port: 2}); err != nil {
-		s.reply(req, tx, 488, "Not Acceptable Here", sip.NewHeader("Warning", `304 switchboard "Media type not available"`))
+	if !s.phoneOfferUsable(req, tx) {
 		return
 	}
 	b := newLeg(s, c, roleUAS)

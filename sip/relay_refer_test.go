@@ -123,25 +123,7 @@ func TestCrossNode_PhoneBlindReferToAnotherAgent(t *testing.T) {
 			}
 		})
 	tc.phone.wait(t) // REFER 202, NOTIFY 100, NOTIFY 200 OK, then the BYE
-	if !waitFor(20*time.Second, func() bool {
-		id, ok := tc.bACD.CallAgent(tc.callID)
-		return ok && id == 8
-	}) {
-		id, ok := tc.bACD.CallAgent(tc.callID)
-		t.Fatalf("after the REFER node b's CallAgent = %d, %v, want agent 8", id, ok)
-	}
-	rx0 := tc.internalRx()
-	if !waitFor(20*time.Second, func() bool { return tc.internalRx() >= rx0+50 }) {
-		t.Errorf("agent 8's leg received %d packets (from %d), want agent 8's echo of the caller", tc.internalRx(), rx0)
-	}
-	evs := tc.hangUp(t)
-	ph2.wait(t)
-	if tr := lastOf(evs, callevent.EventTransferred); tr == nil || tr.FromAgentID != 7 || tr.ToAgentID != 8 {
-		t.Errorf("call.transferred %+v, want agent 7 to agent 8: %v", tr, eventTypes(evs))
-	}
-	if an := lastOf(evs, callevent.EventAnswered); an == nil || an.AgentID != 8 {
-		t.Errorf("last call.answered %+v, want agent 8's", an)
-	}
+	tc.checkWithAgent8(t, ph2)
 }
 
 // TestCrossNode_PhoneBlindReferToOutsideNumber: agent 7's phone on node b REFERs node a's

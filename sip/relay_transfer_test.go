@@ -441,25 +441,7 @@ func TestCrossNode_ConsultToAnotherAgentCompletes(t *testing.T) {
 		t.Errorf("node b was told the consult ended %q, want %q", e, ivr.ConsultCompleted)
 	}
 	tc.phone.wait(t) // agent 7 released
-	if !waitFor(20*time.Second, func() bool {
-		id, ok := tc.bACD.CallAgent(tc.callID)
-		return ok && id == 8
-	}) {
-		id, ok := tc.bACD.CallAgent(tc.callID)
-		t.Errorf("after the completion node b's CallAgent = %d, %v, want agent 8", id, ok)
-	}
-	rx0 := tc.internalRx()
-	if !waitFor(20*time.Second, func() bool { return tc.internalRx() >= rx0+50 }) {
-		t.Errorf("agent 8's leg received %d packets (from %d), want agent 8's echo of the caller", tc.internalRx(), rx0)
-	}
-	evs := tc.hangUp(t)
-	ph2.wait(t)
-	if tr := lastOf(evs, callevent.EventTransferred); tr == nil || tr.FromAgentID != 7 || tr.ToAgentID != 8 {
-		t.Errorf("call.transferred %+v, want agent 7 to agent 8: %v", tr, eventTypes(evs))
-	}
-	if an := lastOf(evs, callevent.EventAnswered); an == nil || an.AgentID != 8 {
-		t.Errorf("last call.answered %+v, want agent 8's", an)
-	}
+	tc.checkWithAgent8(t, ph2)
 }
 
 // TestRelayNotesRaceTheRelaysEnd loops the agent's node's three racing deliveries for one
@@ -510,5 +492,32 @@ func TestRelayNotesRaceTheRelaysEnd(t *testing.T) {
 		if n := ends.Load(); n > 1 {
 			t.Fatalf("round %d: onEnd told %d times", i, n)
 		}
+	}
+}
+
+// checkWithAgent8 checks the end of a transfer of the call from agent 7 to agent 8 (whose
+// phone ph2 echoes): node b's ACD names agent 8 on the call, agent 8's echo of the caller comes
+// back over the internal leg, and, once the caller hung up and ph2 ended, node a's events say
+// call.transferred from 7 to 8 and the last call.answered is agent 8's.
+func (tc *transferCluster) checkWithAgent8(t *testing.T, ph2 *sippProc) {
+	t.Helper()
+	if !waitFor(20*time.Second, func() bool {
+		id, ok := tc.bACD.CallAgent(tc.callID)
+		return ok && id == 8
+	}) {
+		id, ok := tc.bACD.CallAgent(tc.callID)
+		t.Errorf("after the transfer node b's CallAgent = %d, %v, want agent 8", id, ok)
+	}
+	rx0 := tc.internalRx()
+	if !waitFor(20*time.Second, func() bool { return tc.internalRx() >= rx0+50 }) {
+		t.Errorf("agent 8's leg received %d packets (from %d), want agent 8's echo of the caller", tc.internalRx(), rx0)
+	}
+	evs := tc.hangUp(t)
+	ph2.wait(t)
+	if tr := lastOf(evs, callevent.EventTransferred); tr == nil || tr.FromAgentID != 7 || tr.ToAgentID != 8 {
+		t.Errorf("call.transferred %+v, want agent 7 to agent 8: %v", tr, eventTypes(evs))
+	}
+	if an := lastOf(evs, callevent.EventAnswered); an == nil || an.AgentID != 8 {
+		t.Errorf("last call.answered %+v, want agent 8's", an)
 	}
 }

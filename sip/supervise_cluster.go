@@ -149,17 +149,9 @@ func (s *Server) superviseOn(node, callID string, agentID int64, sup *media.Endp
 func (s *Server) newSupervisorCall(callID string) (*Call, error) {
 	c := &Call{s: s, id: uuid.NewString(), direction: "internal", internal: true, superviseOf: callID,
 		received: s.now(), holdLegs: map[*leg]bool{}, maxFwd: 70}
-	c.ctx, c.cancel = context.WithCancelCause(s.ctx)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed.Load() || !s.accepting.Load() {
-		return nil, ErrDraining
+	if err := s.admitPlaced(c); err != nil {
+		return nil, err
 	}
-	if len(s.calls) >= s.opts.MaxCalls {
-		return nil, ErrOverCapacity
-	}
-	s.calls[c] = struct{}{}
-	s.callsWG.Add(1)
 	return c, nil
 }
 
