@@ -58,7 +58,8 @@
 // PortAllocator's poll loops (recv_linux.go), one per GOMAXPROCS at most, each an epoll
 // instance over many sockets, edge-triggered and parked in the runtime's netpoller. One wake-up
 // serves every socket with something queued, each with recvmmsg(2), so at load a wake-up
-// carries many packets and the per-packet cost falls. Its timers are time.AfterFunc
+// carries many packets and the per-packet cost falls; a busy loop (two packets a round or
+// more) is not woken by each packet but reads once a millisecond (coalesceWindow). Its timers are time.AfterFunc
 // (rtcp.go), and a media timeout can be delivered to a callback (OnMediaTimeout) rather than
 // to a goroutine waiting on a channel for the whole call. Close returns only when no packet of
 // the endpoint is being handled. Other systems than Linux read each socket with a goroutine

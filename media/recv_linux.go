@@ -30,7 +30,8 @@ import (
 // it wakes, one epoll_wait(2) names every socket with something queued and the loop drains each
 // with recvmmsg(2), handing each datagram to the socket's handler on the loop's goroutine. One
 // wake-up serves as many packets as arrived meanwhile: the busier the gateway, the more each
-// costs less.
+// costs less. A busy loop is not woken per packet at all but reads once a millisecond
+// (coalesceWindow, poll).
 //
 // The loops read the sockets' descriptors outside the net package's locking. That is safe
 // because a socket is unwatched (its watch closed, removed from the epoll set, and any handling
@@ -166,6 +167,7 @@ type pollLoop struct {
 	exited chan struct{}
 	events [pollEvents]unix.EpollEvent // loop goroutine only
 	batch  *rxBatch                    // loop goroutine only
+	parked time.Time                   // when poll last returned to park (zero: busy); loop goroutine only
 	tx     *txBatch                    // loop goroutine only
 }
 
@@ -306,12 +308,48 @@ func (l *pollLoop) run(rc syscall.RawConn) {
 	}
 }
 
+// coalesceWindow is the pace of a busy poll loop: once packets come more often than one per
+// window, the loop stops being woken by each of them and instead reads every socket that is
+// ready once per window, sleeping between the rounds. A wake-up (the sender's loopback softirq
+// waking the loop's thread, the scheduler switching to it, the runtime's netpoller handing it
+// the epoll descriptor) cost more than a packet's own forwarding in this machine's guest, and
+// between about 500 and 1,000 calls — a loop fast enough to keep up with the packets one or two
+// at a time — the gateway paid one per packet or two: 12.2 µs of CPU per packet at 750 calls
+// against 8.5 µs at 1,000, where the loop fell behind and read many per round (BENCHMARKS.md,
+// session 10). A millisecond delays a packet by at most that (its 20 ms of audio is not
+// touched; a phone's jitter buffer is 20–60 ms) and makes a round carry a millisecond of
+// traffic whatever the load: 100 packets at 1,000 calls.
+const coalesceWindow = time.Millisecond
+
+// coalesceMin is how many packets a round must carry for the loop to stay busy (sleep and read
+// again) rather than park in the netpoller: below it (under about 2,000 packets a second on
+// the loop) every packet wakes the loop, as before, at no delay.
+const coalesceMin = 2
+
 // poll serves every ready socket and returns false to park again. Parking after an
 // epoll_wait(2) that came back short of full loses nothing: a datagram queued after it adds its
 // socket to the ready list, which makes the epoll descriptor readable, which the netpoller
 // reports to the wait that follows.
+//
+// Coalescing (coalesceWindow): woken less than a window after it parked, the loop first sleeps
+// the rest of the window, so the round reads what came meanwhile; a round that carried
+// coalesceMin packets or more is followed, instead of parking, by a yield to the goroutines
+// waiting for the processor (SIP, timers, the recordings' clock) and a sleep until a window
+// after the round began — none when the round and the yield took that long, so a loop near
+// its core's limit reads back to back as before and a packet waits at most a round. The
+// sleep is nanosleep(2) as a raw system call: the loop keeps its P, so no other thread of the
+// runtime waits in the netpoller meanwhile and is woken by each packet — which is the cost the
+// sleep is there to avoid. Other goroutines wait for the P at most a window (they run in the
+// yield).
 func (l *pollLoop) poll(epfd uintptr) bool {
+	if !l.parked.IsZero() {
+		if rest := coalesceWindow - time.Since(l.parked); rest > 0 {
+			rawSleep(rest)
+		}
+		l.parked = time.Time{}
+	}
 	for {
+		round := time.Now()
 		n, err := epollPoll(int(epfd), l.events[:])
 		if err == unix.EINTR {
 			continue
@@ -320,15 +358,31 @@ func (l *pollLoop) poll(epfd uintptr) bool {
 			l.tx.flush()
 			return false
 		}
+		pkts := 0
 		for i := range n {
-			l.serve(int(l.events[i].Fd))
+			pkts += l.serve(int(l.events[i].Fd))
 		}
 		// The round's forwarded packets go out now, before the loop parks or reads again.
 		l.tx.flush()
-		if n < len(l.events) {
+		if n == len(l.events) {
+			continue
+		}
+		if pkts < coalesceMin {
+			l.parked = time.Now()
 			return false
 		}
+		runtime.Gosched()
+		if rest := coalesceWindow - time.Since(round); rest > 0 {
+			rawSleep(rest)
+		}
 	}
+}
+
+// rawSleep sleeps d on the calling thread without releasing its P (see poll). A signal cuts
+// it short (EINTR), which only makes the round come sooner.
+func rawSleep(d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
 
 // epollPoll is epoll_wait(2) with a zero timeout — it never blocks — as a raw system call,
@@ -342,14 +396,15 @@ func epollPoll(epfd int, events []unix.EpollEvent) (int, syscall.Errno) {
 	return int(n), 0
 }
 
-// serve drains the socket of slot, unless it is being unwatched.
-func (l *pollLoop) serve(slot int) {
+// serve drains the socket of slot, unless it is being unwatched, and returns how many
+// datagrams it read.
+func (l *pollLoop) serve(slot int) (pkts int) {
 	if slot < 0 || slot >= len(l.rx.slots) {
-		return
+		return 0
 	}
 	w := l.rx.slots[slot].Load()
 	if w == nil || w.loop != l || !w.state.CompareAndSwap(watchIdle, watchBusy) {
-		return // unwatched since the event (the slot may hold another socket by now)
+		return 0 // unwatched since the event (the slot may hold another socket by now)
 	}
 	b := l.batch
 	full := false
@@ -363,6 +418,7 @@ func (l *pollLoop) serve(slot int) {
 			break
 		}
 		at := time.Now()
+		pkts += n
 		for i := range n {
 			p, src := b.packet(i)
 			w.handle(p, src, at, l.tx)
@@ -388,6 +444,7 @@ func (l *pollLoop) serve(slot int) {
 		w.state.Store(watchClosed)
 		close(w.done)
 	}
+	return pkts
 }
 
 // txCap is how many forwarded packets a poll loop's send batch holds: the packets of a round

@@ -3,6 +3,7 @@ package media
 import (
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Two taps on one endpoint both see every packet (a call's recording and a voicemail message
@@ -23,6 +24,11 @@ func TestTwoTapsSeeEveryPacketAndRemoveOnlyTheirOwn(t *testing.T) {
 	e.SetRemote(caller.addr())
 	caller.send(e.LocalAddr(), audio(0, 1, 160, 0xAAAA, 0xFF))
 	recording.until(t, 1)
+	// The taps run one after the other on the poll loop: the second may not have run yet when
+	// the first's packet arrives here.
+	for deadline := time.Now().Add(wait); voicemail.Load() < 1 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	if voicemail.Load() != 1 {
 		t.Fatalf("the second tap saw %d packets, want 1", voicemail.Load())
 	}
