@@ -2,16 +2,13 @@ package migrations_test
 
 import (
 	"context"
-	"os"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/tern/v2/migrate"
 
 	"github.com/switchboard-voice/switchboard/internal/pgtest"
-	"github.com/switchboard-voice/switchboard/migrations"
 )
 
 // Migration 008 (the audit trail): the audits written before it get their source and a
@@ -21,21 +18,7 @@ func TestMigration008_DescribesTheAuditsWrittenBefore(t *testing.T) {
 	url := pgtest.EmptyURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	m, err := migrate.NewMigrator(ctx, conn, migrations.VersionTable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.LoadMigrations(os.DirFS(".")); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.MigrateTo(ctx, 7); err != nil {
-		t.Fatal(err)
-	}
+	conn, m := migratedTo(t, ctx, url, 7)
 	var owner, holder int64
 	if err := conn.QueryRow(ctx, `INSERT INTO users (name, role) VALUES ('New Owner', 'end-user') RETURNING id`).Scan(&owner); err != nil {
 		t.Fatal(err)

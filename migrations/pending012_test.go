@@ -2,15 +2,12 @@ package migrations_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/tern/v2/migrate"
 
 	"github.com/switchboard-voice/switchboard/internal/pgtest"
-	"github.com/switchboard-voice/switchboard/migrations"
 )
 
 // Migration 012 (the queue of pending call events): the events pending before it are queued,
@@ -20,21 +17,7 @@ func TestMigration012_QueuesTheEventsPendingBefore(t *testing.T) {
 	url := pgtest.EmptyURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	m, err := migrate.NewMigrator(ctx, conn, migrations.VersionTable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.LoadMigrations(os.DirFS(".")); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.MigrateTo(ctx, 11); err != nil {
-		t.Fatal(err)
-	}
+	conn, m := migratedTo(t, ctx, url, 11)
 	if _, err := conn.Exec(ctx, `INSERT INTO call_events (id, call_id, seq, type, at, body, applied_at) VALUES
 		(gen_random_uuid(), 'a', 1, 'call.started', now(), '{}', '2026-01-02 03:04:05+00'),
 		(gen_random_uuid(), 'a', 2, 'call.ended', now(), '{}', NULL),

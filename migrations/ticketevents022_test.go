@@ -2,15 +2,12 @@ package migrations_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/tern/v2/migrate"
 
 	"github.com/switchboard-voice/switchboard/internal/pgtest"
-	"github.com/switchboard-voice/switchboard/migrations"
 )
 
 // ticketEventTriggerCalls inserts ten tickets in one statement and two comments on each in
@@ -69,21 +66,7 @@ func TestMigration022_TicketEventTriggersRunOncePerStatement(t *testing.T) {
 	url := pgtest.EmptyURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	m, err := migrate.NewMigrator(ctx, conn, migrations.VersionTable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.LoadMigrations(os.DirFS(".")); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.MigrateTo(ctx, 22); err != nil {
-		t.Fatal(err)
-	}
+	conn, m := migratedTo(t, ctx, url, 22)
 	var author int64
 	if err := conn.QueryRow(ctx, `INSERT INTO users (name, role) VALUES ('Ann Agent', 'agent') RETURNING id`).Scan(&author); err != nil {
 		t.Fatal(err)

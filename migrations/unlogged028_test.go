@@ -2,15 +2,12 @@ package migrations_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/tern/v2/migrate"
 
 	"github.com/switchboard-voice/switchboard/internal/pgtest"
-	"github.com/switchboard-voice/switchboard/migrations"
 )
 
 // Migration 028 (the queue of pending call events without WAL): the queue and its marker are
@@ -23,21 +20,7 @@ func TestMigration028_UnloggedQueueIsRebuiltFromTheLogAfterACrash(t *testing.T) 
 	url := pgtest.EmptyURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	m, err := migrate.NewMigrator(ctx, conn, migrations.VersionTable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.LoadMigrations(os.DirFS(".")); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.MigrateTo(ctx, 27); err != nil {
-		t.Fatal(err)
-	}
+	conn, m := migratedTo(t, ctx, url, 27)
 	exec := func(sql string) {
 		t.Helper()
 		if _, err := conn.Exec(ctx, sql); err != nil {

@@ -2,15 +2,12 @@ package migrations_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/tern/v2/migrate"
 
 	"github.com/switchboard-voice/switchboard/internal/pgtest"
-	"github.com/switchboard-voice/switchboard/migrations"
 )
 
 // Migration 029 (the rebuild of the queue reads the event log from a watermark): an insert still
@@ -27,21 +24,7 @@ func TestMigration029_WatermarkStopsBelowInFlightEventsAndBoundsTheRebuild(t *te
 	url := pgtest.EmptyURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	m, err := migrate.NewMigrator(ctx, conn, migrations.VersionTable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.LoadMigrations(os.DirFS(".")); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.MigrateTo(ctx, 29); err != nil {
-		t.Fatal(err)
-	}
+	conn, m := migratedTo(t, ctx, url, 29)
 	exec := func(sql string, args ...any) {
 		t.Helper()
 		if _, err := conn.Exec(ctx, sql, args...); err != nil {
