@@ -30,7 +30,15 @@ func TestSharedACD_ExtendWrapUpOnTheCallsNode(t *testing.T) {
 	if _, err := b.acd.ExtendWrapUp(1, 8*time.Second); !errors.Is(err, ivr.ErrBadState) {
 		t.Fatalf("extend on the other node: %v, want ErrBadState", err)
 	}
-	st, err := a.acd.ExtendWrapUp(1, 8*time.Second)
+	// Node A writes the wrap-up to the shared store before it arms its own timer of it, so the
+	// state can read wrap_up a moment before A can extend it: await A's timer (a page whose
+	// Extend came that early gets ErrBadState and can press it again).
+	var st ivr.AgentStatus
+	var err error
+	awaitCond(t, "node A extends the wrap-up it times", func() bool {
+		st, err = a.acd.ExtendWrapUp(1, 8*time.Second)
+		return err == nil || !errors.Is(err, ivr.ErrBadState)
+	})
 	if err != nil || st.State != ivr.StateWrapUp {
 		t.Fatalf("extend on the call's node: %+v %v", st, err)
 	}
