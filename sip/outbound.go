@@ -234,16 +234,28 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 		authTries      int
 		retried422     bool
 		cancelWG       sync.WaitGroup
+		// giveUp fires 64×T1 after our CANCEL went: RFC 3261 §9.1 takes the INVITE as
+		// cancelled then, whatever the far end did. An INVITE transaction that had a
+		// provisional has no timer of its own (Timer B stops in Proceeding), so without this a
+		// far end that answered neither the CANCEL nor the INVITE (crashed, or aborted the
+		// call, as SIPp does on a CANCEL it did not expect) held the call for the whole ring
+		// timeout plus 64×T1.
+		giveUp <-chan time.Time
 	)
 	// A CANCEL still retransmitting when the INVITE got its final response is no longer needed.
 	cancelCtx, stopCancel := context.WithTimeout(context.Background(), 64*s.opts.T1)
 	defer cancelWG.Wait()
 	defer stopCancel()
+	stopGiveUp := func() bool { return false }
+	defer func() { stopGiveUp() }()
 	sendCancel := func() {
 		if cancelSent || !gotProvisional {
 			return
 		}
 		cancelSent = true
+		t := time.NewTimer(64 * s.opts.T1)
+		stopGiveUp = t.Stop
+		giveUp = t.C
 		cr := l.cancelRequest()
 		cancelWG.Add(1)
 		go func() {
@@ -346,6 +358,9 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 				cancelWanted = causeCancelled
 			}
 			sendCancel()
+		case <-giveUp:
+			s.log.Debug("sip: no final response 64×T1 after our CANCEL: the INVITE is taken as cancelled", "call_id", l.callRef(), "sip_call_id", logValue(l.callID))
+			return nil, cancelWanted
 		case <-ring.C:
 			if cancelWanted == nil {
 				cancelWanted = &StatusError{Code: 480, Reason: "Temporarily Unavailable", Outcome: callevent.OutcomeNoAnswer}
