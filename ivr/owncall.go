@@ -1,6 +1,8 @@
 package ivr
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync"
 )
@@ -15,9 +17,20 @@ import (
 // It refuses (ErrAgentUnavailable) an agent already on a call or being offered one, and
 // answers ErrUnknownAgent for an id the roster does not hold (the caller may place the call
 // anyway: such a user has no queue state). With shared queues (a cluster, ACDOptions.Shared)
-// the agent's state is the store's, and this marks nothing: end does nothing (not built).
+// the agent's state is the store's: it refuses an agent the store shows on or offered a call
+// (a phone's consult call that reached another node than the phone's reads as its own call
+// there), and otherwise marks nothing: end does nothing (not built).
 func (a *ACD) BusyOnOwnCall(id int64, callID string) (end func(), err error) {
 	if a.opts.Shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+		defer cancel()
+		st, err := a.opts.Shared.Agent(ctx, id)
+		switch {
+		case errors.Is(err, ErrUnknownAgent):
+			return nil, err
+		case err == nil && (st.State == StateBusy || st.Offering != ""):
+			return nil, fmt.Errorf("%w: agent %d is on or being offered another call", ErrAgentUnavailable, id)
+		}
 		return func() {}, nil
 	}
 	a.mu.Lock()
