@@ -206,7 +206,7 @@ func (r *phoneCallRig) checkTalked(t *testing.T, least uint64) {
 	}
 	for i, st := range sum.Outbound {
 		if st.PacketsReceived < least || st.PacketsSent < least {
-			t.Errorf("leg %d carried %d packets in, %d out; want RTP both ways", i, st.PacketsReceived, st.PacketsSent)
+			t.Errorf("leg %d carried %d packets in, %d out; want RTP both ways (all legs: %+v)", i, st.PacketsReceived, st.PacketsSent, sum.Outbound)
 		}
 	}
 }
@@ -439,4 +439,35 @@ func testutilCounter(t *testing.T, reg *prometheus.Registry, name string, labels
 	t.Helper()
 	g := &testGateway{reg: reg}
 	return g.counter(name, labels...)
+}
+
+// TestSIPPhoneOwnCallCancelledWhileRinging: agent1's phone gives up its call while the far end
+// rings (SIPp ringing until CANCELled): the phone's CANCEL is answered 200 and its INVITE 487,
+// the gateway CANCELs the far end's INVITE, and the call ends abandoned, given up by the caller
+// (cancel), unanswered (no call.answered); the agent, busy while it rang, is available again.
+func TestSIPPhoneOwnCallCancelledWhileRinging(t *testing.T) {
+	farPort := testport.FreeUDP(t)
+	r := newPhoneCallRig(t, farPort, "")
+	far := startSipp(t, r.dir, "uas_cancel.xml", "-p", strconv.Itoa(farPort), "-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", "1")
+	phonePort := testport.FreeUDP(t)
+	r.register(t, phonePort)
+	if _, err := r.acd.SetState(r.agent.ID, ivr.StateAvailable); err != nil {
+		t.Fatal(err)
+	}
+	ph := r.phone(t, phonePort, "uac_phone_cancel.xml", erinNumber)
+	r.awaitOwnCall(t)
+	ph.wait(t)
+	far.wait(t)
+	evs := r.g.sink.waitEnded(t, 30*time.Second)
+	if a := lastOf(evs, callevent.EventAnswered); a != nil {
+		t.Errorf("call.answered %+v on a call the phone gave up", a)
+	}
+	end := lastOf(evs, callevent.EventEnded)
+	if end.Outcome != callevent.OutcomeAbandoned || end.HangupBy != callevent.HangupByCaller || end.Cause != callevent.CauseCancel {
+		t.Errorf("call.ended %+v, want abandoned, given up by the caller (cancel)", end)
+	}
+	if !waitFor(10*time.Second, func() bool { s, _ := r.acd.Agent(r.agent.ID); return s.State == ivr.StateAvailable }) {
+		s, _ := r.acd.Agent(r.agent.ID)
+		t.Errorf("agent after their call: %+v, want available again", s)
+	}
 }
