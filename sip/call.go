@@ -413,8 +413,9 @@ func (c *Call) endOf(l *leg, cause error) (by, how string, ok bool) {
 	switch {
 	case errors.Is(cause, causeRemoteBye):
 		// The carrier leg is the caller's; a leg the gateway placed is the callee's (the agent's
-		// phone or the far end of an inbound call; the dialled number of an outbound one).
-		if l != nil && l == c.carrier {
+		// phone or the far end of an inbound call; the dialled number of an outbound one). An
+		// agent's phone placing its own call is that call's caller (phonecall.go).
+		if l != nil && (l == c.carrier || l.ownCall) {
 			return callevent.HangupByCaller, callevent.CauseBye, true
 		}
 		if l != nil {

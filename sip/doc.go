@@ -48,7 +48,9 @@
 // REFER (refer.go) or a consult call and REFER with Replaces (phoneconsult.go), holds with its
 // own Hold key — a re-INVITE that Options.PhoneHold makes the ACD's hold, music and hold time
 // included (phonehold.go) — and picks up a call ringing another agent with INVITE and
-// Replaces or the pickup code (Options.Pickup; pickup.go).
+// Replaces or the pickup code (Options.Pickup; pickup.go). On no call, the phone's INVITE to a
+// number is its own call (Options.PhoneCall, the page's checks; phonecall.go), placed by
+// Originate as the page's, the agent busy in the ACD meanwhile (Options.OwnCallBusy).
 //
 // Agents attached to other nodes (internal_leg.go): Server.ClusterDialer wraps this node's
 // agent dialer (softphone page, else registered phone); an offer whose ivr.Offer.Node names

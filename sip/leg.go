@@ -63,6 +63,9 @@ type leg struct {
 	// pickedUp, set before the leg is visible, marks an agent's phone's leg that picked the
 	// call up (a UAS leg, pickup.go): it is the agent's leg of the call as PhoneDialer's are.
 	pickedUp bool
+	// ownCall, set before the leg is visible, marks an agent's phone's leg placing its own
+	// call (a UAS leg, phonecall.go): the agent's leg of the call, its caller's.
+	ownCall bool
 
 	mu           sync.Mutex
 	localTag     string

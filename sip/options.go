@@ -94,6 +94,19 @@ type Options struct {
 	// (RFC 3891), or by dialling FeatureCodes.Pickup (*8). *ivr.ACD satisfies it. Nil: an
 	// INVITE with Replaces gets 481 or 403, and the code is dialled like any number.
 	Pickup CallPickup
+	// PhoneCall, when set with Agents, lets an agent's SIP phone place its own outbound call
+	// through the gateway (phonecall.go): its authenticated INVITE to a number, while the
+	// phone is on no call. It checks the dial as the page's POST /calls is checked (the
+	// ticketing core's outbound rules, the trunk's destinations, the agent's limits) and
+	// returns the call to place — Number in E.164, Trunk and Line (empty: the first outbound
+	// trunk and its caller ID), Started (the ticket choices for call.started), Ended (gives
+	// the agent's call slot back; called once the call is over) — or the refusal, whose
+	// SIPStatus() (code, reason), when it has one, answers the phone (else 500). Softphone is
+	// not used. Nil: such INVITEs are refused 403.
+	PhoneCall func(ctx context.Context, agentID int64, number string) (AgentCall, error)
+	// OwnCallBusy, when set, marks the agent busy in the ACD for the whole of their phone's
+	// own call (*ivr.ACD: BusyOnOwnCall), so that no queue offer rings them meanwhile.
+	OwnCallBusy OwnCallBusy
 
 	// MaxCalls bounds concurrent calls; one more gets 503 with Retry-After.
 	// DefaultMaxCalls (1000); 0 (or negative) means no limit.

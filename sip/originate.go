@@ -42,6 +42,12 @@ type OriginateOptions struct {
 	prepare func(c *Call) error
 	// failed runs when the callee never answered, before call.ended.
 	failed func()
+	// dialFailed, when set, runs then too, with Dial's error (an agent's phone's own call
+	// relays its status: phonecall.go).
+	dialFailed func(err error)
+	// progress, when set, is told the callee's provisional responses above 100 (on the
+	// call's goroutine, before Answered or dialFailed).
+	progress func(code int)
 	// call, when set, is a call made beforehand by newOutboundCall and counted already (a
 	// queue callback's, whose agent's phone was rung on it first: callback.go); Originate
 	// runs it instead of making one.
@@ -131,7 +137,11 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 	c.emit(started)
 
 	outcome := callevent.OutcomeFailed
-	out, err := c.Dial(c.ctx, DialOptions{Trunk: c.trunk, Number: c.to, FromUser: c.from})
+	dopts := DialOptions{Trunk: c.trunk, Number: c.to, FromUser: c.from}
+	if opts.progress != nil {
+		dopts.OnProgress = func(code int, _ *EarlyMedia) { opts.progress(code) }
+	}
+	out, err := c.Dial(c.ctx, dopts)
 	var se *StatusError
 	switch {
 	case err == nil:
@@ -181,6 +191,9 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 	}
 	if err != nil && opts.failed != nil {
 		opts.failed()
+	}
+	if err != nil && opts.dialFailed != nil {
+		opts.dialFailed(err)
 	}
 	c.cancel(causeLocalHangup)
 	c.mu.Lock()

@@ -181,11 +181,12 @@ func (l *leg) referReplace(r replaces, agent int64) {
 }
 
 // phoneConsultInvite reports whether an INVITE outside any dialog is an agent's phone calling
-// through the gateway to consult (see the file's comment): it comes from a registered phone's
-// address (source and port), or from no trunk with a From that names an agent's SIP username,
-// and the gateway takes such consults. Digest authentication then says which agent it is.
+// through the gateway to consult, or to place its own call (phonecall.go): it comes from a
+// registered phone's address (source and port), or from no trunk with a From that names an
+// agent's SIP username, and the gateway takes such calls. Digest authentication then says
+// which agent it is.
 func (s *Server) phoneConsultInvite(req *sip.Request, isTrunk bool) bool {
-	if s.opts.PhoneConsult == nil || s.opts.Agents == nil || req.Method != sip.INVITE {
+	if (s.opts.PhoneConsult == nil && s.opts.PhoneCall == nil) || s.opts.Agents == nil || req.Method != sip.INVITE {
 		return false
 	}
 	if s.clusterOn() && req.GetHeader(hdrOffer) != nil {
@@ -222,9 +223,13 @@ func (s *Server) handlePhoneConsult(req *sip.Request, tx sip.ServerTransaction) 
 		return
 	}
 	a := s.agentPhoneLeg(acct.ID)
-	if a == nil {
-		// Calls between agents, or out through the trunk, from a phone are not built: the phone
-		// calls through the gateway only to consult on the call it is on.
+	if a == nil && s.opts.PhoneCall != nil {
+		s.handlePhoneCall(req, tx, acct) // phonecall.go: the phone's own call
+		return
+	}
+	if a == nil || s.opts.PhoneConsult == nil {
+		// Calls between agents from a phone are not built: the phone calls through the
+		// gateway to consult on the call it is on, or a number on its own (PhoneCall).
 		s.reply(req, tx, 403, "Forbidden (no call to consult on)")
 		return
 	}

@@ -103,5 +103,6 @@ func (l *leg) phoneHolder() (hold, resume func(context.Context) error) {
 }
 
 // phoneSide reports whether the leg can be an agent's phone's leg of its call: one call
-// control placed (PhoneDialer's), or one that picked the call up (pickup.go).
-func (l *leg) phoneSide() bool { return l.role == roleUAC || l.pickedUp }
+// control placed (PhoneDialer's), one that picked the call up (pickup.go), or one placing the
+// agent's own call (phonecall.go).
+func (l *leg) phoneSide() bool { return l.role == roleUAC || l.pickedUp || l.ownCall }

@@ -48,6 +48,8 @@ type OutboundStore interface {
 	// User reads the calling agent, whose email names their team (Teams).
 	User(ctx context.Context, id int64) (ticketing.User, error)
 	PlanOutboundCall(ctx context.Context, call ticketing.OutboundCall, entry ticketing.TicketEntry) (ticketing.OutboundPlan, error)
+	// PlanDialledNumber plans a dial that names only a number (an agent's SIP phone's: PhoneDial).
+	PlanDialledNumber(ctx context.Context, number string, entry ticketing.TicketEntry) (ticketing.OutboundPlan, error)
 	// AuditVoicemailCallback records a dial on a voicemail's ticket as its callback (TU-9);
 	// other tickets write nothing.
 	AuditVoicemailCallback(ctx context.Context, actor ticketing.Actor, ticketID int64, callID, to string) error

@@ -112,6 +112,7 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 
 	out := &web.Outbound{Store: gw.store, Dialer: trunkDialer{t}, Teams: teams, Guard: guard,
 		Lines: outboundLines(gw.cfg), Roster: t.acd, Log: gw.log.With("component", "outbound")}
+	t.outbound.Store(out) // the agents' SIP phones' own calls go through the same checks
 	caller := func(r *http.Request) (int64, bool) {
 		p, err := gw.api.Authenticate(r)
 		return p.UserID, err == nil
@@ -239,30 +240,12 @@ type trunkDialer struct{ t *telephony }
 
 func (d trunkDialer) Dial(ctx context.Context, req web.Dial) (string, error) {
 	t := d.t
-	// OB-7: the line the agent called from (or their queue's default) is the caller ID, its
-	// trunk dials; without one, the first outbound trunk with its caller ID.
-	trunk, line, lang := req.Line.Trunk, req.Line.Number, req.Line.Language
-	if line == "" {
-		tr, ok := outboundTrunk(t.gw.cfg)
-		if !ok {
-			return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "no trunk takes outbound calls on this gateway"}
-		}
-		trunk, line = tr.Name, tr.Outbound.CallerID
-		if l, ok := t.gw.cfg.Line(line); ok { // the caller ID is a line: its language
-			lang = l.Language
-		}
+	ac, err := t.agentCall(req)
+	if err != nil {
+		return "", err
 	}
-	id, err := t.sip.CallForAgent(ctx, sip.AgentCall{
-		AgentID: req.AgentID, Number: req.To, Trunk: trunk, Line: line,
-		Softphone: t.web, Ended: req.Ended,
-		Started: func(e *callevent.Event) {
-			e.RequesterID, e.TicketChoice, e.EnteredNumber = req.ContactID, req.TicketChoice, req.EnteredNumber
-			e.Language = lang // OB-7: the calling line's language
-			if req.TicketID != nil {
-				e.TicketID = *req.TicketID
-			}
-		},
-	})
+	ac.Softphone = t.web
+	id, err := t.sip.CallForAgent(ctx, ac)
 	switch {
 	case err == nil:
 		return id, nil
@@ -278,6 +261,53 @@ func (d trunkDialer) Dial(ctx context.Context, req web.Dial) (string, error) {
 	id = web.ErrorID()
 	t.gw.log.Error("outbound call not placed", "agent_id", req.AgentID, "error_id", id, "err", err)
 	return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "the call cannot be placed now (error id " + id + ")"}
+}
+
+// agentCall is a validated outbound dial (the page's or an agent's SIP phone's) as sip places
+// it: OB-7, the line the agent called from (or their queue's default) is the caller ID, its
+// trunk dials; without one, the first outbound trunk with its caller ID. call.started carries
+// the plan's ticket choices and the line's language.
+func (t *telephony) agentCall(req web.Dial) (sip.AgentCall, error) {
+	trunk, line, lang := req.Line.Trunk, req.Line.Number, req.Line.Language
+	if line == "" {
+		tr, ok := outboundTrunk(t.gw.cfg)
+		if !ok {
+			return sip.AgentCall{}, &ticketing.Error{Kind: ticketing.ErrConflict, Description: "no trunk takes outbound calls on this gateway"}
+		}
+		trunk, line = tr.Name, tr.Outbound.CallerID
+		if l, ok := t.gw.cfg.Line(line); ok { // the caller ID is a line: its language
+			lang = l.Language
+		}
+	}
+	return sip.AgentCall{
+		AgentID: req.AgentID, Number: req.To, Trunk: trunk, Line: line, Ended: req.Ended,
+		Started: func(e *callevent.Event) {
+			e.RequesterID, e.TicketChoice, e.EnteredNumber = req.ContactID, req.TicketChoice, req.EnteredNumber
+			e.Language = lang // OB-7: the calling line's language
+			if req.TicketID != nil {
+				e.TicketID = *req.TicketID
+			}
+		},
+	}, nil
+}
+
+// phoneCall checks an agent's SIP phone's own call through the page's outbound checks
+// (web.Outbound.PhoneDial) and returns it for sip to place (sip.Options.PhoneCall).
+func (t *telephony) phoneCall(ctx context.Context, agentID int64, number string) (sip.AgentCall, error) {
+	out := t.outbound.Load()
+	if out == nil {
+		return sip.AgentCall{}, &web.PhoneRefusal{Status: 503, Reason: "outbound calls are not ready"}
+	}
+	d, err := out.PhoneDial(ctx, agentID, number)
+	if err != nil {
+		return sip.AgentCall{}, err
+	}
+	ac, err := t.agentCall(d)
+	if err != nil {
+		d.Ended()
+		return sip.AgentCall{}, &web.PhoneRefusal{Status: 403, Reason: "no trunk takes outbound calls on this gateway"}
+	}
+	return ac, nil
 }
 
 // callbackDialer places queue callbacks through sip (ivr.CallbackDialer) and refuses the

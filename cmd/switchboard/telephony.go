@@ -53,6 +53,9 @@ type telephony struct {
 	// transfers is the page's and the API's transfer checks, made by startSoftphone after the
 	// SIP server; an agent phone's REFER (sip.Options.Refer) goes through them.
 	transfers atomic.Pointer[web.Transfers]
+	// outbound is the page's outbound call checks, made by startSoftphone after the SIP
+	// server; an agent phone's own call (sip.Options.PhoneCall) goes through them.
+	outbound atomic.Pointer[web.Outbound]
 	// states keeps the agents' state history for the reports (nil without a database pool).
 	states *ticketing.AgentStateLog
 
@@ -229,6 +232,8 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		sopts.PhoneConsult, sopts.PhoneComplete = t.phoneConsult, t.phoneComplete
 		sopts.PhoneHold = t.acd // the phones' hold button: the ACD's hold (music, call.held, hold time)
 		sopts.Pickup = t.acd    // call pickup from the phones (INVITE with Replaces, sip.feature_codes.pickup)
+		// the phones' own calls to a number: the page's outbound checks, the agent busy meanwhile
+		sopts.PhoneCall, sopts.OwnCallBusy = t.phoneCall, t.acd
 	}
 	switch {
 	case gw.journal != nil && gw.dialogs != nil:
