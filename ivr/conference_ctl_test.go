@@ -458,7 +458,9 @@ func conferenceHoldRaceTurn(t *testing.T, r *rig, i int) {
 		t.Fatalf("turn %d: conference left behind", i)
 	}
 	types := r.events.types(leg.id)
-	if h, rs := count(types, callevent.EventHeld), count(types, callevent.EventResumed); rs > h || h > rs+1 {
+	// Every call.resumed ends a call.held (a two-way blind transfer from hold ends the hold
+	// with call.transferred instead).
+	if h, rs := count(types, callevent.EventHeld), count(types, callevent.EventResumed); rs > h {
 		t.Errorf("turn %d: %d call.held and %d call.resumed: %v", i, h, rs, types)
 	}
 }
