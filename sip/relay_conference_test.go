@@ -333,3 +333,98 @@ func TestCrossNode_ConferenceHeldFromAgentNodeOthersTalkOn(t *testing.T) {
 		t.Errorf("call.ended %+v: want the time held (1 s at least) in hold_time", e)
 	}
 }
+
+// TestCrossNode_ConferenceTransferFromAgentNodeNotAnswered (issue 21, transfer in a
+// conference): agent 7's page on node b transfers their place in node a's conference (a SIPp
+// caller, a SIPp party through node a's trunk) blind to agent 8 (available, attached to node
+// b, whose page does not answer). The transfer is relayed to node a and accepted at once;
+// agent 7 is released (their leg hung up, no longer on the call); the caller and the party
+// talk on while agent 8 rings and after the ring was not answered — the conference goes on
+// without an agent (no call.transferred, node a's call still answered by agent 7 on its
+// record). A transfer to an outside number from node b is refused with the conference's own
+// refusal (ErrConferenceNumber, named across the internal leg), nothing changed.
+func TestCrossNode_ConferenceTransferFromAgentNodeNotAnswered(t *testing.T) {
+	requireSipp(t)
+	partyDir := t.TempDir()
+	writeULawWAVHz(t, filepath.Join(partyDir, "party.wav"), 2, partyHz)
+	partyPort := testport.FreeUDP(t)
+	partySipp := startSipp(t, partyDir, "uas_party_tone.xml", "-p", strconv.Itoa(partyPort),
+		"-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", "1")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("party SIPp output:\n%s", tail(partySipp.out.String(), 3000))
+		}
+	})
+	sc := newSuperviseClusterWith(t, "b", func(o *Options) {
+		o.Trunks = append(o.Trunks, Trunk{Name: "carrier-out", OutboundURI: fmt.Sprintf("sip:127.0.0.1:%d", partyPort)})
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	playTone(ctx, &wg, sc.agent.phone, agentHz)
+
+	partyID, err := sc.b.s.DialConference(ctx, ConferenceDial{CallID: sc.callID, AgentID: 7, Number: "+15557654323"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(30*time.Second, func() bool { return sc.acdA.Conferenced(sc.callID) }) {
+		t.Fatal("the party never joined node a's call")
+	}
+	pc := sc.a.s.callByID(partyID)
+	if pc == nil {
+		t.Fatalf("node a has no party call %s", partyID)
+	}
+	pc.mu.Lock()
+	partyLeg := pc.legs[0]
+	pc.mu.Unlock()
+	partyLeg.mu.Lock()
+	toParty := tapPCM(partyLeg.ep, media.Sent)
+	partyLeg.mu.Unlock()
+	expectTones(t, "conference: party", toParty.listen(t, 25), []float64{callerHz, agentHz}, []float64{partyHz})
+
+	if err := sc.bACD.Transfer(ctx, sc.callID, ivr.TransferTo{Number: "+15557654324"}); !errors.Is(err, ivr.ErrConferenceNumber) {
+		t.Errorf("a transfer to a number from node b in a conference: %v, want ErrConferenceNumber", err)
+	}
+	sc.acdB.AgentAttached(8, ivr.ViaPage)
+	if _, err := sc.acdB.SetState(8, ivr.StateAvailable); err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.bACD.Transfer(ctx, sc.callID, ivr.TransferTo{AgentID: 8}); err != nil {
+		t.Fatalf("transfer the conference place to agent 8 from node b: %v", err)
+	}
+	select {
+	case <-sc.agent.leg.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("agent 7's leg was not hung up by the transfer")
+	}
+	expectTones(t, "transferred: caller", sc.toCaller.listen(t, 25), []float64{partyHz}, []float64{agentHz, callerHz})
+	expectTones(t, "transferred: party", toParty.listen(t, 25), []float64{callerHz}, []float64{agentHz, partyHz})
+	// Agent 8's page does not answer: the ring ends, the conference goes on without an agent.
+	if !waitFor(30*time.Second, func() bool {
+		for _, st := range sc.acdA.Agents() {
+			if st.ID == 8 {
+				return st.State != ivr.StateBusy && st.Offering == ""
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("agent 8's ring never ended: %+v", sc.acdA.Agents())
+	}
+	if id, ok := sc.acdA.CallAgent(sc.callID); !ok || id != 0 {
+		t.Errorf("after the transfer, node a's call has agent %d (%v), want 0 (the conference goes on without one)", id, ok)
+	}
+	expectTones(t, "not answered: caller", sc.toCaller.listen(t, 25), []float64{partyHz}, []float64{agentHz, callerHz})
+	if e := lastOf(sc.a.sink.callEvents(sc.callID), callevent.EventTransferred); e != nil {
+		t.Errorf("call.transferred %+v for a transfer not answered", e)
+	}
+
+	// The party hangs up: the caller is left alone and the call ends.
+	pc.Hangup()
+	partySipp.wait(t)
+	sc.caller.wait(t)
+	if !waitFor(30*time.Second, func() bool { return sc.a.s.ActiveCalls() == 0 && sc.b.s.ActiveCalls() == 0 }) {
+		t.Errorf("calls left: a %d, b %d", sc.a.s.ActiveCalls(), sc.b.s.ActiveCalls())
+	}
+}
