@@ -30,8 +30,12 @@ import (
 //     the agent still busy on the call, until the agent or the last party hangs up.
 //
 // The conference is over once fewer than two of its people remain: then the call ends and
-// whoever is left is hung up. Hold and transfers are refused while the call is a conference
-// (ErrConferenced): the mix has no place for music, and a transfer would leave parties behind.
+// whoever is left is hung up. While the caller and the agent are both in, the agent can hold
+// (out of the mix, the others talking on) and hand their place over by a blind transfer to an
+// agent or a queue (conference_ctl.go); once either of them left, hold and transfers are
+// refused (ErrConferenceCallerLeft, ErrConferenceAgentLeft). When the caller leaves, the
+// recording follows the agent (RecordingFollower): what the agent and the parties say after
+// is kept.
 //
 // Ownership: the conference's membership (callerIn, agentIn, parties, closed) is guarded by
 // ACD.mu; the call's goroutine (talk) decides, under it, whether the caller or the agent
@@ -49,8 +53,9 @@ type ConferenceLeg interface {
 var (
 	// ErrConferenceFull is returned when the call already has media.MaxMixMembers parties.
 	ErrConferenceFull = errors.New("ivr: conference full")
-	// ErrConferenced is returned by Hold, Resume, Transfer and Consult while the call is a
-	// conference. (A supervisor joins a conference's own mix: Supervise.)
+	// ErrConferenced is wrapped by the refusals of hold and transfers in a conference
+	// (conference_ctl.go: ErrConferenceConsult, ErrConferenceNumber, ErrConferenceCallerLeft,
+	// ErrConferenceAgentLeft). (A supervisor joins a conference's own mix: Supervise.)
 	ErrConferenced = errors.New("ivr: the call is a conference")
 )
 
@@ -59,7 +64,10 @@ type conference struct {
 	sess   *session
 	mixer  *media.Mixer
 	caller *media.MixMember
-	agent  *media.MixMember
+	// agent is the agent's member: written by the call's goroutine under ACD.mu (a transfer
+	// of the agent's place puts the new agent's there), read by it without the lock, by
+	// others under it.
+	agent *media.MixMember
 	// over is closed when closed is set: the call's goroutine, serving a conference the caller
 	// or the agent left, ends the call then.
 	over chan struct{}
@@ -223,8 +231,9 @@ func (a *ACD) leaveConference(s *session, caller bool) (*conference, bool) {
 
 // conferenceRest serves, on the call's goroutine, a conference the caller or the agent left,
 // until it is over: the last party left (cf.over), or the other of the caller and the agent
-// left (gone). Hold and transfer requests are refused meanwhile.
-func (a *ACD) conferenceRest(s *session, cf *conference, gone <-chan struct{}) {
+// left (gone). Hold and transfer requests are refused meanwhile, with refuse (which says who
+// left).
+func (a *ACD) conferenceRest(s *session, cf *conference, gone <-chan struct{}, refuse error) {
 	for range 1 << 20 { // bounded: every turn is an event of this call
 		select {
 		case <-cf.over:
@@ -232,7 +241,7 @@ func (a *ACD) conferenceRest(s *session, cf *conference, gone <-chan struct{}) {
 		case <-gone:
 			return
 		case r := <-s.ctl:
-			r.reply <- ErrConferenced
+			r.reply <- refuse
 		}
 	}
 }

@@ -72,7 +72,9 @@
 // Conference and ConferenceAgent add parties (an external leg, another agent rung as the queue
 // rings) to a connected call; a media.Mixer then mixes everyone for everyone (conference.go).
 // Any party leaves by hanging up: the call's goroutine keeps serving the call when the caller
-// or the agent leaves while parties remain, and ends it once one person is left.
+// or the agent leaves while parties remain, and ends it once one person is left. While both
+// are in, the call's goroutine serves the agent's hold (out of the mix) and a blind transfer
+// of the agent's place, whose ring runs as any Offer does (conference_ctl.go).
 //
 // # Callbacks
 //

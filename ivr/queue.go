@@ -547,11 +547,18 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 	var (
 		pl        *player
 		holdStart time.Time
+		// confHeld is the conference the agent holds (out of its mix, the others talking on:
+		// conference_ctl.go), nil when the agent does not hold one.
+		confHeld *conference
 	)
 	unhold := func() {
 		if pl != nil {
 			pl.halt()
 			pl = nil
+			out.hold += a.clock.Now().Sub(holdStart)
+		}
+		if confHeld != nil {
+			confHeld = nil
 			out.hold += a.clock.Now().Sub(holdStart)
 		}
 	}
@@ -563,14 +570,35 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 		a.agentFree(agentID, q)
 	}
 	for range 1 << 20 { // bounded: every turn is an event of this call
+		var heldOver <-chan struct{}
+		if confHeld != nil {
+			heldOver = confHeld.over
+		}
 		select {
+		case <-heldOver:
+			// The conference the agent holds is over (its last party left): the caller is
+			// alone on hold, so the hold goes on as a two-way one, with music; the time held
+			// runs on from the hold (counted once).
+			confHeld = nil
+			pl = c.startAudio(ctx, music)
 		case <-ctx.Done():
 			if cf, ok := a.leaveConference(s, true); ok {
 				// The caller left a conference: the agent and the parties talk on until the
 				// agent or the last party hangs up (conference.go). The bridge to the caller's
 				// endpoint goes now: nothing is sent to a caller who left.
 				stop()
-				a.conferenceRest(s, cf, leg.Done())
+				if confHeld != nil {
+					// The hold was the caller's: with the caller gone the agent is back
+					// with the parties.
+					unhold()
+					cf.agent.Set(media.MemberOptions{Send: true})
+					c.emit(callevent.Event{Type: callevent.EventResumed})
+				}
+				// What is said from now on is recorded from the agent's side.
+				if rf, ok := c.leg.(RecordingFollower); ok {
+					rf.RecordFrom(cf.agent.Endpoint())
+				}
+				a.conferenceRest(s, cf, leg.Done(), ErrConferenceCallerLeft)
 			}
 			release()
 			return out
@@ -578,16 +606,42 @@ func (a *ACD) talk(ctx context.Context, c *Call, q *queueRec, agentID int64, leg
 			if cf, ok := a.leaveConference(s, false); ok {
 				// The agent left a conference: released now (wrap-up); the caller and the
 				// parties talk on until the caller or the last party hangs up.
+				held := confHeld != nil
 				release()
-				a.conferenceRest(s, cf, ctx.Done())
+				if held {
+					// The caller is on hold no more: they talk with the parties.
+					c.emit(callevent.Event{Type: callevent.EventResumed})
+				}
+				a.conferenceRest(s, cf, ctx.Done(), ErrConferenceAgentLeft)
 				return out
 			}
 			release()
 			return out
 		case req := <-s.ctl:
-			if req.op != opResume && a.Conferenced(c.ID()) {
-				req.reply <- ErrConferenced
-				continue
+			cf := a.conferenceOf(s)
+			if cf == nil && confHeld != nil {
+				// The conference the agent holds ended a moment ago (heldOver's turn has not
+				// come): a two-way hold from now on, with music.
+				confHeld = nil
+				pl = c.startAudio(ctx, music)
+			}
+			if cf != nil {
+				// A conference (conference_ctl.go): hold takes the agent out of the mix, a
+				// blind transfer hands the agent's place over.
+				cc := confCtl{ctx: ctx, c: c, q: q, s: s, cf: cf, ep: ep, music: music, agentID: &agentID, leg: &leg, stop: &stop,
+					held: &confHeld, holdStart: &holdStart, unhold: unhold, release: release, out: &out}
+				r, done, handled := a.conferenceControl(cc, req)
+				if done {
+					return r
+				}
+				if handled {
+					continue
+				}
+				// The conference ended meanwhile: the request is a two-way call's.
+				if confHeld != nil {
+					confHeld = nil
+					pl = c.startAudio(ctx, music)
+				}
 			}
 			switch req.op {
 			case opHold:

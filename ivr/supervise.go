@@ -182,11 +182,14 @@ func (a *ACD) OwnCall(callID string, agentID int64, far *media.Endpoint) (end fu
 // when the last added party leaves and the call is a two-party call again, the supervisor
 // starts a new supervision of it.
 func (a *ACD) superviseConference(callID string, s *session, cf *conference, sup *media.Endpoint, mode SuperviseMode) (Supervision, error) {
-	if cf.caller.Endpoint() == sup || cf.agent.Endpoint() == sup {
+	a.mu.Lock()
+	agent := cf.agent // a transfer of the agent's place changes it (conference_ctl.go)
+	a.mu.Unlock()
+	if cf.caller.Endpoint() == sup || agent.Endpoint() == sup {
 		return nil, ErrSupervised
 	}
 	sv := &supervision{acd: a, callID: callID, sess: s, mixer: cf.mixer, conf: cf, stop: make(chan struct{}), done: make(chan struct{}),
-		mode: mode, caller: cf.caller, agent: cf.agent}
+		mode: mode, caller: cf.caller, agent: agent}
 	// Heard by nobody from the first tick (the conference's members hear the mix already;
 	// applyLocked then gives the mode's place).
 	m, err := cf.mixer.Add(sup, media.MemberOptions{HeardBy: media.HeardByNobody})

@@ -87,6 +87,10 @@ func (l ivrLeg) CallID() string            { return l.c.ID() }
 func (l ivrLeg) Endpoint() *media.Endpoint { return l.c.Endpoint() }
 func (l ivrLeg) Done() <-chan struct{}     { return l.done }
 
+// RecordFrom moves the call's recording to ep (ivr.RecordingFollower: a conference the caller
+// left is recorded from the agent's side).
+func (l ivrLeg) RecordFrom(ep *media.Endpoint) { l.c.recordFrom(ep) }
+
 // ivrEvents puts the IVR's and the queue's events on the call's sequence. The first
 // call.answered is the call's answer (talk time, the recording); a later one (after a transfer)
 // and call.transferred bring a new agent leg, whose dialog is journaled.

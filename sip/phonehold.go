@@ -18,7 +18,9 @@ import (
 // from the ACD, and the ACD's hold time goes into call.ended (AddHoldTime). Call control does
 // not count that hold again (Call.holdChanged is not told of it).
 //
-// Where the ACD refuses (a conference, a consult under way, a call it does not serve) or
+// In a conference the ACD's hold takes the agent out of the mix, the others talking on (ivr's
+// conference_ctl.go). Where the ACD refuses (a conference the caller or the agent left, a
+// consult under way, a call it does not serve) or
 // PhoneHold is not set, call control counts the hold itself as for any leg (call.held,
 // call.resumed, hold time), without music. The resume goes where the hold went (acdHeld). On
 // a call relayed for another node (Call.internal: the phone is registered here, the call is

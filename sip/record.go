@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/media"
@@ -36,11 +37,21 @@ type DialogJournal interface {
 	Leg(callID string, dialog json.RawMessage) error
 }
 
-// recording is a call's recording as the call sees it. Its fields are guarded by Call.mu.
+// recording is a call's recording as the call sees it. finish is guarded by Call.mu; where
+// the tap is, by move.
 type recording struct {
 	ready  chan struct{} // closed once the start finished (well or not)
-	untap  func()
 	finish func(context.Context) (string, int64, error)
+
+	// move serializes the tap's place: its first tap (startRecording), a move to another
+	// endpoint (recordFrom: a conference the caller left) and its removal (finishRecording).
+	// It is held across media's AddTap and untap, which take only the endpoint's own lock and
+	// call nothing back.
+	move  sync.Mutex
+	tap   media.Tap       // guarded by move; nil until the recording started
+	from  *media.Endpoint // guarded by move: the endpoint tapped (or to tap once started)
+	untap func()          // guarded by move: removes the tap from from
+	ended bool            // guarded by move: finishRecording took the tap off for good
 }
 
 // startRecording records the call from ep from now on, once (later calls do nothing). The
@@ -57,7 +68,7 @@ func (c *Call) startRecording(ep *media.Endpoint) {
 		c.mu.Unlock()
 		return
 	}
-	r := &recording{ready: make(chan struct{})}
+	r := &recording{ready: make(chan struct{}), from: ep}
 	c.rec = r
 	c.mu.Unlock()
 	go func() {
@@ -69,11 +80,43 @@ func (c *Call) startRecording(ep *media.Endpoint) {
 			c.s.log.Error("sip: recording not started", "call_id", c.id, "error", err)
 			return
 		}
-		untap := ep.AddTap(tap)
+		r.move.Lock()
+		r.tap = tap
+		if !r.ended {
+			r.untap = r.from.AddTap(tap) // from: ep, or where recordFrom moved it meanwhile
+		}
+		r.move.Unlock()
 		c.mu.Lock()
-		r.untap, r.finish = untap, finish
+		r.finish = finish
 		c.mu.Unlock()
 	}()
+}
+
+// recordFrom moves the call's recording to ep from now on: what ep receives on the left
+// channel, what it sends on the right. A conference the caller left goes on between the agent
+// and the parties (ivr.RecordingFollower): ep is the agent's endpoint, so the agent is on the
+// left and the parties they hear on the right. A recording still starting taps ep once
+// started; no recording, or one closed, does nothing.
+func (c *Call) recordFrom(ep *media.Endpoint) {
+	c.mu.Lock()
+	r := c.rec
+	c.mu.Unlock()
+	if r == nil || ep == nil {
+		return
+	}
+	r.move.Lock()
+	defer r.move.Unlock()
+	if r.ended || r.from == ep {
+		return
+	}
+	r.from = ep
+	if r.tap == nil {
+		return // still starting: it taps ep
+	}
+	if r.untap != nil {
+		r.untap()
+	}
+	r.untap = ep.AddTap(r.tap)
 }
 
 // finishRecording runs once the call ended and call.ended is queued: it waits for a recording
@@ -91,13 +134,19 @@ func (c *Call) finishRecording() {
 	}
 	<-r.ready
 	c.mu.Lock()
-	untap, finish := r.untap, r.finish
+	finish := r.finish
 	c.mu.Unlock()
+	r.move.Lock()
+	r.ended = true
+	if r.untap != nil {
+		r.untap()
+		r.untap = nil
+	}
+	r.move.Unlock()
 	if finish == nil {
 		c.events.pushLast(callevent.Event{}, &c.seq)
 		return
 	}
-	untap()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	id, seconds, err := finish(ctx)

@@ -16,6 +16,7 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/testport"
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/media"
+	"github.com/switchboard-voice/switchboard/ticketing/callevent"
 )
 
 // partyHz is the outside party's tone (the caller's 440 Hz, agent 7's 1400 Hz).
@@ -225,5 +226,205 @@ func TestRelayedConferenceParty_ReleasedOnceWhateverComesFirst(t *testing.T) {
 		if left != 0 {
 			t.Fatalf("round %d: %d parties kept after the relay ended", round, left)
 		}
+	}
+}
+
+// TestCrossNode_ConferenceHeldFromAgentNodeOthersTalkOn (issue 21, hold in a conference):
+// agent 7's page on node b answered node a's call (a SIPp caller, 440 Hz; the agent 1400 Hz)
+// and added an outside party through node a's trunk (SIPp, 1000 Hz). The page's Hold on node
+// b (ClusterACD, relayed to node a's ACD) takes the agent out of the mix: the caller and the
+// party go on hearing each other, no music, and the agent hears neither; Resume puts the agent
+// back (everyone hears everyone). call.held and call.resumed come on node a's call, and the
+// time held is in its hold time. A consult from node b is refused with the conference's own
+// refusal (ErrConferenceConsult, named across the internal leg). Before, Hold answered 409.
+func TestCrossNode_ConferenceHeldFromAgentNodeOthersTalkOn(t *testing.T) {
+	requireSipp(t)
+	partyDir := t.TempDir()
+	writeULawWAVHz(t, filepath.Join(partyDir, "party.wav"), 2, partyHz)
+	partyPort := testport.FreeUDP(t)
+	partySipp := startSipp(t, partyDir, "uas_party_tone.xml", "-p", strconv.Itoa(partyPort),
+		"-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", "1")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("party SIPp output:\n%s", tail(partySipp.out.String(), 3000))
+		}
+	})
+	sc := newSuperviseClusterWith(t, "b", func(o *Options) {
+		o.Trunks = append(o.Trunks, Trunk{Name: "carrier-out", OutboundURI: fmt.Sprintf("sip:127.0.0.1:%d", partyPort)})
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	playTone(ctx, &wg, sc.agent.phone, agentHz)
+	agentHears := tapPCM(sc.agent.phone, media.Received)
+	var heard atomic.Int64
+	sc.agent.phone.AddTap(func(p media.TapPacket) {
+		if p.Flow == media.Received {
+			heard.Add(1)
+		}
+	})
+
+	partyID, err := sc.b.s.DialConference(ctx, ConferenceDial{CallID: sc.callID, AgentID: 7, Number: "+15557654323"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(30*time.Second, func() bool { return sc.acdA.Conferenced(sc.callID) }) {
+		t.Fatal("the party never joined node a's call")
+	}
+	pc := sc.a.s.callByID(partyID)
+	if pc == nil {
+		t.Fatalf("node a has no party call %s", partyID)
+	}
+	pc.mu.Lock()
+	partyLeg := pc.legs[0]
+	pc.mu.Unlock()
+	partyLeg.mu.Lock()
+	toParty := tapPCM(partyLeg.ep, media.Sent)
+	partyLeg.mu.Unlock()
+	expectTones(t, "conference: caller", sc.toCaller.listen(t, 25), []float64{agentHz, partyHz}, []float64{callerHz})
+
+	if err := sc.bACD.Hold(ctx, sc.callID); err != nil {
+		t.Fatalf("the page's Hold on node b: %v", err)
+	}
+	expectTones(t, "held: caller", sc.toCaller.listen(t, 25), []float64{partyHz}, []float64{agentHz, callerHz})
+	expectTones(t, "held: party", toParty.listen(t, 25), []float64{callerHz}, []float64{agentHz, partyHz})
+	before := heard.Load()
+	time.Sleep(time.Second) // a window in which the held agent must hear nothing
+	if n := heard.Load() - before; n > 5 {
+		t.Errorf("the agent holding the conference still hears it: %d packets in 1 s", n)
+	}
+	if err := sc.bACD.Consult(ctx, sc.callID, ivr.TransferTo{AgentID: 8}, nil); !errors.Is(err, ivr.ErrConferenceConsult) {
+		t.Errorf("a consult from node b in a conference: %v, want ErrConferenceConsult", err)
+	}
+	if err := sc.bACD.Resume(ctx, sc.callID); err != nil {
+		t.Fatalf("the page's Resume on node b: %v", err)
+	}
+	expectTones(t, "resumed: caller", sc.toCaller.listen(t, 25), []float64{agentHz, partyHz}, []float64{callerHz})
+	expectTones(t, "resumed: agent on node b", agentHears.listen(t, 25), []float64{callerHz, partyHz}, []float64{agentHz})
+	expectTones(t, "resumed: party", toParty.listen(t, 25), []float64{callerHz, agentHz}, []float64{partyHz})
+
+	pc.Hangup()
+	partySipp.wait(t)
+	if c := sc.a.s.callByID(sc.callID); c != nil {
+		c.Hangup()
+	}
+	sc.caller.wait(t)
+	if !waitFor(30*time.Second, func() bool {
+		return lastOf(sc.a.sink.callEvents(sc.callID), callevent.EventEnded) != nil
+	}) {
+		t.Fatalf("node a's call never ended: %v", eventTypes(sc.a.sink.callEvents(sc.callID)))
+	}
+	types := eventTypes(sc.a.sink.callEvents(sc.callID))
+	held, resumed := 0, 0
+	for _, x := range types {
+		switch x {
+		case callevent.EventHeld:
+			held++
+		case callevent.EventResumed:
+			resumed++
+		}
+	}
+	if held != 1 || resumed != 1 {
+		t.Errorf("node a's call events %v: want one call.held and one call.resumed", types)
+	}
+	if e := lastOf(sc.a.sink.callEvents(sc.callID), callevent.EventEnded); e.Durations == nil || e.HoldTime < 1 {
+		t.Errorf("call.ended %+v: want the time held (1 s at least) in hold_time", e)
+	}
+}
+
+// TestCrossNode_ConferenceTransferFromAgentNodeNotAnswered (issue 21, transfer in a
+// conference): agent 7's page on node b transfers their place in node a's conference (a SIPp
+// caller, a SIPp party through node a's trunk) blind to agent 8 (available, attached to node
+// b, whose page does not answer). The transfer is relayed to node a and accepted at once;
+// agent 7 is released (their leg hung up, no longer on the call); the caller and the party
+// talk on while agent 8 rings and after the ring was not answered — the conference goes on
+// without an agent (no call.transferred, node a's call still answered by agent 7 on its
+// record). A transfer to an outside number from node b is refused with the conference's own
+// refusal (ErrConferenceNumber, named across the internal leg), nothing changed.
+func TestCrossNode_ConferenceTransferFromAgentNodeNotAnswered(t *testing.T) {
+	requireSipp(t)
+	partyDir := t.TempDir()
+	writeULawWAVHz(t, filepath.Join(partyDir, "party.wav"), 2, partyHz)
+	partyPort := testport.FreeUDP(t)
+	partySipp := startSipp(t, partyDir, "uas_party_tone.xml", "-p", strconv.Itoa(partyPort),
+		"-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", "1")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("party SIPp output:\n%s", tail(partySipp.out.String(), 3000))
+		}
+	})
+	sc := newSuperviseClusterWith(t, "b", func(o *Options) {
+		o.Trunks = append(o.Trunks, Trunk{Name: "carrier-out", OutboundURI: fmt.Sprintf("sip:127.0.0.1:%d", partyPort)})
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	playTone(ctx, &wg, sc.agent.phone, agentHz)
+
+	partyID, err := sc.b.s.DialConference(ctx, ConferenceDial{CallID: sc.callID, AgentID: 7, Number: "+15557654323"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(30*time.Second, func() bool { return sc.acdA.Conferenced(sc.callID) }) {
+		t.Fatal("the party never joined node a's call")
+	}
+	pc := sc.a.s.callByID(partyID)
+	if pc == nil {
+		t.Fatalf("node a has no party call %s", partyID)
+	}
+	pc.mu.Lock()
+	partyLeg := pc.legs[0]
+	pc.mu.Unlock()
+	partyLeg.mu.Lock()
+	toParty := tapPCM(partyLeg.ep, media.Sent)
+	partyLeg.mu.Unlock()
+	expectTones(t, "conference: party", toParty.listen(t, 25), []float64{callerHz, agentHz}, []float64{partyHz})
+
+	if err := sc.bACD.Transfer(ctx, sc.callID, ivr.TransferTo{Number: "+15557654324"}); !errors.Is(err, ivr.ErrConferenceNumber) {
+		t.Errorf("a transfer to a number from node b in a conference: %v, want ErrConferenceNumber", err)
+	}
+	sc.acdB.AgentAttached(8, ivr.ViaPage)
+	if _, err := sc.acdB.SetState(8, ivr.StateAvailable); err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.bACD.Transfer(ctx, sc.callID, ivr.TransferTo{AgentID: 8}); err != nil {
+		t.Fatalf("transfer the conference place to agent 8 from node b: %v", err)
+	}
+	select {
+	case <-sc.agent.leg.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("agent 7's leg was not hung up by the transfer")
+	}
+	expectTones(t, "transferred: caller", sc.toCaller.listen(t, 25), []float64{partyHz}, []float64{agentHz, callerHz})
+	expectTones(t, "transferred: party", toParty.listen(t, 25), []float64{callerHz}, []float64{agentHz, partyHz})
+	// Agent 8's page does not answer: the ring ends, the conference goes on without an agent.
+	if !waitFor(30*time.Second, func() bool {
+		for _, st := range sc.acdA.Agents() {
+			if st.ID == 8 {
+				return st.State != ivr.StateBusy && st.Offering == ""
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("agent 8's ring never ended: %+v", sc.acdA.Agents())
+	}
+	if id, ok := sc.acdA.CallAgent(sc.callID); !ok || id != 0 {
+		t.Errorf("after the transfer, node a's call has agent %d (%v), want 0 (the conference goes on without one)", id, ok)
+	}
+	expectTones(t, "not answered: caller", sc.toCaller.listen(t, 25), []float64{partyHz}, []float64{agentHz, callerHz})
+	if e := lastOf(sc.a.sink.callEvents(sc.callID), callevent.EventTransferred); e != nil {
+		t.Errorf("call.transferred %+v for a transfer not answered", e)
+	}
+
+	// The party hangs up: the caller is left alone and the call ends.
+	pc.Hangup()
+	partySipp.wait(t)
+	sc.caller.wait(t)
+	if !waitFor(30*time.Second, func() bool { return sc.a.s.ActiveCalls() == 0 && sc.b.s.ActiveCalls() == 0 }) {
+		t.Errorf("calls left: a %d, b %d", sc.a.s.ActiveCalls(), sc.b.s.ActiveCalls())
 	}
 }

@@ -68,6 +68,10 @@ var relayErrors = []struct {
 	{"no_consult", ivr.ErrNoConsult},
 	{"transfer_failed", ivr.ErrTransferFailed},
 	{"no_trunk", ivr.ErrNoTrunk},
+	{"conference_consult", ivr.ErrConferenceConsult},
+	{"conference_number", ivr.ErrConferenceNumber},
+	{"conference_caller_left", ivr.ErrConferenceCallerLeft},
+	{"conference_agent_left", ivr.ErrConferenceAgentLeft},
 	{"conferenced", ivr.ErrConferenced},
 	// A supervisor's leg's refusals (supervise_cluster.go).
 	{"not_bridged", ivr.ErrNotBridged},

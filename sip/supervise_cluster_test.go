@@ -48,6 +48,13 @@ func newSuperviseCluster(t *testing.T, agentNode string) *superviseCluster {
 // none), e.g. a trunk to an outside party.
 func newSuperviseClusterWith(t *testing.T, agentNode string, aOpt func(*Options)) *superviseCluster {
 	t.Helper()
+	return newSuperviseClusterCaller(t, agentNode, aOpt, "uac_wait_bye.xml")
+}
+
+// newSuperviseClusterCaller is newSuperviseClusterWith whose SIPp caller runs scenario (with
+// args): uac_wait_bye.xml waits for the gateway's BYE.
+func newSuperviseClusterCaller(t *testing.T, agentNode string, aOpt func(*Options), scenario string, args ...string) *superviseCluster {
+	t.Helper()
 	requireSipp(t)
 	pool := pgtest.Pool(t)
 	dir := t.TempDir()
@@ -128,8 +135,8 @@ func newSuperviseClusterWith(t *testing.T, agentNode string, aOpt func(*Options)
 		t.Fatal(err)
 	}
 
-	sc.caller = startSipp(t, dir, "uac_wait_bye.xml", fmt.Sprintf("127.0.0.1:%d", sc.a.port()), "-s", "15550197",
-		"-p", strconv.Itoa(testport.FreeUDP(t)), "-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", "1")
+	sc.caller = startSipp(t, dir, scenario, append([]string{fmt.Sprintf("127.0.0.1:%d", sc.a.port()), "-s", "15550197",
+		"-p", strconv.Itoa(testport.FreeUDP(t)), "-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", "1"}, args...)...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("caller SIPp output:\n%s", tail(sc.caller.out.String(), 3000))

@@ -29,7 +29,8 @@ func pageText(err error) string {
 		return err.Error() // what was wrong with the page's own message
 	}
 	for _, e := range []error{ivr.ErrUnknownAgent, ivr.ErrUnknownQueue, ivr.ErrBadState, ivr.ErrNoCall,
-		ivr.ErrAgentUnavailable, ivr.ErrNoAnswer, ivr.ErrConferenced, ErrBusy, ErrNotConnected} {
+		ivr.ErrAgentUnavailable, ivr.ErrNoAnswer, ivr.ErrConferenceConsult, ivr.ErrConferenceNumber,
+		ivr.ErrConferenceCallerLeft, ivr.ErrConferenceAgentLeft, ivr.ErrConferenced, ErrBusy, ErrNotConnected} {
 		if errors.Is(err, e) {
 			return e.Error()
 		}

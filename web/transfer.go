@@ -194,6 +194,8 @@ func transferStatus(err error) (int, string) {
 		return http.StatusNotFound, ""
 	case errors.Is(err, ivr.ErrTransferFailed):
 		return http.StatusConflict, "no_answer"
+	case errors.Is(err, ivr.ErrConferenced):
+		return http.StatusConflict, "conference"
 	case errors.Is(err, ivr.ErrUnknownAgent), errors.Is(err, ivr.ErrUnknownQueue):
 		return http.StatusUnprocessableEntity, ""
 	case errors.Is(err, ivr.ErrAgentUnavailable), errors.Is(err, ivr.ErrNoAgentFree), errors.Is(err, ivr.ErrTransferBusy),
@@ -217,7 +219,8 @@ func transferText(err error) string {
 		return "no consult transfer is on the line (it ended: the caller is back with you)"
 	}
 	for _, e := range []error{ivr.ErrNoCall, ivr.ErrUnknownAgent, ivr.ErrUnknownQueue, ivr.ErrAgentUnavailable,
-		ivr.ErrNoAgentFree, ivr.ErrTransferBusy, ivr.ErrNoTrunk, ivr.ErrConferenced} {
+		ivr.ErrNoAgentFree, ivr.ErrTransferBusy, ivr.ErrNoTrunk, ivr.ErrConferenceConsult, ivr.ErrConferenceNumber,
+		ivr.ErrConferenceCallerLeft, ivr.ErrConferenceAgentLeft, ivr.ErrConferenced} {
 		if errors.Is(err, e) {
 			return strings.TrimPrefix(e.Error(), "ivr: ")
 		}
