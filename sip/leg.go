@@ -143,6 +143,18 @@ func (l *leg) end(cause error) {
 		if l.call != nil {
 			l.call.noteLegEnd(l, cause)
 		}
+		// So are its RTP counters (stats): the call's summary (OnCallEnd) reads them once the
+		// call ended, and a leg ended by its far end's BYE (on sipgo's goroutine) ends the call
+		// on other goroutines meanwhile — the ACD sees its agent's leg done. Recorded only once
+		// the endpoint was closed, they read as zero there on a loaded machine (issue 21: a
+		// picked-up call showed no RTP although its audio had flowed). Packets of the instant
+		// until the endpoint closes below are not counted.
+		if ep != nil {
+			st := ep.Stats()
+			l.mu.Lock()
+			l.stats = st
+			l.mu.Unlock()
+		}
 		close(l.ended)
 		// The session timer is armed only while the leg has not ended (startSessionTimer
 		// checks under l.mu): after the close above, whatever is armed is here to stop.
@@ -154,11 +166,7 @@ func (l *leg) end(cause error) {
 		}
 		l.s.removeDialog(l)
 		if ep != nil {
-			st := ep.Stats()
 			_ = ep.Close()
-			l.mu.Lock()
-			l.stats = st
-			l.mu.Unlock()
 		}
 		if l.call != nil {
 			l.call.legEnded(l, cause)
