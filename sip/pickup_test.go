@@ -142,7 +142,7 @@ func TestSIPPhonePicksUpACallRingingAnotherAgentWithReplaces(t *testing.T) {
 
 	picker := qp.picker(t, "uac_pickup.xml", "agent1", "rcid", off.callID, "totag", off.gwTag, "fromtag", off.phoneTag)
 	ringing.wait(t) // CANCELled: 200, 487, ACK
-	picker.wait(t)  // 401, 200, 6 s of talk, BYE
+	picker.wait(t)  // 401, 200, 2 s of talk, BYE
 	caller.wait(t)  // BYE once agent2 hung up
 	qp.checkPickedUp(t)
 
