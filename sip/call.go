@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"strconv"
 	"sync"
@@ -227,7 +228,11 @@ func (c *Call) Progress(ctx context.Context) error {
 	if len(offer) == 0 {
 		return errors.New("sip: no offer in the INVITE for early media")
 	}
-	ans, m, err := Negotiate(offer, l.localDesc(false))
+	rd, err := l.inviteOffer()
+	if err != nil {
+		return err
+	}
+	ans, m, err := negotiate(rd, l.localDesc(false), true)
 	if err != nil {
 		return err
 	}
@@ -253,7 +258,11 @@ func (c *Call) Answer(ctx context.Context) error {
 	pending := l.invite.Body()
 	l.mu.Unlock()
 	if len(pending) > 0 {
-		ans, m, err := Negotiate(pending, l.localDesc(false))
+		rd, err := l.inviteOffer()
+		if err != nil {
+			return err
+		}
+		ans, m, err := negotiate(rd, l.localDesc(false), true)
 		if err != nil {
 			return err
 		}
@@ -711,7 +720,11 @@ func (s *Server) admitInvite(req *sip.Request, tx sip.ServerTransaction, trunk T
 
 	// An offer must be answerable before we take the call on: codecs, and a port for our RTP.
 	if len(req.Body()) > 0 {
-		if _, _, err := Negotiate(req.Body(), Local{Addr: s.opts.ExternalAddr, Port: 2}); err != nil {
+		rd, err := l.inviteOffer()
+		if err == nil {
+			_, _, err = negotiate(rd, Local{}, false)
+		}
+		if err != nil {
 			s.reply(req, tx, 488, "Not Acceptable Here", sip.NewHeader("Warning", `304 switchboard "Media type not available"`))
 			return nil, nil
 		}
@@ -962,7 +975,9 @@ func (s *Server) endCall(c *Call, emitDone <-chan struct{}, err error) (settling
 			}
 			s.opts.OnCallEnd(sum)
 		}
-		s.log.Info("sip: call ended", "call_id", c.id, "outcome", outcome, "cause", fmt.Sprint(cause), "error", err)
+		if s.log.Enabled(context.Background(), slog.LevelInfo) { // fmt.Sprint only for a line written
+			s.log.Info("sip: call ended", "call_id", c.id, "outcome", outcome, "cause", fmt.Sprint(cause), "error", err)
+		}
 	})
 }
 

@@ -113,6 +113,11 @@ type leg struct {
 	// UAS: the initial INVITE and its server transaction.
 	invite   *sip.Request
 	inviteTx sip.ServerTransaction
+	// offerOnce parses the initial INVITE's offer once (inviteOffer): its admission, a
+	// bridge's codec order and the answer all read it.
+	offerOnce sync.Once
+	offerDesc *remoteDesc
+	offerErr  error
 	// UAC: our INVITE.
 	outInvite *sip.Request
 }
@@ -383,6 +388,14 @@ func (l *leg) initUAS(req *sip.Request, tx sip.ServerTransaction) {
 			}
 		}
 	}
+}
+
+// inviteOffer returns the offer of the leg's initial INVITE (a UAS leg, after initUAS),
+// parsed once; ErrSDPMalformed for an empty or unparseable body. The body never changes, and
+// the parsed description is only read.
+func (l *leg) inviteOffer() (*remoteDesc, error) {
+	l.offerOnce.Do(func() { l.offerDesc, l.offerErr = parseRemote(l.invite.Body()) })
+	return l.offerDesc, l.offerErr
 }
 
 // response builds a response to req carrying our To tag and Contact.

@@ -607,8 +607,10 @@ func (b *BridgeTarget) connect(ctx context.Context, c *Call) (out *OutboundLeg, 
 	offer := c.carrier.invite.Body()
 	c.carrier.mu.Unlock()
 	if len(offer) > 0 {
-		if _, m, err := Negotiate(offer, Local{Addr: c.s.opts.ExternalAddr, Port: 2}); err == nil && m.Codec.Name == "PCMA" {
-			codecs[0], codecs[1] = codecs[1], codecs[0]
+		if rd, err := c.carrier.inviteOffer(); err == nil {
+			if _, m, err := negotiate(rd, Local{}, false); err == nil && m.Codec.Name == "PCMA" {
+				codecs[0], codecs[1] = codecs[1], codecs[0]
+			}
 		}
 	}
 	rang := false

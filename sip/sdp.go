@@ -268,6 +268,12 @@ func Negotiate(offer []byte, local Local) ([]byte, Media, error) {
 	if err != nil {
 		return nil, Media{}, err
 	}
+	return negotiate(rd, local, true)
+}
+
+// negotiate is Negotiate of an offer parsed already; with answer false it settles the Media
+// and writes no answer (a check that the offer is answerable, or which codec it prefers).
+func negotiate(rd *remoteDesc, local Local, answer bool) ([]byte, Media, error) {
 	chosen := -1
 	var m Media
 	for i, st := range rd.streams {
@@ -300,9 +306,12 @@ func Negotiate(offer []byte, local Local) ([]byte, Media, error) {
 		// RFC 2543 hold (c=0.0.0.0 with sendrecv): the peer cannot receive, so we only receive.
 		m.Direction = RecvOnly
 	}
+	if !answer {
+		return nil, m, nil
+	}
 
-	var b strings.Builder
-	writeSessionHeader(&b, local)
+	b := make([]byte, 0, 256)
+	b = appendSessionHeader(b, local)
 	for i, rs := range rd.streams {
 		if i != chosen {
 			// RFC 3264 §6: a rejected stream keeps its m= line with port 0.
@@ -310,12 +319,12 @@ func Negotiate(offer []byte, local Local) ([]byte, Media, error) {
 			if len(rs.formats) > 0 {
 				f = strings.Join(rs.formats, " ")
 			}
-			fmt.Fprintf(&b, "m=%s 0 %s %s\r\n", rs.media, rs.proto, f)
+			b = append(append(append(append(append(append(append(b, "m="...), rs.media...), " 0 "...), rs.proto...), ' '), f...), "\r\n"...)
 			continue
 		}
-		writeAudio(&b, local.Port, st.proto, []Codec{m.Codec}, m.EventPT, m.Direction)
+		b = appendAudio(b, local.Port, st.proto, []Codec{m.Codec}, m.EventPT, m.Direction)
 	}
-	return []byte(b.String()), m, nil
+	return b, m, nil
 }
 
 // Offer builds our own offer (RFC 3264 §5): PCMU, PCMA (or the given codecs, in that order) and
@@ -324,10 +333,8 @@ func Offer(local Local, codecs []Codec, eventPT int) []byte {
 	if len(codecs) == 0 {
 		codecs = []Codec{{PT: PayloadPCMU, Name: "PCMU", Rate: 8000}, {PT: PayloadPCMA, Name: "PCMA", Rate: 8000}}
 	}
-	var b strings.Builder
-	writeSessionHeader(&b, local)
-	writeAudio(&b, local.Port, "RTP/AVP", codecs, eventPT, local.Direction)
-	return []byte(b.String())
+	b := appendSessionHeader(make([]byte, 0, 256), local)
+	return appendAudio(b, local.Port, "RTP/AVP", codecs, eventPT, local.Direction)
 }
 
 // ParseAnswer reads a peer's answer to an offer of ours (RFC 3264 §7): the first audio stream's
@@ -355,31 +362,54 @@ func ParseAnswer(answer []byte) (Media, error) {
 	return Media{}, ErrNoCommonCodec
 }
 
-func writeSessionHeader(b *strings.Builder, l Local) {
+// appendSessionHeader appends our session-level lines (v=, o=, s=, c=, t=) to b; built with
+// strconv rather than fmt: every call answers and offers with it.
+func appendSessionHeader(b []byte, l Local) []byte {
 	ipv := "IP4"
 	if l.Addr.Is6() && !l.Addr.Is4In6() {
 		ipv = "IP6"
 	}
-	addr := l.Addr.Unmap().String()
-	fmt.Fprintf(b, "v=0\r\no=switchboard %d %d IN %s %s\r\ns=switchboard\r\nc=IN %s %s\r\nt=0 0\r\n",
-		l.SessionID, l.Version, ipv, addr, ipv, addr)
+	b = append(b, "v=0\r\no=switchboard "...)
+	b = strconv.AppendUint(b, l.SessionID, 10)
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, l.Version, 10)
+	b = append(append(append(b, " IN "...), ipv...), ' ')
+	b = appendAddr(b, l.Addr.Unmap())
+	b = append(append(append(b, "\r\ns=switchboard\r\nc=IN "...), ipv...), ' ')
+	b = appendAddr(b, l.Addr.Unmap())
+	return append(b, "\r\nt=0 0\r\n"...)
 }
 
-func writeAudio(b *strings.Builder, port int, proto string, codecs []Codec, eventPT int, dir Direction) {
-	fmt.Fprintf(b, "m=audio %d %s", port, proto)
+// appendAddr appends a's String form (AppendTo writes nothing for the zero Addr).
+func appendAddr(b []byte, a netip.Addr) []byte {
+	if !a.IsValid() {
+		return append(b, a.String()...)
+	}
+	return a.AppendTo(b)
+}
+
+// appendAudio appends an audio m= line and its attributes to b.
+func appendAudio(b []byte, port int, proto string, codecs []Codec, eventPT int, dir Direction) []byte {
+	b = append(b, "m=audio "...)
+	b = strconv.AppendInt(b, int64(port), 10)
+	b = append(append(b, ' '), proto...)
 	for _, c := range codecs {
-		fmt.Fprintf(b, " %d", c.PT)
+		b = strconv.AppendUint(append(b, ' '), uint64(c.PT), 10)
 	}
 	if eventPT >= 0 {
-		fmt.Fprintf(b, " %d", eventPT)
+		b = strconv.AppendInt(append(b, ' '), int64(eventPT), 10)
 	}
-	b.WriteString("\r\n")
+	b = append(b, "\r\n"...)
 	for _, c := range codecs {
-		fmt.Fprintf(b, "a=rtpmap:%d %s/%d\r\n", c.PT, c.Name, c.Rate)
+		b = strconv.AppendUint(append(b, "a=rtpmap:"...), uint64(c.PT), 10)
+		b = append(append(append(b, ' '), c.Name...), '/')
+		b = append(strconv.AppendInt(b, int64(c.Rate), 10), "\r\n"...)
 	}
 	if eventPT >= 0 {
-		fmt.Fprintf(b, "a=rtpmap:%d telephone-event/8000\r\na=fmtp:%d 0-16\r\n", eventPT, eventPT)
+		b = strconv.AppendInt(append(b, "a=rtpmap:"...), int64(eventPT), 10)
+		b = strconv.AppendInt(append(b, " telephone-event/8000\r\na=fmtp:"...), int64(eventPT), 10)
+		b = append(b, " 0-16\r\n"...)
 	}
-	b.WriteString("a=ptime:20\r\n")
-	fmt.Fprintf(b, "a=%s\r\n", dir)
+	b = append(b, "a=ptime:20\r\n"...)
+	return append(append(append(b, "a="...), dir.String()...), "\r\n"...)
 }

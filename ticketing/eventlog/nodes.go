@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,25 @@ func (s nodeSink) Emit(ctx context.Context, e callevent.Event) error {
 		e.Node = s.l.opts.Node
 	}
 	return s.l.Emit(ctx, e)
+}
+
+// EmitBatch is Emit of several events of one call at once, in order (the log's EmitBatch: one
+// wait for its group commit, not one per event). Without it a call's events queued together
+// (the SIP emitter hands them over as a batch) went one request and one commit wait each.
+// The caller's slice is not changed: a call.started to stamp is copied first.
+func (s nodeSink) EmitBatch(ctx context.Context, events []callevent.Event) error {
+	for i := range events {
+		if events[i].Type == callevent.EventStarted && events[i].Node == "" {
+			events = slices.Clone(events)
+			for j := i; j < len(events); j++ {
+				if events[j].Type == callevent.EventStarted && events[j].Node == "" {
+					events[j].Node = s.l.opts.Node
+				}
+			}
+			break
+		}
+	}
+	return s.l.EmitBatch(ctx, events)
 }
 
 // NodeWatchOptions configure a NodeWatch. Zero values take the defaults noted.

@@ -450,3 +450,46 @@ func TestDialogStore_PoisonLegDoesNotDropTheBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeSinkBatchStampsTheNode: the node sink takes a call's events as one batch (the SIP
+// emitter's), stores them in order with call.started stamped with the node, as Emit does, and
+// leaves the caller's slice as it was.
+func TestNodeSinkBatchStampsTheNode(t *testing.T) {
+	pool := pgtest.Pool(t)
+	l := nodeLog(t, pool, "nb")
+	sink, ok := l.NodeSink().(interface {
+		EmitBatch(context.Context, []callevent.Event) error
+	})
+	if !ok {
+		t.Fatal("the node sink takes no batch")
+	}
+	call := uuid.NewString()
+	evs := []callevent.Event{ev(call, 1), ev(call, 2)}
+	evs[1].Type, evs[1].AgentID = callevent.EventAnswered, 7
+	if err := sink.EmitBatch(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	if evs[0].Node != "" {
+		t.Errorf("the caller's call.started was changed: node %q", evs[0].Node)
+	}
+	rows, err := pool.Query(context.Background(), `SELECT seq, type, coalesce(body->>'node', '') FROM call_events WHERE call_id = $1 ORDER BY seq`, call)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var seq int64
+		var typ, node string
+		if err := rows.Scan(&seq, &typ, &node); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%d %s %s", seq, typ, node))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"1 call.started nb", "2 call.answered "}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("stored %q, want %q", got, want)
+	}
+}

@@ -13,6 +13,7 @@ package phone
 import (
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/nyaruka/phonenumbers"
 )
@@ -116,8 +117,51 @@ func Dialled(raw, region string) []string {
 	return out
 }
 
-// parse reads s in region and accepts a number whose length is possible for its country.
+// parsed remembers parse's recent results: libphonenumber's parse is most of the cost of
+// reading a number (regular expressions, tens of allocations), and a gateway reads every
+// caller's number at least twice — SIP when the call comes in, the rules engine when it
+// resolves the caller — so the second reading of a number (of the same text in the same
+// region: an E.164 number is read in "ZZ" by both) is a lookup. Bounded: when it holds
+// parsedMax results it is emptied and fills again. parse is a pure function of its two
+// arguments (libphonenumber's metadata never changes in a process), so a result never goes
+// stale.
+var parsed struct {
+	mu sync.Mutex
+	m  map[parseKey]parseResult
+}
+
+const parsedMax = 8192
+
+type parseKey struct{ s, region string }
+
+type parseResult struct {
+	e164 string
+	ok   bool
+}
+
+// parse reads s in region and accepts a number whose length is possible for its country
+// (readNumber, remembered in parsed).
 func parse(s, region string) (string, bool) {
+	k := parseKey{s, region}
+	parsed.mu.Lock()
+	r, hit := parsed.m[k]
+	parsed.mu.Unlock()
+	if hit {
+		return r.e164, r.ok
+	}
+	r.e164, r.ok = readNumber(s, region)
+	parsed.mu.Lock()
+	if parsed.m == nil || len(parsed.m) >= parsedMax {
+		parsed.m = make(map[parseKey]parseResult, 256)
+	}
+	// Copies: s may be a slice of a whole SIP message, which the map must not keep alive.
+	parsed.m[parseKey{strings.Clone(s), strings.Clone(region)}] = r
+	parsed.mu.Unlock()
+	return r.e164, r.ok
+}
+
+// readNumber is parse without the memory.
+func readNumber(s, region string) (string, bool) {
 	n, err := phonenumbers.Parse(s, region)
 	if err != nil || n.GetExtension() != "" || !phonenumbers.IsPossibleNumber(n) {
 		return "", false

@@ -1,6 +1,7 @@
 package phone
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -179,4 +180,30 @@ func FuzzNormalize(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseRemembersWhatItRead: parse's memory answers exactly what libphonenumber read, the
+// first time and the second, in every region, and stays bounded.
+func TestParseRemembersWhatItRead(t *testing.T) {
+	inputs := []string{"+12025550123", "2025550123", "0612345678", "+33612345678", "+3580401234567",
+		"12", "+1555", "00441632960000", "+15550197", "+1650100000"}
+	for _, region := range []string{"", "ZZ", "US", "FR", "FI", "GB"} {
+		for _, s := range inputs {
+			wantE, wantOK := readNumber(s, region)
+			for round := 0; round < 2; round++ {
+				if e, ok := parse(s, region); e != wantE || ok != wantOK {
+					t.Errorf("parse(%q, %q) round %d = %q %v, want %q %v", s, region, round, e, ok, wantE, wantOK)
+				}
+			}
+		}
+	}
+	for i := range parsedMax + 10 {
+		parse("+1202555"+strconv.Itoa(1000+i%9000), "US")
+	}
+	parsed.mu.Lock()
+	n := len(parsed.m)
+	parsed.mu.Unlock()
+	if n > parsedMax {
+		t.Errorf("parse remembers %d results, more than %d", n, parsedMax)
+	}
 }

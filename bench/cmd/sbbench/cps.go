@@ -44,6 +44,19 @@ type cpsStep struct {
 	// The gateway's CPU while SIPp placed the calls, in cores (1.0 = the whole pinned core);
 	// in the cluster, the three nodes' together.
 	GatewayCPU float64 `json:"gateway_cpu"`
+	// The gateway's own cost per successful call (in the cluster, the nodes' together), counts
+	// rather than rates so that a loaded machine reads the same: its CPU (utime + stime of
+	// /proc) while SIPp placed the calls, and from the step's start until every ticket existed
+	// and the gateway was idle (the rules engine's catch-up, and sbbench's scrapes while it
+	// waits, included); Go's allocations (go_memstats_mallocs_total,
+	// go_memstats_alloc_bytes_total) and garbage collections (go_gc_duration_seconds_count,
+	// per 1,000 calls) over the same whole span; and the goroutines when SIPp ended.
+	CPUMSPerCall      float64 `json:"gateway_cpu_ms_per_call"`
+	CPUMSPerCallTotal float64 `json:"gateway_cpu_ms_per_call_total"`
+	AllocsPerCall     float64 `json:"gateway_allocs_per_call"`
+	AllocKBPerCall    float64 `json:"gateway_alloc_kb_per_call"`
+	GCsPer1000Calls   float64 `json:"gateway_gcs_per_1000_calls"`
+	Goroutines        float64 `json:"gateway_goroutines_at_end"`
 	// The cluster only: each node's CPU and the front's (Kamailio, all its processes) while
 	// SIPp placed the calls, in cores, and the calls each node ended in the step (where the
 	// front put them: Δswitchboard_calls_total{direction="inbound"}).
@@ -132,6 +145,8 @@ func (b *bench) cpsSteps(ctx context.Context, t *cpsTarget, rates []int, fits fu
 		}
 		b.logf("  placed %d, failed %d, %.0f/s achieved, %d tickets (%.1f s after), setup p50 %.1f p99 %.1f ms, lag p50 %.0f p99 %.0f ms, gateway CPU %.0f%%%s: %s",
 			st.Placed, st.Failed, st.AchievedCPS, st.Tickets, st.TicketWaitS, st.SetupP50MS, st.SetupP99MS, st.LagP50MS, st.LagP99MS, 100*st.GatewayCPU, front, passText(st.Pass, st.Why))
+		b.logf("  a call cost the gateway %.3f ms of CPU while SIPp placed them, %.3f ms until idle; %.0f allocations (%.1f KiB), %.2f GCs per 1,000 calls, %.0f goroutines at the end",
+			st.CPUMSPerCall, st.CPUMSPerCallTotal, st.AllocsPerCall, st.AllocKBPerCall, st.GCsPer1000Calls, st.Goroutines)
 		if !st.Pass {
 			break
 		}
@@ -210,8 +225,10 @@ func (b *bench) cpsStep(ctx context.Context, t *cpsTarget, tag, rate int) (cpsSt
 	if err != nil {
 		return st, gone(err)
 	}
+	var placedCPU time.Duration
 	for i := range u1 {
-		frac, _ := share(u0[i], u1[i])
+		frac, cpu := share(u0[i], u1[i])
+		placedCPU += cpu
 		st.GatewayCPU += frac
 		if len(u1) > 1 {
 			st.NodeCPU = append(st.NodeCPU, round(frac, 3))
@@ -271,6 +288,20 @@ func (b *bench) cpsStep(ctx context.Context, t *cpsTarget, tag, rate int) (cpsSt
 	if err != nil {
 		return st, err
 	}
+	if u2, _, _, err := t.cpu(); err == nil && st.Successful > 0 {
+		var total time.Duration
+		for i := range u2 {
+			_, cpu := share(u0[i], u2[i])
+			total += cpu
+		}
+		n := float64(st.Successful)
+		st.CPUMSPerCall = round(float64(placedCPU.Microseconds())/1000/n, 3)
+		st.CPUMSPerCallTotal = round(float64(total.Microseconds())/1000/n, 3)
+		st.AllocsPerCall = round((m2.Sum("go_memstats_mallocs_total", nil)-m0.Sum("go_memstats_mallocs_total", nil))/n, 1)
+		st.AllocKBPerCall = round((m2.Sum("go_memstats_alloc_bytes_total", nil)-m0.Sum("go_memstats_alloc_bytes_total", nil))/1024/n, 2)
+		st.GCsPer1000Calls = round(1000*(m2.Sum("go_gc_duration_seconds_count", nil)-m0.Sum("go_gc_duration_seconds_count", nil))/n, 2)
+	}
+	st.Goroutines = m1.Sum("go_goroutines", nil)
 	lag := promtext.Diff(m2.Histogram("switchboard_ticketing_event_lag_seconds", nil), m0.Histogram("switchboard_ticketing_event_lag_seconds", nil))
 	st.LagP50MS, st.LagP99MS = fnum(1000*promtext.Quantile(0.5, lag)), fnum(1000*promtext.Quantile(0.99, lag))
 	if len(lag) > 0 {
