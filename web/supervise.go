@@ -278,6 +278,10 @@ func (sp *Supervisors) start(w http.ResponseWriter, r *http.Request, p ticketing
 	if cur != nil {
 		return conflict("you already supervise call %s: PUT changes the mode, DELETE ends it", cur.sv.CallID())
 	}
+	as := sp.s.agentByID(p.UserID)
+	if as == nil || !as.connected() || !as.leg.Connected() {
+		return conflict("your audio leg is the agent page's softphone: open the page and wait until its audio is connected")
+	}
 	agentID := sp.agentOf(callID)
 	if agentID == 0 {
 		return notFound("no call %q is connected to an agent", callID)
@@ -287,10 +291,6 @@ func (sp *Supervisors) start(w http.ResponseWriter, r *http.Request, p ticketing
 	}
 	if err := sp.allowed(r.Context(), p, agentID); err != nil {
 		return err
-	}
-	as := sp.s.agentByID(p.UserID)
-	if as == nil || !as.connected() || !as.leg.Connected() {
-		return conflict("your audio leg is the agent page's softphone: open the page and wait until its audio is connected")
 	}
 	if err := sp.audit(r.Context(), p, callID, agentID, string(mode)); err != nil {
 		return err
