@@ -1,6 +1,7 @@
 package ivr
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,19 @@ type Authorizer interface {
 	Authorize(r *http.Request) (userID int64, admin bool, err error)
 }
 
+// AgentScoper is what an Authorizer implements when an "admin" it authorizes (a supervisor)
+// may manage only some agents (teams: the agents of the supervisor's groups). MayManage
+// returns "" when userID may set agentID's state, else why not (a 403 with reason
+// not_in_your_groups); an error (the database unreachable) is a 503 and nothing is changed.
+// Everyone may set their own state; without it, an admin sets anyone's.
+type AgentScoper interface {
+	MayManage(ctx context.Context, userID, agentID int64) (refusal string, err error)
+}
+
+// ReasonNotInYourGroups is the reason of the 403 that refuses a supervisor an agent outside
+// their groups.
+const ReasonNotInYourGroups = "not_in_your_groups"
+
 // AuthorizerFunc adapts a function to Authorizer.
 type AuthorizerFunc func(r *http.Request) (int64, bool, error)
 
@@ -39,7 +53,8 @@ const maxStateBody = 4096
 //
 // Lists carry "next_page": null (every queue and agent fits one page), the shape of the other
 // lists. Every endpoint needs an authenticated agent or admin (401); an agent may change only their
-// own state, an admin anyone's (403). Errors have the API's one shape (internal/apierror,
+// own state, an admin anyone's (403) — or, when the Authorizer is an AgentScoper, the agents it
+// allows (403 with reason not_in_your_groups otherwise). Errors have the API's one shape (internal/apierror,
 // docs/api.md): {"error":"RecordInvalid"|"RecordNotFound"|"Forbidden"|"Unauthorized","description","details"}.
 func (a *ACD) Register(mux *http.ServeMux, prefix string) {
 	prefix = strings.TrimSuffix(prefix, "/")
@@ -131,6 +146,19 @@ func (a *ACD) putState(w http.ResponseWriter, r *http.Request, p principal) {
 	if !p.admin && p.id != id {
 		apierror.Write(w, apierror.Error{Status: http.StatusForbidden, Description: "agents may change only their own state: supervisors and admins change anyone's"})
 		return
+	}
+	if sc, ok := a.opts.Authorizer.(AgentScoper); ok && p.id != id {
+		why, err := sc.MayManage(r.Context(), p.id, id)
+		if err != nil {
+			a.log.Warn("ivr: agent state API: the supervisor's groups", "err", err)
+			apierror.Write(w, apierror.Error{Status: http.StatusServiceUnavailable, RetryAfter: 5 * time.Second,
+				Description: "your groups cannot be read now (database unreachable); nothing was changed, try again"})
+			return
+		}
+		if why != "" {
+			apierror.Write(w, apierror.Error{Status: http.StatusForbidden, Reason: ReasonNotInYourGroups, Description: why})
+			return
+		}
 	}
 	if _, err := a.Agent(id); errors.Is(err, ErrUnknownAgent) {
 		apierror.Write(w, apierror.Error{Status: http.StatusNotFound, Description: fmt.Sprintf("no agent with id %d", id)})

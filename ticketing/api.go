@@ -127,6 +127,7 @@ func (a *API) Register(mux *http.ServeMux, prefix string) {
 	h("GET /audit_logs", RoleAgent, a.listAuditLogs)
 	h("GET /audit_logs/{id}", RoleAgent, a.getAuditLog)
 	a.registerTokens(h)
+	a.registerGroups(h)
 	a.registerUploads(h, mux)
 }
 

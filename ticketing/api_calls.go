@@ -128,6 +128,25 @@ func (a *API) listCalls(w http.ResponseWriter, r *http.Request, p Principal) err
 		}
 		f.Queues = names
 	}
+	switch v := q.Get("team"); v {
+	case "", "false":
+	case "true":
+		f.TeamOf = p.UserID // the calls of the caller's team: their groups' agents and their own
+	default:
+		return invalidField("team", "must be true or false, got %q", v)
+	}
+	if v := q.Get("group_id"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return invalidField("group_id", "must be a group id (a positive whole number), got %q", v)
+		}
+		if _, err := a.store.Group(r.Context(), n); errors.Is(err, ErrNotFound) {
+			return invalidField("group_id", "no group %d", n)
+		} else if err != nil {
+			return err
+		}
+		f.GroupID = n
+	}
 	if v := q.Get("since"); v != "" {
 		t, err := time.Parse(time.RFC3339, v)
 		if err != nil {

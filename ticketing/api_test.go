@@ -187,6 +187,24 @@ func TestOpenAPI_ResponsesMatchSpec(t *testing.T) {
 	tk2 := e.newTicket(u, map[string]any{"tags": []string{"a"}, "custom_fields": map[string]any{"csat": 5, "queue_name": "support"}})
 	ids := must(t, e.call(e.asAgent(), "GET", fmt.Sprintf("/users/%d/identities", u), nil), http.StatusOK).list("identities")
 	iid := int64(ids[1]["id"].(float64))
+	// Groups (teams): one group with the agent in it, and one more group to delete.
+	ctx := context.Background()
+	grp, err := e.store.CreateGroup(ctx, ticketing.Actor(e.admin.ID), ticketing.GroupInput{Name: ptr("Spec team")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := e.store.CreateGroup(ctx, ticketing.Actor(e.admin.ID), ticketing.GroupInput{Name: ptr("Spec gone")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gm, err := e.store.CreateGroupMembership(ctx, ticketing.Actor(e.admin.ID), e.agent.ID, grp.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gm2, err := e.store.CreateGroupMembership(ctx, ticketing.Actor(e.admin.ID), e.admin.ID, grp.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	steps := []struct {
 		method, path string
 		body         any
@@ -284,6 +302,42 @@ func TestOpenAPI_ResponsesMatchSpec(t *testing.T) {
 		{"GET", "/audit_logs?filter[source_type]=nope", nil},
 		{"GET", "/audit_logs/1", nil},
 		{"GET", "/audit_logs/999999", nil},
+		{"GET", "/groups?page[size]=1", nil},
+		{"GET", "/groups?per_page=0", nil},
+		{"GET", "/groups/assignable", nil},
+		{"GET", "/groups/assignable?per_page=x", nil},
+		{"POST", "/groups", map[string]any{"group": map[string]any{"name": "Spec new", "description": "d", "is_public": false}}},
+		{"POST", "/groups", map[string]any{"group": map[string]any{"name": ""}}},
+		{"GET", fmt.Sprintf("/groups/%d", grp.ID), nil},
+		{"GET", "/groups/999999", nil},
+		{"PUT", fmt.Sprintf("/groups/%d", grp.ID), map[string]any{"group": map[string]any{"description": "changed", "default": true}}},
+		{"PUT", "/groups/999999", map[string]any{"group": map[string]any{"name": "x"}}},
+		{"GET", fmt.Sprintf("/groups/%d/memberships", grp.ID), nil},
+		{"GET", "/groups/999999/memberships", nil},
+		{"GET", fmt.Sprintf("/users/%d/groups", e.agent.ID), nil},
+		{"GET", "/users/999999/groups", nil},
+		{"GET", "/group_memberships?page[size]=1", nil},
+		{"GET", "/group_memberships?per_page=101", nil},
+		{"GET", "/group_memberships/assignable", nil},
+		{"GET", "/group_memberships/assignable?page[after]=x", nil},
+		{"POST", "/group_memberships", map[string]any{"group_membership": map[string]any{"user_id": e.agent.ID, "group_id": gone.ID}}},
+		{"POST", "/group_memberships", map[string]any{"group_membership": map[string]any{"user_id": e.agent.ID, "group_id": grp.ID}}},
+		{"GET", fmt.Sprintf("/group_memberships/%d", gm.ID), nil},
+		{"GET", "/group_memberships/999999", nil},
+		{"GET", fmt.Sprintf("/users/%d/group_memberships", e.agent.ID), nil},
+		{"GET", "/users/999999/group_memberships", nil},
+		{"POST", fmt.Sprintf("/users/%d/group_memberships", e.admin.ID), map[string]any{"group_membership": map[string]any{"group_id": gone.ID, "default": true}}},
+		{"POST", fmt.Sprintf("/users/%d/group_memberships", e.admin.ID), map[string]any{"group_membership": map[string]any{}}},
+		{"GET", fmt.Sprintf("/users/%d/group_memberships/%d", e.agent.ID, gm.ID), nil},
+		{"GET", fmt.Sprintf("/users/%d/group_memberships/%d", e.admin.ID, gm.ID), nil},
+		{"PUT", fmt.Sprintf("/users/%d/group_memberships/%d/make_default", e.admin.ID, gm2.ID), nil},
+		{"PUT", fmt.Sprintf("/users/%d/group_memberships/999999/make_default", e.admin.ID), nil},
+		{"DELETE", fmt.Sprintf("/users/%d/group_memberships/%d", e.admin.ID, gm2.ID), nil},
+		{"DELETE", fmt.Sprintf("/users/%d/group_memberships/%d", e.admin.ID, gm2.ID), nil},
+		{"DELETE", fmt.Sprintf("/group_memberships/%d", gm.ID), nil},
+		{"DELETE", fmt.Sprintf("/group_memberships/%d", gm.ID), nil},
+		{"DELETE", fmt.Sprintf("/groups/%d", gone.ID), nil},
+		{"DELETE", fmt.Sprintf("/groups/%d", gone.ID), nil},
 		{"DELETE", fmt.Sprintf("/tokens/%d", e.tokenID(e.admin.ID)), nil},
 	}
 	for _, s := range steps {

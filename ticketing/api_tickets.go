@@ -28,9 +28,9 @@ func htmlToText(s string) string {
 var ticketReadOnly = []string{"id", "url", "via", "origin_phone", "display_phone", "merged_into_id", "created_at", "updated_at"}
 
 // zendeskTicketAccepted are fields of Zendesk's ticket that Switchboard accepts and does not
-// keep (it has no organizations, groups, brands, forms or followers): a Zendesk client sending
+// keep (it has no organizations, brands, forms or followers; group_id is kept): a Zendesk client sending
 // them back is not refused (docs/api.md, "Zendesk compatibility").
-var zendeskTicketAccepted = []string{"organization_id", "group_id", "brand_id", "forum_topic_id", "problem_id",
+var zendeskTicketAccepted = []string{"organization_id", "brand_id", "forum_topic_id", "problem_id",
 	"has_incidents", "sharing_agreement_ids", "follower_ids", "email_cc_ids", "followup_ids", "ticket_form_id",
 	"satisfaction_rating", "raw_subject", "recipient", "allow_channelback", "allow_attachments",
 	"from_messaging_channel", "generated_timestamp", "custom_status_id", "safe_update", "updated_stamp",
@@ -215,6 +215,9 @@ func readTicketZendesk(b *body) ZendeskFields {
 		}
 	}
 	z.IsPublic = b.boolean("is_public")
+	if id, present := b.nullableID("group_id"); present {
+		z.GroupID, z.ClearGroup = id, id == nil
+	}
 	return z
 }
 

@@ -273,9 +273,16 @@ type CallFilter struct {
 	From, To, Line, Outcome string
 	// AgentID, when set, keeps the calls that agent answered or placed (the agent page's own).
 	AgentID int64
-	// Queues, when set, keeps the calls of those queues (the agent page's team view).
+	// Queues, when set, keeps the calls of those queues (the agent page's "my queues'" view).
 	Queues []string
-	Since  time.Time
+	// TeamOf, when set, keeps the calls answered or placed by that user or by an agent sharing
+	// a group with them (the agent page's "my team's" view; only their own when they belong
+	// to no group). Membership is read when the list is: an agent who left the group takes
+	// their calls with them.
+	TeamOf int64
+	// GroupID, when set, keeps the calls answered or placed by the members of that group.
+	GroupID int64
+	Since   time.Time
 	// Before is the pagination cursor: calls started before (BeforeStarted, BeforeID).
 	BeforeStarted time.Time
 	BeforeID      string
@@ -303,8 +310,11 @@ func (s *Store) ListCalls(ctx context.Context, f CallFilter) ([]Call, bool, erro
 		AND ($4 = '' OR outcome = $4) AND ($5::timestamptz IS NULL OR started_at >= $5)
 		AND ($6::timestamptz IS NULL OR (started_at, id) < ($6, $7))
 		AND ($9::bigint = 0 OR agent_id = $9) AND (cardinality($10::text[]) = 0 OR queue = ANY($10))
+		AND ($11::bigint = 0 OR agent_id = $11 OR agent_id IN (SELECT o.user_id FROM group_memberships m
+			JOIN group_memberships o ON o.group_id = m.group_id WHERE m.user_id = $11))
+		AND ($12::bigint = 0 OR agent_id IN (SELECT user_id FROM group_memberships WHERE group_id = $12))
 		ORDER BY started_at DESC, id DESC LIMIT $8`,
-		f.From, f.To, f.Line, f.Outcome, since, beforeStarted, f.BeforeID, f.Limit+1, f.AgentID, queues)
+		f.From, f.To, f.Line, f.Outcome, since, beforeStarted, f.BeforeID, f.Limit+1, f.AgentID, queues, f.TeamOf, f.GroupID)
 	if err != nil {
 		return nil, false, dbError("list calls", err)
 	}

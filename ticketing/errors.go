@@ -155,6 +155,12 @@ func dbError(op string, err error) error {
 			return duplicateField("email", "is already being used by another user")
 		case "users_external_id_key":
 			return duplicateField("external_id", "is already being used by another user")
+		case "groups_name_key":
+			return duplicateField("name", "is already the name of another group")
+		case "group_memberships_user_group":
+			return duplicateField("user_id", "is already a member of this group")
+		case "groups_one_default", "group_memberships_one_default":
+			return conflict("%s: the default group changed concurrently; retry", op)
 		}
 		return conflict("%s: %s", op, pe.Message)
 	case "23514": // check_violation

@@ -157,6 +157,12 @@ func (z ZendeskFields) changedFrom(t Ticket) ZendeskFields {
 	if z.IsPublic != nil && *z.IsPublic == t.IsPublic {
 		z.IsPublic = nil
 	}
+	if z.GroupID != nil && t.GroupID != nil && *z.GroupID == *t.GroupID {
+		z.GroupID = nil
+	}
+	if z.ClearGroup && t.GroupID == nil {
+		z.ClearGroup = false
+	}
 	return z
 }
 
@@ -183,8 +189,10 @@ func updateZendeskFields(ctx context.Context, tx pgx.Tx, id int64, z ZendeskFiel
 		collaborator_ids = coalesce($6, collaborator_ids),
 		due_at = CASE WHEN $8 THEN NULL ELSE coalesce($7, due_at) END,
 		is_public = coalesce($9, is_public),
+		group_id = CASE WHEN $11 THEN NULL ELSE coalesce($10, group_id) END,
 		updated_at = clock_timestamp()
-		WHERE id = $1`, id, z.Priority, z.Type, z.SubmitterID, z.ExternalID, collaborators, z.DueAt, z.ClearDueAt, z.IsPublic)
+		WHERE id = $1`, id, z.Priority, z.Type, z.SubmitterID, z.ExternalID, collaborators, z.DueAt, z.ClearDueAt, z.IsPublic,
+		z.GroupID, z.ClearGroup)
 	return dbError("update ticket", err)
 }
 

@@ -95,6 +95,7 @@ type Ticket struct {
 	RequesterID     int64        `json:"requester_id"`
 	SubmitterID     *int64       `json:"submitter_id"`
 	AssigneeID      *int64       `json:"assignee_id"`
+	GroupID         *int64       `json:"group_id"`
 	CollaboratorIDs []int64      `json:"collaborator_ids"`
 	DueAt           *Time        `json:"due_at"`
 	IsPublic        bool         `json:"is_public"`
@@ -125,7 +126,7 @@ func (t Ticket) Unsolved() bool {
 // comment and first voice comment (scalar subqueries, so that FOR UPDATE can follow).
 const ticketSelect = `SELECT id, subject, status, requester_id, assignee_id, via_channel, via_source, origin_phone, display_phone,
 	tags, session_type, caller_number, call_duration, wait_time, queue_name, call_id, hold_duration, csat,
-	merged_into_id, created_at, updated_at, fields, priority, type, submitter_id, external_id, collaborator_ids, due_at, is_public,
+	merged_into_id, created_at, updated_at, fields, priority, type, submitter_id, external_id, collaborator_ids, due_at, is_public, group_id,
 	coalesce((SELECT c.body FROM ticket_comments c WHERE c.ticket_id = tickets.id ORDER BY c.id LIMIT 1), ''),
 	(SELECT ARRAY[coalesce(c.from_number, ''), coalesce(c.to_number, '')] FROM ticket_comments c
 		WHERE c.ticket_id = tickets.id AND c.type = 'VoiceComment' ORDER BY c.id LIMIT 1)
@@ -139,7 +140,7 @@ func scanTicket(r pgx.Row) (Ticket, error) {
 		&t.OriginPhone, &t.DisplayPhone, &t.Tags, &c.SessionType, &c.CallerNumber, &c.CallDuration, &c.WaitTime,
 		&c.QueueName, &c.CallID, &c.HoldDuration, &c.CSAT, &t.MergedIntoID, &t.CreatedAt, &t.UpdatedAt, &t.Fields,
 		&t.Priority, &t.Type, &t.SubmitterID, &t.ExternalID, &t.CollaboratorIDs, &t.DueAt, &t.IsPublic,
-		&t.Description, &voice)
+		&t.GroupID, &t.Description, &voice)
 	if t.Tags == nil {
 		t.Tags = []string{}
 	}
@@ -226,11 +227,14 @@ type ZendeskFields struct {
 	DueAt           *time.Time
 	ClearDueAt      bool
 	IsPublic        *bool
+	// GroupID sets the ticket's group (it must exist: a 422 on group_id); ClearGroup removes it.
+	GroupID    *int64
+	ClearGroup bool
 }
 
 func (z ZendeskFields) empty() bool {
 	return z.Priority == nil && z.Type == nil && z.SubmitterID == nil && z.ExternalID == nil &&
-		z.CollaboratorIDs == nil && z.DueAt == nil && !z.ClearDueAt && z.IsPublic == nil
+		z.CollaboratorIDs == nil && z.DueAt == nil && !z.ClearDueAt && z.IsPublic == nil && z.GroupID == nil && !z.ClearGroup
 }
 
 // check validates the values Zendesk constrains (priority, type).
@@ -379,12 +383,12 @@ func (s *Store) CreateTicket(ctx context.Context, actor Actor, in NewTicket) (Ti
 		var id int64
 		err = tx.QueryRow(ctx, `INSERT INTO tickets (subject, status, requester_id, assignee_id, via_channel, via_source,
 			origin_phone, display_phone, tags, session_type, caller_number, call_duration, wait_time, queue_name, call_id,
-			hold_duration, csat, priority, type, submitter_id, external_id, collaborator_ids, due_at, is_public)
+			hold_duration, csat, priority, type, submitter_id, external_id, collaborator_ids, due_at, is_public, group_id)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-			nullif($17, ''), nullif($18, ''), $19, nullif($20, ''), coalesce($21, '{}'::bigint[]), $22, coalesce($23, true)) RETURNING id`,
+			nullif($17, ''), nullif($18, ''), $19, nullif($20, ''), coalesce($21, '{}'::bigint[]), $22, coalesce($23, true), $24) RETURNING id`,
 			strings.TrimSpace(in.Subject), in.Status, req, in.AssigneeID, in.Via.Channel, in.Via.Source, origin, tags,
 			c.SessionType, c.CallerNumber, c.CallDuration, c.WaitTime, c.QueueName, c.CallID, c.HoldDuration, c.CSAT,
-			z.Priority, z.Type, z.SubmitterID, z.ExternalID, collaborators, z.DueAt, z.IsPublic).Scan(&id)
+			z.Priority, z.Type, z.SubmitterID, z.ExternalID, collaborators, z.DueAt, z.IsPublic, z.GroupID).Scan(&id)
 		if err != nil {
 			return dbError("create ticket", err)
 		}

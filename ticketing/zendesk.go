@@ -81,6 +81,20 @@ func (a *API) withURLs(v any) any {
 		for i := range x {
 			x[i] = a.withURLs(x[i]).(TicketField)
 		}
+	case Group:
+		x.URL = a.resourceURL("/groups/" + strconv.FormatInt(x.ID, 10))
+		return x
+	case []Group:
+		for i := range x {
+			x[i] = a.withURLs(x[i]).(Group)
+		}
+	case GroupMembership:
+		x.URL = a.resourceURL("/group_memberships/" + strconv.FormatInt(x.ID, 10))
+		return x
+	case []GroupMembership:
+		for i := range x {
+			x[i] = a.withURLs(x[i]).(GroupMembership)
+		}
 	case []SearchResult:
 		for i := range x {
 			x[i] = a.withURLs(x[i]).(SearchResult)

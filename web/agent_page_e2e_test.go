@@ -97,8 +97,8 @@ func newAgentPageHarness(t *testing.T) *agentPageHarness {
 //   - the microphone and speaker pickers list the devices and switching the microphone works;
 //   - audio failure is said (ICE failed, Retry audio) and Available says why it is refused;
 //     Retry audio reconnects and Available works again;
-//   - Recent calls asks for the agent's own calls (agent_id) or their queues' (queue), and the
-//     table fits its card.
+//   - Recent calls asks for the agent's own calls (agent_id), their team's (team=true: the agents
+//     sharing a group with them) or their queues' (queue), and the table fits its card.
 func TestAgentPageInChromium(t *testing.T) {
 	node := e2eTools(t)
 	h := newAgentPageHarness(t)
@@ -270,15 +270,16 @@ func TestAgentPageInChromium(t *testing.T) {
 	if len(h.notes) != 1 || !strings.Contains(h.notes[0], "asked for a refund") {
 		t.Errorf("private notes posted: %q, want the one typed during the call", h.notes)
 	}
-	var mine, team bool
+	var mine, team, queues bool
 	for _, q := range h.scopes {
 		mine = mine || strings.Contains(q, "agent_id=1")
-		team = team || strings.Contains(q, "queue=support%2Csales")
-		if !strings.Contains(q, "agent_id=") && !strings.Contains(q, "queue=") {
+		team = team || strings.Contains(q, "team=true")
+		queues = queues || strings.Contains(q, "queue=support%2Csales")
+		if !strings.Contains(q, "agent_id=") && !strings.Contains(q, "queue=") && !strings.Contains(q, "team=true") {
 			t.Errorf("the page asked for every call of the gateway: GET /calls?%s", q)
 		}
 	}
-	if !mine || !team {
-		t.Errorf("GET /calls queries %q: want the agent's own (agent_id=1) and their queues' (queue=support,sales)", h.scopes)
+	if !mine || !team || !queues {
+		t.Errorf("GET /calls queries %q: want the agent's own (agent_id=1), their team's (team=true) and their queues' (queue=support,sales)", h.scopes)
 	}
 }

@@ -25,6 +25,12 @@ import (
 // (GET /audit_logs, action call_supervised) before it takes effect: no audio reaches a
 // supervisor without its entry.
 //
+// Teams (groups, migration 030): a supervisor who belongs to one or more groups supervises
+// only the agents of those groups — a call of another agent is refused with 403 (reason
+// not_in_your_groups) before anything is audited or joined, and the wallboard lists only
+// those agents; a supervisor in no group, and every admin, supervises every agent
+// (SupervisorOptions.Scope).
+//
 // Routes (Supervisors.Register):
 //
 //	POST   /calls/{id}/supervision  {"supervision":{"mode":"monitor"|"whisper"|"barge"}} → 201
@@ -51,6 +57,12 @@ type SupervisionAuditor interface {
 	AuditSupervision(ctx context.Context, actor ticketing.Actor, a ticketing.SupervisionAudit) error
 }
 
+// SupervisionScoper tells whom a supervisor supervises (their groups' agents, or every agent);
+// *ticketing.Store satisfies it.
+type SupervisionScoper interface {
+	SupervisionScope(ctx context.Context, userID int64) (ticketing.AgentScope, error)
+}
+
 // WallboardReports gives the wallboard its service level; *ticketing.Store satisfies it.
 type WallboardReports interface {
 	QueueReport(ctx context.Context, q ticketing.ReportQuery, opts ticketing.ReportOptions) ([]ticketing.QueueReportRow, error)
@@ -68,6 +80,9 @@ type SupervisorOptions struct {
 	// IsSupervisor says whether p may supervise and read the wallboard. Nil: supervisors and
 	// admins (ticketing.Principal.IsSupervisor).
 	IsSupervisor func(p ticketing.Principal) bool
+	// Scope narrows a supervisor to the agents of their groups, read on every request (a
+	// membership change applies at once). Nil: every supervisor supervises every agent.
+	Scope SupervisionScoper
 	// Reports and ReportOptions give the wallboard each queue's service level over the last
 	// hour (the queue report); nil: the wallboard has no service level.
 	Reports       WallboardReports
@@ -222,6 +237,35 @@ func (sp *Supervisors) audit(ctx context.Context, p ticketing.Principal, callID 
 	return nil
 }
 
+// scope returns whom p supervises; when it cannot be read (the database unreachable) the
+// answer is a 503 and nothing is done.
+func (sp *Supervisors) scope(ctx context.Context, p ticketing.Principal) (ticketing.AgentScope, error) {
+	if sp.opts.Scope == nil {
+		return ticketing.AgentScope{All: true}, nil
+	}
+	sc, err := sp.opts.Scope.SupervisionScope(ctx, p.UserID)
+	if err != nil {
+		sp.log.Warn("web: supervisors: the supervisor's groups cannot be read", "supervisor", p.UserID, "err", err)
+		return sc, &apiErr{apierror.Error{Status: http.StatusServiceUnavailable, RetryAfter: 5 * time.Second,
+			Description: "your groups cannot be read now (database unreachable); nothing was done, try again"}}
+	}
+	return sc, nil
+}
+
+// allowed refuses with 403 (reason not_in_your_groups) a supervision of an agent outside p's
+// groups.
+func (sp *Supervisors) allowed(ctx context.Context, p ticketing.Principal, agentID int64) error {
+	sc, err := sp.scope(ctx, p)
+	if err != nil {
+		return err
+	}
+	if !sc.Allows(agentID) {
+		// The same reason as the ACD's PUT /agents/{id}/state refusal.
+		return &apiErr{apierror.Error{Status: http.StatusForbidden, Reason: ivr.ReasonNotInYourGroups, Description: sc.Refusal(agentID)}}
+	}
+	return nil
+}
+
 func (sp *Supervisors) start(w http.ResponseWriter, r *http.Request, p ticketing.Principal) error {
 	callID := r.PathValue("id")
 	mode, err := readMode(r)
@@ -244,6 +288,9 @@ func (sp *Supervisors) start(w http.ResponseWriter, r *http.Request, p ticketing
 	}
 	if agentID == p.UserID {
 		return conflict("you cannot supervise your own call")
+	}
+	if err := sp.allowed(r.Context(), p, agentID); err != nil {
+		return err
 	}
 	if err := sp.audit(r.Context(), p, callID, agentID, string(mode)); err != nil {
 		return err
@@ -322,6 +369,10 @@ func (sp *Supervisors) change(w http.ResponseWriter, r *http.Request, p ticketin
 		return err
 	}
 	agentID := act.sv.AgentID()
+	// The call may have been transferred to an agent outside the supervisor's groups.
+	if err := sp.allowed(r.Context(), p, agentID); err != nil {
+		return err
+	}
 	if err := sp.audit(r.Context(), p, callID, agentID, string(mode)); err != nil {
 		return err
 	}
@@ -387,7 +438,11 @@ type wallAgentJSON struct {
 	Queues []string `json:"queues"`
 }
 
-func (sp *Supervisors) wallboard(w http.ResponseWriter, r *http.Request, _ ticketing.Principal) error {
+func (sp *Supervisors) wallboard(w http.ResponseWriter, r *http.Request, p ticketing.Principal) error {
+	sc, err := sp.scope(r.Context(), p)
+	if err != nil {
+		return err
+	}
 	now := sp.opts.Now().UTC().Truncate(time.Second)
 	qs := sp.opts.ACD.Queues()
 	queues := make([]wallQueueJSON, len(qs))
@@ -413,15 +468,18 @@ func (sp *Supervisors) wallboard(w http.ResponseWriter, r *http.Request, _ ticke
 			}
 		}
 	}
-	as := sp.opts.ACD.Agents()
-	agents := make([]wallAgentJSON, len(as))
-	for i, a := range as {
+	// Only the agents the supervisor supervises (their groups'); the queues' figures stay whole.
+	agents := []wallAgentJSON{}
+	for _, a := range sp.opts.ACD.Agents() {
+		if !sc.Allows(a.ID) {
+			continue
+		}
 		q := a.Queues
 		if q == nil {
 			q = []string{}
 		}
-		agents[i] = wallAgentJSON{ID: a.ID, Name: a.Name, Email: a.Email, State: string(a.State),
-			Since: a.Since.UTC().Format(time.RFC3339), CallID: a.CallID, Queues: q}
+		agents = append(agents, wallAgentJSON{ID: a.ID, Name: a.Name, Email: a.Email, State: string(a.State),
+			Since: a.Since.UTC().Format(time.RFC3339), CallID: a.CallID, Queues: q})
 	}
 	sort.Slice(agents, func(i, j int) bool { return agents[i].ID < agents[j].ID })
 	writeJSON(w, http.StatusOK, map[string]any{"wallboard": map[string]any{"queues": queues, "agents": agents, "at": now.Format(time.RFC3339)}})

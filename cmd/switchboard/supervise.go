@@ -12,13 +12,14 @@ import (
 
 // mountSupervisors serves the supervisor API (monitor, whisper, barge, the wallboard) on the
 // page's softphones and the ACD; every action is audited in the ticketing store (on the
-// supervisor's node only, once). Supervisors are the supervisors and the admins.
+// supervisor's node only, once). Supervisors are the supervisors and the admins; a supervisor
+// who belongs to groups supervises only the agents of those groups.
 func (t *telephony) mountSupervisors(mux *http.ServeMux) error {
 	gw := t.gw
 	sup, err := t.web.Supervisors(web.SupervisorOptions{
 		// ClusterACD: in a cluster a supervisor also reaches a call another node owns (the
 		// call's node mixes; the supervisor's audio crosses the internal leg).
-		ACD: sip.ClusterACD{ACD: t.acd, SIP: t.sip}, Audit: gw.store, Auth: gw.api.Authenticate,
+		ACD: sip.ClusterACD{ACD: t.acd, SIP: t.sip}, Audit: gw.store, Auth: gw.api.Authenticate, Scope: gw.store,
 		Reports: gw.store, ReportOptions: gw.reportOptions(),
 		Logger: gw.log.With("component", "supervisors"),
 	})

@@ -575,6 +575,19 @@ func (a ivrAuth) Authorize(r *http.Request) (int64, bool, error) {
 	return p.UserID, p.IsSupervisor(), nil
 }
 
+// MayManage narrows a supervisor who belongs to groups to the agents of those groups
+// (ticketing.Store.SupervisionScope); an admin, or a supervisor in no group, sets anyone's state.
+func (a ivrAuth) MayManage(ctx context.Context, userID, agentID int64) (string, error) {
+	sc, err := a.gw.store.SupervisionScope(ctx, userID)
+	if err != nil {
+		return "", err
+	}
+	if sc.Allows(agentID) {
+		return "", nil
+	}
+	return sc.Refusal(agentID), nil
+}
+
 // recordingsAuth authenticates recording downloads and applies recordings.agents_can_access:
 // every recording is the admins' only (a supervisor reads recordings as an agent does).
 type recordingsAuth struct{ gw *gateway }

@@ -140,9 +140,12 @@ test('agent page: buttons before the WebSocket opens, ring and notify, notes, wr
   await page.getByTestId('go-available').click();
   await until(stateIs(page, 'available'), 'available after Retry audio');
 
-  // 8. Recent calls: the agent's own, then their queues'; the table fits its card.
+  // 8. Recent calls: the agent's own, then their team's (groups), then their queues'; the table
+  // fits its card.
   await until(async () => (await page.locator('#recent-calls tr').count()) === 10, 'the recent calls');
   await page.getByTestId('recent-scope').selectOption('team');
+  await until(async () => /team=true/.test(JSON.stringify(await (await fetch(`${base}/test/notes`)).json())), 'the team\'s calls asked for');
+  await page.getByTestId('recent-scope').selectOption('queues');
   await until(async () => /queue=/.test(JSON.stringify(await (await fetch(`${base}/test/notes`)).json())), 'the queues\' calls asked for');
   for (const width of [1100, 700, 420]) {
     await page.setViewportSize({ width, height: 900 });

@@ -460,3 +460,57 @@ test('webhooks: ticket events, signed, in order, retried', async () => {
     server.close();
   }
 });
+
+test('groups and group memberships: create, show, update, list, memberships, make default, delete; a ticket\'s group_id', async () => {
+  const { result: g } = await client.groups.create({ group: { name: 'Tier 1', description: 'first line' } });
+  assert.equal(g.name, 'Tier 1');
+  assert.equal(g.deleted, false);
+  assert.equal(g.is_public, true);
+  assert.match(g.url, new RegExp(`/api/v2/groups/${g.id}\\.json$`));
+  const { result: g2 } = await client.groups.create({ group: { name: 'Tier 2' } });
+  assert.equal((await client.groups.show(g.id)).result.description, 'first line');
+  assert.equal((await client.groups.update(g.id, { group: { name: 'Tier One' } })).result.name, 'Tier One');
+  const all = await client.groups.list();
+  assert.deepEqual(all.map((x) => x.id), [g.id, g2.id]);
+  assert.equal((await client.groups.assignable()).length, 2);
+
+  const { result: m1 } = await client.groupmemberships.create({ group_membership: { user_id: state.agentId, group_id: g.id } });
+  assert.equal(m1.user_id, state.agentId);
+  assert.equal(m1.default, true, 'the first membership is the default');
+  const { result: m2 } = await client.groupmemberships.createByUser(state.agentId, { group_membership: { group_id: g2.id } });
+  assert.equal(m2.default, false);
+  assert.equal((await client.groupmemberships.listByUser(state.agentId)).length, 2);
+  assert.deepEqual((await client.groupmemberships.listByGroup(g.id)).map((m) => m.user_id), [state.agentId]);
+  assert.equal((await client.groupmemberships.list()).length, 2);
+  assert.equal((await client.groupmemberships.show(m1.id)).result.group_id, g.id);
+  assert.equal((await client.groupmemberships.showByUser(state.agentId, m2.id)).result.group_id, g2.id);
+  await client.groupmemberships.makeDefault(state.agentId, m2.id);
+  assert.equal((await client.groupmemberships.show(m2.id)).result.default, true);
+
+  let err = await refusal(() => client.groupmemberships.create({ group_membership: { user_id: state.agentId, group_id: g.id } }));
+  assert.equal(err.statusCode, 422);
+  assert.equal(err.result.details.user_id[0].error, 'DuplicateValue');
+  err = await refusal(() => client.groupmemberships.create({ group_membership: { user_id: state.ada.id, group_id: g.id } }));
+  assert.equal(err.statusCode, 422, 'an end user cannot be a member');
+  assert.ok(err.result.details.user_id);
+  err = await refusal(() => client.groups.create({ group: { name: 'tier one' } }));
+  assert.equal(err.statusCode, 422);
+  assert.equal(err.result.details.name[0].error, 'DuplicateValue');
+  const agentOnly = zendesk.createClient({ username: env('ZD_AGENT_EMAIL'), password: env('ZD_AGENT_PASSWORD'), endpointUri, throwOriginalException: true });
+  err = await refusal(() => agentOnly.groups.create({ group: { name: 'Mine' } }));
+  assert.equal(err.statusCode, 403);
+  assert.equal((await agentOnly.groups.list()).length, 2, 'agents read the groups');
+
+  // A ticket's group_id is kept.
+  const { result: t } = await client.tickets.create({ ticket: { subject: 'grouped', comment: { body: 'x' }, requester_id: state.ada.id, group_id: g.id } });
+  assert.equal(t.group_id, g.id);
+
+  await client.groupmemberships.deleteByUser(state.agentId, m2.id);
+  await client.groupmemberships.delete(m1.id);
+  assert.equal((await client.groupmemberships.listByUser(state.agentId)).length, 0);
+  await client.groups.delete(g2.id);
+  err = await refusal(() => client.groups.show(g2.id));
+  assert.equal(err.statusCode, 404);
+  await client.groups.delete(g.id);
+  assert.equal((await client.tickets.show(t.id)).result.group_id, null, 'a deleted group leaves its tickets without one');
+});

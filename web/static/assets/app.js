@@ -27,7 +27,7 @@ const ui = {
   ringer: null, // the ringtone while a call rings
   note: null, // the browser notification of the ringing call
   wrapTimer: null,
-  scope: 'mine', // Recent calls: the agent's own, or their queues'
+  scope: 'mine', // Recent calls: the agent's own, their team's (groups) or their queues'
   queues: [], // the agent's queues, from /session
   lost: null, // {at, state}: when the signalling connection went, and the state the agent had
 };
@@ -633,16 +633,21 @@ async function loadRecent() {
   const body = $('recent-calls');
   let calls = [];
   try {
-    // The agent's own calls, or their queues' (the team's); never the whole gateway's.
-    const q = ui.scope === 'team' && ui.queues.length
-      ? `queue=${encodeURIComponent(ui.queues.join(','))}`
-      : `agent_id=${encodeURIComponent(ui.agent.id)}`;
+    // The agent's own calls, their team's (the agents sharing a group with them: team=true), or
+    // their queues'; never the whole gateway's.
+    const q = ui.scope === 'team'
+      ? 'team=true'
+      : ui.scope === 'queues' && ui.queues.length
+        ? `queue=${encodeURIComponent(ui.queues.join(','))}`
+        : `agent_id=${encodeURIComponent(ui.agent.id)}`;
     calls = (await api('GET', `/calls?per_page=10&${q}`)).calls || [];
   } catch (e) {
     $('recent-note').textContent = `Recent calls unavailable (${e.message})`;
     return;
   }
-  $('recent-note').textContent = calls.length ? '' : (ui.scope === 'team' ? 'No calls in your queues yet.' : 'No calls of yours yet.');
+  $('recent-note').textContent = calls.length ? ''
+    : ui.scope === 'team' ? 'No calls of your team yet (your team: the agents sharing a group with you).'
+      : ui.scope === 'queues' ? 'No calls in your queues yet.' : 'No calls of yours yet.';
   const rows = calls.slice(0, 10).map((c) => {
     const tr = document.createElement('tr');
     const when = c.started_at ? new Date(c.started_at).toLocaleTimeString() : '';
