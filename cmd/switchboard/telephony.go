@@ -372,7 +372,14 @@ func (t *telephony) setLines(ls []roster.Line) error {
 	cfg := t.gw.cfg
 	parse := rosterTarget(cfg)
 	out := make([]sip.Line, 0, len(ls))
+	// The file's lines' settings stand for every number the database does not override: a
+	// line of the file used only to call out from (OB-7) keeps its settings as before.
 	settings := map[string]ticketing.LineSettings{}
+	for _, cl := range cfg.Lines {
+		if n, ok := phone.Normalize(cl.Number, ""); ok {
+			settings[n] = cl.Settings
+		}
+	}
 	for _, l := range ls {
 		target, err := parse(l.Target)
 		if err != nil {
