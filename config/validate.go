@@ -436,10 +436,6 @@ func known(what string, names []string) string {
 
 func (c *Config) validateLines(k *checker) {
 	seen := map[string]int{}
-	var trunkNames []string
-	for _, t := range c.Trunks {
-		trunkNames = append(trunkNames, t.Name)
-	}
 	for i := range c.Lines {
 		l := &c.Lines[i]
 		p := "lines" + index(i)
@@ -457,38 +453,69 @@ func (c *Config) validateLines(k *checker) {
 				seen[l.Number] = i
 			}
 		}
-		switch {
-		case l.Trunk != "":
-			if _, ok := c.Trunk(l.Trunk); !ok {
-				k.add(p+".trunk", "%q names no trunk; %s", l.Trunk, known("trunks", trunkNames))
-			}
-		case len(c.Trunks) == 0:
-			k.add(p+".trunk", "no trunk is configured: add one under trunks so that calls can reach this line")
-		case len(c.Trunks) > 1:
-			k.add(p+".trunk", "is required when there are several trunks; use one of %s", strings.Join(trunkNames, ", "))
-		}
+		c.checkLineTrunk(k, p+".trunk", l.Trunk, false)
 		checkLanguage(k, p+".language", l.Language)
 		c.checkTarget(k, p+".target", l.Target, true)
 		if h := l.Hours; h != nil {
-			hp := p + ".hours"
-			if loc, err := time.LoadLocation(h.TimeZone); err != nil || h.TimeZone == "Local" {
-				k.add(hp+".time_zone", "%q is not an IANA time zone; write one such as Europe/Paris or America/New_York", h.TimeZone)
-			} else {
-				h.loc = loc
-			}
-			open := false
-			for d := time.Sunday; d <= time.Saturday; d++ {
-				open = open || len(h.Weekly.Day(d)) > 0
-			}
-			if !open {
-				k.add(hp+".weekly", "has no opening hours on any day, so the line would always be closed; add ranges such as mon: [\"09:00-17:00\"] or remove hours")
-			}
-			c.checkTarget(k, hp+".closed_target", h.ClosedTarget, true)
+			c.checkHours(k, p+".hours", h, true)
 		}
-		c.checkSettingsErrors(k, p+".settings.", l.Settings.Validate(c.Ticketing.Settings))
-		if l.Settings.DefaultAssignee != nil {
-			c.checkAssignee(k, p+".settings.default_assignee", *l.Settings.DefaultAssignee)
+		c.checkLineSettings(k, p+".settings", l.Settings, true)
+	}
+}
+
+// checkLineTrunk checks a line's trunk: one of the trunks, or empty when there is exactly one
+// (optional: empty is allowed whatever the trunks — a line of the database without a trunk of
+// its own takes the file's line's of its number).
+func (c *Config) checkLineTrunk(k *checker, path, trunk string, optional bool) {
+	var trunkNames []string
+	for _, t := range c.Trunks {
+		trunkNames = append(trunkNames, t.Name)
+	}
+	switch {
+	case trunk != "":
+		if _, ok := c.Trunk(trunk); !ok {
+			k.add(path, "%q names no trunk; %s", trunk, known("trunks", trunkNames))
 		}
+	case optional:
+	case len(c.Trunks) == 0:
+		k.add(path, "no trunk is configured: add one under trunks so that calls can reach this line")
+	case len(c.Trunks) > 1:
+		k.add(path, "is required when there are several trunks; use one of %s", strings.Join(trunkNames, ", "))
+	}
+}
+
+// checkHours checks a line's opening hours (defaults applied) and loads their time zone. With
+// queues false a closed_target's queue is not looked up in the file (the database's lines send
+// calls to the database's queues, which the roster checks).
+func (c *Config) checkHours(k *checker, hp string, h *Hours, queues bool) {
+	if loc, err := time.LoadLocation(h.TimeZone); err != nil || h.TimeZone == "Local" {
+		k.add(hp+".time_zone", "%q is not an IANA time zone; write one such as Europe/Paris or America/New_York", h.TimeZone)
+	} else {
+		h.loc = loc
+	}
+	open := false
+	for d := time.Sunday; d <= time.Saturday; d++ {
+		open = open || len(h.Weekly.Day(d)) > 0
+	}
+	if !open {
+		k.add(hp+".weekly", "has no opening hours on any day, so the line would always be closed; add ranges such as mon: [\"09:00-17:00\"] or remove hours")
+	}
+	if !queues && h.ClosedTarget.Kind == ivr.TargetQueue {
+		return
+	}
+	c.checkTarget(k, hp+".closed_target", h.ClosedTarget, true)
+}
+
+// checkLineSettings checks a line's ticket settings over the global ones. With accounts false
+// a default_assignee is not looked up among the file's accounts (the database's lines: the
+// roster checks the users).
+func (c *Config) checkLineSettings(k *checker, sp string, s ticketing.LineSettings, accounts bool) {
+	c.checkSettingsErrors(k, sp+".", s.Validate(c.Ticketing.Settings))
+	if s.DefaultAssignee != nil && accounts {
+		c.checkAssignee(k, sp+".default_assignee", *s.DefaultAssignee)
+	}
+	if s.DefaultAssignee != nil && !accounts && *s.DefaultAssignee != "" && !validEmail(*s.DefaultAssignee) {
+		k.add(sp+".default_assignee", "%q is not an email address; write the email of an agent or user, or leave default_assignee empty", *s.DefaultAssignee)
 	}
 }
 

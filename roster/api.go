@@ -76,7 +76,7 @@ const maxBody = 64 << 10
 //	GET    /lines/inbound                        every line: number, target, name, language
 //	POST   /lines                                create a line (number → target)
 //	GET    /lines/{number}                       a line
-//	PUT    /lines/{number}                       change a line's target, name or language
+//	PUT    /lines/{number}                       change a line's target, name, language, trunk, hours or settings
 //	DELETE /lines/{number}                       delete a line (its calls get 404 from then on)
 //
 // GET /agents and GET /queues (the live states) are the ACD's (ivr.ACD.Register).
@@ -1000,7 +1000,8 @@ func (a *API) deleteQueue(w http.ResponseWriter, r *http.Request, p ticketing.Pr
 		if by != "" {
 			return ticketing.RosterAudit{}, conflict("", "queue %s cannot be deleted: queue %s overflows into it", clip(name), by)
 		}
-		if err := tx.QueryRow(r.Context(), `SELECT coalesce(min(number), '') FROM roster_lines WHERE target = 'queue:' || $1`, name).Scan(&by); err != nil {
+		if err := tx.QueryRow(r.Context(), `SELECT coalesce(min(number), '') FROM roster_lines
+			WHERE target = 'queue:' || $1 OR hours ->> 'closed_target' = 'queue:' || $1`, name).Scan(&by); err != nil {
 			return ticketing.RosterAudit{}, err
 		}
 		if by != "" {

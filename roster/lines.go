@@ -1,6 +1,7 @@
 package roster
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -20,8 +21,13 @@ import (
 )
 
 // Lines managed live (migration 021): a line is a dialled number (DID) and the target its
-// calls go to, stored in roster_lines. They are read with the roster at every reload and
-// handed to Options.Lines (the SIP server's line table), on the loop's goroutine.
+// calls go to, stored in roster_lines, with (migration 031) its trunk, opening hours and ticket
+// settings. They are read with the roster at every reload and handed to Options.Lines (the SIP
+// server's line table, the ticketing engine's settings per line), on the loop's goroutine.
+//
+// Trunk, hours and settings left NULL are not the line's own: the configuration file's line of
+// the same number gives them, as before 031, else the defaults (the only trunk, always open, the
+// global ticket settings). A value stored wins over the file.
 
 // Line is one line as stored.
 type Line struct {
@@ -34,6 +40,30 @@ type Line struct {
 	// default).
 	Name     string `json:"name"`
 	Language string `json:"language"`
+	// Trunk names a trunk of the configuration; nil: the file's line's of this number (else
+	// the only trunk).
+	Trunk *string `json:"trunk"`
+	// Hours are the opening hours as the file writes them, in JSON ({"time_zone", "weekly",
+	// "holidays", "closed_target"}); nil: the file's line's of this number (else always open).
+	Hours json.RawMessage `json:"hours"`
+	// Settings override the global ticket settings as the file's lines[].settings do; nil:
+	// the file's line's of this number (else none).
+	Settings json.RawMessage `json:"settings"`
+}
+
+// LineProblem is what Options.CheckLine finds wrong with a line's trunk, hours or settings:
+// the field's path below the line ("hours.weekly.mon[0]") and what is wrong.
+type LineProblem struct {
+	Field, Message string
+}
+
+// legacyLine is a line as migration 021 stored it: the seed's hash of the lines recorded
+// before 031 is over these fields.
+type legacyLine struct {
+	Number   string `json:"number"`
+	Target   string `json:"target"`
+	Name     string `json:"name"`
+	Language string `json:"language"`
 }
 
 // linesHash is the digest of the configuration's lines, recorded when they seed the table.
@@ -41,6 +71,27 @@ func linesHash(ls []Line) string {
 	b, _ := json.Marshal(ls) // plain structs: never fails
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
+}
+
+// legacyLinesHash is linesHash as it was before migration 031 (number, target, name and
+// language only): a seed recorded then is not taken for a different file.
+func legacyLinesHash(ls []Line) string {
+	old := make([]legacyLine, len(ls))
+	for i, l := range ls {
+		old[i] = legacyLine{l.Number, l.Target, l.Name, l.Language}
+	}
+	b, _ := json.Marshal(old) // plain structs: never fails
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// jsonArg is a jsonb parameter: NULL for nil or JSON null.
+func jsonArg(b json.RawMessage) any {
+	t := strings.TrimSpace(string(b))
+	if t == "" || t == "null" {
+		return nil
+	}
+	return t
 }
 
 // seedLines writes the configuration's lines when they never were (inside ApplySeed's
@@ -51,14 +102,15 @@ func seedLines(ctx context.Context, tx pgx.Tx, ls []Line) (seeded, differs bool,
 	var old string
 	err = tx.QueryRow(ctx, `SELECT seed_hash FROM roster_lines_seed`).Scan(&old)
 	if err == nil {
-		return false, old != hash, nil
+		return false, old != hash && old != legacyLinesHash(ls), nil
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return false, false, fmt.Errorf("lines: %w", err)
 	}
 	for _, l := range ls {
-		if _, err := tx.Exec(ctx, `INSERT INTO roster_lines (number, target, name, language) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (number) DO NOTHING`, l.Number, l.Target, l.Name, l.Language); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO roster_lines (number, target, name, language, trunk, hours, settings)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (number) DO NOTHING`,
+			l.Number, l.Target, l.Name, l.Language, l.Trunk, jsonArg(l.Hours), jsonArg(l.Settings)); err != nil {
 			return false, false, fmt.Errorf("line %s: %w", l.Number, err)
 		}
 	}
@@ -70,7 +122,7 @@ func seedLines(ctx context.Context, tx pgx.Tx, ls []Line) (seeded, differs bool,
 
 // loadLines reads every line, by number.
 func loadLines(ctx context.Context, q querier) ([]Line, error) {
-	rows, err := q.Query(ctx, `SELECT number, target, name, language FROM roster_lines ORDER BY number`)
+	rows, err := q.Query(ctx, `SELECT number, target, name, language, trunk, hours, settings FROM roster_lines ORDER BY number`)
 	if err != nil {
 		return nil, fmt.Errorf("roster: load lines: %w", err)
 	}
@@ -83,8 +135,8 @@ func loadLines(ctx context.Context, q querier) ([]Line, error) {
 
 func lineOf(ctx context.Context, q querier, number string) (Line, error) {
 	var l Line
-	err := q.QueryRow(ctx, `SELECT number, target, name, language FROM roster_lines WHERE number = $1`, number).
-		Scan(&l.Number, &l.Target, &l.Name, &l.Language)
+	err := q.QueryRow(ctx, `SELECT number, target, name, language, trunk, hours, settings FROM roster_lines WHERE number = $1`, number).
+		Scan(&l.Number, &l.Target, &l.Name, &l.Language, &l.Trunk, &l.Hours, &l.Settings)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return l, ErrNotFound
 	}
@@ -97,7 +149,7 @@ func lineOf(ctx context.Context, q querier, number string) (Line, error) {
 var language = regexp.MustCompile(`^([A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*)?$`)
 
 var (
-	lineFields = []string{"target", "name", "language"}
+	lineFields = []string{"target", "name", "language", "trunk", "hours", "settings"}
 	lineRead   = []string{"number", "url"}
 )
 
@@ -120,6 +172,79 @@ func parseLine(in map[string]json.RawMessage, l *Line) error {
 		return err
 	} else if ok && !language.MatchString(l.Language) {
 		return invalid("language", "%q is not a language tag such as en or fr-CA", clip(l.Language))
+	}
+	if raw, ok := in["trunk"]; ok {
+		l.Trunk = nil
+		if jsonArg(raw) != nil {
+			var t string
+			if err := json.Unmarshal(raw, &t); err != nil {
+				return invalid("trunk", "has the wrong type: want a trunk's name (a string) or null")
+			}
+			l.Trunk = &t
+		}
+	}
+	for _, f := range []struct {
+		name string
+		dst  *json.RawMessage
+	}{{"hours", &l.Hours}, {"settings", &l.Settings}} {
+		if raw, ok := in[f.name]; ok {
+			*f.dst = nil
+			if jsonArg(raw) != nil {
+				if t := strings.TrimSpace(string(raw)); !strings.HasPrefix(t, "{") {
+					return invalid(f.name, "has the wrong type: want a JSON object or null")
+				}
+				*f.dst = append(json.RawMessage(nil), raw...)
+			}
+		}
+	}
+	return nil
+}
+
+// checkLineParts checks a line's trunk, hours and settings with the configuration's rules
+// (Options.CheckLine) and stores them as it writes them back; then that a queue the hours'
+// closed_target names is a queue of the roster, and that a settings.default_assignee is a
+// user.
+func (a *API) checkLineParts(ctx context.Context, tx pgx.Tx, l *Line) error {
+	if l.Trunk == nil && l.Hours == nil && l.Settings == nil {
+		return nil
+	}
+	if a.m.opts.CheckLine == nil {
+		return invalid("hours", "a line's own trunk, hours and settings are not taken by this gateway")
+	}
+	hours, settings, p := a.m.opts.CheckLine(l.Trunk, l.Hours, l.Settings)
+	if p != nil {
+		return invalid(p.Field, "%s", p.Message)
+	}
+	l.Hours, l.Settings = hours, settings
+	if l.Hours != nil {
+		var h struct {
+			ClosedTarget string `json:"closed_target"`
+		}
+		if err := json.Unmarshal(l.Hours, &h); err == nil && strings.HasPrefix(h.ClosedTarget, "queue:") {
+			var ok bool
+			name := strings.TrimPrefix(h.ClosedTarget, "queue:")
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM roster_queues WHERE name = $1)`, name).Scan(&ok); err != nil {
+				return err
+			}
+			if !ok {
+				return invalid("hours.closed_target", "no queue named %s", clip(name))
+			}
+		}
+	}
+	if l.Settings != nil {
+		var s struct {
+			DefaultAssignee *string `json:"default_assignee"`
+		}
+		if err := json.Unmarshal(l.Settings, &s); err == nil && s.DefaultAssignee != nil && *s.DefaultAssignee != "" {
+			var ok bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($1)
+				AND role IN ('agent', 'admin') AND deleted_at IS NULL)`, *s.DefaultAssignee).Scan(&ok); err != nil {
+				return err
+			}
+			if !ok {
+				return invalid("settings.default_assignee", "%q is not an agent or admin; name one, or leave default_assignee empty", clip(*s.DefaultAssignee))
+			}
+		}
 	}
 	return nil
 }
@@ -216,8 +341,12 @@ func (a *API) createLine(w http.ResponseWriter, r *http.Request, p ticketing.Pri
 		if err := a.checkLineTarget(r.Context(), tx, l); err != nil {
 			return ticketing.RosterAudit{}, err
 		}
-		_, err := tx.Exec(r.Context(), `INSERT INTO roster_lines (number, target, name, language) VALUES ($1, $2, $3, $4)`,
-			l.Number, l.Target, l.Name, l.Language)
+		if err := a.checkLineParts(r.Context(), tx, &l); err != nil {
+			return ticketing.RosterAudit{}, err
+		}
+		_, err := tx.Exec(r.Context(), `INSERT INTO roster_lines (number, target, name, language, trunk, hours, settings)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			l.Number, l.Target, l.Name, l.Language, l.Trunk, jsonArg(l.Hours), jsonArg(l.Settings))
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "23505" {
 			return ticketing.RosterAudit{}, conflict("number", "a line %s exists", l.Number)
@@ -261,12 +390,18 @@ func (a *API) putLine(w http.ResponseWriter, r *http.Request, p ticketing.Princi
 		if err := a.checkLineTarget(r.Context(), tx, l); err != nil {
 			return ticketing.RosterAudit{}, err
 		}
-		if _, err := tx.Exec(r.Context(), `UPDATE roster_lines SET target = $2, name = $3, language = $4, updated_at = now()
-			WHERE number = $1`, l.Number, l.Target, l.Name, l.Language); err != nil {
+		if err := a.checkLineParts(r.Context(), tx, &l); err != nil {
+			return ticketing.RosterAudit{}, err
+		}
+		if _, err := tx.Exec(r.Context(), `UPDATE roster_lines SET target = $2, name = $3, language = $4,
+				trunk = $5, hours = $6, settings = $7, updated_at = now()
+			WHERE number = $1`, l.Number, l.Target, l.Name, l.Language, l.Trunk, jsonArg(l.Hours), jsonArg(l.Settings)); err != nil {
 			return ticketing.RosterAudit{}, err
 		}
 		var d []string
-		for _, f := range [][3]string{{"target", old.Target, l.Target}, {"name", old.Name, l.Name}, {"language", old.Language, l.Language}} {
+		for _, f := range [][3]string{{"target", old.Target, l.Target}, {"name", old.Name, l.Name}, {"language", old.Language, l.Language},
+			{"trunk", deref(old.Trunk), deref(l.Trunk)}, {"hours", compact(old.Hours), compact(l.Hours)},
+			{"settings", compact(old.Settings), compact(l.Settings)}} {
 			if f[1] != f[2] {
 				d = append(d, fmt.Sprintf("%s %q → %q", f[0], f[1], f[2]))
 			}
@@ -306,4 +441,23 @@ func (a *API) deleteLine(w http.ResponseWriter, r *http.Request, p ticketing.Pri
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "(the file's)"
+	}
+	return *s
+}
+
+// compact is a JSON value on one line for the audit's description ("(the file's)" for none).
+func compact(b json.RawMessage) string {
+	if jsonArg(b) == nil {
+		return "(the file's)"
+	}
+	var buf bytes.Buffer
+	if json.Compact(&buf, b) != nil {
+		return string(b)
+	}
+	return buf.String()
 }

@@ -2,6 +2,7 @@ package roster_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -43,13 +44,20 @@ func (s *lineSink) numbers() []string {
 // lineNode is a node whose manager hands its lines to sink.
 func (e *env) lineNode(seed *roster.Seed, sink *lineSink) *node {
 	e.t.Helper()
+	return e.lineNodeChecking(seed, sink, nil)
+}
+
+// lineNodeChecking is lineNode whose API takes a line's trunk, hours and settings, checked by
+// check (roster.Options.CheckLine).
+func (e *env) lineNodeChecking(seed *roster.Seed, sink *lineSink, check func(*string, json.RawMessage, json.RawMessage) (json.RawMessage, json.RawMessage, *roster.LineProblem)) *node {
+	e.t.Helper()
 	acd, err := ivr.NewACD(ivr.ACDOptions{})
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(acd.Close)
 	m, err := roster.New(roster.Options{Pool: e.pool, ACD: acd, Seed: seed, ListenRetry: 100 * time.Millisecond,
-		Lines: sink.set,
+		Lines: sink.set, CheckLine: check,
 		ParseTarget: func(s string) (ivr.Target, error) {
 			switch {
 			case s == "voicemail":

@@ -2,6 +2,7 @@ package roster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,6 +53,11 @@ type Options struct {
 	// line table), on the loop's goroutine and without a lock held; an error is logged and the
 	// previous lines stay in force there.
 	Lines func([]Line) error
+	// CheckLine checks a line's own trunk, hours and settings (each nil when not the line's
+	// own) as the configuration checks its lines, and returns the hours and settings as they
+	// are to be stored, or the first problem. The API refuses lines with any of them while it
+	// is nil.
+	CheckLine func(trunk *string, hours, settings json.RawMessage) (json.RawMessage, json.RawMessage, *LineProblem)
 	// Logger; nil discards.
 	Logger *slog.Logger
 }

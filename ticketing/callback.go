@@ -60,7 +60,7 @@ func (e *Engine) PlanCallback(ctx context.Context, callID string, entry TicketEn
 	if err != nil {
 		return OutboundPlan{}, fmt.Errorf("ticketing: plan callback: settings: %w", err)
 	}
-	st := e.opts.LineSettings[deref(line)].Apply(global)
+	st := e.lineSettings()[deref(line)].Apply(global)
 	// A number the agent typed in for the earlier call (OB-5) is still one: called back only
 	// while allow_entered_number is on, and noted on the ticket again (CD-8); otherwise the
 	// ordinary rules below refuse it (403).

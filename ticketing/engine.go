@@ -22,7 +22,8 @@ import (
 
 // EngineOptions configure the rules engine. Zero values take the defaults noted.
 type EngineOptions struct {
-	// LineSettings are the per-line overrides of the global settings, by line number.
+	// LineSettings are the per-line overrides of the global settings, by line number, until
+	// Engine.SetLineSettings replaces them (the lines managed live).
 	LineSettings map[string]LineSettings
 	// GapTimeout is how long a call's later events wait for a missing seq before they are
 	// applied anyway, the gap logged and counted (default 5 s).
@@ -82,6 +83,9 @@ type Engine struct {
 	sweepNeeded atomic.Bool
 	// global holds the global settings read at the start of each pass.
 	global atomic.Pointer[Settings]
+	// lines are the per-line overrides in force (EngineOptions.LineSettings, then each
+	// SetLineSettings): swapped whole, read without a lock by the workers.
+	lines atomic.Pointer[map[string]LineSettings]
 	// flushAll makes a pass apply every event, as if the batching window had passed.
 	flushAll atomic.Bool
 	// windowOpen is when the current write-batching window opened (unix nanoseconds of the
@@ -811,6 +815,21 @@ func recordGap(ctx context.Context, atx *applyTx, c *callRow, seq int64) error {
 	return nil
 }
 
+// SetLineSettings replaces the per-line overrides at once (the roster's reload calls it when
+// the lines managed live change): events applied from then on, on any worker, use them. The
+// map is the engine's afterwards; the caller must not change it.
+func (e *Engine) SetLineSettings(lines map[string]LineSettings) {
+	e.lines.Store(&lines)
+}
+
+// lineSettings returns the per-line overrides in force.
+func (e *Engine) lineSettings() map[string]LineSettings {
+	if p := e.lines.Load(); p != nil {
+		return *p
+	}
+	return e.opts.LineSettings
+}
+
 // Flush applies every pending event now, write batching or not (shutdown, tests); events
 // held back by a gap younger than the gap timeout stay pending.
 func (e *Engine) Flush(ctx context.Context) (int, error) {
@@ -827,7 +846,7 @@ func (e *Engine) settingsFor(_ context.Context, line string) (Settings, error) {
 		return Settings{}, errors.New("ticketing: engine settings not loaded")
 	}
 	global := *gp
-	if ls, ok := e.opts.LineSettings[line]; ok {
+	if ls, ok := e.lineSettings()[line]; ok {
 		return ls.Apply(global), nil
 	}
 	return LineSettings{}.Apply(global), nil

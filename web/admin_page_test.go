@@ -35,7 +35,7 @@ func TestAdminPage_ServedWithItsScriptUnderTheStrictPolicy(t *testing.T) {
 	js, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{"'/agents'", "/queues/", "memberships", "sip_secret", "'/lines/inbound'", "'/lines'",
-		"service_level_seconds", "callback"} {
+		"service_level_seconds", "callback", "closed_target", "time_zone", "holidays", "settings"} {
 		if resp.StatusCode != 200 || !strings.Contains(string(js), want) {
 			t.Errorf("/assets/admin.js = %d lacks %s", resp.StatusCode, want)
 		}

@@ -129,7 +129,20 @@ func rosterSeed(cfg *config.Config) roster.Seed {
 		if !ok {
 			continue // refused by the configuration's validation before this runs
 		}
-		s.Lines = append(s.Lines, roster.Line{Number: n, Target: l.Target.String(), Name: l.Name, Language: l.Language})
+		rl := roster.Line{Number: n, Target: l.Target.String(), Name: l.Name, Language: l.Language}
+		// Trunk, hours and settings seed the line's own (migration 031): the file's stop
+		// applying to it after the first start, as its target does.
+		if l.Trunk != "" {
+			tr := l.Trunk
+			rl.Trunk = &tr
+		}
+		if l.Hours != nil {
+			rl.Hours = l.Hours.HoursJSON()
+		}
+		if l.Settings != (ticketing.LineSettings{}) {
+			rl.Settings = config.SettingsJSON(l.Settings)
+		}
+		s.Lines = append(s.Lines, rl)
 	}
 	return s
 }

@@ -366,29 +366,99 @@ func (t *telephony) targetOf(number, language string, target ivr.Target, hours *
 	return &sip.IVRTarget{IVR: t.ivr, Line: line}
 }
 
-// setLines swaps the SIP server's line table for the database's lines (roster.Options.Lines,
-// on the roster's loop goroutine). Opening hours stay the configuration's, by number. A line
-// whose target no longer reads (a menu removed from the file) is left out, with a warning:
-// its calls get 404 until it is changed.
+// setLines swaps the SIP server's line table for the database's lines, and the ticketing
+// engine's settings per line (roster.Options.Lines, on the roster's loop goroutine, on every
+// node). A line's trunk, hours and settings are its own when the database holds them (migration
+// 031), else the configuration's line's of the same number, as before 031 (fileLine). A line
+// whose target, trunk or hours no longer read (a menu or trunk removed from the file) is left
+// out, with a warning: its calls get 404 until it is changed. Settings that no longer read are
+// replaced by the file's, with a warning.
 func (t *telephony) setLines(ls []roster.Line) error {
 	cfg := t.gw.cfg
 	parse := rosterTarget(cfg)
 	out := make([]sip.Line, 0, len(ls))
+	// The file's lines' settings stand for every number the database does not override: a
+	// line of the file used only to call out from (OB-7) keeps its settings as before.
+	settings := map[string]ticketing.LineSettings{}
+	for _, cl := range cfg.Lines {
+		if n, ok := phone.Normalize(cl.Number, ""); ok {
+			settings[n] = cl.Settings
+		}
+	}
 	for _, l := range ls {
 		target, err := parse(l.Target)
 		if err != nil {
 			t.gw.log.Warn("roster: a line's target is not valid here; the line is left out", "line", l.Number, "target", l.Target, "err", err)
 			continue
 		}
+		fl := fileLine(cfg, l.Number)
 		var hours *config.Hours
-		for _, cl := range cfg.Lines {
-			if n, ok := phone.Normalize(cl.Number, ""); ok && n == l.Number {
-				hours = cl.Hours
+		var ls *ticketing.LineSettings
+		if fl != nil {
+			hours, ls = fl.Hours, &fl.Settings
+		}
+		trunk := lineTrunk(cfg, l.Number)
+		own, ownSettings, ps := cfg.LineParts(l.Trunk, l.Hours, l.Settings)
+		if len(ps) > 0 {
+			if ps[0].Path == "trunk" || strings.HasPrefix(ps[0].Path, "hours") {
+				t.gw.log.Warn("roster: a line's trunk or hours are not valid here; the line is left out", "line", l.Number, "field", ps[0].Path, "err", ps[0].Message)
+				continue
+			}
+			t.gw.log.Warn("roster: a line's settings are not valid here; the file's stand", "line", l.Number, "field", ps[0].Path, "err", ps[0].Message)
+			own, ownSettings, ps = cfg.LineParts(l.Trunk, l.Hours, nil)
+			if len(ps) > 0 {
+				t.gw.log.Warn("roster: a line's trunk or hours are not valid here; the line is left out", "line", l.Number, "field", ps[0].Path, "err", ps[0].Message)
+				continue
 			}
 		}
-		out = append(out, sip.Line{Number: l.Number, Target: t.targetOf(l.Number, l.Language, target, hours), Trunk: lineTrunk(cfg, l.Number)})
+		if l.Trunk != nil {
+			trunk = *l.Trunk
+		}
+		if own != nil {
+			hours = own
+		}
+		if ownSettings != nil {
+			ls = ownSettings
+		}
+		if ls != nil {
+			settings[l.Number] = *ls
+		}
+		out = append(out, sip.Line{Number: l.Number, Target: t.targetOf(l.Number, l.Language, target, hours), Trunk: trunk})
 	}
-	return t.sip.SetLines(out)
+	if err := t.sip.SetLines(out); err != nil {
+		return err
+	}
+	t.gw.engine.SetLineSettings(settings)
+	return nil
+}
+
+// fileLine is the configuration's line numbered number, nil when the file has none.
+func fileLine(cfg *config.Config, number string) *config.Line {
+	for i := range cfg.Lines {
+		if n, ok := phone.Normalize(cfg.Lines[i].Number, ""); ok && n == number {
+			return &cfg.Lines[i]
+		}
+	}
+	return nil
+}
+
+// checkRosterLine checks a database line's own trunk, hours and settings with the
+// configuration's rules (roster.Options.CheckLine) and returns them as they are stored.
+func checkRosterLine(cfg *config.Config) func(*string, json.RawMessage, json.RawMessage) (json.RawMessage, json.RawMessage, *roster.LineProblem) {
+	return func(trunk *string, hours, settings json.RawMessage) (json.RawMessage, json.RawMessage, *roster.LineProblem) {
+		h, s, ps := cfg.LineParts(trunk, hours, settings)
+		if len(ps) > 0 {
+			return nil, nil, &roster.LineProblem{Field: ps[0].Path, Message: ps[0].Message}
+		}
+		var hj, sj json.RawMessage
+		if h != nil {
+			hj = h.HoursJSON()
+		}
+		if s != nil {
+			sj = config.SettingsJSON(*s)
+		}
+		return hj, sj, nil
+	}
 }
 
 // repairRecordings fixes the recordings a crash left unfinished and announces them. A call the
@@ -493,7 +563,7 @@ func (t *telephony) newRoster(ctx context.Context, dbUp bool, acdOpts *ivr.ACDOp
 	gw, cfg := t.gw, t.gw.cfg
 	seed := rosterSeed(cfg)
 	m, err := roster.New(roster.Options{Pool: gw.pool, ParseTarget: rosterTarget(cfg), Seed: &seed,
-		Lines: t.setLines, Logger: gw.log.With("component", "roster")})
+		Lines: t.setLines, CheckLine: checkRosterLine(cfg), Logger: gw.log.With("component", "roster")})
 	if err != nil {
 		return err
 	}

@@ -172,6 +172,65 @@ async function loadAgents() {
   }
 }
 
+// The days of a line's weekly hours, as the API writes them.
+const days = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
+
+// lineDetail is the form of a line's own trunk, opening hours and ticket settings (null: the
+// configuration file's line's of the same number, else the defaults). Hours: a time zone, each
+// day's ranges ("09:00-12:00, 13:00-17:00"), holidays ("2026-12-25, 2027-01-01") and where calls
+// go when closed; settings: the overrides as JSON ({"abandoned_calls_create_tickets": false}).
+// The API checks them as the configuration file is checked; its answer names the field.
+function lineDetail(l) {
+  const box = document.createElement('div');
+  box.className = 'line-detail';
+  const id = (f) => `line-${f}-${l.number}`;
+  const row = (label, el) => {
+    const lab = document.createElement('label');
+    lab.append(`${label} `, el);
+    box.append(lab, ' ');
+    return el;
+  };
+  const trunk = row('Trunk', input(l.trunk ?? '', 'text', id('trunk')));
+  trunk.placeholder = "the file's";
+  const own = row('Own opening hours', input(!!l.hours, 'checkbox', id('hours-own')));
+  const h = l.hours || {};
+  const tz = row('Time zone', input(h.time_zone ?? 'UTC', 'text', id('time-zone')));
+  tz.placeholder = 'Europe/Paris';
+  const weekly = {};
+  for (const d of days) {
+    weekly[d] = row(d, input(((h.weekly || {})[d] || []).join(', '), 'text', id(`hours-${d}`)));
+    weekly[d].size = 14;
+    weekly[d].placeholder = 'closed';
+  }
+  const holidays = row('Holidays', input((h.holidays || []).join(', '), 'text', id('holidays')));
+  holidays.placeholder = '2026-12-25, 2027-01-01';
+  const closed = row('When closed', input(h.closed_target ?? 'voicemail', 'text', id('closed-target')));
+  const settings = document.createElement('textarea');
+  settings.rows = 3;
+  settings.cols = 60;
+  settings.dataset.testid = id('settings');
+  settings.placeholder = '{"abandoned_calls_create_tickets": false, "ticket_subject": {"inbound": "Hotline: {{caller_number}}"}}';
+  settings.value = l.settings ? JSON.stringify(l.settings) : '';
+  row("Ticket settings (JSON; empty: the file's)", settings);
+  const list = (text) => text.split(',').map((x) => x.trim()).filter(Boolean);
+  // read returns the line's trunk, hours and settings for PUT; a settings text that is not JSON
+  // is refused here, naming the field as the API would.
+  const read = () => {
+    const out = { trunk: trunk.value.trim() || null, hours: null, settings: null };
+    if (own.checked) {
+      const w = {};
+      for (const d of days) { const r = list(weekly[d].value); if (r.length) w[d] = r; }
+      out.hours = { time_zone: tz.value.trim(), weekly: w, holidays: list(holidays.value), closed_target: closed.value.trim() };
+    }
+    const text = settings.value.trim();
+    if (text) {
+      try { out.settings = JSON.parse(text); } catch (e) { throw new Error(`settings: not JSON: ${e.message}`); }
+    }
+    return out;
+  };
+  return { box, read };
+}
+
 async function loadLines() {
   const { lines } = await api('GET', '/lines/inbound');
   const rows = $('line-rows');
@@ -186,17 +245,27 @@ async function loadLines() {
     const lang = input(l.language, 'text', `line-language-${l.number}`);
     lang.size = 6;
     for (const el of [target, name, lang]) cell(tr, el);
+    const summary = l.hours ? `${l.hours.time_zone}${l.trunk ? `, trunk ${l.trunk}` : ''}` : (l.trunk ? `trunk ${l.trunk}` : "the file's");
+    const hoursCell = cell(tr, summary);
+    hoursCell.dataset.testid = `line-hours-${l.number}`;
     const actions = cell(tr, '');
+    // The line's own trunk, hours and settings, in a row of their own under it.
+    const detailRow = document.createElement('tr');
+    detailRow.hidden = true;
+    const detail = lineDetail(l);
+    const dcell = cell(detailRow, detail.box);
+    dcell.colSpan = 6;
     actions.append(button('Save', async () => {
-      await api('PUT', path, { line: { target: target.value.trim(), name: name.value.trim(), language: lang.value.trim() } });
+      await api('PUT', path, { line: { target: target.value.trim(), name: name.value.trim(), language: lang.value.trim(), ...detail.read() } });
       await refresh();
     }, `line-save-${l.number}`));
+    actions.append(button('Hours & settings', async () => { detailRow.hidden = !detailRow.hidden; }, `line-detail-${l.number}`));
     actions.append(button('Delete', async () => {
       if (!window.confirm(`Delete line ${l.number}? Its calls are refused from then on.`)) return;
       await api('DELETE', path);
       await refresh();
     }, `line-delete-${l.number}`));
-    rows.append(tr);
+    rows.append(tr, detailRow);
   }
 }
 
@@ -212,8 +281,10 @@ async function onLineNew(ev) {
   const line = { number: $('line-new-number').value.trim(), target: $('line-new-target').value.trim() };
   const name = $('line-new-name').value.trim();
   const lang = $('line-new-language').value.trim();
+  const trunk = $('line-new-trunk').value.trim();
   if (name) line.name = name;
   if (lang) line.language = lang;
+  if (trunk) line.trunk = trunk;
   try {
     await api('POST', '/lines', { line });
     $('line-new').reset();
