@@ -62,6 +62,9 @@ func (s *Server) CallForAgent(ctx context.Context, a AgentCall) (string, error) 
 		}
 	}
 	var leg ivr.AgentLeg
+	// busyEnd gives the agent back to the ACD (OwnCallBusy): set by prepare, run once the call
+	// is over (Ended), or by prepare itself when the page refuses the call.
+	busyEnd := func() {}
 	// An agent's call is always placed from the browser softphone: call.started and
 	// call.answered say so (CF-1, the ticket's session_type webrtc).
 	started := func(e *callevent.Event) {
@@ -71,11 +74,32 @@ func (s *Server) CallForAgent(ctx context.Context, a AgentCall) (string, error) 
 		e.Channel = callevent.ChannelWebRTC
 	}
 	opts := OriginateOptions{
-		Trunk: trunk, Number: a.Number, Line: a.Line, AgentID: a.AgentID, Started: started, Ended: a.Ended,
-		// The agent's page first: its refusal leaves nothing behind.
+		Trunk: trunk, Number: a.Number, Line: a.Line, AgentID: a.AgentID, Started: started,
+		Ended: func() {
+			busyEnd()
+			if a.Ended != nil {
+				a.Ended()
+			}
+		},
+		// The agent busy for the ACD, then the agent's page: a refusal leaves nothing behind.
 		prepare: func(c *Call) error {
+			if ob := s.opts.OwnCallBusy; ob != nil {
+				// No queue call is offered to an agent on a call of their own: offered one, the
+				// page (busy) would miss it, and three misses set the agent away.
+				end, err := ob.BusyOnOwnCall(a.AgentID, c.id)
+				switch {
+				case err == nil:
+					busyEnd = end
+				case errors.Is(err, ivr.ErrUnknownAgent):
+					// Not in the roster (an admin dialling): no queue state to mark.
+				default:
+					return fmt.Errorf("sip: the agent: %w", err)
+				}
+			}
 			l, err := a.Softphone.StartCall(a.AgentID, c.id, c.to)
 			if err != nil {
+				busyEnd()
+				busyEnd = func() {}
 				return fmt.Errorf("sip: the agent's softphone: %w", err)
 			}
 			leg = l

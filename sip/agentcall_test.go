@@ -196,3 +196,123 @@ func TestDrainRacingOriginateIsOrdered(t *testing.T) {
 		}
 	}
 }
+
+// fakeOwnCallBusy is the ACD's BusyOnOwnCall: it refuses with err, or records who is busy.
+type fakeOwnCallBusy struct {
+	err  error
+	mu   sync.Mutex
+	busy map[int64]string
+	ends int
+}
+
+func (f *fakeOwnCallBusy) BusyOnOwnCall(id int64, callID string) (func(), error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.busy == nil {
+		f.busy = map[int64]string{}
+	}
+	f.busy[id] = callID
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			delete(f.busy, id)
+			f.ends++
+		})
+	}, nil
+}
+
+func (f *fakeOwnCallBusy) state() (map[int64]string, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := map[int64]string{}
+	for k, v := range f.busy {
+		m[k] = v
+	}
+	return m, f.ends
+}
+
+// TestCallForAgentKeepsTheAgentBusyForTheACD: the page's own outbound call marks the agent busy
+// in the ACD (Options.OwnCallBusy) for the whole call, as the phone's own call does — before,
+// the agent stayed available, a queue offer meanwhile found the page busy and counted as a
+// miss (three set the agent away). An agent the ACD has on or offered a call is refused before
+// the page is asked; a page refusal gives the agent back at once.
+func TestCallForAgentKeepsTheAgentBusyForTheACD(t *testing.T) {
+	p := newUDPPeer(t, 0)
+	acd := &fakeOwnCallBusy{}
+	g := startGateway(t, func(o *Options) {
+		o.Trunks[0].OutboundURI = fmt.Sprintf("sip:127.0.0.1:%d", p.port)
+		o.OwnCallBusy = acd
+	})
+	p.gw.Port = g.port()
+
+	t.Run("busy for the whole call", func(t *testing.T) {
+		page := &fakeSoftphone{}
+		ended := make(chan struct{}, 1)
+		id, err := g.s.CallForAgent(context.Background(), AgentCall{AgentID: 7, Number: "+15557654321", Softphone: page,
+			Ended: func() { ended <- struct{}{} }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if busy, _ := acd.state(); busy[7] != id {
+			t.Errorf("busy %v while the call %s rings, want agent 7 on it", busy, id)
+		}
+		inv := p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "INVITE ") })
+		if inv == "" {
+			t.Fatal("no INVITE to the trunk")
+		}
+		p.send(respondTo(inv, 486, "Busy Here", ""))
+		select {
+		case <-ended:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Ended not called")
+		}
+		if busy, ends := acd.state(); len(busy) != 0 || ends != 1 {
+			t.Errorf("after the call: busy %v, %d releases; want none busy, one release", busy, ends)
+		}
+	})
+	t.Run("the page refuses", func(t *testing.T) {
+		_, before := acd.state()
+		page := &fakeSoftphone{err: errPageClosed}
+		if _, err := g.s.CallForAgent(context.Background(), AgentCall{AgentID: 7, Number: "+15557654321", Softphone: page}); !errors.Is(err, errPageClosed) {
+			t.Fatalf("error %v, want the page's refusal", err)
+		}
+		if busy, ends := acd.state(); len(busy) != 0 || ends != before+1 {
+			t.Errorf("after the page's refusal: busy %v, %d releases; want none busy, one more release", busy, ends-before)
+		}
+	})
+	t.Run("on or offered a call", func(t *testing.T) {
+		acd.err = fmt.Errorf("%w: agent 7 is on or being offered another call", ivr.ErrAgentUnavailable)
+		defer func() { acd.err = nil }()
+		page := &fakeSoftphone{}
+		if _, err := g.s.CallForAgent(context.Background(), AgentCall{AgentID: 7, Number: "+15557654321", Softphone: page}); !errors.Is(err, ivr.ErrAgentUnavailable) {
+			t.Fatalf("error %v, want ivr.ErrAgentUnavailable", err)
+		}
+		if page.calls.Load() != 0 {
+			t.Error("the page was asked, want the ACD's refusal first")
+		}
+		if n := g.s.ActiveCalls(); n != 0 {
+			t.Errorf("%d live calls after the refusal, want 0", n)
+		}
+	})
+	t.Run("not in the roster", func(t *testing.T) {
+		acd.err = fmt.Errorf("%w: 9", ivr.ErrUnknownAgent)
+		defer func() { acd.err = nil }()
+		page := &fakeSoftphone{}
+		if _, err := g.s.CallForAgent(context.Background(), AgentCall{AgentID: 9, Number: "+15557654321", Softphone: page}); err != nil {
+			t.Fatalf("error %v, want the call placed (an admin has no queue state)", err)
+		}
+		inv := p.recvUntil(5*time.Second, func(m string) bool { return strings.HasPrefix(m, "INVITE ") })
+		if inv == "" {
+			t.Fatal("no INVITE to the trunk")
+		}
+		p.send(respondTo(inv, 486, "Busy Here", ""))
+		if !waitFor(10*time.Second, func() bool { return g.s.ActiveCalls() == 0 }) {
+			t.Errorf("%d live calls, want 0", g.s.ActiveCalls())
+		}
+	})
+}

@@ -104,8 +104,9 @@ type Options struct {
 	// SIPStatus() (code, reason), when it has one, answers the phone (else 500). Softphone is
 	// not used. Nil: such INVITEs are refused 403.
 	PhoneCall func(ctx context.Context, agentID int64, number string) (AgentCall, error)
-	// OwnCallBusy, when set, marks the agent busy in the ACD for the whole of their phone's
-	// own call (*ivr.ACD: BusyOnOwnCall), so that no queue offer rings them meanwhile.
+	// OwnCallBusy, when set, marks the agent busy in the ACD for the whole of their own call —
+	// their phone's (PhoneCall) and their page's (CallForAgent) — (*ivr.ACD: BusyOnOwnCall), so
+	// that no queue offer rings them meanwhile.
 	OwnCallBusy OwnCallBusy
 
 	// MaxCalls bounds concurrent calls; one more gets 503 with Retry-After.

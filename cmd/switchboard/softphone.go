@@ -257,6 +257,8 @@ func (d trunkDialer) Dial(ctx context.Context, req web.Dial) (string, error) {
 		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "your softphone cannot take the call: open the softphone page before dialling"}
 	case errors.Is(err, web.ErrBusy):
 		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "your softphone cannot take the call: you are already on a call"}
+	case errors.Is(err, ivr.ErrAgentUnavailable):
+		return "", &ticketing.Error{Kind: ticketing.ErrConflict, Description: "you are on or being offered a call: answer or decline it first"}
 	}
 	id = web.ErrorID()
 	t.gw.log.Error("outbound call not placed", "agent_id", req.AgentID, "error_id", id, "err", err)
