@@ -61,7 +61,7 @@ func (o *Outbound) CallbackHandler(planner CallbackPlanner, now func() time.Time
 		// The callback goes out on the line of the call called back when that line can place
 		// outbound calls (OB-7: the person sees the number they know), else on the agent's
 		// default line, as a POST /calls without from_line.
-		line, ok := o.Lines.line(p.CallbackLine)
+		line, ok := o.lines().line(p.CallbackLine)
 		if !ok {
 			line, _ = o.defaultLine(id)
 		}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/switchboard-voice/switchboard/internal/apierror"
 	"github.com/switchboard-voice/switchboard/ivr"
@@ -71,7 +72,8 @@ type Outbound struct {
 	// dialled (toll fraud); nil checks nothing.
 	Guard *OutboundGuard
 	// Lines are the lines outbound calls may be placed from (OB-7) and the queues' default
-	// lines; the zero value offers none, and a from_line is refused.
+	// lines; the zero value offers none, and a from_line is refused. SetLines replaces them
+	// live (lines managed through the API).
 	Lines OutboundLines
 	// Roster tells an agent's queues, in order (the ACD: they change live), for the queues'
 	// default lines; nil: no queue default applies.
@@ -79,6 +81,21 @@ type Outbound struct {
 	// Log receives a line for each refusal of the Guard and for each internal error (with the
 	// error id the client is given instead of the cause); nil discards.
 	Log *slog.Logger
+
+	// live, once SetLines was called, stands for Lines.
+	live atomic.Pointer[OutboundLines]
+}
+
+// SetLines replaces the lines agents call from (the roster's lines, changed through the API)
+// for every dial from now on; safe from any goroutine.
+func (o *Outbound) SetLines(l OutboundLines) { o.live.Store(&l) }
+
+// lines are the lines in force: SetLines's last, else Lines.
+func (o *Outbound) lines() OutboundLines {
+	if l := o.live.Load(); l != nil {
+		return *l
+	}
+	return o.Lines
 }
 
 // OutboundLine is a line an outbound call may be placed from (OB-7): its number is the caller
@@ -116,7 +133,8 @@ func (l OutboundLines) line(number string) (OutboundLine, bool) {
 // defaultLine returns the line agent agentID calls from when they pick none: the default of
 // the first of their queues that names one (OB-7), or none.
 func (o *Outbound) defaultLine(agentID int64) (OutboundLine, bool) {
-	if o.Roster == nil || len(o.Lines.QueueDefaults) == 0 {
+	ls := o.lines()
+	if o.Roster == nil || len(ls.QueueDefaults) == 0 {
 		return OutboundLine{}, false
 	}
 	a, err := o.Roster.Agent(agentID)
@@ -124,8 +142,8 @@ func (o *Outbound) defaultLine(agentID int64) (OutboundLine, bool) {
 		return OutboundLine{}, false
 	}
 	for _, q := range a.Queues {
-		if n, ok := o.Lines.QueueDefaults[q]; ok {
-			return o.Lines.line(n)
+		if n, ok := ls.QueueDefaults[q]; ok {
+			return ls.line(n)
 		}
 	}
 	return OutboundLine{}, false
@@ -138,11 +156,12 @@ func (o *Outbound) fromLine(agentID int64, asked string) (OutboundLine, error) {
 		l, _ := o.defaultLine(agentID)
 		return l, nil
 	}
-	if l, ok := o.Lines.line(strings.TrimSpace(asked)); ok {
+	ls := o.lines()
+	if l, ok := ls.line(strings.TrimSpace(asked)); ok {
 		return l, nil
 	}
-	numbers := make([]string, 0, len(o.Lines.Lines))
-	for _, l := range o.Lines.Lines {
+	numbers := make([]string, 0, len(ls.Lines))
+	for _, l := range ls.Lines {
 		numbers = append(numbers, l.Number)
 	}
 	if len(numbers) == 0 {
@@ -161,7 +180,7 @@ func (o *Outbound) LinesHandler(agentID func(*http.Request) (int64, bool)) http.
 			apierror.Write(w, apierror.Error{Status: http.StatusUnauthorized, Description: "log in"})
 			return
 		}
-		lines := o.Lines.Lines
+		lines := o.lines().Lines
 		if lines == nil {
 			lines = []OutboundLine{}
 		}

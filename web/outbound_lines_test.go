@@ -131,6 +131,70 @@ func TestRule_OB7_LinesEndpoint(t *testing.T) {
 	}
 }
 
+// Rule OB-7 with lines managed live: SetLines (the roster's lines, changed through the API)
+// replaces the lines agents call from at once — GET /api/v2/lines lists the new set, a dial
+// from a line added live is placed from it, and one from a line removed is a 422 naming
+// from_line. Before, the page offered only the configuration file's lines, so a line created
+// through the API could not be called out from. Concurrent SetLines and dials (-race).
+func TestRule_OB7_LinesChangedLive(t *testing.T) {
+	f := outboundtest.New(t)
+	dialer := &recordingDialer{}
+	agent := f.Agent.ID
+	o := &Outbound{Store: f.Store, Dialer: dialer, Lines: testLines, Roster: roster{agent: {"sales"}}}
+	h := o.Handler(func(*http.Request) (int64, bool) { return agent, true })
+	lines := o.LinesHandler(func(*http.Request) (int64, bool) { return agent, true })
+	dial := func(from string) (int, map[string]any) {
+		return postCall(h, fmt.Sprintf(`{"call":{"to":%q,"contact_id":%d,"from_line":%q}}`, f.ContactNumber, f.Contact.ID, from))
+	}
+	live := OutboundLines{
+		Lines: []OutboundLine{
+			{Number: "+15550100", Name: "Main", Language: "en", Trunk: "carrier"},
+			{Number: "+15550170", Name: "Support line", Language: "de", Trunk: "carrier"},
+		},
+		QueueDefaults: testLines.QueueDefaults,
+	}
+	o.SetLines(live)
+	rec := httptest.NewRecorder()
+	lines.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v2/lines", nil))
+	var body struct {
+		Lines       []map[string]any `json:"lines"`
+		DefaultLine any              `json:"default_line"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != 200 {
+		t.Fatalf("GET /lines: %d %s", rec.Code, rec.Body)
+	}
+	want := []map[string]any{{"number": "+15550100", "name": "Main", "language": "en"}, {"number": "+15550170", "name": "Support line", "language": "de"}}
+	if !reflect.DeepEqual(body.Lines, want) || body.DefaultLine != nil {
+		t.Errorf("GET /lines after SetLines: %v, default %v; want %v and no default (sales' line is gone)", body.Lines, body.DefaultLine, want)
+	}
+	if code, m := dial("+15550170"); code != 201 {
+		t.Fatalf("a line added live: %d %v", code, m)
+	}
+	if got := dialer.got[len(dialer.got)-1].Line; got != live.Lines[1] {
+		t.Errorf("the Dialer got line %+v, want %+v", got, live.Lines[1])
+	}
+	if code, m := dial("+15550150"); code != 422 || m["details"] == nil || m["details"].(map[string]any)["from_line"] == nil {
+		t.Fatalf("a line removed live: %d %v, want 422 naming from_line", code, m)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			if i%2 == 0 {
+				o.SetLines(testLines)
+			} else {
+				o.SetLines(live)
+			}
+		}
+	}()
+	for range 20 {
+		if code, m := dial("+15550100"); code != 201 { // in both sets
+			t.Fatalf("a line in every set, while the set changes: %d %v", code, m)
+		}
+	}
+	<-done
+}
+
 // Rule TC-6 through POST /api/v2/calls under DEFAULT settings: a call from a ticket is placed
 // with that ticket (contact_id may be left out: the requester), a solved ticket included (it
 // is reopened at answer); a closed one is refused with 409 naming ticket_id and nothing is

@@ -56,6 +56,8 @@ type telephony struct {
 	// outbound is the page's outbound call checks, made by startSoftphone after the SIP
 	// server; an agent phone's own call (sip.Options.PhoneCall) goes through them.
 	outbound atomic.Pointer[web.Outbound]
+	// outLines are the roster's lines agents call from (setLines), once it has read them.
+	outLines atomic.Pointer[web.OutboundLines]
 	// states keeps the agents' state history for the reports (nil without a database pool).
 	states *ticketing.AgentStateLog
 
@@ -377,6 +379,8 @@ func (t *telephony) setLines(ls []roster.Line) error {
 	cfg := t.gw.cfg
 	parse := rosterTarget(cfg)
 	out := make([]sip.Line, 0, len(ls))
+	// The queues' default lines stay the file's (queues in the database have none of their own).
+	calls := web.OutboundLines{QueueDefaults: outboundLines(cfg).QueueDefaults}
 	// The file's lines' settings stand for every number the database does not override: a
 	// line of the file used only to call out from (OB-7) keeps its settings as before.
 	settings := map[string]ticketing.LineSettings{}
@@ -424,12 +428,42 @@ func (t *telephony) setLines(ls []roster.Line) error {
 			settings[l.Number] = *ls
 		}
 		out = append(out, sip.Line{Number: l.Number, Target: t.targetOf(l.Number, l.Language, target, hours), Trunk: trunk})
+		if ol, ok := outboundLineOf(cfg, l, trunk); ok {
+			calls.Lines = append(calls.Lines, ol)
+		}
 	}
 	if err := t.sip.SetLines(out); err != nil {
 		return err
 	}
 	t.gw.engine.SetLineSettings(settings)
+	// The lines agents call from (OB-7): the roster's, as its lines reach SIP. Stored first,
+	// then handed to the page's Outbound when it exists (softphone.go reads it when it creates
+	// one): whichever of the two comes second sees the other's.
+	t.outLines.Store(&calls)
+	if ob := t.outbound.Load(); ob != nil {
+		ob.SetLines(calls)
+	}
 	return nil
+}
+
+// outboundLineOf is a roster line as the page offers it to call from (OB-7), when its trunk —
+// the line's own, the file's line's, or the only trunk — takes outbound calls.
+func outboundLineOf(cfg *config.Config, l roster.Line, trunk string) (web.OutboundLine, bool) {
+	var tr *config.Trunk
+	switch {
+	case trunk != "":
+		tr, _ = cfg.Trunk(trunk)
+	case len(cfg.Trunks) == 1:
+		tr = &cfg.Trunks[0]
+	}
+	if tr == nil || tr.Outbound.URI == "" {
+		return web.OutboundLine{}, false
+	}
+	name := l.Name
+	if name == "" {
+		name = l.Number
+	}
+	return web.OutboundLine{Number: l.Number, Name: name, Language: l.Language, Trunk: tr.Name}, true
 }
 
 // fileLine is the configuration's line numbered number, nil when the file has none.
