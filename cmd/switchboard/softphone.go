@@ -112,7 +112,7 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 
 	out := &web.Outbound{Store: gw.store, Dialer: trunkDialer{t}, Teams: teams, Guard: guard,
 		Lines: outboundLines(gw.cfg), Roster: t.acd, Log: gw.log.With("component", "outbound")}
-	t.outbound.Store(out) // the agents' SIP phones' own calls go through the same checks
+	t.outbound.Store(out)                   // the agents' SIP phones' own calls go through the same checks
 	if ls := t.outLines.Load(); ls != nil { // the roster's lines, read before the page was wired
 		out.SetLines(*ls)
 	}
