@@ -112,8 +112,9 @@ func (t *telephony) startSoftphone(mux *http.ServeMux) error {
 
 	out := &web.Outbound{Store: gw.store, Dialer: trunkDialer{t}, Teams: teams, Guard: guard,
 		Lines: outboundLines(gw.cfg), Roster: t.acd, Log: gw.log.With("component", "outbound")}
-	t.outbound.Store(out)                   // the agents' SIP phones' own calls go through the same checks
-	if ls := t.outLines.Load(); ls != nil { // the roster's lines, read before the page was wired
+	t.outbound.Store(out) // the agents' SIP phones' own calls go through the same checks
+	// The roster's lines to call from, when it read them before the page was wired.
+	if ls := t.outLines.Load(); ls != nil {
 		out.SetLines(*ls)
 	}
 	caller := func(r *http.Request) (int64, bool) {
