@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -436,6 +437,21 @@ func (t *telephony) setLines(ls []roster.Line) error {
 		return err
 	}
 	t.gw.engine.SetLineSettings(settings)
+	// The page offers the file's lines in the file's order, then the lines created through the
+	// API, by number (the roster's order).
+	order := map[string]int{}
+	for i, cl := range cfg.Lines {
+		if n, ok := phone.Normalize(cl.Number, ""); ok {
+			order[n] = i
+		}
+	}
+	rank := func(number string) int {
+		if i, ok := order[number]; ok {
+			return i
+		}
+		return len(cfg.Lines)
+	}
+	sort.SliceStable(calls.Lines, func(i, j int) bool { return rank(calls.Lines[i].Number) < rank(calls.Lines[j].Number) })
 	// The lines agents call from (OB-7): the roster's, as its lines reach SIP. Stored first,
 	// then handed to the page's Outbound when it exists (softphone.go reads it when it creates
 	// one): whichever of the two comes second sees the other's.
