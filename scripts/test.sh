@@ -35,8 +35,9 @@ go test -race -count=1 -timeout 30m $pkgs || status=1 # the shards below run any
 
 # cmd/switchboard holds the end-to-end tests with real binaries, peers and browsers: about 12
 # of the 14 minutes the suite took when it ran as one package beside the others. It runs after
-# them, in two shards at once (two processes, as many as `go test` runs packages at once above),
-# sharing one race build of the gateway. The shards are balanced by each test's duration in
+# them, in three shards at once (three processes: most of these tests wait on peers, timers and
+# browsers rather than use a core — with two shards the phase took 10.8 min of a 22-min suite in
+# session 11; SWITCHBOARD_CMD_SHARDS sets another count), sharing one race build of the gateway. The shards are balanced by each test's duration in
 # scripts/cmd-test-seconds.tsv (longest first, each to the shard with the least so far; a test
 # not listed counts 30 s). Each run writes the durations it measured to
 # $SWITCHBOARD_TEST_DURATIONS when that is set: copy them over the file when tests change.
@@ -45,7 +46,7 @@ if ! wait "$build"; then
 fi
 export SWITCHBOARD_TEST_BINARY=$work/switchboard
 mapfile -t tests < <(cd cmd/switchboard && "$work/cmd.test" -test.list '.*' | grep -E '^(Test|Example|Fuzz)')
-shards=2
+shards=${SWITCHBOARD_CMD_SHARDS:-3}
 declare -A secs
 while IFS=$'\t' read -r name s; do
   [ -n "$name" ] && secs[$name]=$s
