@@ -140,16 +140,7 @@ func (r *flowRecorder) StartCall(context.Context, string) (media.Tap, func(conte
 // (call.recording_ready). Before, the recording stopped hearing anything once the caller left.
 func TestConference_RecordingGoesOnAfterTheCallerLeaves(t *testing.T) {
 	requireSipp(t)
-	partyDir := t.TempDir()
-	writeULawWAVHz(t, filepath.Join(partyDir, "party.wav"), 2, partyHz)
-	partyPort := testport.FreeUDP(t)
-	partySipp := startSipp(t, partyDir, "uas_party_tone.xml", "-p", strconv.Itoa(partyPort),
-		"-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", "1")
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("party SIPp output:\n%s", tail(partySipp.out.String(), 3000))
-		}
-	})
+	partySipp, partyPort := startPartySipp(t)
 	rec := newFlowRecorder()
 	// The caller talks 25 s from the gateway's answer, then hangs up: time for the agent to
 	// answer, the party to join and the checks below on a loaded machine.
@@ -221,4 +212,21 @@ func TestConference_RecordingGoesOnAfterTheCallerLeaves(t *testing.T) {
 	if !waitFor(30*time.Second, func() bool { return sc.a.s.ActiveCalls() == 0 }) {
 		t.Errorf("calls left on node a: %d", sc.a.s.ActiveCalls())
 	}
+}
+
+// startPartySipp starts the outside party of a conference test: SIPp answering one call on a
+// free port and sending partyHz; its output is logged when the test fails.
+func startPartySipp(t *testing.T) (*sippProc, int) {
+	t.Helper()
+	dir := t.TempDir()
+	writeULawWAVHz(t, filepath.Join(dir, "party.wav"), 2, partyHz)
+	port := testport.FreeUDP(t)
+	p := startSipp(t, dir, "uas_party_tone.xml", "-p", strconv.Itoa(port),
+		"-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", "1")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("party SIPp output:\n%s", tail(p.out.String(), 3000))
+		}
+	})
+	return p, port
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,7 +11,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/switchboard-voice/switchboard/internal/testport"
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/media"
 	"github.com/switchboard-voice/switchboard/ticketing/callevent"
@@ -36,16 +33,7 @@ const partyHz = 1000
 func TestCrossNode_ConferenceFromAgentNodeMixesOnCallNode(t *testing.T) {
 	requireSipp(t)
 	// The party first, bound at once on the port it was handed (the cluster's start is long).
-	partyDir := t.TempDir()
-	writeULawWAVHz(t, filepath.Join(partyDir, "party.wav"), 2, partyHz)
-	partyPort := testport.FreeUDP(t)
-	partySipp := startSipp(t, partyDir, "uas_party_tone.xml", "-p", strconv.Itoa(partyPort),
-		"-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", "1")
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("party SIPp output:\n%s", tail(partySipp.out.String(), 3000))
-		}
-	})
+	partySipp, partyPort := startPartySipp(t)
 	sc := newSuperviseClusterWith(t, "b", func(o *Options) {
 		o.Trunks = append(o.Trunks, Trunk{Name: "carrier-out", OutboundURI: fmt.Sprintf("sip:127.0.0.1:%d", partyPort)})
 	})
@@ -239,16 +227,7 @@ func TestRelayedConferenceParty_ReleasedOnceWhateverComesFirst(t *testing.T) {
 // refusal (ErrConferenceConsult, named across the internal leg). Before, Hold answered 409.
 func TestCrossNode_ConferenceHeldFromAgentNodeOthersTalkOn(t *testing.T) {
 	requireSipp(t)
-	partyDir := t.TempDir()
-	writeULawWAVHz(t, filepath.Join(partyDir, "party.wav"), 2, partyHz)
-	partyPort := testport.FreeUDP(t)
-	partySipp := startSipp(t, partyDir, "uas_party_tone.xml", "-p", strconv.Itoa(partyPort),
-		"-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", "1")
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("party SIPp output:\n%s", tail(partySipp.out.String(), 3000))
-		}
-	})
+	partySipp, partyPort := startPartySipp(t)
 	sc := newSuperviseClusterWith(t, "b", func(o *Options) {
 		o.Trunks = append(o.Trunks, Trunk{Name: "carrier-out", OutboundURI: fmt.Sprintf("sip:127.0.0.1:%d", partyPort)})
 	})
@@ -345,16 +324,7 @@ func TestCrossNode_ConferenceHeldFromAgentNodeOthersTalkOn(t *testing.T) {
 // refusal (ErrConferenceNumber, named across the internal leg), nothing changed.
 func TestCrossNode_ConferenceTransferFromAgentNodeNotAnswered(t *testing.T) {
 	requireSipp(t)
-	partyDir := t.TempDir()
-	writeULawWAVHz(t, filepath.Join(partyDir, "party.wav"), 2, partyHz)
-	partyPort := testport.FreeUDP(t)
-	partySipp := startSipp(t, partyDir, "uas_party_tone.xml", "-p", strconv.Itoa(partyPort),
-		"-mp", strconv.Itoa(testport.FreeMedia(t)), "-m", "1")
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("party SIPp output:\n%s", tail(partySipp.out.String(), 3000))
-		}
-	})
+	partySipp, partyPort := startPartySipp(t)
 	sc := newSuperviseClusterWith(t, "b", func(o *Options) {
 		o.Trunks = append(o.Trunks, Trunk{Name: "carrier-out", OutboundURI: fmt.Sprintf("sip:127.0.0.1:%d", partyPort)})
 	})

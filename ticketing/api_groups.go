@@ -173,12 +173,18 @@ func pathUser(r *http.Request) (int64, error) {
 	return pathID(r, "id", "user")
 }
 
-func (a *API) getMembership(w http.ResponseWriter, r *http.Request, p Principal) error {
-	uid, err := pathUser(r)
-	if err != nil {
-		return err
+// membershipPath reads a membership's path: its id ({mid}) and, under /users/{id}, its user
+// (0 elsewhere).
+func membershipPath(r *http.Request) (uid, id int64, err error) {
+	if uid, err = pathUser(r); err != nil {
+		return 0, 0, err
 	}
-	id, err := pathID(r, "mid", "group membership")
+	id, err = pathID(r, "mid", "group membership")
+	return uid, id, err
+}
+
+func (a *API) getMembership(w http.ResponseWriter, r *http.Request, p Principal) error {
+	uid, id, err := membershipPath(r)
 	if err != nil {
 		return err
 	}
@@ -227,11 +233,7 @@ func (a *API) createMembership(w http.ResponseWriter, r *http.Request, p Princip
 }
 
 func (a *API) deleteMembership(w http.ResponseWriter, r *http.Request, p Principal) error {
-	uid, err := pathUser(r)
-	if err != nil {
-		return err
-	}
-	id, err := pathID(r, "mid", "group membership")
+	uid, id, err := membershipPath(r)
 	if err != nil {
 		return err
 	}
