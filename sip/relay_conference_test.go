@@ -245,23 +245,7 @@ func TestCrossNode_ConferenceHeldFromAgentNodeOthersTalkOn(t *testing.T) {
 		}
 	})
 
-	partyID, err := sc.b.s.DialConference(ctx, ConferenceDial{CallID: sc.callID, AgentID: 7, Number: "+15557654323"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !waitFor(30*time.Second, func() bool { return sc.acdA.Conferenced(sc.callID) }) {
-		t.Fatal("the party never joined node a's call")
-	}
-	pc := sc.a.s.callByID(partyID)
-	if pc == nil {
-		t.Fatalf("node a has no party call %s", partyID)
-	}
-	pc.mu.Lock()
-	partyLeg := pc.legs[0]
-	pc.mu.Unlock()
-	partyLeg.mu.Lock()
-	toParty := tapPCM(partyLeg.ep, media.Sent)
-	partyLeg.mu.Unlock()
+	pc, toParty := addPartyFromNodeB(ctx, t, sc)
 	expectTones(t, "conference: caller", sc.toCaller.listen(t, 25), []float64{agentHz, partyHz}, []float64{callerHz})
 
 	if err := sc.bACD.Hold(ctx, sc.callID); err != nil {
@@ -335,23 +319,7 @@ func TestCrossNode_ConferenceTransferFromAgentNodeNotAnswered(t *testing.T) {
 	defer cancel()
 	playTone(ctx, &wg, sc.agent.phone, agentHz)
 
-	partyID, err := sc.b.s.DialConference(ctx, ConferenceDial{CallID: sc.callID, AgentID: 7, Number: "+15557654323"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !waitFor(30*time.Second, func() bool { return sc.acdA.Conferenced(sc.callID) }) {
-		t.Fatal("the party never joined node a's call")
-	}
-	pc := sc.a.s.callByID(partyID)
-	if pc == nil {
-		t.Fatalf("node a has no party call %s", partyID)
-	}
-	pc.mu.Lock()
-	partyLeg := pc.legs[0]
-	pc.mu.Unlock()
-	partyLeg.mu.Lock()
-	toParty := tapPCM(partyLeg.ep, media.Sent)
-	partyLeg.mu.Unlock()
+	pc, toParty := addPartyFromNodeB(ctx, t, sc)
 	expectTones(t, "conference: party", toParty.listen(t, 25), []float64{callerHz, agentHz}, []float64{partyHz})
 
 	if err := sc.bACD.Transfer(ctx, sc.callID, ivr.TransferTo{Number: "+15557654324"}); !errors.Is(err, ivr.ErrConferenceNumber) {
@@ -397,4 +365,28 @@ func TestCrossNode_ConferenceTransferFromAgentNodeNotAnswered(t *testing.T) {
 	if !waitFor(30*time.Second, func() bool { return sc.a.s.ActiveCalls() == 0 && sc.b.s.ActiveCalls() == 0 }) {
 		t.Errorf("calls left: a %d, b %d", sc.a.s.ActiveCalls(), sc.b.s.ActiveCalls())
 	}
+}
+
+// addPartyFromNodeB adds the outside party to node a's call through node b's DialConference
+// (relayed to the call's node), awaits its joining there, and returns node a's party call and a
+// tap of what node a sends the party.
+func addPartyFromNodeB(ctx context.Context, t *testing.T, sc *superviseCluster) (*Call, *pcmTap) {
+	t.Helper()
+	partyID, err := sc.b.s.DialConference(ctx, ConferenceDial{CallID: sc.callID, AgentID: 7, Number: "+15557654323"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(30*time.Second, func() bool { return sc.acdA.Conferenced(sc.callID) }) {
+		t.Fatal("the party never joined node a's call")
+	}
+	pc := sc.a.s.callByID(partyID)
+	if pc == nil {
+		t.Fatalf("node a has no party call %s", partyID)
+	}
+	pc.mu.Lock()
+	partyLeg := pc.legs[0]
+	pc.mu.Unlock()
+	partyLeg.mu.Lock()
+	defer partyLeg.mu.Unlock()
+	return pc, tapPCM(partyLeg.ep, media.Sent)
 }
