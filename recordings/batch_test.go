@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -135,7 +136,6 @@ func TestJournaledRowsLostToACrashAreWrittenInBatchesAtStart(t *testing.T) {
 	proxy.Down()
 	ctx := ctxTimeout(t)
 	var ids []string
-	entries := map[string][]byte{}
 	for i := range n {
 		w, err := a.Start(ctx, fmt.Sprintf("call-crash-%d", i))
 		if err != nil {
@@ -145,13 +145,12 @@ func TestJournaledRowsLostToACrashAreWrittenInBatchesAtStart(t *testing.T) {
 			t.Fatal(err)
 		}
 		ids = append(ids, w.ID())
-		b, err := os.ReadFile(a.journalPath(w.ID()))
-		if err != nil {
-			t.Fatalf("journal entry of a finished recording: %v", err)
-		}
-		entries[w.ID()] = b
 	}
 	a.Close() // the process is gone; its rows are only in the journal
+	entries := readLogFiles(t, a.journalDir())
+	if len(logRows(t, a.journalDir())) != 2*n {
+		t.Fatalf("journal lines of %d recordings started and finished: %d, want %d", n, len(logRows(t, a.journalDir())), 2*n)
+	}
 	proxy.Up()
 	if n := rowCount(t, direct, ids...); n != 0 {
 		t.Fatalf("%d rows before the restart, want 0", n)
@@ -171,9 +170,12 @@ func TestJournaledRowsLostToACrashAreWrittenInBatchesAtStart(t *testing.T) {
 	}
 	b.Close()
 
+	if left := readLogFiles(t, b.journalDir()); len(left) != 0 {
+		t.Fatalf("journal segments left after every row was written: %d", len(left))
+	}
 	// The entries come back as if the process had died between the commit and their removal.
-	for id, e := range entries {
-		if err := os.WriteFile(b.journalPath(id), e, 0o640); err != nil {
+	for name, e := range entries {
+		if err := os.WriteFile(filepath.Join(b.journalDir(), name), e, 0o640); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -189,10 +191,8 @@ func TestJournaledRowsLostToACrashAreWrittenInBatchesAtStart(t *testing.T) {
 	if p := c.Pending(); p != 0 {
 		t.Errorf("%d journal entries left, want 0", p)
 	}
-	for _, id := range ids {
-		if _, err := os.Stat(c.journalPath(id)); !os.IsNotExist(err) {
-			t.Errorf("journal entry of %s still there: %v", id, err)
-		}
+	if left := readLogFiles(t, c.journalDir()); len(left) != 0 {
+		t.Errorf("journal segments left: %d", len(left))
 	}
 }
 

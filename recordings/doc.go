@@ -35,13 +35,19 @@
 // # The database is not on the path
 //
 // Start, Pause, Resume, Finish and Discard never wait on PostgreSQL: the id is a UUID chosen
-// here, and each change of the metadata row is written to the node's journal on disk
-// (Dir/.pending/<node>/<id>.json, journal.go) and upserted by one background goroutine — the
-// rows of recordings changing within Options.MetadataWindow together, one statement and one
-// commit for up to Options.MetadataBatch of them —, which retries with a backoff while the database does not answer and removes the journal entry
-// once the row holds it. Memory stays bounded whatever the outage: beyond Options.MetadataQueue
-// queued ids the journal directory is rescanned instead. Flush waits for the rows (tests, a
-// clean shutdown); Close stops the goroutine (the journal keeps the rest for the next start).
+// here, and each change of the metadata row is made durable in the node's journal on disk — a
+// line of this process's log, Dir/.pending/<node>/<time>-<pid>.log (journallog.go), written
+// and fsynced once for all the changes of the same moment (group commit: the first caller to
+// find no write in progress writes everyone's lines with one write(2) and one fsync) — and
+// handed in memory to one background goroutine, which upserts the rows — the rows of
+// recordings changing within Options.MetadataWindow together, one statement and one commit
+// for up to Options.MetadataBatch of them —, retries with a backoff while the database does
+// not answer, and removes the log's file once every row it holds is in the database. Memory
+// stays bounded whatever the outage: beyond Options.MetadataQueue queued changes the log is
+// rescanned instead (an id per waiting recording is kept, for Pending). Flush waits for the
+// rows (tests, a clean shutdown); Close stops the goroutine (the journal keeps the rest for
+// the next start). Until session 12 each change was a file of its own, fsynced and renamed,
+// read back and removed: about twenty file system calls and two fsyncs a call.
 // Only the HTTP side (GET, DELETE), Retention and Repair need the database.
 //
 // # Crash safety
@@ -50,14 +56,21 @@
 // header's sizes, so after SIGKILL the file is a valid WAV holding the audio up to about a
 // second before (Delay + half a second + a visit of the clock); every Options.SyncInterval (5 s)
 // the Service's sync worker — goroutines started on demand, off the clock, so a slow disk
-// never stalls the writing — fsyncs it, so after a power loss it holds what the last fsync
-// made durable: at most about SyncInterval + a second lost. At start-up, before recording, the
-// gateway calls Repair: recordings this node left in state recording — in the journal or in
-// the database — get their header made exact and their row completed, once (returned, for
-// call.recording_ready), the journal's finished rows are written, stray files with stale
-// headers are fixed. A write error or a full disk fails the recording, never the call: the taps
-// stop, switchboard_recording_errors_total counts it, the row says failed, and Finish returns
-// an error wrapping ErrWrite and the cause for the gateway to note on the ticket.
+// never stalls the writing — fsyncs it, and Finish fsyncs it before its final row is
+// journaled, so after a power loss it holds what the last fsync made durable: at most about
+// SyncInterval + a second lost. A new file is not fsynced at its creation (session 12): the
+// start's journal line is written only after its directory was fsynced (once for all the
+// files of one group commit), so a row never names a file a power loss can take away, and a
+// file that lost its header with the power (created, never fsynced since) is given it back
+// by Repair — a recording of what the last fsync kept, that is nothing. At start-up, before
+// recording, the gateway calls Repair: recordings this node left in state recording — in the
+// journal (the logs of dead processes) or in the database — get their header made exact and
+// their row completed, once (returned, for call.recording_ready), the journal's finished rows
+// are written, stray files with stale headers are fixed. A torn last line of a log (a power
+// loss during an append that never returned) is skipped. A write error or a full disk fails
+// the recording, never the call: the taps stop, switchboard_recording_errors_total counts it,
+// the row says failed, and Finish returns an error wrapping ErrWrite and the cause for the
+// gateway to note on the ticket.
 //
 // # HTTP
 //

@@ -24,32 +24,39 @@ type wavFile struct {
 	closed   bool // under the Writer's fileMu once the Writer has it
 }
 
-// createWAV creates path (and its directories) exclusively and writes an empty header.
-func createWAV(fsys FS, path string, channels int) (*wavFile, error) {
-	if err := fsys.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return nil, fmt.Errorf("recordings: create %s: %w", path, err)
-	}
+// createWAV creates path (and its directories) exclusively and writes an empty header. It
+// fsyncs nothing (session 12): the caller's journal entry makes the new directory entry durable
+// (dirs: the file's directory, and the directories created for it, for the entry's group
+// commit to fsync) before any row names the file; the header becomes durable with the file's
+// first fsync (every SyncInterval, and at the close), and a power loss before that leaves the
+// file empty or without its header, which Repair gives back (restoreHeader).
+func createWAV(fsys FS, path string, channels int) (*wavFile, []string, error) {
+	dirs := []string{filepath.Dir(path)}
 	f, err := fsys.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A new day: its directories first (their own entries made durable as the file's).
+		for d := filepath.Dir(filepath.Dir(path)); ; d = filepath.Dir(d) {
+			if _, serr := os.Stat(d); serr == nil || d == filepath.Dir(d) {
+				dirs = append(dirs, d)
+				break
+			}
+			dirs = append(dirs, d)
+		}
+		if err := fsys.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+			return nil, nil, fmt.Errorf("recordings: create %s: %w", path, err)
+		}
+		f, err = fsys.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("recordings: create %s: %w", path, err)
+		return nil, nil, fmt.Errorf("recordings: create %s: %w", path, err)
 	}
 	w := &wavFile{f: f, path: path, channels: channels, hdr: make([]byte, 0, headerSize)}
 	if _, err := f.Write(appendHeader(w.hdr[:0], channels, 0)); err != nil {
 		f.Close()
 		_ = fsys.Remove(path)
-		return nil, fmt.Errorf("recordings: write header of %s: %w", path, err)
+		return nil, nil, fmt.Errorf("recordings: write header of %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		_ = fsys.Remove(path)
-		return nil, fmt.Errorf("recordings: sync %s: %w", path, err)
-	}
-	// The new directory entry must be durable too, or a power loss could lose the whole file.
-	if d, err := fsys.OpenFile(filepath.Dir(path), os.O_RDONLY, 0); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return w, nil
+	return w, dirs, nil
 }
 
 // write appends audio. A short write counts what reached the file.
@@ -126,8 +133,8 @@ func safeName(callID string) string {
 const maxNameTries = 100
 
 // createUnique creates dir/YYYY/MM/DD/<call id><suffix>.wav, or -2, -3, … when taken, and
-// returns the file and its path relative to dir.
-func createUnique(fsys FS, dir, callID, suffix string, at time.Time, channels int) (*wavFile, string, error) {
+// returns the file, its path relative to dir and the directories to fsync (createWAV).
+func createUnique(fsys FS, dir, callID, suffix string, at time.Time, channels int) (*wavFile, string, []string, error) {
 	day := at.UTC().Format("2006/01/02")
 	base := safeName(callID) + suffix
 	for i := 1; i <= maxNameTries; i++ {
@@ -136,11 +143,11 @@ func createUnique(fsys FS, dir, callID, suffix string, at time.Time, channels in
 			name = fmt.Sprintf("%s-%d", base, i)
 		}
 		rel := filepath.Join(filepath.FromSlash(day), name+".wav")
-		w, err := createWAV(fsys, filepath.Join(dir, rel), channels)
+		w, dirs, err := createWAV(fsys, filepath.Join(dir, rel), channels)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
-		return w, filepath.ToSlash(rel), err
+		return w, filepath.ToSlash(rel), dirs, err
 	}
-	return nil, "", fmt.Errorf("recordings: create %s in %s: %d names taken", base, day, maxNameTries)
+	return nil, "", nil, fmt.Errorf("recordings: create %s in %s: %d names taken", base, day, maxNameTries)
 }

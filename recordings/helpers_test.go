@@ -23,6 +23,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envCrashChild) != "" {
 		os.Exit(crashChild())
 	}
+	if os.Getenv(envJournalChild) != "" {
+		os.Exit(journalChild())
+	}
 	if n, _ := strconv.Atoi(os.Getenv(envPlaneChild)); n > 0 {
 		os.Exit(planeChild(n))
 	}

@@ -18,20 +18,24 @@ import (
 // The metadata journal: a recording never waits for PostgreSQL.
 //
 // Every change of a recording's metadata row (start, pause, resume, finish, discard) is first
-// written to this node's journal — one small JSON file per recording holding the whole row as
-// this process knows it, at Dir/.pending/<node>/<id>.json, fsynced and renamed into place — and
-// then handed to one background goroutine, the metadata writer, which upserts the row and
-// removes the journal file once the database holds what it says. The file is the record: the
-// in-memory queue of ids is bounded (Options.MetadataQueue); when it is full, or while the
-// database does not answer, the writer instead rescans the journal directory — at its start,
-// and after each failed attempt with a backoff up to Options.MetadataRetry — so a database
-// outage of any length costs one small file per recording on disk, not memory, and the rows
-// appear complete once the database answers again. A restart picks the journal up the same
-// way; the upsert is keyed by the recording id, so nothing is ever inserted twice.
+// made durable in this node's journal — a line of this process's log under
+// Dir/.pending/<node>/, fsynced together with the changes of the same moment (journallog.go) —
+// and then handed in memory to one background goroutine, the metadata writer, which upserts
+// the rows and moves the log's watermark over them once the database holds what they say. The
+// log is the record: the in-memory queue is bounded (Options.MetadataQueue); when it is full,
+// or while the database does not answer, the writer instead rescans the journal — at its
+// start, and after each failed attempt with a backoff up to Options.MetadataRetry — so a
+// database outage of any length costs a line per change on disk (and an id per recording in
+// memory, for Pending), and the rows appear complete once the database answers again. A
+// restart picks the journal up the same way (the segments a dead process left); the upsert is
+// keyed by the recording id, so nothing is ever inserted twice.
 //
-// Locks: Service.jmu guards the journal directory (writes, the compare-and-remove, the count of
-// pending files) and is held only for local file operations, never across a database call.
-// The writer goroutine owns the outage state and the backoff.
+// Locks: Service.jmu guards the per-recording files of the journal (<id>.json: a version
+// before session 12, or a refused row renamed back) and the counts of pending rows, and is
+// held only for local file operations, never across a database call. The log has its own
+// lock (jlog.mu); foreignMu serialises the taking over of dead processes' segments (the
+// writer's scan, Repair) and is held across their database writes. The writer goroutine owns
+// the outage state, the backoff and the watermark.
 
 const (
 	journalDirName = ".pending"
@@ -49,50 +53,6 @@ func (s *Service) journalDir() string {
 
 func (s *Service) journalPath(id string) string {
 	return filepath.Join(s.journalDir(), safeName(id)+journalExt)
-}
-
-// journalWrite records r as the row the database must end up with and queues it for the
-// metadata writer. Only local disk I/O: it never waits on the database.
-func (s *Service) journalWrite(r Recording) error {
-	if err := s.journalStore(r); err != nil {
-		return err
-	}
-	s.enqueue(r.ID)
-	return nil
-}
-
-// journalStore writes r's journal file atomically (write, fsync, rename).
-func (s *Service) journalStore(r Recording) error {
-	if r.Pauses == nil {
-		r.Pauses = []Pause{}
-	}
-	b, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("recordings: journal %s: %w", r.ID, err)
-	}
-	path := s.journalPath(r.ID)
-	s.jmu.Lock()
-	defer s.jmu.Unlock()
-	if !s.jdirReady {
-		if err := os.MkdirAll(s.journalDir(), 0o750); err != nil {
-			return fmt.Errorf("recordings: journal %s: %w", r.ID, err)
-		}
-		s.jdirReady = true
-	}
-	tmp := path + tmpExt
-	if err := writeSynced(tmp, b); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("recordings: journal %s: %w", r.ID, err)
-	}
-	_, statErr := os.Stat(path)
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("recordings: journal %s: %w", r.ID, err)
-	}
-	if errors.Is(statErr, fs.ErrNotExist) {
-		s.addPendingLocked(1)
-	}
-	return nil
 }
 
 func writeSynced(path string, b []byte) error {
@@ -142,16 +102,16 @@ func (s *Service) journalRemoveIf(id string, b []byte, refused bool) {
 	}
 }
 
-// addPendingLocked moves the count of journal files; the caller holds jmu.
+// addPendingLocked moves the count of per-recording journal files; the caller holds jmu.
 func (s *Service) addPendingLocked(d int) {
 	s.pending += d
-	s.metrics().setPending(s.pending)
+	s.metrics().setPending(s.pending + len(s.pendingIDs))
 	s.notifyLocked()
 }
 
 // notifyLocked wakes Flush once everything known is written. The caller holds jmu.
 func (s *Service) notifyLocked() {
-	if s.pending == 0 && s.scanned {
+	if s.pending+len(s.pendingIDs) == 0 && s.scanned {
 		select {
 		case <-s.jzero:
 		default:
@@ -166,14 +126,14 @@ func (s *Service) notifyLocked() {
 	}
 }
 
-// enqueue hands a journaled id to the metadata writer without ever blocking: with the queue
-// full the id waits on disk and the writer rescans the journal.
-func (s *Service) enqueue(id string) {
+// enqueue hands a durable entry to the metadata writer without ever blocking: with the queue
+// full the entry waits on disk and the writer rescans the journal.
+func (s *Service) enqueue(e *entry) {
 	if !s.ensureWriter() {
 		return // closed: the journal keeps it for the next start
 	}
 	select {
-	case s.queue <- id:
+	case s.queue <- e:
 	default:
 		s.requestScan()
 	}
@@ -203,12 +163,13 @@ func (s *Service) ensureWriter() bool {
 	return true
 }
 
-// Pending is how many recordings' metadata rows wait for the database (journal files known to
-// this process; before the first scan, those a previous process left are not counted).
+// Pending is how many recordings' metadata rows wait for the database (recordings with a change
+// in the journal known to this process; before the first scan, those a previous process left
+// are not counted).
 func (s *Service) Pending() int {
 	s.jmu.Lock()
 	defer s.jmu.Unlock()
-	return s.pending
+	return s.pending + len(s.pendingIDs)
 }
 
 // Flush waits until the database holds every metadata change of this node's recordings —
@@ -221,11 +182,12 @@ func (s *Service) Flush(ctx context.Context) error {
 	}
 	for {
 		s.jmu.Lock()
-		done := s.pending == 0 && s.scanned
+		n := s.pending + len(s.pendingIDs)
+		done := n == 0 && s.scanned
 		ch := s.jzero
-		n := s.pending
 		s.jmu.Unlock()
 		if done {
+			s.logSeal(false) // everything written: the log's file goes
 			return nil
 		}
 		select {
@@ -248,6 +210,7 @@ func (s *Service) Close() {
 		cancel()
 		<-done
 	}
+	s.logSeal(true) // its lock released: the next process takes over what is left
 }
 
 // metadataWriter is the goroutine that writes journaled rows to the database.
@@ -263,8 +226,8 @@ func (s *Service) metadataWriter(ctx context.Context, done chan<- struct{}) {
 			select {
 			case <-ctx.Done():
 				return
-			case id := <-s.queue:
-				err = s.syncIDs(ctx, s.gather(ctx, id))
+			case e := <-s.queue:
+				err = s.syncEntries(ctx, s.gather(ctx, e))
 			case <-s.scanKick:
 				continue
 			}
@@ -298,27 +261,26 @@ func (s *Service) metadataWriter(ctx context.Context, done chan<- struct{}) {
 	}
 }
 
-// gather collects the ids queued within MetadataWindow of the first one, up to MetadataBatch
-// distinct ids, so that recordings changing together are written together.
-func (s *Service) gather(ctx context.Context, first string) []string {
-	ids := []string{first}
-	seen := map[string]bool{first: true}
+// gather collects the entries queued within MetadataWindow of the first one, up to
+// MetadataBatch distinct recordings, so that recordings changing together are written
+// together.
+func (s *Service) gather(ctx context.Context, first *entry) []*entry {
+	es := []*entry{first}
+	seen := map[string]bool{first.row.ID: true}
 	t := time.NewTimer(s.opts.MetadataWindow)
 	defer t.Stop()
-	for len(ids) < s.opts.MetadataBatch {
+	for len(seen) < s.opts.MetadataBatch {
 		select {
-		case id := <-s.queue:
-			if !seen[id] {
-				seen[id] = true
-				ids = append(ids, id)
-			}
+		case e := <-s.queue:
+			es = append(es, e)
+			seen[e.row.ID] = true
 		case <-t.C:
-			return ids
+			return es
 		case <-ctx.Done():
-			return ids
+			return es
 		}
 	}
-	return ids
+	return es
 }
 
 // syncJournal writes every journaled row of this node (in any order: rows are independent).
@@ -333,6 +295,13 @@ func (s *Service) syncJournal(ctx context.Context) error {
 			drained = true
 		}
 	}
+	if err := s.syncOwnLog(ctx); err != nil {
+		return err
+	}
+	if err := s.syncForeign(ctx); err != nil {
+		return err
+	}
+	// Per-recording files last: a refused row the operator renamed back is the newest word.
 	ids, err := s.journalList()
 	if err != nil {
 		return err
@@ -351,15 +320,15 @@ func (s *Service) syncJournal(ctx context.Context) error {
 	return nil
 }
 
-// journalList lists the journal's ids, removes temporary files a crash left behind, and
-// recounts the pending files.
+// journalList lists the journal's per-recording files' ids, removes temporary files a crash
+// left behind, and recounts the pending files.
 func (s *Service) journalList() ([]string, error) {
 	s.jmu.Lock()
 	defer s.jmu.Unlock()
 	ents, err := os.ReadDir(s.journalDir())
 	if errors.Is(err, fs.ErrNotExist) {
 		s.pending = 0
-		s.metrics().setPending(0)
+		s.metrics().setPending(len(s.pendingIDs))
 		return nil, nil
 	}
 	if err != nil {
@@ -377,7 +346,7 @@ func (s *Service) journalList() ([]string, error) {
 		}
 	}
 	s.pending = len(ids)
-	s.metrics().setPending(s.pending)
+	s.metrics().setPending(s.pending + len(s.pendingIDs))
 	return ids, nil
 }
 
@@ -387,7 +356,8 @@ func (s *Service) syncID(ctx context.Context, id string) error {
 	return s.syncIDs(ctx, []string{id})
 }
 
-// journaled is a journal entry read for writing: its file's id, bytes and row.
+// journaled is a journal entry to write: a per-recording file's id and bytes ("" and nil for
+// an entry of the log) and its row.
 type journaled struct {
 	id string
 	b  []byte
@@ -478,6 +448,9 @@ func (s *Service) syncOne(ctx context.Context, it journaled) error {
 	st, _, err := s.upsert(actx, it.r)
 	cancel()
 	switch {
+	case refusedForGood(err) && it.id == "":
+		s.setAside(it.r, err)
+		return nil
 	case refusedForGood(err):
 		s.refuse(it.id, it.b, err)
 		return nil
@@ -498,7 +471,9 @@ func (s *Service) written(it journaled, st State) {
 			s.log.Error("recordings: remove a file deleted while recording", "recording_id", r.ID, "err", err)
 		}
 	}
-	s.journalRemoveIf(it.id, it.b, false)
+	if it.id != "" {
+		s.journalRemoveIf(it.id, it.b, false)
+	}
 }
 
 // refusedForGood reports a refusal that retrying cannot change (SQLSTATE class 22 data

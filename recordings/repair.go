@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -134,7 +135,7 @@ func (s *Service) Repair(ctx context.Context) ([]Repaired, error) {
 		if s.isActive(r.ID) {
 			continue
 		}
-		if b, err := s.journalRead(r.ID); err != nil || b != nil {
+		if s.journalHas(r.ID) {
 			// The journal holds a newer row for it (a recording of this process finished
 			// meanwhile): the metadata writer brings the database up to date.
 			continue
@@ -186,11 +187,19 @@ func (s *Service) Repair(ctx context.Context) ([]Repaired, error) {
 // repairJournal completes the journal's recordings left in state recording by a process that
 // died, and writes its finished rows.
 func (s *Service) repairJournal(ctx context.Context, seen map[string]bool) ([]Repaired, error) {
+	out, err := s.repairForeign(ctx, seen)
+	if err != nil {
+		return out, err
+	}
+	// This process's own log is the metadata writer's: its recordings are live, or their last
+	// row is on its way. Their files are not strays.
+	for _, p := range s.ownPaths() {
+		seen[p] = true
+	}
 	ids, err := s.journalList()
 	if err != nil {
-		return nil, fmt.Errorf("recordings: repair: %w", err)
+		return out, fmt.Errorf("recordings: repair: %w", err)
 	}
-	var out []Repaired
 	for _, id := range ids {
 		// Active first, the entry second: a recording of this process is active before its
 		// entry exists and until its final entry is written, so an entry read after the check
@@ -249,13 +258,113 @@ func (s *Service) repairJournal(ctx context.Context, seen map[string]bool) ([]Re
 	return out, nil
 }
 
+// repairForeign completes what the log segments of dead processes hold: each recording's last
+// row, repaired from its file when it says recording (returned: announced once, by the run
+// whose write changed the row), written as it is otherwise; the segments are removed once all
+// are in the database.
+func (s *Service) repairForeign(ctx context.Context, seen map[string]bool) ([]Repaired, error) {
+	s.foreignMu.Lock()
+	defer s.foreignMu.Unlock()
+	fr, err := s.takeForeign()
+	if err != nil {
+		return nil, fmt.Errorf("recordings: repair: %w", err)
+	}
+	defer fr.release()
+	var out []Repaired
+	var plain []journaled
+	for _, id := range fr.order {
+		r := fr.last[id]
+		seen[r.Path] = true
+		if s.isActive(id) {
+			continue // never a live recording of this process (its writer writes its rows)
+		}
+		if r.State != StateRecording {
+			plain = append(plain, journaled{r: r})
+			continue
+		}
+		rep, row := s.repairedRow(r)
+		var applied bool
+		for try := 0; try < 2; try++ { // a refusal may be a race with the metadata writer (syncBatch)
+			actx, cancel := context.WithTimeout(ctx, metadataTimeout)
+			_, applied, err = s.upsert(actx, row)
+			cancel()
+			if !refusedForGood(err) {
+				break
+			}
+		}
+		switch {
+		case refusedForGood(err):
+			s.setAside(row, err)
+			continue
+		case err != nil:
+			return out, fmt.Errorf("recordings: repair %s: %w", r.ID, err)
+		}
+		if applied {
+			out = append(out, rep)
+		}
+	}
+	for len(plain) > 0 {
+		n := min(len(plain), s.opts.MetadataBatch)
+		if err := s.syncBatch(ctx, plain[:n]); err != nil {
+			return out, fmt.Errorf("recordings: repair: %w", err)
+		}
+		plain = plain[n:]
+	}
+	s.finishForeign(fr)
+	return out, nil
+}
+
+// ownPaths returns the files of this process's live recordings (their rows may not be written
+// yet; finished ones have consistent headers).
+func (s *Service) ownPaths() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.active))
+	for _, w := range s.active {
+		out = append(out, w.rel)
+	}
+	return out
+}
+
+// restoreHeader gives a recording's file its header back when a power loss left it without one
+// — shorter than a header, or a header of zero bytes: created (its directory entry durable,
+// the journal's group commit saw to it) but never fsynced since (session 12: the file is no
+// longer fsynced at its creation). What follows the header, if anything, is kept; Repair then
+// declares it. A missing file stays missing (the recording fails, as before).
+func restoreHeader(fsys FS, path string, channels int) bool {
+	if channels != 1 && channels != 2 {
+		return false
+	}
+	f, err := fsys.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	head := make([]byte, min(st.Size(), headerSize))
+	if _, err := f.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
+		return false
+	}
+	if len(head) == headerSize && slices.ContainsFunc(head, func(b byte) bool { return b != 0 }) {
+		return false // a header (or something else: not ours to judge)
+	}
+	if _, err := f.WriteAt(appendHeader(nil, channels, 0), 0); err != nil {
+		return false
+	}
+	return f.Sync() == nil
+}
+
 // repairedRow repairs the file of a recording the process died writing and returns the result
 // and the row completed from it.
 func (s *Service) repairedRow(r Recording) (Repaired, Recording) {
 	rep := Repaired{WasRecording: true, Kind: r.Kind, Result: Result{ID: r.ID, CallID: r.CallID, Path: s.abs(r.Path),
 		Channels: r.Channels, StartedAt: r.StartedAt, State: StateReady}}
+	restored := restoreHeader(s.opts.FS, rep.Path, r.Channels)
 	h, changed, err := repairFile(s.opts.FS, rep.Path)
-	rep.HeaderFixed = changed
+	rep.HeaderFixed = changed || restored
 	if err != nil {
 		rep.State, rep.Err = StateFailed, err
 	} else {

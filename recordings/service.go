@@ -29,15 +29,18 @@ type Service struct {
 	wcancel context.CancelFunc
 	wdone   chan struct{}
 
-	queue    chan string   // journaled ids for the metadata writer (bounded)
+	queue    chan *entry   // durable journal entries for the metadata writer (bounded)
 	scanKick chan struct{} // wakes the writer to rescan the journal
 	needScan atomic.Bool
 
-	jmu       sync.Mutex // the journal directory; never held across a database call
-	jdirReady bool
-	pending   int           // journal files (rows the database has not confirmed)
-	scanned   bool          // the writer has scanned the journal once
-	jzero     chan struct{} // closed while pending == 0 && scanned
+	jmu        sync.Mutex     // the per-recording journal files and the counts; never held across a database call
+	pending    int            // per-recording journal files (rows the database has not confirmed)
+	pendingIDs map[string]int // recordings with changes in the log not yet written, and how many
+	scanned    bool           // the writer has scanned the journal once
+	jzero      chan struct{}  // closed while nothing is pending && scanned
+
+	jl        jlog       // this process's journal log (journallog.go)
+	foreignMu sync.Mutex // taking over dead processes' segments; held across their database writes
 
 	// What the writers borrow (writer.go): queue chunks, held from a tap's copy to the writer
 	// goroutine's next wake-up, and the buffer a write is interleaved into, held for the write.
@@ -128,8 +131,9 @@ func New(opts Options) (*Service, error) {
 	}
 	opts.Dir = dir
 	s := &Service{opts: opts, log: log, active: map[string]*Writer{},
-		queue: make(chan string, opts.MetadataQueue), scanKick: make(chan struct{}, 1),
-		jzero: make(chan struct{})}
+		queue: make(chan *entry, opts.MetadataQueue), scanKick: make(chan struct{}, 1),
+		jzero: make(chan struct{}), pendingIDs: map[string]int{}}
+	s.jl.cond.L = &s.jl.mu
 	s.clock.timer = time.AfterFunc(time.Hour, s.onClock)
 	s.clock.timer.Stop() // armed by the first recording
 	s.chunks.New = func() any { return new(chunk) }
@@ -188,7 +192,7 @@ func (s *Service) start(_ context.Context, callID, kind string, channels int) (*
 	if kind == kindVoicemail {
 		suffix = "-voicemail"
 	}
-	file, rel, err := createUnique(s.opts.FS, s.opts.Dir, callID, suffix, at, channels)
+	file, rel, dirs, err := createUnique(s.opts.FS, s.opts.Dir, callID, suffix, at, channels)
 	if err != nil {
 		s.metrics().addError()
 		return nil, fmt.Errorf("recordings: start %s: %w: %w", callID, ErrWrite, err)
@@ -196,11 +200,13 @@ func (s *Service) start(_ context.Context, callID, kind string, channels int) (*
 	w := newWriter(s, id, callID, kind, rel, channels, at, file)
 	// Active before its journal entry exists, so that a Repair running meanwhile never takes
 	// a live recording for one a dead process left. From the journal entry on, a crash leaves
-	// a row to write (Repair) rather than a file nobody knows.
+	// a row to write (Repair) rather than a file nobody knows: the entry's group commit fsyncs
+	// the file's directory first, so a row that names the file names one a power loss keeps
+	// (perhaps empty: Repair gives it its header back).
 	s.mu.Lock()
 	s.active[id] = w
 	s.mu.Unlock()
-	if err := s.journalStore(w.row(StateRecording, nil)); err != nil {
+	if err := s.journalAppend(w.row(StateRecording, nil), dirs); err != nil {
 		s.forget(w)
 		s.metrics().addError()
 		file.f.Close()
@@ -209,7 +215,6 @@ func (s *Service) start(_ context.Context, callID, kind string, channels int) (*
 	}
 	s.metrics().addActive(1)
 	w.startClock()
-	s.enqueue(id)
 	return w, nil
 }
 
@@ -245,7 +250,7 @@ func (s *Service) finish(w *Writer, pauses []Pause) (Result, error) {
 		row.State, row.ReadyAt, row.DeletedAt, row.DeletedBy = StateDeleted, nil, &at, del.by
 		res.State = StateDeleted
 	}
-	if jerr := s.journalWrite(row); jerr != nil {
+	if jerr := s.journalAppend(row, nil); jerr != nil {
 		// The row keeps saying recording (if it was written at all); Repair at the next start
 		// completes it from the file.
 		s.metrics().addError()

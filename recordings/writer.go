@@ -350,7 +350,7 @@ func (w *Writer) setPaused(_ context.Context, pause bool, by int64) error {
 	pauses := append([]Pause(nil), w.pauses...)
 	w.mu.Unlock()
 	// The audit of the pause reaches the database in the background (journal.go).
-	if err := w.s.journalWrite(w.row(StateRecording, pauses)); err != nil {
+	if err := w.s.journalAppend(w.row(StateRecording, pauses), nil); err != nil {
 		return fmt.Errorf("recordings: save pauses of %s: %w", w.id, err)
 	}
 	return nil
