@@ -249,9 +249,9 @@ func (s *Service) openSegment() (*segment, error) {
 			_ = os.Remove(path + newExt)
 			return nil, err
 		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); errors.Is(err, syscall.EWOULDBLOCK) {
 			return fail(fmt.Errorf("lock %s: %w", name, err))
-		}
+		} // another error: a filesystem without locks (the segment is then as before session 12: unguarded)
 		if _, err := os.Stat(path); err == nil {
 			return fail(fmt.Errorf("journal segment %s exists", name))
 		}
@@ -556,7 +556,7 @@ func (s *Service) takeForeign() (*foreign, error) {
 		if err != nil {
 			continue // removed meanwhile
 		}
-		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		if errors.Is(syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB), syscall.EWOULDBLOCK) {
 			f.Close() // a live process's open segment: its writer writes it
 			continue
 		}
