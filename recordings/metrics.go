@@ -32,7 +32,7 @@ const (
 //	switchboard_recording_bytes_total                    counter: audio bytes written to files
 //	switchboard_recording_errors_total                   counter: recordings that failed (create, write, close, journal), rows refused
 //	switchboard_recording_packets_dropped_total{reason}  counter: buffer_full, late
-//	switchboard_recording_rows_pending                   gauge: metadata rows waiting for the database (journal files)
+//	switchboard_recording_rows_pending                   gauge: metadata rows waiting for the database (recordings with changes in the journal)
 //	switchboard_recording_rows_refused_total             counter: journaled rows the database refused for good
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	active := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -53,7 +53,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}, []string{"reason"})
 	pending := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "switchboard_recording_rows_pending",
-		Help: "Recordings whose metadata row waits for the database (journal files under <recordings dir>/.pending/<node>/); grows while PostgreSQL is unreachable, drains when it answers.",
+		Help: "Recordings whose metadata row waits for the database (in the journal under <recordings dir>/.pending/<node>/); grows while PostgreSQL is unreachable, drains when it answers.",
 	})
 	refused := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "switchboard_recording_rows_refused_total",
