@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -135,7 +134,7 @@ func NewEndpoint(opts EndpointOptions) (*Endpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("media: new endpoint: %w", err)
 	}
-	local := pp.RTP.LocalAddr().(*net.UDPAddr).AddrPort()
+	local := pp.RTP.LocalAddrPort()
 	e := &Endpoint{
 		opts:    opts,
 		ports:   pp,

@@ -79,6 +79,36 @@ func newPeer(t testing.TB) *peer {
 	return &peer{t: t, conn: c}
 }
 
+// peerPair is a raw peer's RTP socket and its RTCP socket on the next port, both on loopback
+// and read through the net package (the allocator's sockets are bare descriptors on Linux).
+type peerPair struct {
+	Port      int
+	RTP, RTCP *net.UDPConn
+}
+
+// newPeerPair binds a pair of consecutive loopback ports (a bounded number of tries: the port
+// after one the kernel chose may be taken).
+func newPeerPair(t testing.TB) peerPair {
+	t.Helper()
+	for range 100 {
+		rtp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback, 0)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := rtp.LocalAddr().(*net.UDPAddr).Port
+		if port < 65535 {
+			rtcp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback, uint16(port+1))))
+			if err == nil {
+				t.Cleanup(func() { rtp.Close(); rtcp.Close() })
+				return peerPair{Port: port, RTP: rtp, RTCP: rtcp}
+			}
+		}
+		rtp.Close()
+	}
+	t.Fatal("no two consecutive free loopback ports in 100 tries")
+	return peerPair{}
+}
+
 func (p *peer) addr() netip.AddrPort { return p.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
 
 func (p *peer) send(to netip.AddrPort, pkt *rtp.Packet) {

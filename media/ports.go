@@ -4,7 +4,6 @@ import (
 	crand "crypto/rand"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"sync"
 )
@@ -60,8 +59,8 @@ func (a *PortAllocator) putSendBuf(b *[maxPacket]byte) { a.sendBufs.Put(b) }
 // PortPair is one allocated pair: bound sockets for RTP (even Port) and RTCP (Port+1).
 type PortPair struct {
 	Port int
-	RTP  *net.UDPConn
-	RTCP *net.UDPConn
+	RTP  *Socket
+	RTCP *Socket
 }
 
 // NewPortAllocator returns an allocator of the ports [min, max] on addr with a free list
@@ -126,12 +125,12 @@ func (a *PortAllocator) Allocate() (PortPair, error) {
 	defer a.mu.Unlock()
 	for tries := a.count; tries > 0; tries-- {
 		port := a.pop()
-		rtp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a.addr, uint16(port))))
+		rtp, err := listenUDP(netip.AddrPortFrom(a.addr, uint16(port)))
 		if err != nil {
 			a.push(port) // held by someone else: try it again after the others
 			continue
 		}
-		rtcp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a.addr, uint16(port+1))))
+		rtcp, err := listenUDP(netip.AddrPortFrom(a.addr, uint16(port+1)))
 		if err != nil {
 			rtp.Close()
 			a.push(port)

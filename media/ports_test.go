@@ -24,10 +24,10 @@ func TestPortAllocatorEvenPortsExhaustionAndRelease(t *testing.T) {
 		if p.Port%2 != 0 {
 			t.Errorf("RTP port %d is odd", p.Port)
 		}
-		if got := p.RTP.LocalAddr().(interface{ String() string }).String(); got != netip.AddrPortFrom(loopback, uint16(p.Port)).String() {
+		if got := p.RTP.LocalAddrPort().String(); got != netip.AddrPortFrom(loopback, uint16(p.Port)).String() {
 			t.Errorf("RTP bound to %s, want port %d", got, p.Port)
 		}
-		if got := p.RTCP.LocalAddr().String(); got != netip.AddrPortFrom(loopback, uint16(p.Port+1)).String() {
+		if got := p.RTCP.LocalAddrPort().String(); got != netip.AddrPortFrom(loopback, uint16(p.Port+1)).String() {
 			t.Errorf("RTCP bound to %s, want port %d", got, p.Port+1)
 		}
 		pairs = append(pairs, p)

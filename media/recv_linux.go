@@ -4,7 +4,6 @@ package media
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -174,15 +173,12 @@ type pollLoop struct {
 // watch starts handing every datagram conn receives to handle, on a poll loop's goroutine,
 // until unwatch. slot identifies the socket among the receiver's (no two live watches share
 // one). handle must not call watch or unwatch.
-func (r *receiver) watch(slot int, conn *net.UDPConn, handle handler) (*watch, error) {
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return nil, fmt.Errorf("media: watch socket: %w", err)
+func (r *receiver) watch(slot int, sock *Socket, handle handler) (*watch, error) {
+	fd := sock.descriptor()
+	if fd < 0 {
+		return nil, fmt.Errorf("media: watch socket: %w", os.ErrClosed)
 	}
-	fd := -1
-	if err := rc.Control(func(s uintptr) { fd = int(s) }); err != nil {
-		return nil, fmt.Errorf("media: watch socket: %w", err)
-	}
+	var err error
 	if slot < 0 || slot >= len(r.slots) {
 		return nil, fmt.Errorf("media: watch socket: slot %d out of range", slot)
 	}
@@ -666,16 +662,12 @@ type rawSender struct {
 	sa6 unix.SockaddrInet6
 }
 
-func newRawSender(conn *net.UDPConn) (*rawSender, error) {
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return nil, fmt.Errorf("media: raw sender: %w", err)
+func newRawSender(sock *Socket) (*rawSender, error) {
+	fd := sock.descriptor()
+	if fd < 0 {
+		return nil, fmt.Errorf("media: raw sender: %w", os.ErrClosed)
 	}
-	s := &rawSender{fd: -1}
-	if err := rc.Control(func(fd uintptr) { s.fd = int(fd) }); err != nil {
-		return nil, fmt.Errorf("media: raw sender: %w", err)
-	}
-	return s, nil
+	return &rawSender{fd: fd}, nil
 }
 
 // send sends b to dst once, without blocking. Callers serialise (the sender's mutex).

@@ -40,7 +40,8 @@ type watch struct {
 
 // watch hands every datagram conn receives to handle, on a goroutine of its own, until
 // unwatch. handle must not call watch or unwatch.
-func (r *receiver) watch(_ int, conn *net.UDPConn, handle handler) (*watch, error) {
+func (r *receiver) watch(_ int, sock *Socket, handle handler) (*watch, error) {
+	conn := sock.conn
 	w := &watch{conn: conn, done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
@@ -78,7 +79,7 @@ func (r *receiver) unwatch(w *watch) {
 // full; recv_linux.go has the non-blocking one the shared poll loops need).
 type rawSender struct{ conn *net.UDPConn }
 
-func newRawSender(conn *net.UDPConn) (*rawSender, error) { return &rawSender{conn: conn}, nil }
+func newRawSender(sock *Socket) (*rawSender, error) { return &rawSender{conn: sock.conn}, nil }
 
 func (s *rawSender) send(b []byte, dst netip.AddrPort) error {
 	_, err := s.conn.WriteToUDPAddrPort(b, dst)

@@ -2,7 +2,6 @@ package media
 
 import (
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"runtime"
 	"sync"
@@ -105,7 +104,7 @@ func TestManySocketsAreReadByAFewGoroutines(t *testing.T) {
 			t.Fatal(err)
 		}
 		pps = append(pps, pp)
-		for j, conn := range []*net.UDPConn{pp.RTP, pp.RTCP} {
+		for j, conn := range []*Socket{pp.RTP, pp.RTCP} {
 			c := newCounter(p.addr())
 			w, err := alloc.rx.watch(alloc.slot(pp.Port+j), conn, c.handle)
 			if err != nil {

@@ -41,11 +41,7 @@ func TestRTCPReportsExchanged(t *testing.T) {
 	alloc := testAllocator(t, 8)
 	e := newTestEndpoint(t, EndpointOptions{Allocator: alloc, RTCPInterval: 40 * time.Millisecond})
 	e.SetCodec(0, PCMU)
-	far, err := alloc.Allocate() // a raw peer with an RTP/RTCP pair
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer alloc.Release(far)
+	far := newPeerPair(t) // a raw peer with an RTP/RTCP pair
 	farRTP := netip.AddrPortFrom(loopback, uint16(far.Port))
 	e.SetRemote(farRTP)
 	tap := newTapper(e)
