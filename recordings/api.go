@@ -167,9 +167,10 @@ type Options struct {
 	// written (a jitter allowance). Default 300 ms. Packets later than this are dropped.
 	Delay time.Duration
 	// SyncInterval is how often a file is fsynced, which bounds what a power loss can lose
-	// (a SIGKILL loses only what was not yet written: the header's sizes are rewritten with
-	// every write, twice a second). The fsyncs are the largest part of recording's CPU: 1 s
-	// costs about three times what 5 s does. Default 5 s.
+	// (a SIGKILL loses only what was not yet written, twice a second; the header's sizes are
+	// rewritten just before each fsync, and Repair makes them exact after a crash). The fsyncs
+	// are the largest part of recording's disk work: 1 s costs about three times what 5 s
+	// does. Default 5 s.
 	SyncInterval time.Duration
 	// Buffer is how many tapped packets may wait for the writer's next tick, per recording; beyond
 	// it the tap drops and counts (it never blocks RTP). Default 256 (~1.3 s of both directions).

@@ -10,7 +10,8 @@ import (
 //
 // One timer (time.AfterFunc, so no goroutine waits between visits) visits every live
 // recording every commitInterval, one after the other on the timer's goroutine: it places
-// each recording's queue and, every writeInterval, writes its audio and header (Writer.onTick).
+// each recording's queue and, every writeInterval, writes its audio (Writer.onTick); every
+// Options.SyncInterval it rewrites the header and queues the file for the sync worker.
 // It is armed while any recording lives and stops with the last. Until session 7 every
 // recording had a timer of its own, and every tick a goroutine, a write(2) and every second
 // an fsync(2) on the clock's path: at 500 calls about 30% of the gateway's core.

@@ -52,25 +52,26 @@
 //
 // # Crash safety
 //
-// Every half second a recording appends what is older than Options.Delay and rewrites the
-// header's sizes, so after SIGKILL the file is a valid WAV holding the audio up to about a
-// second before (Delay + half a second + a visit of the clock); every Options.SyncInterval (5 s)
-// the Service's sync worker — goroutines started on demand, off the clock, so a slow disk
-// never stalls the writing — fsyncs it, and Finish fsyncs it before its final row is
-// journaled, so after a power loss it holds what the last fsync made durable: at most about
-// SyncInterval + a second lost. A new file is not fsynced at its creation (session 12): the
-// start's journal line is written only after its directory was fsynced (once for all the
-// files of one group commit), so a row never names a file a power loss can take away, and a
-// file that lost its header with the power (created, never fsynced since) is given it back
-// by Repair — a recording of what the last fsync kept, that is nothing. At start-up, before
-// recording, the gateway calls Repair: recordings this node left in state recording — in the
-// journal (the logs of dead processes) or in the database — get their header made exact and
-// their row completed, once (returned, for call.recording_ready), the journal's finished rows
-// are written, stray files with stale headers are fixed. A torn last line of a log (a power
-// loss during an append that never returned) is skipped. A write error or a full disk fails
-// the recording, never the call: the taps stop, switchboard_recording_errors_total counts it,
-// the row says failed, and Finish returns an error wrapping ErrWrite and the cause for the
-// gateway to note on the ticket.
+// Every half second a recording appends what is older than Options.Delay, so after SIGKILL
+// the file holds the audio up to about a second before (Delay + half a second + a visit of the
+// clock); every Options.SyncInterval (5 s) it rewrites the header's sizes and the Service's
+// sync worker — goroutines started on demand, off the clock, so a slow disk never stalls the
+// writing — fsyncs it, and Finish fsyncs it before its final row is journaled, so after a
+// power loss it holds what the last fsync made durable: at most about SyncInterval + a second
+// lost. Either way the file is a valid WAV whose header declares what the last fsync covered
+// (the audio written since follows it in the file); a live file is never served. A new file is
+// not fsynced at its creation (session 12): the start's journal line is written only after its
+// directory was fsynced (once for all the files of one group commit), so a row never names a
+// file a power loss can take away, and a file that lost its header with the power (created,
+// never fsynced since) is given it back by Repair — a recording of what the last fsync kept,
+// that is nothing. At start-up, before recording, the gateway calls Repair: recordings this
+// node left in state recording — in the journal (the logs of dead processes) or in the
+// database — get their header made exact and their row completed, once (returned, for
+// call.recording_ready), the journal's finished rows are written, stray files with stale
+// headers are fixed. A torn last line of a log (a power loss during an append that never
+// returned) is skipped. A write error or a full disk fails the recording, never the call: the
+// taps stop, switchboard_recording_errors_total counts it, the row says failed, and Finish
+// returns an error wrapping ErrWrite and the cause for the gateway to note on the ticket.
 //
 // # HTTP
 //

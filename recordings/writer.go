@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,8 +24,8 @@ import (
 // places the frames in time (see timeline), as G.711 codes (payload type 0 PCMU, 8 PCMA;
 // telephone-event, comfort noise and anything else ignored). Every writeInterval it decodes
 // and writes what is older than Options.Delay in order — silence where nothing arrived, so
-// the file's length is the wall time recorded — and rewrites the header's sizes; every
-// Options.SyncInterval the Service's sync worker fsyncs the file, off the clock. A write error
+// the file's length is the wall time recorded; every Options.SyncInterval it rewrites the
+// header's sizes and the Service's sync worker fsyncs the file, off the clock. A write error
 // (a full disk) fails the recording, not the call: the taps stop, the error is counted and
 // returned by Finish.
 //
@@ -176,10 +177,10 @@ const (
 	// commitInterval is how often the Service's clock takes each recording's queue and places
 	// its frames in the ring.
 	commitInterval = 100 * time.Millisecond
-	// writeInterval is how often a recording writes what is older than Options.Delay (and
-	// rewrites its header's sizes): one write(2) and one pwrite(2) per half second instead of
-	// one write per tick — at 1,000 recorded calls 4,000 system calls a second instead of
-	// 10,000 (BENCHMARKS.md, session 7). It adds to what a SIGKILL can lose.
+	// writeInterval is how often a recording writes what is older than Options.Delay: one
+	// write(2) per half second instead of one per tick (BENCHMARKS.md, session 7; the header's
+	// pwrite(2) that went with each write goes with the fsync since session 12). It adds to
+	// what a SIGKILL can lose.
 	writeInterval = 500 * time.Millisecond
 	// ringSlack is the ring's room beyond Options.Delay and writeInterval: the clock's
 	// interval, a packet ahead of its arrival, and a visit running late. Audio further ahead
@@ -281,7 +282,6 @@ func (w *Writer) enqueue(ch Channel, p media.TapPacket) {
 	c.used = end
 	w.queued++
 	w.qmu.Unlock()
-	w.accepted.Add(1)
 	if filled { // faster than real time: let the clock come before its time
 		w.s.kick()
 	}
@@ -299,6 +299,7 @@ func (w *Writer) takeQueue() *chunk {
 // drain places every queued frame and returns the chunks to the Service's pool.
 func (w *Writer) drain(ranges *[][2]int64) {
 	for c := w.takeQueue(); c != nil; {
+		w.accepted.Add(uint64(c.n)) // counted here, a chunk at a time, not by the tap a packet at a time
 		for i := range c.n {
 			w.place(&c.frames[i], c.data[c.frames[i].off:c.frames[i].end], ranges)
 		}
@@ -422,8 +423,8 @@ func (w *Writer) Discard() (Result, error) {
 }
 
 // onTick is one visit of the Service's clock: it takes the queue and places it; every
-// writeInterval it writes what is older than Options.Delay and rewrites the header; every
-// Options.SyncInterval it queues the file for the sync worker. It reports false once the
+// writeInterval it writes what is older than Options.Delay; every Options.SyncInterval it
+// rewrites the header and queues the file for the sync worker. It reports false once the
 // recording ended (the clock drops it).
 func (w *Writer) onTick(now time.Time) bool {
 	w.runMu.Lock()
@@ -443,13 +444,19 @@ func (w *Writer) onTick(now time.Time) bool {
 	if w.file == nil {
 		return true
 	}
-	// The header follows every write (a SIGKILL leaves it at most a write behind: the page
-	// cache keeps what was written); only the fsync, what a power loss needs, is coarser.
-	if err := w.file.writeHeader(); err != nil {
-		w.fail(err)
-		return true
-	}
+	// The header's sizes are rewritten only with an fsync, just before it is queued, so the
+	// fsync makes them durable with the audio they declare: what a power loss keeps is a
+	// consistent file. After a SIGKILL the file holds every byte written (the page cache
+	// survives the process) under a header up to Options.SyncInterval behind, which Repair
+	// makes exact at the next start; a live file is never served. Until session 12 the header
+	// followed every write: a pwrite(2) a recording every half second, 0.5–1 % of the core at
+	// 1,000 recorded calls (BENCHMARKS.md, session 12).
 	if now.Sub(w.lastSync) >= w.s.opts.SyncInterval && w.syncQueued.CompareAndSwap(false, true) {
+		if err := w.file.writeHeader(); err != nil {
+			w.syncQueued.Store(false)
+			w.fail(err)
+			return true
+		}
 		w.lastSync = now
 		w.s.queueSync(w)
 	}
@@ -524,20 +531,37 @@ func (w *Writer) place(f *frame, data []byte, ranges *[][2]int64) {
 		run := min(end-p, w.ringSize-slot)
 		first := slot*ch + int64(ci)
 		src := data[p-pos : p-pos+run]
-		dst := w.ring[first : first+(run-1)*ch+1]
 		if ch == 1 {
+			dst := w.ring[first : first+run]
 			for k, c := range src {
 				dst[k] = ^c
 			}
 		} else {
-			for k, c := range src {
-				dst[int64(k)*ch] = ^c
-			}
+			interleave(w.ring[first:], src)
 		}
 		w.setLaw(first, first+(run-1)*ch+1, ch, alaw)
 		p += run
 	}
 	w.highest = max(w.highest, end)
+}
+
+// interleave writes src's codes inverted into every other byte of dst from dst[0] (one channel
+// of the stereo ring): four codes a 64-bit read-modify-write that keeps the other channel's
+// bytes, the rest one at a time. dst holds 2×len(src)−1 bytes at least; a word reaches one byte
+// further (the other channel's, kept) only where dst has it. Until session 12 this was a store
+// a code, each with its bounds check (BENCHMARKS.md, session 12).
+func interleave(dst, src []byte) {
+	k := 0
+	for ; k+4 <= len(src) && 2*k+8 <= len(dst); k += 4 {
+		x := uint64(binary.LittleEndian.Uint32(src[k:]))
+		x = (x | x<<16) & 0x0000FFFF0000FFFF // codes 0, 1, 2, 3 at bytes 0, 1, 4, 5
+		x = (x | x<<8) & 0x00FF00FF00FF00FF  // … at bytes 0, 2, 4, 6
+		d := dst[2*k : 2*k+8]
+		binary.LittleEndian.PutUint64(d, (binary.LittleEndian.Uint64(d)&0xFF00FF00FF00FF00)|(x^0x00FF00FF00FF00FF))
+	}
+	for ; k < len(src); k++ {
+		dst[2*k] = ^src[k]
+	}
 }
 
 // setLaw marks the ring slots first, first+stride, … below last as A-law (alaw) or μ-law. The
@@ -580,43 +604,67 @@ func (w *Writer) silence(from, to int64) {
 	}
 }
 
-// decodeTables are G.711's 256 codes decoded, indexed by the inverted code the ring keeps:
-// μ-law first, A-law second. Filled once by newDecodeTables, read only.
-type decodeTables [2][256]int16
+// decodeTables are G.711's 256 codes decoded to 16-bit samples (their two's-complement bits),
+// indexed by the inverted code the ring keeps: μ-law first, A-law second. Filled once by
+// newDecodeTables, read only.
+type decodeTables [2][256]uint16
 
 func newDecodeTables() *decodeTables {
 	t := new(decodeTables)
 	for c := range 256 {
-		t[0][c] = media.DecodeULaw(^byte(c))
-		t[1][c] = media.DecodeALaw(^byte(c))
+		t[0][c] = uint16(media.DecodeULaw(^byte(c)))
+		t[1][c] = uint16(media.DecodeALaw(^byte(c)))
 	}
 	return t
 }
 
 // appendSamples appends ring slots [from, to) decoded as 16-bit little-endian PCM and clears
-// them. The law is looked up a word of bits at a time: a word of μ-law slots (the rule) takes
-// the table without a test per sample.
+// them. The law is looked up a word of bits (64 slots) at a time: a word of one law — the rule,
+// a call's legs speak one codec — is decoded eight slots at a time through that law's table
+// (decodeRun); only a word mixing both laws takes its table sample by sample. Until session 12
+// every sample was a store of its own, and only μ-law words skipped the test per sample
+// (BENCHMARKS.md, session 12).
 func (w *Writer) appendSamples(out []byte, from, to int64) []byte {
 	tabs := w.s.g711
-	n := len(out)
-	out = append(out, make([]byte, 2*(to-from))...)
+	n, size := len(out), int(2*(to-from))
+	out = slices.Grow(out, size)[:n+size] // every byte is written below: no clearing
 	o := out[n:]
 	for i := from; i < to; {
-		word := w.alaw[i/64] >> (i % 64)
 		end := min(to, (i/64+1)*64)
-		if word == 0 {
-			for ; i < end; i++ {
-				binary.LittleEndian.PutUint16(o[2*(i-from):], uint16(tabs[0][w.ring[i]]))
+		mask := uint64(1)<<(end-i) - 1 // end-i is 64 at most: 1<<64 is 0, the mask all ones
+		word := w.alaw[i/64] >> (i % 64) & mask
+		src, dst := w.ring[i:end], o[2*(i-from):2*(end-from)]
+		switch word {
+		case 0:
+			decodeRun(dst, src, &tabs[0])
+		case mask:
+			decodeRun(dst, src, &tabs[1])
+		default:
+			for k, c := range src {
+				binary.LittleEndian.PutUint16(dst[2*k:], tabs[word&1][c])
+				word >>= 1
 			}
-			continue
 		}
-		for ; i < end; i++ {
-			binary.LittleEndian.PutUint16(o[2*(i-from):], uint16(tabs[word&1][w.ring[i]]))
-			word >>= 1
-		}
+		i = end
 	}
 	w.silence(from, to)
 	return out
+}
+
+// decodeRun decodes the codes of src into dst (2 bytes each, little-endian) through one law's
+// table: eight codes read as one word and written as two.
+func decodeRun(dst, src []byte, t *[256]uint16) {
+	for len(src) >= 8 && len(dst) >= 16 {
+		v := binary.LittleEndian.Uint64(src)
+		binary.LittleEndian.PutUint64(dst, uint64(t[byte(v)])|uint64(t[byte(v>>8)])<<16|
+			uint64(t[byte(v>>16)])<<32|uint64(t[byte(v>>24)])<<48)
+		binary.LittleEndian.PutUint64(dst[8:], uint64(t[byte(v>>32)])|uint64(t[byte(v>>40)])<<16|
+			uint64(t[byte(v>>48)])<<32|uint64(t[byte(v>>56)])<<48)
+		src, dst = src[8:], dst[16:]
+	}
+	for k, c := range src {
+		binary.LittleEndian.PutUint16(dst[2*k:], t[c])
+	}
 }
 
 // commitChunk bounds one write (sample frames): a second, twice writeInterval, so a visit
