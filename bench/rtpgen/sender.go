@@ -135,6 +135,7 @@ func dropThreadP() {
 // senderThread is the sender's OS thread in Options.Thread mode (sender goroutine only).
 type senderThread struct {
 	tid    int
+	prio   int
 	policy string
 	mono0  int64 // CLOCK_MONOTONIC at the schedule's start, ns
 }
@@ -147,7 +148,7 @@ type senderThread struct {
 // ordinary thread, and policy says so.
 func (t *senderThread) lock(prio int) {
 	runtime.LockOSThread()
-	t.tid = unix.Gettid()
+	t.tid, t.prio = unix.Gettid(), prio
 	name := []byte("rtpgen-send\x00")
 	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
 	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1000, 0, 0, 0)
@@ -158,6 +159,47 @@ func (t *senderThread) lock(prio int) {
 			t.policy = "thread-fifo"
 		}
 	}
+}
+
+// yield lets the runtime schedule the P's other work and sysmon see the P move on, without
+// handing the thread's P to another thread and back: a locked goroutine that yields sleeps
+// until another thread of the runtime — an ordinary one, which may wait its turn behind
+// everything else on the core — runs the scheduler and hands it back. So the goroutine
+// unlocks, yields on its own thread (which takes the next goroutine of the queues, most often
+// itself again) and locks again; should another thread have taken it meanwhile, that thread
+// becomes the sender's (name, timer slack, policy) and the old one an ordinary thread again.
+func (t *senderThread) yield(g *Gen) {
+	runtime.UnlockOSThread()
+	runtime.Gosched()
+	runtime.LockOSThread()
+	tid := unix.Gettid()
+	if tid == t.tid {
+		return
+	}
+	old, oldPolicy := t.tid, t.policy
+	ts, err := readThreadSched(old)
+	if oldPolicy == "thread-fifo" {
+		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}
+		_ = unix.SchedSetAttr(old, &attr, 0)
+	}
+	_ = os.WriteFile(fmt.Sprintf("/proc/self/task/%d/comm", old), []byte("sbbench"), 0)
+	prio := 0
+	if oldPolicy == "thread-fifo" {
+		prio = t.prio
+	}
+	t.lock(prio)
+	runtime.UnlockOSThread() // lock locked it once more
+	g.senderMu.Lock()
+	if err == nil {
+		g.senderPast.CPU += ts.CPU - g.senderBase.CPU
+		g.senderPast.Wait += ts.Wait - g.senderBase.Wait
+		g.senderPast.Preempted += ts.Preempted - g.senderBase.Preempted
+	}
+	g.senderPast.moves++
+	g.senderBase, _ = readThreadSched(t.tid)
+	g.senderTID.Store(int64(t.tid))
+	g.senderMu.Unlock()
+	g.sender.Store(t.policy)
 }
 
 // unlock restores the thread's policy and name and unpins the goroutine.
@@ -196,6 +238,7 @@ func sleepUntil(at int64) {
 type threadSched struct {
 	CPU, Wait time.Duration
 	Preempted uint64
+	moves     uint64 // senderPast only: threads left
 }
 
 func readThreadSched(tid int) (threadSched, error) {
