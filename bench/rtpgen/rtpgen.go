@@ -158,9 +158,7 @@ type Stats struct {
 	// With a thread of its own, the sender yields its P every 8 slots (the runtime hands it
 	// to another thread and back): how many yields took more than 1 ms, and the longest.
 	SlowYields uint64 `json:"sender_slow_yields,omitempty"`
-	// SenderMoves: times a yield left the sender on another thread (which became its own).
-	SenderMoves uint64 `json:"sender_moves,omitempty"`
-	YieldMaxUs  int64  `json:"sender_yield_max_us,omitempty"`
+	YieldMaxUs int64  `json:"sender_yield_max_us,omitempty"`
 	// ReadLegs are the legs read for the whole run (Options.ReadLegs; all legs by default):
 	// SeqLost, Reordered, Duplicates and Malformed count on them only.
 	ReadLegs int `json:"read_legs"`
@@ -235,14 +233,11 @@ type Gen struct {
 	sent, sendErrs, received, lost, reordered, dups, bad, rtcp, late atomic.Uint64
 	started, heard                                                   atomic.Int64
 
-	lag       lagStats
-	senderTID atomic.Int64 // the sender's thread (Options.Thread), 0 until it runs
-	senderMu  sync.Mutex   // senderPast, senderBase
-	// senderPast: the scheduling of the sender on the threads it ran on before its current
-	// one; senderBase: the current thread's when it became the sender's.
-	senderPast, senderBase threadSched
-	began                  atomic.Pointer[time.Time] // Run
-	sender                 atomic.Value              // string: Stats.Sender
+	lag        lagStats
+	senderTID  atomic.Int64              // the sender's thread (Options.Thread), 0 until it runs
+	senderBase threadSched               // the sender thread's when it became the sender's (written before senderTID)
+	began      atomic.Pointer[time.Time] // Run
+	sender     atomic.Value              // string: Stats.Sender
 
 	closing   atomic.Bool
 	runOnce   sync.Once
@@ -456,16 +451,11 @@ func (g *Gen) Stats() Stats {
 		st.Sender = s
 	}
 	if tid := g.senderTID.Load(); tid != 0 {
-		g.senderMu.Lock()
-		past, base := g.senderPast, g.senderBase
-		tid = g.senderTID.Load()
-		ts, err := readThreadSched(int(tid))
-		g.senderMu.Unlock()
-		if err == nil {
-			st.SenderCPUMs = float64(past.CPU+ts.CPU-base.CPU) / 1e6
-			st.SenderWaitMs = float64(past.Wait+ts.Wait-base.Wait) / 1e6
-			st.SenderPreempted = past.Preempted + ts.Preempted - base.Preempted
-			st.SenderMoves = past.moves
+		if ts, err := readThreadSched(int(tid)); err == nil {
+			base := g.senderBase
+			st.SenderCPUMs = float64(ts.CPU-base.CPU) / 1e6
+			st.SenderWaitMs = float64(ts.Wait-base.Wait) / 1e6
+			st.SenderPreempted = ts.Preempted - base.Preempted
 		}
 	}
 	if g.ring != nil {
@@ -538,10 +528,8 @@ func (g *Gen) sendLoop() {
 		defer dropThreadP()
 		th.lock(g.opts.Priority)
 		defer th.unlock()
-		g.senderMu.Lock()
 		g.senderBase, _ = readThreadSched(th.tid)
-		g.senderTID.Store(int64(th.tid))
-		g.senderMu.Unlock()
+		g.senderTID.Store(int64(th.tid)) // publishes senderBase to Stats
 		g.sender.Store(th.policy)
 	}
 	start := *g.began.Load()
@@ -583,7 +571,7 @@ func (g *Gen) sendLoop() {
 			// point it has reached, a slot's sends included: yield now, in the slack after a
 			// slot, so that it never comes to that.
 			t0 := time.Now()
-			th.yield(g)
+			th.yield()
 			g.lag.yielded(time.Since(t0))
 		}
 	}

@@ -161,46 +161,14 @@ func (t *senderThread) lock(prio int) {
 	}
 }
 
-// yield lets the runtime schedule the P's other work and sysmon see the P move on, without
-// handing the thread's P to another thread and back: a locked goroutine that yields sleeps
-// until another thread of the runtime — an ordinary one, which may wait its turn behind
-// everything else on the core — runs the scheduler and hands it back. So the goroutine
-// unlocks, yields on its own thread (which takes the next goroutine of the queues, most often
-// itself again) and locks again; should another thread have taken it meanwhile, that thread
-// becomes the sender's (name, timer slack, policy) and the old one an ordinary thread again.
-func (t *senderThread) yield(g *Gen) {
-	runtime.UnlockOSThread()
-	runtime.Gosched()
-	runtime.LockOSThread()
-	tid := unix.Gettid()
-	if tid == t.tid {
-		return
-	}
-	old, oldPolicy := t.tid, t.policy
-	ts, err := readThreadSched(old)
-	if oldPolicy == "thread-fifo" {
-		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}
-		_ = unix.SchedSetAttr(old, &attr, 0)
-	}
-	_ = os.WriteFile(fmt.Sprintf("/proc/self/task/%d/comm", old), []byte("sbbench"), 0)
-	prio := 0
-	if oldPolicy == "thread-fifo" {
-		prio = t.prio
-	}
-	t.lock(prio)
-	runtime.UnlockOSThread() // lock locked it once more
-	g.senderMu.Lock()
-	if err == nil {
-		g.senderPast.CPU += ts.CPU - g.senderBase.CPU
-		g.senderPast.Wait += ts.Wait - g.senderBase.Wait
-		g.senderPast.Preempted += ts.Preempted - g.senderBase.Preempted
-	}
-	g.senderPast.moves++
-	g.senderBase, _ = readThreadSched(t.tid)
-	g.senderTID.Store(int64(t.tid))
-	g.senderMu.Unlock()
-	g.sender.Store(t.policy)
-}
+// yield lets the runtime run the P's other work and sysmon see the P move on. The goroutine
+// stays locked: the runtime hands the P to another thread, which runs the scheduler and
+// hands it back — an ordinary thread, which may wait its turn behind everything else on the
+// core (Stats.SlowYields counts the yields that took more than 1 ms). Unlocking for the yield
+// instead (the goroutine then usually goes on on its own thread) was tried and not kept: when
+// another thread took the goroutine, the sender ran on an ordinary thread while its old,
+// real-time one ran other goroutines, and a yield took up to 0.9 s on the loaded machine.
+func (t *senderThread) yield() { runtime.Gosched() }
 
 // unlock restores the thread's policy and name and unpins the goroutine.
 func (t *senderThread) unlock() {
@@ -238,7 +206,6 @@ func sleepUntil(at int64) {
 type threadSched struct {
 	CPU, Wait time.Duration
 	Preempted uint64
-	moves     uint64 // senderPast only: threads left
 }
 
 func readThreadSched(tid int) (threadSched, error) {

@@ -70,8 +70,8 @@ func cmdGencheck(args []string, stdout, stderr io.Writer) int {
 			pct(float64(st.Load.CoreBusy)), st.GenLateInWindow, all, over1, over5, float64(st.Gen.SlotLagMaxUs)/1000, st.Stalls, st.Gen.Sender, st.SenderWaitMs, st.SenderPreempted, st.Load.GCs,
 			st.GenSocketDrops, st.Gen.SeqLost, loss)
 		if *verbose {
-			fmt.Fprintf(&detail, "%d calls: slot lags in the window (µs bounds %v, then above): %v; sbbench goroutines that waited > 1 ms for a thread: %d (longest ≤ %.1f ms); the sender's yields of its P over 1 ms: %d of the step (longest %d µs; moved to another thread %d times); last stalls (ms since the sender began, max lag µs, slots; the window %d–%d ms): %v\n",
-				n, rtpgen.SlotLagBoundsUs, st.LagHist, st.Load.SchedWaitsOver1, st.Load.SchedWaitMaxMs, st.Gen.SlowYields, st.Gen.YieldMaxUs, st.Gen.SenderMoves, st.FromMs, st.ToMs, st.Gen.RecentStalls)
+			fmt.Fprintf(&detail, "%d calls: slot lags in the window (µs bounds %v, then above): %v; sbbench goroutines that waited > 1 ms for a thread: %d (longest ≤ %.1f ms); the sender's yields of its P over 1 ms: %d of the step (longest %d µs); last stalls (ms since the sender began, max lag µs, slots; the window %d–%d ms): %v\n",
+				n, rtpgen.SlotLagBoundsUs, st.LagHist, st.Load.SchedWaitsOver1, st.Load.SchedWaitMaxMs, st.Gen.SlowYields, st.Gen.YieldMaxUs, st.FromMs, st.ToMs, st.Gen.RecentStalls)
 		}
 		if ctx.Err() != nil {
 			break
