@@ -14,7 +14,8 @@
 // packets as lost, RFC 3550 §A.3).
 //
 // Two goroutines do the work whatever the number of legs. The sender spreads the legs over
-// Slots time slots of the 20 ms period so the load is smooth, and writes each packet with one
+// Slots time slots of the 20 ms period so the load is smooth (with Options.Thread it keeps
+// that schedule on an OS thread of its own, see sender.go), and writes each packet with one
 // write(2) on the leg's connected socket — or, with Options.URing, hands the kernel a slot's
 // packets with one io_uring_enter(2), one send per packet on its leg's socket, which saves
 // the kernel entry and exit per packet (internal/uring, the ring the gateway's media plane
