@@ -14,7 +14,8 @@
 // packets as lost, RFC 3550 §A.3).
 //
 // Two goroutines do the work whatever the number of legs. The sender spreads the legs over
-// Slots time slots of the 20 ms period so the load is smooth, and writes each packet with one
+// Slots time slots of the 20 ms period so the load is smooth (with Options.Thread it keeps
+// that schedule on an OS thread of its own, see sender.go), and writes each packet with one
 // write(2) on the leg's connected socket — or, with Options.URing, hands the kernel a slot's
 // packets with one io_uring_enter(2), one send per packet on its leg's socket, which saves
 // the kernel entry and exit per packet (internal/uring, the ring the gateway's media plane
@@ -89,6 +90,15 @@ type Options struct {
 	// others are read until their first RTP packet, then discard in the kernel (see the
 	// package comment). 0 or ≥ the number of legs: every leg is read.
 	ReadLegs int
+	// Thread runs the sender on an OS thread of its own that sleeps until each slot in
+	// clock_nanosleep(2) itself and keeps a P of the Go runtime for itself (GOMAXPROCS is one
+	// higher while the Gen runs), instead of a goroutine woken by the runtime's timers on
+	// whichever thread is free: its slots then wait for the kernel's scheduler only, never for
+	// the program's other goroutines or a hand-off between threads. Priority > 0 (with Thread)
+	// makes that thread SCHED_FIFO at that priority when the kernel allows it
+	// (Stats.Sender says).
+	Thread   bool
+	Priority int
 }
 
 func (o *Options) defaults() {
@@ -131,6 +141,25 @@ type Stats struct {
 	Malformed  uint64 `json:"malformed"`  // not RTP version 2, payload type 0, Payload bytes
 	RTCP       uint64 `json:"rtcp"`       // datagrams read on the RTCP ports
 	LateTicks  uint64 `json:"late_ticks"` // sender slots that began more than one interval late
+	// How late each slot began (buckets bounded by SlotLagBoundsUs, the last one open), the
+	// largest lag, the stalls (stretches of slots more than 5 ms late) and the last 16 of them.
+	SlotLagHist  []uint64 `json:"slot_lag_hist"`
+	SlotLagMaxUs int64    `json:"slot_lag_max_us"`
+	Stalls       uint64   `json:"stalls"`
+	RecentStalls []Stall  `json:"recent_stalls,omitempty"`
+	// AtMs is when these counters were read, in milliseconds since Run (Stall.AtMs's clock).
+	AtMs int64 `json:"at_ms"`
+	// Sender is how the sender runs: "goroutine", "thread" or "thread-fifo" (Options.Thread,
+	// Options.Priority). With a thread of its own: its CPU time, the time it waited runnable
+	// for its core (schedstat's run_delay) and the times it was preempted, since it started.
+	Sender          string  `json:"sender"`
+	SenderCPUMs     float64 `json:"sender_cpu_ms,omitempty"`
+	SenderWaitMs    float64 `json:"sender_wait_ms,omitempty"`
+	SenderPreempted uint64  `json:"sender_preempted,omitempty"`
+	// With a thread of its own, the sender yields its P every 8 slots (the runtime hands it
+	// to another thread and back): how many yields took more than 1 ms, and the longest.
+	SlowYields uint64 `json:"sender_slow_yields,omitempty"`
+	YieldMaxUs int64  `json:"sender_yield_max_us,omitempty"`
 	// ReadLegs are the legs read for the whole run (Options.ReadLegs; all legs by default):
 	// SeqLost, Reordered, Duplicates and Malformed count on them only.
 	ReadLegs int `json:"read_legs"`
@@ -204,6 +233,12 @@ type Gen struct {
 
 	sent, sendErrs, received, lost, reordered, dups, bad, rtcp, late atomic.Uint64
 	started, heard                                                   atomic.Int64
+
+	lag        lagStats
+	senderTID  atomic.Int64              // the sender's thread (Options.Thread), 0 until it runs
+	senderBase threadSched               // the sender thread's when it became the sender's (written before senderTID)
+	began      atomic.Pointer[time.Time] // Run
+	sender     atomic.Value              // string: Stats.Sender
 
 	closing   atomic.Bool
 	runOnce   sync.Once
@@ -345,6 +380,8 @@ func (g *Gen) Ports() map[int]bool {
 // Run starts the sender and receiver goroutines; calling it again does nothing.
 func (g *Gen) Run() {
 	g.runOnce.Do(func() {
+		now := time.Now()
+		g.began.Store(&now)
 		g.wg.Add(2)
 		go g.sendLoop()
 		go g.recvLoop()
@@ -405,7 +442,22 @@ func (g *Gen) Stats() Stats {
 		Sent: g.sent.Load(), SendErrors: g.sendErrs.Load(), Received: g.received.Load(),
 		SeqLost: g.lost.Load(), Reordered: g.reordered.Load(), Duplicates: g.dups.Load(),
 		Malformed: g.bad.Load(), RTCP: g.rtcp.Load(), LateTicks: g.late.Load(),
-		ReadLegs: g.readLegs, Heard: int(g.heard.Load()), SendPath: "write",
+		ReadLegs: g.readLegs, Heard: int(g.heard.Load()), SendPath: "write", Sender: "goroutine",
+	}
+	g.lag.fill(&st)
+	if t := g.began.Load(); t != nil {
+		st.AtMs = time.Since(*t).Milliseconds()
+	}
+	if s, ok := g.sender.Load().(string); ok {
+		st.Sender = s
+	}
+	if tid := g.senderTID.Load(); tid != 0 {
+		if ts, err := readThreadSched(int(tid)); err == nil {
+			base := g.senderBase
+			st.SenderCPUMs = float64(ts.CPU-base.CPU) / 1e6
+			st.SenderWaitMs = float64(ts.Wait-base.Wait) / 1e6
+			st.SenderPreempted = ts.Preempted - base.Preempted
+		}
 	}
 	if g.ring != nil {
 		st.SendPath = "io_uring"
@@ -471,14 +523,36 @@ func (g *Gen) Close() error {
 func (g *Gen) sendLoop() {
 	defer g.wg.Done()
 	slot := g.opts.Interval / time.Duration(g.opts.Slots)
-	start := time.Now()
+	var th senderThread
+	if g.opts.Thread {
+		addThreadP()
+		defer dropThreadP()
+		th.lock(g.opts.Priority)
+		defer th.unlock()
+		g.senderBase, _ = readThreadSched(th.tid)
+		g.senderTID.Store(int64(th.tid)) // publishes senderBase to Stats
+		g.sender.Store(th.policy)
+	}
+	start := *g.began.Load()
+	if g.opts.Thread { // the schedule's start on CLOCK_MONOTONIC, the clock the sleeps name
+		th.mono0 = monoNow() - int64(time.Since(start))
+	}
 	maxTicks := int64(g.opts.MaxDuration / slot)
 	var legs []*Leg
 	for tick := int64(0); tick < maxTicks && !g.closing.Load(); tick++ {
-		due := start.Add(time.Duration(tick) * slot)
-		if d := time.Until(due); d > 0 {
-			time.Sleep(d)
-		} else if -d > g.opts.Interval {
+		due := time.Duration(tick) * slot
+		if d := due - time.Since(start); d > 0 {
+			if g.opts.Thread {
+				sleepUntil(th.mono0 + int64(due))
+			} else {
+				time.Sleep(d)
+			}
+		}
+		// Late is measured when the slot begins, after any sleep: a sleep that overran by
+		// more than an interval makes its slot late too.
+		lag := time.Since(start) - due
+		g.lag.note(due, lag)
+		if lag > g.opts.Interval {
 			g.late.Add(1)
 		}
 		b := &g.buckets[tick%int64(g.opts.Slots)]
@@ -493,6 +567,14 @@ func (g *Gen) sendLoop() {
 			}
 		}
 		b.mu.Unlock()
+		if g.opts.Thread && tick%8 == 7 {
+			// A goroutine that holds its P for 10 ms is preempted by the runtime at whatever
+			// point it has reached, a slot's sends included: yield now, in the slack after a
+			// slot, so that it never comes to that.
+			t0 := time.Now()
+			th.yield()
+			g.lag.yielded(time.Since(t0))
+		}
 	}
 }
 

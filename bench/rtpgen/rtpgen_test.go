@@ -4,6 +4,8 @@ package rtpgen
 
 import (
 	"net/netip"
+	"reflect"
+	"runtime"
 	"testing"
 	"time"
 
@@ -52,22 +54,29 @@ func TestNew_EvenPortsSkippingBusyOnes(t *testing.T) {
 // each slot's packets sent through io_uring (internal/uring), each leg's socket a registered
 // file of the ring.
 func TestGen_StreamsBothWaysThroughARelay(t *testing.T) {
-	t.Run("write", func(t *testing.T) { streamsBothWays(t, false, 47100) })
-	t.Run("io_uring", func(t *testing.T) { streamsBothWays(t, true, 49100) })
+	t.Run("write", func(t *testing.T) { streamsBothWays(t, false, false, 47100) })
+	t.Run("io_uring", func(t *testing.T) { streamsBothWays(t, true, false, 49100) })
+	t.Run("io_uring, the sender on its own thread", func(t *testing.T) { streamsBothWays(t, true, true, 50100) })
 }
 
-func streamsBothWays(t *testing.T, uring bool, portMin int) {
+func streamsBothWays(t *testing.T, uring, thread bool, portMin int) {
+	procs := runtime.GOMAXPROCS(0)
 	const calls = 20
 	r, err := relay.New(netip.MustParseAddr("127.0.0.1"), calls)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	g, err := New(Options{PortMin: portMin, PortMax: portMin + 899, URing: uring}, 2*calls)
+	g, err := New(Options{PortMin: portMin, PortMax: portMin + 899, URing: uring, Thread: thread}, 2*calls)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer g.Close()
+	defer func() {
+		g.Close()
+		if got := runtime.GOMAXPROCS(0); got != procs {
+			t.Errorf("GOMAXPROCS %d after Close, %d before Run", got, procs)
+		}
+	}()
 	if uring && g.URingErr() != nil {
 		t.Skipf("the kernel refuses io_uring here: %v", g.URingErr())
 	}
@@ -121,6 +130,45 @@ func streamsBothWays(t *testing.T, uring bool, portMin int) {
 	}
 	if err := g.Err(); err != nil {
 		t.Error(err)
+	}
+	// Every slot begun is in the lag histogram; with a thread of its own the sender says so
+	// and its thread's scheduling is read.
+	var slots uint64
+	for _, n := range st.SlotLagHist {
+		slots += n
+	}
+	if len(st.SlotLagHist) != len(SlotLagBoundsUs)+1 || slots < 10*uint64(DefaultSlots) {
+		t.Errorf("slot lag histogram %v: %d slots for at least 10 packets a leg", st.SlotLagHist, slots)
+	}
+	if want := map[bool]string{false: "goroutine", true: "thread"}[thread]; st.Sender != want {
+		t.Errorf("sender %q, want %q", st.Sender, want)
+	}
+	if thread && st.SenderCPUMs <= 0 {
+		t.Errorf("the sender's thread: CPU %.3f ms, waited %.3f ms", st.SenderCPUMs, st.SenderWaitMs)
+	}
+}
+
+// The slot lags: each slot in its bucket, the largest kept, and a stall counted once for a
+// stretch of slots more than 5 ms late, with its largest lag and its length.
+func TestLagStats_BucketsAndStalls(t *testing.T) {
+	var s lagStats
+	ms := time.Millisecond
+	for i, lag := range []time.Duration{-ms, 30 * time.Microsecond, 700 * time.Microsecond, 6 * ms, 25 * ms, 24 * ms, 3 * ms, 200 * ms, ms} {
+		s.note(time.Duration(i)*ms, lag)
+	}
+	var st Stats
+	s.fill(&st)
+	// ≤ 50 µs ×2 (early counts as on time), ≤ 1 ms ×2, ≤ 5 ms, ≤ 10 ms, ≤ 50 ms ×2, > 100 ms.
+	want := []uint64{2, 0, 0, 0, 2, 0, 1, 1, 0, 2, 0, 1}
+	if !reflect.DeepEqual(st.SlotLagHist, want) {
+		t.Errorf("histogram %v, want %v", st.SlotLagHist, want)
+	}
+	if st.SlotLagMaxUs != 200_000 || st.Stalls != 2 {
+		t.Errorf("max %d µs, %d stalls; want 200000, 2", st.SlotLagMaxUs, st.Stalls)
+	}
+	wantStalls := []Stall{{AtMs: 3, MaxLagUs: 25_000, Slots: 3}, {AtMs: 7, MaxLagUs: 200_000, Slots: 1}}
+	if !reflect.DeepEqual(st.RecentStalls, wantStalls) {
+		t.Errorf("stalls %+v, want %+v", st.RecentStalls, wantStalls)
 	}
 }
 

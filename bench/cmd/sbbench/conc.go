@@ -72,8 +72,9 @@ type concStep struct {
 	GenSentPPS      float64 `json:"generator_sent_pps"`
 	GenLateInWindow uint64  `json:"generator_late_ticks_in_window"`
 	GenLimited      bool    `json:"generator_limited"`
-	Pass            bool    `json:"pass"`
-	Why             string  `json:"why,omitempty"`
+	genWindow
+	Pass bool   `json:"pass"`
+	Why  string `json:"why,omitempty"`
 }
 
 // Limits of an honest generator in a window (genLimited): at least this share of the packets
@@ -103,6 +104,58 @@ func genLimited(calls int, win time.Duration, sent, late uint64) (bool, string) 
 	return false, ""
 }
 
+// genWindow is the generator's own schedule in a measurement window (rtpgen.Stats, differenced):
+// how late its slots began (buckets bounded by rtpgen.SlotLagBoundsUs), its stalls (slots more
+// than 5 ms late in a row), and, when the sender has a thread of its own, that thread's CPU,
+// the time it waited runnable for the core (other threads or processes had it) and how often
+// it was preempted.
+type genWindow struct {
+	LagHist         []uint64 `json:"generator_slot_lag_hist_in_window"`
+	Stalls          uint64   `json:"generator_stalls_in_window"`
+	SenderCPUMs     float64  `json:"generator_sender_cpu_ms_in_window"`
+	SenderWaitMs    float64  `json:"generator_sender_wait_ms_in_window"`
+	SenderPreempted uint64   `json:"generator_sender_preempted_in_window"`
+	// The window on the clock of generator.recent_stalls (ms since the generator ran).
+	FromMs int64 `json:"generator_window_from_ms"`
+	ToMs   int64 `json:"generator_window_to_ms"`
+}
+
+func genWin(a, b rtpgen.Stats) genWindow {
+	w := genWindow{Stalls: b.Stalls - a.Stalls, SenderCPUMs: b.SenderCPUMs - a.SenderCPUMs,
+		SenderWaitMs: b.SenderWaitMs - a.SenderWaitMs, SenderPreempted: b.SenderPreempted - a.SenderPreempted,
+		FromMs: a.AtMs, ToMs: b.AtMs}
+	w.LagHist = make([]uint64, len(b.SlotLagHist))
+	for i := range b.SlotLagHist {
+		w.LagHist[i] = b.SlotLagHist[i]
+		if i < len(a.SlotLagHist) {
+			w.LagHist[i] -= a.SlotLagHist[i]
+		}
+	}
+	return w
+}
+
+// lagOver is how many of the window's slots began more than us late (us one of
+// rtpgen.SlotLagBoundsUs), and of how many.
+func (w genWindow) lagOver(us int64) (over, all uint64) {
+	for i, n := range w.LagHist {
+		all += n
+		if i > 0 && i-1 < len(rtpgen.SlotLagBoundsUs) && rtpgen.SlotLagBoundsUs[i-1] >= us {
+			over += n
+		}
+	}
+	return over, all
+}
+
+// lagShare is "n of all" slots of the window more than us late, for the tables ("-" without
+// a histogram: a step measured before session 12).
+func (w genWindow) lagShare(us int64) string {
+	over, all := w.lagOver(us)
+	if all == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d of %d", over, all)
+}
+
 // idleBase is the idle gateway the per-call figures are taken above: read once on a fresh
 // gateway before its first step.
 type idleBase struct {
@@ -115,16 +168,18 @@ type idleBase struct {
 
 // floorStep is the bare relay carrying the same load.
 type floorStep struct {
-	Calls          int          `json:"calls"`
-	WindowS        float64      `json:"window_s"`
-	RelayCPU       float64      `json:"relay_cpu"`
-	ForwardedPPS   float64      `json:"forwarded_pps"`
-	CPUUsPerPacket float64      `json:"cpu_us_per_packet"`
-	RelayForwarded uint64       `json:"relay_forwarded"`
-	Gen            rtpgen.Stats `json:"generator"`
-	GenSocketDrops uint64       `json:"generator_socket_drops"`
-	GenSentPPS     float64      `json:"generator_sent_pps"`
-	Load           loadUse      `json:"load"`
+	Calls           int          `json:"calls"`
+	WindowS         float64      `json:"window_s"`
+	RelayCPU        float64      `json:"relay_cpu"`
+	ForwardedPPS    float64      `json:"forwarded_pps"`
+	CPUUsPerPacket  float64      `json:"cpu_us_per_packet"`
+	RelayForwarded  uint64       `json:"relay_forwarded"`
+	Gen             rtpgen.Stats `json:"generator"`
+	GenSocketDrops  uint64       `json:"generator_socket_drops"`
+	GenSentPPS      float64      `json:"generator_sent_pps"`
+	GenLateInWindow uint64       `json:"generator_late_ticks_in_window"`
+	genWindow
+	Load loadUse `json:"load"`
 }
 
 const (
@@ -176,9 +231,11 @@ func (b *bench) runConcurrency(ctx context.Context) error {
 }
 
 func (b *bench) logStep(st concStep) {
-	b.logf("  legs %d/%d, gateway CPU %.0f%%, %.0f packets/s forwarded, %.2f µs/packet, loss %.4f%% (socket drops %d), generator loss %.4f%%, RSS %.1f KiB/call (Go heap live at the last GC %.1f, stacks %.1f), %.2f goroutines/call, %.2f fds/call, generator CPU %.0f%% (load core %.0f%%): %s",
+	over1, _ := st.lagOver(1000)
+	b.logf("  legs %d/%d, gateway CPU %.0f%%, %.0f packets/s forwarded, %.2f µs/packet, loss %.4f%% (socket drops %d), generator loss %.4f%%, RSS %.1f KiB/call (Go heap live at the last GC %.1f, stacks %.1f), %.2f goroutines/call, %.2f fds/call, generator CPU %.0f%% (load core %.0f%%; %s sender: slots late %d, more than 1 ms late %d, stalls %d, waited for its core %.0f ms): %s",
 		st.LegsStarted, 2*st.Calls, 100*st.GatewayCPU, st.ForwardedPPS, st.CPUUsPerPacket, st.LossPct, st.GatewaySocketDrops, st.GenLossPct, st.RSSKBPerCall,
-		st.LiveHeapKBPerCall, st.StackKBPerCall, st.GoroutinesPerCall, st.FDsPerCall, 100*st.Load.GeneratorCPU, 100*st.Load.CoreBusy, passText(st.Pass, st.Why))
+		st.LiveHeapKBPerCall, st.StackKBPerCall, st.GoroutinesPerCall, st.FDsPerCall, 100*st.Load.GeneratorCPU, 100*st.Load.CoreBusy,
+		st.Gen.Sender, st.GenLateInWindow, over1, st.Stalls, st.SenderWaitMs, passText(st.Pass, st.Why))
 }
 
 // idleBaseline waits for the gateway to be idle and reads its memory, goroutines and
@@ -398,6 +455,7 @@ func (b *bench) concStep(ctx context.Context, tag, n int, base idleBase) (concSt
 	st.ForwardedPPS = fwd / win.Seconds()
 	st.GenSentPPS = float64(g1.Sent-g0.Sent) / win.Seconds()
 	st.GenLateInWindow = g1.LateTicks - g0.LateTicks
+	st.genWindow = genWin(g0, g1)
 	var genWhy string
 	st.GenLimited, genWhy = genLimited(n, win, g1.Sent-g0.Sent, st.GenLateInWindow)
 	tx := map[string]string{"direction": "tx"}
@@ -609,6 +667,8 @@ func (b *bench) floorAt(ctx context.Context, n int) (floorStep, error) {
 	fwd := float64(g1.Received + g1.Discarded - g0.Received - g0.Discarded)
 	st.ForwardedPPS = fwd / st.WindowS
 	st.GenSentPPS = float64(g1.Sent-g0.Sent) / st.WindowS
+	st.GenLateInWindow = g1.LateTicks - g0.LateTicks
+	st.genWindow = genWin(g0, g1)
 	if fwd > 0 {
 		st.CPUUsPerPacket = float64(cpu.Microseconds()) / fwd
 	}

@@ -7,9 +7,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/bench/rtpgen"
 )
 
 // cmdGencheck is `sbbench gencheck`: the RTP generator against the bare relay alone, with no
@@ -27,6 +30,8 @@ func cmdGencheck(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&b.settle, "settle", 2*time.Second, "wait after media starts")
 	fs.BoolVar(&b.genURing, "gen-uring", defaultGenURing, "send through io_uring, as in `sbbench run`")
 	fs.IntVar(&b.genReadLegs, "gen-read-legs", defaultGenReadLegs, "legs the generator reads for the whole step, as in `sbbench run`; 0: every leg")
+	genFlags(fs, b)
+	verbose := fs.Bool("v", false, "also print each step's slot lags and its last stalls")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -39,7 +44,8 @@ func cmdGencheck(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "calls\tread legs\tpkts/s sent\tpkts/s back\trelay CPU\tgenerator CPU\tgen µs/pkt\tload core\tlate ticks\tgen drops\tseq lost\tend-to-end loss %\t")
+	fmt.Fprintln(tw, "calls\tread legs\tpkts/s sent\tpkts/s back\trelay CPU\tgenerator CPU\tgen µs/pkt\tload core\tlate slots\t> 1 ms\t> 5 ms\tmax lag ms\tstalls\tsender\twaited ms\tpreempted\tGCs\tgen drops\tseq lost\tend-to-end loss %\t")
+	var detail strings.Builder
 	for _, n := range steps {
 		b.logf("gencheck: %d calls through the bare relay", n)
 		st, err := b.floorAt(ctx, n)
@@ -58,12 +64,20 @@ func cmdGencheck(args []string, stdout, stderr io.Writer) int {
 		if h := st.GenSentPPS + st.ForwardedPPS; h > 0 { // per packet written or back (read or discarded)
 			perPkt = 1e6 * st.Load.GeneratorCPU / h
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%.0f\t%.0f\t%.0f%%\t%.0f%%\t%.2f\t%s\t%d\t%d\t%d\t%.4f\t\n", n, st.Gen.ReadLegs, st.GenSentPPS, st.ForwardedPPS, 100*st.RelayCPU, 100*st.Load.GeneratorCPU, perPkt,
-			pct(float64(st.Load.CoreBusy)), st.Gen.LateTicks, st.GenSocketDrops, st.Gen.SeqLost, loss)
+		over1, all := st.lagOver(1000)
+		over5, _ := st.lagOver(5000)
+		fmt.Fprintf(tw, "%d\t%d\t%.0f\t%.0f\t%.0f%%\t%.0f%%\t%.2f\t%s\t%d of %d\t%d\t%d\t%.1f\t%d\t%s\t%.1f\t%d\t%d\t%d\t%d\t%.4f\t\n", n, st.Gen.ReadLegs, st.GenSentPPS, st.ForwardedPPS, 100*st.RelayCPU, 100*st.Load.GeneratorCPU, perPkt,
+			pct(float64(st.Load.CoreBusy)), st.GenLateInWindow, all, over1, over5, float64(st.Gen.SlotLagMaxUs)/1000, st.Stalls, st.Gen.Sender, st.SenderWaitMs, st.SenderPreempted, st.Load.GCs,
+			st.GenSocketDrops, st.Gen.SeqLost, loss)
+		if *verbose {
+			fmt.Fprintf(&detail, "%d calls: slot lags in the window (µs bounds %v, then above): %v; sbbench goroutines that waited > 1 ms for a thread: %d (longest ≤ %.1f ms); the sender's yields of its P over 1 ms: %d of the step (longest %d µs); last stalls (ms since the sender began, max lag µs, slots; the window %d–%d ms): %v\n",
+				n, rtpgen.SlotLagBoundsUs, st.LagHist, st.Load.SchedWaitsOver1, st.Load.SchedWaitMaxMs, st.Gen.SlowYields, st.Gen.YieldMaxUs, st.FromMs, st.ToMs, st.Gen.RecentStalls)
+		}
 		if ctx.Err() != nil {
 			break
 		}
 	}
 	tw.Flush()
+	fmt.Fprint(stdout, detail.String())
 	return 0
 }

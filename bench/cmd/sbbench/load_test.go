@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/bench/rtpgen"
 )
 
 func TestCPUListParsesTasksetLists(t *testing.T) {
@@ -79,5 +81,31 @@ func TestGenLimitedFlagsAGeneratorThatFellBehind(t *testing.T) {
 	}
 	if got, _ := genLimited(0, win, 0, 0); got {
 		t.Error("no calls: limited")
+	}
+}
+
+// A window's slot lags are the histogram's difference between its two readings, and the
+// slots over a bound are those of the buckets above it.
+func TestGenWindowCountsTheWindowsSlotsOverABound(t *testing.T) {
+	a := rtpgen.Stats{SlotLagHist: []uint64{10, 0, 0, 0, 5, 1, 0, 0, 0, 0, 0, 0}, Stalls: 1, SenderWaitMs: 2, AtMs: 1000}
+	b := rtpgen.Stats{SlotLagHist: []uint64{900, 10, 0, 0, 15, 4, 2, 1, 0, 1, 0, 1}, Stalls: 3, SenderWaitMs: 5.5, AtMs: 11000}
+	w := genWin(a, b)
+	if want := []uint64{890, 10, 0, 0, 10, 3, 2, 1, 0, 1, 0, 1}; !reflect.DeepEqual(w.LagHist, want) {
+		t.Fatalf("window histogram %v, want %v", w.LagHist, want)
+	}
+	if w.Stalls != 2 || w.SenderWaitMs != 3.5 || w.FromMs != 1000 || w.ToMs != 11000 {
+		t.Errorf("window %+v", w)
+	}
+	for _, c := range []struct {
+		us        int64
+		over, all uint64
+		share     string
+	}{{1000, 8, 918, "8 of 918"}, {5000, 3, 918, "3 of 918"}, {20000, 2, 918, "2 of 918"}, {100000, 1, 918, "1 of 918"}} {
+		if over, all := w.lagOver(c.us); over != c.over || all != c.all || w.lagShare(c.us) != c.share {
+			t.Errorf("over %d µs: %d of %d (%q), want %d of %d", c.us, over, all, w.lagShare(c.us), c.over, c.all)
+		}
+	}
+	if s := (genWindow{}).lagShare(1000); s != "-" {
+		t.Errorf("no histogram: %q", s)
 	}
 }

@@ -81,9 +81,24 @@ const defaultGenReadLegs = 200
 // defaultGenURing: whether the generator sends through io_uring unless told otherwise.
 const defaultGenURing = true
 
+// defaultGenThread and defaultGenPriority: the generator's sender on an OS thread of its own,
+// SCHED_FIFO at priority 10 where the kernel allows it, unless told otherwise (BENCHMARKS.md,
+// "Session 12": on a shared load core an ordinary thread still waits its turn behind SIPp
+// and everything else there).
+const (
+	defaultGenThread   = true
+	defaultGenPriority = 10
+)
+
+// genFlags are the sender's flags of run and gencheck.
+func genFlags(fs *flag.FlagSet, b *bench) {
+	fs.BoolVar(&b.genThread, "gen-thread", defaultGenThread, "the RTP generator's sender runs on an OS thread of its own, sleeping to each 1 ms slot in clock_nanosleep, with a P of the Go runtime for itself (false: a goroutine woken by the runtime's timers, the method before session 12)")
+	fs.IntVar(&b.genPriority, "gen-rt", defaultGenPriority, "with -gen-thread, make the sender's thread SCHED_FIFO at this priority (1-99) when the kernel allows it; 0: an ordinary thread (steps.json: generator.sender)")
+}
+
 // genOptions are the RTP generator's options of every step.
 func (b *bench) genOptions() rtpgen.Options {
-	return rtpgen.Options{ReadLegs: b.genReadLegs, URing: b.genURing}
+	return rtpgen.Options{ReadLegs: b.genReadLegs, URing: b.genURing, Thread: b.genThread, Priority: b.genPriority}
 }
 
 // bench is one `sbbench run`.
@@ -117,6 +132,8 @@ type bench struct {
 	noRecording  bool          // the gateway being started records nothing
 	genReadLegs  int           // legs the RTP generator reads for the whole step (rtpgen.Options.ReadLegs)
 	genURing     bool          // the RTP generator sends through io_uring (rtpgen.Options.URing)
+	genThread    bool          // the RTP generator's sender has an OS thread of its own (rtpgen.Options.Thread)
+	genPriority  int           // and runs SCHED_FIFO at this priority when > 0 (rtpgen.Options.Priority)
 	cluster      bool          // run the cluster steps (cluster.go) last
 	clusterCalls int           // its concurrency step's calls; 0: the best single-node step's, at most clusterMaxCalls
 	// clusterCPSRates are the cluster's CPS steps (cps.go through the front); nil: none.
@@ -147,6 +164,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&b.concRate, "conc-rate", 100, "calls per second while a concurrency step ramps up")
 	fs.BoolVar(&b.genURing, "gen-uring", defaultGenURing, "the RTP generator sends each 1 ms slot's packets with one io_uring_enter instead of a write(2) each (it writes when the kernel refuses io_uring; steps.json: generator.send_path)")
 	fs.IntVar(&b.genReadLegs, "gen-read-legs", defaultGenReadLegs, "legs the RTP generator reads for the whole step (a sample of both legs of evenly spread calls; the others only until their first packet); 0: every leg")
+	genFlags(fs, b)
 	fs.DurationVar(&b.concMeasure, "conc-measure", 15*time.Second, "measurement window of a concurrency step")
 	fs.DurationVar(&b.settle, "settle", 3*time.Second, "wait after media starts before measuring")
 	fs.IntVar(&b.concTableTo, "conc-table-to", 1500, "after a failed concurrency step, keep measuring the steps up to this many calls (the per-step table)")

@@ -95,7 +95,7 @@ func (r *report) printPeers(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "calls\tgoroutines\tper call\tfds\tper call\theap MiB\tgenerator CPU\tload core\tlate ticks\tgen drops\t")
+	fmt.Fprintln(tw, "calls\tgoroutines\tper call\tfds\tper call\theap MiB\tgenerator CPU\tload core\tlate ticks\tslots > 1 ms late\tgen drops\t")
 	rows := append([]concStep{}, r.Conc...)
 	if r.NoRec != nil {
 		rows = append(rows, *r.NoRec)
@@ -105,14 +105,14 @@ func (r *report) printPeers(w io.Writer) {
 		if !c.Recording {
 			name = "no rec " + name
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%d\t%.2f\t%.0f\t%.0f%%\t%s\t%d\t%d\t\n", name, c.Goroutines, c.GoroutinesPerCall, c.FDs, c.FDsPerCall, c.HeapMBInuse,
-			100*c.Load.GeneratorCPU, pct(float64(c.Load.CoreBusy)), c.Gen.LateTicks, c.GenSocketDrop)
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%d\t%.2f\t%.0f\t%.0f%%\t%s\t%d\t%s\t%d\t\n", name, c.Goroutines, c.GoroutinesPerCall, c.FDs, c.FDsPerCall, c.HeapMBInuse,
+			100*c.Load.GeneratorCPU, pct(float64(c.Load.CoreBusy)), c.Gen.LateTicks, c.lagShare(1000), c.GenSocketDrop)
 	}
 	if f := r.Floor; f != nil {
-		fmt.Fprintf(tw, "relay %d\t\t\t\t\t\t%.0f%%\t%s\t%d\t\t\n", f.Calls, 100*f.Load.GeneratorCPU, pct(float64(f.Load.CoreBusy)), f.Gen.LateTicks)
+		fmt.Fprintf(tw, "relay %d\t\t\t\t\t\t%.0f%%\t%s\t%d\t%s\t\t\n", f.Calls, 100*f.Load.GeneratorCPU, pct(float64(f.Load.CoreBusy)), f.Gen.LateTicks, f.lagShare(1000))
 	}
 	if e := r.Rtpengine; e != nil {
-		fmt.Fprintf(tw, "rtpengine %d\t\t\t\t%.2f\t\t%.0f%%\t%s\t%d\t%d\t\n", e.Calls, e.FDsPerCall, 100*e.Load.GeneratorCPU, pct(float64(e.Load.CoreBusy)), e.Gen.LateTicks, e.GenSocketDrops)
+		fmt.Fprintf(tw, "rtpengine %d\t\t\t\t%.2f\t\t%.0f%%\t%s\t%d\t\t%d\t\n", e.Calls, e.FDsPerCall, 100*e.Load.GeneratorCPU, pct(float64(e.Load.CoreBusy)), e.Gen.LateTicks, e.GenSocketDrops)
 	}
 	tw.Flush()
 }
