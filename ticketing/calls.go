@@ -139,21 +139,75 @@ var callSaveColumns, callSaveValues = func() (string, string) {
 	return strings.Join(cols, ", "), strings.Join(vals, ", ")
 }()
 
-// columns is the call row by column name, as save writes it (the batch writes many at once).
-func (c *callRow) columns() map[string]any {
-	return map[string]any{
-		"id": c.ID, "direction": c.Direction, "state": c.State, "from_number": c.From, "to_number": c.To, "line": c.Line,
-		"caller_name": c.CallerName, "location": c.Location, "ticket_id": c.TicketID, "requester_id": c.RequesterID,
-		"agent_id": c.AgentID, "queue": c.Queue, "menu_path": c.MenuPath, "language": c.Language, "outcome": c.Outcome,
-		"started_at": micros(c.StartedAt), "answered_at": micros(c.AnsweredAt), "ended_at": micros(c.EndedAt), "phase": c.Phase,
-		"phase_since": micros(c.PhaseSince), "queued_at": micros(c.QueuedAt), "phase_ms": c.PhaseMS, "ivr_time": c.D.IVRTime,
-		"queue_time": c.D.QueueTime, "ring_time": c.D.RingTime, "talk_time": c.D.TalkTime, "hold_time": c.D.HoldTime,
-		"transfer_time": c.D.TransferTime, "duration": c.D.Duration, "ticket_choice": c.TicketChoice,
-		"chosen_ticket_id": c.ChosenTicketID, "entered_number": c.EnteredNumber, "no_ticket": c.NoTicket,
-		"abandoned_where": c.AbandonedWhere, "voicemail_id": c.VoicemailID, "recording_id": c.RecordingID,
-		"recording_seconds": c.RecordingSeconds, "csat": c.CSAT, "last_seq": c.LastSeq, "data": c.dataOrEmpty(),
-		"trunk": c.Trunk, "sip_call_ids": sipCallIDs(c.SIPCallIDs), "hangup_by": c.HangupBy,
-		"hangup_cause": c.HangupCause, "sip_status": c.SIPStatus, "sip_reason": c.SIPReason,
+// callSave is the call row by column name, as save writes it (the batch writes many at once,
+// as one JSON array read by jsonb_populate_recordset). A struct, not a map: encoding/json
+// sorts a map's keys and reflects on each value, per call (BENCHMARKS.md, session 12); the
+// keys and values are the same. TestCallSaveMatchesColumnNames checks the names against
+// callRowColumns.
+type callSave struct {
+	ID               string            `json:"id"`
+	Direction        string            `json:"direction"`
+	State            string            `json:"state"`
+	From             *string           `json:"from_number"`
+	To               *string           `json:"to_number"`
+	Line             *string           `json:"line"`
+	CallerName       *string           `json:"caller_name"`
+	Location         *string           `json:"location"`
+	TicketID         *int64            `json:"ticket_id"`
+	RequesterID      *int64            `json:"requester_id"`
+	AgentID          *int64            `json:"agent_id"`
+	Queue            *string           `json:"queue"`
+	MenuPath         *string           `json:"menu_path"`
+	Language         *string           `json:"language"`
+	Outcome          *string           `json:"outcome"`
+	StartedAt        *time.Time        `json:"started_at"`
+	AnsweredAt       *time.Time        `json:"answered_at"`
+	EndedAt          *time.Time        `json:"ended_at"`
+	Phase            string            `json:"phase"`
+	PhaseSince       *time.Time        `json:"phase_since"`
+	QueuedAt         *time.Time        `json:"queued_at"`
+	PhaseMS          map[string]int64  `json:"phase_ms"`
+	IVRTime          int64             `json:"ivr_time"`
+	QueueTime        int64             `json:"queue_time"`
+	RingTime         int64             `json:"ring_time"`
+	TalkTime         int64             `json:"talk_time"`
+	HoldTime         int64             `json:"hold_time"`
+	TransferTime     int64             `json:"transfer_time"`
+	Duration         int64             `json:"duration"`
+	TicketChoice     *string           `json:"ticket_choice"`
+	ChosenTicketID   *int64            `json:"chosen_ticket_id"`
+	EnteredNumber    bool              `json:"entered_number"`
+	NoTicket         bool              `json:"no_ticket"`
+	AbandonedWhere   *string           `json:"abandoned_where"`
+	VoicemailID      *string           `json:"voicemail_id"`
+	RecordingID      *string           `json:"recording_id"`
+	RecordingSeconds *int64            `json:"recording_seconds"`
+	CSAT             *int              `json:"csat"`
+	LastSeq          int64             `json:"last_seq"`
+	Data             map[string]string `json:"data"`
+	Trunk            *string           `json:"trunk"`
+	SIPCallIDs       []string          `json:"sip_call_ids"`
+	HangupBy         *string           `json:"hangup_by"`
+	HangupCause      *string           `json:"hangup_cause"`
+	SIPStatus        *int              `json:"sip_status"`
+	SIPReason        *string           `json:"sip_reason"`
+}
+
+// columns is the call row as save writes it.
+func (c *callRow) columns() callSave {
+	return callSave{
+		ID: c.ID, Direction: c.Direction, State: c.State, From: c.From, To: c.To, Line: c.Line,
+		CallerName: c.CallerName, Location: c.Location, TicketID: c.TicketID, RequesterID: c.RequesterID,
+		AgentID: c.AgentID, Queue: c.Queue, MenuPath: c.MenuPath, Language: c.Language, Outcome: c.Outcome,
+		StartedAt: micros(c.StartedAt), AnsweredAt: micros(c.AnsweredAt), EndedAt: micros(c.EndedAt), Phase: c.Phase,
+		PhaseSince: micros(c.PhaseSince), QueuedAt: micros(c.QueuedAt), PhaseMS: c.PhaseMS, IVRTime: c.D.IVRTime,
+		QueueTime: c.D.QueueTime, RingTime: c.D.RingTime, TalkTime: c.D.TalkTime, HoldTime: c.D.HoldTime,
+		TransferTime: c.D.TransferTime, Duration: c.D.Duration, TicketChoice: c.TicketChoice,
+		ChosenTicketID: c.ChosenTicketID, EnteredNumber: c.EnteredNumber, NoTicket: c.NoTicket,
+		AbandonedWhere: c.AbandonedWhere, VoicemailID: c.VoicemailID, RecordingID: c.RecordingID,
+		RecordingSeconds: c.RecordingSeconds, CSAT: c.CSAT, LastSeq: c.LastSeq, Data: c.dataOrEmpty(),
+		Trunk: c.Trunk, SIPCallIDs: sipCallIDs(c.SIPCallIDs), HangupBy: c.HangupBy,
+		HangupCause: c.HangupCause, SIPStatus: c.SIPStatus, SIPReason: c.SIPReason,
 	}
 }
 

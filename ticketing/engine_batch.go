@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,6 +49,9 @@ type applyTx struct {
 	voiceKnown  map[string]bool // call id → its voice comment is stored (absent: not prefetched)
 	assignees   map[string]*int64
 	candidates  map[int64]*appendCandidates // live requester → TU-1/TU-4 candidates
+	// read are the candidates read before the requesters' liveness was known
+	// (queueAppendTargets): keepLiveCandidates moves the live ones' to candidates.
+	read map[int64]*appendCandidates
 	// calls are the batch's call rows, as the rules leave them.
 	calls []*callRow
 
@@ -132,8 +136,8 @@ func newApplyTx(tx pgx.Tx, writes *prometheus.CounterVec) *applyTx {
 	return &applyTx{Tx: tx, updates: map[int64]*ticketUpdate{}, recordings: map[string][2]string{}, writes: writes,
 		numbers: map[string]normalized{}, holders: map[string][]Holder{}, live: map[int64]bool{}, newUsers: map[int64]bool{}, names: map[int64]string{},
 		ticketState: map[int64]ticketState{}, voiceKnown: map[string]bool{}, assignees: map[string]*int64{},
-		candidates: map[int64]*appendCandidates{},
-		tickets:    map[int64]*batchTicket{}}
+		candidates: map[int64]*appendCandidates{}, read: map[int64]*appendCandidates{},
+		tickets: map[int64]*batchTicket{}}
 }
 
 // Exec, Query and QueryRow are the statements of the rules the batch does not model: before
@@ -342,7 +346,7 @@ func (t *applyTx) queueCalls(w *writes) error {
 	if len(t.unsaved) == 0 {
 		return nil
 	}
-	var fresh, stored []map[string]any
+	var fresh, stored []callSave
 	var ids []string
 	for _, c := range t.unsaved {
 		if c.fresh {
@@ -534,18 +538,28 @@ func (t *applyTx) queueUpdates(w *writes) error {
 			fmt.Fprintf(&sb, ", %s %s", col, ticketColumnTypes[col])
 		}
 		sb.WriteString(") WHERE t.id = v.id AND t.id = ANY($2) AND t.status <> 'closed'")
-		rows := make([]map[string]any, len(g.ids))
+		// The rows written in their columns' order rather than as maps (encoding/json sorts a
+		// map's keys); the column names are the known ones above, which need no escaping.
+		body := []byte{'['}
 		for r, id := range g.ids {
-			row := map[string]any{"id": id}
-			for _, col := range g.cols {
-				row[col] = t.updates[id].vals[col]
+			if r > 0 {
+				body = append(body, ',')
 			}
-			rows[r] = row
+			body = append(body, `{"id":`...)
+			body = strconv.AppendInt(body, id, 10)
+			for _, col := range g.cols {
+				v, err := json.Marshal(t.updates[id].vals[col])
+				if err != nil {
+					return fmt.Errorf("ticketing: ticket write: %w", err)
+				}
+				body = append(body, ',', '"')
+				body = append(body, col...)
+				body = append(body, '"', ':')
+				body = append(body, v...)
+			}
+			body = append(body, '}')
 		}
-		body, err := json.Marshal(rows)
-		if err != nil {
-			return fmt.Errorf("ticketing: ticket write: %w", err)
-		}
+		body = append(body, ']')
 		w.add("ticket write", writeTicketUpdate, sb.String(), body, g.ids)
 	}
 	clear(t.updates)

@@ -152,10 +152,16 @@ func readBatch(br pgx.BatchResults, ids []string, locked bool) (map[string]*batc
 	if rows, err = br.Query(); err != nil {
 		return nil, dbError("pending events", err)
 	}
+	// The rows come in call order, so a call's events are a run of one slice: each call's
+	// pending is a piece of it, rather than a slice of its own regrown event by event (an
+	// event is ~0.7 KB).
+	var all []pendingEvent
+	var owners []*batchCall
+	var body []byte
 	for rows.Next() {
-		var p pendingEvent
+		all = append(all, pendingEvent{})
+		p := &all[len(all)-1]
 		var callID string
-		var body []byte
 		if err := rows.Scan(&callID, &p.pos, &body, &p.receivedAt, &p.tid); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("ticketing: pending events: %w", err)
@@ -164,13 +170,25 @@ func readBatch(br pgx.BatchResults, ids []string, locked bool) (map[string]*batc
 			rows.Close()
 			return nil, fmt.Errorf("ticketing: event %d: %w", p.pos, err)
 		}
-		if bc := byID[callID]; bc != nil {
-			bc.pending = append(bc.pending, p)
-		}
+		owners = append(owners, byID[callID])
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, dbError("pending events", err)
+	}
+	for i := 0; i < len(all); {
+		j := i + 1
+		for j < len(all) && owners[j] == owners[i] {
+			j++
+		}
+		if bc := owners[i]; bc != nil {
+			if bc.pending == nil {
+				bc.pending = all[i:j:j] // the call's one run (the rows are in call order)
+			} else {
+				bc.pending = append(bc.pending, all[i:j]...)
+			}
+		}
+		i = j
 	}
 	return byID, nil
 }
@@ -224,24 +242,66 @@ func (e *Engine) prefetch(ctx context.Context, tx *applyTx, calls []*batchCall) 
 	if err := e.prefetchCallers(ctx, tx, numbers); err != nil {
 		return err
 	}
-	if err := tx.prefetchLiveUsers(ctx, users); err != nil {
+	// The reads that need nothing but the callers go to the server together, in one round
+	// trip (a pipeline; each runs as if sent alone): live requesters, agents' names, the
+	// append rules' candidates, stored voice comments.
+	var r pipelinedReads
+	tx.queueLiveUsers(&r, users)
+	tx.queueNames(&r, agents)
+	tx.queueAppendTargets(&r, calls)
+	tx.queueVoiceComments(&r, ended)
+	if err := r.send(ctx, tx.Tx); err != nil {
 		return err
 	}
-	if err := tx.prefetchNames(ctx, agents); err != nil {
-		return err
-	}
-	if err := tx.prefetchAppendTargets(ctx, calls); err != nil {
-		return err
-	}
+	tx.keepLiveCandidates()
 	for _, c := range tx.candidates {
 		if c.lastCall != nil && c.lastCall.ticketID != nil {
 			tickets = append(tickets, *c.lastCall.ticketID) // TU-4's ticket
 		}
 	}
-	if err := tx.prefetchTickets(ctx, tickets); err != nil {
-		return err
+	return tx.prefetchTickets(ctx, tickets)
+}
+
+// pipelinedReads are reads sent to the server in one round trip (pgx.Batch), each with the
+// function that reads its rows; what names a failure.
+type pipelinedReads struct {
+	b     pgx.Batch
+	reads []pipelinedRead
+}
+
+type pipelinedRead struct {
+	what string
+	read func(pgx.Rows) error
+}
+
+func (r *pipelinedReads) queue(what string, read func(pgx.Rows) error, sql string, args ...any) {
+	r.b.Queue(sql, args...)
+	r.reads = append(r.reads, pipelinedRead{what, read})
+}
+
+// send runs the queued reads and reads their rows, in order.
+func (r *pipelinedReads) send(ctx context.Context, tx pgx.Tx) error {
+	if len(r.reads) == 0 {
+		return nil
 	}
-	return tx.prefetchVoiceComments(ctx, ended)
+	br := tx.SendBatch(ctx, &r.b)
+	for _, q := range r.reads {
+		rows, err := br.Query()
+		if err == nil {
+			for err == nil && rows.Next() {
+				err = q.read(rows)
+			}
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
+		}
+		if err != nil {
+			_ = br.Close()
+			return dbError(q.what, err)
+		}
+	}
+	return dbError("prefetch", br.Close())
 }
 
 // prefetchCallers resolves every number of the batch at once: one read of the holders of all
@@ -378,46 +438,38 @@ func (t *applyTx) cachedResolution(norm string, st Settings, r *Resolution) bool
 	return true
 }
 
-// prefetchLiveUsers learns which of the batch's requesters are live (not merged, not deleted).
-func (t *applyTx) prefetchLiveUsers(ctx context.Context, ids []int64) error {
+// queueLiveUsers queues the read of which of the batch's requesters are live (not merged, not
+// deleted).
+func (t *applyTx) queueLiveUsers(r *pipelinedReads, ids []int64) {
 	ids = t.unknown(ids, func(id int64) bool { return t.live[id] })
 	if len(ids) == 0 {
-		return nil
+		return
 	}
-	rows, err := t.Tx.Query(ctx, `SELECT id FROM users WHERE id = ANY($1) AND deleted_at IS NULL AND merged_into_id IS NULL`, ids)
-	if err != nil {
-		return dbError("live users", err)
-	}
-	live, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return dbError("live users", err)
-	}
-	for _, id := range live {
+	r.queue("live users", func(rows pgx.Rows) error {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return err
+		}
 		t.live[id] = true
-	}
-	return nil
+		return nil
+	}, `SELECT id FROM users WHERE id = ANY($1) AND deleted_at IS NULL AND merged_into_id IS NULL`, ids)
 }
 
-// prefetchNames reads the names of the batch's agents (the voice comment's "Answered by").
-func (t *applyTx) prefetchNames(ctx context.Context, ids []int64) error {
+// queueNames queues the read of the batch's agents' names (the voice comment's "Answered by").
+func (t *applyTx) queueNames(r *pipelinedReads, ids []int64) {
 	ids = t.unknown(ids, func(id int64) bool { _, ok := t.names[id]; return ok })
 	if len(ids) == 0 {
-		return nil
+		return
 	}
-	rows, err := t.Tx.Query(ctx, `SELECT id, name FROM users WHERE id = ANY($1)`, ids)
-	if err != nil {
-		return dbError("agent names", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
+	r.queue("agent names", func(rows pgx.Rows) error {
 		var id int64
 		var name string
 		if err := rows.Scan(&id, &name); err != nil {
-			return dbError("agent names", err)
+			return err
 		}
 		t.names[id] = name
-	}
-	return dbError("agent names", rows.Err())
+		return nil
+	}, `SELECT id, name FROM users WHERE id = ANY($1)`, ids)
 }
 
 // prefetchTickets locks the batch's calls' tickets, in id order, and learns their status and
@@ -443,27 +495,23 @@ func (t *applyTx) prefetchTickets(ctx context.Context, ids []int64) error {
 	return dbError("lock tickets", rows.Err())
 }
 
-// prefetchVoiceComments learns which of the calls ending in this batch have their voice
-// comment stored already (a replayed call.ended writes it once).
-func (t *applyTx) prefetchVoiceComments(ctx context.Context, callIDs []string) error {
+// queueVoiceComments queues the read of which of the calls ending in this batch have their
+// voice comment stored already (a replayed call.ended writes it once).
+func (t *applyTx) queueVoiceComments(r *pipelinedReads, callIDs []string) {
 	if len(callIDs) == 0 {
-		return nil
-	}
-	rows, err := t.Tx.Query(ctx, `SELECT DISTINCT call_id FROM ticket_comments WHERE call_id = ANY($1) AND type = 'VoiceComment'`, callIDs)
-	if err != nil {
-		return dbError("voice comments", err)
-	}
-	have, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return dbError("voice comments", err)
+		return
 	}
 	for _, id := range callIDs {
 		t.voiceKnown[id] = false
 	}
-	for _, id := range have {
+	r.queue("voice comments", func(rows pgx.Rows) error {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return err
+		}
 		t.voiceKnown[id] = true
-	}
-	return nil
+		return nil
+	}, `SELECT DISTINCT call_id FROM ticket_comments WHERE call_id = ANY($1) AND type = 'VoiceComment'`, callIDs)
 }
 
 // unknown returns the distinct ids that known does not answer.
@@ -520,9 +568,12 @@ type prevCall struct {
 	endedAt  time.Time
 }
 
-// prefetchAppendTargets reads, for every requester of the batch that predates it, the
-// candidates of TU-1 and TU-4 in two statements. A requester the batch created has none.
-func (t *applyTx) prefetchAppendTargets(ctx context.Context, calls []*batchCall) error {
+// queueAppendTargets queues the reads, for every requester of the batch that predates it, of
+// the candidates of TU-1 and TU-4, in two statements. A requester the batch created has none.
+// They go in the pipeline with the read of which requesters are live, so they read every
+// requester not known dead yet; keepLiveCandidates then keeps the live ones' only, as if only
+// those had been read.
+func (t *applyTx) queueAppendTargets(r *pipelinedReads, calls []*batchCall) {
 	var ids []int64
 	var callIDs []string
 	for _, bc := range calls {
@@ -538,54 +589,53 @@ func (t *applyTx) prefetchAppendTargets(ctx context.Context, calls []*batchCall)
 	}
 	var want []int64
 	for _, id := range ids {
-		if _, ok := t.candidates[id]; ok || !t.live[id] {
-			continue // read already, or not known live (liveRequester reads it, and the rules the database)
+		if _, ok := t.candidates[id]; ok || t.read[id] != nil {
+			continue // read already, or queued
 		}
-		t.candidates[id] = &appendCandidates{}
-		if !t.newUsers[id] {
-			want = append(want, id)
+		if t.newUsers[id] {
+			t.candidates[id] = &appendCandidates{}
+			continue
 		}
+		t.read[id] = &appendCandidates{}
+		want = append(want, id)
 	}
 	if len(want) == 0 {
-		return nil
+		return
 	}
-	ids = want
-	rows, err := t.Tx.Query(ctx, `SELECT requester_id, id, queue_name FROM tickets
-		WHERE requester_id = ANY($1) AND status IN ('new', 'open', 'pending', 'hold') AND merged_into_id IS NULL
-		  AND via_channel IN ('voice', 'voicemail')
-		ORDER BY requester_id, updated_at DESC, id DESC`, ids)
-	if err != nil {
-		return dbError("unsolved tickets", err)
-	}
-	for rows.Next() {
+	r.queue("unsolved tickets", func(rows pgx.Rows) error {
 		var req int64
 		var ct candidateTicket
 		if err := rows.Scan(&req, &ct.id, &ct.queue); err != nil {
-			rows.Close()
-			return dbError("unsolved tickets", err)
+			return err
 		}
-		t.candidates[req].tickets = append(t.candidates[req].tickets, ct)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return dbError("unsolved tickets", err)
-	}
-	rows, err = t.Tx.Query(ctx, `SELECT DISTINCT ON (requester_id) requester_id, id, ticket_id, duration, ended_at FROM calls
-		WHERE requester_id = ANY($1) AND ended_at IS NOT NULL AND id <> ALL($2)
-		ORDER BY requester_id, ended_at DESC`, ids, callIDs)
-	if err != nil {
-		return dbError("previous calls", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
+		t.read[req].tickets = append(t.read[req].tickets, ct)
+		return nil
+	}, `SELECT requester_id, id, queue_name FROM tickets
+		WHERE requester_id = ANY($1) AND status IN ('new', 'open', 'pending', 'hold') AND merged_into_id IS NULL
+		  AND via_channel IN ('voice', 'voicemail')
+		ORDER BY requester_id, updated_at DESC, id DESC`, want)
+	r.queue("previous calls", func(rows pgx.Rows) error {
 		var req int64
 		var pc prevCall
 		if err := rows.Scan(&req, &pc.id, &pc.ticketID, &pc.duration, &pc.endedAt); err != nil {
-			return dbError("previous calls", err)
+			return err
 		}
-		t.candidates[req].lastCall = &pc
+		t.read[req].lastCall = &pc
+		return nil
+	}, `SELECT DISTINCT ON (requester_id) requester_id, id, ticket_id, duration, ended_at FROM calls
+		WHERE requester_id = ANY($1) AND ended_at IS NOT NULL AND id <> ALL($2)
+		ORDER BY requester_id, ended_at DESC`, want, callIDs)
+}
+
+// keepLiveCandidates keeps the append candidates read of the requesters known live now: those
+// of a requester not known live are left out, and the rules read the database for it.
+func (t *applyTx) keepLiveCandidates() {
+	for id, c := range t.read {
+		if t.live[id] {
+			t.candidates[id] = c
+		}
 	}
-	return dbError("previous calls", rows.Err())
+	clear(t.read)
 }
 
 // batchAppendTarget is findAppendTarget from what the batch knows: the candidates it read

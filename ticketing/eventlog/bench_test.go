@@ -7,8 +7,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -224,6 +226,21 @@ type dbProfile struct {
 	// cpu is PostgreSQL's processes' CPU time (pgCPU), when the cluster runs on this machine.
 	cpu   time.Duration
 	cpuOK bool
+	// The test process's own side (the engine, the event log's writer and the load's
+	// emitters): its CPU time (getrusage) and the Go runtime's allocations and collections.
+	goCPU                    time.Duration
+	mallocs, allocBytes, gcs uint64
+}
+
+// goSide reads the test process's CPU time and allocation counters into p.
+func (p *dbProfile) goSide() {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		p.goCPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	p.mallocs, p.allocBytes, p.gcs = ms.Mallocs, ms.TotalAlloc, uint64(ms.NumGC)
 }
 
 // walQuery reads the counters a profile compares: WAL flushes, commits of the benchmark's
@@ -254,6 +271,7 @@ func profileStart(b *testing.B, pool *pgxpool.Pool) dbProfile {
 		b.Fatal(err)
 	}
 	p.cpu, p.cpuOK = pgCPU(b, pool)
+	p.goSide()
 	return p
 }
 
@@ -263,8 +281,14 @@ func profileStart(b *testing.B, pool *pgxpool.Pool) dbProfile {
 // execution time per call, and logs the top statements by total time.
 func (p dbProfile) end(b *testing.B, pool *pgxpool.Pool, calls int) {
 	ctx := context.Background()
-	time.Sleep(1100 * time.Millisecond)
 	var e dbProfile
+	// The Go side first: the sleep and the queries below are the benchmark's, not the run's.
+	e.goSide()
+	b.ReportMetric(float64((e.goCPU-p.goCPU).Microseconds())/1000/float64(calls), "go_cpu_ms/call")
+	b.ReportMetric(float64(e.mallocs-p.mallocs)/float64(calls), "go_allocs/call")
+	b.ReportMetric(float64(e.allocBytes-p.allocBytes)/float64(calls), "go_B/call")
+	b.ReportMetric(float64(e.gcs-p.gcs)*1000/float64(calls), "go_gcs/1000calls")
+	time.Sleep(1100 * time.Millisecond)
 	if err := pool.QueryRow(ctx, walQuery).Scan(new(bool), &e.walSyncs, &e.commits, &e.walRecords, &e.walFPIs, &e.walBytes); err != nil {
 		b.Fatal(err)
 	}

@@ -11,7 +11,6 @@
 package phone
 
 import (
-	"regexp"
 	"strings"
 	"sync"
 
@@ -26,11 +25,16 @@ const maxRaw = 128
 // longest international prefix in use (four digits, e.g. 0011 in Australia) and a spare one.
 const maxDigits = 20
 
-var e164RE = regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`)
-
 // IsE164 reports whether s is written in E.164 form: "+", a country code not starting with 0,
-// at most 15 digits in all (ITU-T E.164 §6.2.1), nothing else.
-func IsE164(s string) bool { return e164RE.MatchString(s) }
+// at most 15 digits in all (ITU-T E.164 §6.2.1), nothing else — the regular expression
+// `^\+[1-9][0-9]{1,14}$`, checked by hand (it runs on every caller's number; FuzzIsE164 holds
+// it to the expression).
+func IsE164(s string) bool {
+	if len(s) < 3 || len(s) > 16 || s[0] != '+' || s[1] < '1' || s[1] > '9' {
+		return false
+	}
+	return digits(s[2:])
+}
 
 // ValidRegion reports whether region is a region libphonenumber has a numbering plan for: an
 // ISO 3166 alpha-2 code in capitals such as US, GB or FR ("ZZ", "001" and "us" are not).
@@ -171,11 +175,45 @@ func readNumber(s, region string) (string, bool) {
 		return "", false
 	}
 	// Reading an E.164 number again may strip what looks like a national prefix after the
-	// country code (+358 0…): such a number has no one form, so it is none.
-	if again, err := phonenumbers.Parse(e, "ZZ"); err != nil || phonenumbers.Format(again, phonenumbers.E164) != e {
-		return "", false
+	// country code (+358 0…): such a number has no one form, so it is none. A number read
+	// from its own E.164 form in "ZZ" (a caller ID in international form) was that reading
+	// already: parsing is a pure function, so the second one would give n again.
+	again := n
+	if s != e || region != "ZZ" {
+		if again, err = phonenumbers.Parse(e, "ZZ"); err != nil || phonenumbers.Format(again, phonenumbers.E164) != e {
+			return "", false
+		}
 	}
+	rememberNumber(e, again)
 	return e, true
+}
+
+// numbers remembers the reading of recent E.164 numbers (readNumber's, in "ZZ"), for Location:
+// the rules engine locates each new caller right after reading its number, and the geocoding
+// needs the reading, not the text. Bounded as parsed; a reading is never changed once made.
+var numbers struct {
+	mu sync.Mutex
+	m  map[string]*phonenumbers.PhoneNumber
+}
+
+func rememberNumber(e164 string, n *phonenumbers.PhoneNumber) {
+	numbers.mu.Lock()
+	if numbers.m == nil || len(numbers.m) >= parsedMax {
+		numbers.m = make(map[string]*phonenumbers.PhoneNumber, 256)
+	}
+	numbers.m[strings.Clone(e164)] = n
+	numbers.mu.Unlock()
+}
+
+// readE164 is phonenumbers.Parse(e164, "ZZ"), from numbers when it holds the reading.
+func readE164(e164 string) (*phonenumbers.PhoneNumber, error) {
+	numbers.mu.Lock()
+	n := numbers.m[e164]
+	numbers.mu.Unlock()
+	if n != nil {
+		return n, nil
+	}
+	return phonenumbers.Parse(e164, "ZZ")
 }
 
 // stripSeparators drops the characters people and carriers write between digits: RFC 3966's
@@ -243,11 +281,40 @@ func atoi(s string) int {
 // Location returns where e164 was allocated, in language (a BCP 47 tag such as "en" or "fr";
 // libphonenumber's geocoding data): a city or state for a fixed line ("Washington D.C.",
 // "London"), the country for a mobile ("France"), "" when unknown or e164 is not a number.
+//
+// Results are remembered (located, like parsed): the geocoding reads the number again with
+// libphonenumber and searches its prefix tables, once per new caller in the rules engine.
 func Location(e164, language string) string {
 	if !IsE164(e164) {
 		return ""
 	}
-	n, err := phonenumbers.Parse(e164, "ZZ")
+	k := parseKey{e164, language}
+	located.mu.Lock()
+	loc, hit := located.m[k]
+	located.mu.Unlock()
+	if hit {
+		return loc
+	}
+	loc = geocode(e164, language)
+	located.mu.Lock()
+	if located.m == nil || len(located.m) >= parsedMax {
+		located.m = make(map[parseKey]string, 256)
+	}
+	located.m[parseKey{strings.Clone(e164), strings.Clone(language)}] = loc
+	located.mu.Unlock()
+	return loc
+}
+
+// located remembers Location's recent results, bounded as parsed is; libphonenumber's
+// geocoding data never changes in a process, so a result never goes stale.
+var located struct {
+	mu sync.Mutex
+	m  map[parseKey]string
+}
+
+// geocode is Location without the memory.
+func geocode(e164, language string) string {
+	n, err := readE164(e164)
 	if err != nil {
 		return ""
 	}

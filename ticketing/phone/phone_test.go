@@ -1,9 +1,12 @@
 package phone
 
 import (
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/nyaruka/phonenumbers"
 )
 
 // TestNormalize is the table of what a carrier or a person may write and what it becomes. The
@@ -205,5 +208,78 @@ func TestParseRemembersWhatItRead(t *testing.T) {
 	parsed.mu.Unlock()
 	if n > parsedMax {
 		t.Errorf("parse remembers %d results, more than %d", n, parsedMax)
+	}
+}
+
+// FuzzIsE164: the hand-written check answers what the regular expression of E.164's form
+// (`^\+[1-9][0-9]{1,14}$`) answers, for any text.
+func FuzzIsE164(f *testing.F) {
+	e164RE := regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`)
+	for _, s := range []string{"", "+", "+1", "+12", "+0123", "+123456789012345", "+1234567890123456", "12025550123",
+		"+1202555012a", "+1202555012\n", "++12", "+١٢٣", "+12025550123 ", "+9", "+99"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := IsE164(s), e164RE.MatchString(s); got != want {
+			t.Fatalf("IsE164(%q) = %v, the expression says %v", s, got, want)
+		}
+	})
+}
+
+// TestLocationRemembersWhatItFound: Location's memory answers what the geocoding found, the
+// first time and the second, and stays bounded.
+func TestLocationRemembersWhatItFound(t *testing.T) {
+	for _, lang := range []string{"en", "fr", ""} {
+		for _, s := range []string{"+33612345678", "+12025550123", "+442079460000", "+15551234567", "+3580401234567"} {
+			Normalize(s, "US") // the reading Location reuses
+			// The reference: libphonenumber's own reading and geocoding, nothing remembered.
+			want := ""
+			if n, err := phonenumbers.Parse(s, "ZZ"); err == nil {
+				want, _ = phonenumbers.GetGeocodingForNumber(n, lang)
+			}
+			for round := 0; round < 2; round++ {
+				if got := Location(s, lang); got != want {
+					t.Errorf("Location(%q, %q) round %d = %q, want %q", s, lang, round, got, want)
+				}
+			}
+		}
+	}
+	for i := range parsedMax + 10 {
+		Location("+1202555"+strconv.Itoa(1000+i%9000), "en")
+	}
+	located.mu.Lock()
+	n := len(located.m)
+	located.mu.Unlock()
+	if n > parsedMax {
+		t.Errorf("Location remembers %d results, more than %d", n, parsedMax)
+	}
+}
+
+// TestReadNumberMatchesTwoReadings: readNumber skips the second reading of a number given in its
+// own E.164 form in "ZZ" (it would read the same text in the same region again); it answers what
+// reading twice answers, for every input and region.
+func TestReadNumberMatchesTwoReadings(t *testing.T) {
+	twice := func(s, region string) (string, bool) {
+		n, err := phonenumbers.Parse(s, region)
+		if err != nil || n.GetExtension() != "" || !phonenumbers.IsPossibleNumber(n) {
+			return "", false
+		}
+		e := phonenumbers.Format(n, phonenumbers.E164)
+		if !IsE164(e) {
+			return "", false
+		}
+		if again, err := phonenumbers.Parse(e, "ZZ"); err != nil || phonenumbers.Format(again, phonenumbers.E164) != e {
+			return "", false
+		}
+		return e, true
+	}
+	for _, region := range []string{"", "ZZ", "US", "FR", "FI", "IT"} {
+		for _, s := range []string{"+12025550123", "+3580401234567", "+358401234567", "+390612345678", "+33612345678",
+			"+1555", "+15551234567", "2025550123", "0612345678", "+44 20 7946 0000", "+4420794600001234"} {
+			we, wok := twice(s, region)
+			if e, ok := readNumber(s, region); e != we || ok != wok {
+				t.Errorf("readNumber(%q, %q) = %q %v; reading twice gives %q %v", s, region, e, ok, we, wok)
+			}
+		}
 	}
 }
