@@ -71,48 +71,20 @@ func crashChild() int {
 func TestCrashSIGKILLLeavesValidWAVAndRepairCompletesIt(t *testing.T) {
 	url := pgtest.URL(t)
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envCrashChild+"=1", envCrashDB+"="+url, envCrashDir+"="+dir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	killed := false
-	t.Cleanup(func() {
-		if !killed {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
-	lines := bufio.NewScanner(out)
 	var id string
 	var started, kill time.Time
-	for lines.Scan() {
-		f := strings.Fields(lines.Text())
+	sigkillChild(t, []string{envCrashChild + "=1", envCrashDB + "=" + url, envCrashDir + "=" + dir}, func(f []string) bool {
 		if len(f) == 2 && f[0] == "started" {
 			id, started = f[1], time.Now()
 		}
 		if len(f) == 2 && f[0] == "sent" {
 			if k, _ := strconv.Atoi(f[1]); k >= 325 { // 6.5 s recorded: past the first periodic fsync
 				kill = time.Now()
-				if err := cmd.Process.Kill(); err != nil { // SIGKILL
-					t.Fatal(err)
-				}
-				killed = true
-				break
+				return true
 			}
 		}
-	}
-	if !killed {
-		t.Fatalf("the child ended before it was killed: %v", lines.Err())
-	}
-	if err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
-		t.Fatalf("child: %v, want killed", err)
-	}
+		return false
+	})
 	recorded := kill.Sub(started)
 	ctx := ctxTimeout(t) // from the kill: the child recorded 6.5 s of the bound before it
 
@@ -191,5 +163,46 @@ func TestCrashSIGKILLLeavesValidWAVAndRepairCompletesIt(t *testing.T) {
 	}
 	if again, err := s.Repair(ctx); err != nil || len(again) != 0 {
 		t.Errorf("second repair: %+v, %v", again, err)
+	}
+}
+
+// sigkillChild runs this test binary again as a child with env added, hands each line it
+// prints (split in fields) to line, and SIGKILLs it when line returns true; it fails the test
+// if the child ended before that or did not die of the kill. A child left running by a failed
+// test is killed at cleanup.
+func sigkillChild(t *testing.T, env []string, line func([]string) bool) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	t.Cleanup(func() {
+		if !killed {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	lines := bufio.NewScanner(out)
+	for lines.Scan() {
+		if line(strings.Fields(lines.Text())) {
+			if err := cmd.Process.Kill(); err != nil { // SIGKILL
+				t.Fatal(err)
+			}
+			killed = true
+			break
+		}
+	}
+	if !killed {
+		t.Fatalf("the child ended before it was killed: %v", lines.Err())
+	}
+	if err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("child: %v, want killed", err)
 	}
 }

@@ -1,13 +1,11 @@
 package recordings
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -224,45 +222,14 @@ type childRec struct{ id, path string }
 // recordings by number.
 func runJournalChild(t *testing.T, dir string) []childRec {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envJournalChild+"=1", envCrashDir+"="+dir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	killed := false
-	t.Cleanup(func() {
-		if !killed {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
 	recs := make([]childRec, journalCalls)
-	lines := bufio.NewScanner(out)
-	for lines.Scan() {
-		f := strings.Fields(lines.Text())
+	sigkillChild(t, []string{envJournalChild + "=1", envCrashDir + "=" + dir}, func(f []string) bool {
 		if len(f) == 4 && f[0] == "rec" {
 			i, _ := strconv.Atoi(f[1])
 			recs[i] = childRec{f[2], f[3]}
 		}
-		if len(f) == 1 && f[0] == "ready" {
-			if err := cmd.Process.Kill(); err != nil { // SIGKILL
-				t.Fatal(err)
-			}
-			killed = true
-			break
-		}
-	}
-	if !killed {
-		t.Fatalf("the child ended before it was killed: %v", lines.Err())
-	}
-	if err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
-		t.Fatalf("child: %v, want killed", err)
-	}
+		return len(f) == 1 && f[0] == "ready"
+	})
 	return recs
 }
 
