@@ -286,6 +286,10 @@ func TestCallForAgentKeepsTheAgentBusyForTheACD(t *testing.T) {
 		}
 	})
 	t.Run("on or offered a call", func(t *testing.T) {
+		// The earlier subtests' calls end on their own goroutines after Ended was called.
+		if !waitFor(10*time.Second, func() bool { return g.s.ActiveCalls() == 0 }) {
+			t.Fatalf("%d live calls left by the earlier subtests", g.s.ActiveCalls())
+		}
 		acd.err = fmt.Errorf("%w: agent 7 is on or being offered another call", ivr.ErrAgentUnavailable)
 		defer func() { acd.err = nil }()
 		page := &fakeSoftphone{}
