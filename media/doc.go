@@ -56,7 +56,9 @@
 // kernel refuses (a full send buffer) is dropped, never waited for. Play and SendDTMF send
 // each packet at once with sendto(2). An endpoint has no goroutine of its own: its two sockets are read by the
 // PortAllocator's poll loops (recv_linux.go), one per GOMAXPROCS at most, each an epoll
-// instance over many sockets, edge-triggered and parked in the runtime's netpoller. One wake-up
+// instance over many sockets, edge-triggered and parked in the runtime's netpoller. The sockets
+// are bare descriptors (Socket, socket_linux.go) that only their loop's epoll watches — not the
+// runtime's, which the net package would register them with. One wake-up
 // serves every socket with something queued, each with recvmmsg(2), so at load a wake-up
 // carries many packets and the per-packet cost falls; a busy loop (two packets a round or
 // more) is not woken by each packet but reads once a millisecond (coalesceWindow). Its timers are time.AfterFunc
