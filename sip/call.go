@@ -753,14 +753,11 @@ func (s *Server) admitInvite(req *sip.Request, tx sip.ServerTransaction, trunk T
 // runInbound runs an admitted carrier's call (admitInvite) to its end on this goroutine and
 // undoes its admission then.
 func (s *Server) runInbound(c *Call, target Target) {
-	settled := true // false once runCall handed the call's callsWG.Done to settle's goroutine
 	defer func() {
 		s.release(c, c.carrier)
-		if settled {
-			s.callsWG.Done()
-		}
+		s.callsWG.Done() // after release: Drain never returns with the call still counted live
 	}()
-	settled = !s.runCall(c, target)
+	s.runCall(c, target)
 }
 
 // admission is why admitLocked refused an INVITE.
@@ -832,8 +829,8 @@ func (s *Server) admit(req *sip.Request, tx sip.ServerTransaction, c *Call, l *l
 }
 
 // release undoes admitLocked once the call ended (or failed after admission): its dialog, its
-// max_calls slot and its trunk's, and its context. callsWG.Done stays with the caller, who may
-// have handed it on (runCall's settle).
+// max_calls slot and its trunk's, and its context. callsWG.Done stays with the caller, who
+// calls it after release (settle's goroutine holds a count of its own).
 func (s *Server) release(c *Call, l *leg) {
 	s.removeDialog(l) // a no-op once the leg ended; needed when the call failed right after admission
 	s.mu.Lock()
@@ -848,8 +845,8 @@ func (s *Server) release(c *Call, l *leg) {
 }
 
 // runCall runs a call to its end on the current goroutine. It returns true when the call's
-// events are still being delivered by settle's goroutine, which then owns the call's
-// callsWG.Done; the caller frees the call's slot either way.
+// events are still being delivered by settle's goroutine (which holds a callsWG count of its
+// own); the caller frees the call's slot and its own count either way.
 //
 // The goroutine parks in the target for the whole call, so runCall's own frame is on the stack
 // all that time: it keeps only what the three steps hand on, and the start's and end's locals
@@ -987,7 +984,7 @@ func (s *Server) endCall(c *Call, emitDone <-chan struct{}, err error) (settling
 // which may wait on a database commit (the event log's group commit, up to its write
 // timeout) — and a slot of max_calls must not wait on a database. So the wait goes to a
 // goroutine, and the caller frees the slot at once: settle returns true, and the goroutine
-// runs then and callsWG.Done once the events were taken (Drain and Close still wait for
+// runs then and its own callsWG.Done once the events were taken (Drain and Close still wait for
 // every call's events). At most SettleBacklog calls settle in the background; past that
 // (the sink stalls for long) the call waits here and keeps its slot, so memory stays bounded
 // and new calls get 503 rather than piling up events nobody takes. The events themselves
@@ -1007,6 +1004,12 @@ func (s *Server) settle(emitDone <-chan struct{}, then func()) (settling bool) {
 		return false
 	}
 	s.m.settling.Inc()
+	// The goroutine holds a count of its own on callsWG (the caller's is still held, so this
+	// Add is not from zero), and the caller releases its own after taking the call out of
+	// s.calls: Drain returns only once both are done. When the goroutine held the caller's
+	// count instead, events delivered at once let Drain return before the call was taken out
+	// (TestDrainWaitsForLiveCalls saw one live call after Drain, once in a CI run).
+	s.callsWG.Add(1)
 	go func() {
 		<-emitDone
 		<-s.settleSlots

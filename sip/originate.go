@@ -118,14 +118,11 @@ func (s *Server) Originate(ctx context.Context, opts OriginateOptions) (*Call, e
 }
 
 func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
-	settling := false // settle's goroutine owns callsWG.Done once set
 	defer func() {
 		s.mu.Lock()
 		delete(s.calls, c)
 		s.mu.Unlock()
-		if !settling {
-			s.callsWG.Done()
-		}
+		s.callsWG.Done() // after the delete: Drain never returns with the call still counted live
 	}()
 	s.m.callsActive.WithLabelValues(c.direction).Inc()
 	emitDone := c.startEmitter()
@@ -210,7 +207,7 @@ func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 	if opts.Ended != nil {
 		opts.Ended()
 	}
-	settling = s.settle(emitDone, func() {
+	s.settle(emitDone, func() {
 		if s.opts.OnCallEnd != nil {
 			sum := CallSummary{CallID: c.id, Outcome: outcome}
 			for _, l := range legs {
