@@ -335,19 +335,11 @@ func restoreHeader(fsys FS, path string, channels int) bool {
 	if channels != 1 && channels != 2 {
 		return false
 	}
-	f, err := fsys.OpenFile(path, os.O_RDWR, 0)
+	f, head, _, err := openHead(fsys, path, os.O_RDWR, headerSize)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return false
-	}
-	head := make([]byte, min(st.Size(), headerSize))
-	if _, err := f.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
-		return false
-	}
 	if len(head) == headerSize && slices.ContainsFunc(head, func(b byte) bool { return b != 0 }) {
 		return false // a header (or something else: not ours to judge)
 	}
@@ -434,23 +426,35 @@ func (s *Service) repairStray(ctx context.Context, rel string) (Repaired, bool, 
 
 // headerStale reports whether the file's header disagrees with its size (false when unreadable).
 func (s *Service) headerStale(path string) bool {
-	f, err := s.opts.FS.OpenFile(path, os.O_RDONLY, 0)
+	f, buf, size, err := openHead(s.opts.FS, path, os.O_RDONLY, headerScan)
 	if err != nil {
 		return false
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return false
-	}
-	buf := make([]byte, min(st.Size(), headerScan))
-	if _, err := f.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
-		return false
-	}
+	f.Close()
 	h, err := ParseHeader(buf)
 	if err != nil {
 		return false
 	}
-	data, whole := fixedSizes(h, st.Size())
-	return !h.Consistent(st.Size()) || data != whole
+	data, whole := fixedSizes(h, size)
+	return !h.Consistent(size) || data != whole
+}
+
+// openHead opens path with flag and reads its first n bytes (fewer when the file is shorter);
+// it returns the open file (the caller closes it), those bytes and the file's size.
+func openHead(fsys FS, path string, flag int, n int64) (File, []byte, int64, error) {
+	f, err := fsys.OpenFile(path, flag, 0)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, 0, err
+	}
+	head := make([]byte, min(st.Size(), n))
+	if _, err := f.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
+		f.Close()
+		return nil, nil, 0, err
+	}
+	return f, head, st.Size(), nil
 }
