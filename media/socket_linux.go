@@ -96,7 +96,8 @@ func (s *Socket) WriteToUDPAddrPort(b []byte, dst netip.AddrPort) (int, error) {
 	if s.closed {
 		return 0, os.ErrClosed
 	}
-	if err := sendTo(s.fd, b, dst); err != nil {
+	r := rawSender{fd: s.fd} // the packet path's non-blocking send, for a report now and then
+	if err := r.send(b, dst); err != nil {
 		return 0, err
 	}
 	return len(b), nil
@@ -113,22 +114,4 @@ func (s *Socket) Close() error {
 	err := unix.Close(s.fd)
 	s.fd = -1
 	return err
-}
-
-// sendTo sends b to dst on fd once, without blocking. An IPv4 destination takes a sockaddr_in,
-// on an IPv4 socket and on the dual-stack IPv6 socket of a wildcard bind alike (Linux's
-// udpv6_sendmsg hands it to IPv4); an IPv6 one a sockaddr_in6.
-func sendTo(fd int, b []byte, dst netip.AddrPort) error {
-	var sa unix.Sockaddr
-	if ip := dst.Addr().Unmap(); ip.Is4() {
-		sa = &unix.SockaddrInet4{Addr: ip.As4(), Port: int(dst.Port())}
-	} else {
-		sa = &unix.SockaddrInet6{Addr: ip.As16(), Port: int(dst.Port())}
-	}
-	for {
-		err := unix.Sendto(fd, b, unix.MSG_DONTWAIT, sa)
-		if err != unix.EINTR {
-			return err
-		}
-	}
 }
