@@ -149,8 +149,20 @@ type receiver struct {
 
 // newReceiver returns a receiver for sockets of slots [0, slots).
 func newReceiver(slots int) *receiver {
-	n := min(max(runtime.GOMAXPROCS(0), 1), maxPollLoops)
+	n := min(max(min(runtime.GOMAXPROCS(0), usableCPUs()), 1), maxPollLoops)
 	return &receiver{slots: make([]atomic.Pointer[watch], slots), loops: make([]*pollLoop, n)}
+}
+
+// usableCPUs is how many CPUs the process may run on (its affinity mask), which is fewer than
+// GOMAXPROCS when the gateway raises GOMAXPROCS above them (cmd/switchboard: a second P so
+// that a blocking file system call does not stall the calls): more poll loops than CPUs
+// would only take turns on them.
+func usableCPUs() int {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil || set.Count() < 1 {
+		return runtime.NumCPU()
+	}
+	return set.Count()
 }
 
 // maxReaders is the most goroutines (and epoll descriptors) reading the given number of sockets.

@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/switchboard-voice/switchboard/internal/uring"
 )
 
 // This file holds the package's vocabulary: sentinel errors, options and the interfaces
@@ -129,9 +131,11 @@ type FS interface {
 // OSFS is the operating system's filesystem.
 type OSFS struct{}
 
-// OpenFile opens name with os.OpenFile.
+// OpenFile opens name as os.OpenFile does, the openat(2) made by an io_uring worker where the
+// kernel allows (uring.OpenFile): creating a file can wait on the filesystem's journal, and
+// the goroutine waiting for it then holds no P of the Go runtime.
 func (OSFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
-	f, err := os.OpenFile(name, flag, perm)
+	f, err := uring.OpenFile(name, flag, perm)
 	if err != nil {
 		return nil, err // a nil *os.File must not become a non-nil File
 	}

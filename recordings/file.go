@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/internal/uring"
 )
 
 // wavFile is a WAV file growing at its end. Its header is written with zero sizes at creation
@@ -86,7 +88,7 @@ func (w *wavFile) writeHeader() error {
 // fsync makes what was written durable (a power loss keeps it). It only reads f, so the
 // sync worker may call it while the clock writes (under the Writer's fileMu, never after close).
 func (w *wavFile) fsync() error {
-	if err := w.f.Sync(); err != nil {
+	if err := syncFile(w.f); err != nil {
 		return fmt.Errorf("recordings: sync %s: %w", w.path, err)
 	}
 	return nil
@@ -150,4 +152,15 @@ func createUnique(fsys FS, dir, callID, suffix string, at time.Time, channels in
 		return w, filepath.ToSlash(rel), dirs, err
 	}
 	return nil, "", nil, fmt.Errorf("recordings: create %s in %s: %d names taken", base, day, maxNameTries)
+}
+
+// syncFile fsyncs f: an *os.File through an io_uring worker where the kernel allows
+// (uring.Fsync), so that the goroutine waiting for the disk holds no P of the Go runtime
+// (with GOMAXPROCS=1, every call's goroutines would wait behind it); another File (a test's)
+// by its Sync.
+func syncFile(f File) error {
+	if of, ok := f.(*os.File); ok {
+		return uring.Fsync(of)
+	}
+	return f.Sync()
 }

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/internal/uring"
 )
 
 // The journal's log: every change of a recording's metadata row, appended to one file of this
@@ -213,7 +215,7 @@ func (s *Service) logWrite(b *logBatch, first uint64) (int64, error) {
 	f := l.open.f
 	_, err := f.Write(buf)
 	if err == nil {
-		err = f.Sync()
+		err = syncFile(f)
 	}
 	if err != nil {
 		l.mu.Lock()
@@ -269,11 +271,11 @@ func (s *Service) openSegment() (*segment, error) {
 
 // syncDir fsyncs a directory (its entries: new files, removals).
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	d, err := uring.OpenFile(dir, os.O_RDONLY, 0)
 	if err != nil {
 		return err
 	}
-	err = d.Sync()
+	err = uring.Fsync(d)
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}

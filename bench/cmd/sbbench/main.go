@@ -160,7 +160,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	work := fs.String("work", ".data/bench/run", "scratch directory (emptied first)")
 	cps := fs.String("cps", "50,100,150,200,300,400,500,600,800,1000", `calls-per-second steps ("off": none, e.g. to run the concurrency steps alone)`)
 	fs.IntVar(&b.cpsSeconds, "cps-seconds", 20, "seconds of calls per CPS step")
-	conc := fs.String("conc", "100,250,500,750,1000,1500,2000", "concurrent-call steps")
+	conc := fs.String("conc", "100,250,500,750,1000,1500,2000", `concurrent-call steps ("off": none, e.g. to run the CPS steps alone)`)
 	fs.IntVar(&b.concRate, "conc-rate", 100, "calls per second while a concurrency step ramps up")
 	fs.BoolVar(&b.genURing, "gen-uring", defaultGenURing, "the RTP generator sends each 1 ms slot's packets with one io_uring_enter instead of a write(2) each (it writes when the kernel refuses io_uring; steps.json: generator.send_path)")
 	fs.IntVar(&b.genReadLegs, "gen-read-legs", defaultGenReadLegs, "legs the RTP generator reads for the whole step (a sample of both legs of evenly spread calls; the others only until their first packet); 0: every leg")
@@ -192,7 +192,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sbbench run: -cps:", err)
 		return 2
 	}
-	if b.concSteps, err = ints(*conc); err != nil {
+	if *conc == "off" {
+		b.concSteps = nil
+	} else if b.concSteps, err = ints(*conc); err != nil {
 		fmt.Fprintln(stderr, "sbbench run: -conc:", err)
 		return 2
 	}
