@@ -27,7 +27,8 @@ import (
 // with the core half idle. A request submitted here with IOSQE_ASYNC goes straight to an
 // io-wq worker (a kernel thread of this process); io_uring_enter(2) returns at once, the
 // goroutine parks on a channel, and one reaper goroutine, parked in the runtime's netpoller on
-// an eventfd the ring signals, hands each completion back. Raising GOMAXPROCS instead was
+// an eventfd the ring signals, hands each completion back; it runs only while requests are in
+// flight (an idle process holds no goroutine for the ring). Raising GOMAXPROCS instead was
 // measured too: it cost the media plane 11 points of its core at 1,000 calls.
 //
 // Where the kernel refuses io_uring (or eventfd), Fsync and OpenFile make the system call
@@ -101,7 +102,8 @@ const (
 
 // fileRing is one io_uring for blocking file calls, shared by the whole process. Submitters
 // take mu only to write their entry and enter it (a system call that does not wait: the entry
-// is punted to a worker); the reaper goroutine owns the completion queue. A request's result
+// is punted to a worker), and start the reaper goroutine when none runs; the reaper owns the
+// completion queue and exits once no request waits (both decided under mu). A request's result
 // goes back on its waiter's channel (buffered: the reaper never blocks on a submitter). slots
 // bounds the requests in flight to the ring's size, so the completion queue (twice the
 // submission queue) cannot overflow.
@@ -113,6 +115,7 @@ type fileRing struct {
 	mu      sync.Mutex
 	waiters map[uint64]*fileReq // by user_data; mu
 	next    uint64              // mu
+	reaping bool                // a reaper goroutine runs; mu
 	broken  atomic.Bool         // the ring failed: every request from now on is refused
 }
 
@@ -137,9 +140,7 @@ func newFileRing(entries uint32) (*fileRing, error) {
 		r.Close()
 		return nil, fmt.Errorf("uring: register eventfd: %w", e)
 	}
-	fr := &fileRing{r: r, ev: os.NewFile(uintptr(efd), "uring-files-eventfd"), slots: make(chan struct{}, entries), waiters: map[uint64]*fileReq{}}
-	go fr.reap()
-	return fr, nil
+	return &fileRing{r: r, ev: os.NewFile(uintptr(efd), "uring-files-eventfd"), slots: make(chan struct{}, entries), waiters: map[uint64]*fileReq{}}, nil
 }
 
 // do submits one request and waits for its result (the system call's return value, or −errno).
@@ -184,6 +185,10 @@ func (fr *fileRing) do(op byte, fd int32, addr unsafe.Pointer, length, opFlags u
 		fr.mu.Unlock()
 		return -int32(errno)
 	}
+	if !fr.reaping {
+		fr.reaping = true
+		go fr.reap()
+	}
 	fr.mu.Unlock()
 	res := <-req.done
 	runtime.KeepAlive(req.keep)
@@ -191,12 +196,22 @@ func (fr *fileRing) do(op byte, fd int32, addr unsafe.Pointer, length, opFlags u
 }
 
 // reap is the ring's one completion reader: it parks on the eventfd and hands each completion
-// to its waiter. It runs for the life of the process (the ring is never closed).
+// to its waiter, until none waits. (The eventfd is never closed: the ring lives as long as the
+// process.)
 func (fr *fileRing) reap() {
 	var buf [8]byte
 	for {
 		if _, err := fr.ev.Read(buf[:]); err != nil && !errors.Is(err, syscall.EAGAIN) {
-			// The eventfd cannot fail but by being closed, which nothing does.
+			// An eventfd read fails only once it is closed, which nothing does: give every
+			// waiter an error rather than leave it waiting.
+			fr.broken.Store(true)
+			fr.mu.Lock()
+			for id, req := range fr.waiters {
+				delete(fr.waiters, id)
+				req.done <- -int32(unix.EIO)
+			}
+			fr.reaping = false
+			fr.mu.Unlock()
 			return
 		}
 		fr.mu.Lock()
@@ -214,9 +229,16 @@ func (fr *fileRing) reap() {
 			}
 		}
 		atomic.StoreUint32(fr.r.cqHead, head)
+		last := len(fr.waiters) == 0
+		if last {
+			fr.reaping = false
+		}
 		fr.mu.Unlock()
 		for i, req := range ready {
 			req.done <- results[i]
+		}
+		if last {
+			return
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 )
 
 // needFileRing skips where the kernel refuses io_uring: Fsync and OpenFile then make their
@@ -125,4 +126,31 @@ func umask(t *testing.T) os.FileMode {
 		t.Fatal(err)
 	}
 	return 0o777 &^ st.Mode().Perm()
+}
+
+// TestFileRingReaperExitsWhenIdle proves the ring holds no goroutine once no request is in
+// flight (the packages' goroutine-leak checks rely on it).
+func TestFileRingReaperExitsWhenIdle(t *testing.T) {
+	needFileRing(t)
+	f, err := OpenFile(filepath.Join(t.TempDir(), "x"), os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := Fsync(f); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		files.mu.Lock()
+		reaping, waiting := files.reaping, len(files.waiters)
+		files.mu.Unlock()
+		if !reaping && waiting == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reaper still running %v with %d waiters, 10 s after the last request", reaping, waiting)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
