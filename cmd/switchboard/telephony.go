@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/config"
 	"github.com/switchboard-voice/switchboard/internal/calljournal"
+	"github.com/switchboard-voice/switchboard/internal/uring"
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/ivr/acdpg"
 	"github.com/switchboard-voice/switchboard/media"
@@ -115,6 +118,15 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		})
 		if err != nil {
 			return err
+		}
+		if err := uring.FileRingErr(); err != nil {
+			// The recordings' fsyncs and file creation then hold the Go runtime's processor
+			// while the disk works: with only one, every call waits behind them.
+			lvl := slog.LevelInfo
+			if runtime.GOMAXPROCS(0) == 1 {
+				lvl = slog.LevelWarn
+			}
+			gw.log.Log(ctx, lvl, "recordings: fsync and file creation are direct system calls (no io_uring): with one CPU every call waits behind them; allow io_uring_setup and io_uring_enter (seccomp, kernel.io_uring_disabled) or give the gateway two CPUs", "reason", err.Error(), "gomaxprocs", runtime.GOMAXPROCS(0))
 		}
 		if dbUp {
 			if err := t.repairRecordings(ctx); err != nil {
