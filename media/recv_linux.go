@@ -154,9 +154,8 @@ func newReceiver(slots int) *receiver {
 }
 
 // usableCPUs is how many CPUs the process may run on (its affinity mask), which is fewer than
-// GOMAXPROCS when the gateway raises GOMAXPROCS above them (cmd/switchboard: a second P so
-// that a blocking file system call does not stall the calls): more poll loops than CPUs
-// would only take turns on them.
+// GOMAXPROCS when the GOMAXPROCS environment variable sets it higher: more poll loops than
+// CPUs would only take turns on them.
 func usableCPUs() int {
 	var set unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &set); err != nil || set.Count() < 1 {
