@@ -7,10 +7,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // needFileRing skips where the kernel refuses io_uring: Fsync and OpenFile then make their
@@ -152,5 +156,60 @@ func TestFileRingReaperExitsWhenIdle(t *testing.T) {
 			t.Fatalf("reaper still running %v with %d waiters, 10 s after the last request", reaping, waiting)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestFileRingWaiterParksInsteadOfHoldingTheP proves what the ring is for: a goroutine whose
+// open(2) blocks in the kernel (a FIFO's read end waits for a writer) waits parked on a
+// channel, not inside a system call holding a P of the runtime — so with GOMAXPROCS=1 the
+// other goroutines run on (a direct os.OpenFile would show the goroutine "[syscall]").
+func TestFileRingWaiterParksInsteadOfHoldingTheP(t *testing.T) {
+	needFileRing(t)
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	type result struct {
+		f   *os.File
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		f, err := OpenFile(fifo, os.O_RDONLY, 0)
+		done <- result{f, err}
+	}()
+	// Until a writer opens the FIFO the reader's open cannot return: find the goroutine
+	// waiting in OpenFile and read its state.
+	deadline := time.Now().Add(10 * time.Second)
+	state := ""
+	for time.Now().Before(deadline) {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "uring.OpenFile") {
+				state = strings.SplitN(g, "\n", 2)[0]
+			}
+		}
+		if strings.Contains(state, "[chan receive") {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !strings.Contains(state, "[chan receive") {
+		t.Errorf("the goroutine blocked in OpenFile is %q, want parked on its channel ([chan receive])", state)
+	}
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatalf("open of the FIFO's read end: %v", r.err)
+		}
+		r.f.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the FIFO's read end did not open within 10 s of its writer")
 	}
 }
