@@ -244,8 +244,13 @@ func TestCluster_SharedQueues_AnyNodeShowsTheClusterAndALostNodesAgentGoesOfflin
 
 	b.kill()
 	awaitAgent(a.g, "after node B was lost", func(m map[string]any) bool { return m["state"] == "offline" && m["node"] == nil })
-	if !strings.Contains(a.g.logText(), "its agents are offline until their pages reconnect") {
-		t.Error("node A did not log that the lost node's agents went offline")
+	// The agents are set offline before the line saying so is logged: await the line too.
+	for logged := time.Now().Add(10 * time.Second); !strings.Contains(a.g.logText(), "its agents are offline until their pages reconnect"); {
+		if time.Now().After(logged) {
+			t.Error("node A did not log that the lost node's agents went offline")
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	// The page reconnects through the front: here, straight to node A.
 	a.g.pageSocket(agent, pass)
