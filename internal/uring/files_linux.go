@@ -88,8 +88,13 @@ func FileRingErr() error {
 	return filesErr
 }
 
+// ring4files returns the file ring, or nil for a direct system call: none could be set up, or
+// it failed since (broken), so the files are not refused for the ring's sake.
 func ring4files() *fileRing {
 	filesOnce.Do(func() { files, filesErr = newFileRing(64) })
+	if files != nil && files.broken.Load() {
+		return nil
+	}
 	return files
 }
 
