@@ -26,6 +26,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/config"
 	"github.com/switchboard-voice/switchboard/internal/calljournal"
+	"github.com/switchboard-voice/switchboard/internal/pgstats"
 	"github.com/switchboard-voice/switchboard/ivr"
 	"github.com/switchboard-voice/switchboard/migrations"
 	"github.com/switchboard-voice/switchboard/roster"
@@ -130,6 +131,7 @@ type gateway struct {
 	callbackACD atomic.Pointer[ivr.ACD]
 	engine      *ticketing.Engine
 	backlog     *ticketing.Backlog // measured beside the engine (startEngine)
+	stats       *pgstats.Keeper    // runs beside the engine (startEngine)
 	// reportGauges exports the last hour's report figures (switchboard_report_*).
 	reportGauges *ticketing.ReportGauges
 	// auditPruner deletes audit entries past ticketing.audit_retention.

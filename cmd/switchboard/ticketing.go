@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/internal/pgstats"
 	"github.com/switchboard-voice/switchboard/ticketing"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
 )
@@ -38,6 +39,10 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 	if err != nil {
 		return err
 	}
+	gw.stats = pgstats.New(gw.pool, pgstats.Options{
+		Logger:     gw.log.With("component", "pgstats"),
+		Registerer: gw.reg,
+	})
 	if err := gw.newWebhooks(); err != nil {
 		return err
 	}
@@ -160,7 +165,8 @@ func (gw *gateway) openStore() {
 	})
 }
 
-// startEngine runs the rules engine, and the measure of how far it is behind, until
+// startEngine runs the rules engine, the measure of how far it is behind and the keeper of
+// the planner's statistics of young tables (which the engine's reads depend on), until
 // closeTicketing. Called once: at start when the database answers, else by awaitDatabase when
 // it returns (the engine only polls the database).
 func (gw *gateway) startEngine() {
@@ -168,13 +174,18 @@ func (gw *gateway) startEngine() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		measured := make(chan struct{})
+		measured, kept := make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(measured)
 			gw.backlog.Run(ectx)
 		}()
+		go func() {
+			defer close(kept)
+			gw.stats.Run(ectx)
+		}()
 		gw.engine.Run(ectx)
 		<-measured
+		<-kept
 	}()
 	gw.engineMu.Lock()
 	gw.stopEngine, gw.engineDone = cancel, done
