@@ -77,7 +77,7 @@ var outcomeLabels = []string{callevent.OutcomeAnswered, callevent.OutcomeAbandon
 // newMetrics builds the SIP series and creates every series of a known label value at 0
 // (directions, outcomes, methods, security event types, orphan BYE results, and each of
 // trunks), so a dashboard or an alert on a fresh gateway reads 0, not "no data".
-func newMetrics(reg prometheus.Registerer, trunks []string) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, trunks []string, udpDrops func() float64) (*metrics, error) {
 	m := &metrics{
 		callsActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchboard_calls_active", Help: "Calls in progress.",
@@ -147,7 +147,11 @@ func newMetrics(reg prometheus.Registerer, trunks []string) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.callsActive, m.callsTotal, m.callSetup, m.requests, m.responses, m.securityEvent, m.orphanByes, m.trunkCalls, m.settling, m.internalOffers} {
+	drops := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "switchboard_sip_udp_receive_drops_total",
+		Help: "SIP datagrams the kernel dropped because the SIP UDP socket's receive queue was full (Linux, SO_MEMINFO): the gateway did not read for a while; each lost request or response comes again only at its retransmission.",
+	}, udpDrops)
+	for _, c := range []prometheus.Collector{m.callsActive, m.callsTotal, m.callSetup, m.requests, m.responses, m.securityEvent, m.orphanByes, m.trunkCalls, m.settling, m.internalOffers, drops} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

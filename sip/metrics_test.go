@@ -13,7 +13,7 @@ import (
 // results. A dashboard or an alert on a fresh gateway reads 0, not "no data".
 func TestMetricsKnownLabelValuesExistAtZero(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := newMetrics(reg, []string{"carrier", "backup"})
+	m, err := newMetrics(reg, []string{"carrier", "backup"}, func() float64 { return 0 })
 	if err != nil {
 		t.Fatal(err)
 	}

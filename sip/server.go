@@ -219,7 +219,7 @@ func New(opts Options) (*Server, error) {
 	for _, t := range opts.Trunks {
 		trunkNames = append(trunkNames, t.Name)
 	}
-	m, err := newMetrics(opts.Registerer, trunkNames)
+	m, err := newMetrics(opts.Registerer, trunkNames, s.udpDrops)
 	if err != nil {
 		return nil, fmt.Errorf("sip: metrics: %w", err)
 	}
@@ -282,6 +282,10 @@ func (s *Server) Start(ctx context.Context) error {
 			pc, err := lc.ListenPacket(ctx, "udp", addr)
 			if err != nil {
 				return fmt.Errorf("sip: listen udp %s: %w", addr, err)
+			}
+			if got, err := sizeUDPReceiveBuffer(pc, udpReceiveBuffer); err != nil || got < udpReceiveBuffer {
+				s.log.Warn("sip: the UDP socket's receive queue is smaller than asked: a pause in reading drops SIP messages sooner; raise net.core.rmem_max (sysctl) or give the process CAP_NET_ADMIN",
+					"address", addr, "asked_bytes", udpReceiveBuffer, "granted_bytes", got, "err", err)
 			}
 			s.mu.Lock()
 			s.listeners = append(s.listeners, pc)
