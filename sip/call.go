@@ -735,7 +735,7 @@ func (s *Server) admitInvite(req *sip.Request, tx sip.ServerTransaction, trunk T
 		return nil, nil
 	}
 
-	if !tx.OnCancel(func(*sip.Request) {
+	if !l.onCancel(tx, func() {
 		// sipgo answered the CANCEL with 200 and the INVITE with 487 (RFC 3261 §9.2).
 		s.m.responses.WithLabelValues("487").Inc()
 		c.mu.Lock()

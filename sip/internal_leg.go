@@ -497,7 +497,7 @@ func (s *Server) handleInternalInvite(req *sip.Request, tx sip.ServerTransaction
 		l.end(causeLocalHangup)
 		return
 	}
-	if !tx.OnCancel(func(*sip.Request) {
+	if !l.onCancel(tx, func() {
 		// sipgo answered the CANCEL with 200 and the INVITE with 487 (RFC 3261 §9.2): the
 		// call's node withdrew the offer (ring timeout, the caller hung up, overflow).
 		s.m.responses.WithLabelValues("487").Inc()

@@ -66,6 +66,9 @@ type leg struct {
 	// ownCall, set before the leg is visible, marks an agent's phone's leg placing its own
 	// call (a UAS leg, phonecall.go): the agent's leg of the call, its caller's.
 	ownCall bool
+	// cancelHook is what sipgo's INVITE server transaction holds of the leg (onCancel); end
+	// empties it.
+	cancelHook atomic.Pointer[cancelHook]
 
 	mu           sync.Mutex
 	localTag     string
@@ -169,6 +172,7 @@ func (l *leg) end(cause error) {
 		if st != nil {
 			st.Stop()
 		}
+		l.releaseCancel()
 		l.s.removeDialog(l)
 		if ep != nil {
 			_ = ep.Close()
@@ -177,6 +181,39 @@ func (l *leg) end(cause error) {
 			l.call.legEnded(l, cause)
 		}
 	})
+}
+
+// cancelHook holds a leg's CANCEL callback for as long as the leg lives (onCancel).
+type cancelHook struct{ fn atomic.Pointer[func()] }
+
+// onCancel registers fn to run when the INVITE that tx answers is CANCELled (sipgo answers
+// the CANCEL with 200 and the INVITE with 487 itself), as tx.OnCancel does, and reports false
+// when the INVITE was CANCELled already. The transaction keeps only a hook that the leg's end
+// empties: sipgo keeps a server transaction, with its callbacks, until its timers end — up
+// to 64×T1 (32 s) after the final response for a 2xx (RFC 6026's Accepted state) — and a
+// callback holding the leg kept every call of the last 32 s in memory, with its media
+// endpoint, poll loop and recording buffers: 800 MB of live heap at 300 calls a second,
+// whose collections on the one-core gateway stalled every call and ticket (session 14).
+// A CANCEL after the leg ended has nothing left to cancel.
+func (l *leg) onCancel(tx sip.ServerTransaction, fn func()) bool {
+	h := &cancelHook{}
+	h.fn.Store(&fn)
+	l.cancelHook.Store(h)
+	if l.isEnded() { // ended meanwhile: end may have looked before the Store
+		h.fn.Store(nil)
+	}
+	return tx.OnCancel(func(*sip.Request) {
+		if f := h.fn.Load(); f != nil {
+			(*f)()
+		}
+	})
+}
+
+// releaseCancel empties the hook onCancel left with the INVITE's transaction (end).
+func (l *leg) releaseCancel() {
+	if h := l.cancelHook.Swap(nil); h != nil {
+		h.fn.Store(nil)
+	}
 }
 
 func (l *leg) isEnded() bool {

@@ -407,12 +407,15 @@ func (l *leg) ackSuccess(inv *sip.Request, res *sip.Response, tx sip.ClientTrans
 	}
 	// Registered before the first ACK goes out: a retransmission crossing that ACK must find
 	// it (registered after, one that came at once was dropped unanswered on a loaded machine).
-	tmpl := ack.Clone()
+	// The callback holds the ACK and the client, not the leg: sipgo keeps the transaction and
+	// its callbacks up to 64×T1 after the 2xx (Timer M), and the leg would keep the whole
+	// call in memory as long (leg.onCancel).
+	tmpl, client := ack.Clone(), l.s.client
 	tx.OnRetransmission(func(r *sip.Response) {
 		if r.IsSuccess() {
 			a := tmpl.Clone()
 			a.RemoveHeader("Via")
-			_ = l.s.client.WriteRequest(a)
+			_ = client.WriteRequest(a)
 		}
 	})
 	return l.s.client.WriteRequest(ack)

@@ -184,7 +184,7 @@ func (s *Server) handlePhoneCall(req *sip.Request, tx sip.ServerTransaction, acc
 			}
 			answer = ans
 			b.applyMedia(m)
-			if !tx.OnCancel(func(*sip.Request) {
+			if !b.onCancel(tx, func() {
 				s.m.responses.WithLabelValues("487").Inc()
 				b.end(causeCancelled) // the phone gave up: the dial is cancelled
 				c.Hangup()

@@ -262,7 +262,7 @@ func (s *Server) handlePhoneConsult(req *sip.Request, tx sip.ServerTransaction) 
 	c.mu.Unlock()
 	s.addDialog(b)
 	c.journalLegs()
-	if !tx.OnCancel(func(*sip.Request) {
+	if !b.onCancel(tx, func() {
 		s.m.responses.WithLabelValues("487").Inc()
 		b.end(causeCancelled) // the phone gave up ringing: the consult is given up
 	}) {

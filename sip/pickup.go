@@ -185,7 +185,7 @@ func (s *Server) pickUp(req *sip.Request, tx sip.ServerTransaction, acct AgentAc
 		return
 	}
 	b.applyMedia(m)
-	if !tx.OnCancel(func(*sip.Request) {
+	if !b.onCancel(tx, func() {
 		s.m.responses.WithLabelValues("487").Inc()
 		b.end(causeCancelled) // the phone gave up: the ACD sees its leg end
 	}) {
