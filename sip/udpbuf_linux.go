@@ -3,6 +3,7 @@
 package sip
 
 import (
+	"errors"
 	"net"
 	"syscall"
 	"unsafe"
@@ -22,17 +23,9 @@ const (
 // (capped at net.core.rmem_max). It returns what the kernel granted, in the units asked
 // (SO_RCVBUF reads back twice the grant: the kernel's bookkeeping share).
 func sizeUDPReceiveBuffer(pc net.PacketConn, want int) (int, error) {
-	sc, ok := pc.(syscall.Conn)
-	if !ok {
-		return 0, nil
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
 	var got int
 	var serr error
-	err = raw.Control(func(fd uintptr) {
+	err := control(pc, func(fd uintptr) {
 		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, want) != nil {
 			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, want); serr != nil {
 				return
@@ -50,17 +43,9 @@ func sizeUDPReceiveBuffer(pc net.PacketConn, want int) (int, error) {
 // because its receive queue was full (SO_MEMINFO's SK_MEMINFO_DROPS); ok is false where the
 // socket does not say.
 func udpDrops(pc net.PacketConn) (drops uint64, ok bool) {
-	sc, isRaw := pc.(syscall.Conn)
-	if !isRaw {
-		return 0, false
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return 0, false
-	}
 	var info [skMeminfoVars]uint32
 	var serr error
-	err = raw.Control(func(fd uintptr) {
+	err := control(pc, func(fd uintptr) {
 		size := uint32(unsafe.Sizeof(info))
 		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
 			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&size)), 0)
@@ -72,4 +57,18 @@ func udpDrops(pc net.PacketConn) (drops uint64, ok bool) {
 		return 0, false
 	}
 	return uint64(info[skMeminfoDrops]), true
+}
+
+// control runs f with the socket's descriptor (syscall.RawConn.Control); a connection without
+// one is an error.
+func control(pc net.PacketConn, f func(fd uintptr)) error {
+	sc, ok := pc.(syscall.Conn)
+	if !ok {
+		return errors.New("sip: not a socket")
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return raw.Control(f)
 }
