@@ -50,6 +50,7 @@ func (m *Metrics) OnForeignSource(f func(src netip.AddrPort)) {
 //	switchboard_rtp_packets_lost_total                   counter (added when an endpoint closes)
 //	switchboard_rtp_jitter_seconds                       histogram (observed when an endpoint closes)
 //	switchboard_rtp_packets_rejected_total{reason}       counter (foreign_source, probation, malformed, payload_type)
+//	switchboard_media_receive_rearms_total               counter (the process's; see recvring_linux.go)
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	packets := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_rtp_packets_total",
@@ -68,8 +69,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Name: "switchboard_rtp_packets_rejected_total",
 		Help: "Received RTP packets dropped: foreign source after latching, stranger on probation before latching, malformed, unknown payload type.",
 	}, []string{"reason"})
+	rearms := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "switchboard_media_receive_rearms_total",
+		Help: "Multishot io_uring receives armed again after they ended on their own: a media poll loop that ran out of receive buffers (it fell behind), or a socket error.",
+	}, func() float64 { return float64(receiveRearms.Load()) })
 	if reg != nil {
-		for _, c := range []prometheus.Collector{packets, lost, jitter, rejected} {
+		for _, c := range []prometheus.Collector{packets, lost, jitter, rejected, rearms} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("media: register metrics: %w", err)
 			}

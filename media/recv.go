@@ -2,10 +2,21 @@ package media
 
 import (
 	"net/netip"
+	"sync/atomic"
 	"time"
 )
+
+// receiveRearms counts the multishot receives armed again after they ended without an unwatch
+// (recvring_linux.go): a loop that ran out of receive buffers, or a socket error.
+// switchboard_media_receive_rearms_total.
+var receiveRearms atomic.Uint64
 
 // handler handles one datagram received on a watched socket, on the socket's reader. tx is the
 // reader's send batch: what the handler forwards joins it and goes out when the reader flushes
 // it, after the datagrams of the same read (nil: sent at once; see txBatch).
 type handler func(b []byte, src netip.AddrPort, at time.Time, tx *txBatch)
+
+// ReceiveEnv names the environment variable that, set to "epoll", makes the media plane receive
+// with epoll and recvmmsg(2) even where the kernel has the multishot receive ring (Linux): the
+// way back should the ring misbehave on some kernel, and how the tests cover both paths.
+const ReceiveEnv = "SWITCHBOARD_MEDIA_RECEIVE"

@@ -131,6 +131,7 @@ type watch struct {
 	handle handler
 	state  atomic.Uint32
 	done   chan struct{}
+	armed  bool // a ring loop's: the socket's multishot receive is armed (loop goroutine only)
 }
 
 // receiver is an allocator's poll loops and the table the loops find a ready socket's watch in.
@@ -145,12 +146,16 @@ type receiver struct {
 	// noRing, set before the first watch (tests), makes the loops send with sendmmsg(2) as
 	// where the kernel refuses io_uring.
 	noRing bool
+	// epoll, set before the first watch (tests), makes the loops receive with epoll and
+	// recvmmsg(2) as where the kernel has no multishot receive ring (recvring_linux.go).
+	epoll bool
 }
 
 // newReceiver returns a receiver for sockets of slots [0, slots).
 func newReceiver(slots int) *receiver {
 	n := min(max(min(runtime.GOMAXPROCS(0), usableCPUs()), 1), maxPollLoops)
-	return &receiver{slots: make([]atomic.Pointer[watch], slots), loops: make([]*pollLoop, n)}
+	return &receiver{slots: make([]atomic.Pointer[watch], slots), loops: make([]*pollLoop, n),
+		epoll: os.Getenv(ReceiveEnv) == "epoll"}
 }
 
 // usableCPUs is how many CPUs the process may run on (its affinity mask), which is fewer than
@@ -171,9 +176,10 @@ func (r *receiver) maxReaders(int) int { return len(r.loops) }
 // stopped with its last, so an idle allocator holds no goroutine.
 type pollLoop struct {
 	rx     *receiver
-	epfd   *os.File // in the runtime's netpoller
-	fd     int      // epfd's descriptor, valid until the loop stops
-	n      int      // sockets watched (receiver.mu)
+	ring   *ringLoop // a ring loop's (recvring_linux.go); nil: an epoll loop
+	epfd   *os.File  // in the runtime's netpoller
+	fd     int       // epfd's descriptor, valid until the loop stops
+	n      int       // sockets watched (receiver.mu)
 	exited chan struct{}
 	events [pollEvents]unix.EpollEvent // loop goroutine only
 	batch  *rxBatch                    // loop goroutine only
@@ -214,6 +220,12 @@ func (r *receiver) watch(slot int, sock *Socket, handle handler) (*watch, error)
 	}
 	w := &watch{fd: fd, slot: slot, loop: l, handle: handle, done: make(chan struct{})}
 	r.slots[slot].Store(w)
+	if l.ring != nil {
+		l.n++
+		l.request(ringReq{w: w})
+		r.mu.Unlock()
+		return w, nil
+	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(slot)}
 	if err := unix.EpollCtl(l.fd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		r.slots[slot].CompareAndSwap(w, nil)
@@ -230,6 +242,10 @@ func (r *receiver) watch(slot int, sock *Socket, handle handler) (*watch, error)
 // unwatch stops the handling of w's socket: when it returns, its handler is not running and
 // will not be called again, and the socket may be closed. Idempotent.
 func (r *receiver) unwatch(w *watch) {
+	if w.loop.ring != nil {
+		r.unwatchRing(w)
+		return
+	}
 	for {
 		switch w.state.Load() {
 		case watchIdle:
@@ -255,8 +271,21 @@ func (r *receiver) unwatch(w *watch) {
 	stop()
 }
 
-// startLoop creates an epoll instance and its goroutine (r.mu held).
+// startLoop starts a loop (r.mu held): a ring loop where the kernel has what it needs, else an
+// epoll loop.
 func (r *receiver) startLoop() (*pollLoop, error) {
+	if !r.epoll && ringUnavailable() == nil {
+		l, err := r.startRingLoop()
+		if err == nil {
+			return l, nil
+		}
+		setRingUnavailable(err)
+	}
+	return r.startEpollLoop()
+}
+
+// startEpollLoop creates an epoll instance and its goroutine (r.mu held).
+func (r *receiver) startEpollLoop() (*pollLoop, error) {
 	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("media: epoll_create1: %w", err)
@@ -291,6 +320,12 @@ func (r *receiver) detachIfIdle(l *pollLoop) (stop func()) {
 	for i := range r.loops {
 		if r.loops[i] == l {
 			r.loops[i] = nil
+		}
+	}
+	if l.ring != nil {
+		return func() {
+			l.request(ringReq{}) // stop
+			<-l.exited
 		}
 	}
 	return func() {

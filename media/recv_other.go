@@ -93,3 +93,8 @@ type txBatch struct{}
 func (*txBatch) claim(*sender)                      {}
 func (*txBatch) next() []byte                       { return nil }
 func (*txBatch) add(int, netip.AddrPort, time.Time) {}
+
+// ReceivePath reports how this process receives media: a goroutine per socket here.
+func ReceivePath() (string, error) {
+	return "goroutines", errors.New("media: no epoll or io_uring on this system")
+}

@@ -42,6 +42,7 @@ const (
 	opSend         = 26
 	sqeFixedFile   = 1 << 0 // IOSQE_FIXED_FILE
 	enterGetEvents = 1 << 0
+	setupCQSize    = 1 << 3 // IORING_SETUP_CQSIZE
 	registerFiles  = 2
 	sqeSize        = 64
 	cqeSize        = 16
@@ -59,12 +60,27 @@ type params struct {
 // io_uring (not built in, kernel.io_uring_disabled, a container's seccomp profile): callers
 // then send another way (sendmmsg(2), write(2)).
 func New(entries uint32) (*Ring, error) {
-	var p params
-	fd, _, e := unix.Syscall(unix.SYS_IO_URING_SETUP, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
-	if e != 0 {
-		return nil, fmt.Errorf("uring: io_uring_setup: %w", e)
+	r, _, err := setup(entries, 0, 0)
+	return r, err
+}
+
+// setup is io_uring_setup(2) with the given flags (and a completion queue of cqEntries when
+// not 0) and the rings' mappings; it returns the ring and its parameters.
+func setup(entries, flags, cqEntries uint32) (*Ring, *params, error) {
+	p := &params{flags: flags, cqEntries: cqEntries}
+	if cqEntries > 0 {
+		p.flags |= setupCQSize
 	}
-	r := &Ring{fd: int(fd), entries: p.sqEntries}
+	fd, _, e := unix.Syscall(unix.SYS_IO_URING_SETUP, uintptr(entries), uintptr(unsafe.Pointer(p)), 0)
+	if e != 0 {
+		return nil, nil, fmt.Errorf("uring: io_uring_setup: %w", e)
+	}
+	r, err := mapRing(int(fd), p, entries)
+	return r, p, err
+}
+
+func mapRing(fd int, p *params, entries uint32) (*Ring, error) {
+	r := &Ring{fd: fd, entries: p.sqEntries}
 	if p.sqEntries < entries {
 		r.Close()
 		return nil, fmt.Errorf("uring: io_uring_setup: %d entries, want %d", p.sqEntries, entries)

@@ -1,0 +1,388 @@
+//go:build linux
+
+package media
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/switchboard-voice/switchboard/internal/uring"
+)
+
+// Receiving through a multishot io_uring (uring.RecvRing), where the kernel has it (Linux 6.1
+// and later): the default poll loop.
+//
+// Each watched socket gets one multishot IORING_OP_RECVMSG, armed once; a datagram that
+// arrives is received by the kernel into one of the loop's buffers the next time the loop
+// enters its ring, and comes back as a completion naming its socket. A round is one
+// io_uring_enter(2) for every socket's datagrams at once, where the epoll loop made one
+// epoll_wait(2) and one recvmmsg(2) per ready socket — at 1,000 calls about 100 a round, a
+// datagram each (BENCHMARKS.md, session 15). The handlers, the latching and source rules, the
+// send batch (one io_uring_enter(2) for the round's forwarded packets) are the same as the
+// epoll loop's.
+//
+// Ownership: the loop's goroutine is locked to its OS thread for its whole life (the ring is
+// single-issuer: only the thread that created it may enter it) and owns the ring, its buffers,
+// the watches' armed flags and the re-arm list. Other goroutines reach it only through its
+// request queue (reqMu) and its eventfd: watch queues an arm, unwatch a cancellation — and
+// waits for the loop to see the receive's last completion —, the receiver's stop a stop.
+// Nothing is called with reqMu held.
+//
+// Pace: a round that carried coalesceMin packets or more is followed by a sleep until a window
+// after it began (time.Sleep: the loop's P is free for SIP, timers and the recordings' clock
+// meanwhile, and with the ring's signal off no datagram wakes anything); a quieter round parks
+// the loop on the eventfd in the runtime's netpoller with the signal on, so a datagram wakes
+// it at once, as the epoll loop does.
+
+// ringBufs is a ring loop's receive buffers (a power of two): 1,544 bytes each (a datagram of
+// maxPacket, its source address and the kernel's header), 1.5 MiB a loop. A quarter of them is
+// an Enter's batch of sockets (uring.RecvRing.Batch): 256, more than a round's ready sockets at
+// 1,500 calls. Tests make it small.
+var ringBufs uint16 = 1024
+
+const (
+	ringEntries = 256  // submissions a round can queue (arms, cancellations) before entering
+	ringCQ      = 4096 // completions the kernel can post before the loop reaps them
+	reapBatch   = 256  // completions taken from the ring at a time
+	maxEnters   = 16   // Enters a round makes at most (a backlog of 16 batches of sockets)
+
+	// user data of the ring's submissions: a receive carries its socket's slot
+	tagRecv   = 1 << 62
+	tagCancel = 2 << 62
+)
+
+// ringReq is a request to a ring loop from another goroutine.
+type ringReq struct {
+	w      *watch
+	cancel bool // else arm w (w nil with cancel false: stop the loop)
+}
+
+// ringLoop is the ring's half of a pollLoop.
+type ringLoop struct {
+	rr    *uring.RecvRing // loop goroutine only
+	evfd  int
+	ev    *os.File // evfd in the runtime's netpoller; closed by the loop when it stops
+	reqMu sync.Mutex
+	reqs  []ringReq // reqMu
+	work  []ringReq // the loop's copy of the requests being handled; loop goroutine only
+	rearm []*watch  // receives that ended without a cancellation; loop goroutine only
+	cqes  [reapBatch]uring.Completion
+}
+
+// startRingLoop starts a loop receiving through a multishot ring, or says why it cannot (the
+// receiver then starts an epoll loop). The ring is set up on the loop's own thread.
+func (r *receiver) startRingLoop() (*pollLoop, error) {
+	l := &pollLoop{rx: r, exited: make(chan struct{}), tx: newTxBatch(), ring: &ringLoop{}}
+	if !r.noRing {
+		if ring, err := uring.New(txCap); err == nil {
+			l.tx.ring = ring
+		}
+	}
+	ready := make(chan error, 1)
+	go l.runRing(ready)
+	if err := <-ready; err != nil {
+		<-l.exited
+		return nil, err
+	}
+	return l, nil
+}
+
+// runRing is a ring loop's goroutine.
+func (l *pollLoop) runRing(ready chan<- error) {
+	// Never unlocked: the thread ends with the goroutine, and the ring with it.
+	runtime.LockOSThread()
+	defer close(l.exited)
+	defer func() {
+		if l.tx.ring != nil {
+			l.tx.ring.Close()
+		}
+	}()
+	rl := l.ring
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		ready <- fmt.Errorf("media: eventfd: %w", err)
+		return
+	}
+	rl.evfd = efd
+	if rl.rr, err = uring.NewRecv(ringEntries, ringCQ, ringBufs, maxPacket, efd); err != nil {
+		unix.Close(efd)
+		ready <- err
+		return
+	}
+	defer rl.rr.Close()
+	rl.ev = os.NewFile(uintptr(efd), "media-ring-eventfd")
+	defer rl.ev.Close()
+	rc, err := rl.ev.SyscallConn()
+	if err != nil {
+		ready <- fmt.Errorf("media: eventfd: %w", err)
+		return
+	}
+	ready <- nil
+	rl.rr.SetNotify(false)
+	for {
+		round := time.Now()
+		pkts, stop := l.ringRound()
+		if stop {
+			return
+		}
+		if pkts >= coalesceMin {
+			if rest := coalesceWindow - time.Since(round); rest > 0 {
+				time.Sleep(rest)
+			}
+			continue
+		}
+		// Park: the signal on first, then one more round for what came before it was.
+		rl.rr.SetNotify(true)
+		if pkts, stop = l.ringRound(); stop {
+			return
+		}
+		if pkts == 0 {
+			parked := time.Now()
+			if err := rc.Read(rl.drainEventfd); err != nil {
+				return // the eventfd closed under the loop: nothing does that
+			}
+			if rest := coalesceWindow - time.Since(parked); rest > 0 {
+				time.Sleep(rest)
+			}
+		}
+		rl.rr.SetNotify(false)
+	}
+}
+
+// drainEventfd clears the loop's eventfd; false (park) when nothing had signalled it.
+func (rl *ringLoop) drainEventfd(fd uintptr) bool {
+	var b [8]byte
+	_, err := unix.Read(int(fd), b[:])
+	return err != unix.EAGAIN
+}
+
+// request queues q for the loop and wakes it.
+func (l *pollLoop) request(q ringReq) {
+	rl := l.ring
+	rl.reqMu.Lock()
+	rl.reqs = append(rl.reqs, q)
+	rl.reqMu.Unlock()
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	for {
+		if _, err := unix.Write(rl.evfd, one[:]); err != unix.EINTR {
+			return
+		}
+	}
+}
+
+// ringRound handles the requests, enters the ring once (more only while its submission queue
+// is full), hands every datagram received to its socket's handler and sends what they
+// forwarded. It returns the datagrams handled, and stop when the loop is to end.
+func (l *pollLoop) ringRound() (pkts int, stop bool) {
+	rl := l.ring
+	rl.reqMu.Lock()
+	rl.work, rl.reqs = rl.reqs, rl.work[:0]
+	rl.reqMu.Unlock()
+	for i := range rl.work {
+		q := &rl.work[i]
+		switch {
+		case q.w == nil:
+			stop = true
+		case q.cancel:
+			if q.w.armed {
+				if rl.rr.Room() == 0 {
+					_ = rl.rr.Enter()
+				}
+				rl.rr.PrepCancel(tagRecv|uint64(q.w.slot), tagCancel)
+			} else {
+				q.w.finish() // never armed, or its receive ended already
+			}
+		default:
+			l.arm(q.w)
+		}
+		rl.work[i] = ringReq{}
+	}
+	if stop {
+		return 0, true
+	}
+	if len(rl.rearm) > 0 {
+		for i, w := range rl.rearm {
+			l.arm(w)
+			rl.rearm[i] = nil
+		}
+		rl.rearm = rl.rearm[:0]
+	}
+	// An error here is the ring's own (not a socket's), which nothing causes but a kernel
+	// bug: the next round tries again, and calls whose sockets stop being read end on their
+	// media timeout.
+	// An Enter runs at most a batch of sockets' receives (uring.RecvRing.Batch), so that a
+	// backlog never takes every buffer at once; one that produced a batch is followed by
+	// another, after the buffers its datagrams used went back.
+	for range maxEnters {
+		_ = rl.rr.Enter()
+		got := 0
+		for {
+			n := rl.rr.Reap(rl.cqes[:])
+			if n == 0 {
+				break
+			}
+			got += n
+			at := time.Now()
+			for i := range n {
+				pkts += l.complete(&rl.cqes[i], at)
+			}
+			if n < len(rl.cqes) {
+				break
+			}
+		}
+		if got < rl.rr.Batch() {
+			break
+		}
+	}
+	l.tx.flush()
+	return pkts, false
+}
+
+// arm starts w's multishot receive, unless w is being unwatched.
+func (l *pollLoop) arm(w *watch) {
+	if w.armed || w.state.Load() != watchIdle {
+		return
+	}
+	if l.ring.rr.Room() == 0 {
+		_ = l.ring.rr.Enter()
+	}
+	l.ring.rr.PrepRecv(w.fd, tagRecv|uint64(w.slot))
+	w.armed = true
+}
+
+// complete handles one completion and returns the datagrams it handed to a handler (0 or 1).
+func (l *pollLoop) complete(c *uring.Completion, at time.Time) int {
+	if c.UserData&tagRecv == 0 {
+		return 0 // a cancellation's own
+	}
+	rr := l.ring.rr
+	id, hasBuf := c.Buffer()
+	slot := int(c.UserData &^ tagRecv)
+	var w *watch
+	if slot >= 0 && slot < len(l.rx.slots) {
+		w = l.rx.slots[slot].Load()
+	}
+	if w != nil && w.loop != l {
+		w = nil
+	}
+	n := 0
+	if hasBuf {
+		if c.Res >= 0 && w != nil && w.state.Load() == watchIdle {
+			b, src, _ := rr.Datagram(id, c.Res)
+			w.handle(b, src, at, l.tx)
+			n = 1
+		}
+		rr.Recycle(id)
+	}
+	if !c.More() && w != nil {
+		// The receive ended: cancelled (unwatch), out of buffers, or a socket error.
+		w.armed = false
+		if w.state.Load() == watchIdle {
+			receiveRearms.Add(1)
+			l.ring.rearm = append(l.ring.rearm, w)
+		} else {
+			w.finish()
+		}
+	}
+	return n
+}
+
+// finish ends an unwatch of a ring loop's watch: its receive is no longer armed and its handler
+// will not be called again.
+func (w *watch) finish() {
+	if w.state.CompareAndSwap(watchClosing, watchClosed) {
+		close(w.done)
+	}
+}
+
+// unwatchRing is unwatch for a ring loop's watch: the loop cancels its receive and finishes it
+// once the receive's last completion came.
+func (r *receiver) unwatchRing(w *watch) {
+	if !w.state.CompareAndSwap(watchIdle, watchClosing) {
+		return // unwatched already
+	}
+	w.loop.request(ringReq{w: w, cancel: true})
+	<-w.done
+	r.mu.Lock()
+	r.slots[w.slot].CompareAndSwap(w, nil)
+	w.loop.n--
+	stop := r.detachIfIdle(w.loop)
+	r.mu.Unlock()
+	stop()
+}
+
+// ringUnavailable is why loops receive with epoll here (nil: not tried yet, or the ring works).
+var ringErr struct {
+	sync.Mutex
+	err error
+}
+
+func ringUnavailable() error {
+	ringErr.Lock()
+	defer ringErr.Unlock()
+	return ringErr.err
+}
+
+func setRingUnavailable(err error) {
+	ringErr.Lock()
+	defer ringErr.Unlock()
+	if ringErr.err == nil {
+		ringErr.err = err
+	}
+}
+
+// ringLoops is how many of the receiver's loops receive through a ring.
+func (r *receiver) ringLoops() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, l := range r.loops {
+		if l != nil && l.ring != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// ReceivePath reports how the poll loops of this process receive: "io_uring" (a multishot
+// receive ring per loop) or "epoll" (epoll and recvmmsg(2)), and why not the ring when the
+// kernel refused it. The first call probes the kernel (a ring set up and closed on a thread of
+// its own) unless a loop already did.
+func ReceivePath() (string, error) {
+	if os.Getenv(ReceiveEnv) == "epoll" {
+		return "epoll", fmt.Errorf("%s=epoll", ReceiveEnv)
+	}
+	probeOnce.Do(func() {
+		done := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+			if err != nil {
+				done <- fmt.Errorf("media: eventfd: %w", err)
+				return
+			}
+			defer unix.Close(efd)
+			rr, err := uring.NewRecv(8, 16, 2, maxPacket, efd)
+			if err == nil {
+				rr.Close()
+			}
+			done <- err
+		}()
+		if err := <-done; err != nil {
+			setRingUnavailable(err)
+		}
+	})
+	if err := ringUnavailable(); err != nil {
+		return "epoll", err
+	}
+	return "io_uring", nil
+}
+
+var probeOnce sync.Once
