@@ -34,11 +34,13 @@ import (
 // waits for the loop to see the receive's last completion —, the receiver's stop a stop.
 // Nothing is called with reqMu held.
 //
-// Pace: a round that carried coalesceMin packets or more is followed by a sleep until a window
-// after it began (time.Sleep: the loop's P is free for SIP, timers and the recordings' clock
-// meanwhile, and with the ring's signal off no datagram wakes anything); a quieter round parks
-// the loop on the eventfd in the runtime's netpoller with the signal on, so a datagram wakes
-// it at once, as the epoll loop does.
+// Pace, as the epoll loop's (coalesceWindow): a round that carried coalesceMin packets or more
+// is followed by a yield to the goroutines waiting for the processor and a raw sleep until a
+// window after it began, with the ring's signal off (no datagram wakes anything meanwhile); a
+// quieter round parks the loop on the eventfd in the runtime's netpoller with the signal on,
+// so a datagram wakes it at once. (Sleeping with time.Sleep instead, which frees the P for the
+// window but hands the locked thread's P over twice a round, read 77 % of the core at 1,000
+// calls against 72 % for this, ten runs and nine, alternated: BENCHMARKS.md, session 15.)
 
 // ringBufs is a ring loop's receive buffers (a power of two): 1,544 bytes each (a datagram of
 // maxPacket, its source address and the kernel's header), 1.5 MiB a loop. A quarter of them is
@@ -132,8 +134,9 @@ func (l *pollLoop) runRing(ready chan<- error) {
 			return
 		}
 		if pkts >= coalesceMin {
+			runtime.Gosched()
 			if rest := coalesceWindow - time.Since(round); rest > 0 {
-				time.Sleep(rest)
+				rawSleep(rest)
 			}
 			continue
 		}
@@ -148,7 +151,7 @@ func (l *pollLoop) runRing(ready chan<- error) {
 				return // the eventfd closed under the loop: nothing does that
 			}
 			if rest := coalesceWindow - time.Since(parked); rest > 0 {
-				time.Sleep(rest)
+				rawSleep(rest)
 			}
 		}
 		rl.rr.SetNotify(false)
