@@ -43,16 +43,16 @@ import (
 // calls against 72 % for this, ten runs and nine, alternated: BENCHMARKS.md, session 15.)
 
 // ringBufs is a ring loop's receive buffers (a power of two): 1,544 bytes each (a datagram of
-// maxPacket, its source address and the kernel's header), 1.5 MiB a loop. A quarter of them is
-// an Enter's batch of sockets (uring.RecvRing.Batch): 256, more than a round's ready sockets at
-// 1,500 calls. Tests make it small.
+// maxPacket, its source address and the kernel's header), 1.5 MiB a loop. An eighth of them is
+// an Enter's batch of sockets (uring.RecvRing.Batch): 128, about a round's ready sockets at
+// 1,000 calls. Tests make it small.
 var ringBufs uint16 = 1024
 
 const (
 	ringEntries = 256  // submissions a round can queue (arms, cancellations) before entering
 	ringCQ      = 4096 // completions the kernel can post before the loop reaps them
 	reapBatch   = 256  // completions taken from the ring at a time
-	maxEnters   = 16   // Enters a round makes at most (a backlog of 16 batches of sockets)
+	maxEnters   = 32   // Enters a round makes at most (a backlog of 32 batches of sockets)
 
 	// user data of the ring's submissions: a receive carries its socket's slot
 	tagRecv   = 1 << 62
@@ -73,7 +73,7 @@ type ringLoop struct {
 	reqMu sync.Mutex
 	reqs  []ringReq // reqMu
 	work  []ringReq // the loop's copy of the requests being handled; loop goroutine only
-	rearm []*watch  // receives that ended without a cancellation; loop goroutine only
+	toArm []*watch  // receives to arm: new watches, and those that ended without a cancellation; loop goroutine only
 	cqes  [reapBatch]uring.Completion
 }
 
@@ -203,27 +203,28 @@ func (l *pollLoop) ringRound() (pkts int, stop bool) {
 				q.w.finish() // never armed, or its receive ended already
 			}
 		default:
-			l.arm(q.w)
+			rl.toArm = append(rl.toArm, q.w)
 		}
 		rl.work[i] = ringReq{}
 	}
 	if stop {
 		return 0, true
 	}
-	if len(rl.rearm) > 0 {
-		for i, w := range rl.rearm {
-			l.arm(w)
-			rl.rearm[i] = nil
-		}
-		rl.rearm = rl.rearm[:0]
-	}
-	// An error here is the ring's own (not a socket's), which nothing causes but a kernel
+	// An Enter runs at most a batch of sockets' receives (uring.RecvRing.Batch) and arms at
+	// most a batch (an armed receive takes what its socket holds at once), so that a backlog
+	// never takes every buffer at once; an Enter that produced a batch, or left receives to
+	// arm, is followed by another, after the buffers its datagrams used went back. Without
+	// the bound on arming, 12.9 million receives ended out of buffers in one make bench
+	// (BENCHMARKS.md, session 15): every round armed again more receives than it had buffers.
+	// An Enter's error is the ring's own (not a socket's), which nothing causes but a kernel
 	// bug: the next round tries again, and calls whose sockets stop being read end on their
 	// media timeout.
-	// An Enter runs at most a batch of sockets' receives (uring.RecvRing.Batch), so that a
-	// backlog never takes every buffer at once; one that produced a batch is followed by
-	// another, after the buffers its datagrams used went back.
+	next := 0 // rl.toArm[next:] wait to be armed; complete appends to it
 	for range maxEnters {
+		for end := min(len(rl.toArm), next+rl.rr.Batch()); next < end; next++ {
+			l.arm(rl.toArm[next])
+			rl.toArm[next] = nil
+		}
 		_ = rl.rr.Enter()
 		got := 0
 		for {
@@ -240,10 +241,13 @@ func (l *pollLoop) ringRound() (pkts int, stop bool) {
 				break
 			}
 		}
-		if got < rl.rr.Batch() {
+		if got < rl.rr.Batch() && next == len(rl.toArm) {
 			break
 		}
 	}
+	n := copy(rl.toArm, rl.toArm[next:]) // what maxEnters left, for the next round
+	clear(rl.toArm[n:])
+	rl.toArm = rl.toArm[:n]
 	l.tx.flush()
 	return pkts, false
 }
@@ -289,7 +293,7 @@ func (l *pollLoop) complete(c *uring.Completion, at time.Time) int {
 		w.armed = false
 		if w.state.Load() == watchIdle {
 			receiveRearms.Add(1)
-			l.ring.rearm = append(l.ring.rearm, w)
+			l.ring.toArm = append(l.ring.toArm, w)
 		} else {
 			w.finish()
 		}

@@ -25,14 +25,14 @@ func ringOnly(t *testing.T) {
 }
 
 // Rule: a ring loop that runs out of receive buffers loses nothing. With 8 buffers (a batch of
-// 2 sockets an Enter) and 40 sockets holding 3 datagrams each before they are watched, the
-// receives that found no buffer end (ENOBUFS) and are armed again, and every datagram is
-// handled, each socket's in order.
+// one socket an Enter) and 40 sockets holding 12 datagrams each before they are watched — more
+// than the buffers — the receives that found no buffer end (ENOBUFS) and are armed again, and
+// every datagram is handled, each socket's in order.
 func TestRingLoopOutOfBuffersArmsAgainAndLosesNothing(t *testing.T) {
 	ringOnly(t)
 	defer func(n uint16) { ringBufs = n }(ringBufs)
 	ringBufs = 8
-	const sockets, each = 40, 3
+	const sockets, each = 40, 12
 	alloc := testAllocator(t, sockets)
 	alloc.rx.loops = make([]*pollLoop, 1)
 	p := newPeer(t)

@@ -141,11 +141,12 @@ func NewRecv(entries, cqEntries uint32, nbufs uint16, maxDatagram int, evfd int)
 	// The template of every multishot receive: room for the source address, no control data,
 	// no iovec (the buffer comes from the ring).
 	rr.msg.Namelen = nameRoom
-	// A quarter of the buffers: a batch of sockets with up to four datagrams queued each fits
-	// them, so that a loop that stalled (a collection, a long clock visit) drains its backlog
-	// in several Enters rather than running out of buffers — which ends the receives that
-	// found none (ENOBUFS), each then armed again.
-	rr.batch = min(uint32(nbufs)/4, cqEntries/2)
+	// An eighth of the buffers: with as many receives armed in the same Enter (a caller's
+	// share, see Batch), every socket may have up to four datagrams queued and they still fit
+	// — so that a loop that stalled (a collection, a long clock visit) drains its backlog in
+	// several Enters rather than running out of buffers, which ends the receives that found
+	// none (ENOBUFS), each then to be armed again.
+	rr.batch = max(min(uint32(nbufs)/8, cqEntries/2), 1)
 	rr.arg.ts = uint64(uintptr(unsafe.Pointer(&rr.zero)))
 	return rr, nil
 }
@@ -228,8 +229,10 @@ func (rr *RecvRing) Enter() syscall.Errno {
 	}
 }
 
-// Batch is the most sockets' deferred receives one Enter runs: an Enter that produced this
-// many completions or more may have left some for the next.
+// Batch is the most sockets' deferred receives one Enter runs — an Enter that produced this
+// many completions or more may have left some for the next — and the most receives a caller
+// should arm before one Enter: an armed receive takes what waits on its socket at once, so
+// arming more at a time could run the buffers out.
 func (rr *RecvRing) Batch() int { return int(rr.batch) }
 
 // Reap copies up to len(dst) completions into dst and consumes them.
