@@ -40,7 +40,11 @@ import (
 // quieter round parks the loop on the eventfd in the runtime's netpoller with the signal on,
 // so a datagram wakes it at once. (Sleeping with time.Sleep instead, which frees the P for the
 // window but hands the locked thread's P over twice a round, read 77 % of the core at 1,000
-// calls against 72 % for this, ten runs and nine, alternated: BENCHMARKS.md, session 15.)
+// calls against 72 % for this, ten runs and nine alternated, before the re-arms were bounded:
+// BENCHMARKS.md, session 15.) A loop woken by a request (watch, unwatch) sleeps the rest of
+// the window too: the requests of the calls set up and ended meanwhile then share a round;
+// serving each at once cost more at 500 calls a second (1.76 ms of CPU a call against
+// 1.58, two runs each, alternated).
 
 // ringBufs is a ring loop's receive buffers (a power of two): 1,544 bytes each (a datagram of
 // maxPacket, its source address and the kernel's header), 1.5 MiB a loop. An eighth of them is
