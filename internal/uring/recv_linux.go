@@ -269,16 +269,23 @@ func (rr *RecvRing) Datagram(id uint16, res int32) (b []byte, src netip.AddrPort
 	b = buf[recvmsgOut+nameRoom : end]
 	truncated = flags&unix.MSG_TRUNC != 0
 	if namelen <= nameRoom {
-		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&buf[recvmsgOut]))
-		switch sa.Family {
-		case unix.AF_INET:
-			sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-			src = netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), uint16(sa4.Port>>8|sa4.Port<<8))
-		case unix.AF_INET6:
-			src = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port>>8|sa.Port<<8))
-		}
+		src = AddrPort((*unix.RawSockaddrInet6)(unsafe.Pointer(&buf[recvmsgOut])))
 	}
 	return b, src, truncated
+}
+
+// AddrPort is the address of a received sockaddr_in or sockaddr_in6 (sa has room for either;
+// its family says which), an IPv4-mapped IPv6 address unmapped; the zero AddrPort for another
+// family.
+func AddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
+	switch sa.Family {
+	case unix.AF_INET:
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), uint16(sa4.Port>>8|sa4.Port<<8))
+	case unix.AF_INET6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port>>8|sa.Port<<8))
+	}
+	return netip.AddrPort{}
 }
 
 // Recycle gives buffer id back to the kernel, from the next Enter on.
