@@ -101,7 +101,16 @@ func (b *rxBatch) packet(i int) ([]byte, netip.AddrPort) {
 	if b.msgs[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
 		n = maxPacket
 	}
-	return b.bufs[i][:n], uring.AddrPort(&b.names[i])
+	sa := &b.names[i]
+	var src netip.AddrPort
+	switch sa.Family {
+	case unix.AF_INET:
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		src = netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), uint16(sa4.Port>>8|sa4.Port<<8))
+	case unix.AF_INET6:
+		src = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port>>8|sa.Port<<8))
+	}
+	return b.bufs[i][:n], src
 }
 
 // A watch's states: the loop moves idle → busy → idle around handling its socket; unwatch
@@ -122,8 +131,7 @@ type watch struct {
 	handle handler
 	state  atomic.Uint32
 	done   chan struct{}
-	armed  bool   // a ring loop's: the socket's multishot receive is armed (loop goroutine only)
-	ud     uint64 // a ring loop's: its receive's user data, tagRecv | generation<<32 | slot
+	armed  bool // a ring loop's: the socket's multishot receive is armed (loop goroutine only)
 }
 
 // receiver is an allocator's poll loops and the table the loops find a ready socket's watch in.
@@ -134,7 +142,6 @@ type receiver struct {
 
 	mu    sync.Mutex // watch/unwatch: loops and their counts
 	loops []*pollLoop
-	gen   uint32 // watches made (mu): a ring loop's receives carry it
 
 	// noRing, set before the first watch (tests), makes the loops send with sendmmsg(2) as
 	// where the kernel refuses io_uring.
@@ -148,7 +155,7 @@ type receiver struct {
 func newReceiver(slots int) *receiver {
 	n := min(max(min(runtime.GOMAXPROCS(0), usableCPUs()), 1), maxPollLoops)
 	return &receiver{slots: make([]atomic.Pointer[watch], slots), loops: make([]*pollLoop, n),
-		epoll: os.Getenv(ReceiveEnv) == "epoll"}
+		epoll: os.Getenv(ReceiveEnv) != "io_uring"}
 }
 
 // usableCPUs is how many CPUs the process may run on (its affinity mask), which is fewer than
@@ -212,8 +219,6 @@ func (r *receiver) watch(slot int, sock *Socket, handle handler) (*watch, error)
 		r.loops[li] = l
 	}
 	w := &watch{fd: fd, slot: slot, loop: l, handle: handle, done: make(chan struct{})}
-	r.gen++
-	w.ud = tagRecv | uint64(r.gen&(1<<30-1))<<32 | uint64(slot)
 	r.slots[slot].Store(w)
 	if l.ring != nil {
 		l.n++
@@ -319,7 +324,6 @@ func (r *receiver) detachIfIdle(l *pollLoop) (stop func()) {
 	}
 	if l.ring != nil {
 		return func() {
-			l.ring.stopping.Store(true)
 			l.request(ringReq{}) // stop
 			<-l.exited
 		}

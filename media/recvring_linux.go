@@ -8,7 +8,6 @@ import (
 	"os"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -17,7 +16,9 @@ import (
 )
 
 // Receiving through a multishot io_uring (uring.RecvRing), where the kernel has it (Linux 6.1
-// and later): the default poll loop.
+// and later) and SWITCHBOARD_MEDIA_RECEIVE=io_uring asks for it (ReceiveEnv): not the default
+// yet — its unwatch waits for the loop to see the cancelled receive end, which holds a call's
+// end up to a loop round (CHANGELOG, "Not built yet").
 //
 // Each watched socket gets one multishot IORING_OP_RECVMSG, armed once; a datagram that
 // arrives is received by the kernel into one of the loop's buffers the next time the loop
@@ -31,12 +32,9 @@ import (
 // Ownership: the loop's goroutine is locked to its OS thread for its whole life (the ring is
 // single-issuer: only the thread that created it may enter it) and owns the ring, its buffers,
 // the watches' armed flags and the re-arm list. Other goroutines reach it only through its
-// request queue (reqMu) and its eventfd: watch queues an arm, unwatch a cancellation, the
-// receiver's stop a stop. A watch's state (idle, busy, closing, closed) is shared as in the
-// epoll loop: the loop holds it busy while a handler runs and while its receive's submission
-// (which reads the descriptor) is in flight, and unwatch waits only for that — not for the
-// cancellation, whose completions the loop drops by the watch's generation. Nothing is called
-// with reqMu held.
+// request queue (reqMu) and its eventfd: watch queues an arm, unwatch a cancellation — and
+// waits for the loop to see the receive's last completion —, the receiver's stop a stop.
+// Nothing is called with reqMu held.
 //
 // Pace, as the epoll loop's (coalesceWindow): a round that carried coalesceMin packets or more
 // is followed by a yield to the goroutines waiting for the processor and a raw sleep until a
@@ -62,11 +60,9 @@ const (
 	reapBatch   = 256  // completions taken from the ring at a time
 	maxEnters   = 32   // Enters a round makes at most (a backlog of 32 batches of sockets)
 
-	// user data of the ring's submissions: a receive carries its watch's generation and its
-	// socket's slot (watch.ud)
+	// user data of the ring's submissions: a receive carries its socket's slot
 	tagRecv   = 1 << 62
 	tagCancel = 2 << 62
-	slotMask  = 1<<32 - 1
 )
 
 // ringReq is a request to a ring loop from another goroutine.
@@ -77,16 +73,14 @@ type ringReq struct {
 
 // ringLoop is the ring's half of a pollLoop.
 type ringLoop struct {
-	rr       *uring.RecvRing // loop goroutine only
-	evfd     int
-	ev       *os.File    // evfd in the runtime's netpoller; closed by the loop when it stops
-	stopping atomic.Bool // the receiver is stopping the loop and waits for it: no coalescing sleep
-	reqMu    sync.Mutex
-	reqs     []ringReq // reqMu
-	work     []ringReq // the loop's copy of the requests being handled; loop goroutine only
-	toArm    []*watch  // receives to arm: new watches, and those that ended without a cancellation; loop goroutine only
-	arming   []*watch  // watches busy until the next Enter submits their receives; loop goroutine only
-	cqes     [reapBatch]uring.Completion
+	rr    *uring.RecvRing // loop goroutine only
+	evfd  int
+	ev    *os.File // evfd in the runtime's netpoller; closed by the loop when it stops
+	reqMu sync.Mutex
+	reqs  []ringReq // reqMu
+	work  []ringReq // the loop's copy of the requests being handled; loop goroutine only
+	toArm []*watch  // receives to arm: new watches, and those that ended without a cancellation; loop goroutine only
+	cqes  [reapBatch]uring.Completion
 }
 
 // startRingLoop starts a loop receiving through a multishot ring, or says why it cannot (the
@@ -162,7 +156,7 @@ func (l *pollLoop) runRing(ready chan<- error) {
 			if err := rc.Read(rl.drainEventfd); err != nil {
 				return // the eventfd closed under the loop: nothing does that
 			}
-			if rest := coalesceWindow - time.Since(parked); rest > 0 && !rl.stopping.Load() {
+			if rest := coalesceWindow - time.Since(parked); rest > 0 {
 				rawSleep(rest)
 			}
 		}
@@ -192,9 +186,9 @@ func (l *pollLoop) request(q ringReq) {
 	}
 }
 
-// ringRound handles the requests, enters the ring once (more only while its submission queue
-// is full), hands every datagram received to its socket's handler and sends what they
-// forwarded. It returns the datagrams handled, and stop when the loop is to end.
+// ringRound handles the requests, enters the ring — once, more while a backlog or receives to
+// arm remain (below) —, hands every datagram received to its socket's handler and sends what
+// they forwarded. It returns the datagrams handled, and stop when the loop is to end.
 func (l *pollLoop) ringRound() (pkts int, stop bool) {
 	rl := l.ring
 	rl.reqMu.Lock()
@@ -206,12 +200,13 @@ func (l *pollLoop) ringRound() (pkts int, stop bool) {
 		case q.w == nil:
 			stop = true
 		case q.cancel:
-			if q.w.armed { // else never armed, or its receive ended already
+			if q.w.armed {
 				if rl.rr.Room() == 0 {
-					l.enter()
+					_ = rl.rr.Enter()
 				}
-				rl.rr.PrepCancel(q.w.ud, tagCancel)
-				q.w.armed = false
+				rl.rr.PrepCancel(tagRecv|uint64(q.w.slot), tagCancel)
+			} else {
+				q.w.finish() // never armed, or its receive ended already
 			}
 		default:
 			rl.toArm = append(rl.toArm, q.w)
@@ -236,7 +231,7 @@ func (l *pollLoop) ringRound() (pkts int, stop bool) {
 			l.arm(rl.toArm[next])
 			rl.toArm[next] = nil
 		}
-		l.enter()
+		_ = rl.rr.Enter()
 		got := 0
 		for {
 			n := rl.rr.Reap(rl.cqes[:])
@@ -263,101 +258,71 @@ func (l *pollLoop) ringRound() (pkts int, stop bool) {
 	return pkts, false
 }
 
-// arm prepares w's multishot receive, unless w is being unwatched. w stays busy until the
-// Enter that submits it returned (the kernel reads the descriptor then): ringRound releases it.
+// arm starts w's multishot receive, unless w is being unwatched.
 func (l *pollLoop) arm(w *watch) {
-	if w.armed || !w.state.CompareAndSwap(watchIdle, watchBusy) {
+	if w.armed || w.state.Load() != watchIdle {
 		return
 	}
 	if l.ring.rr.Room() == 0 {
-		l.enter()
+		_ = l.ring.rr.Enter()
 	}
-	l.ring.rr.PrepRecv(w.fd, w.ud)
+	l.ring.rr.PrepRecv(w.fd, tagRecv|uint64(w.slot))
 	w.armed = true
-	l.ring.arming = append(l.ring.arming, w)
-}
-
-// enter enters the ring and releases the watches whose receives it submitted.
-func (l *pollLoop) enter() {
-	rl := l.ring
-	_ = rl.rr.Enter()
-	for i, w := range rl.arming {
-		w.release()
-		rl.arming[i] = nil
-	}
-	rl.arming = rl.arming[:0]
 }
 
 // complete handles one completion and returns the datagrams it handed to a handler (0 or 1).
-// A completion belongs to the watch whose user data it carries (its slot and generation): a
-// receive cancelled by an unwatch may still complete after its slot was watched again, and is
-// then dropped.
 func (l *pollLoop) complete(c *uring.Completion, at time.Time) int {
 	if c.UserData&tagRecv == 0 {
 		return 0 // a cancellation's own
 	}
 	rr := l.ring.rr
 	id, hasBuf := c.Buffer()
-	slot := int(c.UserData & slotMask)
+	slot := int(c.UserData &^ tagRecv)
 	var w *watch
-	if slot < len(l.rx.slots) {
+	if slot >= 0 && slot < len(l.rx.slots) {
 		w = l.rx.slots[slot].Load()
 	}
-	if w != nil && (w.loop != l || w.ud != c.UserData) {
+	if w != nil && w.loop != l {
 		w = nil
 	}
 	n := 0
 	if hasBuf {
-		if c.Res >= 0 && w != nil && w.state.CompareAndSwap(watchIdle, watchBusy) {
+		if c.Res >= 0 && w != nil && w.state.Load() == watchIdle {
 			b, src, _ := rr.Datagram(id, c.Res)
 			w.handle(b, src, at, l.tx)
-			w.release()
 			n = 1
 		}
 		rr.Recycle(id)
 	}
 	if !c.More() && w != nil {
-		// The receive ended on its own (out of buffers, a socket error), or was cancelled.
+		// The receive ended: cancelled (unwatch), out of buffers, or a socket error.
 		w.armed = false
 		if w.state.Load() == watchIdle {
 			receiveRearms.Add(1)
 			l.ring.toArm = append(l.ring.toArm, w)
+		} else {
+			w.finish()
 		}
 	}
 	return n
 }
 
-// release ends the loop's use of w (a handler, or a receive's submission, which reads its
-// descriptor): back to idle, or, when unwatch is waiting, closed.
-func (w *watch) release() {
-	if !w.state.CompareAndSwap(watchBusy, watchIdle) { // unwatch is waiting
-		w.state.Store(watchClosed)
+// finish ends an unwatch of a ring loop's watch: its receive is no longer armed and its handler
+// will not be called again.
+func (w *watch) finish() {
+	if w.state.CompareAndSwap(watchClosing, watchClosed) {
 		close(w.done)
 	}
 }
 
-// unwatchRing is unwatch for a ring loop's watch. As for an epoll loop's, it waits only for a
-// handler (or the submission of its receive) running at that moment; its receive's
-// cancellation is left to the loop — the ring holds the socket meanwhile, and its completions
-// are dropped (they carry the watch's generation, which its slot's next watch does not).
+// unwatchRing is unwatch for a ring loop's watch: the loop cancels its receive and finishes it
+// once the receive's last completion came.
 func (r *receiver) unwatchRing(w *watch) {
-	for {
-		switch w.state.Load() {
-		case watchIdle:
-			if !w.state.CompareAndSwap(watchIdle, watchClosed) {
-				continue
-			}
-		case watchBusy:
-			if !w.state.CompareAndSwap(watchBusy, watchClosing) {
-				continue
-			}
-			<-w.done
-		default:
-			return // unwatched already
-		}
-		break
+	if !w.state.CompareAndSwap(watchIdle, watchClosing) {
+		return // unwatched already
 	}
 	w.loop.request(ringReq{w: w, cancel: true})
+	<-w.done
 	r.mu.Lock()
 	r.slots[w.slot].CompareAndSwap(w, nil)
 	w.loop.n--
@@ -404,8 +369,8 @@ func (r *receiver) ringLoops() int {
 // kernel refused it. The first call probes the kernel (a ring set up and closed on a thread of
 // its own) unless a loop already did.
 func ReceivePath() (string, error) {
-	if os.Getenv(ReceiveEnv) == "epoll" {
-		return "epoll", fmt.Errorf("%s=epoll", ReceiveEnv)
+	if os.Getenv(ReceiveEnv) != "io_uring" {
+		return "epoll", fmt.Errorf("the default (%s=io_uring opts in)", ReceiveEnv)
 	}
 	probeOnce.Do(func() {
 		done := make(chan error, 1)

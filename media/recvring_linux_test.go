@@ -16,8 +16,8 @@ import (
 // ringOnly skips a test about the receive ring where the loops receive with epoll.
 func ringOnly(t *testing.T) {
 	t.Helper()
-	if os.Getenv(ReceiveEnv) == "epoll" {
-		t.Skipf("%s=epoll", ReceiveEnv)
+	if os.Getenv(ReceiveEnv) != "io_uring" {
+		t.Skipf("%s is not io_uring", ReceiveEnv)
 	}
 	if path, err := ReceivePath(); path != "io_uring" {
 		t.Skipf("no multishot receive ring here: %v", err)
@@ -89,10 +89,11 @@ func TestRingLoopOutOfBuffersArmsAgainAndLosesNothing(t *testing.T) {
 // Rule: unwatching races the loop's rounds safely. A sprayer keeps 16 sockets of one loop busy
 // while 300 times one of them is unwatched, its port released and another watched: no handler
 // runs after its unwatch returned, and no datagram reaches the handler of another socket (each
-// names the port it was sent to). Under -race.
+// names the port it was sent to). Under -race; with the cancellation's wait removed from
+// unwatch it fails.
 func TestUnwatchRacingRoundsIsSafe(t *testing.T) {
 	const live, swaps = 16, 300
-	alloc := testAllocator(t, live+64) // room for ports whose cancelled receive still holds them
+	alloc := testAllocator(t, live+4)
 	alloc.rx.loops = make([]*pollLoop, 1)
 	p := newPeer(t)
 	type slotState struct {
@@ -154,13 +155,7 @@ func TestUnwatchRacingRoundsIsSafe(t *testing.T) {
 			}
 		}
 	}()
-	// At least swaps unwatches, and on until datagrams were handled meanwhile (unwatch does not
-	// wait for the loop: on a fast machine the swaps could all pass before its first round).
-	deadline := time.Now().Add(wait)
-	for n := 0; n < swaps || handled.Load() < 100; n++ {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d swaps, %d datagrams handled in %v", n, handled.Load(), wait)
-		}
+	for range swaps {
 		i := rand.IntN(live)
 		mu.Lock()
 		old := slots[i]
