@@ -101,16 +101,7 @@ func (b *rxBatch) packet(i int) ([]byte, netip.AddrPort) {
 	if b.msgs[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
 		n = maxPacket
 	}
-	sa := &b.names[i]
-	var src netip.AddrPort
-	switch sa.Family {
-	case unix.AF_INET:
-		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		src = netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), uint16(sa4.Port>>8|sa4.Port<<8))
-	case unix.AF_INET6:
-		src = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port>>8|sa.Port<<8))
-	}
-	return b.bufs[i][:n], src
+	return b.bufs[i][:n], uring.AddrPort(&b.names[i])
 }
 
 // A watch's states: the loop moves idle → busy → idle around handling its socket; unwatch
