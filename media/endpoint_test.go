@@ -330,9 +330,12 @@ func TestMediaTimeoutCountsFromLastPacket(t *testing.T) {
 	p := newPeer(t)
 	var last time.Time
 	for i := range 30 { // 1.5 s of traffic with 50 ms gaps, longer than the timeout
+		// The timeout counts from when the packet was received, which is after it was sent and
+		// before the tap saw it: measured from the tap, it fired a fraction of a millisecond
+		// "early" once a loop stamped a round's datagrams at its start.
+		last = time.Now()
 		p.send(e.LocalAddr(), audio(0, uint16(i), uint32(i)*160, 1, 0xFF))
 		tap.until(t, uint16(i))
-		last = time.Now()
 		select {
 		case err := <-e.MediaTimeout():
 			t.Fatalf("fired while RTP flowed: %v", err)

@@ -8,7 +8,9 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -78,9 +80,14 @@ type ringLoop struct {
 	ev    *os.File // evfd in the runtime's netpoller; closed by the loop when it stops
 	reqMu sync.Mutex
 	reqs  []ringReq // reqMu
-	work  []ringReq // the loop's copy of the requests being handled; loop goroutine only
-	toArm []*watch  // receives to arm: new watches, and those that ended without a cancellation; loop goroutine only
-	cqes  [reapBatch]uring.Completion
+	// parked is set from before the loop's last round ahead of parking until it woke: a
+	// request then wakes it through the eventfd; else only a cancellation or a stop does
+	// (urgent), which also cuts the loop's sleep between rounds short.
+	parked atomic.Bool
+	urgent atomic.Bool // a cancellation or stop is queued: no coalescing sleep before the round
+	work   []ringReq   // the loop's copy of the requests being handled; loop goroutine only
+	toArm  []*watch    // receives to arm: new watches, and those that ended without a cancellation; loop goroutine only
+	cqes   [reapBatch]uring.Completion
 }
 
 // startRingLoop starts a loop receiving through a multishot ring, or says why it cannot (the
@@ -141,12 +148,14 @@ func (l *pollLoop) runRing(ready chan<- error) {
 		}
 		if pkts >= coalesceMin {
 			runtime.Gosched()
-			if rest := coalesceWindow - time.Since(round); rest > 0 {
-				rawSleep(rest)
+			if rest := coalesceWindow - time.Since(round); rest > 0 && !rl.urgent.Load() {
+				rl.sleep(rest)
 			}
 			continue
 		}
-		// Park: the signal on first, then one more round for what came before it was.
+		// Park: the signal on first, then one more round for what came before it was (and for
+		// the requests queued before parked was set: later ones write the eventfd).
+		rl.parked.Store(true)
 		rl.rr.SetNotify(true)
 		if pkts, stop = l.ringRound(); stop {
 			return
@@ -156,11 +165,25 @@ func (l *pollLoop) runRing(ready chan<- error) {
 			if err := rc.Read(rl.drainEventfd); err != nil {
 				return // the eventfd closed under the loop: nothing does that
 			}
-			if rest := coalesceWindow - time.Since(parked); rest > 0 {
-				rawSleep(rest)
+			if rest := coalesceWindow - time.Since(parked); rest > 0 && !rl.urgent.Load() {
+				rl.sleep(rest)
 			}
 		}
+		rl.parked.Store(false)
 		rl.rr.SetNotify(false)
+	}
+}
+
+// sleep waits d on the loop's thread without releasing its P (rawSleep says why), or less when
+// the eventfd is signalled meanwhile: with the ring's signal off, by a cancellation or a stop
+// (request), which the round that follows serves at once.
+func (rl *ringLoop) sleep(d time.Duration) {
+	fds := [1]unix.PollFd{{Fd: int32(rl.evfd), Events: unix.POLLIN}}
+	ts := unix.NsecToTimespec(int64(d))
+	n, _, _ := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+	if n == 1 {
+		var b [8]byte
+		unix.Read(rl.evfd, b[:])
 	}
 }
 
@@ -171,12 +194,22 @@ func (rl *ringLoop) drainEventfd(fd uintptr) bool {
 	return err != unix.EAGAIN
 }
 
-// request queues q for the loop and wakes it.
+// request queues q for the loop and wakes it when it is parked, or when q is a cancellation
+// (unwatch waits for it) or a stop. A busy loop takes a watch in its next round, at most a
+// coalescing window later, so that the watches of calls set up meanwhile share a round.
 func (l *pollLoop) request(q ringReq) {
 	rl := l.ring
+	urgent := q.cancel || q.w == nil
 	rl.reqMu.Lock()
 	rl.reqs = append(rl.reqs, q)
 	rl.reqMu.Unlock()
+	if urgent {
+		rl.urgent.Store(true)
+	} else if !rl.parked.Load() {
+		// The loop sets parked before the round that precedes its parking, which takes what
+		// was queued before: this request was, or the loop is not about to park.
+		return
+	}
 	var one [8]byte
 	binary.NativeEndian.PutUint64(one[:], 1)
 	for {
@@ -191,6 +224,7 @@ func (l *pollLoop) request(q ringReq) {
 // they forwarded. It returns the datagrams handled, and stop when the loop is to end.
 func (l *pollLoop) ringRound() (pkts int, stop bool) {
 	rl := l.ring
+	rl.urgent.Store(false) // before taking the queue: a cancellation queued after sets it again
 	rl.reqMu.Lock()
 	rl.work, rl.reqs = rl.reqs, rl.work[:0]
 	rl.reqMu.Unlock()
@@ -369,8 +403,8 @@ func (r *receiver) ringLoops() int {
 // kernel refused it. The first call probes the kernel (a ring set up and closed on a thread of
 // its own) unless a loop already did.
 func ReceivePath() (string, error) {
-	if os.Getenv(ReceiveEnv) != "io_uring" {
-		return "epoll", fmt.Errorf("the default (%s=io_uring opts in)", ReceiveEnv)
+	if os.Getenv(ReceiveEnv) == "epoll" {
+		return "epoll", fmt.Errorf("%s=epoll", ReceiveEnv)
 	}
 	probeOnce.Do(func() {
 		done := make(chan error, 1)
