@@ -63,10 +63,12 @@ type Call struct {
 	trunk      string
 
 	carrier *leg
-	ctx     context.Context
-	cancel  context.CancelCauseFunc
-	events  *eventQueue // the call's events, delivered in seq order (startEmitter)
-	seq     atomic.Int64
+	// endingCounted: the call counts in Server.ending (s.mu).
+	endingCounted bool
+	ctx           context.Context
+	cancel        context.CancelCauseFunc
+	events        *eventQueue // the call's events, delivered in seq order (startEmitter)
+	seq           atomic.Int64
 	// info handles SIP INFO on the carrier leg (DTMF for the IVR); nil answers 200 and drops it.
 	info atomic.Pointer[INFOHandler]
 
@@ -737,6 +739,7 @@ func (s *Server) admitInvite(req *sip.Request, tx sip.ServerTransaction, trunk T
 
 	if !l.onCancel(tx, func() {
 		// sipgo answered the CANCEL with 200 and the INVITE with 487 (RFC 3261 §9.2).
+		s.markEnding(c)
 		s.m.responses.WithLabelValues("487").Inc()
 		c.mu.Lock()
 		c.answerFinal = true
@@ -800,11 +803,46 @@ func (s *Server) admitLocked(c *Call, l *leg, trunkMax int) admission {
 	return admitted
 }
 
+// endingGrace is how long an INVITE over max_calls (the gateway's or its trunk's) waits for
+// the slot of a call that is ending. A carrier at its channel limit sends the next INVITE the
+// moment its BYE was answered, and the gateway answers a BYE before it has torn the rest of the
+// call down (other legs' BYEs, recording, events): without the wait that INVITE got 503 though
+// the carrier's count was right. Well under T1 (500 ms), so that the INVITE is not resent.
+const endingGrace = 250 * time.Millisecond
+
 // admit runs admitLocked under s.mu and, on a refusal, answers the INVITE once the lock is
 // released (never a reply or a security event under s.mu). It reports whether the call got in.
+// Refused over a max_calls while calls of that limit are ending, it waits up to endingGrace for
+// one of them to free its slot and tries again.
 func (s *Server) admit(req *sip.Request, tx sip.ServerTransaction, c *Call, l *leg, trunkMax int, retryAfter sip.Header) bool {
+	var grace *time.Timer
 	s.mu.Lock()
 	a := s.admitLocked(c, l, trunkMax)
+	for (a == admitFull && s.ending > 0 || a == admitTrunkFull && s.trunkEnding[c.trunk] > 0) &&
+		!s.closed.Load() && s.accepting.Load() {
+		if grace == nil {
+			grace = time.NewTimer(endingGrace)
+			defer grace.Stop()
+		}
+		if s.slotFreed == nil {
+			s.slotFreed = make(chan struct{})
+		}
+		freed := s.slotFreed
+		s.mu.Unlock()
+		waited := true
+		select {
+		case <-freed:
+		case <-grace.C:
+			waited = false
+		case <-s.ctx.Done():
+			waited = false
+		}
+		s.mu.Lock()
+		a = s.admitLocked(c, l, trunkMax)
+		if !waited {
+			break
+		}
+	}
 	s.mu.Unlock()
 	switch a {
 	case admitLoop:
@@ -834,7 +872,7 @@ func (s *Server) admit(req *sip.Request, tx sip.ServerTransaction, c *Call, l *l
 func (s *Server) release(c *Call, l *leg) {
 	s.removeDialog(l) // a no-op once the leg ended; needed when the call failed right after admission
 	s.mu.Lock()
-	delete(s.calls, c)
+	s.dropCallLocked(c)
 	if c.trunk != "" {
 		if s.trunkCalls[c.trunk]--; s.trunkCalls[c.trunk] <= 0 {
 			delete(s.trunkCalls, c.trunk)
@@ -842,6 +880,48 @@ func (s *Server) release(c *Call, l *leg) {
 	}
 	s.mu.Unlock()
 	c.cancel(causeLocalHangup)
+}
+
+// dropCallLocked takes c out of calls (s.mu held): its max_calls slot is free, and an INVITE
+// waiting for an ending call's slot (admit) tries again.
+func (s *Server) dropCallLocked(c *Call) {
+	delete(s.calls, c)
+	if c.endingCounted {
+		c.endingCounted = false
+		s.ending--
+		if c.trunk != "" {
+			if s.trunkEnding[c.trunk]--; s.trunkEnding[c.trunk] <= 0 {
+				delete(s.trunkEnding, c.trunk)
+			}
+		}
+	}
+	if s.slotFreed != nil {
+		close(s.slotFreed)
+		s.slotFreed = nil
+	}
+}
+
+// markEnding counts c among the ending calls (once): its caller hung up, or the gateway is
+// hanging up, and what is left is tearing the call down. Called before the caller can learn
+// that the call ended (our answer to its BYE or CANCEL, our BYE), so that an INVITE it sends
+// next finds the call counted (admit).
+func (s *Server) markEnding(c *Call) {
+	if c == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, live := s.calls[c]; !live || c.endingCounted {
+		return
+	}
+	c.endingCounted = true
+	s.ending++
+	if c.trunk != "" {
+		if s.trunkEnding == nil {
+			s.trunkEnding = map[string]int{}
+		}
+		s.trunkEnding[c.trunk]++
+	}
 }
 
 // runCall runs a call to its end on the current goroutine. It returns true when the call's
@@ -897,6 +977,7 @@ func (s *Server) targetPanicked(c *Call, r any) error {
 // endCall ends the call once its target returned with err: the carrier's final response if
 // none was sent, BYEs, the outcome, call.ended, and settle (runCall's result).
 func (s *Server) endCall(c *Call, emitDone <-chan struct{}, err error) (settling bool) {
+	s.markEnding(c)
 	cause := context.Cause(c.ctx)
 	c.cancel(causeLocalHangup)
 	if by, how, ok := c.endOf(nil, cause); ok {

@@ -84,7 +84,7 @@ func (s *Server) discardCall(c *Call) {
 		l.bye(causeLocalHangup)
 	}
 	s.mu.Lock()
-	delete(s.calls, c)
+	s.dropCallLocked(c)
 	s.mu.Unlock()
 	s.callsWG.Done()
 }

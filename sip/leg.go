@@ -550,6 +550,9 @@ func (l *leg) handleRequest(req *sip.Request, tx sip.ServerTransaction) {
 	case sip.ACK:
 		l.handleAck(req)
 	case sip.BYE:
+		if l.call != nil && l.call.carrier == l {
+			l.s.markEnding(l.call) // before the caller can see the call end
+		}
 		l.s.respond(tx, l.response(req, 200, "OK", nil))
 		l.end(causeRemoteBye)
 	case sip.INVITE:

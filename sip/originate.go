@@ -107,7 +107,7 @@ func (s *Server) Originate(ctx context.Context, opts OriginateOptions) (*Call, e
 		if err := opts.prepare(c); err != nil {
 			c.cancel(causeLocalHangup)
 			s.mu.Lock()
-			delete(s.calls, c)
+			s.dropCallLocked(c)
 			s.mu.Unlock()
 			s.callsWG.Done()
 			return nil, err
@@ -120,7 +120,7 @@ func (s *Server) Originate(ctx context.Context, opts OriginateOptions) (*Call, e
 func (s *Server) runOutbound(c *Call, opts OriginateOptions) {
 	defer func() {
 		s.mu.Lock()
-		delete(s.calls, c)
+		s.dropCallLocked(c)
 		s.mu.Unlock()
 		s.callsWG.Done() // after the delete: Drain never returns with the call still counted live
 	}()

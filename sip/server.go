@@ -87,8 +87,15 @@ type Server struct {
 	calls   map[*Call]struct{}
 	// trunkCalls counts the live inbound calls of each trunk (Trunk.MaxCalls).
 	trunkCalls map[string]int
-	listeners  []io.Closer
-	addrs      map[string]netip.AddrPort // "udp", "tcp", "tls" → bound address
+	// ending counts the calls of calls that are ending (markEnding) — their caller hung up or
+	// was hung up on, the rest of the call is being torn down — and trunkEnding those of each
+	// trunk; slotFreed, when not nil, is closed (and dropped) the next time a call leaves calls.
+	// An INVITE over max_calls waits a moment for an ending call's slot (admit).
+	ending      int
+	trunkEnding map[string]int
+	slotFreed   chan struct{}
+	listeners   []io.Closer
+	addrs       map[string]netip.AddrPort // "udp", "tcp", "tls" → bound address
 	// callsWG counts the calls admitted and not yet settled: a call leaves it once its events
 	// were taken by the Sink, which may be after its slot in calls was freed (settle).
 	callsWG sync.WaitGroup

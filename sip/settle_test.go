@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -149,5 +150,80 @@ func TestSettleBacklogIsBoundedAndNothingIsLost(t *testing.T) {
 	}
 	if ended != 3 {
 		t.Errorf("%d calls ended in the sink, want 3: %v", ended, eventTypes(sink.all()))
+	}
+}
+
+// answerThenTearDownSlowly answers, and once the caller hung up takes teardown to end the call —
+// as a call whose other legs' BYEs, recording and events take that long after the caller's BYE
+// was answered.
+func answerThenTearDownSlowly(teardown time.Duration) Target {
+	return TargetFunc(func(ctx context.Context, c *Call) error {
+		if err := c.Answer(ctx); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		time.Sleep(teardown)
+		return nil
+	})
+}
+
+// A carrier at its channel limit sends the next INVITE the moment its BYE was answered, while
+// the gateway still tears the call down. With max_calls 1 and a teardown of 100 ms, five calls
+// one after the other by SIPp (-l 1: the next starts when the last ended) are all admitted —
+// each INVITE waits for the ending call's slot (endingGrace) — where before the second got 503.
+// The same for a trunk's own max_calls.
+func TestInviteRightAfterByeWaitsForTheEndingCallsSlot(t *testing.T) {
+	requireSipp(t)
+	for _, tc := range []struct {
+		name string
+		mod  func(*Options)
+	}{
+		{"gateway max_calls", func(o *Options) { o.MaxCalls = 1 }},
+		{"trunk max_calls", func(o *Options) {
+			o.Trunks = []Trunk{{Name: "carrier", Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, MaxCalls: 1}}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := startGateway(t, func(o *Options) {
+				tc.mod(o)
+				o.Lines = []Line{{Number: "+15550197", Target: answerThenTearDownSlowly(100 * time.Millisecond)}}
+			})
+			startSipp(t, t.TempDir(), "uac_basic.xml", "-s", "+15550197", "-m", "5", "-r", "50", "-l", "1", "-d", "20",
+				"-p", strconv.Itoa(testport.FreeUDP(t)), "-mp", strconv.Itoa(testport.FreeMedia(t)),
+				"127.0.0.1:"+strconv.Itoa(g.port())).wait(t)
+			if v := g.counter("switchboard_sip_responses_total", "code", "503"); v != 0 {
+				t.Errorf("%v INVITEs got 503, want none", v)
+			}
+			if !waitFor(10*time.Second, func() bool { return g.counter("switchboard_calls_total") == 5 }) {
+				t.Errorf("calls ended = %v, want 5", g.counter("switchboard_calls_total"))
+			}
+		})
+	}
+}
+
+// The wait for an ending call's slot is bounded: with a teardown of 3 s (a far leg that does not
+// answer our BYE), an INVITE sent right after the caller's BYE was answered gets 503 with
+// Retry-After after endingGrace, not when the slot frees; and an INVITE over max_calls while no
+// call is ending is refused at once (TestOverMaxCallsGets503WithRetryAfter).
+func TestInviteWaitsForAnEndingCallsSlotOnlyAMoment(t *testing.T) {
+	requireSipp(t)
+	g := startGateway(t, func(o *Options) {
+		o.MaxCalls = 1
+		o.Lines = []Line{{Number: "+15550197", Target: answerThenTearDownSlowly(3 * time.Second)}}
+	})
+	startSipp(t, t.TempDir(), "uac_basic.xml", "-s", "+15550197", "-m", "1", "-d", "20",
+		"-p", strconv.Itoa(testport.FreeUDP(t)), "-mp", strconv.Itoa(testport.FreeMedia(t)),
+		"127.0.0.1:"+strconv.Itoa(g.port())).wait(t)
+	start := time.Now()
+	res := udpExchange(t, g.port(), rawInvite("+15550197", "", pcmuOffer), 5*time.Second)
+	took := time.Since(start)
+	if statusCode(res) != 503 || !strings.Contains(res, "Retry-After") {
+		t.Fatalf("INVITE while the only call tears down for 3 s: status %d, want 503 with Retry-After\n%s", statusCode(res), res)
+	}
+	if took < endingGrace {
+		t.Errorf("answered after %v, want after endingGrace (%v)", took, endingGrace)
+	}
+	if n := g.s.ActiveCalls(); n != 1 {
+		t.Errorf("%d calls active when the 503 came, want the ending one: the INVITE waited for its slot", n)
 	}
 }
