@@ -202,6 +202,14 @@ type Server struct {
 	agents   map[int64]*agentSession
 	closed   bool
 	wg       sync.WaitGroup
+	// endSeq counts EndSessions calls. While checks are in flight (checking > 0), ended holds
+	// the endSeq at which each agent's sessions last ended, so that a check that began before
+	// (a login read as valid from the store, a WebSocket not yet attached) learns it is stale
+	// (beginCheck, endedSince). It holds one entry per agent at most and is emptied whenever
+	// no check is in flight.
+	endSeq   uint64
+	ended    map[int64]uint64
+	checking int
 }
 
 type session struct {
@@ -238,7 +246,8 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web: new: %w", err)
 	}
-	s := &Server{opts: opts, log: log, static: sub, sessions: map[string]session{}, agents: map[int64]*agentSession{}}
+	s := &Server{opts: opts, log: log, static: sub, sessions: map[string]session{}, agents: map[int64]*agentSession{},
+		ended: map[int64]uint64{}}
 	s.gauge = prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_softphone_sessions",
 		Help: "Agents with a softphone session (WebRTC leg) open."})
 	if opts.Registerer != nil {
@@ -292,6 +301,40 @@ var errSessionsUnavailable = errors.New("web: sessions unavailable")
 // another node (logout, password or role change) is refused here at once — and this node's
 // own record is used only while the store does not answer.
 func (s *Server) authenticate(r *http.Request) (Agent, error) {
+	seq := s.beginCheck()
+	defer s.endCheck()
+	return s.authenticateSince(r, seq)
+}
+
+// beginCheck starts a check of a login (and, for a WebSocket, its attach) that EndSessions
+// must not slip past: it returns the EndSessions count now, for endedSince. Every beginCheck
+// is followed by one endCheck.
+func (s *Server) beginCheck() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checking++
+	return s.endSeq
+}
+
+// endCheck ends a check begun by beginCheck.
+func (s *Server) endCheck() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checking--
+	if s.checking == 0 {
+		clear(s.ended)
+	}
+}
+
+// endedSince reports whether EndSessions(id) ran after beginCheck returned seq. s.mu is held.
+func (s *Server) endedSince(id int64, seq uint64) bool {
+	return s.ended[id] > seq
+}
+
+// authenticateSince is authenticate within a check begun at seq: a login the store answered
+// as valid is refused (and not kept as this node's record) when the agent's sessions ended
+// while the store was asked — the answer may predate the change that ended them.
+func (s *Server) authenticateSince(r *http.Request, seq uint64) (Agent, error) {
 	c, err := r.Cookie(s.cookieName())
 	if err != nil || c.Value == "" {
 		return Agent{}, ErrNoSession
@@ -303,8 +346,12 @@ func (s *Server) authenticate(r *http.Request) (Agent, error) {
 		switch {
 		case err == nil && time.Now().Before(exp):
 			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.endedSince(a.ID, seq) {
+				delete(s.sessions, c.Value)
+				return Agent{}, ErrNoSession
+			}
 			s.sessions[c.Value] = session{agent: a, expires: exp}
-			s.mu.Unlock()
 			return a, nil
 		case err == nil || errors.Is(err, ErrNoSession):
 			s.mu.Lock()
@@ -444,12 +491,20 @@ func (s *Server) cookie(r *http.Request, value string, expires time.Time) *http.
 // offline. Wire it to ticketing.StoreOptions.CredentialsChanged: a password change, a role
 // change or a deletion must not leave a stolen or shared session alive. It does not block on
 // the page; safe from any goroutine with no lock of the caller held.
+//
+// A WebSocket whose login was checked before the change but whose softphone is not yet
+// attached when EndSessions runs is refused when it attaches (attach's check, begun before the
+// login was read), so no page outlives the change however the two interleave.
 func (s *Server) EndSessions(id int64) {
 	s.mu.Lock()
 	for k, v := range s.sessions {
 		if v.agent.ID == id {
 			delete(s.sessions, k)
 		}
+	}
+	s.endSeq++
+	if s.checking > 0 {
+		s.ended[id] = s.endSeq
 	}
 	s.mu.Unlock()
 	s.endAgent(id)
@@ -532,29 +587,50 @@ func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
 
 // ws upgrades an authenticated, same-origin request to the signalling WebSocket.
 func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
-	a, err := s.authenticate(r)
+	if as, c := s.accept(w, r); as != nil {
+		as.serve(r.Context(), c)
+	}
+}
+
+// accept checks the login, upgrades to the WebSocket and attaches the agent's softphone; nil
+// when refused (answered or closed here). The login's check spans the attach: EndSessions
+// running in between — after the login was read as valid, before the softphone is listed
+// where it would close it — makes attach refuse, and the WebSocket closes as a logged-out
+// page's does.
+func (s *Server) accept(w http.ResponseWriter, r *http.Request) (*agentSession, *websocket.Conn) {
+	seq := s.beginCheck()
+	defer s.endCheck()
+	a, err := s.authenticateSince(r, seq)
 	if err != nil {
 		writeAuthError(w, err)
-		return
+		return nil, nil
 	}
 	if !sameOrigin(r) {
 		apierror.Write(w, apierror.Error{Status: http.StatusForbidden, Description: "cross-origin WebSocket refused"})
-		return
+		return nil, nil
 	}
 	c, err := websocket.Accept(w, r, nil) // Accept checks Origin against Host too
 	if err != nil {
-		return
+		return nil, nil
 	}
-	as, err := s.attach(a)
+	as, err := s.attach(a, seq)
+	if errors.Is(err, errSessionEnded) {
+		c.Close(websocket.StatusNormalClosure, "logged out")
+		return nil, nil
+	}
 	if err != nil {
 		c.Close(websocket.StatusTryAgainLater, "softphone unavailable")
-		return
+		return nil, nil
 	}
-	as.serve(r.Context(), c)
+	return as, c
 }
 
 // errServerClosed refuses a page attaching while the Server closes.
 var errServerClosed = errors.New("web: server closed")
+
+// errSessionEnded refuses a page attaching whose agent's sessions ended (EndSessions) after
+// its login was checked.
+var errSessionEnded = errors.New("web: session ended")
 
 // attach returns the agent's softphone session, creating it (and its WebRTC leg) at the first
 // connection after login.
@@ -565,8 +641,12 @@ var errServerClosed = errors.New("web: server closed")
 // session meanwhile, that one wins and this leg is closed. The agent's state is read after the
 // session is listed, so that no change is missed in between: a change from then on reaches
 // the session through AgentStateChanged, and AgentStatus.Seq keeps the newer of the two.
-func (s *Server) attach(a Agent) (*agentSession, error) {
-	if as, err := s.listed(a.ID); as != nil || err != nil {
+//
+// seq is the beginCheck of the page's login check: if EndSessions(a.ID) ran since, the page
+// is refused with errSessionEnded — checked under s.mu where the session is listed, so that
+// EndSessions either finds the session listed (and closes it) or is seen here.
+func (s *Server) attach(a Agent, seq uint64) (*agentSession, error) {
+	if as, err := s.listed(a.ID, seq); as != nil || err != nil {
 		return as, err
 	}
 	leg, err := s.opts.WebRTC.NewLeg()
@@ -578,8 +658,8 @@ func (s *Server) attach(a Agent) (*agentSession, error) {
 	leg.OnStateChange(as.audioChanged)
 	s.mu.Lock()
 	other, listed := s.agents[a.ID]
-	closed := s.closed
-	if !listed && !closed {
+	closed, ended := s.closed, s.endedSince(a.ID, seq)
+	if !listed && !closed && !ended {
 		s.agents[a.ID] = as
 	}
 	s.mu.Unlock()
@@ -587,6 +667,9 @@ func (s *Server) attach(a Agent) (*agentSession, error) {
 	case closed:
 		leg.Close()
 		return nil, errServerClosed
+	case ended:
+		leg.Close()
+		return nil, errSessionEnded
 	case listed:
 		leg.Close()
 		return other, nil
@@ -601,12 +684,16 @@ func (s *Server) attach(a Agent) (*agentSession, error) {
 	return as, nil
 }
 
-// listed returns the agent's session if it exists (nil if not), or errServerClosed.
-func (s *Server) listed(id int64) (*agentSession, error) {
+// listed returns the agent's session if it exists (nil if not), errServerClosed, or
+// errSessionEnded when EndSessions(id) ran since seq.
+func (s *Server) listed(id int64, seq uint64) (*agentSession, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	switch {
+	case s.closed:
 		return nil, errServerClosed
+	case s.endedSince(id, seq):
+		return nil, errSessionEnded
 	}
 	return s.agents[id], nil
 }
