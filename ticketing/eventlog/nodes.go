@@ -139,6 +139,43 @@ type NodeWatch struct {
 	stop    chan struct{}
 	done    chan struct{} // closed when run returns
 	once    sync.Once
+
+	// sweptMu guards swept: the calls this node closed for a lost node, and when (Sweep).
+	sweptMu sync.Mutex
+	swept   map[string]time.Time
+}
+
+// sweptKeep is how long Sweep remembers a call it closed. The call.ended it stored may sit in
+// this node's spool while the database is slow — which is also when a node is seen lost, back
+// and lost again — and a second sweep, not finding it in the table, closed the call again: its
+// events were dropped as duplicates on insert, but the call counted twice in
+// switchboard_calls_closed_node_lost_total and its far ends got a second BYE.
+const sweptKeep = time.Hour
+
+// alreadySwept reports whether this node closed callID in an earlier sweep.
+func (w *NodeWatch) alreadySwept(callID string) bool {
+	w.sweptMu.Lock()
+	defer w.sweptMu.Unlock()
+	_, ok := w.swept[callID]
+	return ok
+}
+
+// noteSwept remembers the calls a recorded sweep closed, and forgets those older than sweptKeep.
+func (w *NodeWatch) noteSwept(callIDs []string) {
+	now := time.Now()
+	w.sweptMu.Lock()
+	defer w.sweptMu.Unlock()
+	if w.swept == nil {
+		w.swept = map[string]time.Time{}
+	}
+	for id, at := range w.swept {
+		if now.Sub(at) > sweptKeep {
+			delete(w.swept, id)
+		}
+	}
+	for _, id := range callIDs {
+		w.swept[id] = now
+	}
 }
 
 // StartNodeWatch beats once before it returns (so that the calls the node takes next come
@@ -394,6 +431,9 @@ func (w *NodeWatch) Sweep(ctx context.Context, node string) (int, error) {
 			rows.Close()
 			return 0, fmt.Errorf("eventlog: sweep %s: open calls: %w", node, err)
 		}
+		if w.alreadySwept(callID) {
+			continue // closed by this node before; its call.ended is on its way (sweptKeep)
+		}
 		calls++
 		callIDs = append(callIDs, callID)
 		// Ended when the node was last seen alive, never before the call's last event.
@@ -456,6 +496,7 @@ func (w *NodeWatch) Sweep(ctx context.Context, node string) (int, error) {
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("eventlog: sweep %s: commit: %w", node, err)
 	}
+	w.noteSwept(callIDs)
 	w.closed.WithLabelValues(node).Add(float64(calls))
 	for _, e := range events {
 		if e.Type != callevent.EventEnded {
