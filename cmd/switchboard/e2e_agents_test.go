@@ -305,6 +305,7 @@ func TestEndToEnd_AgentSIPPhoneAnswersQueuedCall(t *testing.T) {
 
 	// RTP went both ways: the carrier's tone to the phone and the phone's echo back.
 	rx, tx := g.metric(`switchboard_rtp_packets_total{direction="rx"`)-rx0, g.metric(`switchboard_rtp_packets_total{direction="tx"`)-tx0
+	t.Logf("RTP packets during the call: rx %v tx %v", rx, tx)
 	if rx < 200 || tx < 200 {
 		t.Errorf("RTP packets during the call: rx %v tx %v, want both ways (3 s of talk on two legs)", rx, tx)
 	}
@@ -446,6 +447,7 @@ func TestEndToEnd_AgentBrowserSoftphoneAnswersQueuedCall(t *testing.T) {
 	g.checkAgentTicket(call, agentID, "", "webrtc")
 
 	rx, tx := g.metric(`switchboard_rtp_packets_total{direction="rx"`)-rx0, g.metric(`switchboard_rtp_packets_total{direction="tx"`)-tx0
+	t.Logf("RTP packets during the call: rx %v tx %v", rx, tx)
 	if rx < 100 || tx < 100 {
 		t.Errorf("RTP packets during the call: rx %v tx %v, want both ways", rx, tx)
 	}
