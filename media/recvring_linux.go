@@ -17,11 +17,10 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/uring"
 )
 
-// Receiving through a multishot io_uring (uring.RecvRing), the default where the kernel has it
-// (Linux 6.1 and later) unless SWITCHBOARD_MEDIA_RECEIVE=epoll (ReceiveEnv). Its unwatch waits
-// for the loop to see the cancelled receive end — the socket's port stays bound until then —
-// and a cancellation wakes the loop out of its pacing sleep, so that wait is a wake-up and
-// one round.
+// Receiving through a multishot io_uring (uring.RecvRing), where the kernel has it (Linux 6.1
+// and later) and SWITCHBOARD_MEDIA_RECEIVE=io_uring asks for it (ReceiveEnv): not the default
+// yet — its unwatch waits for the loop to see the cancelled receive end, which holds a call's
+// end up to a loop round (CHANGELOG, "Not built yet").
 //
 // Each watched socket gets one multishot IORING_OP_RECVMSG, armed once; a datagram that
 // arrives is received by the kernel into one of the loop's buffers the next time the loop

@@ -5,7 +5,7 @@
 // (media/recv_linux.go); the benchmark's RTP generator sends each 1 ms slot's packets through
 // one (bench/rtpgen). A RecvRing receives the datagrams of many sockets in one
 // io_uring_enter(2) (multishot receives into a registered buffer ring, with the kernel's work
-// deferred to the owner's enter): the media poll loops receive through one each where the kernel has it
+// deferred to the owner's enter): the media poll loops can receive through one each
 // (media/recvring_linux.go). Linux only; it has no state outside the rings a caller owns; a
 // Ring belongs to one goroutine, a RecvRing to one goroutine locked to its OS thread.
 //
