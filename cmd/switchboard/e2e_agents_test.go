@@ -308,6 +308,7 @@ func TestEndToEnd_AgentSIPPhoneAnswersQueuedCall(t *testing.T) {
 	t.Logf("RTP packets during the call: rx %v tx %v", rx, tx)
 	if rx < 200 || tx < 200 {
 		t.Errorf("RTP packets during the call: rx %v tx %v, want both ways (3 s of talk on two legs)", rx, tx)
+		logRecordingMetrics(t, g.base) // drops, rejects, receive re-arms: where the packets went
 	}
 	_, wav := g.recordingOf("+15550100")
 	ch, secs := wavChannels(t, wav)

@@ -253,7 +253,8 @@ func logRecordingMetrics(t *testing.T, base string) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "switchboard_recording") || strings.HasPrefix(l, "switchboard_rtp_packets") {
+		if strings.HasPrefix(l, "switchboard_recording") || strings.HasPrefix(l, "switchboard_rtp_packets") ||
+			strings.HasPrefix(l, "switchboard_media_") {
 			t.Log(l)
 		}
 	}
