@@ -19,8 +19,8 @@ import (
 
 // Receiving through a multishot io_uring (uring.RecvRing), where the kernel has it (Linux 6.1
 // and later) and SWITCHBOARD_MEDIA_RECEIVE=io_uring asks for it (ReceiveEnv). Not the default:
-// with it as the default, three of four CI runs under load lost about half a second of a
-// call's audio in an end-to-end test, which no local run reproduced (CHANGELOG, "Not built
+// with it as the default, three of five CI runs under load lost half a second to a second of
+// a call's audio in an end-to-end test, which no local run reproduced (CHANGELOG, "Not built
 // yet"). Its unwatch waits for the loop to see the cancelled receive end — the socket's port
 // stays bound until then — and a cancellation wakes the loop out of its pacing sleep, so that
 // wait is a wake-up and one round.
