@@ -61,6 +61,27 @@ func nodeWatchWith(t *testing.T, o eventlog.NodeWatchOptions, onLost ...func(con
 	return w
 }
 
+// counterValue is the counter name in reg: its series whose first label has the value label,
+// or its first series when label is empty; 0 when there is none.
+func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if label == "" || len(m.GetLabel()) > 0 && m.GetLabel()[0].GetValue() == label {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
 // emit sends the events of one call through sink, seq from 1.
 func emit(t *testing.T, sink callevent.Sink, call string, types ...string) {
 	t.Helper()
@@ -157,21 +178,7 @@ func TestLostNodeCallsClosedExactlyOnceByRacingSurvivors(t *testing.T) {
 		return n
 	}
 	closedBy := func(reg *prometheus.Registry, lost string) float64 {
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() != "switchboard_calls_closed_node_lost_total" {
-				continue
-			}
-			for _, m := range mf.GetMetric() {
-				if m.GetLabel()[0].GetValue() == lost {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-		return 0
+		return counterValue(t, reg, "switchboard_calls_closed_node_lost_total", lost)
 	}
 	emit(t, a.NodeSink(), "a-live", callevent.EventStarted)
 	emit(t, a, "outside", callevent.EventStarted) // no node: an outside phone system's call
@@ -438,16 +445,8 @@ func TestDialogStore_PoisonLegDoesNotDropTheBatch(t *testing.T) {
 	if ids != "good-1,good-2" {
 		t.Errorf("stored legs of %q, want good-1,good-2", ids)
 	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "switchboard_cluster_dialogs_dropped_total" {
-			if v := mf.GetMetric()[0].GetCounter().GetValue(); v != 3 {
-				t.Errorf("switchboard_cluster_dialogs_dropped_total = %v, want 3", v)
-			}
-		}
+	if v := counterValue(t, reg, "switchboard_cluster_dialogs_dropped_total", ""); v != 3 {
+		t.Errorf("switchboard_cluster_dialogs_dropped_total = %v, want 3", v)
 	}
 }
 
@@ -529,15 +528,7 @@ func TestSurvivorDoesNotCloseItsSpooledCloseAgain(t *testing.T) {
 	if n, err := wa.Sweep(ctx, "b"); err != nil || n != 0 {
 		t.Errorf("second sweep: %d calls, %v; want 0 (closed by the first)", n, err)
 	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "switchboard_calls_closed_node_lost_total" {
-			if v := mf.GetMetric()[0].GetCounter().GetValue(); v != 1 {
-				t.Errorf("switchboard_calls_closed_node_lost_total{lost_node=b} = %v, want 1", v)
-			}
-		}
+	if v := counterValue(t, reg, "switchboard_calls_closed_node_lost_total", "b"); v != 1 {
+		t.Errorf("switchboard_calls_closed_node_lost_total{lost_node=b} = %v, want 1", v)
 	}
 }
