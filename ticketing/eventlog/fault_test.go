@@ -81,7 +81,9 @@ func deadRows(t *testing.T, pool *pgxpool.Pool) []deadRow {
 	return out
 }
 
-func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+// metricValue is the value of the counter or gauge name in reg: its first series, or with
+// label the series whose first label has that value (0 when there is none yet).
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, label ...string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -91,13 +93,20 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		if mf.GetName() != name {
 			continue
 		}
-		m := mf.GetMetric()[0]
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
+		for _, m := range mf.GetMetric() {
+			if len(label) > 0 && (len(m.GetLabel()) == 0 || m.GetLabel()[0].GetValue() != label[0]) {
+				continue
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			}
 		}
+	}
+	if len(label) > 0 {
+		return 0 // a labelled series appears with its first use
 	}
 	t.Fatalf("metric %s not registered", name)
 	return 0

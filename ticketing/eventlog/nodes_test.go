@@ -61,27 +61,6 @@ func nodeWatchWith(t *testing.T, o eventlog.NodeWatchOptions, onLost ...func(con
 	return w
 }
 
-// counterValue is the counter name in reg: its series whose first label has the value label,
-// or its first series when label is empty; 0 when there is none.
-func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if label == "" || len(m.GetLabel()) > 0 && m.GetLabel()[0].GetValue() == label {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
-}
-
 // emit sends the events of one call through sink, seq from 1.
 func emit(t *testing.T, sink callevent.Sink, call string, types ...string) {
 	t.Helper()
@@ -178,7 +157,7 @@ func TestLostNodeCallsClosedExactlyOnceByRacingSurvivors(t *testing.T) {
 		return n
 	}
 	closedBy := func(reg *prometheus.Registry, lost string) float64 {
-		return counterValue(t, reg, "switchboard_calls_closed_node_lost_total", lost)
+		return metricValue(t, reg, "switchboard_calls_closed_node_lost_total", lost)
 	}
 	emit(t, a.NodeSink(), "a-live", callevent.EventStarted)
 	emit(t, a, "outside", callevent.EventStarted) // no node: an outside phone system's call
@@ -445,7 +424,7 @@ func TestDialogStore_PoisonLegDoesNotDropTheBatch(t *testing.T) {
 	if ids != "good-1,good-2" {
 		t.Errorf("stored legs of %q, want good-1,good-2", ids)
 	}
-	if v := counterValue(t, reg, "switchboard_cluster_dialogs_dropped_total", ""); v != 3 {
+	if v := metricValue(t, reg, "switchboard_cluster_dialogs_dropped_total"); v != 3 {
 		t.Errorf("switchboard_cluster_dialogs_dropped_total = %v, want 3", v)
 	}
 }
@@ -528,7 +507,7 @@ func TestSurvivorDoesNotCloseItsSpooledCloseAgain(t *testing.T) {
 	if n, err := wa.Sweep(ctx, "b"); err != nil || n != 0 {
 		t.Errorf("second sweep: %d calls, %v; want 0 (closed by the first)", n, err)
 	}
-	if v := counterValue(t, reg, "switchboard_calls_closed_node_lost_total", "b"); v != 1 {
+	if v := metricValue(t, reg, "switchboard_calls_closed_node_lost_total", "b"); v != 1 {
 		t.Errorf("switchboard_calls_closed_node_lost_total{lost_node=b} = %v, want 1", v)
 	}
 }
