@@ -404,6 +404,9 @@ func (e *Endpoint) handleRTP(b []byte, src netip.AddrPort, at time.Time, tx *txB
 	e.bytesRx.Add(uint64(len(payload)))
 	if e.m != nil {
 		e.m.rx.Inc()
+		if isAudio && e.rx.late {
+			e.m.late.Inc()
+		}
 	}
 	if !isDTMF && !isAudio {
 		e.reject(reasonPayloadType)

@@ -439,6 +439,38 @@ func TestStatsLossAndJitter(t *testing.T) {
 	}
 }
 
+// A packet that arrives 100 ms or more behind its stream's pace counts once as a late arrival
+// (the first of a backlog: those queued behind it keep their predecessor's pace); jitter of
+// less does not, nor does a sender's pause that advances its timestamps with the clock.
+func TestLateArrivalCountsTheFirstPacketAfterAStall(t *testing.T) {
+	m, _ := NewMetrics(nil)
+	e := newTestEndpoint(t, EndpointOptions{Metrics: m})
+	e.SetCodec(0, PCMU)
+	src := netip.MustParseAddrPort("127.0.0.1:40000")
+	send := func(seq uint16, at time.Duration) {
+		pkt, _ := audio(0, seq, 1000+uint32(seq)*160, 7, 0xFF).Marshal()
+		e.handleRTP(pkt, src, e.start.Add(at*time.Millisecond), nil)
+	}
+	for seq := range uint16(10) {
+		send(seq, time.Duration(seq)*20+time.Duration(seq%3)*30) // up to 60 ms of jitter
+	}
+	if got := testutil.ToFloat64(m.late); got != 0 {
+		t.Fatalf("late arrivals %v after jitter under 100 ms, want 0", got)
+	}
+	// A 300 ms stall: packets 10..24 arrive together at 500 ms.
+	for seq := uint16(10); seq < 25; seq++ {
+		send(seq, 500)
+	}
+	if got := testutil.ToFloat64(m.late); got != 1 {
+		t.Errorf("late arrivals %v after a 300 ms stall, want 1", got)
+	}
+	// A pause of a second whose timestamps advance with the clock (seq 75 at 1,500 ms) is not late.
+	send(75, 1500)
+	if got := testutil.ToFloat64(m.late); got != 1 {
+		t.Errorf("late arrivals %v after a paced pause, want still 1", got)
+	}
+}
+
 // Packets of other payload types are counted as received (they carry sequence numbers) but not
 // used: rejected with reason payload_type, never forwarded.
 func TestUnknownPayloadTypeRejected(t *testing.T) {

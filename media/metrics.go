@@ -16,6 +16,7 @@ type Metrics struct {
 	onForeign atomic.Pointer[func(netip.AddrPort)]
 	rx, tx    prometheus.Counter
 	lost      prometheus.Counter
+	late      prometheus.Counter
 	jitter    prometheus.Histogram
 	rejected  *prometheus.CounterVec
 	foreign   prometheus.Counter
@@ -50,7 +51,10 @@ func (m *Metrics) OnForeignSource(f func(src netip.AddrPort)) {
 //	switchboard_rtp_packets_lost_total                   counter (added when an endpoint closes)
 //	switchboard_rtp_jitter_seconds                       histogram (observed when an endpoint closes)
 //	switchboard_rtp_packets_rejected_total{reason}       counter (foreign_source, probation, malformed, payload_type)
+//	switchboard_rtp_late_arrivals_total                  counter (stats.go, lateAfter)
 //	switchboard_media_receive_rearms_total               counter (the process's; see recvring_linux.go)
+//	switchboard_media_loop_stalls_total                  counter (the process's; see recv.go)
+//	switchboard_media_loop_stall_seconds_total           counter (the process's)
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	packets := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_rtp_packets_total",
@@ -73,8 +77,20 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Name: "switchboard_media_receive_rearms_total",
 		Help: "Multishot io_uring receives armed again after they ended on their own: a media poll loop that ran out of receive buffers (it fell behind), or a socket error.",
 	}, func() float64 { return float64(receiveRearms.Load()) })
+	late := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "switchboard_rtp_late_arrivals_total",
+		Help: "Received RTP audio packets that arrived 100 ms or more behind their stream's pace (a stall of the sender, the network or this node's media loop).",
+	})
+	stalls := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "switchboard_media_loop_stalls_total",
+		Help: "Rounds of a busy media poll loop that began over 50 ms after the previous one ended: the node's media thread did not run meanwhile (CPU starvation).",
+	}, func() float64 { return float64(loopStalls.Load()) })
+	stallSecs := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "switchboard_media_loop_stall_seconds_total",
+		Help: "The whole length of the media poll loops' stalls (switchboard_media_loop_stalls_total).",
+	}, func() float64 { return float64(loopStallNanos.Load()) / 1e9 })
 	if reg != nil {
-		for _, c := range []prometheus.Collector{packets, lost, jitter, rejected, rearms} {
+		for _, c := range []prometheus.Collector{packets, lost, late, jitter, rejected, rearms, stalls, stallSecs} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("media: register metrics: %w", err)
 			}
@@ -84,6 +100,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		rx:        packets.WithLabelValues("rx"),
 		tx:        packets.WithLabelValues("tx"),
 		lost:      lost,
+		late:      late,
 		jitter:    jitter,
 		rejected:  rejected,
 		foreign:   rejected.WithLabelValues(rejectForeign),

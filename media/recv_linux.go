@@ -175,6 +175,7 @@ type pollLoop struct {
 	events [pollEvents]unix.EpollEvent // loop goroutine only
 	batch  *rxBatch                    // loop goroutine only
 	parked time.Time                   // when poll last returned to park (zero: busy); loop goroutine only
+	last   time.Time                   // when the last round of a busy loop began (zero: parked since); loop goroutine only
 	tx     *txBatch                    // loop goroutine only
 }
 
@@ -383,12 +384,15 @@ func (l *pollLoop) poll(epfd uintptr) bool {
 	}
 	for {
 		round := time.Now()
+		stallCheck(l.last, round)
+		l.last = round
 		n, err := epollPoll(int(epfd), l.events[:])
 		if err == unix.EINTR {
 			continue
 		}
 		if err != 0 {
 			l.tx.flush()
+			l.last = time.Time{}
 			return false
 		}
 		pkts := 0
@@ -401,7 +405,7 @@ func (l *pollLoop) poll(epfd uintptr) bool {
 			continue
 		}
 		if pkts < coalesceMin {
-			l.parked = time.Now()
+			l.parked, l.last = time.Now(), time.Time{}
 			return false
 		}
 		runtime.Gosched()

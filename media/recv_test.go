@@ -261,3 +261,20 @@ func TestForwardingFromWildcardSocketsReachesIPv4Peers(t *testing.T) {
 		})
 	}
 }
+
+// A busy loop's round that begins over stallAfter after the previous one began counts as a
+// stall, with its length; a round after parking (last zero) or on time does not.
+func TestStallCheckCountsOnlyLateRoundsOfABusyLoop(t *testing.T) {
+	n0, s0 := loopStalls.Load(), loopStallNanos.Load()
+	now := time.Now()
+	stallCheck(time.Time{}, now)
+	stallCheck(now.Add(-coalesceWindow), now)
+	stallCheck(now.Add(-stallAfter), now)
+	if n, s := loopStalls.Load()-n0, loopStallNanos.Load()-s0; n != 0 || s != 0 {
+		t.Fatalf("stalls %d (%d ns) for rounds on time, want 0", n, s)
+	}
+	stallCheck(now.Add(-300*time.Millisecond), now)
+	if n, s := loopStalls.Load()-n0, loopStallNanos.Load()-s0; n != 1 || s != uint64(300*time.Millisecond) {
+		t.Errorf("stalls %d (%d ns) after a 300 ms gap, want 1 (300 ms)", n, s)
+	}
+}

@@ -143,8 +143,11 @@ func (l *pollLoop) runRing(ready chan<- error) {
 	}
 	ready <- nil
 	rl.rr.SetNotify(false)
+	var last time.Time // the last round's start while busy (zero: parked since); stallCheck
 	for {
 		round := time.Now()
+		stallCheck(last, round)
+		last = round
 		pkts, stop := l.ringRound()
 		if stop {
 			return
@@ -171,6 +174,7 @@ func (l *pollLoop) runRing(ready chan<- error) {
 			if rest := coalesceWindow - time.Since(parked); rest > 0 && !rl.urgent.Load() {
 				rl.sleep(rest)
 			}
+			last = time.Time{} // parked: the wait was for traffic, not a stall
 		}
 		rl.parked.Store(false)
 		rl.rr.SetNotify(false)

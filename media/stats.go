@@ -15,6 +15,11 @@ const (
 	seqMod        = 1 << 16
 	clockRate     = 8000 // G.711 and telephone-event both use an 8 kHz clock (RFC 3551 §4.5.14)
 	jitterQ4Shift = 4    // jitter kept ×16 as in A.8's integer version
+	// lateAfter is a late arrival (switchboard_rtp_late_arrivals_total): an audio packet whose
+	// transit time is 100 ms or more longer than its predecessor's — it, and the packets queued
+	// behind it, waited that long somewhere (the sender, the network, or this gateway's media
+	// loop: switchboard_media_loop_stalls_total says when it was ours).
+	lateAfter = clockRate / 10
 )
 
 type recvStats struct {
@@ -31,6 +36,7 @@ type recvStats struct {
 	haveTrans bool
 	lastTS    uint32
 	jitterQ4  int64
+	late      bool // the last audio packet update took arrived lateAfter or more behind its predecessor's pace
 
 	// published
 	pubReceived atomic.Uint64
@@ -81,8 +87,10 @@ func (s *recvStats) update(h rtpHeader, arrival int64, audio bool) bool {
 
 	if audio {
 		transit := arrival - int64(h.timestamp)
+		s.late = false
 		if s.haveTrans && h.timestamp != s.lastTS {
 			d := transit - s.transit
+			s.late = d >= lateAfter
 			if d < 0 {
 				d = -d
 			}

@@ -67,6 +67,7 @@ run=
 stop_all() {
   trap - EXIT INT TERM
   local p
+  if [ ${#pids[@]} -gt 0 ]; then log "stopping: SIGTERM to the nodes and the fronts"; fi
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do
     # Bounded: a node gets its shutdown_grace (set to 5 s below), then is killed.

@@ -64,6 +64,30 @@ type scriptCluster struct {
 	pids                    map[string]int // node1, node2, node3, kamailio, haproxy
 }
 
+// dumpStuckNodes logs, for each node still running, the goroutines of the Go runtime (SIGQUIT
+// makes a node write them to its log and exit): where a node that did not stop waits.
+func (c *scriptCluster) dumpStuckNodes() {
+	// The script's own state: whether it holds SIGINT pending, ignored or caught, and where it waits.
+	pid := c.cmd.Process.Pid
+	st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", pid))
+	stack, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stack", pid))
+	c.t.Logf("cluster.sh (pid %d) did not stop: wchan %s\n%s\n%s", pid, wchan, st, stack)
+	for _, name := range []string{"node1", "node2", "node3"} {
+		pid, ok := c.pids[name]
+		if !ok || syscall.Kill(pid, syscall.SIGQUIT) != nil {
+			continue
+		}
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && syscall.Kill(pid, 0) == nil; {
+			time.Sleep(100 * time.Millisecond)
+		}
+		b, _ := os.ReadFile(filepath.Join(c.dir, name+".log"))
+		if i := strings.Index(string(b), "SIGQUIT"); i >= 0 {
+			c.t.Logf("%s did not stop; its goroutines:\n%s", name, b[i:min(len(b), i+60000)])
+		}
+	}
+}
+
 // startScriptCluster starts cluster.sh and returns once every node answers /readyz and the
 // script wrote CLUSTER_DIR/ready (the front's dispatcher holds all three nodes active). edit,
 // when given, changes the dev configuration the nodes' configurations are made from. Cleanup
@@ -101,7 +125,10 @@ func startScriptCluster(t *testing.T, edit func(cfg string) string) *scriptClust
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.cmd = exec.Command(script)
+	// Through env --default-signal: a suite started in the background of a shell without job
+	// control inherits SIGINT ignored, and a script cannot trap a signal ignored at its start —
+	// Ctrl-C (the SIGINT below) would do nothing.
+	c.cmd = exec.Command("env", "--default-signal=INT", script)
 	c.cmd.Env = append(os.Environ(), "CONFIG="+config, "DATABASE_URL="+c.dbURL, "SWITCHBOARD_BIN="+c.bin, "CLUSTER_DIR="+c.dir,
 		"CLUSTER_FRONT_PORT="+strconv.Itoa(c.front), "CLUSTER_RTP_BASE="+strconv.Itoa(rtpBase), "CLUSTER_RTP_SIZE=100", "CLUSTER_PING=1",
 		"CLUSTER_SECRET="+c.secret, "CLUSTER_WEB_PORT="+strconv.Itoa(c.web),
@@ -312,6 +339,7 @@ func TestMakeCluster_CallsThroughFrontLandOnAllNodesAndSurviveANodeKill(t *testi
 	select {
 	case <-c.done:
 	case <-time.After(30 * time.Second):
+		c.dumpStuckNodes()
 		t.Fatal("cluster.sh did not stop within 30 s of SIGINT")
 	}
 	for name, pid := range c.pids {

@@ -165,6 +165,7 @@ func (g *testGateway) start(bin, path string) {
 	}()
 	go func() { <-logsDone; g.exited <- g.cmd.Wait() }()
 	t.Cleanup(func() {
+		g.logMediaStalls()
 		_ = g.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err := <-g.exited:
@@ -177,6 +178,28 @@ func (g *testGateway) start(bin, path string) {
 			t.Logf("gateway (pid %d) logs:\n%s", g.cmd.Process.Pid, tail(g.logText(), 8000))
 		}
 	})
+}
+
+// logMediaStalls logs, whether the test passed or not, the gateway's media stalls and late RTP
+// arrivals when it counted any: a test that lost audio under load then says whether the gateway's
+// media loop stalled (CPU starvation), or the packets came late (a sender that stalled).
+func (g *testGateway) logMediaStalls() {
+	if g.base == "" {
+		return
+	}
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(g.base + "/metrics")
+	if err != nil {
+		return // not started, or exited already
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, l := range strings.Split(string(b), "\n") {
+		if (strings.HasPrefix(l, "switchboard_media_loop_stall") || strings.HasPrefix(l, "switchboard_rtp_late_arrivals_total")) &&
+			!strings.HasSuffix(l, " 0") {
+			g.t.Logf("gateway media: %s", l)
+		}
+	}
 }
 
 func (g *testGateway) logText() string {
