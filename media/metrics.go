@@ -55,6 +55,7 @@ func (m *Metrics) OnForeignSource(f func(src netip.AddrPort)) {
 //	switchboard_media_receive_rearms_total               counter (the process's; see recvring_linux.go)
 //	switchboard_media_loop_stalls_total                  counter (the process's; see recv.go)
 //	switchboard_media_loop_stall_seconds_total           counter (the process's)
+//	switchboard_media_ring_missed_wakeups_total          counter (the process's; see recvring_linux.go)
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	packets := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_rtp_packets_total",
@@ -89,8 +90,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Name: "switchboard_media_loop_stall_seconds_total",
 		Help: "The whole length of the media poll loops' stalls (switchboard_media_loop_stalls_total).",
 	}, func() float64 { return float64(loopStallNanos.Load()) / 1e9 })
+	missed := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "switchboard_media_ring_missed_wakeups_total",
+		Help: "Times a parked media receive ring found datagrams when it read after 10 ms without the kernel's signal that any had come.",
+	}, func() float64 { return float64(ringMissedWakeups.Load()) })
 	if reg != nil {
-		for _, c := range []prometheus.Collector{packets, lost, late, jitter, rejected, rearms, stalls, stallSecs} {
+		for _, c := range []prometheus.Collector{packets, lost, late, jitter, rejected, rearms, stalls, stallSecs, missed} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("media: register metrics: %w", err)
 			}

@@ -17,11 +17,8 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/uring"
 )
 
-// Receiving through a multishot io_uring (uring.RecvRing), where the kernel has it (Linux 6.1
-// and later) and SWITCHBOARD_MEDIA_RECEIVE=io_uring asks for it (ReceiveEnv). Not the default:
-// with it as the default, three of five CI runs under load lost half a second to a second of
-// a call's audio in an end-to-end test, which no local run reproduced (CHANGELOG, "Not built
-// yet"). Its unwatch waits for the loop to see the cancelled receive end — the socket's port
+// Receiving through a multishot io_uring (uring.RecvRing), the default where the kernel has it
+// (Linux 6.1 and later) unless SWITCHBOARD_MEDIA_RECEIVE=epoll (ReceiveEnv). Its unwatch waits for the loop to see the cancelled receive end — the socket's port
 // stays bound until then — and a cancellation wakes the loop out of its pacing sleep, so that
 // wait is a wake-up and one round.
 //
@@ -44,8 +41,12 @@ import (
 // Pace, as the epoll loop's (coalesceWindow): a round that carried coalesceMin packets or more
 // is followed by a yield to the goroutines waiting for the processor and a raw sleep until a
 // window after it began, with the ring's signal off (no datagram wakes anything meanwhile); a
-// quieter round parks the loop on the eventfd in the runtime's netpoller with the signal on,
-// so a datagram wakes it at once. (Sleeping with time.Sleep instead, which frees the P for the
+// quieter round parks the loop's thread in its ring (uring.RecvRing.Wait: a blocking
+// io_uring_enter(2) that gives the P back meanwhile), which the kernel ends as soon as a
+// datagram arrives on an armed socket or a request writes the eventfd (a multishot poll on it
+// is armed in the ring). Not an eventfd registered with the ring and the goroutine parked on
+// it in the runtime's netpoller, as sessions 15–16 did: the kernel signals such an eventfd
+// late with DEFER_TASKRUN (uring.RecvRing says how late), and calls lost audio. (Sleeping with time.Sleep instead, which frees the P for the
 // window but hands the locked thread's P over twice a round, read 77 % of the core at 1,000
 // calls against 72 % for this, ten runs and nine alternated, before the re-arms were bounded:
 // BENCHMARKS.md, session 15.) A loop woken by a request (watch, unwatch) sleeps the rest of
@@ -59,6 +60,12 @@ import (
 // 1,000 calls. Tests make it small.
 var ringBufs uint16 = 1024
 
+// parkMax bounds a parked loop's Wait in its ring: after it the loop makes a round anyway,
+// and counts one that found datagrams the kernel did not wake it for
+// (switchboard_media_ring_missed_wakeups_total: two in a run of make test's end-to-end
+// shards, which a datagram arriving just as the wait ended also counts).
+const parkMax = 100 * time.Millisecond
+
 const (
 	ringEntries = 256  // submissions a round can queue (arms, cancellations) before entering
 	ringCQ      = 4096 // completions the kernel can post before the loop reaps them
@@ -68,6 +75,7 @@ const (
 	// user data of the ring's submissions: a receive carries its socket's slot
 	tagRecv   = 1 << 62
 	tagCancel = 2 << 62
+	tagWake   = 3 << 62 // the poll on the loop's eventfd
 )
 
 // ringReq is a request to a ring loop from another goroutine.
@@ -79,8 +87,7 @@ type ringReq struct {
 // ringLoop is the ring's half of a pollLoop.
 type ringLoop struct {
 	rr    *uring.RecvRing // loop goroutine only
-	evfd  int
-	ev    *os.File // evfd in the runtime's netpoller; closed by the loop when it stops
+	evfd  int             // closed by the loop when it stops
 	reqMu sync.Mutex
 	reqs  []ringReq // reqMu
 	// parked is set from before the loop's last round ahead of parking until it woke: a
@@ -90,7 +97,10 @@ type ringLoop struct {
 	urgent atomic.Bool // a cancellation or stop is queued: no coalescing sleep before the round
 	work   []ringReq   // the loop's copy of the requests being handled; loop goroutine only
 	toArm  []*watch    // receives to arm: new watches, and those that ended without a cancellation; loop goroutine only
-	cqes   [reapBatch]uring.Completion
+	// rearmWake: the poll on the eventfd ended (a completion without More) and is to be armed
+	// again; loop goroutine only.
+	rearmWake bool
+	cqes      [reapBatch]uring.Completion
 }
 
 // startRingLoop starts a loop receiving through a multishot ring, or says why it cannot (the
@@ -128,22 +138,15 @@ func (l *pollLoop) runRing(ready chan<- error) {
 		return
 	}
 	rl.evfd = efd
-	if rl.rr, err = uring.NewRecv(ringEntries, ringCQ, ringBufs, maxPacket, efd); err != nil {
-		unix.Close(efd)
+	defer unix.Close(efd)
+	if rl.rr, err = uring.NewRecv(ringEntries, ringCQ, ringBufs, maxPacket); err != nil {
 		ready <- err
 		return
 	}
 	defer rl.rr.Close()
-	rl.ev = os.NewFile(uintptr(efd), "media-ring-eventfd")
-	defer rl.ev.Close()
-	rc, err := rl.ev.SyscallConn()
-	if err != nil {
-		ready <- fmt.Errorf("media: eventfd: %w", err)
-		return
-	}
 	ready <- nil
-	rl.rr.SetNotify(false)
-	var last time.Time // the last round's start while busy (zero: parked since); stallCheck
+	rl.rr.PrepPoll(efd, tagWake) // requests (watch, unwatch, stop) end the loop's Wait
+	var last time.Time           // the last round's start while busy (zero: parked since); stallCheck
 	for {
 		round := time.Now()
 		stallCheck(last, round)
@@ -159,17 +162,28 @@ func (l *pollLoop) runRing(ready chan<- error) {
 			}
 			continue
 		}
-		// Park: the signal on first, then one more round for what came before it was (and for
-		// the requests queued before parked was set: later ones write the eventfd).
+		// Park: one more round for the requests queued before parked was set (later ones
+		// write the eventfd, whose poll ends the Wait), then a Wait in the ring, which the
+		// kernel ends as soon as a datagram arrives on an armed socket.
 		rl.parked.Store(true)
-		rl.rr.SetNotify(true)
 		if pkts, stop = l.ringRound(); stop {
 			return
 		}
 		if pkts == 0 {
 			parked := time.Now()
-			if err := rc.Read(rl.drainEventfd); err != nil {
-				return // the eventfd closed under the loop: nothing does that
+			if !rl.rr.Wait(parkMax) {
+				// Nothing for parkMax: a round anyway, and whether it finds datagrams the
+				// kernel should have woken the loop for (ringMissedWakeups).
+				rl.parked.Store(false)
+				n, stop := l.ringRound()
+				if stop {
+					return
+				}
+				if n > 0 {
+					ringMissedWakeups.Add(1)
+				}
+				last = time.Time{}
+				continue
 			}
 			if rest := coalesceWindow - time.Since(parked); rest > 0 && !rl.urgent.Load() {
 				rl.sleep(rest)
@@ -177,28 +191,25 @@ func (l *pollLoop) runRing(ready chan<- error) {
 			last = time.Time{} // parked: the wait was for traffic, not a stall
 		}
 		rl.parked.Store(false)
-		rl.rr.SetNotify(false)
 	}
 }
 
 // sleep waits d on the loop's thread without releasing its P (rawSleep says why), or less when
-// the eventfd is signalled meanwhile: with the ring's signal off, by a cancellation or a stop
-// (request), which the round that follows serves at once.
+// the eventfd is written meanwhile: by a cancellation or a stop (request), which the round
+// that follows serves at once.
 func (rl *ringLoop) sleep(d time.Duration) {
 	fds := [1]unix.PollFd{{Fd: int32(rl.evfd), Events: unix.POLLIN}}
 	ts := unix.NsecToTimespec(int64(d))
 	n, _, _ := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
 	if n == 1 {
-		var b [8]byte
-		unix.Read(rl.evfd, b[:])
+		rl.drain()
 	}
 }
 
-// drainEventfd clears the loop's eventfd; false (park) when nothing had signalled it.
-func (rl *ringLoop) drainEventfd(fd uintptr) bool {
+// drain clears the loop's eventfd.
+func (rl *ringLoop) drain() {
 	var b [8]byte
-	_, err := unix.Read(int(fd), b[:])
-	return err != unix.EAGAIN
+	unix.Read(rl.evfd, b[:])
 }
 
 // request queues q for the loop and wakes it when it is parked, or when q is a cancellation
@@ -313,8 +324,17 @@ func (l *pollLoop) arm(w *watch) {
 
 // complete handles one completion and returns the datagrams it handed to a handler (0 or 1).
 func (l *pollLoop) complete(c *uring.Completion, at time.Time) int {
-	if c.UserData&tagRecv == 0 {
+	switch c.UserData &^ (tagRecv - 1) {
+	case tagCancel:
 		return 0 // a cancellation's own
+	case tagWake:
+		// A request wrote the eventfd (it is served in this round): clear it, and poll it
+		// again if the poll ended (its completion without More).
+		l.ring.drain()
+		if !c.More() {
+			l.ring.rearmWake = true
+		}
+		return 0
 	}
 	rr := l.ring.rr
 	id, hasBuf := c.Buffer()
@@ -410,20 +430,14 @@ func (r *receiver) ringLoops() int {
 // kernel refused it. The first call probes the kernel (a ring set up and closed on a thread of
 // its own) unless a loop already did.
 func ReceivePath() (string, error) {
-	if os.Getenv(ReceiveEnv) != "io_uring" {
-		return "epoll", fmt.Errorf("the default (%s=io_uring opts in)", ReceiveEnv)
+	if os.Getenv(ReceiveEnv) == "epoll" {
+		return "epoll", fmt.Errorf("%s=epoll chose it", ReceiveEnv)
 	}
 	probeOnce.Do(func() {
 		done := make(chan error, 1)
 		go func() {
 			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-			efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-			if err != nil {
-				done <- fmt.Errorf("media: eventfd: %w", err)
-				return
-			}
-			defer unix.Close(efd)
-			rr, err := uring.NewRecv(8, 16, 2, maxPacket, efd)
+			rr, err := uring.NewRecv(8, 16, 2, maxPacket)
 			if err == nil {
 				rr.Close()
 			}

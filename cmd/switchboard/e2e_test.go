@@ -195,7 +195,8 @@ func (g *testGateway) logMediaStalls() {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, l := range strings.Split(string(b), "\n") {
-		if (strings.HasPrefix(l, "switchboard_media_loop_stall") || strings.HasPrefix(l, "switchboard_rtp_late_arrivals_total")) &&
+		if (strings.HasPrefix(l, "switchboard_media_loop_stall") || strings.HasPrefix(l, "switchboard_rtp_late_arrivals_total") ||
+			strings.HasPrefix(l, "switchboard_media_ring_missed_wakeups_total")) &&
 			!strings.HasSuffix(l, " 0") {
 			g.t.Logf("gateway media: %s", l)
 		}

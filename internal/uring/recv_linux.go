@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -28,16 +29,18 @@ import (
 //
 // DEFER_TASKRUN requires IORING_SETUP_SINGLE_ISSUER: every Enter must come from the OS thread
 // that created the ring, so its owner is a goroutine locked to its thread
-// (runtime.LockOSThread) for the ring's whole life. The ring signals its eventfd (EventFD)
-// when a datagram waits to be received and no Enter is running, unless SetNotify(false): an
-// idle owner parks in the Go runtime's netpoller on it.
+// (runtime.LockOSThread) for the ring's whole life. An idle owner waits in the ring itself
+// (Wait): the kernel wakes the waiting thread as soon as a datagram arrives on an armed socket,
+// or as a poll armed on another descriptor (PrepPoll: an eventfd others write) fires. Not an
+// eventfd registered with the ring (IORING_REGISTER_EVENTFD): with DEFER_TASKRUN, Linux 6.18
+// here signalled it about 10 ms after a datagram on an idle machine (8–16 ms for most of
+// them, where a wait in the ring took under 1 ms) and hundreds of milliseconds under load —
+// audio lost in the end-to-end tests (BENCHMARKS.md, session 17).
 //
 // Linux 6.1 and later (multishot receives 6.0, DEFER_TASKRUN 6.1, buffer rings 5.19); NewRecv
 // fails where the kernel lacks any of it, and callers keep their epoll path.
 type RecvRing struct {
-	r      *Ring
-	cqFlag *uint32 // the completion ring's flags (IORING_CQ_EVENTFD_DISABLED)
-	evfd   int
+	r *Ring
 
 	bufRing  []byte // nbufs io_uring_buf entries; the tail is the u16 at offset 14
 	bufs     []byte // nbufs × bufSize
@@ -49,6 +52,8 @@ type RecvRing struct {
 	batch    uint32        // Enter's min_complete: the most sockets' receives one Enter runs
 	arg      getEventsArg  // Enter's: a zero timeout
 	zero     unix.Timespec // arg's timeout
+	waitArg  getEventsArg  // Wait's: its timeout
+	waitTS   unix.Timespec // waitArg's timeout
 	canceled atomic.Uint64 // cancellations submitted (tests)
 }
 
@@ -82,12 +87,13 @@ const (
 	setupSubmitAll    = 1 << 7  // IORING_SETUP_SUBMIT_ALL
 	opRecvmsg         = 10
 	opAsyncCancel     = 14
+	opPollAdd         = 6
+	pollAddMulti      = 1 << 0 // IORING_POLL_ADD_MULTI, in the entry's len
 	sqeBufferSelect   = 1 << 5 // IOSQE_BUFFER_SELECT
 	recvMultishot     = 1 << 1 // IORING_RECV_MULTISHOT, in the entry's ioprio
 	regPbufRing       = 22     // IORING_REGISTER_PBUF_RING
 	cqeFBuffer        = 1 << 0
 	cqeFMore          = 1 << 1
-	cqEventfdDisabled = 1 << 0 // IORING_CQ_EVENTFD_DISABLED
 	bufGroup          = 0
 	// recvmsgOut is struct io_uring_recvmsg_out, at the head of every multishot recvmsg
 	// buffer: namelen, controllen, payloadlen, flags.
@@ -98,19 +104,17 @@ const (
 )
 
 // NewRecv sets up a receive ring of entries submissions, a completion queue of cqEntries and
-// nbufs receive buffers (a power of two) with room for datagrams of maxDatagram bytes, and
-// registers evfd, an eventfd, with it. The calling goroutine must be locked to its OS thread
-// and stay so until Close (see RecvRing).
-func NewRecv(entries, cqEntries uint32, nbufs uint16, maxDatagram int, evfd int) (*RecvRing, error) {
+// nbufs receive buffers (a power of two) with room for datagrams of maxDatagram bytes. The
+// calling goroutine must be locked to its OS thread and stay so until Close (see RecvRing).
+func NewRecv(entries, cqEntries uint32, nbufs uint16, maxDatagram int) (*RecvRing, error) {
 	if nbufs == 0 || nbufs&(nbufs-1) != 0 {
 		return nil, fmt.Errorf("uring: %d receive buffers: not a power of two", nbufs)
 	}
-	r, p, err := setup(entries, setupSingleIssuer|setupDeferTaskrun|setupSubmitAll, cqEntries)
+	r, _, err := setup(entries, setupSingleIssuer|setupDeferTaskrun|setupSubmitAll, cqEntries)
 	if err != nil {
 		return nil, err
 	}
-	rr := &RecvRing{r: r, evfd: evfd, nbufs: nbufs, bufSize: recvmsgOut + nameRoom + maxDatagram}
-	rr.cqFlag = (*uint32)(unsafe.Pointer(&r.cqRing[p.cqOff[6]]))
+	rr := &RecvRing{r: r, nbufs: nbufs, bufSize: recvmsgOut + nameRoom + maxDatagram}
 	fail := func(err error) (*RecvRing, error) {
 		rr.Close()
 		return nil, err
@@ -134,10 +138,6 @@ func NewRecv(entries, cqEntries uint32, nbufs uint16, maxDatagram int, evfd int)
 		rr.Recycle(id)
 	}
 	rr.publish()
-	fd32 := int32(evfd)
-	if _, _, e := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(r.fd), regEventfd, uintptr(unsafe.Pointer(&fd32)), 1, 0, 0); e != 0 {
-		return fail(fmt.Errorf("uring: register eventfd: %w", e))
-	}
 	// The template of every multishot receive: room for the source address, no control data,
 	// no iovec (the buffer comes from the ring).
 	rr.msg.Namelen = nameRoom
@@ -148,6 +148,7 @@ func NewRecv(entries, cqEntries uint32, nbufs uint16, maxDatagram int, evfd int)
 	// none (ENOBUFS), each then to be armed again.
 	rr.batch = max(min(uint32(nbufs)/8, cqEntries/2), 1)
 	rr.arg.ts = uint64(uintptr(unsafe.Pointer(&rr.zero)))
+	rr.waitArg.ts = uint64(uintptr(unsafe.Pointer(&rr.waitTS)))
 	return rr, nil
 }
 
@@ -188,6 +189,40 @@ func (rr *RecvRing) PrepRecv(fd int, userData uint64) {
 	binary.NativeEndian.PutUint32(sqe[24:], 1)
 	binary.NativeEndian.PutUint64(sqe[32:], userData)
 	binary.NativeEndian.PutUint16(sqe[40:], bufGroup)
+}
+
+// PrepPoll prepares a multishot poll for input on fd (an eventfd other goroutines write, say)
+// whose completions carry userData: each time fd becomes readable, a completion — which ends
+// a Wait. Its completions follow until one without More (then it is no longer armed). Room
+// must be > 0.
+func (rr *RecvRing) PrepPoll(fd int, userData uint64) {
+	sqe := rr.r.sqe(rr.pending)
+	rr.pending++
+	sqe[0] = opPollAdd
+	binary.NativeEndian.PutUint32(sqe[4:], uint32(int32(fd)))
+	binary.NativeEndian.PutUint32(sqe[24:], pollAddMulti)
+	binary.NativeEndian.PutUint32(sqe[28:], unix.POLLIN) // poll32_events
+	binary.NativeEndian.PutUint64(sqe[32:], userData)
+}
+
+// Wait submits what was prepared and waits, at most timeout, for a completion: a datagram on
+// an armed socket, or a poll's (PrepPoll). It is a blocking system call the Go runtime knows of
+// (the thread's P serves other goroutines meanwhile). It reports whether a completion ended
+// it: completions wait to be reaped (false: the timeout passed, or a signal interrupted the
+// wait).
+func (rr *RecvRing) Wait(timeout time.Duration) bool {
+	rr.publish()
+	r := rr.r
+	atomic.StoreUint32(r.sqTail, atomic.LoadUint32(r.sqTail)+rr.pending)
+	rr.pending = 0
+	rr.waitTS = unix.NsecToTimespec(int64(timeout))
+	n := atomic.LoadUint32(r.sqTail) - atomic.LoadUint32(r.sqHead)
+	r.enters.Add(1)
+	// The result is the entries submitted, or the wait's error (ETIME, EINTR) when none were:
+	// what ended the wait is whether completions came.
+	unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(n), 1,
+		enterGetEvents|enterExtArg, uintptr(unsafe.Pointer(&rr.waitArg)), unsafe.Sizeof(rr.waitArg))
+	return atomic.LoadUint32(r.cqTail) != atomic.LoadUint32(r.cqHead)
 }
 
 // PrepCancel prepares the cancellation of the request that carries target; its own completion
@@ -305,21 +340,6 @@ func (rr *RecvRing) publish() {
 	copy(w[:2], rr.bufRing[12:14])
 	binary.NativeEndian.PutUint16(w[2:], rr.bufTail)
 	atomic.StoreUint32((*uint32)(unsafe.Pointer(&rr.bufRing[12])), binary.NativeEndian.Uint32(w[:]))
-}
-
-// SetNotify turns the eventfd's signal on or off (IORING_CQ_EVENTFD_DISABLED). A busy owner
-// turns it off: it enters anyway.
-func (rr *RecvRing) SetNotify(on bool) {
-	for {
-		old := atomic.LoadUint32(rr.cqFlag)
-		nw := old | cqEventfdDisabled
-		if on {
-			nw = old &^ cqEventfdDisabled
-		}
-		if old == nw || atomic.CompareAndSwapUint32(rr.cqFlag, old, nw) {
-			return
-		}
-	}
 }
 
 // Enters is the number of io_uring_enter(2) calls so far.

@@ -14,21 +14,16 @@ import (
 
 // recvRing is a receive ring owned by the test's goroutine, locked to its thread until the
 // test ends; skipped where the kernel lacks what it needs.
-func recvRing(t *testing.T, nbufs uint16) (*RecvRing, int) {
+func recvRing(t *testing.T, nbufs uint16) *RecvRing {
 	t.Helper()
 	runtime.LockOSThread()
 	t.Cleanup(runtime.UnlockOSThread)
-	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(efd) })
-	rr, err := NewRecv(64, 256, nbufs, 1500, efd)
+	rr, err := NewRecv(64, 256, nbufs, 1500)
 	if err != nil {
 		t.Skipf("no multishot receive ring here: %v", err)
 	}
 	t.Cleanup(rr.Close)
-	return rr, efd
+	return rr
 }
 
 // boundSocket is a non-blocking UDP socket bound to an ephemeral port of 127.0.0.1.
@@ -45,12 +40,6 @@ func boundSocket(t *testing.T) (int, int) {
 	return fd, sa.(*unix.SockaddrInet4).Port
 }
 
-// readable reports whether the eventfd was signalled (and clears it).
-func readable(efd int) bool {
-	var b [8]byte
-	_, err := unix.Read(efd, b[:])
-	return err == nil
-}
 
 // reapAll enters until want completions came or the bound passed.
 func reapAll(t *testing.T, rr *RecvRing, want int) []Completion {
@@ -75,11 +64,11 @@ func reapAll(t *testing.T, rr *RecvRing, want int) []Completion {
 }
 
 // Rule: one multishot receive per socket delivers every datagram of several sockets, with its
-// source and its bytes, in one Enter; a datagram that arrives while the owner is not entering
-// signals the eventfd (the owner parks on it) unless the signal is off; a cancelled receive
-// ends with a completion without More, after which nothing more comes for it.
+// source and its bytes, in one Enter; datagrams that arrive while the owner waits in the ring
+// end its Wait (not its timeout); a cancelled receive ends with a completion without More,
+// after which nothing more comes for it.
 func TestRecvRingReceivesManySocketsInOneEnterAndCancels(t *testing.T) {
-	rr, efd := recvRing(t, 16)
+	rr := recvRing(t, 16)
 	fds := make([]int, 3)
 	ports := make([]int, 3)
 	for i := range fds {
@@ -92,7 +81,6 @@ func TestRecvRingReceivesManySocketsInOneEnterAndCancels(t *testing.T) {
 	if n := rr.Reap(make([]Completion, 8)); n != 0 {
 		t.Fatalf("%d completions before any datagram", n)
 	}
-	readable(efd) // the arming's own signal, if any
 	from, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -105,12 +93,8 @@ func TestRecvRingReceivesManySocketsInOneEnterAndCancels(t *testing.T) {
 			}
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !readable(efd) {
-		if time.Now().After(deadline) {
-			t.Fatal("the eventfd was not signalled for datagrams waiting")
-		}
-		time.Sleep(time.Millisecond)
+	if !rr.Wait(time.Minute) {
+		t.Fatal("Wait ended without a completion with datagrams waiting")
 	}
 	got := reapAll(t, rr, 6)
 	src := from.LocalAddr().(*net.UDPAddr).AddrPort()
@@ -132,21 +116,6 @@ func TestRecvRingReceivesManySocketsInOneEnterAndCancels(t *testing.T) {
 	}
 	if len(seen) != 6 {
 		t.Fatalf("distinct datagrams %d, want 6", len(seen))
-	}
-	// Signal off: a datagram does not signal.
-	rr.SetNotify(false)
-	readable(efd) // what the completions above signalled
-	if _, err := from.WriteToUDP([]byte{0, 9, 'x'}, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: ports[0]}); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(20 * time.Millisecond) // not a synchronisation: what would signal has had time to
-	if readable(efd) {
-		t.Fatal("signalled with the signal off")
-	}
-	rr.SetNotify(true)
-	got = reapAll(t, rr, 1)
-	if id, ok := got[0].Buffer(); ok {
-		rr.Recycle(id)
 	}
 	// Cancel socket 1's receive: its last completion has no More.
 	rr.PrepCancel(101, 999)
@@ -182,7 +151,7 @@ func TestRecvRingReceivesManySocketsInOneEnterAndCancels(t *testing.T) {
 // Rule: when the buffers run out, the receive ends with ENOBUFS (no More) and loses no datagram:
 // armed again once buffers are back, it receives what stayed queued on the socket.
 func TestRecvRingOutOfBuffersEndsTheReceiveAndLosesNothing(t *testing.T) {
-	rr, _ := recvRing(t, 4)
+	rr := recvRing(t, 4)
 	fd, port := boundSocket(t)
 	rr.PrepRecv(fd, 7)
 	if errno := rr.Enter(); errno != 0 {
@@ -238,7 +207,7 @@ func TestRecvRingOutOfBuffersEndsTheReceiveAndLosesNothing(t *testing.T) {
 // datagram each, the round of a poll loop at 1,000 calls — not the kernel's default of 20
 // sockets' deferred work an enter; and no more than a batch (an eighth of the buffers).
 func TestRecvRingEnterReceivesARoundOfSocketsAtOnce(t *testing.T) {
-	rr, _ := recvRing(t, 1024)
+	rr := recvRing(t, 1024)
 	if rr.Batch() != 128 {
 		t.Fatalf("batch %d with 1,024 buffers, want 128", rr.Batch())
 	}
@@ -288,5 +257,37 @@ func TestRecvRingEnterReceivesARoundOfSocketsAtOnce(t *testing.T) {
 	}
 	if n := rr.Reap(buf); n < 100 || n > 3*100 {
 		t.Fatalf("one enter received %d datagrams of 100 sockets with 3 each, want between 100 and 300", n)
+	}
+}
+
+// Rule: a Wait with nothing to do ends on its timeout (false); a poll armed on an eventfd ends
+// a Wait when another goroutine writes the eventfd — the way a ring's owner is woken for
+// requests — and stays armed for the next write (its completion carries More).
+func TestRecvRingWaitEndsOnAPolledEventfdOrItsTimeout(t *testing.T) {
+	rr := recvRing(t, 16)
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(efd)
+	rr.PrepPoll(efd, 42)
+	if rr.Wait(10 * time.Millisecond) {
+		t.Fatalf("Wait with nothing to do reported a completion: %+v", reapAll(t, rr, 0))
+	}
+	for round := range 2 {
+		go func() {
+			time.Sleep(20 * time.Millisecond) // the writer comes while the owner waits
+			one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
+			unix.Write(efd, one)
+		}()
+		if !rr.Wait(time.Minute) {
+			t.Fatalf("round %d: Wait ended without a completion after the eventfd was written", round)
+		}
+		got := reapAll(t, rr, 1)
+		if len(got) != 1 || got[0].UserData != 42 || !got[0].More() || got[0].Res&unix.POLLIN == 0 {
+			t.Fatalf("round %d: completions %+v, want the poll's (42, POLLIN, More)", round, got)
+		}
+		var b [8]byte
+		unix.Read(efd, b[:])
 	}
 }
