@@ -40,7 +40,6 @@ func boundSocket(t *testing.T) (int, int) {
 	return fd, sa.(*unix.SockaddrInet4).Port
 }
 
-
 // reapAll enters until want completions came or the bound passed.
 func reapAll(t *testing.T, rr *RecvRing, want int) []Completion {
 	t.Helper()
