@@ -3,6 +3,8 @@ package media
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -69,4 +71,74 @@ func BenchmarkParseRTP(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkIdleLoopWakeLatency measures how long a datagram waits, on a lightly loaded receiver
+// (four sockets at 50 packets a second each, so its loops park between packets), from its
+// sendto(2) until its handler runs: each op is one 20 ms tick, a datagram to each socket. It
+// reports the median, the 99th percentile and the worst wait in milliseconds. Run it with
+// SWITCHBOARD_MEDIA_RECEIVE=epoll too: session 17 found the ring's parked loops woken 8–16 ms
+// late through an eventfd registered with the ring (BENCHMARKS.md), where epoll's took under
+// 1 ms. go test -run '^$' -bench IdleLoopWakeLatency -benchtime 250x ./media/
+func BenchmarkIdleLoopWakeLatency(b *testing.B) {
+	const socks = 4
+	alloc := testAllocator(b, socks)
+	p := newPeer(b)
+	var sent [socks]atomic.Int64
+	waits := make(chan time.Duration, socks*b.N)
+	var ws []*watch
+	var pps []PortPair
+	for i := range socks {
+		pp, err := alloc.Allocate()
+		if err != nil {
+			b.Fatal(err)
+		}
+		pps = append(pps, pp)
+		w, err := alloc.rx.watch(alloc.slot(pp.Port), pp.RTP, func([]byte, netip.AddrPort, time.Time, *txBatch) {
+			select {
+			case waits <- time.Duration(time.Now().UnixNano() - sent[i].Load()):
+			default:
+			}
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ws = append(ws, w)
+	}
+	defer func() {
+		for _, w := range ws {
+			alloc.rx.unwatch(w)
+		}
+		for _, pp := range pps {
+			alloc.Release(pp)
+		}
+	}()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	b.ResetTimer()
+	for range b.N {
+		<-tick.C
+		for i, pp := range pps {
+			sent[i].Store(time.Now().UnixNano())
+			if _, err := p.conn.WriteToUDPAddrPort([]byte{1}, netip.AddrPortFrom(loopback, uint16(pp.Port))); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // the last tick's datagrams
+	b.StopTimer()
+	close(waits)
+	var all []time.Duration
+	for d := range waits {
+		all = append(all, d)
+	}
+	if len(all) == 0 {
+		b.Fatal("no datagram handled")
+	}
+	slices.Sort(all)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(all[len(all)/2]), "p50_ms")
+	b.ReportMetric(ms(all[len(all)*99/100]), "p99_ms")
+	b.ReportMetric(ms(all[len(all)-1]), "max_ms")
+	b.ReportMetric(float64(len(all))/float64(socks*b.N), "handled/sent")
 }
