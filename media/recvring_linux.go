@@ -17,8 +17,12 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/uring"
 )
 
-// Receiving through a multishot io_uring (uring.RecvRing), the default where the kernel has it
-// (Linux 6.1 and later) unless SWITCHBOARD_MEDIA_RECEIVE=epoll (ReceiveEnv). Its unwatch waits for the loop to see the cancelled receive end — the socket's port
+// Receiving through a multishot io_uring (uring.RecvRing), where the kernel has it (Linux 6.1
+// and later) and SWITCHBOARD_MEDIA_RECEIVE=io_uring asks for it (ReceiveEnv). Not the default:
+// an idle loop's Wait in the ring is a blocking system call that keeps the runtime's P until
+// sysmon takes it back, and with one P (a gateway on one core) the other goroutines wait
+// meanwhile — the 300-calls-a-second step read setup p99 136 ms and event lag p99 810 ms
+// against 36 and 420 on the epoll path (BENCHMARKS.md, session 17). Its unwatch waits for the loop to see the cancelled receive end — the socket's port
 // stays bound until then — and a cancellation wakes the loop out of its pacing sleep, so that
 // wait is a wake-up and one round.
 //
@@ -430,8 +434,8 @@ func (r *receiver) ringLoops() int {
 // kernel refused it. The first call probes the kernel (a ring set up and closed on a thread of
 // its own) unless a loop already did.
 func ReceivePath() (string, error) {
-	if os.Getenv(ReceiveEnv) == "epoll" {
-		return "epoll", fmt.Errorf("%s=epoll chose it", ReceiveEnv)
+	if os.Getenv(ReceiveEnv) != "io_uring" {
+		return "epoll", fmt.Errorf("the default (%s=io_uring opts in)", ReceiveEnv)
 	}
 	probeOnce.Do(func() {
 		done := make(chan error, 1)
