@@ -92,7 +92,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}, func() float64 { return float64(loopStallNanos.Load()) / 1e9 })
 	missed := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "switchboard_media_ring_missed_wakeups_total",
-		Help: "Times a parked media receive ring found datagrams when it read after 10 ms without the kernel's signal that any had come.",
+		Help: "Times a parked media reader receiving through its io_uring found datagrams after waiting 100 ms that nothing had woken it for.",
 	}, func() float64 { return float64(ringMissedWakeups.Load()) })
 	if reg != nil {
 		for _, c := range []prometheus.Collector{packets, lost, late, jitter, rejected, rearms, stalls, stallSecs, missed} {

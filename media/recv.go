@@ -25,9 +25,8 @@ var (
 
 const stallAfter = 50 * time.Millisecond
 
-// ringMissedWakeups counts the rounds a parked ring loop made when its Wait in the ring ended
-// on parkMax and in which it found datagrams the kernel had not woken it for
-// (recvring_linux.go).
+// ringMissedWakeups counts the rounds a parked ring loop made when its wait ended on parkMax
+// and in which it found datagrams nothing had woken it for (recvring_linux.go).
 // switchboard_media_ring_missed_wakeups_total.
 var ringMissedWakeups atomic.Uint64
 

@@ -212,14 +212,12 @@ func (r *receiver) watch(slot int, sock *Socket, handle handler) (*watch, error)
 	}
 	w := &watch{fd: fd, slot: slot, loop: l, handle: handle, done: make(chan struct{})}
 	r.slots[slot].Store(w)
-	if l.ring != nil {
-		l.n++
-		l.request(ringReq{w: w})
-		r.mu.Unlock()
-		return w, nil
-	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(slot)}
-	if err := unix.EpollCtl(l.fd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	epfd := l.fd // an epoll loop's instance, or a ring loop's park set (recvring_linux.go)
+	if l.ring != nil {
+		epfd = l.ring.epfd
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		r.slots[slot].CompareAndSwap(w, nil)
 		stop := r.detachIfIdle(l)
 		r.mu.Unlock()
@@ -227,6 +225,9 @@ func (r *receiver) watch(slot int, sock *Socket, handle handler) (*watch, error)
 		return nil, fmt.Errorf("media: watch socket: epoll_ctl: %w", err)
 	}
 	l.n++
+	if l.ring != nil {
+		l.request(ringReq{w: w})
+	}
 	r.mu.Unlock()
 	return w, nil
 }

@@ -18,11 +18,8 @@ import (
 )
 
 // Receiving through a multishot io_uring (uring.RecvRing), where the kernel has it (Linux 6.1
-// and later) and SWITCHBOARD_MEDIA_RECEIVE=io_uring asks for it (ReceiveEnv). Not the default:
-// an idle loop's Wait in the ring is a blocking system call that keeps the runtime's P until
-// sysmon takes it back, and with one P (a gateway on one core) the other goroutines wait
-// meanwhile — the 300-calls-a-second step read setup p99 136 ms and event lag p99 810 ms
-// against 36 and 420 on the epoll path (BENCHMARKS.md, session 17). Its unwatch waits for the loop to see the cancelled receive end — the socket's port
+// and later) and SWITCHBOARD_MEDIA_RECEIVE=io_uring asks for it (ReceiveEnv). Not the default
+// yet (CHANGELOG, "Not built yet", issue 18). Its unwatch waits for the loop to see the cancelled receive end — the socket's port
 // stays bound until then — and a cancellation wakes the loop out of its pacing sleep, so that
 // wait is a wake-up and one round.
 //
@@ -45,12 +42,16 @@ import (
 // Pace, as the epoll loop's (coalesceWindow): a round that carried coalesceMin packets or more
 // is followed by a yield to the goroutines waiting for the processor and a raw sleep until a
 // window after it began, with the ring's signal off (no datagram wakes anything meanwhile); a
-// quieter round parks the loop's thread in its ring (uring.RecvRing.Wait: a blocking
-// io_uring_enter(2) that gives the P back meanwhile), which the kernel ends as soon as a
-// datagram arrives on an armed socket or a request writes the eventfd (a multishot poll on it
-// is armed in the ring). Not an eventfd registered with the ring and the goroutine parked on
-// it in the runtime's netpoller, as sessions 15–16 did: the kernel signals such an eventfd
-// late with DEFER_TASKRUN (uring.RecvRing says how late), and calls lost audio. (Sleeping with time.Sleep instead, which frees the P for the
+// quieter round parks the goroutine in the runtime's netpoller on the loop's park set: an
+// epoll instance holding the loop's sockets (watch adds each, unwatch removes it) and its
+// eventfd, which a datagram on any of them, or a request, makes readable at once. Two ways
+// that did not work (BENCHMARKS.md, session 17): an eventfd registered with the ring, which
+// the kernel signals late with DEFER_TASKRUN (about 10 ms idle, hundreds under load: calls
+// lost audio), and a blocking wait in the ring (uring.RecvRing.Wait), which is prompt but
+// keeps the runtime's P until sysmon takes it back — on a one-core gateway every other
+// goroutine waited behind it (call setup p99 136 ms at 300 calls a second, 36 on epoll).
+// The park set costs each datagram an epoll callback in the kernel; a busy loop never reads
+// its events (they stay on its ready list, each socket once). (Sleeping with time.Sleep instead, which frees the P for the
 // window but hands the locked thread's P over twice a round, read 77 % of the core at 1,000
 // calls against 72 % for this, ten runs and nine alternated, before the re-arms were bounded:
 // BENCHMARKS.md, session 15.) A loop woken by a request (watch, unwatch) sleeps the rest of
@@ -64,10 +65,10 @@ import (
 // 1,000 calls. Tests make it small.
 var ringBufs uint16 = 1024
 
-// parkMax bounds a parked loop's Wait in its ring: after it the loop makes a round anyway,
-// and counts one that found datagrams the kernel did not wake it for
-// (switchboard_media_ring_missed_wakeups_total: two in a run of make test's end-to-end
-// shards, which a datagram arriving just as the wait ended also counts).
+// parkMax bounds a parked loop's wait on its park set: after it the loop makes a round anyway,
+// and counts one that found datagrams nothing woke it for
+// (switchboard_media_ring_missed_wakeups_total; a datagram arriving just as the wait ended
+// counts too).
 const parkMax = 100 * time.Millisecond
 
 const (
@@ -79,7 +80,6 @@ const (
 	// user data of the ring's submissions: a receive carries its socket's slot
 	tagRecv   = 1 << 62
 	tagCancel = 2 << 62
-	tagWake   = 3 << 62 // the poll on the loop's eventfd
 )
 
 // ringReq is a request to a ring loop from another goroutine.
@@ -98,13 +98,12 @@ type ringLoop struct {
 	// request then wakes it through the eventfd; else only a cancellation or a stop does
 	// (urgent), which also cuts the loop's sleep between rounds short.
 	parked atomic.Bool
-	urgent atomic.Bool // a cancellation or stop is queued: no coalescing sleep before the round
-	work   []ringReq   // the loop's copy of the requests being handled; loop goroutine only
-	toArm  []*watch    // receives to arm: new watches, and those that ended without a cancellation; loop goroutine only
-	// rearmWake: the poll on the eventfd ended (a completion without More) and is to be armed
-	// again; loop goroutine only.
-	rearmWake bool
-	cqes      [reapBatch]uring.Completion
+	urgent atomic.Bool                 // a cancellation or stop is queued: no coalescing sleep before the round
+	work   []ringReq                   // the loop's copy of the requests being handled; loop goroutine only
+	toArm  []*watch                    // receives to arm: new watches, and those that ended without a cancellation; loop goroutine only
+	epfd   int                         // the park set (epoll): watch adds a socket, unwatchRing removes it
+	events [pollEvents]unix.EpollEvent // the park set's ready events; loop goroutine only
+	cqes   [reapBatch]uring.Completion
 }
 
 // startRingLoop starts a loop receiving through a multishot ring, or says why it cannot (the
@@ -143,14 +142,37 @@ func (l *pollLoop) runRing(ready chan<- error) {
 	}
 	rl.evfd = efd
 	defer unix.Close(efd)
+	// The park set: the loop's sockets (watch adds them) and its eventfd, in an epoll
+	// instance that is itself in the runtime's netpoller.
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		ready <- fmt.Errorf("media: epoll_create1: %w", err)
+		return
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		ready <- fmt.Errorf("media: epoll set non-blocking: %w", err)
+		return
+	}
+	rl.epfd = epfd
+	ep := os.NewFile(uintptr(epfd), "media-ring-park")
+	defer ep.Close()
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: -1}); err != nil {
+		ready <- fmt.Errorf("media: epoll_ctl eventfd: %w", err)
+		return
+	}
+	rc, err := ep.SyscallConn()
+	if err != nil {
+		ready <- fmt.Errorf("media: epoll descriptor: %w", err)
+		return
+	}
 	if rl.rr, err = uring.NewRecv(ringEntries, ringCQ, ringBufs, maxPacket); err != nil {
 		ready <- err
 		return
 	}
 	defer rl.rr.Close()
 	ready <- nil
-	rl.rr.PrepPoll(efd, tagWake) // requests (watch, unwatch, stop) end the loop's Wait
-	var last time.Time           // the last round's start while busy (zero: parked since); stallCheck
+	var last time.Time // the last round's start while busy (zero: parked since); stallCheck
 	for {
 		round := time.Now()
 		stallCheck(last, round)
@@ -166,16 +188,18 @@ func (l *pollLoop) runRing(ready chan<- error) {
 			}
 			continue
 		}
-		// Park: one more round for the requests queued before parked was set (later ones
-		// write the eventfd, whose poll ends the Wait), then a Wait in the ring, which the
-		// kernel ends as soon as a datagram arrives on an armed socket.
+		// Park: the park set's old events cleared, then one more round for what came before
+		// (and for the requests queued before parked was set: later ones write the eventfd),
+		// then the goroutine parks in the netpoller until a socket or the eventfd is ready.
 		rl.parked.Store(true)
+		rl.readyEvents(uintptr(epfd))
 		if pkts, stop = l.ringRound(); stop {
 			return
 		}
 		if pkts == 0 {
 			parked := time.Now()
-			if !rl.rr.Wait(parkMax) {
+			_ = ep.SetReadDeadline(parked.Add(parkMax))
+			if err := rc.Read(rl.readyEvents); err != nil {
 				// Nothing for parkMax: a round anyway, and whether it finds datagrams the
 				// kernel should have woken the loop for (ringMissedWakeups).
 				rl.parked.Store(false)
@@ -196,6 +220,18 @@ func (l *pollLoop) runRing(ready chan<- error) {
 		}
 		rl.parked.Store(false)
 	}
+}
+
+// readyEvents takes the park set's ready events (false: none, park) and clears the eventfd
+// when it was among them.
+func (rl *ringLoop) readyEvents(epfd uintptr) bool {
+	n, _ := epollPoll(int(epfd), rl.events[:])
+	for i := range n {
+		if rl.events[i].Fd == -1 {
+			rl.drain()
+		}
+	}
+	return n > 0
 }
 
 // sleep waits d on the loop's thread without releasing its P (rawSleep says why), or less when
@@ -328,17 +364,8 @@ func (l *pollLoop) arm(w *watch) {
 
 // complete handles one completion and returns the datagrams it handed to a handler (0 or 1).
 func (l *pollLoop) complete(c *uring.Completion, at time.Time) int {
-	switch c.UserData &^ (tagRecv - 1) {
-	case tagCancel:
+	if c.UserData&tagRecv == 0 {
 		return 0 // a cancellation's own
-	case tagWake:
-		// A request wrote the eventfd (it is served in this round): clear it, and poll it
-		// again if the poll ended (its completion without More).
-		l.ring.drain()
-		if !c.More() {
-			l.ring.rearmWake = true
-		}
-		return 0
 	}
 	rr := l.ring.rr
 	id, hasBuf := c.Buffer()
@@ -389,6 +416,7 @@ func (r *receiver) unwatchRing(w *watch) {
 	w.loop.request(ringReq{w: w, cancel: true})
 	<-w.done
 	r.mu.Lock()
+	_ = unix.EpollCtl(w.loop.ring.epfd, unix.EPOLL_CTL_DEL, w.fd, nil)
 	r.slots[w.slot].CompareAndSwap(w, nil)
 	w.loop.n--
 	stop := r.detachIfIdle(w.loop)

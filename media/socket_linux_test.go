@@ -48,7 +48,7 @@ func epollWatchers(t *testing.T) map[int]int {
 }
 
 // Proves: an endpoint's RTP and RTCP sockets are watched by exactly one epoll instance — its
-// poll loop's; none where a multishot receive ring reads them — and not also by the Go runtime's netpoller, which would take every datagram
+// poll loop's, or where a multishot receive ring reads them the ring loop's park set — and not also by the Go runtime's netpoller, which would take every datagram
 // received and every send's wake-up onto a ready list that nobody reads (the scheduler and
 // sysmon drain it, re-polling each socket: BENCHMARKS.md, "Session 12: the media sockets
 // outside the runtime's netpoller"). With the sockets opened through the net package each
@@ -62,7 +62,7 @@ func TestEndpointSocketsAreWatchedOnlyByTheirPollLoop(t *testing.T) {
 	watchers := epollWatchers(t)
 	want, whose := 1, "its poll loop's"
 	if alloc.rx.ringLoops() > 0 {
-		want, whose = 0, "a receive ring reads it"
+		whose = "its ring loop's park set"
 	}
 	for i, e := range eps {
 		for _, s := range []*Socket{e.ports.RTP, e.ports.RTCP} {

@@ -29,13 +29,15 @@ import (
 //
 // DEFER_TASKRUN requires IORING_SETUP_SINGLE_ISSUER: every Enter must come from the OS thread
 // that created the ring, so its owner is a goroutine locked to its thread
-// (runtime.LockOSThread) for the ring's whole life. An idle owner waits in the ring itself
+// (runtime.LockOSThread) for the ring's whole life. An idle owner can wait in the ring itself
 // (Wait): the kernel wakes the waiting thread as soon as a datagram arrives on an armed socket,
-// or as a poll armed on another descriptor (PrepPoll: an eventfd others write) fires. Not an
-// eventfd registered with the ring (IORING_REGISTER_EVENTFD): with DEFER_TASKRUN, Linux 6.18
-// here signalled it about 10 ms after a datagram on an idle machine (8–16 ms for most of
-// them, where a wait in the ring took under 1 ms) and hundreds of milliseconds under load —
-// audio lost in the end-to-end tests (BENCHMARKS.md, session 17).
+// or as a poll armed on another descriptor (PrepPoll: an eventfd others write) fires — but the
+// wait is a blocking system call that keeps the Go runtime's P until sysmon takes it back, so
+// the media plane parks in the netpoller on an epoll set of its sockets instead. No eventfd is
+// registered with the ring (IORING_REGISTER_EVENTFD): with DEFER_TASKRUN, Linux 6.18 here
+// signalled one about 10 ms after a datagram on an idle machine (8–16 ms for most of them,
+// where a wait in the ring took under 1 ms) and hundreds of milliseconds under load — audio
+// lost in the end-to-end tests (BENCHMARKS.md, session 17).
 //
 // Linux 6.1 and later (multishot receives 6.0, DEFER_TASKRUN 6.1, buffer rings 5.19); NewRecv
 // fails where the kernel lacks any of it, and callers keep their epoll path.
