@@ -279,17 +279,11 @@ func (r *receiver) startLoop() (*pollLoop, error) {
 
 // startEpollLoop creates an epoll instance and its goroutine (r.mu held).
 func (r *receiver) startEpollLoop() (*pollLoop, error) {
-	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	ep, fd, err := newEpollFile("media-epoll")
 	if err != nil {
-		return nil, fmt.Errorf("media: epoll_create1: %w", err)
+		return nil, err
 	}
-	// Non-blocking, so that os.NewFile puts it in the runtime's netpoller: an epoll descriptor
-	// is readable while its ready list is not empty.
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("media: epoll set non-blocking: %w", err)
-	}
-	l := &pollLoop{rx: r, epfd: os.NewFile(uintptr(fd), "media-epoll"), fd: fd, exited: make(chan struct{}), batch: newRxBatch(), tx: newTxBatch()}
+	l := &pollLoop{rx: r, epfd: ep, fd: fd, exited: make(chan struct{}), batch: newRxBatch(), tx: newTxBatch()}
 	if r.noRing {
 		// tests: the sendmmsg path, as where the kernel refuses io_uring
 	} else if ring, err := uring.New(txCap); err == nil {
@@ -302,6 +296,20 @@ func (r *receiver) startEpollLoop() (*pollLoop, error) {
 	}
 	go l.run(rc)
 	return l, nil
+}
+
+// newEpollFile creates an epoll instance as a file in the runtime's netpoller (non-blocking: an
+// epoll descriptor is readable while its ready list is not empty), and returns its descriptor.
+func newEpollFile(name string) (*os.File, int, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, -1, fmt.Errorf("media: epoll_create1: %w", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, -1, fmt.Errorf("media: epoll set non-blocking: %w", err)
+	}
+	return os.NewFile(uintptr(fd), name), fd, nil
 }
 
 // detachIfIdle takes l out of service once it watches nothing (r.mu held) and returns what

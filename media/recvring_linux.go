@@ -144,18 +144,12 @@ func (l *pollLoop) runRing(ready chan<- error) {
 	defer unix.Close(efd)
 	// The park set: the loop's sockets (watch adds them) and its eventfd, in an epoll
 	// instance that is itself in the runtime's netpoller.
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	ep, epfd, err := newEpollFile("media-ring-park")
 	if err != nil {
-		ready <- fmt.Errorf("media: epoll_create1: %w", err)
-		return
-	}
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(epfd)
-		ready <- fmt.Errorf("media: epoll set non-blocking: %w", err)
+		ready <- err
 		return
 	}
 	rl.epfd = epfd
-	ep := os.NewFile(uintptr(epfd), "media-ring-park")
 	defer ep.Close()
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: -1}); err != nil {
 		ready <- fmt.Errorf("media: epoll_ctl eventfd: %w", err)
