@@ -47,8 +47,8 @@ func stallCheck(last, now time.Time) {
 // it, after the datagrams of the same read (nil: sent at once; see txBatch).
 type handler func(b []byte, src netip.AddrPort, at time.Time, tx *txBatch)
 
-// ReceiveEnv names the environment variable that, set to "io_uring", makes the media plane
-// receive through a multishot io_uring per poll loop where the kernel has it (Linux 6.1 and
-// later; recvring_linux.go) instead of epoll and recvmmsg(2). Not the default: see CHANGELOG,
-// "Not built yet" (issue 18). make test runs the receiver's tests on both paths.
+// ReceiveEnv names the environment variable that, set to "epoll", makes the media plane receive
+// with epoll and recvmmsg(2) rather than through a multishot io_uring per poll loop, the default
+// where the kernel has it (Linux 6.1 and later; recvring_linux.go). make test runs the
+// receiver's tests on both paths.
 const ReceiveEnv = "SWITCHBOARD_MEDIA_RECEIVE"

@@ -146,7 +146,7 @@ type receiver struct {
 func newReceiver(slots int) *receiver {
 	n := min(max(min(runtime.GOMAXPROCS(0), usableCPUs()), 1), maxPollLoops)
 	return &receiver{slots: make([]atomic.Pointer[watch], slots), loops: make([]*pollLoop, n),
-		epoll: os.Getenv(ReceiveEnv) != "io_uring"}
+		epoll: os.Getenv(ReceiveEnv) == "epoll"}
 }
 
 // usableCPUs is how many CPUs the process may run on (its affinity mask), which is fewer than

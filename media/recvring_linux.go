@@ -17,9 +17,8 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/uring"
 )
 
-// Receiving through a multishot io_uring (uring.RecvRing), where the kernel has it (Linux 6.1
-// and later) and SWITCHBOARD_MEDIA_RECEIVE=io_uring asks for it (ReceiveEnv). Not the default
-// yet (CHANGELOG, "Not built yet", issue 18). Its unwatch waits for the loop to see the cancelled receive end — the socket's port
+// Receiving through a multishot io_uring (uring.RecvRing), the default where the kernel has it
+// (Linux 6.1 and later) unless SWITCHBOARD_MEDIA_RECEIVE=epoll (ReceiveEnv). Its unwatch waits for the loop to see the cancelled receive end — the socket's port
 // stays bound until then — and a cancellation wakes the loop out of its pacing sleep, so that
 // wait is a wake-up and one round.
 //
@@ -456,8 +455,8 @@ func (r *receiver) ringLoops() int {
 // kernel refused it. The first call probes the kernel (a ring set up and closed on a thread of
 // its own) unless a loop already did.
 func ReceivePath() (string, error) {
-	if os.Getenv(ReceiveEnv) != "io_uring" {
-		return "epoll", fmt.Errorf("the default (%s=io_uring opts in)", ReceiveEnv)
+	if os.Getenv(ReceiveEnv) == "epoll" {
+		return "epoll", fmt.Errorf("%s=epoll chose it", ReceiveEnv)
 	}
 	probeOnce.Do(func() {
 		done := make(chan error, 1)

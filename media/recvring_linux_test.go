@@ -16,8 +16,8 @@ import (
 // ringOnly skips a test about the receive ring where the loops receive with epoll.
 func ringOnly(t *testing.T) {
 	t.Helper()
-	if os.Getenv(ReceiveEnv) != "io_uring" {
-		t.Skipf("%s is not io_uring", ReceiveEnv)
+	if os.Getenv(ReceiveEnv) == "epoll" {
+		t.Skipf("%s=epoll", ReceiveEnv)
 	}
 	if path, err := ReceivePath(); path != "io_uring" {
 		t.Skipf("no multishot receive ring here: %v", err)

@@ -129,7 +129,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 			gw.log.Log(ctx, lvl, "recordings: fsync and file creation are direct system calls (no io_uring): with one CPU every call waits behind them; allow io_uring_setup and io_uring_enter (seccomp, kernel.io_uring_disabled) or give the gateway two CPUs", "reason", err.Error(), "gomaxprocs", runtime.GOMAXPROCS(0))
 		}
 		if path, err := media.ReceivePath(); err != nil {
-			gw.log.Info("media: receiving with "+path+", not the multishot io_uring (Linux 6.1 or later, SWITCHBOARD_MEDIA_RECEIVE=io_uring)", "reason", err.Error())
+			gw.log.Info("media: receiving with "+path+", not the multishot io_uring (Linux 6.1 or later, unless SWITCHBOARD_MEDIA_RECEIVE=epoll)", "reason", err.Error())
 		} else {
 			gw.log.Info("media: receiving through a multishot io_uring per poll loop")
 		}
