@@ -179,6 +179,10 @@ var problemCases = []problemCase{
 		{"trunks[0].outbound.agent_limits.calls_per_minute", "must be 0 (no limit) or more", 2}}},
 	{"trunk auth incomplete", "trunks: [{name: c, inbound: {auth: {username: u}}}]\n", []Problem{
 		{"trunks[0].inbound.auth.password", "is required when auth is set", 2}}},
+	{"trunk digest algorithm unknown", "trunks: [{name: c, inbound: {auth: {username: u, password: p, digest_algorithms: [MD5, SHA-512]}}}]\n", []Problem{
+		{"trunks[0].inbound.auth.digest_algorithms[1]", `"SHA-512" is not a digest algorithm: want SHA-256 or MD5`, 2}}},
+	{"trunk digest algorithms on outbound auth", "trunks: [{name: c, outbound: {uri: \"sip:127.0.0.1\", auth: {username: u, password: p, digest_algorithms: [MD5]}}}]\n", []Problem{
+		{"trunks[0].outbound.auth.digest_algorithms", "applies to inbound.auth only (outbound calls answer the algorithm the carrier challenges with)", 2}}},
 	{"trunk region not a region code", "trunks: [{name: c, region: France, inbound: {allow: [127.0.0.0/8]}}]\n", []Problem{
 		{"trunks[0].region", `"France" is not a region code; use an ISO 3166 code such as US, GB or FR (default ticketing.default_region)`, 2}}},
 	{"trunk region in lower case", "trunks: [{name: c, region: fr, inbound: {allow: [127.0.0.0/8]}}]\n", []Problem{

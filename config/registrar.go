@@ -46,17 +46,7 @@ func (r SIPRegistrar) validate(k *checker) {
 	if len(r.DigestAlgorithms) == 0 {
 		k.add("sip.registrar.digest_algorithms", "must list SHA-256, MD5 or both")
 	}
-	seen := map[string]bool{}
-	for i, a := range r.DigestAlgorithms {
-		u := strings.ToUpper(a)
-		switch {
-		case u != "SHA-256" && u != "MD5":
-			k.add("sip.registrar.digest_algorithms"+index(i), "%q is not a digest algorithm: want SHA-256 or MD5", a)
-		case seen[u]:
-			k.add("sip.registrar.digest_algorithms"+index(i), "%s is listed twice", a)
-		}
-		seen[u] = true
-	}
+	checkDigestAlgorithms(k, "sip.registrar.digest_algorithms", r.DigestAlgorithms)
 	if r.MaxBindingsPerAgent < 0 {
 		k.add("sip.registrar.max_bindings_per_agent", "must not be negative (0 means no limit), got %d", r.MaxBindingsPerAgent)
 	}
@@ -108,5 +98,20 @@ func (a Agent) validateSIP(k *checker, p string, seen map[string]string) {
 		} else {
 			seen[u] = p
 		}
+	}
+}
+
+// checkDigestAlgorithms checks a list of digest algorithms at path: each SHA-256 or MD5, once.
+func checkDigestAlgorithms(k *checker, path string, algs []string) {
+	seen := map[string]bool{}
+	for i, a := range algs {
+		u := strings.ToUpper(a)
+		switch {
+		case u != "SHA-256" && u != "MD5":
+			k.add(path+index(i), "%q is not a digest algorithm: want SHA-256 or MD5", a)
+		case seen[u]:
+			k.add(path+index(i), "%s is listed twice", a)
+		}
+		seen[u] = true
 	}
 }

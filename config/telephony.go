@@ -248,6 +248,10 @@ const (
 type Auth struct {
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
+	// DigestAlgorithms (inbound.auth only) are offered in the challenge to the carrier's
+	// INVITEs, in order of preference (default [MD5, SHA-256]: the carrier answers the first
+	// it supports, and many carrier UAs read only the first).
+	DigestAlgorithms []string `yaml:"digest_algorithms"`
 }
 
 // Line is one inbound number (DID) with its destination and ticketing settings.

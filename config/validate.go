@@ -377,6 +377,12 @@ func (c *Config) validateTrunks(k *checker) {
 		}
 		checkAuth(k, p+".inbound.auth", t.Inbound.Auth)
 		checkAuth(k, p+".outbound.auth", t.Outbound.Auth)
+		if a := t.Inbound.Auth; a != nil {
+			checkDigestAlgorithms(k, p+".inbound.auth.digest_algorithms", a.DigestAlgorithms)
+		}
+		if a := t.Outbound.Auth; a != nil && len(a.DigestAlgorithms) > 0 {
+			k.add(p+".outbound.auth.digest_algorithms", "applies to inbound.auth only (outbound calls answer the algorithm the carrier challenges with)")
+		}
 		if t.Outbound.URI != "" {
 			if _, err := ParseSIPURI(t.Outbound.URI); err != nil {
 				k.add(p+".outbound.uri", "%s", err)

@@ -3,7 +3,6 @@ package sip
 import (
 	"crypto/md5"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
 	"strings"
 )
@@ -53,29 +52,6 @@ func parseDigest(h string) digestCreds {
 func md5hex(s string) string {
 	sum := md5.Sum([]byte(s))
 	return hex.EncodeToString(sum[:])
-}
-
-// verifyDigest checks an MD5 digest response (RFC 2617 §3.2.2.1, with or without qop=auth)
-// against the expected user, password, realm and one of our issued nonces.
-func verifyDigest(c digestCreds, method, user, pass, realm string, nonceOK func(string) bool) bool {
-	if c == nil || c["username"] != user || c["realm"] != realm || !nonceOK(c["nonce"]) {
-		return false
-	}
-	if alg := c["algorithm"]; alg != "" && !strings.EqualFold(alg, "MD5") {
-		return false
-	}
-	ha1 := md5hex(user + ":" + realm + ":" + pass)
-	ha2 := md5hex(method + ":" + c["uri"])
-	var want string
-	switch c["qop"] {
-	case "":
-		want = md5hex(ha1 + ":" + c["nonce"] + ":" + ha2)
-	case "auth":
-		want = md5hex(ha1 + ":" + c["nonce"] + ":" + c["nc"] + ":" + c["cnonce"] + ":auth:" + ha2)
-	default:
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(c["response"]))) == 1
 }
 
 func newNonce() string {

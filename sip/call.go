@@ -613,23 +613,8 @@ func (s *Server) admitInvite(req *sip.Request, tx sip.ServerTransaction, trunk T
 		s.reply(req, tx, 403, "Forbidden")
 		return nil, nil
 	}
-	if trunk.Username != "" {
-		realm := trunk.Realm
-		if realm == "" {
-			realm = "switchboard"
-		}
-		var creds digestCreds
-		if h := req.GetHeader("Authorization"); h != nil {
-			creds = parseDigest(h.Value())
-		}
-		if !verifyDigest(creds, string(sip.INVITE), trunk.Username, trunk.Password, realm, s.nonceOK) {
-			if creds != nil {
-				s.security(secAuthFailure, req, "wrong digest credentials on a trunk INVITE")
-			}
-			s.reply(req, tx, 401, "Unauthorized", sip.NewHeader("WWW-Authenticate",
-				fmt.Sprintf(`Digest realm="%s", nonce="%s", algorithm=MD5, qop="auth"`, realm, s.nonce())))
-			return nil, nil
-		}
+	if !s.trunkAuth(req, tx, trunk) {
+		return nil, nil // answered: 401, 400 or 403
 	}
 	// 100 Trying at once: it stops sipgo's own 100-after-200-ms timer (which builds its response
 	// from this request), and sending it puts our dialog's To tag on the request, under the

@@ -155,6 +155,9 @@
 //     Digest (digest.go): SHA-256 and MD5 offered (RFC 8760), nonces bound to source and
 //     method, nc tracked (a replay gets 403), the digest uri checked against the Request-URI.
 //     An agent's secret may be stored as HA1s only (AgentAccount.HA1MD5, HA1SHA256; see HA1).
+//     A trunk's inbound INVITEs are challenged by the same rules when it has credentials
+//     (trunkauth.go: its own algorithms, MD5 first by default; no backoff, which a forged
+//     carrier address could turn against the carrier).
 //   - Strings from outside are cleaned before they reach an event or a log line (clean.go):
 //     display names and user parts unescaped, control characters (NUL included) dropped,
 //     invalid UTF-8 replaced, lengths bounded.

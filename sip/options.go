@@ -293,11 +293,16 @@ type Trunk struct {
 	IgnoreAssertedIdentity bool
 	// Allow lists the source prefixes whose requests belong to this trunk (e.g. 127.0.0.0/8).
 	Allow []netip.Prefix
-	// Username/Password, when set, require RFC 2617/8760 digest auth (MD5) on inbound INVITEs:
-	// a request without valid credentials gets 401 with a challenge.
+	// Username/Password, when set, require digest authentication (RFC 3261 §22, RFC 7616,
+	// RFC 8760) on inbound INVITEs: a request without valid credentials gets 401 with a
+	// challenge (trunkauth.go: nonces bound to the source, nonce counts that must grow).
 	Username string
 	Password string
 	Realm    string // default "switchboard"
+	// DigestAlgorithms are offered in the challenge, one WWW-Authenticate each, in order of
+	// preference (RFC 8760 §2.4: the carrier answers the first it supports). Empty:
+	// DefaultTrunkDigestAlgorithms.
+	DigestAlgorithms []string
 
 	// CallsPerSecond bounds the new calls the trunk may start per second (a token bucket
 	// holding one second's worth, at least 1); INVITEs over it get 503 with Retry-After and

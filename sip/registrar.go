@@ -344,7 +344,7 @@ func (r *registrar) challenge(req *sip.Request, tx sip.ServerTransaction, src ne
 	nonce := r.s.boundNonce(src, string(req.Method))
 	hs := make([]sip.Header, 0, len(r.opts.DigestAlgorithms))
 	for _, alg := range r.opts.DigestAlgorithms {
-		v := fmt.Sprintf(`Digest realm="%s", nonce="%s", algorithm=%s, qop="auth"`, r.opts.Realm, nonce, alg)
+		v := fmt.Sprintf(`Digest realm="%s", nonce="%s", algorithm=%s, qop="auth"`, r.opts.Realm, nonce, strings.ToUpper(alg))
 		if stale {
 			v += ", stale=true"
 		}
@@ -358,12 +358,7 @@ func (r *registrar) offered(alg string) bool {
 	if alg == "" {
 		alg = DigestMD5
 	}
-	for _, a := range r.opts.DigestAlgorithms {
-		if strings.EqualFold(a, alg) {
-			return true
-		}
-	}
-	return false
+	return offers(r.opts.DigestAlgorithms, alg)
 }
 
 // handleRegister processes a REGISTER (RFC 3261 §10.3): digest authentication against the

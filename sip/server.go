@@ -2,10 +2,7 @@ package sip
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +10,6 @@ import (
 	"math"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,6 +64,8 @@ type Server struct {
 	trunkCPS map[string]*rate.Limiter
 	scanners []string
 	secret   [32]byte
+	// trunkNonces are the nonce counts seen on trunk INVITEs (trunkauth.go; its own lock).
+	trunkNonces nonceUses
 	// localDialer reaches this node's agents for other nodes' internal INVITEs (set by
 	// ClusterDialer); replay remembers the internal INVITEs accepted (internal_leg.go).
 	localDialer atomic.Pointer[ivr.AgentDialer]
@@ -751,33 +749,6 @@ func (s *Server) removeDialog(l *leg) {
 		}
 	}
 	s.mu.Unlock()
-}
-
-// nonce returns a stateless digest nonce: a timestamp and its HMAC under the server's secret.
-func (s *Server) nonce() string {
-	ts := strconv.FormatInt(s.now().Unix(), 16)
-	mac := hmac.New(sha256.New, s.secret[:])
-	mac.Write([]byte(ts))
-	return ts + "." + hex.EncodeToString(mac.Sum(nil))[:32]
-}
-
-// nonceOK accepts our own nonces younger than five minutes.
-func (s *Server) nonceOK(n string) bool {
-	ts, sum, ok := strings.Cut(n, ".")
-	if !ok {
-		return false
-	}
-	mac := hmac.New(sha256.New, s.secret[:])
-	mac.Write([]byte(ts))
-	if !hmac.Equal([]byte(hex.EncodeToString(mac.Sum(nil))[:32]), []byte(sum)) {
-		return false
-	}
-	t, err := strconv.ParseInt(ts, 16, 64)
-	if err != nil {
-		return false
-	}
-	age := s.now().Unix() - t
-	return age >= 0 && age < 300
 }
 
 // contact returns our Contact header for a leg on transport tp.

@@ -64,7 +64,7 @@ func sipOptions(cfg *config.Config) (sip.Options, error) {
 			Allow: config.Networks(tr.Inbound.Allow), OutboundURI: tr.Outbound.URI, CallerID: tr.Outbound.CallerID,
 			CallsPerSecond: tr.Inbound.CallsPerSecond, MaxCalls: tr.Inbound.MaxCalls}
 		if a := tr.Inbound.Auth; a != nil {
-			st.Username, st.Password = a.Username, a.Password
+			st.Username, st.Password, st.DigestAlgorithms = a.Username, a.Password, a.DigestAlgorithms
 		}
 		if a := tr.Outbound.Auth; a != nil {
 			st.OutboundUsername, st.OutboundPassword = a.Username, a.Password

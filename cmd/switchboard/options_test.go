@@ -135,6 +135,15 @@ func TestConfigKnobsMapStraightOntoOptions_AbsentIsThePackageDefaultZeroIsOff(t 
 		o.Cluster.Node != "n1" || len(o.Cluster.Networks) != 1 || o.Cluster.Networks[0].String() != "10.0.0.0/24" {
 		t.Errorf("cluster section maps to %+v", o.Cluster.Networks)
 	}
+	// A trunk's inbound digest: credentials and algorithms reach sip.Trunk; no algorithms
+	// there is the package's default (sip.DefaultTrunkDigestAlgorithms).
+	if _, o := load(t, "trunks: [{name: c, inbound: {auth: {username: u, password: p, digest_algorithms: [SHA-256]}}}]\n"); len(o.Trunks) != 1 ||
+		o.Trunks[0].Username != "u" || o.Trunks[0].Password != "p" || !reflect.DeepEqual(o.Trunks[0].DigestAlgorithms, []string{"SHA-256"}) {
+		t.Errorf("trunk inbound.auth maps to %+v", o.Trunks)
+	}
+	if _, o := load(t, "trunks: [{name: c, inbound: {auth: {username: u, password: p}}}]\n"); len(o.Trunks) != 1 || o.Trunks[0].DigestAlgorithms != nil {
+		t.Errorf("trunk inbound.auth without digest_algorithms maps to %v, want nil (sip's default)", o.Trunks[0].DigestAlgorithms)
+	}
 	// The connection write timeout is not in the configuration: the package's default.
 	if _, o := load(t, ""); o.Conn.WriteTimeout != sip.DefaultWriteTimeout {
 		t.Errorf("connection write timeout %s, want sip's default %s", o.Conn.WriteTimeout, sip.DefaultWriteTimeout)
