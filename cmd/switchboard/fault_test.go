@@ -214,4 +214,48 @@ func TestFault_PoisonEventBySpoolSIPAndAPI_TicketingKeepsGoing(t *testing.T) {
 	if n := f.count(`SELECT count(*) FROM call_events WHERE call_id = 'api-poison'`); n != 0 {
 		t.Errorf("the refused event was stored (%d rows)", n)
 	}
+
+	// The operator's side: the spool's dead letter is listed, shown, put back cleaned — the
+	// poison call then gets its record like any call — and is no longer pending.
+	f.deadLettersCommand(poison, path)
+}
+
+// deadLettersCommand drives `switchboard dead-letters` on the dead letter of call poison.
+func (f *faultGateway) deadLettersCommand(poison, path string) {
+	t := f.t
+	cmd := func(want int, args ...string) string {
+		t.Helper()
+		var out, errb strings.Builder
+		if code := run(context.Background(), append([]string{"dead-letters", "--config", path}, args...), &out, &errb); code != want {
+			t.Fatalf("dead-letters %v: exit %d, want %d\n%s%s", args, code, want, out.String(), errb.String())
+		}
+		return out.String() + errb.String()
+	}
+	list := cmd(0)
+	if !strings.Contains(list, poison) || !strings.Contains(list, "22P05") || !strings.Contains(list, "pending") {
+		t.Fatalf("dead-letters lists no pending poison event (SQLSTATE 22P05):\n%s", list)
+	}
+	id := strconv.Itoa(f.count(`SELECT id::int FROM call_events_dead WHERE call_id = $1`, poison))
+	if out := cmd(0, "--show", id); !strings.Contains(out, `Eve\u0000`) || !strings.Contains(out, `"caller_name":"Eve"`) {
+		t.Errorf("--show: want the event as set aside and as --reinject would store it:\n%s", out)
+	}
+	if out := cmd(2, "--drop", "x"); !strings.Contains(out, "--drop takes a dead letter's id") {
+		t.Errorf("--drop x: %s", out)
+	}
+	if out := cmd(1, "--reinject", "999999"); !strings.Contains(out, "no such dead letter") {
+		t.Errorf("--reinject of no dead letter: %s", out)
+	}
+	if out := cmd(0, "--reinject", id); !strings.Contains(out, "re-injected dead letter "+id) {
+		t.Errorf("--reinject: %s", out)
+	}
+	f.awaitCount("the re-injected call.started applied", 1, 30*time.Second, `SELECT count(*) FROM calls WHERE id = $1 AND caller_name = 'Eve'`, poison)
+	if out := cmd(0); !strings.Contains(out, "no pending dead letters") {
+		t.Errorf("dead-letters after the re-injection:\n%s", out)
+	}
+	if out := cmd(0, "--all"); !strings.Contains(out, "re-injected") {
+		t.Errorf("dead-letters --all does not say the poison was re-injected:\n%s", out)
+	}
+	if out := cmd(1, "--drop", id); !strings.Contains(out, "already re-injected or dropped") {
+		t.Errorf("--drop of a re-injected dead letter: %s", out)
+	}
 }

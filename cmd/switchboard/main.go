@@ -4,6 +4,7 @@
 //	switchboard migrate --config FILE       apply database migrations and exit
 //	switchboard check-config FILE           validate a configuration file
 //	switchboard token --config FILE --email E   create an API token
+//	switchboard dead-letters --config FILE  list, show, re-inject or drop refused call events
 //	switchboard version                     print the version
 package main
 
@@ -27,6 +28,8 @@ Usage:
   switchboard check-config FILE          validate a configuration file: "ok", or every problem
   switchboard token --config FILE --email EMAIL
                                          create an API token for an agent or admin (printed once)
+  switchboard dead-letters --config FILE [--show ID | --reinject ID | --drop ID]
+                                         the call events the database refused: list, show, put back, drop
   switchboard version                    print the version
 
 Run "switchboard COMMAND --help" for a command's flags.
@@ -55,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdVersion(rest, stdout, stderr)
 	case "token":
 		return cmdToken(ctx, rest, stdout, stderr)
+	case "dead-letters":
+		return cmdDeadLetters(ctx, rest, os.Stdin, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -286,7 +286,7 @@ func TestCheckConfig(t *testing.T) {
 }
 
 func TestHelpAndVersion(t *testing.T) {
-	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"migrate", "--help"}, {"check-config", "--help"}, {"token", "--help"}, {"version", "--help"}, {"version"}} {
+	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"migrate", "--help"}, {"check-config", "--help"}, {"token", "--help"}, {"dead-letters", "--help"}, {"version", "--help"}, {"version"}} {
 		var out, errb strings.Builder
 		if code := run(context.Background(), args, &out, &errb); code != 0 {
 			t.Errorf("%v: exit %d, want 0 (stderr %q)", args, code, errb.String())
