@@ -147,6 +147,9 @@ type HTTP struct {
 	// are refused with 429 at once, so that a flood of logins cannot take the CPU that carries
 	// the calls' RTP.
 	BcryptConcurrency int `yaml:"bcrypt_concurrency"`
+	// MaxUploadBytes bounds one file of POST /api/v2/uploads (default 20 MiB); a larger one is
+	// refused with 413. A file is held in memory while it is stored.
+	MaxUploadBytes int64 `yaml:"max_upload_bytes"`
 }
 
 // AuthBackoff is the exponential backoff after failed password checks, per client address

@@ -179,6 +179,8 @@ var problemCases = []problemCase{
 		{"trunks[0].outbound.agent_limits.calls_per_minute", "must be 0 (no limit) or more", 2}}},
 	{"trunk auth incomplete", "trunks: [{name: c, inbound: {auth: {username: u}}}]\n", []Problem{
 		{"trunks[0].inbound.auth.password", "is required when auth is set", 2}}},
+	{"upload limit too small", "trunks: [{name: c, inbound: {allow: [127.0.0.0/8]}}]\nhttp: {max_upload_bytes: 10}\n", []Problem{
+		{"http.max_upload_bytes", "must be from 1024 (1 KiB) to 1073741824 (1 GiB; a file is held in memory while stored), got 10", 3}}},
 	{"trunk digest algorithm unknown", "trunks: [{name: c, inbound: {auth: {username: u, password: p, digest_algorithms: [MD5, SHA-512]}}}]\n", []Problem{
 		{"trunks[0].inbound.auth.digest_algorithms[1]", `"SHA-512" is not a digest algorithm: want SHA-256 or MD5`, 2}}},
 	{"trunk digest algorithms on outbound auth", "trunks: [{name: c, outbound: {uri: \"sip:127.0.0.1\", auth: {username: u, password: p, digest_algorithms: [MD5]}}}]\n", []Problem{

@@ -51,6 +51,7 @@ const (
 	DefaultAuthBackoffInitial = ticketing.DefaultAuthBackoffInitial
 	DefaultAuthBackoffMax     = ticketing.DefaultAuthBackoffMax
 	DefaultBcryptConcurrency  = ticketing.DefaultBcryptConcurrency
+	DefaultMaxUploadBytes     = ticketing.DefaultMaxUploadBytes
 	// DefaultTrunkCallsPerSecond is a trunk's inbound.calls_per_second when omitted.
 	DefaultTrunkCallsPerSecond = 20
 	DefaultAnswerAckTimeout    = sip.DefaultAnswerAckTimeout
@@ -81,7 +82,8 @@ func Default() Config {
 		Database: Database{MigrateOnStart: &migrate, Spool: DefaultSpool,
 			HeartbeatInterval: Duration(DefaultHeartbeatInterval), NodeLostAfter: Duration(DefaultNodeLostAfter)},
 		HTTP: HTTP{Listen: DefaultHTTPListen, TokenTTL: Duration(ticketing.DefaultTokenTTL), BcryptConcurrency: DefaultBcryptConcurrency,
-			AuthBackoff: AuthBackoff{Failures: DefaultAuthFailures, Initial: Duration(DefaultAuthBackoffInitial), Max: Duration(DefaultAuthBackoffMax)}},
+			MaxUploadBytes: DefaultMaxUploadBytes,
+			AuthBackoff:    AuthBackoff{Failures: DefaultAuthFailures, Initial: Duration(DefaultAuthBackoffInitial), Max: Duration(DefaultAuthBackoffMax)}},
 		SIP: SIP{
 			Listen: []SIPListen{
 				{Transport: TransportUDP, Address: DefaultSIPAddress},

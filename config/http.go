@@ -117,4 +117,7 @@ func (c *Config) validateHTTP(k *checker) {
 	if h.BcryptConcurrency < 1 || h.BcryptConcurrency > 64 {
 		k.add("http.bcrypt_concurrency", "must be from 1 to 64, got %d", h.BcryptConcurrency)
 	}
+	if h.MaxUploadBytes < 1024 || h.MaxUploadBytes > 1<<30 {
+		k.add("http.max_upload_bytes", "must be from 1024 (1 KiB) to 1073741824 (1 GiB; a file is held in memory while stored), got %d", h.MaxUploadBytes)
+	}
 }

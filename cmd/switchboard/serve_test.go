@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -298,5 +299,32 @@ func TestHelpAndVersion(t *testing.T) {
 	var out, errb strings.Builder
 	if code := run(context.Background(), []string{"frobnicate"}, &out, &errb); code != 2 {
 		t.Errorf("unknown command: exit %d, want 2", code)
+	}
+}
+
+// http.max_upload_bytes reaches the API: with 4 KiB, a 5,000-byte attachment gets 413 naming
+// the field and the limit, a 1,000-byte one is stored (201).
+func TestUploadLimitFromConfiguration(t *testing.T) {
+	path, base, sipPort, deskPort, dir := writeGatewayConfig(t, pgtest.EmptyURL(t))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpLine := regexp.MustCompile(`http: \{listen: "([^"]+)"\}`)
+	if !httpLine.Match(b) {
+		t.Fatalf("no http line in the test configuration:\n%s", b)
+	}
+	b = httpLine.ReplaceAll(b, []byte(`http: {listen: "$1", max_upload_bytes: 4096}`))
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir}
+	g.launch(binary(t), path)
+	code, m := g.api("POST", "/uploads?filename=big.txt", strings.Repeat("x", 5000))
+	if desc, _ := m["description"].(string); code != 413 || !strings.Contains(desc, "file:") || !strings.Contains(desc, "4096 bytes") {
+		t.Errorf("5,000-byte upload with a 4 KiB limit: %d %v, want 413 naming file and 4096 bytes", code, m)
+	}
+	if code, m := g.api("POST", "/uploads?filename=small.txt", strings.Repeat("x", 1000)); code != 201 {
+		t.Errorf("1,000-byte upload: %d %v, want 201", code, m)
 	}
 }

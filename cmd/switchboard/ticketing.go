@@ -113,9 +113,10 @@ func (gw *gateway) startTicketing(ctx context.Context, mux *http.ServeMux, dbUp 
 		Logger: gw.log.With("component", "http"),
 	})
 	gw.api = ticketing.NewAPI(gw.store, ticketing.APIOptions{
-		Guard:     gw.guard,
-		Logger:    gw.log.With("component", "api"),
-		PublicURL: cfg.HTTP.BaseURL(),
+		Guard:          gw.guard,
+		Logger:         gw.log.With("component", "api"),
+		PublicURL:      cfg.HTTP.BaseURL(),
+		MaxUploadBytes: cfg.HTTP.MaxUploadBytes,
 		// The agent page calls the API with its session cookie.
 		Session: func(r *http.Request) (int64, bool) {
 			if gw.tel == nil || gw.tel.web == nil {
