@@ -84,6 +84,7 @@ type Manager struct {
 	loaded bool
 	sip    map[string]Agent // lower-case SIP username → agent
 	ids    map[int64]bool
+	emails map[string]int64 // lower-case email → user id
 }
 
 // New returns a Manager; Start runs it.
@@ -283,14 +284,16 @@ func (m *Manager) reload(ctx context.Context) error {
 	}
 	sip := map[string]Agent{}
 	ids := map[int64]bool{}
+	emails := map[string]int64{}
 	for _, a := range s.Agents {
 		ids[a.UserID] = true
+		emails[strings.ToLower(a.Email)] = a.UserID
 		if a.SIPUsername != "" {
 			sip[strings.ToLower(a.SIPUsername)] = a
 		}
 	}
 	m.mu.Lock()
-	m.snap, m.loaded, m.sip, m.ids = s, true, sip, ids
+	m.snap, m.loaded, m.sip, m.ids, m.emails = s, true, sip, ids, emails
 	m.mu.Unlock()
 	return nil
 }
@@ -357,6 +360,16 @@ func (m *Manager) Known(id int64) (known, loaded bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return m.ids[id], m.loaded
+}
+
+// IDOf returns the user id of the roster's agent with email (case-insensitive), once the
+// roster was read: how a node that started without the database and without its account id
+// cache learns its configured agents' ids.
+func (m *Manager) IDOf(email string) (int64, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	id, ok := m.emails[strings.ToLower(email)]
+	return id, ok
 }
 
 // SIPAccount returns the agent whose SIP phone registers as username (case-insensitive) with

@@ -110,8 +110,8 @@ func writeAccountCache(path string, ids map[string]int64) error {
 	return nil
 }
 
-// cachedAccountIDs reads the cache; agents it lacks are left out of the ACD until a restart
-// with the database (logged).
+// cachedAccountIDs reads the cache; agents it lacks are left out of the ACD, and their phones
+// cannot register, until the database answers and the roster is read (logged).
 func (gw *gateway) cachedAccountIDs() map[string]int64 {
 	ids := map[string]int64{}
 	b, err := os.ReadFile(gw.accountCachePath())
@@ -123,7 +123,7 @@ func (gw *gateway) cachedAccountIDs() map[string]int64 {
 		if !errors.Is(err, os.ErrNotExist) {
 			gw.log.Warn("account id cache unreadable", "path", gw.accountCachePath(), "err", err)
 		}
-		gw.log.Warn("no account id cache and no database: agents stay out of the queues until a restart with the database")
+		gw.log.Warn("no account id cache and no database: agents stay out of the queues, and their phones cannot register, until the database answers")
 		return ids
 	}
 	for _, a := range gw.cfg.Accounts() {

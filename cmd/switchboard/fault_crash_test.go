@@ -147,6 +147,12 @@ func TestFault_KillDashNineWithLiveIVRQueueBridgedCalls_NoCallLeftOpen(t *testin
 // down until proxy.Up) and waits until /readyz says so.
 func startDegraded(t *testing.T) (g *testGateway, proxy *pgtest.Proxy, path, dbURL string) {
 	t.Helper()
+	return startDegradedEdited(t, nil)
+}
+
+// startDegradedEdited is startDegraded with the configuration edited as runEditedGateway does.
+func startDegradedEdited(t *testing.T, edits [][2]string) (g *testGateway, proxy *pgtest.Proxy, path, dbURL string) {
+	t.Helper()
 	dbURL = pgtest.EmptyURL(t)
 	u, err := url.Parse(dbURL)
 	if err != nil {
@@ -156,6 +162,22 @@ func startDegraded(t *testing.T) (g *testGateway, proxy *pgtest.Proxy, path, dbU
 	proxy.Down()
 	u.Host = proxy.Addr()
 	path, base, sipPort, deskPort, dir := writeGatewayConfig(t, u.String())
+	if len(edits) > 0 {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := string(b)
+		for _, e := range edits {
+			if !strings.Contains(cfg, e[0]) {
+				t.Fatalf("the harness configuration no longer has %q", e[0])
+			}
+			cfg = strings.Replace(cfg, e[0], e[1], 1)
+		}
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	g = &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir}
 	g.start(binary(t), path)
 	g.awaitDegraded()
@@ -244,6 +266,67 @@ func TestFault_StartWithDatabaseUnreachable_CallsFlowThenReady(t *testing.T) {
 	if !strings.Contains(g.logText(), "leaving degraded mode") {
 		t.Error("no log line saying the gateway left degraded mode")
 	}
+	// A first start: no account id cache, so agent1 was left out of the ACD; once the database
+	// answers, the roster's reload puts it in its queue without a restart.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, m := g.api("GET", "/agents", "")
+		if agents, _ := m["agents"].([]any); code == 200 && len(agents) == 1 {
+			a, _ := agents[0].(map[string]any)
+			if qs, _ := a["queues"].([]any); a["email"] == "agent1@example.com" && len(qs) == 1 && qs[0] == "support" {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /agents after the database answered: %d %v; want agent1 in queue support", code, m)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// A node's very first start with PostgreSQL unreachable: no account id cache, so agent1 is
+// left out of the ACD and its SIP phone cannot be bound to its id. Once the database answers,
+// without a restart, agent1's phone registers as agent1 and answers a queued call (the agent
+// turns busy, then wraps up). Before, the phone registered under id 0 — the id the gateway did
+// not know — and the queue never rang it.
+func TestFault_FirstStartWithoutDatabase_AgentPhoneTakesQueueCallsOnceItAnswers(t *testing.T) {
+	requireSipp(t)
+	g, proxy, _, _ := startDegradedEdited(t, agentConfigEdits)
+	if !strings.Contains(g.logText(), "agent left out of the queues") {
+		t.Errorf("no log line saying agent1 was left out of the queues at start:\n%s", tail(g.logText(), 2000))
+	}
+	proxy.Up()
+	waitReady(t, g.base, g.exited)
+	deadline := time.Now().Add(30 * time.Second)
+	var agent map[string]any
+	for agent == nil {
+		if code, m := g.api("GET", "/agents", ""); code == 200 {
+			for _, a := range m["agents"].([]any) {
+				if am := a.(map[string]any); am["email"] == "agent1@example.com" {
+					agent = am
+				}
+			}
+		}
+		if agent == nil && time.Now().After(deadline) {
+			t.Fatal("agent1 never joined the ACD after the database answered")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	phonePort := testport.FreeUDP(t)
+	repl := map[string]string{"PHONE_PORT": strconv.Itoa(phonePort), "TALK_MS": "2000"}
+	phone := startSipp(t, "agent_answer.xml", repl, "-p", strconv.Itoa(phonePort), "-rtp_echo")
+	startSipp(t, "agent_register.xml", repl, "-s", "agent1", "-au", "agent1@example.com", "-ap", "agentpass",
+		fmt.Sprintf("127.0.0.1:%d", g.sipPort)).wait(t, "register")
+	if code, m := g.api("PUT", fmt.Sprintf("/agents/%d/state", int64(agent["id"].(float64))), `{"agent":{"state":"available"}}`); code != 200 {
+		t.Fatalf("PUT agent1 available = %d %v", code, m)
+	}
+	g.awaitAgentState("agent1@example.com", 10*time.Second, func(s string) bool { return s == "available" })
+	key := `<pause milliseconds="1500"/><nop><action><exec play_pcap_audio="/usr/share/sip-tester/dtmf_2833_1.pcap"/></action></nop><pause milliseconds="1000"/>`
+	carrier := startSipp(t, "carrier_await_bye.xml", map[string]string{"KEY_ACTION": key},
+		"-s", "+15550100", fmt.Sprintf("127.0.0.1:%d", g.sipPort))
+	g.awaitAgentState("agent1@example.com", 30*time.Second, func(s string) bool { return s == "busy" })
+	phone.wait(t, "agent phone")
+	carrier.wait(t, "carrier")
 }
 
 // grepLines returns the lines of s containing any of words.

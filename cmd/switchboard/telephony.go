@@ -183,7 +183,7 @@ func (gw *gateway) startTelephony(ctx context.Context, mux *http.ServeMux, dbUp 
 		id := t.agents[a.Email]
 		if id == 0 {
 			// Started without the database and without a cached id (cachedAccountIDs).
-			gw.log.Warn("agent left out of the queues: its user id is unknown until the database answers and the gateway restarts", "agent", a.Email)
+			gw.log.Warn("agent left out of the queues: its user id is unknown until the database answers (the roster then adds it)", "agent", a.Email)
 			continue
 		}
 		acdOpts.Agents = append(acdOpts.Agents, ivr.Agent{ID: id, Email: a.Email, Name: a.Name, Queues: a.Queues})
@@ -596,11 +596,19 @@ func (t *telephony) sipAgent(username string) (sip.AgentAccount, bool) {
 	for _, a := range t.gw.cfg.Agents {
 		id := t.agents[a.Email]
 		if t.roster != nil {
+			if id == 0 {
+				// Started without the database and without a cached id (cachedAccountIDs):
+				// the roster knows it once the database answered.
+				id, _ = t.roster.IDOf(a.Email)
+			}
 			// The file's agents register with the file's credentials while they are agents of
 			// the roster (or while the roster was never read: the database away since start).
 			if known, loaded := t.roster.Known(id); loaded && !known {
 				continue
 			}
+		}
+		if id == 0 {
+			continue // its user id is not known yet: no binding under a wrong id
 		}
 		switch {
 		case a.SIPSecretHA1 != nil:

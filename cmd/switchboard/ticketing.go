@@ -196,7 +196,8 @@ func (gw *gateway) startEngine() {
 // seedAccounts creates the configured accounts that are missing and learns their user ids
 // (the agents' ids are the ACD's and the events' agent_id). The ids are cached on disk for a
 // start while the database is away. At start it sets gw.accountIDs; later (the database came
-// back) it only refreshes the cache and says which agents the running ACD lacks.
+// back) it only refreshes the cache and says which agents' ids were not known at the start
+// (the roster's reload puts them in their queues, and their phones register through it).
 func (gw *gateway) seedAccounts(ctx context.Context) error {
 	ids := map[string]int64{}
 	for _, a := range gw.cfg.Accounts() {
@@ -219,7 +220,7 @@ func (gw *gateway) seedAccounts(ctx context.Context) error {
 	}
 	for _, a := range gw.cfg.Agents {
 		if got, had := ids[a.Email], gw.accountIDs[a.Email]; got != had {
-			gw.log.Warn("agent not in the queues until the next restart: its id was not known when the gateway started without the database",
+			gw.log.Info("agent's id learned now that the database answers (the gateway started without it): the roster puts the agent in its queues",
 				"agent", a.Email, "id", got)
 		}
 	}
