@@ -1,9 +1,6 @@
 package sip
 
-import (
-	"crypto/subtle"
-	"strings"
-)
+import "strings"
 
 // verifyDigest checks an MD5 digest response (RFC 2617 §3.2.2.1, with or without qop=auth)
 // against the expected user, password, realm and nonce: the tests' check of the answers the
@@ -15,16 +12,5 @@ func verifyDigest(c digestCreds, method, user, pass, realm string, nonceOK func(
 	if alg := c["algorithm"]; alg != "" && !strings.EqualFold(alg, "MD5") {
 		return false
 	}
-	ha1 := md5hex(user + ":" + realm + ":" + pass)
-	ha2 := md5hex(method + ":" + c["uri"])
-	var want string
-	switch c["qop"] {
-	case "":
-		want = md5hex(ha1 + ":" + c["nonce"] + ":" + ha2)
-	case "auth":
-		want = md5hex(ha1 + ":" + c["nonce"] + ":" + c["nc"] + ":" + c["cnonce"] + ":auth:" + ha2)
-	default:
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(c["response"]))) == 1
+	return checkDigestResponse(c, method, md5hex(user+":"+realm+":"+pass), md5hex, true)
 }

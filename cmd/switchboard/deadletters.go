@@ -6,14 +6,10 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/switchboard-voice/switchboard/config"
 	"github.com/switchboard-voice/switchboard/ticketing/eventlog"
 )
 
@@ -88,15 +84,11 @@ func cmdDeadLetters(ctx context.Context, args []string, stdin io.Reader, stdout,
 			return fail(1, "--event: %v", err)
 		}
 	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		return fail(1, "%s: %v", *path, err)
-	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	pool, err := pgxpool.New(ctx, cfg.Database.URL)
+	_, pool, err := openConfigDatabase(ctx, *path)
 	if err != nil {
-		return fail(1, "database: %v", err)
+		return fail(1, "%v", err)
 	}
 	defer pool.Close()
 	switch {
@@ -157,16 +149,6 @@ func deadState(d eventlog.DeadLetter) string {
 		return "dropped " + d.DroppedAt.UTC().Format(time.RFC3339)
 	}
 	return "pending"
-}
-
-// oneLine keeps a value on its line of the listing whatever it holds.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
 }
 
 func printDeadLetter(w io.Writer, d eventlog.DeadLetter) {

@@ -2,9 +2,7 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,27 +18,13 @@ import (
 func startCrossNode(t *testing.T, bin, dbURL, node string, extra ...[2]string) *recGateway {
 	t.Helper()
 	path, base, sipPort, deskPort, dir := writeGatewayConfig(t, dbURL)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := string(b)
 	edits := append([][2]string{
 		{"node: test\n", "node: " + node + "\n"},
 		{"database:\n", "database:\n  heartbeat_interval: 200ms\n  node_lost_after: 5s\n  shared_queues: true\n"},
 		{"lines:\n", fmt.Sprintf("cluster:\n  secret: %s\n  internal_networks: [127.0.0.1/32]\n  internal_address: 127.0.0.1:%d\nlines:\n",
 			testClusterSecret, sipPort)},
 	}, agentConfigEdits...)
-	edits = append(edits, extra...)
-	for _, e := range edits {
-		if !strings.Contains(cfg, e[0]) {
-			t.Fatalf("the harness configuration no longer has %q", e[0])
-		}
-		cfg = strings.Replace(cfg, e[0], e[1], 1)
-	}
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	editConfig(t, path, append(edits, extra...))
 	r := &recGateway{t: t, bin: bin, dbURL: dbURL, config: path}
 	r.g = &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir}
 	r.start()

@@ -100,12 +100,22 @@ func runEditedGateway(t *testing.T, edits func(deskPort int) [][2]string) *testG
 	t.Helper()
 	exe := binary(t)
 	path, base, sipPort, deskPort, dir := writeGatewayConfig(t, pgtest.EmptyURL(t))
+	editConfig(t, path, edits(deskPort))
+	g := &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir}
+	g.launch(exe, path)
+	return g
+}
+
+// editConfig replaces, in the configuration file at path, the first occurrence of each edit's
+// first string by its second; an edit whose string is not there fails the test.
+func editConfig(t *testing.T, path string, edits [][2]string) {
+	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := string(b)
-	for _, e := range edits(deskPort) {
+	for _, e := range edits {
 		if !strings.Contains(cfg, e[0]) {
 			t.Fatalf("the harness configuration no longer has %q", e[0])
 		}
@@ -114,9 +124,6 @@ func runEditedGateway(t *testing.T, edits func(deskPort int) [][2]string) *testG
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir}
-	g.launch(exe, path)
-	return g
 }
 
 // runGateway runs serve with a fresh database and waits for /readyz.

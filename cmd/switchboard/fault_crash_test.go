@@ -162,22 +162,7 @@ func startDegradedEdited(t *testing.T, edits [][2]string) (g *testGateway, proxy
 	proxy.Down()
 	u.Host = proxy.Addr()
 	path, base, sipPort, deskPort, dir := writeGatewayConfig(t, u.String())
-	if len(edits) > 0 {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := string(b)
-		for _, e := range edits {
-			if !strings.Contains(cfg, e[0]) {
-				t.Fatalf("the harness configuration no longer has %q", e[0])
-			}
-			cfg = strings.Replace(cfg, e[0], e[1], 1)
-		}
-		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	editConfig(t, path, edits)
 	g = &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir}
 	g.start(binary(t), path)
 	g.awaitDegraded()

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -306,18 +305,8 @@ func TestHelpAndVersion(t *testing.T) {
 // the field and the limit, a 1,000-byte one is stored (201).
 func TestUploadLimitFromConfiguration(t *testing.T) {
 	path, base, sipPort, deskPort, dir := writeGatewayConfig(t, pgtest.EmptyURL(t))
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpLine := regexp.MustCompile(`http: \{listen: "([^"]+)"\}`)
-	if !httpLine.Match(b) {
-		t.Fatalf("no http line in the test configuration:\n%s", b)
-	}
-	b = httpLine.ReplaceAll(b, []byte(`http: {listen: "$1", max_upload_bytes: 4096}`))
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	listen := strings.TrimPrefix(base, "http://")
+	editConfig(t, path, [][2]string{{`http: {listen: "` + listen + `"}`, `http: {listen: "` + listen + `", max_upload_bytes: 4096}`}})
 	g := &testGateway{t: t, base: base, sipPort: sipPort, deskPort: deskPort, dir: dir}
 	g.launch(binary(t), path)
 	code, m := g.api("POST", "/uploads?filename=big.txt", strings.Repeat("x", 5000))

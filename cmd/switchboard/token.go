@@ -52,15 +52,11 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if *expires < 0 {
 		return fail(2, "--expires-in must be positive, got %s", *expires)
 	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		return fail(1, "%s: %v", *path, err)
-	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	pool, err := pgxpool.New(ctx, cfg.Database.URL)
+	cfg, pool, err := openConfigDatabase(ctx, *path)
 	if err != nil {
-		return fail(1, "database: %v", err)
+		return fail(1, "%v", err)
 	}
 	defer pool.Close()
 	store := ticketing.NewStore(pool, ticketing.StoreOptions{DefaultRegion: cfg.Ticketing.DefaultRegion, TokenTTL: cfg.HTTP.TokenTTL.D()})
@@ -101,12 +97,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 					exp += " (expired)"
 				}
 			}
-			d := strings.Map(func(r rune) rune { // one line per token whatever the description holds
-				if r < ' ' || r == 0x7f {
-					return ' '
-				}
-				return r
-			}, t.Description)
+			d := oneLine(t.Description) // one line per token whatever the description holds
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", t.ID, emails[t.UserID], t.CreatedAt.UTC().Format(time.RFC3339), exp, d)
 		}
 		_ = tw.Flush()
@@ -118,4 +109,29 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stdout, tok)
 	}
 	return 0
+}
+
+// openConfigDatabase loads the configuration at path and opens a pool on its database (the
+// commands that work on the database: token, dead-letters).
+func openConfigDatabase(ctx context.Context, path string) (*config.Config, *pgxpool.Pool, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	pool, err := pgxpool.New(ctx, cfg.Database.URL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("database: %w", err)
+	}
+	return cfg, pool, nil
+}
+
+// oneLine keeps a value on its line of a listing whatever it holds: control characters become
+// spaces.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
 }
