@@ -2,12 +2,11 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	bin "encoding/binary"
 	"fmt"
-	"github.com/switchboard-voice/switchboard/internal/testport"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/pgtest"
+	"github.com/switchboard-voice/switchboard/internal/testport"
 	"github.com/switchboard-voice/switchboard/ticketing"
 )
 
@@ -255,9 +255,11 @@ func (g *testGateway) awaitCall(to string, cond func(map[string]any) bool) map[s
 // tone.wav, and returns when it exited; it fails the test unless every call succeeded.
 type sippRun struct {
 	cmd   *exec.Cmd
-	out   bytes.Buffer
+	out   lockedBuffer // SIPp's output, written by exec's copying goroutine while it runs
 	done  chan error
 	limit time.Duration
+	dir   string // its working directory: the scenario, and what its exec actions write
+	port  int    // its local SIP port
 }
 
 func requireSipp(t *testing.T) string {
@@ -300,10 +302,11 @@ func startSippN(t *testing.T, scenario string, repl map[string]string, calls int
 	if !slices.Contains(args, "-p") {
 		args = append([]string{"-p", strconv.Itoa(testport.FreeUDP(t))}, args...)
 	}
+	port, _ := strconv.Atoi(args[slices.Index(args, "-p")+1])
 	all := append([]string{"-sf", sf, "-nostdin", "-m", strconv.Itoa(calls), "-timeout", fmt.Sprintf("%ds", int((limit - 30*time.Second).Seconds())), "-timeout_error",
 		"-recv_timeout", "60s", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", strconv.Itoa(testport.FreeMedia(t))}, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	r := &sippRun{done: make(chan error, 1), limit: limit}
+	r := &sippRun{done: make(chan error, 1), limit: limit, dir: dir, port: port}
 	r.cmd = exec.CommandContext(ctx, bin, all...)
 	r.cmd.Dir = dir
 	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
@@ -332,6 +335,42 @@ func (r *sippRun) wait(t *testing.T, what string) {
 		}
 	case <-time.After(r.limit + 5*time.Second):
 		t.Fatalf("sipp (%s) did not exit", what)
+	}
+}
+
+// hangUp tells a SIPp whose scenario waits for it (conf_phone.xml, conf_caller.xml) to hang
+// its call up now: an INFO in the call's dialog — SIPp matches it to the call by the Call-ID the
+// scenario wrote to callid.txt — sent once to its SIP port (loopback; SIPp answers it towards
+// the call's peer, the gateway, not to us: the caller awaits the SIPp's exit with wait). A test
+// that decides when a leg leaves, instead of a SIPp pause, has no timer that a loaded
+// machine's slow phases can overrun.
+func (r *sippRun) hangUp(t *testing.T, what string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var callID string
+	for callID == "" {
+		b, _ := os.ReadFile(filepath.Join(r.dir, "callid.txt"))
+		callID = strings.TrimSpace(string(b))
+		if callID == "" {
+			if time.Now().After(deadline) {
+				t.Fatalf("sipp (%s) wrote no Call-ID within 20 s:\n%s", what, tail(r.out.String(), 2000))
+			}
+			time.Sleep(50 * time.Millisecond) // bounded by deadline: SIPp's exec writes it meanwhile
+		}
+	}
+	conn, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: r.port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	me := conn.LocalAddr().(*net.UDPAddr)
+	info := fmt.Sprintf("INFO sip:sipp@127.0.0.1:%d SIP/2.0\r\n"+
+		"Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-hangup-%d\r\n"+
+		"From: <sip:test@127.0.0.1>;tag=hangup\r\nTo: <sip:sipp@127.0.0.1>\r\n"+
+		"Call-ID: %s\r\nCSeq: 1 INFO\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+		r.port, me.Port, me.Port, callID)
+	if _, err := conn.Write([]byte(info)); err != nil {
+		t.Fatalf("sipp (%s): hang-up INFO: %v", what, err)
 	}
 }
 
