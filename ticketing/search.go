@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -170,10 +171,14 @@ func (q SearchQuery) wants(kind string) bool {
 	return true
 }
 
-// sqlWhere builds the conditions of q for kind ("ticket": table tickets; "user": users u).
-func (s *Store) searchWhere(ctx context.Context, q SearchQuery, kind string, me int64) (string, []any, error) {
-	var conds []string
-	var args []any
+// noScore is the relevance of every match of a query without free words (no ORDER BY term:
+// a bare 0 there would name a column by its position).
+const noScore = "0"
+
+// searchWhere builds the conditions of q for kind ("ticket": table tickets; "user": users u),
+// and the relevance score of a match (searchScore; "0" for a query without free words).
+func (s *Store) searchWhere(ctx context.Context, q SearchQuery, kind string, me int64) (where, score string, args []any, err error) {
+	var conds, scores []string
 	arg := func(v any) string {
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))
@@ -216,13 +221,13 @@ func (s *Store) searchWhere(ctx context.Context, q SearchQuery, kind string, me 
 		case "requester", "assignee", "submitter":
 			id, err := userRef(t.value)
 			if err != nil {
-				return "", nil, err
+				return "", "", nil, err
 			}
 			c = col(t.key+"_id") + " = " + arg(id)
 		case "phone":
 			norm, err := s.NormalizePhone(t.value, false)
 			if err != nil {
-				return "", nil, invalidField("query", "phone:%s is not a phone number", t.value)
+				return "", "", nil, invalidField("query", "phone:%s is not a phone number", t.value)
 			}
 			p := arg(norm)
 			if kind == "user" {
@@ -286,21 +291,30 @@ func (s *Store) searchWhere(ctx context.Context, q SearchQuery, kind string, me 
 		p := arg(likePattern(w))
 		if kind == "user" {
 			c := "(u.name ILIKE " + p + " OR u.email ILIKE " + p
+			sc := "(CASE WHEN u.name ILIKE " + p + " THEN 2 ELSE 0 END + CASE WHEN u.email ILIKE " + p + " THEN 1 ELSE 0 END"
 			if norm, err := s.NormalizePhone(w, false); err == nil && strings.ContainsAny(w, "0123456789") {
-				c += " OR EXISTS (SELECT 1 FROM user_identities i WHERE i.user_id = u.id AND i.value = " + arg(norm) + ")"
+				num := "EXISTS (SELECT 1 FROM user_identities i WHERE i.user_id = u.id AND i.value = " + arg(norm) + ")"
+				c += " OR " + num
+				sc += " + CASE WHEN " + num + " THEN 2 ELSE 0 END"
 			}
 			conds = append(conds, c+")")
+			scores = append(scores, sc+")")
 		} else {
 			conds = append(conds, "(tickets.subject ILIKE "+p+" OR EXISTS (SELECT 1 FROM ticket_comments c WHERE c.ticket_id = tickets.id AND c.body ILIKE "+p+"))")
+			scores = append(scores, "(CASE WHEN tickets.subject ILIKE "+p+" THEN 2 ELSE 1 END)")
 		}
+	}
+	score = noScore
+	if len(scores) > 0 {
+		score = "(" + strings.Join(scores, " + ") + ")"
 	}
 	if kind == "user" {
 		conds = append(conds, "u.deleted_at IS NULL")
 	}
 	if len(conds) == 0 {
-		return "true", args, nil
+		return "true", score, args, nil
 	}
-	return strings.Join(conds, " AND "), args, nil
+	return strings.Join(conds, " AND "), score, args, nil
 }
 
 func likePattern(v string) string {
@@ -310,15 +324,38 @@ func likePattern(v string) string {
 // MaxSearchResults is how far a search pages, as in Zendesk (1,000 results).
 const MaxSearchResults = 1000
 
-// Search runs q for the agent me and returns the results from offset on (at most limit),
-// sorted by sortBy ("created_at", "updated_at"; default created_at) in order asc or desc
-// (default desc, Zendesk's), and the number of results in all (at most MaxSearchResults+1).
-func (s *Store) Search(ctx context.Context, q SearchQuery, me int64, sortBy, order string, offset, limit int) ([]SearchResult, int, error) {
-	if sortBy == "" {
-		sortBy = "created_at"
+// priorityRank orders ticket priorities for sort_by=priority (a ticket without one: 0).
+var priorityRank = map[string]int{"low": 1, "normal": 2, "high": 3, "urgent": 4}
+
+// rankSQL is a CASE over column giving each value its rank in ranks (0 for any other).
+func rankSQL(column string, ranks map[string]int) string {
+	keys := slices.Sorted(maps.Keys(ranks))
+	var b strings.Builder
+	b.WriteString("(CASE " + column)
+	for _, k := range keys {
+		fmt.Fprintf(&b, " WHEN '%s' THEN %d", k, ranks[k]) // the map's own words, never input
 	}
-	if sortBy != "created_at" && sortBy != "updated_at" {
-		return nil, 0, invalidField("sort_by", "must be created_at or updated_at, got %q", sortBy)
+	b.WriteString(" ELSE 0 END)")
+	return b.String()
+}
+
+// Search runs q for the agent me and returns the results from offset on (at most limit),
+// sorted by sortBy in order asc or desc (default desc, Zendesk's), and the number of results
+// in all (at most MaxSearchResults+1).
+//
+// Without sortBy the results come by relevance, as in Zendesk: each free word of the query
+// scores 2 where it is in a ticket's subject (1 where it is only in its comments), and for a
+// user 2 in the name, 1 in the email and 2 for a number the user holds; ties (and a query of
+// keywords only, where every match scores the same) newest first. created_at and updated_at
+// sort by that time; priority (low < normal < high < urgent), status (new < open < pending <
+// hold < solved < closed) and ticket_type (alphabetical) sort tickets by that field — a
+// ticket without one lowest — and put users, who have none, after every ticket; ties by
+// creation time in the same order.
+func (s *Store) Search(ctx context.Context, q SearchQuery, me int64, sortBy, order string, offset, limit int) ([]SearchResult, int, error) {
+	switch sortBy {
+	case "", "created_at", "updated_at", "priority", "status", "ticket_type":
+	default:
+		return nil, 0, invalidField("sort_by", "must be created_at, updated_at, priority, status or ticket_type (none: by relevance), got %q", sortBy)
 	}
 	if order == "" {
 		order = "desc"
@@ -326,57 +363,117 @@ func (s *Store) Search(ctx context.Context, q SearchQuery, me int64, sortBy, ord
 	if order != "asc" && order != "desc" {
 		return nil, 0, invalidField("sort_order", "must be asc or desc, got %q", order)
 	}
+	// A hit's sort keys: score (relevance), rank (priority, status), word (ticket_type).
 	type hit struct {
-		r  SearchResult
-		at time.Time
-		id int64
+		r     SearchResult
+		score int64
+		rank  int
+		word  string
+		at    time.Time
+		id    int64
+		user  bool
 	}
 	var hits []hit
 	most := MaxSearchResults + 1
 	if q.wants("ticket") {
-		where, args, err := s.searchWhere(ctx, q, "ticket", me)
+		where, score, args, err := s.searchWhere(ctx, q, "ticket", me)
 		if err != nil {
 			return nil, 0, err
 		}
-		rows, err := s.pool.Query(ctx, ticketSelect+`WHERE `+where+` ORDER BY `+sortBy+` `+order+`, id `+order+` LIMIT `+strconv.Itoa(most), args...)
-		if err != nil {
-			return nil, 0, fmt.Errorf("ticketing: search tickets: %w", err)
-		}
-		ts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Ticket, error) { return scanTicket(r) })
-		if err != nil {
-			return nil, 0, fmt.Errorf("ticketing: search tickets: %w", err)
-		}
-		for i := range ts {
-			at := ts[i].CreatedAt.Time
-			if sortBy == "updated_at" {
-				at = ts[i].UpdatedAt.Time
+		var by string
+		switch sortBy {
+		case "":
+			by = "created_at " + order
+			if score != noScore {
+				by = score + " " + order + ", " + by
 			}
-			hits = append(hits, hit{SearchResult{Ticket: &ts[i]}, at, ts[i].ID})
+		case "created_at", "updated_at":
+			by = sortBy + " " + order
+		case "priority":
+			by = rankSQL("tickets.priority", priorityRank) + " " + order + ", created_at " + order
+		case "status":
+			by = rankSQL("tickets.status", statusRank) + " " + order + ", created_at " + order
+		case "ticket_type":
+			by = `coalesce(tickets.type, '') COLLATE "C" ` + order + ", created_at " + order
 		}
+		rows, err := s.pool.Query(ctx, `SELECT `+ticketCols+`, `+score+`::bigint FROM tickets WHERE `+where+` ORDER BY `+by+`, id `+order+` LIMIT `+strconv.Itoa(most), args...)
+		if err != nil {
+			return nil, 0, fmt.Errorf("ticketing: search tickets: %w", err)
+		}
+		var sc int64
+		ts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (hit, error) {
+			t, err := scanTicket(r, &sc)
+			h := hit{r: SearchResult{Ticket: &t}, score: sc, at: t.CreatedAt.Time, id: t.ID}
+			if sortBy == "updated_at" {
+				h.at = t.UpdatedAt.Time
+			}
+			switch {
+			case sortBy == "priority" && t.Priority != nil:
+				h.rank = priorityRank[*t.Priority]
+			case sortBy == "status":
+				h.rank = statusRank[t.Status]
+			case sortBy == "ticket_type" && t.Type != nil:
+				h.word = *t.Type
+			}
+			return h, err
+		})
+		if err != nil {
+			return nil, 0, fmt.Errorf("ticketing: search tickets: %w", err)
+		}
+		hits = append(hits, ts...)
 	}
 	if q.wants("user") {
-		where, args, err := s.searchWhere(ctx, q, "user", me)
+		where, score, args, err := s.searchWhere(ctx, q, "user", me)
 		if err != nil {
 			return nil, 0, err
 		}
-		rows, err := s.pool.Query(ctx, userSelect+`WHERE `+where+` ORDER BY u.`+sortBy+` `+order+`, u.id `+order+` LIMIT `+strconv.Itoa(most), args...)
-		if err != nil {
-			return nil, 0, fmt.Errorf("ticketing: search users: %w", err)
-		}
-		us, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (User, error) { return scanUser(r) })
-		if err != nil {
-			return nil, 0, fmt.Errorf("ticketing: search users: %w", err)
-		}
-		for i := range us {
-			at := us[i].CreatedAt.Time
-			if sortBy == "updated_at" {
-				at = us[i].UpdatedAt.Time
+		by := "u.created_at " + order
+		switch sortBy {
+		case "":
+			if score != noScore {
+				by = score + " " + order + ", " + by
 			}
-			hits = append(hits, hit{SearchResult{User: &us[i]}, at, us[i].ID})
+		case "updated_at":
+			by = "u.updated_at " + order
 		}
+		rows, err := s.pool.Query(ctx, `SELECT `+userCols+`, `+score+`::bigint `+userFrom+`WHERE `+where+` ORDER BY `+by+`, u.id `+order+` LIMIT `+strconv.Itoa(most), args...)
+		if err != nil {
+			return nil, 0, fmt.Errorf("ticketing: search users: %w", err)
+		}
+		var sc int64
+		us, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (hit, error) {
+			u, err := scanUser(r, &sc)
+			h := hit{r: SearchResult{User: &u}, score: sc, at: u.CreatedAt.Time, id: u.ID, user: true}
+			if sortBy == "updated_at" {
+				h.at = u.UpdatedAt.Time
+			}
+			return h, err
+		})
+		if err != nil {
+			return nil, 0, fmt.Errorf("ticketing: search users: %w", err)
+		}
+		hits = append(hits, us...)
 	}
+	byField := sortBy == "priority" || sortBy == "status" || sortBy == "ticket_type"
 	slices.SortStableFunc(hits, func(a, b hit) int {
-		c := a.at.Compare(b.at)
+		if byField && a.user != b.user {
+			if a.user {
+				return 1 // users have no such field: after every ticket, either order
+			}
+			return -1
+		}
+		var c int
+		switch sortBy {
+		case "":
+			c = cmp.Compare(a.score, b.score)
+		case "priority", "status":
+			c = cmp.Compare(a.rank, b.rank)
+		case "ticket_type":
+			c = strings.Compare(a.word, b.word)
+		}
+		if c == 0 {
+			c = a.at.Compare(b.at)
+		}
 		if c == 0 {
 			c = cmp.Compare(a.id, b.id)
 		}

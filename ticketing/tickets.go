@@ -122,25 +122,29 @@ func (t Ticket) Unsolved() bool {
 	return false
 }
 
-// ticketSelect reads a ticket; the description and the numbers of via come from its first
-// comment and first voice comment (scalar subqueries, so that FOR UPDATE can follow).
-const ticketSelect = `SELECT id, subject, status, requester_id, assignee_id, via_channel, via_source, origin_phone, display_phone,
+// ticketSelect reads a ticket (ticketCols, scanned by scanTicket) from tickets.
+const ticketSelect = `SELECT ` + ticketCols + ` FROM tickets `
+
+// ticketCols are the columns scanTicket reads, in its order; the description and the numbers
+// of via come from its first comment and first voice comment (scalar subqueries, so that FOR
+// UPDATE can follow).
+const ticketCols = `id, subject, status, requester_id, assignee_id, via_channel, via_source, origin_phone, display_phone,
 	tags, session_type, caller_number, call_duration, wait_time, queue_name, call_id, hold_duration, csat,
 	merged_into_id, created_at, updated_at, fields, priority, type, submitter_id, external_id, collaborator_ids, due_at, is_public, group_id,
 	coalesce((SELECT c.body FROM ticket_comments c WHERE c.ticket_id = tickets.id ORDER BY c.id LIMIT 1), ''),
 	(SELECT ARRAY[coalesce(c.from_number, ''), coalesce(c.to_number, '')] FROM ticket_comments c
-		WHERE c.ticket_id = tickets.id AND c.type = 'VoiceComment' ORDER BY c.id LIMIT 1)
-	FROM tickets `
+		WHERE c.ticket_id = tickets.id AND c.type = 'VoiceComment' ORDER BY c.id LIMIT 1)`
 
-func scanTicket(r pgx.Row) (Ticket, error) {
+// scanTicket reads the columns of ticketCols, then extra.
+func scanTicket(r pgx.Row, extra ...any) (Ticket, error) {
 	var t Ticket
 	var voice []string
 	c := &t.CustomFields
-	err := r.Scan(&t.ID, &t.Subject, &t.Status, &t.RequesterID, &t.AssigneeID, &t.Via.Channel, &t.Via.Source,
+	err := r.Scan(append([]any{&t.ID, &t.Subject, &t.Status, &t.RequesterID, &t.AssigneeID, &t.Via.Channel, &t.Via.Source,
 		&t.OriginPhone, &t.DisplayPhone, &t.Tags, &c.SessionType, &c.CallerNumber, &c.CallDuration, &c.WaitTime,
 		&c.QueueName, &c.CallID, &c.HoldDuration, &c.CSAT, &t.MergedIntoID, &t.CreatedAt, &t.UpdatedAt, &t.Fields,
 		&t.Priority, &t.Type, &t.SubmitterID, &t.ExternalID, &t.CollaboratorIDs, &t.DueAt, &t.IsPublic,
-		&t.GroupID, &t.Description, &voice)
+		&t.GroupID, &t.Description, &voice}, extra...)...)
 	if t.Tags == nil {
 		t.Tags = []string{}
 	}
