@@ -122,7 +122,24 @@ func (s *Service) journalAppend(r Recording, dirs []string) error {
 		s.pendingAdd(r.ID, -1)
 		return fmt.Errorf("recordings: journal %s: %w", r.ID, err)
 	}
+	s.jmu.Lock()
+	if s.pendingIDs[r.ID] > 0 { // not written meanwhile
+		if s.unwritten == nil {
+			s.unwritten = map[string]Recording{}
+		}
+		s.unwritten[r.ID] = r
+	}
+	s.jmu.Unlock()
 	return nil
+}
+
+// unwrittenRow returns the row this process journaled last for recording id while the
+// database has not been given it yet.
+func (s *Service) unwrittenRow(id string) (Recording, bool) {
+	s.jmu.Lock()
+	defer s.jmu.Unlock()
+	r, ok := s.unwritten[id]
+	return r, ok
 }
 
 // logAppend adds e to the open batch and returns once the batch is durable (or failed),
@@ -381,6 +398,7 @@ func (s *Service) pendingAdd(id string, d int) {
 	n := s.pendingIDs[id] + d
 	if n <= 0 {
 		delete(s.pendingIDs, id)
+		delete(s.unwritten, id)
 	} else {
 		s.pendingIDs[id] = n
 	}

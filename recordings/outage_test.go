@@ -413,3 +413,62 @@ func TestRefusedRowIsSetAsideOthersWritten(t *testing.T) {
 		t.Errorf("switchboard_recording_rows_pending = %v, want 0", got)
 	}
 }
+
+// A recording finished a moment ago is served as ready although its ready row has not reached
+// the database yet: call.recording_ready puts the recording's link on the ticket at once, and
+// a supervisor who follows it must get the audio, not a 404 saying it is still recording (CI
+// met that 404 under load, the metadata writer seconds behind). The writer is held here by a
+// lock on the row; Recording answers from this process's journal meanwhile, and from the
+// database once it is written.
+func TestJustFinishedRecordingIsReadyBeforeItsRowIsWritten(t *testing.T) {
+	_, pool, url := pgtest.ProxiedPool(t)
+	db := directPool(t, url)
+	clk := newClock()
+	s := newService(t, Options{DB: pool, Now: clk.Now, MetadataRetry: 100 * time.Millisecond})
+	ctx := ctxTimeout(t)
+	base := clk.Now()
+	w, err := s.Start(ctx, "call-just-finished")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(t, s) // the row says recording in the database
+	if rec, err := s.Recording(ctx, w.ID()); err != nil || rec.State != StateRecording {
+		t.Fatalf("while recording: %+v, %v", rec, err)
+	}
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM recordings WHERE id = $1 FOR UPDATE`, w.ID()); err != nil {
+		t.Fatal(err)
+	}
+	feed(w.CallerTap(), base, media.PCMU, 440, 1, 0, 50)
+	clk.Set(base.Add(time.Second))
+	res, err := w.Finish(ctx)
+	if err != nil || res.State != StateReady {
+		t.Fatalf("Finish: %+v, %v", res, err)
+	}
+	var inDB State
+	if err := db.QueryRow(ctx, `SELECT state FROM recordings WHERE id = $1`, w.ID()).Scan(&inDB); err != nil || inDB != StateRecording {
+		t.Fatalf("the database holds %q (%v): the writer was not held", inDB, err)
+	}
+	rec, err := s.Recording(ctx, w.ID())
+	if err != nil || rec.State != StateReady || rec.ReadyAt == nil || rec.SizeBytes != res.Bytes ||
+		rec.Path != filepath.ToSlash(mustRel(t, s.opts.Dir, res.Path)) {
+		t.Fatalf("just finished, row not written: %+v, %v; want ready, as the journal says", rec, err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, s)
+	if err := db.QueryRow(ctx, `SELECT state FROM recordings WHERE id = $1`, w.ID()).Scan(&inDB); err != nil || inDB != StateReady {
+		t.Fatalf("after the flush the database holds %q (%v)", inDB, err)
+	}
+	if _, ok := s.unwrittenRow(w.ID()); ok {
+		t.Error("the journal's row is still kept after it was written")
+	}
+	if rec, err := s.Recording(ctx, w.ID()); err != nil || rec.State != StateReady {
+		t.Fatalf("after the flush: %+v, %v", rec, err)
+	}
+}

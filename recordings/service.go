@@ -36,6 +36,10 @@ type Service struct {
 	jmu        sync.Mutex     // the per-recording journal files and the counts; never held across a database call
 	pending    int            // per-recording journal files (rows the database has not confirmed)
 	pendingIDs map[string]int // recordings with changes in the log not yet written, and how many
+	// unwritten is the last row this process journaled of each recording in pendingIDs: what
+	// Recording answers while the database still holds an older one (a recording finished a
+	// moment ago, whose ticket link is followed before its ready row is written).
+	unwritten map[string]Recording
 	scanned    bool           // the writer has scanned the journal once
 	jzero      chan struct{}  // closed while nothing is pending && scanned
 

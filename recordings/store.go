@@ -190,6 +190,15 @@ func marshalPauses(p []Pause) ([]byte, error) {
 // Recording returns a recording's metadata, deleted ones included; ErrNotFound when unknown.
 func (s *Service) Recording(ctx context.Context, id string) (Recording, error) {
 	r, err := scanRecording(s.opts.DB.QueryRow(ctx, `SELECT `+recordingColumns+` FROM recordings WHERE id = $1`, id))
+	// A recording this process finished a moment ago: its ready (or failed) row waits in the
+	// journal for the metadata writer while call.recording_ready has already put its link on
+	// the ticket. The row the database will hold is the answer, never one older; only the
+	// finish is taken from the journal (a deletion is the database's word).
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && r.State == StateRecording) {
+		if u, ok := s.unwrittenRow(id); ok && (u.State == StateReady || u.State == StateFailed) {
+			return u, nil
+		}
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, fmt.Errorf("recordings: recording %q: %w", id, ErrNotFound)
 	}
