@@ -40,8 +40,8 @@ type Service struct {
 	// Recording answers while the database still holds an older one (a recording finished a
 	// moment ago, whose ticket link is followed before its ready row is written).
 	unwritten map[string]Recording
-	scanned    bool           // the writer has scanned the journal once
-	jzero      chan struct{}  // closed while nothing is pending && scanned
+	scanned   bool          // the writer has scanned the journal once
+	jzero     chan struct{} // closed while nothing is pending && scanned
 
 	jl        jlog       // this process's journal log (journallog.go)
 	foreignMu sync.Mutex // taking over dead processes' segments; held across their database writes
