@@ -119,6 +119,7 @@ func (a *API) Register(mux *http.ServeMux, prefix string) {
 	h("PUT /tickets/{id}", RoleAgent, a.updateTicket)
 	h("GET /tickets/{id}/comments", RoleAgent, a.listComments)
 	h("POST /tickets/{id}/comments", RoleAgent, a.addComment)
+	h("PUT /tickets/{id}/comments/{comment_id}/make_private", RoleAgent, a.makeCommentPrivate)
 	h("POST /tickets/{id}/merge", RoleAgent, a.mergeTickets)
 	h("GET /ticket_fields", RoleAgent, a.listTicketFields)
 	h("GET /ticket_fields/{id}", RoleAgent, a.getTicketField)

@@ -404,6 +404,24 @@ func (a *API) addComment(w http.ResponseWriter, r *http.Request, p Principal) er
 	return nil
 }
 
+// makeCommentPrivate is PUT /tickets/{id}/comments/{comment_id}/make_private: 200 with no body,
+// as Zendesk answers it.
+func (a *API) makeCommentPrivate(w http.ResponseWriter, r *http.Request, p Principal) error {
+	id, err := pathID(r, "id", "ticket")
+	if err != nil {
+		return err
+	}
+	cid, err := pathID(r, "comment_id", "comment")
+	if err != nil {
+		return err
+	}
+	if err := a.store.MakeCommentPrivate(r.Context(), p.Actor(), id, cid); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
 func (a *API) mergeTickets(w http.ResponseWriter, r *http.Request, p Principal) error {
 	id, err := pathID(r, "id", "ticket")
 	if err != nil {

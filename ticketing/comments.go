@@ -175,6 +175,36 @@ func (s *Store) AddComment(ctx context.Context, actor Actor, ticketID int64, c N
 	return out, err
 }
 
+// MakeCommentPrivate turns comment commentID of ticket ticketID (or of a ticket merged into it:
+// the comments the ticket lists) into an internal note (Zendesk's make_private); a comment already private stays so (no change, no event). Any comment can be
+// made private, a voice comment too, on a ticket in any status: hiding what the requester should
+// not see is no update of the ticket, and a closed ticket's comments may need it most. With a
+// webhook active, the change writes a comment_made_private ticket event (migration 033's
+// trigger). ErrNotFound names the ticket, or the comment when the ticket has no such one.
+func (s *Store) MakeCommentPrivate(ctx context.Context, actor Actor, ticketID, commentID int64) error {
+	return s.inTx(ctx, actor, "make_comment_private", func(tx pgx.Tx) error {
+		// The comments GET /tickets/{id}/comments lists: the ticket's and those of the tickets
+		// merged into it (Comments).
+		tag, err := tx.Exec(ctx, `WITH RECURSIVE fam(id) AS (
+				SELECT $2::bigint UNION SELECT t.id FROM tickets t JOIN fam ON t.merged_into_id = fam.id
+			) UPDATE ticket_comments SET public = false WHERE id = $1 AND ticket_id IN (SELECT id FROM fam)`, commentID, ticketID)
+		if err != nil {
+			return dbError("make comment private", err)
+		}
+		if tag.RowsAffected() == 1 {
+			return nil
+		}
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tickets WHERE id = $1)`, ticketID).Scan(&exists); err != nil {
+			return dbError("make comment private", err)
+		}
+		if !exists {
+			return notFound("ticket %d not found", ticketID)
+		}
+		return notFound("ticket %d has no comment %d", ticketID, commentID)
+	})
+}
+
 // VoiceComment is what AppendVoiceComment writes about one call.
 type VoiceComment struct {
 	Body         string

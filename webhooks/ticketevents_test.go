@@ -105,3 +105,73 @@ func TestWebhookTicketEvents_CreatedStatusCommentInOrder(t *testing.T) {
 		t.Errorf("%d deliveries, want 5", len(rcv.all()))
 	}
 }
+
+// Making a comment private (PUT /tickets/{id}/comments/{comment_id}/make_private) is Zendesk's
+// ticket.comment_made_private event: a webhook subscribed to that type alone receives it —
+// the comment (is_public false, its body) and the ticket — and not the ticket's creation or
+// its comment; making it private again changes nothing and writes no second event. A comment
+// made public again by hand in the database is ticket.comment_made_public. Before migration
+// 033 no privacy change wrote any event.
+func TestWebhookTicketEvents_CommentMadePrivate(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	req, err := e.store.CreateUser(ctx, ticketing.SystemActor, ticketing.NewUser{Name: "Caller", Role: ticketing.RoleEndUser})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv := newReceiver(t, nil)
+	e.createHook(rcv.url, "zen:event-type:ticket.comment_made_private", "zen:event-type:ticket.comment_made_public")
+	e.run(fast(e))
+	tk, err := e.store.CreateTicket(ctx, ticketing.SystemActor, ticketing.NewTicket{Subject: "Card number", RequesterID: req.ID,
+		Comment: &ticketing.NewComment{Body: "my card is 4111", Public: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := e.store.Comments(ctx, tk.ID)
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("comments %v, %v", cs, err)
+	}
+	for range 2 {
+		if err := e.store.MakeCommentPrivate(ctx, ticketing.SystemActor, tk.ID, cs[0].ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.pool.Exec(ctx, `UPDATE ticket_comments SET public = true WHERE id = $1`, cs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	got := rcv.wait(t, 2)
+	type ev struct {
+		Type    string         `json:"type"`
+		Subject string         `json:"subject"`
+		Detail  map[string]any `json:"detail"`
+		Event   struct {
+			Comment map[string]any `json:"comment"`
+		} `json:"event"`
+	}
+	var evs []ev
+	for _, d := range got {
+		var x ev
+		if err := json.Unmarshal(d.body, &x); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, x)
+	}
+	if evs[0].Type != "zen:event-type:ticket.comment_made_private" || evs[1].Type != "zen:event-type:ticket.comment_made_public" {
+		t.Fatalf("events %s, %s; want comment_made_private then comment_made_public", evs[0].Type, evs[1].Type)
+	}
+	c := evs[0].Event.Comment
+	if evs[0].Subject != fmt.Sprintf("zen:ticket:%d", tk.ID) || c["id"] != fmt.Sprint(cs[0].ID) || c["is_public"] != false ||
+		c["body"] != "my card is 4111" || evs[0].Detail["id"] != fmt.Sprint(tk.ID) {
+		t.Errorf("comment_made_private: subject %s comment %v detail id %v", evs[0].Subject, c, evs[0].Detail["id"])
+	}
+	if evs[1].Event.Comment["is_public"] != true {
+		t.Errorf("comment_made_public: comment %v", evs[1].Event.Comment)
+	}
+	var n int
+	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM ticket_events WHERE kind LIKE 'comment_made_%'`).Scan(&n); err != nil || n != 2 {
+		t.Errorf("%d privacy events written (%v), want 2: the second make_private changed nothing", n, err)
+	}
+	if len(rcv.all()) != 2 {
+		t.Errorf("%d deliveries, want 2 (the creation and its comment are not subscribed)", len(rcv.all()))
+	}
+}

@@ -410,10 +410,10 @@ func clean(s string, max int) string {
 }
 
 // ticketEventTypes are the kinds of ticket_events (migration 018's triggers on tickets and
-// ticket_comments), Zendesk's ticket event types.
+// ticket_comments, 033's on a comment's privacy), Zendesk's ticket event types.
 var ticketEventTypes = []string{"created", "status_changed", "comment_added", "agent_assignment_changed",
 	"subject_changed", "priority_changed", "ticket_type_changed", "tags_changed", "external_id_changed",
-	"submitter_changed", "task_due_at_changed"}
+	"submitter_changed", "task_due_at_changed", "comment_made_private", "comment_made_public"}
 
 // The audit kinds that become ticket and user events (ticketing's audit trail), by domain.
 var auditEventTypes = map[string][]string{
