@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -23,10 +24,10 @@ var (
 const offerCancelGrace = time.Second
 
 // PhoneDialer returns the ivr.AgentDialer that rings agents' registered SIP phones (see
-// handleRegister). Offer places an outbound leg of the offered call to the agent's most
-// recently refreshed binding (forking to several phones of one agent is not built) and returns
-// an *ivr.MediaAgentLeg once the phone answered. It does not call Call.MarkAnswered: the ACD
-// emits call.answered after bridging.
+// handleRegister). Offer places an outbound leg of the offered call to each live binding of
+// the agent at once — a desk phone and a softphone app registered for one agent both ring
+// (ringPhones) — and returns an *ivr.MediaAgentLeg once one of them answered. It does not call
+// Call.MarkAnswered: the ACD emits call.answered after bridging.
 func (s *Server) PhoneDialer() ivr.AgentDialer { return phoneDialer{s: s} }
 
 type phoneDialer struct{ s *Server }
@@ -37,10 +38,11 @@ type phoneDialer struct{ s *Server }
 // back wrapping ivr.ErrNoAnswer and the *StatusError.
 func (d phoneDialer) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, error) {
 	s := d.s
-	b, ok := s.reg.lookup(o.AgentID)
-	if !ok {
+	bs := s.reg.lookupAll(o.AgentID)
+	if len(bs) == 0 {
 		return nil, fmt.Errorf("sip: offer %s to agent %d: %w", o.CallID, o.AgentID, ErrNotRegistered)
 	}
+	b := bs[0] // the most recently refreshed
 	c, _ := ctx.Value(relayCallKey{}).(*Call)
 	if c == nil || c.id != o.CallID {
 		c = s.callByID(o.CallID)
@@ -64,14 +66,18 @@ func (d phoneDialer) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, erro
 	if name == "" {
 		name = c.CallerName()
 	}
-	out, err := dialOffer(ctx, c, DialOptions{
-		URI:         b.contact.String(),
-		Destination: b.dest(),
-		FromUser:    from,
-		FromName:    name,
-		Codecs:      carrierCodecsFirst(c),
-		offerAgent:  o.AgentID, // another agent's phone may pick it up while it rings (pickup.go)
-	})
+	forks := make([]DialOptions, len(bs))
+	for i, b := range bs {
+		forks[i] = DialOptions{
+			URI:         b.contact.String(),
+			Destination: b.dest(),
+			FromUser:    from,
+			FromName:    name,
+			Codecs:      carrierCodecsFirst(c),
+			offerAgent:  o.AgentID, // another agent's phone may pick it up while it rings (pickup.go)
+		}
+	}
+	out, err := ringPhones(ctx, c, forks)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -87,6 +93,67 @@ func (d phoneDialer) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, erro
 			return nil
 		},
 	}, nil
+}
+
+// errCompletedElsewhere is why an agent's other phones are cancelled once one of them answered:
+// their CANCEL says so (RFC 3326 Reason, outbound.go), and a phone does not list a missed call.
+var errCompletedElsewhere = errors.New("sip: the call was answered on another phone of the agent")
+
+// ringPhones rings every phone of forks at once, as a forking proxy does (RFC 3261 §16.7): the
+// first to answer takes the call and the others are cancelled with the Reason "Call completed
+// elsewhere"; a phone that refuses (486 from one set on do-not-disturb, 480) leaves the others
+// ringing, while a global refusal (6xx: 603 Decline) ends the offer on every phone; when every
+// phone refused, the last refusal is returned. ctx ending (the ring timeout, the offer
+// withdrawn) cancels them all. With one phone it is dialOffer.
+//
+// Each fork's dialOffer runs on a goroutine of its own; ringPhones returns as soon as one
+// answered, and a goroutine of its own then collects the rest, hanging up any other phone that
+// answered in the same instant (bounded: each dialOffer ends within offerCancelGrace of its
+// cancellation, or with its INVITE transaction).
+func ringPhones(ctx context.Context, c *Call, forks []DialOptions) (*OutboundLeg, error) {
+	if len(forks) == 1 {
+		return dialOffer(ctx, c, forks[0])
+	}
+	fctx, cancel := context.WithCancelCause(ctx)
+	type fork struct {
+		out *OutboundLeg
+		err error
+	}
+	results := make(chan fork, len(forks))
+	for _, o := range forks {
+		go func() {
+			out, err := dialOffer(fctx, c, o)
+			results <- fork{out, err}
+		}()
+	}
+	rest := func(n int) {
+		go func() {
+			for range n {
+				if f := <-results; f.err == nil {
+					f.out.Hangup() // answered as another phone did: RFC 3261 §16.7 item 6
+				}
+			}
+			cancel(nil)
+		}()
+	}
+	var last error
+	for n := 1; n <= len(forks); n++ {
+		f := <-results
+		if f.err == nil {
+			cancel(errCompletedElsewhere)
+			rest(len(forks) - n)
+			return f.out, nil
+		}
+		last = f.err
+		var se *StatusError
+		if errors.As(f.err, &se) && se.Code >= 600 {
+			cancel(f.err)
+			rest(len(forks) - n)
+			return nil, f.err
+		}
+	}
+	cancel(nil)
+	return nil, last
 }
 
 // dialOffer places a leg of c for an offer to an agent and waits for its answer, or for ctx to

@@ -257,6 +257,11 @@ func (l *leg) invite2xx(ctx context.Context, inv *sip.Request, trunk Trunk, ring
 		stopGiveUp = t.Stop
 		giveUp = t.C
 		cr := l.cancelRequest()
+		if errors.Is(cancelWanted, errCompletedElsewhere) {
+			// RFC 3326 §2 (the example of RFC 3261 §16.7's forking): the phone shows no
+			// missed call for a call another phone of the agent answered.
+			cr.AppendHeader(sip.NewHeader("Reason", `SIP;cause=200;text="Call completed elsewhere"`))
+		}
 		cancelWG.Add(1)
 		go func() {
 			defer cancelWG.Done()

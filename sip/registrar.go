@@ -19,9 +19,9 @@ package sip
 //	})
 //	phones := srv.PhoneDialer() // into the ACD's dialer next to the softphone's
 //
-// Bindings live in memory (lost on restart; phones re-register). Not built: forking an offer
-// to several phones of one agent (the most recently refreshed binding rings), GRUU/outbound
-// (RFC 5626) flows, Path headers, and persistence of bindings.
+// Bindings live in memory (lost on restart; phones re-register). An offer rings every live
+// binding of the agent at once (agentphone.go). Not built: GRUU/outbound (RFC 5626) flows,
+// Path headers, and persistence of bindings.
 
 import (
 	"errors"
@@ -248,6 +248,22 @@ func (s *Server) Registrations(agentID int64) []Binding {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Expires.After(out[j].Expires) })
+	return out
+}
+
+// lookupAll returns the agent's live bindings, most recently refreshed first: the phones an
+// offer rings at once (agentphone.go).
+func (r *registrar) lookupAll(agentID int64) []binding {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.s.now()
+	var out []binding
+	for _, b := range r.bindings[agentID] {
+		if b.expires.After(now) {
+			out = append(out, *b)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].updated.After(out[j].updated) })
 	return out
 }
 
