@@ -267,26 +267,6 @@ func (r *registrar) lookupAll(agentID int64) []binding {
 	return out
 }
 
-// lookup returns the agent's most recently refreshed live binding.
-func (r *registrar) lookup(agentID int64) (binding, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var best *binding
-	now := r.s.now()
-	for _, b := range r.bindings[agentID] {
-		if !b.expires.After(now) {
-			continue
-		}
-		if best == nil || b.updated.After(best.updated) {
-			best = b
-		}
-	}
-	if best == nil {
-		return binding{}, false
-	}
-	return *best, true
-}
-
 // phoneAt reports whether src is where a live binding's phone sends from or is reached at
 // (its REGISTER's source or its Contact): a request from there comes from an agent's phone.
 func (r *registrar) phoneAt(src netip.AddrPort) bool {

@@ -145,10 +145,9 @@ func TestRegisterChallengeThen200ListsBindings(t *testing.T) {
 	if v := g.counter("switchboard_sip_registrations"); v != 2 {
 		t.Errorf("switchboard_sip_registrations = %v, want 2", v)
 	}
-	// The most recently refreshed binding is the one offers ring.
-	b, ok := g.s.reg.lookup(7)
-	if !ok || b.key != "sip:agent1@127.0.0.1:5072" {
-		t.Errorf("lookup = %+v %v", b, ok)
+	// Offers ring both, the most recently refreshed binding first.
+	if bs := g.s.reg.lookupAll(7); len(bs) != 2 || bs[0].key != "sip:agent1@127.0.0.1:5072" {
+		t.Errorf("lookupAll = %+v", bs)
 	}
 	// A refresh with the same Call-ID and an older CSeq is refused (§10.3 step 7).
 	ph.cseq = 0
@@ -254,7 +253,7 @@ func TestRegisterRemovalAndWildcard(t *testing.T) {
 	if v := g.counter("switchboard_sip_registrations"); v != 0 {
 		t.Errorf("gauge = %v after removal", v)
 	}
-	if _, ok := g.s.reg.lookup(7); ok {
+	if bs := g.s.reg.lookupAll(7); len(bs) != 0 {
 		t.Error("binding still found after removal")
 	}
 	mu.Lock()
