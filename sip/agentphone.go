@@ -42,7 +42,6 @@ func (d phoneDialer) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, erro
 	if len(bs) == 0 {
 		return nil, fmt.Errorf("sip: offer %s to agent %d: %w", o.CallID, o.AgentID, ErrNotRegistered)
 	}
-	b := bs[0] // the most recently refreshed
 	c, _ := ctx.Value(relayCallKey{}).(*Call)
 	if c == nil || c.id != o.CallID {
 		c = s.callByID(o.CallID)
@@ -50,7 +49,7 @@ func (d phoneDialer) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, erro
 	if o.Callback && (c == nil || !c.internal) {
 		// The caller is gone: the callback's own call (callback.go). A callback offered over
 		// the internal leg (c, the relay of another node) rings the phone on that leg.
-		return d.offerCallback(ctx, o, b)
+		return d.offerCallback(ctx, o, bs)
 	}
 	if c == nil {
 		return nil, fmt.Errorf("sip: offer %s to agent %d: %w", o.CallID, o.AgentID, ErrUnknownCall)
@@ -66,18 +65,8 @@ func (d phoneDialer) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, erro
 	if name == "" {
 		name = c.CallerName()
 	}
-	forks := make([]DialOptions, len(bs))
-	for i, b := range bs {
-		forks[i] = DialOptions{
-			URI:         b.contact.String(),
-			Destination: b.dest(),
-			FromUser:    from,
-			FromName:    name,
-			Codecs:      carrierCodecsFirst(c),
-			offerAgent:  o.AgentID, // another agent's phone may pick it up while it rings (pickup.go)
-		}
-	}
-	out, err := ringPhones(ctx, c, forks)
+	out, err := ringPhones(ctx, c, phoneForks(bs, DialOptions{FromUser: from, FromName: name, Codecs: carrierCodecsFirst(c),
+		offerAgent: o.AgentID})) // another agent's phone may pick it up while it rings (pickup.go)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -93,6 +82,16 @@ func (d phoneDialer) Offer(ctx context.Context, o ivr.Offer) (ivr.AgentLeg, erro
 			return nil
 		},
 	}, nil
+}
+
+// phoneForks is base dialled to each binding: the legs ringPhones places.
+func phoneForks(bs []binding, base DialOptions) []DialOptions {
+	forks := make([]DialOptions, len(bs))
+	for i, b := range bs {
+		forks[i] = base
+		forks[i].URI, forks[i].Destination = b.contact.String(), b.dest()
+	}
+	return forks
 }
 
 // errCompletedElsewhere is why an agent's other phones are cancelled once one of them answered:

@@ -112,17 +112,17 @@ func (l *callbackPhoneLeg) Hangup(ctx context.Context) error {
 	return err
 }
 
-// offerCallback rings an agent's SIP phone for a queue callback (o.Callback): the caller is no
-// longer on the line, so the phone's leg is the first leg of the callback's own outbound call,
-// made here; the caller is dialled on that call once the phone answers (DialCallback).
-func (d phoneDialer) offerCallback(ctx context.Context, o ivr.Offer, b binding) (ivr.AgentLeg, error) {
+// offerCallback rings an agent's SIP phones for a queue callback (o.Callback) — every phone of
+// the agent at once, as Offer does (ringPhones): the caller is no longer on the line, so the
+// answering phone's leg is the first leg of the callback's own outbound call, made here; the
+// caller is dialled on that call once a phone answers (DialCallback).
+func (d phoneDialer) offerCallback(ctx context.Context, o ivr.Offer, bs []binding) (ivr.AgentLeg, error) {
 	s := d.s
 	c, err := s.newOutboundCall(s.callbackTrunk(o.Line), o.From, o.Line)
 	if err != nil {
 		return nil, fmt.Errorf("sip: offer the callback of %s to agent %d: %w", o.CallID, o.AgentID, err)
 	}
-	out, err := dialOffer(ctx, c, DialOptions{URI: b.contact.String(), Destination: b.dest(), FromUser: c.to,
-		FromName: o.CallerName, Codecs: carrierCodecsFirst(c)})
+	out, err := ringPhones(ctx, c, phoneForks(bs, DialOptions{FromUser: c.to, FromName: o.CallerName, Codecs: carrierCodecsFirst(c)}))
 	if err != nil {
 		s.discardCall(c)
 		if ctx.Err() != nil {
