@@ -187,6 +187,7 @@ func TestOpenAPI_ResponsesMatchSpec(t *testing.T) {
 	tk2 := e.newTicket(u, map[string]any{"tags": []string{"a"}, "custom_fields": map[string]any{"csat": 5, "queue_name": "support"}})
 	ids := must(t, e.call(e.asAgent(), "GET", fmt.Sprintf("/users/%d/identities", u), nil), http.StatusOK).list("identities")
 	iid := int64(ids[1]["id"].(float64))
+	tk2Comment := int64(must(t, e.call(e.asAgent(), "GET", fmt.Sprintf("/tickets/%d/comments", tk2), nil), http.StatusOK).list("comments")[0]["id"].(float64))
 	// Groups (teams): one group with the agent in it, and one more group to delete.
 	ctx := context.Background()
 	grp, err := e.store.CreateGroup(ctx, ticketing.Actor(e.admin.ID), ticketing.GroupInput{Name: ptr("Spec team")})
@@ -281,6 +282,8 @@ func TestOpenAPI_ResponsesMatchSpec(t *testing.T) {
 		{"PUT", fmt.Sprintf("/tickets/%d", tk2), map[string]any{"ticket": map[string]any{"assignee_id": e.agent.ID, "status": "pending"}}},
 		{"PUT", fmt.Sprintf("/tickets/%d", tk2), map[string]any{"ticket": map[string]any{"status": "new"}}},
 		{"GET", fmt.Sprintf("/tickets/%d/comments", tk), nil},
+		{"PUT", fmt.Sprintf("/tickets/%d/comments/%d/make_private", tk2, tk2Comment), nil},
+		{"PUT", fmt.Sprintf("/tickets/%d/comments/999999/make_private", tk2), nil},
 		{"POST", fmt.Sprintf("/tickets/%d/comments", tk), map[string]any{"comment": map[string]any{"body": "note", "public": false}}},
 		{"POST", fmt.Sprintf("/tickets/%d/merge", tk2), map[string]any{"ids": []int64{tk}}},
 		{"POST", fmt.Sprintf("/tickets/%d/merge", tk2), map[string]any{"ids": []int64{tk}}},
