@@ -124,9 +124,6 @@ func (s *Service) journalAppend(r Recording, dirs []string) error {
 	}
 	s.jmu.Lock()
 	if s.pendingIDs[r.ID] > 0 { // not written meanwhile
-		if s.unwritten == nil {
-			s.unwritten = map[string]Recording{}
-		}
 		s.unwritten[r.ID] = r
 	}
 	s.jmu.Unlock()

@@ -136,7 +136,7 @@ func New(opts Options) (*Service, error) {
 	opts.Dir = dir
 	s := &Service{opts: opts, log: log, active: map[string]*Writer{},
 		queue: make(chan *entry, opts.MetadataQueue), scanKick: make(chan struct{}, 1),
-		jzero: make(chan struct{}), pendingIDs: map[string]int{}}
+		jzero: make(chan struct{}), pendingIDs: map[string]int{}, unwritten: map[string]Recording{}}
 	s.jl.cond.L = &s.jl.mu
 	s.clock.timer = time.AfterFunc(time.Hour, s.onClock)
 	s.clock.timer.Stop() // armed by the first recording
